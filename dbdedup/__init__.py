@@ -1,0 +1,3 @@
+"""dbdedup: SQL-native image deduplication inside PostgreSQL."""
+
+__version__ = "0.1.0"

