@@ -1,0 +1,61 @@
+"""Real images for tests, made with Pillow and numpy: photo-like originals and edited copies."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
+
+
+def photo(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
+    """A deterministic photo-like RGB image: smooth colour fields plus shapes and mild noise.
+
+    Different seeds give unrelated images (pHash distance typically 20-40).
+    """
+    rng = np.random.default_rng(seed)
+    w, h = size
+    # low-frequency colour field: upsampled random grid
+    grid = rng.integers(0, 256, size=(4, 5, 3), dtype=np.uint8)
+    base = Image.fromarray(grid, "RGB").resize((w, h), Image.Resampling.BICUBIC)
+    arr = np.asarray(base, dtype=np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(6):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        r = rng.uniform(min(w, h) * 0.08, min(w, h) * 0.3)
+        colour = rng.uniform(0, 255, size=3)
+        mask = ((xx - cx) ** 2 + (yy - cy) ** 2) < r * r
+        arr[mask] = arr[mask] * 0.3 + colour * 0.7
+    arr += rng.normal(0, 4, size=arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def save(image: Image.Image, path: Path, fmt: str | None = None, **params) -> Path:
+    """Save ``image`` to ``path`` (parents created); returns the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt, **params)
+    return path
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def resized(image: Image.Image, factor: float) -> Image.Image:
+    w, h = image.size
+    return image.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS)
+
+
+def reencoded(image: Image.Image, quality: int) -> Image.Image:
+    return Image.open(io.BytesIO(jpeg_bytes(image, quality))).convert("RGB")
+
+
+def brighter(image: Image.Image, factor: float = 1.2) -> Image.Image:
+    return ImageEnhance.Brightness(image).enhance(factor)
+
+
+def mirrored(image: Image.Image) -> Image.Image:
+    return ImageOps.mirror(image)
