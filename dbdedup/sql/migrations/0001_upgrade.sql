@@ -53,6 +53,8 @@ CREATE TABLE dbdedup.images (
     path_bytes    bytea NOT NULL UNIQUE,
     size_bytes    bigint NOT NULL,
     mtime_ns      bigint NOT NULL,
+    device        bigint,
+    inode         bigint,
     mtime         timestamptz GENERATED ALWAYS AS (to_timestamp(mtime_ns / 1e9)) STORED,
     status        text NOT NULL CHECK (status IN ('ok', 'error', 'missing')),
     sha256        bytea,
@@ -78,6 +80,8 @@ COMMENT ON TABLE dbdedup.images IS 'One row per file dbdedup has seen: its hashe
 COMMENT ON COLUMN dbdedup.images.path IS 'The file path for display: the exact path when it is valid UTF-8, else with undecodable bytes as \xNN escapes.';
 COMMENT ON COLUMN dbdedup.images.path_bytes IS 'The exact path bytes as the file system has them (lossless, also for names that are not UTF-8).';
 COMMENT ON COLUMN dbdedup.images.mtime_ns IS 'Modification time in nanoseconds since the epoch; with path and size it decides whether a file changed.';
+COMMENT ON COLUMN dbdedup.images.device IS 'st_dev of the file: with inode, rows with equal values are one file reached by two paths (hard link or symlink), not copies.';
+COMMENT ON COLUMN dbdedup.images.inode IS 'st_ino of the file (see device).';
 COMMENT ON COLUMN dbdedup.images.status IS 'ok (hashed), error (could not be loaded, see error), or missing (gone from disk since missing_since).';
 COMMENT ON COLUMN dbdedup.images.sha256 IS 'SHA-256 of the file bytes: equal values are exact duplicates.';
 COMMENT ON COLUMN dbdedup.images.format IS 'Image format detected from the content (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIF, AVIF).';

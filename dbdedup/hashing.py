@@ -1,0 +1,404 @@
+"""Decode an image file once and compute everything dbdedup stores about it.
+
+Pure functions, no database. One read of the file's bytes gives the SHA-256 and
+the decode; one greyscale image gives pHash, dHash and aHash with exactly the
+operations ``imagehash`` uses (``convert('L')``, a LANCZOS resize,
+``scipy.fftpack.dct``), so the values are bit-identical to
+``imagehash.phash/dhash/average_hash`` applied to the decoded image.
+
+Hashes are stored as signed 64-bit integers holding the same bits as
+imagehash's hex string: ``int(str(imagehash.phash(img)), 16)`` read as uint64,
+then reinterpreted as int64 (see ``hash_to_int64``/``int64_to_hex``).
+
+Failures raise ``ImageError`` with a reason code from ``REASONS`` and a
+readable detail; ``hash_file_result`` turns them into a plain result for the
+loader's worker processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile
+
+# Pillow's own default limit (about 89 million pixels): above it Pillow warns, above twice it raises.
+DEFAULT_MAX_PIXELS: int = 89_478_485
+
+# Why a file could not be loaded: reason code -> what it means.
+REASONS: dict[str, str] = {
+    "empty_file": "the file is empty (0 bytes)",
+    "truncated": "the image data ends early (incomplete copy or download)",
+    "not_an_image": "the content is not an image format dbdedup reads",
+    "unsupported_format": "an image format that needs an optional plugin (pip install 'dbdedup[formats]')",
+    "too_many_pixels": "more pixels than --max-pixels (a possible decompression bomb)",
+    "decode_error": "the image header is readable but the pixel data is damaged",
+    "permission_denied": "no permission to read the file or directory",
+    "broken_symlink": "a symbolic link whose target does not exist",
+    "symlink_loop": "a symbolic link that points to itself, directly or through other links",
+    "unreadable": "the file system returned an error while reading",
+}
+
+# Errors that depend on the environment rather than on the bytes: retried on every
+# run even when the file's size and mtime did not change (chmod does not touch mtime).
+RETRY_REASONS: tuple[str, ...] = ("permission_denied", "broken_symlink", "symlink_loop", "unreadable")
+
+HASH_SIZE = 8
+PHASH_SIZE = HASH_SIZE * 4  # imagehash's highfreq_factor=4
+# JPEG draft decoding asks libjpeg for at least this many pixels a side (DCT scaling
+# by up to 1/8), and other large images are box-reduced to about this size before
+# hashing: plenty for 32x32 pHash, and a 12 MP photo costs a fraction of a full decode.
+WORKING_SIZE = 64
+# Files larger than this are hashed by streaming and decoded from the file instead
+# of being held in memory whole.
+IN_MEMORY_LIMIT = 256 * 1024 * 1024
+
+_LANCZOS = Image.Resampling.LANCZOS
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_FORMAT_NAMES = {"MPO": "JPEG", "JPEG2000": "JPEG2000"}
+
+
+class ImageError(Exception):
+    """A file that cannot be loaded: ``reason`` (a key of REASONS) and a readable ``detail``."""
+
+    def __init__(self, reason: str, detail: str):
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """The three 64-bit hashes of one image, as signed int64 with imagehash's bit order."""
+
+    phash: int
+    dhash: int
+    ahash: int
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for hashing, plus what the loader stores about it.
+
+    ``image`` is the greyscale (or RGB) image the hashes are computed from: the
+    first frame, EXIF orientation applied, transparency flattened on white,
+    16-bit data scaled to 8 bits, and large images reduced (JPEG draft mode or
+    box reduction). ``width``/``height`` are the full size after orientation.
+    """
+
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """Everything dbdedup stores about a loaded image file."""
+
+    sha256: bytes
+    size_bytes: int
+    mtime_ns: int
+    device: int
+    inode: int
+    format: str
+    width: int
+    height: int
+    frames: int
+    phash: int
+    dhash: int
+    ahash: int
+
+
+# ---------------------------------------------------------------- hash encoding
+
+
+def bits_to_int64(bits: np.ndarray) -> int:
+    """64 booleans (row-major, first = most significant, as imagehash prints them) -> signed int64."""
+    packed = np.packbits(np.asarray(bits, dtype=bool).ravel())
+    return int.from_bytes(packed.tobytes(), "big", signed=True)
+
+
+def hash_to_int64(image_hash) -> int:
+    """An ``imagehash.ImageHash`` (8x8) -> the signed int64 dbdedup stores."""
+    return bits_to_int64(image_hash.hash)
+
+
+def int64_to_hex(value: int) -> str:
+    """The stored signed int64 -> imagehash's 16-digit hex string."""
+    return f"{value & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def hex_to_int64(text: str) -> int:
+    """imagehash's hex string -> the stored signed int64."""
+    return int.from_bytes(int(text, 16).to_bytes(8, "big"), "big", signed=True)
+
+
+# ---------------------------------------------------------------- hashes from an image
+
+
+def compute_hashes(image: Image.Image) -> Hashes:
+    """pHash, dHash and aHash of ``image``, bit-identical to imagehash's functions on it.
+
+    One ``convert('L')`` serves all three (imagehash converts in each function);
+    the resizes and the DCT are the very operations imagehash performs.
+    """
+    import scipy.fftpack
+
+    grey = image if image.mode == "L" else image.convert("L")
+
+    pixels = np.asarray(grey.resize((PHASH_SIZE, PHASH_SIZE), _LANCZOS))
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    low = dct[:HASH_SIZE, :HASH_SIZE]
+    phash = bits_to_int64(low > np.median(low))
+
+    pixels = np.asarray(grey.resize((HASH_SIZE + 1, HASH_SIZE), _LANCZOS))
+    dhash = bits_to_int64(pixels[:, 1:] > pixels[:, :-1])
+
+    pixels = np.asarray(grey.resize((HASH_SIZE, HASH_SIZE), _LANCZOS))
+    ahash = bits_to_int64(pixels > np.mean(pixels))
+    return Hashes(phash=phash, dhash=dhash, ahash=ahash)
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _open(source) -> Image.Image:
+    with warnings.catch_warnings():
+        # We enforce our own pixel limit from the header (max_pixels), so Pillow's
+        # warning is noise; its hard error is reported as too_many_pixels.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError as exc:
+            raise ImageError("too_many_pixels", str(exc)) from exc
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale -> 8-bit 'L', scaled (Pillow's convert clips)."""
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        finite = arr[np.isfinite(arr)]
+        top = float(finite.max()) if finite.size else 1.0
+        scale = 255.0 if top <= 1.0 else 255.0 / top if top > 255.0 else 1.0
+        out = np.clip(np.nan_to_num(arr) * scale, 0, 255)
+    else:
+        arr = arr.astype(np.int64)
+        if image.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            # 16-bit data (65535 = white): exact division keeps an 8-bit original's values.
+            out = np.clip((arr + 128) // 257, 0, 255) if arr.max(initial=0) <= 65535 else arr * 255 // arr.max()
+        else:
+            out = np.clip(arr, 0, 255)
+    return Image.fromarray(out.astype(np.uint8), "L")
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def normalise_mode(image: Image.Image) -> Image.Image:
+    """Any decoded mode -> 'L' or 'RGB' that looks like what a viewer shows."""
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _to_8bit_grey(image)
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _flatten_on_white(image)
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P"):
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def _classify_decode_failure(exc: Exception, fmt: str) -> ImageError:
+    text = str(exc) or exc.__class__.__name__
+    lowered = text.lower()
+    if isinstance(exc, ImageError):
+        return exc
+    if isinstance(exc, EOFError) or "truncated" in lowered or "premature end" in lowered:
+        return ImageError("truncated", f"{fmt} data ends early: {text}")
+    if isinstance(exc, MemoryError):
+        return ImageError("too_many_pixels", f"{fmt} image needs more memory than available")
+    return ImageError("decode_error", f"{fmt} image could not be decoded: {text}")
+
+
+def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode the first frame of an image (bytes, a path or a binary file) for hashing.
+
+    Checks the pixel count from the header before decoding; raises ImageError.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:32])
+        source = io.BytesIO(source)
+    else:
+        head = b""
+    try:
+        image = _open(source)
+    except ImageError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError, SyntaxError from broken headers, ...
+        from .scan import sniff_format
+
+        known = sniff_format(head) if head else None
+        if known in ("HEIF", "AVIF"):
+            raise ImageError("unsupported_format",
+                             f"{known} image, but no {known} plugin is installed "
+                             "(pip install 'dbdedup[formats]')") from exc
+        if known:
+            raise ImageError("decode_error", f"{known} signature, but the header is damaged or cut short") from exc
+        raise ImageError("not_an_image", "the content is not in an image format dbdedup reads") from exc
+
+    with image:
+        fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
+        if max_pixels and width * height > max_pixels:
+            raise ImageError("too_many_pixels",
+                             f"{fmt} header says {width}x{height} = {width * height:,} pixels, "
+                             f"above the limit of {max_pixels:,} (--max-pixels)")
+        try:
+            frames = int(getattr(image, "n_frames", 1) or 1)
+            if frames > 1:
+                image.seek(0)
+            orientation = 1
+            try:
+                orientation = int(image.getexif().get(0x0112, 1) or 1)
+            except Exception:
+                orientation = 1  # a damaged EXIF block should not lose the image
+            if fmt == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
+                image.draft("L", (WORKING_SIZE, WORKING_SIZE))
+            image.load()
+            work = normalise_mode(image)
+            if work.mode == "RGB" and min(work.size) >= 2 * WORKING_SIZE:
+                work = work.convert("L")
+            factor = min(work.size) // WORKING_SIZE
+            if factor >= 2:
+                work = work.reduce(factor)
+            transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+            if transpose is not None:
+                work = work.transpose(transpose)
+                if orientation >= 5:
+                    width, height = height, width
+            if work is image:
+                work = image.copy()
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise _classify_decode_failure(exc, fmt) from exc
+    return DecodedImage(image=work, format=fmt, width=width, height=height, frames=frames)
+
+
+def _read_file(path) -> tuple[bytes | None, str, os.stat_result]:
+    """Read a file's bytes (or only hash them when huge); returns (data or None, sha256 hex, stat)."""
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if st.st_size > IN_MEMORY_LIMIT:
+                digest = hashlib.sha256()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                return None, digest.digest(), st
+            data = handle.read()
+            return data, hashlib.sha256(data).digest(), st
+    except PermissionError as exc:
+        raise ImageError("permission_denied", f"cannot read the file: {exc.strerror}") from exc
+    except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise ImageError("broken_symlink", "the symbolic link's target does not exist") from exc
+        raise ImageError("unreadable", "the file disappeared while loading") from exc
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise ImageError("symlink_loop", "the symbolic link leads back to itself") from exc
+        raise ImageError("unreadable", f"read error: {exc.strerror or exc}") from exc
+
+
+def hash_image_file(path: Union[str, bytes, os.PathLike], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
+    """Read ``path`` once and return its SHA-256, size, format and hashes; raise ImageError."""
+    data, digest, st = _read_file(path)
+    if st.st_size == 0:
+        raise ImageError("empty_file", "the file is empty (0 bytes)")
+    decoded = decode_image(data if data is not None else path, max_pixels=max_pixels)
+    hashes = compute_hashes(decoded.image)
+    return ImageInfo(
+        sha256=digest, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
+        format=decoded.format, width=decoded.width, height=decoded.height, frames=decoded.frames,
+        phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
+    )
+
+
+def hash_file_result(path: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple:
+    """``hash_image_file`` for worker processes: never raises for a bad file.
+
+    Returns ``(path, size, mtime_ns, device, inode, sha256, format, width,
+    height, frames, phash, dhash, ahash, reason, detail)``; on failure the
+    image fields are None and ``reason``/``detail`` say why (size and mtime
+    from stat, or lstat for links, when known).
+    """
+    try:
+        info = hash_image_file(path, max_pixels=max_pixels)
+    except Exception as exc:  # also a decoder bug: it must not stop the load, only this file
+        if isinstance(exc, ImageError):
+            reason, detail = exc.reason, exc.detail
+        else:
+            reason, detail = "decode_error", f"unexpected {exc.__class__.__name__}: {exc}"
+        size = mtime = device = inode = None
+        for stat_function in (os.stat, os.lstat):
+            try:
+                st = stat_function(path)
+            except OSError:
+                continue
+            size, mtime, device, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
+            break
+        return (path, size or 0, mtime or 0, device, inode,
+                None, None, None, None, None, None, None, None, reason, detail)
+    return (path, info.size_bytes, info.mtime_ns, info.device, info.inode, info.sha256, info.format,
+            info.width, info.height, info.frames, info.phash, info.dhash, info.ahash, None, None)
+
+
+def register_optional_formats() -> list[str]:
+    """Register HEIC/AVIF openers when pillow-heif / pillow-avif-plugin are installed; return what was added."""
+    added = []
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        added.append("HEIF")
+    except ImportError:
+        pass
+    if "AVIF" not in Image.registered_extensions().values():
+        try:
+            import pillow_avif  # noqa: F401  (registers itself on import)
+
+            added.append("AVIF")
+        except ImportError:
+            pass
+    return added
+
+
+# Truncated files must fail loudly, not load as half-grey images.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+register_optional_formats()

@@ -1,0 +1,441 @@
+"""Load image files into dbdedup.images: walk, hash in worker processes, COPY in batches.
+
+The data flow, all streaming (memory stays flat whatever the number of files):
+
+    scan (this process, lazy) -> batch of paths -> which are new or changed? (one
+    query per batch) -> chunks of paths to a process pool (a bounded number in
+    flight) -> result rows -> binary COPY into a temporary table -> one upsert
+    into dbdedup.images + dbdedup.load_errors, committed per batch.
+
+A batch is one transaction, so a load killed at any moment leaves whole rows
+only, and the next load carries on from what is stored. One load at a time per
+database (an advisory lock); a run found still 'running' was killed and is
+marked 'interrupted'.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence, Union
+
+import psycopg
+
+from . import hashing
+from .errors import DbdedupError
+from .hashing import DEFAULT_MAX_PIXELS, RETRY_REASONS
+from .scan import CANDIDATE, ERROR, IGNORED, ScanEntry, display_path, normalise_root, scan
+from .sqlfiles import named_queries
+
+LOAD_LOCK_KEY = 7_220_002  # pg_advisory_lock key: one load at a time per database
+
+FIRST_SCAN_BATCH = 256  # small, so workers start at once
+SCAN_BATCH = 2000  # scanned entries looked up in the database per query
+CHUNK_FILES = 64  # files per task sent to a worker process
+CHUNK_BYTES = 8 * 1024 * 1024  # ... or fewer when the files are large (keeps workers balanced)
+CHUNKS_IN_FLIGHT_PER_WORKER = 4
+WRITE_ROWS = 2000  # rows per COPY + upsert transaction
+WRITE_SECONDS = 1.0  # ... or fewer, so a kill loses at most about a second of work
+
+_STAGE_TYPES = ["text", "bytea", "int8", "int8", "int8", "int8", "text", "bytea", "text",
+                "int4", "int4", "int4", "int8", "int8", "int8", "text", "text"]
+
+PathLike = Union[str, bytes, os.PathLike]
+
+
+class LoadProgress:
+    """Callbacks the loader calls as it goes; subclass and override what you need.
+
+    The library never prints: the CLI implements this with a progress bar.
+    """
+
+    def files_found(self, found: int, scan_complete: bool) -> None:
+        """``found`` image files (and unreadable entries) seen by the walk so far."""
+
+    def files_done(self, done: int, errors: int) -> None:
+        """``done`` of them handled (hashed, unchanged or failed); ``errors`` failed so far."""
+
+
+@dataclass
+class LoadSummary:
+    """What one call of ``load_paths`` did."""
+
+    run_id: int
+    roots: list[str]
+    files_seen: int = 0
+    loaded: int = 0
+    unchanged: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    ignored: int = 0
+    missing: int = 0
+    exact_duplicate_groups: int = 0
+    seconds: float = 0.0
+    workers: int = 0
+    interrupted_runs: list[int] = field(default_factory=list)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def as_dict(self) -> dict:
+        return {
+            "run_id": self.run_id, "roots": self.roots, "files_seen": self.files_seen, "loaded": self.loaded,
+            "unchanged": self.unchanged, "errors": dict(self.errors), "error_count": self.error_count,
+            "ignored": self.ignored, "missing": self.missing,
+            "exact_duplicate_groups": self.exact_duplicate_groups, "seconds": round(self.seconds, 3),
+            "workers": self.workers, "interrupted_runs": self.interrupted_runs,
+        }
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide the hash values (stored with every run)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import numpy
+    import PIL
+
+    from . import __version__
+
+    versions = {"dbdedup": __version__, "Pillow": PIL.__version__, "numpy": numpy.__version__}
+    for dist in ("ImageHash", "scipy", "pillow-heif", "pillow-avif-plugin"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/load.sql")
+
+
+def _signed64(value: int | None) -> int | None:
+    if value is None:
+        return None
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+def _init_worker() -> None:
+    # Ctrl-C is the parent's business: it stops the pool and records the run.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The loader checks --max-pixels from the header itself; Pillow's global
+    # limit would otherwise refuse images the user allowed.
+    hashing.Image.MAX_IMAGE_PIXELS = None
+
+
+def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple]:
+    return [hashing.hash_file_result(path, max_pixels) for path in paths]
+
+
+def _pool_context():
+    # fork: workers start in milliseconds with everything imported, and callers'
+    # scripts need no `if __name__ == "__main__"` guard (forkserver and spawn
+    # re-import the main module). The workers only hash files: they touch no
+    # lock, connection or thread inherited from the parent.
+    if "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
+
+
+# ---------------------------------------------------------------- the run
+
+
+class _Loader:
+    def __init__(self, conn: psycopg.Connection, run_id: int, max_pixels: int,
+                 progress: LoadProgress, started: float):
+        self.conn = conn
+        self.q = _queries()
+        self.run_id = run_id
+        self.max_pixels = max_pixels
+        self.progress = progress
+        self.started = started
+        self.found = 0
+        self.done = 0
+        self.loaded = 0
+        self.unchanged = 0
+        self.ignored = 0
+        self.missing = 0
+        self.errors: Counter[str] = Counter()
+        self.pending_rows: list[tuple] = []
+        self.last_write = time.monotonic()
+        self.skip_prefixes: list[bytes] = []
+
+    # -- database steps, each one transaction
+
+    def create_temp_tables(self) -> None:
+        with self.conn.transaction():
+            for name in ("create_scan_batch", "create_seen", "create_stage"):
+                self.conn.execute(self.q[name])
+            self.conn.execute(self.q["clear_temp_tables"])
+
+    def files_to_hash(self, entries: list[ScanEntry]) -> set[bytes]:
+        """Remember the batch as seen; return the paths that need hashing (or re-recording)."""
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                with cur.copy(self.q["copy_scan_batch"]) as copy:
+                    copy.set_types(["bytea", "int8", "int8"])
+                    for entry in entries:
+                        copy.write_row((entry.path, entry.size, entry.mtime_ns))
+                cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS)})
+                todo = {bytes(row[0]) for row in cur}
+                cur.execute(self.q["remember_scan_batch"])
+                cur.execute(self.q["empty_scan_batch"])
+        return todo
+
+    def add_result(self, row: tuple) -> None:
+        (path, size, mtime, device, inode, sha256, fmt, width, height, frames,
+         phash, dhash, ahash, reason, detail) = row
+        status = "ok" if reason is None else "error"
+        if reason is None:
+            self.loaded += 1
+        else:
+            self.errors[reason] += 1
+        self.done += 1
+        self.pending_rows.append((display_path(path), path, size, mtime, _signed64(device), _signed64(inode),
+                                  status, sha256, fmt, width, height, frames, phash, dhash, ahash, reason, detail))
+
+    def add_scan_error(self, entry: ScanEntry) -> None:
+        if entry.is_dir:
+            self.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
+        self.add_result((entry.path, entry.size, entry.mtime_ns, None, None, None, None, None, None, None,
+                         None, None, None, entry.reason, entry.detail))
+
+    def write_if_due(self, force: bool = False) -> None:
+        if not self.pending_rows:
+            return
+        if force or len(self.pending_rows) >= WRITE_ROWS or time.monotonic() - self.last_write >= WRITE_SECONDS:
+            self.write()
+
+    def write(self) -> None:
+        rows, self.pending_rows = self.pending_rows, []
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                with cur.copy(self.q["copy_stage"]) as copy:
+                    copy.set_types(_STAGE_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
+                cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
+                cur.execute(self.q["empty_stage"])
+                cur.execute(self.q["update_run_counts"], self.counts())
+        self.last_write = time.monotonic()
+        self.progress.files_done(self.done, self.error_count)
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def counts(self) -> dict:
+        return {
+            "run_id": self.run_id, "files_seen": self.found, "loaded": self.loaded, "unchanged": self.unchanged,
+            "errors": self.error_count, "ignored": self.ignored, "missing": self.missing,
+            "seconds": time.monotonic() - self.started,
+        }
+
+    def mark_missing(self, roots: list[bytes], recursive: bool) -> None:
+        with self.conn.transaction():
+            for root in roots:
+                prefix = root if root.endswith(b"/") else root + b"/"
+                cur = self.conn.execute(self.q["mark_missing"], {
+                    "run_id": self.run_id, "root": root, "prefix": prefix, "recursive": recursive,
+                    "skip_prefixes": self.skip_prefixes,
+                })
+                self.missing += cur.rowcount
+            self.conn.execute(self.q["update_run_counts"], self.counts())
+
+    # -- the pipeline
+
+    def run(self, roots: list[bytes], recursive: bool, workers: int) -> None:
+        self.create_temp_tables()
+        in_flight: set[cf.Future] = set()
+        max_in_flight = workers * CHUNKS_IN_FLIGHT_PER_WORKER
+
+        def collect(block: bool) -> None:
+            if not in_flight:
+                return
+            done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                in_flight.discard(future)
+                for row in future.result():
+                    self.add_result(row)
+            self.progress.files_done(self.done, self.error_count)
+            self.write_if_due()
+
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+        try:
+            for batch in _batches(scan(roots, recursive=recursive), self):
+                todo = self.files_to_hash(batch) if batch else set()
+                self.unchanged += len(batch) - len(todo)
+                self.done += len(batch) - len(todo)
+                chunk: list[bytes] = []
+                chunk_bytes = 0
+                for entry in batch:
+                    if entry.path not in todo:
+                        continue
+                    if entry.kind == ERROR:
+                        self.add_scan_error(entry)
+                        continue
+                    chunk.append(entry.path)
+                    chunk_bytes += entry.size
+                    if len(chunk) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
+                        while len(in_flight) >= max_in_flight:
+                            collect(block=True)
+                        in_flight.add(pool.submit(_hash_chunk, chunk, self.max_pixels))
+                        chunk, chunk_bytes = [], 0
+                if chunk:
+                    while len(in_flight) >= max_in_flight:
+                        collect(block=True)
+                    in_flight.add(pool.submit(_hash_chunk, chunk, self.max_pixels))
+                collect(block=False)
+            self.progress.files_found(self.found, True)
+            while in_flight:
+                collect(block=True)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            _terminate_workers(pool)
+            raise
+        pool.shutdown(wait=True)
+        self.write_if_due(force=True)
+        self.mark_missing(roots, recursive)
+
+
+def _terminate_workers(pool: cf.ProcessPoolExecutor) -> None:
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            process.terminate()
+        except Exception:
+            pass
+
+
+def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[ScanEntry]]:
+    """Group scanned entries (ignored files only counted) into lookup batches."""
+    batch: list[ScanEntry] = []
+    size = FIRST_SCAN_BATCH
+    for entry in entries:
+        if entry.kind == IGNORED:
+            loader.ignored += 1
+            continue
+        batch.append(entry)
+        loader.found += 1
+        if len(batch) >= size:
+            loader.progress.files_found(loader.found, False)
+            yield batch
+            batch = []
+            size = SCAN_BATCH
+    loader.progress.files_found(loader.found, False)
+    yield batch
+
+
+def _check_roots(roots: Sequence[PathLike]) -> list[bytes]:
+    if not roots:
+        raise DbdedupError("no path to load", hint="give one or more files or folders: dbdedup load ~/Pictures")
+    normalised = []
+    for root in roots:
+        path = normalise_root(root)
+        if not os.path.exists(path):
+            raise DbdedupError(f"no such file or folder: {display_path(os.fsencode(root))}",
+                               hint="check the path; nothing was loaded")
+        normalised.append(path)
+    return normalised
+
+
+def load_paths(
+    conn: psycopg.Connection,
+    roots: Sequence[PathLike],
+    *,
+    workers: int | None = None,
+    recursive: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: LoadProgress | None = None,
+) -> LoadSummary:
+    """Load every image under ``roots`` into dbdedup.images and return a summary.
+
+    New and changed files (by path, size and mtime) are hashed in ``workers``
+    processes (default: all cores); unchanged ones are skipped; files that
+    cannot be loaded get status 'error' with a reason (and a dbdedup.load_errors
+    row); stored files under the roots that are gone are marked 'missing'.
+    Commits once per batch. Raises DbdedupError when a root does not exist or
+    another load is running on the same database.
+    """
+    root_paths = _check_roots(roots)
+    workers = max(1, int(workers or default_workers()))
+    progress = progress or LoadProgress()
+    q = _queries()
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.commit()
+    with conn.transaction():
+        locked = conn.execute(q["try_lock"], {"key": LOAD_LOCK_KEY}).fetchone()[0]
+    if not locked:
+        raise DbdedupError("another dbdedup load is running on this database",
+                           hint="wait for it to finish, or stop it; a killed load releases the lock at once")
+    started = time.monotonic()
+    try:
+        parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
+                      "working_size": hashing.WORKING_SIZE, "hash_size": hashing.HASH_SIZE}
+        with conn.transaction():
+            run_id = conn.execute(q["start_run"], {
+                "roots": [display_path(r) for r in root_paths],
+                "parameters": json.dumps(parameters),
+                "versions": json.dumps(library_versions()),
+            }).fetchone()[0]
+            interrupted = [row[0] for row in conn.execute(q["mark_interrupted"], {"run_id": run_id})]
+        loader = _Loader(conn, run_id, max_pixels, progress, started)
+        status, message = "failed", None
+        try:
+            loader.run(root_paths, recursive, workers)
+            status = "completed"
+        except KeyboardInterrupt:
+            status, message = "interrupted", "stopped by the user (Ctrl-C)"
+            raise
+        except BaseException as exc:
+            message = f"{exc.__class__.__name__}: {exc}"
+            raise
+        finally:
+            _finish_run(conn, loader, status, message)
+        with conn.transaction():
+            duplicate_groups = conn.execute(q["exact_duplicate_groups"]).fetchone()[0]
+    finally:
+        _unlock(conn)
+    return LoadSummary(
+        run_id=run_id, roots=[display_path(r) for r in root_paths], files_seen=loader.found,
+        loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
+        ignored=loader.ignored, missing=loader.missing, exact_duplicate_groups=duplicate_groups,
+        seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
+    )
+
+
+def _finish_run(conn: psycopg.Connection, loader: _Loader, status: str, message: str | None) -> None:
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            conn.execute(_queries()["finish_run"], {**loader.counts(), "status": status, "message": message})
+    except psycopg.Error:
+        pass  # the connection is gone: the next load finds the run 'running' and marks it interrupted
+
+
+def _unlock(conn: psycopg.Connection) -> None:
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            conn.execute(_queries()["unlock"], {"key": LOAD_LOCK_KEY})
+    except psycopg.Error:
+        pass

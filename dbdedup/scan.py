@@ -1,0 +1,189 @@
+"""Walk the roots and sniff files: which are images, which are not, which cannot be read.
+
+No decoding happens here. Paths stay ``bytes`` from start to end, so names that
+are not valid UTF-8 are kept exactly as the file system has them. The walk is
+lazy (a generator over ``os.scandir``), follows directory symlinks without ever
+entering a directory twice, and turns unreadable directories and broken links
+into error entries instead of stopping.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence, Union
+
+IMAGE_EXTENSIONS = frozenset(
+    b"." + ext
+    for ext in (
+        b"jpg", b"jpeg", b"jpe", b"jfif", b"png", b"gif", b"webp", b"bmp", b"dib",
+        b"tif", b"tiff", b"heic", b"heif", b"hif", b"avif", b"mpo",
+    )
+)
+
+# Bytes needed to recognise every signature in sniff_format.
+SNIFF_BYTES = 32
+
+CANDIDATE, IGNORED, ERROR = "candidate", "ignored", "error"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEntry:
+    """One thing found by the walk.
+
+    ``kind`` is CANDIDATE (an image by name or content: to be hashed), IGNORED
+    (a regular file that is not an image: sidecars, text, ...; only counted) or
+    ERROR (``reason``/``detail`` say why it could not be read). ``size`` and
+    ``mtime_ns`` come from stat (lstat for broken links and errors).
+    """
+
+    path: bytes
+    kind: str
+    size: int = 0
+    mtime_ns: int = 0
+    reason: str | None = None
+    detail: str | None = None
+    is_dir: bool = False
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format a file's first bytes announce, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:2] == b"BM" and len(head) >= 14:
+        return "BMP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+        if brand in (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"):
+            return "HEIF"
+    return None
+
+
+def display_path(path: bytes) -> str:
+    """A readable text form of a path: exact when valid UTF-8, else with \\xNN escapes."""
+    return path.decode("utf-8", "backslashreplace")
+
+
+def normalise_root(root: Union[str, bytes, os.PathLike]) -> bytes:
+    """An absolute bytes path for ``root`` (symlinks kept as given, not resolved)."""
+    return os.path.abspath(os.fsencode(root))
+
+
+def _has_image_extension(name: bytes) -> bool:
+    dot = name.rfind(b".")
+    return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
+
+
+def _sniff_file(path: bytes) -> str | None:
+    try:
+        with open(path, "rb") as handle:
+            return sniff_format(handle.read(SNIFF_BYTES))
+    except OSError:
+        # Unreadable files without an image extension: we cannot tell what they
+        # are, and they are most likely not photos; leave them alone.
+        return None
+
+
+def _error_for(path: bytes, exc: OSError, *, is_dir: bool = False) -> ScanEntry:
+    try:
+        st = os.lstat(path)
+        size, mtime = (0 if is_dir else st.st_size), st.st_mtime_ns
+    except OSError:
+        size, mtime = 0, 0
+    what = "directory" if is_dir else "file"
+    if isinstance(exc, PermissionError):
+        return ScanEntry(path, ERROR, size, mtime, "permission_denied",
+                         f"no permission to read this {what}: {exc.strerror}", is_dir)
+    if exc.errno == errno.ELOOP:
+        return ScanEntry(path, ERROR, size, mtime, "symlink_loop",
+                         "the symbolic link leads back to itself", is_dir)
+    if isinstance(exc, FileNotFoundError) and os.path.islink(path):
+        try:
+            target = os.fsdecode(os.readlink(path))
+        except OSError:
+            target = "?"
+        return ScanEntry(path, ERROR, size, mtime, "broken_symlink",
+                         f"symbolic link to {target!r}, which does not exist", is_dir)
+    return ScanEntry(path, ERROR, size, mtime, "unreadable",
+                     f"cannot read this {what}: {exc.strerror or exc}", is_dir)
+
+
+def _classify_file(path: bytes, name: bytes, st: os.stat_result) -> ScanEntry:
+    if not stat.S_ISREG(st.st_mode):
+        return ScanEntry(path, IGNORED, 0, st.st_mtime_ns)  # fifos, sockets, devices: never opened
+    if _has_image_extension(name) or _sniff_file(path) is not None:
+        return ScanEntry(path, CANDIDATE, st.st_size, st.st_mtime_ns)
+    return ScanEntry(path, IGNORED, st.st_size, st.st_mtime_ns)
+
+
+def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = True) -> Iterator[ScanEntry]:
+    """Walk ``roots`` lazily and yield a ScanEntry per file (and per unreadable directory).
+
+    A root may be a directory or a single file. Directory symlinks are followed,
+    but each directory (by device and inode) is entered once, so loops end.
+    """
+    visited: set[tuple[int, int]] = set()
+    for root in roots:
+        yield from _walk_root(normalise_root(root), recursive, visited)
+
+
+def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]]) -> Iterable[ScanEntry]:
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        yield _error_for(root, exc)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        yield _classify_file(root, os.path.basename(root), st)
+        return
+    visited_key = (st.st_dev, st.st_ino)
+    if visited_key in visited:
+        return
+    visited.add(visited_key)
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        try:
+            iterator = os.scandir(directory)
+        except OSError as exc:
+            yield _error_for(directory, exc, is_dir=True)
+            continue
+        subdirs = []
+        with iterator:
+            while True:
+                try:
+                    entry = next(iterator)
+                except StopIteration:
+                    break
+                except OSError as exc:  # an I/O error part-way through a listing
+                    yield _error_for(directory, exc, is_dir=True)
+                    break
+                path = entry.path
+                try:
+                    entry_st = entry.stat()  # follows symlinks
+                except OSError as exc:
+                    yield _error_for(path, exc)
+                    continue
+                if stat.S_ISDIR(entry_st.st_mode):
+                    if not recursive:
+                        continue
+                    key = (entry_st.st_dev, entry_st.st_ino)
+                    if key not in visited:
+                        visited.add(key)
+                        subdirs.append(path)
+                    continue
+                yield _classify_file(path, entry.name, entry_st)
+        # reversed, so that popping from the stack walks directories in listing order
+        stack.extend(reversed(subdirs))

@@ -1,0 +1,174 @@
+-- Queries of the loader (dbdedup/load.py). Temporary tables live in the session's
+-- pg_temp schema and vanish with the connection.
+
+-- name: try_lock
+SELECT pg_try_advisory_lock(%(key)s);
+
+-- name: unlock
+SELECT pg_advisory_unlock(%(key)s);
+
+-- name: mark_interrupted
+-- Called while holding the load lock: any run still 'running' was killed.
+UPDATE dbdedup.load_runs
+SET status = 'interrupted',
+    finished_at = coalesce(finished_at, now()),
+    message = 'stopped before it finished (killed or lost its connection); found by load run ' || %(run_id)s
+WHERE status = 'running' AND id <> %(run_id)s
+RETURNING id;
+
+-- name: start_run
+INSERT INTO dbdedup.load_runs (roots, parameters, versions)
+VALUES (%(roots)s, %(parameters)s, %(versions)s)
+RETURNING id;
+
+-- name: create_scan_batch
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_scan_batch (
+    path_bytes bytea NOT NULL,
+    size_bytes bigint NOT NULL,
+    mtime_ns   bigint NOT NULL
+);
+
+-- name: create_seen
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_seen (
+    path_bytes bytea PRIMARY KEY
+);
+
+-- name: create_stage
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
+    path         text NOT NULL,
+    path_bytes   bytea NOT NULL,
+    size_bytes   bigint NOT NULL,
+    mtime_ns     bigint NOT NULL,
+    device       bigint,
+    inode        bigint,
+    status       text NOT NULL,
+    sha256       bytea,
+    format       text,
+    width        integer,
+    height       integer,
+    frames       integer,
+    phash        bigint,
+    dhash        bigint,
+    ahash        bigint,
+    error        text,
+    error_detail text
+);
+
+-- name: clear_temp_tables
+TRUNCATE dbdedup_scan_batch, dbdedup_seen, dbdedup_stage;
+
+-- name: copy_scan_batch
+COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns) FROM STDIN (FORMAT BINARY);
+
+-- name: files_to_hash
+-- The scanned files that are new, changed (size or mtime), back after being
+-- missing, or failed last time for a reason that may have gone away
+-- (permissions, links). Everything else in the batch is unchanged.
+SELECT s.path_bytes
+FROM dbdedup_scan_batch s
+LEFT JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
+WHERE i.id IS NULL
+   OR i.status = 'missing'
+   OR i.size_bytes <> s.size_bytes
+   OR i.mtime_ns <> s.mtime_ns
+   OR (i.status = 'error' AND i.error = ANY(%(retry_reasons)s));
+
+-- name: remember_scan_batch
+INSERT INTO dbdedup_seen (path_bytes)
+SELECT path_bytes FROM dbdedup_scan_batch
+ON CONFLICT DO NOTHING;
+
+-- name: empty_scan_batch
+TRUNCATE dbdedup_scan_batch;
+
+-- name: copy_stage
+COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
+                    width, height, frames, phash, dhash, ahash, error, error_detail)
+FROM STDIN (FORMAT BINARY);
+
+-- name: upsert_stage
+-- One row per path; a changed file keeps its id and gets a new change_seq.
+INSERT INTO dbdedup.images AS i
+    (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
+     width, height, frames, phash, dhash, ahash, error, error_detail, load_run_id)
+SELECT DISTINCT ON (path_bytes)
+       path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
+       width, height, frames, phash, dhash, ahash, error, error_detail, %(run_id)s
+FROM dbdedup_stage
+ORDER BY path_bytes
+ON CONFLICT (path_bytes) DO UPDATE SET
+    path = EXCLUDED.path,
+    size_bytes = EXCLUDED.size_bytes,
+    mtime_ns = EXCLUDED.mtime_ns,
+    device = EXCLUDED.device,
+    inode = EXCLUDED.inode,
+    status = EXCLUDED.status,
+    sha256 = EXCLUDED.sha256,
+    format = EXCLUDED.format,
+    width = EXCLUDED.width,
+    height = EXCLUDED.height,
+    frames = EXCLUDED.frames,
+    phash = EXCLUDED.phash,
+    dhash = EXCLUDED.dhash,
+    ahash = EXCLUDED.ahash,
+    error = EXCLUDED.error,
+    error_detail = EXCLUDED.error_detail,
+    load_run_id = EXCLUDED.load_run_id,
+    loaded_at = now(),
+    missing_since = NULL,
+    change_seq = nextval('dbdedup.change_seq');
+
+-- name: record_stage_errors
+INSERT INTO dbdedup.load_errors (load_run_id, path, path_bytes, reason, detail)
+SELECT %(run_id)s, path, path_bytes, error, error_detail
+FROM dbdedup_stage
+WHERE status = 'error';
+
+-- name: empty_stage
+TRUNCATE dbdedup_stage;
+
+-- name: update_run_counts
+UPDATE dbdedup.load_runs
+SET files_seen = %(files_seen)s,
+    loaded = %(loaded)s,
+    unchanged = %(unchanged)s,
+    errors = %(errors)s,
+    ignored = %(ignored)s,
+    missing = %(missing)s,
+    seconds = %(seconds)s
+WHERE id = %(run_id)s;
+
+-- name: mark_missing
+-- Rows under a scanned root that this run did not see. Only called after a
+-- complete walk; directories that could not be listed are skipped, so their
+-- files are not called missing just because they were unreadable this time.
+UPDATE dbdedup.images AS i
+SET status = 'missing',
+    missing_since = now(),
+    load_run_id = %(run_id)s,
+    change_seq = nextval('dbdedup.change_seq')
+WHERE i.status <> 'missing'
+  AND (i.path_bytes = %(root)s
+       OR (substr(i.path_bytes, 1, length(%(prefix)s)) = %(prefix)s
+           AND (%(recursive)s
+                OR position('\x2f'::bytea IN substr(i.path_bytes, length(%(prefix)s) + 1)) = 0)))
+  AND NOT EXISTS (SELECT 1 FROM dbdedup_seen s WHERE s.path_bytes = i.path_bytes)
+  AND NOT EXISTS (SELECT 1 FROM unnest(%(skip_prefixes)s::bytea[]) AS p(prefix)
+                  WHERE substr(i.path_bytes, 1, length(p.prefix)) = p.prefix);
+
+-- name: exact_duplicate_groups
+SELECT count(*) FROM dbdedup.exact_duplicates;
+
+-- name: finish_run
+UPDATE dbdedup.load_runs
+SET status = %(status)s,
+    finished_at = now(),
+    files_seen = %(files_seen)s,
+    loaded = %(loaded)s,
+    unchanged = %(unchanged)s,
+    errors = %(errors)s,
+    ignored = %(ignored)s,
+    missing = %(missing)s,
+    seconds = %(seconds)s,
+    message = %(message)s
+WHERE id = %(run_id)s;
