@@ -1,0 +1,629 @@
+"""Acting on duplicates, safely: move, delete or hard-link the non-keepers of each cluster, and undo.
+
+The order of work for each file is what makes a crash harmless:
+
+1. re-check the file against the database (size, mtime, SHA-256) and its keeper (still there,
+   unchanged); anything different is skipped and reported;
+2. append an ``intent`` line to the manifest and fsync it;
+3. act with operations that are atomic on POSIX file systems (link + unlink for a move,
+   unlink for a delete, link to a temporary name + rename for a hard link);
+4. append a ``done`` line and fsync it.
+
+So after a crash every file is either untouched or fully handled, and the manifest says which:
+a ``done`` line means handled; an ``intent`` line alone means the crash came during that one
+action, and ``undo`` (or ``recover_manifest``) inspects the disk to finish or roll it back.
+
+The manifest is JSON lines. The first line describes the run; then one line per event::
+
+    {"manifest": "dbdedup-apply", "version": 1, "action": "move", "created": "...", "move_to": "..."}
+    {"event": "intent", "seq": 1, "action": "move", "path": "...", "path_bytes": "<hex>",
+     "destination": "...", "destination_bytes": "<hex>", "size": 123, "mtime_ns": 1, "sha256": "<hex>", ...}
+    {"event": "done", "seq": 1}
+    {"event": "skip", "path": "...", "path_bytes": "<hex>", "reason": "changed since it was loaded (size)"}
+    {"event": "failed", "seq": 2, "error": "Permission denied"}
+    {"event": "end", "done": 1, "skipped": 1, "failed": 1, "bytes_freed": 123}
+    {"event": "undone", "seq": 1}                       (appended by undo)
+
+Paths are given twice: for display, and as hex of the exact bytes (names that are not UTF-8).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .errors import DbdedupError
+from .sqlfiles import named_queries
+
+ACTIONS = ("move", "delete", "hardlink")
+MANIFEST_KIND = "dbdedup-apply"
+MANIFEST_VERSION = 1
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/report_apply.sql")
+
+
+def _display(raw: bytes) -> str:
+    return raw.decode("utf-8", "backslashreplace")
+
+
+# ---------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    """One non-keeper to act on, with what the database knows about it and its keeper."""
+
+    action: str
+    cluster_id: int
+    image_id: int
+    path: str
+    path_bytes: bytes
+    size_bytes: int
+    mtime_ns: int
+    sha256: bytes
+    distance: int
+    is_exact_duplicate: bool
+    keeper_path: str
+    keeper_path_bytes: bytes
+    keeper_size_bytes: int
+    keeper_mtime_ns: int
+    keeper_sha256: bytes
+    destination_bytes: bytes | None = None
+
+    @property
+    def destination(self) -> str | None:
+        return None if self.destination_bytes is None else _display(self.destination_bytes)
+
+
+@dataclass
+class Plan:
+    """What apply would do: the actions, and the members it leaves alone with the reason."""
+
+    action: str
+    move_to: bytes | None
+    actions: list[PlannedAction] = field(default_factory=list)
+    left_alone: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+    @property
+    def bytes_to_free(self) -> int:
+        return sum(a.size_bytes for a in self.actions)
+
+
+def destination_for(path_bytes: bytes, move_to: bytes) -> bytes:
+    """Where --move-to puts a file: its absolute path re-created under ``move_to``
+    (/photos/a/b.jpg -> MOVE_TO/photos/a/b.jpg), so names never clash and undo is obvious."""
+    absolute = os.path.abspath(path_bytes)
+    return os.path.join(move_to, absolute.lstrip(b"/"))
+
+
+def plan_actions(conn: psycopg.Connection, action: str, *, move_to: str | os.PathLike | bytes | None = None) -> Plan:
+    """The plan for ``action`` (move, delete, hardlink) over the current clusters' non-keepers.
+
+    Keepers are never in a plan. Members under a reference path (protected) are left alone;
+    so are near-duplicates for ``hardlink``, which applies to exact duplicates only
+    (a link to the keeper would lose the near-duplicate's own pixels).
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {ACTIONS}")
+    target: bytes | None = None
+    if action == "move":
+        if move_to is None:
+            raise DbdedupError("--move-to needs a directory", hint="dbdedup apply --move-to ~/dbdedup-removed")
+        target = os.path.abspath(os.fsencode(move_to))
+    plan = Plan(action=action, move_to=target)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_queries()["apply_candidates"]).fetchall()
+    keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
+    for r in rows:
+        path_bytes = bytes(r["path_bytes"])
+        if r["is_protected"]:
+            plan.left_alone.append((r["path"], "under a reference path (protected)"))
+            continue
+        if path_bytes in keeper_paths:  # cannot happen with one cluster per image; never risk a keeper
+            plan.left_alone.append((r["path"], "is a keeper"))
+            continue
+        if action == "hardlink" and not r["is_exact_duplicate"]:
+            plan.left_alone.append((r["path"], f"near-duplicate (distance {r['distance_to_keeper']}), not an exact copy"))
+            continue
+        if target is not None and os.path.abspath(path_bytes).startswith(target.rstrip(b"/") + b"/"):
+            plan.left_alone.append((r["path"], "already under the --move-to directory"))
+            continue
+        plan.actions.append(
+            PlannedAction(
+                action=action,
+                cluster_id=r["cluster_id"],
+                image_id=r["image_id"],
+                path=r["path"],
+                path_bytes=path_bytes,
+                size_bytes=r["size_bytes"],
+                mtime_ns=r["mtime_ns"],
+                sha256=bytes(r["sha256"]),
+                distance=int(r["distance_to_keeper"] or 0),
+                is_exact_duplicate=bool(r["is_exact_duplicate"]),
+                keeper_path=r["keeper_path"],
+                keeper_path_bytes=bytes(r["keeper_path_bytes"]),
+                keeper_size_bytes=r["keeper_size_bytes"],
+                keeper_mtime_ns=r["keeper_mtime_ns"],
+                keeper_sha256=bytes(r["keeper_sha256"]),
+                destination_bytes=destination_for(path_bytes, target) if target is not None else None,
+            )
+        )
+    return plan
+
+
+# ---------------------------------------------------------------- re-checking
+
+
+def sha256_of(path: bytes) -> bytes:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str | None, os.stat_result | None]:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return f"{what} is gone", None
+    except OSError as exc:
+        return f"{what} cannot be read ({exc.strerror})", None
+    if stat.S_ISLNK(st.st_mode):
+        return f"{what} is a symbolic link now", None
+    if not stat.S_ISREG(st.st_mode):
+        return f"{what} is not a regular file", None
+    if st.st_size != size:
+        return f"{what} changed since it was loaded (size)", None
+    if st.st_mtime_ns != mtime_ns:
+        return f"{what} changed since it was loaded (modified time)", None
+    return None, st
+
+
+def quick_check(item: PlannedAction) -> str | None:
+    """Why ``item`` would be skipped, judging by size and mtime only (no hashing): for the dry run."""
+    problem, _ = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
+    if problem:
+        return problem
+    problem, _ = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns, "its keeper")
+    return problem
+
+
+class _Checker:
+    """Full re-check before acting; keeper hashes are computed once per keeper."""
+
+    def __init__(self) -> None:
+        self._keeper_hash: dict[bytes, bytes | None] = {}
+
+    def _keeper_sha(self, path: bytes) -> bytes | None:
+        if path not in self._keeper_hash:
+            try:
+                self._keeper_hash[path] = sha256_of(path)
+            except OSError:
+                self._keeper_hash[path] = None
+        return self._keeper_hash[path]
+
+    def problem(self, item: PlannedAction) -> str | None:
+        problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
+        if problem:
+            return problem
+        problem, keeper_st = _stat_problem(
+            item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns, "its keeper"
+        )
+        if problem:
+            return problem + "; its duplicates are left alone"
+        assert st is not None and keeper_st is not None
+        if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
+            return "is the keeper's own file under another path"
+        if item.action == "hardlink" and os.path.samestat(st, keeper_st):
+            return "already a hard link to its keeper"
+        try:
+            if sha256_of(item.path_bytes) != item.sha256:
+                return "changed since it was loaded (content)"
+        except OSError as exc:
+            return f"file cannot be read ({exc.strerror})"
+        if self._keeper_sha(item.keeper_path_bytes) != item.keeper_sha256:
+            return "its keeper changed since it was loaded (content); its duplicates are left alone"
+        if item.action == "hardlink" and item.keeper_sha256 != item.sha256:
+            return "not an exact copy of its keeper"
+        if item.action == "move":
+            assert item.destination_bytes is not None
+            if os.path.lexists(item.destination_bytes):
+                return f"the destination {item.destination} already exists"
+        return None
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+class Manifest:
+    """An append-only JSON-lines journal; every line is fsynced before the caller goes on."""
+
+    def __init__(self, path: Path, handle) -> None:
+        self.path = path
+        self._f = handle
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, header: dict[str, Any]) -> "Manifest":
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(p, "x", encoding="utf-8")
+        except FileExistsError as exc:
+            raise DbdedupError(f"the manifest {p} already exists", hint="name a new file with --manifest") from exc
+        manifest = cls(p, handle)
+        manifest.write(header)
+        dir_fd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the manifest's own directory entry survives a crash
+        finally:
+            os.close(dir_fd)
+        return manifest
+
+    @classmethod
+    def append_to(cls, path: str | os.PathLike) -> "Manifest":
+        p = Path(path)
+        return cls(p, open(p, "a", encoding="utf-8"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def default_manifest_path(action: str) -> Path:
+    """A new timestamped manifest under the user's state directory."""
+    import platformdirs
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    return Path(platformdirs.user_state_dir("dbdedup")) / "manifests" / f"apply-{action}-{stamp}.jsonl"
+
+
+def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The header and the events of a manifest. A torn last line (a crash while writing it) is ignored."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DbdedupError(f"no manifest at {p}", hint="`dbdedup apply` prints the manifest's path") from exc
+    lines = text.split("\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i >= len(lines) - 2:  # only the last line can be torn by a crash
+                break
+            raise DbdedupError(f"{p} line {i + 1} is not valid JSON", hint="is this a dbdedup manifest?") from exc
+    if not records or records[0].get("manifest") != MANIFEST_KIND:
+        raise DbdedupError(f"{p} is not a dbdedup apply manifest", hint="`dbdedup apply` prints the manifest's path")
+    return records[0], records[1:]
+
+
+# ---------------------------------------------------------------- acting
+
+
+@dataclass
+class ApplyResult:
+    """What an apply run did."""
+
+    action: str
+    manifest: Path
+    done: list[PlannedAction] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
+
+    @property
+    def bytes_freed(self) -> int:
+        return sum(a.size_bytes for a in self.done)
+
+
+def _partial_name(target: bytes) -> bytes:
+    head, tail = os.path.split(target)
+    return os.path.join(head, b".dbdedup-" + uuid.uuid4().hex[:12].encode() + b"-" + tail[:100])
+
+
+def _fsync_dir(path: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _move_file(source: bytes, target: bytes, partial: bytes) -> None:
+    """Move without ever overwriting ``target``: link + unlink on one file system; across file systems
+    copy to ``partial`` (fsynced), link it to ``target``, then unlink the source."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
+            raise
+        shutil.copy2(source, partial)
+        with open(partial, "rb") as f:
+            os.fsync(f.fileno())
+        try:
+            os.link(partial, target)
+        finally:
+            os.unlink(partial)
+    _fsync_dir(os.path.dirname(target))
+    try:
+        os.unlink(source)
+    except OSError:
+        os.unlink(target)  # leave the file where it was rather than in two places
+        raise
+    _fsync_dir(os.path.dirname(source))
+
+
+def _hardlink_file(keeper: bytes, path: bytes, partial: bytes) -> None:
+    """Replace ``path`` by a hard link to ``keeper`` in one atomic rename."""
+    os.link(keeper, partial)
+    try:
+        os.replace(partial, path)
+    except OSError:
+        os.unlink(partial)
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
+def _intent_record(seq: int, item: PlannedAction, partial: bytes | None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event": "intent",
+        "seq": seq,
+        "action": item.action,
+        "cluster_id": item.cluster_id,
+        "image_id": item.image_id,
+        "path": item.path,
+        "path_bytes": item.path_bytes.hex(),
+        "size": item.size_bytes,
+        "mtime_ns": item.mtime_ns,
+        "sha256": item.sha256.hex(),
+        "distance": item.distance,
+        "keeper": item.keeper_path,
+        "keeper_bytes": item.keeper_path_bytes.hex(),
+    }
+    if item.destination_bytes is not None:
+        record["destination"] = item.destination
+        record["destination_bytes"] = item.destination_bytes.hex()
+    if partial is not None:
+        record["partial_bytes"] = partial.hex()
+    return record
+
+
+def execute_plan(
+    conn: psycopg.Connection | None,
+    plan: Plan,
+    manifest_path: str | os.PathLike,
+    *,
+    parameters: dict[str, Any] | None = None,
+    on_event: Callable[[str, str, str], None] | None = None,
+) -> ApplyResult:
+    """Carry out ``plan``, journaling each action in a new manifest at ``manifest_path``.
+
+    Each file is re-checked first (size, mtime, SHA-256, its keeper) and skipped when anything
+    differs. ``on_event(kind, path, detail)`` is called for done/skip/failed. When ``conn`` is
+    given, files moved or deleted are marked missing in dbdedup.images (committed at the end).
+    """
+    header = {
+        "manifest": MANIFEST_KIND,
+        "version": MANIFEST_VERSION,
+        "action": plan.action,
+        "created": datetime.now(timezone.utc).isoformat(),
+        "parameters": parameters or {},
+    }
+    if plan.move_to is not None:
+        header["move_to"] = _display(plan.move_to)
+        header["move_to_bytes"] = plan.move_to.hex()
+    manifest = Manifest.create(manifest_path, header)
+    result = ApplyResult(action=plan.action, manifest=manifest.path)
+    checker = _Checker()
+    notify = on_event or (lambda kind, path, detail: None)
+    try:
+        for seq, item in enumerate(plan.actions, start=1):
+            problem = checker.problem(item)
+            if problem:
+                manifest.write({"event": "skip", "path": item.path, "path_bytes": item.path_bytes.hex(),
+                                "reason": problem})
+                result.skipped.append((item.path, problem))
+                notify("skip", item.path, problem)
+                continue
+            partial = None
+            if item.action == "move":
+                assert item.destination_bytes is not None
+                partial = _partial_name(item.destination_bytes)
+            elif item.action == "hardlink":
+                partial = _partial_name(item.path_bytes)
+            manifest.write(_intent_record(seq, item, partial))
+            try:
+                if item.action == "delete":
+                    os.unlink(item.path_bytes)
+                    _fsync_dir(os.path.dirname(item.path_bytes))
+                elif item.action == "move":
+                    assert item.destination_bytes is not None and partial is not None
+                    _move_file(item.path_bytes, item.destination_bytes, partial)
+                else:
+                    assert partial is not None
+                    _hardlink_file(item.keeper_path_bytes, item.path_bytes, partial)
+            except OSError as exc:
+                error = exc.strerror or str(exc)
+                manifest.write({"event": "failed", "seq": seq, "error": error})
+                result.failed.append((item.path, error))
+                notify("failed", item.path, error)
+                continue
+            manifest.write({"event": "done", "seq": seq})
+            result.done.append(item)
+            notify("done", item.path, item.destination or "")
+        manifest.write({"event": "end", "done": len(result.done), "skipped": len(result.skipped),
+                        "failed": len(result.failed), "bytes_freed": result.bytes_freed})
+    finally:
+        manifest.close()
+        if conn is not None:
+            gone = [a.image_id for a in result.done if a.action in ("move", "delete")]
+            if gone:
+                conn.execute(_queries()["mark_gone"], {"image_ids": gone})
+            conn.commit()
+    return result
+
+
+# ---------------------------------------------------------------- undo
+
+
+@dataclass
+class UndoResult:
+    """What undo did with each action of a manifest."""
+
+    manifest: Path
+    action: str
+    restored: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)  # interrupted actions put back as they were
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cannot_undo: list[str] = field(default_factory=list)  # deleted files
+
+
+def _same_file(a: bytes, b: bytes) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _restore_move(intent: dict[str, Any]) -> tuple[str, str | None]:
+    """Put a moved file back. Returns (outcome, reason): outcome restored / rolled_back / skipped / nothing."""
+    source = bytes.fromhex(intent["path_bytes"])
+    target = bytes.fromhex(intent["destination_bytes"])
+    partial = bytes.fromhex(intent["partial_bytes"]) if intent.get("partial_bytes") else None
+    if partial and os.path.lexists(partial):
+        os.unlink(partial)
+    source_there = os.path.lexists(source)
+    target_there = os.path.lexists(target)
+    if source_there and target_there and _same_file(source, target):
+        os.unlink(target)  # interrupted between link and unlink: the file never left
+        return "rolled_back", None
+    if source_there:
+        if target_there:
+            return "skipped", "a file is at the original path again; the moved copy is left where it is"
+        return "nothing", None  # the move never happened
+    if not target_there:
+        return "skipped", f"the moved file is gone from {intent.get('destination')}"
+    st = os.lstat(target)
+    if st.st_size != intent["size"] or sha256_of(target) != bytes.fromhex(intent["sha256"]):
+        return "skipped", "the moved file changed after it was moved; left where it is"
+    _move_file(target, source, _partial_name(source))
+    return "restored", None
+
+
+def _undo_hardlink(intent: dict[str, Any]) -> tuple[str, str | None]:
+    """Give a hard-linked duplicate its own copy of the bytes again (the content was identical)."""
+    path = bytes.fromhex(intent["path_bytes"])
+    partial = bytes.fromhex(intent["partial_bytes"]) if intent.get("partial_bytes") else None
+    if partial and os.path.lexists(partial):
+        os.unlink(partial)
+    if not os.path.lexists(path):
+        return "skipped", "the file is gone"
+    if sha256_of(path) != bytes.fromhex(intent["sha256"]):
+        return "skipped", "the file changed after it was linked"
+    if os.stat(path).st_nlink < 2:
+        return "nothing", None
+    copy = _partial_name(path)
+    shutil.copy2(path, copy)
+    os.replace(copy, path)
+    return "restored", None
+
+
+def undo_manifest(conn: psycopg.Connection | None, manifest_path: str | os.PathLike) -> UndoResult:
+    """Undo an apply run from its manifest: moved files go back to their paths, hard-linked
+    duplicates get their own copy again; deleted files are reported as lost. Actions a crash
+    interrupted (an intent without done) are rolled back or finished by looking at the disk.
+    Safe to run twice: what is undone is recorded in the manifest and skipped next time."""
+    header, events = read_manifest(manifest_path)
+    action = header["action"]
+    intents: dict[int, dict[str, Any]] = {}
+    finished: set[int] = set()
+    undone: set[int] = set()
+    for ev in events:
+        kind = ev.get("event")
+        if kind == "intent":
+            intents[ev["seq"]] = ev
+        elif kind == "done":
+            finished.add(ev["seq"])
+        elif kind == "failed":  # the action raised before changing anything (see execute_plan)
+            intents.pop(ev["seq"], None)
+        elif kind == "undone":
+            undone.add(ev["seq"])
+    result = UndoResult(manifest=Path(manifest_path), action=action)
+    journal = Manifest.append_to(manifest_path)
+    try:
+        for seq, intent in sorted(intents.items()):
+            if seq in undone:
+                continue
+            path = intent["path"]
+            if action == "delete":
+                if seq in finished or not os.path.lexists(bytes.fromhex(intent["path_bytes"])):
+                    result.cannot_undo.append(path)
+                continue
+            outcome, reason = _restore_move(intent) if action == "move" else _undo_hardlink(intent)
+            if outcome == "skipped":
+                result.skipped.append((path, reason or ""))
+                continue
+            if outcome == "restored":
+                result.restored.append(path)
+            elif outcome == "rolled_back" or (outcome == "nothing" and seq not in finished):
+                result.rolled_back.append(path)
+            journal.write({"event": "undone", "seq": seq, "outcome": outcome})
+            if conn is not None and action == "move" and outcome == "restored":
+                conn.execute(_queries()["mark_restored"], {
+                    "path_bytes": bytes.fromhex(intent["path_bytes"]), "size_bytes": intent["size"],
+                    "mtime_ns": intent["mtime_ns"], "sha256": bytes.fromhex(intent["sha256"]),
+                })
+    finally:
+        journal.close()
+        if conn is not None:
+            conn.commit()
+    return result
+
+
+def describe_plan(plan: Plan, checks: Iterable[tuple[PlannedAction, str | None]] | None = None) -> list[str]:
+    """Lines for the dry run: one per action (with the reason it would be skipped, if known)."""
+    verbs = {"move": "move", "delete": "delete", "hardlink": "link"}
+    lines = []
+    pairs = checks if checks is not None else ((a, None) for a in plan.actions)
+    for item, problem in pairs:
+        what = f"{verbs[item.action]:<6} {item.path}"
+        if item.action == "move":
+            what += f"  ->  {item.destination}"
+        elif item.action == "hardlink":
+            what += f"  =>  {item.keeper_path}"
+        else:
+            what += f"  (keeper: {item.keeper_path})"
+        if problem:
+            what += f"   [will be skipped: {problem}]"
+        lines.append(what)
+    for path, reason in plan.left_alone:
+        lines.append(f"keep   {path}   [{reason}]")
+    return lines

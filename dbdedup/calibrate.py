@@ -1,0 +1,256 @@
+"""Threshold help: the distribution of each image's nearest-neighbour distance, and a suggestion.
+
+In a collection with near-duplicates, the nearest-neighbour distances form two modes: a
+near-duplicate mode close to 0 (copies, resizes, re-encodes) and an unrelated mode further
+out (the closest *different* picture). A good threshold sits in the valley between them.
+
+The distances come from SQL (``bit_count`` on the XOR of the hashes); the valley search is a
+pure function over a 65-bin histogram (``suggest_threshold``), so it is tested directly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import psycopg
+
+from .errors import DbdedupError
+from .sqlfiles import named_queries
+
+HASH_BITS = 64
+DEFAULT_SAMPLE = 3000
+# a valley must be at least this deep, relative to the lower of the two modes around it
+MIN_VALLEY_DEPTH = 0.5
+# Edits that keep the picture (resize, re-encode, brightness) flip at most about this many of the
+# 64 pHash bits; a mode peaking further out is a mode of unrelated images, not of near-duplicates.
+NEAR_MODE_MAX_PEAK = 12
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/report_calibrate.sql")
+
+
+def _default_threshold() -> int:
+    from .matching import DEFAULT_THRESHOLD
+
+    return DEFAULT_THRESHOLD
+
+
+@dataclass
+class Suggestion:
+    """A suggested threshold and why."""
+
+    threshold: int
+    near_mode_end: int | None  # largest nearest-neighbour distance at or below the threshold
+    unrelated_start: int | None  # smallest nearest-neighbour distance above the threshold
+    near_images: int  # images whose nearest neighbour is within the threshold
+    unrelated_images: int
+    clear_valley: bool
+    reasoning: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Calibration:
+    """The nearest-neighbour histogram of a collection and the suggestion drawn from it."""
+
+    hash_kind: str
+    histogram: list[int]  # histogram[d] = images whose nearest neighbour is d bits away
+    images: int  # images in the collection (status ok)
+    distinct_hashes: int
+    sampled_hashes: int  # hash values whose nearest neighbour was measured
+    suggestion: Suggestion
+
+    @property
+    def measured_images(self) -> int:
+        return sum(self.histogram)
+
+    @property
+    def sampled(self) -> bool:
+        return self.sampled_hashes < self.distinct_hashes
+
+
+def _smoothed(hist: list[int]) -> list[int]:
+    n = len(hist)
+    return [sum(hist[max(0, d - 1): min(n, d + 2)]) for d in range(n)]
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for d in indices:
+        if runs and runs[-1][1] == d - 1:
+            runs[-1] = (runs[-1][0], d)
+        else:
+            runs.append((d, d))
+    return runs
+
+
+def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> Suggestion:
+    """Find the valley between the near-duplicate mode and the unrelated mode of a
+    nearest-neighbour histogram (``histogram[d]`` = images whose nearest neighbour is d bits away).
+
+    Method: smooth with a 3-bin window; for every distance, compare its height with the highest
+    bin on its left and on its right; the relative depth ``1 - height / min(left peak, right peak)``
+    is 1 in an empty gap between two modes and small in the noise inside one mode (the left peak
+    must lie within NEAR_MODE_MAX_PEAK bits: that is where near-duplicates are). The deepest
+    region wins (the longest one on ties) and the threshold is its middle. With no valley at least
+    half as deep as the lower mode, there is no separate near-duplicate mode, and the suggestion
+    stays below the closest 1% of neighbours (or keeps the default when every image has a close one).
+    """
+    hist = list(histogram) + [0] * max(0, HASH_BITS + 1 - len(histogram))
+    total = sum(hist)
+    if total == 0:
+        raise DbdedupError("no nearest-neighbour distances to calibrate on",
+                           hint="load at least two images first: dbdedup load DIR")
+    s = _smoothed(hist)
+    n = len(s)
+    left = [0] * n
+    right = [0] * n
+    for d in range(n):
+        own = s[d] if d <= NEAR_MODE_MAX_PEAK else 0
+        left[d] = max(own, left[d - 1] if d else 0)
+    for d in reversed(range(n)):
+        right[d] = max(s[d], right[d + 1] if d + 1 < n else 0)
+    depth = [0.0] * n
+    for d in range(n):
+        lower_peak = min(left[d], right[d])
+        if lower_peak > 0:
+            depth[d] = (lower_peak - s[d]) / lower_peak
+    best = max(depth)
+    reasoning: list[str] = []
+    if best >= MIN_VALLEY_DEPTH:
+        deepest = [d for d in range(n) if depth[d] >= best - 1e-9]
+        start, end = max(_runs(deepest), key=lambda r: (r[1] - r[0], -r[0]))
+        threshold = (start + end) // 2
+        clear = True
+    else:
+        clear = False
+        peak = max(range(n), key=lambda d: (s[d], -d))
+        if peak <= default_threshold // 2:
+            threshold = default_threshold
+            reasoning.append(
+                f"there is one mode, at {peak} bits: nearly every image has a close neighbour, and no "
+                f"unrelated mode shows; keeping the default threshold {default_threshold}"
+            )
+        else:
+            cumulative, q01 = 0, 0
+            for d in range(n):
+                cumulative += hist[d]
+                if cumulative >= max(1, total * 0.01):
+                    q01 = d
+                    break
+            threshold = max(0, min(default_threshold, q01 - 1))
+            reasoning.append(
+                f"no separate near-duplicate mode: the distances form one mode around {peak} bits, "
+                f"and the closest 1% of neighbours are {q01} bits apart or more"
+            )
+            reasoning.append(
+                f"a threshold of {threshold} stays below them (and at most the default {default_threshold}), "
+                "so unrelated images are not matched"
+            )
+    near_end = max((d for d in range(threshold + 1) if hist[d]), default=None)
+    unrelated_start = min((d for d in range(threshold + 1, n) if hist[d]), default=None)
+    near_images = sum(hist[: threshold + 1])
+    unrelated_images = total - near_images
+    if clear:
+        if unrelated_start is not None and near_end is not None and unrelated_start - near_end > 1:
+            reasoning.append(
+                f"the near-duplicate mode ends at {near_end} bits ({near_images} images have a neighbour that close); "
+                f"the unrelated mode begins at {unrelated_start} bits ({unrelated_images} images)"
+            )
+            reasoning.append(
+                f"no image has its nearest neighbour between {near_end + 1} and {unrelated_start - 1} bits: "
+                f"the threshold {threshold} is the middle of that gap, leaving room for "
+                "slightly stronger edits without reaching unrelated images"
+            )
+        else:
+            reasoning.append(
+                f"the two modes overlap; the histogram is lowest at {threshold} bits "
+                f"({hist[threshold]} images there, depth {best:.0%} of the smaller mode)"
+            )
+            reasoning.append(
+                f"{near_images} images have a neighbour within {threshold} bits; expect a few borderline "
+                "matches either side: review them with `dbdedup pairs`"
+            )
+    return Suggestion(
+        threshold=threshold,
+        near_mode_end=near_end,
+        unrelated_start=unrelated_start,
+        near_images=near_images,
+        unrelated_images=unrelated_images,
+        clear_valley=clear,
+        reasoning=reasoning,
+    )
+
+
+def nearest_neighbour_histogram(
+    conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int = DEFAULT_SAMPLE
+) -> tuple[list[int], int, int, int]:
+    """(histogram over 0..64, images, distinct hash values, hash values measured), computed in SQL.
+
+    Images sharing a hash value are each other's nearest neighbour at 0. When there are more
+    distinct values than ``sample``, a deterministic sample of them is measured (each against
+    all values), so the cost is at most ``sample`` x distinct values comparisons.
+    """
+    if hash_kind not in ("phash", "dhash", "ahash"):
+        raise DbdedupError(f"unknown hash {hash_kind!r}", hint="use phash, dhash or ahash")
+    q = _queries()
+    images, distinct = conn.execute(q["distinct_hashes"], {"hash_kind": hash_kind}).fetchone()
+    hist = [0] * (HASH_BITS + 1)
+    for d, count in conn.execute(q["nearest_neighbour_histogram"], {"hash_kind": hash_kind, "sample": sample}):
+        hist[int(d)] = int(count)
+    return hist, int(images), int(distinct), min(int(distinct), sample)
+
+
+def calibrate(conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int = DEFAULT_SAMPLE) -> Calibration:
+    """Measure the nearest-neighbour distances of the loaded images and suggest a threshold."""
+    hist, images, distinct, measured = nearest_neighbour_histogram(conn, hash_kind=hash_kind, sample=sample)
+    if images < 2:
+        raise DbdedupError(f"calibration needs at least two loaded images (there are {images})",
+                           hint="load a folder first: dbdedup load DIR")
+    suggestion = suggest_threshold(hist, default_threshold=_default_threshold())
+    if measured < distinct:
+        suggestion.reasoning.append(
+            f"measured on a sample of {measured:,} of {distinct:,} distinct hash values (--sample to change)"
+        )
+    return Calibration(hash_kind=hash_kind, histogram=hist, images=images, distinct_hashes=distinct,
+                       sampled_hashes=measured, suggestion=suggestion)
+
+
+def histogram_png(calibration: Calibration, path: str | os.PathLike, *, width: int = 900, height: int = 420) -> None:
+    """Draw the histogram as a PNG (Pillow's ImageDraw), with the suggested threshold as a red line."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    hist = calibration.histogram
+    top_distance = max([d for d, n in enumerate(hist) if n] + [calibration.suggestion.threshold]) + 2
+    top_distance = min(HASH_BITS, max(top_distance, 16))
+    peak = max(hist) or 1
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    margin_left, margin_right, margin_top, margin_bottom = 60, 20, 40, 50
+    plot_w = width - margin_left - margin_right
+    plot_h = height - margin_top - margin_bottom
+    bins = top_distance + 1
+    bar_w = plot_w / bins
+    x0, y0 = margin_left, margin_top + plot_h
+    draw.line([(x0, margin_top), (x0, y0), (x0 + plot_w, y0)], fill="black")
+    threshold = calibration.suggestion.threshold
+    for d in range(bins):
+        n = hist[d] if d < len(hist) else 0
+        left = x0 + d * bar_w
+        if n:
+            bar_h = plot_h * n / peak
+            colour = (46, 125, 50) if d <= threshold else (120, 120, 120)
+            draw.rectangle([left + 1, y0 - bar_h, left + bar_w - 1, y0 - 1], fill=colour)
+        if d % 4 == 0:
+            draw.text((left + bar_w / 2 - 4, y0 + 6), str(d), fill="black", font=font)
+    line_x = x0 + (threshold + 1) * bar_w
+    draw.line([(line_x, margin_top - 10), (line_x, y0)], fill=(200, 0, 0), width=2)
+    draw.text((line_x + 4, margin_top - 12), f"suggested threshold {threshold}", fill=(200, 0, 0), font=font)
+    draw.text((margin_left, 10), f"nearest-neighbour {calibration.hash_kind} distance of "
+              f"{calibration.measured_images:,} images (bits of 64); tallest bar {peak:,}", fill="black", font=font)
+    draw.text((x0 + plot_w / 2 - 60, height - 22), "distance to nearest neighbour (bits)", fill="black", font=font)
+    draw.text((8, margin_top), f"{peak:,}", fill="black", font=font)
+    draw.text((8, y0 - 10), "0", fill="black", font=font)
+    image.save(path, "PNG")

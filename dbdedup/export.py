@@ -1,0 +1,239 @@
+"""Exporting clusters: a folder per cluster, or a self-contained HTML contact sheet.
+
+Both take clusters as ``dbdedup.report.iter_clusters`` yields them; neither needs
+the database. Files are opened by their exact path bytes, so names that are not
+UTF-8 work.
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from .errors import DbdedupError
+from .report import Cluster, Member, ReportParameters, Summary, human_bytes
+from .thumbnails import DEFAULT_THUMBNAIL_SIZE, data_uri, thumbnails
+
+EXPORT_MODES = ("copy", "hardlink", "symlink")
+
+
+@dataclass
+class FolderExport:
+    """What ``export_folders`` did: one folder per cluster, the files placed, the files skipped."""
+
+    root: Path
+    mode: str
+    folders: list[tuple[int, str]] = field(default_factory=list)  # (cluster id, folder name)
+    placed: list[tuple[bytes, bytes]] = field(default_factory=list)  # (source path, exported path)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source path for display, reason)
+
+
+class _UniqueNames:
+    """Hands out names not used yet in one directory: 'a.jpg', 'a (2).jpg', ...
+
+    Comparison ignores case, so the layout also works on case-insensitive file systems."""
+
+    def __init__(self) -> None:
+        self._used: set[bytes] = set()
+
+    def take(self, name: bytes) -> bytes:
+        stem, ext = os.path.splitext(name)
+        candidate, n = name, 1
+        while candidate.lower() in self._used:
+            n += 1
+            candidate = stem + f" ({n})".encode() + ext
+        self._used.add(candidate.lower())
+        return candidate
+
+
+def folder_name_for(keeper: Member) -> bytes:
+    """The folder name for a cluster: the keeper's file name without its extension."""
+    base = os.path.basename(keeper.path_bytes.rstrip(b"/"))
+    stem = os.path.splitext(base)[0]
+    return stem or base or b"cluster"
+
+
+def _place(source: bytes, target: bytes, mode: str) -> None:
+    if mode == "copy":
+        shutil.copy2(source, target)
+    elif mode == "hardlink":
+        os.link(source, target)
+    elif mode == "symlink":
+        os.symlink(os.path.abspath(source), target)
+    else:
+        raise ValueError(f"mode must be one of {EXPORT_MODES}")
+
+
+def _require_empty_dir(root: Path) -> None:
+    if root.exists():
+        if not root.is_dir():
+            raise DbdedupError(f"{root} exists and is not a directory", hint="name a new or empty directory")
+        if any(root.iterdir()):
+            raise DbdedupError(
+                f"{root} is not empty",
+                hint="export into a new or empty directory, so earlier exports are never mixed in or overwritten",
+            )
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode: str = "copy") -> FolderExport:
+    """One folder per cluster under ``root``, named after the keeper's file name (clashes get
+    ' (2)', ' (3)', ...), holding the keeper and its near-duplicates under their own file names.
+
+    ``mode`` is copy, hardlink (same file system only) or symlink (absolute links to the originals).
+    ``root`` must be new or empty. A member whose file cannot be placed (gone, unreadable) is
+    skipped and listed in the result; the export goes on.
+    """
+    if mode not in EXPORT_MODES:
+        raise DbdedupError(f"unknown export mode {mode!r}", hint=f"use one of {', '.join(EXPORT_MODES)}")
+    root_path = Path(root)
+    _require_empty_dir(root_path)
+    result = FolderExport(root=root_path, mode=mode)
+    folder_names = _UniqueNames()
+    for cluster in clusters:
+        folder = folder_names.take(folder_name_for(cluster.keeper))
+        folder_path = os.path.join(os.fsencode(root_path), folder)
+        os.mkdir(folder_path)
+        result.folders.append((cluster.id, os.fsdecode(folder)))
+        file_names = _UniqueNames()
+        for member in cluster.members:
+            name = file_names.take(os.path.basename(member.path_bytes))
+            target = os.path.join(folder_path, name)
+            try:
+                _place(member.path_bytes, target, mode)
+            except OSError as exc:
+                if mode == "hardlink" and exc.errno == errno.EXDEV:
+                    raise DbdedupError(
+                        f"cannot hard-link {member.path} into {root_path}: different file systems",
+                        hint="export with --mode copy or --mode symlink, or into a directory on the same file system",
+                    ) from exc
+                result.skipped.append((member.path, exc.strerror or str(exc)))
+                continue
+            result.placed.append((member.path_bytes, target))
+    return result
+
+
+# ---------------------------------------------------------------- HTML contact sheet
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
+h1 { font-size: 1.4em; margin-bottom: 0.2em; }
+.summary { color: #444; margin-bottom: 1.5em; }
+.summary td { padding: 0 1em 0 0; }
+section.cluster { background: #fff; border: 1px solid #ddd; border-radius: 6px; margin: 0 0 1.2em 0; padding: 0.6em 0.9em; }
+section.cluster h2 { font-size: 1.05em; margin: 0.2em 0 0.6em 0; }
+.members { display: flex; flex-wrap: wrap; gap: 0.8em; }
+figure { margin: 0; width: %(box)dpx; border: 2px solid #eee; border-radius: 4px; padding: 4px; background: #fff; }
+figure.keeper { border-color: #2e7d32; }
+figure .frame { width: %(box)dpx; height: %(box)dpx; display: flex; align-items: center; justify-content: center; background: #f0f0f0; }
+figure img { max-width: %(box)dpx; max-height: %(box)dpx; }
+figcaption { font-size: 0.8em; line-height: 1.35; margin-top: 0.3em; word-break: break-all; }
+.badge { display: inline-block; font-size: 0.75em; font-weight: bold; padding: 0 0.4em; border-radius: 3px; color: #fff; }
+.badge.keep { background: #2e7d32; } .badge.same { background: #b26a00; } .badge.dup { background: #8a6d00; }
+.badge.ref { background: #1565c0; }
+.missing { font-size: 0.8em; color: #a00; padding: 0.5em; text-align: center; }
+.dim { color: #777; }
+"""
+
+
+def _badge(member: Member) -> str:
+    if member.is_keeper:
+        return '<span class="badge keep">KEEPER</span>'
+    if member.is_protected:
+        return '<span class="badge ref">reference</span>'
+    if member.is_exact_duplicate:
+        return '<span class="badge same">exact copy</span>'
+    return '<span class="badge dup">near duplicate</span>'
+
+
+def _figure(member: Member, jpeg: bytes | None, error: str | None) -> str:
+    e = html.escape
+    name = e(os.path.basename(member.path))
+    if jpeg is not None:
+        picture = f'<img src="{data_uri(jpeg)}" alt="{name}">'
+    else:
+        picture = f'<div class="missing">no thumbnail<br>{e(error or "")}</div>'
+    dims = f"{member.width}&times;{member.height}" if member.width and member.height else "?"
+    distance = "keeper" if member.is_keeper else f"distance {member.distance}"
+    return (
+        f'<figure class="{"keeper" if member.is_keeper else "member"}" data-distance="{member.distance}">'
+        f'<div class="frame">{picture}</div>'
+        f"<figcaption>{_badge(member)} <b>{name}</b><br>{distance} &middot; {dims} &middot; "
+        f'{e(human_bytes(member.size_bytes))}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
+        f"</figcaption></figure>"
+    )
+
+
+def render_html(
+    params: ReportParameters,
+    summary: Summary,
+    clusters: Iterable[Cluster],
+    *,
+    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+) -> Iterable[str]:
+    """The contact sheet as chunks of HTML: one self-contained page (inline CSS, thumbnails as data URIs)."""
+    e = html.escape
+    yield "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    yield "<title>dbdedup contact sheet</title>\n"
+    yield f"<style>{_CSS % {'box': thumbnail_size}}</style>\n</head>\n<body>\n"
+    yield "<h1>dbdedup: near-duplicate clusters</h1>\n<table class=\"summary\">"
+    rows = [
+        ("images", f"{summary.images:,}"),
+        ("near-duplicate clusters", f"{summary.near_duplicate_clusters:,} ({summary.images_in_clusters:,} images)"),
+        ("exact-duplicate groups", f"{summary.exact_duplicate_groups:,}"),
+        ("removable images", f"{summary.removable_images:,}"),
+        ("bytes reclaimable", human_bytes(summary.reclaimable_bytes)),
+        ("matched with", f"{params.hash_kind} distance &le; {params.threshold}, keeper: {e(params.keeper_rule)}"),
+    ]
+    for label, value in rows:
+        yield f"<tr><td>{label}</td><td>{value}</td></tr>"
+    yield "</table>\n"
+    shown = 0
+    for cluster in clusters:
+        shown += 1
+        yield (
+            f'<section class="cluster" id="cluster-{cluster.id}"><h2>Cluster {cluster.id}: '
+            f"{e(os.path.basename(cluster.keeper.path))}"
+            f' <span class="dim">&middot; {len(cluster.members)} images &middot; '
+            f"{e(human_bytes(cluster.reclaimable_bytes))} reclaimable</span></h2>\n<div class=\"members\">\n"
+        )
+        members = list(cluster.members)
+        for member, (_, jpeg, error) in zip(members, thumbnails([m.path_bytes for m in members], thumbnail_size)):
+            yield _figure(member, jpeg, error) + "\n"
+        yield "</div></section>\n"
+    if shown == 0:
+        yield "<p>No near-duplicate clusters at this threshold.</p>\n"
+    yield "</body>\n</html>\n"
+
+
+def export_html(
+    params: ReportParameters,
+    summary: Summary,
+    clusters: Iterable[Cluster],
+    path: str | os.PathLike,
+    *,
+    thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+) -> Path:
+    """Write the contact sheet to ``path`` (atomically: a temporary file renamed into place)."""
+    target = Path(path)
+    if target.is_dir():
+        raise DbdedupError(f"{target} is a directory", hint="name an .html file, or use --layout folders")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            for chunk in render_html(params, summary, clusters, thumbnail_size=thumbnail_size):
+                out.write(chunk)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return target

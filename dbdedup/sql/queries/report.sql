@@ -1,0 +1,62 @@
+-- Queries of the report helper (report, pairs, export, apply, calibrate).
+-- They read the views of migration 0002 (dbdedup.clusters, dbdedup.cluster_members)
+-- and dbdedup.pairs, after dbdedup.clusters.ensure_clusters has made them current.
+
+-- name: summary
+SELECT
+    (SELECT count(*) FROM dbdedup.images WHERE status = 'ok') AS images,
+    (SELECT count(*) FROM dbdedup.exact_duplicates) AS exact_duplicate_groups,
+    (SELECT coalesce(sum(copies - 1), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_copies,
+    (SELECT count(*) FROM dbdedup.clusters) AS clusters,
+    (SELECT count(*) FROM dbdedup.cluster_members) AS images_in_clusters,
+    (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND NOT is_protected) AS removable_images,
+    (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND is_protected) AS protected_images,
+    (SELECT coalesce(sum(reclaimable_bytes), 0) FROM dbdedup.clusters) AS reclaimable_bytes
+
+-- name: cluster_members
+-- Members of the clusters chosen by sort order and limit, keeper first, then by distance.
+-- %(sort)s is one of members, bytes, distance, path; %(limit)s NULL means every cluster.
+WITH ranked AS (
+    SELECT c.cluster_id,
+           row_number() OVER (
+               ORDER BY
+                   CASE WHEN %(sort)s::text = 'members' THEN c.member_count END DESC,
+                   CASE WHEN %(sort)s::text = 'bytes' THEN c.reclaimable_bytes END DESC,
+                   CASE WHEN %(sort)s::text = 'distance' THEN d.max_distance END DESC,
+                   CASE WHEN %(sort)s::text = 'path' THEN c.keeper_path END,
+                   c.member_count DESC, c.reclaimable_bytes DESC, c.keeper_path, c.cluster_id
+           ) AS rank
+    FROM dbdedup.clusters c
+    JOIN (SELECT cluster_id, max(distance_to_keeper) AS max_distance
+          FROM dbdedup.cluster_members GROUP BY cluster_id) d USING (cluster_id)
+)
+SELECT r.rank, m.cluster_id, m.image_id, m.path, m.path_bytes, m.is_keeper, m.distance_to_keeper,
+       m.width, m.height, m.size_bytes, m.sha256, m.mtime_ns, m.is_exact_duplicate, m.is_protected
+FROM ranked r
+JOIN dbdedup.cluster_members m USING (cluster_id)
+WHERE %(limit)s::bigint IS NULL OR r.rank <= %(limit)s::bigint
+ORDER BY r.rank, m.is_keeper DESC, m.distance_to_keeper, m.path, m.image_id
+
+-- name: pair_distance_histogram
+-- How many known pairs there are at each distance (dbdedup.pairs holds the pairs matching found).
+SELECT p.distance::int AS distance, count(*) AS pairs
+FROM dbdedup.pairs p
+JOIN dbdedup.images a ON a.id = p.image_a AND a.status = 'ok'
+JOIN dbdedup.images b ON b.id = p.image_b AND b.status = 'ok'
+WHERE p.hash_kind = %(hash_kind)s AND p.distance <= %(max_distance)s
+GROUP BY p.distance
+ORDER BY p.distance
+
+-- name: pairs
+-- Every known pair up to a distance, most similar first.
+SELECT p.distance::int AS distance,
+       a.id AS image_a, a.path AS path_a, a.path_bytes AS path_bytes_a,
+       b.id AS image_b, b.path AS path_b, b.path_bytes AS path_bytes_b,
+       a.width AS width_a, a.height AS height_a, a.size_bytes AS bytes_a,
+       b.width AS width_b, b.height AS height_b, b.size_bytes AS bytes_b,
+       a.sha256 = b.sha256 AS exact
+FROM dbdedup.pairs p
+JOIN dbdedup.images a ON a.id = p.image_a AND a.status = 'ok'
+JOIN dbdedup.images b ON b.id = p.image_b AND b.status = 'ok'
+WHERE p.hash_kind = %(hash_kind)s AND p.distance <= %(max_distance)s
+ORDER BY p.distance, a.path, b.path

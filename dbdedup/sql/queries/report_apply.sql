@@ -1,0 +1,26 @@
+-- Queries of `dbdedup apply` / `dbdedup undo` (acting on the non-keepers of the current clusters).
+
+-- name: apply_candidates
+-- Every non-keeper of the current clustering with what apply re-checks on disk,
+-- and its keeper's facts (the keeper must still be there before a duplicate is removed).
+SELECT m.cluster_id, m.image_id, m.path, m.path_bytes, m.size_bytes, m.mtime_ns, m.sha256,
+       m.distance_to_keeper, m.is_exact_duplicate, m.is_protected,
+       k.image_id AS keeper_id, k.path AS keeper_path, k.path_bytes AS keeper_path_bytes,
+       k.size_bytes AS keeper_size_bytes, k.mtime_ns AS keeper_mtime_ns, k.sha256 AS keeper_sha256
+FROM dbdedup.cluster_members m
+JOIN dbdedup.cluster_members k ON k.cluster_id = m.cluster_id AND k.is_keeper
+WHERE NOT m.is_keeper
+ORDER BY m.cluster_id, m.path, m.image_id
+
+-- name: mark_gone
+-- Files apply moved away or deleted are missing from their path now (a later load would find the same).
+UPDATE dbdedup.images
+SET status = 'missing', missing_since = now(), change_seq = nextval('dbdedup.change_seq')
+WHERE id = ANY(%(image_ids)s) AND status = 'ok'
+
+-- name: mark_restored
+-- Files undo put back where they were, unchanged: they are images again.
+UPDATE dbdedup.images
+SET status = 'ok', missing_since = NULL, change_seq = nextval('dbdedup.change_seq')
+WHERE path_bytes = %(path_bytes)s AND status = 'missing' AND size_bytes = %(size_bytes)s
+  AND mtime_ns = %(mtime_ns)s AND sha256 = %(sha256)s
