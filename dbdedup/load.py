@@ -343,7 +343,8 @@ def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[Sca
     yield batch
 
 
-def _check_roots(roots: Sequence[PathLike]) -> list[bytes]:
+def check_roots(roots: Sequence[PathLike]) -> list[bytes]:
+    """Absolute bytes paths of ``roots``; DbdedupError if one does not exist."""
     if not roots:
         raise DbdedupError("no path to load", hint="give one or more files or folders: dbdedup load ~/Pictures")
     normalised = []
@@ -374,7 +375,7 @@ def load_paths(
     Commits once per batch. Raises DbdedupError when a root does not exist or
     another load is running on the same database.
     """
-    root_paths = _check_roots(roots)
+    root_paths = check_roots(roots)
     workers = max(1, int(workers or default_workers()))
     progress = progress or LoadProgress()
     q = _queries()

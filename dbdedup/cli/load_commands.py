@@ -1,0 +1,223 @@
+"""`dbdedup load`, `dbdedup status`, `dbdedup errors`: getting images in, and what is in."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..hashing import DEFAULT_MAX_PIXELS, REASONS
+from ..sqlfiles import named_queries
+from .main import note, open_db, settings_of
+from .output import emit_rows, format_option
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(load)
+    cli.add_command(status)
+    cli.add_command(errors)
+
+
+def _status_queries() -> dict[str, str]:
+    return named_queries("queries/status.sql")
+
+
+# ---------------------------------------------------------------- progress bar
+
+
+class _RichProgress:
+    """The loader's progress callbacks drawn as a rich progress bar on stderr."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        class FilesPerSecond(ProgressColumn):
+            def render(self, task):
+                speed = task.finished_speed or task.speed
+                return Text("" if speed is None else f"{speed:,.0f} files/s", style="progress.data.speed")
+
+        console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,.0f}/{task.fields[found]}"),
+            FilesPerSecond(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[errors]}"),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal,
+        )
+        self.task = self.progress.add_task("loading", total=None, found="?", errors="")
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def files_found(self, found: int, scan_complete: bool) -> None:
+        if scan_complete:
+            self.progress.update(self.task, total=found, found=f"{found:,}")
+        else:
+            self.progress.update(self.task, found=f"{found:,}+")
+
+    def files_done(self, done: int, errors: int) -> None:
+        self.progress.update(self.task, completed=done,
+                             errors=f"[red]{errors:,} error{'s' if errors != 1 else ''}" if errors else "")
+
+
+class _Silent:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+# ---------------------------------------------------------------- load
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _summary_lines(summary) -> list[str]:
+    lines = [
+        f"loaded {_plural(summary.loaded, 'image')}, skipped {summary.unchanged:,} unchanged, "
+        f"{_plural(summary.error_count, 'error')}, {summary.ignored:,} non-image files ignored"
+        + (f", {summary.missing:,} gone from disk (marked missing)" if summary.missing else "")
+        + f" in {summary.seconds:.1f} s",
+    ]
+    if summary.errors:
+        by_reason = ", ".join(f"{reason} {count:,}" for reason, count in summary.errors.items())
+        lines.append(f"errors by reason: {by_reason} (list them: dbdedup errors)")
+    lines.append(f"exact duplicates: {_plural(summary.exact_duplicate_groups, 'group')} of byte-identical files")
+    if summary.interrupted_runs:
+        runs = ", ".join(str(r) for r in summary.interrupted_runs)
+        lines.append(f"earlier run(s) {runs} had been interrupted; this run finished their work")
+    return lines
+
+
+@click.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--recursive/--no-recursive", default=True, show_default=True,
+              help="Walk sub-folders (symlinked folders are followed, loops are not).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that decode and hash images [default: all cores].")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse images with more pixels than this (decompression bombs); they become errors.")
+@click.pass_context
+def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: int | None, max_pixels: int) -> None:
+    """Hash every image under PATH... into the database (again: only new or changed files).
+
+    Images are found by content (JPEG, PNG, GIF, WebP, BMP, TIFF; HEIC/AVIF with
+    the `formats` extra). Files that cannot be loaded are recorded with a reason
+    and do not stop the load; files gone from disk are marked missing. Safe to
+    interrupt and run again.
+
+    \b
+    Example:
+      dbdedup load ~/Pictures /mnt/backup/photos
+      dbdedup load --no-recursive --workers 4 ./scans
+    """
+    from .. import db as dbmod
+    from ..load import check_roots, load_paths
+
+    check_roots(paths)  # a mistyped path fails before the database is even started
+    quiet = settings_of(ctx).quiet
+    with open_db(ctx) as conn:
+        if not dbmod.has_pgvector(conn):
+            note(ctx, dbmod.HASH_ONLY_MESSAGE)
+        bar = _Silent() if quiet else _RichProgress()
+        with bar as progress:
+            summary = load_paths(conn, paths, workers=workers, recursive=recursive, max_pixels=max_pixels,
+                                 progress=progress)
+    for line in _summary_lines(summary):
+        note(ctx, line)
+
+
+# ---------------------------------------------------------------- status and errors
+
+
+_COUNT_LABELS = {
+    "images": "images loaded (ok)",
+    "errors": "files that could not be loaded",
+    "missing": "files gone from disk (missing)",
+    "image_bytes": "bytes in loaded images",
+    "exact_duplicate_groups": "exact-duplicate groups",
+    "exact_duplicate_extra_copies": "extra copies in those groups",
+    "exact_duplicate_bytes": "bytes in extra copies",
+    "load_runs": "load runs",
+}
+
+
+@click.command()
+@format_option(choices=("table", "json", "csv"))
+@click.option("--runs", "run_limit", type=click.IntRange(min=0), default=5, show_default=True,
+              help="How many of the last load runs to show.")
+@click.pass_context
+def status(ctx: click.Context, fmt: str, run_limit: int) -> None:
+    """What is in the database: images, exact duplicates, errors, missing files, last runs.
+
+    \b
+    Example:
+      dbdedup status
+      dbdedup status --format json | jq .counts.images
+    """
+    q = _status_queries()
+    with open_db(ctx) as conn:
+        with conn.cursor(row_factory=_dict_rows()) as cur:
+            counts = cur.execute(q["status_counts"]).fetchone()
+            runs = cur.execute(q["last_runs"], {"limit": run_limit}).fetchall()
+    run_columns = ["run", "started_at", "status", "roots", "files_seen", "loaded", "unchanged", "errors",
+                   "missing", "ignored", "seconds"]
+    if fmt == "json":
+        from .output import _plain
+
+        payload = {"counts": {k: int(v) for k, v in counts.items()},
+                   "last_runs": [{c: _plain(r[c]) for c in run_columns} for r in runs]}
+        json.dump(payload, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    count_rows = [{"what": _COUNT_LABELS.get(k, k), "key": k, "count": int(v)} for k, v in counts.items()]
+    if fmt == "csv":
+        emit_rows(count_rows, ["key", "count"], "csv")
+        return
+    emit_rows(count_rows, ["what", "count"], "table", title="dbdedup status")
+    if runs:
+        for r in runs:
+            r["started_at"] = r["started_at"].strftime("%Y-%m-%d %H:%M")
+        emit_rows(runs, ["run", "started_at", "status", "loaded", "unchanged", "errors", "missing", "seconds"],
+                  "table", title="last load runs")
+
+
+_ERRORS_HELP = (
+    "Every file that could not be loaded, with the reason.\n\n\b\nReasons:\n"
+    + "".join(f"  {code:<19} {text}\n" for code, text in REASONS.items())
+    + "\n\b\nExample:\n  dbdedup errors\n  dbdedup errors --reason truncated --format csv > truncated.csv\n"
+)
+
+
+@click.command(help=_ERRORS_HELP)
+@format_option()
+@click.option("--reason", type=click.Choice(sorted(REASONS)), default=None, help="Only errors with this reason.")
+@click.pass_context
+def errors(ctx: click.Context, fmt: str, reason: str | None) -> None:
+    q = _status_queries()
+    with open_db(ctx) as conn:
+        with conn.cursor(row_factory=_dict_rows()) as cur:
+            rows = cur.execute(q["current_errors"], {"reason": reason}).fetchall()
+    columns = ["path", "reason", "detail"] if fmt == "table" else \
+        ["path", "reason", "detail", "size_bytes", "mtime", "load_run_id", "loaded_at"]
+    emit_rows(rows, columns, fmt, title=f"{len(rows):,} file(s) could not be loaded" if fmt == "table" else None)
+
+
+def _dict_rows():
+    from psycopg.rows import dict_row
+
+    return dict_row
