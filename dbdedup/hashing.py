@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
+import scipy.fftpack
 from PIL import Image, ImageFile
 
 # Pillow's own default limit (about 89 million pixels): above it Pillow warns, above twice it raises.
@@ -160,8 +161,6 @@ def compute_hashes(image: Image.Image) -> Hashes:
     One ``convert('L')`` serves all three (imagehash converts in each function);
     the resizes and the DCT are the very operations imagehash performs.
     """
-    import scipy.fftpack
-
     grey = image if image.mode == "L" else image.convert("L")
 
     pixels = np.asarray(grey.resize((PHASH_SIZE, PHASH_SIZE), _LANCZOS))

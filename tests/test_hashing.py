@@ -1,0 +1,205 @@
+"""Hashing: bit-identical to imagehash on the decoded image, robust decoding, clear errors."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from dbdedup import hashing
+from dbdedup.hashing import ImageError, compute_hashes, decode_image, hash_image_file, hash_to_int64
+from images import photo, save
+
+
+def distance(a: int, b: int) -> int:
+    return bin((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).count("1")
+
+
+def imagehash_values(image: Image.Image) -> tuple[int, int, int]:
+    return (hash_to_int64(imagehash.phash(image)), hash_to_int64(imagehash.dhash(image)),
+            hash_to_int64(imagehash.average_hash(image)))
+
+
+def ours(image: Image.Image) -> tuple[int, int, int]:
+    h = compute_hashes(image)
+    return h.phash, h.dhash, h.ahash
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("seed,size,mode", [
+    (1, (256, 192), "RGB"), (2, (128, 128), "RGB"), (3, (97, 61), "RGB"), (4, (640, 480), "L"),
+    (5, (32, 32), "RGB"), (6, (9, 8), "L"), (7, (1000, 300), "RGB"),
+])
+def test_hashes_are_bit_identical_to_imagehash(seed, size, mode):
+    image = photo(seed, size).convert(mode)
+    assert ours(image) == imagehash_values(image)
+
+
+def test_stored_encoding_round_trips_imagehash_hex():
+    image = photo(11)
+    ph = imagehash.phash(image)
+    value = compute_hashes(image).phash
+    assert hashing.int64_to_hex(value) == str(ph)
+    assert hashing.hex_to_int64(str(ph)) == value
+    assert -(1 << 63) <= value < (1 << 63)
+    # the high bit is imagehash's first bit: a hash starting with 1 is negative
+    assert (value < 0) == bool(ph.hash.flatten()[0])
+
+
+@pytest.mark.parametrize("fmt,params", [
+    ("PNG", {}), ("GIF", {}), ("BMP", {}), ("TIFF", {}), ("WEBP", {"lossless": True}), ("JPEG", {"quality": 95}),
+])
+def test_decoded_image_hashes_match_imagehash_for_every_format(fmt, params):
+    data = encode(photo(21, (200, 150)).convert("P") if fmt == "GIF" else photo(21, (200, 150)), fmt, **params)
+    decoded = decode_image(data)
+    assert decoded.format == fmt
+    assert (decoded.width, decoded.height) == (200, 150)
+    assert ours(decoded.image) == imagehash_values(decoded.image)
+    # and the same image as everyone else decodes it is at most a few bits away
+    assert distance(compute_hashes(decoded.image).phash, imagehash_values(Image.open(io.BytesIO(data)))[0]) <= 4
+
+
+def test_small_png_file_hashes_exactly_like_imagehash_on_the_file(tmp_path):
+    path = save(photo(22, (120, 90)), tmp_path / "a.png")
+    info = hash_image_file(path)
+    with Image.open(path) as im:
+        assert (info.phash, info.dhash, info.ahash) == imagehash_values(im)
+    assert info.sha256 == __import__("hashlib").sha256(path.read_bytes()).digest()
+    assert (info.width, info.height, info.format, info.frames) == (120, 90, "PNG", 1)
+
+
+def test_large_jpeg_uses_draft_decoding_and_stays_close_to_full_decode(tmp_path):
+    big = photo(23, (400, 300)).resize((4000, 3000), Image.Resampling.BICUBIC)
+    path = save(big, tmp_path / "big.jpg", quality=90)
+    decoded = decode_image(path.read_bytes())
+    assert (decoded.width, decoded.height) == (4000, 3000)
+    assert max(decoded.image.size) <= 1000  # draft: libjpeg scaled the decode down
+    with Image.open(path) as full:
+        assert distance(compute_hashes(decoded.image).phash, hash_to_int64(imagehash.phash(full))) <= 6
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = photo(24, (300, 200))
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what a camera held sideways writes
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to display"
+    path = save(stored, tmp_path / "rot.jpg", quality=95, exif=exif.tobytes())
+    info = hash_image_file(path)
+    assert (info.width, info.height) == (300, 200)
+    assert distance(info.phash, compute_hashes(upright).phash) <= 6
+    assert distance(info.phash, compute_hashes(stored).phash) > 12
+
+
+def test_16_bit_png_matches_its_8_bit_twin(tmp_path):
+    grey8 = np.asarray(photo(25, (160, 120)).convert("L"))
+    twin8 = save(Image.fromarray(grey8, "L"), tmp_path / "eight.png")
+    twin16 = save(Image.fromarray(grey8.astype(np.uint16) * 257), tmp_path / "sixteen.png")
+    with Image.open(twin16) as im:
+        assert im.mode.startswith("I")
+        naive = hash_to_int64(imagehash.phash(im))  # Pillow's convert('L') clips 16-bit data to white
+    a, b = hash_image_file(twin8), hash_image_file(twin16)
+    assert distance(a.phash, b.phash) <= 2 and distance(a.dhash, b.dhash) <= 2
+    assert distance(naive, a.phash) > 10
+
+
+def test_cmyk_jpeg_matches_rgb(tmp_path):
+    rgb = photo(26, (200, 150))
+    path = save(rgb.convert("CMYK"), tmp_path / "cmyk.jpg", quality=95)
+    with Image.open(path) as im:
+        assert im.mode == "CMYK"
+    assert distance(hash_image_file(path).phash, compute_hashes(rgb).phash) <= 6
+
+
+def test_transparency_is_flattened_on_white(tmp_path):
+    base = photo(27, (160, 120))
+    rgba = base.convert("RGBA")
+    alpha = Image.new("L", base.size, 0)
+    alpha.paste(255, (20, 20, 140, 100))
+    rgba.putalpha(alpha)
+    on_white = Image.new("RGB", base.size, "white")
+    on_white.paste(base, mask=alpha)
+    expected = compute_hashes(on_white).phash
+    palette = rgba.convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    paths = [save(rgba, tmp_path / "rgba.png"), save(rgba.convert("LA"), tmp_path / "la.png")]
+    for path in paths:
+        assert distance(hash_image_file(path).phash, expected) <= 6, path
+    # palette + transparency: the transparent part must come out white, not black
+    p_image = Image.new("P", (160, 120), 0)
+    p_image.putpalette([0, 0, 0, 200, 30, 30] + [0, 0, 0] * 254)
+    p_image.paste(1, (40, 30, 120, 90))
+    p_path = save(p_image, tmp_path / "p.png", transparency=0)
+    flat = Image.new("RGB", (160, 120), "white")
+    flat.paste((200, 30, 30), (40, 30, 120, 90))
+    assert distance(hash_image_file(p_path).ahash, compute_hashes(flat).ahash) <= 2
+
+
+def test_animated_gif_hashes_its_first_frame(tmp_path):
+    frames = [photo(30 + i, (120, 90)).convert("P") for i in range(3)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    info = hash_image_file(path)
+    assert info.frames == 3
+    with Image.open(path) as im:
+        im.seek(0)
+        assert info.phash == hash_to_int64(imagehash.phash(im.convert("RGB")))
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height pixels."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("empty.jpg", b"", "empty_file"),
+    ("text.jpg", b"this is not a picture\n" * 20, "not_an_image"),
+    ("bomb.png", bomb_png(100_000, 100_000), "too_many_pixels"),
+    ("header.png", b"\x89PNG\r\n\x1a\n\0\0", "decode_error"),
+])
+def test_bad_files_raise_a_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as info:
+        hash_image_file(path)
+    assert info.value.reason == reason
+    assert info.value.detail and len(info.value.detail) < 300
+
+
+def test_truncated_files(tmp_path):
+    for fmt, name in (("JPEG", "cut.jpg"), ("PNG", "cut.png")):
+        data = encode(photo(40, (300, 200)), fmt)
+        path = tmp_path / name
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ImageError) as info:
+            hash_image_file(path)
+        assert info.value.reason == "truncated", (fmt, info.value.detail)
+
+
+def test_max_pixels_is_checked_from_the_header(tmp_path):
+    path = save(photo(41, (100, 100)), tmp_path / "a.png")
+    with pytest.raises(ImageError) as info:
+        hash_image_file(path, max_pixels=9_999)
+    assert info.value.reason == "too_many_pixels" and "100x100" in info.value.detail
+    assert hash_image_file(path, max_pixels=10_000).width == 100
+
+
+def test_worker_result_never_raises(tmp_path):
+    missing = bytes(tmp_path / "nope.jpg")
+    row = hashing.hash_file_result(missing)
+    assert row[0] == missing and row[-2] == "unreadable"
+    good = bytes(save(photo(42, (64, 64)), tmp_path / "ok.png"))
+    row = hashing.hash_file_result(good)
+    assert row[-2] is None and row[5] is not None

@@ -1,0 +1,146 @@
+"""The walk: images by name or content, exact bytes paths, symlinks without loops, errors not crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from dbdedup.hashing import hash_file_result
+from dbdedup.scan import CANDIDATE, ERROR, IGNORED, display_path, scan, sniff_format
+from images import jpeg_bytes, photo, save
+
+
+def by_path(root: Path, **kwargs) -> dict[bytes, object]:
+    return {e.path: e for e in scan([root], **kwargs)}
+
+
+def test_images_by_extension_or_content_and_the_rest_ignored(tmp_path):
+    save(photo(1, (32, 32)), tmp_path / "a.JPG", "JPEG")
+    save(photo(2, (32, 32)), tmp_path / "no_extension", "PNG")
+    save(photo(3, (32, 32)), tmp_path / "wrong.dat", "WEBP")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "a.JPG.xmp").write_text("<x:xmpmeta/>")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "fake.png").write_text("not really")
+    entries = by_path(tmp_path)
+    kinds = {os.path.basename(p).decode(): e.kind for p, e in entries.items()}
+    assert kinds == {"a.JPG": CANDIDATE, "no_extension": CANDIDATE, "wrong.dat": CANDIDATE,
+                     "notes.txt": IGNORED, "a.JPG.xmp": IGNORED, "empty.txt": IGNORED, "fake.png": CANDIDATE}
+    assert all(os.path.isabs(p) for p in entries)
+    jpg = entries[bytes(tmp_path / "a.JPG")]
+    assert jpg.size == (tmp_path / "a.JPG").stat().st_size
+    assert jpg.mtime_ns == (tmp_path / "a.JPG").stat().st_mtime_ns
+
+
+def test_sniff_signatures():
+    assert sniff_format(jpeg_bytes(photo(1, (16, 16)))) == "JPEG"
+    assert sniff_format(b"\x00\x00\x00\x1cftypheic\x00\x00") == "HEIF"
+    assert sniff_format(b"\x00\x00\x00\x1cftypavif\x00\x00") == "AVIF"
+    assert sniff_format(b"II*\x00") == "TIFF"
+    assert sniff_format(b"%PDF-1.4") is None
+
+
+def test_recursive_and_not(tmp_path):
+    save(photo(1, (16, 16)), tmp_path / "top.png")
+    save(photo(2, (16, 16)), tmp_path / "a" / "b" / "deep.png")
+    assert len(by_path(tmp_path)) == 2
+    assert [os.path.basename(p) for p in by_path(tmp_path, recursive=False)] == [b"top.png"]
+
+
+def test_non_utf8_name_is_kept_exactly(tmp_path):
+    name = b"caf\xe9-\xff.png"  # latin-1 bytes: not valid UTF-8
+    raw = os.path.join(bytes(tmp_path), name)
+    with open(raw, "wb") as handle:
+        handle.write(jpeg_bytes(photo(3, (16, 16))))
+    (entry,) = scan([tmp_path])
+    assert entry.path == raw and entry.kind == CANDIDATE
+    assert display_path(entry.path).endswith("caf\\xe9-\\xff.png")
+
+
+def test_symlinks_followed_without_loops(tmp_path):
+    save(photo(1, (16, 16)), tmp_path / "album" / "one.png")
+    other = tmp_path.parent / (tmp_path.name + "_elsewhere")
+    save(photo(2, (16, 16)), other / "two.png")
+    (tmp_path / "album" / "loop").symlink_to(tmp_path / "album")  # a directory loop
+    (tmp_path / "album" / "up").symlink_to(tmp_path)  # another loop, through the parent
+    (tmp_path / "linked").symlink_to(other)  # a symlinked folder outside the root: followed
+    (tmp_path / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    (tmp_path / "self.jpg").symlink_to(tmp_path / "self.jpg")
+    entries = by_path(tmp_path)
+    names = sorted(os.path.relpath(p, bytes(tmp_path)).decode() for p, e in entries.items() if e.kind == CANDIDATE)
+    assert names == ["album/one.png", "linked/two.png"]
+    errors = {os.path.basename(p).decode(): e.reason for p, e in entries.items() if e.kind == ERROR}
+    assert errors == {"dangling.jpg": "broken_symlink", "self.jpg": "symlink_loop"}
+    assert "gone.jpg" in entries[bytes(tmp_path / "dangling.jpg")].detail
+    shutil.rmtree(other)
+
+
+def test_scan_is_lazy(tmp_path):
+    for i in range(50):
+        (tmp_path / f"{i}.txt").write_text("x")
+    iterator = scan([tmp_path])
+    assert next(iterator).kind == IGNORED  # a generator: nothing listed up front
+
+
+def _scan_and_read_as(user: str, root: Path) -> dict[str, str]:
+    """Walk ``root`` and read every candidate in a forked child running as ``user``."""
+    import pwd
+
+    account = pwd.getpwnam(user)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root, then do exactly what the loader does
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(account.pw_gid)
+            os.setuid(account.pw_uid)
+            out = {}
+            for e in scan([root]):
+                if e.kind == CANDIDATE:
+                    out[os.fsdecode(e.path)] = hash_file_result(e.path)[-2] or "ok"
+                else:
+                    out[os.fsdecode(e.path)] = e.reason or e.kind
+            with os.fdopen(write_end, "w") as handle:
+                json.dump(out, handle)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        text = handle.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    return json.loads(text)
+
+
+def test_permission_denied_as_another_user():
+    """Root reads everything, so the walk and the reads run as user 'nobody' to meet a real EACCES."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch to user nobody (as a normal user, chmod 000 already denies)")
+    root = Path(tempfile.mkdtemp(prefix="dbdedup-perm-"))
+    try:
+        os.chmod(root, 0o755)
+        save(photo(1, (32, 32)), root / "readable.png")
+        locked_file = save(photo(2, (32, 32)), root / "locked.png")
+        locked_dir = root / "private"
+        save(photo(3, (32, 32)), locked_dir / "inside.png")
+        for p in root.rglob("*"):
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        os.chmod(locked_file, 0o000)
+        os.chmod(locked_dir, 0o000)
+        seen = _scan_and_read_as("nobody", root)
+        assert seen == {
+            str(root / "readable.png"): "ok",
+            str(root / "locked.png"): "permission_denied",
+            str(root / "private"): "permission_denied",
+        }
+    finally:
+        os.chmod(root / "private", 0o755)
+        shutil.rmtree(root)
