@@ -1,0 +1,184 @@
+"""`dbdedup apply` and `dbdedup undo`: dry run, move/delete/hardlink exactly the non-keepers,
+re-checks, protected reference paths, the manifest, and recovery from a crash half-way."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from test_report_sample import load, make_collection, members, run_cli, tree_state
+
+
+def _non_keepers(dsn: str) -> set[bytes]:
+    return {bytes(m["path_bytes"]) for m in members(dsn) if not m["is_keeper"] and not m["is_protected"]}
+
+
+def _keepers(dsn: str) -> set[bytes]:
+    return {bytes(m["path_bytes"]) for m in members(dsn) if m["is_keeper"]}
+
+
+def _manifest(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def loaded(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")  # clusters exist; apply would make them too
+    return col
+
+
+def test_dry_run_changes_nothing(db_dsn, tmp_path, loaded):
+    before = tree_state(loaded.root)
+    for args in (["--move-to", str(tmp_path / "removed")], ["--delete"], ["--hardlink"]):
+        result = run_cli(db_dsn, "apply", *args)
+        assert "dry run" in result.stdout and "add --yes" in result.stdout
+    assert tree_state(loaded.root) == before
+    assert not (tmp_path / "removed").exists()
+    plan = run_cli(db_dsn, "apply", "--delete").stdout
+    assert "cannot be undone" in plan
+    for path in _non_keepers(db_dsn):
+        assert os.fsdecode(path) in plan
+    freed = sum(os.path.getsize(p) for p in _non_keepers(db_dsn))
+    assert f"({freed:,} bytes)" in plan
+
+
+def test_move_then_undo_restores_everything(db_dsn, tmp_path, loaded):
+    before = tree_state(loaded.root)
+    targets, keepers = _non_keepers(db_dsn), _keepers(db_dsn)
+    assert len(targets) == 5
+    manifest = tmp_path / "m.jsonl"
+    moved_to = tmp_path / "removed"
+    result = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(manifest))
+    assert "5 files done" in result.stdout and "dbdedup undo" in result.stdout
+    after = tree_state(loaded.root)
+    assert set(before) - set(after) == targets  # exactly the non-keepers left
+    assert all(after[k] == before[k] for k in keepers)
+    for path in targets:  # ... and sit under the move-to dir, unchanged
+        placed = os.path.join(os.fsencode(moved_to), path.lstrip(b"/"))
+        assert tree_state(moved_to)[placed] == before[path]
+    events = _manifest(manifest)
+    assert events[0]["manifest"] == "dbdedup-apply" and events[0]["action"] == "move"
+    intents = [e for e in events if e["event"] == "intent"]
+    dones = [e for e in events if e["event"] == "done"]
+    assert {bytes.fromhex(e["path_bytes"]) for e in intents} == targets
+    assert sorted(e["seq"] for e in dones) == sorted(e["seq"] for e in intents)
+    # each done line comes after its intent line
+    order = [(e["event"], e.get("seq")) for e in events]
+    assert all(order.index(("intent", s)) < order.index(("done", s)) for s in (e["seq"] for e in dones))
+    with psycopg.connect(db_dsn) as conn:
+        gone = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'missing'").fetchone()[0]
+    assert gone == 5
+
+    undone = run_cli(db_dsn, "undo", str(manifest))
+    assert "5 restored" in undone.stdout
+    assert tree_state(loaded.root) == before
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'missing'").fetchone()[0] == 0
+    again = run_cli(db_dsn, "undo", str(manifest))  # harmless twice
+    assert "0 restored" in again.stdout and tree_state(loaded.root) == before
+
+
+def test_delete_removes_exactly_the_non_keepers(db_dsn, tmp_path, loaded):
+    before = tree_state(loaded.root)
+    targets = _non_keepers(db_dsn)
+    manifest = tmp_path / "m.jsonl"
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(manifest))
+    assert "cannot be undone" in result.stderr
+    after = tree_state(loaded.root)
+    assert set(before) - set(after) == targets and all(after[p] == before[p] for p in after)
+    undo = run_cli(db_dsn, "undo", str(manifest))
+    assert "5 cannot be undone" in undo.stdout
+
+
+def test_hardlink_only_links_exact_duplicates(db_dsn, tmp_path, loaded):
+    before = tree_state(loaded.root)
+    copy = os.fsencode(loaded.near["o101_copy.jpg"][1])
+    original = os.fsencode(loaded.originals["o101"])
+    result = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert "1 files done" in result.stdout
+    assert os.path.samefile(copy, original)
+    after = tree_state(loaded.root)
+    assert set(after) == set(before)
+    assert all(after[p][0] == before[p][0] for p in before)  # no content changed anywhere
+    # near-duplicates keep their own inode
+    for name, (_, path) in loaded.near.items():
+        if name != "o101_copy.jpg":
+            assert os.stat(path).st_nlink == 1
+    run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
+    assert not os.path.samefile(copy, original) and Path(os.fsdecode(copy)).read_bytes() == Path(
+        os.fsdecode(original)).read_bytes()
+
+
+def test_a_file_changed_after_load_is_skipped(db_dsn, tmp_path, loaded):
+    changed = loaded.near["o102_bright.jpg"][1]
+    st = os.stat(changed)
+    data = bytearray(changed.read_bytes())
+    data[-3] ^= 0xFF  # same size, same mtime, different content: only the SHA-256 tells
+    changed.write_bytes(bytes(data))
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns))
+    touched = loaded.near["o101_small.jpg"][1]
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # mtime only
+    manifest = tmp_path / "m.jsonl"
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(manifest))
+    assert changed.exists() and touched.exists()
+    assert "3 files done" in result.stdout and "2 skipped" in result.stdout
+    assert "changed since it was loaded (content)" in result.stderr
+    assert "changed since it was loaded (modified time)" in result.stderr
+    skips = {e["path"]: e["reason"] for e in _manifest(manifest) if e["event"] == "skip"}
+    assert set(skips) == {str(changed), str(touched)}
+
+
+def test_reference_paths_are_never_touched(db_dsn, tmp_path, loaded):
+    reference = loaded.root / "copies"
+    before = tree_state(reference)
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--reference", str(reference),
+                     "--manifest", str(tmp_path / "m.jsonl"))
+    assert tree_state(reference) == before
+    assert "files done" in result.stdout
+    # with copies protected, the originals that are not keepers are the only ones removed
+    events = _manifest(tmp_path / "m.jsonl")
+    for e in events:
+        if e.get("event") == "intent":
+            assert not e["path"].startswith(str(reference) + "/")
+
+
+def test_a_crash_half_way_is_recorded_and_undone(db_dsn, tmp_path, loaded, monkeypatch):
+    """Kill the run between the link and the unlink of a move: the manifest has an intent with no
+    done line, the file is in both places; undo puts everything back as it was."""
+    from dbdedup import apply as ap
+
+    before = tree_state(loaded.root)
+    calls = {"n": 0}
+    real_unlink = os.unlink
+
+    def dying_unlink(path, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third file: linked into place, source not yet removed
+            raise KeyboardInterrupt
+        return real_unlink(path, *args, **kwargs)
+
+    with psycopg.connect(db_dsn) as conn:
+        plan = ap.plan_actions(conn, "move", move_to=tmp_path / "removed")
+        monkeypatch.setattr(ap.os, "unlink", dying_unlink)
+        with pytest.raises(KeyboardInterrupt):
+            ap.execute_plan(conn, plan, tmp_path / "m.jsonl")
+        monkeypatch.setattr(ap.os, "unlink", real_unlink)
+    events = _manifest(tmp_path / "m.jsonl")
+    assert [e["event"] for e in events[1:]] == ["intent", "done", "intent", "done", "intent"]
+    interrupted = bytes.fromhex(events[-1]["path_bytes"])
+    assert os.path.exists(interrupted)  # untouched at its path
+    result = run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
+    assert "2 restored" in result.stdout and "1 interrupted actions rolled back" in result.stdout
+    assert tree_state(loaded.root) == before
+    assert tree_state(tmp_path / "removed") == {}
+
+
+def test_apply_needs_exactly_one_action(db_dsn, loaded):
+    result = run_cli(db_dsn, "apply", "--delete", "--hardlink", ok=False)
+    assert result.exit_code == 1 and "choose one action" in result.stderr

@@ -1,0 +1,94 @@
+"""`dbdedup calibrate`: the valley search, and a suggestion between planted near-duplicates and unrelated images."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import psycopg
+import pytest
+from PIL import Image
+
+from dbdedup.calibrate import suggest_threshold
+from images import brighter, photo, reencoded, resized, save
+from test_report_sample import load, make_collection, run_cli
+
+
+def _hist(counts: dict[int, int]) -> list[int]:
+    h = [0] * 65
+    for d, n in counts.items():
+        h[d] = n
+    return h
+
+
+def test_threshold_is_the_middle_of_an_empty_gap():
+    s = suggest_threshold(_hist({0: 3, 2: 2, 4: 1, 6: 2, 18: 1, 20: 3, 22: 5, 24: 4, 26: 2}))
+    assert s.clear_valley and (s.near_mode_end, s.unrelated_start, s.threshold) == (6, 18, 12)
+    assert s.near_images == 8 and s.unrelated_images == 15
+
+
+def test_threshold_in_the_valley_when_modes_overlap():
+    counts = {0: 40, 1: 30, 2: 25, 3: 15, 4: 8, 5: 3, 6: 1, 7: 1, 8: 3, 9: 10, 10: 40, 11: 90, 12: 120, 13: 90, 14: 40}
+    s = suggest_threshold(_hist(counts))
+    assert s.clear_valley and 5 <= s.threshold <= 7
+
+
+def test_no_near_duplicate_mode_stays_below_the_unrelated_ones():
+    s = suggest_threshold(_hist({15: 3, 17: 2, 20: 10, 22: 5}), default_threshold=10)
+    assert not s.clear_valley and s.threshold == 10
+    s = suggest_threshold(_hist({7: 1, 9: 4, 12: 10, 14: 6}), default_threshold=10)
+    assert s.threshold == 6  # below the closest neighbours
+
+
+def test_every_image_close_keeps_the_default():
+    s = suggest_threshold(_hist({0: 30, 1: 20, 2: 5, 3: 1}), default_threshold=10)
+    assert not s.clear_valley and s.threshold == 10
+
+
+def _distance(a: int, b: int) -> int:
+    return bin((a ^ b) & (2**64 - 1)).count("1")
+
+
+def test_calibrate_suggests_a_threshold_between_planted_and_unrelated(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    # two harder edits, so the near-duplicate mode is not all zeros
+    for seed, name in ((104, "o104_edit.jpg"), (105, "o105_edit.jpg")):
+        edited = reencoded(brighter(resized(photo(seed), 0.4), 1.3), 25)
+        save(edited, col.root / "copies" / name, quality=50)
+        col.near[name] = (f"o{seed}", col.root / "copies" / name)
+    load(db_dsn, col.root)
+    with psycopg.connect(db_dsn) as conn:
+        phash = dict(conn.execute("SELECT path, phash FROM dbdedup.images WHERE status = 'ok'").fetchall())
+    planted = [_distance(phash[str(p)], phash[str(col.originals[o])]) for o, p in col.near.values()]
+    unrelated = [_distance(phash[str(a)], phash[str(b)]) for a, b in itertools.combinations(col.originals.values(), 2)]
+    assert max(planted) < min(unrelated)
+
+    result = json.loads(run_cli(db_dsn, "calibrate", "--format", "json").stdout)
+    assert max(planted) <= result["suggested_threshold"] < min(unrelated)
+    assert result["near_mode_end"] == max(planted)
+    assert result["unrelated_start"] == min(
+        min(_distance(phash[str(a)], phash[str(b)]) for b in col.originals.values() if b != a)
+        for a in col.originals.values())
+    assert sum(int(n) for n in result["histogram"].values()) == len(phash)
+    assert result["clear_valley"] and result["reasoning"]
+
+    text = run_cli(db_dsn, "calibrate", "--png", str(tmp_path / "h.png")).stdout
+    assert f"suggested threshold: {result['suggested_threshold']}" in text
+    assert "near-duplicate mode ends at" in text
+    with Image.open(tmp_path / "h.png") as png:
+        assert png.format == "PNG" and png.size == (900, 420)
+        assert png.getextrema() != ((255, 255), (255, 255), (255, 255))  # something was drawn
+
+
+def test_calibrate_sample_measures_part_of_the_hashes(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    full = json.loads(run_cli(db_dsn, "calibrate", "--format", "json").stdout)
+    part = json.loads(run_cli(db_dsn, "calibrate", "--format", "json", "--sample", "10").stdout)
+    assert full["sampled_hashes"] == full["distinct_hashes"] == 14  # 17 images, 3 zero-distance groups
+    assert part["sampled_hashes"] == 10 and any("sample" in r for r in part["reasoning"])
+
+
+def test_calibrate_needs_images(db_dsn):
+    result = run_cli(db_dsn, "calibrate", ok=False)
+    assert result.exit_code == 1 and "at least two" in result.stderr

@@ -1,0 +1,137 @@
+"""`dbdedup export`: the folder layout in its three modes, and the HTML contact sheet in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from images import photo, resized, save
+from test_report_sample import load, make_collection, members, run_cli
+
+
+def _clusters(dsn: str) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for m in members(dsn):
+        out.setdefault(m["cluster_id"], []).append(m)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["copy", "hardlink", "symlink"])
+def test_folder_layout_one_folder_per_cluster(db_dsn, tmp_path, mode):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    target = tmp_path / "export"
+    run_cli(db_dsn, "export", str(target), "--layout", "folders", "--mode", mode)
+    clusters = _clusters(db_dsn)
+    assert len(clusters) == 3
+    folders = sorted(p.name for p in target.iterdir())
+    keepers = sorted(Path(next(m["path"] for m in ms if m["is_keeper"])).stem for ms in clusters.values())
+    assert folders == keepers
+    for ms in clusters.values():
+        keeper = Path(next(m["path"] for m in ms if m["is_keeper"]))
+        folder = target / keeper.stem
+        assert sorted(p.name for p in folder.iterdir()) == sorted(Path(m["path"]).name for m in ms)
+        for m in ms:
+            placed = folder / Path(m["path"]).name
+            original = Path(m["path"])
+            assert placed.read_bytes() == original.read_bytes()
+            if mode == "copy":
+                assert not placed.is_symlink() and not os.path.samefile(placed, original)
+            elif mode == "hardlink":
+                assert os.path.samefile(placed, original) and not placed.is_symlink()
+            else:
+                assert placed.is_symlink() and os.readlink(placed) == str(original)
+
+
+def test_folder_name_clashes_and_nonempty_target(db_dsn, tmp_path):
+    # two unrelated clusters whose keepers are both called IMG_0001.jpg, in different folders
+    for i, seed in enumerate((201, 202)):
+        base = photo(seed)
+        save(base, tmp_path / "photos" / f"cam{i}" / "IMG_0001.jpg", quality=95)
+        save(resized(base, 0.5), tmp_path / "photos" / f"cam{i}" / "small" / "IMG_0001.jpg", quality=80)
+    load(db_dsn, tmp_path / "photos")
+    target = tmp_path / "export"
+    run_cli(db_dsn, "export", str(target))  # folders is the default layout for a directory
+    assert sorted(p.name for p in target.iterdir()) == ["IMG_0001", "IMG_0001 (2)"]
+    for folder in target.iterdir():
+        # keeper and its copy share a file name: the second gets a suffix
+        assert sorted(p.name for p in folder.iterdir()) == ["IMG_0001 (2).jpg", "IMG_0001.jpg"]
+    again = run_cli(db_dsn, "export", str(target), ok=False)
+    assert again.exit_code == 1 and "not empty" in again.stderr
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail("chromium is required for the HTML test: apt-get install -y chromium")
+
+
+_CHECK = (
+    "<script>window.addEventListener('load', function () {"
+    " var imgs = [].slice.call(document.images);"
+    " document.body.setAttribute('data-images', imgs.length);"
+    " document.body.setAttribute('data-loaded', imgs.filter(function (i) {"
+    "   return i.complete && i.naturalWidth > 0; }).length);"
+    "});</script>"
+)
+
+
+def _images_loaded_in_browser(html_file: Path) -> tuple[int, int]:
+    """Open a copy of the page (with a probe script) in headless chromium: (<img> count, loaded)."""
+    probe = html_file.with_name("probe-" + html_file.name)
+    probe.write_text(html_file.read_text(encoding="utf-8").replace("</body>", _CHECK + "</body>"), encoding="utf-8")
+    with tempfile.TemporaryDirectory() as profile:
+        out = subprocess.run(
+            [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", "--disable-sync", f"--user-data-dir={profile}",
+             "--dump-dom", probe.as_uri()],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout
+    body = re.search(r'<body data-images="(\d+)" data-loaded="(\d+)"', out)
+    assert body, out[:500]
+    return int(body.group(1)), int(body.group(2))
+
+
+def test_html_contact_sheet_renders_in_chromium(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    odd = os.path.join(os.fsencode(col.root / "copies"), b"na\xefve.jpg")  # not UTF-8
+    shutil.copyfile(col.originals["o104"], odd)
+    load(db_dsn, col.root)
+    sheet = tmp_path / "out" / "report.html"
+    run_cli(db_dsn, "export", str(sheet))
+    text = sheet.read_text(encoding="utf-8")
+    assert "src=\"http" not in text and "<link" not in text  # self-contained
+    expected = len(members(db_dsn))
+    assert text.count("KEEPER") == 4  # three planted clusters and the non-UTF-8 copy's cluster
+    assert "na\\xefve.jpg" in text
+    images, loaded = _images_loaded_in_browser(sheet)
+    assert images == loaded == expected == 10
+
+    # the probe can fail: a broken thumbnail is counted as not loaded
+    broken = tmp_path / "out" / "broken.html"
+    broken.write_text(re.sub(r"base64,[A-Za-z0-9+/]{40}", "base64,AAAA", text, count=1), encoding="utf-8")
+    images, loaded = _images_loaded_in_browser(broken)
+    assert images == expected and loaded == expected - 1
+
+
+def test_html_shows_distances_and_sizes(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    sheet = tmp_path / "sheet.html"
+    run_cli(db_dsn, "export", str(sheet), "--limit", "1")
+    text = sheet.read_text(encoding="utf-8")
+    first = json.loads(run_cli(db_dsn, "report", "--format", "json", "--limit", "1").stdout)["clusters"][0]
+    assert text.count("<figure") == len(first["members"])
+    for m in first["members"]:
+        assert f"{m['width']}&times;{m['height']}" in text
+        if not m["keeper"]:
+            assert f"distance {m['distance']}" in text

@@ -1,0 +1,166 @@
+"""`dbdedup report` and `dbdedup pairs`: formats parse and match the database, right after a load."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+
+import psycopg
+
+from test_report_sample import load, make_collection, members, run_cli
+
+
+def _expected_clusters(dsn: str) -> dict[int, dict]:
+    clusters: dict[int, dict] = {}
+    for m in members(dsn):
+        c = clusters.setdefault(m["cluster_id"], {"keeper": None, "members": {}})
+        if m["is_keeper"]:
+            c["keeper"] = m["path"]
+        c["members"][m["path"]] = m
+    return clusters
+
+
+def test_report_json_right_after_load_matches_the_database(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    result = run_cli(db_dsn, "report", "--format", "json")  # no match step: report runs it
+    data = json.loads(result.stdout)
+    expected = _expected_clusters(db_dsn)
+
+    # the planted near-duplicates are found: each copy is in its original's cluster
+    by_path = {m["path"]: c for c in data["clusters"] for m in c["members"]}
+    for copy_name, (original, copy_path) in col.near.items():
+        assert by_path[str(copy_path)]["id"] == by_path[str(col.originals[original])]["id"], copy_name
+    assert len(data["clusters"]) == 3
+
+    assert {c["id"] for c in data["clusters"]} == set(expected)
+    for c in data["clusters"]:
+        exp = expected[c["id"]]
+        assert c["keeper"] == exp["keeper"]
+        assert {m["path"] for m in c["members"]} == set(exp["members"])  # keeper included
+        assert c["members"][0]["path"] == c["keeper"] and c["members"][0]["distance"] == 0
+        for m in c["members"]:
+            row = exp["members"][m["path"]]
+            assert (m["distance"], m["width"], m["height"], m["bytes"]) == (
+                row["distance_to_keeper"], row["width"], row["height"], row["size_bytes"])
+            assert m["keeper"] == row["is_keeper"]
+        assert c["reclaimable_bytes"] == sum(
+            r["size_bytes"] for r in exp["members"].values() if not r["is_keeper"] and not r["is_protected"])
+
+    params, summary = data["parameters"], data["summary"]
+    from dbdedup.matching import DEFAULT_THRESHOLD
+
+    assert params["threshold"] == DEFAULT_THRESHOLD and params["hash"] == "phash"
+    with psycopg.connect(db_dsn) as conn:
+        images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+        reclaimable = conn.execute("SELECT sum(reclaimable_bytes) FROM dbdedup.clusters").fetchone()[0]
+    assert summary["images"] == images == 17
+    assert summary["near_duplicate_clusters"] == 3
+    assert summary["exact_duplicate_groups"] == 1  # o101.jpg and its byte copy
+    assert summary["removable_images"] == 5
+    assert summary["reclaimable_bytes"] == reclaimable
+
+
+def test_csv_and_ndjson_carry_the_same_clusters(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    data = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+
+    rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "report", "--format", "csv").stdout)))
+    assert len(rows) == sum(len(c["members"]) for c in data["clusters"]) == len(members(db_dsn))
+    for c in data["clusters"]:
+        mine = [r for r in rows if int(r["cluster_id"]) == c["id"]]
+        assert [r["path"] for r in mine] == [m["path"] for m in c["members"]]
+        assert [r["keeper"] for r in mine].count("true") == 1
+        assert all(r["keeper_path"] == c["keeper"] for r in mine)
+        assert [int(r["bytes"]) for r in mine] == [m["bytes"] for m in c["members"]]
+
+    lines = run_cli(db_dsn, "report", "--format", "ndjson").stdout.splitlines()
+    assert [json.loads(line) for line in lines] == data["clusters"]
+
+    out = tmp_path / "out" / "report.json"
+    run_cli(db_dsn, "report", "--format", "json", "--output", str(out))
+    assert json.loads(out.read_text()) == data
+
+
+def test_terminal_report_shows_summary_keeper_and_histogram(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    text = run_cli(db_dsn, "report", "--threshold", "8").stdout
+    assert "near-duplicate clusters" in text and "bytes reclaimable" in text
+    assert "phash distance <= 8" in text
+    keepers = [m["path"] for m in members(db_dsn) if m["is_keeper"]]
+    for line in text.splitlines():
+        if line.strip().startswith("keep"):
+            assert any(os.path.basename(k) in line for k in keepers)
+    assert sum(1 for line in text.splitlines() if line.strip().startswith("keep")) == 3
+    assert "threshold 8" in text  # the histogram's cut
+
+
+def test_sort_and_limit_pick_clusters(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    everything = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)["clusters"]
+    by_bytes = json.loads(run_cli(db_dsn, "report", "--format", "json", "--sort", "bytes", "--limit", "1").stdout)
+    assert len(by_bytes["clusters"]) == 1
+    assert by_bytes["clusters"][0]["reclaimable_bytes"] == max(c["reclaimable_bytes"] for c in everything)
+    by_members = json.loads(run_cli(db_dsn, "report", "--format", "json", "--limit", "2").stdout)["clusters"]
+    assert [len(c["members"]) for c in by_members] == sorted((len(c["members"]) for c in everything),
+                                                             reverse=True)[:2]
+
+
+def test_reference_paths_are_marked_protected(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    data = json.loads(run_cli(db_dsn, "report", "--format", "json", "--reference", str(col.root / "copies")).stdout)
+    for c in data["clusters"]:
+        for m in c["members"]:
+            if m["path"].startswith(str(col.root / "copies") + "/") and not m["keeper"]:
+                assert m["protected"]
+    assert data["parameters"]["reference_paths"] == [str(col.root / "copies")]
+
+
+def test_paths_that_are_not_utf8_come_with_their_bytes(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    odd = os.path.join(os.fsencode(col.root / "copies"), b"caf\xe9.jpg")
+    shutil.copyfile(col.originals["o104"], odd)
+    load(db_dsn, col.root)
+    data = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    found = [m for c in data["clusters"] for m in c["members"] if "path_bytes" in m]
+    assert len(found) == 1 and bytes.fromhex(found[0]["path_bytes"]) == odd
+    assert "\\xe9" in found[0]["path"]
+
+
+def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    pairs = json.loads(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "json").stdout)
+    distances = [p["distance"] for p in pairs]
+    assert distances == sorted(distances) and all(d <= 6 for d in distances)
+    with psycopg.connect(db_dsn) as conn:
+        expected = conn.execute(
+            "SELECT count(*) FROM dbdedup.pairs WHERE hash_kind = 'phash' AND distance <= 6").fetchone()[0]
+    assert len(pairs) == expected
+    # o101 + its exact copy + its resize: 3 pairs; o102 + two edits: 3; o103 + resize: 1
+    assert len(pairs) == 7
+    exact = [p for p in pairs if p["exact"]]
+    assert len(exact) == 1 and {os.path.basename(exact[0]["path_a"]), os.path.basename(exact[0]["path_b"])} == {
+        "o101.jpg", "o101_copy.jpg"}
+    rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "csv").stdout)))
+    assert [(r["path_a"], r["path_b"]) for r in rows] == [(p["path_a"], p["path_b"]) for p in pairs]
+    table = run_cli(db_dsn, "pairs", "--max-distance", "6").stdout
+    assert "o101_copy.jpg" in table
+
+
+def test_every_command_has_help_with_an_example():
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+
+    for name in ("report", "pairs", "export", "apply", "undo", "calibrate"):
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Example:" in result.stdout and f"dbdedup {name}" in result.stdout, name
