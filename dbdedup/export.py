@@ -18,7 +18,7 @@ from typing import Iterable
 
 from .errors import DbdedupError
 from .report import Cluster, Member, ReportParameters, Summary, human_bytes
-from .thumbnails import DEFAULT_THUMBNAIL_SIZE, data_uri, thumbnails
+from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
 
 EXPORT_MODES = ("copy", "hardlink", "symlink")
 
@@ -195,21 +195,27 @@ def render_html(
         yield f"<tr><td>{label}</td><td>{value}</td></tr>"
     yield "</table>\n"
     shown = 0
-    for cluster in clusters:
-        shown += 1
-        yield (
-            f'<section class="cluster" id="cluster-{cluster.id}"><h2>Cluster {cluster.id}: '
-            f"{e(os.path.basename(cluster.keeper.path))}"
-            f' <span class="dim">&middot; {len(cluster.members)} images &middot; '
-            f"{e(human_bytes(cluster.reclaimable_bytes))} reclaimable</span></h2>\n<div class=\"members\">\n"
-        )
-        members = list(cluster.members)
-        for member, (_, jpeg, error) in zip(members, thumbnails([m.path_bytes for m in members], thumbnail_size)):
-            yield _figure(member, jpeg, error) + "\n"
-        yield "</div></section>\n"
+    with ThumbnailMaker(thumbnail_size) as maker:
+        for cluster in clusters:
+            shown += 1
+            yield from _cluster_html(cluster, maker)
     if shown == 0:
         yield "<p>No near-duplicate clusters at this threshold.</p>\n"
     yield "</body>\n</html>\n"
+
+
+def _cluster_html(cluster: Cluster, maker: ThumbnailMaker) -> Iterable[str]:
+    e = html.escape
+    yield (
+        f'<section class="cluster" id="cluster-{cluster.id}"><h2>Cluster {cluster.id}: '
+        f"{e(os.path.basename(cluster.keeper.path))}"
+        f' <span class="dim">&middot; {len(cluster.members)} images &middot; '
+        f"{e(human_bytes(cluster.reclaimable_bytes))} reclaimable</span></h2>\n<div class=\"members\">\n"
+    )
+    members = list(cluster.members)
+    for member, (_, jpeg, error) in zip(members, maker.make([m.path_bytes for m in members])):
+        yield _figure(member, jpeg, error) + "\n"
+    yield "</div></section>\n"
 
 
 def export_html(

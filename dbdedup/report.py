@@ -188,13 +188,13 @@ def collect_summary(conn: psycopg.Connection) -> Summary:
         row = cur.execute(_queries()["summary"]).fetchone()
     assert row is not None
     return Summary(
-        images=row["images"],
-        exact_duplicate_groups=row["exact_duplicate_groups"],
-        exact_duplicate_copies=row["exact_duplicate_copies"],
-        near_duplicate_clusters=row["clusters"],
-        images_in_clusters=row["images_in_clusters"],
-        removable_images=row["removable_images"],
-        protected_images=row["protected_images"],
+        images=int(row["images"]),
+        exact_duplicate_groups=int(row["exact_duplicate_groups"]),
+        exact_duplicate_copies=int(row["exact_duplicate_copies"]),
+        near_duplicate_clusters=int(row["clusters"]),
+        images_in_clusters=int(row["images_in_clusters"]),
+        removable_images=int(row["removable_images"]),
+        protected_images=int(row["protected_images"]),
         reclaimable_bytes=int(row["reclaimable_bytes"]),
     )
 

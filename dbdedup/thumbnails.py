@@ -47,18 +47,26 @@ def data_uri(jpeg: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
-def thumbnails(
-    paths: Iterable[bytes], size: int = DEFAULT_THUMBNAIL_SIZE, workers: int | None = None
-) -> Iterator[tuple[bytes, bytes | None, str | None]]:
-    """(path, jpeg bytes or None, error or None) for each path, in order; decoded on a few threads
-    (Pillow releases the GIL while decoding)."""
+def _one(path: bytes, size: int) -> tuple[bytes, bytes | None, str | None]:
+    try:
+        return path, thumbnail_jpeg(path, size), None
+    except Exception as exc:  # an unreadable file gets a placeholder, not a failed export
+        return path, None, f"{exc.__class__.__name__}: {exc}"
 
-    def one(path: bytes) -> tuple[bytes, bytes | None, str | None]:
-        try:
-            return path, thumbnail_jpeg(path, size), None
-        except Exception as exc:  # an unreadable file gets a placeholder, not a failed export
-            return path, None, f"{exc.__class__.__name__}: {exc}"
 
-    workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(one, paths)
+class ThumbnailMaker:
+    """Makes thumbnails on a few threads (Pillow releases the GIL while decoding); use as a context manager."""
+
+    def __init__(self, size: int = DEFAULT_THUMBNAIL_SIZE, workers: int | None = None) -> None:
+        self.size = size
+        self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
+
+    def __enter__(self) -> "ThumbnailMaker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def make(self, paths: Iterable[bytes]) -> Iterator[tuple[bytes, bytes | None, str | None]]:
+        """(path, jpeg bytes or None, error or None) for each path, in order."""
+        return self._pool.map(lambda p: _one(p, self.size), paths)

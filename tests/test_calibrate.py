@@ -6,7 +6,6 @@ import itertools
 import json
 
 import psycopg
-import pytest
 from PIL import Image
 
 from dbdedup.calibrate import suggest_threshold

@@ -6,12 +6,12 @@
 SELECT
     (SELECT count(*) FROM dbdedup.images WHERE status = 'ok') AS images,
     (SELECT count(*) FROM dbdedup.exact_duplicates) AS exact_duplicate_groups,
-    (SELECT coalesce(sum(copies - 1), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_copies,
+    (SELECT coalesce(sum(copies - 1), 0)::bigint FROM dbdedup.exact_duplicates) AS exact_duplicate_copies,
     (SELECT count(*) FROM dbdedup.clusters) AS clusters,
     (SELECT count(*) FROM dbdedup.cluster_members) AS images_in_clusters,
     (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND NOT is_protected) AS removable_images,
     (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND is_protected) AS protected_images,
-    (SELECT coalesce(sum(reclaimable_bytes), 0) FROM dbdedup.clusters) AS reclaimable_bytes
+    (SELECT coalesce(sum(reclaimable_bytes), 0)::bigint FROM dbdedup.clusters) AS reclaimable_bytes
 
 -- name: cluster_members
 -- Members of the clusters chosen by sort order and limit, keeper first, then by distance.
