@@ -52,9 +52,11 @@ RETRY_REASONS: tuple[str, ...] = ("permission_denied", "broken_symlink", "symlin
 HASH_SIZE = 8
 PHASH_SIZE = HASH_SIZE * 4  # imagehash's highfreq_factor=4
 # JPEG draft decoding asks libjpeg for at least this many pixels a side (DCT scaling
-# by up to 1/8), and other large images are box-reduced to about this size before
-# hashing: plenty for 32x32 pHash, and a 12 MP photo costs a fraction of a full decode.
+# by up to 1/8): plenty for 32x32 pHash, and a 12 MP photo costs a fraction of a full decode.
 WORKING_SIZE = 64
+# Other images whose short side is at least 4x this are box-reduced to about this
+# size before hashing; smaller ones are hashed as decoded (exactly imagehash's input).
+REDUCE_TO = 128
 # Files larger than this are hashed by streaming and decoded from the file instead
 # of being held in memory whole.
 IN_MEMORY_LIMIT = 256 * 1024 * 1024
@@ -292,11 +294,11 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
                 image.draft("L", (WORKING_SIZE, WORKING_SIZE))
             image.load()
             work = normalise_mode(image)
-            if work.mode == "RGB" and min(work.size) >= 2 * WORKING_SIZE:
-                work = work.convert("L")
-            factor = min(work.size) // WORKING_SIZE
-            if factor >= 2:
-                work = work.reduce(factor)
+            factor = min(work.size) // REDUCE_TO
+            if factor >= 4:
+                # a large non-JPEG: box-reduce the greyscale image first, so the
+                # LANCZOS resizes run on a few hundred pixels, not millions
+                work = work.convert("L").reduce(factor)
             transpose = _ORIENTATION_TRANSPOSE.get(orientation)
             if transpose is not None:
                 work = work.transpose(transpose)

@@ -381,11 +381,13 @@ def load_paths(
     q = _queries()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
-    with conn.transaction():
-        locked = conn.execute(q["try_lock"], {"key": LOAD_LOCK_KEY}).fetchone()[0]
-    if not locked:
+    try:
+        with conn.transaction():
+            conn.execute(q["lock_timeout"])
+            conn.execute(q["lock"], {"key": LOAD_LOCK_KEY})
+    except psycopg.errors.LockNotAvailable as exc:
         raise DbdedupError("another dbdedup load is running on this database",
-                           hint="wait for it to finish, or stop it; a killed load releases the lock at once")
+                           hint="wait for it to finish, or stop it; a killed load releases the lock at once") from exc
     started = time.monotonic()
     try:
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,

@@ -1,8 +1,12 @@
 -- Queries of the loader (dbdedup/load.py). Temporary tables live in the session's
 -- pg_temp schema and vanish with the connection.
 
--- name: try_lock
-SELECT pg_try_advisory_lock(%(key)s);
+-- name: lock_timeout
+-- A load killed a moment ago holds the lock until its server process notices; wait that long.
+SET LOCAL lock_timeout = '3s';
+
+-- name: lock
+SELECT pg_advisory_lock(%(key)s);
 
 -- name: unlock
 SELECT pg_advisory_unlock(%(key)s);

@@ -1,0 +1,265 @@
+"""load_paths against the real embedded PostgreSQL: the zoo, incremental runs, missing files, interruption."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from dbdedup import db as dbmod
+from dbdedup.errors import DbdedupError
+from dbdedup.hashing import hash_to_int64
+from dbdedup.load import LOAD_LOCK_KEY, LoadProgress, load_paths
+from images import jpeg_bytes, photo, save
+from test_hashing import bomb_png
+
+# name -> expected error reason (None: loads fine)
+ZOO_EXPECTED = {
+    "good/a.jpg": None, "good/b.png": None, "good/c.webp": None, "good/copy_of_a.jpg": None,
+    "bad/empty.jpg": "empty_file",
+    "bad/cut.jpg": "truncated",
+    "bad/cut.png": "truncated",
+    "bad/text.jpg": "not_an_image",
+    "bad/bomb.png": "too_many_pixels",
+    "bad/dangling.jpg": "broken_symlink",
+    "bad/self.jpg": "symlink_loop",
+    "odd/sixteen.png": None, "odd/eight.png": None, "odd/cmyk.jpg": None, "odd/palette.png": None,
+    "odd/anim.gif": None, "odd/la.png": None,
+}
+
+
+def make_zoo(root: Path) -> Path:
+    """Good images, bad files and odd-but-valid images side by side."""
+    save(photo(1), root / "good" / "a.jpg", quality=90)
+    save(photo(2), root / "good" / "b.png")
+    save(photo(3), root / "good" / "c.webp", quality=85)
+    (root / "good" / "copy_of_a.jpg").write_bytes((root / "good" / "a.jpg").read_bytes())
+    (root / "good" / "notes.txt").write_text("shot on holiday")
+    (root / "good" / "a.jpg.xmp").write_text("<x:xmpmeta/>")
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    data = jpeg_bytes(photo(4))
+    (bad / "cut.jpg").write_bytes(data[: len(data) // 2])
+    buf = io.BytesIO()
+    photo(5).save(buf, "PNG")
+    (bad / "cut.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (bad / "text.jpg").write_text("definitely not a JPEG\n" * 10)
+    (bad / "bomb.png").write_bytes(bomb_png(200_000, 200_000))
+    (bad / "dangling.jpg").symlink_to(bad / "nowhere.jpg")
+    (bad / "self.jpg").symlink_to(bad / "self.jpg")
+    (bad / "loop").symlink_to(root)  # a directory loop: walked once, no error
+    odd = root / "odd"
+    grey8 = np.asarray(photo(6).convert("L"))
+    save(Image.fromarray(grey8, "L"), odd / "eight.png")
+    save(Image.fromarray(grey8.astype(np.uint16) * 257), odd / "sixteen.png")
+    save(photo(7).convert("CMYK"), odd / "cmyk.jpg", quality=90)
+    save(photo(8).convert("P", palette=Image.Palette.ADAPTIVE), odd / "palette.png", transparency=0)
+    frames = [photo(9 + i, (96, 64)).convert("P") for i in range(3)]
+    frames[0].save(odd / "anim.gif", save_all=True, append_images=frames[1:], duration=50)
+    save(photo(12).convert("LA"), odd / "la.png")
+    return root
+
+
+def rows(conn, where: str = "true") -> dict[str, dict]:
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute(f"SELECT * FROM dbdedup.images WHERE {where}")
+        return {r["path"]: r for r in cur.fetchall()}
+
+
+def rel(root: Path, path: str) -> str:
+    return os.path.relpath(path, root)
+
+
+def hamming(a: int, b: int) -> int:
+    return bin((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).count("1")
+
+
+class RecordingProgress(LoadProgress):
+    def __init__(self):
+        self.found: list[tuple[int, bool]] = []
+        self.done: list[tuple[int, int]] = []
+
+    def files_found(self, found, scan_complete):
+        self.found.append((found, scan_complete))
+
+    def files_done(self, done, errors):
+        self.done.append((done, errors))
+
+
+def test_zoo_every_bad_file_is_one_error_row_and_every_good_one_loads(conn, tmp_path):
+    root = make_zoo(tmp_path / "zoo")
+    progress = RecordingProgress()
+    summary = load_paths(conn, [root], workers=2, progress=progress)
+    stored = {rel(root, p): r for p, r in rows(conn).items()}
+    assert set(stored) == set(ZOO_EXPECTED)
+    for name, reason in ZOO_EXPECTED.items():
+        row = stored[name]
+        if reason is None:
+            assert row["status"] == "ok", (name, row["error"], row["error_detail"])
+            assert row["phash"] is not None and row["sha256"] is not None and row["width"] > 0
+        else:
+            assert (row["status"], row["error"]) == ("error", reason), name
+            assert row["error_detail"] and row["phash"] is None
+    expected_errors = sorted(r for r in ZOO_EXPECTED.values() if r)
+    assert summary.error_count == len(expected_errors)
+    assert summary.loaded == len(ZOO_EXPECTED) - len(expected_errors)
+    assert summary.ignored == 2 and summary.unchanged == 0 and summary.missing == 0
+    assert summary.exact_duplicate_groups == 1
+    assert sorted(r[0] for r in conn.execute("SELECT reason FROM dbdedup.load_errors")) == expected_errors
+    assert conn.execute("SELECT count(*) FROM dbdedup.errors").fetchone()[0] == len(expected_errors)
+    # odd but valid images decode sensibly
+    assert hamming(stored["odd/sixteen.png"]["phash"], stored["odd/eight.png"]["phash"]) <= 2
+    assert stored["odd/anim.gif"]["frames"] == 3
+    assert stored["good/a.jpg"]["sha256"] == stored["good/copy_of_a.jpg"]["sha256"]
+    # the stored pHash of a PNG is imagehash's value for that file, bit for bit
+    with Image.open(root / "good" / "b.png") as im:
+        assert stored["good/b.png"]["phash"] == hash_to_int64(imagehash.phash(im))
+    run = conn.execute("SELECT status, files_seen, loaded, errors, ignored, versions, parameters "
+                       "FROM dbdedup.load_runs").fetchone()
+    assert run[:5] == ("completed", len(ZOO_EXPECTED), summary.loaded, summary.error_count, 2)
+    assert {"dbdedup", "Pillow", "ImageHash", "numpy"} <= set(run[5]) and run[6]["workers"] == 2
+    assert progress.found[-1] == (len(ZOO_EXPECTED), True)
+    assert progress.done[-1] == (len(ZOO_EXPECTED), len(expected_errors))
+
+
+def test_second_run_hashes_nothing_and_does_not_retry_bad_files(conn, tmp_path):
+    root = make_zoo(tmp_path / "zoo")
+    first = load_paths(conn, [root], workers=2)
+    before = {p: (r["id"], r["change_seq"]) for p, r in rows(conn).items()}
+    second = load_paths(conn, [root], workers=2)
+    assert second.loaded == 0
+    # content errors are not retried; link errors are re-checked (fixing a link does not touch its mtime)
+    rechecked = {"broken_symlink", "symlink_loop"}
+    assert second.errors == {r: 1 for r in rechecked}
+    assert second.unchanged == first.files_seen - len(rechecked)
+    after = {p: (r["id"], r["change_seq"]) for p, r in rows(conn).items()}
+    unchanged = {p for p in before if not p.endswith(("dangling.jpg", "self.jpg"))}
+    assert all(before[p] == after[p] for p in unchanged)
+
+
+def test_changed_file_is_rehashed_and_deleted_file_marked_missing(conn, tmp_path):
+    root = tmp_path / "photos"
+    a = save(photo(1), root / "a.jpg")
+    b = save(photo(2), root / "b.jpg")
+    save(photo(3), root / "sub" / "c.png")
+    load_paths(conn, [root])
+    old = rows(conn)
+    save(photo(20), a)  # new content
+    os.utime(a, ns=(time.time_ns(), old[str(a)]["mtime_ns"] + 5_000_000_000))
+    b.unlink()
+    summary = load_paths(conn, [root])
+    assert (summary.loaded, summary.unchanged, summary.missing) == (1, 1, 1)
+    new = rows(conn)
+    assert new[str(a)]["id"] == old[str(a)]["id"]
+    assert new[str(a)]["phash"] != old[str(a)]["phash"]
+    assert new[str(a)]["change_seq"] > old[str(a)]["change_seq"]
+    assert new[str(b)]["status"] == "missing" and new[str(b)]["missing_since"] is not None
+    assert new[str(b)]["phash"] == old[str(b)]["phash"]  # kept, never deleted
+    # back again: loaded as ok
+    save(photo(2), b)
+    again = load_paths(conn, [root])
+    assert again.loaded == 1 and rows(conn)[str(b)]["status"] == "ok"
+    # a non-recursive load of the root does not call the sub-folder's files missing
+    assert load_paths(conn, [root], recursive=False).missing == 0
+    assert rows(conn)[str(root / "sub" / "c.png")]["status"] == "ok"
+
+
+def test_paths_with_quotes_sql_and_non_utf8_bytes(conn, tmp_path):
+    root = tmp_path / "names"
+    nasty = "it's \"x\"; DROP TABLE dbdedup.images; --.jpg"
+    save(photo(1), root / nasty)
+    raw = os.path.join(bytes(root), b"caf\xe9 \xff.png")
+    with open(raw, "wb") as handle:
+        photo(2).save(handle, "PNG")
+    summary = load_paths(conn, [root])
+    assert summary.loaded == 2
+    stored = {bytes(r[0]): r[1] for r in conn.execute("SELECT path_bytes, path FROM dbdedup.images")}
+    assert stored[os.fsencode(root / nasty)] == str(root / nasty)
+    assert stored[raw].endswith("caf\\xe9 \\xff.png")
+    assert load_paths(conn, [root]).unchanged == 2  # bytes paths match exactly on the next run
+
+
+def test_missing_root_is_a_user_error_before_anything(conn, tmp_path):
+    with pytest.raises(DbdedupError) as info:
+        load_paths(conn, [tmp_path / "nope"])
+    assert "nope" in info.value.message and info.value.hint
+    assert conn.execute("SELECT count(*) FROM dbdedup.load_runs").fetchone()[0] == 0
+
+
+def test_two_loads_at_once_are_refused(conn, db_dsn, tmp_path):
+    save(photo(1), tmp_path / "a.jpg")
+    with psycopg.connect(db_dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK_KEY,))
+        with pytest.raises(DbdedupError, match="another dbdedup load"):
+            load_paths(conn, [tmp_path])
+    assert load_paths(conn, [tmp_path]).loaded == 1
+
+
+def test_hash_only_server_without_pgvector(plain_pg_dsn, tmp_path):
+    from conftest import dsn_for
+
+    name = f"hashonly_{os.getpid()}"
+    with psycopg.connect(plain_pg_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    dsn = dsn_for(plain_pg_dsn, name)
+    dbmod.apply_migrations(dsn)
+    make_zoo(tmp_path / "zoo")
+    with psycopg.connect(dsn) as conn:
+        assert not dbmod.has_pgvector(conn)
+        summary = load_paths(conn, [tmp_path / "zoo"])
+        assert summary.loaded == sum(1 for r in ZOO_EXPECTED.values() if r is None)
+        assert load_paths(conn, [tmp_path / "zoo"]).loaded == 0
+
+
+def _count_images(dsn: str) -> int:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume(db_dsn, tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    data = jpeg_bytes(photo(1, (640, 480)), quality=92)
+    total = 3000
+    for i in range(total):
+        # distinct bytes after the end-of-image marker: distinct files, same picture
+        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "-q", "load", "--workers", "1", str(root)]
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    try:
+        while _count_images(db_dsn) == 0:
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)  # the loader and its workers, no chance to clean up
+        process.wait()
+    partial = _count_images(db_dsn)
+    assert 0 < partial < total, "the load must have been killed mid-run"
+    with psycopg.connect(db_dsn) as conn:
+        killed_run, status = conn.execute("SELECT id, status FROM dbdedup.load_runs").fetchone()
+        assert status == "running"
+        summary = load_paths(conn, [root], workers=2)
+        assert summary.interrupted_runs == [killed_run]
+        assert summary.unchanged == partial and summary.loaded == total - partial
+        counts = conn.execute("SELECT count(*), count(DISTINCT path_bytes), count(*) FILTER (WHERE status = 'ok'), "
+                              "count(DISTINCT phash) FROM dbdedup.images").fetchone()
+        assert counts == (total, total, total, 1)
+        runs = conn.execute("SELECT id, status, message FROM dbdedup.load_runs ORDER BY id").fetchall()
+        assert [r[1] for r in runs] == ["interrupted", "completed"]
+        assert str(runs[1][0]) in runs[0][2]
