@@ -110,12 +110,23 @@ def destination_for(path_bytes: bytes, move_to: bytes) -> bytes:
     return os.path.join(move_to, absolute.lstrip(b"/"))
 
 
-def plan_actions(conn: psycopg.Connection, action: str, *, move_to: str | os.PathLike | bytes | None = None) -> Plan:
+def _under(path: bytes, roots: list[bytes]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(b"/") + b"/") for root in roots)
+
+
+def plan_actions(
+    conn: psycopg.Connection,
+    action: str,
+    *,
+    move_to: str | os.PathLike | bytes | None = None,
+    protected_paths: Iterable[str | os.PathLike | bytes] = (),
+) -> Plan:
     """The plan for ``action`` (move, delete, hardlink) over the current clusters' non-keepers.
 
-    Keepers are never in a plan. Members under a reference path (protected) are left alone;
-    so are near-duplicates for ``hardlink``, which applies to exact duplicates only
-    (a link to the keeper would lose the near-duplicate's own pixels).
+    Keepers are never in a plan. Members the clustering marks protected (under a reference
+    path) are left alone, and so is anything under ``protected_paths`` (checked here again, so
+    protection does not rest on the view alone); so are near-duplicates for ``hardlink``, which
+    applies to exact duplicates only (a link to the keeper would lose the near-duplicate's own pixels).
     """
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {ACTIONS}")
@@ -125,12 +136,13 @@ def plan_actions(conn: psycopg.Connection, action: str, *, move_to: str | os.Pat
             raise DbdedupError("--move-to needs a directory", hint="dbdedup apply --move-to ~/dbdedup-removed")
         target = os.path.abspath(os.fsencode(move_to))
     plan = Plan(action=action, move_to=target)
+    protected = [os.path.abspath(os.fsencode(p)) for p in protected_paths]
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
-        if r["is_protected"]:
+        if r["is_protected"] or _under(os.path.abspath(path_bytes), protected):
             plan.left_alone.append((r["path"], "under a reference path (protected)"))
             continue
         if path_bytes in keeper_paths:  # cannot happen with one cluster per image; never risk a keeper
@@ -139,7 +151,7 @@ def plan_actions(conn: psycopg.Connection, action: str, *, move_to: str | os.Pat
         if action == "hardlink" and not r["is_exact_duplicate"]:
             plan.left_alone.append((r["path"], f"near-duplicate (distance {r['distance_to_keeper']}), not an exact copy"))
             continue
-        if target is not None and os.path.abspath(path_bytes).startswith(target.rstrip(b"/") + b"/"):
+        if target is not None and _under(os.path.abspath(path_bytes), [target]):
             plan.left_alone.append((r["path"], "already under the --move-to directory"))
             continue
         plan.actions.append(

@@ -266,7 +266,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, k
     params = _params(threshold, hash_kind, keeper_rule, reference_paths)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
-        plan = ap.plan_actions(conn, action, move_to=move_to)
+        plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=params.reference_paths)
         if not yes:
             checks = [(item, ap.quick_check(item)) for item in plan.actions]
             for line in ap.describe_plan(plan, checks):
