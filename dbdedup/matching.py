@@ -1,0 +1,164 @@
+"""Finding near-duplicate pairs: calls the SQL functions of migration 0002.
+
+All the work happens in PostgreSQL (``dbdedup.match``), so psql users and pg_cron get the
+same results as the CLI. Identical hash values are collapsed first (one comparison for a
+thousand copies); exact copies (same SHA-256) are pairs at distance 0.
+
+Methods (``method=``):
+
+``scan``
+    Every value against every other one (``bit_count`` on the bigint XOR). Exact for any
+    threshold; quadratic (about 8 M comparisons a second), for small sets.
+``blocks``
+    Exact multi-index hashing for thresholds 0 to 15. The 64 bits are split into m interleaved
+    blocks with a radius r_i each, sum(r_i + 1) = threshold + 1: by pigeonhole a pair within the
+    threshold is within r_i in some block, found by an equi-join of each value's Hamming ball
+    against the block keys, then re-checked exactly. ``dbdedup.plan_blocks`` picks m and r_i.
+``lsh``
+    Approximate, for very large sets: bit-sampling LSH, L equi-joins on ``hash & mask`` for
+    random k-bit masks, every candidate re-checked exactly (no pair beyond the threshold, ever).
+    k and L are chosen for recall >= 0.99 at exactly the threshold (``dbdedup.plan_lsh``).
+``auto``
+    scan for small work, blocks while its estimated cost is moderate, else lsh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .errors import DbdedupError
+from .sqlfiles import named_queries
+
+DEFAULT_THRESHOLD = 8
+"""Hamming distance on 64-bit pHash below which two images count as near-duplicates by default."""
+
+HASH_KINDS = ("phash", "dhash", "ahash")
+METHODS = ("auto", "scan", "blocks", "lsh")
+BLOCKS_MAX_DISTANCE = 15
+DEFAULT_COMMON_LIMIT = 50
+"""A hash value shared by more distinct files than this is over-common (blank or flat images)."""
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """What one matching run did."""
+
+    method: str
+    mode: str  # "full" or "incremental"
+    hash_kind: str
+    max_distance: int  # pairs are now complete up to this distance (the largest asked so far)
+    values_total: int  # distinct, non-common hash values
+    values_matched: int  # values compared in this run (all in a full run, the new ones otherwise)
+    candidates: int  # value pairs compared exactly
+    value_pairs: int
+    pairs: int  # image pairs stored for this hash kind
+    seconds: float
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/match.sql")
+
+
+def check_arguments(max_distance: int, hash_kind: str, method: str = "auto") -> None:
+    """Raise DbdedupError for a threshold, hash kind or method that matching cannot use."""
+    if hash_kind not in HASH_KINDS:
+        raise DbdedupError(f"unknown hash kind {hash_kind!r}", hint="use one of: " + ", ".join(HASH_KINDS))
+    if method not in METHODS:
+        raise DbdedupError(f"unknown matching method {method!r}", hint="use one of: " + ", ".join(METHODS))
+    if not 0 <= max_distance <= 64:
+        raise DbdedupError(
+            f"threshold {max_distance} is not a Hamming distance on 64 bits",
+            hint="use 0 (identical hashes) to 64; near-duplicates are usually within 4-10",
+        )
+    if method == "blocks" and max_distance > BLOCKS_MAX_DISTANCE:
+        raise DbdedupError(
+            f"the blocks method is exact for thresholds 0 to {BLOCKS_MAX_DISTANCE}, not {max_distance}",
+            hint="use --method scan (any threshold) or lsh",
+        )
+
+
+def find_pairs(
+    conn: psycopg.Connection,
+    *,
+    max_distance: int = DEFAULT_THRESHOLD,
+    hash_kind: str = "phash",
+    method: str = "auto",
+    full: bool = False,
+    common_limit: int = DEFAULT_COMMON_LIMIT,
+) -> MatchResult:
+    """Store in ``dbdedup.pairs`` every pair of ok images within ``max_distance`` and commit.
+
+    Incremental: only images changed since the last run are compared, against all the others.
+    A threshold larger than any asked before (or ``full=True``) re-matches everything; pairs
+    are kept up to the largest threshold asked so far, so a smaller one needs no new matching.
+    """
+    check_arguments(max_distance, hash_kind, method)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            _queries()["match"],
+            {"max_distance": max_distance, "hash_kind": hash_kind, "method": method, "full": full,
+             "common_limit": common_limit},
+        ).fetchone()
+    if not conn.autocommit:
+        conn.commit()
+    assert row is not None
+    return MatchResult(
+        method=row["method_used"],
+        mode=row["mode"],
+        hash_kind=hash_kind,
+        max_distance=row["max_distance_kept"],
+        values_total=row["values_total"],
+        values_matched=row["values_matched"],
+        candidates=row["candidates"],
+        value_pairs=row["value_pairs"],
+        pairs=row["pairs"],
+        seconds=row["seconds"],
+    )
+
+
+def match_state(conn: psycopg.Connection, hash_kind: str = "phash") -> dict | None:
+    """The stored state of matching for a hash kind (``dbdedup.match_state``), or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_queries()["match_state"], {"hash_kind": hash_kind}).fetchone()
+
+
+def pairs_are_current(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> bool:
+    """True when ``dbdedup.pairs`` holds every pair up to ``max_distance`` and no image changed since."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_queries()["pairs_current"], {"hash_kind": hash_kind, "max_distance": max_distance}).fetchone()
+    return bool(row and row["current"])
+
+
+def similar(
+    conn: psycopg.Connection,
+    *,
+    image_id: int | None = None,
+    path: str | None = None,
+    hash_value: int | None = None,
+    max_distance: int = 8,
+    hash_kind: str = "phash",
+) -> list[dict]:
+    """Images within ``max_distance`` of one stored image (by id or path) or of a hash value, closest first."""
+    check_arguments(max_distance, hash_kind)
+    given = [x is not None for x in (image_id, path, hash_value)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of image_id, path, hash_value")
+    q = _queries()
+    with conn.cursor(row_factory=dict_row) as cur:
+        params = {"max_distance": max_distance, "hash_kind": hash_kind}
+        if image_id is not None:
+            rows = cur.execute(q["similar_to_image"], {**params, "image_id": image_id}).fetchall()
+        elif path is not None:
+            rows = cur.execute(q["similar_to_path"], {**params, "path": path}).fetchall()
+        else:
+            rows = cur.execute(q["similar_to_hash"], {**params, "hash": hash_value}).fetchall()
+    return rows
+
+
+def find_image(conn: psycopg.Connection, path: str) -> dict | None:
+    """The stored ok image at ``path`` (exact path as stored), or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(_queries()["image_by_path"], {"path": path}).fetchone()

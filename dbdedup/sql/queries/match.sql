@@ -1,0 +1,38 @@
+-- Queries of dbdedup/matching.py and dbdedup/clusters.py; the work itself is in the SQL
+-- functions of migration 0002 (dbdedup.match, dbdedup.build_clusters, dbdedup.similar).
+
+-- name: match
+SELECT * FROM dbdedup.match(%(max_distance)s, %(hash_kind)s, %(method)s, %(full)s, %(common_limit)s)
+
+-- name: match_state
+SELECT * FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
+
+-- name: pairs_current
+-- Pairs are current when matching reached the distance and no image was written since.
+SELECT s.max_distance >= %(max_distance)s
+       AND NOT EXISTS (SELECT 1 FROM dbdedup.images i WHERE i.change_seq > s.matched_seq) AS current
+FROM dbdedup.match_state s
+WHERE s.hash_kind = %(hash_kind)s
+
+-- name: similar_to_image
+SELECT * FROM dbdedup.similar(%(image_id)s::bigint, %(max_distance)s, %(hash_kind)s)
+
+-- name: similar_to_path
+SELECT * FROM dbdedup.similar(%(path)s::text, %(max_distance)s, %(hash_kind)s)
+
+-- name: similar_to_hash
+SELECT * FROM dbdedup.similar_to_hash(%(hash)s::bigint, %(max_distance)s, %(hash_kind)s)
+
+-- name: image_by_path
+SELECT id, path, phash, dhash, ahash FROM dbdedup.images WHERE path = %(path)s AND status = 'ok'
+
+-- name: build_clusters
+SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_rule)s, %(reference_paths)s::text[])
+
+-- name: cluster_parameters
+SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
+       seconds, built_at
+FROM dbdedup.cluster_parameters
+
+-- name: cluster_counts
+SELECT count(DISTINCT cluster_id) AS clusters, count(*) AS members FROM dbdedup.cluster_assignments
