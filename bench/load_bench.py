@@ -1,0 +1,195 @@
+"""Load throughput and peak memory, end to end through `dbdedup load`, beside an imagehash process pool.
+
+    .venv/bin/python bench/load_bench.py            # full: 10k small, 200 x 12 MP, flat-memory 2k/10k/40k
+    .venv/bin/python bench/load_bench.py --repeat 3 # best and spread of 3 runs
+
+Generated images are cached under bench/out/ (git-ignored). Each `dbdedup load`
+runs as a subprocess (the real CLI code path) into a fresh database on an
+embedded server in bench/out/pgdata; its wall time includes process start,
+migrations check, the walk, hashing, COPY and commits. Peak memory is the
+highest sum of RSS over the loader's whole process tree (parent + workers),
+sampled every 20 ms; the PostgreSQL server's own memory is not included.
+The baseline is `imagehash.phash(Image.open(path))` mapped over the same files in a
+ProcessPoolExecutor with the same number of workers (no database at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import psutil
+import psycopg
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from images import photo  # noqa: E402
+
+
+# ---------------------------------------------------------------- test data
+
+
+def _small(i: int) -> None:
+    path = OUT / "small" / f"{i // 1000:02d}" / f"s{i:05d}.jpg"
+    if not path.exists():
+        photo(i, (128, 128)).save(path, "JPEG", quality=90)
+
+
+def _large(i: int) -> None:
+    path = OUT / "large" / f"l{i:03d}.jpg"
+    if path.exists():
+        return
+    rng = np.random.default_rng(i)
+    base = photo(10_000 + i, (400, 300)).resize((4000, 3000), Image.Resampling.BICUBIC)
+    arr = np.asarray(base, dtype=np.int16) + rng.integers(-6, 7, size=(3000, 4000, 1), dtype=np.int16)
+    Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB").save(path, "JPEG", quality=90)
+
+
+def generate(workers: int) -> None:
+    for sub in range(10):
+        (OUT / "small" / f"{sub:02d}").mkdir(parents=True, exist_ok=True)
+    (OUT / "large").mkdir(parents=True, exist_ok=True)
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(_small, range(10_000), chunksize=200))
+        list(pool.map(_large, range(200), chunksize=4))
+    # flat-memory sets: hard links to the small files (distinct paths, no extra disk)
+    small = sorted((OUT / "small").rglob("*.jpg"))
+    for name, copies, count in (("flat2k", 1, 2000), ("flat40k", 4, 10_000)):
+        for c in range(copies):
+            folder = OUT / name / f"{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for src in small[:count]:
+                dst = folder / src.name
+                if not dst.exists():
+                    os.link(src, dst)
+
+
+def files_of(folder: Path) -> list[str]:
+    return sorted(str(p) for p in folder.rglob("*.jpg"))
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def run_measured(command: list[str]) -> tuple[float, int]:
+    """Run ``command``; return (seconds, peak RSS bytes of its process tree)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        raise SystemExit(f"{command} failed:\n{process.stderr.read().decode()}")
+    return seconds, peak
+
+
+def _phash_file(path: str) -> str:
+    import imagehash
+
+    with Image.open(path) as im:
+        return str(imagehash.phash(im))
+
+
+def _pool_main(paths_file: str, workers: int) -> None:
+    paths = Path(paths_file).read_text().splitlines()
+    with ProcessPoolExecutor(workers) as pool:
+        hashes = list(pool.map(_phash_file, paths, chunksize=max(1, min(64, len(paths) // (workers * 8)))))
+    assert len(hashes) == len(paths)
+
+
+def fresh_database(admin: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from dbdedup import db as dbmod
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    params = conninfo_to_dict(admin)
+    params["dbname"] = name
+    dsn = make_conninfo(**params)
+    dbmod.apply_migrations(dsn)
+    return dsn
+
+
+def measure_load(admin: str, folder: Path, workers: int) -> tuple[float, int, int]:
+    dsn = fresh_database(admin, "bench_load")
+    dbdedup = str(Path(sys.executable).parent / "dbdedup")
+    seconds, peak = run_measured([dbdedup, "--db", dsn, "-q", "load", "--workers", str(workers), str(folder)])
+    with psycopg.connect(dsn) as conn:
+        loaded = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    return seconds, peak, loaded
+
+
+def measure_pool(folder: Path, workers: int) -> tuple[float, int]:
+    listing = OUT / f"paths_{folder.name}.txt"
+    listing.write_text("\n".join(files_of(folder)))
+    code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import load_bench; load_bench._pool_main({str(listing)!r}, {workers})"
+    return run_measured([sys.executable, "-c", code])
+
+
+def describe(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    return f"best {max(values):,.0f} (runs: {', '.join(f'{v:,.0f}' for v in values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--skip-flat", action="store_true", help="skip the 2k/10k/40k memory series")
+    args = parser.parse_args()
+
+    from dbdedup import db as dbmod
+
+    print(f"generating / checking test files under {OUT} ...", flush=True)
+    generate(args.workers)
+    admin = dbmod.start_embedded(OUT / "pgdata")
+    import dbdedup
+
+    print(f"dbdedup {dbdedup.__version__}, {args.workers} workers, {os.cpu_count()} cores\n")
+    print(f"{'set':<22} {'files':>7} {'dbdedup load img/s':>30} {'peak MB':>8} "
+          f"{'imagehash pool img/s':>30} {'peak MB':>8}")
+    for label, folder in (("128x128 JPEG", OUT / "small"), ("12 MP JPEG", OUT / "large")):
+        count = len(files_of(folder))
+        ours, pool, our_mem, pool_mem = [], [], [], []
+        for _ in range(args.repeat):
+            seconds, peak, loaded = measure_load(admin, folder, args.workers)
+            assert loaded == count, (loaded, count)
+            ours.append(count / seconds)
+            our_mem.append(peak / 2**20)
+            seconds, peak = measure_pool(folder, args.workers)
+            pool.append(count / seconds)
+            pool_mem.append(peak / 2**20)
+        print(f"{label:<22} {count:>7,} {describe(ours):>30} {max(our_mem):>8.0f} "
+              f"{describe(pool):>30} {max(pool_mem):>8.0f}", flush=True)
+
+    if not args.skip_flat:
+        print("\npeak memory of `dbdedup load` as the file count grows (128x128 JPEGs):")
+        for folder in (OUT / "flat2k", OUT / "small", OUT / "flat40k"):
+            count = len(files_of(folder))
+            seconds, peak, loaded = measure_load(admin, folder, args.workers)
+            assert loaded == count
+            print(f"  {count:>7,} files: peak {peak / 2**20:6.0f} MB, {count / seconds:,.0f} img/s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
