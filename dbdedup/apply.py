@@ -15,7 +15,7 @@ action, and ``undo`` (or ``recover_manifest``) inspects the disk to finish or ro
 
 The manifest is JSON lines. The first line describes the run; then one line per event::
 
-    {"manifest": "dbdedup-apply", "version": 1, "action": "move", "created": "...", "move_to": "..."}
+    {"event": "start", "manifest": "dbdedup-apply", "version": 1, "action": "move", "created": "...", ...}
     {"event": "intent", "seq": 1, "action": "move", "path": "...", "path_bytes": "<hex>",
      "destination": "...", "destination_bytes": "<hex>", "size": 123, "mtime_ns": 1, "sha256": "<hex>", ...}
     {"event": "done", "seq": 1}
@@ -443,6 +443,7 @@ def execute_plan(
     given, files moved or deleted are marked missing in dbdedup.images (committed at the end).
     """
     header = {
+        "event": "start",
         "manifest": MANIFEST_KIND,
         "version": MANIFEST_VERSION,
         "action": plan.action,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Iterator, Sequence, TextIO
 
@@ -177,9 +178,10 @@ def ensure_current(conn: psycopg.Connection, params: ReportParameters):
 
 def ensure_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> None:
     """Make sure dbdedup.pairs holds every pair up to ``max_distance`` (matching runs when needed)."""
-    from .matching import find_pairs
+    from .matching import find_pairs, pairs_are_current
 
-    find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
+    if not pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind):
+        find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
 
 
 def collect_summary(conn: psycopg.Connection) -> Summary:
@@ -229,10 +231,25 @@ def iter_clusters(conn: psycopg.Connection, *, sort: str = "members", limit: int
             yield Cluster(id=cluster_id, rank=rank, members=tuple(_member(r) for r in rows))
 
 
-def pair_histogram(conn: psycopg.Connection, *, hash_kind: str = "phash", max_distance: int = 64) -> list[tuple[int, int]]:
-    """(distance, number of pairs) for the pairs known up to ``max_distance``, by distance."""
-    rows = conn.execute(_queries()["pair_distance_histogram"], {"hash_kind": hash_kind, "max_distance": max_distance})
-    return [(int(d), int(n)) for d, n in rows]
+@dataclass(frozen=True)
+class NeighbourHistogram:
+    """How far each image is from its nearest neighbour, as far as the stored pairs tell."""
+
+    counts: tuple[tuple[int, int], ...]  # (distance, images whose nearest neighbour is that far)
+    known_up_to: int  # pairs are complete up to this distance
+    beyond: int  # images with no neighbour within known_up_to
+
+
+def neighbour_histogram(conn: psycopg.Connection, *, hash_kind: str = "phash") -> NeighbourHistogram:
+    """Each image's nearest-neighbour distance from dbdedup.pairs (cheap: no new comparisons).
+    Distances beyond what matching stored are counted together in ``beyond``; `calibrate` measures them."""
+    q = _queries()
+    counts = tuple((int(d), int(n)) for d, n in conn.execute(q["nearest_neighbour_from_pairs"],
+                                                             {"hash_kind": hash_kind}))
+    row = conn.execute(q["pairs_known_up_to"], {"hash_kind": hash_kind}).fetchone()
+    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    return NeighbourHistogram(counts=counts, known_up_to=int(row[0]) if row else 0,
+                              beyond=int(images) - sum(n for _, n in counts))
 
 
 def iter_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> Iterator[dict[str, Any]]:
@@ -354,15 +371,25 @@ def histogram_lines(
         bar = "#" * (max(1, round(width * n / peak)) if n else 0)
         lines.append(f"{d:>3} | {bar:<{width}} {n}")
         if threshold is not None and d == threshold:
-            lines.append(f"----+-- threshold {threshold}: {label} above this line are matched " + "-" * 4)
+            lines.append(f"----+-- threshold {threshold}: {label} above this line have a match " + "-" * 4)
     return lines
+
+
+def _width(out: TextIO, default: int) -> int | None:
+    """The terminal's width; for a pipe or file, $COLUMNS or ``default``."""
+    if out.isatty():
+        return None
+    try:
+        return int(os.environ.get("COLUMNS", "")) or default
+    except ValueError:
+        return default
 
 
 def render_terminal(
     params: ReportParameters,
     summary: Summary,
     clusters: Iterable[Cluster],
-    histogram: Sequence[tuple[int, int]],
+    histogram: NeighbourHistogram | None,
     out: TextIO,
     *,
     color: bool | None = None,
@@ -373,7 +400,7 @@ def render_terminal(
     from rich.text import Text
 
     console = Console(file=out, soft_wrap=False, force_terminal=color, no_color=color is False,
-                      highlight=False, width=None if out.isatty() else 120)
+                      highlight=False, width=_width(out, 120))
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
@@ -430,12 +457,17 @@ def render_terminal(
         "never touched[/dim]"
     )
 
-    lines = histogram_lines(histogram, threshold=params.threshold)
-    if lines:
+    if histogram is not None and (histogram.counts or histogram.beyond):
+        counts = list(histogram.counts) or [(0, 0)]
+        top = max(histogram.known_up_to, params.threshold)
+        lines = histogram_lines(counts + [(top, dict(counts).get(top, 0))], threshold=params.threshold,
+                                label="images")
         console.print()
-        console.print(Text(f"distance of matched pairs ({params.hash_kind}, bits out of 64)", style="bold"))
+        console.print(Text(f"nearest-neighbour distance of each image ({params.hash_kind}, bits of 64)", style="bold"))
         for line in lines:
             console.print(Text(line))
+        console.print(Text(f">{histogram.known_up_to:>2} | {histogram.beyond:,} images have no neighbour within "
+                           f"{histogram.known_up_to} bits (`dbdedup calibrate` measures how far they are)"))
 
 
 def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, max_distance: int) -> int:
@@ -443,7 +475,7 @@ def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, max_di
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, soft_wrap=False, highlight=False, width=None if out.isatty() else 160)
+    console = Console(file=out, soft_wrap=False, highlight=False, width=_width(out, 160))
     table = Table(title=f"pairs up to distance {max_distance}, most similar first", title_justify="left")
     table.add_column("dist", justify="right")
     table.add_column("image a", overflow="fold")

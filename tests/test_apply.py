@@ -63,13 +63,14 @@ def test_move_then_undo_restores_everything(db_dsn, tmp_path, loaded):
         placed = os.path.join(os.fsencode(moved_to), path.lstrip(b"/"))
         assert tree_state(moved_to)[placed] == before[path]
     events = _manifest(manifest)
-    assert events[0]["manifest"] == "dbdedup-apply" and events[0]["action"] == "move"
-    intents = [e for e in events if e["event"] == "intent"]
-    dones = [e for e in events if e["event"] == "done"]
+    assert events[0]["manifest"] == "dbdedup-apply" and events[0]["event"] == "start"
+    assert events[0]["action"] == "move"
+    intents = [e for e in events if e.get("event") == "intent"]
+    dones = [e for e in events if e.get("event") == "done"]
     assert {bytes.fromhex(e["path_bytes"]) for e in intents} == targets
     assert sorted(e["seq"] for e in dones) == sorted(e["seq"] for e in intents)
     # each done line comes after its intent line
-    order = [(e["event"], e.get("seq")) for e in events]
+    order = [(e.get("event"), e.get("seq")) for e in events]
     assert all(order.index(("intent", s)) < order.index(("done", s)) for s in (e["seq"] for e in dones))
     with psycopg.connect(db_dsn) as conn:
         gone = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'missing'").fetchone()[0]
@@ -130,7 +131,7 @@ def test_a_file_changed_after_load_is_skipped(db_dsn, tmp_path, loaded):
     assert "3 files done" in result.stdout and "2 skipped" in result.stdout
     assert "changed since it was loaded (content)" in result.stderr
     assert "changed since it was loaded (modified time)" in result.stderr
-    skips = {e["path"]: e["reason"] for e in _manifest(manifest) if e["event"] == "skip"}
+    skips = {e["path"]: e["reason"] for e in _manifest(manifest) if e.get("event") == "skip"}
     assert set(skips) == {str(changed), str(touched)}
 
 
@@ -170,7 +171,7 @@ def test_a_crash_half_way_is_recorded_and_undone(db_dsn, tmp_path, loaded, monke
             ap.execute_plan(conn, plan, tmp_path / "m.jsonl")
         monkeypatch.setattr(ap.os, "unlink", real_unlink)
     events = _manifest(tmp_path / "m.jsonl")
-    assert [e["event"] for e in events[1:]] == ["intent", "done", "intent", "done", "intent"]
+    assert [e["event"] for e in events] == ["start", "intent", "done", "intent", "done", "intent"]
     interrupted = bytes.fromhex(events[-1]["path_bytes"])
     assert os.path.exists(interrupted)  # untouched at its path
     result = run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
@@ -182,3 +183,14 @@ def test_a_crash_half_way_is_recorded_and_undone(db_dsn, tmp_path, loaded, monke
 def test_apply_needs_exactly_one_action(db_dsn, loaded):
     result = run_cli(db_dsn, "apply", "--delete", "--hardlink", ok=False)
     assert result.exit_code == 1 and "choose one action" in result.stderr
+
+
+def test_apply_acts_on_the_clustering_last_reviewed(db_dsn, tmp_path, loaded):
+    """`report --reference X --threshold 4` then a bare `apply`: the same clustering, X still protected."""
+    reference = loaded.root / "copies"
+    run_cli(db_dsn, "report", "--reference", str(reference), "--threshold", "4")
+    before = tree_state(reference)
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert "clustering: phash distance <= 4" in result.stderr and "1 reference path" in result.stderr
+    assert tree_state(reference) == before
+    assert "files done" in result.stdout

@@ -10,10 +10,10 @@ from typing import Iterator, TextIO
 
 import click
 
+from ..clusters import KEEPER_RULES
 from ..errors import DbdedupError
+from ..matching import HASH_KINDS
 from .main import note, open_db, settings_of
-
-HASH_KINDS = ("phash", "dhash", "ahash")
 
 
 def register(cli: click.Group) -> None:
@@ -27,44 +27,48 @@ def _default_threshold() -> int:
     return DEFAULT_THRESHOLD
 
 
-def _keeper_rules() -> tuple[str, ...] | None:
-    try:
-        from .. import clusters
-    except ImportError:
-        return None
-    rules = getattr(clusters, "KEEPER_RULES", None)
-    return tuple(rules) if rules else None
+def clustering_options(inherit: bool = False):
+    """--threshold/--hash/--keeper/--reference: which clustering a command reads (made current first).
+
+    With ``inherit`` (apply), options not given take the current clustering's values, so apply
+    acts on the clustering the user last reviewed with `report` or `export`."""
+    where = "the current clustering's, else " if inherit else ""
+
+    def decorate(f):
+        f = click.option(
+            "--reference", "reference_paths", multiple=True, type=click.Path(), metavar="PATH",
+            help="A folder (or file) whose images are references: never removed, preferred as keepers. "
+                 "Repeatable." + (" [default: the current clustering's]" if inherit else ""),
+        )(f)
+        f = click.option(
+            "--keeper", "keeper_rule", type=click.Choice(KEEPER_RULES), default=None,
+            help=f"Which member of a cluster to keep: the largest (most pixels), newest or oldest "
+                 f"[default: {where}largest].",
+        )(f)
+        f = click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default=None,
+                         help=f"Which perceptual hash to compare [default: {where}phash].")(f)
+        f = click.option("--threshold", type=click.IntRange(0, 64), default=None,
+                         help="Largest Hamming distance (bits of 64) that counts as a near-duplicate "
+                              f"[default: {where}dbdedup.matching.DEFAULT_THRESHOLD, {_default_threshold()}].")(f)
+        return f
+
+    return decorate
 
 
-def clustering_options(f):
-    """--threshold/--hash/--keeper/--reference: which clustering a command reads (made current first)."""
-    f = click.option(
-        "--reference", "reference_paths", multiple=True, type=click.Path(), metavar="PATH",
-        help="A folder (or file) whose images are references: never removed, preferred as keepers. Repeatable.",
-    )(f)
-    f = click.option(
-        "--keeper", "keeper_rule", default="largest", show_default=True, metavar="RULE",
-        help="Which member of a cluster to keep (see `dbdedup cluster --help` for the rules).",
-    )(f)
-    f = click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default="phash", show_default=True,
-                     help="Which perceptual hash to compare.")(f)
-    f = click.option("--threshold", type=click.IntRange(0, 64), default=None,
-                     help="Largest Hamming distance (bits of 64) that counts as a near-duplicate "
-                          "[default: dbdedup.matching.DEFAULT_THRESHOLD].")(f)
-    return f
-
-
-def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None):
+def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None, current=None):
+    """The clustering parameters: the options given, else ``current`` (a current_parameters dict), else defaults."""
     from ..report import ReportParameters
 
-    rules = _keeper_rules()
-    if rules and keeper_rule not in rules:
-        raise DbdedupError(f"unknown keeper rule {keeper_rule!r}", hint=f"use one of: {', '.join(rules)}")
+    current = current or {}
+    if reference_paths:
+        references = tuple(os.path.abspath(p) for p in reference_paths)
+    else:
+        references = tuple(current.get("reference_paths") or ())
     return ReportParameters(
-        threshold=_default_threshold() if threshold is None else threshold,
-        hash_kind=hash_kind,
-        keeper_rule=keeper_rule,
-        reference_paths=tuple(os.path.abspath(p) for p in reference_paths),
+        threshold=threshold if threshold is not None else current.get("threshold", _default_threshold()),
+        hash_kind=hash_kind or current.get("hash_kind", "phash"),
+        keeper_rule=keeper_rule or current.get("keeper_rule", "largest"),
+        reference_paths=references,
         sort=sort,
         limit=limit,
     )
@@ -98,7 +102,7 @@ output_option = click.option("--output", "-o", "output", type=click.Path(dir_oka
 
 
 @click.command()
-@clustering_options
+@clustering_options()
 @click.option("--sort", type=click.Choice(["members", "bytes", "distance", "path"]), default="members",
               show_default=True, help="Cluster order: most members, most bytes reclaimable, loosest match, "
                                       "or keeper path.")
@@ -139,7 +143,7 @@ def report(ctx, threshold, hash_kind, keeper_rule, reference_paths, sort, limit,
             elif fmt == "csv":
                 rep.write_csv(clusters, out)
             else:
-                histogram = rep.pair_histogram(conn, hash_kind=hash_kind)
+                histogram = rep.neighbour_histogram(conn, hash_kind=params.hash_kind)
                 rep.render_terminal(params, summary, clusters, histogram, out,
                                     color=False if output else None)
     if output:
@@ -188,7 +192,7 @@ def pairs(ctx, max_distance, hash_kind, fmt, output):
                    "[default: html when TARGET ends in .html, else folders].")
 @click.option("--mode", type=click.Choice(["copy", "hardlink", "symlink"]), default="copy", show_default=True,
               help="For --layout folders: how files get into the folders.")
-@clustering_options
+@clustering_options()
 @click.option("--sort", type=click.Choice(["members", "bytes", "distance", "path"]), default="members",
               show_default=True, help="Cluster order.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Export at most this many clusters.")
@@ -239,7 +243,7 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
 @click.option("--yes", is_flag=True, help="Act. Without it, apply only prints the plan (a dry run).")
 @click.option("--manifest", type=click.Path(dir_okay=False), metavar="FILE",
               help="Where to journal every action [default: a new timestamped file, path printed].")
-@clustering_options
+@clustering_options(inherit=True)
 @click.pass_context
 def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, keeper_rule, reference_paths):
     """Move, delete or hard-link the duplicates (every cluster member but its keeper).
@@ -263,8 +267,10 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, k
         raise DbdedupError("choose one action: --move-to DIR, --delete or --hardlink",
                            hint="dbdedup apply --move-to ~/dbdedup-removed (a dry run until you add --yes)")
     action = chosen[0]
-    params = _params(threshold, hash_kind, keeper_rule, reference_paths)
     with open_db(ctx) as conn:
+        from ..clusters import current_parameters
+
+        params = _params(threshold, hash_kind, keeper_rule, reference_paths, current=current_parameters(conn))
         _prepare(ctx, conn, params)
         plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=params.reference_paths)
         if not yes:

@@ -37,15 +37,23 @@ JOIN dbdedup.cluster_members m USING (cluster_id)
 WHERE %(limit)s::bigint IS NULL OR r.rank <= %(limit)s::bigint
 ORDER BY r.rank, m.is_keeper DESC, m.distance_to_keeper, m.path, m.image_id
 
--- name: pair_distance_histogram
--- How many known pairs there are at each distance (dbdedup.pairs holds the pairs matching found).
-SELECT p.distance::int AS distance, count(*) AS pairs
-FROM dbdedup.pairs p
-JOIN dbdedup.images a ON a.id = p.image_a AND a.status = 'ok'
-JOIN dbdedup.images b ON b.id = p.image_b AND b.status = 'ok'
-WHERE p.hash_kind = %(hash_kind)s AND p.distance <= %(max_distance)s
-GROUP BY p.distance
-ORDER BY p.distance
+-- name: nearest_neighbour_from_pairs
+-- Each ok image's nearest-neighbour distance, as far as dbdedup.pairs knows (pairs are complete up to
+-- match_state.max_distance); images with no pair that close are counted apart.
+WITH ends AS (
+    SELECT image_a AS image_id, distance FROM dbdedup.pairs WHERE hash_kind = %(hash_kind)s
+    UNION ALL
+    SELECT image_b, distance FROM dbdedup.pairs WHERE hash_kind = %(hash_kind)s
+), nearest AS (
+    SELECT e.image_id, min(e.distance)::int AS distance
+    FROM ends e
+    JOIN dbdedup.images i ON i.id = e.image_id AND i.status = 'ok'
+    GROUP BY e.image_id
+)
+SELECT distance, count(*) AS images FROM nearest GROUP BY distance ORDER BY distance
+
+-- name: pairs_known_up_to
+SELECT max_distance::int FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
 
 -- name: pairs
 -- Every known pair up to a distance, most similar first.
