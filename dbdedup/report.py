@@ -357,7 +357,8 @@ def histogram_lines(
     counts: Sequence[tuple[int, int]], *, threshold: int | None = None, width: int = 40, label: str = "pairs"
 ) -> list[str]:
     """A text bar chart, one line per distance from 0 to the largest one present, with a rule where
-    ``threshold`` cuts (everything above the rule is matched)."""
+    ``threshold`` cuts (everything above the rule is matched). Runs of four or more empty
+    distances are folded into one line, so a wide gap stays visible without scrolling."""
     if not counts:
         return []
     by_distance = dict(counts)
@@ -365,13 +366,34 @@ def histogram_lines(
     if threshold is not None:
         top = max(top, threshold)
     peak = max(by_distance.values()) or 1
-    lines = []
+    lines: list[str] = []
+    rule = f"------+-- threshold {threshold}: {label} above this line have a match " + "-" * 4
+
+    def flush_empty(first: int, last: int) -> None:
+        if last - first >= 3:
+            lines.append(f"{f'{first}-{last}':>5} | {'':<{width}} 0 each")
+        else:
+            lines.extend(f"{d:>5} | {'':<{width}} 0" for d in range(first, last + 1))
+
+    empty_from: int | None = None
     for d in range(0, top + 1):
         n = by_distance.get(d, 0)
-        bar = "#" * (max(1, round(width * n / peak)) if n else 0)
-        lines.append(f"{d:>3} | {bar:<{width}} {n}")
+        if n == 0:
+            if empty_from is None:
+                empty_from = d
+        else:
+            if empty_from is not None:
+                flush_empty(empty_from, d - 1)
+                empty_from = None
+            bar = "#" * max(1, round(width * n / peak))
+            lines.append(f"{d:>5} | {bar:<{width}} {n}")
         if threshold is not None and d == threshold:
-            lines.append(f"----+-- threshold {threshold}: {label} above this line have a match " + "-" * 4)
+            if empty_from is not None:
+                flush_empty(empty_from, d)
+                empty_from = None
+            lines.append(rule)
+    if empty_from is not None:
+        flush_empty(empty_from, top)
     return lines
 
 
@@ -466,7 +488,7 @@ def render_terminal(
         console.print(Text(f"nearest-neighbour distance of each image ({params.hash_kind}, bits of 64)", style="bold"))
         for line in lines:
             console.print(Text(line))
-        console.print(Text(f">{histogram.known_up_to:>2} | {histogram.beyond:,} images have no neighbour within "
+        console.print(Text(f"{'>' + str(histogram.known_up_to):>5} | {histogram.beyond:,} images have no neighbour within "
                            f"{histogram.known_up_to} bits (`dbdedup calibrate` measures how far they are)"))
 
 
