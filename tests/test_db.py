@@ -29,6 +29,23 @@ def test_target_resolution_order(monkeypatch, tmp_path):
     assert dbmod.resolve_target(data_dir=tmp_path / "e").data_dir == tmp_path / "e"
 
 
+def test_head_revision_from_file_names_is_alembics_head():
+    assert dbmod.head_revision() == dbmod.alembic_head_revision()
+
+
+def test_current_database_needs_no_alembic_import(db_dsn):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dbdedup import db; "
+        f"assert db.apply_migrations({db_dsn!r}) is False; "
+        "print('alembic' in sys.modules, 'sqlalchemy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
 def test_migrate_creates_schema_and_is_idempotent(empty_db_dsn):
     assert dbmod.apply_migrations(empty_db_dsn) is True
     assert dbmod.apply_migrations(empty_db_dsn) is False
