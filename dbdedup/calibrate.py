@@ -19,7 +19,9 @@ from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 HASH_BITS = 64
-DEFAULT_SAMPLE = 3000
+# beyond the stored pairs, measure about this many comparisons (roughly 3 s at 7 M a second)
+COMPARISON_BUDGET = 20_000_000
+MIN_SAMPLE = 200
 # a valley must be at least this deep, relative to the lower of the two modes around it
 MIN_VALLEY_DEPTH = 0.5
 # Edits that keep the picture (resize, re-encode, brightness) flip at most about this many of the
@@ -57,8 +59,10 @@ class Calibration:
     hash_kind: str
     histogram: list[int]  # histogram[d] = images whose nearest neighbour is d bits away
     images: int  # images in the collection (status ok)
-    distinct_hashes: int
-    sampled_hashes: int  # hash values whose nearest neighbour was measured
+    exact_up_to: int  # distances up to here are exact (from dbdedup.pairs); beyond, from a sample
+    beyond_images: int  # images with no neighbour within exact_up_to
+    beyond_hashes: int  # their distinct hash values
+    sampled_hashes: int  # how many of those values were measured
     suggestion: Suggestion
 
     @property
@@ -67,7 +71,7 @@ class Calibration:
 
     @property
     def sampled(self) -> bool:
-        return self.sampled_hashes < self.distinct_hashes
+        return self.sampled_hashes < self.beyond_hashes
 
 
 def _smoothed(hist: list[int]) -> list[int]:
@@ -183,38 +187,64 @@ def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> S
     )
 
 
-def nearest_neighbour_histogram(
-    conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int = DEFAULT_SAMPLE
-) -> tuple[list[int], int, int, int]:
-    """(histogram over 0..64, images, distinct hash values, hash values measured), computed in SQL.
+def auto_sample(distinct_values: int) -> int:
+    """How many values to measure beyond the pairs: about COMPARISON_BUDGET comparisons, at least MIN_SAMPLE."""
+    return max(MIN_SAMPLE, COMPARISON_BUDGET // max(1, distinct_values))
 
-    Images sharing a hash value are each other's nearest neighbour at 0. When there are more
-    distinct values than ``sample``, a deterministic sample of them is measured (each against
-    all values), so the cost is at most ``sample`` x distinct values comparisons.
+
+def nearest_neighbour_histogram(
+    conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None
+) -> tuple[list[int], dict[str, int]]:
+    """(histogram over 0..64 of each image's nearest-neighbour distance, facts about how it was measured).
+
+    Matching runs first if needed (pairs up to the default threshold, or further if stored). Up
+    to the distance the pairs reach, the histogram is exact, from dbdedup.pairs. The images with
+    no pair that close are measured in SQL on a deterministic sample of their hash values (each
+    against every value; ``sample`` values, by default about COMPARISON_BUDGET comparisons), and
+    their counts scaled up to all of them.
     """
+    from .report import ensure_pairs, neighbour_histogram
+
     if hash_kind not in ("phash", "dhash", "ahash"):
         raise DbdedupError(f"unknown hash {hash_kind!r}", hint="use phash, dhash or ahash")
+    ensure_pairs(conn, max_distance=_default_threshold(), hash_kind=hash_kind)
+    known = neighbour_histogram(conn, hash_kind=hash_kind)
     q = _queries()
-    images, distinct = conn.execute(q["distinct_hashes"], {"hash_kind": hash_kind}).fetchone()
+    beyond_images, beyond_hashes = conn.execute(q["beyond_counts"], {"hash_kind": hash_kind}).fetchone()
+    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    all_values = conn.execute(q["distinct_values"], {"hash_kind": hash_kind}).fetchone()[0]
     hist = [0] * (HASH_BITS + 1)
-    for d, count in conn.execute(q["nearest_neighbour_histogram"], {"hash_kind": hash_kind, "sample": sample}):
-        hist[int(d)] = int(count)
-    return hist, int(images), int(distinct), min(int(distinct), sample)
+    for d, n in known.counts:
+        hist[d] += n
+    size = sample if sample is not None else auto_sample(int(all_values))
+    measured = min(int(beyond_hashes), size)
+    if measured:
+        rows = conn.execute(q["beyond_sample_histogram"], {"hash_kind": hash_kind, "sample": size}).fetchall()
+        sampled_images = sum(int(n) for _, n in rows)
+        scale = int(beyond_images) / sampled_images if sampled_images else 0.0
+        for d, n in rows:
+            hist[int(d)] += round(int(n) * scale)
+    conn.commit()
+    facts = {"images": int(images), "exact_up_to": known.known_up_to, "beyond_images": int(beyond_images),
+             "beyond_hashes": int(beyond_hashes), "sampled_hashes": measured}
+    return hist, facts
 
 
-def calibrate(conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int = DEFAULT_SAMPLE) -> Calibration:
+def calibrate(conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None) -> Calibration:
     """Measure the nearest-neighbour distances of the loaded images and suggest a threshold."""
-    hist, images, distinct, measured = nearest_neighbour_histogram(conn, hash_kind=hash_kind, sample=sample)
+    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
     if images < 2:
         raise DbdedupError(f"calibration needs at least two loaded images (there are {images})",
                            hint="load a folder first: dbdedup load DIR")
+    hist, facts = nearest_neighbour_histogram(conn, hash_kind=hash_kind, sample=sample)
     suggestion = suggest_threshold(hist, default_threshold=_default_threshold())
-    if measured < distinct:
+    if facts["sampled_hashes"] < facts["beyond_hashes"]:
         suggestion.reasoning.append(
-            f"measured on a sample of {measured:,} of {distinct:,} distinct hash values (--sample to change)"
+            f"distances up to {facts['exact_up_to']} are exact (from the stored pairs); the "
+            f"{facts['beyond_images']:,} images further out were measured on a sample of "
+            f"{facts['sampled_hashes']:,} of their {facts['beyond_hashes']:,} hash values and scaled (--sample to change)"
         )
-    return Calibration(hash_kind=hash_kind, histogram=hist, images=images, distinct_hashes=distinct,
-                       sampled_hashes=measured, suggestion=suggestion)
+    return Calibration(hash_kind=hash_kind, histogram=hist, suggestion=suggestion, **facts)
 
 
 def histogram_png(calibration: Calibration, path: str | os.PathLike, *, width: int = 900, height: int = 420) -> None:

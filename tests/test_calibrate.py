@@ -79,15 +79,18 @@ def test_calibrate_suggests_a_threshold_between_planted_and_unrelated(db_dsn, tm
         assert png.getextrema() != ((255, 255), (255, 255), (255, 255))  # something was drawn
 
 
-def test_calibrate_sample_measures_part_of_the_hashes(db_dsn, tmp_path):
+def test_calibrate_samples_only_beyond_the_stored_pairs(db_dsn, tmp_path):
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
     full = json.loads(run_cli(db_dsn, "calibrate", "--format", "json").stdout)
-    part = json.loads(run_cli(db_dsn, "calibrate", "--format", "json", "--sample", "10").stdout)
-    with psycopg.connect(db_dsn) as conn:
-        distinct = conn.execute("SELECT count(DISTINCT phash) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
-    assert full["sampled_hashes"] == full["distinct_hashes"] == distinct < 17  # copies share values
-    assert part["sampled_hashes"] == 10 and any("sample" in r for r in part["reasoning"])
+    part = json.loads(run_cli(db_dsn, "calibrate", "--format", "json", "--sample", "4").stdout)
+    # the 8 clustered images have exact distances from dbdedup.pairs; the 9 others are measured
+    assert full["beyond_images"] == 9 and full["sampled_hashes"] == full["beyond_hashes"] == 9
+    assert part["sampled_hashes"] == 4 and any("sample of 4" in r for r in part["reasoning"])
+    exact = {d: n for d, n in full["histogram"].items() if int(d) <= full["exact_up_to"]}
+    assert exact == {d: n for d, n in part["histogram"].items() if int(d) <= part["exact_up_to"]}
+    assert sum(exact.values()) == 8
+    assert abs(sum(part["histogram"].values()) - 17) <= 2  # scaled estimate of the 9
 
 
 def test_calibrate_needs_images(db_dsn):

@@ -343,8 +343,9 @@ def undo(ctx, manifest):
 @click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default="phash", show_default=True,
               help="Which perceptual hash to measure.")
 @click.option("--png", type=click.Path(dir_okay=False), metavar="FILE", help="Also draw the histogram into FILE.")
-@click.option("--sample", type=click.IntRange(min=10), default=3000, show_default=True,
-              help="Measure at most this many distinct hash values (each against all of them).")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="Beyond the stored pairs, measure this many hash values, each against all of them "
+                   "[default: about 20 million comparisons' worth, at least 200].")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table (a chart and the reasoning) or json.")
 @click.pass_context
@@ -374,7 +375,8 @@ def calibrate(ctx, hash_kind, png, sample, fmt):
         note(ctx, f"wrote {png}")
     if fmt == "json":
         click.echo(json.dumps({
-            "hash": result.hash_kind, "images": result.images, "distinct_hashes": result.distinct_hashes,
+            "hash": result.hash_kind, "images": result.images, "exact_up_to": result.exact_up_to,
+            "beyond_images": result.beyond_images, "beyond_hashes": result.beyond_hashes,
             "sampled_hashes": result.sampled_hashes,
             "histogram": {str(d): n for d, n in enumerate(result.histogram) if n},
             "suggested_threshold": s.threshold, "near_mode_end": s.near_mode_end,
@@ -382,7 +384,8 @@ def calibrate(ctx, hash_kind, png, sample, fmt):
             "unrelated_images": s.unrelated_images, "clear_valley": s.clear_valley, "reasoning": s.reasoning,
         }, indent=2))
         return
-    click.echo(f"nearest-neighbour {hash_kind} distance of {result.measured_images:,} images (bits of 64):")
+    click.echo(f"nearest-neighbour {hash_kind} distance of {result.images:,} images (bits of 64"
+               + (f"; beyond {result.exact_up_to}, estimated from a sample" if result.sampled else "") + "):")
     counts = [(d, n) for d, n in enumerate(result.histogram) if n]
     for line in histogram_lines(counts, threshold=s.threshold, label="images"):
         click.echo(line)

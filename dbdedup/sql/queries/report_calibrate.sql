@@ -1,28 +1,44 @@
 -- Queries of `dbdedup calibrate`: each image's distance to its nearest neighbour.
+-- Up to the distance matching stored (match_state.max_distance) the distances come exactly from
+-- dbdedup.pairs (see nearest_neighbour_from_pairs in report.sql); beyond it, from a sample.
 
--- name: distinct_hashes
--- How many images and distinct hash values there are (calibrate samples hash values when there are many).
+-- name: beyond_counts
+-- The images with no pair in dbdedup.pairs (their nearest neighbour is further than the pairs reach),
+-- and their distinct hash values.
 SELECT count(*) AS images,
-       count(DISTINCT CASE %(hash_kind)s::text WHEN 'phash' THEN phash WHEN 'dhash' THEN dhash ELSE ahash END)
+       count(DISTINCT CASE %(hash_kind)s::text WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END)
            AS distinct_hashes
-FROM dbdedup.images
-WHERE status = 'ok'
+FROM dbdedup.images i
+WHERE i.status = 'ok'
+  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id)
+  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id)
 
--- name: nearest_neighbour_histogram
--- For a deterministic sample of hash values: the distance to the nearest other value
--- (0 when several images share the value), weighted by the images holding it.
--- Cost: sample x distinct values comparisons of bit_count on a bigint XOR (about 8 M a second).
+-- name: beyond_sample_histogram
+-- For a deterministic sample of those images' hash values: the distance to the nearest other value
+-- among all ok images (0 when the value is shared), weighted by the images holding the value.
+-- Cost: sample x distinct values comparisons of bit_count on a bigint XOR (about 7 M a second).
 WITH hashes AS MATERIALIZED (
     SELECT CASE %(hash_kind)s::text WHEN 'phash' THEN phash WHEN 'dhash' THEN dhash ELSE ahash END AS h,
            count(*) AS images
     FROM dbdedup.images
     WHERE status = 'ok'
     GROUP BY 1
+), beyond AS (
+    SELECT CASE %(hash_kind)s::text WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END AS h,
+           count(*) AS images
+    FROM dbdedup.images i
+    WHERE i.status = 'ok'
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id)
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id)
+    GROUP BY 1
 ), sample AS (
-    SELECT h, images FROM hashes ORDER BY hashint8(h), h LIMIT %(sample)s
+    SELECT b.h, b.images, hv.images AS sharing
+    FROM beyond b JOIN hashes hv ON hv.h = b.h
+    ORDER BY hashint8(b.h), b.h
+    LIMIT %(sample)s
 ), nearest AS (
     SELECT s.images,
-           CASE WHEN s.images > 1 THEN 0
+           CASE WHEN s.sharing > 1 THEN 0
                 ELSE (SELECT min(bit_count((s.h # o.h)::bit(64))) FROM hashes o WHERE o.h <> s.h)
            END AS distance
     FROM sample s
@@ -32,3 +48,8 @@ FROM nearest
 WHERE distance IS NOT NULL
 GROUP BY distance
 ORDER BY distance
+
+-- name: distinct_values
+SELECT count(DISTINCT CASE %(hash_kind)s::text WHEN 'phash' THEN phash WHEN 'dhash' THEN dhash ELSE ahash END)
+FROM dbdedup.images
+WHERE status = 'ok'
