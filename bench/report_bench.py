@@ -32,7 +32,6 @@ from dbdedup import calibrate as cal  # noqa: E402
 from dbdedup import db as dbmod  # noqa: E402
 from dbdedup import export as exp  # noqa: E402
 from dbdedup import report as rep  # noqa: E402
-from dbdedup.clusters import ensure_clusters  # noqa: E402
 
 
 def fresh_database(name: str) -> str:
