@@ -27,19 +27,26 @@ COMMENT ON FUNCTION dbdedup.is_low_information(bigint) IS
 
 CREATE FUNCTION dbdedup.interleaved_mask(blocks integer, block integer) RETURNS bigint
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$ SELECT coalesce(bit_or(1::bigint << b), 0) FROM generate_series(0, 63) b WHERE b % blocks = block $$;
+    AS $$
+        SELECT coalesce(bit_or(1::bigint << b), 0)
+        FROM generate_series(0, 63) b
+        WHERE (b + CASE WHEN b < 32 THEN 0 WHEN 33 % blocks <> 0 THEN 1 ELSE 2 END) % blocks = block
+    $$;
 COMMENT ON FUNCTION dbdedup.interleaved_mask(integer, integer) IS
-    'Bits j with j mod blocks = block: the block-th of `blocks` interleaved blocks of a 64-bit hash. Interleaving '
-    'spreads the correlated low-frequency bits of pHash over all blocks, so block keys stay evenly filled.';
+    'The block-th of `blocks` interleaved bit blocks of a 64-bit hash (bit j goes to block j mod blocks, the upper half '
+    'shifted by one). Interleaving spreads the correlated low-frequency bits of pHash over all blocks; the shift keeps '
+    'bits j and j+32 apart, which PostgreSQL''s bigint hash folds together (a block holding both makes hash joins '
+    'collide badly).';
 
 CREATE FUNCTION dbdedup.sampled_mask(seed integer, bits integer) RETURNS bigint
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$
-        SELECT coalesce(bit_or(1::bigint << b), 0)
-        FROM (SELECT b FROM generate_series(0, 63) b ORDER BY hashint4(seed * 64 + b), b LIMIT bits) s
+        SELECT coalesce(bit_or(1::bigint << (c + 32 * (hashint4(seed * 97 + c) & 1))), 0)
+        FROM (SELECT c FROM generate_series(0, 31) c ORDER BY hashint4(seed * 64 + c), c LIMIT least(bits, 32)) s
     $$;
 COMMENT ON FUNCTION dbdedup.sampled_mask(integer, integer) IS
-    'A pseudo-random but fixed set of `bits` of the 64 (one LSH table of the sampled-bits method).';
+    'A pseudo-random but fixed set of `bits` (at most 32) of the 64, never both j and j+32 (see interleaved_mask): '
+    'the key of one table of the lsh method.';
 
 CREATE FUNCTION dbdedup.ball_masks(block_mask bigint, radius integer) RETURNS bigint[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -307,7 +314,7 @@ BEGIN
     -- the key with p = C(64-d, k) / C(64, k); L tables miss it with (1-p)^L. Pick k and L that
     -- reach target_recall at d = max_distance (closer pairs are found more often) at least cost.
     estimated_cost := 'Infinity';
-    FOR k IN 8 .. 40 LOOP
+    FOR k IN 8 .. 32 LOOP
         p := 1;
         FOR i IN 0 .. k - 1 LOOP
             p := p * greatest(64 - max_distance - i, 0)::double precision / (64 - i);
@@ -339,6 +346,8 @@ COMMENT ON FUNCTION dbdedup.plan_lsh(bigint, bigint, integer, double precision) 
 
 CREATE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer) RETURNS bigint
     LANGUAGE plpgsql
+    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
+    SET work_mem = '256MB' SET enable_mergejoin = off
     AS $$
 DECLARE
     n_candidates bigint;
@@ -372,6 +381,8 @@ COMMENT ON FUNCTION dbdedup.match_values_scan(text, integer) IS
 CREATE FUNCTION dbdedup.match_values_blocks(kind text, max_distance integer, blocks integer DEFAULT NULL,
                                             radii integer[] DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
+    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
+    SET work_mem = '256MB' SET enable_mergejoin = off
     AS $$
 DECLARE
     n_total bigint;
@@ -394,6 +405,11 @@ BEGIN
         RAISE EXCEPTION 'the blocks method is exact for thresholds 0 to 15, not %', max_distance
             USING HINT = 'use method scan (any threshold) or lsh';
     END IF;
+    IF blocks IS NOT NULL AND (radii IS NULL OR array_length(radii, 1) <> blocks
+                               OR (SELECT sum(r + 1) FROM unnest(radii) r) <= max_distance) THEN
+        RAISE EXCEPTION 'blocks % with radii % cannot find every pair within %', blocks, radii, max_distance
+            USING HINT = 'give one radius per block with sum(radius + 1) > max_distance';
+    END IF;
     SELECT count(*), count(*) FILTER (WHERE pending) INTO n_total, n_pending
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
     IF n_pending = 0 THEN
@@ -404,9 +420,6 @@ BEGIN
         SELECT * INTO plan FROM dbdedup.plan_blocks(n_total, n_pending, max_distance);
         blocks := plan.blocks;
         radii := plan.radii;
-    END IF;
-    IF (SELECT sum(r + 1) FROM unnest(radii) r) <= max_distance OR array_length(radii, 1) <> blocks THEN
-        RAISE EXCEPTION 'blocks % with radii % cannot find every pair within %', blocks, radii, max_distance;
     END IF;
     disjoint := '';
     FOR i IN 0 .. blocks - 1 LOOP
@@ -453,6 +466,8 @@ COMMENT ON FUNCTION dbdedup.match_values_blocks(text, integer, integer, integer[
 CREATE FUNCTION dbdedup.match_values_lsh(kind text, max_distance integer, target_recall double precision DEFAULT 0.99,
                                          key_bits integer DEFAULT NULL, tables integer DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
+    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
+    SET work_mem = '256MB' SET enable_mergejoin = off
     AS $$
 DECLARE
     n_total bigint;

@@ -1,0 +1,73 @@
+"""`dbdedup match` and `dbdedup similar` through click, on real images loaded by the loader."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+from click.testing import CliRunner
+
+from dbdedup.cli.main import cli
+from images import brighter, photo, reencoded, resized, save
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _library(root):
+    """Six unrelated photos, three of them with an edited copy."""
+    for seed in range(6):
+        save(photo(seed), root / f"p{seed}.jpg", quality=92)
+    save(resized(photo(0), 0.6), root / "copies" / "p0_small.jpg", quality=90)
+    save(reencoded(photo(1), 40), root / "copies" / "p1_lowq.jpg", quality=40)
+    save(brighter(photo(2), 1.15), root / "copies" / "p2_bright.png")
+    return root
+
+
+def test_match_then_similar(db_dsn, tmp_path):
+    root = _library(tmp_path / "lib")
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    result = run("--db", db_dsn, "match", "--threshold", "8")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "method scan" in result.stderr and "candidates compared" in result.stderr
+    assert "3 clusters with 6 images at threshold 8" in result.stderr
+
+    with psycopg.connect(db_dsn) as conn:
+        rows = conn.execute(
+            "SELECT m.path, k.path FROM dbdedup.cluster_members m "
+            "JOIN dbdedup.cluster_members k ON k.cluster_id = m.cluster_id AND k.is_keeper WHERE NOT m.is_keeper"
+        ).fetchall()
+    # the keeper is the larger original for the resized copy
+    assert {(m.rsplit("/", 1)[1], k.rsplit("/", 1)[1]) for m, k in rows} >= {("p0_small.jpg", "p0.jpg")}
+
+    again = run("--db", db_dsn, "match", "--threshold", "4")
+    assert "no matching needed" in again.stderr
+
+    similar = run("--db", db_dsn, "similar", str(root / "p1.jpg"), "--format", "json")
+    assert similar.exit_code == 0, similar.output
+    found = json.loads(similar.stdout)
+    assert [r["path"].rsplit("/", 1)[1] for r in found] == ["p1_lowq.jpg"]
+    assert found[0]["distance"] <= 8
+
+    # a file that was never loaded is hashed on the fly
+    save(resized(photo(3), 0.5), tmp_path / "outside.jpg", quality=85)
+    outside = run("--db", db_dsn, "similar", str(tmp_path / "outside.jpg"), "--format", "csv")
+    assert outside.exit_code == 0, outside.output
+    assert "p3.jpg" in outside.stdout
+
+
+def test_match_reports_user_errors(db_dsn, tmp_path):
+    bad = run("--db", db_dsn, "match", "--threshold", "20", "--method", "blocks")
+    assert bad.exit_code == 1
+    assert "blocks method is exact for thresholds 0 to 15" in bad.stderr and "hint:" in bad.stderr
+    missing = run("--db", db_dsn, "similar", str(tmp_path / "nope.jpg"))
+    assert missing.exit_code == 1 and "neither a loaded image nor a file" in missing.stderr
+
+
+def test_match_quiet_prints_nothing(db_dsn, tmp_path):
+    root = _library(tmp_path / "lib")
+    run("--db", db_dsn, "load", str(root))
+    result = run("--db", db_dsn, "--quiet", "match")
+    assert result.exit_code == 0 and result.stderr == "" and result.stdout == ""
