@@ -194,3 +194,41 @@ def test_apply_acts_on_the_clustering_last_reviewed(db_dsn, tmp_path, loaded):
     assert "clustering: phash distance <= 4" in result.stderr and "1 reference path" in result.stderr
     assert tree_state(reference) == before
     assert "files done" in result.stdout
+
+
+def test_move_across_file_systems_and_back(db_dsn, tmp_path, loaded):
+    """--move-to on another file system: copied, fsynced, linked into place, then the source removed."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev or not os.access(shm, os.W_OK):
+        pytest.skip("needs /dev/shm on a file system other than the temporary directory's")
+    before = tree_state(loaded.root)
+    targets = _non_keepers(db_dsn)
+    moved_to = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        result = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+        assert "5 files done" in result.stdout
+        moved = tree_state(moved_to)
+        assert len(moved) == 5 and not any(name.startswith(b".dbdedup-") for name in map(os.path.basename, moved))
+        for path in targets:
+            assert not os.path.exists(path)
+            assert moved[os.path.join(os.fsencode(moved_to), path.lstrip(b"/"))] == before[path]  # mtime kept
+        run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
+        assert tree_state(loaded.root) == before and tree_state(moved_to) == {}
+    finally:
+        shutil.rmtree(moved_to, ignore_errors=True)
+
+
+def test_undo_leaves_a_moved_file_that_changed(db_dsn, tmp_path, loaded):
+    manifest = tmp_path / "m.jsonl"
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(manifest))
+    intent = next(e for e in _manifest(manifest) if e.get("event") == "intent")
+    moved = bytes.fromhex(intent["destination_bytes"])
+    with open(moved, "ab") as f:
+        f.write(b"edited after the move")
+    result = run_cli(db_dsn, "undo", str(manifest), ok=False)
+    assert result.exit_code == 1 and "changed after it was moved" in result.stderr
+    assert "4 restored" in result.stdout
+    assert os.path.exists(moved) and not os.path.exists(bytes.fromhex(intent["path_bytes"]))
