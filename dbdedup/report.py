@@ -474,10 +474,11 @@ def render_terminal(
     elif params.limit is not None and shown < summary.near_duplicate_clusters:
         console.print()
         console.print(f"showing {shown} of {summary.near_duplicate_clusters:,} clusters (--limit to see more)")
-    console.print(
-        "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
-        "never touched[/dim]"
-    )
+    if shown:
+        console.print(
+            "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
+            "never touched[/dim]"
+        )
 
     if histogram is not None and (histogram.counts or histogram.beyond):
         counts = list(histogram.counts) or [(0, 0)]

@@ -303,9 +303,10 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, k
         result = ap.execute_plan(conn, plan, manifest_path, parameters=params.to_json(), on_event=on_event)
     click.echo(f"{action}: {len(result.done):,} files done, {human_bytes(result.bytes_freed)} "
                f"({result.bytes_freed:,} bytes) freed; {len(result.skipped):,} skipped, {len(result.failed):,} failed")
-    click.echo(f"manifest: {result.manifest}")
     if action == "move":
         click.echo(f"to put them back: dbdedup undo {result.manifest}")
+    else:
+        click.echo(f"manifest: {result.manifest}")
     if result.failed:
         ctx.exit(1)
 
