@@ -165,7 +165,7 @@ def _figure(member: Member, jpeg: bytes | None, error: str | None) -> str:
         f'<figure class="{"keeper" if member.is_keeper else "member"}" data-distance="{member.distance}">'
         f'<div class="frame">{picture}</div>'
         f"<figcaption>{_badge(member)} <b>{name}</b><br>{distance} &middot; {dims} &middot; "
-        f'{e(human_bytes(member.size_bytes))}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
+        f'{e(human_bytes(member.size_bytes)).replace(" ", "&nbsp;")}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
         f"</figcaption></figure>"
     )
 
