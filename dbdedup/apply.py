@@ -244,6 +244,8 @@ class _Checker:
             return "is the keeper's own file under another path"
         if item.action == "hardlink" and os.path.samestat(st, keeper_st):
             return "already a hard link to its keeper"
+        if item.action == "hardlink" and st.st_dev != keeper_st.st_dev:
+            return "on another file system than its keeper (a hard link cannot cross file systems)"
         try:
             if sha256_of(item.path_bytes) != item.sha256:
                 return "changed since it was loaded (content)"

@@ -135,3 +135,16 @@ def test_html_shows_distances_and_sizes(db_dsn, tmp_path):
         assert f"{m['width']}&times;{m['height']}" in text
         if not m["keeper"]:
             assert f"distance {m['distance']}" in text
+
+
+def test_html_placeholder_for_a_file_gone_since_load(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")  # clusters built while the file is there
+    gone = col.near["o101_small.jpg"][1]
+    gone.unlink()
+    sheet = tmp_path / "sheet.html"
+    # the clustering is current (nothing was re-loaded), so the member is still listed
+    run_cli(db_dsn, "export", str(sheet))
+    text = sheet.read_text(encoding="utf-8")
+    assert text.count("no thumbnail") == 1 and text.count("<figure") == 8 and text.count("<img") == 7

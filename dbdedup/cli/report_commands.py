@@ -223,6 +223,10 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
         summary = rep.collect_summary(conn)
         clusters = rep.iter_clusters(conn, sort=sort, limit=limit)
         if layout == "html":
+            shown = summary.near_duplicate_clusters if limit is None else min(limit, summary.near_duplicate_clusters)
+            if shown > 2000:
+                note(ctx, f"making thumbnails for {shown:,} clusters: this takes a while and makes a large page; "
+                          "--limit N --sort bytes keeps the N clusters that free the most")
             path = exp.export_html(params, summary, clusters, target, thumbnail_size=thumbnail_size)
             note(ctx, f"wrote {path} ({summary.near_duplicate_clusters:,} clusters, "
                       f"{path.stat().st_size:,} bytes); open it in a browser")
@@ -238,8 +242,8 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
               help="Move the duplicates under DIR (their full path re-created there); undo puts them back.")
 @click.option("--delete", is_flag=True, help="Delete the duplicates. This cannot be undone.")
 @click.option("--hardlink", is_flag=True,
-              help="Replace exact duplicates (same SHA-256) by hard links to their keeper; near-duplicates "
-                   "are left alone.")
+              help="Replace exact duplicates (same SHA-256) by hard links to their keeper (they then share "
+                   "its permissions and times); near-duplicates are left alone.")
 @click.option("--yes", is_flag=True, help="Act. Without it, apply only prints the plan (a dry run).")
 @click.option("--manifest", type=click.Path(dir_okay=False), metavar="FILE",
               help="Where to journal every action [default: a new timestamped file, path printed].")
