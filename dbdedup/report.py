@@ -224,7 +224,8 @@ def iter_clusters(conn: psycopg.Connection, *, sort: str = "members", limit: int
     if sort not in SORT_ORDERS:
         raise ValueError(f"sort must be one of {SORT_ORDERS}")
     # a server-side cursor streams the rows instead of fetching them all at once
-    with conn.cursor(name="dbdedup_report_members", row_factory=dict_row) as cur:
+    # (WITH HOLD lets it live outside a transaction, on an autocommit connection)
+    with conn.cursor(name="dbdedup_report_members", row_factory=dict_row, withhold=conn.autocommit) as cur:
         cur.itersize = 2000
         cur.execute(_queries()["cluster_members"], {"sort": sort, "limit": limit})
         for (rank, cluster_id), rows in itertools.groupby(cur, key=lambda r: (r["rank"], r["cluster_id"])):

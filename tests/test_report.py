@@ -165,3 +165,17 @@ def test_every_command_has_help_with_an_example():
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0, name
         assert "Example:" in result.stdout and f"dbdedup {name}" in result.stdout, name
+
+
+def test_library_streams_clusters_on_autocommit_and_transaction_connections(db_dsn, tmp_path):
+    from dbdedup import report as rep
+
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    with psycopg.connect(db_dsn) as conn:
+        rep.ensure_current(conn, rep.ReportParameters(threshold=8))
+        in_transaction = [c.to_json() for c in rep.iter_clusters(conn, sort="path")]
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        autocommit = [c.to_json() for c in rep.iter_clusters(conn, sort="path")]
+    assert in_transaction == autocommit and len(autocommit) == 3
+    assert [c["keeper"] for c in autocommit] == sorted(c["keeper"] for c in autocommit)
