@@ -116,6 +116,12 @@ def test_html_contact_sheet_renders_in_chromium(db_dsn, tmp_path):
     images, loaded = _images_loaded_in_browser(sheet)
     assert images == loaded == expected == 10
 
+    # the folder layout keeps the exact bytes of the name
+    run_cli(db_dsn, "export", str(tmp_path / "folders"), "--mode", "hardlink")
+    placed = [os.path.join(dirpath, name) for dirpath, _, names in os.walk(os.fsencode(tmp_path / "folders"))
+              for name in names if name == b"na\xefve.jpg"]
+    assert len(placed) == 1 and os.path.samefile(placed[0], odd)
+
     # the probe can fail: a broken thumbnail is counted as not loaded
     broken = tmp_path / "out" / "broken.html"
     broken.write_text(re.sub(r"base64,[A-Za-z0-9+/]{40}", "base64,AAAA", text, count=1), encoding="utf-8")
