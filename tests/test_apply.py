@@ -232,3 +232,56 @@ def test_undo_leaves_a_moved_file_that_changed(db_dsn, tmp_path, loaded):
     assert result.exit_code == 1 and "changed after it was moved" in result.stderr
     assert "4 restored" in result.stdout
     assert os.path.exists(moved) and not os.path.exists(bytes.fromhex(intent["path_bytes"]))
+
+
+def test_kill_9_half_way_leaves_every_file_whole_and_undo_restores(db_dsn, tmp_path):
+    """A real `dbdedup apply --yes` killed with SIGKILL while moving 400 copies: every file is at
+    its path or fully moved (the manifest says which), and undo restores the tree exactly."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from images import photo, save
+
+    root = tmp_path / "photos"
+    for i in range(100):  # 100 pictures with 4 byte-identical copies each (few pairs, many files to move)
+        first = save(photo(400 + i, (64, 48)), root / f"p{i:03d}.jpg", quality=90)
+        for j in range(4):
+            (root / f"copies{j}").mkdir(exist_ok=True)
+            shutil.copy2(first, root / f"copies{j}" / f"p{i:03d}.jpg")
+    load(db_dsn, root)
+    assert json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)["summary"]["removable_images"] == 400
+    before = tree_state(root)
+    manifest, moved_to = tmp_path / "m.jsonl", tmp_path / "removed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dbdedup", "--db", db_dsn, "apply", "--move-to", str(moved_to), "--yes",
+         "--manifest", str(manifest)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if manifest.exists() and manifest.read_text().count('"done"') >= 20:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "apply finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    from dbdedup.apply import read_manifest
+
+    _, events = read_manifest(manifest)
+    intents = {e["seq"]: e for e in events if e.get("event") == "intent"}
+    done = {e["seq"] for e in events if e.get("event") == "done"}
+    assert 20 <= len(done) < 399 and "end" not in [e.get("event") for e in events]
+    for seq, e in intents.items():
+        source, target = bytes.fromhex(e["path_bytes"]), bytes.fromhex(e["destination_bytes"])
+        if seq in done:
+            assert not os.path.exists(source) and os.path.exists(target)
+        else:  # the one action the kill interrupted: not moved, moved, or linked in both places
+            assert os.path.exists(source) or os.path.exists(target)
+    untouched = {p for p in before} - {bytes.fromhex(e["path_bytes"]) for e in intents.values()}
+    assert all(tree_state(root).get(p) == before[p] for p in untouched)
+
+    result = run_cli(db_dsn, "undo", str(manifest))
+    assert f"{len(done)} restored" in result.stdout
+    assert tree_state(root) == before
