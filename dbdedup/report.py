@@ -255,7 +255,8 @@ def neighbour_histogram(conn: psycopg.Connection, *, hash_kind: str = "phash") -
 
 def iter_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> Iterator[dict[str, Any]]:
     """Every known pair up to ``max_distance``, most similar first, as dicts keyed like PAIR_COLUMNS."""
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(name="dbdedup_report_pairs", row_factory=dict_row, withhold=conn.autocommit) as cur:
+        cur.itersize = 5000
         cur.execute(_queries()["pairs"], {"hash_kind": hash_kind, "max_distance": max_distance})
         for row in cur:
             row["path_bytes_a"] = bytes(row["path_bytes_a"])
