@@ -270,7 +270,7 @@ def histogram_png(calibration: Calibration, path: str | os.PathLike, *, width: i
         n = hist[d] if d < len(hist) else 0
         left = x0 + d * bar_w
         if n:
-            bar_h = plot_h * n / peak
+            bar_h = max(2.0, plot_h * n / peak)  # a count of 1 beside a peak of thousands stays visible
             colour = (46, 125, 50) if d <= threshold else (120, 120, 120)
             draw.rectangle([left + 1, y0 - bar_h, left + bar_w - 1, y0 - 1], fill=colour)
         if d % 4 == 0:

@@ -96,3 +96,19 @@ def test_calibrate_samples_only_beyond_the_stored_pairs(db_dsn, tmp_path):
 def test_calibrate_needs_images(db_dsn):
     result = run_cli(db_dsn, "calibrate", ok=False)
     assert result.exit_code == 1 and "at least two" in result.stderr
+
+
+def test_png_draws_tiny_bars_beside_a_tall_peak(tmp_path):
+    from dbdedup.calibrate import Calibration, histogram_png
+
+    hist = _hist({0: 5000, 3: 1, 14: 2, 20: 900})
+    c = Calibration(hash_kind="phash", histogram=hist, images=sum(hist), exact_up_to=8, beyond_images=902,
+                    beyond_hashes=902, sampled_hashes=902, suggestion=suggest_threshold(hist))
+    histogram_png(c, tmp_path / "h.png")
+    with Image.open(tmp_path / "h.png") as png:
+        rgb = png.convert("RGB")
+        # the bar at distance 3 (one image) is drawn, in the near-duplicate colour, just above the axis
+        bar_w = (900 - 60 - 20) / 23  # 23 bins: distances 0..22 (the largest present + 2)
+        x = int(60 + 3.5 * bar_w)
+        assert rgb.getpixel((x, 420 - 50 - 1)) == (46, 125, 50)
+        assert rgb.getpixel((int(60 + 5.5 * bar_w), 420 - 50 - 1)) == (255, 255, 255)  # distance 5: empty
