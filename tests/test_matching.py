@@ -148,7 +148,7 @@ def test_blocks_with_forced_plans_stay_exact(conn):
     for blocks, radii in ((2, [3, 3]), (4, [1, 1, 1, 1]), (8, [0] * 8), (3, [3, 2, 1])):
         conn.execute("DELETE FROM dbdedup.value_pairs")
         conn.execute("UPDATE dbdedup.hash_values SET pending = true")
-        conn.execute("SELECT dbdedup.match_values_blocks('phash', 7, %s, %s)", (blocks, radii))
+        conn.execute("SELECT dbdedup.match_values_blocks('phash', 7, false, %s, %s)", (blocks, radii))
         found = {
             (a, b, d)
             for a, b, d in conn.execute(
@@ -159,7 +159,7 @@ def test_blocks_with_forced_plans_stay_exact(conn):
         assert {(min(a, b), max(a, b), d) for a, b, d in found} == {p for p in expected if p[2] > 0}
         conn.rollback()
     with pytest.raises(psycopg.errors.RaiseException):
-        conn.execute("SELECT dbdedup.match_values_blocks('phash', 7, 2, '{2,2}')")
+        conn.execute("SELECT dbdedup.match_values_blocks('phash', 7, false, 2, '{2,2}')")
 
 
 def test_lsh_reaches_its_recall_and_never_returns_a_far_pair(conn):

@@ -107,7 +107,7 @@ COMMENT ON COLUMN dbdedup.match_state.method IS 'Method of the last run: scan, b
 COMMENT ON COLUMN dbdedup.match_state.mode IS 'full (everything re-matched) or incremental (only changed images against all).';
 COMMENT ON COLUMN dbdedup.match_state.candidates IS 'Value pairs the last run compared exactly.';
 
-CREATE TABLE dbdedup.hash_values (
+CREATE UNLOGGED TABLE dbdedup.hash_values (
     hash_kind      text NOT NULL,
     value          bigint NOT NULL,
     images         integer NOT NULL,
@@ -118,13 +118,14 @@ CREATE TABLE dbdedup.hash_values (
     PRIMARY KEY (hash_kind, value)
 );
 COMMENT ON TABLE dbdedup.hash_values IS
-    'Distinct hash values of the ok images, per hash kind: matching compares values, not images, so a thousand copies cost one comparison.';
+    'Distinct hash values of the ok images, per hash kind: matching compares values, not images, so a thousand copies cost one comparison. '
+    'Unlogged (derived data, written fast): after a crash it is empty and the next match is a full one.';
 COMMENT ON COLUMN dbdedup.hash_values.distinct_files IS 'Distinct SHA-256 among the images with this value.';
 COMMENT ON COLUMN dbdedup.hash_values.is_common IS 'Over-common or low-information value: kept out of near-duplicate pairs (exact copies still pair).';
 COMMENT ON COLUMN dbdedup.hash_values.common_reason IS 'low_information (almost no bits set or cleared) or shared_by_many (more distinct files than the common limit).';
 COMMENT ON COLUMN dbdedup.hash_values.pending IS 'Not yet matched against the others (new since the last match).';
 
-CREATE TABLE dbdedup.value_pairs (
+CREATE UNLOGGED TABLE dbdedup.value_pairs (
     hash_kind text NOT NULL,
     value_a   bigint NOT NULL,
     value_b   bigint NOT NULL,
@@ -133,7 +134,7 @@ CREATE TABLE dbdedup.value_pairs (
     CHECK (value_a < value_b)
 );
 CREATE INDEX value_pairs_b_idx ON dbdedup.value_pairs (hash_kind, value_b);
-COMMENT ON TABLE dbdedup.value_pairs IS 'Pairs of distinct hash values within match_state.max_distance (value_a < value_b).';
+COMMENT ON TABLE dbdedup.value_pairs IS 'Pairs of distinct hash values within match_state.max_distance (value_a < value_b). Unlogged, like hash_values.';
 
 CREATE TABLE dbdedup.pairs (
     image_a   bigint NOT NULL,
@@ -344,7 +345,7 @@ COMMENT ON FUNCTION dbdedup.plan_lsh(bigint, bigint, integer, double precision) 
 -- of the kind, re-checks every candidate exactly, inserts the value pairs within max_distance
 -- into dbdedup.value_pairs and returns the number of candidates it compared.
 
-CREATE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer) RETURNS bigint
+CREATE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer, all_values boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql
     -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
     SET work_mem = '256MB' SET enable_mergejoin = off
@@ -365,8 +366,8 @@ BEGIN
         FROM dbdedup.hash_values p
         JOIN dbdedup.hash_values b
           ON b.hash_kind = kind AND NOT b.is_common
-         AND b.value <> p.value AND (NOT b.pending OR p.value < b.value)
-        WHERE p.hash_kind = kind AND p.pending AND NOT p.is_common
+         AND b.value <> p.value AND (p.value < b.value OR (NOT all_values AND NOT b.pending))
+        WHERE p.hash_kind = kind AND (all_values OR p.pending) AND NOT p.is_common
     ) c;
     INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
     SELECT kind, a, b, d FROM unnest(va, vb, ds) AS u(a, b, d)
@@ -374,12 +375,12 @@ BEGIN
     RETURN n_candidates;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.match_values_scan(text, integer) IS
+COMMENT ON FUNCTION dbdedup.match_values_scan(text, integer, boolean) IS
     'Method scan: compares every pending value with every other value (bit_count on bigint XOR). Exact for any threshold; '
     'quadratic, so for small sets (about 8 M comparisons a second).';
 
-CREATE FUNCTION dbdedup.match_values_blocks(kind text, max_distance integer, blocks integer DEFAULT NULL,
-                                            radii integer[] DEFAULT NULL) RETURNS bigint
+CREATE FUNCTION dbdedup.match_values_blocks(kind text, max_distance integer, all_values boolean DEFAULT false,
+                                            blocks integer DEFAULT NULL, radii integer[] DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
     -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
     SET work_mem = '256MB' SET enable_mergejoin = off
@@ -410,7 +411,7 @@ BEGIN
         RAISE EXCEPTION 'blocks % with radii % cannot find every pair within %', blocks, radii, max_distance
             USING HINT = 'give one radius per block with sum(radius + 1) > max_distance';
     END IF;
-    SELECT count(*), count(*) FILTER (WHERE pending) INTO n_total, n_pending
+    SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
     IF n_pending = 0 THEN
         RETURN 0;
@@ -436,7 +437,7 @@ BEGIN
                 SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64))::integer AS d
                 FROM (SELECT v.value, v.value & %2$s AS key, f, (v.value & %2$s) # f AS probe
                       FROM dbdedup.hash_values v, unnest(%3$L::bigint[]) AS f
-                      WHERE v.hash_kind = %4$L AND v.pending AND NOT v.is_common %5$s) p
+                      WHERE v.hash_kind = %4$L AND %8$s AND NOT v.is_common %5$s) p
                 JOIN dbdedup.hash_values b
                   ON b.hash_kind = %4$L AND NOT b.is_common AND (b.value & %2$s) = p.probe
                 WHERE %6$s %7$s
@@ -446,8 +447,10 @@ BEGIN
             CASE WHEN half THEN 'AND (f = 0 OR ((v.value & ' || mask || ') # f) > (v.value & ' || mask || '))' ELSE '' END,
             CASE WHEN half THEN '(p.f <> 0 OR p.value < b.value)'
                  ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
-            disjoint);
+            disjoint,
+            CASE WHEN half THEN 'true' ELSE 'v.pending' END);
         EXECUTE sql INTO c, va, vb, ds;
+        RAISE DEBUG 'dbdedup.match_values_blocks: block % of % (radius %): % candidates', i + 1, blocks, radii[i + 1], c;
         n_candidates := n_candidates + c;
         INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
         SELECT kind, a, b, d FROM unnest(va, vb, ds) AS u(a, b, d)
@@ -458,12 +461,13 @@ BEGIN
     RETURN n_candidates;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.match_values_blocks(text, integer, integer, integer[]) IS
+COMMENT ON FUNCTION dbdedup.match_values_blocks(text, integer, boolean, integer, integer[]) IS
     'Method blocks: exact multi-index hashing for thresholds 0-15. The hash is split into interleaved blocks; by '
     'pigeonhole a pair within the threshold is within radius r_i in some block i, so each block is an equi-join of '
     'each value''s Hamming ball (radius 0-3) against the block keys, then an exact re-check. Plan from dbdedup.plan_blocks.';
 
-CREATE FUNCTION dbdedup.match_values_lsh(kind text, max_distance integer, target_recall double precision DEFAULT 0.99,
+CREATE FUNCTION dbdedup.match_values_lsh(kind text, max_distance integer, all_values boolean DEFAULT false,
+                                         target_recall double precision DEFAULT 0.99,
                                          key_bits integer DEFAULT NULL, tables integer DEFAULT NULL) RETURNS bigint
     LANGUAGE plpgsql
     -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
@@ -482,7 +486,7 @@ DECLARE
     vb bigint[];
     ds integer[];
 BEGIN
-    SELECT count(*), count(*) FILTER (WHERE pending) INTO n_total, n_pending
+    SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
     IF n_pending = 0 THEN
         RETURN 0;
@@ -505,12 +509,13 @@ BEGIN
                 FROM dbdedup.hash_values p
                 JOIN dbdedup.hash_values b
                   ON b.hash_kind = %3$L AND NOT b.is_common AND (b.value & %2$s) = (p.value & %2$s)
-                WHERE p.hash_kind = %3$L AND p.pending AND NOT p.is_common AND %4$s
+                WHERE p.hash_kind = %3$L AND %5$s AND NOT p.is_common AND %4$s
             ) c
             $q$,
             max_distance, mask, kind,
             CASE WHEN half THEN 'p.value < b.value'
-                 ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END)
+                 ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
+            CASE WHEN half THEN 'true' ELSE 'p.pending' END)
         INTO c, va, vb, ds;
         n_candidates := n_candidates + c;
         INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
@@ -520,7 +525,7 @@ BEGIN
     RETURN n_candidates;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.match_values_lsh(text, integer, double precision, integer, integer) IS
+COMMENT ON FUNCTION dbdedup.match_values_lsh(text, integer, boolean, double precision, integer, integer) IS
     'Method lsh (approximate, for very large sets): bit-sampling LSH. Each of L tables is an equi-join on hash & mask '
     'for a fixed random mask of k bits; every candidate is re-checked exactly, so no pair beyond the threshold is ever '
     'returned. k and L from dbdedup.plan_lsh reach target_recall for pairs at exactly the threshold (closer pairs: higher).';
@@ -559,6 +564,7 @@ CREATE FUNCTION dbdedup.match(max_distance integer, hash_kind text DEFAULT 'phas
     RETURNS TABLE (method_used text, mode text, max_distance_kept integer, values_total bigint, values_matched bigint,
                    candidates bigint, value_pairs bigint, pairs bigint, seconds double precision)
     LANGUAGE plpgsql
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     kind text := dbdedup.hash_column(hash_kind);
@@ -590,41 +596,54 @@ BEGIN
     SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
     mark := coalesce((SELECT max(change_seq) FROM dbdedup.images), 0);
     is_full := full_rematch OR st IS NULL OR st.hash_kind IS NULL OR max_distance > st.max_distance
-               OR common_limit <> st.common_limit;
+               OR common_limit <> st.common_limit
+               -- the unlogged tables are empty after a crash
+               OR NOT EXISTS (SELECT 1 FROM dbdedup.hash_values v WHERE v.hash_kind = kind);
     keep_distance := CASE WHEN is_full THEN greatest(max_distance, coalesce(st.max_distance, 0))
                           ELSE st.max_distance END;
     IF full_rematch THEN
         keep_distance := max_distance;
     END IF;
 
-    -- the distinct values as they are now
+    -- the distinct values as they are now; distinct files are counted only where a value has 2+ images
     CREATE TEMP TABLE match_fresh ON COMMIT DROP AS
-    SELECT x.value, count(*)::integer AS images, count(DISTINCT x.sha256)::integer AS distinct_files
-    FROM (SELECT CASE kind WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END AS value, i.sha256
+    SELECT x.value, count(*)::integer AS images, count(*)::integer AS distinct_files, NULL::text AS common_reason
+    FROM (SELECT CASE kind WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END AS value
           FROM dbdedup.images i WHERE i.status = 'ok') x
     GROUP BY x.value;
-    ALTER TABLE match_fresh ADD PRIMARY KEY (value);
-    ALTER TABLE match_fresh ADD COLUMN is_common boolean, ADD COLUMN common_reason text;
+    EXECUTE format($q$
+        UPDATE pg_temp.match_fresh f SET distinct_files = (SELECT count(DISTINCT i.sha256) FROM dbdedup.images i
+                                                           WHERE i.status = 'ok' AND i.%1$I = f.value)
+        WHERE f.images > 1 $q$, kind);
     UPDATE match_fresh f SET common_reason = CASE WHEN dbdedup.is_low_information(f.value) THEN 'low_information'
-                                                  WHEN f.distinct_files > common_limit THEN 'shared_by_many' END;
-    UPDATE match_fresh f SET is_common = f.common_reason IS NOT NULL;
-
+                                                  ELSE 'shared_by_many' END
+    WHERE dbdedup.is_low_information(f.value) OR f.distinct_files > common_limit;
+    RAISE DEBUG 'dbdedup.match: % after % s', 'distinct values counted', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
     IF NOT is_full THEN
+        ALTER TABLE match_fresh ADD PRIMARY KEY (value);
         -- a value that became (or stopped being) over-common changes pairs of unchanged images
         SELECT count(*) INTO flipped
         FROM match_fresh f JOIN dbdedup.hash_values v ON v.hash_kind = kind AND v.value = f.value
-        WHERE v.is_common <> f.is_common;
+        WHERE v.is_common <> (f.common_reason IS NOT NULL);
         IF flipped > 0 THEN
             is_full := true;
+            keep_distance := greatest(max_distance, st.max_distance);
         END IF;
     END IF;
 
     IF is_full THEN
         DELETE FROM dbdedup.pairs p WHERE p.hash_kind = kind;
-        DELETE FROM dbdedup.value_pairs p WHERE p.hash_kind = kind;
-        DELETE FROM dbdedup.hash_values v WHERE v.hash_kind = kind;
+        IF EXISTS (SELECT 1 FROM dbdedup.hash_values v WHERE v.hash_kind <> kind) THEN
+            DELETE FROM dbdedup.value_pairs p WHERE p.hash_kind = kind;
+            DELETE FROM dbdedup.hash_values v WHERE v.hash_kind = kind;
+        ELSE
+            -- internal tables nobody else reads: truncating is far cheaper than deleting a million rows
+            TRUNCATE dbdedup.value_pairs, dbdedup.hash_values;
+        END IF;
+        -- every value is probed (all_values below): no pending flags to write and clear
         INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
-        SELECT kind, f.value, f.images, f.distinct_files, f.is_common, f.common_reason, true FROM match_fresh f;
+        SELECT kind, f.value, f.images, f.distinct_files, f.common_reason IS NOT NULL, f.common_reason, false
+        FROM match_fresh f;
         CREATE TEMP TABLE match_changed ON COMMIT DROP AS
         SELECT i.id FROM dbdedup.images i WHERE false;
     ELSE
@@ -644,33 +663,37 @@ BEGIN
         FROM match_fresh f WHERE v.hash_kind = kind AND v.value = f.value
           AND (v.images, v.distinct_files) IS DISTINCT FROM (f.images, f.distinct_files);
         INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
-        SELECT kind, f.value, f.images, f.distinct_files, f.is_common, f.common_reason, true
+        SELECT kind, f.value, f.images, f.distinct_files, f.common_reason IS NOT NULL, f.common_reason, true
         FROM match_fresh f
         WHERE NOT EXISTS (SELECT 1 FROM dbdedup.hash_values v WHERE v.hash_kind = kind AND v.value = f.value);
     END IF;
     ANALYZE dbdedup.hash_values;
 
-    SELECT count(*), count(*) FILTER (WHERE v.pending) INTO n_total, n_pending
+    RAISE DEBUG 'dbdedup.match: % after % s', 'hash_values written', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
+    SELECT count(*), count(*) FILTER (WHERE v.pending OR is_full) INTO n_total, n_pending
     FROM dbdedup.hash_values v WHERE v.hash_kind = kind AND NOT v.is_common;
     chosen := CASE WHEN method = 'auto' THEN dbdedup.choose_method(n_total, n_pending, keep_distance) ELSE method END;
     IF chosen = 'blocks' AND keep_distance > 15 THEN
         chosen := 'scan';
     END IF;
     n_candidates := CASE chosen
-        WHEN 'scan' THEN dbdedup.match_values_scan(kind, keep_distance)
-        WHEN 'blocks' THEN dbdedup.match_values_blocks(kind, keep_distance)
-        ELSE dbdedup.match_values_lsh(kind, keep_distance) END;
-    UPDATE dbdedup.hash_values v SET pending = false WHERE v.hash_kind = kind AND v.pending;
+        WHEN 'scan' THEN dbdedup.match_values_scan(kind, keep_distance, is_full)
+        WHEN 'blocks' THEN dbdedup.match_values_blocks(kind, keep_distance, is_full)
+        ELSE dbdedup.match_values_lsh(kind, keep_distance, is_full) END;
+    RAISE DEBUG 'dbdedup.match: % after % s', 'method done', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
+    IF NOT is_full THEN
+        UPDATE dbdedup.hash_values v SET pending = false WHERE v.hash_kind = kind AND v.pending;
+    END IF;
 
     -- image pairs: same value (exact copies first: same SHA-256), then the value pairs expanded
     IF is_full THEN
         EXECUTE format($q$
             INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact)
             SELECT %1$L, a.id, b.id, 0, a.sha256 = b.sha256
-            FROM dbdedup.images a
-            JOIN dbdedup.images b ON b.status = 'ok' AND b.%2$I = a.%2$I AND a.id < b.id
-            JOIN dbdedup.hash_values v ON v.hash_kind = %1$L AND v.value = a.%2$I
-            WHERE a.status = 'ok' AND (NOT v.is_common OR a.sha256 = b.sha256)
+            FROM dbdedup.hash_values v
+            JOIN dbdedup.images a ON a.status = 'ok' AND a.%2$I = v.value
+            JOIN dbdedup.images b ON b.status = 'ok' AND b.%2$I = v.value AND a.id < b.id
+            WHERE v.hash_kind = %1$L AND v.images > 1 AND (NOT v.is_common OR a.sha256 = b.sha256)
             UNION ALL
             SELECT %1$L, least(a.id, b.id), greatest(a.id, b.id), vp.distance, false
             FROM dbdedup.value_pairs vp
@@ -703,6 +726,7 @@ BEGIN
             $q$, kind, kind);
     END IF;
 
+    RAISE DEBUG 'dbdedup.match: % after % s', 'image pairs written', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
     SELECT count(*) INTO n_value_pairs FROM dbdedup.value_pairs p WHERE p.hash_kind = kind;
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = kind;
     INSERT INTO dbdedup.match_state AS s (hash_kind, max_distance, common_limit, matched_seq, method, mode,
@@ -733,6 +757,7 @@ CREATE FUNCTION dbdedup.build_clusters(max_distance integer, hash_kind text DEFA
                                        reference_paths text[] DEFAULT '{}')
     RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
     LANGUAGE plpgsql
+    SET work_mem = '256MB'
     AS $$
 DECLARE
     kind text := dbdedup.hash_column(hash_kind);
