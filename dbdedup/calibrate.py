@@ -27,6 +27,8 @@ MIN_VALLEY_DEPTH = 0.5
 # Edits that keep the picture (resize, re-encode, brightness) flip at most about this many of the
 # 64 pHash bits; a mode peaking further out is a mode of unrelated images, not of near-duplicates.
 NEAR_MODE_MAX_PEAK = 12
+# the valley floor: bins around the bottom within this fraction of the valley's depth from it
+FLOOR_TOLERANCE = 0.15
 
 
 def _queries() -> dict[str, str]:
@@ -74,9 +76,14 @@ class Calibration:
         return self.sampled_hashes < self.beyond_hashes
 
 
-def _smoothed(hist: list[int]) -> list[int]:
+def _smoothed(hist: list[int]) -> list[float]:
+    """A 5-bin moving sum with half weight on the two ends. pHash sets exactly half of its bits
+    (those above the median), so two hashes nearly always differ in an even number of bits and
+    odd distances are almost empty; these weights give odd and even bins equal weight everywhere,
+    so that comb does not read as a series of valleys."""
     n = len(hist)
-    return [sum(hist[max(0, d - 1): min(n, d + 2)]) for d in range(n)]
+    weights = ((-2, 0.5), (-1, 1.0), (0, 1.0), (1, 1.0), (2, 0.5))
+    return [sum(w * hist[d + k] for k, w in weights if 0 <= d + k < n) for d in range(n)]
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
@@ -93,11 +100,12 @@ def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> S
     """Find the valley between the near-duplicate mode and the unrelated mode of a
     nearest-neighbour histogram (``histogram[d]`` = images whose nearest neighbour is d bits away).
 
-    Method: smooth with a 3-bin window; for every distance, compare its height with the highest
+    Method: smooth with a parity-neutral 5-bin window; for every distance, compare its height with the highest
     bin on its left and on its right; the relative depth ``1 - height / min(left peak, right peak)``
     is 1 in an empty gap between two modes and small in the noise inside one mode (the left peak
     must lie within NEAR_MODE_MAX_PEAK bits: that is where near-duplicates are). The deepest
-    region wins (the longest one on ties) and the threshold is its middle. With no valley at least
+    point wins (the longest run on ties), is widened to the valley floor around it (bins within
+    FLOOR_TOLERANCE of the valley's depth from the bottom), and the threshold is the floor's middle. With no valley at least
     half as deep as the lower mode, there is no separate near-duplicate mode, and the suggestion
     stays below the closest 1% of neighbours (or keeps the default when every image has a close one).
     """
@@ -125,6 +133,14 @@ def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> S
     if best >= MIN_VALLEY_DEPTH:
         deepest = [d for d in range(n) if depth[d] >= best - 1e-9]
         start, end = max(_runs(deepest), key=lambda r: (r[1] - r[0], -r[0]))
+        # widen to the whole valley floor: the bins around the bottom that are barely higher
+        lower_peak = min(left[start], right[start])
+        ceiling = s[start] + FLOOR_TOLERANCE * (lower_peak - s[start])
+        while start > 0 and s[start - 1] <= ceiling and depth[start - 1] > 0:
+            start -= 1
+        while end + 1 < n and s[end + 1] <= ceiling and depth[end + 1] > 0:
+            end += 1
+        floor = (start, end)
         threshold = (start + end) // 2
         clear = True
     else:
@@ -157,7 +173,8 @@ def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> S
     near_images = sum(hist[: threshold + 1])
     unrelated_images = total - near_images
     if clear:
-        if unrelated_start is not None and near_end is not None and unrelated_start - near_end > 1:
+        # a gap is at least two empty distances (one empty odd distance is pHash's parity, not a gap)
+        if unrelated_start is not None and near_end is not None and unrelated_start - near_end > 2:
             reasoning.append(
                 f"the near-duplicate mode ends at {near_end} bits ({near_images} images have a neighbour that close); "
                 f"the unrelated mode begins at {unrelated_start} bits ({unrelated_images} images)"
@@ -168,13 +185,17 @@ def suggest_threshold(histogram: list[int], *, default_threshold: int = 10) -> S
                 "slightly stronger edits without reaching unrelated images"
             )
         else:
+            low, high = floor
+            floor_images = sum(hist[low: high + 1])
             reasoning.append(
-                f"the two modes overlap; the histogram is lowest at {threshold} bits "
-                f"({hist[threshold]} images there, depth {best:.0%} of the smaller mode)"
+                f"the two modes overlap: the near-duplicate mode falls from 0 bits, the unrelated mode rises "
+                f"towards {max(range(high + 1, n), key=lambda d: s[d])} bits, and the "
+                f"histogram is flattest and lowest from {low} to {high} bits ({floor_images} images there)"
             )
             reasoning.append(
-                f"{near_images} images have a neighbour within {threshold} bits; expect a few borderline "
-                "matches either side: review them with `dbdedup pairs`"
+                f"the threshold {threshold} is the middle of that floor: {near_images} images have a neighbour "
+                f"within it; the images near {threshold} bits are the borderline ones, review them with "
+                f"`dbdedup pairs --max-distance {high}`"
             )
     return Suggestion(
         threshold=threshold,
