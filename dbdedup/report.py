@@ -1,6 +1,6 @@
 """The report: what the clusters are, as data and as text.
 
-Reading (``collect_summary``, ``iter_clusters``, ``iter_pairs``, ``pair_histogram``)
+Reading (``collect_summary``, ``iter_clusters``, ``iter_pairs``, ``neighbour_histogram``)
 takes a connection the caller owns and returns plain data; rendering
 (``write_json``, ``write_ndjson``, ``write_csv``, ``render_terminal``, ...) writes
 that data to a text stream. The report module is the one library module that prints.
@@ -10,7 +10,7 @@ The JSON report is a stable contract for tools::
     {"parameters": {"threshold": 10, "hash": "phash", "keeper_rule": "largest",
                     "reference_paths": [], "sort": "members", "limit": null},
      "summary": {"images": 15, "exact_duplicate_groups": 1, "near_duplicate_clusters": 4,
-                 "removable_images": 6, "reclaimable_bytes": 171000, ...},
+                 "removable_images": 6, "reclaimable_bytes": 171000, "common_hash_images": 0, ...},
      "clusters": [{"id": 3, "keeper": "/photos/beach.jpg", "member_count": 3,
                    "reclaimable_bytes": 10927,
                    "members": [{"path": "/photos/beach.jpg", "distance": 0, "width": 640,
@@ -88,6 +88,7 @@ class Summary:
     removable_images: int
     protected_images: int
     reclaimable_bytes: int
+    common_hash_images: int = 0  # images whose hash is over-common (blank, flat): matched only to exact copies
 
     def to_json(self) -> dict[str, int]:
         return asdict(self)
@@ -184,10 +185,10 @@ def ensure_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str 
         find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
 
 
-def collect_summary(conn: psycopg.Connection) -> Summary:
+def collect_summary(conn: psycopg.Connection, *, hash_kind: str = "phash") -> Summary:
     """Counts for the current clustering: images, exact groups, clusters, removable images and bytes."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_queries()["summary"]).fetchone()
+        row = cur.execute(_queries()["summary"], {"hash_kind": hash_kind}).fetchone()
     assert row is not None
     return Summary(
         images=int(row["images"]),
@@ -198,6 +199,7 @@ def collect_summary(conn: psycopg.Connection) -> Summary:
         removable_images=int(row["removable_images"]),
         protected_images=int(row["protected_images"]),
         reclaimable_bytes=int(row["reclaimable_bytes"]),
+        common_hash_images=int(row["common_hash_images"]),
     )
 
 
@@ -441,8 +443,15 @@ def render_terminal(
     head.add_row("matched with", f"{params.hash_kind} distance <= {params.threshold}, keeper: {params.keeper_rule}")
     if params.reference_paths:
         head.add_row("reference paths", ", ".join(params.reference_paths))
+    if summary.common_hash_images:
+        head.add_row("over-common hashes", f"{summary.common_hash_images:,} images (blank or flat pictures) "
+                                           "matched to exact copies only: see dbdedup.common_hash_images")
     console.print(Text("dbdedup report", style="bold underline"))
     console.print(head)
+    if summary.images == 0:
+        console.print()
+        console.print("no images loaded yet: run `dbdedup load DIR` first")
+        return
 
     shown = 0
     for cluster in clusters:
@@ -501,7 +510,8 @@ def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, max_di
     from rich.table import Table
 
     console = Console(file=out, soft_wrap=False, highlight=False, width=_width(out, 160))
-    table = Table(title=f"pairs up to distance {max_distance}, most similar first", title_justify="left")
+    console.print(f"pairs up to distance {max_distance}, most similar first")
+    table = Table()
     table.add_column("dist", justify="right")
     table.add_column("image a", overflow="fold")
     table.add_column("image b", overflow="fold")

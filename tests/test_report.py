@@ -179,3 +179,27 @@ def test_library_streams_clusters_on_autocommit_and_transaction_connections(db_d
         autocommit = [c.to_json() for c in rep.iter_clusters(conn, sort="path")]
     assert in_transaction == autocommit and len(autocommit) == 3
     assert [c["keeper"] for c in autocommit] == sorted(c["keeper"] for c in autocommit)
+
+
+def test_flat_images_are_counted_apart(db_dsn, tmp_path, monkeypatch):
+    """Blank pictures share a low-information hash: matching keeps them out of near-duplicate
+    pairs, and the report says how many there are."""
+    from PIL import Image
+
+    monkeypatch.setenv("COLUMNS", "300")
+    col = make_collection(tmp_path / "photos")
+    for i, colour in enumerate(((250, 250, 250), (10, 10, 10), (128, 30, 30))):
+        Image.new("RGB", (200, 150), colour).save(col.root / f"flat{i}.png")
+    load(db_dsn, col.root)
+    data = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    with psycopg.connect(db_dsn) as conn:
+        common = conn.execute(
+            "SELECT count(*) FROM dbdedup.common_hash_images WHERE hash_kind = 'phash'").fetchone()[0]
+    assert data["summary"]["common_hash_images"] == common == 3
+    assert not any(os.path.basename(m["path"]).startswith("flat") for c in data["clusters"] for m in c["members"])
+    assert "over-common hashes" in run_cli(db_dsn, "report").stdout
+
+
+def test_report_on_an_empty_database_says_what_to_do(db_dsn):
+    text = run_cli(db_dsn, "report").stdout
+    assert "no images loaded yet" in text

@@ -133,7 +133,7 @@ def report(ctx, threshold, hash_kind, keeper_rule, reference_paths, sort, limit,
     params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
-        summary = rep.collect_summary(conn)
+        summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
         clusters = rep.iter_clusters(conn, sort=sort, limit=limit)
         with _output(output) as out:
             if fmt == "json":
@@ -220,7 +220,7 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
     params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
-        summary = rep.collect_summary(conn)
+        summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
         clusters = rep.iter_clusters(conn, sort=sort, limit=limit)
         if layout == "html":
             shown = summary.near_duplicate_clusters if limit is None else min(limit, summary.near_duplicate_clusters)

@@ -11,7 +11,8 @@ SELECT
     (SELECT count(*) FROM dbdedup.cluster_members) AS images_in_clusters,
     (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND NOT is_protected) AS removable_images,
     (SELECT count(*) FROM dbdedup.cluster_members WHERE NOT is_keeper AND is_protected) AS protected_images,
-    (SELECT coalesce(sum(reclaimable_bytes), 0)::bigint FROM dbdedup.clusters) AS reclaimable_bytes
+    (SELECT coalesce(sum(reclaimable_bytes), 0)::bigint FROM dbdedup.clusters) AS reclaimable_bytes,
+    (SELECT count(*) FROM dbdedup.common_hash_images WHERE hash_kind = %(hash_kind)s) AS common_hash_images
 
 -- name: cluster_members
 -- Members of the clusters chosen by sort order and limit, keeper first, then by distance.
