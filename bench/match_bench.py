@@ -136,7 +136,7 @@ def _edits():
     }
 
 
-def threshold_study(photo_seeds: int, real_glob: str, limit: int) -> None:
+def threshold_study(photo_seeds: int, real_glob: str, limit: int, admin: str | None = None) -> None:
     """Distances between true near-duplicates (edits of one image) and between unrelated images, on
     photo-like synthetic images and real images (default: Tux Paint's stamps from Debian)."""
     import glob
@@ -153,7 +153,7 @@ def threshold_study(photo_seeds: int, real_glob: str, limit: int) -> None:
     sources += [(p, lambda p=p: decode_image(p).image) for p in real]
     edits = _edits()
     originals = []
-    edit_distances: dict[str, list[int]] = {name: [] for name in edits}
+    library: list[tuple[int, str, int]] = []  # (group, kind of source, phash) of every original and edit
     kinds = ("phash", "dhash", "ahash")
     edit_by_kind = {k: {name: [] for name in edits} for k in kinds}
     for name, make in sources:
@@ -172,10 +172,13 @@ def threshold_study(photo_seeds: int, real_glob: str, limit: int) -> None:
         image.save(buf, "PNG")
         base = compute_hashes(decode_image(buf.getvalue()).image)
         originals.append((name, base))
+        source_kind = "photo-like" if name.startswith("photo(") else "real"
+        library.append((len(originals), source_kind, base.phash))
         for edit, (fn, fmt, opts) in edits.items():
             out = io.BytesIO()
             fn(image).save(out, fmt, **opts)
             h = compute_hashes(decode_image(out.getvalue()).image)
+            library.append((len(originals), source_kind, h.phash))
             for k in kinds:
                 d = bin((getattr(base, k) ^ getattr(h, k)) & ((1 << 64) - 1)).count("1")
                 edit_by_kind[k][edit].append(d)
@@ -210,6 +213,44 @@ def threshold_study(photo_seeds: int, real_glob: str, limit: int) -> None:
         precision = true_pairs / np.maximum(true_pairs + false_pairs, 1)
         print("| precision in a library of originals + all edits | | | | "
               + " | ".join(f"{p:.3f}" for p in precision) + " |")
+    if admin:
+        cluster_precision(admin, library, thresholds)
+
+
+def cluster_precision(admin: str, library: list[tuple[int, str, int]], thresholds) -> None:
+    """Load every original and edit (pHash) into a database, cluster at each threshold with
+    dbdedup.build_clusters, and count the (keeper, member) pairs the clusters imply that are
+    true duplicates (same original), per source kind."""
+    dsn = fresh_database(admin, "match_threshold_study")
+    print("\n## pHash clusters on the whole library (originals + edits): implied (keeper, member) pairs")
+    print("| threshold | source | clusters | implied pairs | true duplicates | precision | recall of edits |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor() as cur, cur.copy(
+            "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
+            "FROM STDIN"
+        ) as copy:
+            for i, (group, kind, h) in enumerate(library):
+                path = f"/{kind}/{group}/{i}.jpg"
+                copy.write_row((path, path.encode(), 1000 + i, 10**18 + i, "ok", os.urandom(32), 100, 100, h, h, h))
+        conn.commit()
+        for t in thresholds:
+            conn.execute("SELECT * FROM dbdedup.build_clusters(%s)", (t,))
+            conn.commit()
+            rows = conn.execute(
+                "SELECT split_part(m.path, '/', 2), split_part(m.path, '/', 3) = split_part(k.path, '/', 3) "
+                "FROM dbdedup.cluster_members m JOIN dbdedup.images k ON k.id = m.cluster_id WHERE NOT m.is_keeper"
+            ).fetchall()
+            n_clusters = conn.execute("SELECT count(*) FROM dbdedup.clusters").fetchone()[0]
+            for kind in ("photo-like", "real"):
+                implied = [same for k, same in rows if k == kind]
+                members = sum(1 for g, k, _ in library if k == kind)
+                groups = len({g for g, k, _ in library if k == kind})
+                true = sum(implied)
+                print(f"| {t} | {kind} | {n_clusters if kind == 'photo-like' else ''} | {len(implied)} | {true} | "
+                      f"{true / max(1, len(implied)):.3f} | {true / max(1, members - groups):.3f} |")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS match_threshold_study WITH (FORCE)")
 
 
 def main() -> None:
@@ -230,7 +271,8 @@ def main() -> None:
     parser.add_argument("--real-limit", type=int, default=1200)
     args = parser.parse_args()
     if args.threshold_study:
-        threshold_study(args.photo_seeds, args.real, args.real_limit)
+        admin = args.db or dbmod.start_embedded(Path(args.data_dir))
+        threshold_study(args.photo_seeds, args.real, args.real_limit, admin)
         return
 
     admin = args.db or dbmod.start_embedded(Path(args.data_dir))

@@ -352,17 +352,13 @@ CREATE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer, all_v
     AS $$
 DECLARE
     n_candidates bigint;
-    va bigint[];
-    vb bigint[];
-    ds integer[];
+    found bigint[];
 BEGIN
     SELECT count(*),
-           array_agg(least(pv, bv)) FILTER (WHERE d <= max_distance),
-           array_agg(greatest(pv, bv)) FILTER (WHERE d <= max_distance),
-           array_agg(d) FILTER (WHERE d <= max_distance)
-      INTO n_candidates, va, vb, ds
+           array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= max_distance)
+      INTO n_candidates, found
     FROM (
-        SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64))::integer AS d
+        SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
         FROM dbdedup.hash_values p
         JOIN dbdedup.hash_values b
           ON b.hash_kind = kind AND NOT b.is_common
@@ -370,7 +366,7 @@ BEGIN
         WHERE p.hash_kind = kind AND (all_values OR p.pending) AND NOT p.is_common
     ) c;
     INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
-    SELECT kind, a, b, d FROM unnest(va, vb, ds) AS u(a, b, d)
+    SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
     ON CONFLICT DO NOTHING;
     RETURN n_candidates;
 END
@@ -398,9 +394,7 @@ DECLARE
     sql text;
     n_candidates bigint := 0;
     c bigint;
-    va bigint[];
-    vb bigint[];
-    ds integer[];
+    found bigint[];
 BEGIN
     IF max_distance < 0 OR max_distance > 15 THEN
         RAISE EXCEPTION 'the blocks method is exact for thresholds 0 to 15, not %', max_distance
@@ -430,11 +424,9 @@ BEGIN
         -- smaller key; equal keys pair once (smaller value first).
         sql := format($q$
             SELECT count(*),
-                   array_agg(least(pv, bv)) FILTER (WHERE d <= %1$s),
-                   array_agg(greatest(pv, bv)) FILTER (WHERE d <= %1$s),
-                   array_agg(d) FILTER (WHERE d <= %1$s)
+                   array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= %1$s)
             FROM (
-                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64))::integer AS d
+                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
                 FROM (SELECT v.value, v.value & %2$s AS key, f, (v.value & %2$s) # f AS probe
                       FROM dbdedup.hash_values v, unnest(%3$L::bigint[]) AS f
                       WHERE v.hash_kind = %4$L AND %8$s AND NOT v.is_common %5$s) p
@@ -449,11 +441,11 @@ BEGIN
                  ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
             disjoint,
             CASE WHEN half THEN 'true' ELSE 'v.pending' END);
-        EXECUTE sql INTO c, va, vb, ds;
+        EXECUTE sql INTO c, found;
         RAISE DEBUG 'dbdedup.match_values_blocks: block % of % (radius %): % candidates', i + 1, blocks, radii[i + 1], c;
         n_candidates := n_candidates + c;
         INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
-        SELECT kind, a, b, d FROM unnest(va, vb, ds) AS u(a, b, d)
+        SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
         ON CONFLICT DO NOTHING;
         -- later blocks skip pairs this block already found (keeps candidates disjoint)
         disjoint := disjoint || format(' AND bit_count(((p.value # b.value) & %s)::bit(64)) > %s', mask, radii[i + 1]);
@@ -482,9 +474,7 @@ DECLARE
     mask bigint;
     n_candidates bigint := 0;
     c bigint;
-    va bigint[];
-    vb bigint[];
-    ds integer[];
+    found bigint[];
 BEGIN
     SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
@@ -501,11 +491,9 @@ BEGIN
         mask := dbdedup.sampled_mask(t, key_bits);
         EXECUTE format($q$
             SELECT count(*),
-                   array_agg(least(pv, bv)) FILTER (WHERE d <= %1$s),
-                   array_agg(greatest(pv, bv)) FILTER (WHERE d <= %1$s),
-                   array_agg(d) FILTER (WHERE d <= %1$s)
+                   array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= %1$s)
             FROM (
-                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64))::integer AS d
+                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
                 FROM dbdedup.hash_values p
                 JOIN dbdedup.hash_values b
                   ON b.hash_kind = %3$L AND NOT b.is_common AND (b.value & %2$s) = (p.value & %2$s)
@@ -516,10 +504,11 @@ BEGIN
             CASE WHEN half THEN 'p.value < b.value'
                  ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
             CASE WHEN half THEN 'true' ELSE 'p.pending' END)
-        INTO c, va, vb, ds;
+        INTO c, found;
+        RAISE DEBUG 'dbdedup.match_values_lsh: table % of % (% bits): % candidates', t, tables, key_bits, c;
         n_candidates := n_candidates + c;
         INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
-        SELECT kind, a, b, d FROM unnest(va, vb, ds) AS u(a, b, d)
+        SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
         ON CONFLICT DO NOTHING;
     END LOOP;
     RETURN n_candidates;
@@ -536,16 +525,17 @@ CREATE FUNCTION dbdedup.choose_method(values_total bigint, values_probed bigint,
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT CASE
-            WHEN values_probed::double precision * values_total <= 2e7 THEN 'scan'
+            WHEN values_probed::double precision * values_total <= 2e6 OR max_distance > 15 AND values_total <= 5000 THEN 'scan'
             WHEN max_distance <= 15 AND (SELECT estimated_cost FROM dbdedup.plan_blocks(values_total, values_probed, max_distance))
-                 <= greatest(3e8, 4 * (SELECT estimated_cost FROM dbdedup.plan_lsh(values_total, values_probed, max_distance))) THEN 'blocks'
+                 <= greatest(1.5e8, 1.5 * (SELECT estimated_cost FROM dbdedup.plan_lsh(values_total, values_probed, max_distance))) THEN 'blocks'
             WHEN (SELECT estimated_cost FROM dbdedup.plan_lsh(values_total, values_probed, max_distance))
                  < values_probed::double precision * values_total / 4 THEN 'lsh'
             ELSE 'scan'
         END
     $$;
 COMMENT ON FUNCTION dbdedup.choose_method(bigint, bigint, integer) IS
-    'The method auto picks: scan for small work, blocks (exact) while its estimated cost is moderate, else lsh.';
+    'The method auto picks: scan while probed x total values <= 2e6 (about a second); blocks (exact) while its estimated '
+    'cost is under 1.5e8 row operations (about a minute on 2 cores) or within 1.5x of lsh''s; else lsh (approximate).';
 
 CREATE FUNCTION dbdedup.hash_column(kind text) RETURNS text
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -591,8 +581,8 @@ BEGIN
         RAISE EXCEPTION 'the blocks method is exact for thresholds 0 to 15, not %', max_distance
             USING HINT = 'use method scan (any threshold) or lsh';
     END IF;
-    -- one matcher per hash kind at a time
-    PERFORM pg_advisory_xact_lock(7220002, hashtext(kind));
+    -- one matcher at a time (a full run may truncate the shared work tables)
+    PERFORM pg_advisory_xact_lock(7220002);
     SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
     mark := coalesce((SELECT max(change_seq) FROM dbdedup.images), 0);
     is_full := full_rematch OR st IS NULL OR st.hash_kind IS NULL OR max_distance > st.max_distance
