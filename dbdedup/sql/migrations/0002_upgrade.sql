@@ -610,12 +610,18 @@ BEGIN
     WHERE dbdedup.is_low_information(f.value) OR f.distinct_files > common_limit;
     RAISE DEBUG 'dbdedup.match: % after % s', 'distinct values counted', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
     IF NOT is_full THEN
-        ALTER TABLE match_fresh ADD PRIMARY KEY (value);
+        -- what changed among the values, in one pass (a full join of the counts now and then)
+        CREATE TEMP TABLE match_diff ON COMMIT DROP AS
+        SELECT coalesce(f.value, v.value) AS value, f.images, f.distinct_files, f.common_reason,
+               CASE WHEN v.value IS NULL THEN 'new' WHEN f.value IS NULL THEN 'gone'
+                    WHEN v.is_common <> (f.common_reason IS NOT NULL) THEN 'flipped' ELSE 'counts' END AS change
+        FROM match_fresh f
+        FULL JOIN (SELECT h.value, h.images, h.distinct_files, h.is_common
+                   FROM dbdedup.hash_values h WHERE h.hash_kind = kind) v ON v.value = f.value
+        WHERE v.value IS NULL OR f.value IS NULL
+           OR (v.images, v.distinct_files, v.is_common) IS DISTINCT FROM (f.images, f.distinct_files, f.common_reason IS NOT NULL);
         -- a value that became (or stopped being) over-common changes pairs of unchanged images
-        SELECT count(*) INTO flipped
-        FROM match_fresh f JOIN dbdedup.hash_values v ON v.hash_kind = kind AND v.value = f.value
-        WHERE v.is_common <> (f.common_reason IS NOT NULL);
-        IF flipped > 0 THEN
+        IF EXISTS (SELECT 1 FROM match_diff d WHERE d.change = 'flipped') THEN
             is_full := true;
             keep_distance := greatest(max_distance, st.max_distance);
         END IF;
@@ -643,19 +649,17 @@ BEGIN
         -- pairs of changed, missing or failed images go; changed ok images are paired again below
         DELETE FROM dbdedup.pairs p USING match_changed c WHERE p.hash_kind = kind AND p.image_a = c.id;
         DELETE FROM dbdedup.pairs p USING match_changed c WHERE p.hash_kind = kind AND p.image_b = c.id;
-        DELETE FROM dbdedup.value_pairs p
-        WHERE p.hash_kind = kind
-          AND (NOT EXISTS (SELECT 1 FROM match_fresh f WHERE f.value = p.value_a)
-               OR NOT EXISTS (SELECT 1 FROM match_fresh f WHERE f.value = p.value_b));
-        DELETE FROM dbdedup.hash_values v
-        WHERE v.hash_kind = kind AND NOT EXISTS (SELECT 1 FROM match_fresh f WHERE f.value = v.value);
-        UPDATE dbdedup.hash_values v SET images = f.images, distinct_files = f.distinct_files
-        FROM match_fresh f WHERE v.hash_kind = kind AND v.value = f.value
-          AND (v.images, v.distinct_files) IS DISTINCT FROM (f.images, f.distinct_files);
+        DELETE FROM dbdedup.value_pairs p USING match_diff d
+        WHERE p.hash_kind = kind AND d.change = 'gone' AND p.value_a = d.value;
+        DELETE FROM dbdedup.value_pairs p USING match_diff d
+        WHERE p.hash_kind = kind AND d.change = 'gone' AND p.value_b = d.value;
+        DELETE FROM dbdedup.hash_values v USING match_diff d
+        WHERE v.hash_kind = kind AND d.change = 'gone' AND v.value = d.value;
+        UPDATE dbdedup.hash_values v SET images = d.images, distinct_files = d.distinct_files
+        FROM match_diff d WHERE v.hash_kind = kind AND d.change = 'counts' AND v.value = d.value;
         INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
-        SELECT kind, f.value, f.images, f.distinct_files, f.common_reason IS NOT NULL, f.common_reason, true
-        FROM match_fresh f
-        WHERE NOT EXISTS (SELECT 1 FROM dbdedup.hash_values v WHERE v.hash_kind = kind AND v.value = f.value);
+        SELECT kind, d.value, d.images, d.distinct_files, d.common_reason IS NOT NULL, d.common_reason, true
+        FROM match_diff d WHERE d.change = 'new';
     END IF;
     ANALYZE dbdedup.hash_values;
 
@@ -731,6 +735,7 @@ BEGIN
         full_match_at = CASE WHEN excluded.mode = 'full' THEN excluded.full_match_at ELSE s.full_match_at END;
     DROP TABLE match_fresh;
     DROP TABLE match_changed;
+    DROP TABLE IF EXISTS match_diff;
     RETURN QUERY SELECT chosen, CASE WHEN is_full THEN 'full' ELSE 'incremental' END, keep_distance, n_total, n_pending,
                         n_candidates, n_value_pairs, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
 END
