@@ -1,11 +1,13 @@
 """Clusters of near-duplicates with one keeper each: calls ``dbdedup.build_clusters``.
 
-Clusters are the connected components of the pairs within a threshold (set-based min-label
-propagation with pointer jumping, linear-ish in pairs), with a guard against transitive
-chaining: every member is within the threshold of its keeper; members of a component that
-are further away are clustered again among themselves. So a cluster never grows by a chain
-of weak links into unrelated images, and every (keeper, member) pair it implies is a real
-pair within the threshold.
+Clusters are greedy stars over the pairs within a threshold: the best image (by the keeper
+rule) keeps every image paired with it, and the same is repeated on the images left. SQL
+computes it set-based in rounds (an image with no better remaining neighbour is a keeper;
+each neighbour joins its best keeper), which gives the same clusters as the sequential pass.
+A connected component whose best image is within the threshold of all the others (copies of
+one picture: the usual case) is one cluster; a chain of weak links is split instead of
+growing into unrelated images, so every (keeper, member) pair a cluster implies is a real
+pair within the threshold, and ``distance_to_keeper`` never exceeds it.
 
 Keeper rules: ``largest`` (most pixels, then largest file, then oldest; the default),
 ``newest``, ``oldest``. Files under a reference path are preferred as keeper whatever the rule,
@@ -37,7 +39,7 @@ class ClusterResult:
     reference_paths: tuple[str, ...]
     clusters: int
     members: int
-    split_rounds: int  # rounds of the chaining guard that re-split components (0: none needed)
+    split_rounds: int  # extra rounds that split chains of weak links (0: every component was one star)
     seconds: float  # time of the clustering itself
     matched: bool = False  # matching ran to get here
     rebuilt: bool = False  # clusters were rebuilt to get here

@@ -172,7 +172,7 @@ CREATE TABLE dbdedup.cluster_parameters (
 COMMENT ON TABLE dbdedup.cluster_parameters IS 'The parameters of the current clustering (one row), and what building it found.';
 COMMENT ON COLUMN dbdedup.cluster_parameters.reference_paths IS 'Path prefixes whose files are preferred as keeper and never removable.';
 COMMENT ON COLUMN dbdedup.cluster_parameters.matched_seq IS 'match_state.matched_seq of the pairs the clustering was built from.';
-COMMENT ON COLUMN dbdedup.cluster_parameters.split_rounds IS 'Rounds of the chaining guard: components re-split because members were too far from their keeper.';
+COMMENT ON COLUMN dbdedup.cluster_parameters.split_rounds IS 'Extra rounds of greedy star clustering: above 0 when chains of weak links were split (members too far from the best image).';
 
 CREATE TABLE dbdedup.cluster_assignments (
     image_id           bigint PRIMARY KEY,
@@ -773,23 +773,21 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7220003);
 
-    CREATE TEMP TABLE cc_member (image_id bigint PRIMARY KEY, hash bigint NOT NULL, sha256 bytea, rank_key bigint NOT NULL,
-                                 label bigint NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
+    CREATE TEMP TABLE cc_member (image_id bigint PRIMARY KEY, hash bigint NOT NULL, sha256 bytea, rank_key bigint NOT NULL UNIQUE,
+                                 done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
     EXECUTE format($q$
-        INSERT INTO pg_temp.cc_member (image_id, hash, sha256, rank_key, label)
+        INSERT INTO pg_temp.cc_member (image_id, hash, sha256, rank_key)
         SELECT i.id, i.%1$I, i.sha256,
                row_number() OVER (ORDER BY dbdedup.is_under(i.path, %2$L) DESC,
                    CASE %3$L WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
                    CASE %3$L WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
                    CASE %3$L WHEN 'largest' THEN -i.size_bytes END,
-                   i.mtime_ns, i.id),
-               0
+                   i.mtime_ns, i.id)
         FROM dbdedup.images i
         WHERE i.status = 'ok' AND i.id IN (SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = %4$L AND p.distance <= %5$s
                                            UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = %4$L AND p.distance <= %5$s)
         $q$, kind, reference_paths, keeper_rule, kind, max_distance);
-    -- labels are keeper ranks: the smallest rank of a component is its keeper
-    UPDATE cc_member SET label = rank_key;
+    -- images are known by their keeper rank from here on: a smaller rank is a better keeper
     CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
     SELECT ma.rank_key AS a, mb.rank_key AS b
     FROM dbdedup.pairs p
@@ -797,50 +795,41 @@ BEGIN
     JOIN cc_member mb ON mb.image_id = p.image_b
     WHERE p.hash_kind = kind AND p.distance <= max_distance;
     INSERT INTO cc_edge SELECT b, a FROM cc_edge;
-    CREATE TEMP TABLE cc_node (node bigint PRIMARY KEY, label bigint NOT NULL) ON COMMIT DROP;
     CREATE INDEX ON cc_edge (a);
+    CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
 
+    -- Greedy stars, set-based: the best remaining image (smallest rank) keeps every remaining
+    -- image it is paired with; repeated on what is left. In each round every image with no
+    -- better remaining neighbour is a keeper (keepers are never neighbours of each other), and
+    -- each neighbour joins its best keeper: the same clusters as the sequential greedy pass, in
+    -- few rounds. A component whose best image is within the threshold of all the others is one
+    -- cluster; a chain of weak links is split, so every member is within the threshold of its keeper.
     LOOP
-        -- connected components of the members not yet assigned, by min-label hooking and pointer jumping
-        TRUNCATE cc_node;
-        INSERT INTO cc_node SELECT DISTINCT e.a, e.a FROM cc_edge e;
-        ANALYZE cc_node;
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM cc_node);
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM cc_edge);
         rounds := rounds + 1;
-        LOOP
-            UPDATE cc_node n SET label = h.m
-            FROM (SELECT la.label AS root, min(lb.label) AS m
-                  FROM cc_edge e JOIN cc_node la ON la.node = e.a JOIN cc_node lb ON lb.node = e.b
-                  WHERE lb.label < la.label
-                  GROUP BY la.label) h
-            WHERE n.node = h.root AND h.m < n.label;
-            GET DIAGNOSTICS changed = ROW_COUNT;
-            EXIT WHEN changed = 0;
-            LOOP
-                UPDATE cc_node n SET label = p.label FROM cc_node p WHERE p.node = n.label AND p.label < n.label;
-                GET DIAGNOSTICS changed = ROW_COUNT;
-                EXIT WHEN changed = 0;
-            END LOOP;
-        END LOOP;
-        -- Chaining guard: a member joins its component's keeper only if it is itself within
-        -- max_distance of the keeper (or a byte-identical copy). The others are clustered again
-        -- among themselves in the next round, so no cluster grows by weak links.
+        TRUNCATE cc_keeper;
+        INSERT INTO cc_keeper SELECT e.a FROM cc_edge e GROUP BY e.a HAVING min(e.b) > e.a;
         INSERT INTO dbdedup.cluster_assignments (image_id, cluster_id, is_keeper, distance_to_keeper)
-        SELECT m.image_id, k.image_id, m.rank_key = n.label,
-               CASE WHEN m.sha256 = k.sha256 THEN 0 ELSE bit_count((m.hash # k.hash)::bit(64))::integer END
-        FROM cc_node n
-        JOIN cc_member m ON m.rank_key = n.node
-        JOIN cc_member k ON k.rank_key = n.label
-        WHERE m.sha256 = k.sha256 OR bit_count((m.hash # k.hash)::bit(64)) <= max_distance;
+        SELECT m.image_id, m.image_id, true, 0
+        FROM cc_keeper k JOIN cc_member m ON m.rank_key = k.node
+        UNION ALL
+        SELECT m.image_id, km.image_id, false,
+               CASE WHEN m.sha256 = km.sha256 THEN 0 ELSE bit_count((m.hash # km.hash)::bit(64))::integer END
+        FROM (SELECT e.b AS node, min(e.a) AS keeper
+              FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
+              GROUP BY e.b) j
+        JOIN cc_member m ON m.rank_key = j.node
+        JOIN cc_member km ON km.rank_key = j.keeper;
+        -- a keeper whose neighbours all joined better keepers is no cluster
+        DELETE FROM dbdedup.cluster_assignments a
+        USING cc_keeper k JOIN cc_member m ON m.rank_key = k.node
+        WHERE a.image_id = m.image_id
+          AND NOT EXISTS (SELECT 1 FROM dbdedup.cluster_assignments o WHERE o.cluster_id = a.image_id AND NOT o.is_keeper);
         UPDATE cc_member m SET done = true
         FROM dbdedup.cluster_assignments a WHERE a.image_id = m.image_id AND NOT m.done;
-        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND (m.rank_key = e.a OR m.rank_key = e.b);
-        -- a keeper left alone (all its neighbours went elsewhere) is not a cluster
-        DELETE FROM dbdedup.cluster_assignments a
-        WHERE a.is_keeper AND NOT EXISTS (SELECT 1 FROM dbdedup.cluster_assignments o
-                                          WHERE o.cluster_id = a.cluster_id AND o.image_id <> a.image_id);
-        EXIT WHEN rounds >= 100;
+        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.rank_key = e.a;
+        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.rank_key = e.b;
     END LOOP;
 
     SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
@@ -854,15 +843,16 @@ BEGIN
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at;
     DROP TABLE cc_member;
     DROP TABLE cc_edge;
-    DROP TABLE cc_node;
+    DROP TABLE cc_keeper;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[]) IS
-    'Cluster the pairs within max_distance (matching first if needed): connected components by set-based min-label '
-    'propagation, one keeper per cluster (reference paths first, then the keeper rule: largest = most pixels, then '
-    'largest file, then oldest; newest; oldest), and a chaining guard: every member is within max_distance of its keeper '
-    '(members further away are re-clustered among themselves). Replaces the current clustering.';
+    'Cluster the pairs within max_distance (matching first if needed). Keeper order: reference paths first, then the keeper '
+    'rule (largest = most pixels, then largest file, then oldest; newest; oldest). Greedy stars: the best image keeps every '
+    'image paired with it, repeated on the rest (set-based rounds). A connected component whose best image is within '
+    'max_distance of all others is one cluster; chains of weak links are split, so every member is within max_distance of '
+    'its keeper. Replaces the current clustering.';
 
 CREATE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
     LANGUAGE plpgsql
@@ -874,7 +864,7 @@ DECLARE
 BEGIN
     SELECT * INTO cp FROM dbdedup.cluster_parameters WHERE singleton;
     kind := coalesce(hash_kind, cp.hash_kind, 'phash');
-    threshold := coalesce(max_distance, cp.max_distance, 8);
+    threshold := coalesce(max_distance, cp.max_distance, 6);
     PERFORM dbdedup.match(threshold, kind);
     PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'));
 END
@@ -885,7 +875,7 @@ COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
 
 -- ------------------------------------------------------------------ queries for psql users
 
-CREATE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
+CREATE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE plpgsql STABLE
     AS $$
@@ -902,7 +892,7 @@ $$;
 COMMENT ON FUNCTION dbdedup.similar_to_hash(bigint, integer, text) IS
     'The ok images whose hash is within max_distance of a hash value, closest first (a scan: about 10 M images a second).';
 
-CREATE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
+CREATE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE sql STABLE
     AS $$
@@ -911,9 +901,9 @@ CREATE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 8,
         WHERE i.id = $1 AND s.image_id <> $1
     $$;
 COMMENT ON FUNCTION dbdedup.similar(bigint, integer, text) IS
-    'The images within max_distance of one image (itself excluded), closest first. Example: SELECT * FROM dbdedup.similar(42, 8).';
+    'The images within max_distance of one image (itself excluded), closest first. Example: SELECT * FROM dbdedup.similar(42, 6).';
 
-CREATE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
+CREATE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE sql STABLE
     AS $$
