@@ -347,8 +347,8 @@ COMMENT ON FUNCTION dbdedup.plan_lsh(bigint, bigint, integer, double precision) 
 
 CREATE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer, all_values boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql
-    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
-    SET work_mem = '256MB' SET enable_mergejoin = off
+    -- a parallel nested loop over sequential scans beats one index range scan per value
+    SET enable_indexscan = off SET enable_bitmapscan = off
     AS $$
 DECLARE
     n_candidates bigint;
