@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psycopg
 
 from dbdedup.clusters import build_clusters
 from dbdedup.db import connect, stop_embedded
@@ -200,7 +201,7 @@ def read_hashes(conn) -> tuple[HashTable, dict[str, int]]:
 
 
 def dbdedup_scores(conn, truth: Truth, universe: set[str], thresholds: list[int], kinds: list[str],
-                   load_seconds: float) -> tuple[list[Score], dict, dict]:
+                   load_seconds: float, cluster_timeout: float) -> tuple[list[Score], dict, dict]:
     scores, timings, labels_by = [], {}, {}
     for kind in kinds:
         started = time.perf_counter()
@@ -212,8 +213,21 @@ def dbdedup_scores(conn, truth: Truth, universe: set[str], thresholds: list[int]
               f"{match_seconds:.1f} s", file=sys.stderr)
         for threshold in thresholds:
             started = time.perf_counter()
-            result = build_clusters(conn, max_distance=threshold, hash_kind=kind)
+            conn.execute(f"SET statement_timeout = {int(cluster_timeout * 1000)}")
+            try:
+                result = build_clusters(conn, max_distance=threshold, hash_kind=kind)
+            except psycopg.errors.QueryCanceled:
+                conn.rollback()
+                print(f"  {kind} {threshold}: build_clusters passed {cluster_timeout} s, cancelled", file=sys.stderr)
+                scores.append(Score(f"dbdedup {kind}", str(threshold), float("nan"), float("nan"), float("nan"),
+                                    float("nan"), 0, 0, 0, 0, None, {},
+                                    f"build_clusters cancelled after {cluster_timeout} s"))
+                continue
+            finally:
+                conn.execute("SET statement_timeout = 0")
             cluster_seconds = time.perf_counter() - started
+            print(f"  {kind} {threshold}: {result.clusters} clusters in {cluster_seconds:.1f} s, "
+                  f"{result.split_rounds} guard rounds", file=sys.stderr)
             rows = conn.execute("SELECT cluster_id, path FROM dbdedup.cluster_members").fetchall()
             labels = {os.path.basename(path): cluster for cluster, path in rows}
             labels_by[(kind, threshold)] = labels
@@ -359,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--difpy-groups", type=int, default=30, help="originals (with all copies) in difPy's subset")
     parser.add_argument("--peer-timeout", type=int, default=900)
+    parser.add_argument("--cluster-timeout", type=float, default=1800, help="seconds allowed to one build_clusters")
+    parser.add_argument("--hashes", default="phash,dhash", help="hash kinds to cluster on")
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args(argv)
 
@@ -388,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  load: {summary.loaded} files in {load_seconds:.1f} s "
                   f"({summary.loaded / load_seconds:.0f} files/s), errors {summary.errors}", file=sys.stderr)
             table, statuses = read_hashes(conn)
-            scores, timings, labels_by = dbdedup_scores(conn, truth, universe, thresholds, ["phash", "dhash"], load_seconds)
+            scores, timings, labels_by = dbdedup_scores(conn, truth, universe, thresholds, args.hashes.split(","), load_seconds,
+                                                        args.cluster_timeout)
     finally:
         if data_dir is not None:
             stop_embedded(data_dir)
