@@ -187,12 +187,22 @@ def compute_hashes(image: Image.Image) -> Hashes:
 # ---------------------------------------------------------------- decoding
 
 
-def _open(source) -> Image.Image:
+def _open(source, format_hint: str | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # We enforce our own pixel limit from the header (max_pixels), so Pillow's
         # warning is noise; its hard error is reported as too_many_pixels.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
+            if format_hint in Image.OPEN:
+                # Pillow otherwise tries format plugins in turn: on small images
+                # that probing costs about as much as the decode itself.
+                try:
+                    return Image.open(source, formats=[format_hint])
+                except Image.DecompressionBombError:
+                    raise
+                except Exception:
+                    if hasattr(source, "seek"):
+                        source.seek(0)
             return Image.open(source)
         except Image.DecompressionBombError as exc:
             raise ImageError("too_many_pixels", str(exc)) from exc
@@ -257,19 +267,19 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
 
     Checks the pixel count from the header before decoding; raises ImageError.
     """
+    from .scan import sniff_format
+
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(source[:32])
         source = io.BytesIO(source)
     else:
         head = b""
+    known = sniff_format(head) if head else None
     try:
-        image = _open(source)
+        image = _open(source, known)
     except ImageError:
         raise
     except Exception as exc:  # UnidentifiedImageError, SyntaxError from broken headers, ...
-        from .scan import sniff_format
-
-        known = sniff_format(head) if head else None
         if known in ("HEIF", "AVIF"):
             raise ImageError("unsupported_format",
                              f"{known} image, but no {known} plugin is installed "
