@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ OUT = HERE / "out"
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from images import photo  # noqa: E402
+from benchdb import fresh_database  # noqa: E402
 
 
 # ---------------------------------------------------------------- test data
@@ -112,21 +112,6 @@ def _pool_main(paths_file: str, workers: int) -> None:
     with ProcessPoolExecutor(workers) as pool:
         hashes = list(pool.map(_phash_file, paths, chunksize=max(1, min(64, len(paths) // (workers * 8)))))
     assert len(hashes) == len(paths)
-
-
-def fresh_database(admin: str, name: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from dbdedup import db as dbmod
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)
-    dbmod.apply_migrations(dsn)
-    return dsn
 
 
 def measure_load(admin: str, folder: Path, workers: int) -> tuple[float, int, int]:

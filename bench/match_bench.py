@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbdedup import db as dbmod
+from benchdb import fresh_database
 
 METHOD_LIMITS = {  # skip runs that would take far too long on 2 cores (value pairs compared by a scan)
     "scan": 2e8,
@@ -96,17 +96,6 @@ def as_value_pairs(values: np.ndarray, pairs: np.ndarray) -> set[tuple[int, int]
     s = values.view(np.int64)
     a, b = s[pairs[:, 0]], s[pairs[:, 1]]
     return set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist()))
-
-
-def fresh_database(admin: str, name: str) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)
-    dbmod.apply_migrations(dsn)
-    return dsn
 
 
 # ---------------------------------------------------------------- threshold study

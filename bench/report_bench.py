@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -32,18 +31,7 @@ from dbdedup import calibrate as cal  # noqa: E402
 from dbdedup import db as dbmod  # noqa: E402
 from dbdedup import export as exp  # noqa: E402
 from dbdedup import report as rep  # noqa: E402
-
-
-def fresh_database(name: str) -> str:
-    uri = dbmod.start_embedded(OUT / "report-pgdata")
-    with psycopg.connect(uri, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
-    params = conninfo_to_dict(uri)
-    params["dbname"] = name
-    dsn = make_conninfo(**params)
-    dbmod.apply_migrations(dsn)
-    return dsn
+from benchdb import fresh_database  # noqa: E402
 
 
 def synthetic_rows(n: int, seed: int = 7):
@@ -77,7 +65,7 @@ def timed(label: str, fn, *args, **kwargs):
 
 
 def bench_database(n: int) -> None:
-    dsn = fresh_database("report_bench")
+    dsn = fresh_database(dbmod.start_embedded(OUT / "report-pgdata"), "report_bench")
     with psycopg.connect(dsn) as conn:
         t = time.perf_counter()
         with conn.cursor() as cur, cur.copy(
@@ -119,7 +107,7 @@ def bench_html(count: int) -> None:
     from images import photo, resized, save
     from test_report_sample import load
 
-    dsn = fresh_database("report_bench_html")
+    dsn = fresh_database(dbmod.start_embedded(OUT / "report-pgdata"), "report_bench_html")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
         for i in range(count // 2):
