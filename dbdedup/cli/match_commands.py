@@ -6,7 +6,9 @@ import os
 
 import click
 
+from ..clusters import KEEPER_RULES
 from ..errors import DbdedupError
+from ..matching import DEFAULT_THRESHOLD, HASH_KINDS, METHODS
 from .main import note, open_db
 from .output import emit_rows, format_option
 
@@ -19,8 +21,6 @@ def register(cli: click.Group) -> None:
 
 
 def _threshold_option(f):
-    from ..matching import DEFAULT_THRESHOLD
-
     return click.option(
         "--threshold",
         "-t",
@@ -35,7 +35,7 @@ def _hash_option(f):
     return click.option(
         "--hash",
         "hash_kind",
-        type=click.Choice(["phash", "dhash", "ahash"]),
+        type=click.Choice(HASH_KINDS),
         default="phash",
         show_default=True,
         help="Which hash to compare.",
@@ -47,7 +47,7 @@ def _hash_option(f):
 @_hash_option
 @click.option(
     "--method",
-    type=click.Choice(["auto", "scan", "blocks", "lsh"]),
+    type=click.Choice(METHODS),
     default="auto",
     show_default=True,
     help="scan: exact, small sets; blocks: exact multi-index hashing, thresholds 0-15; "
@@ -56,7 +56,7 @@ def _hash_option(f):
 @click.option(
     "--keeper",
     "keeper_rule",
-    type=click.Choice(["largest", "newest", "oldest"]),
+    type=click.Choice(KEEPER_RULES),
     default="largest",
     show_default=True,
     help="Which image of a cluster to keep: largest (most pixels, then bytes, then oldest), newest or oldest.",
