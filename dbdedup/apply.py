@@ -45,6 +45,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
+from .scan import display_path
 from .sqlfiles import named_queries
 
 ACTIONS = ("move", "delete", "hardlink")
@@ -54,10 +55,6 @@ MANIFEST_VERSION = 1
 
 def _queries() -> dict[str, str]:
     return named_queries("queries/report_apply.sql")
-
-
-def _display(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
 
 
 # ---------------------------------------------------------------- planning
@@ -86,7 +83,7 @@ class PlannedAction:
 
     @property
     def destination(self) -> str | None:
-        return None if self.destination_bytes is None else _display(self.destination_bytes)
+        return None if self.destination_bytes is None else display_path(self.destination_bytes)
 
 
 @dataclass
@@ -453,7 +450,7 @@ def execute_plan(
         "parameters": parameters or {},
     }
     if plan.move_to is not None:
-        header["move_to"] = _display(plan.move_to)
+        header["move_to"] = display_path(plan.move_to)
         header["move_to_bytes"] = plan.move_to.hex()
     manifest = Manifest.create(manifest_path, header)
     result = ApplyResult(action=plan.action, manifest=manifest.path)
