@@ -28,6 +28,8 @@ import numpy as np
 import scipy.fftpack
 from PIL import Image, ImageFile
 
+from .scan import sniff_format
+
 # Pillow's own default limit (about 89 million pixels): above it Pillow warns, above twice it raises.
 DEFAULT_MAX_PIXELS: int = 89_478_485
 
@@ -267,8 +269,6 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
 
     Checks the pixel count from the header before decoding; raises ImageError.
     """
-    from .scan import sniff_format
-
     if isinstance(source, (bytes, bytearray, memoryview)):
         head = bytes(source[:32])
         source = io.BytesIO(source)
