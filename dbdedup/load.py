@@ -273,7 +273,14 @@ class _Loader:
             done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
             for future in done:
                 in_flight.discard(future)
-                for row in future.result():
+                try:
+                    rows = future.result()
+                except cf.process.BrokenProcessPool as exc:
+                    raise DbdedupError(
+                        "a worker process died while hashing images (out of memory, or a decoder crashed on a file)",
+                        hint="everything written so far is kept: run the same command again to continue",
+                    ) from exc
+                for row in rows:
                     self.add_result(row)
             self.progress.files_done(self.done, self.error_count)
             self.write_if_due()

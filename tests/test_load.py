@@ -223,6 +223,38 @@ def test_hash_only_server_without_pgvector(plain_pg_dsn, tmp_path):
         assert load_paths(conn, [tmp_path / "zoo"]).loaded == 0
 
 
+def test_a_worker_dying_mid_run_is_a_clear_error_and_the_next_run_completes(conn, tmp_path):
+    import multiprocessing
+
+    root = tmp_path / "many"
+    root.mkdir()
+    data = jpeg_bytes(photo(2, (640, 480)), quality=92)
+    total = 1500
+    for i in range(total):
+        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+
+    class KillAWorker(LoadProgress):
+        killed = False
+
+        def files_done(self, done: int, errors: int) -> None:
+            if done and not self.killed:
+                workers = multiprocessing.active_children()
+                assert workers, "the pool's workers are children of this process"
+                os.kill(workers[0].pid, signal.SIGKILL)  # what the OOM killer or a decoder segfault does
+                self.killed = True
+
+    with pytest.raises(DbdedupError) as info:
+        load_paths(conn, [root], workers=2, progress=KillAWorker())
+    assert "worker process died" in info.value.message and "again" in info.value.hint
+    status, message = conn.execute("SELECT status, message FROM dbdedup.load_runs").fetchone()
+    assert status == "failed" and "worker process died" in message
+    kept = conn.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0]
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.unchanged == kept and summary.loaded == total - kept
+    assert conn.execute("SELECT count(*), count(DISTINCT path_bytes) FROM dbdedup.images "
+                        "WHERE status = 'ok'").fetchone() == (total, total)
+
+
 def _count_images(dsn: str) -> int:
     with psycopg.connect(dsn) as c:
         return c.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0]
