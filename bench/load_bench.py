@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/load_bench.py            # full: 10k small, 200 x 12 MP, flat-memory 2k/10k/40k
     .venv/bin/python bench/load_bench.py --repeat 3 # best and spread of 3 runs
+    .venv/bin/python bench/load_bench.py --signals all --skip-flat   # the default load only
+
+Each set is loaded once per signal configuration (--signals, default all four when
+the CLI has the options): `hashes` (--no-orientations --embedder none), `+orientations`
+(--embedder none), `+embeddings` (--no-orientations --embedder default) and `all`
+(the defaults: orientations and the default embedder), so the cost of each signal
+shows as images/s with and without it.
 
 Generated images are cached under bench/out/ (git-ignored). Each `dbdedup load`
 runs as a subprocess (the real CLI code path) into a fresh database on an
@@ -114,10 +121,29 @@ def _pool_main(paths_file: str, workers: int) -> None:
     assert len(hashes) == len(paths)
 
 
-def measure_load(admin: str, folder: Path, workers: int) -> tuple[float, int, int]:
+# load options of each signal configuration (the CLI of issue #5)
+SIGNALS = {
+    "hashes": ["--no-orientations", "--embedder", "none"],
+    "+orientations": ["--embedder", "none"],
+    "+embeddings": ["--no-orientations", "--embedder", "default"],
+    "all": [],
+}
+
+
+def dbdedup_command() -> str:
+    return str(Path(sys.executable).parent / "dbdedup")
+
+
+def cli_has_signals() -> bool:
+    """Whether `dbdedup load` has issue #5's options (--no-orientations, --embedder)."""
+    text = subprocess.run([dbdedup_command(), "load", "--help"], capture_output=True, text=True).stdout
+    return "--no-orientations" in text and "--embedder" in text
+
+
+def measure_load(admin: str, folder: Path, workers: int, options: list[str] = ()) -> tuple[float, int, int]:
     dsn = fresh_database(admin, "bench_load")
-    dbdedup = str(Path(sys.executable).parent / "dbdedup")
-    seconds, peak = run_measured([dbdedup, "--db", dsn, "-q", "load", "--workers", str(workers), str(folder)])
+    seconds, peak = run_measured([dbdedup_command(), "--db", dsn, "-q", "load", "--workers", str(workers),
+                                  *options, str(folder)])
     with psycopg.connect(dsn) as conn:
         loaded = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
     return seconds, peak, loaded
@@ -141,7 +167,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--skip-flat", action="store_true", help="skip the 2k/10k/40k memory series")
+    parser.add_argument("--signals", default=",".join(SIGNALS),
+                        help=f"load configurations to measure, comma-separated, of: {', '.join(SIGNALS)}")
     args = parser.parse_args()
+    signals = [name.strip() for name in args.signals.split(",")]
+    unknown = [name for name in signals if name not in SIGNALS]
+    if unknown:
+        parser.error(f"unknown --signals {unknown}; use {', '.join(SIGNALS)}")
+    if not cli_has_signals():
+        print("note: `dbdedup load` has no --no-orientations/--embedder yet: measuring its default load only")
+        signals, options_of = ["default"], {"default": []}
+    else:
+        options_of = SIGNALS
 
     from dbdedup import db as dbmod
 
@@ -151,24 +188,33 @@ def main() -> None:
     import dbdedup
 
     print(f"dbdedup {dbdedup.__version__}, {args.workers} workers, {os.cpu_count()} cores\n")
-    print(f"{'set':<22} {'files':>7} {'dbdedup load img/s':>30} {'peak MB':>8} "
+    print(f"{'set':<14} {'load':<15} {'files':>7} {'dbdedup load img/s':>30} {'peak MB':>8} "
           f"{'imagehash pool img/s':>30} {'peak MB':>8}")
     for label, folder in (("128x128 JPEG", OUT / "small"), ("12 MP JPEG", OUT / "large")):
         count = len(files_of(folder))
-        ours, pool, our_mem, pool_mem = [], [], [], []
+        ours = {name: [] for name in signals}
+        our_mem = {name: [] for name in signals}
+        pool, pool_mem = [], []
         for _ in range(args.repeat):
-            seconds, peak, loaded = measure_load(admin, folder, args.workers)
-            assert loaded == count, (loaded, count)
-            ours.append(count / seconds)
-            our_mem.append(peak / 2**20)
+            for name in signals:
+                seconds, peak, loaded = measure_load(admin, folder, args.workers, options_of[name])
+                assert loaded == count, (loaded, count)
+                ours[name].append(count / seconds)
+                our_mem[name].append(peak / 2**20)
             seconds, peak = measure_pool(folder, args.workers)
             pool.append(count / seconds)
             pool_mem.append(peak / 2**20)
-        print(f"{label:<22} {count:>7,} {describe(ours):>30} {max(our_mem):>8.0f} "
-              f"{describe(pool):>30} {max(pool_mem):>8.0f}", flush=True)
+        for k, name in enumerate(signals):
+            pool_text = (f"{describe(pool):>30} {max(pool_mem):>8.0f}" if k == 0 else "")
+            print(f"{label if k == 0 else '':<14} {name:<15} {count:>7,} {describe(ours[name]):>30} "
+                  f"{max(our_mem[name]):>8.0f} {pool_text}".rstrip(), flush=True)
+        if "hashes" in ours:
+            base = max(ours["hashes"])
+            costs = ", ".join(f"{name} {max(ours[name]) / base:.2f}x" for name in signals if name != "hashes")
+            print(f"{'':<14} throughput relative to hashes only: {costs}", flush=True)
 
     if not args.skip_flat:
-        print("\npeak memory of `dbdedup load` as the file count grows (128x128 JPEGs):")
+        print("\npeak memory of `dbdedup load` as the file count grows (128x128 JPEGs, default load):")
         for folder in (OUT / "flat2k", OUT / "small", OUT / "flat40k"):
             count = len(files_of(folder))
             seconds, peak, loaded = measure_load(admin, folder, args.workers)
