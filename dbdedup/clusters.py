@@ -12,6 +12,21 @@ pair within the threshold, and ``distance_to_keeper`` never exceeds it.
 Keeper rules: ``largest`` (most pixels, then largest file, then oldest; the default),
 ``newest``, ``oldest``. Files under a reference path are preferred as keeper whatever the rule,
 and are never removable (``is_protected`` in ``dbdedup.cluster_members``).
+
+Which pairs link images (``rule``), for the pHash:
+
+``hash``
+    the stored pHashes are within the threshold;
+``transforms``
+    or a flipped, rotated or border-trimmed variant of one is within the threshold of the other;
+``embedding``
+    the embedding vectors' cosine similarity is at least ``min_similarity`` (nothing else);
+``fused`` (the default)
+    ``transforms``, or similarity >= ``min_similarity`` confirmed by a pHash (or variant)
+    distance <= ``confirm_distance``: the embedding finds crops and heavier edits the hash
+    misses, and the looser hash bound keeps look-alike but different pictures apart.
+
+dHash and aHash cluster by ``hash`` only.
 """
 
 from __future__ import annotations
@@ -22,11 +37,16 @@ from typing import Sequence
 import psycopg
 from psycopg.rows import dict_row
 
+from . import embedding_index
+from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
-from .matching import DEFAULT_THRESHOLD, check_arguments, find_pairs, match_state, pairs_are_current
+from .matching import (DEFAULT_THRESHOLD, check_arguments, check_signal_arguments, find_pairs, match_state,
+                       pairs_are_current, signals_are_current)
 from .sqlfiles import named_queries
 
 KEEPER_RULES = ("largest", "newest", "oldest")
+RULES = ("fused", "transforms", "hash", "embedding")
+DEFAULT_RULE = "fused"
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,9 @@ class ClusterResult:
     hash_kind: str
     keeper_rule: str
     reference_paths: tuple[str, ...]
+    rule: str
+    min_similarity: float | None
+    confirm_distance: int | None
     clusters: int
     members: int
     split_rounds: int  # extra rounds that split chains of weak links (0: every component was one star)
@@ -60,9 +83,29 @@ def _normalise_references(reference_paths: Sequence[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _check(keeper_rule: str) -> None:
+def _check(keeper_rule: str, rule: str = DEFAULT_RULE) -> None:
     if keeper_rule not in KEEPER_RULES:
         raise DbdedupError(f"unknown keeper rule {keeper_rule!r}", hint="use one of: " + ", ".join(KEEPER_RULES))
+    if rule not in RULES:
+        raise DbdedupError(f"unknown clustering rule {rule!r}", hint="use one of: " + ", ".join(RULES))
+
+
+def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple[str, bool, bool]:
+    """(rule as SQL applies it, transforms needed, embeddings needed) for these images and this server.
+
+    dHash and aHash have no variants or embeddings: their rule is ``hash``. Without stored
+    vectors (no pgvector, or loaded with no embedder) ``fused`` is ``transforms``; ``embedding``
+    alone is an error then.
+    """
+    if hash_kind != "phash":
+        return "hash", False, False
+    wants_embeddings = rule in ("embedding", "fused")
+    vectors = wants_embeddings and embedding_index.has_vectors(conn)
+    if rule == "embedding" and not vectors:
+        raise DbdedupError("rule 'embedding' needs embedding vectors, and none are stored",
+                           hint="load with an embedder on a server with pgvector (the embedded default has it), "
+                                "or use --rule fused / transforms / hash")
+    return rule, rule in ("transforms", "fused"), vectors
 
 
 def current_parameters(conn: psycopg.Connection) -> dict | None:
@@ -74,6 +117,8 @@ def current_parameters(conn: psycopg.Connection) -> dict | None:
         return None
     row["threshold"] = row["max_distance"]
     row["reference_paths"] = list(row["reference_paths"] or [])
+    if row.get("min_similarity") is not None:
+        row["min_similarity"] = round(float(row["min_similarity"]), 4)
     return row
 
 
@@ -84,19 +129,28 @@ def build_clusters(
     hash_kind: str = "phash",
     keeper_rule: str = "largest",
     reference_paths: Sequence[str] = (),
+    rule: str = DEFAULT_RULE,
+    min_similarity: float | None = None,
+    confirm_distance: int | None = None,
 ) -> ClusterResult:
-    """Rebuild the clusters from the pairs within ``max_distance`` and commit.
+    """Rebuild the clusters from the pairs that link images under ``rule`` and commit.
 
-    Runs matching first when the pairs do not reach ``max_distance`` yet (incrementally
-    otherwise only when asked through ``ensure_clusters``).
+    Runs pHash matching first when the pairs do not reach ``max_distance`` yet; the transform
+    and embedding signals are used as stored (``ensure_clusters`` or ``find_pairs`` compute them).
     """
     check_arguments(max_distance, hash_kind)
-    _check(keeper_rule)
+    _check(keeper_rule, rule)
+    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
+    confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
+    check_signal_arguments(min_similarity)
+    if hash_kind != "phash":
+        rule = "hash"
     refs = _normalise_references(reference_paths)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             _queries()["build_clusters"],
-            {"max_distance": max_distance, "hash_kind": hash_kind, "keeper_rule": keeper_rule, "reference_paths": refs},
+            {"max_distance": max_distance, "hash_kind": hash_kind, "keeper_rule": keeper_rule, "reference_paths": refs,
+             "rule": rule, "min_similarity": min_similarity, "confirm_distance": confirm_distance},
         ).fetchone()
     if not conn.autocommit:
         conn.commit()
@@ -106,6 +160,9 @@ def build_clusters(
         hash_kind=hash_kind,
         keeper_rule=keeper_rule,
         reference_paths=tuple(refs),
+        rule=rule,
+        min_similarity=min_similarity,
+        confirm_distance=confirm_distance,
         clusters=row["clusters"],
         members=row["members"],
         split_rounds=row["split_rounds"],
@@ -121,40 +178,55 @@ def ensure_clusters(
     hash_kind: str = "phash",
     keeper_rule: str = "largest",
     reference_paths: Sequence[str] = (),
+    rule: str = DEFAULT_RULE,
+    min_similarity: float | None = None,
+    confirm_distance: int | None = None,
 ) -> ClusterResult:
     """Make the current clustering match these parameters and the images as they are now.
 
-    Matching runs (incrementally) when images changed since the last match or the pairs do
-    not reach ``max_distance``; the clusters are rebuilt when their parameters differ or the
-    pairs changed. When everything is current this costs a couple of queries.
+    Matching runs (incrementally) when images changed since the last match, the pairs do not
+    reach ``max_distance``, or the signals the rule uses are not current; the clusters are
+    rebuilt when their parameters differ or the pairs changed. When everything is current this
+    costs a few queries.
     """
     check_arguments(max_distance, hash_kind)
-    _check(keeper_rule)
+    _check(keeper_rule, rule)
+    min_similarity = round(DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity), 4)
+    confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
+    check_signal_arguments(min_similarity)
+    rule, transforms, embeddings = effective_rule(conn, rule, hash_kind)
     refs = _normalise_references(reference_paths)
     match = None
-    if not pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind):
-        match = find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
+    if not (pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind)
+            and signals_are_current(conn, max_distance=max_distance, transforms=transforms, embeddings=embeddings,
+                                    min_similarity=min_similarity)):
+        match = find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind, transforms=transforms,
+                           embeddings=embeddings, min_similarity=min_similarity)
     params = current_parameters(conn)
     state = match_state(conn, hash_kind)
     if not conn.autocommit:
         conn.commit()
     matched_seq = state["matched_seq"] if state else None
-    wanted = (max_distance, hash_kind, keeper_rule, refs, matched_seq)
+    wanted = (max_distance, hash_kind, keeper_rule, refs, matched_seq, rule, min_similarity, confirm_distance)
     if params is not None and match is None:
         have = (params["max_distance"], params["hash_kind"], params["keeper_rule"], params["reference_paths"],
-                params["matched_seq"])
+                params["matched_seq"], params["rule"], params["min_similarity"], params["confirm_distance"])
         if have == wanted:
             return ClusterResult(
                 max_distance=max_distance,
                 hash_kind=hash_kind,
                 keeper_rule=keeper_rule,
                 reference_paths=tuple(refs),
+                rule=rule,
+                min_similarity=min_similarity,
+                confirm_distance=confirm_distance,
                 clusters=params["clusters"],
                 members=params["members"],
                 split_rounds=params["split_rounds"],
                 seconds=params["seconds"] or 0.0,
             )
     result = build_clusters(
-        conn, max_distance=max_distance, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs
+        conn, max_distance=max_distance, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
+        rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance,
     )
     return ClusterResult(**{**result.__dict__, "matched": match is not None, "match": match})

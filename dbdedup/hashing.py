@@ -115,6 +115,19 @@ class DecodedImage:
 
 
 @dataclass(frozen=True)
+class Extras:
+    """What a load computes from the decode besides the hashes (each optional).
+
+    ``orientations``: the pHash of the 7 other orientations and of the image with uniform
+    borders trimmed (``dbdedup.variants``); ``embedder``: an ``dbdedup.embedding.Embedder``
+    whose raw descriptor is stored for the embedding vectors.
+    """
+
+    orientations: bool = False
+    embedder: object | None = None
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     """Everything dbdedup stores about a loaded image file."""
 
@@ -130,6 +143,9 @@ class ImageInfo:
     phash: int
     dhash: int
     ahash: int
+    phash_variants: list[int] | None = None  # 7 orientations, then trimmed + its 7 (when trimmed)
+    embedder: str | None = None
+    raw_descriptor: bytes | None = None
 
 
 # ---------------------------------------------------------------- hash encoding
@@ -169,6 +185,14 @@ def compute_hashes(image: Image.Image) -> Hashes:
     One ``convert('L')`` serves all three (imagehash converts in each function);
     the resizes and the DCT are the very operations imagehash performs.
     """
+    return hashes_and_dct_block(image)[0]
+
+
+def hashes_and_dct_block(image: Image.Image) -> tuple[Hashes, np.ndarray]:
+    """``compute_hashes`` and the 8x8 low-frequency DCT block the pHash was taken from.
+
+    The block gives the other orientations' pHash for a few microseconds (``variants``).
+    """
     grey = image if image.mode == "L" else image.convert("L")
 
     pixels = _pixels(grey.resize((PHASH_SIZE, PHASH_SIZE), _LANCZOS), PHASH_SIZE, PHASH_SIZE)
@@ -183,7 +207,7 @@ def compute_hashes(image: Image.Image) -> Hashes:
 
     pixels = _pixels(grey.resize((HASH_SIZE, HASH_SIZE), _LANCZOS), HASH_SIZE, HASH_SIZE)
     ahash = bits_to_int64(pixels > np.mean(pixels))
-    return Hashes(phash=phash, dhash=dhash, ahash=ahash)
+    return Hashes(phash=phash, dhash=dhash, ahash=ahash), low
 
 
 # ---------------------------------------------------------------- decoding
@@ -353,30 +377,61 @@ def _read_file(path) -> tuple[bytes | None, str, os.stat_result]:
         raise ImageError("unreadable", f"read error: {exc.strerror or exc}") from exc
 
 
-def hash_image_file(path: Union[str, bytes, os.PathLike], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
-    """Read ``path`` once and return its SHA-256, size, format and hashes; raise ImageError."""
+def phash_variants(image: Image.Image, low_block: np.ndarray | None = None) -> list[int]:
+    """The stored variants of an image's pHash: 7 orientations, then trimmed + its 7 orientations when trimmed.
+
+    ``low_block``: the image's 8x8 DCT block when already computed (``hashes_and_dct_block``).
+    """
+    from .variants import compute_variants  # variants builds on this module
+
+    found = compute_variants(image, low_block=low_block)
+    values = list(found.orientations)
+    if found.trimmed is not None:
+        values.append(found.trimmed)
+        values.extend(found.trimmed_orientations or ())
+    return values
+
+
+def _raw_descriptor(embedder, image: Image.Image) -> bytes | None:
+    from .embedding import raw_to_bytes
+
+    try:
+        return raw_to_bytes(embedder.describe(image))
+    except Exception:
+        # a model that fails on one image must not lose the image's hashes; the next
+        # load tries again (the file has no descriptor yet)
+        return None
+
+
+def hash_image_file(path: Union[str, bytes, os.PathLike], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    extras: Extras | None = None) -> ImageInfo:
+    """Read ``path`` once and return its SHA-256, size, format, hashes and ``extras``; raise ImageError."""
     data, digest, st = _read_file(path)
     if st.st_size == 0:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
     decoded = decode_image(data if data is not None else path, max_pixels=max_pixels)
-    hashes = compute_hashes(decoded.image)
+    hashes, low_block = hashes_and_dct_block(decoded.image)
+    variants = phash_variants(decoded.image, low_block) if extras and extras.orientations else None
+    embedder = extras.embedder if extras else None
+    raw = _raw_descriptor(embedder, decoded.image) if embedder is not None else None
     return ImageInfo(
         sha256=digest, size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev, inode=st.st_ino,
         format=decoded.format, width=decoded.width, height=decoded.height, frames=decoded.frames,
-        phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
+        phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash, phash_variants=variants,
+        embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
     )
 
 
-def hash_file_result(path: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple:
+def hash_file_result(path: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> tuple:
     """``hash_image_file`` for worker processes: never raises for a bad file.
 
     Returns ``(path, size, mtime_ns, device, inode, sha256, format, width,
-    height, frames, phash, dhash, ahash, reason, detail)``; on failure the
-    image fields are None and ``reason``/``detail`` say why (size and mtime
-    from stat, or lstat for links, when known).
+    height, frames, phash, dhash, ahash, phash_variants, embedder, raw_descriptor,
+    reason, detail)``; on failure the image fields are None and ``reason``/``detail``
+    say why (size and mtime from stat, or lstat for links, when known).
     """
     try:
-        info = hash_image_file(path, max_pixels=max_pixels)
+        info = hash_image_file(path, max_pixels=max_pixels, extras=extras)
     except Exception as exc:  # also a decoder bug: it must not stop the load, only this file
         if isinstance(exc, ImageError):
             reason, detail = exc.reason, exc.detail
@@ -391,9 +446,10 @@ def hash_file_result(path: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple
             size, mtime, device, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
             break
         return (path, size or 0, mtime or 0, device, inode,
-                None, None, None, None, None, None, None, None, reason, detail)
+                None, None, None, None, None, None, None, None, None, None, None, reason, detail)
     return (path, info.size_bytes, info.mtime_ns, info.device, info.inode, info.sha256, info.format,
-            info.width, info.height, info.frames, info.phash, info.dhash, info.ahash, None, None)
+            info.width, info.height, info.frames, info.phash, info.dhash, info.ahash,
+            info.phash_variants, info.embedder, info.raw_descriptor, None, None)
 
 
 def register_optional_formats() -> list[str]:

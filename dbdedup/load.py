@@ -27,7 +27,7 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import psycopg
 
-from . import hashing
+from . import embedding, embedding_index, hashing
 from .errors import DbdedupError
 from .hashing import DEFAULT_MAX_PIXELS, RETRY_REASONS
 from .scan import CANDIDATE, ERROR, IGNORED, ScanEntry, display_path, normalise_root, scan
@@ -44,7 +44,7 @@ WRITE_ROWS = 2000  # rows per COPY + upsert transaction
 WRITE_SECONDS = 1.0  # ... or fewer, so a kill loses at most about a second of work
 
 _STAGE_TYPES = ["text", "bytea", "int8", "int8", "int8", "int8", "text", "bytea", "text",
-                "int4", "int4", "int4", "int8", "int8", "int8", "text", "text"]
+                "int4", "int4", "int4", "int8", "int8", "int8", "int8[]", "text", "bytea", "text", "text"]
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -78,6 +78,10 @@ class LoadSummary:
     seconds: float = 0.0
     workers: int = 0
     interrupted_runs: list[int] = field(default_factory=list)
+    orientations: bool = False
+    embedder: str | None = None  # the embedder whose descriptors this load stored (None: no embeddings)
+    embedded: int = 0  # vectors projected after the load
+    notes: list[str] = field(default_factory=list)  # things the user should know (hash-only mode, a refit, ...)
 
     @property
     def error_count(self) -> int:
@@ -90,6 +94,8 @@ class LoadSummary:
             "ignored": self.ignored, "missing": self.missing,
             "exact_duplicate_groups": self.exact_duplicate_groups, "seconds": round(self.seconds, 3),
             "workers": self.workers, "interrupted_runs": self.interrupted_runs,
+            "orientations": self.orientations, "embedder": self.embedder, "embedded": self.embedded,
+            "notes": list(self.notes),
         }
 
 
@@ -132,16 +138,22 @@ def _signed64(value: int | None) -> int | None:
 # ---------------------------------------------------------------- worker processes
 
 
-def _init_worker() -> None:
+_worker_extras: hashing.Extras | None = None
+
+
+def _init_worker(extras: hashing.Extras | None = None) -> None:
+    global _worker_extras
     # Ctrl-C is the parent's business: it stops the pool and records the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The loader checks --max-pixels from the header itself; Pillow's global
     # limit would otherwise refuse images the user allowed.
     hashing.Image.MAX_IMAGE_PIXELS = None
+    # given once per worker, not with every chunk (an ONNX embedder is not small)
+    _worker_extras = extras
 
 
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple]:
-    return [hashing.hash_file_result(path, max_pixels) for path in paths]
+    return [hashing.hash_file_result(path, max_pixels, _worker_extras) for path in paths]
 
 
 def _pool_context():
@@ -159,8 +171,11 @@ def _pool_context():
 
 class _Loader:
     def __init__(self, conn: psycopg.Connection, run_id: int, max_pixels: int,
-                 progress: LoadProgress, started: float):
+                 progress: LoadProgress, started: float, extras: hashing.Extras):
         self.conn = conn
+        self.extras = extras
+        self.embedder_name = extras.embedder.name if extras.embedder is not None else None
+        self.has_embeddings_table = False
         self.q = _queries()
         self.run_id = run_id
         self.max_pixels = max_pixels
@@ -193,15 +208,19 @@ class _Loader:
                     copy.set_types(["bytea", "int8", "int8"])
                     for entry in entries:
                         copy.write_row((entry.path, entry.size, entry.mtime_ns))
-                cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS)})
+                cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS),
+                                                      "orientations": self.extras.orientations})
                 todo = {bytes(row[0]) for row in cur}
+                if self.embedder_name is not None:
+                    cur.execute(self.q["files_to_describe"], {"embedder": self.embedder_name})
+                    todo.update(bytes(row[0]) for row in cur)
                 cur.execute(self.q["remember_scan_batch"])
                 cur.execute(self.q["empty_scan_batch"])
         return todo
 
     def add_result(self, row: tuple) -> None:
         (path, size, mtime, device, inode, sha256, fmt, width, height, frames,
-         phash, dhash, ahash, reason, detail) = row
+         phash, dhash, ahash, variants, embedder, raw, reason, detail) = row
         status = "ok" if reason is None else "error"
         if reason is None:
             self.loaded += 1
@@ -209,13 +228,14 @@ class _Loader:
             self.errors[reason] += 1
         self.done += 1
         self.pending_rows.append((display_path(path), path, size, mtime, _signed64(device), _signed64(inode),
-                                  status, sha256, fmt, width, height, frames, phash, dhash, ahash, reason, detail))
+                                  status, sha256, fmt, width, height, frames, phash, dhash, ahash,
+                                  variants, embedder, raw, reason, detail))
 
     def add_scan_error(self, entry: ScanEntry) -> None:
         if entry.is_dir:
             self.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
         self.add_result((entry.path, entry.size, entry.mtime_ns, None, None, None, None, None, None, None,
-                         None, None, None, entry.reason, entry.detail))
+                         None, None, None, None, None, None, entry.reason, entry.detail))
 
     def write_if_due(self, force: bool = False) -> None:
         if not self.pending_rows:
@@ -232,6 +252,8 @@ class _Loader:
                     for row in rows:
                         copy.write_row(row)
                 cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
+                if self.has_embeddings_table:
+                    cur.execute(self.q["upsert_stage_embeddings"])
                 cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
                 cur.execute(self.q["empty_stage"])
                 cur.execute(self.q["update_run_counts"], self.counts())
@@ -285,7 +307,8 @@ class _Loader:
             self.progress.files_done(self.done, self.error_count)
             self.write_if_due()
 
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker)
+        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                                      initargs=(self.extras,))
         try:
             for batch in _batches(scan(roots, recursive=recursive), self):
                 todo = self.files_to_hash(batch) if batch else set()
@@ -372,6 +395,9 @@ def load_paths(
     recursive: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: LoadProgress | None = None,
+    orientations: bool = True,
+    embedder: str | None = "default",
+    index_method: str | None = None,
 ) -> LoadSummary:
     """Load every image under ``roots`` into dbdedup.images and return a summary.
 
@@ -381,6 +407,13 @@ def load_paths(
     row); stored files under the roots that are gone are marked 'missing'.
     Commits once per batch. Raises DbdedupError when a root does not exist or
     another load is running on the same database.
+
+    ``orientations`` also stores the pHash of the 7 other orientations and of the image with
+    uniform borders trimmed (for flipped, rotated and bordered copies). ``embedder`` ("default",
+    "onnx:PATH", or None for none) stores a raw descriptor per image; after the load the new
+    ones are projected to vectors (the PCA is fitted on first use) and indexed with
+    ``index_method`` (hnsw or ivfflat). Without pgvector on the server, embeddings are skipped
+    and ``summary.notes`` says so.
     """
     root_paths = check_roots(roots)
     workers = max(1, int(workers or default_workers()))
@@ -388,6 +421,12 @@ def load_paths(
     q = _queries()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
+    notes: list[str] = []
+    embedder_object = embedding.load_embedder(embedder) if embedder is not None else None
+    if embedder_object is not None and not embedding_index.embeddings_available(conn):
+        notes.append(embedding_index.HASH_ONLY_NOTE)
+        embedder_object = None
+    extras = hashing.Extras(orientations=orientations, embedder=embedder_object)
     try:
         with conn.transaction():
             conn.execute(q["lock_timeout"])
@@ -398,7 +437,9 @@ def load_paths(
     started = time.monotonic()
     try:
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
-                      "working_size": hashing.WORKING_SIZE, "hash_size": hashing.HASH_SIZE}
+                      "working_size": hashing.WORKING_SIZE, "hash_size": hashing.HASH_SIZE,
+                      "orientations": orientations,
+                      "embedder": embedder_object.name if embedder_object is not None else None}
         with conn.transaction():
             run_id = conn.execute(q["start_run"], {
                 "roots": [display_path(r) for r in root_paths],
@@ -406,7 +447,9 @@ def load_paths(
                 "versions": json.dumps(library_versions()),
             }).fetchone()[0]
             interrupted = [row[0] for row in conn.execute(q["mark_interrupted"], {"run_id": run_id})]
-        loader = _Loader(conn, run_id, max_pixels, progress, started)
+            has_embeddings_table = embedding_index.has_embeddings_table(conn)
+        loader = _Loader(conn, run_id, max_pixels, progress, started, extras)
+        loader.has_embeddings_table = has_embeddings_table
         status, message = "failed", None
         try:
             loader.run(root_paths, recursive, workers)
@@ -419,6 +462,12 @@ def load_paths(
             raise
         finally:
             _finish_run(conn, loader, status, message)
+        projection = None
+        if embedder_object is not None:
+            projection = embedding_index.project_pending(conn, embedder_object.name, index_method=index_method)
+            if projection.fitted:
+                notes.append(f"embeddings: fitted the {embedder_object.name} reduction on {projection.fitted_rows:,} "
+                             "images; later loads project the same way (dbdedup embeddings refit fits again)")
         with conn.transaction():
             duplicate_groups = conn.execute(q["exact_duplicate_groups"]).fetchone()[0]
     finally:
@@ -428,6 +477,8 @@ def load_paths(
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
         ignored=loader.ignored, missing=loader.missing, exact_duplicate_groups=duplicate_groups,
         seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
+        orientations=orientations, embedder=embedder_object.name if embedder_object is not None else None,
+        embedded=projection.projected if projection else 0, notes=notes,
     )
 
 

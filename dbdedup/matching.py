@@ -20,6 +20,11 @@ Methods (``method=``):
     k and L are chosen for recall >= 0.99 at exactly the threshold (``dbdedup.plan_lsh``).
 ``auto``
     scan for small work, blocks while its estimated cost is moderate, else lsh.
+
+Two more signals, for the pHash (``transforms=`` and ``embeddings=``), run after it and write
+to the same pairs: ``dbdedup.match_transforms`` compares the stored variants of each image
+(7 other orientations, trimmed borders) with the others' pHash by the same methods, and
+``dbdedup.match_embeddings`` asks the pgvector index for each image's nearest vectors.
 """
 
 from __future__ import annotations
@@ -54,6 +59,23 @@ DEFAULT_COMMON_LIMIT = 50
 """A hash value shared by more distinct files than this is over-common (blank or flat images)."""
 
 
+DEFAULT_NEIGHBOURS = 10
+"""Nearest embedding vectors looked up per image (k of the k-NN search)."""
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    """What one run of a second signal (transforms or embeddings) did."""
+
+    signal: str
+    mode: str  # "full", "incremental", or "none" (no embeddings on this server)
+    method: str | None
+    probes: int  # variant values (transforms) or images (embeddings) looked up
+    candidates: int
+    pairs: int  # pairs that now carry this signal
+    seconds: float
+
+
 @dataclass(frozen=True)
 class MatchResult:
     """What one matching run did."""
@@ -68,6 +90,8 @@ class MatchResult:
     value_pairs: int
     pairs: int  # image pairs stored for this hash kind
     seconds: float
+    transforms: SignalResult | None = None
+    embeddings: SignalResult | None = None
 
 
 def _queries() -> dict[str, str]:
@@ -100,20 +124,42 @@ def find_pairs(
     method: str = "auto",
     full: bool = False,
     common_limit: int = DEFAULT_COMMON_LIMIT,
+    transforms: bool = False,
+    embeddings: bool = False,
+    min_similarity: float | None = None,
+    neighbours: int = DEFAULT_NEIGHBOURS,
 ) -> MatchResult:
     """Store in ``dbdedup.pairs`` every pair of ok images within ``max_distance`` and commit.
 
     Incremental: only images changed since the last run are compared, against all the others.
     A threshold larger than any asked before (or ``full=True``) re-matches everything; pairs
     are kept up to the largest threshold asked so far, so a smaller one needs no new matching.
+
+    For the pHash, ``transforms`` also records pairs where a flipped, rotated or trimmed variant
+    of one image is within ``max_distance`` of the other, and ``embeddings`` the pairs among
+    each image's ``neighbours`` nearest embedding vectors with cosine similarity >=
+    ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector).
     """
     check_arguments(max_distance, hash_kind, method)
+    if min_similarity is None:
+        from .embedding import DEFAULT_MIN_SIMILARITY
+
+        min_similarity = DEFAULT_MIN_SIMILARITY
+    check_signal_arguments(min_similarity, neighbours)
+    q = _queries()
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
-            _queries()["match"],
+            q["match"],
             {"max_distance": max_distance, "hash_kind": hash_kind, "method": method, "full": full,
              "common_limit": common_limit},
         ).fetchone()
+        transform_row = embedding_row = None
+        if transforms and hash_kind == "phash":
+            transform_row = cur.execute(q["match_transforms"], {"max_distance": max_distance, "method": method,
+                                                                 "full": full}).fetchone()
+        if embeddings and hash_kind == "phash":
+            embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
+                                                                 "neighbours": neighbours, "full": full}).fetchone()
     if not conn.autocommit:
         conn.commit()
     assert row is not None
@@ -128,7 +174,36 @@ def find_pairs(
         value_pairs=row["value_pairs"],
         pairs=row["pairs"],
         seconds=row["seconds"],
+        transforms=SignalResult(
+            signal="transforms", mode=transform_row["mode"], method=transform_row["method_used"],
+            probes=transform_row["probes"], candidates=transform_row["candidates"], pairs=transform_row["pairs"],
+            seconds=transform_row["seconds"],
+        ) if transform_row else None,
+        embeddings=SignalResult(
+            signal="embeddings", mode=embedding_row["mode"], method=None, probes=embedding_row["probes"],
+            candidates=embedding_row["candidates"], pairs=embedding_row["pairs"], seconds=embedding_row["seconds"],
+        ) if embedding_row else None,
     )
+
+
+def check_signal_arguments(min_similarity: float, neighbours: int = DEFAULT_NEIGHBOURS) -> None:
+    """Raise DbdedupError for an embedding similarity or neighbour count matching cannot use."""
+    if not 0 < min_similarity <= 1:
+        raise DbdedupError(f"minimum similarity {min_similarity} is not a cosine similarity in (0, 1]",
+                           hint="near-duplicates are usually above 0.9")
+    if not 1 <= neighbours <= 1000:
+        raise DbdedupError(f"{neighbours} neighbours is not from 1 to 1000", hint="10 is plenty for near-duplicates")
+
+
+def signals_are_current(conn: psycopg.Connection, *, max_distance: int, transforms: bool, embeddings: bool,
+                        min_similarity: float) -> bool:
+    """True when the transform / embedding pairs asked for are complete for the images as matched now."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_queries()["signals_current"], {
+            "max_distance": max_distance, "transforms": transforms, "embeddings": embeddings,
+            "min_similarity": min_similarity,
+        }).fetchone()
+    return bool(row and row["current"])
 
 
 def match_state(conn: psycopg.Connection, hash_kind: str = "phash") -> dict | None:

@@ -54,6 +54,9 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     phash        bigint,
     dhash        bigint,
     ahash        bigint,
+    phash_variants bigint[],
+    embedder     text,
+    raw          bytea,
     error        text,
     error_detail text
 );
@@ -66,8 +69,9 @@ COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns) FROM STDIN (FORMAT BI
 
 -- name: files_to_hash
 -- The scanned files that are new, changed (size or mtime), back after being
--- missing, or failed last time for a reason that may have gone away
--- (permissions, links). Everything else in the batch is unchanged.
+-- missing, failed last time for a reason that may have gone away (permissions,
+-- links), or loaded without the orientation variants this load computes.
+-- Everything else in the batch is unchanged.
 SELECT s.path_bytes
 FROM dbdedup_scan_batch s
 LEFT JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
@@ -75,7 +79,16 @@ WHERE i.id IS NULL
    OR i.status = 'missing'
    OR i.size_bytes <> s.size_bytes
    OR i.mtime_ns <> s.mtime_ns
-   OR (i.status = 'error' AND i.error = ANY(%(retry_reasons)s));
+   OR (i.status = 'error' AND i.error = ANY(%(retry_reasons)s))
+   OR (%(orientations)s AND i.status = 'ok' AND i.phash_variants IS NULL);
+
+-- name: files_to_describe
+-- With embeddings on: also the ok files with no descriptor from this load's embedder.
+SELECT s.path_bytes
+FROM dbdedup_scan_batch s
+JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
+WHERE i.status = 'ok'
+  AND NOT EXISTS (SELECT 1 FROM dbdedup.image_embeddings e WHERE e.image_id = i.id AND e.embedder = %(embedder)s);
 
 -- name: remember_scan_batch
 INSERT INTO dbdedup_seen (path_bytes)
@@ -87,17 +100,17 @@ TRUNCATE dbdedup_scan_batch;
 
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-                    width, height, frames, phash, dhash, ahash, error, error_detail)
+                    width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
 -- One row per path; a changed file keeps its id and gets a new change_seq.
 INSERT INTO dbdedup.images AS i
     (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-     width, height, frames, phash, dhash, ahash, error, error_detail, load_run_id)
+     width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id)
 SELECT DISTINCT ON (path_bytes)
        path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-       width, height, frames, phash, dhash, ahash, error, error_detail, %(run_id)s
+       width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, %(run_id)s
 FROM dbdedup_stage
 ORDER BY path_bytes
 ON CONFLICT (path_bytes) DO UPDATE SET
@@ -115,12 +128,29 @@ ON CONFLICT (path_bytes) DO UPDATE SET
     phash = EXCLUDED.phash,
     dhash = EXCLUDED.dhash,
     ahash = EXCLUDED.ahash,
+    phash_variants = EXCLUDED.phash_variants,
     error = EXCLUDED.error,
     error_detail = EXCLUDED.error_detail,
     load_run_id = EXCLUDED.load_run_id,
     loaded_at = now(),
     missing_since = NULL,
     change_seq = nextval('dbdedup.change_seq');
+
+-- name: upsert_stage_embeddings
+-- The raw descriptors of the batch; vectors are projected after the load (embedding NULL until then).
+-- A file re-loaded without a descriptor (failed, or embeddings off) loses its stale one.
+WITH gone AS (
+    DELETE FROM dbdedup.image_embeddings e
+    USING dbdedup_stage s JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
+    WHERE e.image_id = i.id AND s.raw IS NULL
+)
+INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding)
+SELECT DISTINCT ON (i.id) i.id, s.embedder, s.raw, NULL
+FROM dbdedup_stage s
+JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
+WHERE s.raw IS NOT NULL
+ORDER BY i.id
+ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL;
 
 -- name: record_stage_errors
 INSERT INTO dbdedup.load_errors (load_run_id, path, path_bytes, reason, detail)

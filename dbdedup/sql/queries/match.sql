@@ -4,6 +4,25 @@
 -- name: match
 SELECT * FROM dbdedup.match(%(max_distance)s, %(hash_kind)s, %(method)s, %(full)s, %(common_limit)s)
 
+-- name: match_transforms
+SELECT * FROM dbdedup.match_transforms(%(max_distance)s, %(method)s, %(full)s)
+
+-- name: match_embeddings
+SELECT * FROM dbdedup.match_embeddings(%(min_similarity)s::real, %(neighbours)s, %(full)s)
+
+-- name: signals_current
+-- The signals asked for were computed on the current pHash pairs (same mark, no full re-match since),
+-- far enough: transforms up to the threshold, embeddings down to the similarity (a small tolerance:
+-- the similarity is stored as real).
+SELECT (NOT %(transforms)s OR EXISTS (
+            SELECT 1 FROM dbdedup.signal_state s JOIN dbdedup.match_state m ON m.hash_kind = 'phash'
+            WHERE s.signal = 'transforms' AND s.max_distance >= %(max_distance)s
+              AND s.matched_seq = m.matched_seq AND s.base_full_match_at = m.full_match_at))
+   AND (NOT %(embeddings)s OR EXISTS (
+            SELECT 1 FROM dbdedup.signal_state s JOIN dbdedup.match_state m ON m.hash_kind = 'phash'
+            WHERE s.signal = 'embeddings' AND s.min_similarity <= %(min_similarity)s + 1e-6
+              AND s.matched_seq = m.matched_seq AND s.base_full_match_at = m.full_match_at)) AS current
+
 -- name: match_state
 SELECT * FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
 
@@ -27,11 +46,12 @@ SELECT * FROM dbdedup.similar_to_hash(%(hash)s::bigint, %(max_distance)s, %(hash
 SELECT id, path, phash, dhash, ahash FROM dbdedup.images WHERE path = %(path)s AND status = 'ok'
 
 -- name: build_clusters
-SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_rule)s, %(reference_paths)s::text[])
+SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_rule)s, %(reference_paths)s::text[],
+                                     %(rule)s, %(min_similarity)s::real, %(confirm_distance)s)
 
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
-       seconds, built_at
+       seconds, built_at, rule, min_similarity, confirm_distance
 FROM dbdedup.cluster_parameters
 
 -- name: cluster_counts

@@ -1,0 +1,163 @@
+"""Embedding vectors in PostgreSQL: the stored reduction, projection after a load, the pgvector index.
+
+The loader stores each image's raw descriptor (``dbdedup.image_embeddings.raw``); after the
+load, ``project_pending`` turns the new ones into reduced unit vectors. The first time an
+embedder is used, its PCA is fitted on the corpus just loaded and stored in
+``dbdedup.embedding_reductions``, so every later load projects the same way; ``refit`` fits
+again on everything and re-projects. The pgvector index (HNSW by default, IVFFlat as an
+option) is built after the bulk of the vectors is written, not row by row.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from .embedding import EMBEDDING_DIM, Reduction, fit_reduction, project, raw_from_bytes
+from .errors import DbdedupError
+from .sqlfiles import named_queries
+
+INDEX_METHODS = ("hnsw", "ivfflat")
+FIT_SAMPLE = 50_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that)
+PROJECT_BATCH = 10_000
+
+HASH_ONLY_NOTE = ("no embeddings: this PostgreSQL server has no pgvector extension, so dbdedup runs in hash-only "
+                  "mode (hashes, orientations and trimmed borders still match)")
+
+
+@dataclass(frozen=True)
+class ProjectionResult:
+    """What ``project_pending`` or ``refit`` did."""
+
+    embedder: str
+    projected: int  # vectors written
+    fitted: bool  # a reduction was fitted (first use of the embedder, or a refit)
+    fitted_rows: int  # rows the stored reduction was fitted on
+    index: str | None  # the index built, when one was (re)built
+    seconds: float
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/embeddings.sql")
+
+
+def embeddings_available(conn: psycopg.Connection) -> bool:
+    """True when the server can store vectors (pgvector), creating dbdedup.image_embeddings if needed."""
+    row = conn.execute(_queries()["enable"]).fetchone()
+    if not conn.autocommit:
+        conn.commit()
+    return bool(row and row[0])
+
+
+def has_embeddings_table(conn: psycopg.Connection) -> bool:
+    """True when dbdedup.image_embeddings exists (without trying to create it)."""
+    return bool(conn.execute("SELECT to_regclass('dbdedup.image_embeddings') IS NOT NULL").fetchone()[0])
+
+
+def has_vectors(conn: psycopg.Connection) -> bool:
+    """True when embedding vectors are stored (pgvector on the server and a load with an embedder)."""
+    return has_embeddings_table(conn) and bool(conn.execute(_queries()["any_vector"]).fetchone()[0])
+
+
+def _vector_schema(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT dbdedup.vector_schema()").fetchone()[0]
+
+
+def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reduction:
+    q = _queries()
+    rows = conn.execute(q["fit_sample"], {"embedder": embedder, "limit": FIT_SAMPLE}).fetchall()
+    if not rows:
+        raise DbdedupError(f"no descriptors of embedder {embedder} are stored",
+                           hint="load images with this embedder first: dbdedup load PATH --embedder ...")
+    first = bytes(rows[0][0])
+    raw_dim = len(first) // 2
+    matrix = np.stack([raw_from_bytes(bytes(r[0]), raw_dim) for r in rows])
+    reduction = fit_reduction(embedder, matrix, dim=EMBEDDING_DIM)
+    conn.execute(q["store_reduction"], {
+        "embedder": embedder, "raw_dim": reduction.raw_dim, "dim": reduction.dim,
+        "reduction": reduction.to_bytes(), "fitted_rows": reduction.fitted_rows, "index_method": index_method,
+    })
+    return reduction
+
+
+def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
+    """Project every pending descriptor of the reduction's embedder; returns the number written."""
+    q = _queries()
+    apply = sql.SQL(q["apply_update_table"]).format(vector_schema=sql.Identifier(_vector_schema(conn)))
+    conn.execute(q["create_update_table"])
+    written = 0
+    with conn.cursor(name="dbdedup_pending_vectors") as pending:
+        pending.itersize = PROJECT_BATCH
+        pending.execute(q["pending"], {"embedder": reduction.embedder})
+        while True:
+            rows = pending.fetchmany(PROJECT_BATCH)
+            if not rows:
+                break
+            raw = np.stack([raw_from_bytes(bytes(r[1]), reduction.raw_dim) for r in rows])
+            vectors = project(reduction, raw)
+            with conn.cursor() as cur:
+                with cur.copy(q["copy_update_table"]) as copy:
+                    for (image_id, _), vector in zip(rows, vectors):
+                        copy.write_row((image_id, "[" + ",".join(f"{x:.6g}" for x in vector) + "]"))
+                cur.execute(apply)
+                cur.execute(q["empty_update_table"])
+            written += len(rows)
+    return written
+
+
+def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: str | None = None) -> ProjectionResult:
+    """Project the stored descriptors that have no vector yet, fitting the embedder's PCA on first use; commit.
+
+    Builds the pgvector index when there is none (or when this batch is larger than what is
+    already indexed: a bulk build beats inserting row by row).
+    """
+    started = time.monotonic()
+    q = _queries()
+    if index_method is not None and index_method not in INDEX_METHODS:
+        raise DbdedupError(f"unknown index method {index_method!r}", hint="use hnsw or ivfflat")
+    with conn.transaction():
+        stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
+        current_index = conn.execute(q["index_method"]).fetchone()
+        method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")
+        fitted = stored is None
+        reduction = _fit(conn, embedder, method) if fitted else Reduction.from_bytes(bytes(stored[0]))
+        counts = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
+        projected_before, pending = counts
+        rebuild = current_index is None or pending > projected_before or (index_method and current_index[0] != index_method)
+        if rebuild and current_index is not None:
+            conn.execute(q["drop_index"])
+        written = _write_vectors(conn, reduction) if pending else 0
+        index = conn.execute(q["build_index"], {"method": method}).fetchone()[0] if rebuild else None
+    return ProjectionResult(embedder=embedder, projected=written, fitted=fitted, fitted_rows=reduction.fitted_rows,
+                            index=index, seconds=time.monotonic() - started)
+
+
+def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method: str | None = None) -> ProjectionResult:
+    """Fit the embedder's PCA again on the stored descriptors, re-project every vector and rebuild the index; commit."""
+    started = time.monotonic()
+    q = _queries()
+    if not embeddings_available(conn):
+        raise DbdedupError(HASH_ONLY_NOTE, hint="install pgvector on the server, or use the embedded default database")
+    with conn.transaction():
+        if embedder is None:
+            row = conn.execute(q["latest_embedder"]).fetchone()
+            if row is None:
+                raise DbdedupError("no embeddings are stored yet", hint="load images first: dbdedup load PATH")
+            embedder = row[0]
+        stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
+        current_index = conn.execute(q["index_method"]).fetchone()
+        method = index_method or (current_index[0] if current_index else None) or (stored[1] if stored else "hnsw")
+        if method not in INDEX_METHODS:
+            raise DbdedupError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
+        reduction = _fit(conn, embedder, method)
+        conn.execute(q["drop_index"])
+        conn.execute(q["forget_vectors"], {"embedder": embedder})
+        conn.execute(q["forget_embedding_pairs"])
+        written = _write_vectors(conn, reduction)
+        index = conn.execute(q["build_index"], {"method": method}).fetchone()[0]
+    return ProjectionResult(embedder=embedder, projected=written, fitted=True, fitted_rows=reduction.fitted_rows,
+                            index=index, seconds=time.monotonic() - started)

@@ -1,0 +1,66 @@
+-- Queries of dbdedup/embedding_index.py: the stored reductions, projecting raw descriptors to
+-- vectors, and the pgvector index. {vector_schema} is filled in with pgvector's schema.
+
+-- name: enable
+SELECT dbdedup.enable_embeddings() AS available;
+
+-- name: reduction
+SELECT reduction, index_method, fitted_rows, fitted_at FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
+
+-- name: latest_embedder
+-- The embedder of the most recent descriptors (what `refit` refits when none is named).
+SELECT e.embedder FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
+ORDER BY i.change_seq DESC LIMIT 1;
+
+-- name: fit_sample
+-- A fixed pseudo-random sample of the embedder's descriptors (the same rows on every call).
+SELECT raw FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s
+ORDER BY hashint8(image_id), image_id LIMIT %(limit)s;
+
+-- name: store_reduction
+INSERT INTO dbdedup.embedding_reductions (embedder, raw_dim, dim, reduction, fitted_rows, fitted_at, index_method)
+VALUES (%(embedder)s, %(raw_dim)s, %(dim)s, %(reduction)s, %(fitted_rows)s, now(), %(index_method)s)
+ON CONFLICT (embedder) DO UPDATE SET raw_dim = EXCLUDED.raw_dim, dim = EXCLUDED.dim, reduction = EXCLUDED.reduction,
+    fitted_rows = EXCLUDED.fitted_rows, fitted_at = EXCLUDED.fitted_at, index_method = EXCLUDED.index_method;
+
+-- name: counts
+SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
+       count(*) FILTER (WHERE embedding IS NULL AND embedder = %(embedder)s) AS pending
+FROM dbdedup.image_embeddings;
+
+-- name: any_vector
+SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL);
+
+-- name: pending
+SELECT image_id, raw FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s AND embedding IS NULL;
+
+-- name: forget_vectors
+-- Before a refit: every vector of the embedder is projected again.
+UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder)s AND embedding IS NOT NULL;
+
+-- name: forget_embedding_pairs
+-- New vectors, new neighbours: the next match computes the embedding pairs again for every image.
+DELETE FROM dbdedup.signal_state WHERE signal = 'embeddings';
+
+-- name: create_update_table
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_vectors (image_id bigint NOT NULL, embedding text NOT NULL);
+
+-- name: copy_update_table
+COPY dbdedup_vectors (image_id, embedding) FROM STDIN;
+
+-- name: apply_update_table
+UPDATE dbdedup.image_embeddings e SET embedding = v.embedding::{vector_schema}.vector
+FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
+
+-- name: empty_update_table
+TRUNCATE dbdedup_vectors;
+
+-- name: index_method
+SELECT CASE WHEN pg_get_indexdef(x.indexrelid) LIKE '%%USING ivfflat%%' THEN 'ivfflat' ELSE 'hnsw' END AS method
+FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
+
+-- name: drop_index
+DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;
+
+-- name: build_index
+SELECT dbdedup.build_embedding_index(%(method)s) AS index;
