@@ -287,23 +287,26 @@ class Config:
     rule: str | None  # None: the library before issue #5 (build_clusters has no rule)
     max_distance: int
     min_similarity: float | None = None
+    confirm_distance: int | None = None
     default: bool = False
 
 
 def phash_configs(thresholds: list[int], transform_thresholds: list[int], similarities: list[float],
-                  fused: list[tuple[int, float | None]], prefix: str = "dbdedup") -> list[Config]:
+                  fused: list[tuple[int, float | None, int | None]], prefix: str = "dbdedup") -> list[Config]:
     """Every pHash clustering to score: hash alone, transforms, embedding alone, fused."""
     if not HAS_RULES:
         return [Config(f"{prefix} phash", str(t), "phash", None, t, default=t == DEFAULT_THRESHOLD) for t in thresholds]
-    default_similarity, _ = embedding_defaults()
+    default_similarity, default_confirm = embedding_defaults()
     out = [Config(f"{prefix} phash", str(t), "phash", "hash", t) for t in thresholds]
     out += [Config(f"{prefix} transforms", str(t), "phash", "transforms", t) for t in transform_thresholds]
     out += [Config(f"{prefix} embedding", f"s>={s:g}", "phash", "embedding", DEFAULT_THRESHOLD, s) for s in similarities]
-    for t, s in fused:
-        is_default = t == DEFAULT_THRESHOLD and (s is None or s == default_similarity)
-        shown = s if s is not None else default_similarity
-        setting = f"{t}, s>={shown:g}" + (" (defaults)" if is_default else "")
-        out.append(Config(f"{prefix} fused", setting, "phash", "fused", t, s, is_default))
+    for t, s, c in fused:
+        is_default = (t == DEFAULT_THRESHOLD and (s is None or s == default_similarity)
+                      and (c is None or c == default_confirm))
+        shown_s = s if s is not None else default_similarity
+        shown_c = c if c is not None else default_confirm
+        setting = f"{t}, s>={shown_s:g}, confirm {shown_c}" + (" (defaults)" if is_default else "")
+        out.append(Config(f"{prefix} fused", setting, "phash", "fused", t, s, c, is_default))
     return out
 
 
@@ -315,6 +318,8 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
         kwargs = {"max_distance": config.max_distance, "hash_kind": config.kind}
         if config.rule is not None:
             kwargs.update(rule=config.rule, min_similarity=config.min_similarity)
+            if config.confirm_distance is not None:
+                kwargs["confirm_distance"] = config.confirm_distance
         name = f"{config.method} {config.setting}"
         started = time.perf_counter()
         conn.execute(f"SET statement_timeout = {int(cluster_timeout * 1000)}")
@@ -676,20 +681,23 @@ def target_lines(default: Score | None, default_subset: Score | None, peers: lis
     return lines
 
 
-def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | None]]:
-    """--fused: 'auto' (the defaults and neighbours) or 'T:S,T:S' (S 'default' for the library's)."""
-    default_similarity, _ = embedding_defaults()
+def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | None, int | None]]:
+    """--fused: 'auto' (the defaults and neighbours) or 'T:S:C,...' (threshold, min_similarity,
+    confirm distance; S or C empty or 'default' for the library's)."""
+    default_similarity, default_confirm = embedding_defaults()
     if text == "auto":
         if default_similarity is None:
-            return [(DEFAULT_THRESHOLD, None)]
+            return [(DEFAULT_THRESHOLD, None, None)]
         step = 0.02
-        out = [(DEFAULT_THRESHOLD, None), (DEFAULT_THRESHOLD, round(default_similarity - step, 4)),
-               (DEFAULT_THRESHOLD, round(default_similarity + step, 4)), (DEFAULT_THRESHOLD + 2, None)]
-        return [(t, s) for t, s in out if t <= max(thresholds) and (s is None or 0 < s < 1)]
+        out = [(DEFAULT_THRESHOLD, None, None), (DEFAULT_THRESHOLD, round(default_similarity - step, 4), None),
+               (DEFAULT_THRESHOLD, round(default_similarity + step, 4), None), (DEFAULT_THRESHOLD + 2, None, None)]
+        if default_confirm is not None:
+            out += [(DEFAULT_THRESHOLD, None, default_confirm - 4), (DEFAULT_THRESHOLD, None, default_confirm + 4)]
+        return [(t, s, c) for t, s, c in out if t <= max(thresholds) and (s is None or 0 < s < 1)]
     out = []
     for item in text.split(","):
-        t, _, sim = item.partition(":")
-        out.append((int(t), None if sim in ("", "default") else float(sim)))
+        t, s, c = (item.split(":") + ["", ""])[:3]
+        out.append((int(t), None if s in ("", "default") else float(s), None if c in ("", "default") else int(c)))
     return out
 
 
@@ -890,7 +898,8 @@ def score_onnx(conn, args, truth: Truth, universe: set[str], similarities: list[
     seconds = time.perf_counter() - started
     print(f"  load with {spec}: {summary.loaded} files in {seconds:.1f} s", file=sys.stderr)
     configs = [c for c in phash_configs([], [], similarities, fused, prefix="dbdedup onnx")]
-    configs = [Config(c.method, c.setting, c.kind, c.rule, c.max_distance, c.min_similarity) for c in configs]
+    configs = [Config(c.method, c.setting, c.kind, c.rule, c.max_distance, c.min_similarity, c.confirm_distance)
+               for c in configs]
     timing, match_seconds = match(conn, "phash", max(c.max_distance for c in configs), True,
                                   min((c.min_similarity for c in configs if c.min_similarity is not None), default=None))
     scores, _ = run_configs(conn, configs, truth, universe, seconds + match_seconds, args.cluster_timeout)
