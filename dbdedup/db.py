@@ -222,7 +222,7 @@ def register_vector_if_present(conn: psycopg.Connection) -> bool:
 
 HASH_ONLY_MESSAGE = (
     "pgvector is not available on this server: running in hash-only mode "
-    "(hash matching works; embedding search is off)"
+    "(hash matching, flips, rotations and trimmed borders work; embeddings are off)"
 )
 
 

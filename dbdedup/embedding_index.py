@@ -17,6 +17,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from .db import HASH_ONLY_MESSAGE
 from .embedding import EMBEDDING_DIM, Reduction, fit_reduction, project, raw_from_bytes
 from .errors import DbdedupError
 from .sqlfiles import named_queries
@@ -25,8 +26,7 @@ INDEX_METHODS = ("hnsw", "ivfflat")
 FIT_SAMPLE = 50_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that)
 PROJECT_BATCH = 10_000
 
-HASH_ONLY_NOTE = ("no embeddings: this PostgreSQL server has no pgvector extension, so dbdedup runs in hash-only "
-                  "mode (hashes, orientations and trimmed borders still match)")
+HASH_ONLY_NOTE = HASH_ONLY_MESSAGE
 
 
 @dataclass(frozen=True)

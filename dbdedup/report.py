@@ -40,10 +40,11 @@ from .sqlfiles import named_queries
 SORT_ORDERS = ("members", "bytes", "distance", "path")
 CSV_COLUMNS = (
     "cluster_id", "keeper", "path", "distance", "width", "height", "bytes",
-    "exact_duplicate", "protected", "keeper_path",
+    "exact_duplicate", "protected", "keeper_path", "transform", "similarity",
 )
 PAIR_COLUMNS = (
     "distance", "path_a", "path_b", "exact", "width_a", "height_a", "bytes_a", "width_b", "height_b", "bytes_b",
+    "transform", "transform_distance", "similarity",
 )
 
 
@@ -64,11 +65,17 @@ class ReportParameters:
     reference_paths: tuple[str, ...] = ()
     sort: str = "members"
     limit: int | None = None
+    rule: str = "fused"
+    min_similarity: float | None = None  # None: dbdedup.embedding.DEFAULT_MIN_SIMILARITY
+    confirm_distance: int | None = None  # None: dbdedup.embedding.DEFAULT_CONFIRM_DISTANCE
 
     def to_json(self) -> dict[str, Any]:
         return {
             "threshold": self.threshold,
             "hash": self.hash_kind,
+            "rule": self.rule,
+            "min_similarity": self.min_similarity,
+            "confirm_distance": self.confirm_distance,
             "keeper_rule": self.keeper_rule,
             "reference_paths": list(self.reference_paths),
             "sort": self.sort,
@@ -110,6 +117,9 @@ class Member:
     mtime_ns: int
     is_exact_duplicate: bool
     is_protected: bool
+    transform: str | None = None  # the flip, rotation or trim linking it to the keeper
+    similarity: float | None = None  # embedding similarity to the keeper, when known
+    is_same_file: bool = False  # a hard link to the keeper's file: removing it frees nothing
 
     @property
     def path_is_utf8(self) -> bool:
@@ -128,6 +138,9 @@ class Member:
             "keeper": self.is_keeper,
             "exact_duplicate": self.is_exact_duplicate,
             "protected": self.is_protected,
+            "transform": self.transform,
+            "similarity": None if self.similarity is None else round(self.similarity, 4),
+            "same_file": self.is_same_file,
         }
         if not self.path_is_utf8:
             data["path_bytes"] = self.path_bytes.hex()
@@ -152,7 +165,7 @@ class Cluster:
 
     @property
     def reclaimable_bytes(self) -> int:
-        return sum(m.size_bytes for m in self.duplicates if not m.is_protected)
+        return sum(m.size_bytes for m in self.duplicates if not m.is_protected and not m.is_same_file)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -174,6 +187,9 @@ def ensure_current(conn: psycopg.Connection, params: ReportParameters):
         hash_kind=params.hash_kind,
         keeper_rule=params.keeper_rule,
         reference_paths=tuple(params.reference_paths),
+        rule=params.rule,
+        min_similarity=params.min_similarity,
+        confirm_distance=params.confirm_distance,
     )
 
 
@@ -217,6 +233,9 @@ def _member(row: dict[str, Any]) -> Member:
         mtime_ns=row["mtime_ns"],
         is_exact_duplicate=bool(row["is_exact_duplicate"]),
         is_protected=bool(row["is_protected"]),
+        transform=row.get("transform"),
+        similarity=row.get("similarity"),
+        is_same_file=bool(row.get("is_same_file")),
     )
 
 
@@ -297,6 +316,7 @@ def write_csv(clusters: Iterable[Cluster], out: TextIO) -> None:
             writer.writerow([
                 cluster.id, _bool(m.is_keeper), m.path, m.distance, _blank(m.width), _blank(m.height),
                 m.size_bytes, _bool(m.is_exact_duplicate), _bool(m.is_protected), keeper_path,
+                _blank(m.transform), "" if m.similarity is None else round(m.similarity, 4),
             ])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -100,6 +101,9 @@ def _summary_lines(summary) -> list[str]:
     if summary.interrupted_runs:
         runs = ", ".join(str(r) for r in summary.interrupted_runs)
         lines.append(f"earlier run(s) {runs} had been interrupted; this run finished their work")
+    if summary.embedder:
+        lines.append(f"embeddings: {summary.embedded:,} new vectors ({summary.embedder})")
+    lines.extend(summary.notes)
     return lines
 
 
@@ -111,8 +115,17 @@ def _summary_lines(summary) -> list[str]:
               help="Processes that decode and hash images [default: all cores].")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs); they become errors.")
+@click.option("--orientations/--no-orientations", default=True, show_default=True,
+              help="Also store the pHash of the 7 other orientations and of the image with uniform borders "
+                   "trimmed, so flipped, rotated and bordered copies match.")
+@click.option("--embedder", default="default", show_default=True, metavar="default|none|onnx:PATH",
+              help="Embedding vectors for pgvector: the built-in descriptor (no weights), none, or an ONNX image "
+                   "model of yours (needs the `onnx` extra).")
+@click.option("--index", "index_method", type=click.Choice(["hnsw", "ivfflat"]), default=None,
+              help="pgvector index on the vectors [default: the one in use, else hnsw].")
 @click.pass_context
-def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: int | None, max_pixels: int) -> None:
+def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: int | None, max_pixels: int,
+         orientations: bool, embedder: str, index_method: str | None) -> None:
     """Hash every image under PATH... into the database (again: only new or changed files).
 
     Images are found by content (JPEG, PNG, GIF, WebP, BMP, TIFF; HEIC/AVIF with
@@ -124,19 +137,24 @@ def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: i
     Example:
       dbdedup load ~/Pictures /mnt/backup/photos
       dbdedup load --no-recursive --workers 4 ./scans
+      dbdedup load ~/Pictures --embedder onnx:~/models/resnet18.onnx
     """
-    from .. import db as dbmod
+    from ..embedding import load_embedder
     from ..load import check_roots, load_paths
 
     check_roots(paths)  # a mistyped path fails before the database is even started
+    embedder_spec = None if embedder.lower() == "none" else embedder
+    if embedder_spec is not None and embedder_spec.startswith("onnx:"):
+        embedder_spec = "onnx:" + os.path.expanduser(embedder_spec[len("onnx:"):])
+    if embedder_spec is not None:
+        load_embedder(embedder_spec)  # a bad model path fails before the database is even started
     quiet = settings_of(ctx).quiet
     with open_db(ctx) as conn:
-        if not dbmod.has_pgvector(conn):
-            note(ctx, dbmod.HASH_ONLY_MESSAGE)
         bar = _Silent() if quiet else _RichProgress()
         with bar as progress:
             summary = load_paths(conn, paths, workers=workers, recursive=recursive, max_pixels=max_pixels,
-                                 progress=progress)
+                                 progress=progress, orientations=orientations, embedder=embedder_spec,
+                                 index_method=index_method)
     for line in _summary_lines(summary):
         note(ctx, line)
 

@@ -42,6 +42,12 @@ def _hash_option(f):
     )(f)
 
 
+def _rule_options(f):
+    from .report_commands import rule_options
+
+    return rule_options(f)
+
+
 @click.command()
 @_threshold_option
 @_hash_option
@@ -69,27 +75,41 @@ def _hash_option(f):
     help="A folder whose files are kept first and never marked for removal (repeatable).",
 )
 @click.option("--full", is_flag=True, help="Re-match everything instead of only the images changed since the last match.")
+@_rule_options
 @click.pass_context
 def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keeper_rule: str,
-          reference_paths: tuple[str, ...], full: bool) -> None:
+          reference_paths: tuple[str, ...], full: bool, rule: str | None, min_similarity: float | None,
+          confirm_distance: int | None) -> None:
     """Find near-duplicate pairs and group them into clusters with one keeper each.
 
     Incremental: only images loaded or changed since the last match are compared (against all).
     Pairs are kept up to the largest threshold asked so far, so trying a smaller one is instant.
 
+    With the default rule (fused), flipped, rotated and border-trimmed copies are matched by
+    their pHash variants, and embedding neighbours confirmed by a looser hash bound join too.
+
     \b
     Example:
       dbdedup match --threshold 8
       dbdedup match -t 4 --keeper newest --reference ~/Pictures/originals
+      dbdedup match --rule hash              # plain pHash distance only
     """
-    from ..clusters import build_clusters
-    from ..matching import check_arguments, find_pairs, pairs_are_current
+    from ..clusters import DEFAULT_RULE, build_clusters, effective_rule
+    from ..embedding import DEFAULT_MIN_SIMILARITY
+    from ..matching import check_arguments, check_signal_arguments, find_pairs, pairs_are_current, signals_are_current
 
     check_arguments(threshold, hash_kind, method)
+    similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
+    check_signal_arguments(similarity)
     refs = [os.path.abspath(os.path.expanduser(p)) for p in reference_paths]
     with open_db(ctx) as conn:
-        if full or method != "auto" or not pairs_are_current(conn, max_distance=threshold, hash_kind=hash_kind):
-            result = find_pairs(conn, max_distance=threshold, hash_kind=hash_kind, method=method, full=full)
+        applied_rule, transforms, embeddings = effective_rule(conn, rule or DEFAULT_RULE, hash_kind)
+        if (full or method != "auto"
+                or not pairs_are_current(conn, max_distance=threshold, hash_kind=hash_kind)
+                or not signals_are_current(conn, max_distance=threshold, transforms=transforms,
+                                           embeddings=embeddings, min_similarity=similarity)):
+            result = find_pairs(conn, max_distance=threshold, hash_kind=hash_kind, method=method, full=full,
+                                transforms=transforms, embeddings=embeddings, min_similarity=similarity)
             note(
                 ctx,
                 f"matched {result.values_matched:,} of {result.values_total:,} distinct {hash_kind} values "
@@ -97,10 +117,20 @@ def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keepe
                 f"{result.value_pairs:,} value pairs, {result.pairs:,} image pairs within {result.max_distance} "
                 f"in {result.seconds:.2f} s",
             )
+            if result.transforms is not None:
+                t = result.transforms
+                note(ctx, f"transforms ({t.mode}, method {t.method}): {t.probes:,} variant values, "
+                          f"{t.candidates:,} candidates, {t.pairs:,} pairs by a flip, rotation or trim "
+                          f"in {t.seconds:.2f} s")
+            if result.embeddings is not None:
+                e = result.embeddings
+                note(ctx, f"embeddings ({e.mode}): {e.probes:,} images searched, {e.pairs:,} pairs with similarity "
+                          f">= {similarity} in {e.seconds:.2f} s")
         else:
             note(ctx, f"pairs within {threshold} are current: no matching needed")
         clusters = build_clusters(
-            conn, max_distance=threshold, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs
+            conn, max_distance=threshold, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
+            rule=applied_rule, min_similarity=similarity, confirm_distance=confirm_distance,
         )
         common = conn.execute(
             "SELECT count(*), coalesce(sum(images), 0) FROM dbdedup.common_hashes WHERE hash_kind = %s", (hash_kind,)
@@ -108,7 +138,7 @@ def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keepe
     note(
         ctx,
         f"{clusters.clusters:,} clusters with {clusters.members:,} images at threshold {threshold} "
-        f"(keeper: {keeper_rule}) in {clusters.seconds:.2f} s",
+        f"(rule: {applied_rule}, keeper: {keeper_rule}) in {clusters.seconds:.2f} s",
     )
     if common and common[0]:
         note(ctx, f"{common[0]:,} over-common hash values ({common[1]:,} images: blank or flat) kept out of clusters; "

@@ -27,8 +27,27 @@ def _default_threshold() -> int:
     return DEFAULT_THRESHOLD
 
 
+def rule_options(f, inherit: bool = False):
+    """--rule/--min-similarity/--confirm-distance: which signals link two images."""
+    from ..clusters import RULES
+    from ..embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+
+    where = "the current clustering's, else " if inherit else ""
+    f = click.option("--confirm-distance", type=click.IntRange(0, 64), default=None,
+                     help="fused rule: an embedding match also needs a pHash (or flipped/rotated/trimmed variant) "
+                          f"within this distance [default: {where}{DEFAULT_CONFIRM_DISTANCE}].")(f)
+    f = click.option("--min-similarity", type=click.FloatRange(0, 1, min_open=True), default=None,
+                     help=f"Cosine similarity of the embeddings that counts as a match [default: {where}"
+                          f"{DEFAULT_MIN_SIMILARITY}].")(f)
+    f = click.option("--rule", type=click.Choice(RULES), default=None,
+                     help="What links two images: hash (pHash within the threshold), transforms (also a flipped, "
+                          "rotated or border-trimmed copy), embedding (similarity only), fused (transforms, or an "
+                          f"embedding match confirmed by a looser hash bound) [default: {where}fused].")(f)
+    return f
+
+
 def clustering_options(inherit: bool = False):
-    """--threshold/--hash/--keeper/--reference: which clustering a command reads (made current first).
+    """--threshold/--hash/--rule/--keeper/--reference: which clustering a command reads (made current first).
 
     With ``inherit`` (apply), options not given take the current clustering's values, so apply
     acts on the clustering the user last reviewed with `report` or `export`."""
@@ -45,6 +64,7 @@ def clustering_options(inherit: bool = False):
             help=f"Which member of a cluster to keep: the largest (most pixels), newest or oldest "
                  f"[default: {where}largest].",
         )(f)
+        f = rule_options(f, inherit)
         f = click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default=None,
                          help=f"Which perceptual hash to compare [default: {where}phash].")(f)
         f = click.option("--threshold", type=click.IntRange(0, 64), default=None,
@@ -55,8 +75,10 @@ def clustering_options(inherit: bool = False):
     return decorate
 
 
-def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None, current=None):
+def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None, current=None,
+            rule=None, min_similarity=None, confirm_distance=None):
     """The clustering parameters: the options given, else ``current`` (a current_parameters dict), else defaults."""
+    from ..clusters import DEFAULT_RULE
     from ..report import ReportParameters
 
     current = current or {}
@@ -71,13 +93,17 @@ def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", 
         reference_paths=references,
         sort=sort,
         limit=limit,
+        rule=rule or current.get("rule") or DEFAULT_RULE,
+        min_similarity=min_similarity if min_similarity is not None else current.get("min_similarity"),
+        confirm_distance=confirm_distance if confirm_distance is not None else current.get("confirm_distance"),
     )
 
 
 def _prepare(ctx: click.Context, conn, params) -> None:
     from ..report import ensure_current
 
-    note(ctx, f"clustering: {params.hash_kind} distance <= {params.threshold}, keeper {params.keeper_rule}"
+    note(ctx, f"clustering: {params.hash_kind} distance <= {params.threshold}, rule {params.rule}, "
+              f"keeper {params.keeper_rule}"
               + (f", {len(params.reference_paths)} reference path(s)" if params.reference_paths else ""))
     ensure_current(conn, params)
 
@@ -111,7 +137,8 @@ output_option = click.option("--output", "-o", "output", type=click.Path(dir_oka
 @format_choice
 @output_option
 @click.pass_context
-def report(ctx, threshold, hash_kind, keeper_rule, reference_paths, sort, limit, fmt, output):
+def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, keeper_rule, reference_paths, sort, limit,
+           fmt, output):
     """Summarise the duplicates and list the clusters, keeper first.
 
     Runs matching first when the pairs for this threshold are not known yet,
@@ -130,7 +157,8 @@ def report(ctx, threshold, hash_kind, keeper_rule, reference_paths, sort, limit,
 
     if limit is None and fmt == "table":
         limit = 20
-    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit)
+    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
+                     min_similarity=min_similarity, confirm_distance=confirm_distance)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
         summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
@@ -199,8 +227,8 @@ def pairs(ctx, max_distance, hash_kind, fmt, output):
 @click.option("--thumbnail-size", type=click.IntRange(32, 1024), default=200, show_default=True,
               help="For html: thumbnail size in pixels.")
 @click.pass_context
-def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, reference_paths, sort, limit,
-           thumbnail_size):
+def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity, confirm_distance, keeper_rule,
+           reference_paths, sort, limit, thumbnail_size):
     """Export the clusters as folders or as an HTML contact sheet.
 
     Folders: TARGET/<keeper name>/ holds the keeper and its near-duplicates
@@ -217,7 +245,8 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
 
     if layout is None:
         layout = "html" if target.lower().endswith((".html", ".htm")) else "folders"
-    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit)
+    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
+                     min_similarity=min_similarity, confirm_distance=confirm_distance)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
         summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
@@ -249,7 +278,8 @@ def export(ctx, target, layout, mode, threshold, hash_kind, keeper_rule, referen
               help="Where to journal every action [default: a new timestamped file, path printed].")
 @clustering_options(inherit=True)
 @click.pass_context
-def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, keeper_rule, reference_paths):
+def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, rule, min_similarity, confirm_distance,
+          keeper_rule, reference_paths):
     """Move, delete or hard-link the duplicates (every cluster member but its keeper).
 
     A dry run unless --yes. Keepers and files under a --reference path are never
@@ -274,7 +304,8 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, k
     with open_db(ctx) as conn:
         from ..clusters import current_parameters
 
-        params = _params(threshold, hash_kind, keeper_rule, reference_paths, current=current_parameters(conn))
+        params = _params(threshold, hash_kind, keeper_rule, reference_paths, current=current_parameters(conn),
+                         rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance)
         _prepare(ctx, conn, params)
         plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=params.reference_paths)
         if not yes:

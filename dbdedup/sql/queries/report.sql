@@ -32,7 +32,8 @@ WITH ranked AS (
           FROM dbdedup.cluster_members GROUP BY cluster_id) d USING (cluster_id)
 )
 SELECT r.rank, m.cluster_id, m.image_id, m.path, m.path_bytes, m.is_keeper, m.distance_to_keeper,
-       m.width, m.height, m.size_bytes, m.sha256, m.mtime_ns, m.is_exact_duplicate, m.is_protected
+       m.width, m.height, m.size_bytes, m.sha256, m.mtime_ns, m.is_exact_duplicate, m.is_protected,
+       m.transform, m.similarity, m.is_same_file
 FROM ranked r
 JOIN dbdedup.cluster_members m USING (cluster_id)
 WHERE %(limit)s::bigint IS NULL OR r.rank <= %(limit)s::bigint
@@ -41,10 +42,15 @@ ORDER BY r.rank, m.is_keeper DESC, m.distance_to_keeper, m.path, m.image_id
 -- name: nearest_neighbour_from_pairs
 -- Each ok image's nearest-neighbour distance, as far as dbdedup.pairs knows (pairs are complete up to
 -- match_state.max_distance); images with no pair that close are counted apart.
-WITH ends AS (
-    SELECT image_a AS image_id, distance FROM dbdedup.pairs WHERE hash_kind = %(hash_kind)s
+-- Pairs found only by the transform or embedding signals can be further apart: left out.
+WITH known AS (
+    SELECT p.image_a, p.image_b, p.distance
+    FROM dbdedup.pairs p JOIN dbdedup.match_state s ON s.hash_kind = p.hash_kind
+    WHERE p.hash_kind = %(hash_kind)s AND p.distance <= s.max_distance
+), ends AS (
+    SELECT image_a AS image_id, distance FROM known
     UNION ALL
-    SELECT image_b, distance FROM dbdedup.pairs WHERE hash_kind = %(hash_kind)s
+    SELECT image_b, distance FROM known
 ), nearest AS (
     SELECT e.image_id, min(e.distance)::int AS distance
     FROM ends e
@@ -63,9 +69,10 @@ SELECT p.distance::int AS distance,
        b.id AS image_b, b.path AS path_b, b.path_bytes AS path_bytes_b,
        a.width AS width_a, a.height AS height_a, a.size_bytes AS bytes_a,
        b.width AS width_b, b.height AS height_b, b.size_bytes AS bytes_b,
-       a.sha256 = b.sha256 AS exact
+       a.sha256 = b.sha256 AS exact,
+       p.transform, p.transform_distance::int AS transform_distance, p.similarity
 FROM dbdedup.pairs p
 JOIN dbdedup.images a ON a.id = p.image_a AND a.status = 'ok'
 JOIN dbdedup.images b ON b.id = p.image_b AND b.status = 'ok'
-WHERE p.hash_kind = %(hash_kind)s AND p.distance <= %(max_distance)s
+WHERE p.hash_kind = %(hash_kind)s AND (p.distance <= %(max_distance)s OR p.transform_distance <= %(max_distance)s)
 ORDER BY p.distance, a.path, b.path

@@ -10,8 +10,10 @@ SELECT count(*) AS images,
            AS distinct_hashes
 FROM dbdedup.images i
 WHERE i.status = 'ok'
-  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id)
-  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id)
+  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id
+                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
+  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id
+                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
 
 -- name: beyond_sample_histogram
 -- For a deterministic sample of those images' hash values: the distance to the nearest other value
@@ -28,8 +30,10 @@ WITH hashes AS MATERIALIZED (
            count(*) AS images
     FROM dbdedup.images i
     WHERE i.status = 'ok'
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id)
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id
+                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id
+                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
     GROUP BY 1
 ), sample AS (
     SELECT b.h, b.images, hv.images AS sharing
