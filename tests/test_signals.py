@@ -1,0 +1,404 @@
+"""Issue #5's signals end to end on real images and a real database: transform variants
+(flips, rotations, borders), embeddings in pgvector, the clustering rules, hash-only mode,
+hard links and the 0003 migration round trip."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image, ImageOps
+
+from dbdedup import clusters, db as dbmod, embedding_index, matching
+from dbdedup.errors import DbdedupError
+from dbdedup.load import load_paths
+from images import photo, reencoded, resized, save
+
+# Seeds whose pictures are far apart under every orientation (best variant distance >= 20).
+SEEDS = (1, 2, 3, 4, 5, 6)
+INVERSE = {"rotate_90": "rotate_270", "rotate_270": "rotate_90"}
+
+
+def make_transform_set(root: Path, seeds=SEEDS[:4]) -> dict[str, Path]:
+    """Originals (JPEG) of ``seeds`` and three edited copies: of the first a horizontal flip
+    (JPEG), of the second a 90-degree rotation (PNG), of the third an 8% white border (PNG)."""
+    files = {f"orig{s}": save(photo(s), root / f"orig{s}.jpg", quality=95) for s in seeds}
+    a, b, c = seeds[:3]
+    files[f"flip{a}"] = save(ImageOps.mirror(photo(a)), root / f"flip{a}.jpg", quality=90)
+    files[f"rot{b}"] = save(photo(b).transpose(Image.Transpose.ROTATE_90), root / f"rot{b}.png")
+    original = photo(c)
+    files[f"border{c}"] = save(ImageOps.expand(original, border=int(0.08 * original.size[0]), fill="white"),
+                               root / f"border{c}.png")
+    return files
+
+
+def ids_by_path(conn) -> dict[str, int]:
+    return {path: image_id for image_id, path in
+            conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'").fetchall()}
+
+
+def phash_pairs(conn) -> dict[frozenset, dict]:
+    rows = conn.execute(
+        "SELECT image_a, image_b, distance, transform, transform_distance, similarity "
+        "FROM dbdedup.pairs WHERE hash_kind = 'phash'").fetchall()
+    return {frozenset((r[0], r[1])): {"a": r[0], "b": r[1], "distance": r[2], "transform": r[3],
+                                       "transform_distance": r[4], "similarity": r[5]} for r in rows}
+
+
+def cluster_groups(conn) -> dict[int, dict[int, dict]]:
+    """cluster_id -> {image_id: member row} of the current clustering."""
+    out: dict[int, dict[int, dict]] = {}
+    for cluster_id, image_id, is_keeper, transform, similarity, same_file in conn.execute(
+            "SELECT cluster_id, image_id, is_keeper, transform, similarity, is_same_file FROM dbdedup.cluster_members"):
+        out.setdefault(cluster_id, {})[image_id] = {"keeper": is_keeper, "transform": transform,
+                                                     "similarity": similarity, "same_file": same_file}
+    return out
+
+
+def grouping(conn) -> set[frozenset[int]]:
+    return {frozenset(members) for members in cluster_groups(conn).values()}
+
+
+def fresh_plain_database(admin_dsn: str, name: str) -> str:
+    from conftest import dsn_for
+
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {name}")
+    dsn = dsn_for(admin_dsn, name)
+    dbmod.apply_migrations(dsn)
+    return dsn
+
+
+# ---------------------------------------------------------------- 1. transforms
+
+
+def test_flipped_rotated_and_bordered_copies_pair_with_their_originals(conn, tmp_path):
+    files = make_transform_set(tmp_path / "set")
+    load_paths(conn, [tmp_path / "set"], workers=2, embedder=None)
+    ids = {name: ids_by_path(conn)[str(path)] for name, path in files.items()}
+    origin = {ids[name]: int(re.sub(r"\D", "", name)) for name in ids}  # image -> seed it shows
+
+    result = matching.find_pairs(conn, max_distance=8, transforms=True)
+    assert result.transforms is not None and result.transforms.mode == "full"
+    pairs = phash_pairs(conn)
+
+    for copy, original, allowed in (("flip1", "orig1", {"flip_h"}), ("rot2", "orig2", {"rotate_90", "rotate_270"}),
+                                    ("border3", "orig3", {"trim"})):
+        pair = pairs.get(frozenset((ids[copy], ids[original])))
+        assert pair is not None, f"{copy} not paired with {original}"
+        assert pair["transform"] in allowed, (copy, pair)
+        assert pair["distance"] > 8 and pair["transform_distance"] <= 8, (copy, pair)
+        assert pair["transform_distance"] < pair["distance"]
+    # image_b looks like image_a after the transform: rotate_90 (PIL, counter-clockwise) when the
+    # original is image_a, the inverse rotation when the rotated copy is
+    rot = pairs[frozenset((ids["rot2"], ids["orig2"]))]
+    assert rot["transform"] == ("rotate_90" if rot["a"] == ids["orig2"] else "rotate_270"), rot
+    # nothing links two different pictures
+    assert all(origin[p["a"]] == origin[p["b"]] for p in pairs.values()), pairs
+
+    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    assert grouping(conn) == set()  # no copy is within 8 of its original as stored
+
+    result = clusters.build_clusters(conn, max_distance=8, rule="transforms")
+    expected = {frozenset((ids["flip1"], ids["orig1"])), frozenset((ids["rot2"], ids["orig2"])),
+                frozenset((ids["border3"], ids["orig3"]))}
+    assert grouping(conn) == expected and result.clusters == 3
+    names = {}
+    for members in cluster_groups(conn).values():
+        (member_id, member), = [(i, m) for i, m in members.items() if not m["keeper"]]
+        names[origin[member_id]] = member["transform"]
+    assert names[1] == "flip_h"
+    assert names[2] in ("rotate_90", "rotate_270")
+    assert names[3] == "trim"
+
+
+# ---------------------------------------------------------------- 2. incremental == full
+
+
+def test_incremental_transform_matching_equals_a_full_rematch(conn, tmp_path):
+    root = tmp_path / "lib"
+    files = make_transform_set(root / "x", seeds=(1, 2, 3, 4))
+    make_transform_set(root / "y", seeds=(5, 6, 7, 8))
+    # half of the library first: the copies of x's originals come later, and x's copies' originals too
+    first_half = root / "x"
+    later = {name: files[name] for name in ("flip1", "orig2", "border3")}
+    parked = tmp_path / "parked"
+    parked.mkdir()
+    for path in later.values():
+        shutil.move(path, parked / path.name)
+    load_paths(conn, [root], workers=2, embedder=None)
+    first = matching.find_pairs(conn, max_distance=8, transforms=True)
+    assert first.transforms.mode == "full"
+    for path in later.values():
+        shutil.move(parked / path.name, path)
+    load_paths(conn, [root], workers=2, embedder=None)
+    second = matching.find_pairs(conn, max_distance=8, transforms=True)
+    assert second.mode == "incremental" and second.transforms.mode == "incremental"
+
+    def signal_rows():
+        return set(conn.execute(
+            "SELECT image_a, image_b, transform_distance FROM dbdedup.pairs "
+            "WHERE hash_kind = 'phash' AND transform_distance IS NOT NULL").fetchall())
+
+    incremental = signal_rows()
+    matching.find_pairs(conn, max_distance=8, transforms=True, full=True)
+    full = signal_rows()
+    assert incremental == full
+    ids = ids_by_path(conn)
+    # the new files paired with images of the first load, and the second folder's own pairs
+    for copy, original in (("flip1", "orig1"), ("rot2", "orig2"), ("border3", "orig3")):
+        a, b = sorted((ids[str(first_half / f"{copy}.{'jpg' if copy.startswith('flip') else 'png'}")],
+                       ids[str(first_half / f"{original}.jpg")]))
+        assert any(r[0] == a and r[1] == b for r in full), (copy, full)
+    assert len(full) == 6
+
+
+# ---------------------------------------------------------------- 3. --no-orientations, then orientations
+
+
+def test_orientations_off_stores_no_variants_and_a_later_load_fills_them(conn, tmp_path):
+    files = make_transform_set(tmp_path / "set")
+    first = load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=False)
+    assert first.loaded == len(files)
+    rows = conn.execute("SELECT phash_variants FROM dbdedup.images WHERE status = 'ok'").fetchall()
+    assert len(rows) == len(files) and all(r[0] is None for r in rows)
+    # nothing to compare variants with: the flip is not found
+    matching.find_pairs(conn, max_distance=8, transforms=True)
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE transform IS NOT NULL").fetchone()[0] == 0
+
+    again = load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=True)
+    assert again.loaded == len(files) and again.unchanged == 0
+    lengths = dict(conn.execute(
+        "SELECT path, cardinality(phash_variants) FROM dbdedup.images WHERE status = 'ok'").fetchall())
+    assert all(n in (7, 15) for n in lengths.values()), lengths
+    assert lengths[str(files["border3"])] == 15  # the white border was trimmed
+    # and unchanged now
+    assert load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=True).loaded == 0
+    matching.find_pairs(conn, max_distance=8, transforms=True)
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE transform IS NOT NULL").fetchone()[0] == 3
+
+
+# ---------------------------------------------------------------- 4. embeddings
+
+
+def _vectors(conn) -> dict[int, np.ndarray]:
+    return {r[0]: np.asarray(r[1].to_numpy(), dtype=np.float32) for r in
+            conn.execute("SELECT image_id, embedding FROM dbdedup.image_embeddings ORDER BY image_id").fetchall()}
+
+
+def _index_def(conn) -> str | None:
+    row = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'dbdedup' "
+                       "AND indexname = 'image_embeddings_vector_idx'").fetchone()
+    return row[0] if row else None
+
+
+def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
+    root = tmp_path / "emb"
+    for s in SEEDS[:5]:
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    copy = save(reencoded(resized(photo(1), 0.6), 70), root / "copy1.jpg", quality=70)
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.embedder == "grey-v1" and summary.embedded == 6
+    ok = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    assert ok == 6
+    row = conn.execute("SELECT count(*), count(embedding), min(vector_dims(embedding)), max(vector_dims(embedding)), "
+                       "count(DISTINCT embedder) FROM dbdedup.image_embeddings").fetchone()
+    assert row == (6, 6, 64, 64, 1)
+    reduction = conn.execute(
+        "SELECT embedder, dim, fitted_rows, index_method FROM dbdedup.embedding_reductions").fetchall()
+    assert reduction == [("grey-v1", 64, 6, "hnsw")]
+    assert "USING hnsw" in (_index_def(conn) or "")
+    norms = [float(np.linalg.norm(v)) for v in _vectors(conn).values()]
+    assert np.allclose(norms, 1.0, atol=1e-3)
+
+    result = matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8)
+    assert result.embeddings is not None and result.embeddings.mode == "full"
+    ids = ids_by_path(conn)
+    pair = phash_pairs(conn).get(frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")])))
+    assert pair is not None and pair["similarity"] >= 0.9, pair
+
+    clusters.build_clusters(conn, max_distance=8, rule="embedding", min_similarity=0.8)
+    groups = cluster_groups(conn)
+    home = [g for g in groups.values() if ids[str(copy)] in g]
+    assert len(home) == 1 and ids[str(root / "orig1.jpg")] in home[0]
+    member = [m for m in home[0].values() if not m["keeper"]]
+    assert member and all(m["similarity"] is not None and m["similarity"] >= 0.8 for m in member)
+
+    # ivfflat on request
+    for s in (7, 8):
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    summary = load_paths(conn, [root], workers=2, index_method="ivfflat")
+    assert summary.loaded == 2 and summary.embedded == 2
+    assert "USING ivfflat" in (_index_def(conn) or "")
+    matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8)
+    assert phash_pairs(conn)[frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")]))]["similarity"] >= 0.9
+    assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'embeddings'").fetchone()[0] == 1
+
+    # refit: fitted on all 8 descriptors now (6 before), every vector projected again, embedding pairs start over
+    before = _vectors(conn)
+    refit = embedding_index.refit(conn)
+    assert refit.projected == 8 and refit.fitted_rows == 8 and refit.fitted
+    assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'embeddings'").fetchone()[0] == 0
+    after = _vectors(conn)
+    assert after.keys() == before.keys()
+    assert any(not np.allclose(before[k], after[k], atol=1e-3) for k in before)  # the data changed: new PCA
+    assert "USING ivfflat" in (_index_def(conn) or "")  # the index method is kept
+    # the same data: the same vectors
+    assert embedding_index.refit(conn).projected == 8
+    again = _vectors(conn)
+    assert all(np.allclose(after[k], again[k], atol=1e-4) for k in after)
+
+
+def test_the_chosen_ivfflat_index_survives_a_later_bulk_load(conn, tmp_path):
+    root = tmp_path / "emb"
+    for s in (1, 2, 3):
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    load_paths(conn, [root], workers=2)
+    assert "USING hnsw" in (_index_def(conn) or "")
+    # switch to ivfflat after the reduction was fitted (nothing new to load)
+    assert load_paths(conn, [root], workers=2, index_method="ivfflat").loaded == 0
+    assert "USING ivfflat" in (_index_def(conn) or "")
+    # more new images than vectors stored: the index is rebuilt after the load, with the method chosen
+    for s in (4, 5, 6, 7):
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    assert load_paths(conn, [root], workers=2).embedded == 4
+    assert "USING ivfflat" in (_index_def(conn) or "")
+    assert conn.execute("SELECT index_method FROM dbdedup.embedding_reductions").fetchone()[0] == "ivfflat"
+
+
+def test_an_ivfflat_index_on_a_first_load_of_two_images(conn, tmp_path):
+    # two images: the PCA fitted on them maps them to opposite unit vectors, whose mean (the one
+    # ivfflat list's centre) is zero
+    root = tmp_path / "two"
+    for s in (1, 2):
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    summary = load_paths(conn, [root], workers=2, index_method="ivfflat")
+    assert summary.embedded == 2
+    assert "USING ivfflat" in (_index_def(conn) or "")
+
+
+# ---------------------------------------------------------------- 5. hash-only mode
+
+
+def test_hash_only_server_matches_transforms_and_clusters_fused(plain_pg_dsn, tmp_path):
+    dsn = fresh_plain_database(plain_pg_dsn, f"signals_{os.getpid()}")
+    files = make_transform_set(tmp_path / "set")
+    with psycopg.connect(dsn) as conn:
+        summary = load_paths(conn, [tmp_path / "set"], workers=2)  # embedder "default"
+        assert summary.loaded == len(files) and summary.embedder is None and summary.embedded == 0
+        assert any("pgvector" in note for note in summary.notes), summary.notes
+        assert conn.execute("SELECT to_regclass('dbdedup.image_embeddings')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE phash_variants IS NOT NULL").fetchone()[0] \
+            == len(files)
+
+        result = matching.find_pairs(conn, max_distance=8, transforms=True, embeddings=True)
+        assert result.embeddings is not None and result.embeddings.mode == "none"
+        assert result.transforms is not None and result.transforms.pairs == 3
+
+        fused = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+        assert fused.clusters == 3
+        ids = ids_by_path(conn)
+        assert frozenset((ids[str(files["flip1"])], ids[str(files["orig1"])])) in grouping(conn)
+
+        with pytest.raises(DbdedupError) as info:
+            clusters.ensure_clusters(conn, max_distance=8, rule="embedding")
+        assert info.value.hint
+        assert "pgvector" in info.value.hint or "embedder" in info.value.hint
+
+
+# ---------------------------------------------------------------- 6. ensure_clusters bookkeeping
+
+
+def test_ensure_clusters_is_current_the_second_time_and_a_new_rule_rebuilds(conn, tmp_path):
+    files = make_transform_set(tmp_path / "set")
+    save(reencoded(resized(photo(4), 0.7), 75), tmp_path / "set" / "small4.jpg", quality=75)
+    load_paths(conn, [tmp_path / "set"], workers=2)
+    first = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+    assert first.matched and first.rebuilt and first.rule == "fused"
+    assert first.match.transforms is not None and first.match.embeddings is not None
+    fused_groups = grouping(conn)
+    assert len(fused_groups) == 4  # three transformed copies and the resized one
+
+    second = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+    assert not second.matched and not second.rebuilt
+    assert (second.clusters, second.members) == (first.clusters, first.members)
+    assert grouping(conn) == fused_groups
+
+    by_hash = clusters.ensure_clusters(conn, max_distance=8, rule="hash")
+    assert by_hash.rebuilt and by_hash.rule == "hash"
+    assert clusters.current_parameters(conn)["rule"] == "hash"
+    ids = ids_by_path(conn)
+    assert grouping(conn) == {frozenset((ids[str(tmp_path / "set" / "small4.jpg")], ids[str(files["orig4"])]))}
+
+    # a new image makes the clustering stale: matching runs again (incrementally)
+    save(ImageOps.mirror(photo(5)), tmp_path / "set" / "orig5.jpg", quality=95)
+    load_paths(conn, [tmp_path / "set"], workers=2)
+    third = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+    assert third.matched and third.rebuilt and third.match.mode == "incremental"
+    assert grouping(conn) == fused_groups
+
+
+# ---------------------------------------------------------------- 7. hard links
+
+
+def test_a_hard_link_to_the_keeper_is_the_same_file_and_frees_nothing(conn, tmp_path):
+    root = tmp_path / "links"
+    original = save(photo(1), root / "a_original.jpg", quality=92)
+    os.link(original, root / "b_link.jpg")
+    shutil.copyfile(original, root / "c_copy.jpg")
+    stat = original.stat()
+    # the copy is newer, so the keeper is one of the two names of the original file
+    os.utime(root / "c_copy.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    save(photo(2), root / "d_other.jpg", quality=92)
+    load_paths(conn, [root], workers=2, embedder=None)
+    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    rows = conn.execute("SELECT path, is_keeper, is_same_file, is_exact_duplicate FROM dbdedup.cluster_members "
+                        "ORDER BY path").fetchall()
+    by_name = {Path(r[0]).name: r[1:] for r in rows}
+    assert set(by_name) == {"a_original.jpg", "b_link.jpg", "c_copy.jpg"}
+    keeper = [n for n, r in by_name.items() if r[0]]
+    assert keeper and keeper[0] in ("a_original.jpg", "b_link.jpg")
+    link = "b_link.jpg" if keeper[0] == "a_original.jpg" else "a_original.jpg"
+    assert by_name[link][1] is True and by_name[link][2] is True
+    assert by_name["c_copy.jpg"][1] is False and by_name["c_copy.jpg"][2] is True
+    reclaimable = conn.execute("SELECT reclaimable_bytes, member_count FROM dbdedup.clusters").fetchall()
+    assert reclaimable == [(stat.st_size, 3)]
+
+
+# ---------------------------------------------------------------- 8. migration round trip
+
+
+def test_downgrade_to_0002_and_upgrade_again_with_data(db_dsn, tmp_path):
+    files = make_transform_set(tmp_path / "set")
+    with psycopg.connect(db_dsn) as conn:
+        load_paths(conn, [tmp_path / "set"], workers=2)
+        clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+        groups = grouping(conn)
+        assert len(groups) == 3
+
+    dbmod.downgrade_migrations(db_dsn, "0002")
+    with psycopg.connect(db_dsn) as conn:
+        assert dbmod.current_revision(conn) == "0002"
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0] == len(files)
+        assert conn.execute("SELECT to_regclass('dbdedup.image_embeddings')").fetchone()[0] is None
+        # 0002's clustering works on the data as it is
+        conn.execute("SELECT * FROM dbdedup.build_clusters(8)").fetchall()
+        conn.execute("SELECT count(*) FROM dbdedup.cluster_members").fetchone()
+        conn.commit()
+
+    dbmod.apply_migrations(db_dsn)
+    with psycopg.connect(db_dsn) as conn:
+        dbmod.register_vector_if_present(conn)
+        assert dbmod.current_revision(conn) == dbmod.head_revision()
+        assert conn.execute("SELECT to_regclass('dbdedup.image_embeddings')").fetchone()[0] is not None
+        # the variants and descriptors went with 0003: the next load computes them again
+        again = load_paths(conn, [tmp_path / "set"], workers=2)
+        assert again.loaded == len(files) and again.embedded == len(files)
+        result = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+        assert result.matched and grouping(conn) == groups
