@@ -11,7 +11,8 @@ predicted pair is true when both files come from the same original.
 
 Configurations (issue #5's rules; only "hash" before the library has rules):
   - hash:       pHash alone at --thresholds (and dHash, --hashes);
-  - transforms: orientations + trimmed borders at --transform-thresholds;
+  - transforms: orientations + trimmed borders at --transform-thresholds, and at the default
+                threshold with variants matched within --transform-distances;
   - embedding:  embedding similarity alone at --similarities;
   - fused:      the defaults, and neighbouring settings (--fused);
   - with --onnx PATH, the set is loaded again with that ONNX embedder and its
@@ -288,25 +289,47 @@ class Config:
     max_distance: int
     min_similarity: float | None = None
     confirm_distance: int | None = None
+    transform_distance: int | None = None  # None: the library's default
     default: bool = False
 
 
-def phash_configs(thresholds: list[int], transform_thresholds: list[int], similarities: list[float],
-                  fused: list[tuple[int, float | None, int | None]], prefix: str = "dbdedup") -> list[Config]:
+def transform_default() -> int | None:
+    """matching.DEFAULT_TRANSFORM_DISTANCE, or None when variants match at the threshold itself."""
+    from dbdedup import matching
+
+    return getattr(matching, "DEFAULT_TRANSFORM_DISTANCE", None)
+
+
+HAS_TRANSFORM_DISTANCE = _accepts(build_clusters, "transform_distance")
+
+
+def phash_configs(thresholds: list[int], transform_thresholds: list[int], transform_distances: list[int],
+                  similarities: list[float], fused: list[tuple], prefix: str = "dbdedup") -> list[Config]:
     """Every pHash clustering to score: hash alone, transforms, embedding alone, fused."""
     if not HAS_RULES:
         return [Config(f"{prefix} phash", str(t), "phash", None, t, default=t == DEFAULT_THRESHOLD) for t in thresholds]
     default_similarity, default_confirm = embedding_defaults()
+    default_variants = transform_default() if HAS_TRANSFORM_DISTANCE else None
+
+    def variants(t: int, v: int | None) -> str:
+        if not HAS_TRANSFORM_DISTANCE:
+            return ""
+        return f", variants<={v if v is not None else default_variants}"
+
     out = [Config(f"{prefix} phash", str(t), "phash", "hash", t) for t in thresholds]
-    out += [Config(f"{prefix} transforms", str(t), "phash", "transforms", t) for t in transform_thresholds]
+    transforms = [(t, None) for t in transform_thresholds]
+    transforms += [(DEFAULT_THRESHOLD, v) for v in transform_distances
+                   if not (v == default_variants and DEFAULT_THRESHOLD in transform_thresholds)]
+    out += [Config(f"{prefix} transforms", f"{t}{variants(t, v)}", "phash", "transforms", t, transform_distance=v)
+            for t, v in transforms]
     out += [Config(f"{prefix} embedding", f"s>={s:g}", "phash", "embedding", DEFAULT_THRESHOLD, s) for s in similarities]
-    for t, s, c in fused:
-        is_default = (t == DEFAULT_THRESHOLD and (s is None or s == default_similarity)
-                      and (c is None or c == default_confirm))
+    for t, s, c, v in fused:
+        is_default = (t == DEFAULT_THRESHOLD and s in (None, default_similarity) and c in (None, default_confirm)
+                      and v in (None, default_variants))
         shown_s = s if s is not None else default_similarity
         shown_c = c if c is not None else default_confirm
-        setting = f"{t}, s>={shown_s:g}, confirm {shown_c}" + (" (defaults)" if is_default else "")
-        out.append(Config(f"{prefix} fused", setting, "phash", "fused", t, s, c, is_default))
+        setting = f"{t}, s>={shown_s:g}, confirm {shown_c}{variants(t, v)}" + (" (defaults)" if is_default else "")
+        out.append(Config(f"{prefix} fused", setting, "phash", "fused", t, s, c, v, is_default))
     return out
 
 
@@ -320,6 +343,8 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
             kwargs.update(rule=config.rule, min_similarity=config.min_similarity)
             if config.confirm_distance is not None:
                 kwargs["confirm_distance"] = config.confirm_distance
+            if config.transform_distance is not None and HAS_TRANSFORM_DISTANCE:
+                kwargs["transform_distance"] = config.transform_distance
         name = f"{config.method} {config.setting}"
         started = time.perf_counter()
         conn.execute(f"SET statement_timeout = {int(cluster_timeout * 1000)}")
@@ -348,11 +373,14 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
     return scores, labels_by
 
 
-def match(conn, kind: str, max_distance: int, signals: bool, min_similarity: float | None) -> tuple[dict, float]:
+def match(conn, kind: str, max_distance: int, signals: bool, min_similarity: float | None,
+          transform_distance: int | None = None) -> tuple[dict, float]:
     """find_pairs once for ``kind`` (transform variants and embeddings on when ``signals``)."""
     kwargs = {"max_distance": max_distance, "hash_kind": kind}
     if _accepts(find_pairs, "transforms"):
         kwargs.update(transforms=signals, embeddings=signals)
+    if signals and transform_distance is not None and _accepts(find_pairs, "transform_distance"):
+        kwargs["transform_distance"] = transform_distance  # keep variant pairs up to the largest scored
     if signals and min_similarity is not None and _accepts(find_pairs, "min_similarity"):
         kwargs["min_similarity"] = min_similarity  # keep embedding pairs down to the lowest similarity scored
     started = time.perf_counter()
@@ -362,6 +390,15 @@ def match(conn, kind: str, max_distance: int, signals: bool, min_similarity: flo
           f"{result.method}, {result.pairs} pairs, {seconds:.1f} s", file=sys.stderr)
     return {"match_seconds": round(seconds, 2), "method": result.method, "pairs": result.pairs,
             "candidates": result.candidates}, seconds
+
+
+def largest_transform_distance(configs: list[Config]) -> int | None:
+    """The largest variant distance the configurations use (None: the library's default only)."""
+    if not HAS_TRANSFORM_DISTANCE:
+        return None
+    used = [c.transform_distance if c.transform_distance is not None else transform_default()
+            for c in configs if c.rule in ("transforms", "fused")]
+    return max(used, default=None)
 
 
 def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config], kinds: list[str],
@@ -374,7 +411,7 @@ def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config]
         signals = HAS_RULES and any(c.rule not in (None, "hash") for c in mine)
         similarities = [c.min_similarity for c in mine if c.min_similarity is not None]
         timings[kind], match_seconds = match(conn, kind, max(c.max_distance for c in mine), signals,
-                                             min(similarities, default=None))
+                                             min(similarities, default=None), largest_transform_distance(mine))
         found, labels = run_configs(conn, mine, truth, universe, load_seconds + match_seconds, cluster_timeout)
         scores += found
         labels_by.update(labels)
@@ -681,23 +718,28 @@ def target_lines(default: Score | None, default_subset: Score | None, peers: lis
     return lines
 
 
-def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | None, int | None]]:
-    """--fused: 'auto' (the defaults and neighbours) or 'T:S:C,...' (threshold, min_similarity,
-    confirm distance; S or C empty or 'default' for the library's)."""
+def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | None, int | None, int | None]]:
+    """--fused: 'auto' (the defaults and neighbours) or 'T:S:C:V,...' (threshold, min_similarity,
+    confirm distance, transform distance; S, C or V empty or 'default' for the library's)."""
     default_similarity, default_confirm = embedding_defaults()
+    default_variants = transform_default() if HAS_TRANSFORM_DISTANCE else None
+    t0 = DEFAULT_THRESHOLD
     if text == "auto":
         if default_similarity is None:
-            return [(DEFAULT_THRESHOLD, None, None)]
+            return [(t0, None, None, None)]
         step = 0.02
-        out = [(DEFAULT_THRESHOLD, None, None), (DEFAULT_THRESHOLD, round(default_similarity - step, 4), None),
-               (DEFAULT_THRESHOLD, round(default_similarity + step, 4), None), (DEFAULT_THRESHOLD + 2, None, None)]
+        out = [(t0, None, None, None), (t0, round(default_similarity - step, 4), None, None),
+               (t0, round(default_similarity + step, 4), None, None), (t0 + 2, None, None, None)]
         if default_confirm is not None:
-            out += [(DEFAULT_THRESHOLD, None, default_confirm - 4), (DEFAULT_THRESHOLD, None, default_confirm + 4)]
-        return [(t, s, c) for t, s, c in out if t <= max(thresholds) and (s is None or 0 < s < 1)]
+            out += [(t0, None, default_confirm - 4, None), (t0, None, default_confirm + 4, None)]
+        if default_variants is not None:
+            out += [(t0, None, None, v) for v in (default_variants - 2, default_variants + 2) if v >= 0]
+        return [x for x in out if x[0] <= max(thresholds) and (x[1] is None or 0 < x[1] < 1)]
     out = []
     for item in text.split(","):
-        t, s, c = (item.split(":") + ["", ""])[:3]
-        out.append((int(t), None if s in ("", "default") else float(s), None if c in ("", "default") else int(c)))
+        t, s, c, v = (item.split(":") + ["", "", ""])[:4]
+        value = lambda text, kind: None if text in ("", "default") else kind(text)
+        out.append((int(t), value(s, float), value(c, int), value(v, int)))
     return out
 
 
@@ -718,6 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="DSN of a server to use instead of a fresh embedded one (its dbdedup data is replaced)")
     parser.add_argument("--thresholds", default="4,6,8,10,12", help="pHash (and dHash) thresholds of the hash rule")
     parser.add_argument("--transform-thresholds", default="6,8,10", help="thresholds of the transforms rule")
+    parser.add_argument("--transform-distances", default="0,2,4,6,8",
+                        help="variant distances of the transforms rule at the default threshold (when the library has them)")
     parser.add_argument("--similarities", default="auto",
                         help="min_similarity values of the embedding rule ('auto': around the library's default)")
     parser.add_argument("--fused", default="auto",
@@ -736,8 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     transform_thresholds = sorted(int(t) for t in args.transform_thresholds.split(",")) if HAS_RULES else []
     similarities = parse_similarities(args.similarities) if HAS_RULES else []
     fused = parse_fused(args.fused, thresholds + transform_thresholds) if HAS_RULES else []
+    transform_distances = ([int(v) for v in args.transform_distances.split(",")]
+                           if HAS_RULES and HAS_TRANSFORM_DISTANCE else [])
     kinds = args.hashes.split(",")
-    configs = phash_configs(thresholds, transform_thresholds, similarities, fused) if "phash" in kinds else []
+    configs = (phash_configs(thresholds, transform_thresholds, transform_distances, similarities, fused)
+               if "phash" in kinds else [])
     configs += [Config(f"dbdedup {kind}", str(t), kind, "hash" if HAS_RULES else None, t)
                 for kind in kinds if kind != "phash" for t in thresholds]
     default_similarity, confirm_distance = embedding_defaults()
@@ -840,12 +887,13 @@ def main(argv: list[str] | None = None) -> int:
         out += [f"- peer not measured: {n}" for n in peer_notes]
     out.append("\n### Recall per transform (original-copy pair in one cluster)\n")
     keep_hash = {str(DEFAULT_THRESHOLD), "10"}
+    # one column per signal at the defaults, and the transforms rule's variant distances; every
+    # setting's overall figures are in the table above
     shown = [s for s in scores if s.method == "dbdedup phash" and (s.threshold in keep_hash or not HAS_RULES)] + \
-            [s for s in scores if s.method.startswith("dbdedup transforms")] + \
+            [s for s in scores if "transforms" in s.method and s.threshold.split(",")[0] == str(DEFAULT_THRESHOLD)] + \
             [s for s in scores if "embedding" in s.method and (s.threshold == f"s>={default_similarity:g}"
                                                                if default_similarity is not None else True)] + \
-            [s for s in scores if "fused" in s.method] + \
-            [s for s in scores if s.method == "dbdedup dhash" and s.threshold in ("8", "10")] + \
+            [s for s in scores if "fused" in s.method and (s.default or "onnx" in s.method)] + \
             [s for s in peer_rows if s.threshold in ("8", "10")]
     out += transform_table(shown, truth.transforms)
     out.append("\n### pHash distance of true original-copy pairs, and of each file's nearest unrelated file\n")
@@ -897,11 +945,12 @@ def score_onnx(conn, args, truth: Truth, universe: set[str], similarities: list[
     summary = load_paths(conn, [str(args.set_dir / "images")], workers=args.workers, orientations=True, embedder=spec)
     seconds = time.perf_counter() - started
     print(f"  load with {spec}: {summary.loaded} files in {seconds:.1f} s", file=sys.stderr)
-    configs = [c for c in phash_configs([], [], similarities, fused, prefix="dbdedup onnx")]
-    configs = [Config(c.method, c.setting, c.kind, c.rule, c.max_distance, c.min_similarity, c.confirm_distance)
-               for c in configs]
+    configs = [c for c in phash_configs([], [], [], similarities, fused, prefix="dbdedup onnx")]
+    configs = [Config(c.method, c.setting, c.kind, c.rule, c.max_distance, c.min_similarity, c.confirm_distance,
+                      c.transform_distance) for c in configs]
     timing, match_seconds = match(conn, "phash", max(c.max_distance for c in configs), True,
-                                  min((c.min_similarity for c in configs if c.min_similarity is not None), default=None))
+                                  min((c.min_similarity for c in configs if c.min_similarity is not None), default=None),
+                                  largest_transform_distance(configs))
     scores, _ = run_configs(conn, configs, truth, universe, seconds + match_seconds, args.cluster_timeout)
     note = (f"ONNX embedder {args.onnx}: load {summary.loaded} files in {seconds:.1f} s "
             f"({summary.loaded / seconds:.0f} files/s); its rows are 'dbdedup onnx ...', at the default embedder's "
