@@ -18,7 +18,8 @@ Which pairs link images (``rule``), for the pHash:
 ``hash``
     the stored pHashes are within the threshold;
 ``transforms``
-    or a flipped, rotated or border-trimmed variant of one is within the threshold of the other;
+    or a flipped, rotated or border-trimmed variant of one is within ``transform_distance`` of the
+    other (tighter than the threshold: 16 variants are 16 chances of a chance match);
 ``embedding``
     the embedding vectors' cosine similarity is at least ``min_similarity`` (nothing else);
 ``fused`` (the default)
@@ -40,8 +41,8 @@ from psycopg.rows import dict_row
 from . import embedding_index
 from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
-from .matching import (DEFAULT_THRESHOLD, check_arguments, check_signal_arguments, find_pairs, match_state,
-                       pairs_are_current, signals_are_current)
+from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments,
+                       find_pairs, match_state, pairs_are_current, signals_are_current)
 from .sqlfiles import named_queries
 
 KEEPER_RULES = ("largest", "newest", "oldest")
@@ -60,6 +61,7 @@ class ClusterResult:
     rule: str
     min_similarity: float | None
     confirm_distance: int | None
+    transform_distance: int | None
     clusters: int
     members: int
     split_rounds: int  # extra rounds that split chains of weak links (0: every component was one star)
@@ -88,6 +90,16 @@ def _check(keeper_rule: str, rule: str = DEFAULT_RULE) -> None:
         raise DbdedupError(f"unknown keeper rule {keeper_rule!r}", hint="use one of: " + ", ".join(KEEPER_RULES))
     if rule not in RULES:
         raise DbdedupError(f"unknown clustering rule {rule!r}", hint="use one of: " + ", ".join(RULES))
+
+
+def _check_distances(confirm_distance: int, transform_distance: int) -> None:
+    for name, value in (("confirm distance", confirm_distance), ("transform distance", transform_distance)):
+        if not 0 <= value <= 64:
+            raise DbdedupError(f"{name} {value} is not a Hamming distance on 64 bits", hint="use 0 to 64")
+    if transform_distance > 32:
+        raise DbdedupError(f"transform distance {transform_distance} is above 32",
+                           hint="variants match by accident far below that; the default is "
+                                f"{DEFAULT_TRANSFORM_DISTANCE}")
 
 
 def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple[str, bool, bool]:
@@ -132,6 +144,7 @@ def build_clusters(
     rule: str = DEFAULT_RULE,
     min_similarity: float | None = None,
     confirm_distance: int | None = None,
+    transform_distance: int | None = None,
 ) -> ClusterResult:
     """Rebuild the clusters from the pairs that link images under ``rule`` and commit.
 
@@ -142,7 +155,9 @@ def build_clusters(
     _check(keeper_rule, rule)
     min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
     confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
+    transform_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else int(transform_distance)
     check_signal_arguments(min_similarity)
+    _check_distances(confirm_distance, transform_distance)
     if hash_kind != "phash":
         rule = "hash"
     refs = _normalise_references(reference_paths)
@@ -150,7 +165,8 @@ def build_clusters(
         row = cur.execute(
             _queries()["build_clusters"],
             {"max_distance": max_distance, "hash_kind": hash_kind, "keeper_rule": keeper_rule, "reference_paths": refs,
-             "rule": rule, "min_similarity": min_similarity, "confirm_distance": confirm_distance},
+             "rule": rule, "min_similarity": min_similarity, "confirm_distance": confirm_distance,
+             "transform_distance": transform_distance},
         ).fetchone()
     if not conn.autocommit:
         conn.commit()
@@ -163,6 +179,7 @@ def build_clusters(
         rule=rule,
         min_similarity=min_similarity,
         confirm_distance=confirm_distance,
+        transform_distance=transform_distance,
         clusters=row["clusters"],
         members=row["members"],
         split_rounds=row["split_rounds"],
@@ -181,6 +198,7 @@ def ensure_clusters(
     rule: str = DEFAULT_RULE,
     min_similarity: float | None = None,
     confirm_distance: int | None = None,
+    transform_distance: int | None = None,
 ) -> ClusterResult:
     """Make the current clustering match these parameters and the images as they are now.
 
@@ -193,24 +211,29 @@ def ensure_clusters(
     _check(keeper_rule, rule)
     min_similarity = round(DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity), 4)
     confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
+    transform_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else int(transform_distance)
     check_signal_arguments(min_similarity)
+    _check_distances(confirm_distance, transform_distance)
     rule, transforms, embeddings = effective_rule(conn, rule, hash_kind)
     refs = _normalise_references(reference_paths)
     match = None
     if not (pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind)
-            and signals_are_current(conn, max_distance=max_distance, transforms=transforms, embeddings=embeddings,
-                                    min_similarity=min_similarity)):
+            and signals_are_current(conn, max_distance=transform_distance, transforms=transforms,
+                                    embeddings=embeddings, min_similarity=min_similarity)):
         match = find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind, transforms=transforms,
-                           embeddings=embeddings, min_similarity=min_similarity)
+                           embeddings=embeddings, transform_distance=transform_distance,
+                           min_similarity=min_similarity)
     params = current_parameters(conn)
     state = match_state(conn, hash_kind)
     if not conn.autocommit:
         conn.commit()
     matched_seq = state["matched_seq"] if state else None
-    wanted = (max_distance, hash_kind, keeper_rule, refs, matched_seq, rule, min_similarity, confirm_distance)
+    wanted = (max_distance, hash_kind, keeper_rule, refs, matched_seq, rule, min_similarity, confirm_distance,
+              transform_distance)
     if params is not None and match is None:
         have = (params["max_distance"], params["hash_kind"], params["keeper_rule"], params["reference_paths"],
-                params["matched_seq"], params["rule"], params["min_similarity"], params["confirm_distance"])
+                params["matched_seq"], params["rule"], params["min_similarity"], params["confirm_distance"],
+                params["transform_distance"])
         if have == wanted:
             return ClusterResult(
                 max_distance=max_distance,
@@ -220,6 +243,7 @@ def ensure_clusters(
                 rule=rule,
                 min_similarity=min_similarity,
                 confirm_distance=confirm_distance,
+                transform_distance=transform_distance,
                 clusters=params["clusters"],
                 members=params["members"],
                 split_rounds=params["split_rounds"],
@@ -228,5 +252,6 @@ def ensure_clusters(
     result = build_clusters(
         conn, max_distance=max_distance, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
         rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance,
+        transform_distance=transform_distance,
     )
     return ClusterResult(**{**result.__dict__, "matched": match is not None, "match": match})

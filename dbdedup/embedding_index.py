@@ -24,6 +24,8 @@ from .sqlfiles import named_queries
 
 INDEX_METHODS = ("hnsw", "ivfflat")
 FIT_SAMPLE = 50_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that)
+MIN_PCA_ROWS = 32  # below this a PCA is noise: a fixed random projection (no centring) stands in
+AUTO_REFIT_BELOW = 2_000  # a reduction fitted on fewer rows is refitted by itself once the rows double
 PROJECT_BATCH = 10_000
 
 HASH_ONLY_NOTE = HASH_ONLY_MESSAGE
@@ -73,15 +75,29 @@ def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reductio
     if not rows:
         raise DbdedupError(f"no descriptors of embedder {embedder} are stored",
                            hint="load images with this embedder first: dbdedup load PATH --embedder ...")
-    first = bytes(rows[0][0])
-    raw_dim = len(first) // 2
+    raw_dim = _raw_dim(embedder, rows)
     matrix = np.stack([raw_from_bytes(bytes(r[0]), raw_dim) for r in rows])
-    reduction = fit_reduction(embedder, matrix, dim=EMBEDDING_DIM)
+    if len(rows) < MIN_PCA_ROWS:
+        # A handful of rows gives a PCA of their differences: two near-duplicates alone come out
+        # as opposite vectors. A random orthonormal projection of the raw descriptors keeps their
+        # cosines instead, until there are rows enough (refitted automatically, AUTO_REFIT_BELOW).
+        reduction = fit_reduction(embedder, np.zeros((1, raw_dim), dtype=np.float32), dim=EMBEDDING_DIM)
+        reduction.fitted_rows = len(rows)
+    else:
+        reduction = fit_reduction(embedder, matrix, dim=EMBEDDING_DIM)
     conn.execute(q["store_reduction"], {
         "embedder": embedder, "raw_dim": reduction.raw_dim, "dim": reduction.dim,
         "reduction": reduction.to_bytes(), "fitted_rows": reduction.fitted_rows, "index_method": index_method,
     })
     return reduction
+
+
+def _raw_dim(embedder: str, rows) -> int:
+    from .embedding import load_embedder
+
+    if not embedder.startswith("onnx:"):
+        return load_embedder(embedder).raw_dim
+    return len(bytes(rows[0][0])) // 2  # float16; float32 rows are the rare exception raw_from_bytes tells apart
 
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
@@ -112,8 +128,10 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
 def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: str | None = None) -> ProjectionResult:
     """Project the stored descriptors that have no vector yet, fitting the embedder's PCA on first use; commit.
 
-    Builds the pgvector index when there is none (or when this batch is larger than what is
-    already indexed: a bulk build beats inserting row by row).
+    A reduction fitted on few rows (under AUTO_REFIT_BELOW) is fitted again, and every vector
+    re-projected, once the rows have doubled. Builds the pgvector index when there is none,
+    when ``index_method`` asks for another kind, or when this batch is larger than what is
+    already indexed (a bulk build beats inserting row by row).
     """
     started = time.monotonic()
     q = _queries()
@@ -123,11 +141,20 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
         method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")
-        fitted = stored is None
-        reduction = _fit(conn, embedder, method) if fitted else Reduction.from_bytes(bytes(stored[0]))
-        counts = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
-        projected_before, pending = counts
-        rebuild = current_index is None or pending > projected_before or (index_method and current_index[0] != index_method)
+        projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
+        fitted_rows = stored[2] if stored else 0
+        fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW and projected_before + pending >= 2 * fitted_rows)
+        if fitted:
+            reduction = _fit(conn, embedder, method)
+            if stored is not None:
+                conn.execute(q["forget_vectors"], {"embedder": embedder})
+                conn.execute(q["forget_embedding_pairs"])
+                projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
+        else:
+            reduction = Reduction.from_bytes(bytes(stored[0]))
+            if index_method is not None and index_method != stored[1]:
+                conn.execute(q["set_index_method"], {"embedder": embedder, "index_method": index_method})
+        rebuild = (current_index is None or pending > projected_before or current_index[0] != method)
         if rebuild and current_index is not None:
             conn.execute(q["drop_index"])
         written = _write_vectors(conn, reduction) if pending else 0
@@ -150,7 +177,7 @@ def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method
             embedder = row[0]
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
-        method = index_method or (current_index[0] if current_index else None) or (stored[1] if stored else "hnsw")
+        method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")
         if method not in INDEX_METHODS:
             raise DbdedupError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
         reduction = _fit(conn, embedder, method)

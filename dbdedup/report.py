@@ -68,6 +68,7 @@ class ReportParameters:
     rule: str = "fused"
     min_similarity: float | None = None  # None: dbdedup.embedding.DEFAULT_MIN_SIMILARITY
     confirm_distance: int | None = None  # None: dbdedup.embedding.DEFAULT_CONFIRM_DISTANCE
+    transform_distance: int | None = None  # None: dbdedup.matching.DEFAULT_TRANSFORM_DISTANCE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,7 @@ class ReportParameters:
             "rule": self.rule,
             "min_similarity": self.min_similarity,
             "confirm_distance": self.confirm_distance,
+            "transform_distance": self.transform_distance,
             "keeper_rule": self.keeper_rule,
             "reference_paths": list(self.reference_paths),
             "sort": self.sort,
@@ -190,6 +192,7 @@ def ensure_current(conn: psycopg.Connection, params: ReportParameters):
         rule=params.rule,
         min_similarity=params.min_similarity,
         confirm_distance=params.confirm_distance,
+        transform_distance=params.transform_distance,
     )
 
 

@@ -79,7 +79,7 @@ def _rule_options(f):
 @click.pass_context
 def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keeper_rule: str,
           reference_paths: tuple[str, ...], full: bool, rule: str | None, min_similarity: float | None,
-          confirm_distance: int | None) -> None:
+          confirm_distance: int | None, transform_distance: int | None) -> None:
     """Find near-duplicate pairs and group them into clusters with one keeper each.
 
     Incremental: only images loaded or changed since the last match are compared (against all).
@@ -96,20 +96,23 @@ def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keepe
     """
     from ..clusters import DEFAULT_RULE, build_clusters, effective_rule
     from ..embedding import DEFAULT_MIN_SIMILARITY
-    from ..matching import check_arguments, check_signal_arguments, find_pairs, pairs_are_current, signals_are_current
+    from ..matching import (DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments, find_pairs,
+                            pairs_are_current, signals_are_current)
 
     check_arguments(threshold, hash_kind, method)
     similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
+    variant_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else transform_distance
     check_signal_arguments(similarity)
     refs = [os.path.abspath(os.path.expanduser(p)) for p in reference_paths]
     with open_db(ctx) as conn:
         applied_rule, transforms, embeddings = effective_rule(conn, rule or DEFAULT_RULE, hash_kind)
         if (full or method != "auto"
                 or not pairs_are_current(conn, max_distance=threshold, hash_kind=hash_kind)
-                or not signals_are_current(conn, max_distance=threshold, transforms=transforms,
+                or not signals_are_current(conn, max_distance=variant_distance, transforms=transforms,
                                            embeddings=embeddings, min_similarity=similarity)):
             result = find_pairs(conn, max_distance=threshold, hash_kind=hash_kind, method=method, full=full,
-                                transforms=transforms, embeddings=embeddings, min_similarity=similarity)
+                                transforms=transforms, embeddings=embeddings, transform_distance=variant_distance,
+                                min_similarity=similarity)
             note(
                 ctx,
                 f"matched {result.values_matched:,} of {result.values_total:,} distinct {hash_kind} values "
@@ -131,6 +134,7 @@ def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keepe
         clusters = build_clusters(
             conn, max_distance=threshold, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
             rule=applied_rule, min_similarity=similarity, confirm_distance=confirm_distance,
+            transform_distance=variant_distance,
         )
         common = conn.execute(
             "SELECT count(*), coalesce(sum(images), 0) FROM dbdedup.common_hashes WHERE hash_kind = %s", (hash_kind,)

@@ -31,8 +31,12 @@ def rule_options(f, inherit: bool = False):
     """--rule/--min-similarity/--confirm-distance: which signals link two images."""
     from ..clusters import RULES
     from ..embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+    from ..matching import DEFAULT_TRANSFORM_DISTANCE
 
     where = "the current clustering's, else " if inherit else ""
+    f = click.option("--transform-distance", type=click.IntRange(0, 32), default=None,
+                     help="transforms and fused rules: largest distance of a flipped, rotated or border-trimmed "
+                          f"variant [default: {where}{DEFAULT_TRANSFORM_DISTANCE}].")(f)
     f = click.option("--confirm-distance", type=click.IntRange(0, 64), default=None,
                      help="fused rule: an embedding match also needs a pHash (or flipped/rotated/trimmed variant) "
                           f"within this distance [default: {where}{DEFAULT_CONFIRM_DISTANCE}].")(f)
@@ -76,7 +80,7 @@ def clustering_options(inherit: bool = False):
 
 
 def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None, current=None,
-            rule=None, min_similarity=None, confirm_distance=None):
+            rule=None, min_similarity=None, confirm_distance=None, transform_distance=None):
     """The clustering parameters: the options given, else ``current`` (a current_parameters dict), else defaults."""
     from ..clusters import DEFAULT_RULE
     from ..report import ReportParameters
@@ -96,6 +100,7 @@ def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", 
         rule=rule or current.get("rule") or DEFAULT_RULE,
         min_similarity=min_similarity if min_similarity is not None else current.get("min_similarity"),
         confirm_distance=confirm_distance if confirm_distance is not None else current.get("confirm_distance"),
+        transform_distance=transform_distance if transform_distance is not None else current.get("transform_distance"),
     )
 
 
@@ -137,8 +142,8 @@ output_option = click.option("--output", "-o", "output", type=click.Path(dir_oka
 @format_choice
 @output_option
 @click.pass_context
-def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, keeper_rule, reference_paths, sort, limit,
-           fmt, output):
+def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, transform_distance, keeper_rule,
+           reference_paths, sort, limit, fmt, output):
     """Summarise the duplicates and list the clusters, keeper first.
 
     Runs matching first when the pairs for this threshold are not known yet,
@@ -158,7 +163,8 @@ def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, ke
     if limit is None and fmt == "table":
         limit = 20
     params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
-                     min_similarity=min_similarity, confirm_distance=confirm_distance)
+                     min_similarity=min_similarity, confirm_distance=confirm_distance,
+                     transform_distance=transform_distance)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
         summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
@@ -227,8 +233,8 @@ def pairs(ctx, max_distance, hash_kind, fmt, output):
 @click.option("--thumbnail-size", type=click.IntRange(32, 1024), default=200, show_default=True,
               help="For html: thumbnail size in pixels.")
 @click.pass_context
-def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity, confirm_distance, keeper_rule,
-           reference_paths, sort, limit, thumbnail_size):
+def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity, confirm_distance, transform_distance,
+           keeper_rule, reference_paths, sort, limit, thumbnail_size):
     """Export the clusters as folders or as an HTML contact sheet.
 
     Folders: TARGET/<keeper name>/ holds the keeper and its near-duplicates
@@ -246,7 +252,8 @@ def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity
     if layout is None:
         layout = "html" if target.lower().endswith((".html", ".htm")) else "folders"
     params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
-                     min_similarity=min_similarity, confirm_distance=confirm_distance)
+                     min_similarity=min_similarity, confirm_distance=confirm_distance,
+                     transform_distance=transform_distance)
     with open_db(ctx) as conn:
         _prepare(ctx, conn, params)
         summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
@@ -279,7 +286,7 @@ def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity
 @clustering_options(inherit=True)
 @click.pass_context
 def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, rule, min_similarity, confirm_distance,
-          keeper_rule, reference_paths):
+          transform_distance, keeper_rule, reference_paths):
     """Move, delete or hard-link the duplicates (every cluster member but its keeper).
 
     A dry run unless --yes. Keepers and files under a --reference path are never
@@ -305,7 +312,8 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, r
         from ..clusters import current_parameters
 
         params = _params(threshold, hash_kind, keeper_rule, reference_paths, current=current_parameters(conn),
-                         rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance)
+                         rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance,
+                         transform_distance=transform_distance)
         _prepare(ctx, conn, params)
         plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=params.reference_paths)
         if not yes:

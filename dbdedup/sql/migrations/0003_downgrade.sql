@@ -1,7 +1,8 @@
 -- 0003 down: back to hash-only matching (the signals are derived data; raw descriptors and variants go).
 DROP PROCEDURE IF EXISTS dbdedup.refresh(integer, text);
-DROP FUNCTION IF EXISTS dbdedup.build_clusters(integer, text, text, text[], text, real, integer);
-DROP FUNCTION IF EXISTS dbdedup.pair_is_edge(text, integer, real, integer, integer, integer, real, bigint, bigint[], bigint, bigint[]);
+DROP FUNCTION IF EXISTS dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer);
+DROP FUNCTION IF EXISTS dbdedup.inverse_transform(text);
+DROP FUNCTION IF EXISTS dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real);
 DROP FUNCTION IF EXISTS dbdedup.match_embeddings(real, integer, boolean);
 DROP FUNCTION IF EXISTS dbdedup.match_transforms(integer, text, boolean);
 DROP FUNCTION IF EXISTS dbdedup.signal_is_full(dbdedup.signal_state, boolean);
@@ -17,7 +18,7 @@ DROP VIEW IF EXISTS dbdedup.clusters;
 DROP VIEW IF EXISTS dbdedup.cluster_members;
 ALTER TABLE dbdedup.cluster_assignments DROP COLUMN IF EXISTS transform, DROP COLUMN IF EXISTS similarity;
 ALTER TABLE dbdedup.cluster_parameters DROP COLUMN IF EXISTS rule, DROP COLUMN IF EXISTS min_similarity,
-    DROP COLUMN IF EXISTS confirm_distance, DROP COLUMN IF EXISTS signals_seq;
+    DROP COLUMN IF EXISTS confirm_distance, DROP COLUMN IF EXISTS transform_distance, DROP COLUMN IF EXISTS signals_seq;
 DROP INDEX IF EXISTS dbdedup.pairs_similarity_idx;
 ALTER TABLE dbdedup.pairs DROP COLUMN IF EXISTS transform, DROP COLUMN IF EXISTS transform_distance, DROP COLUMN IF EXISTS similarity;
 ALTER TABLE dbdedup.images DROP COLUMN IF EXISTS phash_variants;

@@ -132,6 +132,12 @@ BEGIN
         RETURN 'hnsw';
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL;
+    IF n < 1000 AND lists IS NULL THEN
+        -- IVFFlat trains its lists on the rows there are; a few hundred (or two opposite vectors,
+        -- whose mean is zero) make a useless or failing index. HNSW needs no training.
+        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
+        RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
+    END IF;
     -- pgvector's advice: rows / 1000 lists up to 1M rows, sqrt(rows) beyond
     lists := coalesce(lists, greatest(1, CASE WHEN n <= 1000000 THEN n / 1000 ELSE sqrt(n)::bigint END)::integer);
     EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
@@ -140,7 +146,8 @@ END
 $$;
 COMMENT ON FUNCTION dbdedup.build_embedding_index(text, integer) IS
     'Build (or rebuild) the pgvector index on dbdedup.image_embeddings: hnsw (cosine, the default) or ivfflat with lists '
-    'from the row count (rows/1000, sqrt(rows) above 1M). Called after bulk loads, not row by row.';
+    'from the row count (rows/1000, sqrt(rows) above 1M; hnsw stands in below 1,000 rows). Called after bulk loads, not '
+    'row by row.';
 
 -- ------------------------------------------------------------------ transform variants
 
@@ -483,11 +490,15 @@ ALTER TABLE dbdedup.cluster_parameters
     ADD COLUMN rule text NOT NULL DEFAULT 'hash' CHECK (rule IN ('hash', 'transforms', 'embedding', 'fused')),
     ADD COLUMN min_similarity real,
     ADD COLUMN confirm_distance smallint,
+    ADD COLUMN transform_distance smallint,
     ADD COLUMN signals_seq bigint;
 COMMENT ON COLUMN dbdedup.cluster_parameters.rule IS
     'Which pairs join images: hash (pHash within max_distance), transforms (also a flipped, rotated or trimmed variant '
-    'within it), embedding (similarity >= min_similarity), fused (transforms, or similarity >= min_similarity confirmed by '
-    'a pHash or variant distance <= confirm_distance).';
+    'within transform_distance), embedding (similarity >= min_similarity), fused (transforms, or similarity >= '
+    'min_similarity confirmed by a pHash distance <= confirm_distance).';
+COMMENT ON COLUMN dbdedup.cluster_parameters.transform_distance IS
+    'Largest distance at which a flipped, rotated or trimmed variant links two images (tighter than max_distance: '
+    '16 variants give 16 chances to match by accident).';
 COMMENT ON COLUMN dbdedup.cluster_parameters.signals_seq IS 'signal_state matched_seq of the signals the clustering used.';
 
 ALTER TABLE dbdedup.cluster_assignments
@@ -495,34 +506,40 @@ ALTER TABLE dbdedup.cluster_assignments
     ADD COLUMN similarity real;
 COMMENT ON COLUMN dbdedup.cluster_assignments.distance_to_keeper IS
     'pHash distance to the keeper, at the matched variant when transform is set (0 for exact copies).';
-COMMENT ON COLUMN dbdedup.cluster_assignments.transform IS 'The variant that links the image to its keeper (flip_h, rotate_90, trim, ...), NULL when the plain pHash does.';
+COMMENT ON COLUMN dbdedup.cluster_assignments.transform IS
+    'The variant that links the image to its keeper: the image looks like the keeper after this (flip_h, rotate_90, ...); '
+    'trim: one of the two has a uniform border the other lacks. NULL when the plain pHash links them.';
 COMMENT ON COLUMN dbdedup.cluster_assignments.similarity IS 'Embedding similarity to the keeper when known.';
 
 DROP PROCEDURE dbdedup.refresh(integer, text);
 DROP FUNCTION dbdedup.build_clusters(integer, text, text, text[]);
 
-CREATE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer, min_similarity real, confirm_distance integer,
-                                     distance integer, transform_distance integer, similarity real,
-                                     hash_a bigint, variants_a bigint[], hash_b bigint, variants_b bigint[])
+CREATE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer, transform_max_distance integer, min_similarity real,
+                                     confirm_distance integer, distance integer, transform_distance integer, similarity real)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT CASE rule
             WHEN 'hash' THEN distance <= max_distance
-            WHEN 'transforms' THEN distance <= max_distance OR coalesce(transform_distance <= max_distance, false)
+            WHEN 'transforms' THEN distance <= max_distance OR coalesce(transform_distance <= transform_max_distance, false)
             WHEN 'embedding' THEN coalesce(similarity >= min_similarity, false)
-            ELSE distance <= max_distance OR coalesce(transform_distance <= max_distance, false)
-                 OR (coalesce(similarity >= min_similarity, false)
-                     AND (distance <= confirm_distance OR coalesce(transform_distance <= confirm_distance, false)
-                          OR coalesce((dbdedup.best_transform(hash_a, variants_a, hash_b, variants_b)).distance <= confirm_distance, false)))
+            ELSE distance <= max_distance OR coalesce(transform_distance <= transform_max_distance, false)
+                 OR (coalesce(similarity >= min_similarity, false) AND distance <= confirm_distance)
         END
     $$;
-COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, real, integer, integer, integer, real, bigint, bigint[], bigint, bigint[]) IS
+COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real) IS
     'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule).';
+
+CREATE FUNCTION dbdedup.inverse_transform(transform text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT replace(replace(replace(transform, 'rotate_90', '#'), 'rotate_270', 'rotate_90'), '#', 'rotate_270') $$;
+COMMENT ON FUNCTION dbdedup.inverse_transform(text) IS
+    'The variant name seen from the other image of a pair (rotate_90 and rotate_270 swap; flips, transposes and trims are their own inverse).';
 
 CREATE FUNCTION dbdedup.build_clusters(max_distance integer, hash_kind text DEFAULT 'phash', keeper_rule text DEFAULT 'largest',
                                        reference_paths text[] DEFAULT '{}', rule text DEFAULT 'hash',
-                                       min_similarity real DEFAULT NULL, confirm_distance integer DEFAULT NULL)
+                                       min_similarity real DEFAULT NULL, confirm_distance integer DEFAULT NULL,
+                                       transform_distance integer DEFAULT NULL)
     RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
     LANGUAGE plpgsql
     SET work_mem = '256MB'
@@ -548,6 +565,7 @@ BEGIN
         RAISE EXCEPTION 'rule % works on phash pairs, not %', rule, kind USING HINT = 'use rule hash for dhash and ahash';
     END IF;
     confirm_distance := coalesce(confirm_distance, max_distance);
+    transform_distance := coalesce(transform_distance, 2);
     SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
     IF st.hash_kind IS NULL OR st.max_distance < max_distance THEN
         PERFORM dbdedup.match(max_distance, kind);
@@ -558,15 +576,15 @@ BEGIN
     -- the pairs that join images under the rule, with what links them
     CREATE TEMP TABLE cc_pair ON COMMIT DROP AS
     SELECT p.image_a, p.image_b,
-           CASE WHEN p.transform_distance < p.distance THEN p.transform_distance ELSE p.distance END AS d,
-           CASE WHEN p.transform_distance < p.distance THEN p.transform END AS transform,
+           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform_distance ELSE p.distance END AS d,
+           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform END AS transform,
            p.similarity
     FROM dbdedup.pairs p
-    JOIN dbdedup.images ia ON ia.id = p.image_a
-    JOIN dbdedup.images ib ON ib.id = p.image_b
     WHERE p.hash_kind = kind
-      AND dbdedup.pair_is_edge(rule, max_distance, min_similarity, confirm_distance, p.distance, p.transform_distance,
-                               p.similarity, ia.phash, ia.phash_variants, ib.phash, ib.phash_variants);
+      AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
+                               p.transform_distance, p.similarity);
 
     CREATE TEMP TABLE cc_member (image_id bigint PRIMARY KEY, sha256 bytea, rank_key bigint NOT NULL UNIQUE,
                                  done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
@@ -585,7 +603,8 @@ BEGIN
     FROM cc_pair p
     JOIN cc_member ma ON ma.image_id = p.image_a
     JOIN cc_member mb ON mb.image_id = p.image_b;
-    INSERT INTO cc_edge SELECT b, a, d, transform, similarity FROM cc_edge;
+    -- an edge read from b's side: a is b under the inverse variant
+    INSERT INTO cc_edge SELECT b, a, d, dbdedup.inverse_transform(transform), similarity FROM cc_edge;
     CREATE INDEX ON cc_edge (a);
     CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
@@ -626,21 +645,21 @@ BEGIN
     SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
     INSERT INTO dbdedup.cluster_parameters AS p (singleton, max_distance, hash_kind, keeper_rule, reference_paths, matched_seq,
                                                  clusters, members, split_rounds, seconds, built_at, rule, min_similarity,
-                                                 confirm_distance, signals_seq)
+                                                 confirm_distance, transform_distance, signals_seq)
     VALUES (true, max_distance, kind, keeper_rule, reference_paths, st.matched_seq, n_clusters, n_members, greatest(rounds - 1, 0),
             extract(epoch FROM clock_timestamp() - started), now(), rule, min_similarity, confirm_distance,
-            (SELECT min(s.matched_seq) FROM dbdedup.signal_state s))
+            transform_distance, (SELECT min(s.matched_seq) FROM dbdedup.signal_state s))
     ON CONFLICT (singleton) DO UPDATE SET
         max_distance = excluded.max_distance, hash_kind = excluded.hash_kind, keeper_rule = excluded.keeper_rule,
         reference_paths = excluded.reference_paths, matched_seq = excluded.matched_seq, clusters = excluded.clusters,
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
-        signals_seq = excluded.signals_seq;
+        transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
     DROP TABLE cc_pair, cc_member, cc_edge, cc_keeper;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer) IS
+COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer) IS
     'Cluster the pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
     'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals). '
     'Keeper order: reference paths first, then the keeper rule (largest = most pixels, then largest file, then oldest; '
@@ -662,14 +681,14 @@ BEGIN
     clustering := CASE WHEN kind = 'phash' THEN coalesce(cp.rule, 'hash') ELSE 'hash' END;
     PERFORM dbdedup.match(threshold, kind);
     IF clustering IN ('transforms', 'fused') THEN
-        PERFORM dbdedup.match_transforms(threshold);
+        PERFORM dbdedup.match_transforms(coalesce(cp.transform_distance, 2));
     END IF;
     IF clustering IN ('embedding', 'fused') AND cp.min_similarity IS NOT NULL THEN
         PERFORM dbdedup.match_embeddings(cp.min_similarity,
                                          coalesce((SELECT s.neighbours FROM dbdedup.signal_state s WHERE s.signal = 'embeddings'), 10));
     END IF;
     PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'),
-                                   clustering, cp.min_similarity, cp.confirm_distance);
+                                   clustering, cp.min_similarity, cp.confirm_distance, cp.transform_distance);
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS

@@ -23,6 +23,10 @@ VALUES (%(embedder)s, %(raw_dim)s, %(dim)s, %(reduction)s, %(fitted_rows)s, now(
 ON CONFLICT (embedder) DO UPDATE SET raw_dim = EXCLUDED.raw_dim, dim = EXCLUDED.dim, reduction = EXCLUDED.reduction,
     fitted_rows = EXCLUDED.fitted_rows, fitted_at = EXCLUDED.fitted_at, index_method = EXCLUDED.index_method;
 
+-- name: set_index_method
+-- The index kind the user chose last: later rebuilds keep it.
+UPDATE dbdedup.embedding_reductions SET index_method = %(index_method)s WHERE embedder = %(embedder)s;
+
 -- name: counts
 SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
        count(*) FILTER (WHERE embedding IS NULL AND embedder = %(embedder)s) AS pending

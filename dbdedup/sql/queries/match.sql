@@ -47,11 +47,12 @@ SELECT id, path, phash, dhash, ahash FROM dbdedup.images WHERE path = %(path)s A
 
 -- name: build_clusters
 SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_rule)s, %(reference_paths)s::text[],
-                                     %(rule)s, %(min_similarity)s::real, %(confirm_distance)s)
+                                     %(rule)s, %(min_similarity)s::real, %(confirm_distance)s,
+                                     %(transform_distance)s)
 
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
-       seconds, built_at, rule, min_similarity, confirm_distance
+       seconds, built_at, rule, min_similarity, confirm_distance, transform_distance
 FROM dbdedup.cluster_parameters
 
 -- name: cluster_counts
