@@ -603,9 +603,10 @@ def undo_manifest(conn: psycopg.Connection | None, manifest_path: str | os.PathL
             if outcome == "skipped":
                 result.skipped.append((path, reason or ""))
                 continue
-            if outcome == "restored":
+            if outcome == "restored" and seq in finished:
                 result.restored.append(path)
-            elif outcome == "rolled_back" or (outcome == "nothing" and seq not in finished):
+            elif outcome in ("restored", "rolled_back") or (outcome == "nothing" and seq not in finished):
+                # the action a crash interrupted (intent without done), whatever state it reached
                 result.rolled_back.append(path)
             journal.write({"event": "undone", "seq": seq, "outcome": outcome})
             if conn is not None and action == "move" and outcome == "restored":

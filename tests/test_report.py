@@ -135,7 +135,8 @@ def test_paths_that_are_not_utf8_come_with_their_bytes(db_dsn, tmp_path):
     assert "\\xe9" in found[0]["path"]
 
 
-def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path):
+def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")  # long temporary paths must not fold inside a name
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
     pairs = json.loads(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "json").stdout)
