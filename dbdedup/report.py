@@ -463,7 +463,8 @@ def render_terminal(
         removable += f" (+{summary.protected_images:,} protected under reference paths)"
     head.add_row("removable images", removable)
     head.add_row("bytes reclaimable", f"{human_bytes(summary.reclaimable_bytes)} ({summary.reclaimable_bytes:,} bytes)")
-    head.add_row("matched with", f"{params.hash_kind} distance <= {params.threshold}, keeper: {params.keeper_rule}")
+    head.add_row("matched with", f"{params.hash_kind} distance <= {params.threshold}, rule {params.rule}, "
+                                 f"keeper: {params.keeper_rule}")
     if params.reference_paths:
         head.add_row("reference paths", ", ".join(params.reference_paths))
     if summary.common_hash_images:
@@ -487,6 +488,7 @@ def render_terminal(
         table.add_column("", no_wrap=True)
         table.add_column("path", overflow="fold")
         table.add_column("dist", justify="right")
+        table.add_column("via", no_wrap=True)
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("bytes", justify="right", no_wrap=True)
         for m in cluster.members:
@@ -499,7 +501,7 @@ def render_terminal(
             else:
                 mark = Text("dup", style="yellow")
             dims = f"{m.width}x{m.height}" if m.width and m.height else "?"
-            table.add_row(mark, m.path, str(m.distance), dims, human_bytes(m.size_bytes))
+            table.add_row(mark, m.path, str(m.distance), _link(m, params.threshold), dims, human_bytes(m.size_bytes))
         console.print()
         console.print(table)
     if shown == 0:
@@ -511,7 +513,8 @@ def render_terminal(
     if shown:
         console.print(
             "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
-            "never touched[/dim]"
+            "never touched; via = how it matches its keeper when not by its own pHash (flip_h, rotate_90, trim: "
+            "a variant; emb: the embedding similarity)[/dim]"
         )
 
     if histogram is not None and (histogram.counts or histogram.beyond):
@@ -525,6 +528,17 @@ def render_terminal(
             console.print(Text(line))
         console.print(Text(f"{'>' + str(histogram.known_up_to):>5} | {histogram.beyond:,} images have no neighbour within "
                            f"{histogram.known_up_to} bits (`dbdedup calibrate` measures how far they are)"))
+
+
+def _link(member: Member, threshold: int) -> str:
+    """How a member matches its keeper, when not by its plain pHash: a variant, or the embedding."""
+    if member.is_keeper or member.is_exact_duplicate:
+        return ""
+    if member.transform:
+        return member.transform
+    if member.similarity is not None and member.distance > threshold:
+        return f"emb {member.similarity:.2f}"
+    return ""
 
 
 def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, max_distance: int) -> int:
