@@ -65,6 +65,13 @@ def has_vectors(conn: psycopg.Connection) -> bool:
     return has_embeddings_table(conn) and bool(conn.execute(_queries()["any_vector"]).fetchone()[0])
 
 
+def vector_count(conn: psycopg.Connection) -> int:
+    """Embedding vectors stored for ok images (0 in hash-only mode)."""
+    if not has_embeddings_table(conn):
+        return 0
+    return int(conn.execute(_queries()["vector_count"]).fetchone()[0])
+
+
 def _vector_schema(conn: psycopg.Connection) -> str:
     return conn.execute("SELECT dbdedup.vector_schema()").fetchone()[0]
 

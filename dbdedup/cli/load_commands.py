@@ -167,6 +167,8 @@ _COUNT_LABELS = {
     "errors": "files that could not be loaded",
     "missing": "files gone from disk (missing)",
     "image_bytes": "bytes in loaded images",
+    "images_with_variants": "images with flip/rotation/trim variants",
+    "embedding_vectors": "embedding vectors (pgvector)",
     "exact_duplicate_groups": "exact-duplicate groups",
     "exact_duplicate_extra_copies": "extra copies in those groups",
     "exact_duplicate_bytes": "bytes in extra copies",
@@ -192,6 +194,11 @@ def status(ctx: click.Context, fmt: str, run_limit: int) -> None:
         with conn.cursor(row_factory=_dict_rows()) as cur:
             counts = cur.execute(q["status_counts"]).fetchone()
             runs = cur.execute(q["last_runs"], {"limit": run_limit}).fetchall()
+        from ..embedding_index import vector_count
+
+        counts = {**counts, "embedding_vectors": vector_count(conn)}
+        order = list(_COUNT_LABELS)
+        counts = dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
     run_columns = ["run", "started_at", "status", "roots", "files_seen", "loaded", "unchanged", "errors",
                    "missing", "ignored", "seconds"]
     if fmt == "json":

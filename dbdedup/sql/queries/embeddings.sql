@@ -32,6 +32,10 @@ SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
        count(*) FILTER (WHERE embedding IS NULL AND embedder = %(embedder)s) AS pending
 FROM dbdedup.image_embeddings;
 
+-- name: vector_count
+SELECT count(*) FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
+WHERE i.status = 'ok' AND e.embedding IS NOT NULL;
+
 -- name: any_vector
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL);
 

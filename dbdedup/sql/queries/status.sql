@@ -6,6 +6,7 @@ SELECT
     count(*) FILTER (WHERE status = 'error')   AS errors,
     count(*) FILTER (WHERE status = 'missing') AS missing,
     coalesce(sum(size_bytes) FILTER (WHERE status = 'ok'), 0) AS image_bytes,
+    count(*) FILTER (WHERE status = 'ok' AND phash_variants IS NOT NULL) AS images_with_variants,
     (SELECT count(*) FROM dbdedup.exact_duplicates) AS exact_duplicate_groups,
     (SELECT coalesce(sum(copies - 1), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_extra_copies,
     (SELECT coalesce(sum(size_bytes * (copies - 1)), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_bytes,
