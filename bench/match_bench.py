@@ -16,6 +16,12 @@ Usage::
     python bench/match_bench.py                      # 10k, 100k, 1M at thresholds 3, 8, 10
     python bench/match_bench.py --sizes 10000 --thresholds 8 --methods blocks,lsh
     python bench/match_bench.py --db postgresql://... # another server (default: embedded in /tmp)
+    python bench/match_bench.py --target             # only the 1M / threshold 3 / blocks row, cold then warm,
+                                                     # no numpy, with dbdedup.match's DEBUG timings (--profile)
+    python bench/match_bench.py --copies 601         # exact copies: pairs stored and clustering time
+
+Runs: with --repeat N each row is timed N times on the same data; the first run after the load is
+"cold" (empty hash_values, nothing of the run cached), the later ones "warm".
 """
 
 from __future__ import annotations
@@ -242,6 +248,53 @@ def cluster_precision(admin: str, library: list[tuple[int, str, int]], threshold
         conn.execute("DROP DATABASE IF EXISTS match_threshold_study WITH (FORCE)")
 
 
+def exact_copies(admin: str, copies: int, repeat: int) -> None:
+    """Issue 3's exact-copies case: `copies` byte-identical files of one image, 20 near copies of it and
+    10,000 unrelated images; prints the pairs stored for the group and the match and clustering times."""
+    dsn = fresh_database(admin, "match_bench_copies")
+    rng = np.random.default_rng(5)
+    values, _ = synthetic(10_000, seed=7, share=0)
+    signed = values.view(np.int64).tolist()
+    original = signed[0]
+    near = []
+    for _ in range(20):
+        v = original & ((1 << 64) - 1)
+        for b in rng.choice(64, size=int(rng.integers(1, 5)), replace=False):
+            v ^= 1 << int(b)
+        near.append(v - (1 << 64) if v >= 1 << 63 else v)
+    sha = os.urandom(32)
+    rows = [(original, sha)] * copies + [(v, os.urandom(32)) for v in near + signed[1:]]
+    print(f"# exact copies: {copies} copies of one image, {len(near)} near copies, {len(signed) - 1:,} others")
+    print("| run | match seconds | pairs | pairs of the group | clustering seconds | clusters | members |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor() as cur, cur.copy(
+            "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
+            "FROM STDIN"
+        ) as copy:
+            for i, (h, s) in enumerate(rows):
+                path = f"/copies/{i}.jpg"
+                copy.write_row((path, path.encode(), 1000 + i, 10**18 + i, "ok", s, 100, 100, h, h, h))
+        conn.commit()
+        conn.execute("ANALYZE dbdedup.images")
+        for run in range(max(1, repeat)):
+            started = time.perf_counter()
+            conn.execute("SELECT * FROM dbdedup.match(8, 'phash', 'auto', true)")
+            conn.commit()
+            match_seconds = time.perf_counter() - started
+            pairs = conn.execute("SELECT count(*) FROM dbdedup.pairs").fetchone()[0]
+            group = conn.execute(
+                "SELECT count(*) FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
+                "JOIN dbdedup.images b ON b.id = p.image_b WHERE a.sha256 = %s AND b.sha256 = %s", (sha, sha)).fetchone()[0]
+            started = time.perf_counter()
+            clusters, members, _, _ = conn.execute("SELECT * FROM dbdedup.build_clusters(8)").fetchone()
+            conn.commit()
+            print(f"| {run + 1} | {match_seconds:.2f} | {pairs:,} | {group:,} | {time.perf_counter() - started:.2f} "
+                  f"| {clusters} | {members:,} |", flush=True)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS match_bench_copies WITH (FORCE)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -252,6 +305,14 @@ def main() -> None:
     parser.add_argument("--exact-truth-max", type=int, default=200_000)
     parser.add_argument("--sample", type=int, default=20_000, help="rows in numpy's measured sample above that")
     parser.add_argument("--max-blocks-cost", type=float, default=2e9, help="skip blocks plans estimated above this")
+    parser.add_argument("--repeat", type=int, default=1, help="time each row this many times (first cold, then warm)")
+    parser.add_argument("--no-numpy", action="store_true", help="skip the numpy brute force (recall on planted pairs)")
+    parser.add_argument("--profile", action="store_true", help="print dbdedup.match's DEBUG timings on stderr")
+    parser.add_argument("--target", action="store_true",
+                        help="only issue 3's target row: 1M rows, threshold 3, blocks, twice (cold, warm), no numpy, profiled")
+    parser.add_argument("--copies", type=int, default=0,
+                        help="instead: N byte-identical copies of one image (plus near copies and 10k others): "
+                             "pairs stored, matching and clustering time")
     parser.add_argument("--threshold-study", action="store_true",
                         help="instead: distances of edited copies vs unrelated images, to choose the default threshold")
     parser.add_argument("--photo-seeds", type=int, default=300)
@@ -264,7 +325,13 @@ def main() -> None:
         threshold_study(args.photo_seeds, args.real, args.real_limit, admin)
         return
 
+    if args.target:
+        args.sizes, args.thresholds, args.methods = "1000000", "3", "blocks"
+        args.repeat, args.no_numpy, args.profile = max(args.repeat, 2), True, True
     admin = args.db or dbmod.start_embedded(Path(args.data_dir))
+    if args.copies:
+        exact_copies(admin, args.copies, args.repeat)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     thresholds = [int(t) for t in args.thresholds.split(",")]
     methods = args.methods.split(",")
@@ -275,6 +342,10 @@ def main() -> None:
         values, planted = synthetic(n)
         dsn = fresh_database(admin, f"match_bench_{n}")
         with psycopg.connect(dsn) as conn:
+            if args.profile:
+                conn.execute("SET client_min_messages = debug")
+                conn.add_notice_handler(lambda d: print(f"#   {d.message_primary}", file=sys.stderr)
+                                        if d.message_primary.startswith("dbdedup.match:") else None)
             t0 = time.perf_counter()
             load(conn, values)
             print(f"# {n:,} rows loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -284,13 +355,16 @@ def main() -> None:
                 rows = np.arange(len(unique))
             else:
                 rows = np.sort(np.random.default_rng(3).choice(len(unique), size=args.sample, replace=False))
+            if args.no_numpy:
+                exact_truth, rows = False, rows[:0]  # recall on the planted pairs only
             for t in thresholds:
                 pairs, np_seconds = brute_force(unique, rows, t)
-                if exact_truth:
-                    truth = as_value_pairs(unique, pairs)
+                truth = as_value_pairs(unique, pairs)
+                if args.no_numpy:
+                    np_seconds, numpy_note = float("nan"), "not run"
+                elif exact_truth:
                     numpy_note = f"{np_seconds:.1f}"
                 else:
-                    truth = as_value_pairs(unique, pairs)
                     # each sampled row was compared with every row; the full run compares n^2/2 pairs
                     full = np_seconds * (len(unique) / 2) / len(rows)
                     np_seconds = full
@@ -311,10 +385,15 @@ def main() -> None:
                         if cost > args.max_blocks_cost:
                             print(f"| {n:,} | {t} | blocks | skipped (estimated {cost:.1e} row operations) | | | | | {numpy_note} | |")
                             continue
-                    started = time.perf_counter()
-                    row = conn.execute("SELECT * FROM dbdedup.match(%s, 'phash', %s, true)", (t, method)).fetchone()
-                    conn.commit()
-                    seconds = time.perf_counter() - started
+                    times = []
+                    for run in range(args.repeat):
+                        started = time.perf_counter()
+                        row = conn.execute("SELECT * FROM dbdedup.match(%s, 'phash', %s, true)", (t, method)).fetchone()
+                        conn.commit()
+                        times.append(time.perf_counter() - started)
+                    seconds = min(times)
+                    seconds_note = f"{times[0]:.1f}" if len(times) == 1 else (
+                        f"{times[0]:.1f} cold, " + " / ".join(f"{x:.1f}" for x in times[1:]) + " warm")
                     got = set(conn.execute(
                         "SELECT value_a, value_b FROM dbdedup.value_pairs WHERE hash_kind = 'phash'").fetchall())
                     far = conn.execute("SELECT count(*) FROM dbdedup.value_pairs WHERE distance > %s", (t,)).fetchone()[0]
@@ -324,8 +403,9 @@ def main() -> None:
                     else:
                         sampled = len(got & truth) / max(1, len(truth))
                         plant = len(got & planted_truth) / max(1, len(planted_truth))
-                        recall_note = f"{sampled:.4f} sampled rows ({len(truth):,} pairs); {plant:.4f} planted"
-                    print(f"| {n:,} | {t} | {row[0]} | {seconds:.1f} | {row[5]:,} | {row[6]:,} | {recall_note} | {far} "
+                        recall_note = (f"{plant:.4f} planted" if args.no_numpy else
+                                       f"{sampled:.4f} sampled rows ({len(truth):,} pairs); {plant:.4f} planted")
+                    print(f"| {n:,} | {t} | {row[0]} | {seconds_note} | {row[5]:,} | {row[6]:,} | {recall_note} | {far} "
                           f"| {numpy_note} | {np_seconds / seconds:.1f}x |", flush=True)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS match_bench_{n} WITH (FORCE)")
