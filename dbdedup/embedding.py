@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DbdedupError
+from .hashing import resize_grey
 
 EMBEDDING_DIM = 64
 
@@ -108,7 +109,12 @@ def trim_box(grey: np.ndarray, tolerance: int = _TRIM_TOLERANCE,
         view = grey[top:bottom, left:right].astype(np.int16)
         if view.shape[0] < 8 or view.shape[1] < 8:
             break
-        corner = int(np.median([view[0, 0], view[0, -1], view[-1, 0], view[-1, -1]]))
+        corners = sorted((int(view[0, 0]), int(view[0, -1]), int(view[-1, 0]), int(view[-1, -1])))
+        corner = int((corners[1] + corners[2]) / 2)  # numpy.median's value, truncated
+        # most photos have no uniform outer row or column: nothing to trim, decided from the edges alone
+        if not any((np.abs(edge - corner) <= tolerance).all()
+                   for edge in (view[0], view[-1], view[:, 0], view[:, -1])):
+            break
         flat = np.abs(view - corner) <= tolerance
         rows = flat.all(axis=1)
         cols = flat.all(axis=0)
@@ -140,8 +146,8 @@ def normalised_thumbnail(image: Image.Image) -> np.ndarray:
     top, left = top + (top > 0), left + (left > 0)
     bottom, right = bottom - (bottom < arr.shape[0]), right - (right < arr.shape[1])
     if (top, left) != (0, 0) or (bottom, right) != arr.shape:
-        grey = grey.crop((left, top, right, bottom))
-    thumb = np.asarray(grey.resize((_THUMB, _THUMB), Image.Resampling.BILINEAR), dtype=np.float32)
+        arr, grey = arr[top:bottom, left:right], None
+    thumb = resize_grey(grey, arr, (_THUMB, _THUMB), Image.Resampling.BILINEAR).astype(np.float32)
     std = float(thumb.std())
     return (thumb - thumb.mean()) / std if std > 1.0 else np.zeros_like(thumb)
 

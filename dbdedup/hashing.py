@@ -17,8 +17,10 @@ loader's worker processes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -179,6 +181,145 @@ def _pixels(grey: Image.Image, rows: int, columns: int) -> np.ndarray:
     return np.frombuffer(grey.tobytes(), dtype=np.uint8).reshape(rows, columns)
 
 
+# ---------------------------------------------------------------- Pillow's resize, in numpy
+
+# Pillow's 8-bit resampling (libImaging/Resample.c): per output pixel, integer weights
+# (the filter's normalised coefficients times 2**22, rounded away from zero) summed over
+# the input pixels plus 2**21, shifted right by 22 and clipped to 0..255; one pass per
+# axis, with rounding in between. The same integer sums in float64 are exact (|sum| < 2**40),
+# so a matrix product per pass gives Pillow's bytes for a fraction of its call overhead on
+# small images. Which axis Pillow resamples first depends on the shapes (and its version),
+# so each (input, output, filter) shape is checked against Pillow on a random image before
+# the matrices are used for it; a shape that cannot be matched keeps using Pillow.
+_PRECISION_BITS = 22
+_ROUND_HALF = float(1 << (_PRECISION_BITS - 1))
+_UNSCALE = 1.0 / (1 << _PRECISION_BITS)
+_SHAPES_KEPT = 512  # distinct (input, output, filter) shapes remembered per process
+
+
+def _lanczos(x: float) -> float:
+    def sinc(t: float) -> float:
+        if t == 0.0:
+            return 1.0
+        t = t * math.pi
+        return math.sin(t) / t
+
+    return sinc(x) * sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
+
+
+def _bilinear(x: float) -> float:
+    x = -x if x < 0.0 else x
+    return 1.0 - x if x < 1.0 else 0.0
+
+
+_FILTERS = {Image.Resampling.LANCZOS: (_lanczos, 3.0), Image.Resampling.BILINEAR: (_bilinear, 1.0)}
+
+
+@functools.lru_cache(maxsize=_SHAPES_KEPT)
+def _weights(in_size: int, out_size: int, resample: int) -> np.ndarray:
+    """The (out_size, in_size) integer weights Pillow uses along one axis, as float64."""
+    function, support = _FILTERS[resample]
+    scale = filterscale = in_size / out_size
+    filterscale = max(filterscale, 1.0)
+    support *= filterscale
+    inverse = 1.0 / filterscale
+    weights = np.zeros((out_size, in_size))
+    for out in range(out_size):
+        centre = (out + 0.5) * scale
+        first = max(int(centre - support + 0.5), 0)
+        count = min(int(centre + support + 0.5), in_size) - first
+        taps = [function((x + first - centre + 0.5) * inverse) for x in range(count)]
+        total = 0.0
+        for tap in taps:  # summed in Pillow's order: the same float
+            total += tap
+        for x, tap in enumerate(taps):
+            k = tap / total if total != 0.0 else tap
+            weights[out, first + x] = int(k * (1 << _PRECISION_BITS) + (-0.5 if k < 0 else 0.5))
+    return weights
+
+
+def _pass(weights: np.ndarray, pixels: np.ndarray, axis: int) -> np.ndarray:
+    # one resampling pass over rows (axis 1) or columns (axis 0), rounded and clipped as Pillow does
+    summed = pixels @ weights.T if axis == 1 else weights @ pixels
+    return np.clip(np.floor((summed + _ROUND_HALF) * _UNSCALE), 0.0, 255.0)
+
+
+def _numpy_resize(pixels: np.ndarray, size: tuple[int, int], resample: int, horizontal_first: bool) -> np.ndarray:
+    height, width = pixels.shape
+    out = pixels.astype(np.float64)
+    passes = [(1, width, size[0]), (0, height, size[1])]
+    if not horizontal_first:
+        passes.reverse()
+    for axis, in_size, out_size in passes:
+        if in_size != out_size:
+            out = _pass(_weights(in_size, out_size, resample), out, axis)
+    return out
+
+
+# (height, width, out_width, out_height, resample) -> times seen, then True/False (horizontal
+# pass first) once checked, or None when Pillow must be used
+_resize_shapes: dict[tuple, object] = {}
+
+
+def _check_shape(key: tuple) -> bool | None:
+    height, width, out_width, out_height, resample = key
+    rng = np.random.default_rng(len(_resize_shapes))
+    for _ in range(3):
+        probe = rng.integers(0, 256, (height, width), dtype=np.uint8)
+        pillow = np.asarray(Image.fromarray(probe, "L").resize((out_width, out_height), resample))
+        matches = [order for order in (True, False)
+                   if np.array_equal(_numpy_resize(probe, (out_width, out_height), resample, order), pillow)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            return None
+    return matches[0] if matches else None
+
+
+def resize_grey(grey: Image.Image | None, pixels: np.ndarray, size: tuple[int, int],
+                resample: int = Image.Resampling.LANCZOS) -> np.ndarray:
+    """``numpy.asarray(grey.resize(size, resample))`` ('L' image, LANCZOS or BILINEAR) as float64.
+
+    ``pixels`` is ``grey``'s uint8 array (``grey`` may be None: made from it when needed). Bit-identical to Pillow: a shape is resized with
+    matrices only after it was seen once and checked against Pillow (see ``_check_shape``).
+    """
+    height, width = pixels.shape
+    key = (height, width, size[0], size[1], int(resample))
+    state = _resize_shapes.get(key, 0)
+    if state is True or state is False:
+        return _numpy_resize(pixels, size, resample, state)
+    if state is not None and (height, width) != (size[1], size[0]):
+        if len(_resize_shapes) >= _SHAPES_KEPT:
+            _resize_shapes.clear()
+        # a shape seen once may be a one-off: checking it costs more than a Pillow resize
+        _resize_shapes[key] = _check_shape(key) if state >= 1 else state + 1
+    if grey is None:
+        grey = Image.fromarray(np.ascontiguousarray(pixels), "L")
+    return _pixels(grey.resize(size, resample), size[1], size[0]).astype(np.float64)
+
+
+@functools.lru_cache(maxsize=_SHAPES_KEPT)
+def _stacked_weights(width: int, widths: tuple[int, ...], resample: int) -> np.ndarray:
+    return np.concatenate([_weights(width, w, resample) for w in widths])
+
+
+def resize_grey_many(grey: Image.Image, pixels: np.ndarray, sizes: tuple[tuple[int, int], ...],
+                     resample: int = Image.Resampling.LANCZOS) -> list[np.ndarray]:
+    """``resize_grey`` to each of ``sizes``; one horizontal pass serves them all when Pillow's order allows."""
+    height, width = pixels.shape
+    ready = all(_resize_shapes.get((height, width, w, h, int(resample))) is True and w != width and h != height
+                for w, h in sizes)
+    if not ready:
+        return [resize_grey(grey, pixels, size, resample) for size in sizes]
+    widths = tuple(w for w, _ in sizes)
+    rows = _pass(_stacked_weights(width, widths, resample), pixels.astype(np.float64), 1)
+    out, start = [], 0
+    for w, h in sizes:
+        out.append(_pass(_weights(height, h, resample), rows[:, start:start + w], 0))
+        start += w
+    return out
+
+
 def compute_hashes(image: Image.Image) -> Hashes:
     """pHash, dHash and aHash of ``image``, bit-identical to imagehash's functions on it.
 
@@ -194,19 +335,18 @@ def hashes_and_dct_block(image: Image.Image) -> tuple[Hashes, np.ndarray]:
     The block gives the other orientations' pHash for a few microseconds (``variants``).
     """
     grey = image if image.mode == "L" else image.convert("L")
+    full = _pixels(grey, grey.height, grey.width)
 
-    pixels = _pixels(grey.resize((PHASH_SIZE, PHASH_SIZE), _LANCZOS), PHASH_SIZE, PHASH_SIZE)
+    pixels, dpixels, apixels = resize_grey_many(
+        grey, full, ((PHASH_SIZE, PHASH_SIZE), (HASH_SIZE + 1, HASH_SIZE), (HASH_SIZE, HASH_SIZE)))
     dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
     low = dct[:HASH_SIZE, :HASH_SIZE]
     # numpy.median of 64 values is the mean of the two middle ones: same float, a fraction of the cost
     middle = np.sort(low, axis=None)[HASH_SIZE * HASH_SIZE // 2 - 1: HASH_SIZE * HASH_SIZE // 2 + 1]
     phash = bits_to_int64(low > (middle[0] + middle[1]) / 2)
 
-    pixels = _pixels(grey.resize((HASH_SIZE + 1, HASH_SIZE), _LANCZOS), HASH_SIZE, HASH_SIZE + 1)
-    dhash = bits_to_int64(pixels[:, 1:] > pixels[:, :-1])
-
-    pixels = _pixels(grey.resize((HASH_SIZE, HASH_SIZE), _LANCZOS), HASH_SIZE, HASH_SIZE)
-    ahash = bits_to_int64(pixels > np.mean(pixels))
+    dhash = bits_to_int64(dpixels[:, 1:] > dpixels[:, :-1])
+    ahash = bits_to_int64(apixels > np.mean(apixels))
     return Hashes(phash=phash, dhash=dhash, ahash=ahash), low
 
 

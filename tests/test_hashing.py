@@ -203,3 +203,22 @@ def test_worker_result_never_raises(tmp_path):
     good = bytes(save(photo(42, (64, 64)), tmp_path / "ok.png"))
     row = hashing.hash_file_result(good)
     assert row[-2] is None and row[5] is not None
+
+
+@pytest.mark.parametrize("size", [(64, 64), (500, 375), (375, 500), (97, 61), (61, 97), (300, 40), (9, 8), (33, 200)])
+def test_matrix_resize_is_pillows_resize_byte_for_byte(size):
+    # A shape is resized with matrices from its second sighting on (after a check against
+    # Pillow): the hashes of every later image of that shape must still be imagehash's.
+    rng = np.random.default_rng(size[0] * 1000 + size[1])
+    images = [photo(40 + k, size) for k in range(3)] + [Image.fromarray(rng.integers(0, 256, size[::-1], np.uint8))]
+    for image in images + images:
+        assert ours(image) == imagehash_values(image), size
+        grey = image.convert("L")
+        pixels = np.asarray(grey)
+        for resample in (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR):
+            for out in ((32, 32), (9, 8)):
+                expected = np.asarray(grey.resize(out, resample))
+                assert np.array_equal(hashing.resize_grey(grey, pixels, out, resample), expected)
+                assert np.array_equal(hashing.resize_grey(None, pixels, out, resample), expected)
+    checked = [state for key, state in hashing._resize_shapes.items() if key[:2] == size[::-1]]
+    assert checked and all(state is True or state is False for state in checked), "the matrix path was not used"
