@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DbdedupError
-from .hashing import resize_grey
+from .hashing import resize_grey, resize_stack
 
 EMBEDDING_DIM = 64
 
@@ -202,6 +202,83 @@ class GreyEmbedder(Embedder):
     def describe(self, image: Image.Image) -> np.ndarray:
         """The raw descriptor of a decoded working image (float32, shape (raw_dim,))."""
         return grey_features(normalised_thumbnail(image))
+
+    def describe_many(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """``describe`` of each image (equal within float32 rounding), stacking those that allow it.
+
+        Greyscale working images of one shape with no uniform edge to trim (most photos) share
+        one resize, normalisation and feature computation; the others are described one by one.
+        """
+        out: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            if image.mode == "L" and min(image.size) // _REDUCE_TO < 2 and min(image.size) >= 8:
+                groups.setdefault(image.size, []).append(index)
+            else:
+                out[index] = self.describe(image)
+        for members in groups.values():
+            stack = np.stack([np.asarray(images[i]) for i in members])
+            plain = _untrimmed(stack)
+            together = [i for i, keep in zip(members, plain) if keep]
+            thumbs = (resize_stack(stack[plain], (_THUMB, _THUMB), Image.Resampling.BILINEAR)
+                      if len(together) > 1 else None)
+            if thumbs is not None:
+                for i, vector in zip(together, grey_features_many(_normalise_many(thumbs.astype(np.float32)))):
+                    out[i] = vector
+            for i in members:
+                if out[i] is None:
+                    out[i] = self.describe(images[i])
+        return out
+
+
+
+def _untrimmed(stack: np.ndarray, tolerance: int = _TRIM_TOLERANCE) -> np.ndarray:
+    """For (n, h, w) uint8 images: True where ``trim_box`` keeps the whole image for lack of a flat edge."""
+    count = stack.shape[0]
+    corners = np.sort(stack[:, [0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int16), axis=1)
+    corner = ((corners[:, 1] + corners[:, 2]) // 2)[:, None]  # trim_box's median, truncated
+    flat_edge = np.zeros(count, dtype=bool)
+    for edge in (stack[:, 0, :], stack[:, -1, :], stack[:, :, 0], stack[:, :, -1]):
+        flat_edge |= (np.abs(edge.astype(np.int16) - corner) <= tolerance).all(axis=1)
+    return ~flat_edge
+
+
+def _normalise_many(thumbs: np.ndarray) -> np.ndarray:
+    # normalised_thumbnail's last step on a stack: zero mean, unit std, flat images all zeros
+    mean = thumbs.mean(axis=(1, 2), keepdims=True)
+    std = thumbs.std(axis=(1, 2), keepdims=True)
+    varied = std > 1.0
+    return np.where(varied, (thumbs - mean) / np.where(varied, std, 1.0), 0.0).astype(np.float32)
+
+
+def _units(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.where(norms > 1e-12, rows / np.where(norms > 1e-12, norms, 1.0), rows)
+
+
+def grey_features_many(z: np.ndarray) -> list[np.ndarray]:
+    """``grey_features`` of a stack of normalised thumbnails (n, 32, 32), within float32 rounding."""
+    count = z.shape[0]
+    dct = (_DCT @ z @ _DCT.T).reshape(count, -1)[:, 1:]
+    gy = np.zeros_like(z)
+    gx = np.zeros_like(z)
+    gy[:, 1:-1] = z[:, 2:] - z[:, :-2]
+    gx[:, :, 1:-1] = z[:, :, 2:] - z[:, :, :-2]
+    magnitude = np.sqrt(gx * gx + gy * gy).reshape(count, -1)
+    angle = np.arctan2(gy, gx).reshape(count, -1) % np.pi
+    bins = np.rint(angle * (_HOG_BINS / np.pi)).astype(np.int64) % _HOG_BINS
+    cells = _HOG_CELLS * _HOG_CELLS * _HOG_BINS
+    offsets = (np.arange(count) * cells)[:, None]
+    # one bincount for the stack: each image's values are added in the same order as alone
+    hog = np.bincount((offsets + _CELL_INDEX * _HOG_BINS + bins).ravel(), weights=magnitude.ravel(),
+                      minlength=count * cells).reshape(count, cells)
+    hog = np.sqrt(hog)
+    levels = np.clip(((z.reshape(count, -1) + 2.5) * (_HIST_BINS / 5.0)).astype(np.int64), 0, _HIST_BINS - 1)
+    hist = np.bincount((levels + (np.arange(count) * _HIST_BINS)[:, None]).ravel(),
+                       minlength=count * _HIST_BINS).reshape(count, _HIST_BINS)
+    hist = np.sqrt(hist / z[0].size)
+    features = np.concatenate([_W_DCT * _units(dct), _W_HOG * _units(hog), _W_HIST * _units(hist)], axis=1)
+    return list(features.astype(np.float32))
 
 
 # ---------------------------------------------------------------- ONNX models

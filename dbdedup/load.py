@@ -153,7 +153,7 @@ def _init_worker(extras: hashing.Extras | None = None) -> None:
 
 
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple]:
-    return [hashing.hash_file_result(path, max_pixels, _worker_extras) for path in paths]
+    return hashing.hash_files(paths, max_pixels, _worker_extras)
 
 
 def _pool_context():

@@ -222,3 +222,30 @@ def test_matrix_resize_is_pillows_resize_byte_for_byte(size):
                 assert np.array_equal(hashing.resize_grey(None, pixels, out, resample), expected)
     checked = [state for key, state in hashing._resize_shapes.items() if key[:2] == size[::-1]]
     assert checked and all(state is True or state is False for state in checked), "the matrix path was not used"
+
+
+def test_hash_files_gives_each_files_own_result_when_stacking(tmp_path):
+    from dbdedup.embedding import GreyEmbedder, raw_from_bytes
+    from PIL import ImageOps
+
+    paths = []
+    for k in range(10):
+        image = photo(60 + k, (128, 128))
+        if k in (3, 7):
+            image = ImageOps.expand(image.resize((112, 112)), 8, fill=(0, 0, 0))  # a frame to trim
+        paths.append(save(image, tmp_path / f"p{k}.jpg", quality=90))
+    paths.append(save(photo(80, (96, 64)), tmp_path / "colour.png"))
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    paths.append(tmp_path / "bad.jpg")
+    paths = [bytes(p) for p in paths]
+    extras = hashing.Extras(orientations=True, embedder=GreyEmbedder())
+    for _ in range(2):  # the second time, the 64x64 drafts' shape is known and they are stacked
+        batch = hashing.hash_files(paths, extras=extras)
+    assert hashing._resize_shapes[(64, 64, 32, 32, int(Image.Resampling.LANCZOS))] is True
+    for path, got in zip(paths, batch):
+        alone = hashing.hash_file_result(path, extras=extras)
+        assert got[:15] + got[16:] == alone[:15] + alone[16:], path
+        if alone[15] is not None:
+            dim = GreyEmbedder.raw_dim
+            assert np.allclose(raw_from_bytes(got[15], dim), raw_from_bytes(alone[15], dim), atol=1e-3)
+    assert batch[-1][16] == "not_an_image" and batch[0][16] is None
