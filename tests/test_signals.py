@@ -413,3 +413,24 @@ def test_downgrade_to_0002_and_upgrade_again_with_data(db_dsn, tmp_path):
         assert again.loaded == len(files) and again.embedded == len(files)
         result = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
         assert result.matched and grouping(conn) == groups
+
+
+def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_path):
+    # 30 copies of one photo sit at similarity 1.0 from each other: the k-NN search must look past them
+    root = tmp_path / "crowd"
+    first = save(photo(1), root / "orig1.jpg", quality=95)
+    for i in range(30):
+        shutil.copy2(first, root / f"copy{i:02d}.jpg")
+    save(resized(reencoded(photo(1), 70), 0.6), root / "small1.jpg", quality=80)
+    for s in (2, 3, 4):
+        save(photo(s), root / f"other{s}.jpg", quality=95)
+    load_paths(conn, [root], workers=2)
+    result = matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8, neighbours=3)
+    assert result.embeddings.probes == 5  # one image per group of identical files
+    ids = ids_by_path(conn)
+    representative = min(i for p, i in ids.items() if "copy" in p or p.endswith("orig1.jpg"))
+    pair = phash_pairs(conn).get(frozenset((representative, ids[str(root / "small1.jpg")])))
+    assert pair is not None and pair["similarity"] is not None and pair["similarity"] >= 0.8
+    clusters.build_clusters(conn, max_distance=8, rule="embedding", min_similarity=0.8)
+    group = [g for g in cluster_groups(conn).values() if ids[str(root / "small1.jpg")] in g]
+    assert len(group) == 1 and len(group[0]) == 32

@@ -425,11 +425,17 @@ BEGIN
     WHERE e.embedding IS NOT NULL AND i.status = 'ok'
       AND (is_full OR i.change_seq > st.matched_seq) AND i.change_seq <= mark
       AND NOT dbdedup.is_low_information(i.phash)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.value = i.phash AND h.is_common);
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.value = i.phash AND h.is_common)
+      -- one image per group of byte-identical files (the smallest id): copies share its pairs
+      AND NOT EXISTS (SELECT 1 FROM dbdedup.images j WHERE j.sha256 = i.sha256 AND j.status = 'ok' AND j.id < i.id);
     SELECT count(*) INTO n_probe FROM em_probe;
 
     -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
     PERFORM set_config('hnsw.ef_search', greatest(40, keep_neighbours * 2)::text, true);
+    -- copies are filtered out of each search; pgvector 0.8 keeps scanning until k rows pass the filter
+    -- (older pgvector returns fewer: a little recall lost where many byte-identical copies exist)
+    PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+    PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
     SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
     FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
     IF lists IS NOT NULL THEN
@@ -445,6 +451,8 @@ BEGIN
             SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
             FROM dbdedup.image_embeddings e
             WHERE e.embedding IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM dbdedup.images c JOIN dbdedup.images j ON j.sha256 = c.sha256
+                              WHERE c.id = e.image_id AND j.status = 'ok' AND j.id < c.id)
             ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
             LIMIT %2$s
         ) n

@@ -13,8 +13,14 @@ SELECT e.embedder FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id 
 ORDER BY i.change_seq DESC LIMIT 1;
 
 -- name: fit_sample
--- A fixed pseudo-random sample of the embedder's descriptors (the same rows on every call).
-SELECT raw FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s
+-- A fixed pseudo-random sample of the embedder's descriptors (the same rows on every call), one per
+-- group of byte-identical files so that many copies of one picture do not steer the PCA.
+SELECT raw FROM (
+    SELECT DISTINCT ON (i.sha256) e.image_id, e.raw
+    FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
+    WHERE e.embedder = %(embedder)s AND i.status = 'ok'
+    ORDER BY i.sha256, e.image_id
+) d
 ORDER BY hashint8(image_id), image_id LIMIT %(limit)s;
 
 -- name: store_reduction

@@ -63,16 +63,39 @@ SELECT distance, count(*) AS images FROM nearest GROUP BY distance ORDER BY dist
 SELECT max_distance::int FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
 
 -- name: pairs
--- Every known pair up to a distance, most similar first.
-SELECT p.distance::int AS distance,
+-- Every known pair up to a distance, most similar first. Exact copies are stored as stars (each copy
+-- paired with its group's representative only) and near pairs between representatives; the listing
+-- gives every copy its representative's near pairs (a variant name seen from the other side is the
+-- inverse rotation), and the exact groups as their star rows.
+WITH near AS (
+    SELECT p.image_a, p.image_b, p.distance, p.transform, p.transform_distance, p.similarity
+    FROM dbdedup.pairs p
+    WHERE p.hash_kind = %(hash_kind)s AND NOT p.is_exact
+      AND (p.distance <= %(max_distance)s OR p.transform_distance <= %(max_distance)s)
+), listed AS (
+    SELECT least(a.m, b.m) AS image_a, greatest(a.m, b.m) AS image_b, n.distance,
+           CASE WHEN a.m < b.m THEN n.transform ELSE dbdedup.inverse_transform(n.transform) END AS transform,
+           n.transform_distance, n.similarity
+    FROM near n
+    CROSS JOIN LATERAL (SELECT n.image_a UNION ALL
+                        SELECT x.image_b FROM dbdedup.pairs x
+                        WHERE x.hash_kind = %(hash_kind)s AND x.image_a = n.image_a AND x.is_exact) a(m)
+    CROSS JOIN LATERAL (SELECT n.image_b UNION ALL
+                        SELECT x.image_b FROM dbdedup.pairs x
+                        WHERE x.hash_kind = %(hash_kind)s AND x.image_a = n.image_b AND x.is_exact) b(m)
+    UNION ALL
+    SELECT p.image_a, p.image_b, p.distance, NULL, NULL, NULL
+    FROM dbdedup.pairs p
+    WHERE p.hash_kind = %(hash_kind)s AND p.is_exact
+)
+SELECT l.distance::int AS distance,
        a.id AS image_a, a.path AS path_a, a.path_bytes AS path_bytes_a,
        b.id AS image_b, b.path AS path_b, b.path_bytes AS path_bytes_b,
        a.width AS width_a, a.height AS height_a, a.size_bytes AS bytes_a,
        b.width AS width_b, b.height AS height_b, b.size_bytes AS bytes_b,
        a.sha256 = b.sha256 AS exact,
-       p.transform, p.transform_distance::int AS transform_distance, p.similarity
-FROM dbdedup.pairs p
-JOIN dbdedup.images a ON a.id = p.image_a AND a.status = 'ok'
-JOIN dbdedup.images b ON b.id = p.image_b AND b.status = 'ok'
-WHERE p.hash_kind = %(hash_kind)s AND (p.distance <= %(max_distance)s OR p.transform_distance <= %(max_distance)s)
-ORDER BY p.distance, a.path, b.path
+       l.transform, l.transform_distance::int AS transform_distance, l.similarity
+FROM listed l
+JOIN dbdedup.images a ON a.id = l.image_a AND a.status = 'ok'
+JOIN dbdedup.images b ON b.id = l.image_b AND b.status = 'ok'
+ORDER BY l.distance, a.path, b.path
