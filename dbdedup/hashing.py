@@ -47,6 +47,7 @@ REASONS: dict[str, str] = {
     "broken_symlink": "a symbolic link whose target does not exist",
     "symlink_loop": "a symbolic link that points to itself, directly or through other links",
     "unreadable": "the file system returned an error while reading",
+    "worker_crashed": "the process hashing it died, twice (a decoder crash on this file, or out of memory)",
 }
 
 # Errors that depend on the environment rather than on the bytes: retried on every

@@ -8,7 +8,10 @@ The data flow, all streaming (memory stays flat whatever the number of files):
     into dbdedup.images + dbdedup.load_errors, committed per batch.
 
 A batch is one transaction, so a load killed at any moment leaves whole rows
-only, and the next load carries on from what is stored. One load at a time per
+only, and the next load carries on from what is stored. A worker process that
+dies (a decoder crash, the OOM killer) loses only its chunks in flight: they
+are hashed again one file per task in a fresh one-worker pool, where a file
+that kills its worker again becomes an error row ('worker_crashed'). One load at a time per
 database (an advisory lock); a run found still 'running' was killed and is
 marked 'interrupted'.
 """
@@ -140,9 +143,14 @@ def _signed64(value: int | None) -> int | None:
 
 _worker_extras: hashing.Extras | None = None
 
+# For tests only: when this environment variable is set, a worker kills itself (SIGKILL, as a
+# decoder segfault or the OOM killer would) on a file whose name contains its value.
+CRASH_MARKER_VARIABLE = "DBDEDUP_TEST_CRASH_MARKER"
+_crash_marker: bytes | None = None
+
 
 def _init_worker(extras: hashing.Extras | None = None) -> None:
-    global _worker_extras
+    global _worker_extras, _crash_marker
     # Ctrl-C is the parent's business: it stops the pool and records the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The loader checks --max-pixels from the header itself; Pillow's global
@@ -150,9 +158,12 @@ def _init_worker(extras: hashing.Extras | None = None) -> None:
     hashing.Image.MAX_IMAGE_PIXELS = None
     # given once per worker, not with every chunk (an ONNX embedder is not small)
     _worker_extras = extras
+    _crash_marker = os.environb.get(CRASH_MARKER_VARIABLE.encode()) or None
 
 
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple]:
+    if _crash_marker is not None and any(_crash_marker in os.path.basename(path) for path in paths):
+        os.kill(os.getpid(), signal.SIGKILL)
     return hashing.hash_files(paths, max_pixels, _worker_extras)
 
 
@@ -286,29 +297,50 @@ class _Loader:
 
     def run(self, roots: list[bytes], recursive: bool, workers: int) -> None:
         self.create_temp_tables()
-        in_flight: set[cf.Future] = set()
+        in_flight: dict[cf.Future, list[bytes]] = {}
         max_in_flight = workers * CHUNKS_IN_FLIGHT_PER_WORKER
+        pool = _new_pool(workers, self.extras)
+
+        def take(future: cf.Future, lost: list[bytes]) -> None:
+            chunk = in_flight.pop(future)
+            try:
+                rows = future.result()
+            except cf.process.BrokenProcessPool:
+                lost.extend(chunk)
+                return
+            for row in rows:
+                self.add_result(row)
 
         def collect(block: bool) -> None:
+            nonlocal pool
             if not in_flight:
                 return
             done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+            lost: list[bytes] = []
             for future in done:
-                in_flight.discard(future)
-                try:
-                    rows = future.result()
-                except cf.process.BrokenProcessPool as exc:
-                    raise DbdedupError(
-                        "a worker process died while hashing images (out of memory, or a decoder crashed on a file)",
-                        hint="everything written so far is kept: run the same command again to continue",
-                    ) from exc
-                for row in rows:
-                    self.add_result(row)
+                take(future, lost)
+            if lost:
+                # A worker died (a decoder crash, the OOM killer) and took every chunk in flight
+                # with it: keep what finished, then find the guilty file one file at a time.
+                for future in cf.as_completed(list(in_flight)):
+                    take(future, lost)
+                _shutdown(pool)
+                self.hash_one_by_one(lost)
+                pool = _new_pool(workers, self.extras)
             self.progress.files_done(self.done, self.error_count)
             self.write_if_due()
 
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-                                      initargs=(self.extras,))
+        def submit(chunk: list[bytes]) -> None:
+            while len(in_flight) >= max_in_flight:
+                collect(block=True)
+            try:
+                future = pool.submit(_hash_chunk, chunk, self.max_pixels)
+            except cf.process.BrokenProcessPool as exc:
+                # the pool broke since the last collect: the chunk is lost like those in flight
+                future = cf.Future()
+                future.set_exception(exc)
+            in_flight[future] = chunk
+
         try:
             for batch in _batches(scan(roots, recursive=recursive), self):
                 todo = self.files_to_hash(batch) if batch else set()
@@ -325,25 +357,72 @@ class _Loader:
                     chunk.append(entry.path)
                     chunk_bytes += entry.size
                     if len(chunk) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
-                        while len(in_flight) >= max_in_flight:
-                            collect(block=True)
-                        in_flight.add(pool.submit(_hash_chunk, chunk, self.max_pixels))
+                        submit(chunk)
                         chunk, chunk_bytes = [], 0
                 if chunk:
-                    while len(in_flight) >= max_in_flight:
-                        collect(block=True)
-                    in_flight.add(pool.submit(_hash_chunk, chunk, self.max_pixels))
+                    submit(chunk)
                 collect(block=False)
             self.progress.files_found(self.found, True)
             while in_flight:
                 collect(block=True)
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            _terminate_workers(pool)
+            _abandon(pool)
             raise
         pool.shutdown(wait=True)
         self.write_if_due(force=True)
         self.mark_missing(roots, recursive)
+
+    def hash_one_by_one(self, paths: list[bytes]) -> None:
+        """Hash ``paths`` one per task in a one-worker pool: a file that kills its worker again
+        becomes an error row ('worker_crashed'), and a fresh worker takes the next file."""
+        pool = None
+        try:
+            for path in paths:
+                if pool is None:
+                    pool = _new_pool(1, self.extras)
+                try:
+                    rows = pool.submit(_hash_chunk, [path], self.max_pixels).result()
+                except cf.process.BrokenProcessPool:
+                    _shutdown(pool)
+                    pool = None
+                    rows = [_crashed_row(path)]
+                for row in rows:
+                    self.add_result(row)
+                self.write_if_due()
+        except BaseException:
+            if pool is not None:
+                _abandon(pool)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _new_pool(workers: int, extras: hashing.Extras) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                                  initargs=(extras,))
+
+
+def _abandon(pool: cf.ProcessPoolExecutor) -> None:
+    pool.shutdown(wait=False, cancel_futures=True)
+    _terminate_workers(pool)
+
+
+def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
+    # a broken pool: stop what is left of it and reap its processes
+    _abandon(pool)
+    pool.shutdown(wait=True)
+
+
+def _crashed_row(path: bytes) -> tuple:
+    size = mtime = device = inode = None
+    try:
+        st = os.stat(path)
+        size, mtime, device, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
+    except OSError:
+        pass
+    return (path, size or 0, mtime or 0, device, inode, None, None, None, None, None, None, None, None, None,
+            None, None, "worker_crashed",
+            "the worker process died while hashing this file, twice (a decoder crash, or out of memory)")
 
 
 def _terminate_workers(pool: cf.ProcessPoolExecutor) -> None:
