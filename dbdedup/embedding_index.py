@@ -23,7 +23,7 @@ from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 INDEX_METHODS = ("hnsw", "ivfflat")
-FIT_SAMPLE = 50_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that)
+FIT_SAMPLE = 20_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that; bounds memory)
 MIN_PCA_ROWS = 32  # below this a PCA is noise: a fixed random projection (no centring) stands in
 AUTO_REFIT_BELOW = 2_000  # a reduction fitted on fewer rows is refitted by itself once the rows double
 PROJECT_BATCH = 10_000
