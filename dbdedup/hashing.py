@@ -680,10 +680,13 @@ def hash_files(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS, extras:
             if key[0] == "alone" or len(members) == 1:
                 computed = [hashes_and_dct_block(image) for image in images]
                 hashes, blocks = [h for h, _ in computed], [b for _, b in computed]
+                variants = ([phash_variants(image, block) for image, block in zip(images, blocks)]
+                            if extras and extras.orientations else [None] * len(members))
             else:
-                hashes, blocks = _stacked_hashes(np.stack([_pixels(im, *key) for im in images]))
-            variants = ([phash_variants(image, block) for image, block in zip(images, blocks)]
-                        if extras and extras.orientations else [None] * len(members))
+                stack = np.stack([_pixels(im, *key) for im in images])
+                hashes, blocks = _stacked_hashes(stack)
+                variants = (_stacked_variants(images, stack, blocks)
+                            if extras and extras.orientations else [None] * len(members))
             raws = _raw_descriptors(embedder, images) if embedder is not None else [None] * len(members)
         except Exception:
             for i in members:
@@ -695,6 +698,17 @@ def hash_files(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS, extras:
                           image.width, image.height, image.frames, h.phash, h.dhash, h.ahash, v,
                           embedder.name if raw is not None else None, raw, None, None)
     return results
+
+
+def _stacked_variants(images: list[Image.Image], stack: np.ndarray, blocks: np.ndarray) -> list[list[int]]:
+    # phash_variants of a stack: the orientations at once; an image whose corners agree (it may
+    # have a border to trim) goes through the full computation alone
+    from .variants import corners_disagree, orientation_hashes_many
+
+    plain = corners_disagree(stack)
+    orientations = orientation_hashes_many(blocks)
+    return [list(found) if keep else phash_variants(image, block)
+            for image, block, found, keep in zip(images, blocks, orientations, plain)]
 
 
 def _raw_descriptors(embedder, images: list[Image.Image]) -> list[bytes | None]:

@@ -140,6 +140,20 @@ def orientation_hashes(block: np.ndarray) -> tuple[int, ...]:
     return tuple(_threshold(block.ravel()[_INDICES] * _SIGNS))
 
 
+def orientation_hashes_many(blocks: np.ndarray) -> list[tuple[int, ...]]:
+    """``orientation_hashes`` of n blocks ((n, 8, 8)) at once."""
+    count = blocks.shape[0]
+    flat = _threshold((blocks.reshape(count, -1)[:, _INDICES] * _SIGNS).reshape(count * len(ORIENTATIONS), -1))
+    step = len(ORIENTATIONS)
+    return [tuple(flat[k:k + step]) for k in range(0, len(flat), step)]
+
+
+def corners_disagree(pixels: np.ndarray) -> np.ndarray:
+    """For n greyscale images ((n, h, w) uint8): True where ``trim_box`` stops at the corners (no border)."""
+    corners = pixels[:, [0, 0, -1, -1], [0, -1, 0, -1]].astype(np.int16)
+    return corners.max(axis=1) - corners.min(axis=1) > BORDER_TOLERANCE
+
+
 def _content_span(profile: np.ndarray, start: int, stop: int) -> tuple[int, int]:
     # On a reduced image (JPEG draft decoding, box reduction) the line where the frame meets the
     # content is a blend of both; keeping a line that is mostly frame shifts the crop by up to a
