@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Union
 
 import numpy as np
-import scipy.fftpack
 from PIL import Image, ImageFile
 
 from .scan import sniff_format
@@ -149,6 +148,14 @@ class ImageInfo:
     phash_variants: list[int] | None = None  # 7 orientations, then trimmed + its 7 (when trimmed)
     embedder: str | None = None
     raw_descriptor: bytes | None = None
+
+
+def _dct(pixels: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fftpack.dct`` (imagehash's transform), imported on first use: the import costs
+    about 0.2 s, which the loader's parent process and the other commands never need."""
+    import scipy.fftpack
+
+    return scipy.fftpack.dct(pixels, axis=axis)
 
 
 # ---------------------------------------------------------------- hash encoding
@@ -353,7 +360,7 @@ def hashes_and_dct_block(image: Image.Image) -> tuple[Hashes, np.ndarray]:
 
     pixels, dpixels, apixels = resize_grey_many(
         grey, full, ((PHASH_SIZE, PHASH_SIZE), (HASH_SIZE + 1, HASH_SIZE), (HASH_SIZE, HASH_SIZE)))
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    dct = _dct(_dct(pixels, axis=0), axis=1)
     low = dct[:HASH_SIZE, :HASH_SIZE]
     # numpy.median of 64 values is the mean of the two middle ones: same float, a fraction of the cost
     middle = np.sort(low, axis=None)[HASH_SIZE * HASH_SIZE // 2 - 1: HASH_SIZE * HASH_SIZE // 2 + 1]
@@ -622,7 +629,7 @@ def _stacked_hashes(pixels: np.ndarray) -> tuple[list[Hashes], np.ndarray]:
     thumbs = _pass(_weights(height, PHASH_SIZE, _LANCZOS), rows[:, :, :PHASH_SIZE], 0)
     small = _pass(_weights(height, HASH_SIZE, _LANCZOS), rows[:, :, PHASH_SIZE:], 0)
     dpixels, apixels = small[:, :, :HASH_SIZE + 1], small[:, :, HASH_SIZE + 1:]
-    low = scipy.fftpack.dct(scipy.fftpack.dct(thumbs, axis=1), axis=2)[:, :HASH_SIZE, :HASH_SIZE]
+    low = _dct(_dct(thumbs, axis=1), axis=2)[:, :HASH_SIZE, :HASH_SIZE]
     flat = low.reshape(count, HASH_SIZE * HASH_SIZE)
     middle = np.sort(flat, axis=1)[:, HASH_SIZE * HASH_SIZE // 2 - 1: HASH_SIZE * HASH_SIZE // 2 + 1]
     phash = _packed(flat > ((middle[:, 0] + middle[:, 1]) / 2)[:, None])

@@ -32,10 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fftpack
 from PIL import Image
 
-from .hashing import HASH_SIZE, PHASH_SIZE, _pixels
+from .hashing import HASH_SIZE, PHASH_SIZE, _dct, _pixels
 
 # The 7 non-identity orientations, named after PIL's Image.Transpose members
 # (rotate_90 is Transpose.ROTATE_90: counter-clockwise).
@@ -120,7 +119,7 @@ def dct_block(grey: Image.Image) -> np.ndarray:
 
 def dct_of_pixels(pixels: np.ndarray) -> np.ndarray:
     """The 8x8 low-frequency block of the 2-D DCT-II of a 32x32 pixel array (imagehash's transform)."""
-    return scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:HASH_SIZE, :HASH_SIZE]
+    return _dct(_dct(pixels, axis=0), axis=1)[:HASH_SIZE, :HASH_SIZE]
 
 
 def _threshold(blocks: np.ndarray) -> list[int]:
