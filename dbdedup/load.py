@@ -156,6 +156,7 @@ def _init_worker(extras: hashing.Extras | None = None) -> None:
     # The loader checks --max-pixels from the header itself; Pillow's global
     # limit would otherwise refuse images the user allowed.
     hashing.Image.MAX_IMAGE_PIXELS = None
+    hashing.limit_blas_threads()
     # given once per worker, not with every chunk (an ONNX embedder is not small)
     _worker_extras = extras
     _crash_marker = os.environb.get(CRASH_MARKER_VARIABLE.encode()) or None
