@@ -203,6 +203,8 @@ _PRECISION_BITS = 22
 _ROUND_HALF = float(1 << (_PRECISION_BITS - 1))
 _UNSCALE = 1.0 / (1 << _PRECISION_BITS)
 _SHAPES_KEPT = 512  # distinct (input, output, filter) shapes remembered per process
+_WEIGHTS_KEPT = 64  # weight matrices kept (up to 32 x 1024 float64 each: 16 MB at most per cache)
+_MATRIX_MAX_SIDE = 1024  # larger inputs keep Pillow's resize (their decode dwarfs it anyway)
 
 
 def limit_blas_threads() -> bool:
@@ -261,7 +263,7 @@ def _bilinear(x: float) -> float:
 _FILTERS = {Image.Resampling.LANCZOS: (_lanczos, 3.0), Image.Resampling.BILINEAR: (_bilinear, 1.0)}
 
 
-@functools.lru_cache(maxsize=_SHAPES_KEPT)
+@functools.lru_cache(maxsize=_WEIGHTS_KEPT)
 def _weights(in_size: int, out_size: int, resample: int) -> np.ndarray:
     """The (out_size, in_size) integer weights Pillow uses along one axis, as float64."""
     function, support = _FILTERS[resample]
@@ -330,15 +332,16 @@ def resize_grey(grey: Image.Image | None, pixels: np.ndarray, size: tuple[int, i
                 resample: int = Image.Resampling.LANCZOS) -> np.ndarray:
     """``numpy.asarray(grey.resize(size, resample))`` ('L' image, LANCZOS or BILINEAR) as float64.
 
-    ``pixels`` is ``grey``'s uint8 array (``grey`` may be None: made from it when needed). Bit-identical to Pillow: a shape is resized with
-    matrices only after it was seen once and checked against Pillow (see ``_check_shape``).
+    ``pixels`` is ``grey``'s uint8 array (``grey`` may be None: made from it when needed).
+    Bit-identical to Pillow: a shape is resized with matrices only after it was seen once and
+    checked against Pillow (see ``_check_shape``), and only up to _MATRIX_MAX_SIDE pixels a side.
     """
     height, width = pixels.shape
     key = (height, width, size[0], size[1], int(resample))
     state = _resize_shapes.get(key, 0)
     if state is True or state is False:
         return _numpy_resize(pixels, size, resample, state)
-    if state is not None and (height, width) != (size[1], size[0]):
+    if state is not None and (height, width) != (size[1], size[0]) and max(height, width) <= _MATRIX_MAX_SIDE:
         if len(_resize_shapes) >= _SHAPES_KEPT:
             _resize_shapes.clear()
         # a shape seen once may be a one-off: checking it costs more than a Pillow resize
@@ -357,7 +360,7 @@ def resize_stack(pixels: np.ndarray, size: tuple[int, int], resample: int) -> np
     return _numpy_resize(pixels, size, resample, state)
 
 
-@functools.lru_cache(maxsize=_SHAPES_KEPT)
+@functools.lru_cache(maxsize=_WEIGHTS_KEPT)
 def _stacked_weights(width: int, widths: tuple[int, ...], resample: int) -> np.ndarray:
     return np.concatenate([_weights(width, w, resample) for w in widths])
 
