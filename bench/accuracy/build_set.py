@@ -19,7 +19,8 @@ Candidates that are already near-duplicates of each other (animation frames,
 one wallpaper at several sizes, the same stamp twice) are dropped before the
 draw, so the ground truth has no unlabelled duplicate: equal pixels, or
 32x32 greyscale thumbnails with correlation >= 0.90, or pHash distance <= 10
-with correlation >= 0.70. The filter looks at pixels first so that pHash's own
+with correlation >= 0.70, in any of the 8 orientations (mirrored sprites and
+arrow icons are duplicates too). The filter looks at pixels first so that pHash's own
 hard negatives (unrelated images with close hashes) stay in the set.
 
 Deterministic: the same seed and package versions give the same files.
@@ -49,6 +50,8 @@ from pathlib import Path
 import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+from dbdedup.variants import compute_variants
 
 BENCH_OUT = Path(__file__).resolve().parents[1] / "out" / "accuracy"
 
@@ -209,6 +212,8 @@ class Decoded:
     phash: int
     thumb: np.ndarray  # zero-mean, unit-norm 32x32 grey
     thumb_std: float
+    oriented_thumbs: np.ndarray  # (8, 1024): the thumbnail under the 8 orientations (identity first)
+    oriented_phashes: np.ndarray  # (8,) uint64: pHash under the 8 orientations (identity first)
 
 
 def describe(candidate: Candidate) -> Decoded | None:
@@ -219,13 +224,21 @@ def describe(candidate: Candidate) -> Decoded | None:
     std = float(grey.std())
     centred = grey - grey.mean()
     norm = np.linalg.norm(centred) or 1.0
+    thumb = (centred / norm).astype(np.float32)
+    square = thumb.reshape(THUMB, THUMB)
+    oriented = [square, square[:, ::-1], square[::-1, :], np.rot90(square, 1), np.rot90(square, 2),
+                np.rot90(square, 3), square.T, np.rot90(square, 2).T]
+    phash = int(str(imagehash.phash(image)), 16)
+    variants = compute_variants(image).orientations
     return Decoded(
         candidate=candidate,
         size=image.size,
         pixel_sha=hashlib.sha256(image.tobytes() + repr(image.size).encode()).digest(),
-        phash=int(str(imagehash.phash(image)), 16),
-        thumb=(centred / norm).astype(np.float32),
+        phash=phash,
+        thumb=thumb,
         thumb_std=std,
+        oriented_thumbs=np.stack([o.ravel() for o in oriented]).astype(np.float32),
+        oriented_phashes=np.array([phash] + [v & 0xFFFF_FFFF_FFFF_FFFF for v in variants], dtype=np.uint64),
     )
 
 
@@ -237,7 +250,8 @@ def drop_near_duplicates(items: list[Decoded], rng: random.Random) -> tuple[list
     thumbs = np.stack([d.thumb for d in items])
     hashes = np.array([d.phash for d in items], dtype=np.uint64)
     kept_idx: list[int] = []
-    stats = {"same_pixels": 0, "thumbnail_correlation": 0, "close_phash_and_correlation": 0}
+    stats = {"same_pixels": 0, "thumbnail_correlation": 0, "close_phash_and_correlation": 0,
+             "flipped_or_rotated": 0}
     seen_sha: set[bytes] = set()
     kept_thumbs = np.zeros_like(thumbs)
     kept_hashes = np.zeros_like(hashes)
@@ -254,6 +268,13 @@ def drop_near_duplicates(items: list[Decoded], rng: random.Random) -> tuple[list
                 continue
             if ((dist <= PHASH_CLOSE) & (corr >= CORR_WITH_CLOSE_PHASH)).any():
                 stats["close_phash_and_correlation"] += 1
+                continue
+            # the same tests against a flipped or rotated candidate: mirrored sprites and icons
+            # (left/right arrows, a creature facing both ways) are duplicates by the set's own rules
+            corr8 = kept_thumbs[:n] @ item.oriented_thumbs.T
+            dist8 = np.bitwise_count(kept_hashes[:n, None] ^ item.oriented_phashes[None, :])
+            if (corr8 >= CORR_DUPLICATE).any() or ((dist8 <= PHASH_CLOSE) & (corr8 >= CORR_WITH_CLOSE_PHASH)).any():
+                stats["flipped_or_rotated"] += 1
                 continue
         seen_sha.add(item.pixel_sha)
         kept_thumbs[n] = thumbs[i]
