@@ -41,14 +41,14 @@ DEFAULT_THRESHOLD = 8
 """Largest pHash Hamming distance (of 64 bits) at which two images count as near-duplicates by default.
 
 Chosen as the largest threshold whose clusters stay about 99% precise on real images:
-``bench/accuracy`` (9,435 images from Debian packages: photos, paintings, wallpapers, clip-art;
-300 originals with 21 edits each plus 2,835 distractors) gives cluster pair precision 0.9989 at 4,
-0.9978 at 6, 0.9952 at 8, 0.9867 at 10 and 0.9411 at 12, and 8 finds more edited copies than 6
-(brightness +30% 0.96 vs 0.88, watermark 0.97 vs 0.94, 10% crop 0.54 vs 0.39).
-``python bench/match_bench.py --threshold-study`` agrees on photo-like images (100% precise up
-to 10) and is the caution: on Tux Paint clip-art, full of colour and letter variants pHash cannot
-tell apart, implied pairs are 98.9% true at 0, 97.8% at 6 and 97.3% at 8, so use
-``--threshold 6`` for libraries of such variants.
+``bench/accuracy`` (9,267 images from Debian packages: photos, paintings, wallpapers, clip-art;
+300 originals with 21 edits each plus 2,667 distractors) gives cluster pair precision (pHash alone)
+0.9987 at 4, 0.9978 at 6, 0.9934 at 8, 0.9781 at 10 and 0.9182 at 12, and 8 finds more edited
+copies than 6 (an earlier draw of the set: brightness +30% 0.96 vs 0.88, watermark 0.97 vs 0.94,
+10% crop 0.54 vs 0.39). ``python bench/match_bench.py --threshold-study`` agrees on photo-like
+images (100% precise up to 10) and is the caution: on Tux Paint clip-art, full of colour and letter
+variants pHash cannot tell apart, implied pairs are 98.9% true at 0, 97.8% at 6 and 97.3% at 8, so
+use ``--threshold 6`` for libraries of such variants.
 """
 
 
@@ -63,10 +63,10 @@ DEFAULT_TRANSFORM_DISTANCE = 2
 """Largest pHash distance at which a flipped, rotated or border-trimmed variant links two images.
 
 Tighter than DEFAULT_THRESHOLD because each image has 16 variants, so 16 chances to meet an
-unrelated image by accident. On ``bench/accuracy`` (pair level, with pHash <= 8): variant pairs
-at 0-1 are 99.3% true, at 2-3 97.8%, at 4-5 95.4%, at 8 89.7%; flips are found at 0.99 / 0.997
-/ 0.997 and borders at 0.66 / 0.86 / 0.92 of those distances. 2 keeps the rule's precision near
-0.99 and finds 99% of flips and 90-degree rotations.
+unrelated image by accident. On ``bench/accuracy`` the transforms rule (pHash <= 8 or a variant
+within 0 / 2 / 4 / 8) gives cluster pair precision 0.9929 / 0.9914 / 0.9902 / 0.9846 and finds
+flips 0.93 / 1.00 / 1.00 / 1.00 and borders 0.52 / 0.83 / 0.91 / 0.96 of the time: 2 finds every
+flip and rotation while keeping the fused rule above 0.99.
 """
 
 DEFAULT_NEIGHBOURS = 10
