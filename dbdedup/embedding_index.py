@@ -109,9 +109,12 @@ def _raw_dim(embedder: str, rows) -> int:
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     """Project every pending descriptor of the reduction's embedder; returns the number written."""
+    from pgvector.psycopg import register_vector
+
     q = _queries()
-    apply = sql.SQL(q["apply_update_table"]).format(vector_schema=sql.Identifier(_vector_schema(conn)))
-    conn.execute(q["create_update_table"])
+    schema = sql.Identifier(_vector_schema(conn))
+    conn.execute(sql.SQL(q["create_update_table"]).format(vector_schema=schema))
+    register_vector(conn)  # binary COPY of numpy vectors: no text formatting of 64 floats a row
     written = 0
     with conn.cursor(name="dbdedup_pending_vectors") as pending:
         pending.itersize = PROJECT_BATCH
@@ -124,9 +127,10 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
             vectors = project(reduction, raw)
             with conn.cursor() as cur:
                 with cur.copy(q["copy_update_table"]) as copy:
+                    copy.set_types(["int8", "vector"])
                     for (image_id, _), vector in zip(rows, vectors):
-                        copy.write_row((image_id, "[" + ",".join(f"{x:.6g}" for x in vector) + "]"))
-                cur.execute(apply)
+                        copy.write_row((image_id, vector))
+                cur.execute(q["apply_update_table"])
                 cur.execute(q["empty_update_table"])
             written += len(rows)
     return written
@@ -145,6 +149,10 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
     if index_method is not None and index_method not in INDEX_METHODS:
         raise DbdedupError(f"unknown index method {index_method!r}", hint="use hnsw or ivfflat")
     with conn.transaction():
+        if not conn.execute(q["any_descriptor"], {"embedder": embedder}).fetchone()[0]:
+            # nothing loaded with this embedder (an empty folder, or only broken files): nothing to fit
+            return ProjectionResult(embedder=embedder, projected=0, fitted=False, fitted_rows=0, index=None,
+                                    seconds=time.monotonic() - started)
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
         method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")

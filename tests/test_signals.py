@@ -434,3 +434,10 @@ def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_p
     clusters.build_clusters(conn, max_distance=8, rule="embedding", min_similarity=0.8)
     group = [g for g in cluster_groups(conn).values() if ids[str(root / "small1.jpg")] in g]
     assert len(group) == 1 and len(group[0]) == 32
+
+
+def test_loading_an_empty_folder_with_the_default_embedder_is_fine(conn, tmp_path):
+    (tmp_path / "empty").mkdir()
+    summary = load_paths(conn, [tmp_path / "empty"], workers=2)
+    assert summary.loaded == 0 and summary.embedded == 0
+    assert conn.execute("SELECT count(*) FROM dbdedup.embedding_reductions").fetchone()[0] == 0

@@ -33,6 +33,9 @@ ON CONFLICT (embedder) DO UPDATE SET raw_dim = EXCLUDED.raw_dim, dim = EXCLUDED.
 -- The index kind the user chose last: later rebuilds keep it.
 UPDATE dbdedup.embedding_reductions SET index_method = %(index_method)s WHERE embedder = %(embedder)s;
 
+-- name: any_descriptor
+SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s);
+
 -- name: counts
 SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
        count(*) FILTER (WHERE embedding IS NULL AND embedder = %(embedder)s) AS pending
@@ -57,13 +60,13 @@ UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder
 DELETE FROM dbdedup.signal_state WHERE signal = 'embeddings';
 
 -- name: create_update_table
-CREATE TEMP TABLE IF NOT EXISTS dbdedup_vectors (image_id bigint NOT NULL, embedding text NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_vectors (image_id bigint NOT NULL, embedding {vector_schema}.vector NOT NULL);
 
 -- name: copy_update_table
-COPY dbdedup_vectors (image_id, embedding) FROM STDIN;
+COPY dbdedup_vectors (image_id, embedding) FROM STDIN (FORMAT BINARY);
 
 -- name: apply_update_table
-UPDATE dbdedup.image_embeddings e SET embedding = v.embedding::{vector_schema}.vector
+UPDATE dbdedup.image_embeddings e SET embedding = v.embedding
 FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
 
 -- name: empty_update_table
