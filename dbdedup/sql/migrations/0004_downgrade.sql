@@ -333,3 +333,7 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'Keeper order: reference paths first, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper. Replaces the current clustering.';
+
+CREATE OR REPLACE FUNCTION dbdedup.is_low_information(value bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT bit_count(value::bit(64)) <= 3 OR bit_count(value::bit(64)) >= 61 $$;

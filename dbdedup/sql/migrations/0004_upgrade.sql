@@ -452,3 +452,10 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Replaces the current clustering.';
+
+-- Not STRICT: PostgreSQL inlines a SQL function only when it is not STRICT or its body is
+-- strict, and an OR is not. Inlined, the check costs 0.1 s a million values instead of 1.2 s
+-- (matching calls it twice per distinct value).
+CREATE OR REPLACE FUNCTION dbdedup.is_low_information(value bigint) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT bit_count(value::bit(64)) <= 3 OR bit_count(value::bit(64)) >= 61 $$;
