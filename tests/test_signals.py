@@ -441,3 +441,35 @@ def test_loading_an_empty_folder_with_the_default_embedder_is_fine(conn, tmp_pat
     summary = load_paths(conn, [tmp_path / "empty"], workers=2)
     assert summary.loaded == 0 and summary.embedded == 0
     assert conn.execute("SELECT count(*) FROM dbdedup.embedding_reductions").fetchone()[0] == 0
+
+
+def test_an_onnx_model_of_the_users_embeds_through_the_cli_and_a_switch_re_describes(db_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+    from test_embedding import build_model
+
+    pytest.importorskip("onnxruntime")
+    model = build_model(tmp_path / "tiny.onnx", filters=8)
+    root = tmp_path / "photos"
+    for s in (1, 2, 3):
+        save(photo(s), root / f"orig{s}.jpg", quality=95)
+    save(resized(photo(1), 0.5), root / "small1.jpg", quality=85)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--db", db_dsn, "--quiet", "load", str(root), "--embedder", f"onnx:{model}"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db_dsn) as conn:
+        rows = conn.execute("SELECT embedder, count(*), count(embedding) FROM dbdedup.image_embeddings "
+                            "GROUP BY embedder").fetchall()
+        assert len(rows) == 1 and rows[0][0].startswith("onnx:") and rows[0][1:] == (4, 4)
+        assert conn.execute("SELECT raw_dim FROM dbdedup.embedding_reductions").fetchone()[0] == 8
+    # the default embedder next: every file is described again (same bytes, another embedder)
+    result = runner.invoke(cli, ["--db", db_dsn, "--quiet", "load", str(root)])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT embedder, count(embedding) FROM dbdedup.image_embeddings "
+                            "GROUP BY embedder").fetchall() == [("grey-v1", 4)]
+    # a model path that does not exist: one line and a hint, nothing loaded, no traceback
+    result = runner.invoke(cli, ["--db", db_dsn, "load", str(root), "--embedder", f"onnx:{tmp_path / 'nope.onnx'}"])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "nope.onnx" in result.output
