@@ -60,6 +60,17 @@ def synthetic(n: int, seed: int = 1, share: float = 0.05, max_flip: int = 10):
     return values, planted
 
 
+_COPY_IMAGES = ("COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, "
+                "phash, dhash, ahash) FROM STDIN")
+
+
+def copy_images(conn: psycopg.Connection, rows) -> None:
+    """COPY (path, sha256, hash) rows into dbdedup.images as ok images (the hash in all three columns)."""
+    with conn.cursor() as cur, cur.copy(_COPY_IMAGES) as copy:
+        for i, (path, sha, h) in enumerate(rows):
+            copy.write_row((path, path.encode(), 1000 + i, 10**18 + i, "ok", sha, 100, 100, h, h, h))
+
+
 def load(conn: psycopg.Connection, values: np.ndarray) -> None:
     signed = values.view(np.int64)
     rng = np.random.default_rng(2)
@@ -69,10 +80,7 @@ def load(conn: psycopg.Connection, values: np.ndarray) -> None:
         path = f"/bench/{i}.jpg"
         sha = "".join(f"{x & ((1 << 64) - 1):016x}" for x in s)
         buf.write(f"{path}\t\\\\x{path.encode().hex()}\t{1000 + i}\t{10**18 + i}\tok\t\\\\x{sha}\t100\t100\t{h}\t{h}\t{h}\n")
-    with conn.cursor() as cur, cur.copy(
-        "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
-        "FROM STDIN"
-    ) as copy:
+    with conn.cursor() as cur, cur.copy(_COPY_IMAGES) as copy:
         copy.write(buf.getvalue())
     conn.commit()
     conn.execute("ANALYZE dbdedup.images")
@@ -221,13 +229,7 @@ def cluster_precision(admin: str, library: list[tuple[int, str, int]], threshold
     print("| threshold | source | clusters | implied pairs | true duplicates | precision | recall of edits |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with psycopg.connect(dsn) as conn:
-        with conn.cursor() as cur, cur.copy(
-            "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
-            "FROM STDIN"
-        ) as copy:
-            for i, (group, kind, h) in enumerate(library):
-                path = f"/{kind}/{group}/{i}.jpg"
-                copy.write_row((path, path.encode(), 1000 + i, 10**18 + i, "ok", os.urandom(32), 100, 100, h, h, h))
+        copy_images(conn, ((f"/{kind}/{group}/{i}.jpg", os.urandom(32), h) for i, (group, kind, h) in enumerate(library)))
         conn.commit()
         for t in thresholds:
             conn.execute("SELECT * FROM dbdedup.build_clusters(%s)", (t,))
@@ -268,13 +270,7 @@ def exact_copies(admin: str, copies: int, repeat: int) -> None:
     print("| run | match seconds | pairs | pairs of the group | clustering seconds | clusters | members |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with psycopg.connect(dsn) as conn:
-        with conn.cursor() as cur, cur.copy(
-            "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
-            "FROM STDIN"
-        ) as copy:
-            for i, (h, s) in enumerate(rows):
-                path = f"/copies/{i}.jpg"
-                copy.write_row((path, path.encode(), 1000 + i, 10**18 + i, "ok", s, 100, 100, h, h, h))
+        copy_images(conn, ((f"/copies/{i}.jpg", sha, h) for i, (h, sha) in enumerate(rows)))
         conn.commit()
         conn.execute("ANALYZE dbdedup.images")
         for run in range(max(1, repeat)):

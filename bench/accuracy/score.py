@@ -510,13 +510,18 @@ def distance_tables(table: HashTable, truth: Truth, thresholds: list[int]) -> li
                      for a, b in zip(i, j)], dtype=bool)
     group_sizes = Counter(g for g in truth.group.values() if g)
     true_total = sum(k * (k - 1) // 2 for k in group_sizes.values())
-    pair_lines = ["| distance <= | true pairs | unrelated pairs | pair precision | pair recall |",
-                  "| --- | --- | --- | --- | --- |"]
+    return lines, _pair_precision_lines(d, same, true_total)
+
+
+def _pair_precision_lines(d: np.ndarray, same: np.ndarray, true_total: int) -> list[str]:
+    """The pair-level table: true and unrelated pairs within each distance, precision and recall."""
+    lines = ["| distance <= | true pairs | unrelated pairs | pair precision | pair recall |",
+             "| --- | --- | --- | --- | --- |"]
     for t in DISTANCES:
         within = d <= t
         tp, fp = int((same & within).sum()), int((~same & within).sum())
-        pair_lines.append(f"| {t} | {tp} | {fp} | {tp / (tp + fp) if tp + fp else 1:.4f} | {tp / true_total:.3f} |")
-    return lines, pair_lines
+        lines.append(f"| {t} | {tp} | {fp} | {tp / (tp + fp) if tp + fp else 1:.4f} | {tp / true_total:.3f} |")
+    return lines
 
 
 def _group_ids(table: HashTable, truth: Truth) -> np.ndarray:
@@ -590,13 +595,7 @@ def variant_tables(table: HashTable, truth: Truth, thresholds: list[int]) -> tup
     i, j, d = i[first], j[first], d[first]
     same = (groups[i] == groups[j]) & (groups[i] >= 0)
     true_total = sum(k * (k - 1) // 2 for k in Counter(g for g in groups if g >= 0).values())
-    pair_lines = ["| distance <= | true pairs | unrelated pairs | pair precision | pair recall |",
-                  "| --- | --- | --- | --- | --- |"]
-    for t in DISTANCES:
-        within = d <= t
-        tp, fp = int((same & within).sum()), int((~same & within).sum())
-        pair_lines.append(f"| {t} | {tp} | {fp} | {tp / (tp + fp) if tp + fp else 1:.4f} | {tp / true_total:.3f} |")
-    return lines, pair_lines
+    return lines, _pair_precision_lines(d, same, true_total)
 
 
 def similarity_tables(table: HashTable, truth: Truth, similarities: list[float],

@@ -39,6 +39,7 @@ DECLARE
     n_candidates bigint;
     n_value_pairs bigint;
     n_pairs bigint;
+    rebuild_key boolean;
 BEGIN
     IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
         RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
@@ -99,33 +100,27 @@ BEGIN
         IF EXISTS (SELECT 1 FROM dbdedup.hash_values v WHERE v.hash_kind <> kind) THEN
             DELETE FROM dbdedup.value_pairs p WHERE p.hash_kind = kind;
             DELETE FROM dbdedup.hash_values v WHERE v.hash_kind = kind;
-            -- every value is probed (all_values below): no pending flags to write and clear
-            EXECUTE format($q$
-                INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
-                SELECT %3$L, x.value, sum(x.n)::integer, count(*)::integer,
-                       dbdedup.is_low_information(x.value) OR count(*) > %2$s,
-                       CASE WHEN dbdedup.is_low_information(x.value) THEN 'low_information'
-                            WHEN count(*) > %2$s THEN 'shared_by_many' END,
-                       false
-                FROM (SELECT i.%1$I AS value, count(*) AS n FROM dbdedup.images i WHERE i.status = 'ok'
-                      GROUP BY i.%1$I, i.sha256) x
-                GROUP BY x.value $q$, kind, common_limit, kind);
+            rebuild_key := false;
         ELSE
             -- internal tables nobody else reads: truncating is far cheaper than deleting a million
             -- rows, and building the primary key after the rows far cheaper than row by row
             TRUNCATE dbdedup.value_pairs, dbdedup.hash_values;
             ALTER TABLE dbdedup.hash_values DROP CONSTRAINT hash_values_pkey;
-            EXECUTE format($q$
-                INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
-                SELECT %3$L, x.value, sum(x.n)::integer, count(*)::integer,
-                       dbdedup.is_low_information(x.value) OR count(*) > %2$s,
-                       CASE WHEN dbdedup.is_low_information(x.value) THEN 'low_information'
-                            WHEN count(*) > %2$s THEN 'shared_by_many' END,
-                       false
-                FROM (SELECT i.%1$I AS value, count(*) AS n FROM dbdedup.images i WHERE i.status = 'ok'
-                      GROUP BY i.%1$I, i.sha256) x
-                GROUP BY x.value $q$, kind, common_limit, kind);
-            RAISE DEBUG 'dbdedup.match: % after % s', 'distinct values counted', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
+            rebuild_key := true;
+        END IF;
+        -- every value is probed (all_values below): no pending flags to write and clear
+        EXECUTE format($q$
+            INSERT INTO dbdedup.hash_values (hash_kind, value, images, distinct_files, is_common, common_reason, pending)
+            SELECT %3$L, x.value, sum(x.n)::integer, count(*)::integer,
+                   dbdedup.is_low_information(x.value) OR count(*) > %2$s,
+                   CASE WHEN dbdedup.is_low_information(x.value) THEN 'low_information'
+                        WHEN count(*) > %2$s THEN 'shared_by_many' END,
+                   false
+            FROM (SELECT i.%1$I AS value, count(*) AS n FROM dbdedup.images i WHERE i.status = 'ok'
+                  GROUP BY i.%1$I, i.sha256) x
+            GROUP BY x.value $q$, kind, common_limit, kind);
+        RAISE DEBUG 'dbdedup.match: % after % s', 'distinct values counted', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
+        IF rebuild_key THEN
             ALTER TABLE dbdedup.hash_values ADD CONSTRAINT hash_values_pkey PRIMARY KEY (hash_kind, value);
         END IF;
         CREATE TEMP TABLE match_changed ON COMMIT DROP AS
