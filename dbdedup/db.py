@@ -233,7 +233,11 @@ def _alembic_config(connection=None):
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", "dbdedup:migrations")
+    from importlib import resources
+
+    # a file system path: the package dbdedup.migrations is the top-level migrations/ folder
+    # in a checkout and dbdedup/migrations in an installed wheel
+    cfg.set_main_option("script_location", str(resources.files("dbdedup.migrations")))
     if connection is not None:
         cfg.attributes["connection"] = connection
     return cfg
@@ -283,21 +287,57 @@ def _sqlalchemy_engine(dsn: str):
 
 
 def apply_migrations(dsn: str, revision: str = "head") -> bool:
-    """Upgrade the database at ``dsn`` to ``revision``; return True if anything was applied.
+    """Bring the database at ``dsn`` to ``revision``; return True if anything was applied.
 
-    Cheap when the database is current (one query). Concurrent callers are
-    serialised by an advisory lock, so two commands started together are safe.
+    A new database gets its tables from ``sql/tables.sql``, an existing one the versioned
+    migrations it lacks; then the functions and views are re-applied from ``sql/`` when their
+    text differs from what the database runs (``dbdedup.schema``). Cheap when the database is
+    current (two queries, no Alembic import). Concurrent callers are serialised by an advisory
+    lock, so two commands started together are safe.
     """
+    from . import schema
+
     target = head_revision() if revision == "head" else revision
     with open_connection(dsn, autocommit=True) as conn:
-        if current_revision(conn) == target:
+        if current_revision(conn) == target and schema.stored_checksum(conn) == schema.definitions_checksum():
             return False
     return _run_alembic(dsn, "upgrade", revision)
 
 
-def downgrade_migrations(dsn: str, revision: str = "base") -> None:
-    """Downgrade the database at ``dsn`` (used by tests and by ``dbdedup migrate --to``)."""
+def downgrade_migrations(dsn: str, revision: str) -> None:
+    """Downgrade the tables of the database at ``dsn`` (``dbdedup migrate --to``; tests)."""
     _run_alembic(dsn, "downgrade", revision)
+
+
+def _upgrade(connection, cfg, revision: str) -> None:
+    """Inside the migration transaction: tables (new database or migrations), then definitions."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    from . import schema
+
+    raw = connection.connection.dbapi_connection
+    revision_now = current_revision(raw)
+    if revision_now is None:
+        has_tables = raw.execute("SELECT to_regclass('dbdedup.images') IS NOT NULL").fetchone()[0]
+        if has_tables:
+            raise DbdedupError(
+                "schema dbdedup has tables but no migration record (dbdedup.alembic_version)",
+                hint="it was not made by dbdedup, or was damaged; use another database or DROP SCHEMA dbdedup CASCADE",
+            )
+        schema.install_tables(raw)
+        command.stamp(cfg, "head")
+    else:
+        try:
+            command.upgrade(cfg, revision)
+        except CommandError as exc:
+            raise DbdedupError(
+                f"this database is at migration {revision_now}, which this dbdedup cannot upgrade ({exc})",
+                hint="it was made by a pre-release or newer dbdedup; load into a fresh database "
+                "(--data-dir or --db), or use the matching dbdedup version",
+            ) from exc
+    if revision in ("head", head_revision()):
+        schema.apply_definitions(raw)
 
 
 def _run_alembic(dsn: str, direction: str, revision: str) -> bool:
@@ -310,8 +350,11 @@ def _run_alembic(dsn: str, direction: str, revision: str) -> bool:
         with engine.begin() as connection:
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
             cfg = _alembic_config(connection)
-            getattr(command, direction)(cfg, revision)
-    except DBAPIError as exc:
+            if direction == "upgrade":
+                _upgrade(connection, cfg, revision)
+            else:
+                command.downgrade(cfg, revision)
+    except (DBAPIError, psycopg.Error) as exc:
         orig = getattr(exc, "orig", exc)
         first = str(orig).strip().splitlines()[0]
         raise DbdedupError(

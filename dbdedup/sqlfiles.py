@@ -1,4 +1,4 @@
-"""Reading the SQL files shipped inside the package."""
+"""Reading the SQL files shipped with the package (top-level ``sql/``, installed as ``dbdedup.sql``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from importlib import resources
 
 @cache
 def read_sql(name: str) -> str:
-    """Return the text of ``dbdedup/sql/<name>`` (for example ``"queries/load.sql"``)."""
-    return resources.files("dbdedup").joinpath("sql", name).read_text(encoding="utf-8")
+    """Return the text of ``sql/<name>`` (for example ``"queries/load.sql"`` or ``"tables.sql"``)."""
+    return resources.files("dbdedup.sql").joinpath(name).read_text(encoding="utf-8")
 
 
 @cache

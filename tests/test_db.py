@@ -78,15 +78,19 @@ def _schema_dump(dsn: str) -> str:
 def test_downgrade_then_upgrade_gives_the_same_schema(empty_db_dsn):
     dbmod.apply_migrations(empty_db_dsn)
     first = _schema_dump(empty_db_dsn)
-    dbmod.downgrade_migrations(empty_db_dsn, "base")
+    dbmod.downgrade_migrations(empty_db_dsn, "0004")
     with psycopg.connect(empty_db_dsn) as conn:
-        left = conn.execute(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'dbdedup' AND c.relname NOT LIKE 'alembic_version%'"
-        ).fetchone()[0]
-    assert left == 0
-    dbmod.apply_migrations(empty_db_dsn)
+        assert dbmod.current_revision(conn) == "0004"
+        assert conn.execute("SELECT to_regclass('dbdedup.schema_definitions')").fetchone()[0] is None
+    assert dbmod.apply_migrations(empty_db_dsn) is True
     assert _schema_dump(empty_db_dsn) == first
+
+
+def test_below_the_baseline_is_refused_in_one_line(empty_db_dsn):
+    dbmod.apply_migrations(empty_db_dsn)
+    with pytest.raises(DbdedupError) as info:
+        dbmod.downgrade_migrations(empty_db_dsn, "base")
+    assert "baseline" in info.value.message
 
 
 def test_every_public_object_has_a_comment(db_dsn):

@@ -1,6 +1,6 @@
 """Issue #5's signals end to end on real images and a real database: transform variants
 (flips, rotations, borders), embeddings in pgvector, the clustering rules, hash-only mode,
-hard links and the 0003 migration round trip."""
+hard links."""
 
 from __future__ import annotations
 
@@ -380,39 +380,6 @@ def test_a_hard_link_to_the_keeper_is_the_same_file_and_frees_nothing(conn, tmp_
     assert by_name["c_copy.jpg"][1] is False and by_name["c_copy.jpg"][2] is True
     reclaimable = conn.execute("SELECT reclaimable_bytes, member_count FROM dbdedup.clusters").fetchall()
     assert reclaimable == [(stat.st_size, 3)]
-
-
-# ---------------------------------------------------------------- 8. migration round trip
-
-
-def test_downgrade_to_0002_and_upgrade_again_with_data(db_dsn, tmp_path):
-    files = make_transform_set(tmp_path / "set")
-    with psycopg.connect(db_dsn) as conn:
-        load_paths(conn, [tmp_path / "set"], workers=2)
-        clusters.ensure_clusters(conn, max_distance=8, rule="fused")
-        groups = grouping(conn)
-        assert len(groups) == 3
-
-    dbmod.downgrade_migrations(db_dsn, "0002")
-    with psycopg.connect(db_dsn) as conn:
-        assert dbmod.current_revision(conn) == "0002"
-        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0] == len(files)
-        assert conn.execute("SELECT to_regclass('dbdedup.image_embeddings')").fetchone()[0] is None
-        # 0002's clustering works on the data as it is
-        conn.execute("SELECT * FROM dbdedup.build_clusters(8)").fetchall()
-        conn.execute("SELECT count(*) FROM dbdedup.cluster_members").fetchone()
-        conn.commit()
-
-    dbmod.apply_migrations(db_dsn)
-    with psycopg.connect(db_dsn) as conn:
-        dbmod.register_vector_if_present(conn)
-        assert dbmod.current_revision(conn) == dbmod.head_revision()
-        assert conn.execute("SELECT to_regclass('dbdedup.image_embeddings')").fetchone()[0] is not None
-        # the variants and descriptors went with 0003: the next load computes them again
-        again = load_paths(conn, [tmp_path / "set"], workers=2)
-        assert again.loaded == len(files) and again.embedded == len(files)
-        result = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
-        assert result.matched and grouping(conn) == groups
 
 
 def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_path):

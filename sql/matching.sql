@@ -1,23 +1,309 @@
--- 0004: exact copies stored as stars, and clusters built over exact groups.
+-- Matching: pairs of near-duplicate images from their stored hashes.
 --
--- A group of k byte-identical files (same SHA-256 among the ok images) used to be k(k-1)/2 rows of
--- dbdedup.pairs (601 copies: 180,300 rows). Now each group is a star: every copy is paired with
--- the group's representative (its smallest image id), and only the representative carries the
--- group's near-duplicate pairs; the copies inherit them. dbdedup.build_clusters collapses each
--- group into one node before the greedy-star rounds and expands it afterwards.
+-- Data flow: dbdedup.images -> dbdedup.hash_values (one row per distinct hash value: identical
+-- values are collapsed before any method runs) -> dbdedup.value_pairs (pairs of values within
+-- the largest threshold asked so far) -> dbdedup.pairs (image pairs; exact copies as stars).
+-- Methods: scan (exact, small sets), blocks (exact, pigeonhole multi-index hashing, thresholds
+-- 0-15), lsh (bit sampling, recall >= 0.99 by design).
+--
+--   SELECT * FROM dbdedup.match(8);                  -- pairs up to distance 8 (incremental)
 
--- the pairs of the old layout go: the next dbdedup.match is a full one (pairs are derived data)
-DELETE FROM dbdedup.match_state;
+CREATE OR REPLACE FUNCTION dbdedup.hash_column(kind text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+BEGIN
+    IF kind NOT IN ('phash', 'dhash', 'ahash') THEN
+        RAISE EXCEPTION 'unknown hash kind %', kind USING HINT = 'use phash, dhash or ahash';
+    END IF;
+    RETURN kind;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.hash_column(text) IS 'Checks a hash kind name (phash, dhash, ahash) and returns its images column.';
 
-COMMENT ON TABLE dbdedup.pairs IS
-    'Image pairs (image_a < image_b) found by matching. Exact copies are stored as stars: every ok image with the same '
-    'SHA-256 as a smaller ok image is paired (is_exact, distance 0) with the smallest one, the representative of its '
-    'group, and with nothing else; near-duplicate pairs (hashes of hash_kind within match_state.max_distance) are stored '
-    'between representatives only, and every copy of a group has the pairs of its representative. Images with an '
-    'over-common hash value pair only with their exact copies. The transform and embedding signals may add pairs of '
-    'any two images (see pairs.transform, pairs.similarity).';
-COMMENT ON COLUMN dbdedup.pairs.is_exact IS
-    'Same SHA-256: byte-identical files; image_a is the representative (smallest id) of the group, image_b a copy.';
+CREATE OR REPLACE FUNCTION dbdedup.plan_blocks(values_total bigint, values_probed bigint, max_distance integer,
+                                    OUT blocks integer, OUT radii integer[], OUT estimated_cost double precision)
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    m integer;
+    i integer;
+    w integer;
+    r integer;
+    q integer;
+    cost double precision;
+    rs integer[];
+    full_ball boolean := values_probed < values_total;
+    vol double precision;
+BEGIN
+    -- Pigeonhole: split the 64 bits into m blocks and give block i a radius r_i with
+    -- sum(r_i + 1) = max_distance + 1. Two hashes within max_distance then differ in at most r_i
+    -- bits in some block i, so probing every block's Hamming ball of radius r_i finds every pair.
+    -- Cost: hashing the build side, probing (ball size per probed value), and candidates
+    -- (probed * total * ball / 2^width, halved for a self-join).
+    estimated_cost := 'Infinity';
+    IF max_distance < 0 THEN
+        RETURN;
+    END IF;
+    FOR m IN 1 .. least(max_distance + 1, 16) LOOP
+        cost := 0;
+        rs := '{}';
+        FOR i IN 0 .. m - 1 LOOP
+            w := 64 / m + CASE WHEN i < 64 % m THEN 1 ELSE 0 END;
+            q := (max_distance + 1) / m + CASE WHEN i < (max_distance + 1) % m THEN 1 ELSE 0 END;
+            r := q - 1;
+            rs := rs || r;
+            IF r > 3 THEN
+                cost := 'Infinity';
+                EXIT;
+            END IF;
+            vol := dbdedup.ball_size(w, r);
+            cost := cost + values_total
+                 + values_probed * vol * CASE WHEN full_ball THEN 1.0 ELSE 0.5 END
+                 + 0.2 * values_probed * vol
+                 + values_probed::double precision * values_total * vol / 2 ^ w
+                   * CASE WHEN full_ball THEN 1.0 ELSE 0.5 END;
+        END LOOP;
+        IF cost < estimated_cost THEN
+            estimated_cost := cost;
+            blocks := m;
+            radii := rs;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.plan_blocks(bigint, bigint, integer) IS
+    'The cheapest exact multi-index plan for the blocks method: number of interleaved blocks and the radius probed in each '
+    '(sum of radius+1 = max_distance+1, radius <= 3), with its estimated cost in row operations.';
+
+CREATE OR REPLACE FUNCTION dbdedup.plan_lsh(values_total bigint, values_probed bigint, max_distance integer, target_recall double precision DEFAULT 0.99,
+                                 OUT key_bits integer, OUT tables integer, OUT estimated_cost double precision)
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    k integer;
+    i integer;
+    p double precision;
+    l integer;
+    cost double precision;
+BEGIN
+    -- Bit sampling: a table keys each hash by k fixed random bits. A pair at distance d shares
+    -- the key with p = C(64-d, k) / C(64, k); L tables miss it with (1-p)^L. Pick k and L that
+    -- reach target_recall at d = max_distance (closer pairs are found more often) at least cost.
+    estimated_cost := 'Infinity';
+    FOR k IN 8 .. 32 LOOP
+        p := 1;
+        FOR i IN 0 .. k - 1 LOOP
+            p := p * greatest(64 - max_distance - i, 0)::double precision / (64 - i);
+        END LOOP;
+        IF p <= 0 THEN
+            EXIT;
+        END IF;
+        IF p >= 1 THEN
+            l := 1;
+        ELSE
+            l := ceil(ln(1 - target_recall) / ln(1 - p));
+        END IF;
+        cost := l * (values_total + values_probed + values_probed::double precision * values_total / 2 ^ k);
+        IF cost < estimated_cost THEN
+            estimated_cost := cost;
+            key_bits := k;
+            tables := l;
+        END IF;
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.plan_lsh(bigint, bigint, integer, double precision) IS
+    'Key size and number of tables for the sampled-bits (LSH) method to reach target_recall for pairs at exactly max_distance.';
+
+CREATE OR REPLACE FUNCTION dbdedup.choose_method(values_total bigint, values_probed bigint, max_distance integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE
+            WHEN values_probed::double precision * values_total <= 2e6 OR max_distance > 15 AND values_total <= 5000 THEN 'scan'
+            WHEN max_distance <= 15 AND (SELECT estimated_cost FROM dbdedup.plan_blocks(values_total, values_probed, max_distance))
+                 <= greatest(1.5e8, 1.5 * (SELECT estimated_cost FROM dbdedup.plan_lsh(values_total, values_probed, max_distance))) THEN 'blocks'
+            WHEN (SELECT estimated_cost FROM dbdedup.plan_lsh(values_total, values_probed, max_distance))
+                 < values_probed::double precision * values_total / 4 THEN 'lsh'
+            ELSE 'scan'
+        END
+    $$;
+COMMENT ON FUNCTION dbdedup.choose_method(bigint, bigint, integer) IS
+    'The method auto picks: scan while probed x total values <= 2e6 (about a second); blocks (exact) while its estimated '
+    'cost is under 1.5e8 row operations (about a minute on 2 cores) or within 1.5x of lsh''s; else lsh (approximate).';
+
+CREATE OR REPLACE FUNCTION dbdedup.match_values_scan(kind text, max_distance integer, all_values boolean DEFAULT false) RETURNS bigint
+    LANGUAGE plpgsql
+    -- a parallel nested loop over sequential scans beats one index range scan per value
+    SET enable_indexscan = off SET enable_bitmapscan = off
+    AS $$
+DECLARE
+    n_candidates bigint;
+    found bigint[];
+BEGIN
+    SELECT count(*),
+           array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= max_distance)
+      INTO n_candidates, found
+    FROM (
+        SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
+        FROM dbdedup.hash_values p
+        JOIN dbdedup.hash_values b
+          ON b.hash_kind = kind AND NOT b.is_common
+         AND b.value <> p.value AND (p.value < b.value OR (NOT all_values AND NOT b.pending))
+        WHERE p.hash_kind = kind AND (all_values OR p.pending) AND NOT p.is_common
+    ) c;
+    INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
+    SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
+    ON CONFLICT DO NOTHING;
+    RETURN n_candidates;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.match_values_scan(text, integer, boolean) IS
+    'Method scan: compares every pending value with every other value (bit_count on bigint XOR). Exact for any threshold; '
+    'quadratic, so for small sets (about 8 M comparisons a second).';
+
+CREATE OR REPLACE FUNCTION dbdedup.match_values_blocks(kind text, max_distance integer, all_values boolean DEFAULT false,
+                                            blocks integer DEFAULT NULL, radii integer[] DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
+    SET work_mem = '256MB' SET enable_mergejoin = off
+    AS $$
+DECLARE
+    n_total bigint;
+    n_pending bigint;
+    half boolean;
+    plan record;
+    i integer;
+    j integer;
+    mask bigint;
+    flips bigint[];
+    disjoint text;
+    sql text;
+    n_candidates bigint := 0;
+    c bigint;
+    found bigint[];
+BEGIN
+    IF max_distance < 0 OR max_distance > 15 THEN
+        RAISE EXCEPTION 'the blocks method is exact for thresholds 0 to 15, not %', max_distance
+            USING HINT = 'use method scan (any threshold) or lsh';
+    END IF;
+    IF blocks IS NOT NULL AND (radii IS NULL OR array_length(radii, 1) <> blocks
+                               OR (SELECT sum(r + 1) FROM unnest(radii) r) <= max_distance) THEN
+        RAISE EXCEPTION 'blocks % with radii % cannot find every pair within %', blocks, radii, max_distance
+            USING HINT = 'give one radius per block with sum(radius + 1) > max_distance';
+    END IF;
+    SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
+    FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
+    IF n_pending = 0 THEN
+        RETURN 0;
+    END IF;
+    half := n_pending = n_total;
+    IF blocks IS NULL THEN
+        SELECT * INTO plan FROM dbdedup.plan_blocks(n_total, n_pending, max_distance);
+        blocks := plan.blocks;
+        radii := plan.radii;
+    END IF;
+    disjoint := '';
+    FOR i IN 0 .. blocks - 1 LOOP
+        mask := dbdedup.interleaved_mask(blocks, i);
+        flips := dbdedup.ball_masks(mask, radii[i + 1]);
+        -- Half ball on a self-join: a pair whose block keys differ is probed only from the
+        -- smaller key; equal keys pair once (smaller value first).
+        sql := format($q$
+            SELECT count(*),
+                   array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= %1$s)
+            FROM (
+                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
+                FROM (SELECT v.value, v.value & %2$s AS key, f, (v.value & %2$s) # f AS probe
+                      FROM dbdedup.hash_values v, unnest(%3$L::bigint[]) AS f
+                      WHERE v.hash_kind = %4$L AND %8$s AND NOT v.is_common %5$s) p
+                JOIN dbdedup.hash_values b
+                  ON b.hash_kind = %4$L AND NOT b.is_common AND (b.value & %2$s) = p.probe
+                WHERE %6$s %7$s
+            ) c
+            $q$,
+            max_distance, mask, flips, kind,
+            CASE WHEN half THEN 'AND (f = 0 OR ((v.value & ' || mask || ') # f) > (v.value & ' || mask || '))' ELSE '' END,
+            CASE WHEN half THEN '(p.f <> 0 OR p.value < b.value)'
+                 ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
+            disjoint,
+            CASE WHEN half THEN 'true' ELSE 'v.pending' END);
+        EXECUTE sql INTO c, found;
+        RAISE DEBUG 'dbdedup.match_values_blocks: block % of % (radius %): % candidates', i + 1, blocks, radii[i + 1], c;
+        n_candidates := n_candidates + c;
+        INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
+        SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
+        ON CONFLICT DO NOTHING;
+        -- later blocks skip pairs this block already found (keeps candidates disjoint)
+        disjoint := disjoint || format(' AND bit_count(((p.value # b.value) & %s)::bit(64)) > %s', mask, radii[i + 1]);
+    END LOOP;
+    RETURN n_candidates;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.match_values_blocks(text, integer, boolean, integer, integer[]) IS
+    'Method blocks: exact multi-index hashing for thresholds 0-15. The hash is split into interleaved blocks; by '
+    'pigeonhole a pair within the threshold is within radius r_i in some block i, so each block is an equi-join of '
+    'each value''s Hamming ball (radius 0-3) against the block keys, then an exact re-check. Plan from dbdedup.plan_blocks.';
+
+CREATE OR REPLACE FUNCTION dbdedup.match_values_lsh(kind text, max_distance integer, all_values boolean DEFAULT false,
+                                         target_recall double precision DEFAULT 0.99,
+                                         key_bits integer DEFAULT NULL, tables integer DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql
+    -- hash tables of up to a few million keys in memory; sorts of probe rows lose to hash joins here
+    SET work_mem = '256MB' SET enable_mergejoin = off
+    AS $$
+DECLARE
+    n_total bigint;
+    n_pending bigint;
+    half boolean;
+    plan record;
+    t integer;
+    mask bigint;
+    n_candidates bigint := 0;
+    c bigint;
+    found bigint[];
+BEGIN
+    SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
+    FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
+    IF n_pending = 0 THEN
+        RETURN 0;
+    END IF;
+    half := n_pending = n_total;
+    IF key_bits IS NULL OR tables IS NULL THEN
+        SELECT * INTO plan FROM dbdedup.plan_lsh(n_total, n_pending, max_distance, target_recall);
+        key_bits := coalesce(key_bits, plan.key_bits);
+        tables := coalesce(tables, plan.tables);
+    END IF;
+    FOR t IN 1 .. tables LOOP
+        mask := dbdedup.sampled_mask(t, key_bits);
+        EXECUTE format($q$
+            SELECT count(*),
+                   array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= %1$s)
+            FROM (
+                SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
+                FROM dbdedup.hash_values p
+                JOIN dbdedup.hash_values b
+                  ON b.hash_kind = %3$L AND NOT b.is_common AND (b.value & %2$s) = (p.value & %2$s)
+                WHERE p.hash_kind = %3$L AND %5$s AND NOT p.is_common AND %4$s
+            ) c
+            $q$,
+            max_distance, mask, kind,
+            CASE WHEN half THEN 'p.value < b.value'
+                 ELSE '(b.value <> p.value AND (NOT b.pending OR p.value < b.value))' END,
+            CASE WHEN half THEN 'true' ELSE 'p.pending' END)
+        INTO c, found;
+        RAISE DEBUG 'dbdedup.match_values_lsh: table % of % (% bits): % candidates', t, tables, key_bits, c;
+        n_candidates := n_candidates + c;
+        INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
+        SELECT kind, found[k.n][1], found[k.n][2], found[k.n][3] FROM generate_subscripts(found, 1) AS k(n)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+    RETURN n_candidates;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.match_values_lsh(text, integer, boolean, double precision, integer, integer) IS
+    'Method lsh (approximate, for very large sets): bit-sampling LSH. Each of L tables is an equi-join on hash & mask '
+    'for a fixed random mask of k bits; every candidate is re-checked exactly, so no pair beyond the threshold is ever '
+    'returned. k and L from dbdedup.plan_lsh reach target_recall for pairs at exactly the threshold (closer pairs: higher).';
 
 CREATE OR REPLACE FUNCTION dbdedup.match(max_distance integer, hash_kind text DEFAULT 'phash', method text DEFAULT 'auto',
                               full_rematch boolean DEFAULT false, common_limit integer DEFAULT 50)
@@ -291,166 +577,3 @@ COMMENT ON FUNCTION dbdedup.match(integer, text, text, boolean, integer) IS
     'all), and the stars of the exact groups they join or leave are redrawn; a larger threshold than before, a new '
     'common_limit or full_rematch re-matches everything. method: auto, scan, blocks (exact, 0-15) or lsh (approximate). '
     'Pairs are kept up to the largest threshold asked so far. Waits for a running load (same advisory lock).';
-
--- ------------------------------------------------------------------ clusters over exact groups
-
-CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer, hash_kind text DEFAULT 'phash', keeper_rule text DEFAULT 'largest',
-                                       reference_paths text[] DEFAULT '{}', rule text DEFAULT 'hash',
-                                       min_similarity real DEFAULT NULL, confirm_distance integer DEFAULT NULL,
-                                       transform_distance integer DEFAULT NULL)
-    RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
-    LANGUAGE plpgsql
-    SET work_mem = '256MB'
-    AS $$
-DECLARE
-    kind text := dbdedup.hash_column(hash_kind);
-    started timestamptz := clock_timestamp();
-    st dbdedup.match_state;
-    rounds integer := 0;
-    n_clusters bigint;
-    n_members bigint;
-BEGIN
-    IF keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
-        RAISE EXCEPTION 'unknown keeper rule %', keeper_rule USING HINT = 'use largest, newest or oldest';
-    END IF;
-    IF rule NOT IN ('hash', 'transforms', 'embedding', 'fused') THEN
-        RAISE EXCEPTION 'unknown clustering rule %', rule USING HINT = 'use hash, transforms, embedding or fused';
-    END IF;
-    IF rule IN ('embedding', 'fused') AND min_similarity IS NULL THEN
-        RAISE EXCEPTION 'rule % needs min_similarity', rule;
-    END IF;
-    IF rule <> 'hash' AND kind <> 'phash' THEN
-        RAISE EXCEPTION 'rule % works on phash pairs, not %', rule, kind USING HINT = 'use rule hash for dhash and ahash';
-    END IF;
-    confirm_distance := coalesce(confirm_distance, max_distance);
-    transform_distance := coalesce(transform_distance, 2);
-    SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
-    IF st.hash_kind IS NULL OR st.max_distance < max_distance THEN
-        PERFORM dbdedup.match(max_distance, kind);
-        SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
-    END IF;
-    PERFORM pg_advisory_xact_lock(7220003);
-
-    -- the pairs that join images under the rule, with what links them
-    CREATE TEMP TABLE cc_pair ON COMMIT DROP AS
-    SELECT p.image_a, p.image_b,
-           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
-                THEN p.transform_distance ELSE p.distance END AS d,
-           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
-                THEN p.transform END AS transform,
-           p.similarity
-    FROM dbdedup.pairs p
-    WHERE p.hash_kind = kind
-      AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
-                               p.transform_distance, p.similarity);
-
-    -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
-    -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
-    CREATE TEMP TABLE cc_image (image_id bigint PRIMARY KEY, rank_key bigint NOT NULL UNIQUE, node bigint NOT NULL) ON COMMIT DROP;
-    INSERT INTO cc_image (image_id, rank_key, node)
-    SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
-    FROM (SELECT i.id, i.sha256,
-                 row_number() OVER (ORDER BY dbdedup.is_under(i.path, reference_paths) DESC,
-                     CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
-                     CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
-                     CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
-                     i.mtime_ns, i.id) AS rank_key
-          FROM dbdedup.images i
-          WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
-                                             UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
-                                             UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact)) r;
-    CREATE TEMP TABLE cc_member (node bigint PRIMARY KEY, images integer NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
-    INSERT INTO cc_member (node, images) SELECT c.node, count(*) FROM cc_image c GROUP BY c.node;
-    -- nodes are known by their keeper rank from here on: a smaller rank is a better keeper. One
-    -- edge per ordered pair of nodes (copies may bring the same link twice); an edge read from b's
-    -- side: a is b under the inverse variant
-    CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
-    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity
-    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity
-          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b
-          UNION ALL
-          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity
-          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
-    WHERE e.a <> e.b
-    ORDER BY e.a, e.b, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
-    CREATE INDEX ON cc_edge (a);
-    CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
-    CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
-                                 similarity real) ON COMMIT DROP;
-    DELETE FROM dbdedup.cluster_assignments;
-
-    -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
-    -- remaining node it is linked to; repeated on what is left. In each round every node with no
-    -- better remaining neighbour is a keeper (keepers are never neighbours of each other), and
-    -- each neighbour joins its best keeper: the same clusters as the sequential greedy pass, in
-    -- few rounds. A chain of weak links is split, so every member is directly linked to its keeper.
-    -- The copies of a file share every link, so the pass over images would keep them together:
-    -- one node gives the same clusters.
-    LOOP
-        EXIT WHEN NOT EXISTS (SELECT 1 FROM cc_edge);
-        rounds := rounds + 1;
-        TRUNCATE cc_keeper;
-        INSERT INTO cc_keeper SELECT e.a FROM cc_edge e GROUP BY e.a HAVING min(e.b) > e.a;
-        INSERT INTO cc_assign (node, keeper, d, transform, similarity)
-        SELECT k.node, k.node, 0, NULL, NULL FROM cc_keeper k
-        UNION ALL
-        SELECT * FROM (SELECT DISTINCT ON (e.b) e.b, e.a, e.d, e.transform, e.similarity
-                       FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
-                       ORDER BY e.b, e.a) j;
-        -- a keeper whose neighbours all joined better keepers is no cluster (a group of copies
-        -- still is: added after the rounds)
-        DELETE FROM cc_assign a
-        USING cc_keeper k
-        WHERE a.node = k.node
-          AND NOT EXISTS (SELECT 1 FROM cc_assign o WHERE o.keeper = a.node AND o.node <> a.node);
-        UPDATE cc_member m SET done = true
-        FROM cc_assign a WHERE a.node = m.node AND NOT m.done;
-        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.node = e.a;
-        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.node = e.b;
-    END LOOP;
-    -- copies of one file that joined no other image: a cluster of their own
-    INSERT INTO cc_assign (node, keeper, d, transform, similarity)
-    SELECT m.node, m.node, 0, NULL, NULL FROM cc_member m WHERE m.images > 1 AND NOT m.done;
-
-    -- every copy goes where its node went; copies of the keeper are at distance 0
-    INSERT INTO dbdedup.cluster_assignments (image_id, cluster_id, is_keeper, distance_to_keeper, transform, similarity)
-    SELECT i.image_id, k.image_id, i.rank_key = a.keeper,
-           CASE WHEN a.node = a.keeper THEN 0 ELSE a.d END,
-           CASE WHEN a.node = a.keeper THEN NULL ELSE a.transform END,
-           CASE WHEN a.node = a.keeper THEN NULL ELSE a.similarity END
-    FROM cc_assign a
-    JOIN cc_image i ON i.node = a.node
-    JOIN cc_image k ON k.rank_key = a.keeper;
-
-    SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
-    INSERT INTO dbdedup.cluster_parameters AS p (singleton, max_distance, hash_kind, keeper_rule, reference_paths, matched_seq,
-                                                 clusters, members, split_rounds, seconds, built_at, rule, min_similarity,
-                                                 confirm_distance, transform_distance, signals_seq)
-    VALUES (true, max_distance, kind, keeper_rule, reference_paths, st.matched_seq, n_clusters, n_members, greatest(rounds - 1, 0),
-            extract(epoch FROM clock_timestamp() - started), now(), rule, min_similarity, confirm_distance,
-            transform_distance, (SELECT min(s.matched_seq) FROM dbdedup.signal_state s))
-    ON CONFLICT (singleton) DO UPDATE SET
-        max_distance = excluded.max_distance, hash_kind = excluded.hash_kind, keeper_rule = excluded.keeper_rule,
-        reference_paths = excluded.reference_paths, matched_seq = excluded.matched_seq, clusters = excluded.clusters,
-        members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
-        rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
-        transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
-    DROP TABLE cc_pair, cc_image, cc_member, cc_edge, cc_keeper, cc_assign;
-    RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
-END
-$$;
-COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer) IS
-    'Cluster the pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
-    'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals). '
-    'Keeper order: reference paths first, then the keeper rule (largest = most pixels, then largest file, then oldest; '
-    'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
-    'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
-    'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
-    'are at distance 0. Replaces the current clustering.';
-
--- Not STRICT: PostgreSQL inlines a SQL function only when it is not STRICT or its body is
--- strict, and an OR is not. Inlined, the check costs 0.1 s a million values instead of 1.2 s
--- (matching calls it twice per distinct value).
-CREATE OR REPLACE FUNCTION dbdedup.is_low_information(value bigint) RETURNS boolean
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT bit_count(value::bit(64)) <= 3 OR bit_count(value::bit(64)) >= 61 $$;

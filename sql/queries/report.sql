@@ -1,5 +1,5 @@
 -- Queries of the report helper (report, pairs, export, apply, calibrate).
--- They read the views of migration 0002 (dbdedup.clusters, dbdedup.cluster_members)
+-- They read the views of sql/clusters.sql (dbdedup.clusters, dbdedup.cluster_members)
 -- and dbdedup.pairs, after dbdedup.clusters.ensure_clusters has made them current.
 
 -- name: summary

@@ -1,0 +1,269 @@
+-- Clusters: one keeper per group of near-duplicates, built from dbdedup.pairs by a rule.
+--
+--   SELECT * FROM dbdedup.build_clusters(8);         -- clusters at 8, largest image kept
+--   CALL dbdedup.refresh();                          -- match + cluster with the stored parameters (pg_cron)
+
+CREATE OR REPLACE FUNCTION dbdedup.is_under(path text, prefixes text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT coalesce(bool_or(path = rtrim(p, '/') OR starts_with(path, rtrim(p, '/') || '/')), false)
+        FROM unnest(prefixes) p
+    $$;
+COMMENT ON FUNCTION dbdedup.is_under(text, text[]) IS 'True when path is one of the prefixes or lies under one of them (whole path components).';
+
+CREATE OR REPLACE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer, transform_max_distance integer, min_similarity real,
+                                     confirm_distance integer, distance integer, transform_distance integer, similarity real)
+    RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE rule
+            WHEN 'hash' THEN distance <= max_distance
+            WHEN 'transforms' THEN distance <= max_distance OR coalesce(transform_distance <= transform_max_distance, false)
+            WHEN 'embedding' THEN coalesce(similarity >= min_similarity, false)
+            ELSE distance <= max_distance OR coalesce(transform_distance <= transform_max_distance, false)
+                 OR (coalesce(similarity >= min_similarity, false) AND distance <= confirm_distance)
+        END
+    $$;
+COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real) IS
+    'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule).';
+
+CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer, hash_kind text DEFAULT 'phash', keeper_rule text DEFAULT 'largest',
+                                       reference_paths text[] DEFAULT '{}', rule text DEFAULT 'hash',
+                                       min_similarity real DEFAULT NULL, confirm_distance integer DEFAULT NULL,
+                                       transform_distance integer DEFAULT NULL)
+    RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
+    LANGUAGE plpgsql
+    SET work_mem = '256MB'
+    AS $$
+DECLARE
+    kind text := dbdedup.hash_column(hash_kind);
+    started timestamptz := clock_timestamp();
+    st dbdedup.match_state;
+    rounds integer := 0;
+    n_clusters bigint;
+    n_members bigint;
+BEGIN
+    IF keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
+        RAISE EXCEPTION 'unknown keeper rule %', keeper_rule USING HINT = 'use largest, newest or oldest';
+    END IF;
+    IF rule NOT IN ('hash', 'transforms', 'embedding', 'fused') THEN
+        RAISE EXCEPTION 'unknown clustering rule %', rule USING HINT = 'use hash, transforms, embedding or fused';
+    END IF;
+    IF rule IN ('embedding', 'fused') AND min_similarity IS NULL THEN
+        RAISE EXCEPTION 'rule % needs min_similarity', rule;
+    END IF;
+    IF rule <> 'hash' AND kind <> 'phash' THEN
+        RAISE EXCEPTION 'rule % works on phash pairs, not %', rule, kind USING HINT = 'use rule hash for dhash and ahash';
+    END IF;
+    confirm_distance := coalesce(confirm_distance, max_distance);
+    transform_distance := coalesce(transform_distance, 2);
+    SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
+    IF st.hash_kind IS NULL OR st.max_distance < max_distance THEN
+        PERFORM dbdedup.match(max_distance, kind);
+        SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
+    END IF;
+    PERFORM pg_advisory_xact_lock(7220003);
+
+    -- the pairs that join images under the rule, with what links them
+    CREATE TEMP TABLE cc_pair ON COMMIT DROP AS
+    SELECT p.image_a, p.image_b,
+           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform_distance ELSE p.distance END AS d,
+           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform END AS transform,
+           p.similarity
+    FROM dbdedup.pairs p
+    WHERE p.hash_kind = kind
+      AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
+                               p.transform_distance, p.similarity);
+
+    -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
+    -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
+    CREATE TEMP TABLE cc_image (image_id bigint PRIMARY KEY, rank_key bigint NOT NULL UNIQUE, node bigint NOT NULL) ON COMMIT DROP;
+    INSERT INTO cc_image (image_id, rank_key, node)
+    SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
+    FROM (SELECT i.id, i.sha256,
+                 row_number() OVER (ORDER BY dbdedup.is_under(i.path, reference_paths) DESC,
+                     CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
+                     CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
+                     CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
+                     i.mtime_ns, i.id) AS rank_key
+          FROM dbdedup.images i
+          WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
+                                             UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
+                                             UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact)) r;
+    CREATE TEMP TABLE cc_member (node bigint PRIMARY KEY, images integer NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
+    INSERT INTO cc_member (node, images) SELECT c.node, count(*) FROM cc_image c GROUP BY c.node;
+    -- nodes are known by their keeper rank from here on: a smaller rank is a better keeper. One
+    -- edge per ordered pair of nodes (copies may bring the same link twice); an edge read from b's
+    -- side: a is b under the inverse variant
+    CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
+    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity
+    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity
+          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b
+          UNION ALL
+          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity
+          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
+    WHERE e.a <> e.b
+    ORDER BY e.a, e.b, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
+    CREATE INDEX ON cc_edge (a);
+    CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
+    CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
+                                 similarity real) ON COMMIT DROP;
+    DELETE FROM dbdedup.cluster_assignments;
+
+    -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
+    -- remaining node it is linked to; repeated on what is left. In each round every node with no
+    -- better remaining neighbour is a keeper (keepers are never neighbours of each other), and
+    -- each neighbour joins its best keeper: the same clusters as the sequential greedy pass, in
+    -- few rounds. A chain of weak links is split, so every member is directly linked to its keeper.
+    -- The copies of a file share every link, so the pass over images would keep them together:
+    -- one node gives the same clusters.
+    LOOP
+        EXIT WHEN NOT EXISTS (SELECT 1 FROM cc_edge);
+        rounds := rounds + 1;
+        TRUNCATE cc_keeper;
+        INSERT INTO cc_keeper SELECT e.a FROM cc_edge e GROUP BY e.a HAVING min(e.b) > e.a;
+        INSERT INTO cc_assign (node, keeper, d, transform, similarity)
+        SELECT k.node, k.node, 0, NULL, NULL FROM cc_keeper k
+        UNION ALL
+        SELECT * FROM (SELECT DISTINCT ON (e.b) e.b, e.a, e.d, e.transform, e.similarity
+                       FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
+                       ORDER BY e.b, e.a) j;
+        -- a keeper whose neighbours all joined better keepers is no cluster (a group of copies
+        -- still is: added after the rounds)
+        DELETE FROM cc_assign a
+        USING cc_keeper k
+        WHERE a.node = k.node
+          AND NOT EXISTS (SELECT 1 FROM cc_assign o WHERE o.keeper = a.node AND o.node <> a.node);
+        UPDATE cc_member m SET done = true
+        FROM cc_assign a WHERE a.node = m.node AND NOT m.done;
+        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.node = e.a;
+        DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.node = e.b;
+    END LOOP;
+    -- copies of one file that joined no other image: a cluster of their own
+    INSERT INTO cc_assign (node, keeper, d, transform, similarity)
+    SELECT m.node, m.node, 0, NULL, NULL FROM cc_member m WHERE m.images > 1 AND NOT m.done;
+
+    -- every copy goes where its node went; copies of the keeper are at distance 0
+    INSERT INTO dbdedup.cluster_assignments (image_id, cluster_id, is_keeper, distance_to_keeper, transform, similarity)
+    SELECT i.image_id, k.image_id, i.rank_key = a.keeper,
+           CASE WHEN a.node = a.keeper THEN 0 ELSE a.d END,
+           CASE WHEN a.node = a.keeper THEN NULL ELSE a.transform END,
+           CASE WHEN a.node = a.keeper THEN NULL ELSE a.similarity END
+    FROM cc_assign a
+    JOIN cc_image i ON i.node = a.node
+    JOIN cc_image k ON k.rank_key = a.keeper;
+
+    SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
+    INSERT INTO dbdedup.cluster_parameters AS p (singleton, max_distance, hash_kind, keeper_rule, reference_paths, matched_seq,
+                                                 clusters, members, split_rounds, seconds, built_at, rule, min_similarity,
+                                                 confirm_distance, transform_distance, signals_seq)
+    VALUES (true, max_distance, kind, keeper_rule, reference_paths, st.matched_seq, n_clusters, n_members, greatest(rounds - 1, 0),
+            extract(epoch FROM clock_timestamp() - started), now(), rule, min_similarity, confirm_distance,
+            transform_distance, (SELECT min(s.matched_seq) FROM dbdedup.signal_state s))
+    ON CONFLICT (singleton) DO UPDATE SET
+        max_distance = excluded.max_distance, hash_kind = excluded.hash_kind, keeper_rule = excluded.keeper_rule,
+        reference_paths = excluded.reference_paths, matched_seq = excluded.matched_seq, clusters = excluded.clusters,
+        members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
+        rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
+        transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
+    DROP TABLE cc_pair, cc_image, cc_member, cc_edge, cc_keeper, cc_assign;
+    RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer) IS
+    'Cluster the pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
+    'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals). '
+    'Keeper order: reference paths first, then the keeper rule (largest = most pixels, then largest file, then oldest; '
+    'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
+    'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
+    'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
+    'are at distance 0. Replaces the current clustering.';
+
+CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    cp dbdedup.cluster_parameters;
+    kind text;
+    threshold integer;
+    clustering text;
+BEGIN
+    SELECT * INTO cp FROM dbdedup.cluster_parameters WHERE singleton;
+    kind := coalesce(hash_kind, cp.hash_kind, 'phash');
+    threshold := coalesce(max_distance, cp.max_distance, 8);
+    clustering := CASE WHEN kind = 'phash' THEN coalesce(cp.rule, 'hash') ELSE 'hash' END;
+    PERFORM dbdedup.match(threshold, kind);
+    IF clustering IN ('transforms', 'fused') THEN
+        PERFORM dbdedup.match_transforms(coalesce(cp.transform_distance, 2));
+    END IF;
+    IF clustering IN ('embedding', 'fused') AND cp.min_similarity IS NOT NULL THEN
+        PERFORM dbdedup.match_embeddings(cp.min_similarity,
+                                         coalesce((SELECT s.neighbours FROM dbdedup.signal_state s WHERE s.signal = 'embeddings'), 10));
+    END IF;
+    PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'),
+                                   clustering, cp.min_similarity, cp.confirm_distance, cp.transform_distance);
+END
+$$;
+COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
+    'Incremental matching of new and changed images (pHash pairs, then the transform and embedding signals the stored '
+    'rule uses), then the clusters rebuilt with the stored parameters. '
+    'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
+
+CREATE OR REPLACE VIEW dbdedup.cluster_members AS
+    SELECT a.cluster_id,
+           i.id AS image_id,
+           i.path,
+           i.path_bytes,
+           a.is_keeper,
+           a.distance_to_keeper,
+           i.width,
+           i.height,
+           i.size_bytes,
+           i.sha256,
+           i.mtime_ns,
+           (NOT a.is_keeper AND i.sha256 = k.sha256) AS is_exact_duplicate,
+           dbdedup.is_under(i.path, p.reference_paths) AS is_protected,
+           a.transform,
+           a.similarity,
+           (NOT a.is_keeper AND i.device = k.device AND i.inode = k.inode) AS is_same_file
+    FROM dbdedup.cluster_assignments a
+    JOIN dbdedup.images i ON i.id = a.image_id
+    JOIN dbdedup.images k ON k.id = a.cluster_id
+    CROSS JOIN dbdedup.cluster_parameters p;
+COMMENT ON VIEW dbdedup.cluster_members IS
+    'Members of the current clustering, keeper included (distance 0); only clusters of 2+ images. '
+    'is_exact_duplicate: same SHA-256 as the keeper (false for the keeper itself); is_protected: under a reference path; '
+    'transform: the flip, rotation or trim that links it to the keeper; similarity: embedding similarity to the keeper; '
+    'is_same_file: a hard link to the keeper''s file (same device and inode: removing it frees nothing).';
+
+CREATE OR REPLACE VIEW dbdedup.clusters AS
+    SELECT cluster_id,
+           cluster_id AS keeper_image_id,
+           min(path) FILTER (WHERE is_keeper) AS keeper_path,
+           count(*)::integer AS member_count,
+           coalesce(sum(size_bytes) FILTER (WHERE NOT is_keeper AND NOT is_protected AND NOT coalesce(is_same_file, false)), 0)::bigint
+               AS reclaimable_bytes
+    FROM dbdedup.cluster_members
+    GROUP BY cluster_id;
+COMMENT ON VIEW dbdedup.clusters IS
+    'One row per cluster: its keeper and the bytes freed by removing the other, unprotected members (hard links to the '
+    'keeper''s file free nothing and are not counted).';
+
+CREATE OR REPLACE VIEW dbdedup.common_hashes AS
+    SELECT v.hash_kind, v.value, v.images, v.distinct_files, v.common_reason,
+           lpad(to_hex(v.value), 16, '0') AS hex
+    FROM dbdedup.hash_values v
+    WHERE v.is_common;
+COMMENT ON VIEW dbdedup.common_hashes IS
+    'Over-common hash values (blank, flat or tiny images, or one value shared by many different files): '
+    'reported apart and kept out of near-duplicate pairs so they cannot chain unrelated images together.';
+
+CREATE OR REPLACE VIEW dbdedup.common_hash_images AS
+    SELECT v.hash_kind, v.value, v.common_reason, i.id AS image_id, i.path, i.width, i.height, i.size_bytes
+    FROM dbdedup.hash_values v
+    JOIN dbdedup.images i ON i.status = 'ok'
+         AND CASE v.hash_kind WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END = v.value
+    WHERE v.is_common;
+COMMENT ON VIEW dbdedup.common_hash_images IS 'The images whose hash value is over-common (see dbdedup.common_hashes).';

@@ -1,0 +1,311 @@
+-- Tables: the current definition of every table, sequence and index in schema dbdedup.
+--
+-- A new database is made from this file; an existing one reaches the same tables through the
+-- versioned migrations in migrations/versions/ (a test dumps both and compares them). A table
+-- change is therefore two edits: this file, and a new migration that does the same to an
+-- existing database. Functions and views live in the other files of sql/ and are re-applied
+-- whole whenever their text changes (dbdedup/schema.py).
+--
+-- dbdedup.image_embeddings is created by dbdedup.enable_embeddings() (sql/signals.sql), only on
+-- servers that have pgvector: its vector column needs the extension's type.
+
+-- pgvector when the server offers it; without it dbdedup runs in hash-only mode.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector') THEN
+        BEGIN
+            CREATE EXTENSION IF NOT EXISTS vector;
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE NOTICE 'pgvector is available but this user may not create it: %', SQLERRM;
+        END;
+    END IF;
+END
+$$;
+
+CREATE SCHEMA IF NOT EXISTS dbdedup;
+COMMENT ON SCHEMA dbdedup IS 'dbdedup: image deduplication. Tables, views and functions managed by `dbdedup migrate`.';
+
+CREATE SEQUENCE dbdedup.change_seq;
+COMMENT ON SEQUENCE dbdedup.change_seq IS
+    'Stamps every write to dbdedup.images, so incremental matching can find the rows changed since it last ran.';
+
+CREATE TABLE dbdedup.load_runs (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    status        text NOT NULL DEFAULT 'running'
+                  CHECK (status IN ('running', 'completed', 'failed', 'interrupted')),
+    roots         text[] NOT NULL,
+    parameters    jsonb NOT NULL DEFAULT '{}',
+    versions      jsonb NOT NULL DEFAULT '{}',
+    files_seen    bigint NOT NULL DEFAULT 0,
+    loaded        bigint NOT NULL DEFAULT 0,
+    unchanged     bigint NOT NULL DEFAULT 0,
+    errors        bigint NOT NULL DEFAULT 0,
+    missing       bigint NOT NULL DEFAULT 0,
+    ignored       bigint NOT NULL DEFAULT 0,
+    seconds       double precision,
+    message       text
+);
+COMMENT ON TABLE dbdedup.load_runs IS 'One row per `dbdedup load`: what was asked, library versions, counts and timing.';
+COMMENT ON COLUMN dbdedup.load_runs.status IS 'running, completed, failed, or interrupted (killed; found by the next load).';
+COMMENT ON COLUMN dbdedup.load_runs.parameters IS 'Options of the run (workers, max_pixels, recursive, ...).';
+COMMENT ON COLUMN dbdedup.load_runs.versions IS 'Versions of dbdedup, Pillow, ImageHash and numpy that computed the hashes: a hash changes when resampling changes.';
+COMMENT ON COLUMN dbdedup.load_runs.loaded IS 'Files hashed by this run (new or changed).';
+COMMENT ON COLUMN dbdedup.load_runs.unchanged IS 'Files skipped because path, size and mtime matched the stored row.';
+COMMENT ON COLUMN dbdedup.load_runs.errors IS 'Files that could not be loaded (see dbdedup.load_errors).';
+COMMENT ON COLUMN dbdedup.load_runs.missing IS 'Stored files under the scanned roots that are gone from disk, marked missing.';
+COMMENT ON COLUMN dbdedup.load_runs.ignored IS 'Files that are not images by name or content (text, sidecars), left alone.';
+
+CREATE TABLE dbdedup.images (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    path          text NOT NULL,
+    path_bytes    bytea NOT NULL UNIQUE,
+    size_bytes    bigint NOT NULL,
+    mtime_ns      bigint NOT NULL,
+    device        bigint,
+    inode         bigint,
+    mtime         timestamptz GENERATED ALWAYS AS (to_timestamp(mtime_ns / 1e9)) STORED,
+    status        text NOT NULL CHECK (status IN ('ok', 'error', 'missing')),
+    sha256        bytea,
+    format        text,
+    width         integer,
+    height        integer,
+    frames        integer,
+    phash         bigint,
+    dhash         bigint,
+    ahash         bigint,
+    error         text,
+    error_detail  text,
+    load_run_id   bigint REFERENCES dbdedup.load_runs (id),
+    loaded_at     timestamptz NOT NULL DEFAULT now(),
+    missing_since timestamptz,
+    change_seq    bigint NOT NULL DEFAULT nextval('dbdedup.change_seq'),
+    phash_variants bigint[],
+    CONSTRAINT images_ok_has_hashes CHECK (
+        status <> 'ok' OR (sha256 IS NOT NULL AND phash IS NOT NULL AND dhash IS NOT NULL AND ahash IS NOT NULL)
+    ),
+    CONSTRAINT images_error_has_reason CHECK (status <> 'error' OR error IS NOT NULL)
+);
+COMMENT ON TABLE dbdedup.images IS 'One row per file dbdedup has seen: its hashes when it loaded, its error when it did not, or missing when it is gone.';
+COMMENT ON COLUMN dbdedup.images.path IS 'The file path for display: the exact path when it is valid UTF-8, else with undecodable bytes as \xNN escapes.';
+COMMENT ON COLUMN dbdedup.images.path_bytes IS 'The exact path bytes as the file system has them (lossless, also for names that are not UTF-8).';
+COMMENT ON COLUMN dbdedup.images.mtime_ns IS 'Modification time in nanoseconds since the epoch; with path and size it decides whether a file changed.';
+COMMENT ON COLUMN dbdedup.images.device IS 'st_dev of the file: with inode, rows with equal values are one file reached by two paths (hard link or symlink), not copies.';
+COMMENT ON COLUMN dbdedup.images.inode IS 'st_ino of the file (see device).';
+COMMENT ON COLUMN dbdedup.images.status IS 'ok (hashed), error (could not be loaded, see error), or missing (gone from disk since missing_since).';
+COMMENT ON COLUMN dbdedup.images.sha256 IS 'SHA-256 of the file bytes: equal values are exact duplicates.';
+COMMENT ON COLUMN dbdedup.images.format IS 'Image format detected from the content (JPEG, PNG, GIF, WEBP, BMP, TIFF, HEIF, AVIF).';
+COMMENT ON COLUMN dbdedup.images.width IS 'Width in pixels after applying the EXIF orientation.';
+COMMENT ON COLUMN dbdedup.images.height IS 'Height in pixels after applying the EXIF orientation.';
+COMMENT ON COLUMN dbdedup.images.frames IS 'Number of frames (animated images are hashed on their first frame).';
+COMMENT ON COLUMN dbdedup.images.phash IS '64-bit perceptual hash (imagehash.phash), as a signed bigint with the same bits; Hamming distance: bit_count((a # b)::bit(64)).';
+COMMENT ON COLUMN dbdedup.images.dhash IS '64-bit difference hash (imagehash.dhash), same encoding as phash.';
+COMMENT ON COLUMN dbdedup.images.ahash IS '64-bit average hash (imagehash.average_hash), same encoding as phash.';
+COMMENT ON COLUMN dbdedup.images.error IS 'Why the file could not be loaded: a short reason code (truncated, not_an_image, too_many_pixels, ...).';
+COMMENT ON COLUMN dbdedup.images.error_detail IS 'A readable sentence about the error.';
+COMMENT ON COLUMN dbdedup.images.change_seq IS 'Taken from dbdedup.change_seq on every write; incremental matching compares it with its last mark.';
+COMMENT ON COLUMN dbdedup.images.phash_variants IS
+    'pHash of the image under the 7 other orientations (flip_h, flip_v, rotate_90, rotate_180, rotate_270, transpose, '
+    'transverse; see dbdedup.transform_name), then, when uniform borders were trimmed, the trimmed image''s pHash and its '
+    '7 orientations (16 values in all). NULL when loaded with --no-orientations.';
+
+CREATE INDEX images_sha256_idx ON dbdedup.images (sha256) WHERE status = 'ok';
+CREATE INDEX images_change_seq_idx ON dbdedup.images (change_seq);
+CREATE INDEX images_phash_ok_idx ON dbdedup.images (phash) WHERE status = 'ok';
+CREATE INDEX images_dhash_ok_idx ON dbdedup.images (dhash) WHERE status = 'ok';
+CREATE INDEX images_ahash_ok_idx ON dbdedup.images (ahash) WHERE status = 'ok';
+
+CREATE TABLE dbdedup.load_errors (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    load_run_id   bigint NOT NULL REFERENCES dbdedup.load_runs (id) ON DELETE CASCADE,
+    path          text NOT NULL,
+    path_bytes    bytea NOT NULL,
+    reason        text NOT NULL,
+    detail        text,
+    at            timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dbdedup.load_errors IS 'Every failure to load a file, per run (the history; dbdedup.errors shows the current ones).';
+COMMENT ON COLUMN dbdedup.load_errors.reason IS 'Short reason code, as in dbdedup.images.error.';
+CREATE INDEX load_errors_run_idx ON dbdedup.load_errors (load_run_id);
+
+-- ------------------------------------------------------------------ matching state
+
+CREATE TABLE dbdedup.match_state (
+    hash_kind     text PRIMARY KEY CHECK (hash_kind IN ('phash', 'dhash', 'ahash')),
+    max_distance  smallint NOT NULL,
+    common_limit  integer NOT NULL,
+    matched_seq   bigint NOT NULL,
+    method        text NOT NULL,
+    mode          text NOT NULL,
+    candidates    bigint NOT NULL DEFAULT 0,
+    value_pairs   bigint NOT NULL DEFAULT 0,
+    pairs         bigint NOT NULL DEFAULT 0,
+    seconds       double precision,
+    full_match_at timestamptz NOT NULL DEFAULT now(),
+    matched_at    timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dbdedup.match_state IS
+    'Per hash kind: pairs in dbdedup.pairs are complete up to max_distance for every image with change_seq <= matched_seq.';
+COMMENT ON COLUMN dbdedup.match_state.max_distance IS 'The largest threshold asked so far: clustering at any smaller one needs no new matching.';
+COMMENT ON COLUMN dbdedup.match_state.common_limit IS 'A hash value shared by more distinct files than this is over-common (see dbdedup.common_hashes).';
+COMMENT ON COLUMN dbdedup.match_state.matched_seq IS 'The dbdedup.change_seq mark of the last match: later rows are matched by the next incremental run.';
+COMMENT ON COLUMN dbdedup.match_state.method IS 'Method of the last run: scan, blocks or lsh.';
+COMMENT ON COLUMN dbdedup.match_state.mode IS 'full (everything re-matched) or incremental (only changed images against all).';
+COMMENT ON COLUMN dbdedup.match_state.candidates IS 'Value pairs the last run compared exactly.';
+
+CREATE UNLOGGED TABLE dbdedup.hash_values (
+    hash_kind      text NOT NULL,
+    value          bigint NOT NULL,
+    images         integer NOT NULL,
+    distinct_files integer NOT NULL,
+    is_common      boolean NOT NULL,
+    common_reason  text,
+    pending        boolean NOT NULL DEFAULT true,
+    PRIMARY KEY (hash_kind, value)
+);
+COMMENT ON TABLE dbdedup.hash_values IS
+    'Distinct hash values of the ok images, per hash kind: matching compares values, not images, so a thousand copies cost one comparison. '
+    'Unlogged (derived data, written fast): after a crash it is empty and the next match is a full one.';
+COMMENT ON COLUMN dbdedup.hash_values.distinct_files IS 'Distinct SHA-256 among the images with this value.';
+COMMENT ON COLUMN dbdedup.hash_values.is_common IS 'Over-common or low-information value: kept out of near-duplicate pairs (exact copies still pair).';
+COMMENT ON COLUMN dbdedup.hash_values.common_reason IS 'low_information (almost no bits set or cleared) or shared_by_many (more distinct files than the common limit).';
+COMMENT ON COLUMN dbdedup.hash_values.pending IS 'Not yet matched against the others (new since the last match).';
+
+CREATE UNLOGGED TABLE dbdedup.value_pairs (
+    hash_kind text NOT NULL,
+    value_a   bigint NOT NULL,
+    value_b   bigint NOT NULL,
+    distance  smallint NOT NULL,
+    PRIMARY KEY (hash_kind, value_a, value_b),
+    CHECK (value_a < value_b)
+);
+CREATE INDEX value_pairs_b_idx ON dbdedup.value_pairs (hash_kind, value_b);
+COMMENT ON TABLE dbdedup.value_pairs IS 'Pairs of distinct hash values within match_state.max_distance (value_a < value_b). Unlogged, like hash_values.';
+
+CREATE TABLE dbdedup.pairs (
+    image_a   bigint NOT NULL,
+    image_b   bigint NOT NULL,
+    hash_kind text NOT NULL,
+    distance  smallint NOT NULL,
+    is_exact  boolean NOT NULL,
+    transform text,
+    transform_distance smallint,
+    similarity real,
+    PRIMARY KEY (hash_kind, image_a, image_b),
+    CHECK (image_a < image_b)
+);
+CREATE INDEX pairs_b_idx ON dbdedup.pairs (hash_kind, image_b);
+COMMENT ON TABLE dbdedup.pairs IS
+    'Image pairs (image_a < image_b) found by matching. Exact copies are stored as stars: every ok image with the same '
+    'SHA-256 as a smaller ok image is paired (is_exact, distance 0) with the smallest one, the representative of its '
+    'group, and with nothing else; near-duplicate pairs (hashes of hash_kind within match_state.max_distance) are stored '
+    'between representatives only, and every copy of a group has the pairs of its representative. Images with an '
+    'over-common hash value pair only with their exact copies. The transform and embedding signals may add pairs of '
+    'any two images (see pairs.transform, pairs.similarity).';
+COMMENT ON COLUMN dbdedup.pairs.distance IS 'Hamming distance of the two hashes (0-64).';
+COMMENT ON COLUMN dbdedup.pairs.is_exact IS
+    'Same SHA-256: byte-identical files; image_a is the representative (smallest id) of the group, image_b a copy.';
+COMMENT ON COLUMN dbdedup.pairs.transform IS
+    'Which variant matched when the pair was found by transform matching: image_b looks like image_a after this '
+    '(flip_h, rotate_90, ..., trim, trim+flip_h, ...). NULL when no variant is closer than the stored hashes.';
+COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance).';
+COMMENT ON COLUMN dbdedup.pairs.similarity IS
+    'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
+CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
+
+CREATE TABLE dbdedup.cluster_parameters (
+    singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    max_distance    smallint NOT NULL,
+    hash_kind       text NOT NULL,
+    keeper_rule     text NOT NULL CHECK (keeper_rule IN ('largest', 'newest', 'oldest')),
+    reference_paths text[] NOT NULL DEFAULT '{}',
+    matched_seq     bigint NOT NULL,
+    clusters        bigint NOT NULL DEFAULT 0,
+    members         bigint NOT NULL DEFAULT 0,
+    split_rounds    integer NOT NULL DEFAULT 0,
+    seconds         double precision,
+    built_at        timestamptz NOT NULL DEFAULT now(),
+    rule            text NOT NULL DEFAULT 'hash' CHECK (rule IN ('hash', 'transforms', 'embedding', 'fused')),
+    min_similarity  real,
+    confirm_distance smallint,
+    transform_distance smallint,
+    signals_seq     bigint
+);
+COMMENT ON TABLE dbdedup.cluster_parameters IS 'The parameters of the current clustering (one row), and what building it found.';
+COMMENT ON COLUMN dbdedup.cluster_parameters.reference_paths IS 'Path prefixes whose files are preferred as keeper and never removable.';
+COMMENT ON COLUMN dbdedup.cluster_parameters.matched_seq IS 'match_state.matched_seq of the pairs the clustering was built from.';
+COMMENT ON COLUMN dbdedup.cluster_parameters.split_rounds IS 'Extra rounds of greedy star clustering: above 0 when chains of weak links were split (members too far from the best image).';
+COMMENT ON COLUMN dbdedup.cluster_parameters.rule IS
+    'Which pairs join images: hash (pHash within max_distance), transforms (also a flipped, rotated or trimmed variant '
+    'within transform_distance), embedding (similarity >= min_similarity), fused (transforms, or similarity >= '
+    'min_similarity confirmed by a pHash distance <= confirm_distance).';
+COMMENT ON COLUMN dbdedup.cluster_parameters.transform_distance IS
+    'Largest distance at which a flipped, rotated or trimmed variant links two images (tighter than max_distance: '
+    '16 variants give 16 chances to match by accident).';
+COMMENT ON COLUMN dbdedup.cluster_parameters.signals_seq IS 'signal_state matched_seq of the signals the clustering used.';
+
+CREATE TABLE dbdedup.cluster_assignments (
+    image_id           bigint PRIMARY KEY,
+    cluster_id         bigint NOT NULL,
+    is_keeper          boolean NOT NULL,
+    distance_to_keeper integer NOT NULL,
+    transform          text,
+    similarity         real
+);
+CREATE INDEX cluster_assignments_cluster_idx ON dbdedup.cluster_assignments (cluster_id);
+COMMENT ON TABLE dbdedup.cluster_assignments IS 'Cluster of each clustered image (cluster_id is the keeper''s image id).';
+COMMENT ON COLUMN dbdedup.cluster_assignments.distance_to_keeper IS
+    'pHash distance to the keeper, at the matched variant when transform is set (0 for exact copies).';
+COMMENT ON COLUMN dbdedup.cluster_assignments.transform IS
+    'The variant that links the image to its keeper: the image looks like the keeper after this (flip_h, rotate_90, ...); '
+    'trim: one of the two has a uniform border the other lacks. NULL when the plain pHash links them.';
+COMMENT ON COLUMN dbdedup.cluster_assignments.similarity IS 'Embedding similarity to the keeper when known.';
+
+-- ------------------------------------------------------------------ signals
+
+CREATE TABLE dbdedup.signal_state (
+    signal             text PRIMARY KEY CHECK (signal IN ('transforms', 'embeddings')),
+    max_distance       smallint,
+    min_similarity     real,
+    neighbours         integer,
+    matched_seq        bigint NOT NULL,
+    base_full_match_at timestamptz NOT NULL,
+    method             text,
+    mode               text NOT NULL,
+    candidates         bigint NOT NULL DEFAULT 0,
+    pairs              bigint NOT NULL DEFAULT 0,
+    seconds            double precision,
+    matched_at         timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dbdedup.signal_state IS
+    'Per signal (transforms, embeddings): pairs.transform_distance is complete up to max_distance, and pairs.similarity down '
+    'to min_similarity (k = neighbours), for images with change_seq <= matched_seq. base_full_match_at is the pHash '
+    'match_state.full_match_at the signal was computed on: a full pHash re-match clears the pairs, so the signal starts over.';
+
+CREATE TABLE dbdedup.embedding_reductions (
+    embedder     text PRIMARY KEY,
+    raw_dim      integer NOT NULL,
+    dim          integer NOT NULL,
+    reduction    bytea NOT NULL,
+    fitted_rows  bigint NOT NULL,
+    fitted_at    timestamptz NOT NULL DEFAULT now(),
+    index_method text NOT NULL DEFAULT 'hnsw' CHECK (index_method IN ('hnsw', 'ivfflat'))
+);
+COMMENT ON TABLE dbdedup.embedding_reductions IS
+    'The PCA that reduces an embedder''s raw descriptors to the stored vectors, fitted once on the loaded corpus so later '
+    'loads project the same way (`dbdedup embeddings refit` fits again and re-projects everything).';
+COMMENT ON COLUMN dbdedup.embedding_reductions.embedder IS 'Embedder id: grey-v1 (the default, no weights) or onnx:<sha256 prefix of the model>.';
+COMMENT ON COLUMN dbdedup.embedding_reductions.reduction IS 'Mean and components, as written by dbdedup.embedding.Reduction.to_bytes.';
+COMMENT ON COLUMN dbdedup.embedding_reductions.index_method IS 'pgvector index on the vectors: hnsw (default) or ivfflat.';
+
+-- ------------------------------------------------------------------ bookkeeping of sql/
+
+CREATE TABLE dbdedup.schema_definitions (
+    singleton  boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dbdedup.schema_definitions IS
+    'SHA-256 of the function and view definitions (sql/*.sql but tables.sql) this database runs: when dbdedup ships other '
+    'text, every command re-applies them before it starts.';

@@ -1,0 +1,147 @@
+"""The SQL's home: sql/ makes a new database, migrations/ upgrades an old one, and both give one schema.
+
+procrastinate's check: a database made from sql/ and one made by an older dbdedup and then
+upgraded are dumped with pg_dump and compared. tests/data/db_0004.sql.gz is a real database made
+by dbdedup before the SQL moved (four migrations, examples/ loaded and matched).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbdedup import db as dbmod
+from dbdedup import schema
+from dbdedup.sqlfiles import read_sql
+
+OLD_DATABASE = Path(__file__).parent / "data" / "db_0004.sql.gz"
+SQL_DIR = Path(__file__).parent.parent / "sql"
+ROUTINE = re.compile(r"^CREATE (?:OR REPLACE )?(FUNCTION|PROCEDURE|VIEW)\s+(dbdedup\.\w+)", re.M)
+
+
+def _bin(name: str) -> str:
+    return str(dbmod.psql_path().parent / name)
+
+
+def _pg_dump_schema(dsn: str) -> str:
+    out = subprocess.run([_bin("pg_dump"), "--schema-only", "--no-owner", "--no-privileges", "-n", "dbdedup", dsn],
+                         check=True, capture_output=True, text=True).stdout
+    # pg_dump 18 brackets its output with a random \restrict key
+    kept = "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
+    return re.sub(r"\n{3,}", "\n\n", kept)
+
+
+def _restore_old_database(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    subprocess.run([_bin("psql"), "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn],
+                   input=gzip.decompress(OLD_DATABASE.read_bytes()), check=True, capture_output=True)
+
+
+@pytest.fixture
+def second_empty_db_dsn(pg_server):
+    """Another database with nothing of dbdedup in it."""
+    admin, _ = pg_server
+    params = conninfo_to_dict(admin)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS schema_from_sql WITH (FORCE)")
+        conn.execute("CREATE DATABASE schema_from_sql TEMPLATE template0")
+    yield make_conninfo(**{**params, "dbname": "schema_from_sql"})
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS schema_from_sql WITH (FORCE)")
+
+
+def test_old_database_upgrades_to_the_schema_of_sql(empty_db_dsn, second_empty_db_dsn):
+    assert dbmod.apply_migrations(second_empty_db_dsn) is True
+    fresh = _pg_dump_schema(second_empty_db_dsn)
+
+    _restore_old_database(empty_db_dsn)
+    with psycopg.connect(empty_db_dsn) as conn:
+        assert dbmod.current_revision(conn) == "0004"
+        images_before = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    assert images_before > 0
+    assert dbmod.apply_migrations(empty_db_dsn) is True
+    upgraded = _pg_dump_schema(empty_db_dsn)
+    # the pgvector index is built after a load (dbdedup.build_embedding_index): the old database
+    # has loaded images, the new one none
+    vector_index = re.compile(r"\n--\n-- Name: image_embeddings_vector_idx.*?;\n", re.S)
+    assert len(vector_index.findall(upgraded)) == 1
+    assert re.sub(r"\n{3,}", "\n\n", vector_index.sub("", upgraded)) == fresh
+
+    with psycopg.connect(empty_db_dsn) as conn:
+        assert dbmod.current_revision(conn) == dbmod.head_revision()
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0] == images_before
+        # the upgraded database works: today's match and clustering run on yesterday's rows
+        conn.execute("SELECT * FROM dbdedup.match(8, full_rematch => true)")
+        clusters = conn.execute("SELECT count(*) FROM dbdedup.build_clusters(8)").fetchone()[0]
+    assert clusters >= 1
+    assert dbmod.apply_migrations(empty_db_dsn) is False
+
+
+def test_each_function_and_view_is_defined_in_exactly_one_file(db_dsn):
+    defined: dict[str, list[str]] = {}
+    for path in sorted(SQL_DIR.glob("*.sql")):
+        for kind, name in ROUTINE.findall(path.read_text()):
+            defined.setdefault(name, []).append(path.name)
+    with psycopg.connect(db_dsn) as conn:
+        in_database = {
+            row[0]
+            for row in conn.execute(
+                "SELECT 'dbdedup.' || p.proname FROM pg_proc p WHERE p.pronamespace = 'dbdedup'::regnamespace "
+                "UNION SELECT 'dbdedup.' || c.relname FROM pg_class c "
+                "WHERE c.relnamespace = 'dbdedup'::regnamespace AND c.relkind = 'v'"
+            )
+        }
+    assert in_database == set(defined)
+    # overloads (similar(bigint, ...) and similar(text, ...)) share a file; no name is in two files
+    assert {name: files for name, files in defined.items() if len(set(files)) > 1} == {}
+    # tables live in tables.sql (image_embeddings, made inside enable_embeddings() where pgvector is, aside)
+    assert not re.search(r"^(CREATE|ALTER) (UNLOGGED )?TABLE", "".join(read_sql(f) for f in schema.DEFINITION_FILES), re.M)
+    assert not re.search(r"CREATE (OR REPLACE )?(FUNCTION|PROCEDURE|VIEW)", read_sql("tables.sql"))
+    # the migrations carry no copy of a function or view
+    for path in (SQL_DIR.parent / "migrations").rglob("*.py"):
+        assert not ROUTINE.search(path.read_text()), path
+
+
+def test_changed_definitions_are_applied_again_and_readers_keep_access(db_dsn):
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS dbdedup_schema_reader")
+        conn.execute("CREATE ROLE dbdedup_schema_reader LOGIN")
+        conn.execute("SELECT dbdedup.grant_read_access('dbdedup_schema_reader')")
+        # a database that runs older text: another checksum and a function edited by hand
+        conn.execute("UPDATE dbdedup.schema_definitions SET checksum = 'older'")
+        conn.execute("CREATE OR REPLACE FUNCTION dbdedup.hamming(a bigint, b bigint) RETURNS integer "
+                     "LANGUAGE sql AS $$ SELECT -1 $$")
+    try:
+        assert dbmod.apply_migrations(db_dsn) is True
+        with psycopg.connect(db_dsn) as conn:
+            assert conn.execute("SELECT dbdedup.hamming(0, 7)").fetchone()[0] == 3
+            assert schema.stored_checksum(conn) == schema.definitions_checksum()
+            conn.execute("SET ROLE dbdedup_schema_reader")
+            assert conn.execute("SELECT count(*) FROM dbdedup.clusters").fetchone()[0] == 0
+            assert conn.execute("SELECT dbdedup.hamming(1, 2)").fetchone()[0] == 2
+    finally:
+        with psycopg.connect(db_dsn, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY dbdedup_schema_reader")
+            conn.execute("DROP ROLE dbdedup_schema_reader")
+
+
+def test_a_users_view_on_ours_stops_the_upgrade_with_a_clear_error(db_dsn):
+    from dbdedup.errors import DbdedupError
+
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CREATE VIEW public.my_clusters AS SELECT * FROM dbdedup.clusters")
+        conn.execute("UPDATE dbdedup.schema_definitions SET checksum = 'older'")
+    with pytest.raises(DbdedupError) as info:
+        dbmod.apply_migrations(db_dsn)
+    assert "my_clusters" in info.value.message or "depend" in info.value.message
+    with psycopg.connect(db_dsn) as conn:
+        # nothing was half-applied: the transaction rolled back, the user's view is there
+        assert conn.execute("SELECT count(*) FROM public.my_clusters").fetchone()[0] == 0
+        assert schema.stored_checksum(conn) == "older"
