@@ -3,7 +3,7 @@
 Pure functions and small classes, no database. Two embedders:
 
 - ``grey-v1`` (the default, ``load_embedder("default")``): a hand-made
-  descriptor of the decoded working image (``hashing.decode_image``), computed
+  descriptor of the decoded working image (``decode.decode_image``), computed
   from greyscale only, because JPEGs are decoded as small greyscale drafts and a
   PNG and its JPEG copy must describe alike. No downloaded weights. See
   ``GreyEmbedder`` for the design.
@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import DbdedupError
-from .hashing import resize_grey, resize_stack
+from .resample import resize_grey, resize_stack
 
 EMBEDDING_DIM = 64
 
@@ -180,7 +180,7 @@ def grey_features(z: np.ndarray) -> np.ndarray:
 
 
 class GreyEmbedder(Embedder):
-    """The default embedder, ``grey-v1``: no weights, greyscale only, about 0.1 ms an image.
+    """The default embedder, ``grey-v1``: no weights, greyscale only, cheap beside the decode.
 
     The working image is converted to greyscale, uniform borders are trimmed
     (up to 40% of a side from each edge: added frames, letterboxing, flat backgrounds), and it is
@@ -434,6 +434,27 @@ def raw_to_bytes(vector: np.ndarray) -> bytes:
     if np.isfinite(vector).all() and float(np.abs(vector).max(initial=0.0)) <= _FLOAT16_MAX:
         return vector.astype("<f2").tobytes()
     return vector.astype("<f4").tobytes()
+
+
+def raw_descriptors(embedder: Embedder, images: list[Image.Image]) -> list[bytes | None]:
+    """Each image's raw descriptor as stored (``raw_to_bytes``), or None for an image the embedder fails on.
+
+    A model that fails on one image must not lose that image's hashes: its file gets no
+    descriptor, and the next load tries again.
+    """
+    describe_many = getattr(embedder, "describe_many", None)
+    if describe_many is not None and len(images) > 1:
+        try:
+            return [raw_to_bytes(vector) for vector in describe_many(images)]
+        except Exception:
+            pass  # one image at a time, so only the one that fails loses its descriptor
+    out: list[bytes | None] = []
+    for image in images:
+        try:
+            out.append(raw_to_bytes(embedder.describe(image)))
+        except Exception:
+            out.append(None)
+    return out
 
 
 def raw_from_bytes(data: bytes, raw_dim: int) -> np.ndarray:

@@ -30,10 +30,14 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence, Union
 
 import psycopg
+from PIL import Image
 
-from . import embedding, embedding_index, hashing
+from . import embedding, embedding_index, fingerprint
+from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError
-from .hashing import DEFAULT_MAX_PIXELS, RETRY_REASONS
+from .fingerprint import Extras, FileRecord, failed_record
+from .hashes import HASH_SIZE
+from .resample import limit_blas_threads
 from .scan import CANDIDATE, ERROR, IGNORED, ScanEntry, display_path, normalise_root, scan
 from .sqlfiles import named_queries
 
@@ -172,28 +176,28 @@ def _int8_array(values: Sequence[int] | None) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
-def stage_row(result: tuple) -> tuple[str | None, bytes]:
-    """A ``hashing.hash_file_result`` tuple -> (error reason or None, its dbdedup_stage row as binary COPY data).
+def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
+    """A file's ``fingerprint.FileRecord`` -> (error reason or None, its dbdedup_stage row as binary COPY data).
 
     Made in the worker processes, so the parent only joins bytes: its per-row Python work was
     a third of its time (psycopg's generic row encoder, the path's display form).
     """
-    (path, size, mtime, device, inode, sha256, fmt, width, height, frames,
-     phash, dhash, ahash, variants, embedder, raw, reason, detail) = result
+    r = record
     data = b"".join((
         b"\x00\x14",  # 20 columns
-        _text(display_path(path)), _bytea(path), _int8(size), _int8(mtime), _int8(_signed64(device)),
-        _int8(_signed64(inode)), _text("ok" if reason is None else "error"), _bytea(sha256), _text(fmt),
-        _int4(width), _int4(height), _int4(frames), _int8(phash), _int8(dhash), _int8(ahash),
-        _int8_array(variants), _text(embedder), _bytea(raw), _text(reason), _text(detail),
+        _text(display_path(r.path)), _bytea(r.path), _int8(r.size_bytes), _int8(r.mtime_ns),
+        _int8(_signed64(r.device)), _int8(_signed64(r.inode)), _text("ok" if r.reason is None else "error"),
+        _bytea(r.sha256), _text(r.format), _int4(r.width), _int4(r.height), _int4(r.frames),
+        _int8(r.phash), _int8(r.dhash), _int8(r.ahash), _int8_array(r.phash_variants), _text(r.embedder),
+        _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail),
     ))
-    return reason, data
+    return r.reason, data
 
 
 # ---------------------------------------------------------------- worker processes
 
 
-_worker_extras: hashing.Extras | None = None
+_worker_extras: Extras | None = None
 
 # For tests only: when this environment variable is set, a worker kills itself (SIGKILL, as a
 # decoder segfault or the OOM killer would) on a file whose name contains its value.
@@ -201,14 +205,14 @@ CRASH_MARKER_VARIABLE = "DBDEDUP_TEST_CRASH_MARKER"
 _crash_marker: bytes | None = None
 
 
-def _init_worker(extras: hashing.Extras | None = None) -> None:
+def _init_worker(extras: Extras | None = None) -> None:
     global _worker_extras, _crash_marker
     # Ctrl-C is the parent's business: it stops the pool and records the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The loader checks --max-pixels from the header itself; Pillow's global
     # limit would otherwise refuse images the user allowed.
-    hashing.Image.MAX_IMAGE_PIXELS = None
-    hashing.limit_blas_threads()
+    Image.MAX_IMAGE_PIXELS = None
+    limit_blas_threads()
     # given once per worker, not with every chunk (an ONNX embedder is not small)
     _worker_extras = extras
     _crash_marker = os.environb.get(CRASH_MARKER_VARIABLE.encode()) or None
@@ -217,7 +221,7 @@ def _init_worker(extras: hashing.Extras | None = None) -> None:
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple[str | None, bytes]]:
     if _crash_marker is not None and any(_crash_marker in os.path.basename(path) for path in paths):
         os.kill(os.getpid(), signal.SIGKILL)
-    return [stage_row(result) for result in hashing.hash_files(paths, max_pixels, _worker_extras)]
+    return [stage_row(record) for record in fingerprint.file_records(paths, max_pixels, _worker_extras)]
 
 
 def _pool_context():
@@ -235,7 +239,7 @@ def _pool_context():
 
 class _Loader:
     def __init__(self, conn: psycopg.Connection, run_id: int, max_pixels: int,
-                 progress: LoadProgress, started: float, extras: hashing.Extras):
+                 progress: LoadProgress, started: float, extras: Extras):
         self.conn = conn
         self.extras = extras
         self.embedder_name = extras.embedder.name if extras.embedder is not None else None
@@ -293,8 +297,8 @@ class _Loader:
     def add_scan_error(self, entry: ScanEntry) -> None:
         if entry.is_dir:
             self.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
-        self.add_result(*stage_row((entry.path, entry.size, entry.mtime_ns, None, None, None, None, None, None,
-                                    None, None, None, None, None, None, None, entry.reason, entry.detail)))
+        self.add_result(*stage_row(FileRecord(path=entry.path, size_bytes=entry.size, mtime_ns=entry.mtime_ns,
+                                              device=None, inode=None, reason=entry.reason, detail=entry.detail)))
 
     def write_if_due(self, force: bool = False) -> None:
         if not self.pending_rows:
@@ -431,7 +435,7 @@ class _Loader:
                 except cf.process.BrokenProcessPool:
                     _shutdown(pool)
                     pool = None
-                    rows = [stage_row(_crashed_row(path))]
+                    rows = [stage_row(_crashed_record(path))]
                 for reason, row in rows:
                     self.add_result(reason, row)
                 self.write_if_due()
@@ -443,7 +447,7 @@ class _Loader:
             pool.shutdown(wait=True)
 
 
-def _new_pool(workers: int, extras: hashing.Extras) -> cf.ProcessPoolExecutor:
+def _new_pool(workers: int, extras: Extras) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
                                   initargs=(extras,))
 
@@ -459,16 +463,9 @@ def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
     pool.shutdown(wait=True)
 
 
-def _crashed_row(path: bytes) -> tuple:
-    size = mtime = device = inode = None
-    try:
-        st = os.stat(path)
-        size, mtime, device, inode = st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
-    except OSError:
-        pass
-    return (path, size or 0, mtime or 0, device, inode, None, None, None, None, None, None, None, None, None,
-            None, None, "worker_crashed",
-            "the worker process died while hashing this file, twice (a decoder crash, or out of memory)")
+def _crashed_record(path: bytes) -> FileRecord:
+    return failed_record(path, "worker_crashed",
+                         "the worker process died while hashing this file, twice (a decoder crash, or out of memory)")
 
 
 def _terminate_workers(pool: cf.ProcessPoolExecutor) -> None:
@@ -551,7 +548,7 @@ def load_paths(
     if embedder_object is not None and not embedding_index.embeddings_available(conn):
         notes.append(embedding_index.HASH_ONLY_NOTE)
         embedder_object = None
-    extras = hashing.Extras(orientations=orientations, embedder=embedder_object)
+    extras = Extras(orientations=orientations, embedder=embedder_object)
     try:
         with conn.transaction():
             conn.execute(q["lock_timeout"])
@@ -562,7 +559,7 @@ def load_paths(
     started = time.monotonic()
     try:
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
-                      "working_size": hashing.WORKING_SIZE, "hash_size": hashing.HASH_SIZE,
+                      "working_size": WORKING_SIZE, "hash_size": HASH_SIZE,
                       "orientations": orientations,
                       "embedder": embedder_object.name if embedder_object is not None else None}
         with conn.transaction():

@@ -19,12 +19,9 @@ differ: flips are bit-identical, the four transposing orientations are 0 or
 2 bits apart (2 in 3% of 4,200 photo-like cases), because Pillow rounds between
 its horizontal and vertical resize passes, whose order follows the orientation.
 
-Cost, measured on this machine (2 shared cores, other jobs running) over 2,000
-128x128 JPEGs decoded by ``hashing.decode_image`` (64x64 working images):
-compute_variants 0.10 ms an image (compute_hashes: 0.15 ms). The 32x32 LANCZOS
-resize (about 0.04 ms) and the DCT (0.01 ms), which repeat what compute_hashes
-does, are most of it: given that block (``low_block``) it costs 0.035 ms.
-Images with a border to trim pay for a second resize and DCT (0.19 ms in all).
+Cost: given the 8x8 DCT block the plain pHash was taken from (``low_block``), the
+orientations are a gather and a sign flip, far cheaper than the hashes themselves;
+images with a border to trim pay for a second 32x32 resize and DCT.
 """
 
 from __future__ import annotations
@@ -34,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .hashing import HASH_SIZE, PHASH_SIZE, _dct, _pixels
+from .hashes import HASH_SIZE, PHASH_SIZE, low_frequency_block, phash_of_blocks
+from .resample import grey_pixels
 
 # The 7 non-identity orientations, named after PIL's Image.Transpose members
 # (rotate_90 is Transpose.ROTATE_90: counter-clockwise).
@@ -94,7 +92,6 @@ def _orientation_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 _INDICES, _SIGNS = _orientation_tables()
-_MIDDLE = HASH_SIZE * HASH_SIZE // 2
 
 
 @dataclass(frozen=True)
@@ -112,37 +109,24 @@ class Variants:
 
 
 def dct_block(grey: Image.Image) -> np.ndarray:
-    """The 8x8 low-frequency DCT block pHash thresholds, computed as ``hashing.compute_hashes`` does."""
-    pixels = _pixels(grey.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS), PHASH_SIZE, PHASH_SIZE)
-    return dct_of_pixels(pixels)
-
-
-def dct_of_pixels(pixels: np.ndarray) -> np.ndarray:
-    """The 8x8 low-frequency block of the 2-D DCT-II of a 32x32 pixel array (imagehash's transform)."""
-    return _dct(_dct(pixels, axis=0), axis=1)[:HASH_SIZE, :HASH_SIZE]
-
-
-def _threshold(blocks: np.ndarray) -> list[int]:
-    # rows of 64 coefficients -> one int64 hash each; the median is the mean of the two middle values
-    middle = np.sort(blocks, axis=1)[:, _MIDDLE - 1:_MIDDLE + 1]
-    bits = blocks > ((middle[:, 0] + middle[:, 1]) / 2)[:, None]
-    return np.packbits(bits, axis=1).view(">i8").ravel().tolist()
+    """The 8x8 low-frequency DCT block pHash thresholds, computed as ``hashes.compute_hashes`` does."""
+    return low_frequency_block(grey_pixels(grey.resize((PHASH_SIZE, PHASH_SIZE), Image.Resampling.LANCZOS)))
 
 
 def block_hash(block: np.ndarray) -> int:
     """The pHash (signed int64) of an 8x8 DCT block: equals ``compute_hashes(...).phash`` for its image."""
-    return _threshold(block.reshape(1, -1))[0]
+    return phash_of_blocks(block.reshape(1, -1))[0]
 
 
 def orientation_hashes(block: np.ndarray) -> tuple[int, ...]:
     """The 7 orientation pHashes of an image from its 8x8 DCT block, in the order of ``ORIENTATIONS``."""
-    return tuple(_threshold(block.ravel()[_INDICES] * _SIGNS))
+    return tuple(phash_of_blocks(block.ravel()[_INDICES] * _SIGNS))
 
 
 def orientation_hashes_many(blocks: np.ndarray) -> list[tuple[int, ...]]:
     """``orientation_hashes`` of n blocks ((n, 8, 8)) at once."""
     count = blocks.shape[0]
-    flat = _threshold((blocks.reshape(count, -1)[:, _INDICES] * _SIGNS).reshape(count * len(ORIENTATIONS), -1))
+    flat = phash_of_blocks((blocks.reshape(count, -1)[:, _INDICES] * _SIGNS).reshape(count * len(ORIENTATIONS), -1))
     step = len(ORIENTATIONS)
     return [tuple(flat[k:k + step]) for k in range(0, len(flat), step)]
 
@@ -180,7 +164,7 @@ def trim_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
     if max(corners) - min(corners) > BORDER_TOLERANCE:
         return None
     border = (max(corners) + min(corners)) // 2
-    deviation = np.abs(_pixels(grey, height, width).astype(np.int16) - border)
+    deviation = np.abs(grey_pixels(grey).astype(np.int16) - border)
     # An average, not any single pixel: JPEG ringing puts isolated pixels 20-40 levels off in the
     # border next to a sharp content edge, which would widen the box by up to a JPEG block.
     limit = BORDER_TOLERANCE / 2
@@ -202,7 +186,7 @@ def trim_box(grey: Image.Image) -> tuple[int, int, int, int] | None:
 def compute_variants(image: Image.Image, *, low_block: np.ndarray | None = None) -> Variants:
     """The orientation and border-trimmed pHash variants of a decoded working image ('L' or 'RGB').
 
-    ``image`` is what ``hashing.compute_hashes`` gets; the result is deterministic.
+    ``image`` is what ``hashes.compute_hashes`` gets; the result is deterministic.
     ``low_block``: the image's 8x8 DCT block (``dct_block``) when the caller already has it,
     which saves the 32x32 resize and the DCT, most of the cost.
     """
@@ -213,3 +197,28 @@ def compute_variants(image: Image.Image, *, low_block: np.ndarray | None = None)
         return Variants(orientations=orientations, trimmed=None, trimmed_orientations=None)
     block = dct_block(grey.crop(box))
     return Variants(orientations=orientations, trimmed=block_hash(block), trimmed_orientations=orientation_hashes(block))
+
+
+def stored_variants(image: Image.Image, low_block: np.ndarray | None = None) -> list[int]:
+    """The variants the loader stores: 7 orientations, then trimmed + its 7 orientations when trimmed.
+
+    ``low_block``: the image's 8x8 DCT block when already computed (``hashes.hashes_and_dct_block``).
+    """
+    found = compute_variants(image, low_block=low_block)
+    values = list(found.orientations)
+    if found.trimmed is not None:
+        values.append(found.trimmed)
+        values.extend(found.trimmed_orientations or ())
+    return values
+
+
+def stored_variants_many(images: list[Image.Image], pixels: np.ndarray, blocks: np.ndarray) -> list[list[int]]:
+    """``stored_variants`` of n greyscale images of one shape: their ``pixels`` ((n, h, w) uint8) and DCT blocks.
+
+    The orientations are computed at once; an image whose corners agree (it may have a border
+    to trim) goes through the full computation alone.
+    """
+    plain = corners_disagree(pixels)
+    orientations = orientation_hashes_many(blocks)
+    return [list(found) if keep else stored_variants(image, block)
+            for image, block, found, keep in zip(images, blocks, orientations, plain)]

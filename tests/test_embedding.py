@@ -14,7 +14,7 @@ from dbdedup import embedding
 from dbdedup.embedding import (EMBEDDING_DIM, Reduction, fit_reduction, load_embedder, project, raw_from_bytes,
                                raw_to_bytes)
 from dbdedup.errors import DbdedupError
-from dbdedup.hashing import decode_image
+from dbdedup.decode import decode_image
 from images import brighter, jpeg_bytes, mirrored, photo, resized
 
 SEEDS = (1, 2, 3, 4, 5)

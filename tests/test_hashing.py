@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import os
 import struct
 import zlib
 
@@ -11,8 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbdedup import hashing
-from dbdedup.hashing import ImageError, compute_hashes, decode_image, hash_image_file, hash_to_int64
+from dbdedup import fingerprint, hashes
+from dbdedup import resample as matrices
+from dbdedup.decode import ImageError, decode_image
+from dbdedup.fingerprint import hash_image_file
+from dbdedup.hashes import compute_hashes, hash_to_int64
 from images import photo, save
 
 
@@ -49,8 +54,8 @@ def test_stored_encoding_round_trips_imagehash_hex():
     image = photo(11)
     ph = imagehash.phash(image)
     value = compute_hashes(image).phash
-    assert hashing.int64_to_hex(value) == str(ph)
-    assert hashing.hex_to_int64(str(ph)) == value
+    assert hashes.int64_to_hex(value) == str(ph)
+    assert hashes.hex_to_int64(str(ph)) == value
     assert -(1 << 63) <= value < (1 << 63)
     # the high bit is imagehash's first bit: a hash starting with 1 is negative
     assert (value < 0) == bool(ph.hash.flatten()[0])
@@ -196,13 +201,15 @@ def test_max_pixels_is_checked_from_the_header(tmp_path):
     assert hash_image_file(path, max_pixels=10_000).width == 100
 
 
-def test_worker_result_never_raises(tmp_path):
+def test_worker_record_never_raises(tmp_path):
     missing = bytes(tmp_path / "nope.jpg")
-    row = hashing.hash_file_result(missing)
-    assert row[0] == missing and row[-2] == "unreadable"
+    record = fingerprint.file_record(missing)
+    assert record.path == missing and record.reason == "unreadable" and record.sha256 is None
+    assert (record.size_bytes, record.device) == (0, None)
     good = bytes(save(photo(42, (64, 64)), tmp_path / "ok.png"))
-    row = hashing.hash_file_result(good)
-    assert row[-2] is None and row[5] is not None
+    record = fingerprint.file_record(good)
+    assert record.reason is None and record.detail is None and record.sha256 is not None
+    assert (record.width, record.format, record.size_bytes) == (64, "PNG", os.path.getsize(good))
 
 
 @pytest.mark.parametrize("size", [(64, 64), (500, 375), (375, 500), (97, 61), (61, 97), (300, 40), (9, 8), (33, 200)])
@@ -218,10 +225,12 @@ def test_matrix_resize_is_pillows_resize_byte_for_byte(size):
         for resample in (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR):
             for out in ((32, 32), (9, 8)):
                 expected = np.asarray(grey.resize(out, resample))
-                assert np.array_equal(hashing.resize_grey(grey, pixels, out, resample), expected)
-                assert np.array_equal(hashing.resize_grey(None, pixels, out, resample), expected)
-    checked = [state for key, state in hashing._resize_shapes.items() if key[:2] == size[::-1]]
-    assert checked and all(state is True or state is False for state in checked), "the matrix path was not used"
+                assert np.array_equal(matrices.resize_grey(grey, pixels, out, resample), expected)
+                assert np.array_equal(matrices.resize_grey(None, pixels, out, resample), expected)
+    checked = [matrices.checked_order(size[1], size[0], out, method)
+               for out in ((32, 32), (9, 8)) if out != size  # Pillow copies an image of the same size
+               for method in (Image.Resampling.LANCZOS, Image.Resampling.BILINEAR)]
+    assert None not in checked, "the matrix path was not used"
 
 
 def test_hash_files_gives_each_files_own_result_when_stacking(tmp_path):
@@ -238,14 +247,16 @@ def test_hash_files_gives_each_files_own_result_when_stacking(tmp_path):
     (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
     paths.append(tmp_path / "bad.jpg")
     paths = [bytes(p) for p in paths]
-    extras = hashing.Extras(orientations=True, embedder=GreyEmbedder())
+    extras = fingerprint.Extras(orientations=True, embedder=GreyEmbedder())
     for _ in range(2):  # the second time, the 64x64 drafts' shape is known and they are stacked
-        batch = hashing.hash_files(paths, extras=extras)
-    assert hashing._resize_shapes[(64, 64, 32, 32, int(Image.Resampling.LANCZOS))] is True
+        batch = fingerprint.file_records(paths, extras=extras)
+    assert hashes.stackable(64, 64)
     for path, got in zip(paths, batch):
-        alone = hashing.hash_file_result(path, extras=extras)
-        assert got[:15] + got[16:] == alone[:15] + alone[16:], path
-        if alone[15] is not None:
+        alone = fingerprint.file_record(path, extras=extras)
+        assert dataclasses.replace(got, raw_descriptor=None) == dataclasses.replace(alone, raw_descriptor=None), path
+        if alone.raw_descriptor is not None:
             dim = GreyEmbedder.raw_dim
-            assert np.allclose(raw_from_bytes(got[15], dim), raw_from_bytes(alone[15], dim), atol=1e-3)
-    assert batch[-1][16] == "not_an_image" and batch[0][16] is None
+            assert np.allclose(raw_from_bytes(got.raw_descriptor, dim), raw_from_bytes(alone.raw_descriptor, dim),
+                               atol=1e-3)
+    assert batch[-1].reason == "not_an_image" and batch[0].reason is None
+    assert sum(record.raw_descriptor is not None for record in batch) == len(batch) - 1

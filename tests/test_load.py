@@ -18,7 +18,7 @@ from PIL import Image
 
 from dbdedup import db as dbmod
 from dbdedup.errors import DbdedupError
-from dbdedup.hashing import hash_to_int64
+from dbdedup.hashes import hash_to_int64
 from dbdedup.load import LOAD_LOCK_KEY, LoadProgress, load_paths
 from images import jpeg_bytes, photo, save
 from test_hashing import bomb_png

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dbdedup.hashing import hash_file_result
+from dbdedup.fingerprint import file_record
 from dbdedup.scan import CANDIDATE, ERROR, IGNORED, display_path, scan, sniff_format
 from images import jpeg_bytes, photo, save
 
@@ -104,7 +104,7 @@ def _scan_and_read_as(user: str, root: Path) -> dict[str, str]:
             out = {}
             for e in scan([root]):
                 if e.kind == CANDIDATE:
-                    out[os.fsdecode(e.path)] = hash_file_result(e.path)[-2] or "ok"
+                    out[os.fsdecode(e.path)] = file_record(e.path).reason or "ok"
                 else:
                     out[os.fsdecode(e.path)] = e.reason or e.kind
             with os.fdopen(write_end, "w") as handle:

@@ -11,8 +11,8 @@ import pytest
 import scipy.fftpack
 from PIL import Image, ImageOps
 
-from dbdedup import hashing
-from dbdedup.hashing import compute_hashes, decode_image, hash_to_int64
+from dbdedup.decode import decode_image
+from dbdedup.hashes import bits_to_int64, compute_hashes, hash_to_int64
 from dbdedup.variants import ORIENTATIONS, PIL_TRANSPOSE, Variants, compute_variants, dct_block, trim_box
 from images import photo
 
@@ -42,7 +42,7 @@ def encode(image: Image.Image, fmt: str, **params) -> bytes:
 
 
 def working(image: Image.Image, fmt: str = "JPEG", **params) -> Image.Image:
-    """What the loader hashes: the image saved as a file and decoded by hashing.decode_image."""
+    """What the loader hashes: the image saved as a file and decoded by decode.decode_image."""
     return decode_image(encode(image, fmt, **params)).image
 
 
@@ -50,7 +50,7 @@ def reference_phash(pixels: np.ndarray) -> int:
     """imagehash's pHash steps, on a 32x32 pixel array as given."""
     dct = scipy.fftpack.dct
     low = dct(dct(np.ascontiguousarray(pixels), axis=0), axis=1)[:8, :8]
-    return hashing.bits_to_int64(low > np.median(low))
+    return bits_to_int64(low > np.median(low))
 
 
 def thumbnail(image: Image.Image) -> np.ndarray:
@@ -200,7 +200,7 @@ def test_variants_are_frozen_deterministic_int64():
     assert first == second and isinstance(first, Variants)
     values = list(first.orientations) + [first.trimmed] + list(first.trimmed_orientations)
     assert all(isinstance(v, int) and -(1 << 63) <= v < (1 << 63) for v in values)
-    assert any(v < 0 for v in values)  # the high bit comes out as a sign, like hashing.bits_to_int64
+    assert any(v < 0 for v in values)  # the high bit comes out as a sign, like hashes.bits_to_int64
     assert compute_variants(image, low_block=dct_block(image.convert("L"))) == first
     with pytest.raises(FrozenInstanceError):
         first.trimmed = 0

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..hashing import DEFAULT_MAX_PIXELS, REASONS
+from ..decode import DEFAULT_MAX_PIXELS, REASONS
 from ..sqlfiles import named_queries
 from .main import note, open_db, settings_of
 from .output import emit_rows, format_option

@@ -195,10 +195,10 @@ def similar(ctx: click.Context, target: str, threshold: int, hash_kind: str, fmt
 
 
 def _hash_file(path: str, hash_kind: str) -> int:
-    from .. import hashing
+    from ..fingerprint import hash_image_file
 
     try:
-        result = hashing.hash_image_file(path)
+        result = hash_image_file(path)
     except Exception as exc:  # any decode failure is the user's file, not a bug
         raise DbdedupError(f"cannot read {path} as an image: {exc}", hint="give an image file") from exc
     value = getattr(result, hash_kind, None)

@@ -1,0 +1,254 @@
+"""Open and decode an image file once, into the working image every hash is computed from.
+
+Pure functions, no database. ``decode_image`` sniffs the format, checks the pixel count
+from the header, decodes the first frame (JPEGs as small greyscale drafts), applies the
+EXIF orientation and normalises the mode; large images are reduced, so the hashes run on
+a few hundred pixels a side. Failures raise ``ImageError`` with a reason code from
+``REASONS`` and a readable detail.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .scan import sniff_format
+
+# Pillow's own default limit (about 89 million pixels): above it Pillow warns, above twice it raises.
+DEFAULT_MAX_PIXELS: int = 89_478_485
+
+# Why a file could not be loaded: reason code -> what it means.
+REASONS: dict[str, str] = {
+    "empty_file": "the file is empty (0 bytes)",
+    "truncated": "the image data ends early (incomplete copy or download)",
+    "not_an_image": "the content is not an image format dbdedup reads",
+    "unsupported_format": "an image format that needs an optional plugin (pip install 'dbdedup[formats]')",
+    "too_many_pixels": "more pixels than --max-pixels (a possible decompression bomb)",
+    "decode_error": "the image header is readable but the pixel data is damaged",
+    "permission_denied": "no permission to read the file or directory",
+    "broken_symlink": "a symbolic link whose target does not exist",
+    "symlink_loop": "a symbolic link that points to itself, directly or through other links",
+    "unreadable": "the file system returned an error while reading",
+    "worker_crashed": "the process hashing it died, twice (a decoder crash on this file, or out of memory)",
+}
+
+# Errors that depend on the environment rather than on the bytes: retried on every
+# run even when the file's size and mtime did not change (chmod does not touch mtime).
+RETRY_REASONS: tuple[str, ...] = ("permission_denied", "broken_symlink", "symlink_loop", "unreadable")
+
+# JPEG draft decoding asks libjpeg for at least this many pixels a side (DCT scaling
+# by up to 1/8): plenty for 32x32 pHash, and a 12 MP photo costs a fraction of a full decode.
+WORKING_SIZE = 64
+# Other images whose short side is at least 4x this are box-reduced to about this
+# size before hashing; smaller ones are hashed as decoded (exactly imagehash's input).
+REDUCE_TO = 128
+
+_ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+_FORMAT_NAMES = {"MPO": "JPEG", "JPEG2000": "JPEG2000"}
+
+
+class ImageError(Exception):
+    """A file that cannot be loaded: ``reason`` (a key of REASONS) and a readable ``detail``."""
+
+    def __init__(self, reason: str, detail: str):
+        assert reason in REASONS, reason
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for hashing, plus what the loader stores about it.
+
+    ``image`` is the greyscale (or RGB) image the hashes are computed from: the
+    first frame, EXIF orientation applied, transparency flattened on white,
+    16-bit data scaled to 8 bits, and large images reduced (JPEG draft mode or
+    box reduction). ``width``/``height`` are the full size after orientation.
+    """
+
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+def _open(source, format_hint: str | None = None) -> Image.Image:
+    with warnings.catch_warnings():
+        # We enforce our own pixel limit from the header (max_pixels), so Pillow's
+        # warning is noise; its hard error is reported as too_many_pixels.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            if format_hint in Image.OPEN:
+                # Pillow otherwise tries format plugins in turn: on small images
+                # that probing costs about as much as the decode itself.
+                try:
+                    return Image.open(source, formats=[format_hint])
+                except Image.DecompressionBombError:
+                    raise
+                except Exception:
+                    if hasattr(source, "seek"):
+                        source.seek(0)
+            return Image.open(source)
+        except Image.DecompressionBombError as exc:
+            raise ImageError("too_many_pixels", str(exc)) from exc
+
+
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale -> 8-bit 'L', scaled (Pillow's convert clips)."""
+    arr = np.asarray(image)
+    if arr.dtype.kind == "f":
+        finite = arr[np.isfinite(arr)]
+        top = float(finite.max()) if finite.size else 1.0
+        scale = 255.0 if top <= 1.0 else 255.0 / top if top > 255.0 else 1.0
+        out = np.clip(np.nan_to_num(arr) * scale, 0, 255)
+    else:
+        arr = arr.astype(np.int64)
+        if image.mode.startswith("I;16") or arr.max(initial=0) > 255:
+            # 16-bit data (65535 = white): exact division keeps an 8-bit original's values.
+            out = np.clip((arr + 128) // 257, 0, 255) if arr.max(initial=0) <= 65535 else arr * 255 // arr.max()
+        else:
+            out = np.clip(arr, 0, 255)
+    return Image.fromarray(out.astype(np.uint8), "L")
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    rgba = image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def normalise_mode(image: Image.Image) -> Image.Image:
+    """Any decoded mode -> 'L' or 'RGB' that looks like what a viewer shows."""
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode.startswith("I") or mode == "F":
+        return _to_8bit_grey(image)
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _flatten_on_white(image)
+    if mode == "1":
+        return image.convert("L")
+    if mode in ("RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P"):
+        return image.convert("RGB")
+    return image.convert("RGB")
+
+
+def _classify_decode_failure(exc: Exception, fmt: str) -> ImageError:
+    text = str(exc) or exc.__class__.__name__
+    lowered = text.lower()
+    if isinstance(exc, ImageError):
+        return exc
+    if isinstance(exc, EOFError) or "truncated" in lowered or "premature end" in lowered:
+        return ImageError("truncated", f"{fmt} data ends early: {text}")
+    if isinstance(exc, MemoryError):
+        return ImageError("too_many_pixels", f"{fmt} image needs more memory than available")
+    return ImageError("decode_error", f"{fmt} image could not be decoded: {text}")
+
+
+def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode the first frame of an image (bytes, a path or a binary file) for hashing.
+
+    Checks the pixel count from the header before decoding; raises ImageError.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        head = bytes(source[:32])
+        source = io.BytesIO(source)
+    else:
+        head = b""
+    known = sniff_format(head) if head else None
+    try:
+        image = _open(source, known)
+    except ImageError:
+        raise
+    except Exception as exc:  # UnidentifiedImageError, SyntaxError from broken headers, ...
+        if known in ("HEIF", "AVIF"):
+            raise ImageError("unsupported_format",
+                             f"{known} image, but no {known} plugin is installed "
+                             "(pip install 'dbdedup[formats]')") from exc
+        if known:
+            raise ImageError("decode_error", f"{known} signature, but the header is damaged or cut short") from exc
+        raise ImageError("not_an_image", "the content is not in an image format dbdedup reads") from exc
+
+    with image:
+        fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
+        if max_pixels and width * height > max_pixels:
+            raise ImageError("too_many_pixels",
+                             f"{fmt} header says {width}x{height} = {width * height:,} pixels, "
+                             f"above the limit of {max_pixels:,} (--max-pixels)")
+        try:
+            frames = int(getattr(image, "n_frames", 1) or 1)
+            if frames > 1:
+                image.seek(0)
+            orientation = 1
+            try:
+                orientation = int(image.getexif().get(0x0112, 1) or 1)
+            except Exception:
+                orientation = 1  # a damaged EXIF block should not lose the image
+            if fmt == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
+                image.draft("L", (WORKING_SIZE, WORKING_SIZE))
+            image.load()
+            work = normalise_mode(image)
+            factor = min(work.size) // REDUCE_TO
+            if factor >= 4:
+                # a large non-JPEG: box-reduce the greyscale image first, so the
+                # LANCZOS resizes run on a few hundred pixels, not millions
+                work = work.convert("L").reduce(factor)
+            transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+            if transpose is not None:
+                work = work.transpose(transpose)
+                if orientation >= 5:
+                    width, height = height, width
+            if work is image:
+                work = image.copy()
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise _classify_decode_failure(exc, fmt) from exc
+    return DecodedImage(image=work, format=fmt, width=width, height=height, frames=frames)
+
+
+def register_optional_formats() -> list[str]:
+    """Register HEIC/AVIF openers when pillow-heif / pillow-avif-plugin are installed; return what was added."""
+    added = []
+    try:
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+        added.append("HEIF")
+    except ImportError:
+        pass
+    if "AVIF" not in Image.registered_extensions().values():
+        try:
+            import pillow_avif  # noqa: F401  (registers itself on import)
+
+            added.append("AVIF")
+        except ImportError:
+            pass
+    return added
+
+
+# Truncated files must fail loudly, not load as half-grey images.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+register_optional_formats()

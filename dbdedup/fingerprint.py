@@ -1,0 +1,198 @@
+"""What dbdedup computes for one image file: the record a load worker hands to the loader.
+
+One read of the file's bytes gives the SHA-256 and the decode (``dbdedup.decode``); the
+decoded working image gives the hashes (``dbdedup.hashes``), optionally the pHash of its
+other orientations and of its border-trimmed crop (``dbdedup.variants``) and a raw
+embedding descriptor (``dbdedup.embedding``). ``file_records`` does this for a chunk of
+files, hashing images of one shape together. Pure functions, no database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Union
+
+import numpy as np
+
+from .decode import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode_image
+from .embedding import Embedder, raw_descriptors
+from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
+from .resample import grey_pixels
+from .variants import stored_variants, stored_variants_many
+
+# Files larger than this are hashed by streaming and decoded from the file instead
+# of being held in memory whole.
+IN_MEMORY_LIMIT = 256 * 1024 * 1024
+
+PathLike = Union[str, bytes, os.PathLike]
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a load computes from the decode besides the hashes (each optional).
+
+    ``orientations``: the pHash of the 7 other orientations and of the image with uniform
+    borders trimmed (``dbdedup.variants``); ``embedder``: an ``dbdedup.embedding.Embedder``
+    whose raw descriptor is stored for the embedding vectors.
+    """
+
+    orientations: bool = False
+    embedder: Embedder | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """Everything dbdedup stores about one file: its fingerprint, or why it has none.
+
+    A loaded image has ``reason`` None and every image field set (``phash_variants`` when
+    orientations were asked for; ``embedder``/``raw_descriptor`` when an embedder was given
+    and described it). A file that could not be loaded has ``reason`` (a key of
+    ``decode.REASONS``) and ``detail``, its image fields None; ``size_bytes`` and ``mtime_ns``
+    are 0 and ``device``/``inode`` None when not even its stat was readable.
+    """
+
+    path: bytes
+    size_bytes: int
+    mtime_ns: int
+    device: int | None
+    inode: int | None
+    sha256: bytes | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    phash: int | None = None
+    dhash: int | None = None
+    ahash: int | None = None
+    phash_variants: list[int] | None = None  # 7 orientations, then trimmed + its 7 (when trimmed)
+    embedder: str | None = None
+    raw_descriptor: bytes | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
+    """Read a file's bytes (or only hash them when huge); returns (data or None, sha256 digest, stat)."""
+    try:
+        with open(path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if st.st_size > IN_MEMORY_LIMIT:
+                digest = hashlib.sha256()
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                return None, digest.digest(), st
+            data = handle.read()
+            return data, hashlib.sha256(data).digest(), st
+    except PermissionError as exc:
+        raise ImageError("permission_denied", f"cannot read the file: {exc.strerror}") from exc
+    except FileNotFoundError as exc:
+        if os.path.islink(path):
+            raise ImageError("broken_symlink", "the symbolic link's target does not exist") from exc
+        raise ImageError("unreadable", "the file disappeared while loading") from exc
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            raise ImageError("symlink_loop", "the symbolic link leads back to itself") from exc
+        raise ImageError("unreadable", f"read error: {exc.strerror or exc}") from exc
+
+
+def _read_and_decode(path: PathLike, max_pixels: int) -> tuple[bytes, os.stat_result, DecodedImage]:
+    data, digest, st = _read_file(path)
+    if st.st_size == 0:
+        raise ImageError("empty_file", "the file is empty (0 bytes)")
+    return digest, st, decode_image(data if data is not None else path, max_pixels=max_pixels)
+
+
+def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedImage, hashes: Hashes,
+            variants: list[int] | None, embedder: Embedder | None, raw: bytes | None) -> FileRecord:
+    return FileRecord(
+        path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
+        inode=st.st_ino, sha256=digest, format=decoded.format, width=decoded.width, height=decoded.height,
+        frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
+        phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
+    )
+
+
+def failed_record(path: PathLike, reason: str, detail: str) -> FileRecord:
+    """The record of a file that could not be loaded; size, mtime, device and inode from stat
+    (or lstat, for a link whose target is gone) when it can be read."""
+    for stat_function in (os.stat, os.lstat):
+        try:
+            st = stat_function(path)
+        except OSError:
+            continue
+        return FileRecord(path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns,
+                          device=st.st_dev, inode=st.st_ino, reason=reason, detail=detail)
+    return FileRecord(path=os.fsencode(path), size_bytes=0, mtime_ns=0, device=None, inode=None,
+                      reason=reason, detail=detail)
+
+
+def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    extras: Extras | None = None) -> FileRecord:
+    """Read ``path`` once and return its SHA-256, size, format, hashes and ``extras``; raise ImageError."""
+    digest, st, decoded = _read_and_decode(path, max_pixels)
+    hashes, low_block = hashes_and_dct_block(decoded.image)
+    variants = stored_variants(decoded.image, low_block) if extras and extras.orientations else None
+    embedder = extras.embedder if extras else None
+    raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
+    return _record(path, digest, st, decoded, hashes, variants, embedder, raw)
+
+
+def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
+    """``hash_image_file`` that never raises for a bad file: a failure is a record with ``reason``/``detail``."""
+    try:
+        return hash_image_file(path, max_pixels=max_pixels, extras=extras)
+    except Exception as exc:  # also a decoder bug: it must not stop the load, only this file
+        if isinstance(exc, ImageError):
+            return failed_record(path, exc.reason, exc.detail)
+        return failed_record(path, "decode_error", f"unexpected {exc.__class__.__name__}: {exc}")
+
+
+def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
+                 extras: Extras | None = None) -> list[FileRecord]:
+    """``file_record`` of each path, the same records; images of one shape are hashed together.
+
+    Small images of a common size (a folder of thumbnails, a camera's photos) spend most of
+    their time in per-call overhead of the resizes, DCT and descriptor; stacking them pays
+    it once per group.
+    """
+    results: list[FileRecord | None] = [None] * len(paths)
+    groups: dict[tuple, list[int]] = {}
+    decoded: dict[int, tuple] = {}
+    for index, path in enumerate(paths):
+        try:
+            decoded[index] = _read_and_decode(path, max_pixels)
+        except Exception:
+            results[index] = file_record(path, max_pixels, extras)  # the same failure record
+            continue
+        image = decoded[index][2].image
+        # images that can share the stacked computation: greyscale working images whose
+        # shape was already checked to resize exactly with matrices
+        key = (image.height, image.width)
+        if image.mode != "L" or not stackable(*key):
+            key = ("alone", index)
+        groups.setdefault(key, []).append(index)
+    orientations = bool(extras and extras.orientations)
+    embedder = extras.embedder if extras else None
+    for key, members in groups.items():
+        images = [decoded[i][2].image for i in members]
+        try:
+            if key[0] == "alone" or len(members) == 1:
+                computed = [hashes_and_dct_block(image) for image in images]
+                hashes, blocks = [h for h, _ in computed], [b for _, b in computed]
+                variants = ([stored_variants(image, block) for image, block in zip(images, blocks)]
+                            if orientations else [None] * len(members))
+            else:
+                stack = np.stack([grey_pixels(image) for image in images])
+                hashes, blocks = hashes_of_stack(stack)
+                variants = stored_variants_many(images, stack, blocks) if orientations else [None] * len(members)
+            raws = raw_descriptors(embedder, images) if embedder is not None else [None] * len(members)
+        except Exception:
+            for i in members:
+                results[i] = file_record(paths[i], max_pixels, extras)
+            continue
+        for i, h, v, raw in zip(members, hashes, variants, raws):
+            digest, st, image = decoded[i]
+            results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw)
+    return results

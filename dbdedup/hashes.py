@@ -1,0 +1,144 @@
+"""pHash, dHash and aHash of a decoded image, bit-identical to ``imagehash``; pure functions.
+
+One greyscale image gives all three with exactly the operations ``imagehash`` uses
+(``convert('L')``, a LANCZOS resize, ``scipy.fftpack.dct``), so the values equal
+``imagehash.phash/dhash/average_hash`` applied to that image; the resizes are Pillow's,
+reproduced as matrices by ``dbdedup.resample``.
+
+Hashes are stored as signed 64-bit integers holding the same bits as imagehash's hex
+string: ``int(str(imagehash.phash(img)), 16)`` read as uint64, then reinterpreted as
+int64 (see ``hash_to_int64``/``int64_to_hex``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .resample import grey_pixels, resize_grey_many, resize_many, stack_ready
+
+HASH_SIZE = 8
+PHASH_SIZE = HASH_SIZE * 4  # imagehash's highfreq_factor=4
+# The three resizes (width, height): pHash's thumbnail, dHash's and aHash's.
+HASH_SIZES: tuple[tuple[int, int], ...] = ((PHASH_SIZE, PHASH_SIZE), (HASH_SIZE + 1, HASH_SIZE), (HASH_SIZE, HASH_SIZE))
+_MIDDLE = HASH_SIZE * HASH_SIZE // 2
+
+
+@dataclass(frozen=True)
+class Hashes:
+    """The three 64-bit hashes of one image, as signed int64 with imagehash's bit order."""
+
+    phash: int
+    dhash: int
+    ahash: int
+
+
+def dct(pixels: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.fftpack.dct`` (imagehash's transform) along ``axis``.
+
+    scipy is imported on first use: the loader's parent process and the commands that
+    do not hash never need it.
+    """
+    import scipy.fftpack
+
+    return scipy.fftpack.dct(pixels, axis=axis)
+
+
+def low_frequency_block(pixels: np.ndarray) -> np.ndarray:
+    """The 8x8 low-frequency block of the 2-D DCT-II of a 32x32 array, or of each of a stack (n, 32, 32).
+
+    Columns first, then rows, as imagehash does; each line is transformed alike whatever the stack.
+    """
+    return dct(dct(pixels, axis=-2), axis=-1)[..., :HASH_SIZE, :HASH_SIZE]
+
+
+def phash_of_blocks(blocks: np.ndarray) -> list[int]:
+    """Rows of 64 DCT coefficients ((n, 64)) -> the pHash of each (signed int64).
+
+    A bit is set where the coefficient is above the median: the mean of the two middle
+    values, as ``numpy.median`` gives for 64 values.
+    """
+    middle = np.sort(blocks, axis=1)[:, _MIDDLE - 1:_MIDDLE + 1]
+    return packed_int64(blocks > ((middle[:, 0] + middle[:, 1]) / 2)[:, None])
+
+
+# ---------------------------------------------------------------- hash encoding
+
+
+def bits_to_int64(bits: np.ndarray) -> int:
+    """64 booleans (row-major, first = most significant, as imagehash prints them) -> signed int64."""
+    return int.from_bytes(np.packbits(bits).tobytes(), "big", signed=True)
+
+
+def packed_int64(bits: np.ndarray) -> list[int]:
+    """Rows of 64 booleans ((n, 64)) -> a signed int64 each, as ``bits_to_int64``."""
+    return np.packbits(bits, axis=1).view(">i8").ravel().tolist()
+
+
+def hash_to_int64(image_hash) -> int:
+    """An ``imagehash.ImageHash`` (8x8) -> the signed int64 dbdedup stores."""
+    return bits_to_int64(image_hash.hash)
+
+
+def int64_to_hex(value: int) -> str:
+    """The stored signed int64 -> imagehash's 16-digit hex string."""
+    return f"{value & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def hex_to_int64(text: str) -> int:
+    """imagehash's hex string -> the stored signed int64."""
+    return int.from_bytes(int(text, 16).to_bytes(8, "big"), "big", signed=True)
+
+
+# ---------------------------------------------------------------- hashes of an image, or of a stack
+
+
+def _hashes_of_resized(thumbs: np.ndarray, dpixels: np.ndarray, apixels: np.ndarray) -> tuple[list[Hashes], np.ndarray]:
+    # n images' three resizes ((n, 32, 32), (n, 8, 9), (n, 8, 8)) -> their hashes and 8x8 DCT blocks
+    count = thumbs.shape[0]
+    low = low_frequency_block(thumbs)
+    phash = phash_of_blocks(low.reshape(count, HASH_SIZE * HASH_SIZE))
+    dhash = packed_int64((dpixels[:, :, 1:] > dpixels[:, :, :-1]).reshape(count, -1))
+    # the mean of 64 integers is exact in any summation order: the same threshold as numpy.mean of one
+    ahash = packed_int64((apixels > apixels.mean(axis=(1, 2))[:, None, None]).reshape(count, -1))
+    return [Hashes(phash=p, dhash=d, ahash=a) for p, d, a in zip(phash, dhash, ahash)], low
+
+
+def compute_hashes(image: Image.Image) -> Hashes:
+    """pHash, dHash and aHash of ``image``, bit-identical to imagehash's functions on it.
+
+    One ``convert('L')`` serves all three (imagehash converts in each function);
+    the resizes and the DCT are the very operations imagehash performs.
+    """
+    return hashes_and_dct_block(image)[0]
+
+
+def hashes_and_dct_block(image: Image.Image) -> tuple[Hashes, np.ndarray]:
+    """``compute_hashes`` and the 8x8 low-frequency DCT block the pHash was taken from.
+
+    The block gives the other orientations' pHash without another resize (``dbdedup.variants``).
+    """
+    grey = image if image.mode == "L" else image.convert("L")
+    thumb, dpixels, apixels = resize_grey_many(grey, grey_pixels(grey), HASH_SIZES)
+    hashes, blocks = _hashes_of_resized(thumb[None], dpixels[None], apixels[None])
+    return hashes[0], blocks[0]
+
+
+def stackable(height: int, width: int) -> bool:
+    """True when (height, width) greyscale images can be hashed together by ``hashes_of_stack``."""
+    return stack_ready(height, width, HASH_SIZES)
+
+
+def hashes_of_stack(pixels: np.ndarray) -> tuple[list[Hashes], np.ndarray]:
+    """``hashes_and_dct_block`` of n greyscale images of one ``stackable`` shape ((n, h, w) uint8) at once.
+
+    The same resize matrices and the same DCT, applied to the stack: the values are those of
+    one image at a time, bit for bit (sums of integers are exact in any order, and the DCT
+    transforms each line alike), without the per-call overhead of each image.
+    """
+    resized = resize_many(pixels, HASH_SIZES)
+    if resized is None:
+        raise ValueError(f"images of {pixels.shape[1]}x{pixels.shape[2]} pixels are not stackable yet")
+    return _hashes_of_resized(*resized)
