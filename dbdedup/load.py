@@ -199,14 +199,9 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
 
 _worker_extras: Extras | None = None
 
-# For tests only: when this environment variable is set, a worker kills itself (SIGKILL, as a
-# decoder segfault or the OOM killer would) on a file whose name contains its value.
-CRASH_MARKER_VARIABLE = "DBDEDUP_TEST_CRASH_MARKER"
-_crash_marker: bytes | None = None
-
 
 def _init_worker(extras: Extras | None = None) -> None:
-    global _worker_extras, _crash_marker
+    global _worker_extras
     # Ctrl-C is the parent's business: it stops the pool and records the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The loader checks --max-pixels from the header itself; Pillow's global
@@ -215,12 +210,9 @@ def _init_worker(extras: Extras | None = None) -> None:
     limit_blas_threads()
     # given once per worker, not with every chunk (an ONNX embedder is not small)
     _worker_extras = extras
-    _crash_marker = os.environb.get(CRASH_MARKER_VARIABLE.encode()) or None
 
 
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple[str | None, bytes]]:
-    if _crash_marker is not None and any(_crash_marker in os.path.basename(path) for path in paths):
-        os.kill(os.getpid(), signal.SIGKILL)
     return [stage_row(record) for record in fingerprint.file_records(paths, max_pixels, _worker_extras)]
 
 
