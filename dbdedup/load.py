@@ -128,7 +128,7 @@ def library_versions() -> dict[str, str]:
     from . import __version__
 
     versions = {"dbdedup": __version__, "Pillow": PIL.__version__, "numpy": numpy.__version__}
-    for dist in ("ImageHash", "scipy", "pillow-heif", "pillow-avif-plugin"):
+    for dist in ("scipy", "pillow-heif", "pillow-avif-plugin"):
         try:
             versions[dist] = version(dist)
         except PackageNotFoundError:
