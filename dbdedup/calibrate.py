@@ -19,7 +19,8 @@ from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 HASH_BITS = 64
-# beyond the stored pairs, measure about this many comparisons (roughly 3 s at 7 M a second)
+# beyond the stored pairs, measure at most about this many comparisons (a bit_count of a XOR
+# each), so that calibrate stays interactive on a large collection
 COMPARISON_BUDGET = 20_000_000
 MIN_SAMPLE = 200
 # a valley must be at least this deep, relative to the lower of the two modes around it

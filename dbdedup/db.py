@@ -248,7 +248,7 @@ def head_revision() -> str:
 
     Read from the file names (``NNNN_name.py``, revision ``NNNN``, a linear
     chain) so that a command on a current database never imports Alembic and
-    SQLAlchemy (half a second); a test checks it equals Alembic's own head.
+    SQLAlchemy (slow imports); a test checks it equals Alembic's own head.
     """
     from importlib import resources
 

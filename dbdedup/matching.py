@@ -8,7 +8,7 @@ Methods (``method=``):
 
 ``scan``
     Every value against every other one (``bit_count`` on the bigint XOR). Exact for any
-    threshold; quadratic (about 8 M comparisons a second), for small sets.
+    threshold; quadratic in the number of distinct values, for small sets.
 ``blocks``
     Exact multi-index hashing for thresholds 0 to 15. The 64 bits are split into m interleaved
     blocks with a radius r_i each, sum(r_i + 1) = threshold + 1: by pigeonhole a pair within the
