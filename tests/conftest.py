@@ -13,6 +13,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -104,6 +105,9 @@ def plain_pg_dsn(tmp_path_factory):
             pytest.fail("Debian's postgresql package is required (DBDEDUP_REQUIRE_SYSTEM_PG=1) but not installed")
         pytest.skip("Debian's postgresql package is not installed")
     root = tmp_path_factory.mktemp("plainpg")
+    if os.geteuid() == 0:
+        # a folder of its own that the postgres account can reach, rather than opening pytest's
+        root = Path(tempfile.mkdtemp(prefix="dbdedup-plainpg-", dir="/tmp"))
     data, sock = root / "data", root / "sock"
     sock.mkdir()
     prefix: list[str] = []
@@ -122,3 +126,5 @@ def plain_pg_dsn(tmp_path_factory):
     yield admin
     subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-m", "immediate", "stop"],
                    capture_output=True)
+    if os.geteuid() == 0:
+        shutil.rmtree(root, ignore_errors=True)
