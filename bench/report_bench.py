@@ -31,6 +31,8 @@ from dbdedup import calibrate as cal  # noqa: E402
 from dbdedup import db as dbmod  # noqa: E402
 from dbdedup import export as exp  # noqa: E402
 from dbdedup import report as rep  # noqa: E402
+from dbdedup import results  # noqa: E402
+from dbdedup.clusters import ClusterSettings, ensure_clusters  # noqa: E402
 from benchdb import fresh_database  # noqa: E402
 
 
@@ -77,22 +79,22 @@ def bench_database(n: int) -> None:
         conn.execute("ANALYZE dbdedup.images")
         conn.commit()
         print(f"{f'COPY {n:,} synthetic images':<52} {time.perf_counter() - t:8.2f} s")
-        params = rep.ReportParameters(threshold=8)
-        result = timed("ensure_clusters (matching + clustering, not mine)", rep.ensure_current, conn, params)
+        settings = ClusterSettings(threshold=8)
+        result = timed("ensure_clusters (matching + clustering, not mine)", ensure_clusters, conn, settings)
         print(f"  {result.clusters:,} clusters, {result.members:,} members")
-        timed("ensure_clusters again (current: a couple of queries)", rep.ensure_current, conn, params)
-        summary = timed("summary", rep.collect_summary, conn)
+        timed("ensure_clusters again (current: a couple of queries)", ensure_clusters, conn, settings)
+        summary = timed("summary", results.collect_summary, conn)
         print(f"  {summary}")
         sink = io.StringIO()
         timed("report --format json (every cluster)", lambda: rep.write_json(
-            params, summary, rep.iter_clusters(conn), sink))
+            settings, summary, results.iter_clusters(conn), sink))
         print(f"  {len(sink.getvalue()) / 1e6:.1f} MB of JSON")
-        timed("report --format csv (every cluster)", lambda: rep.write_csv(rep.iter_clusters(conn), io.StringIO()))
+        timed("report --format csv (every cluster)", lambda: rep.write_csv(results.iter_clusters(conn), io.StringIO()))
         timed("report table (20 largest clusters + histogram)", lambda: rep.render_terminal(
-            params, summary, rep.iter_clusters(conn, limit=20), rep.neighbour_histogram(conn), io.StringIO(),
-            color=False))
+            settings, summary, results.iter_clusters(conn, limit=20), results.neighbour_histogram(conn),
+            io.StringIO(), limit=20, color=False))
         timed("pairs --format csv (every pair <= 8)", lambda: rep.write_pairs(
-            rep.iter_pairs(conn, max_distance=8), "csv", io.StringIO()))
+            results.iter_pairs(conn, threshold=8), "csv", io.StringIO()))
         plan = timed("apply plan (--delete, before re-checks)", ap.plan_actions, conn, "delete")
         print(f"  {len(plan.actions):,} actions")
         for sample in (None, 1000):
@@ -116,12 +118,11 @@ def bench_html(count: int) -> None:
             save(resized(base, 0.5), root / "small" / f"{i:04d}.jpg", quality=80)
         load(dsn, root)
         with psycopg.connect(dsn) as conn:
-            params = rep.ReportParameters(threshold=8)
-            rep.ensure_current(conn, params)
-            summary = rep.collect_summary(conn)
+            settings = ensure_clusters(conn, ClusterSettings(threshold=8)).settings
+            summary = results.collect_summary(conn)
             out = Path(tmp) / "sheet.html"
             timed(f"export HTML, {summary.images_in_clusters} thumbnails of 1024x768 JPEGs",
-                  exp.export_html, params, summary, rep.iter_clusters(conn), out)
+                  exp.export_html, settings, summary, results.iter_clusters(conn), out)
             print(f"  {out.stat().st_size / 1e6:.1f} MB of HTML")
 
 

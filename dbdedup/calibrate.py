@@ -215,7 +215,7 @@ def auto_sample(distinct_values: int) -> int:
 
 
 def nearest_neighbour_histogram(
-    conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None
+    conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None, lock_wait: float | None = None
 ) -> tuple[list[int], dict[str, int]]:
     """(histogram over 0..64 of each image's nearest-neighbour distance, facts about how it was measured).
 
@@ -225,15 +225,16 @@ def nearest_neighbour_histogram(
     against every value; ``sample`` values, by default about COMPARISON_BUDGET comparisons), and
     their counts scaled up to all of them.
     """
-    from .report import ensure_pairs, neighbour_histogram
+    from .matching import ensure_pairs
+    from .results import neighbour_histogram
 
     if hash_kind not in ("phash", "dhash", "ahash"):
         raise DbdedupError(f"unknown hash {hash_kind!r}", hint="use phash, dhash or ahash")
-    ensure_pairs(conn, max_distance=_default_threshold(), hash_kind=hash_kind)
+    ensure_pairs(conn, threshold=_default_threshold(), hash_kind=hash_kind, lock_wait=lock_wait)
     known = neighbour_histogram(conn, hash_kind=hash_kind)
     q = _queries()
     beyond_images, beyond_hashes = conn.execute(q["beyond_counts"], {"hash_kind": hash_kind}).fetchone()
-    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+    images = conn.execute(q["ok_images"]).fetchone()[0]
     all_values = conn.execute(q["distinct_values"], {"hash_kind": hash_kind}).fetchone()[0]
     hist = [0] * (HASH_BITS + 1)
     for d, n in known.counts:
@@ -252,13 +253,15 @@ def nearest_neighbour_histogram(
     return hist, facts
 
 
-def calibrate(conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None) -> Calibration:
-    """Measure the nearest-neighbour distances of the loaded images and suggest a threshold."""
-    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
+def calibrate(conn: psycopg.Connection, *, hash_kind: str = "phash", sample: int | None = None,
+              lock_wait: float | None = None) -> Calibration:
+    """Measure the nearest-neighbour distances of the loaded images and suggest a threshold (matching
+    runs first when the pairs are not current: it waits up to ``lock_wait`` s for a running load)."""
+    images = conn.execute(_queries()["ok_images"]).fetchone()[0]
     if images < 2:
         raise DbdedupError(f"calibration needs at least two loaded images (there are {images})",
                            hint="load a folder first: dbdedup load DIR")
-    hist, facts = nearest_neighbour_histogram(conn, hash_kind=hash_kind, sample=sample)
+    hist, facts = nearest_neighbour_histogram(conn, hash_kind=hash_kind, sample=sample, lock_wait=lock_wait)
     suggestion = suggest_threshold(hist, default_threshold=_default_threshold())
     if facts["sampled_hashes"] < facts["beyond_hashes"]:
         suggestion.reasoning.append(

@@ -1,4 +1,10 @@
-"""Clusters of near-duplicates with one keeper each: calls ``dbdedup.build_clusters``.
+"""Clusters of near-duplicates with one keeper each: the settings, and ``dbdedup.build_clusters``.
+
+How images are clustered (threshold, rule, keeper, reference paths, the signals' bounds) is one
+value, ``ClusterSettings``, stored in ``dbdedup.cluster_settings`` when the user sets it and used
+by every command until changed; ``ensure_clusters`` makes the clusters match it, matching first
+when the pairs are not current. Reference paths are only ever added to the stored settings;
+they go only when the user clears them, so a reference folder never loses its protection.
 
 Clusters are greedy stars over the pairs within a threshold: the best image (by the keeper
 rule) keeps every image paired with it, and the same is repeated on the images left. SQL
@@ -32,8 +38,8 @@ dHash and aHash cluster by ``hash`` only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Iterable
 
 import psycopg
 from psycopg.rows import dict_row
@@ -41,65 +47,174 @@ from psycopg.rows import dict_row
 from . import embedding_index
 from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
-from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments,
-                       find_pairs, match_state, pairs_are_current, signals_are_current)
+from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
+                       check_signal_arguments, find_pairs, match_state, pairs_are_current, signals_are_current)
 from .sqlfiles import named_queries
 
 KEEPER_RULES = ("largest", "newest", "oldest")
 RULES = ("fused", "transforms", "hash", "embedding")
 DEFAULT_RULE = "fused"
-
-
-@dataclass(frozen=True)
-class ClusterResult:
-    """The current clustering: its parameters and size, and what was (re)computed to get it."""
-
-    max_distance: int
-    hash_kind: str
-    keeper_rule: str
-    reference_paths: tuple[str, ...]
-    rule: str
-    min_similarity: float | None
-    confirm_distance: int | None
-    transform_distance: int | None
-    clusters: int
-    members: int
-    split_rounds: int  # extra rounds that split chains of weak links (0: every component was one star)
-    seconds: float  # time of the clustering itself
-    matched: bool = False  # matching ran to get here
-    rebuilt: bool = False  # clusters were rebuilt to get here
-    match: object | None = None  # the MatchResult when matching ran
+DEFAULT_KEEPER_RULE = "largest"
 
 
 def _queries() -> dict[str, str]:
     return named_queries("queries/match.sql")
 
 
-def _normalise_references(reference_paths: Sequence[str]) -> list[str]:
-    out = []
+def _settings_queries() -> dict[str, str]:
+    return named_queries("queries/settings.sql")
+
+
+def normalise_references(reference_paths: Iterable[str]) -> tuple[str, ...]:
+    """Reference paths as stored: no trailing slash, sorted, each once."""
+    out = set()
     for p in reference_paths:
         p = str(p)
-        if not p:
-            continue
-        out.append(p.rstrip("/") or "/")
-    return sorted(set(out))
+        if p:
+            out.add(p.rstrip("/") or "/")
+    return tuple(sorted(out))
 
 
-def _check(keeper_rule: str, rule: str = DEFAULT_RULE) -> None:
-    if keeper_rule not in KEEPER_RULES:
-        raise DbdedupError(f"unknown keeper rule {keeper_rule!r}", hint="use one of: " + ", ".join(KEEPER_RULES))
-    if rule not in RULES:
-        raise DbdedupError(f"unknown clustering rule {rule!r}", hint="use one of: " + ", ".join(RULES))
+@dataclass(frozen=True)
+class ClusterSettings:
+    """How images are clustered: one value, stored in the database when the user sets it.
+
+    ``threshold`` is the largest pHash (or ``hash_kind``) Hamming distance of a near-duplicate;
+    ``rule`` says which signals link two images (see the module docstring), with
+    ``transform_distance`` for flipped, rotated or trimmed variants, and ``min_similarity`` /
+    ``confirm_distance`` for embedding matches; ``keeper_rule`` picks each cluster's keeper;
+    files under ``reference_paths`` are preferred as keepers and never removed.
+    """
+
+    threshold: int = DEFAULT_THRESHOLD
+    hash_kind: str = "phash"
+    rule: str = DEFAULT_RULE
+    keeper_rule: str = DEFAULT_KEEPER_RULE
+    reference_paths: tuple[str, ...] = field(default_factory=tuple)
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
+    confirm_distance: int = DEFAULT_CONFIRM_DISTANCE
+    transform_distance: int = DEFAULT_TRANSFORM_DISTANCE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reference_paths", normalise_references(self.reference_paths))
+        # stored as real: compared after rounding, so a value read back equals the one written
+        object.__setattr__(self, "min_similarity", round(float(self.min_similarity), 4))
+        for name in ("threshold", "confirm_distance", "transform_distance"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+
+    def check(self) -> None:
+        """Raise DbdedupError for a value clustering cannot use."""
+        check_arguments(self.threshold, self.hash_kind)
+        if self.keeper_rule not in KEEPER_RULES:
+            raise DbdedupError(f"unknown keeper rule {self.keeper_rule!r}",
+                               hint="use one of: " + ", ".join(KEEPER_RULES))
+        if self.rule not in RULES:
+            raise DbdedupError(f"unknown clustering rule {self.rule!r}", hint="use one of: " + ", ".join(RULES))
+        check_signal_arguments(self.min_similarity)
+        for name, value in (("confirm distance", self.confirm_distance),
+                            ("transform distance", self.transform_distance)):
+            if not 0 <= value <= 64:
+                raise DbdedupError(f"{name} {value} is not a Hamming distance on 64 bits", hint="use 0 to 64")
+        if self.transform_distance > 32:
+            raise DbdedupError(f"transform distance {self.transform_distance} is above 32",
+                               hint="variants match by accident far below that; the default is "
+                                    f"{DEFAULT_TRANSFORM_DISTANCE}")
+
+    def changed(
+        self,
+        *,
+        threshold: int | None = None,
+        hash_kind: str | None = None,
+        rule: str | None = None,
+        keeper_rule: str | None = None,
+        add_references: Iterable[str] = (),
+        clear_references: bool = False,
+        min_similarity: float | None = None,
+        confirm_distance: int | None = None,
+        transform_distance: int | None = None,
+    ) -> "ClusterSettings":
+        """These settings with the values given changed (None: unchanged). Reference paths are
+        added to the ones kept; ``clear_references`` forgets the kept ones first."""
+        given = {"threshold": threshold, "hash_kind": hash_kind, "rule": rule, "keeper_rule": keeper_rule,
+                 "min_similarity": min_similarity, "confirm_distance": confirm_distance,
+                 "transform_distance": transform_distance}
+        kept = () if clear_references else self.reference_paths
+        return replace(self, reference_paths=(*kept, *add_references),
+                       **{k: v for k, v in given.items() if v is not None})
+
+    def to_json(self) -> dict:
+        """The settings as the JSON report's ``parameters`` have them."""
+        data = asdict(self)
+        data["hash"] = data.pop("hash_kind")
+        data["reference_paths"] = list(self.reference_paths)
+        return data
+
+    def describe(self) -> str:
+        """One line for people: "phash distance <= 8, rule fused, keeper largest, 1 reference path"."""
+        text = f"{self.hash_kind} distance <= {self.threshold}, rule {self.rule}, keeper {self.keeper_rule}"
+        if self.reference_paths:
+            n = len(self.reference_paths)
+            text += f", {n} reference path{'s' if n != 1 else ''}"
+        return text
 
 
-def _check_distances(confirm_distance: int, transform_distance: int) -> None:
-    for name, value in (("confirm distance", confirm_distance), ("transform distance", transform_distance)):
-        if not 0 <= value <= 64:
-            raise DbdedupError(f"{name} {value} is not a Hamming distance on 64 bits", hint="use 0 to 64")
-    if transform_distance > 32:
-        raise DbdedupError(f"transform distance {transform_distance} is above 32",
-                           hint="variants match by accident far below that; the default is "
-                                f"{DEFAULT_TRANSFORM_DISTANCE}")
+def stored_settings(conn: psycopg.Connection) -> ClusterSettings | None:
+    """The clustering settings stored in this database, or None when the user never set any."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(_settings_queries()["load"]).fetchone()
+    if row is None:
+        return None
+    return ClusterSettings(
+        threshold=row["threshold"], hash_kind=row["hash_kind"], rule=row["rule"], keeper_rule=row["keeper_rule"],
+        reference_paths=tuple(row["reference_paths"] or ()), min_similarity=row["min_similarity"],
+        confirm_distance=row["confirm_distance"], transform_distance=row["transform_distance"],
+    )
+
+
+def current_settings(conn: psycopg.Connection) -> ClusterSettings:
+    """The stored clustering settings, else the defaults."""
+    return stored_settings(conn) or ClusterSettings()
+
+
+def save_settings(conn: psycopg.Connection, settings: ClusterSettings) -> None:
+    """Store ``settings`` as this database's clustering settings and commit."""
+    settings.check()
+    with conn.transaction():
+        conn.execute(_settings_queries()["save"], {
+            "threshold": settings.threshold, "hash_kind": settings.hash_kind, "rule": settings.rule,
+            "keeper_rule": settings.keeper_rule, "reference_paths": list(settings.reference_paths),
+            "min_similarity": settings.min_similarity, "confirm_distance": settings.confirm_distance,
+            "transform_distance": settings.transform_distance,
+        })
+    if not conn.autocommit:
+        conn.commit()
+
+
+def update_settings(conn: psycopg.Connection, **changes) -> tuple[ClusterSettings, bool]:
+    """The stored settings (else the defaults) with ``changes`` (see ``ClusterSettings.changed``),
+    stored when they differ; returns (settings, whether they changed)."""
+    before = stored_settings(conn)
+    after = (before or ClusterSettings()).changed(**changes)
+    after.check()
+    if after != before and (before is not None or after != ClusterSettings()):
+        save_settings(conn, after)
+        return after, True
+    return after, False
+
+
+@dataclass(frozen=True)
+class ClusterResult:
+    """The current clustering: the settings it was built with, its size, and what was (re)computed."""
+
+    settings: ClusterSettings  # as applied: ``rule`` may be narrower than the one asked (see rule_note)
+    clusters: int
+    members: int
+    split_rounds: int  # extra rounds that split chains of weak links (0: every component was one star)
+    seconds: float  # time of the clustering itself
+    matched: bool = False  # matching ran to get here
+    rebuilt: bool = False  # clusters were rebuilt to get here
+    match: MatchResult | None = None  # the MatchResult when matching ran
+    rule_note: str | None = None  # why the rule applied differs from the one asked
 
 
 def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple[str, bool, bool]:
@@ -117,141 +232,109 @@ def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple
         raise DbdedupError("rule 'embedding' needs embedding vectors, and none are stored",
                            hint="load with an embedder on a server with pgvector (the embedded default has it), "
                                 "or use --rule fused / transforms / hash")
+    if rule == "fused" and not vectors:
+        rule = "transforms"
     return rule, rule in ("transforms", "fused"), vectors
 
 
+def _rule_note(asked: ClusterSettings, applied: ClusterSettings) -> str | None:
+    if asked.rule == applied.rule:
+        return None
+    if asked.hash_kind != "phash":
+        return f"rule {asked.rule} applies to the pHash only: {asked.hash_kind} clusters by hash"
+    return f"rule {asked.rule} without embedding vectors (no pgvector, or loaded with --embedder none) is {applied.rule}"
+
+
 def current_parameters(conn: psycopg.Connection) -> dict | None:
-    """The parameters of the current clustering (threshold, hash_kind, keeper_rule,
-    reference_paths, ...) as a dict, or None when no clustering was built yet."""
+    """The parameters the current clusters were built with (threshold, hash_kind, keeper_rule,
+    reference_paths, rule, ...) and their counts, as a dict; None when none were built yet."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_queries()["cluster_parameters"]).fetchone()
     if row is None:
         return None
-    row["threshold"] = row["max_distance"]
+    row["threshold"] = row.pop("max_distance")
     row["reference_paths"] = list(row["reference_paths"] or [])
     if row.get("min_similarity") is not None:
         row["min_similarity"] = round(float(row["min_similarity"]), 4)
     return row
 
 
-def build_clusters(
-    conn: psycopg.Connection,
-    *,
-    max_distance: int = DEFAULT_THRESHOLD,
-    hash_kind: str = "phash",
-    keeper_rule: str = "largest",
-    reference_paths: Sequence[str] = (),
-    rule: str = DEFAULT_RULE,
-    min_similarity: float | None = None,
-    confirm_distance: int | None = None,
-    transform_distance: int | None = None,
-) -> ClusterResult:
-    """Rebuild the clusters from the pairs that link images under ``rule`` and commit.
+def _built_settings(params: dict) -> ClusterSettings | None:
+    try:
+        return ClusterSettings(
+            threshold=params["threshold"], hash_kind=params["hash_kind"], rule=params["rule"],
+            keeper_rule=params["keeper_rule"], reference_paths=tuple(params["reference_paths"]),
+            min_similarity=params["min_similarity"], confirm_distance=params["confirm_distance"],
+            transform_distance=params["transform_distance"],
+        )
+    except TypeError:  # built by hand with NULL bounds: not comparable, rebuild
+        return None
 
-    Runs pHash matching first when the pairs do not reach ``max_distance`` yet; the transform
-    and embedding signals are used as stored (``ensure_clusters`` or ``find_pairs`` compute them).
-    """
-    check_arguments(max_distance, hash_kind)
-    _check(keeper_rule, rule)
-    min_similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity)
-    confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
-    transform_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else int(transform_distance)
-    check_signal_arguments(min_similarity)
-    _check_distances(confirm_distance, transform_distance)
-    if hash_kind != "phash":
-        rule = "hash"
-    refs = _normalise_references(reference_paths)
-    with conn.cursor(row_factory=dict_row) as cur:
+
+def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = None) -> ClusterResult:
+    """Rebuild the clusters from the pairs that link images under ``settings`` (default: the stored
+    ones) and commit. The pairs are used as stored: ``ensure_clusters`` matches first when needed."""
+    asked = settings or current_settings(conn)
+    asked.check()
+    rule, _, _ = effective_rule(conn, asked.rule, asked.hash_kind)
+    applied = replace(asked, rule=rule)
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             _queries()["build_clusters"],
-            {"max_distance": max_distance, "hash_kind": hash_kind, "keeper_rule": keeper_rule, "reference_paths": refs,
-             "rule": rule, "min_similarity": min_similarity, "confirm_distance": confirm_distance,
-             "transform_distance": transform_distance},
+            {"max_distance": applied.threshold, "hash_kind": applied.hash_kind, "keeper_rule": applied.keeper_rule,
+             "reference_paths": list(applied.reference_paths), "rule": applied.rule,
+             "min_similarity": applied.min_similarity, "confirm_distance": applied.confirm_distance,
+             "transform_distance": applied.transform_distance},
         ).fetchone()
     if not conn.autocommit:
-        conn.commit()
+        conn.commit()  # the block above is a savepoint when the caller's transaction was open
     assert row is not None
-    return ClusterResult(
-        max_distance=max_distance,
-        hash_kind=hash_kind,
-        keeper_rule=keeper_rule,
-        reference_paths=tuple(refs),
-        rule=rule,
-        min_similarity=min_similarity,
-        confirm_distance=confirm_distance,
-        transform_distance=transform_distance,
-        clusters=row["clusters"],
-        members=row["members"],
-        split_rounds=row["split_rounds"],
-        seconds=row["seconds"],
-        rebuilt=True,
-    )
+    return ClusterResult(settings=applied, clusters=row["clusters"], members=row["members"],
+                         split_rounds=row["split_rounds"], seconds=row["seconds"], rebuilt=True,
+                         rule_note=_rule_note(asked, applied))
 
 
 def ensure_clusters(
     conn: psycopg.Connection,
+    settings: ClusterSettings | None = None,
     *,
-    max_distance: int = DEFAULT_THRESHOLD,
-    hash_kind: str = "phash",
-    keeper_rule: str = "largest",
-    reference_paths: Sequence[str] = (),
-    rule: str = DEFAULT_RULE,
-    min_similarity: float | None = None,
-    confirm_distance: int | None = None,
-    transform_distance: int | None = None,
+    method: str = "auto",
+    full: bool = False,
+    lock_wait: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> ClusterResult:
-    """Make the current clustering match these parameters and the images as they are now.
+    """Make the current clustering match ``settings`` (default: the stored ones) and the images as
+    they are now; the library entry of `match`, `report`, `export` and `apply`.
 
-    Matching runs (incrementally) when images changed since the last match, the pairs do not
-    reach ``max_distance``, or the signals the rule uses are not current; the clusters are
-    rebuilt when their parameters differ or the pairs changed. When everything is current this
-    costs a few queries.
+    Matching runs (incrementally; in full with ``full``; always when a ``method`` is named) when
+    images changed since the last match, the pairs do not reach the threshold, or the signals the
+    rule uses are not current; it waits up to ``lock_wait`` seconds for a running load. The
+    clusters are rebuilt when their settings differ or the pairs changed. When everything is
+    current this costs a few queries and writes nothing (a read-only role can run it).
     """
-    check_arguments(max_distance, hash_kind)
-    _check(keeper_rule, rule)
-    min_similarity = round(DEFAULT_MIN_SIMILARITY if min_similarity is None else float(min_similarity), 4)
-    confirm_distance = DEFAULT_CONFIRM_DISTANCE if confirm_distance is None else int(confirm_distance)
-    transform_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else int(transform_distance)
-    check_signal_arguments(min_similarity)
-    _check_distances(confirm_distance, transform_distance)
-    rule, transforms, embeddings = effective_rule(conn, rule, hash_kind)
-    refs = _normalise_references(reference_paths)
+    asked = settings or current_settings(conn)
+    asked.check()
+    check_arguments(asked.threshold, asked.hash_kind, method)
+    rule, transforms, embeddings = effective_rule(conn, asked.rule, asked.hash_kind)
+    applied = replace(asked, rule=rule)
     match = None
-    if not (pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind)
-            and signals_are_current(conn, max_distance=transform_distance, transforms=transforms,
-                                    embeddings=embeddings, min_similarity=min_similarity)):
-        match = find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind, transforms=transforms,
-                           embeddings=embeddings, transform_distance=transform_distance,
-                           min_similarity=min_similarity)
+    if (full or method != "auto"
+            or not pairs_are_current(conn, threshold=applied.threshold, hash_kind=applied.hash_kind)
+            or not signals_are_current(conn, transform_distance=applied.transform_distance, transforms=transforms,
+                                       embeddings=embeddings, min_similarity=applied.min_similarity)):
+        match = find_pairs(conn, threshold=applied.threshold, hash_kind=applied.hash_kind, method=method, full=full,
+                           transforms=transforms, embeddings=embeddings,
+                           transform_distance=applied.transform_distance, min_similarity=applied.min_similarity,
+                           lock_wait=lock_wait, on_wait=on_wait)
     params = current_parameters(conn)
-    state = match_state(conn, hash_kind)
+    state = match_state(conn, applied.hash_kind)
     if not conn.autocommit:
         conn.commit()
-    matched_seq = state["matched_seq"] if state else None
-    wanted = (max_distance, hash_kind, keeper_rule, refs, matched_seq, rule, min_similarity, confirm_distance,
-              transform_distance)
     if params is not None and match is None:
-        have = (params["max_distance"], params["hash_kind"], params["keeper_rule"], params["reference_paths"],
-                params["matched_seq"], params["rule"], params["min_similarity"], params["confirm_distance"],
-                params["transform_distance"])
-        if have == wanted:
-            return ClusterResult(
-                max_distance=max_distance,
-                hash_kind=hash_kind,
-                keeper_rule=keeper_rule,
-                reference_paths=tuple(refs),
-                rule=rule,
-                min_similarity=min_similarity,
-                confirm_distance=confirm_distance,
-                transform_distance=transform_distance,
-                clusters=params["clusters"],
-                members=params["members"],
-                split_rounds=params["split_rounds"],
-                seconds=params["seconds"] or 0.0,
-            )
-    result = build_clusters(
-        conn, max_distance=max_distance, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
-        rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance,
-        transform_distance=transform_distance,
-    )
-    return ClusterResult(**{**result.__dict__, "matched": match is not None, "match": match})
+        if (_built_settings(params) == applied and state is not None
+                and params["matched_seq"] == state["matched_seq"]):
+            return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
+                                 split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
+                                 rule_note=_rule_note(asked, applied))
+    result = build_clusters(conn, applied)
+    return replace(result, matched=match is not None, match=match, rule_note=_rule_note(asked, applied))

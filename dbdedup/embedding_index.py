@@ -131,6 +131,7 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
                     for (image_id, _), vector in zip(rows, vectors):
                         copy.write_row((image_id, vector))
                 cur.execute(q["apply_update_table"])
+                cur.execute(q["requeue_matched"])
                 cur.execute(q["empty_update_table"])
             written += len(rows)
     return written
@@ -178,13 +179,17 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
                             index=index, seconds=time.monotonic() - started)
 
 
-def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method: str | None = None) -> ProjectionResult:
-    """Fit the embedder's PCA again on the stored descriptors, re-project every vector and rebuild the index; commit."""
+def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method: str | None = None,
+          lock_wait: float | None = None) -> ProjectionResult:
+    """Fit the embedder's PCA again on the stored descriptors, re-project every vector and rebuild the index; commit.
+    Holds the load lock (waits up to ``lock_wait`` s for a running load or match)."""
+    from .locks import load_lock
+
     started = time.monotonic()
     q = _queries()
     if not embeddings_available(conn):
         raise DbdedupError(HASH_ONLY_NOTE, hint="install pgvector on the server, or use the embedded default database")
-    with conn.transaction():
+    with load_lock(conn, "refit the embeddings", wait=lock_wait, name="dbdedup embeddings refit"), conn.transaction():
         if embedder is None:
             row = conn.execute(q["latest_embedder"]).fetchone()
             if row is None:

@@ -1,6 +1,8 @@
-"""The one error type users see."""
+"""The one error type users see, and how database failures become one."""
 
 from __future__ import annotations
+
+import re
 
 
 class DbdedupError(Exception):
@@ -17,3 +19,83 @@ class DbdedupError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception by the CLI: a command stops as after Ctrl-C (its run is
+    recorded as interrupted, its worker processes stopped, its locks released)."""
+
+
+_BAD_DSN = re.compile(r"connection info string|connection option|in URI|URI query parameter|missing \"=\"")
+
+_AGAIN = "run the same command again: what was committed is kept, and a load carries on where it stopped"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else exc.__class__.__name__
+    return line.removeprefix("connection is bad: ")
+
+
+def database_error(exc: BaseException) -> DbdedupError | None:
+    """A DbdedupError (message and hint) for a psycopg error, or None for anything else.
+
+    What PostgreSQL says goes in the message, what to do about it in the hint: a connection
+    string that does not parse, a lost server, a full disk, a deadlock, a role without the
+    rights a command needs, a damaged schema.
+    """
+    import psycopg
+    from psycopg import errors as pe
+
+    if not isinstance(exc, psycopg.Error):
+        return None
+    first = _first_line(exc)
+    if isinstance(exc, psycopg.ProgrammingError) and exc.sqlstate is None and _BAD_DSN.search(str(exc)):
+        return DbdedupError(
+            f"the database connection string is not valid: {first}",
+            hint="--db (or DBDEDUP_DATABASE_URL) takes a URI such as postgresql://user@host:5432/photos "
+                 "or key=value pairs such as 'host=dbhost dbname=photos user=me'",
+        )
+    if isinstance(exc, pe.InsufficientPrivilege):
+        return DbdedupError(
+            f"the database refused: {first}",
+            hint="this role may only read (dbdedup.grant_read_access gives read access): load, match, apply and a "
+                 "report that has to re-cluster write to the database, so run them as the role that owns the "
+                 "dbdedup schema; read-only roles can query the dbdedup views from psql",
+        )
+    if isinstance(exc, (pe.UndefinedTable, pe.UndefinedFunction, pe.UndefinedColumn, pe.InvalidSchemaName,
+                        pe.UndefinedObject)):
+        return DbdedupError(
+            f"the dbdedup schema is damaged: {first}",
+            hint="something outside dbdedup dropped or changed it (dbdedup migrate only adds what newer versions "
+                 "bring); restore the database from a backup, or load again into a new one (--db)",
+        )
+    if isinstance(exc, pe.DiskFull):
+        return DbdedupError(
+            f"the database server's disk is full: {first}",
+            hint="free space where the server keeps its data, then " + _AGAIN,
+        )
+    if isinstance(exc, (pe.DeadlockDetected, pe.SerializationFailure, pe.LockNotAvailable)):
+        return DbdedupError(
+            f"the database stopped this command: {first}",
+            hint="another session was changing the same data; " + _AGAIN,
+        )
+    if isinstance(exc, (pe.OutOfMemory, pe.TooManyConnections, pe.InsufficientResources)):
+        return DbdedupError(f"the database server is short of resources: {first}",
+                            hint="ask its administrator, or try again later")
+    if isinstance(exc, psycopg.OperationalError):
+        return DbdedupError(
+            f"lost the connection to the database: {first}",
+            hint="the server stopped, restarted or ended this session; check that it runs (the embedded one "
+                 "starts again with the next command), then " + _AGAIN,
+        )
+    return DbdedupError(f"database error: {first}", hint="run the command again with -v for the details")
+
+
+def user_error(exc: BaseException) -> DbdedupError | None:
+    """``exc`` as a DbdedupError when a user can act on it; None when it is a bug (keep the traceback)."""
+    if isinstance(exc, DbdedupError):
+        return exc
+    if type(exc).__module__.split(".")[0] == "psycopg":
+        return database_error(exc)
+    return None

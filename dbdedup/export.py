@@ -1,6 +1,6 @@
 """Exporting clusters: a folder per cluster, or a self-contained HTML contact sheet.
 
-Both take clusters as ``dbdedup.report.iter_clusters`` yields them; neither needs
+Both take clusters as ``dbdedup.results.iter_clusters`` yields them; neither needs
 the database. Files are opened by their exact path bytes, so names that are not
 UTF-8 work.
 """
@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import DbdedupError
-from .report import Cluster, Member, ReportParameters, Summary, human_bytes
+from .clusters import ClusterSettings
+from .report import human_bytes
+from .results import Cluster, Member, Summary
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
 
 EXPORT_MODES = ("copy", "hardlink", "symlink")
@@ -171,7 +173,7 @@ def _figure(member: Member, jpeg: bytes | None, error: str | None) -> str:
 
 
 def render_html(
-    params: ReportParameters,
+    settings: ClusterSettings,
     summary: Summary,
     clusters: Iterable[Cluster],
     *,
@@ -189,8 +191,11 @@ def render_html(
         ("exact-duplicate groups", f"{summary.exact_duplicate_groups:,}"),
         ("removable images", f"{summary.removable_images:,}"),
         ("bytes reclaimable", human_bytes(summary.reclaimable_bytes)),
-        ("matched with", f"{params.hash_kind} distance &le; {params.threshold}, keeper: {e(params.keeper_rule)}"),
+        ("matched with", f"{settings.hash_kind} distance &le; {settings.threshold}, rule {e(settings.rule)}, "
+                         f"keeper: {e(settings.keeper_rule)}"),
     ]
+    if settings.reference_paths:
+        rows.append(("reference paths (protected)", e(", ".join(settings.reference_paths))))
     for label, value in rows:
         yield f"<tr><td>{label}</td><td>{value}</td></tr>"
     yield "</table>\n"
@@ -219,7 +224,7 @@ def _cluster_html(cluster: Cluster, maker: ThumbnailMaker) -> Iterable[str]:
 
 
 def export_html(
-    params: ReportParameters,
+    settings: ClusterSettings,
     summary: Summary,
     clusters: Iterable[Cluster],
     path: str | os.PathLike,
@@ -234,7 +239,7 @@ def export_html(
     fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for chunk in render_html(params, summary, clusters, thumbnail_size=thumbnail_size):
+            for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size):
                 out.write(chunk)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)

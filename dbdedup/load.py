@@ -19,11 +19,14 @@ marked 'interrupted'.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import json
 import multiprocessing
 import os
 import signal
 import struct
+import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,14 +37,14 @@ from PIL import Image
 
 from . import embedding, embedding_index, fingerprint
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
-from .errors import DbdedupError
+from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
 from .hashes import HASH_SIZE
+from .locks import load_lock
 from .resample import limit_blas_threads
 from .scan import CANDIDATE, ERROR, IGNORED, ScanEntry, display_path, normalise_root, scan
 from .sqlfiles import named_queries
 
-LOAD_LOCK_KEY = 7_220_002  # pg_advisory_lock key: one load at a time per database
 
 FIRST_SCAN_BATCH = 256  # small, so workers start at once
 SCAN_BATCH = 2000  # scanned entries looked up in the database per query
@@ -71,6 +74,9 @@ class LoadProgress:
 
     def files_done(self, done: int, errors: int) -> None:
         """``done`` of them handled (hashed, unchanged or failed); ``errors`` failed so far."""
+
+    def waiting(self, message: str) -> None:
+        """The load lock is busy: ``message`` says who holds it and how long the load waits."""
 
 
 @dataclass
@@ -200,10 +206,50 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
 _worker_extras: Extras | None = None
 
 
-def _init_worker(extras: Extras | None = None) -> None:
+PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its loader is still alive
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker die with the loader, however the loader dies (kill -9 included).
+
+    A worker that outlived its loader would keep the loader's database socket open (fork
+    copies it), so the server would never see the loader go: its session, and the load lock,
+    would stay. Linux's parent-death signal kills the worker at once; the parent-alive check
+    covers the rest (another system, or the parent gone before the prctl call).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="dbdedup-parent-check", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)
+
+
+def _init_worker(extras: Extras | None = None, parent_pid: int | None = None,
+                 inherited_fds: Sequence[int] = ()) -> None:
     global _worker_extras
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+    # The loader's database socket, copied by fork: only the loader may hold it, so that the
+    # server sees the session end (and the load lock go) the moment the loader dies.
+    for fd in inherited_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     # Ctrl-C is the parent's business: it stops the pool and records the run.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # The loader checks --max-pixels from the header itself; Pillow's global
     # limit would otherwise refuse images the user allowed.
     Image.MAX_IMAGE_PIXELS = None
@@ -269,7 +315,8 @@ class _Loader:
                     for entry in entries:
                         copy.write_row((entry.path, entry.size, entry.mtime_ns))
                 cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS),
-                                                      "orientations": self.extras.orientations})
+                                                      "orientations": self.extras.orientations,
+                                                      "max_pixels": self.max_pixels})
                 todo = {bytes(row[0]) for row in cur}
                 if self.embedder_name is not None:
                     cur.execute(self.q["files_to_describe"], {"embedder": self.embedder_name})
@@ -341,7 +388,7 @@ class _Loader:
         self.create_temp_tables()
         in_flight: dict[cf.Future, list[bytes]] = {}
         max_in_flight = workers * CHUNKS_IN_FLIGHT_PER_WORKER
-        pool = _new_pool(workers, self.extras)
+        pool = _new_pool(workers, self.extras, self.conn)
 
         def take(future: cf.Future, lost: list[bytes]) -> None:
             chunk = in_flight.pop(future)
@@ -368,7 +415,7 @@ class _Loader:
                     take(future, lost)
                 _shutdown(pool)
                 self.hash_one_by_one(lost)
-                pool = _new_pool(workers, self.extras)
+                pool = _new_pool(workers, self.extras, self.conn)
             self.progress.files_done(self.done, self.error_count)
             self.write_if_due()
 
@@ -421,7 +468,7 @@ class _Loader:
         try:
             for path in paths:
                 if pool is None:
-                    pool = _new_pool(1, self.extras)
+                    pool = _new_pool(1, self.extras, self.conn)
                 try:
                     rows = pool.submit(_hash_chunk, [path], self.max_pixels).result()
                 except cf.process.BrokenProcessPool:
@@ -439,9 +486,9 @@ class _Loader:
             pool.shutdown(wait=True)
 
 
-def _new_pool(workers: int, extras: Extras) -> cf.ProcessPoolExecutor:
+def _new_pool(workers: int, extras: Extras, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
-                                  initargs=(extras,))
+                                  initargs=(extras, os.getpid(), (conn.fileno(),)))
 
 
 def _abandon(pool: cf.ProcessPoolExecutor) -> None:
@@ -512,6 +559,7 @@ def load_paths(
     orientations: bool = True,
     embedder: str | None = "default",
     index_method: str | None = None,
+    lock_wait: float | None = None,
 ) -> LoadSummary:
     """Load every image under ``roots`` into dbdedup.images and return a summary.
 
@@ -519,15 +567,20 @@ def load_paths(
     processes (default: all cores); unchanged ones are skipped; files that
     cannot be loaded get status 'error' with a reason (and a dbdedup.load_errors
     row); stored files under the roots that are gone are marked 'missing'.
-    Commits once per batch. Raises DbdedupError when a root does not exist or
-    another load is running on the same database.
+    Commits once per batch. Raises DbdedupError when a root does not exist, or
+    when the load lock stays busy (another load or a match) for ``lock_wait``
+    seconds (default ``locks.DEFAULT_LOCK_WAIT``); the error names the holder.
 
     ``orientations`` also stores the pHash of the 7 other orientations and of the image with
     uniform borders trimmed (for flipped, rotated and bordered copies). ``embedder`` ("default",
     "onnx:PATH", or None for none) stores a raw descriptor per image; after the load the new
     ones are projected to vectors (the PCA is fitted on first use) and indexed with
     ``index_method`` (hnsw or ivfflat). Without pgvector on the server, embeddings are skipped
-    and ``summary.notes`` says so.
+    and ``summary.notes`` says so (once per database).
+
+    The run is recorded 'completed' only when every stage finished (hashing, missing files,
+    vectors and index); otherwise 'failed' or 'interrupted', and the next load does what is
+    left (vectors still pending are projected then).
     """
     root_paths = check_roots(roots)
     workers = max(1, int(workers or default_workers()))
@@ -538,18 +591,12 @@ def load_paths(
     notes: list[str] = []
     embedder_object = embedding.load_embedder(embedder) if embedder is not None else None
     if embedder_object is not None and not embedding_index.embeddings_available(conn):
-        notes.append(embedding_index.HASH_ONLY_NOTE)
+        if conn.execute(q["first_load"]).fetchone()[0]:  # said once per database, not on every load
+            notes.append(embedding_index.HASH_ONLY_NOTE)
         embedder_object = None
     extras = Extras(orientations=orientations, embedder=embedder_object)
-    try:
-        with conn.transaction():
-            conn.execute(q["lock_timeout"])
-            conn.execute(q["lock"], {"key": LOAD_LOCK_KEY})
-    except psycopg.errors.LockNotAvailable as exc:
-        raise DbdedupError("another dbdedup load is running on this database",
-                           hint="wait for it to finish, or stop it; a killed load releases the lock at once") from exc
-    started = time.monotonic()
-    try:
+    with load_lock(conn, "start the load", wait=lock_wait, name="dbdedup load", on_wait=progress.waiting):
+        started = time.monotonic()
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
                       "working_size": WORKING_SIZE, "hash_size": HASH_SIZE,
                       "orientations": orientations,
@@ -565,27 +612,27 @@ def load_paths(
         loader = _Loader(conn, run_id, max_pixels, progress, started, extras)
         loader.has_embeddings_table = has_embeddings_table
         status, message = "failed", None
+        projection = None
         try:
             loader.run(root_paths, recursive, workers)
+            if embedder_object is not None:
+                projection = embedding_index.project_pending(conn, embedder_object.name, index_method=index_method)
+                if projection.fitted:
+                    notes.append(f"embeddings: fitted the {embedder_object.name} reduction on "
+                                 f"{projection.fitted_rows:,} images; later loads project the same way "
+                                 "(dbdedup embeddings refit fits again)")
+            with conn.transaction():
+                duplicate_groups = conn.execute(q["exact_duplicate_groups"]).fetchone()[0]
             status = "completed"
-        except KeyboardInterrupt:
-            status, message = "interrupted", "stopped by the user (Ctrl-C)"
+        except KeyboardInterrupt as exc:
+            status = "interrupted"
+            message = "stopped by SIGTERM" if isinstance(exc, Terminated) else "stopped by the user (Ctrl-C)"
             raise
         except BaseException as exc:
             message = f"{exc.__class__.__name__}: {exc}"
             raise
         finally:
             _finish_run(conn, loader, status, message)
-        projection = None
-        if embedder_object is not None:
-            projection = embedding_index.project_pending(conn, embedder_object.name, index_method=index_method)
-            if projection.fitted:
-                notes.append(f"embeddings: fitted the {embedder_object.name} reduction on {projection.fitted_rows:,} "
-                             "images; later loads project the same way (dbdedup embeddings refit fits again)")
-        with conn.transaction():
-            duplicate_groups = conn.execute(q["exact_duplicate_groups"]).fetchone()[0]
-    finally:
-        _unlock(conn)
     return LoadSummary(
         run_id=run_id, roots=[display_path(r) for r in root_paths], files_seen=loader.found,
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
@@ -604,13 +651,3 @@ def _finish_run(conn: psycopg.Connection, loader: _Loader, status: str, message:
             conn.execute(_queries()["finish_run"], {**loader.counts(), "status": status, "message": message})
     except psycopg.Error:
         pass  # the connection is gone: the next load finds the run 'running' and marks it interrupted
-
-
-def _unlock(conn: psycopg.Connection) -> None:
-    try:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            conn.rollback()
-        with conn.transaction():
-            conn.execute(_queries()["unlock"], {"key": LOAD_LOCK_KEY})
-    except psycopg.Error:
-        pass

@@ -1,4 +1,4 @@
-"""Finding near-duplicate pairs: calls the SQL functions of migration 0002.
+"""Finding near-duplicate pairs: calls the SQL functions of ``sql/matching.sql`` and ``sql/signals.sql``.
 
 All the work happens in PostgreSQL (``dbdedup.match``), so psql users and pg_cron get the
 same results as the CLI. Identical hash values are collapsed first (one comparison for a
@@ -25,16 +25,22 @@ Two more signals, for the pHash (``transforms=`` and ``embeddings=``), run after
 to the same pairs: ``dbdedup.match_transforms`` compares the stored variants of each image
 (7 other orientations, trimmed borders) with the others' pHash by the same methods, and
 ``dbdedup.match_embeddings`` asks the pgvector index for each image's nearest vectors.
+
+Matching holds the load lock (``dbdedup.locks``) for its whole run, so a match and a load queue
+instead of interleaving, and nobody waits forever: past ``lock_wait`` seconds the error names
+the session that holds the lock.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
+from .locks import load_lock
 from .sqlfiles import named_queries
 
 DEFAULT_THRESHOLD = 8
@@ -93,7 +99,7 @@ class MatchResult:
     method: str
     mode: str  # "full" or "incremental"
     hash_kind: str
-    max_distance: int  # pairs are now complete up to this distance (the largest asked so far)
+    threshold_kept: int  # pairs are now complete up to this threshold (the largest asked so far)
     values_total: int  # distinct, non-common hash values
     values_matched: int  # values compared in this run (all in a full run, the new ones otherwise)
     candidates: int  # value pairs compared exactly
@@ -108,20 +114,20 @@ def _queries() -> dict[str, str]:
     return named_queries("queries/match.sql")
 
 
-def check_arguments(max_distance: int, hash_kind: str, method: str = "auto") -> None:
+def check_arguments(threshold: int, hash_kind: str, method: str = "auto") -> None:
     """Raise DbdedupError for a threshold, hash kind or method that matching cannot use."""
     if hash_kind not in HASH_KINDS:
         raise DbdedupError(f"unknown hash kind {hash_kind!r}", hint="use one of: " + ", ".join(HASH_KINDS))
     if method not in METHODS:
         raise DbdedupError(f"unknown matching method {method!r}", hint="use one of: " + ", ".join(METHODS))
-    if not 0 <= max_distance <= 64:
+    if not 0 <= threshold <= 64:
         raise DbdedupError(
-            f"threshold {max_distance} is not a Hamming distance on 64 bits",
+            f"threshold {threshold} is not a Hamming distance on 64 bits",
             hint="use 0 (identical hashes) to 64; near-duplicates are usually within 4-10",
         )
-    if method == "blocks" and max_distance > BLOCKS_MAX_DISTANCE:
+    if method == "blocks" and threshold > BLOCKS_MAX_DISTANCE:
         raise DbdedupError(
-            f"the blocks method is exact for thresholds 0 to {BLOCKS_MAX_DISTANCE}, not {max_distance}",
+            f"the blocks method is exact for thresholds 0 to {BLOCKS_MAX_DISTANCE}, not {threshold}",
             hint="use --method scan (any threshold) or lsh",
         )
 
@@ -129,7 +135,7 @@ def check_arguments(max_distance: int, hash_kind: str, method: str = "auto") -> 
 def find_pairs(
     conn: psycopg.Connection,
     *,
-    max_distance: int = DEFAULT_THRESHOLD,
+    threshold: int = DEFAULT_THRESHOLD,
     hash_kind: str = "phash",
     method: str = "auto",
     full: bool = False,
@@ -139,8 +145,10 @@ def find_pairs(
     transform_distance: int = DEFAULT_TRANSFORM_DISTANCE,
     min_similarity: float | None = None,
     neighbours: int = DEFAULT_NEIGHBOURS,
+    lock_wait: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
 ) -> MatchResult:
-    """Store in ``dbdedup.pairs`` every pair of ok images within ``max_distance`` and commit.
+    """Store in ``dbdedup.pairs`` every pair of ok images within ``threshold`` and commit.
 
     Incremental: only images changed since the last run are compared, against all the others.
     A threshold larger than any asked before (or ``full=True``) re-matches everything; pairs
@@ -150,35 +158,40 @@ def find_pairs(
     of one image is within ``transform_distance`` of the other, and ``embeddings`` the pairs among
     each image's ``neighbours`` nearest embedding vectors with cosine similarity >=
     ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector).
+
+    Holds the load lock meanwhile: waits up to ``lock_wait`` seconds for a running load (or
+    match), calling ``on_wait(description)`` once when it has to wait.
     """
-    check_arguments(max_distance, hash_kind, method)
+    check_arguments(threshold, hash_kind, method)
     if min_similarity is None:
         from .embedding import DEFAULT_MIN_SIMILARITY
 
         min_similarity = DEFAULT_MIN_SIMILARITY
     check_signal_arguments(min_similarity, neighbours)
     q = _queries()
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(
-            q["match"],
-            {"max_distance": max_distance, "hash_kind": hash_kind, "method": method, "full": full,
-             "common_limit": common_limit},
-        ).fetchone()
-        transform_row = embedding_row = None
-        if transforms and hash_kind == "phash":
-            transform_row = cur.execute(q["match_transforms"], {"max_distance": transform_distance, "method": method,
-                                                                 "full": full}).fetchone()
-        if embeddings and hash_kind == "phash":
-            embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
-                                                                 "neighbours": neighbours, "full": full}).fetchone()
-    if not conn.autocommit:
-        conn.commit()
+    with load_lock(conn, "match", wait=lock_wait, name="dbdedup match", on_wait=on_wait):
+        with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                q["match"],
+                {"max_distance": threshold, "hash_kind": hash_kind, "method": method, "full": full,
+                 "common_limit": common_limit},
+            ).fetchone()
+            transform_row = embedding_row = None
+            if transforms and hash_kind == "phash":
+                transform_row = cur.execute(q["match_transforms"], {"max_distance": transform_distance,
+                                                                     "method": method, "full": full}).fetchone()
+            if embeddings and hash_kind == "phash":
+                embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
+                                                                     "neighbours": neighbours,
+                                                                     "full": full}).fetchone()
+        if not conn.autocommit:
+            conn.commit()
     assert row is not None
     return MatchResult(
         method=row["method_used"],
         mode=row["mode"],
         hash_kind=hash_kind,
-        max_distance=row["max_distance_kept"],
+        threshold_kept=row["max_distance_kept"],
         values_total=row["values_total"],
         values_matched=row["values_matched"],
         candidates=row["candidates"],
@@ -206,12 +219,12 @@ def check_signal_arguments(min_similarity: float, neighbours: int = DEFAULT_NEIG
         raise DbdedupError(f"{neighbours} neighbours is not from 1 to 1000", hint="10 is plenty for near-duplicates")
 
 
-def signals_are_current(conn: psycopg.Connection, *, max_distance: int, transforms: bool, embeddings: bool,
+def signals_are_current(conn: psycopg.Connection, *, transform_distance: int, transforms: bool, embeddings: bool,
                         min_similarity: float) -> bool:
     """True when the transform / embedding pairs asked for are complete for the images as matched now."""
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(_queries()["signals_current"], {
-            "max_distance": max_distance, "transforms": transforms, "embeddings": embeddings,
+            "max_distance": transform_distance, "transforms": transforms, "embeddings": embeddings,
             "min_similarity": min_similarity,
         }).fetchone()
     return bool(row and row["current"])
@@ -223,11 +236,26 @@ def match_state(conn: psycopg.Connection, hash_kind: str = "phash") -> dict | No
         return cur.execute(_queries()["match_state"], {"hash_kind": hash_kind}).fetchone()
 
 
-def pairs_are_current(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> bool:
-    """True when ``dbdedup.pairs`` holds every pair up to ``max_distance`` and no image changed since."""
+def pairs_are_current(conn: psycopg.Connection, *, threshold: int, hash_kind: str = "phash") -> bool:
+    """True when ``dbdedup.pairs`` holds every pair up to ``threshold`` and no image changed since."""
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_queries()["pairs_current"], {"hash_kind": hash_kind, "max_distance": max_distance}).fetchone()
+        row = cur.execute(_queries()["pairs_current"], {"hash_kind": hash_kind, "max_distance": threshold}).fetchone()
     return bool(row and row["current"])
+
+
+def ensure_pairs(conn: psycopg.Connection, *, threshold: int, hash_kind: str = "phash",
+                 lock_wait: float | None = None, on_wait: Callable[[str], None] | None = None) -> MatchResult | None:
+    """Make ``dbdedup.pairs`` hold every pair up to ``threshold``: matching runs (incrementally) when
+    it does not yet; returns its MatchResult, or None when the pairs were current."""
+    if pairs_are_current(conn, threshold=threshold, hash_kind=hash_kind):
+        return None
+    return find_pairs(conn, threshold=threshold, hash_kind=hash_kind, lock_wait=lock_wait, on_wait=on_wait)
+
+
+def common_hash_counts(conn: psycopg.Connection, hash_kind: str = "phash") -> tuple[int, int]:
+    """(over-common hash values, images that have them): blank or flat pictures kept out of clusters."""
+    row = conn.execute(_queries()["common_hash_counts"], {"hash_kind": hash_kind}).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def similar(
@@ -236,17 +264,17 @@ def similar(
     image_id: int | None = None,
     path: str | None = None,
     hash_value: int | None = None,
-    max_distance: int = DEFAULT_THRESHOLD,
+    threshold: int = DEFAULT_THRESHOLD,
     hash_kind: str = "phash",
 ) -> list[dict]:
-    """Images within ``max_distance`` of one stored image (by id or path) or of a hash value, closest first."""
-    check_arguments(max_distance, hash_kind)
+    """Images within ``threshold`` of one stored image (by id or path) or of a hash value, closest first."""
+    check_arguments(threshold, hash_kind)
     given = [x is not None for x in (image_id, path, hash_value)]
     if sum(given) != 1:
         raise ValueError("give exactly one of image_id, path, hash_value")
     q = _queries()
     with conn.cursor(row_factory=dict_row) as cur:
-        params = {"max_distance": max_distance, "hash_kind": hash_kind}
+        params = {"max_distance": threshold, "hash_kind": hash_kind}
         if image_id is not None:
             rows = cur.execute(q["similar_to_image"], {**params, "image_id": image_id}).fetchall()
         elif path is not None:

@@ -1,14 +1,13 @@
-"""The report: what the clusters are, as data and as text.
+"""The report, rendered: the clusters and pairs ``dbdedup.results`` reads, as JSON, CSV or text.
 
-Reading (``collect_summary``, ``iter_clusters``, ``iter_pairs``, ``neighbour_histogram``)
-takes a connection the caller owns and returns plain data; rendering
-(``write_json``, ``write_ndjson``, ``write_csv``, ``render_terminal``, ...) writes
-that data to a text stream. The report module is the one library module that prints.
+Rendering only: no queries and no matching (``dbdedup.clusters.ensure_clusters`` makes the
+clustering current, ``dbdedup.results`` reads it); every function writes to a text stream.
 
 The JSON report is a stable contract for tools::
 
-    {"parameters": {"threshold": 10, "hash": "phash", "keeper_rule": "largest",
-                    "reference_paths": [], "sort": "members", "limit": null},
+    {"parameters": {"threshold": 8, "hash": "phash", "rule": "fused", "keeper_rule": "largest",
+                    "reference_paths": [], "min_similarity": 0.92, "confirm_distance": 20,
+                    "transform_distance": 2, "sort": "members", "limit": null},
      "summary": {"images": 15, "exact_duplicate_groups": 1, "near_duplicate_clusters": 4,
                  "removable_images": 6, "reclaimable_bytes": 171000, "common_hash_images": 0, ...},
      "clusters": [{"id": 3, "keeper": "/photos/beach.jpg", "member_count": 3,
@@ -17,7 +16,8 @@ The JSON report is a stable contract for tools::
                                 "height": 480, "bytes": 26746, "keeper": true,
                                 "exact_duplicate": false, "protected": false}, ...]}, ...]}
 
-Members include the keeper (first, distance 0). Paths are as stored in
+The parameters are the settings in effect (``rule`` as applied: ``transforms`` where ``fused``
+has no embedding vectors to use). Members include the keeper (first, distance 0). Paths are as stored in
 ``dbdedup.images.path``; a path that is not valid UTF-8 is stored with ``\\xNN``
 escapes, and its member then also carries ``"path_bytes"``: the exact bytes in hex.
 New keys may be added; existing keys keep their names and meaning.
@@ -26,18 +26,13 @@ New keys may be added; existing keys keep their names and meaning.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Sequence, TextIO
+from typing import Any, Iterable, Sequence, TextIO
 
-import psycopg
-from psycopg.rows import dict_row
+from .clusters import ClusterSettings
+from .results import Cluster, Member, NeighbourHistogram, Summary
 
-from .sqlfiles import named_queries
-
-SORT_ORDERS = ("members", "bytes", "distance", "path")
 CSV_COLUMNS = (
     "cluster_id", "keeper", "path", "distance", "width", "height", "bytes",
     "exact_duplicate", "protected", "keeper_path", "transform", "similarity",
@@ -48,253 +43,15 @@ PAIR_COLUMNS = (
 )
 
 
-def _queries() -> dict[str, str]:
-    return named_queries("queries/report.sql")
-
-
-# ---------------------------------------------------------------- data
-
-
-@dataclass(frozen=True)
-class ReportParameters:
-    """What a report was made with: the clustering and the selection."""
-
-    threshold: int
-    hash_kind: str = "phash"
-    keeper_rule: str = "largest"
-    reference_paths: tuple[str, ...] = ()
-    sort: str = "members"
-    limit: int | None = None
-    rule: str = "fused"
-    min_similarity: float | None = None  # None: dbdedup.embedding.DEFAULT_MIN_SIMILARITY
-    confirm_distance: int | None = None  # None: dbdedup.embedding.DEFAULT_CONFIRM_DISTANCE
-    transform_distance: int | None = None  # None: dbdedup.matching.DEFAULT_TRANSFORM_DISTANCE
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "threshold": self.threshold,
-            "hash": self.hash_kind,
-            "rule": self.rule,
-            "min_similarity": self.min_similarity,
-            "confirm_distance": self.confirm_distance,
-            "transform_distance": self.transform_distance,
-            "keeper_rule": self.keeper_rule,
-            "reference_paths": list(self.reference_paths),
-            "sort": self.sort,
-            "limit": self.limit,
-        }
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Counts over the whole clustering (not only the clusters a report shows)."""
-
-    images: int
-    exact_duplicate_groups: int
-    exact_duplicate_copies: int
-    near_duplicate_clusters: int
-    images_in_clusters: int
-    removable_images: int
-    protected_images: int
-    reclaimable_bytes: int
-    common_hash_images: int = 0  # images whose hash is over-common (blank, flat): matched only to exact copies
-
-    def to_json(self) -> dict[str, int]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Member:
-    """One image of a cluster, as ``dbdedup.cluster_members`` has it."""
-
-    image_id: int
-    path: str
-    path_bytes: bytes
-    is_keeper: bool
-    distance: int
-    width: int | None
-    height: int | None
-    size_bytes: int
-    sha256: bytes | None
-    mtime_ns: int
-    is_exact_duplicate: bool
-    is_protected: bool
-    transform: str | None = None  # the flip, rotation or trim linking it to the keeper
-    similarity: float | None = None  # embedding similarity to the keeper, when known
-    is_same_file: bool = False  # a hard link to the keeper's file: removing it frees nothing
-
-    @property
-    def path_is_utf8(self) -> bool:
-        try:
-            return self.path_bytes.decode("utf-8") == self.path
-        except UnicodeDecodeError:
-            return False
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "path": self.path,
-            "distance": self.distance,
-            "width": self.width,
-            "height": self.height,
-            "bytes": self.size_bytes,
-            "keeper": self.is_keeper,
-            "exact_duplicate": self.is_exact_duplicate,
-            "protected": self.is_protected,
-            "transform": self.transform,
-            "similarity": None if self.similarity is None else round(self.similarity, 4),
-            "same_file": self.is_same_file,
-        }
-        if not self.path_is_utf8:
-            data["path_bytes"] = self.path_bytes.hex()
-        return data
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A cluster with its members, keeper first."""
-
-    id: int
-    rank: int
-    members: tuple[Member, ...] = field(default_factory=tuple)
-
-    @property
-    def keeper(self) -> Member:
-        return next(m for m in self.members if m.is_keeper)
-
-    @property
-    def duplicates(self) -> tuple[Member, ...]:
-        return tuple(m for m in self.members if not m.is_keeper)
-
-    @property
-    def reclaimable_bytes(self) -> int:
-        return sum(m.size_bytes for m in self.duplicates if not m.is_protected and not m.is_same_file)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "keeper": self.keeper.path,
-            "member_count": len(self.members),
-            "reclaimable_bytes": self.reclaimable_bytes,
-            "members": [m.to_json() for m in self.members],
-        }
-
-
-def ensure_current(conn: psycopg.Connection, params: ReportParameters):
-    """Make the clustering match ``params`` (matching runs first when needed); returns the ClusterResult."""
-    from .clusters import ensure_clusters
-
-    return ensure_clusters(
-        conn,
-        max_distance=params.threshold,
-        hash_kind=params.hash_kind,
-        keeper_rule=params.keeper_rule,
-        reference_paths=tuple(params.reference_paths),
-        rule=params.rule,
-        min_similarity=params.min_similarity,
-        confirm_distance=params.confirm_distance,
-        transform_distance=params.transform_distance,
-    )
-
-
-def ensure_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> None:
-    """Make sure dbdedup.pairs holds every pair up to ``max_distance`` (matching runs when needed)."""
-    from .matching import find_pairs, pairs_are_current
-
-    if not pairs_are_current(conn, max_distance=max_distance, hash_kind=hash_kind):
-        find_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
-
-
-def collect_summary(conn: psycopg.Connection, *, hash_kind: str = "phash") -> Summary:
-    """Counts for the current clustering: images, exact groups, clusters, removable images and bytes."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(_queries()["summary"], {"hash_kind": hash_kind}).fetchone()
-    assert row is not None
-    return Summary(
-        images=int(row["images"]),
-        exact_duplicate_groups=int(row["exact_duplicate_groups"]),
-        exact_duplicate_copies=int(row["exact_duplicate_copies"]),
-        near_duplicate_clusters=int(row["clusters"]),
-        images_in_clusters=int(row["images_in_clusters"]),
-        removable_images=int(row["removable_images"]),
-        protected_images=int(row["protected_images"]),
-        reclaimable_bytes=int(row["reclaimable_bytes"]),
-        common_hash_images=int(row["common_hash_images"]),
-    )
-
-
-def _member(row: dict[str, Any]) -> Member:
-    return Member(
-        image_id=row["image_id"],
-        path=row["path"],
-        path_bytes=bytes(row["path_bytes"]),
-        is_keeper=row["is_keeper"],
-        distance=int(row["distance_to_keeper"] or 0),
-        width=row["width"],
-        height=row["height"],
-        size_bytes=row["size_bytes"],
-        sha256=bytes(row["sha256"]) if row["sha256"] is not None else None,
-        mtime_ns=row["mtime_ns"],
-        is_exact_duplicate=bool(row["is_exact_duplicate"]),
-        is_protected=bool(row["is_protected"]),
-        transform=row.get("transform"),
-        similarity=row.get("similarity"),
-        is_same_file=bool(row.get("is_same_file")),
-    )
-
-
-def iter_clusters(conn: psycopg.Connection, *, sort: str = "members", limit: int | None = None) -> Iterator[Cluster]:
-    """The clusters of the current clustering, in ``sort`` order (members, bytes, distance, path),
-    at most ``limit`` of them; streamed, so a large report does not sit in memory."""
-    if sort not in SORT_ORDERS:
-        raise ValueError(f"sort must be one of {SORT_ORDERS}")
-    # a server-side cursor streams the rows instead of fetching them all at once
-    # (WITH HOLD lets it live outside a transaction, on an autocommit connection)
-    with conn.cursor(name="dbdedup_report_members", row_factory=dict_row, withhold=conn.autocommit) as cur:
-        cur.itersize = 2000
-        cur.execute(_queries()["cluster_members"], {"sort": sort, "limit": limit})
-        for (rank, cluster_id), rows in itertools.groupby(cur, key=lambda r: (r["rank"], r["cluster_id"])):
-            yield Cluster(id=cluster_id, rank=rank, members=tuple(_member(r) for r in rows))
-
-
-@dataclass(frozen=True)
-class NeighbourHistogram:
-    """How far each image is from its nearest neighbour, as far as the stored pairs tell."""
-
-    counts: tuple[tuple[int, int], ...]  # (distance, images whose nearest neighbour is that far)
-    known_up_to: int  # pairs are complete up to this distance
-    beyond: int  # images with no neighbour within known_up_to
-
-
-def neighbour_histogram(conn: psycopg.Connection, *, hash_kind: str = "phash") -> NeighbourHistogram:
-    """Each image's nearest-neighbour distance from dbdedup.pairs (cheap: no new comparisons).
-    Distances beyond what matching stored are counted together in ``beyond``; `calibrate` measures them."""
-    q = _queries()
-    counts = tuple((int(d), int(n)) for d, n in conn.execute(q["nearest_neighbour_from_pairs"],
-                                                             {"hash_kind": hash_kind}))
-    row = conn.execute(q["pairs_known_up_to"], {"hash_kind": hash_kind}).fetchone()
-    images = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
-    return NeighbourHistogram(counts=counts, known_up_to=int(row[0]) if row else 0,
-                              beyond=int(images) - sum(n for _, n in counts))
-
-
-def iter_pairs(conn: psycopg.Connection, *, max_distance: int, hash_kind: str = "phash") -> Iterator[dict[str, Any]]:
-    """Every known pair up to ``max_distance``, most similar first, as dicts keyed like PAIR_COLUMNS."""
-    with conn.cursor(name="dbdedup_report_pairs", row_factory=dict_row, withhold=conn.autocommit) as cur:
-        cur.itersize = 5000
-        cur.execute(_queries()["pairs"], {"hash_kind": hash_kind, "max_distance": max_distance})
-        for row in cur:
-            row["path_bytes_a"] = bytes(row["path_bytes_a"])
-            row["path_bytes_b"] = bytes(row["path_bytes_b"])
-            yield row
-
-
 # ---------------------------------------------------------------- rendering for tools
 
 
-def write_json(params: ReportParameters, summary: Summary, clusters: Iterable[Cluster], out: TextIO) -> None:
+def write_json(settings: ClusterSettings, summary: Summary, clusters: Iterable[Cluster], out: TextIO, *,
+               sort: str = "members", limit: int | None = None) -> None:
     """The documented JSON report (see the module docstring), written cluster by cluster."""
+    parameters = {**settings.to_json(), "sort": sort, "limit": limit}
     out.write("{\n")
-    out.write(f'  "parameters": {json.dumps(params.to_json())},\n')
+    out.write(f'  "parameters": {json.dumps(parameters)},\n')
     out.write(f'  "summary": {json.dumps(summary.to_json())},\n')
     out.write('  "clusters": [')
     for i, cluster in enumerate(clusters):
@@ -435,15 +192,18 @@ def _width(out: TextIO, default: int) -> int | None:
 
 
 def render_terminal(
-    params: ReportParameters,
+    settings: ClusterSettings,
     summary: Summary,
     clusters: Iterable[Cluster],
     histogram: NeighbourHistogram | None,
     out: TextIO,
     *,
+    limit: int | None = None,
+    rule_note: str | None = None,
     color: bool | None = None,
 ) -> None:
-    """The report for people: summary, the largest clusters (keeper marked), the distance histogram."""
+    """The report for people: summary, the largest clusters (keeper marked), the distance histogram.
+    ``settings`` are the clustering's as applied; ``rule_note`` says why its rule is not the one asked."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -463,10 +223,12 @@ def render_terminal(
         removable += f" (+{summary.protected_images:,} protected under reference paths)"
     head.add_row("removable images", removable)
     head.add_row("bytes reclaimable", f"{human_bytes(summary.reclaimable_bytes)} ({summary.reclaimable_bytes:,} bytes)")
-    head.add_row("matched with", f"{params.hash_kind} distance <= {params.threshold}, rule {params.rule}, "
-                                 f"keeper: {params.keeper_rule}")
-    if params.reference_paths:
-        head.add_row("reference paths", ", ".join(params.reference_paths))
+    head.add_row("matched with", f"{settings.hash_kind} distance <= {settings.threshold}, rule {settings.rule}, "
+                                 f"keeper: {settings.keeper_rule}")
+    if rule_note:
+        head.add_row("", rule_note)
+    if settings.reference_paths:
+        head.add_row("reference paths", ", ".join(settings.reference_paths) + " (protected)")
     if summary.common_hash_images:
         head.add_row("over-common hashes", f"{summary.common_hash_images:,} images (blank or flat pictures) "
                                            "matched to exact copies only: see dbdedup.common_hash_images")
@@ -501,13 +263,13 @@ def render_terminal(
             else:
                 mark = Text("dup", style="yellow")
             dims = f"{m.width}x{m.height}" if m.width and m.height else "?"
-            table.add_row(mark, m.path, str(m.distance), _link(m, params.threshold), dims, human_bytes(m.size_bytes))
+            table.add_row(mark, m.path, str(m.distance), _link(m, settings.threshold), dims, human_bytes(m.size_bytes))
         console.print()
         console.print(table)
     if shown == 0:
         console.print()
         console.print("no near-duplicate clusters at this threshold")
-    elif params.limit is not None and shown < summary.near_duplicate_clusters:
+    elif limit is not None and shown < summary.near_duplicate_clusters:
         console.print()
         console.print(f"showing {shown} of {summary.near_duplicate_clusters:,} clusters (--limit to see more)")
     if shown:
@@ -519,11 +281,12 @@ def render_terminal(
 
     if histogram is not None and (histogram.counts or histogram.beyond):
         counts = list(histogram.counts) or [(0, 0)]
-        top = max(histogram.known_up_to, params.threshold)
-        lines = histogram_lines(counts + [(top, dict(counts).get(top, 0))], threshold=params.threshold,
+        top = max(histogram.known_up_to, settings.threshold)
+        lines = histogram_lines(counts + [(top, dict(counts).get(top, 0))], threshold=settings.threshold,
                                 label="images")
         console.print()
-        console.print(Text(f"nearest-neighbour distance of each image ({params.hash_kind}, bits of 64)", style="bold"))
+        console.print(Text(f"nearest-neighbour distance of each image ({settings.hash_kind}, bits of 64)",
+                           style="bold"))
         for line in lines:
             console.print(Text(line))
         console.print(Text(f"{'>' + str(histogram.known_up_to):>5} | {histogram.beyond:,} images have no neighbour within "
@@ -541,13 +304,13 @@ def _link(member: Member, threshold: int) -> str:
     return ""
 
 
-def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, max_distance: int) -> int:
+def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, threshold: int) -> int:
     """Pairs as a table for people; returns how many were shown."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out, soft_wrap=False, highlight=False, width=_width(out, 160))
-    console.print(f"pairs up to distance {max_distance}, most similar first")
+    console.print(f"pairs up to distance {threshold}, most similar first")
     table = Table()
     table.add_column("dist", justify="right")
     table.add_column("image a", overflow="fold")

@@ -17,7 +17,7 @@ CREATE OR REPLACE VIEW dbdedup.exact_duplicates AS
     HAVING count(*) > 1;
 COMMENT ON VIEW dbdedup.exact_duplicates IS 'Groups of byte-identical files (same SHA-256), oldest first.';
 
-CREATE OR REPLACE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
+CREATE OR REPLACE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE plpgsql STABLE
     AS $$
@@ -34,7 +34,7 @@ $$;
 COMMENT ON FUNCTION dbdedup.similar_to_hash(bigint, integer, text) IS
     'The ok images whose hash is within max_distance of a hash value, closest first (a scan: about 10 M images a second).';
 
-CREATE OR REPLACE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
+CREATE OR REPLACE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE sql STABLE
     AS $$
@@ -43,9 +43,9 @@ CREATE OR REPLACE FUNCTION dbdedup.similar(image_id bigint, max_distance integer
         WHERE i.id = $1 AND s.image_id <> $1
     $$;
 COMMENT ON FUNCTION dbdedup.similar(bigint, integer, text) IS
-    'The images within max_distance of one image (itself excluded), closest first. Example: SELECT * FROM dbdedup.similar(42, 6).';
+    'The images within max_distance of one image (itself excluded), closest first. Example: SELECT * FROM dbdedup.similar(42, 8).';
 
-CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 6, hash_kind text DEFAULT 'phash')
+CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE sql STABLE
     AS $$

@@ -27,10 +27,10 @@ CREATE OR REPLACE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer,
 COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real) IS
     'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule).';
 
-CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer, hash_kind text DEFAULT 'phash', keeper_rule text DEFAULT 'largest',
-                                       reference_paths text[] DEFAULT '{}', rule text DEFAULT 'hash',
-                                       min_similarity real DEFAULT NULL, confirm_distance integer DEFAULT NULL,
-                                       transform_distance integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
+                                       keeper_rule text DEFAULT 'largest', reference_paths text[] DEFAULT '{}',
+                                       rule text DEFAULT 'fused', min_similarity real DEFAULT 0.92,
+                                       confirm_distance integer DEFAULT 20, transform_distance integer DEFAULT 2)
     RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
     LANGUAGE plpgsql
     SET work_mem = '256MB'
@@ -52,8 +52,8 @@ BEGIN
     IF rule IN ('embedding', 'fused') AND min_similarity IS NULL THEN
         RAISE EXCEPTION 'rule % needs min_similarity', rule;
     END IF;
-    IF rule <> 'hash' AND kind <> 'phash' THEN
-        RAISE EXCEPTION 'rule % works on phash pairs, not %', rule, kind USING HINT = 'use rule hash for dhash and ahash';
+    IF kind <> 'phash' THEN
+        rule := 'hash';  -- dHash and aHash have no variants or embedding pairs: the hash distance alone links
     END IF;
     confirm_distance := coalesce(confirm_distance, max_distance);
     transform_distance := coalesce(transform_distance, 2);
@@ -179,7 +179,8 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
-    'are at distance 0. Replaces the current clustering.';
+    'are at distance 0. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
+    'similarity 0.92 confirmed within 20, variants within 2); dHash and aHash cluster by rule hash.';
 
 CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
     LANGUAGE plpgsql

@@ -326,6 +326,7 @@ DECLARE
     n_value_pairs bigint;
     n_pairs bigint;
     rebuild_key boolean;
+    work_table text;
 BEGIN
     IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
         RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
@@ -562,11 +563,14 @@ BEGIN
         candidates = excluded.candidates, value_pairs = excluded.value_pairs, pairs = excluded.pairs,
         seconds = excluded.seconds, matched_at = excluded.matched_at,
         full_match_at = CASE WHEN excluded.mode = 'full' THEN excluded.full_match_at ELSE s.full_match_at END;
-    DROP TABLE IF EXISTS match_fresh;
+    -- the work tables (which ones depends on the mode) go now, so that another call in the same
+    -- transaction can make them again; checked first, as DROP ... IF EXISTS would say NOTICE
     DROP TABLE match_changed;
-    DROP TABLE IF EXISTS match_diff;
-    DROP TABLE IF EXISTS match_member;
-    DROP TABLE IF EXISTS match_rep;
+    FOREACH work_table IN ARRAY ARRAY['match_fresh', 'match_diff', 'match_member', 'match_rep'] LOOP
+        IF to_regclass('pg_temp.' || work_table) IS NOT NULL THEN
+            EXECUTE format('DROP TABLE pg_temp.%I', work_table);
+        END IF;
+    END LOOP;
     RETURN QUERY SELECT chosen, CASE WHEN is_full THEN 'full' ELSE 'incremental' END, keep_distance, n_total, n_pending,
                         n_candidates, n_value_pairs, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
 END

@@ -262,6 +262,28 @@ COMMENT ON COLUMN dbdedup.cluster_assignments.transform IS
     'trim: one of the two has a uniform border the other lacks. NULL when the plain pHash links them.';
 COMMENT ON COLUMN dbdedup.cluster_assignments.similarity IS 'Embedding similarity to the keeper when known.';
 
+CREATE TABLE dbdedup.cluster_settings (
+    singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    threshold          smallint NOT NULL CHECK (threshold BETWEEN 0 AND 64),
+    hash_kind          text NOT NULL CHECK (hash_kind IN ('phash', 'dhash', 'ahash')),
+    rule               text NOT NULL CHECK (rule IN ('hash', 'transforms', 'embedding', 'fused')),
+    keeper_rule        text NOT NULL CHECK (keeper_rule IN ('largest', 'newest', 'oldest')),
+    reference_paths    text[] NOT NULL DEFAULT '{}',
+    min_similarity     real NOT NULL CHECK (min_similarity > 0 AND min_similarity <= 1),
+    confirm_distance   smallint NOT NULL CHECK (confirm_distance BETWEEN 0 AND 64),
+    transform_distance smallint NOT NULL CHECK (transform_distance BETWEEN 0 AND 32),
+    updated_at         timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dbdedup.cluster_settings IS
+    'How the user asked images to be clustered (one row, written when a command is given clustering options): '
+    'match, report, export and apply use it until changed. The clustering built from it is in cluster_parameters.';
+COMMENT ON COLUMN dbdedup.cluster_settings.threshold IS 'Largest Hamming distance (bits of 64) between two near-duplicates.';
+COMMENT ON COLUMN dbdedup.cluster_settings.rule IS
+    'What links two images (see cluster_parameters.rule). Without embedding vectors, fused is applied as transforms.';
+COMMENT ON COLUMN dbdedup.cluster_settings.reference_paths IS
+    'Folders (or files) whose images are preferred as keepers and never moved or deleted. Paths are only added by '
+    '`--reference`; `--clear-references` removes them.';
+
 -- ------------------------------------------------------------------ signals
 
 CREATE TABLE dbdedup.signal_state (

@@ -9,6 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from dbdedup import clusters, matching
+from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 from test_matching import brute_force_pairs, flip_bits, insert_images, planted_hashes
 
@@ -40,7 +41,7 @@ def test_clusters_are_the_components_when_nothing_chains(conn):
         hashes.append(o)
         hashes += [flip_bits(rng, o, int(rng.integers(0, 2))) for _ in range(int(rng.integers(0, 4)))]
     insert_images(conn, hashes)
-    result = clusters.build_clusters(conn, max_distance=4)
+    result = clusters.build_clusters(conn, ClusterSettings(threshold=4))
     pairs = brute_force_pairs(conn, 4)
     ids = sorted({i for a, b, _ in pairs for i in (a, b)})
     index = {i: k for k, i in enumerate(ids)}
@@ -62,7 +63,7 @@ def test_chaining_guard_keeps_every_member_near_its_keeper(conn):
         chain.append(flip_bits(rng, chain[-1], 3))
     ids = insert_images(conn, chain)
     values = dict(zip(ids, chain))
-    result = clusters.build_clusters(conn, max_distance=4)
+    result = clusters.build_clusters(conn, ClusterSettings(threshold=4))
     members = _assignments(conn)
     assert result.split_rounds >= 1
     assert len(_groups(conn)) > 1  # one component, several clusters
@@ -88,7 +89,7 @@ def _three_copies(conn, prefix="/p"):
 @pytest.mark.parametrize("rule, keeper_index", [("largest", 0), ("newest", 0), ("oldest", 1)])
 def test_keeper_rules(conn, rule, keeper_index):
     ids = _three_copies(conn)
-    clusters.build_clusters(conn, max_distance=6, keeper_rule=rule)
+    clusters.build_clusters(conn, ClusterSettings(threshold=6, keeper_rule=rule))
     keepers = [i for i, (_, k, _) in _assignments(conn).items() if k]
     assert keepers == [ids[keeper_index]]
     row = conn.execute("SELECT keeper_image_id, member_count, reclaimable_bytes FROM dbdedup.clusters").fetchone()
@@ -100,11 +101,11 @@ def test_largest_prefers_pixels_then_bytes_then_oldest(conn):
     value = planted_hashes(1, seed=15)[0]
     sizes = [(400, 300, 10_000, 5 * DAY), (400, 300, 10_000, 2 * DAY), (400, 300, 12_000, 9 * DAY)]
     ids = insert_images(conn, [value] * 3, sizes=sizes)
-    clusters.build_clusters(conn, max_distance=0)
+    clusters.build_clusters(conn, ClusterSettings(threshold=0))
     assert [i for i, (_, k, _) in _assignments(conn).items() if k] == [ids[2]]
     conn.execute("UPDATE dbdedup.images SET size_bytes = 10000")
     conn.commit()
-    clusters.build_clusters(conn, max_distance=0)
+    clusters.build_clusters(conn, ClusterSettings(threshold=0))
     assert [i for i, (_, k, _) in _assignments(conn).items() if k] == [ids[1]]
 
 
@@ -113,7 +114,7 @@ def test_reference_paths_are_kept_and_protected(conn):
     ref = insert_images(conn, [conn.execute("SELECT phash FROM dbdedup.images WHERE id = %s", (ids[2],)).fetchone()[0]],
                         sizes=[(100, 100, 5_000, DAY)], prefix="/photos/originals")
     # a sibling folder sharing the prefix's text is not under it
-    clusters.build_clusters(conn, max_distance=6, reference_paths=["/photos/originals/", "/photos/orig"])
+    clusters.build_clusters(conn, ClusterSettings(threshold=6, reference_paths=["/photos/originals/", "/photos/orig"]))
     members = {r[0]: r[1:] for r in conn.execute(
         "SELECT image_id, is_keeper, is_protected, is_exact_duplicate FROM dbdedup.cluster_members").fetchall()}
     assert members[ref[0]][:2] == (True, True)
@@ -128,24 +129,24 @@ def test_exact_duplicates_flagged_against_the_keeper(conn):
     sha = b"\x01" * 32
     ids = insert_images(conn, [value, value, value], shas=[sha, sha, b"\x02" * 32],
                         sizes=[(10, 10, 100, DAY), (10, 10, 100, 2 * DAY), (10, 10, 100, 3 * DAY)])
-    clusters.build_clusters(conn, max_distance=0, keeper_rule="oldest")
+    clusters.build_clusters(conn, ClusterSettings(threshold=0, keeper_rule="oldest"))
     flags = dict(conn.execute("SELECT image_id, is_exact_duplicate FROM dbdedup.cluster_members").fetchall())
     assert flags == {ids[0]: False, ids[1]: True, ids[2]: False}
 
 
 def test_what_if_thresholds_need_no_rematch(conn):
     insert_images(conn, planted_hashes(600, seed=17, share=0.4))
-    first = clusters.ensure_clusters(conn, max_distance=10)
+    first = clusters.ensure_clusters(conn, ClusterSettings(threshold=10))
     assert first.matched and first.rebuilt
     matched_at = conn.execute("SELECT matched_at FROM dbdedup.match_state").fetchone()[0]
     sizes = []
     for threshold in (8, 4, 0, 10):
-        result = clusters.ensure_clusters(conn, max_distance=threshold)
+        result = clusters.ensure_clusters(conn, ClusterSettings(threshold=threshold))
         assert not result.matched and result.rebuilt
         sizes.append(result.members)
     assert conn.execute("SELECT matched_at FROM dbdedup.match_state").fetchone()[0] == matched_at
     assert sizes[0] >= sizes[1] >= sizes[2] and sizes[3] == first.members
-    cheap = clusters.ensure_clusters(conn, max_distance=10)
+    cheap = clusters.ensure_clusters(conn, ClusterSettings(threshold=10))
     assert not cheap.matched and not cheap.rebuilt and cheap.members == first.members
     assert clusters.current_parameters(conn)["threshold"] == 10
 
@@ -153,19 +154,19 @@ def test_what_if_thresholds_need_no_rematch(conn):
 def test_ensure_clusters_follows_new_images(conn):
     hashes = planted_hashes(300, seed=23, share=0.3)
     insert_images(conn, hashes)
-    before = clusters.ensure_clusters(conn, max_distance=8)
+    before = clusters.ensure_clusters(conn, ClusterSettings(threshold=8))
     rng = np.random.default_rng(9)
     insert_images(conn, [flip_bits(rng, h, 2) for h in hashes[:20]], prefix="/more", seed=4)
-    after = clusters.ensure_clusters(conn, max_distance=8)
+    after = clusters.ensure_clusters(conn, ClusterSettings(threshold=8))
     assert after.matched and after.match.mode == "incremental" and after.members > before.members
-    full = clusters.build_clusters(conn, max_distance=8)
+    full = clusters.build_clusters(conn, ClusterSettings(threshold=8))
     assert full.members == after.members and full.clusters == after.clusters
 
 
 def test_refresh_procedure_for_pg_cron(conn):
     hashes = planted_hashes(200, seed=29, share=0.3)
     insert_images(conn, hashes)
-    clusters.build_clusters(conn, max_distance=6, keeper_rule="newest")
+    clusters.build_clusters(conn, ClusterSettings(threshold=6, keeper_rule="newest"))
     rng = np.random.default_rng(2)
     new = insert_images(conn, [flip_bits(rng, hashes[0], 1)], prefix="/new", seed=8,
                         sizes=[(10, 10, 10, 2 * 10**18)])
@@ -180,7 +181,7 @@ def test_refresh_procedure_for_pg_cron(conn):
 
 def test_bad_keeper_rule(conn):
     with pytest.raises(DbdedupError):
-        clusters.build_clusters(conn, keeper_rule="prettiest")
+        clusters.build_clusters(conn, ClusterSettings(keeper_rule="prettiest"))
 
 
 def test_real_images_end_to_end(conn, tmp_path):
@@ -194,7 +195,7 @@ def test_real_images_end_to_end(conn, tmp_path):
     save(brighter(photo(102), 1.1), tmp_path / "edits" / "o2_bright.jpg", quality=90)
     (tmp_path / "edits" / "o3_copy.jpg").write_bytes((tmp_path / "o3.jpg").read_bytes())
     load.load_paths(conn, [tmp_path])
-    result = clusters.ensure_clusters(conn, max_distance=matching.DEFAULT_THRESHOLD)
+    result = clusters.ensure_clusters(conn, ClusterSettings(threshold=matching.DEFAULT_THRESHOLD))
     groups = {frozenset(p.rsplit("/", 1)[1] for p in paths) for (paths,) in conn.execute(
         "SELECT array_agg(path) FROM dbdedup.cluster_members GROUP BY cluster_id").fetchall()}
     assert groups == {frozenset({"o0.jpg", "o0_half.jpg"}), frozenset({"o1.jpg", "o1_q35.jpg"}),

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from dbdedup import clusters, matching
-from dbdedup.load import LOAD_LOCK_KEY
+from dbdedup.clusters import ClusterSettings
+from dbdedup.locks import LOAD_LOCK_KEY
 from test_matching import brute_force_pairs, flip_bits, insert_images, planted_hashes
 
 DAY = 86_400 * 10**9
@@ -86,7 +87,7 @@ def _pair_rows(conn) -> set[tuple]:
 
 def test_a_group_of_copies_is_a_star(conn):
     ids, sha = _library(conn)
-    matching.find_pairs(conn, max_distance=8)
+    matching.find_pairs(conn, threshold=8)
     group = conn.execute(
         "SELECT p.image_a, p.image_b, p.is_exact FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
         "JOIN dbdedup.images b ON b.id = p.image_b WHERE a.sha256 = %s OR b.sha256 = %s", (sha, sha)).fetchall()
@@ -100,7 +101,7 @@ def test_a_group_of_copies_is_a_star(conn):
 @pytest.mark.parametrize("keeper_rule", ["largest", "newest", "oldest"])
 def test_clusters_equal_greedy_stars_over_every_pair(conn, keeper_rule):
     ids, _ = _library(conn)
-    clusters.build_clusters(conn, max_distance=8, keeper_rule=keeper_rule, rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, keeper_rule=keeper_rule, rule="hash"))
     stored = _stored(conn)
     assert stored == _greedy_stars(conn, 8, keeper_rule)
     # the copies are together, any of them can be the keeper, copies of the keeper at distance 0
@@ -115,7 +116,7 @@ def test_a_reference_copy_is_the_keeper(conn):
     chosen = ids[17]
     conn.execute("UPDATE dbdedup.images SET path = '/ref/keep.jpg', path_bytes = '/ref/keep.jpg' WHERE id = %s", (chosen,))
     conn.commit()
-    clusters.build_clusters(conn, max_distance=8, keeper_rule="largest", reference_paths=["/ref"], rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, keeper_rule="largest", reference_paths=["/ref"], rule="hash"))
     stored = _stored(conn)
     assert stored == _greedy_stars(conn, 8, "largest", reference="/ref")
     assert stored[chosen] == (chosen, True, 0)
@@ -126,7 +127,7 @@ def test_a_reference_copy_is_the_keeper(conn):
 
 def test_incremental_equals_full_when_copies_come_and_go(conn):
     ids, sha = _library(conn, copies=20)
-    matching.find_pairs(conn, max_distance=8)
+    matching.find_pairs(conn, threshold=8)
     # later: more copies, copies of a near image, and the representative and some copies gone
     near_sha, near_value = conn.execute(
         "SELECT sha256, phash FROM dbdedup.images WHERE path LIKE '/lib/near/%' ORDER BY id LIMIT 1").fetchone()
@@ -139,14 +140,14 @@ def test_incremental_equals_full_when_copies_come_and_go(conn):
                  "WHERE path LIKE '/lib/near/%%' AND id = (SELECT max(id) FROM dbdedup.images WHERE path LIKE '/lib/near/%%')",
                  (sha, value))
     conn.commit()
-    step = matching.find_pairs(conn, max_distance=8)
+    step = matching.find_pairs(conn, threshold=8)
     assert step.mode == "incremental"
     incremental = _pair_rows(conn)
-    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
     incremental_clusters = _stored(conn)
-    assert matching.find_pairs(conn, max_distance=8, full=True).mode == "full"
+    assert matching.find_pairs(conn, threshold=8, full=True).mode == "full"
     assert incremental == _pair_rows(conn)
-    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
     assert incremental_clusters == _stored(conn) == _greedy_stars(conn, 8, "largest")
     # the group's star is around its smallest ok id now
     rep = conn.execute("SELECT min(id) FROM dbdedup.images WHERE status = 'ok' AND sha256 = %s", (sha,)).fetchone()[0]

@@ -19,7 +19,8 @@ from PIL import Image
 from dbdedup import db as dbmod
 from dbdedup.errors import DbdedupError
 from dbdedup.hashes import hash_to_int64
-from dbdedup.load import LOAD_LOCK_KEY, LoadProgress, load_paths
+from dbdedup.load import LoadProgress, load_paths
+from dbdedup.locks import LOAD_LOCK_KEY
 from images import jpeg_bytes, photo, save
 from test_hashing import bomb_png
 
@@ -199,10 +200,14 @@ def test_missing_root_is_a_user_error_before_anything(conn, tmp_path):
 
 def test_two_loads_at_once_are_refused(conn, db_dsn, tmp_path):
     save(photo(1), tmp_path / "a.jpg")
-    with psycopg.connect(db_dsn, autocommit=True) as other:
+    with psycopg.connect(db_dsn, autocommit=True, application_name="dbdedup load") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK_KEY,))
-        with pytest.raises(DbdedupError, match="another dbdedup load"):
-            load_paths(conn, [tmp_path])
+        pid = other.info.backend_pid
+        started = time.monotonic()
+        with pytest.raises(DbdedupError) as info:
+            load_paths(conn, [tmp_path], lock_wait=0.5)
+        assert 0.5 <= time.monotonic() - started < 5
+    assert f"pid {pid}" in info.value.message and "another dbdedup load" in info.value.hint
     assert load_paths(conn, [tmp_path]).loaded == 1
 
 

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from dbdedup import matching
+from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 
 COPY_IMAGES = (
@@ -113,7 +114,7 @@ def test_hamming_function(conn):
 def test_exact_methods_equal_numpy_brute_force(conn, method):
     insert_images(conn, planted_hashes(900, seed=11, share=0.3))
     for threshold in (0, 3, 8, 12):
-        result = matching.find_pairs(conn, max_distance=threshold, method=method, full=True)
+        result = matching.find_pairs(conn, threshold=threshold, method=method, full=True)
         assert result.method == method and result.mode == "full"
         expected = brute_force_pairs(conn, threshold)
         assert len(expected) > 100 or threshold == 0
@@ -144,7 +145,7 @@ def test_blocks_plans_cover_every_threshold(conn):
 
 def test_blocks_with_forced_plans_stay_exact(conn):
     insert_images(conn, planted_hashes(600, seed=5, share=0.4))
-    matching.find_pairs(conn, max_distance=7, method="scan", full=True)
+    matching.find_pairs(conn, threshold=7, method="scan", full=True)
     expected = stored_pairs(conn)
     for blocks, radii in ((2, [3, 3]), (4, [1, 1, 1, 1]), (8, [0] * 8), (3, [3, 2, 1])):
         conn.execute("DELETE FROM dbdedup.value_pairs")
@@ -165,7 +166,7 @@ def test_blocks_with_forced_plans_stay_exact(conn):
 
 def test_lsh_reaches_its_recall_and_never_returns_a_far_pair(conn):
     insert_images(conn, planted_hashes(3000, seed=3, share=0.3, max_flip=8))
-    result = matching.find_pairs(conn, max_distance=8, method="lsh", full=True)
+    result = matching.find_pairs(conn, threshold=8, method="lsh", full=True)
     assert result.method == "lsh"
     expected = brute_force_pairs(conn, 8)
     found = stored_pairs(conn)
@@ -182,7 +183,7 @@ def test_identical_values_are_collapsed_and_exact_copies_marked(conn):
     sha = os.urandom(32)
     ids = insert_images(conn, [value] * 30, shas=[sha] * 10 + [os.urandom(32) for _ in range(20)])
     near = insert_images(conn, [flip_bits(np.random.default_rng(1), value, 3)])
-    result = matching.find_pairs(conn, max_distance=4, method="scan")
+    result = matching.find_pairs(conn, threshold=4, method="scan")
     assert result.values_total == 2 and result.candidates == 1
     pairs = conn.execute("SELECT image_a, image_b, distance, is_exact FROM dbdedup.pairs").fetchall()
     # the 10 byte-identical files are a star around the first (9 rows, not 45); it stands for them
@@ -196,7 +197,7 @@ def test_identical_values_are_collapsed_and_exact_copies_marked(conn):
 
 def test_incremental_equals_full(conn):
     insert_images(conn, planted_hashes(800, seed=21, share=0.3))
-    first = matching.find_pairs(conn, max_distance=8)
+    first = matching.find_pairs(conn, threshold=8)
     assert first.mode == "full"
     # new images (some near old ones), a changed hash, a missing file, a failed file
     old = conn.execute("SELECT phash FROM dbdedup.images ORDER BY id LIMIT 50").fetchall()
@@ -209,28 +210,28 @@ def test_incremental_equals_full(conn):
     conn.execute("UPDATE dbdedup.images SET status = 'error', error = 'truncated', "
                  "change_seq = nextval('dbdedup.change_seq') WHERE id = 5")
     conn.commit()
-    incremental = matching.find_pairs(conn, max_distance=8)
+    incremental = matching.find_pairs(conn, threshold=8)
     assert incremental.mode == "incremental"
     assert incremental.values_matched < 110  # only the new values were compared
     after_incremental = stored_pairs(conn)
-    full = matching.find_pairs(conn, max_distance=8, full=True)
+    full = matching.find_pairs(conn, threshold=8, full=True)
     assert full.mode == "full"
     assert after_incremental == stored_pairs(conn) == brute_force_pairs(conn, 8)
     # nothing changed: the next run compares nothing
-    again = matching.find_pairs(conn, max_distance=8)
+    again = matching.find_pairs(conn, threshold=8)
     assert again.mode == "incremental" and again.values_matched == 0 and again.candidates == 0
 
 
 def test_pairs_kept_up_to_the_largest_threshold(conn):
     insert_images(conn, planted_hashes(500, seed=8, share=0.4))
-    assert matching.find_pairs(conn, max_distance=4).max_distance == 4
-    assert matching.find_pairs(conn, max_distance=9).mode == "full"
-    smaller = matching.find_pairs(conn, max_distance=3)
-    assert smaller.mode == "incremental" and smaller.max_distance == 9 and smaller.values_matched == 0
+    assert matching.find_pairs(conn, threshold=4).threshold_kept == 4
+    assert matching.find_pairs(conn, threshold=9).mode == "full"
+    smaller = matching.find_pairs(conn, threshold=3)
+    assert smaller.mode == "incremental" and smaller.threshold_kept == 9 and smaller.values_matched == 0
     assert stored_pairs(conn, 3) == brute_force_pairs(conn, 3)
     assert stored_pairs(conn) == brute_force_pairs(conn, 9)
-    assert matching.pairs_are_current(conn, max_distance=9)
-    assert not matching.pairs_are_current(conn, max_distance=10)
+    assert matching.pairs_are_current(conn, threshold=9)
+    assert not matching.pairs_are_current(conn, threshold=10)
 
 
 def test_over_common_hashes_are_reported_and_do_not_chain(conn):
@@ -243,7 +244,7 @@ def test_over_common_hashes_are_reported_and_do_not_chain(conn):
     around = insert_images(conn, [flip_bits(rng, shared, 4) for _ in range(20)], prefix="/around")
     copy_sha = conn.execute("SELECT sha256 FROM dbdedup.images WHERE id = %s", (shared_ids[0],)).fetchone()[0]
     copy = insert_images(conn, [shared], shas=[copy_sha], prefix="/copy")
-    matching.find_pairs(conn, max_distance=8, common_limit=50)
+    matching.find_pairs(conn, threshold=8, common_limit=50)
     common = dict(conn.execute("SELECT value, common_reason FROM dbdedup.common_hashes WHERE hash_kind = 'phash'").fetchall())
     assert common[blank] == "low_information" and common[shared] == "shared_by_many"
     assert common[flip_bits(np.random.default_rng(4), blank, 2)] == "low_information"
@@ -262,23 +263,23 @@ def test_similar_by_id_path_and_hash(conn):
     truth = brute_force_pairs(conn, 10)
     target = max(ids, key=lambda i: sum(1 for a, b, d in truth if i in (a, b)))
     expected = {(b if a == target else a, d) for a, b, d in truth if target in (a, b)}
-    by_id = matching.similar(conn, image_id=target, max_distance=10)
+    by_id = matching.similar(conn, image_id=target, threshold=10)
     assert {(r["image_id"], r["distance"]) for r in by_id} == expected
     assert [r["distance"] for r in by_id] == sorted(r["distance"] for r in by_id)
     path, value = conn.execute("SELECT path, phash FROM dbdedup.images WHERE id = %s", (target,)).fetchone()
-    assert matching.similar(conn, path=path, max_distance=10) == by_id
-    by_hash = matching.similar(conn, hash_value=value, max_distance=10)
+    assert matching.similar(conn, path=path, threshold=10) == by_id
+    by_hash = matching.similar(conn, hash_value=value, threshold=10)
     assert {(r["image_id"], r["distance"]) for r in by_hash} == expected | {(target, 0)}
     assert conn.execute("SELECT count(*) FROM dbdedup.similar(%s::bigint, 10)", (target,)).fetchone()[0] == len(expected)
 
 
 def test_bad_arguments_are_user_errors(conn):
     with pytest.raises(DbdedupError):
-        matching.find_pairs(conn, max_distance=65)
+        matching.find_pairs(conn, threshold=65)
     with pytest.raises(DbdedupError):
-        matching.find_pairs(conn, max_distance=8, hash_kind="md5")
+        matching.find_pairs(conn, threshold=8, hash_kind="md5")
     with pytest.raises(DbdedupError) as info:
-        matching.find_pairs(conn, max_distance=20, method="blocks")
+        matching.find_pairs(conn, threshold=20, method="blocks")
     assert "0 to 15" in info.value.message and info.value.hint
 
 
@@ -286,7 +287,7 @@ def test_read_only_role_reads_and_queries_but_cannot_write(conn, db_dsn):
     insert_images(conn, planted_hashes(200, seed=41, share=0.5))
     from dbdedup.clusters import build_clusters
 
-    build_clusters(conn, max_distance=8)
+    build_clusters(conn, ClusterSettings(threshold=8))
     role = f"analyst_{os.getpid()}"
     conn.execute(f"DROP ROLE IF EXISTS {role}")
     conn.execute(f"CREATE ROLE {role}")

@@ -139,7 +139,7 @@ def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path, monkeypatch
     monkeypatch.setenv("COLUMNS", "400")  # long temporary paths must not fold inside a name
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
-    pairs = json.loads(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "json").stdout)
+    pairs = json.loads(run_cli(db_dsn, "pairs", "--threshold", "6", "--format", "json").stdout)
     distances = [p["distance"] for p in pairs]
     assert distances == sorted(distances) and all(d <= 6 for d in distances)
     with psycopg.connect(db_dsn) as conn:
@@ -151,9 +151,9 @@ def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path, monkeypatch
     exact = [p for p in pairs if p["exact"]]
     assert len(exact) == 1 and {os.path.basename(exact[0]["path_a"]), os.path.basename(exact[0]["path_b"])} == {
         "o101.jpg", "o101_copy.jpg"}
-    rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "csv").stdout)))
+    rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "pairs", "--threshold", "6", "--format", "csv").stdout)))
     assert [(r["path_a"], r["path_b"]) for r in rows] == [(p["path_a"], p["path_b"]) for p in pairs]
-    table = run_cli(db_dsn, "pairs", "--max-distance", "6").stdout
+    table = run_cli(db_dsn, "pairs", "--threshold", "6").stdout
     assert "o101_copy.jpg" in table
 
 
@@ -169,15 +169,16 @@ def test_every_command_has_help_with_an_example():
 
 
 def test_library_streams_clusters_on_autocommit_and_transaction_connections(db_dsn, tmp_path):
-    from dbdedup import report as rep
+    from dbdedup import results
+    from dbdedup.clusters import ClusterSettings, ensure_clusters
 
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
     with psycopg.connect(db_dsn) as conn:
-        rep.ensure_current(conn, rep.ReportParameters(threshold=8))
-        in_transaction = [c.to_json() for c in rep.iter_clusters(conn, sort="path")]
+        ensure_clusters(conn, ClusterSettings(threshold=8))
+        in_transaction = [c.to_json() for c in results.iter_clusters(conn, sort="path")]
     with psycopg.connect(db_dsn, autocommit=True) as conn:
-        autocommit = [c.to_json() for c in rep.iter_clusters(conn, sort="path")]
+        autocommit = [c.to_json() for c in results.iter_clusters(conn, sort="path")]
     assert in_transaction == autocommit and len(autocommit) == 3
     assert [c["keeper"] for c in autocommit] == sorted(c["keeper"] for c in autocommit)
 

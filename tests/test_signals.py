@@ -15,6 +15,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from dbdedup import clusters, db as dbmod, embedding_index, matching
+from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 from dbdedup.load import load_paths
 from images import photo, reencoded, resized, save
@@ -84,7 +85,7 @@ def test_flipped_rotated_and_bordered_copies_pair_with_their_originals(conn, tmp
     ids = {name: ids_by_path(conn)[str(path)] for name, path in files.items()}
     origin = {ids[name]: int(re.sub(r"\D", "", name)) for name in ids}  # image -> seed it shows
 
-    result = matching.find_pairs(conn, max_distance=8, transforms=True)
+    result = matching.find_pairs(conn, threshold=8, transforms=True)
     assert result.transforms is not None and result.transforms.mode == "full"
     pairs = phash_pairs(conn)
 
@@ -102,10 +103,10 @@ def test_flipped_rotated_and_bordered_copies_pair_with_their_originals(conn, tmp
     # nothing links two different pictures
     assert all(origin[p["a"]] == origin[p["b"]] for p in pairs.values()), pairs
 
-    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
     assert grouping(conn) == set()  # no copy is within 8 of its original as stored
 
-    result = clusters.build_clusters(conn, max_distance=8, rule="transforms")
+    result = clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="transforms"))
     expected = {frozenset((ids["flip1"], ids["orig1"])), frozenset((ids["rot2"], ids["orig2"])),
                 frozenset((ids["border3"], ids["orig3"]))}
     assert grouping(conn) == expected and result.clusters == 3
@@ -133,12 +134,12 @@ def test_incremental_transform_matching_equals_a_full_rematch(conn, tmp_path):
     for path in later.values():
         shutil.move(path, parked / path.name)
     load_paths(conn, [root], workers=2, embedder=None)
-    first = matching.find_pairs(conn, max_distance=8, transforms=True)
+    first = matching.find_pairs(conn, threshold=8, transforms=True)
     assert first.transforms.mode == "full"
     for path in later.values():
         shutil.move(parked / path.name, path)
     load_paths(conn, [root], workers=2, embedder=None)
-    second = matching.find_pairs(conn, max_distance=8, transforms=True)
+    second = matching.find_pairs(conn, threshold=8, transforms=True)
     assert second.mode == "incremental" and second.transforms.mode == "incremental"
 
     def signal_rows():
@@ -147,7 +148,7 @@ def test_incremental_transform_matching_equals_a_full_rematch(conn, tmp_path):
             "WHERE hash_kind = 'phash' AND transform_distance IS NOT NULL").fetchall())
 
     incremental = signal_rows()
-    matching.find_pairs(conn, max_distance=8, transforms=True, full=True)
+    matching.find_pairs(conn, threshold=8, transforms=True, full=True)
     full = signal_rows()
     assert incremental == full
     ids = ids_by_path(conn)
@@ -169,7 +170,7 @@ def test_orientations_off_stores_no_variants_and_a_later_load_fills_them(conn, t
     rows = conn.execute("SELECT phash_variants FROM dbdedup.images WHERE status = 'ok'").fetchall()
     assert len(rows) == len(files) and all(r[0] is None for r in rows)
     # nothing to compare variants with: the flip is not found
-    matching.find_pairs(conn, max_distance=8, transforms=True)
+    matching.find_pairs(conn, threshold=8, transforms=True)
     assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE transform IS NOT NULL").fetchone()[0] == 0
 
     again = load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=True)
@@ -180,7 +181,7 @@ def test_orientations_off_stores_no_variants_and_a_later_load_fills_them(conn, t
     assert lengths[str(files["border3"])] == 15  # the white border was trimmed
     # and unchanged now
     assert load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=True).loaded == 0
-    matching.find_pairs(conn, max_distance=8, transforms=True)
+    matching.find_pairs(conn, threshold=8, transforms=True)
     assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE transform IS NOT NULL").fetchone()[0] == 3
 
 
@@ -217,13 +218,13 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     norms = [float(np.linalg.norm(v)) for v in _vectors(conn).values()]
     assert np.allclose(norms, 1.0, atol=1e-3)
 
-    result = matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8)
+    result = matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.8)
     assert result.embeddings is not None and result.embeddings.mode == "full"
     ids = ids_by_path(conn)
     pair = phash_pairs(conn).get(frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")])))
     assert pair is not None and pair["similarity"] >= 0.9, pair
 
-    clusters.build_clusters(conn, max_distance=8, rule="embedding", min_similarity=0.8)
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="embedding", min_similarity=0.8))
     groups = cluster_groups(conn)
     home = [g for g in groups.values() if ids[str(copy)] in g]
     assert len(home) == 1 and ids[str(root / "orig1.jpg")] in home[0]
@@ -239,7 +240,7 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     assert not any("fitted" in n for n in summary.notes)
     assert "USING hnsw" in (_index_def(conn) or "")
     assert conn.execute("SELECT index_method, fitted_rows FROM dbdedup.embedding_reductions").fetchone() == ("ivfflat", 6)
-    matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8)
+    matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.8)
     assert phash_pairs(conn)[frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")]))]["similarity"] >= 0.9
     assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'embeddings'").fetchone()[0] == 1
 
@@ -276,7 +277,7 @@ def test_an_ivfflat_index_is_trained_on_1000_vectors_and_kept_through_later_load
     assert conn.execute("SELECT fitted_rows FROM dbdedup.embedding_reductions").fetchone()[0] == 2100
     assert "USING ivfflat" in (_index_def(conn) or "")
     assert conn.execute("SELECT index_method FROM dbdedup.embedding_reductions").fetchone()[0] == "ivfflat"
-    result = matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.99)
+    result = matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.99)
     assert result.embeddings.probes == 2100
 
 
@@ -308,17 +309,17 @@ def test_hash_only_server_matches_transforms_and_clusters_fused(plain_pg_dsn, tm
         assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE phash_variants IS NOT NULL").fetchone()[0] \
             == len(files)
 
-        result = matching.find_pairs(conn, max_distance=8, transforms=True, embeddings=True)
+        result = matching.find_pairs(conn, threshold=8, transforms=True, embeddings=True)
         assert result.embeddings is not None and result.embeddings.mode == "none"
         assert result.transforms is not None and result.transforms.pairs == 3
 
-        fused = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+        fused = clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="fused"))
         assert fused.clusters == 3
         ids = ids_by_path(conn)
         assert frozenset((ids[str(files["flip1"])], ids[str(files["orig1"])])) in grouping(conn)
 
         with pytest.raises(DbdedupError) as info:
-            clusters.ensure_clusters(conn, max_distance=8, rule="embedding")
+            clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="embedding"))
         assert info.value.hint
         assert "pgvector" in info.value.hint or "embedder" in info.value.hint
 
@@ -330,19 +331,19 @@ def test_ensure_clusters_is_current_the_second_time_and_a_new_rule_rebuilds(conn
     files = make_transform_set(tmp_path / "set")
     save(reencoded(resized(photo(4), 0.7), 75), tmp_path / "set" / "small4.jpg", quality=75)
     load_paths(conn, [tmp_path / "set"], workers=2)
-    first = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
-    assert first.matched and first.rebuilt and first.rule == "fused"
+    first = clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="fused"))
+    assert first.matched and first.rebuilt and first.settings.rule == "fused"
     assert first.match.transforms is not None and first.match.embeddings is not None
     fused_groups = grouping(conn)
     assert len(fused_groups) == 4  # three transformed copies and the resized one
 
-    second = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+    second = clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="fused"))
     assert not second.matched and not second.rebuilt
     assert (second.clusters, second.members) == (first.clusters, first.members)
     assert grouping(conn) == fused_groups
 
-    by_hash = clusters.ensure_clusters(conn, max_distance=8, rule="hash")
-    assert by_hash.rebuilt and by_hash.rule == "hash"
+    by_hash = clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
+    assert by_hash.rebuilt and by_hash.settings.rule == "hash"
     assert clusters.current_parameters(conn)["rule"] == "hash"
     ids = ids_by_path(conn)
     assert grouping(conn) == {frozenset((ids[str(tmp_path / "set" / "small4.jpg")], ids[str(files["orig4"])]))}
@@ -350,7 +351,7 @@ def test_ensure_clusters_is_current_the_second_time_and_a_new_rule_rebuilds(conn
     # a new image makes the clustering stale: matching runs again (incrementally)
     save(ImageOps.mirror(photo(5)), tmp_path / "set" / "orig5.jpg", quality=95)
     load_paths(conn, [tmp_path / "set"], workers=2)
-    third = clusters.ensure_clusters(conn, max_distance=8, rule="fused")
+    third = clusters.ensure_clusters(conn, ClusterSettings(threshold=8, rule="fused"))
     assert third.matched and third.rebuilt and third.match.mode == "incremental"
     assert grouping(conn) == fused_groups
 
@@ -368,7 +369,7 @@ def test_a_hard_link_to_the_keeper_is_the_same_file_and_frees_nothing(conn, tmp_
     os.utime(root / "c_copy.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     save(photo(2), root / "d_other.jpg", quality=92)
     load_paths(conn, [root], workers=2, embedder=None)
-    clusters.build_clusters(conn, max_distance=8, rule="hash")
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
     rows = conn.execute("SELECT path, is_keeper, is_same_file, is_exact_duplicate FROM dbdedup.cluster_members "
                         "ORDER BY path").fetchall()
     by_name = {Path(r[0]).name: r[1:] for r in rows}
@@ -392,13 +393,13 @@ def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_p
     for s in (2, 3, 4):
         save(photo(s), root / f"other{s}.jpg", quality=95)
     load_paths(conn, [root], workers=2)
-    result = matching.find_pairs(conn, max_distance=8, embeddings=True, min_similarity=0.8, neighbours=3)
+    result = matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.8, neighbours=3)
     assert result.embeddings.probes == 5  # one image per group of identical files
     ids = ids_by_path(conn)
     representative = min(i for p, i in ids.items() if "copy" in p or p.endswith("orig1.jpg"))
     pair = phash_pairs(conn).get(frozenset((representative, ids[str(root / "small1.jpg")])))
     assert pair is not None and pair["similarity"] is not None and pair["similarity"] >= 0.8
-    clusters.build_clusters(conn, max_distance=8, rule="embedding", min_similarity=0.8)
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="embedding", min_similarity=0.8))
     group = [g for g in cluster_groups(conn).values() if ids[str(root / "small1.jpg")] in g]
     assert len(group) == 1 and len(group[0]) == 32
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import note, open_db
+from .main import note, open_db, settings_of
 
 
 def register(cli: click.Group) -> None:
@@ -36,6 +36,7 @@ def refit(ctx: click.Context, embedder: str | None, index_method: str | None) ->
     from ..embedding_index import refit as refit_vectors
 
     with open_db(ctx) as conn:
-        result = refit_vectors(conn, embedder=embedder, index_method=index_method)
+        result = refit_vectors(conn, embedder=embedder, index_method=index_method,
+                               lock_wait=settings_of(ctx).lock_wait)
     note(ctx, f"refitted {result.embedder} on {result.fitted_rows:,} descriptors, re-projected {result.projected:,} "
               f"vectors, index {result.index} in {result.seconds:.1f} s")

@@ -9,7 +9,6 @@ import sys
 import click
 
 from ..decode import DEFAULT_MAX_PIXELS, REASONS
-from ..sqlfiles import named_queries
 from .main import note, open_db, settings_of
 from .output import emit_rows, format_option
 
@@ -18,10 +17,6 @@ def register(cli: click.Group) -> None:
     cli.add_command(load)
     cli.add_command(status)
     cli.add_command(errors)
-
-
-def _status_queries() -> dict[str, str]:
-    return named_queries("queries/status.sql")
 
 
 # ---------------------------------------------------------------- progress bar
@@ -70,6 +65,9 @@ class _RichProgress:
     def files_done(self, done: int, errors: int) -> None:
         self.progress.update(self.task, completed=done,
                              errors=f"[red]{errors:,} error{'s' if errors != 1 else ''}" if errors else "")
+
+    def waiting(self, message: str) -> None:
+        self.progress.console.print(message, markup=False, highlight=False)
 
 
 class _Silent:
@@ -154,26 +152,12 @@ def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: i
         with bar as progress:
             summary = load_paths(conn, paths, workers=workers, recursive=recursive, max_pixels=max_pixels,
                                  progress=progress, orientations=orientations, embedder=embedder_spec,
-                                 index_method=index_method)
+                                 index_method=index_method, lock_wait=settings_of(ctx).lock_wait)
     for line in _summary_lines(summary):
         note(ctx, line)
 
 
 # ---------------------------------------------------------------- status and errors
-
-
-_COUNT_LABELS = {
-    "images": "images loaded (ok)",
-    "errors": "files that could not be loaded",
-    "missing": "files gone from disk (missing)",
-    "image_bytes": "bytes in loaded images",
-    "images_with_variants": "images with flip/rotation/trim variants",
-    "embedding_vectors": "embedding vectors (pgvector)",
-    "exact_duplicate_groups": "exact-duplicate groups",
-    "exact_duplicate_extra_copies": "extra copies in those groups",
-    "exact_duplicate_bytes": "bytes in extra copies",
-    "load_runs": "load runs",
-}
 
 
 @click.command()
@@ -189,34 +173,21 @@ def status(ctx: click.Context, fmt: str, run_limit: int) -> None:
       dbdedup status
       dbdedup status --format json | jq .counts.images
     """
-    q = _status_queries()
+    from ..status import COUNT_LABELS, collect_status
+
     with open_db(ctx) as conn:
-        with conn.cursor(row_factory=_dict_rows()) as cur:
-            counts = cur.execute(q["status_counts"]).fetchone()
-            runs = cur.execute(q["last_runs"], {"limit": run_limit}).fetchall()
-        from ..embedding_index import vector_count
-
-        counts = {**counts, "embedding_vectors": vector_count(conn)}
-        order = list(_COUNT_LABELS)
-        counts = dict(sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
-    run_columns = ["run", "started_at", "status", "roots", "files_seen", "loaded", "unchanged", "errors",
-                   "missing", "ignored", "seconds"]
+        result = collect_status(conn, runs=run_limit)
     if fmt == "json":
-        from .output import _plain
-
-        payload = {"counts": {k: int(v) for k, v in counts.items()},
-                   "last_runs": [{c: _plain(r[c]) for c in run_columns} for r in runs]}
-        json.dump(payload, sys.stdout, indent=2, default=str)
+        json.dump(result.to_json(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
         return
-    count_rows = [{"what": _COUNT_LABELS.get(k, k), "key": k, "count": int(v)} for k, v in counts.items()]
+    count_rows = [{"what": COUNT_LABELS.get(k, k), "key": k, "count": v} for k, v in result.counts.items()]
     if fmt == "csv":
         emit_rows(count_rows, ["key", "count"], "csv")
         return
     emit_rows(count_rows, ["what", "count"], "table", title="dbdedup status")
-    if runs:
-        for r in runs:
-            r["started_at"] = r["started_at"].strftime("%Y-%m-%d %H:%M")
+    if result.runs:
+        runs = [{**r, "started_at": r["started_at"].strftime("%Y-%m-%d %H:%M")} for r in result.runs]
         emit_rows(runs, ["run", "started_at", "status", "loaded", "unchanged", "errors", "missing", "seconds"],
                   "table", title="last load runs")
 
@@ -233,16 +204,9 @@ _ERRORS_HELP = (
 @click.option("--reason", type=click.Choice(sorted(REASONS)), default=None, help="Only errors with this reason.")
 @click.pass_context
 def errors(ctx: click.Context, fmt: str, reason: str | None) -> None:
-    q = _status_queries()
+    from ..status import ERROR_COLUMNS, current_errors
+
     with open_db(ctx) as conn:
-        with conn.cursor(row_factory=_dict_rows()) as cur:
-            rows = cur.execute(q["current_errors"], {"reason": reason}).fetchall()
-    columns = ["path", "reason", "detail"] if fmt == "table" else \
-        ["path", "reason", "detail", "size_bytes", "mtime", "load_run_id", "loaded_at"]
+        rows = current_errors(conn, reason=reason)
+    columns = ["path", "reason", "detail"] if fmt == "table" else list(ERROR_COLUMNS)
     emit_rows(rows, columns, fmt, title=f"{len(rows):,} file(s) could not be loaded" if fmt == "table" else None)
-
-
-def _dict_rows():
-    from psycopg.rows import dict_row
-
-    return dict_row

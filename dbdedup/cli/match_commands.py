@@ -6,9 +6,9 @@ import os
 
 import click
 
-from ..clusters import KEEPER_RULES
 from ..errors import DbdedupError
 from ..matching import DEFAULT_THRESHOLD, HASH_KINDS, METHODS
+from .clustering import clustering_options, threshold_option, use_clustering
 from .main import note, open_db
 from .output import emit_rows, format_option
 
@@ -18,17 +18,6 @@ SIMILAR_COLUMNS = ("distance", "path", "width", "height", "size_bytes", "image_i
 def register(cli: click.Group) -> None:
     cli.add_command(match)
     cli.add_command(similar)
-
-
-def _threshold_option(f):
-    return click.option(
-        "--threshold",
-        "-t",
-        type=click.IntRange(0, 64),
-        default=DEFAULT_THRESHOLD,
-        show_default=True,
-        help="Largest Hamming distance (of 64 bits) between two near-duplicates.",
-    )(f)
 
 
 def _hash_option(f):
@@ -42,15 +31,8 @@ def _hash_option(f):
     )(f)
 
 
-def _rule_options(f):
-    from .report_commands import rule_options
-
-    return rule_options(f)
-
-
 @click.command()
-@_threshold_option
-@_hash_option
+@clustering_options
 @click.option(
     "--method",
     type=click.Choice(METHODS),
@@ -59,31 +41,14 @@ def _rule_options(f):
     help="scan: exact, small sets; blocks: exact multi-index hashing, thresholds 0-15; "
     "lsh: approximate (recall >= 0.99 at the threshold), very large sets; auto picks by size and threshold.",
 )
-@click.option(
-    "--keeper",
-    "keeper_rule",
-    type=click.Choice(KEEPER_RULES),
-    default="largest",
-    show_default=True,
-    help="Which image of a cluster to keep: largest (most pixels, then bytes, then oldest), newest or oldest.",
-)
-@click.option(
-    "--reference",
-    "reference_paths",
-    multiple=True,
-    type=click.Path(),
-    help="A folder whose files are kept first and never marked for removal (repeatable).",
-)
 @click.option("--full", is_flag=True, help="Re-match everything instead of only the images changed since the last match.")
-@_rule_options
 @click.pass_context
-def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keeper_rule: str,
-          reference_paths: tuple[str, ...], full: bool, rule: str | None, min_similarity: float | None,
-          confirm_distance: int | None, transform_distance: int | None) -> None:
+def match(ctx: click.Context, method: str, full: bool, **options) -> None:
     """Find near-duplicate pairs and group them into clusters with one keeper each.
 
     Incremental: only images loaded or changed since the last match are compared (against all).
     Pairs are kept up to the largest threshold asked so far, so trying a smaller one is instant.
+    The clustering options given are stored: report, export and apply use them until changed.
 
     With the default rule (fused), flipped, rotated and border-trimmed copies are matched by
     their pHash variants, and embedding neighbours confirmed by a looser hash bound join too.
@@ -94,68 +59,43 @@ def match(ctx: click.Context, threshold: int, hash_kind: str, method: str, keepe
       dbdedup match -t 4 --keeper newest --reference ~/Pictures/originals
       dbdedup match --rule hash              # plain pHash distance only
     """
-    from ..clusters import DEFAULT_RULE, build_clusters, effective_rule
-    from ..embedding import DEFAULT_MIN_SIMILARITY
-    from ..matching import (DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments, find_pairs,
-                            pairs_are_current, signals_are_current)
+    from ..matching import common_hash_counts
 
-    check_arguments(threshold, hash_kind, method)
-    similarity = DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity
-    variant_distance = DEFAULT_TRANSFORM_DISTANCE if transform_distance is None else transform_distance
-    check_signal_arguments(similarity)
-    refs = [os.path.abspath(os.path.expanduser(p)) for p in reference_paths]
     with open_db(ctx) as conn:
-        applied_rule, transforms, embeddings = effective_rule(conn, rule or DEFAULT_RULE, hash_kind)
-        if (full or method != "auto"
-                or not pairs_are_current(conn, max_distance=threshold, hash_kind=hash_kind)
-                or not signals_are_current(conn, max_distance=variant_distance, transforms=transforms,
-                                           embeddings=embeddings, min_similarity=similarity)):
-            result = find_pairs(conn, max_distance=threshold, hash_kind=hash_kind, method=method, full=full,
-                                transforms=transforms, embeddings=embeddings, transform_distance=variant_distance,
-                                min_similarity=similarity)
-            note(
-                ctx,
-                f"matched {result.values_matched:,} of {result.values_total:,} distinct {hash_kind} values "
-                f"({result.mode}, method {result.method}): {result.candidates:,} candidates compared, "
-                f"{result.value_pairs:,} value pairs, {result.pairs:,} image pairs within {result.max_distance} "
-                f"in {result.seconds:.2f} s",
-            )
-            if result.transforms is not None:
-                t = result.transforms
-                note(ctx, f"transforms ({t.mode}, method {t.method}): {t.probes:,} variant values, "
-                          f"{t.candidates:,} candidates, {t.pairs:,} pairs by a flip, rotation or trim "
-                          f"in {t.seconds:.2f} s")
-            if result.embeddings is not None:
-                e = result.embeddings
-                note(ctx, f"embeddings ({e.mode}): {e.probes:,} images searched, {e.pairs:,} pairs with similarity "
-                          f">= {similarity} in {e.seconds:.2f} s")
-        else:
-            note(ctx, f"pairs within {threshold} are current: no matching needed")
-        clusters = build_clusters(
-            conn, max_distance=threshold, hash_kind=hash_kind, keeper_rule=keeper_rule, reference_paths=refs,
-            rule=applied_rule, min_similarity=similarity, confirm_distance=confirm_distance,
-            transform_distance=variant_distance,
-        )
-        common = conn.execute(
-            "SELECT count(*), coalesce(sum(images), 0) FROM dbdedup.common_hashes WHERE hash_kind = %s", (hash_kind,)
-        ).fetchone()
-    note(
-        ctx,
-        f"{clusters.clusters:,} clusters with {clusters.members:,} images at threshold {threshold} "
-        f"(rule: {applied_rule}, keeper: {keeper_rule}) in {clusters.seconds:.2f} s",
-    )
-    if common and common[0]:
-        note(ctx, f"{common[0]:,} over-common hash values ({common[1]:,} images: blank or flat) kept out of clusters; "
-                  "see dbdedup.common_hashes")
+        result = use_clustering(ctx, conn, options, method=method, full=full)
+        common_values, common_images = common_hash_counts(conn, result.settings.hash_kind)
+    settings = result.settings
+    if result.match is None:
+        note(ctx, f"pairs within {settings.threshold} are current: no matching needed")
+    else:
+        m = result.match
+        note(ctx, f"matched {m.values_matched:,} of {m.values_total:,} distinct {m.hash_kind} values "
+                  f"({m.mode}, method {m.method}): {m.candidates:,} candidates compared, "
+                  f"{m.value_pairs:,} value pairs, {m.pairs:,} image pairs within {m.threshold_kept} "
+                  f"in {m.seconds:.2f} s")
+        if m.transforms is not None:
+            t = m.transforms
+            note(ctx, f"transforms ({t.mode}, method {t.method}): {t.probes:,} variant values, "
+                      f"{t.candidates:,} candidates, {t.pairs:,} pairs by a flip, rotation or trim "
+                      f"in {t.seconds:.2f} s")
+        if m.embeddings is not None:
+            e = m.embeddings
+            note(ctx, f"embeddings ({e.mode}): {e.probes:,} images searched, {e.pairs:,} pairs with similarity "
+                      f">= {settings.min_similarity} in {e.seconds:.2f} s")
+    note(ctx, f"{result.clusters:,} clusters with {result.members:,} images at threshold {settings.threshold} "
+              f"(rule: {settings.rule}, keeper: {settings.keeper_rule}) in {result.seconds:.2f} s")
+    if common_values:
+        note(ctx, f"{common_values:,} over-common hash values ({common_images:,} images: blank or flat) kept out "
+                  "of clusters; see dbdedup.common_hashes")
 
 
 @click.command()
 @click.argument("target")
-@_threshold_option
+@threshold_option(str(DEFAULT_THRESHOLD))
 @_hash_option
 @format_option()
 @click.pass_context
-def similar(ctx: click.Context, target: str, threshold: int, hash_kind: str, fmt: str) -> None:
+def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: str, fmt: str) -> None:
     """List the loaded images near one image: a loaded path, a file on disk, or a hex hash.
 
     \b
@@ -166,6 +106,7 @@ def similar(ctx: click.Context, target: str, threshold: int, hash_kind: str, fmt
     from ..matching import check_arguments, find_image
     from ..matching import similar as similar_images
 
+    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
     check_arguments(threshold, hash_kind)
     with open_db(ctx) as conn:
         rows = None
@@ -176,16 +117,16 @@ def similar(ctx: click.Context, target: str, threshold: int, hash_kind: str, fmt
                 raise DbdedupError(f"{target!r} is not a hex hash", hint="give 16 hex digits after 0x") from None
             if value >= 1 << 63:
                 value -= 1 << 64
-            rows = similar_images(conn, hash_value=value, max_distance=threshold, hash_kind=hash_kind)
+            rows = similar_images(conn, hash_value=value, threshold=threshold, hash_kind=hash_kind)
         else:
             path = os.path.abspath(os.path.expanduser(target))
             stored = find_image(conn, path) or find_image(conn, target)
             if stored is not None:
-                rows = similar_images(conn, image_id=stored["id"], max_distance=threshold, hash_kind=hash_kind)
+                rows = similar_images(conn, image_id=stored["id"], threshold=threshold, hash_kind=hash_kind)
             elif os.path.isfile(path):
                 value = _hash_file(path, hash_kind)
                 note(ctx, f"{target} is not loaded: hashed it now")
-                rows = similar_images(conn, hash_value=value, max_distance=threshold, hash_kind=hash_kind)
+                rows = similar_images(conn, hash_value=value, threshold=threshold, hash_kind=hash_kind)
             else:
                 raise DbdedupError(
                     f"{target} is neither a loaded image nor a file",

@@ -13,14 +13,16 @@ FORMATS = ("table", "json", "csv", "ndjson")
 
 
 def format_option(default: str = "table", choices: Sequence[str] = FORMATS):
-    """The ``--format`` option shared by data commands."""
+    """The ``--format`` option shared by data commands; its help names only the ``choices`` offered."""
+    for_tools = "/".join(c for c in choices if c != "table")
     return click.option(
         "--format",
         "fmt",
         type=click.Choice(list(choices)),
         default=default,
         show_default=True,
-        help="Output format: a table for people, json/csv/ndjson for tools.",
+        help=f"Output format: a table for people, {for_tools} for tools." if "table" in choices
+        else f"Output format: {for_tools}.",
     )
 
 

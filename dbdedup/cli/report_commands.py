@@ -10,107 +10,16 @@ from typing import Iterator, TextIO
 
 import click
 
-from ..clusters import KEEPER_RULES
 from ..errors import DbdedupError
 from ..matching import HASH_KINDS
+from ..results import SORT_ORDERS
+from .clustering import clustering_options, threshold_option, use_clustering
 from .main import note, open_db, settings_of
 
 
 def register(cli: click.Group) -> None:
     for command in (report, pairs, export, apply, undo, calibrate):
         cli.add_command(command)
-
-
-def _default_threshold() -> int:
-    from ..matching import DEFAULT_THRESHOLD
-
-    return DEFAULT_THRESHOLD
-
-
-def rule_options(f, inherit: bool = False):
-    """--rule/--min-similarity/--confirm-distance: which signals link two images."""
-    from ..clusters import RULES
-    from ..embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
-    from ..matching import DEFAULT_TRANSFORM_DISTANCE
-
-    where = "the current clustering's, else " if inherit else ""
-    f = click.option("--transform-distance", type=click.IntRange(0, 32), default=None,
-                     help="transforms and fused rules: largest distance of a flipped, rotated or border-trimmed "
-                          f"variant [default: {where}{DEFAULT_TRANSFORM_DISTANCE}].")(f)
-    f = click.option("--confirm-distance", type=click.IntRange(0, 64), default=None,
-                     help="fused rule: an embedding match also needs a pHash (or flipped/rotated/trimmed variant) "
-                          f"within this distance [default: {where}{DEFAULT_CONFIRM_DISTANCE}].")(f)
-    f = click.option("--min-similarity", type=click.FloatRange(0, 1, min_open=True), default=None,
-                     help=f"Cosine similarity of the embeddings that counts as a match [default: {where}"
-                          f"{DEFAULT_MIN_SIMILARITY}].")(f)
-    f = click.option("--rule", type=click.Choice(RULES), default=None,
-                     help="What links two images: hash (pHash within the threshold), transforms (also a flipped, "
-                          "rotated or border-trimmed copy), embedding (similarity only), fused (transforms, or an "
-                          f"embedding match confirmed by a looser hash bound) [default: {where}fused].")(f)
-    return f
-
-
-def clustering_options(inherit: bool = False):
-    """--threshold/--hash/--rule/--keeper/--reference: which clustering a command reads (made current first).
-
-    With ``inherit`` (apply), options not given take the current clustering's values, so apply
-    acts on the clustering the user last reviewed with `report` or `export`."""
-    where = "the current clustering's, else " if inherit else ""
-
-    def decorate(f):
-        f = click.option(
-            "--reference", "reference_paths", multiple=True, type=click.Path(), metavar="PATH",
-            help="A folder (or file) whose images are references: never removed, preferred as keepers. "
-                 "Repeatable." + (" [default: the current clustering's]" if inherit else ""),
-        )(f)
-        f = click.option(
-            "--keeper", "keeper_rule", type=click.Choice(KEEPER_RULES), default=None,
-            help=f"Which member of a cluster to keep: the largest (most pixels), newest or oldest "
-                 f"[default: {where}largest].",
-        )(f)
-        f = rule_options(f, inherit)
-        f = click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default=None,
-                         help=f"Which perceptual hash to compare [default: {where}phash].")(f)
-        f = click.option("--threshold", type=click.IntRange(0, 64), default=None,
-                         help="Largest Hamming distance (bits of 64) that counts as a near-duplicate "
-                              f"[default: {where}dbdedup.matching.DEFAULT_THRESHOLD, {_default_threshold()}].")(f)
-        return f
-
-    return decorate
-
-
-def _params(threshold, hash_kind, keeper_rule, reference_paths, sort="members", limit=None, current=None,
-            rule=None, min_similarity=None, confirm_distance=None, transform_distance=None):
-    """The clustering parameters: the options given, else ``current`` (a current_parameters dict), else defaults."""
-    from ..clusters import DEFAULT_RULE
-    from ..report import ReportParameters
-
-    current = current or {}
-    if reference_paths:
-        references = tuple(os.path.abspath(p) for p in reference_paths)
-    else:
-        references = tuple(current.get("reference_paths") or ())
-    return ReportParameters(
-        threshold=threshold if threshold is not None else current.get("threshold", _default_threshold()),
-        hash_kind=hash_kind or current.get("hash_kind", "phash"),
-        keeper_rule=keeper_rule or current.get("keeper_rule", "largest"),
-        reference_paths=references,
-        sort=sort,
-        limit=limit,
-        rule=rule or current.get("rule") or DEFAULT_RULE,
-        min_similarity=min_similarity if min_similarity is not None else current.get("min_similarity"),
-        confirm_distance=confirm_distance if confirm_distance is not None else current.get("confirm_distance"),
-        transform_distance=transform_distance if transform_distance is not None else current.get("transform_distance"),
-    )
-
-
-def _prepare(ctx: click.Context, conn, params) -> None:
-    from ..report import ensure_current
-
-    note(ctx, f"clustering: {params.hash_kind} distance <= {params.threshold}, rule {params.rule}, "
-              f"keeper {params.keeper_rule}"
-              + (f", {len(params.reference_paths)} reference path(s)" if params.reference_paths else ""))
-    ensure_current(conn, params)
 
 
 @contextmanager
@@ -133,8 +42,8 @@ output_option = click.option("--output", "-o", "output", type=click.Path(dir_oka
 
 
 @click.command()
-@clustering_options()
-@click.option("--sort", type=click.Choice(["members", "bytes", "distance", "path"]), default="members",
+@clustering_options
+@click.option("--sort", type=click.Choice(SORT_ORDERS), default="members",
               show_default=True, help="Cluster order: most members, most bytes reclaimable, loosest match, "
                                       "or keeper path.")
 @click.option("--limit", type=click.IntRange(min=0), default=None,
@@ -142,12 +51,12 @@ output_option = click.option("--output", "-o", "output", type=click.Path(dir_oka
 @format_choice
 @output_option
 @click.pass_context
-def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, transform_distance, keeper_rule,
-           reference_paths, sort, limit, fmt, output):
+def report(ctx, sort, limit, fmt, output, **options):
     """Summarise the duplicates and list the clusters, keeper first.
 
-    Runs matching first when the pairs for this threshold are not known yet,
-    so it works right after `dbdedup load`. The JSON format is a stable
+    Uses the stored clustering settings (those of the last match, report, export or apply
+    that set any); options given here change them. Runs matching first when the pairs are
+    not current, so it works right after `dbdedup load`. The JSON format is a stable
     contract: {"parameters", "summary", "clusters": [{"id", "keeper",
     "members": [{"path", "distance", "width", "height", "bytes", ...}]}]}.
 
@@ -159,59 +68,62 @@ def report(ctx, threshold, hash_kind, rule, min_similarity, confirm_distance, tr
       dbdedup report --reference ~/Pictures/originals --format csv > clusters.csv
     """
     from .. import report as rep
+    from .. import results
 
     if limit is None and fmt == "table":
         limit = 20
-    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
-                     min_similarity=min_similarity, confirm_distance=confirm_distance,
-                     transform_distance=transform_distance)
     with open_db(ctx) as conn:
-        _prepare(ctx, conn, params)
-        summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
-        clusters = rep.iter_clusters(conn, sort=sort, limit=limit)
+        clustering = use_clustering(ctx, conn, options)
+        settings = clustering.settings
+        summary = results.collect_summary(conn, hash_kind=settings.hash_kind)
+        clusters = results.iter_clusters(conn, sort=sort, limit=limit)
         with _output(output) as out:
             if fmt == "json":
-                rep.write_json(params, summary, clusters, out)
+                rep.write_json(settings, summary, clusters, out, sort=sort, limit=limit)
             elif fmt == "ndjson":
                 rep.write_ndjson(clusters, out)
             elif fmt == "csv":
                 rep.write_csv(clusters, out)
             else:
-                histogram = rep.neighbour_histogram(conn, hash_kind=params.hash_kind)
-                rep.render_terminal(params, summary, clusters, histogram, out,
-                                    color=False if output else None)
+                histogram = results.neighbour_histogram(conn, hash_kind=settings.hash_kind)
+                rep.render_terminal(settings, summary, clusters, histogram, out, limit=limit,
+                                    rule_note=clustering.rule_note, color=False if output else None)
     if output:
         note(ctx, f"wrote {output}")
 
 
 @click.command()
-@click.option("--max-distance", type=click.IntRange(0, 64), default=None,
-              help="Largest distance to list [default: dbdedup.matching.DEFAULT_THRESHOLD].")
+@threshold_option()
 @click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default="phash", show_default=True,
               help="Which perceptual hash to compare.")
 @format_choice
 @output_option
 @click.pass_context
-def pairs(ctx, max_distance, hash_kind, fmt, output):
+def pairs(ctx, threshold, hash_kind, fmt, output):
     """List every pair of similar images up to a distance, most similar first.
 
     The review list people make by hand: each row is two paths and their
-    Hamming distance; exact = byte-identical files.
+    Hamming distance; exact = byte-identical files. Runs matching first when needed.
 
     \b
     Example:
-      dbdedup pairs --max-distance 4
+      dbdedup pairs --threshold 4
       dbdedup pairs --format csv -o pairs.csv
     """
     from .. import report as rep
+    from .. import results
+    from ..clusters import current_settings
+    from ..matching import ensure_pairs
 
-    max_distance = _default_threshold() if max_distance is None else max_distance
     with open_db(ctx) as conn:
-        rep.ensure_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
-        rows = rep.iter_pairs(conn, max_distance=max_distance, hash_kind=hash_kind)
+        if threshold is None:
+            threshold = current_settings(conn).threshold
+        ensure_pairs(conn, threshold=threshold, hash_kind=hash_kind, lock_wait=settings_of(ctx).lock_wait,
+                     on_wait=lambda message: note(ctx, message))
+        rows = results.iter_pairs(conn, threshold=threshold, hash_kind=hash_kind)
         with _output(output) as out:
             if fmt == "table":
-                shown = rep.render_pairs_terminal(rows, out, max_distance=max_distance)
+                shown = rep.render_pairs_terminal(rows, out, threshold=threshold)
                 note(ctx, f"{shown:,} pairs")
             else:
                 rep.write_pairs(rows, fmt, out)
@@ -226,15 +138,13 @@ def pairs(ctx, max_distance, hash_kind, fmt, output):
                    "[default: html when TARGET ends in .html, else folders].")
 @click.option("--mode", type=click.Choice(["copy", "hardlink", "symlink"]), default="copy", show_default=True,
               help="For --layout folders: how files get into the folders.")
-@clustering_options()
-@click.option("--sort", type=click.Choice(["members", "bytes", "distance", "path"]), default="members",
-              show_default=True, help="Cluster order.")
+@clustering_options
+@click.option("--sort", type=click.Choice(SORT_ORDERS), default="members", show_default=True, help="Cluster order.")
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Export at most this many clusters.")
 @click.option("--thumbnail-size", type=click.IntRange(32, 1024), default=200, show_default=True,
               help="For html: thumbnail size in pixels.")
 @click.pass_context
-def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity, confirm_distance, transform_distance,
-           keeper_rule, reference_paths, sort, limit, thumbnail_size):
+def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
     """Export the clusters as folders or as an HTML contact sheet.
 
     Folders: TARGET/<keeper name>/ holds the keeper and its near-duplicates
@@ -247,23 +157,20 @@ def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity
       dbdedup export ~/dupes --layout folders --mode symlink
     """
     from .. import export as exp
-    from .. import report as rep
+    from .. import results
 
     if layout is None:
         layout = "html" if target.lower().endswith((".html", ".htm")) else "folders"
-    params = _params(threshold, hash_kind, keeper_rule, reference_paths, sort, limit, rule=rule,
-                     min_similarity=min_similarity, confirm_distance=confirm_distance,
-                     transform_distance=transform_distance)
     with open_db(ctx) as conn:
-        _prepare(ctx, conn, params)
-        summary = rep.collect_summary(conn, hash_kind=params.hash_kind)
-        clusters = rep.iter_clusters(conn, sort=sort, limit=limit)
+        settings = use_clustering(ctx, conn, options).settings
+        summary = results.collect_summary(conn, hash_kind=settings.hash_kind)
+        clusters = results.iter_clusters(conn, sort=sort, limit=limit)
         if layout == "html":
             shown = summary.near_duplicate_clusters if limit is None else min(limit, summary.near_duplicate_clusters)
             if shown > 2000:
                 note(ctx, f"making thumbnails for {shown:,} clusters: this takes a while and makes a large page; "
                           "--limit N --sort bytes keeps the N clusters that free the most")
-            path = exp.export_html(params, summary, clusters, target, thumbnail_size=thumbnail_size)
+            path = exp.export_html(settings, summary, clusters, target, thumbnail_size=thumbnail_size)
             note(ctx, f"wrote {path} ({summary.near_duplicate_clusters:,} clusters, "
                       f"{path.stat().st_size:,} bytes); open it in a browser")
             return
@@ -283,13 +190,14 @@ def export(ctx, target, layout, mode, threshold, hash_kind, rule, min_similarity
 @click.option("--yes", is_flag=True, help="Act. Without it, apply only prints the plan (a dry run).")
 @click.option("--manifest", type=click.Path(dir_okay=False), metavar="FILE",
               help="Where to journal every action [default: a new timestamped file, path printed].")
-@clustering_options(inherit=True)
+@clustering_options
 @click.pass_context
-def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, rule, min_similarity, confirm_distance,
-          transform_distance, keeper_rule, reference_paths):
+def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
     """Move, delete or hard-link the duplicates (every cluster member but its keeper).
 
-    A dry run unless --yes. Keepers and files under a --reference path are never
+    A dry run unless --yes. It acts on the stored clustering (the one `report` shows),
+    with the options given here changing it. Keepers and files under a reference path
+    (every one ever given with --reference, until --clear-references) are never
     touched. Before acting on a file, apply re-checks its size, modified time and
     SHA-256 against the database and skips it if anything changed. Every action
     is journaled in a manifest; `dbdedup undo MANIFEST` puts moved files back.
@@ -309,13 +217,8 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, r
                            hint="dbdedup apply --move-to ~/dbdedup-removed (a dry run until you add --yes)")
     action = chosen[0]
     with open_db(ctx) as conn:
-        from ..clusters import current_parameters
-
-        params = _params(threshold, hash_kind, keeper_rule, reference_paths, current=current_parameters(conn),
-                         rule=rule, min_similarity=min_similarity, confirm_distance=confirm_distance,
-                         transform_distance=transform_distance)
-        _prepare(ctx, conn, params)
-        plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=params.reference_paths)
+        settings = use_clustering(ctx, conn, options).settings
+        plan = ap.plan_actions(conn, action, move_to=move_to, protected_paths=settings.reference_paths)
         if not yes:
             checks = [(item, ap.quick_check(item)) for item in plan.actions]
             for line in ap.describe_plan(plan, checks):
@@ -343,7 +246,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, threshold, hash_kind, r
             elif settings_of(ctx).verbose:
                 note(ctx, f"{action:<8} {path}" + (f" -> {detail}" if detail else ""))
 
-        result = ap.execute_plan(conn, plan, manifest_path, parameters=params.to_json(), on_event=on_event)
+        result = ap.execute_plan(conn, plan, manifest_path, parameters=settings.to_json(), on_event=on_event)
     click.echo(f"{action}: {len(result.done):,} files done, {human_bytes(result.bytes_freed)} "
                f"({result.bytes_freed:,} bytes) freed; {len(result.skipped):,} skipped, {len(result.failed):,} failed")
     if action == "move":
@@ -412,7 +315,7 @@ def calibrate(ctx, hash_kind, png, sample, fmt):
     from ..report import histogram_lines
 
     with open_db(ctx) as conn:
-        result = cal.calibrate(conn, hash_kind=hash_kind, sample=sample)
+        result = cal.calibrate(conn, hash_kind=hash_kind, sample=sample, lock_wait=settings_of(ctx).lock_wait)
     s = result.suggestion
     if png:
         cal.histogram_png(result, png)

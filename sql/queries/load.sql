@@ -1,15 +1,9 @@
 -- Queries of the loader (dbdedup/load.py). Temporary tables live in the session's
 -- pg_temp schema and vanish with the connection.
 
--- name: lock_timeout
--- A load killed a moment ago holds the lock until its server process notices; wait that long.
-SET LOCAL lock_timeout = '3s';
-
--- name: lock
-SELECT pg_advisory_lock(%(key)s);
-
--- name: unlock
-SELECT pg_advisory_unlock(%(key)s);
+-- name: first_load
+-- No load ran on this database yet: notes that matter once (hash-only mode) are said then.
+SELECT NOT EXISTS (SELECT 1 FROM dbdedup.load_runs);
 
 -- name: mark_interrupted
 -- Called while holding the load lock: any run still 'running' was killed.
@@ -70,7 +64,8 @@ COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns) FROM STDIN (FORMAT BI
 -- name: files_to_hash
 -- The scanned files that are new, changed (size or mtime), back after being
 -- missing, failed last time for a reason that may have gone away (permissions,
--- links), or loaded without the orientation variants this load computes.
+-- links), refused for more pixels than a limit this load raised, or loaded without the
+-- orientation variants this load computes.
 -- Everything else in the batch is unchanged.
 SELECT s.path_bytes
 FROM dbdedup_scan_batch s
@@ -80,6 +75,9 @@ WHERE i.id IS NULL
    OR i.size_bytes <> s.size_bytes
    OR i.mtime_ns <> s.mtime_ns
    OR (i.status = 'error' AND i.error = ANY(%(retry_reasons)s))
+   OR (i.status = 'error' AND i.error = 'too_many_pixels'
+       AND %(max_pixels)s::bigint > coalesce((SELECT (r.parameters ->> 'max_pixels')::bigint
+                                              FROM dbdedup.load_runs r WHERE r.id = i.load_run_id), 0))
    OR (%(orientations)s AND i.status = 'ok' AND i.phash_variants IS NULL);
 
 -- name: files_to_describe

@@ -1,5 +1,6 @@
 -- Queries of dbdedup/matching.py and dbdedup/clusters.py; the work itself is in the SQL
--- functions of migration 0002 (dbdedup.match, dbdedup.build_clusters, dbdedup.similar).
+-- functions of sql/matching.sql, sql/signals.sql and sql/clusters.sql (dbdedup.match,
+-- dbdedup.match_transforms, dbdedup.match_embeddings, dbdedup.build_clusters) and sql/api.sql.
 
 -- name: match
 SELECT * FROM dbdedup.match(%(max_distance)s, %(hash_kind)s, %(method)s, %(full)s, %(common_limit)s)
@@ -57,3 +58,6 @@ FROM dbdedup.cluster_parameters
 
 -- name: cluster_counts
 SELECT count(DISTINCT cluster_id) AS clusters, count(*) AS members FROM dbdedup.cluster_assignments
+
+-- name: common_hash_counts
+SELECT count(*), coalesce(sum(images), 0) FROM dbdedup.common_hashes WHERE hash_kind = %(hash_kind)s

@@ -99,3 +99,6 @@ FROM listed l
 JOIN dbdedup.images a ON a.id = l.image_a AND a.status = 'ok'
 JOIN dbdedup.images b ON b.id = l.image_b AND b.status = 'ok'
 ORDER BY l.distance, a.path, b.path
+
+-- name: ok_images
+SELECT count(*) FROM dbdedup.images WHERE status = 'ok'

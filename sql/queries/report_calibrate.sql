@@ -57,3 +57,6 @@ ORDER BY distance
 SELECT count(DISTINCT CASE %(hash_kind)s::text WHEN 'phash' THEN phash WHEN 'dhash' THEN dhash ELSE ahash END)
 FROM dbdedup.images
 WHERE status = 'ok'
+
+-- name: ok_images
+SELECT count(*) FROM dbdedup.images WHERE status = 'ok'
