@@ -199,18 +199,30 @@ def _alembic_config(connection=None):
     return cfg
 
 
-def head_revision() -> str:
-    """The newest migration shipped with this version of dbdedup.
+def revisions() -> list[str]:
+    """The migrations shipped with this version of dbdedup, oldest first.
 
     Read from the file names (``NNNN_name.py``, revision ``NNNN``, a linear
     chain) so that a command on a current database never imports Alembic and
-    SQLAlchemy (slow imports); a test checks it equals Alembic's own head.
+    SQLAlchemy (slow imports); a test checks the newest is Alembic's own head.
     """
     from importlib import resources
 
     names = [entry.name for entry in resources.files("dbdedup.migrations.versions").iterdir()]
-    revisions = [name.split("_", 1)[0] for name in names if name[:4].isdigit() and name.endswith(".py")]
-    return max(revisions)
+    return sorted(name.split("_", 1)[0] for name in names if name[:4].isdigit() and name.endswith(".py"))
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of dbdedup."""
+    return revisions()[-1]
+
+
+def _check_revision(revision: str, *also: str) -> None:
+    # Alembic's own error for an unknown revision is a traceback, not a user's one line
+    known = revisions()
+    if revision not in (*known, "head", *also):
+        raise DbdedupError(f"no migration {revision!r} in this dbdedup",
+                           hint=f"give one of {', '.join(known)}, or head (the newest)")
 
 
 def alembic_head_revision() -> str:
@@ -253,6 +265,7 @@ def apply_migrations(dsn: str, revision: str = "head") -> bool:
     """
     from . import schema
 
+    _check_revision(revision)
     target = head_revision() if revision == "head" else revision
     with open_connection(dsn, autocommit=True) as conn:
         if current_revision(conn) == target and schema.stored_checksum(conn) == schema.definitions_checksum():
@@ -262,6 +275,7 @@ def apply_migrations(dsn: str, revision: str = "head") -> bool:
 
 def downgrade_migrations(dsn: str, revision: str) -> None:
     """Downgrade the tables of the database at ``dsn`` (``dbdedup migrate --to``; tests)."""
+    _check_revision(revision, "base")
     _run_alembic(dsn, "downgrade", revision)
 
 

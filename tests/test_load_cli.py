@@ -78,9 +78,3 @@ def test_hash_only_note_once(plain_pg_dsn, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stderr.count(dbmod.HASH_ONLY_MESSAGE) == 1
     assert "loaded " in result.stderr
-
-
-def test_every_command_has_help_with_an_example():
-    for command in ("load", "status", "errors"):
-        result = run(command, "--help")
-        assert result.exit_code == 0 and "Example:" in result.stdout

@@ -157,17 +157,6 @@ def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path, monkeypatch
     assert "o101_copy.jpg" in table
 
 
-def test_every_command_has_help_with_an_example():
-    from click.testing import CliRunner
-
-    from dbdedup.cli.main import cli
-
-    for name in ("report", "pairs", "export", "apply", "undo", "calibrate"):
-        result = CliRunner().invoke(cli, [name, "--help"])
-        assert result.exit_code == 0, name
-        assert "Example:" in result.stdout and f"dbdedup {name}" in result.stdout, name
-
-
 def test_library_streams_clusters_on_autocommit_and_transaction_connections(db_dsn, tmp_path):
     from dbdedup import results
     from dbdedup.clusters import ClusterSettings, ensure_clusters

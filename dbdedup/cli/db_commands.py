@@ -92,7 +92,13 @@ def db_psql(ctx: click.Context, psql_args: tuple[str, ...]) -> None:
 @db_group.command("stop")
 @click.pass_context
 def db_stop(ctx: click.Context) -> None:
-    """Stop the embedded server (the next command starts it again)."""
+    """Stop the embedded server (the next command starts it again).
+
+    \b
+    Example:
+      dbdedup db stop
+      DBDEDUP_DATA_DIR=/tmp/trial dbdedup db stop   # another data directory's server
+    """
     target = _embedded_target(ctx)
     if not target.embedded:
         raise DbdedupError("`db stop` applies to the embedded server only", hint="omit --db / DBDEDUP_DATABASE_URL")
