@@ -146,7 +146,8 @@ def threshold_study(photo_seeds: int, real_glob: str, limit: int, admin: str | N
 
     from PIL import Image
 
-    from dbdedup.hashing import compute_hashes, decode_image
+    from dbdedup.decode import decode_image
+    from dbdedup.hashes import compute_hashes
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from images import photo

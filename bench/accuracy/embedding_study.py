@@ -1,7 +1,7 @@
 """How well the default embedding separates duplicates on the accuracy set, and its fused-rule defaults.
 
 Reads the set built by build_set.py (bench/out/accuracy: truth.csv, images/),
-decodes every file once with ``hashing.decode_image`` (exactly what the loader
+decodes every file once with ``decode.decode_image`` (exactly what the loader
 hashes), computes pHash, the 8-orientation pHashes, and each descriptor
 variant below, fits the PCA reduction on all images and scores pairs with
 numpy (no database):
@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dbdedup import embedding, hashing, variants
+from dbdedup import decode, embedding, variants
+from dbdedup.hashes import compute_hashes
 
 SET_DIR = Path(__file__).resolve().parents[1] / "out" / "accuracy"
 SIMILARITIES = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
@@ -117,7 +118,7 @@ VARIANTS = {
 
 def variant_hashes(image: Image.Image) -> list[int]:
     """pHash, its 7 orientations, then the border-trimmed pHash and its 7 orientations (or repeats)."""
-    plain = hashing.compute_hashes(image).phash
+    plain = compute_hashes(image).phash
     found = variants.compute_variants(image)
     oriented = [plain, *found.orientations]
     if found.trimmed is None:
@@ -135,7 +136,7 @@ def load_set(limit: int | None, variants: list[str]):
     cost = {name: 0.0 for name in variants}
     started = time.perf_counter()
     for i, row in enumerate(rows):
-        image = hashing.decode_image((SET_DIR / "images" / row["file"]).read_bytes()).image
+        image = decode.decode_image((SET_DIR / "images" / row["file"]).read_bytes()).image
         hashes[i] = variant_hashes(image)
         for name in variants:
             t = time.perf_counter()
