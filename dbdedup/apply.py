@@ -271,13 +271,15 @@ class Manifest:
 
     @classmethod
     def create(cls, path: str | os.PathLike, header: dict[str, Any]) -> "Manifest":
+        """A new manifest, readable by its owner only (it lists private paths), in a folder
+        made owner-only if it has to be made; an existing folder is left as it is."""
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        _makedirs_like(os.fsencode(p.parent), None)
         try:
-            handle = open(p, "x", encoding="utf-8")
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError as exc:
             raise DbdedupError(f"the manifest {p} already exists", hint="name a new file with --manifest") from exc
-        manifest = cls(p, handle)
+        manifest = cls(p, os.fdopen(fd, "w", encoding="utf-8"))
         manifest.write(header)
         dir_fd = os.open(p.parent, os.O_RDONLY)
         try:
@@ -354,6 +356,18 @@ def _partial_name(target: bytes) -> bytes:
     return os.path.join(head, b".dbdedup-" + uuid.uuid4().hex[:12].encode() + b"-" + tail[:100])
 
 
+def _remove_partial(partial: bytes) -> bool:
+    """Remove a temporary file of ours (a ``.dbdedup-`` name) if it is there; True if one was removed.
+    A full disk or a kill in the middle of a copy must not leave it behind."""
+    if not os.path.basename(partial).startswith(b".dbdedup-"):
+        return False
+    try:
+        os.unlink(partial)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _fsync_dir(path: bytes) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -367,22 +381,55 @@ def _fsync_dir(path: bytes) -> None:
         os.close(fd)
 
 
+def _makedirs_like(folder: bytes, mirrored: bytes | None) -> None:
+    """Create ``folder`` and its missing parents. Each new folder gets the mode of the folder it
+    mirrors, level for level from the bottom (``mirrored`` for ``folder``, its parent for the
+    parent, ...), so a private source folder stays private where its files go; a folder that
+    mirrors nothing (the --move-to directory itself, a manifest's folder) is made owner-only."""
+    if os.path.isdir(folder):
+        return
+    parent = os.path.dirname(folder)
+    if mirrored is not None and mirrored != b"/":
+        _makedirs_like(parent, os.path.dirname(mirrored))
+        try:
+            mode = stat.S_IMODE(os.stat(mirrored).st_mode) & 0o777 | stat.S_IRWXU
+        except OSError:
+            mode = 0o700
+    else:
+        _makedirs_like(parent, None)
+        mode = 0o700
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        return  # made meanwhile by someone else: left as it is
+    os.chmod(folder, mode)  # mkdir's mode passes through the umask; the mirrored mode must not
+
+
+def _copy_private(source: bytes, target: bytes) -> None:
+    """Copy a file's bytes and metadata to a new ``target`` that nobody else can read while it is written."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+    shutil.copystat(source, target)
+
+
 def _move_file(source: bytes, target: bytes, partial: bytes) -> None:
     """Move without ever overwriting ``target``: link + unlink on one file system; across file systems
-    copy to ``partial`` (fsynced), link it to ``target``, then unlink the source."""
-    os.makedirs(os.path.dirname(target), exist_ok=True)
+    copy to ``partial`` (fsynced), link it to ``target``, then unlink the source. Folders made on the
+    way take the mode of the source's folders they mirror."""
+    _makedirs_like(os.path.dirname(target), os.path.dirname(source))
     try:
         os.link(source, target)
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP):
             raise
-        shutil.copy2(source, partial)
-        with open(partial, "rb") as f:
-            os.fsync(f.fileno())
         try:
+            _copy_private(source, partial)
             os.link(partial, target)
         finally:
-            os.unlink(partial)
+            _remove_partial(partial)
     _fsync_dir(os.path.dirname(target))
     try:
         os.unlink(source)
@@ -563,7 +610,7 @@ def _undo_hardlink(intent: dict[str, Any]) -> tuple[str, str | None]:
     if os.stat(path).st_nlink < 2:
         return "nothing", None
     copy = _partial_name(path)
-    shutil.copy2(path, copy)
+    _copy_private(path, copy)
     os.replace(copy, path)
     return "restored", None
 
@@ -585,7 +632,10 @@ def undo_manifest(conn: psycopg.Connection | None, manifest_path: str | os.PathL
         elif kind == "done":
             finished.add(ev["seq"])
         elif kind == "failed":  # the action raised before changing anything (see execute_plan)
-            intents.pop(ev["seq"], None)
+            failed = intents.pop(ev["seq"], None)
+            if failed and failed.get("partial_bytes"):
+                # a copy the failure cut short (a full disk) that an older dbdedup left behind
+                _remove_partial(bytes.fromhex(failed["partial_bytes"]))
         elif kind == "undone":
             undone.add(ev["seq"])
     result = UndoResult(manifest=Path(manifest_path), action=action)

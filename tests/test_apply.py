@@ -286,3 +286,55 @@ def test_kill_9_half_way_leaves_every_file_whole_and_undo_restores(db_dsn, tmp_p
     interrupted = len(intents) - len(done)  # 0 or 1: the action the kill cut short
     assert f"{len(done)} restored, {interrupted} interrupted actions rolled back" in result.stdout
     assert tree_state(root) == before
+
+
+def _mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_move_to_recreates_folders_with_their_sources_modes(db_dsn, tmp_path):
+    """A file in a private folder stays private where it goes: each folder made under --move-to has
+    the mode of the folder it mirrors, and undo re-creates a removed source folder the same way."""
+    import shutil
+
+    from images import photo, save
+
+    root = tmp_path / "photos"
+    first = save(photo(7, (64, 48)), root / "a" / "p.jpg", quality=90)
+    (root / "b" / "private").mkdir(parents=True)
+    shutil.copy2(first, root / "b" / "private" / "p.jpg")
+    for folder, mode in ((root, 0o750), (root / "a", 0o700), (root / "b", 0o711), (root / "b" / "private", 0o700)):
+        folder.chmod(mode)
+    load(db_dsn, root)
+    run_cli(db_dsn, "report", "--format", "json")
+    before = tree_state(root)
+    moved_to, manifest = tmp_path / "removed", tmp_path / "m.jsonl"
+    run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(manifest))
+    [moved] = [p for p in before if not os.path.exists(p)]
+    source = Path(os.fsdecode(os.path.dirname(moved)))
+    mirror = moved_to / str(source).lstrip("/")
+    assert (mirror / "p.jpg").exists()
+    assert _mode(moved_to) == 0o700  # the --move-to folder mirrors nothing: owner only
+    folder = mirror
+    while folder != moved_to:  # every level has its source folder's mode
+        assert _mode(folder) == _mode(Path("/") / folder.relative_to(moved_to)), folder
+        folder = folder.parent
+    assert _mode(mirror) == 0o700
+
+    source.rmdir()  # the user tidies the emptied folder away; undo brings it back, still private
+    run_cli(db_dsn, "undo", str(manifest))
+    assert tree_state(root) == before
+    assert _mode(source) == 0o700
+
+
+def test_manifest_is_readable_by_its_owner_only(db_dsn, tmp_path, loaded):
+    new_folder = tmp_path / "state" / "manifests" / "m.jsonl"
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(new_folder))
+    assert _mode(new_folder) == 0o600
+    assert _mode(new_folder.parent) == 0o700 and _mode(new_folder.parent.parent) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o750)
+    shared.chmod(0o750)
+    run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(shared / "m.jsonl"))
+    assert _mode(shared / "m.jsonl") == 0o600
+    assert _mode(shared) == 0o750  # an existing folder is left as it is
