@@ -76,6 +76,35 @@ BEGIN
     WHERE p.hash_kind = kind
       AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
                                p.transform_distance, p.similarity);
+    -- reviewers' verdicts, by content: a pair judged not a duplicate never links; an image judged
+    -- not in its cluster links by no signal; a confirmed pair links whatever its distance
+    IF EXISTS (SELECT 1 FROM dbdedup.verdicts) THEN
+        DELETE FROM cc_pair p
+        USING (SELECT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y
+               FROM dbdedup.verdicts v
+               JOIN dbdedup.images a ON a.sha256 = v.sha256_a AND a.status = 'ok'
+               JOIN dbdedup.images b ON b.sha256 = v.sha256_b AND b.status = 'ok'
+               WHERE v.kind = 'not_duplicate') n
+        WHERE p.image_a = n.x AND p.image_b = n.y;
+        DELETE FROM cc_pair p
+        WHERE p.image_a IN (SELECT i.id FROM dbdedup.verdicts v JOIN dbdedup.images i ON i.sha256 = v.sha256_a AND i.status = 'ok'
+                            WHERE v.kind = 'not_in_cluster')
+           OR p.image_b IN (SELECT i.id FROM dbdedup.verdicts v JOIN dbdedup.images i ON i.sha256 = v.sha256_a AND i.status = 'ok'
+                            WHERE v.kind = 'not_in_cluster');
+        INSERT INTO cc_pair (image_a, image_b, d, transform, similarity)
+        SELECT least(a.id, b.id), greatest(a.id, b.id),
+               CASE dbdedup.hash_column(build_clusters.hash_kind)
+                   WHEN 'dhash' THEN dbdedup.hamming(a.dhash, b.dhash)
+                   WHEN 'ahash' THEN dbdedup.hamming(a.ahash, b.ahash)
+                   ELSE dbdedup.hamming(a.phash, b.phash) END,
+               NULL, NULL
+        FROM dbdedup.verdicts v
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM dbdedup.images i
+                            WHERE i.sha256 = v.sha256_a AND i.status = 'ok' ORDER BY i.id LIMIT 1) a
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM dbdedup.images i
+                            WHERE i.sha256 = v.sha256_b AND i.status = 'ok' ORDER BY i.id LIMIT 1) b
+        WHERE v.kind = 'duplicate';
+    END IF;
 
     -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
     -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
@@ -83,7 +112,9 @@ BEGIN
     INSERT INTO cc_image (image_id, rank_key, node)
     SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
     FROM (SELECT i.id, i.sha256,
-                 row_number() OVER (ORDER BY dbdedup.is_under(i.path, reference_paths) DESC,
+                 row_number() OVER (ORDER BY EXISTS (SELECT 1 FROM dbdedup.verdicts v
+                                                     WHERE v.kind = 'keeper' AND v.sha256_a = i.sha256) DESC,
+                     dbdedup.is_under(i.path, reference_paths) DESC,
                      CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
                      CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
                      CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
@@ -111,6 +142,13 @@ BEGIN
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
                                  similarity real) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
+    -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
+    CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
+    SELECT DISTINCT least(ia.node, ib.node) AS a, greatest(ia.node, ib.node) AS b
+    FROM dbdedup.verdicts v
+    JOIN dbdedup.images x ON x.sha256 = v.sha256_a AND x.status = 'ok' JOIN cc_image ia ON ia.image_id = x.id
+    JOIN dbdedup.images y ON y.sha256 = v.sha256_b AND y.status = 'ok' JOIN cc_image ib ON ib.image_id = y.id
+    WHERE v.kind = 'not_duplicate';
 
     -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
     -- remaining node it is linked to; repeated on what is left. In each round every node with no
@@ -130,6 +168,11 @@ BEGIN
         SELECT * FROM (SELECT DISTINCT ON (e.b) e.b, e.a, e.d, e.transform, e.similarity
                        FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
                        ORDER BY e.b, e.a) j;
+        -- a member judged not a duplicate of a better member of the same keeper waits for a later round
+        DELETE FROM cc_assign j
+        USING cc_assign o, cc_apart x
+        WHERE o.keeper = j.keeper AND o.node < j.node AND j.node <> j.keeper
+          AND x.a = least(o.node, j.node) AND x.b = greatest(o.node, j.node);
         -- a keeper whose neighbours all joined better keepers is no cluster (a group of copies
         -- still is: added after the rounds)
         DELETE FROM cc_assign a
@@ -168,18 +211,19 @@ BEGIN
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
         transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
-    DROP TABLE cc_pair, cc_image, cc_member, cc_edge, cc_keeper, cc_assign;
+    DROP TABLE cc_pair, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer) IS
     'Cluster the pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
     'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals). '
-    'Keeper order: reference paths first, then the keeper rule (largest = most pixels, then largest file, then oldest; '
+    'Keeper order: a keeper verdict first, then reference paths, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
-    'are at distance 0. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
+    'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
+    'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.92 confirmed within 20, variants within 2); dHash and aHash cluster by rule hash.';
 
 CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
@@ -268,3 +312,28 @@ CREATE OR REPLACE VIEW dbdedup.common_hash_images AS
          AND CASE v.hash_kind WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END = v.value
     WHERE v.is_common;
 COMMENT ON VIEW dbdedup.common_hash_images IS 'The images whose hash value is over-common (see dbdedup.common_hashes).';
+
+CREATE OR REPLACE VIEW dbdedup.verdicts_current AS
+    SELECT v.id,
+           v.kind,
+           v.sha256_a,
+           v.sha256_b,
+           v.decided_by,
+           v.decided_at,
+           v.note,
+           a.image_ids AS image_ids_a,
+           a.paths AS paths_a,
+           b.image_ids AS image_ids_b,
+           b.paths AS paths_b,
+           (SELECT min(c.cluster_id) FROM dbdedup.cluster_assignments c WHERE c.image_id = ANY (a.image_ids)) AS cluster_id_a,
+           (SELECT min(c.cluster_id) FROM dbdedup.cluster_assignments c WHERE c.image_id = ANY (b.image_ids)) AS cluster_id_b,
+           (a.image_ids IS NULL OR (v.sha256_b IS NOT NULL AND b.image_ids IS NULL)) AS stale
+    FROM dbdedup.verdicts v
+    CROSS JOIN LATERAL (SELECT array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths
+                        FROM dbdedup.images i WHERE i.status = 'ok' AND i.sha256 = v.sha256_a) a
+    CROSS JOIN LATERAL (SELECT array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths
+                        FROM dbdedup.images i WHERE i.status = 'ok' AND i.sha256 = v.sha256_b) b;
+COMMENT ON VIEW dbdedup.verdicts_current IS
+    'Each verdict with the loaded images it names now (every ok image with that SHA-256: copies and renamed files '
+    'included), their current clusters (NULL: in none), and stale = true when an image it names is not loaded any more '
+    '(moved away, deleted, not loaded into this database). A stale verdict is kept: it applies again when the file returns.';

@@ -186,7 +186,7 @@ def _register_commands() -> None:
     from . import db_commands
 
     db_commands.register(cli)
-    for name in ("load_commands", "match_commands", "report_commands", "embedding_commands"):
+    for name in ("load_commands", "match_commands", "report_commands", "embedding_commands", "review_commands"):
         try:
             module = __import__(f"dbdedup.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
