@@ -14,7 +14,7 @@ import click
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
 from ..embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
-from .main import note, settings_of
+from .context import note, settings_of
 
 OPTION_NAMES = ("threshold", "hash_kind", "rule", "min_similarity", "confirm_distance", "transform_distance",
                 "keeper_rule", "reference_paths", "clear_references")

@@ -9,7 +9,7 @@ import click
 
 from .. import db as dbmod
 from ..errors import DbdedupError
-from .main import note, settings_of
+from .context import note, settings_of
 
 
 def register(cli: click.Group) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import note, open_db, settings_of
+from .context import note, open_db, settings_of
 
 
 def register(cli: click.Group) -> None:

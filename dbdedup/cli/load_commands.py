@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..decode import DEFAULT_MAX_PIXELS, REASONS
-from .main import note, open_db, settings_of
+from .context import note, open_db, settings_of
 from .output import emit_rows, format_option
 
 

@@ -7,25 +7,12 @@ import signal
 import sys
 import threading
 import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Iterator
 
 import click
 
 from .. import __version__
 from ..errors import Terminated, user_error
-
-
-@dataclass
-class Settings:
-    """Global options every command sees (through ``ctx.obj``)."""
-
-    db: str | None
-    data_dir: str | None
-    verbose: int
-    quiet: bool
-    lock_wait: float | None = None
+from .context import Settings
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -159,27 +146,6 @@ def accept_global_options(command: click.Command) -> None:
     for option in _late_options():
         if not taken.intersection(option.opts):
             command.params.append(option)
-
-
-@contextmanager
-def open_db(ctx: click.Context, *, autocommit: bool = False) -> Iterator:
-    """Connect as the global options say (embedded server by default), migrations applied."""
-    from ..db import connect
-
-    settings: Settings = ctx.find_root().obj
-    with connect(settings.db, settings.data_dir, autocommit=autocommit) as conn:
-        yield conn
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The global options."""
-    return ctx.find_root().obj
-
-
-def note(ctx: click.Context, message: str) -> None:
-    """A line on stderr, unless --quiet."""
-    if not settings_of(ctx).quiet:
-        click.echo(message, err=True)
 
 
 def _register_commands() -> None:

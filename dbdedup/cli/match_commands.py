@@ -9,7 +9,7 @@ import click
 from ..errors import DbdedupError
 from ..matching import DEFAULT_THRESHOLD, HASH_KINDS, METHODS
 from .clustering import clustering_options, threshold_option, use_clustering
-from .main import note, open_db
+from .context import note, open_db
 from .output import emit_rows, format_option
 
 SIMILAR_COLUMNS = ("distance", "path", "width", "height", "size_bytes", "image_id")

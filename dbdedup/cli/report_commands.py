@@ -14,7 +14,7 @@ from ..errors import DbdedupError
 from ..matching import HASH_KINDS
 from ..results import SORT_ORDERS
 from .clustering import clustering_options, threshold_option, use_clustering
-from .main import note, open_db, settings_of
+from .context import note, open_db, settings_of
 
 
 def register(cli: click.Group) -> None:

@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..errors import DbdedupError
-from .main import note, open_db
+from .context import note, open_db
 from .output import emit_rows, format_option
 
 
