@@ -1,31 +1,46 @@
-"""Build the accuracy evaluation set from real images that nobody here made.
+"""Build the accuracy evaluation set from real images that nobody here made, hard negatives kept in.
 
 Sources are Debian packages, fetched with `apt-get download` and unpacked with
 `dpkg-deb -x` into bench/out/accuracy/debs/ (no root needed, nothing installed
-system-wide): photos of objects (tuxpaint-stamps-default), painted portraits
-and art (wesnoth-1.16-data), desktop wallpapers (gnome/mate/ukui/sway/plasma
-backgrounds), scikit-image's sample photos (python3-skimage) and clipart
-(openclipart-png).
+system-wide):
+
+- photo-like pictures: photos of objects (tuxpaint-stamps-default), painted
+  portraits and art (wesnoth-1.16-data), desktop wallpapers (gnome/mate/ukui/
+  sway/plasma backgrounds), scikit-image's sample photos (python3-skimage) and
+  clipart (openclipart-png);
+- look-alike but different pictures, the hard negatives, each of a kind:
+    colour_variant  one folder drawing in 26 colours (papirus-icon-theme, places/folder-COLOUR-GLYPH.svg)
+    same_layout     country flags, 16x11 PNGs upscaled 16x (famfamfam-flag-png): same stripes, other colours
+    small_details   playing cards: one rank in four suits, one suit in 13 ranks (gnome-cards-data
+                    SVG sheets, cut along aisleriot's 13x5 grid)
+    icon_family     file-type icons of one theme: one page shape, another label or colour
+                    (papirus-icon-theme, mimetypes/)
+    line_art        openclipart drawings that are thin dark lines on white, little colour
+  The SVGs are rendered with `rsvg-convert` (Debian's librsvg2-bin:
+  `apt-get install librsvg2-bin`) into bench/out/accuracy/render/, once.
+
+A candidate is dropped only when it is the same picture as one already kept,
+judged by pixels in colour, in any of the 8 orientations: the same aspect ratio
+(within 4%) and 48x48 RGB thumbnails with RMS difference <= 6 and 99th-percentile
+difference <= 32 (of 255). Nothing is dropped for looking alike in greyscale or
+in a hash, and near-uniform and low-contrast images stay in: that is where the
+methods under test fail. Animation frames of the Wesnoth unit sprites and the
+portraits' transparent-background copies are left out by name.
 
 The set, under bench/out/accuracy/ (git-ignored):
 
     images/o0001.png               an original (alpha flattened on white, long side <= 1024 px)
-    images/o0001__jpeg_q10.jpg     its copies, one per transform
-    images/x0001.png               distractors: other images from the packages, no duplicate anywhere
-    truth.csv                      file, group, transform, source   (group empty for distractors)
-    manifest.json                  seed, package versions, counts, what the near-duplicate filter dropped
-
-Candidates that are already near-duplicates of each other (animation frames,
-one wallpaper at several sizes, the same stamp twice) are dropped before the
-draw, so the ground truth has no unlabelled duplicate: equal pixels, or
-32x32 greyscale thumbnails with correlation >= 0.90, or pHash distance <= 10
-with correlation >= 0.70, in any of the 8 orientations (mirrored sprites and
-arrow icons are duplicates too). The filter looks at pixels first so that pHash's own
-hard negatives (unrelated images with close hashes) stay in the set.
+    images/o0001__jpeg_q10.jpg     its copies, one per edit
+    images/x0001.png               distractors: other images from the packages, no copy anywhere
+    truth.csv                      file, group, transform, source, hard_kind, family
+                                   (group empty for distractors; hard_kind empty for photo-like pictures;
+                                   copies carry their original's hard_kind and family)
+    manifest.json                  seed, package versions, counts, what the same-picture filter dropped
 
 Deterministic: the same seed and package versions give the same files.
 
 Usage:
+    apt-get install librsvg2-bin
     .venv/bin/python bench/accuracy/build_set.py [--originals 300] [--distractors 3000] [--seed 5]
 """
 
@@ -33,12 +48,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import hashlib
 import json
 import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -47,11 +64,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import imagehash
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
-
-from dbdedup.variants import compute_variants
 
 BENCH_OUT = Path(__file__).resolve().parents[1] / "out" / "accuracy"
 
@@ -65,7 +79,12 @@ PACKAGES = [
     "plasma-workspace-wallpapers",
     "python3-skimage",
     "openclipart-png",
+    "papirus-icon-theme",
+    "famfamfam-flag-png",
+    "gnome-cards-data",
 ]
+
+HARD_KINDS = ("colour_variant", "same_layout", "small_details", "icon_family", "line_art")
 
 # the few sources over MAX_SOURCE_PIXELS are skipped before decoding; no need for Pillow's warning
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -75,12 +94,23 @@ MIN_SIDE_ORIGINAL = 96
 MIN_SIDE_DISTRACTOR = 48
 MAX_SOURCE_PIXELS = 40_000_000
 
-# Near-duplicate filter among candidates (see module docstring).
-THUMB = 32
-CORR_DUPLICATE = 0.90
-CORR_WITH_CLOSE_PHASH = 0.70
-PHASH_CLOSE = 10
-MIN_THUMB_STD = 4.0  # near-uniform images carry no content to match on
+ICON_SIZE = 256  # SVG icons are rendered at this size
+FLAG_SCALE = 16  # 16x11 flags become 256x176
+CARD_WIDTH = 200  # rendered width of one card
+CARD_GRID = (13, 5)  # aisleriot's SVG card sheets: 13 ranks x (clubs, diamonds, hearts, spades, extras)
+CARD_SUITS = ("club", "diamond", "heart", "spade")
+CARD_THEMES = 8  # whole themes (52 cards each) drawn into the pool
+
+# Same-picture test (see module docstring).
+THUMB = 48
+BLOCK = 8  # the prefilter compares 8x8 block means (RMS of block means <= RMS of pixels)
+SAME_RMS = 6.0
+SAME_P99 = 32.0
+SAME_ASPECT = 0.04  # |log(aspect ratio)| difference
+
+# Line art: clipart that is mostly white with thin, nearly colourless strokes.
+LINE_ART_WHITE = 0.75  # share of near-white pixels
+LINE_ART_CHROMA = 0.12  # mean (max - min) / 255 of the other pixels
 
 CLIPART_SAMPLE = 3500
 
@@ -120,14 +150,20 @@ def _images_under(root: Path) -> list[Path]:
 @dataclass
 class Candidate:
     source: str  # package-relative path, for the CSV
-    path: Path
-    kind: str  # "photo", "painting", "wallpaper", "clipart", "sprite"
+    path: Path  # a raster file (SVGs, flags and cards point at their rendering)
+    kind: str  # "photo", "painting", "wallpaper", "clipart", "sprite", or a hard-negative kind
+    family: str = ""  # look-alikes of one drawing share it (folder glyph, card theme and rank, ...)
+
+    @property
+    def hard_kind(self) -> str:
+        return self.kind if self.kind in HARD_KINDS else ""
 
 
-def list_candidates(debs_dir: Path) -> list[Candidate]:
+def list_candidates(debs_dir: Path, render_dir: Path, workers: int) -> list[Candidate]:
     """Every usable source image, tagged by kind. Excludes what is not a picture
     (alphabets, UI parts, masks) and keeps one file per wallpaper (the packages
-    ship each wallpaper at several sizes)."""
+    ship each wallpaper at several sizes). Line art is told from other clipart
+    after decoding (``describe``)."""
     out: list[Candidate] = []
 
     def add(package: str, paths, kind: str) -> None:
@@ -139,9 +175,11 @@ def list_candidates(debs_dir: Path) -> list[Candidate]:
         [p for p in _images_under(tux) if "/symbols/" not in str(p)], "photo")
 
     wes = debs_dir / "wesnoth-1.16-data/usr/share/games/wesnoth/1.16/data/core/images"
-    add("wesnoth-1.16-data", _images_under(wes / "portraits"), "painting")
+    # a portrait's transparent/ copy is the same painting on another background: not a different picture
+    add("wesnoth-1.16-data", [p for p in _images_under(wes / "portraits") if "/transparent/" not in str(p)],
+        "painting")
     add("wesnoth-1.16-data", _images_under(wes / "story") + _images_under(wes / "maps"), "painting")
-    # one still per unit: animation frames (attack1, die2, ...) are near-duplicates of it
+    # one still per unit: animation frames (attack1, die2, ...) are the same drawing in another pose
     sprites = [p for p in _images_under(wes / "units")
                if not any(ch.isdigit() for ch in p.stem) and "-" not in p.stem]
     add("wesnoth-1.16-data", sprites, "sprite")
@@ -163,6 +201,8 @@ def list_candidates(debs_dir: Path) -> list[Candidate]:
     clipart = _images_under(debs_dir / "openclipart-png/usr/share/openclipart/png")
     # the package has 6,900 drawings: a seeded sample is plenty and halves the decoding time
     add("openclipart-png", random.Random(0).sample(clipart, min(len(clipart), CLIPART_SAMPLE)), "clipart")
+
+    out += hard_negative_candidates(debs_dir, render_dir, workers)
     return out
 
 
@@ -174,12 +214,129 @@ def _size_from_name(path: Path) -> tuple[int, int]:
         return (0, 0)
 
 
+# ---------------------------------------------------------------- hard negatives
+
+
+def _rsvg(args: tuple[str, str, int | None, int | None]) -> str | None:
+    """Render one SVG (or SVGZ) to PNG with rsvg-convert; None when it worked, else why not."""
+    svg, png, width, height = args
+    if os.path.exists(png):
+        return None
+    command = ["rsvg-convert", "-o", png + ".part"]
+    if width:
+        command += ["-w", str(width)]
+    if height:
+        command += ["-h", str(height)]
+    data = Path(svg).read_bytes()
+    if data[:2] == b"\x1f\x8b":  # svgz: rsvg-convert reads it, but not when named otherwise; be explicit
+        data = gzip.decompress(data)
+    done = subprocess.run(command, input=data, capture_output=True)
+    if done.returncode != 0:
+        return f"{svg}: {done.stderr.decode(errors='replace').strip()[:200]}"
+    os.replace(png + ".part", png)
+    return None
+
+
+def _render_all(jobs: list[tuple[str, str, int | None, int | None]], workers: int) -> None:
+    if not jobs:
+        return
+    if shutil.which("rsvg-convert") is None:
+        sys.exit("rsvg-convert not found: the SVG hard negatives need Debian's librsvg2-bin "
+                 "(apt-get install librsvg2-bin)")
+    for job in jobs:
+        Path(job[1]).parent.mkdir(parents=True, exist_ok=True)
+    with multiprocessing.Pool(workers) as pool:
+        failures = [f for f in pool.map(_rsvg, jobs, chunksize=8) if f]
+    for failure in failures[:5]:
+        print(f"  render failed: {failure}", file=sys.stderr)
+
+
+FOLDER_COLOURS = ("adwaita black blue bluegrey breeze brown carmine custom cyan darkcyan deeporange green grey "
+                  "indigo magenta nordic orange palebrown paleorange pink red teal violet white yaru yellow").split()
+
+
+def _folder_family(name: str) -> str | None:
+    """'folder-red-books' -> 'folder-books', 'folder-red' -> 'folder'; None if not a coloured folder."""
+    match = re.fullmatch(r"folder-(" + "|".join(sorted(FOLDER_COLOURS, key=len, reverse=True)) + r")(-.+)?", name)
+    if not match:
+        return None
+    return "folder" + (match.group(2) or "")
+
+
+def hard_negative_candidates(debs_dir: Path, render_dir: Path, workers: int) -> list[Candidate]:
+    """Look-alike but different pictures (see the module docstring), rendered to PNG once."""
+    out: list[Candidate] = []
+    jobs = []
+    papirus = debs_dir / "papirus-icon-theme/usr/share/icons/Papirus/64x64"
+    # regular files only: the theme's symlinks are the same drawing under another name
+    for svg in sorted(p for p in (papirus / "places").glob("folder-*.svg") if p.is_file() and not p.is_symlink()):
+        family = _folder_family(svg.stem)
+        if family is None:
+            continue
+        png = render_dir / "papirus/places" / (svg.stem + ".png")
+        jobs.append((str(svg), str(png), ICON_SIZE, ICON_SIZE))
+        out.append(Candidate(f"papirus-icon-theme:{svg.relative_to(debs_dir / 'papirus-icon-theme')}", png,
+                             "colour_variant", family))
+    for svg in sorted(p for p in (papirus / "mimetypes").glob("*.svg") if p.is_file() and not p.is_symlink()):
+        png = render_dir / "papirus/mimetypes" / (svg.stem + ".png")
+        jobs.append((str(svg), str(png), ICON_SIZE, ICON_SIZE))
+        out.append(Candidate(f"papirus-icon-theme:{svg.relative_to(debs_dir / 'papirus-icon-theme')}", png,
+                             "icon_family", "mimetypes"))
+
+    sheets = []
+    cards = debs_dir / "gnome-cards-data/usr/share/aisleriot/cards"
+    themes = sorted(p for p in cards.glob("*.svgz") if p.is_file())
+    for sheet in random.Random(1).sample(themes, min(CARD_THEMES, len(themes))):
+        png = render_dir / "cards" / (sheet.stem + ".png")
+        jobs.append((str(sheet), str(png), CARD_WIDTH * CARD_GRID[0], None))
+        sheets.append((sheet, png))
+    _render_all(jobs, workers)
+
+    for sheet, png in sheets:
+        out += _cut_cards(sheet, png, render_dir / "cards" / sheet.stem, debs_dir)
+
+    flags = debs_dir / "famfamfam-flag-png/usr/share/flags/countries/16x11"
+    for flag in _images_under(flags):
+        png = render_dir / "flags" / (flag.stem + ".png")
+        if not png.exists():
+            png.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(flag) as im:
+                rgb = flatten_on_white(im)
+            rgb.resize((rgb.width * FLAG_SCALE, rgb.height * FLAG_SCALE), Image.BICUBIC).save(png)
+        out.append(Candidate(f"famfamfam-flag-png:{flag.relative_to(debs_dir / 'famfamfam-flag-png')}", png,
+                             "same_layout", "flag"))
+    return [c for c in out if c.path.exists()]
+
+
+def _cut_cards(sheet: Path, png: Path, folder: Path, debs_dir: Path) -> list[Candidate]:
+    """The 52 cards of one rendered sheet (aisleriot's 13x5 grid; the fifth row, jokers and backs, left out)."""
+    if not png.exists():
+        return []
+    out = []
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(png) as im:
+        sheet_image = im.convert("RGBA")
+    columns, rows = CARD_GRID
+    cell_w, cell_h = sheet_image.width / columns, sheet_image.height / rows
+    source = f"gnome-cards-data:{sheet.relative_to(debs_dir / 'gnome-cards-data')}"
+    for row, suit in enumerate(CARD_SUITS):
+        for column in range(columns):
+            path = folder / f"{suit}_{column + 1:02d}.png"
+            if not path.exists():
+                box = (round(column * cell_w), round(row * cell_h), round((column + 1) * cell_w),
+                       round((row + 1) * cell_h))
+                flatten_on_white(sheet_image.crop(box)).save(path)
+            out.append(Candidate(f"{source}#{suit}_{column + 1}", path, "small_details",
+                                 f"{sheet.stem}:{column + 1}"))
+    return out
+
+
 # ---------------------------------------------------------------- decoding
 
 
 def flatten_on_white(image: Image.Image) -> Image.Image:
     """RGB with any transparency composited on white (as dbdedup's loader does)."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -209,81 +366,103 @@ class Decoded:
     candidate: Candidate
     size: tuple[int, int]  # after scaling to MAX_SIDE; the pixels are decoded again when saved
     pixel_sha: bytes
-    phash: int
-    thumb: np.ndarray  # zero-mean, unit-norm 32x32 grey
-    thumb_std: float
-    oriented_thumbs: np.ndarray  # (8, 1024): the thumbnail under the 8 orientations (identity first)
-    oriented_phashes: np.ndarray  # (8,) uint64: pHash under the 8 orientations (identity first)
+    thumb: np.ndarray  # (THUMB, THUMB, 3) uint8 RGB, the aspect ratio squashed to a square
+    std: float  # grey standard deviation of the thumbnail (reported, never used to drop)
 
 
 def describe(candidate: Candidate) -> Decoded | None:
     image = open_source(candidate.path)
     if image is None:
         return None
-    grey = np.asarray(image.convert("L").resize((THUMB, THUMB), Image.BILINEAR), dtype=np.float64).ravel()
-    std = float(grey.std())
-    centred = grey - grey.mean()
-    norm = np.linalg.norm(centred) or 1.0
-    thumb = (centred / norm).astype(np.float32)
-    square = thumb.reshape(THUMB, THUMB)
-    oriented = [square, square[:, ::-1], square[::-1, :], np.rot90(square, 1), np.rot90(square, 2),
-                np.rot90(square, 3), square.T, np.rot90(square, 2).T]
-    phash = int(str(imagehash.phash(image)), 16)
-    variants = compute_variants(image).orientations
+    # a box filter, so the 8x8 block means of the thumbnail are exact averages of it
+    thumb = np.asarray(image.resize((THUMB, THUMB), Image.BOX), dtype=np.uint8)
+    if candidate.kind == "clipart" and _is_line_art(thumb):
+        candidate = Candidate(candidate.source, candidate.path, "line_art", "")
     return Decoded(
         candidate=candidate,
         size=image.size,
         pixel_sha=hashlib.sha256(image.tobytes() + repr(image.size).encode()).digest(),
-        phash=phash,
         thumb=thumb,
-        thumb_std=std,
-        oriented_thumbs=np.stack([o.ravel() for o in oriented]).astype(np.float32),
-        oriented_phashes=np.array([phash] + [v & 0xFFFF_FFFF_FFFF_FFFF for v in variants], dtype=np.uint64),
+        std=float(thumb.astype(np.float32).mean(axis=2).std()),
     )
 
 
-def drop_near_duplicates(items: list[Decoded], rng: random.Random) -> tuple[list[Decoded], dict]:
-    """Keep one image of every near-duplicate group (greedy, in a seeded random order)."""
+def _is_line_art(thumb: np.ndarray) -> bool:
+    rgb = thumb.astype(np.float32)
+    white = (rgb >= 235).all(axis=2)
+    if white.mean() < LINE_ART_WHITE or white.all():
+        return False
+    ink = rgb[~white]
+    chroma = (ink.max(axis=1) - ink.min(axis=1)).mean() / 255.0
+    return chroma <= LINE_ART_CHROMA
+
+
+def _orientations(square: np.ndarray) -> list[np.ndarray]:
+    """The 8 orientations of a square array (first axes rows, columns); the last four swap the aspect ratio."""
+    return [square, square[:, ::-1], square[::-1, :], square[::-1, ::-1],
+            np.rot90(square, 1), np.rot90(square, 3), square.transpose(1, 0, 2), square[::-1, ::-1].transpose(1, 0, 2)]
+
+
+def same_picture_pairs(items: list[Decoded]) -> list[tuple[int, int, str]]:
+    """Pairs (i, j, how) of candidates that are the same picture by the colour-pixel test, in any orientation."""
+    n = len(items)
+    thumbs = np.stack([d.thumb for d in items]).astype(np.float32)  # (n, T, T, 3)
+    k = THUMB // BLOCK
+    blocks = thumbs.reshape(n, BLOCK, k, BLOCK, k, 3).mean(axis=(2, 4))  # (n, 8, 8, 3)
+    log_aspect = np.array([math.log(d.size[0] / d.size[1]) for d in items])
+    flat = blocks.reshape(n, -1)
+    sq = (flat ** 2).sum(axis=1)
+    dims = flat.shape[1]
+    limit = SAME_RMS ** 2 * dims
+    found: dict[tuple[int, int], str] = {}
+    for o in range(8):
+        oriented = np.stack([_orientations(b)[o] for b in blocks]).reshape(n, -1)
+        swapped = o >= 4
+        for start in range(0, n, 2000):
+            part = oriented[start:start + 2000]
+            d2 = sq[None, :] + (part ** 2).sum(axis=1)[:, None] - 2 * part @ flat.T  # (part, n)
+            aspect = log_aspect[start:start + 2000, None] * (-1 if swapped else 1)
+            close = (d2 <= limit) & (np.abs(aspect - log_aspect[None, :]) <= SAME_ASPECT)
+            for a, b in zip(*np.nonzero(close)):
+                i, j = a + start, b
+                if i == j:
+                    continue
+                key = (min(i, j), max(i, j))
+                if key in found:
+                    continue
+                diff = np.abs(_orientations(thumbs[i])[o] - thumbs[j]).max(axis=2)
+                rms = math.sqrt(float((np.abs(_orientations(thumbs[i])[o] - thumbs[j]) ** 2).mean()))
+                if rms <= SAME_RMS and np.percentile(diff, 99) <= SAME_P99:
+                    found[key] = "identity" if o == 0 else "oriented"
+    return [(i, j, how) for (i, j), how in found.items()]
+
+
+def drop_same_pictures(items: list[Decoded], rng: random.Random) -> tuple[list[Decoded], dict]:
+    """Keep one image of every same-picture group (greedy, in a seeded random order)."""
     order = list(range(len(items)))
     rng.shuffle(order)
     items = [items[i] for i in order]
-    thumbs = np.stack([d.thumb for d in items])
-    hashes = np.array([d.phash for d in items], dtype=np.uint64)
-    kept_idx: list[int] = []
-    stats = {"same_pixels": 0, "thumbnail_correlation": 0, "close_phash_and_correlation": 0,
-             "flipped_or_rotated": 0}
+    stats = {"same_pixels": 0, "same_picture": 0, "same_picture_oriented": 0}
+    neighbours: dict[int, list[tuple[int, str]]] = {}
+    for i, j, how in same_picture_pairs(items):
+        neighbours.setdefault(i, []).append((j, how))
+        neighbours.setdefault(j, []).append((i, how))
+    kept: set[int] = set()
     seen_sha: set[bytes] = set()
-    kept_thumbs = np.zeros_like(thumbs)
-    kept_hashes = np.zeros_like(hashes)
     for i, item in enumerate(items):
         if item.pixel_sha in seen_sha:
             stats["same_pixels"] += 1
             continue
-        n = len(kept_idx)
-        if n:
-            corr = kept_thumbs[:n] @ thumbs[i]
-            dist = np.bitwise_count(kept_hashes[:n] ^ hashes[i])
-            if (corr >= CORR_DUPLICATE).any():
-                stats["thumbnail_correlation"] += 1
-                continue
-            if ((dist <= PHASH_CLOSE) & (corr >= CORR_WITH_CLOSE_PHASH)).any():
-                stats["close_phash_and_correlation"] += 1
-                continue
-            # the same tests against a flipped or rotated candidate: mirrored sprites and icons
-            # (left/right arrows, a creature facing both ways) are duplicates by the set's own rules
-            corr8 = kept_thumbs[:n] @ item.oriented_thumbs.T
-            dist8 = np.bitwise_count(kept_hashes[:n, None] ^ item.oriented_phashes[None, :])
-            if (corr8 >= CORR_DUPLICATE).any() or ((dist8 <= PHASH_CLOSE) & (corr8 >= CORR_WITH_CLOSE_PHASH)).any():
-                stats["flipped_or_rotated"] += 1
-                continue
+        hit = next((how for j, how in neighbours.get(i, ()) if j in kept), None)
+        if hit is not None:
+            stats["same_picture" if hit == "identity" else "same_picture_oriented"] += 1
+            continue
         seen_sha.add(item.pixel_sha)
-        kept_thumbs[n] = thumbs[i]
-        kept_hashes[n] = hashes[i]
-        kept_idx.append(i)
-    return [items[i] for i in kept_idx], stats
+        kept.add(i)
+    return [items[i] for i in sorted(kept)], stats
 
 
-# ---------------------------------------------------------------- transforms
+# ---------------------------------------------------------------- edits
 
 
 def _jpeg(quality: int):
@@ -317,8 +496,13 @@ def _rotate_90(im, rng):
     return im.transpose(Image.Transpose.ROTATE_90), None, {}
 
 
-def _rotate_5(im, rng):
-    return im.rotate(5, resample=Image.BICUBIC, expand=False, fillcolor=(255, 255, 255)), None, {}
+def _rotate(degrees: float):
+    """A small rotation about the centre, same canvas, corners filled with white (a scanned or
+    straightened copy); the direction is drawn per image."""
+    def apply(im, rng):
+        angle = degrees if rng.random() < 0.5 else -degrees
+        return im.rotate(angle, resample=Image.BICUBIC, expand=False, fillcolor=(255, 255, 255)), None, {}
+    return apply
 
 
 def _enhance(kind, factor):
@@ -355,6 +539,14 @@ def _border(im, rng):
     return ImageOps.expand(im, border=pad, fill=colour), None, {}
 
 
+def _border_wide(im, rng):
+    """A 20% mat in a random colour, wider at the bottom (a framed print)."""
+    pad = max(4, round(min(im.size) * 0.20))
+    colour = tuple(rng.randint(0, 255) for _ in range(3))
+    framed = ImageOps.expand(im, border=pad, fill=colour)
+    return ImageOps.expand(framed, border=(0, 0, 0, pad // 2), fill=colour), None, {}
+
+
 def _format_webp(im, rng):
     return im, "webp", {"quality": 80}
 
@@ -375,7 +567,10 @@ TRANSFORMS = {
     "crop_50": _crop(0.50),
     "flip_h": _flip,
     "rotate_90": _rotate_90,
-    "rotate_5": _rotate_5,
+    "rotate_2": _rotate(2),
+    "rotate_5": _rotate(5),
+    "rotate_10": _rotate(10),
+    "rotate_20": _rotate(20),
     "brightness_up": _enhance(ImageEnhance.Brightness, 1.3),
     "brightness_down": _enhance(ImageEnhance.Brightness, 0.7),
     "contrast_up": _enhance(ImageEnhance.Contrast, 1.4),
@@ -383,6 +578,7 @@ TRANSFORMS = {
     "blur": _blur,
     "watermark": _watermark,
     "border": _border,
+    "border_wide": _border_wide,
     "format_webp": _format_webp,
     "format_swap": _format_swap,  # PNG original -> JPEG q90, JPEG original -> PNG
 }
@@ -403,29 +599,50 @@ def save(image: Image.Image, path_stem: Path, fmt: str, options: dict) -> Path:
 # ---------------------------------------------------------------- the draw
 
 
-def pick(decoded: list[Decoded], n_originals: int, n_distractors: int, rng: random.Random):
-    """Originals favour photos, paintings and wallpapers (photo-like), with some clipart;
-    distractors are the rest, drawn from every kind."""
+def pick(decoded: list[Decoded], n_originals: int, n_distractors: int, hard_originals: int,
+         hard_distractors: int, rng: random.Random):
+    """Originals: ``hard_originals`` of each hard-negative kind (drawn from the families that are
+    in the set, so their look-alikes are there too), the rest photo-like (photos, paintings,
+    wallpapers, some clipart). Distractors: up to ``hard_distractors`` of each hard-negative kind,
+    whole families first, then the rest from every photo-like kind."""
     by_kind: dict[str, list[Decoded]] = {}
     for d in decoded:
         by_kind.setdefault(d.candidate.kind, []).append(d)
     for group in by_kind.values():
         rng.shuffle(group)
-    share = {"photo": 0.40, "painting": 0.25, "wallpaper": 0.12, "clipart": 0.18, "sprite": 0.05}
     originals: list[Decoded] = []
+    distractors: list[Decoded] = []
+    for kind in HARD_KINDS:
+        families: dict[str, list[Decoded]] = {}
+        for d in by_kind.get(kind, []):
+            # line art has no families: each drawing is its own
+            families.setdefault(d.candidate.family or d.candidate.source, []).append(d)
+        names = sorted(families)
+        rng.shuffle(names)
+        taken: list[Decoded] = []
+        for name in names:
+            if len(taken) >= hard_originals + hard_distractors:
+                break
+            taken += families[name]
+        taken = taken[:hard_originals + hard_distractors]
+        eligible = [d for d in taken if min(d.size) >= MIN_SIDE_ORIGINAL]
+        chosen = {id(d) for d in rng.sample(eligible, min(hard_originals, len(eligible)))}
+        originals += [d for d in taken if id(d) in chosen]
+        distractors += [d for d in taken if id(d) not in chosen and min(d.size) >= MIN_SIDE_DISTRACTOR]
+    share = {"photo": 0.40, "painting": 0.25, "wallpaper": 0.12, "clipart": 0.18, "sprite": 0.05}
+    photo_like = n_originals - len(originals)
     for kind, fraction in share.items():
         pool = [d for d in by_kind.get(kind, []) if min(d.size) >= MIN_SIDE_ORIGINAL]
-        take = min(len(pool), round(n_originals * fraction))
-        originals += pool[:take]
-    chosen = {id(d) for d in originals}
-    leftovers = [d for d in decoded if id(d) not in chosen]
+        originals += pool[:min(len(pool), round(photo_like * fraction))]
+    chosen = {id(d) for d in originals} | {id(d) for d in distractors}
+    leftovers = [d for d in decoded if id(d) not in chosen and d.candidate.kind not in HARD_KINDS]
     rng.shuffle(leftovers)
     if len(originals) < n_originals:  # a package was missing: fill from what is left
         extra = [d for d in leftovers if min(d.size) >= MIN_SIDE_ORIGINAL][: n_originals - len(originals)]
         originals += extra
-        chosen |= {id(d) for d in extra}
-        leftovers = [d for d in leftovers if id(d) not in chosen]
-    distractors = [d for d in leftovers if min(d.size) >= MIN_SIDE_DISTRACTOR][:n_distractors]
+        leftovers = [d for d in leftovers if id(d) not in {id(e) for e in extra}]
+    more = max(0, n_distractors - len(distractors))
+    distractors += [d for d in leftovers if min(d.size) >= MIN_SIDE_DISTRACTOR][:more]
     return originals, distractors
 
 
@@ -434,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=BENCH_OUT)
     parser.add_argument("--originals", type=int, default=300)
     parser.add_argument("--distractors", type=int, default=3000)
+    parser.add_argument("--hard-originals", type=int, default=15, help="originals of each hard-negative kind")
+    parser.add_argument("--hard-distractors", type=int, default=350, help="distractors of each hard-negative kind")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -442,23 +661,22 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     debs_dir = out / "debs"
     versions = fetch_packages(debs_dir)
-    candidates = list_candidates(debs_dir)
+    os.nice(10)  # share the machine: rendering and decoding run on every core, at low priority
+    candidates = list_candidates(debs_dir, out / "render", args.workers)
     print(f"{len(candidates)} candidate images in {len(versions)} packages", file=sys.stderr)
 
-    os.nice(10)  # share the machine: the decode runs on every core, at low priority
     with multiprocessing.Pool(args.workers) as pool:
         decoded = [d for d in pool.map(describe, candidates, chunksize=32) if d is not None]
     undecodable = len(candidates) - len(decoded)
-    informative = [d for d in decoded if d.thumb_std >= MIN_THUMB_STD]
     rng = random.Random(args.seed)
     # sort first so the shuffle inside does not depend on the filesystem's order
-    informative.sort(key=lambda d: d.candidate.source)
-    distinct, dropped = drop_near_duplicates(informative, rng)
+    decoded.sort(key=lambda d: d.candidate.source)
+    distinct, dropped = drop_same_pictures(decoded, rng)
     distinct.sort(key=lambda d: d.candidate.source)
-    print(f"{len(decoded)} decoded, {len(informative)} informative, {len(distinct)} distinct "
-          f"(dropped {dropped})", file=sys.stderr)
+    print(f"{len(decoded)} decoded, {len(distinct)} distinct (dropped {dropped})", file=sys.stderr)
 
-    originals, distractors = pick(distinct, args.originals, args.distractors, rng)
+    originals, distractors = pick(distinct, args.originals, args.distractors, args.hard_originals,
+                                  args.hard_distractors, rng)
 
     images_dir = out / "images"
     shutil.rmtree(images_dir, ignore_errors=True)
@@ -466,10 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for number, original in enumerate(originals, 1):
         group = f"o{number:04d}"
-        base_fmt = "jpg" if original.candidate.path.suffix.lower() in (".jpg", ".jpeg") else "png"
-        pixels = open_source(original.candidate.path)
+        c = original.candidate
+        base_fmt = "jpg" if c.path.suffix.lower() in (".jpg", ".jpeg") else "png"
+        pixels = open_source(c.path)
         path = save(pixels, images_dir / group, base_fmt, {"quality": 95})
-        rows.append((path.name, group, "original", original.candidate.source))
+        rows.append((path.name, group, "original", c.source, c.hard_kind, c.family))
         for name, transform in TRANSFORMS.items():
             local = random.Random(f"{args.seed}:{group}:{name}")
             image, fmt, options = transform(pixels, local)
@@ -477,15 +696,16 @@ def main(argv: list[str] | None = None) -> int:
                 fmt, options = ("png", {}) if base_fmt == "jpg" else ("jpg", {"quality": 90})
             fmt = fmt or base_fmt
             path = save(image, images_dir / f"{group}__{name}", fmt, options)
-            rows.append((path.name, group, name, original.candidate.source))
+            rows.append((path.name, group, name, c.source, c.hard_kind, c.family))
     for number, distractor in enumerate(distractors, 1):
-        fmt = "jpg" if distractor.candidate.path.suffix.lower() in (".jpg", ".jpeg") else "png"
-        path = save(open_source(distractor.candidate.path), images_dir / f"x{number:04d}", fmt, {"quality": 92})
-        rows.append((path.name, "", "distractor", distractor.candidate.source))
+        c = distractor.candidate
+        fmt = "jpg" if c.path.suffix.lower() in (".jpg", ".jpeg") else "png"
+        path = save(open_source(c.path), images_dir / f"x{number:04d}", fmt, {"quality": 92})
+        rows.append((path.name, "", "distractor", c.source, c.hard_kind, c.family))
 
     with open(out / "truth.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["file", "group", "transform", "source"])
+        writer.writerow(["file", "group", "transform", "source", "hard_kind", "family"])
         writer.writerows(rows)
 
     kinds = lambda items: {k: sum(d.candidate.kind == k for d in items) for k in sorted({d.candidate.kind for d in items})}
@@ -494,13 +714,15 @@ def main(argv: list[str] | None = None) -> int:
         "packages": versions,
         "candidates": len(candidates),
         "undecodable": undecodable,
-        "near_uniform_dropped": len(decoded) - len(informative),
-        "near_duplicates_dropped": dropped,
+        "same_pictures_dropped": dropped,
         "distinct": len(distinct),
+        "distinct_by_kind": kinds(distinct),
+        "near_uniform_kept": sum(d.std < 4.0 for d in originals + distractors),
         "originals": len(originals),
         "originals_by_kind": kinds(originals),
         "distractors": len(distractors),
         "distractors_by_kind": kinds(distractors),
+        "hard_kinds": list(HARD_KINDS),
         "transforms": list(TRANSFORMS),
         "files": len(rows),
         "seconds": round(time.monotonic() - started, 1),

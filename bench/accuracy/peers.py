@@ -7,6 +7,8 @@ scorer turns edges into clusters by connected components.
 
     bench/out/peers-venv/bin/python bench/accuracy/peers.py imagededup DIR OUT.json --thresholds 4,6,8,10,12
     bench/out/peers-venv/bin/python bench/accuracy/peers.py difpy DIR OUT.json
+    bench/out/peers-venv/bin/python bench/accuracy/peers.py imagehash DIR OUT.json --thresholds 4,6,8,10,12
+    bench/out/peers-venv/bin/python bench/accuracy/peers.py czkawka DIR OUT.json --czkawka-levels 5,10,15
 
 Output: {"peer": ..., "version": ..., "runs": [{"label", "threshold", "seconds", "edges": [[a, b], ...]}]}
 """
@@ -44,6 +46,68 @@ def run_imagededup(folder: Path, thresholds: list[int], workers: int) -> dict:
     return {"peer": "imagededup", "version": version("imagededup"), "runs": runs}
 
 
+def _imagehash_one(path: str):
+    import imagehash
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(str(imagehash.phash(image)), 16)
+    except Exception:  # a file imagehash cannot read joins nothing
+        return None
+
+
+def run_imagehash(folder: Path, thresholds: list[int], workers: int) -> dict:
+    """imagehash.phash over the files in a process pool, then every pair within the threshold by
+    numpy brute force (np.bitwise_count on the XOR): the usual twenty-line script. The seconds of
+    each run are the hashing plus that threshold's pair search."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    started = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        hashes = list(pool.map(_imagehash_one, [str(p) for p in files], chunksize=64))
+    hash_seconds = time.perf_counter() - started
+    names = [p.name for p, h in zip(files, hashes) if h is not None]
+    values = np.array([h for h in hashes if h is not None], dtype=np.uint64)
+    runs = []
+    for threshold in thresholds:
+        started = time.perf_counter()
+        edges = []
+        for start in range(0, len(values), 1000):
+            dist = np.bitwise_count(values[start:start + 1000, None] ^ values[None, :])
+            i, j = np.nonzero(dist <= threshold)
+            keep = i + start < j
+            edges += [(names[a + start], names[b]) for a, b in zip(i[keep], j[keep])]
+        runs.append({"label": "imagehash pHash + numpy", "threshold": threshold,
+                     "seconds": round(hash_seconds + time.perf_counter() - started, 2), "edges": edges})
+    return {"peer": "imagehash", "version": version("ImageHash"), "runs": runs}
+
+
+def run_czkawka(folder: Path, levels: list[int]) -> dict:
+    """czkawka's Rust image-similarity engine through its PyPI bindings, one scan per similarity
+    level; each group it returns becomes a clique of edges (its groups are what a user acts on)."""
+    from czkawka import ImageSimilarity
+
+    runs = []
+    for level in levels:
+        finder = ImageSimilarity()
+        finder.set_directories([folder])
+        finder.set_similarity(level)
+        started = time.perf_counter()
+        groups = finder.find_similar()
+        seconds = time.perf_counter() - started
+        edges = set()
+        for group in groups:
+            names = sorted(p.name for p in group)
+            edges |= {(a, b) for k, a in enumerate(names) for b in names[k + 1:]}
+        runs.append({"label": "czkawka", "threshold": level, "seconds": round(seconds, 2),
+                     "edges": sorted(edges)})
+    return {"peer": "czkawka", "version": version("czkawka"), "runs": runs}
+
+
 def run_difpy(folder: Path, similarities: list[str], workers: int) -> dict:
     """difPy with same_dim=False (its default, True, never compares a resized copy) and rotate on."""
     import difPy
@@ -69,16 +133,21 @@ def run_difpy(folder: Path, similarities: list[str], workers: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("peer", choices=["imagededup", "difpy"])
+    parser.add_argument("peer", choices=["imagededup", "difpy", "imagehash", "czkawka"])
     parser.add_argument("folder", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--thresholds", default="4,6,8,10,12")
     parser.add_argument("--difpy-similarity", default="similar,20,50",
                         help="MSE limits, comma-separated ('similar' is difPy's own, 5)")
+    parser.add_argument("--czkawka-levels", default="5,10,15", help="czkawka similarity levels (0-50)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.peer == "imagededup":
         result = run_imagededup(args.folder, [int(t) for t in args.thresholds.split(",")], args.workers)
+    elif args.peer == "imagehash":
+        result = run_imagehash(args.folder, [int(t) for t in args.thresholds.split(",")], args.workers)
+    elif args.peer == "czkawka":
+        result = run_czkawka(args.folder, [int(level) for level in args.czkawka_levels.split(",")])
     else:
         result = run_difpy(args.folder, args.difpy_similarity.split(","), args.workers)
     args.out.write_text(json.dumps(result))
