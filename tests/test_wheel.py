@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -35,7 +34,8 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_load_and_report(tmp_path):
     # processing there, so the checkout's editable install stays out of the fresh venv).
     fresh_site = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                 check=True, capture_output=True, text=True).stdout.strip()
-    Path(fresh_site, "test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p, "click").is_dir()]
+    Path(fresh_site, "test-deps.pth").write_text("\n".join(deps) + "\n")
 
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import dbdedup.sql, dbdedup; print(dbdedup.__file__)"],
                            check=True, capture_output=True, text=True, cwd=tmp_path).stdout.strip()
