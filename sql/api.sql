@@ -17,44 +17,283 @@ CREATE OR REPLACE VIEW dbdedup.exact_duplicates AS
     HAVING count(*) > 1;
 COMMENT ON VIEW dbdedup.exact_duplicates IS 'Groups of byte-identical files (same SHA-256), oldest first.';
 
+-- ------------------------------------------------------------------ one-image lookups, from indexes
+--
+-- "Is this picture already here?" Multi-index hashing, the lookup form of dbdedup.match's blocks
+-- method: the 64 bits of a pHash fall in 4 interleaved blocks of 16 (dbdedup.interleaved_mask(4, b)),
+-- each with a btree on (pHash & mask, pHash) over the ok images (images_phash_block0_idx .. 3, and
+-- images_trimmed_block0_idx .. 3 for the border-trimmed pHash). An image within t of the query is
+-- within r_b bits of it in some block b when sum(r_b + 1) = t + 1 (pigeonhole), so each block's
+-- index is probed with the query's Hamming ball of radius r_b (= ANY(keys)), and each candidate is
+-- re-checked exactly from the index tuple (an index-only scan): exact, for t up to 15 (radius 3 a
+-- block); beyond, a scan. PostgreSQL keeps the indexes current on every write of dbdedup.images.
+
+CREATE OR REPLACE FUNCTION dbdedup.lookup_flips(max_distance integer, block integer) RETURNS bigint[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+        SELECT coalesce((SELECT f.flips FROM dbdedup.lookup_flips f
+                         WHERE f.block = $2 AND f.radius = ($1 + 1) / 4 + CASE WHEN $2 < ($1 + 1) % 4 THEN 1 ELSE 0 END - 1),
+                        '{}')
+    $$;
+COMMENT ON FUNCTION dbdedup.lookup_flips(integer, integer) IS
+    'The XOR masks a lookup within max_distance (0-15) probes in block 0-3: the block''s Hamming ball of radius r_b, '
+    'sum(r_b + 1) = max_distance + 1 spread evenly over the 4 blocks (empty when r_b < 0). From dbdedup.lookup_flips.';
+
+-- the table's rows: constants of bits.sql, kept in step with it whenever the definitions are applied
+DELETE FROM dbdedup.lookup_flips;
+INSERT INTO dbdedup.lookup_flips (block, radius, flips)
+SELECT b, r, dbdedup.ball_masks(dbdedup.interleaved_mask(4, b), r) FROM generate_series(0, 3) b, generate_series(0, 3) r;
+
+CREATE OR REPLACE FUNCTION dbdedup.near_phash_values(hashes bigint[], max_distance integer) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    f0 bigint[] := dbdedup.lookup_flips(max_distance, 0);
+    f1 bigint[] := dbdedup.lookup_flips(max_distance, 1);
+    f2 bigint[] := dbdedup.lookup_flips(max_distance, 2);
+    f3 bigint[] := dbdedup.lookup_flips(max_distance, 3);
+BEGIN
+    IF max_distance > 15 THEN
+        RETURN ARRAY(SELECT DISTINCT i.phash FROM dbdedup.images i, unnest(hashes) h
+                     WHERE i.status = 'ok' AND bit_count((i.phash # h)::bit(64)) <= max_distance);
+    END IF;
+    -- the masks are the literal values of the index expressions (dbdedup.interleaved_mask(4, b))
+    RETURN ARRAY(
+        SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND (i.phash & -8608480569735442159) = ANY(ARRAY(SELECT (h & -8608480569735442159) # f FROM unnest(f0) f))
+          AND bit_count((i.phash # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND (i.phash & 1229782938533634594) = ANY(ARRAY(SELECT (h & 1229782938533634594) # f FROM unnest(f1) f))
+          AND bit_count((i.phash # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND (i.phash & 2459565877067269188) = ANY(ARRAY(SELECT (h & 2459565877067269188) # f FROM unnest(f2) f))
+          AND bit_count((i.phash # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND (i.phash & 4919131754134538376) = ANY(ARRAY(SELECT (h & 4919131754134538376) # f FROM unnest(f3) f))
+          AND bit_count((i.phash # h)::bit(64)) <= max_distance);
+END
+$$;
+COMMENT ON FUNCTION dbdedup.near_phash_values(bigint[], integer) IS
+    'The distinct pHash values of ok images within max_distance of any of the hashes: multi-index hashing on '
+    'images_phash_block0_idx .. 3 (exact; index-only scans), a scan above 15.';
+
+CREATE OR REPLACE FUNCTION dbdedup.near_trimmed_images(hashes bigint[], max_distance integer) RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    f0 bigint[] := dbdedup.lookup_flips(max_distance, 0);
+    f1 bigint[] := dbdedup.lookup_flips(max_distance, 1);
+    f2 bigint[] := dbdedup.lookup_flips(max_distance, 2);
+    f3 bigint[] := dbdedup.lookup_flips(max_distance, 3);
+BEGIN
+    IF max_distance > 15 THEN
+        RETURN ARRAY(SELECT DISTINCT i.id FROM dbdedup.images i, unnest(hashes) h
+                     WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL
+                       AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance);
+    END IF;
+    RETURN ARRAY(
+        SELECT i.id FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & -8608480569735442159) = ANY(ARRAY(SELECT (h & -8608480569735442159) # f FROM unnest(f0) f))
+          AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.id FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 1229782938533634594) = ANY(ARRAY(SELECT (h & 1229782938533634594) # f FROM unnest(f1) f))
+          AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.id FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 2459565877067269188) = ANY(ARRAY(SELECT (h & 2459565877067269188) # f FROM unnest(f2) f))
+          AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
+        UNION
+        SELECT i.id FROM unnest(hashes) h, dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 4919131754134538376) = ANY(ARRAY(SELECT (h & 4919131754134538376) # f FROM unnest(f3) f))
+          AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance);
+END
+$$;
+COMMENT ON FUNCTION dbdedup.near_trimmed_images(bigint[], integer) IS
+    'The ok images whose border-trimmed pHash (phash_variants[8]) is within max_distance of any of the hashes: '
+    'images_trimmed_block0_idx .. 3, as dbdedup.near_phash_values.';
+
+CREATE OR REPLACE FUNCTION dbdedup.lookup(hash bigint, variants bigint[] DEFAULT NULL, embedding real[] DEFAULT NULL,
+                               max_distance integer DEFAULT 8, transform_max_distance integer DEFAULT 2,
+                               min_similarity real DEFAULT 0.92, confirm_distance integer DEFAULT 20,
+                               neighbours integer DEFAULT 10)
+    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
+                   matched_by text, transform text, transform_distance integer, similarity real)
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    s name := dbdedup.vector_schema();
+    by_hash bigint[];
+    by_transform bigint[] := '{}';
+    by_trim bigint[] := '{}';
+    by_embedding bigint[] := '{}';
+    use_embedding boolean;
+BEGIN
+    IF hash IS NULL THEN
+        RAISE EXCEPTION 'a lookup needs a pHash' USING HINT = 'give the image''s 64-bit pHash as a bigint';
+    END IF;
+    IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
+        RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
+    END IF;
+    IF transform_max_distance IS NOT NULL AND (transform_max_distance < 0 OR transform_max_distance > 32) THEN
+        RAISE EXCEPTION 'transform threshold must be a Hamming distance from 0 to 32, not %', transform_max_distance;
+    END IF;
+    IF neighbours IS NULL OR neighbours < 1 OR neighbours > 1000 THEN
+        RAISE EXCEPTION 'neighbours must be from 1 to 1000, not %', neighbours;
+    END IF;
+    by_hash := dbdedup.near_phash_values(ARRAY[hash], max_distance);
+    IF variants IS NOT NULL AND transform_max_distance IS NOT NULL THEN
+        -- this image's other orientations and trimmed crop against the others' pHash, and all of them
+        -- with its own pHash against the others' trimmed pHash: the pairs dbdedup.match_transforms
+        -- finds from this image's side (the 8 orientations are a group, so a variant of the other
+        -- image is this image's inverse variant, up to pHash rounding)
+        by_transform := dbdedup.near_phash_values(variants, transform_max_distance);
+        by_trim := dbdedup.near_trimmed_images(hash || variants, transform_max_distance);
+    END IF;
+    use_embedding := embedding IS NOT NULL AND min_similarity IS NOT NULL AND s IS NOT NULL
+                     AND to_regclass('dbdedup.image_embeddings') IS NOT NULL;
+    IF use_embedding THEN
+        IF current_setting('hnsw.ef_search', true)::integer < neighbours + 1 THEN
+            PERFORM set_config('hnsw.ef_search', (neighbours + 1)::text, true);
+        END IF;
+        EXECUTE format($q$
+            SELECT ARRAY(SELECT e.image_id FROM dbdedup.image_embeddings e WHERE e.embedding IS NOT NULL
+                         ORDER BY e.embedding OPERATOR(%1$I.<=>) $1::%1$I.vector LIMIT $2) $q$, s)
+            INTO by_embedding USING embedding, neighbours + 1;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH hit AS (
+            SELECT i.id, i.path, i.phash, i.phash_variants, i.width, i.height, i.size_bytes
+            FROM dbdedup.images i
+            WHERE i.status = 'ok' AND i.phash = ANY($1 || $2)
+            UNION
+            SELECT i.id, i.path, i.phash, i.phash_variants, i.width, i.height, i.size_bytes
+            FROM dbdedup.images i
+            WHERE i.status = 'ok' AND i.id = ANY($3 || $4)
+        ), signal AS (
+            SELECT h.*, bit_count((h.phash # $5)::bit(64))::integer AS d, t.distance AS td, t.transform AS tname,
+                   %1$s AS sim
+            FROM hit h
+            LEFT JOIN LATERAL dbdedup.best_transform($5, $6, h.phash, h.phash_variants) t ON $6 IS NOT NULL
+            %2$s
+        ), judged AS (
+            SELECT x.*, CASE WHEN x.d <= $7 THEN 'hash'
+                             WHEN x.td <= $8 THEN 'transform'
+                             WHEN x.sim >= $9 AND least(x.d, x.td) <= $10 THEN 'embedding' END AS matched_by
+            FROM signal x
+        )
+        SELECT j.id, j.path, j.d, j.width, j.height, j.size_bytes, j.matched_by,
+               CASE WHEN j.td < j.d THEN j.tname END, CASE WHEN j.td < j.d THEN j.td END, j.sim
+        FROM judged j
+        WHERE j.matched_by IS NOT NULL
+        ORDER BY least(j.d, j.td), j.sim DESC NULLS LAST, j.path
+        $q$,
+        CASE WHEN use_embedding THEN format('(1 - (e.embedding OPERATOR(%1$I.<=>) $11::%1$I.vector))::real', s)
+             ELSE 'NULL::real' END,
+        CASE WHEN use_embedding THEN 'LEFT JOIN dbdedup.image_embeddings e ON e.image_id = h.id' ELSE '' END)
+    USING by_hash, by_transform, by_trim, by_embedding, hash, variants, max_distance, transform_max_distance,
+          min_similarity, confirm_distance, embedding;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.lookup(bigint, bigint[], real[], integer, integer, real, integer, integer) IS
+    'The ok images that look like one picture, by the signals of the clusters (the fused rule), from indexes: '
+    'pHash within max_distance (multi-index hashing, exact up to 15); a flipped, rotated or border-trimmed variant '
+    '(variants: as images.phash_variants) within transform_distance; or among the embedding''s `neighbours` nearest '
+    'vectors (pgvector index) with similarity >= min_similarity and a pHash or variant distance <= confirm_distance. '
+    'matched_by says which (hash, transform, embedding); transform: the hit looks like this picture after it; '
+    'similarity: cosine of the embedding vectors. Closest first. NULL variants, embedding or min_similarity leave '
+    'that signal out. Example: SELECT * FROM dbdedup.lookup(-1234567890123456789, NULL, NULL, 8).';
+
 CREATE OR REPLACE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE plpgsql STABLE
     AS $$
+DECLARE
+    kind text := dbdedup.hash_column(hash_kind);
 BEGIN
+    IF kind = 'phash' THEN
+        RETURN QUERY
+        SELECT i.id, i.path, bit_count((i.phash # hash)::bit(64))::integer, i.width, i.height, i.size_bytes
+        FROM dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash = ANY(dbdedup.near_phash_values(ARRAY[hash], max_distance))
+        ORDER BY 3, 2;
+        RETURN;
+    END IF;
     RETURN QUERY EXECUTE format($q$
         SELECT i.id, i.path, bit_count((i.%1$I # $1)::bit(64))::integer AS distance, i.width, i.height, i.size_bytes
         FROM dbdedup.images i
         WHERE i.status = 'ok' AND bit_count((i.%1$I # $1)::bit(64)) <= $2
         ORDER BY 3, i.path
-        $q$, dbdedup.hash_column(hash_kind))
+        $q$, kind)
     USING hash, max_distance;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.similar_to_hash(bigint, integer, text) IS
-    'The ok images whose hash is within max_distance of a hash value, closest first (a scan: about 10 M images a second).';
+    'The ok images whose hash is within max_distance of a hash value, closest first. pHash: from the block indexes '
+    '(dbdedup.near_phash_values: exact, milliseconds at a million images up to 8); dHash and aHash: a scan.';
 
-CREATE OR REPLACE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
-    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
+CREATE OR REPLACE FUNCTION dbdedup.lookup_image(target bigint, max_distance integer, hash_kind text, transform_max_distance integer,
+                                     min_similarity real, confirm_distance integer, neighbours integer)
+    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
+                   matched_by text, transform text, transform_distance integer, similarity real)
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    img dbdedup.images;
+    vec real[];
+BEGIN
+    SELECT * INTO img FROM dbdedup.images i WHERE i.id = target AND i.status = 'ok';
+    IF img.id IS NULL THEN
+        RETURN;
+    END IF;
+    IF dbdedup.hash_column(hash_kind) <> 'phash' THEN
+        RETURN QUERY
+        SELECT s.*, 'hash'::text, NULL::text, NULL::integer, NULL::real
+        FROM dbdedup.similar_to_hash(CASE hash_kind WHEN 'dhash' THEN img.dhash ELSE img.ahash END, max_distance, hash_kind) s
+        WHERE s.image_id <> img.id;
+        RETURN;
+    END IF;
+    IF to_regclass('dbdedup.image_embeddings') IS NOT NULL THEN
+        EXECUTE 'SELECT e.embedding::real[] FROM dbdedup.image_embeddings e WHERE e.image_id = $1' INTO vec USING img.id;
+    END IF;
+    RETURN QUERY
+    SELECT l.* FROM dbdedup.lookup(img.phash, img.phash_variants, vec, max_distance, transform_max_distance, min_similarity,
+                                   confirm_distance, neighbours) l
+    WHERE l.image_id <> img.id;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.lookup_image(bigint, integer, text, integer, real, integer, integer) IS
+    'dbdedup.lookup with the pHash, variants and embedding vector of a stored image (itself left out); the body of '
+    'dbdedup.similar.';
+
+CREATE OR REPLACE FUNCTION dbdedup.similar(image_id bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
+                                transform_max_distance integer DEFAULT 2, min_similarity real DEFAULT 0.92,
+                                confirm_distance integer DEFAULT 20, neighbours integer DEFAULT 10)
+    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
+                   matched_by text, transform text, transform_distance integer, similarity real)
+    LANGUAGE sql STABLE
+    AS $$ SELECT * FROM dbdedup.lookup_image($1, $2, $3, $4, $5, $6, $7) $$;
+COMMENT ON FUNCTION dbdedup.similar(bigint, integer, text, integer, real, integer, integer) IS
+    'The images that look like one stored image (itself excluded), closest first, from indexes: for the pHash every '
+    'signal of dbdedup.lookup (matched_by: hash, transform or embedding); dHash and aHash compare that hash only. '
+    'Example: SELECT * FROM dbdedup.similar(42, 8).';
+
+CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
+                                transform_max_distance integer DEFAULT 2, min_similarity real DEFAULT 0.92,
+                                confirm_distance integer DEFAULT 20, neighbours integer DEFAULT 10)
+    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
+                   matched_by text, transform text, transform_distance integer, similarity real)
     LANGUAGE sql STABLE
     AS $$
         SELECT s.* FROM dbdedup.images i,
-             dbdedup.similar_to_hash(CASE $3 WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END, $2, $3) s
-        WHERE i.id = $1 AND s.image_id <> $1
+             dbdedup.similar(i.id, $2, $3, $4, $5, $6, $7) s
+        WHERE i.path = $1 AND i.status = 'ok'
     $$;
-COMMENT ON FUNCTION dbdedup.similar(bigint, integer, text) IS
-    'The images within max_distance of one image (itself excluded), closest first. Example: SELECT * FROM dbdedup.similar(42, 8).';
-
-CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
-    RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
-    LANGUAGE sql STABLE
-    AS $$
-        SELECT s.* FROM dbdedup.images i,
-             dbdedup.similar(i.id, $2, $3) s
-        WHERE i.path = $1
-    $$;
-COMMENT ON FUNCTION dbdedup.similar(text, integer, text) IS
-    'The images within max_distance of the image stored at this path. Example: SELECT * FROM dbdedup.similar(''/photos/a.jpg'').';
+COMMENT ON FUNCTION dbdedup.similar(text, integer, text, integer, real, integer, integer) IS
+    'dbdedup.similar of the image stored at this path. Example: SELECT * FROM dbdedup.similar(''/photos/a.jpg'').';
 
 CREATE OR REPLACE FUNCTION dbdedup.grant_read_access(role_name text) RETURNS void
     LANGUAGE plpgsql
@@ -62,8 +301,13 @@ CREATE OR REPLACE FUNCTION dbdedup.grant_read_access(role_name text) RETURNS voi
 BEGIN
     EXECUTE format('GRANT USAGE ON SCHEMA dbdedup TO %I', role_name);
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA dbdedup TO %I', role_name);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION dbdedup.hamming(bigint, bigint), dbdedup.similar(bigint, integer, text), '
-                   'dbdedup.similar(text, integer, text), dbdedup.similar_to_hash(bigint, integer, text), '
+    EXECUTE format('GRANT EXECUTE ON FUNCTION dbdedup.hamming(bigint, bigint), '
+                   'dbdedup.similar(bigint, integer, text, integer, real, integer, integer), '
+                   'dbdedup.similar(text, integer, text, integer, real, integer, integer), '
+                   'dbdedup.lookup(bigint, bigint[], real[], integer, integer, real, integer, integer), '
+                   'dbdedup.lookup_image(bigint, integer, text, integer, real, integer, integer), '
+                   'dbdedup.near_phash_values(bigint[], integer), dbdedup.near_trimmed_images(bigint[], integer), '
+                   'dbdedup.lookup_flips(integer, integer), dbdedup.similar_to_hash(bigint, integer, text), '
                    'dbdedup.is_under(text, text[]), dbdedup.hash_column(text), dbdedup.transform_name(integer, boolean), '
                    'dbdedup.best_transform(bigint, bigint[], bigint, bigint[]), dbdedup.vector_schema() TO %I', role_name);
 END

@@ -116,6 +116,34 @@ CREATE INDEX images_phash_ok_idx ON dbdedup.images (phash) WHERE status = 'ok';
 CREATE INDEX images_dhash_ok_idx ON dbdedup.images (dhash) WHERE status = 'ok';
 CREATE INDEX images_ahash_ok_idx ON dbdedup.images (ahash) WHERE status = 'ok';
 
+-- One-image lookups (dbdedup.lookup, similar, similar_to_hash; sql/api.sql): multi-index hashing.
+-- The pHash's 4 interleaved 16-bit blocks (the masks are dbdedup.interleaved_mask(4, b)), each
+-- indexed with the pHash beside it, so a candidate is re-checked from the index alone. PostgreSQL
+-- keeps them current on every write of an image: the loader has nothing more to do.
+CREATE INDEX images_phash_block0_idx ON dbdedup.images ((phash & -8608480569735442159), phash) WHERE status = 'ok';
+CREATE INDEX images_phash_block1_idx ON dbdedup.images ((phash & 1229782938533634594), phash) WHERE status = 'ok';
+CREATE INDEX images_phash_block2_idx ON dbdedup.images ((phash & 2459565877067269188), phash) WHERE status = 'ok';
+CREATE INDEX images_phash_block3_idx ON dbdedup.images ((phash & 4919131754134538376), phash) WHERE status = 'ok';
+-- the same for the border-trimmed pHash (phash_variants[8]), set only for images with a uniform border
+CREATE INDEX images_trimmed_block0_idx ON dbdedup.images ((phash_variants[8] & -8608480569735442159), (phash_variants[8]))
+    WHERE status = 'ok' AND phash_variants[8] IS NOT NULL;
+CREATE INDEX images_trimmed_block1_idx ON dbdedup.images ((phash_variants[8] & 1229782938533634594), (phash_variants[8]))
+    WHERE status = 'ok' AND phash_variants[8] IS NOT NULL;
+CREATE INDEX images_trimmed_block2_idx ON dbdedup.images ((phash_variants[8] & 2459565877067269188), (phash_variants[8]))
+    WHERE status = 'ok' AND phash_variants[8] IS NOT NULL;
+CREATE INDEX images_trimmed_block3_idx ON dbdedup.images ((phash_variants[8] & 4919131754134538376), (phash_variants[8]))
+    WHERE status = 'ok' AND phash_variants[8] IS NOT NULL;
+
+CREATE TABLE dbdedup.lookup_flips (
+    block  smallint NOT NULL,
+    radius smallint NOT NULL,
+    flips  bigint[] NOT NULL,
+    PRIMARY KEY (block, radius)
+);
+COMMENT ON TABLE dbdedup.lookup_flips IS
+    'Constants of the one-image lookups: the XOR masks of block 0-3''s Hamming ball of radius 0-3 '
+    '(dbdedup.ball_masks(dbdedup.interleaved_mask(4, block), radius)), filled when the definitions are applied.';
+
 CREATE TABLE dbdedup.load_errors (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     load_run_id   bigint NOT NULL REFERENCES dbdedup.load_runs (id) ON DELETE CASCADE,

@@ -12,8 +12,6 @@ from .clustering import clustering_options, threshold_option, use_clustering
 from .context import note, open_db
 from .output import emit_rows, format_option
 
-SIMILAR_COLUMNS = ("distance", "path", "width", "height", "size_bytes", "image_id")
-
 
 def register(cli: click.Group) -> None:
     cli.add_command(match)
@@ -96,56 +94,42 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
 @format_option()
 @click.pass_context
 def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: str, fmt: str) -> None:
-    """List the loaded images near one image: a loaded path, a file on disk, or a hex hash.
+    """List the loaded images that look like one image: a loaded path, a file on disk, or a hex hash.
+
+    Answered from indexes in milliseconds, with the signals of the clusters: the pHash within the
+    threshold, a flipped, rotated or border-trimmed copy, or a close embedding confirmed by the
+    hash. matched_by says which; a file that is not loaded is fingerprinted as `load` would.
 
     \b
     Example:
       dbdedup similar ~/Pictures/beach.jpg --threshold 10
       dbdedup similar 0xd1c4e6b8a2f3c590 --format json
     """
-    from ..matching import check_arguments, find_image
-    from ..matching import similar as similar_images
+    from ..lookup import COLUMNS, Signals, file_query, find_image
+    from ..lookup import similar as look_up
 
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    check_arguments(threshold, hash_kind)
+    signals = Signals(max_distance=DEFAULT_THRESHOLD if threshold is None else threshold, hash_kind=hash_kind)
+    signals.check()
     with open_db(ctx) as conn:
-        rows = None
         if target.lower().startswith("0x"):
             try:
                 value = int(target, 16)
             except ValueError:
-                raise DbdedupError(f"{target!r} is not a hex hash", hint="give 16 hex digits after 0x") from None
-            if value >= 1 << 63:
-                value -= 1 << 64
-            rows = similar_images(conn, hash_value=value, threshold=threshold, hash_kind=hash_kind)
+                value = 1 << 64
+            if value >= 1 << 64:
+                raise DbdedupError(f"{target!r} is not a 64-bit hex hash", hint="give 16 hex digits after 0x")
+            rows = look_up(conn, hash_value=value - (1 << 64) if value >= 1 << 63 else value, signals=signals)
         else:
             path = os.path.abspath(os.path.expanduser(target))
             stored = find_image(conn, path) or find_image(conn, target)
             if stored is not None:
-                rows = similar_images(conn, image_id=stored["id"], threshold=threshold, hash_kind=hash_kind)
+                rows = look_up(conn, image_id=stored, signals=signals)
             elif os.path.isfile(path):
-                value = _hash_file(path, hash_kind)
-                note(ctx, f"{target} is not loaded: hashed it now")
-                rows = similar_images(conn, hash_value=value, threshold=threshold, hash_kind=hash_kind)
+                note(ctx, f"{target} is not loaded: fingerprinted it now")
+                rows = look_up(conn, query=file_query(conn, path), signals=signals)
             else:
                 raise DbdedupError(
                     f"{target} is neither a loaded image nor a file",
                     hint="give a path `dbdedup load` has seen, an image file, or a hash as 0x<16 hex digits>",
                 )
-    emit_rows(rows, SIMILAR_COLUMNS, fmt, title=f"within {threshold} of {target}")
-
-
-def _hash_file(path: str, hash_kind: str) -> int:
-    from ..fingerprint import hash_image_file
-
-    try:
-        result = hash_image_file(path)
-    except Exception as exc:  # any decode failure is the user's file, not a bug
-        raise DbdedupError(f"cannot read {path} as an image: {exc}", hint="give an image file") from exc
-    value = getattr(result, hash_kind, None)
-    if value is None and isinstance(result, dict):
-        value = result.get(hash_kind)
-    if value is None:
-        raise DbdedupError(f"cannot hash {path}", hint="give an image file")
-    value = int(value, 16) if isinstance(value, str) else int(value)
-    return value - (1 << 64) if value >= 1 << 63 else value
+    emit_rows(rows, COLUMNS, fmt, title=f"within {signals.max_distance} of {target}")

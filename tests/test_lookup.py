@@ -1,0 +1,209 @@
+"""One-image lookups from the block indexes: exact against a brute force, variants, files not loaded, access."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from dbdedup.cli.main import cli
+from images import mirrored, photo, resized, save
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "photos"
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _signed(v: int) -> int:
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def _flip(rng: random.Random, v: int, bits: int) -> int:
+    for b in rng.sample(range(64), bits):
+        v ^= 1 << b
+    return _signed(v)
+
+
+def _distance(a: int, b: int) -> int:
+    return bin((a ^ b) & ((1 << 64) - 1)).count("1")
+
+
+def _load_synthetic(conn: psycopg.Connection, rng: random.Random, n: int = 3000) -> list[tuple[int, int, list[int]]]:
+    """n ok images: random pHashes plus planted near copies (0-15 bits away); every third has a trimmed pHash."""
+    hashes = [_signed(rng.getrandbits(64)) for _ in range(n * 2 // 3)]
+    hashes += [_flip(rng, rng.choice(hashes), rng.randint(0, 15)) for _ in range(n - len(hashes))]
+    with conn.cursor() as cur, cur.copy(
+        "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, "
+        "phash, dhash, ahash, phash_variants) FROM STDIN"
+    ) as copy:
+        for i, h in enumerate(hashes):
+            variants = [_flip(rng, h, rng.randint(20, 40)) for _ in range(7)]
+            if i % 3 == 0:
+                variants.append(_flip(rng, h, rng.randint(0, 6)))
+            path = f"/synthetic/{i}.jpg"
+            copy.write_row((path, path.encode(), 1000, i, "ok", rng.randbytes(32), 64, 64, h, h, h, variants))
+    conn.execute("ANALYZE dbdedup.images")
+    conn.commit()
+    return conn.execute("SELECT id, phash, phash_variants FROM dbdedup.images").fetchall()
+
+
+def _index_scans(conn: psycopg.Connection) -> tuple[int, int]:
+    """(scans of the pHash block indexes, sequential scans of dbdedup.images) so far."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+    conn.commit()
+    blocks = conn.execute(
+        "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_indexes "
+        "WHERE schemaname = 'dbdedup' AND indexrelname LIKE 'images_phash_block%'").fetchone()[0]
+    seq = conn.execute("SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'dbdedup.images'::regclass").fetchone()[0]
+    return int(blocks), int(seq)
+
+
+def test_lookups_equal_a_brute_force_at_every_threshold_up_to_15(conn):
+    rng = random.Random(15)
+    rows = _load_synthetic(conn, rng)
+    stored = [h for _, h, _ in rows]
+    blocks_before, seq_before = _index_scans(conn)
+    checked = 0
+    for t in range(16):
+        queries = [_flip(rng, rng.choice(stored), rng.randint(0, t)) for _ in range(12)]
+        queries += [_signed(rng.getrandbits(64)) for _ in range(4)]
+        for q in queries:
+            want = sorted(i for i, h, _ in rows if _distance(h, q) <= t)
+            got = conn.execute("SELECT image_id, distance FROM dbdedup.similar_to_hash(%s, %s)", (q, t)).fetchall()
+            assert sorted(r[0] for r in got) == want, (t, q)
+            assert all(d == _distance(q, dict((i, h) for i, h, _ in rows)[r]) for r, d in got)
+            looked_up = conn.execute("SELECT image_id FROM dbdedup.lookup(%s, NULL, NULL, %s)", (q, t)).fetchall()
+            assert sorted(r[0] for r in looked_up) == want
+            trimmed = conn.execute("SELECT dbdedup.near_trimmed_images(ARRAY[%s]::bigint[], %s)", (q, t)).fetchone()[0]
+            assert sorted(trimmed) == sorted(i for i, _, v in rows if len(v) == 8 and _distance(v[7], q) <= t)
+            checked += 1
+    assert checked == 16 * 16
+    blocks_after, seq_after = _index_scans(conn)
+    assert blocks_after > blocks_before  # the block indexes answered
+    assert seq_after == seq_before  # and no lookup read the whole table
+
+
+def test_above_15_the_lookup_is_still_exact(conn):
+    rng = random.Random(16)
+    rows = _load_synthetic(conn, rng, n=600)
+    q = rows[5][1]
+    got = conn.execute("SELECT image_id FROM dbdedup.similar_to_hash(%s, 20)", (q,)).fetchall()
+    assert sorted(r[0] for r in got) == sorted(i for i, h, _ in rows if _distance(h, q) <= 20)
+
+
+def test_a_stored_image_finds_its_transformed_copies_and_says_how(conn):
+    rng = random.Random(17)
+    rows = _load_synthetic(conn, rng, n=400)
+    image_id, phash, variants = rows[0]
+    # an image that is this one flipped (its pHash is this one's flip_h variant), and one with a border
+    with conn.cursor() as cur, cur.copy("COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, "
+                                        "phash, dhash, ahash, phash_variants) FROM STDIN") as copy:
+        copy.write_row(("/t/flipped.jpg", b"/t/flipped.jpg", 1, 1, "ok", rng.randbytes(32), _flip(rng, variants[0], 1),
+                        0, 0, [_flip(rng, phash, 1)] + variants[1:7]))
+        copy.write_row(("/t/bordered.jpg", b"/t/bordered.jpg", 1, 1, "ok", rng.randbytes(32), _flip(rng, phash, 30),
+                        0, 0, variants[:7] + [_flip(rng, phash, 2)]))
+    conn.commit()
+    hits = {r[0].rsplit("/", 1)[1]: r[1:] for r in conn.execute(
+        "SELECT path, matched_by, transform, transform_distance FROM dbdedup.similar(%s, 8)", (image_id,))}
+    assert hits["flipped.jpg"] == ("transform", "flip_h", 1)
+    assert hits["bordered.jpg"][0] == "transform" and hits["bordered.jpg"][1].startswith("trim")
+    assert hits["bordered.jpg"][2] <= 2
+
+
+def test_analyst_role_calls_the_lookups(conn):
+    rng = random.Random(18)
+    rows = _load_synthetic(conn, rng, n=300)
+    role = f"analyst_{os.getpid()}"
+    conn.execute(f"CREATE ROLE {role}")
+    conn.execute("SELECT dbdedup.grant_read_access(%s)", (role,))
+    conn.commit()
+    try:
+        expected = conn.execute("SELECT * FROM dbdedup.similar(%s, 12)", (rows[1][0],)).fetchall()
+        conn.execute(f"SET ROLE {role}")
+        assert conn.execute("SELECT * FROM dbdedup.similar(%s, 12)", (rows[1][0],)).fetchall() == expected
+        assert conn.execute("SELECT * FROM dbdedup.similar('/synthetic/1.jpg', 12)").fetchall() == expected
+        assert conn.execute("SELECT count(*) FROM dbdedup.similar_to_hash(%s, 4)", (rows[1][1],)).fetchone()[0] >= 1
+        assert conn.execute("SELECT count(*) FROM dbdedup.lookup(%s)", (rows[1][1],)).fetchone()[0] >= 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM dbdedup.images")
+    finally:
+        conn.rollback()
+        conn.execute("RESET ROLE")
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
+        conn.commit()
+
+
+def _names(result) -> dict[str, dict]:
+    assert result.exit_code == 0, result.output
+    return {r["path"].rsplit("/", 1)[1]: r for r in json.loads(result.stdout)}
+
+
+def test_similar_file_finds_a_mirrored_copy_loaded_or_not(db_dsn, tmp_path):
+    root = tmp_path / "lib"
+    for seed in range(5):
+        save(photo(seed), root / f"p{seed}.jpg", quality=92)
+    save(mirrored(photo(7)), root / "p7_mirrored.jpg", quality=90)
+    if (EXAMPLES / "copies" / "market_mirrored.jpg").exists():
+        shutil.copy(EXAMPLES / "copies" / "market_mirrored.jpg", root / "market_mirrored.jpg")
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+
+    # neither original is loaded: fingerprinted on the fly, found by its flip_h variant
+    save(photo(7), tmp_path / "p7.jpg", quality=92)
+    result = run("--db", db_dsn, "similar", str(tmp_path / "p7.jpg"), "-t", "10", "--format", "json")
+    assert "is not loaded" in result.stderr
+    hits = _names(result)
+    assert hits["p7_mirrored.jpg"]["matched_by"] == "transform"
+    assert hits["p7_mirrored.jpg"]["transform"] == "flip_h"
+    assert hits["p7_mirrored.jpg"]["similarity"] is not None  # the embedding's cosine, when pgvector is there
+    assert not {"p0.jpg", "p1.jpg", "p2.jpg"} & set(hits)
+    if (EXAMPLES / "market.jpg").exists():
+        market = _names(run("--db", db_dsn, "similar", str(EXAMPLES / "market.jpg"), "-t", "10", "--format", "json"))
+        assert market["market_mirrored.jpg"]["transform"] == "flip_h"
+
+    # loaded, the stored variants give the same answer
+    save(photo(7), root / "p7.jpg", quality=92)
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    stored = _names(run("--db", db_dsn, "similar", str(root / "p7.jpg"), "-t", "10", "--format", "json"))
+    assert stored["p7_mirrored.jpg"]["matched_by"] == "transform"
+    assert "p7.jpg" not in stored
+
+
+def test_the_index_follows_incremental_loads_and_missing_files(db_dsn, tmp_path):
+    root = tmp_path / "lib"
+    for seed in range(4):
+        save(photo(seed), root / f"p{seed}.jpg", quality=92)
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    assert "p0_small.jpg" not in _names(run("--db", db_dsn, "similar", str(root / "p0.jpg"), "--format", "json"))
+
+    save(resized(photo(0), 0.6), root / "p0_small.jpg", quality=90)
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    hits = _names(run("--db", db_dsn, "similar", str(root / "p0.jpg"), "--format", "json"))
+    assert hits["p0_small.jpg"]["matched_by"] == "hash"
+
+    # the copy goes; then it comes back as another picture under the same name
+    (root / "p0_small.jpg").unlink()
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    assert "p0_small.jpg" not in _names(run("--db", db_dsn, "similar", str(root / "p0.jpg"), "--format", "json"))
+    save(photo(9), root / "p0_small.jpg", quality=90)
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    assert "p0_small.jpg" not in _names(run("--db", db_dsn, "similar", str(root / "p0.jpg"), "--format", "json"))
+    save(photo(9), tmp_path / "p9.jpg", quality=90)
+    assert _names(run("--db", db_dsn, "similar", str(tmp_path / "p9.jpg"), "--format", "json"))["p0_small.jpg"]["distance"] <= 2
+
+
+def test_similar_reports_bad_targets_in_one_line(db_dsn, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a picture")
+    for target in ("0xnothex", "0x1ffffffffffffffff", str(tmp_path / "nowhere.jpg"), str(tmp_path / "notes.txt")):
+        result = CliRunner().invoke(cli, ["--db", db_dsn, "similar", target])
+        assert result.exit_code != 0
+        assert "Traceback" not in result.output
