@@ -1,19 +1,23 @@
-"""`dbdedup verdicts`: list, export, import, add and remove reviewers' decisions."""
+"""`dbdedup verdicts` (list, export, import, add, remove) and `dbdedup review` (the review page)."""
 
 from __future__ import annotations
 
 import getpass
+import os
 import sys
+import tempfile
 
 import click
 
 from ..errors import DbdedupError
+from .clustering import clustering_options, use_clustering
 from .context import note, open_db
 from .output import emit_rows, format_option
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(verdicts)
+    cli.add_command(review)
 
 
 def _user() -> str:
@@ -194,3 +198,74 @@ def remove_command(ctx, ids, image_ref):
         click.echo(f"removed {len(removed):,} verdicts")
         if removed:
             _reclustered(ctx, conn)
+
+
+def _open_in_browser(url: str) -> str | None:
+    """Open ``url`` through a private redirect file, so the token never shows in the browser's
+    command line (which other users can list); returns the file to remove afterwards."""
+    import html
+    import webbrowser
+
+    fd, path = tempfile.mkstemp(prefix="dbdedup-review-", suffix=".html")  # mode 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={html.escape(url)}">'
+                f'<a href="{html.escape(url)}">dbdedup review</a>')
+    if not webbrowser.open("file://" + path):
+        os.unlink(path)
+        return None
+    return path
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Port on 127.0.0.1 [default: a free one].")
+@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where 'apply what I reviewed' moves the duplicates (as `apply --move-to`; `dbdedup undo` "
+                   "puts them back). Without it the page records verdicts only.")
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@clustering_options
+@click.pass_context
+def review(ctx, port, move_to, no_browser, **options):
+    """Review the clusters in your browser and record verdicts.
+
+    Serves a page on 127.0.0.1 and opens it; the URL carries a random token and any
+    request without it is refused, so only you can use it. One cluster at a time
+    (thumbnails side by side, how each member matched its keeper); buttons and keys
+    record verdicts (j/k next/previous cluster, n not a duplicate, x not in cluster,
+    K keep this, u forget, c compare large, a apply, ? all keys), and the clusters are
+    rebuilt at once. With --move-to, "apply what I reviewed" moves the duplicates of the
+    clusters you gave a verdict, after a dry run, through apply's checks and manifest.
+    Ctrl-C stops it.
+
+    \b
+    Example:
+      dbdedup review
+      dbdedup review --move-to ~/dbdedup-removed --port 8765 --no-browser
+    """
+    from .. import review as rv
+
+    opened: list[str] = []
+
+    def ready(url: str) -> None:
+        click.echo(url)
+        sys.stdout.flush()
+        note(ctx, "review page on 127.0.0.1 (only with the token above); Ctrl-C stops it")
+        if not no_browser:
+            redirect = _open_in_browser(url)
+            if redirect:
+                opened.append(redirect)
+            else:
+                note(ctx, "no browser could be opened: open the URL above")
+
+    with open_db(ctx) as conn:
+        use_clustering(ctx, conn, options)
+        try:
+            rv.serve(conn, port=port, move_to=move_to, user=_user(), on_ready=ready)
+        except KeyboardInterrupt:
+            note(ctx, "review stopped")
+        finally:
+            for path in opened:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
