@@ -35,6 +35,7 @@ REASONS: dict[str, str] = {
     "broken_symlink": "a symbolic link whose target does not exist",
     "symlink_loop": "a symbolic link that points to itself, directly or through other links",
     "unreadable": "the file system returned an error while reading",
+    "not_a_file": "named like an image, but a FIFO, socket or device: never opened (reading could block or never end)",
     "worker_crashed": "the process hashing it died, twice (a decoder crash on this file, or out of memory)",
 }
 

@@ -385,6 +385,10 @@ class _Loader:
     # -- the pipeline
 
     def run(self, roots: list[bytes], recursive: bool, workers: int) -> None:
+        if self.conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            # each batch must be a transaction of its own (not a savepoint in a caller's), or a
+            # kill would lose every batch and not only the last one
+            self.conn.commit()
         self.create_temp_tables()
         in_flight: dict[cf.Future, list[bytes]] = {}
         max_in_flight = workers * CHUNKS_IN_FLIGHT_PER_WORKER
@@ -645,8 +649,10 @@ def load_paths(
 
 def _finish_run(conn: psycopg.Connection, loader: _Loader, status: str, message: str | None) -> None:
     try:
-        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
             conn.rollback()
+        elif conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+            conn.commit()  # what was written is whole rows: kept
         with conn.transaction():
             conn.execute(_queries()["finish_run"], {**loader.counts(), "status": status, "message": message})
     except psycopg.Error:

@@ -122,10 +122,25 @@ def _error_for(path: bytes, exc: OSError, *, is_dir: bool = False) -> ScanEntry:
 
 def _classify_file(path: bytes, name: bytes, st: os.stat_result) -> ScanEntry:
     if not stat.S_ISREG(st.st_mode):
-        return ScanEntry(path, IGNORED, 0, st.st_mtime_ns)  # fifos, sockets, devices: never opened
+        # fifos, sockets, devices: never opened (a read could block forever); one named like an
+        # image is an error the user should see, anything else is not ours to mention
+        if _has_image_extension(name):
+            return ScanEntry(path, ERROR, 0, st.st_mtime_ns, "not_a_file",
+                             f"a {_file_type(st.st_mode)}, not a regular file: never opened")
+        return ScanEntry(path, IGNORED, 0, st.st_mtime_ns)
     if _has_image_extension(name) or _sniff_file(path) is not None:
         return ScanEntry(path, CANDIDATE, st.st_size, st.st_mtime_ns)
     return ScanEntry(path, IGNORED, st.st_size, st.st_mtime_ns)
+
+
+def _file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = True) -> Iterator[ScanEntry]:
