@@ -22,7 +22,11 @@ def _hist(counts: dict[int, int]) -> list[int]:
 
 def test_threshold_is_the_middle_of_an_empty_gap():
     s = suggest_threshold(_hist({0: 3, 2: 2, 4: 1, 6: 2, 18: 1, 20: 3, 22: 5, 24: 4, 26: 2}))
-    assert s.clear_valley and (s.near_mode_end, s.unrelated_start, s.threshold) == (6, 18, 12)
+    # the middle of the gap is 12: too far, unrelated pictures join there on real collections
+    assert s.clear_valley and (s.near_mode_end, s.unrelated_start, s.threshold) == (6, 18, 8)
+    assert any("middle of that gap is 12" in r for r in s.reasoning)
+    wide = suggest_threshold(_hist({0: 3, 2: 2, 4: 1, 6: 2, 18: 1, 20: 3, 22: 5, 24: 4, 26: 2}), precise_up_to=12)
+    assert wide.threshold == 12
     assert s.near_images == 8 and s.unrelated_images == 15
 
 
@@ -122,3 +126,19 @@ def test_png_draws_tiny_bars_beside_a_tall_peak(tmp_path):
         x = int(60 + 3.5 * bar_w)
         assert rgb.getpixel((x, 420 - 50 - 1)) == (46, 125, 50)
         assert rgb.getpixel((int(60 + 5.5 * bar_w), 420 - 50 - 1)) == (255, 255, 255)  # distance 5: empty
+
+
+def test_calibrate_on_the_sample_stays_where_unrelated_images_do_not_join(db_dsn, tmp_path):
+    """examples/ has an empty gap from 3 to 21 bits: its middle (12) is where the README measures unrelated
+    pictures joining; the suggestion stays at the 99%-precise default and says why."""
+    import shutil
+    from pathlib import Path
+
+    from dbdedup.matching import DEFAULT_THRESHOLD
+
+    sample = shutil.copytree(Path(__file__).resolve().parent.parent / "examples", tmp_path / "examples")
+    load(db_dsn, sample)
+    data = json.loads(run_cli(db_dsn, "calibrate", "--format", "json").stdout)
+    assert data["suggested_threshold"] == DEFAULT_THRESHOLD
+    assert data["near_mode_end"] < DEFAULT_THRESHOLD < data["unrelated_start"]
+    assert any("middle of that gap is 12" in r for r in data["reasoning"])
