@@ -50,11 +50,15 @@ from .sqlfiles import named_queries
 
 ACTIONS = ("move", "delete", "hardlink")
 MANIFEST_KIND = "dbdedup-apply"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the run is recorded in dbdedup.apply_runs, and the header names it (run_id)
 
 
 def _queries() -> dict[str, str]:
     return named_queries("queries/report_apply.sql")
+
+
+def _run_queries() -> dict[str, str]:
+    return named_queries("queries/apply_runs.sql")
 
 
 # ---------------------------------------------------------------- planning
@@ -474,8 +478,31 @@ def _intent_record(seq: int, item: PlannedAction, partial: bytes | None) -> dict
     return record
 
 
+def _partial_for(item: PlannedAction) -> bytes | None:
+    if item.action == "move":
+        assert item.destination_bytes is not None
+        return _partial_name(item.destination_bytes)
+    if item.action == "hardlink":
+        return _partial_name(item.path_bytes)
+    return None
+
+
+def _record_run(conn: psycopg.Connection, run_id: uuid.UUID, plan: Plan, manifest_path: str | os.PathLike,
+                partials: list[bytes | None]) -> None:
+    """Record the run and every action it may take (uncommitted): what ``undo`` will accept."""
+    queries = _run_queries()
+    conn.execute(queries["record_run"], {
+        "id": run_id, "action": plan.action, "move_to": plan.move_to,
+        "manifest": display_path(os.path.abspath(os.fsencode(manifest_path))),
+    })
+    with conn.cursor() as cur, cur.copy(queries["record_actions"]) as copy:
+        for seq, (item, partial) in enumerate(zip(plan.actions, partials), start=1):
+            copy.write_row((run_id, seq, item.image_id, item.path_bytes, item.destination_bytes, partial,
+                            item.size_bytes, item.mtime_ns, item.sha256))
+
+
 def execute_plan(
-    conn: psycopg.Connection | None,
+    conn: psycopg.Connection,
     plan: Plan,
     manifest_path: str | os.PathLike,
     *,
@@ -484,14 +511,18 @@ def execute_plan(
 ) -> ApplyResult:
     """Carry out ``plan``, journaling each action in a new manifest at ``manifest_path``.
 
-    Each file is re-checked first (size, mtime, SHA-256, its keeper) and skipped when anything
-    differs. ``on_event(kind, path, detail)`` is called for done/skip/failed. When ``conn`` is
-    given, files moved or deleted are marked missing in dbdedup.images (committed at the end).
+    Before the first file is touched, the run and every action it may take are recorded (and
+    committed) in dbdedup.apply_runs and dbdedup.apply_actions: ``undo`` reverses only what is
+    recorded there. Each file is re-checked first (size, mtime, SHA-256, its keeper) and skipped
+    when anything differs. ``on_event(kind, path, detail)`` is called for done/skip/failed. Files
+    moved or deleted are marked missing in dbdedup.images (committed at the end).
     """
+    run_id = uuid.uuid4()
     header = {
         "event": "start",
         "manifest": MANIFEST_KIND,
         "version": MANIFEST_VERSION,
+        "run_id": str(run_id),
         "action": plan.action,
         "created": datetime.now(timezone.utc).isoformat(),
         "parameters": parameters or {},
@@ -499,7 +530,14 @@ def execute_plan(
     if plan.move_to is not None:
         header["move_to"] = display_path(plan.move_to)
         header["move_to_bytes"] = plan.move_to.hex()
-    manifest = Manifest.create(manifest_path, header)
+    partials = [_partial_for(item) for item in plan.actions]
+    _record_run(conn, run_id, plan, manifest_path, partials)
+    try:
+        manifest = Manifest.create(manifest_path, header)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
     result = ApplyResult(action=plan.action, manifest=manifest.path)
     checker = _Checker()
     notify = on_event or (lambda kind, path, detail: None)
@@ -512,12 +550,7 @@ def execute_plan(
                 result.skipped.append((item.path, problem))
                 notify("skip", item.path, problem)
                 continue
-            partial = None
-            if item.action == "move":
-                assert item.destination_bytes is not None
-                partial = _partial_name(item.destination_bytes)
-            elif item.action == "hardlink":
-                partial = _partial_name(item.path_bytes)
+            partial = partials[seq - 1]
             manifest.write(_intent_record(seq, item, partial))
             try:
                 if item.action == "delete":
@@ -542,11 +575,10 @@ def execute_plan(
                         "failed": len(result.failed), "bytes_freed": result.bytes_freed})
     finally:
         manifest.close()
-        if conn is not None:
-            gone = [a.image_id for a in result.done if a.action in ("move", "delete")]
-            if gone:
-                conn.execute(_queries()["mark_gone"], {"image_ids": gone})
-            conn.commit()
+        gone = [a.image_id for a in result.done if a.action in ("move", "delete")]
+        if gone:
+            conn.execute(_queries()["mark_gone"], {"image_ids": gone})
+        conn.commit()
     return result
 
 
@@ -615,33 +647,99 @@ def _undo_hardlink(intent: dict[str, Any]) -> tuple[str, str | None]:
     return "restored", None
 
 
-def undo_manifest(conn: psycopg.Connection | None, manifest_path: str | os.PathLike) -> UndoResult:
+_INTENT_FIELDS = (  # (manifest key, dbdedup.apply_actions column, how the manifest writes it)
+    ("path_bytes", "path_bytes", bytes.hex),
+    ("destination_bytes", "destination_bytes", bytes.hex),
+    ("partial_bytes", "partial_bytes", bytes.hex),
+    ("sha256", "sha256", bytes.hex),
+    ("size", "size_bytes", int),
+    ("mtime_ns", "mtime_ns", int),
+)
+
+
+def _as_recorded(row: dict[str, Any]) -> dict[str, Any]:
+    """An intent line as apply wrote it for a recorded action."""
+    intent: dict[str, Any] = {"seq": row["seq"], "path": display_path(bytes(row["path_bytes"]))}
+    for key, column, encode in _INTENT_FIELDS:
+        if row[column] is not None:
+            intent[key] = encode(bytes(row[column])) if encode is bytes.hex else encode(row[column])
+    if row["destination_bytes"] is not None:
+        intent["destination"] = display_path(bytes(row["destination_bytes"]))
+    return intent
+
+
+def recorded_intents(conn: psycopg.Connection, manifest_path: str | os.PathLike, header: dict[str, Any],
+                     intents: dict[Any, dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The manifest's intents, checked against what apply recorded in the database for its run.
+
+    Returns them as recorded; raises DbdedupError, before anything is done, when the manifest
+    names no recorded run or one of its actions is not exactly a recorded one (another path,
+    destination, temporary name, content, or an action the run never planned).
+    """
+    name = Path(manifest_path)
+    hint = "undo reverses only what `dbdedup apply` recorded in the database it used (--db / --data-dir)"
+    try:
+        run_id = uuid.UUID(str(header["run_id"]))
+    except (KeyError, ValueError) as exc:
+        raise DbdedupError(f"{name} names no recorded apply run: nothing was undone",
+                           hint=hint + " (manifests of version 1 name none)") from exc
+    with conn.cursor(row_factory=dict_row) as cur:
+        run = cur.execute(_run_queries()["recorded_run"], {"id": run_id}).fetchone()
+        rows = cur.execute(_run_queries()["recorded_actions"], {"id": run_id}).fetchall() if run else []
+    if run is None:
+        raise DbdedupError(f"{name}: its apply run {run_id} is not recorded in this database: nothing was undone",
+                           hint=hint)
+    move_to = bytes(run["move_to"]).hex() if run["move_to"] is not None else None
+    if header.get("action") != run["action"] or header.get("move_to_bytes") != move_to:
+        raise DbdedupError(f"{name}: its first line differs from the recorded run {run_id}: nothing was undone",
+                           hint=hint)
+    recorded = {row["seq"]: _as_recorded(row) for row in rows}
+    checked: dict[int, dict[str, Any]] = {}
+    for seq, intent in intents.items():
+        expected = recorded.get(seq) if isinstance(seq, int) else None
+        if expected is None or any(intent.get(key) != expected.get(key) for key, _, _ in _INTENT_FIELDS) \
+                or intent.get("action", run["action"]) != run["action"]:
+            raise DbdedupError(
+                f"{name}: action {seq} ({intent.get('path', '?')}) is not what apply recorded for run {run_id}: "
+                "nothing was undone", hint=hint)
+        checked[seq] = expected
+    return checked
+
+
+def undo_manifest(conn: psycopg.Connection, manifest_path: str | os.PathLike) -> UndoResult:
     """Undo an apply run from its manifest: moved files go back to their paths, hard-linked
     duplicates get their own copy again; deleted files are reported as lost. Actions a crash
     interrupted (an intent without done) are rolled back or finished by looking at the disk.
-    Safe to run twice: what is undone is recorded in the manifest and skipped next time."""
+    Safe to run twice: what is undone is recorded in the manifest and skipped next time.
+
+    Only actions recorded in the database for the manifest's run are reversed, with the paths
+    recorded there (``recorded_intents``): a manifest edited to name other files is refused whole.
+    """
     header, events = read_manifest(manifest_path)
-    action = header["action"]
-    intents: dict[int, dict[str, Any]] = {}
+    action = header.get("action")
+    intents: dict[Any, dict[str, Any]] = {}
     finished: set[int] = set()
+    failed: set[Any] = set()
     undone: set[int] = set()
     for ev in events:
         kind = ev.get("event")
         if kind == "intent":
-            intents[ev["seq"]] = ev
+            intents[ev.get("seq")] = ev
         elif kind == "done":
-            finished.add(ev["seq"])
+            finished.add(ev.get("seq"))
         elif kind == "failed":  # the action raised before changing anything (see execute_plan)
-            failed = intents.pop(ev["seq"], None)
-            if failed and failed.get("partial_bytes"):
-                # a copy the failure cut short (a full disk) that an older dbdedup left behind
-                _remove_partial(bytes.fromhex(failed["partial_bytes"]))
+            failed.add(ev.get("seq"))
         elif kind == "undone":
-            undone.add(ev["seq"])
+            undone.add(ev.get("seq"))
+    checked = recorded_intents(conn, manifest_path, header, intents)
+    for seq in failed & checked.keys():
+        partial = checked.pop(seq).get("partial_bytes")
+        if partial:  # a copy the failure cut short (a full disk) that an older dbdedup left behind
+            _remove_partial(bytes.fromhex(partial))
     result = UndoResult(manifest=Path(manifest_path), action=action)
     journal = Manifest.append_to(manifest_path)
     try:
-        for seq, intent in sorted(intents.items()):
+        for seq, intent in sorted(checked.items()):
             if seq in undone:
                 continue
             path = intent["path"]
@@ -659,15 +757,14 @@ def undo_manifest(conn: psycopg.Connection | None, manifest_path: str | os.PathL
                 # the action a crash interrupted (intent without done), whatever state it reached
                 result.rolled_back.append(path)
             journal.write({"event": "undone", "seq": seq, "outcome": outcome})
-            if conn is not None and action == "move" and outcome == "restored":
+            if action == "move" and outcome == "restored":
                 conn.execute(_queries()["mark_restored"], {
                     "path_bytes": bytes.fromhex(intent["path_bytes"]), "size_bytes": intent["size"],
                     "mtime_ns": intent["mtime_ns"], "sha256": bytes.fromhex(intent["sha256"]),
                 })
     finally:
         journal.close()
-        if conn is not None:
-            conn.commit()
+        conn.commit()
     return result
 
 

@@ -338,3 +338,87 @@ def test_manifest_is_readable_by_its_owner_only(db_dsn, tmp_path, loaded):
     run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(shared / "m.jsonl"))
     assert _mode(shared / "m.jsonl") == 0o600
     assert _mode(shared) == 0o750  # an existing folder is left as it is
+
+
+# ---------------------------------------------------------------- undo obeys only what apply recorded
+
+
+def _write_manifest(path: Path, events: list[dict]) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def _craft_edited_path(events, victim, tmp_path):
+    intent = next(e for e in events if e.get("event") == "intent")
+    intent["path"], intent["path_bytes"] = str(victim), os.fsencode(victim).hex()
+
+
+def _craft_edited_destination(events, victim, tmp_path):
+    intent = next(e for e in events if e.get("event") == "intent")
+    intent["destination"], intent["destination_bytes"] = str(victim), os.fsencode(victim).hex()
+
+
+def _craft_added_entry(events, victim, tmp_path):
+    # the old undo deleted `victim`: a path and destination naming one file read as a move cut short
+    template = next(e for e in events if e.get("event") == "intent")
+    forged = dict(template, seq=999, path=str(victim), path_bytes=os.fsencode(victim).hex(),
+                  destination=str(victim), destination_bytes=os.fsencode(victim).hex())
+    events.extend([forged, {"event": "done", "seq": 999}])
+
+
+def _craft_other_run(events, victim, tmp_path):
+    import uuid
+
+    events[0]["run_id"] = str(uuid.uuid4())  # a run this database never recorded (another database's, say)
+
+
+def _craft_no_run(events, victim, tmp_path):
+    del events[0]["run_id"]  # as a manifest of the previous version, which nothing recorded
+
+
+def _craft_edited_partial(events, victim, tmp_path):
+    intent = next(e for e in events if e.get("event") == "intent")
+    intent["partial_bytes"] = os.fsencode(victim).hex()
+
+
+CRAFTS = {
+    "edited path": _craft_edited_path,
+    "edited destination": _craft_edited_destination,
+    "edited temporary name": _craft_edited_partial,
+    "added entry": _craft_added_entry,
+    "unrecorded run": _craft_other_run,
+    "no run": _craft_no_run,
+}
+
+
+@pytest.mark.parametrize("craft", sorted(CRAFTS))
+def test_undo_refuses_a_crafted_manifest_and_changes_nothing(db_dsn, tmp_path, loaded, craft):
+    manifest, moved_to = tmp_path / "m.jsonl", tmp_path / "removed"
+    run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(manifest))
+    victim = tmp_path / "elsewhere" / ".dbdedup-victim.txt"
+    victim.parent.mkdir()
+    victim.write_text("not dbdedup's to touch")
+    events = _manifest(manifest)
+    CRAFTS[craft](events, victim, tmp_path)
+    _write_manifest(manifest, events)
+    before = (tree_state(loaded.root), tree_state(moved_to), tree_state(victim.parent), manifest.read_bytes())
+
+    result = run_cli(db_dsn, "undo", str(manifest), ok=False)
+
+    assert victim.read_text() == "not dbdedup's to touch"
+    assert (tree_state(loaded.root), tree_state(moved_to), tree_state(victim.parent), manifest.read_bytes()) == before
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("dbdedup: error: ") and "nothing was undone" in lines[0]
+    assert lines[1].startswith("hint: ")
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_undo_checks_against_the_database_apply_used(db_dsn, empty_db_dsn, tmp_path, loaded):
+    """The same manifest, genuine, is refused by a database that did not record its run."""
+    manifest = tmp_path / "m.jsonl"
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(manifest))
+    before = tree_state(loaded.root)
+    other = run_cli(empty_db_dsn, "undo", str(manifest), ok=False)
+    assert other.exit_code == 1 and "is not recorded in this database" in other.stderr
+    assert tree_state(loaded.root) == before
+    assert "5 restored" in run_cli(db_dsn, "undo", str(manifest)).stdout
