@@ -61,6 +61,9 @@ def _embedded_target(ctx: click.Context) -> dbmod.Target:
 def db_url(ctx: click.Context) -> None:
     """Print a connection URI (starting the embedded server if needed).
 
+    The embedded server's URI names its socket and no password: only the
+    account that owns the server can connect with it (peer authentication).
+
     \b
     Example:
       psql "$(dbdedup db url)" -c 'select count(*) from dbdedup.images'
