@@ -14,13 +14,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from .errors import DbdedupError
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
+from .verdicts import KIND_LABELS, Verdict
 
 EXPORT_MODES = ("copy", "hardlink", "symlink")
 
@@ -138,7 +139,8 @@ figure img { max-width: %(box)dpx; max-height: %(box)dpx; }
 figcaption { font-size: 0.8em; line-height: 1.35; margin-top: 0.3em; word-break: break-all; }
 .badge { display: inline-block; font-size: 0.75em; font-weight: bold; padding: 0 0.4em; border-radius: 3px; color: #fff; }
 .badge.keep { background: #2e7d32; } .badge.same { background: #b26a00; } .badge.dup { background: #8a6d00; }
-.badge.ref { background: #1565c0; }
+.badge.ref { background: #1565c0; } .badge.reviewed { background: #6a1b9a; }
+ul.verdicts { font-size: 0.8em; margin: 0.2em 0 0 0; padding-left: 1.1em; color: #4a148c; }
 .missing { font-size: 0.8em; color: #a00; padding: 0.5em; text-align: center; }
 .dim { color: #777; }
 """
@@ -154,7 +156,26 @@ def _badge(member: Member) -> str:
     return '<span class="badge dup">near duplicate</span>'
 
 
-def _figure(member: Member, jpeg: bytes | None, error: str | None) -> str:
+def _verdicts_html(member: Member, verdicts: Mapping[bytes, list[Verdict]] | None) -> str:
+    """The verdicts naming a member (reviewers' decisions), as a list under its caption."""
+    named = verdicts.get(member.sha256, []) if verdicts and member.sha256 else []
+    if not named:
+        return ""
+    e = html.escape
+    items = []
+    for v in named:
+        text = KIND_LABELS[v.kind]
+        other = v.other(member.sha256) if member.sha256 else None
+        if other is not None:
+            paths = v.paths[v.sha256.index(other)]
+            text += " " + (", ".join(os.path.basename(p) for p in paths) if paths else "an image not loaded now")
+        items.append(f'<li data-kind="{v.kind}">{e(text)} <span class="dim">({e(v.decided_by)}, '
+                     f'{v.decided_at:%Y-%m-%d})</span>{" &middot; " + e(v.note) if v.note else ""}</li>')
+    return '<ul class="verdicts">' + "".join(items) + "</ul>"
+
+
+def _figure(member: Member, jpeg: bytes | None, error: str | None,
+            verdicts: Mapping[bytes, list[Verdict]] | None = None) -> str:
     e = html.escape
     name = e(os.path.basename(member.path))
     if jpeg is not None:
@@ -163,12 +184,14 @@ def _figure(member: Member, jpeg: bytes | None, error: str | None) -> str:
         picture = f'<div class="missing">no thumbnail<br>{e(error or "")}</div>'
     dims = f"{member.width}&times;{member.height}" if member.width and member.height else "?"
     distance = "keeper" if member.is_keeper else f"distance {member.distance}"
+    listed = _verdicts_html(member, verdicts)
+    reviewed = ' <span class="badge reviewed">reviewed</span>' if listed else ""
     return (
         f'<figure class="{"keeper" if member.is_keeper else "member"}" data-distance="{member.distance}">'
         f'<div class="frame">{picture}</div>'
-        f"<figcaption>{_badge(member)} <b>{name}</b><br>{distance} &middot; {dims} &middot; "
+        f"<figcaption>{_badge(member)}{reviewed} <b>{name}</b><br>{distance} &middot; {dims} &middot; "
         f'{e(human_bytes(member.size_bytes)).replace(" ", "&nbsp;")}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
-        f"</figcaption></figure>"
+        f"{listed}</figcaption></figure>"
     )
 
 
@@ -178,8 +201,10 @@ def render_html(
     clusters: Iterable[Cluster],
     *,
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+    verdicts: Mapping[bytes, list[Verdict]] | None = None,
 ) -> Iterable[str]:
-    """The contact sheet as chunks of HTML: one self-contained page (inline CSS, thumbnails as data URIs)."""
+    """The contact sheet as chunks of HTML: one self-contained page (inline CSS, thumbnails as data URIs).
+    ``verdicts`` (``dbdedup.verdicts.all_by_image``) marks the members reviewers decided on."""
     e = html.escape
     yield "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
     yield "<title>dbdedup contact sheet</title>\n"
@@ -196,6 +221,11 @@ def render_html(
     ]
     if settings.reference_paths:
         rows.append(("reference paths (protected)", e(", ".join(settings.reference_paths))))
+    if verdicts:
+        every = {v.id: v for named in verdicts.values() for v in named}.values()
+        stale = sum(1 for v in every if v.stale)
+        rows.append(("verdicts", f"{len(every):,}" + (f" ({stale:,} stale: an image they name is not loaded)"
+                                                      if stale else "")))
     for label, value in rows:
         yield f"<tr><td>{label}</td><td>{value}</td></tr>"
     yield "</table>\n"
@@ -203,13 +233,14 @@ def render_html(
     with ThumbnailMaker(thumbnail_size) as maker:
         for cluster in clusters:
             shown += 1
-            yield from _cluster_html(cluster, maker)
+            yield from _cluster_html(cluster, maker, verdicts)
     if shown == 0:
         yield "<p>No near-duplicate clusters at this threshold.</p>\n"
     yield "</body>\n</html>\n"
 
 
-def _cluster_html(cluster: Cluster, maker: ThumbnailMaker) -> Iterable[str]:
+def _cluster_html(cluster: Cluster, maker: ThumbnailMaker,
+                  verdicts: Mapping[bytes, list[Verdict]] | None = None) -> Iterable[str]:
     e = html.escape
     yield (
         f'<section class="cluster" id="cluster-{cluster.id}"><h2>Cluster {cluster.id}: '
@@ -219,7 +250,7 @@ def _cluster_html(cluster: Cluster, maker: ThumbnailMaker) -> Iterable[str]:
     )
     members = list(cluster.members)
     for member, (_, jpeg, error) in zip(members, maker.make([m.path_bytes for m in members])):
-        yield _figure(member, jpeg, error) + "\n"
+        yield _figure(member, jpeg, error, verdicts) + "\n"
     yield "</div></section>\n"
 
 
@@ -230,6 +261,7 @@ def export_html(
     path: str | os.PathLike,
     *,
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
+    verdicts: Mapping[bytes, list[Verdict]] | None = None,
 ) -> Path:
     """Write the contact sheet to ``path`` (atomically: a temporary file renamed into place)."""
     target = Path(path)
@@ -239,7 +271,7 @@ def export_html(
     fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size):
+            for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size, verdicts=verdicts):
                 out.write(chunk)
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)

@@ -14,12 +14,17 @@ The JSON report is a stable contract for tools::
                    "reclaimable_bytes": 10927,
                    "members": [{"path": "/photos/beach.jpg", "distance": 0, "width": 640,
                                 "height": 480, "bytes": 26746, "keeper": true,
-                                "exact_duplicate": false, "protected": false}, ...]}, ...]}
+                                "exact_duplicate": false, "protected": false, "reviewed": false,
+                                "verdicts": []}, ...], "reviewed": false}, ...]}
 
 The parameters are the settings in effect (``rule`` as applied: ``transforms`` where ``fused``
 has no embedding vectors to use). Members include the keeper (first, distance 0). Paths are as stored in
 ``dbdedup.images.path``; a path that is not valid UTF-8 is stored with ``\\xNN``
 escapes, and its member then also carries ``"path_bytes"``: the exact bytes in hex.
+``reviewed`` says whether a reviewer's verdict (``dbdedup verdicts``) names a member (or any
+member of a cluster); a member's ``verdicts`` lists them: ``{"id", "kind", "decided_by",
+"decided_at", "note"}``, and for a pair ``"other_sha256"`` and ``"other_paths"`` (the other image's
+files now; empty when it is not loaded).
 New keys may be added; existing keys keep their names and meaning.
 """
 
@@ -28,10 +33,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Any, Iterable, Sequence, TextIO
+from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from .clusters import ClusterSettings
 from .results import Cluster, Member, NeighbourHistogram, Summary
+from .verdicts import Verdict, member_json
 
 CSV_COLUMNS = (
     "cluster_id", "keeper", "path", "distance", "width", "height", "bytes",
@@ -46,8 +52,23 @@ PAIR_COLUMNS = (
 # ---------------------------------------------------------------- rendering for tools
 
 
+def cluster_json(cluster: Cluster, verdicts: Mapping[bytes, list[Verdict]] | None = None) -> dict[str, Any]:
+    """A cluster as the JSON report has it; with ``verdicts`` (``dbdedup.verdicts.all_by_image``),
+    each member says whether it was reviewed and by which verdicts."""
+    data = cluster.to_json()
+    if verdicts is None:
+        return data
+    for member, item in zip(cluster.members, data["members"]):
+        named = verdicts.get(member.sha256, []) if member.sha256 else []
+        item["reviewed"] = bool(named)
+        item["verdicts"] = member_json(named, member.sha256) if named else []
+    data["reviewed"] = any(item["reviewed"] for item in data["members"])
+    return data
+
+
 def write_json(settings: ClusterSettings, summary: Summary, clusters: Iterable[Cluster], out: TextIO, *,
-               sort: str = "members", limit: int | None = None) -> None:
+               sort: str = "members", limit: int | None = None,
+               verdicts: Mapping[bytes, list[Verdict]] | None = None) -> None:
     """The documented JSON report (see the module docstring), written cluster by cluster."""
     parameters = {**settings.to_json(), "sort": sort, "limit": limit}
     out.write("{\n")
@@ -56,14 +77,15 @@ def write_json(settings: ClusterSettings, summary: Summary, clusters: Iterable[C
     out.write('  "clusters": [')
     for i, cluster in enumerate(clusters):
         out.write(",\n    " if i else "\n    ")
-        out.write(json.dumps(cluster.to_json()))
+        out.write(json.dumps(cluster_json(cluster, verdicts)))
     out.write("\n  ]\n}\n")
 
 
-def write_ndjson(clusters: Iterable[Cluster], out: TextIO) -> None:
+def write_ndjson(clusters: Iterable[Cluster], out: TextIO, *,
+                 verdicts: Mapping[bytes, list[Verdict]] | None = None) -> None:
     """One JSON object per line: each cluster as in the JSON report's ``clusters`` list."""
     for cluster in clusters:
-        out.write(json.dumps(cluster.to_json()) + "\n")
+        out.write(json.dumps(cluster_json(cluster, verdicts)) + "\n")
 
 
 def write_csv(clusters: Iterable[Cluster], out: TextIO) -> None:

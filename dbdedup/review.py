@@ -39,13 +39,6 @@ TOKEN_PARAM = "t"
 PAGE_SIZE = 50
 THUMBNAIL_SIZES = {"small": 260, "large": 1024}
 ASSETS = {"review.js": "text/javascript", "review.css": "text/css"}
-# what the page names each kind of verdict
-KIND_LABELS = {
-    "not_duplicate": "not a duplicate of",
-    "duplicate": "confirmed duplicate of",
-    "not_in_cluster": "not in its cluster",
-    "keeper": "chosen keeper",
-}
 
 
 def _queries() -> dict[str, str]:
@@ -127,7 +120,7 @@ def _verdict_view(v: vd.Verdict, sha256: bytes) -> dict[str, Any]:
     other_paths: tuple[str, ...] = ()
     if other is not None:
         other_paths = v.paths[v.sha256.index(other)]
-    return {"id": v.id, "kind": v.kind, "label": KIND_LABELS[v.kind], "by": v.decided_by,
+    return {"id": v.id, "kind": v.kind, "label": vd.KIND_LABELS[v.kind], "by": v.decided_by,
             "at": v.decided_at.strftime("%Y-%m-%d %H:%M"), "note": v.note,
             "other": ", ".join(os.path.basename(p) for p in other_paths) if other is not None else None,
             "other_missing": other is not None and not other_paths}
@@ -228,7 +221,7 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
         return url_for(endpoint, **values, **{TOKEN_PARAM: settings.token})
 
     app.jinja_env.globals.update(link=link, token=settings.token, token_param=TOKEN_PARAM,
-                                 kind_labels=KIND_LABELS, apply_on=settings.move_to is not None)
+                                 kind_labels=vd.KIND_LABELS, apply_on=settings.move_to is not None)
 
     @app.before_request
     def only_the_owner():

@@ -47,6 +47,13 @@ from .sqlfiles import named_queries
 KINDS = ("not_duplicate", "not_in_cluster", "keeper", "duplicate")
 PAIR_KINDS = ("not_duplicate", "duplicate")
 IMAGE_KINDS = ("not_in_cluster", "keeper")
+# how pages and reports name each kind (a pair's label is followed by the other image)
+KIND_LABELS = {
+    "not_duplicate": "not a duplicate of",
+    "duplicate": "confirmed duplicate of",
+    "not_in_cluster": "not in its cluster",
+    "keeper": "chosen keeper",
+}
 FILE_FORMAT = "dbdedup-verdicts"
 FILE_VERSION = 1
 

@@ -328,3 +328,31 @@ def test_subject_checks():
     for args in (("maybe", a), ("keeper", a, b), ("not_duplicate", a), ("duplicate", a, a)):
         with pytest.raises(DbdedupError):
             vd.subject(*args)
+
+
+def test_report_json_and_html_sheet_show_verdicts(db_dsn, collection, tmp_path):
+    small = collection.near["o101_small.jpg"][1]
+    lowq, o102 = collection.near["o102_lowq.jpg"][1], collection.originals["o102"]
+    add(db_dsn, "keeper", small)
+    add(db_dsn, "not_duplicate", lowq, o102)
+    run_cli(db_dsn, "verdicts", "add", "keeper", str(small))  # through the CLI too: same subject, replaced
+    report = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    members = {Path(m["path"]).name: (c, m) for c in report["clusters"] for m in c["members"]}
+    cluster_101, keeper = members["o101_small.jpg"]
+    assert keeper["keeper"] and keeper["reviewed"] and [v["kind"] for v in keeper["verdicts"]] == ["keeper"]
+    assert cluster_101["reviewed"] and not members["o101.jpg"][1]["reviewed"]
+    assert members["o101.jpg"][1]["verdicts"] == []
+    o102_member = members["o102.jpg"][1]
+    (v,) = o102_member["verdicts"]
+    assert v["kind"] == "not_duplicate" and v["other_paths"] == [str(lowq)] and v["other_sha256"] == sha(lowq).hex()
+    assert not members["o103.jpg"][0]["reviewed"]
+    ndjson = [json.loads(line) for line in run_cli(db_dsn, "report", "--format", "ndjson").stdout.splitlines()]
+    assert sorted(c["reviewed"] for c in ndjson) == sorted(c["reviewed"] for c in report["clusters"])
+
+    sheet = tmp_path / "sheet.html"
+    run_cli(db_dsn, "export", str(sheet))
+    text = sheet.read_text(encoding="utf-8")
+    assert text.count('<span class="badge reviewed">reviewed</span>') == 2  # o101_small and o102
+    assert '<li data-kind="keeper">chosen keeper' in text
+    assert '<li data-kind="not_duplicate">not a duplicate of o102_lowq.jpg' in text
+    assert "<td>verdicts</td><td>2</td>" in text

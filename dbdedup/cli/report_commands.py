@@ -68,7 +68,7 @@ def report(ctx, sort, limit, fmt, output, **options):
       dbdedup report --reference ~/Pictures/originals --format csv > clusters.csv
     """
     from .. import report as rep
-    from .. import results
+    from .. import results, verdicts
 
     if limit is None and fmt == "table":
         limit = 20
@@ -79,9 +79,10 @@ def report(ctx, sort, limit, fmt, output, **options):
         clusters = results.iter_clusters(conn, sort=sort, limit=limit)
         with _output(output) as out:
             if fmt == "json":
-                rep.write_json(settings, summary, clusters, out, sort=sort, limit=limit)
+                rep.write_json(settings, summary, clusters, out, sort=sort, limit=limit,
+                               verdicts=verdicts.all_by_image(conn))
             elif fmt == "ndjson":
-                rep.write_ndjson(clusters, out)
+                rep.write_ndjson(clusters, out, verdicts=verdicts.all_by_image(conn))
             elif fmt == "csv":
                 rep.write_csv(clusters, out)
             else:
@@ -157,7 +158,7 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
       dbdedup export ~/dupes --layout folders --mode symlink
     """
     from .. import export as exp
-    from .. import results
+    from .. import results, verdicts
 
     if layout is None:
         layout = "html" if target.lower().endswith((".html", ".htm")) else "folders"
@@ -170,7 +171,8 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
             if shown > 2000:
                 note(ctx, f"making thumbnails for {shown:,} clusters: this takes a while and makes a large page; "
                           "--limit N --sort bytes keeps the N clusters that free the most")
-            path = exp.export_html(settings, summary, clusters, target, thumbnail_size=thumbnail_size)
+            path = exp.export_html(settings, summary, clusters, target, thumbnail_size=thumbnail_size,
+                                   verdicts=verdicts.all_by_image(conn))
             note(ctx, f"wrote {path} ({summary.near_duplicate_clusters:,} clusters, "
                       f"{path.stat().st_size:,} bytes); open it in a browser")
             return
