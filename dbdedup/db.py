@@ -323,6 +323,11 @@ def _run_alembic(dsn: str, direction: str, revision: str) -> bool:
             if direction == "upgrade":
                 _upgrade(connection, cfg, revision)
             else:
+                # The functions and views are today's: they may read what the downgrade removes.
+                # They go first; the dbdedup that runs next puts its own (see dbdedup.schema).
+                from . import schema
+
+                schema.drop_definitions(connection.connection.dbapi_connection)
                 command.downgrade(cfg, revision)
     except (DBAPIError, psycopg.Error) as exc:
         orig = getattr(exc, "orig", exc)

@@ -60,6 +60,13 @@ def install_tables(conn: psycopg.Connection) -> None:
     _execute_file(conn, "tables.sql")
 
 
+def drop_definitions(conn: psycopg.Connection) -> None:
+    """Drop every function, view and trigger of schema dbdedup and forget which text was applied."""
+    q = _queries()
+    conn.execute(q["drop_definitions"])
+    conn.execute(q["forget_checksum"])
+
+
 def apply_definitions(conn: psycopg.Connection) -> None:
     """Drop every function, view and trigger of schema dbdedup and create them again from ``sql/``.
 

@@ -43,6 +43,9 @@ BEGIN
 END
 $$;
 
+-- name: forget_checksum
+DELETE FROM dbdedup.schema_definitions;
+
 -- name: enable_embeddings
 SELECT dbdedup.enable_embeddings();
 
