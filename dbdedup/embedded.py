@@ -65,13 +65,15 @@ def bin_path(name: str) -> Path:
 
 
 @dataclass(frozen=True)
-class _Account:
+class ServerAccount:
+    """A local account the server runs as."""
+
     name: str
     uid: int
     gid: int
 
 
-def _server_account() -> _Account | None:
+def server_account() -> ServerAccount | None:
     """The system user the server runs as when dbdedup runs as root (created on first use);
     None otherwise: the server then runs as the owner."""
     if os.geteuid() != 0:
@@ -88,14 +90,14 @@ def _server_account() -> _Account | None:
                 hint="create it (useradd --system embedded_postgres), run dbdedup as a normal user, or use --db",
             ) from exc
         entry = pwd.getpwnam(SERVER_USER)
-    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+    return ServerAccount(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
 def _owner_name() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _run(args: list[str], server: _Account | None, timeout: float = _START_TIMEOUT) -> str:
+def _run(args: list[str], server: ServerAccount | None, timeout: float = _START_TIMEOUT) -> str:
     """Run a server program as the server's account; its output (for errors) is returned."""
     kwargs: dict = {}
     if server is not None:
@@ -156,7 +158,7 @@ def _grant_search_acl(path: Path, uid: int) -> None:
     os.setxattr(path, _ACL_XATTR, raw)
 
 
-def _grant_search(folder: Path, server: _Account) -> None:
+def _grant_search(folder: Path, server: ServerAccount) -> None:
     try:
         _grant_search_acl(folder, server.uid)
     except (OSError, AttributeError) as exc:
@@ -171,7 +173,7 @@ def _grant_search(folder: Path, server: _Account) -> None:
                 "reach its files; nobody else gains access", SERVER_USER, folder)
 
 
-def _first_unsearchable(folders: list[Path], server: _Account) -> Path | None:
+def _first_unsearchable(folders: list[Path], server: ServerAccount) -> Path | None:
     """The first of ``folders`` (listed top-down) that the server's account cannot search."""
     script = 'for d do [ -x "$d" ] || { printf %s "$d"; exit 0; }; done'
     out = subprocess.run(["/bin/sh", "-c", script, "sh", *map(str, folders)], user=server.uid, group=server.gid,
@@ -179,7 +181,7 @@ def _first_unsearchable(folders: list[Path], server: _Account) -> Path | None:
     return Path(os.fsdecode(out)) if out else None
 
 
-def _let_server_search(paths: list[Path], server: _Account) -> None:
+def _let_server_search(paths: list[Path], server: ServerAccount) -> None:
     """Make every folder above ``paths`` searchable by the server's account, granting the least:
     search for that account alone (an ACL entry), or search for others where ACLs are unsupported."""
     folders: list[Path] = []
@@ -236,7 +238,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write_private(path: Path, text: str, server: _Account | None) -> None:
+def _write_private(path: Path, text: str, server: ServerAccount | None) -> None:
     """Replace ``path`` with ``text`` atomically, mode 0600, owned by the server's account."""
     tmp = path.with_name(path.name + ".dbdedup-tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -247,7 +249,7 @@ def _write_private(path: Path, text: str, server: _Account | None) -> None:
     os.replace(tmp, path)
 
 
-def _configure(data_dir: Path, socket_dir: Path | None, server: _Account | None) -> bool:
+def _configure(data_dir: Path, socket_dir: Path | None, server: ServerAccount | None) -> bool:
     """Write who may connect (and, given ``socket_dir``, where the socket goes); True if anything changed."""
     changed = False
     wanted = {"pg_hba.conf": _hba_text(), "pg_ident.conf": _ident_text(_owner_name())}
@@ -269,7 +271,7 @@ def _configure(data_dir: Path, socket_dir: Path | None, server: _Account | None)
 # ---------------------------------------------------------------- the socket directory
 
 
-def _socket_dir_for(data_dir: Path, server: _Account | None) -> Path:
+def _socket_dir_for(data_dir: Path, server: ServerAccount | None) -> Path:
     """The data directory when the socket's path fits there; else a new private directory."""
     if len(os.fsencode(data_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
         return data_dir
@@ -349,7 +351,7 @@ def running_uri(data_dir: Path) -> str | None:
     return uri_for(pm.socket_dir)
 
 
-def _secure(data_dir: Path, pm: _Postmaster, server: _Account | None) -> bool:
+def _secure(data_dir: Path, pm: _Postmaster, server: ServerAccount | None) -> bool:
     """A running server that admits its owner only: our access files, and a private socket directory."""
     if pm.status != "ready" or pm.socket_dir is None:
         return False
@@ -372,7 +374,7 @@ class _Lock:
         os.close(self._fd)
 
 
-def _prepare_folder(data_dir: Path, server: _Account | None) -> None:
+def _prepare_folder(data_dir: Path, server: ServerAccount | None) -> None:
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         data_dir.mkdir(mode=0o700, exist_ok=True)
@@ -415,7 +417,7 @@ def start(data_dir: Path) -> str:
     milliseconds; ``stop`` stops it. Only the owner can connect (see the module's docstring).
     """
     data_dir = Path(data_dir).absolute()
-    server = _server_account()
+    server = server_account()
     pm = _postmaster(data_dir)
     if pm is not None and _secure(data_dir, pm, server):
         return uri_for(pm.socket_dir)  # type: ignore[arg-type]
@@ -454,7 +456,7 @@ def start(data_dir: Path) -> str:
                            hint=f"see its log at {data_dir / 'log'}")
 
 
-def _pg_ctl_stop(data_dir: Path, server: _Account | None) -> None:
+def _pg_ctl_stop(data_dir: Path, server: ServerAccount | None) -> None:
     pm = _postmaster(data_dir)
     try:
         _run([str(bin_path("pg_ctl")), "-D", str(data_dir), "-w", "-m", "fast", "stop"], server)
@@ -469,7 +471,7 @@ def stop(data_dir: Path) -> bool:
     data_dir = Path(data_dir).absolute()
     if _postmaster(data_dir) is None:
         return False
-    server = _server_account()
+    server = server_account()
     with _Lock(data_dir):
         if _postmaster(data_dir) is None:
             return False

@@ -13,7 +13,9 @@ import stat
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import psycopg
 import pytest
@@ -48,6 +50,7 @@ def local_users():
         made.append(name)
     if os.geteuid() != 0:
         pytest.skip("runuser needs root")
+    embedded.server_account()  # the account the embedded server runs as (dbdedup makes it on first use)
     yield
     for name in made:
         subprocess.run(["userdel", name], capture_output=True)
@@ -69,6 +72,18 @@ def _open_base(owner: str = "root") -> Path:
     base.chmod(0o755)
     shutil.chown(base, owner)
     return base
+
+
+@contextmanager
+def _fresh_data_dir(layout: str, owner: str = "root", stop=dbmod.stop_embedded) -> Iterator[Path]:
+    """A data directory path of ``layout`` in a new open folder; the server is stopped and all removed after."""
+    base = _open_base(owner)
+    data_dir = LAYOUTS[layout](base)
+    try:
+        yield data_dir
+    finally:
+        stop(data_dir)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -113,22 +128,15 @@ def _assert_configured_for_its_owner_only(data_dir: Path, uri: str, layout: str)
 @pytest.mark.skipif(os.geteuid() == 0, reason="as root, the tests with a second local user check this and more")
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_a_new_server_is_configured_for_its_owner_only(layout):
-    base = _open_base(pwd.getpwuid(os.geteuid()).pw_name)
-    data_dir = LAYOUTS[layout](base)
-    try:
+    with _fresh_data_dir(layout, pwd.getpwuid(os.geteuid()).pw_name) as data_dir:
         socket_dir = _assert_configured_for_its_owner_only(data_dir, dbmod.start_embedded(data_dir), layout)
-    finally:
-        dbmod.stop_embedded(data_dir)
-        shutil.rmtree(base, ignore_errors=True)
     if layout == "long":
         assert not socket_dir.exists()  # the private socket folder goes with the server
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_another_local_user_is_refused_when_root_owns_the_server(layout, local_users):
-    base = _open_base()
-    data_dir = LAYOUTS[layout](base)
-    try:
+    with _fresh_data_dir(layout) as data_dir:
         url = _cli("--data-dir", str(data_dir), "db", "url")
         assert url.returncode == 0, url.stderr
         uri = url.stdout.strip()
@@ -143,9 +151,6 @@ def test_another_local_user_is_refused_when_root_owns_the_server(layout, local_u
         assert server.returncode != 0 and "Peer authentication failed" in server.stderr, server
         owner_psql = _cli("--data-dir", str(data_dir), "db", "psql", "-Atc", "SELECT current_user")
         assert owner_psql.stdout.strip() == "postgres", owner_psql.stderr
-    finally:
-        dbmod.stop_embedded(data_dir)
-        shutil.rmtree(base, ignore_errors=True)
     if layout == "long":
         assert not socket_dir.exists()  # the private socket folder goes with the server
 
@@ -155,12 +160,10 @@ def test_another_local_user_is_refused_when_a_normal_user_owns_the_server(layout
     can_run = _as(OWNER, sys.executable, "-c", "import dbdedup")
     if can_run.returncode != 0:
         pytest.skip(f"{OWNER} cannot run this Python and dbdedup: {can_run.stderr.strip()[-200:]}")
-    base = _open_base(OWNER)
-    data_dir = LAYOUTS[layout](base)
-    env = _clean_env(HOME=str(base))
-    dbdedup = [sys.executable, "-m", "dbdedup", "--data-dir", str(data_dir)]
-    try:
-        url = _as(OWNER, *dbdedup, "db", "url", env=env)
+    env = _clean_env(HOME="/tmp")
+    as_owner = [sys.executable, "-m", "dbdedup", "--data-dir"]
+    with _fresh_data_dir(layout, OWNER, stop=lambda d: _as(OWNER, *as_owner, str(d), "db", "stop", env=env)) as data_dir:
+        url = _as(OWNER, *as_owner, str(data_dir), "db", "url", env=env)
         assert url.returncode == 0, url.stderr
         uri = url.stdout.strip()
         owner = _as(OWNER, _psql(), uri, "-Atc", "SELECT current_user", env=env)
@@ -168,9 +171,6 @@ def test_another_local_user_is_refused_when_a_normal_user_owns_the_server(layout
         _assert_probe_can_run_psql()
         probe = _as(PROBE, _psql(), uri, "-Atc", "SELECT 1")
         assert _refused(probe), probe
-    finally:
-        _as(OWNER, *dbdedup, "db", "stop", env=env)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
