@@ -97,8 +97,8 @@ def shipped_indexes() -> list[str]:
     """The CREATE INDEX statements of the lookup indexes, as sql/tables.sql has them."""
     from dbdedup.sqlfiles import read_sql
 
-    statements = ["\n".join(line for line in st.splitlines() if not line.startswith("--")).strip()
-                  for st in read_sql("tables.sql").split(";")]
+    text = "\n".join(line for line in read_sql("tables.sql").splitlines() if not line.startswith("--"))
+    statements = [st.strip() for st in text.split(";")]
     return [st for st in statements if st.startswith(("CREATE INDEX images_phash_block", "CREATE INDEX images_trimmed_block"))]
 
 
