@@ -27,8 +27,9 @@ from .errors import DbdedupError
 from .matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments
 from .sqlfiles import named_queries
 
-COLUMNS = ("distance", "matched_by", "transform", "similarity", "path", "width", "height", "size_bytes", "image_id")
-"""The columns of a lookup's rows worth showing, in order (every row also has transform_distance)."""
+COLUMNS = ("distance", "matched_by", "transform", "transform_distance", "similarity", "path", "width", "height",
+           "size_bytes", "image_id")
+"""The columns of a lookup's rows, in the order shown."""
 
 
 @dataclass(frozen=True)
