@@ -1,18 +1,23 @@
 -- Queries of dbdedup/review.py: the review page reads one cluster (or one page of clusters) at a
 -- time, by keyset on cluster_id (the keeper's image id, indexed in dbdedup.cluster_assignments).
 
+-- A cluster has one keeper row (is_keeper), so walking those rows in cluster_id order visits
+-- each cluster once, from the index, without grouping the rest.
+
 -- name: first_cluster
-SELECT min(cluster_id) FROM dbdedup.cluster_assignments;
+SELECT cluster_id FROM dbdedup.cluster_assignments WHERE is_keeper ORDER BY cluster_id LIMIT 1;
 
 -- name: next_cluster
-SELECT cluster_id FROM dbdedup.cluster_assignments WHERE cluster_id > %(after)s ORDER BY cluster_id LIMIT 1;
+SELECT cluster_id FROM dbdedup.cluster_assignments WHERE cluster_id > %(after)s AND is_keeper
+ORDER BY cluster_id LIMIT 1;
 
 -- name: previous_cluster
-SELECT cluster_id FROM dbdedup.cluster_assignments WHERE cluster_id < %(before)s ORDER BY cluster_id DESC LIMIT 1;
+SELECT cluster_id FROM dbdedup.cluster_assignments WHERE cluster_id < %(before)s AND is_keeper
+ORDER BY cluster_id DESC LIMIT 1;
 
 -- name: position
 -- How many clusters come before this one, and how many there are.
-SELECT (SELECT count(DISTINCT cluster_id) FROM dbdedup.cluster_assignments WHERE cluster_id < %(cluster_id)s) AS before,
+SELECT (SELECT count(*) FROM dbdedup.cluster_assignments WHERE cluster_id < %(cluster_id)s AND is_keeper) AS before,
        (SELECT clusters FROM dbdedup.cluster_parameters) AS clusters;
 
 -- name: cluster_of
@@ -45,15 +50,16 @@ LIMIT 1;
 -- name: page
 -- A page of clusters after a keyset mark: keeper, size, whether a verdict names a member.
 WITH page AS (
-    SELECT DISTINCT cluster_id FROM dbdedup.cluster_assignments
-    WHERE cluster_id > %(after)s ORDER BY cluster_id LIMIT %(limit)s
+    SELECT cluster_id FROM dbdedup.cluster_assignments
+    WHERE cluster_id > %(after)s AND is_keeper ORDER BY cluster_id LIMIT %(limit)s
 )
 SELECT p.cluster_id, k.path AS keeper_path,
        (SELECT count(*) FROM dbdedup.cluster_assignments a WHERE a.cluster_id = p.cluster_id) AS members,
        EXISTS (SELECT 1 FROM dbdedup.cluster_assignments a
                JOIN dbdedup.images i ON i.id = a.image_id
-               JOIN dbdedup.verdicts v ON v.sha256_a = i.sha256 OR v.sha256_b = i.sha256
-               WHERE a.cluster_id = p.cluster_id) AS reviewed
+               WHERE a.cluster_id = p.cluster_id
+                 AND (EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_a = i.sha256)
+                      OR EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_b = i.sha256))) AS reviewed
 FROM page p
 JOIN dbdedup.images k ON k.id = p.cluster_id
 ORDER BY p.cluster_id;
@@ -61,8 +67,8 @@ ORDER BY p.cluster_id;
 -- name: page_before
 -- The keyset mark of the page that ends before a cluster (for "previous page").
 SELECT min(cluster_id) FROM (
-    SELECT DISTINCT cluster_id FROM dbdedup.cluster_assignments
-    WHERE cluster_id < %(before)s ORDER BY cluster_id DESC LIMIT %(limit)s
+    SELECT cluster_id FROM dbdedup.cluster_assignments
+    WHERE cluster_id < %(before)s AND is_keeper ORDER BY cluster_id DESC LIMIT %(limit)s
 ) p;
 
 -- name: reviewed_clusters
