@@ -48,11 +48,17 @@ CREATE OR REPLACE FUNCTION dbdedup.near_phash_values(hashes bigint[], max_distan
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
-    f0 bigint[] := dbdedup.lookup_flips(max_distance, 0);
-    f1 bigint[] := dbdedup.lookup_flips(max_distance, 1);
-    f2 bigint[] := dbdedup.lookup_flips(max_distance, 2);
-    f3 bigint[] := dbdedup.lookup_flips(max_distance, 3);
+    f0 bigint[];
+    f1 bigint[];
+    f2 bigint[];
+    f3 bigint[];
 BEGIN
+    -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
+    SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
+           coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
+      INTO f0, f1, f2, f3
+    FROM dbdedup.lookup_flips f
+    WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1;
     IF max_distance > 15 THEN
         RETURN ARRAY(SELECT DISTINCT i.phash FROM dbdedup.images i, unnest(hashes) h
                      WHERE i.status = 'ok' AND bit_count((i.phash # h)::bit(64)) <= max_distance);
@@ -62,33 +68,39 @@ BEGIN
         SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND (i.phash & -8608480569735442159) = ANY(ARRAY(SELECT (h & -8608480569735442159) # f FROM unnest(f0) f))
           AND bit_count((i.phash # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND (i.phash & 1229782938533634594) = ANY(ARRAY(SELECT (h & 1229782938533634594) # f FROM unnest(f1) f))
           AND bit_count((i.phash # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND (i.phash & 2459565877067269188) = ANY(ARRAY(SELECT (h & 2459565877067269188) # f FROM unnest(f2) f))
           AND bit_count((i.phash # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.phash FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND (i.phash & 4919131754134538376) = ANY(ARRAY(SELECT (h & 4919131754134538376) # f FROM unnest(f3) f))
           AND bit_count((i.phash # h)::bit(64)) <= max_distance);
 END
 $$;
 COMMENT ON FUNCTION dbdedup.near_phash_values(bigint[], integer) IS
-    'The distinct pHash values of ok images within max_distance of any of the hashes: multi-index hashing on '
+    'The pHash values of ok images within max_distance of any of the hashes (a value may repeat): multi-index hashing on '
     'images_phash_block0_idx .. 3 (exact; index-only scans), a scan above 15.';
 
 CREATE OR REPLACE FUNCTION dbdedup.near_trimmed_images(hashes bigint[], max_distance integer) RETURNS bigint[]
     LANGUAGE plpgsql STABLE
     AS $$
 DECLARE
-    f0 bigint[] := dbdedup.lookup_flips(max_distance, 0);
-    f1 bigint[] := dbdedup.lookup_flips(max_distance, 1);
-    f2 bigint[] := dbdedup.lookup_flips(max_distance, 2);
-    f3 bigint[] := dbdedup.lookup_flips(max_distance, 3);
+    f0 bigint[];
+    f1 bigint[];
+    f2 bigint[];
+    f3 bigint[];
 BEGIN
+    -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
+    SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
+           coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
+      INTO f0, f1, f2, f3
+    FROM dbdedup.lookup_flips f
+    WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1;
     IF max_distance > 15 THEN
         RETURN ARRAY(SELECT DISTINCT i.id FROM dbdedup.images i, unnest(hashes) h
                      WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL
@@ -98,22 +110,22 @@ BEGIN
         SELECT i.id FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & -8608480569735442159) = ANY(ARRAY(SELECT (h & -8608480569735442159) # f FROM unnest(f0) f))
           AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.id FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 1229782938533634594) = ANY(ARRAY(SELECT (h & 1229782938533634594) # f FROM unnest(f1) f))
           AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.id FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 2459565877067269188) = ANY(ARRAY(SELECT (h & 2459565877067269188) # f FROM unnest(f2) f))
           AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance
-        UNION
+        UNION ALL
         SELECT i.id FROM unnest(hashes) h, dbdedup.images i
         WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL AND (i.phash_variants[8] & 4919131754134538376) = ANY(ARRAY(SELECT (h & 4919131754134538376) # f FROM unnest(f3) f))
           AND bit_count((i.phash_variants[8] # h)::bit(64)) <= max_distance);
 END
 $$;
 COMMENT ON FUNCTION dbdedup.near_trimmed_images(bigint[], integer) IS
-    'The ok images whose border-trimmed pHash (phash_variants[8]) is within max_distance of any of the hashes: '
+    'The ok images whose border-trimmed pHash (phash_variants[8]) is within max_distance of any of the hashes (an id may repeat): '
     'images_trimmed_block0_idx .. 3, as dbdedup.near_phash_values.';
 
 CREATE OR REPLACE FUNCTION dbdedup.lookup(hash bigint, variants bigint[] DEFAULT NULL, embedding real[] DEFAULT NULL,
