@@ -141,6 +141,7 @@ def plan_actions(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
+    link_to, linked_to = _link_targets(rows) if action == "hardlink" else ({}, set())
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
         if r["is_protected"] or _under(os.path.abspath(path_bytes), protected):
@@ -150,8 +151,12 @@ def plan_actions(
             plan.left_alone.append((r["path"], "is a keeper"))
             continue
         if action == "hardlink" and not r["is_exact_duplicate"]:
-            plan.left_alone.append((r["path"], f"near-duplicate (distance {r['distance_to_keeper']}), not an exact copy"))
-            continue
+            if r["image_id"] not in link_to:
+                plan.left_alone.append((r["path"], "kept: its byte-identical copies are linked to it"
+                                        if r["image_id"] in linked_to else
+                                        f"near-duplicate (distance {r['distance_to_keeper']}), not an exact copy"))
+                continue
+            r = link_to[r["image_id"]]
         if target is not None and _under(os.path.abspath(path_bytes), [target]):
             plan.left_alone.append((r["path"], "already under the --move-to directory"))
             continue
@@ -176,6 +181,32 @@ def plan_actions(
             )
         )
     return plan
+
+
+def _link_targets(rows: list[dict]) -> tuple[dict[int, dict], set[int]]:
+    """For --hardlink: copies that are byte-identical to another member of their cluster but not to
+    its keeper (a near-duplicate keeper was chosen, say a larger version) are linked to one file of
+    their exact group, the first by path, which stays. Returns (image id -> the row to act on, its
+    keeper_* fields naming that file; the ids of the files linked to)."""
+    groups: dict[tuple[int, bytes], list[dict]] = {}
+    for r in rows:
+        if not r["is_exact_duplicate"] and r["sha256"] is not None:
+            groups.setdefault((r["cluster_id"], bytes(r["sha256"])), []).append(r)
+    link_to: dict[int, dict] = {}
+    linked_to: set[int] = set()
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        target, *copies = sorted(members, key=lambda m: (bytes(m["path_bytes"]), m["image_id"]))
+        for m in copies:
+            link_to[m["image_id"]] = {
+                **m, "is_exact_duplicate": True, "distance_to_keeper": 0,
+                "keeper_path": target["path"], "keeper_path_bytes": target["path_bytes"],
+                "keeper_size_bytes": target["size_bytes"], "keeper_mtime_ns": target["mtime_ns"],
+                "keeper_sha256": target["sha256"],
+            }
+        linked_to.add(target["image_id"])
+    return link_to, linked_to
 
 
 # ---------------------------------------------------------------- re-checking

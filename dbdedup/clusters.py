@@ -242,7 +242,8 @@ def _rule_note(asked: ClusterSettings, applied: ClusterSettings) -> str | None:
         return None
     if asked.hash_kind != "phash":
         return f"rule {asked.rule} applies to the pHash only: {asked.hash_kind} clusters by hash"
-    return f"rule {asked.rule} without embedding vectors (no pgvector, or loaded with --embedder none) is {applied.rule}"
+    return (f"{asked.rule} needs embedding vectors and none are stored (no pgvector, or loaded with --embedder none): "
+            f"applied as {applied.rule}")
 
 
 def current_parameters(conn: psycopg.Connection) -> dict | None:

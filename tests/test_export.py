@@ -72,7 +72,10 @@ def _chromium() -> str:
         found = shutil.which(name)
         if found:
             return found
-    pytest.fail("chromium is required for the HTML test: apt-get install -y chromium")
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        pytest.fail("chromium is required for the HTML test in CI: apt-get install -y chromium")
+    pytest.skip("chromium is not installed: the contact sheet is not rendered (apt-get install -y chromium; "
+                "CI=true makes this a failure)")
 
 
 _CHECK = (
