@@ -75,7 +75,10 @@ def database_error(exc: BaseException) -> DbdedupError | None:
             f"the database server's disk is full: {first}",
             hint="free space where the server keeps its data, then " + _AGAIN,
         )
-    if isinstance(exc, (pe.DeadlockDetected, pe.SerializationFailure, pe.LockNotAvailable)):
+    if isinstance(exc, pe.DeadlockDetected):
+        return DbdedupError(f"the database ended this command to break a deadlock: {first}",
+                            hint="another session was changing the same data at the same time; " + _AGAIN)
+    if isinstance(exc, (pe.SerializationFailure, pe.LockNotAvailable)):
         return DbdedupError(
             f"the database stopped this command: {first}",
             hint="another session was changing the same data; " + _AGAIN,

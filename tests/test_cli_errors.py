@@ -1,0 +1,116 @@
+"""Database failures and user mistakes are one line and a hint, never a traceback (issue 9, item 9)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from dbdedup.cli.main import cli
+from images import jpeg_bytes, photo, save
+from test_concurrency import hash_only_db  # noqa: F401  (fixture)
+from test_report_sample import load, make_collection
+
+
+def _one_line_error(result, *words: str) -> None:
+    """Exit 1; stderr is `dbdedup: error: ...` plus `hint: ...`, with the words, and no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("dbdedup: error:", "hint:"))]
+    assert len(lines) == 2 and lines[0].startswith("dbdedup: error:") and lines[1].startswith("hint:"), result.stderr
+    for word in words:
+        assert word in result.stderr, (word, result.stderr)
+
+
+def test_a_malformed_dsn_is_one_line_and_v_shows_the_traceback():
+    result = CliRunner().invoke(cli, ["--db", "not a dsn", "status"])
+    _one_line_error(result, "connection string is not valid", "postgresql://")
+    verbose = CliRunner().invoke(cli, ["-v", "--db", "not a dsn", "status"])
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
+
+
+def test_status_with_a_table_missing_is_one_line(db_dsn):
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE dbdedup.load_runs CASCADE")
+    _one_line_error(CliRunner().invoke(cli, ["--db", db_dsn, "status"]), "schema is damaged", "load_runs")
+
+
+@pytest.mark.parametrize("command", [["report"], ["match"], ["load", "PHOTOS"]])
+def test_a_read_only_role_that_must_write_gets_one_line(hash_only_db, tmp_path, command):  # noqa: F811
+    dsn, analyst_dsn, role = hash_only_db
+    col = make_collection(tmp_path / "photos")
+    load(dsn, col.root)  # loaded by the owner; not matched yet, so report and match must write
+    args = [str(col.root) if a == "PHOTOS" else a for a in command]
+    result = CliRunner().invoke(cli, ["--db", analyst_dsn, *args])
+    _one_line_error(result, "permission denied", "grant_read_access")
+
+
+@pytest.mark.parametrize("sqlstate, message, words", [
+    ("disk_full", 'could not extend file "base/1/2": No space left on device', ["disk is full", "free space"]),
+    ("deadlock_detected", "deadlock detected", ["deadlock", "run the same command again"]),
+])
+def test_a_database_failure_in_mid_load_is_one_line(db_dsn, tmp_path, monkeypatch, sqlstate, message, words):
+    """The server fails the load's third batch with a full disk or a deadlock (raised by a trigger with that
+    SQLSTATE, as PostgreSQL raises them): one line, a hint; the batches before it are kept."""
+    for i in range(30):
+        save(photo(i, (64, 48)), tmp_path / "photos" / f"{i:03d}.png")
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute(f"""
+            CREATE FUNCTION pg_temp_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF (SELECT count(*) FROM dbdedup.images) >= 20 THEN
+                    RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}';
+                END IF;
+                RETURN NEW;
+            END $$""")
+        conn.execute("CREATE TRIGGER fail BEFORE INSERT ON dbdedup.images FOR EACH ROW EXECUTE FUNCTION pg_temp_fail()")
+    import dbdedup.load as loader
+
+    monkeypatch.setattr(loader, "CHUNK_FILES", 5)
+    monkeypatch.setattr(loader, "WRITE_ROWS", 10)  # batches of 10 rows
+    result = CliRunner().invoke(cli, ["--db", db_dsn, "load", "--workers", "1", str(tmp_path / "photos")])
+    _one_line_error(result, *words)
+    with psycopg.connect(db_dsn) as conn:
+        assert 10 <= conn.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0] < 30  # earlier batches kept
+        assert conn.execute("SELECT status FROM dbdedup.load_runs").fetchone()[0] == "failed"
+
+
+@pytest.mark.slow
+def test_the_server_ending_the_load_session_is_one_line_and_the_next_load_carries_on(db_dsn, tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    data = jpeg_bytes(photo(1, (640, 480)), quality=92)
+    total = 1500
+    for i in range(total):
+        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        process = subprocess.Popen([sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn,
+                                    "-q", "load", "--workers", "1", str(root)], stderr=err)
+    deadline = time.monotonic() + 60
+    with psycopg.connect(db_dsn, autocommit=True) as admin:
+        while admin.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0] == 0:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND application_name = 'dbdedup load'").fetchall()
+        assert ended == [(True,)]
+    assert process.wait(timeout=60) == 1
+    stderr = log.read_text()
+    assert "Traceback" not in stderr
+    assert "dbdedup: error: lost the connection to the database" in stderr and "hint:" in stderr
+    assert "carries on where it stopped" in stderr
+    result = CliRunner().invoke(cli, ["--db", db_dsn, "-q", "load", "--workers", "2", str(root)])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT path_bytes) FROM dbdedup.images "
+                            "WHERE status = 'ok'").fetchone() == (total, total)
+        assert [r[0] for r in conn.execute("SELECT status FROM dbdedup.load_runs ORDER BY id")] == [
+            "interrupted", "completed"]
+    os.remove(log)

@@ -1,0 +1,81 @@
+"""Clustering settings are one value stored in the database (issue 9 item 7, issue 10)."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from dbdedup.clusters import ClusterSettings, current_settings, stored_settings, update_settings
+from dbdedup.errors import DbdedupError
+from test_report_sample import load, make_collection, run_cli, tree_state
+
+
+def test_a_reference_set_by_match_survives_report_and_apply(db_dsn, tmp_path):
+    """`match --reference R`, then a plain `report`, then `apply --yes`: nothing under R moves."""
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    reference = col.root / "copies"  # smaller copies: without the reference, their originals are keepers
+    run_cli(db_dsn, "match", "--reference", str(reference))
+    report = run_cli(db_dsn, "report", "--format", "json")
+    assert json.loads(report.stdout)["parameters"]["reference_paths"] == [str(reference)]
+    assert "reference paths" in report.stderr and str(reference) in report.stderr
+    under = {p: s for p, s in tree_state(col.root).items() if p.startswith(bytes(reference))}
+    result = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes",
+                     "--manifest", str(tmp_path / "m.jsonl"))
+    assert "clustering:" in result.stderr and str(reference) in result.stderr
+    assert {p: s for p, s in tree_state(col.root).items() if p.startswith(bytes(reference))} == under
+    moved = [p for p in tree_state(tmp_path / "removed")]
+    assert moved and not any(bytes(reference) in p.split(b"/removed", 1)[1] for p in moved)
+
+
+def test_settings_are_kept_until_changed_and_references_until_cleared(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--threshold", "4", "--keeper", "newest", "--reference", str(col.root / "copies"))
+    params = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)["parameters"]
+    assert (params["threshold"], params["keeper_rule"], params["reference_paths"]) == (
+        4, "newest", [str(col.root / "copies")])
+    # another --reference adds to the kept ones; only --clear-references forgets them
+    run_cli(db_dsn, "match", "--reference", str(col.root / "originals" / "o101.jpg"))
+    with psycopg.connect(db_dsn) as conn:
+        assert current_settings(conn).reference_paths == (str(col.root / "copies"),
+                                                          str(col.root / "originals" / "o101.jpg"))
+    run_cli(db_dsn, "match", "--clear-references", "-t", "8")
+    with psycopg.connect(db_dsn) as conn:
+        settings = stored_settings(conn)
+    assert settings is not None and settings.reference_paths == () and settings.threshold == 8
+    assert settings.keeper_rule == "newest"  # not given: kept
+
+
+def test_update_settings_stores_only_changes_and_checks_them(conn):
+    assert stored_settings(conn) is None
+    settings, changed = update_settings(conn)
+    assert settings == ClusterSettings() and not changed and stored_settings(conn) is None
+    settings, changed = update_settings(conn, threshold=6, add_references=["/photos/keep/"])
+    assert changed and stored_settings(conn) == settings == ClusterSettings(threshold=6,
+                                                                             reference_paths=("/photos/keep",))
+    assert update_settings(conn, threshold=6) == (settings, False)
+    with pytest.raises(DbdedupError):
+        update_settings(conn, transform_distance=40)
+    assert stored_settings(conn) == settings
+
+
+def test_an_upgraded_database_keeps_the_references_of_its_clustering(empty_db_dsn):
+    """Migration 0006 turns the clustering a database has into its stored settings (references included)."""
+    from dbdedup import db as dbmod
+    from test_schema import _restore_old_database
+
+    _restore_old_database(empty_db_dsn)  # a database made before the SQL moved (migration 0004)
+    with psycopg.connect(empty_db_dsn) as conn:
+        conn.execute("DELETE FROM dbdedup.cluster_parameters")
+        conn.execute("INSERT INTO dbdedup.cluster_parameters (max_distance, hash_kind, keeper_rule, reference_paths, "
+                     "matched_seq, rule, min_similarity, confirm_distance, transform_distance) "
+                     "VALUES (6, 'phash', 'oldest', '{/photos/originals}', 0, 'transforms', 0.9, 18, 2)")
+        conn.commit()
+    dbmod.apply_migrations(empty_db_dsn)
+    with psycopg.connect(empty_db_dsn) as conn:
+        assert stored_settings(conn) == ClusterSettings(threshold=6, keeper_rule="oldest", rule="transforms",
+                                                        reference_paths=("/photos/originals",), min_similarity=0.9,
+                                                        confirm_distance=18)
