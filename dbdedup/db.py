@@ -263,12 +263,13 @@ def apply_migrations(dsn: str, revision: str = "head") -> bool:
     current (two queries, no Alembic import). Concurrent callers are serialised by an advisory
     lock, so two commands started together are safe.
     """
-    from . import schema
+    from . import distributed, schema
 
     _check_revision(revision)
     target = head_revision() if revision == "head" else revision
     with open_connection(dsn, autocommit=True) as conn:
-        if current_revision(conn) == target and schema.stored_checksum(conn) == schema.definitions_checksum():
+        if (current_revision(conn) == target and schema.stored_checksum(conn) == schema.definitions_checksum()
+                and not distributed.needs_distributing(conn)):
             return False
     return _run_alembic(dsn, "upgrade", revision)
 
@@ -284,7 +285,7 @@ def _upgrade(connection, cfg, revision: str) -> None:
     from alembic import command
     from alembic.util import CommandError
 
-    from . import schema
+    from . import distributed, schema
 
     raw = connection.connection.dbapi_connection
     revision_now = current_revision(raw)
@@ -308,6 +309,9 @@ def _upgrade(connection, cfg, revision: str) -> None:
             ) from exc
     if revision in ("head", head_revision()):
         schema.apply_definitions(raw)
+        # on a Citus coordinator: spread the tables over the workers (dbdedup.distributed)
+        if distributed.needs_distributing(raw):
+            distributed.distribute(raw)
 
 
 def _run_alembic(dsn: str, direction: str, revision: str) -> bool:

@@ -35,7 +35,7 @@ from typing import Iterable, Iterator, Sequence, Union
 import psycopg
 from PIL import Image
 
-from . import embedding, embedding_index, fingerprint
+from . import distributed, embedding, embedding_index, fingerprint
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
@@ -282,7 +282,8 @@ class _Loader:
         self.extras = extras
         self.embedder_name = extras.embedder.name if extras.embedder is not None else None
         self.has_embeddings_table = False
-        self.q = _queries()
+        # on a Citus cluster, the upserts claim the path's image id first (dbdedup.distributed)
+        self.q = {**_queries(), **distributed.loader_queries(conn)}
         self.run_id = run_id
         self.max_pixels = max_pixels
         self.progress = progress
@@ -351,6 +352,8 @@ class _Loader:
             with self.conn.cursor() as cur:
                 with cur.copy(self.q["copy_stage"]) as copy:
                     copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
+                if "claim_paths" in self.q:
+                    cur.execute(self.q["claim_paths"])
                 cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
                 if self.has_embeddings_table:
                     cur.execute(self.q["upsert_stage_embeddings"])

@@ -42,6 +42,7 @@ DECLARE
     rounds integer := 0;
     n_clusters bigint;
     n_members bigint;
+    signals_mark bigint;
 BEGIN
     IF keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
         RAISE EXCEPTION 'unknown keeper rule %', keeper_rule USING HINT = 'use largest, newest or oldest';
@@ -78,18 +79,23 @@ BEGIN
                                p.transform_distance, p.similarity);
     -- reviewers' verdicts, by content: a pair judged not a duplicate never links; an image judged
     -- not in its cluster links by no signal; a confirmed pair links whatever its distance
+    -- (the images the verdicts name are read once into cc_verdict_image, and the images to rank
+    -- into cc_image_row: Citus joins no temporary table with images on another column than its id)
+    CREATE TEMP TABLE cc_verdict_image ON COMMIT DROP AS
+    SELECT i.id, i.sha256, i.phash, i.dhash, i.ahash FROM dbdedup.images i
+    WHERE i.status = 'ok' AND i.sha256 IN (SELECT v.sha256_a FROM dbdedup.verdicts v UNION SELECT v.sha256_b FROM dbdedup.verdicts v);
     IF EXISTS (SELECT 1 FROM dbdedup.verdicts) THEN
         DELETE FROM cc_pair p
         USING (SELECT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y
                FROM dbdedup.verdicts v
-               JOIN dbdedup.images a ON a.sha256 = v.sha256_a AND a.status = 'ok'
-               JOIN dbdedup.images b ON b.sha256 = v.sha256_b AND b.status = 'ok'
+               JOIN cc_verdict_image a ON a.sha256 = v.sha256_a
+               JOIN cc_verdict_image b ON b.sha256 = v.sha256_b
                WHERE v.kind = 'not_duplicate') n
         WHERE p.image_a = n.x AND p.image_b = n.y;
         DELETE FROM cc_pair p
-        WHERE p.image_a IN (SELECT i.id FROM dbdedup.verdicts v JOIN dbdedup.images i ON i.sha256 = v.sha256_a AND i.status = 'ok'
+        WHERE p.image_a IN (SELECT i.id FROM dbdedup.verdicts v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
                             WHERE v.kind = 'not_in_cluster')
-           OR p.image_b IN (SELECT i.id FROM dbdedup.verdicts v JOIN dbdedup.images i ON i.sha256 = v.sha256_a AND i.status = 'ok'
+           OR p.image_b IN (SELECT i.id FROM dbdedup.verdicts v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
                             WHERE v.kind = 'not_in_cluster');
         INSERT INTO cc_pair (image_a, image_b, d, transform, similarity)
         SELECT least(a.id, b.id), greatest(a.id, b.id),
@@ -99,30 +105,32 @@ BEGIN
                    ELSE dbdedup.hamming(a.phash, b.phash) END,
                NULL, NULL
         FROM dbdedup.verdicts v
-        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM dbdedup.images i
-                            WHERE i.sha256 = v.sha256_a AND i.status = 'ok' ORDER BY i.id LIMIT 1) a
-        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM dbdedup.images i
-                            WHERE i.sha256 = v.sha256_b AND i.status = 'ok' ORDER BY i.id LIMIT 1) b
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
+                            WHERE i.sha256 = v.sha256_a ORDER BY i.id LIMIT 1) a
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
+                            WHERE i.sha256 = v.sha256_b ORDER BY i.id LIMIT 1) b
         WHERE v.kind = 'duplicate';
     END IF;
 
     -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
     -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
+    CREATE TEMP TABLE cc_image_row ON COMMIT DROP AS
+    SELECT i.id, i.sha256, i.path, i.mtime_ns, i.width, i.height, i.size_bytes
+    FROM dbdedup.images i
+    WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
+                                       UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
+                                       UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact);
     CREATE TEMP TABLE cc_image (image_id bigint PRIMARY KEY, rank_key bigint NOT NULL UNIQUE, node bigint NOT NULL) ON COMMIT DROP;
     INSERT INTO cc_image (image_id, rank_key, node)
     SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
     FROM (SELECT i.id, i.sha256,
-                 row_number() OVER (ORDER BY EXISTS (SELECT 1 FROM dbdedup.verdicts v
-                                                     WHERE v.kind = 'keeper' AND v.sha256_a = i.sha256) DESC,
+                 row_number() OVER (ORDER BY i.sha256 IN (SELECT v.sha256_a FROM dbdedup.verdicts v WHERE v.kind = 'keeper') DESC,
                      dbdedup.is_under(i.path, reference_paths) DESC,
                      CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
                      CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
                      CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
                      i.mtime_ns, i.id) AS rank_key
-          FROM dbdedup.images i
-          WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
-                                             UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
-                                             UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact)) r;
+          FROM cc_image_row i) r;
     CREATE TEMP TABLE cc_member (node bigint PRIMARY KEY, images integer NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
     INSERT INTO cc_member (node, images) SELECT c.node, count(*) FROM cc_image c GROUP BY c.node;
     -- nodes are known by their keeper rank from here on: a smaller rank is a better keeper. One
@@ -146,8 +154,8 @@ BEGIN
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
     SELECT DISTINCT least(ia.node, ib.node) AS a, greatest(ia.node, ib.node) AS b
     FROM dbdedup.verdicts v
-    JOIN dbdedup.images x ON x.sha256 = v.sha256_a AND x.status = 'ok' JOIN cc_image ia ON ia.image_id = x.id
-    JOIN dbdedup.images y ON y.sha256 = v.sha256_b AND y.status = 'ok' JOIN cc_image ib ON ib.image_id = y.id
+    JOIN cc_verdict_image x ON x.sha256 = v.sha256_a JOIN cc_image ia ON ia.image_id = x.id
+    JOIN cc_verdict_image y ON y.sha256 = v.sha256_b JOIN cc_image ib ON ib.image_id = y.id
     WHERE v.kind = 'not_duplicate';
 
     -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
@@ -199,19 +207,20 @@ BEGIN
     JOIN cc_image k ON k.rank_key = a.keeper;
 
     SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
+    signals_mark := (SELECT min(s.matched_seq) FROM dbdedup.signal_state s);  -- (Citus takes no subquery in VALUES)
     INSERT INTO dbdedup.cluster_parameters AS p (singleton, max_distance, hash_kind, keeper_rule, reference_paths, matched_seq,
                                                  clusters, members, split_rounds, seconds, built_at, rule, min_similarity,
                                                  confirm_distance, transform_distance, signals_seq)
     VALUES (true, max_distance, kind, keeper_rule, reference_paths, st.matched_seq, n_clusters, n_members, greatest(rounds - 1, 0),
             extract(epoch FROM clock_timestamp() - started), now(), rule, min_similarity, confirm_distance,
-            transform_distance, (SELECT min(s.matched_seq) FROM dbdedup.signal_state s))
+            transform_distance, signals_mark)
     ON CONFLICT (singleton) DO UPDATE SET
         max_distance = excluded.max_distance, hash_kind = excluded.hash_kind, keeper_rule = excluded.keeper_rule,
         reference_paths = excluded.reference_paths, matched_seq = excluded.matched_seq, clusters = excluded.clusters,
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
         transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
-    DROP TABLE cc_pair, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
+    DROP TABLE cc_pair, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;
@@ -256,26 +265,34 @@ COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
     'rule uses), then the clusters rebuilt with the stored parameters. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
 
+-- The keeper's file is read from the keeper's own row of its cluster (a window over the cluster)
+-- rather than by joining images a second time on cluster_id: on Citus that join would move every
+-- row between the workers, where the window gathers only the members.
 CREATE OR REPLACE VIEW dbdedup.cluster_members AS
-    SELECT a.cluster_id,
-           i.id AS image_id,
-           i.path,
-           i.path_bytes,
-           a.is_keeper,
-           a.distance_to_keeper,
-           i.width,
-           i.height,
-           i.size_bytes,
-           i.sha256,
-           i.mtime_ns,
-           (NOT a.is_keeper AND i.sha256 = k.sha256) AS is_exact_duplicate,
-           dbdedup.is_under(i.path, p.reference_paths) AS is_protected,
-           a.transform,
-           a.similarity,
-           (NOT a.is_keeper AND i.device = k.device AND i.inode = k.inode) AS is_same_file
-    FROM dbdedup.cluster_assignments a
-    JOIN dbdedup.images i ON i.id = a.image_id
-    JOIN dbdedup.images k ON k.id = a.cluster_id
+    SELECT m.cluster_id,
+           m.image_id,
+           m.path,
+           m.path_bytes,
+           m.is_keeper,
+           m.distance_to_keeper,
+           m.width,
+           m.height,
+           m.size_bytes,
+           m.sha256,
+           m.mtime_ns,
+           (NOT m.is_keeper AND m.sha256 = m.keeper_sha256) AS is_exact_duplicate,
+           dbdedup.is_under(m.path, p.reference_paths) AS is_protected,
+           m.transform,
+           m.similarity,
+           (NOT m.is_keeper AND m.device = m.keeper_device AND m.inode = m.keeper_inode) AS is_same_file
+    FROM (SELECT a.cluster_id, i.id AS image_id, i.path, i.path_bytes, a.is_keeper, a.distance_to_keeper, i.width,
+                 i.height, i.size_bytes, i.sha256, i.mtime_ns, a.transform, a.similarity, i.device, i.inode,
+                 first_value(i.sha256) OVER keeper_first AS keeper_sha256,
+                 first_value(i.device) OVER keeper_first AS keeper_device,
+                 first_value(i.inode) OVER keeper_first AS keeper_inode
+          FROM dbdedup.cluster_assignments a
+          JOIN dbdedup.images i ON i.id = a.image_id
+          WINDOW keeper_first AS (PARTITION BY a.cluster_id ORDER BY a.is_keeper DESC)) m
     CROSS JOIN dbdedup.cluster_parameters p;
 COMMENT ON VIEW dbdedup.cluster_members IS
     'Members of the current clustering, keeper included (distance 0); only clusters of 2+ images. '
@@ -305,12 +322,24 @@ COMMENT ON VIEW dbdedup.common_hashes IS
     'Over-common hash values (blank, flat or tiny images, or one value shared by many different files): '
     'reported apart and kept out of near-duplicate pairs so they cannot chain unrelated images together.';
 
+-- The over-common values (few) are read once, then joined with images by one branch per hash kind
+-- on a column: an index join on one server; on Citus the few values go to every shard instead of
+-- images moving between the workers (a join of two distributed tables on a hash value).
 CREATE OR REPLACE VIEW dbdedup.common_hash_images AS
-    SELECT v.hash_kind, v.value, v.common_reason, i.id AS image_id, i.path, i.width, i.height, i.size_bytes
-    FROM dbdedup.hash_values v
-    JOIN dbdedup.images i ON i.status = 'ok'
-         AND CASE v.hash_kind WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END = v.value
-    WHERE v.is_common;
+    WITH common AS MATERIALIZED (
+        SELECT v.hash_kind, v.value, v.common_reason FROM dbdedup.hash_values v WHERE v.is_common
+    )
+    SELECT c.hash_kind, c.value, c.common_reason, i.id AS image_id, i.path, i.width, i.height, i.size_bytes
+    FROM common c JOIN dbdedup.images i ON i.status = 'ok' AND i.phash = c.value
+    WHERE c.hash_kind = 'phash'
+    UNION ALL
+    SELECT c.hash_kind, c.value, c.common_reason, i.id, i.path, i.width, i.height, i.size_bytes
+    FROM common c JOIN dbdedup.images i ON i.status = 'ok' AND i.dhash = c.value
+    WHERE c.hash_kind = 'dhash'
+    UNION ALL
+    SELECT c.hash_kind, c.value, c.common_reason, i.id, i.path, i.width, i.height, i.size_bytes
+    FROM common c JOIN dbdedup.images i ON i.status = 'ok' AND i.ahash = c.value
+    WHERE c.hash_kind = 'ahash';
 COMMENT ON VIEW dbdedup.common_hash_images IS 'The images whose hash value is over-common (see dbdedup.common_hashes).';
 
 CREATE OR REPLACE VIEW dbdedup.verdicts_current AS
@@ -325,14 +354,23 @@ CREATE OR REPLACE VIEW dbdedup.verdicts_current AS
            a.paths AS paths_a,
            b.image_ids AS image_ids_b,
            b.paths AS paths_b,
-           (SELECT min(c.cluster_id) FROM dbdedup.cluster_assignments c WHERE c.image_id = ANY (a.image_ids)) AS cluster_id_a,
-           (SELECT min(c.cluster_id) FROM dbdedup.cluster_assignments c WHERE c.image_id = ANY (b.image_ids)) AS cluster_id_b,
+           a.cluster_id AS cluster_id_a,
+           b.cluster_id AS cluster_id_b,
            (a.image_ids IS NULL OR (v.sha256_b IS NOT NULL AND b.image_ids IS NULL)) AS stale
     FROM dbdedup.verdicts v
-    CROSS JOIN LATERAL (SELECT array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths
-                        FROM dbdedup.images i WHERE i.status = 'ok' AND i.sha256 = v.sha256_a) a
-    CROSS JOIN LATERAL (SELECT array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths
-                        FROM dbdedup.images i WHERE i.status = 'ok' AND i.sha256 = v.sha256_b) b;
+    -- the named files' images and clusters, grouped once (no correlated subquery: Citus runs none here)
+    LEFT JOIN (SELECT i.sha256, array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths,
+                      min(c.cluster_id) AS cluster_id
+               FROM dbdedup.images i LEFT JOIN dbdedup.cluster_assignments c ON c.image_id = i.id
+               WHERE i.status = 'ok'
+                 AND i.sha256 IN (SELECT w.sha256_a FROM dbdedup.verdicts w UNION SELECT w.sha256_b FROM dbdedup.verdicts w)
+               GROUP BY i.sha256) a ON a.sha256 = v.sha256_a
+    LEFT JOIN (SELECT i.sha256, array_agg(i.id ORDER BY i.id) AS image_ids, array_agg(i.path ORDER BY i.id) AS paths,
+                      min(c.cluster_id) AS cluster_id
+               FROM dbdedup.images i LEFT JOIN dbdedup.cluster_assignments c ON c.image_id = i.id
+               WHERE i.status = 'ok'
+                 AND i.sha256 IN (SELECT w.sha256_a FROM dbdedup.verdicts w UNION SELECT w.sha256_b FROM dbdedup.verdicts w)
+               GROUP BY i.sha256) b ON b.sha256 = v.sha256_b;
 COMMENT ON VIEW dbdedup.verdicts_current IS
     'Each verdict with the loaded images it names now (every ok image with that SHA-256: copies and renamed files '
     'included), their current clusters (NULL: in none), and stale = true when an image it names is not loaded any more '

@@ -140,6 +140,9 @@ DECLARE
     n_candidates bigint;
     found bigint[];
 BEGIN
+    IF dbdedup.is_distributed() THEN
+        RETURN dbdedup.match_values_scan_distributed(kind, max_distance, all_values);  -- sql/distributed.sql
+    END IF;
     SELECT count(*),
            array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= max_distance)
       INTO n_candidates, found
@@ -201,6 +204,9 @@ BEGIN
         SELECT * INTO plan FROM dbdedup.plan_blocks(n_total, n_pending, max_distance);
         blocks := plan.blocks;
         radii := plan.radii;
+    END IF;
+    IF dbdedup.is_distributed() THEN
+        RETURN dbdedup.match_values_blocks_distributed(kind, max_distance, all_values, blocks, radii);  -- sql/distributed.sql
     END IF;
     disjoint := '';
     FOR i IN 0 .. blocks - 1 LOOP
@@ -272,6 +278,9 @@ BEGIN
         SELECT * INTO plan FROM dbdedup.plan_lsh(n_total, n_pending, max_distance, target_recall);
         key_bits := coalesce(key_bits, plan.key_bits);
         tables := coalesce(tables, plan.tables);
+    END IF;
+    IF dbdedup.is_distributed() THEN
+        RETURN dbdedup.match_values_lsh_distributed(kind, max_distance, all_values, key_bits, tables);  -- sql/distributed.sql
     END IF;
     FOR t IN 1 .. tables LOOP
         mask := dbdedup.sampled_mask(t, key_bits);
@@ -420,22 +429,28 @@ BEGIN
         -- Exact groups that gained or lost a member: the current ok members of every group a
         -- changed image is in now or was in before (its exact pairs name the old group), with
         -- whether each is the representative now and was a copy before (the image_b of an exact pair).
+        -- In steps over temporary tables, each joining one shared table: the same rows as one
+        -- statement with correlated subqueries, in a form Citus also runs (dbdedup.is_distributed).
+        CREATE TEMP TABLE match_group ON COMMIT DROP AS
+        SELECT m.id FROM pg_temp.match_changed m
+        UNION
+        SELECT CASE WHEN e.image_a = m.id THEN e.image_b ELSE e.image_a END
+        FROM pg_temp.match_changed m
+        JOIN dbdedup.pairs e ON e.hash_kind = kind AND e.is_exact AND m.id IN (e.image_a, e.image_b);
         EXECUTE format($q$
-            CREATE TEMP TABLE match_member ON COMMIT DROP AS
-            SELECT i.id, i.sha256, i.%1$I AS value,
-                   i.id = min(i.id) OVER (PARTITION BY i.sha256) AS is_rep,
-                   c.id IS NOT NULL AS changed,
-                   EXISTS (SELECT 1 FROM dbdedup.pairs e WHERE e.hash_kind = %2$L AND e.image_b = i.id AND e.is_exact) AS was_copy
+            CREATE TEMP TABLE match_member_found ON COMMIT DROP AS
+            SELECT i.id, i.sha256, i.%1$I AS value
             FROM dbdedup.images i
-            LEFT JOIN pg_temp.match_changed c ON c.id = i.id
             WHERE i.status = 'ok' AND i.sha256 IN (
-                SELECT x.sha256 FROM pg_temp.match_changed m JOIN dbdedup.images x ON x.id = m.id WHERE x.sha256 IS NOT NULL
-                UNION
-                SELECT x.sha256
-                FROM pg_temp.match_changed m
-                JOIN dbdedup.pairs e ON e.hash_kind = %2$L AND e.is_exact AND m.id IN (e.image_a, e.image_b)
-                JOIN dbdedup.images x ON x.id = CASE WHEN e.image_a = m.id THEN e.image_b ELSE e.image_a END
-                WHERE x.sha256 IS NOT NULL) $q$, kind, kind);
+                SELECT x.sha256 FROM dbdedup.images x
+                WHERE x.id IN (SELECT g.id FROM pg_temp.match_group g) AND x.sha256 IS NOT NULL) $q$, kind);
+        CREATE TEMP TABLE match_member ON COMMIT DROP AS
+        SELECT f.id, f.sha256, f.value,
+               f.id = min(f.id) OVER (PARTITION BY f.sha256) AS is_rep,
+               f.id IN (SELECT c.id FROM pg_temp.match_changed c) AS changed,
+               f.id IN (SELECT e.image_b FROM dbdedup.pairs e
+                        WHERE e.hash_kind = kind AND e.is_exact AND e.image_b IN (SELECT o.id FROM pg_temp.match_member_found o)) AS was_copy
+        FROM pg_temp.match_member_found f;
 
         -- pairs of changed, missing or failed images go; changed ok images are paired again below
         DELETE FROM dbdedup.pairs p USING match_changed c WHERE p.hash_kind = kind AND p.image_a = c.id;
@@ -492,8 +507,12 @@ BEGIN
             JOIN dbdedup.images i ON i.status = 'ok' AND i.%2$I = x.value
             ORDER BY x.value, i.sha256, i.id $q$, kind, kind);
         -- a file stored under two hash values (loaded by two hashing versions) has one representative
+        -- (the first id of each file in a subquery of its own: a correlated one joins the temporary
+        -- table with images, which Citus cannot run on the shards)
         DELETE FROM match_rep r
-        WHERE EXISTS (SELECT 1 FROM dbdedup.images o WHERE o.status = 'ok' AND o.sha256 = r.sha256 AND o.id < r.id);
+        USING (SELECT o.sha256, min(o.id) AS first_id FROM dbdedup.images o
+               WHERE o.status = 'ok' AND o.sha256 IN (SELECT m.sha256 FROM match_rep m) GROUP BY o.sha256) g
+        WHERE g.sha256 = r.sha256 AND g.first_id < r.id;
         EXECUTE format($q$
             INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact)
             SELECT %1$L, g.rep, i.id, 0, true
@@ -524,30 +543,36 @@ BEGIN
         FROM match_member m JOIN match_member r ON r.sha256 = m.sha256 AND r.is_rep
         WHERE NOT m.is_rep
         ON CONFLICT DO NOTHING;
+        -- the values each such representative pairs with: its own (other files with the same
+        -- value), and the other side of its value pairs; then the images with those values whose
+        -- file is not a copy (the first ok image of its SHA-256)
+        CREATE TEMP TABLE match_probe ON COMMIT DROP AS
+        SELECT x.id, x.sha256, v.value AS other, 0 AS distance
+        FROM pg_temp.match_member x
+        JOIN dbdedup.hash_values v ON v.hash_kind = kind AND v.value = x.value AND NOT v.is_common
+        WHERE x.is_rep AND (x.changed OR x.was_copy)
+        UNION ALL
+        SELECT x.id, x.sha256, vp.value_b, vp.distance
+        FROM pg_temp.match_member x
+        JOIN dbdedup.value_pairs vp ON vp.hash_kind = kind AND vp.value_a = x.value
+        WHERE x.is_rep AND (x.changed OR x.was_copy)
+        UNION ALL
+        SELECT x.id, x.sha256, vp.value_a, vp.distance
+        FROM pg_temp.match_member x
+        JOIN dbdedup.value_pairs vp ON vp.hash_kind = kind AND vp.value_b = x.value
+        WHERE x.is_rep AND (x.changed OR x.was_copy);
         EXECUTE format($q$
-            INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact)
-            SELECT %1$L, least(x.id, y.id), greatest(x.id, y.id), 0, false
-            FROM pg_temp.match_member x
-            JOIN dbdedup.hash_values v ON v.hash_kind = %1$L AND v.value = x.value AND NOT v.is_common
-            JOIN dbdedup.images y ON y.status = 'ok' AND y.%2$I = x.value AND y.sha256 <> x.sha256
-            WHERE x.is_rep AND (x.changed OR x.was_copy)
-              AND NOT EXISTS (SELECT 1 FROM dbdedup.images r WHERE r.status = 'ok' AND r.sha256 = y.sha256 AND r.id < y.id)
-            UNION ALL
-            SELECT %1$L, least(x.id, y.id), greatest(x.id, y.id), vp.distance, false
-            FROM pg_temp.match_member x
-            JOIN dbdedup.value_pairs vp ON vp.hash_kind = %1$L AND vp.value_a = x.value
-            JOIN dbdedup.images y ON y.status = 'ok' AND y.%2$I = vp.value_b AND y.sha256 <> x.sha256
-            WHERE x.is_rep AND (x.changed OR x.was_copy)
-              AND NOT EXISTS (SELECT 1 FROM dbdedup.images r WHERE r.status = 'ok' AND r.sha256 = y.sha256 AND r.id < y.id)
-            UNION ALL
-            SELECT %1$L, least(x.id, y.id), greatest(x.id, y.id), vp.distance, false
-            FROM pg_temp.match_member x
-            JOIN dbdedup.value_pairs vp ON vp.hash_kind = %1$L AND vp.value_b = x.value
-            JOIN dbdedup.images y ON y.status = 'ok' AND y.%2$I = vp.value_a AND y.sha256 <> x.sha256
-            WHERE x.is_rep AND (x.changed OR x.was_copy)
-              AND NOT EXISTS (SELECT 1 FROM dbdedup.images r WHERE r.status = 'ok' AND r.sha256 = y.sha256 AND r.id < y.id)
-            ON CONFLICT DO NOTHING
-            $q$, kind, kind);
+            CREATE TEMP TABLE match_near ON COMMIT DROP AS
+            SELECT x.id AS x_id, y.id AS y_id, y.sha256, x.distance
+            FROM pg_temp.match_probe x
+            JOIN dbdedup.images y ON y.status = 'ok' AND y.%1$I = x.other AND y.sha256 <> x.sha256 $q$, kind);
+        INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact)
+        SELECT kind, least(n.x_id, n.y_id), greatest(n.x_id, n.y_id), n.distance, false
+        FROM pg_temp.match_near n
+        JOIN (SELECT r.sha256, min(r.id) AS first_id FROM dbdedup.images r
+              WHERE r.status = 'ok' AND r.sha256 IN (SELECT n2.sha256 FROM pg_temp.match_near n2)
+              GROUP BY r.sha256) f ON f.sha256 = n.sha256 AND f.first_id = n.y_id
+        ON CONFLICT DO NOTHING;
     END IF;
 
     RAISE DEBUG 'dbdedup.match: % after % s', 'image pairs written', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
@@ -566,7 +591,8 @@ BEGIN
     -- the work tables (which ones depends on the mode) go now, so that another call in the same
     -- transaction can make them again; checked first, as DROP ... IF EXISTS would say NOTICE
     DROP TABLE match_changed;
-    FOREACH work_table IN ARRAY ARRAY['match_fresh', 'match_diff', 'match_member', 'match_rep'] LOOP
+    FOREACH work_table IN ARRAY ARRAY['match_fresh', 'match_diff', 'match_group', 'match_member_found', 'match_member',
+                                        'match_probe', 'match_near', 'match_rep'] LOOP
         IF to_regclass('pg_temp.' || work_table) IS NOT NULL THEN
             EXECUTE format('DROP TABLE pg_temp.%I', work_table);
         END IF;

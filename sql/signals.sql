@@ -191,6 +191,7 @@ BEGIN
 
     -- probes: every variant of the images to match (and their own pHash, against trimmed targets only);
     -- targets: the pHash and trimmed pHash of every image. Over-common and flat values stay out.
+    -- (the over-common values as an uncorrelated list: Citus runs no correlated subquery on images)
     CREATE TEMP TABLE tf_probe ON COMMIT DROP AS
     SELECT i.id AS image_id, (v.pos - 1)::smallint AS pos, v.value  -- 0 = the pHash itself, 1-15 = phash_variants
     FROM dbdedup.images i
@@ -198,13 +199,13 @@ BEGIN
     WHERE i.status = 'ok' AND i.phash_variants IS NOT NULL
       AND (is_full OR i.change_seq > st.matched_seq) AND i.change_seq <= mark
       AND NOT dbdedup.is_low_information(v.value)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.value = i.phash AND h.is_common);
+      AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
     CREATE TEMP TABLE tf_target ON COMMIT DROP AS
     SELECT i.id AS image_id, t.pos::smallint AS pos, t.value
     FROM dbdedup.images i
     CROSS JOIN LATERAL (VALUES (0, i.phash), (8, i.phash_variants[8])) t(pos, value)
     WHERE i.status = 'ok' AND t.value IS NOT NULL AND NOT dbdedup.is_low_information(t.value)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.value = i.phash AND h.is_common);
+      AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
     CREATE INDEX ON tf_probe (value);
     CREATE INDEX ON tf_target (value);
     CREATE TEMP TABLE tf_probe_values ON COMMIT DROP AS SELECT DISTINCT value FROM tf_probe;
@@ -265,25 +266,33 @@ BEGIN
     END IF;
 
     -- value pairs -> image pairs: the closest variant per pair, kept when it beats the stored hashes
+    -- (the pair's images are read once, into tf_image: Citus joins no temporary table with two
+    -- copies of images)
+    CREATE TEMP TABLE tf_best ON COMMIT DROP AS
+    SELECT DISTINCT ON (least(pr.image_id, tg.image_id), greatest(pr.image_id, tg.image_id))
+           least(pr.image_id, tg.image_id) AS a, greatest(pr.image_id, tg.image_id) AS b,
+           vp.distance AS d,
+           -- name the variant as applied to image_a; a variant of image_b is the inverse rotation
+           CASE WHEN pr.pos = 0 THEN 'trim'
+                WHEN tg.pos = 8 AND pr.pos < 8 THEN 'trim+' || dbdedup.transform_name(pr.pos, pr.image_id > tg.image_id)
+                ELSE dbdedup.transform_name(pr.pos, pr.image_id > tg.image_id) END AS name
+    FROM tf_value_pairs vp
+    JOIN tf_probe pr ON pr.value = vp.probe
+    JOIN tf_target tg ON tg.value = vp.target AND tg.image_id <> pr.image_id
+    WHERE NOT (pr.pos = 0 AND tg.pos = 0)
+    ORDER BY least(pr.image_id, tg.image_id), greatest(pr.image_id, tg.image_id), vp.distance, pr.pos, tg.pos;
+    CREATE TEMP TABLE tf_image ON COMMIT DROP AS
+    SELECT i.id, i.phash, i.sha256 FROM dbdedup.images i
+    WHERE i.id IN (SELECT f.a FROM pg_temp.tf_best f UNION SELECT f.b FROM pg_temp.tf_best f);
     INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
     SELECT 'phash', a, b, plain, exact, name, d
     FROM (
-        SELECT DISTINCT ON (least(pr.image_id, tg.image_id), greatest(pr.image_id, tg.image_id))
-               least(pr.image_id, tg.image_id) AS a, greatest(pr.image_id, tg.image_id) AS b,
-               vp.distance AS d,
+        SELECT f.a, f.b, f.d, f.name,
                bit_count((ia.phash # ib.phash)::bit(64))::smallint AS plain,
-               ia.sha256 = ib.sha256 AS exact,
-               -- name the variant as applied to image_a; a variant of image_b is the inverse rotation
-               CASE WHEN pr.pos = 0 THEN 'trim'
-                    WHEN tg.pos = 8 AND pr.pos < 8 THEN 'trim+' || dbdedup.transform_name(pr.pos, pr.image_id > tg.image_id)
-                    ELSE dbdedup.transform_name(pr.pos, pr.image_id > tg.image_id) END AS name
-        FROM tf_value_pairs vp
-        JOIN tf_probe pr ON pr.value = vp.probe
-        JOIN tf_target tg ON tg.value = vp.target AND tg.image_id <> pr.image_id
-        JOIN dbdedup.images ia ON ia.id = least(pr.image_id, tg.image_id)
-        JOIN dbdedup.images ib ON ib.id = greatest(pr.image_id, tg.image_id)
-        WHERE NOT (pr.pos = 0 AND tg.pos = 0)
-        ORDER BY least(pr.image_id, tg.image_id), greatest(pr.image_id, tg.image_id), vp.distance, pr.pos, tg.pos
+               ia.sha256 = ib.sha256 AS exact
+        FROM tf_best f
+        JOIN tf_image ia ON ia.id = f.a
+        JOIN tf_image ib ON ib.id = f.b
     ) x
     WHERE d < plain AND NOT exact
     ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
@@ -299,7 +308,7 @@ BEGIN
         max_distance = excluded.max_distance, matched_seq = excluded.matched_seq,
         base_full_match_at = excluded.base_full_match_at, method = excluded.method, mode = excluded.mode,
         candidates = excluded.candidates, pairs = excluded.pairs, seconds = excluded.seconds, matched_at = excluded.matched_at;
-    DROP TABLE tf_probe, tf_target, tf_probe_values, tf_target_values, tf_value_pairs;
+    DROP TABLE tf_probe, tf_target, tf_probe_values, tf_target_values, tf_value_pairs, tf_best, tf_image;
     RETURN QUERY SELECT chosen, CASE WHEN is_full THEN 'full' ELSE 'incremental' END, keep_distance, n_probe, n_target,
                         n_candidates, n_pairs, extract(epoch FROM clock_timestamp() - started)::double precision;
 END
@@ -327,6 +336,7 @@ DECLARE
     n_candidates bigint;
     n_pairs bigint;
     lists integer;
+    index_kind text;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
         RAISE NOTICE 'no embeddings: this server has no pgvector (hash-only mode)';
@@ -357,16 +367,20 @@ BEGIN
         UPDATE dbdedup.pairs p SET similarity = NULL WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;
     END IF;
 
+    -- (no correlated subquery on images here and below: Citus cannot run one; same rows)
     CREATE TEMP TABLE em_probe ON COMMIT DROP AS
-    SELECT e.image_id, e.embedding
+    SELECT e.image_id, e.embedding, i.sha256
     FROM dbdedup.image_embeddings e
     JOIN dbdedup.images i ON i.id = e.image_id
     WHERE e.embedding IS NOT NULL AND i.status = 'ok'
       AND (is_full OR i.change_seq > st.matched_seq) AND i.change_seq <= mark
       AND NOT dbdedup.is_low_information(i.phash)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.value = i.phash AND h.is_common)
-      -- one image per group of byte-identical files (the smallest id): copies share its pairs
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.images j WHERE j.sha256 = i.sha256 AND j.status = 'ok' AND j.id < i.id);
+      AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
+    -- one image per group of byte-identical files (the smallest id): copies share its pairs
+    DELETE FROM em_probe p
+    USING (SELECT j.sha256, min(j.id) AS first_id FROM dbdedup.images j
+           WHERE j.status = 'ok' AND j.sha256 IN (SELECT q.sha256 FROM pg_temp.em_probe q) GROUP BY j.sha256) f
+    WHERE f.sha256 = p.sha256 AND f.first_id < p.image_id;
     SELECT count(*) INTO n_probe FROM em_probe;
 
     -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
@@ -382,46 +396,56 @@ BEGIN
     END IF;
 
     CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
-    EXECUTE format($q$
-        INSERT INTO pg_temp.em_found
-        SELECT p.image_id, n.image_id, n.similarity
-        FROM pg_temp.em_probe p
-        CROSS JOIN LATERAL (
-            SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
-            FROM dbdedup.image_embeddings e
-            WHERE e.embedding IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM dbdedup.images c JOIN dbdedup.images j ON j.sha256 = c.sha256
-                              WHERE c.id = e.image_id AND j.status = 'ok' AND j.id < c.id)
-            ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
-            LIMIT %2$s
-        ) n
-        WHERE n.image_id <> p.image_id $q$, s, keep_neighbours + 1);
+    IF dbdedup.is_distributed() THEN
+        -- one search per probe, fanned out to every shard's index (sql/distributed.sql)
+        PERFORM dbdedup.embedding_neighbours_distributed(keep_neighbours + 1);
+    ELSE
+        EXECUTE format($q$
+            INSERT INTO pg_temp.em_found
+            SELECT p.image_id, n.image_id, n.similarity
+            FROM pg_temp.em_probe p
+            CROSS JOIN LATERAL (
+                SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
+                FROM dbdedup.image_embeddings e
+                WHERE e.embedding IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM dbdedup.images c JOIN dbdedup.images j ON j.sha256 = c.sha256
+                                  WHERE c.id = e.image_id AND j.status = 'ok' AND j.id < c.id)
+                ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
+                LIMIT %2$s
+            ) n
+            WHERE n.image_id <> p.image_id $q$, s, keep_neighbours + 1);
+    END IF;
     SELECT count(*) INTO n_candidates FROM em_found;
 
+    -- the images of the pairs found that may pair (ok, neither flat nor over-common), read once
+    CREATE TEMP TABLE em_image ON COMMIT DROP AS
+    SELECT i.id, i.phash, i.sha256 FROM dbdedup.images i
+    WHERE i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
+      AND i.id IN (SELECT f.a FROM pg_temp.em_found f WHERE f.similarity >= keep_similarity
+                   UNION SELECT f.b FROM pg_temp.em_found f WHERE f.similarity >= keep_similarity)
+      AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
     INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, similarity)
     SELECT 'phash', f.a, f.b, bit_count((ia.phash # ib.phash)::bit(64)), ia.sha256 = ib.sha256, f.similarity
     FROM (SELECT least(a, b) AS a, greatest(a, b) AS b, max(similarity) AS similarity
           FROM em_found WHERE similarity >= keep_similarity GROUP BY 1, 2) f
-    JOIN dbdedup.images ia ON ia.id = f.a AND ia.status = 'ok'
-    JOIN dbdedup.images ib ON ib.id = f.b AND ib.status = 'ok'
-    WHERE NOT dbdedup.is_low_information(ib.phash) AND NOT dbdedup.is_low_information(ia.phash)
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.hash_values h
-                      WHERE h.hash_kind = 'phash' AND h.value IN (ia.phash, ib.phash) AND h.is_common)
+    JOIN em_image ia ON ia.id = f.a
+    JOIN em_image ib ON ib.id = f.b
     ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
         SET similarity = greatest(p.similarity, excluded.similarity);
 
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;
+    -- (read first: Citus takes no subquery in INSERT ... VALUES)
+    index_kind := coalesce((SELECT index_method FROM dbdedup.embedding_reductions ORDER BY fitted_at DESC LIMIT 1), 'hnsw');
     INSERT INTO dbdedup.signal_state AS x (signal, min_similarity, neighbours, matched_seq, base_full_match_at, method, mode,
                                            candidates, pairs, seconds, matched_at)
-    VALUES ('embeddings', keep_similarity, keep_neighbours, mark, ms.full_match_at,
-            coalesce((SELECT index_method FROM dbdedup.embedding_reductions ORDER BY fitted_at DESC LIMIT 1), 'hnsw'),
+    VALUES ('embeddings', keep_similarity, keep_neighbours, mark, ms.full_match_at, index_kind,
             CASE WHEN is_full THEN 'full' ELSE 'incremental' END,
             n_candidates, n_pairs, extract(epoch FROM clock_timestamp() - started), now())
     ON CONFLICT (signal) DO UPDATE SET
         min_similarity = excluded.min_similarity, neighbours = excluded.neighbours, matched_seq = excluded.matched_seq,
         base_full_match_at = excluded.base_full_match_at, method = excluded.method, mode = excluded.mode,
         candidates = excluded.candidates, pairs = excluded.pairs, seconds = excluded.seconds, matched_at = excluded.matched_at;
-    DROP TABLE em_probe, em_found;
+    DROP TABLE em_probe, em_found, em_image;
     RETURN QUERY SELECT CASE WHEN is_full THEN 'full' ELSE 'incremental' END, keep_similarity, n_probe, n_candidates, n_pairs,
                         extract(epoch FROM clock_timestamp() - started)::double precision;
 END

@@ -73,7 +73,8 @@ FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
 -- Images that get their vector after a match already saw them (a load stopped before its vectors were
 -- written; the next load writes them): a new change_seq, so the next incremental match searches their
 -- neighbours too, as a full match would.
-UPDATE dbdedup.images i SET change_seq = nextval('dbdedup.change_seq')
+-- One change_seq for the statement (a subquery): Citus runs no volatile function per row of a distributed UPDATE.
+UPDATE dbdedup.images i SET change_seq = (SELECT nextval('dbdedup.change_seq'))
 FROM dbdedup_vectors v
 WHERE i.id = v.image_id
   AND i.change_seq <= (SELECT coalesce(max(s.matched_seq), -1) FROM dbdedup.signal_state s WHERE s.signal = 'embeddings');

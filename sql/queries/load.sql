@@ -7,10 +7,12 @@ SELECT NOT EXISTS (SELECT 1 FROM dbdedup.load_runs);
 
 -- name: mark_interrupted
 -- Called while holding the load lock: any run still 'running' was killed.
+-- (now() from a subquery: Citus allows no STABLE function inside COALESCE in an UPDATE)
 UPDATE dbdedup.load_runs
 SET status = 'interrupted',
-    finished_at = coalesce(finished_at, now()),
+    finished_at = coalesce(finished_at, t.now),
     message = 'stopped before it finished (killed or lost its connection); found by load run ' || %(run_id)s
+FROM (SELECT now() AS now) t
 WHERE status = 'running' AND id <> %(run_id)s
 RETURNING id;
 

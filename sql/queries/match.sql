@@ -28,10 +28,10 @@ SELECT (NOT %(transforms)s OR EXISTS (
 SELECT * FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
 
 -- name: pairs_current
--- Pairs are current when matching reached the distance and no image was written since.
-SELECT s.max_distance >= %(max_distance)s
-       AND NOT EXISTS (SELECT 1 FROM dbdedup.images i WHERE i.change_seq > s.matched_seq) AS current
-FROM dbdedup.match_state s
+-- Pairs are current when matching reached the distance and no image was written since
+-- (the newest change_seq in a subquery of its own: Citus runs no correlated subquery here).
+SELECT s.max_distance >= %(max_distance)s AND s.matched_seq >= coalesce(c.latest, 0) AS current
+FROM dbdedup.match_state s, (SELECT max(i.change_seq) AS latest FROM dbdedup.images i) c
 WHERE s.hash_kind = %(hash_kind)s
 
 -- name: similar_to_image

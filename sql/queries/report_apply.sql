@@ -14,13 +14,14 @@ ORDER BY m.cluster_id, m.path, m.image_id
 
 -- name: mark_gone
 -- Files apply moved away or deleted are missing from their path now (a later load would find the same).
+-- One change_seq for the statement (a subquery): Citus runs no volatile function per row of a distributed UPDATE.
 UPDATE dbdedup.images
-SET status = 'missing', missing_since = now(), change_seq = nextval('dbdedup.change_seq')
+SET status = 'missing', missing_since = now(), change_seq = (SELECT nextval('dbdedup.change_seq'))
 WHERE id = ANY(%(image_ids)s) AND status = 'ok'
 
 -- name: mark_restored
 -- Files undo put back where they were, unchanged: they are images again.
 UPDATE dbdedup.images
-SET status = 'ok', missing_since = NULL, change_seq = nextval('dbdedup.change_seq')
+SET status = 'ok', missing_since = NULL, change_seq = (SELECT nextval('dbdedup.change_seq'))
 WHERE path_bytes = %(path_bytes)s AND status = 'missing' AND size_bytes = %(size_bytes)s
   AND mtime_ns = %(mtime_ns)s AND sha256 = %(sha256)s

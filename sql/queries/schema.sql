@@ -54,4 +54,4 @@ SELECT dbdedup.grant_read_access(%(role)s);
 
 -- name: record_checksum
 INSERT INTO dbdedup.schema_definitions (checksum) VALUES (%(checksum)s)
-ON CONFLICT (singleton) DO UPDATE SET checksum = excluded.checksum, applied_at = now();
+ON CONFLICT (singleton) DO UPDATE SET checksum = excluded.checksum, applied_at = excluded.applied_at;

@@ -1,17 +1,20 @@
 -- Queries of `dbdedup status` and `dbdedup errors`.
 
 -- name: status_counts
-SELECT
-    count(*) FILTER (WHERE status = 'ok')      AS images,
-    count(*) FILTER (WHERE status = 'error')   AS errors,
-    count(*) FILTER (WHERE status = 'missing') AS missing,
-    coalesce(sum(size_bytes) FILTER (WHERE status = 'ok'), 0) AS image_bytes,
-    count(*) FILTER (WHERE status = 'ok' AND phash_variants IS NOT NULL) AS images_with_variants,
-    (SELECT count(*) FROM dbdedup.exact_duplicates) AS exact_duplicate_groups,
-    (SELECT coalesce(sum(copies - 1), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_extra_copies,
-    (SELECT coalesce(sum(size_bytes * (copies - 1)), 0) FROM dbdedup.exact_duplicates) AS exact_duplicate_bytes,
-    (SELECT count(*) FROM dbdedup.load_runs) AS load_runs
-FROM dbdedup.images;
+-- (the three parts as derived tables: Citus runs no subquery in the target list over a distributed table)
+SELECT c.images, c.errors, c.missing, c.image_bytes, c.images_with_variants,
+       d.groups AS exact_duplicate_groups, d.extra_copies AS exact_duplicate_extra_copies,
+       d.extra_bytes AS exact_duplicate_bytes, r.runs AS load_runs
+FROM (SELECT count(*) FILTER (WHERE status = 'ok')      AS images,
+             count(*) FILTER (WHERE status = 'error')   AS errors,
+             count(*) FILTER (WHERE status = 'missing') AS missing,
+             coalesce(sum(size_bytes) FILTER (WHERE status = 'ok'), 0) AS image_bytes,
+             count(*) FILTER (WHERE status = 'ok' AND phash_variants IS NOT NULL) AS images_with_variants
+      FROM dbdedup.images) c,
+     (SELECT count(*) AS groups, coalesce(sum(copies - 1), 0) AS extra_copies,
+             coalesce(sum(size_bytes * (copies - 1)), 0) AS extra_bytes
+      FROM dbdedup.exact_duplicates) d,
+     (SELECT count(*) AS runs FROM dbdedup.load_runs) r;
 
 -- name: last_runs
 SELECT id AS run, started_at, status, array_to_string(roots, ', ') AS roots,

