@@ -1,0 +1,338 @@
+"""Verifying a candidate pair's pixels: the same picture, or a look-alike?
+
+Hashes and embeddings propose pairs; they see greyscale structure only, so two
+flags with the same stripes, one folder drawing in two colours or two playing
+cards of one rank sit a few bits apart. Before a pair may link two images it is
+checked here by finer measures, all pure functions of decoded images (no
+database):
+
+- ``quality``: a PDQ-style 0-100 measure of how much gradient detail the
+  image has (Meta's PDQ discards hashes of quality below 50). A flat or
+  low-detail image carries no hash signal: it matches only as an exact copy.
+- ``colour_signature``: a tiny CIE Lab thumbnail (``GRID`` x ``GRID`` cells,
+  3 values a cell), stored per image. ``compare_signatures`` compares the
+  lightness layout after normalising its mean and spread (brightness and
+  contrast edits still match) and, when both images have colour, the chroma
+  layout after normalising its overall strength (a greyscale copy still
+  matches; a flag with other colours, a folder in another colour does not).
+- ``keypoints`` / ``geometric_match``: SIFT keypoints and a RANSAC similarity
+  transform (OpenCV), for the pairs a hash cannot settle: crops, small
+  rotations, added borders. The aligned overlap is then compared by colour
+  signature too, because local features are computed in greyscale and match a
+  colour variant as well as a copy.
+- ``verify_pair``: the decision for one candidate pair, with a score and a
+  reason, which is what ``dbdedup.pairs`` keeps.
+
+Thresholds were chosen on a tuning split of bench/accuracy and reported on a
+held-out split (bench/accuracy/verify_study.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+# ---------------------------------------------------------------- quality
+
+QUALITY_SIZE = 64
+MIN_QUALITY = 20  # below it an image has no hash signal of its own (PDQ's users use 50 on its scale)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def quality(image: Image.Image) -> int:
+    """PDQ-style hash quality, 0-100: the sum of absolute differences between neighbouring
+    pixels of a 64x64 greyscale thumbnail (each difference in percent of full scale, rounded
+    down), divided by 90 and capped at 100, as PDQ computes it. 0 for a flat image."""
+    grey = image if image.mode == "L" else image.convert("L")
+    pixels = np.asarray(grey.resize((QUALITY_SIZE, QUALITY_SIZE), Image.Resampling.BOX), dtype=np.int32)
+    dx = np.abs(np.diff(pixels, axis=1)) * 100 // 255
+    dy = np.abs(np.diff(pixels, axis=0)) * 100 // 255
+    return int(min(100, (int(dx.sum()) + int(dy.sum())) // 90))
+
+
+# ---------------------------------------------------------------- colour signature
+
+GRID = 8
+SIGNATURE_LENGTH = 3 * GRID * GRID
+MIN_CHROMA = 6.0  # RMS chroma (Lab units) under which an image counts as greyscale
+_LIGHT_SPREAD_FLOOR = 2.0  # Lab L units: a flatter lightness layout is not stretched further
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of sRGB values in 0-255, shape (..., 3) -> (..., 3) float64."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    matrix = np.array([[0.4124564, 0.3575761, 0.1804375],
+                       [0.2126729, 0.7151522, 0.0721750],
+                       [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ matrix.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def colour_signature(image: Image.Image) -> np.ndarray:
+    """The image's colour layout: mean Lab of each cell of a GRID x GRID grid, as a float32
+    vector [L cells..., a cells..., b cells...] (row-major cells). Averaged in sRGB by a box
+    filter, then converted."""
+    cells = np.asarray(_rgb(image).resize((GRID, GRID), Image.Resampling.BOX, reducing_gap=4.0), dtype=np.float64)
+    lab = srgb_to_lab(cells)  # (GRID, GRID, 3)
+    return np.ascontiguousarray(lab.transpose(2, 0, 1).reshape(-1), dtype=np.float32)
+
+
+def signature_of_pixels(rgb: np.ndarray) -> np.ndarray:
+    """``colour_signature`` of an RGB pixel array (rows, columns, 3), uint8 or float in 0-255."""
+    return colour_signature(Image.fromarray(np.clip(np.asarray(rgb), 0, 255).astype(np.uint8), "RGB"))
+
+
+# The 8 orientations as operations on the (GRID, GRID) cell array, named as in dbdedup.variants.
+_CELL_OPERATIONS = {
+    "identity": lambda a: a,
+    "flip_h": lambda a: a[:, ::-1],
+    "flip_v": lambda a: a[::-1, :],
+    "rotate_90": lambda a: np.rot90(a, 1),
+    "rotate_180": lambda a: a[::-1, ::-1],
+    "rotate_270": lambda a: np.rot90(a, 3),
+    "transpose": lambda a: np.swapaxes(a, 0, 1),
+    "transverse": lambda a: np.swapaxes(a[::-1, ::-1], 0, 1),
+}
+ORIENTATIONS = tuple(_CELL_OPERATIONS)
+
+
+def orient_signature(signature: np.ndarray, orientation: str) -> np.ndarray:
+    """The signature the image would have under ``orientation`` (a name from ``ORIENTATIONS``)."""
+    cells = np.asarray(signature).reshape(3, GRID, GRID)
+    operation = _CELL_OPERATIONS[orientation]
+    return np.ascontiguousarray(np.stack([operation(c) for c in cells]).reshape(-1))
+
+
+def chroma(signature: np.ndarray) -> float:
+    """RMS chroma of a signature's cells (Lab units): about 0 for a greyscale image."""
+    s = np.asarray(signature, dtype=np.float64).reshape(3, -1)
+    return float(np.sqrt((s[1] ** 2 + s[2] ** 2).mean()))
+
+
+@dataclass(frozen=True)
+class SignatureDistance:
+    """How far two colour layouts are: ``light`` (0 = same lightness layout, 1 = unrelated,
+    up to 2 = inverted) and ``chroma`` (RMS difference of the chroma layouts, each scaled to
+    unit strength; None when either image is greyscale)."""
+
+    light: float
+    chroma: float | None
+    gain: float = 1.0  # spread of b's lightness over a's (>= 1 taken as is, < 1 inverted): contrast changed by it
+
+    @property
+    def worst(self) -> float:
+        """One number for ranking: the larger of the two, chroma counted when known."""
+        return max(self.light, self.chroma if self.chroma is not None else 0.0)
+
+
+def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
+    """Compare two colour signatures (see ``SignatureDistance``)."""
+    sa = np.asarray(a, dtype=np.float64).reshape(3, -1)
+    sb = np.asarray(b, dtype=np.float64).reshape(3, -1)
+    la, lb = sa[0] - sa[0].mean(), sb[0] - sb[0].mean()
+    spread_a = max(float(np.sqrt((la ** 2).mean())), _LIGHT_SPREAD_FLOOR)
+    spread_b = max(float(np.sqrt((lb ** 2).mean())), _LIGHT_SPREAD_FLOOR)
+    light = float(np.sqrt(((la / spread_a - lb / spread_b) ** 2).mean()))
+    # A two-tone drawing's normalised layout is the same in any two tones (a grey folder and a
+    # blue one): the change of spread says how far apart the tones are.
+    gain = max(spread_a, spread_b) / min(spread_a, spread_b)
+    ca, cb = chroma(a), chroma(b)
+    if min(ca, cb) < MIN_CHROMA:
+        return SignatureDistance(light, None, gain)
+    chroma_distance = float(np.sqrt((((sa[1:] / ca) - (sb[1:] / cb)) ** 2).sum(axis=0).mean()))
+    return SignatureDistance(light, chroma_distance, gain)
+
+
+def best_orientation(a: np.ndarray, b: np.ndarray, orientations=ORIENTATIONS) -> tuple[str, SignatureDistance]:
+    """The orientation of ``a`` whose signature is closest to ``b``'s, and that distance."""
+    scored = [(name, compare_signatures(orient_signature(a, name), b)) for name in orientations]
+    return min(scored, key=lambda item: item[1].worst)
+
+
+# ---------------------------------------------------------------- geometry
+
+GEOMETRY_SIDE = 384  # keypoints are found on the image scaled to this long side
+MAX_KEYPOINTS = 400
+RATIO = 0.8  # Lowe's ratio test
+RANSAC_PIXELS = 4.0  # reprojection tolerance, in pixels of the working size
+MIN_INLIERS = 12
+MIN_INLIERS_FOR_COLOUR = 6  # fewer inliers than this is no alignment: the overlap is not compared
+MIN_SCALE, MAX_SCALE = 0.2, 5.0
+
+
+@dataclass
+class Keypoints:
+    """SIFT keypoints of one image at its working size, with that size's RGB pixels."""
+
+    points: np.ndarray  # (n, 2) float32, x and y at the working size
+    descriptors: np.ndarray | None  # (n, 128) float32
+    pixels: np.ndarray  # (rows, columns, 3) uint8, the working-size image
+
+
+def _cv2():
+    import cv2  # OpenCV is needed only for the geometric check; imported on first use
+
+    return cv2
+
+
+def working_pixels(image: Image.Image, side: int = GEOMETRY_SIDE) -> np.ndarray:
+    """The image as RGB uint8 pixels scaled to ``side`` on its long side: down with a box filter,
+    up (small icons and thumbnails, where SIFT finds too few keypoints) bicubically."""
+    rgb = _rgb(image)
+    if max(rgb.size) != side:
+        scale = side / max(rgb.size)
+        size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        if scale < 1:
+            rgb = rgb.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+        else:
+            rgb = rgb.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def keypoints(image: Image.Image, side: int = GEOMETRY_SIDE) -> Keypoints:
+    """SIFT keypoints (at most MAX_KEYPOINTS) of the image scaled to ``side``."""
+    cv2 = _cv2()
+    pixels = working_pixels(image, side)
+    grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
+    found, descriptors = sift.detectAndCompute(grey, None)
+    points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
+    return Keypoints(points, descriptors, pixels)
+
+
+def orient_pixels(pixels: np.ndarray, orientation: str) -> np.ndarray:
+    """``pixels`` (rows, columns, ...) under one of ``ORIENTATIONS``."""
+    return np.ascontiguousarray(_CELL_OPERATIONS[orientation](pixels))
+
+
+@dataclass(frozen=True)
+class GeometricMatch:
+    """The outcome of matching two images' keypoints: ``inliers`` of ``matches`` agree with one
+    similarity transform (``transform`` maps b's working pixels onto a's; None when no transform
+    was found); ``colour``: the two images compared by colour signature over their overlap."""
+
+    matches: int
+    inliers: int
+    transform: np.ndarray | None
+    scale: float
+    overlap: float  # share of a's working area that b covers
+    colour: SignatureDistance | None
+
+
+def geometric_match(a: Keypoints, b: Keypoints) -> GeometricMatch:
+    """Match b's keypoints to a's (ratio test), fit a similarity transform with RANSAC, and
+    compare the aligned overlap by colour signature."""
+    cv2 = _cv2()
+    none = GeometricMatch(0, 0, None, 0.0, 0.0, None)
+    if a.descriptors is None or b.descriptors is None or len(a.points) < 3 or len(b.points) < 3:
+        return none
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    knn = matcher.knnMatch(b.descriptors, a.descriptors, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
+    if len(good) < 3:
+        return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
+    source = b.points[[m.queryIdx for m in good]]
+    target = a.points[[m.trainIdx for m in good]]
+    transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
+                                                  ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000,
+                                                  confidence=0.995)
+    if transform is None:
+        return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
+    inliers = int(mask.sum())
+    scale = float(np.hypot(transform[0, 0], transform[1, 0]))
+    if inliers < MIN_INLIERS_FOR_COLOUR:  # most candidates stop here: not worth warping
+        return GeometricMatch(len(good), inliers, transform, scale, 0.0, None)
+    overlap, colour = _aligned_colour(a.pixels, b.pixels, transform)
+    return GeometricMatch(len(good), inliers, transform, scale, overlap, colour)
+
+
+def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray) -> tuple[float, SignatureDistance | None]:
+    """Warp b onto a, and compare the two by colour signature over the bounding box of the
+    overlap (pixels of the box that b does not cover are taken from a, so they agree)."""
+    cv2 = _cv2()
+    rows, columns = pa.shape[:2]
+    warped = cv2.warpAffine(pb, transform, (columns, rows), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
+    covered = cv2.warpAffine(np.full(pb.shape[:2], 255, np.uint8), transform, (columns, rows),
+                             flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    overlap = float(covered.mean())
+    if overlap < 0.02:
+        return overlap, None
+    ys, xs = np.nonzero(covered)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    if bottom - top < GRID or right - left < GRID:
+        return overlap, None
+    box_a = pa[top:bottom, left:right]
+    box_b = np.where(covered[top:bottom, left:right, None], warped[top:bottom, left:right], box_a)
+    return overlap, compare_signatures(signature_of_pixels(box_a), signature_of_pixels(box_b))
+
+
+# ---------------------------------------------------------------- the decision
+
+# Thresholds (chosen on the tuning split of bench/accuracy, see the module docstring).
+MAX_LIGHT = 0.45  # lightness-layout distance of an aligned pair
+MAX_CHROMA = 0.45  # chroma-layout distance of an aligned pair, both in colour
+GEOMETRY_MAX_LIGHT = 0.55  # the same, over the overlap of a geometrically aligned pair
+GEOMETRY_MAX_CHROMA = 0.55
+MAX_GAIN = 1.6  # lightness spread ratio: contrast +40% is 1.4; a grey folder against a blue one 1.7
+
+
+@dataclass(frozen=True)
+class Features:
+    """What verification needs of one image, computed once from the decoded image at load time."""
+
+    quality: int
+    signature: np.ndarray
+
+    @classmethod
+    def of(cls, image: Image.Image) -> "Features":
+        return cls(quality(image), colour_signature(image))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one candidate pair: ``verified`` links the two images; ``score`` in 0-1
+    (1 = identical by the measure that decided); ``reason`` names the measure and, for a
+    rejection, why."""
+
+    verified: bool
+    score: float
+    reason: str
+
+
+def signature_verdict(a: Features, b: Features, orientation: str = "identity") -> Verdict | None:
+    """The verdict for an aligned pair (a pHash or orientation-variant match, ``orientation``
+    turning a into b) from the stored signatures; None when the signatures cannot settle it
+    and the pair needs the geometric check."""
+    if min(a.quality, b.quality) < MIN_QUALITY:
+        return Verdict(False, 0.0, "low_quality")
+    distance = compare_signatures(orient_signature(a.signature, orientation), b.signature)
+    score = max(0.0, 1.0 - distance.worst)
+    if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
+            and distance.gain <= MAX_GAIN:
+        return Verdict(True, score, "signature")
+    return None
+
+
+def geometric_verdict(a: Features, b: Features, match: GeometricMatch) -> Verdict:
+    """The verdict for a pair from its geometric match."""
+    if min(a.quality, b.quality) < MIN_QUALITY:
+        return Verdict(False, 0.0, "low_quality")
+    if match.transform is None or match.inliers < MIN_INLIERS:
+        return Verdict(False, 0.0, "no_geometry")
+    if not MIN_SCALE <= match.scale <= MAX_SCALE:
+        return Verdict(False, 0.0, "no_geometry")
+    if match.colour is None:
+        return Verdict(False, 0.0, "no_overlap")
+    colour = match.colour
+    score = max(0.0, 1.0 - colour.worst)
+    if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
+            and colour.gain <= MAX_GAIN:
+        return Verdict(True, score, "geometry")
+    return Verdict(False, score, "colour")

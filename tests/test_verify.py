@@ -1,0 +1,156 @@
+"""dbdedup.verify on real images drawn with Pillow: look-alikes rejected, edited copies accepted."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+
+from dbdedup import verify
+
+
+def flag(colours, size=(300, 200), emblem=(255, 255, 255)) -> Image.Image:
+    """A vertical tricolour with a star-like emblem in the middle stripe."""
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for k, colour in enumerate(colours):
+        draw.rectangle((k * w // 3, 0, (k + 1) * w // 3, h), fill=colour)
+    cx, cy, r = w // 2, h // 2, h // 6
+    points = [(cx + r * np.cos(a) * (1 if i % 2 == 0 else 0.45), cy + r * np.sin(a) * (1 if i % 2 == 0 else 0.45))
+              for i, a in enumerate(np.linspace(-np.pi / 2, 3 * np.pi / 2, 11)[:-1])]
+    draw.polygon(points, fill=emblem)
+    draw.rectangle((0, 0, w - 1, h - 1), outline=(40, 40, 40), width=3)
+    return image
+
+
+def scene(seed=3, size=(480, 360)) -> Image.Image:
+    """A detailed drawing: many overlapping shapes and lines of random colours (texture for keypoints)."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(160):
+        x, y = rng.randint(-20, w), rng.randint(-20, h)
+        dx, dy = rng.randint(6, 60), rng.randint(6, 60)
+        colour = (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
+        shape = rng.random()
+        if shape < 0.4:
+            draw.ellipse((x, y, x + dx, y + dy), fill=colour, outline=(0, 0, 0))
+        elif shape < 0.8:
+            draw.rectangle((x, y, x + dx, y + dy), fill=colour)
+        else:
+            draw.line((x, y, x + dx * 3, y + dy), fill=colour, width=rng.randint(1, 5))
+    return image
+
+
+def swap_channels(image: Image.Image) -> Image.Image:
+    """Another colourway of the same drawing: red, green and blue exchanged."""
+    r, g, b = image.split()
+    return Image.merge("RGB", (b, r, g))
+
+
+def test_flag_and_its_colour_variant_are_rejected_on_the_signature():
+    france = flag([(0, 35, 149), (255, 255, 255), (237, 41, 57)])
+    other = flag([(0, 146, 70), (255, 255, 255), (206, 43, 55)])  # same layout, other colours
+    a, b = verify.Features.of(france), verify.Features.of(other)
+    assert verify.signature_verdict(a, b) is None  # not settled by the signature: no link without geometry
+    distance = verify.compare_signatures(a.signature, b.signature)
+    assert distance.chroma is not None and distance.chroma > verify.MAX_CHROMA
+    # the geometric check finds the shared layout, and the aligned colours still tell them apart
+    match = verify.geometric_match(verify.keypoints(france), verify.keypoints(other))
+    verdict = verify.geometric_verdict(a, b, match)
+    assert not verdict.verified
+    assert verdict.reason in ("colour", "no_geometry")
+
+
+@pytest.mark.parametrize("edit", ["resize", "greyscale", "brighter", "contrast", "jpeg"])
+def test_edited_copies_of_a_flag_are_accepted_on_the_signature(edit, tmp_path):
+    original = flag([(0, 35, 149), (255, 255, 255), (237, 41, 57)])
+    if edit == "resize":
+        copy = original.resize((150, 100), Image.Resampling.LANCZOS)
+    elif edit == "greyscale":
+        copy = original.convert("L")
+    elif edit == "brighter":
+        copy = ImageEnhance.Brightness(original).enhance(1.3)
+    elif edit == "contrast":
+        copy = ImageEnhance.Contrast(original).enhance(1.4)
+    else:
+        original.save(tmp_path / "copy.jpg", quality=20)
+        copy = Image.open(tmp_path / "copy.jpg")
+    verdict = verify.signature_verdict(verify.Features.of(original), verify.Features.of(copy))
+    assert verdict is not None and verdict.verified and verdict.reason == "signature"
+    assert 0.5 < verdict.score <= 1.0
+
+
+def test_mirrored_copy_matches_in_its_orientation_only():
+    original = scene()
+    mirrored = ImageOps.mirror(original)
+    a, b = verify.Features.of(original), verify.Features.of(mirrored)
+    assert verify.signature_verdict(a, b) is None
+    assert verify.signature_verdict(a, b, "flip_h").verified
+    name, _ = verify.best_orientation(a.signature, b.signature)
+    assert name == "flip_h"
+
+
+@pytest.mark.parametrize("edit", ["crop_75", "crop_50", "rotate_8", "border"])
+def test_crop_rotation_and_border_are_verified_geometrically(edit):
+    original = scene()
+    w, h = original.size
+    if edit == "crop_75":
+        copy = original.crop((30, 20, 30 + int(w * 0.866), 20 + int(h * 0.866)))
+    elif edit == "crop_50":
+        copy = original.crop((100, 50, 100 + int(w * 0.707), 50 + int(h * 0.707)))
+    elif edit == "rotate_8":
+        copy = original.rotate(8, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    else:
+        copy = ImageOps.expand(original, border=40, fill=(0, 0, 0))
+    a, b = verify.Features.of(original), verify.Features.of(copy)
+    match = verify.geometric_match(verify.keypoints(original), verify.keypoints(copy))
+    assert match.inliers >= verify.MIN_INLIERS
+    verdict = verify.geometric_verdict(a, b, match)
+    assert verdict.verified and verdict.reason == "geometry", (match, verdict)
+
+
+def test_colour_variant_of_a_detailed_drawing_is_rejected_after_alignment():
+    original = scene()
+    variant = swap_channels(original)
+    a, b = verify.Features.of(original), verify.Features.of(variant)
+    match = verify.geometric_match(verify.keypoints(original), verify.keypoints(variant))
+    assert match.inliers >= verify.MIN_INLIERS  # greyscale keypoints see the same drawing
+    verdict = verify.geometric_verdict(a, b, match)
+    assert not verdict.verified and verdict.reason == "colour"
+
+
+def test_unrelated_drawings_have_no_geometry():
+    a, b = scene(seed=3), scene(seed=4)
+    match = verify.geometric_match(verify.keypoints(a), verify.keypoints(b))
+    verdict = verify.geometric_verdict(verify.Features.of(a), verify.Features.of(b), match)
+    assert not verdict.verified and verdict.reason == "no_geometry"
+
+
+def test_quality_is_low_for_flat_and_faint_images_and_high_for_detail():
+    flat = Image.new("RGB", (200, 200), (120, 30, 200))
+    faint = Image.fromarray(np.tile(np.linspace(100, 110, 200, dtype=np.uint8), (200, 1)))
+    assert verify.quality(flat) == 0
+    assert verify.quality(faint) < verify.MIN_QUALITY
+    assert verify.quality(scene()) >= 50
+    assert verify.quality(flag([(0, 35, 149), (255, 255, 255), (237, 41, 57)])) >= verify.MIN_QUALITY
+
+
+def test_flat_images_never_match_by_signature():
+    a = verify.Features.of(Image.new("RGB", (64, 64), (10, 200, 10)))
+    b = verify.Features.of(Image.new("RGB", (64, 64), (10, 200, 10)))
+    verdict = verify.signature_verdict(a, b)
+    assert verdict is not None and not verdict.verified and verdict.reason == "low_quality"
+
+
+def test_signature_shape_and_orientation_round_trip():
+    signature = verify.colour_signature(scene())
+    assert signature.shape == (verify.SIGNATURE_LENGTH,) and signature.dtype == np.float32
+    back = verify.orient_signature(verify.orient_signature(signature, "rotate_90"), "rotate_270")
+    assert np.array_equal(back, signature)
+    grey = verify.colour_signature(scene().convert("L"))
+    assert verify.chroma(grey) < 1.0 < verify.chroma(signature)
