@@ -256,35 +256,3 @@ def common_hash_counts(conn: psycopg.Connection, hash_kind: str = "phash") -> tu
     """(over-common hash values, images that have them): blank or flat pictures kept out of clusters."""
     row = conn.execute(_queries()["common_hash_counts"], {"hash_kind": hash_kind}).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def similar(
-    conn: psycopg.Connection,
-    *,
-    image_id: int | None = None,
-    path: str | None = None,
-    hash_value: int | None = None,
-    threshold: int = DEFAULT_THRESHOLD,
-    hash_kind: str = "phash",
-) -> list[dict]:
-    """Images within ``threshold`` of one stored image (by id or path) or of a hash value, closest first."""
-    check_arguments(threshold, hash_kind)
-    given = [x is not None for x in (image_id, path, hash_value)]
-    if sum(given) != 1:
-        raise ValueError("give exactly one of image_id, path, hash_value")
-    q = _queries()
-    with conn.cursor(row_factory=dict_row) as cur:
-        params = {"max_distance": threshold, "hash_kind": hash_kind}
-        if image_id is not None:
-            rows = cur.execute(q["similar_to_image"], {**params, "image_id": image_id}).fetchall()
-        elif path is not None:
-            rows = cur.execute(q["similar_to_path"], {**params, "path": path}).fetchall()
-        else:
-            rows = cur.execute(q["similar_to_hash"], {**params, "hash": hash_value}).fetchall()
-    return rows
-
-
-def find_image(conn: psycopg.Connection, path: str) -> dict | None:
-    """The stored ok image at ``path`` (exact path as stored), or None."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(_queries()["image_by_path"], {"path": path}).fetchone()

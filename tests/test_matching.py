@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from dbdedup import matching
+from dbdedup import lookup, matching
 from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 
@@ -263,12 +263,13 @@ def test_similar_by_id_path_and_hash(conn):
     truth = brute_force_pairs(conn, 10)
     target = max(ids, key=lambda i: sum(1 for a, b, d in truth if i in (a, b)))
     expected = {(b if a == target else a, d) for a, b, d in truth if target in (a, b)}
-    by_id = matching.similar(conn, image_id=target, threshold=10)
+    signals = lookup.Signals(max_distance=10)
+    by_id = lookup.similar(conn, image_id=target, signals=signals)
     assert {(r["image_id"], r["distance"]) for r in by_id} == expected
     assert [r["distance"] for r in by_id] == sorted(r["distance"] for r in by_id)
     path, value = conn.execute("SELECT path, phash FROM dbdedup.images WHERE id = %s", (target,)).fetchone()
-    assert matching.similar(conn, path=path, threshold=10) == by_id
-    by_hash = matching.similar(conn, hash_value=value, threshold=10)
+    assert lookup.similar(conn, image_id=lookup.find_image(conn, path), signals=signals) == by_id
+    by_hash = lookup.similar(conn, hash_value=value, signals=signals)
     assert {(r["image_id"], r["distance"]) for r in by_hash} == expected | {(target, 0)}
     assert conn.execute("SELECT count(*) FROM dbdedup.similar(%s::bigint, 10)", (target,)).fetchone()[0] == len(expected)
 

@@ -34,18 +34,6 @@ SELECT s.max_distance >= %(max_distance)s AND s.matched_seq >= coalesce(c.latest
 FROM dbdedup.match_state s, (SELECT max(i.change_seq) AS latest FROM dbdedup.images i) c
 WHERE s.hash_kind = %(hash_kind)s
 
--- name: similar_to_image
-SELECT * FROM dbdedup.similar(%(image_id)s::bigint, %(max_distance)s, %(hash_kind)s)
-
--- name: similar_to_path
-SELECT * FROM dbdedup.similar(%(path)s::text, %(max_distance)s, %(hash_kind)s)
-
--- name: similar_to_hash
-SELECT * FROM dbdedup.similar_to_hash(%(hash)s::bigint, %(max_distance)s, %(hash_kind)s)
-
--- name: image_by_path
-SELECT id, path, phash, dhash, ahash FROM dbdedup.images WHERE path = %(path)s AND status = 'ok'
-
 -- name: build_clusters
 SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_rule)s, %(reference_paths)s::text[],
                                      %(rule)s, %(min_similarity)s::real, %(confirm_distance)s,
