@@ -150,6 +150,8 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
     if index_method is not None and index_method not in INDEX_METHODS:
         raise DbdedupError(f"unknown index method {index_method!r}", hint="use hnsw or ivfflat")
     with conn.transaction():
+        # loads run at once: one projects (fits, drops and builds the index) at a time
+        conn.execute(q["projection_lock"])
         if not conn.execute(q["any_descriptor"], {"embedder": embedder}).fetchone()[0]:
             # nothing loaded with this embedder (an empty folder, or only broken files): nothing to fit
             return ProjectionResult(embedder=embedder, projected=0, fitted=False, fitted_rows=0, index=None,

@@ -11,9 +11,10 @@ A batch is one transaction, so a load killed at any moment leaves whole rows
 only, and the next load carries on from what is stored. A worker process that
 dies (a decoder crash, the OOM killer) loses only its chunks in flight: they
 are hashed again one file per task in a fresh one-worker pool, where a file
-that kills its worker again becomes an error row ('worker_crashed'). One load at a time per
-database (an advisory lock); a run found still 'running' was killed and is
-marked 'interrupted'.
+that kills its worker again becomes an error row ('worker_crashed'). Any number of loads
+write into one database at once (other folders, other hosts; the same folder waits for the
+load of it already running); a match waits for them (dbdedup.locks). A run found still
+'running' whose loader is gone was killed, and is marked 'interrupted'.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Iterable, Iterator, Sequence, Union
 import psycopg
 from PIL import Image
 
-from . import distributed, embedding, embedding_index, fingerprint
+from . import distributed, embedding, embedding_index, fingerprint, locks
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
@@ -53,6 +54,7 @@ CHUNK_BYTES = 8 * 1024 * 1024  # ... or fewer when the files are large (keeps wo
 CHUNKS_IN_FLIGHT_PER_WORKER = 4
 WRITE_ROWS = 2000  # rows per COPY + upsert transaction
 WRITE_SECONDS = 1.0  # ... or fewer, so a kill loses at most about a second of work
+WRITE_ATTEMPTS = 5  # a batch is written again after a deadlock with another load (overlapping roots)
 
 # Binary COPY framing (PostgreSQL's COPY BINARY file format): signature, flags, extension length
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -298,6 +300,7 @@ class _Loader:
         self.pending_rows: list[bytes] = []
         self.last_write = time.monotonic()
         self.skip_prefixes: list[bytes] = []
+        self.start_seq = 0  # change_seq when the run started: rows written later by other loads are theirs
 
     # -- database steps, each one transaction
 
@@ -326,6 +329,20 @@ class _Loader:
                 cur.execute(self.q["empty_scan_batch"])
         return todo
 
+    def _write_batch(self, rows: list[bytes]) -> None:
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                with cur.copy(self.q["copy_stage"]) as copy:
+                    copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
+                if "claim_paths" in self.q:
+                    cur.execute(self.q["claim_paths"])
+                cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
+                if self.has_embeddings_table:
+                    cur.execute(self.q["upsert_stage_embeddings"])
+                cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
+                cur.execute(self.q["empty_stage"])
+                cur.execute(self.q["update_run_counts"], self.counts())
+
     def add_result(self, reason: str | None, row: bytes) -> None:
         if reason is None:
             self.loaded += 1
@@ -348,18 +365,16 @@ class _Loader:
 
     def write(self) -> None:
         rows, self.pending_rows = self.pending_rows, []
-        with self.conn.transaction():
-            with self.conn.cursor() as cur:
-                with cur.copy(self.q["copy_stage"]) as copy:
-                    copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
-                if "claim_paths" in self.q:
-                    cur.execute(self.q["claim_paths"])
-                cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
-                if self.has_embeddings_table:
-                    cur.execute(self.q["upsert_stage_embeddings"])
-                cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
-                cur.execute(self.q["empty_stage"])
-                cur.execute(self.q["update_run_counts"], self.counts())
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self._write_batch(rows)
+                break
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                # another load upserting some of the same paths (overlapping roots) in another
+                # order: the batch was rolled back whole; write it again
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
         self.last_write = time.monotonic()
         self.progress.files_done(self.done, self.error_count)
 
@@ -380,7 +395,7 @@ class _Loader:
                 prefix = root if root.endswith(b"/") else root + b"/"
                 cur = self.conn.execute(self.q["mark_missing"], {
                     "run_id": self.run_id, "root": root, "prefix": prefix, "recursive": recursive,
-                    "skip_prefixes": self.skip_prefixes,
+                    "skip_prefixes": self.skip_prefixes, "start_seq": self.start_seq,
                 })
                 self.missing += cur.rowcount
             self.conn.execute(self.q["update_run_counts"], self.counts())
@@ -602,28 +617,36 @@ def load_paths(
             notes.append(embedding_index.HASH_ONLY_NOTE)
         embedder_object = None
     extras = Extras(orientations=orientations, embedder=embedder_object)
-    with load_lock(conn, "start the load", wait=lock_wait, name="dbdedup load", on_wait=progress.waiting):
+    # loads share the load lock (a match waits for them all) and queue per root
+    with load_lock(conn, "start the load", wait=lock_wait, name="dbdedup load", on_wait=progress.waiting,
+                   shared=True), \
+            locks.root_locks(conn, [display_path(r) for r in root_paths], wait=lock_wait, on_wait=progress.waiting):
         started = time.monotonic()
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
                       "working_size": WORKING_SIZE, "hash_size": HASH_SIZE,
                       "orientations": orientations,
                       "embedder": embedder_object.name if embedder_object is not None else None}
         with conn.transaction():
+            conn.execute(q["start_lock"])
             run_id = conn.execute(q["start_run"], {
                 "roots": [display_path(r) for r in root_paths],
                 "parameters": json.dumps(parameters),
                 "versions": json.dumps(library_versions()),
             }).fetchone()[0]
-            interrupted = [row[0] for row in conn.execute(q["mark_interrupted"], {"run_id": run_id})]
+            locks.hold_run(conn, run_id)
+            start_seq = conn.execute(q["change_mark"]).fetchone()[0]
+            interrupted = [row[0] for row in conn.execute(q["mark_interrupted"],
+                                                          {"run_id": run_id, "live": locks.live_runs(conn)})]
             has_embeddings_table = embedding_index.has_embeddings_table(conn)
         loader = _Loader(conn, run_id, max_pixels, progress, started, extras)
         loader.has_embeddings_table = has_embeddings_table
+        loader.start_seq = start_seq
         status, message = "failed", None
         projection = None
         try:
             loader.run(root_paths, recursive, workers)
             if embedder_object is not None:
-                projection = embedding_index.project_pending(conn, embedder_object.name, index_method=index_method)
+                projection = _project(conn, embedder_object.name, index_method)
                 if projection.fitted:
                     notes.append(f"embeddings: fitted the {embedder_object.name} reduction on "
                                  f"{projection.fitted_rows:,} images; later loads project the same way "
@@ -640,6 +663,7 @@ def load_paths(
             raise
         finally:
             _finish_run(conn, loader, status, message)
+            locks.release_run(conn, run_id)
     return LoadSummary(
         run_id=run_id, roots=[display_path(r) for r in root_paths], files_seen=loader.found,
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
@@ -648,6 +672,19 @@ def load_paths(
         orientations=orientations, embedder=embedder_object.name if embedder_object is not None else None,
         embedded=projection.projected if projection else 0, notes=notes,
     )
+
+
+def _project(conn: psycopg.Connection, embedder: str, index_method: str | None) -> embedding_index.ProjectionResult:
+    # one transaction, which another load's batch can deadlock with (both write image_embeddings
+    # rows, in their own orders): the loser is rolled back whole and done again
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return embedding_index.project_pending(conn, embedder, index_method=index_method)
+        except psycopg.errors.DeadlockDetected:
+            if attempt == WRITE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _finish_run(conn: psycopg.Connection, loader: _Loader, status: str, message: str | None) -> None:

@@ -1,9 +1,15 @@
-"""The load lock: one writer of images and pairs at a time, waited for within a deadline.
+"""The load lock, the root locks and the run locks: loads and matches queue, loads of one root too.
 
-A load holds it for its whole run, and matching (``dbdedup.match`` and the signals, through
-the library) for its whole run too, so the two queue instead of interleaving: a match that
-started in the middle of a load could otherwise see half of it, and lock tables in an order
-that deadlocks the load's last steps.
+Loads hold the load lock in shared mode for their whole run, so any number of loads (of other
+folders, from other hosts) write at once; matching (``dbdedup.match`` and the signals, through
+the library) holds it exclusively for its whole run, so a match and the loads queue instead of
+interleaving: a match that started in the middle of a load could otherwise see half of it, and
+lock tables in an order that deadlocks the load's last steps. A match that waits is queued by
+PostgreSQL ahead of loads that ask after it, so a stream of loads cannot keep it out.
+
+Each load also holds one lock per root it walks (two loads of the same folder queue; a folder
+inside another's root is not held back: rows are written per batch, by path) and one lock for its
+run, by which the next load tells a run that is still going from a killed one.
 
 It is a session-level PostgreSQL advisory lock, and any role that can connect may take an
 advisory lock, so a stray session (an analyst's psql, a load whose process hangs) can hold it.
@@ -26,7 +32,13 @@ from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 LOAD_LOCK_KEY = 7_220_002
-"""The advisory lock key of loads and matching (the SQL functions of matching take it too)."""
+"""The advisory lock key of loads (shared) and matching (exclusive; the SQL functions of matching take it too)."""
+
+ROOT_LOCK_CLASS = 7_220_004
+"""Class of the per-root locks (the object is a hash of the root's path)."""
+
+RUN_LOCK_CLASS = 7_220_005
+"""Class of the per-run locks (the object is the load run's id)."""
 
 DEFAULT_LOCK_WAIT = 30.0
 """Seconds a load or a match waits for the load lock before giving up with the holder's name."""
@@ -81,16 +93,23 @@ def _when(moment: datetime) -> str:
     return local.strftime("%H:%M:%S" if local.date() == now.date() else "%Y-%m-%d %H:%M:%S")
 
 
-def lock_holders(conn: psycopg.Connection, key: int = LOAD_LOCK_KEY) -> list[LockHolder]:
-    """The other sessions that hold advisory lock ``key`` in this database (usually none or one)."""
+def _lock_id(key: int | tuple[int, int]) -> dict[str, int]:
+    """pg_locks' (classid, objid, objsubid) of a bigint key or of a pair of int4 keys."""
+    if isinstance(key, tuple):
+        return {"classid": key[0] & 0xFFFFFFFF, "objid": key[1] & 0xFFFFFFFF, "objsubid": 2}
+    return {"classid": (key >> 32) & 0xFFFFFFFF, "objid": key & 0xFFFFFFFF, "objsubid": 1}
+
+
+def lock_holders(conn: psycopg.Connection, key: int | tuple[int, int] = LOAD_LOCK_KEY) -> list[LockHolder]:
+    """The other sessions that hold advisory lock ``key`` (a bigint, or a pair of int4) in this database."""
     q = _queries()
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(q["holders"], {"key": key}).fetchall()
+        rows = cur.execute(q["holders"], _lock_id(key)).fetchall()
         holders = []
         for row in rows:
             run = None
             if (row["application"] or "").startswith("dbdedup load"):
-                found = cur.execute(q["running_load"]).fetchone()
+                found = cur.execute(q["running_load"], {"run_class": RUN_LOCK_CLASS, "pid": row["pid"]}).fetchone()
                 run = (found["id"], found["started_at"]) if found else None
             holders.append(LockHolder(pid=row["pid"], role=row["role"], application=row["application"],
                                       client=row["client"], backend_start=row["backend_start"],
@@ -99,14 +118,15 @@ def lock_holders(conn: psycopg.Connection, key: int = LOAD_LOCK_KEY) -> list[Loc
     return holders
 
 
-def _busy_error(purpose: str, holders: list[LockHolder], waited: float) -> DbdedupError:
+def _busy_error(purpose: str, holders: list[LockHolder], waited: float, what: str = "the load lock") -> DbdedupError:
     waited_text = f"waited {waited:.0f} s" if waited >= 1 else "did not wait"
     if not holders:
-        return DbdedupError(f"cannot {purpose}: the load lock is busy ({waited_text})",
+        return DbdedupError(f"cannot {purpose}: {what} is busy ({waited_text})",
                             hint="another dbdedup load or match is running on this database; try again when it "
                                  "ends, or wait longer with --lock-wait SECONDS")
     holder = holders[0]
-    message = f"cannot {purpose}: the load lock is held by {holder.describe()} ({waited_text})"
+    others = f" and {len(holders) - 1} more session(s)" if len(holders) > 1 else ""
+    message = f"cannot {purpose}: {what} is held by {holder.describe()}{others} ({waited_text})"
     if holder.is_dbdedup:
         what = holder.application.removeprefix("dbdedup").strip() or "command"  # type: ignore[union-attr]
         hint = (f"another dbdedup {what} is running on this database: let it finish (--lock-wait SECONDS waits "
@@ -125,9 +145,11 @@ def load_lock(
     wait: float | None = None,
     name: str = "dbdedup",
     on_wait: Callable[[str], None] | None = None,
+    shared: bool = False,
 ) -> Iterator[None]:
     """Hold the load lock on ``conn`` for the block; give up after ``wait`` seconds with a DbdedupError
     naming the holder. ``purpose`` completes "cannot ..." in that message ("start the load").
+    ``shared``: a load's mode (loads run together; a match waits for all of them).
 
     ``name`` becomes the session's application_name meanwhile ("dbdedup load"), so that a command
     waiting for this one can say what holds the lock. ``on_wait(description)`` is called once
@@ -138,12 +160,13 @@ def load_lock(
     q = _queries()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
+    try_lock = q["try_lock_shared" if shared else "try_lock"]
     started = time.monotonic()
     pause = _POLL_FIRST
     told = False
     while True:
         with conn.transaction():
-            got = conn.execute(q["try_lock"], {"key": LOAD_LOCK_KEY}).fetchone()[0]
+            got = conn.execute(try_lock, {"key": LOAD_LOCK_KEY}).fetchone()[0]
             holders = [] if got else lock_holders(conn)
         if got:
             break
@@ -153,6 +176,12 @@ def load_lock(
         if not told and on_wait is not None and holders:
             on_wait(f"waiting up to {wait:.0f} s for the load lock, held by {holders[0].describe()}")
             told = True
+        if not shared:
+            # queue for it: loads that ask after this session wait behind it
+            got = _wait_in_queue(conn, wait - waited)
+            if got:
+                break
+            raise _busy_error(purpose, lock_holders(conn), time.monotonic() - started)
         time.sleep(min(pause, max(0.0, wait - waited)))
         pause = min(pause * 2, _POLL_MAX)
     previous = None
@@ -162,17 +191,103 @@ def load_lock(
             conn.execute(q["set_application_name"], {"name": name})
         yield
     finally:
-        release(conn, previous)
+        release(conn, previous, shared=shared)
 
 
-def release(conn: psycopg.Connection, application_name: str | None = None) -> None:
+def _wait_in_queue(conn: psycopg.Connection, seconds: float) -> bool:
+    """Wait for the load lock (exclusive) in PostgreSQL's queue for at most ``seconds``; True once held."""
+    q = _queries()
+    try:
+        with conn.transaction():
+            conn.execute(q["set_lock_timeout"], {"timeout": f"{max(1, int(seconds * 1000))}ms"})
+            conn.execute(q["lock"], {"key": LOAD_LOCK_KEY})
+        return True
+    except psycopg.errors.LockNotAvailable:
+        return False
+
+
+@contextmanager
+def root_locks(
+    conn: psycopg.Connection,
+    roots: list[str],
+    *,
+    wait: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold one lock per root (display paths) for the block: a second load of the same root waits up
+    to ``wait`` seconds, then gives up with a DbdedupError naming the load that holds it.
+
+    Taken in a fixed order, so two loads with common roots cannot wait for each other in a circle.
+    """
+    wait = DEFAULT_LOCK_WAIT if wait is None else max(0.0, float(wait))
+    q = _queries()
+    with conn.transaction():
+        keys = sorted({(conn.execute(q["root_key"], {"root": root}).fetchone()[0], root) for root in roots})
+    held: list[int] = []
+    started = time.monotonic()
+    try:
+        for key, root in keys:
+            pause = _POLL_FIRST
+            told = False
+            pair = {"classid": ROOT_LOCK_CLASS, "objid": key}
+            while True:
+                with conn.transaction():
+                    got = conn.execute(q["try_lock_pair"], pair).fetchone()[0]
+                    holders = [] if got else lock_holders(conn, (ROOT_LOCK_CLASS, key))
+                if got:
+                    held.append(key)
+                    break
+                waited = time.monotonic() - started
+                if waited >= wait:
+                    raise _busy_error(f"load {root}", holders, waited, what="its folder")
+                if not told and on_wait is not None and holders:
+                    on_wait(f"waiting up to {wait:.0f} s for {root}: another load of it is running "
+                            f"({holders[0].describe()})")
+                    told = True
+                time.sleep(min(pause, max(0.0, wait - waited)))
+                pause = min(pause * 2, _POLL_MAX)
+        yield
+    finally:
+        _unlock_pairs(conn, ROOT_LOCK_CLASS, held)
+
+
+def hold_run(conn: psycopg.Connection, run_id: int) -> None:
+    """Take the lock of load run ``run_id`` for this session (inside the transaction that starts the
+    run, so that no other load sees the run without its lock): while the session lives, the run is
+    not taken for a killed one (``live_runs``)."""
+    conn.execute(_queries()["try_lock_pair"], {"classid": RUN_LOCK_CLASS, "objid": run_id & 0x7FFFFFFF})
+
+
+def release_run(conn: psycopg.Connection, run_id: int) -> None:
+    """Release the lock of load run ``run_id`` (silent when the session is gone)."""
+    _unlock_pairs(conn, RUN_LOCK_CLASS, [run_id & 0x7FFFFFFF])
+
+
+def live_runs(conn: psycopg.Connection) -> list[int]:
+    """The ids of the load runs whose loader session is still connected (it holds the run's lock)."""
+    return [row[0] for row in conn.execute(_queries()["live_runs"], {"run_class": RUN_LOCK_CLASS})]
+
+
+def _unlock_pairs(conn: psycopg.Connection, classid: int, objids: list[int]) -> None:
+    q = _queries()
+    try:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()
+        with conn.transaction():
+            for objid in objids:
+                conn.execute(q["unlock_pair"], {"classid": classid, "objid": objid})
+    except psycopg.Error:
+        pass  # the session is gone, and its locks with it
+
+
+def release(conn: psycopg.Connection, application_name: str | None = None, *, shared: bool = False) -> None:
     """Release the load lock (and restore the application name); silent when the connection is gone."""
     q = _queries()
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
         with conn.transaction():
-            conn.execute(q["unlock"], {"key": LOAD_LOCK_KEY})
+            conn.execute(q["unlock_shared" if shared else "unlock"], {"key": LOAD_LOCK_KEY})
             if application_name is not None:
                 conn.execute(q["set_application_name"], {"name": application_name})
     except psycopg.Error:

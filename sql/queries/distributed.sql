@@ -209,7 +209,7 @@ SET status = 'missing',
     missing_since = now(),
     load_run_id = %(run_id)s,
     change_seq = (SELECT nextval('dbdedup.change_seq'))
-WHERE i.status <> 'missing'
+WHERE i.status <> 'missing' AND i.change_seq <= %(start_seq)s
   AND (i.path_bytes = %(root)s
        OR (substr(i.path_bytes, 1, length(%(prefix)s)) = %(prefix)s
            AND (%(recursive)s

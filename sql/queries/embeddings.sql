@@ -4,6 +4,11 @@
 -- name: enable
 SELECT dbdedup.enable_embeddings() AS available;
 
+-- name: projection_lock
+-- One projection at a time (until the transaction ends): two loads that finish together would
+-- otherwise both fit a reduction, or drop and build the index under each other.
+SELECT pg_advisory_xact_lock(7220006);
+
 -- name: reduction
 SELECT reduction, index_method, fitted_rows, fitted_at FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
 

@@ -6,15 +6,26 @@
 SELECT NOT EXISTS (SELECT 1 FROM dbdedup.load_runs);
 
 -- name: mark_interrupted
--- Called while holding the load lock: any run still 'running' was killed.
+-- A run still 'running' whose loader no longer holds its run lock (%(live)s: the runs whose lock is
+-- held, dbdedup.locks.live_runs) was killed.
 -- (now() from a subquery: Citus allows no STABLE function inside COALESCE in an UPDATE)
 UPDATE dbdedup.load_runs
 SET status = 'interrupted',
     finished_at = coalesce(finished_at, t.now),
     message = 'stopped before it finished (killed or lost its connection); found by load run ' || %(run_id)s
 FROM (SELECT now() AS now) t
-WHERE status = 'running' AND id <> %(run_id)s
+WHERE status = 'running' AND id <> %(run_id)s AND id <> ALL (%(live)s::bigint[])
 RETURNING id;
+
+-- name: change_mark
+-- The last change_seq handed out when a run starts: a row with a later one was written after it
+-- started (by this run, or by another load of an overlapping folder), so mark_missing leaves it.
+SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM dbdedup.change_seq;
+
+-- name: start_lock
+-- Loads start one at a time (until the transaction that starts the run ends): on Citus two that
+-- insert their run row, then mark killed runs, would deadlock on the reference table's lock.
+SELECT pg_advisory_xact_lock(7220007);
 
 -- name: start_run
 INSERT INTO dbdedup.load_runs (roots, parameters, versions)
@@ -176,12 +187,14 @@ WHERE id = %(run_id)s;
 -- Rows under a scanned root that this run did not see. Only called after a
 -- complete walk; directories that could not be listed are skipped, so their
 -- files are not called missing just because they were unreadable this time.
+-- Rows written since the run started (%(start_seq)s) are left: another load may have
+-- loaded a file that appeared after this run walked past its folder.
 UPDATE dbdedup.images AS i
 SET status = 'missing',
     missing_since = now(),
     load_run_id = %(run_id)s,
     change_seq = nextval('dbdedup.change_seq')
-WHERE i.status <> 'missing'
+WHERE i.status <> 'missing' AND i.change_seq <= %(start_seq)s
   AND (i.path_bytes = %(root)s
        OR (substr(i.path_bytes, 1, length(%(prefix)s)) = %(prefix)s
            AND (%(recursive)s
