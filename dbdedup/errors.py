@@ -86,6 +86,13 @@ def database_error(exc: BaseException) -> DbdedupError | None:
     if isinstance(exc, (pe.OutOfMemory, pe.TooManyConnections, pe.InsufficientResources)):
         return DbdedupError(f"the database server is short of resources: {first}",
                             hint="ask its administrator, or try again later")
+    if isinstance(exc, psycopg.OperationalError) and "remote node" in first:
+        # Citus: the coordinator lost a worker node; the distributed transaction was rolled back on every node
+        return DbdedupError(
+            f"a worker node of the Citus cluster is unreachable: {first}",
+            hint="the transaction that failed was rolled back on every node; start the node again (or remove it "
+                 "from the cluster with citus_remove_node), then " + _AGAIN,
+        )
     if isinstance(exc, psycopg.OperationalError):
         return DbdedupError(
             f"lost the connection to the database: {first}",

@@ -23,6 +23,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from images import brighter, mirrored, photo, reencoded, resized, save
+from test_many_loaders import collection as loaders_collection
+from test_many_loaders import one_of_three_loaders_killed, same_as_one_load, three_loaders_at_once
 
 pytestmark = pytest.mark.slow
 
@@ -198,3 +200,63 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
     assert not [t for t, k in kinds.items() if not k], "every table is distributed or a reference table"
     assert placements == 2, "images are on both workers"
     assert incremental == full
+
+
+def test_three_loaders_at_once_on_citus_give_the_database_of_one_load_on_one_server(citus_dsn, empty_db_dsn, tmp_path):
+    """Three loader processes (two folders and the tree over both) into the coordinator at once: the rows
+    and clusters of one load of the tree into the embedded server."""
+    folders = loaders_collection(tmp_path / "photos")
+    three_loaders_at_once(citus_dsn, folders)
+    same_as_one_load(citus_dsn, empty_db_dsn, folders["all"])
+
+
+def test_a_loader_killed_on_citus_leaves_the_others_going_and_its_files_load_next_time(citus_dsn, empty_db_dsn,
+                                                                                        tmp_path):
+    one_of_three_loaders_killed(citus_dsn, empty_db_dsn, loaders_collection(tmp_path / "photos"))
+
+
+def _state(dsn: str) -> tuple:
+    """What matching writes: the pairs, the match state, the clusters."""
+    with psycopg.connect(dsn) as conn:
+        return (conn.execute("SELECT * FROM dbdedup.pairs ORDER BY hash_kind, image_a, image_b").fetchall(),
+                conn.execute("SELECT hash_kind, max_distance, matched_seq, pairs FROM dbdedup.match_state").fetchall(),
+                conn.execute("SELECT * FROM dbdedup.cluster_assignments ORDER BY image_id").fetchall(),
+                conn.execute("SELECT signal, matched_seq, pairs FROM dbdedup.signal_state ORDER BY 1").fetchall())
+
+
+def test_a_worker_stopped_during_match_is_one_line_and_nothing_half_written(citus_cluster, citus_dsn, tmp_path):
+    """A worker node stops (as in a crash) while `dbdedup match` runs: the command ends with one line and a
+    hint, no traceback; the pairs and clusters are as before it; with the node back, match completes."""
+    root = tmp_path / "photos"
+    _collection(root, 0, 16)
+    dbdedup(citus_dsn, "load", str(root))
+    dbdedup(citus_dsn, "match")
+    _collection(root, 16, 40)
+    dbdedup(citus_dsn, "load", str(root))  # new images: the next match has work to do
+    before = _state(citus_dsn)
+    match = subprocess.Popen([sys.executable, "-m", "dbdedup", "--db", citus_dsn, "match"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        with psycopg.connect(citus_dsn, autocommit=True) as conn:
+            while not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = "
+                                   "'dbdedup match' AND state = 'active' AND query LIKE '%%dbdedup.match(%%')"
+                                   ).fetchone()[0]:
+                assert match.poll() is None and time.monotonic() < deadline, "the match did not start"
+                time.sleep(0.02)
+        citus_cluster.stop_node(2)
+        out, err = match.communicate(timeout=300)
+    finally:
+        if match.poll() is None:
+            match.kill()
+        citus_cluster.start_node(2)
+    assert match.returncode != 0
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("dbdedup: error: a worker node of the Citus cluster is unreachable"), err
+    assert "Traceback" not in err
+    assert len(lines) <= 3, err  # the error and its hint
+    assert _state(citus_dsn) == before, "nothing of the failed match is left"
+    dbdedup(citus_dsn, "match")
+    after = _state(citus_dsn)
+    assert after[1][0][2] > before[1][0][2], "the match ran to its end: new images matched"
+    assert _clusters(citus_dsn)
