@@ -43,6 +43,15 @@ def is_distributed(conn: psycopg.Connection) -> bool:
     return bool(conn.execute(_queries()["is_distributed"]).fetchone()[0])
 
 
+def describe(conn: psycopg.Connection) -> str | None:
+    """One line on how the schema is spread ("on a Citus cluster: 2 worker nodes, ..."), or None off Citus."""
+    if not citus_state(conn)[0] or not is_distributed(conn):
+        return None
+    row = conn.execute(_queries()["describe"]).fetchone()
+    return (f"on a Citus cluster: {row[0]} worker node(s); {row[1]} distributed tables of {row[2]} shards each "
+            f"(images and per-image tables by image id), {row[3]} reference tables")
+
+
 def distribute(conn: psycopg.Connection) -> None:
     """Distribute every plain table of schema dbdedup (idempotent; inside the caller's transaction)."""
     with conn.cursor() as cursor:

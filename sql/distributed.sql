@@ -126,6 +126,9 @@ BEGIN
         FROM dbdedup.hash_values v, unnest(flips) AS f
         WHERE v.hash_kind = kind AND NOT v.is_common AND (all_values OR v.pending)
           AND (NOT half OR f = 0 OR ((v.value & mask) # f) > (v.value & mask));
+        -- statistics of what was just written: without them each shard's planner takes the
+        -- table for empty and joins by a nested loop
+        ANALYZE dbdedup.match_keys;
         SELECT * INTO r FROM dbdedup.match_keys_join(kind, max_distance, half, disjoint);
         RAISE DEBUG 'dbdedup.match_values_blocks_distributed: block % of % (radius %): % candidates',
             i + 1, blocks, radii[i + 1], r.candidates;
@@ -165,6 +168,7 @@ BEGIN
         -- the probes are the values themselves (pending ones only in an incremental match)
         INSERT INTO dbdedup.match_keys (part, key, value, pending, probed)
         SELECT 1, k.key, k.value, true, false FROM dbdedup.match_keys k WHERE k.part = 0 AND k.pending;
+        ANALYZE dbdedup.match_keys;  -- (see match_values_blocks_distributed)
         SELECT * INTO r FROM dbdedup.match_keys_join(kind, max_distance, half);
         RAISE DEBUG 'dbdedup.match_values_lsh_distributed: table % of % (% bits): % candidates', t, tables, key_bits, r.candidates;
         n_candidates := n_candidates + r.candidates;

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .. import db as dbmod
+from .. import distributed
 from ..errors import DbdedupError
 from .context import note, settings_of
 
@@ -40,7 +41,10 @@ def migrate(ctx: click.Context, revision: str) -> None:
     with dbmod.open_connection(dsn, autocommit=True) as conn:
         after = dbmod.current_revision(conn)
         vector = dbmod.has_pgvector(conn)
+        spread = distributed.describe(conn)
     note(ctx, f"{target.describe()}: schema dbdedup at {after} (was {before or 'empty'}; newest {head})")
+    if spread:
+        note(ctx, spread)
     if not vector:
         note(ctx, dbmod.HASH_ONLY_MESSAGE)
 

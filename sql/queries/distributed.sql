@@ -28,6 +28,15 @@ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus,
 -- name: is_distributed
 SELECT to_regclass('dbdedup.image_paths') IS NOT NULL;
 
+-- name: describe
+-- Worker nodes, distributed tables and their shard count, reference tables of schema dbdedup.
+SELECT (SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' AND isactive AND shouldhaveshards) AS workers,
+       count(*) FILTER (WHERE p.partmethod = 'h') AS distributed,
+       (SELECT count(*) FROM pg_dist_shard s WHERE s.logicalrelid = 'dbdedup.images'::regclass) AS shards,
+       count(*) FILTER (WHERE p.partmethod = 'n') AS reference
+FROM pg_dist_partition p
+WHERE p.logicalrelid::regclass::text LIKE 'dbdedup.%';
+
 -- name: distribute
 -- Spread every plain table of schema dbdedup over the cluster (idempotent: tables already
 -- distributed are left alone). Runs inside the migration transaction; Citus asks for one
