@@ -154,3 +154,42 @@ def test_signature_shape_and_orientation_round_trip():
     assert np.array_equal(back, signature)
     grey = verify.colour_signature(scene().convert("L"))
     assert verify.chroma(grey) < 1.0 < verify.chroma(signature)
+
+
+def folder(colour, glyph: str) -> Image.Image:
+    """An icon: a coloured folder on white with a small white glyph in the middle."""
+    image = Image.new("RGB", (256, 256), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((20, 40, 236, 80), radius=12, fill=tuple(max(0, c - 40) for c in colour))
+    draw.rounded_rectangle((20, 64, 236, 220), radius=14, fill=colour)
+    if glyph == "star":
+        draw.polygon([(128, 100), (140, 135), (176, 135), (147, 156), (158, 190), (128, 170), (98, 190),
+                      (109, 156), (80, 135), (116, 135)], fill=(255, 255, 255))
+    else:
+        draw.ellipse((96, 110, 160, 174), outline=(255, 255, 255), width=10)
+        draw.line((140, 160, 170, 195), fill=(255, 255, 255), width=12)
+    return image
+
+
+def test_same_folder_with_another_glyph_is_rejected_on_detail():
+    books, search = folder((90, 60, 200), "star"), folder((90, 60, 200), "lens")
+    a, b = verify.Features.of(books), verify.Features.of(search)
+    distance = verify.compare_signatures(a.signature, b.signature)
+    assert distance.light <= verify.MAX_LIGHT  # the coarse layout cannot see the glyph...
+    assert distance.detail > verify.MAX_DETAIL  # ...the 16x16 lightness can
+    assert verify.signature_verdict(a, b) is None
+
+
+def test_grey_folder_is_not_a_greyscale_copy_of_a_blue_one():
+    blue, grey = folder((40, 90, 230), "star"), folder((200, 200, 200), "star")
+    a, b = verify.Features.of(blue), verify.Features.of(grey)
+    assert verify.signature_verdict(a, b) is None
+    assert verify.signature_verdict(a, verify.Features.of(blue.convert("L"))).verified
+
+
+def test_watermarked_copy_is_accepted_on_the_signature():
+    original = scene()
+    marked = original.copy()
+    ImageDraw.Draw(marked).text((300, 320), "(c) someone 2026", fill=(255, 255, 255))
+    verdict = verify.signature_verdict(verify.Features.of(original), verify.Features.of(marked))
+    assert verdict is not None and verdict.verified
