@@ -4,7 +4,7 @@ The loader stores each image's raw descriptor (``dbdedup.image_embeddings.raw``)
 load, ``project_pending`` turns the new ones into reduced unit vectors. The first time an
 embedder is used, its PCA is fitted on the corpus just loaded and stored in
 ``dbdedup.embedding_reductions``, so every later load projects the same way; ``refit`` fits
-again on everything and re-projects. The pgvector index (HNSW by default, IVFFlat as an
+again on everything and re-projects. The pgvector index (IVFFlat by default, HNSW as an
 option) is built after the bulk of the vectors is written, not row by row.
 """
 
@@ -23,6 +23,10 @@ from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 INDEX_METHODS = ("hnsw", "ivfflat")
+# IVFFlat with many small lists (dbdedup.build_embedding_index) builds and answers a near-duplicate
+# k-NN for less work than HNSW and finds as many of an exact search's pairs; on images full of
+# near-duplicate groups HNSW's graph loses pairs as the collection grows (bench/embedding_index_bench.py)
+DEFAULT_INDEX_METHOD = "ivfflat"
 FIT_SAMPLE = 20_000  # descriptors a PCA is fitted on (a fixed pseudo-random sample beyond that; bounds memory)
 MIN_PCA_ROWS = 32  # below this a PCA is noise: a fixed random projection (no centring) stands in
 AUTO_REFIT_BELOW = 2_000  # a reduction fitted on fewer rows is refitted by itself once the rows double
@@ -158,7 +162,8 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
                                     seconds=time.monotonic() - started)
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
-        method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")
+        method = (index_method or (stored[1] if stored else None)
+                  or (current_index[0] if current_index else DEFAULT_INDEX_METHOD))
         projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
         fitted_rows = stored[2] if stored else 0
         fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW and projected_before + pending >= 2 * fitted_rows)
@@ -199,7 +204,8 @@ def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method
             embedder = row[0]
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
-        method = index_method or (stored[1] if stored else None) or (current_index[0] if current_index else "hnsw")
+        method = (index_method or (stored[1] if stored else None)
+                  or (current_index[0] if current_index else DEFAULT_INDEX_METHOD))
         if method not in INDEX_METHODS:
             raise DbdedupError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
         reduction = _fit(conn, embedder, method)

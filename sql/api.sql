@@ -171,6 +171,10 @@ BEGIN
         IF current_setting('hnsw.ef_search', true)::integer < neighbours + 1 THEN
             PERFORM set_config('hnsw.ef_search', (neighbours + 1)::text, true);
         END IF;
+        -- an ivfflat index (the default) is searched as dbdedup.match_embeddings searches it: 4 lists
+        IF current_setting('ivfflat.probes', true)::integer < 4 THEN
+            PERFORM set_config('ivfflat.probes', '4', true);
+        END IF;
         EXECUTE format($q$
             SELECT ARRAY(SELECT e.image_id FROM dbdedup.image_embeddings e WHERE e.embedding IS NOT NULL
                          ORDER BY e.embedding OPERATOR(%1$I.<=>) $1::%1$I.vector LIMIT $2) $q$, s)

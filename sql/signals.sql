@@ -49,7 +49,7 @@ $$;
 COMMENT ON FUNCTION dbdedup.enable_embeddings() IS
     'Create dbdedup.image_embeddings when pgvector is available (creating the extension if allowed); false in hash-only mode.';
 
-CREATE OR REPLACE FUNCTION dbdedup.build_embedding_index(method text DEFAULT 'hnsw', lists integer DEFAULT NULL) RETURNS text
+CREATE OR REPLACE FUNCTION dbdedup.build_embedding_index(method text DEFAULT 'ivfflat', lists integer DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql
     SET maintenance_work_mem = '256MB'
     AS $$
@@ -65,28 +65,31 @@ BEGIN
     END IF;
     DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;
     IF method = 'hnsw' THEN
-        -- m 12 and ef_construction 40 (pgvector's defaults: 16, 64) build in 0.4-0.7 of the CPU time and,
-        -- searched as match_embeddings does, find the near neighbours as often (bench/accuracy's images)
-        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops) WITH (m = 12, ef_construction = 40)', s);
+        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
         RETURN 'hnsw';
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL;
     IF n < 1000 AND lists IS NULL THEN
         -- IVFFlat trains its lists on the rows there are; a few hundred (or two opposite vectors,
         -- whose mean is zero) make a useless or failing index. HNSW needs no training.
-        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops) WITH (m = 12, ef_construction = 40)', s);
+        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
         RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
     END IF;
-    -- pgvector's advice: rows / 1000 lists up to 1M rows, sqrt(rows) beyond
-    lists := coalesce(lists, greatest(1, CASE WHEN n <= 1000000 THEN n / 1000 ELSE sqrt(n)::bigint END)::integer);
+    -- 1.5 sqrt(rows) lists, searched 4 at a time (dbdedup.match_embeddings): the near neighbours of a
+    -- near-duplicate search lie in the probe's own list or the next ones, so more and smaller lists than
+    -- pgvector's general advice (rows / 1000, probes sqrt(lists)) find the same pairs for less work
+    -- (bench/embedding_index_bench.py: on bench/accuracy's images and 10 rotated copies of them, recall
+    -- 1.0 and 0.9997 of the pairs of an exact search). At most 1,000: k-means on 50 samples a list keeps
+    -- a bound per sample and list, 200 MB at 1,000 lists.
+    lists := coalesce(lists, least(1000, greatest(10, round(1.5 * sqrt(n))))::integer);
     EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
     RETURN 'ivfflat (' || lists || ' lists)';
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_embedding_index(text, integer) IS
-    'Build (or rebuild) the pgvector index on dbdedup.image_embeddings: hnsw (cosine, the default) or ivfflat with lists '
-    'from the row count (rows/1000, sqrt(rows) above 1M; hnsw stands in below 1,000 rows). Called after bulk loads, not '
-    'row by row.';
+    'Build (or rebuild) the pgvector index on dbdedup.image_embeddings (cosine): ivfflat (the default) with 1.5 sqrt(rows) '
+    'lists, 10 to 1,000, unless given (hnsw stands in below 1,000 rows, too few to train the lists), or hnsw. Called after '
+    'bulk loads, not row by row.';
 
 CREATE OR REPLACE FUNCTION dbdedup.transform_name(variant integer, inverse boolean DEFAULT false) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -385,10 +388,8 @@ BEGIN
     WHERE f.sha256 = p.sha256 AND f.first_id < p.image_id;
     SELECT count(*) INTO n_probe FROM em_probe;
 
-    -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe; three
-    -- times the neighbours asked for (30) finds the pairs above the similarity floor as often as
-    -- pgvector's default (40), in about 0.7 of the time (measured on bench/accuracy's images)
-    PERFORM set_config('hnsw.ef_search', greatest(keep_neighbours + 1, keep_neighbours * 3)::text, true);
+    -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
+    PERFORM set_config('hnsw.ef_search', greatest(40, keep_neighbours * 2)::text, true);
     -- copies are filtered out of each search; pgvector 0.8 keeps scanning until k rows pass the filter
     -- (older pgvector returns fewer: a little recall lost where many byte-identical copies exist)
     PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
@@ -396,7 +397,8 @@ BEGIN
     SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
     FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
     IF lists IS NOT NULL THEN
-        PERFORM set_config('ivfflat.probes', greatest(1, ceil(sqrt(lists)))::text, true);
+        -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index): recall 1.0 / 0.9997 at 10k / 108k vectors
+        PERFORM set_config('ivfflat.probes', least(lists, 4)::text, true);
     END IF;
 
     CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;

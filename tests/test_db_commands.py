@@ -154,14 +154,14 @@ def test_embeddings_refit_fits_on_every_stored_descriptor(db_dsn, tmp_path):
     assert "refitted grey-v1 on 7 descriptors, re-projected 7 vectors, index hnsw" in result.stderr
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT fitted_rows, index_method FROM dbdedup.embedding_reductions").fetchone() == (
-            7, "hnsw")
+            7, "ivfflat")
         assert conn.execute("SELECT count(embedding) FROM dbdedup.image_embeddings").fetchone() == (7,)
 
-    # another index kind is remembered (ivfflat needs 1,000 vectors to train: hnsw stands in until then)
-    result = run("--db", db_dsn, "embeddings", "refit", "--index", "ivfflat", "--embedder", "grey-v1")
+    # another index kind is remembered (the default, ivfflat, needs 1,000 vectors to train: hnsw stood in)
+    result = run("--db", db_dsn, "embeddings", "refit", "--index", "hnsw", "--embedder", "grey-v1")
     assert result.exit_code == 0, result.output
     with psycopg.connect(db_dsn) as conn:
-        assert conn.execute("SELECT index_method FROM dbdedup.embedding_reductions").fetchone() == ("ivfflat",)
+        assert conn.execute("SELECT index_method FROM dbdedup.embedding_reductions").fetchone() == ("hnsw",)
 
 
 def test_embeddings_refit_on_a_server_without_pgvector_is_one_line(plain_pg_dsn):

@@ -213,7 +213,8 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     assert row == (6, 6, 64, 64, 1)
     reduction = conn.execute(
         "SELECT embedder, dim, fitted_rows, index_method FROM dbdedup.embedding_reductions").fetchall()
-    assert reduction == [("grey-v1", 64, 6, "hnsw")]
+    # the default index, ivfflat, cannot train its lists on 6 vectors: hnsw stands in, the choice is kept
+    assert reduction == [("grey-v1", 64, 6, "ivfflat")]
     assert "USING hnsw" in (_index_def(conn) or "")
     norms = [float(np.linalg.norm(v)) for v in _vectors(conn).values()]
     assert np.allclose(norms, 1.0, atol=1e-3)
@@ -231,15 +232,15 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     member = [m for m in home[0].values() if not m["keeper"]]
     assert member and all(m["similarity"] is not None and m["similarity"] >= 0.8 for m in member)
 
-    # ivfflat on request: fewer than 1,000 vectors cannot train its lists, so hnsw stands in and the
-    # choice is kept for later; 8 rows are not yet twice the 6 the reduction was fitted on: no refit
+    # hnsw on request: the choice is kept for later; 8 rows are not yet twice the 6 the reduction
+    # was fitted on: no refit
     for s in (7, 8):
         save(photo(s), root / f"orig{s}.jpg", quality=95)
-    summary = load_paths(conn, [root], workers=2, index_method="ivfflat")
+    summary = load_paths(conn, [root], workers=2, index_method="hnsw")
     assert summary.loaded == 2 and summary.embedded == 2
     assert not any("fitted" in n for n in summary.notes)
     assert "USING hnsw" in (_index_def(conn) or "")
-    assert conn.execute("SELECT index_method, fitted_rows FROM dbdedup.embedding_reductions").fetchone() == ("ivfflat", 6)
+    assert conn.execute("SELECT index_method, fitted_rows FROM dbdedup.embedding_reductions").fetchone() == ("hnsw", 6)
     matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.8)
     assert phash_pairs(conn)[frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")]))]["similarity"] >= 0.9
     assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'embeddings'").fetchone()[0] == 1

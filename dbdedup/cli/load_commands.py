@@ -120,7 +120,7 @@ def _summary_lines(summary) -> list[str]:
               help="Embedding vectors for pgvector: the built-in descriptor (no weights), none, or an ONNX image "
                    "model of yours (needs the `onnx` extra).")
 @click.option("--index", "index_method", type=click.Choice(["hnsw", "ivfflat"]), default=None,
-              help="pgvector index on the vectors [default: the one in use, else hnsw].")
+              help="pgvector index on the vectors [default: the one in use, else ivfflat].")
 @click.pass_context
 def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: int | None, max_pixels: int,
          orientations: bool, embedder: str, index_method: str | None) -> None:
