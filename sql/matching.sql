@@ -495,6 +495,9 @@ BEGIN
     -- image pairs: exact groups as stars (each copy with its representative, the smallest id),
     -- then near pairs between representatives: same value (different files), and the value pairs expanded
     IF is_full THEN
+        -- (a plain INSERT, no ON CONFLICT: the kind's pairs were all deleted above, and the three parts
+        -- give disjoint pairs, each once: stars join files of one SHA-256, the others files of two;
+        -- a representative has one value, so an image pair comes from one value or one value pair)
         -- one representative per value and file, for the values that can pair: never a copy, so
         -- a thousand copies on both sides of a value pair cost one image pair, not a million
         EXECUTE format($q$
@@ -533,7 +536,6 @@ BEGIN
             JOIN pg_temp.match_rep a ON a.value = vp.value_a
             JOIN pg_temp.match_rep b ON b.value = vp.value_b AND a.sha256 <> b.sha256
             WHERE vp.hash_kind = %1$L
-            ON CONFLICT DO NOTHING
             $q$, kind, kind);
     ELSE
         -- stars of the groups that changed, then the near pairs of every representative that is
