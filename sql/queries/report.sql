@@ -72,21 +72,29 @@ WITH near AS (
     FROM dbdedup.pairs p
     WHERE p.hash_kind = %(hash_kind)s AND NOT p.is_exact
       AND (p.distance <= %(max_distance)s OR p.transform_distance <= %(max_distance)s)
+), copies AS (
+    -- each representative of a near pair, with itself and its copies (the image_b of its exact pairs)
+    SELECT r.id AS rep, r.id AS m FROM (SELECT image_a AS id FROM near UNION SELECT image_b FROM near) r
+    UNION ALL
+    SELECT x.image_a, x.image_b FROM dbdedup.pairs x
+    WHERE x.hash_kind = %(hash_kind)s AND x.is_exact
+      AND x.image_a IN (SELECT image_a FROM near UNION SELECT image_b FROM near)
 ), listed AS (
     SELECT least(a.m, b.m) AS image_a, greatest(a.m, b.m) AS image_b, n.distance,
            CASE WHEN a.m < b.m THEN n.transform ELSE dbdedup.inverse_transform(n.transform) END AS transform,
            n.transform_distance, n.similarity
     FROM near n
-    CROSS JOIN LATERAL (SELECT n.image_a UNION ALL
-                        SELECT x.image_b FROM dbdedup.pairs x
-                        WHERE x.hash_kind = %(hash_kind)s AND x.image_a = n.image_a AND x.is_exact) a(m)
-    CROSS JOIN LATERAL (SELECT n.image_b UNION ALL
-                        SELECT x.image_b FROM dbdedup.pairs x
-                        WHERE x.hash_kind = %(hash_kind)s AND x.image_a = n.image_b AND x.is_exact) b(m)
+    JOIN copies a ON a.rep = n.image_a
+    JOIN copies b ON b.rep = n.image_b
     UNION ALL
     SELECT p.image_a, p.image_b, p.distance, NULL, NULL, NULL
     FROM dbdedup.pairs p
     WHERE p.hash_kind = %(hash_kind)s AND p.is_exact
+), shown AS (
+    -- the images of those pairs, read once (Citus joins no list with two copies of images)
+    SELECT i.id, i.path, i.path_bytes, i.width, i.height, i.size_bytes, i.sha256
+    FROM dbdedup.images i
+    WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM listed UNION SELECT image_b FROM listed)
 )
 SELECT l.distance::int AS distance,
        a.id AS image_a, a.path AS path_a, a.path_bytes AS path_bytes_a,
@@ -96,8 +104,8 @@ SELECT l.distance::int AS distance,
        a.sha256 = b.sha256 AS exact,
        l.transform, l.transform_distance::int AS transform_distance, l.similarity
 FROM listed l
-JOIN dbdedup.images a ON a.id = l.image_a AND a.status = 'ok'
-JOIN dbdedup.images b ON b.id = l.image_b AND b.status = 'ok'
+JOIN shown a ON a.id = l.image_a
+JOIN shown b ON b.id = l.image_b
 ORDER BY l.distance, a.path, b.path
 
 -- name: ok_images

@@ -5,15 +5,20 @@
 -- name: beyond_counts
 -- The images with no pair in dbdedup.pairs (their nearest neighbour is further than the pairs reach),
 -- and their distinct hash values.
+-- (the paired images as a list joined against: Citus runs no correlated subquery on pairs by image_b)
+WITH paired AS (
+    SELECT p.image_a AS id FROM dbdedup.pairs p JOIN dbdedup.match_state s ON s.hash_kind = p.hash_kind
+    WHERE p.hash_kind = %(hash_kind)s AND p.distance <= s.max_distance
+    UNION
+    SELECT p.image_b FROM dbdedup.pairs p JOIN dbdedup.match_state s ON s.hash_kind = p.hash_kind
+    WHERE p.hash_kind = %(hash_kind)s AND p.distance <= s.max_distance
+)
 SELECT count(*) AS images,
        count(DISTINCT CASE %(hash_kind)s::text WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END)
            AS distinct_hashes
 FROM dbdedup.images i
-WHERE i.status = 'ok'
-  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id
-                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
-  AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id
-                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
+LEFT JOIN paired x ON x.id = i.id
+WHERE i.status = 'ok' AND x.id IS NULL
 
 -- name: beyond_sample_histogram
 -- For a deterministic sample of those images' hash values: the distance to the nearest other value
@@ -25,15 +30,18 @@ WITH hashes AS MATERIALIZED (
     FROM dbdedup.images
     WHERE status = 'ok'
     GROUP BY 1
+), paired AS (
+    SELECT p.image_a AS id FROM dbdedup.pairs p JOIN dbdedup.match_state s ON s.hash_kind = p.hash_kind
+    WHERE p.hash_kind = %(hash_kind)s AND p.distance <= s.max_distance
+    UNION
+    SELECT p.image_b FROM dbdedup.pairs p JOIN dbdedup.match_state s ON s.hash_kind = p.hash_kind
+    WHERE p.hash_kind = %(hash_kind)s AND p.distance <= s.max_distance
 ), beyond AS (
     SELECT CASE %(hash_kind)s::text WHEN 'phash' THEN i.phash WHEN 'dhash' THEN i.dhash ELSE i.ahash END AS h,
            count(*) AS images
     FROM dbdedup.images i
-    WHERE i.status = 'ok'
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_a = i.id
-                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
-      AND NOT EXISTS (SELECT 1 FROM dbdedup.pairs p WHERE p.hash_kind = %(hash_kind)s AND p.image_b = i.id
-                      AND p.distance <= (SELECT s.max_distance FROM dbdedup.match_state s WHERE s.hash_kind = p.hash_kind))
+    LEFT JOIN paired x ON x.id = i.id
+    WHERE i.status = 'ok' AND x.id IS NULL
     GROUP BY 1
 ), sample AS (
     SELECT b.h, b.images, hv.images AS sharing
