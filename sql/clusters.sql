@@ -81,21 +81,22 @@ BEGIN
     -- not in its cluster links by no signal; a confirmed pair links whatever its distance
     -- (the images the verdicts name are read once into cc_verdict_image, and the images to rank
     -- into cc_image_row: Citus joins no temporary table with images on another column than its id)
+    CREATE TEMP TABLE cc_verdict ON COMMIT DROP AS SELECT v.kind, v.sha256_a, v.sha256_b FROM dbdedup.verdicts v;
     CREATE TEMP TABLE cc_verdict_image ON COMMIT DROP AS
     SELECT i.id, i.sha256, i.phash, i.dhash, i.ahash FROM dbdedup.images i
-    WHERE i.status = 'ok' AND i.sha256 IN (SELECT v.sha256_a FROM dbdedup.verdicts v UNION SELECT v.sha256_b FROM dbdedup.verdicts v);
-    IF EXISTS (SELECT 1 FROM dbdedup.verdicts) THEN
+    WHERE i.status = 'ok' AND i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v UNION SELECT v.sha256_b FROM cc_verdict v);
+    IF EXISTS (SELECT 1 FROM cc_verdict) THEN
         DELETE FROM cc_pair p
         USING (SELECT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y
-               FROM dbdedup.verdicts v
+               FROM cc_verdict v
                JOIN cc_verdict_image a ON a.sha256 = v.sha256_a
                JOIN cc_verdict_image b ON b.sha256 = v.sha256_b
                WHERE v.kind = 'not_duplicate') n
         WHERE p.image_a = n.x AND p.image_b = n.y;
         DELETE FROM cc_pair p
-        WHERE p.image_a IN (SELECT i.id FROM dbdedup.verdicts v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
+        WHERE p.image_a IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
                             WHERE v.kind = 'not_in_cluster')
-           OR p.image_b IN (SELECT i.id FROM dbdedup.verdicts v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
+           OR p.image_b IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
                             WHERE v.kind = 'not_in_cluster');
         INSERT INTO cc_pair (image_a, image_b, d, transform, similarity)
         SELECT least(a.id, b.id), greatest(a.id, b.id),
@@ -104,7 +105,7 @@ BEGIN
                    WHEN 'ahash' THEN dbdedup.hamming(a.ahash, b.ahash)
                    ELSE dbdedup.hamming(a.phash, b.phash) END,
                NULL, NULL
-        FROM dbdedup.verdicts v
+        FROM cc_verdict v
         CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
                             WHERE i.sha256 = v.sha256_a ORDER BY i.id LIMIT 1) a
         CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
@@ -124,7 +125,7 @@ BEGIN
     INSERT INTO cc_image (image_id, rank_key, node)
     SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
     FROM (SELECT i.id, i.sha256,
-                 row_number() OVER (ORDER BY i.sha256 IN (SELECT v.sha256_a FROM dbdedup.verdicts v WHERE v.kind = 'keeper') DESC,
+                 row_number() OVER (ORDER BY i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v WHERE v.kind = 'keeper') DESC,
                      dbdedup.is_under(i.path, reference_paths) DESC,
                      CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
                      CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
@@ -153,7 +154,7 @@ BEGIN
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
     SELECT DISTINCT least(ia.node, ib.node) AS a, greatest(ia.node, ib.node) AS b
-    FROM dbdedup.verdicts v
+    FROM cc_verdict v
     JOIN cc_verdict_image x ON x.sha256 = v.sha256_a JOIN cc_image ia ON ia.image_id = x.id
     JOIN cc_verdict_image y ON y.sha256 = v.sha256_b JOIN cc_image ib ON ib.image_id = y.id
     WHERE v.kind = 'not_duplicate';
@@ -220,7 +221,7 @@ BEGIN
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
         transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
-    DROP TABLE cc_pair, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
+    DROP TABLE cc_pair, cc_verdict, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;

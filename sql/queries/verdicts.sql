@@ -5,7 +5,7 @@
 INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, note)
 VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, coalesce(%(decided_by)s, current_user), %(note)s)
 ON CONFLICT (sha256_a, coalesce(sha256_b, '\x'::bytea)) DO UPDATE SET
-    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = now(), note = excluded.note
+    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note
 RETURNING v.id;
 
 -- name: import
@@ -26,10 +26,11 @@ DELETE FROM dbdedup.verdicts WHERE sha256_a = %(sha256)s OR sha256_b = %(sha256)
 
 -- name: delete_other_keepers
 -- A cluster has one chosen keeper: choosing one forgets the keeper verdicts of its other members.
+-- (the members' files as a list: Citus deletes from a reference table with no join to distributed ones)
 DELETE FROM dbdedup.verdicts v
-USING dbdedup.cluster_assignments c
-JOIN dbdedup.images i ON i.id = c.image_id
-WHERE c.cluster_id = %(cluster_id)s AND v.kind = 'keeper' AND v.sha256_a = i.sha256 AND i.sha256 <> %(sha256)s;
+WHERE v.kind = 'keeper' AND v.sha256_a <> %(sha256)s
+  AND v.sha256_a IN (SELECT i.sha256 FROM dbdedup.cluster_assignments c JOIN dbdedup.images i ON i.id = c.image_id
+                     WHERE c.cluster_id = %(cluster_id)s);
 
 -- name: current
 SELECT id, kind, sha256_a, sha256_b, decided_by, decided_at, note, image_ids_a, paths_a, image_ids_b, paths_b,
