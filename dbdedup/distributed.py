@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import psycopg
 
+from .errors import DbdedupError
 from .sqlfiles import named_queries
 
 
@@ -53,7 +54,16 @@ def describe(conn: psycopg.Connection) -> str | None:
 
 
 def distribute(conn: psycopg.Connection) -> None:
-    """Distribute every plain table of schema dbdedup (idempotent; inside the caller's transaction)."""
+    """Distribute every plain table of schema dbdedup (idempotent; inside the caller's transaction).
+
+    Raises DbdedupError when the cluster has no worker node to put the shards on.
+    """
+    if not conn.execute(_queries()["worker_count"]).fetchone()[0]:
+        raise DbdedupError(
+            "the citus extension is installed in this database, but the cluster has no worker node",
+            hint="add the workers on the coordinator (SELECT citus_add_node('host', port) in this database), or "
+                 "DROP EXTENSION citus to use the database as one server",
+        )
     with conn.cursor() as cursor:
         cursor.execute(_queries()["distribute"])
 

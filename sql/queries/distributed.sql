@@ -28,6 +28,9 @@ SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') AS citus,
 -- name: is_distributed
 SELECT to_regclass('dbdedup.image_paths') IS NOT NULL;
 
+-- name: worker_count
+SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' AND isactive AND shouldhaveshards;
+
 -- name: describe
 -- Worker nodes, distributed tables and their shard count, reference tables of schema dbdedup.
 SELECT (SELECT count(*) FROM pg_dist_node WHERE noderole = 'primary' AND isactive AND shouldhaveshards) AS workers,
