@@ -45,45 +45,49 @@ def limit_blas_threads() -> None:
     threadpool_limits(1, user_api="blas")
 
 
-def _lanczos(x: float) -> float:
-    def sinc(t: float) -> float:
-        if t == 0.0:
-            return 1.0
-        t = t * math.pi
-        return math.sin(t) / t
-
-    return sinc(x) * sinc(x / 3) if -3.0 <= x < 3.0 else 0.0
-
-
-def _bilinear(x: float) -> float:
-    x = -x if x < 0.0 else x
-    return 1.0 - x if x < 1.0 else 0.0
-
-
-_FILTERS = {Image.Resampling.LANCZOS: (_lanczos, 3.0), Image.Resampling.BILINEAR: (_bilinear, 1.0)}
+_SUPPORT = {Image.Resampling.LANCZOS: 3.0, Image.Resampling.BILINEAR: 1.0}  # the filters' half widths
 
 
 @functools.lru_cache(maxsize=_WEIGHTS_KEPT)
 def _weights(in_size: int, out_size: int, resample: int) -> np.ndarray:
-    """The (out_size, in_size) integer weights Pillow uses along one axis, as float64."""
-    function, support = _FILTERS[resample]
+    """The (out_size, in_size) integer weights Pillow uses along one axis, as float64.
+
+    Pillow's float computation, done for all taps at once: on a set of images of many sizes
+    every new shape needs its matrices, and a Python loop per tap cost 5x more. ``_check_shape``
+    compares the result with Pillow before it is used.
+    """
+    support = _SUPPORT[resample]
     scale = filterscale = in_size / out_size
     filterscale = max(filterscale, 1.0)
     support *= filterscale
     inverse = 1.0 / filterscale
+    rows = np.arange(out_size)
+    centre = (rows + 0.5) * scale
+    first = np.maximum((centre - support + 0.5).astype(np.int64), 0)  # C's int(): truncated, then >= 0
+    count = np.minimum((centre + support + 0.5).astype(np.int64), in_size) - first
+    taps_x = np.arange(int(count.max()))
+    inside = taps_x[None, :] < count[:, None]
+    x = (taps_x[None, :] + first[:, None] - centre[:, None] + 0.5) * inverse
+    taps = np.where(inside, _filter_taps(x, resample), 0.0)
+    total = np.cumsum(taps, axis=1)[:, -1]  # a running sum, in Pillow's order: the same float
+    k = taps / np.where(total != 0.0, total, 1.0)[:, None]
+    ints = np.trunc(k * (1 << _PRECISION_BITS) + np.where(k < 0, -0.5, 0.5))
     weights = np.zeros((out_size, in_size))
-    for out in range(out_size):
-        centre = (out + 0.5) * scale
-        first = max(int(centre - support + 0.5), 0)
-        count = min(int(centre + support + 0.5), in_size) - first
-        taps = [function((x + first - centre + 0.5) * inverse) for x in range(count)]
-        total = 0.0
-        for tap in taps:  # summed in Pillow's order: the same float
-            total += tap
-        for x, tap in enumerate(taps):
-            k = tap / total if total != 0.0 else tap
-            weights[out, first + x] = int(k * (1 << _PRECISION_BITS) + (-0.5 if k < 0 else 0.5))
+    out_index, tap_index = np.nonzero(inside)
+    weights[out_index, first[out_index] + tap_index] = ints[out_index, tap_index]
     return weights
+
+
+def _filter_taps(x: np.ndarray, resample: int) -> np.ndarray:
+    """Pillow's filter (libImaging/Resample.c) at every element of ``x``: bilinear, or Lanczos
+    (sinc(x) sinc(x / 3) on [-3, 3), sinc(t) = sin(pi t) / (pi t))."""
+    if resample == Image.Resampling.BILINEAR:
+        a = np.abs(x)
+        return np.where(a < 1.0, 1.0 - a, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t, t3 = x * math.pi, (x / 3) * math.pi
+        taps = np.where(x == 0.0, 1.0, np.sin(t) / t) * np.where(x == 0.0, 1.0, np.sin(t3) / t3)
+    return np.where((x >= -3.0) & (x < 3.0), taps, 0.0)
 
 
 @functools.lru_cache(maxsize=_WEIGHTS_KEPT)
