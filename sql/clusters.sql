@@ -43,6 +43,7 @@ DECLARE
     n_clusters bigint;
     n_members bigint;
     signals_mark bigint;
+    has_apart boolean;
 BEGIN
     IF keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
         RAISE EXCEPTION 'unknown keeper rule %', keeper_rule USING HINT = 'use largest, newest or oldest';
@@ -158,6 +159,8 @@ BEGIN
     JOIN cc_verdict_image x ON x.sha256 = v.sha256_a JOIN cc_image ia ON ia.image_id = x.id
     JOIN cc_verdict_image y ON y.sha256 = v.sha256_b JOIN cc_image ib ON ib.image_id = y.id
     WHERE v.kind = 'not_duplicate';
+    -- (without such verdicts the check below is skipped: it joins the assignments with themselves)
+    has_apart := EXISTS (SELECT 1 FROM cc_apart);
 
     -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
     -- remaining node it is linked to; repeated on what is left. In each round every node with no
@@ -178,10 +181,12 @@ BEGIN
                        FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
                        ORDER BY e.b, e.a) j;
         -- a member judged not a duplicate of a better member of the same keeper waits for a later round
-        DELETE FROM cc_assign j
-        USING cc_assign o, cc_apart x
-        WHERE o.keeper = j.keeper AND o.node < j.node AND j.node <> j.keeper
-          AND x.a = least(o.node, j.node) AND x.b = greatest(o.node, j.node);
+        IF has_apart THEN
+            DELETE FROM cc_assign j
+            USING cc_assign o, cc_apart x
+            WHERE o.keeper = j.keeper AND o.node < j.node AND j.node <> j.keeper
+              AND x.a = least(o.node, j.node) AND x.b = greatest(o.node, j.node);
+        END IF;
         -- a keeper whose neighbours all joined better keepers is no cluster (a group of copies
         -- still is: added after the rounds)
         DELETE FROM cc_assign a
