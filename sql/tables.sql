@@ -82,6 +82,9 @@ CREATE TABLE dbdedup.images (
     missing_since timestamptz,
     change_seq    bigint NOT NULL DEFAULT nextval('dbdedup.change_seq'),
     phash_variants bigint[],
+    quality       smallint,
+    colour_signature real[],
+    signature_error text,
     CONSTRAINT images_ok_has_hashes CHECK (
         status <> 'ok' OR (sha256 IS NOT NULL AND phash IS NOT NULL AND dhash IS NOT NULL AND ahash IS NOT NULL)
     ),
@@ -109,6 +112,9 @@ COMMENT ON COLUMN dbdedup.images.phash_variants IS
     'pHash of the image under the 7 other orientations (flip_h, flip_v, rotate_90, rotate_180, rotate_270, transpose, '
     'transverse; see dbdedup.transform_name), then, when uniform borders were trimmed, the trimmed image''s pHash and its '
     '7 orientations (16 values in all). NULL when loaded with --no-orientations.';
+COMMENT ON COLUMN dbdedup.images.quality IS 'PDQ-style hash quality 0-100 of the decoded image (dbdedup.verify.quality): the amount of gradient detail. Below the verification minimum an image has no hash signal of its own and matches only as an exact copy. NULL until computed.';
+COMMENT ON COLUMN dbdedup.images.colour_signature IS 'The image''s colour layout (dbdedup.verify.colour_signature): CIE Lab lightness of a 16x16 grid, then the a and b chroma of an 8x8 grid, 384 values, row-major cells. Pairs are verified by comparing these in SQL (dbdedup.signature_distance). NULL until computed or when it could not be (see signature_error).';
+COMMENT ON COLUMN dbdedup.images.signature_error IS 'Why the image has no colour signature (it then matches only as an exact copy); NULL when it has one or has not been tried.';
 
 CREATE INDEX images_sha256_idx ON dbdedup.images (sha256) WHERE status = 'ok';
 CREATE INDEX images_change_seq_idx ON dbdedup.images (change_seq);
@@ -220,6 +226,9 @@ CREATE TABLE dbdedup.pairs (
     transform text,
     transform_distance smallint,
     similarity real,
+    verified  boolean,
+    verify_score real,
+    verify_reason text,
     PRIMARY KEY (hash_kind, image_a, image_b),
     CHECK (image_a < image_b)
 );
@@ -240,6 +249,9 @@ COMMENT ON COLUMN dbdedup.pairs.transform IS
 COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance).';
 COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
+COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';
+COMMENT ON COLUMN dbdedup.pairs.verify_score IS 'How alike verification found the two, 0-1 (1 = identical by the measure named in verify_reason).';
+COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, colour, detail, no_geometry, no_overlap, no_signature, error: ...';
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
 CREATE TABLE dbdedup.cluster_parameters (
