@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import inspect
 import json
 import os
 import random
@@ -53,11 +52,11 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from dbdedup import clusters as clusters_module
-from dbdedup.clusters import build_clusters
+from dbdedup.clusters import RULES, ClusterSettings, build_clusters
 from dbdedup.db import connect, stop_embedded
+from dbdedup.embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from dbdedup.load import load_paths
-from dbdedup.matching import DEFAULT_THRESHOLD, find_pairs
+from dbdedup.matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, find_pairs
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 SET_DIR = BENCH_DIR / "out" / "accuracy"
@@ -79,24 +78,6 @@ TARGET_F1 = 0.92
 
 # The peers' own defaults (imagededup PHash: max_distance_threshold 10; difPy: 'similar', MSE 5).
 PEER_DEFAULTS = {"imagededup": "10", "difPy": "mse<=5"}
-
-
-def _accepts(function, name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
-# The library before issue #5 has no clustering rules, orientations or embeddings: the
-# scorer then runs today's configurations only (pHash/dHash alone, keyword arguments omitted).
-HAS_RULES = hasattr(clusters_module, "RULES") and _accepts(build_clusters, "rule")
-
-
-def embedding_defaults() -> tuple[float | None, int | None]:
-    """(DEFAULT_MIN_SIMILARITY, DEFAULT_CONFIRM_DISTANCE) of dbdedup.embedding, or Nones before issue #5."""
-    try:
-        from dbdedup import embedding
-    except ImportError:
-        return None, None
-    return getattr(embedding, "DEFAULT_MIN_SIMILARITY", None), getattr(embedding, "DEFAULT_CONFIRM_DISTANCE", None)
 
 
 # ---------------------------------------------------------------- ground truth
@@ -320,50 +301,40 @@ class Config:
     method: str  # row label
     setting: str  # the table's threshold column
     kind: str
-    rule: str | None  # None: the library before issue #5 (build_clusters has no rule)
-    max_distance: int
-    min_similarity: float | None = None
+    rule: str
+    threshold: int
+    min_similarity: float | None = None  # None: the library's default
     confirm_distance: int | None = None
-    transform_distance: int | None = None  # None: the library's default
+    transform_distance: int | None = None
     default: bool = False
 
-
-def transform_default() -> int | None:
-    """matching.DEFAULT_TRANSFORM_DISTANCE, or None when variants match at the threshold itself."""
-    from dbdedup import matching
-
-    return getattr(matching, "DEFAULT_TRANSFORM_DISTANCE", None)
-
-
-HAS_TRANSFORM_DISTANCE = _accepts(build_clusters, "transform_distance")
+    def settings(self) -> ClusterSettings:
+        """The ClusterSettings this configuration clusters with."""
+        given = {"min_similarity": self.min_similarity, "confirm_distance": self.confirm_distance,
+                 "transform_distance": self.transform_distance}
+        return ClusterSettings(threshold=self.threshold, hash_kind=self.kind, rule=self.rule,
+                               **{k: v for k, v in given.items() if v is not None})
 
 
 def phash_configs(thresholds: list[int], transform_thresholds: list[int], transform_distances: list[int],
                   similarities: list[float], fused: list[tuple], prefix: str = "dbdedup") -> list[Config]:
     """Every pHash clustering to score: hash alone, transforms, embedding alone, fused."""
-    if not HAS_RULES:
-        return [Config(f"{prefix} phash", str(t), "phash", None, t, default=t == DEFAULT_THRESHOLD) for t in thresholds]
-    default_similarity, default_confirm = embedding_defaults()
-    default_variants = transform_default() if HAS_TRANSFORM_DISTANCE else None
-
-    def variants(t: int, v: int | None) -> str:
-        if not HAS_TRANSFORM_DISTANCE:
-            return ""
-        return f", variants<={v if v is not None else default_variants}"
+    def variants(v: int | None) -> str:
+        return f", variants<={v if v is not None else DEFAULT_TRANSFORM_DISTANCE}"
 
     out = [Config(f"{prefix} phash", str(t), "phash", "hash", t) for t in thresholds]
     transforms = [(t, None) for t in transform_thresholds]
     transforms += [(DEFAULT_THRESHOLD, v) for v in transform_distances
-                   if not (v == default_variants and DEFAULT_THRESHOLD in transform_thresholds)]
-    out += [Config(f"{prefix} transforms", f"{t}{variants(t, v)}", "phash", "transforms", t, transform_distance=v)
+                   if not (v == DEFAULT_TRANSFORM_DISTANCE and DEFAULT_THRESHOLD in transform_thresholds)]
+    out += [Config(f"{prefix} transforms", f"{t}{variants(v)}", "phash", "transforms", t, transform_distance=v)
             for t, v in transforms]
     out += [Config(f"{prefix} embedding", f"s>={s:g}", "phash", "embedding", DEFAULT_THRESHOLD, s) for s in similarities]
     for t, s, c, v in fused:
-        is_default = (t == DEFAULT_THRESHOLD and s in (None, default_similarity) and c in (None, default_confirm)
-                      and v in (None, default_variants))
-        shown_s = s if s is not None else default_similarity
-        shown_c = c if c is not None else default_confirm
-        setting = f"{t}, s>={shown_s:g}, confirm {shown_c}{variants(t, v)}" + (" (defaults)" if is_default else "")
+        is_default = (t == DEFAULT_THRESHOLD and s in (None, DEFAULT_MIN_SIMILARITY)
+                      and c in (None, DEFAULT_CONFIRM_DISTANCE) and v in (None, DEFAULT_TRANSFORM_DISTANCE))
+        shown_s = s if s is not None else DEFAULT_MIN_SIMILARITY
+        shown_c = c if c is not None else DEFAULT_CONFIRM_DISTANCE
+        setting = f"{t}, s>={shown_s:g}, confirm {shown_c}{variants(v)}" + (" (defaults)" if is_default else "")
         out.append(Config(f"{prefix} fused", setting, "phash", "fused", t, s, c, v, is_default))
     return out
 
@@ -373,18 +344,11 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
     """build_clusters per configuration, each scored from dbdedup.cluster_members."""
     scores, labels_by = [], {}
     for config in configs:
-        kwargs = {"max_distance": config.max_distance, "hash_kind": config.kind}
-        if config.rule is not None:
-            kwargs.update(rule=config.rule, min_similarity=config.min_similarity)
-            if config.confirm_distance is not None:
-                kwargs["confirm_distance"] = config.confirm_distance
-            if config.transform_distance is not None and HAS_TRANSFORM_DISTANCE:
-                kwargs["transform_distance"] = config.transform_distance
         name = f"{config.method} {config.setting}"
         started = time.perf_counter()
         conn.execute(f"SET statement_timeout = {int(cluster_timeout * 1000)}")
         try:
-            result = build_clusters(conn, **kwargs)
+            result = build_clusters(conn, config.settings())
         except psycopg.errors.QueryCanceled:
             conn.rollback()
             print(f"  {name}: build_clusters passed {cluster_timeout} s, cancelled", file=sys.stderr)
@@ -408,32 +372,30 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
     return scores, labels_by
 
 
-def match(conn, kind: str, max_distance: int, signals: bool, min_similarity: float | None,
+def match(conn, kind: str, threshold: int, signals: bool, min_similarity: float | None,
           transform_distance: int | None = None) -> tuple[dict, float]:
-    """find_pairs once for ``kind`` (transform variants and embeddings on when ``signals``)."""
-    kwargs = {"max_distance": max_distance, "hash_kind": kind}
-    if _accepts(find_pairs, "transforms"):
-        kwargs.update(transforms=signals, embeddings=signals)
-    if signals and transform_distance is not None and _accepts(find_pairs, "transform_distance"):
-        kwargs["transform_distance"] = transform_distance  # keep variant pairs up to the largest scored
-    if signals and min_similarity is not None and _accepts(find_pairs, "min_similarity"):
-        kwargs["min_similarity"] = min_similarity  # keep embedding pairs down to the lowest similarity scored
+    """find_pairs once for ``kind`` (transform variants and embeddings on when ``signals``), keeping
+    variant pairs up to the largest transform distance and embedding pairs down to the lowest
+    similarity scored."""
+    kwargs = {"threshold": threshold, "hash_kind": kind, "transforms": signals, "embeddings": signals}
+    if signals and transform_distance is not None:
+        kwargs["transform_distance"] = transform_distance
+    if signals and min_similarity is not None:
+        kwargs["min_similarity"] = min_similarity
     started = time.perf_counter()
     result = find_pairs(conn, **kwargs)
     seconds = time.perf_counter() - started
-    print(f"  {kind}: find_pairs at {max_distance}{' with transforms and embeddings' if signals else ''}: "
+    print(f"  {kind}: find_pairs at {threshold}{' with transforms and embeddings' if signals else ''}: "
           f"{result.method}, {result.pairs} pairs, {seconds:.1f} s", file=sys.stderr)
     return {"match_seconds": round(seconds, 2), "method": result.method, "pairs": result.pairs,
             "candidates": result.candidates}, seconds
 
 
-def largest_transform_distance(configs: list[Config]) -> int | None:
-    """The largest variant distance the configurations use (None: the library's default only)."""
-    if not HAS_TRANSFORM_DISTANCE:
-        return None
-    used = [c.transform_distance if c.transform_distance is not None else transform_default()
+def largest_transform_distance(configs: list[Config]) -> int:
+    """The largest variant distance the configurations use."""
+    used = [c.transform_distance if c.transform_distance is not None else DEFAULT_TRANSFORM_DISTANCE
             for c in configs if c.rule in ("transforms", "fused")]
-    return max(used, default=None)
+    return max(used, default=DEFAULT_TRANSFORM_DISTANCE)
 
 
 def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config], kinds: list[str],
@@ -443,9 +405,10 @@ def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config]
         mine = [c for c in configs if c.kind == kind]
         if not mine:
             continue
-        signals = HAS_RULES and any(c.rule not in (None, "hash") for c in mine)
-        similarities = [c.min_similarity for c in mine if c.min_similarity is not None]
-        timings[kind], match_seconds = match(conn, kind, max(c.max_distance for c in mine), signals,
+        signals = any(c.rule != "hash" for c in mine)
+        similarities = [c.min_similarity if c.min_similarity is not None else DEFAULT_MIN_SIMILARITY
+                        for c in mine if c.rule in ("embedding", "fused")]
+        timings[kind], match_seconds = match(conn, kind, max(c.threshold for c in mine), signals,
                                              min(similarities, default=None), largest_transform_distance(mine))
         found, labels = run_configs(conn, mine, truth, universe, load_seconds + match_seconds, cluster_timeout)
         scores += found
@@ -755,19 +718,12 @@ def target_lines(default: Score | None, default_subset: Score | None, peers: lis
 def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | None, int | None, int | None]]:
     """--fused: 'auto' (the defaults and neighbours) or 'T:S:C:V,...' (threshold, min_similarity,
     confirm distance, transform distance; S, C or V empty or 'default' for the library's)."""
-    default_similarity, default_confirm = embedding_defaults()
-    default_variants = transform_default() if HAS_TRANSFORM_DISTANCE else None
-    t0 = DEFAULT_THRESHOLD
+    t0, step = DEFAULT_THRESHOLD, 0.02
     if text == "auto":
-        if default_similarity is None:
-            return [(t0, None, None, None)]
-        step = 0.02
-        out = [(t0, None, None, None), (t0, round(default_similarity - step, 4), None, None),
-               (t0, round(default_similarity + step, 4), None, None), (t0 + 2, None, None, None)]
-        if default_confirm is not None:
-            out += [(t0, None, default_confirm - 4, None), (t0, None, default_confirm + 4, None)]
-        if default_variants is not None:
-            out += [(t0, None, None, v) for v in (default_variants - 2, default_variants + 2) if v >= 0]
+        out = [(t0, None, None, None), (t0, round(DEFAULT_MIN_SIMILARITY - step, 4), None, None),
+               (t0, round(DEFAULT_MIN_SIMILARITY + step, 4), None, None), (t0 + 2, None, None, None),
+               (t0, None, DEFAULT_CONFIRM_DISTANCE - 4, None), (t0, None, DEFAULT_CONFIRM_DISTANCE + 4, None)]
+        out += [(t0, None, None, v) for v in (DEFAULT_TRANSFORM_DISTANCE - 2, DEFAULT_TRANSFORM_DISTANCE + 2) if v >= 0]
         return [x for x in out if x[0] <= max(thresholds) and (x[1] is None or 0 < x[1] < 1)]
     out = []
     for item in text.split(","):
@@ -781,10 +737,7 @@ def parse_similarities(text: str) -> list[float]:
     """--similarities: 'auto' (around the library's default) or a comma-separated list."""
     if text != "auto":
         return sorted(float(x) for x in text.split(","))
-    default_similarity, _ = embedding_defaults()
-    if default_similarity is None:
-        return []
-    values = (round(default_similarity + k, 4) for k in (-0.06, -0.03, 0.0, 0.02))
+    values = (round(DEFAULT_MIN_SIMILARITY + k, 4) for k in (-0.06, -0.03, 0.0, 0.02))
     return sorted({v for v in values if 0 < v < 1})
 
 
@@ -813,25 +766,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     thresholds = sorted(int(t) for t in args.thresholds.split(","))
-    transform_thresholds = sorted(int(t) for t in args.transform_thresholds.split(",")) if HAS_RULES else []
-    similarities = parse_similarities(args.similarities) if HAS_RULES else []
-    fused = parse_fused(args.fused, thresholds + transform_thresholds) if HAS_RULES else []
-    transform_distances = ([int(v) for v in args.transform_distances.split(",")]
-                           if HAS_RULES and HAS_TRANSFORM_DISTANCE else [])
+    transform_thresholds = sorted(int(t) for t in args.transform_thresholds.split(",") if t)
+    similarities = parse_similarities(args.similarities)
+    fused = parse_fused(args.fused, thresholds + transform_thresholds)
+    transform_distances = [int(v) for v in args.transform_distances.split(",") if v]
     kinds = args.hashes.split(",")
     configs = (phash_configs(thresholds, transform_thresholds, transform_distances, similarities, fused)
                if "phash" in kinds else [])
-    configs += [Config(f"dbdedup {kind}", str(t), kind, "hash" if HAS_RULES else None, t)
+    configs += [Config(f"dbdedup {kind}", str(t), kind, "hash", t)
                 for kind in kinds if kind != "phash" for t in thresholds]
-    default_similarity, confirm_distance = embedding_defaults()
+    default_similarity, confirm_distance = DEFAULT_MIN_SIMILARITY, DEFAULT_CONFIRM_DISTANCE
     set_dir: Path = args.set_dir
     images = set_dir / "images"
     truth = Truth.read(set_dir / "truth.csv")
     universe = set(truth.files)
     manifest = json.loads((set_dir / "manifest.json").read_text())
-    load_options = {}
-    if _accepts(load_paths, "orientations"):
-        load_options = {"orientations": True, "embedder": "default"}
+    load_options = {"orientations": True, "embedder": "default"}
 
     data_dir = None
     if not args.db:
@@ -840,8 +790,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_embedded(data_dir)
             shutil.rmtree(data_dir)
     print(f"scoring {len(universe)} files ({manifest['originals']} originals x {len(truth.transforms)} transforms, "
-          f"{manifest['distractors']} distractors); {len(configs)} clusterings"
-          + ("" if HAS_RULES else " (the library has no clustering rules yet: hash alone)"), file=sys.stderr)
+          f"{manifest['distractors']} distractors); {len(configs)} clusterings", file=sys.stderr)
     onnx_note, onnx_timings = "", {}
     try:
         with connect(args.db, data_dir) as conn:
@@ -856,7 +805,7 @@ def main(argv: list[str] | None = None) -> int:
             table, statuses = read_hashes(conn)
             scores, timings, labels_by = dbdedup_scores(conn, truth, universe, configs, kinds, load_seconds,
                                                         args.cluster_timeout)
-            if args.onnx and HAS_RULES:
+            if args.onnx:
                 onnx_scores, onnx_timings, onnx_note = score_onnx(conn, args, truth, universe, similarities, fused)
                 scores += onnx_scores
     finally:
@@ -885,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             subset_rows += peer_scores(result, truth, subset, "run on the subset only")
     in_subset = [c for c in configs if c.kind == "phash" and (c.rule in (None, "hash", "fused") or c.default
-                 or c.min_similarity == default_similarity or c.max_distance == DEFAULT_THRESHOLD)]
+                 or c.min_similarity == default_similarity or c.threshold == DEFAULT_THRESHOLD)]
     ours_subset = []
     for c in in_subset:
         if (c.method, c.setting) in labels_by:
@@ -912,9 +861,9 @@ def main(argv: list[str] | None = None) -> int:
                + "; ".join(f"{k} {v['method']} {v['pairs']} pairs in {v['match_seconds']} s"
                            for k, v in {**timings, **onnx_timings}.items())
                + ". Seconds for dbdedup = load + match (once, at the largest threshold) + clustering.")
-    if HAS_RULES:
-        out.append(f"Library defaults: threshold {DEFAULT_THRESHOLD}, min_similarity {default_similarity}, "
-                   f"confirm distance {confirm_distance}; rules {', '.join(clusters_module.RULES)}.")
+    out.append(f"Library defaults: threshold {DEFAULT_THRESHOLD}, min_similarity {default_similarity}, "
+               f"confirm distance {confirm_distance}, transform distance {DEFAULT_TRANSFORM_DISTANCE}; "
+               f"rules {', '.join(RULES)}.")
     if onnx_note:
         out.append(onnx_note)
     out.append("\n### Pair precision / recall over the output clusters\n")
@@ -926,7 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_hash = {str(DEFAULT_THRESHOLD), "10"}
     # one column per signal at the defaults, and the transforms rule's variant distances; every
     # setting's overall figures are in the table above
-    shown = [s for s in scores if s.method == "dbdedup phash" and (s.threshold in keep_hash or not HAS_RULES)] + \
+    shown = [s for s in scores if s.method == "dbdedup phash" and s.threshold in keep_hash] + \
             [s for s in scores if "transforms" in s.method and s.threshold.split(",")[0] == str(DEFAULT_THRESHOLD)] + \
             [s for s in scores if "embedding" in s.method and (s.threshold == f"s>={default_similarity:g}"
                                                                if default_similarity is not None else True)] + \
@@ -978,17 +927,16 @@ def score_onnx(conn, args, truth: Truth, universe: set[str], similarities: list[
     embedding and fused rules; the scores, the matching's timings and a note for the report."""
     spec = f"onnx:{args.onnx}"
     conn.execute("TRUNCATE dbdedup.images CASCADE")
-    if _column_exists(conn, "embedding_reductions"):
-        conn.execute("TRUNCATE dbdedup.embedding_reductions")
+    conn.execute("TRUNCATE dbdedup.embedding_reductions")
     conn.commit()
     started = time.perf_counter()
     summary = load_paths(conn, [str(args.set_dir / "images")], workers=args.workers, orientations=True, embedder=spec)
     seconds = time.perf_counter() - started
     print(f"  load with {spec}: {summary.loaded} files in {seconds:.1f} s", file=sys.stderr)
     configs = [c for c in phash_configs([], [], [], similarities, fused, prefix="dbdedup onnx")]
-    configs = [Config(c.method, c.setting, c.kind, c.rule, c.max_distance, c.min_similarity, c.confirm_distance,
+    configs = [Config(c.method, c.setting, c.kind, c.rule, c.threshold, c.min_similarity, c.confirm_distance,
                       c.transform_distance) for c in configs]
-    timing, match_seconds = match(conn, "phash", max(c.max_distance for c in configs), True,
+    timing, match_seconds = match(conn, "phash", max(c.threshold for c in configs), True,
                                   min((c.min_similarity for c in configs if c.min_similarity is not None), default=None),
                                   largest_transform_distance(configs))
     scores, _ = run_configs(conn, configs, truth, universe, seconds + match_seconds, args.cluster_timeout)
