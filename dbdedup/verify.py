@@ -183,20 +183,21 @@ def best_orientation(a: np.ndarray, b: np.ndarray, orientations=ORIENTATIONS) ->
 
 GEOMETRY_SIDE = 384  # keypoints are found on the image scaled to this long side
 MAX_KEYPOINTS = 400
+METHODS = ("sift", "orb")  # SIFT (float descriptors, L2) or ORB (binary descriptors, Hamming): same matching
 RATIO = 0.8  # Lowe's ratio test
-RANSAC_PIXELS = 4.0  # reprojection tolerance, in pixels of the working size
+RANSAC_PIXELS = 4.0  # reprojection tolerance, in pixels at GEOMETRY_SIDE (scaled with the working side)
 MIN_INLIERS = 24
-MIN_INLIERS_FOR_COLOUR = 6  # fewer inliers than this is no alignment: the overlap is not compared
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
 
 
 @dataclass
 class Keypoints:
-    """SIFT keypoints of one image at its working size, with that size's RGB pixels."""
+    """Keypoints of one image at its working size, with that size's RGB pixels."""
 
     points: np.ndarray  # (n, 2) float32, x and y at the working size
-    descriptors: np.ndarray | None  # (n, 128) float32
+    descriptors: np.ndarray | None  # (n, 128) float32 for SIFT, (n, 32) uint8 for ORB
     pixels: np.ndarray  # (rows, columns, 3) uint8, the working-size image
+    method: str = "sift"
 
 
 def _cv2():
@@ -219,15 +220,28 @@ def working_pixels(image: Image.Image, side: int = GEOMETRY_SIDE) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def keypoints(image: Image.Image, side: int = GEOMETRY_SIDE) -> Keypoints:
-    """SIFT keypoints (at most MAX_KEYPOINTS) of the image scaled to ``side``."""
+def keypoints(image: Image.Image, side: int = GEOMETRY_SIDE, *, max_keypoints: int = MAX_KEYPOINTS,
+              method: str = "sift") -> Keypoints:
+    """Keypoints (at most ``max_keypoints``, by ``method``: "sift" or "orb") of the image scaled to
+    ``side`` on its long side."""
+    if method not in METHODS:
+        raise ValueError(f"unknown keypoint method {method!r}: one of {', '.join(METHODS)}")
+    return keypoints_of_pixels(working_pixels(image, side), max_keypoints=max_keypoints, method=method)
+
+
+def keypoints_of_pixels(pixels: np.ndarray, *, max_keypoints: int = MAX_KEYPOINTS, method: str = "sift") -> Keypoints:
+    """``keypoints`` of RGB pixels already at their working size (rows, columns, 3) uint8."""
     cv2 = _cv2()
-    pixels = working_pixels(image, side)
+    pixels = np.ascontiguousarray(pixels)
     grey = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    sift = cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
-    found, descriptors = sift.detectAndCompute(grey, None)
+    if method == "orb":
+        # a small edge threshold: small icons scaled up keep keypoints near their borders
+        detector = cv2.ORB_create(nfeatures=max_keypoints, edgeThreshold=15, patchSize=15)
+    else:
+        detector = cv2.SIFT_create(nfeatures=max_keypoints)
+    found, descriptors = detector.detectAndCompute(grey, None)
     points = np.array([k.pt for k in found], dtype=np.float32).reshape(-1, 2)
-    return Keypoints(points, descriptors, pixels)
+    return Keypoints(points, descriptors, pixels, method)
 
 
 def orient_pixels(pixels: np.ndarray, orientation: str) -> np.ndarray:
@@ -235,11 +249,21 @@ def orient_pixels(pixels: np.ndarray, orientation: str) -> np.ndarray:
     return np.ascontiguousarray(_CELL_OPERATIONS[orientation](pixels))
 
 
+def oriented_keypoints(found: Keypoints, orientation: str) -> Keypoints:
+    """The keypoints of ``found``'s image under ``orientation`` (found again on its oriented pixels:
+    SIFT and ORB are rotation- but not mirror-invariant)."""
+    if orientation == "identity":
+        return found
+    return keypoints_of_pixels(orient_pixels(found.pixels, orientation), max_keypoints=MAX_KEYPOINTS,
+                               method=found.method)
+
+
 @dataclass(frozen=True)
 class GeometricMatch:
     """The outcome of matching two images' keypoints: ``inliers`` of ``matches`` agree with one
     similarity transform (``transform`` maps b's working pixels onto a's; None when no transform
-    was found); ``colour``: the two images compared by colour signature over their overlap."""
+    was found); ``colour``: the two images compared by colour signature over their overlap (None
+    when the overlap was not compared: too few inliers, or too small an overlap)."""
 
     matches: int
     inliers: int
@@ -249,28 +273,32 @@ class GeometricMatch:
     colour: SignatureDistance | None
 
 
-def geometric_match(a: Keypoints, b: Keypoints) -> GeometricMatch:
-    """Match b's keypoints to a's (ratio test), fit a similarity transform with RANSAC, and
-    compare the aligned overlap by colour signature."""
+def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:
+    """Match b's keypoints to a's (ratio test), fit a similarity transform with RANSAC, and, when
+    at least ``min_inliers`` agree with it (below that the verdict is no_geometry whatever the
+    colours, so the warp is skipped), compare the aligned overlap by colour signature."""
     cv2 = _cv2()
     none = GeometricMatch(0, 0, None, 0.0, 0.0, None)
     if a.descriptors is None or b.descriptors is None or len(a.points) < 3 or len(b.points) < 3:
         return none
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    if a.method != b.method:
+        raise ValueError(f"keypoints of two methods ({a.method}, {b.method}) cannot be matched")
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING if a.method == "orb" else cv2.NORM_L2)
     knn = matcher.knnMatch(b.descriptors, a.descriptors, k=2)
     good = [m[0] for m in knn if len(m) == 2 and m[0].distance < RATIO * m[1].distance]
     if len(good) < 3:
         return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
     source = b.points[[m.queryIdx for m in good]]
     target = a.points[[m.trainIdx for m in good]]
+    tolerance = RANSAC_PIXELS * max(a.pixels.shape[:2]) / GEOMETRY_SIDE
     transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
-                                                  ransacReprojThreshold=RANSAC_PIXELS, maxIters=2000,
+                                                  ransacReprojThreshold=tolerance, maxIters=2000,
                                                   confidence=0.995)
     if transform is None:
         return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
     inliers = int(mask.sum())
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
-    if inliers < MIN_INLIERS_FOR_COLOUR:  # most candidates stop here: not worth warping
+    if inliers < min_inliers or not MIN_SCALE <= scale <= MAX_SCALE:  # most candidates stop here
         return GeometricMatch(len(good), inliers, transform, scale, 0.0, None)
     overlap, colour = _aligned_colour(a.pixels, b.pixels, transform)
     return GeometricMatch(len(good), inliers, transform, scale, overlap, colour)

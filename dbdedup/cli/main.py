@@ -152,7 +152,8 @@ def _register_commands() -> None:
     from . import db_commands
 
     db_commands.register(cli)
-    for name in ("load_commands", "match_commands", "report_commands", "embedding_commands", "review_commands"):
+    for name in ("load_commands", "match_commands", "report_commands", "embedding_commands", "review_commands",
+                 "verify_commands"):
         try:
             module = __import__(f"dbdedup.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

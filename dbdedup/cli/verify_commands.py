@@ -1,0 +1,88 @@
+"""`dbdedup verify`: check the candidate pairs still pending verification by their pixels."""
+
+from __future__ import annotations
+
+import click
+
+from .context import note, open_db, settings_of
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(verify)
+
+
+class _RichProgress:
+    """The verification's progress callbacks drawn as a rich progress bar on stderr."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        self.progress = Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[errors]}"),
+                                 console=console, transient=False, disable=not console.is_terminal)
+        self.task = self.progress.add_task("verifying pairs", total=None, errors="")
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def pairs_found(self, pending: int) -> None:
+        self.progress.update(self.task, total=pending)
+
+    def pairs_done(self, done: int, errors: int) -> None:
+        self.progress.update(self.task, completed=done,
+                             errors=f"[red]{errors:,} error{'s' if errors != 1 else ''}" if errors else "")
+
+
+class _Silent:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def summary_line(summary) -> str:
+    """The one line a run ends with."""
+    if not summary.pending:
+        return f"no pairs pending verification ({summary.seconds:.1f} s)"
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in summary.reasons.items())
+    line = (f"checked {summary.done:,} of {summary.pending:,} pending pairs in {summary.seconds:.1f} s: "
+            f"{summary.verified:,} the same picture, {summary.rejected:,} not, {summary.errors:,} could not be "
+            f"checked" + (f" ({reasons})" if reasons else ""))
+    if summary.backfilled:
+        line += f"; stored the colour signature of {summary.backfilled:,} older images"
+    return line
+
+
+@click.command()
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that read the files and compare them [default: all cores].")
+@click.pass_context
+def verify(ctx: click.Context, workers: int | None) -> None:
+    """Check the candidate pairs still pending verification by their pixels.
+
+    Matching settles most pairs from the stored colour signatures; the rest (crops,
+    rotations, added borders, embedding neighbours, images loaded before signatures
+    were stored) are checked here with local features. Only the files dbdedup loaded
+    are read; a file changed or gone since then gives its pairs an error, and the run
+    goes on. Safe to interrupt and run again: it continues with the pairs still pending.
+
+    \b
+    Example:
+      dbdedup verify
+      dbdedup verify --workers 2 --quiet     # in cron, after dbdedup.refresh()
+    """
+    from ..verify_workers import verify_pending_pairs
+
+    quiet = settings_of(ctx).quiet
+    with open_db(ctx) as conn:
+        bar = _Silent() if quiet else _RichProgress()
+        with bar as progress:
+            summary = verify_pending_pairs(conn, workers=workers, progress=progress)
+    note(ctx, summary_line(summary))

@@ -1,0 +1,621 @@
+"""Verifying the candidate pairs the SQL step left pending, by their pixels, in worker processes.
+
+The SQL step (``dbdedup.verify_pairs``) settles what it can from the stored quality and colour
+signatures; the rest stay ``verified IS NULL``: pairs found through a border-trimmed variant or
+an embedding neighbour, aligned pairs their signatures could not settle, and pairs of images
+that have no stored signature yet (loaded before the loader computed one). Here:
+
+    pending pairs, in image_a order, from a server-side cursor (WITH HOLD: it outlives the
+    per-batch commits) -> chunks of pairs to a process pool (a bounded number in flight) ->
+    each worker reads the two files at the paths the loader recorded (nothing else), refuses a
+    file whose size or mtime changed, decodes in colour, computes a missing quality and
+    signature (written back to dbdedup.images), and gives the pair its verdict: the colour
+    signature when the pair is aligned, else keypoints (cached per image in the worker) and a
+    RANSAC similarity whose overlap is compared by colour -> COPY into a temporary table -> one
+    UPDATE of dbdedup.pairs per batch, committed.
+
+Memory stays flat whatever the number of pairs. A run killed at any moment loses at most the
+batch it was writing; the next run continues with the pairs still pending. A file that cannot
+be read or decoded gives its pairs ``verified = false`` and ``verify_reason 'error: ...'``; a
+worker that dies loses only its chunks in flight, which are checked again one pair at a time.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import os
+import stat
+import time
+import warnings
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import psycopg
+from PIL import Image
+
+from . import verify
+from .decode import DEFAULT_MAX_PIXELS, ImageError, normalise_mode
+from .errors import DbdedupError
+from .load import _abandon, _die_with_parent, _pool_context, _shutdown, default_workers
+from .resample import limit_blas_threads
+from .sqlfiles import named_queries
+
+FETCH_ROWS = 512  # pending pairs fetched from the cursor at a time
+CHUNK_PAIRS = 24  # pairs per task, cut where image_a changes ...
+MAX_CHUNK_PAIRS = 96  # ... or here, when one image has many pairs
+CHUNKS_IN_FLIGHT_PER_WORKER = 3
+WRITE_ROWS = 500  # verdicts per COPY + UPDATE transaction
+WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of seconds of work
+CACHED_IMAGES = 96  # decoded images (working pixels, keypoints) a worker keeps, least recently used out
+
+# Which pairs are aligned (one framing: the colour signatures compare them cell by cell), and when an
+# aligned pair that the signature did not settle still goes to the geometric check: as measured by
+# bench/accuracy/verify_study.py.
+ALIGNED_DISTANCE = 12  # pHash distance
+ALIGNED_VARIANT = 8  # distance at an orientation variant
+SAME_FRAMING = 6  # closer than this: one framing, aligning it again compares the same pixels
+HOPELESS = 1.20  # a signature distance above this is another picture, not an edit to align
+_MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
+
+
+class VerifyProgress:
+    """Callbacks ``verify_pending_pairs`` calls as it goes; subclass and override what you need."""
+
+    def pairs_found(self, pending: int) -> None:
+        """``pending`` pairs are waiting for verification when the run starts."""
+
+    def pairs_done(self, done: int, errors: int) -> None:
+        """``done`` of them have a verdict written; ``errors`` of those could not be checked."""
+
+
+@dataclass
+class VerifySummary:
+    """What one call of ``verify_pending_pairs`` did."""
+
+    pending: int = 0  # pairs pending when the run started
+    verified: int = 0  # pairs found the same picture
+    rejected: int = 0  # pairs found different pictures (or without a verification signal)
+    errors: int = 0  # pairs whose files could not be checked (verify_reason 'error: ...')
+    reasons: dict[str, int] = field(default_factory=dict)  # verify_reason -> pairs
+    backfilled: int = 0  # images whose quality and colour signature this run stored
+    images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
+    workers: int = 0
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.verified + self.rejected + self.errors
+
+    def as_dict(self) -> dict:
+        return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
+                "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
+                "images_read": self.images_read, "workers": self.workers, "seconds": round(self.seconds, 3)}
+
+
+# ---------------------------------------------------------------- one pair, in a worker
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the database recorded of one image of a pending pair."""
+
+    id: int
+    status: str
+    path: bytes
+    size_bytes: int
+    mtime_ns: int
+    quality: int | None
+    signature: np.ndarray | None
+    signature_error: str | None
+
+
+@dataclass(frozen=True)
+class PendingPair:
+    """One pending row of dbdedup.pairs and its two images."""
+
+    hash_kind: str
+    image_a: int
+    image_b: int
+    distance: int
+    is_exact: bool
+    transform: str | None
+    transform_distance: int | None
+    similarity: float | None
+    a: ImageInfo
+    b: ImageInfo
+
+    @classmethod
+    def from_row(cls, row: Sequence) -> "PendingPair":
+        """A row of the ``pending_pairs`` query."""
+        def image(id_, start):
+            status, path, size, mtime, quality, signature, error = row[start:start + 7]
+            return ImageInfo(id_, status, bytes(path), size, mtime, quality,
+                             None if signature is None else np.asarray(signature, dtype=np.float32), error)
+
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8),
+                   image(row[2], 15))
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return self.hash_kind, self.image_a, self.image_b
+
+
+class FileCheckError(Exception):
+    """A recorded file that cannot be checked now: ``reason`` is short, for 'error: <reason>'."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def read_recorded_file(path: bytes, size_bytes: int, mtime_ns: int) -> bytes:
+    """The bytes of the file the loader recorded at ``path``, if it is still the file it recorded
+    (a regular file of the same size and mtime); FileCheckError otherwise. The file is opened
+    without blocking and checked on the open descriptor, so a FIFO put in its place is not read
+    and a file swapped between the check and the read is not either."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise FileCheckError("file is gone") from None
+    except PermissionError:
+        raise FileCheckError("permission denied") from None
+    except OSError as exc:
+        raise FileCheckError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise FileCheckError("not a regular file any more")
+        if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:
+            raise FileCheckError("file changed since it was loaded")
+        chunks = []
+        remaining = size_bytes
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1 << 22))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        if remaining:
+            raise FileCheckError("file changed since it was loaded")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise FileCheckError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    finally:
+        os.close(fd)
+
+
+_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                   7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def decode_colour(data: bytes, *, side: int = verify.GEOMETRY_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The first frame of an image file's bytes as an 'RGB' or 'L' image, EXIF orientation applied
+    and transparency on white as the loader decodes it, in colour (the loader's hashing decode may
+    be a small greyscale draft) and no smaller than ``side`` on its long side where the file is
+    larger: JPEGs are draft-decoded at the smallest DCT scale that keeps that. Raises ImageError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+        except Image.DecompressionBombError as exc:
+            raise ImageError("too_many_pixels", str(exc)) from exc
+        except Exception as exc:
+            raise ImageError("not_an_image", "the content is not an image Pillow reads") from exc
+        with image:
+            width, height = image.size
+            if width <= 0 or height <= 0 or (max_pixels and width * height > max_pixels):
+                raise ImageError("too_many_pixels" if width > 0 and height > 0 else "decode_error",
+                                 f"{width}x{height} pixels")
+            try:
+                if getattr(image, "n_frames", 1) > 1:
+                    image.seek(0)
+                try:
+                    orientation = int(image.getexif().get(0x0112, 1) or 1)
+                except Exception:
+                    orientation = 1
+                if image.format == "JPEG" and image.mode in ("RGB", "YCbCr", "CMYK"):
+                    scale = max(1, max(width, height) // side)
+                    image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+                image.load()
+                work = normalise_mode(image)
+                transpose = _EXIF_TRANSPOSE.get(orientation)
+                if transpose is not None:
+                    work = work.transpose(transpose)
+                return work.copy() if work is image else work
+            except ImageError:
+                raise
+            except Exception as exc:
+                text = str(exc) or exc.__class__.__name__
+                if isinstance(exc, EOFError) or "truncated" in text.lower():
+                    raise ImageError("truncated", text) from exc
+                raise ImageError("decode_error", text) from exc
+
+
+class _Seen:
+    """One image as a worker has it: its features, working pixels and keypoints, or why not."""
+
+    __slots__ = ("features", "pixels", "keypoints", "error", "backfill")
+
+    def __init__(self):
+        self.features: verify.Features | None = None
+        self.pixels: np.ndarray | None = None
+        self.keypoints: dict[str, verify.Keypoints] = {}
+        self.error: str | None = None
+        self.backfill: tuple | None = None
+
+
+class PairChecker:
+    """Verdicts for pending pairs, with a bounded cache of the images it has read (one per worker)."""
+
+    def __init__(self, cached_images: int = CACHED_IMAGES):
+        self.cache: OrderedDict[int, _Seen] = OrderedDict()
+        self.cached_images = cached_images
+        self.images_read = 0
+        self.backfills: list[tuple] = []  # (image_id, size, mtime, quality, signature list, error), taken by the caller
+
+    def _seen(self, info: ImageInfo, need_pixels: bool) -> _Seen:
+        seen = self.cache.get(info.id)
+        if seen is not None:
+            self.cache.move_to_end(info.id)
+        else:
+            seen = _Seen()
+            if info.quality is not None and info.signature is not None:
+                seen.features = verify.Features(int(info.quality), info.signature)
+            self.cache[info.id] = seen
+            while len(self.cache) > self.cached_images:
+                self.cache.popitem(last=False)
+        if seen.error is None and (seen.features is None or (need_pixels and seen.pixels is None)):
+            self._read(info, seen)
+        return seen
+
+    def _read(self, info: ImageInfo, seen: _Seen) -> None:
+        self.images_read += 1
+        try:
+            image = decode_colour(read_recorded_file(info.path, info.size_bytes, info.mtime_ns))
+        except FileCheckError as exc:
+            seen.error = f"error: {exc.reason}"
+            return
+        except ImageError as exc:
+            seen.error = f"error: {exc.reason}"
+            return
+        if seen.features is None:
+            try:
+                seen.features = verify.Features.of(image)
+                backfill = (info.id, info.size_bytes, info.mtime_ns, seen.features.quality,
+                            [float(v) for v in seen.features.signature], None)
+            except Exception as exc:  # a signature that cannot be computed is recorded, not fatal
+                seen.error = "no_signature"
+                backfill = (info.id, info.size_bytes, info.mtime_ns, None, None,
+                            f"{exc.__class__.__name__}: {exc}"[:200])
+            self.backfills.append(backfill)
+        seen.pixels = verify.working_pixels(image)
+
+    def _keypoints(self, seen: _Seen, orientation: str) -> verify.Keypoints:
+        found = seen.keypoints.get(orientation)
+        if found is None:
+            base = seen.keypoints.get("identity") or verify.keypoints_of_pixels(seen.pixels)
+            seen.keypoints["identity"] = base
+            found = seen.keypoints[orientation] = verify.oriented_keypoints(base, orientation)
+        return found
+
+    def verdict(self, pair: PendingPair) -> verify.Verdict:
+        """The verdict for one pending pair (never raises for a file or image problem: that is a
+        verdict with reason 'error: ...')."""
+        for info in (pair.a, pair.b):
+            if info.status != "ok":
+                return verify.Verdict(False, 0.0, f"error: image {info.id} is {info.status}")
+        if pair.is_exact:
+            return verify.Verdict(True, 1.0, "exact")
+        if pair.a.signature_error is not None or pair.b.signature_error is not None:
+            return verify.Verdict(False, 0.0, "no_signature")
+        orientation = orientation_of(pair)
+        seen_a, seen_b = self._seen(pair.a, False), self._seen(pair.b, False)
+        for seen in (seen_a, seen_b):
+            if seen.error is not None:
+                return verify.Verdict(False, 0.0, seen.error)
+        fa, fb = seen_a.features, seen_b.features
+        if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
+            return verify.Verdict(False, 0.0, "low_quality")
+        if orientation is not None:
+            settled = verify.signature_verdict(fa, fb, orientation)
+            if settled is not None:
+                return settled
+            distance = verify.compare_signatures(verify.orient_signature(fa.signature, orientation), fb.signature)
+            closest = min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
+            if closest < SAME_FRAMING or distance.worst > HOPELESS:
+                colour_ok = distance.light <= verify.MAX_LIGHT and (
+                    distance.chroma is None or distance.chroma <= verify.MAX_CHROMA)
+                return verify.Verdict(False, max(0.0, 1.0 - distance.worst), "detail" if colour_ok else "colour")
+        seen_a, seen_b = self._seen(pair.a, True), self._seen(pair.b, True)
+        for seen in (seen_a, seen_b):
+            if seen.error is not None:
+                return verify.Verdict(False, 0.0, seen.error)
+        match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
+                                       self._keypoints(seen_b, "identity"))
+        return verify.geometric_verdict(fa, fb, match)
+
+    def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
+        """(hash_kind, image_a, image_b, verified, score, reason) for each pair; an unexpected
+        failure on one pair is its verdict ('error: ...'), and the others go on."""
+        out = []
+        for pair in pairs:
+            try:
+                v = self.verdict(pair)
+            except Exception as exc:
+                v = verify.Verdict(False, 0.0, f"error: {exc.__class__.__name__}: {exc}"[:200])
+            out.append((*pair.key, v.verified, float(v.score), v.reason))
+        return out
+
+
+def orientation_of(pair: PendingPair) -> str | None:
+    """The orientation turning image_a into image_b when the pair is aligned (a close pHash, or a
+    close orientation variant), else None."""
+    if pair.transform in verify.ORIENTATIONS and pair.transform_distance is not None \
+            and pair.transform_distance <= ALIGNED_VARIANT and pair.transform_distance < pair.distance:
+        return pair.transform
+    if pair.hash_kind == "phash" and pair.distance <= ALIGNED_DISTANCE and not (pair.transform or "").startswith("trim"):
+        return "identity"
+    return None
+
+
+def geometry_orientation(pair: PendingPair) -> str:
+    """The mirror to apply to image_a before matching keypoints ('identity' when none)."""
+    base = (pair.transform or "").split("+")[-1]
+    return base if base in _MIRRORS else "identity"
+
+
+# ---------------------------------------------------------------- worker processes
+
+_checker: PairChecker | None = None
+
+
+def _init_worker(parent_pid: int, inherited_fds: Sequence[int]) -> None:
+    global _checker
+    import signal
+
+    _die_with_parent(parent_pid)
+    for fd in inherited_fds:  # the parent's database socket: only the parent may hold it
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    Image.MAX_IMAGE_PIXELS = None  # decode_colour checks the pixel count from the header itself
+    limit_blas_threads()
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)  # one process per core already
+    except ImportError:
+        pass
+    _checker = PairChecker()
+
+
+def _check_chunk(pairs: list[PendingPair]) -> tuple[list[tuple], list[tuple], int]:
+    assert _checker is not None
+    read_before = _checker.images_read
+    results = _checker.check(pairs)
+    backfills, _checker.backfills = _checker.backfills, []
+    return results, backfills, _checker.images_read - read_before
+
+
+def _new_pool(workers: int, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+                                  initargs=(os.getpid(), (conn.fileno(),)))
+
+
+# ---------------------------------------------------------------- the run
+
+
+def _queries() -> dict[str, str]:
+    return named_queries("queries/verify_workers.sql")
+
+
+def _chunks(conn: psycopg.Connection, cursor: psycopg.ServerCursor):
+    """Chunks of pending pairs, cut where image_a changes (at most MAX_CHUNK_PAIRS)."""
+    chunk: list[PendingPair] = []
+    while True:
+        with conn.transaction():
+            rows = cursor.fetchmany(FETCH_ROWS)
+        if not rows:
+            break
+        for row in rows:
+            pair = PendingPair.from_row(row)
+            if chunk and (len(chunk) >= MAX_CHUNK_PAIRS or
+                          (len(chunk) >= CHUNK_PAIRS and pair.image_a != chunk[-1].image_a)):
+                yield chunk
+                chunk = []
+            chunk.append(pair)
+    if chunk:
+        yield chunk
+
+
+class _Writer:
+    """Verdicts and backfilled features, COPYed and applied once per batch, each batch committed."""
+
+    def __init__(self, conn: psycopg.Connection, summary: VerifySummary, progress: VerifyProgress):
+        self.conn = conn
+        self.q = _queries()
+        self.summary = summary
+        self.progress = progress
+        self.results: list[tuple] = []
+        self.features: list[tuple] = []
+        self.reasons: Counter[str] = Counter()
+        self.last = time.monotonic()
+
+    def add(self, results: list[tuple], features: list[tuple]) -> None:
+        self.results.extend(results)
+        self.features.extend(features)
+
+    def write_if_due(self, force: bool = False) -> None:
+        if self.results and (force or len(self.results) >= WRITE_ROWS or time.monotonic() - self.last >= WRITE_SECONDS):
+            self.write()
+
+    def write(self) -> None:
+        results, self.results = self.results, []
+        features, self.features = self.features, []
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                with cur.copy(self.q["copy_results"]) as copy:
+                    for row in results:
+                        copy.write_row(row)
+                if features:
+                    with cur.copy(self.q["copy_features"]) as copy:
+                        for row in features:
+                            copy.write_row(row)
+                cur.execute(self.q["apply_results"])
+                if features:
+                    cur.execute(self.q["apply_features"])
+                    self.summary.backfilled += cur.rowcount
+                cur.execute(self.q["clear_temp_tables"])
+        for _, _, _, verified, _, reason in results:
+            self.reasons[reason] += 1
+            if reason.startswith("error:"):
+                self.summary.errors += 1
+            elif verified:
+                self.summary.verified += 1
+            else:
+                self.summary.rejected += 1
+        self.last = time.monotonic()
+        self.progress.pairs_done(self.summary.done, self.summary.errors)
+
+
+def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None,
+                         progress: VerifyProgress | None = None) -> VerifySummary:
+    """Give every pending pair of dbdedup.pairs (``verified IS NULL``) its verdict by the pixels of
+    its two files, in ``workers`` processes (default: all cores), and return a summary.
+
+    Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
+    'geometry' when the two are the same picture; a rejection's reason ('colour', 'detail',
+    'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
+    false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
+    decoded. Only the paths the loader recorded are read. Images without a stored quality or
+    colour signature get them from this read. Commits once per batch of verdicts, so a run that
+    is stopped keeps what it wrote and the next run does the rest. Raises DbdedupError when
+    another verification run holds the database.
+    """
+    started = time.monotonic()
+    workers = max(1, int(workers or default_workers()))
+    progress = progress or VerifyProgress()
+    q = _queries()
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # each batch must be a transaction of its own (not a savepoint in the caller's), or a kill
+        # would lose every batch and not only the last one
+        conn.commit()
+    with conn.transaction():
+        if not conn.execute(q["try_lock"]).fetchone()[0]:
+            raise DbdedupError("another dbdedup verify is running on this database",
+                               hint="wait for it to finish (it checks the same pairs); what it verifies is kept")
+    summary = VerifySummary(workers=workers)
+    cursor = None
+    try:
+        with conn.transaction():
+            for name in ("create_results", "create_features", "clear_temp_tables"):
+                conn.execute(q[name])
+            summary.pending = conn.execute(q["count_pending"]).fetchone()[0]
+        progress.pairs_found(summary.pending)
+        if summary.pending:
+            cursor = conn.cursor("dbdedup_verify_pending", withhold=True)
+            with conn.transaction():
+                cursor.execute(q["pending_pairs"])
+            _run(conn, cursor, workers, summary, progress)
+    finally:
+        if cursor is not None and not conn.closed:
+            try:
+                with conn.transaction():
+                    cursor.close()
+            except psycopg.Error:
+                pass
+        if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            try:
+                with conn.transaction():
+                    conn.execute(q["unlock"])
+            except psycopg.Error:
+                pass
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, summary: VerifySummary,
+         progress: VerifyProgress) -> None:
+    writer = _Writer(conn, summary, progress)
+    in_flight: dict[cf.Future, list[PendingPair]] = {}
+    pool = _new_pool(workers, conn)
+
+    def take(future: cf.Future, lost: list[PendingPair]) -> None:
+        chunk = in_flight.pop(future)
+        try:
+            results, features, read = future.result()
+        except cf.process.BrokenProcessPool:
+            lost.extend(chunk)
+            return
+        summary.images_read += read
+        writer.add(results, features)
+
+    def collect(block: bool) -> None:
+        nonlocal pool
+        if not in_flight:
+            return
+        done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        lost: list[PendingPair] = []
+        for future in done:
+            take(future, lost)
+        if lost:
+            # a worker died (a decoder crash, the OOM killer) and took the chunks in flight with it:
+            # keep what finished, then check the lost pairs one at a time to find the one that kills
+            for future in cf.as_completed(list(in_flight)):
+                take(future, lost)
+            _shutdown(pool)
+            _one_by_one(conn, lost, writer, summary)
+            pool = _new_pool(workers, conn)
+        writer.write_if_due()
+
+    try:
+        for chunk in _chunks(conn, cursor):
+            while len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
+                collect(block=True)
+            try:
+                future = pool.submit(_check_chunk, chunk)
+            except cf.process.BrokenProcessPool as exc:
+                future = cf.Future()
+                future.set_exception(exc)
+            in_flight[future] = chunk
+            collect(block=False)
+        while in_flight:
+            collect(block=True)
+    except BaseException:
+        _abandon(pool)
+        raise
+    pool.shutdown(wait=True)
+    writer.write_if_due(force=True)
+    summary.reasons = dict(sorted(writer.reasons.items(), key=lambda item: (-item[1], item[0])))
+
+
+def _one_by_one(conn: psycopg.Connection, pairs: list[PendingPair], writer: _Writer, summary: VerifySummary) -> None:
+    """Check ``pairs`` one per task in a one-worker pool: a pair that kills its worker again gets
+    'error: worker crashed', and a fresh worker takes the next pair."""
+    pool = None
+    try:
+        for pair in pairs:
+            if pool is None:
+                pool = _new_pool(1, conn)
+            try:
+                results, features, read = pool.submit(_check_chunk, [pair]).result()
+            except cf.process.BrokenProcessPool:
+                _shutdown(pool)
+                pool = None
+                results, features, read = [(*pair.key, False, 0.0, "error: worker crashed")], [], 0
+            summary.images_read += read
+            writer.add(results, features)
+            writer.write_if_due()
+    except BaseException:
+        if pool is not None:
+            _abandon(pool)
+        raise
+    if pool is not None:
+        pool.shutdown(wait=True)

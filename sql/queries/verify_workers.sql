@@ -1,0 +1,75 @@
+-- Queries of the geometric verification workers (dbdedup/verify_workers.py). Temporary tables
+-- live in the session's pg_temp schema and vanish with the connection.
+
+-- name: try_lock
+-- One verification run at a time per database (a second one would check the same pairs); a
+-- session lock, so a run that is killed releases it with its connection.
+SELECT pg_try_advisory_lock(7220008);
+
+-- name: unlock
+SELECT pg_advisory_unlock(7220008);
+
+-- name: count_pending
+SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL;
+
+-- name: pending_pairs
+-- Every pair verification left pending, with what a worker needs of its two images: the path the
+-- loader recorded (and the size and mtime it had then), the stored quality and signature. Ordered
+-- by image_a, so that consecutive pairs share one image's decode and keypoints.
+SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance,
+       p.similarity,
+       a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, a.signature_error,
+       b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, b.signature_error
+FROM dbdedup.pairs p
+JOIN dbdedup.images a ON a.id = p.image_a
+JOIN dbdedup.images b ON b.id = p.image_b
+WHERE p.verified IS NULL
+ORDER BY p.image_a, p.image_b, p.hash_kind;
+
+-- name: create_results
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_verify_results (
+    hash_kind     text NOT NULL,
+    image_a       bigint NOT NULL,
+    image_b       bigint NOT NULL,
+    verified      boolean NOT NULL,
+    verify_score  real NOT NULL,
+    verify_reason text NOT NULL
+);
+
+-- name: create_features
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_verify_features (
+    image_id         bigint NOT NULL,
+    size_bytes       bigint NOT NULL,
+    mtime_ns         bigint NOT NULL,
+    quality          smallint,
+    colour_signature real[],
+    signature_error  text
+);
+
+-- name: clear_temp_tables
+TRUNCATE dbdedup_verify_results, dbdedup_verify_features;
+
+-- name: copy_results
+COPY dbdedup_verify_results (hash_kind, image_a, image_b, verified, verify_score, verify_reason) FROM STDIN;
+
+-- name: copy_features
+COPY dbdedup_verify_features (image_id, size_bytes, mtime_ns, quality, colour_signature, signature_error)
+FROM STDIN;
+
+-- name: apply_results
+-- Only pairs still pending: a pair that matching has since verified (or found again) keeps that.
+UPDATE dbdedup.pairs p
+SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason
+FROM dbdedup_verify_results r
+WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b AND p.verified IS NULL;
+
+-- name: apply_features
+-- The quality and colour signature of images loaded before the loader computed them, from the file
+-- as it was recorded (same size and mtime): a load of a changed file in between keeps its own.
+UPDATE dbdedup.images i
+SET quality = coalesce(i.quality, f.quality),
+    colour_signature = f.colour_signature,
+    signature_error = f.signature_error
+FROM (SELECT DISTINCT ON (image_id) * FROM dbdedup_verify_features ORDER BY image_id) f
+WHERE i.id = f.image_id AND i.colour_signature IS NULL AND i.signature_error IS NULL
+  AND i.size_bytes = f.size_bytes AND i.mtime_ns = f.mtime_ns;

@@ -1,0 +1,286 @@
+"""verify_pending_pairs on real files loaded by the real loader into the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+from dbdedup import verify
+from dbdedup.load import load_paths
+from dbdedup.verify_workers import VerifyProgress, decode_colour, verify_pending_pairs
+from images import photo, save
+from test_load import _children, _gone
+
+
+def textured_photo(seed: int, size=(480, 360)) -> Image.Image:
+    """A photo-like image (smooth colour fields, shapes, noise) with small details for keypoints."""
+    image = photo(seed, size)
+    rng = random.Random(seed)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(120):
+        x, y, r = rng.randint(0, w), rng.randint(0, h), rng.randint(3, 18)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.ellipse((x, y, x + r, y + r * rng.uniform(0.5, 1.5)), fill=colour, outline=(0, 0, 0))
+        else:
+            draw.line((x, y, x + rng.randint(-40, 40), y + rng.randint(-40, 40)), fill=colour,
+                      width=rng.randint(1, 4))
+    return image
+
+
+def drawing(seed: int = 3, size=(480, 360)) -> Image.Image:
+    """Clip-art: flat coloured shapes with black outlines on white."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (250, 250, 245))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(60):
+        x, y = rng.randint(-20, w), rng.randint(-20, h)
+        dx, dy = rng.randint(10, 70), rng.randint(10, 70)
+        colour = (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape((x, y, x + dx, y + dy), fill=colour, outline=(0, 0, 0), width=2)
+    return image
+
+
+def crop_25(image: Image.Image) -> Image.Image:
+    """A quarter of the area cut away (0.866 of each side kept), off centre."""
+    w, h = image.size
+    return image.crop((20, 15, 20 + int(w * 0.866), 15 + int(h * 0.866)))
+
+
+def other_colours(image: Image.Image) -> Image.Image:
+    """The same drawing in other colours: red, green and blue exchanged."""
+    r, g, b = image.split()
+    return Image.merge("RGB", (b, r, g))
+
+
+def make_set(root: Path) -> dict[str, Path]:
+    original = textured_photo(1)
+    art = drawing()
+    files = {
+        "photo": save(original, root / "photo.png"),
+        "crop": save(crop_25(original), root / "photo-crop.jpg", quality=92),
+        "rotated": save(original.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
+                        root / "photo-rotated.png"),
+        "bordered": save(ImageOps.expand(original, border=40, fill=(20, 20, 20)), root / "photo-bordered.png"),
+        "art": save(art, root / "art.png"),
+        "art-variant": save(crop_25(other_colours(art)), root / "art-variant.png"),
+    }
+    return files
+
+
+def ids(conn, files: dict[str, Path]) -> dict[str, int]:
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images WHERE status = 'ok'").fetchall())
+    return {name: by_path[str(path)] for name, path in files.items()}
+
+
+def add_pending(conn, a: int, b: int, *, similarity: float | None = 0.95, transform: str | None = None) -> None:
+    """A pending candidate pair as matching stores one (an embedding neighbour by default), with the two
+    images' real pHash distance."""
+    conn.execute(
+        "INSERT INTO dbdedup.pairs (image_a, image_b, hash_kind, distance, is_exact, transform, similarity) "
+        "SELECT x.id, y.id, 'phash', bit_count((x.phash # y.phash)::bit(64)), false, %s, %s "
+        "FROM dbdedup.images x, dbdedup.images y WHERE x.id = %s AND y.id = %s",
+        (transform, similarity, min(a, b), max(a, b)))
+    conn.commit()
+
+
+def verdicts(conn) -> dict[frozenset, tuple]:
+    return {frozenset((a, b)): (v, s, r) for a, b, v, s, r in conn.execute(
+        "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs")}
+
+
+def loaded(conn, root: Path, files: dict[str, Path]) -> dict[str, int]:
+    summary = load_paths(conn, [root], workers=1, embedder=None)
+    assert summary.loaded == len(files) and not summary.errors
+    return ids(conn, files)
+
+
+def test_crop_rotation_and_border_are_verified_by_geometry_and_a_colour_variant_is_not(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    for copy in ("crop", "rotated", "bordered"):
+        add_pending(conn, image["photo"], image[copy])
+    add_pending(conn, image["art"], image["art-variant"])
+    add_pending(conn, image["photo"], image["art"], similarity=0.6)  # an unrelated neighbour
+
+    class Recorder(VerifyProgress):
+        found, done = None, []
+
+        def pairs_found(self, pending):
+            self.found = pending
+
+        def pairs_done(self, done, errors):
+            self.done.append((done, errors))
+
+    progress = Recorder()
+    summary = verify_pending_pairs(conn, workers=2, progress=progress)
+    got = verdicts(conn)
+    for copy in ("crop", "rotated", "bordered"):
+        verified, score, reason = got[frozenset((image["photo"], image[copy]))]
+        assert (verified, reason) == (True, "geometry"), (copy, got)
+        assert 0.8 < score <= 1.0
+    assert got[frozenset((image["art"], image["art-variant"]))][::2] == (False, "colour")
+    assert got[frozenset((image["photo"], image["art"]))][::2] == (False, "no_geometry")
+    assert (summary.pending, summary.verified, summary.rejected, summary.errors) == (5, 3, 2, 0)
+    assert summary.reasons == {"geometry": 3, "colour": 1, "no_geometry": 1}
+    assert progress.found == 5 and progress.done[-1] == (5, 0)
+    # nothing pending is left: a second run has nothing to do and reads no file
+    again = verify_pending_pairs(conn, workers=1)
+    assert (again.pending, again.done, again.images_read) == (0, 0, 0)
+
+
+def test_a_file_changed_or_gone_after_the_load_is_an_error_and_the_rest_is_verified(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    for copy in ("crop", "rotated", "bordered"):
+        add_pending(conn, image["photo"], image[copy])
+    add_pending(conn, image["art"], image["art-variant"])
+    # the rotated copy is overwritten with another picture (the size and mtime change), and the
+    # bordered copy is deleted: neither may be judged from what the database remembers
+    save(textured_photo(7), files["rotated"])
+    os.utime(files["rotated"], ns=(time.time_ns(), time.time_ns() + 10**9))
+    files["bordered"].unlink()
+    summary = verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((image["photo"], image["rotated"]))] == (False, 0.0, "error: file changed since it was loaded")
+    assert got[frozenset((image["photo"], image["bordered"]))] == (False, 0.0, "error: file is gone")
+    assert got[frozenset((image["photo"], image["crop"]))][::2] == (True, "geometry")
+    assert got[frozenset((image["art"], image["art-variant"]))][::2] == (False, "colour")
+    assert (summary.verified, summary.rejected, summary.errors) == (1, 1, 2)
+
+
+def test_only_the_size_and_mtime_the_loader_recorded_are_trusted(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["photo"], image["crop"])
+    # same bytes, another mtime (a restore from backup, touch): still not the file that was loaded
+    stat = files["crop"].stat()
+    os.utime(files["crop"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    verify_pending_pairs(conn, workers=1)
+    assert verdicts(conn)[frozenset((image["photo"], image["crop"]))][2] == "error: file changed since it was loaded"
+
+
+def test_an_image_without_a_colour_signature_gets_it_stored(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    # as an image loaded before signatures were stored
+    conn.execute("UPDATE dbdedup.images SET quality = NULL, colour_signature = NULL, signature_error = NULL "
+                 "WHERE id = ANY(%s)", ([image["photo"], image["crop"]],))
+    conn.commit()
+    add_pending(conn, image["photo"], image["crop"])
+    summary = verify_pending_pairs(conn, workers=1)
+    assert summary.backfilled == 2
+    stored = {i: (q, s) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images WHERE id = ANY(%s)",
+        ([image["photo"], image["crop"]],))}
+    for name in ("photo", "crop"):
+        quality, signature = stored[image[name]]
+        expected = verify.Features.of(decode_colour(files[name].read_bytes()))
+        assert quality == expected.quality and quality >= verify.MIN_QUALITY
+        assert len(signature) == verify.SIGNATURE_LENGTH
+        assert np.allclose(signature, expected.signature, atol=1e-4)
+    assert verdicts(conn)[frozenset((image["photo"], image["crop"]))][::2] == (True, "geometry")
+
+
+def test_exact_pairs_and_pairs_of_images_without_a_signal_need_no_file(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    conn.execute("UPDATE dbdedup.images SET signature_error = 'flat: one colour' WHERE id = %s", (image["art"],))
+    conn.execute("INSERT INTO dbdedup.pairs (image_a, image_b, hash_kind, distance, is_exact) "
+                 "VALUES (%s, %s, 'phash', 0, true)", (min(image["photo"], image["crop"]),
+                                                       max(image["photo"], image["crop"])))
+    conn.commit()
+    add_pending(conn, image["art"], image["art-variant"])
+    for path in files.values():
+        path.unlink()  # neither verdict may come from reading a file
+    summary = verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((image["photo"], image["crop"]))] == (True, 1.0, "exact")
+    assert got[frozenset((image["art"], image["art-variant"]))] == (False, 0.0, "no_signature")
+    assert summary.images_read == 0
+
+
+def _counts(dsn: str) -> tuple[int, int]:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT count(*) FILTER (WHERE verified IS NOT NULL), count(*) FILTER (WHERE verified IS NULL) "
+                         "FROM dbdedup.pairs").fetchone()
+
+
+@pytest.mark.slow
+def test_killing_dbdedup_verify_keeps_its_committed_batches_and_a_rerun_finishes(db_dsn, conn, tmp_path):
+    """`kill -9 PID` of a real `dbdedup verify` (the parent only): its workers die with it, the
+    batches it committed stay, and the next run checks exactly the pairs still pending."""
+    root = tmp_path / "many"
+    images = 44
+    for k in range(images):
+        save(textured_photo(100 + k, (400, 300)), root / f"{k:03d}.png")
+    load_paths(conn, [root], workers=2, embedder=None)
+    conn.execute("INSERT INTO dbdedup.pairs (image_a, image_b, hash_kind, distance, is_exact, similarity) "
+                 "SELECT x.id, y.id, 'phash', bit_count((x.phash # y.phash)::bit(64)), false, 0.9 "
+                 "FROM dbdedup.images x JOIN dbdedup.images y ON x.id < y.id")
+    conn.commit()
+    total = images * (images - 1) // 2
+    command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "verify",
+               "--workers", "2"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        process = subprocess.Popen(command, start_new_session=True, stderr=err)
+    deadline = time.monotonic() + 120
+    workers: set[int] = set()
+    try:
+        while _counts(db_dsn)[0] == 0:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        workers = _children(process.pid)
+        assert len(workers) >= 2, "the verification's worker processes must be running"
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)  # the parent only, as `kill -9 PID` does
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    try:
+        while not all(_gone(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the workers outlived their parent"
+            time.sleep(0.1)
+    finally:
+        for pid in workers:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    done, pending = _counts(db_dsn)
+    assert done + pending == total
+    assert 0 < done < total, "the run must have been killed mid-run"
+    # the killed run's session (and its lock) is gone: the next run starts at once and does the rest
+    summary = verify_pending_pairs(conn, workers=2)
+    assert summary.pending == pending and summary.done == pending
+    assert _counts(db_dsn) == (total, 0)
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verify_reason LIKE 'error%'").fetchone()[0] == 0
+
+
+def test_dbdedup_verify_prints_one_summary_line(db_dsn, conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["photo"], image["crop"])
+    add_pending(conn, image["art"], image["art-variant"])
+    command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "verify",
+               "--workers", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # nothing on stdout: a summary is a note
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("checked 2 of 2 pending pairs") and "1 the same picture, 1 not" in lines[-1]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and again.stderr.startswith("no pairs pending verification")
