@@ -375,11 +375,12 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity") -
     return None
 
 
-def geometric_verdict(a: Features, b: Features, match: GeometricMatch) -> Verdict:
-    """The verdict for a pair from its geometric match."""
+def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_inliers: int = MIN_INLIERS) -> Verdict:
+    """The verdict for a pair from its geometric match (at least ``min_inliers`` keypoint matches must
+    agree with one similarity transform)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
-    if match.transform is None or match.inliers < MIN_INLIERS:
+    if match.transform is None or match.inliers < min_inliers:
         return Verdict(False, 0.0, "no_geometry")
     if not MIN_SCALE <= match.scale <= MAX_SCALE:
         return Verdict(False, 0.0, "no_geometry")
