@@ -51,13 +51,15 @@ WRITE_ROWS = 500  # verdicts per COPY + UPDATE transaction
 WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of seconds of work
 CACHED_IMAGES = 96  # decoded images (working pixels, keypoints) a worker keeps, least recently used out
 
-# Which pairs are aligned (one framing: the colour signatures compare them cell by cell), and when an
-# aligned pair that the signature did not settle still goes to the geometric check: as measured by
-# bench/accuracy/verify_study.py.
+# How pairs are routed, as the SQL step routes them (dbdedup.verify_settings(); measured by
+# bench/accuracy/verify_study.py): which pairs are aligned (one framing: the colour signatures compare
+# them cell by cell), and when a pair is worth the geometric check.
 ALIGNED_DISTANCE = 12  # pHash distance
 ALIGNED_VARIANT = 8  # distance at an orientation variant
 SAME_FRAMING = 6  # closer than this: one framing, aligning it again compares the same pixels
+SETTLED = 0.30  # an aligned pair whose worse signature distance is within this is settled by the signature
 HOPELESS = 1.20  # a signature distance above this is another picture, not an edit to align
+GEOMETRY_MIN_SIMILARITY = 0.70  # an embedding neighbour below this is not worth a geometric check
 _MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
 
 
@@ -263,7 +265,8 @@ class PairChecker:
             self.cache.move_to_end(info.id)
         else:
             seen = _Seen()
-            if info.quality is not None and info.signature is not None:
+            if info.quality is not None and info.signature is not None \
+                    and len(info.signature) == verify.SIGNATURE_LENGTH:
                 seen.features = verify.Features(int(info.quality), info.signature)
             self.cache[info.id] = seen
             while len(self.cache) > self.cached_images:
@@ -313,6 +316,9 @@ class PairChecker:
         if pair.a.signature_error is not None or pair.b.signature_error is not None:
             return verify.Verdict(False, 0.0, "no_signature")
         orientation = orientation_of(pair)
+        if orientation is None and not (pair.transform or "").startswith("trim") and pair.similarity is not None \
+                and pair.similarity < GEOMETRY_MIN_SIMILARITY:
+            return verify.Verdict(False, 0.0, "weak_embedding")
         seen_a, seen_b = self._seen(pair.a, False), self._seen(pair.b, False)
         for seen in (seen_a, seen_b):
             if seen.error is not None:
@@ -321,15 +327,10 @@ class PairChecker:
         if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
             return verify.Verdict(False, 0.0, "low_quality")
         if orientation is not None:
-            settled = verify.signature_verdict(fa, fb, orientation)
+            closest = min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
+            settled = aligned_verdict(fa, fb, orientation, closest < SAME_FRAMING)
             if settled is not None:
                 return settled
-            distance = verify.compare_signatures(verify.orient_signature(fa.signature, orientation), fb.signature)
-            closest = min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
-            if closest < SAME_FRAMING or distance.worst > HOPELESS:
-                colour_ok = distance.light <= verify.MAX_LIGHT and (
-                    distance.chroma is None or distance.chroma <= verify.MAX_CHROMA)
-                return verify.Verdict(False, max(0.0, 1.0 - distance.worst), "detail" if colour_ok else "colour")
         seen_a, seen_b = self._seen(pair.a, True), self._seen(pair.b, True)
         for seen in (seen_a, seen_b):
             if seen.error is not None:
@@ -351,13 +352,35 @@ class PairChecker:
         return out
 
 
+def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, same_framing: bool) -> verify.Verdict | None:
+    """The verdict for an aligned pair from its two signatures, as the SQL step gives it
+    (dbdedup.verify_pairs): 'signature' when every measure is within its limit; a rejection
+    ('colour', 'layout', 'detail') when that settles it (one framing, colours close enough that
+    aligning again would not change them, or too far for any edit); None when the pair needs the
+    geometric check."""
+    settled = verify.signature_verdict(a, b, orientation)
+    if settled is not None:
+        return settled
+    d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
+    if not same_framing and SETTLED < d.worst <= HOPELESS:
+        return None
+    if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
+            d.gain > (verify.MAX_GAIN if d.chroma is None else verify.MAX_GAIN_COLOUR):
+        reason = "colour"
+    elif d.light > verify.MAX_LIGHT:
+        reason = "layout"
+    else:
+        reason = "detail"
+    return verify.Verdict(False, max(0.0, 1.0 - d.worst), reason)
+
+
 def orientation_of(pair: PendingPair) -> str | None:
     """The orientation turning image_a into image_b when the pair is aligned (a close pHash, or a
     close orientation variant), else None."""
     if pair.transform in verify.ORIENTATIONS and pair.transform_distance is not None \
             and pair.transform_distance <= ALIGNED_VARIANT and pair.transform_distance < pair.distance:
         return pair.transform
-    if pair.hash_kind == "phash" and pair.distance <= ALIGNED_DISTANCE and not (pair.transform or "").startswith("trim"):
+    if pair.distance <= ALIGNED_DISTANCE:
         return "identity"
     return None
 

@@ -75,6 +75,7 @@ def make_set(root: Path) -> dict[str, Path]:
         "rotated": save(original.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
                         root / "photo-rotated.png"),
         "bordered": save(ImageOps.expand(original, border=40, fill=(20, 20, 20)), root / "photo-bordered.png"),
+        "resized": save(original.resize((240, 180), Image.Resampling.LANCZOS), root / "photo-small.jpg", quality=85),
         "art": save(art, root / "art.png"),
         "art-variant": save(crop_25(other_colours(art)), root / "art-variant.png"),
     }
@@ -114,7 +115,7 @@ def test_crop_rotation_and_border_are_verified_by_geometry_and_a_colour_variant_
     for copy in ("crop", "rotated", "bordered"):
         add_pending(conn, image["photo"], image[copy])
     add_pending(conn, image["art"], image["art-variant"])
-    add_pending(conn, image["photo"], image["art"], similarity=0.6)  # an unrelated neighbour
+    add_pending(conn, image["photo"], image["art"], similarity=0.8)  # an unrelated neighbour
 
     class Recorder(VerifyProgress):
         found, done = None, []
@@ -177,22 +178,28 @@ def test_an_image_without_a_colour_signature_gets_it_stored(conn, tmp_path):
     files = make_set(tmp_path / "set")
     image = loaded(conn, tmp_path / "set", files)
     # as an image loaded before signatures were stored
+    old = [image["photo"], image["crop"], image["resized"]]
     conn.execute("UPDATE dbdedup.images SET quality = NULL, colour_signature = NULL, signature_error = NULL "
-                 "WHERE id = ANY(%s)", ([image["photo"], image["crop"]],))
+                 "WHERE id = ANY(%s)", (old,))
     conn.commit()
     add_pending(conn, image["photo"], image["crop"])
+    add_pending(conn, image["photo"], image["resized"], similarity=None)  # a pHash pair: aligned
+    assert conn.execute("SELECT distance FROM dbdedup.pairs WHERE %s IN (image_a, image_b)",
+                        (image["resized"],)).fetchone()[0] <= 6
     summary = verify_pending_pairs(conn, workers=1)
-    assert summary.backfilled == 2
+    assert summary.backfilled == 3
     stored = {i: (q, s) for i, q, s in conn.execute(
-        "SELECT id, quality, colour_signature FROM dbdedup.images WHERE id = ANY(%s)",
-        ([image["photo"], image["crop"]],))}
-    for name in ("photo", "crop"):
+        "SELECT id, quality, colour_signature FROM dbdedup.images WHERE id = ANY(%s)", (old,))}
+    for name in ("photo", "crop", "resized"):
         quality, signature = stored[image[name]]
         expected = verify.Features.of(decode_colour(files[name].read_bytes()))
         assert quality == expected.quality and quality >= verify.MIN_QUALITY
         assert len(signature) == verify.SIGNATURE_LENGTH
         assert np.allclose(signature, expected.signature, atol=1e-4)
-    assert verdicts(conn)[frozenset((image["photo"], image["crop"]))][::2] == (True, "geometry")
+    got = verdicts(conn)
+    assert got[frozenset((image["photo"], image["crop"]))][::2] == (True, "geometry")
+    # the aligned pair is judged by the signatures it now has, as the SQL step judges one
+    assert got[frozenset((image["photo"], image["resized"]))][::2] == (True, "signature")
 
 
 def test_exact_pairs_and_pairs_of_images_without_a_signal_need_no_file(conn, tmp_path):
@@ -204,12 +211,14 @@ def test_exact_pairs_and_pairs_of_images_without_a_signal_need_no_file(conn, tmp
                                                        max(image["photo"], image["crop"])))
     conn.commit()
     add_pending(conn, image["art"], image["art-variant"])
+    add_pending(conn, image["photo"], image["rotated"], similarity=0.5)  # a weak embedding neighbour
     for path in files.values():
         path.unlink()  # neither verdict may come from reading a file
     summary = verify_pending_pairs(conn, workers=1)
     got = verdicts(conn)
     assert got[frozenset((image["photo"], image["crop"]))] == (True, 1.0, "exact")
     assert got[frozenset((image["art"], image["art-variant"]))] == (False, 0.0, "no_signature")
+    assert got[frozenset((image["photo"], image["rotated"]))] == (False, 0.0, "weak_embedding")
     assert summary.images_read == 0
 
 
