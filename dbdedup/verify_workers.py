@@ -611,8 +611,10 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
             collect(block=False)
         while in_flight:
             collect(block=True)
-    except BaseException:
+    except BaseException as exc:
         _abandon(pool)
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: keep the verdicts already in hand
+            writer.write_if_due(force=True)
         raise
     pool.shutdown(wait=True)
     writer.write_if_due(force=True)

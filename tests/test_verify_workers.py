@@ -293,3 +293,30 @@ def test_dbdedup_verify_prints_one_summary_line(db_dsn, conn, tmp_path):
     assert lines[-1].startswith("checked 2 of 2 pending pairs") and "1 the same picture, 1 not" in lines[-1]
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0 and again.stderr.startswith("no pairs pending verification")
+
+
+def test_a_pair_that_kills_its_worker_is_an_error_and_the_rest_is_verified(conn, tmp_path, monkeypatch):
+    from dbdedup import verify_workers
+
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    for copy in ("crop", "rotated", "bordered"):
+        add_pending(conn, image["photo"], image[copy])
+    add_pending(conn, image["art"], image["art-variant"])
+    # a decoder that dies on one file, as a segfault or the OOM killer would: the workers are forked
+    # after the patch, so each runs it and kills itself, for real
+    tests_pid, real_verdict = os.getpid(), verify_workers.PairChecker.verdict
+
+    def verdict(self, pair):
+        if os.getpid() != tests_pid and image["rotated"] in (pair.image_a, pair.image_b):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_verdict(self, pair)
+
+    monkeypatch.setattr(verify_workers.PairChecker, "verdict", verdict)
+    summary = verify_pending_pairs(conn, workers=2)
+    got = verdicts(conn)
+    assert got[frozenset((image["photo"], image["rotated"]))] == (False, 0.0, "error: worker crashed")
+    for copy in ("crop", "bordered"):
+        assert got[frozenset((image["photo"], image[copy]))][::2] == (True, "geometry")
+    assert got[frozenset((image["art"], image["art-variant"]))][::2] == (False, "colour")
+    assert (summary.verified, summary.rejected, summary.errors) == (2, 1, 1)
