@@ -29,15 +29,31 @@ held-out split (bench/accuracy/verify_study.py).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
+from .sqlfiles import read_sql
+
+
+def _settings() -> dict[str, float]:
+    """The thresholds as ``dbdedup.verify_settings()`` in sql/verification.sql sets them (each value
+    written "<number> AS <name>"): their one home, so that the SQL verdicts and these agree."""
+    text = read_sql("verification.sql")
+    body = text[text.index("FUNCTION dbdedup.verify_settings("):]
+    body = body[body.index("$$") + 2:]
+    body = body[:body.index("$$")]
+    return {name: float(value) for value, name in re.findall(r"(-?\d+(?:\.\d+)?)\s+AS\s+(\w+)", body)}
+
+
+_SETTINGS = _settings()
+
 # ---------------------------------------------------------------- quality
 
 QUALITY_SIZE = 64
-MIN_QUALITY = 10  # below it an image has no hash signal of its own (PDQ's users use 50 on its scale)
+MIN_QUALITY = int(_SETTINGS["min_quality"])  # below it an image has no hash signal of its own (PDQ's users use 50)
 
 
 def _rgb(image: Image.Image) -> Image.Image:
@@ -60,9 +76,9 @@ def quality(image: Image.Image) -> int:
 GRID = 8  # the colour layout: 8x8 cells of chroma, and of lightness for the coarse comparison
 FINE = 16  # lightness is kept at 16x16 cells, for the detail check
 SIGNATURE_LENGTH = FINE * FINE + 2 * GRID * GRID
-MIN_CHROMA = 6.0  # RMS chroma (Lab units) under which an image counts as greyscale
-_LIGHT_SPREAD_FLOOR = 2.0  # Lab L units: a flatter lightness layout is not stretched further
-_DETAIL_RANK = 6  # the detail measure is the 6th largest cell difference (a few noisy cells do not count)
+MIN_CHROMA = _SETTINGS["min_chroma"]  # RMS chroma (Lab units) under which an image counts as greyscale
+_LIGHT_SPREAD_FLOOR = _SETTINGS["light_spread_floor"]  # Lab L units: a flatter layout is not stretched further
+_DETAIL_RANK = int(_SETTINGS["detail_rank"])  # the detail measure is the 6th largest cell difference
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -327,14 +343,23 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray) -> tu
 # ---------------------------------------------------------------- the decision
 
 # Thresholds, chosen on the tuning split of bench/accuracy by verify_study.py (the pair precision
-# target of 0.99 was not reached there, so each is the setting of highest precision it tried).
-MAX_LIGHT = 0.30  # lightness-layout distance of an aligned pair
-MAX_CHROMA = 0.30  # chroma-layout distance of an aligned pair, both in colour
+# target of 0.99 was not reached there, so each is the setting of highest precision it tried). The
+# signature's and the routing's are set in sql/verification.sql (dbdedup.verify_settings), which
+# dbdedup.verify_pairs applies in SQL; the geometric ones are used here only.
+MAX_LIGHT = _SETTINGS["max_light"]  # lightness-layout distance of an aligned pair
+MAX_CHROMA = _SETTINGS["max_chroma"]  # chroma-layout distance of an aligned pair, both in colour
 GEOMETRY_MAX_LIGHT = 0.40  # the same, over the overlap of a geometrically aligned pair
 GEOMETRY_MAX_CHROMA = 0.20
-MAX_GAIN = 1.3  # lightness spread ratio when either is greyscale (a grey folder against a blue one is ~1.7)
-MAX_GAIN_COLOUR = 1.6  # the same when both have colour (brightness -30% is ~1.4)
-MAX_DETAIL = 0.8  # 16x16 detail of an aligned pair: re-encodes, resizes, blur, watermarks stay under it
+MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio when either is greyscale (grey vs blue folder ~1.7)
+MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when both have colour (brightness -30% is ~1.4)
+MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
+# Which pairs the signature judges (aligned: one framing) and which go to the geometric check
+ALIGNED_DISTANCE = int(_SETTINGS["aligned_distance"])  # pHash distance of an aligned pair
+ALIGNED_VARIANT = int(_SETTINGS["aligned_variant"])  # distance at an orientation variant closer than the pHash
+SAME_FRAMING = int(_SETTINGS["same_framing"])  # closer than this, a pair the signature rejects is settled
+SETTLED = _SETTINGS["settled"]  # an aligned pair within this signature distance needs no geometry
+HOPELESS = _SETTINGS["hopeless"]  # an aligned pair beyond it is another picture, not an edit to align
+GEOMETRY_MIN_SIMILARITY = _SETTINGS["geometry_min_similarity"]  # weaker embedding-only pairs are rejected
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,228 @@
+-- Verification: every candidate pair gets a verdict before it may link two images.
+--
+-- Hashes and embeddings propose pairs from greyscale structure; look-alikes (one drawing in
+-- several colours, flags with the same stripes, cards of one rank) sit a few bits apart. Each
+-- image stores a small colour signature (images.colour_signature: Lab lightness on 16x16 cells,
+-- then a and b chroma on 8x8 cells, dbdedup.verify.colour_signature) and a hash quality; pairs
+-- whose two images are aligned (a close pHash, or an orientation variant) are judged here from
+-- those, the way dbdedup.verify.signature_verdict judges them. The pairs they cannot settle
+-- (trimmed variants, embedding neighbours, aligned pairs whose colours neither clearly agree
+-- nor clearly differ) stay pending (verified IS NULL) for the geometric check that runs in
+-- worker processes (dbdedup.verify_workers). Clusters link verified pairs only.
+--
+--   SELECT * FROM dbdedup.verify_pairs();                     -- verdicts for every pair without one
+--   SELECT * FROM dbdedup.signature_distance(a.colour_signature, b.colour_signature, 'flip_h')
+--   FROM dbdedup.images a, dbdedup.images b WHERE a.id = 1 AND b.id = 2;
+
+-- The one place the verification thresholds are set: dbdedup/verify.py reads its constants from
+-- this function's text (each value as "<number> AS <name>"), so Python and SQL judge alike.
+-- Chosen on the tuning split of bench/accuracy by bench/accuracy/verify_study.py.
+CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
+        OUT min_quality integer, OUT max_light double precision, OUT max_chroma double precision,
+        OUT max_gain double precision, OUT max_gain_colour double precision, OUT max_detail double precision,
+        OUT aligned_distance integer, OUT aligned_variant integer, OUT same_framing integer,
+        OUT settled double precision, OUT hopeless double precision, OUT geometry_min_similarity double precision,
+        OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
+               0.30 AS max_light,           -- lightness-layout distance of an aligned pair
+               0.30 AS max_chroma,          -- chroma-layout distance of an aligned pair, both in colour
+               1.3 AS max_gain,             -- lightness spread ratio when either image is greyscale
+               1.6 AS max_gain_colour,      -- the same when both have colour
+               0.8 AS max_detail,           -- 16x16 detail of an aligned pair
+               12 AS aligned_distance,      -- a pHash pair this close has one framing: the signature judges it
+               8 AS aligned_variant,        -- the same for an orientation variant (closer than the plain pHash)
+               6 AS same_framing,           -- below this an aligned pair the signature rejects is settled
+               0.30 AS settled,             -- an aligned pair whose worse distance is within this needs no geometry
+               1.20 AS hopeless,            -- an aligned pair whose worse distance passes this is rejected outright
+               0.70 AS geometry_min_similarity,  -- an embedding-only pair below this is not worth a geometric check
+               6.0 AS min_chroma,           -- RMS chroma (Lab units) under which an image counts as greyscale
+               2.0 AS light_spread_floor,   -- Lab L units: a flatter lightness layout is not stretched further
+               6 AS detail_rank             -- the detail measure is this largest cell difference
+    $$;
+COMMENT ON FUNCTION dbdedup.verify_settings() IS
+    'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
+    'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity) and '
+    'the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+
+-- Orientation as a reindexing of the signature's cells: position k of the oriented signature is
+-- position cells[k] of the original, for the 16x16 lightness grid (1-256) and the two 8x8 chroma
+-- grids (257-320, 321-384). Named as dbdedup.transform_name and dbdedup.verify.ORIENTATIONS.
+CREATE OR REPLACE FUNCTION dbdedup.signature_cells(orientation text) RETURNS integer[]
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    cells integer[];
+BEGIN
+    IF coalesce(orientation, 'identity') NOT IN ('identity', 'flip_h', 'flip_v', 'rotate_90', 'rotate_180',
+                                                 'rotate_270', 'transpose', 'transverse') THEN
+        RAISE EXCEPTION 'unknown orientation %', orientation
+            USING HINT = 'use identity, flip_h, flip_v, rotate_90, rotate_180, rotate_270, transpose or transverse';
+    END IF;
+    SELECT array_agg(g.base + 1 + CASE coalesce(orientation, 'identity')
+                         WHEN 'flip_h' THEN c.i * g.n + (g.n - 1 - c.j)
+                         WHEN 'flip_v' THEN (g.n - 1 - c.i) * g.n + c.j
+                         WHEN 'rotate_90' THEN c.j * g.n + (g.n - 1 - c.i)
+                         WHEN 'rotate_180' THEN (g.n - 1 - c.i) * g.n + (g.n - 1 - c.j)
+                         WHEN 'rotate_270' THEN (g.n - 1 - c.j) * g.n + c.i
+                         WHEN 'transpose' THEN c.j * g.n + c.i
+                         WHEN 'transverse' THEN (g.n - 1 - c.j) * g.n + (g.n - 1 - c.i)
+                         ELSE c.i * g.n + c.j END
+                     ORDER BY g.base, c.i, c.j)
+    INTO cells
+    FROM (VALUES (0, 16), (256, 8), (320, 8)) g(base, n)
+    CROSS JOIN LATERAL (SELECT x / g.n AS i, x % g.n AS j FROM generate_series(0, g.n * g.n - 1) x) c;
+    RETURN cells;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
+    'The cell permutation of a colour signature under an orientation (identity for NULL): position k of the oriented '
+    'signature is position cells[k] of the original (16x16 lightness, then the 8x8 a and b grids). An unknown name is an error.';
+
+-- Pure SQL over real[] (no pgvector needed). One pass over the 384 cells; the 8x8 lightness layout
+-- is the mean of each 2x2 block of the 16x16 one, as in dbdedup.verify.compare_signatures.
+CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orientation text DEFAULT NULL,
+        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        WITH s AS (SELECT v.light_spread_floor AS floor, v.min_chroma, v.detail_rank FROM dbdedup.verify_settings() v),
+        cell AS (
+            SELECT c.k, a[c.src]::double precision AS x, b[c.k]::double precision AS y
+            FROM unnest(dbdedup.signature_cells(orientation)) WITH ORDINALITY AS c(src, k)
+            WHERE cardinality(a) = 384 AND cardinality(b) = 384
+        ),
+        fine AS (
+            SELECT avg(x) AS mx, avg(y) AS my, greatest(stddev_pop(x), s.floor) AS sx, greatest(stddev_pop(y), s.floor) AS sy
+            FROM cell, s WHERE k <= 256 GROUP BY s.floor
+        ),
+        coarse AS (
+            SELECT avg(x) AS x, avg(y) AS y FROM cell WHERE k <= 256 GROUP BY ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2
+        ),
+        coarse_spread AS (
+            SELECT avg(x) AS mx, avg(y) AS my, greatest(stddev_pop(x), s.floor) AS sx, greatest(stddev_pop(y), s.floor) AS sy
+            FROM coarse, s GROUP BY s.floor
+        ),
+        strength AS (  -- RMS chroma of each image: sum of a^2 + b^2 over the 64 cells
+            SELECT sqrt(sum(x * x) / 64) AS ca, sqrt(sum(y * y) / 64) AS cb FROM cell WHERE k > 256
+        )
+        SELECT (SELECT sqrt(avg(((c.x - t.mx) / t.sx - (c.y - t.my) / t.sy) ^ 2)) FROM coarse c, coarse_spread t),
+               CASE WHEN least(h.ca, h.cb) >= s.min_chroma
+                    THEN (SELECT sqrt(sum((c.x / h.ca - c.y / h.cb) ^ 2) / 64) FROM cell c WHERE c.k > 256) END,
+               greatest(t.sx, t.sy) / least(t.sx, t.sy),
+               (SELECT d FROM (SELECT abs((c.x - f.mx) / f.sx - (c.y - f.my) / f.sy) AS d FROM cell c, fine f
+                               WHERE c.k <= 256) e
+                ORDER BY d DESC OFFSET s.detail_rank - 1 LIMIT 1)
+        FROM s, strength h, coarse_spread t
+        WHERE a IS NOT NULL AND b IS NOT NULL
+    $$;
+COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
+    'How far two colour signatures (images.colour_signature) are, the first turned by an orientation (identity for NULL): '
+    'light (RMS difference of the 8x8 lightness layouts, each normalised to zero mean and unit spread; 0 same, about 1 '
+    'unrelated), chroma (RMS difference of the chroma layouts scaled to unit strength; NULL when either image is '
+    'greyscale), gain (ratio of the lightness spreads, >= 1), detail (the 6th largest difference of the normalised 16x16 '
+    'lightness cells). The numbers of dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
+
+CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
+    RETURNS TABLE (pairs bigint, verified bigint, rejected bigint, pending bigint, seconds double precision)
+    LANGUAGE plpgsql
+    SET work_mem = '256MB'
+    AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    s record;
+    n_pairs bigint;
+    n_verified bigint;
+    n_rejected bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7220008);
+    SELECT * INTO s FROM dbdedup.verify_settings();
+    -- the pairs without a verdict and their images, read once (on Citus: pairs are spread by
+    -- image_a, so the images of both sides are gathered here rather than joined shard by shard)
+    CREATE TEMP TABLE vp_pair ON COMMIT DROP AS
+    SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity
+    FROM dbdedup.pairs p
+    WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
+    CREATE TEMP TABLE vp_image ON COMMIT DROP AS
+    SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error
+    FROM dbdedup.images i
+    WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
+    CREATE INDEX ON vp_image (id);
+
+    -- the route of each pair (as bench/accuracy/verify_study.py routes them): exact copies;
+    -- images with no hash signal of their own or no signature; aligned pairs (a close pHash, or
+    -- an orientation variant closer than it), judged by their signatures in the orientation that
+    -- aligns them; the rest waits for the geometric check, except weak embedding neighbours
+    CREATE TEMP TABLE vp_route ON COMMIT DROP AS
+    SELECT p.hash_kind, p.image_a, p.image_b,
+           least(p.distance, coalesce(p.transform_distance, 64)) < s.same_framing AS same_framing,
+           CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
+                WHEN least(a.quality, b.quality) < s.min_quality THEN 'low_quality'
+                WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'
+                WHEN a.quality IS NULL OR b.quality IS NULL OR a.colour_signature IS NULL OR b.colour_signature IS NULL
+                    THEN 'pending'
+                WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
+                     AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance THEN 'aligned'
+                WHEN p.distance <= s.aligned_distance THEN 'aligned'
+                WHEN p.transform LIKE 'trim%' THEN 'pending'
+                WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
+                ELSE 'pending' END AS route,
+           CASE WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
+                     AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance
+                THEN p.transform ELSE 'identity' END AS orientation
+    FROM vp_pair p
+    JOIN vp_image a ON a.id = p.image_a
+    JOIN vp_image b ON b.id = p.image_b;
+
+    CREATE TEMP TABLE vp_verdict ON COMMIT DROP AS
+    SELECT r.hash_kind, r.image_a, r.image_b,
+           CASE r.route WHEN 'exact' THEN true ELSE false END AS verified,
+           CASE r.route WHEN 'exact' THEN 1 ELSE 0 END::real AS score,
+           r.route AS reason
+    FROM vp_route r
+    WHERE r.route IN ('exact', 'low_quality', 'no_signature', 'weak_embedding');
+    -- aligned pairs: verified when every signature measure is within its limit; otherwise
+    -- rejected when settled (one framing, or colours far apart), left pending when geometry could
+    -- still find them the same picture
+    INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
+    SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
+           CASE WHEN m.ok THEN 'signature'
+                WHEN coalesce(m.chroma > s.max_chroma, false)
+                     OR m.gain > CASE WHEN m.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END THEN 'colour'
+                WHEN m.light > s.max_light THEN 'layout'
+                ELSE 'detail' END
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.same_framing, d.light, d.chroma, d.gain, d.detail,
+                 greatest(d.light, coalesce(d.chroma, 0)) AS worst,
+                 d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
+                 AND d.gain <= CASE WHEN d.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END
+                 AND d.detail <= s.max_detail AS ok
+          FROM vp_route r
+          JOIN vp_image a ON a.id = r.image_a
+          JOIN vp_image b ON b.id = r.image_b
+          CROSS JOIN LATERAL dbdedup.signature_distance(a.colour_signature, b.colour_signature, r.orientation) d
+          WHERE r.route = 'aligned') m
+    WHERE m.ok OR m.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless);
+
+    UPDATE dbdedup.pairs p
+    SET verified = v.verified, verify_score = v.score, verify_reason = v.reason
+    FROM vp_verdict v
+    WHERE p.hash_kind = v.hash_kind AND p.image_a = v.image_a AND p.image_b = v.image_b AND p.verified IS NULL;
+
+    SELECT count(*) INTO n_pairs FROM vp_pair;
+    SELECT count(*) FILTER (WHERE v.verified), count(*) FILTER (WHERE NOT v.verified) INTO n_verified, n_rejected FROM vp_verdict v;
+    DROP TABLE vp_pair, vp_image, vp_route, vp_verdict;
+    RETURN QUERY SELECT n_pairs, n_verified, n_rejected, n_pairs - n_verified - n_rejected,
+                        extract(epoch FROM clock_timestamp() - started)::double precision;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
+    'Give a verdict (pairs.verified, verify_score, verify_reason) to every pair of a hash kind (all kinds for NULL) that has '
+    'none, from the stored signals: exact copies (same SHA-256) are verified (exact); an image below the quality minimum '
+    'rejects the pair (low_quality), an image whose signature could not be computed too (no_signature); aligned pairs '
+    '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
+    'colour signatures in that orientation (signature) or rejected (colour, layout, detail) when settled: one framing '
+    '(distance below same_framing) or colours beyond the geometric range (settled to hopeless); embedding-only pairs below '
+    'geometry_min_similarity are rejected (weak_embedding). Everything else stays pending (verified NULL) for the geometric '
+    'check (trimmed variants, embedding neighbours, aligned pairs the signatures could not settle, images with no '
+    'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '
+    'rejected and left pending.';
