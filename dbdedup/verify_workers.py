@@ -51,15 +51,8 @@ WRITE_ROWS = 500  # verdicts per COPY + UPDATE transaction
 WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of seconds of work
 CACHED_IMAGES = 96  # decoded images (working pixels, keypoints) a worker keeps, least recently used out
 
-# How pairs are routed, as the SQL step routes them (dbdedup.verify_settings(); measured by
-# bench/accuracy/verify_study.py): which pairs are aligned (one framing: the colour signatures compare
-# them cell by cell), and when a pair is worth the geometric check.
-ALIGNED_DISTANCE = 12  # pHash distance
-ALIGNED_VARIANT = 8  # distance at an orientation variant
-SAME_FRAMING = 6  # closer than this: one framing, aligning it again compares the same pixels
-SETTLED = 0.30  # an aligned pair whose worse signature distance is within this is settled by the signature
-HOPELESS = 1.20  # a signature distance above this is another picture, not an edit to align
-GEOMETRY_MIN_SIMILARITY = 0.70  # an embedding neighbour below this is not worth a geometric check
+# How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
+# reads it: the same rules as the SQL step (dbdedup.verify_pairs).
 _MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
 
 
@@ -317,7 +310,7 @@ class PairChecker:
             return verify.Verdict(False, 0.0, "no_signature")
         orientation = orientation_of(pair)
         if orientation is None and not (pair.transform or "").startswith("trim") and pair.similarity is not None \
-                and pair.similarity < GEOMETRY_MIN_SIMILARITY:
+                and pair.similarity < verify.GEOMETRY_MIN_SIMILARITY:
             return verify.Verdict(False, 0.0, "weak_embedding")
         seen_a, seen_b = self._seen(pair.a, False), self._seen(pair.b, False)
         for seen in (seen_a, seen_b):
@@ -328,7 +321,7 @@ class PairChecker:
             return verify.Verdict(False, 0.0, "low_quality")
         if orientation is not None:
             closest = min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
-            settled = aligned_verdict(fa, fb, orientation, closest < SAME_FRAMING)
+            settled = aligned_verdict(fa, fb, orientation, closest < verify.SAME_FRAMING)
             if settled is not None:
                 return settled
         seen_a, seen_b = self._seen(pair.a, True), self._seen(pair.b, True)
@@ -362,7 +355,7 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, sa
     if settled is not None:
         return settled
     d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
-    if not same_framing and SETTLED < d.worst <= HOPELESS:
+    if not same_framing and verify.SETTLED < d.worst <= verify.HOPELESS:
         return None
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             d.gain > (verify.MAX_GAIN if d.chroma is None else verify.MAX_GAIN_COLOUR):
@@ -378,9 +371,9 @@ def orientation_of(pair: PendingPair) -> str | None:
     """The orientation turning image_a into image_b when the pair is aligned (a close pHash, or a
     close orientation variant), else None."""
     if pair.transform in verify.ORIENTATIONS and pair.transform_distance is not None \
-            and pair.transform_distance <= ALIGNED_VARIANT and pair.transform_distance < pair.distance:
+            and pair.transform_distance <= verify.ALIGNED_VARIANT and pair.transform_distance < pair.distance:
         return pair.transform
-    if pair.distance <= ALIGNED_DISTANCE:
+    if pair.distance <= verify.ALIGNED_DISTANCE:
         return "identity"
     return None
 
