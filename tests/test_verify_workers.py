@@ -320,3 +320,14 @@ def test_a_pair_that_kills_its_worker_is_an_error_and_the_rest_is_verified(conn,
         assert got[frozenset((image["photo"], image[copy]))][::2] == (True, "geometry")
     assert got[frozenset((image["art"], image["art-variant"]))][::2] == (False, "colour")
     assert (summary.verified, summary.rejected, summary.errors) == (2, 1, 1)
+
+
+def test_a_second_run_at_once_is_refused_with_a_hint(conn, db_dsn):
+    from dbdedup.errors import DbdedupError
+
+    with psycopg.connect(db_dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(7220009)")  # as a dbdedup verify running elsewhere holds it
+        with pytest.raises(DbdedupError) as caught:
+            verify_pending_pairs(conn, workers=1)
+        assert "another dbdedup verify is running" in caught.value.message and caught.value.hint
+    assert verify_pending_pairs(conn, workers=1).pending == 0  # its session gone, the lock is free
