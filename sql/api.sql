@@ -46,6 +46,10 @@ SELECT b, r, dbdedup.ball_masks(dbdedup.interleaved_mask(4, b), r) FROM generate
 
 CREATE OR REPLACE FUNCTION dbdedup.near_phash_values(hashes bigint[], max_distance integer) RETURNS bigint[]
     LANGUAGE plpgsql STABLE
+    -- one plan a session: the custom plan of one hash looks cheaper than the generic one (10 hashes
+    -- estimated), so PostgreSQL would plan the 4 probes again on every call, which took longer than
+    -- running them (1 ms against 0.6 ms at a million images, threshold 8)
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     f0 bigint[];
@@ -88,6 +92,10 @@ COMMENT ON FUNCTION dbdedup.near_phash_values(bigint[], integer) IS
 
 CREATE OR REPLACE FUNCTION dbdedup.near_trimmed_images(hashes bigint[], max_distance integer) RETURNS bigint[]
     LANGUAGE plpgsql STABLE
+    -- one plan a session: the custom plan of one hash looks cheaper than the generic one (10 hashes
+    -- estimated), so PostgreSQL would plan the 4 probes again on every call, which took longer than
+    -- running them (1 ms against 0.6 ms at a million images, threshold 8)
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     f0 bigint[];
@@ -135,6 +143,8 @@ CREATE OR REPLACE FUNCTION dbdedup.lookup(hash bigint, variants bigint[] DEFAULT
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
                    matched_by text, transform text, transform_distance integer, similarity real)
     LANGUAGE plpgsql STABLE
+    -- the static queries planned once a session (see dbdedup.near_phash_values)
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     s name := dbdedup.vector_schema();
@@ -142,6 +152,9 @@ DECLARE
     by_transform bigint[] := '{}';
     by_trim bigint[] := '{}';
     by_embedding bigint[] := '{}';
+    hits bigint[];
+    sim_ids bigint[] := '{}';
+    sims real[] := '{}';
     use_embedding boolean;
 BEGIN
     IF hash IS NULL THEN
@@ -180,38 +193,38 @@ BEGIN
                          ORDER BY e.embedding OPERATOR(%1$I.<=>) $1::%1$I.vector LIMIT $2) $q$, s)
             INTO by_embedding USING embedding, neighbours + 1;
     END IF;
-    RETURN QUERY EXECUTE format($q$
-        WITH hit AS (
-            SELECT i.id, i.path, i.phash, i.phash_variants, i.width, i.height, i.size_bytes
-            FROM dbdedup.images i
-            WHERE i.status = 'ok' AND i.phash = ANY($1 || $2)
-            UNION
-            SELECT i.id, i.path, i.phash, i.phash_variants, i.width, i.height, i.size_bytes
-            FROM dbdedup.images i
-            WHERE i.status = 'ok' AND i.id = ANY($3 || $4)
-        ), signal AS (
-            SELECT h.*, bit_count((h.phash # $5)::bit(64))::integer AS d, t.distance AS td, t.transform AS tname,
-                   %1$s AS sim
-            FROM hit h
-            LEFT JOIN LATERAL dbdedup.best_transform($5, $6, h.phash, h.phash_variants) t ON $6 IS NOT NULL
-            %2$s
-        ), judged AS (
-            SELECT x.*, CASE WHEN x.d <= $7 THEN 'hash'
-                             WHEN x.td <= $8 THEN 'transform'
-                             WHEN x.sim >= $9 AND least(x.d, x.td) <= $10 THEN 'embedding' END AS matched_by
-            FROM signal x
-        )
-        SELECT j.id, j.path, j.d, j.width, j.height, j.size_bytes, j.matched_by,
-               CASE WHEN j.td < j.d THEN j.tname END, CASE WHEN j.td < j.d THEN j.td END, j.sim
-        FROM judged j
-        WHERE j.matched_by IS NOT NULL
-        ORDER BY least(j.d, j.td), j.sim DESC NULLS LAST, j.path
-        $q$,
-        CASE WHEN use_embedding THEN format('(1 - (e.embedding OPERATOR(%1$I.<=>) $11::%1$I.vector))::real', s)
-             ELSE 'NULL::real' END,
-        CASE WHEN use_embedding THEN 'LEFT JOIN dbdedup.image_embeddings e ON e.image_id = h.id' ELSE '' END)
-    USING by_hash, by_transform, by_trim, by_embedding, hash, variants, max_distance, transform_max_distance,
-          min_similarity, confirm_distance, embedding;
+    hits := ARRAY(SELECT i.id FROM dbdedup.images i WHERE i.status = 'ok' AND i.phash = ANY(by_hash || by_transform))
+            || by_trim || by_embedding;
+    IF use_embedding THEN
+        -- the cosine of every hit (pgvector's operator lives in a schema known only at run time)
+        EXECUTE format($q$
+            SELECT coalesce(array_agg(e.image_id), '{}'),
+                   coalesce(array_agg((1 - (e.embedding OPERATOR(%1$I.<=>) $1::%1$I.vector))::real), '{}')
+            FROM dbdedup.image_embeddings e WHERE e.image_id = ANY($2) $q$, s)
+            INTO sim_ids, sims USING embedding, hits;
+    END IF;
+    -- static, so planned once a session: a dynamic query here was planned on every call
+    RETURN QUERY
+    WITH hit AS (
+        SELECT i.id, i.path, i.phash, i.phash_variants, i.width, i.height, i.size_bytes
+        FROM dbdedup.images i
+        WHERE i.status = 'ok' AND i.id = ANY(hits)
+    ), signal AS (
+        SELECT h.*, bit_count((h.phash # hash)::bit(64))::integer AS d, t.distance AS td, t.transform AS tname, e.sim
+        FROM hit h
+        LEFT JOIN LATERAL dbdedup.best_transform(hash, variants, h.phash, h.phash_variants) t ON variants IS NOT NULL
+        LEFT JOIN unnest(sim_ids, sims) e (id, sim) ON e.id = h.id
+    ), judged AS (
+        SELECT x.*, CASE WHEN x.d <= max_distance THEN 'hash'
+                         WHEN x.td <= transform_max_distance THEN 'transform'
+                         WHEN x.sim >= min_similarity AND least(x.d, x.td) <= confirm_distance THEN 'embedding' END AS how
+        FROM signal x
+    )
+    SELECT j.id, j.path, j.d, j.width, j.height, j.size_bytes, j.how,
+           CASE WHEN j.td < j.d THEN j.tname END, CASE WHEN j.td < j.d THEN j.td END, j.sim
+    FROM judged j
+    WHERE j.how IS NOT NULL
+    ORDER BY least(j.d, j.td), j.sim DESC NULLS LAST, j.path;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.lookup(bigint, bigint[], real[], integer, integer, real, integer, integer) IS
@@ -226,15 +239,20 @@ COMMENT ON FUNCTION dbdedup.lookup(bigint, bigint[], real[], integer, integer, r
 CREATE OR REPLACE FUNCTION dbdedup.similar_to_hash(hash bigint, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash')
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint)
     LANGUAGE plpgsql STABLE
+    SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
     kind text := dbdedup.hash_column(hash_kind);
+    near bigint[];
 BEGIN
     IF kind = 'phash' THEN
+        -- a variable, not the call in the query: the planner would run the (stable) lookup once more
+        -- to estimate the rows of = ANY(...), doubling the work of every call
+        near := dbdedup.near_phash_values(ARRAY[hash], max_distance);
         RETURN QUERY
         SELECT i.id, i.path, bit_count((i.phash # hash)::bit(64))::integer, i.width, i.height, i.size_bytes
         FROM dbdedup.images i
-        WHERE i.status = 'ok' AND i.phash = ANY(dbdedup.near_phash_values(ARRAY[hash], max_distance))
+        WHERE i.status = 'ok' AND i.phash = ANY(near)
         ORDER BY 3, 2;
         RETURN;
     END IF;
