@@ -92,6 +92,47 @@ def test_lookups_equal_a_brute_force_at_every_threshold_up_to_15(conn):
     assert seq_after == seq_before  # and no lookup read the whole table
 
 
+def test_flipped_and_trimmed_lookups_equal_a_brute_force(conn):
+    """The variants' probes at transform distances whose per-block radii run from -1 to 3."""
+    rng = random.Random(19)
+    rows = _load_synthetic(conn, rng, n=2000)
+    for t, td in ((0, 0), (4, 2), (8, 6), (8, 12), (12, 15)):
+        for _ in range(6):
+            _, h, v = rng.choice(rows)
+            query = _flip(rng, h, rng.randint(0, t + 3))
+            # the query's orientations: some near stored pHashes, some near stored trimmed pHashes
+            variants = [_flip(rng, rng.choice(rows)[1], rng.randint(0, td + 2)) for _ in range(4)]
+            trimmed = [r[2][7] for r in rows if len(r[2]) == 8]
+            variants += [_flip(rng, rng.choice(trimmed), rng.randint(0, td + 2)) for _ in range(3)]
+            by_hash = {i for i, p, _ in rows if _distance(p, query) <= t}
+            by_variant = {i for i, p, _ in rows if any(_distance(p, x) <= td for x in variants)}
+            by_trim = {i for i, _, w in rows if len(w) == 8 and any(_distance(w[7], x) <= td for x in [query] + variants)}
+            got = conn.execute("SELECT image_id, matched_by, transform_distance FROM dbdedup.lookup(%s, %s, NULL, %s, %s)",
+                               (query, variants, t, td)).fetchall()
+            assert {r[0] for r in got} == by_hash | by_variant | by_trim, (t, td)
+            assert {r[0] for r in got if r[1] == "hash"} == by_hash
+            assert all(r[1] == "transform" and (r[2] is None or r[2] <= td) for r in got if r[0] not in by_hash)
+
+
+def test_a_lookup_probes_the_indexes_once(conn):
+    """similar_to_hash ran the probes twice a call when they sat inside its query (the planner's estimate ran them)."""
+    rng = random.Random(20)
+    rows = _load_synthetic(conn, rng, n=300)
+    conn.execute("SET track_functions = 'all'")
+
+    def probe_calls() -> int:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.commit()
+        return conn.execute("SELECT coalesce(sum(calls), 0) FROM pg_stat_user_functions "
+                            "WHERE schemaname = 'dbdedup' AND funcname = 'near_phash_values'").fetchone()[0]
+
+    before = probe_calls()
+    for _, h, _ in rows[:7]:
+        assert conn.execute("SELECT count(*) FROM dbdedup.similar_to_hash(%s, 8)", (h,)).fetchone()[0] >= 1
+        conn.execute("SELECT count(*) FROM dbdedup.lookup(%s, NULL, NULL, 8)", (h,)).fetchone()
+    assert probe_calls() - before == 14
+
+
 def test_above_15_the_lookup_is_still_exact(conn):
     rng = random.Random(16)
     rows = _load_synthetic(conn, rng, n=600)
