@@ -233,14 +233,13 @@ def decode_colour(data: bytes, *, side: int = verify.GEOMETRY_SIDE, max_pixels: 
 class _Seen:
     """One image as a worker has it: its features, working pixels and keypoints, or why not."""
 
-    __slots__ = ("features", "pixels", "keypoints", "error", "backfill")
+    __slots__ = ("features", "pixels", "keypoints", "error")
 
     def __init__(self):
         self.features: verify.Features | None = None
         self.pixels: np.ndarray | None = None
         self.keypoints: dict[str, verify.Keypoints] = {}
         self.error: str | None = None
-        self.backfill: tuple | None = None
 
 
 class PairChecker:

@@ -193,3 +193,43 @@ def test_watermarked_copy_is_accepted_on_the_signature():
     ImageDraw.Draw(marked).text((300, 320), "(c) someone 2026", fill=(255, 255, 255))
     verdict = verify.signature_verdict(verify.Features.of(original), verify.Features.of(marked))
     assert verdict is not None and verdict.verified
+
+
+def test_the_colour_warp_is_only_paid_for_a_pair_with_enough_inliers():
+    original = scene()
+    w, h = original.size
+    crop = original.crop((30, 20, 30 + int(w * 0.866), 20 + int(h * 0.866)))
+    ka, kb = verify.keypoints(original), verify.keypoints(crop)
+    found = verify.geometric_match(ka, kb)
+    assert found.inliers >= verify.MIN_INLIERS and found.colour is not None and found.overlap > 0.5
+    # the same match asked for more inliers than it has: no warp, and the verdict cannot be geometry
+    strict = verify.geometric_match(ka, kb, min_inliers=found.inliers + 1)
+    assert strict.inliers == found.inliers and strict.colour is None and strict.overlap == 0.0
+    a, b = verify.Features.of(original), verify.Features.of(crop)
+    assert verify.geometric_verdict(a, b, strict, min_inliers=found.inliers + 1).reason == "no_geometry"
+    assert verify.geometric_verdict(a, b, found).reason == "geometry"
+
+
+def test_orb_keypoints_align_a_crop_at_a_smaller_side_and_do_not_mix_with_sift():
+    original = scene()
+    w, h = original.size
+    crop = original.crop((30, 20, 30 + int(w * 0.866), 20 + int(h * 0.866)))
+    ka = verify.keypoints(original, 256, max_keypoints=500, method="orb")
+    kb = verify.keypoints(crop, 256, max_keypoints=500, method="orb")
+    assert ka.descriptors.dtype == np.uint8 and max(ka.pixels.shape[:2]) == 256
+    match = verify.geometric_match(ka, kb)
+    assert match.inliers >= verify.MIN_INLIERS and abs(match.scale - 0.866) < 0.05
+    with pytest.raises(ValueError):
+        verify.geometric_match(ka, verify.keypoints(crop))
+    with pytest.raises(ValueError):
+        verify.keypoints(original, method="surf")
+
+
+def test_mirrored_keypoints_are_found_again_on_the_mirrored_pixels():
+    original = scene()
+    mirrored = ImageOps.mirror(original)
+    found = verify.keypoints(original)
+    plain = verify.geometric_match(found, verify.keypoints(mirrored))
+    flipped = verify.geometric_match(verify.oriented_keypoints(found, "flip_h"), verify.keypoints(mirrored))
+    assert plain.inliers < verify.MIN_INLIERS <= flipped.inliers
+    assert verify.oriented_keypoints(found, "identity") is found
