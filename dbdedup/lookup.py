@@ -75,8 +75,12 @@ def _queries() -> dict[str, str]:
 
 
 def find_image(conn: psycopg.Connection, path: str) -> int | None:
-    """The id of the ok image stored at ``path`` (as stored), or None."""
-    row = conn.execute(_queries()["image_by_path"], {"path": path}).fetchone()
+    """The id of the ok image stored at ``path`` (as stored, or as displayed), or None."""
+    q = _queries()
+    # path_bytes has the unique index; a command-line path turns back into its bytes exactly
+    row = conn.execute(q["image_by_path_bytes"], {"path_bytes": os.fsencode(path)}).fetchone()
+    if row is None and "\\x" in path:  # the displayed form of a path that is not UTF-8
+        row = conn.execute(q["image_by_path"], {"path": path}).fetchone()
     return row[0] if row else None
 
 

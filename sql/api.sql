@@ -147,7 +147,7 @@ CREATE OR REPLACE FUNCTION dbdedup.lookup(hash bigint, variants bigint[] DEFAULT
     SET plan_cache_mode = force_generic_plan
     AS $$
 DECLARE
-    s name := dbdedup.vector_schema();
+    s name;
     by_hash bigint[];
     by_transform bigint[] := '{}';
     by_trim bigint[] := '{}';
@@ -178,8 +178,10 @@ BEGIN
         by_transform := dbdedup.near_phash_values(variants, transform_max_distance);
         by_trim := dbdedup.near_trimmed_images(hash || variants, transform_max_distance);
     END IF;
-    use_embedding := embedding IS NOT NULL AND min_similarity IS NOT NULL AND s IS NOT NULL
-                     AND to_regclass('dbdedup.image_embeddings') IS NOT NULL;
+    IF embedding IS NOT NULL AND min_similarity IS NOT NULL THEN
+        s := dbdedup.vector_schema();
+    END IF;
+    use_embedding := s IS NOT NULL AND to_regclass('dbdedup.image_embeddings') IS NOT NULL;
     IF use_embedding THEN
         IF current_setting('hnsw.ef_search', true)::integer < neighbours + 1 THEN
             PERFORM set_config('hnsw.ef_search', (neighbours + 1)::text, true);
@@ -322,9 +324,12 @@ CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAU
                    matched_by text, transform text, transform_distance integer, similarity real)
     LANGUAGE sql STABLE
     AS $$
+        -- by path_bytes (unique index); the displayed path only when it has the \xNN escapes of a
+        -- path that is not UTF-8 (no index on path: that is a scan)
         SELECT s.* FROM dbdedup.images i,
              dbdedup.similar(i.id, $2, $3, $4, $5, $6, $7) s
-        WHERE i.path = $1 AND i.status = 'ok'
+        WHERE i.id = coalesce((SELECT p.id FROM dbdedup.images p WHERE p.path_bytes = convert_to($1, 'UTF8') AND p.status = 'ok'),
+                              (SELECT p.id FROM dbdedup.images p WHERE strpos($1, '\x') > 0 AND p.path = $1 AND p.status = 'ok'))
     $$;
 COMMENT ON FUNCTION dbdedup.similar(text, integer, text, integer, real, integer, integer) IS
     'dbdedup.similar of the image stored at this path. Example: SELECT * FROM dbdedup.similar(''/photos/a.jpg'').';

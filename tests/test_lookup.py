@@ -133,6 +133,28 @@ def test_a_lookup_probes_the_indexes_once(conn):
     assert probe_calls() - before == 14
 
 
+def test_a_path_is_found_by_its_bytes_without_a_scan(conn):
+    from dbdedup.lookup import find_image
+
+    rng = random.Random(21)
+    rows = _load_synthetic(conn, rng, n=500)
+    _, seq_before = _index_scans(conn)
+    assert find_image(conn, "/synthetic/7.jpg") == rows[7][0]
+    assert find_image(conn, "/synthetic/nowhere.jpg") is None
+    expected = conn.execute("SELECT * FROM dbdedup.similar(%s::bigint, 12)", (rows[7][0],)).fetchall()
+    assert conn.execute("SELECT * FROM dbdedup.similar('/synthetic/7.jpg', 12)").fetchall() == expected
+    assert conn.execute("SELECT count(*) FROM dbdedup.similar('/synthetic/nowhere.jpg')").fetchone()[0] == 0
+    _, seq_after = _index_scans(conn)
+    assert seq_after == seq_before  # 500 rows would be read by a scan of images.path (no index)
+    # a displayed path with the \xNN escape of a byte that is not UTF-8 is still found (by the scan)
+    with conn.cursor() as cur, cur.copy("COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, "
+                                        "phash, dhash, ahash) FROM STDIN") as copy:
+        copy.write_row(("/t/caf\\xe9.jpg", b"/t/caf\xe9.jpg", 1, 1, "ok", rng.randbytes(32), 5, 5, 5))
+    conn.commit()
+    assert find_image(conn, "/t/caf\\xe9.jpg") is not None
+    assert find_image(conn, os.fsdecode(b"/t/caf\xe9.jpg")) is not None
+
+
 def test_above_15_the_lookup_is_still_exact(conn):
     rng = random.Random(16)
     rows = _load_synthetic(conn, rng, n=600)

@@ -13,7 +13,11 @@ SELECT * FROM dbdedup.similar(%(image_id)s::bigint, %(max_distance)s, %(hash_kin
 SELECT s.*, 'hash' AS matched_by, NULL::text AS transform, NULL::integer AS transform_distance, NULL::real AS similarity
 FROM dbdedup.similar_to_hash(%(hash)s::bigint, %(max_distance)s, %(hash_kind)s) s
 
+-- name: image_by_path_bytes
+SELECT id FROM dbdedup.images WHERE path_bytes = %(path_bytes)s AND status = 'ok'
+
 -- name: image_by_path
+-- A displayed path (\xNN escapes for bytes that are not UTF-8): no index, a scan.
 SELECT id FROM dbdedup.images WHERE path = %(path)s AND status = 'ok'
 
 -- name: latest_reduction
