@@ -3,6 +3,7 @@
     .venv/bin/python bench/load_bench.py            # full: 10k small, 200 x 12 MP, flat-memory 2k/10k/40k
     .venv/bin/python bench/load_bench.py --repeat 3 # best and spread of 3 runs
     .venv/bin/python bench/load_bench.py --signals all --skip-flat   # the default load only
+    .venv/bin/python bench/load_bench.py --index-upkeep 1000000      # what the lookup indexes cost the load
 
 Each set is loaded once per signal configuration (--signals, default all four when
 the CLI has the options): `hashes` (--no-orientations --embedder none), `+orientations`
@@ -169,7 +170,16 @@ def main() -> None:
     parser.add_argument("--skip-flat", action="store_true", help="skip the 2k/10k/40k memory series")
     parser.add_argument("--signals", default=",".join(SIGNALS),
                         help=f"load configurations to measure, comma-separated, of: {', '.join(SIGNALS)}")
+    parser.add_argument("--index-upkeep", type=int, default=0, metavar="N",
+                        help="only the load-time cost of the lookup indexes (issue 15): N synthetic images through the "
+                             "loader's write path with and without them (bench/lookup_bench.py --upkeep)")
     args = parser.parse_args()
+    if args.index_upkeep:
+        from dbdedup import db as dbmod
+        from lookup_bench import upkeep
+
+        upkeep(dbmod.start_embedded(OUT / "pgdata"), args.index_upkeep, repeat=max(args.repeat, 2), trimmed_share=0.1)
+        return
     signals = [name.strip() for name in args.signals.split(",")]
     unknown = [name for name in signals if name not in SIGNALS]
     if unknown:
