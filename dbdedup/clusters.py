@@ -48,7 +48,8 @@ from . import embedding_index
 from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
 from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
-                       check_signal_arguments, find_pairs, match_state, pairs_are_current, signals_are_current)
+                       check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,
+                       signals_are_current)
 from .sqlfiles import named_queries
 
 KEEPER_RULES = ("largest", "newest", "oldest")
@@ -214,6 +215,7 @@ class ClusterResult:
     matched: bool = False  # matching ran to get here
     rebuilt: bool = False  # clusters were rebuilt to get here
     match: MatchResult | None = None  # the MatchResult when matching ran
+    verification: object | None = None  # the verify_workers.VerifySummary when pending pairs were checked by their pixels
     rule_note: str | None = None  # why the rule applied differs from the one asked
 
 
@@ -303,15 +305,21 @@ def ensure_clusters(
     full: bool = False,
     lock_wait: float | None = None,
     on_wait: Callable[[str], None] | None = None,
+    verify_workers: int | None = None,
+    verify_progress=None,
 ) -> ClusterResult:
     """Make the current clustering match ``settings`` (default: the stored ones) and the images as
     they are now; the library entry of `match`, `report`, `export` and `apply`.
 
     Matching runs (incrementally; in full with ``full``; always when a ``method`` is named) when
     images changed since the last match, the pairs do not reach the threshold, or the signals the
-    rule uses are not current; it waits up to ``lock_wait`` seconds for a running load. The
-    clusters are rebuilt when their settings differ or the pairs changed. When everything is
-    current this costs a few queries and writes nothing (a read-only role can run it).
+    rule uses are not current; it waits up to ``lock_wait`` seconds for a running load. Matching
+    verifies the new pairs from the stored signals; the pairs still pending then are checked by
+    their pixels (``verify_workers.verify_pending_pairs``, in ``verify_workers`` processes, with
+    ``verify_progress`` callbacks), so that every pair has a verdict before clustering: only
+    verified pairs link images. The clusters are rebuilt when their settings differ, the pairs
+    changed or verdicts were given. When everything is current this costs a few queries and
+    writes nothing (a read-only role can run it).
     """
     asked = settings or current_settings(conn)
     asked.check()
@@ -327,15 +335,21 @@ def ensure_clusters(
                            transforms=transforms, embeddings=embeddings,
                            transform_distance=applied.transform_distance, min_similarity=applied.min_similarity,
                            lock_wait=lock_wait, on_wait=on_wait)
+    verification = None
+    if pending_pairs(conn, applied.hash_kind):
+        from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
+
+        verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress)
     params = current_parameters(conn)
     state = match_state(conn, applied.hash_kind)
     if not conn.autocommit:
         conn.commit()
-    if params is not None and match is None:
+    if params is not None and match is None and verification is None:
         if (_built_settings(params) == applied and state is not None
                 and params["matched_seq"] == state["matched_seq"]):
             return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=_rule_note(asked, applied))
     result = build_clusters(conn, applied)
-    return replace(result, matched=match is not None, match=match, rule_note=_rule_note(asked, applied))
+    return replace(result, matched=match is not None, match=match, verification=verification,
+                   rule_note=_rule_note(asked, applied))

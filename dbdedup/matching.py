@@ -93,6 +93,17 @@ class SignalResult:
 
 
 @dataclass(frozen=True)
+class VerificationResult:
+    """What one run of the SQL verification (``dbdedup.verify_pairs``) did with the pairs that had no verdict."""
+
+    pairs: int  # pairs looked at (every pair without a verdict)
+    verified: int  # found the same picture (exact copies, signatures)
+    rejected: int  # found different pictures, or without a signal of their own
+    pending: int  # left for the geometric check (verified IS NULL)
+    seconds: float
+
+
+@dataclass(frozen=True)
 class MatchResult:
     """What one matching run did."""
 
@@ -108,6 +119,7 @@ class MatchResult:
     seconds: float
     transforms: SignalResult | None = None
     embeddings: SignalResult | None = None
+    verification: VerificationResult | None = None
 
 
 def _queries() -> dict[str, str]:
@@ -159,6 +171,11 @@ def find_pairs(
     each image's ``neighbours`` nearest embedding vectors with cosine similarity >=
     ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector).
 
+    Then every pair without a verdict gets one from the stored signals (``dbdedup.verify_pairs``:
+    exact copies, colour signatures of aligned pairs); the pairs those cannot settle stay pending
+    (``verified IS NULL``) for ``dbdedup.verify_workers.verify_pending_pairs``. Only verified pairs
+    link images in clusters.
+
     Holds the load lock meanwhile: waits up to ``lock_wait`` seconds for a running load (or
     match), calling ``on_wait(description)`` once when it has to wait.
     """
@@ -184,6 +201,7 @@ def find_pairs(
                 embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
                                                                      "neighbours": neighbours,
                                                                      "full": full}).fetchone()
+            verify_row = cur.execute(q["verify_pairs"], {"hash_kind": hash_kind}).fetchone()
         if not conn.autocommit:
             conn.commit()
     assert row is not None
@@ -207,6 +225,7 @@ def find_pairs(
             signal="embeddings", mode=embedding_row["mode"], method=None, probes=embedding_row["probes"],
             candidates=embedding_row["candidates"], pairs=embedding_row["pairs"], seconds=embedding_row["seconds"],
         ) if embedding_row else None,
+        verification=VerificationResult(**verify_row),
     )
 
 
@@ -250,6 +269,11 @@ def ensure_pairs(conn: psycopg.Connection, *, threshold: int, hash_kind: str = "
     if pairs_are_current(conn, threshold=threshold, hash_kind=hash_kind):
         return None
     return find_pairs(conn, threshold=threshold, hash_kind=hash_kind, lock_wait=lock_wait, on_wait=on_wait)
+
+
+def pending_pairs(conn: psycopg.Connection, hash_kind: str | None = None) -> int:
+    """How many pairs (of ``hash_kind``; of every kind for None) wait for the geometric check (``verified IS NULL``)."""
+    return int(conn.execute(_queries()["pending_pairs"], {"hash_kind": hash_kind}).fetchone()[0])
 
 
 def common_hash_counts(conn: psycopg.Connection, hash_kind: str = "phash") -> tuple[int, int]:

@@ -12,11 +12,12 @@ CREATE OR REPLACE FUNCTION dbdedup.is_under(path text, prefixes text[]) RETURNS 
 COMMENT ON FUNCTION dbdedup.is_under(text, text[]) IS 'True when path is one of the prefixes or lies under one of them (whole path components).';
 
 CREATE OR REPLACE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer, transform_max_distance integer, min_similarity real,
-                                     confirm_distance integer, distance integer, transform_distance integer, similarity real)
+                                     confirm_distance integer, distance integer, transform_distance integer, similarity real,
+                                     verified boolean)
     RETURNS boolean
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        SELECT CASE rule
+        SELECT coalesce(verified, false) AND CASE rule
             WHEN 'hash' THEN distance <= max_distance
             WHEN 'transforms' THEN distance <= max_distance OR coalesce(transform_distance <= transform_max_distance, false)
             WHEN 'embedding' THEN coalesce(similarity >= min_similarity, false)
@@ -24,8 +25,9 @@ CREATE OR REPLACE FUNCTION dbdedup.pair_is_edge(rule text, max_distance integer,
                  OR (coalesce(similarity >= min_similarity, false) AND distance <= confirm_distance)
         END
     $$;
-COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real) IS
-    'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule).';
+COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, integer, integer, real, boolean) IS
+    'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule): only a verified pair '
+    '(pairs.verified true, dbdedup.verify_pairs) does, when its signals are within the rule''s bounds.';
 
 CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
                                        keeper_rule text DEFAULT 'largest', reference_paths text[] DEFAULT '{}',
@@ -64,6 +66,9 @@ BEGIN
         PERFORM dbdedup.match(max_distance, kind);
         SELECT * INTO st FROM dbdedup.match_state s WHERE s.hash_kind = kind;
     END IF;
+    -- pairs found since the last verdicts get theirs (the ones the stored signals cannot settle
+    -- stay pending, and unlinked, until the geometric check gives them one)
+    PERFORM dbdedup.verify_pairs(kind);
     PERFORM pg_advisory_xact_lock(7220003);
 
     -- the pairs that join images under the rule, with what links them
@@ -77,7 +82,7 @@ BEGIN
     FROM dbdedup.pairs p
     WHERE p.hash_kind = kind
       AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
-                               p.transform_distance, p.similarity);
+                               p.transform_distance, p.similarity, p.verified);
     -- reviewers' verdicts, by content: a pair judged not a duplicate never links; an image judged
     -- not in its cluster links by no signal; a confirmed pair links whatever its distance
     -- (the images the verdicts name are read once into cc_verdict_image, and the images to rank
@@ -231,8 +236,9 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, real, integer, integer) IS
-    'Cluster the pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
-    'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals). '
+    'Cluster the verified pairs that join images under a rule (hash, transforms, embedding, fused; see cluster_parameters.rule), '
+    'matching pHash pairs first if needed (run dbdedup.match_transforms / match_embeddings before for those signals), and '
+    'verifying the pairs that have no verdict yet (dbdedup.verify_pairs: a pending pair links nothing). '
     'Keeper order: a keeper verdict first, then reference paths, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
@@ -262,13 +268,15 @@ BEGIN
         PERFORM dbdedup.match_embeddings(cp.min_similarity,
                                          coalesce((SELECT s.neighbours FROM dbdedup.signal_state s WHERE s.signal = 'embeddings'), 10));
     END IF;
+    -- (build_clusters verifies the new pairs first)
     PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'),
                                    clustering, cp.min_similarity, cp.confirm_distance, cp.transform_distance);
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
     'Incremental matching of new and changed images (pHash pairs, then the transform and embedding signals the stored '
-    'rule uses), then the clusters rebuilt with the stored parameters. '
+    'rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
+    'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
 
 -- The keeper's file is read from the keeper's own row of its cluster (a window over the cluster)

@@ -194,6 +194,10 @@ BEGIN
     IF is_full THEN
         DELETE FROM dbdedup.pairs p
         WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND p.distance > ms.max_distance AND p.similarity IS NULL;
+        -- (the variants are kept aside: a pair whose variant changes is verified again, below)
+        CREATE TEMP TABLE tf_before ON COMMIT DROP AS
+        SELECT p.image_a, p.image_b, p.transform, p.transform_distance
+        FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND NOT p.is_exact;
         UPDATE dbdedup.pairs p SET transform = NULL, transform_distance = NULL
         WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL;
     END IF;
@@ -309,9 +313,21 @@ BEGIN
     ) x
     WHERE d < plain AND NOT exact
     ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
-        SET transform = excluded.transform, transform_distance = excluded.transform_distance
+        SET transform = excluded.transform, transform_distance = excluded.transform_distance,
+            -- another variant aligns them: verified again (in a full run, only when it changed: see tf_before)
+            verified = CASE WHEN is_full THEN p.verified END,
+            verify_score = CASE WHEN is_full THEN p.verify_score END,
+            verify_reason = CASE WHEN is_full THEN p.verify_reason END
         WHERE p.transform_distance IS NULL OR excluded.transform_distance < p.transform_distance;
 
+    IF is_full THEN
+        -- a verdict was given knowing the pair's variant: verified again when the variant changed
+        UPDATE dbdedup.pairs p SET verified = NULL, verify_score = NULL, verify_reason = NULL
+        FROM tf_before b
+        WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b
+          AND (p.transform, p.transform_distance) IS DISTINCT FROM (b.transform, b.transform_distance);
+        DROP TABLE tf_before;
+    END IF;
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL;
     INSERT INTO dbdedup.signal_state AS s (signal, max_distance, matched_seq, base_full_match_at, method, mode,
                                            candidates, pairs, seconds, matched_at)
@@ -454,7 +470,11 @@ BEGIN
     JOIN em_image ia ON ia.id = f.a
     JOIN em_image ib ON ib.id = f.b
     ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
-        SET similarity = greatest(p.similarity, excluded.similarity);
+        SET similarity = greatest(p.similarity, excluded.similarity),
+            -- a pair rejected as a weak embedding neighbour is verified again (the similarity routes it)
+            verified = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verified END,
+            verify_score = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_score END,
+            verify_reason = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_reason END;
 
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;
     -- (read first: Citus takes no subquery in INSERT ... VALUES)

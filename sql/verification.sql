@@ -46,75 +46,106 @@ COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity) and '
     'the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
--- Orientation as a reindexing of the signature's cells: position k of the oriented signature is
--- position cells[k] of the original, for the 16x16 lightness grid (1-256) and the two 8x8 chroma
--- grids (257-320, 321-384). Named as dbdedup.transform_name and dbdedup.verify.ORIENTATIONS.
+-- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
+-- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
+-- dbdedup.transform_name and dbdedup.verify.ORIENTATIONS.
+-- (Not STRICT, one expression: inlined into the queries that call it.)
+CREATE OR REPLACE FUNCTION dbdedup.grid_cell(orientation text, n integer, i integer, j integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE coalesce(orientation, 'identity')
+                   WHEN 'identity' THEN i * n + j
+                   WHEN 'flip_h' THEN i * n + (n - 1 - j)
+                   WHEN 'flip_v' THEN (n - 1 - i) * n + j
+                   WHEN 'rotate_90' THEN j * n + (n - 1 - i)
+                   WHEN 'rotate_180' THEN (n - 1 - i) * n + (n - 1 - j)
+                   WHEN 'rotate_270' THEN (n - 1 - j) * n + i
+                   WHEN 'transpose' THEN j * n + i
+                   WHEN 'transverse' THEN (n - 1 - j) * n + (n - 1 - i) END
+    $$;
+COMMENT ON FUNCTION dbdedup.grid_cell(text, integer, integer, integer) IS
+    'Which cell (0-based, row-major) of an n x n grid comes to row i, column j (0-based) when the grid is turned by an '
+    'orientation (identity for NULL; NULL for a name that is not one of the 8 orientations).';
+
 CREATE OR REPLACE FUNCTION dbdedup.signature_cells(orientation text) RETURNS integer[]
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
-DECLARE
-    cells integer[];
 BEGIN
     IF coalesce(orientation, 'identity') NOT IN ('identity', 'flip_h', 'flip_v', 'rotate_90', 'rotate_180',
                                                  'rotate_270', 'transpose', 'transverse') THEN
         RAISE EXCEPTION 'unknown orientation %', orientation
             USING HINT = 'use identity, flip_h, flip_v, rotate_90, rotate_180, rotate_270, transpose or transverse';
     END IF;
-    SELECT array_agg(g.base + 1 + CASE coalesce(orientation, 'identity')
-                         WHEN 'flip_h' THEN c.i * g.n + (g.n - 1 - c.j)
-                         WHEN 'flip_v' THEN (g.n - 1 - c.i) * g.n + c.j
-                         WHEN 'rotate_90' THEN c.j * g.n + (g.n - 1 - c.i)
-                         WHEN 'rotate_180' THEN (g.n - 1 - c.i) * g.n + (g.n - 1 - c.j)
-                         WHEN 'rotate_270' THEN (g.n - 1 - c.j) * g.n + c.i
-                         WHEN 'transpose' THEN c.j * g.n + c.i
-                         WHEN 'transverse' THEN (g.n - 1 - c.j) * g.n + (g.n - 1 - c.i)
-                         ELSE c.i * g.n + c.j END
-                     ORDER BY g.base, c.i, c.j)
-    INTO cells
-    FROM (VALUES (0, 16), (256, 8), (320, 8)) g(base, n)
-    CROSS JOIN LATERAL (SELECT x / g.n AS i, x % g.n AS j FROM generate_series(0, g.n * g.n - 1) x) c;
-    RETURN cells;
+    RETURN (SELECT array_agg(g.base + 1 + dbdedup.grid_cell(orientation, g.n, c / g.n, c % g.n) ORDER BY g.base, c)
+            FROM (VALUES (0, 16), (256, 8), (320, 8)) g(base, n), generate_series(0, g.n * g.n - 1) c);
 END
 $$;
 COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
-    'The cell permutation of a colour signature under an orientation (identity for NULL): position k of the oriented '
-    'signature is position cells[k] of the original (16x16 lightness, then the 8x8 a and b grids). An unknown name is an error.';
+    'The cell permutation of a colour signature under an orientation (identity for NULL): cell k of the oriented '
+    'signature is cell cells[k] of the original (see dbdedup.grid_cell). An unknown name is an error.';
 
--- Pure SQL over real[] (no pgvector needed). One pass over the 384 cells; the 8x8 lightness layout
--- is the mean of each 2x2 block of the 16x16 one, as in dbdedup.verify.compare_signatures.
+-- Comparing two signatures is done in two steps, so that a pair costs one pass over two zipped
+-- arrays: each image's signature is first normalised (dbdedup.signature_layout, once per image
+-- and orientation), then two layouts are compared (dbdedup.signature_compare). The orientation
+-- sends each cell where it goes (the inverse orientation's cell map) instead of fetching cells by
+-- subscript, which costs more.
+CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientation text DEFAULT NULL) RETURNS double precision[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        WITH s AS (SELECT v.light_spread_floor AS floor FROM dbdedup.verify_settings() v),
+        place AS MATERIALIZED (  -- each cell's grid, row and column (materialized: computed once, not per use)
+            SELECT c.x::double precision AS x, g.base, g.n, (c.i - 1 - g.base) / g.n AS i, (c.i - 1 - g.base) % g.n AS j
+            FROM unnest(signature) WITH ORDINALITY AS c(x, i)
+            CROSS JOIN LATERAL (SELECT CASE WHEN c.i <= 256 THEN 0 WHEN c.i <= 320 THEN 256 ELSE 320 END AS base,
+                                       CASE WHEN c.i <= 256 THEN 16 ELSE 8 END AS n) g
+            WHERE cardinality(signature) = 384
+        ),
+        cell AS MATERIALIZED (  -- the oriented signature: each cell sent where the orientation puts it
+            SELECT p.base + 1 + dbdedup.grid_cell(dbdedup.inverse_transform(orientation), p.n, p.i::integer, p.j::integer) AS k,
+                   p.x
+            FROM place p
+        ),
+        fine AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM cell, s WHERE k <= 256 GROUP BY s.floor),
+        coarse AS (SELECT ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2 AS c, avg(x) AS x FROM cell WHERE k <= 256 GROUP BY 1),
+        coarse_spread AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM coarse, s GROUP BY s.floor),
+        strength AS (SELECT sqrt(sum(x * x) / 64) AS rms FROM cell WHERE k > 256)
+        SELECT (SELECT array_agg((c.x - f.m) / f.spread ORDER BY c.k) FROM cell c, fine f WHERE c.k <= 256)
+               || (SELECT array_agg((c.x - t.m) / t.spread ORDER BY c.c) FROM coarse c, coarse_spread t)
+               || (SELECT array_agg(CASE WHEN h.rms > 0 THEN c.x / h.rms ELSE 0 END ORDER BY c.k) FROM cell c, strength h
+                   WHERE c.k > 256)
+               || ARRAY[(SELECT t.spread FROM coarse_spread t), (SELECT h.rms FROM strength h)]
+        WHERE signature IS NOT NULL AND cardinality(signature) = 384
+          -- an unknown orientation is an error (signature_cells raises it), not a silent NULL
+          AND (orientation IS NULL OR dbdedup.grid_cell(orientation, 1, 0, 0) IS NOT NULL
+               OR dbdedup.signature_cells(orientation) IS NULL)
+    $$;
+COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
+    'A colour signature (images.colour_signature) made ready for comparison, turned by an orientation (identity for '
+    'NULL): 450 values, the 16x16 lightness cells normalised to zero mean and unit spread, the 8x8 lightness layout '
+    '(means of 2x2 blocks) normalised the same way, the a and b cells scaled to unit RMS chroma, then the 8x8 layout''s '
+    'spread and the RMS chroma. NULL for a NULL signature or one not of 384 values.';
+
+CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[],
+        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT sqrt(avg((u.p - u.q) ^ 2) FILTER (WHERE u.k > 256 AND u.k <= 320)),
+               CASE WHEN least(x[450], y[450]) >= s.min_chroma
+                    THEN sqrt(sum((u.p - u.q) ^ 2) FILTER (WHERE u.k > 320) / 64) END,
+               greatest(x[449], y[449]) / least(x[449], y[449]),
+               (array_agg(abs(u.p - u.q) ORDER BY abs(u.p - u.q) DESC) FILTER (WHERE u.k <= 256))[s.detail_rank]
+        FROM unnest(x[1:448], y[1:448]) WITH ORDINALITY AS u(p, q, k), dbdedup.verify_settings() s
+        WHERE cardinality(x) = 450 AND cardinality(y) = 450
+        GROUP BY s.min_chroma, s.detail_rank
+    $$;
+COMMENT ON FUNCTION dbdedup.signature_compare(double precision[], double precision[]) IS
+    'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail.';
+
 CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orientation text DEFAULT NULL,
         OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        WITH s AS (SELECT v.light_spread_floor AS floor, v.min_chroma, v.detail_rank FROM dbdedup.verify_settings() v),
-        cell AS (
-            SELECT c.k, a[c.src]::double precision AS x, b[c.k]::double precision AS y
-            FROM unnest(dbdedup.signature_cells(orientation)) WITH ORDINALITY AS c(src, k)
-            WHERE cardinality(a) = 384 AND cardinality(b) = 384
-        ),
-        fine AS (
-            SELECT avg(x) AS mx, avg(y) AS my, greatest(stddev_pop(x), s.floor) AS sx, greatest(stddev_pop(y), s.floor) AS sy
-            FROM cell, s WHERE k <= 256 GROUP BY s.floor
-        ),
-        coarse AS (
-            SELECT avg(x) AS x, avg(y) AS y FROM cell WHERE k <= 256 GROUP BY ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2
-        ),
-        coarse_spread AS (
-            SELECT avg(x) AS mx, avg(y) AS my, greatest(stddev_pop(x), s.floor) AS sx, greatest(stddev_pop(y), s.floor) AS sy
-            FROM coarse, s GROUP BY s.floor
-        ),
-        strength AS (  -- RMS chroma of each image: sum of a^2 + b^2 over the 64 cells
-            SELECT sqrt(sum(x * x) / 64) AS ca, sqrt(sum(y * y) / 64) AS cb FROM cell WHERE k > 256
-        )
-        SELECT (SELECT sqrt(avg(((c.x - t.mx) / t.sx - (c.y - t.my) / t.sy) ^ 2)) FROM coarse c, coarse_spread t),
-               CASE WHEN least(h.ca, h.cb) >= s.min_chroma
-                    THEN (SELECT sqrt(sum((c.x / h.ca - c.y / h.cb) ^ 2) / 64) FROM cell c WHERE c.k > 256) END,
-               greatest(t.sx, t.sy) / least(t.sx, t.sy),
-               (SELECT d FROM (SELECT abs((c.x - f.mx) / f.sx - (c.y - f.my) / f.sy) AS d FROM cell c, fine f
-                               WHERE c.k <= 256) e
-                ORDER BY d DESC OFFSET s.detail_rank - 1 LIMIT 1)
-        FROM s, strength h, coarse_spread t
-        WHERE a IS NOT NULL AND b IS NOT NULL
+        SELECT * FROM dbdedup.signature_compare(dbdedup.signature_layout(a, orientation), dbdedup.signature_layout(b))
     $$;
 COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'How far two colour signatures (images.colour_signature) are, the first turned by an orientation (identity for NULL): '
@@ -148,6 +179,7 @@ BEGIN
     FROM dbdedup.images i
     WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
     CREATE INDEX ON vp_image (id);
+    ANALYZE vp_image;
 
     -- the route of each pair (as bench/accuracy/verify_study.py routes them): exact copies;
     -- images with no hash signal of their own or no signature; aligned pairs (a close pHash, or
@@ -181,6 +213,14 @@ BEGIN
            r.route AS reason
     FROM vp_route r
     WHERE r.route IN ('exact', 'low_quality', 'no_signature', 'weak_embedding');
+    -- each image's signature made ready for comparison once, in each orientation its pairs need
+    CREATE TEMP TABLE vp_layout ON COMMIT DROP AS
+    SELECT l.id, l.orientation, dbdedup.signature_layout(i.colour_signature, nullif(l.orientation, 'identity')) AS layout
+    FROM (SELECT r.image_a AS id, r.orientation FROM vp_route r WHERE r.route = 'aligned'
+          UNION SELECT r.image_b, 'identity' FROM vp_route r WHERE r.route = 'aligned') l
+    JOIN vp_image i ON i.id = l.id;
+    CREATE INDEX ON vp_layout (id, orientation);
+    ANALYZE vp_layout;
     -- aligned pairs: verified when every signature measure is within its limit; otherwise
     -- rejected when settled (one framing, or colours far apart), left pending when geometry could
     -- still find them the same picture
@@ -197,9 +237,9 @@ BEGIN
                  AND d.gain <= CASE WHEN d.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END
                  AND d.detail <= s.max_detail AS ok
           FROM vp_route r
-          JOIN vp_image a ON a.id = r.image_a
-          JOIN vp_image b ON b.id = r.image_b
-          CROSS JOIN LATERAL dbdedup.signature_distance(a.colour_signature, b.colour_signature, r.orientation) d
+          JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
+          JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'
+          CROSS JOIN LATERAL dbdedup.signature_compare(a.layout, b.layout) d
           WHERE r.route = 'aligned') m
     WHERE m.ok OR m.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless);
 
@@ -210,7 +250,7 @@ BEGIN
 
     SELECT count(*) INTO n_pairs FROM vp_pair;
     SELECT count(*) FILTER (WHERE v.verified), count(*) FILTER (WHERE NOT v.verified) INTO n_verified, n_rejected FROM vp_verdict v;
-    DROP TABLE vp_pair, vp_image, vp_route, vp_verdict;
+    DROP TABLE vp_pair, vp_image, vp_route, vp_layout, vp_verdict;
     RETURN QUERY SELECT n_pairs, n_verified, n_rejected, n_pairs - n_verified - n_rejected,
                         extract(epoch FROM clock_timestamp() - started)::double precision;
 END

@@ -3,19 +3,20 @@ incremental equals full, over-common hashes stay out, similar(), read-only acces
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
 import psycopg
 import pytest
 
-from dbdedup import lookup, matching
+from dbdedup import lookup, matching, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 
 COPY_IMAGES = (
-    "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash) "
-    "FROM STDIN"
+    "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, width, height, phash, dhash, ahash, "
+    "quality, colour_signature) FROM STDIN"
 )
 
 
@@ -43,6 +44,14 @@ def planted_hashes(n: int, seed: int, *, share: float = 0.1, max_flip: int = 10)
     return out
 
 
+@functools.cache
+def shared_signature() -> list[float]:
+    """One real colour signature (of a photo-like image) that every synthetic image gets."""
+    from images import photo
+
+    return [float(x) for x in verify.colour_signature(photo(0))]
+
+
 def insert_images(
     conn: psycopg.Connection,
     hashes: list[int],
@@ -55,6 +64,9 @@ def insert_images(
     """Insert ok images with these phash (= dhash = ahash) values straight into dbdedup.images; returns their ids.
 
     ``sizes``: (width, height, size_bytes, mtime_ns) per image; ``shas``: SHA-256 per image (random otherwise).
+    Every image gets the same hash quality and colour signature: as far as verification can see they are
+    one picture in colour, so every pair that is aligned by its hashes (pHash within 12) is verified and
+    links by the clustering rule alone, which is what the tests using them are about.
     """
     first = conn.execute("SELECT coalesce(max(id), 0) FROM dbdedup.images").fetchone()[0]
     # seeded by the first id too: two calls never make byte-identical files (same SHA-256) of different hashes
@@ -64,7 +76,7 @@ def insert_images(
             path = f"{prefix}/{first + i}.jpg"
             w, hgt, size, mtime = sizes[i] if sizes else (640, 480, 10_000 + i, 1_600_000_000_000_000_000 + i)
             sha = shas[i] if shas else rng.bytes(32)
-            copy.write_row((path, path.encode(), size, mtime, "ok", sha, w, hgt, h, h, h))
+            copy.write_row((path, path.encode(), size, mtime, "ok", sha, w, hgt, h, h, h, 50, shared_signature()))
     ids = [r[0] for r in conn.execute("SELECT id FROM dbdedup.images WHERE id > %s ORDER BY id", (first,)).fetchall()]
     conn.commit()
     return ids

@@ -18,6 +18,7 @@ from dbdedup import clusters, db as dbmod, embedding_index, matching
 from dbdedup.clusters import ClusterSettings
 from dbdedup.errors import DbdedupError
 from dbdedup.load import load_paths
+from dbdedup.verify_workers import verify_pending_pairs
 from images import photo, reencoded, resized, save
 
 # Seeds whose pictures are far apart under every orientation (best variant distance >= 20).
@@ -102,6 +103,8 @@ def test_flipped_rotated_and_bordered_copies_pair_with_their_originals(conn, tmp
     assert rot["transform"] == ("rotate_90" if rot["a"] == ids["orig2"] else "rotate_270"), rot
     # nothing links two different pictures
     assert all(origin[p["a"]] == origin[p["b"]] for p in pairs.values()), pairs
+    # every pair is verified before it may link: the pairs matching left pending, by their pixels
+    verify_pending_pairs(conn, workers=1)
 
     clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
     assert grouping(conn) == set()  # no copy is within 8 of its original as stored
@@ -225,6 +228,7 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     pair = phash_pairs(conn).get(frozenset((ids[str(copy)], ids[str(root / "orig1.jpg")])))
     assert pair is not None and pair["similarity"] >= 0.9, pair
 
+    verify_pending_pairs(conn, workers=1)  # the pairs matching left pending, by their pixels
     clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="embedding", min_similarity=0.8))
     groups = cluster_groups(conn)
     home = [g for g in groups.values() if ids[str(copy)] in g]
@@ -400,6 +404,7 @@ def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_p
     representative = min(i for p, i in ids.items() if "copy" in p or p.endswith("orig1.jpg"))
     pair = phash_pairs(conn).get(frozenset((representative, ids[str(root / "small1.jpg")])))
     assert pair is not None and pair["similarity"] is not None and pair["similarity"] >= 0.8
+    verify_pending_pairs(conn, workers=1)  # the pairs matching left pending, by their pixels
     clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="embedding", min_similarity=0.8))
     group = [g for g in cluster_groups(conn).values() if ids[str(root / "small1.jpg")] in g]
     assert len(group) == 1 and len(group[0]) == 32

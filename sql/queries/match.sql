@@ -11,6 +11,12 @@ SELECT * FROM dbdedup.match_transforms(%(max_distance)s, %(method)s, %(full)s)
 -- name: match_embeddings
 SELECT * FROM dbdedup.match_embeddings(%(min_similarity)s::real, %(neighbours)s, %(full)s)
 
+-- name: verify_pairs
+SELECT * FROM dbdedup.verify_pairs(%(hash_kind)s::text)
+
+-- name: pending_pairs
+SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL AND (%(hash_kind)s::text IS NULL OR hash_kind = %(hash_kind)s::text)
+
 -- name: signals_current
 -- The signals asked for were computed on the current pHash pairs (same mark, no full re-match since),
 -- far enough: transforms up to the threshold, embeddings down to the similarity (a small tolerance:
