@@ -1,10 +1,14 @@
 """Open and decode an image file once, into the working image every hash is computed from.
 
 Pure functions, no database. ``decode_image`` sniffs the format, checks the pixel count
-from the header, decodes the first frame (JPEGs as small greyscale drafts), applies the
+from the header, decodes the first frame (JPEGs as small drafts), applies the
 EXIF orientation and normalises the mode; large images are reduced, so the hashes run on
 a few hundred pixels a side. Failures raise ``ImageError`` with a reason code from
 ``REASONS`` and a readable detail.
+
+The same decode also gives a colour working image for the colour signature
+(``dbdedup.verify``): a colour JPEG is drafted in YCbCr, whose Y channel is exactly
+libjpeg's greyscale draft (the hashes do not change) and which converts to RGB.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 import numpy as np
@@ -80,7 +84,10 @@ class DecodedImage:
     ``image`` is the greyscale (or RGB) image the hashes are computed from: the
     first frame, EXIF orientation applied, transparency flattened on white,
     16-bit data scaled to 8 bits, and large images reduced (JPEG draft mode or
-    box reduction). ``width``/``height`` are the full size after orientation.
+    box reduction). ``colour`` is the same picture in colour ('RGB', or 'L' when
+    the file has no colour; often the same object as ``image``), about the same
+    size, for the colour signature; None when decoded without it. ``width``/``height``
+    are the full size after orientation.
     """
 
     image: Image.Image
@@ -88,6 +95,7 @@ class DecodedImage:
     width: int
     height: int
     frames: int
+    colour: Image.Image | None = None
 
 
 def _open(source, format_hint: str | None = None) -> Image.Image:
@@ -164,18 +172,49 @@ def _classify_decode_failure(exc: Exception, fmt: str) -> ImageError:
     return ImageError("decode_error", f"{fmt} image could not be decoded: {text}")
 
 
+class _ColourDraftFailed(Exception):
+    """libjpeg could not give this JPEG in YCbCr (its data is stored as RGB): decode it the old way."""
+
+
 def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = True) -> DecodedImage:
     """Decode the first frame of an image (bytes, a path or a binary file) for hashing.
 
-    Checks the pixel count from the header before decoding; raises ImageError.
+    Checks the pixel count from the header before decoding; raises ImageError. With ``colour``
+    the result's ``colour`` is the colour working image too (the hashing image is the same
+    either way).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
-        head = bytes(source[:32])
-        source = io.BytesIO(source)
+        data = bytes(source)
+        head = data[:32]
     else:
-        head = b""
+        data, head = None, b""
     known = sniff_format(head) if head else None
+    try:
+        return _decode(io.BytesIO(data) if data is not None else source, known, max_pixels,
+                       "YCbCr" if colour else "L", colour)
+    except _ColourDraftFailed:
+        pass
+    # A JPEG whose data is RGB, not YCbCr (Adobe transform 0): libjpeg converts it to grey
+    # itself for the hashes, as before, and a second draft in RGB gives the colour.
+
+    def again():
+        if data is not None:
+            return io.BytesIO(data)
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return source
+
+    decoded = _decode(again(), known, max_pixels, "L", False)
+    try:
+        tint = _decode(again(), known, max_pixels, "RGB", True).colour
+    except Exception:
+        tint = None  # the hashes stand; the image only has no colour signature
+    return replace(decoded, colour=tint)
+
+
+def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: bool) -> DecodedImage:
+    """``decode_image`` with a JPEG drafted in ``jpeg_mode`` ('L', 'YCbCr' or 'RGB')."""
     try:
         image = _open(source, known)
     except ImageError:
@@ -198,6 +237,7 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
             raise ImageError("too_many_pixels",
                              f"{fmt} header says {width}x{height} = {width * height:,} pixels, "
                              f"above the limit of {max_pixels:,} (--max-pixels)")
+        drafted_ycc = False
         try:
             frames = int(getattr(image, "n_frames", 1) or 1)
             if frames > 1:
@@ -208,26 +248,42 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
             except Exception:
                 orientation = 1  # a damaged EXIF block should not lose the image
             if fmt == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
-                image.draft("L", (WORKING_SIZE, WORKING_SIZE))
+                image.draft(jpeg_mode, (WORKING_SIZE, WORKING_SIZE))
+                drafted_ycc = image.mode == "YCbCr"
             image.load()
-            work = normalise_mode(image)
+            if drafted_ycc:
+                # libjpeg's Y channel, bit for bit what it gives for a greyscale draft
+                work = image.getchannel(0)
+                tint = image.convert("RGB")
+            else:
+                work = normalise_mode(image)
+                tint = work if colour else None
             factor = min(work.size) // REDUCE_TO
             if factor >= 4:
                 # a large non-JPEG: box-reduce the greyscale image first, so the
                 # LANCZOS resizes run on a few hundred pixels, not millions
+                if tint is not None:
+                    tint = tint.reduce(factor)
                 work = work.convert("L").reduce(factor)
             transpose = _ORIENTATION_TRANSPOSE.get(orientation)
             if transpose is not None:
+                shared = tint is work
                 work = work.transpose(transpose)
+                tint = work if shared else tint.transpose(transpose) if tint is not None else None
                 if orientation >= 5:
                     width, height = height, width
             if work is image:
                 work = image.copy()
+            if tint is image:
+                tint = work
         except ImageError:
             raise
         except Exception as exc:
+            if drafted_ycc:
+                raise _ColourDraftFailed() from exc
             raise _classify_decode_failure(exc, fmt) from exc
-    return DecodedImage(image=work, format=fmt, width=width, height=height, frames=frames)
+    return DecodedImage(image=work, format=fmt, width=width, height=height, frames=frames,
+                        colour=tint if colour else None)
 
 
 def register_optional_formats() -> list[str]:

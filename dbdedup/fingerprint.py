@@ -2,9 +2,10 @@
 
 One read of the file's bytes gives the SHA-256 and the decode (``dbdedup.decode``); the
 decoded working image gives the hashes (``dbdedup.hashes``), optionally the pHash of its
-other orientations and of its border-trimmed crop (``dbdedup.variants``) and a raw
-embedding descriptor (``dbdedup.embedding``). ``file_records`` does this for a chunk of
-files, hashing images of one shape together. Pure functions, no database.
+other orientations and of its border-trimmed crop (``dbdedup.variants``), a raw
+embedding descriptor (``dbdedup.embedding``) and the verification signals: the hash
+quality and the colour signature (``dbdedup.verify``). ``file_records`` does this for a
+chunk of files, hashing images of one shape together. Pure functions, no database.
 """
 
 from __future__ import annotations
@@ -21,12 +22,17 @@ from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .resample import grey_pixels
 from .variants import stored_variants, stored_variants_many
+from .verify import colour_signature, quality
 
 # Files larger than this are hashed by streaming and decoded from the file instead
 # of being held in memory whole.
 IN_MEMORY_LIMIT = 256 * 1024 * 1024
 
 PathLike = Union[str, bytes, os.PathLike]
+
+# An image smaller than this on a side gets no colour signature: its few pixels, stretched over
+# the signature's cells, are no colour layout to compare (it then matches only as an exact copy).
+MIN_SIGNATURE_SIDE = 4
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,14 @@ class Extras:
 
     ``orientations``: the pHash of the 7 other orientations and of the image with uniform
     borders trimmed (``dbdedup.variants``); ``embedder``: an ``dbdedup.embedding.Embedder``
-    whose raw descriptor is stored for the embedding vectors.
+    whose raw descriptor is stored for the embedding vectors; ``signals``: the hash quality
+    and colour signature that verification compares (``dbdedup.verify``; JPEGs are then
+    decoded in colour).
     """
 
     orientations: bool = False
     embedder: Embedder | None = None
+    signals: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +57,10 @@ class FileRecord:
 
     A loaded image has ``reason`` None and every image field set (``phash_variants`` when
     orientations were asked for; ``embedder``/``raw_descriptor`` when an embedder was given
-    and described it). A file that could not be loaded has ``reason`` (a key of
-    ``decode.REASONS``) and ``detail``, its image fields None; ``size_bytes`` and ``mtime_ns``
-    are 0 and ``device``/``inode`` None when not even its stat was readable.
+    and described it; ``quality`` and ``colour_signature`` when signals were asked for, or
+    ``signature_error`` saying why there is no signature). A file that could not be loaded has
+    ``reason`` (a key of ``decode.REASONS``) and ``detail``, its image fields None; ``size_bytes``
+    and ``mtime_ns`` are 0 and ``device``/``inode`` None when not even its stat was readable.
     """
 
     path: bytes
@@ -69,6 +79,9 @@ class FileRecord:
     phash_variants: list[int] | None = None  # 7 orientations, then trimmed + its 7 (when trimmed)
     embedder: str | None = None
     raw_descriptor: bytes | None = None
+    quality: int | None = None
+    colour_signature: bytes | None = None  # verify.SIGNATURE_LENGTH float32 values, native byte order
+    signature_error: str | None = None
     reason: str | None = None
     detail: str | None = None
 
@@ -97,20 +110,51 @@ def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
         raise ImageError("unreadable", f"read error: {exc.strerror or exc}") from exc
 
 
-def _read_and_decode(path: PathLike, max_pixels: int) -> tuple[bytes, os.stat_result, DecodedImage]:
+def _read_and_decode(path: PathLike, max_pixels: int, extras: Extras | None
+                     ) -> tuple[bytes, os.stat_result, DecodedImage]:
     data, digest, st = _read_file(path)
     if st.st_size == 0:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
-    return digest, st, decode_image(data if data is not None else path, max_pixels=max_pixels)
+    return digest, st, decode_image(data if data is not None else path, max_pixels=max_pixels,
+                                    colour=bool(extras and extras.signals))
+
+
+def verification_signals(decoded: DecodedImage) -> tuple[int | None, np.ndarray | None, str | None]:
+    """(hash quality, colour signature, why there is no signature) of a decoded image; never raises.
+
+    The quality is measured on the image the hashes are computed from, the signature on its colour
+    twin. A failure of either measure is the image's ``signature_error``: it must not cost the
+    file its hashes.
+    """
+    try:
+        measured = quality(decoded.image)
+    except Exception as exc:
+        return None, None, f"error: quality: {exc.__class__.__name__}: {exc}"[:200]
+    if min(decoded.width, decoded.height) < MIN_SIGNATURE_SIDE:
+        return measured, None, (f"too_small: {decoded.width}x{decoded.height} pixels, "
+                                f"fewer than {MIN_SIGNATURE_SIDE} a side")
+    if decoded.colour is None:
+        return measured, None, "no_colour: the colour decode failed"
+    try:
+        signature = colour_signature(decoded.colour)
+    except Exception as exc:
+        return measured, None, f"error: {exc.__class__.__name__}: {exc}"[:200]
+    if not np.isfinite(signature).all():
+        return measured, None, "error: the signature has values that are not finite"
+    return measured, signature, None
 
 
 def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedImage, hashes: Hashes,
-            variants: list[int] | None, embedder: Embedder | None, raw: bytes | None) -> FileRecord:
+            variants: list[int] | None, embedder: Embedder | None, raw: bytes | None,
+            signals: bool) -> FileRecord:
+    measured, signature, why = verification_signals(decoded) if signals else (None, None, None)
     return FileRecord(
         path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
         inode=st.st_ino, sha256=digest, format=decoded.format, width=decoded.width, height=decoded.height,
         frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
         phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
+        quality=measured, colour_signature=None if signature is None else signature.astype(np.float32).tobytes(),
+        signature_error=why,
     )
 
 
@@ -131,12 +175,12 @@ def failed_record(path: PathLike, reason: str, detail: str) -> FileRecord:
 def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                     extras: Extras | None = None) -> FileRecord:
     """Read ``path`` once and return its SHA-256, size, format, hashes and ``extras``; raise ImageError."""
-    digest, st, decoded = _read_and_decode(path, max_pixels)
+    digest, st, decoded = _read_and_decode(path, max_pixels, extras)
     hashes, low_block = hashes_and_dct_block(decoded.image)
     variants = stored_variants(decoded.image, low_block) if extras and extras.orientations else None
     embedder = extras.embedder if extras else None
     raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
-    return _record(path, digest, st, decoded, hashes, variants, embedder, raw)
+    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, bool(extras and extras.signals))
 
 
 def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
@@ -162,7 +206,7 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
     decoded: dict[int, tuple] = {}
     for index, path in enumerate(paths):
         try:
-            decoded[index] = _read_and_decode(path, max_pixels)
+            decoded[index] = _read_and_decode(path, max_pixels, extras)
         except Exception:
             results[index] = file_record(path, max_pixels, extras)  # the same failure record
             continue
@@ -174,6 +218,7 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
             key = ("alone", index)
         groups.setdefault(key, []).append(index)
     orientations = bool(extras and extras.orientations)
+    signals = bool(extras and extras.signals)
     embedder = extras.embedder if extras else None
     for key, members in groups.items():
         images = [decoded[i][2].image for i in members]
@@ -194,5 +239,5 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
             continue
         for i, h, v, raw in zip(members, hashes, variants, raws):
             digest, st, image = decoded[i]
-            results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw)
+            results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, signals)
     return results

@@ -33,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence, Union
 
+import numpy as np
 import psycopg
 from PIL import Image
 
@@ -61,6 +62,9 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
 _INT8_OID = 20
+_FLOAT4_OID = 700
+# a real[] element in binary COPY: its length (4), then the big-endian float
+_FLOAT4_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f4")])
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -184,6 +188,22 @@ def _int8_array(values: Sequence[int] | None) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
+def _int2(value: int | None) -> bytes:
+    return _NULL if value is None else struct.pack(">ih", 2, value)
+
+
+def _float4_array(packed: bytes | None) -> bytes:
+    """A real[] from float32 values in native byte order (``FileRecord.colour_signature``)."""
+    if packed is None:
+        return _NULL
+    values = np.frombuffer(packed, dtype=np.float32)
+    elements = np.empty(len(values), dtype=_FLOAT4_ELEMENT)
+    elements["length"] = 4
+    elements["value"] = values
+    body = struct.pack(">iiiii", 1, 0, _FLOAT4_OID, len(values), 1) + elements.tobytes()
+    return struct.pack(">i", len(body)) + body
+
+
 def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
     """A file's ``fingerprint.FileRecord`` -> (error reason or None, its dbdedup_stage row as binary COPY data).
 
@@ -192,12 +212,13 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
     """
     r = record
     data = b"".join((
-        b"\x00\x14",  # 20 columns
+        b"\x00\x17",  # 23 columns
         _text(display_path(r.path)), _bytea(r.path), _int8(r.size_bytes), _int8(r.mtime_ns),
         _int8(_signed64(r.device)), _int8(_signed64(r.inode)), _text("ok" if r.reason is None else "error"),
         _bytea(r.sha256), _text(r.format), _int4(r.width), _int4(r.height), _int4(r.frames),
         _int8(r.phash), _int8(r.dhash), _int8(r.ahash), _int8_array(r.phash_variants), _text(r.embedder),
-        _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail),
+        _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail), _int2(r.quality),
+        _float4_array(r.colour_signature), _text(r.signature_error),
     ))
     return r.reason, data
 

@@ -65,7 +65,10 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     embedder     text,
     raw          bytea,
     error        text,
-    error_detail text
+    error_detail text,
+    quality      smallint,
+    colour_signature real[],
+    signature_error text
 );
 
 -- name: clear_temp_tables
@@ -111,17 +114,21 @@ TRUNCATE dbdedup_scan_batch;
 
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-                    width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail)
+                    width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail,
+                    quality, colour_signature, signature_error)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
--- One row per path; a changed file keeps its id and gets a new change_seq.
+-- One row per path; a changed file keeps its id and gets a new change_seq, and its verification
+-- signals are those of its new content (NULL for a file that failed).
 INSERT INTO dbdedup.images AS i
     (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-     width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id)
+     width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id,
+     quality, colour_signature, signature_error)
 SELECT DISTINCT ON (path_bytes)
        path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
-       width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, %(run_id)s
+       width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, %(run_id)s,
+       quality, colour_signature, signature_error
 FROM dbdedup_stage
 ORDER BY path_bytes
 ON CONFLICT (path_bytes) DO UPDATE SET
@@ -143,6 +150,9 @@ ON CONFLICT (path_bytes) DO UPDATE SET
     error = EXCLUDED.error,
     error_detail = EXCLUDED.error_detail,
     load_run_id = EXCLUDED.load_run_id,
+    quality = EXCLUDED.quality,
+    colour_signature = EXCLUDED.colour_signature,
+    signature_error = EXCLUDED.signature_error,
     loaded_at = now(),
     missing_since = NULL,
     change_seq = nextval('dbdedup.change_seq');
