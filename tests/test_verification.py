@@ -98,22 +98,11 @@ def faint(seed: int, brighter_corner: bool = False, size=(160, 160)) -> Image.Im
     return Image.fromarray(grid, "L").resize(size, Image.Resampling.BICUBIC).convert("RGB")
 
 
-def fill_signals(conn) -> None:
-    """The quality and colour signature of every ok image, from its file, as verify.Features computes
-    them. (Until the loader stores them itself: it does not yet, and leaves a changed file's old ones.)"""
-    rows = conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'").fetchall()
-    for image_id, path in rows:
-        with Image.open(path) as im:
-            features = verify.Features.of(im.convert("L") if im.mode in ("L", "1") else im.convert("RGB"))
-        conn.execute("UPDATE dbdedup.images SET quality = %s, colour_signature = %s::real[] WHERE id = %s",
-                     (features.quality, [float(x) for x in features.signature], image_id))
-    conn.commit()
-
-
 def load(conn, root: Path) -> dict[str, int]:
-    """Load ``root`` with the real loader; returns {file name: image id}."""
+    """Load ``root`` with the real loader (which stores each image's quality and colour signature);
+    returns {file name: image id}."""
     load_paths(conn, [root], workers=1, embedder=None)
-    fill_signals(conn)
+    assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok' AND colour_signature IS NULL").fetchone()[0] == 0
     return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
 
 
