@@ -251,7 +251,8 @@ COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
 COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';
 COMMENT ON COLUMN dbdedup.pairs.verify_score IS 'How alike verification found the two, 0-1 (1 = identical by the measure named in verify_reason).';
-COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, colour, detail, no_geometry, no_overlap, no_signature, error: ...';
+COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, error: ... NULL while the pair is pending.';
+CREATE INDEX pairs_pending_idx ON dbdedup.pairs (hash_kind) WHERE verified IS NULL;
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
 CREATE TABLE dbdedup.cluster_parameters (
