@@ -60,15 +60,29 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+_PERCENT = np.arange(256, dtype=np.int64) * 100 // 255  # a pixel difference in percent of full scale, rounded down
+
+
 def quality(image: Image.Image) -> int:
     """PDQ-style hash quality, 0-100: the sum of absolute differences between neighbouring
     pixels of a 64x64 greyscale thumbnail (each difference in percent of full scale, rounded
     down), divided by 90 and capped at 100, as PDQ computes it. 0 for a flat image."""
-    grey = image if image.mode == "L" else image.convert("L")
-    pixels = np.asarray(grey.resize((QUALITY_SIZE, QUALITY_SIZE), Image.Resampling.BOX), dtype=np.int32)
-    dx = np.abs(np.diff(pixels, axis=1)) * 100 // 255
-    dy = np.abs(np.diff(pixels, axis=0)) * 100 // 255
-    return int(min(100, (int(dx.sum()) + int(dy.sum())) // 90))
+    return qualities([image])[0]
+
+
+def qualities(images: list[Image.Image]) -> list[int]:
+    """``quality`` of each image, computed together (the loader measures a chunk of files at once)."""
+    thumbnails = []
+    for image in images:
+        grey = image if image.mode == "L" else image.convert("L")
+        if grey.size != (QUALITY_SIZE, QUALITY_SIZE):
+            grey = grey.resize((QUALITY_SIZE, QUALITY_SIZE), Image.Resampling.BOX)
+        thumbnails.append(grey.tobytes())
+    pixels = np.frombuffer(b"".join(thumbnails), dtype=np.uint8).reshape(-1, QUALITY_SIZE, QUALITY_SIZE)
+    pixels = pixels.astype(np.int16)
+    total = (_PERCENT[np.abs(pixels[:, :, 1:] - pixels[:, :, :-1])].sum(axis=(1, 2))
+             + _PERCENT[np.abs(pixels[:, 1:] - pixels[:, :-1])].sum(axis=(1, 2)))
+    return [min(100, int(value) // 90) for value in total]
 
 
 # ---------------------------------------------------------------- colour signature
@@ -81,28 +95,47 @@ _LIGHT_SPREAD_FLOOR = _SETTINGS["light_spread_floor"]  # Lab L units: a flatter 
 _DETAIL_RANK = int(_SETTINGS["detail_rank"])  # the detail measure is the 6th largest cell difference
 
 
-def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """CIE Lab (D65) of sRGB values in 0-255, shape (..., 3) -> (..., 3) float64."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    matrix = np.array([[0.4124564, 0.3575761, 0.1804375],
-                       [0.2126729, 0.7151522, 0.0721750],
-                       [0.0193339, 0.1191920, 0.9503041]])
-    xyz = linear @ matrix.T / np.array([0.95047, 1.0, 1.08883])
+_SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                         [0.2126729, 0.7151522, 0.0721750],
+                         [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def _srgb_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_lab(linear: np.ndarray) -> np.ndarray:
+    xyz = linear @ _SRGB_TO_XYZ.T / _WHITE
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+# linear light of each 8-bit sRGB value: the same numbers srgb_to_lab computes, looked up
+_LINEAR = _srgb_linear(np.arange(256, dtype=np.float64) / 255.0)
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of sRGB values in 0-255, shape (..., 3) -> (..., 3) float64."""
+    return _linear_to_lab(_srgb_linear(np.asarray(rgb, dtype=np.float64) / 255.0))
 
 
 def colour_signature(image: Image.Image) -> np.ndarray:
     """The image's colour layout as a float32 vector of SIGNATURE_LENGTH (384) values: the Lab
     lightness of each cell of a 16x16 grid, then the a and b chroma of each cell of an 8x8 grid
     (row-major cells). Averaged in sRGB by a box filter, then converted."""
-    cells = np.asarray(_rgb(image).resize((FINE, FINE), Image.Resampling.BOX, reducing_gap=4.0), dtype=np.float64)
-    lab = srgb_to_lab(cells)  # (FINE, FINE, 3)
+    return colour_signatures([image])[0]
+
+
+def colour_signatures(images: list[Image.Image]) -> np.ndarray:
+    """``colour_signature`` of each image, as rows of one (n, SIGNATURE_LENGTH) float32 array."""
+    cells = b"".join(_rgb(image).resize((FINE, FINE), Image.Resampling.BOX, reducing_gap=4.0).tobytes()
+                     for image in images)
+    lab = _linear_to_lab(_LINEAR[np.frombuffer(cells, dtype=np.uint8).reshape(-1, FINE, FINE, 3)])
     step = FINE // GRID
-    ab = lab[..., 1:].reshape(GRID, step, GRID, step, 2).mean(axis=(1, 3))
-    return np.ascontiguousarray(np.concatenate([lab[..., 0].ravel(), ab[..., 0].ravel(), ab[..., 1].ravel()]),
-                                dtype=np.float32)
+    ab = lab[..., 1:].reshape(-1, GRID, step, GRID, step, 2).mean(axis=(2, 4))
+    return np.ascontiguousarray(np.concatenate([lab[..., 0].reshape(-1, FINE * FINE), ab[..., 0].reshape(-1, GRID * GRID),
+                                                ab[..., 1].reshape(-1, GRID * GRID)], axis=1), dtype=np.float32)
 
 
 def _parts(signature: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
