@@ -194,9 +194,10 @@ BEGIN
     IF is_full THEN
         DELETE FROM dbdedup.pairs p
         WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND p.distance > ms.max_distance AND p.similarity IS NULL;
-        -- (the variants are kept aside: a pair whose variant changes is verified again, below)
+        -- (the variants and their verdicts are kept aside: a pair found again with the same variant
+        -- keeps its verdict, below)
         CREATE TEMP TABLE tf_before ON COMMIT DROP AS
-        SELECT p.image_a, p.image_b, p.transform, p.transform_distance
+        SELECT p.image_a, p.image_b, p.transform, p.transform_distance, p.verified, p.verify_score, p.verify_reason
         FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND NOT p.is_exact;
         UPDATE dbdedup.pairs p SET transform = NULL, transform_distance = NULL
         WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL;
@@ -315,17 +316,19 @@ BEGIN
     ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
         SET transform = excluded.transform, transform_distance = excluded.transform_distance,
             -- another variant aligns them: verified again (in a full run, only when it changed: see tf_before)
-            verified = CASE WHEN is_full THEN p.verified END,
-            verify_score = CASE WHEN is_full THEN p.verify_score END,
-            verify_reason = CASE WHEN is_full THEN p.verify_reason END
+            verified = NULL, verify_score = NULL, verify_reason = NULL
         WHERE p.transform_distance IS NULL OR excluded.transform_distance < p.transform_distance;
 
     IF is_full THEN
-        -- a verdict was given knowing the pair's variant: verified again when the variant changed
-        UPDATE dbdedup.pairs p SET verified = NULL, verify_score = NULL, verify_reason = NULL
+        -- a verdict was given knowing the pair's variant: kept when the variant is the same, else the
+        -- pair is verified again (also when no variant was found this time)
+        UPDATE dbdedup.pairs p SET verified = b.verified, verify_score = b.verify_score, verify_reason = b.verify_reason
         FROM tf_before b
         WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b
-          AND (p.transform, p.transform_distance) IS DISTINCT FROM (b.transform, b.transform_distance);
+          AND p.transform = b.transform AND p.transform_distance = b.transform_distance;
+        UPDATE dbdedup.pairs p SET verified = NULL, verify_score = NULL, verify_reason = NULL
+        FROM tf_before b
+        WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b AND p.transform IS NULL;
         DROP TABLE tf_before;
     END IF;
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL;
