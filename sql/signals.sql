@@ -192,13 +192,13 @@ BEGIN
                           WHEN is_full THEN greatest(max_distance, st.max_distance) ELSE st.max_distance END;
 
     IF is_full THEN
-        DELETE FROM dbdedup.pairs p
-        WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND p.distance > ms.max_distance AND p.similarity IS NULL;
         -- (the variants and their verdicts are kept aside: a pair found again with the same variant
         -- keeps its verdict, below)
         CREATE TEMP TABLE tf_before ON COMMIT DROP AS
         SELECT p.image_a, p.image_b, p.transform, p.transform_distance, p.verified, p.verify_score, p.verify_reason
         FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND NOT p.is_exact;
+        DELETE FROM dbdedup.pairs p
+        WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL AND p.distance > ms.max_distance AND p.similarity IS NULL;
         UPDATE dbdedup.pairs p SET transform = NULL, transform_distance = NULL
         WHERE p.hash_kind = 'phash' AND p.transform_distance IS NOT NULL;
     END IF;

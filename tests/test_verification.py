@@ -250,3 +250,22 @@ def test_refresh_verifies_in_sql(conn, tmp_path):
     assert pair(conn, ids, "red.png", "blue.png")["verified"] is False
     assert pair(conn, ids, "red.png", "red_small.png")["reason"] == "signature"
     assert groups(conn) == {frozenset({"red.png", "red_small.png"})}
+
+
+def test_a_full_transform_rematch_keeps_the_verdicts_of_pairs_found_again_with_the_same_variant(conn, tmp_path):
+    original = photo(51)
+    save(original, tmp_path / "a.png")
+    save(ImageOps.mirror(original), tmp_path / "mirror.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(rule="transforms"))
+    assert pair(conn, ids, "a.png", "mirror.png")["reason"] == "signature"
+    conn.execute("UPDATE dbdedup.pairs SET verify_score = 0.123 WHERE verified")  # a sentinel: not given again
+    conn.commit()
+    assert conn.execute("SELECT mode FROM dbdedup.match_transforms(2, 'auto', true)").fetchone()[0] == "full"
+    conn.commit()
+    found = pair(conn, ids, "a.png", "mirror.png")
+    assert found["transform"] == "flip_h" and found["verified"] is True and found["score"] == pytest.approx(0.123)
+    # a wider variant threshold finds the same variant: still the same verdict
+    conn.execute("SELECT * FROM dbdedup.match_transforms(4)")
+    conn.commit()
+    assert pair(conn, ids, "a.png", "mirror.png")["score"] == pytest.approx(0.123)
