@@ -60,9 +60,6 @@ def _rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-_PERCENT = np.arange(256, dtype=np.int64) * 100 // 255  # a pixel difference in percent of full scale, rounded down
-
-
 def quality(image: Image.Image) -> int:
     """PDQ-style hash quality, 0-100: the sum of absolute differences between neighbouring
     pixels of a 64x64 greyscale thumbnail (each difference in percent of full scale, rounded
@@ -79,9 +76,9 @@ def qualities(images: list[Image.Image]) -> list[int]:
             grey = grey.resize((QUALITY_SIZE, QUALITY_SIZE), Image.Resampling.BOX)
         thumbnails.append(grey.tobytes())
     pixels = np.frombuffer(b"".join(thumbnails), dtype=np.uint8).reshape(-1, QUALITY_SIZE, QUALITY_SIZE)
-    pixels = pixels.astype(np.int16)
-    total = (_PERCENT[np.abs(pixels[:, :, 1:] - pixels[:, :, :-1])].sum(axis=(1, 2))
-             + _PERCENT[np.abs(pixels[:, 1:] - pixels[:, :-1])].sum(axis=(1, 2)))
+    pixels = pixels.astype(np.int16)  # a difference times 100 still fits
+    total = ((np.abs(pixels[:, :, 1:] - pixels[:, :, :-1]) * 100 // 255).sum(axis=(1, 2), dtype=np.int64)
+             + (np.abs(pixels[:, 1:] - pixels[:, :-1]) * 100 // 255).sum(axis=(1, 2), dtype=np.int64))
     return [min(100, int(value) // 90) for value in total]
 
 
@@ -105,10 +102,11 @@ def _srgb_linear(c: np.ndarray) -> np.ndarray:
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
 
 
-def _linear_to_lab(linear: np.ndarray) -> np.ndarray:
+def _linear_to_lab(linear: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, a, b) of linear sRGB values (..., 3)."""
     xyz = linear @ _SRGB_TO_XYZ.T / _WHITE
     f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+    return 116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])
 
 
 # linear light of each 8-bit sRGB value: the same numbers srgb_to_lab computes, looked up
@@ -117,7 +115,7 @@ _LINEAR = _srgb_linear(np.arange(256, dtype=np.float64) / 255.0)
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIE Lab (D65) of sRGB values in 0-255, shape (..., 3) -> (..., 3) float64."""
-    return _linear_to_lab(_srgb_linear(np.asarray(rgb, dtype=np.float64) / 255.0))
+    return np.stack(_linear_to_lab(_srgb_linear(np.asarray(rgb, dtype=np.float64) / 255.0)), axis=-1)
 
 
 def colour_signature(image: Image.Image) -> np.ndarray:
@@ -131,11 +129,21 @@ def colour_signatures(images: list[Image.Image]) -> np.ndarray:
     """``colour_signature`` of each image, as rows of one (n, SIGNATURE_LENGTH) float32 array."""
     cells = b"".join(_rgb(image).resize((FINE, FINE), Image.Resampling.BOX, reducing_gap=4.0).tobytes()
                      for image in images)
-    lab = _linear_to_lab(_LINEAR[np.frombuffer(cells, dtype=np.uint8).reshape(-1, FINE, FINE, 3)])
+    light, a, b = _linear_to_lab(_LINEAR[np.frombuffer(cells, dtype=np.uint8).reshape(-1, FINE, FINE, 3)])
+    signatures = np.empty((len(light), SIGNATURE_LENGTH), dtype=np.float32)
+    signatures[:, :FINE * FINE] = light.reshape(-1, FINE * FINE)
     step = FINE // GRID
-    ab = lab[..., 1:].reshape(-1, GRID, step, GRID, step, 2).mean(axis=(2, 4))
-    return np.ascontiguousarray(np.concatenate([lab[..., 0].reshape(-1, FINE * FINE), ab[..., 0].reshape(-1, GRID * GRID),
-                                                ab[..., 1].reshape(-1, GRID * GRID)], axis=1), dtype=np.float32)
+    for k, chroma_cells in enumerate((a, b)):
+        # the mean of each step x step block of cells, added in the order numpy's mean adds them
+        total = chroma_cells[:, 0::step, 0::step]
+        for row in range(step):
+            for column in range(step):
+                if row or column:
+                    total = total + chroma_cells[:, row::step, column::step]
+        mean = total / (step * step)
+        start = FINE * FINE + k * GRID * GRID
+        signatures[:, start:start + GRID * GRID] = mean.reshape(-1, GRID * GRID)
+    return signatures
 
 
 def _parts(signature: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
