@@ -22,7 +22,7 @@ from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .resample import grey_pixels
 from .variants import stored_variants, stored_variants_many
-from .verify import colour_signature, quality
+from .verify import colour_signature, colour_signatures, qualities, quality
 
 # Files larger than this are hashed by streaming and decoded from the file instead
 # of being held in memory whole.
@@ -144,10 +144,27 @@ def verification_signals(decoded: DecodedImage) -> tuple[int | None, np.ndarray 
     return measured, signature, None
 
 
+def verification_signals_many(decoded: list[DecodedImage]) -> list[tuple[int | None, np.ndarray | None, str | None]]:
+    """``verification_signals`` of each image, measured together (the same values); never raises."""
+    try:
+        measured = qualities([d.image for d in decoded])
+        wanted = [k for k, d in enumerate(decoded)
+                  if min(d.width, d.height) >= MIN_SIGNATURE_SIDE and d.colour is not None]
+        signatures = colour_signatures([decoded[k].colour for k in wanted]) if wanted else []
+        finite = np.isfinite(signatures).all(axis=1) if wanted else []
+    except Exception:
+        return [verification_signals(d) for d in decoded]  # the same values, and each failure its own
+    found = {k: signature for k, signature, ok in zip(wanted, signatures, finite) if ok}
+    return [(measured[k], found[k], None) if k in found else verification_signals(d) for k, d in enumerate(decoded)]
+
+
+_NO_SIGNALS = (None, None, None)
+
+
 def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedImage, hashes: Hashes,
             variants: list[int] | None, embedder: Embedder | None, raw: bytes | None,
-            signals: bool) -> FileRecord:
-    measured, signature, why = verification_signals(decoded) if signals else (None, None, None)
+            signals: tuple[int | None, np.ndarray | None, str | None] = _NO_SIGNALS) -> FileRecord:
+    measured, signature, why = signals
     return FileRecord(
         path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
         inode=st.st_ino, sha256=digest, format=decoded.format, width=decoded.width, height=decoded.height,
@@ -180,7 +197,8 @@ def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     variants = stored_variants(decoded.image, low_block) if extras and extras.orientations else None
     embedder = extras.embedder if extras else None
     raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
-    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, bool(extras and extras.signals))
+    signals = verification_signals(decoded) if extras and extras.signals else _NO_SIGNALS
+    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, signals)
 
 
 def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
@@ -218,8 +236,8 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
             key = ("alone", index)
         groups.setdefault(key, []).append(index)
     orientations = bool(extras and extras.orientations)
-    signals = bool(extras and extras.signals)
     embedder = extras.embedder if extras else None
+    computed_of: dict[int, tuple] = {}
     for key, members in groups.items():
         images = [decoded[i][2].image for i in members]
         try:
@@ -238,6 +256,14 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
                 results[i] = file_record(paths[i], max_pixels, extras)
             continue
         for i, h, v, raw in zip(members, hashes, variants, raws):
-            digest, st, image = decoded[i]
-            results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, signals)
+            computed_of[i] = (h, v, raw)
+    hashed = sorted(computed_of)
+    if extras and extras.signals:
+        signals = verification_signals_many([decoded[i][2] for i in hashed])
+    else:
+        signals = [_NO_SIGNALS] * len(hashed)
+    for i, measured in zip(hashed, signals):
+        digest, st, image = decoded[i]
+        h, v, raw = computed_of[i]
+        results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured)
     return results

@@ -141,7 +141,12 @@ def test_a_failing_measure_is_recorded_and_the_load_goes_on(conn, tmp_path, monk
             raise ValueError("cannot measure this one")
         return verify.colour_signature(image)
 
-    # the load's worker processes are forked from this one, so they see the patched measure
+    def fails_with_odd_sizes(images):
+        return np.stack([fails_on_odd_sizes(image) for image in images])
+
+    # the load's worker processes are forked from this one, so they see the patched measure (a
+    # chunk of files is measured together; when that fails, each file alone)
+    monkeypatch.setattr(fingerprint, "colour_signatures", fails_with_odd_sizes)
     monkeypatch.setattr(fingerprint, "colour_signature", fails_on_odd_sizes)
     rows = load(conn, tmp_path)
     status, phash, _, signature, error, _ = rows["odd.png"]
