@@ -71,8 +71,8 @@ class Setting:
         return f"{self.method} {self.side} px, {self.keypoints} keypoints"
 
 
-SETTINGS = (Setting("sift", 384, 400), Setting("sift", 320, 300), Setting("sift", 256, 300),
-            Setting("sift", 256, 200), Setting("sift", 224, 200), Setting("orb", 256, 500))
+SETTINGS = (Setting("sift", 384, 400), Setting("sift", 256, 300), Setting("sift", 256, 200),
+            Setting("orb", 256, 500))
 
 
 def sample(pairs, done: np.ndarray, images, truth: Truth, count: int, seed: int):

@@ -26,6 +26,7 @@ import concurrent.futures as cf
 import io
 import os
 import stat
+import sys
 import time
 import warnings
 from collections import Counter, OrderedDict
@@ -402,12 +403,16 @@ def _init_worker(parent_pid: int, inherited_fds: Sequence[int]) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     Image.MAX_IMAGE_PIXELS = None  # decode_colour checks the pixel count from the header itself
     limit_blas_threads()
-    try:
-        import cv2
+    if "cv2" not in sys.modules:
+        # one process per core already: OpenCV's own threads would only compete. Only when this
+        # worker imports OpenCV itself: setNumThreads on a thread pool forked from a parent that
+        # had used it blocks forever.
+        try:
+            import cv2
 
-        cv2.setNumThreads(1)  # one process per core already
-    except ImportError:
-        pass
+            cv2.setNumThreads(1)
+        except ImportError:
+            pass
     _checker = PairChecker()
 
 

@@ -331,3 +331,13 @@ def test_a_second_run_at_once_is_refused_with_a_hint(conn, db_dsn):
             verify_pending_pairs(conn, workers=1)
         assert "another dbdedup verify is running" in caught.value.message and caught.value.hint
     assert verify_pending_pairs(conn, workers=1).pending == 0  # its session gone, the lock is free
+
+
+def test_workers_run_when_the_calling_process_has_used_opencv_itself(conn, tmp_path):
+    # OpenCV's thread pool, forked from a parent that used it, blocks a worker that resizes it
+    verify.keypoints(textured_photo(5))
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["photo"], image["crop"])
+    summary = verify_pending_pairs(conn, workers=2)
+    assert summary.reasons == {"geometry": 1}

@@ -210,7 +210,9 @@ def pair_measures(pairs: list[tuple], index: dict[int, int], images: Images, qua
                   signature: np.ndarray, cache: Path) -> dict[str, np.ndarray]:
     """Per candidate pair: the aligned signature distance (when aligned) and the geometric match
     (for every pair that is not an exact copy), cached."""
-    path = cache / "pairs.npz"
+    # the geometric measures depend on the keypoint settings: one cache per setting (pairs.npz: 384 px, 400)
+    setting = (verify.GEOMETRY_SIDE, verify.MAX_KEYPOINTS)
+    path = cache / ("pairs.npz" if setting == (384, 400) else f"pairs-sift-{setting[0]}-{setting[1]}.npz")
     keys = np.array([(p[0], p[1]) for p in pairs], dtype=np.int64).reshape(-1, 2)
     n = len(pairs)
     signature_measures = {
