@@ -38,8 +38,9 @@ import psycopg
 from PIL import Image
 
 from . import verify
-from .decode import DEFAULT_MAX_PIXELS, ImageError, normalise_mode
+from .decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalise_mode
 from .errors import DbdedupError
+from .fingerprint import verification_signals
 from .load import _abandon, _die_with_parent, _pool_context, _shutdown, default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
@@ -265,30 +266,29 @@ class PairChecker:
             while len(self.cache) > self.cached_images:
                 self.cache.popitem(last=False)
         if seen.error is None and (seen.features is None or (need_pixels and seen.pixels is None)):
-            self._read(info, seen)
+            self._read(info, seen, need_pixels)
         return seen
 
-    def _read(self, info: ImageInfo, seen: _Seen) -> None:
+    def _read(self, info: ImageInfo, seen: _Seen, need_pixels: bool) -> None:
         self.images_read += 1
         try:
-            image = decode_colour(read_recorded_file(info.path, info.size_bytes, info.mtime_ns))
+            data = read_recorded_file(info.path, info.size_bytes, info.mtime_ns)
+            if seen.features is None:
+                # measured as the loader measures them (its decode, its working images): the
+                # values an image loaded today would have
+                quality, signature, why = verification_signals(decode_image(data, colour=True))
+                self.backfills.append((info.id, info.size_bytes, info.mtime_ns, quality,
+                                       None if signature is None else [float(v) for v in signature], why))
+                if signature is None:
+                    seen.error = "no_signature"
+                    return
+                seen.features = verify.Features(int(quality), signature)
+            if need_pixels:
+                seen.pixels = verify.working_pixels(decode_colour(data))
         except FileCheckError as exc:
             seen.error = f"error: {exc.reason}"
-            return
         except ImageError as exc:
             seen.error = f"error: {exc.reason}"
-            return
-        if seen.features is None:
-            try:
-                seen.features = verify.Features.of(image)
-                backfill = (info.id, info.size_bytes, info.mtime_ns, seen.features.quality,
-                            [float(v) for v in seen.features.signature], None)
-            except Exception as exc:  # a signature that cannot be computed is recorded, not fatal
-                seen.error = "no_signature"
-                backfill = (info.id, info.size_bytes, info.mtime_ns, None, None,
-                            f"{exc.__class__.__name__}: {exc}"[:200])
-            self.backfills.append(backfill)
-        seen.pixels = verify.working_pixels(image)
 
     def _keypoints(self, seen: _Seen, orientation: str) -> verify.Keypoints:
         found = seen.keypoints.get(orientation)
