@@ -173,6 +173,15 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
     assert first["one server"] and first["citus"] == first["one server"]
     assert second["citus"][0] == second["one server"][0]
     assert second["citus"][1] == second["one server"][1]
+    # each image's verification signals, written by the Citus loader as by the one-server loader
+    signals = "SELECT path, status, quality, colour_signature, signature_error FROM dbdedup.images ORDER BY path"
+    stored = {}
+    for name, dsn in servers.items():
+        with psycopg.connect(dsn) as conn:
+            stored[name] = conn.execute(signals).fetchall()
+    assert stored["citus"] == stored["one server"]
+    loaded = [row for row in stored["citus"] if row[1] == "ok"]
+    assert loaded and all(row[2] is not None and len(row[3]) == 384 and row[4] is None for row in loaded)
     clusters = second["citus"][0]
     assert len(clusters) > len(first["citus"])
     assert any(any(m[2] == "flip_h" for m in members) for _, members in clusters), "mirrored copies cluster"
