@@ -344,3 +344,20 @@ def test_workers_run_when_the_calling_process_has_used_opencv_itself(conn, tmp_p
     add_pending(conn, image["photo"], image["crop"])
     summary = verify_pending_pairs(conn, workers=2)
     assert summary.reasons == {"geometry": 1}
+
+
+def test_an_autocommit_connection_and_a_caller_transaction_are_both_fine(db_dsn, conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["photo"], image["crop"])
+    add_pending(conn, image["art"], image["art-variant"])
+    with psycopg.connect(db_dsn, autocommit=True) as auto:
+        first = verify_pending_pairs(auto, workers=1)
+        assert auto.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert (first.verified, first.rejected) == (1, 1)
+    conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL")
+    # left open by the caller: committed first, so each batch is a transaction of its own
+    again = verify_pending_pairs(conn, workers=1)
+    assert (again.pending, again.verified, again.rejected) == (2, 1, 1)
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert {r for _, _, r in verdicts(conn).values()} == {"geometry", "colour"}
