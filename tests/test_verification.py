@@ -269,3 +269,23 @@ def test_a_full_transform_rematch_keeps_the_verdicts_of_pairs_found_again_with_t
     conn.execute("SELECT * FROM dbdedup.match_transforms(4)")
     conn.commit()
     assert pair(conn, ids, "a.png", "mirror.png")["score"] == pytest.approx(0.123)
+
+
+def test_match_through_the_cli_says_what_verification_decided(db_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+
+    for name, colour in (("red", (200, 30, 30)), ("blue", (40, 70, 200)), ("green", (40, 150, 40))):
+        save(drawing(colour), tmp_path / f"folder_{name}.png")
+    save(drawing((200, 30, 30)).resize((120, 120)), tmp_path / "folder_red_small.png")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", db_dsn, "load", str(tmp_path)], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(cli, ["--db", db_dsn, "match"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # four drawings pair by pHash (six pairs); only the red one and its smaller copy are one picture
+    assert "verification of 6 pairs without a verdict: 1 the same picture, 5 not" in result.stderr, result.stderr
+    assert "1 clusters with 2 images" in result.stderr
+    report = runner.invoke(cli, ["--db", db_dsn, "report", "--format", "json"], catch_exceptions=False)
+    assert report.exit_code == 0
+    assert "folder_red_small.png" in report.stdout and "folder_blue.png" not in report.stdout

@@ -80,6 +80,15 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
             e = m.embeddings
             note(ctx, f"embeddings ({e.mode}): {e.probes:,} images searched, {e.pairs:,} pairs with similarity "
                       f">= {settings.min_similarity} in {e.seconds:.2f} s")
+        if m.verification is not None:
+            v = m.verification
+            note(ctx, f"verification of {v.pairs:,} pairs without a verdict: {v.verified:,} the same picture, "
+                      f"{v.rejected:,} not (by colour signature or hash quality), {v.pending:,} left for the check "
+                      f"by pixels, in {v.seconds:.2f} s")
+    if result.verification is not None:
+        from .verify_commands import summary_line
+
+        note(ctx, summary_line(result.verification))
     note(ctx, f"{result.clusters:,} clusters with {result.members:,} images at threshold {settings.threshold} "
               f"(rule: {settings.rule}, keeper: {settings.keeper_rule}) in {result.seconds:.2f} s")
     if common_values:
