@@ -333,6 +333,12 @@ def test_a_second_run_at_once_is_refused_with_a_hint(conn, db_dsn):
         with pytest.raises(DbdedupError) as caught:
             verify_pending_pairs(conn, workers=1)
         assert "another dbdedup verify is running" in caught.value.message and caught.value.hint
+        # the command says it in one line and a hint, no traceback
+        result = subprocess.run([sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn,
+                                 "verify"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.splitlines()[0] == "dbdedup: error: another dbdedup verify is running on this database"
+        assert result.stderr.splitlines()[1].startswith("hint: ")
     assert verify_pending_pairs(conn, workers=1).pending == 0  # its session gone, the lock is free
 
 
