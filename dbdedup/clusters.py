@@ -34,6 +34,12 @@ Which pairs link images (``rule``), for the pHash:
     misses, and the looser hash bound keeps look-alike but different pictures apart.
 
 dHash and aHash cluster by ``hash`` only.
+
+Whatever the rule, a pair links two images only when verification found them the same picture
+(``pairs.verified``): look-alikes that the hashes put close (one drawing in several colours,
+flags of one layout, cards of one rank) are candidates, not links. Matching verifies new pairs
+from the stored colour signatures (``dbdedup.verify_pairs``); ``ensure_clusters`` checks the rest
+by their pixels (``verify_workers``) before it builds.
 """
 
 from __future__ import annotations
@@ -275,8 +281,10 @@ def _built_settings(params: dict) -> ClusterSettings | None:
 
 
 def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = None) -> ClusterResult:
-    """Rebuild the clusters from the pairs that link images under ``settings`` (default: the stored
-    ones) and commit. The pairs are used as stored: ``ensure_clusters`` matches first when needed."""
+    """Rebuild the clusters from the verified pairs that link images under ``settings`` (default: the
+    stored ones) and commit. The pairs are used as stored (``ensure_clusters`` matches first when
+    needed); those without a verdict get one from the stored signals first, and the ones still
+    pending (waiting for the check by pixels, which ``ensure_clusters`` runs) link nothing."""
     asked = settings or current_settings(conn)
     asked.check()
     rule, _, _ = effective_rule(conn, asked.rule, asked.hash_kind)

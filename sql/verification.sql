@@ -129,14 +129,15 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
         OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        SELECT sqrt(avg((u.p - u.q) ^ 2) FILTER (WHERE u.k > 256 AND u.k <= 320)),
+        -- each part zipped on its own (no FILTER over one long pass), the detail by a top-N sort
+        SELECT (SELECT sqrt(avg((u.p - u.q) ^ 2)) FROM unnest(x[257:320], y[257:320]) AS u(p, q)),
                CASE WHEN least(x[450], y[450]) >= s.min_chroma
-                    THEN sqrt(sum((u.p - u.q) ^ 2) FILTER (WHERE u.k > 320) / 64) END,
+                    THEN (SELECT sqrt(sum((u.p - u.q) ^ 2) / 64) FROM unnest(x[321:448], y[321:448]) AS u(p, q)) END,
                greatest(x[449], y[449]) / least(x[449], y[449]),
-               (array_agg(abs(u.p - u.q) ORDER BY abs(u.p - u.q) DESC) FILTER (WHERE u.k <= 256))[s.detail_rank]
-        FROM unnest(x[1:448], y[1:448]) WITH ORDINALITY AS u(p, q, k), dbdedup.verify_settings() s
+               (SELECT e.d FROM (SELECT abs(u.p - u.q) AS d FROM unnest(x[1:256], y[1:256]) AS u(p, q)) e
+                ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1)
+        FROM dbdedup.verify_settings() s
         WHERE cardinality(x) = 450 AND cardinality(y) = 450
-        GROUP BY s.min_chroma, s.detail_rank
     $$;
 COMMENT ON FUNCTION dbdedup.signature_compare(double precision[], double precision[]) IS
     'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail.';
