@@ -174,7 +174,7 @@ def _verdicts_html(member: Member, verdicts: Mapping[bytes, list[Verdict]] | Non
     return '<ul class="verdicts">' + "".join(items) + "</ul>"
 
 
-def _figure(member: Member, jpeg: bytes | None, error: str | None,
+def _figure(member: Member, jpeg: bytes | None, error: str | None, threshold: int,
             verdicts: Mapping[bytes, list[Verdict]] | None = None) -> str:
     e = html.escape
     name = e(os.path.basename(member.path))
@@ -183,13 +183,13 @@ def _figure(member: Member, jpeg: bytes | None, error: str | None,
     else:
         picture = f'<div class="missing">no thumbnail<br>{e(error or "")}</div>'
     dims = f"{member.width}&times;{member.height}" if member.width and member.height else "?"
-    distance = "keeper" if member.is_keeper else f"distance {member.distance}"
+    why = "" if member.is_keeper else f'<span class="why">{e(member.why(threshold))}</span><br>'
     listed = _verdicts_html(member, verdicts)
     reviewed = ' <span class="badge reviewed">reviewed</span>' if listed else ""
     return (
         f'<figure class="{"keeper" if member.is_keeper else "member"}" data-distance="{member.distance}">'
         f'<div class="frame">{picture}</div>'
-        f"<figcaption>{_badge(member)}{reviewed} <b>{name}</b><br>{distance} &middot; {dims} &middot; "
+        f"<figcaption>{_badge(member)}{reviewed} <b>{name}</b><br>{why}{dims} &middot; "
         f'{e(human_bytes(member.size_bytes)).replace(" ", "&nbsp;")}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
         f"{listed}</figcaption></figure>"
     )
@@ -233,13 +233,13 @@ def render_html(
     with ThumbnailMaker(thumbnail_size) as maker:
         for cluster in clusters:
             shown += 1
-            yield from _cluster_html(cluster, maker, verdicts)
+            yield from _cluster_html(cluster, maker, settings.threshold, verdicts)
     if shown == 0:
         yield "<p>No near-duplicate clusters at this threshold.</p>\n"
     yield "</body>\n</html>\n"
 
 
-def _cluster_html(cluster: Cluster, maker: ThumbnailMaker,
+def _cluster_html(cluster: Cluster, maker: ThumbnailMaker, threshold: int,
                   verdicts: Mapping[bytes, list[Verdict]] | None = None) -> Iterable[str]:
     e = html.escape
     yield (
@@ -250,7 +250,7 @@ def _cluster_html(cluster: Cluster, maker: ThumbnailMaker,
     )
     members = list(cluster.members)
     for member, (_, jpeg, error) in zip(members, maker.make([m.path_bytes for m in members])):
-        yield _figure(member, jpeg, error, verdicts) + "\n"
+        yield _figure(member, jpeg, error, threshold, verdicts) + "\n"
     yield "</div></section>\n"
 
 

@@ -41,7 +41,7 @@ from .verdicts import Verdict, member_json
 
 CSV_COLUMNS = (
     "cluster_id", "keeper", "path", "distance", "width", "height", "bytes",
-    "exact_duplicate", "protected", "keeper_path", "transform", "similarity",
+    "exact_duplicate", "protected", "keeper_path", "transform", "similarity", "verify_reason", "verify_score",
 )
 PAIR_COLUMNS = (
     "distance", "path_a", "path_b", "exact", "width_a", "height_a", "bytes_a", "width_b", "height_b", "bytes_b",
@@ -99,6 +99,7 @@ def write_csv(clusters: Iterable[Cluster], out: TextIO) -> None:
                 cluster.id, _bool(m.is_keeper), m.path, m.distance, _blank(m.width), _blank(m.height),
                 m.size_bytes, _bool(m.is_exact_duplicate), _bool(m.is_protected), keeper_path,
                 _blank(m.transform), "" if m.similarity is None else round(m.similarity, 4),
+                _blank(m.verify_reason), "" if m.verify_score is None else round(m.verify_score, 4),
             ])
 
 
@@ -272,7 +273,7 @@ def render_terminal(
         table.add_column("", no_wrap=True)
         table.add_column("path", overflow="fold")
         table.add_column("dist", justify="right")
-        table.add_column("via", no_wrap=True)
+        table.add_column("why", no_wrap=True)
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("bytes", justify="right", no_wrap=True)
         for m in cluster.members:
@@ -285,7 +286,7 @@ def render_terminal(
             else:
                 mark = Text("dup", style="yellow")
             dims = f"{m.width}x{m.height}" if m.width and m.height else "?"
-            table.add_row(mark, m.path, str(m.distance), _link(m, settings.threshold), dims, human_bytes(m.size_bytes))
+            table.add_row(mark, m.path, str(m.distance), m.why(settings.threshold), dims, human_bytes(m.size_bytes))
         console.print()
         console.print(table)
     if shown == 0:
@@ -297,8 +298,9 @@ def render_terminal(
     if shown:
         console.print(
             "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
-            "never touched; via = how it matches its keeper when not by its own pHash (flip_h, rotate_90, trim: "
-            "a variant; emb: the embedding similarity)[/dim]"
+            "never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
+            "embedding) and how the pair was verified (colours agree: colour layouts compared; features align: "
+            "local features matched geometrically), with the score[/dim]"
         )
 
     if histogram is not None and (histogram.counts or histogram.beyond):
@@ -313,17 +315,6 @@ def render_terminal(
             console.print(Text(line))
         console.print(Text(f"{'>' + str(histogram.known_up_to):>5} | {histogram.beyond:,} images have no neighbour within "
                            f"{histogram.known_up_to} bits (`dbdedup calibrate` measures how far they are)"))
-
-
-def _link(member: Member, threshold: int) -> str:
-    """How a member matches its keeper, when not by its plain pHash: a variant, or the embedding."""
-    if member.is_keeper or member.is_exact_duplicate:
-        return ""
-    if member.transform:
-        return member.transform
-    if member.similarity is not None and member.distance > threshold:
-        return f"emb {member.similarity:.2f}"
-    return ""
 
 
 def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, threshold: int) -> int:

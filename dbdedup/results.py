@@ -61,6 +61,30 @@ class Member:
     transform: str | None = None  # the flip, rotation or trim linking it to the keeper
     similarity: float | None = None  # embedding similarity to the keeper, when known
     is_same_file: bool = False  # a hard link to the keeper's file: removing it frees nothing
+    verify_reason: str | None = None  # how its link to the keeper was verified (pairs.verify_reason)
+    verify_score: float | None = None
+
+    def why(self, threshold: int) -> str:
+        """Why the member is in its cluster, in a few words for people: what matched its keeper
+        (its pHash within ``threshold``, a flipped/rotated/trimmed variant, the embedding) and how
+        that match was verified ("pHash 2, colours agree 0.96"; "keeper"; "same bytes")."""
+        if self.is_keeper:
+            return "keeper"
+        if self.is_same_file:
+            return "same file (hard link)"
+        if self.is_exact_duplicate:
+            return "same bytes"
+        if self.transform:
+            matched = f"{self.transform} {self.distance}"
+        elif self.similarity is not None and self.distance > threshold:
+            matched = f"embedding {self.similarity:.2f}"
+        else:
+            matched = f"pHash {self.distance}"
+        verified = VERIFIED_BY.get(self.verify_reason or "", self.verify_reason)
+        if not verified:
+            return matched
+        score = f" {self.verify_score:.2f}" if self.verify_score is not None and self.verify_reason != "reviewer" else ""
+        return f"{matched}, {verified}{score}"
 
     @property
     def path_is_utf8(self) -> bool:
@@ -82,10 +106,21 @@ class Member:
             "transform": self.transform,
             "similarity": None if self.similarity is None else round(self.similarity, 4),
             "same_file": self.is_same_file,
+            "verify_reason": self.verify_reason,
+            "verify_score": None if self.verify_score is None else round(self.verify_score, 4),
         }
         if not self.path_is_utf8:
             data["path_bytes"] = self.path_bytes.hex()
         return data
+
+
+# How a link was verified (pairs.verify_reason), as the report says it.
+VERIFIED_BY = {
+    "exact": "same pixels",
+    "signature": "colours agree",
+    "geometry": "features align",
+    "reviewer": "confirmed by a reviewer",
+}
 
 
 @dataclass(frozen=True)
@@ -153,6 +188,8 @@ def _member(row: dict[str, Any]) -> Member:
         transform=row.get("transform"),
         similarity=row.get("similarity"),
         is_same_file=bool(row.get("is_same_file")),
+        verify_reason=row.get("verify_reason"),
+        verify_score=row.get("verify_score"),
     )
 
 

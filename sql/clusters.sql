@@ -78,7 +78,7 @@ BEGIN
                 THEN p.transform_distance ELSE p.distance END AS d,
            CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
                 THEN p.transform END AS transform,
-           p.similarity
+           p.similarity, p.verify_reason, p.verify_score
     FROM dbdedup.pairs p
     WHERE p.hash_kind = kind
       AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
@@ -104,13 +104,13 @@ BEGIN
                             WHERE v.kind = 'not_in_cluster')
            OR p.image_b IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
                             WHERE v.kind = 'not_in_cluster');
-        INSERT INTO cc_pair (image_a, image_b, d, transform, similarity)
+        INSERT INTO cc_pair (image_a, image_b, d, transform, similarity, verify_reason, verify_score)
         SELECT least(a.id, b.id), greatest(a.id, b.id),
                CASE dbdedup.hash_column(build_clusters.hash_kind)
                    WHEN 'dhash' THEN dbdedup.hamming(a.dhash, b.dhash)
                    WHEN 'ahash' THEN dbdedup.hamming(a.ahash, b.ahash)
                    ELSE dbdedup.hamming(a.phash, b.phash) END,
-               NULL, NULL
+               NULL, NULL, 'reviewer', NULL
         FROM cc_verdict v
         CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
                             WHERE i.sha256 = v.sha256_a ORDER BY i.id LIMIT 1) a
@@ -144,18 +144,19 @@ BEGIN
     -- edge per ordered pair of nodes (copies may bring the same link twice); an edge read from b's
     -- side: a is b under the inverse variant
     CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
-    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity
-    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity
+    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity, e.verify_reason, e.verify_score
+    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity, p.verify_reason, p.verify_score
           FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b
           UNION ALL
-          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity
+          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity, p.verify_reason,
+                 p.verify_score
           FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
     WHERE e.a <> e.b
     ORDER BY e.a, e.b, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
     CREATE INDEX ON cc_edge (a);
     CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
-                                 similarity real) ON COMMIT DROP;
+                                 similarity real, verify_reason text, verify_score real) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
@@ -179,10 +180,10 @@ BEGIN
         rounds := rounds + 1;
         TRUNCATE cc_keeper;
         INSERT INTO cc_keeper SELECT e.a FROM cc_edge e GROUP BY e.a HAVING min(e.b) > e.a;
-        INSERT INTO cc_assign (node, keeper, d, transform, similarity)
-        SELECT k.node, k.node, 0, NULL, NULL FROM cc_keeper k
+        INSERT INTO cc_assign (node, keeper, d, transform, similarity, verify_reason, verify_score)
+        SELECT k.node, k.node, 0, NULL, NULL, NULL, NULL FROM cc_keeper k
         UNION ALL
-        SELECT * FROM (SELECT DISTINCT ON (e.b) e.b, e.a, e.d, e.transform, e.similarity
+        SELECT * FROM (SELECT DISTINCT ON (e.b) e.b, e.a, e.d, e.transform, e.similarity, e.verify_reason, e.verify_score
                        FROM cc_edge e JOIN cc_keeper k ON k.node = e.a
                        ORDER BY e.b, e.a) j;
         -- a member judged not a duplicate of a better member of the same keeper waits for a later round
@@ -204,15 +205,18 @@ BEGIN
         DELETE FROM cc_edge e USING cc_member m WHERE m.done AND m.node = e.b;
     END LOOP;
     -- copies of one file that joined no other image: a cluster of their own
-    INSERT INTO cc_assign (node, keeper, d, transform, similarity)
-    SELECT m.node, m.node, 0, NULL, NULL FROM cc_member m WHERE m.images > 1 AND NOT m.done;
+    INSERT INTO cc_assign (node, keeper, d, transform, similarity, verify_reason, verify_score)
+    SELECT m.node, m.node, 0, NULL, NULL, NULL, NULL FROM cc_member m WHERE m.images > 1 AND NOT m.done;
 
-    -- every copy goes where its node went; copies of the keeper are at distance 0
-    INSERT INTO dbdedup.cluster_assignments (image_id, cluster_id, is_keeper, distance_to_keeper, transform, similarity)
+    -- every copy goes where its node went; copies of the keeper are at distance 0, verified as exact
+    INSERT INTO dbdedup.cluster_assignments (image_id, cluster_id, is_keeper, distance_to_keeper, transform, similarity,
+                                             verify_reason, verify_score)
     SELECT i.image_id, k.image_id, i.rank_key = a.keeper,
            CASE WHEN a.node = a.keeper THEN 0 ELSE a.d END,
            CASE WHEN a.node = a.keeper THEN NULL ELSE a.transform END,
-           CASE WHEN a.node = a.keeper THEN NULL ELSE a.similarity END
+           CASE WHEN a.node = a.keeper THEN NULL ELSE a.similarity END,
+           CASE WHEN i.rank_key = a.keeper THEN NULL WHEN a.node = a.keeper THEN 'exact' ELSE a.verify_reason END,
+           CASE WHEN i.rank_key = a.keeper THEN NULL WHEN a.node = a.keeper THEN 1 ELSE a.verify_score END
     FROM cc_assign a
     JOIN cc_image i ON i.node = a.node
     JOIN cc_image k ON k.rank_key = a.keeper;
@@ -298,9 +302,12 @@ CREATE OR REPLACE VIEW dbdedup.cluster_members AS
            dbdedup.is_under(m.path, p.reference_paths) AS is_protected,
            m.transform,
            m.similarity,
-           (NOT m.is_keeper AND m.device = m.keeper_device AND m.inode = m.keeper_inode) AS is_same_file
+           (NOT m.is_keeper AND m.device = m.keeper_device AND m.inode = m.keeper_inode) AS is_same_file,
+           m.verify_reason,
+           m.verify_score
     FROM (SELECT a.cluster_id, i.id AS image_id, i.path, i.path_bytes, a.is_keeper, a.distance_to_keeper, i.width,
                  i.height, i.size_bytes, i.sha256, i.mtime_ns, a.transform, a.similarity, i.device, i.inode,
+                 a.verify_reason, a.verify_score,
                  first_value(i.sha256) OVER keeper_first AS keeper_sha256,
                  first_value(i.device) OVER keeper_first AS keeper_device,
                  first_value(i.inode) OVER keeper_first AS keeper_inode
@@ -312,7 +319,8 @@ COMMENT ON VIEW dbdedup.cluster_members IS
     'Members of the current clustering, keeper included (distance 0); only clusters of 2+ images. '
     'is_exact_duplicate: same SHA-256 as the keeper (false for the keeper itself); is_protected: under a reference path; '
     'transform: the flip, rotation or trim that links it to the keeper; similarity: embedding similarity to the keeper; '
-    'is_same_file: a hard link to the keeper''s file (same device and inode: removing it frees nothing).';
+    'is_same_file: a hard link to the keeper''s file (same device and inode: removing it frees nothing); '
+    'verify_reason, verify_score: how its link to the keeper was verified (exact, signature, geometry, reviewer).';
 
 CREATE OR REPLACE VIEW dbdedup.clusters AS
     SELECT cluster_id,

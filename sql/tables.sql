@@ -292,7 +292,9 @@ CREATE TABLE dbdedup.cluster_assignments (
     is_keeper          boolean NOT NULL,
     distance_to_keeper integer NOT NULL,
     transform          text,
-    similarity         real
+    similarity         real,
+    verify_reason      text,
+    verify_score       real
 );
 CREATE INDEX cluster_assignments_cluster_idx ON dbdedup.cluster_assignments (cluster_id);
 COMMENT ON TABLE dbdedup.cluster_assignments IS 'Cluster of each clustered image (cluster_id is the keeper''s image id).';
@@ -302,6 +304,8 @@ COMMENT ON COLUMN dbdedup.cluster_assignments.transform IS
     'The variant that links the image to its keeper: the image looks like the keeper after this (flip_h, rotate_90, ...); '
     'trim: one of the two has a uniform border the other lacks. NULL when the plain pHash links them.';
 COMMENT ON COLUMN dbdedup.cluster_assignments.similarity IS 'Embedding similarity to the keeper when known.';
+COMMENT ON COLUMN dbdedup.cluster_assignments.verify_reason IS 'How the link between the member and its keeper was verified (pairs.verify_reason: exact, signature, geometry; reviewer for a pair a reviewer confirmed); NULL for the keeper.';
+COMMENT ON COLUMN dbdedup.cluster_assignments.verify_score IS 'The verification score of that link, 0-1 (pairs.verify_score); NULL for the keeper.';
 
 CREATE TABLE dbdedup.cluster_settings (
     singleton          boolean PRIMARY KEY DEFAULT true CHECK (singleton),

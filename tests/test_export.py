@@ -142,8 +142,13 @@ def test_html_shows_distances_and_sizes(db_dsn, tmp_path):
     assert text.count("<figure") == len(first["members"])
     for m in first["members"]:
         assert f"{m['width']}&times;{m['height']}" in text
-        if not m["keeper"]:
-            assert f"distance {m['distance']}" in text
+        if not m["keeper"] and not m["exact_duplicate"]:
+            # the caption says why: what matched the keeper, at what distance, and how it was verified
+            matched = f"{m['transform']} {m['distance']}" if m["transform"] else f"pHash {m['distance']}"
+            assert matched in text
+            assert m["verify_reason"] in ("signature", "geometry", "exact")
+            assert {"signature": "colours agree", "geometry": "features align", "exact": "same pixels"}[
+                m["verify_reason"]] in text
 
 
 def test_html_placeholder_for_a_file_gone_since_load(db_dsn, tmp_path):

@@ -101,6 +101,42 @@ def test_terminal_report_shows_summary_keeper_and_histogram(db_dsn, tmp_path, mo
     assert "threshold 8" in text  # the histogram's cut
 
 
+def test_every_member_says_why_it_is_in_its_cluster(db_dsn, tmp_path, monkeypatch):
+    """JSON, CSV and the terminal carry, per member, how its pair with the keeper was verified: the
+    reason stored on that pair in dbdedup.pairs (never a pair that was not verified)."""
+    monkeypatch.setenv("COLUMNS", "300")
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    data = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(run_cli(db_dsn, "report", "--format", "csv").stdout))}
+    text = run_cli(db_dsn, "report").stdout
+    with psycopg.connect(db_dsn) as conn:
+        ids = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+        stored = {(a, b): (verified, reason) for a, b, verified, reason in conn.execute(
+            "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
+    near = 0
+    for c in data["clusters"]:
+        keeper = c["members"][0]
+        assert keeper["keeper"] and keeper["verify_reason"] is None
+        for m in c["members"][1:]:
+            if m["exact_duplicate"]:
+                assert m["verify_reason"] == "exact" and m["verify_score"] == 1
+                continue
+            near += 1
+            a, b = sorted((ids[m["path"]], ids[keeper["path"]]))
+            # the member's link is a verified pair with the keeper (or with a byte copy of it)
+            if (a, b) in stored:
+                assert stored[(a, b)] == (True, m["verify_reason"])
+            assert m["verify_reason"] in ("signature", "geometry", "exact")
+            assert 0 < m["verify_score"] <= 1
+            assert rows[m["path"]]["verify_reason"] == m["verify_reason"]
+            line = next(line for line in text.splitlines() if os.path.basename(m["path"]) in line)
+            matched = f"{m['transform']} {m['distance']}" if m["transform"] else f"pHash {m['distance']}"
+            said = {"signature": "colours agree", "geometry": "features align", "exact": "same pixels"}
+            assert f"{matched}, {said[m['verify_reason']]} {m['verify_score']:.2f}" in line, line
+    assert near >= 3
+
+
 def test_sort_and_limit_pick_clusters(db_dsn, tmp_path):
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)

@@ -33,7 +33,7 @@ WITH ranked AS (
 )
 SELECT r.rank, m.cluster_id, m.image_id, m.path, m.path_bytes, m.is_keeper, m.distance_to_keeper,
        m.width, m.height, m.size_bytes, m.sha256, m.mtime_ns, m.is_exact_duplicate, m.is_protected,
-       m.transform, m.similarity, m.is_same_file
+       m.transform, m.similarity, m.is_same_file, m.verify_reason, m.verify_score
 FROM ranked r
 JOIN dbdedup.cluster_members m USING (cluster_id)
 WHERE %(limit)s::bigint IS NULL OR r.rank <= %(limit)s::bigint

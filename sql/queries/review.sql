@@ -27,7 +27,7 @@ SELECT cluster_id FROM dbdedup.cluster_assignments WHERE image_id = %(image_id)s
 -- One cluster, keeper first; with each member's plain hash distances to the keeper.
 SELECT m.cluster_id, m.image_id, m.path, m.is_keeper, m.distance_to_keeper, m.width, m.height, m.size_bytes,
        m.sha256, m.is_exact_duplicate, m.is_protected, m.transform, m.similarity, m.is_same_file,
-       i.format, i.mtime,
+       m.verify_reason, m.verify_score, i.format, i.mtime,
        dbdedup.hamming(i.phash, k.phash) AS phash_distance, dbdedup.hamming(i.dhash, k.dhash) AS dhash_distance
 FROM dbdedup.cluster_members m
 JOIN dbdedup.images i ON i.id = m.image_id
