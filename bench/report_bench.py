@@ -94,7 +94,7 @@ def bench_database(n: int) -> None:
             settings, summary, results.iter_clusters(conn, limit=20), results.neighbour_histogram(conn),
             io.StringIO(), limit=20, color=False))
         timed("pairs --format csv (every pair <= 8)", lambda: rep.write_pairs(
-            results.iter_pairs(conn, threshold=8), "csv", io.StringIO()))
+            results.iter_pairs(conn, ClusterSettings(threshold=8)), "csv", io.StringIO()))
         plan = timed("apply plan (--delete, before re-checks)", ap.plan_actions, conn, "delete")
         print(f"  {len(plan.actions):,} actions")
         for sample in (None, 1000):

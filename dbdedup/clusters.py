@@ -305,7 +305,18 @@ def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = 
                          rule_note=_rule_note(asked, applied))
 
 
-def ensure_clusters(
+@dataclass(frozen=True)
+class VerifiedPairs:
+    """What ``ensure_verified_pairs`` did: the settings as applied, and the matching and pixel
+    checks it ran (None when the pairs were current)."""
+
+    settings: ClusterSettings  # as applied: ``rule`` may be narrower than the one asked (see rule_note)
+    match: MatchResult | None = None
+    verification: object | None = None  # the verify_workers.VerifySummary when pending pairs were checked
+    rule_note: str | None = None
+
+
+def ensure_verified_pairs(
     conn: psycopg.Connection,
     settings: ClusterSettings | None = None,
     *,
@@ -315,19 +326,17 @@ def ensure_clusters(
     on_wait: Callable[[str], None] | None = None,
     verify_workers: int | None = None,
     verify_progress=None,
-) -> ClusterResult:
-    """Make the current clustering match ``settings`` (default: the stored ones) and the images as
-    they are now; the library entry of `match`, `report`, `export` and `apply`.
+) -> VerifiedPairs:
+    """Make ``dbdedup.pairs`` hold every pair the rule of ``settings`` (default: the stored ones)
+    uses, each with a verdict: the part of ``ensure_clusters`` before clustering, which `pairs`
+    runs too.
 
     Matching runs (incrementally; in full with ``full``; always when a ``method`` is named) when
     images changed since the last match, the pairs do not reach the threshold, or the signals the
     rule uses are not current; it waits up to ``lock_wait`` seconds for a running load. Matching
     verifies the new pairs from the stored signals; the pairs still pending then are checked by
     their pixels (``verify_workers.verify_pending_pairs``, in ``verify_workers`` processes, with
-    ``verify_progress`` callbacks), so that every pair has a verdict before clustering: only
-    verified pairs link images. The clusters are rebuilt when their settings differ, the pairs
-    changed or verdicts were given. When everything is current this costs a few queries and
-    writes nothing (a read-only role can run it).
+    ``verify_progress`` callbacks).
     """
     asked = settings or current_settings(conn)
     asked.check()
@@ -348,6 +357,31 @@ def ensure_clusters(
         from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
 
         verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress)
+    return VerifiedPairs(applied, match, verification, _rule_note(asked, applied))
+
+
+def ensure_clusters(
+    conn: psycopg.Connection,
+    settings: ClusterSettings | None = None,
+    *,
+    method: str = "auto",
+    full: bool = False,
+    lock_wait: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+    verify_workers: int | None = None,
+    verify_progress=None,
+) -> ClusterResult:
+    """Make the current clustering match ``settings`` (default: the stored ones) and the images as
+    they are now; the library entry of `match`, `report`, `export` and `apply`.
+
+    First ``ensure_verified_pairs`` (matching and verification, when needed): every pair has a
+    verdict before clustering, and only verified pairs link images. The clusters are rebuilt when
+    their settings differ, the pairs changed or verdicts were given. When everything is current
+    this costs a few queries and writes nothing (a read-only role can run it).
+    """
+    prepared = ensure_verified_pairs(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
+                                     verify_workers=verify_workers, verify_progress=verify_progress)
+    applied, match, verification = prepared.settings, prepared.match, prepared.verification
     params = current_parameters(conn)
     state = match_state(conn, applied.hash_kind)
     if not conn.autocommit:
@@ -357,7 +391,7 @@ def ensure_clusters(
                 and params["matched_seq"] == state["matched_seq"]):
             return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
-                                 rule_note=_rule_note(asked, applied))
+                                 rule_note=prepared.rule_note)
     result = build_clusters(conn, applied)
     return replace(result, matched=match is not None, match=match, verification=verification,
-                   rule_note=_rule_note(asked, applied))
+                   rule_note=prepared.rule_note)

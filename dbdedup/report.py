@@ -36,7 +36,7 @@ import os
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from .clusters import ClusterSettings
-from .results import Cluster, Member, NeighbourHistogram, Summary
+from .results import VERIFIED_BY, Cluster, Member, NeighbourHistogram, Summary
 from .verdicts import Verdict, member_json
 
 CSV_COLUMNS = (
@@ -45,7 +45,7 @@ CSV_COLUMNS = (
 )
 PAIR_COLUMNS = (
     "distance", "path_a", "path_b", "exact", "width_a", "height_a", "bytes_a", "width_b", "height_b", "bytes_b",
-    "transform", "transform_distance", "similarity",
+    "matched_by", "transform", "transform_distance", "similarity", "verified", "verify_reason", "verify_score",
 )
 
 
@@ -317,21 +317,47 @@ def render_terminal(
                            f"{histogram.known_up_to} bits (`dbdedup calibrate` measures how far they are)"))
 
 
-def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, threshold: int) -> int:
+def pair_match_text(row: dict[str, Any]) -> str:
+    """How matching found a pair, for people: "pHash 4", "flip_h 0", "embedding 0.95", "same bytes"."""
+    if row["exact"]:
+        return "same bytes"
+    if row["matched_by"] == "variant":
+        return f"{row['transform']} {row['transform_distance']}"
+    if row["matched_by"] == "embedding":
+        return f"embedding {row['similarity']:.2f}"
+    return f"pHash {row['distance']}"
+
+
+def pair_verdict_text(row: dict[str, Any]) -> str:
+    """The pair's verdict, for people: "colours agree 0.96", "rejected: colour 0.41", "pending"."""
+    if row["exact"]:
+        return "identical files"
+    if row["verified"] is None:
+        return "pending (dbdedup verify)"
+    reason = row["verify_reason"] or ""
+    score = f" {row['verify_score']:.2f}" if row["verify_score"] is not None and row["verify_score"] < 1 else ""
+    if row["verified"]:
+        return VERIFIED_BY.get(reason, reason) + score
+    return f"rejected: {reason}{score}"
+
+
+def render_pairs_terminal(rows: Iterable[dict[str, Any]], out: TextIO, *, settings: ClusterSettings) -> int:
     """Pairs as a table for people; returns how many were shown."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(file=out, soft_wrap=False, highlight=False, width=_width(out, 160))
-    console.print(f"pairs up to distance {threshold}, most similar first")
+    console.print(f"pairs the clustering considers ({settings.describe()}), verified first, most similar first")
     table = Table()
-    table.add_column("dist", justify="right")
+    table.add_column("matched by", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
     table.add_column("image a", overflow="fold")
     table.add_column("image b", overflow="fold")
-    table.add_column("exact")
     n = 0
     for row in rows:
         n += 1
-        table.add_row(str(row["distance"]), row["path_a"], row["path_b"], "yes" if row["exact"] else "")
+        verdict = pair_verdict_text(row)
+        table.add_row(pair_match_text(row), verdict if row["verified"] else f"[dim]{verdict}[/dim]",
+                      row["path_a"], row["path_b"])
     console.print(table)
     return n

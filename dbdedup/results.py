@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import psycopg
 from psycopg.rows import dict_row
 
 from .sqlfiles import named_queries
+
+if TYPE_CHECKING:
+    from .clusters import ClusterSettings
 
 SORT_ORDERS = ("members", "bytes", "distance", "path")
 
@@ -228,11 +231,16 @@ def neighbour_histogram(conn: psycopg.Connection, *, hash_kind: str = "phash") -
                               beyond=int(images) - sum(n for _, n in counts))
 
 
-def iter_pairs(conn: psycopg.Connection, *, threshold: int, hash_kind: str = "phash") -> Iterator[dict[str, Any]]:
-    """Every known pair up to ``threshold``, most similar first, as dicts keyed like ``report.PAIR_COLUMNS``."""
+def iter_pairs(conn: psycopg.Connection, settings: "ClusterSettings") -> Iterator[dict[str, Any]]:
+    """Every stored pair the rule of ``settings`` considers (its hash within the threshold, a variant
+    within the transform distance, an embedding neighbour above the similarity), verified ones first,
+    then most similar first, each with its verdict, as dicts keyed like ``report.PAIR_COLUMNS``."""
     with conn.cursor(name="dbdedup_report_pairs", row_factory=dict_row, withhold=conn.autocommit) as cur:
         cur.itersize = 5000
-        cur.execute(_queries()["pairs"], {"hash_kind": hash_kind, "max_distance": threshold})
+        cur.execute(_queries()["pairs"], {
+            "hash_kind": settings.hash_kind, "max_distance": settings.threshold, "rule": settings.rule,
+            "transform_distance": settings.transform_distance, "min_similarity": settings.min_similarity,
+            "confirm_distance": settings.confirm_distance})
         for row in cur:
             row["path_bytes_a"] = bytes(row["path_bytes_a"])
             row["path_bytes_b"] = bytes(row["path_bytes_b"])

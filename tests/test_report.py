@@ -171,26 +171,59 @@ def test_paths_that_are_not_utf8_come_with_their_bytes(db_dsn, tmp_path):
     assert "\\xe9" in found[0]["path"]
 
 
-def test_pairs_lists_every_pair_most_similar_first(db_dsn, tmp_path, monkeypatch):
+def test_pairs_lists_every_kind_of_pair_with_how_it_matched_and_its_verdict(db_dsn, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # long temporary paths must not fold inside a name
+    from PIL import Image, ImageOps
+
     col = make_collection(tmp_path / "photos")
+    mirrored = tmp_path / "photos" / "copies" / "o104_mirror.jpg"
+    with Image.open(col.originals["o104"]) as im:
+        ImageOps.mirror(im).save(mirrored, quality=92)
     load(db_dsn, col.root)
     pairs = json.loads(run_cli(db_dsn, "pairs", "--threshold", "6", "--format", "json").stdout)
-    distances = [p["distance"] for p in pairs]
-    assert distances == sorted(distances) and all(d <= 6 for d in distances)
     with psycopg.connect(db_dsn) as conn:
-        stored = conn.execute(
+        ids = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+        stored = {(a, b): (v, r) for a, b, v, r in conn.execute(
+            "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
+        hash_pairs = conn.execute(
             "SELECT count(*) FROM dbdedup.pairs WHERE hash_kind = 'phash' AND distance <= 6").fetchone()[0]
+
+    # every kind of pair, each within its own bound at this threshold, and how it matched
+    kinds = {p["matched_by"] for p in pairs}
+    assert kinds <= {"hash", "variant", "embedding", "exact"} and {"hash", "variant", "exact"} <= kinds
+    for p in pairs:
+        if p["matched_by"] == "hash":
+            assert p["distance"] <= 6
+        elif p["matched_by"] == "variant":
+            assert p["transform"] and p["transform_distance"] <= 2 < p["distance"]
+        elif p["matched_by"] == "embedding":
+            assert p["similarity"] >= 0.92 and p["distance"] <= 20
+    # the flipped copy is listed as a variant of its original, and verified
+    flip = [p for p in pairs if {p["path_a"], p["path_b"]} == {str(col.originals["o104"]), str(mirrored)}]
+    assert len(flip) == 1 and flip[0]["transform"] == "flip_h" and flip[0]["verified"] is True
+    # the verdict is the stored pair's (a copy's rows are its representative's pairs)
+    for p in pairs:
+        key = (min(ids[p["path_a"]], ids[p["path_b"]]), max(ids[p["path_a"]], ids[p["path_b"]]))
+        if key in stored:
+            assert stored[key] == (p["verified"], p["verify_reason"]), p
+        assert p["verified"] is not None  # pairs runs the verification first
+    # verified first, then the most similar first by the signal that matched
+    order = [(not p["verified"], p["transform_distance"] if p["matched_by"] == "variant" else p["distance"])
+             for p in pairs]
+    assert order == sorted(order)
     # o101 + its exact copy + its resize: 3 pairs; o102 + two edits: 3; o103 + resize: 1. The table
     # stores the exact copy as a star (copy -> o101 only): the listing gives it o101's pair with the resize.
-    assert len(pairs) == 7 and stored == 6
+    assert len([p for p in pairs if p["matched_by"] in ("hash", "exact")]) == 7 and hash_pairs == 6
     exact = [p for p in pairs if p["exact"]]
     assert len(exact) == 1 and {os.path.basename(exact[0]["path_a"]), os.path.basename(exact[0]["path_b"])} == {
         "o101.jpg", "o101_copy.jpg"}
     rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "pairs", "--threshold", "6", "--format", "csv").stdout)))
-    assert [(r["path_a"], r["path_b"]) for r in rows] == [(p["path_a"], p["path_b"]) for p in pairs]
+    assert [(r["path_a"], r["path_b"], r["matched_by"]) for r in rows] == [
+        (p["path_a"], p["path_b"], p["matched_by"]) for p in pairs]
     table = run_cli(db_dsn, "pairs", "--threshold", "6").stdout
-    assert "o101_copy.jpg" in table
+    assert "o101_copy.jpg" in table and "same bytes" in table
+    line = next(line for line in table.splitlines() if "o104_mirror.jpg" in line)
+    assert f"flip_h {flip[0]['transform_distance']}" in line and "colours agree" in line
 
 
 def test_library_streams_clusters_on_autocommit_and_transaction_connections(db_dsn, tmp_path):

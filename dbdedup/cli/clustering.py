@@ -77,10 +77,12 @@ def use_clustering(ctx: click.Context, conn, options: dict, *, method: str = "au
     """Store the settings the options change, make the clustering current (matching first when
     needed), say which clustering the command uses; returns the ClusterResult."""
     from ..clusters import ensure_clusters, update_settings
+    from .verify_commands import verify_progress
 
     settings, changed = update_settings(conn, **changes(options))
-    result = ensure_clusters(conn, settings, method=method, full=full, lock_wait=settings_of(ctx).lock_wait,
-                             on_wait=lambda message: note(ctx, message))
+    with verify_progress(ctx) as progress:
+        result = ensure_clusters(conn, settings, method=method, full=full, lock_wait=settings_of(ctx).lock_wait,
+                                 on_wait=lambda message: note(ctx, message), verify_progress=progress)
     note(ctx, f"clustering: {result.settings.describe()}"
               + ("; saved, later commands use it until changed" if changed else ""))
     if result.rule_note:

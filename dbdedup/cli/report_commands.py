@@ -95,16 +95,20 @@ def report(ctx, sort, limit, fmt, output, **options):
 
 @click.command()
 @threshold_option()
-@click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default="phash", show_default=True,
-              help="Which perceptual hash to compare.")
+@click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default=None,
+              help="Which perceptual hash to compare [default: the kept setting, phash].")
 @format_choice
 @output_option
 @click.pass_context
 def pairs(ctx, threshold, hash_kind, fmt, output):
-    """List every pair of similar images up to a distance, most similar first.
+    """List every pair the clustering considers, with how it matched and its verdict.
 
-    The review list people make by hand: each row is two paths and their
-    Hamming distance; exact = byte-identical files. Runs matching first when needed.
+    The review list people make by hand: each row is two paths, what matched
+    them (pHash distance, a flipped/rotated/trimmed variant, the embedding
+    similarity, or the same bytes) and the verification's verdict (verified and
+    how, rejected and why, or pending). Verified pairs first, most similar
+    first; --threshold filters every kind of pair by its distance. Runs matching
+    and verification first when needed.
 
     \b
     Example:
@@ -113,18 +117,19 @@ def pairs(ctx, threshold, hash_kind, fmt, output):
     """
     from .. import report as rep
     from .. import results
-    from ..clusters import current_settings
-    from ..matching import ensure_pairs
+    from ..clusters import current_settings, ensure_verified_pairs
+    from .verify_commands import verify_progress
 
     with open_db(ctx) as conn:
-        if threshold is None:
-            threshold = current_settings(conn).threshold
-        ensure_pairs(conn, threshold=threshold, hash_kind=hash_kind, lock_wait=settings_of(ctx).lock_wait,
-                     on_wait=lambda message: note(ctx, message))
-        rows = results.iter_pairs(conn, threshold=threshold, hash_kind=hash_kind)
+        settings = current_settings(conn).changed(threshold=threshold, hash_kind=hash_kind)
+        with verify_progress(ctx) as progress:
+            settings = ensure_verified_pairs(conn, settings, lock_wait=settings_of(ctx).lock_wait,
+                                             on_wait=lambda message: note(ctx, message),
+                                             verify_progress=progress).settings
+        rows = results.iter_pairs(conn, settings)
         with _output(output) as out:
             if fmt == "table":
-                shown = rep.render_pairs_terminal(rows, out, threshold=threshold)
+                shown = rep.render_pairs_terminal(rows, out, settings=settings)
                 note(ctx, f"{shown:,} pairs")
             else:
                 rep.write_pairs(rows, fmt, out)

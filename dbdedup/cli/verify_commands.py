@@ -47,6 +47,11 @@ class _Silent:
         return None
 
 
+def verify_progress(ctx: click.Context):
+    """The progress bar of the pixel checks (a context manager giving the callbacks), or none with --quiet."""
+    return _Silent() if settings_of(ctx).quiet else _RichProgress()
+
+
 def summary_line(summary) -> str:
     """The one line a run ends with."""
     if not summary.pending:
@@ -80,9 +85,7 @@ def verify(ctx: click.Context, workers: int | None) -> None:
     """
     from ..verify_workers import verify_pending_pairs
 
-    quiet = settings_of(ctx).quiet
     with open_db(ctx) as conn:
-        bar = _Silent() if quiet else _RichProgress()
-        with bar as progress:
+        with verify_progress(ctx) as progress:
             summary = verify_pending_pairs(conn, workers=workers, progress=progress)
     note(ctx, summary_line(summary))

@@ -63,15 +63,22 @@ SELECT distance, count(*) AS images FROM nearest GROUP BY distance ORDER BY dist
 SELECT max_distance::int FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
 
 -- name: pairs
--- Every known pair up to a distance, most similar first. Exact copies are stored as stars (each copy
--- paired with its group's representative only) and near pairs between representatives; the listing
--- gives every copy its representative's near pairs (a variant name seen from the other side is the
--- inverse rotation), and the exact groups as their star rows.
+-- Every pair the clustering rule considers (pair_is_edge as if verified: pHash within the threshold,
+-- a variant within the transform distance, an embedding neighbour above the similarity), most similar
+-- first, with its verdict: verified, rejected (and why) or pending. Exact copies are stored as stars
+-- (each copy paired with its group's representative only) and near pairs between representatives; the
+-- listing gives every copy its representative's near pairs (a variant name seen from the other side is
+-- the inverse rotation), and the exact groups as their star rows.
 WITH near AS (
-    SELECT p.image_a, p.image_b, p.distance, p.transform, p.transform_distance, p.similarity
+    SELECT p.image_a, p.image_b, p.distance, p.transform, p.transform_distance, p.similarity,
+           p.verified, p.verify_reason, p.verify_score,
+           CASE WHEN p.transform_distance <= %(transform_distance)s AND p.transform_distance < p.distance THEN 'variant'
+                WHEN p.distance <= %(max_distance)s THEN 'hash'
+                ELSE 'embedding' END AS matched_by
     FROM dbdedup.pairs p
     WHERE p.hash_kind = %(hash_kind)s AND NOT p.is_exact
-      AND (p.distance <= %(max_distance)s OR p.transform_distance <= %(max_distance)s)
+      AND dbdedup.pair_is_edge(%(rule)s, %(max_distance)s, %(transform_distance)s, %(min_similarity)s::real,
+                               %(confirm_distance)s, p.distance, p.transform_distance, p.similarity, true)
 ), copies AS (
     -- each representative of a near pair, with itself and its copies (the image_b of its exact pairs)
     SELECT r.id AS rep, r.id AS m FROM (SELECT image_a AS id FROM near UNION SELECT image_b FROM near) r
@@ -80,14 +87,15 @@ WITH near AS (
     WHERE x.hash_kind = %(hash_kind)s AND x.is_exact
       AND x.image_a IN (SELECT image_a FROM near UNION SELECT image_b FROM near)
 ), listed AS (
-    SELECT least(a.m, b.m) AS image_a, greatest(a.m, b.m) AS image_b, n.distance,
-           CASE WHEN a.m < b.m THEN n.transform ELSE dbdedup.inverse_transform(n.transform) END AS transform,
-           n.transform_distance, n.similarity
+    SELECT least(a.m, b.m) AS image_a, greatest(a.m, b.m) AS image_b, n.distance, n.matched_by,
+           CASE WHEN n.matched_by <> 'variant' THEN NULL
+                WHEN a.m < b.m THEN n.transform ELSE dbdedup.inverse_transform(n.transform) END AS transform,
+           n.transform_distance, n.similarity, n.verified, n.verify_reason, n.verify_score
     FROM near n
     JOIN copies a ON a.rep = n.image_a
     JOIN copies b ON b.rep = n.image_b
     UNION ALL
-    SELECT p.image_a, p.image_b, p.distance, NULL, NULL, NULL
+    SELECT p.image_a, p.image_b, p.distance, 'exact', NULL, NULL, NULL, p.verified, p.verify_reason, p.verify_score
     FROM dbdedup.pairs p
     WHERE p.hash_kind = %(hash_kind)s AND p.is_exact
 ), shown AS (
@@ -101,12 +109,14 @@ SELECT l.distance::int AS distance,
        b.id AS image_b, b.path AS path_b, b.path_bytes AS path_bytes_b,
        a.width AS width_a, a.height AS height_a, a.size_bytes AS bytes_a,
        b.width AS width_b, b.height AS height_b, b.size_bytes AS bytes_b,
-       a.sha256 = b.sha256 AS exact,
-       l.transform, l.transform_distance::int AS transform_distance, l.similarity
+       a.sha256 = b.sha256 AS exact, l.matched_by,
+       l.transform, l.transform_distance::int AS transform_distance, l.similarity,
+       l.verified, l.verify_reason, l.verify_score
 FROM listed l
 JOIN shown a ON a.id = l.image_a
 JOIN shown b ON b.id = l.image_b
-ORDER BY l.distance, a.path, b.path
+ORDER BY l.verified IS NOT TRUE, CASE l.matched_by WHEN 'variant' THEN l.transform_distance ELSE l.distance END,
+         l.similarity DESC NULLS LAST, a.path, b.path
 
 -- name: ok_images
 SELECT count(*) FROM dbdedup.images WHERE status = 'ok'
