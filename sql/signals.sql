@@ -394,6 +394,13 @@ BEGIN
     keep_neighbours := CASE WHEN full_rematch OR st.signal IS NULL THEN neighbours
                             WHEN is_full THEN greatest(neighbours, st.neighbours) ELSE st.neighbours END;
     IF is_full THEN
+        -- (the verdicts of the pairs only the neighbour search found are kept aside: such a pair found
+        -- again keeps its verdict, which its pixels gave, not its vectors; below)
+        CREATE TEMP TABLE em_before ON COMMIT DROP AS
+        SELECT p.image_a, p.image_b, p.verified, p.verify_score, p.verify_reason
+        FROM dbdedup.pairs p
+        WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL AND p.distance > ms.max_distance AND p.transform_distance IS NULL
+          AND p.verified IS NOT NULL AND p.verify_reason <> 'weak_embedding';
         DELETE FROM dbdedup.pairs p
         WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL AND p.distance > ms.max_distance AND p.transform_distance IS NULL;
         UPDATE dbdedup.pairs p SET similarity = NULL WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;
@@ -479,6 +486,12 @@ BEGIN
             verify_score = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_score END,
             verify_reason = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_reason END;
 
+    IF is_full THEN
+        UPDATE dbdedup.pairs p SET verified = b.verified, verify_score = b.verify_score, verify_reason = b.verify_reason
+        FROM em_before b
+        WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b AND p.verified IS NULL;
+        DROP TABLE em_before;
+    END IF;
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;
     -- (read first: Citus takes no subquery in INSERT ... VALUES)
     index_kind := coalesce((SELECT index_method FROM dbdedup.embedding_reductions ORDER BY fitted_at DESC LIMIT 1), 'hnsw');

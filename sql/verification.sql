@@ -93,17 +93,16 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientatio
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         WITH s AS (SELECT v.light_spread_floor AS floor FROM dbdedup.verify_settings() v),
-        place AS MATERIALIZED (  -- each cell's grid, row and column (materialized: computed once, not per use)
-            SELECT c.x::double precision AS x, g.base, g.n, (c.i - 1 - g.base) / g.n AS i, (c.i - 1 - g.base) % g.n AS j
+        cell AS MATERIALIZED (  -- the oriented signature: each cell sent where the orientation puts it
+            SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN c.i::integer
+                        ELSE p.base + 1 + dbdedup.grid_cell(dbdedup.inverse_transform(orientation), p.n,
+                                                            ((c.i - 1 - p.base) / p.n)::integer,
+                                                            ((c.i - 1 - p.base) % p.n)::integer) END AS k,
+                   c.x::double precision AS x
             FROM unnest(signature) WITH ORDINALITY AS c(x, i)
             CROSS JOIN LATERAL (SELECT CASE WHEN c.i <= 256 THEN 0 WHEN c.i <= 320 THEN 256 ELSE 320 END AS base,
-                                       CASE WHEN c.i <= 256 THEN 16 ELSE 8 END AS n) g
+                                       CASE WHEN c.i <= 256 THEN 16 ELSE 8 END AS n) p
             WHERE cardinality(signature) = 384
-        ),
-        cell AS MATERIALIZED (  -- the oriented signature: each cell sent where the orientation puts it
-            SELECT p.base + 1 + dbdedup.grid_cell(dbdedup.inverse_transform(orientation), p.n, p.i::integer, p.j::integer) AS k,
-                   p.x
-            FROM place p
         ),
         fine AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM cell, s WHERE k <= 256 GROUP BY s.floor),
         coarse AS (SELECT ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2 AS c, avg(x) AS x FROM cell WHERE k <= 256 GROUP BY 1),

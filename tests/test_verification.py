@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from dbdedup import clusters, verify
+from dbdedup import clusters, matching, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
 from images import photo, reencoded, resized, save
@@ -289,3 +289,29 @@ def test_match_through_the_cli_says_what_verification_decided(db_dsn, tmp_path):
     report = runner.invoke(cli, ["--db", db_dsn, "report", "--format", "json"], catch_exceptions=False)
     assert report.exit_code == 0
     assert "folder_red_small.png" in report.stdout and "folder_blue.png" not in report.stdout
+
+
+def test_a_full_embedding_rematch_keeps_the_verdicts_of_neighbour_pairs_found_again(conn):
+    from test_matching import flip_bits, insert_images
+
+    rng = np.random.default_rng(3)
+    first = int(rng.integers(-(2**62), 2**62))
+    ids = insert_images(conn, [first, flip_bits(rng, first, 20), flip_bits(rng, first, 40)])
+    direction = rng.normal(size=64)
+    for image_id, noise in zip(ids, (0.0, 0.05, 3.0)):  # two close vectors, one far
+        vector = direction + noise * rng.normal(size=64)
+        vector /= np.linalg.norm(vector)
+        conn.execute("INSERT INTO dbdedup.image_embeddings (image_id, embedder, raw, embedding) "
+                     "VALUES (%s, 'test', '\\x00', %s::text::vector)", (image_id, "[" + ",".join(map(str, vector)) + "]"))
+    conn.commit()
+    result = matching.find_pairs(conn, threshold=8, embeddings=True, min_similarity=0.9)
+    assert result.verification.pending == 1  # found by the neighbour search only, pHash 20 apart: for the pixels
+    # the check by pixels gives its verdict
+    conn.execute("UPDATE dbdedup.pairs SET verified = true, verify_score = 0.77, verify_reason = 'geometry' "
+                 "WHERE verified IS NULL")
+    conn.commit()
+    assert conn.execute("SELECT mode FROM dbdedup.match_embeddings(0.9, 10, true)").fetchone()[0] == "full"
+    conn.commit()
+    rows = conn.execute("SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs").fetchall()
+    assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(ids[0], ids[1], True, "geometry")]
+    assert rows[0][3] == pytest.approx(0.77)
