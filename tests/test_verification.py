@@ -315,3 +315,29 @@ def test_a_full_embedding_rematch_keeps_the_verdicts_of_neighbour_pairs_found_ag
     rows = conn.execute("SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs").fetchall()
     assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(ids[0], ids[1], True, "geometry")]
     assert rows[0][3] == pytest.approx(0.77)
+
+
+def test_verification_runs_on_a_server_without_pgvector(plain_pg_dsn, tmp_path):
+    import os
+
+    import psycopg
+
+    from test_signals import fresh_plain_database
+
+    dsn = fresh_plain_database(plain_pg_dsn, f"verification_{os.getpid()}")
+    with psycopg.connect(dsn) as plain:
+        assert plain.execute("SELECT dbdedup.vector_schema()").fetchone()[0] is None
+        a, b = verify.colour_signature(photo(7)), verify.colour_signature(ImageOps.mirror(photo(7)).convert("RGB"))
+        expected = verify.compare_signatures(verify.orient_signature(a, "flip_h"), b)
+        light, chroma, gain, detail = _sql_distance(plain, a, b, "flip_h")
+        assert (light, chroma, gain, detail) == pytest.approx((expected.light, expected.chroma, expected.gain,
+                                                               expected.detail), abs=1e-4)
+        save(flag([(206, 17, 38), (255, 255, 255), (0, 122, 61), (255, 205, 0)]), tmp_path / "flag_a.png")
+        save(flag([(0, 122, 61), (255, 255, 255), (206, 17, 38), (255, 205, 0)]), tmp_path / "flag_b.png")
+        save(reencoded(photo(8), 50), tmp_path / "photo.jpg")
+        save(resized(photo(8), 0.5), tmp_path / "photo_small.png")
+        ids = load(plain, tmp_path)
+        clusters.ensure_clusters(plain, ClusterSettings())
+        assert pair(plain, ids, "flag_a.png", "flag_b.png")["verified"] is False
+        assert pair(plain, ids, "photo.jpg", "photo_small.png")["reason"] == "signature"
+        assert groups(plain) == {frozenset({"photo.jpg", "photo_small.png"})}
