@@ -4,6 +4,8 @@
     .venv/bin/python bench/load_bench.py --repeat 3 # best and spread of 3 runs
     .venv/bin/python bench/load_bench.py --signals all --skip-flat   # the default load only
     .venv/bin/python bench/load_bench.py --index-upkeep 1000000      # what the lookup indexes cost the load
+    .venv/bin/python bench/load_bench.py --signals all --skip-flat --against HEAD~3 --repeat 3
+    .venv/bin/python bench/load_bench.py --fingerprint-only         # worker CPU per file, by signal
 
 Each set is loaded once per signal configuration (--signals, default all four when
 the CLI has the options): `hashes` (--no-orientations --embedder none), `+orientations`
@@ -19,14 +21,27 @@ highest sum of RSS over the loader's whole process tree (parent + workers),
 sampled every 20 ms; the PostgreSQL server's own memory is not included.
 The baseline is `imagehash.phash(Image.open(path))` mapped over the same files in a
 ProcessPoolExecutor with the same number of workers (no database at all).
+
+`--against REV` also loads each set with the code of git revision REV (exported under
+bench/out/rev-*, run through PYTHONPATH), alternating with this tree in every repetition, so
+a change's cost is a ratio measured under the same machine load.
+
+`--fingerprint` also measures what one worker process spends per file (CPU time, best of
+several rounds, in this process): `fingerprint.file_records` over chunks of 64 files, with
+each signal on and off (the hashes, orientations, embedding descriptor and the verification
+signals: hash quality and colour signature, which also make JPEGs decode in colour). The
+end-to-end figures include the parent, the database and whatever else shares the machine;
+these do not.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -89,10 +104,10 @@ def files_of(folder: Path) -> list[str]:
 # ---------------------------------------------------------------- measuring
 
 
-def run_measured(command: list[str]) -> tuple[float, int]:
+def run_measured(command: list[str], env: dict | None = None) -> tuple[float, int]:
     """Run ``command``; return (seconds, peak RSS bytes of its process tree)."""
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     root = psutil.Process(process.pid)
     peak = 0
     while process.poll() is None:
@@ -141,10 +156,31 @@ def cli_has_signals() -> bool:
     return "--no-orientations" in text and "--embedder" in text
 
 
-def measure_load(admin: str, folder: Path, workers: int, options: list[str] = ()) -> tuple[float, int, int]:
+def export_revision(revision: str) -> Path:
+    """The package at git ``revision``, exported under bench/out (for PYTHONPATH)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=HERE.parent, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    tree = OUT / f"rev-{commit}"
+    if not (tree / "dbdedup" / "__init__.py").exists():
+        tree.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", commit, "dbdedup", "sql", "migrations"], cwd=HERE.parent,
+                                 capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tree, filter="data")
+        # setuptools' package-dir maps sql/ and migrations/ into the package; a plain tree needs links
+        for name in ("sql", "migrations"):
+            link = tree / "dbdedup" / name
+            if not link.exists():
+                link.symlink_to(Path("..") / name)
+    return tree
+
+
+def measure_load(admin: str, folder: Path, workers: int, options: list[str] = (),
+                 tree: Path | None = None) -> tuple[float, int, int]:
     dsn = fresh_database(admin, "bench_load")
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
     seconds, peak = run_measured([dbdedup_command(), "--db", dsn, "-q", "load", "--workers", str(workers),
-                                  *options, str(folder)])
+                                  *options, str(folder)], env=env)
     with psycopg.connect(dsn) as conn:
         loaded = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
     return seconds, peak, loaded
@@ -155,6 +191,49 @@ def measure_pool(folder: Path, workers: int) -> tuple[float, int]:
     listing.write_text("\n".join(files_of(folder)))
     code = f"import sys; sys.path.insert(0, {str(HERE)!r}); import load_bench; load_bench._pool_main({str(listing)!r}, {workers})"
     return run_measured([sys.executable, "-c", code])
+
+
+FINGERPRINT_CONFIGS = {
+    "hashes": dict(orientations=False, embedder=False),
+    "+orientations": dict(orientations=True, embedder=False),
+    "+embeddings": dict(orientations=False, embedder=True),
+    "all": dict(orientations=True, embedder=True),
+}
+
+
+def measure_fingerprint(sets: list[tuple[str, Path, int]], rounds: int) -> None:
+    """Worker CPU per file of each signal configuration, with the verification signals off and on."""
+    from dbdedup import fingerprint
+    from dbdedup.embedding import load_embedder
+    from dbdedup.resample import limit_blas_threads
+
+    limit_blas_threads()  # as in a load worker
+    embedder = load_embedder("default")
+    print("\nworker CPU per file (fingerprint.file_records, chunks of 64, one process, best of "
+          f"{rounds} rounds; verification signals = hash quality + colour signature):")
+    print(f"{'set':<14} {'load':<15} {'files':>6} {'without us/file':>16} {'with us/file':>13} {'cost':>7}")
+    for label, folder, count in sets:
+        paths = [p.encode() for p in files_of(folder)[:count]]
+        chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
+        extras = {(name, signals): fingerprint.Extras(orientations=config["orientations"],
+                                                      embedder=embedder if config["embedder"] else None,
+                                                      signals=signals)
+                  for name, config in FINGERPRINT_CONFIGS.items() for signals in (False, True)}
+        best = dict.fromkeys(extras, float("inf"))
+        for _ in range(rounds):
+            for key, extra in extras.items():  # alternating, so a busy moment hits every configuration
+                started = time.process_time()
+                for chunk in chunks:
+                    fingerprint.file_records(chunk, extras=extra)
+                best[key] = min(best[key], (time.process_time() - started) / len(paths))
+        for k, name in enumerate(FINGERPRINT_CONFIGS):
+            without, with_signals = best[(name, False)], best[(name, True)]
+            print(f"{label if k == 0 else '':<14} {name:<15} {len(paths):>6} {without * 1e6:>16,.0f} "
+                  f"{with_signals * 1e6:>13,.0f} {with_signals / without:>6.2f}x", flush=True)
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def describe(values: list[float]) -> str:
@@ -173,6 +252,11 @@ def main() -> None:
     parser.add_argument("--index-upkeep", type=int, default=0, metavar="N",
                         help="only the load-time cost of the lookup indexes (issue 15): N synthetic images through the "
                              "loader's write path with and without them (bench/lookup_bench.py --upkeep)")
+    parser.add_argument("--against", metavar="REV",
+                        help="also load with the code of this git revision, alternating with this tree")
+    parser.add_argument("--fingerprint", action="store_true",
+                        help="also measure worker CPU per file with the verification signals off and on")
+    parser.add_argument("--fingerprint-only", action="store_true", help="only that (no database, no loads)")
     args = parser.parse_args()
     if args.index_upkeep:
         from dbdedup import db as dbmod
@@ -194,34 +278,52 @@ def main() -> None:
 
     print(f"generating / checking test files under {OUT} ...", flush=True)
     generate(args.workers)
+    print(f"machine load (1, 5, 15 min) at start: {load_average()}", flush=True)
+    fingerprint_sets = [("128x128 JPEG", OUT / "small", 1280), ("12 MP JPEG", OUT / "large", 40)]
+    if args.fingerprint_only:
+        measure_fingerprint(fingerprint_sets, max(3, args.repeat))
+        print(f"machine load at end: {load_average()}")
+        return
+    trees = {"": None}
+    if args.against:
+        trees = {"": None, f" @{args.against}": export_revision(args.against)}
     admin = dbmod.start_embedded(OUT / "pgdata")
     import dbdedup
 
     print(f"dbdedup {dbdedup.__version__}, {args.workers} workers, {os.cpu_count()} cores\n")
     print(f"{'set':<14} {'load':<15} {'files':>7} {'dbdedup load img/s':>30} {'peak MB':>8} "
           f"{'imagehash pool img/s':>30} {'peak MB':>8}")
+    runs = [name + tree for name in signals for tree in trees]
     for label, folder in (("128x128 JPEG", OUT / "small"), ("12 MP JPEG", OUT / "large")):
         count = len(files_of(folder))
-        ours = {name: [] for name in signals}
-        our_mem = {name: [] for name in signals}
+        ours = {name: [] for name in runs}
+        our_mem = {name: [] for name in runs}
         pool, pool_mem = [], []
         for _ in range(args.repeat):
             for name in signals:
-                seconds, peak, loaded = measure_load(admin, folder, args.workers, options_of[name])
-                assert loaded == count, (loaded, count)
-                ours[name].append(count / seconds)
-                our_mem[name].append(peak / 2**20)
+                for suffix, tree in trees.items():
+                    seconds, peak, loaded = measure_load(admin, folder, args.workers, options_of[name], tree)
+                    assert loaded == count, (loaded, count)
+                    ours[name + suffix].append(count / seconds)
+                    our_mem[name + suffix].append(peak / 2**20)
             seconds, peak = measure_pool(folder, args.workers)
             pool.append(count / seconds)
             pool_mem.append(peak / 2**20)
-        for k, name in enumerate(signals):
+        for k, name in enumerate(runs):
             pool_text = (f"{describe(pool):>30} {max(pool_mem):>8.0f}" if k == 0 else "")
             print(f"{label if k == 0 else '':<14} {name:<15} {count:>7,} {describe(ours[name]):>30} "
                   f"{max(our_mem[name]):>8.0f} {pool_text}".rstrip(), flush=True)
         if "hashes" in ours:
             base = max(ours["hashes"])
-            costs = ", ".join(f"{name} {max(ours[name]) / base:.2f}x" for name in signals if name != "hashes")
+            costs = ", ".join(f"{name} {max(ours[name]) / base:.2f}x" for name in runs if name != "hashes")
             print(f"{'':<14} throughput relative to hashes only: {costs}", flush=True)
+        if args.against:
+            ratios = ", ".join(f"{name} {max(ours[name]) / max(ours[name + suffix]):.2f}x"
+                               for name in signals for suffix in trees if suffix)
+            print(f"{'':<14} this tree's throughput relative to {args.against}: {ratios}", flush=True)
+    print(f"machine load at end of the loads: {load_average()}", flush=True)
+    if args.fingerprint:
+        measure_fingerprint(fingerprint_sets, max(3, args.repeat))
 
     if not args.skip_flat:
         print("\npeak memory of `dbdedup load` as the file count grows (128x128 JPEGs, default load):")
