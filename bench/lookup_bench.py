@@ -34,6 +34,10 @@ numpy brute force over all the rows (the truth):
     pgvector's HNSW index on ``phash::bit(64)`` (bit_hamming_ops): the k = --hnsw-k nearest by
     Hamming distance, then the ones within t. Approximate: recall against the truth is printed.
 
+Beside the wall times, the server CPU a lookup (user + system time of the connection's server process
+from /proc, over all the lookups of a round; a scan's parallel workers are not counted): the part the
+load of other jobs on the machine does not inflate.
+
 Also printed: the plans of one shipped lookup (auto_explain of the statements inside the
 functions: index-only scans, index searches, candidates re-checked, heap fetches), each method's
 index size and build time (one core: parallel maintenance workers off).
@@ -274,10 +278,22 @@ def truth(ids: np.ndarray, values: np.ndarray, query: int, threshold: int) -> se
     return set(ids[d <= threshold].tolist())
 
 
+def backend_cpu(conn: psycopg.Connection) -> float | None:
+    """CPU seconds (user + system) of this connection's server process so far; None when not on this machine."""
+    try:
+        with open(f"/proc/{conn.info.backend_pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def timed_lookups(conn: psycopg.Connection, method: Method, queries: list[int], threshold: int,
-                  ids: np.ndarray, values: np.ndarray) -> tuple[list[float], int, int, int, int]:
-    """Per-lookup seconds, and exactness counts: lookups equal to the truth, hits found / expected, extra hits."""
+                  ids: np.ndarray, values: np.ndarray) -> tuple[list[float], int, int, int, int, float | None]:
+    """Per-lookup seconds, exactness counts (lookups equal to the truth, hits found / expected, extra hits) and the
+    server's CPU ms a lookup (what the load of other jobs does not inflate), None when it cannot be read."""
     times, exact, found, expected, extra = [], 0, 0, 0, 0
+    cpu_before = backend_cpu(conn)
     rng = np.random.default_rng(2000 + threshold)
     for q in queries:
         variants = [_signed(int(v)) for v in rng.integers(0, 2**64 - 1, size=7, dtype=np.uint64, endpoint=True)]
@@ -293,7 +309,9 @@ def timed_lookups(conn: psycopg.Connection, method: Method, queries: list[int], 
         found += len(got & want)
         expected += len(want)
         extra += len(got - want)
-    return times, exact, found, expected, extra
+    cpu_after = backend_cpu(conn)
+    cpu = None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) * 1000 / len(queries)
+    return times, exact, found, expected, extra, cpu
 
 
 def nested_plans(conn: psycopg.Connection, sql: str, params: list) -> str:
@@ -566,21 +584,23 @@ def lookups(admin: str, n: int, args: argparse.Namespace) -> None:
                 best = None
                 for _ in range(args.rounds if name_m != "scan" else 1):
                     timed_lookups(conn, method, queries[:2], t, ids, stored)  # first touch of the pages, uncounted
-                    times, exact, found, expected, extra = timed_lookups(conn, method, queries, t, ids, stored)
+                    times, exact, found, expected, extra, cpu = timed_lookups(conn, method, queries, t, ids, stored)
                     row = (t, name_m, pct(times, 50), pct(times, 99), max(times) * 1000, exact, len(queries), found,
-                           expected, extra, load_average())
+                           expected, extra, "" if cpu is None else f"{cpu:.2f}", load_average())
                     print(f"# {name_m} t={t}: p50 {row[2]:.2f} ms p99 {row[3]:.2f} ms ({row[-1]})", file=sys.stderr, flush=True)
                     best = row if best is None or row[2] < best[2] else best
                 results.append(best)
             for ix in method.index_names():
                 conn.execute(f"DROP INDEX dbdedup.{ix}")
         print("| threshold | method | p50 ms | p99 ms | max ms | lookups equal to the truth | hits found / expected "
-              "| hits beyond t | machine |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+              "| hits beyond t | server CPU ms a lookup | machine |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         scan_p50 = {r[0]: r[2] for r in results if r[1] == "scan"}
-        for t, m, p50, p99, mx, exact, nq, found, expected, extra, load in sorted(results, key=lambda r: (r[0], ALL_METHODS.index(r[1]))):
+        for t, m, p50, p99, mx, exact, nq, found, expected, extra, cpu, load in sorted(
+                results, key=lambda r: (r[0], ALL_METHODS.index(r[1]))):
             ratio = f" ({scan_p50[t] / p50:.0f}x faster than scan)" if t in scan_p50 and m != "scan" else ""
-            print(f"| {t} | {m} | {p50:.2f}{ratio} | {p99:.2f} | {mx:.2f} | {exact}/{nq} | {found}/{expected} | {extra} | {load} |")
+            print(f"| {t} | {m} | {p50:.2f}{ratio} | {p99:.2f} | {mx:.2f} | {exact}/{nq} | {found}/{expected} | {extra} "
+                  f"| {cpu} | {load} |")
         print("\n| indexes | build s (1 core) | MB |")
         print("| --- | --- | --- |")
         for m, build, mb in builds:
