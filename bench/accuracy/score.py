@@ -57,6 +57,7 @@ from dbdedup.db import connect, stop_embedded
 from dbdedup.embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from dbdedup.load import load_paths
 from dbdedup.matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, find_pairs
+from dbdedup.verify_workers import verify_pending_pairs
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 SET_DIR = BENCH_DIR / "out" / "accuracy"
@@ -373,7 +374,7 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
 
 
 def match(conn, kind: str, threshold: int, signals: bool, min_similarity: float | None,
-          transform_distance: int | None = None) -> tuple[dict, float]:
+          transform_distance: int | None = None, workers: int | None = None) -> tuple[dict, float]:
     """find_pairs once for ``kind`` (transform variants and embeddings on when ``signals``), keeping
     variant pairs up to the largest transform distance and embedding pairs down to the lowest
     similarity scored."""
@@ -384,10 +385,22 @@ def match(conn, kind: str, threshold: int, signals: bool, min_similarity: float 
         kwargs["min_similarity"] = min_similarity
     started = time.perf_counter()
     result = find_pairs(conn, **kwargs)
-    seconds = time.perf_counter() - started
+    match_seconds = time.perf_counter() - started
     print(f"  {kind}: find_pairs at {threshold}{' with transforms and embeddings' if signals else ''}: "
-          f"{result.method}, {result.pairs} pairs, {seconds:.1f} s", file=sys.stderr)
-    return {"match_seconds": round(seconds, 2), "method": result.method, "pairs": result.pairs,
+          f"{result.method}, {result.pairs} pairs, {match_seconds:.1f} s (signature verification included)",
+          file=sys.stderr)
+    # the pairs the stored signatures could not settle: checked by their pixels, as ensure_clusters does
+    started = time.perf_counter()
+    checked = verify_pending_pairs(conn, workers=workers)
+    verify_seconds = time.perf_counter() - started
+    verdicts = dict(conn.execute("SELECT coalesce(verify_reason, 'pending'), count(*) FROM dbdedup.pairs "
+                                 "WHERE hash_kind = %s GROUP BY 1 ORDER BY 2 DESC", (kind,)).fetchall())
+    conn.commit()
+    print(f"  {kind}: geometric check of {checked.done} pending pairs in {verify_seconds:.1f} s; verdicts {verdicts}",
+          file=sys.stderr)
+    seconds = match_seconds + verify_seconds
+    return {"match_seconds": round(match_seconds, 2), "verify_seconds": round(verify_seconds, 2),
+            "geometry_pairs": checked.done, "verdicts": verdicts, "method": result.method, "pairs": result.pairs,
             "candidates": result.candidates}, seconds
 
 
@@ -399,7 +412,8 @@ def largest_transform_distance(configs: list[Config]) -> int:
 
 
 def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config], kinds: list[str],
-                   load_seconds: float, cluster_timeout: float) -> tuple[list[Score], dict, dict]:
+                   load_seconds: float, cluster_timeout: float, workers: int | None = None
+                   ) -> tuple[list[Score], dict, dict]:
     scores, timings, labels_by = [], {}, {}
     for kind in kinds:
         mine = [c for c in configs if c.kind == kind]
@@ -409,7 +423,8 @@ def dbdedup_scores(conn, truth: Truth, universe: set[str], configs: list[Config]
         similarities = [c.min_similarity if c.min_similarity is not None else DEFAULT_MIN_SIMILARITY
                         for c in mine if c.rule in ("embedding", "fused")]
         timings[kind], match_seconds = match(conn, kind, max(c.threshold for c in mine), signals,
-                                             min(similarities, default=None), largest_transform_distance(mine))
+                                             min(similarities, default=None), largest_transform_distance(mine),
+                                             workers)
         found, labels = run_configs(conn, mine, truth, universe, load_seconds + match_seconds, cluster_timeout)
         scores += found
         labels_by.update(labels)
@@ -804,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"({summary.loaded / load_seconds:.0f} files/s), errors {summary.errors}", file=sys.stderr)
             table, statuses = read_hashes(conn)
             scores, timings, labels_by = dbdedup_scores(conn, truth, universe, configs, kinds, load_seconds,
-                                                        args.cluster_timeout)
+                                                        args.cluster_timeout, args.workers)
             if args.onnx:
                 onnx_scores, onnx_timings, onnx_note = score_onnx(conn, args, truth, universe, similarities, fused)
                 scores += onnx_scores
@@ -858,9 +873,12 @@ def main(argv: list[str] | None = None) -> int:
     out.append(f"Load: {summary.loaded} files in {load_seconds:.1f} s with {args.workers} workers"
                + (f" ({', '.join(f'{k}={v}' for k, v in load_options.items())})" if load_options else "")
                + f"; statuses {statuses}; not loaded: {len(missing)}. Matching: "
-               + "; ".join(f"{k} {v['method']} {v['pairs']} pairs in {v['match_seconds']} s"
+               + "; ".join(f"{k} {v['method']} {v['pairs']} pairs in {v['match_seconds']} s, geometric check of "
+                           f"{v.get('geometry_pairs', 0)} pairs in {v.get('verify_seconds', 0)} s, verdicts "
+                           f"{v.get('verdicts', {})}"
                            for k, v in {**timings, **onnx_timings}.items())
-               + ". Seconds for dbdedup = load + match (once, at the largest threshold) + clustering.")
+               + ". Seconds for dbdedup = load + match and verification (once, at the largest threshold) + "
+                 "clustering.")
     out.append(f"Library defaults: threshold {DEFAULT_THRESHOLD}, min_similarity {default_similarity}, "
                f"confirm distance {confirm_distance}, transform distance {DEFAULT_TRANSFORM_DISTANCE}; "
                f"rules {', '.join(RULES)}.")
@@ -938,7 +956,7 @@ def score_onnx(conn, args, truth: Truth, universe: set[str], similarities: list[
                       c.transform_distance) for c in configs]
     timing, match_seconds = match(conn, "phash", max(c.threshold for c in configs), True,
                                   min((c.min_similarity for c in configs if c.min_similarity is not None), default=None),
-                                  largest_transform_distance(configs))
+                                  largest_transform_distance(configs), args.workers)
     scores, _ = run_configs(conn, configs, truth, universe, seconds + match_seconds, args.cluster_timeout)
     note = (f"ONNX embedder {args.onnx}: load {summary.loaded} files in {seconds:.1f} s "
             f"({summary.loaded / seconds:.0f} files/s); its rows are 'dbdedup onnx ...', at the default embedder's "
