@@ -44,6 +44,7 @@ from .fingerprint import verification_signals
 from .load import _abandon, _die_with_parent, _pool_context, _shutdown, default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
+from .variants import trim_box
 
 FETCH_ROWS = 512  # pending pairs fetched from the cursor at a time
 CHUNK_PAIRS = 24  # pairs per task, cut where image_a changes ...
@@ -328,6 +329,13 @@ class PairChecker:
         for seen in (seen_a, seen_b):
             if seen.error is not None:
                 return verify.Verdict(False, 0.0, seen.error)
+        if (pair.transform or "").startswith("trim"):
+            # found through a border-trimmed variant: once the uniform borders are cut off, the two
+            # are aligned, and their signatures settle it without keypoints (flat-toned photos and
+            # drawings in a frame have too few of them)
+            trimmed = trimmed_verdict(fa, fb, seen_a.pixels, seen_b.pixels, pair.transform)
+            if trimmed is not None:
+                return trimmed
         match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
                                        self._keypoints(seen_b, "identity"))
         return verify.geometric_verdict(fa, fb, match)
@@ -365,6 +373,25 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, sa
     else:
         reason = "detail"
     return verify.Verdict(False, max(0.0, 1.0 - d.worst), reason)
+
+
+def _trimmed_signature(pixels: np.ndarray) -> np.ndarray:
+    image = Image.fromarray(pixels, "RGB")
+    box = trim_box(image.convert("L"))
+    return verify.colour_signature(image if box is None else image.crop(box))
+
+
+def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
+                    transform: str) -> verify.Verdict | None:
+    """The verdict for a pair found through a border-trimmed variant ('trim', 'trim+flip_h', ...):
+    both pictures with their uniform borders cut off (as the loader cuts them for the trimmed
+    pHash), compared by colour signature in the variant's orientation; 'signature' when they
+    agree, None when the geometric check must decide."""
+    orientation = transform.partition("+")[2] or "identity"
+    if orientation not in verify.ORIENTATIONS:
+        return None
+    return verify.signature_verdict(verify.Features(a.quality, _trimmed_signature(pixels_a)),
+                                    verify.Features(b.quality, _trimmed_signature(pixels_b)), orientation)
 
 
 def orientation_of(pair: PendingPair) -> str | None:

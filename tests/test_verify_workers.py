@@ -367,3 +367,30 @@ def test_an_autocommit_connection_and_a_caller_transaction_are_both_fine(db_dsn,
     assert (again.pending, again.verified, again.rejected) == (2, 1, 1)
     assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     assert {r for _, _, r in verdicts(conn).values()} == {"geometry", "colour"}
+
+
+def test_a_framed_copy_is_verified_by_its_trimmed_signature_and_a_framed_recolouring_is_not():
+    """A pair found through the border-trimmed variant is compared with the borders cut off: the
+    same photo in a white frame agrees (smooth photos have too few keypoints for the geometric
+    check); the photo with its colour channels swapped, in the same frame, does not."""
+    from dbdedup.verify_workers import trimmed_verdict
+
+    original = photo(3)
+    framed = ImageOps.expand(original, border=20, fill="white")
+    r, g, b = original.split()
+    recoloured = ImageOps.expand(Image.merge("RGB", (b, r, g)), border=20, fill="white")
+
+    def features(image):
+        return verify.Features(verify.quality(image), verify.colour_signature(image))
+
+    def pixels(image):
+        return verify.working_pixels(image)
+
+    same = trimmed_verdict(features(original), features(framed), pixels(original), pixels(framed), "trim")
+    assert same is not None and same.verified and same.reason == "signature"
+    mirrored_frame = ImageOps.mirror(framed)
+    flipped = trimmed_verdict(features(original), features(mirrored_frame), pixels(original), pixels(mirrored_frame),
+                              "trim+flip_h")
+    assert flipped is not None and flipped.verified
+    other = trimmed_verdict(features(original), features(recoloured), pixels(original), pixels(recoloured), "trim")
+    assert other is None  # not verified by the signature: the geometric check (and its colour test) decides
