@@ -20,14 +20,9 @@ load of it already running); a match waits for them (dbdedup.locks). A run found
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import json
-import multiprocessing
 import os
-import signal
 import struct
-import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -37,7 +32,7 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import distributed, embedding, embedding_index, fingerprint, locks
+from . import distributed, embedding, embedding_index, fingerprint, locks, worker_pool
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
@@ -229,50 +224,10 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
 _worker_extras: Extras | None = None
 
 
-PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its loader is still alive
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this worker die with the loader, however the loader dies (kill -9 included).
-
-    A worker that outlived its loader would keep the loader's database socket open (fork
-    copies it), so the server would never see the loader go: its session, and the load lock,
-    would stay. Linux's parent-death signal kills the worker at once; the parent-alive check
-    covers the rest (another system, or the parent gone before the prctl call).
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name="dbdedup-parent-check", daemon=True).start()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(PARENT_CHECK_SECONDS)
-    os._exit(1)
-
-
 def _init_worker(extras: Extras | None = None, parent_pid: int | None = None,
                  inherited_fds: Sequence[int] = ()) -> None:
     global _worker_extras
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
-    # The loader's database socket, copied by fork: only the loader may hold it, so that the
-    # server sees the session end (and the load lock go) the moment the loader dies.
-    for fd in inherited_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    # Ctrl-C is the parent's business: it stops the pool and records the run.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    worker_pool.start_worker(parent_pid, inherited_fds)
     # The loader checks --max-pixels from the header itself; Pillow's global
     # limit would otherwise refuse images the user allowed.
     Image.MAX_IMAGE_PIXELS = None
@@ -283,16 +238,6 @@ def _init_worker(extras: Extras | None = None, parent_pid: int | None = None,
 
 def _hash_chunk(paths: list[bytes], max_pixels: int) -> list[tuple[str | None, bytes]]:
     return [stage_row(record) for record in fingerprint.file_records(paths, max_pixels, _worker_extras)]
-
-
-def _pool_context():
-    # fork: workers start in milliseconds with everything imported, and callers'
-    # scripts need no `if __name__ == "__main__"` guard (forkserver and spawn
-    # re-import the main module). The workers only hash files: they touch no
-    # lock, connection or thread inherited from the parent.
-    if "fork" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("spawn")
 
 
 # ---------------------------------------------------------------- the run
@@ -456,7 +401,7 @@ class _Loader:
                 # with it: keep what finished, then find the guilty file one file at a time.
                 for future in cf.as_completed(list(in_flight)):
                     take(future, lost)
-                _shutdown(pool)
+                worker_pool.shut_down_broken(pool)
                 self.hash_one_by_one(lost)
                 pool = _new_pool(workers, self.extras, self.conn)
             self.progress.files_done(self.done, self.error_count)
@@ -498,7 +443,7 @@ class _Loader:
             while in_flight:
                 collect(block=True)
         except BaseException:
-            _abandon(pool)
+            worker_pool.abandon(pool)
             raise
         pool.shutdown(wait=True)
         self.write_if_due(force=True)
@@ -515,7 +460,7 @@ class _Loader:
                 try:
                     rows = pool.submit(_hash_chunk, [path], self.max_pixels).result()
                 except cf.process.BrokenProcessPool:
-                    _shutdown(pool)
+                    worker_pool.shut_down_broken(pool)
                     pool = None
                     rows = [stage_row(_crashed_record(path))]
                 for reason, row in rows:
@@ -523,39 +468,20 @@ class _Loader:
                 self.write_if_due()
         except BaseException:
             if pool is not None:
-                _abandon(pool)
+                worker_pool.abandon(pool)
             raise
         if pool is not None:
             pool.shutdown(wait=True)
 
 
 def _new_pool(workers: int, extras: Extras, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=worker_pool.pool_context(), initializer=_init_worker,
                                   initargs=(extras, os.getpid(), (conn.fileno(),)))
-
-
-def _abandon(pool: cf.ProcessPoolExecutor) -> None:
-    pool.shutdown(wait=False, cancel_futures=True)
-    _terminate_workers(pool)
-
-
-def _shutdown(pool: cf.ProcessPoolExecutor) -> None:
-    # a broken pool: stop what is left of it and reap its processes
-    _abandon(pool)
-    pool.shutdown(wait=True)
 
 
 def _crashed_record(path: bytes) -> FileRecord:
     return failed_record(path, "worker_crashed",
                          "the worker process died while hashing this file, twice (a decoder crash, or out of memory)")
-
-
-def _terminate_workers(pool: cf.ProcessPoolExecutor) -> None:
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        try:
-            process.terminate()
-        except Exception:
-            pass
 
 
 def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[ScanEntry]]:

@@ -41,7 +41,8 @@ from . import verify
 from .decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalise_mode
 from .errors import DbdedupError
 from .fingerprint import verification_signals
-from .load import _abandon, _die_with_parent, _pool_context, _shutdown, default_workers
+from . import worker_pool
+from .load import default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
 from .variants import trim_box
@@ -418,16 +419,7 @@ _checker: PairChecker | None = None
 
 def _init_worker(parent_pid: int, inherited_fds: Sequence[int]) -> None:
     global _checker
-    import signal
-
-    _die_with_parent(parent_pid)
-    for fd in inherited_fds:  # the parent's database socket: only the parent may hold it
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    worker_pool.start_worker(parent_pid, inherited_fds)
     Image.MAX_IMAGE_PIXELS = None  # decode_colour checks the pixel count from the header itself
     limit_blas_threads()
     if "cv2" not in sys.modules:
@@ -452,7 +444,7 @@ def _check_chunk(pairs: list[PendingPair]) -> tuple[list[tuple], list[tuple], in
 
 
 def _new_pool(workers: int, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker,
+    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=worker_pool.pool_context(), initializer=_init_worker,
                                   initargs=(os.getpid(), (conn.fileno(),)))
 
 
@@ -617,7 +609,7 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
             # keep what finished, then check the lost pairs one at a time to find the one that kills
             for future in cf.as_completed(list(in_flight)):
                 take(future, lost)
-            _shutdown(pool)
+            worker_pool.shut_down_broken(pool)
             _one_by_one(conn, lost, writer, summary)
             pool = _new_pool(workers, conn)
         writer.write_if_due()
@@ -636,7 +628,7 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
         while in_flight:
             collect(block=True)
     except BaseException as exc:
-        _abandon(pool)
+        worker_pool.abandon(pool)
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: keep the verdicts already in hand
             writer.write_if_due(force=True)
         raise
@@ -656,7 +648,7 @@ def _one_by_one(conn: psycopg.Connection, pairs: list[PendingPair], writer: _Wri
             try:
                 results, features, read = pool.submit(_check_chunk, [pair]).result()
             except cf.process.BrokenProcessPool:
-                _shutdown(pool)
+                worker_pool.shut_down_broken(pool)
                 pool = None
                 results, features, read = [(*pair.key, False, 0.0, "error: worker crashed")], [], 0
             summary.images_read += read
@@ -664,7 +656,7 @@ def _one_by_one(conn: psycopg.Connection, pairs: list[PendingPair], writer: _Wri
             writer.write_if_due()
     except BaseException:
         if pool is not None:
-            _abandon(pool)
+            worker_pool.abandon(pool)
         raise
     if pool is not None:
         pool.shutdown(wait=True)
