@@ -6,7 +6,7 @@ border-trimmed variants, embedding neighbours, aligned pairs the signature did n
 seeded sample of image_a values is taken with all their pairs, as a worker receives them (one
 image_a's pairs together). Every setting runs on the same pairs in the same process, one core:
 
-- decode: dbdedup.verify_workers.decode_colour of the file's bytes (the worker's decode);
+- decode: dbdedup.decode.decode_colour of the file's bytes (the worker's decode);
 - keypoints: dbdedup.verify.keypoints_of_pixels at the setting's working side and keypoint count;
 - match: dbdedup.verify.geometric_match (ratio test, RANSAC, the colour warp only at >= MIN_INLIERS);
 - verdict: dbdedup.verify.geometric_verdict with the stored quality and signature, at several
@@ -54,7 +54,8 @@ from score import Truth  # noqa: E402
 from verify_study import geometry_orientation  # noqa: E402
 
 from dbdedup import verify  # noqa: E402
-from dbdedup.verify_workers import CACHED_IMAGES, decode_colour  # noqa: E402
+from dbdedup.decode import decode_colour  # noqa: E402
+from dbdedup.verify_workers import CACHED_IMAGES  # noqa: E402
 
 SET_DIR = Path(__file__).resolve().parent / "out" / "accuracy"
 THRESHOLDS = (8, 12, 16, 24, 32)
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     for image_id in needed:  # decoded once, kept: the settings are compared on keypoints and matching
         data = Path(images.paths[index[image_id]]).read_bytes()
         started = time.perf_counter()
-        decoded_cache[image_id] = decode_colour(data)
+        decoded_cache[image_id] = decode_colour(data, side=verify.GEOMETRY_SIDE)
         decode_seconds += time.perf_counter() - started
     decode_ms = decode_seconds / len(needed) * 1000
 
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0]
     print(f"\n## Geometric verification: cost and verdicts on {len(picked)} pending-kind pairs of the accuracy set "
           f"({int(labels.sum())} same picture; {len(needed)} images; seed {args.seed})\n")
-    print(f"decode (verify_workers.decode_colour): {decode_ms:.1f} ms an image. Load average at the end: "
+    print(f"decode (decode.decode_colour): {decode_ms:.1f} ms an image. Load average at the end: "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; one core used.\n")
     print("| keypoints | ms / image | x base | ms / pair (match) | x base | ms / pair (keypoints + match, "
           "cached as a worker) | x base | " + " | ".join(f"P / R at {t} inliers" for t in THRESHOLDS) + " |")

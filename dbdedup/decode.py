@@ -286,6 +286,46 @@ def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: 
                         colour=tint if colour else None)
 
 
+def decode_colour(data: bytes, *, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The first frame of an image file's bytes in colour ('RGB' or 'L'), EXIF orientation applied and
+    transparency on white as ``decode_image`` gives it, but no smaller than ``side`` on its long side
+    where the file is larger (JPEGs draft-decoded at the smallest DCT scale that keeps that): what
+    the geometric verification matches keypoints on. ``max_pixels`` 0: no limit. Raises ImageError."""
+    try:
+        image = _open(io.BytesIO(data), sniff_format(data[:32]))
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError("not_an_image", "the content is not in an image format dbdedup reads") from exc
+    with image:
+        fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
+        width, height = image.size
+        if width <= 0 or height <= 0:
+            raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
+        if max_pixels and width * height > max_pixels:
+            raise ImageError("too_many_pixels", f"{fmt} header says {width}x{height} pixels")
+        try:
+            if int(getattr(image, "n_frames", 1) or 1) > 1:
+                image.seek(0)
+            try:
+                orientation = int(image.getexif().get(0x0112, 1) or 1)
+            except Exception:
+                orientation = 1
+            if fmt == "JPEG" and image.mode in ("RGB", "YCbCr", "CMYK"):
+                scale = max(1, max(width, height) // side)
+                image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+            image.load()
+            work = normalise_mode(image)
+            transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+            if transpose is not None:
+                work = work.transpose(transpose)
+            return work.copy() if work is image else work
+        except ImageError:
+            raise
+        except Exception as exc:
+            raise _classify_decode_failure(exc, fmt) from exc
+
+
 def register_optional_formats() -> list[str]:
     """Register HEIC/AVIF openers when pillow-heif / pillow-avif-plugin are installed; return what was added."""
     added = []

@@ -23,12 +23,10 @@ worker that dies loses only its chunks in flight, which are checked again one pa
 from __future__ import annotations
 
 import concurrent.futures as cf
-import io
 import os
 import stat
 import sys
 import time
-import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -37,11 +35,10 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import verify
-from .decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, normalise_mode
+from . import verify, worker_pool
+from .decode import ImageError, decode_colour, decode_image
 from .errors import DbdedupError
 from .fingerprint import verification_signals
-from . import worker_pool
 from .load import default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
@@ -186,52 +183,6 @@ def read_recorded_file(path: bytes, size_bytes: int, mtime_ns: int) -> bytes:
         os.close(fd)
 
 
-_EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
-                   4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
-                   7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
-
-
-def decode_colour(data: bytes, *, side: int = verify.GEOMETRY_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """The first frame of an image file's bytes as an 'RGB' or 'L' image, EXIF orientation applied
-    and transparency on white as the loader decodes it, in colour (the loader's hashing decode may
-    be a small greyscale draft) and no smaller than ``side`` on its long side where the file is
-    larger: JPEGs are draft-decoded at the smallest DCT scale that keeps that. Raises ImageError."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as exc:
-            raise ImageError("too_many_pixels", str(exc)) from exc
-        except Exception as exc:
-            raise ImageError("not_an_image", "the content is not an image Pillow reads") from exc
-        with image:
-            width, height = image.size
-            if width <= 0 or height <= 0 or (max_pixels and width * height > max_pixels):
-                raise ImageError("too_many_pixels" if width > 0 and height > 0 else "decode_error",
-                                 f"{width}x{height} pixels")
-            try:
-                if getattr(image, "n_frames", 1) > 1:
-                    image.seek(0)
-                try:
-                    orientation = int(image.getexif().get(0x0112, 1) or 1)
-                except Exception:
-                    orientation = 1
-                if image.format == "JPEG" and image.mode in ("RGB", "YCbCr", "CMYK"):
-                    scale = max(1, max(width, height) // side)
-                    image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
-                image.load()
-                work = normalise_mode(image)
-                transpose = _EXIF_TRANSPOSE.get(orientation)
-                if transpose is not None:
-                    work = work.transpose(transpose)
-                return work.copy() if work is image else work
-            except ImageError:
-                raise
-            except Exception as exc:
-                text = str(exc) or exc.__class__.__name__
-                if isinstance(exc, EOFError) or "truncated" in text.lower():
-                    raise ImageError("truncated", text) from exc
-                raise ImageError("decode_error", text) from exc
 
 
 class _Seen:
@@ -278,7 +229,7 @@ class PairChecker:
             if seen.features is None:
                 # measured as the loader measures them (its decode, its working images): the
                 # values an image loaded today would have
-                quality, signature, why = verification_signals(decode_image(data, colour=True))
+                quality, signature, why = verification_signals(decode_image(data, colour=True, max_pixels=0))
                 self.backfills.append((info.id, info.size_bytes, info.mtime_ns, quality,
                                        None if signature is None else [float(v) for v in signature], why))
                 if signature is None:
@@ -286,7 +237,7 @@ class PairChecker:
                     return
                 seen.features = verify.Features(int(quality), signature)
             if need_pixels:
-                seen.pixels = verify.working_pixels(decode_colour(data))
+                seen.pixels = verify.working_pixels(decode_colour(data, side=verify.GEOMETRY_SIDE, max_pixels=0))
         except FileCheckError as exc:
             seen.error = f"error: {exc.reason}"
         except ImageError as exc:
@@ -420,7 +371,7 @@ _checker: PairChecker | None = None
 def _init_worker(parent_pid: int, inherited_fds: Sequence[int]) -> None:
     global _checker
     worker_pool.start_worker(parent_pid, inherited_fds)
-    Image.MAX_IMAGE_PIXELS = None  # decode_colour checks the pixel count from the header itself
+    Image.MAX_IMAGE_PIXELS = None  # the files are the ones a load accepted (size and mtime checked)
     limit_blas_threads()
     if "cv2" not in sys.modules:
         # one process per core already: OpenCV's own threads would only compete. Only when this
