@@ -20,6 +20,7 @@ load of it already running); a match waits for them (dbdedup.locks). A run found
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import json
 import os
 import struct
@@ -374,50 +375,19 @@ class _Loader:
             # kill would lose every batch and not only the last one
             self.conn.commit()
         self.create_temp_tables()
-        in_flight: dict[cf.Future, list[bytes]] = {}
-        max_in_flight = workers * CHUNKS_IN_FLIGHT_PER_WORKER
-        pool = _new_pool(workers, self.extras, self.conn)
 
-        def take(future: cf.Future, lost: list[bytes]) -> None:
-            chunk = in_flight.pop(future)
-            try:
-                rows = future.result()
-            except cf.process.BrokenProcessPool:
-                lost.extend(chunk)
-                return
+        def take(rows: list[tuple[str | None, bytes]]) -> None:
             for reason, row in rows:
                 self.add_result(reason, row)
 
-        def collect(block: bool) -> None:
-            nonlocal pool
-            if not in_flight:
-                return
-            done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
-            lost: list[bytes] = []
-            for future in done:
-                take(future, lost)
-            if lost:
-                # A worker died (a decoder crash, the OOM killer) and took every chunk in flight
-                # with it: keep what finished, then find the guilty file one file at a time.
-                for future in cf.as_completed(list(in_flight)):
-                    take(future, lost)
-                worker_pool.shut_down_broken(pool)
-                self.hash_one_by_one(lost)
-                pool = _new_pool(workers, self.extras, self.conn)
+        def after() -> None:
             self.progress.files_done(self.done, self.error_count)
             self.write_if_due()
 
-        def submit(chunk: list[bytes]) -> None:
-            while len(in_flight) >= max_in_flight:
-                collect(block=True)
-            try:
-                future = pool.submit(_hash_chunk, chunk, self.max_pixels)
-            except cf.process.BrokenProcessPool as exc:
-                # the pool broke since the last collect: the chunk is lost like those in flight
-                future = cf.Future()
-                future.set_exception(exc)
-            in_flight[future] = chunk
-
+        runner = worker_pool.CrashTolerantPool(
+            lambda n: _new_pool(n, self.extras, self.conn), workers,
+            functools.partial(_hash_chunk, max_pixels=self.max_pixels), take,
+            lambda path: [stage_row(_crashed_record(path))], after, CHUNKS_IN_FLIGHT_PER_WORKER)
         try:
             for batch in _batches(scan(roots, recursive=recursive), self):
                 todo = self.files_to_hash(batch) if batch else set()
@@ -434,44 +404,18 @@ class _Loader:
                     chunk.append(entry.path)
                     chunk_bytes += entry.size
                     if len(chunk) >= CHUNK_FILES or chunk_bytes >= CHUNK_BYTES:
-                        submit(chunk)
+                        runner.submit(chunk)
                         chunk, chunk_bytes = [], 0
                 if chunk:
-                    submit(chunk)
-                collect(block=False)
+                    runner.submit(chunk)
+                runner.collect(block=False)
             self.progress.files_found(self.found, True)
-            while in_flight:
-                collect(block=True)
+            runner.finish()
         except BaseException:
-            worker_pool.abandon(pool)
+            runner.abandon()
             raise
-        pool.shutdown(wait=True)
         self.write_if_due(force=True)
         self.mark_missing(roots, recursive)
-
-    def hash_one_by_one(self, paths: list[bytes]) -> None:
-        """Hash ``paths`` one per task in a one-worker pool: a file that kills its worker again
-        becomes an error row ('worker_crashed'), and a fresh worker takes the next file."""
-        pool = None
-        try:
-            for path in paths:
-                if pool is None:
-                    pool = _new_pool(1, self.extras, self.conn)
-                try:
-                    rows = pool.submit(_hash_chunk, [path], self.max_pixels).result()
-                except cf.process.BrokenProcessPool:
-                    worker_pool.shut_down_broken(pool)
-                    pool = None
-                    rows = [stage_row(_crashed_record(path))]
-                for reason, row in rows:
-                    self.add_result(reason, row)
-                self.write_if_due()
-        except BaseException:
-            if pool is not None:
-                worker_pool.abandon(pool)
-            raise
-        if pool is not None:
-            pool.shutdown(wait=True)
 
 
 def _new_pool(workers: int, extras: Extras, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:

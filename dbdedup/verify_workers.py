@@ -534,80 +534,26 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, summary: VerifySummary,
          progress: VerifyProgress) -> None:
     writer = _Writer(conn, summary, progress)
-    in_flight: dict[cf.Future, list[PendingPair]] = {}
-    pool = _new_pool(workers, conn)
 
-    def take(future: cf.Future, lost: list[PendingPair]) -> None:
-        chunk = in_flight.pop(future)
-        try:
-            results, features, read = future.result()
-        except cf.process.BrokenProcessPool:
-            lost.extend(chunk)
-            return
+    def take(result: tuple[list[tuple], list[tuple], int]) -> None:
+        results, features, read = result
         summary.images_read += read
         writer.add(results, features)
 
-    def collect(block: bool) -> None:
-        nonlocal pool
-        if not in_flight:
-            return
-        done, _ = cf.wait(in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
-        lost: list[PendingPair] = []
-        for future in done:
-            take(future, lost)
-        if lost:
-            # a worker died (a decoder crash, the OOM killer) and took the chunks in flight with it:
-            # keep what finished, then check the lost pairs one at a time to find the one that kills
-            for future in cf.as_completed(list(in_flight)):
-                take(future, lost)
-            worker_pool.shut_down_broken(pool)
-            _one_by_one(conn, lost, writer, summary)
-            pool = _new_pool(workers, conn)
-        writer.write_if_due()
-
+    runner = worker_pool.CrashTolerantPool(
+        lambda n: _new_pool(n, conn), workers, _check_chunk, take,
+        lambda pair: ([(*pair.key, False, 0.0, "error: worker crashed")], [], 0), writer.write_if_due,
+        CHUNKS_IN_FLIGHT_PER_WORKER)
     try:
         for chunk in _chunks(conn, cursor):
-            while len(in_flight) >= workers * CHUNKS_IN_FLIGHT_PER_WORKER:
-                collect(block=True)
-            try:
-                future = pool.submit(_check_chunk, chunk)
-            except cf.process.BrokenProcessPool as exc:
-                future = cf.Future()
-                future.set_exception(exc)
-            in_flight[future] = chunk
-            collect(block=False)
-        while in_flight:
-            collect(block=True)
+            runner.submit(chunk)
+            runner.collect(block=False)
+        runner.finish()
     except BaseException as exc:
-        worker_pool.abandon(pool)
+        runner.abandon()
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: keep the verdicts already in hand
             writer.write_if_due(force=True)
         raise
-    pool.shutdown(wait=True)
     writer.write_if_due(force=True)
     summary.reasons = dict(sorted(writer.reasons.items(), key=lambda item: (-item[1], item[0])))
 
-
-def _one_by_one(conn: psycopg.Connection, pairs: list[PendingPair], writer: _Writer, summary: VerifySummary) -> None:
-    """Check ``pairs`` one per task in a one-worker pool: a pair that kills its worker again gets
-    'error: worker crashed', and a fresh worker takes the next pair."""
-    pool = None
-    try:
-        for pair in pairs:
-            if pool is None:
-                pool = _new_pool(1, conn)
-            try:
-                results, features, read = pool.submit(_check_chunk, [pair]).result()
-            except cf.process.BrokenProcessPool:
-                worker_pool.shut_down_broken(pool)
-                pool = None
-                results, features, read = [(*pair.key, False, 0.0, "error: worker crashed")], [], 0
-            summary.images_read += read
-            writer.add(results, features)
-            writer.write_if_due()
-    except BaseException:
-        if pool is not None:
-            worker_pool.abandon(pool)
-        raise
-    if pool is not None:
-        pool.shutdown(wait=True)

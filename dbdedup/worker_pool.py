@@ -17,7 +17,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still alive
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -85,3 +85,93 @@ def shut_down_broken(pool: cf.ProcessPoolExecutor) -> None:
     """Stop what is left of a broken pool (a worker died) and reap its processes."""
     abandon(pool)
     pool.shutdown(wait=True)
+
+
+class CrashTolerantPool:
+    """Chunks of files run through a process pool that one crashing file cannot stop.
+
+    ``new_pool(n)`` makes a pool of n workers; ``task(chunk)`` (picklable: a module-level
+    function or a ``functools.partial`` of one) runs in a worker and returns a result that
+    ``take(result)`` consumes in the parent; ``after()`` runs after each collection (writing
+    what is due, progress). When a worker dies (a decoder crash, the OOM killer) it takes every
+    chunk in flight with it: what finished is kept, the lost items run one per task in a
+    one-worker pool, and an item that kills its worker again gets ``crashed(item)``, a result
+    in ``task``'s shape. At most ``per_worker`` chunks a worker are in flight.
+    """
+
+    def __init__(self, new_pool: Callable[[int], cf.ProcessPoolExecutor], workers: int, task: Callable,
+                 take: Callable[[object], None], crashed: Callable[[object], object],
+                 after: Callable[[], None], per_worker: int):
+        self.new_pool, self.workers, self.task = new_pool, workers, task
+        self.take, self.crashed, self.after = take, crashed, after
+        self.max_in_flight = workers * per_worker
+        self.in_flight: dict[cf.Future, list] = {}
+        self.pool = new_pool(workers)
+
+    def submit(self, chunk: list) -> None:
+        """Run ``chunk`` (collecting first while too many chunks are in flight)."""
+        while len(self.in_flight) >= self.max_in_flight:
+            self.collect(block=True)
+        try:
+            future = self.pool.submit(self.task, chunk)
+        except cf.process.BrokenProcessPool as exc:
+            # the pool broke since the last collection: the chunk is lost like those in flight
+            future = cf.Future()
+            future.set_exception(exc)
+        self.in_flight[future] = chunk
+
+    def collect(self, block: bool) -> None:
+        """Take the chunks that finished (waiting for one when ``block``)."""
+        if not self.in_flight:
+            return
+        done, _ = cf.wait(self.in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        lost: list = []
+        for future in done:
+            self._take(future, lost)
+        if lost:
+            for future in cf.as_completed(list(self.in_flight)):
+                self._take(future, lost)
+            shut_down_broken(self.pool)
+            self._one_by_one(lost)
+            self.pool = self.new_pool(self.workers)
+        self.after()
+
+    def finish(self) -> None:
+        """Wait for every chunk in flight and stop the pool."""
+        while self.in_flight:
+            self.collect(block=True)
+        self.pool.shutdown(wait=True)
+
+    def abandon(self) -> None:
+        """Stop now (an error or Ctrl-C in the parent)."""
+        abandon(self.pool)
+
+    def _take(self, future: cf.Future, lost: list) -> None:
+        chunk = self.in_flight.pop(future)
+        try:
+            result = future.result()
+        except cf.process.BrokenProcessPool:
+            lost.extend(chunk)
+            return
+        self.take(result)
+
+    def _one_by_one(self, items: list) -> None:
+        pool = None
+        try:
+            for item in items:
+                if pool is None:
+                    pool = self.new_pool(1)
+                try:
+                    result = pool.submit(self.task, [item]).result()
+                except cf.process.BrokenProcessPool:
+                    shut_down_broken(pool)
+                    pool = None
+                    result = self.crashed(item)
+                self.take(result)
+                self.after()
+        except BaseException:
+            if pool is not None:
+                abandon(pool)
+            raise
+        if pool is not None:
+            pool.shutdown(wait=True)
