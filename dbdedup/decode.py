@@ -172,6 +172,32 @@ def _classify_decode_failure(exc: Exception, fmt: str) -> ImageError:
     return ImageError("decode_error", f"{fmt} image could not be decoded: {text}")
 
 
+def _checked_size(image: Image.Image, max_pixels: int) -> tuple[str, int, int]:
+    """(format name, width, height) of an opened image; ImageError for an empty size or more than
+    ``max_pixels`` pixels (0: no limit), read from the header before anything is decoded."""
+    fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
+    if max_pixels and width * height > max_pixels:
+        raise ImageError("too_many_pixels",
+                         f"{fmt} header says {width}x{height} = {width * height:,} pixels, "
+                         f"above the limit of {max_pixels:,} (--max-pixels)")
+    return fmt, width, height
+
+
+def _first_frame(image: Image.Image) -> tuple[int, int]:
+    """(frames, EXIF orientation 1-8) of an opened image, positioned on its first frame."""
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames > 1:
+        image.seek(0)
+    try:
+        orientation = int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:
+        orientation = 1  # a damaged EXIF block should not lose the image
+    return frames, orientation
+
+
 class _ColourDraftFailed(Exception):
     """libjpeg could not give this JPEG in YCbCr (its data is stored as RGB): decode it the old way."""
 
@@ -229,24 +255,10 @@ def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: 
         raise ImageError("not_an_image", "the content is not in an image format dbdedup reads") from exc
 
     with image:
-        fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
-        if max_pixels and width * height > max_pixels:
-            raise ImageError("too_many_pixels",
-                             f"{fmt} header says {width}x{height} = {width * height:,} pixels, "
-                             f"above the limit of {max_pixels:,} (--max-pixels)")
+        fmt, width, height = _checked_size(image, max_pixels)
         drafted_ycc = False
         try:
-            frames = int(getattr(image, "n_frames", 1) or 1)
-            if frames > 1:
-                image.seek(0)
-            orientation = 1
-            try:
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
-            except Exception:
-                orientation = 1  # a damaged EXIF block should not lose the image
+            frames, orientation = _first_frame(image)
             if fmt == "JPEG" and image.mode in ("RGB", "L", "YCbCr"):
                 image.draft(jpeg_mode, (WORKING_SIZE, WORKING_SIZE))
                 drafted_ycc = image.mode == "YCbCr"
@@ -298,19 +310,9 @@ def decode_colour(data: bytes, *, side: int, max_pixels: int = DEFAULT_MAX_PIXEL
     except Exception as exc:
         raise ImageError("not_an_image", "the content is not in an image format dbdedup reads") from exc
     with image:
-        fmt = _FORMAT_NAMES.get(image.format or "", image.format or "unknown")
-        width, height = image.size
-        if width <= 0 or height <= 0:
-            raise ImageError("decode_error", f"{fmt} header gives an empty size {width}x{height}")
-        if max_pixels and width * height > max_pixels:
-            raise ImageError("too_many_pixels", f"{fmt} header says {width}x{height} pixels")
+        fmt, width, height = _checked_size(image, max_pixels)
         try:
-            if int(getattr(image, "n_frames", 1) or 1) > 1:
-                image.seek(0)
-            try:
-                orientation = int(image.getexif().get(0x0112, 1) or 1)
-            except Exception:
-                orientation = 1
+            _, orientation = _first_frame(image)
             if fmt == "JPEG" and image.mode in ("RGB", "YCbCr", "CMYK"):
                 scale = max(1, max(width, height) // side)
                 image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
