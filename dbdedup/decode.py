@@ -96,6 +96,7 @@ class DecodedImage:
     height: int
     frames: int
     colour: Image.Image | None = None
+    detail: Image.Image | None = None  # greyscale, long side >= the detail_side asked (see decode_image)
 
 
 def _open(source, format_hint: str | None = None) -> Image.Image:
@@ -203,12 +204,15 @@ class _ColourDraftFailed(Exception):
 
 
 def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = True) -> DecodedImage:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, colour: bool = True, detail_side: int = 0) -> DecodedImage:
     """Decode the first frame of an image (bytes, a path or a binary file) for hashing.
 
     Checks the pixel count from the header before decoding; raises ImageError. With ``colour``
     the result's ``colour`` is the colour working image too (the hashing image is the same
-    either way).
+    either way). With ``detail_side``, ``detail`` is the same decode in greyscale before it is
+    reduced for hashing (box-reduced to no less than ``detail_side`` on its long side, oriented),
+    for keypoints; None when the decode itself was smaller than that (a JPEG drafted for the
+    hashes) and the picture is larger.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
@@ -218,7 +222,7 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
     known = sniff_format(head) if head else None
     try:
         return _decode(io.BytesIO(data) if data is not None else source, known, max_pixels,
-                       "YCbCr" if colour else "L", colour)
+                       "YCbCr" if colour else "L", colour, detail_side)
     except _ColourDraftFailed:
         pass
     # A JPEG whose data is RGB, not YCbCr (Adobe transform 0): libjpeg converts it to grey
@@ -231,7 +235,7 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
             source.seek(0)
         return source
 
-    decoded = _decode(again(), known, max_pixels, "L", False)
+    decoded = _decode(again(), known, max_pixels, "L", False, detail_side)
     try:
         tint = _decode(again(), known, max_pixels, "RGB", True).colour
     except Exception:
@@ -239,7 +243,8 @@ def decode_image(source: Union[bytes, str, os.PathLike, io.IOBase], *,
     return replace(decoded, colour=tint)
 
 
-def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: bool) -> DecodedImage:
+def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: bool,
+            detail_side: int = 0) -> DecodedImage:
     """``decode_image`` with a JPEG drafted in ``jpeg_mode`` ('L', 'YCbCr' or 'RGB')."""
     try:
         image = _open(source, known)
@@ -270,6 +275,7 @@ def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: 
             else:
                 work = normalise_mode(image)
                 tint = work if colour else None
+            detail = _detail(work, detail_side, max(width, height)) if detail_side else None
             factor = min(work.size) // REDUCE_TO
             if factor >= 4:
                 # a large non-JPEG: box-reduce the greyscale image first, so the
@@ -282,6 +288,7 @@ def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: 
                 shared = tint is work
                 work = work.transpose(transpose)
                 tint = work if shared else tint.transpose(transpose) if tint is not None else None
+                detail = detail.transpose(transpose) if detail is not None else None
                 if orientation >= 5:
                     width, height = height, width
             if work is image:
@@ -295,7 +302,19 @@ def _decode(source, known: str | None, max_pixels: int, jpeg_mode: str, colour: 
                 raise _ColourDraftFailed() from exc
             raise _classify_decode_failure(exc, fmt) from exc
     return DecodedImage(image=work, format=fmt, width=width, height=height, frames=frames,
-                        colour=tint if colour else None)
+                        colour=tint if colour else None, detail=detail)
+
+
+def _detail(decoded: Image.Image, side: int, full_side: int) -> Image.Image | None:
+    """The decoded pixels in greyscale for keypoints, box-reduced to no less than ``side``; None
+    when the decode is below ``side`` but the picture is not (drafted for the hashes)."""
+    if max(decoded.size) < min(side, full_side):
+        return None
+    grey = decoded if decoded.mode == "L" else decoded.convert("L")
+    factor = max(grey.size) // side
+    if factor >= 2:
+        grey = grey.reduce(factor)
+    return grey.copy() if grey is decoded else grey
 
 
 def decode_colour(data: bytes, *, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:

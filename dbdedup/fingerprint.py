@@ -4,22 +4,24 @@ One read of the file's bytes gives the SHA-256 and the decode (``dbdedup.decode`
 decoded working image gives the hashes (``dbdedup.hashes``), optionally the pHash of its
 other orientations and of its border-trimmed crop (``dbdedup.variants``), a raw
 embedding descriptor (``dbdedup.embedding``) and the verification signals: the hash
-quality and the colour signature (``dbdedup.verify``). ``file_records`` does this for a
-chunk of files, hashing images of one shape together. Pure functions, no database.
+quality and the colour signature (``dbdedup.verify``), and when asked the keypoint keys
+(``dbdedup.keypoints``). ``file_records`` does this for a chunk of files, hashing images of one
+shape together. Pure functions, no database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Union
 
 import numpy as np
 
-from .decode import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode_image
+from .decode import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode_colour, decode_image
 from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
+from .keypoints import WORKING_SIDE, stored_keys
 from .resample import grey_pixels
 from .variants import stored_variants, stored_variants_many
 from .verify import colour_signature, colour_signatures, qualities, quality
@@ -43,12 +45,14 @@ class Extras:
     borders trimmed (``dbdedup.variants``); ``embedder``: an ``dbdedup.embedding.Embedder``
     whose raw descriptor is stored for the embedding vectors; ``signals``: the hash quality
     and colour signature that verification compares (``dbdedup.verify``; JPEGs are then
-    decoded in colour).
+    decoded in colour); ``keypoints``: the ORB keypoint keys (``dbdedup.keypoints``) that propose
+    crops and rotations as candidate pairs, found on the decode before it is reduced for hashing.
     """
 
     orientations: bool = False
     embedder: Embedder | None = None
     signals: bool = True
+    keypoints: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,7 @@ class FileRecord:
     signature_error: str | None = None
     reason: str | None = None
     detail: str | None = None
+    keypoint_keys: np.ndarray | None = None  # int32 keys, empty when no corners; None when not asked or failed
 
 
 def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
@@ -111,12 +116,37 @@ def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
 
 
 def _read_and_decode(path: PathLike, max_pixels: int, extras: Extras | None
-                     ) -> tuple[bytes, os.stat_result, DecodedImage]:
+                     ) -> tuple[bytes, os.stat_result, DecodedImage, np.ndarray | None]:
     data, digest, st = _read_file(path)
     if st.st_size == 0:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
-    return digest, st, decode_image(data if data is not None else path, max_pixels=max_pixels,
-                                    colour=bool(extras and extras.signals))
+    wanted = bool(extras and extras.keypoints)
+    decoded = decode_image(data if data is not None else path, max_pixels=max_pixels,
+                           colour=bool(extras and extras.signals), detail_side=WORKING_SIDE if wanted else 0)
+    keys = None
+    if wanted:
+        # now, not with the chunk's hashes: the detail pixels are larger than the rest of the record
+        keys = keypoint_keys(decoded, data if data is not None else path, max_pixels)
+        decoded = replace(decoded, detail=None)
+    return digest, st, decoded, keys
+
+
+def keypoint_keys(decoded: DecodedImage, source, max_pixels: int) -> np.ndarray | None:
+    """The keypoint keys of a decoded image (int32, empty when it has no corners); never raises:
+    None when they could not be computed (the load goes on, the image just has no keys).
+
+    Found on ``decoded.detail``; a JPEG the hashes' decode drafted below the keypoints' working
+    side is drafted again at that side (from the bytes already read): its pixels are not in the
+    first decode."""
+    try:
+        detail = decoded.detail
+        if detail is None:
+            if not isinstance(source, bytes):
+                return None  # a JPEG above IN_MEMORY_LIMIT: not read whole a second time
+            detail = decode_colour(source, side=WORKING_SIDE, max_pixels=max_pixels)
+        return stored_keys(detail)
+    except Exception:
+        return None
 
 
 def verification_signals(decoded: DecodedImage) -> tuple[int | None, np.ndarray | None, str | None]:
@@ -163,7 +193,8 @@ _NO_SIGNALS = (None, None, None)
 
 def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedImage, hashes: Hashes,
             variants: list[int] | None, embedder: Embedder | None, raw: bytes | None,
-            signals: tuple[int | None, np.ndarray | None, str | None] = _NO_SIGNALS) -> FileRecord:
+            signals: tuple[int | None, np.ndarray | None, str | None] = _NO_SIGNALS,
+            keys: np.ndarray | None = None) -> FileRecord:
     measured, signature, why = signals
     return FileRecord(
         path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
@@ -171,7 +202,7 @@ def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedI
         frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
         phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
         quality=measured, colour_signature=None if signature is None else signature.astype(np.float32).tobytes(),
-        signature_error=why,
+        signature_error=why, keypoint_keys=keys,
     )
 
 
@@ -192,13 +223,13 @@ def failed_record(path: PathLike, reason: str, detail: str) -> FileRecord:
 def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                     extras: Extras | None = None) -> FileRecord:
     """Read ``path`` once and return its SHA-256, size, format, hashes and ``extras``; raise ImageError."""
-    digest, st, decoded = _read_and_decode(path, max_pixels, extras)
+    digest, st, decoded, keys = _read_and_decode(path, max_pixels, extras)
     hashes, low_block = hashes_and_dct_block(decoded.image)
     variants = stored_variants(decoded.image, low_block) if extras and extras.orientations else None
     embedder = extras.embedder if extras else None
     raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
     signals = verification_signals(decoded) if extras and extras.signals else _NO_SIGNALS
-    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, signals)
+    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, signals, keys)
 
 
 def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
@@ -263,7 +294,7 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
     else:
         signals = [_NO_SIGNALS] * len(hashed)
     for i, measured in zip(hashed, signals):
-        digest, st, image = decoded[i]
+        digest, st, image, keys = decoded[i]
         h, v, raw = computed_of[i]
-        results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured)
+        results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured, keys)
     return results

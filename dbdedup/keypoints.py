@@ -17,6 +17,11 @@ candidate pair, found in SQL by a self-join on the key (keys held by too many
 images, the stop words, dropped). The pair is only a candidate: geometric
 verification (``dbdedup.verify``) decides.
 
+In the product the signal is opt-in (``dbdedup load --keypoints``): the loader stores each
+image's ``image_keys`` in ``dbdedup.images.keypoint_keys`` (``LOADER_KEYS`` names the setting),
+and ``dbdedup.match_keypoints`` (sql/keypoints.sql) finds the candidate pairs, which only the
+geometric check may verify (``dbdedup.verify_workers``).
+
 Pure functions of a decoded image; no database.
 """
 
@@ -40,6 +45,8 @@ MIN_SHARED = 5  # shared keys that make two images a candidate pair ...
 TOP_K = 20  # ... when they are among the TOP_K partners (most shared keys) of either image
 MAX_DF = 50  # keys held by more images than this are stop words
 DESCRIPTOR_BITS = 256  # ORB's descriptor: 32 bytes
+LOADER_KEYS = f"orb{WORKING_SIDE}-{MAX_KEYPOINTS}-{BANDS}x{KEY_BITS}"
+"""The key setting a load stores (in load_runs.parameters): keys of other settings do not meet."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,12 @@ def image_keys(image: Image.Image, *, side: int = WORKING_SIDE, max_keypoints: i
     when the image has no corners (flat, one colour, tiny)."""
     found = find_keypoints(image, side=side, max_keypoints=max_keypoints)
     return descriptor_keys(found.descriptors, bands=bands, bits=bits)
+
+
+def stored_keys(image: Image.Image) -> np.ndarray:
+    """The keys the loader stores for an image (``image_keys`` with the defaults), as int32: the
+    ``integer[]`` of dbdedup.images.keypoint_keys; empty when the image has no corners."""
+    return image_keys(image).astype(np.int32)
 
 
 def shared_keys(a: np.ndarray, b: np.ndarray) -> int:

@@ -24,6 +24,7 @@ import functools
 import json
 import os
 import struct
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
 from .hashes import HASH_SIZE
+from .keypoints import LOADER_KEYS
 from .locks import load_lock
 from .resample import limit_blas_threads
 from .scan import CANDIDATE, ERROR, IGNORED, ScanEntry, display_path, normalise_root, scan
@@ -58,6 +60,7 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
 _INT8_OID = 20
+_INT4_OID = 23
 _FLOAT4_OID = 700
 # a real[] element in binary COPY: its length (4), then the big-endian float
 _FLOAT4_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f4")])
@@ -98,6 +101,7 @@ class LoadSummary:
     workers: int = 0
     interrupted_runs: list[int] = field(default_factory=list)
     orientations: bool = False
+    keypoints: bool = False  # keypoint keys were computed (dbdedup.keypoints)
     embedder: str | None = None  # the embedder whose descriptors this load stored (None: no embeddings)
     embedded: int = 0  # vectors projected after the load
     notes: list[str] = field(default_factory=list)  # things the user should know (hash-only mode, a refit, ...)
@@ -113,7 +117,8 @@ class LoadSummary:
             "ignored": self.ignored, "missing": self.missing,
             "exact_duplicate_groups": self.exact_duplicate_groups, "seconds": round(self.seconds, 3),
             "workers": self.workers, "interrupted_runs": self.interrupted_runs,
-            "orientations": self.orientations, "embedder": self.embedder, "embedded": self.embedded,
+            "orientations": self.orientations, "keypoints": self.keypoints, "embedder": self.embedder,
+            "embedded": self.embedded,
             "notes": list(self.notes),
         }
 
@@ -184,6 +189,20 @@ def _int8_array(values: Sequence[int] | None) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
+def _int4_array(values: np.ndarray | None) -> bytes:
+    """An integer[] from int32 values (``FileRecord.keypoint_keys``); '{}' for none."""
+    if values is None:
+        return _NULL
+    if not len(values):
+        body = struct.pack(">iii", 0, 0, _INT4_OID)
+    else:
+        elements = np.empty(len(values), dtype=[("length", ">i4"), ("value", ">i4")])
+        elements["length"] = 4
+        elements["value"] = values
+        body = struct.pack(">iiiii", 1, 0, _INT4_OID, len(values), 1) + elements.tobytes()
+    return struct.pack(">i", len(body)) + body
+
+
 def _int2(value: int | None) -> bytes:
     return _NULL if value is None else struct.pack(">ih", 2, value)
 
@@ -208,13 +227,13 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
     """
     r = record
     data = b"".join((
-        b"\x00\x17",  # 23 columns
+        b"\x00\x18",  # 24 columns
         _text(display_path(r.path)), _bytea(r.path), _int8(r.size_bytes), _int8(r.mtime_ns),
         _int8(_signed64(r.device)), _int8(_signed64(r.inode)), _text("ok" if r.reason is None else "error"),
         _bytea(r.sha256), _text(r.format), _int4(r.width), _int4(r.height), _int4(r.frames),
         _int8(r.phash), _int8(r.dhash), _int8(r.ahash), _int8_array(r.phash_variants), _text(r.embedder),
         _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail), _int2(r.quality),
-        _float4_array(r.colour_signature), _text(r.signature_error),
+        _float4_array(r.colour_signature), _text(r.signature_error), _int4_array(r.keypoint_keys),
     ))
     return r.reason, data
 
@@ -233,6 +252,12 @@ def _init_worker(extras: Extras | None = None, parent_pid: int | None = None,
     # limit would otherwise refuse images the user allowed.
     Image.MAX_IMAGE_PIXELS = None
     limit_blas_threads()
+    if extras is not None and extras.keypoints and "cv2" not in sys.modules:
+        # one process per core already (and not on a pool forked from a parent that used OpenCV:
+        # setNumThreads blocks forever there, see verify_workers)
+        import cv2
+
+        cv2.setNumThreads(1)
     # given once per worker, not with every chunk (an ONNX embedder is not small)
     _worker_extras = extras
 
@@ -287,6 +312,7 @@ class _Loader:
                         copy.write_row((entry.path, entry.size, entry.mtime_ns))
                 cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS),
                                                       "orientations": self.extras.orientations,
+                                                      "keypoints": self.extras.keypoints,
                                                       "max_pixels": self.max_pixels})
                 todo = {bytes(row[0]) for row in cur}
                 if self.embedder_name is not None:
@@ -470,6 +496,7 @@ def load_paths(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: LoadProgress | None = None,
     orientations: bool = True,
+    keypoints: bool = False,
     embedder: str | None = "default",
     index_method: str | None = None,
     lock_wait: float | None = None,
@@ -485,7 +512,10 @@ def load_paths(
     seconds (default ``locks.DEFAULT_LOCK_WAIT``); the error names the holder.
 
     ``orientations`` also stores the pHash of the 7 other orientations and of the image with
-    uniform borders trimmed (for flipped, rotated and bordered copies). ``embedder`` ("default",
+    uniform borders trimmed (for flipped, rotated and bordered copies). ``keypoints`` also stores
+    each image's keypoint keys (``dbdedup.keypoints``; files loaded before without them are read
+    again), from which matching proposes crops and rotations to the geometric check: opt-in, as
+    it costs about as much worker time as the hashes. ``embedder`` ("default",
     "onnx:PATH", or None for none) stores a raw descriptor per image; after the load the new
     ones are projected to vectors (the PCA is fitted on first use) and indexed with
     ``index_method`` (hnsw or ivfflat). Without pgvector on the server, embeddings are skipped
@@ -507,7 +537,7 @@ def load_paths(
         if conn.execute(q["first_load"]).fetchone()[0]:  # said once per database, not on every load
             notes.append(embedding_index.HASH_ONLY_NOTE)
         embedder_object = None
-    extras = Extras(orientations=orientations, embedder=embedder_object)
+    extras = Extras(orientations=orientations, embedder=embedder_object, keypoints=keypoints)
     # loads share the load lock (a match waits for them all) and queue per root
     with load_lock(conn, "start the load", wait=lock_wait, name="dbdedup load", on_wait=progress.waiting,
                    shared=True), \
@@ -516,6 +546,7 @@ def load_paths(
         parameters = {"workers": workers, "recursive": recursive, "max_pixels": max_pixels,
                       "working_size": WORKING_SIZE, "hash_size": HASH_SIZE,
                       "orientations": orientations,
+                      **({"keypoints": LOADER_KEYS} if keypoints else {}),
                       "embedder": embedder_object.name if embedder_object is not None else None}
         with conn.transaction():
             conn.execute(q["start_lock"])
@@ -562,7 +593,7 @@ def load_paths(
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
         ignored=loader.ignored, missing=loader.missing, exact_duplicate_groups=duplicate_groups,
         seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
-        orientations=orientations, embedder=embedder_object.name if embedder_object is not None else None,
+        orientations=orientations, keypoints=keypoints, embedder=embedder_object.name if embedder_object is not None else None,
         embedded=projection.projected if projection else 0, notes=notes,
     )
 

@@ -85,6 +85,7 @@ CREATE TABLE dbdedup.images (
     quality       smallint,
     colour_signature real[],
     signature_error text,
+    keypoint_keys integer[],
     CONSTRAINT images_ok_has_hashes CHECK (
         status <> 'ok' OR (sha256 IS NOT NULL AND phash IS NOT NULL AND dhash IS NOT NULL AND ahash IS NOT NULL)
     ),
@@ -115,6 +116,7 @@ COMMENT ON COLUMN dbdedup.images.phash_variants IS
 COMMENT ON COLUMN dbdedup.images.quality IS 'PDQ-style hash quality 0-100 of the decoded image (dbdedup.verify.quality): the amount of gradient detail. Below the verification minimum an image has no hash signal of its own and matches only as an exact copy. NULL until computed.';
 COMMENT ON COLUMN dbdedup.images.colour_signature IS 'The image''s colour layout (dbdedup.verify.colour_signature): CIE Lab lightness of a 16x16 grid, then the a and b chroma of an 8x8 grid, 384 values, row-major cells. Pairs are verified by comparing these in SQL (dbdedup.signature_distance). NULL until computed or when it could not be (see signature_error).';
 COMMENT ON COLUMN dbdedup.images.signature_error IS 'Why the image has no colour signature (it then matches only as an exact copy); NULL when it has one or has not been tried.';
+COMMENT ON COLUMN dbdedup.images.keypoint_keys IS 'Keypoint keys of the image (dbdedup.keypoints: ORB descriptors cut into 6 bands of 24 bits, each key its band number and bits), sorted and distinct, stored by `dbdedup load --keypoints`: images sharing many keys are candidate pairs for crops and rotations (dbdedup.match_keypoints). Empty when the image has no corners; NULL when not computed.';
 
 CREATE INDEX images_sha256_idx ON dbdedup.images (sha256) WHERE status = 'ok';
 CREATE INDEX images_change_seq_idx ON dbdedup.images (change_seq);
@@ -229,6 +231,7 @@ CREATE TABLE dbdedup.pairs (
     verified  boolean,
     verify_score real,
     verify_reason text,
+    shared_keys smallint,
     PRIMARY KEY (hash_kind, image_a, image_b),
     CHECK (image_a < image_b)
 );
@@ -245,13 +248,15 @@ COMMENT ON COLUMN dbdedup.pairs.is_exact IS
     'Same SHA-256: byte-identical files; image_a is the representative (smallest id) of the group, image_b a copy.';
 COMMENT ON COLUMN dbdedup.pairs.transform IS
     'Which variant matched when the pair was found by transform matching: image_b looks like image_a after this '
-    '(flip_h, rotate_90, ..., trim, trim+flip_h, ...). NULL when no variant is closer than the stored hashes.';
-COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance).';
+    '(flip_h, rotate_90, ..., trim, trim+flip_h, ...); keypoints when only shared keypoint keys found it (a crop, a '
+    'rotation: see shared_keys). NULL when no variant is closer than the stored hashes.';
+COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance); 0 for keypoints.';
 COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
 COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';
 COMMENT ON COLUMN dbdedup.pairs.verify_score IS 'How alike verification found the two, 0-1 (1 = identical by the measure named in verify_reason).';
 COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, error: ... NULL while the pair is pending.';
+COMMENT ON COLUMN dbdedup.pairs.shared_keys IS 'Keypoint keys the two images share (images.keypoint_keys) when dbdedup.match_keypoints found the pair; NULL otherwise. A pair only the keys found has transform ''keypoints'' (transform_distance 0) and is verified by the geometric check alone.';
 CREATE INDEX pairs_pending_idx ON dbdedup.pairs (hash_kind) WHERE verified IS NULL;
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
@@ -332,7 +337,7 @@ COMMENT ON COLUMN dbdedup.cluster_settings.reference_paths IS
 -- ------------------------------------------------------------------ signals
 
 CREATE TABLE dbdedup.signal_state (
-    signal             text PRIMARY KEY CHECK (signal IN ('transforms', 'embeddings')),
+    signal             text PRIMARY KEY CHECK (signal IN ('transforms', 'embeddings', 'keypoints')),
     max_distance       smallint,
     min_similarity     real,
     neighbours         integer,
@@ -346,8 +351,8 @@ CREATE TABLE dbdedup.signal_state (
     matched_at         timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE dbdedup.signal_state IS
-    'Per signal (transforms, embeddings): pairs.transform_distance is complete up to max_distance, and pairs.similarity down '
-    'to min_similarity (k = neighbours), for images with change_seq <= matched_seq. base_full_match_at is the pHash '
+    'Per signal (transforms, embeddings, keypoints): pairs.transform_distance is complete up to max_distance, pairs.similarity down '
+    'to min_similarity (k = neighbours), and pairs.shared_keys for the key setting named in method, for images with change_seq <= matched_seq. base_full_match_at is the pHash '
     'match_state.full_match_at the signal was computed on: a full pHash re-match clears the pairs, so the signal starts over.';
 
 CREATE TABLE dbdedup.embedding_reductions (

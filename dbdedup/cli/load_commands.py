@@ -99,6 +99,8 @@ def _summary_lines(summary) -> list[str]:
     if summary.interrupted_runs:
         runs = ", ".join(str(r) for r in summary.interrupted_runs)
         lines.append(f"earlier run(s) {runs} had been interrupted; this run finished their work")
+    if summary.keypoints:
+        lines.append("keypoints: keys stored for crops and rotations (matched by report/match, checked by geometry)")
     if summary.embedder:
         lines.append(f"embeddings: {summary.embedded:,} new vectors ({summary.embedder})")
     lines.extend(summary.notes)
@@ -116,6 +118,9 @@ def _summary_lines(summary) -> list[str]:
 @click.option("--orientations/--no-orientations", default=True, show_default=True,
               help="Also store the pHash of the 7 other orientations and of the image with uniform borders "
                    "trimmed, so flipped, rotated and bordered copies match.")
+@click.option("--keypoints/--no-keypoints", default=False, show_default=True,
+              help="Also store keypoint keys (ORB) so that crops and rotated copies are found (checked by "
+                   "matching keypoints); opt-in: about doubles the workers' time per image.")
 @click.option("--embedder", default="default", show_default=True, metavar="default|none|onnx:PATH",
               help="Embedding vectors for pgvector: the built-in descriptor (no weights), none, or an ONNX image "
                    "model of yours (needs the `onnx` extra).")
@@ -123,7 +128,7 @@ def _summary_lines(summary) -> list[str]:
               help="pgvector index on the vectors [default: the one in use, else ivfflat].")
 @click.pass_context
 def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: int | None, max_pixels: int,
-         orientations: bool, embedder: str, index_method: str | None) -> None:
+         orientations: bool, keypoints: bool, embedder: str, index_method: str | None) -> None:
     """Hash every image under PATH... into the database (again: only new or changed files).
 
     Images are found by content (JPEG, PNG, GIF, WebP, BMP, TIFF; HEIC/AVIF with
@@ -136,6 +141,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: i
       dbdedup load ~/Pictures /mnt/backup/photos
       dbdedup load --no-recursive --workers 4 ./scans
       dbdedup load ~/Pictures --embedder onnx:~/models/resnet18.onnx
+      dbdedup load --keypoints ~/Pictures       # also find crops and rotated copies
     """
     from ..embedding import load_embedder
     from ..load import check_roots, load_paths
@@ -151,7 +157,8 @@ def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: i
         bar = _Silent() if quiet else _RichProgress()
         with bar as progress:
             summary = load_paths(conn, paths, workers=workers, recursive=recursive, max_pixels=max_pixels,
-                                 progress=progress, orientations=orientations, embedder=embedder_spec,
+                                 progress=progress, orientations=orientations, keypoints=keypoints,
+                                 embedder=embedder_spec,
                                  index_method=index_method, lock_wait=settings_of(ctx).lock_wait)
     for line in _summary_lines(summary):
         note(ctx, line)

@@ -169,12 +169,12 @@ ON CONFLICT (path_bytes) DO NOTHING;
 INSERT INTO dbdedup.images AS i
     (id, path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
      width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id, change_seq,
-     quality, colour_signature, signature_error)
+     quality, colour_signature, signature_error, keypoint_keys)
 OVERRIDING SYSTEM VALUE
 SELECT DISTINCT ON (s.path_bytes)
        p.image_id, s.path, s.path_bytes, s.size_bytes, s.mtime_ns, s.device, s.inode, s.status, s.sha256, s.format,
        s.width, s.height, s.frames, s.phash, s.dhash, s.ahash, s.phash_variants, s.error, s.error_detail, %(run_id)s,
-       nextval('dbdedup.change_seq'), s.quality, s.colour_signature, s.signature_error
+       nextval('dbdedup.change_seq'), s.quality, s.colour_signature, s.signature_error, s.keypoint_keys
 FROM dbdedup_stage s
 JOIN dbdedup.image_paths p ON p.path_bytes = s.path_bytes
 ORDER BY s.path_bytes
@@ -200,6 +200,7 @@ ON CONFLICT (id) DO UPDATE SET
     quality = EXCLUDED.quality,
     colour_signature = EXCLUDED.colour_signature,
     signature_error = EXCLUDED.signature_error,
+    keypoint_keys = EXCLUDED.keypoint_keys,
     loaded_at = EXCLUDED.loaded_at,
     missing_since = NULL,
     change_seq = EXCLUDED.change_seq;

@@ -68,7 +68,8 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     error_detail text,
     quality      smallint,
     colour_signature real[],
-    signature_error text
+    signature_error text,
+    keypoint_keys integer[]
 );
 
 -- name: clear_temp_tables
@@ -81,7 +82,7 @@ COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns) FROM STDIN (FORMAT BI
 -- The scanned files that are new, changed (size or mtime), back after being
 -- missing, failed last time for a reason that may have gone away (permissions,
 -- links), refused for more pixels than a limit this load raised, or loaded without the
--- orientation variants this load computes.
+-- orientation variants or keypoint keys this load computes.
 -- Everything else in the batch is unchanged.
 SELECT s.path_bytes
 FROM dbdedup_scan_batch s
@@ -94,7 +95,8 @@ WHERE i.id IS NULL
    OR (i.status = 'error' AND i.error = 'too_many_pixels'
        AND %(max_pixels)s::bigint > coalesce((SELECT (r.parameters ->> 'max_pixels')::bigint
                                               FROM dbdedup.load_runs r WHERE r.id = i.load_run_id), 0))
-   OR (%(orientations)s AND i.status = 'ok' AND i.phash_variants IS NULL);
+   OR (%(orientations)s AND i.status = 'ok' AND i.phash_variants IS NULL)
+   OR (%(keypoints)s AND i.status = 'ok' AND i.keypoint_keys IS NULL);
 
 -- name: files_to_describe
 -- With embeddings on: also the ok files with no descriptor from this load's embedder.
@@ -115,7 +117,7 @@ TRUNCATE dbdedup_scan_batch;
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
                     width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail,
-                    quality, colour_signature, signature_error)
+                    quality, colour_signature, signature_error, keypoint_keys)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
@@ -124,11 +126,11 @@ FROM STDIN (FORMAT BINARY);
 INSERT INTO dbdedup.images AS i
     (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
      width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id,
-     quality, colour_signature, signature_error)
+     quality, colour_signature, signature_error, keypoint_keys)
 SELECT DISTINCT ON (path_bytes)
        path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
        width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, %(run_id)s,
-       quality, colour_signature, signature_error
+       quality, colour_signature, signature_error, keypoint_keys
 FROM dbdedup_stage
 ORDER BY path_bytes
 ON CONFLICT (path_bytes) DO UPDATE SET
@@ -153,6 +155,7 @@ ON CONFLICT (path_bytes) DO UPDATE SET
     quality = EXCLUDED.quality,
     colour_signature = EXCLUDED.colour_signature,
     signature_error = EXCLUDED.signature_error,
+    keypoint_keys = EXCLUDED.keypoint_keys,
     loaded_at = now(),
     missing_since = NULL,
     change_seq = nextval('dbdedup.change_seq');
