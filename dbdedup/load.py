@@ -593,7 +593,8 @@ def load_paths(
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
         ignored=loader.ignored, missing=loader.missing, exact_duplicate_groups=duplicate_groups,
         seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
-        orientations=orientations, keypoints=keypoints, embedder=embedder_object.name if embedder_object is not None else None,
+        orientations=orientations, keypoints=keypoints,
+        embedder=embedder_object.name if embedder_object is not None else None,
         embedded=projection.projected if projection else 0, notes=notes,
     )
 

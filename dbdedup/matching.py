@@ -120,6 +120,7 @@ class MatchResult:
     transforms: SignalResult | None = None
     embeddings: SignalResult | None = None
     verification: VerificationResult | None = None
+    keypoints: SignalResult | None = None  # keypoint candidates, left pending for the geometric check
 
 
 def _queries() -> dict[str, str]:
@@ -169,7 +170,9 @@ def find_pairs(
     For the pHash, ``transforms`` also records pairs where a flipped, rotated or trimmed variant
     of one image is within ``transform_distance`` of the other, and ``embeddings`` the pairs among
     each image's ``neighbours`` nearest embedding vectors with cosine similarity >=
-    ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector).
+    ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector). With
+    ``transforms``, images loaded with keypoint keys also get the pairs sharing many keys
+    (``dbdedup.match_keypoints``: crops, rotations), left pending for the geometric check only.
 
     Then every pair without a verdict gets one from the stored signals (``dbdedup.verify_pairs``:
     exact copies, colour signatures of aligned pairs); the pairs those cannot settle stay pending
@@ -202,6 +205,9 @@ def find_pairs(
                                                                      "neighbours": neighbours,
                                                                      "full": full}).fetchone()
             verify_row = cur.execute(q["verify_pairs"], {"hash_kind": hash_kind}).fetchone()
+            # after verify_pairs: keypoint pairs are for the geometric check alone (verify_workers)
+            keypoint_row = cur.execute(q["match_keypoints"], {"full": full}).fetchone() \
+                if transforms and hash_kind == "phash" else None
         if not conn.autocommit:
             conn.commit()
     assert row is not None
@@ -226,6 +232,10 @@ def find_pairs(
             candidates=embedding_row["candidates"], pairs=embedding_row["pairs"], seconds=embedding_row["seconds"],
         ) if embedding_row else None,
         verification=VerificationResult(**verify_row),
+        keypoints=SignalResult(
+            signal="keypoints", mode=keypoint_row["mode"], method=None, probes=keypoint_row["probes"],
+            candidates=keypoint_row["candidates"], pairs=keypoint_row["pairs"], seconds=keypoint_row["seconds"],
+        ) if keypoint_row else None,
     )
 
 

@@ -77,7 +77,9 @@ class Member:
             return "same file (hard link)"
         if self.is_exact_duplicate:
             return "same bytes"
-        if self.transform:
+        if self.transform == "keypoints":
+            matched = "keypoints"  # shared keypoint keys: a crop or a rotation, no hash distance
+        elif self.transform:
             matched = f"{self.transform} {self.distance}"
         elif self.similarity is not None and self.distance > threshold:
             matched = f"embedding {self.similarity:.2f}"

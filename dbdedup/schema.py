@@ -23,8 +23,8 @@ import psycopg
 from .sqlfiles import named_queries, read_sql
 
 # In dependency order: views and SQL functions need what they call to exist.
-DEFINITION_FILES = ("bits.sql", "signals.sql", "matching.sql", "distributed.sql", "verification.sql", "clusters.sql",
-                    "api.sql")
+DEFINITION_FILES = ("bits.sql", "signals.sql", "matching.sql", "keypoints.sql", "distributed.sql", "verification.sql",
+                    "clusters.sql", "api.sql")
 
 
 def _queries() -> dict[str, str]:

@@ -55,6 +55,7 @@ CACHED_IMAGES = 96  # decoded images (working pixels, keypoints) a worker keeps,
 # How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
 _MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
+KEYPOINTS = "keypoints"  # pairs.transform of a pair only shared keypoint keys found (sql/keypoints.sql)
 
 
 class VerifyProgress:
@@ -261,9 +262,12 @@ class PairChecker:
             return verify.Verdict(True, 1.0, "exact")
         if pair.a.signature_error is not None or pair.b.signature_error is not None:
             return verify.Verdict(False, 0.0, "no_signature")
-        orientation = orientation_of(pair)
-        if orientation is None and not (pair.transform or "").startswith("trim") and pair.similarity is not None \
-                and pair.similarity < verify.GEOMETRY_MIN_SIMILARITY:
+        # a pair only keypoint keys found (a crop, a rotation) is never settled by its signatures or
+        # its similarity: geometry and the colours of the overlap decide
+        by_keys = pair.transform == KEYPOINTS
+        orientation = None if by_keys else orientation_of(pair)
+        if orientation is None and not by_keys and not (pair.transform or "").startswith("trim") \
+                and pair.similarity is not None and pair.similarity < verify.GEOMETRY_MIN_SIMILARITY:
             return verify.Verdict(False, 0.0, "weak_embedding")
         seen_a, seen_b = self._seen(pair.a, False), self._seen(pair.b, False)
         for seen in (seen_a, seen_b):

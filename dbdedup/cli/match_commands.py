@@ -80,6 +80,10 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
             e = m.embeddings
             note(ctx, f"embeddings ({e.mode}): {e.probes:,} images searched, {e.pairs:,} pairs with similarity "
                       f">= {settings.min_similarity} in {e.seconds:.2f} s")
+        if m.keypoints is not None and m.keypoints.mode != "none":
+            k = m.keypoints
+            note(ctx, f"keypoints ({k.mode}): {k.probes:,} images with keys matched, {k.candidates:,} sharing enough "
+                      f"keys, {k.pairs:,} pairs by keypoints (for the check by pixels) in {k.seconds:.2f} s")
         if m.verification is not None:
             v = m.verification
             note(ctx, f"verification of {v.pairs:,} pairs without a verdict: {v.verified:,} the same picture, "

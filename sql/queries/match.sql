@@ -11,6 +11,9 @@ SELECT * FROM dbdedup.match_transforms(%(max_distance)s, %(method)s, %(full)s)
 -- name: match_embeddings
 SELECT * FROM dbdedup.match_embeddings(%(min_similarity)s::real, %(neighbours)s, %(full)s)
 
+-- name: match_keypoints
+SELECT * FROM dbdedup.match_keypoints(full_rematch => %(full)s)
+
 -- name: verify_pairs
 SELECT * FROM dbdedup.verify_pairs(%(hash_kind)s::text)
 
@@ -28,7 +31,14 @@ SELECT (NOT %(transforms)s OR EXISTS (
    AND (NOT %(embeddings)s OR EXISTS (
             SELECT 1 FROM dbdedup.signal_state s JOIN dbdedup.match_state m ON m.hash_kind = 'phash'
             WHERE s.signal = 'embeddings' AND s.min_similarity <= %(min_similarity)s + 1e-6
-              AND s.matched_seq = m.matched_seq AND s.base_full_match_at = m.full_match_at)) AS current
+              AND s.matched_seq = m.matched_seq AND s.base_full_match_at = m.full_match_at))
+   -- keypoint pairs go with the transforms, once a load stored keys
+   AND (NOT %(transforms)s
+        OR NOT EXISTS (SELECT 1 FROM dbdedup.load_runs r WHERE (r.parameters ->> 'keypoints') IS NOT NULL)
+        OR EXISTS (
+            SELECT 1 FROM dbdedup.signal_state s JOIN dbdedup.match_state m ON m.hash_kind = 'phash'
+            WHERE s.signal = 'keypoints' AND s.matched_seq = m.matched_seq AND s.base_full_match_at = m.full_match_at))
+       AS current
 
 -- name: match_state
 SELECT * FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)s
