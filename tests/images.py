@@ -59,3 +59,29 @@ def brighter(image: Image.Image, factor: float = 1.2) -> Image.Image:
 
 def mirrored(image: Image.Image) -> Image.Image:
     return ImageOps.mirror(image)
+
+
+def textured_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A photo-like RGB image with texture: ``photo``'s colour fields under many small shapes and
+    strokes of random colours, softened, with mild noise. Corners and blobs everywhere, as local
+    features (keypoints) need; different seeds give unrelated pictures."""
+    from PIL import ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed + 7919)
+    image = photo(seed, size)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(220):
+        x, y = int(rng.integers(-20, w)), int(rng.integers(-20, h))
+        dx, dy = int(rng.integers(5, 50)), int(rng.integers(5, 50))
+        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        shape = rng.random()
+        if shape < 0.4:
+            draw.rectangle((x, y, x + dx, y + dy), fill=colour)
+        elif shape < 0.75:
+            draw.ellipse((x, y, x + dx, y + dy), fill=colour)
+        else:
+            draw.line((x, y, x + dx, y + dy), fill=colour, width=int(rng.integers(1, 5)))
+    arr = np.asarray(image.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)
+    arr += rng.normal(0, 3, size=arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")

@@ -1,13 +1,21 @@
-"""dbdedup.keypoints on real images drawn with Pillow: a crop or a small rotation of a picture shares
-many keys with it, an unrelated picture shares few."""
+"""Keypoint keys on real images drawn with Pillow: a crop or a small rotation of a picture shares many
+keys with it, an unrelated picture shares few (dbdedup.keypoints); and in the product, through the CLI
+and a real database: `load --keypoints` stores them, matching proposes the pairs, the geometric check
+decides, and the report clusters crops and rotations with their original."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
+from images import save, textured_photo
 from PIL import Image, ImageDraw
+from psycopg.rows import dict_row
+from test_report_sample import run_cli
 
 from dbdedup import keypoints
 
@@ -119,3 +127,142 @@ def test_keys_are_the_descriptor_bands_with_their_number():
 def test_bands_must_fit_in_the_descriptor():
     with pytest.raises(ValueError, match="exceed"):
         keypoints.descriptor_keys(np.zeros((1, 32), np.uint8), bands=11, bits=24)
+
+
+# ---------------------------------------------------------------- in the product: load --keypoints, match, report
+
+
+def tiles_shuffled(image: Image.Image, n: int, seed: int) -> Image.Image:
+    """The picture cut into n x n tiles put back in another order: the same local features (many
+    shared keys), no geometry that maps one picture onto the other."""
+    w, h = image.width // n, image.height // n
+    tiles = [image.crop((i * w, j * h, (i + 1) * w, (j + 1) * h)) for j in range(n) for i in range(n)]
+    order = np.random.default_rng(seed).permutation(len(tiles))
+    out = Image.new("RGB", (w * n, h * n))
+    for k, t in enumerate(order):
+        out.paste(tiles[t], ((k % n) * w, (k // n) * h))
+    return out
+
+
+def _keypoint_pairs(dsn: str) -> list[dict]:
+    with psycopg.connect(dsn) as conn, conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT a.path AS path_a, b.path AS path_b, p.transform, p.shared_keys, p.verified, p.verify_reason "
+            "FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a JOIN dbdedup.images b ON b.id = p.image_b "
+            "WHERE p.shared_keys IS NOT NULL OR p.transform = 'keypoints'").fetchall()
+
+
+def _stored_keys(dsn: str) -> dict[str, list[int] | None]:
+    with psycopg.connect(dsn) as conn:
+        return {Path(path).name: keys for path, keys in
+                conn.execute("SELECT path, keypoint_keys FROM dbdedup.images WHERE status = 'ok'")}
+
+
+def _clusters_by_name(report_stdout: str) -> dict[str, tuple[int, dict]]:
+    data = json.loads(report_stdout)
+    return {Path(m["path"]).name: (c["id"], m) for c in data["clusters"] for m in c["members"]}
+
+
+def test_a_half_crop_and_a_ten_degree_rotation_join_their_original_via_load_keypoints_and_report(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    picture = textured_photo(7)
+    rng = random.Random(20261201)
+    save(picture, root / "original.png")
+    save(crop_area(picture, 0.5, rng.random(), rng.random()), root / "half_crop.png")
+    save(rotated(picture, 10), root / "turned.jpg", quality=92)
+    for k in range(4):
+        save(textured_photo(100 + k), root / f"other{k}.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    keys = _stored_keys(db_dsn)
+    assert all(len(k) > 200 for k in keys.values()), {n: len(k) for n, k in keys.items()}
+
+    by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
+    cluster = by_name["original.png"][0]
+    assert by_name["half_crop.png"][0] == cluster and by_name["turned.jpg"][0] == cluster
+    assert not any(f"other{k}.png" in by_name and by_name[f"other{k}.png"][0] == cluster for k in range(4))
+    # linked by keypoints, verified by geometry (the hashes are far apart: no other signal found them)
+    for name in ("original.png", "half_crop.png", "turned.jpg"):
+        member = by_name[name][1]
+        assert member["keeper"] or (member["transform"] == "keypoints" and member["verify_reason"] == "geometry")
+    found = {frozenset((Path(p["path_a"]).name, Path(p["path_b"]).name)): p for p in _keypoint_pairs(db_dsn)}
+    for copy in ("half_crop.png", "turned.jpg"):
+        pair = found[frozenset(("original.png", copy))]
+        assert pair["transform"] == "keypoints" and pair["shared_keys"] >= keypoints.MIN_SHARED
+        assert pair["verified"] and pair["verify_reason"] == "geometry"
+    # the terminal report says why
+    table = run_cli(db_dsn, "report").stdout
+    assert "keypoints, features align" in table
+
+
+def test_pictures_sharing_keys_without_geometry_stay_apart(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    picture = textured_photo(11)
+    save(picture, root / "picture.png")
+    save(tiles_shuffled(picture, 4, seed=1), root / "tiles4.png")
+    save(tiles_shuffled(picture, 6, seed=2), root / "tiles6.png")
+    save(textured_photo(12), root / "unrelated.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
+    assert by_name == {}, by_name  # no cluster at all
+    found = {frozenset((Path(p["path_a"]).name, Path(p["path_b"]).name)): p for p in _keypoint_pairs(db_dsn)}
+    shuffled = found[frozenset(("picture.png", "tiles4.png"))]
+    # many shared keys made it a candidate; the check by pixels rejected it
+    assert shuffled["shared_keys"] >= 4 * keypoints.MIN_SHARED
+    assert shuffled["verified"] is False and shuffled["verify_reason"] in ("no_geometry", "no_overlap", "colour")
+    assert all(p["verified"] is False for p in found.values()), found
+
+
+def test_a_flat_and_a_tiny_image_load_with_no_keys_and_no_error(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    save(Image.new("RGB", (400, 300), (40, 140, 90)), root / "flat.png")
+    save(Image.new("L", (3, 2), 200), root / "tiny.png")
+    save(textured_photo(5), root / "textured.jpg", quality=90)
+    result = run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    assert "error" not in result.stderr.replace("0 errors", "")
+    keys = _stored_keys(db_dsn)
+    assert keys["flat.png"] == [] and keys["tiny.png"] == []
+    assert len(keys["textured.jpg"]) > 200
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status <> 'ok'").fetchone()[0] == 0
+        assert conn.execute("SELECT status FROM dbdedup.load_runs").fetchone()[0] == "completed"
+    run_cli(db_dsn, "report", "--format", "json")
+    assert _keypoint_pairs(db_dsn) == []
+
+
+def test_without_keypoints_the_load_stores_no_keys_and_matching_finds_no_keypoint_pairs(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    picture = textured_photo(7)
+    save(picture, root / "original.png")
+    save(crop_area(picture, 0.5, 0.3, 0.6), root / "half_crop.png")
+    save(rotated(picture, 10), root / "turned.png")
+    run_cli(db_dsn, "load", "--workers", "1", str(root))
+    assert set(_stored_keys(db_dsn).values()) == {None}
+    assert _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout) == {}
+    assert _keypoint_pairs(db_dsn) == []
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'keypoints'").fetchone()[0] == 0
+        assert conn.execute("SELECT mode FROM dbdedup.match_keypoints()").fetchone()[0] == "none"
+
+    # opting in later: a --keypoints load reads the stored files again for their keys, and the next
+    # report matches them (incrementally) and clusters the copies
+    result = run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    assert "loaded 3 images" in result.stderr
+    assert all(len(k) > 200 for k in _stored_keys(db_dsn).values())
+    by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
+    assert len({by_name[n][0] for n in ("original.png", "half_crop.png", "turned.png")}) == 1
+
+
+def test_new_images_are_matched_against_all_incrementally(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    picture = textured_photo(21)
+    save(picture, root / "original.png")
+    for k in range(3):
+        save(textured_photo(200 + k), root / f"other{k}.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    run_cli(db_dsn, "report", "--format", "json")
+    save(rotated(crop_area(picture, 0.75, 0.9, 0.1), -6), root / "late_copy.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    match = run_cli(db_dsn, "match").stderr
+    assert "keypoints (incremental): 1 images with keys matched" in match, match
+    by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
+    assert by_name["late_copy.png"][0] == by_name["original.png"][0]
