@@ -266,3 +266,33 @@ def test_new_images_are_matched_against_all_incrementally(db_dsn, tmp_path):
     assert "keypoints (incremental): 1 images with keys matched" in match, match
     by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
     assert by_name["late_copy.png"][0] == by_name["original.png"][0]
+
+
+def _image_info(image_id: int, path: Path):
+    from dbdedup.decode import decode_image
+    from dbdedup.fingerprint import verification_signals
+    from dbdedup.verify_workers import ImageInfo
+
+    st = path.stat()
+    quality, signature, why = verification_signals(decode_image(path.read_bytes(), colour=True))
+    return ImageInfo(image_id, "ok", bytes(path), st.st_size, st.st_mtime_ns, quality, signature, why)
+
+
+def test_a_keypoint_pair_is_decided_by_geometry_never_by_its_signatures(tmp_path):
+    from dbdedup.verify_workers import PairChecker, PendingPair
+
+    picture = textured_photo(31)
+    a = _image_info(1, save(picture, tmp_path / "a.png"))
+    b = _image_info(2, save(picture, tmp_path / "b.jpg", quality=85))
+    shuffled = _image_info(3, save(tiles_shuffled(picture, 4, seed=3), tmp_path / "c.png"))
+
+    def verdict(x, y, transform, distance):
+        return PairChecker().verdict(PendingPair("phash", x.id, y.id, distance, False, transform,
+                                                 0 if transform else None, None, x, y))
+
+    # the same close pair: as a hash pair its signatures settle it; as a keypoint pair only geometry may
+    assert verdict(a, b, None, 2).reason == "signature"
+    keyed = verdict(a, b, "keypoints", 2)
+    assert keyed.verified and keyed.reason == "geometry"
+    # a keypoint pair whose pictures do not align is rejected, whatever its (made-up) hash distance
+    assert not verdict(a, shuffled, "keypoints", 2).verified
