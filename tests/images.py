@@ -61,27 +61,39 @@ def mirrored(image: Image.Image) -> Image.Image:
     return ImageOps.mirror(image)
 
 
+
+def scatter_shapes(image: Image.Image, rng, count: int, largest: int = 60, smallest: int = 6,
+                   ellipses_below: float = 0.7) -> Image.Image:
+    """Draw ``count`` rectangles, ellipses and strokes of random colours over ``image`` (in place; a
+    ``random.Random``): corners and blobs, as local features need. Returns the image."""
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    w, h = image.size
+    for _ in range(count):
+        x, y = rng.randint(-20, w), rng.randint(-20, h)
+        dx, dy = rng.randint(smallest, largest), rng.randint(smallest, largest)
+        colour = (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
+        shape = rng.random()
+        if shape < 0.4:
+            draw.rectangle((x, y, x + dx, y + dy), fill=colour)
+        elif shape < ellipses_below:
+            draw.ellipse((x, y, x + dx, y + dy), fill=colour)
+        else:
+            draw.line((x, y, x + dx, y + dy), fill=colour, width=rng.randint(1, 4))
+    return image
+
+
 def textured_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     """A photo-like RGB image with texture: ``photo``'s colour fields under many small shapes and
     strokes of random colours, softened, with mild noise. Corners and blobs everywhere, as local
     features (keypoints) need; different seeds give unrelated pictures."""
-    from PIL import ImageDraw, ImageFilter
+    import random
 
-    rng = np.random.default_rng(seed + 7919)
-    image = photo(seed, size)
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    for _ in range(220):
-        x, y = int(rng.integers(-20, w)), int(rng.integers(-20, h))
-        dx, dy = int(rng.integers(5, 50)), int(rng.integers(5, 50))
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        shape = rng.random()
-        if shape < 0.4:
-            draw.rectangle((x, y, x + dx, y + dy), fill=colour)
-        elif shape < 0.75:
-            draw.ellipse((x, y, x + dx, y + dy), fill=colour)
-        else:
-            draw.line((x, y, x + dx, y + dy), fill=colour, width=int(rng.integers(1, 5)))
+    from PIL import ImageFilter
+
+    image = scatter_shapes(photo(seed, size), random.Random(seed + 7919), 220, largest=50, smallest=5,
+                           ellipses_below=0.75)
     arr = np.asarray(image.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)
-    arr += rng.normal(0, 3, size=arr.shape)
+    arr += np.random.default_rng(seed + 7919).normal(0, 3, size=arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")

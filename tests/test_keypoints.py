@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from images import save, textured_photo
-from PIL import Image, ImageDraw
+from images import save, scatter_shapes, textured_photo
+from PIL import Image
 from psycopg.rows import dict_row
 from test_report_sample import run_cli
 
@@ -24,20 +24,7 @@ def scene(seed: int, size=(480, 360)) -> Image.Image:
     """A detailed drawing: many overlapping shapes and lines of random colours (corners to find)."""
     rng = random.Random(seed)
     image = Image.new("RGB", size, (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255)))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    for _ in range(160):
-        x, y = rng.randint(-20, w), rng.randint(-20, h)
-        dx, dy = rng.randint(6, 60), rng.randint(6, 60)
-        colour = (rng.randint(0, 255), rng.randint(0, 255), rng.randint(0, 255))
-        shape = rng.random()
-        if shape < 0.4:
-            draw.rectangle((x, y, x + dx, y + dy), fill=colour)
-        elif shape < 0.7:
-            draw.ellipse((x, y, x + dx, y + dy), fill=colour)
-        else:
-            draw.line((x, y, x + dx, y + dy), fill=colour, width=rng.randint(1, 4))
-    return image
+    return scatter_shapes(image, rng, 160)
 
 
 def crop_area(image: Image.Image, area: float, left_share: float, top_share: float) -> Image.Image:
