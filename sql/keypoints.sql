@@ -110,8 +110,8 @@ BEGIN
 
     -- new pairs wait for the geometric check (transform 'keypoints', which the clustering rules
     -- transforms and fused link by once verified); a pair already found by a hash or a variant only
-    -- records its shared keys; an embedding-only pair gets the keypoint route (a weak_embedding
-    -- rejection is undone: geometry decides it now)
+    -- records its shared keys; an embedding-only pair takes the keypoint route, and its verdict is
+    -- given again unless geometry gave it (a signature must not verify a pair the keys link)
     INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance,
                                     shared_keys)
     SELECT 'phash', f.image_a, f.image_b, bit_count((ia.phash # ib.phash)::bit(64)), false, 'keypoints', 0,
@@ -125,9 +125,12 @@ BEGIN
                              THEN 'keypoints' ELSE p.transform END,
             transform_distance = CASE WHEN p.transform IS NULL AND p.distance > ms.max_distance AND NOT p.is_exact
                                       THEN 0 ELSE p.transform_distance END,
-            verified = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verified END,
-            verify_score = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_score END,
-            verify_reason = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_reason END;
+            verified = CASE WHEN p.transform IS NULL AND p.distance > ms.max_distance AND NOT p.is_exact
+                                 AND p.verify_reason IS DISTINCT FROM 'geometry' THEN NULL ELSE p.verified END,
+            verify_score = CASE WHEN p.transform IS NULL AND p.distance > ms.max_distance AND NOT p.is_exact
+                                     AND p.verify_reason IS DISTINCT FROM 'geometry' THEN NULL ELSE p.verify_score END,
+            verify_reason = CASE WHEN p.transform IS NULL AND p.distance > ms.max_distance AND NOT p.is_exact
+                                      AND p.verify_reason IS DISTINCT FROM 'geometry' THEN NULL ELSE p.verify_reason END;
 
     IF is_full THEN
         UPDATE dbdedup.pairs p SET verified = b.verified, verify_score = b.verify_score, verify_reason = b.verify_reason

@@ -283,3 +283,30 @@ def test_a_keypoint_pair_is_decided_by_geometry_never_by_its_signatures(tmp_path
     assert keyed.verified and keyed.reason == "geometry"
     # a keypoint pair whose pictures do not align is rejected, whatever its (made-up) hash distance
     assert not verdict(a, shuffled, "keypoints", 2).verified
+
+
+def test_an_embedding_pair_the_keys_find_loses_a_signature_verdict_and_keeps_a_geometry_one(db_dsn, tmp_path):
+    from dbdedup.matching import find_pairs
+
+    root = tmp_path / "photos"
+    picture = textured_photo(41)
+    save(picture, root / "original.png")
+    save(crop_area(picture, 0.5, 0.2, 0.4), root / "crop.png")
+    save(rotated(picture, 8), root / "turned.png")
+    run_cli(db_dsn, "load", "--keypoints", "--embedder", "none", "--workers", "1", str(root))
+    with psycopg.connect(db_dsn) as conn:
+        find_pairs(conn, threshold=8)  # the pHash only: no keypoint step
+        ids = {Path(p).name: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images")}
+        crop, turned = sorted((ids["original.png"], ids["crop.png"])), sorted((ids["original.png"], ids["turned.png"]))
+        # as if the embedding had found them, with verdicts already given
+        for (a, b), reason in ((crop, "signature"), (turned, "geometry")):
+            conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, similarity, "
+                         "verified, verify_score, verify_reason) VALUES ('phash', %s, %s, 30, false, 0.95, true, "
+                         "0.9, %s)", (a, b, reason))
+        conn.execute("SELECT * FROM dbdedup.match_keypoints()")
+        rows = {(a, b): (t, k, v, r) for a, b, t, k, v, r in conn.execute(
+            "SELECT image_a, image_b, transform, shared_keys, verified, verify_reason FROM dbdedup.pairs")}
+    transform, shared, verified, reason = rows[tuple(crop)]
+    assert transform == "keypoints" and shared >= keypoints.MIN_SHARED
+    assert (verified, reason) == (None, None)  # the signature's verdict is gone: geometry decides
+    assert rows[tuple(turned)][0] == "keypoints" and rows[tuple(turned)][2:] == (True, "geometry")
