@@ -769,6 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fused", default="auto",
                         help="fused settings as T:S,... (S 'default' for the library's; 'auto': the defaults and neighbours)")
     parser.add_argument("--onnx", type=Path, help="also load the set with this ONNX embedder and score its rules")
+    parser.add_argument("--keypoints", action="store_true",
+                        help="load with keypoint keys (load --keypoints: keypoint candidates for crops and rotations); "
+                             "writes results-keypoints.md instead of results.md")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--peers", default="imagehash,czkawka,imagededup",
@@ -796,7 +799,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = Truth.read(set_dir / "truth.csv")
     universe = set(truth.files)
     manifest = json.loads((set_dir / "manifest.json").read_text())
-    load_options = {"orientations": True, "embedder": "default"}
+    load_options = {"orientations": True, "embedder": "default", **({"keypoints": True} if args.keypoints else {})}
 
     data_dir = None
     if not args.db:
@@ -934,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
     out.append("\n### Issue #5 targets at the default settings\n")
     out += target_lines(default, default_subset, peer_rows, [s for s in subset_rows if s.note == "run on the subset only"])
     text = "\n".join(out) + "\n"
-    (set_dir / "results.md").write_text(text)
+    (set_dir / ("results-keypoints.md" if args.keypoints else "results.md")).write_text(text)
     print(text)
     return 0
 
