@@ -96,6 +96,9 @@ _SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                          [0.2126729, 0.7151522, 0.0721750],
                          [0.0193339, 0.1191920, 0.9503041]])
 _WHITE = np.array([0.95047, 1.0, 1.08883])
+_XYZ_TO_SRGB = np.array([[3.240454836, -1.5371388501, -0.4985315469],  # the inverse of _SRGB_TO_XYZ
+                         [-0.9692663899, 1.8760109288, 0.0415560823],
+                         [0.0556434196, -0.2040258543, 1.0572251625]])
 
 
 def _srgb_linear(c: np.ndarray) -> np.ndarray:
@@ -179,6 +182,27 @@ def orient_signature(signature: np.ndarray, orientation: str) -> np.ndarray:
                                 dtype=np.asarray(signature).dtype)
 
 
+def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The CIE L* of the grey each Lab colour becomes in a greyscale conversion: the Rec. 601 luma
+    of its sRGB values, as Pillow's ``convert("L")``, libjpeg and most editors compute it (a
+    saturated red turns into a darker grey than its L* says). As dbdedup.grey_lightness in SQL."""
+    f = (np.asarray(light, dtype=np.float64) + 16) / 116
+    t = np.stack([f + np.asarray(a) / 500, f, f - np.asarray(b) / 200], axis=-1)
+    xyz = np.where(t > 6 / 29, t ** 3, 3 * (6 / 29) ** 2 * (t - 4 / 29)) * _WHITE
+    linear = np.clip(xyz @ _XYZ_TO_SRGB.T, 0, 1)
+    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    grey = _srgb_linear(encoded @ np.array([0.299, 0.587, 0.114]))
+    return np.where(grey > 216 / 24389, 116 * np.cbrt(grey) - 16, 24389 / 27 * grey)
+
+
+def greyscale_layout(signature: np.ndarray) -> np.ndarray:
+    """The 8x8 lightness the image would have after a greyscale conversion (a greyscale image's own)."""
+    fine, a, b = _parts(signature)
+    step = FINE // GRID
+    coarse = fine.reshape(GRID, step, GRID, step).mean(axis=(1, 3))
+    return coarse if chroma(signature) < MIN_CHROMA else grey_lightness(coarse, a, b)
+
+
 def chroma(signature: np.ndarray) -> float:
     """RMS chroma of a signature's cells (Lab units): about 0 for a greyscale image."""
     _, a, b = _parts(signature)
@@ -192,12 +216,17 @@ class SignatureDistance:
     ``chroma`` (RMS difference of the chroma layouts, each scaled to unit strength; None when
     either image is greyscale), ``gain`` (ratio of the two lightness spreads, >= 1) and
     ``detail`` (the 6th largest difference of the normalised 16x16 lightness cells: a small
-    region that differs, such as another glyph on the same folder or another suit's pip)."""
+    region that differs, such as another glyph on the same folder or another suit's pip) and
+    ``grey_light`` (when exactly one image is greyscale: the mean difference, in L* units, of
+    the greyscale one's 8x8 lightness and the colour one's after a greyscale conversion; a grey
+    folder is not the greyscale copy of an orange one, though both normalise to one layout;
+    None otherwise)."""
 
     light: float
     chroma: float | None
     gain: float = 1.0
     detail: float = 0.0
+    grey_light: float | None = None
 
     @property
     def worst(self) -> float:
@@ -225,7 +254,10 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     detail = float(np.sort(np.abs(_normalised(fine_a)[0] - _normalised(fine_b)[0]).ravel())[-_DETAIL_RANK])
     ca, cb = chroma(a), chroma(b)
     if min(ca, cb) < MIN_CHROMA:
-        return SignatureDistance(light, None, gain, detail)
+        grey_light = None
+        if max(ca, cb) >= MIN_CHROMA:
+            grey_light = float(np.abs(greyscale_layout(a) - greyscale_layout(b)).mean())
+        return SignatureDistance(light, None, gain, detail, grey_light)
     chroma_distance = float(np.sqrt(((a_a / ca - a_b / cb) ** 2 + (b_a / ca - b_b / cb) ** 2).mean()))
     return SignatureDistance(light, chroma_distance, gain, detail)
 
@@ -398,6 +430,7 @@ GEOMETRY_MAX_CHROMA = 0.20
 MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio when either is greyscale (grey vs blue folder ~1.7)
 MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when both have colour (brightness -30% is ~1.4)
 MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
+MAX_GREY_LIGHT = _SETTINGS["max_grey_light"]  # a greyscale image against a colour one's greyscale conversion
 # Which pairs the signature judges (aligned: one framing) and which go to the geometric check
 ALIGNED_DISTANCE = int(_SETTINGS["aligned_distance"])  # pHash distance of an aligned pair
 ALIGNED_VARIANT = int(_SETTINGS["aligned_variant"])  # distance at an orientation variant closer than the pHash
@@ -430,6 +463,10 @@ class Verdict:
     reason: str
 
 
+def _grey_light_agrees(distance: SignatureDistance) -> bool:
+    return distance.grey_light is None or distance.grey_light <= MAX_GREY_LIGHT
+
+
 def signature_verdict(a: Features, b: Features, orientation: str = "identity") -> Verdict | None:
     """The verdict for an aligned pair (a pHash or orientation-variant match, ``orientation``
     turning a into b) from the stored signatures; None when the signatures cannot settle it
@@ -440,7 +477,7 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity") -
     score = max(0.0, 1.0 - distance.worst)
     if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
             and distance.gain <= (MAX_GAIN if distance.chroma is None else MAX_GAIN_COLOUR) \
-            and distance.detail <= MAX_DETAIL:
+            and distance.detail <= MAX_DETAIL and _grey_light_agrees(distance):
         return Verdict(True, score, "signature")
     return None
 
@@ -459,6 +496,6 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
     colour = match.colour
     score = max(0.0, 1.0 - colour.worst)
     if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
-            and colour.gain <= (MAX_GAIN if colour.chroma is None else MAX_GAIN_COLOUR):
+            and colour.gain <= (MAX_GAIN if colour.chroma is None else MAX_GAIN_COLOUR) and _grey_light_agrees(colour):
         return Verdict(True, score, "geometry")
     return Verdict(False, score, "colour")

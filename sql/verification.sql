@@ -22,7 +22,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT max_gain double precision, OUT max_gain_colour double precision, OUT max_detail double precision,
         OUT aligned_distance integer, OUT aligned_variant integer, OUT same_framing integer,
         OUT settled double precision, OUT hopeless double precision, OUT geometry_min_similarity double precision,
-        OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer)
+        OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer,
+        OUT max_grey_light double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -39,12 +40,13 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.70 AS geometry_min_similarity,  -- an embedding-only pair below this is not worth a geometric check
                6.0 AS min_chroma,           -- RMS chroma (Lab units) under which an image counts as greyscale
                2.0 AS light_spread_floor,   -- Lab L units: a flatter lightness layout is not stretched further
-               6 AS detail_rank             -- the detail measure is this largest cell difference
+               6 AS detail_rank,            -- the detail measure is this largest cell difference
+               2.0 AS max_grey_light        -- Lab L units: a greyscale image against the greyscale conversion of a colour one
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
-    'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity) and '
-    'the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+    'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity), '
+    'max_grey_light (a greyscale image against a colour one) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
@@ -84,6 +86,42 @@ COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
     'The cell permutation of a colour signature under an orientation (identity for NULL): cell k of the oriented '
     'signature is cell cells[k] of the original (see dbdedup.grid_cell). An unknown name is an error.';
 
+-- A greyscale copy keeps the luma of each pixel (Rec. 601, as Pillow's convert("L"), libjpeg and
+-- most editors compute it), not its Lab lightness: a saturated red turns into a darker grey than
+-- its L* says. To compare a greyscale image with a colour one, each colour cell is turned into the
+-- lightness its greyscale conversion would have. (plpgsql: a SQL function of this size is not
+-- inlined and costs about 100 times more a call.)
+CREATE OR REPLACE FUNCTION dbdedup.grey_lightness(light double precision, a double precision, b double precision)
+    RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+DECLARE
+    f double precision := (light + 16) / 116;
+    t double precision[] := ARRAY[f + a / 500, f, f - b / 200];
+    white double precision[] := ARRAY[0.95047, 1.0, 1.08883];
+    xyz double precision[] := '{0,0,0}';
+    weight double precision[] := ARRAY[0.299, 0.587, 0.114];
+    luma double precision := 0;
+    v double precision;
+BEGIN
+    FOR i IN 1..3 LOOP  -- Lab to XYZ (D65)
+        xyz[i] := white[i] * CASE WHEN t[i] > 6 / 29.0 THEN t[i] ^ 3 ELSE 3 * (6 / 29.0) ^ 2 * (t[i] - 4 / 29.0) END;
+    END LOOP;
+    FOR i IN 1..3 LOOP  -- XYZ to linear sRGB, clipped, gamma-encoded, weighted into luma
+        v := CASE i WHEN 1 THEN 3.240454836 * xyz[1] - 1.5371388501 * xyz[2] - 0.4985315469 * xyz[3]
+                    WHEN 2 THEN -0.9692663899 * xyz[1] + 1.8760109288 * xyz[2] + 0.0415560823 * xyz[3]
+                    ELSE 0.0556434196 * xyz[1] - 0.2040258543 * xyz[2] + 1.0572251625 * xyz[3] END;
+        v := greatest(0, least(1, v));
+        luma := luma + weight[i] * CASE WHEN v <= 0.0031308 THEN 12.92 * v ELSE 1.055 * v ^ (1 / 2.4) - 0.055 END;
+    END LOOP;
+    v := CASE WHEN luma <= 0.04045 THEN luma / 12.92 ELSE ((luma + 0.055) / 1.055) ^ 2.4 END;
+    RETURN CASE WHEN v > 216 / 24389.0 THEN 116 * cbrt(v) - 16 ELSE 24389 / 27.0 * v END;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.grey_lightness(double precision, double precision, double precision) IS
+    'The CIE L* of the grey that a colour of Lab (light, a, b) becomes in a greyscale conversion (Rec. 601 luma of its '
+    'sRGB values): dbdedup.verify.grey_lightness.';
+
 -- Comparing two signatures is done in two steps, so that a pair costs one pass over two zipped
 -- arrays: each image's signature is first normalised (dbdedup.signature_layout, once per image
 -- and orientation), then two layouts are compared (dbdedup.signature_compare). The orientation
@@ -92,7 +130,7 @@ COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
 CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientation text DEFAULT NULL) RETURNS double precision[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        WITH s AS (SELECT v.light_spread_floor AS floor FROM dbdedup.verify_settings() v),
+        WITH s AS (SELECT v.light_spread_floor AS floor, v.min_chroma FROM dbdedup.verify_settings() v),
         cell AS MATERIALIZED (  -- the oriented signature: each cell sent where the orientation puts it
             SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN c.i::integer
                         ELSE p.base + 1 + dbdedup.grid_cell(dbdedup.inverse_transform(orientation), p.n,
@@ -107,12 +145,16 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientatio
         fine AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM cell, s WHERE k <= 256 GROUP BY s.floor),
         coarse AS (SELECT ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2 AS c, avg(x) AS x FROM cell WHERE k <= 256 GROUP BY 1),
         coarse_spread AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM coarse, s GROUP BY s.floor),
-        strength AS (SELECT sqrt(sum(x * x) / 64) AS rms FROM cell WHERE k > 256)
+        strength AS (SELECT sqrt(sum(x * x) / 64) AS rms FROM cell WHERE k > 256),
+        -- the lightness of each 8x8 cell after a greyscale conversion (a greyscale image's own)
+        grey AS (SELECT c.c, CASE WHEN h.rms >= s.min_chroma THEN dbdedup.grey_lightness(c.x, a.x, b.x) ELSE c.x END AS g
+                 FROM coarse c JOIN cell a ON a.k = 257 + c.c JOIN cell b ON b.k = 321 + c.c CROSS JOIN strength h CROSS JOIN s)
         SELECT (SELECT array_agg((c.x - f.m) / f.spread ORDER BY c.k) FROM cell c, fine f WHERE c.k <= 256)
                || (SELECT array_agg((c.x - t.m) / t.spread ORDER BY c.c) FROM coarse c, coarse_spread t)
                || (SELECT array_agg(CASE WHEN h.rms > 0 THEN c.x / h.rms ELSE 0 END ORDER BY c.k) FROM cell c, strength h
                    WHERE c.k > 256)
                || ARRAY[(SELECT t.spread FROM coarse_spread t), (SELECT h.rms FROM strength h)]
+               || (SELECT array_agg(g.g ORDER BY g.c) FROM grey g)
         WHERE signature IS NOT NULL AND cardinality(signature) = 384
           -- an unknown orientation is an error (signature_cells raises it), not a silent NULL
           AND (orientation IS NULL OR dbdedup.grid_cell(orientation, 1, 0, 0) IS NOT NULL
@@ -120,12 +162,14 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientatio
     $$;
 COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
     'A colour signature (images.colour_signature) made ready for comparison, turned by an orientation (identity for '
-    'NULL): 450 values, the 16x16 lightness cells normalised to zero mean and unit spread, the 8x8 lightness layout '
+    'NULL): 514 values, the 16x16 lightness cells normalised to zero mean and unit spread, the 8x8 lightness layout '
     '(means of 2x2 blocks) normalised the same way, the a and b cells scaled to unit RMS chroma, then the 8x8 layout''s '
-    'spread and the RMS chroma. NULL for a NULL signature or one not of 384 values.';
+    'spread and the RMS chroma, then the 8x8 cells'' lightness after a greyscale conversion (dbdedup.grey_lightness; a '
+    'greyscale image''s own). NULL for a NULL signature or one not of 384 values.';
 
 CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[],
-        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
+        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
+        OUT grey_light double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         -- each part zipped on its own (no FILTER over one long pass), the detail by a top-N sort
@@ -134,15 +178,18 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
                     THEN (SELECT sqrt(sum((u.p - u.q) ^ 2) / 64) FROM unnest(x[321:448], y[321:448]) AS u(p, q)) END,
                greatest(x[449], y[449]) / least(x[449], y[449]),
                (SELECT e.d FROM (SELECT abs(u.p - u.q) AS d FROM unnest(x[1:256], y[1:256]) AS u(p, q)) e
-                ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1)
+                ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1),
+               CASE WHEN (x[450] >= s.min_chroma) <> (y[450] >= s.min_chroma)
+                    THEN (SELECT avg(abs(u.p - u.q)) FROM unnest(x[451:514], y[451:514]) AS u(p, q)) END
         FROM dbdedup.verify_settings() s
-        WHERE cardinality(x) = 450 AND cardinality(y) = 450
+        WHERE cardinality(x) = 514 AND cardinality(y) = 514
     $$;
 COMMENT ON FUNCTION dbdedup.signature_compare(double precision[], double precision[]) IS
-    'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail.';
+    'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail, grey_light.';
 
 CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orientation text DEFAULT NULL,
-        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision)
+        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
+        OUT grey_light double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT * FROM dbdedup.signature_compare(dbdedup.signature_layout(a, orientation), dbdedup.signature_layout(b))
@@ -152,7 +199,9 @@ COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'light (RMS difference of the 8x8 lightness layouts, each normalised to zero mean and unit spread; 0 same, about 1 '
     'unrelated), chroma (RMS difference of the chroma layouts scaled to unit strength; NULL when either image is '
     'greyscale), gain (ratio of the lightness spreads, >= 1), detail (the 6th largest difference of the normalised 16x16 '
-    'lightness cells). The numbers of dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
+    'lightness cells), grey_light (when exactly one image is greyscale: the mean difference, in L* units, between the '
+    'greyscale one''s 8x8 lightness and the colour one''s after a greyscale conversion; NULL otherwise). The numbers of '
+    'dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
 
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
     RETURNS TABLE (pairs bigint, verified bigint, rejected bigint, pending bigint, seconds double precision)
@@ -227,15 +276,15 @@ BEGIN
     INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature'
-                WHEN coalesce(m.chroma > s.max_chroma, false)
+                WHEN coalesce(m.chroma > s.max_chroma, false) OR coalesce(m.grey_light > s.max_grey_light, false)
                      OR m.gain > CASE WHEN m.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.same_framing, d.light, d.chroma, d.gain, d.detail,
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
                  AND d.gain <= CASE WHEN d.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END
-                 AND d.detail <= s.max_detail AS ok
+                 AND d.detail <= s.max_detail AND coalesce(d.grey_light <= s.max_grey_light, true) AS ok
           FROM vp_route r
           JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
           JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'

@@ -17,7 +17,8 @@ from images import photo, reencoded, resized, save
 
 
 def _sql_distance(conn, a: np.ndarray, b: np.ndarray, orientation: str | None):
-    return conn.execute("SELECT light, chroma, gain, detail FROM dbdedup.signature_distance(%s::real[], %s::real[], %s)",
+    return conn.execute("SELECT light, chroma, gain, detail, grey_light "
+                        "FROM dbdedup.signature_distance(%s::real[], %s::real[], %s)",
                         ([float(x) for x in a], [float(x) for x in b], orientation)).fetchone()
 
 
@@ -28,7 +29,7 @@ def test_signature_distance_equals_python_in_every_orientation(conn, orientation
     for x, y in ((original, edited), (original, ImageOps.grayscale(original)), (photo(4), original)):
         a, b = verify.colour_signature(x), verify.colour_signature(y)
         expected = verify.compare_signatures(verify.orient_signature(a, orientation), b)
-        light, chroma, gain, detail = _sql_distance(conn, a, b, orientation)
+        light, chroma, gain, detail, grey_light = _sql_distance(conn, a, b, orientation)
         assert light == pytest.approx(expected.light, abs=1e-4)
         assert gain == pytest.approx(expected.gain, abs=1e-4)
         assert detail == pytest.approx(expected.detail, abs=1e-4)
@@ -36,13 +37,17 @@ def test_signature_distance_equals_python_in_every_orientation(conn, orientation
             assert chroma is None
         else:
             assert chroma == pytest.approx(expected.chroma, abs=1e-4)
+        if expected.grey_light is None:
+            assert grey_light is None
+        else:
+            assert grey_light == pytest.approx(expected.grey_light, abs=1e-4)
 
 
 def test_signature_distance_of_a_missing_signature_is_null_and_an_unknown_orientation_an_error(conn):
     a = verify.colour_signature(photo(5))
-    assert _sql_distance(conn, a, a, None) == pytest.approx((0.0, 0.0, 1.0, 0.0))
+    assert _sql_distance(conn, a, a, None)[:4] == pytest.approx((0.0, 0.0, 1.0, 0.0))
     assert conn.execute("SELECT * FROM dbdedup.signature_distance(NULL, %s::real[])",
-                        ([float(x) for x in a],)).fetchone() == (None, None, None, None)
+                        ([float(x) for x in a],)).fetchone() == (None, None, None, None, None)
     with pytest.raises(Exception, match="unknown orientation"):
         _sql_distance(conn, a, a, "rotate_45")
 
@@ -146,6 +151,34 @@ def test_look_alikes_with_close_hashes_are_candidates_but_never_one_cluster(conn
         assert found["verified"] is False, (x, y, found)
         assert found["reason"] in ("colour", "layout", "detail"), (x, y, found)
     assert groups(conn) == set() and result.clusters == 0
+
+
+def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_path):
+    # A grey folder of the red folder's own Lab lightness normalises to the same lightness layout
+    # with the same spread; only the greyscale conversion's luma tells it from the red folder's
+    # greyscale copy. Icon sets ship such grey variants beside every colour.
+    red = drawing((200, 30, 30))
+    grey_level = round(float(np.interp(verify.srgb_to_lab(np.array([200, 30, 30]))[0],
+                                       verify.srgb_to_lab(np.stack([np.arange(256)] * 3, axis=-1))[:, 0],
+                                       np.arange(256))))
+    save(red, tmp_path / "folder_red.png")
+    save(drawing((grey_level,) * 3), tmp_path / "folder_grey.png")
+    save(ImageOps.grayscale(red), tmp_path / "folder_red_greyscale.png")
+    save(ImageOps.grayscale(drawing((40, 70, 200))), tmp_path / "folder_blue_greyscale.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    a = verify.colour_signature(red)
+    grey = verify.compare_signatures(a, verify.colour_signature(drawing((grey_level,) * 3)))
+    assert grey.light < 0.1 and grey.gain < 1.1  # what the layout sees: the same picture
+    assert grey.grey_light > verify.MAX_GREY_LIGHT
+    for other in ("folder_grey.png", "folder_blue_greyscale.png"):
+        assert phash_distance(conn, ids, "folder_red.png", other) <= 8
+        found = pair(conn, ids, "folder_red.png", other)
+        assert found["verified"] is False and found["reason"] == "colour", (other, found)
+    found = pair(conn, ids, "folder_red.png", "folder_red_greyscale.png")
+    assert found["verified"] is True and found["reason"] == "signature", found
+    assert frozenset({"folder_red.png", "folder_red_greyscale.png"}) in groups(conn)
+    assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
 
 
 def test_edited_copies_are_verified_and_clustered_with_the_measure_that_verified_them(conn, tmp_path):
@@ -329,7 +362,7 @@ def test_verification_runs_on_a_server_without_pgvector(plain_pg_dsn, tmp_path):
         assert plain.execute("SELECT dbdedup.vector_schema()").fetchone()[0] is None
         a, b = verify.colour_signature(photo(7)), verify.colour_signature(ImageOps.mirror(photo(7)).convert("RGB"))
         expected = verify.compare_signatures(verify.orient_signature(a, "flip_h"), b)
-        light, chroma, gain, detail = _sql_distance(plain, a, b, "flip_h")
+        light, chroma, gain, detail, _ = _sql_distance(plain, a, b, "flip_h")
         assert (light, chroma, gain, detail) == pytest.approx((expected.light, expected.chroma, expected.gain,
                                                                expected.detail), abs=1e-4)
         save(flag([(206, 17, 38), (255, 255, 255), (0, 122, 61), (255, 205, 0)]), tmp_path / "flag_a.png")
