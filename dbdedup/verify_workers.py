@@ -288,7 +288,12 @@ class PairChecker:
         if (pair.transform or "").startswith("trim"):
             # found through a border-trimmed variant: once the uniform borders are cut off, the two
             # are aligned, and their signatures settle it without keypoints (flat-toned photos and
-            # drawings in a frame have too few of them)
+            # drawings in a frame have too few of them); as in dbdedup.verify_pairs, the whole
+            # pictures may already agree in the variant's orientation (a soft border trims unevenly)
+            orientation = trim_orientation(pair.transform)
+            whole = verify.signature_verdict(fa, fb, orientation) if orientation in verify.ORIENTATIONS else None
+            if whole is not None:
+                return whole
             trimmed = trimmed_verdict(fa, fb, seen_a.pixels, seen_b.pixels, pair.transform)
             if trimmed is not None:
                 return trimmed
@@ -338,13 +343,18 @@ def _trimmed_signature(pixels: np.ndarray) -> np.ndarray:
     return verify.colour_signature(image if box is None else image.crop(box))
 
 
+def trim_orientation(transform: str) -> str:
+    """The orientation of a trimmed-variant pair's transform ('trim' -> identity, 'trim+flip_h' -> flip_h)."""
+    return transform.partition("+")[2] or "identity"
+
+
 def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
                     transform: str) -> verify.Verdict | None:
     """The verdict for a pair found through a border-trimmed variant ('trim', 'trim+flip_h', ...):
     both pictures with their uniform borders cut off (as the loader cuts them for the trimmed
     pHash), compared by colour signature in the variant's orientation; 'signature' when they
     agree, None when the geometric check must decide."""
-    orientation = transform.partition("+")[2] or "identity"
+    orientation = trim_orientation(transform)
     if orientation not in verify.ORIENTATIONS:
         return None
     return verify.signature_verdict(verify.Features(a.quality, _trimmed_signature(pixels_a)),

@@ -242,15 +242,21 @@ BEGIN
                 WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'
                 WHEN a.quality IS NULL OR b.quality IS NULL OR a.colour_signature IS NULL OR b.colour_signature IS NULL
                     THEN 'pending'
+                -- keypoint pairs (dbdedup.match_keypoints) are decided by the geometric check only
+                WHEN p.transform = 'keypoints' THEN 'pending'
                 WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
                      AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance THEN 'aligned'
                 WHEN p.distance <= s.aligned_distance THEN 'aligned'
-                WHEN p.transform LIKE 'trim%' THEN 'pending'
+                -- found through a border-trimmed variant: verified when the whole pictures already agree in
+                -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
+                WHEN p.transform LIKE 'trim%' THEN 'trimmed'
                 WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
                 ELSE 'pending' END AS route,
            CASE WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
                      AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance
-                THEN p.transform ELSE 'identity' END AS orientation
+                THEN p.transform
+                WHEN p.transform LIKE 'trim+%' THEN substr(p.transform, 6)
+                ELSE 'identity' END AS orientation
     FROM vp_pair p
     JOIN vp_image a ON a.id = p.image_a
     JOIN vp_image b ON b.id = p.image_b;
@@ -265,14 +271,14 @@ BEGIN
     -- each image's signature made ready for comparison once, in each orientation its pairs need
     CREATE TEMP TABLE vp_layout ON COMMIT DROP AS
     SELECT l.id, l.orientation, dbdedup.signature_layout(i.colour_signature, nullif(l.orientation, 'identity')) AS layout
-    FROM (SELECT r.image_a AS id, r.orientation FROM vp_route r WHERE r.route = 'aligned'
-          UNION SELECT r.image_b, 'identity' FROM vp_route r WHERE r.route = 'aligned') l
+    FROM (SELECT r.image_a AS id, r.orientation FROM vp_route r WHERE r.route IN ('aligned', 'trimmed')
+          UNION SELECT r.image_b, 'identity' FROM vp_route r WHERE r.route IN ('aligned', 'trimmed')) l
     JOIN vp_image i ON i.id = l.id;
     CREATE INDEX ON vp_layout (id, orientation);
     ANALYZE vp_layout;
     -- aligned pairs: verified when every signature measure is within its limit; otherwise
     -- rejected when settled (one framing, or colours far apart), left pending when geometry could
-    -- still find them the same picture
+    -- still find them the same picture. Trimmed-variant pairs: verified the same way, else pending.
     INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature'
@@ -280,7 +286,7 @@ BEGIN
                      OR m.gain > CASE WHEN m.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light,
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
                  AND d.gain <= CASE WHEN d.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END
@@ -289,8 +295,8 @@ BEGIN
           JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
           JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'
           CROSS JOIN LATERAL dbdedup.signature_compare(a.layout, b.layout) d
-          WHERE r.route = 'aligned') m
-    WHERE m.ok OR m.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless);
+          WHERE r.route IN ('aligned', 'trimmed')) m
+    WHERE m.ok OR (m.route = 'aligned' AND (m.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)));
 
     UPDATE dbdedup.pairs p
     SET verified = v.verified, verify_score = v.score, verify_reason = v.reason
@@ -311,7 +317,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
     'colour signatures in that orientation (signature) or rejected (colour, layout, detail) when settled: one framing '
     '(distance below same_framing) or colours beyond the geometric range (settled to hopeless); embedding-only pairs below '
-    'geometry_min_similarity are rejected (weak_embedding). Everything else stays pending (verified NULL) for the geometric '
-    'check (trimmed variants, embedding neighbours, aligned pairs the signatures could not settle, images with no '
+    'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
+    'whole signatures agree in the variant''s orientation. Everything else stays pending (verified NULL) for the geometric '
+    'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '
     'rejected and left pending.';

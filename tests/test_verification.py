@@ -248,6 +248,28 @@ def test_a_pair_without_a_signature_stays_pending_and_unlinked_until_checked_by_
                         (ids["b.jpg"],)).fetchone()[0]
 
 
+def test_a_trimmed_variant_pair_is_verified_when_the_whole_pictures_agree_else_left_to_geometry(conn, tmp_path):
+    # An upscaled icon's soft border trims differently from its mirror's, so the matcher can record the
+    # pair through 'trim+flip_h' rather than 'flip_h'; the whole pictures still agree in that orientation.
+    original = photo(33, (200, 150))
+    save(original, tmp_path / "a.png")
+    save(ImageOps.mirror(original), tmp_path / "mirror.png")
+    save(ImageOps.expand(original, border=40, fill=(250, 20, 20)), tmp_path / "framed.png")
+    ids = load(conn, tmp_path)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for other, transform in (("mirror.png", "trim+flip_h"), ("framed.png", "trim")):
+        a, b = sorted((ids["a.png"], ids[other]))
+        assert a == ids["a.png"]  # the transform turns image_a (loaded first) into image_b
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
+                     "transform_distance) VALUES ('phash', %s, %s, 30, false, %s, 0)", (a, b, transform))
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    found = pair(conn, ids, "a.png", "mirror.png")
+    assert found["verified"] is True and found["reason"] == "signature", found
+    # a frame the whole signatures see: only the trimmed comparison or geometry may decide, by the pixels
+    found = pair(conn, ids, "a.png", "framed.png")
+    assert found["verified"] is None, found
+
+
 def test_verdicts_are_kept_for_unchanged_pairs_and_given_again_when_an_image_changes(conn, tmp_path):
     original = photo(41)
     save(original, tmp_path / "a.png")
