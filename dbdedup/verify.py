@@ -87,7 +87,8 @@ def qualities(images: list[Image.Image]) -> list[int]:
 GRID = 8  # the colour layout: 8x8 cells of chroma, and of lightness for the coarse comparison
 FINE = 16  # lightness is kept at 16x16 cells, for the detail check
 SIGNATURE_LENGTH = FINE * FINE + 2 * GRID * GRID
-MIN_CHROMA = _SETTINGS["min_chroma"]  # RMS chroma (Lab units) under which an image counts as greyscale
+MIN_CHROMA = _SETTINGS["min_chroma"]  # RMS chroma (Lab units) under which chroma layouts are not compared
+GREY_CHROMA = _SETTINGS["grey_chroma"]  # RMS chroma under which an image is a greyscale picture
 _LIGHT_SPREAD_FLOOR = _SETTINGS["light_spread_floor"]  # Lab L units: a flatter layout is not stretched further
 _DETAIL_RANK = int(_SETTINGS["detail_rank"])  # the detail measure is the 6th largest cell difference
 
@@ -217,16 +218,20 @@ class SignatureDistance:
     either image is greyscale), ``gain`` (ratio of the two lightness spreads, >= 1) and
     ``detail`` (the 6th largest difference of the normalised 16x16 lightness cells: a small
     region that differs, such as another glyph on the same folder or another suit's pip) and
-    ``grey_light`` (when exactly one image is greyscale: the mean difference, in L* units, of
-    the greyscale one's 8x8 lightness and the colour one's after a greyscale conversion; a grey
-    folder is not the greyscale copy of an orange one, though both normalise to one layout;
-    None otherwise)."""
+    ``grey_light`` (a greyscale picture, RMS chroma under ``GREY_CHROMA``, against a colour one:
+    the mean difference, in L* units, of the greyscale one's 8x8 lightness and the colour one's
+    after a greyscale conversion; a grey folder is not the greyscale copy of an orange one,
+    though both normalise to one layout; None otherwise) and ``gain_limit`` (the largest
+    ``gain`` an edit explains for this kind of pair: ``MAX_GAIN`` for a greyscale picture
+    against a colour one, ``MAX_GAIN_GREY`` for other pairs with a greyscale picture, else
+    ``MAX_GAIN_COLOUR``)."""
 
     light: float
     chroma: float | None
     gain: float = 1.0
     detail: float = 0.0
     grey_light: float | None = None
+    gain_limit: float = 1.6
 
     @property
     def worst(self) -> float:
@@ -253,13 +258,18 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     gain = max(spread_a, spread_b) / min(spread_a, spread_b)
     detail = float(np.sort(np.abs(_normalised(fine_a)[0] - _normalised(fine_b)[0]).ravel())[-_DETAIL_RANK])
     ca, cb = chroma(a), chroma(b)
-    if min(ca, cb) < MIN_CHROMA:
-        grey_light = None
-        if max(ca, cb) >= MIN_CHROMA:
-            grey_light = float(np.abs(greyscale_layout(a) - greyscale_layout(b)).mean())
-        return SignatureDistance(light, None, gain, detail, grey_light)
+    low, high = min(ca, cb), max(ca, cb)
+    grey_light = None
+    if low < GREY_CHROMA and high >= MIN_CHROMA:
+        grey_light = float(np.abs(greyscale_layout(a) - greyscale_layout(b)).mean())
+    if low >= GREY_CHROMA:
+        gain_limit = MAX_GAIN_COLOUR
+    else:
+        gain_limit = MAX_GAIN if high >= MIN_CHROMA else MAX_GAIN_GREY
+    if low < MIN_CHROMA:
+        return SignatureDistance(light, None, gain, detail, grey_light, gain_limit)
     chroma_distance = float(np.sqrt(((a_a / ca - a_b / cb) ** 2 + (b_a / ca - b_b / cb) ** 2).mean()))
-    return SignatureDistance(light, chroma_distance, gain, detail)
+    return SignatureDistance(light, chroma_distance, gain, detail, grey_light, gain_limit)
 
 
 def best_orientation(a: np.ndarray, b: np.ndarray, orientations=ORIENTATIONS) -> tuple[str, SignatureDistance]:
@@ -427,8 +437,9 @@ MAX_LIGHT = _SETTINGS["max_light"]  # lightness-layout distance of an aligned pa
 MAX_CHROMA = _SETTINGS["max_chroma"]  # chroma-layout distance of an aligned pair, both in colour
 GEOMETRY_MAX_LIGHT = 0.40  # the same, over the overlap of a geometrically aligned pair
 GEOMETRY_MAX_CHROMA = 0.20
-MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio when either is greyscale (grey vs blue folder ~1.7)
-MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when both have colour (brightness -30% is ~1.4)
+MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio of a greyscale picture and a colour one (grey vs blue folder ~1.7)
+MAX_GAIN_GREY = _SETTINGS["max_gain_grey"]  # the same for other pairs with a greyscale picture
+MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when neither is greyscale (brightness -30% is ~1.4)
 MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
 MAX_GREY_LIGHT = _SETTINGS["max_grey_light"]  # a greyscale image against a colour one's greyscale conversion
 # Which pairs the signature judges (aligned: one framing) and which go to the geometric check
@@ -476,7 +487,7 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity") -
     distance = compare_signatures(orient_signature(a.signature, orientation), b.signature)
     score = max(0.0, 1.0 - distance.worst)
     if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
-            and distance.gain <= (MAX_GAIN if distance.chroma is None else MAX_GAIN_COLOUR) \
+            and distance.gain <= distance.gain_limit \
             and distance.detail <= MAX_DETAIL and _grey_light_agrees(distance):
         return Verdict(True, score, "signature")
     return None
@@ -496,6 +507,6 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
     colour = match.colour
     score = max(0.0, 1.0 - colour.worst)
     if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
-            and colour.gain <= (MAX_GAIN if colour.chroma is None else MAX_GAIN_COLOUR) and _grey_light_agrees(colour):
+            and colour.gain <= colour.gain_limit and _grey_light_agrees(colour):
         return Verdict(True, score, "geometry")
     return Verdict(False, score, "colour")

@@ -328,7 +328,7 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, sa
         return None
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             (d.grey_light is not None and d.grey_light > verify.MAX_GREY_LIGHT) or \
-            d.gain > (verify.MAX_GAIN if d.chroma is None else verify.MAX_GAIN_COLOUR):
+            d.gain > d.gain_limit:
         reason = "colour"
     elif d.light > verify.MAX_LIGHT:
         reason = "layout"

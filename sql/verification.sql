@@ -23,14 +23,14 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT aligned_distance integer, OUT aligned_variant integer, OUT same_framing integer,
         OUT settled double precision, OUT hopeless double precision, OUT geometry_min_similarity double precision,
         OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer,
-        OUT max_grey_light double precision)
+        OUT max_grey_light double precision, OUT grey_chroma double precision, OUT max_gain_grey double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
                0.30 AS max_light,           -- lightness-layout distance of an aligned pair
                0.30 AS max_chroma,          -- chroma-layout distance of an aligned pair, both in colour
-               1.3 AS max_gain,             -- lightness spread ratio when either image is greyscale
-               1.6 AS max_gain_colour,      -- the same when both have colour
+               1.3 AS max_gain,             -- lightness spread ratio of a greyscale image and a colour one
+               1.6 AS max_gain_colour,      -- the same when neither is greyscale (brightness -30% is about 1.4)
                0.8 AS max_detail,           -- 16x16 detail of an aligned pair
                12 AS aligned_distance,      -- a pHash pair this close has one framing: the signature judges it
                8 AS aligned_variant,        -- the same for an orientation variant (closer than the plain pHash)
@@ -41,12 +41,15 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                6.0 AS min_chroma,           -- RMS chroma (Lab units) under which an image counts as greyscale
                2.0 AS light_spread_floor,   -- Lab L units: a flatter lightness layout is not stretched further
                6 AS detail_rank,            -- the detail measure is this largest cell difference
-               2.0 AS max_grey_light        -- Lab L units: a greyscale image against the greyscale conversion of a colour one
+               2.0 AS max_grey_light,       -- Lab L units: a greyscale image against the greyscale conversion of a colour one
+               2.0 AS grey_chroma,          -- RMS chroma under which an image is a greyscale picture (a conversion's is about 0)
+               1.5 AS max_gain_grey         -- the spread ratio of other pairs with a greyscale image
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity), '
-    'max_grey_light (a greyscale image against a colour one) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+    'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
+    'greyscale image) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
@@ -169,7 +172,7 @@ COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
 
 CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[],
         OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
-        OUT grey_light double precision)
+        OUT grey_light double precision, OUT gain_limit double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         -- each part zipped on its own (no FILTER over one long pass), the detail by a top-N sort
@@ -179,17 +182,22 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
                greatest(x[449], y[449]) / least(x[449], y[449]),
                (SELECT e.d FROM (SELECT abs(u.p - u.q) AS d FROM unnest(x[1:256], y[1:256]) AS u(p, q)) e
                 ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1),
-               CASE WHEN (x[450] >= s.min_chroma) <> (y[450] >= s.min_chroma)
-                    THEN (SELECT avg(abs(u.p - u.q)) FROM unnest(x[451:514], y[451:514]) AS u(p, q)) END
+               CASE WHEN least(x[450], y[450]) < s.grey_chroma AND greatest(x[450], y[450]) >= s.min_chroma
+                    THEN (SELECT avg(abs(u.p - u.q)) FROM unnest(x[451:514], y[451:514]) AS u(p, q)) END,
+               CASE WHEN least(x[450], y[450]) >= s.min_chroma THEN s.max_gain_colour
+                    WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
+                    WHEN greatest(x[450], y[450]) >= s.min_chroma THEN s.max_gain
+                    ELSE s.max_gain_grey END
         FROM dbdedup.verify_settings() s
         WHERE cardinality(x) = 514 AND cardinality(y) = 514
     $$;
 COMMENT ON FUNCTION dbdedup.signature_compare(double precision[], double precision[]) IS
-    'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail, grey_light.';
+    'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail, grey_light, '
+    'gain_limit.';
 
 CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orientation text DEFAULT NULL,
         OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
-        OUT grey_light double precision)
+        OUT grey_light double precision, OUT gain_limit double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT * FROM dbdedup.signature_compare(dbdedup.signature_layout(a, orientation), dbdedup.signature_layout(b))
@@ -199,8 +207,11 @@ COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'light (RMS difference of the 8x8 lightness layouts, each normalised to zero mean and unit spread; 0 same, about 1 '
     'unrelated), chroma (RMS difference of the chroma layouts scaled to unit strength; NULL when either image is '
     'greyscale), gain (ratio of the lightness spreads, >= 1), detail (the 6th largest difference of the normalised 16x16 '
-    'lightness cells), grey_light (when exactly one image is greyscale: the mean difference, in L* units, between the '
-    'greyscale one''s 8x8 lightness and the colour one''s after a greyscale conversion; NULL otherwise). The numbers of '
+    'lightness cells), grey_light (a greyscale picture, RMS chroma under grey_chroma, against a colour one: the mean '
+    'difference, in L* units, between the greyscale one''s 8x8 lightness and the colour one''s after a greyscale '
+    'conversion; NULL otherwise), gain_limit (the largest gain an edit explains for this kind of pair: max_gain for a '
+    'greyscale picture against a colour one, max_gain_grey for other pairs with a greyscale picture, else '
+    'max_gain_colour). The numbers of '
     'dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
 
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
@@ -283,13 +294,13 @@ BEGIN
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature'
                 WHEN coalesce(m.chroma > s.max_chroma, false) OR coalesce(m.grey_light > s.max_grey_light, false)
-                     OR m.gain > CASE WHEN m.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END THEN 'colour'
+                     OR m.gain > m.gain_limit THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light,
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
-                 AND d.gain <= CASE WHEN d.chroma IS NULL THEN s.max_gain ELSE s.max_gain_colour END
+                 AND d.gain <= d.gain_limit
                  AND d.detail <= s.max_detail AND coalesce(d.grey_light <= s.max_grey_light, true) AS ok
           FROM vp_route r
           JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation

@@ -17,7 +17,7 @@ from images import photo, reencoded, resized, save
 
 
 def _sql_distance(conn, a: np.ndarray, b: np.ndarray, orientation: str | None):
-    return conn.execute("SELECT light, chroma, gain, detail, grey_light "
+    return conn.execute("SELECT light, chroma, gain, detail, grey_light, gain_limit "
                         "FROM dbdedup.signature_distance(%s::real[], %s::real[], %s)",
                         ([float(x) for x in a], [float(x) for x in b], orientation)).fetchone()
 
@@ -29,8 +29,9 @@ def test_signature_distance_equals_python_in_every_orientation(conn, orientation
     for x, y in ((original, edited), (original, ImageOps.grayscale(original)), (photo(4), original)):
         a, b = verify.colour_signature(x), verify.colour_signature(y)
         expected = verify.compare_signatures(verify.orient_signature(a, orientation), b)
-        light, chroma, gain, detail, grey_light = _sql_distance(conn, a, b, orientation)
+        light, chroma, gain, detail, grey_light, gain_limit = _sql_distance(conn, a, b, orientation)
         assert light == pytest.approx(expected.light, abs=1e-4)
+        assert gain_limit == pytest.approx(expected.gain_limit)
         assert gain == pytest.approx(expected.gain, abs=1e-4)
         assert detail == pytest.approx(expected.detail, abs=1e-4)
         if expected.chroma is None:
@@ -47,7 +48,7 @@ def test_signature_distance_of_a_missing_signature_is_null_and_an_unknown_orient
     a = verify.colour_signature(photo(5))
     assert _sql_distance(conn, a, a, None)[:4] == pytest.approx((0.0, 0.0, 1.0, 0.0))
     assert conn.execute("SELECT * FROM dbdedup.signature_distance(NULL, %s::real[])",
-                        ([float(x) for x in a],)).fetchone() == (None, None, None, None, None)
+                        ([float(x) for x in a],)).fetchone() == (None,) * 6
     with pytest.raises(Exception, match="unknown orientation"):
         _sql_distance(conn, a, a, "rotate_45")
 
@@ -179,6 +180,30 @@ def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_pa
     assert found["verified"] is True and found["reason"] == "signature", found
     assert frozenset({"folder_red.png", "folder_red_greyscale.png"}) in groups(conn)
     assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
+
+
+def test_darker_copies_of_a_muted_photo_and_of_a_greyscale_photo_are_verified(conn, tmp_path):
+    # Darkening by 30% scales the lightness spread by about 1.4 and the chroma with it: a muted
+    # photo's dark copy falls under the chroma at which chroma layouts are compared, which is not
+    # what makes a greyscale picture (its limit, for a grey folder against a blue one, is 1.3).
+    colour = photo(41, (240, 180))
+    muted = Image.blend(ImageOps.grayscale(colour).convert("RGB"), colour, 0.12)
+    grey = ImageOps.grayscale(photo(42, (240, 180))).convert("RGB")
+    copies = {"muted.png": muted, "muted_dark.png": ImageEnhance.Brightness(muted).enhance(0.7),
+              "grey.png": grey, "grey_dark.png": ImageEnhance.Brightness(grey).enhance(0.7)}
+    for name, image in copies.items():
+        save(image, tmp_path / name)
+    signatures = {name: verify.colour_signature(image) for name, image in copies.items()}
+    assert verify.chroma(signatures["muted_dark.png"]) < verify.MIN_CHROMA <= verify.chroma(signatures["muted.png"])
+    assert verify.chroma(signatures["muted_dark.png"]) >= verify.GREY_CHROMA > verify.chroma(signatures["grey.png"])
+    for x, y in (("muted.png", "muted_dark.png"), ("grey.png", "grey_dark.png")):
+        assert verify.compare_signatures(signatures[x], signatures[y]).gain > verify.MAX_GAIN
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    for x, y in (("muted.png", "muted_dark.png"), ("grey.png", "grey_dark.png")):
+        found = pair(conn, ids, x, y)
+        assert found["verified"] is True and found["reason"] == "signature", (x, y, found)
+    assert groups(conn) == {frozenset({"muted.png", "muted_dark.png"}), frozenset({"grey.png", "grey_dark.png"})}
 
 
 def test_edited_copies_are_verified_and_clustered_with_the_measure_that_verified_them(conn, tmp_path):
@@ -384,7 +409,7 @@ def test_verification_runs_on_a_server_without_pgvector(plain_pg_dsn, tmp_path):
         assert plain.execute("SELECT dbdedup.vector_schema()").fetchone()[0] is None
         a, b = verify.colour_signature(photo(7)), verify.colour_signature(ImageOps.mirror(photo(7)).convert("RGB"))
         expected = verify.compare_signatures(verify.orient_signature(a, "flip_h"), b)
-        light, chroma, gain, detail, _ = _sql_distance(plain, a, b, "flip_h")
+        light, chroma, gain, detail, _, _ = _sql_distance(plain, a, b, "flip_h")
         assert (light, chroma, gain, detail) == pytest.approx((expected.light, expected.chroma, expected.gain,
                                                                expected.detail), abs=1e-4)
         save(flag([(206, 17, 38), (255, 255, 255), (0, 122, 61), (255, 205, 0)]), tmp_path / "flag_a.png")
