@@ -337,10 +337,11 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, sa
     return verify.Verdict(False, max(0.0, 1.0 - d.worst), reason)
 
 
-def _trimmed_signature(pixels: np.ndarray) -> np.ndarray:
+def _trimmed_signature(pixels: np.ndarray) -> np.ndarray | None:
+    """The colour signature of the picture with its uniform border cut off; None when it has none."""
     image = Image.fromarray(pixels, "RGB")
     box = trim_box(image.convert("L"))
-    return verify.colour_signature(image if box is None else image.crop(box))
+    return None if box is None else verify.colour_signature(image.crop(box))
 
 
 def trim_orientation(transform: str) -> str:
@@ -351,19 +352,30 @@ def trim_orientation(transform: str) -> str:
 def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
                     transform: str) -> verify.Verdict | None:
     """The verdict for a pair found through a border-trimmed variant ('trim', 'trim+flip_h', ...):
-    both pictures with their uniform borders cut off (as the loader cuts them for the trimmed
+    the pictures with their uniform borders cut off (as the loader cuts them for the trimmed
     pHash), compared by colour signature in the variant's orientation; 'signature' when they
-    agree, None when the geometric check must decide."""
+    agree, None when the geometric check must decide. The variant matched one image's trimmed
+    pHash against the other's own, and the name does not say which was trimmed (a picture on a
+    white margin trims too): each side is tried trimmed against the other whole, then both."""
     orientation = trim_orientation(transform)
     if orientation not in verify.ORIENTATIONS:
         return None
-    return verify.signature_verdict(verify.Features(a.quality, _trimmed_signature(pixels_a)),
-                                    verify.Features(b.quality, _trimmed_signature(pixels_b)), orientation)
+    trimmed_a, trimmed_b = _trimmed_signature(pixels_a), _trimmed_signature(pixels_b)
+    for x, y in ((trimmed_a, b.signature), (a.signature, trimmed_b), (trimmed_a, trimmed_b)):
+        if x is None or y is None:
+            continue
+        verdict = verify.signature_verdict(verify.Features(a.quality, x), verify.Features(b.quality, y), orientation)
+        if verdict is not None:
+            return verdict
+    return None
 
 
 def orientation_of(pair: PendingPair) -> str | None:
     """The orientation turning image_a into image_b when the pair is aligned (a close pHash, or a
-    close orientation variant), else None."""
+    close orientation variant), else None. A pair found through a trimmed variant is not aligned:
+    a frame differs from no frame, so its whole signatures cannot reject it (as in verify_pairs)."""
+    if (pair.transform or "").startswith("trim"):
+        return None
     if pair.transform in verify.ORIENTATIONS and pair.transform_distance is not None \
             and pair.transform_distance <= verify.ALIGNED_VARIANT and pair.transform_distance < pair.distance:
         return pair.transform

@@ -255,12 +255,13 @@ BEGIN
                     THEN 'pending'
                 -- keypoint pairs (dbdedup.match_keypoints) are decided by the geometric check only
                 WHEN p.transform = 'keypoints' THEN 'pending'
+                -- found through a border-trimmed variant: verified when the whole pictures already agree in
+                -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
+                -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing)
+                WHEN p.transform LIKE 'trim%' THEN 'trimmed'
                 WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
                      AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance THEN 'aligned'
                 WHEN p.distance <= s.aligned_distance THEN 'aligned'
-                -- found through a border-trimmed variant: verified when the whole pictures already agree in
-                -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
-                WHEN p.transform LIKE 'trim%' THEN 'trimmed'
                 WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
                 ELSE 'pending' END AS route,
            CASE WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')

@@ -150,7 +150,10 @@ def test_look_alikes_with_close_hashes_are_candidates_but_never_one_cluster(conn
         assert phash_distance(conn, ids, x, y) <= 8, (x, y)  # the hash alone would link them
         found = pair(conn, ids, x, y)
         assert found["verified"] is False, (x, y, found)
-        assert found["reason"] in ("colour", "layout", "detail"), (x, y, found)
+        # rejected by the signatures; a pair found through a trimmed variant (the flags' white stripe)
+        # is not rejected by whole signatures (a frame is not one framing): its pixels decide
+        expected = ("colour", "layout", "detail") + (("no_geometry",) if (found["transform"] or "").startswith("trim") else ())
+        assert found["reason"] in expected, (x, y, found)
     assert groups(conn) == set() and result.clusters == 0
 
 
@@ -303,7 +306,8 @@ def test_verdicts_are_kept_for_unchanged_pairs_and_given_again_when_an_image_cha
     save(flag([(0, 122, 61), (255, 255, 255), (206, 17, 38), (255, 205, 0)]), tmp_path / "flag_b.png")
     ids = load(conn, tmp_path)
     first = clusters.ensure_clusters(conn, ClusterSettings())
-    assert first.match.verification.pairs == 2 and first.match.verification.pending == 0
+    assert first.match.verification.pairs == 2
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL").fetchone()[0] == 0
     assert groups(conn) == {frozenset({"a.png", "b.png"})}
     # a verdict is not given twice: a sentinel score survives another verification run
     conn.execute("UPDATE dbdedup.pairs SET verify_score = 0.123 WHERE verified")

@@ -394,3 +394,25 @@ def test_a_framed_copy_is_verified_by_its_trimmed_signature_and_a_framed_recolou
     assert flipped is not None and flipped.verified
     other = trimmed_verdict(features(original), features(recoloured), pixels(original), pixels(recoloured), "trim")
     assert other is None  # not verified by the signature: the geometric check (and its colour test) decides
+
+
+def test_a_framed_copy_of_a_picture_on_a_white_margin_is_verified_with_only_the_frame_cut_off():
+    """A drawing on a white margin trims too: when its copy has a black frame, cutting both borders
+    leaves the drawing against the drawing on its margin. The variant trimmed only the copy, and
+    the check tries that side alone."""
+    from dbdedup.verify_workers import trimmed_verdict
+
+    drawing = ImageOps.expand(photo(4, (160, 120)), border=30, fill="white")
+    framed = ImageOps.expand(drawing, border=16, fill="black")
+
+    def features(image):
+        return verify.Features(verify.quality(image), verify.colour_signature(image))
+
+    both = verify.signature_verdict(features(ImageOps.crop(drawing, 30)), features(drawing))
+    assert both is None  # the drawing trimmed to its photo is not the drawing on its margin
+    found = trimmed_verdict(features(drawing), features(framed), verify.working_pixels(drawing),
+                            verify.working_pixels(framed), "trim")
+    assert found is not None and found.verified and found.reason == "signature"
+    found = trimmed_verdict(features(framed), features(drawing), verify.working_pixels(framed),
+                            verify.working_pixels(drawing), "trim")
+    assert found is not None and found.verified
