@@ -219,6 +219,14 @@ CREATE UNLOGGED TABLE dbdedup.value_pairs (
 CREATE INDEX value_pairs_b_idx ON dbdedup.value_pairs (hash_kind, value_b);
 COMMENT ON TABLE dbdedup.value_pairs IS 'Pairs of distinct hash values within match_state.max_distance (value_a < value_b). Unlogged, like hash_values.';
 
+CREATE UNLOGGED TABLE dbdedup.match_work (
+    value bigint NOT NULL
+);
+COMMENT ON TABLE dbdedup.match_work IS
+    'Work table of a full lsh match (dbdedup.match_values_lsh): the distinct values being matched, one bigint a row, '
+    'so that its hash joins scan a narrow table (unlogged: parallel workers can read it, unlike a temporary table). '
+    'Filled and emptied within the match.';
+
 CREATE TABLE dbdedup.pairs (
     image_a   bigint NOT NULL,
     image_b   bigint NOT NULL,

@@ -190,6 +190,57 @@ def test_lsh_reaches_its_recall_and_never_returns_a_far_pair(conn):
     assert result.candidates < 3000 * 3000 / 2 / 10  # far fewer comparisons than a scan
 
 
+def lsh_oracle(values: list[int], max_distance: int, masks: list[int]) -> set[tuple[int, int, int]]:
+    """The value pairs the lsh method must return, by numpy: distinct values within max_distance (brute force) whose
+    XOR has no bit in at least one table's mask (so the two share that table's key)."""
+    unique = np.unique(np.array(values, dtype=np.int64)).view(np.uint64)
+    mask_array = np.array(masks, dtype=np.int64).view(np.uint64)
+    out = set()
+    columns = np.arange(len(unique))
+    for start in range(0, len(unique), 512):
+        rows = columns[start : start + 512]
+        close = np.bitwise_count(unique[rows, None] ^ unique[None, :]) <= max_distance
+        ii, jj = np.nonzero(close & (columns[None, :] > rows[:, None]))
+        for i, j in zip(ii + start, jj):
+            xor = unique[i] ^ unique[j]
+            if ((xor & mask_array) == 0).any():
+                a, b = sorted((int(unique[i].view(np.int64)), int(unique[j].view(np.int64))))
+                out.add((a, b, int(np.bitwise_count(xor))))
+    return out
+
+
+def test_lsh_full_run_returns_exactly_the_pairs_of_its_tables(conn):
+    # planted near-duplicates at distances 0-10, the same value in other files, byte-identical copies
+    hashes = planted_hashes(3000, seed=13, share=0.3, max_flip=10)
+    insert_images(conn, hashes)
+    insert_images(conn, hashes[:40], prefix="/same-value", seed=2)
+    shas = [r[0] for r in conn.execute("SELECT sha256 FROM dbdedup.images ORDER BY id LIMIT 20").fetchall()]
+    insert_images(conn, hashes[:20], shas=shas, prefix="/copies")
+    for threshold in (8, 10):
+        exact = matching.find_pairs(conn, threshold=threshold, method="scan", full=True)
+        scan_pairs = stored_pairs(conn)
+        result = matching.find_pairs(conn, threshold=threshold, method="lsh", full=True)
+        assert result.method == "lsh" and result.mode == "full"
+        n = result.values_total
+        key_bits, tables, _ = conn.execute("SELECT * FROM dbdedup.plan_lsh(%s, %s, %s)", (n, n, threshold)).fetchone()
+        masks = [conn.execute("SELECT dbdedup.sampled_mask(%s, %s)", (t, key_bits)).fetchone()[0]
+                 for t in range(1, tables + 1)]
+        values = [v for (v,) in conn.execute(
+            "SELECT value FROM dbdedup.hash_values WHERE hash_kind = 'phash' AND NOT is_common").fetchall()]
+        expected = lsh_oracle(values, threshold, masks)
+        found = set(conn.execute(
+            "SELECT value_a, value_b, distance FROM dbdedup.value_pairs WHERE hash_kind = 'phash'").fetchall())
+        assert found == expected, f"threshold {threshold}: {len(found - expected)} extra, {len(expected - found)} missing"
+        assert len(expected) > 500
+        # image pairs: the exact scan's, less the near pairs no table shares a key for (copies and same values stay)
+        value_of = dict(conn.execute("SELECT id, phash FROM dbdedup.images").fetchall())
+        kept = {(a, b, d) for a, b, d in scan_pairs
+                if d == 0 or any(((value_of[a] ^ value_of[b]) & m) == 0 for m in masks)}
+        assert stored_pairs(conn) == kept
+        assert len(kept) / len(scan_pairs) >= 0.99 and exact.pairs == len(scan_pairs)
+        assert conn.execute("SELECT count(*) FROM dbdedup.match_work").fetchone()[0] == 0
+
+
 def test_identical_values_are_collapsed_and_exact_copies_marked(conn):
     value = planted_hashes(1, seed=9)[0]
     sha = os.urandom(32)
