@@ -36,7 +36,7 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                8 AS aligned_variant,        -- the same for an orientation variant (closer than the plain pHash)
                6 AS same_framing,           -- below this an aligned pair the signature rejects is settled
                0.30 AS settled,             -- an aligned pair whose worse distance is within this needs no geometry
-               1.20 AS hopeless,            -- an aligned pair whose worse distance passes this is rejected outright
+               0.60 AS hopeless,            -- an aligned pair whose worse distance passes this is rejected outright
                0.70 AS geometry_min_similarity,  -- an embedding-only pair below this is not worth a geometric check
                6.0 AS min_chroma,           -- RMS chroma (Lab units) under which an image counts as greyscale
                2.0 AS light_spread_floor,   -- Lab L units: a flatter lightness layout is not stretched further

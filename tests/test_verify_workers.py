@@ -339,7 +339,14 @@ def test_a_second_run_at_once_is_refused_with_a_hint(conn, db_dsn):
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert result.stderr.splitlines()[0] == "dbdedup: error: another dbdedup verify is running on this database"
         assert result.stderr.splitlines()[1].startswith("hint: ")
-    assert verify_pending_pairs(conn, workers=1).pending == 0  # its session gone, the lock is free
+    # its session gone, the lock is free (the server ends the closed session's backend a moment later)
+    deadline = time.monotonic() + 10
+    while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7220009").fetchone()[0]:
+        assert time.monotonic() < deadline, "the closed session still holds the lock"
+        conn.rollback()
+        time.sleep(0.05)
+    conn.rollback()
+    assert verify_pending_pairs(conn, workers=1).pending == 0
 
 
 def test_workers_run_when_the_calling_process_has_used_opencv_itself(conn, tmp_path):
