@@ -441,6 +441,8 @@ MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio of a greyscale pictur
 MAX_GAIN_GREY = _SETTINGS["max_gain_grey"]  # the same for other pairs with a greyscale picture
 MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when neither is greyscale (brightness -30% is ~1.4)
 MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
+NEAR_DISTANCE = int(_SETTINGS["near_distance"])  # farther apart (pHash or variant), a pair is held to MAX_DETAIL_FAR
+MAX_DETAIL_FAR = _SETTINGS["max_detail_far"]  # another emblem on one folder, another pip on one card
 MAX_GREY_LIGHT = _SETTINGS["max_grey_light"]  # a greyscale image against a colour one's greyscale conversion
 # Which pairs the signature judges (aligned: one framing) and which go to the geometric check
 ALIGNED_DISTANCE = int(_SETTINGS["aligned_distance"])  # pHash distance of an aligned pair
@@ -474,21 +476,27 @@ class Verdict:
     reason: str
 
 
+def detail_limit(closest: int | None) -> float:
+    """The largest 16x16 detail an aligned pair at pHash (or variant) distance ``closest`` may have."""
+    return MAX_DETAIL if closest is None or closest <= NEAR_DISTANCE else MAX_DETAIL_FAR
+
+
 def _grey_light_agrees(distance: SignatureDistance) -> bool:
     return distance.grey_light is None or distance.grey_light <= MAX_GREY_LIGHT
 
 
-def signature_verdict(a: Features, b: Features, orientation: str = "identity") -> Verdict | None:
+def signature_verdict(a: Features, b: Features, orientation: str = "identity", closest: int | None = None) -> Verdict | None:
     """The verdict for an aligned pair (a pHash or orientation-variant match, ``orientation``
     turning a into b) from the stored signatures; None when the signatures cannot settle it
-    and the pair needs the geometric check."""
+    and the pair needs the geometric check. ``closest``: the pair's smaller pHash or variant
+    distance; beyond NEAR_DISTANCE the detail limit is MAX_DETAIL_FAR (None: MAX_DETAIL)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     distance = compare_signatures(orient_signature(a.signature, orientation), b.signature)
     score = max(0.0, 1.0 - distance.worst)
     if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
             and distance.gain <= distance.gain_limit \
-            and distance.detail <= MAX_DETAIL and _grey_light_agrees(distance):
+            and distance.detail <= detail_limit(closest) and _grey_light_agrees(distance):
         return Verdict(True, score, "signature")
     return None
 

@@ -277,8 +277,7 @@ class PairChecker:
         if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
             return verify.Verdict(False, 0.0, "low_quality")
         if orientation is not None:
-            closest = min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
-            settled = aligned_verdict(fa, fb, orientation, closest < verify.SAME_FRAMING)
+            settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
             if settled is not None:
                 return settled
         seen_a, seen_b = self._seen(pair.a, True), self._seen(pair.b, True)
@@ -291,10 +290,11 @@ class PairChecker:
             # drawings in a frame have too few of them); as in dbdedup.verify_pairs, the whole
             # pictures may already agree in the variant's orientation (a soft border trims unevenly)
             orientation = trim_orientation(pair.transform)
-            whole = verify.signature_verdict(fa, fb, orientation) if orientation in verify.ORIENTATIONS else None
+            whole = verify.signature_verdict(fa, fb, orientation, closest_distance(pair)) \
+                if orientation in verify.ORIENTATIONS else None
             if whole is not None:
                 return whole
-            trimmed = trimmed_verdict(fa, fb, seen_a.pixels, seen_b.pixels, pair.transform)
+            trimmed = trimmed_verdict(fa, fb, seen_a.pixels, seen_b.pixels, pair.transform, closest_distance(pair))
             if trimmed is not None:
                 return trimmed
         match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
@@ -314,17 +314,22 @@ class PairChecker:
         return out
 
 
-def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, same_framing: bool) -> verify.Verdict | None:
+def closest_distance(pair: PendingPair) -> int:
+    """The pair's smaller distance: its pHash distance or its variant's (as verify_pairs' closest)."""
+    return min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
+
+
+def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:
     """The verdict for an aligned pair from its two signatures, as the SQL step gives it
     (dbdedup.verify_pairs): 'signature' when every measure is within its limit; a rejection
     ('colour', 'layout', 'detail') when that settles it (one framing, colours close enough that
     aligning again would not change them, or too far for any edit); None when the pair needs the
     geometric check."""
-    settled = verify.signature_verdict(a, b, orientation)
+    settled = verify.signature_verdict(a, b, orientation, closest)
     if settled is not None:
         return settled
     d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
-    if not same_framing and verify.SETTLED < d.worst <= verify.HOPELESS:
+    if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS:
         return None
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             (d.grey_light is not None and d.grey_light > verify.MAX_GREY_LIGHT) or \
@@ -350,7 +355,7 @@ def trim_orientation(transform: str) -> str:
 
 
 def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
-                    transform: str) -> verify.Verdict | None:
+                    transform: str, closest: int | None = None) -> verify.Verdict | None:
     """The verdict for a pair found through a border-trimmed variant ('trim', 'trim+flip_h', ...):
     the pictures with their uniform borders cut off (as the loader cuts them for the trimmed
     pHash), compared by colour signature in the variant's orientation; 'signature' when they
@@ -364,7 +369,8 @@ def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray
     for x, y in ((trimmed_a, b.signature), (a.signature, trimmed_b), (trimmed_a, trimmed_b)):
         if x is None or y is None:
             continue
-        verdict = verify.signature_verdict(verify.Features(a.quality, x), verify.Features(b.quality, y), orientation)
+        verdict = verify.signature_verdict(verify.Features(a.quality, x), verify.Features(b.quality, y), orientation,
+                                           closest)
         if verdict is not None:
             return verdict
     return None

@@ -23,7 +23,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT aligned_distance integer, OUT aligned_variant integer, OUT same_framing integer,
         OUT settled double precision, OUT hopeless double precision, OUT geometry_min_similarity double precision,
         OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer,
-        OUT max_grey_light double precision, OUT grey_chroma double precision, OUT max_gain_grey double precision)
+        OUT max_grey_light double precision, OUT grey_chroma double precision, OUT max_gain_grey double precision,
+        OUT near_distance integer, OUT max_detail_far double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -43,13 +44,16 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                6 AS detail_rank,            -- the detail measure is this largest cell difference
                2.0 AS max_grey_light,       -- Lab L units: a greyscale image against the greyscale conversion of a colour one
                2.0 AS grey_chroma,          -- RMS chroma under which an image is a greyscale picture (a conversion's is about 0)
-               1.5 AS max_gain_grey         -- the spread ratio of other pairs with a greyscale image
+               1.5 AS max_gain_grey,        -- the spread ratio of other pairs with a greyscale image
+               2 AS near_distance,          -- an aligned pair this close may differ in detail up to max_detail
+               0.65 AS max_detail_far       -- the 16x16 detail of an aligned pair farther apart (another emblem on one folder)
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
-    'greyscale image) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+    'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
+    'near_distance) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
@@ -248,6 +252,7 @@ BEGIN
     CREATE TEMP TABLE vp_route ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b,
            least(p.distance, coalesce(p.transform_distance, 64)) < s.same_framing AS same_framing,
+           least(p.distance, coalesce(p.transform_distance, 64)) AS closest,
            CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
                 WHEN least(a.quality, b.quality) < s.min_quality THEN 'low_quality'
                 WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'
@@ -298,11 +303,12 @@ BEGIN
                      OR m.gain > m.gain_limit THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, r.closest, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
                  AND d.gain <= d.gain_limit
-                 AND d.detail <= s.max_detail AND coalesce(d.grey_light <= s.max_grey_light, true) AS ok
+                 AND d.detail <= CASE WHEN r.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END
+                 AND coalesce(d.grey_light <= s.max_grey_light, true) AS ok
           FROM vp_route r
           JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
           JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'

@@ -185,6 +185,38 @@ def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_pa
     assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
 
 
+def emblem_folder(emblem: str, size: int = 160) -> Image.Image:
+    """A grey folder on white with a white emblem (a disc or a bar): an icon set's folder family."""
+    s = size / 64
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([4 * s, 10 * s, 28 * s, 18 * s], fill=(120, 120, 120))
+    draw.rectangle([4 * s, 16 * s, 60 * s, 56 * s], fill=(120, 120, 120))
+    if emblem == "disc":
+        draw.ellipse([24.4 * s, 28.4 * s, 39.6 * s, 43.6 * s], fill=(250, 250, 250))
+    else:
+        draw.rectangle([22.5 * s, 33.15 * s, 41.5 * s, 38.85 * s], fill=(250, 250, 250))
+    return image
+
+
+def test_another_emblem_on_one_folder_is_not_verified_beyond_the_nearest_distances(conn, tmp_path):
+    # The two folders differ only in their emblem: a 16x16 lightness detail under the limit of
+    # near pairs (re-encodes, resizes), over the one of pairs a few pHash bits apart.
+    disc, bar = emblem_folder("disc"), emblem_folder("bar")
+    save(disc, tmp_path / "disc.png")
+    save(bar, tmp_path / "bar.png")
+    save(reencoded(disc, 85), tmp_path / "disc.jpg")
+    detail = verify.compare_signatures(verify.colour_signature(disc), verify.colour_signature(bar)).detail
+    assert verify.MAX_DETAIL_FAR < detail <= verify.MAX_DETAIL
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    assert verify.NEAR_DISTANCE < phash_distance(conn, ids, "disc.png", "bar.png") <= 8
+    found = pair(conn, ids, "disc.png", "bar.png")
+    assert found["verified"] is False and found["reason"] == "detail", found
+    assert pair(conn, ids, "disc.png", "disc.jpg")["verified"] is True
+    assert groups(conn) == {frozenset({"disc.png", "disc.jpg"})}
+
+
 def test_darker_copies_of_a_muted_photo_and_of_a_greyscale_photo_are_verified(conn, tmp_path):
     # Darkening by 30% scales the lightness spread by about 1.4 and the chroma with it: a muted
     # photo's dark copy falls under the chroma at which chroma layouts are compared, which is not
