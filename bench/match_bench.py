@@ -19,9 +19,14 @@ Usage::
     python bench/match_bench.py --target             # only the 1M / threshold 3 / blocks row, cold then warm,
                                                      # no numpy, with dbdedup.match's DEBUG timings (--profile)
     python bench/match_bench.py --copies 601         # exact copies: pairs stored and clustering time
+    python bench/match_bench.py --issue14            # issue 14's target: 1M values at threshold 10 (and 8), the
+                                                     # method auto picks (lsh), numpy truth on a 20k-row sample
 
 Runs: with --repeat N each row is timed N times on the same data; the first run after the load is
 "cold" (empty hash_values, nothing of the run cached), the later ones "warm".
+
+The 2 cores are shared: every row ends with the machine's load average (1 / 5 / 15 minutes) read when
+the row's runs ended, and the first line gives it at the start.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ from benchdb import fresh_database
 METHOD_LIMITS = {  # skip runs that would take far too long on 2 cores (value pairs compared by a scan)
     "scan": 2e8,
 }
+
+
+def load_average() -> str:
+    """The machine's load average over 1, 5 and 15 minutes (the cores are shared with other jobs)."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def synthetic(n: int, seed: int = 1, share: float = 0.05, max_flip: int = 10):
@@ -307,6 +317,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print dbdedup.match's DEBUG timings on stderr")
     parser.add_argument("--target", action="store_true",
                         help="only issue 3's target row: 1M rows, threshold 3, blocks, twice (cold, warm), no numpy, profiled")
+    parser.add_argument("--issue14", action="store_true",
+                        help="only issue 14's rows: 1M rows, thresholds 10 and 8, method auto (what `dbdedup match` runs)")
     parser.add_argument("--copies", type=int, default=0,
                         help="instead: N byte-identical copies of one image (plus near copies and 10k others): "
                              "pairs stored, matching and clustering time")
@@ -325,6 +337,8 @@ def main() -> None:
     if args.target:
         args.sizes, args.thresholds, args.methods = "1000000", "3", "blocks"
         args.repeat, args.no_numpy, args.profile = max(args.repeat, 2), True, True
+    if args.issue14:
+        args.sizes, args.thresholds, args.methods = "1000000", "10,8", "auto"
     admin = args.db or dbmod.start_embedded(Path(args.data_dir))
     if args.copies:
         exact_copies(admin, args.copies, args.repeat)
@@ -332,9 +346,11 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     thresholds = [int(t) for t in args.thresholds.split(",")]
     methods = args.methods.split(",")
-    print(f"# match bench: {os.cpu_count()} cores, PostgreSQL via {'--db' if args.db else 'embedded server'}")
-    print("| rows | threshold | method | seconds | candidates | value pairs | recall | beyond threshold | numpy seconds | speed-up |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"# match bench: {os.cpu_count()} cores, PostgreSQL via {'--db' if args.db else 'embedded server'}, "
+          f"load average {load_average()} at the start")
+    print("| rows | threshold | method | seconds | candidates | value pairs | recall | beyond threshold | numpy seconds "
+          "| speed-up | load average |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         values, planted = synthetic(n)
         dsn = fresh_database(admin, f"match_bench_{n}")
@@ -403,7 +419,7 @@ def main() -> None:
                         recall_note = (f"{plant:.4f} planted" if args.no_numpy else
                                        f"{sampled:.4f} sampled rows ({len(truth):,} pairs); {plant:.4f} planted")
                     print(f"| {n:,} | {t} | {row[0]} | {seconds_note} | {row[5]:,} | {row[6]:,} | {recall_note} | {far} "
-                          f"| {numpy_note} | {np_seconds / seconds:.1f}x |", flush=True)
+                          f"| {numpy_note} | {np_seconds / seconds:.1f}x | {load_average()} |", flush=True)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS match_bench_{n} WITH (FORCE)")
 

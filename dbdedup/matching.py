@@ -17,7 +17,9 @@ Methods (``method=``):
 ``lsh``
     Approximate, for very large sets: bit-sampling LSH, L equi-joins on ``hash & mask`` for
     random k-bit masks, every candidate re-checked exactly (no pair beyond the threshold, ever).
-    k and L are chosen for recall >= 0.99 at exactly the threshold (``dbdedup.plan_lsh``).
+    k and L are chosen for recall >= 0.99 at exactly the threshold (``dbdedup.plan_lsh``). A full
+    run joins a one-column copy of the values (``dbdedup.match_work``), 8 tables a query, each
+    join split by PostgreSQL into batches whose hash tables fit in the CPU cache.
 ``auto``
     scan for small work, blocks while its estimated cost is moderate, else lsh.
 
