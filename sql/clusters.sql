@@ -122,7 +122,8 @@ BEGIN
     -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
     -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
     CREATE TEMP TABLE cc_image_row ON COMMIT DROP AS
-    SELECT i.id, i.sha256, i.path, i.mtime_ns, i.width, i.height, i.size_bytes
+    SELECT i.id, i.sha256, i.path, i.mtime_ns, i.width, i.height, i.size_bytes,
+           i.colour_signature[257:384] AS chroma_cells
     FROM dbdedup.images i
     WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
                                        UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
@@ -153,6 +154,25 @@ BEGIN
           FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
     WHERE e.a <> e.b
     ORDER BY e.a, e.b, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
+    -- A colour picture is never kept as a copy of a greyscale one (a greyscale copy of it may be
+    -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
+    -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
+    -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
+    -- as they are: a frame or a crop (a trimmed variant, the geometric check) may add the colour.
+    -- Reviewers' verdicts still link.
+    CREATE TEMP TABLE cc_tone ON COMMIT DROP AS
+    SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour
+    FROM cc_image c
+    JOIN cc_image_row r ON r.id = c.image_id
+    CROSS JOIN LATERAL (SELECT sqrt(sum(x * x) / 64) AS chroma FROM unnest(r.chroma_cells) AS x) t
+    CROSS JOIN dbdedup.verify_settings() vs
+    WHERE cardinality(r.chroma_cells) = 128
+    GROUP BY c.node;
+    DELETE FROM cc_edge e
+    USING cc_tone ta, cc_tone tb
+    WHERE ta.node = e.a AND tb.node = e.b AND e.verify_reason IS DISTINCT FROM 'reviewer'
+      AND e.verify_reason IS DISTINCT FROM 'geometry' AND coalesce(e.transform, '') NOT LIKE 'trim%'
+      AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
     CREATE INDEX ON cc_edge (a);
     CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
@@ -235,7 +255,8 @@ BEGIN
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
         transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
-    DROP TABLE cc_pair, cc_verdict, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_keeper, cc_assign, cc_apart;
+    DROP TABLE cc_pair, cc_verdict, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_tone, cc_keeper, cc_assign,
+               cc_apart;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;
 END
 $$;
@@ -245,7 +266,8 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'verifying the pairs that have no verdict yet (dbdedup.verify_pairs: a pending pair links nothing). '
     'Keeper order: a keeper verdict first, then reference paths, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
-    'links are split and every member is directly linked to its keeper. Byte-identical copies (one exact group: a star in '
+    'links are split and every member is directly linked to its keeper; a colour picture never joins a greyscale keeper '
+    '(RMS chroma under verify_settings().grey_chroma: the link is dropped when the greyscale one ranks first). Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '

@@ -185,6 +185,22 @@ def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_pa
     assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
 
 
+def test_a_colour_picture_never_joins_a_greyscale_keeper(conn, tmp_path):
+    # The greyscale copy is larger, so it would rank first as keeper: a user applying the cluster
+    # would keep the grey one and move the colours away. Its link is dropped; the colour copies
+    # still cluster together (a greyscale copy ranked after its colour keeper joins it: see
+    # test_edited_copies_are_verified_and_clustered_with_the_measure_that_verified_them).
+    red = drawing((200, 30, 30))
+    save(red, tmp_path / "red.png")
+    save(reencoded(red, 90), tmp_path / "red.jpg")
+    save(ImageOps.grayscale(red).resize((300, 300), Image.Resampling.LANCZOS), tmp_path / "grey_large.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    assert pair(conn, ids, "red.png", "grey_large.png")["verified"] is True  # the same picture, in grey
+    assert pair(conn, ids, "red.jpg", "grey_large.png")["verified"] is True
+    assert groups(conn) == {frozenset({"red.png", "red.jpg"})}
+
+
 def emblem_folder(emblem: str, size: int = 160) -> Image.Image:
     """A grey folder on white with a white emblem (a disc or a bar): an icon set's folder family."""
     s = size / 64
