@@ -289,6 +289,8 @@ BEGIN
     PERFORM dbdedup.match(threshold, kind);
     IF clustering IN ('transforms', 'fused') THEN
         PERFORM dbdedup.match_transforms(coalesce(cp.transform_distance, 2));
+        -- keypoint pairs (images loaded with --keypoints) wait for `dbdedup verify`: only geometry verifies them
+        PERFORM dbdedup.match_keypoints();
     END IF;
     IF clustering IN ('embedding', 'fused') AND cp.min_similarity IS NOT NULL THEN
         PERFORM dbdedup.match_embeddings(cp.min_similarity,
@@ -300,8 +302,8 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
-    'Incremental matching of new and changed images (pHash pairs, then the transform and embedding signals the stored '
-    'rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
+    'Incremental matching of new and changed images (pHash pairs, then the transform, keypoint and embedding signals the '
+    'stored rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
     'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
 

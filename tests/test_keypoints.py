@@ -310,3 +310,29 @@ def test_an_embedding_pair_the_keys_find_loses_a_signature_verdict_and_keeps_a_g
     assert transform == "keypoints" and shared >= keypoints.MIN_SHARED
     assert (verified, reason) == (None, None)  # the signature's verdict is gone: geometry decides
     assert rows[tuple(turned)][0] == "keypoints" and rows[tuple(turned)][2:] == (True, "geometry")
+
+
+def test_refresh_finds_keypoint_pairs_and_leaves_them_to_the_geometric_check(db_dsn, tmp_path):
+    # pg_cron's dbdedup.refresh() after a --keypoints load: the new crop becomes a keypoint pair, pending
+    # (only geometry verifies one), so not clustered until `dbdedup verify` has checked it
+    root = tmp_path / "photos"
+    picture = textured_photo(9)
+    save(picture, root / "original.png")
+    for k in range(3):
+        save(textured_photo(200 + k), root / f"other{k}.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    run_cli(db_dsn, "report", "--format", "json")  # stores the clustering parameters (rule fused)
+    save(crop_area(picture, 0.5, 0.3, 0.6), root / "half_crop.png")
+    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CALL dbdedup.refresh()")
+    pairs = {frozenset((Path(p["path_a"]).name, Path(p["path_b"]).name)): p for p in _keypoint_pairs(db_dsn)}
+    pair = pairs[frozenset(("original.png", "half_crop.png"))]
+    assert pair["transform"] == "keypoints" and pair["verified"] is None
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.cluster_members").fetchone()[0] == 0
+    run_cli(db_dsn, "verify")
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CALL dbdedup.refresh()")
+        members = {Path(p).name for (p,) in conn.execute("SELECT path FROM dbdedup.cluster_members")}
+    assert members == {"original.png", "half_crop.png"}
