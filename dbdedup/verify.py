@@ -196,14 +196,6 @@ def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     return np.where(grey > 216 / 24389, 116 * np.cbrt(grey) - 16, 24389 / 27 * grey)
 
 
-def greyscale_layout(signature: np.ndarray) -> np.ndarray:
-    """The 8x8 lightness the image would have after a greyscale conversion (a greyscale image's own)."""
-    fine, a, b = _parts(signature)
-    step = FINE // GRID
-    coarse = fine.reshape(GRID, step, GRID, step).mean(axis=(1, 3))
-    return coarse if chroma(signature) < MIN_CHROMA else grey_lightness(coarse, a, b)
-
-
 def chroma(signature: np.ndarray) -> float:
     """RMS chroma of a signature's cells (Lab units): about 0 for a greyscale image."""
     _, a, b = _parts(signature)
@@ -250,8 +242,10 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     fine_a, a_a, b_a = _parts(a)
     fine_b, a_b, b_b = _parts(b)
     step = FINE // GRID
-    za, spread_a = _normalised(fine_a.reshape(GRID, step, GRID, step).mean(axis=(1, 3)))
-    zb, spread_b = _normalised(fine_b.reshape(GRID, step, GRID, step).mean(axis=(1, 3)))
+    coarse_a = fine_a.reshape(GRID, step, GRID, step).mean(axis=(1, 3))
+    coarse_b = fine_b.reshape(GRID, step, GRID, step).mean(axis=(1, 3))
+    za, spread_a = _normalised(coarse_a)
+    zb, spread_b = _normalised(coarse_b)
     light = float(np.sqrt(((za - zb) ** 2).mean()))
     # A two-tone drawing's normalised layout is the same in any two tones (a grey folder and a
     # blue one): the change of spread says how far apart the tones are.
@@ -261,7 +255,12 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     low, high = min(ca, cb), max(ca, cb)
     grey_light = None
     if low < GREY_CHROMA and high >= MIN_CHROMA:
-        grey_light = float(np.abs(greyscale_layout(a) - greyscale_layout(b)).mean())
+        # the greyscale one's 8x8 lightness against the colour one's after a greyscale conversion
+        if ca >= cb:
+            coarse_a = grey_lightness(coarse_a, a_a, b_a)
+        else:
+            coarse_b = grey_lightness(coarse_b, a_b, b_b)
+        grey_light = float(np.abs(coarse_a - coarse_b).mean())
     if low >= GREY_CHROMA:
         gain_limit = MAX_GAIN_COLOUR
     else:
