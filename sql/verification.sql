@@ -188,8 +188,7 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
                 ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1),
                CASE WHEN least(x[450], y[450]) < s.grey_chroma AND greatest(x[450], y[450]) >= s.min_chroma
                     THEN (SELECT avg(abs(u.p - u.q)) FROM unnest(x[451:514], y[451:514]) AS u(p, q)) END,
-               CASE WHEN least(x[450], y[450]) >= s.min_chroma THEN s.max_gain_colour
-                    WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
+               CASE WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
                     WHEN greatest(x[450], y[450]) >= s.min_chroma THEN s.max_gain
                     ELSE s.max_gain_grey END
         FROM dbdedup.verify_settings() s
@@ -251,7 +250,6 @@ BEGIN
     -- aligns them; the rest waits for the geometric check, except weak embedding neighbours
     CREATE TEMP TABLE vp_route ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b,
-           least(p.distance, coalesce(p.transform_distance, 64)) < s.same_framing AS same_framing,
            least(p.distance, coalesce(p.transform_distance, 64)) AS closest,
            CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
                 WHEN least(a.quality, b.quality) < s.min_quality THEN 'low_quality'
@@ -303,7 +301,7 @@ BEGIN
                      OR m.gain > m.gain_limit THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.same_framing, r.closest, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
+    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.closest, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
                  AND d.gain <= d.gain_limit
@@ -314,7 +312,7 @@ BEGIN
           JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'
           CROSS JOIN LATERAL dbdedup.signature_compare(a.layout, b.layout) d
           WHERE r.route IN ('aligned', 'trimmed')) m
-    WHERE m.ok OR (m.route = 'aligned' AND (m.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)));
+    WHERE m.ok OR (m.route = 'aligned' AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)));
 
     UPDATE dbdedup.pairs p
     SET verified = v.verified, verify_score = v.score, verify_reason = v.reason
