@@ -51,7 +51,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import embedding_index
-from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+from .embedding_defaults import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
 from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
                        check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 import psycopg
 from psycopg import sql
 
 from .db import HASH_ONLY_MESSAGE
-from .embedding import EMBEDDING_DIM, Reduction, fit_reduction, project, raw_from_bytes
+from .embedding_defaults import EMBEDDING_DIM
 from .errors import DbdedupError
 from .sqlfiles import named_queries
+
+if TYPE_CHECKING:
+    from .embedding import Reduction
+
+# numpy and dbdedup.embedding are imported where vectors are computed: the report and status
+# commands read only counts from here, and numpy is a sixth of a command's start-up.
 
 INDEX_METHODS = ("hnsw", "ivfflat")
 # IVFFlat with many small lists (dbdedup.build_embedding_index) builds and answers a near-duplicate
@@ -81,6 +87,10 @@ def _vector_schema(conn: psycopg.Connection) -> str:
 
 
 def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reduction:
+    import numpy as np
+
+    from .embedding import fit_reduction, raw_from_bytes
+
     q = _queries()
     rows = conn.execute(q["fit_sample"], {"embedder": embedder, "limit": FIT_SAMPLE}).fetchall()
     if not rows:
@@ -113,7 +123,10 @@ def _raw_dim(embedder: str, rows) -> int:
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     """Project every pending descriptor of the reduction's embedder; returns the number written."""
+    import numpy as np
     from pgvector.psycopg import register_vector
+
+    from .embedding import project, raw_from_bytes
 
     q = _queries()
     schema = sql.Identifier(_vector_schema(conn))
@@ -174,6 +187,8 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
                 conn.execute(q["forget_embedding_pairs"])
                 projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
         else:
+            from .embedding import Reduction
+
             reduction = Reduction.from_bytes(bytes(stored[0]))
             if index_method is not None and index_method != stored[1]:
                 conn.execute(q["set_index_method"], {"embedder": embedder, "index_method": index_method})

@@ -146,3 +146,14 @@ def test_the_package_imports_only_declared_dependencies():
                 undeclared.setdefault(top, []).append(name)
     assert undeclared == {}
     assert "imagehash" not in {top for name, path in found.items() for top in imports_of(name, path, set(found))[1]}
+
+
+def test_the_command_line_starts_without_numpy_or_pillow():
+    # every command pays its start-up before it runs (twice in a load + report); numpy and Pillow
+    # were a third of it, and only the commands that compute on pixels or vectors import them
+    import subprocess
+
+    script = ("import sys, dbdedup.cli.main; "
+              "print(sorted(m for m in ('numpy', 'PIL', 'scipy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ import os
 import click
 
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
-from ..embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+from ..embedding_defaults import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
 from .context import note, settings_of
 

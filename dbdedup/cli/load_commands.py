@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..decode import DEFAULT_MAX_PIXELS, REASONS
+from ..reasons import DEFAULT_MAX_PIXELS, REASONS
 from .context import note, open_db, settings_of
 from .output import emit_rows, format_option
 

@@ -1,0 +1,22 @@
+"""The embedding settings other modules name: the vector size and the fused rule's defaults.
+
+Apart from ``dbdedup.embedding`` so that the command line and the clustering can name them without
+importing numpy and Pillow (a ``report`` pays every import before it starts).
+"""
+
+from __future__ import annotations
+
+EMBEDDING_DIM = 64
+
+# The fused rule: a pair whose embeddings have cosine similarity >= DEFAULT_MIN_SIMILARITY
+# is a duplicate when its pHash distance is also <= DEFAULT_CONFIRM_DISTANCE.
+# Measured by bench/accuracy/embedding_study.py on bench/accuracy's set (9,435 images, 300 originals
+# x 21 transforms + 2,835 distractors; direct pairs, not cluster-implied):
+#   pHash <= 8 alone:                                    precision 0.9940, recall 0.518
+#   pHash <= 8 OR (sim >= 0.92 AND pHash <= 20):         precision 0.9902, recall 0.619
+#     crop_90 0.55 -> 0.92, border 0.06 -> 0.64, rotate_5 0.46 -> 0.67 (recall of original-copy pairs)
+#   With transform variants as the hash (best of orientations and trimmed), the same (s, c) adds
+#   crop_90 0.61 -> 0.93 and border 0.76 -> 0.99 for 0.0014 precision (0.9639 -> 0.9625).
+#   Looser: sim >= 0.92 with pHash <= 24 gives 0.984; sim alone >= 0.92 gives 0.982 / 0.611.
+DEFAULT_MIN_SIMILARITY: float = 0.92
+DEFAULT_CONFIRM_DISTANCE: int = 20
