@@ -10,6 +10,7 @@ option) is built after the bulk of the vectors is written, not row by row.
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,9 @@ FIT_SAMPLE = 20_000  # descriptors a PCA is fitted on (a fixed pseudo-random sam
 MIN_PCA_ROWS = 32  # below this a PCA is noise: a fixed random projection (no centring) stands in
 AUTO_REFIT_BELOW = 2_000  # a reduction fitted on fewer rows is refitted by itself once the rows double
 PROJECT_BATCH = 10_000
+# binary COPY framing (PostgreSQL's COPY BINARY format): signature, flags, extension length; trailer
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
 
 HASH_ONLY_NOTE = HASH_ONLY_MESSAGE
 
@@ -89,7 +93,7 @@ def _vector_schema(conn: psycopg.Connection) -> str:
 def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reduction:
     import numpy as np
 
-    from .embedding import fit_reduction, raw_from_bytes
+    from .embedding import fit_reduction
 
     q = _queries()
     rows = conn.execute(q["fit_sample"], {"embedder": embedder, "limit": FIT_SAMPLE}).fetchall()
@@ -97,7 +101,7 @@ def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reductio
         raise DbdedupError(f"no descriptors of embedder {embedder} are stored",
                            hint="load images with this embedder first: dbdedup load PATH --embedder ...")
     raw_dim = _raw_dim(embedder, rows)
-    matrix = np.stack([raw_from_bytes(bytes(r[0]), raw_dim) for r in rows])
+    matrix = _raw_matrix([bytes(r[0]) for r in rows], raw_dim)
     if len(rows) < MIN_PCA_ROWS:
         # A handful of rows gives a PCA of their differences: two near-duplicates alone come out
         # as opposite vectors. A random orthonormal projection of the raw descriptors keeps their
@@ -121,17 +125,47 @@ def _raw_dim(embedder: str, rows) -> int:
     return len(bytes(rows[0][0])) // 2  # float16; float32 rows are the rare exception raw_from_bytes tells apart
 
 
+def _copy_data(image_ids, vectors) -> bytes:
+    """(image_id bigint, embedding vector) rows as one binary COPY stream, made by numpy at once.
+
+    pgvector's binary form of a vector: its dimension (int16), a zero int16, then the float4 values,
+    all big-endian. The values are the same floats ``register_vector``'s per-row adapter sends.
+    """
+    import numpy as np
+
+    count, dim = vectors.shape
+    row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("vector_size", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,))])
+    rows = np.zeros(count, dtype=row)
+    rows["fields"] = 2
+    rows["id_size"] = 8
+    rows["id"] = image_ids
+    rows["vector_size"] = 4 + 4 * dim
+    rows["dim"] = dim
+    rows["values"] = vectors
+    return b"".join((_COPY_SIGNATURE, rows.tobytes(), _COPY_TRAILER))
+
+
+def _raw_matrix(raws: list[bytes], raw_dim: int):
+    """The stored raw descriptors as one float32 matrix (``raw_from_bytes`` of each row)."""
+    import numpy as np
+
+    from .embedding import raw_from_bytes
+
+    if all(len(r) == 2 * raw_dim for r in raws):  # float16, as raw_to_bytes stores them: one conversion
+        return np.frombuffer(b"".join(raws), dtype="<f2").reshape(len(raws), raw_dim).astype(np.float32)
+    return np.stack([raw_from_bytes(r, raw_dim) for r in raws])
+
+
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     """Project every pending descriptor of the reduction's embedder; returns the number written."""
     import numpy as np
-    from pgvector.psycopg import register_vector
 
-    from .embedding import project, raw_from_bytes
+    from .embedding import project
 
     q = _queries()
     schema = sql.Identifier(_vector_schema(conn))
     conn.execute(sql.SQL(q["create_update_table"]).format(vector_schema=schema))
-    register_vector(conn)  # binary COPY of numpy vectors: no text formatting of 64 floats a row
     written = 0
     with conn.cursor(name="dbdedup_pending_vectors") as pending:
         pending.itersize = PROJECT_BATCH
@@ -140,13 +174,10 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
             rows = pending.fetchmany(PROJECT_BATCH)
             if not rows:
                 break
-            raw = np.stack([raw_from_bytes(bytes(r[1]), reduction.raw_dim) for r in rows])
-            vectors = project(reduction, raw)
+            vectors = project(reduction, _raw_matrix([bytes(r[1]) for r in rows], reduction.raw_dim))
             with conn.cursor() as cur:
                 with cur.copy(q["copy_update_table"]) as copy:
-                    copy.set_types(["int8", "vector"])
-                    for (image_id, _), vector in zip(rows, vectors):
-                        copy.write_row((image_id, vector))
+                    copy.write(_copy_data(np.array([r[0] for r in rows], dtype=np.int64), vectors))
                 cur.execute(q["apply_update_table"])
                 cur.execute(q["requeue_matched"])
                 cur.execute(q["empty_update_table"])
