@@ -93,101 +93,135 @@ COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
     'The cell permutation of a colour signature under an orientation (identity for NULL): cell k of the oriented '
     'signature is cell cells[k] of the original (see dbdedup.grid_cell). An unknown name is an error.';
 
+-- The same for a layout (dbdedup.signature_layout): its 16x16 part, 8x8 parts (lightness layout,
+-- a, b, greyscale lightness) and two numbers. Turning a layout costs less than making it again
+-- from the turned signature, and gives the same values (each is computed from the same cells).
+CREATE OR REPLACE FUNCTION dbdedup.layout_cells(orientation text) RETURNS integer[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT c.cells[1:320]
+               || (SELECT array_agg(k + 64 ORDER BY n) FROM unnest(c.cells[257:384]) WITH ORDINALITY AS u(k, n))
+               || ARRAY[449, 450]
+               || (SELECT array_agg(k + 194 ORDER BY n) FROM unnest(c.cells[257:320]) WITH ORDINALITY AS u(k, n))
+        FROM (SELECT dbdedup.signature_cells(orientation) AS cells) c
+    $$;
+COMMENT ON FUNCTION dbdedup.layout_cells(text) IS
+    'The cell permutation of a layout (dbdedup.signature_layout, 514 values) under an orientation (identity for NULL): '
+    'cell k of the turned layout is cell cells[k] of the original, as dbdedup.signature_cells for a signature. An unknown '
+    'name is an error.';
+
 -- A greyscale copy keeps the luma of each pixel (Rec. 601, as Pillow's convert("L"), libjpeg and
 -- most editors compute it), not its Lab lightness: a saturated red turns into a darker grey than
 -- its L* says. To compare a greyscale image with a colour one, each colour cell is turned into the
--- lightness its greyscale conversion would have. (plpgsql: a SQL function of this size is not
--- inlined and costs about 100 times more a call.)
+-- lightness its greyscale conversion would have. All the cells of a layout are converted in one
+-- query; each step's values are computed once (OFFSET 0 keeps the planner from pasting a step's
+-- expression into the next one, where a value used twice would be computed twice).
+CREATE OR REPLACE FUNCTION dbdedup.grey_lightness(light double precision[], a double precision[], b double precision[])
+    RETURNS double precision[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT array_agg(CASE WHEN g.v > 216 / 24389.0 THEN 116 * cbrt(g.v) - 16 ELSE 24389 / 27.0 * g.v END ORDER BY g.k)
+        FROM (SELECT y.k, CASE WHEN y.luma <= 0.04045 THEN y.luma / 12.92 ELSE ((y.luma + 0.055) / 1.055) ^ 2.4 END AS v
+              FROM (-- linear sRGB, clipped, gamma-encoded, weighted into luma
+                    SELECT c.k, 0.299 * CASE WHEN c.r <= 0.0031308 THEN 12.92 * c.r ELSE 1.055 * c.r ^ (1 / 2.4) - 0.055 END
+                                + 0.587 * CASE WHEN c.g <= 0.0031308 THEN 12.92 * c.g ELSE 1.055 * c.g ^ (1 / 2.4) - 0.055 END
+                                + 0.114 * CASE WHEN c.b <= 0.0031308 THEN 12.92 * c.b ELSE 1.055 * c.b ^ (1 / 2.4) - 0.055 END AS luma
+                    FROM (SELECT x.k, greatest(0, least(1, 3.240454836 * x.x - 1.5371388501 * x.y - 0.4985315469 * x.z)) AS r,
+                                 greatest(0, least(1, -0.9692663899 * x.x + 1.8760109288 * x.y + 0.0415560823 * x.z)) AS g,
+                                 greatest(0, least(1, 0.0556434196 * x.x - 0.2040258543 * x.y + 1.0572251625 * x.z)) AS b
+                          FROM (-- Lab to XYZ (D65)
+                                SELECT t.k,
+                                       0.95047 * CASE WHEN t.x > 6 / 29.0 THEN t.x ^ 3 ELSE 3 * (6 / 29.0) ^ 2 * (t.x - 4 / 29.0) END AS x,
+                                       1.0 * CASE WHEN t.y > 6 / 29.0 THEN t.y ^ 3 ELSE 3 * (6 / 29.0) ^ 2 * (t.y - 4 / 29.0) END AS y,
+                                       1.08883 * CASE WHEN t.z > 6 / 29.0 THEN t.z ^ 3 ELSE 3 * (6 / 29.0) ^ 2 * (t.z - 4 / 29.0) END AS z
+                                FROM (SELECT u.k, (u.l + 16) / 116 + u.a / 500 AS x, (u.l + 16) / 116 AS y,
+                                             (u.l + 16) / 116 - u.b / 200 AS z
+                                      FROM unnest(light, a, b) WITH ORDINALITY AS u(l, a, b, k)) t
+                                OFFSET 0) x
+                          OFFSET 0) c
+                    OFFSET 0) y
+              OFFSET 0) g
+    $$;
+COMMENT ON FUNCTION dbdedup.grey_lightness(double precision[], double precision[], double precision[]) IS
+    'The CIE L* of the grey that each colour of Lab (light[k], a[k], b[k]) becomes in a greyscale conversion (Rec. 601 luma '
+    'of its sRGB values): dbdedup.verify.grey_lightness. Arrays of one length; NULL for empty ones.';
+
 CREATE OR REPLACE FUNCTION dbdedup.grey_lightness(light double precision, a double precision, b double precision)
     RETURNS double precision
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$
-DECLARE
-    f double precision := (light + 16) / 116;
-    t double precision[] := ARRAY[f + a / 500, f, f - b / 200];
-    white double precision[] := ARRAY[0.95047, 1.0, 1.08883];
-    xyz double precision[] := '{0,0,0}';
-    weight double precision[] := ARRAY[0.299, 0.587, 0.114];
-    luma double precision := 0;
-    v double precision;
-BEGIN
-    FOR i IN 1..3 LOOP  -- Lab to XYZ (D65)
-        xyz[i] := white[i] * CASE WHEN t[i] > 6 / 29.0 THEN t[i] ^ 3 ELSE 3 * (6 / 29.0) ^ 2 * (t[i] - 4 / 29.0) END;
-    END LOOP;
-    FOR i IN 1..3 LOOP  -- XYZ to linear sRGB, clipped, gamma-encoded, weighted into luma
-        v := CASE i WHEN 1 THEN 3.240454836 * xyz[1] - 1.5371388501 * xyz[2] - 0.4985315469 * xyz[3]
-                    WHEN 2 THEN -0.9692663899 * xyz[1] + 1.8760109288 * xyz[2] + 0.0415560823 * xyz[3]
-                    ELSE 0.0556434196 * xyz[1] - 0.2040258543 * xyz[2] + 1.0572251625 * xyz[3] END;
-        v := greatest(0, least(1, v));
-        luma := luma + weight[i] * CASE WHEN v <= 0.0031308 THEN 12.92 * v ELSE 1.055 * v ^ (1 / 2.4) - 0.055 END;
-    END LOOP;
-    v := CASE WHEN luma <= 0.04045 THEN luma / 12.92 ELSE ((luma + 0.055) / 1.055) ^ 2.4 END;
-    RETURN CASE WHEN v > 216 / 24389.0 THEN 116 * cbrt(v) - 16 ELSE 24389 / 27.0 * v END;
-END
-$$;
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT (dbdedup.grey_lightness(ARRAY[light], ARRAY[a], ARRAY[b]))[1] $$;
 COMMENT ON FUNCTION dbdedup.grey_lightness(double precision, double precision, double precision) IS
     'The CIE L* of the grey that a colour of Lab (light, a, b) becomes in a greyscale conversion (Rec. 601 luma of its '
-    'sRGB values): dbdedup.verify.grey_lightness.';
+    'sRGB values): dbdedup.verify.grey_lightness. One cell of dbdedup.grey_lightness(double precision[], ...).';
 
--- Comparing two signatures is done in two steps, so that a pair costs one pass over two zipped
+-- Comparing two signatures is done in two steps, so that a pair costs a few passes over zipped
 -- arrays: each image's signature is first normalised (dbdedup.signature_layout, once per image
--- and orientation), then two layouts are compared (dbdedup.signature_compare). The orientation
--- sends each cell where it goes (the inverse orientation's cell map) instead of fetching cells by
--- subscript, which costs more.
+-- and orientation), then two layouts are compared (dbdedup.signature_compare). Both are set
+-- operations on arrays (unnest, aggregates): per cell, SQL's executor costs less than a plpgsql
+-- loop. A layout is 514 float8 (4 kB): a table that holds layouts must keep them uncompressed and
+-- in line (STORAGE PLAIN), or every subscript of one fetches and decompresses it again.
 CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientation text DEFAULT NULL) RETURNS double precision[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        WITH s AS (SELECT v.light_spread_floor AS floor, v.min_chroma FROM dbdedup.verify_settings() v),
-        cell AS MATERIALIZED (  -- the oriented signature: each cell sent where the orientation puts it
-            SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN c.i::integer
-                        ELSE p.base + 1 + dbdedup.grid_cell(dbdedup.inverse_transform(orientation), p.n,
-                                                            ((c.i - 1 - p.base) / p.n)::integer,
-                                                            ((c.i - 1 - p.base) % p.n)::integer) END AS k,
-                   c.x::double precision AS x
-            FROM unnest(signature) WITH ORDINALITY AS c(x, i)
-            CROSS JOIN LATERAL (SELECT CASE WHEN c.i <= 256 THEN 0 WHEN c.i <= 320 THEN 256 ELSE 320 END AS base,
-                                       CASE WHEN c.i <= 256 THEN 16 ELSE 8 END AS n) p
-            WHERE cardinality(signature) = 384
-        ),
-        fine AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM cell, s WHERE k <= 256 GROUP BY s.floor),
-        coarse AS (SELECT ((k - 1) / 32) * 8 + ((k - 1) % 16) / 2 AS c, avg(x) AS x FROM cell WHERE k <= 256 GROUP BY 1),
-        coarse_spread AS (SELECT avg(x) AS m, greatest(stddev_pop(x), s.floor) AS spread FROM coarse, s GROUP BY s.floor),
-        strength AS (SELECT sqrt(sum(x * x) / 64) AS rms FROM cell WHERE k > 256),
-        -- the lightness of each 8x8 cell after a greyscale conversion (a greyscale image's own)
-        grey AS (SELECT c.c, CASE WHEN h.rms >= s.min_chroma THEN dbdedup.grey_lightness(c.x, a.x, b.x) ELSE c.x END AS g
-                 FROM coarse c JOIN cell a ON a.k = 257 + c.c JOIN cell b ON b.k = 321 + c.c CROSS JOIN strength h CROSS JOIN s)
-        SELECT (SELECT array_agg((c.x - f.m) / f.spread ORDER BY c.k) FROM cell c, fine f WHERE c.k <= 256)
-               || (SELECT array_agg((c.x - t.m) / t.spread ORDER BY c.c) FROM coarse c, coarse_spread t)
-               || (SELECT array_agg(CASE WHEN h.rms > 0 THEN c.x / h.rms ELSE 0 END ORDER BY c.k) FROM cell c, strength h
-                   WHERE c.k > 256)
-               || ARRAY[(SELECT t.spread FROM coarse_spread t), (SELECT h.rms FROM strength h)]
-               || (SELECT array_agg(g.g ORDER BY g.c) FROM grey g)
-        WHERE signature IS NOT NULL AND cardinality(signature) = 384
-          -- an unknown orientation is an error (signature_cells raises it), not a silent NULL
-          AND (orientation IS NULL OR dbdedup.grid_cell(orientation, 1, 0, 0) IS NOT NULL
-               OR dbdedup.signature_cells(orientation) IS NULL)
+        -- the layout of the signature as it is, turned (OFFSET 0: made once, not once per cell)
+        SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN l.layout
+                    ELSE (SELECT array_agg(l.layout[c.k] ORDER BY c.n)
+                          FROM unnest(dbdedup.layout_cells(orientation)) WITH ORDINALITY AS c(k, n)) END
+        FROM (
+        SELECT fine.cells || coarse.cells || chroma.cells || ARRAY[coarse.spread, chroma.rms]
+               || CASE WHEN chroma.rms >= v.min_chroma
+                       -- the lightness of each 8x8 cell after a greyscale conversion (a greyscale image's own)
+                       THEN dbdedup.grey_lightness(block.cells, o.s[257:320], o.s[321:384])
+                       ELSE block.cells END AS layout
+        FROM (SELECT signature::double precision[] AS s WHERE cardinality(signature) = 384 OFFSET 0) o
+        CROSS JOIN dbdedup.verify_settings() v
+        -- the 16x16 lightness cells normalised to zero mean and unit spread
+        CROSS JOIN LATERAL (SELECT array_agg((c.x - t.m) / t.spread ORDER BY c.k) AS cells
+                            FROM (SELECT avg(x) AS m, greatest(stddev_pop(x), v.light_spread_floor) AS spread
+                                  FROM unnest(o.s[1:256]) AS x) t,
+                                 unnest(o.s[1:256]) WITH ORDINALITY AS c(x, k)) fine
+        -- the 8x8 lightness layout: the means of 2x2 blocks (block b's first cell is a)
+        CROSS JOIN LATERAL (SELECT array_agg((o.s[a] + o.s[a + 1] + o.s[a + 16] + o.s[a + 17]) / 4 ORDER BY b) AS cells
+                            FROM generate_series(0, 63) AS b, LATERAL (SELECT (b / 8) * 32 + (b % 8) * 2 + 1 AS a) f) block
+        CROSS JOIN LATERAL (SELECT array_agg((c.x - t.m) / t.spread ORDER BY c.k) AS cells, min(t.spread) AS spread
+                            FROM (SELECT avg(x) AS m, greatest(stddev_pop(x), v.light_spread_floor) AS spread
+                                  FROM unnest(block.cells) AS x) t,
+                                 unnest(block.cells) WITH ORDINALITY AS c(x, k)) coarse
+        -- the a and b cells scaled to unit RMS chroma
+        CROSS JOIN LATERAL (SELECT array_agg(CASE WHEN t.rms > 0 THEN c.x / t.rms ELSE 0 END ORDER BY c.k) AS cells,
+                                   min(t.rms) AS rms
+                            FROM (SELECT sqrt(sum(x * x) / 64) AS rms FROM unnest(o.s[257:384]) AS x) t,
+                                 unnest(o.s[257:384]) WITH ORDINALITY AS c(x, k)) chroma
+        OFFSET 0) l
     $$;
 COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
     'A colour signature (images.colour_signature) made ready for comparison, turned by an orientation (identity for '
     'NULL): 514 values, the 16x16 lightness cells normalised to zero mean and unit spread, the 8x8 lightness layout '
     '(means of 2x2 blocks) normalised the same way, the a and b cells scaled to unit RMS chroma, then the 8x8 layout''s '
     'spread and the RMS chroma, then the 8x8 cells'' lightness after a greyscale conversion (dbdedup.grey_lightness; a '
-    'greyscale image''s own). NULL for a NULL signature or one not of 384 values.';
+    'greyscale image''s own). Turned by dbdedup.layout_cells. NULL for a NULL signature or one not of 384 values; an '
+    'unknown orientation is an error.';
 
-CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[],
-        OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
-        OUT grey_light double precision, OUT gain_limit double precision)
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+-- Each measure is its own subquery, and the function is inlined into the query that calls it
+-- (LANGUAGE sql, RETURNS TABLE, not STRICT): a query that reads only some of the measures computes
+-- only those (dbdedup.verify_pairs reads the detail only of pairs whose other measures pass).
+-- Each zips its part of the two layouts with unnest in the select list (no tuplestore); the
+-- detail keeps only the largest differences (a top-N heap, not a sort of all 256).
+CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[])
+    RETURNS TABLE (light double precision, chroma double precision, gain double precision, detail double precision,
+                   grey_light double precision, gain_limit double precision)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 1
     AS $$
-        -- each part zipped on its own (no FILTER over one long pass), the detail by a top-N sort
-        SELECT (SELECT sqrt(avg((u.p - u.q) ^ 2)) FROM unnest(x[257:320], y[257:320]) AS u(p, q)),
+        SELECT (SELECT sqrt(avg((u.p - u.q) ^ 2)) FROM (SELECT unnest(x[257:320]) AS p, unnest(y[257:320]) AS q) u),
                CASE WHEN least(x[450], y[450]) >= s.min_chroma
-                    THEN (SELECT sqrt(sum((u.p - u.q) ^ 2) / 64) FROM unnest(x[321:448], y[321:448]) AS u(p, q)) END,
+                    THEN (SELECT sqrt(sum((u.p - u.q) ^ 2) / 64)
+                          FROM (SELECT unnest(x[321:448]) AS p, unnest(y[321:448]) AS q) u) END,
                greatest(x[449], y[449]) / least(x[449], y[449]),
-               (SELECT e.d FROM (SELECT abs(u.p - u.q) AS d FROM unnest(x[1:256], y[1:256]) AS u(p, q)) e
-                ORDER BY e.d DESC OFFSET s.detail_rank - 1 LIMIT 1),
+               (SELECT min(e.d)
+                FROM (SELECT abs(u.p - u.q) AS d FROM (SELECT unnest(x[1:256]) AS p, unnest(y[1:256]) AS q) u
+                      ORDER BY 1 DESC LIMIT s.detail_rank) e),
                CASE WHEN least(x[450], y[450]) < s.grey_chroma AND greatest(x[450], y[450]) >= s.min_chroma
-                    THEN (SELECT avg(abs(u.p - u.q)) FROM unnest(x[451:514], y[451:514]) AS u(p, q)) END,
+                    THEN (SELECT avg(abs(u.p - u.q)) FROM (SELECT unnest(x[451:514]) AS p, unnest(y[451:514]) AS q) u) END,
                CASE WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
                     WHEN greatest(x[450], y[450]) >= s.min_chroma THEN s.max_gain
                     ELSE s.max_gain_grey END
@@ -196,7 +230,7 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
     $$;
 COMMENT ON FUNCTION dbdedup.signature_compare(double precision[], double precision[]) IS
     'dbdedup.signature_distance of two layouts made by dbdedup.signature_layout: light, chroma, gain, detail, grey_light, '
-    'gain_limit.';
+    'gain_limit (one row; none when either layout is NULL or not of 514 values).';
 
 CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orientation text DEFAULT NULL,
         OUT light double precision, OUT chroma double precision, OUT gain double precision, OUT detail double precision,
@@ -242,7 +276,7 @@ BEGIN
     FROM dbdedup.images i
     WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
     CREATE INDEX ON vp_image (id);
-    ANALYZE vp_image;
+    ANALYZE vp_image (id);
 
     -- the route of each pair (as bench/accuracy/verify_study.py routes them): exact copies;
     -- images with no hash signal of their own or no signature; aligned pairs (a close pHash, or
@@ -283,17 +317,35 @@ BEGIN
            r.route AS reason
     FROM vp_route r
     WHERE r.route IN ('exact', 'low_quality', 'no_signature', 'weak_embedding');
-    -- each image's signature made ready for comparison once, in each orientation its pairs need
-    CREATE TEMP TABLE vp_layout ON COMMIT DROP AS
-    SELECT l.id, l.orientation, dbdedup.signature_layout(i.colour_signature, nullif(l.orientation, 'identity')) AS layout
-    FROM (SELECT r.image_a AS id, r.orientation FROM vp_route r WHERE r.route IN ('aligned', 'trimmed')
-          UNION SELECT r.image_b, 'identity' FROM vp_route r WHERE r.route IN ('aligned', 'trimmed')) l
-    JOIN vp_image i ON i.id = l.id;
+    -- each image's signature made ready for comparison once (dbdedup.signature_layout), then turned
+    -- for the orientations its pairs need (dbdedup.layout_cells: one permutation per orientation).
+    -- STORAGE PLAIN: a layout (4 kB) kept in line and uncompressed; a toasted one would be fetched
+    -- and decompressed again at every subscript of the comparison.
+    CREATE TEMP TABLE vp_layout (id bigint, orientation text, layout double precision[]) ON COMMIT DROP;
+    ALTER TABLE vp_layout ALTER COLUMN layout SET STORAGE PLAIN;
+    INSERT INTO vp_layout (id, orientation, layout)
+    SELECT i.id, 'identity', dbdedup.signature_layout(i.colour_signature)
+    FROM vp_image i
+    WHERE i.id IN (SELECT r.image_a FROM vp_route r WHERE r.route IN ('aligned', 'trimmed')
+                   UNION SELECT r.image_b FROM vp_route r WHERE r.route IN ('aligned', 'trimmed'));
+    INSERT INTO vp_layout (id, orientation, layout)
+    SELECT n.id, n.orientation,
+           CASE WHEN l.layout IS NOT NULL
+                THEN (SELECT array_agg(l.layout[c.k] ORDER BY c.n) FROM unnest(t.cells) WITH ORDINALITY AS c(k, n)) END
+    FROM (SELECT DISTINCT r.image_a AS id, r.orientation FROM vp_route r
+          WHERE r.route IN ('aligned', 'trimmed') AND r.orientation <> 'identity') n
+    JOIN (SELECT o.orientation, dbdedup.layout_cells(o.orientation) AS cells
+          FROM (SELECT DISTINCT r.orientation FROM vp_route r WHERE r.orientation <> 'identity') o
+          OFFSET 0) t ON t.orientation = n.orientation
+    JOIN vp_layout l ON l.id = n.id AND l.orientation = 'identity';
     CREATE INDEX ON vp_layout (id, orientation);
-    ANALYZE vp_layout;
+    ANALYZE vp_layout (id, orientation);
     -- aligned pairs: verified when every signature measure is within its limit; otherwise
     -- rejected when settled (one framing, or colours far apart), left pending when geometry could
     -- still find them the same picture. Trimmed-variant pairs: verified the same way, else pending.
+    -- dbdedup.signature_compare is inlined here: the inner query computes the measures every pair
+    -- needs (each once: OFFSET 0), the detail (the costliest) is computed only for the pairs whose
+    -- other measures pass (AND stops at the first false one).
     INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature'
@@ -301,17 +353,21 @@ BEGIN
                      OR m.gain > m.gain_limit THEN 'colour'
                 WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.closest, d.light, d.chroma, d.gain, d.detail, d.grey_light, d.gain_limit,
+    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light, d.chroma, d.gain, d.grey_light, d.gain_limit,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
-                 d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true)
-                 AND d.gain <= d.gain_limit
-                 AND d.detail <= CASE WHEN r.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END
-                 AND coalesce(d.grey_light <= s.max_grey_light, true) AS ok
-          FROM vp_route r
-          JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
-          JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'
-          CROSS JOIN LATERAL dbdedup.signature_compare(a.layout, b.layout) d
-          WHERE r.route IN ('aligned', 'trimmed')) m
+                 d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true) AND d.gain <= d.gain_limit
+                 AND coalesce(d.grey_light <= s.max_grey_light, true)
+                 AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
+                     <= CASE WHEN d.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END AS ok
+          FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.closest, a.layout AS layout_a, b.layout AS layout_b,
+                       c.light, c.chroma, c.gain, c.grey_light, c.gain_limit
+                FROM vp_route r
+                JOIN vp_layout a ON a.id = r.image_a AND a.orientation = r.orientation
+                JOIN vp_layout b ON b.id = r.image_b AND b.orientation = 'identity'
+                LEFT JOIN LATERAL dbdedup.signature_compare(a.layout, b.layout) c ON true
+                WHERE r.route IN ('aligned', 'trimmed')
+                OFFSET 0) d
+          OFFSET 0) m
     WHERE m.ok OR (m.route = 'aligned' AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)));
 
     UPDATE dbdedup.pairs p
