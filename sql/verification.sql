@@ -95,7 +95,8 @@ COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
 
 -- The same for a layout (dbdedup.signature_layout): its 16x16 part, 8x8 parts (lightness layout,
 -- a, b, greyscale lightness) and two numbers. Turning a layout costs less than making it again
--- from the turned signature, and gives the same values (each is computed from the same cells).
+-- from the turned signature and gives the same values up to float rounding (each is computed
+-- from the same cells, summed in another order).
 CREATE OR REPLACE FUNCTION dbdedup.layout_cells(orientation text) RETURNS integer[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -205,23 +206,25 @@ COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
 -- Each measure is its own subquery, and the function is inlined into the query that calls it
 -- (LANGUAGE sql, RETURNS TABLE, not STRICT): a query that reads only some of the measures computes
 -- only those (dbdedup.verify_pairs reads the detail only of pairs whose other measures pass).
--- Each zips its part of the two layouts with unnest in the select list (no tuplestore); the
--- detail keeps only the largest differences (a top-N heap, not a sort of all 256).
+-- Each zips its part of the two layouts with unnest in the select list (no tuplestore); squares
+-- are products (^ calls pow()), means are sums over the known count (avg() also sums squares);
+-- the detail keeps only the largest differences (a top-N heap, not a sort of all 256).
 CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y double precision[])
     RETURNS TABLE (light double precision, chroma double precision, gain double precision, detail double precision,
                    grey_light double precision, gain_limit double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE ROWS 1
     AS $$
-        SELECT (SELECT sqrt(avg((u.p - u.q) ^ 2)) FROM (SELECT unnest(x[257:320]) AS p, unnest(y[257:320]) AS q) u),
+        SELECT (SELECT sqrt(sum((u.p - u.q) * (u.p - u.q)) / 64)
+                FROM (SELECT unnest(x[257:320]) AS p, unnest(y[257:320]) AS q) u),
                CASE WHEN least(x[450], y[450]) >= s.min_chroma
-                    THEN (SELECT sqrt(sum((u.p - u.q) ^ 2) / 64)
+                    THEN (SELECT sqrt(sum((u.p - u.q) * (u.p - u.q)) / 64)
                           FROM (SELECT unnest(x[321:448]) AS p, unnest(y[321:448]) AS q) u) END,
                greatest(x[449], y[449]) / least(x[449], y[449]),
                (SELECT min(e.d)
                 FROM (SELECT abs(u.p - u.q) AS d FROM (SELECT unnest(x[1:256]) AS p, unnest(y[1:256]) AS q) u
                       ORDER BY 1 DESC LIMIT s.detail_rank) e),
                CASE WHEN least(x[450], y[450]) < s.grey_chroma AND greatest(x[450], y[450]) >= s.min_chroma
-                    THEN (SELECT avg(abs(u.p - u.q)) FROM (SELECT unnest(x[451:514]) AS p, unnest(y[451:514]) AS q) u) END,
+                    THEN (SELECT sum(abs(u.p - u.q)) / 64 FROM (SELECT unnest(x[451:514]) AS p, unnest(y[451:514]) AS q) u) END,
                CASE WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
                     WHEN greatest(x[450], y[450]) >= s.min_chroma THEN s.max_gain
                     ELSE s.max_gain_grey END
