@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from dbdedup import clusters, matching, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
-from images import photo, reencoded, resized, save
+from images import brighter, photo, reencoded, resized, save
 
 
 def _sql_distance(conn, a: np.ndarray, b: np.ndarray, orientation: str | None):
@@ -51,6 +51,22 @@ def test_signature_distance_of_a_missing_signature_is_null_and_an_unknown_orient
                         ([float(x) for x in a],)).fetchone() == (None,) * 6
     with pytest.raises(Exception, match="unknown orientation"):
         _sql_distance(conn, a, a, "rotate_45")
+
+
+def test_grey_lightness_of_many_cells_equals_one_cell_at_a_time_and_python(conn):
+    # dark colours (the linear part of each curve), saturated ones out of the sRGB gamut (clipped)
+    # and ordinary ones: a layout converts its 64 cells in one call, the scalar form one cell
+    rng = np.random.default_rng(7)
+    light = np.concatenate([[0.0, 1.0, 4.0, 50.0, 100.0], rng.uniform(0, 100, 59)])
+    a = np.concatenate([[0.0, 3.0, -2.0, 90.0, -120.0], rng.uniform(-100, 100, 59)])
+    b = np.concatenate([[0.0, -4.0, 1.0, -110.0, 95.0], rng.uniform(-100, 100, 59)])
+    expected = verify.grey_lightness(light, a, b)
+    cells = conn.execute("SELECT dbdedup.grey_lightness(%s::float8[], %s::float8[], %s::float8[])",
+                         (list(light), list(a), list(b))).fetchone()[0]
+    assert cells == pytest.approx(list(expected), abs=1e-9)
+    one_by_one = [conn.execute("SELECT dbdedup.grey_lightness(%s::float8, %s::float8, %s::float8)",
+                               (float(x), float(y), float(z))).fetchone()[0] for x, y, z in zip(light, a, b)]
+    assert one_by_one == cells
 
 
 # ---------------------------------------------------------------- images
@@ -344,6 +360,43 @@ def test_a_trimmed_variant_pair_is_verified_when_the_whole_pictures_agree_else_l
     # a frame the whole signatures see: only the trimmed comparison or geometry may decide, by the pixels
     found = pair(conn, ids, "a.png", "framed.png")
     assert found["verified"] is None, found
+
+
+def test_verify_pairs_turns_the_first_image_of_each_pair_by_its_orientation_as_python_does(conn, tmp_path):
+    # verify_pairs makes each image's layout once and turns it for the pair's orientation: every
+    # orientation (rotate_90 and rotate_270 are each other's inverse), a copy verified, an edited
+    # copy (other colours, another picture, much brighter) rejected with the score Python gives
+    from dbdedup.variants import PIL_TRANSPOSE
+
+    original = photo(53, (200, 150))
+    save(original, tmp_path / "a.png")
+    others = [Image.merge("RGB", original.split()[::-1]), photo(54, (200, 150)), brighter(original, 1.6)]
+    for k, (name, operation) in enumerate(PIL_TRANSPOSE.items()):
+        save(original.transpose(operation), tmp_path / f"copy_{name}.png")
+        save(others[k % 3].transpose(operation), tmp_path / f"edit_{name}.png")
+    ids = load(conn, tmp_path)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for name in PIL_TRANSPOSE:
+        for other in (f"copy_{name}.png", f"edit_{name}.png"):
+            assert ids["a.png"] < ids[other]  # the transform turns image_a into image_b
+            conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
+                         "transform_distance) VALUES ('phash', %s, %s, 30, false, %s, 2)", (ids["a.png"], ids[other], name))
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images")}
+    outcomes = set()
+    for name in PIL_TRANSPOSE:
+        for other in (f"copy_{name}.png", f"edit_{name}.png"):
+            found = pair(conn, ids, "a.png", other)
+            a, b = stored[ids["a.png"]], stored[ids[other]]
+            distance = verify.compare_signatures(verify.orient_signature(a.signature, name), b.signature)
+            expected = verify.signature_verdict(a, b, name, closest=2)
+            # aligned at distance 2: the signatures settle every pair
+            assert found["verified"] is (expected is not None), (other, found, distance)
+            assert found["score"] == pytest.approx(max(0.0, 1.0 - distance.worst), abs=1e-6), (other, found)
+            assert found["reason"] in ("signature", "colour", "layout", "detail")
+            outcomes.add((other.split("_")[0], found["verified"]))
+    assert outcomes == {("copy", True), ("edit", False)}
 
 
 def test_verdicts_are_kept_for_unchanged_pairs_and_given_again_when_an_image_changes(conn, tmp_path):
