@@ -15,14 +15,25 @@ Prints seconds per 10,000 pairs of each, best of --repeat runs (the SQL verdicts
 runs), the ratio, and whether both gave the same verdicts. Runs on one core; say how loaded the
 machine was (uptime is printed).
 
+With --before REV, the SQL verification of that git revision (every function of its
+sql/verification.sql) is installed beside today's in schema "before" of the same database and both
+are timed in the same run: signature_layout of every image (as it is and turned), signature_compare
+of every pair's layouts (read from a table that keeps them in line, STORAGE PLAIN: the functions'
+own cost), verify_pairs of every pair (end to end); each as the server process's CPU time (/proc,
+when the server runs on this machine) and wall time, best of --repeat, and whether both give every
+pair the same verdict, score and reason.
+
 Usage:
-    .venv/bin/python bench/verify_sql_bench.py [--images 2000] [--pairs 20000] [--repeat 3]
+    .venv/bin/python bench/verify_sql_bench.py [--images 2000] [--pairs 20000] [--repeat 3] [--before a458450]
+        [--db postgresql://...]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -58,6 +69,86 @@ def edited(image: Image.Image, k: int) -> Image.Image:
             ImageOps.grayscale, lambda i: Image.merge("RGB", i.split()[::-1])][k % 5](image)
 
 
+def install_before(conn: psycopg.Connection, revision: str) -> None:
+    """Create schema "before" with every function of ``revision``'s sql/verification.sql (calling each other there)."""
+    text = subprocess.run(["git", "show", f"{revision}:sql/verification.sql"], check=True, capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parent).stdout
+    names = set(re.findall(r"CREATE OR REPLACE FUNCTION dbdedup\.(\w+)", text))
+    text = re.sub(r"\bdbdedup\.(" + "|".join(sorted(names)) + r")\b", r"before.\1", text)
+    conn.execute("DROP SCHEMA IF EXISTS before CASCADE")
+    conn.execute("CREATE SCHEMA before")
+    with conn.cursor() as cur:
+        cur.execute(text)
+    conn.commit()
+
+
+def backend_cpu(conn: psycopg.Connection) -> float | None:
+    """CPU seconds used so far by the server process of ``conn`` (None when it is not on this machine)."""
+    pid = conn.info.backend_pid
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def best_of(conn: psycopg.Connection, sql: str, repeat: int, before_each: str | None = None) -> tuple[float | None, float]:
+    """(CPU seconds, wall seconds) of ``sql``, each the best of ``repeat`` runs (``before_each`` runs untimed first)."""
+    cpu, wall = [], []
+    for _ in range(repeat):
+        if before_each:
+            conn.execute(before_each)
+            conn.commit()
+        c, t = backend_cpu(conn), time.perf_counter()
+        conn.execute(sql).fetchall()
+        conn.commit()
+        wall.append(time.perf_counter() - t)
+        if c is not None:
+            cpu.append(backend_cpu(conn) - c)
+    return (min(cpu) if cpu else None), min(wall)
+
+
+def compare_before(conn: psycopg.Connection, repeat: int) -> list[str]:
+    """Time today's verification functions against schema "before"'s on the bench database; the lines to print."""
+    conn.execute("SET max_parallel_workers_per_gather = 0")  # one process: its CPU time is the whole cost
+    conn.execute("DROP TABLE IF EXISTS bench_layout")
+    conn.execute("CREATE TABLE bench_layout (id bigint PRIMARY KEY, layout double precision[])")
+    conn.execute("ALTER TABLE bench_layout ALTER COLUMN layout SET STORAGE PLAIN")
+    conn.execute("INSERT INTO bench_layout SELECT id, dbdedup.signature_layout(colour_signature) FROM dbdedup.images")
+    conn.commit()
+    n_images = conn.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0]
+    n_pairs = conn.execute("SELECT count(*) FROM dbdedup.pairs").fetchone()[0]
+    compare = ("SELECT sum(d.light + coalesce(d.chroma, 0) + d.gain + d.detail + coalesce(d.grey_light, 0)) "
+               "FROM dbdedup.pairs p JOIN bench_layout a ON a.id = p.image_a JOIN bench_layout b ON b.id = p.image_b "
+               "CROSS JOIN LATERAL (SELECT * FROM {schema}.signature_compare(a.layout, b.layout) OFFSET 0) d")
+    reset = "UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL"
+    steps = [
+        (f"signature_layout, {n_images:,} images", "SELECT sum(cardinality({schema}.signature_layout(colour_signature))) "
+                                                    "FROM dbdedup.images", None),
+        (f"signature_layout turned (rotate_90), {n_images:,} images",
+         "SELECT sum(cardinality({schema}.signature_layout(colour_signature, 'rotate_90'))) FROM dbdedup.images", None),
+        (f"signature_compare, {n_pairs:,} pairs", compare, None),
+        (f"verify_pairs, {n_pairs:,} pairs", "SELECT * FROM {schema}.verify_pairs()", reset),
+    ]
+    lines = []
+    verdicts = {}
+    for label, sql, before_each in steps:
+        figures = {}
+        for schema in ("before", "dbdedup"):
+            figures[schema] = best_of(conn, sql.format(schema=schema), repeat, before_each)
+            if before_each:
+                verdicts[schema] = conn.execute("SELECT image_a, image_b, verified, verify_score, verify_reason "
+                                                "FROM dbdedup.pairs ORDER BY 1, 2").fetchall()
+        (cpu_b, wall_b), (cpu_n, wall_n) = figures["before"], figures["dbdedup"]
+        cpu = f"cpu {cpu_b:.2f} -> {cpu_n:.2f} s ({cpu_b / cpu_n:.1f}x), " if cpu_b and cpu_n else ""
+        lines.append(f"{label}: {cpu}wall {wall_b:.2f} -> {wall_n:.2f} s ({wall_b / wall_n:.1f}x)")
+    same = sum(x == y for x, y in zip(verdicts["before"], verdicts["dbdedup"]))
+    lines.append(f"verify_pairs: the same verdict, score and reason for {same:,} of {n_pairs:,} pairs")
+    conn.execute("DROP TABLE bench_layout")
+    conn.commit()
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
@@ -66,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent / "out" / "verify-sql-pgdata"))
     parser.add_argument("--db", help="admin DSN of a server to use instead of the embedded one")
+    parser.add_argument("--before", metavar="REV",
+                        help="also time the SQL verification of this git revision against today's, in the same run")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
 
@@ -124,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 sql_seconds.append(time.perf_counter() - t)
             sql_verdicts = {(a - 1, b - 1): v for a, b, v in conn.execute(
                 "SELECT image_a, image_b, verify_reason = 'signature' FROM dbdedup.pairs WHERE verified IS NOT NULL")}
+            before_lines = []
+            if args.before:
+                install_before(conn, args.before)
+                before_lines = compare_before(conn, args.repeat)
     finally:
         if not args.db:
             dbmod.stop_embedded(Path(args.data_dir))
@@ -150,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sql / python time: {best_sql / best_python:.2f}")
     print(f"verified by the signature: sql {sum(sql_verdicts.values()):,}, python {verified_python:,}, "
           f"both {agree:,}")
+    if before_lines:
+        print(f"sql verification of {args.before} -> this checkout (same database, same run; machine: "
+              f"{os.popen('uptime').read().strip()}):")
+        for line in before_lines:
+            print("  " + line)
     return 0
 
 
