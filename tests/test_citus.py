@@ -211,6 +211,24 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
     assert incremental == full
 
 
+def test_pairs_left_for_the_geometric_check_are_checked_on_citus(citus_dsn, tmp_path):
+    """A crop and a framed copy (pairs the SQL step leaves pending) and another colouring of a drawing:
+    `dbdedup report` on the coordinator has its workers read them in the planned order and check each by its
+    pixels."""
+    from test_verify_workers import make_set
+
+    files = make_set(tmp_path / "set")
+    dbdedup(citus_dsn, "load", str(tmp_path / "set"))
+    dbdedup(citus_dsn, "report")  # matching, the SQL verdicts, then the workers on what is left
+    with psycopg.connect(citus_dsn) as conn:
+        path = {i: p for i, p in conn.execute("SELECT id, path FROM dbdedup.images")}
+        verdicts = {frozenset((Path(path[a]).name, Path(path[b]).name)): (v, r) for a, b, v, r in conn.execute(
+            "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs")}
+    assert all(v is not None and not r.startswith("error") for v, r in verdicts.values())
+    assert "geometry" in {r for _, r in verdicts.values()}, "the workers checked pairs by their keypoints"
+    assert verdicts.get(frozenset((files["photo"].name, files["bordered"].name)), (False,))[0]
+
+
 def test_three_loaders_at_once_on_citus_give_the_database_of_one_load_on_one_server(citus_dsn, empty_db_dsn, tmp_path):
     """Three loader processes (two folders and the tree over both) into the coordinator at once: the rows
     and clusters of one load of the tree into the embedded server."""

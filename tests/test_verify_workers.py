@@ -19,7 +19,8 @@ from dbdedup import verify
 from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
-from dbdedup.verify_workers import VerifyProgress, verify_pending_pairs
+from dbdedup.sqlfiles import named_queries
+from dbdedup.verify_workers import VerifyProgress, locality_order, plan_order, verify_pending_pairs
 from images import photo, save
 from test_load import _children, _gone
 
@@ -423,3 +424,50 @@ def test_a_framed_copy_of_a_picture_on_a_white_margin_is_verified_with_only_the_
     found = trimmed_verdict(features(framed), features(drawing), verify.working_pixels(framed),
                             verify.working_pixels(drawing), "trim")
     assert found is not None and found.verified
+
+
+def test_locality_order_gives_each_family_a_narrow_band_of_positions():
+    """Two look-alike families whose image ids interleave (a ring of 40 images, a chain of 30, each image
+    paired with its neighbours): each family gets one run of positions, and a pair's two images sit at
+    most 2 apart in it (in id order they sit 2 and more apart, and the families interleave)."""
+    rng = random.Random(5)
+    ids = rng.sample(range(1, 10_000), 70)
+    ring, chain = ids[:40], ids[40:]
+    edges = [(ring[k], ring[(k + 1) % 40]) for k in range(40)] + [(chain[k], chain[k + 1]) for k in range(29)]
+    rng.shuffle(edges)
+    image_a = np.array([min(e) for e in edges], dtype=np.int64)
+    image_b = np.array([max(e) for e in edges], dtype=np.int64)
+    placed, positions = locality_order(image_a, image_b)
+    position = dict(zip(placed.tolist(), positions.tolist()))
+    assert sorted(position) == sorted(ids) and sorted(position.values()) == list(range(70))
+    for family in (ring, chain):
+        spots = sorted(position[i] for i in family)
+        assert spots == list(range(spots[0], spots[0] + len(family)))
+    assert max(abs(position[a] - position[b]) for a, b in edges) <= 2
+    empty = np.zeros(0, dtype=np.int64)
+    assert [len(x) for x in locality_order(empty, empty)] == [0, 0]
+
+
+def test_pending_pairs_are_checked_family_by_family(conn, tmp_path):
+    """The pending pairs reach the workers one family after the other, each family's images read once,
+    although the families' image ids interleave (in image_a order every pair would alternate families,
+    and a worker would read its images again and again)."""
+    root = tmp_path / "families"
+    for k in range(12):  # even files one family, odd files another: ids interleave
+        save(textured_photo(300 + k % 2, (320, 240)).rotate(3 * (k // 2), fillcolor=(255, 255, 255)),
+             root / f"{k:02d}.png")
+    load_paths(conn, [root], workers=1, embedder=None)
+    image = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    family = {image[str(root / f"{k:02d}.png")]: k % 2 for k in range(12)}
+    for a in family:
+        for b in family:
+            if a < b and family[a] == family[b]:
+                add_pending(conn, a, b)
+    q = named_queries("queries/verify_workers.sql")
+    with conn.transaction():
+        conn.execute(q["create_order"])
+    assert plan_order(conn, q) == 12
+    order = [family[row[1]] for row in conn.execute(q["pending_pairs"]).fetchall()]
+    assert len(order) == 30 and order in (sorted(order), sorted(order, reverse=True))
+    summary = verify_pending_pairs(conn, workers=1)
+    assert summary.done == 30 and summary.images_read <= 12

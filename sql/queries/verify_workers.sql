@@ -12,19 +12,53 @@ SELECT pg_advisory_unlock(7220009);
 -- name: count_pending
 SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL;
 
+-- name: pending_edges
+-- Which images each pending pair joins (once per two images, whatever the hash kinds): the graph the
+-- worker order is planned on (dbdedup.verify_workers.locality_order).
+SELECT DISTINCT p.image_a, p.image_b FROM dbdedup.pairs p WHERE p.verified IS NULL;
+
+-- name: create_order
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_verify_order (
+    image_id bigint PRIMARY KEY,
+    position integer NOT NULL
+);
+
+-- name: clear_order
+TRUNCATE dbdedup_verify_order;
+
+-- name: copy_order
+COPY dbdedup_verify_order (image_id, position) FROM STDIN;
+
+-- name: analyze_order
+ANALYZE dbdedup_verify_order;
+
 -- name: pending_pairs
 -- Every pair verification left pending, with what a worker needs of its two images: the path the
 -- loader recorded (and the size and mtime it had then), the stored quality and signature. Ordered
--- by image_a, so that consecutive pairs share one image's decode and keypoints.
-SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance,
-       p.similarity,
-       a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, a.signature_error,
-       b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, b.signature_error
-FROM dbdedup.pairs p
-JOIN dbdedup.images a ON a.id = p.image_a
-JOIN dbdedup.images b ON b.id = p.image_b
-WHERE p.verified IS NULL
-ORDER BY p.image_a, p.image_b, p.hash_kind;
+-- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
+-- together, so a worker decodes each image and finds its keypoints about once); a pair that became
+-- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
+-- join of the distributed tables with a temporary table in one step is refused.)
+WITH pending AS MATERIALIZED (
+    SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance,
+           p.similarity,
+           a.status AS a_status, a.path_bytes AS a_path_bytes, a.size_bytes AS a_size_bytes,
+           a.mtime_ns AS a_mtime_ns, a.quality AS a_quality, a.colour_signature AS a_colour_signature,
+           a.signature_error AS a_signature_error,
+           b.status AS b_status, b.path_bytes AS b_path_bytes, b.size_bytes AS b_size_bytes,
+           b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, b.colour_signature AS b_colour_signature,
+           b.signature_error AS b_signature_error
+    FROM dbdedup.pairs p
+    JOIN dbdedup.images a ON a.id = p.image_a
+    JOIN dbdedup.images b ON b.id = p.image_b
+    WHERE p.verified IS NULL
+)
+SELECT pending.*
+FROM pending
+LEFT JOIN dbdedup_verify_order oa ON oa.image_id = pending.image_a
+LEFT JOIN dbdedup_verify_order ob ON ob.image_id = pending.image_b
+ORDER BY least(oa.position, ob.position) NULLS LAST, greatest(oa.position, ob.position), pending.image_a,
+         pending.image_b, pending.hash_kind;
 
 -- name: create_results
 CREATE TEMP TABLE IF NOT EXISTS dbdedup_verify_results (
