@@ -222,11 +222,12 @@ BEGIN
       AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
     CREATE INDEX ON tf_probe (value);
     CREATE INDEX ON tf_target (value);
+    -- (the counts from the statements themselves: counting the tables again cost as much as a block's join)
     CREATE TEMP TABLE tf_probe_values ON COMMIT DROP AS SELECT DISTINCT value FROM tf_probe;
+    GET DIAGNOSTICS n_probe = ROW_COUNT;
     CREATE TEMP TABLE tf_target_values ON COMMIT DROP AS SELECT DISTINCT value FROM tf_target;
+    GET DIAGNOSTICS n_target = ROW_COUNT;
     CREATE TEMP TABLE tf_value_pairs (probe bigint, target bigint, distance smallint) ON COMMIT DROP;
-    SELECT count(*) INTO n_probe FROM tf_probe_values;
-    SELECT count(*) INTO n_target FROM tf_target_values;
     ANALYZE tf_probe_values;
     ANALYZE tf_target_values;
 
