@@ -178,7 +178,11 @@ def export_revision(revision: str) -> Path:
 def measure_load(admin: str, folder: Path, workers: int, options: list[str] = (),
                  tree: Path | None = None) -> tuple[float, int, int]:
     dsn = fresh_database(admin, "bench_load")
-    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree)}
+    # bytecode cached as in an installed package (see e2e_bench.tool_environment), outside the tree
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(OUT / "pycache")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     seconds, peak = run_measured([dbdedup_command(), "--db", dsn, "-q", "load", "--workers", str(workers),
                                   *options, str(folder)], env=env)
     with psycopg.connect(dsn) as conn:
