@@ -98,13 +98,16 @@ COMMENT ON FUNCTION dbdedup.signature_cells(text) IS
 -- from the turned signature and gives the same values up to float rounding (each is computed
 -- from the same cells, summed in another order).
 CREATE OR REPLACE FUNCTION dbdedup.layout_cells(orientation text) RETURNS integer[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
+BEGIN
+    RETURN (
         SELECT c.cells[1:320]
                || (SELECT array_agg(k + 64 ORDER BY n) FROM unnest(c.cells[257:384]) WITH ORDINALITY AS u(k, n))
                || ARRAY[449, 450]
                || (SELECT array_agg(k + 194 ORDER BY n) FROM unnest(c.cells[257:320]) WITH ORDINALITY AS u(k, n))
-        FROM (SELECT dbdedup.signature_cells(orientation) AS cells) c
+        FROM (SELECT dbdedup.signature_cells(orientation) AS cells OFFSET 0) c);  -- OFFSET 0: once, not once per reference
+END
     $$;
 COMMENT ON FUNCTION dbdedup.layout_cells(text) IS
     'The cell permutation of a layout (dbdedup.signature_layout, 514 values) under an orientation (identity for NULL): '
@@ -119,8 +122,10 @@ COMMENT ON FUNCTION dbdedup.layout_cells(text) IS
 -- expression into the next one, where a value used twice would be computed twice).
 CREATE OR REPLACE FUNCTION dbdedup.grey_lightness(light double precision[], a double precision[], b double precision[])
     RETURNS double precision[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
+BEGIN
+    RETURN (
         SELECT array_agg(CASE WHEN g.v > 216 / 24389.0 THEN 116 * cbrt(g.v) - 16 ELSE 24389 / 27.0 * g.v END ORDER BY g.k)
         FROM (SELECT y.k, CASE WHEN y.luma <= 0.04045 THEN y.luma / 12.92 ELSE ((y.luma + 0.055) / 1.055) ^ 2.4 END AS v
               FROM (-- linear sRGB, clipped, gamma-encoded, weighted into luma
@@ -141,7 +146,8 @@ CREATE OR REPLACE FUNCTION dbdedup.grey_lightness(light double precision[], a do
                                 OFFSET 0) x
                           OFFSET 0) c
                     OFFSET 0) y
-              OFFSET 0) g
+              OFFSET 0) g);
+END
     $$;
 COMMENT ON FUNCTION dbdedup.grey_lightness(double precision[], double precision[], double precision[]) IS
     'The CIE L* of the grey that each colour of Lab (light[k], a[k], b[k]) becomes in a greyscale conversion (Rec. 601 luma '
@@ -159,11 +165,16 @@ COMMENT ON FUNCTION dbdedup.grey_lightness(double precision, double precision, d
 -- arrays: each image's signature is first normalised (dbdedup.signature_layout, once per image
 -- and orientation), then two layouts are compared (dbdedup.signature_compare). Both are set
 -- operations on arrays (unnest, aggregates): per cell, SQL's executor costs less than a plpgsql
--- loop. A layout is 514 float8 (4 kB): a table that holds layouts must keep them uncompressed and
--- in line (STORAGE PLAIN), or every subscript of one fetches and decompresses it again.
+-- loop. signature_layout, grey_lightness and layout_cells are plpgsql functions that return one
+-- query: plpgsql keeps the query's plan from call to call, where a SQL function called from
+-- another one is planned again at every call before PostgreSQL 18. A layout is 514 float8 (4 kB):
+-- a table that holds layouts must keep them uncompressed and in line (STORAGE PLAIN), or every
+-- subscript of one fetches and decompresses it again.
 CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientation text DEFAULT NULL) RETURNS double precision[]
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
     AS $$
+BEGIN
+    RETURN (
         -- the layout of the signature as it is, turned (OFFSET 0: made once, not once per cell)
         SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN l.layout
                     ELSE (SELECT array_agg(l.layout[c.k] ORDER BY c.n)
@@ -193,7 +204,8 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientatio
                                    min(t.rms) AS rms
                             FROM (SELECT sqrt(sum(x * x) / 64) AS rms FROM unnest(o.s[257:384]) AS x) t,
                                  unnest(o.s[257:384]) WITH ORDINALITY AS c(x, k)) chroma
-        OFFSET 0) l
+        OFFSET 0) l);
+END
     $$;
 COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
     'A colour signature (images.colour_signature) made ready for comparison, turned by an orientation (identity for '
