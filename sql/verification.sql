@@ -218,6 +218,7 @@ COMMENT ON FUNCTION dbdedup.signature_layout(real[], text) IS
 -- Each measure is its own subquery, and the function is inlined into the query that calls it
 -- (LANGUAGE sql, RETURNS TABLE, not STRICT): a query that reads only some of the measures computes
 -- only those (dbdedup.verify_pairs reads the detail only of pairs whose other measures pass).
+-- Inlining puts each argument wherever the body uses it: pass columns, not expressions to compute.
 -- Each zips its part of the two layouts with unnest in the select list (no tuplestore); squares
 -- are products (^ calls pow()), means are sums over the known count (avg() also sums squares);
 -- the detail keeps only the largest differences (a top-N heap, not a sort of all 256).
@@ -252,7 +253,11 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_distance(a real[], b real[], orient
         OUT grey_light double precision, OUT gain_limit double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-        SELECT * FROM dbdedup.signature_compare(dbdedup.signature_layout(a, orientation), dbdedup.signature_layout(b))
+        -- the layouts made once (OFFSET 0): signature_compare is inlined, and an argument expression
+        -- would be computed again wherever its body uses the argument
+        SELECT d.*
+        FROM (SELECT dbdedup.signature_layout(a, orientation) AS x, dbdedup.signature_layout(b) AS y OFFSET 0) l,
+             dbdedup.signature_compare(l.x, l.y) d
     $$;
 COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'How far two colour signatures (images.colour_signature) are, the first turned by an orientation (identity for NULL): '
