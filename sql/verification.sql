@@ -175,10 +175,20 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_layout(signature real[], orientatio
     AS $$
 BEGIN
     RETURN (
-        -- the layout of the signature as it is, turned (OFFSET 0: made once, not once per cell)
+        -- the layout of the signature as it is, turned (OFFSET 0: made once, not once per cell); each
+        -- orientation's permutation is a constant of the plan (an immutable function of a literal is
+        -- evaluated when the query is planned, and plpgsql keeps the plan)
         SELECT CASE WHEN orientation IS NULL OR orientation = 'identity' THEN l.layout
                     ELSE (SELECT array_agg(l.layout[c.k] ORDER BY c.n)
-                          FROM unnest(dbdedup.layout_cells(orientation)) WITH ORDINALITY AS c(k, n)) END
+                          FROM unnest(CASE orientation
+                                          WHEN 'flip_h' THEN dbdedup.layout_cells('flip_h')
+                                          WHEN 'flip_v' THEN dbdedup.layout_cells('flip_v')
+                                          WHEN 'rotate_90' THEN dbdedup.layout_cells('rotate_90')
+                                          WHEN 'rotate_180' THEN dbdedup.layout_cells('rotate_180')
+                                          WHEN 'rotate_270' THEN dbdedup.layout_cells('rotate_270')
+                                          WHEN 'transpose' THEN dbdedup.layout_cells('transpose')
+                                          WHEN 'transverse' THEN dbdedup.layout_cells('transverse')
+                                          ELSE dbdedup.layout_cells(orientation) END) WITH ORDINALITY AS c(k, n)) END
         FROM (
         SELECT fine.cells || coarse.cells || chroma.cells || ARRAY[coarse.spread, chroma.rms]
                || CASE WHEN chroma.rms >= v.min_chroma
