@@ -283,7 +283,8 @@ class PairChecker:
         fa, fb = seen_a.features, seen_b.features
         if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
             return verify.Verdict(False, 0.0, "low_quality")
-        if orientation is not None:
+        aligned = orientation is not None
+        if aligned:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
             if settled is not None:
                 return settled
@@ -306,7 +307,8 @@ class PairChecker:
                 return trimmed
         match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
                                        self._keypoints(seen_b, "identity"))
-        return verify.geometric_verdict(fa, fb, match)
+        return verify.geometric_verdict(fa, fb, match,
+                                        min_inliers=verify.MIN_INLIERS_ALIGNED if aligned else verify.MIN_INLIERS)
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
         """(hash_kind, image_a, image_b, verified, score, reason) for each pair; an unexpected
@@ -328,25 +330,26 @@ def closest_distance(pair: PendingPair) -> int:
 
 def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:
     """The verdict for an aligned pair from its two signatures, as the SQL step gives it
-    (dbdedup.verify_pairs): 'signature' when every measure is within its limit; a rejection
-    ('colour', 'layout', 'detail') when that settles it (one framing, colours close enough that
-    aligning again would not change them, or too far for any edit); None when the pair needs the
-    geometric check."""
+    (dbdedup.verify_pairs): 'signature' when every measure is within its limit; 'colour' when
+    the colours are apart and that settles it (one framing, colours close enough that aligning
+    again would not change them, or too far for any edit); 'layout' when the layouts are apart
+    beyond the geometric range; None when the pair needs the geometric check (never settled by
+    the detail alone: a copy turned by a few degrees or cropped a little differs in detail until
+    it is aligned)."""
     settled = verify.signature_verdict(a, b, orientation, closest)
     if settled is not None:
         return settled
     d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
-    if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS:
-        return None
+    score = max(0.0, 1.0 - d.worst)
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             (d.grey_light is not None and d.grey_light > verify.MAX_GREY_LIGHT) or \
             d.gain > d.gain_limit:
-        reason = "colour"
-    elif d.light > verify.MAX_LIGHT:
-        reason = "layout"
-    else:
-        reason = "detail"
-    return verify.Verdict(False, max(0.0, 1.0 - d.worst), reason)
+        if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS:
+            return None
+        return verify.Verdict(False, score, "colour")
+    if d.light > verify.MAX_LIGHT and d.worst > verify.HOPELESS:
+        return verify.Verdict(False, score, "layout")
+    return None
 
 
 def _trimmed_signature(pixels: np.ndarray) -> np.ndarray | None:

@@ -35,7 +35,7 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.8 AS max_detail,           -- 16x16 detail of an aligned pair
                12 AS aligned_distance,      -- a pHash pair this close has one framing: the signature judges it
                8 AS aligned_variant,        -- the same for an orientation variant (closer than the plain pHash)
-               6 AS same_framing,           -- below this an aligned pair the signature rejects is settled
+               6 AS same_framing,           -- below this an aligned pair apart in colour is settled
                0.30 AS settled,             -- an aligned pair whose worse distance is within this needs no geometry
                0.60 AS hopeless,            -- an aligned pair whose worse distance passes this is rejected outright
                0.70 AS geometry_min_similarity,  -- an embedding-only pair below this is not worth a geometric check
@@ -46,14 +46,14 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                2.0 AS grey_chroma,          -- RMS chroma under which an image is a greyscale picture (a conversion's is about 0)
                1.5 AS max_gain_grey,        -- the spread ratio of other pairs with a greyscale image
                2 AS near_distance,          -- an aligned pair this close may differ in detail up to max_detail
-               0.65 AS max_detail_far       -- the 16x16 detail of an aligned pair farther apart (another emblem on one folder)
+               0.65 AS max_detail_far       -- the 16x16 detail of an aligned pair farther apart, and of a geometrically aligned overlap
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
-    'near_distance) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+    'near_distance, and of the overlap of a pair the geometric check aligns) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
@@ -398,7 +398,15 @@ BEGIN
                 WHERE r.route IN ('aligned', 'trimmed')
                 OFFSET 0) d
           OFFSET 0) m
-    WHERE m.ok OR (m.route = 'aligned' AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)));
+    -- rejected here: aligned pairs apart in colour when one framing or colours too far for an edit;
+    -- apart in layout only beyond hopeless; never for the detail alone (a copy turned by a few
+    -- degrees or cropped a little: the geometric check aligns it and compares the overlap's detail)
+    WHERE m.ok OR (m.route = 'aligned' AND CASE
+              WHEN coalesce(m.chroma > s.max_chroma, false) OR coalesce(m.grey_light > s.max_grey_light, false)
+                   OR m.gain > m.gain_limit
+                  THEN m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
+              WHEN m.light > s.max_light THEN m.worst > s.hopeless
+              ELSE false END);
 
     UPDATE dbdedup.pairs p
     SET verified = v.verified, verify_score = v.score, verify_reason = v.reason
@@ -417,8 +425,9 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'none, from the stored signals: exact copies (same SHA-256) are verified (exact); an image below the quality minimum '
     'rejects the pair (low_quality), an image whose signature could not be computed too (no_signature); aligned pairs '
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
-    'colour signatures in that orientation (signature) or rejected (colour, layout, detail) when settled: one framing '
-    '(distance below same_framing) or colours beyond the geometric range (settled to hopeless); embedding-only pairs below '
+    'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
+    '(distance below same_framing) or beyond the geometric range (settled to hopeless), a layout apart (layout) beyond '
+    'hopeless, never for the detail alone (the geometric check compares the aligned overlap''s detail); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
     'whole signatures agree in the variant''s orientation. Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '

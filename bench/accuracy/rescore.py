@@ -10,8 +10,11 @@ dbdedup.verify_workers), clusters with the library's defaults and prints the sam
 score.py for the defaults: precision, recall, F1, recall per edit, precision per kind of hard
 negative.
 
+With --recheck (after a change to the geometric check itself), every pair verify_pairs leaves
+pending is checked again by today's workers, and their verdicts replace the stored ones.
+
 Usage:
-    .venv/bin/python bench/accuracy/rescore.py [--set bench/out/accuracy] [--workers 2]
+    .venv/bin/python bench/accuracy/rescore.py [--set bench/out/accuracy] [--workers 2] [--recheck]
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ def keep_geometry_verdicts(conn) -> int:
     return conn.execute("SELECT count(*) FROM bench_geometry_verdicts").fetchone()[0]
 
 
-def rejudge(conn, workers: int) -> dict:
-    """Clear the verdicts, re-run verify_pairs, restore stored geometric verdicts, check the rest."""
+def rejudge(conn, workers: int, recheck: bool = False) -> dict:
+    """Clear the verdicts, re-run verify_pairs, restore stored geometric verdicts (none with
+    ``recheck``), check the rest; with ``recheck``, store the new verdicts of every pair that was pending."""
     started = time.perf_counter()
     conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL "
                  "WHERE verified IS NOT NULL")
     conn.execute("SELECT * FROM dbdedup.verify_pairs()")
-    restored = conn.execute(
+    conn.execute("CREATE TEMP TABLE bench_pending AS SELECT hash_kind, image_a, image_b FROM dbdedup.pairs "
+                 "WHERE verified IS NULL")
+    restored = 0 if recheck else conn.execute(
         "UPDATE dbdedup.pairs p SET verified = g.verified, verify_score = g.verify_score, "
         "verify_reason = g.verify_reason FROM bench_geometry_verdicts g WHERE p.verified IS NULL "
         "AND (p.hash_kind, p.image_a, p.image_b) = (g.hash_kind, g.image_a, g.image_b)").rowcount
@@ -51,8 +57,14 @@ def rejudge(conn, workers: int) -> dict:
     sql_seconds = time.perf_counter() - started
     started = time.perf_counter()
     checked = verify_pending_pairs(conn, workers=workers)
+    if recheck:
+        conn.execute("DROP TABLE bench_geometry_verdicts")
+        conn.execute("CREATE TABLE bench_geometry_verdicts AS SELECT p.hash_kind, p.image_a, p.image_b, p.verified, "
+                     "p.verify_score, p.verify_reason FROM dbdedup.pairs p JOIN bench_pending USING "
+                     "(hash_kind, image_a, image_b)")
     verdicts = dict(conn.execute("SELECT coalesce(verify_reason, 'pending'), count(*) FROM dbdedup.pairs "
                                  "GROUP BY 1 ORDER BY 2 DESC").fetchall())
+    conn.execute("DROP TABLE bench_pending")
     conn.commit()
     return {"sql_seconds": round(sql_seconds, 1), "restored": restored, "checked": checked.done,
             "geometry_seconds": round(time.perf_counter() - started, 1), "verdicts": verdicts}
@@ -62,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--recheck", action="store_true",
+                        help="check every pending pair again with today's geometric check (and keep those verdicts)")
     args = parser.parse_args(argv)
     truth = Truth.read(args.set_dir / "truth.csv")
     universe = set(truth.files)
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         with connect(None, data_dir) as conn:
             kept = keep_geometry_verdicts(conn)
             conn.commit()
-            info = rejudge(conn, args.workers)
+            info = rejudge(conn, args.workers, args.recheck)
             print(f"geometric verdicts kept: {kept}; {info}", file=sys.stderr)
             default = Config("dbdedup fused", "defaults", "phash", "fused", 8, default=True)
             scores, _ = run_configs(conn, [default], truth, universe, 0.0, 1800)
