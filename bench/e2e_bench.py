@@ -3,6 +3,7 @@
     .venv/bin/python bench/e2e_bench.py                      # both sets, every tool, best of 3
     .venv/bin/python bench/e2e_bench.py --sets small --repeat 5 --tools dbdedup,hashes-only,czkawka
     .venv/bin/python bench/e2e_bench.py --mixed-limit 3000   # a sample of the mixed set
+    .venv/bin/python bench/e2e_bench.py --sets small --tools dbdedup --against a458450 --repeat 4
 
 Sets:
 - ``small``: 10,000 JPEGs of 128x128 (``tests/images.photo``, deterministic), in one flat folder;
@@ -17,6 +18,9 @@ Each tool runs as its own process(es) and is timed on the wall clock, from start
   with an empty, migrated ``dbdedup`` schema (dropped and migrated again before every run, untimed);
   the two commands' seconds are shown apart and summed.
 - ``hashes-only``: the same with ``load --no-orientations --embedder none`` (report at its defaults).
+- ``dbdedup@REV`` (with ``--against REV``): the defaults with the code of git revision REV (exported
+  under bench/out by ``load_bench.export_revision``), in the same rounds: a before/after on a busy
+  machine, where only runs close in time compare.
 - ``czkawka``, ``imagehash`` (imagehash.phash in a process pool, then every pair within 8 by numpy
   ``bitwise_count``) and ``imagededup`` (PHash, its default threshold 10): through
   ``bench/accuracy/peers.py`` in the peers' virtualenv (bench/out/peers-venv; see
@@ -115,30 +119,34 @@ def tool_environment() -> dict[str, str]:
     return env
 
 
-def timed(command: list[str], *, log: Path) -> float:
-    """Run ``command`` (stdout discarded, stderr to ``log``); return its wall seconds; exit on failure."""
+def timed(command: list[str], *, log: Path, tree: Path | None = None) -> float:
+    """Run ``command`` (stdout discarded, stderr to ``log``), with the dbdedup code of ``tree`` when given;
+    return its wall seconds; exit on failure."""
+    env = tool_environment()
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     with open(log, "ab") as err:
         started = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err, env=tool_environment())
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=err, env=env)
         seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed (exit {done.returncode}); see {log}")
     return seconds
 
 
-def reset_schema(admin: str, data_dir: Path, log: Path) -> float:
+def reset_schema(admin: str, data_dir: Path, log: Path, tree: Path | None = None) -> float:
     """An empty, migrated dbdedup schema on the running embedded server; returns the migration's seconds."""
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS dbdedup CASCADE")
         conn.execute("CHECKPOINT")
-    return timed([dbdedup_command(), "--data-dir", str(data_dir), "migrate"], log=log)
+    return timed([dbdedup_command(), "--data-dir", str(data_dir), "migrate"], log=log, tree=tree)
 
 
-def run_dbdedup(tool: str, folder: Path, admin: str, data_dir: Path, log: Path) -> dict:
-    migrate = reset_schema(admin, data_dir, log)
+def run_dbdedup(tool: str, folder: Path, admin: str, data_dir: Path, log: Path, tree: Path | None = None) -> dict:
+    migrate = reset_schema(admin, data_dir, log, tree)
     base = [dbdedup_command(), "--data-dir", str(data_dir)]
-    load = timed([*base, "load", *DBDEDUP_TOOLS[tool], str(folder)], log=log)
-    report = timed([*base, "report"], log=log)
+    load = timed([*base, "load", *DBDEDUP_TOOLS.get(tool, []), str(folder)], log=log, tree=tree)
+    report = timed([*base, "report"], log=log, tree=tree)
     with psycopg.connect(admin) as conn:
         images, clusters = conn.execute(
             "SELECT (SELECT count(*) FROM dbdedup.images WHERE status = 'ok'), "
@@ -167,7 +175,7 @@ def describe(runs: list[float]) -> str:
 
 
 def bench_set(name: str, folder: Path, tools: list[str], repeat: int, admin: str, data_dir: Path,
-              workers: int) -> None:
+              workers: int, trees: dict[str, Path] | None = None) -> None:
     count = sum(1 for p in folder.iterdir() if p.is_file())
     log = E2E / "stderr.log"
     print(f"\n## {name}: {count:,} files in {folder}", flush=True)
@@ -176,8 +184,8 @@ def bench_set(name: str, folder: Path, tools: list[str], repeat: int, admin: str
         order = tools[round_number % len(tools):] + tools[:round_number % len(tools)]
         for tool in order:
             load_before = os.getloadavg()[0]
-            if tool in DBDEDUP_TOOLS:
-                result = run_dbdedup(tool, folder, admin, data_dir, log)
+            if tool in DBDEDUP_TOOLS or tool in (trees or {}):
+                result = run_dbdedup(tool, folder, admin, data_dir, log, (trees or {}).get(tool))
             else:
                 result = run_peer(tool, folder, workers, log)
             result["load_average"] = (load_before, os.getloadavg()[0])
@@ -213,17 +221,26 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
                         help="the peers' process pools (dbdedup uses its default: every core)")
     parser.add_argument("--data-dir", type=Path, default=E2E / "pgdata")
+    parser.add_argument("--against", metavar="REV", default=None,
+                        help="also run the defaults with the code of this git revision (tool dbdedup@REV)")
     args = parser.parse_args()
     tools = [t.strip() for t in args.tools.split(",")]
     unknown = [t for t in tools if t not in TOOLS]
     if unknown:
         parser.error(f"unknown tools {unknown}; use {', '.join(TOOLS)}")
-    peers = [t for t in tools if t not in DBDEDUP_TOOLS]
+    peers = [t for t in tools if t not in DBDEDUP_TOOLS]  # (checked before dbdedup@REV is added)
     if peers and not PEERS_PYTHON.exists():
         parser.error(f"the peers need {PEERS_PYTHON}: python3.11 -m venv bench/out/peers-venv && "
                      "bench/out/peers-venv/bin/pip install -r bench/accuracy/peers-requirements.txt")
     if "dbdedup" not in tools:
         tools.insert(0, "dbdedup")  # the reference of every ratio
+    trees: dict[str, Path] = {}
+    if args.against:
+        sys.path.insert(0, str(HERE))
+        from load_bench import export_revision
+
+        trees[f"dbdedup@{args.against}"] = export_revision(args.against)
+        tools.insert(tools.index("dbdedup") + 1, f"dbdedup@{args.against}")
 
     from dbdedup import __version__
     from dbdedup import db as dbmod
@@ -242,7 +259,7 @@ def main() -> None:
                 continue
         else:
             parser.error(f"unknown set {name!r}")
-        bench_set(name, folder, tools, args.repeat, admin, args.data_dir, args.workers)
+        bench_set(name, folder, tools, args.repeat, admin, args.data_dir, args.workers, trees)
 
 
 if __name__ == "__main__":
