@@ -447,7 +447,7 @@ MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when neither is greys
 MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
 NEAR_DISTANCE = int(_SETTINGS["near_distance"])  # farther apart (pHash or variant), a pair is held to MAX_DETAIL_FAR
 MAX_DETAIL_FAR = _SETTINGS["max_detail_far"]  # another emblem on one folder, another pip on one card (also the
-# limit of a geometrically aligned overlap's detail)
+# limit of the overlap's detail when the geometric check aligns a pair a pHash or variant aligned)
 MAX_GREY_LIGHT = _SETTINGS["max_grey_light"]  # a greyscale image against a colour one's greyscale conversion
 # Which pairs the signature judges (aligned: one framing) and which go to the geometric check
 ALIGNED_DISTANCE = int(_SETTINGS["aligned_distance"])  # pHash distance of an aligned pair
@@ -506,10 +506,13 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity", c
     return None
 
 
-def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_inliers: int = MIN_INLIERS) -> Verdict:
+def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_inliers: int = MIN_INLIERS,
+                      max_detail: float | None = None) -> Verdict:
     """The verdict for a pair from its geometric match: at least ``min_inliers`` keypoint matches must
     agree with one similarity transform, and the overlap, aligned by it, must agree in colour and
-    layout ('colour') and in its 16x16 detail within MAX_DETAIL_FAR ('detail')."""
+    layout ('colour') and, when ``max_detail`` is given, in its 16x16 detail ('detail'). (The
+    detail is asked of aligned pairs only: a copy turned by some degrees brings the corners it was
+    filled with into the overlap, which the detail sees as a region that differs.)"""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     if match.transform is None or match.inliers < min_inliers:
@@ -522,7 +525,7 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
     score = max(0.0, 1.0 - colour.worst)
     if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
             and colour.gain <= colour.gain_limit and _grey_light_agrees(colour):
-        if colour.detail > MAX_DETAIL_FAR:
+        if max_detail is not None and colour.detail > max_detail:
             # aligned, the overlap still differs in a small region: another emblem, glyph or pip
             return Verdict(False, score, "detail")
         return Verdict(True, score, "geometry")

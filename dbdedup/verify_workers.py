@@ -307,8 +307,10 @@ class PairChecker:
                 return trimmed
         match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
                                        self._keypoints(seen_b, "identity"))
-        return verify.geometric_verdict(fa, fb, match,
-                                        min_inliers=verify.MIN_INLIERS_ALIGNED if aligned else verify.MIN_INLIERS)
+        if aligned:  # its signatures disagreed: more keypoints, and the aligned overlap's detail
+            return verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
+                                            max_detail=verify.MAX_DETAIL_FAR)
+        return verify.geometric_verdict(fa, fb, match)
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
         """(hash_kind, image_a, image_b, verified, score, reason) for each pair; an unexpected

@@ -46,14 +46,14 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                2.0 AS grey_chroma,          -- RMS chroma under which an image is a greyscale picture (a conversion's is about 0)
                1.5 AS max_gain_grey,        -- the spread ratio of other pairs with a greyscale image
                2 AS near_distance,          -- an aligned pair this close may differ in detail up to max_detail
-               0.65 AS max_detail_far       -- the 16x16 detail of an aligned pair farther apart, and of a geometrically aligned overlap
+               0.65 AS max_detail_far       -- the 16x16 detail of an aligned pair farther apart, also after the geometric check
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, geometry_min_similarity), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
-    'near_distance, and of the overlap of a pair the geometric check aligns) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
+    'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
