@@ -497,12 +497,16 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity", c
     distance; beyond NEAR_DISTANCE the detail limit is MAX_DETAIL_FAR (None: MAX_DETAIL)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
-    distance = compare_signatures(orient_signature(a.signature, orientation), b.signature)
-    score = max(0.0, 1.0 - distance.worst)
+    return agreement_verdict(compare_signatures(orient_signature(a.signature, orientation), b.signature), closest)
+
+
+def agreement_verdict(distance: SignatureDistance, closest: int | None = None) -> Verdict | None:
+    """'signature' (verified, scored) when every measure of an aligned pair's signature distance
+    is within its limit (the detail's by ``closest``, as in ``signature_verdict``); None otherwise."""
     if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
             and distance.gain <= distance.gain_limit \
             and distance.detail <= detail_limit(closest) and _grey_light_agrees(distance):
-        return Verdict(True, score, "signature")
+        return Verdict(True, max(0.0, 1.0 - distance.worst), "signature")
     return None
 
 

@@ -378,13 +378,12 @@ BEGIN
     -- other measures pass (AND stops at the first false one).
     INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
-           CASE WHEN m.ok THEN 'signature'
-                WHEN coalesce(m.chroma > s.max_chroma, false) OR coalesce(m.grey_light > s.max_grey_light, false)
-                     OR m.gain > m.gain_limit THEN 'colour'
-                WHEN m.light > s.max_light THEN 'layout'
+           CASE WHEN m.ok THEN 'signature' WHEN m.apart_in_colour THEN 'colour' WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light, d.chroma, d.gain, d.grey_light, d.gain_limit,
+    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
+                 coalesce(d.chroma > s.max_chroma, false) OR coalesce(d.grey_light > s.max_grey_light, false)
+                 OR d.gain > d.gain_limit AS apart_in_colour,
                  d.light <= s.max_light AND coalesce(d.chroma <= s.max_chroma, true) AND d.gain <= d.gain_limit
                  AND coalesce(d.grey_light <= s.max_grey_light, true)
                  AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
@@ -402,9 +401,7 @@ BEGIN
     -- apart in layout only beyond hopeless; never for the detail alone (a copy turned by a few
     -- degrees or cropped a little: the geometric check aligns it and compares the overlap's detail)
     WHERE m.ok OR (m.route = 'aligned' AND CASE
-              WHEN coalesce(m.chroma > s.max_chroma, false) OR coalesce(m.grey_light > s.max_grey_light, false)
-                   OR m.gain > m.gain_limit
-                  THEN m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
+              WHEN m.apart_in_colour THEN m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
               WHEN m.light > s.max_light THEN m.worst > s.hopeless
               ELSE false END);
 

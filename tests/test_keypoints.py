@@ -239,14 +239,21 @@ def test_without_keypoints_the_load_stores_no_keys_and_matching_finds_no_keypoin
     assert len({by_name[n][0] for n in ("original.png", "half_crop.png", "turned.png")}) == 1
 
 
-def test_new_images_are_matched_against_all_incrementally(db_dsn, tmp_path):
-    root = tmp_path / "photos"
-    picture = textured_photo(21)
+def _loaded_and_reported(db_dsn: str, root: Path, seed: int) -> Image.Image:
+    """A photo (original.png) and 3 unrelated ones, loaded with --keypoints and reported once (which stores
+    the clustering parameters, rule fused): the set a later copy is added to. Returns the photo."""
+    picture = textured_photo(seed)
     save(picture, root / "original.png")
     for k in range(3):
         save(textured_photo(200 + k), root / f"other{k}.png")
     run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
     run_cli(db_dsn, "report", "--format", "json")
+    return picture
+
+
+def test_new_images_are_matched_against_all_incrementally(db_dsn, tmp_path):
+    root = tmp_path / "photos"
+    picture = _loaded_and_reported(db_dsn, root, 21)
     save(rotated(crop_area(picture, 0.75, 0.9, 0.1), -6), root / "late_copy.png")
     run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
     match = run_cli(db_dsn, "match").stderr
@@ -316,12 +323,7 @@ def test_refresh_finds_keypoint_pairs_and_leaves_them_to_the_geometric_check(db_
     # pg_cron's dbdedup.refresh() after a --keypoints load: the new crop becomes a keypoint pair, pending
     # (only geometry verifies one), so not clustered until `dbdedup verify` has checked it
     root = tmp_path / "photos"
-    picture = textured_photo(9)
-    save(picture, root / "original.png")
-    for k in range(3):
-        save(textured_photo(200 + k), root / f"other{k}.png")
-    run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
-    run_cli(db_dsn, "report", "--format", "json")  # stores the clustering parameters (rule fused)
+    picture = _loaded_and_reported(db_dsn, root, 9)
     save(crop_area(picture, 0.5, 0.3, 0.6), root / "half_crop.png")
     run_cli(db_dsn, "load", "--keypoints", "--workers", "1", str(root))
     with psycopg.connect(db_dsn, autocommit=True) as conn:
