@@ -207,7 +207,8 @@ class SignatureDistance:
     """How far two colour layouts are: ``light`` (RMS difference of the 8x8 lightness layouts,
     each normalised to zero mean and unit spread: 0 = same, 1 = unrelated, up to 2 = inverted),
     ``chroma`` (RMS difference of the chroma layouts, each scaled to unit strength; None when
-    either image is greyscale), ``gain`` (ratio of the two lightness spreads, >= 1) and
+    either image is greyscale), ``gain`` (ratio of the two lightness spreads, >= 1; when both
+    images are in colour, the ratio of their RMS chromas if that is larger) and
     ``detail`` (the 6th largest difference of the normalised 16x16 lightness cells: a small
     region that differs, such as another glyph on the same folder or another suit's pip) and
     ``grey_light`` (a greyscale picture, RMS chroma under ``GREY_CHROMA``, against a colour one:
@@ -253,6 +254,11 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     detail = float(np.sort(np.abs(_normalised(fine_a)[0] - _normalised(fine_b)[0]).ravel())[-_DETAIL_RANK])
     ca, cb = chroma(a), chroma(b)
     low, high = min(ca, cb), max(ca, cb)
+    if low >= MIN_CHROMA:
+        # Likewise two colour variants whose hues are close (a pale orange folder and a yellow one):
+        # an edit scales the chroma about as much as the spread (brightness -30%: 1.35x), another
+        # palette often by 2x or more.
+        gain = max(gain, high / low)
     grey_light = None
     if low < GREY_CHROMA and high >= MIN_CHROMA:
         # the greyscale one's 8x8 lightness against the colour one's after a greyscale conversion

@@ -31,7 +31,7 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.30 AS max_light,           -- lightness-layout distance of an aligned pair
                0.30 AS max_chroma,          -- chroma-layout distance of an aligned pair, both in colour
                1.3 AS max_gain,             -- lightness spread ratio of a greyscale image and a colour one
-               1.6 AS max_gain_colour,      -- the same when neither is greyscale (brightness -30% is about 1.4)
+               1.6 AS max_gain_colour,      -- the same when neither is greyscale (brightness -30% is about 1.4), and their chroma ratio
                0.8 AS max_detail,           -- 16x16 detail of an aligned pair
                12 AS aligned_distance,      -- a pHash pair this close has one framing: the signature judges it
                8 AS aligned_variant,        -- the same for an orientation variant (closer than the plain pHash)
@@ -242,7 +242,11 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
                CASE WHEN least(x[450], y[450]) >= s.min_chroma
                     THEN (SELECT sqrt(sum((u.p - u.q) * (u.p - u.q)) / 64)
                           FROM (SELECT unnest(x[321:448]) AS p, unnest(y[321:448]) AS q) u) END,
-               greatest(x[449], y[449]) / least(x[449], y[449]),
+               -- the spread ratio; of two colour pictures, the chroma ratio if larger (a close hue in
+               -- another palette: an edit scales the chroma about as much as the spread)
+               greatest(greatest(x[449], y[449]) / least(x[449], y[449]),
+                        CASE WHEN least(x[450], y[450]) >= s.min_chroma
+                             THEN greatest(x[450], y[450]) / least(x[450], y[450]) ELSE 1 END),
                (SELECT min(e.d)
                 FROM (SELECT abs(u.p - u.q) AS d FROM (SELECT unnest(x[1:256]) AS p, unnest(y[1:256]) AS q) u
                       ORDER BY 1 DESC LIMIT s.detail_rank) e),
@@ -273,7 +277,8 @@ COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'How far two colour signatures (images.colour_signature) are, the first turned by an orientation (identity for NULL): '
     'light (RMS difference of the 8x8 lightness layouts, each normalised to zero mean and unit spread; 0 same, about 1 '
     'unrelated), chroma (RMS difference of the chroma layouts scaled to unit strength; NULL when either image is '
-    'greyscale), gain (ratio of the lightness spreads, >= 1), detail (the 6th largest difference of the normalised 16x16 '
+    'greyscale), gain (ratio of the lightness spreads, >= 1; of two colour pictures the ratio of their RMS chromas if '
+    'larger), detail (the 6th largest difference of the normalised 16x16 '
     'lightness cells), grey_light (a greyscale picture, RMS chroma under grey_chroma, against a colour one: the mean '
     'difference, in L* units, between the greyscale one''s 8x8 lightness and the colour one''s after a greyscale '
     'conversion; NULL otherwise), gain_limit (the largest gain an edit explains for this kind of pair: max_gain for a '

@@ -274,6 +274,38 @@ def test_darker_copies_of_a_muted_photo_and_of_a_greyscale_photo_are_verified(co
     assert groups(conn) == {frozenset({"muted.png", "muted_dark.png"}), frozenset({"grey.png", "grey_dark.png"})}
 
 
+def test_a_paler_palette_of_one_drawing_is_apart_in_colour_and_its_edited_copies_are_not(conn, tmp_path):
+    # An icon set's orange folder and its pale orange one: the same hue, the same lightness layout,
+    # half the chroma. Normalised, the two chroma layouts are one; the chroma ratio is what an edit
+    # does not explain (brightness and contrast scale it by 1.4 at most).
+    orange = (225, 110, 30)
+    grey_level = round(float(np.interp(verify.srgb_to_lab(np.array(orange))[0],
+                                       verify.srgb_to_lab(np.stack([np.arange(256)] * 3, axis=-1))[:, 0],
+                                       np.arange(256))))
+    pale = tuple(round(0.45 * c + 0.55 * grey_level) for c in orange)
+    copies = {"orange.png": drawing(orange), "pale.png": drawing(pale),
+              "orange_dark.png": ImageEnhance.Brightness(drawing(orange)).enhance(0.7),
+              "orange_bright.png": ImageEnhance.Brightness(drawing(orange)).enhance(1.3),
+              "orange_contrast.png": ImageEnhance.Contrast(drawing(orange)).enhance(1.4)}
+    for name, image in copies.items():
+        save(image, tmp_path / name)
+    signatures = {name: verify.colour_signature(image) for name, image in copies.items()}
+    apart = verify.compare_signatures(signatures["orange.png"], signatures["pale.png"])
+    assert apart.light < 0.1 and apart.chroma < 0.1  # the layouts alone: the same picture
+    assert verify.chroma(signatures["orange.png"]) / verify.chroma(signatures["pale.png"]) > verify.MAX_GAIN_COLOUR
+    assert apart.gain > apart.gain_limit
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    assert phash_distance(conn, ids, "orange.png", "pale.png") < verify.SAME_FRAMING
+    found = pair(conn, ids, "orange.png", "pale.png")
+    assert found["verified"] is False and found["reason"] == "colour", found
+    for name in ("orange_dark.png", "orange_bright.png", "orange_contrast.png"):
+        found = pair(conn, ids, "orange.png", name)
+        assert found["verified"] is True and found["reason"] == "signature", (name, found)
+    assert not any("pale.png" in g and "orange.png" in g for g in groups(conn))
+    assert any({"orange.png", "orange_dark.png", "orange_bright.png"} <= g for g in groups(conn))
+
+
 def test_edited_copies_are_verified_and_clustered_with_the_measure_that_verified_them(conn, tmp_path):
     original = photo(21, (320, 240))
     save(original, tmp_path / "ref" / "original.png")  # under a reference path: the keeper
