@@ -230,7 +230,16 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(args.repeat):
         t = time.perf_counter()
         for a, b, distance, transform, transform_distance in rows:
-            verdict = verify.signature_verdict(features[a - 1], features[b - 1], transform or "identity")
+            # routed as verify_pairs routes them: the variant's orientation only when it is closer and
+            # within aligned_variant; otherwise the plain pHash within aligned_distance; else pending
+            through_variant = transform is not None and transform_distance <= verify.ALIGNED_VARIANT \
+                and transform_distance < distance
+            if not through_variant and distance > verify.ALIGNED_DISTANCE:
+                python_verdicts[(a - 1, b - 1)] = False
+                continue
+            closest = min(distance, 64 if transform_distance is None else transform_distance)
+            verdict = verify.signature_verdict(features[a - 1], features[b - 1],
+                                               transform if through_variant else "identity", closest)
             python_verdicts[(a - 1, b - 1)] = verdict is not None and verdict.verified
         python_seconds.append(time.perf_counter() - t)
     agree = sum(python_verdicts[k] == v for k, v in sql_verdicts.items() if v)  # verified by both
