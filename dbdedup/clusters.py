@@ -223,6 +223,8 @@ class ClusterResult:
     match: MatchResult | None = None  # the MatchResult when matching ran
     verification: object | None = None  # the verify_workers.VerifySummary when pending pairs were checked by their pixels
     rule_note: str | None = None  # why the rule applied differs from the one asked
+    keeper_pairs: int = 0  # pairs with a keeper proposed through a verified member (dbdedup.propose_keeper_pairs)
+    keeper_check: object | None = None  # the VerifySummary of their check by pixels, when it ran
 
 
 def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple[str, bool, bool]:
@@ -393,5 +395,35 @@ def ensure_clusters(
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=prepared.rule_note)
     result = build_clusters(conn, applied)
+    result = link_keepers(conn, result, verify_workers=verify_workers, verify_progress=verify_progress)
     return replace(result, matched=match is not None, match=match, verification=verification,
                    rule_note=prepared.rule_note)
+
+
+KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in the next round
+
+
+def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
+                 verify_progress=None) -> ClusterResult:
+    """After a build under a rule with transforms: propose the pair of each keeper with every image
+    verified as the same picture as one of its members (``dbdedup.propose_keeper_pairs``), check them
+    like any pair (in SQL, then by their pixels) and build again; up to ``KEEPER_ROUNDS`` times.
+    A member is still in a cluster only when its own pair with the keeper is verified."""
+    if result.settings.rule not in ("transforms", "fused") or result.settings.hash_kind != "phash":
+        return result
+    from .verify_workers import merged, verify_pending_pairs  # OpenCV and the worker pool: only when needed
+
+    proposed, check = 0, None
+    for _ in range(KEEPER_ROUNDS):
+        with conn.transaction():
+            found = conn.execute("SELECT dbdedup.propose_keeper_pairs()").fetchone()[0]
+            if found:
+                conn.execute("SELECT * FROM dbdedup.verify_pairs('phash')")
+        if not conn.autocommit:
+            conn.commit()
+        if not found:
+            break
+        proposed += found
+        check = merged(check, verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress))
+        result = build_clusters(conn, result.settings)
+    return replace(result, keeper_pairs=proposed, keeper_check=check)

@@ -318,11 +318,14 @@ def render_terminal(
 
 
 def pair_match_text(row: dict[str, Any]) -> str:
-    """How matching found a pair, for people: "pHash 4", "flip_h 0", "embedding 0.95", "keypoints", "same bytes"."""
+    """How matching found a pair, for people: "pHash 4", "flip_h 0", "embedding 0.95", "keypoints",
+    "through a member" (a keeper's pair proposed through a verified member), "same bytes"."""
     if row["exact"]:
         return "same bytes"
     if row["matched_by"] == "keypoints":
         return "keypoints"
+    if row["matched_by"] == "linked":
+        return "through a member"
     if row["matched_by"] == "variant":
         return f"{row['transform']} {row['transform_distance']}"
     if row["matched_by"] == "embedding":

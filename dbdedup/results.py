@@ -79,6 +79,8 @@ class Member:
             return "same bytes"
         if self.transform == "keypoints":
             matched = "keypoints"  # shared keypoint keys: a crop or a rotation, no hash distance
+        elif self.transform == "linked":
+            matched = "through a member"  # proposed because it is verified with a member (its own pair checked)
         elif self.transform:
             matched = f"{self.transform} {self.distance}"
         elif self.similarity is not None and self.distance > threshold:

@@ -64,6 +64,7 @@ CACHED_IMAGES = 256
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
 _MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
 KEYPOINTS = "keypoints"  # pairs.transform of a pair only shared keypoint keys found (sql/keypoints.sql)
+LINKED = "linked"  # pairs.transform of a keeper's pair proposed through a verified member (sql/clusters.sql)
 
 
 class VerifyProgress:
@@ -98,6 +99,18 @@ class VerifySummary:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
                 "images_read": self.images_read, "workers": self.workers, "seconds": round(self.seconds, 3)}
+
+
+def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
+    """One summary for two runs of ``verify_pending_pairs`` (``first`` None: ``second``)."""
+    if first is None:
+        return second
+    return VerifySummary(
+        pending=first.pending + second.pending, verified=first.verified + second.verified,
+        rejected=first.rejected + second.rejected, errors=first.errors + second.errors,
+        reasons=dict(Counter(first.reasons) + Counter(second.reasons)),
+        backfilled=first.backfilled + second.backfilled, images_read=first.images_read + second.images_read,
+        workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
 
 # ---------------------------------------------------------------- one pair, in a worker
@@ -311,6 +324,10 @@ class PairChecker:
         if aligned:  # its signatures disagreed: more keypoints, and the aligned overlap's detail
             return verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
                                             max_detail=verify.MAX_DETAIL_FAR)
+        if pair.transform == LINKED:
+            # no signal found this pair, only a verified member of the keeper's cluster: as many
+            # keypoints as an aligned pair (thin drawings of one template agree on 16)
+            return verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED)
         return verify.geometric_verdict(fa, fb, match)
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:

@@ -273,6 +273,57 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.92 confirmed within 20, variants within 2); dHash and aHash cluster by rule hash.';
 
+CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs() RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    n bigint;
+    wanted bigint[];
+BEGIN
+    -- A member must be verified with its keeper itself, and a pair is only checked when a signal
+    -- found it: a copy cropped by a quarter is far from the keeper (an upscaled copy) by every
+    -- hash, though verified with the original, a member. Such pairs are proposed here (transform
+    -- 'linked'), and checked like any other pair before they may link anything. Each table is
+    -- read into a temporary one first: Citus joins no temporary table with a distributed one.
+    CREATE TEMP TABLE lk_assign ON COMMIT DROP AS
+    SELECT a.image_id, a.cluster_id, a.is_keeper FROM dbdedup.cluster_assignments a;
+    CREATE TEMP TABLE lk_verified ON COMMIT DROP AS
+    SELECT p.image_a, p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.verified;
+    CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
+    SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
+    FROM (SELECT v.image_b AS x, m.cluster_id AS keeper
+          FROM lk_verified v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
+          UNION ALL
+          SELECT v.image_a, m.cluster_id
+          FROM lk_verified v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper) l
+    LEFT JOIN lk_assign x ON x.image_id = l.x
+    WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
+    SELECT array_agg(DISTINCT i) INTO wanted
+    FROM (SELECT image_a AS i FROM lk_linked UNION ALL SELECT image_b FROM lk_linked) u;
+    n := 0;
+    IF wanted IS NOT NULL THEN
+        CREATE TEMP TABLE lk_hash ON COMMIT DROP AS
+        SELECT i.id, i.phash FROM dbdedup.images i WHERE i.id = ANY (wanted) AND i.status = 'ok' AND i.phash IS NOT NULL;
+        -- a pair already stored (found by a signal, or proposed before) is left as it is
+        INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
+        SELECT 'phash', k.image_a, k.image_b, bit_count((ia.phash # ib.phash)::bit(64)), false, 'linked', 0
+        FROM lk_linked k
+        JOIN lk_hash ia ON ia.id = k.image_a
+        JOIN lk_hash ib ON ib.id = k.image_b
+        ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        DROP TABLE lk_hash;
+    END IF;
+    DROP TABLE lk_assign, lk_verified, lk_linked;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.propose_keeper_pairs() IS
+    'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
+    'pHash-kind pair) but outside that cluster and with no pair of its own with the keeper, store that pair, unverified, '
+    'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
+    'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored.';
+
 CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
     LANGUAGE plpgsql
     AS $$

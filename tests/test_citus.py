@@ -229,6 +229,37 @@ def test_pairs_left_for_the_geometric_check_are_checked_on_citus(citus_dsn, tmp_
     assert verdicts.get(frozenset((files["photo"].name, files["bordered"].name)), (False,))[0]
 
 
+def test_a_keeper_pair_through_a_verified_member_is_proposed_and_checked_on_citus(citus_dsn, tmp_path):
+    """dbdedup.propose_keeper_pairs on distributed pairs and images: a crop verified with the original (a
+    member) and never paired with the upscaled keeper gets that pair, checked by the workers, and joins."""
+    from dbdedup import clusters
+    from test_keeper_pairs import _pair
+    from test_verify_workers import crop_25, textured_photo
+
+    original = textured_photo(1)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "large.png"),
+             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
+    dbdedup(citus_dsn, "load", str(tmp_path / "set"))
+    dbdedup(citus_dsn, "report")
+    with psycopg.connect(citus_dsn) as conn:
+        image = {name: conn.execute("SELECT id FROM dbdedup.images WHERE path = %s", (str(path),)).fetchone()[0]
+                 for name, path in files.items()}
+        crop, large, photo_id = image["crop"], image["photo-large"], image["photo"]
+        conn.execute("DELETE FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s", (min(crop, large), max(crop, large)))
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, similarity) "
+                     "VALUES ('phash', %s, %s, 30, false, 0.95) ON CONFLICT (hash_kind, image_a, image_b) "
+                     "DO UPDATE SET verified = NULL, verify_score = NULL, verify_reason = NULL",
+                     (min(crop, photo_id), max(crop, photo_id)))
+        conn.commit()
+        result = clusters.ensure_clusters(conn, verify_workers=2)
+        assert _pair(conn, crop, large) == ("linked", True, "geometry")
+        assert result.keeper_pairs == 1
+        members = {i for (i,) in conn.execute("SELECT image_id FROM dbdedup.cluster_members WHERE cluster_id = %s",
+                                              (large,))}
+    assert members == {large, photo_id, crop}
+
+
 def test_three_loaders_at_once_on_citus_give_the_database_of_one_load_on_one_server(citus_dsn, empty_db_dsn, tmp_path):
     """Three loader processes (two folders and the tree over both) into the coordinator at once: the rows
     and clusters of one load of the tree into the embedded server."""

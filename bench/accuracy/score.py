@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from dbdedup.clusters import RULES, ClusterSettings, build_clusters
+from dbdedup.clusters import RULES, ClusterSettings, build_clusters, link_keepers
 from dbdedup.db import connect, stop_embedded
 from dbdedup.embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from dbdedup.load import load_paths
@@ -342,7 +342,7 @@ def phash_configs(thresholds: list[int], transform_thresholds: list[int], transf
 
 def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], base_seconds: float,
                 cluster_timeout: float) -> tuple[list[Score], dict]:
-    """build_clusters per configuration, each scored from dbdedup.cluster_members."""
+    """build_clusters (and link_keepers) per configuration, each scored from dbdedup.cluster_members."""
     scores, labels_by = [], {}
     for config in configs:
         name = f"{config.method} {config.setting}"
@@ -350,6 +350,8 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
         conn.execute(f"SET statement_timeout = {int(cluster_timeout * 1000)}")
         try:
             result = build_clusters(conn, config.settings())
+            # as ensure_clusters does (rules with transforms): keeper pairs through verified members
+            result = link_keepers(conn, result, verify_workers=2)
         except psycopg.errors.QueryCanceled:
             conn.rollback()
             print(f"  {name}: build_clusters passed {cluster_timeout} s, cancelled", file=sys.stderr)
@@ -361,7 +363,8 @@ def run_configs(conn, configs: list[Config], truth: Truth, universe: set[str], b
             conn.execute("SET statement_timeout = 0")
         cluster_seconds = time.perf_counter() - started
         print(f"  {name}: {result.clusters} clusters in {cluster_seconds:.1f} s, "
-              f"{result.split_rounds} guard rounds", file=sys.stderr)
+              f"{result.split_rounds} guard rounds, {result.keeper_pairs} keeper pairs proposed"
+              + (f" ({result.keeper_check.as_dict()})" if result.keeper_check else ""), file=sys.stderr)
         rows = conn.execute("SELECT cluster_id, path FROM dbdedup.cluster_members").fetchall()
         labels = {os.path.basename(path): cluster for cluster, path in rows}
         labels_by[(config.method, config.setting)] = labels

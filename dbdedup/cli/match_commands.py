@@ -93,6 +93,10 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
         from .verify_commands import summary_line
 
         note(ctx, summary_line(result.verification))
+    if result.keeper_pairs:
+        checked = result.keeper_check
+        note(ctx, f"{result.keeper_pairs:,} pairs of a keeper and an image verified with one of its members proposed"
+                  + (f": {checked.verified:,} verified by their pixels, {checked.rejected:,} not" if checked else ""))
     note(ctx, f"{result.clusters:,} clusters with {result.members:,} images at threshold {settings.threshold} "
               f"(rule: {settings.rule}, keeper: {settings.keeper_rule}) in {result.seconds:.2f} s")
     if common_values:

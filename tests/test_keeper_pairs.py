@@ -1,0 +1,85 @@
+"""Keeper pairs through verified members (dbdedup.propose_keeper_pairs, clusters.link_keepers): an image
+verified as the same picture as a member, but never paired with the keeper by any signal, gets its pair
+with the keeper checked, and joins the cluster only when that pair is verified. Real files, the real
+loader, the real workers and the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from dbdedup import clusters
+from dbdedup.clusters import ClusterSettings
+from images import save
+from test_verify_workers import add_pending, crop_25, drawing, loaded, other_colours, textured_photo
+
+
+def _pair(conn, a: int, b: int) -> tuple | None:
+    return conn.execute("SELECT transform, verified, verify_reason FROM dbdedup.pairs "
+                        "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (min(a, b), max(a, b))).fetchone()
+
+
+def _clusters(conn, image: dict[str, int]) -> set[frozenset[str]]:
+    names = {i: n for n, i in image.items()}
+    return {frozenset(names[i] for i in ids) for (ids,) in conn.execute(
+        "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
+
+
+def test_a_crop_verified_with_the_original_joins_the_upscaled_keeper_through_its_own_checked_pair(conn, tmp_path):
+    original = textured_photo(1)
+    art = drawing()
+    files = {
+        "photo": save(original, tmp_path / "set" / "photo.png"),
+        "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "photo-large.png"),
+        "crop": save(crop_25(original), tmp_path / "set" / "photo-crop.jpg", quality=92),
+        "art": save(art, tmp_path / "set" / "art.png"),
+        "art-large": save(art.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "art-large.png"),
+        "art-colours": save(other_colours(art), tmp_path / "set" / "art-colours.png"),
+    }
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)  # matched and clustered by hashes
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large"}), frozenset({"art", "art-large"})}
+    # what an embedding search finds among a crop's nearest neighbours in a dense family: the original,
+    # not the upscaled copy that is the keeper (no hash is close for a quarter cut away)
+    assert _pair(conn, image["photo"], image["crop"]) is None
+    add_pending(conn, image["photo"], image["crop"])
+    assert _pair(conn, image["crop"], image["photo-large"]) is None
+    # a look-alike taken for the same picture as a member (by mistake: it is another colourway)
+    if _pair(conn, image["art"], image["art-colours"]) is None:
+        add_pending(conn, image["art"], image["art-colours"])
+    conn.execute("UPDATE dbdedup.pairs SET verified = true, verify_score = 0.9, verify_reason = 'signature' "
+                 "WHERE image_a = %s AND image_b = %s", (min(image["art"], image["art-colours"]),
+                                                        max(image["art"], image["art-colours"])))
+    conn.execute("DELETE FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s",
+                 (min(image["art-colours"], image["art-large"]), max(image["art-colours"], image["art-large"])))
+    conn.commit()
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+
+    assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
+    assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
+    # the look-alike's own pair with the keeper is checked too, and rejected: it stays out
+    transform, verified, reason = _pair(conn, image["art-colours"], image["art-large"])
+    assert (transform, verified) == ("linked", False) and reason == "colour"
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"}), frozenset({"art", "art-large"})}
+    assert result.keeper_pairs == 2 and result.keeper_check.verified == 1
+    keeper, how = conn.execute("SELECT c.cluster_id, c.transform FROM dbdedup.cluster_members c "
+                               "WHERE c.image_id = %s", (image["crop"],)).fetchone()
+    assert keeper == image["photo-large"] and how == "linked"
+
+    # nothing new to propose: a second run proposes nothing and checks nothing
+    again = clusters.link_keepers(conn, clusters.build_clusters(conn, ClusterSettings()))
+    assert again.keeper_pairs == 0 and again.keeper_check is None
+
+
+def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
+    original = textured_photo(2)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
+             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)
+    add_pending(conn, image["photo"], image["crop"])
+    result = clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)
+    assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
+    assert result.keeper_pairs == 0
+    assert _pair(conn, image["crop"], image["photo-large"]) is None
