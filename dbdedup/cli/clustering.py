@@ -12,7 +12,7 @@ import os
 import click
 
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
-from ..embedding_defaults import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+from ..embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
 from .context import note, settings_of
 
@@ -44,7 +44,8 @@ def clustering_options(f):
                           f"[default: {_KEPT}{DEFAULT_MIN_SIMILARITY}]."),
         click.option("--confirm-distance", type=click.IntRange(0, 64), default=None,
                      help="fused rule: an embedding match also needs a pHash (or flipped/rotated/trimmed variant) "
-                          f"within this distance [default: {_KEPT}{DEFAULT_CONFIRM_DISTANCE}]."),
+                          "within this distance (64: none; the check by pixels confirms such pairs) "
+                          f"[default: {_KEPT}{DEFAULT_CLUSTER_CONFIRM_DISTANCE}]."),
         click.option("--transform-distance", type=click.IntRange(0, 32), default=None,
                      help="transforms and fused rules: largest distance of a flipped, rotated or border-trimmed "
                           f"variant [default: {_KEPT}{DEFAULT_TRANSFORM_DISTANCE}]."),
