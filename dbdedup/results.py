@@ -126,6 +126,7 @@ VERIFIED_BY = {
     "exact": "same pixels",
     "signature": "colours agree",
     "geometry": "features align",
+    "dense": "pixels align",
     "reviewer": "confirmed by a reviewer",
 }
 

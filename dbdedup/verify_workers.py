@@ -13,7 +13,8 @@ that have no stored signature yet (loaded before the loader computed one). Here:
     file whose size or mtime changed, decodes in colour, computes a missing quality and
     signature (written back to dbdedup.images), and gives the pair its verdict: the colour
     signature when the pair is aligned, else keypoints (cached per image in the worker) and a
-    RANSAC similarity whose overlap is compared by colour -> COPY into a temporary table -> one
+    RANSAC similarity whose overlap is compared by colour (for a flat picture with too few
+    keypoints, the pixels aligned by ECC instead) -> COPY into a temporary table -> one
     UPDATE of dbdedup.pairs per batch, committed.
 
 Memory: the planned order holds about 40 bytes per pending pair in the parent while it is
@@ -41,6 +42,7 @@ from PIL import Image
 
 from . import verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
+from .embedding_defaults import DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
 from .fingerprint import verification_signals
 from .load import default_workers
@@ -319,16 +321,22 @@ class PairChecker:
             trimmed = trimmed_verdict(fa, fb, seen_a.pixels, seen_b.pixels, pair.transform, closest_distance(pair))
             if trimmed is not None:
                 return trimmed
-        match = verify.geometric_match(self._keypoints(seen_a, geometry_orientation(pair)),
-                                       self._keypoints(seen_b, "identity"))
+        keys_a, keys_b = self._keypoints(seen_a, geometry_orientation(pair)), self._keypoints(seen_b, "identity")
+        match = verify.geometric_match(keys_a, keys_b)
         if aligned:  # its signatures disagreed: more keypoints, and the aligned overlap's detail
-            return verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
-                                            max_detail=verify.MAX_DETAIL_FAR)
-        if pair.transform == LINKED:
+            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
+                                               max_detail=verify.MAX_DETAIL_FAR)
+        elif pair.transform == LINKED:
             # no signal found this pair, only a verified member of the keeper's cluster: as many
             # keypoints as an aligned pair (thin drawings of one template agree on 16)
-            return verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED)
-        return verify.geometric_verdict(fa, fb, match)
+            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED)
+        else:
+            verdict = verify.geometric_verdict(fa, fb, match)
+        if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
+                and dense_candidate(pair, fa, fb, orientation):
+            # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
+            return verify.dense_verdict(fa, fb, verify.dense_match(seen_a.pixels, seen_b.pixels))
+        return verdict
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
         """(hash_kind, image_a, image_b, verified, score, reason) for each pair; an unexpected
@@ -346,6 +354,23 @@ class PairChecker:
 def closest_distance(pair: PendingPair) -> int:
     """The pair's smaller distance: its pHash distance or its variant's (as verify_pairs' closest)."""
     return min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
+
+
+def dense_candidate(pair: PendingPair, a: verify.Features, b: verify.Features, orientation: str | None) -> bool:
+    """Whether a pair the keypoints could not align is worth aligning by its pixels (as measured
+    in verify's dense-alignment notes): unturned, and a keeper pair through a member, an embedding
+    neighbour of similarity DEFAULT_MIN_SIMILARITY beyond the aligned pHash distance, or an aligned
+    pair whose signatures agree in everything but the 16x16 detail (a copy turned or cropped a little,
+    or a look-alike with another emblem: the aligned detail tells them apart)."""
+    if pair.transform not in (None, LINKED) or orientation not in (None, "identity"):
+        return False
+    if pair.transform == LINKED:
+        return True
+    if orientation is None:
+        return pair.similarity is not None and pair.similarity >= DEFAULT_MIN_SIMILARITY
+    d = verify.compare_signatures(a.signature, b.signature)
+    return d.light <= verify.MAX_LIGHT and (d.chroma is None or d.chroma <= verify.MAX_CHROMA) \
+        and d.gain <= d.gain_limit and (d.grey_light is None or d.grey_light <= verify.MAX_GREY_LIGHT)
 
 
 def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:
@@ -592,7 +617,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     its two files, in ``workers`` processes (default: all cores), and return a summary.
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
-    'geometry' when the two are the same picture; a rejection's reason ('colour', 'detail',
+    'geometry' (or 'dense': a flat picture aligned by its pixels) when the two are the same picture; a rejection's reason ('colour', 'detail',
     'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or

@@ -233,3 +233,41 @@ def test_mirrored_keypoints_are_found_again_on_the_mirrored_pixels():
     flipped = verify.geometric_match(verify.oriented_keypoints(found, "flip_h"), verify.keypoints(mirrored))
     assert plain.inliers < verify.MIN_INLIERS <= flipped.inliers
     assert verify.oriented_keypoints(found, "identity") is found
+
+
+def candle(flame=(250, 160, 40), size: int = 240) -> Image.Image:
+    """A flat drawing on white (a candle): too few corners for keypoints to align a slightly edited copy."""
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([100, 110, 140, 220], fill=(230, 140, 120))
+    draw.ellipse([108, 40, 132, 105], fill=flame)
+    draw.line([120, 100, 120, 112], fill=(20, 20, 20), width=3)
+    return image
+
+
+def _dense(a: Image.Image, b: Image.Image) -> tuple[verify.Verdict, verify.Verdict]:
+    """(the geometric verdict, the dense-alignment verdict) of a pair."""
+    fa, fb = verify.Features.of(a), verify.Features.of(b)
+    ka, kb = verify.keypoints(a), verify.keypoints(b)
+    assert min(len(ka.points), len(kb.points)) < verify.DENSE_MAX_KEYPOINTS  # a flat pair: what dense is for
+    geometric = verify.geometric_verdict(fa, fb, verify.geometric_match(ka, kb))
+    return geometric, verify.dense_verdict(fa, fb, verify.dense_match(verify.working_pixels(a), verify.working_pixels(b)))
+
+
+@pytest.mark.parametrize("edit", ["rotate_3", "crop_10"])
+def test_a_flat_drawing_turned_or_cropped_a_little_is_aligned_by_its_pixels(edit):
+    original = candle()
+    copy = (original.rotate(3, resample=Image.Resampling.BICUBIC, fillcolor="white") if edit == "rotate_3"
+            else original.crop((12, 12, 228, 228)))
+    geometric, dense = _dense(original, copy)
+    assert geometric.reason == "no_geometry"  # too few keypoints agree
+    assert dense.verified and dense.reason == "dense" and dense.score > 0.9
+
+
+def test_dense_alignment_keeps_look_alikes_apart():
+    # another flame colour (aligned, the colours differ) and another emblem on one folder (aligned,
+    # the 16x16 detail differs)
+    _, dense = _dense(candle(), candle(flame=(60, 120, 250)))
+    assert not dense.verified
+    _, dense = _dense(folder((120, 120, 120), "star"), folder((120, 120, 120), "lens"))
+    assert not dense.verified

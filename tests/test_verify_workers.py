@@ -496,3 +496,29 @@ def test_a_copy_turned_by_3_degrees_is_left_to_geometry_and_verified(conn, tmp_p
     summary = verify_pending_pairs(conn, workers=1)
     assert summary.done == 1
     assert conn.execute("SELECT verified, verify_reason FROM dbdedup.pairs").fetchone() == (True, "geometry")
+
+
+def test_flat_copies_keypoints_cannot_align_are_aligned_by_their_pixels_and_a_look_alike_is_not(conn, tmp_path):
+    from test_verify import candle, folder
+
+    from dbdedup import clusters
+    from dbdedup.clusters import ClusterSettings
+
+    original = candle()
+    files = {
+        "candle": save(original, tmp_path / "set" / "candle.png"),
+        "turned": save(original.rotate(3, resample=Image.Resampling.BICUBIC, fillcolor="white"),
+                       tmp_path / "set" / "candle-turned.png"),
+        "star": save(folder((120, 120, 120), "star"), tmp_path / "set" / "folder-star.png"),
+        "lens": save(folder((120, 120, 120), "lens"), tmp_path / "set" / "folder-lens.png"),
+    }
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    got = verdicts(conn)
+    verified, score, reason = got[frozenset((image["candle"], image["turned"]))]
+    assert (verified, reason) == (True, "dense") and score > 0.9
+    # the folders are a candidate pair (close hashes); whatever checked it, it is not verified
+    assert got.get(frozenset((image["star"], image["lens"])), (False,))[0] is False
+    groups = {frozenset(r[0]) for r in conn.execute(
+        "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
+    assert groups == {frozenset({image["candle"], image["turned"]})}

@@ -30,7 +30,7 @@ from dbdedup.verify_workers import verify_pending_pairs
 from score import (SET_DIR, Config, Truth, hard_negative_table, run_configs, score_table, target_lines,
                    transform_table)
 
-GEOMETRY_REASONS = ("geometry", "no_geometry")
+GEOMETRY_REASONS = ("geometry", "no_geometry", "dense")
 
 
 def keep_geometry_verdicts(conn) -> int:
