@@ -350,12 +350,20 @@ BEGIN
     -- (build_clusters verifies the new pairs first)
     PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'),
                                    clustering, cp.min_similarity, cp.confirm_distance, cp.transform_distance);
+    IF clustering IN ('transforms', 'fused') AND kind = 'phash' THEN
+        -- keeper pairs through verified members: verified from the stored signals now, or left to
+        -- `dbdedup verify`; they link from the next build on
+        IF dbdedup.propose_keeper_pairs() > 0 THEN
+            PERFORM dbdedup.verify_pairs(kind);
+        END IF;
+    END IF;
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
     'Incremental matching of new and changed images (pHash pairs, then the transform, keypoint and embedding signals the '
     'stored rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
-    'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters. '
+    'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters, '
+    'then (rules transforms and fused) keeper pairs through verified members proposed (dbdedup.propose_keeper_pairs), linked from the next build once verified. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
 
 -- The keeper's file is read from the keeper's own row of its cluster (a window over the cluster)

@@ -83,3 +83,25 @@ def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
     assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
     assert result.keeper_pairs == 0
     assert _pair(conn, image["crop"], image["photo-large"]) is None
+
+
+def test_refresh_proposes_keeper_pairs_for_dbdedup_verify_and_links_them_at_the_next_refresh(conn, tmp_path):
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    original = textured_photo(3)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
+             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # stores the parameters refresh uses
+    add_pending(conn, image["photo"], image["crop"])
+    verify_pending_pairs(conn, workers=1)  # what a cron job's `dbdedup verify` does
+    conn.execute("CALL dbdedup.refresh()")  # pg_cron: builds, then proposes the keeper's pair with the crop
+    conn.commit()
+    assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", None, None)  # left to the check by pixels
+    assert frozenset({"photo", "photo-large"}) in _clusters(conn, image)
+    verify_pending_pairs(conn, workers=1)
+    conn.execute("CALL dbdedup.refresh()")
+    conn.commit()
+    assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"})}
