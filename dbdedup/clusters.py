@@ -411,18 +411,18 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     A member is still in a cluster only when its own pair with the keeper is verified."""
     if result.settings.rule not in ("transforms", "fused") or result.settings.hash_kind != "phash":
         return result
-    from .verify_workers import merged, verify_pending_pairs  # OpenCV and the worker pool: only when needed
-
     proposed, check = 0, None
     for _ in range(KEEPER_ROUNDS):
         with conn.transaction():
-            found = conn.execute("SELECT dbdedup.propose_keeper_pairs()").fetchone()[0]
+            found = conn.execute(_queries()["propose_keeper_pairs"]).fetchone()[0]
             if found:
-                conn.execute("SELECT * FROM dbdedup.verify_pairs('phash')")
+                conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"})
         if not conn.autocommit:
             conn.commit()
         if not found:
             break
+        from .verify_workers import merged, verify_pending_pairs  # numpy, OpenCV, the pool: only when needed
+
         proposed += found
         check = merged(check, verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress))
         result = build_clusters(conn, result.settings)

@@ -55,6 +55,9 @@ SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_r
                                      %(rule)s, %(min_similarity)s::real, %(confirm_distance)s,
                                      %(transform_distance)s)
 
+-- name: propose_keeper_pairs
+SELECT dbdedup.propose_keeper_pairs()
+
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
        seconds, built_at, rule, min_similarity, confirm_distance, transform_distance
