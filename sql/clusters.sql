@@ -285,6 +285,11 @@ BEGIN
     -- hash, though verified with the original, a member. Such pairs are proposed here (transform
     -- 'linked'), and checked like any other pair before they may link anything. Each table is
     -- read into a temporary one first: Citus joins no temporary table with a distributed one.
+    -- Pairs are written as a match writes them, never during a load (loads hold the load lock
+    -- shared, a match exclusively): while one runs, nothing is proposed; the next build will.
+    IF NOT pg_try_advisory_xact_lock(7220002) THEN
+        RETURN 0;
+    END IF;
     CREATE TEMP TABLE lk_assign ON COMMIT DROP AS
     SELECT a.image_id, a.cluster_id, a.is_keeper FROM dbdedup.cluster_assignments a;
     CREATE TEMP TABLE lk_verified ON COMMIT DROP AS
@@ -322,7 +327,8 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs() IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair) but outside that cluster and with no pair of its own with the keeper, store that pair, unverified, '
     'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
-    'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored.';
+    'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '
+    '(none while a load or a match runs: they hold the load lock, and the next build proposes them).';
 
 CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, hash_kind text DEFAULT NULL)
     LANGUAGE plpgsql

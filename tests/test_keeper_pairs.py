@@ -105,3 +105,24 @@ def test_refresh_proposes_keeper_pairs_for_dbdedup_verify_and_links_them_at_the_
     conn.commit()
     assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
     assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"})}
+
+
+def test_nothing_is_proposed_while_a_load_runs_and_the_next_build_proposes_it(conn, db_dsn, tmp_path):
+    import psycopg
+
+    from dbdedup.locks import LOAD_LOCK_KEY
+
+    original = textured_photo(4)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
+             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    add_pending(conn, image["photo"], image["crop"])
+    with psycopg.connect(db_dsn, autocommit=True) as loader:
+        loader.execute("SELECT pg_advisory_lock_shared(%s)", (LOAD_LOCK_KEY,))  # as a running load holds it
+        result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+        assert result.keeper_pairs == 0 and _pair(conn, image["crop"], image["photo-large"]) is None
+    result = clusters.link_keepers(conn, clusters.build_clusters(conn, ClusterSettings()), verify_workers=1)
+    assert result.keeper_pairs == 1
+    assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
