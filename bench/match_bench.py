@@ -20,7 +20,8 @@ Usage::
                                                      # no numpy, with dbdedup.match's DEBUG timings (--profile)
     python bench/match_bench.py --copies 601         # exact copies: pairs stored and clustering time
     python bench/match_bench.py --issue14            # issue 14's target: 1M values at threshold 10 (and 8), the
-                                                     # method auto picks (lsh), numpy truth on a 20k-row sample
+                                                     # method auto picks (lsh), then lsh_adaptive, numpy truth on a
+                                                     # 20k-row sample
 
 Runs: with --repeat N each row is timed N times on the same data; the first run after the load is
 "cold" (empty hash_values, nothing of the run cached), the later ones "warm".
@@ -318,7 +319,8 @@ def main() -> None:
     parser.add_argument("--target", action="store_true",
                         help="only issue 3's target row: 1M rows, threshold 3, blocks, twice (cold, warm), no numpy, profiled")
     parser.add_argument("--issue14", action="store_true",
-                        help="only issue 14's rows: 1M rows, thresholds 10 and 8, method auto (what `dbdedup match` runs)")
+                        help="only issue 14's rows: 1M rows, thresholds 10 and 8, method auto (what `dbdedup match` runs) "
+                             "and lsh_adaptive")
     parser.add_argument("--copies", type=int, default=0,
                         help="instead: N byte-identical copies of one image (plus near copies and 10k others): "
                              "pairs stored, matching and clustering time")
@@ -338,7 +340,7 @@ def main() -> None:
         args.sizes, args.thresholds, args.methods = "1000000", "3", "blocks"
         args.repeat, args.no_numpy, args.profile = max(args.repeat, 2), True, True
     if args.issue14:
-        args.sizes, args.thresholds, args.methods = "1000000", "10,8", "auto"
+        args.sizes, args.thresholds, args.methods = "1000000", "10,8", "auto,lsh_adaptive"
     admin = args.db or dbmod.start_embedded(Path(args.data_dir))
     if args.copies:
         exact_copies(admin, args.copies, args.repeat)
@@ -358,7 +360,7 @@ def main() -> None:
             if args.profile:
                 conn.execute("SET client_min_messages = debug")
                 conn.add_notice_handler(lambda d: print(f"#   {d.message_primary}", file=sys.stderr)
-                                        if d.message_primary.startswith("dbdedup.match:") else None)
+                                        if d.message_primary.startswith(("dbdedup.match:", "dbdedup.match_values_lsh:")) else None)
             t0 = time.perf_counter()
             load(conn, values)
             print(f"# {n:,} rows loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)

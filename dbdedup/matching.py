@@ -16,10 +16,19 @@ Methods (``method=``):
     against the block keys, then re-checked exactly. ``dbdedup.plan_blocks`` picks m and r_i.
 ``lsh``
     Approximate, for very large sets: bit-sampling LSH, L equi-joins on ``hash & mask`` for
-    random k-bit masks, every candidate re-checked exactly (no pair beyond the threshold, ever).
-    k and L are chosen for recall >= 0.99 at exactly the threshold (``dbdedup.plan_lsh``). A full
-    run joins a one-column copy of the values (``dbdedup.match_work``), 8 tables a query, each
-    join split by PostgreSQL into batches whose hash tables fit in the CPU cache.
+    random k-bit masks (``dbdedup.lsh_mask``: every k of the 64 bits as likely, so each pair at
+    distance d shares a key with the same chance), every candidate re-checked exactly (no pair
+    beyond the threshold, ever). k and L are chosen for recall >= 0.99 for each pair at exactly
+    the threshold (``dbdedup.plan_lsh``). A full run joins a one-column copy of the values
+    (``dbdedup.match_work``), 8 tables a query, each join split by PostgreSQL into batches whose
+    hash tables fit in the CPU cache.
+``lsh_adaptive``
+    The tables of ``lsh``, in rounds of 8, stopping early in a full run once
+    ``dbdedup.lsh_estimated_recall`` says 0.99 of the pairs present were found (the pairs found at
+    each distance against each table's known chance to find one there, bounded conservatively).
+    A weaker promise than ``lsh``'s: 0.99 of all the pairs, not of each pair at the threshold,
+    so a rare pair at the threshold among many closer ones is found less often. Never chosen by
+    ``auto``; incremental runs and Citus run every table.
 ``auto``
     scan for small work, blocks while its estimated cost is moderate, else lsh.
 
@@ -61,7 +70,7 @@ use ``--threshold 6`` for libraries of such variants.
 
 
 HASH_KINDS = ("phash", "dhash", "ahash")
-METHODS = ("auto", "scan", "blocks", "lsh")
+METHODS = ("auto", "scan", "blocks", "lsh", "lsh_adaptive")
 BLOCKS_MAX_DISTANCE = 15
 DEFAULT_COMMON_LIMIT = 50
 """A hash value shared by more distinct files than this is over-common (blank or flat images)."""
@@ -186,9 +195,9 @@ def find_pairs(
     """
     check_arguments(threshold, hash_kind, method)
     if min_similarity is None:
-        from .embedding import DEFAULT_MIN_SIMILARITY
+        from .embedding_defaults import DEFAULT_CLUSTER_MIN_SIMILARITY
 
-        min_similarity = DEFAULT_MIN_SIMILARITY
+        min_similarity = DEFAULT_CLUSTER_MIN_SIMILARITY
     check_signal_arguments(min_similarity, neighbours)
     q = _queries()
     with load_lock(conn, "match", wait=lock_wait, name="dbdedup match", on_wait=on_wait):
@@ -200,8 +209,10 @@ def find_pairs(
             ).fetchone()
             transform_row = embedding_row = None
             if transforms and hash_kind == "phash":
+                # (the variants' probes are few: lsh_adaptive's stopping rule is for full matches)
                 transform_row = cur.execute(q["match_transforms"], {"max_distance": transform_distance,
-                                                                     "method": method, "full": full}).fetchone()
+                                                                     "method": "lsh" if method == "lsh_adaptive" else method,
+                                                                     "full": full}).fetchone()
             if embeddings and hash_kind == "phash":
                 embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
                                                                      "neighbours": neighbours,

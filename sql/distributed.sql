@@ -162,7 +162,7 @@ BEGIN
     SELECT count(*) FILTER (WHERE pending OR all_values) = count(*) INTO half
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
     FOR t IN 1 .. tables LOOP
-        mask := dbdedup.sampled_mask(t, key_bits);
+        mask := dbdedup.lsh_mask(t, key_bits);
         TRUNCATE dbdedup.match_keys;
         PERFORM dbdedup.match_keys_add_values(kind, mask, all_values);
         -- the probes are the values themselves (pending ones only in an incremental match)

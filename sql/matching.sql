@@ -4,7 +4,8 @@
 -- values are collapsed before any method runs) -> dbdedup.value_pairs (pairs of values within
 -- the largest threshold asked so far) -> dbdedup.pairs (image pairs; exact copies as stars).
 -- Methods: scan (exact, small sets), blocks (exact, pigeonhole multi-index hashing, thresholds
--- 0-15), lsh (bit sampling, recall >= 0.99 by design).
+-- 0-15), lsh (bit sampling, recall >= 0.99 by design for each pair at the threshold), lsh_adaptive
+-- (the same tables, stopping once 0.99 of the pairs present are estimated found).
 --
 --   SELECT * FROM dbdedup.match(8);                  -- pairs up to distance 8 (incremental)
 
@@ -74,6 +75,18 @@ $$;
 COMMENT ON FUNCTION dbdedup.plan_blocks(bigint, bigint, integer) IS
     'The cheapest exact multi-index plan for the blocks method: number of interleaved blocks and the radius probed in each '
     '(sum of radius+1 = max_distance+1, radius <= 3), with its estimated cost in row operations.';
+
+CREATE OR REPLACE FUNCTION dbdedup.lsh_mask(seed integer, bits integer) RETURNS bigint
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$
+        SELECT coalesce(bit_or(1::bigint << b), 0)
+        FROM (SELECT b FROM generate_series(0, 63) b ORDER BY hashint4(seed * 131 + b), b LIMIT least(bits, 64)) s
+    $$;
+COMMENT ON FUNCTION dbdedup.lsh_mask(integer, integer) IS
+    'The key of table `seed` of the lsh methods: a pseudo-random but fixed set of `bits` of the 64, each set of that '
+    'size as likely, so that every pair at distance d shares a table''s key with the same chance C(64-d, bits) / '
+    'C(64, bits) (dbdedup.plan_lsh). The tables join on the masked value''s two halves, as bigint''s own hash '
+    'folds bits j and j+32 together (keys differing in both would share a hash).';
 
 CREATE OR REPLACE FUNCTION dbdedup.plan_lsh(values_total bigint, values_probed bigint, max_distance integer, target_recall double precision DEFAULT 0.99,
                                  OUT key_bits integer, OUT tables integer, OUT estimated_cost double precision)
@@ -250,9 +263,51 @@ COMMENT ON FUNCTION dbdedup.match_values_blocks(text, integer, boolean, integer,
     'pigeonhole a pair within the threshold is within radius r_i in some block i, so each block is an equi-join of '
     'each value''s Hamming ball (radius 0-3) against the block keys, then an exact re-check. Plan from dbdedup.plan_blocks.';
 
+CREATE OR REPLACE FUNCTION dbdedup.lsh_estimated_recall(max_distance integer, key_bits integer, tables_done integer,
+                                                    found_at integer[]) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    d integer;
+    i integer;
+    p double precision;
+    q double precision;
+    f double precision;
+    s double precision;
+    z constant double precision := 2;
+    found_total double precision := 0;
+    present double precision := 0;
+BEGIN
+    -- found_at[d] pairs at distance d were found by tables_done tables; each table finds a pair at
+    -- distance d with p_d = C(64-d, k) / C(64, k), so by now with q_d = 1 - (1 - p_d)^tables_done.
+    -- f_d ~ Binomial(n_d, q_d): the pairs present at d are at most the n with n q_d - z sqrt(n q_d (1 - q_d)) = f_d
+    -- (z = 2, a one-sided bound per distance). The estimate is the found share of those upper bounds.
+    FOR d IN 1 .. max_distance LOOP
+        p := 1;
+        FOR i IN 0 .. key_bits - 1 LOOP
+            p := p * greatest(64 - d - i, 0)::double precision / (64 - i);
+        END LOOP;
+        q := 1 - (1 - p) ^ tables_done;
+        f := coalesce(found_at[d], 0);
+        IF q <= 0 THEN
+            RETURN 0;
+        END IF;
+        s := (z * sqrt(q * (1 - q)) + sqrt(z * z * q * (1 - q) + 4 * q * f)) / (2 * q);
+        found_total := found_total + f;
+        present := present + greatest(s * s, f);
+    END LOOP;
+    RETURN CASE WHEN present = 0 THEN 1 ELSE found_total / present END;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.lsh_estimated_recall(integer, integer, integer, integer[]) IS
+    'For the lsh_adaptive method: a lower estimate of the share of the value pairs within max_distance that the first '
+    'tables_done tables of key_bits sampled bits found, from found_at[d] (distinct pairs found at each distance d) and '
+    'each table''s known chance p_d to find a pair at distance d (the pairs present at d bounded above at z = 2).';
+
 CREATE OR REPLACE FUNCTION dbdedup.match_values_lsh(kind text, max_distance integer, all_values boolean DEFAULT false,
                                          target_recall double precision DEFAULT 0.99,
-                                         key_bits integer DEFAULT NULL, tables integer DEFAULT NULL) RETURNS bigint
+                                         key_bits integer DEFAULT NULL, tables integer DEFAULT NULL,
+                                         adaptive boolean DEFAULT false) RETURNS bigint
     LANGUAGE plpgsql
     SET work_mem = '256MB' SET enable_mergejoin = off
     AS $$
@@ -263,11 +318,15 @@ DECLARE
     plan record;
     t integer;
     i integer;
+    last integer;
     mask bigint;
-    joins text[];
+    parts text[];
     n_candidates bigint := 0;
     c bigint;
     found bigint[];
+    found_at integer[];
+    estimate double precision;
+    started timestamptz := clock_timestamp();
 BEGIN
     SELECT count(*), count(*) FILTER (WHERE pending OR all_values) INTO n_total, n_pending
     FROM dbdedup.hash_values WHERE hash_kind = kind AND NOT is_common;
@@ -281,6 +340,7 @@ BEGIN
         tables := coalesce(tables, plan.tables);
     END IF;
     IF dbdedup.is_distributed() THEN
+        -- (every table of the plan: lsh_adaptive runs as lsh on a cluster)
         RETURN dbdedup.match_values_lsh_distributed(kind, max_distance, all_values, key_bits, tables);  -- sql/distributed.sql
     END IF;
 
@@ -290,38 +350,54 @@ BEGIN
         -- copied once into a one-column table (unlogged, so parallel workers scan it, unlike a temporary
         -- one); a small work_mem, so PostgreSQL splits each hash join into batches whose hash tables fit
         -- in the CPU cache (a 1M-key table does not); and 8 tables in one query (UNION ALL: one plan,
-        -- the workers move from table to table). A pair found by several tables is kept once, at the end.
+        -- the workers move from table to table). The join is on the key's two halves: bigint's hash folds
+        -- bit j onto bit j+32, so one bigint key holding both would put 2 keys in one hash bucket for each
+        -- such pair of bits (2x slower on 1M values). A pair found by several tables is kept once.
         TRUNCATE dbdedup.match_work;
         INSERT INTO dbdedup.match_work (value)
         SELECT v.value FROM dbdedup.hash_values v WHERE v.hash_kind = kind AND NOT v.is_common;
         ANALYZE dbdedup.match_work;
-        CREATE TEMP TABLE lsh_found (value_a bigint, value_b bigint, distance smallint) ON COMMIT DROP;
+        CREATE TEMP TABLE lsh_found (value_a bigint, value_b bigint, distance smallint, PRIMARY KEY (value_a, value_b))
+            ON COMMIT DROP;
         PERFORM set_config('work_mem', '1MB', true);
         t := 1;
         WHILE t <= tables LOOP
-            joins := '{}';
-            FOR i IN t .. least(t + 7, tables) LOOP
-                mask := dbdedup.sampled_mask(i, key_bits);
-                joins := joins || format($q$
+            last := least(t + 7, tables);
+            parts := '{}';
+            FOR i IN t .. last LOOP
+                mask := dbdedup.lsh_mask(i, key_bits);
+                parts := parts || format($q$
                     SELECT p.value AS pv, b.value AS bv
-                    FROM dbdedup.match_work p JOIN dbdedup.match_work b ON (b.value & %1$s) = (p.value & %1$s)
+                    FROM dbdedup.match_work p
+                    JOIN dbdedup.match_work b ON (b.value & %1$s) >> 32 = (p.value & %1$s) >> 32
+                                             AND b.value & %1$s & 4294967295 = p.value & %1$s & 4294967295
                     WHERE p.value < b.value $q$, mask);
             END LOOP;
             EXECUTE format($q$
                 SELECT count(*), array_agg(ARRAY[pv, bv, d]) FILTER (WHERE d <= %1$s)
                 FROM (SELECT pv, bv, bit_count((pv # bv)::bit(64)) AS d FROM (%2$s) u) c $q$,
-                max_distance, array_to_string(joins, ' UNION ALL '))
+                max_distance, array_to_string(parts, ' UNION ALL '))
             INTO c, found;
-            RAISE DEBUG 'dbdedup.match_values_lsh: tables % to % of % (% bits): % candidates',
-                t, least(t + 7, tables), tables, key_bits, c;
+            RAISE DEBUG 'dbdedup.match_values_lsh: tables % to % of % (% bits): % candidates, after % s',
+                t, last, tables, key_bits, c, round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
             n_candidates := n_candidates + c;
             INSERT INTO pg_temp.lsh_found SELECT found[k.n][1], found[k.n][2], found[k.n][3]
-            FROM generate_subscripts(found, 1) AS k(n);
-            t := t + 8;
+            FROM generate_subscripts(found, 1) AS k(n)
+            ON CONFLICT DO NOTHING;
+            t := last + 1;
+            IF adaptive AND t <= tables THEN
+                SELECT array_agg(coalesce(f.n, 0) ORDER BY d.d) INTO found_at
+                FROM generate_series(1, max_distance) AS d(d)
+                LEFT JOIN (SELECT distance, count(*)::integer AS n FROM pg_temp.lsh_found GROUP BY distance) f
+                  ON f.distance = d.d;
+                estimate := dbdedup.lsh_estimated_recall(max_distance, key_bits, last, found_at);
+                RAISE DEBUG 'dbdedup.match_values_lsh: after % tables, estimated recall %', last, round(estimate::numeric, 4);
+                EXIT WHEN estimate >= target_recall;
+            END IF;
         END LOOP;
         PERFORM set_config('work_mem', '256MB', true);
         INSERT INTO dbdedup.value_pairs (hash_kind, value_a, value_b, distance)
-        SELECT DISTINCT kind, f.value_a, f.value_b, f.distance FROM pg_temp.lsh_found f
+        SELECT kind, f.value_a, f.value_b, f.distance FROM pg_temp.lsh_found f
         ON CONFLICT DO NOTHING;
         DROP TABLE pg_temp.lsh_found;
         TRUNCATE dbdedup.match_work;
@@ -330,7 +406,7 @@ BEGIN
 
     -- the values changed since the last match against all: the probe side is small, one join a table
     FOR t IN 1 .. tables LOOP
-        mask := dbdedup.sampled_mask(t, key_bits);
+        mask := dbdedup.lsh_mask(t, key_bits);
         EXECUTE format($q$
             SELECT count(*),
                    array_agg(ARRAY[least(pv, bv), greatest(pv, bv), d]) FILTER (WHERE d <= %1$s)
@@ -338,7 +414,9 @@ BEGIN
                 SELECT p.value AS pv, b.value AS bv, bit_count((p.value # b.value)::bit(64)) AS d
                 FROM dbdedup.hash_values p
                 JOIN dbdedup.hash_values b
-                  ON b.hash_kind = %3$L AND NOT b.is_common AND (b.value & %2$s) = (p.value & %2$s)
+                  ON b.hash_kind = %3$L AND NOT b.is_common
+                 AND (b.value & %2$s) >> 32 = (p.value & %2$s) >> 32
+                 AND b.value & %2$s & 4294967295 = p.value & %2$s & 4294967295
                 WHERE p.hash_kind = %3$L AND p.pending AND NOT p.is_common
                   AND b.value <> p.value AND (NOT b.pending OR p.value < b.value)
             ) c
@@ -354,11 +432,15 @@ BEGIN
     RETURN n_candidates;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.match_values_lsh(text, integer, boolean, double precision, integer, integer) IS
+COMMENT ON FUNCTION dbdedup.match_values_lsh(text, integer, boolean, double precision, integer, integer, boolean) IS
     'Method lsh (approximate, for very large sets): bit-sampling LSH. Each of L tables is an equi-join on hash & mask '
-    'for a fixed random mask of k bits; every candidate is re-checked exactly, so no pair beyond the threshold is ever '
-    'returned. k and L from dbdedup.plan_lsh reach target_recall for pairs at exactly the threshold (closer pairs: higher). '
-    'A full run joins a one-column copy of the values (dbdedup.match_work), 8 tables a query, in cache-sized batches.';
+    'for a fixed random mask of k bits (dbdedup.lsh_mask); every candidate is re-checked exactly, so no pair beyond the '
+    'threshold is ever returned. k and L from dbdedup.plan_lsh reach target_recall for each pair at exactly the '
+    'threshold (closer pairs: higher). A full run joins a one-column copy of the values (dbdedup.match_work), 8 tables '
+    'a query, in cache-sized batches. adaptive (method lsh_adaptive; full runs on one server only, otherwise every '
+    'table runs): stops after a round of 8 tables once dbdedup.lsh_estimated_recall says target_recall of the pairs '
+    'present were found. That is not a per-pair promise: a rare pair at the threshold among many closer ones is found '
+    'with a lower chance than with lsh.';
 
 CREATE OR REPLACE FUNCTION dbdedup.match(max_distance integer, hash_kind text DEFAULT 'phash', method text DEFAULT 'auto',
                               full_rematch boolean DEFAULT false, common_limit integer DEFAULT 50)
@@ -386,8 +468,8 @@ BEGIN
     IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
         RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
     END IF;
-    IF method NOT IN ('auto', 'scan', 'blocks', 'lsh') THEN
-        RAISE EXCEPTION 'unknown matching method %', method USING HINT = 'use auto, scan, blocks or lsh';
+    IF method NOT IN ('auto', 'scan', 'blocks', 'lsh', 'lsh_adaptive') THEN
+        RAISE EXCEPTION 'unknown matching method %', method USING HINT = 'use auto, scan, blocks, lsh or lsh_adaptive';
     END IF;
     IF method = 'blocks' AND max_distance > 15 THEN
         RAISE EXCEPTION 'the blocks method is exact for thresholds 0 to 15, not %', max_distance
@@ -532,6 +614,7 @@ BEGIN
     n_candidates := CASE chosen
         WHEN 'scan' THEN dbdedup.match_values_scan(kind, keep_distance, is_full)
         WHEN 'blocks' THEN dbdedup.match_values_blocks(kind, keep_distance, is_full)
+        WHEN 'lsh_adaptive' THEN dbdedup.match_values_lsh(kind, keep_distance, is_full, adaptive => true)
         ELSE dbdedup.match_values_lsh(kind, keep_distance, is_full) END;
     RAISE DEBUG 'dbdedup.match: % after % s', 'method done', round(extract(epoch FROM clock_timestamp() - started)::numeric, 2);
     IF NOT is_full THEN
@@ -653,5 +736,6 @@ COMMENT ON FUNCTION dbdedup.match(integer, text, text, boolean, integer) IS
     'Find every pair of ok images within max_distance for one hash kind and store it in dbdedup.pairs, exact copies as '
     'stars (see the table''s comment). Incremental: only images changed since the last match are compared (against '
     'all), and the stars of the exact groups they join or leave are redrawn; a larger threshold than before, a new '
-    'common_limit or full_rematch re-matches everything. method: auto, scan, blocks (exact, 0-15) or lsh (approximate). '
+    'common_limit or full_rematch re-matches everything. method: auto, scan, blocks (exact, 0-15), lsh (approximate: '
+    'recall >= 0.99 for each pair at the threshold) or lsh_adaptive (recall >= 0.99 of the pairs present, estimated). '
     'Pairs are kept up to the largest threshold asked so far. Waits for a running load (same advisory lock).';

@@ -210,8 +210,11 @@ def lsh_oracle(values: list[int], max_distance: int, masks: list[int]) -> set[tu
 
 
 def test_lsh_full_run_returns_exactly_the_pairs_of_its_tables(conn):
-    # planted near-duplicates at distances 0-10, the same value in other files, byte-identical copies
+    # planted near-duplicates at distances 0-10, the same value in other files, byte-identical copies, and a
+    # tight family (12 values within 3 bits of one), which shares keys 4 or more at a time
     hashes = planted_hashes(3000, seed=13, share=0.3, max_flip=10)
+    rng = np.random.default_rng(4)
+    hashes += [flip_bits(rng, hashes[7], int(rng.integers(1, 4))) for _ in range(12)]
     insert_images(conn, hashes)
     insert_images(conn, hashes[:40], prefix="/same-value", seed=2)
     shas = [r[0] for r in conn.execute("SELECT sha256 FROM dbdedup.images ORDER BY id LIMIT 20").fetchall()]
@@ -223,11 +226,13 @@ def test_lsh_full_run_returns_exactly_the_pairs_of_its_tables(conn):
         assert result.method == "lsh" and result.mode == "full"
         n = result.values_total
         key_bits, tables, _ = conn.execute("SELECT * FROM dbdedup.plan_lsh(%s, %s, %s)", (n, n, threshold)).fetchone()
-        masks = [conn.execute("SELECT dbdedup.sampled_mask(%s, %s)", (t, key_bits)).fetchone()[0]
+        masks = [conn.execute("SELECT dbdedup.lsh_mask(%s, %s)", (t, key_bits)).fetchone()[0]
                  for t in range(1, tables + 1)]
         values = [v for (v,) in conn.execute(
             "SELECT value FROM dbdedup.hash_values WHERE hash_kind = 'phash' AND NOT is_common").fetchall()]
         expected = lsh_oracle(values, threshold, masks)
+        u = np.array(values, dtype=np.int64).view(np.uint64)
+        assert max(np.unique(u & np.uint64(m & (2**64 - 1)), return_counts=True)[1].max() for m in masks) >= 4
         found = set(conn.execute(
             "SELECT value_a, value_b, distance FROM dbdedup.value_pairs WHERE hash_kind = 'phash'").fetchall())
         assert found == expected, f"threshold {threshold}: {len(found - expected)} extra, {len(expected - found)} missing"
@@ -239,6 +244,88 @@ def test_lsh_full_run_returns_exactly_the_pairs_of_its_tables(conn):
         assert stored_pairs(conn) == kept
         assert len(kept) / len(scan_pairs) >= 0.99 and exact.pairs == len(scan_pairs)
         assert conn.execute("SELECT count(*) FROM dbdedup.match_work").fetchone()[0] == 0
+
+
+def first_tables(values: list[int], max_distance: int, masks: list[int]) -> dict[tuple[int, int, int], int]:
+    """Every value pair within max_distance (numpy brute force), with the number of the first table (1-based) whose
+    mask its XOR misses (so the two share that table's key), or 0 when no table finds it."""
+    unique = np.unique(np.array(values, dtype=np.int64)).view(np.uint64)
+    mask_array = np.array(masks, dtype=np.int64).view(np.uint64)
+    out = {}
+    columns = np.arange(len(unique))
+    for start in range(0, len(unique), 512):
+        rows = columns[start : start + 512]
+        close = np.bitwise_count(unique[rows, None] ^ unique[None, :]) <= max_distance
+        ii, jj = np.nonzero(close & (columns[None, :] > rows[:, None]))
+        for i, j in zip(ii + start, jj):
+            xor = unique[i] ^ unique[j]
+            hits = np.nonzero((xor & mask_array) == 0)[0]
+            a, b = sorted((int(unique[i].view(np.int64)), int(unique[j].view(np.int64))))
+            out[(a, b, int(np.bitwise_count(xor)))] = int(hits[0]) + 1 if len(hits) else 0
+    return out
+
+
+def test_lsh_tables_find_each_pair_at_the_threshold_with_the_planned_chance(conn):
+    # plan_lsh assumes each pair at distance d shares a table's key with C(64-d, k) / C(64, k), whichever bits differ:
+    # so pairs differing in both bits j and j+32 of some columns too (a mask that never takes both finds those
+    # less often: 0.66 instead of 0.99 with five such columns)
+    key_bits, tables, _ = conn.execute("SELECT * FROM dbdedup.plan_lsh(1000000, 1000000, 10)").fetchone()
+    masks = np.array([conn.execute("SELECT dbdedup.lsh_mask(%s, %s)", (t, key_bits)).fetchone()[0]
+                      for t in range(1, tables + 1)], dtype=np.int64).view(np.uint64)
+    assert all(int(np.bitwise_count(m)) == key_bits for m in masks)
+    rng = np.random.default_rng(8)
+    for columns_in_both in (0, 2, 5):
+        found = 0
+        for _ in range(400):
+            cols = rng.choice(32, size=10 - columns_in_both, replace=False)
+            bits = [int(c) for c in cols[:columns_in_both]] + [int(c) + 32 for c in cols[:columns_in_both]]
+            bits += [int(c) + 32 * int(rng.integers(0, 2)) for c in cols[columns_in_both:]]
+            xor = np.uint64(sum(1 << b for b in bits))
+            found += bool(((xor & masks) == 0).any())
+        assert found / 400 >= 0.96, (columns_in_both, found)
+
+
+def test_lsh_estimated_recall(conn):
+    def estimate(tables_done, found_at, max_distance=10, key_bits=20):
+        return conn.execute("SELECT dbdedup.lsh_estimated_recall(%s, %s, %s, %s)",
+                            (max_distance, key_bits, tables_done, found_at)).fetchone()[0]
+
+    # 10,000 pairs at distance 1: each table finds one with p = 44/64, 8 tables miss it with 0.3125^8; the
+    # distances where nothing was found yet may still hold up to 4 (1 - q_d) / q_d pairs each (68 here)
+    assert estimate(8, [10000] + [0] * 9) >= 0.99
+    assert estimate(8, [1000] + [0] * 9) < 0.99
+    # ... but after 8 tables nothing yet seen at 8-10 is likely missed there (p_10 = 0.016 a table)
+    assert estimate(8, [0] * 9 + [100]) < 0.2
+    assert estimate(8, [10000] + [0] * 9) > estimate(8, [10000] + [0] * 8 + [10])
+    # the plan's 279 tables find 99% of the pairs at exactly 10; the bound stays a little below that
+    assert 0.95 < estimate(279, [0] * 9 + [10000]) < 0.99
+    # nothing found yet: no estimate, the plan's tables all run
+    assert estimate(8, [0] * 10) == 0
+
+
+def test_lsh_adaptive_stops_once_it_estimates_the_recall_of_the_pairs_present(conn):
+    # near-duplicates as images have them (mostly within 4 of their original, some chains further), threshold 10
+    insert_images(conn, planted_hashes(4000, seed=21, share=0.3, max_flip=4))
+    result = matching.find_pairs(conn, threshold=10, method="lsh_adaptive", full=True)
+    assert result.method == "lsh_adaptive" and result.mode == "full"
+    n = result.values_total
+    key_bits, tables, _ = conn.execute("SELECT * FROM dbdedup.plan_lsh(%s, %s, 10)", (n, n)).fetchone()
+    masks = [conn.execute("SELECT dbdedup.lsh_mask(%s, %s)", (t, key_bits)).fetchone()[0]
+             for t in range(1, tables + 1)]
+    values = [v for (v,) in conn.execute(
+        "SELECT value FROM dbdedup.hash_values WHERE hash_kind = 'phash' AND NOT is_common").fetchall()]
+    first = first_tables(values, 10, masks)
+    found = set(conn.execute("SELECT value_a, value_b, distance FROM dbdedup.value_pairs").fetchall())
+    assert found <= set(first)  # within the threshold, every one
+    # exactly the pairs of its first tables, a whole number of rounds of 8, fewer than the plan's
+    used = max(first[p] for p in found)
+    used = min(tables, -(-used // 8) * 8)
+    assert found == {p for p, t in first.items() if 0 < t <= used}
+    assert used < tables
+    assert len(found) / len(first) >= 0.99 and len(first) > 500
+    # the same first tables as lsh: lsh finds a superset
+    matching.find_pairs(conn, threshold=10, method="lsh", full=True)
+    assert found <= set(conn.execute("SELECT value_a, value_b, distance FROM dbdedup.value_pairs").fetchall())
 
 
 def test_identical_values_are_collapsed_and_exact_copies_marked(conn):

@@ -37,7 +37,8 @@ def _hash_option(f):
     default="auto",
     show_default=True,
     help="scan: exact, small sets; blocks: exact multi-index hashing, thresholds 0-15; "
-    "lsh: approximate (recall >= 0.99 at the threshold), very large sets; auto picks by size and threshold.",
+    "lsh: approximate (recall >= 0.99 at the threshold), very large sets; lsh_adaptive: lsh's tables until 0.99 "
+    "of the pairs present are estimated found (faster, weaker at the threshold); auto picks by size and threshold.",
 )
 @click.option("--full", is_flag=True, help="Re-match everything instead of only the images changed since the last match.")
 @click.pass_context
