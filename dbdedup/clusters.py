@@ -51,7 +51,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import embedding_index
-from .embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+from .embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from .errors import DbdedupError
 from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
                        check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,
@@ -98,7 +98,7 @@ class ClusterSettings:
     rule: str = DEFAULT_RULE
     keeper_rule: str = DEFAULT_KEEPER_RULE
     reference_paths: tuple[str, ...] = field(default_factory=tuple)
-    min_similarity: float = DEFAULT_MIN_SIMILARITY
+    min_similarity: float = DEFAULT_CLUSTER_MIN_SIMILARITY
     confirm_distance: int = DEFAULT_CLUSTER_CONFIRM_DISTANCE
     transform_distance: int = DEFAULT_TRANSFORM_DISTANCE
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 EMBEDDING_DIM = 64
 
-# The fused rule: a pair whose embeddings have cosine similarity >= DEFAULT_MIN_SIMILARITY
-# is a duplicate when its pHash distance is also <= DEFAULT_CONFIRM_DISTANCE.
+# Lookups (`similar`, dbdedup.similar), which check no pixels: a pair whose embeddings have cosine
+# similarity >= DEFAULT_MIN_SIMILARITY is a match when its pHash distance is also <=
+# DEFAULT_CONFIRM_DISTANCE (the fused rule's defaults before verification; clustering's are below).
 # Measured by bench/accuracy/embedding_study.py on bench/accuracy's set (9,435 images, 300 originals
 # x 21 transforms + 2,835 distractors; direct pairs, not cluster-implied):
 #   pHash <= 8 alone:                                    precision 0.9940, recall 0.518
@@ -27,3 +28,11 @@ DEFAULT_CONFIRM_DISTANCE: int = 20
 # bench/accuracy/rescore.py: 20 -> 64 gave recall 0.655 -> 0.665, precision 0.9747 -> 0.9745 (1,009
 # verified true pairs and 23 look-alikes beyond 20 bits now link; crops of 25% 0.30 -> 0.36).
 DEFAULT_CLUSTER_CONFIRM_DISTANCE: int = 64
+# For the same reason the fused rule's embedding floor is lower than a lookup's: a candidate only
+# links once verified, and verification checks an embedding-only pair by its pixels. rescore.py on
+# bench/accuracy (the floor of match_embeddings and of the rule moved together; precision, recall,
+# pairs checked by pixels beyond those at 0.92): 0.92 0.9748 / 0.687; 0.85 0.9756 / 0.723, +4,116;
+# 0.80 0.9760 / 0.743, +7,325; 0.70 0.9766 / 0.766, +15,230. On 10,000 unrelated small photos
+# (the load benchmark's) no pair reaches 0.85 but 2, 0.80 about 120, 0.70 about 8,800: 0.85 adds
+# recall on edited copies and almost no check on a collection without them.
+DEFAULT_CLUSTER_MIN_SIMILARITY: float = 0.85

@@ -558,6 +558,7 @@ DENSE_SIDE = 128
 DENSE_MAX_KEYPOINTS = 40  # dense alignment only when either picture has fewer keypoints than this
 DENSE_MIN_CORRELATION = 0.97
 DENSE_MAX_DETAIL = 0.5
+DENSE_MIN_SIMILARITY = 0.92  # an embedding neighbour this close is worth aligning (as measured)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,6 @@ from PIL import Image
 
 from . import verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
-from .embedding_defaults import DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
 from .fingerprint import verification_signals
 from .load import default_workers
@@ -359,7 +358,7 @@ def closest_distance(pair: PendingPair) -> int:
 def dense_candidate(pair: PendingPair, a: verify.Features, b: verify.Features, orientation: str | None) -> bool:
     """Whether a pair the keypoints could not align is worth aligning by its pixels (as measured
     in verify's dense-alignment notes): unturned, and a keeper pair through a member, an embedding
-    neighbour of similarity DEFAULT_MIN_SIMILARITY beyond the aligned pHash distance, or an aligned
+    neighbour of similarity DENSE_MIN_SIMILARITY beyond the aligned pHash distance, or an aligned
     pair whose signatures agree in everything but the 16x16 detail (a copy turned or cropped a little,
     or a look-alike with another emblem: the aligned detail tells them apart)."""
     if pair.transform not in (None, LINKED) or orientation not in (None, "identity"):
@@ -367,7 +366,7 @@ def dense_candidate(pair: PendingPair, a: verify.Features, b: verify.Features, o
     if pair.transform == LINKED:
         return True
     if orientation is None:
-        return pair.similarity is not None and pair.similarity >= DEFAULT_MIN_SIMILARITY
+        return pair.similarity is not None and pair.similarity >= verify.DENSE_MIN_SIMILARITY
     d = verify.compare_signatures(a.signature, b.signature)
     return d.light <= verify.MAX_LIGHT and (d.chroma is None or d.chroma <= verify.MAX_CHROMA) \
         and d.gain <= d.gain_limit and (d.grey_light is None or d.grey_light <= verify.MAX_GREY_LIGHT)

@@ -31,7 +31,7 @@ COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, 
 
 CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
                                        keeper_rule text DEFAULT 'largest', reference_paths text[] DEFAULT '{}',
-                                       rule text DEFAULT 'fused', min_similarity real DEFAULT 0.92,
+                                       rule text DEFAULT 'fused', min_similarity real DEFAULT 0.85,
                                        confirm_distance integer DEFAULT 64, transform_distance integer DEFAULT 2)
     RETURNS TABLE (clusters bigint, members bigint, split_rounds integer, seconds double precision)
     LANGUAGE plpgsql

@@ -33,14 +33,14 @@ def test_report_takes_t_and_global_options_after_the_command(db_dsn, tmp_path):
 
 
 def test_json_parameters_show_the_values_in_effect(db_dsn, tmp_path):
-    from dbdedup.embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+    from dbdedup.embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
     from dbdedup.matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE
 
     load(db_dsn, make_collection(tmp_path / "photos").root)
     params = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)["parameters"]
     assert None not in (params["min_similarity"], params["confirm_distance"], params["transform_distance"])
     assert (params["threshold"], params["rule"], params["min_similarity"], params["confirm_distance"],
-            params["transform_distance"]) == (DEFAULT_THRESHOLD, "fused", DEFAULT_MIN_SIMILARITY,
+            params["transform_distance"]) == (DEFAULT_THRESHOLD, "fused", DEFAULT_CLUSTER_MIN_SIMILARITY,
                                               DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_TRANSFORM_DISTANCE)
 
 
@@ -78,7 +78,8 @@ def test_match_8_says_no_notice(conn):
 
 
 def test_sql_defaults_are_the_command_lines(conn):
-    from dbdedup.embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+    from dbdedup.embedding_defaults import (DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY,
+                                            DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY)
     from dbdedup.matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE
 
     def arguments(name: str) -> dict[str, str]:
@@ -95,13 +96,14 @@ def test_sql_defaults_are_the_command_lines(conn):
 
     build = arguments("build_clusters")
     assert int(build["max_distance"]) == DEFAULT_THRESHOLD and build["rule"] == "fused"
-    assert float(build["min_similarity"]) == DEFAULT_MIN_SIMILARITY
+    assert float(build["min_similarity"]) == DEFAULT_CLUSTER_MIN_SIMILARITY
     assert int(build["confirm_distance"]) == DEFAULT_CLUSTER_CONFIRM_DISTANCE
     assert int(build["transform_distance"]) == DEFAULT_TRANSFORM_DISTANCE
     for name in ("similar", "similar_to_hash"):
         assert int(arguments(name)["max_distance"]) == DEFAULT_THRESHOLD, name
     # lookups check no pixels: their embedding matches keep the pHash bound
     assert int(arguments("similar")["confirm_distance"]) == DEFAULT_CONFIRM_DISTANCE
+    assert float(arguments("similar")["min_similarity"]) == DEFAULT_MIN_SIMILARITY
 
 
 def test_hash_only_server_says_so_once_and_reports_the_rule_it_applies(plain_pg_dsn, tmp_path):

@@ -54,7 +54,9 @@ import psycopg
 
 from dbdedup.clusters import RULES, ClusterSettings, build_clusters, link_keepers
 from dbdedup.db import connect, stop_embedded
-from dbdedup.embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+# clustering's defaults (a lookup's are stricter: it checks no pixels)
+from dbdedup.embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE as DEFAULT_CONFIRM_DISTANCE
+from dbdedup.embedding_defaults import DEFAULT_CLUSTER_MIN_SIMILARITY as DEFAULT_MIN_SIMILARITY
 from dbdedup.load import load_paths
 from dbdedup.matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, find_pairs
 from dbdedup.verify_workers import verify_pending_pairs
@@ -740,7 +742,7 @@ def parse_fused(text: str, thresholds: list[int]) -> list[tuple[int, float | Non
     if text == "auto":
         out = [(t0, None, None, None), (t0, round(DEFAULT_MIN_SIMILARITY - step, 4), None, None),
                (t0, round(DEFAULT_MIN_SIMILARITY + step, 4), None, None), (t0 + 2, None, None, None),
-               (t0, None, DEFAULT_CONFIRM_DISTANCE - 4, None), (t0, None, DEFAULT_CONFIRM_DISTANCE + 4, None)]
+               (t0, None, 20, None)]  # the pHash bound of a lookup (the fused rule's before verification)
         out += [(t0, None, None, v) for v in (DEFAULT_TRANSFORM_DISTANCE - 2, DEFAULT_TRANSFORM_DISTANCE + 2) if v >= 0]
         return [x for x in out if x[0] <= max(thresholds) and (x[1] is None or 0 < x[1] < 1)]
     out = []

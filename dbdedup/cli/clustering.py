@@ -12,7 +12,7 @@ import os
 import click
 
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
-from ..embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
+from ..embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
 from .context import note, settings_of
 
@@ -41,7 +41,7 @@ def clustering_options(f):
                           f"embedding match confirmed by a looser hash bound) [default: {_KEPT}{DEFAULT_RULE}]."),
         click.option("--min-similarity", type=click.FloatRange(0, 1, min_open=True), default=None,
                      help="Cosine similarity of the embeddings that counts as a match "
-                          f"[default: {_KEPT}{DEFAULT_MIN_SIMILARITY}]."),
+                          f"[default: {_KEPT}{DEFAULT_CLUSTER_MIN_SIMILARITY}]."),
         click.option("--confirm-distance", type=click.IntRange(0, 64), default=None,
                      help="fused rule: an embedding match also needs a pHash (or flipped/rotated/trimmed variant) "
                           "within this distance (64: none; the check by pixels confirms such pairs) "
