@@ -548,8 +548,15 @@ def plan_order(conn: psycopg.Connection, q: dict[str, str]) -> int:
                 image_a.append(edges[:, 0])
                 image_b.append(edges[:, 1])
     empty = np.zeros(0, dtype=np.int64)
-    ids, positions = locality_order(np.concatenate(image_a) if image_a else empty,
-                                    np.concatenate(image_b) if image_b else empty)
+    image_a = np.concatenate(image_a) if image_a else empty
+    image_b = np.concatenate(image_b) if image_b else empty
+    if len(image_a) <= CHUNK_PAIRS:
+        # one chunk: one worker checks every pair and keeps every image (CACHED_IMAGES >= 2 x
+        # CHUNK_PAIRS), in any order; no graph to plan (scipy's import alone is about 0.5 s)
+        ids = np.unique(np.concatenate([image_a, image_b]))
+        positions = np.arange(len(ids), dtype=np.int64)
+    else:
+        ids, positions = locality_order(image_a, image_b)
     with conn.transaction():
         with conn.cursor() as cur:
             cur.execute(q["clear_order"])

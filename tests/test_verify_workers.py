@@ -20,7 +20,7 @@ from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
-from dbdedup.verify_workers import VerifyProgress, locality_order, plan_order, verify_pending_pairs
+from dbdedup.verify_workers import CHUNK_PAIRS, VerifyProgress, locality_order, plan_order, verify_pending_pairs
 from images import photo, save
 from test_load import _children, _gone
 
@@ -451,14 +451,15 @@ def test_locality_order_gives_each_family_a_narrow_band_of_positions():
 def test_pending_pairs_are_checked_family_by_family(conn, tmp_path):
     """The pending pairs reach the workers one family after the other, each family's images read once,
     although the families' image ids interleave (in image_a order every pair would alternate families,
-    and a worker would read its images again and again)."""
+    and a worker would read its images again and again). More pairs than one chunk: a single chunk is
+    not planned (one worker keeps all its images)."""
     root = tmp_path / "families"
-    for k in range(12):  # even files one family, odd files another: ids interleave
-        save(textured_photo(300 + k % 2, (320, 240)).rotate(3 * (k // 2), fillcolor=(255, 255, 255)),
+    for k in range(22):  # even files one family, odd files another: ids interleave
+        save(textured_photo(300 + k % 2, (240, 180)).rotate(2 * (k // 2), fillcolor=(255, 255, 255)),
              root / f"{k:02d}.png")
     load_paths(conn, [root], workers=1, embedder=None)
     image = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
-    family = {image[str(root / f"{k:02d}.png")]: k % 2 for k in range(12)}
+    family = {image[str(root / f"{k:02d}.png")]: k % 2 for k in range(22)}
     for a in family:
         for b in family:
             if a < b and family[a] == family[b]:
@@ -466,11 +467,26 @@ def test_pending_pairs_are_checked_family_by_family(conn, tmp_path):
     q = named_queries("queries/verify_workers.sql")
     with conn.transaction():
         conn.execute(q["create_order"])
-    assert plan_order(conn, q) == 12
+    assert plan_order(conn, q) == 22
     order = [family[row[1]] for row in conn.execute(q["pending_pairs"]).fetchall()]
-    assert len(order) == 30 and order in (sorted(order), sorted(order, reverse=True))
+    assert len(order) == 110 > CHUNK_PAIRS and order in (sorted(order), sorted(order, reverse=True))
     summary = verify_pending_pairs(conn, workers=1)
-    assert summary.done == 30 and summary.images_read <= 12
+    assert summary.done == 110 and summary.images_read <= 22
+
+
+def test_a_handful_of_pending_pairs_is_checked_without_planning_an_order(conn, tmp_path):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["photo"], image["crop"])
+    add_pending(conn, image["art"], image["art-variant"])
+    q = named_queries("queries/verify_workers.sql")
+    with conn.transaction():
+        conn.execute(q["create_order"])
+    assert plan_order(conn, q) == 4
+    rows = conn.execute(q["pending_pairs"]).fetchall()
+    assert len(rows) == 2
+    summary = verify_pending_pairs(conn, workers=1)
+    assert (summary.done, summary.verified) == (2, 1)
 
 
 def test_a_copy_turned_by_3_degrees_is_left_to_geometry_and_verified(conn, tmp_path):
