@@ -24,6 +24,20 @@ def _clusters(conn, image: dict[str, int]) -> set[frozenset[str]]:
         "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
 
 
+def _crop_not_paired_with_its_keeper(conn, tmp_path, seed: int, settings: ClusterSettings) -> dict[str, int]:
+    """A photo, its upscaled copy (the keeper) and a crop by a quarter, loaded and clustered; then the
+    crop's pair with the photo pending, as an embedding search finds it (no signal pairs the crop with
+    the keeper). Returns {name: image id}."""
+    original = textured_photo(seed)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
+             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, settings, verify_workers=1)  # matched, clustered, its parameters stored
+    add_pending(conn, image["photo"], image["crop"])
+    return image
+
+
 def test_a_crop_verified_with_the_original_joins_the_upscaled_keeper_through_its_own_checked_pair(conn, tmp_path):
     original = textured_photo(1)
     art = drawing()
@@ -72,13 +86,7 @@ def test_a_crop_verified_with_the_original_joins_the_upscaled_keeper_through_its
 
 
 def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
-    original = textured_photo(2)
-    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
-             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
-             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)
-    add_pending(conn, image["photo"], image["crop"])
+    image = _crop_not_paired_with_its_keeper(conn, tmp_path, 2, ClusterSettings(rule="hash"))
     result = clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)
     assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
     assert result.keeper_pairs == 0
@@ -88,13 +96,7 @@ def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
 def test_refresh_proposes_keeper_pairs_for_dbdedup_verify_and_links_them_at_the_next_refresh(conn, tmp_path):
     from dbdedup.verify_workers import verify_pending_pairs
 
-    original = textured_photo(3)
-    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
-             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
-             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # stores the parameters refresh uses
-    add_pending(conn, image["photo"], image["crop"])
+    image = _crop_not_paired_with_its_keeper(conn, tmp_path, 3, ClusterSettings())
     verify_pending_pairs(conn, workers=1)  # what a cron job's `dbdedup verify` does
     conn.execute("CALL dbdedup.refresh()")  # pg_cron: builds, then proposes the keeper's pair with the crop
     conn.commit()
@@ -112,13 +114,7 @@ def test_nothing_is_proposed_while_a_load_runs_and_the_next_build_proposes_it(co
 
     from dbdedup.locks import LOAD_LOCK_KEY
 
-    original = textured_photo(4)
-    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
-             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "big.png"),
-             "crop": save(crop_25(original), tmp_path / "set" / "crop.jpg", quality=92)}
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
-    add_pending(conn, image["photo"], image["crop"])
+    image = _crop_not_paired_with_its_keeper(conn, tmp_path, 4, ClusterSettings())
     with psycopg.connect(db_dsn, autocommit=True) as loader:
         loader.execute("SELECT pg_advisory_lock_shared(%s)", (LOAD_LOCK_KEY,))  # as a running load holds it
         result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
