@@ -116,7 +116,10 @@ BEGIN
         ELSE
             l := ceil(ln(1 - target_recall) / ln(1 - p));
         END IF;
-        cost := l * (values_total + values_probed + values_probed::double precision * values_total / 2 ^ k);
+        -- a candidate (a pair sharing a key) costs about half a row: one round of 8 tables of 1M values
+        -- (bench/match_bench.py's data, parallel workers) took 3.55 s at k=21 (2.0M candidates), 4.46 s
+        -- at 20 (3.9M), 4.87 s at 19 (7.6M), 6.18 s at 18 (15.2M): 0.40 s a table plus 0.20 us a candidate
+        cost := l * (values_total + values_probed + 0.5 * values_probed::double precision * values_total / 2 ^ k);
         IF cost < estimated_cost THEN
             estimated_cost := cost;
             key_bits := k;
