@@ -601,7 +601,7 @@ def dense_verdict(a: Features, b: Features, match: DenseMatch) -> Verdict:
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     colour = match.colour
-    if match.correlation is None or colour is None or match.correlation < DENSE_MIN_CORRELATION:
+    if match.correlation is None or colour is None or not match.correlation >= DENSE_MIN_CORRELATION:  # NaN too
         return Verdict(False, 0.0, "no_geometry")
     if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
             and colour.gain <= colour.gain_limit and _grey_light_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
