@@ -271,3 +271,12 @@ def test_dense_alignment_keeps_look_alikes_apart():
     assert not dense.verified
     _, dense = _dense(folder((120, 120, 120), "star"), folder((120, 120, 120), "lens"))
     assert not dense.verified
+
+
+def test_a_dense_alignment_that_did_not_converge_or_gave_no_number_verifies_nothing():
+    features = verify.Features.of(candle())
+    same = verify.compare_signatures(features.signature, features.signature)
+    assert verify.dense_verdict(features, features, verify.DenseMatch(0.99, same)).verified
+    for correlation in (None, float("nan"), 0.5):
+        verdict = verify.dense_verdict(features, features, verify.DenseMatch(correlation, same))
+        assert (verdict.verified, verdict.reason) == (False, "no_geometry"), correlation
