@@ -299,8 +299,9 @@ def render_terminal(
         console.print(
             "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
             "never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
-            "embedding) and how the pair was verified (colours agree: colour layouts compared; features align: "
-            "local features matched geometrically), with the score[/dim]"
+            "embedding, or a verified member: through a member) and how the pair was verified (colours agree: "
+            "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "
+            "picture aligned by its pixels), with the score[/dim]"
         )
 
     if histogram is not None and (histogram.counts or histogram.beyond):
