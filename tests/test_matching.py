@@ -193,20 +193,7 @@ def test_lsh_reaches_its_recall_and_never_returns_a_far_pair(conn):
 def lsh_oracle(values: list[int], max_distance: int, masks: list[int]) -> set[tuple[int, int, int]]:
     """The value pairs the lsh method must return, by numpy: distinct values within max_distance (brute force) whose
     XOR has no bit in at least one table's mask (so the two share that table's key)."""
-    unique = np.unique(np.array(values, dtype=np.int64)).view(np.uint64)
-    mask_array = np.array(masks, dtype=np.int64).view(np.uint64)
-    out = set()
-    columns = np.arange(len(unique))
-    for start in range(0, len(unique), 512):
-        rows = columns[start : start + 512]
-        close = np.bitwise_count(unique[rows, None] ^ unique[None, :]) <= max_distance
-        ii, jj = np.nonzero(close & (columns[None, :] > rows[:, None]))
-        for i, j in zip(ii + start, jj):
-            xor = unique[i] ^ unique[j]
-            if ((xor & mask_array) == 0).any():
-                a, b = sorted((int(unique[i].view(np.int64)), int(unique[j].view(np.int64))))
-                out.add((a, b, int(np.bitwise_count(xor))))
-    return out
+    return {pair for pair, table in first_tables(values, max_distance, masks).items() if table}
 
 
 def test_lsh_full_run_returns_exactly_the_pairs_of_its_tables(conn):
