@@ -506,14 +506,27 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity", c
     return agreement_verdict(compare_signatures(orient_signature(a.signature, orientation), b.signature), closest)
 
 
+def agrees_but_in_detail(distance: SignatureDistance) -> bool:
+    """Whether an aligned pair's signatures agree in layout and colour (every measure within its
+    limit but the 16x16 detail, which ``agreement_verdict`` adds)."""
+    return distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
+        and distance.gain <= distance.gain_limit and _grey_light_agrees(distance)
+
+
 def agreement_verdict(distance: SignatureDistance, closest: int | None = None) -> Verdict | None:
     """'signature' (verified, scored) when every measure of an aligned pair's signature distance
     is within its limit (the detail's by ``closest``, as in ``signature_verdict``); None otherwise."""
-    if distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
-            and distance.gain <= distance.gain_limit \
-            and distance.detail <= detail_limit(closest) and _grey_light_agrees(distance):
+    if agrees_but_in_detail(distance) and distance.detail <= detail_limit(closest):
         return Verdict(True, max(0.0, 1.0 - distance.worst), "signature")
     return None
+
+
+def _overlap_agrees(colour: SignatureDistance) -> bool:
+    """Whether a pair aligned by its pixels (keypoints or ECC) agrees in colour and layout over the
+    aligned overlap (the geometric limits, looser in layout and stricter in chroma than an aligned
+    pair's signatures)."""
+    return colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
+        and colour.gain <= colour.gain_limit and _grey_light_agrees(colour)
 
 
 def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_inliers: int = MIN_INLIERS,
@@ -533,8 +546,7 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
         return Verdict(False, 0.0, "no_overlap")
     colour = match.colour
     score = max(0.0, 1.0 - colour.worst)
-    if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
-            and colour.gain <= colour.gain_limit and _grey_light_agrees(colour):
+    if _overlap_agrees(colour):
         if max_detail is not None and colour.detail > max_detail:
             # aligned, the overlap still differs in a small region: another emblem, glyph or pip
             return Verdict(False, score, "detail")
@@ -603,7 +615,6 @@ def dense_verdict(a: Features, b: Features, match: DenseMatch) -> Verdict:
     colour = match.colour
     if match.correlation is None or colour is None or not match.correlation >= DENSE_MIN_CORRELATION:  # NaN too
         return Verdict(False, 0.0, "no_geometry")
-    if colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
-            and colour.gain <= colour.gain_limit and _grey_light_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
+    if _overlap_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
         return Verdict(True, max(0.0, 1.0 - colour.worst), "dense")
     return Verdict(False, 0.0, "no_geometry")

@@ -367,9 +367,7 @@ def dense_candidate(pair: PendingPair, a: verify.Features, b: verify.Features, o
         return True
     if orientation is None:
         return pair.similarity is not None and pair.similarity >= verify.DENSE_MIN_SIMILARITY
-    d = verify.compare_signatures(a.signature, b.signature)
-    return d.light <= verify.MAX_LIGHT and (d.chroma is None or d.chroma <= verify.MAX_CHROMA) \
-        and d.gain <= d.gain_limit and (d.grey_light is None or d.grey_light <= verify.MAX_GREY_LIGHT)
+    return verify.agrees_but_in_detail(verify.compare_signatures(a.signature, b.signature))
 
 
 def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:

@@ -271,7 +271,7 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
-    'similarity 0.92 confirmed within 20, variants within 2); dHash and aHash cluster by rule hash.';
+    'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
 CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs() RETURNS bigint
     LANGUAGE plpgsql
