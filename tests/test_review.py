@@ -262,7 +262,9 @@ def test_keys_move_between_clusters(server, db_dsn, page):
     assert f"/cluster/{ids[1]}?" in page.url
     page.keyboard.press("c")
     assert page.locator("#compare").is_visible()
-    assert page.locator("#compare-member").evaluate("img => img.complete && img.naturalWidth > 0")
+    # the member's picture is fetched when the pane opens: wait for it to load (a timeout fails the test)
+    page.wait_for_function("() => { const img = document.querySelector('#compare-member');"
+                           " return img !== null && img.complete && img.naturalWidth > 0; }", timeout=10_000)
     page.keyboard.press("Escape")
     assert not page.locator("#compare").is_visible()
 
