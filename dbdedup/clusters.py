@@ -358,7 +358,8 @@ def ensure_verified_pairs(
     if pending_pairs(conn, applied.hash_kind):
         from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
 
-        verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress)
+        verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
+                                            lock_wait=lock_wait, on_wait=on_wait)
     return VerifiedPairs(applied, match, verification, _rule_note(asked, applied))
 
 
@@ -395,7 +396,8 @@ def ensure_clusters(
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=prepared.rule_note)
     result = build_clusters(conn, applied)
-    result = link_keepers(conn, result, verify_workers=verify_workers, verify_progress=verify_progress)
+    result = link_keepers(conn, result, verify_workers=verify_workers, verify_progress=verify_progress,
+                          lock_wait=lock_wait, on_wait=on_wait)
     return replace(result, matched=match is not None, match=match, verification=verification,
                    rule_note=prepared.rule_note)
 
@@ -404,7 +406,8 @@ KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in th
 
 
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
-                 verify_progress=None) -> ClusterResult:
+                 verify_progress=None, lock_wait: float | None = None,
+                 on_wait: Callable[[str], None] | None = None) -> ClusterResult:
     """After a build under a rule with transforms: propose the pair of each keeper with every image
     verified as the same picture as one of its members (``dbdedup.propose_keeper_pairs``), check them
     like any pair (in SQL, then by their pixels) and build again; up to ``KEEPER_ROUNDS`` times.
@@ -424,6 +427,7 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
         from .verify_workers import merged, verify_pending_pairs  # numpy, OpenCV, the pool: only when needed
 
         proposed += found
-        check = merged(check, verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress))
+        check = merged(check, verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
+                                                   lock_wait=lock_wait, on_wait=on_wait))
         result = build_clusters(conn, result.settings)
     return replace(result, keeper_pairs=proposed, keeper_check=check)

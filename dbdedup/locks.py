@@ -40,6 +40,9 @@ ROOT_LOCK_CLASS = 7_220_004
 RUN_LOCK_CLASS = 7_220_005
 """Class of the per-run locks (the object is the load run's id)."""
 
+VERIFY_LOCK_KEY = 7_220_009
+"""The advisory lock key of the geometric verification (one run at a time per database)."""
+
 DEFAULT_LOCK_WAIT = 30.0
 """Seconds a load or a match waits for the load lock before giving up with the holder's name."""
 
@@ -186,9 +189,7 @@ def load_lock(
         pause = min(pause * 2, _POLL_MAX)
     previous = None
     try:
-        with conn.transaction():
-            previous = conn.execute(q["application_name"]).fetchone()[0]
-            conn.execute(q["set_application_name"], {"name": name})
+        previous = set_application_name(conn, name)
         yield
     finally:
         release(conn, previous, shared=shared)
@@ -227,28 +228,69 @@ def root_locks(
     started = time.monotonic()
     try:
         for key, root in keys:
-            pause = _POLL_FIRST
-            told = False
-            pair = {"classid": ROOT_LOCK_CLASS, "objid": key}
-            while True:
-                with conn.transaction():
-                    got = conn.execute(q["try_lock_pair"], pair).fetchone()[0]
-                    holders = [] if got else lock_holders(conn, (ROOT_LOCK_CLASS, key))
-                if got:
-                    held.append(key)
-                    break
-                waited = time.monotonic() - started
-                if waited >= wait:
-                    raise _busy_error(f"load {root}", holders, waited, what="its folder")
-                if not told and on_wait is not None and holders:
-                    on_wait(f"waiting up to {wait:.0f} s for {root}: another load of it is running "
-                            f"({holders[0].describe()})")
-                    told = True
-                time.sleep(min(pause, max(0.0, wait - waited)))
-                pause = min(pause * 2, _POLL_MAX)
+            def tell(holder: str, root: str = root) -> None:
+                if on_wait is not None:
+                    on_wait(f"waiting up to {wait:.0f} s for {root}: another load of it is running ({holder})")
+
+            wait_for_lock(conn, (ROOT_LOCK_CLASS, key), f"load {root}", what="its folder", wait=wait,
+                          started=started, on_wait=tell)
+            held.append(key)
         yield
     finally:
         _unlock_pairs(conn, ROOT_LOCK_CLASS, held)
+
+
+def wait_for_lock(
+    conn: psycopg.Connection,
+    key: int | tuple[int, int],
+    purpose: str,
+    *,
+    what: str,
+    wait: float | None = None,
+    started: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> None:
+    """Take the session-level advisory lock ``key`` (a bigint, or a (class, object) pair of int4),
+    polling until ``wait`` seconds have passed since ``started`` (default: now); then a DbdedupError
+    "cannot ``purpose``: ``what`` is held by ..." names the holder.
+
+    Polling, not failing at the first try: a killed command's session keeps its locks until its
+    backend notices the client is gone, which takes until the query it was running ends.
+    ``on_wait(holder's description)`` is called once if the lock is busy at first.
+    """
+    wait = DEFAULT_LOCK_WAIT if wait is None else max(0.0, float(wait))
+    started = time.monotonic() if started is None else started
+    q = _queries()
+    if isinstance(key, tuple):
+        query, params = q["try_lock_pair"], {"classid": key[0], "objid": key[1]}
+    else:
+        query, params = q["try_lock"], {"key": key}
+    pause = _POLL_FIRST
+    told = False
+    while True:
+        with conn.transaction():
+            got = conn.execute(query, params).fetchone()[0]
+            holders = [] if got else lock_holders(conn, key)
+        if got:
+            return
+        waited = time.monotonic() - started
+        if waited >= wait:
+            raise _busy_error(purpose, holders, waited, what=what)
+        if not told and on_wait is not None and holders:
+            on_wait(holders[0].describe())
+            told = True
+        time.sleep(min(pause, max(0.0, wait - waited)))
+        pause = min(pause * 2, _POLL_MAX)
+
+
+def set_application_name(conn: psycopg.Connection, name: str) -> str:
+    """Name the session ``name`` (so that a command waiting for one of its locks can say what holds
+    it) and return the name it had."""
+    q = _queries()
+    with conn.transaction():
+        previous = conn.execute(q["application_name"]).fetchone()[0]
+        conn.execute(q["set_application_name"], {"name": name})
+    return previous
 
 
 def hold_run(conn: psycopg.Connection, run_id: int) -> None:
@@ -280,14 +322,16 @@ def _unlock_pairs(conn: psycopg.Connection, classid: int, objids: list[int]) -> 
         pass  # the session is gone, and its locks with it
 
 
-def release(conn: psycopg.Connection, application_name: str | None = None, *, shared: bool = False) -> None:
-    """Release the load lock (and restore the application name); silent when the connection is gone."""
+def release(conn: psycopg.Connection, application_name: str | None = None, *, shared: bool = False,
+            key: int = LOAD_LOCK_KEY) -> None:
+    """Release the session-level advisory lock ``key`` (default: the load lock) and give the session
+    back ``application_name`` (when given); silent when the connection is gone."""
     q = _queries()
     try:
         if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             conn.rollback()
         with conn.transaction():
-            conn.execute(q["unlock_shared" if shared else "unlock"], {"key": LOAD_LOCK_KEY})
+            conn.execute(q["unlock_shared" if shared else "unlock"], {"key": key})
             if application_name is not None:
                 conn.execute(q["set_application_name"], {"name": application_name})
     except psycopg.Error:

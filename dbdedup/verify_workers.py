@@ -34,13 +34,13 @@ import sys
 import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import psycopg
 from PIL import Image
 
-from . import verify, worker_pool
+from . import locks, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .errors import DbdedupError
 from .fingerprint import verification_signals
@@ -616,7 +616,8 @@ class _Writer:
 
 
 def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None,
-                         progress: VerifyProgress | None = None) -> VerifySummary:
+                         progress: VerifyProgress | None = None, lock_wait: float | None = None,
+                         on_wait: Callable[[str], None] | None = None) -> VerifySummary:
     """Give every pending pair of dbdedup.pairs (``verified IS NULL``) its verdict by the pixels of
     its two files, in ``workers`` processes (default: all cores), and return a summary.
 
@@ -626,8 +627,9 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
     colour signature get them from this read. Commits once per batch of verdicts, so a run that
-    is stopped keeps what it wrote and the next run does the rest. Raises DbdedupError when
-    another verification run holds the database.
+    is stopped keeps what it wrote and the next run does the rest. One run at a time per database:
+    waits up to ``lock_wait`` seconds (``locks.DEFAULT_LOCK_WAIT``) for another one, calling
+    ``on_wait(message)`` once, then raises DbdedupError naming it.
     """
     started = time.monotonic()
     workers = max(1, int(workers or default_workers()))
@@ -637,13 +639,17 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
         # each batch must be a transaction of its own (not a savepoint in the caller's), or a kill
         # would lose every batch and not only the last one
         conn.commit()
-    with conn.transaction():
-        if not conn.execute(q["try_lock"]).fetchone()[0]:
-            raise DbdedupError("another dbdedup verify is running on this database",
-                               hint="wait for it to finish (it checks the same pairs); what it verifies is kept")
+
+    def tell(holder: str) -> None:
+        if on_wait is not None:
+            on_wait(f"waiting for the verification run of {holder}")
+
+    locks.wait_for_lock(conn, locks.VERIFY_LOCK_KEY, "check pairs by their pixels", what="the verification lock",
+                        wait=lock_wait, on_wait=tell)
     summary = VerifySummary(workers=workers)
-    cursor = None
+    cursor = application_name = None
     try:
+        application_name = locks.set_application_name(conn, "dbdedup verify")
         with conn.transaction():
             for name in ("create_results", "create_features", "create_order", "clear_temp_tables"):
                 conn.execute(q[name])
@@ -663,11 +669,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             except psycopg.Error:
                 pass
         if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            try:
-                with conn.transaction():
-                    conn.execute(q["unlock"])
-            except psycopg.Error:
-                pass
+            locks.release(conn, application_name, key=locks.VERIFY_LOCK_KEY)
     summary.seconds = time.monotonic() - started
     return summary
 

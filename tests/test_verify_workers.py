@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -326,20 +327,35 @@ def test_a_pair_that_kills_its_worker_is_an_error_and_the_rest_is_verified(conn,
     assert (summary.verified, summary.rejected, summary.errors) == (2, 1, 1)
 
 
-def test_a_second_run_at_once_is_refused_with_a_hint(conn, db_dsn):
+def test_a_second_run_waits_for_the_first_then_gives_up_naming_it(conn, db_dsn):
     from dbdedup.errors import DbdedupError
 
-    with psycopg.connect(db_dsn, autocommit=True) as other:
+    with psycopg.connect(db_dsn, autocommit=True, application_name="dbdedup verify") as other:
         other.execute("SELECT pg_advisory_lock(7220009)")  # as a dbdedup verify running elsewhere holds it
+        told: list[str] = []
+        started = time.monotonic()
         with pytest.raises(DbdedupError) as caught:
-            verify_pending_pairs(conn, workers=1)
-        assert "another dbdedup verify is running" in caught.value.message and caught.value.hint
+            verify_pending_pairs(conn, workers=1, lock_wait=1.0, on_wait=told.append)
+        assert time.monotonic() - started >= 1.0
+        holder = other.info.backend_pid
+        assert f"the verification lock is held by pid {holder}" in caught.value.message
+        assert "another dbdedup verify is running" in caught.value.hint
+        assert len(told) == 1 and f"pid {holder}" in told[0]
         # the command says it in one line and a hint, no traceback
         result = subprocess.run([sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn,
-                                 "verify"], capture_output=True, text=True, timeout=120)
+                                 "--lock-wait", "0", "verify"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 1 and "Traceback" not in result.stderr
-        assert result.stderr.splitlines()[0] == "dbdedup: error: another dbdedup verify is running on this database"
+        assert result.stderr.splitlines()[0].startswith(
+            f"dbdedup: error: cannot check pairs by their pixels: the verification lock is held by pid {holder}")
         assert result.stderr.splitlines()[1].startswith("hint: ")
+        # a run that ends while the next one waits (or a killed one whose backend has not yet noticed):
+        # the next one goes on
+        threading.Timer(0.5, lambda: other.execute("SELECT pg_advisory_unlock(7220009)")).start()
+        started = time.monotonic()
+        verify_pending_pairs(conn, workers=1, lock_wait=10)
+        assert time.monotonic() - started >= 0.5, "it waited for the lock"
+        assert other.execute("SELECT pg_try_advisory_lock(7220009)").fetchone()[0], "the run released it"
+        other.execute("SELECT pg_advisory_unlock(7220009)")
     # its session gone, the lock is free (the server ends the closed session's backend a moment later)
     deadline = time.monotonic() + 10
     while conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 7220009").fetchone()[0]:

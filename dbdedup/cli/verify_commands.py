@@ -87,5 +87,7 @@ def verify(ctx: click.Context, workers: int | None) -> None:
 
     with open_db(ctx) as conn:
         with verify_progress(ctx) as progress:
-            summary = verify_pending_pairs(conn, workers=workers, progress=progress)
+            summary = verify_pending_pairs(conn, workers=workers, progress=progress,
+                                           lock_wait=settings_of(ctx).lock_wait,
+                                           on_wait=lambda message: note(ctx, message))
     note(ctx, summary_line(summary))

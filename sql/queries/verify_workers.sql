@@ -1,14 +1,6 @@
 -- Queries of the geometric verification workers (dbdedup/verify_workers.py). Temporary tables
 -- live in the session's pg_temp schema and vanish with the connection.
 
--- name: try_lock
--- One verification run at a time per database (a second one would check the same pairs); a
--- session lock, so a run that is killed releases it with its connection.
-SELECT pg_try_advisory_lock(7220009);
-
--- name: unlock
-SELECT pg_advisory_unlock(7220009);
-
 -- name: count_pending
 SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL;
 
