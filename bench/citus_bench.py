@@ -133,7 +133,7 @@ def per_shard_plan(conn: psycopg.Connection, t: int, method: str) -> str:
         step = f"blocks: block 1 of {blocks}, radius {radii[0]}"
     else:
         key_bits = conn.execute("SELECT key_bits FROM dbdedup.plan_lsh(%s, %s, %s)", (n, n, t)).fetchone()[0]
-        conn.execute("SELECT dbdedup.match_keys_add_values('phash', dbdedup.sampled_mask(1, %s), true)", (key_bits,))
+        conn.execute("SELECT dbdedup.match_keys_add_values('phash', dbdedup.lsh_mask(1, %s), true)", (key_bits,))
         conn.execute("INSERT INTO dbdedup.match_keys (part, key, value, pending, probed) "
                      "SELECT 1, key, value, true, false FROM dbdedup.match_keys WHERE part = 0")
         step = f"lsh: table 1, {key_bits} key bits"

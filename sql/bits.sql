@@ -30,16 +30,6 @@ COMMENT ON FUNCTION dbdedup.interleaved_mask(integer, integer) IS
     'bits j and j+32 apart, which PostgreSQL''s bigint hash folds together (a block holding both makes hash joins '
     'collide badly).';
 
-CREATE OR REPLACE FUNCTION dbdedup.sampled_mask(seed integer, bits integer) RETURNS bigint
-    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    AS $$
-        SELECT coalesce(bit_or(1::bigint << (c + 32 * (hashint4(seed * 97 + c) & 1))), 0)
-        FROM (SELECT c FROM generate_series(0, 31) c ORDER BY hashint4(seed * 64 + c), c LIMIT least(bits, 32)) s
-    $$;
-COMMENT ON FUNCTION dbdedup.sampled_mask(integer, integer) IS
-    'A pseudo-random but fixed set of `bits` (at most 32) of the 64, never both j and j+32 (see interleaved_mask): '
-    'the key of one table of the lsh method.';
-
 CREATE OR REPLACE FUNCTION dbdedup.ball_masks(block_mask bigint, radius integer) RETURNS bigint[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
     AS $$

@@ -263,14 +263,17 @@ BEGIN
                 n_candidates := n_candidates + c;
             END LOOP;
         ELSE
+            -- the keys of dbdedup.match's lsh method (dbdedup.lsh_mask, joined on the two halves), so that
+            -- each pair at distance d shares a table's key with the chance plan_lsh assumes
             SELECT * INTO plan FROM dbdedup.plan_lsh(n_target, n_probe, max_distance, 0.99);
             FOR block IN 1 .. plan.tables LOOP
-                mask := dbdedup.sampled_mask(block, plan.key_bits);
+                mask := dbdedup.lsh_mask(block, plan.key_bits);
                 EXECUTE format($q$
                     WITH c AS (
                         SELECT p.value AS pv, t.value AS tv, bit_count((p.value # t.value)::bit(64)) AS d
                         FROM pg_temp.tf_probe_values p
-                        JOIN pg_temp.tf_target_values t ON (t.value & %1$s) = (p.value & %1$s)
+                        JOIN pg_temp.tf_target_values t ON (t.value & %1$s) >> 32 = (p.value & %1$s) >> 32
+                                                       AND t.value & %1$s & 4294967295 = p.value & %1$s & 4294967295
                     ), ins AS (
                         INSERT INTO pg_temp.tf_value_pairs SELECT pv, tv, d FROM c WHERE d <= %2$s
                     )

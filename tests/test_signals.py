@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,77 @@ def test_incremental_transform_matching_equals_a_full_rematch(conn, tmp_path):
                        ids[str(first_half / f"{original}.jpg")]))
         assert any(r[0] == a and r[1] == b for r in full), (copy, full)
     assert len(full) == 6
+
+
+def test_lsh_transform_matching_uses_the_keys_of_the_lsh_method(conn):
+    # the variants' lsh tables are dbdedup.lsh_mask's joined on both halves, as dbdedup.match's: a pair at
+    # distance d shares a table's key with the chance plan_lsh assumes. The image pairs linked by a variant
+    # must be exactly those whose probe and target values share a key in some table (the old sampled masks,
+    # which never held bits j and j+32 together, found another set).
+    from test_matching import flip_bits, insert_images
+
+    rng = np.random.default_rng(21)
+    n, max_distance = 500, 10
+    phashes = [int(v) for v in rng.integers(-(2**63), 2**63 - 1, size=n, dtype=np.int64)]
+    ids = insert_images(conn, phashes)
+    variants = [[int(v) for v in rng.integers(-(2**63), 2**63 - 1, size=15, dtype=np.int64)] for _ in range(n)]
+    for i in range(0, n, 2):  # every other image has a variant near another image's pHash (or trimmed pHash)
+        j = int(rng.integers(0, n - 1))
+        j += j >= i
+        near = phashes[j] if rng.random() < 0.8 else variants[j][7]
+        # most at the threshold, where a table misses the most
+        distance = max_distance if rng.random() < 0.7 else int(rng.integers(0, max_distance))
+        variants[i][int(rng.integers(0, 15))] = flip_bits(rng, near, distance)
+    with conn.cursor() as cur:
+        cur.executemany("UPDATE dbdedup.images SET phash_variants = %s WHERE id = %s",
+                        [(v, image) for v, image in zip(variants, ids)])
+    conn.commit()
+    matching.find_pairs(conn, threshold=8, method="scan", full=True)
+    row = conn.execute("SELECT * FROM dbdedup.match_transforms(%s, 'lsh', true)", (max_distance,)).fetchone()
+    conn.commit()
+    assert row[0] == "lsh"
+
+    def low(value: int) -> bool:
+        return not 3 < bin(value & (2**64 - 1)).count("1") < 61
+
+    probes = [(image, pos, value) for image, own, vs in zip(ids, phashes, variants)
+              for pos, value in enumerate([own] + vs) if not low(value)]
+    targets = [(image, pos, value) for image, own, vs in zip(ids, phashes, variants)
+               for pos, value in ((0, own), (8, vs[7])) if not low(value)]
+    probe_values, target_values = {p[2] for p in probes}, {t[2] for t in targets}
+    key_bits, tables, _ = conn.execute("SELECT * FROM dbdedup.plan_lsh(%s, %s, %s, 0.99)",
+                                       (len(target_values), len(probe_values), max_distance)).fetchone()
+    assert row[3:5] == (len(probe_values), len(target_values))
+    masks = [conn.execute("SELECT dbdedup.lsh_mask(%s, %s)", (t, key_bits)).fetchone()[0] & (2**64 - 1)
+             for t in range(1, tables + 1)]
+    # every (probe value, target value) pair that shares a table's key is a candidate, table by table
+    shared = 0
+    for m in masks:
+        keys = Counter(v & (2**64 - 1) & m for v in target_values)
+        shared += sum(keys[v & (2**64 - 1) & m] for v in probe_values)
+    assert row[5] == shared
+    by_value: dict[int, list] = {}
+    for image, pos, value in targets:
+        by_value.setdefault(value, []).append((image, pos))
+    plain = dict(zip(ids, phashes))
+    expected, near_pairs = set(), set()
+    target_array = np.array(sorted(target_values), dtype=np.int64)
+    for image, pos, value in probes:
+        distances = np.bitwise_count(target_array.view(np.uint64) ^ np.uint64(value & (2**64 - 1)))
+        for target in target_array[distances <= max_distance]:
+            xor = (value ^ int(target)) & (2**64 - 1)
+            for other, target_pos in by_value[int(target)]:
+                if other == image or (pos == 0 and target_pos == 0):
+                    continue
+                pair = (min(image, other), max(image, other))
+                if bin(xor).count("1") < bin((plain[image] ^ plain[other]) & (2**64 - 1)).count("1"):
+                    near_pairs.add(pair)
+                    if any(xor & m == 0 for m in masks):
+                        expected.add(pair)
+    found = set(conn.execute("SELECT image_a, image_b FROM dbdedup.pairs "
+                             "WHERE hash_kind = 'phash' AND transform_distance IS NOT NULL").fetchall())
+    assert found == expected, f"{len(found - expected)} extra, {len(expected - found)} missing"
+    assert len(near_pairs) >= 200 and len(expected) / len(near_pairs) >= 0.95
 
 
 # ---------------------------------------------------------------- 3. --no-orientations, then orientations
