@@ -44,7 +44,7 @@ VERIFY_LOCK_KEY = 7_220_009
 """The advisory lock key of the geometric verification (one run at a time per database)."""
 
 DEFAULT_LOCK_WAIT = 30.0
-"""Seconds a load or a match waits for the load lock before giving up with the holder's name."""
+"""Seconds a load, a match or a verification waits for its lock before giving up with the holder's name."""
 
 ENV_LOCK_WAIT = "DBDEDUP_LOCK_WAIT"
 

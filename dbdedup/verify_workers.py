@@ -42,7 +42,6 @@ from PIL import Image
 
 from . import locks, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
-from .errors import DbdedupError
 from .fingerprint import verification_signals
 from .load import default_workers
 from .resample import limit_blas_threads
