@@ -163,30 +163,27 @@ def load_lock(
     q = _queries()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
-    try_lock = q["try_lock_shared" if shared else "try_lock"]
-    started = time.monotonic()
-    pause = _POLL_FIRST
-    told = False
-    while True:
+
+    def tell(holder: str) -> None:
+        if on_wait is not None:
+            on_wait(f"waiting up to {wait:.0f} s for the load lock, held by {holder}")
+
+    if shared:
+        wait_for_lock(conn, LOAD_LOCK_KEY, purpose, what="the load lock", wait=wait, on_wait=tell, shared=True)
+    else:
+        started = time.monotonic()
         with conn.transaction():
-            got = conn.execute(try_lock, {"key": LOAD_LOCK_KEY}).fetchone()[0]
+            got = conn.execute(q["try_lock"], {"key": LOAD_LOCK_KEY}).fetchone()[0]
             holders = [] if got else lock_holders(conn)
-        if got:
-            break
-        waited = time.monotonic() - started
-        if waited >= wait:
-            raise _busy_error(purpose, holders, waited)
-        if not told and on_wait is not None and holders:
-            on_wait(f"waiting up to {wait:.0f} s for the load lock, held by {holders[0].describe()}")
-            told = True
-        if not shared:
+        if not got:
+            waited = time.monotonic() - started
+            if waited >= wait:
+                raise _busy_error(purpose, holders, waited)
+            if holders:
+                tell(holders[0].describe())
             # queue for it: loads that ask after this session wait behind it
-            got = _wait_in_queue(conn, wait - waited)
-            if got:
-                break
-            raise _busy_error(purpose, lock_holders(conn), time.monotonic() - started)
-        time.sleep(min(pause, max(0.0, wait - waited)))
-        pause = min(pause * 2, _POLL_MAX)
+            if not _wait_in_queue(conn, wait - waited):
+                raise _busy_error(purpose, lock_holders(conn), time.monotonic() - started)
     previous = None
     try:
         previous = set_application_name(conn, name)
@@ -249,10 +246,12 @@ def wait_for_lock(
     wait: float | None = None,
     started: float | None = None,
     on_wait: Callable[[str], None] | None = None,
+    shared: bool = False,
 ) -> None:
-    """Take the session-level advisory lock ``key`` (a bigint, or a (class, object) pair of int4),
-    polling until ``wait`` seconds have passed since ``started`` (default: now); then a DbdedupError
-    "cannot ``purpose``: ``what`` is held by ..." names the holder.
+    """Take the session-level advisory lock ``key`` (a bigint, or a (class, object) pair of int4;
+    a bigint one in shared mode with ``shared``), polling until ``wait`` seconds have passed since
+    ``started`` (default: now); then a DbdedupError "cannot ``purpose``: ``what`` is held by ..."
+    names the holder.
 
     Polling, not failing at the first try: a killed command's session keeps its locks until its
     backend notices the client is gone, which takes until the query it was running ends.
@@ -264,7 +263,7 @@ def wait_for_lock(
     if isinstance(key, tuple):
         query, params = q["try_lock_pair"], {"classid": key[0], "objid": key[1]}
     else:
-        query, params = q["try_lock"], {"key": key}
+        query, params = q["try_lock_shared" if shared else "try_lock"], {"key": key}
     pause = _POLL_FIRST
     told = False
     while True:
