@@ -93,6 +93,12 @@ def same_as_one_load(concurrent_dsn: str, sequential_dsn: str, root: Path) -> No
     assert any(any(m[3] for m in members) for _, members in found), "byte-identical copies across folders cluster"
 
 
+def loaders(dsn: str) -> int:
+    """How many sessions are dbdedup loads holding the load lock (they name themselves so)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbdedup load'").fetchone()[0]
+
+
 def runs(dsn: str) -> list[tuple]:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT id, status, roots, started_at, finished_at FROM dbdedup.load_runs ORDER BY id").fetchall()
@@ -125,7 +131,17 @@ def test_a_second_load_of_the_same_folder_waits_for_the_first(db_dsn, tmp_path):
         while not [r for r in runs(db_dsn) if r[1] == "running"]:
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.05)
-        second = start_load(db_dsn, folder)
+        # the first load, holding its folder's lock, is suspended (as Ctrl-Z does) until the second one
+        # has asked for that lock: a first load that ended before the second started would prove nothing
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = start_load(db_dsn, folder)
+            while loaders(db_dsn) < 2:  # the second holds the load lock (shared): it is at the folder's lock
+                assert time.monotonic() < deadline and second.poll() is None
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
         err = finish(second)
         finish(first)
     finally:
