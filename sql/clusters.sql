@@ -283,7 +283,10 @@ BEGIN
     -- A member must be verified with its keeper itself, and a pair is only checked when a signal
     -- found it: a copy cropped by a quarter is far from the keeper (an upscaled copy) by every
     -- hash, though verified with the original, a member. Such pairs are proposed here (transform
-    -- 'linked'), and checked like any other pair before they may link anything. Each table is
+    -- 'linked'), and checked like any other pair before they may link anything. A member's pair
+    -- that the keypoints could not align (no_geometry) proposes too: a crop and a turned copy of
+    -- one original often do not align with each other, and each does with the original; a pair
+    -- found apart in colour, layout or detail proposes nothing. Each table is
     -- read into a temporary one first: Citus joins no temporary table with a distributed one.
     -- Pairs are written as a match writes them, never during a load (loads hold the load lock
     -- shared, a match exclusively): while one runs, nothing is proposed; the next build will.
@@ -292,15 +295,16 @@ BEGIN
     END IF;
     CREATE TEMP TABLE lk_assign ON COMMIT DROP AS
     SELECT a.image_id, a.cluster_id, a.is_keeper FROM dbdedup.cluster_assignments a;
-    CREATE TEMP TABLE lk_verified ON COMMIT DROP AS
-    SELECT p.image_a, p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.verified;
+    CREATE TEMP TABLE lk_paired ON COMMIT DROP AS
+    SELECT p.image_a, p.image_b FROM dbdedup.pairs p
+    WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason = 'no_geometry');
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
     SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
     FROM (SELECT v.image_b AS x, m.cluster_id AS keeper
-          FROM lk_verified v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
+          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
           UNION ALL
           SELECT v.image_a, m.cluster_id
-          FROM lk_verified v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper) l
+          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper) l
     LEFT JOIN lk_assign x ON x.image_id = l.x
     WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
     SELECT array_agg(DISTINCT i) INTO wanted
@@ -319,13 +323,14 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_verified, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_linked;
     RETURN n;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.propose_keeper_pairs() IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
-    'pHash-kind pair) but outside that cluster and with no pair of its own with the keeper, store that pair, unverified, '
+    'pHash-kind pair, or one rejected only because its keypoints could not align: no_geometry) but outside that cluster '
+    'and with no pair of its own with the keeper, store that pair, unverified, '
     'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '
     '(none while a load or a match runs: they hold the load lock, and the next build proposes them).';

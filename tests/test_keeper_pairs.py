@@ -85,6 +85,30 @@ def test_a_crop_verified_with_the_original_joins_the_upscaled_keeper_through_its
     assert again.keeper_pairs == 0 and again.keeper_check is None
 
 
+def test_a_member_pair_keypoints_could_not_align_proposes_the_keepers_own_pair_and_a_colour_rejection_does_not(
+        conn, tmp_path):
+    # a crop and a turned copy of one original often do not align with each other though each does with the
+    # original: the member's pair rejected no_geometry still proposes the keeper's pair, which decides
+    image = _crop_not_paired_with_its_keeper(conn, tmp_path, 5, ClusterSettings())
+    conn.execute("UPDATE dbdedup.pairs SET verified = false, verify_score = 0, verify_reason = 'no_geometry' "
+                 "WHERE image_a = %s AND image_b = %s",
+                 (min(image["photo"], image["crop"]), max(image["photo"], image["crop"])))
+    conn.commit()
+    result = clusters.link_keepers(conn, clusters.build_clusters(conn, ClusterSettings()), verify_workers=1)
+    assert result.keeper_pairs == 1
+    assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"})}
+
+    # found apart in colour: nothing is proposed
+    conn.execute("DELETE FROM dbdedup.pairs WHERE transform = 'linked'")
+    conn.execute("UPDATE dbdedup.pairs SET verify_reason = 'colour' WHERE image_a = %s AND image_b = %s",
+                 (min(image["photo"], image["crop"]), max(image["photo"], image["crop"])))
+    conn.commit()
+    result = clusters.link_keepers(conn, clusters.build_clusters(conn, ClusterSettings()), verify_workers=1)
+    assert result.keeper_pairs == 0 and _pair(conn, image["crop"], image["photo-large"]) is None
+    assert frozenset({"photo", "photo-large"}) in _clusters(conn, image)
+
+
 def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
     image = _crop_not_paired_with_its_keeper(conn, tmp_path, 2, ClusterSettings(rule="hash"))
     result = clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)

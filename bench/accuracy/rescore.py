@@ -14,7 +14,7 @@ With --recheck (after a change to the geometric check itself), every pair verify
 pending is checked again by today's workers, and their verdicts replace the stored ones.
 
 Usage:
-    .venv/bin/python bench/accuracy/rescore.py [--set bench/out/accuracy] [--workers 2] [--recheck]
+    .venv/bin/python bench/accuracy/rescore.py [--set bench/out/accuracy] [--workers 2] [--recheck] [--fresh]
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ def keep_geometry_verdicts(conn) -> int:
     return conn.execute("SELECT count(*) FROM bench_geometry_verdicts").fetchone()[0]
 
 
-def rejudge(conn, workers: int, recheck: bool = False) -> dict:
+def rejudge(conn, workers: int, recheck: bool = False, fresh: bool = False) -> dict:
     """Clear the verdicts, re-run verify_pairs, restore stored geometric verdicts (none with
-    ``recheck``), check the rest; with ``recheck``, store the new verdicts of every pair that was pending."""
+    ``recheck``), check the rest; with ``recheck``, store the new verdicts of every pair that was pending.
+    With ``fresh``, the keeper pairs earlier runs proposed are deleted first, as on a fresh database."""
     started = time.perf_counter()
+    if fresh:
+        conn.execute("DELETE FROM dbdedup.pairs WHERE transform = 'linked'")
     conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL "
                  "WHERE verified IS NOT NULL")
     conn.execute("SELECT * FROM dbdedup.verify_pairs()")
@@ -76,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--recheck", action="store_true",
                         help="check every pending pair again with today's geometric check (and keep those verdicts)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the keeper pairs earlier runs proposed first, as on a fresh database")
     args = parser.parse_args(argv)
     truth = Truth.read(args.set_dir / "truth.csv")
     universe = set(truth.files)
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         with connect(None, data_dir) as conn:
             kept = keep_geometry_verdicts(conn)
             conn.commit()
-            info = rejudge(conn, args.workers, args.recheck)
+            info = rejudge(conn, args.workers, args.recheck, args.fresh)
             print(f"geometric verdicts kept: {kept}; {info}", file=sys.stderr)
             default = Config("dbdedup fused", "defaults", "phash", "fused", 8, default=True)
             scores, _ = run_configs(conn, [default], truth, universe, 0.0, 1800)
