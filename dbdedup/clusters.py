@@ -379,7 +379,8 @@ def ensure_clusters(
 
     First ``ensure_verified_pairs`` (matching and verification, when needed): every pair has a
     verdict before clustering, and only verified pairs link images. The clusters are rebuilt when
-    their settings differ, the pairs changed or verdicts were given. When everything is current
+    their settings differ, the pairs changed or verdicts were given (also by a `dbdedup verify`
+    after a build that left pairs pending, such as ``refresh()``'s). When everything is current
     this costs a few queries and writes nothing (a read-only role can run it).
     """
     prepared = ensure_verified_pairs(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
@@ -390,8 +391,10 @@ def ensure_clusters(
     if not conn.autocommit:
         conn.commit()
     if params is not None and match is None and verification is None:
+        # (clusters built with pairs pending, by refresh(), are built again: `dbdedup verify` may have
+        # given those pairs verdicts since)
         if (_built_settings(params) == applied and state is not None
-                and params["matched_seq"] == state["matched_seq"]):
+                and params["matched_seq"] == state["matched_seq"] and not params["pending_at_build"]):
             return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=prepared.rule_note)

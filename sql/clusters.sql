@@ -44,6 +44,7 @@ DECLARE
     rounds integer := 0;
     n_clusters bigint;
     n_members bigint;
+    n_pending bigint;
     signals_mark bigint;
     has_apart boolean;
 BEGIN
@@ -243,18 +244,22 @@ BEGIN
 
     SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
     signals_mark := (SELECT min(s.matched_seq) FROM dbdedup.signal_state s);  -- (Citus takes no subquery in VALUES)
+    -- pairs left to the geometric check link nothing yet: the next command builds again (its verdicts
+    -- may come from a `dbdedup verify` in between)
+    SELECT count(*) INTO n_pending FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.verified IS NULL;
     INSERT INTO dbdedup.cluster_parameters AS p (singleton, max_distance, hash_kind, keeper_rule, reference_paths, matched_seq,
                                                  clusters, members, split_rounds, seconds, built_at, rule, min_similarity,
-                                                 confirm_distance, transform_distance, signals_seq)
+                                                 confirm_distance, transform_distance, signals_seq, pending_at_build)
     VALUES (true, max_distance, kind, keeper_rule, reference_paths, st.matched_seq, n_clusters, n_members, greatest(rounds - 1, 0),
             extract(epoch FROM clock_timestamp() - started), now(), rule, min_similarity, confirm_distance,
-            transform_distance, signals_mark)
+            transform_distance, signals_mark, n_pending)
     ON CONFLICT (singleton) DO UPDATE SET
         max_distance = excluded.max_distance, hash_kind = excluded.hash_kind, keeper_rule = excluded.keeper_rule,
         reference_paths = excluded.reference_paths, matched_seq = excluded.matched_seq, clusters = excluded.clusters,
         members = excluded.members, split_rounds = excluded.split_rounds, seconds = excluded.seconds, built_at = excluded.built_at,
         rule = excluded.rule, min_similarity = excluded.min_similarity, confirm_distance = excluded.confirm_distance,
-        transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq;
+        transform_distance = excluded.transform_distance, signals_seq = excluded.signals_seq,
+        pending_at_build = excluded.pending_at_build;
     DROP TABLE cc_pair, cc_verdict, cc_verdict_image, cc_image_row, cc_image, cc_member, cc_edge, cc_tone, cc_keeper, cc_assign,
                cc_apart;
     RETURN QUERY SELECT n_clusters, n_members, greatest(rounds - 1, 0), extract(epoch FROM clock_timestamp() - started)::double precision;

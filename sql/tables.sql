@@ -260,7 +260,7 @@ COMMENT ON COLUMN dbdedup.pairs.transform IS
     'Which variant matched when the pair was found by transform matching: image_b looks like image_a after this '
     '(flip_h, rotate_90, ..., trim, trim+flip_h, ...); keypoints when only shared keypoint keys found it (a crop, a '
     'rotation: see shared_keys); linked when dbdedup.propose_keeper_pairs proposed it (a keeper and an image verified '
-    'with one of its members). NULL when no variant is closer than the stored hashes.';
+    'with one of its members, or whose pair with one only failed to align by keypoints). NULL when no variant is closer than the stored hashes.';
 COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance); 0 for keypoints and linked.';
 COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
@@ -287,7 +287,8 @@ CREATE TABLE dbdedup.cluster_parameters (
     min_similarity  real,
     confirm_distance smallint,
     transform_distance smallint,
-    signals_seq     bigint
+    signals_seq     bigint,
+    pending_at_build bigint NOT NULL DEFAULT 0
 );
 COMMENT ON TABLE dbdedup.cluster_parameters IS 'The parameters of the current clustering (one row), and what building it found.';
 COMMENT ON COLUMN dbdedup.cluster_parameters.reference_paths IS 'Path prefixes whose files are preferred as keeper and never removable.';
@@ -301,6 +302,10 @@ COMMENT ON COLUMN dbdedup.cluster_parameters.transform_distance IS
     'Largest distance at which a flipped, rotated or trimmed variant links two images (tighter than max_distance: '
     '16 variants give 16 chances to match by accident).';
 COMMENT ON COLUMN dbdedup.cluster_parameters.signals_seq IS 'signal_state matched_seq of the signals the clustering used.';
+COMMENT ON COLUMN dbdedup.cluster_parameters.pending_at_build IS
+    'Pairs of the clustering''s hash kind still pending (verified IS NULL, linking nothing) when it was built (a build from '
+    'SQL, such as refresh(), leaves the ones the geometric check must decide): above 0, the clusters are built again '
+    'by the next command, since `dbdedup verify` may have given those pairs verdicts since.';
 
 CREATE TABLE dbdedup.cluster_assignments (
     image_id           bigint PRIMARY KEY,

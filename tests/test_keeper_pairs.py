@@ -133,6 +133,26 @@ def test_refresh_proposes_keeper_pairs_for_dbdedup_verify_and_links_them_at_the_
     assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"})}
 
 
+def test_a_report_after_dbdedup_verify_builds_the_clusters_again_with_its_verdicts(conn, tmp_path):
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    image = _crop_not_paired_with_its_keeper(conn, tmp_path, 6, ClusterSettings())
+    conn.execute("CALL dbdedup.refresh()")  # pg_cron: builds with the crop's pair still pending
+    conn.commit()
+    assert clusters.current_parameters(conn)["pending_at_build"] == 1
+    assert frozenset({"photo", "photo-large"}) in _clusters(conn, image)
+    verify_pending_pairs(conn, workers=1)  # a cron job's `dbdedup verify`: nothing else changes
+    assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # the next report
+
+    assert result.rebuilt and result.keeper_pairs == 1
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "crop"})}
+    assert clusters.current_parameters(conn)["pending_at_build"] == 0
+    again = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    assert not again.rebuilt
+
+
 def test_nothing_is_proposed_while_a_load_runs_and_the_next_build_proposes_it(conn, db_dsn, tmp_path):
     import psycopg
 

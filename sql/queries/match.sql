@@ -60,7 +60,7 @@ SELECT dbdedup.propose_keeper_pairs()
 
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
-       seconds, built_at, rule, min_similarity, confirm_distance, transform_distance
+       seconds, built_at, rule, min_similarity, confirm_distance, transform_distance, pending_at_build
 FROM dbdedup.cluster_parameters
 
 -- name: cluster_counts
