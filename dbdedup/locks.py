@@ -125,15 +125,16 @@ def _busy_error(purpose: str, holders: list[LockHolder], waited: float, what: st
     waited_text = f"waited {waited:.0f} s" if waited >= 1 else "did not wait"
     if not holders:
         return DbdedupError(f"cannot {purpose}: {what} is busy ({waited_text})",
-                            hint="another dbdedup load or match is running on this database; try again when it "
-                                 "ends, or wait longer with --lock-wait SECONDS")
+                            hint="another dbdedup command (a load, match or verify) is running on this database; "
+                                 "try again when it ends, or wait longer with --lock-wait SECONDS")
     holder = holders[0]
     others = f" and {len(holders) - 1} more session(s)" if len(holders) > 1 else ""
     message = f"cannot {purpose}: {what} is held by {holder.describe()}{others} ({waited_text})"
     if holder.is_dbdedup:
         what = holder.application.removeprefix("dbdedup").strip() or "command"  # type: ignore[union-attr]
         hint = (f"another dbdedup {what} is running on this database: let it finish (--lock-wait SECONDS waits "
-                f"longer) or stop it; a killed one releases the lock at once")
+                f"longer) or stop it; a killed one's lock goes with its database session, once the query it was "
+                f"running ends")
     else:
         hint = (f"session {holder.pid} is not dbdedup: ask role {holder.role or '?'} to end it (or to run "
                 f"SELECT pg_advisory_unlock_all()), or end it as a superuser: SELECT pg_terminate_backend({holder.pid})")
