@@ -461,6 +461,7 @@ ALIGNED_VARIANT = int(_SETTINGS["aligned_variant"])  # distance at an orientatio
 SAME_FRAMING = int(_SETTINGS["same_framing"])  # closer than this, a pair the signature rejects is settled
 SETTLED = _SETTINGS["settled"]  # an aligned pair within this signature distance needs no geometry
 HOPELESS = _SETTINGS["hopeless"]  # an aligned pair beyond it is another picture, not an edit to align
+HOPELESS_GAIN = _SETTINGS["hopeless_gain"]  # ... and one apart in colour by a larger spread or chroma ratio
 GEOMETRY_MIN_SIMILARITY = _SETTINGS["geometry_min_similarity"]  # weaker embedding-only pairs are rejected
 
 

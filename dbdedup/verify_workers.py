@@ -373,7 +373,8 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
     """The verdict for an aligned pair from its two signatures, as the SQL step gives it
     (dbdedup.verify_pairs): 'signature' when every measure is within its limit; 'colour' when
     the colours are apart and that settles it (one framing, colours close enough that aligning
-    again would not change them, or too far for any edit); 'layout' when the layouts are apart
+    again would not change them, or too far for any edit: layouts beyond HOPELESS, a spread or chroma
+    ratio beyond HOPELESS_GAIN); 'layout' when the layouts are apart
     beyond the geometric range; None when the pair needs the geometric check (never settled by
     the detail alone: a copy turned by a few degrees or cropped a little differs in detail until
     it is aligned)."""
@@ -387,7 +388,7 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             (d.grey_light is not None and d.grey_light > verify.MAX_GREY_LIGHT) or \
             d.gain > d.gain_limit:
-        if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS:
+        if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS and d.gain <= verify.HOPELESS_GAIN:
             return None
         return verify.Verdict(False, score, "colour")
     if d.light > verify.MAX_LIGHT and d.worst > verify.HOPELESS:

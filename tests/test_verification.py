@@ -14,7 +14,7 @@ from dbdedup import clusters, matching, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
 from dbdedup.verify_workers import aligned_verdict
-from images import brighter, photo, reencoded, resized, save
+from images import brighter, photo, reencoded, resized, save, textured_photo
 
 
 def _sql_distance(conn, a: np.ndarray, b: np.ndarray, orientation: str | None):
@@ -393,6 +393,57 @@ def test_a_trimmed_variant_pair_is_verified_when_the_whole_pictures_agree_else_l
     # a frame the whole signatures see: only the trimmed comparison or geometry may decide, by the pixels
     found = pair(conn, ids, "a.png", "framed.png")
     assert found["verified"] is None, found
+
+
+def test_an_aligned_pair_apart_by_a_spread_ratio_no_crop_explains_is_rejected_without_the_geometric_check(conn, tmp_path):
+    # Two copies cropped a little (layouts 0.3-0.6 apart, a range the geometric check may align
+    # again), both apart in colour: one with its contrast halved (spread ratio about 2), which the
+    # aligned overlap would not pass either, is settled in SQL; the other (contrast 0.65: a ratio
+    # about 1.45, apart by its chroma layout) still waits for the geometric check.
+    from dbdedup.verify_workers import PairChecker, PendingPair
+
+    original = textured_photo(53, (320, 240))
+    w, h = original.size
+    cropped = original.crop((round(w * 0.04), round(h * 0.04), w, h)).resize(original.size)
+    save(original, tmp_path / "a.png")
+    save(ImageEnhance.Contrast(cropped).enhance(0.45), tmp_path / "pale.png")
+    save(ImageEnhance.Contrast(cropped).enhance(0.65), tmp_path / "muted.png")
+    ids = load(conn, tmp_path)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for other in ("pale.png", "muted.png"):
+        assert ids["a.png"] < ids[other]
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact) "
+                     "VALUES ('phash', %s, %s, 8, false)", (ids["a.png"], ids[other]))
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images")}
+    a = stored[ids["a.png"]]
+    for other, gain_beyond in (("pale.png", True), ("muted.png", False)):
+        d = verify.compare_signatures(a.signature, stored[ids[other]].signature)
+        assert verify.SETTLED < d.worst <= verify.HOPELESS and d.gain > d.gain_limit or d.chroma > verify.MAX_CHROMA, d
+        assert (d.gain > verify.HOPELESS_GAIN) is gain_beyond, d
+        found = pair(conn, ids, "a.png", other)
+        expected = aligned_verdict(a, stored[ids[other]], "identity", closest=8)
+        if gain_beyond:
+            assert (found["verified"], found["reason"]) == (False, "colour"), found
+            assert expected is not None and (expected.verified, expected.reason) == (False, "colour")
+        else:
+            assert found["verified"] is None and expected is None, (found, expected)
+    # what the geometric check would have said of the settled pair: keypoints align it, and its
+    # aligned overlap is apart in colour all the same
+    row = conn.execute(
+        "SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
+        "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, "
+        "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, "
+        "b.signature_error FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
+        "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_b = %s", (ids["pale.png"],)).fetchone()
+    checker = PairChecker()
+    seen_a = checker._seen(PendingPair.from_row(row).a, True)
+    seen_b = checker._seen(PendingPair.from_row(row).b, True)
+    match = verify.geometric_match(checker._keypoints(seen_a, "identity"), checker._keypoints(seen_b, "identity"))
+    assert match.inliers >= verify.MIN_INLIERS_ALIGNED, match
+    assert not verify.geometric_verdict(seen_a.features, seen_b.features, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
+                                        max_detail=verify.MAX_DETAIL_FAR).verified
 
 
 def test_verify_pairs_turns_the_first_image_of_each_pair_by_its_orientation_as_python_does(conn, tmp_path):
