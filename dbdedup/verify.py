@@ -462,6 +462,7 @@ SAME_FRAMING = int(_SETTINGS["same_framing"])  # closer than this, a pair the si
 SETTLED = _SETTINGS["settled"]  # an aligned pair within this signature distance needs no geometry
 HOPELESS = _SETTINGS["hopeless"]  # an aligned pair beyond it is another picture, not an edit to align
 HOPELESS_GAIN = _SETTINGS["hopeless_gain"]  # ... and one apart in colour by a larger spread or chroma ratio
+HOPELESS_GREY_LIGHT = _SETTINGS["hopeless_grey_light"]  # ... or a greyscale picture this far from a colour one
 GEOMETRY_MIN_SIMILARITY = _SETTINGS["geometry_min_similarity"]  # weaker embedding-only pairs are rejected
 
 

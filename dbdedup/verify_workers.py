@@ -374,7 +374,8 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
     (dbdedup.verify_pairs): 'signature' when every measure is within its limit; 'colour' when
     the colours are apart and that settles it (one framing, colours close enough that aligning
     again would not change them, or too far for any edit: layouts beyond HOPELESS, a spread or chroma
-    ratio beyond HOPELESS_GAIN); 'layout' when the layouts are apart
+    ratio beyond HOPELESS_GAIN, a greyscale picture beyond HOPELESS_GREY_LIGHT from a colour one);
+    'layout' when the layouts are apart
     beyond the geometric range; None when the pair needs the geometric check (never settled by
     the detail alone: a copy turned by a few degrees or cropped a little differs in detail until
     it is aligned)."""
@@ -388,7 +389,8 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
     if (d.chroma is not None and d.chroma > verify.MAX_CHROMA) or \
             (d.grey_light is not None and d.grey_light > verify.MAX_GREY_LIGHT) or \
             d.gain > d.gain_limit:
-        if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS and d.gain <= verify.HOPELESS_GAIN:
+        if closest >= verify.SAME_FRAMING and verify.SETTLED < d.worst <= verify.HOPELESS and d.gain <= verify.HOPELESS_GAIN \
+                and (d.grey_light is None or d.grey_light <= verify.HOPELESS_GREY_LIGHT):
             return None
         return verify.Verdict(False, score, "colour")
     if d.light > verify.MAX_LIGHT and d.worst > verify.HOPELESS:

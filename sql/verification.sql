@@ -24,7 +24,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT settled double precision, OUT hopeless double precision, OUT geometry_min_similarity double precision,
         OUT min_chroma double precision, OUT light_spread_floor double precision, OUT detail_rank integer,
         OUT max_grey_light double precision, OUT grey_chroma double precision, OUT max_gain_grey double precision,
-        OUT near_distance integer, OUT max_detail_far double precision, OUT hopeless_gain double precision)
+        OUT near_distance integer, OUT max_detail_far double precision, OUT hopeless_gain double precision,
+        OUT hopeless_grey_light double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -47,11 +48,12 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                1.5 AS max_gain_grey,        -- the spread ratio of other pairs with a greyscale image
                2 AS near_distance,          -- an aligned pair this close may differ in detail up to max_detail
                0.65 AS max_detail_far,      -- the 16x16 detail of an aligned pair farther apart, also after the geometric check
-               1.7 AS hopeless_gain         -- an aligned pair apart in colour by a larger spread or chroma ratio: no crop or turn explains it
+               1.7 AS hopeless_gain,        -- an aligned pair apart in colour by a larger spread or chroma ratio: no crop or turn explains it
+               10.0 AS hopeless_grey_light  -- the same for a greyscale picture this far (L* units) from a colour one's greyscale conversion
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
-    'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, hopeless_gain, geometry_min_similarity), '
+    'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, hopeless_gain, hopeless_grey_light, geometry_min_similarity), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
     'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
@@ -386,7 +388,7 @@ BEGIN
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature' WHEN m.apart_in_colour THEN 'colour' WHEN m.light > s.max_light THEN 'layout'
                 ELSE 'detail' END
-    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light, d.gain,
+    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light, d.gain, d.grey_light,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  coalesce(d.chroma > s.max_chroma, false) OR coalesce(d.grey_light > s.max_grey_light, false)
                  OR d.gain > d.gain_limit AS apart_in_colour,
@@ -404,14 +406,15 @@ BEGIN
                 OFFSET 0) d
           OFFSET 0) m
     -- rejected here: aligned pairs apart in colour when one framing or colours too far for an edit
-    -- (layouts beyond hopeless, or tones whose spread or chroma ratio passes hopeless_gain: a crop or
-    -- a small turn changes the ratio little, and the geometric check would hold the aligned overlap to
-    -- the same gain limit); apart in layout only beyond hopeless; never for the detail alone (a copy
+    -- (layouts beyond hopeless, tones whose spread or chroma ratio passes hopeless_gain, a greyscale
+    -- picture beyond hopeless_grey_light from a colour one's conversion: a crop or a small turn moves
+    -- these little, and the geometric check would hold the aligned overlap to the same limits as an
+    -- aligned pair); apart in layout only beyond hopeless; never for the detail alone (a copy
     -- turned by a few degrees or cropped a little: the geometric check aligns it and compares the
     -- overlap's detail)
     WHERE m.ok OR (m.route = 'aligned' AND CASE
               WHEN m.apart_in_colour THEN m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
-                                          OR m.gain > s.hopeless_gain
+                                          OR m.gain > s.hopeless_gain OR coalesce(m.grey_light > s.hopeless_grey_light, false)
               WHEN m.light > s.max_light THEN m.worst > s.hopeless
               ELSE false END);
 
@@ -433,7 +436,7 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'rejects the pair (low_quality), an image whose signature could not be computed too (no_signature); aligned pairs '
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
     'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
-    '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain, a layout apart (layout) beyond '
+    '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, a layout apart (layout) beyond '
     'hopeless, never for the detail alone (the geometric check compares the aligned overlap''s detail); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
     'whole signatures agree in the variant''s orientation. Everything else stays pending (verified NULL) for the geometric '

@@ -395,22 +395,28 @@ def test_a_trimmed_variant_pair_is_verified_when_the_whole_pictures_agree_else_l
     assert found["verified"] is None, found
 
 
-def test_an_aligned_pair_apart_by_a_spread_ratio_no_crop_explains_is_rejected_without_the_geometric_check(conn, tmp_path):
-    # Two copies cropped a little (layouts 0.3-0.6 apart, a range the geometric check may align
-    # again), both apart in colour: one with its contrast halved (spread ratio about 2), which the
-    # aligned overlap would not pass either, is settled in SQL; the other (contrast 0.65: a ratio
-    # about 1.45, apart by its chroma layout) still waits for the geometric check.
+def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected_without_the_geometric_check(conn, tmp_path):
+    # Copies cropped by 4% (layouts 0.3-0.6 apart: a range the geometric check may align again),
+    # each apart in colour. Settled in SQL: contrast 0.45 (a spread ratio about 2) and a greyscale
+    # copy darkened to 0.8 (about 12 L* units from the colour one's conversion), which the aligned
+    # overlap would not pass either. Left to the geometric check: contrast 0.65 (ratio about 1.45,
+    # apart by its chroma layout) and the plain greyscale copy (about 3 units), which it verifies.
     from dbdedup.verify_workers import PairChecker, PendingPair
 
     original = textured_photo(53, (320, 240))
     w, h = original.size
     cropped = original.crop((round(w * 0.04), round(h * 0.04), w, h)).resize(original.size)
+    grey = cropped.convert("L").convert("RGB")
+    copies = {"pale.png": (ImageEnhance.Contrast(cropped).enhance(0.45), "colour"),
+              "grey_dark.png": (ImageEnhance.Brightness(grey).enhance(0.8), "colour"),
+              "muted.png": (ImageEnhance.Contrast(cropped).enhance(0.65), None),
+              "grey.png": (grey, None)}
     save(original, tmp_path / "a.png")
-    save(ImageEnhance.Contrast(cropped).enhance(0.45), tmp_path / "pale.png")
-    save(ImageEnhance.Contrast(cropped).enhance(0.65), tmp_path / "muted.png")
+    for name, (image, _) in copies.items():
+        save(image, tmp_path / name)
     ids = load(conn, tmp_path)
     conn.execute("DELETE FROM dbdedup.pairs")
-    for other in ("pale.png", "muted.png"):
+    for other in copies:
         assert ids["a.png"] < ids[other]
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact) "
                      "VALUES ('phash', %s, %s, 8, false)", (ids["a.png"], ids[other]))
@@ -418,32 +424,38 @@ def test_an_aligned_pair_apart_by_a_spread_ratio_no_crop_explains_is_rejected_wi
     stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
         "SELECT id, quality, colour_signature FROM dbdedup.images")}
     a = stored[ids["a.png"]]
-    for other, gain_beyond in (("pale.png", True), ("muted.png", False)):
+    for other, (_, settled) in copies.items():
         d = verify.compare_signatures(a.signature, stored[ids[other]].signature)
-        assert verify.SETTLED < d.worst <= verify.HOPELESS and d.gain > d.gain_limit or d.chroma > verify.MAX_CHROMA, d
-        assert (d.gain > verify.HOPELESS_GAIN) is gain_beyond, d
+        apart = d.gain > d.gain_limit or (d.chroma or 0) > verify.MAX_CHROMA or (d.grey_light or 0) > verify.MAX_GREY_LIGHT
+        assert verify.SETTLED < d.worst <= verify.HOPELESS and apart, (other, d)
         found = pair(conn, ids, "a.png", other)
         expected = aligned_verdict(a, stored[ids[other]], "identity", closest=8)
-        if gain_beyond:
-            assert (found["verified"], found["reason"]) == (False, "colour"), found
+        if settled:
+            assert (found["verified"], found["reason"]) == (False, "colour"), (other, found, d)
             assert expected is not None and (expected.verified, expected.reason) == (False, "colour")
         else:
-            assert found["verified"] is None and expected is None, (found, expected)
-    # what the geometric check would have said of the settled pair: keypoints align it, and its
-    # aligned overlap is apart in colour all the same
-    row = conn.execute(
-        "SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
-        "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, "
-        "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, "
-        "b.signature_error FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
-        "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_b = %s", (ids["pale.png"],)).fetchone()
+            assert found["verified"] is None and expected is None, (other, found, expected, d)
+    # what the geometric check says of each: keypoints align all four; the aligned overlaps of the
+    # settled two are apart in colour all the same, the plain greyscale copy is verified
+    def pending_pair(image_b: int) -> PendingPair:
+        return PendingPair.from_row(conn.execute(
+            "SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
+            "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, "
+            "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, "
+            "b.signature_error FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
+            "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_b = %s", (image_b,)).fetchone())
+
     checker = PairChecker()
-    seen_a = checker._seen(PendingPair.from_row(row).a, True)
-    seen_b = checker._seen(PendingPair.from_row(row).b, True)
-    match = verify.geometric_match(checker._keypoints(seen_a, "identity"), checker._keypoints(seen_b, "identity"))
-    assert match.inliers >= verify.MIN_INLIERS_ALIGNED, match
-    assert not verify.geometric_verdict(seen_a.features, seen_b.features, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
-                                        max_detail=verify.MAX_DETAIL_FAR).verified
+    for other, (_, settled) in copies.items():
+        pending = pending_pair(ids[other])
+        seen_a, seen_b = checker._seen(pending.a, True), checker._seen(pending.b, True)
+        match = verify.geometric_match(checker._keypoints(seen_a, "identity"), checker._keypoints(seen_b, "identity"))
+        assert match.inliers >= verify.MIN_INLIERS_ALIGNED, (other, match)
+        verdict = verify.geometric_verdict(seen_a.features, seen_b.features, match,
+                                           min_inliers=verify.MIN_INLIERS_ALIGNED, max_detail=verify.MAX_DETAIL_FAR)
+        if settled:
+            assert not verdict.verified, (other, verdict)
+    assert checker.verdict(pending_pair(ids["grey.png"])).verified
 
 
 def test_verify_pairs_turns_the_first_image_of_each_pair_by_its_orientation_as_python_does(conn, tmp_path):
