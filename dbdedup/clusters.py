@@ -223,7 +223,7 @@ class ClusterResult:
     match: MatchResult | None = None  # the MatchResult when matching ran
     verification: object | None = None  # the verify_workers.VerifySummary when pending pairs were checked by their pixels
     rule_note: str | None = None  # why the rule applied differs from the one asked
-    keeper_pairs: int = 0  # pairs with a keeper proposed through a verified member (dbdedup.propose_keeper_pairs)
+    keeper_pairs: int = 0  # pairs with a keeper proposed through a verified member or a near neighbour (dbdedup.propose_keeper_pairs)
     keeper_check: object | None = None  # the VerifySummary of their check by pixels, when it ran
 
 
@@ -406,21 +406,25 @@ def ensure_clusters(
 
 
 KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in the next round
+NEAR_NEIGHBOURS = 3  # an image in no cluster proposes the keeper pairs of its nearest embedding neighbours' clusters
 
 
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
                  verify_progress=None, lock_wait: float | None = None,
                  on_wait: Callable[[str], None] | None = None) -> ClusterResult:
     """After a build under a rule with transforms: propose the pair of each keeper with every image
-    verified as the same picture as one of its members (``dbdedup.propose_keeper_pairs``), check them
-    like any pair (in SQL, then by their pixels) and build again; up to ``KEEPER_ROUNDS`` times.
-    A member is still in a cluster only when its own pair with the keeper is verified."""
+    verified as the same picture as one of its members, and with every image in no cluster that has
+    an image of the cluster among its ``NEAR_NEIGHBOURS`` nearest embedding neighbours
+    (``dbdedup.propose_keeper_pairs``); check them like any pair (in SQL, then by their pixels) and
+    build again; up to ``KEEPER_ROUNDS`` times (a copy turned by 20 degrees may be nearest to the one
+    turned by 10, which joined in the round before). A member is still in a cluster only when its own
+    pair with the keeper is verified."""
     if result.settings.rule not in ("transforms", "fused") or result.settings.hash_kind != "phash":
         return result
     proposed, check = 0, None
     for _ in range(KEEPER_ROUNDS):
         with conn.transaction():
-            found = conn.execute(_queries()["propose_keeper_pairs"]).fetchone()[0]
+            found = conn.execute(_queries()["propose_keeper_pairs"], {"near_neighbours": NEAR_NEIGHBOURS}).fetchone()[0]
             if found:
                 conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"})
         if not conn.autocommit:

@@ -278,12 +278,13 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
-CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs() RETURNS bigint
+CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 3) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 DECLARE
     n bigint;
     wanted bigint[];
+    near_floor constant real := 0.6;
 BEGIN
     -- A member must be verified with its keeper itself, and a pair is only checked when a signal
     -- found it: a copy cropped by a quarter is far from the keeper (an upscaled copy) by every
@@ -303,15 +304,39 @@ BEGIN
     CREATE TEMP TABLE lk_paired ON COMMIT DROP AS
     SELECT p.image_a, p.image_b FROM dbdedup.pairs p
     WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason = 'no_geometry');
+    -- An image in no cluster whose nearest embedding neighbours (near_neighbours of them, at a
+    -- similarity of NEAR_FLOOR or more: below the pairing floor, which makes no pair of them) include
+    -- an image of a cluster, the keeper itself or a member, proposes its pair with that keeper: a copy
+    -- cropped by half or turned by 10-20 degrees is far from its original by every hash and ranks
+    -- behind the original's other copies among its neighbours, but the original's family is usually
+    -- nearest to it. (No search without clusters: an image can join none.)
+    CREATE TEMP TABLE lk_near (image_a bigint, image_b bigint) ON COMMIT DROP;
+    IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
+       AND EXISTS (SELECT 1 FROM lk_assign) THEN
+        CREATE TEMP TABLE em_probe ON COMMIT DROP AS
+        SELECT e.image_id, e.embedding
+        FROM dbdedup.image_embeddings e
+        JOIN dbdedup.images i ON i.id = e.image_id
+        WHERE e.embedding IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
+          AND e.image_id NOT IN (SELECT a.image_id FROM lk_assign a);
+        CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
+        PERFORM dbdedup.embedding_neighbours(near_neighbours + 1);
+        INSERT INTO lk_near SELECT f.a, f.b FROM em_found f WHERE f.similarity >= near_floor;
+        DROP TABLE em_probe, em_found;
+    END IF;
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
     SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
-    FROM (SELECT v.image_b AS x, m.cluster_id AS keeper
+    FROM (SELECT v.image_b AS x, m.cluster_id AS keeper, false AS near
           FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
           UNION ALL
-          SELECT v.image_a, m.cluster_id
-          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper) l
+          SELECT v.image_a, m.cluster_id, false
+          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper
+          UNION ALL
+          SELECT v.image_b, m.cluster_id, true FROM lk_near v JOIN lk_assign m ON m.image_id = v.image_a
+          UNION ALL
+          SELECT v.image_a, m.cluster_id, true FROM lk_near v JOIN lk_assign m ON m.image_id = v.image_b) l
     LEFT JOIN lk_assign x ON x.image_id = l.x
-    WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
+    WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper AND (NOT l.near OR x.image_id IS NULL);
     SELECT array_agg(DISTINCT i) INTO wanted
     FROM (SELECT image_a AS i FROM lk_linked UNION ALL SELECT image_b FROM lk_linked) u;
     n := 0;
@@ -328,14 +353,16 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_paired, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_near, lk_linked;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.propose_keeper_pairs() IS
+COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer) IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair, or one rejected only because its keypoints could not align: no_geometry) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
+    'and likewise for every image in no cluster whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
+    'more, dbdedup.embedding_neighbours; none asked for 0) include an image of a cluster, '
     'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '
     '(none while a load or a match runs: they hold the load lock, and the next build proposes them).';

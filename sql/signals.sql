@@ -355,6 +355,60 @@ COMMENT ON FUNCTION dbdedup.match_transforms(integer, text, boolean) IS
     'variant in pairs.transform / transform_distance. Incremental after dbdedup.match (changed images against all). '
     'Methods as in dbdedup.match: scan, blocks (exact, 0-15) or lsh (recall >= 0.99 at the threshold).';
 
+CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours(neighbours integer) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    s name := dbdedup.vector_schema();
+    lists integer;
+BEGIN
+    -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
+    PERFORM set_config('hnsw.ef_search', greatest(40, (neighbours - 1) * 2)::text, true);
+    -- copies are filtered out of each search; pgvector 0.8 keeps scanning until k rows pass the filter
+    -- (older pgvector returns fewer: a little recall lost where many byte-identical copies exist)
+    PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+    PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
+    SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
+    FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
+    IF lists IS NOT NULL THEN
+        -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index): recall 1.0 / 0.9997 at 10k / 108k vectors
+        PERFORM set_config('ivfflat.probes', least(lists, 4)::text, true);
+    END IF;
+    IF dbdedup.is_distributed() THEN
+        -- one search per probe, fanned out to every shard's index (sql/distributed.sql)
+        PERFORM dbdedup.embedding_neighbours_distributed(neighbours);
+        RETURN;
+    END IF;
+    -- the copies (an image with an ok image of the same SHA-256 and a smaller id), listed once
+    -- instead of two index probes per candidate; no filter at all when there are none
+    CREATE TEMP TABLE em_copy ON COMMIT DROP AS
+    SELECT c.id
+    FROM dbdedup.images c
+    JOIN (SELECT j.sha256, min(j.id) FILTER (WHERE j.status = 'ok') AS first_id
+          FROM dbdedup.images j GROUP BY j.sha256 HAVING count(*) > 1) f
+      ON f.sha256 = c.sha256 AND c.id > f.first_id;
+    EXECUTE format($q$
+        INSERT INTO pg_temp.em_found
+        SELECT p.image_id, n.image_id, n.similarity
+        FROM pg_temp.em_probe p
+        CROSS JOIN LATERAL (
+            SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
+            FROM dbdedup.image_embeddings e
+            WHERE e.embedding IS NOT NULL %3$s
+            ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
+            LIMIT %2$s
+        ) n
+        WHERE n.image_id <> p.image_id $q$, s, neighbours,
+        CASE WHEN EXISTS (SELECT 1 FROM pg_temp.em_copy)
+             THEN 'AND e.image_id NOT IN (SELECT x.id FROM pg_temp.em_copy x)' ELSE '' END);
+    DROP TABLE em_copy;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.embedding_neighbours(integer) IS
+    'The k-NN step of dbdedup.match_embeddings and dbdedup.propose_keeper_pairs: for each row of pg_temp.em_probe '
+    '(image_id, embedding), its `neighbours` nearest vectors by cosine through the pgvector index (copies of a file '
+    'skipped), written to pg_temp.em_found (a, b, similarity); on Citus through dbdedup.embedding_neighbours_distributed.';
+
 CREATE OR REPLACE FUNCTION dbdedup.match_embeddings(min_similarity real, neighbours integer DEFAULT 10, full_rematch boolean DEFAULT false)
     RETURNS TABLE (mode text, min_similarity_kept real, probes bigint, candidates bigint, pairs bigint, seconds double precision)
     LANGUAGE plpgsql
@@ -367,11 +421,9 @@ DECLARE
     keep_similarity real;
     keep_neighbours integer;
     mark bigint;
-    s name := dbdedup.vector_schema();
     n_probe bigint;
     n_candidates bigint;
     n_pairs bigint;
-    lists integer;
     index_kind text;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
@@ -426,48 +478,8 @@ BEGIN
     WHERE f.sha256 = p.sha256 AND f.first_id < p.image_id;
     SELECT count(*) INTO n_probe FROM em_probe;
 
-    -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
-    PERFORM set_config('hnsw.ef_search', greatest(40, keep_neighbours * 2)::text, true);
-    -- copies are filtered out of each search; pgvector 0.8 keeps scanning until k rows pass the filter
-    -- (older pgvector returns fewer: a little recall lost where many byte-identical copies exist)
-    PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
-    PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
-    SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
-    FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
-    IF lists IS NOT NULL THEN
-        -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index): recall 1.0 / 0.9997 at 10k / 108k vectors
-        PERFORM set_config('ivfflat.probes', least(lists, 4)::text, true);
-    END IF;
-
     CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
-    IF dbdedup.is_distributed() THEN
-        -- one search per probe, fanned out to every shard's index (sql/distributed.sql)
-        PERFORM dbdedup.embedding_neighbours_distributed(keep_neighbours + 1);
-    ELSE
-        -- the copies (an image with an ok image of the same SHA-256 and a smaller id), listed once
-        -- instead of two index probes per candidate; no filter at all when there are none
-        CREATE TEMP TABLE em_copy ON COMMIT DROP AS
-        SELECT c.id
-        FROM dbdedup.images c
-        JOIN (SELECT j.sha256, min(j.id) FILTER (WHERE j.status = 'ok') AS first_id
-              FROM dbdedup.images j GROUP BY j.sha256 HAVING count(*) > 1) f
-          ON f.sha256 = c.sha256 AND c.id > f.first_id;
-        EXECUTE format($q$
-            INSERT INTO pg_temp.em_found
-            SELECT p.image_id, n.image_id, n.similarity
-            FROM pg_temp.em_probe p
-            CROSS JOIN LATERAL (
-                SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
-                FROM dbdedup.image_embeddings e
-                WHERE e.embedding IS NOT NULL %3$s
-                ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
-                LIMIT %2$s
-            ) n
-            WHERE n.image_id <> p.image_id $q$, s, keep_neighbours + 1,
-            CASE WHEN EXISTS (SELECT 1 FROM pg_temp.em_copy)
-                 THEN 'AND e.image_id NOT IN (SELECT x.id FROM pg_temp.em_copy x)' ELSE '' END);
-        DROP TABLE em_copy;
-    END IF;
+    PERFORM dbdedup.embedding_neighbours(keep_neighbours + 1);
     SELECT count(*) INTO n_candidates FROM em_found;
 
     -- the images of the pairs found that may pair (ok, neither flat nor over-common), read once

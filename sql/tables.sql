@@ -260,7 +260,8 @@ COMMENT ON COLUMN dbdedup.pairs.transform IS
     'Which variant matched when the pair was found by transform matching: image_b looks like image_a after this '
     '(flip_h, rotate_90, ..., trim, trim+flip_h, ...); keypoints when only shared keypoint keys found it (a crop, a '
     'rotation: see shared_keys); linked when dbdedup.propose_keeper_pairs proposed it (a keeper and an image verified '
-    'with one of its members, or whose pair with one only failed to align by keypoints). NULL when no variant is closer than the stored hashes.';
+    'with one of its members, or whose pair with one only failed to align by keypoints, or an image in no cluster with '
+    'one of its images among its nearest embedding neighbours). NULL when no variant is closer than the stored hashes.';
 COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance); 0 for keypoints and linked.';
 COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';

@@ -166,3 +166,62 @@ def test_nothing_is_proposed_while_a_load_runs_and_the_next_build_proposes_it(co
     result = clusters.link_keepers(conn, clusters.build_clusters(conn, ClusterSettings()), verify_workers=1)
     assert result.keeper_pairs == 1
     assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
+
+
+def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neighbours_through_a_checked_keeper_pair(
+        conn, tmp_path):
+    # A copy cropped to half its area is far from its original by every hash, and below the embedding
+    # pairing floor (0.85), so no signal pairs it with anything. Its nearest neighbours are the
+    # original's family all the same: through them its pair with the keeper is proposed, checked by
+    # its pixels, and verified. The same crop in other colours is proposed as well, and rejected; the
+    # unrelated photos are proposed only when a family image is among their nearest neighbours.
+    from dbdedup.load import load_paths
+
+    original = textured_photo(1)
+    w, h = original.size
+    side = 0.707
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "photo-large.png"),
+             "photo-jpeg": save(original, tmp_path / "set" / "photo.jpg", quality=80),
+             "crop": save(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side))), tmp_path / "set" / "crop.png"),
+             "crop-colours": save(other_colours(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side)))),
+                                  tmp_path / "set" / "crop-colours.png")}
+    for seed in range(20, 32):
+        files[f"other-{seed}"] = save(textured_photo(seed), tmp_path / "set" / f"other-{seed}.png")
+    summary = load_paths(conn, [tmp_path / "set"], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+
+    linked = {frozenset((a, b)): (sim, verified, reason) for a, b, sim, verified, reason in conn.execute(
+        "SELECT image_a, image_b, similarity, verified, verify_reason FROM dbdedup.pairs WHERE transform = 'linked'")}
+    crop_pair = linked.get(frozenset((image["crop"], image["photo-large"])))
+    assert crop_pair is not None and crop_pair[1:] == (True, "geometry"), linked
+    similarity = conn.execute("SELECT 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
+                              "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id = %s",
+                              (image["crop"], image["photo"])).fetchone()[0]
+    assert 0.6 <= similarity < 0.85  # no pair by the embedding: a near neighbour below the floor
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "crop"})}
+    keeper, how = conn.execute("SELECT c.cluster_id, c.transform FROM dbdedup.cluster_members c "
+                               "WHERE c.image_id = %s", (image["crop"],)).fetchone()
+    assert (keeper, how) == (image["photo-large"], "linked")
+    recoloured = linked.get(frozenset((image["crop-colours"], image["photo-large"])))
+    assert recoloured is not None and recoloured[1] is False, linked
+    # the other photos proposed are those with a family image among their 3 nearest neighbours at a
+    # similarity of 0.6 or more (exact search: the index's lists are probed a few at a time), and each
+    # such pair was rejected
+    others = {image[n] for n in files if n.startswith("other")}
+    family = {image["photo"], image["photo-large"], image["photo-jpeg"]}
+    near_family = set()
+    for other in others:
+        nearest = conn.execute("SELECT b.image_id, 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
+                               "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id <> a.image_id "
+                               "ORDER BY a.embedding <=> b.embedding LIMIT 3", (other,)).fetchall()
+        if any(i in family and s >= 0.6 for i, s in nearest):
+            near_family.add(other)
+    assert {x for pair in linked for x in pair if x in others} == near_family
+    assert all(not v for key, (_, v, _) in linked.items() if key & others)
+    assert result.keeper_pairs == len(linked)
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL").fetchone()[0] == 0
