@@ -309,7 +309,8 @@ BEGIN
     -- an image of a cluster, the keeper itself or a member, proposes its pair with that keeper: a copy
     -- cropped by half or turned by 10-20 degrees is far from its original by every hash and ranks
     -- behind the original's other copies among its neighbours, but the original's family is usually
-    -- nearest to it. (No search without clusters: an image can join none.)
+    -- nearest to it. (No search without clusters: an image can join none. The probes are the images
+    -- dbdedup.match_embeddings probes, less those in a cluster: 0.4 s for 3,446 of them on 10,800.)
     CREATE TEMP TABLE lk_near (image_a bigint, image_b bigint) ON COMMIT DROP;
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
        AND EXISTS (SELECT 1 FROM lk_assign) THEN
@@ -318,6 +319,7 @@ BEGIN
         FROM dbdedup.image_embeddings e
         JOIN dbdedup.images i ON i.id = e.image_id
         WHERE e.embedding IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
+          AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
           AND e.image_id NOT IN (SELECT a.image_id FROM lk_assign a);
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1);
