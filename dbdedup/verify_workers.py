@@ -324,9 +324,10 @@ class PairChecker:
         if aligned:  # its signatures disagreed: more keypoints, and the aligned overlap's detail
             verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
                                                max_detail=verify.MAX_DETAIL_FAR)
-        elif pair.transform == LINKED:
-            # no signal found this pair, only a verified member of the keeper's cluster: as many
-            # keypoints as an aligned pair (thin drawings of one template agree on 16)
+        elif pair.transform == LINKED and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
+            # no signal found this pair, only a member of the keeper's cluster or a near neighbour: a
+            # drawing on white needs as many keypoints as an aligned pair (thin drawings of one template
+            # agree on 16)
             verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED)
         else:
             verdict = verify.geometric_verdict(fa, fb, match)

@@ -554,3 +554,36 @@ def test_flat_copies_keypoints_cannot_align_are_aligned_by_their_pixels_and_a_lo
     groups = {frozenset(r[0]) for r in conn.execute(
         "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
     assert groups == {frozenset({image["candle"], image["turned"]})}
+
+
+def line_drawing(seed: int = 4, size=(480, 360)) -> Image.Image:
+    """Line art: thin black strokes on white paper."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(25):
+        x, y = rng.randint(0, w), rng.randint(0, h)
+        draw.line((x, y, x + rng.randint(-90, 90), y + rng.randint(-90, 90)), fill=(0, 0, 0), width=2)
+    return image
+
+
+def test_only_a_drawing_on_white_needs_an_aligned_pairs_keypoints_for_a_keeper_pair(conn, tmp_path):
+    # A keeper pair no signal found (transform 'linked') is verified at 16 agreeing keypoints, as any
+    # geometric pair, unless either picture is a drawing on white (thin drawings of one template agree
+    # on 16): then 24. A half-area crop of a photo aligns with its upscaled keeper on 16-23 of them.
+    assert verify.drawing_on_white(verify.colour_signature(line_drawing()))
+    assert not verify.drawing_on_white(verify.colour_signature(textured_photo(5)))
+    assert not verify.drawing_on_white(verify.colour_signature(drawing()))  # coloured shapes: not line art
+    original = textured_photo(5)
+    w, h = original.size
+    crop = original.crop((40, 30, 40 + int(w * 0.707), 30 + int(h * 0.707)))
+    files = {"large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "large.png"),
+             "crop": save(crop, tmp_path / "set" / "crop.png")}
+    image = loaded(conn, tmp_path / "set", files)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    add_pending(conn, image["large"], image["crop"], similarity=None, transform="linked")
+    match = verify.geometric_match(verify.keypoints(Image.open(files["large"])), verify.keypoints(Image.open(files["crop"])))
+    assert verify.MIN_INLIERS <= match.inliers < verify.MIN_INLIERS_ALIGNED, match
+    verify_pending_pairs(conn, workers=1)
+    assert verdicts(conn)[frozenset((image["large"], image["crop"]))][::2] == (True, "geometry")
