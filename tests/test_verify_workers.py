@@ -58,6 +58,18 @@ def drawing(seed: int = 3, size=(480, 360)) -> Image.Image:
     return image
 
 
+def line_drawing(seed: int = 4, size=(480, 360)) -> Image.Image:
+    """Line art: thin black strokes on white paper."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    for _ in range(25):
+        x, y = rng.randint(0, w), rng.randint(0, h)
+        draw.line((x, y, x + rng.randint(-90, 90), y + rng.randint(-90, 90)), fill=(0, 0, 0), width=2)
+    return image
+
+
 def crop_25(image: Image.Image) -> Image.Image:
     """A quarter of the area cut away (0.866 of each side kept), off centre."""
     w, h = image.size
@@ -554,18 +566,6 @@ def test_flat_copies_keypoints_cannot_align_are_aligned_by_their_pixels_and_a_lo
     groups = {frozenset(r[0]) for r in conn.execute(
         "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
     assert groups == {frozenset({image["candle"], image["turned"]})}
-
-
-def line_drawing(seed: int = 4, size=(480, 360)) -> Image.Image:
-    """Line art: thin black strokes on white paper."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", size, (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    for _ in range(25):
-        x, y = rng.randint(0, w), rng.randint(0, h)
-        draw.line((x, y, x + rng.randint(-90, 90), y + rng.randint(-90, 90)), fill=(0, 0, 0), width=2)
-    return image
 
 
 def test_only_a_drawing_on_white_needs_an_aligned_pairs_keypoints_for_a_keeper_pair(conn, tmp_path):
