@@ -305,7 +305,7 @@ BEGIN
     SELECT p.image_a, p.image_b FROM dbdedup.pairs p
     WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason = 'no_geometry');
     -- An image in no cluster whose nearest embedding neighbours (near_neighbours of them, at a
-    -- similarity of NEAR_FLOOR or more: below the pairing floor, which makes no pair of them) include
+    -- similarity of near_floor or more: below the pairing floor, which makes no pair of them) include
     -- an image of a cluster, the keeper itself or a member, proposes its pair with that keeper: a copy
     -- cropped by half or turned by 10-20 degrees is far from its original by every hash and ranks
     -- behind the original's other copies among its neighbours, but the original's family is usually
