@@ -172,9 +172,10 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
         conn, tmp_path):
     # A copy cropped to half its area is far from its original by every hash, and below the embedding
     # pairing floor (0.85), so no signal pairs it with anything. Its nearest neighbours are the
-    # original's family all the same: through them its pair with the keeper is proposed, checked by
-    # its pixels, and verified. The same crop in other colours is proposed as well, and rejected; the
-    # unrelated photos are proposed only when a family image is among their nearest neighbours.
+    # original's family (four images) all the same: through them its pair with the keeper is proposed,
+    # checked by its pixels, and verified. The same crop in other colours is proposed as well, and
+    # rejected; the unrelated photos are proposed only when a family image is among their nearest
+    # neighbours, never to a cluster of two (a photo and its copy).
     from dbdedup.load import load_paths
 
     original = textured_photo(1)
@@ -183,11 +184,15 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     files = {"photo": save(original, tmp_path / "set" / "photo.png"),
              "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "photo-large.png"),
              "photo-jpeg": save(original, tmp_path / "set" / "photo.jpg", quality=80),
+             "photo-small": save(original.resize((360, 270), Image.Resampling.LANCZOS), tmp_path / "set" / "photo-small.png"),
              "crop": save(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side))), tmp_path / "set" / "crop.png"),
              "crop-colours": save(other_colours(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side)))),
                                   tmp_path / "set" / "crop-colours.png")}
     for seed in range(20, 32):
         files[f"other-{seed}"] = save(textured_photo(seed), tmp_path / "set" / f"other-{seed}.png")
+    # a photo and its copy: a cluster of two, which proposes nothing to the photos near it
+    files["pair"] = save(textured_photo(40), tmp_path / "set" / "pair.png")
+    files["pair-copy"] = save(textured_photo(40), tmp_path / "set" / "pair-copy.jpg", quality=85)
     summary = load_paths(conn, [tmp_path / "set"], workers=2)
     assert summary.loaded == len(files) and not summary.errors
     by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
@@ -203,7 +208,9 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
                               "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id = %s",
                               (image["crop"], image["photo"])).fetchone()[0]
     assert 0.6 <= similarity < 0.85  # no pair by the embedding: a near neighbour below the floor
-    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "crop"})}
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small", "crop"}),
+                                      frozenset({"pair", "pair-copy"})}
+    assert not any(key & {image["pair"], image["pair-copy"]} for key in linked)
     keeper, how = conn.execute("SELECT c.cluster_id, c.transform FROM dbdedup.cluster_members c "
                                "WHERE c.image_id = %s", (image["crop"],)).fetchone()
     assert (keeper, how) == (image["photo-large"], "linked")
@@ -213,7 +220,7 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     # similarity of 0.6 or more (exact search: the index's lists are probed a few at a time), and each
     # such pair was rejected
     others = {image[n] for n in files if n.startswith("other")}
-    family = {image["photo"], image["photo-large"], image["photo-jpeg"]}
+    family = {image["photo"], image["photo-large"], image["photo-jpeg"], image["photo-small"]}
     near_family = set()
     for other in others:
         nearest = conn.execute("SELECT b.image_id, 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
