@@ -406,7 +406,6 @@ def ensure_clusters(
 
 
 KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in the next round
-NEAR_NEIGHBOURS = 3  # an image in no cluster proposes the keeper pairs of its nearest embedding neighbours' clusters
 
 
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
@@ -414,8 +413,8 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
                  on_wait: Callable[[str], None] | None = None) -> ClusterResult:
     """After a build under a rule with transforms: propose the pair of each keeper with every image
     verified as the same picture as one of its members, and with every image in no cluster that has
-    an image of the cluster among its ``NEAR_NEIGHBOURS`` nearest embedding neighbours
-    (``dbdedup.propose_keeper_pairs``); check them like any pair (in SQL, then by their pixels) and
+    an image of the cluster among its nearest embedding neighbours (``dbdedup.propose_keeper_pairs``
+    at its defaults, as ``refresh()`` calls it); check them like any pair (in SQL, then by their pixels) and
     build again; up to ``KEEPER_ROUNDS`` times (a copy turned by 20 degrees may be nearest to the one
     turned by 10, which joined in the round before). A member is still in a cluster only when its own
     pair with the keeper is verified."""
@@ -424,7 +423,7 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     proposed, check = 0, None
     for _ in range(KEEPER_ROUNDS):
         with conn.transaction():
-            found = conn.execute(_queries()["propose_keeper_pairs"], {"near_neighbours": NEAR_NEIGHBOURS}).fetchone()[0]
+            found = conn.execute(_queries()["propose_keeper_pairs"]).fetchone()[0]
             if found:
                 conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"})
         if not conn.autocommit:

@@ -312,7 +312,7 @@ BEGIN
     -- behind the original's other copies among its neighbours, but the original's family is usually
     -- nearest to it. (No search without clusters: an image can join none. The probes are the images
     -- dbdedup.match_embeddings probes, less those in a cluster: 0.4 s for 3,446 of them on 10,800.)
-    CREATE TEMP TABLE lk_near (image_a bigint, image_b bigint) ON COMMIT DROP;
+    CREATE TEMP TABLE lk_near (image_id bigint, neighbour_id bigint) ON COMMIT DROP;
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
        AND EXISTS (SELECT 1 FROM lk_assign) THEN
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
@@ -337,17 +337,15 @@ BEGIN
     END IF;
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
     SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
-    FROM (SELECT v.image_b AS x, m.cluster_id AS keeper, false AS near
+    FROM (SELECT v.image_b AS x, m.cluster_id AS keeper
           FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
           UNION ALL
-          SELECT v.image_a, m.cluster_id, false
+          SELECT v.image_a, m.cluster_id
           FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper
-          UNION ALL
-          SELECT v.image_b, m.cluster_id, true FROM lk_near v JOIN lk_assign m ON m.image_id = v.image_a
-          UNION ALL
-          SELECT v.image_a, m.cluster_id, true FROM lk_near v JOIN lk_assign m ON m.image_id = v.image_b) l
+          UNION ALL  -- (the probes of lk_near are in no cluster)
+          SELECT v.image_id, m.cluster_id FROM lk_near v JOIN lk_assign m ON m.image_id = v.neighbour_id) l
     LEFT JOIN lk_assign x ON x.image_id = l.x
-    WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper AND (NOT l.near OR x.image_id IS NULL);
+    WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
     SELECT array_agg(DISTINCT i) INTO wanted
     FROM (SELECT image_a AS i FROM lk_linked UNION ALL SELECT image_b FROM lk_linked) u;
     n := 0;

@@ -56,7 +56,7 @@ SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_r
                                      %(transform_distance)s)
 
 -- name: propose_keeper_pairs
-SELECT dbdedup.propose_keeper_pairs(%(near_neighbours)s)
+SELECT dbdedup.propose_keeper_pairs()
 
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
