@@ -355,7 +355,7 @@ COMMENT ON FUNCTION dbdedup.match_transforms(integer, text, boolean) IS
     'variant in pairs.transform / transform_distance. Incremental after dbdedup.match (changed images against all). '
     'Methods as in dbdedup.match: scan, blocks (exact, 0-15) or lsh (recall >= 0.99 at the threshold).';
 
-CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours(neighbours integer) RETURNS void
+CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours(neighbours integer, lists_probed integer DEFAULT 4) RETURNS void
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -371,8 +371,11 @@ BEGIN
     SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
     FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
     IF lists IS NOT NULL THEN
-        -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index): recall 1.0 / 0.9997 at 10k / 108k vectors
-        PERFORM set_config('ivfflat.probes', least(lists, 4)::text, true);
+        -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index) find the near-duplicates
+        -- match_embeddings pairs: recall 1.0 / 0.9997 at 10k / 108k vectors. Neighbours far below
+        -- the pairing floor (dbdedup.propose_keeper_pairs) often sit in lists farther off: callers
+        -- that want them probe more lists.
+        PERFORM set_config('ivfflat.probes', least(lists, greatest(lists_probed, 1))::text, true);
     END IF;
     IF dbdedup.is_distributed() THEN
         -- one search per probe, fanned out to every shard's index (sql/distributed.sql)
@@ -404,10 +407,12 @@ BEGIN
     DROP TABLE em_copy;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.embedding_neighbours(integer) IS
+COMMENT ON FUNCTION dbdedup.embedding_neighbours(integer, integer) IS
     'The k-NN step of dbdedup.match_embeddings and dbdedup.propose_keeper_pairs: for each row of pg_temp.em_probe '
     '(image_id, embedding), its `neighbours` nearest vectors by cosine through the pgvector index (copies of a file '
-    'skipped), written to pg_temp.em_found (a, b, similarity); on Citus through dbdedup.embedding_neighbours_distributed.';
+    'skipped), written to pg_temp.em_found (a, b, similarity); an ivfflat index is searched in lists_probed of its lists '
+    '(4 find near-duplicates; more find farther neighbours, at a cost about proportional); '
+    'on Citus through dbdedup.embedding_neighbours_distributed.';
 
 CREATE OR REPLACE FUNCTION dbdedup.match_embeddings(min_similarity real, neighbours integer DEFAULT 10, full_rematch boolean DEFAULT false)
     RETURNS TABLE (mode text, min_similarity_kept real, probes bigint, candidates bigint, pairs bigint, seconds double precision)

@@ -519,3 +519,34 @@ def test_an_onnx_model_of_the_users_embeds_through_the_cli_and_a_switch_re_descr
     result = runner.invoke(cli, ["--db", db_dsn, "load", str(root), "--embedder", f"onnx:{tmp_path / 'nope.onnx'}"])
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "nope.onnx" in result.output
+
+
+def test_the_far_neighbour_search_probes_more_ivfflat_lists_and_finds_the_exact_nearest(conn, tmp_path):
+    # dbdedup.propose_keeper_pairs looks for neighbours at similarity 0.6-0.85 (a crop's family), which
+    # the 4 lists that serve near-duplicates often miss; it asks embedding_neighbours for 16
+    root = tmp_path / "many"
+    _small_distinct_images(root, 1200)
+    load_paths(conn, [root], workers=2, index_method="ivfflat")
+    assert "USING ivfflat" in (_index_def(conn) or "")
+
+    def nearest(lists_probed: int | None) -> set[tuple[int, int]]:
+        with conn.transaction():
+            conn.execute("CREATE TEMP TABLE em_probe AS SELECT image_id, embedding "
+                         "FROM dbdedup.image_embeddings ORDER BY image_id LIMIT 300")
+            conn.execute("CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real)")
+            if lists_probed is None:  # exact: no index
+                conn.execute("SET enable_indexscan = off")
+                conn.execute("SELECT dbdedup.embedding_neighbours(4)")
+            else:
+                conn.execute("SELECT dbdedup.embedding_neighbours(4, %s)", (lists_probed,))
+            found = {tuple(r) for r in conn.execute("SELECT a, b FROM em_found")}
+            conn.execute("DROP TABLE em_probe, em_found")
+            conn.execute("RESET enable_indexscan")
+            return found
+
+    exact = nearest(None)
+    assert len(exact) == 300 * 3
+    # these noise pictures are spread evenly, the hardest case for ivfflat's lists (52 here): 4 lists
+    # find 0.56 of the exact 3 nearest, 16 find 0.88
+    far = nearest(16)
+    assert len(far & exact) >= 0.85 * len(exact)
