@@ -309,34 +309,36 @@ BEGIN
     CREATE TEMP TABLE lk_paired ON COMMIT DROP AS
     SELECT p.image_a, p.image_b FROM dbdedup.pairs p
     WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason = 'no_geometry');
-    -- An image in no cluster whose nearest embedding neighbours (near_neighbours of them, at a
-    -- similarity of near_floor or more: below the pairing floor, which makes no pair of them) include
-    -- an image of a cluster, the keeper itself or a member, proposes its pair with that keeper: a copy
-    -- cropped by half or turned by 10-20 degrees is far from its original by every hash and ranks
-    -- behind the original's other copies among its neighbours, but the original's family is usually
-    -- nearest to it. (No search without clusters: an image can join none. The probes are the images
-    -- dbdedup.match_embeddings probes, less those in a cluster: 0.4 s for 3,446 of them on 10,800.)
+    -- An image in no cluster (or in a cluster of fewer than near_cluster images) whose nearest
+    -- embedding neighbours (near_neighbours of them, at a similarity of near_floor or more: below the
+    -- pairing floor, which makes no pair of them) include an image of a cluster of near_cluster images
+    -- or more, the keeper itself or a member, proposes its pair with that keeper: a copy cropped by
+    -- half or turned by 10-20 degrees is far from its original by every hash and ranks behind the
+    -- original's other copies among its neighbours, but the original's family is usually nearest to
+    -- it; two such copies of one original often make a cluster of two of their own. (No search
+    -- without such clusters: an image can join none. The probes are the images
+    -- dbdedup.match_embeddings probes, less those in the large clusters: 0.6 s for 3,376 of them on 10,800.)
+    -- Only clusters of near_cluster images or more draw proposals: the photos near a pair of copies
+    -- (a photo and its resized copy, the commonest cluster) are mostly other photos, and would each
+    -- cost a check by pixels (10,000 photos with 300 such pairs: 857 proposals, none verified, 17 s).
     CREATE TEMP TABLE lk_near (image_id bigint, neighbour_id bigint) ON COMMIT DROP;
+    CREATE TEMP TABLE lk_large ON COMMIT DROP AS
+    SELECT a.image_id FROM lk_assign a
+    WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM lk_assign) THEN
+       AND EXISTS (SELECT 1 FROM lk_large) THEN
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
         SELECT e.image_id, e.embedding
         FROM dbdedup.image_embeddings e
         JOIN dbdedup.images i ON i.id = e.image_id
         WHERE e.embedding IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
           AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
-          AND e.image_id NOT IN (SELECT a.image_id FROM lk_assign a);
+          AND e.image_id NOT IN (SELECT l.image_id FROM lk_large l);
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
-        -- only clusters of near_cluster images or more: the photos near a pair of copies (a photo and
-        -- its resized copy, the commonest cluster) are mostly other photos, and would each cost a
-        -- check by pixels (10,000 photos with 300 such pairs: 857 proposals, none verified, 17 s)
         INSERT INTO lk_near
         SELECT f.a, f.b FROM em_found f
-        WHERE f.similarity >= near_floor
-          AND f.b IN (SELECT a.image_id FROM lk_assign a
-                      WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id
-                                             HAVING count(*) >= near_cluster));
+        WHERE f.similarity >= near_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
         DROP TABLE em_probe, em_found;
     END IF;
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
@@ -346,7 +348,7 @@ BEGIN
           UNION ALL
           SELECT v.image_a, m.cluster_id
           FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper
-          UNION ALL  -- (the probes of lk_near are in no cluster)
+          UNION ALL  -- (the probes of lk_near are in no large cluster, their neighbours in one)
           SELECT v.image_id, m.cluster_id FROM lk_near v JOIN lk_assign m ON m.image_id = v.neighbour_id) l
     LEFT JOIN lk_assign x ON x.image_id = l.x
     WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
@@ -366,7 +368,7 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_paired, lk_near, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_linked;
     RETURN n;
 END
 $$;
@@ -374,7 +376,7 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer) IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair, or one rejected only because its keypoints could not align: no_geometry) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
-    'and likewise for every image in no cluster whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
+    'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0) include an image of a cluster of 4 images or more, '
     'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '

@@ -173,9 +173,10 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     # A copy cropped to half its area is far from its original by every hash, and below the embedding
     # pairing floor (0.85), so no signal pairs it with anything. Its nearest neighbours are the
     # original's family (four images) all the same: through them its pair with the keeper is proposed,
-    # checked by its pixels, and verified. The same crop in other colours is proposed as well, and
-    # rejected; the unrelated photos are proposed only when a family image is among their nearest
-    # neighbours, never to a cluster of two (a photo and its copy).
+    # checked by its pixels, and verified. So is a copy of that crop, which first makes a cluster of two
+    # with it: a cluster this small is searched from as if its images were in none. The same crop in
+    # other colours is proposed as well, and rejected; the unrelated photos are proposed only when a
+    # family image is among their nearest neighbours, never to a cluster of two (a photo and its copy).
     from dbdedup.load import load_paths
 
     original = textured_photo(1)
@@ -186,6 +187,8 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
              "photo-jpeg": save(original, tmp_path / "set" / "photo.jpg", quality=80),
              "photo-small": save(original.resize((360, 270), Image.Resampling.LANCZOS), tmp_path / "set" / "photo-small.png"),
              "crop": save(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side))), tmp_path / "set" / "crop.png"),
+             "crop-jpeg": save(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side))),
+                               tmp_path / "set" / "crop.jpg", quality=85),
              "crop-colours": save(other_colours(original.crop((40, 30, 40 + int(w * side), 30 + int(h * side)))),
                                   tmp_path / "set" / "crop-colours.png")}
     for seed in range(20, 32):
@@ -208,9 +211,9 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
                               "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id = %s",
                               (image["crop"], image["photo"])).fetchone()[0]
     assert 0.6 <= similarity < 0.85  # no pair by the embedding: a near neighbour below the floor
-    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small", "crop"}),
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small", "crop", "crop-jpeg"}),
                                       frozenset({"pair", "pair-copy"})}
-    assert not any(key & {image["pair"], image["pair-copy"]} for key in linked)
+    assert linked[frozenset((image["crop-jpeg"], image["photo-large"]))][1] is True, linked
     keeper, how = conn.execute("SELECT c.cluster_id, c.transform FROM dbdedup.cluster_members c "
                                "WHERE c.image_id = %s", (image["crop"],)).fetchone()
     assert (keeper, how) == (image["photo-large"], "linked")
@@ -219,7 +222,7 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     # the other photos proposed are those with a family image among their 3 nearest neighbours at a
     # similarity of 0.6 or more (exact search: the index's lists are probed a few at a time), and each
     # such pair was rejected
-    others = {image[n] for n in files if n.startswith("other")}
+    others = {image[n] for n in files if n.startswith("other") or n.startswith("pair")}
     family = {image["photo"], image["photo-large"], image["photo-jpeg"], image["photo-small"]}
     near_family = set()
     for other in others:
@@ -230,5 +233,6 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
             near_family.add(other)
     assert {x for pair in linked for x in pair if x in others} == near_family
     assert all(not v for key, (_, v, _) in linked.items() if key & others)
+    assert all(len(key & others) < 2 for key in linked)  # nothing proposed towards the cluster of two
     assert result.keeper_pairs == len(linked)
     assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL").fetchone()[0] == 0
