@@ -217,7 +217,9 @@ class SignatureDistance:
     though both normalise to one layout; None otherwise) and ``gain_limit`` (the largest
     ``gain`` an edit explains for this kind of pair: ``MAX_GAIN`` for a greyscale picture
     against a colour one, ``MAX_GAIN_GREY`` for other pairs with a greyscale picture, else
-    ``MAX_GAIN_COLOUR``)."""
+    ``MAX_GAIN_COLOUR``) and, when both are in colour, ``hue_shift`` and ``hue_spread`` (degrees:
+    the chroma-weighted mean turn of hue from a's 8x8 chroma cells to b's, absolute, and the
+    chroma-weighted RMS of each cell's turn about it; None otherwise)."""
 
     light: float
     chroma: float | None
@@ -225,6 +227,8 @@ class SignatureDistance:
     detail: float = 0.0
     grey_light: float | None = None
     gain_limit: float = 1.6
+    hue_shift: float | None = None
+    hue_spread: float | None = None
 
     @property
     def worst(self) -> float:
@@ -274,7 +278,19 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
     if low < MIN_CHROMA:
         return SignatureDistance(light, None, gain, detail, grey_light, gain_limit)
     chroma_distance = float(np.sqrt(((a_a / ca - a_b / cb) ** 2 + (b_a / ca - b_b / cb) ** 2).mean()))
-    return SignatureDistance(light, chroma_distance, gain, detail, grey_light, gain_limit)
+    hue_shift, hue_spread = _hue_turn(a_a.ravel() + 1j * b_a.ravel(), a_b.ravel() + 1j * b_b.ravel())
+    return SignatureDistance(light, chroma_distance, gain, detail, grey_light, gain_limit, hue_shift, hue_spread)
+
+
+def _hue_turn(za: np.ndarray, zb: np.ndarray) -> tuple[float, float]:
+    """The chroma-weighted mean turn of hue from cells ``za`` to ``zb`` (a + ib), absolute, and the
+    weighted RMS of each cell's turn about it, in degrees (dbdedup.hue_agreement)."""
+    products = np.conj(za) * zb
+    turn = float(np.angle(products.sum()))
+    weights = np.abs(products)
+    about = np.angle(products * np.exp(-1j * turn))
+    spread = float(np.sqrt((weights * about ** 2).sum() / weights.sum())) if weights.sum() > 0 else 0.0
+    return abs(float(np.degrees(turn))), float(np.degrees(spread))
 
 
 def best_orientation(a: np.ndarray, b: np.ndarray, orientations=ORIENTATIONS) -> tuple[str, SignatureDistance]:
@@ -445,6 +461,10 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray) -> tu
 # dbdedup.verify_pairs applies in SQL; the geometric ones are used here only.
 MAX_LIGHT = _SETTINGS["max_light"]  # lightness-layout distance of an aligned pair
 MAX_CHROMA = _SETTINGS["max_chroma"]  # chroma-layout distance of an aligned pair, both in colour
+MAX_CHROMA_SAME_HUE = _SETTINGS["max_chroma_same_hue"]  # the same when every cell's hue agrees (heavy JPEG, contrast)
+SAME_HUE_LIGHT = _SETTINGS["same_hue_light"]  # ... at lightness layouts this close
+MAX_HUE_SHIFT = _SETTINGS["max_hue_shift"]  # degrees: the mean turn of hue that counts as none
+MAX_HUE_SPREAD = _SETTINGS["max_hue_spread"]  # degrees: the spread of the cells' turns about it
 GEOMETRY_MAX_LIGHT = 0.40  # the same, over the overlap of a geometrically aligned pair
 GEOMETRY_MAX_CHROMA = 0.20
 MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio of a greyscale picture and a colour one (grey vs blue folder ~1.7)
@@ -508,10 +528,21 @@ def signature_verdict(a: Features, b: Features, orientation: str = "identity", c
     return agreement_verdict(compare_signatures(orient_signature(a.signature, orientation), b.signature), closest)
 
 
+def chroma_agrees(distance: SignatureDistance) -> bool:
+    """Whether an aligned pair's chroma layouts agree: within MAX_CHROMA, or (heavy JPEG, a contrast
+    edit) within MAX_CHROMA_SAME_HUE at lightness layouts within SAME_HUE_LIGHT with every cell's hue
+    where it was (the verify_pairs rule in SQL)."""
+    if distance.chroma is None or distance.chroma <= MAX_CHROMA:
+        return True
+    return distance.chroma <= MAX_CHROMA_SAME_HUE and distance.light <= SAME_HUE_LIGHT \
+        and distance.hue_shift is not None and distance.hue_shift <= MAX_HUE_SHIFT \
+        and distance.hue_spread is not None and distance.hue_spread <= MAX_HUE_SPREAD
+
+
 def agrees_but_in_detail(distance: SignatureDistance) -> bool:
     """Whether an aligned pair's signatures agree in layout and colour (every measure within its
     limit but the 16x16 detail, which ``agreement_verdict`` adds)."""
-    return distance.light <= MAX_LIGHT and (distance.chroma is None or distance.chroma <= MAX_CHROMA) \
+    return distance.light <= MAX_LIGHT and chroma_agrees(distance) \
         and distance.gain <= distance.gain_limit and _grey_light_agrees(distance)
 
 

@@ -18,7 +18,7 @@ from images import brighter, photo, reencoded, resized, save, textured_photo
 
 
 def _sql_distance(conn, a: np.ndarray, b: np.ndarray, orientation: str | None):
-    return conn.execute("SELECT light, chroma, gain, detail, grey_light, gain_limit "
+    return conn.execute("SELECT light, chroma, gain, detail, grey_light, gain_limit, hue_shift, hue_spread "
                         "FROM dbdedup.signature_distance(%s::real[], %s::real[], %s)",
                         ([float(x) for x in a], [float(x) for x in b], orientation)).fetchone()
 
@@ -30,15 +30,17 @@ def test_signature_distance_equals_python_in_every_orientation(conn, orientation
     for x, y in ((original, edited), (original, ImageOps.grayscale(original)), (photo(4), original)):
         a, b = verify.colour_signature(x), verify.colour_signature(y)
         expected = verify.compare_signatures(verify.orient_signature(a, orientation), b)
-        light, chroma, gain, detail, grey_light, gain_limit = _sql_distance(conn, a, b, orientation)
+        light, chroma, gain, detail, grey_light, gain_limit, hue_shift, hue_spread = _sql_distance(conn, a, b, orientation)
         assert light == pytest.approx(expected.light, abs=1e-4)
         assert gain_limit == pytest.approx(expected.gain_limit)
         assert gain == pytest.approx(expected.gain, abs=1e-4)
         assert detail == pytest.approx(expected.detail, abs=1e-4)
         if expected.chroma is None:
-            assert chroma is None
+            assert chroma is None and hue_shift is None and hue_spread is None
         else:
             assert chroma == pytest.approx(expected.chroma, abs=1e-4)
+            assert hue_shift == pytest.approx(expected.hue_shift, abs=1e-3)
+            assert hue_spread == pytest.approx(expected.hue_spread, abs=1e-3)
         if expected.grey_light is None:
             assert grey_light is None
         else:
@@ -49,7 +51,7 @@ def test_signature_distance_of_a_missing_signature_is_null_and_an_unknown_orient
     a = verify.colour_signature(photo(5))
     assert _sql_distance(conn, a, a, None)[:4] == pytest.approx((0.0, 0.0, 1.0, 0.0))
     assert conn.execute("SELECT * FROM dbdedup.signature_distance(NULL, %s::real[])",
-                        ([float(x) for x in a],)).fetchone() == (None,) * 6
+                        ([float(x) for x in a],)).fetchone() == (None,) * 8
     with pytest.raises(Exception, match="unknown orientation"):
         _sql_distance(conn, a, a, "rotate_45")
 
@@ -458,6 +460,55 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     assert checker.verdict(pending_pair(ids["grey.png"])).verified
 
 
+def confetti(seed: int, size: int = 256, blob: int = 3, count: int = 800) -> Image.Image:
+    """Small saturated squares of four colours over soft grey patches: JPEG's chroma quantisation
+    moves such a picture's chroma layout far without turning any hue."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size, size), (128, 128, 128))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = (int(v) for v in rng.integers(0, size, 2))
+        grey = int(rng.integers(60, 200))
+        draw.ellipse((x - 40, y - 40, x + 40, y + 40), fill=(grey, grey, grey))
+    palette = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (230, 200, 30)]
+    for _ in range(count):
+        x, y = (int(v) for v in rng.integers(0, size - blob, 2))
+        draw.rectangle((x, y, x + blob, y + blob), fill=palette[int(rng.integers(0, 4))])
+    return image
+
+
+def hue_turned(image: Image.Image, degrees: float) -> Image.Image:
+    hue, saturation, value = image.convert("HSV").split()
+    hue = hue.point(lambda x: (x + round(degrees * 256 / 360)) % 256)
+    return Image.merge("HSV", (hue, saturation, value)).convert("RGB")
+
+
+def test_a_copy_whose_chroma_moved_but_no_hue_turned_is_verified_and_a_turned_palette_is_not(conn, tmp_path):
+    # JPEG at quality 10 leaves the confetti's chroma layout 0.30-0.45 from the original's (the chroma
+    # limit is 0.30) with every cell's hue where it was: verified by its signature. The same picture
+    # with every hue turned by 25 degrees is as far by that measure, at as close a lightness layout,
+    # and stays apart in colour: another palette.
+    original = confetti(1)
+    save(original, tmp_path / "a.png")
+    save(original, tmp_path / "q10.jpg", quality=10)
+    save(hue_turned(original, 25), tmp_path / "turned.png")
+    ids = load(conn, tmp_path)
+    matching.find_pairs(conn, threshold=8)
+    stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images")}
+    for other, verified, reason in (("q10.jpg", True, "signature"), ("turned.png", False, "colour")):
+        d = verify.compare_signatures(stored[ids["a.png"]].signature, stored[ids[other]].signature)
+        assert verify.MAX_CHROMA < d.chroma <= verify.MAX_CHROMA_SAME_HUE and d.light <= verify.SAME_HUE_LIGHT, (other, d)
+        assert d.gain <= d.gain_limit and d.detail <= verify.MAX_DETAIL, (other, d)
+        found = pair(conn, ids, "a.png", other)
+        assert (found["verified"], found["reason"]) == (verified, reason), (other, found, d)
+        # the workers' twin of the SQL verdict says the same
+        twin = aligned_verdict(stored[ids["a.png"]], stored[ids[other]], "identity", closest=found["distance"])
+        assert twin is not None and (twin.verified, twin.reason) == (verified, reason), (other, twin)
+    turned = verify.compare_signatures(stored[ids["a.png"]].signature, stored[ids["turned.png"]].signature)
+    assert turned.hue_shift > verify.MAX_HUE_SHIFT
+
+
 def test_verify_pairs_turns_the_first_image_of_each_pair_by_its_orientation_as_python_does(conn, tmp_path):
     # verify_pairs makes each image's layout once and turns it for the pair's orientation: every
     # orientation (rotate_90 and rotate_270 are each other's inverse), a copy verified, an edited
@@ -612,7 +663,7 @@ def test_verification_runs_on_a_server_without_pgvector(plain_pg_dsn, tmp_path):
         assert plain.execute("SELECT dbdedup.vector_schema()").fetchone()[0] is None
         a, b = verify.colour_signature(photo(7)), verify.colour_signature(ImageOps.mirror(photo(7)).convert("RGB"))
         expected = verify.compare_signatures(verify.orient_signature(a, "flip_h"), b)
-        light, chroma, gain, detail, _, _ = _sql_distance(plain, a, b, "flip_h")
+        light, chroma, gain, detail, *_ = _sql_distance(plain, a, b, "flip_h")
         assert (light, chroma, gain, detail) == pytest.approx((expected.light, expected.chroma, expected.gain,
                                                                expected.detail), abs=1e-4)
         save(flag([(206, 17, 38), (255, 255, 255), (0, 122, 61), (255, 205, 0)]), tmp_path / "flag_a.png")
