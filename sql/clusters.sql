@@ -278,7 +278,8 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
-CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 3) RETURNS bigint
+CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 3, near_limit integer DEFAULT NULL)
+    RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -321,7 +322,7 @@ BEGIN
     -- Only clusters of near_cluster images or more draw proposals: the photos near a pair of copies
     -- (a photo and its resized copy, the commonest cluster) are mostly other photos, and would each
     -- cost a check by pixels (10,000 photos with 300 such pairs: 857 proposals, none verified, 17 s).
-    CREATE TEMP TABLE lk_near (image_id bigint, neighbour_id bigint) ON COMMIT DROP;
+    CREATE TEMP TABLE lk_near (image_id bigint, neighbour_id bigint, similarity real) ON COMMIT DROP;
     CREATE TEMP TABLE lk_large ON COMMIT DROP AS
     SELECT a.image_id FROM lk_assign a
     WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
@@ -337,7 +338,7 @@ BEGIN
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
         INSERT INTO lk_near
-        SELECT f.a, f.b FROM em_found f
+        SELECT f.a, f.b, f.similarity FROM em_found f
         WHERE f.similarity >= near_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
         DROP TABLE em_probe, em_found;
     END IF;
@@ -347,11 +348,30 @@ BEGIN
           FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_a AND NOT m.is_keeper
           UNION ALL
           SELECT v.image_a, m.cluster_id
-          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper
-          UNION ALL  -- (the probes of lk_near are in no large cluster, their neighbours in one)
-          SELECT v.image_id, m.cluster_id FROM lk_near v JOIN lk_assign m ON m.image_id = v.neighbour_id) l
+          FROM lk_paired v JOIN lk_assign m ON m.image_id = v.image_b AND NOT m.is_keeper) l
     LEFT JOIN lk_assign x ON x.image_id = l.x
     WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
+    -- the near neighbours' pairs (the probes of lk_near are in no large cluster, their neighbours in
+    -- one), the closest first; with near_limit, only that many not stored yet: a sample whose checks
+    -- tell whether the rest are worth theirs (clusters.link_keepers)
+    CREATE TEMP TABLE lk_stored (image_a bigint, image_b bigint) ON COMMIT DROP;
+    IF near_limit IS NOT NULL THEN
+        INSERT INTO lk_stored SELECT p.image_a, p.image_b FROM dbdedup.pairs p
+        WHERE p.hash_kind = 'phash' AND p.transform = 'linked';
+    END IF;
+    INSERT INTO lk_linked
+    SELECT n.image_a, n.image_b
+    FROM (SELECT least(v.image_id, m.cluster_id) AS image_a, greatest(v.image_id, m.cluster_id) AS image_b,
+                 max(v.similarity) AS similarity
+          FROM lk_near v
+          JOIN lk_assign m ON m.image_id = v.neighbour_id
+          LEFT JOIN lk_assign x ON x.image_id = v.image_id
+          WHERE v.image_id <> m.cluster_id AND x.cluster_id IS DISTINCT FROM m.cluster_id
+          GROUP BY 1, 2) n
+    WHERE NOT EXISTS (SELECT 1 FROM lk_linked l WHERE l.image_a = n.image_a AND l.image_b = n.image_b)
+      AND NOT EXISTS (SELECT 1 FROM lk_stored t WHERE t.image_a = n.image_a AND t.image_b = n.image_b)
+    ORDER BY n.similarity DESC, n.image_a, n.image_b
+    LIMIT near_limit;
     SELECT array_agg(DISTINCT i) INTO wanted
     FROM (SELECT image_a AS i FROM lk_linked UNION ALL SELECT image_b FROM lk_linked) u;
     n := 0;
@@ -368,17 +388,18 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_stored, lk_linked;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer) IS
+COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer) IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair, or one rejected only because its keypoints could not align: no_geometry) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
     'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0) include an image of a cluster of 4 images or more, '
-    'with transform ''linked'' (transform_distance 0). It links nothing until checked like any other pair (dbdedup.verify_pairs, '
+    'with transform ''linked'' (transform_distance 0); with near_limit, at most that many of the latter that are not stored yet, '
+    'the most similar first. It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '
     '(none while a load or a match runs: they hold the load lock, and the next build proposes them).';
 

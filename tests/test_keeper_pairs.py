@@ -236,3 +236,50 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     assert all(len(key & others) < 2 for key in linked)  # nothing proposed towards the cluster of two
     assert result.keeper_pairs == len(linked)
     assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified IS NULL").fetchone()[0] == 0
+
+
+def test_a_sample_of_the_near_neighbour_pairs_that_verifies_nothing_ends_the_keeper_rounds(conn, tmp_path, monkeypatch):
+    # A photo in four sizes, and crops of it in other colours (other pictures: its channels exchanged):
+    # those whose nearest neighbours include one of the four each propose a pair with the keeper, and
+    # none is the same picture. The first round checks NEAR_SAMPLE of them, the most similar first;
+    # none verifies, so the others are not checked.
+    from dbdedup.load import load_paths
+
+    monkeypatch.setattr(clusters, "NEAR_SAMPLE", 1)
+    original = textured_photo(1)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "photo-large.png"),
+             "photo-jpeg": save(original, tmp_path / "set" / "photo.jpg", quality=80),
+             "photo-small": save(original.resize((360, 270), Image.Resampling.LANCZOS), tmp_path / "set" / "photo-small.png")}
+    w, h = original.size
+    crop = original.crop((40, 30, 40 + int(w * 0.707), 30 + int(h * 0.707)))
+    for n, order in enumerate(((1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2))):
+        channels = crop.split()
+        recoloured = Image.merge("RGB", tuple(channels[i] for i in order))
+        files[f"other-{n}"] = save(recoloured, tmp_path / "set" / f"other-{n}.png")
+    for seed in range(20, 26):
+        files[f"other-photo-{seed}"] = save(textured_photo(seed), tmp_path / "set" / f"other-photo-{seed}.png")
+    summary = load_paths(conn, [tmp_path / "set"], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+    family = {image[n] for n in files if n.startswith("photo")}
+    near = {}  # the photos with a family image among their 3 nearest at 0.6 or more, and its similarity
+    for name in files:
+        if name.startswith("other"):
+            nearest = conn.execute("SELECT b.image_id, 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
+                                   "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id <> a.image_id "
+                                   "ORDER BY a.embedding <=> b.embedding LIMIT 3", (image[name],)).fetchall()
+            similar = [s for i, s in nearest if i in family and s >= 0.6]
+            if similar:
+                near[image[name]] = max(similar)
+    assert len(near) > 1, near  # more near pairs than the sample takes
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+
+    linked = conn.execute("SELECT image_a, image_b, verified FROM dbdedup.pairs WHERE transform = 'linked'").fetchall()
+    assert result.keeper_pairs == len(linked) == 1
+    assert not any(verified for _, _, verified in linked)
+    proposed = {a if b == image["photo-large"] else b for a, b, _ in linked}
+    assert proposed == {max(near, key=near.get)}
+    assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small"})}
