@@ -278,7 +278,7 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
-CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 3, near_limit integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 5, near_limit integer DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql
     AS $$

@@ -13,6 +13,9 @@ from images import save
 from test_verify_workers import add_pending, crop_25, drawing, loaded, other_colours, textured_photo
 
 
+NEAR = 5  # dbdedup.propose_keeper_pairs' near_neighbours default
+
+
 def _pair(conn, a: int, b: int) -> tuple | None:
     return conn.execute("SELECT transform, verified, verify_reason FROM dbdedup.pairs "
                         "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (min(a, b), max(a, b))).fetchone()
@@ -219,7 +222,7 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     assert (keeper, how) == (image["photo-large"], "linked")
     recoloured = linked.get(frozenset((image["crop-colours"], image["photo-large"])))
     assert recoloured is not None and recoloured[1] is False, linked
-    # the other photos proposed are those with a family image among their 3 nearest neighbours at a
+    # the other photos proposed are those with a family image among their NEAR nearest neighbours at a
     # similarity of 0.6 or more (exact search: the index's lists are probed a few at a time), and each
     # such pair was rejected
     others = {image[n] for n in files if n.startswith("other") or n.startswith("pair")}
@@ -228,7 +231,7 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     for other in others:
         nearest = conn.execute("SELECT b.image_id, 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
                                "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id <> a.image_id "
-                               "ORDER BY a.embedding <=> b.embedding LIMIT 3", (other,)).fetchall()
+                               "ORDER BY a.embedding <=> b.embedding LIMIT %s", (other, NEAR)).fetchall()
         if any(i in family and s >= 0.6 for i, s in nearest):
             near_family.add(other)
     assert {x for pair in linked for x in pair if x in others} == near_family
@@ -264,12 +267,12 @@ def test_a_sample_of_the_near_neighbour_pairs_that_verifies_nothing_ends_the_kee
     by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
     image = {name: by_path[str(path)] for name, path in files.items()}
     family = {image[n] for n in files if n.startswith("photo")}
-    near = {}  # the photos with a family image among their 3 nearest at 0.6 or more, and its similarity
+    near = {}  # the photos with a family image among their NEAR nearest at 0.6 or more, and its similarity
     for name in files:
         if name.startswith("other"):
             nearest = conn.execute("SELECT b.image_id, 1 - (a.embedding <=> b.embedding) FROM dbdedup.image_embeddings a, "
                                    "dbdedup.image_embeddings b WHERE a.image_id = %s AND b.image_id <> a.image_id "
-                                   "ORDER BY a.embedding <=> b.embedding LIMIT 3", (image[name],)).fetchall()
+                                   "ORDER BY a.embedding <=> b.embedding LIMIT %s", (image[name], NEAR)).fetchall()
             similar = [s for i, s in nearest if i in family and s >= 0.6]
             if similar:
                 near[image[name]] = max(similar)
