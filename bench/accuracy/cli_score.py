@@ -1,0 +1,110 @@
+"""Score what a user gets: `dbdedup load` and `dbdedup report` at their defaults on the accuracy set.
+
+score.py matches once at its largest thresholds (pHash 12, similarity 0.79) and clusters many settings
+from those pairs, and rescore.py re-judges that run's pairs: both see candidate pairs the command line's
+defaults never make. This script runs the command line itself, as a user would, on a fresh embedded
+data dir (bench/out/accuracy/cli-pgdata): `dbdedup --data-dir D load IMAGES`, then `dbdedup --data-dir D
+report --format json`, each timed, then reads `dbdedup.cluster_members` and prints score.py's tables for
+that one clustering: precision, recall, F1, recall per edit, precision per kind of hard negative, and
+the issue's targets.
+
+With --rebuild (after a change to clustering or to the keeper pairs only), the data dir of an earlier
+run is kept: the keeper pairs it proposed are deleted and the clusters are built again at the defaults
+(clusters.build_clusters, then clusters.link_keepers, as `report` does), which takes about a minute
+instead of the three of a full run. With --recheck as well, every verdict is cleared first and given
+again by today's `verify_pairs` and geometric check (after a change to verification).
+
+Usage:
+    .venv/bin/python bench/accuracy/cli_score.py [--set bench/out/accuracy] [--rebuild [--recheck]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dbdedup.clusters import ClusterSettings, build_clusters, link_keepers
+from dbdedup.db import connect, stop_embedded
+from dbdedup.verify_workers import verify_pending_pairs
+
+from score import SET_DIR, Truth, hard_negative_table, score_clusters, score_table, target_lines, transform_table
+
+DBDEDUP = Path(sys.executable).parent / "dbdedup"
+
+
+def run_cli(data_dir: Path, images: Path) -> dict[str, float]:
+    """`dbdedup load` then `dbdedup report` on a fresh data dir; seconds of each."""
+    if data_dir.exists():
+        stop_embedded(data_dir)
+        shutil.rmtree(data_dir)
+    seconds = {}
+    for name, args in (("load", ["load", str(images)]), ("report", ["report", "--format", "json"])):
+        started = time.perf_counter()
+        subprocess.run([str(DBDEDUP), "--data-dir", str(data_dir), "-q", *args], check=True,
+                       stdout=subprocess.DEVNULL)
+        seconds[name] = round(time.perf_counter() - started, 1)
+    return seconds
+
+
+def rebuild(conn, recheck: bool) -> dict[str, float]:
+    """The clusters built again at the defaults from the stored pairs (their verdicts given again first
+    with ``recheck``), the keeper pairs proposed anew, as on a fresh database."""
+    seconds = {}
+    started = time.perf_counter()
+    conn.execute("DELETE FROM dbdedup.pairs WHERE transform = 'linked'")
+    if recheck:
+        conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL "
+                     "WHERE verified IS NOT NULL")
+        conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+        conn.commit()
+        verify_pending_pairs(conn, workers=2)
+        seconds["recheck"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+    conn.commit()
+    result = link_keepers(conn, build_clusters(conn, ClusterSettings()), verify_workers=2)
+    conn.commit()
+    seconds["clusters"] = round(time.perf_counter() - started, 1)
+    print(f"  keeper pairs proposed: {result.keeper_pairs}"
+          + (f" ({result.keeper_check.as_dict()})" if result.keeper_check else ""), file=sys.stderr)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
+    parser.add_argument("--rebuild", action="store_true", help="keep the data dir of an earlier run, build the clusters again")
+    parser.add_argument("--recheck", action="store_true", help="with --rebuild: every verdict given again first")
+    args = parser.parse_args(argv)
+    truth = Truth.read(args.set_dir / "truth.csv")
+    data_dir = (args.set_dir / "cli-pgdata").resolve()
+    if args.recheck and not args.rebuild:
+        parser.error("--recheck goes with --rebuild")
+    if args.rebuild and not data_dir.exists():
+        print(f"no {data_dir}: run without --rebuild first", file=sys.stderr)
+        return 2
+    if not args.rebuild:
+        seconds = run_cli(data_dir, args.set_dir / "images")
+    try:
+        with connect(None, data_dir) as conn:
+            if args.rebuild:
+                seconds = rebuild(conn, args.recheck)
+            rows = conn.execute("SELECT cluster_id, path FROM dbdedup.cluster_members").fetchall()
+    finally:
+        stop_embedded(data_dir)
+    print(f"seconds: {seconds}", file=sys.stderr)
+    labels = {os.path.basename(path): cluster for cluster, path in rows}
+    score = score_clusters("dbdedup load + report", "defaults", labels, truth, set(truth.files),
+                           sum(seconds.values()))
+    lines = score_table([score]) + [""] + transform_table([score], truth.transforms) + [""]
+    lines += hard_negative_table([score], truth) + [""] + target_lines(score, None, [], [])
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
