@@ -408,13 +408,9 @@ def ensure_clusters(
 KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in the next round
 # The pairs proposed through near neighbours are checked by their pixels, and where clusters of
 # near-identical copies sit among unrelated photos none verifies (10,000 photos, 100 of them in four
-# sizes: 271 proposals, none verified, about 6 s of checks): a first round checks this many of them,
+# sizes: 267 proposals, none verified, about 6 s of checks): a first round checks this many of them,
 # the most similar first, and the rest only when something of that round verified.
 NEAR_SAMPLE = 64
-
-
-def _verified_keeper_pairs(conn: psycopg.Connection) -> int:
-    return conn.execute(_queries()["verified_keeper_pairs"]).fetchone()[0]
 
 
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
@@ -431,12 +427,12 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     if result.settings.rule not in ("transforms", "fused") or result.settings.hash_kind != "phash":
         return result
     proposed, check, rounds, near_limit = 0, None, 0, NEAR_SAMPLE
-    verified_before = _verified_keeper_pairs(conn)
     while rounds < KEEPER_ROUNDS:
+        verified_in_sql = 0
         with conn.transaction():
             found = conn.execute(_queries()["propose_keeper_pairs"], {"near_limit": near_limit}).fetchone()[0]
             if found:
-                conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"})
+                verified_in_sql = conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"}).fetchone()[1]
         if not conn.autocommit:
             conn.commit()
         if not found:
@@ -444,14 +440,14 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
         from .verify_workers import merged, verify_pending_pairs  # numpy, OpenCV, the pool: only when needed
 
         proposed += found
-        check = merged(check, verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
-                                                   lock_wait=lock_wait, on_wait=on_wait))
+        checked = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
+                                       lock_wait=lock_wait, on_wait=on_wait)
+        check = merged(check, checked)
         if near_limit is not None:
-            # the sample round: it counts as no round, and when none of its pairs verified, the
-            # clusters are as built and the other near pairs would fare no better
+            # the sample round: it counts as no round, and when none of its pairs verified (in SQL or
+            # by their pixels), the clusters are as built and the other near pairs would fare no better
             near_limit = None
-            verified_after = _verified_keeper_pairs(conn)
-            if verified_after == verified_before:
+            if verified_in_sql + checked.verified == 0:
                 break
         else:
             rounds += 1

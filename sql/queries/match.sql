@@ -58,9 +58,6 @@ SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_r
 -- name: propose_keeper_pairs
 SELECT dbdedup.propose_keeper_pairs(near_limit => %(near_limit)s::integer)
 
--- name: verified_keeper_pairs
-SELECT count(*) FROM dbdedup.pairs WHERE hash_kind = 'phash' AND transform = 'linked' AND verified
-
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,
        seconds, built_at, rule, min_similarity, confirm_distance, transform_distance, pending_at_build
