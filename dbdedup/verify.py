@@ -216,7 +216,8 @@ class SignatureDistance:
     after a greyscale conversion; a grey folder is not the greyscale copy of an orange one,
     though both normalise to one layout; None otherwise) and ``gain_limit`` (the largest
     ``gain`` an edit explains for this kind of pair: ``MAX_GAIN`` for a greyscale picture
-    against a colour one, ``MAX_GAIN_GREY`` for other pairs with a greyscale picture, else
+    against a colour one, ``MAX_GAIN_CONVERTED`` when that one's ``grey_light`` is within
+    ``CONVERTED_GREY_LIGHT``, ``MAX_GAIN_GREY`` for other pairs with a greyscale picture, else
     ``MAX_GAIN_COLOUR``) and, when both are in colour, ``hue_shift`` and ``hue_spread`` (degrees:
     the chroma-weighted mean turn of hue from a's 8x8 chroma cells to b's, absolute, and the
     chroma-weighted RMS of each cell's turn about it; None otherwise)."""
@@ -273,8 +274,12 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
         grey_light = float(np.abs(coarse_a - coarse_b).mean())
     if low >= GREY_CHROMA:
         gain_limit = MAX_GAIN_COLOUR
+    elif high >= MIN_CHROMA:
+        # a greyscale picture that is the colour one's conversion keeps its lightness cell by cell,
+        # though L* spreads its tones otherwise than luma
+        gain_limit = MAX_GAIN_CONVERTED if grey_light <= CONVERTED_GREY_LIGHT else MAX_GAIN
     else:
-        gain_limit = MAX_GAIN if high >= MIN_CHROMA else MAX_GAIN_GREY
+        gain_limit = MAX_GAIN_GREY
     if low < MIN_CHROMA:
         return SignatureDistance(light, None, gain, detail, grey_light, gain_limit)
     chroma_distance = float(np.sqrt(((a_a / ca - a_b / cb) ** 2 + (b_a / ca - b_b / cb) ** 2).mean()))
@@ -469,6 +474,8 @@ GEOMETRY_MAX_LIGHT = 0.40  # the same, over the overlap of a geometrically align
 GEOMETRY_MAX_CHROMA = 0.20
 MAX_GAIN = _SETTINGS["max_gain"]  # lightness spread ratio of a greyscale picture and a colour one (grey vs blue folder ~1.7)
 MAX_GAIN_GREY = _SETTINGS["max_gain_grey"]  # the same for other pairs with a greyscale picture
+CONVERTED_GREY_LIGHT = _SETTINGS["converted_grey_light"]  # a greyscale picture this close to a colour one's conversion
+MAX_GAIN_CONVERTED = _SETTINGS["max_gain_converted"]  # ... may have this spread ratio with it
 MAX_GAIN_COLOUR = _SETTINGS["max_gain_colour"]  # the same when neither is greyscale (brightness -30% is ~1.4)
 MAX_DETAIL = _SETTINGS["max_detail"]  # 16x16 detail of an aligned pair: re-encodes, resizes, blur stay under it
 NEAR_DISTANCE = int(_SETTINGS["near_distance"])  # farther apart (pHash or variant), a pair is held to MAX_DETAIL_FAR

@@ -26,7 +26,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT max_grey_light double precision, OUT grey_chroma double precision, OUT max_gain_grey double precision,
         OUT near_distance integer, OUT max_detail_far double precision, OUT hopeless_gain double precision,
         OUT hopeless_grey_light double precision, OUT max_chroma_same_hue double precision,
-        OUT same_hue_light double precision, OUT max_hue_shift double precision, OUT max_hue_spread double precision)
+        OUT same_hue_light double precision, OUT max_hue_shift double precision, OUT max_hue_spread double precision,
+        OUT converted_grey_light double precision, OUT max_gain_converted double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -54,13 +55,16 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.45 AS max_chroma_same_hue, -- chroma-layout distance of an aligned pair whose hues agree cell by cell
                0.15 AS same_hue_light,      -- ... when its lightness layouts are this close
                12.0 AS max_hue_shift,       -- degrees: the chroma-weighted mean hue turn between two pictures' cells
-               20.0 AS max_hue_spread       -- degrees: the chroma-weighted RMS of each cell's hue turn about that mean
+               20.0 AS max_hue_spread,      -- degrees: the chroma-weighted RMS of each cell's hue turn about that mean
+               1.0 AS converted_grey_light, -- L* units: a greyscale picture this close to a colour one's conversion is that conversion
+               1.45 AS max_gain_converted   -- ... and may be this far from it in lightness spread (max_gain otherwise)
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, hopeless_gain, hopeless_grey_light, geometry_min_similarity), '
     'max_chroma_same_hue, same_hue_light, max_hue_shift and max_hue_spread (an aligned pair whose chroma layouts differ in strength but not '
-    'in hue: dbdedup.hue_agreement), '
+    'in hue: dbdedup.hue_agreement), converted_grey_light and max_gain_converted (a greyscale picture that is a colour one''s '
+    'conversion: the spread ratio L* and luma give such a pair), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
     'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
@@ -291,7 +295,12 @@ CREATE OR REPLACE FUNCTION dbdedup.signature_compare(x double precision[], y dou
                CASE WHEN least(x[450], y[450]) < s.grey_chroma AND greatest(x[450], y[450]) >= s.min_chroma
                     THEN (SELECT sum(abs(u.p - u.q)) / 64 FROM (SELECT unnest(x[451:514]) AS p, unnest(y[451:514]) AS q) u) END,
                CASE WHEN least(x[450], y[450]) >= s.grey_chroma THEN s.max_gain_colour
-                    WHEN greatest(x[450], y[450]) >= s.min_chroma THEN s.max_gain
+                    WHEN greatest(x[450], y[450]) >= s.min_chroma
+                    -- (the grey_light above: a greyscale picture that is the colour one's conversion
+                    -- keeps its lightness cell by cell, though L* spreads its tones otherwise)
+                    THEN CASE WHEN (SELECT sum(abs(u.p - u.q)) / 64 FROM (SELECT unnest(x[451:514]) AS p, unnest(y[451:514]) AS q) u)
+                                   <= s.converted_grey_light
+                              THEN s.max_gain_converted ELSE s.max_gain END
                     ELSE s.max_gain_grey END,
                CASE WHEN least(x[450], y[450]) >= s.min_chroma THEN (SELECT h.shift FROM dbdedup.hue_agreement(x, y) h) END,
                CASE WHEN least(x[450], y[450]) >= s.min_chroma THEN (SELECT h.spread FROM dbdedup.hue_agreement(x, y) h) END
@@ -323,8 +332,8 @@ COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'lightness cells), grey_light (a greyscale picture, RMS chroma under grey_chroma, against a colour one: the mean '
     'difference, in L* units, between the greyscale one''s 8x8 lightness and the colour one''s after a greyscale '
     'conversion; NULL otherwise), gain_limit (the largest gain an edit explains for this kind of pair: max_gain for a '
-    'greyscale picture against a colour one, max_gain_grey for other pairs with a greyscale picture, else '
-    'max_gain_colour), hue_shift and hue_spread (both in colour: dbdedup.hue_agreement; NULL otherwise). The numbers of '
+    'greyscale picture against a colour one, max_gain_converted when its grey_light is within converted_grey_light, '
+    'max_gain_grey for other pairs with a greyscale picture, else max_gain_colour), hue_shift and hue_spread (both in colour: dbdedup.hue_agreement; NULL otherwise). The numbers of '
     'dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
 
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)

@@ -460,6 +460,31 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     assert checker.verdict(pending_pair(ids["grey.png"])).verified
 
 
+def test_a_greyscale_copy_that_is_the_colour_pictures_conversion_may_spread_its_tones_otherwise(conn, tmp_path):
+    # A red, blue and white flag and its greyscale copy: the copy's lightness is the colour one's luma
+    # cell by cell (grey_light within 1 L* unit), but L* spreads blue and red otherwise than luma does
+    # (a spread ratio of about 1.35, over the 1.3 a greyscale picture otherwise gets against a colour
+    # one): verified, in SQL and by the twin. A grey drawing that is not a blue one's conversion keeps 1.3.
+    original = flag([(255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 255)])
+    save(original, tmp_path / "a.png")
+    save(original.convert("L"), tmp_path / "grey.png")
+    ids = load(conn, tmp_path)
+    matching.find_pairs(conn, threshold=8)
+    stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images")}
+    a, grey = stored[ids["a.png"]], stored[ids["grey.png"]]
+    d = verify.compare_signatures(a.signature, grey.signature)
+    assert verify.MAX_GAIN < d.gain <= verify.MAX_GAIN_CONVERTED and d.grey_light <= verify.CONVERTED_GREY_LIGHT, d
+    assert d.gain_limit == verify.MAX_GAIN_CONVERTED
+    found = pair(conn, ids, "a.png", "grey.png")
+    assert (found["verified"], found["reason"]) == (True, "signature"), (found, d)
+    twin = aligned_verdict(a, grey, "identity", closest=found["distance"])
+    assert twin is not None and (twin.verified, twin.reason) == (True, "signature")
+    other = verify.compare_signatures(verify.colour_signature(drawing((0, 0, 255))),
+                                      verify.colour_signature(drawing((0, 0, 255)).convert("L").convert("RGB")))
+    assert other.grey_light > verify.CONVERTED_GREY_LIGHT and other.gain_limit == verify.MAX_GAIN
+
+
 def confetti(seed: int, size: int = 256, blob: int = 3, count: int = 800) -> Image.Image:
     """Small saturated squares of four colours over soft grey patches: JPEG's chroma quantisation
     moves such a picture's chroma layout far without turning any hue."""
