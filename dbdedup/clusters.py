@@ -316,6 +316,7 @@ class VerifiedPairs:
     match: MatchResult | None = None
     verification: object | None = None  # the verify_workers.VerifySummary when pending pairs were checked
     rule_note: str | None = None
+    structure: object | None = None  # the structure_check.StructureCheck of pairs a SQL-only refresh() verified
 
 
 def ensure_verified_pairs(
@@ -360,7 +361,16 @@ def ensure_verified_pairs(
 
         verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
                                             lock_wait=lock_wait, on_wait=on_wait)
-    return VerifiedPairs(applied, match, verification, _rule_note(asked, applied))
+    structure = None
+    if match is None and verification is None:
+        # pairs dbdedup.refresh() verified by their colour signatures in SQL: compared by their thumbnails
+        # here (an index holds the unmeasured ones: nothing to read or write when there are none)
+        from .structure_check import check_structure
+
+        structure = check_structure(conn)
+        if not structure.measured + structure.unmeasured:
+            structure = None
+    return VerifiedPairs(applied, match, verification, _rule_note(asked, applied), structure)
 
 
 def ensure_clusters(
@@ -390,7 +400,7 @@ def ensure_clusters(
     state = match_state(conn, applied.hash_kind)
     if not conn.autocommit:
         conn.commit()
-    if params is not None and match is None and verification is None:
+    if params is not None and match is None and verification is None and prepared.structure is None:
         # (clusters built with pairs pending, by refresh(), are built again: `dbdedup verify` may have
         # given those pairs verdicts since)
         if (_built_settings(params) == applied and state is not None
@@ -432,7 +442,10 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
         with conn.transaction():
             found = conn.execute(_queries()["propose_keeper_pairs"], {"near_limit": near_limit}).fetchone()[0]
             if found:
+                from .structure_check import check_structure  # numpy: only when pairs were proposed
+
                 verified_in_sql = conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"}).fetchone()[1]
+                verified_in_sql -= check_structure(conn).failed  # left to the check by pixels
         if not conn.autocommit:
             conn.commit()
         if not found:

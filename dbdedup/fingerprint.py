@@ -24,7 +24,7 @@ from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .keypoints import WORKING_SIDE, stored_keys
 from .resample import grey_pixels
 from .variants import stored_variants, stored_variants_many
-from .verify import colour_signature, colour_signatures, qualities, quality
+from .verify import colour_signature, colour_signatures, qualities, quality, structure_thumbnail
 
 # Files larger than this are hashed by streaming and decoded from the file instead
 # of being held in memory whole.
@@ -86,6 +86,7 @@ class FileRecord:
     quality: int | None = None
     colour_signature: bytes | None = None  # verify.SIGNATURE_LENGTH float32 values, native byte order
     signature_error: str | None = None
+    structure: bytes | None = None  # verify.structure_thumbnail, stored with the colour signature
     reason: str | None = None
     detail: str | None = None
     keypoint_keys: np.ndarray | None = None  # int32 keys, empty when no corners; None when not asked or failed
@@ -202,8 +203,17 @@ def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedI
         frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
         phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
         quality=measured, colour_signature=None if signature is None else signature.astype(np.float32).tobytes(),
-        signature_error=why, keypoint_keys=keys,
+        signature_error=why, keypoint_keys=keys, structure=_structure(decoded) if signature is not None else None,
     )
+
+
+def _structure(decoded: DecodedImage) -> bytes | None:
+    """The structure thumbnail of the image the hashes were computed from; None (no structure check
+    for its pairs) when it cannot be made."""
+    try:
+        return structure_thumbnail(decoded.image)
+    except Exception:
+        return None
 
 
 def failed_record(path: PathLike, reason: str, detail: str) -> FileRecord:

@@ -45,7 +45,7 @@ the session that holds the lock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import psycopg
 from psycopg.rows import dict_row
@@ -53,6 +53,9 @@ from psycopg.rows import dict_row
 from .errors import DbdedupError
 from .locks import load_lock
 from .sqlfiles import named_queries
+
+if TYPE_CHECKING:
+    from .structure_check import StructureCheck
 
 DEFAULT_THRESHOLD = 8
 """Largest pHash Hamming distance (of 64 bits) at which two images count as near-duplicates by default.
@@ -132,6 +135,7 @@ class MatchResult:
     embeddings: SignalResult | None = None
     verification: VerificationResult | None = None
     keypoints: SignalResult | None = None  # keypoint candidates, left pending for the geometric check
+    structure: StructureCheck | None = None  # the signature-verified pairs compared again by their thumbnails
 
 
 def _queries() -> dict[str, str]:
@@ -186,7 +190,8 @@ def find_pairs(
     (``dbdedup.match_keypoints``: crops, rotations), left pending for the geometric check only.
 
     Then every pair without a verdict gets one from the stored signals (``dbdedup.verify_pairs``:
-    exact copies, colour signatures of aligned pairs); the pairs those cannot settle stay pending
+    exact copies, colour signatures of aligned pairs; those the signatures verified are compared again
+    by their structure thumbnails, ``structure_check``); the pairs those cannot settle stay pending
     (``verified IS NULL``) for ``dbdedup.verify_workers.verify_pending_pairs``. Only verified pairs
     link images in clusters.
 
@@ -221,6 +226,9 @@ def find_pairs(
             # after verify_pairs: keypoint pairs are for the geometric check alone (verify_workers)
             keypoint_row = cur.execute(q["match_keypoints"], {"full": full}).fetchone() \
                 if transforms and hash_kind == "phash" else None
+            from .structure_check import check_structure  # numpy: only when matching
+
+            structure = check_structure(conn)
         if not conn.autocommit:
             conn.commit()
     assert row is not None
@@ -249,6 +257,7 @@ def find_pairs(
             signal="keypoints", mode=keypoint_row["mode"], method=None, probes=keypoint_row["probes"],
             candidates=keypoint_row["candidates"], pairs=keypoint_row["pairs"], seconds=keypoint_row["seconds"],
         ) if keypoint_row else None,
+        structure=structure,
     )
 
 

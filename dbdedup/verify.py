@@ -304,6 +304,82 @@ def best_orientation(a: np.ndarray, b: np.ndarray, orientations=ORIENTATIONS) ->
     return min(scored, key=lambda item: item[1].worst)
 
 
+# ---------------------------------------------------------------- structure
+
+# The colour signature's 16x16 lightness averages away a glyph that differs on one folder drawing or a
+# pip on a card: on the accuracy set 1,571 pairs of different pictures passed it (most of them one
+# papirus folder with two emblems). A 32x32 lightness thumbnail (1 kB a picture, stored by the loader)
+# keeps them: compared window by window by their local structure (the correlation term of SSIM), which
+# edits of the whole picture (JPEG, resizing, blur, brightness, contrast, greyscale) leave high and
+# another glyph makes low. Measured on the set's signature-verified pairs (bench/accuracy, session 11):
+# the 5th percentile of the windows' agreement below 0.40 for 551 of the 1,571 look-alike pairs and 67
+# of 48,197 copies (turned by 2-5 degrees or cropped by 10% at a close pHash, mostly).
+STRUCTURE_SIDE = 32
+_STRUCTURE_WINDOW = 8  # pixels a side of each window, every half window: 7x7 windows
+_STRUCTURE_FLOOR = 8.0  # luma levels of spread under which a window is flat in both pictures and not compared
+_STRUCTURE_C = 10.0  # stabilises the correlation of windows with little spread, as SSIM's C2
+_STRUCTURE_PERCENTILE = 5.0  # of the windows' agreement: a few windows that differ decide, not one
+MIN_STRUCTURE = _SETTINGS["min_structure"]
+# A pair whose structure check failed goes to the geometric check, whose aligned overlap must then agree
+# this closely: the alignment has to explain the failure. Measured on the accuracy set's 59 such pairs
+# the check verified at MIN_STRUCTURE: the copies (crops of 10%, turns of 2-5 degrees) aligned to 0.87-1.0
+# but for 3 watermarked ones (0.40-0.55), the 16 look-alikes stayed at 0.42-0.59.
+MIN_STRUCTURE_REALIGNED = _SETTINGS["min_structure_realigned"]
+
+
+def structure_thumbnail(image: Image.Image) -> bytes:
+    """The picture's luma (Rec. 601, as ``convert("L")``) box-averaged to STRUCTURE_SIDE x STRUCTURE_SIDE,
+    row-major, one byte a pixel: what ``structure_agreement`` compares (images.structure)."""
+    grey = image if image.mode == "L" else image.convert("L")
+    return grey.resize((STRUCTURE_SIDE, STRUCTURE_SIDE), Image.Resampling.BOX, reducing_gap=4.0).tobytes()
+
+
+def structure_pixels(thumbnail: bytes, orientation: str = "identity") -> np.ndarray:
+    """A stored ``structure_thumbnail`` as a float array, under ``orientation`` (one of ``ORIENTATIONS``)."""
+    pixels = np.frombuffer(thumbnail, dtype=np.uint8).reshape(STRUCTURE_SIDE, STRUCTURE_SIDE).astype(np.float64)
+    return orient_pixels(pixels, orientation)
+
+
+def structure_windows(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The windows ``structure_agreement`` compares, of one picture's ``structure_pixels`` (or of many,
+    stacked in front): each window's pixels less its mean (..., windows, pixels) and each window's
+    spread, the RMS about that mean (..., windows)."""
+    step = _STRUCTURE_WINDOW // 2
+    views = np.lib.stride_tricks.sliding_window_view(pixels, (_STRUCTURE_WINDOW, _STRUCTURE_WINDOW),
+                                                     axis=(-2, -1))[..., ::step, ::step, :, :]
+    windows = views.reshape(*pixels.shape[:-2], -1, _STRUCTURE_WINDOW * _STRUCTURE_WINDOW)
+    centred = windows - windows.mean(axis=-1, keepdims=True)
+    return centred, np.sqrt((centred ** 2).mean(axis=-1))
+
+
+def structure_agreements(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """``structure_agreement`` of many aligned pairs at once: ``a`` and ``b`` are ``structure_windows``
+    of the pairs' pictures, stacked ((pairs, windows, pixels) and (pairs, windows))."""
+    (da, sa), (db, sb) = a, b
+    agreement = (np.einsum("pwk,pwk->pw", da, db) / da.shape[-1] + _STRUCTURE_C) / (sa * sb + _STRUCTURE_C)
+    compared = np.maximum(sa, sb) > _STRUCTURE_FLOOR
+    # the percentile of each row's compared windows (numpy's linear interpolation), the others sorted last
+    ordered = np.sort(np.where(compared, agreement, np.inf), axis=1)
+    count = compared.sum(axis=1)
+    position = (np.maximum(count, 1) - 1) * (_STRUCTURE_PERCENTILE / 100)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, np.maximum(count - 1, 0))
+    rows = np.arange(len(ordered))
+    below, above = ordered[rows, low], ordered[rows, high]
+    with np.errstate(invalid="ignore"):  # rows with no window compared: 1.0
+        result = below + (above - below) * (position - low)
+    return np.where(count > 0, result, 1.0)
+
+
+def structure_agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two aligned pictures are in local structure, from their ``structure_pixels``: for each
+    window with some spread in either picture, the correlation of the two windows' pixels (SSIM's
+    structure term); the 5th percentile of those. About 1 for the same picture under a global edit, below
+    ``MIN_STRUCTURE`` where a region holds another drawing; 1.0 when every window is flat."""
+    wa, wb = structure_windows(a), structure_windows(b)
+    return float(structure_agreements((wa[0][None], wa[1][None]), (wb[0][None], wb[1][None]))[0])
+
+
 # ---------------------------------------------------------------- geometry
 
 # SIFT at 256 px with 300 keypoints and 16 inliers: on 1,418 of the accuracy set's pending pairs about as
@@ -397,7 +473,8 @@ class GeometricMatch:
     """The outcome of matching two images' keypoints: ``inliers`` of ``matches`` agree with one
     similarity transform (``transform`` maps b's working pixels onto a's; None when no transform
     was found); ``colour``: the two images compared by colour signature over their overlap (None
-    when the overlap was not compared: too few inliers, or too small an overlap)."""
+    when the overlap was not compared: too few inliers, or too small an overlap), and ``structure``:
+    their ``structure_agreement`` there."""
 
     matches: int
     inliers: int
@@ -405,6 +482,7 @@ class GeometricMatch:
     scale: float
     overlap: float  # share of a's working area that b covers
     colour: SignatureDistance | None
+    structure: float | None = None
 
 
 def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:
@@ -434,13 +512,14 @@ def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIER
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
     if inliers < min_inliers or not MIN_SCALE <= scale <= MAX_SCALE:  # most candidates stop here
         return GeometricMatch(len(good), inliers, transform, scale, 0.0, None)
-    overlap, colour = _aligned_colour(a.pixels, b.pixels, transform)
-    return GeometricMatch(len(good), inliers, transform, scale, overlap, colour)
+    overlap, colour, structure = _aligned_colour(a.pixels, b.pixels, transform)
+    return GeometricMatch(len(good), inliers, transform, scale, overlap, colour, structure)
 
 
-def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray) -> tuple[float, SignatureDistance | None]:
-    """Warp b onto a, and compare the two by colour signature over the bounding box of the
-    overlap (pixels of the box that b does not cover are taken from a, so they agree)."""
+def _aligned_colour(pa: np.ndarray, pb: np.ndarray,
+                    transform: np.ndarray) -> tuple[float, SignatureDistance | None, float | None]:
+    """Warp b onto a, and compare the two by colour signature and by structure over the bounding box
+    of the overlap (pixels of the box that b does not cover are taken from a, so they agree)."""
     cv2 = _cv2()
     rows, columns = pa.shape[:2]
     warped = cv2.warpAffine(pb, transform, (columns, rows), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
@@ -448,14 +527,22 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray) -> tu
                              flags=cv2.INTER_NEAREST, borderValue=0) > 0
     overlap = float(covered.mean())
     if overlap < 0.02:
-        return overlap, None
+        return overlap, None, None
     ys, xs = np.nonzero(covered)
     top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     if bottom - top < GRID or right - left < GRID:
-        return overlap, None
+        return overlap, None, None
     box_a = pa[top:bottom, left:right]
     box_b = np.where(covered[top:bottom, left:right, None], warped[top:bottom, left:right], box_a)
-    return overlap, compare_signatures(signature_of_pixels(box_a), signature_of_pixels(box_b))
+    return (overlap, compare_signatures(signature_of_pixels(box_a), signature_of_pixels(box_b)),
+            structure_of_pixels(box_a, box_b))
+
+
+def structure_of_pixels(a: np.ndarray, b: np.ndarray) -> float:
+    """``structure_agreement`` of two aligned RGB pixel arrays (rows, columns, 3), uint8."""
+    thumbnails = [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB")))
+                  for p in (a, b)]
+    return structure_agreement(*thumbnails)
 
 
 # ---------------------------------------------------------------- the decision
@@ -585,10 +672,11 @@ def drawing_on_white(signature: np.ndarray) -> bool:
 
 
 def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_inliers: int = MIN_INLIERS,
-                      max_detail: float | None = None) -> Verdict:
+                      max_detail: float | None = None, min_structure: float = MIN_STRUCTURE) -> Verdict:
     """The verdict for a pair from its geometric match: at least ``min_inliers`` keypoint matches must
     agree with one similarity transform, and the overlap, aligned by it, must agree in colour and
-    layout ('colour') and, when ``max_detail`` is given, in its 16x16 detail ('detail'). (The
+    layout ('colour'), when ``max_detail`` is given in its 16x16 detail ('detail'), and in structure
+    to ``min_structure`` ('structure'). (The
     detail is asked of aligned pairs only: a copy turned by some degrees brings the corners it was
     filled with into the overlap, which the detail sees as a region that differs.)"""
     if min(a.quality, b.quality) < MIN_QUALITY:
@@ -605,6 +693,8 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
         if max_detail is not None and colour.detail > max_detail:
             # aligned, the overlap still differs in a small region: another emblem, glyph or pip
             return Verdict(False, score, "detail")
+        if match.structure is not None and match.structure < min_structure:
+            return Verdict(False, score, "structure")  # the same, seen window by window at 32x32
         return Verdict(True, score, "geometry")
     return Verdict(False, score, "colour")
 
@@ -636,6 +726,7 @@ class DenseMatch:
 
     correlation: float | None
     colour: SignatureDistance | None
+    structure: float | None = None  # structure_agreement of the aligned pair
 
 
 def dense_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
@@ -658,18 +749,22 @@ def dense_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
         return DenseMatch(None, None)
     aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
-    return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)))
+    return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)),
+                      structure_of_pixels(a, aligned))
 
 
-def dense_verdict(a: Features, b: Features, match: DenseMatch) -> Verdict:
+def dense_verdict(a: Features, b: Features, match: DenseMatch, *, min_structure: float = MIN_STRUCTURE) -> Verdict:
     """The verdict for a pair by its dense alignment: 'dense' when the aligned grey images correlate
-    to DENSE_MIN_CORRELATION and agree in colour and layout (as a geometric overlap must) and in
-    detail to DENSE_MAX_DETAIL; otherwise no_geometry (nothing aligned it)."""
+    to DENSE_MIN_CORRELATION and agree in colour and layout (as a geometric overlap must), in
+    detail to DENSE_MAX_DETAIL and in structure to ``min_structure`` ('structure' otherwise); else
+    no_geometry (nothing aligned it)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     colour = match.colour
     if match.correlation is None or colour is None or not match.correlation >= DENSE_MIN_CORRELATION:  # NaN too
         return Verdict(False, 0.0, "no_geometry")
     if _overlap_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
+        if match.structure is not None and match.structure < min_structure:
+            return Verdict(False, max(0.0, 1.0 - colour.worst), "structure")
         return Verdict(True, max(0.0, 1.0 - colour.worst), "dense")
     return Verdict(False, 0.0, "no_geometry")

@@ -46,6 +46,7 @@ from .fingerprint import verification_signals
 from .load import default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
+from .structure_check import check_structure
 from .variants import trim_box
 
 FETCH_ROWS = 512  # pending pairs fetched from the cursor at a time
@@ -87,6 +88,7 @@ class VerifySummary:
     errors: int = 0  # pairs whose files could not be checked (verify_reason 'error: ...')
     reasons: dict[str, int] = field(default_factory=dict)  # verify_reason -> pairs
     backfilled: int = 0  # images whose quality and colour signature this run stored
+    structure_failed: int = 0  # signature-verified pairs the structure check left to the geometric check
     images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
     workers: int = 0
     seconds: float = 0.0
@@ -98,7 +100,7 @@ class VerifySummary:
     def as_dict(self) -> dict:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
-                "images_read": self.images_read, "workers": self.workers, "seconds": round(self.seconds, 3)}
+                "structure_failed": self.structure_failed, "images_read": self.images_read, "workers": self.workers, "seconds": round(self.seconds, 3)}
 
 
 def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
@@ -109,7 +111,8 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         pending=first.pending + second.pending, verified=first.verified + second.verified,
         rejected=first.rejected + second.rejected, errors=first.errors + second.errors,
         reasons=dict(Counter(first.reasons) + Counter(second.reasons)),
-        backfilled=first.backfilled + second.backfilled, images_read=first.images_read + second.images_read,
+        backfilled=first.backfilled + second.backfilled,
+        structure_failed=first.structure_failed + second.structure_failed, images_read=first.images_read + second.images_read,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
 
@@ -144,6 +147,7 @@ class PendingPair:
     similarity: float | None
     a: ImageInfo
     b: ImageInfo
+    structure: float | None = None  # pairs.structure: below verify.MIN_STRUCTURE, the signatures do not settle it
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -154,7 +158,13 @@ class PendingPair:
                              None if signature is None else np.asarray(signature, dtype=np.float32), error)
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8),
-                   image(row[2], 15))
+                   image(row[2], 15), row[22])
+
+    @property
+    def structure_failed(self) -> bool:
+        """Whether the structure check found the two apart (another drawing in a region, or a copy
+        cropped or turned a little at a close pHash): a signature verdict cannot verify it."""
+        return self.structure is not None and self.structure < verify.MIN_STRUCTURE
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -300,7 +310,9 @@ class PairChecker:
         aligned = orientation is not None
         if aligned:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
-            if settled is not None:
+            # (the structure check failed it: only a rejection settles it; a verdict of the same picture
+            # is the geometric check's, with the structure of the aligned overlap)
+            if settled is not None and not (settled.verified and pair.structure_failed):
                 return settled
         seen_a, seen_b = self._seen(pair.a, True), self._seen(pair.b, True)
         for seen in (seen_a, seen_b):
@@ -321,20 +333,24 @@ class PairChecker:
                 return trimmed
         keys_a, keys_b = self._keypoints(seen_a, geometry_orientation(pair)), self._keypoints(seen_b, "identity")
         match = verify.geometric_match(keys_a, keys_b)
-        if aligned:  # its signatures disagreed: more keypoints, and the aligned overlap's detail
+        # (a pair whose structure check failed: the alignment must explain that)
+        min_structure = verify.MIN_STRUCTURE_REALIGNED if pair.structure_failed else verify.MIN_STRUCTURE
+        if aligned:  # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
             verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
-                                               max_detail=verify.MAX_DETAIL_FAR)
+                                               max_detail=verify.MAX_DETAIL_FAR, min_structure=min_structure)
         elif pair.transform == LINKED and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
             # no signal found this pair, only a member of the keeper's cluster or a near neighbour: a
             # drawing on white needs as many keypoints as an aligned pair (thin drawings of one template
             # agree on 16)
-            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED)
+            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
+                                               min_structure=min_structure)
         else:
-            verdict = verify.geometric_verdict(fa, fb, match)
+            verdict = verify.geometric_verdict(fa, fb, match, min_structure=min_structure)
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, fa, fb, orientation):
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
-            return verify.dense_verdict(fa, fb, verify.dense_match(seen_a.pixels, seen_b.pixels))
+            return verify.dense_verdict(fa, fb, verify.dense_match(seen_a.pixels, seen_b.pixels),
+                                        min_structure=min_structure)
         return verdict
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
@@ -359,15 +375,16 @@ def dense_candidate(pair: PendingPair, a: verify.Features, b: verify.Features, o
     """Whether a pair the keypoints could not align is worth aligning by its pixels (as measured
     in verify's dense-alignment notes): unturned, and a keeper pair through a member, an embedding
     neighbour of similarity DENSE_MIN_SIMILARITY beyond the aligned pHash distance, or an aligned
-    pair whose signatures agree in everything but the 16x16 detail (a copy turned or cropped a little,
-    or a look-alike with another emblem: the aligned detail tells them apart)."""
+    pair whose signatures agree in everything but the 16x16 detail or whose structure check failed (a
+    copy turned or cropped a little, or a look-alike with another emblem: the aligned detail and
+    structure tell them apart)."""
     if pair.transform not in (None, LINKED) or orientation not in (None, "identity"):
         return False
     if pair.transform == LINKED:
         return True
     if orientation is None:
         return pair.similarity is not None and pair.similarity >= verify.DENSE_MIN_SIMILARITY
-    return verify.agrees_but_in_detail(verify.compare_signatures(a.signature, b.signature))
+    return verify.agrees_but_in_detail(verify.compare_signatures(a.signature, b.signature)) or pair.structure_failed
 
 
 def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:
@@ -629,7 +646,9 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
-    colour signature get them from this read. Commits once per batch of verdicts, so a run that
+    colour signature get them from this read. Then the signature-verified pairs not measured yet get
+    the structure check (``structure_check.check_structure``) first: ``structure_failed`` counts the pairs it
+    failed, which this run then checks by their pixels. Commits once per batch of verdicts, so a run that
     is stopped keeps what it wrote and the next run does the rest. One run at a time per database:
     waits up to ``lock_wait`` seconds (``locks.DEFAULT_LOCK_WAIT``) for another one, calling
     ``on_wait(message)`` once, then raises DbdedupError naming it.
@@ -656,14 +675,28 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
         with conn.transaction():
             for name in ("create_results", "create_features", "create_order", "clear_temp_tables"):
                 conn.execute(q[name])
-            summary.pending = conn.execute(q["count_pending"]).fetchone()[0]
-        progress.pairs_found(summary.pending)
-        if summary.pending:
-            plan_order(conn, q)
+        # Pairs verified by their colour signatures and not measured yet (by a refresh() in SQL; in a
+        # second pass, by this run's workers) get the structure check first: those it fails are pending
+        # again, for the geometric check of this run (which never verifies them by their signatures).
+        for first_pass in (True, False):
+            summary.structure_failed += check_structure(conn).failed
+            with conn.transaction():
+                pending = conn.execute(q["count_pending"]).fetchone()[0]
+            if not first_pass and not pending:
+                break
+            summary.pending += pending
+            progress.pairs_found(summary.pending)
+            if not pending:
+                break
+            if first_pass:
+                plan_order(conn, q)  # (a pair pending after the plan comes last)
             cursor = conn.cursor("dbdedup_verify_pending", withhold=True)
             with conn.transaction():
                 cursor.execute(q["pending_pairs"])
             _run(conn, cursor, workers, summary, progress)
+            with conn.transaction():
+                cursor.close()
+            cursor = None
     finally:
         if cursor is not None and not conn.closed:
             try:
@@ -701,5 +734,6 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
             writer.write_if_due(force=True)
         raise
     writer.write_if_due(force=True)
-    summary.reasons = dict(sorted(writer.reasons.items(), key=lambda item: (-item[1], item[0])))
+    reasons = Counter(summary.reasons) + writer.reasons  # (a second pass adds to the first's)
+    summary.reasons = dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
 

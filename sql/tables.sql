@@ -86,13 +86,15 @@ CREATE TABLE dbdedup.images (
     colour_signature real[],
     signature_error text,
     keypoint_keys integer[],
+    structure     bytea,
     CONSTRAINT images_ok_has_hashes CHECK (
         status <> 'ok' OR (sha256 IS NOT NULL AND phash IS NOT NULL AND dhash IS NOT NULL AND ahash IS NOT NULL)
     ),
     CONSTRAINT images_error_has_reason CHECK (status <> 'error' OR error IS NOT NULL)
 );
 -- no query filters on these arrays' elements: their statistics were most of ANALYZE's time (0015)
-ALTER TABLE dbdedup.images ALTER COLUMN colour_signature SET STATISTICS 0, ALTER COLUMN keypoint_keys SET STATISTICS 0;
+ALTER TABLE dbdedup.images ALTER COLUMN colour_signature SET STATISTICS 0, ALTER COLUMN keypoint_keys SET STATISTICS 0,
+    ALTER COLUMN structure SET STATISTICS 0;
 COMMENT ON TABLE dbdedup.images IS 'One row per file dbdedup has seen: its hashes when it loaded, its error when it did not, or missing when it is gone.';
 COMMENT ON COLUMN dbdedup.images.path IS 'The file path for display: the exact path when it is valid UTF-8, else with undecodable bytes as \xNN escapes.';
 COMMENT ON COLUMN dbdedup.images.path_bytes IS 'The exact path bytes as the file system has them (lossless, also for names that are not UTF-8).';
@@ -119,6 +121,7 @@ COMMENT ON COLUMN dbdedup.images.quality IS 'PDQ-style hash quality 0-100 of the
 COMMENT ON COLUMN dbdedup.images.colour_signature IS 'The image''s colour layout (dbdedup.verify.colour_signature): CIE Lab lightness of a 16x16 grid, then the a and b chroma of an 8x8 grid, 384 values, row-major cells. Pairs are verified by comparing these in SQL (dbdedup.signature_distance). NULL until computed or when it could not be (see signature_error).';
 COMMENT ON COLUMN dbdedup.images.signature_error IS 'Why the image has no colour signature (it then matches only as an exact copy); NULL when it has one or has not been tried.';
 COMMENT ON COLUMN dbdedup.images.keypoint_keys IS 'Keypoint keys of the image (dbdedup.keypoints: ORB descriptors cut into 6 bands of 24 bits, each key its band number and bits), sorted and distinct, stored by `dbdedup load --keypoints`: images sharing many keys are candidate pairs for crops and rotations (dbdedup.match_keypoints). Empty when the image has no corners; NULL when not computed.';
+COMMENT ON COLUMN dbdedup.images.structure IS 'The image''s luma box-averaged to 32x32 pixels, one byte each, row-major (dbdedup.verify.structure_thumbnail): the structure check compares signature-verified pairs window by window with it (dbdedup.verify.structure_agreement). NULL when the image has no colour signature or was loaded before dbdedup stored it.';
 
 CREATE INDEX images_sha256_idx ON dbdedup.images (sha256) WHERE status = 'ok';
 CREATE INDEX images_change_seq_idx ON dbdedup.images (change_seq);
@@ -242,6 +245,7 @@ CREATE TABLE dbdedup.pairs (
     verify_score real,
     verify_reason text,
     shared_keys smallint,
+    structure real,
     PRIMARY KEY (hash_kind, image_a, image_b),
     CHECK (image_a < image_b)
 );
@@ -267,9 +271,13 @@ COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
 COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';
 COMMENT ON COLUMN dbdedup.pairs.verify_score IS 'How alike verification found the two, 0-1 (1 = identical by the measure named in verify_reason).';
-COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, error: ... NULL while the pair is pending.';
+COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, structure (another drawing in a region, though the colour signatures agree), error: ... NULL while the pair is pending.';
 COMMENT ON COLUMN dbdedup.pairs.shared_keys IS 'Keypoint keys the two images share (images.keypoint_keys) when dbdedup.match_keypoints found the pair; NULL otherwise. A pair only the keys found has transform ''keypoints'' (transform_distance 0) and is verified by the geometric check alone.';
+COMMENT ON COLUMN dbdedup.pairs.structure IS 'For a pair verified by its colour signatures: how alike the two are in local structure (dbdedup.verify.structure_agreement of images.structure, 5th percentile of the windows'' correlation; about 1 for the same picture), measured by dbdedup.structure_check; below verify_settings().min_structure the pair goes back to pending, and the geometric check rejects it (verify_reason structure) unless the two, aligned by their pixels, agree there. NaN when either image has no thumbnail; NULL until measured or for other pairs.';
 CREATE INDEX pairs_pending_idx ON dbdedup.pairs (hash_kind) WHERE verified IS NULL;
+-- the signature-verified pairs whose structure is not measured yet (dbdedup.structure_check): empty between runs
+CREATE INDEX pairs_structure_unchecked_idx ON dbdedup.pairs (hash_kind)
+    WHERE verified AND verify_reason = 'signature' AND structure IS NULL;
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
 CREATE TABLE dbdedup.cluster_parameters (

@@ -27,7 +27,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT near_distance integer, OUT max_detail_far double precision, OUT hopeless_gain double precision,
         OUT hopeless_grey_light double precision, OUT max_chroma_same_hue double precision,
         OUT same_hue_light double precision, OUT max_hue_shift double precision, OUT max_hue_spread double precision,
-        OUT converted_grey_light double precision, OUT max_gain_converted double precision)
+        OUT converted_grey_light double precision, OUT max_gain_converted double precision,
+        OUT min_structure double precision, OUT min_structure_realigned double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -57,14 +58,17 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                12.0 AS max_hue_shift,       -- degrees: the chroma-weighted mean hue turn between two pictures' cells
                20.0 AS max_hue_spread,      -- degrees: the chroma-weighted RMS of each cell's hue turn about that mean
                1.0 AS converted_grey_light, -- L* units: a greyscale picture this close to a colour one's conversion is that conversion
-               1.45 AS max_gain_converted   -- ... and may be this far from it in lightness spread (max_gain otherwise)
+               1.45 AS max_gain_converted,  -- ... and may be this far from it in lightness spread (max_gain otherwise)
+               0.40 AS min_structure,       -- local structure agreement (dbdedup.verify.structure_agreement) below which the signatures do not verify a pair, nor the geometric check its aligned overlap
+               0.70 AS min_structure_realigned  -- ... of the aligned overlap of a pair whose structure check failed: the alignment must explain it
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, hopeless_gain, hopeless_grey_light, geometry_min_similarity), '
     'max_chroma_same_hue, same_hue_light, max_hue_shift and max_hue_spread (an aligned pair whose chroma layouts differ in strength but not '
     'in hue: dbdedup.hue_agreement), converted_grey_light and max_gain_converted (a greyscale picture that is a colour one''s '
-    'conversion: the spread ratio L* and luma give such a pair), '
+    'conversion: the spread ratio L* and luma give such a pair), min_structure and min_structure_realigned (the structure check of '
+    'signature-verified pairs, dbdedup.structure_check, and the geometric check of those it failed), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
     'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
@@ -336,6 +340,24 @@ COMMENT ON FUNCTION dbdedup.signature_distance(real[], real[], text) IS
     'max_gain_grey for other pairs with a greyscale picture, else max_gain_colour), hue_shift and hue_spread (both in colour: dbdedup.hue_agreement; NULL otherwise). The numbers of '
     'dbdedup.verify.compare_signatures. NULL when either signature is NULL.';
 
+-- The orientation in which verify_pairs compares a pair's signatures (image_a turned, image_b as it
+-- is), and the structure check (dbdedup.structure_check) its thumbnails.
+-- (One expression, not STRICT: inlined into the queries that call it.)
+CREATE OR REPLACE FUNCTION dbdedup.aligned_orientation(transform text, transform_distance integer, distance integer,
+                                                       aligned_variant integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE WHEN transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
+                         AND transform_distance <= aligned_variant AND transform_distance < distance
+                    THEN transform
+                    WHEN transform LIKE 'trim+%' THEN substr(transform, 6)
+                    ELSE 'identity' END
+    $$;
+COMMENT ON FUNCTION dbdedup.aligned_orientation(text, integer, integer, integer) IS
+    'The orientation (dbdedup.transform_name) under which image_a of a pair is compared with image_b by its colour '
+    'signature and structure thumbnail: the pair''s orientation variant when it is within aligned_variant and closer '
+    'than the plain pHash, the orientation of a trimmed variant, else identity.';
+
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
     RETURNS TABLE (pairs bigint, verified bigint, rejected bigint, pending bigint, seconds double precision)
     LANGUAGE plpgsql
@@ -353,7 +375,8 @@ BEGIN
     -- the pairs without a verdict and their images, read once (on Citus: pairs are spread by
     -- image_a, so the images of both sides are gathered here rather than joined shard by shard)
     CREATE TEMP TABLE vp_pair ON COMMIT DROP AS
-    SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity
+    SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity,
+           p.structure
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
@@ -377,6 +400,9 @@ BEGIN
                     THEN 'pending'
                 -- keypoint pairs (dbdedup.match_keypoints) are decided by the geometric check only
                 WHEN p.transform = 'keypoints' THEN 'pending'
+                -- the structure check (dbdedup.structure_check) found the two apart in a region though
+                -- their signatures agree: the geometric check aligns them and measures it again
+                WHEN p.structure < s.min_structure THEN 'pending'
                 -- found through a border-trimmed variant: verified when the whole pictures already agree in
                 -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
                 -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing)
@@ -386,11 +412,7 @@ BEGIN
                 WHEN p.distance <= s.aligned_distance THEN 'aligned'
                 WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
                 ELSE 'pending' END AS route,
-           CASE WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
-                     AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance
-                THEN p.transform
-                WHEN p.transform LIKE 'trim+%' THEN substr(p.transform, 6)
-                ELSE 'identity' END AS orientation
+           dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant) AS orientation
     FROM vp_pair p
     JOIN vp_image a ON a.id = p.image_a
     JOIN vp_image b ON b.id = p.image_b;
@@ -471,8 +493,9 @@ BEGIN
               WHEN m.light > s.max_light THEN m.worst > s.hopeless
               ELSE false END);
 
+    -- (a signature verdict waits for its structure check: dbdedup.structure_check measures it again)
     UPDATE dbdedup.pairs p
-    SET verified = v.verified, verify_score = v.score, verify_reason = v.reason
+    SET verified = v.verified, verify_score = v.score, verify_reason = v.reason, structure = NULL
     FROM vp_verdict v
     WHERE p.hash_kind = v.hash_kind AND p.image_a = v.image_a AND p.image_b = v.image_b AND p.verified IS NULL;
 
@@ -492,7 +515,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, a layout apart (layout) beyond '
     'hopeless, never for the detail alone (the geometric check compares the aligned overlap''s detail); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
-    'whole signatures agree in the variant''s orientation. Everything else stays pending (verified NULL) for the geometric '
+    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_structure) '
+    'are left to the geometric check. Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '
     'rejected and left pending.';

@@ -90,6 +90,10 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
             note(ctx, f"verification of {v.pairs:,} pairs without a verdict: {v.verified:,} the same picture, "
                       f"{v.rejected:,} not (by colour signature or hash quality), {v.pending:,} left for the check "
                       f"by pixels, in {v.seconds:.2f} s")
+        if m.structure is not None and m.structure.measured:
+            c = m.structure
+            note(ctx, f"structure check of {c.measured:,} pairs verified by colour signature: {c.failed:,} apart in a "
+                      f"region, left for the check by pixels, in {c.seconds:.2f} s")
     if result.verification is not None:
         from .verify_commands import summary_line
 

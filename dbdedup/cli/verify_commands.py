@@ -55,13 +55,17 @@ def verify_progress(ctx: click.Context):
 def summary_line(summary) -> str:
     """The one line a run ends with."""
     if not summary.pending:
-        return f"no pairs pending verification ({summary.seconds:.1f} s)"
-    reasons = ", ".join(f"{reason} {count:,}" for reason, count in summary.reasons.items())
-    line = (f"checked {summary.done:,} of {summary.pending:,} pending pairs in {summary.seconds:.1f} s: "
-            f"{summary.verified:,} the same picture, {summary.rejected:,} not, {summary.errors:,} could not be "
-            f"checked" + (f" ({reasons})" if reasons else ""))
+        line = f"no pairs pending verification ({summary.seconds:.1f} s)"
+    else:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in summary.reasons.items())
+        line = (f"checked {summary.done:,} of {summary.pending:,} pending pairs in {summary.seconds:.1f} s: "
+                f"{summary.verified:,} the same picture, {summary.rejected:,} not, {summary.errors:,} could not be "
+                f"checked" + (f" ({reasons})" if reasons else ""))
     if summary.backfilled:
         line += f"; stored the colour signature of {summary.backfilled:,} older images"
+    if summary.structure_failed:
+        line += (f"; {summary.structure_failed:,} pairs verified by colour signature were apart in a region by "
+                 "their structure and checked by their pixels")
     return line
 
 

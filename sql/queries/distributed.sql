@@ -169,12 +169,12 @@ ON CONFLICT (path_bytes) DO NOTHING;
 INSERT INTO dbdedup.images AS i
     (id, path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
      width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id, change_seq,
-     quality, colour_signature, signature_error, keypoint_keys)
+     quality, colour_signature, signature_error, keypoint_keys, structure)
 OVERRIDING SYSTEM VALUE
 SELECT DISTINCT ON (s.path_bytes)
        p.image_id, s.path, s.path_bytes, s.size_bytes, s.mtime_ns, s.device, s.inode, s.status, s.sha256, s.format,
        s.width, s.height, s.frames, s.phash, s.dhash, s.ahash, s.phash_variants, s.error, s.error_detail, %(run_id)s,
-       nextval('dbdedup.change_seq'), s.quality, s.colour_signature, s.signature_error, s.keypoint_keys
+       nextval('dbdedup.change_seq'), s.quality, s.colour_signature, s.signature_error, s.keypoint_keys, s.structure
 FROM dbdedup_stage s
 JOIN dbdedup.image_paths p ON p.path_bytes = s.path_bytes
 ORDER BY s.path_bytes
@@ -201,6 +201,7 @@ ON CONFLICT (id) DO UPDATE SET
     colour_signature = EXCLUDED.colour_signature,
     signature_error = EXCLUDED.signature_error,
     keypoint_keys = EXCLUDED.keypoint_keys,
+    structure = EXCLUDED.structure,
     loaded_at = EXCLUDED.loaded_at,
     missing_since = NULL,
     change_seq = EXCLUDED.change_seq;

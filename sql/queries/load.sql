@@ -69,7 +69,8 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     quality      smallint,
     colour_signature real[],
     signature_error text,
-    keypoint_keys integer[]
+    keypoint_keys integer[],
+    structure    bytea
 );
 
 -- name: clear_temp_tables
@@ -96,7 +97,9 @@ WHERE i.id IS NULL
        AND %(max_pixels)s::bigint > coalesce((SELECT (r.parameters ->> 'max_pixels')::bigint
                                               FROM dbdedup.load_runs r WHERE r.id = i.load_run_id), 0))
    OR (%(orientations)s AND i.status = 'ok' AND i.phash_variants IS NULL)
-   OR (%(keypoints)s AND i.status = 'ok' AND i.keypoint_keys IS NULL);
+   OR (%(keypoints)s AND i.status = 'ok' AND i.keypoint_keys IS NULL)
+   -- loaded before the structure thumbnail was stored (0019): fingerprinted again, once
+   OR (%(signals)s AND i.status = 'ok' AND i.structure IS NULL AND i.colour_signature IS NOT NULL);
 
 -- name: files_to_describe
 -- With embeddings on: also the ok files with no descriptor from this load's embedder.
@@ -117,7 +120,7 @@ TRUNCATE dbdedup_scan_batch;
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
                     width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail,
-                    quality, colour_signature, signature_error, keypoint_keys)
+                    quality, colour_signature, signature_error, keypoint_keys, structure)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
@@ -126,11 +129,11 @@ FROM STDIN (FORMAT BINARY);
 INSERT INTO dbdedup.images AS i
     (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
      width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, load_run_id,
-     quality, colour_signature, signature_error, keypoint_keys)
+     quality, colour_signature, signature_error, keypoint_keys, structure)
 SELECT DISTINCT ON (path_bytes)
        path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
        width, height, frames, phash, dhash, ahash, phash_variants, error, error_detail, %(run_id)s,
-       quality, colour_signature, signature_error, keypoint_keys
+       quality, colour_signature, signature_error, keypoint_keys, structure
 FROM dbdedup_stage
 ORDER BY path_bytes
 ON CONFLICT (path_bytes) DO UPDATE SET
@@ -156,6 +159,7 @@ ON CONFLICT (path_bytes) DO UPDATE SET
     colour_signature = EXCLUDED.colour_signature,
     signature_error = EXCLUDED.signature_error,
     keypoint_keys = EXCLUDED.keypoint_keys,
+    structure = EXCLUDED.structure,
     loaded_at = now(),
     missing_since = NULL,
     change_seq = nextval('dbdedup.change_seq');

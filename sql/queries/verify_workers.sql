@@ -39,7 +39,8 @@ WITH pending AS MATERIALIZED (
            a.signature_error AS a_signature_error,
            b.status AS b_status, b.path_bytes AS b_path_bytes, b.size_bytes AS b_size_bytes,
            b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, b.colour_signature AS b_colour_signature,
-           b.signature_error AS b_signature_error
+           b.signature_error AS b_signature_error,
+           p.structure
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b
@@ -85,7 +86,9 @@ FROM STDIN;
 -- name: apply_results
 -- Only pairs still pending: a pair that matching has since verified (or found again) keeps that.
 UPDATE dbdedup.pairs p
-SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason
+SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
+    -- (a signature verdict waits for its structure check; a failed one stays on record)
+    structure = CASE WHEN r.verify_reason = 'signature' THEN NULL ELSE p.structure END
 FROM dbdedup_verify_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b AND p.verified IS NULL;
 

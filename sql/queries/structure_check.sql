@@ -1,0 +1,54 @@
+-- Queries of dbdedup/structure_check.py: the structure check of signature-verified pairs.
+
+-- name: collect_unchecked
+-- The signature-verified pairs not measured yet (pairs_structure_unchecked_idx), read once (on
+-- Citus: the distributed pairs gathered here before the orientation is worked out locally).
+CREATE TEMP TABLE dbdedup_structure_pairs ON COMMIT DROP AS
+SELECT p.hash_kind, p.image_a, p.image_b, p.transform, p.transform_distance, p.distance
+FROM dbdedup.pairs p
+WHERE p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL;
+
+-- name: unchecked_pairs
+-- Each pair with the orientation its signatures were compared in (dbdedup.aligned_orientation); a pair
+-- found through a border-trimmed variant is not measured (its whole thumbnails are framed otherwise).
+SELECT t.hash_kind, t.image_a, t.image_b,
+       dbdedup.aligned_orientation(t.transform, t.transform_distance, t.distance, s.aligned_variant) AS orientation,
+       coalesce(t.transform LIKE 'trim%%', false) AS trimmed
+FROM dbdedup_structure_pairs t, dbdedup.verify_settings() s
+ORDER BY t.image_a, t.image_b;
+
+-- name: thumbnails
+SELECT i.id, i.structure FROM dbdedup.images i WHERE i.id = ANY(%(ids)s) AND i.structure IS NOT NULL;
+
+-- name: create_results
+CREATE TEMP TABLE dbdedup_structure_results (
+    hash_kind text NOT NULL,
+    image_a   bigint NOT NULL,
+    image_b   bigint NOT NULL,
+    structure real NOT NULL
+) ON COMMIT DROP;
+
+-- name: copy_results
+COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure) FROM STDIN;
+
+-- name: apply_results
+-- Each measure kept; below the minimum the pair's verdict is taken back: pending (verified NULL) for the
+-- geometric check, which aligns the two by their pixels and measures the aligned overlap's structure (a
+-- copy cropped or turned a little at a close pHash passes there; another glyph does not). NaN (no
+-- thumbnail): the verdict stands. Only pairs still verified by signature and unmeasured: a pair found
+-- or judged again meanwhile keeps that.
+UPDATE dbdedup.pairs p
+SET structure = r.structure,
+    verified = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verified END,
+    verify_reason = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_reason END,
+    verify_score = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_score END
+FROM dbdedup_structure_results r
+WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
+  AND p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL;
+
+-- name: drop_temp_tables
+DROP TABLE IF EXISTS dbdedup_structure_pairs, dbdedup_structure_results;
+
+-- name: any_unchecked
+SELECT EXISTS (SELECT 1 FROM dbdedup.pairs p
+               WHERE p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL);

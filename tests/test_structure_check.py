@@ -1,0 +1,195 @@
+"""The structure check (dbdedup/structure_check.py): a pair the colour signatures verify is compared again by
+the two images' stored 32x32 thumbnails, window by window. Real images made with Pillow (one folder drawing
+with two glyphs, as icon sets ship them, and edited copies of one), loaded by the real loader into a real
+database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+from dbdedup import clusters, verify
+from dbdedup.clusters import ClusterSettings
+from dbdedup.load import load_paths
+from images import reencoded, resized, save
+
+
+def glyph_folder(glyph: str, colour=(196, 30, 40), size: int = 192) -> Image.Image:
+    """A red folder on white with a dark glyph in the middle (a plus or a cross): one drawing of an
+    icon set in which only the glyph differs (as papirus' folders with their emblems)."""
+    s = size / 64
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    dark = tuple(int(c * 0.35) for c in colour)
+    draw.rounded_rectangle([4 * s, 8 * s, 28 * s, 18 * s], radius=2 * s, fill=tuple(int(c * 0.8) for c in colour))
+    draw.rectangle([8 * s, 13 * s, 56 * s, 22 * s], fill=(235, 235, 235))
+    draw.rounded_rectangle([4 * s, 18 * s, 60 * s, 56 * s], radius=2 * s, fill=colour)
+    cx, cy = 32 * s, 37 * s
+    if glyph == "plus":
+        draw.rectangle([cx - 9 * s, cy - 2.5 * s, cx + 9 * s, cy + 2.5 * s], fill=dark)
+        draw.rectangle([cx - 2.5 * s, cy - 9 * s, cx + 2.5 * s, cy + 9 * s], fill=dark)
+    else:
+        draw.line([cx - 8 * s, cy - 8 * s, cx + 8 * s, cy + 8 * s], fill=dark, width=int(5 * s))
+        draw.line([cx - 8 * s, cy + 8 * s, cx + 8 * s, cy - 8 * s], fill=dark, width=int(5 * s))
+    return image
+
+
+def watermarked(image: Image.Image) -> Image.Image:
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    # over the folder's lower edge, as a photographer's mark sits in a corner
+    draw.text((image.width // 3, image.height - 48), "(c) 2026", fill=(255, 255, 255),
+              font=ImageFont.load_default(size=14))
+    return out
+
+
+COPIES = {
+    "plus_q30.jpg": lambda im: reencoded(im, 30),
+    "plus_half.png": lambda im: resized(im, 0.5),
+    "plus_grey.png": ImageOps.grayscale,
+    "plus_darker.png": lambda im: ImageEnhance.Brightness(im).enhance(0.7),
+    "plus_contrast.png": lambda im: ImageEnhance.Contrast(im).enhance(1.4),
+    "plus_blur.png": lambda im: im.filter(ImageFilter.GaussianBlur(1.5)),
+    "plus_watermark.png": watermarked,
+    "plus_mirrored.png": ImageOps.mirror,  # compared in the orientation that aligns it (flip_h)
+}
+
+
+def make_set(root: Path) -> None:
+    plus = glyph_folder("plus")
+    save(plus, root / "plus.png")
+    save(glyph_folder("cross"), root / "cross.png")
+    for name, edit in COPIES.items():
+        save(edit(plus), root / name)
+
+
+def load(conn, root: Path) -> dict[str, int]:
+    load_paths(conn, [root], workers=1, embedder=None)
+    return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
+
+
+def pair(conn, ids: dict[str, int], x: str, y: str) -> dict:
+    a, b = sorted((ids[x], ids[y]))
+    row = conn.execute("SELECT distance, transform, verified, verify_reason, structure FROM dbdedup.pairs "
+                       "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (a, b)).fetchone()
+    assert row is not None, f"{x} and {y} are not a candidate pair"
+    return dict(zip(("distance", "transform", "verified", "reason", "structure"), row))
+
+
+def groups(conn) -> set[frozenset[str]]:
+    return {frozenset(p.rsplit("/", 1)[1] for p in paths) for (paths,) in conn.execute(
+        "SELECT array_agg(path) FROM dbdedup.cluster_members GROUP BY cluster_id").fetchall()}
+
+
+def thumbnail(conn, image_id: int) -> np.ndarray:
+    stored = conn.execute("SELECT structure FROM dbdedup.images WHERE id = %s", (image_id,)).fetchone()[0]
+    return verify.structure_pixels(bytes(stored))
+
+
+def test_another_glyph_passes_the_colour_signatures_but_not_the_structure_check(conn, tmp_path):
+    make_set(tmp_path)
+    plus, cross = glyph_folder("plus"), glyph_folder("cross")
+    # what the signatures see: the same picture, by every measure and limit
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im)) for im in (plus, cross)]
+    assert verify.signature_verdict(*features, closest=0) == verify.Verdict(True, pytest.approx(0.94, abs=0.05),
+                                                                             "signature")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+
+    found = pair(conn, ids, "plus.png", "cross.png")
+    assert found["distance"] <= 2, found  # the hash alone links them too
+    # failed the structure check: left to the geometric check, which aligns the two by their pixels and
+    # finds the glyph apart again (in 16x16 detail here, which it asks of aligned pairs before structure)
+    assert found["verified"] is False and found["reason"] in ("detail", "structure"), found
+    expected = verify.structure_agreement(thumbnail(conn, ids["plus.png"]), thumbnail(conn, ids["cross.png"]))
+    assert found["structure"] == pytest.approx(expected, abs=1e-5)
+    assert found["structure"] < 0.3
+    for name in COPIES:
+        found = pair(conn, ids, "plus.png", name)
+        assert found["verified"] is True and found["reason"] == "signature", (name, found)
+        assert found["structure"] > 0.8, (name, found)
+    assert pair(conn, ids, "plus.png", "plus_mirrored.png")["transform"] == "flip_h"
+    assert groups(conn) == {frozenset({"plus.png", *COPIES})}
+
+
+def test_the_thumbnail_is_the_hashing_images_luma_and_the_batch_measure_the_single_one(conn, tmp_path):
+    make_set(tmp_path)
+    ids = load(conn, tmp_path)
+    stored = thumbnail(conn, ids["plus.png"])
+    with Image.open(tmp_path / "plus.png") as im:
+        direct = verify.structure_pixels(verify.structure_thumbnail(im.convert("RGB")))
+    assert stored.shape == (verify.STRUCTURE_SIDE, verify.STRUCTURE_SIDE)
+    assert np.abs(stored - direct).max() <= 2  # the loader's working image is reduced first
+    names = sorted(ids)
+    pictures = [thumbnail(conn, ids[n]) for n in names]
+    windows = [verify.structure_windows(p) for p in pictures]
+    one_by_one = [verify.structure_agreement(pictures[0], p) for p in pictures]
+    batch = verify.structure_agreements(
+        (np.stack([windows[0][0]] * len(windows)), np.stack([windows[0][1]] * len(windows))),
+        (np.stack([w[0] for w in windows]), np.stack([w[1] for w in windows])))
+    assert list(batch) == pytest.approx(one_by_one)
+    assert one_by_one[0] == pytest.approx(1.0)
+    flat = np.full((verify.STRUCTURE_SIDE, verify.STRUCTURE_SIDE), 128.0)
+    assert verify.structure_agreement(flat, flat + 3) == 1.0  # nothing to compare: no evidence against
+
+
+def test_a_sql_only_refresh_links_by_signature_and_the_next_report_checks_the_structure(conn, tmp_path):
+    make_set(tmp_path)
+    ids = load(conn, tmp_path)
+    clusters.save_settings(conn, ClusterSettings(rule="transforms"))
+    conn.execute("CALL dbdedup.refresh()")
+    conn.commit()
+    found = pair(conn, ids, "plus.png", "cross.png")
+    assert found["verified"] is True and found["reason"] == "signature" and found["structure"] is None
+    assert any({"plus.png", "cross.png"} <= g for g in groups(conn))
+    clusters.ensure_clusters(conn)  # what `dbdedup report` runs first
+    assert pair(conn, ids, "plus.png", "cross.png")["verified"] is False
+    assert not any("cross.png" in g for g in groups(conn))
+    assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified AND verify_reason = 'signature' "
+                        "AND structure IS NULL").fetchone()[0] == 0
+
+
+def test_images_loaded_before_the_thumbnails_keep_their_verdicts_until_the_next_load_stores_them(conn, tmp_path):
+    make_set(tmp_path)
+    ids = load(conn, tmp_path)
+    # a database loaded before 0019: no thumbnails, pairs verified by their signatures alone
+    conn.execute("UPDATE dbdedup.images SET structure = NULL")
+    conn.commit()
+    clusters.ensure_clusters(conn, ClusterSettings())
+    found = pair(conn, ids, "plus.png", "cross.png")
+    assert found["verified"] is True and found["reason"] == "signature" and np.isnan(found["structure"])
+    # the next load fingerprints the unchanged files again, once, and the pair is judged again
+    result = load_paths(conn, [tmp_path], workers=1, embedder=None)
+    assert result.loaded == len(ids)
+    assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE structure IS NULL").fetchone()[0] == 0
+    clusters.ensure_clusters(conn, ClusterSettings())
+    found = pair(conn, ids, "plus.png", "cross.png")
+    assert found["verified"] is False and found["structure"] < verify.MIN_STRUCTURE, found
+    assert load_paths(conn, [tmp_path], workers=1, embedder=None).loaded == 0
+
+
+def test_the_check_by_pixels_measures_the_structure_of_what_it_aligned(tmp_path):
+    plus, cross = glyph_folder("plus", size=256), glyph_folder("cross", size=256)
+    turned = plus.rotate(2, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    fa, fc = (verify.Features(verify.quality(im), verify.colour_signature(im)) for im in (plus, turned))
+    pixels = verify.working_pixels(plus)
+    # a copy turned by 2 degrees: aligned by its pixels (too few keypoints), the same structure
+    dense = verify.dense_match(pixels, verify.working_pixels(turned))
+    assert dense.structure > 0.9
+    assert verify.dense_verdict(fa, fc, dense) == verify.Verdict(True, pytest.approx(1.0, abs=0.02), "dense")
+    # the other glyph aligns as well, and its structure tells it apart
+    other = verify.dense_match(pixels, verify.working_pixels(cross))
+    assert other.correlation > verify.DENSE_MIN_CORRELATION and other.structure < 0.3
+    assert verify.structure_of_pixels(pixels, verify.working_pixels(cross)) == pytest.approx(other.structure, abs=0.05)
+    # where the colours and the detail of the aligned overlap agree, the structure still decides
+    agreeing = verify.compare_signatures(fa.signature, fa.signature)
+    for structure, expected in ((0.95, (True, "geometry")), (0.2, (False, "structure"))):
+        match = verify.GeometricMatch(60, 50, np.eye(2, 3), 1.0, 1.0, agreeing, structure)
+        verdict = verify.geometric_verdict(fa, fa, match)
+        assert (verdict.verified, verdict.reason) == expected
+    for structure, expected in ((0.95, (True, "dense")), (0.2, (False, "structure"))):
+        verdict = verify.dense_verdict(fa, fa, verify.DenseMatch(0.99, agreeing, structure))
+        assert (verdict.verified, verdict.reason) == expected
