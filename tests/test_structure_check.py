@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
@@ -193,3 +194,32 @@ def test_the_check_by_pixels_measures_the_structure_of_what_it_aligned(tmp_path)
     for structure, expected in ((0.95, (True, "dense")), (0.2, (False, "structure"))):
         verdict = verify.dense_verdict(fa, fa, verify.DenseMatch(0.99, agreeing, structure))
         assert (verdict.verified, verdict.reason) == expected
+
+
+def test_match_and_verify_through_the_cli_say_what_the_structure_check_did(db_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+
+    make_set(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", db_dsn, "load", str(tmp_path)], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(cli, ["--db", db_dsn, "match"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # plus and cross (and cross with each copy of plus) agree by signature; their structure does not
+    assert "pairs verified by colour signature: " in result.stderr, result.stderr
+    line = next(x for x in result.stderr.splitlines() if "structure check of" in x)
+    apart = int(line.split(": ", 1)[1].split(" apart")[0])
+    assert apart >= 1, line
+    # what a SQL-only refresh() leaves (pairs verified by their signatures, not measured): `dbdedup verify` checks them
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        left = conn.execute("UPDATE dbdedup.pairs SET verified = true, verify_reason = 'signature', structure = NULL "
+                            "WHERE structure < %s", (verify.MIN_STRUCTURE,)).rowcount
+    assert left >= 1
+    verified = runner.invoke(cli, ["--db", db_dsn, "verify"], catch_exceptions=False)
+    assert verified.exit_code == 0, verified.output
+    assert (f"{left:,} pairs verified by colour signature were apart in a region by their structure and checked by "
+            "their pixels") in verified.stderr, verified.stderr
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified AND structure < %s",
+                            (verify.MIN_STRUCTURE,)).fetchone()[0] == 0
