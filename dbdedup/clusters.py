@@ -355,21 +355,22 @@ def ensure_verified_pairs(
                            transforms=transforms, embeddings=embeddings,
                            transform_distance=applied.transform_distance, min_similarity=applied.min_similarity,
                            lock_wait=lock_wait, on_wait=on_wait)
+    structure = None
+    if match is None:
+        # pairs dbdedup.refresh() verified by their colour signatures in SQL: compared by their thumbnails
+        # (an index holds the unmeasured ones: nothing to read or write when there are none), those that
+        # fail pending for the check by pixels below (matching ran the check itself)
+        from .structure_check import check_structure
+
+        structure = check_structure(conn)
+        if not structure.measured + structure.unmeasured:
+            structure = None
     verification = None
     if pending_pairs(conn, applied.hash_kind):
         from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
 
         verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
                                             lock_wait=lock_wait, on_wait=on_wait)
-    structure = None
-    if match is None and verification is None:
-        # pairs dbdedup.refresh() verified by their colour signatures in SQL: compared by their thumbnails
-        # here (an index holds the unmeasured ones: nothing to read or write when there are none)
-        from .structure_check import check_structure
-
-        structure = check_structure(conn)
-        if not structure.measured + structure.unmeasured:
-            structure = None
     return VerifiedPairs(applied, match, verification, _rule_note(asked, applied), structure)
 
 

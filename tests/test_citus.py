@@ -229,6 +229,29 @@ def test_pairs_left_for_the_geometric_check_are_checked_on_citus(citus_dsn, tmp_
     assert verdicts.get(frozenset((files["photo"].name, files["bordered"].name)), (False,))[0]
 
 
+def test_the_structure_check_runs_on_citus_as_on_one_server(db_dsn, citus_dsn, tmp_path):
+    """Two folders with other glyphs agree by their colour signatures: the structure check (stored thumbnails,
+    the distributed pairs updated from a temporary table) sends them to the check by pixels on the cluster
+    too, with the measures and verdicts of one server."""
+    from test_structure_check import COPIES, make_set
+
+    make_set(tmp_path / "set")
+    found = {}
+    for name, dsn in {"one server": db_dsn, "citus": citus_dsn}.items():
+        dbdedup(dsn, "load", str(tmp_path / "set"))
+        dbdedup(dsn, "report")
+        with psycopg.connect(dsn) as conn:
+            found[name] = conn.execute(
+                "SELECT a.path, b.path, p.verified, p.verify_reason, round(p.structure::numeric, 4) "
+                "FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a JOIN dbdedup.images b "
+                "ON b.id = p.image_b ORDER BY 1, 2").fetchall()
+    assert found["citus"] == found["one server"]
+    by_names = {frozenset((Path(a).name, Path(b).name)): (v, r, s) for a, b, v, r, s in found["citus"]}
+    verified, _, structure = by_names[frozenset(("plus.png", "cross.png"))]
+    assert verified is False and structure < 0.4
+    assert all(by_names[frozenset(("plus.png", name))][0] for name in COPIES)
+
+
 def test_a_keeper_pair_through_a_verified_member_is_proposed_and_checked_on_citus(citus_dsn, tmp_path):
     """dbdedup.propose_keeper_pairs on distributed pairs and images: a crop verified with the original (a
     member) and never paired with the upscaled keeper gets that pair, checked by the workers, and joins."""
