@@ -8,7 +8,10 @@
 -- those, the way dbdedup.verify.signature_verdict judges them. The pairs they cannot settle
 -- (trimmed variants, embedding neighbours, aligned pairs whose colours neither clearly agree
 -- nor clearly differ) stay pending (verified IS NULL) for the geometric check that runs in
--- worker processes (dbdedup.verify_workers). Clusters link verified pairs only.
+-- worker processes (dbdedup.verify_workers). The pairs verified here by their signatures are then
+-- compared by their stored 32x32 thumbnails (dbdedup.structure_check, in Python: pairs.structure);
+-- those apart in a region go back to pending, and are routed to the geometric check from then on.
+-- Clusters link verified pairs only.
 --
 --   SELECT * FROM dbdedup.verify_pairs();                     -- verdicts for every pair without one
 --   SELECT * FROM dbdedup.signature_distance(a.colour_signature, b.colour_signature, 'flip_h')
