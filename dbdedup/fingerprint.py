@@ -197,23 +197,22 @@ def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedI
             signals: tuple[int | None, np.ndarray | None, str | None] = _NO_SIGNALS,
             keys: np.ndarray | None = None) -> FileRecord:
     measured, signature, why = signals
+    structure = None
+    if signature is not None:
+        # the thumbnail goes with the signature: an image with one and not the other would be
+        # fingerprinted again by every load (load.sql, files_to_hash)
+        try:
+            structure = structure_thumbnail(decoded.image)
+        except Exception as exc:
+            signature, why = None, f"error: structure: {exc.__class__.__name__}: {exc}"[:200]
     return FileRecord(
         path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
         inode=st.st_ino, sha256=digest, format=decoded.format, width=decoded.width, height=decoded.height,
         frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
         phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
         quality=measured, colour_signature=None if signature is None else signature.astype(np.float32).tobytes(),
-        signature_error=why, keypoint_keys=keys, structure=_structure(decoded) if signature is not None else None,
+        signature_error=why, keypoint_keys=keys, structure=structure,
     )
-
-
-def _structure(decoded: DecodedImage) -> bytes | None:
-    """The structure thumbnail of the image the hashes were computed from; None (no structure check
-    for its pairs) when it cannot be made."""
-    try:
-        return structure_thumbnail(decoded.image)
-    except Exception:
-        return None
 
 
 def failed_record(path: PathLike, reason: str, detail: str) -> FileRecord:

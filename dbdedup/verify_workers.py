@@ -100,7 +100,8 @@ class VerifySummary:
     def as_dict(self) -> dict:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
-                "structure_failed": self.structure_failed, "images_read": self.images_read, "workers": self.workers, "seconds": round(self.seconds, 3)}
+                "structure_failed": self.structure_failed, "images_read": self.images_read, "workers": self.workers,
+                "seconds": round(self.seconds, 3)}
 
 
 def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
@@ -112,7 +113,8 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         rejected=first.rejected + second.rejected, errors=first.errors + second.errors,
         reasons=dict(Counter(first.reasons) + Counter(second.reasons)),
         backfilled=first.backfilled + second.backfilled,
-        structure_failed=first.structure_failed + second.structure_failed, images_read=first.images_read + second.images_read,
+        structure_failed=first.structure_failed + second.structure_failed,
+        images_read=first.images_read + second.images_read,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
 
@@ -643,7 +645,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels) when the two are the same picture; a rejection's reason ('colour', 'detail',
-    'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
+    'structure', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
     colour signature get them from this read. Then the signature-verified pairs not measured yet get
@@ -682,10 +684,9 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             summary.structure_failed += check_structure(conn).failed
             with conn.transaction():
                 pending = conn.execute(q["count_pending"]).fetchone()[0]
-            if not first_pass and not pending:
-                break
             summary.pending += pending
-            progress.pairs_found(summary.pending)
+            if pending or first_pass:
+                progress.pairs_found(summary.pending)
             if not pending:
                 break
             if first_pass:

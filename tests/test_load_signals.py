@@ -155,6 +155,28 @@ def test_a_failing_measure_is_recorded_and_the_load_goes_on(conn, tmp_path, monk
     assert rows["fine.png"][3] is not None and rows["fine.png"][4] is None
 
 
+def test_a_failing_structure_thumbnail_is_recorded_and_the_file_is_not_fingerprinted_at_every_load(
+        conn, tmp_path, monkeypatch):
+    save(photo(1, (90, 70)), tmp_path / "odd.png")
+    save(photo(2), tmp_path / "fine.png")
+
+    def fails_on_odd_sizes(image):
+        if image.size == (90, 70):
+            raise ValueError("cannot reduce this one")
+        return verify.structure_thumbnail(image)
+
+    monkeypatch.setattr(fingerprint, "structure_thumbnail", fails_on_odd_sizes)  # seen by the forked workers
+    rows = load(conn, tmp_path)
+    status, phash, _, signature, error, change_seq = rows["odd.png"]
+    # no thumbnail, no signature: the image matches only as an exact copy, and the reason is on record
+    assert status == "ok" and phash is not None and signature is None
+    assert error == "error: structure: ValueError: cannot reduce this one"
+    assert rows["fine.png"][3] is not None and rows["fine.png"][4] is None
+    assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE structure IS NOT NULL").fetchone()[0] == 1
+    # (a signature without its thumbnail would make every load fingerprint the file again)
+    assert load(conn, tmp_path)["odd.png"][5] == change_seq
+
+
 def test_a_reload_keeps_unchanged_signals_and_renews_changed_ones(conn, tmp_path):
     save(drawing((210, 30, 30)), tmp_path / "kept.png")
     changing = save(drawing((210, 30, 30)), tmp_path / "changing.png")
