@@ -53,6 +53,7 @@ from psycopg.rows import dict_row
 from . import embedding_index
 from .embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from .errors import DbdedupError
+from .keypoint_store import KeypointStore
 from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
                        check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,
                        signals_are_current)
@@ -329,6 +330,7 @@ def ensure_verified_pairs(
     on_wait: Callable[[str], None] | None = None,
     verify_workers: int | None = None,
     verify_progress=None,
+    keypoints=None,
 ) -> VerifiedPairs:
     """Make ``dbdedup.pairs`` hold every pair the rule of ``settings`` (default: the stored ones)
     uses, each with a verdict: the part of ``ensure_clusters`` before clustering, which `pairs`
@@ -339,7 +341,8 @@ def ensure_verified_pairs(
     rule uses are not current; it waits up to ``lock_wait`` seconds for a running load. Matching
     verifies the new pairs from the stored signals; the pairs still pending then are checked by
     their pixels (``verify_workers.verify_pending_pairs``, in ``verify_workers`` processes, with
-    ``verify_progress`` callbacks).
+    ``verify_progress`` callbacks; the keypoints they find kept in ``keypoints``, a
+    ``keypoint_store.KeypointStore``, when given).
     """
     asked = settings or current_settings(conn)
     asked.check()
@@ -370,7 +373,7 @@ def ensure_verified_pairs(
         from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
 
         verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
-                                            lock_wait=lock_wait, on_wait=on_wait)
+                                            lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
     return VerifiedPairs(applied, match, verification, _rule_note(asked, applied), structure)
 
 
@@ -394,8 +397,17 @@ def ensure_clusters(
     after a build that left pairs pending, such as ``refresh()``'s). When everything is current
     this costs a few queries and writes nothing (a read-only role can run it).
     """
+    # the keypoints the checks by pixels find, for every round of this call (see keypoint_store)
+    with KeypointStore() as keypoints:
+        return _ensure_clusters(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
+                                verify_workers=verify_workers, verify_progress=verify_progress, keypoints=keypoints)
+
+
+def _ensure_clusters(conn, settings, *, method, full, lock_wait, on_wait, verify_workers, verify_progress,
+                     keypoints) -> ClusterResult:
     prepared = ensure_verified_pairs(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
-                                     verify_workers=verify_workers, verify_progress=verify_progress)
+                                     verify_workers=verify_workers, verify_progress=verify_progress,
+                                     keypoints=keypoints)
     applied, match, verification = prepared.settings, prepared.match, prepared.verification
     params = current_parameters(conn)
     state = match_state(conn, applied.hash_kind)
@@ -411,7 +423,7 @@ def ensure_clusters(
                                  rule_note=prepared.rule_note)
     result = build_clusters(conn, applied)
     result = link_keepers(conn, result, verify_workers=verify_workers, verify_progress=verify_progress,
-                          lock_wait=lock_wait, on_wait=on_wait)
+                          lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
     return replace(result, matched=match is not None, match=match, verification=verification,
                    rule_note=prepared.rule_note)
 
@@ -426,7 +438,7 @@ NEAR_SAMPLE = 64
 
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
                  verify_progress=None, lock_wait: float | None = None,
-                 on_wait: Callable[[str], None] | None = None) -> ClusterResult:
+                 on_wait: Callable[[str], None] | None = None, keypoints=None) -> ClusterResult:
     """After a build under a rule with transforms: propose the pair of each keeper with every image
     verified as the same picture as one of its members, and with every image outside the clusters of
     4 or more that has an image of such a cluster among its nearest embedding neighbours
@@ -434,7 +446,8 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     build again; up to ``KEEPER_ROUNDS`` times (a copy turned by 20 degrees may be nearest to the one
     turned by 10, which joined in the round before). The first round proposes only ``NEAR_SAMPLE``
     of the near neighbours' pairs; when nothing it proposed verifies, the rounds end there. A member
-    is still in a cluster only when its own pair with the keeper is verified."""
+    is still in a cluster only when its own pair with the keeper is verified. The checks keep their
+    keypoints in ``keypoints`` (a ``keypoint_store.KeypointStore``) when given."""
     if result.settings.rule not in ("transforms", "fused") or result.settings.hash_kind != "phash":
         return result
     proposed, check, rounds, near_limit = 0, None, 0, NEAR_SAMPLE
@@ -455,7 +468,7 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
 
         proposed += found
         checked = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
-                                       lock_wait=lock_wait, on_wait=on_wait)
+                                       lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
         check = merged(check, checked)
         if near_limit is not None:
             # the sample round: it counts as no round, and when none of its pairs verified (in SQL or

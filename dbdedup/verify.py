@@ -30,7 +30,7 @@ held-out split (bench/accuracy/verify_study.py).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -402,12 +402,21 @@ MIN_SCALE, MAX_SCALE = 0.2, 5.0
 
 @dataclass
 class Keypoints:
-    """Keypoints of one image at its working size, with that size's RGB pixels."""
+    """Keypoints of one image at its working size, with that size's RGB pixels (None for keypoints
+    read back from a ``keypoint_store``: the pixels are needed only to compare an aligned overlap, and
+    ``size`` says the working size)."""
 
     points: np.ndarray  # (n, 2) float32, x and y at the working size
     descriptors: np.ndarray | None  # (n, 128) float32 for SIFT, (n, 32) uint8 for ORB
-    pixels: np.ndarray  # (rows, columns, 3) uint8, the working-size image
+    pixels: np.ndarray | None  # (rows, columns, 3) uint8, the working-size image
     method: str = "sift"
+    size: tuple[int, int] | None = None  # (rows, columns) at the working size; from the pixels when None
+
+    def __post_init__(self) -> None:
+        if self.size is None:
+            if self.pixels is None:
+                raise ValueError("keypoints without pixels need their working size")
+            self.size = (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
 
 
 def _cv2():
@@ -488,7 +497,19 @@ class GeometricMatch:
 def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:
     """Match b's keypoints to a's (ratio test), fit a similarity transform with RANSAC, and, when
     at least ``min_inliers`` agree with it (below that the verdict is no_geometry whatever the
-    colours, so the warp is skipped), compare the aligned overlap by colour signature."""
+    colours, so the warp is skipped), compare the aligned overlap by colour signature: ``align_keypoints``
+    then ``compare_overlap`` on the two Keypoints' pixels."""
+    match = align_keypoints(a, b, min_inliers=min_inliers)
+    if not overlap_needed(match, min_inliers):
+        return match
+    if a.pixels is None or b.pixels is None:
+        raise ValueError("comparing the aligned overlap needs both images' pixels")
+    return compare_overlap(match, a.pixels, b.pixels)
+
+
+def align_keypoints(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:
+    """The keypoint part of ``geometric_match``: matches, RANSAC inliers, transform and scale; the
+    overlap not compared yet (it needs the pixels: ``compare_overlap``, when ``overlap_needed``)."""
     cv2 = _cv2()
     none = GeometricMatch(0, 0, None, 0.0, 0.0, None)
     if a.descriptors is None or b.descriptors is None or len(a.points) < 3 or len(b.points) < 3:
@@ -502,18 +523,27 @@ def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIER
         return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
     source = b.points[[m.queryIdx for m in good]]
     target = a.points[[m.trainIdx for m in good]]
-    tolerance = RANSAC_SHARE * max(a.pixels.shape[:2])
+    tolerance = RANSAC_SHARE * max(a.size)
     transform, mask = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC,
                                                   ransacReprojThreshold=tolerance, maxIters=2000,
                                                   confidence=0.995)
     if transform is None:
         return GeometricMatch(len(good), 0, None, 0.0, 0.0, None)
-    inliers = int(mask.sum())
     scale = float(np.hypot(transform[0, 0], transform[1, 0]))
-    if inliers < min_inliers or not MIN_SCALE <= scale <= MAX_SCALE:  # most candidates stop here
-        return GeometricMatch(len(good), inliers, transform, scale, 0.0, None)
-    overlap, colour, structure = _aligned_colour(a.pixels, b.pixels, transform)
-    return GeometricMatch(len(good), inliers, transform, scale, overlap, colour, structure)
+    return GeometricMatch(len(good), int(mask.sum()), transform, scale, 0.0, None)
+
+
+def overlap_needed(match: GeometricMatch, min_inliers: int = MIN_INLIERS) -> bool:
+    """Whether an ``align_keypoints`` result is worth comparing by its overlap: enough inliers at a
+    plausible scale (most candidates stop before: their verdict is no_geometry whatever the colours)."""
+    return match.transform is not None and match.inliers >= min_inliers and MIN_SCALE <= match.scale <= MAX_SCALE
+
+
+def compare_overlap(match: GeometricMatch, pa: np.ndarray, pb: np.ndarray) -> GeometricMatch:
+    """``match`` with the two images compared by colour signature and structure over their aligned
+    overlap (``pa`` and ``pb``: the working pixels the keypoints were found on)."""
+    overlap, colour, structure = _aligned_colour(pa, pb, match.transform)
+    return replace(match, overlap=overlap, colour=colour, structure=structure)
 
 
 def _aligned_colour(pa: np.ndarray, pb: np.ndarray,

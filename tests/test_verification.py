@@ -451,7 +451,7 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     for other, (_, settled) in copies.items():
         pending = pending_pair(ids[other])
         seen_a, seen_b = checker._seen(pending.a, True), checker._seen(pending.b, True)
-        match = verify.geometric_match(checker._keypoints(seen_a, "identity"), checker._keypoints(seen_b, "identity"))
+        match = verify.geometric_match(checker._keypoints(pending.a, "identity"), checker._keypoints(pending.b, "identity"))
         assert match.inliers >= verify.MIN_INLIERS_ALIGNED, (other, match)
         verdict = verify.geometric_verdict(seen_a.features, seen_b.features, match,
                                            min_inliers=verify.MIN_INLIERS_ALIGNED, max_detail=verify.MAX_DETAIL_FAR)

@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,8 @@ from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
-from dbdedup.verify_workers import CHUNK_PAIRS, VerifyProgress, locality_order, plan_order, verify_pending_pairs
+from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, VerifyProgress, family_chunks, locality_order,
+                                    plan_order, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
 
@@ -246,11 +248,13 @@ def _counts(dsn: str) -> tuple[int, int]:
 
 
 @pytest.mark.slow
-def test_killing_dbdedup_verify_keeps_its_committed_batches_and_a_rerun_finishes(db_dsn, conn, tmp_path):
+def test_killing_dbdedup_verify_keeps_its_committed_batches_and_a_rerun_finishes(db_dsn, conn, tmp_path,
+                                                                                 monkeypatch):
     """`kill -9 PID` of a real `dbdedup verify` (the parent only): its workers die with it, the
-    batches it committed stay, and the next run checks exactly the pairs still pending."""
+    batches it committed stay, and the next run checks exactly the pairs still pending (and removes
+    the keypoint store the killed run left)."""
     root = tmp_path / "many"
-    images = 44
+    images = 72  # 2,556 pairs: five chunks, and more than the first batch written
     for k in range(images):
         save(textured_photo(100 + k, (400, 300)), root / f"{k:03d}.png")
     load_paths(conn, [root], workers=2, embedder=None)
@@ -262,8 +266,11 @@ def test_killing_dbdedup_verify_keeps_its_committed_batches_and_a_rerun_finishes
     command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "verify",
                "--workers", "2"]
     log = tmp_path / "stderr.txt"
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
     with open(log, "wb") as err:
-        process = subprocess.Popen(command, start_new_session=True, stderr=err)
+        process = subprocess.Popen(command, start_new_session=True, stderr=err,
+                                   env={**os.environ, "TMPDIR": str(temporary)})
     deadline = time.monotonic() + 120
     workers: set[int] = set()
     try:
@@ -289,9 +296,13 @@ def test_killing_dbdedup_verify_keeps_its_committed_batches_and_a_rerun_finishes
     done, pending = _counts(db_dsn)
     assert done + pending == total
     assert 0 < done < total, "the run must have been killed mid-run"
+    left = [p for p in temporary.iterdir() if p.name.startswith(f"dbdedup-keypoints-{process.pid}-")]
+    assert len(left) == 1 and any(left[0].iterdir()), "the killed run's keypoint store is left"
     # the killed run's session (and its lock) is gone: the next run starts at once and does the rest
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     summary = verify_pending_pairs(conn, workers=2)
     assert summary.pending == pending and summary.done == pending
+    assert list(temporary.iterdir()) == []  # the left store removed, and the run's own
     assert _counts(db_dsn) == (total, 0)
     assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verify_reason LIKE 'error%'").fetchone()[0] == 0
 
@@ -500,6 +511,26 @@ def test_pending_pairs_are_checked_family_by_family(conn, tmp_path):
     assert len(order) == 110 > CHUNK_PAIRS and order in (sorted(order), sorted(order, reverse=True))
     summary = verify_pending_pairs(conn, workers=1)
     assert summary.done == 110 and summary.images_read <= 22
+
+
+def test_a_familys_pairs_go_to_one_worker_in_one_chunk_up_to_a_limit():
+    """Families of 60, 200 and 1,500 pairs (each pair sharing an image with the one before, as in the
+    planned order) and a lone pair: the small family is topped up to CHUNK_PAIRS with the next one,
+    which then stays whole; the large one is cut at MAX_CHUNK_PAIRS (so that two workers share it)."""
+    from types import SimpleNamespace
+
+    pairs, next_id = [], 0
+    for size in (60, 200, 1500, 1):
+        hub = next_id
+        pairs += [SimpleNamespace(image_a=hub, image_b=hub + 1 + k) for k in range(size)]
+        next_id += size + 1
+    chunks = list(family_chunks(pairs))
+    assert [len(c) for c in chunks] == [260, MAX_CHUNK_PAIRS, MAX_CHUNK_PAIRS, 1500 - 2 * MAX_CHUNK_PAIRS, 1]
+    assert [p for c in chunks for p in c] == pairs
+    assert CHUNK_PAIRS < 260 < MAX_CHUNK_PAIRS
+    # unrelated pairs: chunks of CHUNK_PAIRS
+    lone = [SimpleNamespace(image_a=2 * k, image_b=2 * k + 1) for k in range(200)]
+    assert [len(c) for c in family_chunks(lone)] == [CHUNK_PAIRS, CHUNK_PAIRS, 200 - 2 * CHUNK_PAIRS]
 
 
 def test_a_handful_of_pending_pairs_is_checked_without_planning_an_order(conn, tmp_path):
