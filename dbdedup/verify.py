@@ -553,13 +553,14 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray,
     cv2 = _cv2()
     rows, columns = pa.shape[:2]
     warped = cv2.warpAffine(pb, transform, (columns, rows), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
-    covered = cv2.warpAffine(np.full(pb.shape[:2], 255, np.uint8), transform, (columns, rows),
-                             flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    mask = cv2.warpAffine(np.full(pb.shape[:2], 255, np.uint8), transform, (columns, rows),
+                          flags=cv2.INTER_NEAREST, borderValue=0)
+    covered = mask > 0
     overlap = float(covered.mean())
     if overlap < 0.02:
         return overlap, None, None
-    ys, xs = np.nonzero(covered)
-    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    left, top, width, height = cv2.boundingRect(mask)  # of the covered pixels
+    bottom, right = top + height, left + width
     if bottom - top < GRID or right - left < GRID:
         return overlap, None, None
     box_a = pa[top:bottom, left:right]

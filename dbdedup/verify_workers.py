@@ -371,25 +371,27 @@ class PairChecker:
             trimmed = trimmed_verdict(fa, fb, pixels_a, pixels_b, pair.transform, closest_distance(pair))
             if trimmed is not None:
                 return trimmed
+        if aligned:
+            # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
+            min_inliers = verify.MIN_INLIERS_ALIGNED
+        elif pair.transform == LINKED and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
+            # no signal found this pair, only a member of the keeper's cluster or a near neighbour: a
+            # drawing on white needs as many keypoints as an aligned pair (thin drawings of one template
+            # agree on 16)
+            min_inliers = verify.MIN_INLIERS_ALIGNED
+        else:
+            min_inliers = verify.MIN_INLIERS
         keys_a, keys_b = self._keypoints(pair.a, geometry_orientation(pair)), self._keypoints(pair.b, "identity")
         match = verify.align_keypoints(keys_a, keys_b)
-        if verify.overlap_needed(match):
+        if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
             # (the pixels the keypoints were found on: image_a's under the same mirror)
             pixels_a = verify.orient_pixels(self._pixels(pair.a), geometry_orientation(pair))
             match = verify.compare_overlap(match, pixels_a, self._pixels(pair.b))
         # (a pair whose structure check failed: the alignment must explain that)
         min_structure = verify.MIN_STRUCTURE_REALIGNED if pair.structure_failed else verify.MIN_STRUCTURE
-        if aligned:  # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
-            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
-                                               max_detail=verify.MAX_DETAIL_FAR, min_structure=min_structure)
-        elif pair.transform == LINKED and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
-            # no signal found this pair, only a member of the keeper's cluster or a near neighbour: a
-            # drawing on white needs as many keypoints as an aligned pair (thin drawings of one template
-            # agree on 16)
-            verdict = verify.geometric_verdict(fa, fb, match, min_inliers=verify.MIN_INLIERS_ALIGNED,
-                                               min_structure=min_structure)
-        else:
-            verdict = verify.geometric_verdict(fa, fb, match, min_structure=min_structure)
+        verdict = verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
+                                           max_detail=verify.MAX_DETAIL_FAR if aligned else None,
+                                           min_structure=min_structure)
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, fa, fb, orientation):
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
