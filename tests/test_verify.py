@@ -210,6 +210,36 @@ def test_the_colour_warp_is_only_paid_for_a_pair_with_enough_inliers():
     assert verify.geometric_verdict(a, b, found).reason == "geometry"
 
 
+def star_ring(points: int, step: int, size: int = 100) -> Image.Image:
+    """Line art: a star polygon {points/step} drawn in one thin black stroke on white (openclipart's star
+    rings: star_55pt26step and star_53pt25step are two pictures)."""
+    big = Image.new("RGB", (size * 4, size * 4), (255, 255, 255))
+    centre, radius = size * 2, size * 1.9
+    vertices = [(centre + radius * np.sin(2 * np.pi * k * step / points), centre - radius * np.cos(2 * np.pi * k * step / points))
+                for k in range(points + 1)]
+    ImageDraw.Draw(big).line(vertices, fill=(0, 0, 0), width=3)
+    return big.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def test_star_rings_of_53_and_55_points_align_but_differ_at_64x64_and_their_copies_do_not():
+    ring = star_ring(55, 26)
+    other = verify.geometric_match(verify.keypoints(ring), verify.keypoints(star_ring(53, 25)))
+    fa, fb = verify.Features.of(ring), verify.Features.of(star_ring(53, 25))
+    # the keypoints align them and the 32x32 structure passes: the 64x64 measure is what tells them apart
+    assert other.inliers >= verify.MIN_INLIERS and other.structure >= verify.MIN_STRUCTURE
+    assert other.fine_structure < verify.MIN_FINE_STRUCTURE
+    assert verify.geometric_verdict(fa, fb, other).reason == "structure"
+    from dataclasses import replace
+    assert verify.geometric_verdict(fa, fb, replace(other, fine_structure=None)).verified
+    copies = {"enlarged": ring.resize((160, 160), Image.Resampling.BICUBIC),
+              "turned 3 degrees": ring.rotate(3, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
+              "cropped": ring.crop((5, 5, 95, 95))}
+    for name, copy in copies.items():
+        match = verify.geometric_match(verify.keypoints(ring), verify.keypoints(copy))
+        assert match.fine_structure > 0.95, name
+        assert verify.geometric_verdict(fa, verify.Features.of(copy), match).reason == "geometry", name
+
+
 def test_orb_keypoints_align_a_crop_at_a_smaller_side_and_do_not_mix_with_sift():
     original = scene()
     w, h = original.size
