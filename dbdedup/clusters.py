@@ -403,8 +403,9 @@ def ensure_clusters(
                                 verify_workers=verify_workers, verify_progress=verify_progress, keypoints=keypoints)
 
 
-def _ensure_clusters(conn, settings, *, method, full, lock_wait, on_wait, verify_workers, verify_progress,
-                     keypoints) -> ClusterResult:
+def _ensure_clusters(conn: psycopg.Connection, settings: ClusterSettings | None, *, method: str, full: bool,
+                     lock_wait: float | None, on_wait: Callable[[str], None] | None, verify_workers: int | None,
+                     verify_progress, keypoints: KeypointStore) -> ClusterResult:
     prepared = ensure_verified_pairs(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
                                      verify_workers=verify_workers, verify_progress=verify_progress,
                                      keypoints=keypoints)

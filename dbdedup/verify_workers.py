@@ -42,10 +42,9 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import locks, verify, worker_pool
+from . import keypoint_store, locks, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .fingerprint import verification_signals
-from . import keypoint_store
 from .keypoint_store import KeypointStore, StoreReader
 from .load import default_workers
 from .resample import limit_blas_threads
