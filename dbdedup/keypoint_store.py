@@ -104,9 +104,9 @@ class KeypointStore:
         self.close()
 
 
-class StoreReader:
-    """A worker's access to a store's directory: ``load`` and ``save`` never raise. ``written`` counts
-    the bytes this worker added; it stops adding at ``budget``."""
+class StoreAccess:
+    """A worker's access to a store's directory, to read keypoints and add them (``load`` and ``save`` never
+    raise). ``written`` counts the bytes this worker added; it stops adding at ``budget``."""
 
     def __init__(self, path: str | None, budget: int = MAX_BYTES):
         self.path = path

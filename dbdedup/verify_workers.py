@@ -45,7 +45,7 @@ from PIL import Image
 from . import keypoint_store, locks, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .fingerprint import verification_signals
-from .keypoint_store import KeypointStore, StoreReader
+from .keypoint_store import KeypointStore, StoreAccess
 from .load import default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
@@ -252,10 +252,10 @@ class PairChecker:
     """Verdicts for pending pairs, with a bounded cache of the images it has read (one per worker)
     and, when given one, a ``keypoint_store`` shared with the other workers and rounds."""
 
-    def __init__(self, cached_images: int = CACHED_IMAGES, store: StoreReader | None = None):
+    def __init__(self, cached_images: int = CACHED_IMAGES, store: StoreAccess | None = None):
         self.cache: OrderedDict[int, _Seen] = OrderedDict()
         self.cached_images = cached_images
-        self.store = store or StoreReader(None)
+        self.store = store or StoreAccess(None)
         self.images_read = 0
         self.backfills: list[tuple] = []  # (image_id, size, mtime, quality, signature list, error), taken by the caller
 
@@ -536,7 +536,7 @@ def _init_worker(parent_pid: int, inherited_fds: Sequence[int], store_path: str 
             cv2.setNumThreads(1)
         except ImportError:
             pass
-    _checker = PairChecker(store=StoreReader(store_path, store_budget))
+    _checker = PairChecker(store=StoreAccess(store_path, store_budget))
 
 
 def _check_chunk(pairs: list[PendingPair]) -> tuple[list[tuple], list[tuple], int]:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from dbdedup import clusters, verify, verify_workers
-from dbdedup.keypoint_store import PREFIX, KeypointStore, StoreReader, decode, encode, remove_stale
+from dbdedup.keypoint_store import PREFIX, KeypointStore, StoreAccess, decode, encode, remove_stale
 from dbdedup.verify_workers import PairChecker, PendingPair, verify_pending_pairs
 from test_verify_workers import add_pending, crop_25, loaded, make_set, textured_photo
 
@@ -46,22 +46,22 @@ def test_stored_keypoints_align_as_the_found_ones_and_only_for_the_file_recorded
     # ORB keypoints are not kept (binary descriptors; the workers find SIFT's)
     assert encode(verify.keypoints(original, method="orb")) is None
     with KeypointStore(parent=tmp_path) as store:
-        reader = StoreReader(store.open())
-        reader.save(7, 1000, 123, "identity", a)
-        assert np.array_equal(reader.load(7, 1000, 123, "identity").descriptors, a.descriptors)
+        access = StoreAccess(store.open())
+        access.save(7, 1000, 123, "identity", a)
+        assert np.array_equal(access.load(7, 1000, 123, "identity").descriptors, a.descriptors)
         # another size or mtime (the file changed), another orientation, another image: not these keypoints
         for key in ((7, 1000, 124, "identity"), (7, 1001, 123, "identity"), (7, 1000, 123, "flip_h"),
                     (8, 1000, 123, "identity")):
-            assert reader.load(*key) is None, key
+            assert access.load(*key) is None, key
         # beyond its budget a worker stops adding files, and a truncated file is no keypoints
-        full = StoreReader(store.path, budget=reader.written)
-        full.written = reader.written
+        full = StoreAccess(store.path, budget=access.written)
+        full.written = access.written
         full.save(9, 1, 1, "identity", a)
         assert full.load(9, 1, 1, "identity") is None
         name = next(n for n in os.listdir(store.path) if n.startswith("7-"))
         with open(os.path.join(store.path, name), "r+b") as f:
             f.truncate(100)
-        assert reader.load(7, 1000, 123, "identity") is None
+        assert access.load(7, 1000, 123, "identity") is None
 
 
 def test_the_store_is_private_made_only_when_used_and_removed_with_what_a_killed_run_left(tmp_path):
@@ -97,11 +97,11 @@ def test_a_worker_finds_another_workers_keypoints_and_reads_a_file_only_to_compa
     add_pending(conn, image["photo"], image["art"])
     crop, unrelated = pending(conn, image["photo"], image["crop"]), pending(conn, image["photo"], image["art"])
     with KeypointStore(parent=tmp_path) as store:
-        first = PairChecker(store=StoreReader(store.open()))
+        first = PairChecker(store=StoreAccess(store.open()))
         verdicts = [first.verdict(crop), first.verdict(unrelated)]
         assert [v.reason for v in verdicts] == ["geometry", "no_geometry"] and first.images_read == 3
         # another worker (or the next round): the unrelated pair needs no file, the crop its two again
-        second = PairChecker(store=StoreReader(store.path))
+        second = PairChecker(store=StoreAccess(store.path))
         assert second.verdict(unrelated) == verdicts[1] and second.images_read == 0
         assert second.verdict(crop) == verdicts[0] and second.images_read == 2
         # without the store, a worker finds them again from the files
