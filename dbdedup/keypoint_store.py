@@ -92,6 +92,17 @@ class KeypointStore:
                 self._failed = True
         return self.path
 
+    def worker_budget(self, workers: int) -> int:
+        """The bytes each of ``workers`` may add to the store now: what MAX_BYTES leaves beside the files
+        earlier runs of this store wrote (the keeper rounds each start a pool), shared out."""
+        used = 0
+        if self.path is not None:
+            try:
+                used = sum(entry.stat(follow_symlinks=False).st_size for entry in os.scandir(self.path))
+            except OSError:
+                return 0
+        return max(0, MAX_BYTES - used) // max(1, workers)
+
     def close(self) -> None:
         path, self.path = self.path, None
         if path is not None:
@@ -136,8 +147,9 @@ class StoreAccess:
             os.replace(temporary, os.path.join(self.path, name))
             self.written += len(data)
         except OSError:
-            # (a full disk, the directory removed under us): the run goes on without storing
-            self.path = None
+            # (a full disk, the directory removed under us): the run goes on without adding to it; what
+            # is there is still read
+            self.budget = 0
             try:
                 os.unlink(temporary)
             except OSError:

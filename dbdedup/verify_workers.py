@@ -42,7 +42,7 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import keypoint_store, locks, verify, worker_pool
+from . import locks, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
@@ -547,10 +547,10 @@ def _check_chunk(pairs: list[PendingPair]) -> tuple[list[tuple], list[tuple], in
     return results, backfills, _checker.images_read - read_before
 
 
-def _new_pool(workers: int, conn: psycopg.Connection, store_path: str | None = None) -> cf.ProcessPoolExecutor:
+def _new_pool(workers: int, conn: psycopg.Connection, store_path: str | None = None,
+              store_budget: int = 0) -> cf.ProcessPoolExecutor:
     return cf.ProcessPoolExecutor(max_workers=workers, mp_context=worker_pool.pool_context(), initializer=_init_worker,
-                                  initargs=(os.getpid(), (conn.fileno(),), store_path,
-                                            keypoint_store.MAX_BYTES // max(1, workers)))
+                                  initargs=(os.getpid(), (conn.fileno(),), store_path, store_budget))
 
 
 # ---------------------------------------------------------------- the run
@@ -760,7 +760,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             cursor = conn.cursor("dbdedup_verify_pending", withhold=True)
             with conn.transaction():
                 cursor.execute(q["pending_pairs"])
-            _run(conn, cursor, workers, summary, progress, keypoints.open())
+            store_path = keypoints.open()
+            _run(conn, cursor, workers, summary, progress, store_path, keypoints.worker_budget(workers))
             with conn.transaction():
                 cursor.close()
             cursor = None
@@ -778,7 +779,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
 
 def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, summary: VerifySummary,
-         progress: VerifyProgress, store_path: str | None) -> None:
+         progress: VerifyProgress, store_path: str | None, store_budget: int) -> None:
     writer = _Writer(conn, summary, progress)
 
     def take(result: tuple[list[tuple], list[tuple], int]) -> None:
@@ -787,7 +788,7 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
         writer.add(results, features)
 
     runner = worker_pool.CrashTolerantPool(
-        lambda n: _new_pool(n, conn, store_path), workers, _check_chunk, take,
+        lambda n: _new_pool(n, conn, store_path, store_budget), workers, _check_chunk, take,
         lambda pair: ([(*pair.key, False, 0.0, "error: worker crashed")], [], 0), writer.write_if_due,
         CHUNKS_IN_FLIGHT_PER_WORKER)
     try:

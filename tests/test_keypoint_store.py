@@ -12,7 +12,7 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-from dbdedup import clusters, verify, verify_workers
+from dbdedup import clusters, keypoint_store, verify, verify_workers
 from dbdedup.keypoint_store import PREFIX, KeypointStore, StoreAccess, decode, encode, remove_stale
 from dbdedup.verify_workers import PairChecker, PendingPair, verify_pending_pairs
 from test_verify_workers import add_pending, crop_25, loaded, make_set, textured_photo
@@ -107,6 +107,33 @@ def test_a_worker_finds_another_workers_keypoints_and_reads_a_file_only_to_compa
         # without the store, a worker finds them again from the files
         alone = PairChecker()
         assert alone.verdict(unrelated) == verdicts[1] and alone.images_read == 2
+
+
+def test_the_store_holds_at_most_its_limit_across_runs_and_a_failed_write_still_reads(conn, tmp_path, monkeypatch):
+    files = make_set(tmp_path / "set")
+    image = loaded(conn, tmp_path / "set", files)
+    one = len(encode(verify.keypoints(Image.open(files["photo"]))))
+    monkeypatch.setattr(keypoint_store, "MAX_BYTES", one)  # (the workers are forked: they see it too)
+    with KeypointStore(parent=tmp_path) as store:
+        add_pending(conn, image["photo"], image["rotated"])
+        verify_pending_pairs(conn, workers=1, keypoints=store)
+        stored = sorted(os.listdir(store.path))
+        assert len(stored) >= 1 and store.worker_budget(2) == 0
+        # a later run (a keeper round) of the same store adds nothing beyond the limit
+        add_pending(conn, image["art"], image["art-variant"], similarity=0.95, transform="trim")
+        add_pending(conn, image["crop"], image["resized"])
+        verify_pending_pairs(conn, workers=2, keypoints=store)
+        assert sorted(os.listdir(store.path)) == stored
+        # a write that fails stops this worker's writes, not its reads
+        monkeypatch.setattr(keypoint_store, "MAX_BYTES", 2 << 30)
+        access = StoreAccess(store.path)
+        kept = stored[0].split("-")
+        found = access.load(int(kept[0]), int(kept[1]), int(kept[2]), kept[3])
+        assert found is not None
+        os.mkdir(os.path.join(store.path, f".999-1-1-identity.{os.getpid()}"))  # where the write would go
+        access.save(999, 1, 1, "identity", found)
+        assert access.budget == 0 and access.load(999, 1, 1, "identity") is None
+        assert access.load(int(kept[0]), int(kept[1]), int(kept[2]), kept[3]) is not None
 
 
 def test_the_checks_of_one_report_share_one_store_and_leave_nothing_behind(conn, tmp_path, monkeypatch):
