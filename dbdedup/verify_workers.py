@@ -67,8 +67,10 @@ WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of se
 # decoded images (working pixels, keypoints) a worker keeps, least recently used out: simulated on
 # the accuracy set's 51,462 geometric pairs among 7,715 images, 2 workers in the planned order read
 # 13,455 images with 256 (24,095 with 96; 51,663 with 96 in image_a order); measured on its
-# 44,408 pending pairs, 11,272 with 256 in the planned order against 46,205 before
-CACHED_IMAGES = 256
+# 44,408 pending pairs, 11,272 with 256 in the planned order against 46,205 before. The checks a
+# report plans (verify_plan) come in batches from all over the graph, to workers kept between them:
+# 19,288 files read for its 29,553 checks with 256, 15,604 for 25,506 with 1,024 (about 7 s less)
+CACHED_IMAGES = 512
 
 # How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
@@ -99,6 +101,7 @@ class VerifySummary:
     backfilled: int = 0  # images whose quality and colour signature this run stored
     structure_failed: int = 0  # signature-verified pairs the structure check left to the geometric check
     images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
+    unchecked: int = 0  # pairs the clusters did not need checked, left so (verify_plan.verify_needed_pairs)
     workers: int = 0
     seconds: float = 0.0
 
@@ -109,7 +112,8 @@ class VerifySummary:
     def as_dict(self) -> dict:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
-                "structure_failed": self.structure_failed, "images_read": self.images_read, "workers": self.workers,
+                "structure_failed": self.structure_failed, "images_read": self.images_read,
+                "unchecked": self.unchecked, "workers": self.workers,
                 "seconds": round(self.seconds, 3)}
 
 
@@ -123,7 +127,7 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         reasons=dict(Counter(first.reasons) + Counter(second.reasons)),
         backfilled=first.backfilled + second.backfilled,
         structure_failed=first.structure_failed + second.structure_failed,
-        images_read=first.images_read + second.images_read,
+        images_read=first.images_read + second.images_read, unchecked=second.unchecked,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
 
@@ -553,6 +557,36 @@ def _new_pool(workers: int, conn: psycopg.Connection, store_path: str | None = N
                                   initargs=(os.getpid(), (conn.fileno(),), store_path, store_budget))
 
 
+class SharedWorkers:
+    """Worker processes kept from one run of ``verify_pending_pairs`` to the next (the batches of a
+    plan, verify_plan): the pool's start-up and the images its workers hold are not paid again for
+    each batch. A context manager; the pool is stopped at its end."""
+
+    def __init__(self, conn: psycopg.Connection, workers: int, keypoints: KeypointStore):
+        self.conn, self.workers, self.keypoints = conn, workers, keypoints
+        self.idle: cf.ProcessPoolExecutor | None = None
+
+    def pool(self, workers: int) -> cf.ProcessPoolExecutor:
+        """The kept pool when it is free and of this size, else a new one (the one-worker pools after a
+        crash, a pool replacing a broken one)."""
+        if workers == self.workers and self.idle is not None:
+            pool, self.idle = self.idle, None
+            return pool
+        store_path = self.keypoints.open()
+        return _new_pool(workers, self.conn, store_path, self.keypoints.worker_budget(self.workers))
+
+    def give_back(self, pool: cf.ProcessPoolExecutor) -> None:
+        self.idle = pool
+
+    def __enter__(self) -> "SharedWorkers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pool, self.idle = self.idle, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -694,10 +728,28 @@ class _Writer:
         self.progress.pairs_done(self.summary.done, self.summary.errors)
 
 
+def take_verify_lock(conn: psycopg.Connection, lock_wait: float | None,
+                     on_wait: Callable[[str], None] | None) -> None:
+    """Commit the caller's open transaction, then take the verification lock (one run at a time per
+    database), waiting up to ``lock_wait`` seconds and calling ``on_wait(message)`` once if it is held."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # each batch must be a transaction of its own (not a savepoint in the caller's), or a kill
+        # would lose every batch and not only the last one
+        conn.commit()
+
+    def tell(holder: str) -> None:
+        if on_wait is not None:
+            on_wait(f"waiting for the verification run of {holder}")
+
+    locks.wait_for_lock(conn, locks.VERIFY_LOCK_KEY, "check pairs by their pixels", what="the verification lock",
+                        wait=lock_wait, on_wait=tell)
+
+
 def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None,
                          progress: VerifyProgress | None = None, lock_wait: float | None = None,
                          on_wait: Callable[[str], None] | None = None,
-                         keypoints: KeypointStore | None = None) -> VerifySummary:
+                         keypoints: KeypointStore | None = None,
+                         shared: SharedWorkers | None = None) -> VerifySummary:
     """Give every pending pair of dbdedup.pairs (``verified IS NULL``) its verdict by the pixels of
     its two files, in ``workers`` processes (default: all cores), and return a summary.
 
@@ -715,7 +767,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     The workers keep the keypoints they find in ``keypoints`` (a ``keypoint_store.KeypointStore``: pass
     one to share them with later runs of the same report, such as the keeper rounds); by default a store
-    of this run's own, removed at its end.
+    of this run's own, removed at its end. With ``shared`` (a ``SharedWorkers`` of the same store), the
+    run uses its worker processes and leaves them running.
     """
     if keypoints is None:
         with KeypointStore() as store:
@@ -725,17 +778,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     workers = max(1, int(workers or default_workers()))
     progress = progress or VerifyProgress()
     q = _queries()
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        # each batch must be a transaction of its own (not a savepoint in the caller's), or a kill
-        # would lose every batch and not only the last one
-        conn.commit()
-
-    def tell(holder: str) -> None:
-        if on_wait is not None:
-            on_wait(f"waiting for the verification run of {holder}")
-
-    locks.wait_for_lock(conn, locks.VERIFY_LOCK_KEY, "check pairs by their pixels", what="the verification lock",
-                        wait=lock_wait, on_wait=tell)
+    take_verify_lock(conn, lock_wait, on_wait)
     summary = VerifySummary(workers=workers)
     cursor = application_name = None
     try:
@@ -760,8 +803,11 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             cursor = conn.cursor("dbdedup_verify_pending", withhold=True)
             with conn.transaction():
                 cursor.execute(q["pending_pairs"])
-            store_path = keypoints.open()
-            _run(conn, cursor, workers, summary, progress, store_path, keypoints.worker_budget(workers))
+            if shared is not None:
+                _run(conn, cursor, shared.workers, summary, progress, shared)
+            else:
+                with SharedWorkers(conn, workers, keypoints) as own:
+                    _run(conn, cursor, workers, summary, progress, own)
             with conn.transaction():
                 cursor.close()
             cursor = None
@@ -779,7 +825,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
 
 def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, summary: VerifySummary,
-         progress: VerifyProgress, store_path: str | None, store_budget: int) -> None:
+         progress: VerifyProgress, shared: SharedWorkers) -> None:
     writer = _Writer(conn, summary, progress)
 
     def take(result: tuple[list[tuple], list[tuple], int]) -> None:
@@ -788,14 +834,14 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
         writer.add(results, features)
 
     runner = worker_pool.CrashTolerantPool(
-        lambda n: _new_pool(n, conn, store_path, store_budget), workers, _check_chunk, take,
+        shared.pool, workers, _check_chunk, take,
         lambda pair: ([(*pair.key, False, 0.0, "error: worker crashed")], [], 0), writer.write_if_due,
         CHUNKS_IN_FLIGHT_PER_WORKER)
     try:
         for chunk in _chunks(conn, cursor):
             runner.submit(chunk)
             runner.collect(block=False)
-        runner.finish()
+        shared.give_back(runner.drain())
     except BaseException as exc:
         runner.abandon()
         if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, SIGTERM: keep the verdicts already in hand

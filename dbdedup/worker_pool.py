@@ -138,9 +138,14 @@ class CrashTolerantPool:
 
     def finish(self) -> None:
         """Wait for every chunk in flight and stop the pool."""
+        self.drain()
+        self.pool.shutdown(wait=True)
+
+    def drain(self) -> cf.ProcessPoolExecutor:
+        """Wait for every chunk in flight and return the pool, still running (for another run)."""
         while self.in_flight:
             self.collect(block=True)
-        self.pool.shutdown(wait=True)
+        return self.pool
 
     def abandon(self) -> None:
         """Stop now (an error or Ctrl-C in the parent)."""
