@@ -9,7 +9,8 @@ they go only when the user clears them, so a reference folder never loses its pr
 Clusters are greedy stars over the pairs within a threshold: the best image (by the keeper
 rule) keeps every image paired with it, and the same is repeated on the images left. SQL
 computes it set-based in rounds (an image with no better remaining neighbour is a keeper;
-each neighbour joins its best keeper), which gives the same clusters as the sequential pass.
+each neighbour joins its best keeper), which gives the sequential pass's clusters but where a
+node waits a round for a better neighbour that another keeper takes.
 A connected component whose best image is within the threshold of all the others (copies of
 one picture: the usual case) is one cluster; a chain of weak links is split instead of
 growing into unrelated images, so every (keeper, member) pair a cluster implies is a real
@@ -58,6 +59,7 @@ from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
                        check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,
                        signals_are_current)
 from .sqlfiles import named_queries
+from .verify_plan import has_unchecked_pairs, verify_needed_pairs
 
 KEEPER_RULES = ("largest", "newest", "oldest")
 RULES = ("fused", "transforms", "hash", "embedding")
@@ -331,6 +333,7 @@ def ensure_verified_pairs(
     verify_workers: int | None = None,
     verify_progress=None,
     keypoints=None,
+    check_pending: bool = True,
 ) -> VerifiedPairs:
     """Make ``dbdedup.pairs`` hold every pair the rule of ``settings`` (default: the stored ones)
     uses, each with a verdict: the part of ``ensure_clusters`` before clustering, which `pairs`
@@ -342,7 +345,8 @@ def ensure_verified_pairs(
     verifies the new pairs from the stored signals; the pairs still pending then are checked by
     their pixels (``verify_workers.verify_pending_pairs``, in ``verify_workers`` processes, with
     ``verify_progress`` callbacks; the keypoints they find kept in ``keypoints``, a
-    ``keypoint_store.KeypointStore``, when given).
+    ``keypoint_store.KeypointStore``, when given); without ``check_pending`` they are left pending
+    (``ensure_clusters`` checks only those its clusters need).
     """
     asked = settings or current_settings(conn)
     asked.check()
@@ -369,7 +373,7 @@ def ensure_verified_pairs(
         if not structure.measured + structure.unmeasured:
             structure = None
     verification = None
-    if pending_pairs(conn, applied.hash_kind):
+    if check_pending and pending_pairs(conn, applied.hash_kind):
         from .verify_workers import verify_pending_pairs  # OpenCV and the worker pool: only when needed
 
         verification = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
@@ -407,14 +411,14 @@ def _ensure_clusters(conn: psycopg.Connection, settings: ClusterSettings | None,
                      lock_wait: float | None, on_wait: Callable[[str], None] | None, verify_workers: int | None,
                      verify_progress, keypoints: KeypointStore) -> ClusterResult:
     prepared = ensure_verified_pairs(conn, settings, method=method, full=full, lock_wait=lock_wait, on_wait=on_wait,
-                                     verify_workers=verify_workers, verify_progress=verify_progress,
-                                     keypoints=keypoints)
-    applied, match, verification = prepared.settings, prepared.match, prepared.verification
+                                     check_pending=False)
+    applied, match = prepared.settings, prepared.match
     params = current_parameters(conn)
     state = match_state(conn, applied.hash_kind)
+    waiting = pending_pairs(conn, applied.hash_kind)
     if not conn.autocommit:
         conn.commit()
-    if params is not None and match is None and verification is None and prepared.structure is None:
+    if params is not None and match is None and not waiting and prepared.structure is None:
         # (clusters built with pairs pending, by refresh(), are built again: `dbdedup verify` may have
         # given those pairs verdicts since)
         if (_built_settings(params) == applied and state is not None
@@ -422,6 +426,11 @@ def _ensure_clusters(conn: psycopg.Connection, settings: ClusterSettings | None,
             return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=prepared.rule_note)
+    verification = None
+    if waiting or has_unchecked_pairs(conn):
+        # only the pairs these clusters need, checked by their pixels (the others left unchecked)
+        verification = verify_needed_pairs(conn, applied, workers=verify_workers, progress=verify_progress,
+                                           lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
     result = build_clusters(conn, applied)
     result = link_keepers(conn, result, verify_workers=verify_workers, verify_progress=verify_progress,
                           lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
@@ -465,17 +474,18 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
             conn.commit()
         if not found:
             break
-        from .verify_workers import merged, verify_pending_pairs  # numpy, OpenCV, the pool: only when needed
+        from .verify_workers import merged  # numpy, OpenCV, the pool: only when needed
 
         proposed += found
-        checked = verify_pending_pairs(conn, workers=verify_workers, progress=verify_progress,
-                                       lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
-        check = merged(check, checked)
+        checked = verify_needed_pairs(conn, result.settings, workers=verify_workers, progress=verify_progress,
+                                      lock_wait=lock_wait, on_wait=on_wait, keypoints=keypoints)
+        if checked is not None:
+            check = merged(check, checked)
         if near_limit is not None:
             # the sample round: it counts as no round, and when none of its pairs verified (in SQL or
             # by their pixels), the clusters are as built and the other near pairs would fare no better
             near_limit = None
-            if verified_in_sql + checked.verified == 0:
+            if verified_in_sql + (checked.verified if checked is not None else 0) == 0:
                 break
         else:
             rounds += 1

@@ -29,6 +29,133 @@ COMMENT ON FUNCTION dbdedup.pair_is_edge(text, integer, integer, real, integer, 
     'Whether a pair joins two images under a clustering rule (see dbdedup.cluster_parameters.rule): only a verified pair '
     '(pairs.verified true, dbdedup.verify_pairs) does, when its signals are within the rule''s bounds.';
 
+CREATE OR REPLACE FUNCTION dbdedup.prepare_cluster_graph(pair_kind text, max_distance integer, keeper_rule text,
+                                                reference_paths text[], rule text, min_similarity real,
+                                                confirm_distance integer, transform_distance integer,
+                                                with_unchecked boolean DEFAULT false)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET work_mem = '256MB'
+    AS $$
+BEGIN
+    -- the pairs that join images under the rule, with what links them
+    CREATE TEMP TABLE cc_pair ON COMMIT DROP AS
+    SELECT p.image_a, p.image_b, (with_unchecked AND (p.verified IS NULL OR p.verify_reason = 'unchecked')) AS open,
+           CASE WHEN p.transform_distance <= prepare_cluster_graph.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform_distance ELSE p.distance END AS d,
+           CASE WHEN p.transform_distance <= prepare_cluster_graph.transform_distance AND p.transform_distance < p.distance
+                THEN p.transform END AS transform,
+           p.similarity, p.verify_reason, p.verify_score
+    FROM dbdedup.pairs p
+    WHERE p.hash_kind = pair_kind
+      AND dbdedup.pair_is_edge(rule, max_distance, prepare_cluster_graph.transform_distance, min_similarity, confirm_distance,
+                               p.distance, p.transform_distance, p.similarity,
+                               CASE WHEN with_unchecked AND (p.verified IS NULL OR p.verify_reason = 'unchecked') THEN true
+                                    ELSE p.verified END);
+    -- reviewers' verdicts, by content: a pair judged not a duplicate never links; an image judged
+    -- not in its cluster links by no signal; a confirmed pair links whatever its distance
+    -- (the images the verdicts name are read once into cc_verdict_image, and the images to rank
+    -- into cc_image_row: Citus joins no temporary table with images on another column than its id)
+    CREATE TEMP TABLE cc_verdict ON COMMIT DROP AS SELECT v.kind, v.sha256_a, v.sha256_b FROM dbdedup.verdicts v;
+    CREATE TEMP TABLE cc_verdict_image ON COMMIT DROP AS
+    SELECT i.id, i.sha256, i.phash, i.dhash, i.ahash FROM dbdedup.images i
+    WHERE i.status = 'ok' AND i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v UNION SELECT v.sha256_b FROM cc_verdict v);
+    IF EXISTS (SELECT 1 FROM cc_verdict) THEN
+        DELETE FROM cc_pair p
+        USING (SELECT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y
+               FROM cc_verdict v
+               JOIN cc_verdict_image a ON a.sha256 = v.sha256_a
+               JOIN cc_verdict_image b ON b.sha256 = v.sha256_b
+               WHERE v.kind = 'not_duplicate') n
+        WHERE p.image_a = n.x AND p.image_b = n.y;
+        DELETE FROM cc_pair p
+        WHERE p.image_a IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
+                            WHERE v.kind = 'not_in_cluster')
+           OR p.image_b IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
+                            WHERE v.kind = 'not_in_cluster');
+        INSERT INTO cc_pair (image_a, image_b, open, d, transform, similarity, verify_reason, verify_score)
+        SELECT least(a.id, b.id), greatest(a.id, b.id), false,
+               CASE pair_kind
+                   WHEN 'dhash' THEN dbdedup.hamming(a.dhash, b.dhash)
+                   WHEN 'ahash' THEN dbdedup.hamming(a.ahash, b.ahash)
+                   ELSE dbdedup.hamming(a.phash, b.phash) END,
+               NULL, NULL, 'reviewer', NULL
+        FROM cc_verdict v
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
+                            WHERE i.sha256 = v.sha256_a ORDER BY i.id LIMIT 1) a
+        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
+                            WHERE i.sha256 = v.sha256_b ORDER BY i.id LIMIT 1) b
+        WHERE v.kind = 'duplicate';
+    END IF;
+
+    -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
+    -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
+    CREATE TEMP TABLE cc_image_row ON COMMIT DROP AS
+    SELECT i.id, i.sha256, i.path, i.mtime_ns, i.width, i.height, i.size_bytes,
+           i.colour_signature[257:384] AS chroma_cells
+    FROM dbdedup.images i
+    WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
+                                       UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = pair_kind AND p.is_exact
+                                       UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = pair_kind AND p.is_exact);
+    CREATE TEMP TABLE cc_image (image_id bigint PRIMARY KEY, rank_key bigint NOT NULL UNIQUE, node bigint NOT NULL) ON COMMIT DROP;
+    INSERT INTO cc_image (image_id, rank_key, node)
+    SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
+    FROM (SELECT i.id, i.sha256,
+                 row_number() OVER (ORDER BY i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v WHERE v.kind = 'keeper') DESC,
+                     dbdedup.is_under(i.path, reference_paths) DESC,
+                     CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
+                     CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
+                     CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
+                     i.mtime_ns, i.id) AS rank_key
+          FROM cc_image_row i) r;
+    CREATE TEMP TABLE cc_member (node bigint PRIMARY KEY, images integer NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
+    INSERT INTO cc_member (node, images) SELECT c.node, count(*) FROM cc_image c GROUP BY c.node;
+    -- nodes are known by their keeper rank from here on: a smaller rank is a better keeper. One
+    -- edge per ordered pair of nodes (copies may bring the same link twice); an edge read from b's
+    -- side: a is b under the inverse variant
+    CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
+    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity, e.verify_reason, e.verify_score, e.open,
+           e.image_a, e.image_b
+    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity, p.verify_reason, p.verify_score, p.open,
+                 p.image_a, p.image_b
+          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b
+          UNION ALL
+          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity, p.verify_reason,
+                 p.verify_score, p.open, p.image_a, p.image_b
+          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
+    WHERE e.a <> e.b
+    ORDER BY e.a, e.b, e.open, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
+    -- A colour picture is never kept as a copy of a greyscale one (a greyscale copy of it may be
+    -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
+    -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
+    -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
+    -- as they are: a frame or a crop (a trimmed variant, the geometric check) may add the colour.
+    -- Reviewers' verdicts still link.
+    CREATE TEMP TABLE cc_tone ON COMMIT DROP AS
+    SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour
+    FROM cc_image c
+    JOIN cc_image_row r ON r.id = c.image_id
+    CROSS JOIN LATERAL (SELECT sqrt(sum(x * x) / 64) AS chroma FROM unnest(r.chroma_cells) AS x) t
+    CROSS JOIN dbdedup.verify_settings() vs
+    WHERE cardinality(r.chroma_cells) = 128
+    GROUP BY c.node;
+    DELETE FROM cc_edge e
+    USING cc_tone ta, cc_tone tb
+    WHERE ta.node = e.a AND tb.node = e.b AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
+      AND e.verify_reason IS DISTINCT FROM 'geometry' AND coalesce(e.transform, '') NOT LIKE 'trim%'
+      AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
+    CREATE INDEX ON cc_edge (a);
+END
+$$;
+COMMENT ON FUNCTION dbdedup.prepare_cluster_graph(text, integer, text, text[], text, real, integer, integer, boolean) IS
+    'The graph dbdedup.build_clusters clusters, in temporary tables of the transaction (dropped at its end): cc_image '
+    '(each image of a linking pair and each exact copy, its keeper rank, and its node: the copies of one file are one node), '
+    'cc_member (the nodes) and cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper), '
+    'after reviewers'' verdicts and the greyscale-keeper rule. pair_kind is a hash column (dbdedup.hash_column), rule as '
+    'build_clusters applies it. With with_unchecked, the pairs that have no verdict yet (pending, or left unchecked: '
+    'verify_reason ''unchecked'') are edges too, marked open (and kept whatever the greyscale rule, which their verdict '
+    'decides): the graph the check by pixels is planned on (dbdedup/verify_plan.py).';
+
 CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
                                        keeper_rule text DEFAULT 'largest', reference_paths text[] DEFAULT '{}',
                                        rule text DEFAULT 'fused', min_similarity real DEFAULT 0.85,
@@ -72,109 +199,9 @@ BEGIN
     PERFORM dbdedup.verify_pairs(kind);
     PERFORM pg_advisory_xact_lock(7220003);
 
-    -- the pairs that join images under the rule, with what links them
-    CREATE TEMP TABLE cc_pair ON COMMIT DROP AS
-    SELECT p.image_a, p.image_b,
-           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
-                THEN p.transform_distance ELSE p.distance END AS d,
-           CASE WHEN p.transform_distance <= build_clusters.transform_distance AND p.transform_distance < p.distance
-                THEN p.transform END AS transform,
-           p.similarity, p.verify_reason, p.verify_score
-    FROM dbdedup.pairs p
-    WHERE p.hash_kind = kind
-      AND dbdedup.pair_is_edge(rule, max_distance, build_clusters.transform_distance, min_similarity, confirm_distance, p.distance,
-                               p.transform_distance, p.similarity, p.verified);
-    -- reviewers' verdicts, by content: a pair judged not a duplicate never links; an image judged
-    -- not in its cluster links by no signal; a confirmed pair links whatever its distance
-    -- (the images the verdicts name are read once into cc_verdict_image, and the images to rank
-    -- into cc_image_row: Citus joins no temporary table with images on another column than its id)
-    CREATE TEMP TABLE cc_verdict ON COMMIT DROP AS SELECT v.kind, v.sha256_a, v.sha256_b FROM dbdedup.verdicts v;
-    CREATE TEMP TABLE cc_verdict_image ON COMMIT DROP AS
-    SELECT i.id, i.sha256, i.phash, i.dhash, i.ahash FROM dbdedup.images i
-    WHERE i.status = 'ok' AND i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v UNION SELECT v.sha256_b FROM cc_verdict v);
-    IF EXISTS (SELECT 1 FROM cc_verdict) THEN
-        DELETE FROM cc_pair p
-        USING (SELECT least(a.id, b.id) AS x, greatest(a.id, b.id) AS y
-               FROM cc_verdict v
-               JOIN cc_verdict_image a ON a.sha256 = v.sha256_a
-               JOIN cc_verdict_image b ON b.sha256 = v.sha256_b
-               WHERE v.kind = 'not_duplicate') n
-        WHERE p.image_a = n.x AND p.image_b = n.y;
-        DELETE FROM cc_pair p
-        WHERE p.image_a IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
-                            WHERE v.kind = 'not_in_cluster')
-           OR p.image_b IN (SELECT i.id FROM cc_verdict v JOIN cc_verdict_image i ON i.sha256 = v.sha256_a
-                            WHERE v.kind = 'not_in_cluster');
-        INSERT INTO cc_pair (image_a, image_b, d, transform, similarity, verify_reason, verify_score)
-        SELECT least(a.id, b.id), greatest(a.id, b.id),
-               CASE dbdedup.hash_column(build_clusters.hash_kind)
-                   WHEN 'dhash' THEN dbdedup.hamming(a.dhash, b.dhash)
-                   WHEN 'ahash' THEN dbdedup.hamming(a.ahash, b.ahash)
-                   ELSE dbdedup.hamming(a.phash, b.phash) END,
-               NULL, NULL, 'reviewer', NULL
-        FROM cc_verdict v
-        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
-                            WHERE i.sha256 = v.sha256_a ORDER BY i.id LIMIT 1) a
-        CROSS JOIN LATERAL (SELECT i.id, i.phash, i.dhash, i.ahash FROM cc_verdict_image i
-                            WHERE i.sha256 = v.sha256_b ORDER BY i.id LIMIT 1) b
-        WHERE v.kind = 'duplicate';
-    END IF;
-
-    -- every image of a linking pair and every exact copy (is_exact pairs are the stars of the exact
-    -- groups), ranked by the keeper order; the copies of one file are one node, known by the best rank
-    CREATE TEMP TABLE cc_image_row ON COMMIT DROP AS
-    SELECT i.id, i.sha256, i.path, i.mtime_ns, i.width, i.height, i.size_bytes,
-           i.colour_signature[257:384] AS chroma_cells
-    FROM dbdedup.images i
-    WHERE i.status = 'ok' AND i.id IN (SELECT image_a FROM cc_pair UNION SELECT image_b FROM cc_pair
-                                       UNION SELECT p.image_a FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact
-                                       UNION SELECT p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = kind AND p.is_exact);
-    CREATE TEMP TABLE cc_image (image_id bigint PRIMARY KEY, rank_key bigint NOT NULL UNIQUE, node bigint NOT NULL) ON COMMIT DROP;
-    INSERT INTO cc_image (image_id, rank_key, node)
-    SELECT r.id, r.rank_key, min(r.rank_key) OVER (PARTITION BY r.sha256)
-    FROM (SELECT i.id, i.sha256,
-                 row_number() OVER (ORDER BY i.sha256 IN (SELECT v.sha256_a FROM cc_verdict v WHERE v.kind = 'keeper') DESC,
-                     dbdedup.is_under(i.path, reference_paths) DESC,
-                     CASE keeper_rule WHEN 'newest' THEN -i.mtime_ns WHEN 'oldest' THEN i.mtime_ns END,
-                     CASE keeper_rule WHEN 'largest' THEN -coalesce(i.width::bigint * i.height, 0) END,
-                     CASE keeper_rule WHEN 'largest' THEN -i.size_bytes END,
-                     i.mtime_ns, i.id) AS rank_key
-          FROM cc_image_row i) r;
-    CREATE TEMP TABLE cc_member (node bigint PRIMARY KEY, images integer NOT NULL, done boolean NOT NULL DEFAULT false) ON COMMIT DROP;
-    INSERT INTO cc_member (node, images) SELECT c.node, count(*) FROM cc_image c GROUP BY c.node;
-    -- nodes are known by their keeper rank from here on: a smaller rank is a better keeper. One
-    -- edge per ordered pair of nodes (copies may bring the same link twice); an edge read from b's
-    -- side: a is b under the inverse variant
-    CREATE TEMP TABLE cc_edge ON COMMIT DROP AS
-    SELECT DISTINCT ON (e.a, e.b) e.a, e.b, e.d, e.transform, e.similarity, e.verify_reason, e.verify_score
-    FROM (SELECT ma.node AS a, mb.node AS b, p.d, p.transform, p.similarity, p.verify_reason, p.verify_score
-          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b
-          UNION ALL
-          SELECT mb.node, ma.node, p.d, dbdedup.inverse_transform(p.transform), p.similarity, p.verify_reason,
-                 p.verify_score
-          FROM cc_pair p JOIN cc_image ma ON ma.image_id = p.image_a JOIN cc_image mb ON mb.image_id = p.image_b) e
-    WHERE e.a <> e.b
-    ORDER BY e.a, e.b, e.d, e.transform NULLS FIRST, e.similarity DESC NULLS LAST;
-    -- A colour picture is never kept as a copy of a greyscale one (a greyscale copy of it may be
-    -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
-    -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
-    -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
-    -- as they are: a frame or a crop (a trimmed variant, the geometric check) may add the colour.
-    -- Reviewers' verdicts still link.
-    CREATE TEMP TABLE cc_tone ON COMMIT DROP AS
-    SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour
-    FROM cc_image c
-    JOIN cc_image_row r ON r.id = c.image_id
-    CROSS JOIN LATERAL (SELECT sqrt(sum(x * x) / 64) AS chroma FROM unnest(r.chroma_cells) AS x) t
-    CROSS JOIN dbdedup.verify_settings() vs
-    WHERE cardinality(r.chroma_cells) = 128
-    GROUP BY c.node;
-    DELETE FROM cc_edge e
-    USING cc_tone ta, cc_tone tb
-    WHERE ta.node = e.a AND tb.node = e.b AND e.verify_reason IS DISTINCT FROM 'reviewer'
-      AND e.verify_reason IS DISTINCT FROM 'geometry' AND coalesce(e.transform, '') NOT LIKE 'trim%'
-      AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
-    CREATE INDEX ON cc_edge (a);
+    -- the graph: pairs that join images under the rule, reviewers' verdicts, the nodes and their ranks
+    PERFORM dbdedup.prepare_cluster_graph(kind, max_distance, keeper_rule, reference_paths, rule, min_similarity,
+                                          confirm_distance, transform_distance);
     CREATE TEMP TABLE cc_keeper (node bigint PRIMARY KEY) ON COMMIT DROP;
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
                                  similarity real, verify_reason text, verify_score real) ON COMMIT DROP;
@@ -192,8 +219,10 @@ BEGIN
     -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every
     -- remaining node it is linked to; repeated on what is left. In each round every node with no
     -- better remaining neighbour is a keeper (keepers are never neighbours of each other), and
-    -- each neighbour joins its best keeper: the same clusters as the sequential greedy pass, in
-    -- few rounds. A chain of weak links is split, so every member is directly linked to its keeper.
+    -- each neighbour joins its best keeper, in few rounds. (Not always the sequential pass's clusters:
+    -- in a chain 1-4-11-34 with 12-34, 12 keeps 34 in the first round while 11 waits for 4, which 1
+    -- keeps; the sequential pass would give 34 to 11. Both are stars of direct links.) A chain of weak
+    -- links is split, so every member is directly linked to its keeper.
     -- The copies of a file share every link, so the pass over images would keep them together:
     -- one node gives the same clusters.
     LOOP
@@ -298,7 +327,8 @@ BEGIN
     -- 'linked'), and checked like any other pair before they may link anything. A member's pair
     -- that the keypoints could not align (no_geometry) proposes too: a crop and a turned copy of
     -- one original often do not align with each other, and each does with the original; a pair
-    -- found apart in colour, layout or detail proposes nothing. Each table is
+    -- found apart in colour, layout or detail proposes nothing; a pair left unchecked (the clusters did
+    -- not need it, see dbdedup/verify_plan.py) proposes, as it would have verified or not aligned. Each table is
     -- read into a temporary one first: Citus joins no temporary table with a distributed one.
     -- Pairs are written as a match writes them, never during a load (loads hold the load lock
     -- shared, a match exclusively): while one runs, nothing is proposed; the next build will.
@@ -309,7 +339,7 @@ BEGIN
     SELECT a.image_id, a.cluster_id, a.is_keeper FROM dbdedup.cluster_assignments a;
     CREATE TEMP TABLE lk_paired ON COMMIT DROP AS
     SELECT p.image_a, p.image_b FROM dbdedup.pairs p
-    WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason = 'no_geometry');
+    WHERE p.hash_kind = 'phash' AND (p.verified OR p.verify_reason IN ('no_geometry', 'unchecked'));
     -- An image in no cluster (or in a cluster of fewer than near_cluster images) whose nearest
     -- embedding neighbours (near_neighbours of them, at a similarity of near_floor or more: below the
     -- pairing floor, which makes no pair of them) include an image of a cluster of near_cluster images
@@ -394,7 +424,7 @@ END
 $$;
 COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer) IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
-    'pHash-kind pair, or one rejected only because its keypoints could not align: no_geometry) but outside that cluster '
+    'pHash-kind pair, one rejected only because its keypoints could not align: no_geometry, or one left unchecked) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
     'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0) include an image of a cluster of 4 images or more, '

@@ -72,7 +72,9 @@ def test_a_crop_verified_with_the_original_joins_the_upscaled_keeper_through_its
 
     result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
 
-    assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
+    # the member's own pair with the crop decides nothing (the photo is kept by its upscaled copy) and is
+    # left unchecked; the keeper's pair it proposes is checked, and verified
+    assert _pair(conn, image["photo"], image["crop"])[1:] == (False, "unchecked")
     assert _pair(conn, image["crop"], image["photo-large"]) == ("linked", True, "geometry")
     # the look-alike's own pair with the keeper is checked too, and rejected: it stays out
     transform, verified, reason = _pair(conn, image["art-colours"], image["art-large"])
@@ -115,7 +117,8 @@ def test_a_member_pair_keypoints_could_not_align_proposes_the_keepers_own_pair_a
 def test_no_keeper_pairs_under_the_hash_rule(conn, tmp_path):
     image = _crop_not_paired_with_its_keeper(conn, tmp_path, 2, ClusterSettings(rule="hash"))
     result = clusters.ensure_clusters(conn, ClusterSettings(rule="hash"), verify_workers=1)
-    assert _pair(conn, image["photo"], image["crop"])[1:] == (True, "geometry")
+    # (the embedding pair links nothing under this rule: not checked)
+    assert _pair(conn, image["photo"], image["crop"])[1:] == (False, "unchecked")
     assert result.keeper_pairs == 0
     assert _pair(conn, image["crop"], image["photo-large"]) is None
 

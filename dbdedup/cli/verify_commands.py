@@ -63,6 +63,9 @@ def summary_line(summary) -> str:
                 f"checked" + (f" ({reasons})" if reasons else ""))
     if summary.backfilled:
         line += f"; stored the colour signature of {summary.backfilled:,} older images"
+    if summary.unchecked:
+        line += (f"; {summary.unchecked:,} pairs the clusters did not need left unchecked "
+                 "(dbdedup verify --unchecked checks them)")
     if summary.structure_failed:
         line += (f"; {summary.structure_failed:,} pairs verified by colour signature were apart in a region by "
                  "their structure and checked by their pixels")
@@ -72,8 +75,10 @@ def summary_line(summary) -> str:
 @click.command()
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes that read the files and compare them [default: all cores].")
+@click.option("--unchecked", is_flag=True,
+              help="Also check the pairs a report left unchecked because its clusters did not need them.")
 @click.pass_context
-def verify(ctx: click.Context, workers: int | None) -> None:
+def verify(ctx: click.Context, workers: int | None, unchecked: bool) -> None:
     """Check the candidate pairs still pending verification by their pixels.
 
     Matching settles most pairs from the stored colour signatures; the rest (crops,
@@ -82,14 +87,22 @@ def verify(ctx: click.Context, workers: int | None) -> None:
     are read; a file changed or gone since then gives its pairs an error, and the run
     goes on. Safe to interrupt and run again: it continues with the pairs still pending.
 
+    A report checks only the pairs its clusters need (a member's pairs with the other
+    members decide nothing) and marks the others unchecked; --unchecked checks those too,
+    for a verdict on every pair.
+
     \b
     Example:
       dbdedup verify
       dbdedup verify --workers 2 --quiet     # in cron, after dbdedup.refresh()
+      dbdedup verify --unchecked             # every pair a verdict, needed or not
     """
+    from ..verify_plan import reopen_unchecked
     from ..verify_workers import verify_pending_pairs
 
     with open_db(ctx) as conn:
+        if unchecked:
+            reopen_unchecked(conn)
         with verify_progress(ctx) as progress:
             summary = verify_pending_pairs(conn, workers=workers, progress=progress,
                                            lock_wait=settings_of(ctx).lock_wait,

@@ -1,0 +1,34 @@
+"""Pairs the clusters did not need checked: verify_reason 'unchecked'.
+
+Revision ID: 0020
+Revises: 0019
+
+A report checks by their pixels only the pending pairs its clusters need (dbdedup/verify_plan.py:
+a member's pairs with the other members of its cluster decide nothing) and marks the others
+verified false, verify_reason 'unchecked'; a later plan checks those it then needs, and
+`dbdedup verify --unchecked` checks them all. An index finds them.
+"""
+
+from alembic import op
+
+revision = "0020"
+down_revision = "0019"
+branch_labels = None
+depends_on = None
+
+REASON = ("The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, "
+          "no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, "
+          "no_geometry, no_overlap, structure (another drawing in a region, though the colour signatures agree), "
+          "error: ...{unchecked} NULL while the pair is pending.")
+UNCHECKED = (" unchecked: not checked by its pixels because the clusters did not need it (verified false: it links "
+             "nothing; a later report checks it when its clusters need it, dbdedup verify --unchecked checks it).")
+
+
+def upgrade() -> None:
+    op.execute(f"COMMENT ON COLUMN dbdedup.pairs.verify_reason IS '{REASON.format(unchecked=UNCHECKED)}'")
+    op.execute("CREATE INDEX pairs_unchecked_idx ON dbdedup.pairs (hash_kind) WHERE verify_reason = 'unchecked'")
+
+
+def downgrade() -> None:
+    op.execute("DROP INDEX dbdedup.pairs_unchecked_idx")
+    op.execute(f"COMMENT ON COLUMN dbdedup.pairs.verify_reason IS '{REASON.format(unchecked='')}'")

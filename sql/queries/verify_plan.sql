@@ -1,0 +1,46 @@
+-- Queries of the plan of the check by pixels (dbdedup/verify_plan.py).
+
+-- name: defer_pending
+-- Every pending pair is unchecked until the plan needs it (verified false: it links nothing).
+UPDATE dbdedup.pairs SET verified = false, verify_reason = 'unchecked', verify_score = NULL WHERE verified IS NULL;
+
+-- name: reopen_all
+UPDATE dbdedup.pairs SET verified = NULL, verify_reason = NULL WHERE verify_reason = 'unchecked';
+
+-- name: reopen
+-- The pairs a round needs checked: pending again, for verify_workers.verify_pending_pairs.
+UPDATE dbdedup.pairs p SET verified = NULL, verify_reason = NULL
+FROM unnest(%(image_a)s::bigint[], %(image_b)s::bigint[]) AS x (image_a, image_b)
+WHERE p.hash_kind = %(hash_kind)s AND p.image_a = x.image_a AND p.image_b = x.image_b AND p.verify_reason = 'unchecked';
+
+-- name: verdicts
+SELECT p.image_a, p.image_b, p.verified, p.verify_reason
+FROM dbdedup.pairs p
+JOIN unnest(%(image_a)s::bigint[], %(image_b)s::bigint[]) AS x (image_a, image_b)
+  ON p.image_a = x.image_a AND p.image_b = x.image_b
+WHERE p.hash_kind = %(hash_kind)s;
+
+-- name: reviewers_apart
+-- Reviewers' not_duplicate verdicts hold members back in the build's rounds: the plan then checks every pair.
+SELECT EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.kind = 'not_duplicate');
+
+-- name: unchecked
+SELECT count(*) FROM dbdedup.pairs WHERE verify_reason = 'unchecked';
+
+-- name: prepare_graph
+SELECT dbdedup.prepare_cluster_graph(%(hash_kind)s, %(max_distance)s, %(keeper_rule)s, %(reference_paths)s::text[],
+                                     %(rule)s, %(min_similarity)s::real, %(confirm_distance)s, %(transform_distance)s,
+                                     true);
+
+-- name: graph_edges
+-- The graph's links once per two nodes (the better-ranked first), an open one with its pair; and whether
+-- the build's greyscale rule drops it unless the geometric check verifies it (see dbdedup.build_clusters).
+SELECT e.a, e.b, e.open, e.image_a, e.image_b,
+       coalesce(e.transform, '') NOT LIKE 'trim%%' AND coalesce(ta.grey AND tb.colour, false) AS greyscale_keeper
+FROM cc_edge e
+LEFT JOIN cc_tone ta ON ta.node = e.a
+LEFT JOIN cc_tone tb ON tb.node = e.b
+WHERE e.a < e.b;
+
+-- name: any_unchecked
+SELECT EXISTS (SELECT 1 FROM dbdedup.pairs WHERE verify_reason = 'unchecked');

@@ -1,0 +1,213 @@
+"""The plan of the checks by pixels (dbdedup.verify_plan): only the pairs the clusters need are checked,
+and the clusters are the ones checking every pair gives. The graph logic against a reference greedy
+pass on many random graphs; then a report on real files in the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+from PIL import Image, ImageFilter
+
+from dbdedup import clusters, verify_plan
+from dbdedup.clusters import ClusterSettings
+from dbdedup.load import load_paths
+from dbdedup.verify_plan import Graph
+from images import save
+from test_verify_workers import add_pending, drawing, loaded, other_colours, textured_photo
+
+
+def stars(links: set[tuple[int, int]]) -> dict[int, int]:
+    """The clusters dbdedup.build_clusters computes from linked nodes, round by round: every remaining
+    node with no better linked neighbour keeps its linked neighbours, each joining its best keeper;
+    repeated on the rest. Returns {node: keeper} (keepers map to themselves)."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in links:
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    remaining, assigned = set(neighbours), {}
+    while True:
+        left = {node: {other for other in neighbours[node] if other in remaining} for node in remaining}
+        keepers = [node for node, others in left.items() if others and min(others) > node]
+        if not keepers:
+            return assigned
+        joined: dict[int, int] = {}
+        for keeper in keepers:
+            for other in left[keeper]:
+                joined[other] = min(joined.get(other, keeper), keeper)
+        assigned.update(joined)
+        assigned.update((keeper, keeper) for keeper in set(joined.values()))
+        remaining -= set(joined) | set(joined.values())
+
+
+def plan(rows: list[tuple], verdicts: dict[tuple[int, int], tuple[bool, str]], min_batch: int) -> set:
+    """Run the plan with ``verdicts`` as the checks' outcomes; returns the pairs it checked."""
+    graph = Graph.from_rows(rows)
+    checked: set = set()
+    while needed := graph.next_checks(min_batch):
+        assert not checked.intersection(needed), "a pair checked twice"
+        checked.update(needed)
+        graph.checked([(a, b, *verdicts[(a, b)]) for a, b in needed])
+    return checked
+
+
+def test_the_plan_gives_the_clusters_of_checking_every_pair_and_checks_fewer():
+    rng = random.Random(7)
+    saved = 0
+    for trial in range(300):
+        n = rng.randint(2, 40)
+        rows, verdicts, linked = [], {}, set()
+        for a in range(n):
+            for b in range(a + 1, n):
+                if rng.random() > 0.35:
+                    continue
+                pair = (1000 + a, 1000 + b)  # the pair's images (one node each here)
+                grey = rng.random() < 0.1
+                if rng.random() < 0.3:  # verified before: a link
+                    rows.append((a, b, False, None, None, grey))
+                    linked.add((a, b))
+                else:
+                    rows.append((a, b, True, *pair, grey))
+                    verified = rng.random() < 0.5
+                    reason = rng.choice(["geometry", "signature", "dense"]) if verified else "colour"
+                    verdicts[pair] = (verified, reason)
+                    if verified and not (grey and reason != "geometry"):
+                        linked.add((a, b))
+        for min_batch in (0, 5):
+            checked = plan(rows, verdicts, min_batch)
+            known = {(a, b) for a, b, is_open, *_ in rows if not is_open}
+            known |= {(a, b) for a, b, is_open, ia, ib, _ in rows
+                      if is_open and (ia, ib) in checked and (a, b) in linked}
+            # what the plan did not check links nothing in the build, and changes nothing
+            assert stars(known) == stars(linked), trial
+            if min_batch == 0:
+                saved += len(verdicts) - len(checked)
+    assert saved > 0
+
+
+def test_a_family_needs_its_keepers_pairs_and_a_small_round_is_filled_from_the_next_nodes():
+    # five copies of one picture, every pair open: the keeper's four pairs decide everything
+    rows = [(a, b, True, 10 + a, 10 + b, False) for a in range(5) for b in range(a + 1, 5)]
+    graph = Graph.from_rows(rows)
+    first = graph.next_checks(min_batch=0)
+    assert sorted(first) == [(10, 11), (10, 12), (10, 13), (10, 14)]
+    assert graph.open_edges == 10
+    graph.checked([(a, b, True, "geometry") for a, b in first])
+    assert graph.next_checks(min_batch=0) == []  # the other six decide nothing
+    # with a batch to fill, the undecided nodes' other open edges to better nodes come after the needed ones
+    filled = Graph.from_rows(rows).next_checks(min_batch=7)
+    assert sorted(filled[:4]) == first and set(filled[4:]) == {(11, 12), (11, 13), (12, 13)}
+    # the keeper's copy found apart: the copy's next better edge decides whether it is a keeper itself
+    graph = Graph.from_rows(rows)
+    graph.checked([(10, 11, True, "geometry"), (10, 12, False, "colour"), (10, 13, True, "geometry"),
+                   (10, 14, True, "geometry")])
+    assert graph.next_checks(min_batch=0) == [(11, 12)]
+    # a node with nobody worse to keep needs no verdict on its status: a chain 0-1-2 checks 0-1 only
+    graph = Graph.from_rows([(0, 1, True, 10, 11, False), (1, 2, True, 11, 12, False)])
+    assert graph.next_checks(min_batch=0) == [(10, 11)]
+    graph.checked([(10, 11, True, "signature")])
+    assert graph.next_checks(min_batch=0) == []
+    # a greyscale keeper verified by its signature does not keep a colour copy (the build drops that link);
+    # by geometry (a crop may add the colour) it does
+    graph = Graph.from_rows([(0, 1, True, 10, 11, True), (0, 2, True, 10, 12, True), (1, 2, True, 11, 12, False)])
+    graph.checked([(10, 11, True, "signature"), (10, 12, True, "geometry")])
+    assert graph.next_checks(min_batch=0) == []  # 2 joined 0; 1 is alone; 1-2 decides nothing
+
+
+def _family(tmp_path):
+    """A photo in five near-copies (pHash within the threshold: linked under the rule applied without
+    embeddings, transforms) and a drawing in two colourways. Returns {name: path}."""
+    original = textured_photo(11)
+    art = drawing(5)
+    return {
+        "large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "large.png"),
+        "photo": save(original, tmp_path / "set" / "photo.png"),
+        "jpeg": save(original, tmp_path / "set" / "photo-q40.jpg", quality=40),
+        "small": save(original.resize((320, 240), Image.Resampling.LANCZOS), tmp_path / "set" / "small.jpg", quality=85),
+        "blurred": save(original.filter(ImageFilter.GaussianBlur(1)), tmp_path / "set" / "blurred.png"),
+        "art": save(art, tmp_path / "set" / "art.png"),
+        "art-colours": save(other_colours(art), tmp_path / "set" / "art-colours.png"),
+    }
+
+
+def _reasons(conn, image: dict[str, int]) -> dict[frozenset, tuple]:
+    names = {i: n for n, i in image.items()}
+    return {frozenset((names[a], names[b])): (v, r) for a, b, v, r in conn.execute(
+        "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
+
+
+def _clusters(conn, image: dict[str, int]) -> set[frozenset[str]]:
+    names = {i: n for n, i in image.items()}
+    return {frozenset(names[i] for i in ids) for (ids,) in conn.execute(
+        "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")}
+
+
+def test_a_report_checks_the_keepers_pairs_leaves_the_members_pairs_unchecked_and_verify_can_check_them(
+        conn, tmp_path, db_dsn, monkeypatch):
+    monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)  # no batch filled up: only what the plan needs
+    files = _family(tmp_path)
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # matched, its settings stored
+    # every two of the family an embedding pair waiting for its pixels, and the look-alike with both
+    conn.execute("DELETE FROM dbdedup.pairs")
+    family = ["large", "photo", "jpeg", "small", "blurred"]
+    for i, a in enumerate(family):
+        for b in family[i + 1:]:
+            add_pending(conn, image[a], image[b])
+    add_pending(conn, image["art"], image["art-colours"])
+    add_pending(conn, image["large"], image["art-colours"], similarity=0.9)  # far by pHash: links nothing
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+
+    reasons = _reasons(conn, image)
+    keeper_pairs = {frozenset(("large", other)) for other in family[1:]}
+    assert all(reasons[pair][0] is True for pair in keeper_pairs), reasons
+    members_pairs = {frozenset((a, b)) for i, a in enumerate(family[1:], 1) for b in family[i + 1:]}
+    assert {reasons[pair] for pair in members_pairs} == {(False, "unchecked")}
+    assert reasons[frozenset(("large", "art-colours"))] == (False, "unchecked")  # no edge under the rule
+    assert reasons[frozenset(("art", "art-colours"))] == (False, "colour")  # a keeper's own pair: checked
+    assert _clusters(conn, image) == {frozenset(family)}
+    assert result.verification.unchecked == len(members_pairs) + 1
+    assert result.verification.done == len(keeper_pairs) + 1
+
+    # nothing changed: the next report checks nothing and builds nothing
+    again = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    assert again.verification is None and not again.rebuilt
+
+    # every pair checked after all (dbdedup verify --unchecked): the clusters are the same
+    command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "verify",
+               "--unchecked", "--workers", "1"]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    every = len(members_pairs) + 1
+    assert run.stderr.strip().splitlines()[-1].startswith(f"checked {every} of {every} pending pairs")
+    assert not any(reason == "unchecked" for _, reason in _reasons(conn, image).values())
+    clusters.build_clusters(conn, ClusterSettings())
+    assert _clusters(conn, image) == {frozenset(family)}
+
+
+def test_when_the_keeper_is_gone_the_next_report_checks_the_pairs_it_left_unchecked(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)
+    files = _family(tmp_path)
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for a, b in (("large", "photo"), ("large", "jpeg"), ("photo", "jpeg"), ("photo", "small")):
+        add_pending(conn, image[a], image[b])
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    # the large copy keeps the photo and the JPEG; the photo's own pairs decide nothing (the small copy joins
+    # through the keeper's pair that its unchecked pair with the photo proposes)
+    reasons = _reasons(conn, image)
+    assert reasons[frozenset(("photo", "small"))] == reasons[frozenset(("photo", "jpeg"))] == (False, "unchecked")
+    assert reasons[frozenset(("small", "large"))][0] is True
+    assert _clusters(conn, image) == {frozenset({"large", "photo", "jpeg", "small"})}
+
+    # the large copy deleted and the folder loaded again: the photo is the best of what is left
+    files["large"].unlink()
+    summary = load_paths(conn, [tmp_path / "set"], workers=1, embedder=None)
+    assert summary.missing == 1
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    assert {"photo", "jpeg", "small"} <= next(c for c in _clusters(conn, image) if "photo" in c)
+    reasons = _reasons(conn, image)
+    assert reasons[frozenset(("photo", "small"))][0] is True and reasons[frozenset(("photo", "jpeg"))][0] is True
