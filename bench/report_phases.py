@@ -55,6 +55,28 @@ def describe_match(m) -> str:
     return "; ".join(parts)
 
 
+def tallied(totals: dict, name: str, function):
+    """``function`` wrapped: each call adds 1 to totals[name + 's'] and its seconds to totals[name + '_seconds']."""
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[name + "s"] += 1
+            totals[name + "_seconds"] += time.perf_counter() - started
+    return wrapper
+
+
+def describe_plan(s, inner: dict) -> str:
+    """One plan's checks (None: nothing needed), with the runs and graphs counted since the last plan."""
+    what = "no check needed" if s is None else describe_check(s) + f", {s.unchecked:,} left unchecked"
+    what += (f"; {inner['runs']} runs ({inner['run_seconds']:.1f} s), {inner['graphs']} graphs planned "
+             f"({inner['graph_seconds']:.1f} s)")
+    for key in inner:
+        inner[key] = 0
+    return what
+
+
 def describe_check(s) -> str:
     return (f"{s.pending:,} pairs, {s.images_read:,} files read, {s.verified:,} verified, {s.rejected:,} rejected, "
             f"{s.workers} workers")
@@ -99,8 +121,18 @@ def run(args: argparse.Namespace) -> None:
     clusters.find_pairs = timed(steps, "matching", matching.find_pairs, describe_match)
     clusters.build_clusters = timed(steps, "build clusters", clusters.build_clusters,
                                     lambda r: f"{r.clusters:,} clusters")
-    verify_workers.verify_pending_pairs = timed(steps, "check by pixels", verify_workers.verify_pending_pairs,
-                                                describe_check)
+    if hasattr(clusters, "verify_needed_pairs"):
+        # the checks by pixels are planned (verify_plan): one step per plan, its runs and graphs counted in it
+        from dbdedup import verify_plan
+
+        inner = {"runs": 0, "run_seconds": 0.0, "graphs": 0, "graph_seconds": 0.0}
+        verify_workers.verify_pending_pairs = tallied(inner, "run", verify_workers.verify_pending_pairs)
+        verify_plan._graph = tallied(inner, "graph", verify_plan._graph)
+        clusters.verify_needed_pairs = timed(steps, "check by pixels (planned)", verify_plan.verify_needed_pairs,
+                                             lambda s: describe_plan(s, inner))
+    else:
+        verify_workers.verify_pending_pairs = timed(steps, "check by pixels", verify_workers.verify_pending_pairs,
+                                                    describe_check)
     try:
         with connect(None, args.data_dir) as conn:
             started = time.perf_counter()
