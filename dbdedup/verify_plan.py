@@ -222,7 +222,9 @@ def verify_needed_pairs(conn: psycopg.Connection, settings, *, workers: int | No
         # signature-verified pairs not measured yet: those the structure check fails are open edges too
         check_structure(conn)
         with conn.transaction():
-            conn.execute(q["defer_pending"])
+            deferred = conn.execute(q["defer_pending"]).rowcount
+            if deferred:
+                conn.execute(q["clusters_stale"], {"deferred": deferred})
             apart = conn.execute(q["reviewers_apart"]).fetchone()[0]
         if apart:
             with conn.transaction():

@@ -314,8 +314,10 @@ COMMENT ON COLUMN dbdedup.cluster_parameters.transform_distance IS
 COMMENT ON COLUMN dbdedup.cluster_parameters.signals_seq IS 'signal_state matched_seq of the signals the clustering used.';
 COMMENT ON COLUMN dbdedup.cluster_parameters.pending_at_build IS
     'Pairs of the clustering''s hash kind still pending (verified IS NULL, linking nothing) when it was built (a build from '
-    'SQL, such as refresh(), leaves the ones the geometric check must decide): above 0, the clusters are built again '
-    'by the next command, since `dbdedup verify` may have given those pairs verdicts since.';
+    'SQL, such as refresh(), leaves the ones the geometric check must decide), plus the pairs a plan of the checks by pixels '
+    '(dbdedup/verify_plan.py) took from pending to unchecked since: above 0, the clusters are built again '
+    'by the next command, since `dbdedup verify` may have given those pairs verdicts since, or the plan was stopped '
+    'before its build.';
 
 CREATE TABLE dbdedup.cluster_assignments (
     image_id           bigint PRIMARY KEY,

@@ -4,16 +4,23 @@ pass on many random graphs; then a report on real files in the embedded PostgreS
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
+import psycopg
+import pytest
 from PIL import Image, ImageFilter
 
 from dbdedup import clusters, verify_plan
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
-from dbdedup.verify_plan import Graph
+from dbdedup.verify_plan import Graph, reopen_unchecked
+from dbdedup.verify_workers import verify_pending_pairs
 from images import save
 from test_verify_workers import add_pending, drawing, loaded, other_colours, textured_photo
 
@@ -211,3 +218,73 @@ def test_when_the_keeper_is_gone_the_next_report_checks_the_pairs_it_left_unchec
     assert {"photo", "jpeg", "small"} <= next(c for c in _clusters(conn, image) if "photo" in c)
     reasons = _reasons(conn, image)
     assert reasons[frozenset(("photo", "small"))][0] is True and reasons[frozenset(("photo", "jpeg"))][0] is True
+
+
+def _pair_counts(dsn: str) -> tuple[int, int, int]:
+    with psycopg.connect(dsn) as c:
+        return c.execute("SELECT count(*) FILTER (WHERE verified), count(*) FILTER (WHERE verified IS NULL), "
+                         "count(*) FILTER (WHERE verify_reason = 'unchecked') FROM dbdedup.pairs").fetchone()
+
+
+@pytest.mark.slow
+def test_killing_dbdedup_report_mid_plan_and_reporting_again_gives_the_clusters_of_every_pair_checked(
+        db_dsn, conn, tmp_path):
+    """`kill -9 PID` of a real `dbdedup report` while it checks the pairs its clusters need (800 images: the
+    first batch, the keepers' 640 pairs, is written in more than one transaction): the next
+    report finishes the plan (pending and unchecked pairs alike), and its clusters are the ones
+    checking every pair gives."""
+    root = tmp_path / "families"
+    families, sizes = 160, ((480, 360), (420, 315), (360, 270), (300, 225), (240, 180))
+    for f in range(families):
+        original = textured_photo(300 + f)
+        for k, size in enumerate(sizes):
+            save(original.resize(size, Image.Resampling.LANCZOS), root / f"{f:03d}-{k}.png")
+    load_paths(conn, [root], workers=2, embedder=None)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    # every two images of a family a pair waiting for its pixels (1,600 pairs; the clusters need 640)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    conn.execute("INSERT INTO dbdedup.pairs (image_a, image_b, hash_kind, distance, is_exact, similarity) "
+                 "SELECT x.id, y.id, 'phash', bit_count((x.phash # y.phash)::bit(64)), false, 0.9 "
+                 "FROM dbdedup.images x JOIN dbdedup.images y ON x.id < y.id "
+                 "AND left(split_part(x.path, '/', -1), 3) = left(split_part(y.path, '/', -1), 3)")
+    conn.commit()
+    built = conn.execute("SELECT built_at FROM dbdedup.cluster_parameters").fetchone()[0]
+    conn.commit()
+    command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "report",
+               "--format", "json"]
+    log = tmp_path / "stderr.txt"
+    with open(log, "wb") as err:
+        process = subprocess.Popen(command, start_new_session=True, stderr=err, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while _pair_counts(db_dsn)[0] == 0:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)  # the parent only, as `kill -9 PID` does
+        process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL, "the report must have been killed while it ran"
+    verified, pending, unchecked = _pair_counts(db_dsn)
+    assert verified > 0 and pending + unchecked > 0, (verified, pending, unchecked)
+    # killed before its build: the clusters say they are stale (the pairs the plan took from pending)
+    stale_since, stale = conn.execute("SELECT built_at, pending_at_build FROM dbdedup.cluster_parameters").fetchone()
+    conn.commit()
+    assert stale_since == built and stale > 0
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    assert result.rebuilt
+    names = dict(conn.execute("SELECT id, path FROM dbdedup.images"))
+    found = [frozenset(Path(names[i]).name[:3] for i in ids) for (ids,) in conn.execute(
+        "SELECT array_agg(image_id) FROM dbdedup.cluster_members GROUP BY cluster_id")]
+    assert all(len(names_of) == 1 for names_of in found)  # nothing mixed
+    assert sorted(min(names_of) for names_of in found) == [f"{f:03d}" for f in range(families)]  # a cluster a family
+    assert _pair_counts(db_dsn)[1] == 0
+    planned = set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall())
+    assert len(planned) == families * len(sizes)
+    # every pair checked after all: the same clusters
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=2)
+    clusters.build_clusters(conn, ClusterSettings())
+    assert set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall()) == planned

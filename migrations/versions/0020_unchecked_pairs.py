@@ -24,11 +24,24 @@ UNCHECKED = (" unchecked: not checked by its pixels because the clusters did not
              "nothing; a later report checks it when its clusters need it, dbdedup verify --unchecked checks it).")
 
 
+PENDING_AT_BUILD = ("Pairs of the clustering''s hash kind still pending (verified IS NULL, linking nothing) when it was "
+                    "built (a build from SQL, such as refresh(), leaves the ones the geometric check must decide){plan}: "
+                    "above 0, the clusters are built again by the next command, since `dbdedup verify` may have given "
+                    "those pairs verdicts since{stopped}.")
+PLAN = (", plus the pairs a plan of the checks by pixels (dbdedup/verify_plan.py) took from pending to unchecked "
+        "since")
+STOPPED = ", or the plan was stopped before its build"
+
+
 def upgrade() -> None:
     op.execute(f"COMMENT ON COLUMN dbdedup.pairs.verify_reason IS '{REASON.format(unchecked=UNCHECKED)}'")
+    op.execute("COMMENT ON COLUMN dbdedup.cluster_parameters.pending_at_build IS "
+               f"'{PENDING_AT_BUILD.format(plan=PLAN, stopped=STOPPED)}'")
     op.execute("CREATE INDEX pairs_unchecked_idx ON dbdedup.pairs (hash_kind) WHERE verify_reason = 'unchecked'")
 
 
 def downgrade() -> None:
     op.execute("DROP INDEX dbdedup.pairs_unchecked_idx")
     op.execute(f"COMMENT ON COLUMN dbdedup.pairs.verify_reason IS '{REASON.format(unchecked='')}'")
+    op.execute("COMMENT ON COLUMN dbdedup.cluster_parameters.pending_at_build IS "
+               f"'{PENDING_AT_BUILD.format(plan='', stopped='')}'")

@@ -4,6 +4,10 @@
 -- Every pending pair is unchecked until the plan needs it (verified false: it links nothing).
 UPDATE dbdedup.pairs SET verified = false, verify_reason = 'unchecked', verify_score = NULL WHERE verified IS NULL;
 
+-- name: clusters_stale
+-- The clusters are built again by the next command when this one stops before its build.
+UPDATE dbdedup.cluster_parameters SET pending_at_build = pending_at_build + %(deferred)s;
+
 -- name: reopen_all
 UPDATE dbdedup.pairs SET verified = NULL, verify_reason = NULL WHERE verify_reason = 'unchecked';
 
