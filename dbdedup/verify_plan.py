@@ -64,11 +64,13 @@ class Graph:
 
     links: dict[int, dict[int, Edge]] = field(default_factory=dict)
     pair_edges: dict[tuple[int, int], tuple[int, int]] = field(default_factory=dict)  # open pair -> its nodes
+    apart: set[tuple[int, int]] = field(default_factory=set)  # (a, b), a < b: reviewers' "not a duplicate"
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple]) -> "Graph":
-        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper), node_a < node_b."""
-        graph = cls()
+    def from_rows(cls, rows: Iterable[tuple], apart: Iterable[tuple[int, int]] = ()) -> "Graph":
+        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper), node_a < node_b, and the
+        pairs of nodes judged apart (a < b)."""
+        graph = cls(apart=set(apart))
         for a, b, is_open, image_a, image_b, greyscale_keeper in rows:
             edge = Edge((image_a, image_b) if is_open else None, bool(greyscale_keeper))
             graph.links.setdefault(a, {})[b] = edge
@@ -96,7 +98,7 @@ class Graph:
         is decided.
 
         A round of the build: every node with no better linked neighbour keeps its linked
-        neighbours (each joins its best keeper). So a node with no better neighbour at all needs its
+        neighbours (each joins its best keeper; one judged apart from a better one of them waits). So a node with no better neighbour at all needs its
         open edges checked (they decide its members; not those to a neighbour linked to a better
         keeper), and a node whose better neighbours are all open, and that has worse ones it could
         keep, needs one of them checked, the best first (one verified edge is enough to say it is
@@ -122,7 +124,16 @@ class Graph:
             if needed:
                 return self._filled(list(dict.fromkeys(needed)), undecided,
                                     MIN_BATCH if min_batch is None else min_batch)
-            members = {other for node in keepers for other in self.links[node]}
+            members = set(joins)
+            if self.apart:
+                # a member judged apart from a better member of its keeper (or the keeper) waits for a
+                # later round, as in the build; a keeper left with no member stays too
+                kept: dict[int, list[int]] = {}
+                for member, keeper in joins.items():
+                    kept.setdefault(keeper, [keeper]).append(member)
+                members = {member for member, keeper in joins.items()
+                           if not any(other < member and (other, member) in self.apart for other in kept[keeper])}
+                keepers = sorted({joins[member] for member in members})
             for node in keepers + sorted(members):
                 self._drop_node(node)
         return []
@@ -192,7 +203,7 @@ def _graph(conn: psycopg.Connection, settings, q: dict[str, str]) -> Graph:
               "transform_distance": settings.transform_distance}
     with conn.transaction():  # (its temporary tables are dropped at its end)
         conn.execute(q["prepare_graph"], params)
-        return Graph.from_rows(conn.execute(q["graph_edges"]).fetchall())
+        return Graph.from_rows(conn.execute(q["graph_edges"]).fetchall(), conn.execute(q["graph_apart"]).fetchall())
 
 
 def verify_needed_pairs(conn: psycopg.Connection, settings, *, workers: int | None = None, progress=None,
@@ -202,9 +213,8 @@ def verify_needed_pairs(conn: psycopg.Connection, settings, *, workers: int | No
     ``clusters.ClusterSettings`` as applied) need, and mark the others unchecked; returns the merged
     ``verify_workers.VerifySummary`` of the checks (None when none was needed), its ``unchecked``
     the pairs left so. Each batch is a ``verify_pending_pairs`` run (``workers``, ``progress``,
-    ``keypoints`` as there). With reviewers' not_duplicate verdicts every pair is checked (they hold
-    members back in the build's rounds, which the plan does not follow). Holds the verification
-    lock throughout (waiting up to ``lock_wait`` seconds for it)."""
+    ``keypoints`` as there). Holds the verification lock throughout (waiting up to ``lock_wait``
+    seconds for it)."""
     if keypoints is None:
         from .keypoint_store import KeypointStore
 
@@ -225,14 +235,8 @@ def verify_needed_pairs(conn: psycopg.Connection, settings, *, workers: int | No
             deferred = conn.execute(q["defer_pending"]).rowcount
             if deferred:
                 conn.execute(q["clusters_stale"], {"deferred": deferred})
-            apart = conn.execute(q["reviewers_apart"]).fetchone()[0]
-        if apart:
-            with conn.transaction():
-                conn.execute(q["reopen_all"])
-            summary = verify_pending_pairs(conn, workers=workers, progress=progress, lock_wait=lock_wait,
-                                           on_wait=on_wait, keypoints=keypoints)
         with SharedWorkers(conn, max(1, int(workers or default_workers())), keypoints) as shared:
-            while not apart:
+            while True:
                 # a plan on the graph as the build will see it; once checks were made, planned again
                 # to confirm (an open pair stands for its two files' copies: the build's rules decide)
                 graph, checked = _graph(conn, settings, q), 0

@@ -145,12 +145,20 @@ BEGIN
       AND e.verify_reason IS DISTINCT FROM 'geometry' AND coalesce(e.transform, '') NOT LIKE 'trim%'
       AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
     CREATE INDEX ON cc_edge (a);
+    -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
+    CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
+    SELECT DISTINCT least(ia.node, ib.node) AS a, greatest(ia.node, ib.node) AS b
+    FROM cc_verdict v
+    JOIN cc_verdict_image x ON x.sha256 = v.sha256_a JOIN cc_image ia ON ia.image_id = x.id
+    JOIN cc_verdict_image y ON y.sha256 = v.sha256_b JOIN cc_image ib ON ib.image_id = y.id
+    WHERE v.kind = 'not_duplicate';
 END
 $$;
 COMMENT ON FUNCTION dbdedup.prepare_cluster_graph(text, integer, text, text[], text, real, integer, integer, boolean) IS
     'The graph dbdedup.build_clusters clusters, in temporary tables of the transaction (dropped at its end): cc_image '
     '(each image of a linking pair and each exact copy, its keeper rank, and its node: the copies of one file are one node), '
-    'cc_member (the nodes) and cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper), '
+    'cc_member (the nodes), cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper) '
+    'and cc_apart (the nodes reviewers judged not duplicates, a < b: never in one cluster), '
     'after reviewers'' verdicts and the greyscale-keeper rule. pair_kind is a hash column (dbdedup.hash_column), rule as '
     'build_clusters applies it. With with_unchecked, the pairs that have no verdict yet (pending, or left unchecked: '
     'verify_reason ''unchecked'') are edges too, marked open (and kept whatever the greyscale rule, which their verdict '
@@ -206,14 +214,7 @@ BEGIN
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
                                  similarity real, verify_reason text, verify_score real) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
-    -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
-    CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
-    SELECT DISTINCT least(ia.node, ib.node) AS a, greatest(ia.node, ib.node) AS b
-    FROM cc_verdict v
-    JOIN cc_verdict_image x ON x.sha256 = v.sha256_a JOIN cc_image ia ON ia.image_id = x.id
-    JOIN cc_verdict_image y ON y.sha256 = v.sha256_b JOIN cc_image ib ON ib.image_id = y.id
-    WHERE v.kind = 'not_duplicate';
-    -- (without such verdicts the check below is skipped: it joins the assignments with themselves)
+    -- (without not_duplicate verdicts, cc_apart empty, the check below is skipped: it joins the assignments with themselves)
     has_apart := EXISTS (SELECT 1 FROM cc_apart);
 
     -- Greedy stars, set-based, over nodes: the best remaining node (smallest rank) keeps every

@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 from dbdedup import clusters, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
+from dbdedup.verify_plan import reopen_unchecked
+from dbdedup.verify_workers import verify_pending_pairs
 from images import reencoded, resized, save
 
 
@@ -99,6 +101,9 @@ def test_another_glyph_passes_the_colour_signatures_but_not_the_structure_check(
                                                                              "signature")
     ids = load(conn, tmp_path)
     clusters.ensure_clusters(conn, ClusterSettings())
+    # (the report checks only what its clusters need; every pair checked, as `dbdedup verify --unchecked` does)
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
 
     found = pair(conn, ids, "plus.png", "cross.png")
     assert found["distance"] <= 2, found  # the hash alone links them too

@@ -13,7 +13,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from dbdedup import clusters, matching, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
-from dbdedup.verify_workers import aligned_verdict
+from dbdedup.verify_plan import reopen_unchecked
+from dbdedup.verify_workers import aligned_verdict, verify_pending_pairs
 from images import brighter, photo, reencoded, resized, save, textured_photo
 
 
@@ -246,6 +247,10 @@ def test_another_emblem_on_one_folder_is_not_verified_beyond_the_nearest_distanc
     ids = load(conn, tmp_path)
     clusters.ensure_clusters(conn, ClusterSettings())
     assert verify.NEAR_DISTANCE < phash_distance(conn, ids, "disc.png", "bar.png") <= 8
+    # (the report checks only what its clusters need: the JPEG keeps the PNG, and bar's pair with the PNG
+    # decides nothing; every pair checked, as `dbdedup verify --unchecked` does)
+    assert reopen_unchecked(conn) == 1
+    verify_pending_pairs(conn, workers=1)
     found = pair(conn, ids, "disc.png", "bar.png")
     assert found["verified"] is False and found["reason"] == "detail", found
     assert pair(conn, ids, "disc.png", "disc.jpg")["verified"] is True

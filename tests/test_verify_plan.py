@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from PIL import Image, ImageFilter
 
-from dbdedup import clusters, verify_plan
+from dbdedup import clusters, verdicts, verify_plan
 from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
 from dbdedup.verify_plan import Graph, reopen_unchecked
@@ -25,10 +25,11 @@ from images import save
 from test_verify_workers import add_pending, drawing, loaded, other_colours, textured_photo
 
 
-def stars(links: set[tuple[int, int]]) -> dict[int, int]:
+def stars(links: set[tuple[int, int]], apart: set[tuple[int, int]] = frozenset()) -> dict[int, int]:
     """The clusters dbdedup.build_clusters computes from linked nodes, round by round: every remaining
-    node with no better linked neighbour keeps its linked neighbours, each joining its best keeper;
-    repeated on the rest. Returns {node: keeper} (keepers map to themselves)."""
+    node with no better linked neighbour keeps its linked neighbours, each joining its best keeper
+    (one judged ``apart`` from a better one of its keeper's waits for a later round); repeated on the
+    rest. Returns {node: keeper} (keepers map to themselves)."""
     neighbours: dict[int, set[int]] = {}
     for a, b in links:
         neighbours.setdefault(a, set()).add(b)
@@ -43,14 +44,21 @@ def stars(links: set[tuple[int, int]]) -> dict[int, int]:
         for keeper in keepers:
             for other in left[keeper]:
                 joined[other] = min(joined.get(other, keeper), keeper)
+        if apart:
+            together: dict[int, list[int]] = {}
+            for member, keeper in joined.items():
+                together.setdefault(keeper, [keeper]).append(member)
+            joined = {member: keeper for member, keeper in joined.items()
+                      if not any(other < member and (other, member) in apart for other in together[keeper])}
         assigned.update(joined)
         assigned.update((keeper, keeper) for keeper in set(joined.values()))
         remaining -= set(joined) | set(joined.values())
 
 
-def plan(rows: list[tuple], verdicts: dict[tuple[int, int], tuple[bool, str]], min_batch: int) -> set:
+def plan(rows: list[tuple], verdicts: dict[tuple[int, int], tuple[bool, str]], min_batch: int,
+         apart: set[tuple[int, int]] = frozenset()) -> set:
     """Run the plan with ``verdicts`` as the checks' outcomes; returns the pairs it checked."""
-    graph = Graph.from_rows(rows)
+    graph = Graph.from_rows(rows, apart)
     checked: set = set()
     while needed := graph.next_checks(min_batch):
         assert not checked.intersection(needed), "a pair checked twice"
@@ -81,13 +89,17 @@ def test_the_plan_gives_the_clusters_of_checking_every_pair_and_checks_fewer():
                     verdicts[pair] = (verified, reason)
                     if verified and not (grey and reason != "geometry"):
                         linked.add((a, b))
+        # reviewers' "not a duplicate" between nodes no pair links (the build drops such pairs)
+        paired = {(a, b) for a, b, *_ in rows}
+        apart = {(a, b) for a in range(n) for b in range(a + 1, n)
+                 if (a, b) not in paired and trial % 2 and rng.random() < 0.05}
         for min_batch in (0, 5):
-            checked = plan(rows, verdicts, min_batch)
+            checked = plan(rows, verdicts, min_batch, apart)
             known = {(a, b) for a, b, is_open, *_ in rows if not is_open}
             known |= {(a, b) for a, b, is_open, ia, ib, _ in rows
                       if is_open and (ia, ib) in checked and (a, b) in linked}
             # what the plan did not check links nothing in the build, and changes nothing
-            assert stars(known) == stars(linked), trial
+            assert stars(known, apart) == stars(linked, apart), trial
             if min_batch == 0:
                 saved += len(verdicts) - len(checked)
     assert saved > 0
@@ -286,5 +298,35 @@ def test_killing_dbdedup_report_mid_plan_and_reporting_again_gives_the_clusters_
     # every pair checked after all: the same clusters
     reopen_unchecked(conn)
     verify_pending_pairs(conn, workers=2)
+    clusters.build_clusters(conn, ClusterSettings())
+    assert set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall()) == planned
+
+
+def test_a_reviewers_not_a_duplicate_is_followed_by_the_plan_without_checking_every_pair(conn, tmp_path, monkeypatch):
+    monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)
+    files = _family(tmp_path)
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    family = ["large", "photo", "jpeg", "small", "blurred"]
+    for i, a in enumerate(family):
+        for b in family[i + 1:]:
+            add_pending(conn, image[a], image[b])
+    sha = dict(conn.execute("SELECT id, sha256 FROM dbdedup.images"))
+    verdicts.add(conn, "not_duplicate", sha[image["jpeg"]], sha[image["small"]], by="tester")
+    conn.commit()
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+
+    # the two judged apart never share a cluster: the worse-ranked one waits a round, and is then alone
+    # (its other pairs were with members already); the members' own pairs are still left unchecked
+    found = _clusters(conn, image)
+    assert not any({"jpeg", "small"} <= c for c in found)
+    assert max(found, key=len) >= {"large", "photo", "blurred"} and len(max(found, key=len)) == 4
+    assert result.verification.unchecked > 0
+    # and they are the clusters of every pair checked
+    planned = set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
     clusters.build_clusters(conn, ClusterSettings())
     assert set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall()) == planned

@@ -24,10 +24,6 @@ JOIN unnest(%(image_a)s::bigint[], %(image_b)s::bigint[]) AS x (image_a, image_b
   ON p.image_a = x.image_a AND p.image_b = x.image_b
 WHERE p.hash_kind = %(hash_kind)s;
 
--- name: reviewers_apart
--- Reviewers' not_duplicate verdicts hold members back in the build's rounds: the plan then checks every pair.
-SELECT EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.kind = 'not_duplicate');
-
 -- name: unchecked
 SELECT count(*) FROM dbdedup.pairs WHERE verify_reason = 'unchecked';
 
@@ -48,3 +44,6 @@ WHERE e.a < e.b;
 
 -- name: any_unchecked
 SELECT EXISTS (SELECT 1 FROM dbdedup.pairs WHERE verify_reason = 'unchecked');
+
+-- name: graph_apart
+SELECT a, b FROM cc_apart;
