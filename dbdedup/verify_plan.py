@@ -94,15 +94,16 @@ class Graph:
 
     def next_checks(self, min_batch: int | None = None) -> list[tuple[int, int]]:
         """Run the build's rounds as far as the checked edges decide them, and return the open pairs
-        the next step needs checked (filled up to ``min_batch``, default MIN_BATCH); an empty list when the clustering
-        is decided.
+        the next step needs checked (filled up to ``min_batch``, default MIN_BATCH); an empty list
+        when the clustering is decided.
 
         A round of the build: every node with no better linked neighbour keeps its linked
-        neighbours (each joins its best keeper; one judged apart from a better one of them waits). So a node with no better neighbour at all needs its
-        open edges checked (they decide its members; not those to a neighbour linked to a better
-        keeper), and a node whose better neighbours are all open, and that has worse ones it could
-        keep, needs one of them checked, the best first (one verified edge is enough to say it is
-        no keeper this round: a copy's edge with the keeper usually is)."""
+        neighbours (each joins its best keeper; one judged apart from a better one of them waits).
+        So a node with no better neighbour at all needs its open edges checked (they decide its
+        members; not those to a neighbour linked to a better keeper), and a node whose better
+        neighbours are all open, and that has worse ones it could keep, needs one of them checked,
+        the best first (one verified edge is enough to say it is no keeper this round: a copy's edge
+        with the keeper usually is)."""
         while self.links:
             keepers, needed, undecided = [], [], []
             for node, others in self.links.items():

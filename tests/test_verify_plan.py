@@ -134,6 +134,9 @@ def test_a_family_needs_its_keepers_pairs_and_a_small_round_is_filled_from_the_n
     assert graph.next_checks(min_batch=0) == []  # 2 joined 0; 1 is alone; 1-2 decides nothing
 
 
+FAMILY = ["large", "photo", "jpeg", "small", "blurred"]
+
+
 def _family(tmp_path):
     """A photo in five near-copies (pHash within the threshold: linked under the rule applied without
     embeddings, transforms) and a drawing in two colourways. Returns {name: path}."""
@@ -143,11 +146,25 @@ def _family(tmp_path):
         "large": save(original.resize((960, 720), Image.Resampling.BICUBIC), tmp_path / "set" / "large.png"),
         "photo": save(original, tmp_path / "set" / "photo.png"),
         "jpeg": save(original, tmp_path / "set" / "photo-q40.jpg", quality=40),
-        "small": save(original.resize((320, 240), Image.Resampling.LANCZOS), tmp_path / "set" / "small.jpg", quality=85),
+        "small": save(original.resize((320, 240), Image.Resampling.LANCZOS), tmp_path / "set" / "small.jpg",
+                      quality=85),
         "blurred": save(original.filter(ImageFilter.GaussianBlur(1)), tmp_path / "set" / "blurred.png"),
         "art": save(art, tmp_path / "set" / "art.png"),
         "art-colours": save(other_colours(art), tmp_path / "set" / "art-colours.png"),
     }
+
+
+def _loaded_family(conn, tmp_path, pairs: list[tuple[str, str]] | None = None) -> dict[str, int]:
+    """_family loaded and clustered once (its settings stored), then its pairs replaced by ``pairs``
+    (default: every two of the photo's copies), each waiting for its pixels. Returns {name: image id}."""
+    image = loaded(conn, tmp_path / "set", _family(tmp_path))
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    if pairs is None:
+        pairs = [(a, b) for i, a in enumerate(FAMILY) for b in FAMILY[i + 1:]]
+    for a, b in pairs:
+        add_pending(conn, image[a], image[b])
+    return image
 
 
 def _reasons(conn, image: dict[str, int]) -> dict[frozenset, tuple]:
@@ -165,15 +182,9 @@ def _clusters(conn, image: dict[str, int]) -> set[frozenset[str]]:
 def test_a_report_checks_the_keepers_pairs_leaves_the_members_pairs_unchecked_and_verify_can_check_them(
         conn, tmp_path, db_dsn, monkeypatch):
     monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)  # no batch filled up: only what the plan needs
-    files = _family(tmp_path)
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # matched, its settings stored
     # every two of the family an embedding pair waiting for its pixels, and the look-alike with both
-    conn.execute("DELETE FROM dbdedup.pairs")
-    family = ["large", "photo", "jpeg", "small", "blurred"]
-    for i, a in enumerate(family):
-        for b in family[i + 1:]:
-            add_pending(conn, image[a], image[b])
+    image = _loaded_family(conn, tmp_path)
+    family = FAMILY
     add_pending(conn, image["art"], image["art-colours"])
     add_pending(conn, image["large"], image["art-colours"], similarity=0.9)  # far by pHash: links nothing
 
@@ -208,12 +219,8 @@ def test_a_report_checks_the_keepers_pairs_leaves_the_members_pairs_unchecked_an
 
 def test_when_the_keeper_is_gone_the_next_report_checks_the_pairs_it_left_unchecked(conn, tmp_path, monkeypatch):
     monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)
-    files = _family(tmp_path)
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
-    conn.execute("DELETE FROM dbdedup.pairs")
-    for a, b in (("large", "photo"), ("large", "jpeg"), ("photo", "jpeg"), ("photo", "small")):
-        add_pending(conn, image[a], image[b])
+    image = _loaded_family(conn, tmp_path,
+                           [("large", "photo"), ("large", "jpeg"), ("photo", "jpeg"), ("photo", "small")])
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
     # the large copy keeps the photo and the JPEG; the photo's own pairs decide nothing (the small copy joins
     # through the keeper's pair that its unchecked pair with the photo proposes)
@@ -223,7 +230,7 @@ def test_when_the_keeper_is_gone_the_next_report_checks_the_pairs_it_left_unchec
     assert _clusters(conn, image) == {frozenset({"large", "photo", "jpeg", "small"})}
 
     # the large copy deleted and the folder loaded again: the photo is the best of what is left
-    files["large"].unlink()
+    (tmp_path / "set" / "large.png").unlink()
     summary = load_paths(conn, [tmp_path / "set"], workers=1, embedder=None)
     assert summary.missing == 1
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
@@ -304,14 +311,7 @@ def test_killing_dbdedup_report_mid_plan_and_reporting_again_gives_the_clusters_
 
 def test_a_reviewers_not_a_duplicate_is_followed_by_the_plan_without_checking_every_pair(conn, tmp_path, monkeypatch):
     monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)
-    files = _family(tmp_path)
-    image = loaded(conn, tmp_path / "set", files)
-    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
-    conn.execute("DELETE FROM dbdedup.pairs")
-    family = ["large", "photo", "jpeg", "small", "blurred"]
-    for i, a in enumerate(family):
-        for b in family[i + 1:]:
-            add_pending(conn, image[a], image[b])
+    image = _loaded_family(conn, tmp_path)
     sha = dict(conn.execute("SELECT id, sha256 FROM dbdedup.images"))
     verdicts.add(conn, "not_duplicate", sha[image["jpeg"]], sha[image["small"]], by="tester")
     conn.commit()
