@@ -2,10 +2,12 @@
 
 ``dbdedup.verify_pairs`` verifies an aligned pair whose colour signatures agree; the signature's 16x16
 lightness averages away another glyph on the same folder or another pip on a card. Each image also
-stores a 32x32 luma thumbnail (images.structure, made by the loader); here every signature-verified
-pair not measured yet is compared window by window (``verify.structure_agreement``) in the
-orientation its signatures were compared in, the measure kept in pairs.structure. A pair below
-``verify.MIN_STRUCTURE`` goes back to pending: the geometric check (``verify_workers``) aligns it by
+stores a 64x64 luma thumbnail (images.structure, made by the loader; 32x32 before session 14); here
+every signature-verified pair not measured yet is compared window by window
+(``verify.structure_agreement``) in the orientation its signatures were compared in, at 32x32 and,
+where both pictures have it, at 64x64 (star rings, fine line patterns); the measure kept in
+pairs.structure is the 32x32 one, or the 64x64 one when that is below
+``verify.MIN_SIGNATURE_FINE_STRUCTURE``. A pair below ``verify.MIN_SIGNATURE_STRUCTURE`` goes back to pending: the geometric check (``verify_workers``) aligns it by
 its pixels and measures the aligned overlap's structure (a copy cropped or turned a little at a close
 pHash passes there; another glyph is rejected, verify_reason ``structure``), and ``verify_pairs``
 leaves it to that check from then on. Pure numpy on stored bytes: no file is read, so it runs right
@@ -24,7 +26,8 @@ import psycopg
 from . import verify
 from .sqlfiles import named_queries
 
-BATCH_PAIRS = 2_000  # pairs measured at a time (their windows: about 25 MB)
+BATCH_PAIRS = 2_000  # pairs measured at a time (their windows at 32x32: about 25 MB)
+FINE_CHUNK = 256  # pairs measured at 64x64 at a time (their windows: about 60 MB)
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ def _queries() -> dict[str, str]:
 
 def check_structure(conn: psycopg.Connection) -> StructureCheck:
     """Measure every signature-verified pair whose structure is not measured yet and leave those below
-    ``verify.MIN_STRUCTURE`` pending for the geometric check; returns the counts. One transaction (a
+    ``verify.MIN_SIGNATURE_STRUCTURE`` pending for the geometric check; returns the counts. One transaction (a
     savepoint inside the caller's)."""
     started = time.perf_counter()
     q = _queries()
@@ -67,8 +70,8 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
                 known = ~np.isnan(values)
                 measured += int(known.sum())
                 unmeasured += int((~known).sum())
-                failed += int((values[known] < verify.MIN_STRUCTURE).sum())
-        conn.execute(q["apply_results"], {"min_structure": verify.MIN_STRUCTURE})
+                failed += int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
+        conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE})
         conn.execute(q["drop_temp_tables"])
     return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started)
 
@@ -76,25 +79,43 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
     """(hash_kind, image_a, image_b, structure) of each pair of ``batch``; NaN when not measurable."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
-    thumbnails = dict(conn.execute(q["thumbnails"], {"ids": ids}).fetchall())
+    thumbnails = {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}
     results = [(kind, a, b, float("nan")) for kind, a, b, _, _ in batch]
     wanted = [k for k, (_, a, b, _, trimmed) in enumerate(batch)
               if not trimmed and a in thumbnails and b in thumbnails]
     if not wanted:
         return results
-    # each picture of the batch in each orientation it is compared in, windowed once
-    pictures: dict[tuple[int, str], int] = {}
-    for k in wanted:
-        _, a, b, orientation, _ = batch[k]
-        pictures.setdefault((a, orientation), len(pictures))
-        pictures.setdefault((b, "identity"), len(pictures))
-    stacked = np.stack([verify.structure_pixels(bytes(thumbnails[image_id]), orientation)
-                        for image_id, orientation in pictures])
-    centred, spread = verify.structure_windows(stacked)
-    side_a = np.array([pictures[(batch[k][1], batch[k][3])] for k in wanted])
-    side_b = np.array([pictures[(batch[k][2], "identity")] for k in wanted])
-    values = verify.structure_agreements((centred[side_a], spread[side_a]), (centred[side_b], spread[side_b]))
+    values = _agreements(thumbnails, [batch[k] for k in wanted], verify.STRUCTURE_SIDE)
+    # where both pictures have the finer thumbnail and agree at 32x32, the 64x64 one may still find them
+    # apart (fine line patterns); its value is kept when it fails, so that one number says why
+    finer = [i for i, k in enumerate(wanted)
+             if values[i] >= verify.MIN_SIGNATURE_STRUCTURE
+             and min(len(thumbnails[batch[k][1]]), len(thumbnails[batch[k][2]])) >= verify.FINE_STRUCTURE_SIDE ** 2]
+    for start in range(0, len(finer), FINE_CHUNK):
+        chunk = finer[start:start + FINE_CHUNK]
+        fine = _agreements(thumbnails, [batch[wanted[i]] for i in chunk], verify.FINE_STRUCTURE_SIDE,
+                           verify.FINE_STRUCTURE_PERCENTILE)
+        for i, value in zip(chunk, fine):
+            if value < verify.MIN_SIGNATURE_FINE_STRUCTURE:
+                values[i] = min(values[i], value)
     for k, value in zip(wanted, values):
         kind, a, b, _, _ = batch[k]
         results[k] = (kind, a, b, float(value))
     return results
+
+
+def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
+                percentile: float | None = None) -> np.ndarray:
+    """``verify.structure_agreements`` of ``pairs`` ((hash_kind, image_a, image_b, orientation, trimmed)),
+    their thumbnails at ``side``; each picture in each orientation it is compared in windowed once."""
+    pictures: dict[tuple[int, str], int] = {}
+    for _, a, b, orientation, _ in pairs:
+        pictures.setdefault((a, orientation), len(pictures))
+        pictures.setdefault((b, "identity"), len(pictures))
+    stacked = np.stack([verify.structure_pixels(thumbnails[image_id], orientation, side)
+                        for image_id, orientation in pictures])
+    centred, spread = verify.structure_windows(stacked)
+    side_a = np.array([pictures[(a, orientation)] for _, a, _, orientation, _ in pairs])
+    side_b = np.array([pictures[(b, "identity")] for _, _, b, _, _ in pairs])
+    extra = {} if percentile is None else {"percentile": percentile}
+    return verify.structure_agreements((centred[side_a], spread[side_a]), (centred[side_b], spread[side_b]), **extra)

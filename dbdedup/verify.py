@@ -35,6 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
+from .hashes import compute_hashes
 from .sqlfiles import read_sql
 
 
@@ -320,6 +321,15 @@ _STRUCTURE_FLOOR = 8.0  # luma levels of spread under which a window is flat in 
 _STRUCTURE_C = 10.0  # stabilises the correlation of windows with little spread, as SSIM's C2
 _STRUCTURE_PERCENTILE = 5.0  # of the windows' agreement: a few windows that differ decide, not one
 MIN_STRUCTURE = _SETTINGS["min_structure"]
+# The structure check of signature-verified pairs (dbdedup.structure_check) is stricter than the aligned
+# overlap's: a pair below it only goes to the geometric check, which aligns it and asks
+# MIN_STRUCTURE_REALIGNED of the overlap. Measured on the accuracy set's 37,547 signature-verified pairs
+# (session 14, from the files): below 0.70 at 32x32 are 183 of the 846 pairs of different pictures (a
+# folder with another emblem: 0.64-0.67) and 478 of the copies (turned by 2 degrees, mostly, which the
+# geometric check aligns). Star rings and other fine line patterns agree at 32x32 (0.85-0.97) and only
+# part at 64x64: there the 10th percentile below 0.30 for 34 more look-alikes and 80 more copies.
+MIN_SIGNATURE_STRUCTURE = _SETTINGS["min_signature_structure"]
+MIN_SIGNATURE_FINE_STRUCTURE = _SETTINGS["min_signature_fine_structure"]
 # A pair whose structure check failed goes to the geometric check, whose aligned overlap must then agree
 # this closely: the alignment has to explain the failure. Measured on the accuracy set's 59 such pairs
 # the check verified at MIN_STRUCTURE: the copies (crops of 10%, turns of 2-5 degrees) aligned to 0.87-1.0
@@ -333,19 +343,29 @@ MIN_STRUCTURE_REALIGNED = _SETTINGS["min_structure_realigned"]
 FINE_STRUCTURE_SIDE = 64
 FINE_STRUCTURE_PERCENTILE = 10.0
 MIN_FINE_STRUCTURE = 0.77
+# The loader stores the luma thumbnail at FINE_STRUCTURE_SIDE (images.structure, 4 kB); the 32x32 one is
+# its 2x2 means. Images loaded before session 14 have only the 32x32 one.
+STORED_STRUCTURE_SIDE = FINE_STRUCTURE_SIDE
 
 
-def structure_thumbnail(image: Image.Image, side: int = STRUCTURE_SIDE) -> bytes:
-    """The picture's luma (Rec. 601, as ``convert("L")``) box-averaged to ``side`` x ``side`` (STRUCTURE_SIDE:
-    what ``structure_agreement`` compares, images.structure), row-major, one byte a pixel."""
+def structure_thumbnail(image: Image.Image, side: int = STORED_STRUCTURE_SIDE) -> bytes:
+    """The picture's luma (Rec. 601, as ``convert("L")``) box-averaged to ``side`` x ``side`` (by default
+    STORED_STRUCTURE_SIDE, what the loader keeps in images.structure), row-major, one byte a pixel."""
     grey = image if image.mode == "L" else image.convert("L")
     return grey.resize((side, side), Image.Resampling.BOX, reducing_gap=4.0).tobytes()
 
 
-def structure_pixels(thumbnail: bytes, orientation: str = "identity") -> np.ndarray:
-    """A ``structure_thumbnail`` as a float array, under ``orientation`` (one of ``ORIENTATIONS``)."""
-    side = int(round(len(thumbnail) ** 0.5))
-    pixels = np.frombuffer(thumbnail, dtype=np.uint8).reshape(side, side).astype(np.float64)
+def structure_pixels(thumbnail: bytes, orientation: str = "identity", side: int = STRUCTURE_SIDE) -> np.ndarray | None:
+    """A ``structure_thumbnail`` as a float array ``side`` x ``side``, under ``orientation`` (one of
+    ``ORIENTATIONS``): a larger stored thumbnail averaged down by whole blocks; None when the stored one
+    is smaller than ``side`` (or its side not a multiple of it)."""
+    stored = int(round(len(thumbnail) ** 0.5))
+    if stored < side or stored % side:
+        return None
+    pixels = np.frombuffer(thumbnail, dtype=np.uint8).reshape(stored, stored).astype(np.float64)
+    if stored != side:
+        k = stored // side
+        pixels = pixels.reshape(side, k, side, k).mean(axis=(1, 3))
     return orient_pixels(pixels, orientation)
 
 
@@ -544,6 +564,44 @@ def align_keypoints(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIER
     return GeometricMatch(len(good), int(mask.sum()), transform, scale, 0.0, None)
 
 
+# The keypoints align a drawing with its own turned copy as readily as with another picture that is the
+# same drawing turned (an arrow pointing up and one pointing down, placed otherwise on the canvas): on
+# the accuracy set one such pair of openclipart arrows at pHash 8-14 apart made a cluster of 31 (184
+# pairs of different pictures). A turned copy's pHash agrees with the other picture turned; these agree
+# unturned and not turned. So a quarter turn or more is refused when the two pHashes (of the working
+# pixels) are near unturned and at least TURN_HASH_MARGIN bits farther once turned that way (for that
+# arrow 12-16 against 28-38; a copy turned by 90 degrees: 28 against 2). Pairs whose pHashes are not
+# near unturned (a crop turned, most of all) are not judged by this.
+TURN_MIN_DEGREES = 45.0
+TURN_NEAR_HASH = 16  # bits: closer than chance (about 32) by several spreads
+TURN_HASH_MARGIN = 8
+
+
+def _phash_distance(x: int, y: int) -> int:
+    return ((x ^ y) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
+
+
+def turn_against_hash(match: GeometricMatch, pa: np.ndarray, pb: np.ndarray) -> bool:
+    """Whether ``match`` aligns b onto a only turned by TURN_MIN_DEGREES or more while the two pictures'
+    pHashes (of ``pa`` and ``pb``, the working pixels the keypoints were found on) agree unturned, within
+    TURN_NEAR_HASH bits, and not turned by the quarters the alignment found (TURN_HASH_MARGIN bits
+    farther): another picture drawn turned, not a turned copy."""
+    if match.transform is None:
+        return False
+    angle = float(np.degrees(np.arctan2(match.transform[1, 0], match.transform[0, 0])))
+    if abs(angle) < TURN_MIN_DEGREES:
+        return False
+    hash_b = compute_hashes(Image.fromarray(np.ascontiguousarray(pb), "RGB")).phash
+    plain = _phash_distance(compute_hashes(Image.fromarray(np.ascontiguousarray(pa), "RGB")).phash, hash_b)
+    if plain > TURN_NEAR_HASH:
+        return False
+    # (either sense of a quarter turn: which one maps a onto b depends on the transform's direction)
+    quarters = ("rotate_180",) if round(angle / 90) % 4 == 2 else ("rotate_90", "rotate_270")
+    turned = min(_phash_distance(compute_hashes(Image.fromarray(np.ascontiguousarray(orient_pixels(pa, q)), "RGB")).phash,
+                                 hash_b) for q in quarters)
+    return turned >= plain + TURN_HASH_MARGIN
+
+
 def overlap_needed(match: GeometricMatch, min_inliers: int = MIN_INLIERS) -> bool:
     """Whether an ``align_keypoints`` result is worth comparing by its overlap: enough inliers at a
     plausible scale (most candidates stop before: their verdict is no_geometry whatever the colours)."""
@@ -584,8 +642,8 @@ def structure_of_pixels(a: np.ndarray, b: np.ndarray, side: int = STRUCTURE_SIDE
                         percentile: float = _STRUCTURE_PERCENTILE) -> float:
     """``structure_agreement`` of two aligned RGB pixel arrays (rows, columns, 3), uint8, each scaled to
     ``side`` x ``side``."""
-    thumbnails = [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB"), side))
-                  for p in (a, b)]
+    thumbnails = [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB"), side),
+                                   side=side) for p in (a, b)]
     return structure_agreement(*thumbnails, percentile=percentile)
 
 

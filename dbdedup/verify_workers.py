@@ -162,7 +162,7 @@ class PendingPair:
     similarity: float | None
     a: ImageInfo
     b: ImageInfo
-    structure: float | None = None  # pairs.structure: below verify.MIN_STRUCTURE, the signatures do not settle it
+    structure: float | None = None  # pairs.structure: below verify.MIN_SIGNATURE_STRUCTURE, the signatures do not settle it
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -179,7 +179,7 @@ class PendingPair:
     def structure_failed(self) -> bool:
         """Whether the structure check found the two apart (another drawing in a region, or a copy
         cropped or turned a little at a close pHash): a signature verdict cannot verify it."""
-        return self.structure is not None and self.structure < verify.MIN_STRUCTURE
+        return self.structure is not None and self.structure < verify.MIN_SIGNATURE_STRUCTURE
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -386,6 +386,7 @@ class PairChecker:
             min_inliers = verify.MIN_INLIERS
         keys_a, keys_b = self._keypoints(pair.a, geometry_orientation(pair)), self._keypoints(pair.b, "identity")
         match = verify.align_keypoints(keys_a, keys_b)
+        pixels_a = None
         if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
             # (the pixels the keypoints were found on: image_a's under the same mirror)
             pixels_a = verify.orient_pixels(self._pixels(pair.a), geometry_orientation(pair))
@@ -395,6 +396,8 @@ class PairChecker:
         verdict = verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
                                            max_detail=verify.MAX_DETAIL_FAR if aligned else None,
                                            min_structure=min_structure)
+        if verdict.verified and pixels_a is not None and verify.turn_against_hash(match, pixels_a, self._pixels(pair.b)):
+            return verify.Verdict(False, verdict.score, "turned")
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, fa, fb, orientation):
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
@@ -755,7 +758,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels) when the two are the same picture; a rejection's reason ('colour', 'detail',
-    'structure', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
+    'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
     colour signature get them from this read. Then the signature-verified pairs not measured yet get

@@ -31,7 +31,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT hopeless_grey_light double precision, OUT max_chroma_same_hue double precision,
         OUT same_hue_light double precision, OUT max_hue_shift double precision, OUT max_hue_spread double precision,
         OUT converted_grey_light double precision, OUT max_gain_converted double precision,
-        OUT min_structure double precision, OUT min_structure_realigned double precision)
+        OUT min_structure double precision, OUT min_structure_realigned double precision,
+        OUT min_signature_structure double precision, OUT min_signature_fine_structure double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -62,16 +63,19 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                20.0 AS max_hue_spread,      -- degrees: the chroma-weighted RMS of each cell's hue turn about that mean
                1.0 AS converted_grey_light, -- L* units: a greyscale picture this close to a colour one's conversion is that conversion
                1.45 AS max_gain_converted,  -- ... and may be this far from it in lightness spread (max_gain otherwise)
-               0.40 AS min_structure,       -- local structure agreement (dbdedup.verify.structure_agreement) below which the signatures do not verify a pair, nor the geometric check its aligned overlap
-               0.70 AS min_structure_realigned  -- ... of the aligned overlap of a pair whose structure check failed: the alignment must explain it
+               0.40 AS min_structure,       -- local structure agreement (dbdedup.verify.structure_agreement) of the aligned overlap below which the geometric check does not verify a pair
+               0.70 AS min_structure_realigned,  -- ... of the aligned overlap of a pair whose structure check failed: the alignment must explain it
+               0.70 AS min_signature_structure,  -- the structure check of a signature-verified pair (32x32): below it, the geometric check decides
+               0.30 AS min_signature_fine_structure  -- ... the same at 64x64 (10th percentile), where both images have that thumbnail
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
     'routing of pairs (aligned_distance, aligned_variant, same_framing, settled, hopeless, hopeless_gain, hopeless_grey_light, geometry_min_similarity), '
     'max_chroma_same_hue, same_hue_light, max_hue_shift and max_hue_spread (an aligned pair whose chroma layouts differ in strength but not '
     'in hue: dbdedup.hue_agreement), converted_grey_light and max_gain_converted (a greyscale picture that is a colour one''s '
-    'conversion: the spread ratio L* and luma give such a pair), min_structure and min_structure_realigned (the structure check of '
-    'signature-verified pairs, dbdedup.structure_check, and the geometric check of those it failed), '
+    'conversion: the spread ratio L* and luma give such a pair), min_signature_structure and min_signature_fine_structure (the '
+    'structure check of signature-verified pairs, dbdedup.structure_check, at 32x32 and 64x64), min_structure (the geometric '
+    'check''s aligned overlap) and min_structure_realigned (the same for a pair the structure check failed), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
     'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
@@ -405,7 +409,7 @@ BEGIN
                 WHEN p.transform = 'keypoints' THEN 'pending'
                 -- the structure check (dbdedup.structure_check) found the two apart in a region though
                 -- their signatures agree: the geometric check aligns them and measures it again
-                WHEN p.structure < s.min_structure THEN 'pending'
+                WHEN p.structure < s.min_signature_structure THEN 'pending'
                 -- found through a border-trimmed variant: verified when the whole pictures already agree in
                 -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
                 -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing)
@@ -518,7 +522,7 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, a layout apart (layout) beyond '
     'hopeless, never for the detail alone (the geometric check compares the aligned overlap''s detail); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
-    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_structure) '
+    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure) '
     'are left to the geometric check. Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '

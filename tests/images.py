@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 
 def photo(seed: int, size: tuple[int, int] = (256, 192)) -> Image.Image:
@@ -97,3 +97,14 @@ def textured_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image
     arr = np.asarray(image.filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)
     arr += np.random.default_rng(seed + 7919).normal(0, 3, size=arr.shape)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def star_ring(points: int, step: int, size: int = 100, width: int = 3) -> Image.Image:
+    """Line art: a star polygon {points/step} drawn in one black stroke on white, ``width`` pixels at 4x the
+    size (openclipart's star rings: star_55pt26step and star_53pt25step are two pictures)."""
+    big = Image.new("RGB", (size * 4, size * 4), (255, 255, 255))
+    centre, radius = size * 2, size * 1.9
+    vertices = [(centre + radius * np.sin(2 * np.pi * k * step / points), centre - radius * np.cos(2 * np.pi * k * step / points))
+                for k in range(points + 1)]
+    ImageDraw.Draw(big).line(vertices, fill=(0, 0, 0), width=width)
+    return big.resize((size, size), Image.Resampling.LANCZOS)

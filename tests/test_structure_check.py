@@ -1,7 +1,7 @@
 """The structure check (dbdedup/structure_check.py): a pair the colour signatures verify is compared again by
-the two images' stored 32x32 thumbnails, window by window. Real images made with Pillow (one folder drawing
-with two glyphs, as icon sets ship them, and edited copies of one), loaded by the real loader into a real
-database."""
+the two images' stored thumbnails, window by window, at 32x32 and 64x64. Real images made with Pillow (one
+folder drawing with two glyphs, as icon sets ship them, two star rings, and edited copies of one), loaded by
+the real loader into a real database."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
 from dbdedup.verify_plan import reopen_unchecked
 from dbdedup.verify_workers import verify_pending_pairs
-from images import reencoded, resized, save
+from images import reencoded, resized, save, star_ring
 
 
 def glyph_folder(glyph: str, colour=(196, 30, 40), size: int = 192) -> Image.Image:
@@ -173,7 +173,7 @@ def test_images_loaded_before_the_thumbnails_keep_their_verdicts_until_the_next_
     assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE structure IS NULL").fetchone()[0] == 0
     clusters.ensure_clusters(conn, ClusterSettings())
     found = pair(conn, ids, "plus.png", "cross.png")
-    assert found["verified"] is False and found["structure"] < verify.MIN_STRUCTURE, found
+    assert found["verified"] is False and found["structure"] < verify.MIN_SIGNATURE_STRUCTURE, found
     assert load_paths(conn, [tmp_path], workers=1, embedder=None).loaded == 0
 
 
@@ -219,7 +219,7 @@ def test_match_and_verify_through_the_cli_say_what_the_structure_check_did(db_ds
     # what a SQL-only refresh() leaves (pairs verified by their signatures, not measured): `dbdedup verify` checks them
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         left = conn.execute("UPDATE dbdedup.pairs SET verified = true, verify_reason = 'signature', structure = NULL "
-                            "WHERE structure < %s", (verify.MIN_STRUCTURE,)).rowcount
+                            "WHERE structure < %s", (verify.MIN_SIGNATURE_STRUCTURE,)).rowcount
     assert left >= 1
     verified = runner.invoke(cli, ["--db", db_dsn, "verify"], catch_exceptions=False)
     assert verified.exit_code == 0, verified.output
@@ -227,4 +227,67 @@ def test_match_and_verify_through_the_cli_say_what_the_structure_check_did(db_ds
             "their pixels") in verified.stderr, verified.stderr
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE verified AND structure < %s",
-                            (verify.MIN_STRUCTURE,)).fetchone()[0] == 0
+                            (verify.MIN_SIGNATURE_STRUCTURE,)).fetchone()[0] == 0
+
+
+STAR_COPIES = {
+    "ring_darker.png": lambda im: ImageEnhance.Brightness(im).enhance(0.7),
+    "ring_half.png": lambda im: resized(im, 0.5),
+    "ring_enlarged.png": lambda im: resized(im, 1.5),
+    "ring_blur.png": lambda im: im.filter(ImageFilter.GaussianBlur(1)),
+    "ring_contrast.png": lambda im: ImageEnhance.Contrast(im).enhance(1.4),
+}
+
+
+def make_star_rings(root: Path) -> None:
+    """Two star rings of 49 and 61 points (pHash 1 apart, the same colours, alike at 32x32) and copies of one."""
+    ring = star_ring(49, 16, size=256, width=6)
+    save(ring, root / "ring.png")
+    save(star_ring(61, 20, size=256, width=6), root / "other_ring.png")
+    for name, edit in STAR_COPIES.items():
+        save(edit(ring), root / name)
+
+
+def check_every_pair(conn) -> None:
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)  # every pair checked, as `dbdedup verify --unchecked` does
+    verify_pending_pairs(conn, workers=1)
+
+
+def test_star_rings_alike_at_32x32_are_told_apart_by_the_64x64_thumbnails(conn, tmp_path):
+    make_star_rings(tmp_path)
+    ids = load(conn, tmp_path)
+    stored = conn.execute("SELECT structure FROM dbdedup.images WHERE id = %s", (ids["ring.png"],)).fetchone()[0]
+    assert len(stored) == verify.STORED_STRUCTURE_SIDE ** 2
+    check_every_pair(conn)
+
+    found = pair(conn, ids, "ring.png", "other_ring.png")
+    assert found["distance"] <= 2, found  # aligned by the hash: the colour signatures judge it first
+    # at 32x32 (the 2x2 means of the stored thumbnails) the two agree as copies do; at 64x64 they do not
+    coarse = verify.structure_agreement(thumbnail(conn, ids["ring.png"]), thumbnail(conn, ids["other_ring.png"]))
+    assert coarse >= verify.MIN_SIGNATURE_STRUCTURE
+    assert found["structure"] < verify.MIN_SIGNATURE_FINE_STRUCTURE, found
+    # left to the geometric check, which aligns them and finds the overlap apart at 64x64
+    assert found["verified"] is False and found["reason"] in ("structure", "no_geometry"), found
+    for name in STAR_COPIES:
+        copy = pair(conn, ids, "ring.png", name)
+        assert copy["verified"] is True, (name, copy)
+    assert groups(conn) == {frozenset({"ring.png", *STAR_COPIES})}
+
+
+def test_thumbnails_stored_at_32x32_are_compared_at_32x32_only(conn, tmp_path):
+    make_star_rings(tmp_path)
+    ids = load(conn, tmp_path)
+    # images loaded before 0021: their thumbnails 32x32 (what the 64x64 ones average to)
+    for image_id in ids.values():
+        coarse = thumbnail(conn, image_id)
+        conn.execute("UPDATE dbdedup.images SET structure = %s WHERE id = %s",
+                     (np.round(coarse).astype(np.uint8).tobytes(), image_id))
+    conn.commit()
+    check_every_pair(conn)
+    found = pair(conn, ids, "ring.png", "other_ring.png")
+    # nothing finer to compare: the 32x32 measure stands, and the signatures' verdict with it
+    assert found["verified"] is True and found["reason"] == "signature", found
+    assert found["structure"] >= verify.MIN_SIGNATURE_STRUCTURE
+    assert verify.structure_pixels(bytes(conn.execute(
+        "SELECT structure FROM dbdedup.images WHERE id = %s", (ids["ring.png"],)).fetchone()[0]), side=64) is None

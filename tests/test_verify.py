@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from dbdedup import verify
+from images import star_ring
 
 
 def flag(colours, size=(300, 200), emblem=(255, 255, 255)) -> Image.Image:
@@ -208,17 +209,6 @@ def test_the_colour_warp_is_only_paid_for_a_pair_with_enough_inliers():
     a, b = verify.Features.of(original), verify.Features.of(crop)
     assert verify.geometric_verdict(a, b, strict, min_inliers=found.inliers + 1).reason == "no_geometry"
     assert verify.geometric_verdict(a, b, found).reason == "geometry"
-
-
-def star_ring(points: int, step: int, size: int = 100) -> Image.Image:
-    """Line art: a star polygon {points/step} drawn in one thin black stroke on white (openclipart's star
-    rings: star_55pt26step and star_53pt25step are two pictures)."""
-    big = Image.new("RGB", (size * 4, size * 4), (255, 255, 255))
-    centre, radius = size * 2, size * 1.9
-    vertices = [(centre + radius * np.sin(2 * np.pi * k * step / points), centre - radius * np.cos(2 * np.pi * k * step / points))
-                for k in range(points + 1)]
-    ImageDraw.Draw(big).line(vertices, fill=(0, 0, 0), width=3)
-    return big.resize((size, size), Image.Resampling.LANCZOS)
 
 
 def test_star_rings_of_53_and_55_points_align_but_differ_at_64x64_and_their_copies_do_not():

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageChops, ImageDraw, ImageOps
 
 from dbdedup import verify
 from dbdedup.decode import decode_image
@@ -618,3 +618,42 @@ def test_only_a_drawing_on_white_needs_an_aligned_pairs_keypoints_for_a_keeper_p
     assert verify.MIN_INLIERS <= match.inliers < verify.MIN_INLIERS_ALIGNED, match
     verify_pending_pairs(conn, workers=1)
     assert verdicts(conn)[frozenset((image["large"], image["crop"]))][::2] == (True, "geometry")
+
+
+def upper_arrow(size: int = 256) -> Image.Image:
+    """An arrow pointing up in the upper part of its canvas: a filled head, a shaft, two chevrons of fletching."""
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    u = size / 100
+
+    def at(points):
+        return [(x * u, y * u) for x, y in points]
+
+    draw.polygon(at([(47, 14), (53, 14), (53, 66), (47, 66)]), fill="black")
+    draw.polygon(at([(50, 4), (40, 15), (60, 15)]), fill="black")
+    for y in (58, 64):
+        draw.polygon(at([(50, y), (40, y + 8), (40, y + 12), (50, y + 4), (60, y + 12), (60, y + 8)]), fill="black")
+    return image
+
+
+def test_an_arrow_pointing_the_other_way_aligns_only_turned_and_is_not_a_copy(conn, tmp_path):
+    """openclipart's arrow05_2 and arrow05_4: one drawing pointing up, and pointing down placed otherwise on
+    its canvas. Their pHashes agree unturned; the keypoints align them only turned by 180 degrees, as they
+    do a copy turned by 180 or 90 degrees, whose pHash agrees turned."""
+    up = upper_arrow()
+    down = ImageChops.offset(up.rotate(180), 0, -52)  # turned, then moved up into the same place
+    files = {"up": save(up, tmp_path / "set" / "up.png"), "down": save(down, tmp_path / "set" / "down.png"),
+             "up-turned": save(up.rotate(180), tmp_path / "set" / "up-turned.png"),
+             "up-quarter": save(up.rotate(90), tmp_path / "set" / "up-quarter.png")}
+    image = loaded(conn, tmp_path / "set", files)
+    for other in ("down", "up-turned", "up-quarter"):
+        add_pending(conn, image["up"], image[other], similarity=None)
+    distance, = conn.execute("SELECT distance FROM dbdedup.pairs WHERE image_a + image_b = %s",
+                             (image["up"] + image["down"],)).fetchone()
+    assert distance <= verify.TURN_NEAR_HASH  # as close as copies are, unturned
+    summary = verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((image["up"], image["down"]))][::2] == (False, "turned"), got
+    for copy in ("up-turned", "up-quarter"):
+        assert got[frozenset((image["up"], image[copy]))][::2] == (True, "geometry"), (copy, got)
+    assert summary.reasons == {"geometry": 2, "turned": 1}

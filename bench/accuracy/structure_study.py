@@ -2,9 +2,12 @@
 
 Reads the database a `cli_score.py` run left (bench/out/accuracy/cli-pgdata): every pair the check
 measured (pairs.structure, a number: the pairs the colour signatures verified, not found through a
-trimmed variant), labelled by the set's truth (the same picture: one original's group), and prints,
-for a few thresholds, how many copies and how many look-alikes fall below it, then what the pairs
-below today's threshold (verify_settings.min_structure) ended as after the geometric check.
+trimmed variant), labelled by the set's truth (the same picture: one original's group). Both measures
+are computed again from the stored thumbnails (images.structure), in the orientation the pair's
+signatures were compared in: the 32x32 one (5th percentile) and, where both thumbnails are 64x64, the
+64x64 one (10th percentile). Prints, for a grid of the two thresholds, how many copies and how many
+look-alikes the check would send to the geometric check, then what the pairs below today's thresholds
+(verify_settings.min_signature_structure, min_signature_fine_structure) ended as after it.
 
 Usage:
     .venv/bin/python bench/accuracy/structure_study.py [--set bench/out/accuracy]
@@ -24,12 +27,27 @@ from dbdedup.db import connect, stop_embedded
 
 from score import SET_DIR, Truth
 
-THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+COARSE_THRESHOLDS = (0.4, 0.6, 0.7, 0.8)
+FINE_THRESHOLDS = (None, 0.2, 0.3, 0.4, 0.5)
 
 
 def same_picture(truth: Truth, a: str, b: str) -> bool:
     group_a, group_b = truth.group.get(a), truth.group.get(b)
     return a == b or (group_a is not None and group_a == group_b)
+
+
+def measures(a: bytes, b: bytes, orientation: str) -> tuple[float, float | None]:
+    """The 32x32 and the 64x64 structure agreement of two stored thumbnails (None: not both 64x64)."""
+    coarse = verify.structure_agreement(verify.structure_pixels(a, orientation), verify.structure_pixels(b))
+    fine_a = verify.structure_pixels(a, orientation, verify.FINE_STRUCTURE_SIDE)
+    fine_b = verify.structure_pixels(b, "identity", verify.FINE_STRUCTURE_SIDE)
+    if fine_a is None or fine_b is None:
+        return coarse, None
+    return coarse, verify.structure_agreement(fine_a, fine_b, verify.FINE_STRUCTURE_PERCENTILE)
+
+
+def fails(coarse: float, fine: float | None, t_coarse: float, t_fine: float | None) -> bool:
+    return coarse < t_coarse or (t_fine is not None and fine is not None and fine < t_fine)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,22 +62,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with connect(None, data_dir) as conn:
             rows = conn.execute(
-                "SELECT a.path, b.path, p.structure, p.verified, p.verify_reason FROM dbdedup.pairs p "
+                "SELECT a.path, b.path, a.structure, b.structure, "
+                "       dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant), "
+                "       p.verified, p.verify_reason "
+                "FROM dbdedup.pairs p CROSS JOIN dbdedup.verify_settings() s "
                 "JOIN dbdedup.images a ON a.id = p.image_a JOIN dbdedup.images b ON b.id = p.image_b "
-                "WHERE p.structure IS NOT NULL AND p.structure <> 'NaN'").fetchall()
+                "WHERE p.structure IS NOT NULL AND p.structure <> 'NaN' "
+                "  AND a.structure IS NOT NULL AND b.structure IS NOT NULL").fetchall()
     finally:
         stop_embedded(data_dir)
-    measured = [(same_picture(truth, os.path.basename(a), os.path.basename(b)), s, v, r) for a, b, s, v, r in rows
-                if not math.isnan(s)]
+    measured = [(same_picture(truth, os.path.basename(pa), os.path.basename(pb)),
+                 *measures(bytes(ta), bytes(tb), orientation), verified, reason)
+                for pa, pb, ta, tb, orientation, verified, reason in rows]
     copies = sum(1 for same, *_ in measured if same)
-    print(f"{len(measured):,} pairs measured: {copies:,} copies, {len(measured) - copies:,} look-alikes\n")
-    print("| threshold | copies below | look-alikes below |")
-    print("| --- | --- | --- |")
-    for threshold in THRESHOLDS:
-        below = Counter(same for same, s, *_ in measured if s < threshold)
-        print(f"| {threshold:.2f} | {below[True]:,} | {below[False]:,} |")
-    print(f"\nbelow {verify.MIN_STRUCTURE:.2f}, after the geometric check (verified, reason):")
-    ended = Counter((same, verified, reason) for same, s, verified, reason in measured if s < verify.MIN_STRUCTURE)
+    with_fine = sum(1 for _, _, fine, *_ in measured if fine is not None)
+    print(f"{len(measured):,} pairs measured: {copies:,} copies, {len(measured) - copies:,} look-alikes; "
+          f"{with_fine:,} with both thumbnails at 64x64\n")
+    print("copies / look-alikes below (32x32 threshold, rows; 64x64 threshold, columns):\n")
+    print("| 32x32 | " + " | ".join("64x64 off" if t is None else f"64x64 {t:.2f}" for t in FINE_THRESHOLDS) + " |")
+    print("| --- |" + " --- |" * len(FINE_THRESHOLDS))
+    for t_coarse in COARSE_THRESHOLDS:
+        cells = []
+        for t_fine in FINE_THRESHOLDS:
+            below = Counter(same for same, coarse, fine, *_ in measured if fails(coarse, fine, t_coarse, t_fine))
+            cells.append(f"{below[True]:,} / {below[False]:,}")
+        print(f"| {t_coarse:.2f} | " + " | ".join(cells) + " |")
+    print(f"\nbelow {verify.MIN_SIGNATURE_STRUCTURE:.2f} at 32x32 or {verify.MIN_SIGNATURE_FINE_STRUCTURE:.2f} at 64x64, "
+          "after the geometric check (verified, reason):")
+    ended = Counter((same, verified, reason) for same, coarse, fine, verified, reason in measured
+                    if fails(coarse, fine, verify.MIN_SIGNATURE_STRUCTURE, verify.MIN_SIGNATURE_FINE_STRUCTURE))
     for (same, verified, reason), n in sorted(ended.items(), key=lambda item: -item[1]):
         print(f"  {'copy' if same else 'look-alike':10s} {str(verified):5s} {reason}: {n:,}")
     return 0
