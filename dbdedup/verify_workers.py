@@ -397,7 +397,15 @@ class PairChecker:
                                            max_detail=verify.MAX_DETAIL_FAR if aligned else None,
                                            min_structure=min_structure)
         if verdict.verified and pixels_a is not None and verify.turn_against_hash(match, pixels_a, self._pixels(pair.b)):
-            return verify.Verdict(False, verdict.score, "turned")
+            # the pHashes see the two unturned: only an unturned alignment verifies them (a card nearly
+            # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
+            unturned = verify.align_keypoints(keys_a, keys_b, max_turn=verify.TURN_MIN_DEGREES)
+            if verify.overlap_needed(unturned, min_inliers):
+                unturned = verify.compare_overlap(unturned, pixels_a, self._pixels(pair.b))
+            again = verify.geometric_verdict(fa, fb, unturned, min_inliers=min_inliers,
+                                             max_detail=verify.MAX_DETAIL_FAR if aligned else None,
+                                             min_structure=min_structure)
+            return again if again.verified else verify.Verdict(False, verdict.score, "turned")
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, fa, fb, orientation):
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)

@@ -300,3 +300,27 @@ def test_a_dense_alignment_that_did_not_converge_or_gave_no_number_verifies_noth
     for correlation in (None, float("nan"), 0.5):
         verdict = verify.dense_verdict(features, features, verify.DenseMatch(correlation, same))
         assert (verdict.verified, verdict.reason) == (False, "no_geometry"), correlation
+
+
+def test_an_unturned_alignment_is_found_beside_a_half_turn_with_more_inliers():
+    """A playing card is nearly symmetric by a half turn: a copy turned by 2 degrees matches some of its
+    keypoints to their twins, and RANSAC may take the half turn. ``max_turn`` fits again on the matches
+    the turned alignment left out."""
+    rng = np.random.default_rng(3)
+    size = 256
+    centre = np.array([size / 2, size / 2])
+    points = rng.uniform(20, size - 20, (55, 2)).astype(np.float32)
+    descriptors = rng.uniform(0, 255, (55, 128)).astype(np.float32)
+    a = verify.Keypoints(points, descriptors, None, size=(size, size))
+    turn = np.radians(2.0)
+    small = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    moved = np.vstack([2 * centre - points[:30],  # 30 matched to their twins: turned by 180 degrees
+                       (points[30:] - centre) @ small.T + centre])  # 25 to themselves: turned by 2 degrees
+    b = verify.Keypoints(moved.astype(np.float32), descriptors, None, size=(size, size))
+    first = verify.align_keypoints(a, b)
+    assert abs(abs(verify.turn_degrees(first.transform)) - 180) < 1 and first.inliers == 30
+    unturned = verify.align_keypoints(a, b, max_turn=verify.TURN_MIN_DEGREES)
+    assert abs(abs(verify.turn_degrees(unturned.transform)) - 2) < 0.5 and unturned.inliers == 25
+    # no unturned alignment among the matches: none
+    only_turned = verify.Keypoints(moved[:30].astype(np.float32), descriptors[:30], None, size=(size, size))
+    assert verify.align_keypoints(a, only_turned, max_turn=verify.TURN_MIN_DEGREES).transform is None
