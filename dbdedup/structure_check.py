@@ -7,8 +7,8 @@ every signature-verified pair not measured yet is compared window by window
 (``verify.structure_agreement``) in the orientation its signatures were compared in, at 32x32 and,
 where both pictures have it, at 64x64 (star rings, fine line patterns); the measure kept in
 pairs.structure is the 32x32 one, or the 64x64 one when that is below
-``verify.MIN_SIGNATURE_FINE_STRUCTURE``. A pair below ``verify.MIN_SIGNATURE_STRUCTURE`` goes back to pending: the geometric check (``verify_workers``) aligns it by
-its pixels and measures the aligned overlap's structure (a copy cropped or turned a little at a close
+``verify.MIN_SIGNATURE_FINE_STRUCTURE``. A pair below ``verify.MIN_SIGNATURE_STRUCTURE`` goes back to
+pending: the geometric check (``verify_workers``) aligns it by its pixels and measures the aligned overlap's structure (a copy cropped or turned a little at a close
 pHash passes there; another glyph is rejected, verify_reason ``structure``), and ``verify_pairs``
 leaves it to that check from then on. Pure numpy on stored bytes: no file is read, so it runs right
 after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
@@ -107,15 +107,14 @@ def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) ->
 def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
                 percentile: float | None = None) -> np.ndarray:
     """``verify.structure_agreements`` of ``pairs`` ((hash_kind, image_a, image_b, orientation, trimmed)),
-    their thumbnails at ``side``; each picture in each orientation it is compared in windowed once."""
+    their thumbnails at ``side``; each picture in each orientation it is compared in made ready once."""
     pictures: dict[tuple[int, str], int] = {}
     for _, a, b, orientation, _ in pairs:
         pictures.setdefault((a, orientation), len(pictures))
         pictures.setdefault((b, "identity"), len(pictures))
     stacked = np.stack([verify.structure_pixels(thumbnails[image_id], orientation, side)
                         for image_id, orientation in pictures])
-    centred, spread = verify.structure_windows(stacked)
     side_a = np.array([pictures[(a, orientation)] for _, a, _, orientation, _ in pairs])
     side_b = np.array([pictures[(b, "identity")] for _, _, b, _, _ in pairs])
     extra = {} if percentile is None else {"percentile": percentile}
-    return verify.structure_agreements((centred[side_a], spread[side_a]), (centred[side_b], spread[side_b]), **extra)
+    return verify.structure_agreements(stacked[side_a], stacked[side_b], **extra)
