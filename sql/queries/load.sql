@@ -72,6 +72,11 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     keypoint_keys integer[],
     structure    bytea
 );
+-- The wide columns uncompressed (SET STORAGE: PostgreSQL 14's syntax; CREATE TABLE takes it only from 16):
+-- a staged row is read once, by the upsert into images, which compresses what it keeps; compressed here
+-- as well, the load of 10,000 small images took about 0.4 s longer.
+ALTER TABLE dbdedup_stage ALTER COLUMN raw SET STORAGE EXTERNAL, ALTER COLUMN colour_signature SET STORAGE EXTERNAL,
+    ALTER COLUMN keypoint_keys SET STORAGE EXTERNAL, ALTER COLUMN structure SET STORAGE EXTERNAL;
 
 -- name: clear_temp_tables
 TRUNCATE dbdedup_scan_batch, dbdedup_seen, dbdedup_stage;
