@@ -4,8 +4,8 @@ verify_reason turned.
 Revision ID: 0021
 Revises: 0020
 
-Star rings of 58 and 77 points, cards of one rank, a folder with another emblem: at 32x32 such
-pictures agree as well as copies do, and their colour signatures agree too. The loader now stores
+Star rings of other point counts (44 and 47, 69 and 95): at 32x32 such pictures agree as well as
+copies do, and their colour signatures agree too. The loader now stores
 the luma thumbnail at 64x64 (images.structure, 4 kB; the 32x32 one is its 2x2 means), and
 dbdedup.structure_check measures signature-verified pairs at both sizes (pairs.structure keeps the
 64x64 measure when it fails). Only comments change here: images loaded before keep their 32x32
