@@ -851,11 +851,13 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
 # 0.92, a keeper pair through a member), 1,141 copies and 27 look-alikes passed these limits (0.977,
 # as precise as the geometric check's own verdicts); with any number of keypoints 1,498 and 78
 # (spirograph-like line art and textures align too well), so textured pairs are left to keypoints.
+# Since session 14 every unturned pair of a flat picture the keypoints could not align is tried, not
+# only those plausible pairs (verify_workers.dense_candidate: 228 more copies, no look-alike of 3,000
+# sampled).
 DENSE_SIDE = 128
 DENSE_MAX_KEYPOINTS = 40  # dense alignment only when either picture has fewer keypoints than this
 DENSE_MIN_CORRELATION = 0.97
 DENSE_MAX_DETAIL = 0.5
-DENSE_MIN_SIMILARITY = 0.92  # an embedding neighbour this close is worth aligning (as measured)
 
 
 @dataclass(frozen=True)

@@ -657,3 +657,31 @@ def test_an_arrow_pointing_the_other_way_aligns_only_turned_and_is_not_a_copy(co
     for copy in ("up-turned", "up-quarter"):
         assert got[frozenset((image["up"], image[copy]))][::2] == (True, "geometry"), (copy, got)
     assert summary.reasons == {"geometry": 2, "turned": 1}
+
+
+def test_a_flat_pictures_copy_found_by_its_phash_alone_is_aligned_by_its_pixels(conn, tmp_path):
+    """A pair of a flat picture (too few keypoints) found by its pHash, neither aligned by it nor an
+    embedding neighbour: aligned by its pixels too since session 14 (it used to end no_geometry)."""
+    from test_verify import candle, folder
+
+    original = candle()
+    w, h = original.size
+    files = {
+        "candle": save(original, tmp_path / "set" / "candle.png"),
+        "cropped": save(original.crop((w // 20, h // 20, w - w // 20, h - h // 20)).rotate(
+            2, resample=Image.Resampling.BICUBIC, fillcolor="white"), tmp_path / "set" / "candle-cropped.png"),
+        "star": save(folder((120, 120, 120), "star"), tmp_path / "set" / "folder-star.png"),
+        "lens": save(folder((120, 120, 120), "lens"), tmp_path / "set" / "folder-lens.png"),
+    }
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["candle"], image["cropped"], similarity=None)
+    add_pending(conn, image["star"], image["lens"], similarity=None)
+    distance, = conn.execute("SELECT distance FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s",
+                             sorted((image["candle"], image["cropped"]))).fetchone()
+    assert distance > verify.ALIGNED_DISTANCE  # not aligned by its pHash: the signatures do not judge it
+    with Image.open(files["cropped"]) as im:
+        assert len(verify.keypoints(im.convert("RGB")).points) < verify.DENSE_MAX_KEYPOINTS  # a flat picture
+    verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((image["candle"], image["cropped"]))][::2] == (True, "dense"), got
+    assert got[frozenset((image["star"], image["lens"]))][0] is False, got

@@ -50,27 +50,37 @@ def fails(coarse: float, fine: float | None, t_coarse: float, t_fine: float | No
     return coarse < t_coarse or (t_fine is not None and fine is not None and fine < t_fine)
 
 
+def last_run_rows(set_dir: Path, query: str) -> tuple[Truth, list[tuple]] | None:
+    """The set's truth and ``query``'s rows from the database the last `cli_score.py` run left (its embedded
+    server stopped after); None, said on stderr, when there is none."""
+    data_dir = (set_dir / "cli-pgdata").resolve()
+    if not data_dir.exists():
+        print(f"no {data_dir}: run cli_score.py first", file=sys.stderr)
+        return None
+    try:
+        with connect(None, data_dir) as conn:
+            rows = conn.execute(query).fetchall()
+    finally:
+        stop_embedded(data_dir)
+    return Truth.read(set_dir / "truth.csv"), rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     args = parser.parse_args(argv)
-    truth = Truth.read(args.set_dir / "truth.csv")
-    data_dir = (args.set_dir / "cli-pgdata").resolve()
-    if not data_dir.exists():
-        print(f"no {data_dir}: run cli_score.py first", file=sys.stderr)
+    found = last_run_rows(
+        args.set_dir,
+        "SELECT a.path, b.path, a.structure, b.structure, "
+        "       dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant), "
+        "       p.verified, p.verify_reason "
+        "FROM dbdedup.pairs p CROSS JOIN dbdedup.verify_settings() s "
+        "JOIN dbdedup.images a ON a.id = p.image_a JOIN dbdedup.images b ON b.id = p.image_b "
+        "WHERE p.structure IS NOT NULL AND p.structure <> 'NaN' "
+        "  AND a.structure IS NOT NULL AND b.structure IS NOT NULL")
+    if found is None:
         return 2
-    try:
-        with connect(None, data_dir) as conn:
-            rows = conn.execute(
-                "SELECT a.path, b.path, a.structure, b.structure, "
-                "       dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant), "
-                "       p.verified, p.verify_reason "
-                "FROM dbdedup.pairs p CROSS JOIN dbdedup.verify_settings() s "
-                "JOIN dbdedup.images a ON a.id = p.image_a JOIN dbdedup.images b ON b.id = p.image_b "
-                "WHERE p.structure IS NOT NULL AND p.structure <> 'NaN' "
-                "  AND a.structure IS NOT NULL AND b.structure IS NOT NULL").fetchall()
-    finally:
-        stop_embedded(data_dir)
+    truth, rows = found
     measured = [(same_picture(truth, os.path.basename(pa), os.path.basename(pb)),
                  *measures(bytes(ta), bytes(tb), orientation), verified, reason)
                 for pa, pb, ta, tb, orientation, verified, reason in rows]
