@@ -30,6 +30,7 @@ worker that dies loses only its chunks in flight, which are checked again one pa
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import os
 import stat
 import sys
@@ -384,27 +385,30 @@ class PairChecker:
             min_inliers = verify.MIN_INLIERS_ALIGNED
         else:
             min_inliers = verify.MIN_INLIERS
-        keys_a, keys_b = self._keypoints(pair.a, geometry_orientation(pair)), self._keypoints(pair.b, "identity")
-        match = verify.align_keypoints(keys_a, keys_b)
-        pixels_a = None
-        if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
-            # (the pixels the keypoints were found on: image_a's under the same mirror)
-            pixels_a = verify.orient_pixels(self._pixels(pair.a), geometry_orientation(pair))
-            match = verify.compare_overlap(match, pixels_a, self._pixels(pair.b))
+        mirror = geometry_orientation(pair)
+        keys_a, keys_b = self._keypoints(pair.a, mirror), self._keypoints(pair.b, "identity")
         # (a pair whose structure check failed: the alignment must explain that)
         min_structure = verify.MIN_STRUCTURE_REALIGNED if pair.structure_failed else verify.MIN_STRUCTURE
-        verdict = verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
-                                           max_detail=verify.MAX_DETAIL_FAR if aligned else None,
-                                           min_structure=min_structure)
-        if verdict.verified and pixels_a is not None and verify.turn_against_hash(match, pixels_a, self._pixels(pair.b)):
+
+        @functools.cache
+        def pixels_a() -> np.ndarray:
+            # the pixels the keypoints were found on: image_a's under the same mirror (oriented once)
+            return verify.orient_pixels(self._pixels(pair.a), mirror)
+
+        def aligned_by_keypoints(max_turn: float | None = None) -> tuple[verify.GeometricMatch, verify.Verdict]:
+            match = verify.align_keypoints(keys_a, keys_b, max_turn=max_turn)
+            if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
+                match = verify.compare_overlap(match, pixels_a(), self._pixels(pair.b))
+            return match, verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
+                                                   max_detail=verify.MAX_DETAIL_FAR if aligned else None,
+                                                   min_structure=min_structure)
+
+        match, verdict = aligned_by_keypoints()
+        # (a verified verdict compared the overlap: the pixels are at hand)
+        if verdict.verified and verify.turn_against_hash(match, pixels_a(), self._pixels(pair.b)):
             # the pHashes see the two unturned: only an unturned alignment verifies them (a card nearly
             # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
-            unturned = verify.align_keypoints(keys_a, keys_b, max_turn=verify.TURN_MIN_DEGREES)
-            if verify.overlap_needed(unturned, min_inliers):
-                unturned = verify.compare_overlap(unturned, pixels_a, self._pixels(pair.b))
-            again = verify.geometric_verdict(fa, fb, unturned, min_inliers=min_inliers,
-                                             max_detail=verify.MAX_DETAIL_FAR if aligned else None,
-                                             min_structure=min_structure)
+            _, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES)
             return again if again.verified else verify.Verdict(False, verdict.score, "turned")
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, orientation):
