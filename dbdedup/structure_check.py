@@ -81,8 +81,10 @@ def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) ->
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
     thumbnails = {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}
     results = [(kind, a, b, float("nan")) for kind, a, b, _, _ in batch]
-    wanted = [k for k, (_, a, b, _, trimmed) in enumerate(batch)
-              if not trimmed and a in thumbnails and b in thumbnails]
+    # (a thumbnail of another length than the loader writes is not measurable: NaN, the verdict stands)
+    usable = {image_id for image_id, data in thumbnails.items()
+              if len(data) in (verify.STRUCTURE_SIDE ** 2, verify.STORED_STRUCTURE_SIDE ** 2)}
+    wanted = [k for k, (_, a, b, _, trimmed) in enumerate(batch) if not trimmed and a in usable and b in usable]
     if not wanted:
         return results
     values = _agreements(thumbnails, [batch[k] for k in wanted], verify.STRUCTURE_SIDE)

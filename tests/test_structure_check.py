@@ -305,3 +305,16 @@ def test_thumbnails_stored_at_32x32_are_compared_at_32x32_only(conn, tmp_path):
     assert found["structure"] >= verify.MIN_SIGNATURE_STRUCTURE
     assert verify.structure_pixels(bytes(conn.execute(
         "SELECT structure FROM dbdedup.images WHERE id = %s", (ids["ring.png"],)).fetchone()[0]), side=64) is None
+
+
+def test_a_thumbnail_of_another_length_is_not_measured_and_the_verdict_stands(conn, tmp_path):
+    make_star_rings(tmp_path)
+    ids = load(conn, tmp_path)
+    conn.execute("UPDATE dbdedup.images SET structure = '\\x0102'::bytea WHERE id = %s", (ids["other_ring.png"],))
+    conn.commit()
+    check_every_pair(conn)  # no error: the pairs of that image are simply not measured
+    found = pair(conn, ids, "ring.png", "other_ring.png")
+    assert found["verified"] is True and found["reason"] == "signature" and np.isnan(found["structure"]), found
+    # the other pictures' pairs are measured as usual
+    measured = [pair(conn, ids, "ring.png", name)["structure"] for name in STAR_COPIES]
+    assert any(value >= verify.MIN_SIGNATURE_STRUCTURE for value in measured), measured
