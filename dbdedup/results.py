@@ -127,6 +127,7 @@ VERIFIED_BY = {
     "signature": "colours agree",
     "geometry": "features align",
     "dense": "pixels align",
+    "tone": "one tone edit",
     "reviewer": "confirmed by a reviewer",
 }
 

@@ -13,6 +13,14 @@ pHash passes there; another glyph is rejected, verify_reason ``structure``), and
 leaves it to that check from then on. Pure numpy on stored bytes: no file is read, so it runs right
 after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
 a SQL-only ``dbdedup.refresh()`` leaves it, like the geometric check, to the next of those.
+
+The aligned pairs of colour pictures the signatures rejected for colour get a second look here too:
+clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
+another colour of one icon. One edit, out = clip(gain * in + offset), is fitted to the two signatures'
+8x8 cells in sRGB (``verify.signature_colours``, ``verify.tone_fits``); a pair close enough to it
+(``verify.ToneFit.cells_agree``) goes back to pending with its residual in pairs.tone_fit, and the
+geometric check fits the edit to the files' RGB pixels (``verify.tone_verdict``). Others keep their
+rejection, their tone_fit NaN.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ class StructureCheck:
     failed: int = 0
     unmeasured: int = 0
     seconds: float = 0.0
+    tone_measured: int = 0  # pairs rejected for colour whose luma thumbnails were fitted one tone edit
+    tone_candidates: int = 0  # ... which that edit explains: left pending for the geometric check
 
 
 def _queries() -> dict[str, str]:
@@ -53,9 +63,11 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
     started = time.perf_counter()
     q = _queries()
     measured = failed = unmeasured = 0
+    tone_measured, tone_candidates = _check_tones(conn, q)
     with conn.transaction():
         if not conn.execute(q["any_unchecked"]).fetchone()[0]:
-            return StructureCheck(seconds=time.perf_counter() - started)
+            return StructureCheck(seconds=time.perf_counter() - started, tone_measured=tone_measured,
+                                  tone_candidates=tone_candidates)
         conn.execute(q["drop_temp_tables"])
         conn.execute(q["collect_unchecked"])
         conn.execute(q["create_results"])
@@ -73,7 +85,58 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
                 failed += int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
         conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE})
         conn.execute(q["drop_temp_tables"])
-    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started)
+    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tone_measured, tone_candidates)
+
+
+def _check_tones(conn: psycopg.Connection, q: dict[str, str]) -> tuple[int, int]:
+    """Fit one tone edit to the luma thumbnails of every pair rejected for colour and not measured yet;
+    (measured, left pending for the geometric check). One transaction (a savepoint inside the caller's)."""
+    measured = candidates = 0
+    with conn.transaction():
+        if not conn.execute(q["any_tone_unmeasured"]).fetchone()[0]:
+            return 0, 0
+        conn.execute(q["drop_tone_tables"])
+        conn.execute(q["create_tone_results"])
+        with conn.cursor(name="dbdedup_tone_pairs") as pairs:
+            pairs.execute(q["tone_pairs"])
+            while batch := pairs.fetchmany(BATCH_PAIRS):
+                rows = _tone_fits(conn, q, batch)
+                with conn.cursor().copy(q["copy_tone_results"]) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                values = np.array([row[3] for row in rows], dtype=np.float64)
+                measured += len(values)
+                candidates += int((~np.isnan(values)).sum())
+        conn.execute(q["apply_tone_results"])
+        conn.execute(q["drop_tone_tables"])
+    return measured, candidates
+
+
+def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+    """(hash_kind, image_a, image_b, tone_fit) of each pair of ``batch`` ((hash_kind, image_a, image_b,
+    orientation)): the residual of the colour signatures' cells when they are close to one tone edit, else
+    NaN (not aligned, a greyscale picture, no signature, or no such edit)."""
+    ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
+    signatures = {}
+    for image_id, signature in conn.execute(q["tone_images"], {"ids": ids}).fetchall():
+        if signature is not None and len(signature) == verify.SIGNATURE_LENGTH:
+            signature = np.asarray(signature, dtype=np.float64)
+            if verify.chroma(signature) >= verify.GREY_CHROMA:
+                signatures[image_id] = signature
+    results = [(kind, a, b, float("nan")) for kind, a, b, _ in batch]
+    wanted = [k for k, (_, a, b, orientation) in enumerate(batch)
+              if orientation is not None and a in signatures and b in signatures]
+    if not wanted:
+        return results
+    side_a = np.stack([verify.signature_colours(signatures[batch[k][1]], batch[k][3]) for k in wanted])
+    side_b = np.stack([verify.signature_colours(signatures[batch[k][2]]) for k in wanted])
+    # (clipping makes the edit one-way: it is fitted both ways)
+    for k, one, other in zip(wanted, verify.tone_fits(side_a, side_b), verify.tone_fits(side_b, side_a)):
+        agreeing = [fit.residual for fit in (one, other) if fit.cells_agree()]
+        if agreeing:
+            kind, a, b, _ = batch[k]
+            results[k] = (kind, a, b, min(agreeing))
+    return results
 
 
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:

@@ -184,15 +184,28 @@ def orient_signature(signature: np.ndarray, orientation: str) -> np.ndarray:
                                 dtype=np.asarray(signature).dtype)
 
 
-def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The CIE L* of the grey each Lab colour becomes in a greyscale conversion: the Rec. 601 luma
-    of its sRGB values, as Pillow's ``convert("L")``, libjpeg and most editors compute it (a
-    saturated red turns into a darker grey than its L* says). As dbdedup.grey_lightness in SQL."""
+def _lab_to_srgb(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """sRGB values in 0-1 (..., 3) of CIE Lab (D65) colours, clipped to the gamut."""
     f = (np.asarray(light, dtype=np.float64) + 16) / 116
     t = np.stack([f + np.asarray(a) / 500, f, f - np.asarray(b) / 200], axis=-1)
     xyz = np.where(t > 6 / 29, t ** 3, 3 * (6 / 29) ** 2 * (t - 4 / 29)) * _WHITE
     linear = np.clip(xyz @ _XYZ_TO_SRGB.T, 0, 1)
-    encoded = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def signature_colours(signature: np.ndarray, orientation: str = "identity") -> np.ndarray:
+    """The 8x8 cells of a colour signature as sRGB values in 0-255 ((8, 8, 3), float64), under ``orientation``:
+    each cell's lightness the mean of its four 16x16 cells, with its chroma."""
+    light, a, b = _parts(orient_signature(signature, orientation))
+    light = light.reshape(GRID, FINE // GRID, GRID, FINE // GRID).mean(axis=(1, 3))
+    return 255 * _lab_to_srgb(light, a, b)
+
+
+def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The CIE L* of the grey each Lab colour becomes in a greyscale conversion: the Rec. 601 luma
+    of its sRGB values, as Pillow's ``convert("L")``, libjpeg and most editors compute it (a
+    saturated red turns into a darker grey than its L* says). As dbdedup.grey_lightness in SQL."""
+    encoded = _lab_to_srgb(light, a, b)
     grey = _srgb_linear(encoded @ np.array([0.299, 0.587, 0.114]))
     return np.where(grey > 216 / 24389, 116 * np.cbrt(grey) - 16, 24389 / 27 * grey)
 
@@ -416,6 +429,124 @@ def structure_agreement(a: np.ndarray, b: np.ndarray, percentile: float = _STRUC
     structure term); the 5th percentile of those. About 1 for the same picture under a global edit, below
     ``MIN_STRUCTURE`` where a region holds another drawing; 1.0 when every window is flat."""
     return float(structure_agreements(a[None], b[None], percentile)[0])
+
+
+# ---------------------------------------------------------------- one tone edit
+
+# Brightness and contrast edits (Pillow's ImageEnhance, most editors' sliders, levels) map every channel of
+# every pixel by one line, out = clip(gain * in + offset), and clipping at white or black makes them bend
+# the Lab signature nonlinearly: a copy brightened by 30% can be 0.3-0.7 apart from its original in
+# lightness layout and 0.3-0.6 in chroma layout, as far as another colour of one icon. Fitting that one
+# line to the RGB pixels of both (64x64) separates them: on the accuracy set's aligned pairs rejected for
+# colour (session 15, bench/accuracy/tone_study.py), a fit within TONE_MAX_RESIDUAL levels RMS, no 8x8
+# window's mean difference above TONE_MAX_WINDOW, a gain within 1/TONE_MAX_GAIN..TONE_MAX_GAIN and an
+# offset within TONE_MAX_OFFSET kept 209 of 311 copy pairs of colour pictures (brightness +30% and
+# contrast +40% against the other copies) and none of 1,698 look-alike pairs: a recoloured folder needs
+# another line for each channel, a paler one a gain under 0.67 with a large offset (a blend with white),
+# the light and the dark theme of one wallpaper a gain of 0.56 and an offset of 98. The colour signatures
+# (their 8x8 cells in sRGB, ``signature_colours``) pick the pairs worth reading the files for, with no bound
+# on the line (over a narrow range of tones many lines fit) and looser limits (a cell's mean is clipped less
+# than its pixels): TONE_MAX_CELL_RESIDUAL and TONE_MAX_CELL keep 2,987 of the 87,196 pairs rejected for
+# colour and 182 of those 209 copy pairs. (Luma thumbnails cannot: clipping one channel bends the luma,
+# and a brightened copy's luma is 6-35 levels off any line.)
+TONE_MAX_GAIN = 1.5
+TONE_MAX_OFFSET = 80.0
+TONE_MAX_RESIDUAL = 6.0
+TONE_MAX_WINDOW = 12.0
+TONE_MAX_CELL_RESIDUAL = 10.0
+TONE_MAX_CELL = 25.0
+TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 windows of 8x8 pixels
+_TONE_ROUNDS = 3
+_TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
+
+
+@dataclass(frozen=True)
+class ToneFit:
+    """The line ``gain * x + offset`` (clipped to 0-255) that best maps pictures x to y, and how far y is
+    from it: ``residual`` (RMS of each pixel's mean absolute difference over its channels) and ``window``
+    (the largest mean of that difference over the 8x8 windows)."""
+
+    gain: float
+    offset: float
+    residual: float
+    window: float
+
+    def agrees(self) -> bool:
+        """Whether one brightness or contrast edit explains the difference of two pictures' RGB pixels."""
+        return (1 / TONE_MAX_GAIN <= self.gain <= TONE_MAX_GAIN and abs(self.offset) <= TONE_MAX_OFFSET
+                and self.residual <= TONE_MAX_RESIDUAL and self.window <= TONE_MAX_WINDOW)
+
+    def cells_agree(self) -> bool:
+        """Whether two colour signatures' cells (``signature_colours``) are close enough to one edit for the
+        files' pixels to be fitted."""
+        return self.residual <= TONE_MAX_CELL_RESIDUAL and self.window <= TONE_MAX_CELL
+
+
+def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
+    """The ``ToneFit`` of each pair of aligned pictures: ``x`` and ``y`` are stacked (pairs, side, side) or
+    (pairs, side, side, channels), side a multiple of 8, values 0-255 (8: each cell its own window). One gain and offset for every channel
+    (an edit of the tones, not of the colours), fitted by least squares on the pixels neither clipped nor
+    far off, in a few rounds."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n, side = x.shape[0], x.shape[1]
+    flat_x, flat_y = x.reshape(n, -1), y.reshape(n, -1)
+    gain, offset = np.ones(n), np.zeros(n)
+    keep = (flat_y > _TONE_CLIPPED) & (flat_y < 255 - _TONE_CLIPPED)
+    for _ in range(_TONE_ROUNDS):
+        count = keep.sum(axis=1)
+        sx = (flat_x * keep).sum(axis=1)
+        sy = (flat_y * keep).sum(axis=1)
+        sxx = (flat_x * flat_x * keep).sum(axis=1)
+        sxy = (flat_x * flat_y * keep).sum(axis=1)
+        determinant = count * sxx - sx * sx
+        fitted = (count >= 50) & (determinant > 1e-6 * np.maximum(count, 1) ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            new_gain = np.where(fitted, (count * sxy - sx * sy) / determinant, gain)
+            new_offset = np.where(fitted, (sy - new_gain * sx) / np.maximum(count, 1), offset)
+        gain, offset = new_gain, new_offset
+        predicted = np.clip(gain[:, None] * flat_x + offset[:, None], 0, 255)
+        off = np.abs(flat_y - predicted)
+        unclipped = ((flat_y > _TONE_CLIPPED) & (flat_y < 255 - _TONE_CLIPPED)) \
+            | ((predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED))
+        # (a watermark or a few re-encoding outliers do not pull the line)
+        keep = unclipped & (off < np.maximum(3 * np.median(off, axis=1, keepdims=True) + 2, 8))
+    predicted = np.clip(gain.reshape(-1, *([1] * (x.ndim - 1))) * x + offset.reshape(-1, *([1] * (x.ndim - 1))), 0, 255)
+    difference = np.abs(y - predicted)
+    if difference.ndim == 4:
+        difference = difference.mean(axis=3)
+    residual = np.sqrt((difference ** 2).reshape(n, -1).mean(axis=1))
+    step = side // 8
+    window = (_block_sums(difference, step) / (step * step)).reshape(n, -1).max(axis=1)
+    return [ToneFit(float(g), float(o), float(r), float(w)) for g, o, r, w in zip(gain, offset, residual, window)]
+
+
+def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:
+    """The fits of x to y and of y to x (clipping makes the edit one-way: a brightened copy's white areas
+    map back to no single tone, so the edit is fitted from whichever picture was not clipped)."""
+    forward, backward = tone_fits(np.stack([x, y]), np.stack([y, x]))
+    return forward, backward
+
+
+def tone_thumbnail(rgb: np.ndarray) -> np.ndarray:
+    """RGB pixels (rows, columns, 3) box-averaged to TONE_SIDE x TONE_SIDE, float64."""
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    return np.asarray(image.resize((TONE_SIDE, TONE_SIDE), Image.Resampling.BOX), dtype=np.float64)
+
+
+def tone_verdict(a: "Features", b: "Features", pixels_a: np.ndarray, pixels_b: np.ndarray,
+                 orientation: str) -> "Verdict | None":
+    """The verdict for an aligned pair of colour pictures whose signatures were apart in colour but whose
+    luma thumbnails one tone edit maps onto each other: 'tone' (verified) when one edit maps the RGB pixels
+    too (image_a under ``orientation``); None otherwise (the colours stay apart)."""
+    if min(chroma(a.signature), chroma(b.signature)) < GREY_CHROMA:
+        return None
+    fits = [fit for fit in both_tone_fits(tone_thumbnail(orient_pixels(pixels_a, orientation)), tone_thumbnail(pixels_b))
+            if fit.agrees()]
+    if not fits:
+        return None
+    # (the score: 1 for no difference left, 0 at ten times the residual allowed)
+    return Verdict(True, max(0.0, 1.0 - min(fit.residual for fit in fits) / (10 * TONE_MAX_RESIDUAL)), "tone")
 
 
 # ---------------------------------------------------------------- geometry

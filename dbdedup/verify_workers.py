@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import math
 import os
 import stat
 import sys
@@ -101,6 +102,7 @@ class VerifySummary:
     reasons: dict[str, int] = field(default_factory=dict)  # verify_reason -> pairs
     backfilled: int = 0  # images whose quality and colour signature this run stored
     structure_failed: int = 0  # signature-verified pairs the structure check left to the geometric check
+    tone_candidates: int = 0  # pairs rejected for colour the structure check found close to one tone edit (pending again)
     images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
     unchecked: int = 0  # pairs the clusters did not need checked, left so (verify_plan.verify_needed_pairs)
     workers: int = 0
@@ -113,7 +115,8 @@ class VerifySummary:
     def as_dict(self) -> dict:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
-                "structure_failed": self.structure_failed, "images_read": self.images_read,
+                "structure_failed": self.structure_failed, "tone_candidates": self.tone_candidates,
+                "images_read": self.images_read,
                 "unchecked": self.unchecked, "workers": self.workers,
                 "seconds": round(self.seconds, 3)}
 
@@ -128,6 +131,7 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         reasons=dict(Counter(first.reasons) + Counter(second.reasons)),
         backfilled=first.backfilled + second.backfilled,
         structure_failed=first.structure_failed + second.structure_failed,
+        tone_candidates=first.tone_candidates + second.tone_candidates,
         images_read=first.images_read + second.images_read, unchecked=second.unchecked,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
@@ -164,6 +168,7 @@ class PendingPair:
     a: ImageInfo
     b: ImageInfo
     structure: float | None = None  # pairs.structure: below verify.MIN_SIGNATURE_STRUCTURE, the signatures do not settle it
+    tone_fit: float | None = None  # pairs.tone_fit: not NaN when one tone edit maps the luma thumbnails onto each other
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -174,13 +179,19 @@ class PendingPair:
                              None if signature is None else np.asarray(signature, dtype=np.float32), error)
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8),
-                   image(row[2], 15), row[22])
+                   image(row[2], 15), row[22], row[23])
 
     @property
     def structure_failed(self) -> bool:
         """Whether the structure check found the two apart (another drawing in a region, or a copy
         cropped or turned a little at a close pHash): a signature verdict cannot verify it."""
         return self.structure is not None and self.structure < verify.MIN_SIGNATURE_STRUCTURE
+
+    @property
+    def tone_candidate(self) -> bool:
+        """Whether the pair, rejected for colour by its signatures, may be one brightness or contrast edit
+        (its luma thumbnails' fit, dbdedup.structure_check): the files' RGB pixels decide."""
+        return self.tone_fit is not None and not math.isnan(self.tone_fit)
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -357,10 +368,20 @@ class PairChecker:
         aligned = orientation is not None
         if aligned:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
+            if settled is not None and settled.reason == "colour" and pair.tone_candidate:
+                # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
+                toned = verify.tone_verdict(fa, fb, self._pixels(pair.a), self._pixels(pair.b), orientation)
+                return toned if toned is not None else settled
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):
                 return settled
+            if settled is None:
+                # apart in colour, layout or detail but not settled: one edit of the tones may explain it
+                # (a copy brightened until it clips, farther in pHash than same_framing), before keypoints
+                toned = verify.tone_verdict(fa, fb, self._pixels(pair.a), self._pixels(pair.b), orientation)
+                if toned is not None:
+                    return toned
         if (pair.transform or "").startswith("trim"):
             # found through a border-trimmed variant: once the uniform borders are cut off, the two
             # are aligned, and their signatures settle it without keypoints (flat-toned photos and
@@ -765,13 +786,15 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     its two files, in ``workers`` processes (default: all cores), and return a summary.
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
-    'geometry' (or 'dense': a flat picture aligned by its pixels) when the two are the same picture; a rejection's reason ('colour', 'detail',
+    'geometry' (or 'dense': a flat picture aligned by its pixels; 'tone': one brightness or contrast edit maps
+    the pixels of one onto the other) when the two are the same picture; a rejection's reason ('colour', 'detail',
     'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
     colour signature get them from this read. Then the signature-verified pairs not measured yet get
     the structure check (``structure_check.check_structure``) first: ``structure_failed`` counts the pairs it
-    failed, which this run then checks by their pixels. Commits once per batch of verdicts, so a run that
+    failed, which this run then checks by their pixels, as it checks the pairs rejected for colour that it
+    found close to one tone edit. Commits once per batch of verdicts, so a run that
     is stopped keeps what it wrote and the next run does the rest. One run at a time per database:
     waits up to ``lock_wait`` seconds (``locks.DEFAULT_LOCK_WAIT``) for another one, calling
     ``on_wait(message)`` once, then raises DbdedupError naming it.
@@ -801,7 +824,9 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
         # second pass, by this run's workers) get the structure check first: those it fails are pending
         # again, for the geometric check of this run (which never verifies them by their signatures).
         for first_pass in (True, False):
-            summary.structure_failed += check_structure(conn).failed
+            checked = check_structure(conn)
+            summary.structure_failed += checked.failed
+            summary.tone_candidates += checked.tone_candidates
             with conn.transaction():
                 pending = conn.execute(q["count_pending"]).fetchone()[0]
             summary.pending += pending

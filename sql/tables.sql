@@ -246,6 +246,7 @@ CREATE TABLE dbdedup.pairs (
     verify_reason text,
     shared_keys smallint,
     structure real,
+    tone_fit real,
     PRIMARY KEY (hash_kind, image_a, image_b),
     CHECK (image_a < image_b)
 );
@@ -271,14 +272,18 @@ COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
 COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';
 COMMENT ON COLUMN dbdedup.pairs.verify_score IS 'How alike verification found the two, 0-1 (1 = identical by the measure named in verify_reason).';
-COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry; or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, structure (another drawing in a region, though the colour signatures agree), turned (the keypoints align the two only turned by a quarter or more while their pHashes agree unturned: another picture drawn turned), error: ... unchecked: not checked by its pixels because the clusters did not need it (verified false: it links nothing; a later report checks it when its clusters need it, dbdedup verify --unchecked checks it). NULL while the pair is pending.';
+COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exact, signature, geometry, dense (a flat picture aligned by its pixels), tone (one brightness or contrast edit maps the RGB pixels of one onto the other); or, for a rejection, why: low_quality, no_signature, colour (chroma or tone spread), layout (lightness layout), detail, weak_embedding, no_geometry, no_overlap, structure (another drawing in a region, though the colour signatures agree), turned (the keypoints align the two only turned by a quarter or more while their pHashes agree unturned: another picture drawn turned), error: ... unchecked: not checked by its pixels because the clusters did not need it (verified false: it links nothing; a later report checks it when its clusters need it, dbdedup verify --unchecked checks it). NULL while the pair is pending.';
 COMMENT ON COLUMN dbdedup.pairs.shared_keys IS 'Keypoint keys the two images share (images.keypoint_keys) when dbdedup.match_keypoints found the pair; NULL otherwise. A pair only the keys found has transform ''keypoints'' (transform_distance 0) and is verified by the geometric check alone.';
 COMMENT ON COLUMN dbdedup.pairs.structure IS 'For a pair verified by its colour signatures: how alike the two are in local structure (dbdedup.verify.structure_agreement of images.structure at 32x32, 5th percentile of the windows'' correlation; about 1 for the same picture; or, when both images have the 64x64 thumbnail and its 10th percentile is below verify_settings().min_signature_fine_structure, that), measured by dbdedup.structure_check; below verify_settings().min_signature_structure the pair goes back to pending, and the geometric check rejects it (verify_reason structure) unless the two, aligned by their pixels, agree there. NaN when either image has no thumbnail; NULL until measured or for other pairs.';
+COMMENT ON COLUMN dbdedup.pairs.tone_fit IS 'For an aligned pair of colour pictures rejected for colour by their signatures: the RMS difference (0-255 levels) of the 8x8 cells of their colour signatures in sRGB (dbdedup.verify.signature_colours) after one brightness or contrast edit, out = clip(gain * in + offset) for every channel, fitted either way (dbdedup.verify.tone_fits, measured by dbdedup.structure_check) when they are that close to one edit (dbdedup.verify.ToneFit.cells_agree): the pair then goes back to pending, and the geometric check fits the edit to the RGB pixels of the files (verify_reason tone when it explains them, else colour). NaN when no such edit explains the cells, either picture is greyscale or has no signature, or the pair is not aligned; NULL until measured or for other pairs.';
 CREATE INDEX pairs_pending_idx ON dbdedup.pairs (hash_kind) WHERE verified IS NULL;
 CREATE INDEX pairs_unchecked_idx ON dbdedup.pairs (hash_kind) WHERE verify_reason = 'unchecked';
 -- the signature-verified pairs whose structure is not measured yet (dbdedup.structure_check): empty between runs
 CREATE INDEX pairs_structure_unchecked_idx ON dbdedup.pairs (hash_kind)
     WHERE verified AND verify_reason = 'signature' AND structure IS NULL;
+-- the pairs rejected for colour whose tone fit is not measured yet (dbdedup.structure_check): empty between runs
+CREATE INDEX pairs_tone_unmeasured_idx ON dbdedup.pairs (hash_kind)
+    WHERE verified = false AND verify_reason = 'colour' AND tone_fit IS NULL;
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
 CREATE TABLE dbdedup.cluster_parameters (

@@ -40,7 +40,7 @@ WITH pending AS MATERIALIZED (
            b.status AS b_status, b.path_bytes AS b_path_bytes, b.size_bytes AS b_size_bytes,
            b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, b.colour_signature AS b_colour_signature,
            b.signature_error AS b_signature_error,
-           p.structure
+           p.structure, p.tone_fit
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b

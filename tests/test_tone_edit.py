@@ -1,0 +1,154 @@
+"""One tone edit (dbdedup.verify.tone_fits, dbdedup/structure_check.py, the geometric check's tone verdict): a
+copy brightened until its light areas clip is rejected for colour by the Lab signatures, and verified by
+fitting one line, out = clip(gain * in + offset), to the RGB pixels of both; another colour of the same
+picture, or a paler one, is not. Real images made with Pillow, loaded by the real loader into a real
+database."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from dbdedup import clusters, verify
+from dbdedup.clusters import ClusterSettings
+from dbdedup.load import load_paths
+from dbdedup.structure_check import check_structure
+from dbdedup.verify_plan import reopen_unchecked
+from dbdedup.verify_workers import aligned_verdict, verify_pending_pairs
+from images import photo, save
+
+
+def sunny(seed: int = 7) -> Image.Image:
+    """A light photo-like picture (pale colour fields and shapes): a brightness edit clips much of it."""
+    pixels = np.asarray(photo(seed), dtype=np.float32) * 0.6 + np.array([90, 100, 95])
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def recoloured(image: Image.Image) -> Image.Image:
+    """The same drawing in other colours: the channels swapped round."""
+    return Image.fromarray(np.ascontiguousarray(np.asarray(image)[..., [2, 0, 1]]))
+
+
+def paler(image: Image.Image, share: float = 0.4) -> Image.Image:
+    """The paler variant an icon set ships: blended with white."""
+    return Image.blend(image, Image.new("RGB", image.size, "white"), share)
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return verify.tone_thumbnail(np.asarray(image.convert("RGB")))
+
+
+def test_the_fit_finds_the_edit_and_not_another_colour():
+    original = sunny()
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    forward, backward = verify.both_tone_fits(pixels(original), pixels(brighter))
+    assert forward.gain == np.float64(forward.gain) and abs(forward.gain - 1.3) < 0.03, forward
+    assert abs(forward.offset) < 5 and forward.residual < 2, forward
+    assert forward.agrees()
+    # more contrast: a line about the picture's mean
+    contrast = verify.both_tone_fits(pixels(original), pixels(ImageEnhance.Contrast(original).enhance(1.4)))
+    assert any(fit.agrees() for fit in contrast), contrast
+    assert abs(contrast[0].gain - 1.4) < 0.1 and contrast[0].offset < -20, contrast
+    for other in (recoloured(original), paler(original)):
+        assert not any(fit.agrees() for fit in verify.both_tone_fits(pixels(original), pixels(other)))
+    # the batch is the single fit, pair by pair
+    batch = verify.tone_fits(np.stack([pixels(original)] * 2), np.stack([pixels(brighter), pixels(paler(original))]))
+    assert batch[0] == forward and not batch[1].agrees()
+
+
+def load(conn, root: Path) -> dict[str, int]:
+    load_paths(conn, [root], workers=1, embedder=None)
+    return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
+
+
+def pair(conn, ids: dict[str, int], x: str, y: str) -> dict | None:
+    a, b = sorted((ids[x], ids[y]))
+    row = conn.execute("SELECT distance, verified, verify_reason, tone_fit FROM dbdedup.pairs "
+                       "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (a, b)).fetchone()
+    return None if row is None else dict(zip(("distance", "verified", "reason", "tone_fit"), row))
+
+
+def test_a_clipped_brighter_copy_is_verified_by_one_tone_edit_and_other_colours_are_not(conn, tmp_path):
+    original = sunny()
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    save(original, tmp_path / "sunny.png")
+    save(brighter, tmp_path / "sunny_brighter.png")
+    save(recoloured(original), tmp_path / "sunny_recoloured.png")
+    save(paler(original), tmp_path / "sunny_paler.png")
+    # what the signatures say: apart in colour, settled
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im)) for im in (original, brighter)]
+    assert aligned_verdict(*features, "identity", 2).reason == "colour"
+
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    found = pair(conn, ids, "sunny.png", "sunny_brighter.png")
+    # (closer than same_framing: the signatures settle it, no geometric check would look at it again)
+    assert found["distance"] < 6 and found["verified"] is False and found["reason"] == "colour", found
+    # the signatures' cells are close to one edit: back to pending, their residual kept
+    check = check_structure(conn)
+    assert check.tone_candidates >= 1 and check.tone_measured >= check.tone_candidates, check
+    found = pair(conn, ids, "sunny.png", "sunny_brighter.png")
+    assert found["verified"] is None and found["reason"] is None, found
+    assert 0 <= found["tone_fit"] <= verify.TONE_MAX_CELL_RESIDUAL
+    # measured once: a second check has nothing to measure, and verify_pairs leaves the pair pending
+    assert check_structure(conn).tone_measured == 0
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    assert pair(conn, ids, "sunny.png", "sunny_brighter.png")["verified"] is None
+    conn.commit()
+
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "sunny.png", "sunny_brighter.png")
+    assert found["verified"] is True and found["reason"] == "tone", found
+    for other in ("sunny_recoloured.png", "sunny_paler.png"):
+        for name in ("sunny.png", "sunny_brighter.png"):
+            found = pair(conn, ids, name, other)
+            assert found is None or found["verified"] is False, (name, other, found)
+            # (a pair the RGB fit refused keeps its luma measure and its rejection: not measured again)
+            assert found is None or found["reason"] != "colour" or found["tone_fit"] is not None
+    clusters.ensure_clusters(conn, ClusterSettings())
+    groups = {frozenset(p.rsplit("/", 1)[1] for p in paths) for (paths,) in conn.execute(
+        "SELECT array_agg(path) FROM dbdedup.cluster_members GROUP BY cluster_id").fetchall()}
+    assert groups == {frozenset({"sunny.png", "sunny_brighter.png"})}
+    why = conn.execute("SELECT verify_reason FROM dbdedup.cluster_assignments WHERE NOT is_keeper").fetchall()
+    assert why == [("tone",)]
+
+
+def test_a_greyscale_pair_or_one_without_thumbnails_is_not_fitted(conn, tmp_path):
+    grey = sunny().convert("L").convert("RGB")
+    save(grey, tmp_path / "grey.png")
+    save(ImageEnhance.Brightness(grey).enhance(1.3), tmp_path / "grey_brighter.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    # (whatever the signatures said: a rejection for colour of two greyscale pictures is not refitted)
+    conn.execute("UPDATE dbdedup.pairs SET verified = false, verify_reason = 'colour', structure = NULL")
+    check = check_structure(conn)
+    assert check.tone_measured == 1 and check.tone_candidates == 0, check
+    found = pair(conn, ids, "grey.png", "grey_brighter.png")
+    assert found["verified"] is False and math.isnan(found["tone_fit"]), found
+
+
+def test_a_brighter_copy_left_to_the_geometric_check_is_verified_by_the_edit_before_keypoints(conn, tmp_path):
+    # a paler sky: the brightened copy is 6 pHash bits away, where the signatures leave a pair apart in
+    # colour to the geometric check instead of rejecting it
+    pixels_ = np.asarray(photo(7), dtype=np.float32) * 0.45 + np.array([120, 140, 135])
+    original = Image.fromarray(np.clip(pixels_, 0, 255).astype(np.uint8))
+    save(original, tmp_path / "sky.png")
+    save(ImageEnhance.Brightness(original).enhance(1.3), tmp_path / "sky_brighter.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    found = pair(conn, ids, "sky.png", "sky_brighter.png")
+    assert 6 <= found["distance"] <= 12 and found["verified"] is None, found
+    conn.commit()
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "sky.png", "sky_brighter.png")
+    assert found["verified"] is True and found["reason"] == "tone" and found["tone_fit"] is None, found
