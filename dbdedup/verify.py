@@ -437,22 +437,27 @@ def structure_agreement(a: np.ndarray, b: np.ndarray, percentile: float = _STRUC
 # every pixel by one line, out = clip(gain * in + offset), and clipping at white or black makes them bend
 # the Lab signature nonlinearly: a copy brightened by 30% can be 0.3-0.7 apart from its original in
 # lightness layout and 0.3-0.6 in chroma layout, as far as another colour of one icon. Fitting that one
-# line to the RGB pixels of both (64x64) separates them: on the accuracy set's aligned pairs rejected for
-# colour (session 15, bench/accuracy/tone_study.py), a fit within TONE_MAX_RESIDUAL levels RMS, no 8x8
-# window's mean difference above TONE_MAX_WINDOW, a gain within 1/TONE_MAX_GAIN..TONE_MAX_GAIN and an
-# offset within TONE_MAX_OFFSET kept 209 of 311 copy pairs of colour pictures (brightness +30% and
-# contrast +40% against the other copies) and none of 1,698 look-alike pairs: a recoloured folder needs
+# line to the RGB pixels of both (64x64) separates them: of the accuracy set's aligned pairs of colour
+# pictures rejected for colour (session 15, bench/accuracy/tone_study.py), a fit within TONE_MAX_RESIDUAL
+# levels RMS, no 8x8 window's mean difference above TONE_MAX_WINDOW, a gain within 1/TONE_MAX_GAIN ..
+# TONE_MAX_GAIN and an offset within TONE_MAX_OFFSET passes 291 of 962 copy pairs (brightness +30% and
+# contrast +40% against the other copies) and none of 60,643 look-alike pairs: a recoloured folder needs
 # another line for each channel, a paler one a gain under 0.67 with a large offset (a blend with white),
-# the light and the dark theme of one wallpaper a gain of 0.56 and an offset of 98. The colour signatures
-# (their 8x8 cells in sRGB, ``signature_colours``) pick the pairs worth reading the files for, with no bound
-# on the line (over a narrow range of tones many lines fit) and looser limits (a cell's mean is clipped less
-# than its pixels): TONE_MAX_CELL_RESIDUAL and TONE_MAX_CELL keep 2,987 of the 87,196 pairs rejected for
-# colour and 182 of those 209 copy pairs. (Luma thumbnails cannot: clipping one channel bends the luma,
-# and a brightened copy's luma is 6-35 levels off any line.)
+# the light and the dark theme of one wallpaper a gain of 0.56 and an offset of 98. A picture with its
+# hues turned a little fits one line too (a 10-degree turn of mostly grey confetti: RMS 2.8), so the
+# differences between channels must scale by the gain as well (``ToneFit.chroma_error`` within
+# TONE_MAX_CHROMA_ERROR: hue turns of 16 degrees or more refused, as the signatures' hue measure refuses
+# those beyond 12); that keeps 206 of the 291 copy pairs (upscaled and re-encoded copies' edges move
+# their chroma). The colour signatures (their 8x8 cells in sRGB, ``signature_colours``) pick the pairs
+# worth reading the files for, with no bound on the line (over a narrow range of tones many lines fit)
+# and looser limits (a cell's mean is clipped less than its pixels): TONE_MAX_CELL_RESIDUAL and
+# TONE_MAX_CELL pass 1,458 of those 61,605 pairs, 173 of the 206. (Luma thumbnails cannot: clipping
+# one channel bends the luma, and a brightened copy's luma is 6-35 levels off any line.)
 TONE_MAX_GAIN = 1.5
 TONE_MAX_OFFSET = 80.0
 TONE_MAX_RESIDUAL = 6.0
 TONE_MAX_WINDOW = 12.0
+TONE_MAX_CHROMA_ERROR = 0.16
 TONE_MAX_CELL_RESIDUAL = 10.0
 TONE_MAX_CELL = 25.0
 TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 windows of 8x8 pixels
@@ -470,11 +475,13 @@ class ToneFit:
     offset: float
     residual: float
     window: float
+    chroma_error: float = 0.0  # RGB only: how far the channel differences are from gain times x's, 0-1
 
     def agrees(self) -> bool:
         """Whether one brightness or contrast edit explains the difference of two pictures' RGB pixels."""
         return (1 / TONE_MAX_GAIN <= self.gain <= TONE_MAX_GAIN and abs(self.offset) <= TONE_MAX_OFFSET
-                and self.residual <= TONE_MAX_RESIDUAL and self.window <= TONE_MAX_WINDOW)
+                and self.residual <= TONE_MAX_RESIDUAL and self.window <= TONE_MAX_WINDOW
+                and self.chroma_error <= TONE_MAX_CHROMA_ERROR)
 
     def cells_agree(self) -> bool:
         """Whether two colour signatures' cells (``signature_colours``) are close enough to one edit for the
@@ -518,7 +525,21 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
     residual = np.sqrt((difference ** 2).reshape(n, -1).mean(axis=1))
     step = side // 8
     window = (_block_sums(difference, step) / (step * step)).reshape(n, -1).max(axis=1)
-    return [ToneFit(float(g), float(o), float(r), float(w)) for g, o, r, w in zip(gain, offset, residual, window)]
+    chroma_error = np.zeros(n)
+    if x.ndim == 4:
+        # One line for every channel scales the differences between channels by the gain (the offset
+        # cancels): a hue turned by 10 degrees leaves them 0.12 off relative to their size, where a
+        # brightened copy's are 0.01-0.05 off (JPEG at quality 30 after it: 0.08). Measured where no
+        # channel is clipped on either side.
+        unclipped = ((y > _TONE_CLIPPED) & (y < 255 - _TONE_CLIPPED)
+                     & (predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED)).all(axis=3)
+        scaled = gain.reshape(-1, 1, 1, 1) * np.diff(x, axis=3)
+        channel_y = np.diff(y, axis=3)
+        error = (np.abs(channel_y - scaled).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
+        size = ((np.abs(channel_y) + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
+        chroma_error = error / np.maximum(size, 1e-6)
+    return [ToneFit(float(g), float(o), float(r), float(w), float(c))
+            for g, o, r, w, c in zip(gain, offset, residual, window, chroma_error)]
 
 
 def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:

@@ -19,6 +19,7 @@ from dbdedup.structure_check import check_structure
 from dbdedup.verify_plan import reopen_unchecked
 from dbdedup.verify_workers import aligned_verdict, verify_pending_pairs
 from images import photo, save
+from test_verification import confetti, hue_turned
 
 
 def sunny(seed: int = 7) -> Image.Image:
@@ -54,6 +55,16 @@ def test_the_fit_finds_the_edit_and_not_another_colour():
     assert abs(contrast[0].gain - 1.4) < 0.1 and contrast[0].offset < -20, contrast
     for other in (recoloured(original), paler(original)):
         assert not any(fit.agrees() for fit in verify.both_tone_fits(pixels(original), pixels(other)))
+    # every hue turned: a little (12 degrees, within what the signatures' hue measure allows) is one
+    # edit of the tones; 16 degrees is not. On mostly grey confetti one line fits the pixels of the turned
+    # copy within every other limit: the differences between channels, which the gain should scale, say so
+    sprinkled = confetti(1)
+    assert any(fit.agrees() for fit in verify.both_tone_fits(pixels(sprinkled), pixels(hue_turned(sprinkled, 12))))
+    turned = verify.both_tone_fits(pixels(sprinkled), pixels(hue_turned(sprinkled, 16)))
+    assert all(fit.residual < 5 and fit.window < 5 for fit in turned), turned
+    assert not any(fit.agrees() for fit in turned)
+    assert all(fit.chroma_error > verify.TONE_MAX_CHROMA_ERROR for fit in turned), turned
+    assert forward.chroma_error < 0.05 and all(fit.chroma_error < 0.05 for fit in contrast[:1]), (forward, contrast)
     # the batch is the single fit, pair by pair
     batch = verify.tone_fits(np.stack([pixels(original)] * 2), np.stack([pixels(brighter), pixels(paler(original))]))
     assert batch[0] == forward and not batch[1].agrees()

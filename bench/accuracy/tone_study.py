@@ -22,6 +22,7 @@ import concurrent.futures as cf
 import os
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     table = Counter()
     passing_lookalikes = Counter()
     ended = Counter()
+    chroma_errors = []
     for path_a, path_b, orientation, cells_agree, verified, reason, tone_fit in pairs:
         a, b = os.path.basename(path_a), os.path.basename(path_b)
         same = same_picture(truth, a, b)
         x, y = thumbnails[path_a], thumbnails[path_b]
-        rgb_agrees = x is not None and y is not None and any(
-            f.agrees() for f in verify.both_tone_fits(verify.orient_pixels(x, orientation), y))
+        fits = [] if x is None or y is None else verify.both_tone_fits(verify.orient_pixels(x, orientation), y)
+        rgb_agrees = any(f.agrees() for f in fits)
+        # the chroma error of the fits that pass every other limit: how much the hue limit costs
+        chroma_errors.extend((same, f.chroma_error) for f in fits
+                             if f.agrees() or replace(f, chroma_error=0.0).agrees())
         table[(same, cells_agree, rgb_agrees)] += 1
         if rgb_agrees and not same:
             passing_lookalikes[truth.hard_kind.get(a) or truth.hard_kind.get(b) or "photo-like"] += 1
@@ -98,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
                   for want in (lambda c, r: True, lambda c, r: c, lambda c, r: r, lambda c, r: c and r)]
         print(f"| {label} | " + " | ".join(f"{n:,}" for n in counts) + " |")
     print(f"\nlook-alikes the RGB fit passes, by kind: {dict(passing_lookalikes) or 'none'}")
+    for same, label in ((True, "copies"), (False, "look-alikes")):
+        values = np.array([c for s, c in chroma_errors if s == same])
+        if len(values):
+            print(f"chroma error of the {label}' fits within the other limits ({len(values):,}): "
+                  f"quantiles 0.5 / 0.9 / 0.99 / max {np.quantile(values, [0.5, 0.9, 0.99, 1]).round(3).tolist()}, "
+                  "over " + ", ".join(f"{t}: {int((values > t).sum())}" for t in (0.1, 0.12, 0.16, 0.2, 0.25)))
     print("\nthe pairs the cells sent to the geometric check, as the run ended them (verified, reason):")
     for (same, verified, reason), n in sorted(ended.items(), key=lambda item: -item[1]):
         print(f"  {'copy' if same else 'look-alike':10s} {str(verified):5s} {reason}: {n:,}")
