@@ -62,7 +62,6 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
     savepoint inside the caller's)."""
     started = time.perf_counter()
     q = _queries()
-    measured = failed = unmeasured = 0
     tone_measured, tone_candidates = _check_tones(conn, q)
     with conn.transaction():
         if not conn.execute(q["any_unchecked"]).fetchone()[0]:
@@ -71,45 +70,44 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
         conn.execute(q["drop_temp_tables"])
         conn.execute(q["collect_unchecked"])
         conn.execute(q["create_results"])
-        with conn.cursor(name="dbdedup_structure_pairs") as pairs:
-            pairs.execute(q["unchecked_pairs"])
-            while batch := pairs.fetchmany(BATCH_PAIRS):
-                rows = _measure(conn, q, batch)
-                with conn.cursor().copy(q["copy_results"]) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                values = np.array([row[3] for row in rows], dtype=np.float64)
-                known = ~np.isnan(values)
-                measured += int(known.sum())
-                unmeasured += int((~known).sum())
-                failed += int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
+        values = _stream_measures(conn, q, "dbdedup_structure_pairs", "unchecked_pairs", "copy_results", _measure)
+        known = ~np.isnan(values)
+        measured, unmeasured = int(known.sum()), int((~known).sum())
+        failed = int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
         conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE})
         conn.execute(q["drop_temp_tables"])
     return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tone_measured, tone_candidates)
 
 
 def _check_tones(conn: psycopg.Connection, q: dict[str, str]) -> tuple[int, int]:
-    """Fit one tone edit to the luma thumbnails of every pair rejected for colour and not measured yet;
+    """Fit one tone edit to the colour signatures of every pair rejected for colour and not measured yet;
     (measured, left pending for the geometric check). One transaction (a savepoint inside the caller's)."""
-    measured = candidates = 0
     with conn.transaction():
         if not conn.execute(q["any_tone_unmeasured"]).fetchone()[0]:
             return 0, 0
         conn.execute(q["drop_tone_tables"])
         conn.execute(q["create_tone_results"])
-        with conn.cursor(name="dbdedup_tone_pairs") as pairs:
-            pairs.execute(q["tone_pairs"])
-            while batch := pairs.fetchmany(BATCH_PAIRS):
-                rows = _tone_fits(conn, q, batch)
-                with conn.cursor().copy(q["copy_tone_results"]) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                values = np.array([row[3] for row in rows], dtype=np.float64)
-                measured += len(values)
-                candidates += int((~np.isnan(values)).sum())
+        values = _stream_measures(conn, q, "dbdedup_tone_pairs", "tone_pairs", "copy_tone_results", _tone_fits)
         conn.execute(q["apply_tone_results"])
         conn.execute(q["drop_tone_tables"])
-    return measured, candidates
+    return len(values), int((~np.isnan(values)).sum())
+
+
+def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, query: str, copy: str,
+                     measure) -> np.ndarray:
+    """The pairs of ``query`` read in a named ``cursor``, measured a batch at a time (``measure(conn, q,
+    batch)``: rows (hash_kind, image_a, image_b, value)) and COPYed into a results table by ``copy``;
+    every value (NaN: not measurable)."""
+    values: list[float] = []
+    with conn.cursor(name=cursor) as pairs:
+        pairs.execute(q[query])
+        while batch := pairs.fetchmany(BATCH_PAIRS):
+            rows = measure(conn, q, batch)
+            with conn.cursor().copy(q[copy]) as writer:
+                for row in rows:
+                    writer.write_row(row)
+            values.extend(row[3] for row in rows)
+    return np.array(values, dtype=np.float64)
 
 
 def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
