@@ -115,19 +115,21 @@ def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) 
     orientation)): the residual of the colour signatures' cells when they are close to one tone edit, else
     NaN (not aligned, a greyscale picture, no signature, or no such edit)."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
-    signatures = {}
-    for image_id, signature in conn.execute(q["tone_images"], {"ids": ids}).fetchall():
-        if signature is not None and len(signature) == verify.SIGNATURE_LENGTH:
-            signature = np.asarray(signature, dtype=np.float64)
-            if verify.chroma(signature) >= verify.GREY_CHROMA:
-                signatures[image_id] = signature
+    found = [(image_id, signature) for image_id, signature in conn.execute(q["tone_images"], {"ids": ids}).fetchall()
+             if signature is not None and len(signature) == verify.SIGNATURE_LENGTH]
     results = [(kind, a, b, float("nan")) for kind, a, b, _ in batch]
+    if not found:
+        return results
+    stacked = np.array([signature for _, signature in found], dtype=np.float64)
+    colour = verify.chromas(stacked) >= verify.GREY_CHROMA
+    cells = verify.signatures_colours(stacked)
+    row_of = {image_id: k for k, (image_id, _) in enumerate(found) if colour[k]}
     wanted = [k for k, (_, a, b, orientation) in enumerate(batch)
-              if orientation is not None and a in signatures and b in signatures]
+              if orientation is not None and a in row_of and b in row_of]
     if not wanted:
         return results
-    side_a = np.stack([verify.signature_colours(signatures[batch[k][1]], batch[k][3]) for k in wanted])
-    side_b = np.stack([verify.signature_colours(signatures[batch[k][2]]) for k in wanted])
+    side_a = np.stack([verify.orient_pixels(cells[row_of[batch[k][1]]], batch[k][3]) for k in wanted])
+    side_b = cells[[row_of[batch[k][2]] for k in wanted]]
     # (clipping makes the edit one-way: it is fitted both ways)
     for k, one, other in zip(wanted, verify.tone_fits(side_a, side_b), verify.tone_fits(side_b, side_a)):
         agreeing = [fit.residual for fit in (one, other) if fit.cells_agree()]

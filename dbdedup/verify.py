@@ -196,8 +196,16 @@ def _lab_to_srgb(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def signature_colours(signature: np.ndarray, orientation: str = "identity") -> np.ndarray:
     """The 8x8 cells of a colour signature as sRGB values in 0-255 ((8, 8, 3), float64), under ``orientation``:
     each cell's lightness the mean of its four 16x16 cells, with its chroma."""
-    light, a, b = _parts(orient_signature(signature, orientation))
-    light = light.reshape(GRID, FINE // GRID, GRID, FINE // GRID).mean(axis=(1, 3))
+    return orient_pixels(signatures_colours(np.asarray(signature)[None])[0], orientation)
+
+
+def signatures_colours(signatures: np.ndarray) -> np.ndarray:
+    """``signature_colours`` of many signatures at once ((n, SIGNATURE_LENGTH) -> (n, 8, 8, 3)), unturned."""
+    s = np.asarray(signatures, dtype=np.float64)
+    n, step = len(s), FINE // GRID
+    light = s[:, :FINE * FINE].reshape(n, GRID, step, GRID, step).mean(axis=(2, 4))
+    a = s[:, FINE * FINE:FINE * FINE + GRID * GRID].reshape(n, GRID, GRID)
+    b = s[:, FINE * FINE + GRID * GRID:].reshape(n, GRID, GRID)
     return 255 * _lab_to_srgb(light, a, b)
 
 
@@ -214,6 +222,12 @@ def chroma(signature: np.ndarray) -> float:
     """RMS chroma of a signature's cells (Lab units): about 0 for a greyscale image."""
     _, a, b = _parts(signature)
     return float(np.sqrt((a ** 2 + b ** 2).mean()))
+
+
+def chromas(signatures: np.ndarray) -> np.ndarray:
+    """``chroma`` of many signatures at once ((n, SIGNATURE_LENGTH) -> (n,))."""
+    cells = np.asarray(signatures, dtype=np.float64)[:, FINE * FINE:].reshape(-1, 2, GRID * GRID)
+    return np.sqrt((cells ** 2).sum(axis=1).mean(axis=1))
 
 
 @dataclass(frozen=True)

@@ -366,6 +366,7 @@ class PairChecker:
         if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
             return verify.Verdict(False, 0.0, "low_quality")
         aligned = orientation is not None
+        settled = None
         if aligned:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
             if settled is not None and settled.reason == "colour" and pair.tone_candidate:
@@ -376,12 +377,6 @@ class PairChecker:
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):
                 return settled
-            if settled is None:
-                # apart in colour, layout or detail but not settled: one edit of the tones may explain it
-                # (a copy brightened until it clips, farther in pHash than same_framing), before keypoints
-                toned = verify.tone_verdict(fa, fb, self._pixels(pair.a), self._pixels(pair.b), orientation)
-                if toned is not None:
-                    return toned
         if (pair.transform or "").startswith("trim"):
             # found through a border-trimmed variant: once the uniform borders are cut off, the two
             # are aligned, and their signatures settle it without keypoints (flat-toned photos and
@@ -434,8 +429,15 @@ class PairChecker:
         if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
                 and dense_candidate(pair, orientation):
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
-            return verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
-                                        min_structure=min_structure)
+            verdict = verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
+                                           min_structure=min_structure)
+        if not verdict.verified and aligned and settled is None:
+            # apart in colour, layout or detail, not settled by the signatures, and not aligned otherwise: one
+            # edit of the tones may explain it (a copy brightened until it clips, farther in pHash than
+            # same_framing; its clipped areas have no keypoints)
+            toned = verify.tone_verdict(fa, fb, self._pixels(pair.a), self._pixels(pair.b), orientation)
+            if toned is not None:
+                return toned
         return verdict
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:

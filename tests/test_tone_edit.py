@@ -145,7 +145,7 @@ def test_a_greyscale_pair_or_one_without_thumbnails_is_not_fitted(conn, tmp_path
     assert found["verified"] is False and math.isnan(found["tone_fit"]), found
 
 
-def test_a_brighter_copy_left_to_the_geometric_check_is_verified_by_the_edit_before_keypoints(conn, tmp_path):
+def test_a_brighter_copy_left_to_the_geometric_check_is_verified_by_the_edit_its_keypoints_missed(conn, tmp_path):
     # a paler sky: the brightened copy is 6 pHash bits away, where the signatures leave a pair apart in
     # colour to the geometric check instead of rejecting it
     pixels_ = np.asarray(photo(7), dtype=np.float32) * 0.45 + np.array([120, 140, 135])
