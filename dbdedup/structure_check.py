@@ -48,7 +48,7 @@ class StructureCheck:
     failed: int = 0
     unmeasured: int = 0
     seconds: float = 0.0
-    tone_measured: int = 0  # pairs rejected for colour whose luma thumbnails were fitted one tone edit
+    tone_measured: int = 0  # pairs rejected for colour whose colour signatures were fitted one tone edit
     tone_candidates: int = 0  # ... which that edit explains: left pending for the geometric check
 
 

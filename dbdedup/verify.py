@@ -571,9 +571,10 @@ def tone_thumbnail(rgb: np.ndarray) -> np.ndarray:
 
 def tone_verdict(a: "Features", b: "Features", pixels_a: np.ndarray, pixels_b: np.ndarray,
                  orientation: str) -> "Verdict | None":
-    """The verdict for an aligned pair of colour pictures whose signatures were apart in colour but whose
-    luma thumbnails one tone edit maps onto each other: 'tone' (verified) when one edit maps the RGB pixels
-    too (image_a under ``orientation``); None otherwise (the colours stay apart)."""
+    """The verdict for an aligned pair whose signatures were apart (in colour, or left to the geometric check):
+    'tone' (verified) when one brightness or contrast edit maps the RGB pixels of image_a (under
+    ``orientation``) onto image_b's (``ToneFit.agrees``, either way); None otherwise. Only two colour pictures:
+    two greyscale ones are related by a line as readily as a grey folder and a darker grey one."""
     if min(chroma(a.signature), chroma(b.signature)) < GREY_CHROMA:
         return None
     fits = [fit for fit in both_tone_fits(tone_thumbnail(orient_pixels(pixels_a, orientation)), tone_thumbnail(pixels_b))
