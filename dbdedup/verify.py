@@ -220,8 +220,7 @@ def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
 
 def chroma(signature: np.ndarray) -> float:
     """RMS chroma of a signature's cells (Lab units): about 0 for a greyscale image."""
-    _, a, b = _parts(signature)
-    return float(np.sqrt((a ** 2 + b ** 2).mean()))
+    return float(chromas(np.asarray(signature)[None])[0])
 
 
 def chromas(signatures: np.ndarray) -> np.ndarray:
@@ -505,9 +504,9 @@ class ToneFit:
 
 def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
     """The ``ToneFit`` of each pair of aligned pictures: ``x`` and ``y`` are stacked (pairs, side, side) or
-    (pairs, side, side, channels), side a multiple of 8, values 0-255 (8: each cell its own window). One gain and offset for every channel
-    (an edit of the tones, not of the colours), fitted by least squares on the pixels neither clipped nor
-    far off, in a few rounds."""
+    (pairs, side, side, channels), side a multiple of 8 (8: each cell its own window), values 0-255. One
+    gain and offset for every channel (an edit of the tones, not of the colours), fitted by least squares
+    on the pixels neither clipped nor far off, in a few rounds."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     n, side = x.shape[0], x.shape[1]
@@ -532,7 +531,8 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
             | ((predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED))
         # (a watermark or a few re-encoding outliers do not pull the line)
         keep = unclipped & (off < np.maximum(3 * np.median(off, axis=1, keepdims=True) + 2, 8))
-    predicted = np.clip(gain.reshape(-1, *([1] * (x.ndim - 1))) * x + offset.reshape(-1, *([1] * (x.ndim - 1))), 0, 255)
+    per_pair = (-1,) + (1,) * (x.ndim - 1)
+    predicted = np.clip(gain.reshape(per_pair) * x + offset.reshape(per_pair), 0, 255)
     difference = np.abs(y - predicted)
     if difference.ndim == 4:
         difference = difference.mean(axis=3)
@@ -547,7 +547,7 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
         # channel is clipped on either side.
         unclipped = ((y > _TONE_CLIPPED) & (y < 255 - _TONE_CLIPPED)
                      & (predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED)).all(axis=3)
-        scaled = gain.reshape(-1, 1, 1, 1) * np.diff(x, axis=3)
+        scaled = gain.reshape(per_pair) * np.diff(x, axis=3)
         channel_y = np.diff(y, axis=3)
         error = (np.abs(channel_y - scaled).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
         size = ((np.abs(channel_y) + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)

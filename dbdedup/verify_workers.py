@@ -168,7 +168,7 @@ class PendingPair:
     a: ImageInfo
     b: ImageInfo
     structure: float | None = None  # pairs.structure: below verify.MIN_SIGNATURE_STRUCTURE, the signatures do not settle it
-    tone_fit: float | None = None  # pairs.tone_fit: not NaN when one tone edit maps the luma thumbnails onto each other
+    tone_fit: float | None = None  # pairs.tone_fit: not NaN when the signatures' cells are close to one tone edit
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -190,7 +190,7 @@ class PendingPair:
     @property
     def tone_candidate(self) -> bool:
         """Whether the pair, rejected for colour by its signatures, may be one brightness or contrast edit
-        (its luma thumbnails' fit, dbdedup.structure_check): the files' RGB pixels decide."""
+        (its signatures' cells fit one, dbdedup.structure_check): the files' RGB pixels decide."""
         return self.tone_fit is not None and not math.isnan(self.tone_fit)
 
     @property

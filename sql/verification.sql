@@ -410,8 +410,8 @@ BEGIN
                 -- the structure check (dbdedup.structure_check) found the two apart in a region though
                 -- their signatures agree: the geometric check aligns them and measures it again
                 WHEN p.structure < s.min_signature_structure THEN 'pending'
-                -- rejected for colour once, but one brightness or contrast edit maps their luma thumbnails
-                -- onto each other (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
+                -- rejected for colour once, but their signatures' cells are close to one brightness or
+                -- contrast edit (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
                 -- the files' RGB pixels
                 WHEN p.tone_fit <> 'NaN'::real THEN 'pending'
                 -- found through a border-trimmed variant: verified when the whole pictures already agree in
