@@ -125,8 +125,9 @@ def _raw_dim(embedder: str, rows) -> int:
     return len(bytes(rows[0][0])) // 2  # float16; float32 rows are the rare exception raw_from_bytes tells apart
 
 
-def _copy_data(image_ids, vectors) -> bytes:
-    """(image_id bigint, embedding vector) rows as one binary COPY stream, made by numpy at once.
+def _copy_data(image_ids, vectors, turn_signatures, new_embedding) -> bytes:
+    """(image_id bigint, embedding vector, turn_signature vector, new_embedding boolean) rows as one binary
+    COPY stream, made by numpy at once.
 
     pgvector's binary form of a vector: its dimension (int16), a zero int16, then the float4 values,
     all big-endian. The values are the same floats ``register_vector``'s per-row adapter sends.
@@ -134,15 +135,23 @@ def _copy_data(image_ids, vectors) -> bytes:
     import numpy as np
 
     count, dim = vectors.shape
-    row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("vector_size", ">i4"),
-                    ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,))])
+    turn_dim = turn_signatures.shape[1]
+    row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"),
+                    ("vector_size", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,)),
+                    ("turn_size", ">i4"), ("turn_dim", ">i2"), ("turn_unused", ">i2"), ("turn", ">f4", (turn_dim,)),
+                    ("new_size", ">i4"), ("new", "u1")])
     rows = np.zeros(count, dtype=row)
-    rows["fields"] = 2
+    rows["fields"] = 4
     rows["id_size"] = 8
     rows["id"] = image_ids
     rows["vector_size"] = 4 + 4 * dim
     rows["dim"] = dim
     rows["values"] = vectors
+    rows["turn_size"] = 4 + 4 * turn_dim
+    rows["turn_dim"] = turn_dim
+    rows["turn"] = turn_signatures
+    rows["new_size"] = 1
+    rows["new"] = new_embedding
     return b"".join((_COPY_SIGNATURE, rows.tobytes(), _COPY_TRAILER))
 
 
@@ -157,11 +166,25 @@ def _raw_matrix(raws: list[bytes], raw_dim: int):
     return np.stack([raw_from_bytes(r, raw_dim) for r in raws])
 
 
+def _turn_matrix(signatures):
+    """The turn signatures as one matrix; an image with no thumbnail gets a flat picture's signature
+    (the first unit vector: far from every drawing's, and never pending again)."""
+    import numpy as np
+
+    from .turn_signature import TURN_SIGNATURE_DIM
+
+    flat = np.zeros(TURN_SIGNATURE_DIM, dtype=np.float32)
+    flat[0] = 1.0
+    return np.stack([flat if v is None else v for v in signatures])
+
+
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
-    """Project every pending descriptor of the reduction's embedder; returns the number written."""
+    """Project every pending descriptor of the reduction's embedder, and write each image's turn signature
+    (``dbdedup.turn_signature``, from its stored thumbnail) beside it; returns the number of rows written."""
     import numpy as np
 
     from .embedding import project
+    from .turn_signature import turn_signatures_of_thumbnails
 
     q = _queries()
     schema = sql.Identifier(_vector_schema(conn))
@@ -175,9 +198,11 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
             if not rows:
                 break
             vectors = project(reduction, _raw_matrix([bytes(r[1]) for r in rows], reduction.raw_dim))
+            turns = _turn_matrix(turn_signatures_of_thumbnails([r[2] for r in rows]))
             with conn.cursor() as cur:
                 with cur.copy(q["copy_update_table"]) as copy:
-                    copy.write(_copy_data(np.array([r[0] for r in rows], dtype=np.int64), vectors))
+                    copy.write(_copy_data(np.array([r[0] for r in rows], dtype=np.int64), vectors, turns,
+                                          np.array([bool(r[3]) for r in rows])))
                 cur.execute(q["apply_update_table"])
                 cur.execute(q["requeue_matched"])
                 cur.execute(q["empty_update_table"])
@@ -226,6 +251,7 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
         rebuild = (current_index is None or pending > projected_before or current_index[0] != method)
         if rebuild and current_index is not None:
             conn.execute(q["drop_index"])
+            conn.execute(q["drop_turn_index"])
         written = _write_vectors(conn, reduction) if pending else 0
         index = conn.execute(q["build_index"], {"method": method}).fetchone()[0] if rebuild else None
     return ProjectionResult(embedder=embedder, projected=written, fitted=fitted, fitted_rows=reduction.fitted_rows,
@@ -256,6 +282,7 @@ def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method
             raise DbdedupError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
         reduction = _fit(conn, embedder, method)
         conn.execute(q["drop_index"])
+        conn.execute(q["drop_turn_index"])
         conn.execute(q["forget_vectors"], {"embedder": embedder})
         conn.execute(q["forget_embedding_pairs"])
         written = _write_vectors(conn, reduction)

@@ -182,7 +182,8 @@ COMMENT ON FUNCTION dbdedup.match_values_lsh_distributed(text, integer, boolean,
     'Method lsh on a Citus cluster (called by dbdedup.match_values_lsh with its plan): per table, every value under its '
     'sampled key in dbdedup.match_keys (distributed by key), joined shard by shard. Same candidates and pairs as on one server.';
 
-CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours_distributed(neighbours integer) RETURNS void
+CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours_distributed(neighbours integer, vector_column name DEFAULT 'embedding')
+    RETURNS void
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -210,19 +211,20 @@ BEGIN
         EXECUTE format($q$
             INSERT INTO pg_temp.em_found
             SELECT $1, n.image_id, n.similarity
-            FROM (SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) $2))::real AS similarity
+            FROM (SELECT e.image_id, (1 - (e.%3$I OPERATOR(%1$I.<=>) $2))::real AS similarity
                   FROM dbdedup.image_embeddings e
-                  WHERE e.embedding IS NOT NULL
+                  WHERE e.%3$I IS NOT NULL
                     AND NOT EXISTS (SELECT 1 FROM dbdedup.match_copies c WHERE c.image_id = e.image_id)
-                  ORDER BY e.embedding OPERATOR(%1$I.<=>) $2
+                  ORDER BY e.%3$I OPERATOR(%1$I.<=>) $2
                   LIMIT %2$s) n
-            WHERE n.image_id <> $1 $q$, s, neighbours)
+            WHERE n.image_id <> $1 $q$, s, neighbours, vector_column)
         USING p.image_id, p.embedding;
     END LOOP;
     TRUNCATE dbdedup.match_copies;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.embedding_neighbours_distributed(integer) IS
-    'The k-NN step of dbdedup.match_embeddings on a Citus cluster: for each row of pg_temp.em_probe, its `neighbours` '
-    'nearest vectors (copies of a file skipped), one query per probe fanned out to the shards'' pgvector indexes; '
+COMMENT ON FUNCTION dbdedup.embedding_neighbours_distributed(integer, name) IS
+    'The k-NN step of dbdedup.embedding_neighbours on a Citus cluster: for each row of pg_temp.em_probe, its `neighbours` '
+    'nearest vectors of image_embeddings.vector_column (copies of a file skipped), one query per probe fanned out to the '
+    'shards'' pgvector indexes; '
     'written to pg_temp.em_found.';

@@ -35,13 +35,18 @@ BEGIN
             image_id  bigint PRIMARY KEY REFERENCES dbdedup.images (id) ON DELETE CASCADE,
             embedder  text NOT NULL,
             raw       bytea NOT NULL,
-            embedding %I.vector(64)
-        ) $q$, s);
+            embedding %I.vector(64),
+            turn_signature %I.vector(132)
+        ) $q$, s, s);
     COMMENT ON TABLE dbdedup.image_embeddings IS
         'One embedding per ok image: the embedder''s raw descriptor (kept so a refit can re-project) and the reduced, '
         'unit-length vector searched through a pgvector index (cosine). Exists only on servers with pgvector.';
     COMMENT ON COLUMN dbdedup.image_embeddings.raw IS 'Raw descriptor, float16 little-endian (dbdedup.embedding.raw_to_bytes).';
     COMMENT ON COLUMN dbdedup.image_embeddings.embedding IS 'Reduced vector (64 dimensions, L2-normalised); NULL until projected after the load.';
+    COMMENT ON COLUMN dbdedup.image_embeddings.turn_signature IS
+        'The picture''s layout as a turn about its centre leaves it (dbdedup.turn_signature: rings of the stored luma '
+        'thumbnail, their means and Fourier magnitudes; 132 dimensions, L2-normalised), searched by '
+        'dbdedup.propose_keeper_pairs; NULL until written with the embedding after the load.';
     CREATE INDEX image_embeddings_pending_idx ON dbdedup.image_embeddings (image_id) WHERE embedding IS NULL;
     RETURN true;
 END
@@ -64,8 +69,10 @@ BEGIN
         RAISE EXCEPTION 'unknown embedding index method %', method USING HINT = 'use hnsw or ivfflat';
     END IF;
     DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;
+    DROP INDEX IF EXISTS dbdedup.image_embeddings_turn_idx;
     IF method = 'hnsw' THEN
         EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
+        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
         RETURN 'hnsw';
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL;
@@ -73,6 +80,7 @@ BEGIN
         -- IVFFlat trains its lists on the rows there are; a few hundred (or two opposite vectors,
         -- whose mean is zero) make a useless or failing index. HNSW needs no training.
         EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
+        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
         RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
     END IF;
     -- 1.5 sqrt(rows) lists, searched 4 at a time (dbdedup.match_embeddings): the near neighbours of a
@@ -83,11 +91,13 @@ BEGIN
     -- a bound per sample and list, 200 MB at 1,000 lists.
     lists := coalesce(lists, least(1000, greatest(10, round(1.5 * sqrt(n))))::integer);
     EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
+    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
     RETURN 'ivfflat (' || lists || ' lists)';
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_embedding_index(text, integer) IS
-    'Build (or rebuild) the pgvector index on dbdedup.image_embeddings (cosine): ivfflat (the default) with 1.5 sqrt(rows) '
+    'Build (or rebuild) the pgvector indexes on dbdedup.image_embeddings (cosine), of the embedding and of the turn '
+    'signature: ivfflat (the default) with 1.5 sqrt(rows) '
     'lists, 10 to 1,000, unless given (hnsw stands in below 1,000 rows, too few to train the lists), or hnsw. Called after '
     'bulk loads, not row by row.';
 
@@ -355,13 +365,19 @@ COMMENT ON FUNCTION dbdedup.match_transforms(integer, text, boolean) IS
     'variant in pairs.transform / transform_distance. Incremental after dbdedup.match (changed images against all). '
     'Methods as in dbdedup.match: scan, blocks (exact, 0-15) or lsh (recall >= 0.99 at the threshold).';
 
-CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours(neighbours integer, lists_probed integer DEFAULT 4) RETURNS void
+CREATE OR REPLACE FUNCTION dbdedup.embedding_neighbours(neighbours integer, lists_probed integer DEFAULT 4,
+                                                        vector_column name DEFAULT 'embedding') RETURNS void
     LANGUAGE plpgsql
     AS $$
 DECLARE
     s name := dbdedup.vector_schema();
     lists integer;
+    index_name text := CASE vector_column WHEN 'embedding' THEN 'dbdedup.image_embeddings_vector_idx'
+                                          WHEN 'turn_signature' THEN 'dbdedup.image_embeddings_turn_idx' END;
 BEGIN
+    IF index_name IS NULL THEN
+        RAISE EXCEPTION 'no vector column % in dbdedup.image_embeddings', vector_column USING HINT = 'use embedding or turn_signature';
+    END IF;
     -- the index returns ef_search (hnsw) or the probed lists' (ivfflat) candidates per probe
     PERFORM set_config('hnsw.ef_search', greatest(40, (neighbours - 1) * 2)::text, true);
     -- copies are filtered out of each search; pgvector 0.8 keeps scanning until k rows pass the filter
@@ -369,7 +385,7 @@ BEGIN
     PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
     PERFORM set_config('ivfflat.iterative_scan', 'relaxed_order', true);
     SELECT (regexp_match(pg_get_indexdef(x.indexrelid), 'lists=''?(\d+)'))[1]::integer INTO lists
-    FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
+    FROM pg_index x WHERE x.indexrelid = to_regclass(index_name);
     IF lists IS NOT NULL THEN
         -- 4 lists of 1.5 sqrt(rows) (dbdedup.build_embedding_index) find the near-duplicates
         -- match_embeddings pairs: recall 1.0 / 0.9997 at 10k / 108k vectors. Neighbours far below
@@ -379,7 +395,7 @@ BEGIN
     END IF;
     IF dbdedup.is_distributed() THEN
         -- one search per probe, fanned out to every shard's index (sql/distributed.sql)
-        PERFORM dbdedup.embedding_neighbours_distributed(neighbours);
+        PERFORM dbdedup.embedding_neighbours_distributed(neighbours, vector_column);
         RETURN;
     END IF;
     -- the copies (an image with an ok image of the same SHA-256 and a smaller id), listed once
@@ -395,21 +411,22 @@ BEGIN
         SELECT p.image_id, n.image_id, n.similarity
         FROM pg_temp.em_probe p
         CROSS JOIN LATERAL (
-            SELECT e.image_id, (1 - (e.embedding OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
+            SELECT e.image_id, (1 - (e.%4$I OPERATOR(%1$I.<=>) p.embedding))::real AS similarity
             FROM dbdedup.image_embeddings e
-            WHERE e.embedding IS NOT NULL %3$s
-            ORDER BY e.embedding OPERATOR(%1$I.<=>) p.embedding
+            WHERE e.%4$I IS NOT NULL %3$s
+            ORDER BY e.%4$I OPERATOR(%1$I.<=>) p.embedding
             LIMIT %2$s
         ) n
         WHERE n.image_id <> p.image_id $q$, s, neighbours,
         CASE WHEN EXISTS (SELECT 1 FROM pg_temp.em_copy)
-             THEN 'AND e.image_id NOT IN (SELECT x.id FROM pg_temp.em_copy x)' ELSE '' END);
+             THEN 'AND e.image_id NOT IN (SELECT x.id FROM pg_temp.em_copy x)' ELSE '' END, vector_column);
     DROP TABLE em_copy;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.embedding_neighbours(integer, integer) IS
+COMMENT ON FUNCTION dbdedup.embedding_neighbours(integer, integer, name) IS
     'The k-NN step of dbdedup.match_embeddings and dbdedup.propose_keeper_pairs: for each row of pg_temp.em_probe '
-    '(image_id, embedding), its `neighbours` nearest vectors by cosine through the pgvector index (copies of a file '
+    '(image_id, embedding: a vector of image_embeddings.vector_column, the embedding or the turn signature), its '
+    '`neighbours` nearest vectors of that column by cosine through its pgvector index (copies of a file '
     'skipped), written to pg_temp.em_found (a, b, similarity); an ivfflat index is searched in lists_probed of its lists '
     '(4 find near-duplicates; more find farther neighbours, at a cost about proportional); '
     'on Citus through dbdedup.embedding_neighbours_distributed.';

@@ -216,7 +216,7 @@ FROM dbdedup_stage s
 JOIN dbdedup.image_paths p ON p.path_bytes = s.path_bytes
 WHERE s.raw IS NOT NULL
 ORDER BY p.image_id
-ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL;
+ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL, turn_signature = NULL;
 
 -- name: mark_missing
 -- As load.sql's mark_missing, with one change_seq for the statement (Citus runs no volatile

@@ -42,8 +42,10 @@ UPDATE dbdedup.embedding_reductions SET index_method = %(index_method)s WHERE em
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s);
 
 -- name: counts
+-- (a row with its embedding but no turn signature, from a database loaded before there were any, is
+-- pending too: its signature comes from the stored thumbnail, no file read)
 SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
-       count(*) FILTER (WHERE embedding IS NULL AND embedder = %(embedder)s) AS pending
+       count(*) FILTER (WHERE embedder = %(embedder)s AND (embedding IS NULL OR turn_signature IS NULL)) AS pending
 FROM dbdedup.image_embeddings;
 
 -- name: vector_count
@@ -54,10 +56,15 @@ WHERE i.status = 'ok' AND e.embedding IS NOT NULL;
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL);
 
 -- name: pending
-SELECT image_id, raw FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s AND embedding IS NULL;
+-- Each descriptor to project, the image's stored luma thumbnail (its turn signature), and whether its
+-- embedding is new (else only the turn signature was missing).
+SELECT e.image_id, e.raw, i.structure, e.embedding IS NULL AS new_embedding
+FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
+WHERE e.embedder = %(embedder)s AND (e.embedding IS NULL OR e.turn_signature IS NULL);
 
 -- name: forget_vectors
--- Before a refit: every vector of the embedder is projected again.
+-- Before a refit: every vector of the embedder is projected again (the turn signatures, which need no
+-- fit, are kept).
 UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder)s AND embedding IS NOT NULL;
 
 -- name: forget_embedding_pairs
@@ -65,14 +72,16 @@ UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder
 DELETE FROM dbdedup.signal_state WHERE signal = 'embeddings';
 
 -- name: create_update_table
-CREATE TEMP TABLE IF NOT EXISTS dbdedup_vectors (image_id bigint NOT NULL, embedding {vector_schema}.vector NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_new_vectors (image_id bigint NOT NULL, embedding {vector_schema}.vector NOT NULL,
+                                                      turn_signature {vector_schema}.vector NOT NULL,
+                                                      new_embedding boolean NOT NULL);
 
 -- name: copy_update_table
-COPY dbdedup_vectors (image_id, embedding) FROM STDIN (FORMAT BINARY);
+COPY dbdedup_new_vectors (image_id, embedding, turn_signature, new_embedding) FROM STDIN (FORMAT BINARY);
 
 -- name: apply_update_table
-UPDATE dbdedup.image_embeddings e SET embedding = v.embedding
-FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
+UPDATE dbdedup.image_embeddings e SET embedding = v.embedding, turn_signature = v.turn_signature
+FROM dbdedup_new_vectors v WHERE e.image_id = v.image_id;
 
 -- name: requeue_matched
 -- Images that get their vector after a match already saw them (a load stopped before its vectors were
@@ -80,19 +89,25 @@ FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
 -- neighbours too, as a full match would.
 -- One change_seq for the statement (a subquery): Citus runs no volatile function per row of a distributed UPDATE.
 UPDATE dbdedup.images i SET change_seq = (SELECT nextval('dbdedup.change_seq'))
-FROM dbdedup_vectors v
-WHERE i.id = v.image_id
+FROM dbdedup_new_vectors v
+WHERE i.id = v.image_id AND v.new_embedding
   AND i.change_seq <= (SELECT coalesce(max(s.matched_seq), -1) FROM dbdedup.signal_state s WHERE s.signal = 'embeddings');
 
 -- name: empty_update_table
-TRUNCATE dbdedup_vectors;
+TRUNCATE dbdedup_new_vectors;
 
 -- name: index_method
+-- (no row, so built again, when the turn signatures' index is missing: a database from before them)
 SELECT CASE WHEN pg_get_indexdef(x.indexrelid) LIKE '%%USING ivfflat%%' THEN 'ivfflat' ELSE 'hnsw' END AS method
-FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
+FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx')
+  AND to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL;
 
 -- name: drop_index
 DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;
+
+-- name: drop_turn_index
+-- (a statement of its own: Citus drops one distributed object a command)
+DROP INDEX IF EXISTS dbdedup.image_embeddings_turn_idx;
 
 -- name: build_index
 SELECT dbdedup.build_embedding_index(%(method)s) AS index;

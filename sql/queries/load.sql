@@ -183,7 +183,7 @@ FROM dbdedup_stage s
 JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
 WHERE s.raw IS NOT NULL
 ORDER BY i.id
-ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL;
+ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL, turn_signature = NULL;
 
 -- name: record_stage_errors
 INSERT INTO dbdedup.load_errors (load_run_id, path, path_bytes, reason, detail)
