@@ -125,9 +125,8 @@ def _raw_dim(embedder: str, rows) -> int:
     return len(bytes(rows[0][0])) // 2  # float16; float32 rows are the rare exception raw_from_bytes tells apart
 
 
-def _copy_data(image_ids, vectors, turn_signatures, new_embedding) -> bytes:
-    """(image_id bigint, embedding vector, turn_signature vector, new_embedding boolean) rows as one binary
-    COPY stream, made by numpy at once.
+def _copy_data(image_ids, vectors) -> bytes:
+    """(image_id bigint, vector) rows as one binary COPY stream, made by numpy at once.
 
     pgvector's binary form of a vector: its dimension (int16), a zero int16, then the float4 values,
     all big-endian. The values are the same floats ``register_vector``'s per-row adapter sends.
@@ -135,23 +134,15 @@ def _copy_data(image_ids, vectors, turn_signatures, new_embedding) -> bytes:
     import numpy as np
 
     count, dim = vectors.shape
-    turn_dim = turn_signatures.shape[1]
-    row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"),
-                    ("vector_size", ">i4"), ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,)),
-                    ("turn_size", ">i4"), ("turn_dim", ">i2"), ("turn_unused", ">i2"), ("turn", ">f4", (turn_dim,)),
-                    ("new_size", ">i4"), ("new", "u1")])
+    row = np.dtype([("fields", ">i2"), ("id_size", ">i4"), ("id", ">i8"), ("vector_size", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("values", ">f4", (dim,))])
     rows = np.zeros(count, dtype=row)
-    rows["fields"] = 4
+    rows["fields"] = 2
     rows["id_size"] = 8
     rows["id"] = image_ids
     rows["vector_size"] = 4 + 4 * dim
     rows["dim"] = dim
     rows["values"] = vectors
-    rows["turn_size"] = 4 + 4 * turn_dim
-    rows["turn_dim"] = turn_dim
-    rows["turn"] = turn_signatures
-    rows["new_size"] = 1
-    rows["new"] = new_embedding
     return b"".join((_COPY_SIGNATURE, rows.tobytes(), _COPY_TRAILER))
 
 
@@ -179,8 +170,10 @@ def _turn_matrix(signatures):
 
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
-    """Project every pending descriptor of the reduction's embedder, and write each image's turn signature
-    (``dbdedup.turn_signature``, from its stored thumbnail) beside it; returns the number of rows written."""
+    """Project every pending descriptor of the reduction's embedder; returns the number of rows written.
+
+    The loader's workers compute each image's turn signature (``dbdedup.turn_signature``); a row loaded
+    before there were any gets it here, from the image's stored thumbnail."""
     import numpy as np
 
     from .embedding import project
@@ -189,6 +182,7 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     q = _queries()
     schema = sql.Identifier(_vector_schema(conn))
     conn.execute(sql.SQL(q["create_update_table"]).format(vector_schema=schema))
+    conn.execute(sql.SQL(q["create_turn_table"]).format(vector_schema=schema))
     written = 0
     with conn.cursor(name="dbdedup_pending_vectors") as pending:
         pending.itersize = PROJECT_BATCH
@@ -197,14 +191,20 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
             rows = pending.fetchmany(PROJECT_BATCH)
             if not rows:
                 break
-            vectors = project(reduction, _raw_matrix([bytes(r[1]) for r in rows], reduction.raw_dim))
-            turns = _turn_matrix(turn_signatures_of_thumbnails([r[2] for r in rows]))
+            new = [r for r in rows if r[2]]
+            missing_turn = [r for r in rows if r[3]]
             with conn.cursor() as cur:
-                with cur.copy(q["copy_update_table"]) as copy:
-                    copy.write(_copy_data(np.array([r[0] for r in rows], dtype=np.int64), vectors, turns,
-                                          np.array([bool(r[3]) for r in rows])))
-                cur.execute(q["apply_update_table"])
-                cur.execute(q["requeue_matched"])
+                if new:
+                    vectors = project(reduction, _raw_matrix([bytes(r[1]) for r in new], reduction.raw_dim))
+                    with cur.copy(q["copy_update_table"]) as copy:
+                        copy.write(_copy_data(np.array([r[0] for r in new], dtype=np.int64), vectors))
+                    cur.execute(q["apply_update_table"])
+                    cur.execute(q["requeue_matched"])
+                if missing_turn:
+                    turns = _turn_matrix(turn_signatures_of_thumbnails([r[4] for r in missing_turn]))
+                    with cur.copy(q["copy_turn_table"]) as copy:
+                        copy.write(_copy_data(np.array([r[0] for r in missing_turn], dtype=np.int64), turns))
+                    cur.execute(q["apply_turn_table"])
                 cur.execute(q["empty_update_table"])
             written += len(rows)
     return written

@@ -23,6 +23,7 @@ from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .keypoints import WORKING_SIDE, stored_keys
 from .resample import grey_pixels
+from .turn_signature import turn_signatures_of_thumbnails
 from .variants import stored_variants, stored_variants_many
 from .verify import colour_signature, colour_signatures, qualities, quality, structure_thumbnail
 
@@ -87,6 +88,9 @@ class FileRecord:
     colour_signature: bytes | None = None  # verify.SIGNATURE_LENGTH float32 values, native byte order
     signature_error: str | None = None
     structure: bytes | None = None  # verify.structure_thumbnail, stored with the colour signature
+    # turn_signature.turn_signatures of the structure thumbnail (float32, native byte order), when an
+    # embedder described the image: stored beside its embedding
+    turn_signature: bytes | None = None
     reason: str | None = None
     detail: str | None = None
     keypoint_keys: np.ndarray | None = None  # int32 keys, empty when no corners; None when not asked or failed
@@ -238,7 +242,20 @@ def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     embedder = extras.embedder if extras else None
     raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
     signals = verification_signals(decoded) if extras and extras.signals else _NO_SIGNALS
-    return _record(path, digest, st, decoded, hashes, variants, embedder, raw, signals, keys)
+    return with_turn_signatures([_record(path, digest, st, decoded, hashes, variants, embedder, raw, signals, keys)])[0]
+
+
+def with_turn_signatures(records: list[FileRecord]) -> list[FileRecord]:
+    """The records, each with a raw descriptor and a structure thumbnail given its turn signature (computed
+    for the list at once: one image's costs as much as a few hundred's)."""
+    wanted = [i for i, r in enumerate(records) if r.raw_descriptor is not None and r.structure is not None]
+    if not wanted:
+        return records
+    out = list(records)
+    for i, signature in zip(wanted, turn_signatures_of_thumbnails([records[i].structure for i in wanted])):
+        if signature is not None:
+            out[i] = replace(records[i], turn_signature=signature.astype(np.float32).tobytes())
+    return out
 
 
 def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
@@ -306,4 +323,4 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
         digest, st, image, keys = decoded[i]
         h, v, raw = computed_of[i]
         results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured, keys)
-    return results
+    return with_turn_signatures(results)

@@ -387,6 +387,7 @@ BEGIN
         WHERE e.turn_signature IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
           AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
           AND e.image_id NOT IN (SELECT l.image_id FROM lk_large l);
+        PERFORM dbdedup.ensure_turn_index();
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes, 'turn_signature');
         INSERT INTO lk_near
         SELECT f.a, f.b, f.similarity FROM em_found f

@@ -69,10 +69,11 @@ BEGIN
         RAISE EXCEPTION 'unknown embedding index method %', method USING HINT = 'use hnsw or ivfflat';
     END IF;
     DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;
+    -- the turn signatures' index is built again when a report needs it (dbdedup.ensure_turn_index):
+    -- most loads make no cluster it searches from, and it was a fifth of a small collection's load
     DROP INDEX IF EXISTS dbdedup.image_embeddings_turn_idx;
     IF method = 'hnsw' THEN
         EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
-        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
         RETURN 'hnsw';
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL;
@@ -80,7 +81,6 @@ BEGIN
         -- IVFFlat trains its lists on the rows there are; a few hundred (or two opposite vectors,
         -- whose mean is zero) make a useless or failing index. HNSW needs no training.
         EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
-        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
         RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
     END IF;
     -- 1.5 sqrt(rows) lists, searched 4 at a time (dbdedup.match_embeddings): the near neighbours of a
@@ -91,15 +91,45 @@ BEGIN
     -- a bound per sample and list, 200 MB at 1,000 lists.
     lists := coalesce(lists, least(1000, greatest(10, round(1.5 * sqrt(n))))::integer);
     EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
-    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
     RETURN 'ivfflat (' || lists || ' lists)';
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_embedding_index(text, integer) IS
-    'Build (or rebuild) the pgvector indexes on dbdedup.image_embeddings (cosine), of the embedding and of the turn '
-    'signature: ivfflat (the default) with 1.5 sqrt(rows) '
-    'lists, 10 to 1,000, unless given (hnsw stands in below 1,000 rows, too few to train the lists), or hnsw. Called after '
-    'bulk loads, not row by row.';
+    'Build (or rebuild) the pgvector index of the embeddings on dbdedup.image_embeddings (cosine): ivfflat (the default) '
+    'with 1.5 sqrt(rows) lists, 10 to 1,000, unless given (hnsw stands in below 1,000 rows, too few to train the lists), '
+    'or hnsw. Called after bulk loads, not row by row. Drops the turn signatures'' index, which '
+    'dbdedup.ensure_turn_index builds again when a report needs it.';
+
+CREATE OR REPLACE FUNCTION dbdedup.ensure_turn_index() RETURNS text
+    LANGUAGE plpgsql
+    SET maintenance_work_mem = '256MB'
+    AS $$
+DECLARE
+    s name := dbdedup.vector_schema();
+    n bigint;
+    lists integer;
+BEGIN
+    IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
+        RETURN 'none';
+    END IF;
+    IF to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL THEN
+        RETURN 'built before';
+    END IF;
+    SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE turn_signature IS NOT NULL;
+    -- the kind of the embeddings' index (ivfflat, unless a user chose hnsw), with as many lists
+    IF n < 1000 OR coalesce(pg_get_indexdef(to_regclass('dbdedup.image_embeddings_vector_idx')) LIKE '%USING hnsw%', false) THEN
+        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
+        RETURN 'hnsw';
+    END IF;
+    lists := least(1000, greatest(10, round(1.5 * sqrt(n))))::integer;
+    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
+    RETURN 'ivfflat (' || lists || ' lists)';
+END
+$$;
+COMMENT ON FUNCTION dbdedup.ensure_turn_index() IS
+    'Build the pgvector index of the turn signatures (dbdedup.image_embeddings.turn_signature, cosine) unless it exists: '
+    'of the kind of the embeddings'' index, with as many lists (hnsw below 1,000 rows). Called by '
+    'dbdedup.propose_keeper_pairs before it searches them; dbdedup.build_embedding_index drops it after a bulk load.';
 
 -- Not STRICT (a NULL argument still gives NULL, by the first WHEN): PostgreSQL inlines a SQL
 -- function only when it is not STRICT or its body is strict, and a CASE is not. Called instead of

@@ -56,9 +56,11 @@ WHERE i.status = 'ok' AND e.embedding IS NOT NULL;
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL);
 
 -- name: pending
--- Each descriptor to project, the image's stored luma thumbnail (its turn signature), and whether its
--- embedding is new (else only the turn signature was missing).
-SELECT e.image_id, e.raw, i.structure, e.embedding IS NULL AS new_embedding
+-- Each descriptor to project, whether its embedding is new, and whether its turn signature is missing
+-- (the loader's workers compute it; a row loaded before there were any gets it from the stored
+-- thumbnail, read only for those rows: 4 kB an image).
+SELECT e.image_id, e.raw, e.embedding IS NULL AS new_embedding, e.turn_signature IS NULL AS missing_turn,
+       CASE WHEN e.turn_signature IS NULL THEN i.structure END AS structure
 FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
 WHERE e.embedder = %(embedder)s AND (e.embedding IS NULL OR e.turn_signature IS NULL);
 
@@ -72,16 +74,24 @@ UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder
 DELETE FROM dbdedup.signal_state WHERE signal = 'embeddings';
 
 -- name: create_update_table
-CREATE TEMP TABLE IF NOT EXISTS dbdedup_new_vectors (image_id bigint NOT NULL, embedding {vector_schema}.vector NOT NULL,
-                                                      turn_signature {vector_schema}.vector NOT NULL,
-                                                      new_embedding boolean NOT NULL);
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_vectors (image_id bigint NOT NULL, embedding {vector_schema}.vector NOT NULL);
+
+-- name: create_turn_table
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_turns (image_id bigint NOT NULL, turn_signature {vector_schema}.vector NOT NULL);
 
 -- name: copy_update_table
-COPY dbdedup_new_vectors (image_id, embedding, turn_signature, new_embedding) FROM STDIN (FORMAT BINARY);
+COPY dbdedup_vectors (image_id, embedding) FROM STDIN (FORMAT BINARY);
 
 -- name: apply_update_table
-UPDATE dbdedup.image_embeddings e SET embedding = v.embedding, turn_signature = v.turn_signature
-FROM dbdedup_new_vectors v WHERE e.image_id = v.image_id;
+UPDATE dbdedup.image_embeddings e SET embedding = v.embedding
+FROM dbdedup_vectors v WHERE e.image_id = v.image_id;
+
+-- name: copy_turn_table
+COPY dbdedup_turns (image_id, turn_signature) FROM STDIN (FORMAT BINARY);
+
+-- name: apply_turn_table
+UPDATE dbdedup.image_embeddings e SET turn_signature = t.turn_signature
+FROM dbdedup_turns t WHERE e.image_id = t.image_id;
 
 -- name: requeue_matched
 -- Images that get their vector after a match already saw them (a load stopped before its vectors were
@@ -89,18 +99,16 @@ FROM dbdedup_new_vectors v WHERE e.image_id = v.image_id;
 -- neighbours too, as a full match would.
 -- One change_seq for the statement (a subquery): Citus runs no volatile function per row of a distributed UPDATE.
 UPDATE dbdedup.images i SET change_seq = (SELECT nextval('dbdedup.change_seq'))
-FROM dbdedup_new_vectors v
-WHERE i.id = v.image_id AND v.new_embedding
+FROM dbdedup_vectors v
+WHERE i.id = v.image_id
   AND i.change_seq <= (SELECT coalesce(max(s.matched_seq), -1) FROM dbdedup.signal_state s WHERE s.signal = 'embeddings');
 
 -- name: empty_update_table
-TRUNCATE dbdedup_new_vectors;
+TRUNCATE dbdedup_vectors, dbdedup_turns;
 
 -- name: index_method
--- (no row, so built again, when the turn signatures' index is missing: a database from before them)
 SELECT CASE WHEN pg_get_indexdef(x.indexrelid) LIKE '%%USING ivfflat%%' THEN 'ivfflat' ELSE 'hnsw' END AS method
-FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx')
-  AND to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL;
+FROM pg_index x WHERE x.indexrelid = to_regclass('dbdedup.image_embeddings_vector_idx');
 
 -- name: drop_index
 DROP INDEX IF EXISTS dbdedup.image_embeddings_vector_idx;

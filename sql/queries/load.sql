@@ -70,13 +70,15 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     colour_signature real[],
     signature_error text,
     keypoint_keys integer[],
-    structure    bytea
+    structure    bytea,
+    turn_signature real[]
 );
 -- The wide columns uncompressed (SET STORAGE: PostgreSQL 14's syntax; CREATE TABLE takes it only from 16):
 -- a staged row is read once, by the upsert into images, which compresses what it keeps; compressed here
 -- as well, the load of 10,000 small images took about 0.4 s longer.
 ALTER TABLE dbdedup_stage ALTER COLUMN raw SET STORAGE EXTERNAL, ALTER COLUMN colour_signature SET STORAGE EXTERNAL,
-    ALTER COLUMN keypoint_keys SET STORAGE EXTERNAL, ALTER COLUMN structure SET STORAGE EXTERNAL;
+    ALTER COLUMN keypoint_keys SET STORAGE EXTERNAL, ALTER COLUMN structure SET STORAGE EXTERNAL,
+    ALTER COLUMN turn_signature SET STORAGE EXTERNAL;
 
 -- name: clear_temp_tables
 TRUNCATE dbdedup_scan_batch, dbdedup_seen, dbdedup_stage;
@@ -125,7 +127,7 @@ TRUNCATE dbdedup_scan_batch;
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
                     width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail,
-                    quality, colour_signature, signature_error, keypoint_keys, structure)
+                    quality, colour_signature, signature_error, keypoint_keys, structure, turn_signature)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
@@ -177,13 +179,15 @@ WITH gone AS (
     USING dbdedup_stage s JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
     WHERE e.image_id = i.id AND s.raw IS NULL
 )
-INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding)
-SELECT DISTINCT ON (i.id) i.id, s.embedder, s.raw, NULL
+INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding, turn_signature)
+-- (real[] to vector: pgvector's assignment cast)
+SELECT DISTINCT ON (i.id) i.id, s.embedder, s.raw, NULL, s.turn_signature
 FROM dbdedup_stage s
 JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
 WHERE s.raw IS NOT NULL
 ORDER BY i.id
-ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL, turn_signature = NULL;
+ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL,
+    turn_signature = EXCLUDED.turn_signature;
 
 -- name: record_stage_errors
 INSERT INTO dbdedup.load_errors (load_run_id, path, path_bytes, reason, detail)
