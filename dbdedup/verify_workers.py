@@ -431,6 +431,12 @@ class PairChecker:
             # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
             verdict = verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
                                            min_structure=min_structure)
+            if verdict.reason == "no_geometry" and pair.transform == LINKED:
+                # a keeper pair no signal found: perhaps a copy turned by 5-20 degrees (its turn signature
+                # proposed it), which ECC aligns only from the turn its rings suggest
+                verdict = verify.dense_verdict(
+                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), turned=True),
+                    min_structure=min_structure)
         if not verdict.verified and aligned and settled is None:
             # apart in colour, layout or detail, not settled by the signatures, and not aligned otherwise: one
             # edit of the tones may explain it (a copy brightened until it clips, farther in pHash than

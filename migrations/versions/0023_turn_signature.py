@@ -8,8 +8,9 @@ signal paired it with its family. dbdedup.propose_keeper_pairs now also searches
 signatures (dbdedup/turn_signature.py: rings of the stored luma thumbnail, their means and Fourier
 magnitudes) of the images in no large cluster, through a second pgvector index
 (image_embeddings_turn_idx). The column exists only where dbdedup.image_embeddings does (servers with
-pgvector). It is added empty: the next load writes every row's signature from the stored thumbnail
-(no file is read) and builds the index.
+pgvector). It is added empty: the load's workers compute the signatures of the files they read, and
+the next load writes those of the rows loaded before from their stored thumbnails (no file is read);
+the first report that searches them builds the index (dbdedup.ensure_turn_index).
 """
 
 from alembic import op
