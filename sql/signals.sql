@@ -54,6 +54,18 @@ $$;
 COMMENT ON FUNCTION dbdedup.enable_embeddings() IS
     'Create dbdedup.image_embeddings when pgvector is available (creating the extension if allowed); false in hash-only mode.';
 
+-- 1.5 sqrt(rows) lists, searched 4 at a time (dbdedup.match_embeddings): the near neighbours of a
+-- near-duplicate search lie in the probe's own list or the next ones, so more and smaller lists than
+-- pgvector's general advice (rows / 1000, probes sqrt(lists)) find the same pairs for less work
+-- (bench/embedding_index_bench.py: on bench/accuracy's images and 10 rotated copies of them, recall
+-- 1.0 and 0.9997 of the pairs of an exact search). At most 1,000: k-means on 50 samples a list keeps
+-- a bound per sample and list, 200 MB at 1,000 lists.
+CREATE OR REPLACE FUNCTION dbdedup.ivfflat_lists(vectors bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT least(1000, greatest(10, round(1.5 * sqrt(vectors))))::integer $$;
+COMMENT ON FUNCTION dbdedup.ivfflat_lists(bigint) IS
+    'The lists of an ivfflat index of dbdedup.image_embeddings for that many vectors: 1.5 sqrt(vectors), 10 to 1,000.';
+
 CREATE OR REPLACE FUNCTION dbdedup.build_embedding_index(method text DEFAULT 'ivfflat', lists integer DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql
     SET maintenance_work_mem = '256MB'
@@ -83,13 +95,7 @@ BEGIN
         EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
         RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
     END IF;
-    -- 1.5 sqrt(rows) lists, searched 4 at a time (dbdedup.match_embeddings): the near neighbours of a
-    -- near-duplicate search lie in the probe's own list or the next ones, so more and smaller lists than
-    -- pgvector's general advice (rows / 1000, probes sqrt(lists)) find the same pairs for less work
-    -- (bench/embedding_index_bench.py: on bench/accuracy's images and 10 rotated copies of them, recall
-    -- 1.0 and 0.9997 of the pairs of an exact search). At most 1,000: k-means on 50 samples a list keeps
-    -- a bound per sample and list, 200 MB at 1,000 lists.
-    lists := coalesce(lists, least(1000, greatest(10, round(1.5 * sqrt(n))))::integer);
+    lists := coalesce(lists, dbdedup.ivfflat_lists(n));
     EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
     RETURN 'ivfflat (' || lists || ' lists)';
 END
@@ -107,13 +113,9 @@ CREATE OR REPLACE FUNCTION dbdedup.ensure_turn_index() RETURNS text
 DECLARE
     s name := dbdedup.vector_schema();
     n bigint;
-    lists integer;
 BEGIN
-    IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
-        RETURN 'none';
-    END IF;
-    IF to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL THEN
-        RETURN 'built before';
+    IF to_regclass('dbdedup.image_embeddings') IS NULL OR to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL THEN
+        RETURN 'none needed';
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE turn_signature IS NOT NULL;
     -- the kind of the embeddings' index (ivfflat, unless a user chose hnsw), with as many lists
@@ -121,9 +123,9 @@ BEGIN
         EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
         RETURN 'hnsw';
     END IF;
-    lists := least(1000, greatest(10, round(1.5 * sqrt(n))))::integer;
-    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
-    RETURN 'ivfflat (' || lists || ' lists)';
+    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)',
+                   s, dbdedup.ivfflat_lists(n));
+    RETURN 'ivfflat (' || dbdedup.ivfflat_lists(n) || ' lists)';
 END
 $$;
 COMMENT ON FUNCTION dbdedup.ensure_turn_index() IS
