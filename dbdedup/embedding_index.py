@@ -170,10 +170,10 @@ def _turn_matrix(signatures):
 
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
-    """Project every pending descriptor of the reduction's embedder; returns the number of rows written.
+    """Project every pending descriptor of the reduction's embedder; returns the number of vectors projected.
 
     The loader's workers compute each image's turn signature (``dbdedup.turn_signature``); a row loaded
-    before there were any gets it here, from the image's stored thumbnail."""
+    before there were any (or on Citus) gets it here, from the image's stored thumbnail."""
     import numpy as np
 
     from .embedding import project
@@ -206,7 +206,7 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
                         copy.write(_copy_data(np.array([r[0] for r in missing_turn], dtype=np.int64), turns))
                     cur.execute(q["apply_turn_table"])
                 cur.execute(q["empty_update_table"])
-            written += len(rows)
+            written += len(new)
     return written
 
 
