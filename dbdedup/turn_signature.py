@@ -40,7 +40,7 @@ _W_PROFILE = 0.6
 _W_HARMONICS = 0.8
 
 
-_CHUNK = 256  # thumbnails sampled at a time: their gathered pixels stay in the CPU cache (10x faster than all at once)
+_CHUNK = 256  # thumbnails sampled at a time: their gathered pixels stay in the CPU cache (8x faster than all at once)
 
 
 @cache
