@@ -460,8 +460,11 @@ class PairChecker:
 
 
 def closest_distance(pair: PendingPair) -> int:
-    """The pair's smaller distance: its pHash distance or its variant's (as verify_pairs' closest)."""
-    return min(pair.distance, pair.transform_distance if pair.transform_distance is not None else 64)
+    """The pair's smaller distance: its pHash distance or its variant's (as verify_pairs' closest). A keeper
+    pair through a member or a keypoints pair stores a transform_distance of 0 that measures nothing."""
+    if pair.transform in (LINKED, KEYPOINTS) or pair.transform_distance is None:
+        return pair.distance
+    return min(pair.distance, pair.transform_distance)
 
 
 def dense_candidate(pair: PendingPair, orientation: str | None) -> bool:

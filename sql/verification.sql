@@ -399,7 +399,10 @@ BEGIN
     -- aligns them; the rest waits for the geometric check, except weak embedding neighbours
     CREATE TEMP TABLE vp_route ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b,
-           least(p.distance, coalesce(p.transform_distance, 64)) AS closest,
+           -- (a keeper pair through a member, or a keypoints pair, has a transform_distance of 0 that
+           -- measures nothing: its closest is its pHash distance, not one framing)
+           least(p.distance, CASE WHEN p.transform IN ('linked', 'keypoints') THEN 64
+                                  ELSE coalesce(p.transform_distance, 64) END) AS closest,
            CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
                 WHEN least(a.quality, b.quality) < s.min_quality THEN 'low_quality'
                 WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'

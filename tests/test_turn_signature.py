@@ -188,3 +188,30 @@ def test_the_workers_align_a_turned_flag_from_its_rings_only_for_a_keeper_pair_t
     assert found[frozenset((image["flag"], image["turned"]))][0::2] == (True, "dense")
     assert found[frozenset((image["flag"], image["other-colours"]))][0] is False
     assert found[frozenset((image["flag"], image["turned-again"]))][0::2] == (False, "no_geometry")
+
+
+def test_a_keeper_pair_through_a_member_is_judged_by_its_phash_distance_not_as_one_framing(conn, tmp_path):
+    # A drawing turned by 5 degrees: 8 pHash bits from the original, its colour signature 0.48 apart
+    # (the white corners). Found by the pHash, such a pair is left to the geometric check (8 bits is
+    # beyond one framing, 6); proposed as a keeper pair (transform linked, whose transform_distance of 0
+    # measures nothing) it was rejected for colour by the SQL step and by the workers as if it were at
+    # distance 0. Now both route it as its pHash distance says, and its keypoints verify it.
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    art = drawing(1)
+    folder = tmp_path / "set"
+    files = {"art": save(art, folder / "art.png"), "turned": save(_turned(art, 5), folder / "art-turned.png")}
+    image = loaded(conn, folder, files)
+    a, b = min(image.values()), max(image.values())
+    conn.execute("INSERT INTO dbdedup.pairs (image_a, image_b, hash_kind, distance, is_exact, transform, transform_distance) "
+                 "SELECT x.id, y.id, 'phash', bit_count((x.phash # y.phash)::bit(64)), false, 'linked', 0 "
+                 "FROM dbdedup.images x, dbdedup.images y WHERE x.id = %s AND y.id = %s", (a, b))
+    conn.commit()
+    distance = conn.execute("SELECT distance FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s", (a, b)).fetchone()[0]
+    same_framing = conn.execute("SELECT same_framing FROM dbdedup.verify_settings()").fetchone()[0]
+    assert same_framing <= distance <= 12
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    conn.commit()
+    assert conn.execute("SELECT verified FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s", (a, b)).fetchone() == (None,)
+    verify_pending_pairs(conn, workers=1)
+    assert verdicts(conn)[frozenset((a, b))][0::2] == (True, "geometry")
