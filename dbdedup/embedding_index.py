@@ -159,14 +159,12 @@ def _raw_matrix(raws: list[bytes], raw_dim: int):
 
 def _turn_matrix(signatures):
     """The turn signatures as one matrix; an image with no thumbnail gets a flat picture's signature
-    (the first unit vector: far from every drawing's, and never pending again)."""
+    (far from every drawing's, and never pending again)."""
     import numpy as np
 
-    from .turn_signature import TURN_SIGNATURE_DIM
+    from .turn_signature import FLAT_TURN_SIGNATURE
 
-    flat = np.zeros(TURN_SIGNATURE_DIM, dtype=np.float32)
-    flat[0] = 1.0
-    return np.stack([flat if v is None else v for v in signatures])
+    return np.stack([FLAT_TURN_SIGNATURE if v is None else v for v in signatures])
 
 
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:

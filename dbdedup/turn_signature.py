@@ -38,20 +38,32 @@ TURN_SIGNATURE_DIM = TURN_RINGS * (TURN_HARMONICS + 1)  # 132
 # harmonics found 92 of the 121 turned by 20 degrees for 760 proposals, 16 and 12 83 for 330.
 _W_PROFILE = 0.6
 _W_HARMONICS = 0.8
+# A flat picture's signature (nothing varies around any ring, or no thumbnail): the first unit vector,
+# far from any drawing's (zeros would make pgvector's cosine NaN)
+FLAT_TURN_SIGNATURE = np.zeros(TURN_SIGNATURE_DIM, dtype=np.float32)
+FLAT_TURN_SIGNATURE[0] = 1.0
+FLAT_TURN_SIGNATURE.flags.writeable = False
 
 
 _CHUNK = 256  # thumbnails sampled at a time: their gathered pixels stay in the CPU cache (8x faster than all at once)
+
+
+def ring_points(side: int, rings: int, angles: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where ``rings`` circles about the centre of a side x side picture, evenly spaced inside its inscribed
+    circle (a turned copy's corners are new), are sampled at ``angles`` points each, from the right of the
+    centre on: rows and columns (rings, angles), float64. A turn about the centre moves a picture along its
+    rings; the turn signature and ``verify.ring_turn`` both sample them here."""
+    centre = (side - 1) / 2
+    radii = (np.arange(rings) + 0.5) / rings * (centre - 0.5)
+    theta = np.arange(angles) / angles * 2 * np.pi
+    return centre + radii[:, None] * np.sin(theta)[None], centre + radii[:, None] * np.cos(theta)[None]
 
 
 @cache
 def _sampling(side: int) -> tuple[np.ndarray, np.ndarray]:
     """The rings' bilinear sampling of a side x side thumbnail: the flat indices of the four pixels
     around each point (4 * TURN_RINGS * TURN_ANGLES) and their weights (4, TURN_RINGS * TURN_ANGLES)."""
-    centre = (side - 1) / 2
-    radii = (np.arange(TURN_RINGS) + 0.5) / TURN_RINGS * (centre - 0.5)
-    angles = np.arange(TURN_ANGLES) / TURN_ANGLES * 2 * np.pi
-    ys = (centre + radii[:, None] * np.sin(angles)[None]).ravel()
-    xs = (centre + radii[:, None] * np.cos(angles)[None]).ravel()
+    ys, xs = (points.ravel() for points in ring_points(side, TURN_RINGS, TURN_ANGLES))
     y0, x0 = np.floor(ys).astype(np.intp), np.floor(xs).astype(np.intp)
     fy, fx = ys - y0, xs - x0
     pixel = np.concatenate([y0 * side + x0, y0 * side + x0 + 1, (y0 + 1) * side + x0, (y0 + 1) * side + x0 + 1])
@@ -70,8 +82,7 @@ def _fourier() -> tuple[np.ndarray, np.ndarray]:
 def turn_signatures(thumbnails: np.ndarray) -> np.ndarray:
     """The unit turn signatures (n, TURN_SIGNATURE_DIM) float32 of square luma thumbnails (n, side, side).
 
-    A flat thumbnail (nothing varies around any ring) has no direction; it gets the first unit vector
-    rather than zeros (pgvector's cosine of a zero vector is NaN), far from any drawing's signature.
+    A flat thumbnail (nothing varies around any ring) has no direction; it gets FLAT_TURN_SIGNATURE.
     """
     thumbnails = np.asarray(thumbnails)
     count, side = thumbnails.shape[0], thumbnails.shape[-1]
@@ -92,8 +103,7 @@ def turn_signatures(thumbnails: np.ndarray) -> np.ndarray:
     signature = np.concatenate([_W_PROFILE * _units(profile), _W_HARMONICS * _units(harmonics)], axis=1)
     signature = _units(signature)
     flat |= np.linalg.norm(signature, axis=1) < 0.5
-    signature[flat] = 0.0
-    signature[flat, 0] = 1.0
+    signature[flat] = FLAT_TURN_SIGNATURE
     return signature.astype(np.float32)
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from .hashes import compute_hashes
+from .turn_signature import ring_points
 from .sqlfiles import read_sql
 
 
@@ -1066,13 +1067,8 @@ def _rings(grey: np.ndarray) -> np.ndarray:
     """Rings about the centre of a square grey picture, inside its inscribed circle (DENSE_TURN_RINGS, angles),
     each less its mean."""
     cv2 = _cv2()
-    angles_count = int(round(360 / DENSE_TURN_STEP))
-    centre = (grey.shape[0] - 1) / 2
-    radii = (np.arange(DENSE_TURN_RINGS) + 0.5) / DENSE_TURN_RINGS * (centre - 0.5)
-    angles = np.arange(angles_count) / angles_count * 2 * np.pi
-    xs = (centre + radii[:, None] * np.cos(angles)[None]).astype(np.float32)
-    ys = (centre + radii[:, None] * np.sin(angles)[None]).astype(np.float32)
-    rings = cv2.remap(grey, xs, ys, cv2.INTER_LINEAR)
+    ys, xs = ring_points(grey.shape[0], DENSE_TURN_RINGS, int(round(360 / DENSE_TURN_STEP)))
+    rings = cv2.remap(grey, xs.astype(np.float32), ys.astype(np.float32), cv2.INTER_LINEAR)
     return rings - rings.mean(axis=1, keepdims=True)
 
 

@@ -366,13 +366,16 @@ BEGIN
     WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
        AND EXISTS (SELECT 1 FROM lk_large) THEN
-        CREATE TEMP TABLE em_probe ON COMMIT DROP AS
-        SELECT e.image_id, e.embedding
+        -- the probes of both searches, read once: each with its embedding and its turn signature
+        CREATE TEMP TABLE lk_probe ON COMMIT DROP AS
+        SELECT e.image_id, e.embedding, e.turn_signature
         FROM dbdedup.image_embeddings e
         JOIN dbdedup.images i ON i.id = e.image_id
-        WHERE e.embedding IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
+        WHERE i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
           AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
           AND e.image_id NOT IN (SELECT l.image_id FROM lk_large l);
+        CREATE TEMP TABLE em_probe ON COMMIT DROP AS
+        SELECT p.image_id, p.embedding FROM lk_probe p WHERE p.embedding IS NOT NULL;
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
         INSERT INTO lk_near
@@ -384,18 +387,13 @@ BEGIN
         TRUNCATE em_found;
         DROP TABLE em_probe;
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
-        SELECT e.image_id, e.turn_signature AS embedding
-        FROM dbdedup.image_embeddings e
-        JOIN dbdedup.images i ON i.id = e.image_id
-        WHERE e.turn_signature IS NOT NULL AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
-          AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
-          AND e.image_id NOT IN (SELECT l.image_id FROM lk_large l);
+        SELECT p.image_id, p.turn_signature AS embedding FROM lk_probe p WHERE p.turn_signature IS NOT NULL;
         PERFORM dbdedup.ensure_turn_index();
         PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, turn_probes, 'turn_signature');
         INSERT INTO lk_near
         SELECT f.a, f.b, f.similarity FROM em_found f
         WHERE f.similarity >= turn_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
-        DROP TABLE em_probe, em_found;
+        DROP TABLE lk_probe, em_probe, em_found;
     END IF;
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
     SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
