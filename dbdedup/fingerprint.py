@@ -247,12 +247,17 @@ def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 def with_turn_signatures(records: list[FileRecord]) -> list[FileRecord]:
     """The records, each with a raw descriptor and a structure thumbnail given its turn signature (computed
-    for the list at once: one image's costs as much as a few hundred's)."""
+    for the list at once: one image's costs as much as a few hundred's). Should that fail, the records go
+    without: the projection after the load writes the missing signatures from the stored thumbnails."""
     wanted = [i for i, r in enumerate(records) if r.raw_descriptor is not None and r.structure is not None]
     if not wanted:
         return records
+    try:
+        signatures = turn_signatures_of_thumbnails([records[i].structure for i in wanted])
+    except Exception:  # (a bug here must not cost the files their hashes)
+        return records
     out = list(records)
-    for i, signature in zip(wanted, turn_signatures_of_thumbnails([records[i].structure for i in wanted])):
+    for i, signature in zip(wanted, signatures):
         if signature is not None:
             out[i] = replace(records[i], turn_signature=signature.astype(np.float32).tobytes())
     return out

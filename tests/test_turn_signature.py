@@ -215,3 +215,21 @@ def test_a_keeper_pair_through_a_member_is_judged_by_its_phash_distance_not_as_o
     assert conn.execute("SELECT verified FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s", (a, b)).fetchone() == (None,)
     verify_pending_pairs(conn, workers=1)
     assert verdicts(conn)[frozenset((a, b))][0::2] == (True, "geometry")
+
+
+def test_a_failing_turn_signature_leaves_the_files_fingerprinted_without_one(tmp_path, monkeypatch):
+    # the projection after the load writes a missing signature from the stored thumbnail (tested above)
+    from dbdedup import fingerprint
+    from dbdedup.embedding import GreyEmbedder
+
+    path = save(_square(drawing(3)), tmp_path / "art.png")
+    extras = fingerprint.Extras(embedder=GreyEmbedder())
+    assert fingerprint.file_records([bytes(path)], extras=extras)[0].turn_signature is not None
+
+    def broken(thumbnails):
+        raise ValueError("broken")
+
+    monkeypatch.setattr(fingerprint, "turn_signatures_of_thumbnails", broken)
+    record = fingerprint.file_records([bytes(path)], extras=extras)[0]
+    assert record.reason is None and record.phash is not None and record.structure is not None
+    assert record.raw_descriptor is not None and record.turn_signature is None
