@@ -446,12 +446,27 @@ KEEPER_ROUNDS = 3  # a member brought in may bring its own verified copies in th
 NEAR_SAMPLE = 64
 
 
+def keeper_crop_windows(conn: psycopg.Connection) -> tuple[list[int], list[int]]:
+    """The keepers of the clusters that draw keeper pairs and their window pHashes, flattened in the
+    keepers' order (``crop_windows.window_phashes``), as ``dbdedup.propose_keeper_pairs`` takes them;
+    empty when no such cluster has a keeper with a 64x64 thumbnail."""
+    rows = conn.execute(_queries()["large_cluster_keeper_thumbnails"]).fetchall()
+    if not rows:
+        return [], []
+    from . import crop_windows  # numpy and scipy: only when there are such clusters
+
+    thumbnails, kept = crop_windows.thumbnails_of([row[1] for row in rows])
+    windows = crop_windows.window_phashes(thumbnails)
+    return [rows[i][0] for i in kept], [int(v) for v in windows.ravel()]
+
+
 def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_workers: int | None = None,
                  verify_progress=None, lock_wait: float | None = None,
                  on_wait: Callable[[str], None] | None = None, keypoints=None) -> ClusterResult:
     """After a build under a rule with transforms: propose the pair of each keeper with every image
     verified as the same picture as one of its members, and with every image outside the clusters of
-    4 or more that has an image of such a cluster among its nearest embedding neighbours
+    4 or more that has an image of such a cluster among its nearest embedding neighbours or turn
+    signatures, or whose pHash is near a window of such a cluster's keeper (a crop: ``keeper_crop_windows``)
     (``dbdedup.propose_keeper_pairs``); check them like any pair (in SQL, then by their pixels) and
     build again; up to ``KEEPER_ROUNDS`` times (a copy turned by 20 degrees may be nearest to the one
     turned by 10, which joined in the round before). The first round proposes only ``NEAR_SAMPLE``
@@ -463,8 +478,11 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     proposed, check, rounds, near_limit = 0, None, 0, NEAR_SAMPLE
     while rounds < KEEPER_ROUNDS:
         verified_in_sql = 0
+        crop_keepers, crop_windows = keeper_crop_windows(conn)
         with conn.transaction():
-            found = conn.execute(_queries()["propose_keeper_pairs"], {"near_limit": near_limit}).fetchone()[0]
+            found = conn.execute(_queries()["propose_keeper_pairs"],
+                                 {"near_limit": near_limit, "crop_keepers": crop_keepers,
+                                  "crop_windows": crop_windows}).fetchone()[0]
             if found:
                 from .structure_check import check_structure  # numpy: only when pairs were proposed
 

@@ -78,6 +78,15 @@ def _weights(in_size: int, out_size: int, resample: int) -> np.ndarray:
     return weights
 
 
+@functools.lru_cache(maxsize=_WEIGHTS_KEPT)
+def resize_weights(in_size: int, out_size: int, resample: int) -> np.ndarray:
+    """Pillow's weights along one axis ((out_size, in_size) float64, each row summing to about 1),
+    without its rounding: ``weights @ pixels @ weights.T`` resizes a square stack in float."""
+    weights = _weights(in_size, out_size, resample) / (1 << _PRECISION_BITS)
+    weights.flags.writeable = False
+    return weights
+
+
 def _filter_taps(x: np.ndarray, resample: int) -> np.ndarray:
     """Pillow's filter (libImaging/Resample.c) at every element of ``x``: bilinear, or Lanczos
     (sinc(x) sinc(x / 3) on [-3, 3), sinc(t) = sin(pi t) / (pi t))."""

@@ -308,7 +308,17 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
-CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 5, near_limit integer DEFAULT NULL)
+CREATE OR REPLACE FUNCTION dbdedup.keeper_cluster_floor()
+    RETURNS integer
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT 4 $$;
+COMMENT ON FUNCTION dbdedup.keeper_cluster_floor() IS
+    'The size from which a cluster draws keeper pairs through near neighbours, turn signatures and crop windows '
+    '(dbdedup.propose_keeper_pairs): 4 images. Smaller clusters (a photo and its resized copy, the commonest) sit '
+    'among unrelated photos whose proposals would each cost a check by pixels and verify none.';
+
+CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 5, near_limit integer DEFAULT NULL,
+                                                        crop_keepers bigint[] DEFAULT NULL, crop_windows bigint[] DEFAULT NULL)
     RETURNS bigint
     LANGUAGE plpgsql
     AS $$
@@ -316,7 +326,7 @@ DECLARE
     n bigint;
     wanted bigint[];
     near_floor constant real := 0.6;
-    near_cluster constant integer := 4;
+    near_cluster constant integer := dbdedup.keeper_cluster_floor();
     -- ivfflat lists searched per probe: a crop's family sits at similarity 0.6-0.85, often in lists
     -- that 4 (enough for near-duplicates) miss. On the accuracy set (156 lists): recall 0.781 with
     -- 4, 0.789 with 16, 0.791 with 40 or all; the search 0.26 / 0.61 / 1.37 s a round for 3,376 probes.
@@ -328,6 +338,11 @@ DECLARE
     -- so near, they sit in the probe's own lists: 4 lists found 1,921 of the 1,927 neighbours 16 find
     -- in clusters of 4 or more (0.4 s against 1.6 s for 3,649 probes, each round)
     turn_probes constant integer := 4;
+    -- bits between a probe's pHash and a window of a keeper (dbdedup/crop_windows.py): on the
+    -- accuracy set 899 proposals no other signal made, 126 of them a half-area crop and its keeper
+    -- (10 bits: 346 and 95; 14: 1,865 and 133)
+    crop_distance constant integer := 12;
+    per_keeper integer;
 BEGIN
     -- A member must be verified with its keeper itself, and a pair is only checked when a signal
     -- found it: a copy cropped by a quarter is far from the keeper (an upscaled copy) by every
@@ -364,16 +379,23 @@ BEGIN
     CREATE TEMP TABLE lk_large ON COMMIT DROP AS
     SELECT a.image_id FROM lk_assign a
     WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
+    -- the probes of every search: images outside the large clusters with a pHash of their own
+    IF EXISTS (SELECT 1 FROM lk_large) AND (near_neighbours > 0 OR crop_keepers IS NOT NULL) THEN
+        CREATE TEMP TABLE lk_outside ON COMMIT DROP AS
+        SELECT i.id AS image_id, i.phash FROM dbdedup.images i
+        WHERE i.status = 'ok' AND i.phash IS NOT NULL AND NOT dbdedup.is_low_information(i.phash)
+          AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
+          AND i.id NOT IN (SELECT l.image_id FROM lk_large l);
+    ELSE
+        CREATE TEMP TABLE lk_outside (image_id bigint, phash bigint) ON COMMIT DROP;
+    END IF;
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
-       AND EXISTS (SELECT 1 FROM lk_large) THEN
+       AND EXISTS (SELECT 1 FROM lk_outside) THEN
         -- the probes of both searches, read once: each with its embedding and its turn signature
         CREATE TEMP TABLE lk_probe ON COMMIT DROP AS
         SELECT e.image_id, e.embedding, e.turn_signature
         FROM dbdedup.image_embeddings e
-        JOIN dbdedup.images i ON i.id = e.image_id
-        WHERE i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
-          AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common)
-          AND e.image_id NOT IN (SELECT l.image_id FROM lk_large l);
+        WHERE e.image_id IN (SELECT o.image_id FROM lk_outside o);
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
         SELECT p.image_id, p.embedding FROM lk_probe p WHERE p.embedding IS NOT NULL;
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
@@ -394,6 +416,30 @@ BEGIN
         SELECT f.a, f.b, f.similarity FROM em_found f
         WHERE f.similarity >= turn_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
         DROP TABLE lk_probe, em_probe, em_found;
+    END IF;
+    -- Likewise through the keepers' windows: a copy cropped to half the picture is far from its
+    -- original by every whole-frame signal, and within crop_distance bits of the window it was cut
+    -- from. crop_windows holds the same number of window pHashes for each of crop_keepers, in order
+    -- (computed by the caller from the stored thumbnails: SQL has no DCT); the nearest keeper of a
+    -- large cluster proposes, its similarity the share of bits that agree.
+    IF crop_keepers IS NOT NULL AND cardinality(crop_keepers) > 0 AND EXISTS (SELECT 1 FROM lk_outside) THEN
+        per_keeper := coalesce(cardinality(crop_windows), 0) / cardinality(crop_keepers);
+        IF per_keeper = 0 OR cardinality(crop_windows) <> per_keeper * cardinality(crop_keepers) THEN
+            RAISE EXCEPTION 'crop_windows holds % window hashes for % keepers', cardinality(crop_windows),
+                cardinality(crop_keepers) USING HINT = 'give each keeper the same number of windows, in order';
+        END IF;
+        CREATE TEMP TABLE lk_window ON COMMIT DROP AS
+        SELECT k.keeper, w.phash
+        FROM unnest(crop_keepers) WITH ORDINALITY AS k(keeper, n)
+        CROSS JOIN LATERAL unnest(crop_windows[(k.n - 1) * per_keeper + 1 : k.n * per_keeper]) AS w(phash)
+        WHERE k.keeper IN (SELECT a.cluster_id FROM lk_assign a JOIN lk_large l USING (image_id));
+        INSERT INTO lk_near
+        SELECT DISTINCT ON (o.image_id) o.image_id, w.keeper,
+               1 - bit_count((o.phash # w.phash)::bit(64)) / 64.0
+        FROM lk_outside o
+        JOIN lk_window w ON bit_count((o.phash # w.phash)::bit(64)) <= crop_distance
+        ORDER BY o.image_id, bit_count((o.phash # w.phash)::bit(64)), w.keeper;
+        DROP TABLE lk_window;
     END IF;
     CREATE TEMP TABLE lk_linked ON COMMIT DROP AS
     SELECT DISTINCT least(l.x, l.keeper) AS image_a, greatest(l.x, l.keeper) AS image_b
@@ -441,17 +487,20 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_stored, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_outside, lk_stored, lk_linked;
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer) IS
+COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer, bigint[], bigint[]) IS
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair, one rejected only because its keypoints could not align: no_geometry, or one left unchecked) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
     'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0), or nearest turn signatures '
-    '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more, '
+    '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more '
+    '(dbdedup.keeper_cluster_floor), or whose pHash is within 12 bits of a window of such a cluster''s keeper (crop_windows: the same '
+    'number of window pHashes for each of crop_keepers, in order, computed by dbdedup/crop_windows.py from the stored thumbnails; '
+    'none given, none searched, as in dbdedup.refresh), '
     'with transform ''linked'' (transform_distance 0); with near_limit, at most that many of the latter that are not stored yet, '
     'the most similar first. It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '

@@ -287,5 +287,7 @@ def test_a_sample_of_the_near_neighbour_pairs_that_verifies_nothing_ends_the_kee
     assert result.keeper_pairs == len(linked) == 1
     assert not any(verified for _, _, verified in linked)
     proposed = {a if b == image["photo-large"] else b for a, b, _ in linked}
-    assert proposed == {max(near, key=near.get)}
+    # (the recoloured crops are near a window of the keeper too, and those crop proposals rank by the
+    # share of pHash bits that agree: the one sampled is one of them, not always the embedding's nearest)
+    assert len(proposed) == 1 and proposed <= {image[n] for n in files if n.startswith("other-") and "photo" not in n}
     assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small"})}

@@ -56,7 +56,16 @@ SELECT * FROM dbdedup.build_clusters(%(max_distance)s, %(hash_kind)s, %(keeper_r
                                      %(transform_distance)s)
 
 -- name: propose_keeper_pairs
-SELECT dbdedup.propose_keeper_pairs(near_limit => %(near_limit)s::integer)
+SELECT dbdedup.propose_keeper_pairs(near_limit => %(near_limit)s::integer, crop_keepers => %(crop_keepers)s::bigint[],
+                                    crop_windows => %(crop_windows)s::bigint[])
+
+-- name: large_cluster_keeper_thumbnails
+-- the keepers that draw keeper pairs, with their stored thumbnails (crop windows are cut from them)
+SELECT i.id, i.structure FROM dbdedup.images i
+WHERE i.id IN (SELECT a.cluster_id FROM dbdedup.cluster_assignments a
+               GROUP BY a.cluster_id HAVING count(*) >= dbdedup.keeper_cluster_floor())
+  AND i.structure IS NOT NULL
+ORDER BY i.id
 
 -- name: cluster_parameters
 SELECT max_distance, hash_kind, keeper_rule, reference_paths, matched_seq, clusters, members, split_rounds,

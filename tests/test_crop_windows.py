@@ -1,0 +1,149 @@
+"""Crop windows (dbdedup/crop_windows.py, dbdedup.propose_keeper_pairs): a copy cropped to half the
+picture is far from its original by every whole-frame signal, and near the window of the original's
+stored thumbnail it was cut from; the keeper pair that window proposes is checked by its pixels, and
+the crop joins the cluster. Real images, the real loader and workers, the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import psycopg
+import pytest
+from PIL import Image
+
+from dbdedup import clusters, crop_windows, verify
+from dbdedup.clusters import ClusterSettings
+from dbdedup.hashes import compute_hashes
+from dbdedup.load import load_paths
+from images import save
+from test_verify_workers import drawing, other_colours, textured_photo
+
+
+def _bits(a: int, b: int) -> int:
+    return bin((a ^ b) & (2**64 - 1)).count("1")
+
+
+def half_crop(image: Image.Image, left: float, top: float) -> Image.Image:
+    """Half the area (0.707 of each side) kept, its top left corner at the given shares of the room left."""
+    w, h = image.size
+    cw, ch = int(w * 0.707), int(h * 0.707)
+    x, y = round((w - cw) * left), round((h - ch) * top)
+    return image.crop((x, y, x + cw, y + ch))
+
+
+def thumbnail(image: Image.Image) -> np.ndarray:
+    return np.frombuffer(verify.structure_thumbnail(image), np.uint8).reshape(1, 64, 64)
+
+
+def nearest_window(original: Image.Image, copy: Image.Image) -> int:
+    windows = crop_windows.window_phashes(thumbnail(original))[0]
+    phash = compute_hashes(copy).phash
+    return min(_bits(int(w), phash) for w in windows)
+
+
+def test_a_half_crop_anywhere_is_near_a_window_of_its_original_and_other_pictures_are_not():
+    rng = random.Random(7)
+    near = 0
+    for seed in (1, 2, 3):
+        original = textured_photo(seed, size=(640, 480))
+        for _ in range(5):
+            crop = half_crop(original, rng.random(), rng.random())
+            assert _bits(compute_hashes(crop).phash, compute_hashes(original).phash) > crop_windows.CROP_DISTANCE
+            near += nearest_window(original, crop) <= crop_windows.CROP_DISTANCE
+        assert nearest_window(original, half_crop(drawing(seed), 0.5, 0.5)) > crop_windows.CROP_DISTANCE
+        for other in (4, 5):
+            assert nearest_window(original, half_crop(textured_photo(other), 0.3, 0.6)) > crop_windows.CROP_DISTANCE
+    # (a window is up to 4% of its side off the crop: on the accuracy set 0.86 of the half-area crops are
+    # within CROP_DISTANCE of their original's nearest window)
+    assert near >= 12, near
+
+
+def test_windows_need_thumbnails_of_64_pixels_a_side():
+    assert crop_windows.window_phashes(np.zeros((0, 64, 64), np.uint8)).shape == (0, crop_windows.WINDOWS)
+    with pytest.raises(ValueError):
+        crop_windows.window_phashes(np.zeros((2, 32, 32), np.uint8))
+    stack, kept = crop_windows.thumbnails_of([None, bytes(1024), bytes(4096)])
+    assert kept == [2] and stack.shape == (1, 64, 64)
+
+
+def _family(tmp_path) -> tuple[dict[str, int], dict[str, str]]:
+    original = textured_photo(11, size=(640, 480))
+    root = tmp_path / "set"
+    files = {"photo": save(original, root / "photo.png"),
+             "photo-large": save(original.resize((960, 720), Image.Resampling.BICUBIC), root / "photo-large.png"),
+             "photo-jpeg": save(original, root / "photo.jpg", quality=80),
+             "photo-small": save(original.resize((360, 270), Image.Resampling.LANCZOS), root / "photo-small.png"),
+             "crop": save(half_crop(original, 0.8, 0.3), root / "crop.jpg", quality=90),
+             "crop-recoloured": save(other_colours(half_crop(original, 0.2, 0.7)), root / "crop-recoloured.png")}
+    for seed in range(30, 36):
+        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.png")
+    return files, root
+
+
+def _load(conn, tmp_path):
+    files, root = _family(tmp_path)
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    return {name: by_path[str(path)] for name, path in files.items()}
+
+
+def _cluster_of(conn, image_id: int) -> set[int]:
+    return {i for (i,) in conn.execute(
+        "SELECT m.image_id FROM dbdedup.cluster_members m WHERE m.cluster_id = "
+        "(SELECT cluster_id FROM dbdedup.cluster_members WHERE image_id = %s)", (image_id,))}
+
+
+def _pair(conn, a: int, b: int):
+    return conn.execute("SELECT transform, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash' "
+                        "AND image_a = %s AND image_b = %s", (min(a, b), max(a, b))).fetchone()
+
+
+def test_a_half_crop_joins_its_family_through_the_keepers_windows_and_its_recoloured_twin_does_not(conn, tmp_path):
+    image = _load(conn, tmp_path)
+    family = {image[n] for n in ("photo", "photo-large", "photo-jpeg", "photo-small")}
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    keeper = image["photo-large"]
+    assert _cluster_of(conn, keeper) == family | {image["crop"]}
+    # proposed as a keeper pair (nothing else paired the crop with its family) and verified by its pixels
+    transform, verified, reason = _pair(conn, keeper, image["crop"])
+    assert (transform, verified) == ("linked", True) and reason in ("geometry", "dense"), reason
+    assert result.keeper_pairs >= 1
+    # the same crop's region in other colours is another picture: whatever proposed it, it stays out
+    assert image["crop-recoloured"] not in _cluster_of(conn, keeper)
+    recoloured = _pair(conn, keeper, image["crop-recoloured"])
+    assert recoloured is None or recoloured[1] is False
+
+
+def test_the_keepers_windows_propose_the_half_crops_that_no_neighbour_search_proposes(conn, tmp_path, monkeypatch):
+    # clustered without keeper rounds; then dbdedup.propose_keeper_pairs with no neighbour search: without
+    # windows it proposes nothing for the crops, with the keeper's windows their two pairs with the keeper
+    monkeypatch.setattr(clusters, "link_keepers", lambda conn, result, **kw: result)
+    image = _load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    keeper = image["photo-large"]
+    crops = {image["crop"], image["crop-recoloured"]}  # (the recoloured one: its luma, and so its pHash, moved)
+    assert not crops & _cluster_of(conn, keeper)
+    assert all(_pair(conn, keeper, c) is None for c in crops)
+    propose = "SELECT dbdedup.propose_keeper_pairs(near_neighbours => 0, crop_keepers => %s, crop_windows => %s)"
+    assert conn.execute(propose, (None, None)).fetchone()[0] == 0
+    keepers, windows = clusters.keeper_crop_windows(conn)
+    assert keepers == [keeper] and len(windows) == crop_windows.WINDOWS
+    # exactly the images outside the cluster whose stored pHash is within CROP_DISTANCE of a window
+    stored = dict(conn.execute("SELECT id, phash FROM dbdedup.images").fetchall())
+    near = {i for i, phash in stored.items() if i not in _cluster_of(conn, keeper)
+            and min(_bits(w, phash) for w in windows) <= crop_windows.CROP_DISTANCE}
+    assert image["crop"] in near
+    assert conn.execute(propose, (keepers, windows)).fetchone()[0] == len(near)
+    proposed = {a if b == keeper else b for a, b in conn.execute(
+        "SELECT image_a, image_b FROM dbdedup.pairs WHERE transform = 'linked' AND verified IS NULL")}
+    assert proposed == near
+
+
+def test_windows_of_another_count_than_the_keepers_are_refused(conn, tmp_path):
+    image = _load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    with pytest.raises(psycopg.errors.RaiseException, match="window hashes for"):
+        conn.execute("SELECT dbdedup.propose_keeper_pairs(crop_keepers => %s::bigint[], crop_windows => %s::bigint[])",
+                     ([image["photo-large"], image["photo"]], [1, 2, 3]))
