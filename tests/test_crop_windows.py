@@ -147,3 +147,56 @@ def test_windows_of_another_count_than_the_keepers_are_refused(conn, tmp_path):
     with pytest.raises(psycopg.errors.RaiseException, match="window hashes for"):
         conn.execute("SELECT dbdedup.propose_keeper_pairs(crop_keepers => %s::bigint[], crop_windows => %s::bigint[])",
                      ([image["photo-large"], image["photo"]], [1, 2, 3]))
+
+
+# ---------------------------------------------------------------- a flat picture's window (verify.window_match)
+
+
+def _window_verdict(whole: Image.Image, part: Image.Image):
+    pa, pb = verify.working_pixels(whole), verify.working_pixels(part)
+    return verify.dense_verdict(verify.Features.of(whole), verify.Features.of(part), verify.window_match(pa, pb))
+
+
+def test_a_flat_picture_cropped_or_framed_is_aligned_from_its_window_and_other_pictures_are_not():
+    from PIL import ImageOps
+
+    from test_turn_signature import _flag
+
+    for seed in (1, 7):
+        flag = _flag(seed)
+        keeper = flag.resize((600, 400), Image.Resampling.BICUBIC)
+        copies = {"half": half_crop(flag, 0.7, 0.2), "three quarters": flag.crop((10, 20, 10 + 260, 20 + 173)),
+                  "framed": ImageOps.expand(flag, border=24, fill=(128, 128, 128))}
+        for name, copy in copies.items():
+            keys = min(len(verify.keypoints(keeper).points), len(verify.keypoints(copy).points))
+            assert keys < verify.DENSE_WINDOW_MAX_KEYPOINTS, (seed, name, keys)  # (the path the workers take)
+            assert _window_verdict(keeper, copy).reason == "dense", (seed, name)
+            assert _window_verdict(copy, keeper).reason == "dense", (seed, name)  # either way round
+            # the same crop in other colours is another picture
+            assert not _window_verdict(keeper, other_colours(copy)).verified, (seed, name)
+        # ECC started unturned from the whole frame does not align the half crop
+        pa, pb = verify.working_pixels(keeper), verify.working_pixels(copies["half"])
+        assert verify.dense_verdict(verify.Features.of(keeper), verify.Features.of(copies["half"]),
+                                    verify.dense_match(pa, pb)).reason != "dense"
+        # another flag's window is not this one's
+        for other in (2, 3):
+            assert not _window_verdict(keeper, half_crop(_flag(other), 0.5, 0.5)).verified, (seed, other)
+
+
+def test_the_workers_align_a_flat_crop_from_its_window_for_a_keeper_pair(conn, tmp_path):
+    from test_turn_signature import _flag
+    from test_verify_workers import add_pending, loaded, verdicts
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    flag = _flag(7)
+    folder = tmp_path / "set"
+    files = {"flag": save(flag.resize((600, 400), Image.Resampling.BICUBIC), folder / "flag.png"),
+             "crop": save(half_crop(flag, 0.7, 0.2), folder / "flag-crop.png"),
+             "other-colours": save(other_colours(half_crop(flag, 0.7, 0.2)), folder / "flag-other-colours.png")}
+    image = loaded(conn, folder, files)
+    add_pending(conn, image["flag"], image["crop"], similarity=None, transform="linked")
+    add_pending(conn, image["flag"], image["other-colours"], similarity=None, transform="linked")
+    verify_pending_pairs(conn, workers=1)
+    found = verdicts(conn)
+    assert found[frozenset((image["flag"], image["crop"]))][0::2] == (True, "dense")
+    assert found[frozenset((image["flag"], image["other-colours"]))][0] is False
