@@ -37,6 +37,10 @@ from .sqlfiles import named_queries
 # costs about 0.2 s of its own (the plan of its order, the queries, the writes; the workers are kept),
 # and two workers need a few chunks (verify_workers.CHUNK_PAIRS) to stay busy
 MIN_BATCH = 384
+# the verdicts that aligned the two pictures and compared their overlap's colours: the only ones by which
+# the build keeps a colour picture as a copy of a greyscale keeper (a frame or a crop may add the colours;
+# dbdedup.prepare_cluster_graph)
+ALIGNED_REASONS = ("geometry", "dense")
 
 
 def _queries() -> dict[str, str]:
@@ -154,14 +158,14 @@ class Graph:
     def checked(self, verdicts: Iterable[tuple[int, int, bool, str | None]]) -> None:
         """Take the verdicts (image_a, image_b, verified, verify_reason) of checked open pairs: a
         verified pair links (unless the build would drop it: a greyscale keeper of a colour picture,
-        by any measure but geometry), any other is no edge."""
+        by any measure but an alignment, ALIGNED_REASONS), any other is no edge."""
         for image_a, image_b, verified, reason in verdicts:
             nodes = self.pair_edges.pop((image_a, image_b), None)
             if nodes is None:
                 continue
             a, b = nodes
             edge = self.links[a][b]
-            if verified and not (edge.greyscale_keeper and reason != "geometry"):
+            if verified and not (edge.greyscale_keeper and reason not in ALIGNED_REASONS):
                 edge.pair = None
             else:
                 self._drop_edge(a, b)

@@ -129,7 +129,8 @@ BEGIN
     -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
     -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
     -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
-    -- as they are: a frame or a crop (a trimmed variant, the geometric check) may add the colour.
+    -- as they are: a frame or a crop (a trimmed variant, the geometric check, a dense alignment,
+    -- which compared the aligned colours as the geometric check does) may add the colour.
     -- Reviewers' verdicts still link.
     CREATE TEMP TABLE cc_tone ON COMMIT DROP AS
     SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour
@@ -142,7 +143,7 @@ BEGIN
     DELETE FROM cc_edge e
     USING cc_tone ta, cc_tone tb
     WHERE ta.node = e.a AND tb.node = e.b AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
-      AND e.verify_reason IS DISTINCT FROM 'geometry' AND coalesce(e.transform, '') NOT LIKE 'trim%'
+      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense') AND coalesce(e.transform, '') NOT LIKE 'trim%'
       AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
     CREATE INDEX ON cc_edge (a);
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
@@ -302,7 +303,8 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'Keeper order: a keeper verdict first, then reference paths, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper; a colour picture never joins a greyscale keeper '
-    '(RMS chroma under verify_settings().grey_chroma: the link is dropped when the greyscale one ranks first). Byte-identical copies (one exact group: a star in '
+    '(RMS chroma under verify_settings().grey_chroma: the link is dropped when the greyscale one ranks first), unless a trimmed '
+    'variant or an alignment (verdict geometry or dense: a frame or a crop may add the colours) verified it. Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '

@@ -221,6 +221,24 @@ def test_a_colour_picture_never_joins_a_greyscale_keeper(conn, tmp_path):
     assert groups(conn) == {frozenset({"red.png", "red.jpg"})}
 
 
+def test_a_colour_picture_aligned_with_a_greyscale_keeper_joins_it(conn, tmp_path):
+    # An alignment (the geometric check, or a dense one: ECC from the whole frame, the rings' turn or a
+    # window) compared the aligned overlap's colours: a frame or a crop may add colours the keeper lacks,
+    # so such a verdict keeps the link the greyscale rule drops for a signature verdict.
+    red = drawing((200, 30, 30))
+    save(red, tmp_path / "red.png")
+    save(ImageOps.grayscale(red).resize((300, 300), Image.Resampling.LANCZOS), tmp_path / "grey_large.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    assert pair(conn, ids, "red.png", "grey_large.png")["reason"] == "signature"
+    assert groups(conn) == set()
+    for reason, joined in (("dense", True), ("geometry", True), ("signature", False)):
+        conn.execute("UPDATE dbdedup.pairs SET verify_reason = %s WHERE image_a = %s AND image_b = %s",
+                     (reason, *sorted((ids["red.png"], ids["grey_large.png"]))))
+        clusters.build_clusters(conn, ClusterSettings())
+        assert groups(conn) == ({frozenset({"red.png", "grey_large.png"})} if joined else set()), reason
+
+
 def emblem_folder(emblem: str, size: int = 160) -> Image.Image:
     """A grey folder on white with a white emblem (a disc or a bar): an icon set's folder family."""
     s = size / 64

@@ -87,7 +87,7 @@ def test_the_plan_gives_the_clusters_of_checking_every_pair_and_checks_fewer():
                     verified = rng.random() < 0.5
                     reason = rng.choice(["geometry", "signature", "dense"]) if verified else "colour"
                     verdicts[pair] = (verified, reason)
-                    if verified and not (grey and reason != "geometry"):
+                    if verified and not (grey and reason not in ("geometry", "dense")):
                         linked.add((a, b))
         # reviewers' "not a duplicate" between nodes no pair links (the build drops such pairs)
         paired = {(a, b) for a, b, *_ in rows}
@@ -128,10 +128,15 @@ def test_a_family_needs_its_keepers_pairs_and_a_small_round_is_filled_from_the_n
     graph.checked([(10, 11, True, "signature")])
     assert graph.next_checks(min_batch=0) == []
     # a greyscale keeper verified by its signature does not keep a colour copy (the build drops that link);
-    # by geometry (a crop may add the colour) it does
+    # by an alignment, geometry or dense (a crop or a frame may add the colour), it does
+    for aligned in ("geometry", "dense"):
+        graph = Graph.from_rows([(0, 1, True, 10, 11, True), (0, 2, True, 10, 12, True), (1, 2, True, 11, 12, False)])
+        graph.checked([(10, 11, True, "signature"), (10, 12, True, aligned)])
+        assert graph.next_checks(min_batch=0) == []  # 2 joined 0; 1 is alone; 1-2 decides nothing
+    # (were 0-2 dropped too, 1-2 would decide whether 1 keeps 2)
     graph = Graph.from_rows([(0, 1, True, 10, 11, True), (0, 2, True, 10, 12, True), (1, 2, True, 11, 12, False)])
-    graph.checked([(10, 11, True, "signature"), (10, 12, True, "geometry")])
-    assert graph.next_checks(min_batch=0) == []  # 2 joined 0; 1 is alone; 1-2 decides nothing
+    graph.checked([(10, 11, True, "signature"), (10, 12, True, "signature")])
+    assert graph.next_checks(min_batch=0) == [(11, 12)]
 
 
 FAMILY = ["large", "photo", "jpeg", "small", "blurred"]

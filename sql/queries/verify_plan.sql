@@ -34,7 +34,7 @@ SELECT dbdedup.prepare_cluster_graph(%(hash_kind)s, %(max_distance)s, %(keeper_r
 
 -- name: graph_edges
 -- The graph's links once per two nodes (the better-ranked first), an open one with its pair; and whether
--- the build's greyscale rule drops it unless the geometric check verifies it (see dbdedup.build_clusters).
+-- the build's greyscale rule drops it unless an alignment verifies it (geometry or dense; see dbdedup.build_clusters).
 SELECT e.a, e.b, e.open, e.image_a, e.image_b,
        coalesce(e.transform, '') NOT LIKE 'trim%%' AND coalesce(ta.grey AND tb.colour, false) AS greyscale_keeper
 FROM cc_edge e
