@@ -437,10 +437,11 @@ class PairChecker:
                 verdict = verify.dense_verdict(
                     fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), turned=True),
                     min_structure=min_structure)
-        if verdict.reason == "no_geometry" and pair.transform == LINKED \
+        if verdict.reason == "no_geometry" and pair.transform in (None, LINKED) \
                 and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_WINDOW_MAX_KEYPOINTS:
-            # a keeper pair no signal found, of a flat picture: perhaps a crop of the other (its crop windows
-            # proposed it) or the other in a frame, which ECC aligns only from the window it was cut from
+            # a flat picture's pair found by the pHash, the embedding or a keeper's windows (not through a
+            # variant, which has its orientation): perhaps a crop of the other or the other in a frame,
+            # which ECC aligns only from the window it was cut from
             verdict = verify.dense_verdict(fa, fb, verify.window_match(self._pixels(pair.a), self._pixels(pair.b)),
                                            min_structure=min_structure)
         if not verdict.verified and aligned and settled is None:

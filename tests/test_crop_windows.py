@@ -183,7 +183,7 @@ def test_a_flat_picture_cropped_or_framed_is_aligned_from_its_window_and_other_p
             assert not _window_verdict(keeper, half_crop(_flag(other), 0.5, 0.5)).verified, (seed, other)
 
 
-def test_the_workers_align_a_flat_crop_from_its_window_for_a_keeper_pair(conn, tmp_path):
+def test_the_workers_align_a_flat_crop_from_its_window(conn, tmp_path):
     from test_turn_signature import _flag
     from test_verify_workers import add_pending, loaded, verdicts
     from dbdedup.verify_workers import verify_pending_pairs
@@ -192,11 +192,15 @@ def test_the_workers_align_a_flat_crop_from_its_window_for_a_keeper_pair(conn, t
     folder = tmp_path / "set"
     files = {"flag": save(flag.resize((600, 400), Image.Resampling.BICUBIC), folder / "flag.png"),
              "crop": save(half_crop(flag, 0.7, 0.2), folder / "flag-crop.png"),
+             "crop-again": save(half_crop(flag, 0.15, 0.8), folder / "flag-crop-again.jpg", quality=95),
              "other-colours": save(other_colours(half_crop(flag, 0.7, 0.2)), folder / "flag-other-colours.png")}
     image = loaded(conn, folder, files)
+    # a keeper pair (as the crop windows propose it), an embedding neighbour, a keeper pair of another picture
     add_pending(conn, image["flag"], image["crop"], similarity=None, transform="linked")
+    add_pending(conn, image["flag"], image["crop-again"], similarity=0.9)
     add_pending(conn, image["flag"], image["other-colours"], similarity=None, transform="linked")
     verify_pending_pairs(conn, workers=1)
     found = verdicts(conn)
     assert found[frozenset((image["flag"], image["crop"]))][0::2] == (True, "dense")
+    assert found[frozenset((image["flag"], image["crop-again"]))][0::2] == (True, "dense")
     assert found[frozenset((image["flag"], image["other-colours"]))][0] is False
