@@ -1145,8 +1145,9 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False) -> Dens
 # (crop 50% 55 of 59, 75% 33 of 35, 90% 12 of 13, borders 12 of 19) and 2 look-alikes of 1,819 (two
 # colour variants); the window's correlation was 0.9 or more for 109 of those copies and for 5% of the
 # look-alikes, so ECC runs for few pairs. On the pairs a hash or the embedding found (not through a
-# variant) left no_geometry with fewer than 80 keypoints on a side: 207 of 686 copy pairs verified, none
-# of 2,433 look-alike pairs sampled. (Studied in session 17 on runs of bench/accuracy/cli_score.py.)
+# variant) left no_geometry with fewer than 80 keypoints on a side: 207 of 686 copy pairs verified (198 of
+# them embedding pairs), none of 2,433 look-alike pairs sampled (verify_workers.window_candidate says which
+# pairs are tried). (Studied in session 17 on runs of bench/accuracy/cli_score.py.)
 DENSE_WINDOW_SCALES = (0.6, 0.65, 0.707, 0.76, 0.81, 0.866, 0.91, 0.95)
 DENSE_WINDOW_MIN_MATCH = 0.9
 DENSE_WINDOW_MIN_CORRELATION = 0.98

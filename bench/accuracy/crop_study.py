@@ -19,7 +19,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,8 +27,7 @@ import numpy as np
 
 from dbdedup.crop_windows import thumbnails_of, window_phashes
 
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture
+from structure_study import same_picture, study_rows
 
 NEAR_CLUSTER = 4  # dbdedup.keeper_cluster_floor()
 DISTANCES = (10, 12, 14)
@@ -53,10 +51,7 @@ def _bits(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, QUERY)
+    found = study_rows(argv, __doc__.split("\n\n")[0], QUERY)
     if found is None:
         return 2
     truth, rows = found

@@ -50,6 +50,13 @@ def fails(coarse: float, fine: float | None, t_coarse: float, t_fine: float | No
     return coarse < t_coarse or (t_fine is not None and fine is not None and fine < t_fine)
 
 
+def study_rows(argv: list[str] | None, description: str, query: str) -> tuple[Truth, list[tuple]] | None:
+    """A study's command line (``--set``, the set's folder) and ``last_run_rows`` of that set."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
+    return last_run_rows(parser.parse_args(argv).set_dir, query)
+
+
 def last_run_rows(set_dir: Path, query: str) -> tuple[Truth, list[tuple]] | None:
     """The set's truth and ``query``'s rows from the database the last `cli_score.py` run left (its embedded
     server stopped after); None, said on stderr, when there is none."""

@@ -18,7 +18,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections import Counter
 from pathlib import Path
@@ -27,8 +26,7 @@ import numpy as np
 
 from dbdedup.turn_signature import turn_signatures_of_thumbnails
 
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture
+from structure_study import same_picture, study_rows
 
 NEAR = 5  # propose_keeper_pairs' near_neighbours
 NEAR_CLUSTER = 4  # ... and near_cluster
@@ -54,10 +52,7 @@ def _nearest(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, QUERY)
+    found = study_rows(argv, __doc__.split("\n\n")[0], QUERY)
     if found is None:
         return 2
     truth, rows = found
