@@ -34,7 +34,9 @@ THUMBNAIL_SIDE = 64  # images.structure (verify.STORED_STRUCTURE_SIDE)
 # (window side, offsets along each axis): every offset pair of a side is a window
 WINDOW_GRID: tuple[tuple[int, tuple[int, ...]], ...] = ((45, (0, 5, 10, 14, 19)), (55, (0, 4, 9)))
 WINDOWS = sum(len(offsets) ** 2 for _, offsets in WINDOW_GRID)
-CROP_DISTANCE = 12  # bits between a probe's pHash and a keeper's window that propose their pair
+# bits between a probe's pHash and a keeper's window that propose their pair: propose_keeper_pairs'
+# crop_distance (tests/test_crop_windows.py holds the SQL to it)
+CROP_DISTANCE = 12
 
 
 def _window_boxes() -> list[tuple[int, int, int]]:

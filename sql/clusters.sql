@@ -344,7 +344,13 @@ DECLARE
     -- accuracy set 899 proposals no other signal made, 126 of them a half-area crop and its keeper
     -- (10 bits: 346 and 95; 14: 1,865 and 133)
     crop_distance constant integer := 12;
+    -- the search compares every probe with every window (about 50 ns each): past this many comparisons
+    -- (about a minute) it is skipped, with a notice, rather than hold the report for hours; the
+    -- setting dbdedup.crop_window_budget changes it (SET dbdedup.crop_window_budget = ...)
+    crop_budget constant bigint := coalesce(nullif(current_setting('dbdedup.crop_window_budget', true), '')::bigint,
+                                            1000000000);
     per_keeper integer;
+    comparisons bigint;
 BEGIN
     -- A member must be verified with its keeper itself, and a pair is only checked when a signal
     -- found it: a copy cropped by a quarter is far from the keeper (an upscaled copy) by every
@@ -435,6 +441,13 @@ BEGIN
         FROM unnest(crop_keepers) WITH ORDINALITY AS k(keeper, n)
         CROSS JOIN LATERAL unnest(crop_windows[(k.n - 1) * per_keeper + 1 : k.n * per_keeper]) AS w(phash)
         WHERE k.keeper IN (SELECT a.cluster_id FROM lk_assign a JOIN lk_large l USING (image_id));
+        comparisons := (SELECT count(*) FROM lk_outside) * (SELECT count(*) FROM lk_window);
+        IF comparisons > crop_budget THEN
+            RAISE NOTICE 'crop windows not searched: % comparisons (% probes) is more than %', comparisons,
+                (SELECT count(*) FROM lk_outside), crop_budget
+                USING HINT = 'the crop windows search every probe against every window; collections this large need an index for it';
+            TRUNCATE lk_window;
+        END IF;
         INSERT INTO lk_near
         SELECT DISTINCT ON (o.image_id) o.image_id, w.keeper,
                1 - bit_count((o.phash # w.phash)::bit(64)) / 64.0
@@ -502,7 +515,8 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer, bigint[], big
     '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more '
     '(dbdedup.keeper_cluster_floor), or whose pHash is within 12 bits of a window of such a cluster''s keeper (crop_windows: the same '
     'number of window pHashes for each of crop_keepers, in order, computed by dbdedup/crop_windows.py from the stored thumbnails; '
-    'none given, none searched, as in dbdedup.refresh), '
+    'none given, none searched, as in dbdedup.refresh; skipped with a notice past 10^9 probe-window comparisons, or the '
+    'setting dbdedup.crop_window_budget), '
     'with transform ''linked'' (transform_distance 0); with near_limit, at most that many of the latter that are not stored yet, '
     'the most similar first. It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '

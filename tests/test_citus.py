@@ -284,6 +284,26 @@ def test_a_keeper_pair_through_a_verified_member_is_proposed_and_checked_on_citu
     assert members == {large, photo_id, crop}
 
 
+def test_a_half_crop_joins_its_family_through_the_keepers_windows_on_citus(citus_dsn, tmp_path):
+    """dbdedup.propose_keeper_pairs' crop windows on distributed images: the keeper of a photo's four copies
+    proposes its pair with a half crop of it (no other signal pairs them), the workers verify it by its
+    pixels, and the crop joins; the same crop in other colours does not."""
+    from test_crop_windows import _family, _pair
+
+    files, root = _family(tmp_path)
+    dbdedup(citus_dsn, "load", str(root))
+    dbdedup(citus_dsn, "report")
+    with psycopg.connect(citus_dsn) as conn:
+        image = {name: conn.execute("SELECT id FROM dbdedup.images WHERE path = %s", (str(path),)).fetchone()[0]
+                 for name, path in files.items()}
+        keeper = image["photo-large"]
+        transform, verified, reason = _pair(conn, keeper, image["crop"])
+        members = {i for (i,) in conn.execute("SELECT image_id FROM dbdedup.cluster_members WHERE cluster_id = %s",
+                                              (keeper,))}
+    assert (transform, verified) == ("linked", True), reason
+    assert members == {image[n] for n in ("photo", "photo-large", "photo-jpeg", "photo-small", "crop")}
+
+
 def test_three_loaders_at_once_on_citus_give_the_database_of_one_load_on_one_server(citus_dsn, empty_db_dsn, tmp_path):
     """Three loader processes (two folders and the tree over both) into the coordinator at once: the rows
     and clusters of one load of the tree into the embedded server."""

@@ -204,3 +204,21 @@ def test_the_workers_align_a_flat_crop_from_its_window(conn, tmp_path):
     assert found[frozenset((image["flag"], image["crop"]))][0::2] == (True, "dense")
     assert found[frozenset((image["flag"], image["crop-again"]))][0::2] == (True, "dense")
     assert found[frozenset((image["flag"], image["other-colours"]))][0] is False
+
+
+def test_a_search_past_its_budget_is_skipped_with_a_notice(conn, tmp_path, monkeypatch):
+    # (every probe against every window: a collection of millions with many large clusters would take
+    # hours; 10^9 comparisons by default, dbdedup.crop_window_budget here)
+    monkeypatch.setattr(clusters, "link_keepers", lambda conn, result, **kw: result)
+    image = _load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    keepers, windows = clusters.keeper_crop_windows(conn)
+    notices = []
+    conn.add_notice_handler(lambda diagnostic: notices.append(diagnostic.message_primary))
+    propose = "SELECT dbdedup.propose_keeper_pairs(near_neighbours => 0, crop_keepers => %s, crop_windows => %s)"
+    conn.execute("SET dbdedup.crop_window_budget = 10")
+    assert conn.execute(propose, (keepers, windows)).fetchone()[0] == 0
+    assert any("crop windows not searched" in n for n in notices), notices
+    conn.execute("RESET dbdedup.crop_window_budget")
+    assert conn.execute(propose, (keepers, windows)).fetchone()[0] >= 1  # the crop, at the default budget
+    assert _pair(conn, image["photo-large"], image["crop"]) == ("linked", None, None)
