@@ -1052,6 +1052,12 @@ DENSE_TURN_RINGS = 16
 DENSE_TURN_STEP = 4.0  # degrees between the angles tried by the rings' cross-correlation
 
 
+def _ecc_criteria() -> tuple[int, int, float]:
+    """ECC's stopping rule for every dense alignment: 100 iterations, or a step under 1e-5."""
+    cv2 = _cv2()
+    return (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+
+
 def _dense_side(pa: np.ndarray, pb: np.ndarray):
     """Both pictures scaled to DENSE_SIDE square (RGB) and their grey levels 0-1."""
     cv2 = _cv2()
@@ -1115,7 +1121,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False) -> Dens
         linear = scale @ turn @ np.linalg.inv(scale)
         centre = np.full(2, (half - 1) / 2)
         start = np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    criteria = _ecc_criteria()
     try:
         _, warp = cv2.findTransformECC(cv2.resize(grey_a, (half, half)), cv2.resize(grey_b, (half, half)),
                                        start, cv2.MOTION_AFFINE, criteria, None, 3)
@@ -1180,7 +1186,7 @@ def window_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
     if value < DENSE_WINDOW_MIN_MATCH:
         return DenseMatch(None, None)
     start = np.array([[scale, 0, x], [0, scale, y]], dtype=np.float32)  # the window's points -> the whole's
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
+    criteria = _ecc_criteria()
     try:
         correlation, warp = cv2.findTransformECC(grey_window, grey_whole, start, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:

@@ -66,12 +66,31 @@ CREATE OR REPLACE FUNCTION dbdedup.ivfflat_lists(vectors bigint) RETURNS integer
 COMMENT ON FUNCTION dbdedup.ivfflat_lists(bigint) IS
     'The lists of an ivfflat index of dbdedup.image_embeddings for that many vectors: 1.5 sqrt(vectors), 10 to 1,000.';
 
+-- Both pgvector indexes of dbdedup.image_embeddings (the embeddings', the turn signatures') are made here.
+CREATE OR REPLACE FUNCTION dbdedup.create_cosine_index(index_name text, vector_column text, lists integer DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF lists IS NULL THEN
+        EXECUTE format('CREATE INDEX %I ON dbdedup.image_embeddings USING hnsw (%I %I.vector_cosine_ops)',
+                       index_name, vector_column, dbdedup.vector_schema());
+        RETURN 'hnsw';
+    END IF;
+    EXECUTE format('CREATE INDEX %I ON dbdedup.image_embeddings USING ivfflat (%I %I.vector_cosine_ops) WITH (lists = %s)',
+                   index_name, vector_column, dbdedup.vector_schema(), lists);
+    RETURN 'ivfflat (' || lists || ' lists)';
+END
+$$;
+COMMENT ON FUNCTION dbdedup.create_cosine_index(text, text, integer) IS
+    'Create the pgvector index index_name (cosine) on the vector column of dbdedup.image_embeddings: ivfflat with that many '
+    'lists, hnsw when lists is NULL; returns which. Used by dbdedup.build_embedding_index and dbdedup.ensure_turn_index.';
+
 CREATE OR REPLACE FUNCTION dbdedup.build_embedding_index(method text DEFAULT 'ivfflat', lists integer DEFAULT NULL) RETURNS text
     LANGUAGE plpgsql
     SET maintenance_work_mem = '256MB'
     AS $$
 DECLARE
-    s name := dbdedup.vector_schema();
     n bigint;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
@@ -85,19 +104,16 @@ BEGIN
     -- most loads make no cluster it searches from, and it was a fifth of a small collection's load
     DROP INDEX IF EXISTS dbdedup.image_embeddings_turn_idx;
     IF method = 'hnsw' THEN
-        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
-        RETURN 'hnsw';
+        RETURN dbdedup.create_cosine_index('image_embeddings_vector_idx', 'embedding');
     END IF;
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL;
     IF n < 1000 AND lists IS NULL THEN
         -- IVFFlat trains its lists on the rows there are; a few hundred (or two opposite vectors,
         -- whose mean is zero) make a useless or failing index. HNSW needs no training.
-        EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING hnsw (embedding %I.vector_cosine_ops)', s);
+        PERFORM dbdedup.create_cosine_index('image_embeddings_vector_idx', 'embedding');
         RETURN 'hnsw (ivfflat needs 1,000 vectors to train its lists: built when there are)';
     END IF;
-    lists := coalesce(lists, dbdedup.ivfflat_lists(n));
-    EXECUTE format('CREATE INDEX image_embeddings_vector_idx ON dbdedup.image_embeddings USING ivfflat (embedding %I.vector_cosine_ops) WITH (lists = %s)', s, lists);
-    RETURN 'ivfflat (' || lists || ' lists)';
+    RETURN dbdedup.create_cosine_index('image_embeddings_vector_idx', 'embedding', coalesce(lists, dbdedup.ivfflat_lists(n)));
 END
 $$;
 COMMENT ON FUNCTION dbdedup.build_embedding_index(text, integer) IS
@@ -111,7 +127,6 @@ CREATE OR REPLACE FUNCTION dbdedup.ensure_turn_index() RETURNS text
     SET maintenance_work_mem = '256MB'
     AS $$
 DECLARE
-    s name := dbdedup.vector_schema();
     n bigint;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL OR to_regclass('dbdedup.image_embeddings_turn_idx') IS NOT NULL THEN
@@ -120,12 +135,9 @@ BEGIN
     SELECT count(*) INTO n FROM dbdedup.image_embeddings WHERE turn_signature IS NOT NULL;
     -- the kind of the embeddings' index (ivfflat, unless a user chose hnsw), with as many lists
     IF n < 1000 OR coalesce(pg_get_indexdef(to_regclass('dbdedup.image_embeddings_vector_idx')) LIKE '%USING hnsw%', false) THEN
-        EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING hnsw (turn_signature %I.vector_cosine_ops)', s);
-        RETURN 'hnsw';
+        RETURN dbdedup.create_cosine_index('image_embeddings_turn_idx', 'turn_signature');
     END IF;
-    EXECUTE format('CREATE INDEX image_embeddings_turn_idx ON dbdedup.image_embeddings USING ivfflat (turn_signature %I.vector_cosine_ops) WITH (lists = %s)',
-                   s, dbdedup.ivfflat_lists(n));
-    RETURN 'ivfflat (' || dbdedup.ivfflat_lists(n) || ' lists)';
+    RETURN dbdedup.create_cosine_index('image_embeddings_turn_idx', 'turn_signature', dbdedup.ivfflat_lists(n));
 END
 $$;
 COMMENT ON FUNCTION dbdedup.ensure_turn_index() IS
