@@ -14,7 +14,7 @@ leaves it to that check from then on. Pure numpy on stored bytes: no file is rea
 after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
 a SQL-only ``dbdedup.refresh()`` leaves it, like the geometric check, to the next of those.
 
-The aligned pairs of colour pictures the signatures rejected for colour get a second look here too:
+The aligned pairs the signatures rejected for colour get a second look here too:
 clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
 another colour of one icon. One edit, out = clip(gain * in + offset), is fitted to the two signatures'
 8x8 cells in sRGB (``verify.signature_colours``, ``verify.tone_fits``); a pair close enough to it
@@ -113,7 +113,7 @@ def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, q
 def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
     """(hash_kind, image_a, image_b, tone_fit) of each pair of ``batch`` ((hash_kind, image_a, image_b,
     orientation)): the residual of the colour signatures' cells when they are close to one tone edit, else
-    NaN (not aligned, a greyscale picture, no signature, or no such edit)."""
+    NaN (not aligned, no signature, or no such edit)."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
     found = [(image_id, signature) for image_id, signature in conn.execute(q["tone_images"], {"ids": ids}).fetchall()
              if signature is not None and len(signature) == verify.SIGNATURE_LENGTH]
@@ -121,9 +121,8 @@ def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) 
     if not found:
         return results
     stacked = np.array([signature for _, signature in found], dtype=np.float64)
-    colour = verify.chromas(stacked) >= verify.GREY_CHROMA
     cells = verify.signatures_colours(stacked)
-    row_of = {image_id: k for k, (image_id, _) in enumerate(found) if colour[k]}
+    row_of = {image_id: k for k, (image_id, _) in enumerate(found)}
     wanted = [k for k, (_, a, b, orientation) in enumerate(batch)
               if orientation is not None and a in row_of and b in row_of]
     if not wanted:

@@ -475,6 +475,18 @@ TONE_MAX_CHROMA_ERROR = 0.16
 TONE_MAX_CELL_RESIDUAL = 10.0
 TONE_MAX_CELL = 25.0
 TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 windows of 8x8 pixels
+# ... and again at 256x256 (8x8 windows of 32x32 pixels) when that fails: a box of 64x64 that mixes clipped
+# and unclipped pixels is brighter than no line predicts (a light figure's edges on white), so a copy
+# brightened by 30% can be 8-15 levels RMS off every line at 64 and within 2-6 at 256; a re-encoded or
+# resized copy's noise, averaged less at 256, fails there where it passes at 64. On the accuracy set's
+# aligned pairs rejected for colour whose cells agree (bench/accuracy/tone_study.py --cells-only, a run
+# at d2adec4): 64 passes 174 of 631 copy pairs, 256 159, either 199; none of 802 look-alike pairs at any
+# side (and none of 1,076 greyscale ones, which are fitted too since then: 11 of 169 copy pairs pass).
+TONE_SIDES = (TONE_SIDE, 256)
+# The next side is fitted only after a fit this close (the copies 256 verified were within 10 levels RMS and
+# 26 in a window at 64; most pairs the geometric check rejects are far beyond)
+TONE_NEAR_RESIDUAL = 12.0
+TONE_NEAR_WINDOW = 30.0
 _TONE_ROUNDS = 3
 _TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
 
@@ -564,26 +576,42 @@ def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:
     return forward, backward
 
 
-def tone_thumbnail(rgb: np.ndarray) -> np.ndarray:
-    """RGB pixels (rows, columns, 3) box-averaged to TONE_SIDE x TONE_SIDE, float64."""
+def tone_thumbnail(rgb: np.ndarray, side: int = TONE_SIDE) -> np.ndarray:
+    """RGB pixels (rows, columns, 3) box-averaged to ``side`` x ``side``, float64."""
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
-    return np.asarray(image.resize((TONE_SIDE, TONE_SIDE), Image.Resampling.BOX), dtype=np.float64)
+    return np.asarray(image.resize((side, side), Image.Resampling.BOX), dtype=np.float64)
 
 
-def tone_verdict(a: "Features", b: "Features", pixels_a: np.ndarray, pixels_b: np.ndarray,
-                 orientation: str) -> "Verdict | None":
+def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str = "identity") -> ToneFit | None:
+    """The closest fit of one brightness or contrast edit that maps the RGB pixels of image_a (under
+    ``orientation``) onto image_b's or back within every limit (``ToneFit.agrees``), at the first of
+    TONE_SIDES where one does; None when no side has one."""
+    oriented = orient_pixels(pixels_a, orientation)
+    for side in TONE_SIDES:
+        # (every side // TONE_SIDE-th pixel of each row and column: a fit on all 256x256 costs 16 times
+        # as much, about 70 ms, and a pixel of the 256 thumbnail is as clipped as it would be among them)
+        step = side // TONE_SIDE
+        fits = both_tone_fits(tone_thumbnail(oriented, side)[::step, ::step],
+                              tone_thumbnail(pixels_b, side)[::step, ::step])
+        agreeing = [fit for fit in fits if fit.agrees()]
+        if agreeing:
+            return min(agreeing, key=lambda fit: fit.residual)
+        if not any(fit.residual <= TONE_NEAR_RESIDUAL and fit.window <= TONE_NEAR_WINDOW for fit in fits):
+            return None  # (nowhere near one edit: the next side would not find one either)
+    return None
+
+
+def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -> "Verdict | None":
     """The verdict for an aligned pair whose signatures were apart (in colour, or left to the geometric check):
     'tone' (verified) when one brightness or contrast edit maps the RGB pixels of image_a (under
-    ``orientation``) onto image_b's (``ToneFit.agrees``, either way); None otherwise. Only two colour pictures:
-    two greyscale ones are related by a line as readily as a grey folder and a darker grey one."""
-    if min(chroma(a.signature), chroma(b.signature)) < GREY_CHROMA:
-        return None
-    fits = [fit for fit in both_tone_fits(tone_thumbnail(orient_pixels(pixels_a, orientation)), tone_thumbnail(pixels_b))
-            if fit.agrees()]
-    if not fits:
+    ``orientation``) onto image_b's (``agreeing_tone_fit``); None otherwise. Greyscale pictures too (a grey
+    folder and a darker one are a line apart only when the outline and the paper stay put as a brightened
+    copy's do; the set's 1,076 greyscale look-alike pairs whose cells agree pass none)."""
+    fit = agreeing_tone_fit(pixels_a, pixels_b, orientation)
+    if fit is None:
         return None
     # (the score: 1 for no difference left, 0 at ten times the residual allowed)
-    return Verdict(True, max(0.0, 1.0 - min(fit.residual for fit in fits) / (10 * TONE_MAX_RESIDUAL)), "tone")
+    return Verdict(True, max(0.0, 1.0 - fit.residual / (10 * TONE_MAX_RESIDUAL)), "tone")
 
 
 # ---------------------------------------------------------------- geometry
@@ -1037,6 +1065,7 @@ class DenseMatch:
     correlation: float | None
     colour: SignatureDistance | None
     structure: float | None = None  # structure_agreement of the aligned pair
+    fine_structure: float | None = None  # ... at 64x64 (fine_structure_of_pixels), when asked for
 
 
 # ECC converges from the identity for a turn of a few degrees only. A keeper pair of a copy turned by
@@ -1100,11 +1129,12 @@ def ring_turn(pa: np.ndarray, pb: np.ndarray) -> float:
     return (step if step <= count // 2 else step - count) * DENSE_TURN_STEP
 
 
-def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False) -> DenseMatch:
+def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
     up the aspect a frame or a crop changes) and compare the aligned pair by colour signature.
     ``turned``: start from the turn ``ring_turn`` finds and compare the centre disc only (above);
-    no alignment (None) when that turn is under DENSE_TURN_STEP: the identity start tries that."""
+    no alignment (None) when that turn is under DENSE_TURN_STEP: the identity start tries that.
+    ``fine``: measure the aligned pair's structure at 64x64 too."""
     cv2 = _cv2()
     a, b, grey_a, grey_b = _dense_side(pa, pb)
     side = DENSE_SIDE
@@ -1137,7 +1167,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False) -> Dens
         disc = (rows - (side - 1) / 2) ** 2 + (columns - (side - 1) / 2) ** 2 <= (side / 2 - 1) ** 2
         aligned = np.where(disc[:, :, None], aligned, a)
     return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)),
-                      structure_of_pixels(a, aligned))
+                      structure_of_pixels(a, aligned), fine_structure_of_pixels(a, aligned) if fine else None)
 
 
 # A flat picture cropped by a quarter or a half (or framed: the original is then the window) is not
@@ -1213,6 +1243,8 @@ def dense_verdict(a: Features, b: Features, match: DenseMatch, *, min_structure:
         return Verdict(False, 0.0, "no_geometry")
     if _overlap_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
         if match.structure is not None and match.structure < min_structure:
+            return Verdict(False, max(0.0, 1.0 - colour.worst), "structure")
+        if match.fine_structure is not None and match.fine_structure < MIN_FINE_STRUCTURE:
             return Verdict(False, max(0.0, 1.0 - colour.worst), "structure")
         return Verdict(True, max(0.0, 1.0 - colour.worst), "dense")
     return Verdict(False, 0.0, "no_geometry")
