@@ -22,8 +22,8 @@ from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
-from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, VerifyProgress, family_chunks, locality_order,
-                                    plan_order, verify_pending_pairs)
+from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, VerifyProgress, family_chunks, framed_verdict,
+                                    locality_order, plan_order, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
 
@@ -685,3 +685,45 @@ def test_a_flat_pictures_copy_found_by_its_phash_alone_is_aligned_by_its_pixels(
     got = verdicts(conn)
     assert got[frozenset((image["candle"], image["cropped"]))][::2] == (True, "dense"), got
     assert got[frozenset((image["star"], image["lens"]))][0] is False, got
+
+
+def matted(image: Image.Image, colour=(150, 60, 90)) -> Image.Image:
+    """The picture in a 20% mat of one colour, wider at the bottom (a framed print)."""
+    pad = round(min(image.size) * 0.2)
+    framed = ImageOps.expand(image, border=pad, fill=colour)
+    return ImageOps.expand(framed, border=(0, 0, 0, pad // 2), fill=colour)
+
+
+def test_a_flat_picture_in_a_mat_is_verified_with_its_frame_cut_off_and_another_colouring_is_not(conn, tmp_path):
+    from test_turn_signature import _flag
+
+    flag = _flag(7)
+    keeper = flag.resize((flag.width * 2, flag.height * 2), Image.Resampling.BICUBIC)
+    framed, recoloured = matted(flag), matted(other_colours(flag))
+    # what the other checks make of it: too few keypoints, and no window of one correlates with the other
+    pa, pb = verify.working_pixels(framed), verify.working_pixels(keeper)
+    fa, fb = verify.Features.of(framed), verify.Features.of(keeper)
+    assert verify.geometric_verdict(fa, fb, verify.align_keypoints(verify.keypoints_of_pixels(pa),
+                                                                   verify.keypoints_of_pixels(pb))).reason == "no_geometry"
+    assert verify.dense_verdict(fa, fb, verify.window_match(pa, pb)).reason == "no_geometry"
+    assert verify.dense_verdict(fa, fb, verify.dense_match(pa, pb)).verified is False
+    # the frame cut off, ECC aligns the rest
+    assert framed_verdict(fa, fb, pa, pb, verify.MIN_STRUCTURE).reason == "dense"
+    assert framed_verdict(fb, fa, pb, pa, verify.MIN_STRUCTURE).reason == "dense"  # either way round
+    assert framed_verdict(fb, fb, pb, pb, verify.MIN_STRUCTURE) is None  # no frame on either side
+
+    folder = tmp_path / "set"
+    files = {"keeper": save(keeper, folder / "flag.png"), "framed": save(framed, folder / "flag-framed.png"),
+             "recoloured": save(recoloured, folder / "flag-recoloured-framed.png")}
+    image = loaded(conn, folder, files)
+    # keeper pairs, as a keeper round proposes them (no signal found them)
+    add_pending(conn, image["keeper"], image["framed"], similarity=None, transform="linked")
+    add_pending(conn, image["keeper"], image["recoloured"], similarity=None, transform="linked")
+    verify_pending_pairs(conn, workers=1)
+    found = verdicts(conn)
+    assert found[frozenset((image["keeper"], image["framed"]))][0::2] == (True, "dense")
+    assert found[frozenset((image["keeper"], image["recoloured"]))][0] is False
+    # a pair found by another signal is not tried so (an embedding neighbour left no_geometry stays so)
+    conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_reason = NULL, transform = NULL, similarity = 0.9")
+    verify_pending_pairs(conn, workers=1)
+    assert verdicts(conn)[frozenset((image["keeper"], image["framed"]))][0] is False
