@@ -476,12 +476,13 @@ TONE_MAX_CELL_RESIDUAL = 10.0
 TONE_MAX_CELL = 25.0
 TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 windows of 8x8 pixels
 # ... and again at 256x256 (8x8 windows of 32x32 pixels) when that fails: a box of 64x64 that mixes clipped
-# and unclipped pixels is brighter than no line predicts (a light figure's edges on white), so a copy
+# and unclipped pixels is brighter than any line predicts (a light figure's edges on white), so a copy
 # brightened by 30% can be 8-15 levels RMS off every line at 64 and within 2-6 at 256; a re-encoded or
 # resized copy's noise, averaged less at 256, fails there where it passes at 64. On the accuracy set's
-# aligned pairs rejected for colour whose cells agree (bench/accuracy/tone_study.py --cells-only, a run
-# at d2adec4): 64 passes 174 of 631 copy pairs, 256 159, either 199; none of 802 look-alike pairs at any
-# side (and none of 1,076 greyscale ones, which are fitted too since then: 11 of 169 copy pairs pass).
+# aligned pairs rejected for colour whose cells agree (bench/accuracy/tone_study.py --cells-only, the
+# workers' pixels; session 18): at 64 176 of 631 colour copy pairs and 7 of 169 greyscale ones pass, at
+# 256 162 and 3, at either (as below, on the next run's pairs) 210 of 630 and 13 of 167; no look-alike
+# pair at any side, of 801 colour and 1,077 greyscale ones (greyscale pairs are fitted too since then).
 TONE_SIDES = (TONE_SIDE, 256)
 # The next side is fitted only after a fit this close (the copies 256 verified were within 10 levels RMS and
 # 26 in a window at 64; most pairs the geometric check rejects are far beyond)
