@@ -26,9 +26,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dbdedup import verify
+from dbdedup.decode import ImageError, decode_colour
 
 from score import SET_DIR
 from structure_study import last_run_rows, same_picture
@@ -48,12 +48,11 @@ WHERE (p.verify_reason = 'colour' OR p.tone_fit IS NOT NULL)
 
 
 def working_pixels(path: str) -> np.ndarray | None:
-    """The file's working pixels, as the geometric check's workers have them (``verify.working_pixels``)."""
+    """The file's working pixels, read as the geometric check's workers read them (``decode_colour``, then
+    ``verify.working_pixels``: EXIF orientation and transparency on white as they have them)."""
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (2 * verify.GEOMETRY_SIDE, 2 * verify.GEOMETRY_SIDE))
-            return verify.working_pixels(image)
-    except OSError:
+        return verify.working_pixels(decode_colour(Path(path).read_bytes(), side=verify.GEOMETRY_SIDE, max_pixels=0))
+    except (OSError, ImageError):
         return None
 
 
