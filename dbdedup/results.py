@@ -128,6 +128,7 @@ VERIFIED_BY = {
     "geometry": "features align",
     "dense": "pixels align",
     "tone": "one tone edit",
+    "overlay": "under a watermark",
     "reviewer": "confirmed by a reviewer",
 }
 

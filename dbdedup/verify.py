@@ -30,6 +30,7 @@ held-out split (bench/accuracy/verify_study.py).
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -613,6 +614,142 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
         return None
     # (the score: 1 for no difference left, 0 at ten times the residual allowed)
     return Verdict(True, max(0.0, 1.0 - fit.residual / (10 * TONE_MAX_RESIDUAL)), "tone")
+
+
+# ---------------------------------------------------------------- a semi-transparent overlay
+
+# A watermark (text or a logo blended over the picture in white or black) changes a region as another
+# glyph on one folder or another pip on one card does, and the detail, layout and structure measures that
+# keep those look-alikes apart refuse it too. What tells them apart is that the picture stays visible
+# through it: every changed pixel moved part of the way towards one colour, out = in + alpha * (C - in),
+# with the same alpha in each channel and alpha well short of 1, and no pixel moved away from C; another
+# glyph moves pixels both ways (the old one gone, the new one drawn) or covers them (alpha 1). Measured on
+# the accuracy set (session 19, on a cli_score run's database): the 44 watermarked copies left out of
+# their original's cluster against their keeper, and 1,500 aligned look-alike pairs refused for colour,
+# layout, detail or structure: with at most 10% of the pixels changed, OVERLAY_MIN_CONSISTENT of them one
+# overlay's and at most OVERLAY_MAX_AWAY moving away, 38 of the 44 copies passed and 1 of the 1,500
+# look-alikes. Through the workers' path (the rest of the two must agree by their signatures too) 4 of
+# 25,000 aligned look-alike pairs then passed: two star rings of one family (the one with more lines is the
+# other with lines drawn over it), blurred or framed, and two pictures apart in a wash of tone, each with
+# 4.6-8.7% of its pixels changed or its alphas spread evenly (a blurred line fades out; a watermark's strokes
+# carry one alpha). At most OVERLAY_MAX_SHARE changed and OVERLAY_MIN_PEAK near the overlay's alpha keep the
+# 38 copies (1.3-3.4% changed, 0.19-0.84 near it) and none of those 4; on all 51,575 aligned look-alike
+# pairs then 3 passed: two folder icons, one with a see-through emblem the other lacks (an icon theme's
+# emblems are overlays) and two star rings again. Those changed a solid shape, where text is strokes: a 3x3
+# erosion of the changed pixels' mask leaves 0.69-0.86 of them, of the watermarks' 0.005-0.41 (the text of
+# a 100-px picture upscaled is the thickest): OVERLAY_MAX_SOLID. The colour signatures pick the pairs worth
+# reading the files for (``overlay_cells_agree``). A watermark over more than 5% of a picture, or a solid
+# logo, is not recognised.
+OVERLAY_NOISE = 30  # levels (in any channel) within which a pixel counts as unchanged (re-encoding, resampling)
+OVERLAY_MIN_SPAN = 40  # a channel this close to the overlay's colour says nothing of alpha
+OVERLAY_MIN_PIXELS = 20
+OVERLAY_MAX_SHARE = 0.05
+OVERLAY_MIN_CONSISTENT = 0.95
+OVERLAY_MAX_AWAY = 0.03
+OVERLAY_ALPHA_RANGE = (0.3, 0.8)  # the changed pixels' 95th percentile of alpha: visible, yet see-through
+OVERLAY_MIN_PEAK = 0.15  # the share of changed pixels within 0.1 of that alpha: the overlay's strokes carry one
+OVERLAY_MAX_SOLID = 0.5  # the share of changed pixels left by a 3x3 erosion of their mask: strokes, not a shape
+_OVERLAY_CHANNEL_SPREAD = 0.25  # a pixel's alphas in its channels may differ by this much
+_OVERLAY_MAX_ALPHA = 0.85
+# The 16x16 lightness cells of the signatures: a cell changed by more than OVERLAY_CELL_CHANGE (Lab L), at
+# most OVERLAY_CELL_SHARE of them, and OVERLAY_CELL_ONE_WAY of those changed the same way (on the set's aligned
+# pairs refused for colour, layout or detail: 17 of the 19 watermarked copies' keeper pairs, 907 pairs of other
+# copies of one picture and 652 of 51,350 look-alike pairs).
+OVERLAY_CELL_CHANGE = 6.0
+OVERLAY_CELL_SHARE = 0.15
+OVERLAY_CELL_ONE_WAY = 0.95
+
+
+@dataclass(frozen=True)
+class OverlayFit:
+    """How well picture y is picture x under one semi-transparent overlay of ``colour`` (0 black or 255
+    white): ``share`` of the pixels changed beyond OVERLAY_NOISE, ``consistent`` the share of those whose
+    channels moved towards the colour by one alpha (short of _OVERLAY_MAX_ALPHA), ``away`` the share that
+    moved away from it, ``alpha`` the changed pixels' 95th percentile of alpha, ``peak`` the share of them within
+    0.1 of that, ``solid`` the share of them a 3x3 erosion of their mask leaves; ``changed`` their mask."""
+
+    share: float
+    consistent: float
+    away: float
+    alpha: float
+    peak: float
+    solid: float
+    colour: float
+    changed: np.ndarray
+
+    def agrees(self) -> bool:
+        """Whether one overlay explains the difference of the two pictures' pixels."""
+        return (0 < self.share <= OVERLAY_MAX_SHARE and self.consistent >= OVERLAY_MIN_CONSISTENT
+                and self.away <= OVERLAY_MAX_AWAY and self.peak >= OVERLAY_MIN_PEAK and self.solid <= OVERLAY_MAX_SOLID
+                and OVERLAY_ALPHA_RANGE[0] <= self.alpha <= OVERLAY_ALPHA_RANGE[1])
+
+
+def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
+    """The ``OverlayFit`` of RGB pixels ``y`` as ``x`` (the same shape) under a white or a black overlay,
+    whichever more changed pixels are consistent with."""
+    xf, yf = x.astype(np.float32), y.astype(np.float32)
+    step = yf - xf
+    changed = np.abs(step).max(axis=2) > OVERLAY_NOISE
+    share = float(changed.mean())
+    if int(changed.sum()) < OVERLAY_MIN_PIXELS:
+        return OverlayFit(share, 0.0, 0.0, 0.0, 0.0, 1.0, 255.0, changed)
+    cv2 = _cv2()
+    mask = changed.astype(np.uint8)
+    solid = float(cv2.erode(mask, np.ones((3, 3), np.uint8)).sum() / mask.sum())
+    best = None
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # (a pixel with no channel far from the colour: NaN)
+        for colour in (0.0, 255.0):
+            span = colour - xf[changed]
+            measured = np.abs(span) > OVERLAY_MIN_SPAN
+            alphas = np.where(measured, step[changed] / np.where(measured, span, 1.0), np.nan)
+            alpha = np.nanmedian(alphas, axis=1)
+            spread = np.nanmax(alphas, axis=1) - np.nanmin(alphas, axis=1)
+            consistent = float(((alpha > 0.05) & (spread < _OVERLAY_CHANNEL_SPREAD) & (alpha < _OVERLAY_MAX_ALPHA)).mean())
+            top = float(np.nan_to_num(np.nanpercentile(alpha, 95), nan=0.0))
+            fit = OverlayFit(share, consistent, float((alpha < -0.05).mean()), top,
+                             float((np.abs(alpha - top) < 0.1).mean()), solid, colour, changed)
+            if best is None or fit.consistent > best.consistent:
+                best = fit
+    return best
+
+
+def overlay_cells_agree(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:
+    """Whether two colour signatures (a under ``orientation``) differ as one overlay would make them: a few of
+    their 16x16 lightness cells changed, nearly all the same way (OVERLAY_CELL_*)."""
+    light_a, _, _ = _parts(orient_signature(a, orientation))
+    light_b, _, _ = _parts(b)
+    difference = light_b - light_a
+    changed = np.abs(difference) > OVERLAY_CELL_CHANGE
+    if not changed.any() or changed.mean() > OVERLAY_CELL_SHARE:
+        return False
+    lighter = float((difference[changed] > 0).mean())
+    return max(lighter, 1.0 - lighter) >= OVERLAY_CELL_ONE_WAY
+
+
+def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str,
+                    closest: int | None = None) -> "Verdict | None":
+    """'overlay' (verified) when one picture is the other under a semi-transparent white or black overlay (a
+    watermark: ``overlay_fit`` agrees, either way) and, with the overlay's pixels taken from the other, the two
+    agree by their colour signatures as an aligned pair at ``closest`` must; None otherwise. The pixels are
+    image_a's under ``orientation`` and image_b's, in one framing (another aspect: None)."""
+    x, y = orient_pixels(pixels_a, orientation), np.ascontiguousarray(pixels_b)
+    if x.shape != y.shape:
+        if abs(np.log((x.shape[1] / x.shape[0]) / (y.shape[1] / y.shape[0]))) > 0.02:
+            return None
+        cv2 = _cv2()
+        rows, columns = min(x.shape[0], y.shape[0]), min(x.shape[1], y.shape[1])
+        x = cv2.resize(x, (columns, rows), interpolation=cv2.INTER_AREA)
+        y = cv2.resize(y, (columns, rows), interpolation=cv2.INTER_AREA)
+    for plain, covered in ((x, y), (y, x)):
+        fit = overlay_fit(plain, covered)
+        if not fit.agrees():
+            continue
+        uncovered = np.where(fit.changed[:, :, None], plain, covered)
+        agreed = agreement_verdict(compare_signatures(signature_of_pixels(plain), signature_of_pixels(uncovered)), closest)
+        if agreed is not None:
+            return Verdict(True, agreed.score, "overlay")
+    return None
 
 
 # ---------------------------------------------------------------- geometry

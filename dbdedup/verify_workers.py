@@ -73,6 +73,8 @@ WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of se
 # report plans (verify_plan) come in batches from all over the graph, to workers kept between them:
 # 19,288 files read for its 29,553 checks with 256, 15,604 for 25,506 with 1,024 (about 7 s less)
 CACHED_IMAGES = 512
+# the refusals of an aligned pair that a semi-transparent overlay on one side may explain (PairChecker._unless_overlay)
+OVERLAY_REFUSALS = frozenset({"colour", "layout", "detail", "structure", "no_geometry"})
 
 # How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
@@ -372,11 +374,11 @@ class PairChecker:
             if settled is not None and settled.reason == "colour" and pair.tone_candidate:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
                 toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
-                return toned if toned is not None else settled
+                return toned if toned is not None else self._unless_overlay(pair, fa, fb, orientation, settled)
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):
-                return settled
+                return settled if settled.verified else self._unless_overlay(pair, fa, fb, orientation, settled)
         if (pair.transform or "").startswith("trim"):
             # found through a border-trimmed variant: once the uniform borders are cut off, the two
             # are aligned, and their signatures settle it without keypoints (flat-toned photos and
@@ -456,7 +458,19 @@ class PairChecker:
             toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
             if toned is not None:
                 return toned
+        if not verdict.verified and aligned:
+            return self._unless_overlay(pair, fa, fb, orientation, verdict)
         return verdict
+
+    def _unless_overlay(self, pair: PendingPair, fa: verify.Features, fb: verify.Features, orientation: str,
+                        refused: verify.Verdict) -> verify.Verdict:
+        """``refused``, or 'overlay' when it refused an aligned pair for a region that differs (or found nothing to
+        align) and one picture is the other under a semi-transparent overlay (a watermark: verify.overlay_verdict;
+        the files are read only when the signatures' cells differ as an overlay would make them)."""
+        if refused.reason not in OVERLAY_REFUSALS or not verify.overlay_cells_agree(fa.signature, fb.signature, orientation):
+            return refused
+        covered = verify.overlay_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation, closest_distance(pair))
+        return refused if covered is None else covered
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
         """(hash_kind, image_a, image_b, verified, score, reason) for each pair; an unexpected

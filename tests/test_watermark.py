@@ -1,0 +1,149 @@
+"""A watermarked copy (text blended over the picture in white or black, dbdedup.verify.overlay_verdict): its
+region of text is refused by the detail, layout and structure measures as another glyph on one folder is, and
+verified because the picture stays visible through it: every changed pixel moved part of the way towards one
+colour, by one alpha in every channel. Opaque text, another emblem on one icon and other colours are not. Real
+images made with Pillow, loaded by the real loader into a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from dbdedup import clusters, verify
+from dbdedup.clusters import ClusterSettings
+from dbdedup.load import load_paths
+from dbdedup.verify_plan import reopen_unchecked
+from dbdedup.verify_workers import verify_pending_pairs
+from images import photo, save, textured_photo
+
+
+def watermarked(image: Image.Image, fill=(255, 255, 255, 170), text: str = "(c) dbdedup 2026") -> Image.Image:
+    """``text`` drawn over the bottom right of the picture in ``fill`` (alpha 170 of 255: see-through)."""
+    out = image.convert("RGBA")
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    font = ImageFont.load_default(size=max(10, out.width // 12))
+    box = draw.textbbox((0, 0), text, font=font)
+    draw.text((out.width - (box[2] - box[0]) - out.width // 30, out.height - (box[3] - box[1]) - out.height // 20),
+              text, font=font, fill=fill)
+    return Image.alpha_composite(out, layer).convert("RGB")
+
+
+def stamped(image: Image.Image, fill=(255, 255, 255, 150), text: str = "SAMPLE", size: float = 1 / 6) -> Image.Image:
+    """A stock picture's preview: ``text`` in large letters across the middle, see-through."""
+    out = image.convert("RGBA")
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    font = ImageFont.load_default(size=round(out.width * size))
+    box = draw.textbbox((0, 0), text, font=font)
+    draw.text(((out.width - (box[2] - box[0])) // 2 - box[0], (out.height - (box[3] - box[1])) // 2 - box[1]),
+              text, font=font, fill=fill)
+    return Image.alpha_composite(out, layer).convert("RGB")
+
+
+def folder(emblem: str | None) -> Image.Image:
+    """An icon: a blue folder with a see-through white emblem (a disc or a triangle), or none."""
+    image = Image.new("RGBA", (256, 256), (255, 255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((20, 50, 236, 220), radius=18, fill=(52, 120, 200, 255))
+    draw.rectangle((20, 36, 110, 60), fill=(40, 100, 180, 255))
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    marks = ImageDraw.Draw(layer)
+    if emblem == "disc":
+        marks.ellipse((98, 100, 158, 160), fill=(255, 255, 255, 170))
+    elif emblem == "triangle":
+        marks.polygon([(128, 95), (165, 165), (91, 165)], fill=(255, 255, 255, 170))
+    return Image.alpha_composite(image, layer).convert("RGB")
+
+
+def swapped(image: Image.Image) -> Image.Image:
+    """The same drawing in other colours: the channels swapped round."""
+    return Image.fromarray(np.ascontiguousarray(np.asarray(image)[..., [2, 0, 1]]))
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return verify.working_pixels(image)
+
+
+def test_a_see_through_watermark_is_one_overlay_and_opaque_text_or_other_colours_are_not():
+    for original in (textured_photo(3), photo(7, (512, 384))):
+        for fill in ((255, 255, 255, 170), (0, 0, 0, 150)):
+            copy = watermarked(original, fill)
+            fit = verify.overlay_fit(pixels(original), pixels(copy))
+            assert fit.agrees() and 0 < fit.share < 0.05 and fit.colour == (255 if fill[0] else 0), fit
+            assert abs(fit.alpha - fill[3] / 255) < 0.03, fit
+            assert verify.overlay_cells_agree(verify.colour_signature(original), verify.colour_signature(copy))
+            for one, other in ((original, copy), (copy, original)):
+                verdict = verify.overlay_verdict(pixels(one), pixels(other), "identity", 4)
+                assert verdict is not None and verdict.verified and verdict.reason == "overlay", verdict
+            # under a mirror, as the pHash's orientation variant aligns it (at the working size: a box filter
+            # does not resample a mirrored picture into the mirror of the resampled one, pixel for pixel)
+            small = original.resize((256, original.height * 256 // original.width), Image.Resampling.LANCZOS)
+            mirrored = verify.overlay_verdict(pixels(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT)),
+                                              pixels(watermarked(small, fill)), "flip_h", 4)
+            assert mirrored is not None and mirrored.reason == "overlay", mirrored
+        # opaque text covers the picture: nothing shows through it
+        opaque = verify.overlay_fit(pixels(original), pixels(watermarked(original, (255, 255, 255, 255))))
+        assert not opaque.agrees() and opaque.alpha > 0.95, opaque
+        assert verify.overlay_verdict(pixels(original), pixels(watermarked(original, (255, 255, 255, 255))), "identity", 4) is None
+        # the watermarked copy of the picture in other colours
+        assert verify.overlay_verdict(pixels(original), pixels(swapped(watermarked(original))), "identity", 4) is None
+        assert not verify.overlay_cells_agree(verify.colour_signature(original),
+                                              verify.colour_signature(swapped(watermarked(original))))
+
+
+def test_a_see_through_emblem_on_one_folder_is_not_a_watermark():
+    plain, disc, triangle = folder(None), folder("disc"), folder("triangle")
+    # an icon theme draws its emblems see-through, so a folder with one is the plain folder under one overlay,
+    # pixel for pixel (the accuracy set's folder-grey-open and folder-grey-remote-open); but an emblem is a
+    # solid shape, where a watermark's text is strokes: most of its pixels survive a 3x3 erosion of the mask
+    alone = verify.overlay_fit(pixels(plain), pixels(disc))
+    assert alone.consistent >= verify.OVERLAY_MIN_CONSISTENT and alone.away <= verify.OVERLAY_MAX_AWAY, alone
+    assert alone.solid > verify.OVERLAY_MAX_SOLID and not alone.agrees(), alone
+    assert verify.overlay_verdict(pixels(plain), pixels(disc), "identity", 4) is None
+    text = verify.overlay_fit(pixels(plain), pixels(watermarked(plain, (0, 0, 0, 150))))
+    assert text.agrees() and text.solid < 0.2, text
+    # two folders with other emblems are apart by pixels moved both ways (the disc gone, the triangle drawn)
+    between = [verify.overlay_fit(pixels(x), pixels(y)) for x, y in ((disc, triangle), (triangle, disc))]
+    assert not any(fit.agrees() for fit in between) and all(fit.away > 0.2 for fit in between), between
+    assert verify.overlay_verdict(pixels(disc), pixels(triangle), "identity", 4) is None
+    # and a picture of another framing is not compared
+    assert verify.overlay_verdict(pixels(plain), pixels(watermarked(plain, (0, 0, 0, 150)).crop((0, 0, 256, 200))),
+                                  "identity", 4) is None
+
+
+def load(conn, root: Path) -> dict[str, int]:
+    load_paths(conn, [root], workers=1, embedder=None)
+    return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
+
+
+def test_a_watermarked_copy_joins_its_picture_through_the_workers_and_a_look_alike_does_not(conn, tmp_path):
+    # a proof stamped across the middle (4% of the pixels): the signatures leave the pair to the geometric
+    # check, and its keypoints do not align the two (no_geometry, without the overlay); the same stamp opaque
+    # is a caption over the picture, another picture
+    original = photo(7, (256, 192))
+    save(original.resize((original.width * 2, original.height * 2), Image.Resampling.LANCZOS), tmp_path / "harbour.png")
+    save(stamped(original, text="PROOF", size=0.2), tmp_path / "harbour_watermarked.png")
+    save(stamped(original, (255, 255, 255, 255), text="PROOF", size=0.2), tmp_path / "harbour_captioned.png")
+    save(swapped(stamped(original, text="PROOF", size=0.2)), tmp_path / "harbour_other_colours.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    conn.commit()
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    verdicts = {frozenset((a, b)): (verified, reason) for a, b, verified, reason in conn.execute(
+        "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
+    by_id = {i: name for name, i in ids.items()}
+    named = {frozenset(by_id[i] for i in key): value for key, value in verdicts.items()}
+    assert named[frozenset({"harbour.png", "harbour_watermarked.png"})] == (True, "overlay"), named
+    assert named.get(frozenset({"harbour.png", "harbour_captioned.png"}), (False, None))[0] is False, named
+    groups = {frozenset(p.rsplit("/", 1)[1] for p in paths) for (paths,) in conn.execute(
+        "SELECT array_agg(path) FROM dbdedup.cluster_members GROUP BY cluster_id").fetchall()}
+    assert groups == {frozenset({"harbour.png", "harbour_watermarked.png"})}, groups
+    why = conn.execute("SELECT verify_reason FROM dbdedup.cluster_assignments WHERE NOT is_keeper").fetchall()
+    assert why == [("overlay",)]
