@@ -469,7 +469,11 @@ class PairChecker:
         the files are read only when the signatures' cells differ as an overlay would make them)."""
         if refused.reason not in OVERLAY_REFUSALS or not verify.overlay_cells_agree(fa.signature, fb.signature, orientation):
             return refused
-        covered = verify.overlay_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation, closest_distance(pair))
+        try:
+            pixels_a, pixels_b = self._pixels(pair.a), self._pixels(pair.b)
+        except _Unreadable:
+            return refused  # (a refusal the signatures gave needs no file: one changed since its load keeps it)
+        covered = verify.overlay_verdict(pixels_a, pixels_b, orientation, closest_distance(pair))
         return refused if covered is None else covered
 
     def check(self, pairs: Sequence[PendingPair]) -> list[tuple]:
