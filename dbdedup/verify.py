@@ -627,8 +627,8 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
 # the accuracy set (session 19, on a cli_score run's database): the 44 watermarked copies left out of
 # their original's cluster against their keeper, and 1,500 aligned look-alike pairs refused for colour,
 # layout, detail or structure: with at most 10% of the pixels changed, OVERLAY_MIN_CONSISTENT of them one
-# overlay's and at most OVERLAY_MAX_AWAY moving away, 38 of the 44 copies passed and 1 of the 1,500
-# look-alikes. Through the workers' path (the rest of the two must agree by their signatures too) 4 of
+# overlay's and at most OVERLAY_MAX_AWAY moving away, 38 of the 44 copies passed and none of the 1,500
+# look-alikes (at 0.9 consistent and any share moving away, 1). Through the workers' path (the rest of the two must agree by their signatures too) 4 of
 # 25,000 aligned look-alike pairs then passed: two star rings of one family (the one with more lines is the
 # other with lines drawn over it), blurred or framed, and two pictures apart in a wash of tone, each with
 # 4.6-8.7% of its pixels changed or its alphas spread evenly (a blurred line fades out; a watermark's strokes
