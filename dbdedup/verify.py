@@ -634,8 +634,8 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
 # 4.6-8.7% of its pixels changed or its alphas spread evenly (a blurred line fades out; a watermark's strokes
 # carry one alpha). At most OVERLAY_MAX_SHARE changed and OVERLAY_MIN_PEAK near the overlay's alpha keep the
 # 38 copies (1.3-3.4% changed, 0.19-0.84 near it) and none of those 4; on all 51,575 aligned look-alike
-# pairs then 3 passed: two folder icons, one with a see-through emblem the other lacks (an icon theme's
-# emblems are overlays) and two star rings again. Those changed a solid shape, where text is strokes: a 3x3
+# pairs then 3 passed: two pairs of folder icons, in each one with a see-through emblem the other lacks (an
+# icon theme's emblems are overlays), and a pair of star rings. Those changed a solid shape, where text is strokes: a 3x3
 # erosion of the changed pixels' mask leaves 0.69-0.86 of them, of the watermarks' 0.005-0.41 (the text of
 # a 100-px picture upscaled is the thickest): OVERLAY_MAX_SOLID. The colour signatures pick the pairs worth
 # reading the files for (``overlay_cells_agree``). A watermark over more than 5% of a picture, or a solid
