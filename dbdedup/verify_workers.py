@@ -881,7 +881,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels; 'tone': one brightness or contrast edit maps
-    the pixels of one onto the other) when the two are the same picture; a rejection's reason ('colour', 'detail',
+    the pixels of one onto the other; 'overlay': one is the other under a see-through watermark) when the two are
+    the same picture; a rejection's reason ('colour', 'detail',
     'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be
     decoded. Only the paths the loader recorded are read. Images without a stored quality or
