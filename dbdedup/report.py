@@ -301,7 +301,8 @@ def render_terminal(
             "never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
             "embedding, or a verified member: through a member) and how the pair was verified (colours agree: "
             "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "
-            "picture aligned by its pixels; one tone edit: a brightness or contrast edit maps one onto the other), with the score[/dim]"
+            "picture aligned by its pixels; one tone edit: a brightness or contrast edit maps one onto the other; "
+            "under a watermark: one is the other under a see-through overlay), with the score[/dim]"
         )
 
     if histogram is not None and (histogram.counts or histogram.beyond):
