@@ -618,28 +618,27 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
 
 # ---------------------------------------------------------------- a semi-transparent overlay
 
-# A watermark (text or a logo blended over the picture in white or black) changes a region as another
-# glyph on one folder or another pip on one card does, and the detail, layout and structure measures that
-# keep those look-alikes apart refuse it too. What tells them apart is that the picture stays visible
-# through it: every changed pixel moved part of the way towards one colour, out = in + alpha * (C - in),
-# with the same alpha in each channel and alpha well short of 1, and no pixel moved away from C; another
-# glyph moves pixels both ways (the old one gone, the new one drawn) or covers them (alpha 1). Measured on
-# the accuracy set (session 19, on a cli_score run's database): the 44 watermarked copies left out of
-# their original's cluster against their keeper, and 1,500 aligned look-alike pairs refused for colour,
-# layout, detail or structure: with at most 10% of the pixels changed, OVERLAY_MIN_CONSISTENT of them one
-# overlay's and at most OVERLAY_MAX_AWAY moving away, 38 of the 44 copies passed and none of the 1,500
-# look-alikes (at 0.9 consistent and any share moving away, 1). Through the workers' path (the rest of the two must agree by their signatures too) 4 of
-# 25,000 aligned look-alike pairs then passed: two star rings of one family (the one with more lines is the
-# other with lines drawn over it), blurred or framed, and two pictures apart in a wash of tone, each with
-# 4.6-8.7% of its pixels changed or its alphas spread evenly (a blurred line fades out; a watermark's strokes
-# carry one alpha). At most OVERLAY_MAX_SHARE changed and OVERLAY_MIN_PEAK near the overlay's alpha keep the
-# 38 copies (1.3-3.4% changed, 0.19-0.84 near it) and none of those 4; on all 51,575 aligned look-alike
-# pairs then 3 passed: two pairs of folder icons, in each one with a see-through emblem the other lacks (an
-# icon theme's emblems are overlays), and a pair of star rings. Those changed a solid shape, where text is strokes: a 3x3
-# erosion of the changed pixels' mask leaves 0.69-0.86 of them, of the watermarks' 0.005-0.41 (the text of
-# a 100-px picture upscaled is the thickest): OVERLAY_MAX_SOLID. The colour signatures pick the pairs worth
-# reading the files for (``overlay_cells_agree``). A watermark over more than 5% of a picture, or a solid
-# logo, is not recognised.
+# A watermark (text or a logo blended over the picture in white or black) changes a region as another glyph on one
+# folder or another pip on one card does, and the detail, layout and structure measures that keep those look-alikes
+# apart refuse it too. What tells them apart is that the picture stays visible through it: every changed pixel moved
+# part of the way towards one colour, out = in + alpha * (C - in), with the same alpha in each channel and alpha
+# well short of 1, and no pixel moved away from C; another glyph moves pixels both ways (the old one gone, the new
+# one drawn) or covers them (alpha 1). Measured on the accuracy set (session 19, on a cli_score run's database): the
+# 44 watermarked copies left out of their original's cluster against their keeper, and 1,500 aligned look-alike
+# pairs refused for colour, layout, detail or structure: with at most 10% of the pixels changed,
+# OVERLAY_MIN_CONSISTENT of them one overlay's and at most OVERLAY_MAX_AWAY moving away, 38 of the 44 copies passed
+# and none of the 1,500 look-alikes (at 0.9 consistent and any share moving away, 1). Through the workers' path (the
+# rest of the two must agree by their signatures too) 4 of 25,000 aligned look-alike pairs then passed: two star
+# rings of one family (the one with more lines is the other with lines drawn over it), blurred or framed, and two
+# pictures apart in a wash of tone, each with 4.6-8.7% of its pixels changed or its alphas spread evenly (a blurred
+# line fades out; a watermark's strokes carry one alpha). At most OVERLAY_MAX_SHARE changed and OVERLAY_MIN_PEAK
+# near the overlay's alpha keep the 38 copies (1.3-3.4% changed, 0.19-0.84 near it) and none of those 4; on all
+# 51,575 aligned look-alike pairs then 3 passed: two pairs of folder icons, in each one with a see-through emblem
+# the other lacks (an icon theme's emblems are overlays), and a pair of star rings. Those changed a solid shape,
+# where text is strokes: a 3x3 erosion of the changed pixels' mask leaves 0.69-0.86 of them, of the watermarks'
+# 0.005-0.41 (the text of a 100-px picture upscaled is the thickest): OVERLAY_MAX_SOLID. The colour signatures pick
+# the pairs worth reading the files for (``overlay_cells_agree``). A watermark over more than 5% of a picture, or a
+# solid logo, is not recognised.
 OVERLAY_NOISE = 30  # levels (in any channel) within which a pixel counts as unchanged (re-encoding, resampling)
 OVERLAY_MIN_SPAN = 40  # a channel this close to the overlay's colour says nothing of alpha
 OVERLAY_MIN_PIXELS = 20
