@@ -19,7 +19,6 @@ load of it already running); a match waits for them (dbdedup.locks). A run found
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import json
 import os
@@ -446,9 +445,8 @@ class _Loader:
         self.mark_missing(roots, recursive)
 
 
-def _new_pool(workers: int, extras: Extras, conn: psycopg.Connection) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=worker_pool.pool_context(), initializer=_init_worker,
-                                  initargs=(extras, os.getpid(), (conn.fileno(),)))
+def _new_pool(workers: int, extras: Extras, conn: psycopg.Connection) -> worker_pool.WorkerPool:
+    return worker_pool.WorkerPool(workers, _init_worker, (extras, os.getpid(), (conn.fileno(),)))
 
 
 def _crashed_record(path: bytes) -> FileRecord:

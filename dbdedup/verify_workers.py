@@ -29,7 +29,6 @@ worker that dies loses only its chunks in flight, which are checked again one pa
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import math
 import os
@@ -678,9 +677,8 @@ def _check_chunk(pairs: list[PendingPair]) -> tuple[list[tuple], list[tuple], in
 
 
 def _new_pool(workers: int, conn: psycopg.Connection, store_path: str | None = None,
-              store_budget: int = 0) -> cf.ProcessPoolExecutor:
-    return cf.ProcessPoolExecutor(max_workers=workers, mp_context=worker_pool.pool_context(), initializer=_init_worker,
-                                  initargs=(os.getpid(), (conn.fileno(),), store_path, store_budget))
+              store_budget: int = 0) -> worker_pool.WorkerPool:
+    return worker_pool.WorkerPool(workers, _init_worker, (os.getpid(), (conn.fileno(),), store_path, store_budget))
 
 
 class SharedWorkers:
@@ -690,18 +688,18 @@ class SharedWorkers:
 
     def __init__(self, conn: psycopg.Connection, workers: int, keypoints: KeypointStore):
         self.conn, self.workers, self.keypoints = conn, workers, keypoints
-        self.idle: cf.ProcessPoolExecutor | None = None
+        self.idle: worker_pool.WorkerPool | None = None
 
-    def pool(self, workers: int) -> cf.ProcessPoolExecutor:
-        """The kept pool when it is free and of this size, else a new one (the one-worker pools after a
-        crash, a pool replacing a broken one)."""
+    def pool(self, workers: int) -> worker_pool.WorkerPool:
+        """The kept pool when it is free and of this size, else a new one (the first run, or a run after
+        one that stopped on an error and terminated its pool)."""
         if workers == self.workers and self.idle is not None:
             pool, self.idle = self.idle, None
             return pool
         store_path = self.keypoints.open()
         return _new_pool(workers, self.conn, store_path, self.keypoints.worker_budget(self.workers))
 
-    def give_back(self, pool: cf.ProcessPoolExecutor) -> None:
+    def give_back(self, pool: worker_pool.WorkerPool) -> None:
         self.idle = pool
 
     def __enter__(self) -> "SharedWorkers":
@@ -710,7 +708,7 @@ class SharedWorkers:
     def __exit__(self, *exc) -> None:
         pool, self.idle = self.idle, None
         if pool is not None:
-            pool.shutdown(wait=True)
+            pool.shutdown()
 
 
 # ---------------------------------------------------------------- the run

@@ -9,18 +9,25 @@ parent, which records what was done.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import collections
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
+import traceback
+from multiprocessing import connection as mp_connection
 from typing import Callable, Sequence
 
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still alive
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PIPE_BYTES = 1 << 20  # a task pipe's size (Linux's default limit for an unprivileged process)
+
+# how a call sent to a worker ended: WorkerPool.outcomes
+DONE, LOST_RUNNING, LOST_QUEUED = "done", "lost running", "lost queued"
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -71,77 +78,243 @@ def pool_context():
     return multiprocessing.get_context("spawn")
 
 
-def abandon(pool: cf.ProcessPoolExecutor) -> None:
-    """Stop a pool now: cancel what has not started and terminate the workers."""
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+class WorkerPool:
+    """Worker processes, each with a pipe of its own for tasks and one for results.
+
+    Not ``concurrent.futures.ProcessPoolExecutor``: its workers share one result pipe, so a worker
+    killed while writing a large result (the OOM killer, a user's ``kill -9``) leaves half a message
+    there, and the executor's thread blocks for ever reading the rest (a load hung; the interpreter
+    could not even exit, as it joins that thread). Here only the worker holds the writing end of its
+    result pipe, so its death ends the half message with end-of-file, and only its own tasks are lost.
+
+    ``submit(fn, arg)`` queues a call and returns its token; ``outcomes(block)`` returns what ended,
+    as ``(token, DONE, result)``, or ``(token, LOST_RUNNING, None)`` when the worker died on it, or
+    ``(token, LOST_QUEUED, None)`` when the worker died before it started. A task's exception is
+    raised in the parent. A dead worker is replaced when there is work for it.
+    """
+
+    def __init__(self, workers: int, initializer: Callable, initargs: tuple = ()):
+        self.size = max(1, workers)
+        self.initializer, self.initargs = initializer, initargs
+        self.context = pool_context()
+        self.workers: list[_Worker] = []
+        self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.next_token = 0
+        self.ended: list[tuple[int, str, object]] = []
+        self._fill()
+
+    def submit(self, fn: Callable, arg) -> int:
+        """Queue ``fn(arg)`` (picklable) and return its token."""
+        token = self.next_token
+        self.next_token += 1
+        self.queue.append((token, pickle.dumps((token, fn, arg), protocol=pickle.HIGHEST_PROTOCOL)))
+        self._dispatch()
+        return token
+
+    def outcomes(self, block: bool) -> list[tuple[int, str, object]]:
+        """The calls that ended since the last call (waiting for one when ``block`` and none has)."""
+        while not self.ended:
+            self._dispatch()
+            if not self.workers:
+                break
+            waitables = [w.results for w in self.workers] + [w.process.sentinel for w in self.workers]
+            ready = set(mp_connection.wait(waitables, timeout=None if block else 0))
+            for worker in list(self.workers):
+                if worker.results in ready:
+                    self._read(worker)
+                if worker.alive and worker.process.sentinel in ready:
+                    while worker.alive and worker.results.poll(0):
+                        self._read(worker)  # the complete results it sent before dying
+                    if worker.alive:
+                        self._lose(worker)
+            if not block:
+                break
+        self._dispatch()
+        ended, self.ended = self.ended, []
+        return ended
+
+    def shutdown(self) -> None:
+        """Stop the workers once they have finished what they were sent (the queue is dropped)."""
+        self.queue.clear()
+        for worker in self.workers:
+            try:
+                worker.tasks.send_bytes(b"")
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.process.join()
+            worker.close()
+        self.workers = []
+
+    def terminate(self) -> None:
+        """Stop now: drop the queue and terminate the workers."""
+        self.queue.clear()
+        for worker in self.workers:
+            worker.process.terminate()
+        for worker in self.workers:
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.close()
+        self.workers = []
+
+    def _fill(self) -> None:
+        while len(self.workers) < self.size:
+            self.workers.append(_Worker(self.context, self.initializer, self.initargs))
+
+    def _dispatch(self) -> None:
+        if self.queue:
+            self._fill()
+        for worker in self.workers:
+            # one task running and one waiting in the pipe keep a worker busy while the parent
+            # writes; a waiting task must fit the pipe, or the parent would block on it while the
+            # worker blocks on its result
+            while self.queue and (not worker.sent or
+                                  (len(worker.sent) < 2 and len(self.queue[0][1]) < worker.pipe_bytes)):
+                token, payload = self.queue.popleft()
+                try:
+                    worker.tasks.send_bytes(payload)
+                except OSError:  # it died: found by its sentinel, and the task runs elsewhere
+                    self.queue.appendleft((token, payload))
+                    break
+                worker.sent.append(token)
+
+    def _read(self, worker: "_Worker") -> None:
         try:
-            process.terminate()
-        except Exception:
-            pass
+            token, ok, value = pickle.loads(worker.results.recv_bytes())
+        except (EOFError, OSError):  # it died writing
+            self._lose(worker)
+            return
+        worker.sent.remove(token)
+        if not ok:
+            exc, remote_traceback = value
+            raise exc from RemoteTraceback(remote_traceback)
+        self.ended.append((token, DONE, value))
+
+    def _lose(self, worker: "_Worker") -> None:
+        worker.alive = False
+        for position, token in enumerate(worker.sent):
+            self.ended.append((token, LOST_RUNNING if position == 0 else LOST_QUEUED, None))
+        worker.sent.clear()
+        worker.process.join()
+        worker.close()
+        self.workers.remove(worker)
 
 
-def shut_down_broken(pool: cf.ProcessPoolExecutor) -> None:
-    """Stop what is left of a broken pool (a worker died) and reap its processes."""
-    abandon(pool)
-    pool.shutdown(wait=True)
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class _Worker:
+    def __init__(self, context, initializer: Callable, initargs: tuple):
+        task_reader, self.tasks = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.pipe_bytes = _widen_pipe(self.tasks.fileno())
+        self.process = context.Process(target=_worker_main, daemon=True, name="dbdedup-worker",
+                                       args=(task_reader, result_writer, (self.tasks, self.results),
+                                             initializer, initargs))
+        self.process.start()
+        # the parent keeps no copy of the worker's ends: its death must close its result pipe
+        task_reader.close()
+        result_writer.close()
+        self.sent: collections.deque[int] = collections.deque()
+        self.alive = True
+
+    def close(self) -> None:
+        self.tasks.close()
+        self.results.close()
+
+
+def _widen_pipe(fd: int) -> int:
+    """Make a pipe hold a large task (Linux), and return what it holds."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+        return fcntl.fcntl(fd, getattr(fcntl, "F_GETPIPE_SZ", 1032))
+    except (ImportError, OSError):
+        return 4096
+
+
+
+def _worker_main(tasks, results, parents_ends, initializer: Callable, initargs: tuple) -> None:
+    for conn in parents_ends:  # copied by fork
+        conn.close()
+    initializer(*initargs)
+    while True:
+        try:
+            payload = tasks.recv_bytes()
+        except EOFError:
+            return
+        if not payload:
+            return
+        token, fn, arg = pickle.loads(payload)
+        try:
+            message = pickle.dumps((token, True, fn(arg)), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException as exc:  # returned to the parent, which raises it
+            remote_traceback = "".join(traceback.format_exception(exc))
+            try:
+                message = pickle.dumps((token, False, (exc, remote_traceback)), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                message = pickle.dumps((token, False, (RuntimeError(str(exc)), remote_traceback)))
+        results.send_bytes(message)
 
 
 class CrashTolerantPool:
-    """Chunks of files run through a process pool that one crashing file cannot stop.
+    """Chunks of items run through a ``WorkerPool`` that one crashing item cannot stop.
 
     ``new_pool(n)`` makes a pool of n workers; ``task(chunk)`` (picklable: a module-level
     function or a ``functools.partial`` of one) runs in a worker and returns a result that
     ``take(result)`` consumes in the parent; ``after()`` runs after each collection (writing
-    what is due, progress). When a worker dies (a decoder crash, the OOM killer) it takes every
-    chunk in flight with it: what finished is kept, the lost items run one per task in a
-    one-worker pool, and an item that kills its worker again gets ``crashed(item)``, a result
-    in ``task``'s shape. At most ``per_worker`` chunks a worker are in flight.
+    what is due, progress). When a worker dies (a decoder crash, the OOM killer, ``kill -9``)
+    the chunk it was running runs again one item per task, a chunk that was only waiting for
+    it runs again as it was, and an item that kills its worker again gets ``crashed(item)``, a
+    result in ``task``'s shape. The other workers go on. At most ``per_worker`` chunks a worker
+    are in flight.
     """
 
-    def __init__(self, new_pool: Callable[[int], cf.ProcessPoolExecutor], workers: int, task: Callable,
+    def __init__(self, new_pool: Callable[[int], WorkerPool], workers: int, task: Callable,
                  take: Callable[[object], None], crashed: Callable[[object], object],
                  after: Callable[[], None], per_worker: int):
-        self.new_pool, self.workers, self.task = new_pool, workers, task
-        self.take, self.crashed, self.after = take, crashed, after
+        self.task, self.take, self.crashed, self.after = task, take, crashed, after
         self.max_in_flight = workers * per_worker
-        self.in_flight: dict[cf.Future, list] = {}
+        self.in_flight: dict[int, tuple[list, bool]] = {}  # token: (chunk, run alone after a crash)
         self.pool = new_pool(workers)
 
     def submit(self, chunk: list) -> None:
         """Run ``chunk`` (collecting first while too many chunks are in flight)."""
         while len(self.in_flight) >= self.max_in_flight:
             self.collect(block=True)
-        try:
-            future = self.pool.submit(self.task, chunk)
-        except cf.process.BrokenProcessPool as exc:
-            # the pool broke since the last collection: the chunk is lost like those in flight
-            future = cf.Future()
-            future.set_exception(exc)
-        self.in_flight[future] = chunk
+        self._send(chunk, alone=False)
 
     def collect(self, block: bool) -> None:
         """Take the chunks that finished (waiting for one when ``block``)."""
         if not self.in_flight:
             return
-        done, _ = cf.wait(self.in_flight, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
-        lost: list = []
-        for future in done:
-            self._take(future, lost)
-        if lost:
-            for future in cf.as_completed(list(self.in_flight)):
-                self._take(future, lost)
-            shut_down_broken(self.pool)
-            self._one_by_one(lost)
-            self.pool = self.new_pool(self.workers)
+        for token, outcome, result in self.pool.outcomes(block):
+            chunk, alone = self.in_flight.pop(token)
+            if outcome == DONE:
+                self.take(result)
+            elif outcome == LOST_QUEUED:
+                self._send(chunk, alone)
+            elif alone:
+                self.take(self.crashed(chunk[0]))
+            else:
+                for item in chunk:
+                    self._send([item], alone=True)
         self.after()
 
     def finish(self) -> None:
         """Wait for every chunk in flight and stop the pool."""
         self.drain()
-        self.pool.shutdown(wait=True)
+        self.pool.shutdown()
 
-    def drain(self) -> cf.ProcessPoolExecutor:
+    def drain(self) -> WorkerPool:
         """Wait for every chunk in flight and return the pool, still running (for another run)."""
         while self.in_flight:
             self.collect(block=True)
@@ -149,34 +322,7 @@ class CrashTolerantPool:
 
     def abandon(self) -> None:
         """Stop now (an error or Ctrl-C in the parent)."""
-        abandon(self.pool)
+        self.pool.terminate()
 
-    def _take(self, future: cf.Future, lost: list) -> None:
-        chunk = self.in_flight.pop(future)
-        try:
-            result = future.result()
-        except cf.process.BrokenProcessPool:
-            lost.extend(chunk)
-            return
-        self.take(result)
-
-    def _one_by_one(self, items: list) -> None:
-        pool = None
-        try:
-            for item in items:
-                if pool is None:
-                    pool = self.new_pool(1)
-                try:
-                    result = pool.submit(self.task, [item]).result()
-                except cf.process.BrokenProcessPool:
-                    shut_down_broken(pool)
-                    pool = None
-                    result = self.crashed(item)
-                self.take(result)
-                self.after()
-        except BaseException:
-            if pool is not None:
-                abandon(pool)
-            raise
-        if pool is not None:
-            pool.shutdown(wait=True)
+    def _send(self, chunk: list, alone: bool) -> None:
+        self.in_flight[self.pool.submit(self.task, chunk)] = (chunk, alone)
