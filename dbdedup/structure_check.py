@@ -21,15 +21,23 @@ another colour of one icon. One edit, out = clip(gain * in + offset), is fitted 
 (``verify.ToneFit.cells_agree``) goes back to pending with its residual in pairs.tone_fit, and the
 geometric check fits the edit to the files' RGB pixels (``verify.tone_verdict``). Others keep their
 rejection, their tone_fit NaN.
+
+And the aligned pairs rejected for colour or layout get a third: a watermark over a dark or flat picture moves
+its signature as far as another colour or layout would. A pair whose 16x16 lightness cells differ as one
+see-through overlay would make them (``verify.overlay_cells_agree``: few changed, nearly all the same way)
+goes back to pending with pairs.overlay_cells true, and the geometric check tries the overlay on the files'
+pixels (``verify.overlay_verdict``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from . import verify
 from .sqlfiles import named_queries
@@ -50,6 +58,8 @@ class StructureCheck:
     seconds: float = 0.0
     tone_measured: int = 0  # pairs rejected for colour whose colour signatures were fitted one tone edit
     tone_candidates: int = 0  # ... which that edit explains: left pending for the geometric check
+    overlay_measured: int = 0  # pairs rejected for colour or layout whose lightness cells were compared
+    overlay_candidates: int = 0  # ... which one overlay may explain: left pending for the geometric check
 
 
 def _queries() -> dict[str, str]:
@@ -57,53 +67,61 @@ def _queries() -> dict[str, str]:
 
 
 def check_structure(conn: psycopg.Connection) -> StructureCheck:
-    """Measure every signature-verified pair whose structure is not measured yet and leave those below
-    ``verify.MIN_SIGNATURE_STRUCTURE`` pending for the geometric check; returns the counts. One transaction (a
-    savepoint inside the caller's)."""
+    """Take the second looks (SECOND_LOOKS: one tone edit, one overlay) at the rejected pairs not looked at
+    yet, then measure every signature-verified pair whose structure is not measured yet and leave those below
+    ``verify.MIN_SIGNATURE_STRUCTURE`` pending for the geometric check; returns the counts. A transaction each
+    (savepoints inside the caller's)."""
     started = time.perf_counter()
     q = _queries()
-    tone_measured, tone_candidates = _check_tones(conn, q)
+    looks = {}
+    for look in SECOND_LOOKS:
+        looks[f"{look.name}_measured"], looks[f"{look.name}_candidates"] = _second_look(conn, q, look)
     with conn.transaction():
         if not conn.execute(q["any_unchecked"]).fetchone()[0]:
-            return StructureCheck(seconds=time.perf_counter() - started, tone_measured=tone_measured,
-                                  tone_candidates=tone_candidates)
+            return StructureCheck(seconds=time.perf_counter() - started, **looks)
         conn.execute(q["drop_temp_tables"])
         conn.execute(q["collect_unchecked"])
         conn.execute(q["create_results"])
-        values = _stream_measures(conn, q, "dbdedup_structure_pairs", "unchecked_pairs", "copy_results", _measure)
+        values = _stream_measures(conn, q, "dbdedup_structure_pairs", q["unchecked_pairs"], q["copy_results"], _measure)
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
         failed = int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
         conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE})
         conn.execute(q["drop_temp_tables"])
-    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tone_measured, tone_candidates)
+    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, **looks)
 
 
-def _check_tones(conn: psycopg.Connection, q: dict[str, str]) -> tuple[int, int]:
-    """Fit one tone edit to the colour signatures of every pair rejected for colour and not measured yet;
-    (measured, left pending for the geometric check). One transaction (a savepoint inside the caller's)."""
+def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook") -> tuple[int, int]:
+    """Measure the pairs ``look`` looks at that are not measured yet; those it finds candidates go back to
+    pending. (measured, left pending for the geometric check). One transaction (a savepoint inside the
+    caller's)."""
+    def composed(name: str) -> sql.Composed:
+        return sql.SQL(q[name]).format(measure=sql.Identifier(look.column), reasons=sql.Literal(list(look.reasons)),
+                                       kind=sql.SQL(look.kind), candidate=sql.SQL(look.candidate))
+
     with conn.transaction():
-        if not conn.execute(q["any_tone_unmeasured"]).fetchone()[0]:
+        if not conn.execute(composed("any_look_unmeasured")).fetchone()[0]:
             return 0, 0
-        conn.execute(q["drop_tone_tables"])
-        conn.execute(q["create_tone_results"])
-        values = _stream_measures(conn, q, "dbdedup_tone_pairs", "tone_pairs", "copy_tone_results", _tone_fits)
-        conn.execute(q["apply_tone_results"])
-        conn.execute(q["drop_tone_tables"])
-    return len(values), int((~np.isnan(values)).sum())
+        conn.execute(q["drop_look_tables"])
+        conn.execute(composed("create_look_results"))
+        values = _stream_measures(conn, q, "dbdedup_look_pairs", composed("look_pairs"), q["copy_look_results"],
+                                  look.measure)
+        conn.execute(composed("apply_look_results"))
+        conn.execute(q["drop_look_tables"])
+    return len(values), int(look.is_candidate(values).sum())
 
 
-def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, query: str, copy: str,
+def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, query: str | sql.Composed, copy: str,
                      measure) -> np.ndarray:
     """The pairs of ``query`` read in a named ``cursor``, measured a batch at a time (``measure(conn, q,
     batch)``: rows (hash_kind, image_a, image_b, value)) and COPYed into a results table by ``copy``;
     every value (NaN: not measurable)."""
     values: list[float] = []
     with conn.cursor(name=cursor) as pairs:
-        pairs.execute(q[query])
+        pairs.execute(query)
         while batch := pairs.fetchmany(BATCH_PAIRS):
             rows = measure(conn, q, batch)
-            with conn.cursor().copy(q[copy]) as writer:
+            with conn.cursor().copy(copy) as writer:
                 for row in rows:
                     writer.write_row(row)
             values.extend(row[3] for row in rows)
@@ -114,9 +132,7 @@ def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) 
     """(hash_kind, image_a, image_b, tone_fit) of each pair of ``batch`` ((hash_kind, image_a, image_b,
     orientation)): the residual of the colour signatures' cells when they are close to one tone edit, else
     NaN (not aligned, no signature, or no such edit)."""
-    ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
-    found = [(image_id, signature) for image_id, signature in conn.execute(q["tone_images"], {"ids": ids}).fetchall()
-             if signature is not None and len(signature) == verify.SIGNATURE_LENGTH]
+    found = list(_signatures(conn, q, batch).items())
     results = [(kind, a, b, float("nan")) for kind, a, b, _ in batch]
     if not found:
         return results
@@ -136,6 +152,24 @@ def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) 
             kind, a, b, _ = batch[k]
             results[k] = (kind, a, b, min(agreeing))
     return results
+
+
+def _signatures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> dict[int, np.ndarray]:
+    """The colour signatures of the images of ``batch`` (pairs: (hash_kind, image_a, image_b, ...)) that have one."""
+    ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
+    return {image_id: np.asarray(signature, dtype=np.float64)
+            for image_id, signature in conn.execute(q["signatures"], {"ids": ids}).fetchall()
+            if signature is not None and len(signature) == verify.SIGNATURE_LENGTH}
+
+
+def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+    """(hash_kind, image_a, image_b, overlay_cells) of each pair of ``batch`` ((hash_kind, image_a, image_b,
+    orientation)): whether their lightness cells differ as one overlay would make them (false when not aligned
+    or without a signature)."""
+    signatures = _signatures(conn, q, batch)
+    return [(kind, a, b, orientation is not None and a in signatures and b in signatures
+             and verify.overlay_cells_agree(signatures[a], signatures[b], orientation))
+            for kind, a, b, orientation in batch]
 
 
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
@@ -182,3 +216,25 @@ def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
     side_b = np.array([pictures[(b, "identity")] for _, _, b, _, _ in pairs])
     extra = {} if percentile is None else {"percentile": percentile}
     return verify.structure_agreements(stacked[side_a], stacked[side_b], **extra)
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """A second look at the aligned pairs the signatures rejected for one of ``reasons``: ``measure`` (as in
+    ``_stream_measures``) fills pairs.``column`` (SQL type ``kind``), and a pair whose value passes
+    ``candidate`` (SQL of the value r.value; ``is_candidate`` of the values, the same in numpy) goes back to
+    pending for the geometric check."""
+
+    name: str
+    column: str
+    kind: str
+    reasons: tuple[str, ...]
+    candidate: str
+    measure: Callable
+    is_candidate: Callable[[np.ndarray], np.ndarray]
+
+
+SECOND_LOOKS = (
+    SecondLook("tone", "tone_fit", "real", ("colour",), "r.value <> 'NaN'::real", _tone_fits, lambda v: ~np.isnan(v)),
+    SecondLook("overlay", "overlay_cells", "boolean", ("colour", "layout"), "r.value", _overlay_cells, lambda v: v > 0),
+)

@@ -104,6 +104,7 @@ class VerifySummary:
     backfilled: int = 0  # images whose quality and colour signature this run stored
     structure_failed: int = 0  # signature-verified pairs the structure check left to the geometric check
     tone_candidates: int = 0  # pairs rejected for colour the structure check found close to one tone edit (pending again)
+    overlay_candidates: int = 0  # pairs rejected for colour or layout whose cells one overlay may explain (pending again)
     images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
     unchecked: int = 0  # pairs the clusters did not need checked, left so (verify_plan.verify_needed_pairs)
     workers: int = 0
@@ -117,6 +118,7 @@ class VerifySummary:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
                 "structure_failed": self.structure_failed, "tone_candidates": self.tone_candidates,
+                "overlay_candidates": self.overlay_candidates,
                 "images_read": self.images_read,
                 "unchecked": self.unchecked, "workers": self.workers,
                 "seconds": round(self.seconds, 3)}
@@ -133,6 +135,7 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         backfilled=first.backfilled + second.backfilled,
         structure_failed=first.structure_failed + second.structure_failed,
         tone_candidates=first.tone_candidates + second.tone_candidates,
+        overlay_candidates=first.overlay_candidates + second.overlay_candidates,
         images_read=first.images_read + second.images_read, unchecked=second.unchecked,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
 
@@ -920,6 +923,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             checked = check_structure(conn)
             summary.structure_failed += checked.failed
             summary.tone_candidates += checked.tone_candidates
+            summary.overlay_candidates += checked.overlay_candidates
             with conn.transaction():
                 pending = conn.execute(q["count_pending"]).fetchone()[0]
             summary.pending += pending

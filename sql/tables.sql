@@ -247,6 +247,7 @@ CREATE TABLE dbdedup.pairs (
     shared_keys smallint,
     structure real,
     tone_fit real,
+    overlay_cells boolean,
     PRIMARY KEY (hash_kind, image_a, image_b),
     CHECK (image_a < image_b)
 );
@@ -276,6 +277,7 @@ COMMENT ON COLUMN dbdedup.pairs.verify_reason IS 'The measure that decided: exac
 COMMENT ON COLUMN dbdedup.pairs.shared_keys IS 'Keypoint keys the two images share (images.keypoint_keys) when dbdedup.match_keypoints found the pair; NULL otherwise. A pair only the keys found has transform ''keypoints'' (transform_distance 0) and is verified by the geometric check alone.';
 COMMENT ON COLUMN dbdedup.pairs.structure IS 'For a pair verified by its colour signatures: how alike the two are in local structure (dbdedup.verify.structure_agreement of images.structure at 32x32, 5th percentile of the windows'' correlation; about 1 for the same picture; or, when both images have the 64x64 thumbnail and its 10th percentile is below verify_settings().min_signature_fine_structure, that), measured by dbdedup.structure_check; below verify_settings().min_signature_structure the pair goes back to pending, and the geometric check rejects it (verify_reason structure) unless the two, aligned by their pixels, agree there. NaN when either image has no thumbnail; NULL until measured or for other pairs.';
 COMMENT ON COLUMN dbdedup.pairs.tone_fit IS 'For an aligned pair of colour pictures rejected for colour by their signatures: the RMS difference (0-255 levels) of the 8x8 cells of their colour signatures in sRGB (dbdedup.verify.signature_colours) after one brightness or contrast edit, out = clip(gain * in + offset) for every channel, fitted either way (dbdedup.verify.tone_fits, measured by dbdedup.structure_check) when they are that close to one edit (dbdedup.verify.ToneFit.cells_agree): the pair then goes back to pending, and the geometric check fits the edit to the RGB pixels of the files (verify_reason tone when it explains them, else colour). NaN when no such edit explains the cells, either picture is greyscale or has no signature, or the pair is not aligned; NULL until measured or for other pairs.';
+COMMENT ON COLUMN dbdedup.pairs.overlay_cells IS 'For an aligned pair rejected for colour or layout by its colour signatures: whether their 16x16 lightness cells differ as one see-through white or black overlay would make them, a few cells changed and nearly all the same way (dbdedup.verify.overlay_cells_agree, measured by dbdedup.structure_check). True sends the pair back to pending, and the geometric check tries the overlay on the files'' pixels (verify_reason overlay when it explains them, else the refusal again). False when the cells do not agree, the pair is not aligned or an image has no signature, or the geometric check gave the refusal (it tries the overlay itself); NULL until measured or for other pairs.';
 CREATE INDEX pairs_pending_idx ON dbdedup.pairs (hash_kind) WHERE verified IS NULL;
 CREATE INDEX pairs_unchecked_idx ON dbdedup.pairs (hash_kind) WHERE verify_reason = 'unchecked';
 -- the signature-verified pairs whose structure is not measured yet (dbdedup.structure_check): empty between runs
@@ -284,6 +286,9 @@ CREATE INDEX pairs_structure_unchecked_idx ON dbdedup.pairs (hash_kind)
 -- the pairs rejected for colour whose tone fit is not measured yet (dbdedup.structure_check): empty between runs
 CREATE INDEX pairs_tone_unmeasured_idx ON dbdedup.pairs (hash_kind)
     WHERE verified = false AND verify_reason = 'colour' AND tone_fit IS NULL;
+-- the pairs rejected for colour or layout whose overlay cells are not measured yet (dbdedup.structure_check)
+CREATE INDEX pairs_overlay_unmeasured_idx ON dbdedup.pairs (hash_kind)
+    WHERE verified = false AND verify_reason IN ('colour', 'layout') AND overlay_cells IS NULL;
 CREATE INDEX pairs_similarity_idx ON dbdedup.pairs (similarity) WHERE similarity IS NOT NULL;
 
 CREATE TABLE dbdedup.cluster_parameters (

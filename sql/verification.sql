@@ -383,7 +383,7 @@ BEGIN
     -- image_a, so the images of both sides are gathered here rather than joined shard by shard)
     CREATE TEMP TABLE vp_pair ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity,
-           p.structure, p.tone_fit
+           p.structure, p.tone_fit, p.overlay_cells
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
@@ -417,6 +417,10 @@ BEGIN
                 -- contrast edit (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
                 -- the files' RGB pixels
                 WHEN p.tone_fit <> 'NaN'::real THEN 'pending'
+                -- rejected for colour or layout once, but their signatures' cells differ as one see-through
+                -- overlay would make them (a watermark; dbdedup.structure_check, pairs.overlay_cells): the
+                -- geometric check tries the overlay on the files' pixels
+                WHEN p.overlay_cells THEN 'pending'
                 -- found through a border-trimmed variant: verified when the whole pictures already agree in
                 -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
                 -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing)
@@ -530,7 +534,7 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'hopeless, never for the detail alone (the geometric check compares the aligned overlap''s detail); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
     'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure) '
-    'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN). Everything else stays pending (verified NULL) for the geometric '
+    'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN) and pairs rejected for colour or layout whose cells one overlay may explain (pairs.overlay_cells). Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '
     'rejected and left pending.';

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from dbdedup import clusters, verify
 from dbdedup.clusters import ClusterSettings
@@ -147,3 +147,45 @@ def test_a_watermarked_copy_joins_its_picture_through_the_workers_and_a_look_ali
     assert groups == {frozenset({"harbour.png", "harbour_watermarked.png"})}, groups
     why = conn.execute("SELECT verify_reason FROM dbdedup.cluster_assignments WHERE NOT is_keeper").fetchall()
     assert why == [("overlay",)]
+
+
+def test_a_watermark_the_signatures_refuse_gets_its_overlay_check(conn, tmp_path):
+    # white letters over a dark picture move its signature as far as another colour or another layout would:
+    # the SQL step refuses these copies before any file is read; their cells (a few, all lighter) send them
+    # back to the workers, which find the overlay. The same letters opaque are refused there.
+    from dbdedup.structure_check import check_structure
+
+    night = ImageEnhance.Brightness(photo(7, (256, 192))).enhance(0.2)
+    save(night.resize((512, 384), Image.Resampling.LANCZOS), tmp_path / "night.png")
+    save(stamped(night, text="PROOF", size=0.17), tmp_path / "night_proof.png")
+    save(stamped(night, text="SAMPLE", size=0.15), tmp_path / "night_sample.png")
+    save(stamped(night, (255, 255, 255, 255), text="PROOF", size=0.17), tmp_path / "night_captioned.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(12)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+
+    def pair(name: str) -> tuple | None:
+        a, b = sorted((ids["night.png"], ids[name]))
+        return conn.execute("SELECT verified, verify_reason, overlay_cells FROM dbdedup.pairs "
+                            "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (a, b)).fetchone()
+
+    assert pair("night_proof.png") == (False, "colour", None)
+    assert pair("night_sample.png") == (False, "layout", None)
+    check = check_structure(conn)
+    assert check.overlay_candidates >= 1 and check.overlay_measured >= check.overlay_candidates, check
+    assert pair("night_sample.png") == (None, None, True)
+    # (the colour refusal is close to one tone edit too: that look sends it back first, and the workers try
+    # the overlay after the tone edit)
+    assert pair("night_proof.png")[:2] == (None, None)
+    # and they stay pending for the workers when the SQL step runs again first (a refresh() by pg_cron)
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    assert pair("night_sample.png") == (None, None, True)
+    conn.commit()
+    summary = verify_pending_pairs(conn, workers=1)
+    assert summary.overlay_candidates == 0  # each pair's cells are compared once
+    for copy in ("night_proof.png", "night_sample.png"):
+        assert pair(copy)[:2] == (True, "overlay")
+    captioned = pair("night_captioned.png")
+    assert captioned is None or captioned[0] is False, captioned
+    # a refusal by the workers is not looked at again: the next check compares nothing
+    assert check_structure(conn).overlay_measured == 0

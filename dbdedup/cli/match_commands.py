@@ -97,6 +97,9 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
         if m.structure is not None and m.structure.tone_candidates:
             note(ctx, f"{m.structure.tone_candidates:,} of {m.structure.tone_measured:,} pairs rejected for colour are close to "
                       "one brightness or contrast edit: left for the check by pixels")
+        if m.structure is not None and m.structure.overlay_candidates:
+            note(ctx, f"{m.structure.overlay_candidates:,} of {m.structure.overlay_measured:,} pairs rejected for colour or "
+                      "layout differ as one see-through overlay would make them: left for the check by pixels")
     if result.verification is not None:
         from .verify_commands import summary_line
 

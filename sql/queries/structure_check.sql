@@ -53,22 +53,26 @@ DROP TABLE IF EXISTS dbdedup_structure_pairs, dbdedup_structure_results;
 SELECT EXISTS (SELECT 1 FROM dbdedup.pairs p
                WHERE p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL);
 
--- name: any_tone_unmeasured
+-- name: any_look_unmeasured
+-- The queries *look* are those of the second looks at aligned pairs the signatures rejected
+-- (structure_check.SECOND_LOOKS), composed with {measure}, the pairs column a look fills (tone_fit,
+-- overlay_cells), {reasons}, the refusals it looks at, {kind}, the column's type, and {candidate}, whether a
+-- measured value r.value sends the pair back to pending.
 SELECT EXISTS (SELECT 1 FROM dbdedup.pairs p
-               WHERE p.verified = false AND p.verify_reason = 'colour' AND p.tone_fit IS NULL);
+               WHERE p.verified = false AND p.verify_reason = ANY({reasons}) AND p.{measure} IS NULL);
 
--- name: tone_pairs
--- The pairs rejected for colour whose tone fit is not measured yet (pairs_tone_unmeasured_idx), with the
--- orientation their signatures were compared in (NULL when not aligned: a trimmed variant, an embedding
--- neighbour).
+-- name: look_pairs
+-- The rejected pairs whose measure is not taken yet (their partial index: pairs_tone_unmeasured_idx,
+-- pairs_overlay_unmeasured_idx), with the orientation their signatures were compared in (NULL when not
+-- aligned: a trimmed variant, an embedding neighbour).
 -- (Gathered first: on Citus a join of the distributed tables in one step with this order is refused.)
 WITH rejected AS MATERIALIZED (
     SELECT p.hash_kind, p.image_a, p.image_b, p.transform, p.transform_distance, p.distance
     FROM dbdedup.pairs p
-    WHERE p.verified = false AND p.verify_reason = 'colour' AND p.tone_fit IS NULL
+    WHERE p.verified = false AND p.verify_reason = ANY({reasons}) AND p.{measure} IS NULL
 )
 SELECT r.hash_kind, r.image_a, r.image_b,
-       CASE WHEN coalesce(r.transform LIKE 'trim%%', false) THEN NULL
+       CASE WHEN coalesce(r.transform LIKE 'trim%', false) THEN NULL
             WHEN r.distance <= s.aligned_distance
                  OR dbdedup.aligned_orientation(r.transform, r.transform_distance, r.distance, s.aligned_variant)
                     <> 'identity'
@@ -76,31 +80,31 @@ SELECT r.hash_kind, r.image_a, r.image_b,
 FROM rejected r, dbdedup.verify_settings() s
 ORDER BY r.image_a, r.image_b;
 
--- name: tone_images
+-- name: signatures
 SELECT i.id, i.colour_signature FROM dbdedup.images i WHERE i.id = ANY(%(ids)s);
 
--- name: create_tone_results
-CREATE TEMP TABLE dbdedup_tone_results (
+-- name: create_look_results
+CREATE TEMP TABLE dbdedup_look_results (
     hash_kind text NOT NULL,
     image_a   bigint NOT NULL,
     image_b   bigint NOT NULL,
-    tone_fit  real NOT NULL
+    value     {kind} NOT NULL
 ) ON COMMIT DROP;
 
--- name: copy_tone_results
-COPY dbdedup_tone_results (hash_kind, image_a, image_b, tone_fit) FROM STDIN;
+-- name: copy_look_results
+COPY dbdedup_look_results (hash_kind, image_a, image_b, value) FROM STDIN;
 
--- name: apply_tone_results
--- Each measure kept; a pair one tone edit explains (not NaN) goes back to pending for the geometric check,
--- which fits the edit to the files' RGB pixels. Only pairs still rejected for colour and unmeasured.
+-- name: apply_look_results
+-- Each measure kept; a candidate goes back to pending for the geometric check, which looks at the files'
+-- pixels (the tone edit fitted to them, the overlay tried on them). Only pairs still rejected and unmeasured.
 UPDATE dbdedup.pairs p
-SET tone_fit = r.tone_fit,
-    verified = CASE WHEN r.tone_fit <> 'NaN'::real THEN NULL ELSE p.verified END,
-    verify_reason = CASE WHEN r.tone_fit <> 'NaN'::real THEN NULL ELSE p.verify_reason END,
-    verify_score = CASE WHEN r.tone_fit <> 'NaN'::real THEN NULL ELSE p.verify_score END
-FROM dbdedup_tone_results r
+SET {measure} = r.value,
+    verified = CASE WHEN {candidate} THEN NULL ELSE p.verified END,
+    verify_reason = CASE WHEN {candidate} THEN NULL ELSE p.verify_reason END,
+    verify_score = CASE WHEN {candidate} THEN NULL ELSE p.verify_score END
+FROM dbdedup_look_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
-  AND p.verified = false AND p.verify_reason = 'colour' AND p.tone_fit IS NULL;
+  AND p.verified = false AND p.verify_reason = ANY({reasons}) AND p.{measure} IS NULL;
 
--- name: drop_tone_tables
-DROP TABLE IF EXISTS dbdedup_tone_results;
+-- name: drop_look_tables
+DROP TABLE IF EXISTS dbdedup_look_results;

@@ -88,7 +88,9 @@ FROM STDIN;
 UPDATE dbdedup.pairs p
 SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
     -- (a signature verdict waits for its structure check; a failed one stays on record)
-    structure = CASE WHEN r.verify_reason = 'signature' THEN NULL ELSE p.structure END
+    structure = CASE WHEN r.verify_reason = 'signature' THEN NULL ELSE p.structure END,
+    -- (a refusal here had the overlay check already, where it could apply: no second look)
+    overlay_cells = CASE WHEN r.verified THEN p.overlay_cells ELSE coalesce(p.overlay_cells, false) END
 FROM dbdedup_verify_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b AND p.verified IS NULL;
 
