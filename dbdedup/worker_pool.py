@@ -101,7 +101,7 @@ class WorkerPool:
         self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.next_token = 0
         self.ended: list[tuple[int, str, object]] = []
-        self._fill()
+        # (the workers start with the first call: a load with nothing new to hash forks none)
 
     def submit(self, fn: Callable, arg) -> int:
         """Queue ``fn(arg)`` (picklable) and return its token."""
