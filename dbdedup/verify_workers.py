@@ -74,6 +74,7 @@ WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of se
 CACHED_IMAGES = 512
 # the refusals of an aligned pair that a semi-transparent overlay on one side may explain (PairChecker._unless_overlay)
 OVERLAY_REFUSALS = frozenset({"colour", "layout", "detail", "structure", "no_geometry"})
+ALIGNED_REFUSALS = OVERLAY_REFUSALS - {"no_geometry"}  # ... of a pair the keypoints aligned
 
 # How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
@@ -462,12 +463,19 @@ class PairChecker:
                 return toned
         if not verdict.verified and aligned:
             return self._unless_overlay(pair, fa, fb, orientation, verdict)
+        if not verdict.verified and verdict.reason in ALIGNED_REFUSALS and window_candidate(pair):
+            # a keeper pair or an embedding neighbour that the keypoints aligned and found apart in a region: a
+            # watermark over a small or dark picture moves its pHash far from the original's, unmirrored. (Not
+            # after no_geometry: on the accuracy set 7 look-alike pairs the keypoints could not align fit one
+            # overlay, where the aligned ones gave 6 watermarked copies and no look-alike.)
+            return self._unless_overlay(pair, fa, fb, "identity", verdict)
         return verdict
 
     def _unless_overlay(self, pair: PendingPair, fa: verify.Features, fb: verify.Features, orientation: str,
                         refused: verify.Verdict) -> verify.Verdict:
-        """``refused``, or 'overlay' when it refused an aligned pair for a region that differs (or found nothing to
-        align) and one picture is the other under a semi-transparent overlay (a watermark: verify.overlay_verdict;
+        """``refused``, or 'overlay' when it refused a pair aligned in ``orientation`` (by its hashes, or by its
+        keypoints when unmirrored) for a region that differs (or found nothing to align) and one picture is the
+        other under a semi-transparent overlay (a watermark: verify.overlay_verdict;
         the files are read only when the signatures' cells differ as an overlay would make them)."""
         if refused.reason not in OVERLAY_REFUSALS or not verify.overlay_cells_agree(fa.signature, fb.signature, orientation):
             return refused

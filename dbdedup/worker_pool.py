@@ -241,7 +241,6 @@ def _widen_pipe(fd: int) -> int:
         return 4096
 
 
-
 def _worker_main(tasks, results, parents_ends, initializer: Callable, initargs: tuple) -> None:
     for conn in parents_ends:  # copied by fork
         conn.close()

@@ -16,7 +16,7 @@ from dbdedup.clusters import ClusterSettings
 from dbdedup.load import load_paths
 from dbdedup.verify_plan import reopen_unchecked
 from dbdedup.verify_workers import verify_pending_pairs
-from images import photo, save, textured_photo
+from images import photo, save, star_ring, textured_photo
 
 
 def watermarked(image: Image.Image, fill=(255, 255, 255, 170), text: str = "(c) dbdedup 2026") -> Image.Image:
@@ -189,3 +189,22 @@ def test_a_watermark_the_signatures_refuse_gets_its_overlay_check(conn, tmp_path
     assert captioned is None or captioned[0] is False, captioned
     # a refusal by the workers is not looked at again: the next check compares nothing
     assert check_structure(conn).overlay_measured == 0
+
+
+def test_a_watermarked_keeper_pair_the_keypoints_align_is_verified_under_the_overlay(conn, tmp_path):
+    # the set's watermark over a small line drawing (a star ring of thin lines): its pHash moves far from the
+    # original's (20), so only a keeper pair proposes the two; the keypoints align them and find the text a
+    # region apart (structure). Another star ring under the same watermark is not the same picture.
+    from test_verify_workers import add_pending, verdicts
+
+    ring = star_ring(101, 50, width=1)
+    save(ring.resize((200, 200), Image.Resampling.LANCZOS), tmp_path / "ring.png")
+    save(watermarked(ring, (0, 0, 0, 150)), tmp_path / "ring_watermarked.png")
+    save(watermarked(star_ring(101, 49, width=1), (0, 0, 0, 150)), tmp_path / "other_ring_watermarked.png")
+    ids = load(conn, tmp_path)
+    for copy in ("ring_watermarked.png", "other_ring_watermarked.png"):
+        add_pending(conn, ids["ring.png"], ids[copy], similarity=None, transform="linked")
+    verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((ids["ring.png"], ids["ring_watermarked.png"]))][::2] == (True, "overlay"), got
+    assert got[frozenset((ids["ring.png"], ids["other_ring_watermarked.png"]))][0] is False, got
