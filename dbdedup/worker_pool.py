@@ -91,6 +91,11 @@ class WorkerPool:
     as ``(token, DONE, result)``, or ``(token, LOST_RUNNING, None)`` when the worker died on it, or
     ``(token, LOST_QUEUED, None)`` when the worker died before it started. A task's exception is
     raised in the parent. A dead worker is replaced when there is work for it.
+
+    A thread of the parent collects results and sends each worker its next call the moment it has sent
+    one back, from one queue for all (so no worker waits behind another's long call, nor while the
+    parent writes to the database). Workers are started by the caller's thread only (in ``submit`` and
+    ``outcomes``): never forked from the collecting thread.
     """
 
     def __init__(self, workers: int, initializer: Callable, initargs: tuple = ()):
@@ -101,40 +106,43 @@ class WorkerPool:
         self.queue: collections.deque[tuple[int, bytes]] = collections.deque()
         self.next_token = 0
         self.ended: list[tuple[int, str, object]] = []
+        self.failure: BaseException | None = None  # a call's exception (or the thread's), raised by outcomes
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.wake_reader, self.wake_writer = self.context.Pipe(duplex=False)
+        self.thread: threading.Thread | None = None
+        self.stopping = False
         # (the workers start with the first call: a load with nothing new to hash forks none)
 
     def submit(self, fn: Callable, arg) -> int:
         """Queue ``fn(arg)`` (picklable) and return its token."""
-        token = self.next_token
-        self.next_token += 1
-        self.queue.append((token, pickle.dumps((token, fn, arg), protocol=pickle.HIGHEST_PROTOCOL)))
-        self._dispatch()
+        payload = pickle.dumps((self.next_token, fn, arg), protocol=pickle.HIGHEST_PROTOCOL)
+        with self.lock:
+            token = self.next_token
+            self.next_token += 1
+            self.queue.append((token, payload))
+            self._fill()
+            self._dispatch()
         return token
 
     def outcomes(self, block: bool) -> list[tuple[int, str, object]]:
         """The calls that ended since the last call (waiting for one when ``block`` and none has)."""
-        while not self.ended:
-            self._dispatch()
-            if not self.workers:
-                break
-            waitables = [w.results for w in self.workers] + [w.process.sentinel for w in self.workers]
-            ready = set(mp_connection.wait(waitables, timeout=None if block else 0))
-            for worker in list(self.workers):
-                if worker.results in ready:
-                    self._read(worker)
-                if worker.alive and worker.process.sentinel in ready:
-                    while worker.alive and worker.results.poll(0):
-                        self._read(worker)  # the complete results it sent before dying
-                    if worker.alive:
-                        self._lose(worker)
-            if not block:
-                break
-        self._dispatch()
-        ended, self.ended = self.ended, []
+        with self.changed:
+            while True:
+                self._fill()  # (replaces a worker that died: forked here, not in the collecting thread)
+                self._dispatch()
+                if self.failure is not None:
+                    failure, self.failure = self.failure, None
+                    raise failure
+                if self.ended or not block or not (self.queue or any(w.sent for w in self.workers)):
+                    break
+                self.changed.wait()
+            ended, self.ended = self.ended, []
         return ended
 
     def shutdown(self) -> None:
         """Stop the workers once they have finished what they were sent (the queue is dropped)."""
+        self._stop_thread()
         self.queue.clear()
         for worker in self.workers:
             try:
@@ -148,6 +156,7 @@ class WorkerPool:
 
     def terminate(self) -> None:
         """Stop now: drop the queue and terminate the workers."""
+        self._stop_thread()
         self.queue.clear()
         for worker in self.workers:
             worker.process.terminate()
@@ -159,23 +168,32 @@ class WorkerPool:
             worker.close()
         self.workers = []
 
+    # ------------------------------------------------------------ under self.lock
+
     def _fill(self) -> None:
+        if not self.queue or self.stopping:
+            return
+        started = False
         while len(self.workers) < self.size:
             self.workers.append(_Worker(self.context, self.initializer, self.initargs))
+            started = True
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._collect, name="dbdedup-pool-results", daemon=True)
+            self.thread.start()
+        elif started:
+            self._wake()  # the thread waits on the new worker too
 
     def _dispatch(self) -> None:
-        if self.queue:
-            self._fill()
         for worker in self.workers:
-            # one task running and one waiting in the pipe keep a worker busy while the parent
-            # writes; a waiting task must fit the pipe, or the parent would block on it while the
-            # worker blocks on its result
-            while self.queue and (not worker.sent or
-                                  (len(worker.sent) < 2 and len(self.queue[0][1]) < worker.pipe_bytes)):
+            # one call running and one waiting in the pipe: the worker goes on the moment it is done; a
+            # waiting call must fit the pipe, or the sender would block on it while the worker blocks on
+            # its result
+            while self.queue and worker.alive and (not worker.sent or (
+                    len(worker.sent) < 2 and len(self.queue[0][1]) < worker.pipe_bytes)):
                 token, payload = self.queue.popleft()
                 try:
                     worker.tasks.send_bytes(payload)
-                except OSError:  # it died: found by its sentinel, and the task runs elsewhere
+                except OSError:  # it died: found by its sentinel, and the call runs elsewhere
                     self.queue.appendleft((token, payload))
                     break
                 worker.sent.append(token)
@@ -187,10 +205,12 @@ class WorkerPool:
             self._lose(worker)
             return
         worker.sent.remove(token)
-        if not ok:
+        if ok:
+            self.ended.append((token, DONE, value))
+        else:
             exc, remote_traceback = value
-            raise exc from RemoteTraceback(remote_traceback)
-        self.ended.append((token, DONE, value))
+            exc.__cause__ = RemoteTraceback(remote_traceback)
+            self.failure = self.failure or exc
 
     def _lose(self, worker: "_Worker") -> None:
         worker.alive = False
@@ -201,6 +221,54 @@ class WorkerPool:
         worker.close()
         self.workers.remove(worker)
 
+    def _wake(self) -> None:
+        try:
+            self.wake_writer.send_bytes(b"")
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------ the collecting thread
+
+    def _collect(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self.stopping:
+                        return
+                    watched = list(self.workers)
+                waitables = [self.wake_reader] + [w.results for w in watched] + [w.process.sentinel for w in watched]
+                ready = set(mp_connection.wait(waitables))
+                with self.changed:
+                    if self.stopping:
+                        return
+                    if self.wake_reader in ready:
+                        while self.wake_reader.poll(0):
+                            self.wake_reader.recv_bytes()
+                    for worker in watched:
+                        if worker.alive and worker.results in ready:
+                            self._read(worker)
+                        if worker.alive and worker.process.sentinel in ready:
+                            while worker.alive and worker.results.poll(0):
+                                self._read(worker)  # the complete results it sent before dying
+                            if worker.alive:
+                                self._lose(worker)
+                    self._dispatch()
+                    self.changed.notify_all()
+        except BaseException as exc:  # a bug here must not leave the caller waiting for ever
+            with self.changed:
+                self.failure = self.failure or exc
+                self.stopping = True
+                self.changed.notify_all()
+
+    def _stop_thread(self) -> None:
+        with self.lock:
+            self.stopping = True
+            thread, self.thread = self.thread, None
+        self._wake()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        self.wake_reader.close()
+        self.wake_writer.close()
 
 
 class RemoteTraceback(Exception):

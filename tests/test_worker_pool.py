@@ -53,18 +53,20 @@ def test_a_worker_killed_while_sending_a_large_result_loses_only_its_calls(tmp_p
     try:
         marker = tmp_path / "sending"
         doomed = pool.submit(_pid_and_big_result, str(marker))
-        deadline = time.monotonic() + 60
-        while not marker.exists() or not marker.read_text():
-            assert time.monotonic() < deadline, "the call never started"
-            time.sleep(0.01)
-        pid = int(marker.read_text())
-        victim = next(w for w in pool.workers if w.process.pid == pid)
-        deadline = time.monotonic() + 60
-        while not victim.results.poll(0):  # part of the result is in the pipe: the worker is sending
-            assert time.monotonic() < deadline, "the worker never started sending"
-            time.sleep(0.01)
-        time.sleep(0.2)
-        os.kill(pid, signal.SIGKILL)
+        with pool.lock:  # the collecting thread reads nothing meanwhile: the result stays half-sent
+            deadline = time.monotonic() + 60
+            while not marker.exists() or not marker.read_text():
+                assert time.monotonic() < deadline, "the call never started"
+                time.sleep(0.01)
+            pid = int(marker.read_text())
+            victim = next(w for w in pool.workers if w.process.pid == pid)
+            deadline = time.monotonic() + 60
+            while not victim.results.poll(0):  # part of the result is in the pipe: the worker is sending
+                assert time.monotonic() < deadline, "the worker never started sending"
+                time.sleep(0.01)
+            time.sleep(0.2)
+            os.kill(pid, signal.SIGKILL)
+            victim.process.join(30)
         assert _outcomes_until(pool, 1) == {doomed: (LOST_RUNNING, None)}
         # the other worker and a replacement for the dead one run what comes next
         tokens = [pool.submit(_square, n) for n in range(6)]
