@@ -167,9 +167,14 @@ def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tupl
     orientation)): whether their lightness cells differ as one overlay would make them (false when not aligned
     or without a signature)."""
     signatures = _signatures(conn, q, batch)
-    return [(kind, a, b, orientation is not None and a in signatures and b in signatures
-             and verify.overlay_cells_agree(signatures[a], signatures[b], orientation))
-            for kind, a, b, orientation in batch]
+    wanted = [k for k, (_, a, b, orientation) in enumerate(batch)
+              if orientation is not None and a in signatures and b in signatures]
+    agree = np.zeros(len(batch), dtype=bool)
+    if wanted:
+        agree[wanted] = verify.overlay_cells_agree_many(np.stack([signatures[batch[k][1]] for k in wanted]),
+                                                        np.stack([signatures[batch[k][2]] for k in wanted]),
+                                                        [batch[k][3] for k in wanted])
+    return [(kind, a, b, bool(agree[k])) for k, (kind, a, b, _) in enumerate(batch)]
 
 
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
