@@ -9,9 +9,10 @@ The data flow, all streaming (memory stays flat whatever the number of files):
 
 A batch is one transaction, so a load killed at any moment leaves whole rows
 only, and the next load carries on from what is stored. A worker process that
-dies (a decoder crash, the OOM killer) loses only its chunks in flight: they
-are hashed again one file per task in a fresh one-worker pool, where a file
-that kills its worker again becomes an error row ('worker_crashed'). Any number of loads
+dies (a decoder crash, the OOM killer) loses only its own chunks (worker_pool):
+the one it was hashing is hashed again one file per task, the one waiting for it
+as it was, and a file that kills its worker again becomes an error row
+('worker_crashed'); the other workers go on. Any number of loads
 write into one database at once (other folders, other hosts; the same folder waits for the
 load of it already running); a match waits for them (dbdedup.locks). A run found still
 'running' whose loader is gone was killed, and is marked 'interrupted'.

@@ -24,7 +24,8 @@ grows with the number of pairs. On disk, the keypoint store holds about 20 kB an
 (at most keypoint_store.MAX_BYTES), removed when the run ends. A run killed at any moment loses at most the
 batch it was writing; the next run continues with the pairs still pending. A file that cannot
 be read or decoded gives its pairs ``verified = false`` and ``verify_reason 'error: ...'``; a
-worker that dies loses only its chunks in flight, which are checked again one pair at a time.
+worker that dies loses only its own chunks: the one it was checking is checked again one pair at a
+time, the one waiting for it as it was (worker_pool.CrashTolerantPool).
 """
 
 from __future__ import annotations
