@@ -155,16 +155,16 @@ class WorkerPool:
         self.workers = []
 
     def terminate(self) -> None:
-        """Stop now: drop the queue and terminate the workers."""
+        """Stop now: kill the workers and drop the queue."""
+        # the workers first, and by SIGKILL (they hold nothing but files they read, and their SIGTERM has no
+        # handler either): one stopped half-way through sending a result would otherwise hold the collecting
+        # thread in its read, under the lock this needs
+        for worker in list(self.workers):
+            worker.process.kill()
         self._stop_thread()
         self.queue.clear()
         for worker in self.workers:
-            worker.process.terminate()
-        for worker in self.workers:
-            worker.process.join(5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
+            worker.process.join()
             worker.close()
         self.workers = []
 

@@ -77,6 +77,38 @@ def test_a_worker_killed_while_sending_a_large_result_loses_only_its_calls(tmp_p
     assert pool.workers == []
 
 
+@pytest.mark.timeout(120)
+def test_terminate_returns_while_a_stopped_worker_holds_half_a_result(tmp_path):
+    # a worker frozen (SIGSTOP) half-way through sending its result: the collecting thread waits for the rest
+    # inside the pool's lock; terminate kills the workers first, so it still returns at once (Ctrl-C works)
+    import threading
+
+    pool = WorkerPool(1, _no_setup)
+    marker = tmp_path / "sending"
+    pool.submit(_pid_and_big_result, str(marker))
+    with pool.lock:  # nothing is read until the worker is frozen with its pipe full
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline, "the call never started"
+            time.sleep(0.01)
+        victim = pool.workers[0]
+        while not victim.results.poll(0):
+            assert time.monotonic() < deadline, "the worker never started sending"
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(victim.process.pid, signal.SIGSTOP)
+    time.sleep(0.5)  # the thread reads what the pipe held and waits for more, holding the lock
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(20)
+    try:
+        assert not stopper.is_alive(), "terminate waited for a frozen worker"
+        assert pool.workers == [] and not victim.process.is_alive()
+    finally:
+        if victim.process.is_alive():
+            os.kill(victim.process.pid, signal.SIGKILL)
+
+
 def test_a_call_that_raises_raises_in_the_parent_with_the_workers_traceback():
     pool = WorkerPool(1, _no_setup)
     try:
