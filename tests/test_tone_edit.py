@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance
 
 from dbdedup import clusters, verify
 from dbdedup.clusters import ClusterSettings
@@ -184,6 +184,64 @@ def test_a_light_figure_with_fine_edges_fits_one_edit_at_256_where_64_mixes_clip
     # another colour of it is still no edit of the tones at either side
     assert verify.agreeing_tone_fit(a, np.ascontiguousarray(b[..., [2, 0, 1]])) is None
     assert verify.tone_verdict(a, np.ascontiguousarray(b[..., [2, 0, 1]]), "identity") is None
+
+
+def test_a_grainy_brighter_copy_fits_one_edit_at_128_where_64_mixes_its_stripes_and_256_sees_its_grain():
+    # stripes 4 px wide of a light tone (clipped by the edit) and a mid one, offset so that each 4x4 box at 64x64
+    # mixes both, and grain (resampling, re-encoding) in the copy's unclipped pixels, which each pixel at 256 keeps
+    # and the 2x2 boxes at 128 halve
+    rows, columns = np.mgrid[0:256, 0:256]
+    picture = np.stack([20 + columns * 0.6, 30 + rows * 0.55, 40 + (rows + columns) * 0.3], axis=2)
+    stripes = np.where(((columns + 2) // 4) % 2 == 0, 240.0, 90.0)[..., None] * np.array([1.0, 0.97, 0.94])
+    picture[:, 128:] = stripes[:, 128:]
+    original = np.clip(picture, 0, 255).astype(np.uint8)
+    brighter = np.asarray(ImageEnhance.Brightness(Image.fromarray(original)).enhance(1.3), dtype=np.float64)
+    grain = np.random.default_rng(3).normal(0, 8, (256, 256, 1))
+    copy = np.where(brighter < 250, np.clip(brighter + grain, 0, 250), brighter).astype(np.uint8)
+
+    def fits_at(side: int, other: np.ndarray = copy) -> tuple[verify.ToneFit, verify.ToneFit]:
+        step = side // verify.TONE_SIDE
+        return verify.both_tone_fits(verify.tone_thumbnail(original, side)[::step, ::step],
+                                     verify.tone_thumbnail(other, side)[::step, ::step])
+
+    for side in (64, 256):
+        assert not any(fit.agrees() for fit in fits_at(side)), (side, fits_at(side))
+    assert any(fit.agrees() for fit in fits_at(128)), fits_at(128)
+    fit = verify.agreeing_tone_fit(original, copy)
+    assert fit is not None and abs(fit.gain - 1.3) < 0.05, fit
+    assert verify.tone_verdict(original, copy, "identity").reason == "tone"
+    # the same copy in other colours is no edit of the tones at any side
+    recoloured = np.ascontiguousarray(copy[..., [2, 0, 1]])
+    assert verify.agreeing_tone_fit(original, recoloured) is None
+    assert not any(fit.agrees() for side in verify.TONE_SIDES for fit in fits_at(side, recoloured))
+
+
+def drawing(fill: tuple[int, int, int]) -> Image.Image:
+    """A light figure outlined in black on white, with thin grey lines across it (a T-shirt of a clip-art set)."""
+    image = Image.new("RGB", (161, 131), "white")
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(20, 20), (60, 8), (100, 8), (140, 20), (150, 50), (125, 55), (120, 120), (40, 120), (35, 55),
+                  (10, 50)], fill=fill, outline="black", width=2)
+    for x in (45, 60, 75, 90, 105):
+        draw.line([(x, 30), (x + 10, 110)], fill=(60, 60, 60), width=1)
+    draw.ellipse([65, 14, 95, 30], outline="black", width=2, fill="white")
+    return image
+
+
+def test_the_cells_send_a_brightened_drawing_against_its_enlarged_copy_to_the_pixels_and_not_its_other_colours():
+    # the fill clips at white: the cells' means mix clipped fill, black outline and the enlarged copy's
+    # ringing, 10.7 levels RMS off the best line (over the 10 allowed before session 21)
+    original = drawing((215, 200, 170))
+    keeper = original.resize((322, 262), Image.Resampling.BICUBIC)
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    other = drawing((170, 215, 200)).resize((322, 262), Image.Resampling.BICUBIC)
+
+    def cell_fits(a: Image.Image, b: Image.Image) -> tuple[verify.ToneFit, verify.ToneFit]:
+        return verify.both_tone_fits(verify.signature_colours(verify.colour_signature(a)),
+                                     verify.signature_colours(verify.colour_signature(b)))
+
+    assert any(fit.cells_agree() for fit in cell_fits(brighter, keeper)), cell_fits(brighter, keeper)
+    assert not any(fit.cells_agree() for fit in cell_fits(brighter, other)), cell_fits(brighter, other)
 
 
 def test_a_brighter_copy_left_to_the_geometric_check_is_verified_by_the_edit_its_keypoints_missed(conn, tmp_path):
