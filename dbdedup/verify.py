@@ -470,7 +470,7 @@ def structure_agreement(a: np.ndarray, b: np.ndarray, percentile: float = _STRUC
 # TONE_MAX_CELL pass 1,458 of those 61,605 pairs, 173 of the 206. (Luma thumbnails cannot: clipping
 # one channel bends the luma, and a brightened copy's luma is 6-35 levels off any line.) Session 21
 # widened them from 10 and 25 (bench/accuracy's 86,046 aligned pairs rejected for colour, every side
-# fitted on the workers' pixels: /work/notes/study21/tone_grid*.py): the cells then pass 927 copy pairs
+# fitted on the workers' pixels: bench/accuracy/tone_grid.py): the cells then pass 927 copy pairs
 # and 5,165 look-alike pairs instead of 797 and 1,878 (the files read for more pairs), and keep 260 of the
 # 292 copy pairs the pixels' fit verifies at TONE_SIDES (with 128) instead of 223 of 279. That fit passes
 # none of the 84,380 look-alike pairs, whatever the cells.
