@@ -19,7 +19,7 @@ from dbdedup.structure_check import check_structure
 from dbdedup.verify_plan import reopen_unchecked
 from dbdedup.verify_workers import aligned_verdict, verify_pending_pairs
 from images import photo, save
-from test_verification import confetti, hue_turned
+from test_verification import confetti, hue_turned, drawing as folder
 
 
 def sunny(seed: int = 7) -> Image.Image:
@@ -262,3 +262,27 @@ def test_a_brighter_copy_left_to_the_geometric_check_is_verified_by_the_edit_its
     verify_pending_pairs(conn, workers=1)
     found = pair(conn, ids, "sky.png", "sky_brighter.png")
     assert found["verified"] is True and found["reason"] == "tone" and found["tone_fit"] is None, found
+
+
+def test_migration_0026_has_pairs_the_old_cells_turned_away_looked_at_again(conn, db_dsn, tmp_path):
+    from dbdedup import db as dbmod
+
+    # one folder drawn in two colours: a pair the signatures reject for colour, and no tone edit of each other
+    save(folder((200, 30, 30)), tmp_path / "red.png")
+    save(folder((40, 70, 200)), tmp_path / "blue.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    check_structure(conn)
+    found = pair(conn, ids, "red.png", "blue.png")
+    assert found["reason"] == "colour" and math.isnan(found["tone_fit"]), found
+    conn.commit()
+
+    dbmod.downgrade_migrations(db_dsn, "0025")
+    assert dbmod.apply_migrations(db_dsn) is True
+    found = pair(conn, ids, "red.png", "blue.png")
+    assert found["reason"] == "colour" and found["tone_fit"] is None, found
+    # measured again by the next structure check: another colour is still no tone edit
+    assert check_structure(conn).tone_measured == 1
+    found = pair(conn, ids, "red.png", "blue.png")
+    assert found["verified"] is False and math.isnan(found["tone_fit"]), found
