@@ -492,7 +492,7 @@ TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 window
 # pair at any side, of 801 colour and 1,077 greyscale ones (greyscale pairs are fitted too since then).
 # Between them 128 (every 2nd pixel of a 128x128 thumbnail; session 21): its 2x2 boxes of the 256 pixels average
 # away half a copy's resampling and re-encoding grain, which 256 sees pixel by pixel, and mix clipped and
-# unclipped pixels only at edges a quarter as wide as 64's. On the same 86,046 pairs (see the cells' limits
+# unclipped pixels in boxes a quarter the size of 64's. On the same 86,046 pairs (see the cells' limits
 # above) the pixels' fit then verifies 292 copy pairs instead of 279, still no look-alike.
 TONE_SIDES = (TONE_SIDE, 128, 256)
 # The next side is fitted only after a fit this close (the copies 256 verified were within 10 levels RMS and

@@ -8,7 +8,8 @@ for colour, and sends those close to one edit to the geometric check (pairs.tone
 look; NaN where no edit came close). Session 21 widened what close means (dbdedup.verify.TONE_MAX_CELL_RESIDUAL
 and TONE_MAX_CELL, 10 and 25 levels -> 12 and 30) and fits the files' pixels at a third side: a brightened
 or contrast-edited copy its cells missed before may pass now. Their NaN is cleared, so that the next match,
-report or verify measures them again (only the signatures are read; no table changes).
+report or verify measures them again (only the signatures are read; no table changes). Pairs whose files
+were already fitted and refused keep their verdict.
 """
 
 from alembic import op
