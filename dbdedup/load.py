@@ -34,7 +34,7 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import distributed, embedding, embedding_index, fingerprint, locks, worker_pool
+from . import distributed, embedding, embedding_index, fingerprint, locks, pg_binary, worker_pool
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
@@ -61,9 +61,6 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
 _INT8_OID = 20
 _INT4_OID = 23
-_FLOAT4_OID = 700
-# a real[] element in binary COPY: its length (4), then the big-endian float
-_FLOAT4_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f4")])
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -211,11 +208,7 @@ def _float4_array(packed: bytes | None) -> bytes:
     """A real[] from float32 values in native byte order (``FileRecord.colour_signature``, ``turn_signature``)."""
     if packed is None:
         return _NULL
-    values = np.frombuffer(packed, dtype=np.float32)
-    elements = np.empty(len(values), dtype=_FLOAT4_ELEMENT)
-    elements["length"] = 4
-    elements["value"] = values
-    body = struct.pack(">iiiii", 1, 0, _FLOAT4_OID, len(values), 1) + elements.tobytes()
+    body = pg_binary.float4_array(np.frombuffer(packed, dtype=np.float32))
     return struct.pack(">i", len(body)) + body
 
 

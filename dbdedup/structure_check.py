@@ -39,7 +39,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from . import verify
+from . import pg_binary, verify
 from .sqlfiles import named_queries
 
 BATCH_PAIRS = 2_000  # pairs measured at a time (their windows at 32x32: about 25 MB)
@@ -157,8 +157,9 @@ def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) 
 def _signatures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> dict[int, np.ndarray]:
     """The colour signatures of the images of ``batch`` (pairs: (hash_kind, image_a, image_b, ...)) that have one."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
-    return {image_id: np.asarray(signature, dtype=np.float64)
-            for image_id, signature in conn.execute(q["signatures"], {"ids": ids}).fetchall()
+    found = ((image_id, pg_binary.float4_values(data))
+             for image_id, data in conn.execute(q["signatures"], {"ids": ids}).fetchall())
+    return {image_id: signature.astype(np.float64) for image_id, signature in found
             if signature is not None and len(signature) == verify.SIGNATURE_LENGTH}
 
 

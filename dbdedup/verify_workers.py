@@ -44,7 +44,7 @@ import numpy as np
 import psycopg
 from PIL import Image
 
-from . import locks, verify, worker_pool
+from . import locks, pg_binary, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
@@ -178,11 +178,10 @@ class PendingPair:
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
-        """A row of the ``pending_pairs`` query."""
+        """A row of the ``pending_pairs`` query (the signatures in their binary form: ``array_send``)."""
         def image(id_, start):
             status, path, size, mtime, quality, signature, error = row[start:start + 7]
-            return ImageInfo(id_, status, bytes(path), size, mtime, quality,
-                             None if signature is None else np.asarray(signature, dtype=np.float32), error)
+            return ImageInfo(id_, status, bytes(path), size, mtime, quality, pg_binary.float4_values(signature), error)
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8),
                    image(row[2], 15), row[22], row[23])

@@ -465,8 +465,8 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     def pending_pair(image_b: int) -> PendingPair:
         return PendingPair.from_row(conn.execute(
             "SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
-            "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, "
-            "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, "
+            "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, array_send(a.colour_signature), "
+            "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, array_send(b.colour_signature), "
             "b.signature_error, p.structure, p.tone_fit FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
             "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_b = %s", (image_b,)).fetchone())
 

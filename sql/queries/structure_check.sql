@@ -81,7 +81,8 @@ FROM rejected r, dbdedup.verify_settings() s
 ORDER BY r.image_a, r.image_b;
 
 -- name: signatures
-SELECT i.id, i.colour_signature FROM dbdedup.images i WHERE i.id = ANY(%(ids)s);
+-- (in the array's binary form: dbdedup.pg_binary reads it as numpy does, without a Python float a value)
+SELECT i.id, array_send(i.colour_signature) FROM dbdedup.images i WHERE i.id = ANY(%(ids)s);
 
 -- name: create_look_results
 CREATE TEMP TABLE dbdedup_look_results (

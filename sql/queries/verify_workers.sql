@@ -26,7 +26,8 @@ ANALYZE dbdedup_verify_order;
 
 -- name: pending_pairs
 -- Every pair verification left pending, with what a worker needs of its two images: the path the
--- loader recorded (and the size and mtime it had then), the stored quality and signature. Ordered
+-- loader recorded (and the size and mtime it had then), the stored quality and signature (in the array's
+-- binary form, which dbdedup.pg_binary reads without a Python float a value). Ordered
 -- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
 -- together, so a worker decodes each image and finds its keypoints about once); a pair that became
 -- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
@@ -35,10 +36,10 @@ WITH pending AS MATERIALIZED (
     SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance,
            p.similarity,
            a.status AS a_status, a.path_bytes AS a_path_bytes, a.size_bytes AS a_size_bytes,
-           a.mtime_ns AS a_mtime_ns, a.quality AS a_quality, a.colour_signature AS a_colour_signature,
+           a.mtime_ns AS a_mtime_ns, a.quality AS a_quality, array_send(a.colour_signature) AS a_colour_signature,
            a.signature_error AS a_signature_error,
            b.status AS b_status, b.path_bytes AS b_path_bytes, b.size_bytes AS b_size_bytes,
-           b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, b.colour_signature AS b_colour_signature,
+           b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, array_send(b.colour_signature) AS b_colour_signature,
            b.signature_error AS b_signature_error,
            p.structure, p.tone_fit
     FROM dbdedup.pairs p
