@@ -18,8 +18,8 @@ from dbdedup.verify_workers import PairChecker, PendingPair, verify_pending_pair
 from test_verify_workers import add_pending, crop_25, loaded, make_set, textured_photo
 
 PENDING = ("SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
-           "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, a.colour_signature, "
-           "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, b.colour_signature, "
+           "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, array_send(a.colour_signature), "
+           "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, array_send(b.colour_signature), "
            "b.signature_error, p.structure, p.tone_fit FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
            "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_a = %s AND p.image_b = %s")
 
