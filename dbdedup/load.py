@@ -60,7 +60,6 @@ _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _NULL = struct.pack(">i", -1)
 _INT8_OID = 20
-_INT4_OID = 23
 
 PathLike = Union[str, bytes, os.PathLike]
 
@@ -191,12 +190,9 @@ def _int4_array(values: np.ndarray | None) -> bytes:
     if values is None:
         return _NULL
     if not len(values):
-        body = struct.pack(">iii", 0, 0, _INT4_OID)
+        body = struct.pack(">iii", 0, 0, pg_binary.INT4_OID)
     else:
-        elements = np.empty(len(values), dtype=[("length", ">i4"), ("value", ">i4")])
-        elements["length"] = 4
-        elements["value"] = values
-        body = struct.pack(">iiiii", 1, 0, _INT4_OID, len(values), 1) + elements.tobytes()
+        body = pg_binary.array4(values, pg_binary.INT4_OID, pg_binary.INT4_ELEMENT)
     return struct.pack(">i", len(body)) + body
 
 
