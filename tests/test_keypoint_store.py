@@ -14,18 +14,8 @@ from PIL import Image
 
 from dbdedup import clusters, keypoint_store, verify, verify_workers
 from dbdedup.keypoint_store import PREFIX, KeypointStore, StoreAccess, decode, encode, remove_stale
-from dbdedup.verify_workers import PairChecker, PendingPair, verify_pending_pairs
-from test_verify_workers import add_pending, crop_25, loaded, make_set, textured_photo
-
-PENDING = ("SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
-           "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, array_send(a.colour_signature), "
-           "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, array_send(b.colour_signature), "
-           "b.signature_error, p.structure, p.tone_fit FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
-           "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_a = %s AND p.image_b = %s")
-
-
-def pending(conn, x: int, y: int) -> PendingPair:
-    return PendingPair.from_row(conn.execute(PENDING, (min(x, y), max(x, y))).fetchone())
+from dbdedup.verify_workers import PairChecker, verify_pending_pairs
+from test_verify_workers import add_pending, crop_25, loaded, make_set, pending, textured_photo
 
 
 def test_stored_keypoints_align_as_the_found_ones_and_only_for_the_file_recorded(tmp_path):

@@ -426,7 +426,8 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     # copy darkened to 0.8 (about 12 L* units from the colour one's conversion), which the aligned
     # overlap would not pass either. Left to the geometric check: contrast 0.65 (ratio about 1.45,
     # apart by its chroma layout) and the plain greyscale copy (about 3 units), which it verifies.
-    from dbdedup.verify_workers import PairChecker, PendingPair
+    from dbdedup.verify_workers import PairChecker
+    from test_verify_workers import pending as pending_pair
 
     original = textured_photo(53, (320, 240))
     w, h = original.size
@@ -462,17 +463,9 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
             assert found["verified"] is None and expected is None, (other, found, expected, d)
     # what the geometric check says of each: keypoints align all four; the aligned overlaps of the
     # settled two are apart in colour all the same, the plain greyscale copy is verified
-    def pending_pair(image_b: int) -> PendingPair:
-        return PendingPair.from_row(conn.execute(
-            "SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
-            "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, array_send(a.colour_signature), "
-            "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, array_send(b.colour_signature), "
-            "b.signature_error, p.structure, p.tone_fit FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
-            "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_b = %s", (image_b,)).fetchone())
-
     checker = PairChecker()
     for other, (_, settled) in copies.items():
-        pending = pending_pair(ids[other])
+        pending = pending_pair(conn, ids["a.png"], ids[other])
         seen_a, seen_b = checker._seen(pending.a, True), checker._seen(pending.b, True)
         match = verify.geometric_match(checker._keypoints(pending.a, "identity"), checker._keypoints(pending.b, "identity"))
         assert match.inliers >= verify.MIN_INLIERS_ALIGNED, (other, match)
@@ -480,7 +473,7 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
                                            min_inliers=verify.MIN_INLIERS_ALIGNED, max_detail=verify.MAX_DETAIL_FAR)
         if settled:
             assert not verdict.verified, (other, verdict)
-    assert checker.verdict(pending_pair(ids["grey.png"])).verified
+    assert checker.verdict(pending_pair(conn, ids["a.png"], ids["grey.png"])).verified
 
 
 def test_a_greyscale_copy_that_is_the_colour_pictures_conversion_may_spread_its_tones_otherwise(conn, tmp_path):

@@ -22,7 +22,7 @@ from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
-from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, VerifyProgress, family_chunks, framed_verdict,
+from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, PendingPair, VerifyProgress, family_chunks, framed_verdict,
                                     locality_order, plan_order, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
@@ -114,6 +114,19 @@ def add_pending(conn, a: int, b: int, *, similarity: float | None = 0.95, transf
         "FROM dbdedup.images x, dbdedup.images y WHERE x.id = %s AND y.id = %s",
         (transform, similarity, min(a, b), max(a, b)))
     conn.commit()
+
+
+PENDING = ("SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, "
+           "p.similarity, a.status, a.path_bytes, a.size_bytes, a.mtime_ns, a.quality, array_send(a.colour_signature), "
+           "a.signature_error, b.status, b.path_bytes, b.size_bytes, b.mtime_ns, b.quality, array_send(b.colour_signature), "
+           "b.signature_error, p.structure, p.tone_fit FROM dbdedup.pairs p JOIN dbdedup.images a ON a.id = p.image_a "
+           "JOIN dbdedup.images b ON b.id = p.image_b WHERE p.image_a = %s AND p.image_b = %s")
+
+
+def pending(conn, x: int, y: int) -> PendingPair:
+    """The stored pair of images x and y as the workers get it (``PendingPair.from_row`` of the pending pairs'
+    columns), whatever its verdict."""
+    return PendingPair.from_row(conn.execute(PENDING, (min(x, y), max(x, y))).fetchone())
 
 
 def verdicts(conn) -> dict[frozenset, tuple]:
