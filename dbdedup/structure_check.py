@@ -104,11 +104,10 @@ def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook"
             return 0, 0
         conn.execute(q["drop_look_tables"])
         conn.execute(composed("create_look_results"))
-        values = _stream_measures(conn, q, "dbdedup_look_pairs", composed("look_pairs"), q["copy_look_results"],
-                                  look.measure)
-        conn.execute(composed("apply_look_results"))
+        _stream_measures(conn, q, "dbdedup_look_pairs", composed("look_pairs"), q["copy_look_results"], look.measure)
+        pending = [row[0] for row in conn.execute(composed("apply_look_results"))]
         conn.execute(q["drop_look_tables"])
-    return len(values), int(look.is_candidate(values).sum())
+    return len(pending), sum(pending)
 
 
 def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, query: str | sql.Composed, copy: str,
@@ -228,8 +227,7 @@ def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
 class SecondLook:
     """A second look at the aligned pairs the signatures rejected for one of ``reasons``: ``measure`` (as in
     ``_stream_measures``) fills pairs.``column`` (SQL type ``kind``), and a pair whose value passes
-    ``candidate`` (SQL of the value r.value; ``is_candidate`` of the values, the same in numpy) goes back to
-    pending for the geometric check."""
+    ``candidate`` (SQL of the value r.value) goes back to pending for the geometric check."""
 
     name: str
     column: str
@@ -237,10 +235,9 @@ class SecondLook:
     reasons: tuple[str, ...]
     candidate: str
     measure: Callable
-    is_candidate: Callable[[np.ndarray], np.ndarray]
 
 
 SECOND_LOOKS = (
-    SecondLook("tone", "tone_fit", "real", ("colour",), "r.value <> 'NaN'::real", _tone_fits, lambda v: ~np.isnan(v)),
-    SecondLook("overlay", "overlay_cells", "boolean", ("colour", "layout"), "r.value", _overlay_cells, lambda v: v > 0),
+    SecondLook("tone", "tone_fit", "real", ("colour",), "r.value <> 'NaN'::real", _tone_fits),
+    SecondLook("overlay", "overlay_cells", "boolean", ("colour", "layout"), "r.value", _overlay_cells),
 )

@@ -98,6 +98,7 @@ COPY dbdedup_look_results (hash_kind, image_a, image_b, value) FROM STDIN;
 -- name: apply_look_results
 -- Each measure kept; a candidate goes back to pending for the geometric check, which looks at the files'
 -- pixels (the tone edit fitted to them, the overlay tried on them). Only pairs still rejected and unmeasured.
+-- One row per pair measured: whether it went back to pending ({candidate} is decided here only).
 UPDATE dbdedup.pairs p
 SET {measure} = r.value,
     verified = CASE WHEN {candidate} THEN NULL ELSE p.verified END,
@@ -105,7 +106,8 @@ SET {measure} = r.value,
     verify_score = CASE WHEN {candidate} THEN NULL ELSE p.verify_score END
 FROM dbdedup_look_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
-  AND p.verified = false AND p.verify_reason = ANY({reasons}) AND p.{measure} IS NULL;
+  AND p.verified = false AND p.verify_reason = ANY({reasons}) AND p.{measure} IS NULL
+RETURNING p.verified IS NULL;
 
 -- name: drop_look_tables
 DROP TABLE IF EXISTS dbdedup_look_results;
