@@ -95,8 +95,8 @@ CREATE TABLE dbdedup.images (
 -- no query filters on these arrays' elements: their statistics were most of ANALYZE's time (0015)
 ALTER TABLE dbdedup.images ALTER COLUMN colour_signature SET STATISTICS 0, ALTER COLUMN keypoint_keys SET STATISTICS 0,
     ALTER COLUMN structure SET STATISTICS 0;
--- the 4 kB thumbnail is stored as it is, out of line: PostgreSQL's pglz tried it on every row and took 65-135 us
--- a row of the load's upserts, for nothing on photos (it gives up) and half the size on drawings (0027)
+-- the 4 kB thumbnail is stored as it is, out of line: pglz tried it on every row of the load's upserts, 60 us a
+-- row of server CPU on photos, where it gave up, and 130-200 us on drawings, for half their size (0027)
 ALTER TABLE dbdedup.images ALTER COLUMN structure SET STORAGE EXTERNAL;
 COMMENT ON TABLE dbdedup.images IS 'One row per file dbdedup has seen: its hashes when it loaded, its error when it did not, or missing when it is gone.';
 COMMENT ON COLUMN dbdedup.images.path IS 'The file path for display: the exact path when it is valid UTF-8, else with undecodable bytes as \xNN escapes.';
