@@ -5,6 +5,7 @@
     .venv/bin/python bench/load_bench.py --signals all --skip-flat   # the default load only
     .venv/bin/python bench/load_bench.py --index-upkeep 1000000      # what the lookup indexes cost the load
     .venv/bin/python bench/load_bench.py --signals all --skip-flat --against HEAD~3 --repeat 3
+    .venv/bin/python bench/load_bench.py --signals all --skip-flat --against HEAD~1 --folder DIR   # your own files
     .venv/bin/python bench/load_bench.py --fingerprint-only         # worker CPU per file, by signal
 
 Each set is loaded once per signal configuration (--signals, default all four when
@@ -18,7 +19,9 @@ runs as a subprocess (the real CLI code path) into a fresh database on an
 embedded server in bench/out/pgdata; its wall time includes process start,
 migrations check, the walk, hashing, COPY and commits. Peak memory is the
 highest sum of RSS over the loader's whole process tree (parent + workers),
-sampled every 20 ms; the PostgreSQL server's own memory is not included.
+sampled every 20 ms; the PostgreSQL server's own memory is not included. The server's CPU seconds during
+each load (its processes' times from the OS) are printed at the end: the part of a load's cost that the
+wall time of a busy 2-core machine hides.
 The baseline is `imagehash.phash(Image.open(path))` mapped over the same files in a
 ProcessPoolExecutor with the same number of workers (no database at all).
 
@@ -95,6 +98,9 @@ def generate(workers: int) -> None:
                 dst = folder / src.name
                 if not dst.exists():
                     os.link(src, dst)
+
+
+PGDATA = OUT / "pgdata"
 
 
 def files_of(folder: Path) -> list[str]:
@@ -175,8 +181,25 @@ def export_revision(revision: str) -> Path:
     return tree
 
 
+def server_cpu_seconds(data_dir: Path) -> float:
+    """CPU seconds the embedded server in ``data_dir`` has used: the postmaster, its live processes and
+    (through the postmaster's children times) every backend that has exited."""
+    postmaster = psutil.Process(int((data_dir / "postmaster.pid").read_text().split()[0]))
+    times = postmaster.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in postmaster.children():
+        try:
+            child_times = child.cpu_times()
+        except psutil.Error:  # (exited meanwhile: counted in the children times from now on)
+            continue
+        total += child_times.user + child_times.system
+    return total
+
+
 def measure_load(admin: str, folder: Path, workers: int, options: list[str] = (),
-                 tree: Path | None = None) -> tuple[float, int, int]:
+                 tree: Path | None = None) -> tuple[float, int, int, float]:
+    """One `dbdedup load` of ``folder`` into a fresh database: (seconds, peak RSS of its process tree, images
+    loaded, the server's CPU seconds meanwhile)."""
     dsn = fresh_database(admin, "bench_load", migrate=tree is None)
     # bytecode cached as in an installed package (see e2e_bench.tool_environment), outside the tree
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
@@ -185,11 +208,13 @@ def measure_load(admin: str, folder: Path, workers: int, options: list[str] = ()
         env["PYTHONPATH"] = str(tree)
         # migrated by that revision's own code, untimed (this tree's migrations may be newer than it knows)
         subprocess.run([dbdedup_command(), "--db", dsn, "-q", "migrate"], env=env, check=True, capture_output=True)
+    server_before = server_cpu_seconds(PGDATA)
     seconds, peak = run_measured([dbdedup_command(), "--db", dsn, "-q", "load", "--workers", str(workers),
                                   *options, str(folder)], env=env)
+    server = server_cpu_seconds(PGDATA) - server_before
     with psycopg.connect(dsn) as conn:
         loaded = conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok'").fetchone()[0]
-    return seconds, peak, loaded
+    return seconds, peak, loaded, server
 
 
 def measure_pool(folder: Path, workers: int) -> tuple[float, int]:
@@ -260,6 +285,8 @@ def main() -> None:
                              "loader's write path with and without them (bench/lookup_bench.py --upkeep)")
     parser.add_argument("--against", metavar="REV",
                         help="also load with the code of this git revision, alternating with this tree")
+    parser.add_argument("--folder", type=Path, action="append",
+                        help="load this folder instead of the generated sets (repeatable; every file must load)")
     parser.add_argument("--fingerprint", action="store_true",
                         help="also measure worker CPU per file with the verification signals off and on")
     parser.add_argument("--fingerprint-only", action="store_true", help="only that (no database, no loads)")
@@ -268,7 +295,7 @@ def main() -> None:
         from dbdedup import db as dbmod
         from lookup_bench import upkeep
 
-        upkeep(dbmod.start_embedded(OUT / "pgdata"), args.index_upkeep, repeat=max(args.repeat, 2), trimmed_share=0.1)
+        upkeep(dbmod.start_embedded(PGDATA), args.index_upkeep, repeat=max(args.repeat, 2), trimmed_share=0.1)
         return
     signals = [name.strip() for name in args.signals.split(",")]
     unknown = [name for name in signals if name not in SIGNALS]
@@ -293,25 +320,30 @@ def main() -> None:
     trees = {"": None}
     if args.against:
         trees = {"": None, f" @{args.against}": export_revision(args.against)}
-    admin = dbmod.start_embedded(OUT / "pgdata")
+    admin = dbmod.start_embedded(PGDATA)
     import dbdedup
 
     print(f"dbdedup {dbdedup.__version__}, {args.workers} workers, {os.cpu_count()} cores\n")
     print(f"{'set':<14} {'load':<15} {'files':>7} {'dbdedup load img/s':>30} {'peak MB':>8} "
           f"{'imagehash pool img/s':>30} {'peak MB':>8}")
     runs = [name + tree for name in signals for tree in trees]
-    for label, folder in (("128x128 JPEG", OUT / "small"), ("12 MP JPEG", OUT / "large")):
+    folders = ([(folder.name, folder) for folder in args.folder] if args.folder
+               else [("128x128 JPEG", OUT / "small"), ("12 MP JPEG", OUT / "large")])
+    server_cpu = {}
+    for label, folder in folders:
         count = len(files_of(folder))
         ours = {name: [] for name in runs}
         our_mem = {name: [] for name in runs}
+        server_cpu[label] = {name: [] for name in runs}
         pool, pool_mem = [], []
         for _ in range(args.repeat):
             for name in signals:
                 for suffix, tree in trees.items():
-                    seconds, peak, loaded = measure_load(admin, folder, args.workers, options_of[name], tree)
+                    seconds, peak, loaded, server = measure_load(admin, folder, args.workers, options_of[name], tree)
                     assert loaded == count, (loaded, count)
                     ours[name + suffix].append(count / seconds)
                     our_mem[name + suffix].append(peak / 2**20)
+                    server_cpu[label][name + suffix].append(server)
             seconds, peak = measure_pool(folder, args.workers)
             pool.append(count / seconds)
             pool_mem.append(peak / 2**20)
@@ -328,6 +360,10 @@ def main() -> None:
                                for name in signals for suffix in trees if suffix)
             print(f"{'':<14} this tree's throughput relative to {args.against}: {ratios}", flush=True)
     print(f"machine load at end of the loads: {load_average()}", flush=True)
+    print("\nthe server's CPU seconds during each load (PostgreSQL's processes, from the OS):")
+    for label, by_run in server_cpu.items():
+        for name, values in by_run.items():
+            print(f"  {label:<14} {name:<15} {', '.join(f'{v:.2f}' for v in values)}", flush=True)
     if args.fingerprint:
         measure_fingerprint(fingerprint_sets, max(3, args.repeat))
 
@@ -335,7 +371,7 @@ def main() -> None:
         print("\npeak memory of `dbdedup load` as the file count grows (128x128 JPEGs, default load):")
         for folder in (OUT / "flat2k", OUT / "small", OUT / "flat40k"):
             count = len(files_of(folder))
-            seconds, peak, loaded = measure_load(admin, folder, args.workers)
+            seconds, peak, loaded, _ = measure_load(admin, folder, args.workers)
             assert loaded == count
             print(f"  {count:>7,} files: peak {peak / 2**20:6.0f} MB, {count / seconds:,.0f} img/s", flush=True)
 

@@ -98,8 +98,8 @@ def load(conn: psycopg.Connection, values: np.ndarray) -> None:
 
 
 def settle(conn: psycopg.Connection) -> None:
-    """VACUUM and ANALYZE the images just COPYed: what autovacuum does after a real load, and otherwise does
-    during the first timed match (the first method of a 1M run then took 0.66 s a table where the second took 0.53)."""
+    """VACUUM and ANALYZE the images just COPYed: the state autovacuum leaves after a real load, so that it
+    does not visit the table during a timed match."""
     autocommit = conn.autocommit
     conn.autocommit = True
     try:
