@@ -103,8 +103,11 @@ def generate(workers: int) -> None:
 PGDATA = OUT / "pgdata"
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
 def files_of(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*.jpg"))
+    return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 # ---------------------------------------------------------------- measuring
