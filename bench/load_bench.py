@@ -56,10 +56,12 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
+PGDATA = OUT / "pgdata"
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from images import photo  # noqa: E402
 from benchdb import fresh_database  # noqa: E402
+from dbdedup.scan import IMAGE_EXTENSIONS  # noqa: E402
 
 
 # ---------------------------------------------------------------- test data
@@ -100,14 +102,10 @@ def generate(workers: int) -> None:
                     os.link(src, dst)
 
 
-PGDATA = OUT / "pgdata"
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-
-
 def files_of(folder: Path) -> list[str]:
-    return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """The files under ``folder`` with an extension the loader's walk takes as an image (``scan.IMAGE_EXTENSIONS``)."""
+    return sorted(str(p) for p in folder.rglob("*")
+                  if os.fsencode(p.suffix.lower()) in IMAGE_EXTENSIONS and p.is_file())
 
 
 # ---------------------------------------------------------------- measuring
