@@ -136,6 +136,7 @@ class MatchResult:
     verification: VerificationResult | None = None
     keypoints: SignalResult | None = None  # keypoint candidates, left pending for the geometric check
     structure: StructureCheck | None = None  # the signature-verified pairs compared again by their thumbnails
+    same_size_pairs: int = 0  # new pairs of images with no hash signal of their own, for the check of their pixels
 
 
 def _queries() -> dict[str, str]:
@@ -188,6 +189,8 @@ def find_pairs(
     ``min_similarity`` (skipped, with ``embeddings.mode == "none"``, without pgvector). With
     ``transforms``, images loaded with keypoint keys also get the pairs sharing many keys
     (``dbdedup.match_keypoints``: crops, rotations), left pending for the geometric check only.
+    Images with no hash signal of their own (flat, one colour) are paired by size
+    (``dbdedup.match_same_size``) and verified only as the same pixels.
 
     Then every pair without a verdict gets one from the stored signals (``dbdedup.verify_pairs``:
     exact copies, colour signatures of aligned pairs; those the signatures verified are compared again
@@ -222,6 +225,8 @@ def find_pairs(
                 embedding_row = cur.execute(q["match_embeddings"], {"min_similarity": min_similarity,
                                                                      "neighbours": neighbours,
                                                                      "full": full}).fetchone()
+            # flat and detail-free images, which no hash pairs: by size, to be compared as pixels
+            same_size_pairs = cur.execute(q["match_same_size"]).fetchone()["pairs"] if hash_kind == "phash" else 0
             verify_row = cur.execute(q["verify_pairs"], {"hash_kind": hash_kind}).fetchone()
             # after verify_pairs: keypoint pairs are for the geometric check alone (verify_workers)
             keypoint_row = cur.execute(q["match_keypoints"], {"full": full}).fetchone() \
@@ -258,6 +263,7 @@ def find_pairs(
             candidates=keypoint_row["candidates"], pairs=keypoint_row["pairs"], seconds=keypoint_row["seconds"],
         ) if keypoint_row else None,
         structure=structure,
+        same_size_pairs=same_size_pairs,
     )
 
 

@@ -328,6 +328,8 @@ def pair_match_text(row: dict[str, Any]) -> str:
         return "keypoints"
     if row["matched_by"] == "linked":
         return "through a member"
+    if row["matched_by"] == "same_size":
+        return "same size"
     if row["matched_by"] == "variant":
         return f"{row['transform']} {row['transform_distance']}"
     if row["matched_by"] == "embedding":

@@ -81,6 +81,8 @@ class Member:
             matched = "keypoints"  # shared keypoint keys: a crop or a rotation, no hash distance
         elif self.transform == "linked":
             matched = "through a member"  # proposed because it is verified with a member (its own pair checked)
+        elif self.transform == "same_size":
+            matched = "same size"  # no hash signal of its own: paired by size, for its pixels
         elif self.transform:
             matched = f"{self.transform} {self.distance}"
         elif self.similarity is not None and self.distance > threshold:
@@ -129,6 +131,7 @@ VERIFIED_BY = {
     "dense": "pixels align",
     "tone": "one tone edit",
     "overlay": "under a watermark",
+    "pixels": "same pixels, re-encoded",
     "reviewer": "confirmed by a reviewer",
 }
 

@@ -780,6 +780,50 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
     return None
 
 
+# ---------------------------------------------------------------- same pixels
+
+# An image with no hash signal of its own (quality below MIN_QUALITY: flat, one colour, almost no detail)
+# matches only as an exact copy: the same file, or the same pixels at the same size in some orientation,
+# up to what re-encoding changes. Re-encoding moves a flat colour as a whole (on the accuracy set's
+# one-colour pictures, JPEG at quality 10 by up to 8 levels in one channel: RMS 5.0 over the channels) and
+# adds a little noise around that (JPEG at quality 30 on a faint dark pattern: 6 levels at most; WebP on a
+# flat colour: 4). So the RMS difference must stay within SAME_PIXELS_MAX_RMS, and the difference less its
+# mean in each channel within SAME_PIXELS_MAX_REST at the 99.9th percentile and SAME_PIXELS_MAX_DOT anywhere
+# (a small mark). Below these, two pictures differ by nothing one can see: a line drawn 12 levels deep on a
+# faint picture is refused, one 6 levels deep is not. On the accuracy set's same-size pairs of such images,
+# copies of one picture have RMS 0-5 and a rest of 0-6, different pictures an RMS of 34 or more; its
+# build_set.py keeps two pictures apart only beyond 6 RMS or 32 at the 99th percentile of 48x48 thumbnails.
+SAME_PIXELS_MAX_RMS = 6.0  # levels, over every channel of every pixel
+SAME_PIXELS_MAX_REST = 8.0  # levels: the 99.9th percentile of the difference less its mean, largest channel
+SAME_PIXELS_MAX_DOT = 24.0  # levels: the same, at any pixel
+
+
+def same_pixels_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict:
+    """'pixels' (verified) when two images of one size (their working pixels, ``working_pixels``) are the
+    same pixels up to re-encoding in one of the orientations their shapes allow; 'low_quality' otherwise (for
+    images with no hash signal of their own, nothing else can verify the pair)."""
+    cv2 = _cv2()
+    best = None
+    b = pixels_b.astype(np.float32)
+    for orientation in ORIENTATIONS:
+        a = orient_pixels(pixels_a, orientation)
+        if abs(a.shape[0] - b.shape[0]) > 2 or abs(a.shape[1] - b.shape[1]) > 2:
+            continue
+        if a.shape != b.shape:
+            # one size, but a JPEG drafted at a smaller scale rounds its working side differently by a pixel
+            a = cv2.resize(a, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_LINEAR)
+        difference = a.astype(np.float32) - b
+        rms = float(np.sqrt((difference ** 2).mean()))
+        if rms > SAME_PIXELS_MAX_RMS or rms >= (best if best is not None else np.inf):
+            continue
+        rest = np.abs(difference - difference.mean(axis=(0, 1))).max(axis=2)
+        if float(np.percentile(rest, 99.9)) <= SAME_PIXELS_MAX_REST and float(rest.max()) <= SAME_PIXELS_MAX_DOT:
+            best = rms
+    if best is None:
+        return Verdict(False, 0.0, "low_quality")
+    return Verdict(True, 1.0 - best / 255.0, "pixels")
+
+
 # ---------------------------------------------------------------- geometry
 
 # SIFT at 256 px with 300 keypoints and 16 inliers: on 1,418 of the accuracy set's pending pairs about as

@@ -157,6 +157,14 @@ class ImageInfo:
     quality: int | None
     signature: np.ndarray | None
     signature_error: str | None
+    width: int | None = None  # as the loader recorded them (EXIF orientation applied)
+    height: int | None = None
+
+    def same_size(self, other: "ImageInfo") -> bool:
+        """Whether the two have one size, or that size turned by a quarter (both recorded)."""
+        if None in (self.width, self.height, other.width, other.height):
+            return False
+        return (self.width, self.height) in ((other.width, other.height), (other.height, other.width))
 
 
 @dataclass(frozen=True)
@@ -179,12 +187,14 @@ class PendingPair:
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
         """A row of the ``pending_pairs`` query (the signatures in their binary form: ``array_send``)."""
-        def image(id_, start):
+        def image(id_, start, size_at):
             status, path, size, mtime, quality, signature, error = row[start:start + 7]
-            return ImageInfo(id_, status, bytes(path), size, mtime, quality, pg_binary.float4_values(signature), error)
+            width, height = row[size_at:size_at + 2] if len(row) >= size_at + 2 else (None, None)
+            return ImageInfo(id_, status, bytes(path), size, mtime, quality, pg_binary.float4_values(signature), error,
+                             width, height)
 
-        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8),
-                   image(row[2], 15), row[22], row[23])
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24),
+                   image(row[2], 15, 26), row[22], row[23])
 
     @property
     def structure_failed(self) -> bool:
@@ -369,6 +379,9 @@ class PairChecker:
                 return verify.Verdict(False, 0.0, seen.error)
         fa, fb = seen_a.features, seen_b.features
         if min(fa.quality, fb.quality) < verify.MIN_QUALITY:
+            # no hash signal of its own: only the same pixels (at one size) verify it
+            if pair.a.same_size(pair.b):
+                return verify.same_pixels_verdict(self._pixels(pair.a), self._pixels(pair.b))
             return verify.Verdict(False, 0.0, "low_quality")
         aligned = orientation is not None
         settled = None
@@ -890,7 +903,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels; 'tone': one brightness or contrast edit maps
-    the pixels of one onto the other; 'overlay': one is the other under a see-through watermark) when the two are
+    the pixels of one onto the other; 'overlay': one is the other under a see-through watermark; 'pixels': images
+    with no hash signal of their own, the same pixels at one size) when the two are
     the same picture; a rejection's reason ('colour', 'detail',
     'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified
     false) when a file is gone, changed since it was loaded (size or mtime), or cannot be

@@ -536,6 +536,10 @@ BEGIN
     threshold := coalesce(max_distance, cp.max_distance, 8);
     clustering := CASE WHEN kind = 'phash' THEN coalesce(cp.rule, 'hash') ELSE 'hash' END;
     PERFORM dbdedup.match(threshold, kind);
+    IF kind = 'phash' THEN
+        -- flat and detail-free images by size: the check by pixels (dbdedup verify) verifies them as the same pixels
+        PERFORM dbdedup.match_same_size();
+    END IF;
     IF clustering IN ('transforms', 'fused') THEN
         PERFORM dbdedup.match_transforms(coalesce(cp.transform_distance, 2));
         -- keypoint pairs (images loaded with --keypoints) wait for `dbdedup verify`: only geometry verifies them
@@ -558,8 +562,8 @@ BEGIN
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
-    'Incremental matching of new and changed images (pHash pairs, then the transform, keypoint and embedding signals the '
-    'stored rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
+    'Incremental matching of new and changed images (pHash pairs, images with no hash signal of their own by size, then '
+    'the transform, keypoint and embedding signals the stored rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
     'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters, '
     'then (rules transforms and fused) keeper pairs through verified members proposed (dbdedup.propose_keeper_pairs), linked from the next build once verified. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';

@@ -595,3 +595,58 @@ COMMENT ON FUNCTION dbdedup.match_embeddings(real, integer, boolean) IS
     'For each image, its k nearest embedding vectors through the pgvector index (LATERAL k-NN, cosine); pairs with '
     'similarity >= min_similarity get pairs.similarity (exact cosine of the stored vectors), with their pHash distance. '
     'Over-common and flat images are left out, as in dbdedup.match. Incremental: changed images against all.';
+
+CREATE OR REPLACE FUNCTION dbdedup.match_same_size(neighbours integer DEFAULT 8) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    s record;
+    n_pairs bigint;
+BEGIN
+    IF neighbours IS NULL OR neighbours < 1 OR neighbours > 1000 THEN
+        RAISE EXCEPTION 'neighbours must be from 1 to 1000, not %', neighbours;
+    END IF;
+    SELECT * INTO s FROM dbdedup.verify_settings();
+    -- Images with no hash signal of their own (flat, one colour, almost no detail) share a pHash that
+    -- is over-common or says nothing, so no hash or embedding pairs them; they may match only as the
+    -- same pixels. Candidates: images of one size (or that size turned by a quarter), each with its
+    -- nearest ones by mean colour (the colour signature's mean L, a and b), one image per file.
+    -- Every run looks at all of them (few, and read through images_low_signal_idx), and adds the pairs
+    -- not stored yet: the pairs of changed images were deleted by dbdedup.match, so this is incremental.
+    -- (the threshold as a literal: the plan then reads images_low_signal_idx)
+    EXECUTE format($q$
+        CREATE TEMP TABLE ss_image ON COMMIT DROP AS
+        SELECT i.id, i.sha256, i.phash, least(i.width, i.height) AS short_side, greatest(i.width, i.height) AS long_side,
+               (SELECT avg(v) FROM unnest(i.colour_signature[1:256]) v) AS light,
+               (SELECT avg(v) FROM unnest(i.colour_signature[257:320]) v) AS a,
+               (SELECT avg(v) FROM unnest(i.colour_signature[321:384]) v) AS b
+        FROM dbdedup.images i
+        WHERE i.status = 'ok' AND i.quality < %s AND i.width > 0 AND i.height > 0
+          AND cardinality(i.colour_signature) = 384 $q$, s.min_quality);
+    DELETE FROM ss_image x
+    USING (SELECT y.sha256, min(y.id) AS first_id FROM pg_temp.ss_image y GROUP BY y.sha256) f
+    WHERE f.sha256 = x.sha256 AND f.first_id < x.id;
+    CREATE INDEX ON ss_image (short_side, long_side);
+    ANALYZE ss_image;
+    INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
+    SELECT DISTINCT 'phash', least(x.id, n.id), greatest(x.id, n.id), bit_count((x.phash # n.phash)::bit(64)), false,
+           'same_size', 0
+    FROM ss_image x
+    CROSS JOIN LATERAL (
+        SELECT y.id, y.phash FROM pg_temp.ss_image y
+        WHERE y.short_side = x.short_side AND y.long_side = x.long_side AND y.id <> x.id
+        ORDER BY (y.light - x.light) ^ 2 + (y.a - x.a) ^ 2 + (y.b - x.b) ^ 2, y.id
+        LIMIT neighbours) n
+    ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
+    GET DIAGNOSTICS n_pairs = ROW_COUNT;
+    DROP TABLE ss_image;
+    RETURN n_pairs;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.match_same_size(integer) IS
+    'Pairs of images with no hash signal of their own (images.quality below dbdedup.verify_settings().min_quality: '
+    'flat, one colour, almost no detail) that have the same size, or that size turned by a quarter: each with its '
+    '`neighbours` nearest such images by mean colour, one image per file, as pairs with transform ''same_size'' '
+    '(transform_distance 0). Such a pair is verified only by its pixels: the check by pixels '
+    '(dbdedup.verify_workers) compares the two in each orientation their sizes allow (verify_reason pixels when they '
+    'are the same pixels up to re-encoding, else low_quality). Adds the pairs not stored yet; returns how many.';

@@ -387,7 +387,7 @@ BEGIN
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
-    SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error
+    SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error, i.width, i.height
     FROM dbdedup.images i
     WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
     CREATE INDEX ON vp_image (id);
@@ -401,10 +401,14 @@ BEGIN
     SELECT p.hash_kind, p.image_a, p.image_b,
            -- (a keeper pair through a member, or a keypoints pair, has a transform_distance of 0 that
            -- measures nothing: its closest is its pHash distance, not one framing)
-           least(p.distance, CASE WHEN p.transform IN ('linked', 'keypoints') THEN 64
+           least(p.distance, CASE WHEN p.transform IN ('linked', 'keypoints', 'same_size') THEN 64
                                   ELSE coalesce(p.transform_distance, 64) END) AS closest,
            CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
-                WHEN least(a.quality, b.quality) < s.min_quality THEN 'low_quality'
+                -- no hash signal of its own (flat, one colour): only the same pixels match it, so a pair
+                -- of one size (or that size turned by a quarter) goes to the check by pixels
+                WHEN least(a.quality, b.quality) < s.min_quality
+                    THEN CASE WHEN (a.width = b.width AND a.height = b.height) OR (a.width = b.height AND a.height = b.width)
+                              THEN 'pending' ELSE 'low_quality' END
                 WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'
                 WHEN a.quality IS NULL OR b.quality IS NULL OR a.colour_signature IS NULL OR b.colour_signature IS NULL
                     THEN 'pending'
@@ -527,7 +531,8 @@ $$;
 COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'Give a verdict (pairs.verified, verify_score, verify_reason) to every pair of a hash kind (all kinds for NULL) that has '
     'none, from the stored signals: exact copies (same SHA-256) are verified (exact); an image below the quality minimum '
-    'rejects the pair (low_quality), an image whose signature could not be computed too (no_signature); aligned pairs '
+    'rejects the pair (low_quality) unless the two have one size (or that size turned by a quarter): the check by '
+    'pixels then verifies it only as the same pixels (pixels); an image whose signature could not be computed too (no_signature); aligned pairs '
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
     'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, a layout apart (layout) beyond '

@@ -137,6 +137,12 @@ def _collection(root: Path, first: int, last: int) -> None:
             save(_drawing(colours), root / "art" / f"drawing{i}.png")
     if first == 0:
         (root / "c" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a whole jpeg")
+        # one-colour pictures: no hash signal, they match only as the same pixels (dbdedup.match_same_size)
+        save(Image.new("RGB", (160, 120), (119, 118, 123)), root / "flat" / "grey.png")
+        save(Image.new("RGB", (160, 120), (119, 118, 123)), root / "flat" / "grey_q10.jpg", quality=10)
+        save(Image.new("RGB", (160, 120), (90, 150, 60)), root / "flat" / "green.png")
+    elif first == 24:
+        save(Image.new("RGB", (120, 160), (119, 118, 123)), root / "flat" / "grey_turned.png")
 
 
 def _clusters(dsn: str) -> set[tuple]:
@@ -187,6 +193,8 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
     assert len(clusters) > len(first["citus"])
     assert any(any(m[2] == "flip_h" for m in members) for _, members in clusters), "mirrored copies cluster"
     assert any(any(m[4] is not None for m in members) for _, members in clusters), "embedding pairs are used"
+    flat = {Path(keeper).name for keeper, _ in clusters} | {Path(m[0]).name for _, members in clusters for m in members}
+    assert {"grey.png", "grey_q10.jpg", "grey_turned.png"} <= flat and "green.png" not in flat, "the same pixels"
 
     with psycopg.connect(citus_dsn) as conn:
         kinds = dict(conn.execute(
@@ -195,8 +203,10 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
         placements = conn.execute(
             "SELECT count(DISTINCT nodeport) FROM pg_dist_shard_placement p JOIN pg_dist_shard s USING (shardid) "
             "WHERE s.logicalrelid = 'dbdedup.images'::regclass").fetchone()[0]
-        # the incremental match on the cluster equals a full one (the hash pairs; the signals start over)
-        hash_pairs = "SELECT image_a, image_b, distance, is_exact FROM dbdedup.pairs WHERE distance <= 8 ORDER BY 1, 2"
+        # the incremental match on the cluster equals a full one (the hash pairs; the signals, and the one-colour
+        # pictures paired by size, start over)
+        hash_pairs = ("SELECT image_a, image_b, distance, is_exact FROM dbdedup.pairs "
+                      "WHERE distance <= 8 AND transform IS DISTINCT FROM 'same_size' ORDER BY 1, 2")
         incremental = conn.execute(hash_pairs).fetchall()
         conn.execute("SELECT * FROM dbdedup.match(8, 'phash', 'auto', true)")
         full = conn.execute(hash_pairs).fetchall()

@@ -14,6 +14,9 @@ SELECT * FROM dbdedup.match_embeddings(%(min_similarity)s::real, %(neighbours)s,
 -- name: match_keypoints
 SELECT * FROM dbdedup.match_keypoints(full_rematch => %(full)s)
 
+-- name: match_same_size
+SELECT dbdedup.match_same_size() AS pairs
+
 -- name: verify_pairs
 SELECT * FROM dbdedup.verify_pairs(%(hash_kind)s::text)
 

@@ -1,0 +1,59 @@
+"""Images with no hash signal of their own match as the same pixels: an index of them by size, and the pairs'
+columns' comments.
+
+Revision ID: 0028
+Revises: 0027
+
+dbdedup.match_same_size (sql/signals.sql) pairs flat, one-colour or almost detail-free images (quality below
+verify_settings().min_quality, 10) of one size, for the check of their pixels: the issue's bad-input rule, that
+such an image matches only as an exact copy, by its SHA-256 or by the same pixels (pairs.transform same_size,
+verify_reason pixels). The partial index holds only those images, so each match reads them without a scan of
+dbdedup.images. The comments are edited in place (the words added, as sql/tables.sql has them).
+"""
+
+from alembic import op
+
+revision = "0028"
+down_revision = "0027"
+branch_labels = None
+depends_on = None
+
+
+# (column, text before, text after) of the pairs' comments
+COMMENTS = (
+    ("verify_reason", "a watermark); or, for a rejection",
+     "a watermark), pixels (images with no hash signal of their own, the same pixels at one size up to re-encoding: "
+     "dbdedup.match_same_size); or, for a rejection"),
+    ("transform", "embedding neighbours). NULL when",
+     "embedding neighbours); same_size when dbdedup.match_same_size paired two images with no hash signal of their "
+     "own by their size (transform_distance 0). NULL when"),
+    ("transform_distance", "0 for keypoints and linked.", "0 for keypoints, linked and same_size."),
+)
+
+
+def _edit_comments(forward: bool) -> None:
+    for column, before, after in COMMENTS:
+        old, new = (before, after) if forward else (after, before)
+        op.execute(f"""
+            DO $$
+            DECLARE
+                text_now text := col_description('dbdedup.pairs'::regclass,
+                    (SELECT attnum FROM pg_attribute WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = '{column}'));
+            BEGIN
+                IF strpos(text_now, $t${old}$t$) = 0 THEN
+                    RAISE EXCEPTION 'the comment of pairs.{column} does not say what this revision expects';
+                END IF;
+                EXECUTE format('COMMENT ON COLUMN dbdedup.pairs.{column} IS %L', replace(text_now, $t${old}$t$, $t${new}$t$));
+            END
+            $$""")
+
+
+def upgrade() -> None:
+    op.execute("CREATE INDEX images_low_signal_idx ON dbdedup.images (least(width, height), greatest(width, height)) "
+               "WHERE status = 'ok' AND quality < 10")
+    _edit_comments(True)
+
+
+def downgrade() -> None:
+    _edit_comments(False)
+    op.execute("DROP INDEX dbdedup.images_low_signal_idx")
