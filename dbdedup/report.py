@@ -254,7 +254,8 @@ def render_terminal(
         head.add_row("reference paths", ", ".join(settings.reference_paths) + " (protected)")
     if summary.common_hash_images:
         head.add_row("over-common hashes", f"{summary.common_hash_images:,} images (blank or flat pictures) "
-                                           "matched to exact copies only: see dbdedup.common_hash_images")
+                                           "matched by it to exact copies only (one-colour ones of one size: the same "
+                                           "pixels too): see dbdedup.common_hash_images")
     console.print(Text("dbdedup report", style="bold underline"))
     console.print(head)
     if summary.images == 0:
@@ -302,7 +303,8 @@ def render_terminal(
             "embedding, or a verified member: through a member) and how the pair was verified (colours agree: "
             "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "
             "picture aligned by its pixels; one tone edit: a brightness or contrast edit maps one onto the other; "
-            "under a watermark: one is the other under a see-through overlay), with the score[/dim]"
+            "under a watermark: one is the other under a see-through overlay; same pixels, re-encoded: a "
+            "one-colour picture, the same pixels at one size), with the score[/dim]"
         )
 
     if histogram is not None and (histogram.counts or histogram.beyond):

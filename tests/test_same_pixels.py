@@ -62,6 +62,10 @@ def test_flat_copies_cluster_as_the_same_pixels_and_other_colours_and_sizes_do_n
                       frozenset({"navy.png", "navy_q30.webp"})}, groups
     members = [m for c in report["clusters"] for m in c["members"] if not m["keeper"]]
     assert {m["verify_reason"] for m in members} == {"pixels"}, members
+    # the terminal report and the pair listing say why, in words
+    assert "same pixels, re-encoded" in run_cli(db_dsn, "report").stdout
+    listed = run_cli(db_dsn, "pairs", "--format", "json").stdout
+    assert '"matched_by": "same_size", "transform": null, "transform_distance": 0' in listed, listed[:2000]
 
 
 def test_flat_images_pair_by_size_only(conn, tmp_path):
