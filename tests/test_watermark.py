@@ -208,3 +208,38 @@ def test_a_watermarked_keeper_pair_the_keypoints_align_is_verified_under_the_ove
     got = verdicts(conn)
     assert got[frozenset((ids["ring.png"], ids["ring_watermarked.png"]))][::2] == (True, "overlay"), got
     assert got[frozenset((ids["ring.png"], ids["other_ring_watermarked.png"]))][0] is False, got
+
+
+def test_a_watermarked_copy_joins_its_keeper_twice_its_size(conn, tmp_path):
+    # the keeper is the largest copy, here the picture enlarged 2x: reduced to the working size from two scales,
+    # their textures differ beyond the overlay's noise all over, and the overlay is found only at the watermarked
+    # copy's own size (the workers try it there when the two differ in size); opaque text is still refused
+    original = photo(0, (320, 240))
+    save(original.resize((640, 480), Image.Resampling.LANCZOS), tmp_path / "keeper.png")
+    save(stamped(original, text="PROOF", size=0.12), tmp_path / "watermarked.png")
+    save(stamped(original, (255, 255, 255, 255), text="PROOF", size=0.12), tmp_path / "captioned.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    verdicts = {frozenset((a, b)): (verified, reason) for a, b, verified, reason in conn.execute(
+        "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
+    assert verdicts[frozenset((ids["keeper.png"], ids["watermarked.png"]))] == (True, "overlay"), verdicts
+    assert verdicts.get(frozenset((ids["keeper.png"], ids["captioned.png"])), (False,))[0] is False, verdicts
+    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
+        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
+        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    assert members == {"keeper.png", "watermarked.png"}, members
+
+
+def test_the_overlay_is_tried_again_at_the_smaller_size_only_between_pictures_reduced_from_two_sizes():
+    from dbdedup.verify_workers import ImageInfo, PendingPair, overlay_side
+
+    def pair(size_a, size_b):
+        def info(i, size):
+            return ImageInfo(i, "ok", b"x", 1, 1, 50, None, None, *size)
+        return PendingPair("phash", 1, 2, 4, False, None, None, None, info(1, size_a), info(2, size_b))
+
+    assert overlay_side(pair((640, 480), (320, 240))) == 320
+    assert overlay_side(pair((2048, 1536), (1024, 768))) == 512  # (at most OVERLAY_MAX_SIDE)
+    assert overlay_side(pair((320, 240), (320, 240))) is None  # one size: the working pixels were one reduction
+    assert overlay_side(pair((100, 100), (50, 50))) is None  # small pictures: their working pixels are enlarged
+    assert overlay_side(pair((512, 384), (256, 192))) is None  # the working size itself, already compared
