@@ -610,8 +610,8 @@ BEGIN
     -- Images with no hash signal of their own (flat, one colour, almost no detail) share a pHash that
     -- is over-common or says nothing, so no hash or embedding pairs them; they may match only as the
     -- same pixels. Candidates: images of one size (or that size turned by a quarter), each with its
-    -- nearest ones by mean colour (the colour signature's mean L, a and b), one image per file.
-    -- Every run looks at all of them (few, and read through images_low_signal_idx), and adds the pairs
+    -- neighbours by mean colour (the colour signature's mean L, a and b), one image per file.
+    -- Every run looks at all of them (read through images_low_signal_idx), and adds the pairs
     -- not stored yet: the pairs of changed images were deleted by dbdedup.match, so this is incremental.
     -- (the threshold as a literal: the plan then reads images_low_signal_idx)
     EXECUTE format($q$
@@ -626,27 +626,30 @@ BEGIN
     DELETE FROM ss_image x
     USING (SELECT y.sha256, min(y.id) AS first_id FROM pg_temp.ss_image y GROUP BY y.sha256) f
     WHERE f.sha256 = x.sha256 AND f.first_id < x.id;
-    CREATE INDEX ON ss_image (short_side, long_side);
-    ANALYZE ss_image;
+    -- each image with the next ones of its size in the order of mean colour: linear in the images, where the
+    -- nearest by colour distance would compare every two of a size (a scanner's blank pages are thousands)
+    CREATE TEMP TABLE ss_ranked ON COMMIT DROP AS
+    SELECT x.id, x.phash, x.short_side, x.long_side,
+           row_number() OVER (PARTITION BY x.short_side, x.long_side ORDER BY x.light, x.a, x.b, x.id) AS r
+    FROM pg_temp.ss_image x;
+    CREATE INDEX ON ss_ranked (short_side, long_side, r);
+    ANALYZE ss_ranked;
     INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
-    SELECT DISTINCT 'phash', least(x.id, n.id), greatest(x.id, n.id), bit_count((x.phash # n.phash)::bit(64)), false,
+    SELECT 'phash', least(x.id, y.id), greatest(x.id, y.id), bit_count((x.phash # y.phash)::bit(64)), false,
            'same_size', 0
-    FROM ss_image x
-    CROSS JOIN LATERAL (
-        SELECT y.id, y.phash FROM pg_temp.ss_image y
-        WHERE y.short_side = x.short_side AND y.long_side = x.long_side AND y.id <> x.id
-        ORDER BY (y.light - x.light) ^ 2 + (y.a - x.a) ^ 2 + (y.b - x.b) ^ 2, y.id
-        LIMIT neighbours) n
+    FROM pg_temp.ss_ranked x
+    JOIN pg_temp.ss_ranked y ON y.short_side = x.short_side AND y.long_side = x.long_side
+                            AND y.r > x.r AND y.r <= x.r + neighbours
     ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
     GET DIAGNOSTICS n_pairs = ROW_COUNT;
-    DROP TABLE ss_image;
+    DROP TABLE ss_image, ss_ranked;
     RETURN n_pairs;
 END
 $$;
 COMMENT ON FUNCTION dbdedup.match_same_size(integer) IS
     'Pairs of images with no hash signal of their own (images.quality below dbdedup.verify_settings().min_quality: '
     'flat, one colour, almost no detail) that have the same size, or that size turned by a quarter: each with its '
-    '`neighbours` nearest such images by mean colour, one image per file, as pairs with transform ''same_size'' '
+    '`neighbours` next such images in the order of mean colour (L, then a and b), one image per file, as pairs with transform ''same_size'' '
     '(transform_distance 0). Such a pair is verified only by its pixels: the check by pixels '
     '(dbdedup.verify_workers) compares the two in each orientation their sizes allow (verify_reason pixels when they '
     'are the same pixels up to re-encoding, else low_quality). Adds the pairs not stored yet; returns how many.';

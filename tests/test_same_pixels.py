@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import psycopg
 from PIL import Image, ImageDraw
 
 from dbdedup import verify
@@ -82,3 +83,26 @@ def test_flat_images_pair_by_size_only(conn, tmp_path):
     # a.png, b.png and d.png are one size (b turned), c.png is smaller: it pairs with none
     assert set(pairs) == {frozenset({"a.png", "b.png"}), frozenset({"a.png", "d.png"}), frozenset({"b.png", "d.png"})}, pairs
     assert {transform for transform, _ in pairs.values()} == {"same_size"}
+
+
+def test_many_blank_pages_of_one_size_pair_a_few_each_and_join_one_cluster(db_dsn, tmp_path):
+    # a scanner's blank pages: the same pixels in different files (each names its page in a text chunk); each is
+    # paired with its next 8 of that size in the order of colour, not with every other page, and all end in one
+    # cluster, each verified with the keeper itself
+    from PIL.PngImagePlugin import PngInfo
+
+    root = tmp_path / "scans"
+    for i in range(30):
+        text = PngInfo()
+        text.add_text("page", str(i))
+        save(flat((250, 250, 248), (240, 320)), root / f"page{i:02d}.png", pnginfo=text)
+    save(flat((250, 250, 248), (240, 320)), root / "page_q30.jpg", quality=30)
+    run_cli(db_dsn, "-q", "load", str(root))
+    report = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    with psycopg.connect(db_dsn) as conn:
+        files = conn.execute("SELECT count(DISTINCT sha256) FROM dbdedup.images").fetchone()[0]
+        paired = conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE transform = 'same_size'").fetchone()[0]
+    assert files == 31
+    assert paired <= 8 * files, paired
+    assert len(report["clusters"]) == 1 and len(report["clusters"][0]["members"]) == 31, report["clusters"]
+    assert {m["verify_reason"] for m in report["clusters"][0]["members"] if not m["keeper"]} <= {"pixels", "exact"}
