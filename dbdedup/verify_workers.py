@@ -491,19 +491,26 @@ class PairChecker:
             # after no_geometry: on the accuracy set 7 look-alike pairs the keypoints could not align fit one
             # overlay, where the aligned ones gave 6 watermarked copies and no look-alike.)
             return self._unless_overlay(pair, fa, fb, "identity", verdict)
+        if not verdict.verified and verdict.reason == "no_geometry" and window_candidate(pair) \
+                and overlay_side(pair) is not None:
+            # such a pair nothing aligned, between pictures of two sizes both larger than the working one (a
+            # watermarked copy against its enlarged keeper): the overlay at the smaller one's own size only (at
+            # the working size 7 look-alike pairs of the accuracy set fit one)
+            return self._unless_overlay(pair, fa, fb, "identity", verdict, own_size_only=True)
         return verdict
 
     def _unless_overlay(self, pair: PendingPair, fa: verify.Features, fb: verify.Features, orientation: str,
-                        refused: verify.Verdict) -> verify.Verdict:
+                        refused: verify.Verdict, own_size_only: bool = False) -> verify.Verdict:
         """``refused``, or 'overlay' when it refused a pair aligned in ``orientation`` (by its hashes, or by its
         keypoints when unmirrored) for a region that differs (or found nothing to align) and one picture is the
         other under a semi-transparent overlay (a watermark: verify.overlay_verdict;
-        the files are read only when the signatures' cells differ as an overlay would make them)."""
+        the files are read only when the signatures' cells differ as an overlay would make them). With
+        ``own_size_only``, only at the smaller picture's own size (``overlay_side``), not at the working size."""
         if refused.reason not in OVERLAY_REFUSALS or not verify.overlay_cells_agree(fa.signature, fb.signature, orientation):
             return refused
         try:
-            pixels_a, pixels_b = self._pixels(pair.a), self._pixels(pair.b)
-            covered = verify.overlay_verdict(pixels_a, pixels_b, orientation, closest_distance(pair))
+            covered = None if own_size_only else \
+                verify.overlay_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation, closest_distance(pair))
             side = overlay_side(pair)
             if covered is None and side is not None:
                 # one is the other enlarged (a keeper is the largest copy): reduced from different scales to the
