@@ -8,7 +8,8 @@ database):
 
 - ``quality``: a PDQ-style 0-100 measure of how much gradient detail the
   image has (Meta's PDQ discards hashes of quality below 50). A flat or
-  low-detail image carries no hash signal: it matches only as an exact copy.
+  low-detail image carries no hash signal: it matches only as an exact copy, or as the same pixels at one size
+  (``same_pixels_verdict``).
 - ``colour_signature``: a tiny CIE Lab thumbnail (``GRID`` x ``GRID`` cells,
   3 values a cell), stored per image. ``compare_signatures`` compares the
   lightness layout after normalising its mean and spread (brightness and

@@ -1,5 +1,5 @@
-"""Images with no hash signal of their own match as the same pixels: an index of them by size, and the pairs'
-columns' comments.
+"""Images with no hash signal of their own match as the same pixels: an index of them by size, and the comments
+of images.quality and three columns of pairs.
 
 Revision ID: 0028
 Revises: 0027
@@ -19,31 +19,33 @@ branch_labels = None
 depends_on = None
 
 
-# (column, text before, text after) of the pairs' comments
+# (table, column, text before, text after) of the comments edited
 COMMENTS = (
-    ("verify_reason", "a watermark); or, for a rejection",
+    ("images", "quality", "matches only as an exact copy. NULL",
+     "matches only as an exact copy or as the same pixels at one size (dbdedup.match_same_size). NULL"),
+    ("pairs", "verify_reason", "a watermark); or, for a rejection",
      "a watermark), pixels (images with no hash signal of their own, the same pixels at one size up to re-encoding: "
      "dbdedup.match_same_size); or, for a rejection"),
-    ("transform", "embedding neighbours). NULL when",
+    ("pairs", "transform", "embedding neighbours). NULL when",
      "embedding neighbours); same_size when dbdedup.match_same_size paired two images with no hash signal of their "
      "own by their size (transform_distance 0). NULL when"),
-    ("transform_distance", "0 for keypoints and linked.", "0 for keypoints, linked and same_size."),
+    ("pairs", "transform_distance", "0 for keypoints and linked.", "0 for keypoints, linked and same_size."),
 )
 
 
 def _edit_comments(forward: bool) -> None:
-    for column, before, after in COMMENTS:
+    for table, column, before, after in COMMENTS:
         old, new = (before, after) if forward else (after, before)
         op.execute(f"""
             DO $$
             DECLARE
-                text_now text := col_description('dbdedup.pairs'::regclass,
-                    (SELECT attnum FROM pg_attribute WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = '{column}'));
+                text_now text := col_description('dbdedup.{table}'::regclass,
+                    (SELECT attnum FROM pg_attribute WHERE attrelid = 'dbdedup.{table}'::regclass AND attname = '{column}'));
             BEGIN
                 IF strpos(text_now, $t${old}$t$) = 0 THEN
-                    RAISE EXCEPTION 'the comment of pairs.{column} does not say what this revision expects';
+                    RAISE EXCEPTION 'the comment of {table}.{column} does not say what this revision expects';
                 END IF;
-                EXECUTE format('COMMENT ON COLUMN dbdedup.pairs.{column} IS %L', replace(text_now, $t${old}$t$, $t${new}$t$));
+                EXECUTE format('COMMENT ON COLUMN dbdedup.{table}.{column} IS %L', replace(text_now, $t${old}$t$, $t${new}$t$));
             END
             $$""")
 
