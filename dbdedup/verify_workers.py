@@ -321,7 +321,7 @@ class PairChecker:
                     return
                 seen.features = verify.Features(int(quality), signature)
             if need_pixels:
-                seen.pixels = verify.working_pixels(decode_colour(data, side=verify.GEOMETRY_SIDE, max_pixels=0))
+                seen.pixels = pixels_of_file(data)
         except FileCheckError as exc:
             seen.error = f"error: {exc.reason}"
         except ImageError as exc:
@@ -331,8 +331,7 @@ class PairChecker:
         """The image's pixels at ``side`` on its long side (read again, not cached: for the few pairs compared
         at another scale than the working one); _Unreadable when it cannot be read."""
         try:
-            data = read_recorded_file(info.path, info.size_bytes, info.mtime_ns)
-            return verify.working_pixels(decode_colour(data, side=side, max_pixels=0), side=side)
+            return pixels_of_file(read_recorded_file(info.path, info.size_bytes, info.mtime_ns), side)
         except (FileCheckError, ImageError) as exc:
             raise _Unreadable(f"error: {exc.reason}") from exc
 
@@ -533,6 +532,12 @@ class PairChecker:
                 v = verify.Verdict(False, 0.0, f"error: {exc.__class__.__name__}: {exc}"[:200])
             out.append((*pair.key, v.verified, float(v.score), v.reason))
         return out
+
+
+def pixels_of_file(data: bytes, side: int = verify.GEOMETRY_SIDE) -> np.ndarray:
+    """A file's RGB pixels at ``side`` on its long side, as every check by pixels reads them (the working pixels
+    at the default side)."""
+    return verify.working_pixels(decode_colour(data, side=side, max_pixels=0), side=side)
 
 
 OVERLAY_MAX_SIDE = 512  # the overlay is compared at the smaller picture's own size, up to this long side

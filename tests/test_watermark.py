@@ -249,16 +249,8 @@ def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only
     # a keeper pair through a member (transform linked: its pHash far, say) between a watermarked copy and its
     # 2x enlargement, which the keypoints do not align: tried as an overlay at the copy's own size, where it is
     # one; the same pair between two pictures of one size is not tried (at the working size look-alikes fit one)
-    from dbdedup.decode import decode_image
-    from dbdedup.fingerprint import verification_signals
-    from dbdedup.verify_workers import ImageInfo, PairChecker, PendingPair
-
-    def info(image_id, path):
-        st = path.stat()
-        quality, signature, why = verification_signals(decode_image(path.read_bytes(), colour=True))
-        with Image.open(path) as image:
-            size = image.size
-        return ImageInfo(image_id, "ok", bytes(path), st.st_size, st.st_mtime_ns, quality, signature, why, *size)
+    from dbdedup.verify_workers import PairChecker, PendingPair, overlay_side
+    from test_keypoints import _image_info as info
 
     original = photo(0, (320, 240))
     keeper = info(1, save(original.resize((640, 480), Image.Resampling.LANCZOS), tmp_path / "keeper.png"))
@@ -269,10 +261,4 @@ def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only
     assert linked.verified and linked.reason == "overlay", linked
     # (a pair only the pHash found at that distance is not a keeper pair: not tried)
     assert not checker.verdict(PendingPair("phash", 1, 2, 30, False, None, None, None, keeper, copy)).verified
-    assert overlay_side_of(plain, copy) is None
-
-
-def overlay_side_of(a, b):
-    from dbdedup.verify_workers import PendingPair, overlay_side
-
-    return overlay_side(PendingPair("phash", a.id, b.id, 30, False, "linked", 0, None, a, b))
+    assert overlay_side(PendingPair("phash", 2, 3, 30, False, "linked", 0, None, copy, plain)) is None

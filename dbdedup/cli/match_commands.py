@@ -85,6 +85,9 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
             k = m.keypoints
             note(ctx, f"keypoints ({k.mode}): {k.probes:,} images with keys matched, {k.candidates:,} sharing enough "
                       f"keys, {k.pairs:,} pairs by keypoints (for the check by pixels) in {k.seconds:.2f} s")
+        if m.same_size_pairs:
+            note(ctx, f"{m.same_size_pairs:,} new pairs of one-colour pictures of one size (for the check by pixels: "
+                      "the same pixels)")
         if m.verification is not None:
             v = m.verification
             note(ctx, f"verification of {v.pairs:,} pairs without a verdict: {v.verified:,} the same picture, "
