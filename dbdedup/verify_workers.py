@@ -397,7 +397,7 @@ class PairChecker:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
             if settled is not None and settled.reason == "colour" and pair.tone_candidate:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
-                toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
+                toned = self._tone_verdict(pair, orientation)
                 return toned if toned is not None else self._unless_overlay(pair, fa, fb, orientation, settled)
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
@@ -479,7 +479,7 @@ class PairChecker:
             # apart in colour, layout or detail, not settled by the signatures, and not aligned otherwise: one
             # edit of the tones may explain it (a copy brightened until it clips, farther in pHash than
             # same_framing; its clipped areas have no keypoints)
-            toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
+            toned = self._tone_verdict(pair, orientation)
             if toned is not None:
                 return toned
         if not verdict.verified and aligned:
@@ -491,12 +491,29 @@ class PairChecker:
             # overlay, where the aligned ones gave 6 watermarked copies and no look-alike.)
             return self._unless_overlay(pair, fa, fb, "identity", verdict)
         if not verdict.verified and verdict.reason == "no_geometry" and window_candidate(pair) \
-                and overlay_side(pair) is not None:
+                and own_size_side(pair) is not None:
             # such a pair nothing aligned, between pictures of two sizes both larger than the working one (a
             # watermarked copy against its enlarged keeper): the overlay at the smaller one's own size only (at
             # the working size 7 look-alike pairs of the accuracy set fit one)
             return self._unless_overlay(pair, fa, fb, "identity", verdict, own_size_only=True)
         return verdict
+
+    def _tone_verdict(self, pair: PendingPair, orientation: str) -> verify.Verdict | None:
+        """'tone' when one brightness or contrast edit maps image_a (under ``orientation``) onto image_b
+        (``verify.tone_verdict``) at the working size, or else at the smaller picture's own size
+        (``own_size_side``); None otherwise."""
+        toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
+        side = own_size_side(pair)
+        if toned is None and side is not None:
+            # one is the other enlarged (a keeper is the largest copy): reduced to the working size from two
+            # scales, a brightened copy's clipped edges and the keeper's unclipped ones are resampled apart, and
+            # no line fits them; at the smaller one's own size both come from one grid (bench/accuracy: 4
+            # brightened copies against their 2x upscale, none of the 43 look-alike pairs tried so)
+            try:
+                toned = verify.tone_verdict(self._pixels_at(pair.a, side), self._pixels_at(pair.b, side), orientation)
+            except _Unreadable:
+                return None  # (the refusal stands: a file changed since its load is read by the next match)
+        return toned
 
     def _unless_overlay(self, pair: PendingPair, fa: verify.Features, fb: verify.Features, orientation: str,
                         refused: verify.Verdict, own_size_only: bool = False) -> verify.Verdict:
@@ -504,13 +521,13 @@ class PairChecker:
         keypoints when unmirrored) for a region that differs (or found nothing to align) and one picture is the
         other under a semi-transparent overlay (a watermark: verify.overlay_verdict;
         the files are read only when the signatures' cells differ as an overlay would make them). With
-        ``own_size_only``, only at the smaller picture's own size (``overlay_side``), not at the working size."""
+        ``own_size_only``, only at the smaller picture's own size (``own_size_side``), not at the working size."""
         if refused.reason not in OVERLAY_REFUSALS or not verify.overlay_cells_agree(fa.signature, fb.signature, orientation):
             return refused
         try:
             covered = None if own_size_only else \
                 verify.overlay_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation, closest_distance(pair))
-            side = overlay_side(pair)
+            side = own_size_side(pair)
             if covered is None and side is not None:
                 # one is the other enlarged (a keeper is the largest copy): reduced from different scales to the
                 # working size, their textures differ beyond the overlay's noise; at the smaller one's own size
@@ -540,19 +557,20 @@ def pixels_of_file(data: bytes, side: int = verify.GEOMETRY_SIDE) -> np.ndarray:
     return verify.working_pixels(decode_colour(data, side=side, max_pixels=0), side=side)
 
 
-OVERLAY_MAX_SIDE = 512  # the overlay is compared at the smaller picture's own size, up to this long side
+OWN_SIZE_MAX_SIDE = 512  # the overlay and the tone edit are compared again at the smaller picture's own size, up to this
 
 
-def overlay_side(pair: PendingPair) -> int | None:
-    """The long side at which to try the overlay again when both pictures were reduced to the working size
-    (``verify.GEOMETRY_SIDE``) from two different sizes: the smaller one's, at most OVERLAY_MAX_SIDE; None
-    otherwise (one size, sizes not recorded, or a picture at or under the working size: a 50-pixel star ring
-    at its own size fits one overlay over another ring on the accuracy set)."""
+def own_size_side(pair: PendingPair) -> int | None:
+    """The long side at which to try the overlay or the tone edit again when both pictures were reduced to the
+    working size (``verify.GEOMETRY_SIDE``) from two different sizes: the smaller one's, at most
+    OWN_SIZE_MAX_SIDE; None otherwise (one size, sizes not recorded, or a picture at or under the working size:
+    a 50-pixel star ring at its own size fits one overlay over another ring on the accuracy set, and a
+    190-pixel card one tone edit of the same card of another deck, cream against white)."""
     a, b = pair.a, pair.b
     if None in (a.width, a.height, b.width, b.height):
         return None
     long_a, long_b = max(a.width, a.height), max(b.width, b.height)
-    side = min(long_a, long_b, OVERLAY_MAX_SIDE)
+    side = min(long_a, long_b, OWN_SIZE_MAX_SIDE)
     return side if long_a != long_b and side > verify.GEOMETRY_SIDE else None
 
 

@@ -286,3 +286,54 @@ def test_migration_0026_has_pairs_the_old_cells_turned_away_looked_at_again(conn
     assert check_structure(conn).tone_measured == 1
     found = pair(conn, ids, "red.png", "blue.png")
     assert found["verified"] is False and math.isnan(found["tone_fit"]), found
+
+
+def tent(side: int = 300, fill: tuple[int, int, int] = (190, 200, 235), seed: int = 0) -> Image.Image:
+    """Clip-art: a light shaded tent on white, its canvas drawn in thin black lines (``seed`` places them)."""
+    rng = np.random.default_rng(seed)
+    rows, columns = np.mgrid[0:side, 0:side]
+    shade = (0.75 + 0.25 * columns / side)[..., None]
+    pixels = np.full((side, side, 3), 255.0)
+    inside = (np.abs(columns - side / 2) < (rows - side * 0.1) * 0.55) & (rows < side * 0.9)
+    pixels[inside] = (np.array(fill) * shade)[inside]
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for top, bottom in rng.uniform(0.15, 0.85, (12, 2)) * side:
+        draw.line([(side / 2 + (top - side / 2) * 0.2, side * 0.12), (bottom, side * 0.88)], fill="black", width=2)
+    draw.polygon([(side / 2, side * 0.1), (side * 0.05, side * 0.9), (side * 0.95, side * 0.9)], outline="black", width=2)
+    return image
+
+
+def test_a_brightened_drawing_fits_one_edit_against_its_enlarged_keeper_at_its_own_size(conn, tmp_path):
+    # the keeper is the largest copy, the drawing enlarged 2x: reduced to the working size from two scales, the
+    # brightened copy's clipped fill beside its black lines and the keeper's unclipped one are resampled apart, 8-10
+    # levels RMS off every line; at the copy's own size both come from one grid and one edit fits (the workers try
+    # it there when the two differ in size). Another colour of it, or another tent, brightened so, is still apart.
+    from dbdedup.verify_workers import PairChecker, PendingPair, pixels_of_file
+    from test_keypoints import _image_info as info
+
+    original = tent()
+    save(original.resize((600, 600), Image.Resampling.BICUBIC), tmp_path / "keeper.png")
+    save(ImageEnhance.Brightness(original).enhance(1.3), tmp_path / "brighter.png")
+    save(ImageEnhance.Brightness(recoloured(original)).enhance(1.3), tmp_path / "recoloured_brighter.png")
+    save(ImageEnhance.Brightness(tent(seed=1)).enhance(1.3), tmp_path / "other_tent_brighter.png")
+    working = [pixels_of_file((tmp_path / name).read_bytes()) for name in ("keeper.png", "brighter.png")]
+    assert verify.tone_verdict(*working, "identity") is None  # (so the working size alone leaves it out)
+
+    keeper = info(1, tmp_path / "keeper.png")
+    checker = PairChecker()
+    for name, wanted in (("brighter.png", (True, "tone")), ("recoloured_brighter.png", (False, "colour")),
+                         ("other_tent_brighter.png", (False, None))):
+        copy = info(2, tmp_path / name)
+        got = checker.verdict(PendingPair("phash", 1, 2, 2, False, None, None, None, keeper, copy, tone_fit=5.0))
+        assert got.verified is wanted[0] and got.reason == (wanted[1] or got.reason), (name, got)
+
+    # and through the database: the load, the match, the signatures' cells, the workers
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    found = pair(conn, ids, "keeper.png", "brighter.png")
+    assert found is not None and found["verified"] is True and found["reason"] == "tone", found
+    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
+        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
+        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    assert members == {"keeper.png", "brighter.png"}, members

@@ -231,25 +231,25 @@ def test_a_watermarked_copy_joins_its_keeper_twice_its_size(conn, tmp_path):
 
 
 def test_the_overlay_is_tried_again_at_the_smaller_size_only_between_pictures_reduced_from_two_sizes():
-    from dbdedup.verify_workers import ImageInfo, PendingPair, overlay_side
+    from dbdedup.verify_workers import ImageInfo, PendingPair, own_size_side
 
     def pair(size_a, size_b):
         def info(i, size):
             return ImageInfo(i, "ok", b"x", 1, 1, 50, None, None, *size)
         return PendingPair("phash", 1, 2, 4, False, None, None, None, info(1, size_a), info(2, size_b))
 
-    assert overlay_side(pair((640, 480), (320, 240))) == 320
-    assert overlay_side(pair((2048, 1536), (1024, 768))) == 512  # (at most OVERLAY_MAX_SIDE)
-    assert overlay_side(pair((320, 240), (320, 240))) is None  # one size: the working pixels were one reduction
-    assert overlay_side(pair((100, 100), (50, 50))) is None  # small pictures: their working pixels are enlarged
-    assert overlay_side(pair((512, 384), (256, 192))) is None  # the working size itself, already compared
+    assert own_size_side(pair((640, 480), (320, 240))) == 320
+    assert own_size_side(pair((2048, 1536), (1024, 768))) == 512  # (at most OWN_SIZE_MAX_SIDE)
+    assert own_size_side(pair((320, 240), (320, 240))) is None  # one size: the working pixels were one reduction
+    assert own_size_side(pair((100, 100), (50, 50))) is None  # small pictures: their working pixels are enlarged
+    assert own_size_side(pair((512, 384), (256, 192))) is None  # the working size itself, already compared
 
 
 def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only(tmp_path):
     # a keeper pair through a member (transform linked: its pHash far, say) between a watermarked copy and its
     # 2x enlargement, which the keypoints do not align: tried as an overlay at the copy's own size, where it is
     # one; the same pair between two pictures of one size is not tried (at the working size look-alikes fit one)
-    from dbdedup.verify_workers import PairChecker, PendingPair, overlay_side
+    from dbdedup.verify_workers import PairChecker, PendingPair, own_size_side
     from test_keypoints import _image_info as info
 
     original = photo(0, (320, 240))
@@ -261,4 +261,4 @@ def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only
     assert linked.verified and linked.reason == "overlay", linked
     # (a pair only the pHash found at that distance is not a keeper pair: not tried)
     assert not checker.verdict(PendingPair("phash", 1, 2, 30, False, None, None, None, keeper, copy)).verified
-    assert overlay_side(PendingPair("phash", 2, 3, 30, False, "linked", 0, None, copy, plain)) is None
+    assert own_size_side(PendingPair("phash", 2, 3, 30, False, "linked", 0, None, copy, plain)) is None
