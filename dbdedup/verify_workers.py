@@ -73,6 +73,7 @@ WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of se
 # report plans (verify_plan) come in batches from all over the graph, to workers kept between them:
 # 19,288 files read for its 29,553 checks with 256, 15,604 for 25,506 with 1,024 (about 7 s less)
 CACHED_IMAGES = 512
+RESIZED_IMAGES = 4  # images a worker keeps at a side other than the working one (PairChecker._pixels_at)
 # the refusals of an aligned pair that a semi-transparent overlay on one side may explain (PairChecker._unless_overlay)
 OVERLAY_REFUSALS = frozenset({"colour", "layout", "detail", "structure", "no_geometry"})
 ALIGNED_REFUSALS = OVERLAY_REFUSALS - {"no_geometry"}  # ... of a pair the keypoints aligned
@@ -286,6 +287,8 @@ class PairChecker:
     def __init__(self, cached_images: int = CACHED_IMAGES, store: StoreAccess | None = None):
         self.cache: OrderedDict[int, _Seen] = OrderedDict()
         self.cached_images = cached_images
+        # the last few images read at another side (a pair whose tone fit failed there tries the overlay there next)
+        self.resized: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
         self.store = store or StoreAccess(None)
         self.images_read = 0
         self.backfills: list[tuple] = []  # (image_id, size, mtime, quality, signature list, error), taken by the caller
@@ -328,12 +331,19 @@ class PairChecker:
             seen.error = f"error: {exc.reason}"
 
     def _pixels_at(self, info: ImageInfo, side: int) -> np.ndarray:
-        """The image's pixels at ``side`` on its long side (read again, not cached: for the few pairs compared
-        at another scale than the working one); _Unreadable when it cannot be read."""
-        try:
-            return pixels_of_file(read_recorded_file(info.path, info.size_bytes, info.mtime_ns), side)
-        except (FileCheckError, ImageError) as exc:
-            raise _Unreadable(f"error: {exc.reason}") from exc
+        """The image's pixels at ``side`` on its long side (read again, for the few pairs compared at another
+        scale than the working one; the last RESIZED_IMAGES kept); _Unreadable when it cannot be read."""
+        key = (info.id, side)
+        pixels = self.resized.get(key)
+        if pixels is None:
+            try:
+                pixels = pixels_of_file(read_recorded_file(info.path, info.size_bytes, info.mtime_ns), side)
+            except (FileCheckError, ImageError) as exc:
+                raise _Unreadable(f"error: {exc.reason}") from exc
+            self.resized[key] = pixels
+            while len(self.resized) > RESIZED_IMAGES:
+                self.resized.popitem(last=False)
+        return pixels
 
     def _pixels(self, info: ImageInfo) -> np.ndarray:
         """The image's working pixels (read when not cached); _Unreadable when it cannot be read."""

@@ -322,10 +322,11 @@ def test_a_brightened_drawing_fits_one_edit_against_its_enlarged_keeper_at_its_o
 
     keeper = info(1, tmp_path / "keeper.png")
     checker = PairChecker()
-    for name, wanted in (("brighter.png", (True, "tone")), ("recoloured_brighter.png", (False, "colour")),
-                         ("other_tent_brighter.png", (False, None))):
-        copy = info(2, tmp_path / name)
-        got = checker.verdict(PendingPair("phash", 1, 2, 2, False, None, None, None, keeper, copy, tone_fit=5.0))
+    for image_id, (name, wanted) in enumerate((("brighter.png", (True, "tone")),
+                                               ("recoloured_brighter.png", (False, "colour")),
+                                               ("other_tent_brighter.png", (False, None))), start=2):
+        copy = info(image_id, tmp_path / name)  # (one id an image: the checker keeps what it read by id)
+        got = checker.verdict(PendingPair("phash", 1, image_id, 2, False, None, None, None, keeper, copy, tone_fit=5.0))
         assert got.verified is wanted[0] and got.reason == (wanted[1] or got.reason), (name, got)
 
     # and through the database: the load, the match, the signatures' cells, the workers

@@ -262,3 +262,27 @@ def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only
     # (a pair only the pHash found at that distance is not a keeper pair: not tried)
     assert not checker.verdict(PendingPair("phash", 1, 2, 30, False, None, None, None, keeper, copy)).verified
     assert own_size_side(PendingPair("phash", 2, 3, 30, False, "linked", 0, None, copy, plain)) is None
+
+
+def test_a_pair_compared_again_at_its_own_size_reads_each_file_there_once(tmp_path, monkeypatch):
+    # a tone fit that failed at the smaller picture's own size goes on to the overlay at the same side: the
+    # pixels read for the first are the second's (each file decoded there once)
+    import dbdedup.verify_workers as workers
+    from test_keypoints import _image_info as info
+
+    original = photo(0, (320, 240))
+    keeper = info(1, save(original.resize((640, 480), Image.Resampling.LANCZOS), tmp_path / "keeper.png"))
+    copy = info(2, save(stamped(original, text="PROOF", size=0.12), tmp_path / "watermarked.png"))
+    reads = []
+    real = workers.read_recorded_file
+    monkeypatch.setattr(workers, "read_recorded_file", lambda path, *rest: reads.append(path) or real(path, *rest))
+    checker = workers.PairChecker()
+    first = [checker._pixels_at(image, 320) for image in (keeper, copy)]
+    again = [checker._pixels_at(image, 320) for image in (keeper, copy)]
+    assert len(reads) == 2 and all(a is b for a, b in zip(first, again)), reads
+    assert first[0].shape[:2] == (240, 320)
+    for i in range(3, 3 + workers.RESIZED_IMAGES):  # (a bounded cache: older ones are read again)
+        checker._pixels_at(workers.ImageInfo(i, "ok", copy.path, copy.size_bytes, copy.mtime_ns, 50, None, None,
+                                             320, 240), 320)
+    checker._pixels_at(keeper, 320)
+    assert len(reads) == 3 + workers.RESIZED_IMAGES, reads
