@@ -303,7 +303,8 @@ def render_terminal(
             "embedding, or a verified member: through a member) and how the pair was verified (colours agree: "
             "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "
             "picture aligned by its pixels; one tone edit: a brightness or contrast edit maps one onto the other; "
-            "under a watermark: one is the other under a see-through overlay; same pixels, re-encoded: a "
+            "under a watermark: one is the other under a see-through overlay; JPEG artefacts agree: the other "
+            "picture, compressed as the low-quality JPEG was, gives its pixels; same pixels, re-encoded: a "
             "one-colour picture, the same pixels at one size), with the score[/dim]"
         )
 

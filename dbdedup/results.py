@@ -131,6 +131,7 @@ VERIFIED_BY = {
     "dense": "pixels align",
     "tone": "one tone edit",
     "overlay": "under a watermark",
+    "reencoded": "JPEG artefacts agree",
     "pixels": "same pixels, re-encoded",
     "reviewer": "confirmed by a reviewer",
 }

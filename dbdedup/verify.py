@@ -30,13 +30,14 @@ held-out split (bench/accuracy/verify_study.py).
 
 from __future__ import annotations
 
+import io
 import re
 import warnings
 from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from .hashes import compute_hashes
 from .turn_signature import ring_points
@@ -823,6 +824,98 @@ def same_pixels_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict:
     if best is None:
         return Verdict(False, 0.0, "low_quality")
     return Verdict(True, 1.0 - best / 255.0, "pixels")
+
+
+# ---------------------------------------------------------------- a re-encoded copy
+
+# A JPEG saved at a low quality (10-50) moves colours by whole 8x8 blocks (its chroma is quantized coarsely), and
+# its artefacts leave thin drawings without keypoints and flat pictures without an alignment by ECC: the
+# accuracy set's copies at quality 10 were refused for colour or no_geometry against their keepers. Such a
+# file says how it was compressed (its quantization tables and chroma subsampling), so the other picture is
+# compressed the same way at the JPEG's own size, and the two are then compared pixel by pixel: a copy comes
+# out with the same artefacts, a look-alike keeps its own lines and colours. Measured on the pairs of the
+# accuracy set with a side at quality 10 or 30 that a run had refused (bench/accuracy, session 25): of the 156
+# pairs of copies of one picture unedited but for their size or format (about 1-24 RMS apart this way, median
+# 3.4), 109 are within REENCODE_MAX_RMS and REENCODE_MAX_P99; of the 10,327 look-alike pairs none, the closest
+# (two 100-px star rings of one family, one at quality 10) 6.4 RMS and 25 at the 99th percentile apart. In a
+# whole run 25 pairs were verified so, none of them a look-alike.
+REENCODE_MAX_QUALITY = 50  # the JPEG's estimated quality (IJG scale): above it, the other checks see through the artefacts
+REENCODE_MAX_PIXELS = 1 << 20  # the JPEG's size at most: compressed again at its own size
+REENCODE_MAX_RMS = 5.0  # levels, over every channel of every pixel
+REENCODE_MAX_P99 = 22.0  # levels: the 99th percentile of each pixel's largest channel difference
+
+# the IJG's standard luminance table, which libjpeg scales by the quality (Annex K of the JPEG standard)
+_IJG_LUMINANCE = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57,
+                           69, 56, 14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64,
+                           81, 104, 113, 92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+                          dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class JpegEncoding:
+    """How a JPEG file was compressed: its quantization ``tables`` (as Pillow reads and writes them), its chroma
+    ``subsampling`` (Pillow's 0 4:4:4, 1 4:2:2, 2 4:2:0), its ``mode`` ('RGB' or 'L'), its ``size`` (width,
+    height) and the ``quality`` its luminance table comes from on the IJG scale (1-100)."""
+
+    tables: dict
+    subsampling: int
+    mode: str
+    size: tuple[int, int]
+    quality: float
+
+
+def estimated_quality(luminance: Sequence[int]) -> float:
+    """The IJG quality (1-100) whose scaling of the standard luminance table comes closest to ``luminance``
+    (its 64 values in Pillow's order): libjpeg scales it by 5000/q percent below 50 and 200 - 2q above."""
+    scale = float(np.median((np.asarray(luminance, dtype=np.float64) * 100 - 50) / _IJG_LUMINANCE))
+    quality = 5000 / scale if scale > 100 else (200 - scale) / 2
+    return float(min(100.0, max(1.0, quality)))
+
+
+def jpeg_encoding(data: bytes) -> JpegEncoding | None:
+    """How the JPEG file ``data`` was compressed (its header only is read); None for another format, or a JPEG
+    this check cannot compress again alike (CMYK, an unknown subsampling, an EXIF turn: its pixels are not
+    on its block grid)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "JPEG" or image.mode not in ("RGB", "L") or not image.quantization:
+                return None
+            if int(image.getexif().get(0x0112, 1) or 1) != 1:  # (EXIF Orientation)
+                return None
+            subsampling = JpegImagePlugin.get_sampling(image) if image.mode == "RGB" else 0
+            if subsampling < 0:
+                return None
+            tables = dict(image.quantization)
+            return JpegEncoding(tables, subsampling, image.mode, image.size, estimated_quality(tables[0]))
+    except Exception:  # (not an image Pillow reads: the verdict stands)
+        return None
+
+
+def reencoded_verdict(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEncoding) -> "Verdict | None":
+    """'reencoded' (verified) when the RGB pixels ``other`` (scaled to the JPEG's size, unturned: the same
+    aspect within 2%), compressed as ``encoding`` says, come out as the JPEG's own decoded RGB pixels ``jpeg``
+    within REENCODE_MAX_RMS and REENCODE_MAX_P99; None otherwise."""
+    rows, columns = jpeg.shape[:2]
+    if abs(np.log((other.shape[1] / other.shape[0]) / (columns / rows))) > 0.02:
+        return None  # (another framing)
+    if other.shape[:2] != (rows, columns):
+        other = _cv2().resize(np.ascontiguousarray(other), (columns, rows), interpolation=_cv2().INTER_AREA)
+    image = Image.fromarray(np.ascontiguousarray(other, dtype=np.uint8), "RGB")
+    if encoding.mode == "L":
+        image = image.convert("L")
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, "JPEG", qtables=encoding.tables, subsampling=encoding.subsampling)
+        with Image.open(buffer) as again:
+            compressed = np.asarray(again.convert("RGB"), dtype=np.float32)
+    except (OSError, ValueError):  # (tables libjpeg will not write: the refusal stands, not an error)
+        return None
+    difference = np.abs(compressed - jpeg.astype(np.float32))
+    rms = float(np.sqrt((difference ** 2).mean()))
+    if rms > REENCODE_MAX_RMS or float(np.percentile(difference.max(axis=2), 99)) > REENCODE_MAX_P99:
+        return None
+    # (the score: 1 for the same pixels, 0 at ten times the RMS allowed)
+    return Verdict(True, max(0.0, 1.0 - rms / (10 * REENCODE_MAX_RMS)), "reencoded")
 
 
 # ---------------------------------------------------------------- geometry

@@ -77,6 +77,9 @@ RESIZED_IMAGES = 4  # images a worker keeps at a side other than the working one
 # the refusals of an aligned pair that a semi-transparent overlay on one side may explain (PairChecker._unless_overlay)
 OVERLAY_REFUSALS = frozenset({"colour", "layout", "detail", "structure", "no_geometry"})
 ALIGNED_REFUSALS = OVERLAY_REFUSALS - {"no_geometry"}  # ... of a pair the keypoints aligned
+# the refusals a JPEG's low quality may explain: its artefacts move colours by blocks and hide thin lines from
+# the keypoints and ECC (PairChecker._unless_reencoded)
+REENCODE_REFUSALS = OVERLAY_REFUSALS
 
 # How pairs are routed (aligned or not, settled or not) is set in sql/verification.sql, as verify.py
 # reads it: the same rules as the SQL step (dbdedup.verify_pairs).
@@ -160,6 +163,7 @@ class ImageInfo:
     signature_error: str | None
     width: int | None = None  # as the loader recorded them (EXIF orientation applied)
     height: int | None = None
+    format: str | None = None  # images.format: 'JPEG', 'PNG', ...
 
     def same_size(self, other: "ImageInfo") -> bool:
         """Whether the two have one size, or that size turned by a quarter (both recorded)."""
@@ -188,14 +192,14 @@ class PendingPair:
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
         """A row of the ``pending_pairs`` query (the signatures in their binary form: ``array_send``)."""
-        def image(id_, start, size_at):
+        def image(id_, start, size_at, format_at):
             status, path, size, mtime, quality, signature, error = row[start:start + 7]
             width, height = row[size_at:size_at + 2] if len(row) >= size_at + 2 else (None, None)
             return ImageInfo(id_, status, bytes(path), size, mtime, quality, pg_binary.float4_values(signature), error,
-                             width, height)
+                             width, height, row[format_at] if len(row) > format_at else None)
 
-        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24),
-                   image(row[2], 15, 26), row[22], row[23])
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28),
+                   image(row[2], 15, 26, 29), row[22], row[23])
 
     @property
     def structure_failed(self) -> bool:
@@ -289,6 +293,8 @@ class PairChecker:
         self.cached_images = cached_images
         # the last few images read at another side (a pair whose tone fit failed there tries the overlay there next)
         self.resized: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        # how each JPEG read was compressed (None for any other file), for the check of a re-encoded copy
+        self.encodings: OrderedDict[int, verify.JpegEncoding | None] = OrderedDict()
         self.store = store or StoreAccess(None)
         self.images_read = 0
         self.backfills: list[tuple] = []  # (image_id, size, mtime, quality, signature list, error), taken by the caller
@@ -313,6 +319,7 @@ class PairChecker:
         self.images_read += 1
         try:
             data = read_recorded_file(info.path, info.size_bytes, info.mtime_ns)
+            self._note_encoding(info, data)
             if seen.features is None:
                 # measured as the loader measures them (its decode, its working images): the
                 # values an image loaded today would have
@@ -379,7 +386,8 @@ class PairChecker:
         if pair.a.signature_error is not None or pair.b.signature_error is not None:
             return verify.Verdict(False, 0.0, "no_signature")
         try:
-            return self._verdict(pair)
+            verdict = self._verdict(pair)
+            return verdict if verdict.verified else self._unless_reencoded(pair, verdict)
         except _Unreadable as exc:
             return verify.Verdict(False, 0.0, exc.reason)
 
@@ -524,6 +532,47 @@ class PairChecker:
             except _Unreadable:
                 return None  # (the refusal stands: a file changed since its load is read by the next match)
         return toned
+
+    def _unless_reencoded(self, pair: PendingPair, refused: verify.Verdict) -> verify.Verdict:
+        """``refused``, or 'reencoded' when it refused the pair for a region, a colour or no alignment and one
+        picture is a JPEG saved at a low quality that the other, compressed the same way at its size, comes out
+        as (``verify.reencoded_verdict``; unturned pairs only, of the same aspect)."""
+        if refused.reason not in REENCODE_REFUSALS or orientation_of(pair) not in (None, "identity"):
+            return refused
+        for jpeg, other in ((pair.a, pair.b), (pair.b, pair.a)):
+            encoding = self._jpeg_encoding(jpeg)
+            if encoding is None or encoding.quality > verify.REENCODE_MAX_QUALITY \
+                    or encoding.size[0] * encoding.size[1] > verify.REENCODE_MAX_PIXELS:
+                continue
+            width, height = encoding.size
+            try:
+                own = self._pixels_at(jpeg, max(width, height))
+                pixels = self._pixels_at(other, max(width, height))
+            except _Unreadable:
+                return refused  # (the refusal stands: a file changed since its load is read by the next match)
+            verified = verify.reencoded_verdict(pixels, own, encoding)
+            if verified is not None:
+                return verified
+        return refused
+
+    def _jpeg_encoding(self, info: ImageInfo) -> verify.JpegEncoding | None:
+        """How the image's file was compressed when it is a JPEG (``verify.jpeg_encoding``; its header read
+        once a worker), else None."""
+        if info.format != "JPEG":
+            return None
+        if info.id not in self.encodings:
+            try:
+                self._note_encoding(info, read_recorded_file(info.path, info.size_bytes, info.mtime_ns))
+            except FileCheckError:
+                return None
+        return self.encodings.get(info.id)
+
+    def _note_encoding(self, info: ImageInfo, data: bytes) -> None:
+        """Keep how the image's file ``data`` was compressed when it is a JPEG (the last ``cached_images``)."""
+        if info.format == "JPEG" and info.id not in self.encodings:
+            self.encodings[info.id] = verify.jpeg_encoding(data)
+            while len(self.encodings) > self.cached_images:
+                self.encodings.popitem(last=False)
 
     def _unless_overlay(self, pair: PendingPair, fa: verify.Features, fb: verify.Features, orientation: str,
                         refused: verify.Verdict, own_size_only: bool = False) -> verify.Verdict:
@@ -975,7 +1024,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels; 'tone': one brightness or contrast edit maps
-    the pixels of one onto the other; 'overlay': one is the other under a see-through watermark; 'pixels': images
+    the pixels of one onto the other; 'overlay': one is the other under a see-through watermark; 'reencoded': one
+    is a JPEG saved at a low quality that the other, compressed the same way, comes out as; 'pixels': images
     with no hash signal of their own, the same pixels at one size) when the two are
     the same picture; a rejection's reason ('colour', 'detail',
     'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified

@@ -33,8 +33,10 @@ COMMENTS = (
 )
 
 
-def _edit_comments(forward: bool) -> None:
-    for table, column, before, after in COMMENTS:
+def edit_comments(comments, forward: bool) -> None:
+    """Replace each (table, column, before, after) text in that column's comment (after by before when not
+    ``forward``); an error when the comment lacks the text this revision expects. Later revisions use it too."""
+    for table, column, before, after in comments:
         old, new = (before, after) if forward else (after, before)
         op.execute(f"""
             DO $$
@@ -53,9 +55,9 @@ def _edit_comments(forward: bool) -> None:
 def upgrade() -> None:
     op.execute("CREATE INDEX images_low_signal_idx ON dbdedup.images (least(width, height), greatest(width, height)) "
                "WHERE status = 'ok' AND quality < 10")
-    _edit_comments(True)
+    edit_comments(COMMENTS, True)
 
 
 def downgrade() -> None:
-    _edit_comments(False)
+    edit_comments(COMMENTS, False)
     op.execute("DROP INDEX dbdedup.images_low_signal_idx")
