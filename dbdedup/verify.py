@@ -669,10 +669,14 @@ _OVERLAY_MAX_ALPHA = 0.85
 # 20: of the 1,446 pairs the structure check's second look sent back to the workers, the 46 watermarked copies'
 # changed cells moved by 8-14 on average, 13.9 at most among every pair verified 'overlay', and a test's stamp
 # over a dark photo by 18.2; the other copies' by 21 and look-alikes' by 17 at the median: 788 of the 1,446 pass,
-# 46 watermarked copies, 324 other copies, 418 look-alikes).
+# 46 watermarked copies, 324 other copies, 418 look-alikes). The cells only choose the pairs whose files are read
+# (the overlay's own test on the pixels decides), so OVERLAY_CELL_ONE_WAY leaves room for a picture against its
+# enlargement: resampling hard-edged pixel art moves a few of its cells the other way (session 25: a 108-px sprite
+# under dark text against its 2x keeper, 2 of its 15 changed cells lighter by 9). On a run's 82,659 pairs refused
+# for colour, layout, detail or structure, 0.85 passes 1,090 of them (1,067 look-alikes) where 0.95 passed 553.
 OVERLAY_CELL_CHANGE = 6.0
 OVERLAY_CELL_SHARE = 0.15
-OVERLAY_CELL_ONE_WAY = 0.95
+OVERLAY_CELL_ONE_WAY = 0.85
 OVERLAY_CELL_MEAN = 20.0
 
 

@@ -286,3 +286,45 @@ def test_a_pair_compared_again_at_its_own_size_reads_each_file_there_once(tmp_pa
                                              320, 240), 320)
     checker._pixels_at(keeper, 320)
     assert len(reads) == 3 + workers.RESIZED_IMAGES, reads
+
+
+def sprite(seed: int, side: int = 108, cell: int = 3) -> Image.Image:
+    """Pixel art on white, as a game's sprite: a figure of blocks of a few colours, hard-edged."""
+    rng = np.random.default_rng(seed)
+    blocks = side // cell
+    grid = np.full((blocks, blocks, 3), 255, np.uint8)
+    palette = rng.integers(0, 256, size=(6, 3))
+    rows, columns = np.mgrid[0:blocks, 0:blocks]
+    figure = ((rows - blocks * 0.45) / (blocks * 0.3)) ** 2 + ((columns - blocks / 2) / (blocks * 0.2)) ** 2 < 1
+    grid[figure] = palette[rng.integers(0, 6, size=int(figure.sum()))]
+    return Image.fromarray(grid).resize((side, side), Image.Resampling.NEAREST)
+
+
+def test_a_watermarked_sprite_gets_its_overlay_check_against_its_enlarged_keeper(conn, tmp_path):
+    # a sprite enlarged 2x (the keeper) and the sprite under dark text: the enlargement moves a few of the sprite's
+    # lightness cells lighter while the text moves its cells darker, so fewer than 95% of the changed cells move
+    # one way; the overlay, read from the files, explains the text. Another sprite under the same text does not.
+    from dbdedup.decode import decode_image
+    from dbdedup.fingerprint import verification_signals
+
+    picture = sprite(1)
+    save(picture.resize((216, 216), Image.Resampling.BICUBIC), tmp_path / "sprite_2x.png")
+    save(watermarked(picture, (0, 0, 0, 150)), tmp_path / "sprite_watermarked.png")
+    save(watermarked(sprite(2), (0, 0, 0, 150)), tmp_path / "other_watermarked.png")
+    signatures = [verification_signals(decode_image((tmp_path / name).read_bytes(), colour=True))[1]
+                  for name in ("sprite_2x.png", "sprite_watermarked.png")]
+    light = np.asarray(signatures, dtype=np.float64)[:, :verify.FINE * verify.FINE]
+    changed = np.abs(light[1] - light[0]) > verify.OVERLAY_CELL_CHANGE
+    one_way = ((light[1] - light[0])[changed] < 0).mean()
+    assert 0.85 <= one_way < 0.95, one_way  # (the case this gate's share is for)
+    assert verify.overlay_cells_agree(*signatures)
+
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
+        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
+        "WHERE path LIKE '%%/sprite_2x.png')").fetchall()}
+    assert members == {"sprite_2x.png", "sprite_watermarked.png"}, members
+    reason = conn.execute("SELECT verify_reason FROM dbdedup.pairs WHERE verified AND image_a = %s AND image_b = %s",
+                          sorted((ids["sprite_2x.png"], ids["sprite_watermarked.png"]))).fetchone()
+    assert reason == ("overlay",), reason
