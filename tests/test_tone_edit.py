@@ -338,3 +338,32 @@ def test_a_brightened_drawing_fits_one_edit_against_its_enlarged_keeper_at_its_o
         "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
         "WHERE path LIKE '%%/keeper.png')").fetchall()}
     assert members == {"keeper.png", "brighter.png"}, members
+
+
+def test_the_cells_of_a_brightened_tent_one_window_31_levels_off_send_it_to_the_pixels(conn, tmp_path, monkeypatch):
+    # a cream tent brightened by 30% against its 2x keeper: its cells fit one line but for one window 31.6
+    # levels off (its clipped fill beside the black canvas lines), beyond the 30 the cells allowed until session
+    # 25; the files' pixels at the copy's own size fit one edit. Another colour of the tent stays out.
+    from dbdedup.verify_workers import pixels_of_file
+
+    original = tent(360, (230, 220, 190), seed=4)
+    keeper = original.resize((720, 720), Image.Resampling.BICUBIC)
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    fits = verify.both_tone_fits(verify.signature_colours(verify.colour_signature(brighter)),
+                                 verify.signature_colours(verify.colour_signature(keeper)))
+    assert any(fit.cells_agree() for fit in fits), fits
+    assert not any(fit.residual <= 12 and fit.window <= 30 for fit in fits), fits  # (the limits before)
+    save(keeper, tmp_path / "keeper.png")
+    save(brighter, tmp_path / "brighter.png")
+    save(ImageEnhance.Brightness(recoloured(original)).enhance(1.3), tmp_path / "recoloured_brighter.png")
+    own = [pixels_of_file((tmp_path / name).read_bytes(), 360) for name in ("keeper.png", "brighter.png")]
+    assert verify.tone_verdict(*own, "identity") is not None
+
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    found = pair(conn, ids, "keeper.png", "brighter.png")
+    assert found is not None and found["verified"] is True and found["reason"] == "tone", found
+    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
+        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
+        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    assert members == {"keeper.png", "brighter.png"}, members
