@@ -7,6 +7,7 @@ ring, other strokes, another colour) does not. Real images made with Pillow, a r
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,21 @@ def soft_drawing(colour) -> Image.Image:
     return drawing(colour).filter(ImageFilter.GaussianBlur(1.0))
 
 
+def test_a_greyscale_jpeg_is_compressed_again_in_grey_and_tables_libjpeg_refuses_leave_the_refusal():
+    ring = faint_ring().convert("L")
+    copy = jpeg(ring, 10)
+    assert verify.jpeg_encoding(copy).mode == "L"
+    got = reencoded(enlarged(ring.convert("RGB")), copy)
+    assert got is not None and got.reason == "reencoded", got
+    assert reencoded(enlarged(faint_ring(25, 11).convert("L").convert("RGB")), copy) is None
+    # a table of 63 values (a damaged file's, say) cannot be written: no verdict, and no exception
+    encoding = verify.jpeg_encoding(jpeg(faint_ring(), 10))
+    damaged = replace(encoding, tables={0: [1] * 63, 1: encoding.tables[1]})
+    side = max(encoding.size)
+    assert verify.reencoded_verdict(pixels_of_file(png(enlarged(faint_ring())), side),
+                                    pixels_of_file(jpeg(faint_ring(), 10), side), damaged) is None
+
+
 def test_a_drawing_at_quality_10_is_its_keeper_compressed_alike_and_its_other_colours_are_not():
     blue = soft_drawing((40, 90, 200))
     copy = jpeg(blue, 10)
@@ -105,8 +121,6 @@ def test_a_drawing_at_quality_10_is_its_keeper_compressed_alike_and_its_other_co
 
 def _info(image_id: int, path: Path):
     """The image as a pending pair carries it, its format recorded as the loader records it."""
-    from dataclasses import replace
-
     with Image.open(path) as image:
         return replace(_image_info(image_id, path), format=image.format)
 
