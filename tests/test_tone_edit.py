@@ -75,6 +75,13 @@ def load(conn, root: Path) -> dict[str, int]:
     return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
 
 
+def cluster_with(conn, name: str) -> set[str]:
+    """The file names of the members of the cluster that holds the file ``name``."""
+    return {p.rsplit("/", 1)[1] for (p,) in conn.execute(
+        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
+        "WHERE path LIKE %s)", (f"%/{name}",)).fetchall()}
+
+
 def pair(conn, ids: dict[str, int], x: str, y: str) -> dict | None:
     a, b = sorted((ids[x], ids[y]))
     row = conn.execute("SELECT distance, verified, verify_reason, tone_fit FROM dbdedup.pairs "
@@ -334,9 +341,7 @@ def test_a_brightened_drawing_fits_one_edit_against_its_enlarged_keeper_at_its_o
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
     found = pair(conn, ids, "keeper.png", "brighter.png")
     assert found is not None and found["verified"] is True and found["reason"] == "tone", found
-    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
-        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
-        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    members = cluster_with(conn, "keeper.png")
     assert members == {"keeper.png", "brighter.png"}, members
 
 
@@ -363,7 +368,5 @@ def test_the_cells_of_a_brightened_tent_one_window_31_levels_off_send_it_to_the_
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
     found = pair(conn, ids, "keeper.png", "brighter.png")
     assert found is not None and found["verified"] is True and found["reason"] == "tone", found
-    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
-        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
-        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    members = cluster_with(conn, "keeper.png")
     assert members == {"keeper.png", "brighter.png"}, members

@@ -17,6 +17,7 @@ from dbdedup.load import load_paths
 from dbdedup.verify_plan import reopen_unchecked
 from dbdedup.verify_workers import verify_pending_pairs
 from images import photo, save, star_ring, textured_photo
+from test_tone_edit import cluster_with
 
 
 def watermarked(image: Image.Image, fill=(255, 255, 255, 170), text: str = "(c) dbdedup 2026") -> Image.Image:
@@ -224,9 +225,7 @@ def test_a_watermarked_copy_joins_its_keeper_twice_its_size(conn, tmp_path):
         "SELECT image_a, image_b, verified, verify_reason FROM dbdedup.pairs WHERE hash_kind = 'phash'")}
     assert verdicts[frozenset((ids["keeper.png"], ids["watermarked.png"]))] == (True, "overlay"), verdicts
     assert verdicts.get(frozenset((ids["keeper.png"], ids["captioned.png"])), (False,))[0] is False, verdicts
-    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
-        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
-        "WHERE path LIKE '%%/keeper.png')").fetchall()}
+    members = cluster_with(conn, "keeper.png")
     assert members == {"keeper.png", "watermarked.png"}, members
 
 
@@ -321,9 +320,7 @@ def test_a_watermarked_sprite_gets_its_overlay_check_against_its_enlarged_keeper
 
     ids = load(conn, tmp_path)
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
-    members = {p.rsplit("/", 1)[1] for (p,) in conn.execute(
-        "SELECT path FROM dbdedup.cluster_members WHERE cluster_id = (SELECT cluster_id FROM dbdedup.cluster_members "
-        "WHERE path LIKE '%%/sprite_2x.png')").fetchall()}
+    members = cluster_with(conn, "sprite_2x.png")
     assert members == {"sprite_2x.png", "sprite_watermarked.png"}, members
     reason = conn.execute("SELECT verify_reason FROM dbdedup.pairs WHERE verified AND image_a = %s AND image_b = %s",
                           sorted((ids["sprite_2x.png"], ids["sprite_watermarked.png"]))).fetchone()
