@@ -476,7 +476,7 @@ def structure_agreement(a: np.ndarray, b: np.ndarray, percentile: float = _STRUC
 # and 5,165 look-alike pairs instead of 797 and 1,878 (the files read for more pairs), and keep 260 of the
 # 292 copy pairs the pixels' fit verifies at TONE_SIDES (with 128) instead of 223 of 279. That fit passes
 # none of the 84,380 look-alike pairs, whatever the cells. Session 25 widened them again from 12 and 30 (a
-# run's 83,004 aligned pairs refused for colour, /work/notes/study25/tone_gate.py): the cells pass 5,200 pairs
+# run's 83,004 aligned pairs refused for colour, bench/accuracy/gate_study.py): the cells pass 5,200 pairs
 # instead of 2,859, and the pixels' fit (at the smaller picture's own size too) verifies 25 more copy pairs,
 # among them three brightened copies' pairs with their 2x keeper whose cells were 12.8-13.7 levels and 31.4
 # off one line, and no look-alike pair.
@@ -677,7 +677,8 @@ _OVERLAY_MAX_ALPHA = 0.85
 # (the overlay's own test on the pixels decides), so OVERLAY_CELL_ONE_WAY leaves room for a picture against its
 # enlargement: resampling hard-edged pixel art moves a few of its cells the other way (session 25: a 108-px sprite
 # under dark text against its 2x keeper, 2 of its 15 changed cells lighter by 9). On a run's 82,659 pairs refused
-# for colour, layout, detail or structure, 0.85 passes 1,090 of them (1,067 look-alikes) where 0.95 passed 553.
+# for colour, layout, detail or structure, 0.85 passes 1,090 of them (1,067 look-alikes) where 0.95 passed 553
+# (bench/accuracy/gate_study.py).
 OVERLAY_CELL_CHANGE = 6.0
 OVERLAY_CELL_SHARE = 0.15
 OVERLAY_CELL_ONE_WAY = 0.85
@@ -845,8 +846,8 @@ def same_pixels_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict:
 # accuracy set with a side at quality 10 or 30 that a run had refused (bench/accuracy, session 25): of the 156
 # pairs of copies of one picture unedited but for their size or format (about 1-24 RMS apart this way, median
 # 3.4), 109 are within REENCODE_MAX_RMS and REENCODE_MAX_P99; of the 10,327 look-alike pairs none, the closest
-# (two 100-px star rings of one family, one at quality 10) 6.4 RMS and 25 at the 99th percentile apart. In a
-# whole run 25 pairs were verified so, none of them a look-alike.
+# (two 100-px star rings of one family, one at quality 10) 6.4 RMS and 25 at the 99th percentile apart
+# (bench/accuracy/reencode_study.py). In a whole run 25 pairs were verified so, none of them a look-alike.
 REENCODE_MAX_QUALITY = 50  # the JPEG's estimated quality (IJG scale): above it, the other checks see through the artefacts
 REENCODE_MAX_PIXELS = 1 << 20  # the JPEG's size at most: compressed again at its own size
 REENCODE_MAX_RMS = 5.0  # levels, over every channel of every pixel
@@ -899,13 +900,14 @@ def jpeg_encoding(data: bytes) -> JpegEncoding | None:
         return None
 
 
-def reencoded_verdict(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEncoding) -> "Verdict | None":
-    """'reencoded' (verified) when the RGB pixels ``other`` (scaled to the JPEG's size, unturned: the same
-    aspect within 2%), compressed as ``encoding`` says, come out as the JPEG's own decoded RGB pixels ``jpeg``
-    within REENCODE_MAX_RMS and REENCODE_MAX_P99; None otherwise."""
+def reencoding_difference(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEncoding) -> tuple[float, float] | None:
+    """How far the RGB pixels ``other`` (scaled to the JPEG's size, unturned), compressed as ``encoding`` says,
+    come out from the JPEG's own decoded RGB pixels ``jpeg``: (RMS over every channel of every pixel, the 99th
+    percentile of each pixel's largest channel difference); None for another framing (the aspects more than 2%
+    apart) or tables libjpeg will not write."""
     rows, columns = jpeg.shape[:2]
     if abs(np.log((other.shape[1] / other.shape[0]) / (columns / rows))) > 0.02:
-        return None  # (another framing)
+        return None
     if other.shape[:2] != (rows, columns):
         other = _cv2().resize(np.ascontiguousarray(other), (columns, rows), interpolation=_cv2().INTER_AREA)
     image = Image.fromarray(np.ascontiguousarray(other, dtype=np.uint8), "RGB")
@@ -916,14 +918,21 @@ def reencoded_verdict(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEncodin
         image.save(buffer, "JPEG", qtables=encoding.tables, subsampling=encoding.subsampling)
         with Image.open(buffer) as again:
             compressed = np.asarray(again.convert("RGB"), dtype=np.float32)
-    except (OSError, ValueError):  # (tables libjpeg will not write: the refusal stands, not an error)
+    except (OSError, ValueError):  # (a damaged file's tables: the refusal stands, not an error)
         return None
     difference = np.abs(compressed - jpeg.astype(np.float32))
-    rms = float(np.sqrt((difference ** 2).mean()))
-    if rms > REENCODE_MAX_RMS or float(np.percentile(difference.max(axis=2), 99)) > REENCODE_MAX_P99:
+    return float(np.sqrt((difference ** 2).mean())), float(np.percentile(difference.max(axis=2), 99))
+
+
+def reencoded_verdict(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEncoding) -> "Verdict | None":
+    """'reencoded' (verified) when the RGB pixels ``other``, compressed as ``encoding`` says, come out as the JPEG's
+    own decoded RGB pixels ``jpeg`` within REENCODE_MAX_RMS and REENCODE_MAX_P99 (``reencoding_difference``);
+    None otherwise."""
+    measured = reencoding_difference(other, jpeg, encoding)
+    if measured is None or measured[0] > REENCODE_MAX_RMS or measured[1] > REENCODE_MAX_P99:
         return None
     # (the score: 1 for the same pixels, 0 at ten times the RMS allowed)
-    return Verdict(True, max(0.0, 1.0 - rms / (10 * REENCODE_MAX_RMS)), "reencoded")
+    return Verdict(True, max(0.0, 1.0 - measured[0] / (10 * REENCODE_MAX_RMS)), "reencoded")
 
 
 # ---------------------------------------------------------------- geometry
