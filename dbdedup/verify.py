@@ -766,6 +766,15 @@ def overlay_cells_agree_many(a: np.ndarray, b: np.ndarray, orientations: Sequenc
             & (moved <= OVERLAY_CELL_MEAN))
 
 
+ONE_FRAMING_MAX_ASPECT = 0.02  # |log| of the ratio of two pictures' aspects that scaling alone explains
+
+
+def one_framing(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two pictures' pixels have one aspect, up to rounding their sides (ONE_FRAMING_MAX_ASPECT): the same
+    framing at two sizes, which scaling one to the other's size compares pixel by pixel."""
+    return abs(np.log((a.shape[1] / a.shape[0]) / (b.shape[1] / b.shape[0]))) <= ONE_FRAMING_MAX_ASPECT
+
+
 def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str,
                     closest: int | None = None) -> "Verdict | None":
     """'overlay' (verified) when one picture is the other under a semi-transparent white or black overlay (a
@@ -774,7 +783,7 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
     image_a's under ``orientation`` and image_b's, in one framing (another aspect: None)."""
     x, y = orient_pixels(pixels_a, orientation), np.ascontiguousarray(pixels_b)
     if x.shape != y.shape:
-        if abs(np.log((x.shape[1] / x.shape[0]) / (y.shape[1] / y.shape[0]))) > 0.02:
+        if not one_framing(x, y):
             return None
         cv2 = _cv2()
         rows, columns = min(x.shape[0], y.shape[0]), min(x.shape[1], y.shape[1])
@@ -872,6 +881,12 @@ class JpegEncoding:
     size: tuple[int, int]
     quality: float
 
+    @property
+    def compressed_again(self) -> bool:
+        """Whether the re-encode check compresses a picture as this file was: a low quality
+        (REENCODE_MAX_QUALITY at most) and a size it does at once (REENCODE_MAX_PIXELS)."""
+        return self.quality <= REENCODE_MAX_QUALITY and self.size[0] * self.size[1] <= REENCODE_MAX_PIXELS
+
 
 def estimated_quality(luminance: Sequence[int]) -> float:
     """The IJG quality (1-100) whose scaling of the standard luminance table comes closest to ``luminance``
@@ -905,9 +920,9 @@ def reencoding_difference(other: np.ndarray, jpeg: np.ndarray, encoding: JpegEnc
     come out from the JPEG's own decoded RGB pixels ``jpeg``: (RMS over every channel of every pixel, the 99th
     percentile of each pixel's largest channel difference); None for another framing (the aspects more than 2%
     apart) or tables libjpeg will not write."""
-    rows, columns = jpeg.shape[:2]
-    if abs(np.log((other.shape[1] / other.shape[0]) / (columns / rows))) > 0.02:
+    if not one_framing(other, jpeg):
         return None
+    rows, columns = jpeg.shape[:2]
     if other.shape[:2] != (rows, columns):
         other = _cv2().resize(np.ascontiguousarray(other), (columns, rows), interpolation=_cv2().INTER_AREA)
     image = Image.fromarray(np.ascontiguousarray(other, dtype=np.uint8), "RGB")

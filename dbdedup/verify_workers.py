@@ -541,8 +541,7 @@ class PairChecker:
             return refused
         for jpeg, other in ((pair.a, pair.b), (pair.b, pair.a)):
             encoding = self._jpeg_encoding(jpeg)
-            if encoding is None or encoding.quality > verify.REENCODE_MAX_QUALITY \
-                    or encoding.size[0] * encoding.size[1] > verify.REENCODE_MAX_PIXELS:
+            if encoding is None or not encoding.compressed_again:
                 continue
             width, height = encoding.size
             try:

@@ -270,8 +270,8 @@ def _image_info(image_id: int, path: Path):
     st = path.stat()
     quality, signature, why = verification_signals(decode_image(path.read_bytes(), colour=True))
     with Image.open(path) as image:
-        size = image.size  # (as the loader records it: these pictures carry no EXIF orientation)
-    return ImageInfo(image_id, "ok", bytes(path), st.st_size, st.st_mtime_ns, quality, signature, why, *size)
+        size, fmt = image.size, image.format  # (as the loader records them: these pictures carry no EXIF orientation)
+    return ImageInfo(image_id, "ok", bytes(path), st.st_size, st.st_mtime_ns, quality, signature, why, *size, fmt)
 
 
 def test_a_keypoint_pair_is_decided_by_geometry_never_by_its_signatures(tmp_path):

@@ -119,23 +119,17 @@ def test_a_drawing_at_quality_10_is_its_keeper_compressed_alike_and_its_other_co
         assert reencoded(enlarged(blue), jpeg(soft_drawing(colour), 10)) is None, colour
 
 
-def _info(image_id: int, path: Path):
-    """The image as a pending pair carries it, its format recorded as the loader records it."""
-    with Image.open(path) as image:
-        return replace(_image_info(image_id, path), format=image.format)
-
-
 def test_the_workers_verify_a_ring_at_quality_10_that_the_other_checks_refuse(tmp_path, monkeypatch):
     ring = faint_ring()
     save(enlarged(ring), tmp_path / "keeper.png")
     (tmp_path / "copy.jpg").write_bytes(jpeg(ring, 10))
     (tmp_path / "other.jpg").write_bytes(jpeg(faint_ring(25, 11), 10))
     (tmp_path / "copy_q75.jpg").write_bytes(jpeg(faint_ring(25, 11), 75))
-    keeper = _info(1, tmp_path / "keeper.png")
+    keeper = _image_info(1, tmp_path / "keeper.png")
 
     def verdict(name: str, image_id: int, checker: PairChecker) -> verify.Verdict:
         # a keeper pair, as a cluster proposes it: no hash aligned the two
-        copy = _info(image_id, tmp_path / name)
+        copy = _image_info(image_id, tmp_path / name)
         return checker.verdict(PendingPair("phash", 1, image_id, 20, False, "linked", 0, None, keeper, copy))
 
     got = verdict("copy.jpg", 2, PairChecker())

@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures as cf
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from dbdedup import verify
-from dbdedup.verify_workers import pixels_of_file
+from dbdedup.verify_workers import orientation_of, own_size_side, pixels_of_file
 
 from score import SET_DIR
 from structure_study import last_run_rows, same_picture
@@ -59,23 +60,24 @@ def overlay(set_dir: Path, shares: list[float]) -> None:
         verify.OVERLAY_CELL_ONE_WAY = today
 
 
+def _pair(row) -> SimpleNamespace:
+    """What ``verify_workers.orientation_of`` and ``own_size_side`` read of a pending pair, from a TONE_QUERY row."""
+    return SimpleNamespace(transform=row[4], distance=row[5], transform_distance=row[6],
+                           a=SimpleNamespace(width=row[7], height=row[8]), b=SimpleNamespace(width=row[9], height=row[10]))
+
+
 def _orientation(row) -> str | None:
-    """The pair's orientation when its hashes aligned it (as ``verify_workers.orientation_of``), else None."""
-    transform, distance, transform_distance = row[4], row[5], row[6]
-    if transform in verify.ORIENTATIONS and transform_distance is not None \
-            and transform_distance <= verify.ALIGNED_VARIANT and transform_distance < distance:
-        return transform
-    return "identity" if distance <= verify.ALIGNED_DISTANCE else None
+    """The pair's orientation when its hashes aligned it, else None (as the workers decide it)."""
+    return orientation_of(_pair(row))
 
 
 def _toned(job) -> bool:
     """The workers' tone verdict of a pair: at the working size, then at the smaller picture's own size."""
-    path_a, path_b, orientation, long_a, long_b = job
+    path_a, path_b, orientation, side = job
     data_a, data_b = Path(path_a).read_bytes(), Path(path_b).read_bytes()
     if verify.tone_verdict(pixels_of_file(data_a), pixels_of_file(data_b), orientation) is not None:
         return True
-    side = min(long_a, long_b, 512)
-    return long_a != long_b and side > verify.GEOMETRY_SIDE and \
+    return side is not None and \
         verify.tone_verdict(pixels_of_file(data_a, side), pixels_of_file(data_b, side), orientation) is not None
 
 
@@ -97,8 +99,7 @@ def tone(set_dir: Path, limits: tuple[float, float]) -> None:
     print(f"tone: {len(rows):,} aligned pairs refused for colour; the cells at {verify.TONE_MAX_CELL_RESIDUAL:g} / "
           f"{verify.TONE_MAX_CELL:g} pass {int(today.sum()):,} ({int((today & same).sum()):,} copies), at "
           f"{limits[0]:g} / {limits[1]:g} {int(wider.sum()):,} ({len(added):,} more, {int(same[added].sum()):,} copies)")
-    jobs = [(rows[k][0], rows[k][1], _orientation(rows[k]), max(rows[k][7], rows[k][8]), max(rows[k][9], rows[k][10]))
-            for k in added]
+    jobs = [(rows[k][0], rows[k][1], _orientation(rows[k]), own_size_side(_pair(rows[k]))) for k in added]
     with cf.ProcessPoolExecutor(2) as pool:
         toned = list(pool.map(_toned, jobs, chunksize=16))
     verified = [k for k, ok in zip(added, toned) if ok]

@@ -57,8 +57,7 @@ def main() -> None:
     low: dict[str, bool] = {}
     for path in {p for a, b, _ in rows for p in (a, b) if p.lower().endswith((".jpg", ".jpeg"))}:
         encoding = verify.jpeg_encoding(Path(path).read_bytes())
-        low[path] = encoding is not None and encoding.quality <= verify.REENCODE_MAX_QUALITY \
-            and encoding.size[0] * encoding.size[1] <= verify.REENCODE_MAX_PIXELS
+        low[path] = encoding is not None and encoding.compressed_again
     jobs, labels = [], []
     for a, b, _ in rows:
         for other, jpeg in ((a, b), (b, a)):
