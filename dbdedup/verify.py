@@ -1390,6 +1390,12 @@ DENSE_SIDE = 128
 DENSE_MAX_KEYPOINTS = 40  # dense alignment only when either picture has fewer keypoints than this
 DENSE_MIN_CORRELATION = 0.97
 DENSE_MAX_DETAIL = 0.5
+# The 128-px stage costs twice the 64-px one (6 ms against 3 on a flat pair), and a copy that correlates under
+# this at 64 px does not reach DENSE_MIN_CORRELATION at 128. On a cli_score run's pairs (session 26,
+# bench/accuracy/coarse_study.py --sample 2000): of the 701 copy alignments that reached it (473 from the
+# identity, 166 from a ring turn, 62 framed) the lowest was 0.75, 0.93 and 0.715 at 64 px; of all the
+# alignments tried 16%, 35% and 16% stay under 0.7 there (one look-alike pair among them reached 0.97).
+DENSE_COARSE_MIN_CORRELATION = 0.7
 
 
 @dataclass(frozen=True)
@@ -1467,7 +1473,9 @@ def ring_turn(pa: np.ndarray, pb: np.ndarray) -> float:
 
 def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
-    up the aspect a frame or a crop changes) and compare the aligned pair by colour signature.
+    up the aspect a frame or a crop changes) and compare the aligned pair by colour signature; not
+    compared (``colour`` None, ``correlation`` the 64-px stage's) when that stage stays under
+    DENSE_COARSE_MIN_CORRELATION.
     ``turned``: start from the turn ``ring_turn`` finds and compare the centre disc only (above);
     no alignment (None) when that turn is under DENSE_TURN_STEP: the identity start tries that.
     ``fine``: measure the aligned pair's structure at 64x64 too."""
@@ -1489,8 +1497,10 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         start = np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32)
     criteria = _ecc_criteria()
     try:
-        _, warp = cv2.findTransformECC(cv2.resize(grey_a, (half, half)), cv2.resize(grey_b, (half, half)),
-                                       start, cv2.MOTION_AFFINE, criteria, None, 3)
+        coarse, warp = cv2.findTransformECC(cv2.resize(grey_a, (half, half)), cv2.resize(grey_b, (half, half)),
+                                            start, cv2.MOTION_AFFINE, criteria, None, 3)
+        if not coarse >= DENSE_COARSE_MIN_CORRELATION:  # (NaN too)
+            return DenseMatch(float(coarse), None)
         warp[:, 2] *= 2
         correlation, warp = cv2.findTransformECC(grey_a, grey_b, warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # no convergence (a flat or unrelated pair)

@@ -293,6 +293,48 @@ def test_dense_alignment_keeps_look_alikes_apart():
     assert not dense.verified
 
 
+def blocks() -> Image.Image:
+    """Three flat blocks on white: unrelated to the candle, yet ECC converges on the pair (at a low correlation)."""
+    image = Image.new("RGB", (240, 240), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([43, 90, 107, 160], fill=(105, 141, 238))
+    draw.rectangle([39, 71, 79, 159], fill=(134, 92, 75))
+    draw.rectangle([131, 144, 177, 225], fill=(244, 51, 8))
+    return image
+
+
+def test_a_pair_that_ecc_aligns_poorly_at_64_pixels_is_not_aligned_again_at_128(monkeypatch):
+    import cv2
+
+    correlations = []
+    real = cv2.findTransformECC
+
+    def counted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        correlations.append(result[0])
+        return result
+
+    monkeypatch.setattr(cv2, "findTransformECC", counted)
+    candle_pixels, blocks_pixels = verify.working_pixels(candle()), verify.working_pixels(blocks())
+    match = verify.dense_match(candle_pixels, blocks_pixels)
+    assert len(correlations) == 1 and correlations[0] < verify.DENSE_COARSE_MIN_CORRELATION
+    assert match.colour is None and match.correlation == pytest.approx(correlations[0])
+    features = verify.Features.of(candle()), verify.Features.of(blocks())
+    assert verify.dense_verdict(*features, match).reason == "no_geometry"
+    # the stage it skipped would not have aligned them either
+    monkeypatch.setattr(verify, "DENSE_COARSE_MIN_CORRELATION", -1.0)
+    correlations.clear()
+    full = verify.dense_match(candle_pixels, blocks_pixels)
+    assert len(correlations) == 2 and full.correlation < verify.DENSE_MIN_CORRELATION
+    # a copy turned by 3 degrees goes on to 128 pixels (and is verified there: the test above)
+    monkeypatch.undo()
+    monkeypatch.setattr(cv2, "findTransformECC", counted)
+    correlations.clear()
+    turned = candle().rotate(3, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    verify.dense_match(candle_pixels, verify.working_pixels(turned))
+    assert len(correlations) == 2 and correlations[0] >= verify.DENSE_COARSE_MIN_CORRELATION
+
+
 def test_a_dense_alignment_that_did_not_converge_or_gave_no_number_verifies_nothing():
     features = verify.Features.of(candle())
     same = verify.compare_signatures(features.signature, features.signature)
