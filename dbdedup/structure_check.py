@@ -14,6 +14,10 @@ leaves it to that check from then on. Pure numpy on stored bytes: no file is rea
 after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
 a SQL-only ``dbdedup.refresh()`` leaves it, like the geometric check, to the next of those.
 
+The same pass refuses (verify_reason ``colour``) a signature-verified pair of two colour pictures whose
+signatures' 8x8 cells no one brightness or contrast edit explains (``verify.tones_apart_many``): two colourings of
+one drawing whose hues are close enough for the signatures, each channel moved its own way.
+
 The aligned pairs the signatures rejected for colour get a second look here too:
 clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
 another colour of one icon. One edit, out = clip(gain * in + offset), is fitted to the two signatures'
@@ -49,13 +53,14 @@ FINE_CHUNK = 256  # pairs measured at 64x64 at a time (their windows: about 60 M
 @dataclass(frozen=True)
 class StructureCheck:
     """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left
-    pending for the geometric check), and not measurable (an image without a thumbnail, or found
-    through a trimmed variant)."""
+    pending for the geometric check), not measurable (an image without a thumbnail, or found
+    through a trimmed variant), and refused for colours no tone edit explains (``tones_apart``)."""
 
     measured: int = 0
     failed: int = 0
     unmeasured: int = 0
     seconds: float = 0.0
+    tones_apart: int = 0
     tone_measured: int = 0  # pairs rejected for colour whose colour signatures were fitted one tone edit
     tone_candidates: int = 0  # ... which that edit explains: left pending for the geometric check
     overlay_measured: int = 0  # pairs rejected for colour or layout whose lightness cells were compared
@@ -86,9 +91,10 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
         failed = int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
-        conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE})
+        refused = sum(row[0] for row in conn.execute(q["apply_results"],
+                                                        {"min_structure": verify.MIN_SIGNATURE_STRUCTURE}))
         conn.execute(q["drop_temp_tables"])
-    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, **looks)
+    return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tones_apart=refused, **looks)
 
 
 def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook") -> tuple[int, int]:
@@ -178,6 +184,28 @@ def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tupl
 
 
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+    """(hash_kind, image_a, image_b, structure, tones apart) of each pair of ``batch``; structure NaN when not
+    measurable."""
+    apart = _tones_apart(conn, q, batch)
+    return [(*row, bool(far)) for row, far in zip(_structures(conn, q, batch), apart)]
+
+
+def _tones_apart(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[bool]:
+    """``verify.tones_apart_many`` of each pair of ``batch`` that has both signatures and was not found
+    through a trimmed variant (its whole pictures are framed otherwise); False for the others."""
+    signatures = _signatures(conn, q, batch)
+    wanted = [k for k, (_, a, b, _, trimmed) in enumerate(batch) if not trimmed and a in signatures and b in signatures]
+    apart = [False] * len(batch)
+    if wanted:
+        found = verify.tones_apart_many(np.stack([signatures[batch[k][1]] for k in wanted]),
+                                        np.stack([signatures[batch[k][2]] for k in wanted]),
+                                        [batch[k][3] for k in wanted])
+        for k, far in zip(wanted, found):
+            apart[k] = bool(far)
+    return apart
+
+
+def _structures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
     """(hash_kind, image_a, image_b, structure) of each pair of ``batch``; NaN when not measurable."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
     thumbnails = {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}

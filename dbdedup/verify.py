@@ -632,6 +632,57 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
     return Verdict(True, max(0.0, 1.0 - fit.residual / (10 * TONE_MAX_RESIDUAL)), "tone")
 
 
+# The colour signatures verify a pair whose colours are close in lightness, chroma and hue, cell by cell; two
+# colourings of one drawing can be that close (a purple folder and a blue-violet one) though no edit of the
+# tones turns one into the other: each channel moved its own way. Their 8x8 cells (``signature_colours``) then
+# sit far off every one line, where a copy's stay near one (a brightened copy's clipping bends it a little): more
+# than SIGNATURE_MAX_TONE_RESIDUAL levels RMS. A copy turned or cropped a little can be that far too, its cells
+# misplaced rather than recoloured; the same fit on each channel's cells sorted (their distribution, whatever
+# their places) tells it: more than SIGNATURE_MAX_SORTED_TONE_RESIDUAL for the colourings only. On a cli_score
+# run's 27,734 signature-verified pairs of two colour pictures (session 26, bench/accuracy/tones_apart_study.py):
+# 48 of the 230 look-alike pairs pass both bounds (folders of close hues; 49 over 16 in place, the 49th 8.8 sorted),
+# and none of the 27,504 copy pairs (the farthest: 16.6 in place but 7.4 sorted, a copy turned by 5 degrees against
+# one reduced to a quarter; 14.8 and 14.5, a brightened copy against one saved at JPEG quality 10); the pixels'
+# tone fit (as the workers try it) verified none of the 105 look-alike pairs over 12 in place either.
+SIGNATURE_MAX_TONE_RESIDUAL = 16.0
+SIGNATURE_MAX_SORTED_TONE_RESIDUAL = 10.0
+
+
+def tones_apart_many(signatures_a: np.ndarray, signatures_b: np.ndarray, orientations: Sequence[str]) -> np.ndarray:
+    """For each pair of colour signatures (stacked (n, SIGNATURE_LENGTH); a's under its orientation, b's
+    unturned): whether both pictures have colour and no one brightness or contrast edit explains their
+    colours, however close the signatures found them: their 8x8 cells more than SIGNATURE_MAX_TONE_RESIDUAL
+    levels RMS off the best line either way (``tone_fits``), and each channel's cells, sorted, more than
+    SIGNATURE_MAX_SORTED_TONE_RESIDUAL. Greyscale pictures are never apart here (a greyscale copy of a
+    colour picture fits no line either)."""
+    signatures_a = np.asarray(signatures_a, dtype=np.float64)
+    signatures_b = np.asarray(signatures_b, dtype=np.float64)
+    if len(signatures_a) == 0:
+        return np.zeros(0, dtype=bool)
+    cells_b = signatures_colours(signatures_b)
+    cells_a = np.stack([orient_pixels(cells, orientation)
+                        for cells, orientation in zip(signatures_colours(signatures_a), orientations)])
+
+    def residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        # (clipping makes an edit one-way: fitted both ways, the closer counts)
+        return np.minimum([fit.residual for fit in tone_fits(x, y)], [fit.residual for fit in tone_fits(y, x)])
+
+    def sorted_cells(cells: np.ndarray) -> np.ndarray:
+        return np.sort(cells.reshape(len(cells), GRID * GRID, 3), axis=1).reshape(cells.shape)
+
+    coloured = np.minimum(chromas(signatures_a), chromas(signatures_b)) >= GREY_CHROMA
+    apart = coloured & (residual(cells_a, cells_b) > SIGNATURE_MAX_TONE_RESIDUAL)
+    if apart.any():
+        apart[apart] = residual(sorted_cells(cells_a[apart]), sorted_cells(cells_b[apart])) \
+            > SIGNATURE_MAX_SORTED_TONE_RESIDUAL
+    return apart
+
+
+def tones_apart(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:
+    """``tones_apart_many`` of one pair of colour signatures."""
+    return bool(tones_apart_many(np.asarray(a)[None], np.asarray(b)[None], [orientation])[0])
+
+
 # ---------------------------------------------------------------- a semi-transparent overlay
 
 # A watermark (text or a logo blended over the picture in white or black) changes a region as another glyph on one

@@ -413,6 +413,10 @@ class PairChecker:
         settled = None
         if aligned:
             settled = aligned_verdict(fa, fb, orientation, closest_distance(pair))
+            if settled is not None and settled.verified and settled.reason == "signature" \
+                    and verify.tones_apart(fa.signature, fb.signature, orientation):
+                # (as the structure check refuses such a verdict of the SQL step: colours no tone edit explains)
+                settled = verify.Verdict(False, settled.score, "colour")
             if settled is not None and settled.reason == "colour" and pair.tone_candidate:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
                 toned = self._tone_verdict(pair, orientation)

@@ -318,3 +318,76 @@ def test_a_thumbnail_of_another_length_is_not_measured_and_the_verdict_stands(co
     # the other pictures' pairs are measured as usual
     measured = [pair(conn, ids, "ring.png", name)["structure"] for name in STAR_COPIES]
     assert any(value >= verify.MIN_SIGNATURE_STRUCTURE for value in measured), measured
+
+
+PURPLE, BLUE_VIOLET = (133, 55, 180), (108, 93, 239)  # two colours of one folder drawing, as an icon set ships them
+
+
+def test_two_colourings_of_one_folder_that_the_signatures_pass_are_refused_for_colour(conn, tmp_path):
+    """Purple and blue-violet are close enough in hue, chroma and lightness for the colour signatures, but no
+    brightness or contrast edit turns one into the other (each channel moved its own way): the structure check's
+    pass refuses that verdict, and keeps every copy's, the brightened one's too."""
+    purple, violet = glyph_folder("plus", PURPLE), glyph_folder("plus", BLUE_VIOLET)
+    features = [verify.Features.of(im) for im in (purple, violet)]
+    assert verify.signature_verdict(*features, closest=0).reason == "signature"  # what SQL's verdict will be
+    assert verify.tones_apart(features[0].signature, features[1].signature)
+    save(purple, tmp_path / "plus.png")
+    save(violet, tmp_path / "violet.png")
+    copies = {**COPIES, "plus_brighter.png": lambda im: ImageEnhance.Brightness(im).enhance(1.3)}
+    for name, edit in copies.items():
+        save(edit(purple), tmp_path / name)
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+
+    found = pair(conn, ids, "plus.png", "violet.png")
+    assert found["distance"] <= 2 and found["verified"] is False and found["reason"] == "colour", found
+    assert found["structure"] > 0.8  # (one drawing: the structure alone would have kept it)
+    for name in copies:
+        found = pair(conn, ids, "plus.png", name)
+        assert found["verified"] is True and found["reason"] == "signature", (name, found)
+    assert groups(conn) == {frozenset({"plus.png", *copies})}
+
+
+def test_the_check_by_pixels_refuses_a_signature_verdict_on_colours_no_tone_edit_explains(tmp_path):
+    """A keeper pair the workers judge (no SQL verdict before it): their own verdict by the signatures is refused
+    the same way, and a brightened copy's is kept."""
+    from dbdedup.verify_workers import PairChecker, PendingPair
+    from test_keypoints import _image_info as info
+
+    save(glyph_folder("plus", PURPLE), tmp_path / "keeper.png")
+    save(glyph_folder("plus", BLUE_VIOLET), tmp_path / "violet.png")
+    save(ImageEnhance.Brightness(glyph_folder("plus", PURPLE)).enhance(1.3), tmp_path / "brighter.png")
+    keeper, checker = info(1, tmp_path / "keeper.png"), PairChecker()
+    for image_id, (name, wanted) in enumerate((("violet.png", (False, "colour")),
+                                               ("brighter.png", (True, "signature"))), start=2):
+        got = checker.verdict(PendingPair("phash", 1, image_id, 0, False, None, None, None, keeper,
+                                          info(image_id, tmp_path / name)))
+        assert (got.verified, got.reason) == wanted, (name, got)
+
+
+def colour_blocks(seed: int = 0) -> Image.Image:
+    """An 8x8 grid of flat blocks in random colours: turned by a few degrees, its colours move to other cells."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    for row in range(8):
+        for column in range(8):
+            draw.rectangle([column * 32, row * 32, column * 32 + 31, row * 32 + 31],
+                           fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    return image
+
+
+def test_a_copy_turned_a_little_has_its_colours_misplaced_not_apart(monkeypatch):
+    original = colour_blocks()
+    turned = original.rotate(6, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    a, b = verify.Features.of(original).signature, verify.Features.of(turned).signature
+    assert not verify.tones_apart(a, b)
+    # its cells in place are as far off one line as two colourings' (what the sorted cells' fit is for)
+    monkeypatch.setattr(verify, "SIGNATURE_MAX_SORTED_TONE_RESIDUAL", -1.0)
+    assert verify.tones_apart(a, b)
+    # and two colourings of one folder are apart either way
+    monkeypatch.undo()
+    purple, violet = (verify.Features.of(glyph_folder("plus", c)).signature for c in (PURPLE, BLUE_VIOLET))
+    assert verify.tones_apart(purple, violet) and verify.tones_apart(violet, purple)

@@ -22,29 +22,36 @@ SELECT i.id, i.structure FROM dbdedup.images i WHERE i.id = ANY(%(ids)s) AND i.s
 
 -- name: create_results
 CREATE TEMP TABLE dbdedup_structure_results (
-    hash_kind text NOT NULL,
-    image_a   bigint NOT NULL,
-    image_b   bigint NOT NULL,
-    structure real NOT NULL
+    hash_kind   text NOT NULL,
+    image_a     bigint NOT NULL,
+    image_b     bigint NOT NULL,
+    structure   real NOT NULL,
+    tones_apart boolean NOT NULL
 ) ON COMMIT DROP;
 
 -- name: copy_results
-COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure) FROM STDIN;
+COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, tones_apart) FROM STDIN;
 
 -- name: apply_results
--- Each measure kept; below the minimum the pair's verdict is taken back: pending (verified NULL) for the
--- geometric check, which aligns the two by their pixels and measures the aligned overlap's structure (a
--- copy cropped or turned a little at a close pHash passes there; another glyph does not). NaN (no
--- thumbnail): the verdict stands. Only pairs still verified by signature and unmeasured: a pair found
--- or judged again meanwhile keeps that.
+-- Each measure kept. Colours that no tone edit explains (verify.tones_apart_many): refused for colour, as the
+-- signatures refuse colours further apart (the second looks may still send the pair to the geometric
+-- check, as one overlay). Else, below the minimum structure, the pair's verdict is taken back: pending
+-- (verified NULL) for the geometric check, which aligns the two by their pixels and measures the aligned
+-- overlap's structure (a copy cropped or turned a little at a close pHash passes there; another glyph does
+-- not). NaN (no thumbnail): the verdict stands. Only pairs still verified by signature and unmeasured: a
+-- pair found or judged again meanwhile keeps that. One row a pair: whether it was refused.
 UPDATE dbdedup.pairs p
 SET structure = r.structure,
-    verified = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verified END,
-    verify_reason = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_reason END,
-    verify_score = CASE WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_score END
+    verified = CASE WHEN r.tones_apart THEN false
+                    WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verified END,
+    verify_reason = CASE WHEN r.tones_apart THEN 'colour'
+                         WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_reason END,
+    verify_score = CASE WHEN r.tones_apart THEN p.verify_score
+                        WHEN r.structure < %(min_structure)s THEN NULL ELSE p.verify_score END
 FROM dbdedup_structure_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
-  AND p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL;
+  AND p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL
+RETURNING r.tones_apart;
 
 -- name: drop_temp_tables
 DROP TABLE IF EXISTS dbdedup_structure_pairs, dbdedup_structure_results;
