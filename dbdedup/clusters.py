@@ -492,7 +492,9 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
                 from .structure_check import check_structure  # numpy: only when pairs were proposed
 
                 verified_in_sql = conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"}).fetchone()[1]
-                verified_in_sql -= check_structure(conn).failed  # left to the check by pixels
+                structure = check_structure(conn)
+                # (left to the check by pixels, or refused: colours no tone edit explains)
+                verified_in_sql -= structure.failed + structure.tones_apart
         if not conn.autocommit:
             conn.commit()
         if not found:

@@ -90,9 +90,9 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
         values = _stream_measures(conn, q, "dbdedup_structure_pairs", q["unchecked_pairs"], q["copy_results"], _measure)
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
-        failed = int((values[known] < verify.MIN_SIGNATURE_STRUCTURE).sum())
-        refused = sum(row[0] for row in conn.execute(q["apply_results"],
-                                                        {"min_structure": verify.MIN_SIGNATURE_STRUCTURE}))
+        applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE}).fetchall()
+        refused = sum(1 for apart, _ in applied if apart)
+        failed = sum(1 for apart, below in applied if below and not apart)
         conn.execute(q["drop_temp_tables"])
     return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tones_apart=refused, **looks)
 

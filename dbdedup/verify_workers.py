@@ -110,6 +110,7 @@ class VerifySummary:
     backfilled: int = 0  # images whose quality and colour signature this run stored
     structure_failed: int = 0  # signature-verified pairs the structure check left to the geometric check
     tone_candidates: int = 0  # pairs rejected for colour the structure check found close to one tone edit (pending again)
+    tones_apart: int = 0  # signature-verified pairs the structure check refused: colours no tone edit explains
     overlay_candidates: int = 0  # pairs rejected for colour or layout whose cells one overlay may explain (pending again)
     images_read: int = 0  # files read and decoded by the workers (an image read by two workers counts twice)
     unchecked: int = 0  # pairs the clusters did not need checked, left so (verify_plan.verify_needed_pairs)
@@ -124,6 +125,7 @@ class VerifySummary:
         return {"pending": self.pending, "verified": self.verified, "rejected": self.rejected,
                 "errors": self.errors, "reasons": dict(self.reasons), "backfilled": self.backfilled,
                 "structure_failed": self.structure_failed, "tone_candidates": self.tone_candidates,
+                "tones_apart": self.tones_apart,
                 "overlay_candidates": self.overlay_candidates,
                 "images_read": self.images_read,
                 "unchecked": self.unchecked, "workers": self.workers,
@@ -141,6 +143,7 @@ def merged(first: VerifySummary | None, second: VerifySummary) -> VerifySummary:
         backfilled=first.backfilled + second.backfilled,
         structure_failed=first.structure_failed + second.structure_failed,
         tone_candidates=first.tone_candidates + second.tone_candidates,
+        tones_apart=first.tones_apart + second.tones_apart,
         overlay_candidates=first.overlay_candidates + second.overlay_candidates,
         images_read=first.images_read + second.images_read, unchecked=second.unchecked,
         workers=max(first.workers, second.workers), seconds=first.seconds + second.seconds)
@@ -1070,6 +1073,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             checked = check_structure(conn)
             summary.structure_failed += checked.failed
             summary.tone_candidates += checked.tone_candidates
+            summary.tones_apart += checked.tones_apart
             summary.overlay_candidates += checked.overlay_candidates
             with conn.transaction():
                 pending = conn.execute(q["count_pending"]).fetchone()[0]

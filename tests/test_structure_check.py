@@ -391,3 +391,29 @@ def test_a_copy_turned_a_little_has_its_colours_misplaced_not_apart(monkeypatch)
     monkeypatch.undo()
     purple, violet = (verify.Features.of(glyph_folder("plus", c)).signature for c in (PURPLE, BLUE_VIOLET))
     assert verify.tones_apart(purple, violet) and verify.tones_apart(violet, purple)
+
+
+def test_match_and_verify_through_the_cli_say_how_many_colourings_they_refused(db_dsn, tmp_path):
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+
+    save(glyph_folder("plus", PURPLE), tmp_path / "purple.png")
+    save(glyph_folder("plus", BLUE_VIOLET), tmp_path / "violet.png")
+    save(resized(glyph_folder("plus", PURPLE), 0.5), tmp_path / "purple_half.png")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", db_dsn, "load", str(tmp_path)], catch_exceptions=False).exit_code == 0
+    result = runner.invoke(cli, ["--db", db_dsn, "match"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    # the purple folder and its half-size copy, each with the blue-violet one
+    assert ("2 pairs verified by colour signature refused: colours no one brightness or contrast edit explains"
+            in result.stderr), result.stderr
+    # what a SQL-only refresh() leaves: `dbdedup verify` refuses them the same way, and says so
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        left = conn.execute("UPDATE dbdedup.pairs SET verified = true, verify_reason = 'signature', structure = NULL "
+                            "WHERE verify_reason = 'colour' AND structure IS NOT NULL").rowcount
+    assert left == 2
+    verified = runner.invoke(cli, ["--db", db_dsn, "verify"], catch_exceptions=False)
+    assert verified.exit_code == 0, verified.output
+    assert ("2 pairs verified by colour signature were refused: colours no one brightness or contrast edit "
+            "explains") in verified.stderr, verified.stderr

@@ -72,6 +72,9 @@ def summary_line(summary) -> str:
     if summary.tone_candidates:
         line += (f"; {summary.tone_candidates:,} pairs rejected for colour were close to one brightness or contrast "
                  "edit and left for the check by pixels")
+    if summary.tones_apart:
+        line += (f"; {summary.tones_apart:,} pairs verified by colour signature were refused: colours no one "
+                 "brightness or contrast edit explains")
     if summary.overlay_candidates:
         line += (f"; {summary.overlay_candidates:,} pairs rejected for colour or layout differed as one see-through "
                  "overlay would make them and were left for the check by pixels")

@@ -39,7 +39,8 @@ COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, tones_ap
 -- (verified NULL) for the geometric check, which aligns the two by their pixels and measures the aligned
 -- overlap's structure (a copy cropped or turned a little at a close pHash passes there; another glyph does
 -- not). NaN (no thumbnail): the verdict stands. Only pairs still verified by signature and unmeasured: a
--- pair found or judged again meanwhile keeps that. One row a pair: whether it was refused.
+-- pair found or judged again meanwhile keeps that. One row a pair: whether it was refused, and whether it
+-- was below the minimum structure.
 UPDATE dbdedup.pairs p
 SET structure = r.structure,
     verified = CASE WHEN r.tones_apart THEN false
@@ -51,7 +52,7 @@ SET structure = r.structure,
 FROM dbdedup_structure_results r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
   AND p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL
-RETURNING r.tones_apart;
+RETURNING r.tones_apart, r.structure < %(min_structure)s;
 
 -- name: drop_temp_tables
 DROP TABLE IF EXISTS dbdedup_structure_pairs, dbdedup_structure_results;
