@@ -487,6 +487,15 @@ TONE_MAX_WINDOW = 12.0
 TONE_MAX_CHROMA_ERROR = 0.16
 TONE_MAX_CELL_RESIDUAL = 14.0
 TONE_MAX_CELL = 32.0
+# The workers also fit one tone edit to the pixels of every aligned pair that neither the signatures nor an
+# alignment settled (a copy brightened until it clips, farther in pHash than same_framing); that fit, with its
+# retry at the smaller picture's own size (a second decode), took a tenth of the workers' time on the accuracy
+# set (py-spy, session 25), nearly all on look-alikes. Its files are read only when the cells are within these
+# looser bounds than the candidates' (TONE_MAX_CELL_RESIDUAL, TONE_MAX_CELL): on a cli_score run (session 26,
+# bench/accuracy/tone_read_study.py) the 32 pairs verified `tone` that way were within 15.4 levels RMS and 44 in
+# a window, and 11,321 of the 18,659 aligned pairs refused otherwise are beyond (about 7 ms of CPU each).
+TONE_READ_CELL_RESIDUAL = 20.0
+TONE_READ_CELL = 50.0
 TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 windows of 8x8 pixels
 # ... and again at 256x256 (8x8 windows of 32x32 pixels) when that fails: a box of 64x64 that mixes clipped
 # and unclipped pixels is brighter than any line predicts (a light figure's edges on white), so a copy
@@ -531,6 +540,11 @@ class ToneFit:
         """Whether two colour signatures' cells (``signature_colours``) are close enough to one edit for the
         files' pixels to be fitted."""
         return self.residual <= TONE_MAX_CELL_RESIDUAL and self.window <= TONE_MAX_CELL
+
+    def cells_worth_reading(self) -> bool:
+        """``cells_agree`` with the looser bounds of the workers' own tone fit (TONE_READ_CELL_RESIDUAL,
+        TONE_READ_CELL)."""
+        return self.residual <= TONE_READ_CELL_RESIDUAL and self.window <= TONE_READ_CELL
 
 
 def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
@@ -676,6 +690,13 @@ def tones_apart_many(signatures_a: np.ndarray, signatures_b: np.ndarray, orienta
         apart[apart] = residual(sorted_cells(cells_a[apart]), sorted_cells(cells_b[apart])) \
             > SIGNATURE_MAX_SORTED_TONE_RESIDUAL
     return apart
+
+
+def tone_worth_reading(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:
+    """Whether one tone edit is near enough to two colour signatures' cells (a's under ``orientation``),
+    either way, for the workers to fit it to the files' pixels (``ToneFit.cells_worth_reading``)."""
+    cells_a, cells_b = signature_colours(a, orientation)[None], signature_colours(b)[None]
+    return tone_fits(cells_a, cells_b)[0].cells_worth_reading() or tone_fits(cells_b, cells_a)[0].cells_worth_reading()
 
 
 def tones_apart(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:

@@ -500,10 +500,11 @@ class PairChecker:
             framed = framed_verdict(fa, fb, pixels_a(), self._pixels(pair.b), min_structure)
             if framed is not None:
                 verdict = framed
-        if not verdict.verified and aligned and settled is None:
+        if not verdict.verified and aligned and settled is None \
+                and verify.tone_worth_reading(fa.signature, fb.signature, orientation):
             # apart in colour, layout or detail, not settled by the signatures, and not aligned otherwise: one
             # edit of the tones may explain it (a copy brightened until it clips, farther in pHash than
-            # same_framing; its clipped areas have no keypoints)
+            # same_framing; its clipped areas have no keypoints), when the signatures' cells are near one
             toned = self._tone_verdict(pair, orientation)
             if toned is not None:
                 return toned

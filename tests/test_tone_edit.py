@@ -370,3 +370,32 @@ def test_the_cells_of_a_brightened_tent_one_window_31_levels_off_send_it_to_the_
     assert found is not None and found["verified"] is True and found["reason"] == "tone", found
     members = cluster_with(conn, "keeper.png")
     assert members == {"keeper.png", "brighter.png"}, members
+
+
+def test_the_workers_read_no_file_for_a_tone_edit_the_signatures_cells_are_far_from(tmp_path, monkeypatch):
+    """An aligned pair left to the geometric check (another glyph, in another colour of one folder) and refused
+    there: its signatures' cells are far from any one tone edit, so its files are not fitted one; a brightened
+    copy's are (the tests above)."""
+    from test_keypoints import _image_info as info
+    from test_verify import folder as glyph_folder
+
+    from dbdedup.verify_workers import PairChecker, PendingPair
+
+    fitted = []
+    real = verify.tone_verdict
+    monkeypatch.setattr(verify, "tone_verdict", lambda *args, **kwargs: fitted.append(args) or real(*args, **kwargs))
+    star, lens = glyph_folder((133, 55, 180), "star"), glyph_folder((108, 93, 239), "lens")
+    save(star, tmp_path / "star.png")
+    save(lens, tmp_path / "lens.png")
+    a, b = verify.Features.of(star), verify.Features.of(lens)
+    assert aligned_verdict(a, b, "identity", 2) is None  # not settled by the signatures: the geometric check's
+    assert not verify.tone_worth_reading(a.signature, b.signature)
+    got = PairChecker().verdict(PendingPair("phash", 1, 2, 2, False, None, None, None,
+                                            info(1, tmp_path / "star.png"), info(2, tmp_path / "lens.png")))
+    assert not got.verified and fitted == [], (got, len(fitted))
+    # without the cells' bounds, the same pair has its files fitted (and refused all the same)
+    monkeypatch.setattr(verify, "TONE_READ_CELL_RESIDUAL", math.inf)
+    monkeypatch.setattr(verify, "TONE_READ_CELL", math.inf)
+    again = PairChecker().verdict(PendingPair("phash", 1, 2, 2, False, None, None, None,
+                                              info(1, tmp_path / "star.png"), info(2, tmp_path / "lens.png")))
+    assert not again.verified and len(fitted) >= 1
