@@ -106,8 +106,7 @@ def tone(set_dir: Path, limits: tuple[float, float]) -> None:
     print(f"  of those, the pixels' fit verifies {len(verified):,}: {sum(bool(same[k]) for k in verified):,} copies, "
           f"{sum(not same[k] for k in verified):,} look-alikes")
     for k in verified:
-        if not same[k]:
-            print(f"  look-alike: {Path(rows[k][0]).name} / {Path(rows[k][1]).name}")
+        print(f"  {'copy' if same[k] else 'look-alike'}: {Path(rows[k][0]).name} / {Path(rows[k][1]).name}")
 
 
 def main() -> None:
