@@ -662,13 +662,25 @@ SIGNATURE_MAX_TONE_RESIDUAL = 16.0
 SIGNATURE_MAX_SORTED_TONE_RESIDUAL = 10.0
 
 
+def closer_tone_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """For each pair of stacked pictures (as ``tone_fits`` takes them), the residual of the closer of the two
+    one-edit fits, x to y and y to x (clipping makes an edit one-way, as in ``both_tone_fits``)."""
+    return np.minimum([fit.residual for fit in tone_fits(x, y)], [fit.residual for fit in tone_fits(y, x)])
+
+
+def channels_sorted(cells: np.ndarray) -> np.ndarray:
+    """Stacked cells (n, GRID, GRID, 3) with each picture's channels sorted over its cells: their distribution,
+    whatever their places."""
+    return np.sort(cells.reshape(len(cells), GRID * GRID, 3), axis=1).reshape(cells.shape)
+
+
 def tones_apart_many(signatures_a: np.ndarray, signatures_b: np.ndarray, orientations: Sequence[str]) -> np.ndarray:
     """For each pair of colour signatures (stacked (n, SIGNATURE_LENGTH); a's under its orientation, b's
     unturned): whether both pictures have colour and no one brightness or contrast edit explains their
     colours, however close the signatures found them: their 8x8 cells more than SIGNATURE_MAX_TONE_RESIDUAL
-    levels RMS off the best line either way (``tone_fits``), and each channel's cells, sorted, more than
-    SIGNATURE_MAX_SORTED_TONE_RESIDUAL. Greyscale pictures are never apart here (a greyscale copy of a
-    colour picture fits no line either)."""
+    levels RMS off the best line either way (``closer_tone_residuals``), and each channel's cells, sorted
+    (``channels_sorted``), more than SIGNATURE_MAX_SORTED_TONE_RESIDUAL. Greyscale pictures are never apart
+    here (a greyscale copy of a colour picture fits no line either)."""
     signatures_a = np.asarray(signatures_a, dtype=np.float64)
     signatures_b = np.asarray(signatures_b, dtype=np.float64)
     if len(signatures_a) == 0:
@@ -676,18 +688,10 @@ def tones_apart_many(signatures_a: np.ndarray, signatures_b: np.ndarray, orienta
     cells_b = signatures_colours(signatures_b)
     cells_a = np.stack([orient_pixels(cells, orientation)
                         for cells, orientation in zip(signatures_colours(signatures_a), orientations)])
-
-    def residual(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # (clipping makes an edit one-way: fitted both ways, the closer counts)
-        return np.minimum([fit.residual for fit in tone_fits(x, y)], [fit.residual for fit in tone_fits(y, x)])
-
-    def sorted_cells(cells: np.ndarray) -> np.ndarray:
-        return np.sort(cells.reshape(len(cells), GRID * GRID, 3), axis=1).reshape(cells.shape)
-
     coloured = np.minimum(chromas(signatures_a), chromas(signatures_b)) >= GREY_CHROMA
-    apart = coloured & (residual(cells_a, cells_b) > SIGNATURE_MAX_TONE_RESIDUAL)
+    apart = coloured & (closer_tone_residuals(cells_a, cells_b) > SIGNATURE_MAX_TONE_RESIDUAL)
     if apart.any():
-        apart[apart] = residual(sorted_cells(cells_a[apart]), sorted_cells(cells_b[apart])) \
+        apart[apart] = closer_tone_residuals(channels_sorted(cells_a[apart]), channels_sorted(cells_b[apart])) \
             > SIGNATURE_MAX_SORTED_TONE_RESIDUAL
     return apart
 
@@ -695,8 +699,8 @@ def tones_apart_many(signatures_a: np.ndarray, signatures_b: np.ndarray, orienta
 def tone_worth_reading(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:
     """Whether one tone edit is near enough to two colour signatures' cells (a's under ``orientation``),
     either way, for the workers to fit it to the files' pixels (``ToneFit.cells_worth_reading``)."""
-    cells_a, cells_b = signature_colours(a, orientation)[None], signature_colours(b)[None]
-    return tone_fits(cells_a, cells_b)[0].cells_worth_reading() or tone_fits(cells_b, cells_a)[0].cells_worth_reading()
+    return any(fit.cells_worth_reading()
+               for fit in both_tone_fits(signature_colours(a, orientation), signature_colours(b)))
 
 
 def tones_apart(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:

@@ -21,11 +21,12 @@ import os
 import random
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from dbdedup import pg_binary, verify
-from dbdedup.verify_workers import OWN_SIZE_MAX_SIDE, pixels_of_file
+from dbdedup.verify_workers import own_size_side, pixels_of_file
 from score import SET_DIR
 from structure_study import last_run_rows
 
@@ -42,13 +43,13 @@ WHERE p.verify_reason IN ('tone', 'detail', 'layout', 'structure', 'no_geometry'
 
 
 def cell_fits(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray]:
-    """(residual, window) of the closer of the two one-edit fits of each pair's signature cells."""
-    cells_a = np.stack([verify.signature_colours(pg_binary.float4_values(r[2]).astype(np.float64), r[4]) for r in rows])
-    cells_b = np.stack([verify.signature_colours(pg_binary.float4_values(r[3]).astype(np.float64)) for r in rows])
-    one, other = verify.tone_fits(cells_a, cells_b), verify.tone_fits(cells_b, cells_a)
-    residual = np.array([min(x.residual, y.residual) for x, y in zip(one, other)])
-    window = np.array([min(x.window, y.window) for x, y in zip(one, other)])
-    return residual, window
+    """(residual, window) of the closer of the two one-edit fits of each pair's signature cells
+    (``verify.both_tone_fits``)."""
+    fits = [verify.both_tone_fits(verify.signature_colours(pg_binary.float4_values(r[2]).astype(np.float64), r[4]),
+                                  verify.signature_colours(pg_binary.float4_values(r[3]).astype(np.float64)))
+            for r in rows]
+    return (np.array([min(x.residual, y.residual) for x, y in fits]),
+            np.array([min(x.window, y.window) for x, y in fits]))
 
 
 def fit_seconds(row: tuple) -> float:
@@ -61,10 +62,9 @@ def fit_seconds(row: tuple) -> float:
 
     pa, pb = read(path_a), read(path_b)
     started = time.process_time()
-    toned = verify.tone_verdict(pa, pb, orientation)
-    long_a, long_b = max(width_a, height_a), max(width_b, height_b)
-    side = min(long_a, long_b, OWN_SIZE_MAX_SIDE)
-    if toned is None and long_a != long_b and side > verify.GEOMETRY_SIDE:
+    side = own_size_side(SimpleNamespace(a=SimpleNamespace(width=width_a, height=height_a),
+                                         b=SimpleNamespace(width=width_b, height=height_b)))
+    if verify.tone_verdict(pa, pb, orientation) is None and side is not None:
         verify.tone_verdict(read(path_a, side), read(path_b, side), orientation)
     return time.process_time() - started
 

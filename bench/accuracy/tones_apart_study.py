@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from dbdedup import pg_binary, verify
-from dbdedup.verify_workers import OWN_SIZE_MAX_SIDE, pixels_of_file
+from dbdedup.verify_workers import own_size_side
+from gate_study import _toned as toned
 from score import SET_DIR
 from structure_study import last_run_rows, same_picture
 
@@ -42,33 +44,19 @@ WHERE (p.verified AND p.verify_reason = 'signature' OR p.verify_reason = 'colour
 
 def residuals(signatures_a: np.ndarray, signatures_b: np.ndarray, orientations: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The closer of the two one-line fits' residuals (levels RMS) of each pair's cells in place, and of each
-    channel's cells sorted (as ``verify.tones_apart_many`` measures them)."""
+    channel's cells sorted (the measures of ``verify.tones_apart_many``)."""
     cells_a = np.stack([verify.signature_colours(s, o) for s, o in zip(signatures_a, orientations)])
     cells_b = verify.signatures_colours(signatures_b)
-
-    def closer(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.minimum([f.residual for f in verify.tone_fits(x, y)], [f.residual for f in verify.tone_fits(y, x)])
-
-    def ordered(cells: np.ndarray) -> np.ndarray:
-        return np.sort(cells.reshape(len(cells), -1, 3), axis=1).reshape(cells.shape)
-
-    return closer(cells_a, cells_b), closer(ordered(cells_a), ordered(cells_b))
+    return (verify.closer_tone_residuals(cells_a, cells_b),
+            verify.closer_tone_residuals(verify.channels_sorted(cells_a), verify.channels_sorted(cells_b)))
 
 
 def pixels_verify(row: tuple) -> bool:
     """Whether the workers' tone fit on the files' pixels verifies the pair (working size, then own size)."""
     path_a, path_b, _, _, orientation, width_a, height_a, width_b, height_b = row
-
-    def read(path: str, side: int = verify.GEOMETRY_SIDE) -> np.ndarray:
-        with open(path, "rb") as f:
-            return pixels_of_file(f.read(), side)
-
-    if verify.tone_verdict(read(path_a), read(path_b), orientation) is not None:
-        return True
-    long_a, long_b = max(width_a, height_a), max(width_b, height_b)
-    side = min(long_a, long_b, OWN_SIZE_MAX_SIDE)
-    return long_a != long_b and side > verify.GEOMETRY_SIDE and \
-        verify.tone_verdict(read(path_a, side), read(path_b, side), orientation) is not None
+    sizes = SimpleNamespace(a=SimpleNamespace(width=width_a, height=height_a),
+                            b=SimpleNamespace(width=width_b, height=height_b))
+    return toned((path_a, path_b, orientation, own_size_side(sizes)))
 
 
 def main(argv: list[str] | None = None) -> int:
