@@ -1497,6 +1497,18 @@ class DenseMatch:
 # look-alike pairs sampled of 3,687.
 DENSE_TURN_RINGS = 16
 DENSE_TURN_STEP = 4.0  # degrees between the angles tried by the rings' cross-correlation
+# ECC correlates the whole square, and a turned copy's new corners (filled, or cut from outside the frame) differ
+# from the keeper's there however well the rest lines up: a turned copy that fills its frame (a landscape, a pastel
+# illustration) ends at 0.95-0.97, its centre disc's colours as close as an unturned copy's. A picture with more
+# than DENSE_MAX_KEYPOINTS keypoints, turned by a few degrees, can fall short of the inliers asked of an aligned
+# pair (MIN_INLIERS_ALIGNED): its keeper pair is tried from its ring turn too, up to DENSE_TURNED_MAX_DEGREES (a
+# quarter or a half turn leaves the keypoints their inliers), and only to verify it. On a cli_score run's keeper
+# pairs tried so (session 27, bench/accuracy/turned_study.py: 5,236 pairs, 241 of them copies), the flat pairs'
+# copies verified are 44 at 0.97 and 52 at 0.95, with no look-alike down to 0.95 (one at 0.94); the pairs with
+# keypoints enough give 29 copies and one look-alike, which the keypoints' alignment refuses for its structure
+# before (the run's verdict); turned copies of 5-20 degrees left out before joined their keepers.
+DENSE_TURNED_MIN_CORRELATION = 0.95
+DENSE_TURNED_MAX_DEGREES = 24.0
 
 
 def _ecc_criteria() -> tuple[int, int, float]:
@@ -1547,23 +1559,26 @@ def ring_turn(pa: np.ndarray, pb: np.ndarray) -> float:
     return (step if step <= count // 2 else step - count) * DENSE_TURN_STEP
 
 
-def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False) -> DenseMatch:
+def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False,
+                max_turn: float | None = None) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
     up the aspect a frame or a crop changes) and compare the aligned pair by colour signature; not
     compared (``colour`` None, ``correlation`` the 64-px stage's) when that stage stays under
     DENSE_COARSE_MIN_CORRELATION.
     ``turned``: start from the turn ``ring_turn`` finds and compare the centre disc only (above);
-    no alignment (None) when that turn is under DENSE_TURN_STEP: the identity start tries that.
+    no alignment (None) when that turn is under DENSE_TURN_STEP (the identity start tries that) or,
+    with ``max_turn``, over that many degrees.
     ``fine``: measure the aligned pair's structure at 64x64 too."""
     cv2 = _cv2()
+    if turned:
+        degrees = ring_turn(pa, pb)
+        if abs(degrees) < DENSE_TURN_STEP or (max_turn is not None and abs(degrees) > max_turn):
+            return DenseMatch(None, None)
     a, b, grey_a, grey_b = _dense_side(pa, pb)
     side = DENSE_SIDE
     half = side // 2
     start = np.eye(2, 3, dtype=np.float32)
     if turned:
-        degrees = ring_turn(pa, pb)
-        if abs(degrees) < DENSE_TURN_STEP:
-            return DenseMatch(None, None)
         # The warp maps a's points onto b's (it is applied with WARP_INVERSE_MAP): b's picture is a's turned.
         # In the squashed square a turn of the picture is that turn between the aspect's scalings.
         turn = cv2.getRotationMatrix2D((0.0, 0.0), degrees, 1.0)[:, :2]
@@ -1653,15 +1668,16 @@ def window_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
                       structure_of_pixels(window, aligned))
 
 
-def dense_verdict(a: Features, b: Features, match: DenseMatch, *, min_structure: float = MIN_STRUCTURE) -> Verdict:
+def dense_verdict(a: Features, b: Features, match: DenseMatch, *, min_structure: float = MIN_STRUCTURE,
+                  min_correlation: float = DENSE_MIN_CORRELATION) -> Verdict:
     """The verdict for a pair by its dense alignment: 'dense' when the aligned grey images correlate
-    to DENSE_MIN_CORRELATION and agree in colour and layout (as a geometric overlap must), in
-    detail to DENSE_MAX_DETAIL and in structure to ``min_structure`` ('structure' otherwise); else
-    no_geometry (nothing aligned it)."""
+    to ``min_correlation`` (DENSE_TURNED_MIN_CORRELATION for an alignment from a ring turn) and agree
+    in colour and layout (as a geometric overlap must), in detail to DENSE_MAX_DETAIL and in structure
+    to ``min_structure`` ('structure' otherwise); else no_geometry (nothing aligned it)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     colour = match.colour
-    if match.correlation is None or colour is None or not match.correlation >= DENSE_MIN_CORRELATION:  # NaN too
+    if match.correlation is None or colour is None or not match.correlation >= min_correlation:  # NaN too
         return Verdict(False, 0.0, "no_geometry")
     if _overlap_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
         if match.structure is not None and match.structure < min_structure:

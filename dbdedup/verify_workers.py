@@ -477,17 +477,23 @@ class PairChecker:
             # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
             _, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES)
             return again if again.verified else verify.Verdict(False, verdict.score, "turned")
-        if verdict.reason == "no_geometry" and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS \
-                and dense_candidate(pair, orientation):
-            # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
-            verdict = verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
-                                           min_structure=min_structure)
+        flat = min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS
+        if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):
+            if flat:
+                # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
+                verdict = verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
+                                               min_structure=min_structure)
             if verdict.reason == "no_geometry" and pair.transform == LINKED:
                 # a keeper pair no signal found: perhaps a copy turned by 5-20 degrees (its turn signature
-                # proposed it), which ECC aligns only from the turn its rings suggest
-                verdict = verify.dense_verdict(
-                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), turned=True),
-                    min_structure=min_structure)
+                # proposed it), which ECC aligns only from the turn its rings suggest; a picture with keypoints
+                # enough, only when they fell short for a turn of a few degrees, and only to verify it
+                # (verify.DENSE_TURNED_MIN_CORRELATION)
+                turned = verify.dense_verdict(
+                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), turned=True,
+                                               max_turn=None if flat else verify.DENSE_TURNED_MAX_DEGREES),
+                    min_structure=min_structure, min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
+                if flat or turned.verified:
+                    verdict = turned
         if verdict.reason == "no_geometry" and window_candidate(pair) \
                 and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_WINDOW_MAX_KEYPOINTS:
             # a flat picture's pair found by the embedding or a keeper's windows: perhaps a crop of the other
