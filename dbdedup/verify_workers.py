@@ -681,10 +681,8 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
     the colours are apart and that settles it (one framing, colours close enough that aligning
     again would not change them, or too far for any edit: layouts beyond HOPELESS, a spread or chroma
     ratio beyond HOPELESS_GAIN, a greyscale picture beyond HOPELESS_GREY_LIGHT from a colour one);
-    'layout' when the layouts are apart
-    beyond the geometric range; None when the pair needs the geometric check (never settled by
-    the detail alone: a copy turned by a few degrees or cropped a little differs in detail until
-    it is aligned)."""
+    None when the pair needs the geometric check (never settled by the layout or the detail alone: a
+    copy turned by a few degrees or cropped a little differs in both until it is aligned)."""
     if min(a.quality, b.quality) < verify.MIN_QUALITY:
         return verify.Verdict(False, 0.0, "low_quality")
     d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
@@ -699,8 +697,6 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
                 and (d.grey_light is None or d.grey_light <= verify.HOPELESS_GREY_LIGHT):
             return None
         return verify.Verdict(False, score, "colour")
-    if d.light > verify.MAX_LIGHT and d.worst > verify.HOPELESS:
-        return verify.Verdict(False, score, "layout")
     return None
 
 

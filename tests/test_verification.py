@@ -483,6 +483,84 @@ def test_an_aligned_pair_apart_in_colour_beyond_what_a_crop_explains_is_rejected
     assert checker.verdict(pending_pair(conn, ids["a.png"], ids["grey.png"])).verified
 
 
+def _card(seed: int, size=(200, 300)) -> Image.Image:
+    """A playing card: clubs and letters of one colour on a cream card with a black edge, on white."""
+    import random
+
+    from PIL import ImageFont
+
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.rounded_rectangle((4, 4, w - 5, h - 5), radius=14, fill=(250, 250, 240), outline=(0, 0, 0), width=2)
+    colour = (0, 0, 0) if rng.random() < 0.5 else (200, 20, 30)
+    for _ in range(rng.randint(5, 9)):
+        x, y = rng.randint(30, w - 60), rng.randint(30, h - 60)
+        draw.ellipse((x, y, x + 14, y + 14), fill=colour)
+        draw.ellipse((x + 12, y, x + 26, y + 14), fill=colour)
+        draw.ellipse((x + 6, y - 10, x + 20, y + 4), fill=colour)
+        draw.polygon([(x + 13, y + 6), (x + 7, y + 24), (x + 19, y + 24)], fill=colour)
+    rank, font = str(rng.randint(2, 9)), ImageFont.load_default(size=22)
+    draw.text((12, 10), rank, fill=colour, font=font)
+    draw.text((w - 30, h - 36), rank, fill=colour, font=font)
+    for _ in range(6):
+        draw.text((rng.randint(20, w - 40), rng.randint(20, h - 40)), rng.choice("AKQJ"), fill=colour,
+                  font=ImageFont.load_default(size=12))
+    return image
+
+
+def test_an_aligned_pair_apart_only_in_its_layout_is_left_to_the_geometric_check(conn, tmp_path):
+    """A card turned by 8-10 degrees keeps a close pHash (aligned) while its white corners and moved edges put
+    its lightness layout beyond verify.HOPELESS from the card's: the SQL step no longer settles that (it refused
+    such copies for their layout before session 27); the workers align the two and verify the copy. Another card
+    of the deck (pips moved), at a pHash distance as close, is refused there."""
+    import random
+
+    keeper = _card(4).resize((400, 600), Image.Resampling.BICUBIC)
+    save(keeper, tmp_path / "card.png")
+    turned = {"turned_8.png": _card(4).rotate(8, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
+              "turned_10.png": _card(4).rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))}
+    for name, image in turned.items():
+        save(image, tmp_path / name)
+    # another card of the deck: the same card with three pips moved (one turned by 8 degrees too)
+    others = {}
+    for seed, degrees in ((6, 8), (11, 0), (13, 0)):
+        other = _card(4)
+        draw, rng = ImageDraw.Draw(other), random.Random(seed)
+        for _ in range(3):
+            x, y = rng.randint(30, 140), rng.randint(30, 240)
+            draw.rectangle((x, y, x + 30, y + 30), fill=(250, 250, 240))
+            x, y = rng.randint(30, 140), rng.randint(30, 240)
+            draw.ellipse((x, y, x + 26, y + 26), fill=(0, 0, 0))
+        others[f"other_{seed}.png"] = other.rotate(degrees, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
+    for name, image in others.items():
+        save(image, tmp_path / name)
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(12)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    stored = {i: verify.Features(q, np.asarray(s, dtype=np.float32)) for i, q, s in conn.execute(
+        "SELECT id, quality, colour_signature FROM dbdedup.images")}
+    for name in turned:
+        found = pair(conn, ids, "card.png", name)
+        assert found["distance"] <= verify.ALIGNED_DISTANCE, found
+        d = verify.compare_signatures(stored[ids["card.png"]].signature, stored[ids[name]].signature)
+        # (what the test is about: apart in layout beyond the geometric range, not in colour)
+        assert d.light > verify.MAX_LIGHT and d.worst > verify.HOPELESS and d.gain <= d.gain_limit, (name, d)
+        assert found["verified"] is None, (name, found)
+        assert aligned_verdict(stored[ids["card.png"]], stored[ids[name]], "identity", found["distance"]) is None
+    conn.commit()
+    verify_pending_pairs(conn, workers=1)
+    for name in turned:
+        found = pair(conn, ids, "card.png", name)
+        assert found["verified"] is True and found["reason"] in ("geometry", "dense"), (name, found)
+    other_pairs = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE verified) FROM dbdedup.pairs WHERE hash_kind = 'phash' "
+        "AND (image_a = %(k)s OR image_b = %(k)s) AND (image_a = ANY(%(o)s) OR image_b = ANY(%(o)s))",
+        {"k": ids["card.png"], "o": [ids[name] for name in others]}).fetchone()
+    assert other_pairs[0] >= 2 and other_pairs[1] == 0, other_pairs
+
+
 def test_a_greyscale_copy_that_is_the_colour_pictures_conversion_may_spread_its_tones_otherwise(conn, tmp_path):
     # A red, blue and white flag and its greyscale copy: the copy's lightness is the colour one's luma
     # cell by cell (grey_light within 1 L* unit), but L* spreads blue and red otherwise than luma does
