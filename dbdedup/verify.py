@@ -31,6 +31,7 @@ held-out split (bench/accuracy/verify_study.py).
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 from dataclasses import dataclass, replace
@@ -1509,6 +1510,14 @@ DENSE_TURN_STEP = 4.0  # degrees between the angles tried by the rings' cross-co
 # before (the run's verdict); turned copies of 5-20 degrees left out before joined their keepers.
 DENSE_TURNED_MIN_CORRELATION = 0.95
 DENSE_TURNED_MAX_DEGREES = 24.0
+# ECC started unturned aligns a copy turned by 1-20 degrees too (its affine warp takes up the turn), but the whole
+# square then holds the copy's new corners, which differ from the keeper's: compared whole, such a copy is refused
+# though the rest agrees. When the warp turns by DENSE_DISC_MIN_TURN or more, the pair is compared over the centre
+# disc only, as a ring-turn alignment is. On a cli_score run's flat pairs that ECC aligned unturned at 0.97 or more
+# and whose whole squares disagreed (session 27, bench/accuracy/disc_study.py: 691 pairs), the disc verified 53 of
+# the 62 copy pairs turned by 1 degree or more and none of the 35 look-alike pairs; under 1 degree it verified 15
+# copy pairs and one look-alike of 533.
+DENSE_DISC_MIN_TURN = 1.0
 
 
 def _ecc_criteria() -> tuple[int, int, float]:
@@ -1559,8 +1568,14 @@ def ring_turn(pa: np.ndarray, pb: np.ndarray) -> float:
     return (step if step <= count // 2 else step - count) * DENSE_TURN_STEP
 
 
+def warp_turn(warp: np.ndarray) -> float:
+    """The turn (degrees) of an affine warp's linear part: the angle of its rotation, whatever its scaling or
+    shear."""
+    return math.degrees(math.atan2(float(warp[1, 0] - warp[0, 1]), float(warp[0, 0] + warp[1, 1])))
+
+
 def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False,
-                max_turn: float | None = None) -> DenseMatch:
+                max_turn: float | None = None, disc_if_turned: bool = False) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
     up the aspect a frame or a crop changes) and compare the aligned pair by colour signature; not
     compared (``colour`` None, ``correlation`` the 64-px stage's) when that stage stays under
@@ -1568,6 +1583,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
     ``turned``: start from the turn ``ring_turn`` finds and compare the centre disc only (above);
     no alignment (None) when that turn is under DENSE_TURN_STEP (the identity start tries that) or,
     with ``max_turn``, over that many degrees.
+    ``disc_if_turned``: compare the centre disc only when the warp found turns by DENSE_DISC_MIN_TURN or more.
     ``fine``: measure the aligned pair's structure at 64x64 too."""
     cv2 = _cv2()
     if turned:
@@ -1598,7 +1614,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         return DenseMatch(None, None)
     aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
-    if turned:
+    if turned or (disc_if_turned and abs(warp_turn(warp)) >= DENSE_DISC_MIN_TURN):
         # outside the centre disc, a's own pixels on both sides (they agree), as an overlap's uncovered part
         rows, columns = np.ogrid[0:side, 0:side]
         disc = (rows - (side - 1) / 2) ** 2 + (columns - (side - 1) / 2) ** 2 <= (side / 2 - 1) ** 2

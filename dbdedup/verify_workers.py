@@ -480,9 +480,11 @@ class PairChecker:
         flat = min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS
         if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):
             if flat:
-                # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match)
-                verdict = verify.dense_verdict(fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b)),
-                                               min_structure=min_structure)
+                # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match;
+                # a copy the warp turns is compared without its new corners, verify.DENSE_DISC_MIN_TURN)
+                verdict = verify.dense_verdict(
+                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), disc_if_turned=True),
+                    min_structure=min_structure)
             if verdict.reason == "no_geometry" and pair.transform == LINKED:
                 # a keeper pair no signal found: perhaps a copy turned by 5-20 degrees (its turn signature
                 # proposed it), which ECC aligns only from the turn its rings suggest; a picture with keypoints

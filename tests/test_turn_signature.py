@@ -170,7 +170,10 @@ def test_a_flat_picture_turned_by_15_to_20_degrees_is_aligned_by_its_pixels_from
         assert verify.dense_match(verify.working_pixels(keeper), verify.working_pixels(flag), turned=True).correlation is None
 
 
-def test_the_workers_align_a_turned_flag_from_its_rings_only_for_a_keeper_pair_through_a_member(conn, tmp_path):
+def test_the_workers_align_a_turned_flag_for_a_keeper_pair_and_an_embedding_pair(conn, tmp_path):
+    # the ring turn is tried for keeper pairs through a member only; ECC started unturned aligns this flag turned
+    # by 20 degrees too (its warp takes up the turn), and since session 27 compares it without its new corners
+    # (verify.DENSE_DISC_MIN_TURN): the embedding pair is verified that way, the other colours refused
     from dbdedup.verify_workers import verify_pending_pairs
 
     flag = _flag(7)
@@ -182,12 +185,12 @@ def test_the_workers_align_a_turned_flag_from_its_rings_only_for_a_keeper_pair_t
     image = loaded(conn, folder, files)
     add_pending(conn, image["flag"], image["turned"], similarity=None, transform="linked")
     add_pending(conn, image["flag"], image["other-colours"], similarity=None, transform="linked")
-    add_pending(conn, image["flag"], image["turned-again"], similarity=0.9)  # an embedding pair: not tried turned
+    add_pending(conn, image["flag"], image["turned-again"], similarity=0.9)  # an embedding pair
     verify_pending_pairs(conn, workers=1)
     found = verdicts(conn)
     assert found[frozenset((image["flag"], image["turned"]))][0::2] == (True, "dense")
     assert found[frozenset((image["flag"], image["other-colours"]))][0] is False
-    assert found[frozenset((image["flag"], image["turned-again"]))][0::2] == (False, "no_geometry")
+    assert found[frozenset((image["flag"], image["turned-again"]))][0::2] == (True, "dense")
 
 
 def test_a_keeper_pair_through_a_member_is_judged_by_its_phash_distance_not_as_one_framing(conn, tmp_path):
@@ -307,3 +310,42 @@ def test_a_keeper_pair_of_a_copy_turned_a_little_that_fills_its_frame_is_verifie
     for keeper_name in ("flat", "dotted"):
         assert found[frozenset((image[keeper_name], image[f"{keeper_name}-turned"]))][0::2] == (True, "dense")
         assert found[frozenset((image[keeper_name], image[f"{keeper_name}-turned-colours"]))][0] is False
+
+
+def test_a_flat_copy_turned_by_a_few_degrees_that_ecc_aligns_unturned_is_compared_without_its_new_corners(
+        conn, tmp_path):
+    """ECC started unturned aligns a flat copy turned by 5 degrees (its warp takes up the turn), but the whole
+    square holds the copy's new white corners: compared whole it was refused. The workers compare it over the
+    centre disc when the warp turns (verify.DENSE_DISC_MIN_TURN), as a ring-turn alignment; the same picture in
+    other colours is refused there."""
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    folder = tmp_path / "set"
+    files = {}
+    for seed, degrees in ((4, -5), (29, 5)):
+        art = _banded(seed)
+        keeper, copy = art.resize((800, 600), Image.Resampling.BICUBIC), _turned(art, degrees)
+        pa, pb = verify.working_pixels(keeper), verify.working_pixels(copy)
+        fa, fb = verify.Features.of(keeper), verify.Features.of(copy)
+        # (what the test is about: flat, aligned unturned, refused whole, verified over the disc)
+        assert min(len(verify.keypoints_of_pixels(p).points) for p in (pa, pb)) < verify.DENSE_MAX_KEYPOINTS
+        whole = verify.dense_match(pa, pb)
+        assert whole.correlation >= verify.DENSE_MIN_CORRELATION and not verify.dense_verdict(fa, fb, whole).verified
+        assert verify.dense_verdict(fa, fb, verify.dense_match(pa, pb, disc_if_turned=True)).verified
+        files[f"{seed}"] = save(keeper, folder / f"{seed}-keeper.png")
+        files[f"{seed}-turned"] = save(copy, folder / f"{seed}-turned.png")
+        files[f"{seed}-turned-colours"] = save(other_colours(copy), folder / f"{seed}-turned-colours.png")
+    # an unturned copy is compared whole, as before: the disc changes nothing for it
+    art = _banded(4)
+    pa = verify.working_pixels(art.resize((800, 600), Image.Resampling.BICUBIC))
+    assert verify.dense_match(pa, verify.working_pixels(art), disc_if_turned=True) == \
+        verify.dense_match(pa, verify.working_pixels(art))
+    image = loaded(conn, folder, files)
+    for seed in ("4", "29"):
+        for copy in ("turned", "turned-colours"):
+            add_pending(conn, image[seed], image[f"{seed}-{copy}"])  # an embedding neighbour
+    verify_pending_pairs(conn, workers=1)
+    found = verdicts(conn)
+    for seed in ("4", "29"):
+        assert found[frozenset((image[seed], image[f"{seed}-turned"]))][0::2] == (True, "dense")
+        assert found[frozenset((image[seed], image[f"{seed}-turned-colours"]))][0] is False

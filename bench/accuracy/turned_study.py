@@ -38,6 +38,23 @@ def _query() -> str:
         .replace("SELECT p.hash_kind,", "SELECT p.verified, p.verify_reason, p.hash_kind,", 1)
 
 
+class PixelsSeen:
+    """An image's working pixels and keypoint count, read from its file once (the last ``keep`` kept): the pairs
+    come in the workers' order, an image's pairs together."""
+
+    def __init__(self, keep: int = 600):
+        self.cache: OrderedDict[int, tuple] = OrderedDict()
+        self.keep = keep
+
+    def __call__(self, info) -> tuple:
+        if info.id not in self.cache:
+            pixels = pixels_of_file(open(info.path, "rb").read())
+            self.cache[info.id] = (pixels, len(verify.keypoints_of_pixels(pixels).points))
+            while len(self.cache) > self.keep:
+                self.cache.popitem(last=False)
+        return self.cache[info.id]
+
+
 def larger_first(pair: PendingPair) -> bool:
     """Whether image_b was recorded larger than image_a (then b is the template)."""
     sizes = (pair.a.width, pair.a.height, pair.b.width, pair.b.height)
@@ -54,16 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if found is None:
         return 1
     truth, rows = found
-    cache: OrderedDict[int, tuple] = OrderedDict()
-
-    def seen(info):
-        if info.id not in cache:
-            pixels = pixels_of_file(open(info.path, "rb").read())
-            cache[info.id] = (pixels, len(verify.keypoints_of_pixels(pixels).points))
-            while len(cache) > 500:
-                cache.popitem(last=False)
-        return cache[info.id]
-
+    seen = PixelsSeen()
     out = None
     if args.csv:
         out = csv.writer(open(args.csv, "w", newline=""))
