@@ -75,7 +75,7 @@ WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of se
 CACHED_IMAGES = 512
 RESIZED_IMAGES = 4  # images a worker keeps at a side other than the working one (PairChecker._pixels_at)
 # the refusals of an aligned pair that a semi-transparent overlay on one side may explain (PairChecker._unless_overlay)
-OVERLAY_REFUSALS = frozenset({"colour", "layout", "detail", "structure", "no_geometry"})
+OVERLAY_REFUSALS = frozenset({"colour", "detail", "structure", "no_geometry"})
 ALIGNED_REFUSALS = OVERLAY_REFUSALS - {"no_geometry"}  # ... of a pair the keypoints aligned
 # the refusals a JPEG's low quality may explain: its artefacts move colours by blocks and hide thin lines from
 # the keypoints and ECC (PairChecker._unless_reencoded)
