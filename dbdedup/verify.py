@@ -1586,15 +1586,13 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
     ``disc_if_turned``: compare the centre disc only when the warp found turns by DENSE_DISC_MIN_TURN or more.
     ``fine``: measure the aligned pair's structure at 64x64 too."""
     cv2 = _cv2()
-    if turned:
-        degrees = ring_turn(pa, pb)
-        if abs(degrees) < DENSE_TURN_STEP or (max_turn is not None and abs(degrees) > max_turn):
-            return DenseMatch(None, None)
-    a, b, grey_a, grey_b = _dense_side(pa, pb)
     side = DENSE_SIDE
     half = side // 2
     start = np.eye(2, 3, dtype=np.float32)
     if turned:
+        degrees = ring_turn(pa, pb)
+        if abs(degrees) < DENSE_TURN_STEP or (max_turn is not None and abs(degrees) > max_turn):
+            return DenseMatch(None, None)
         # The warp maps a's points onto b's (it is applied with WARP_INVERSE_MAP): b's picture is a's turned.
         # In the squashed square a turn of the picture is that turn between the aspect's scalings.
         turn = cv2.getRotationMatrix2D((0.0, 0.0), degrees, 1.0)[:, :2]
@@ -1602,6 +1600,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         linear = scale @ turn @ np.linalg.inv(scale)
         centre = np.full(2, (half - 1) / 2)
         start = np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32)
+    a, b, grey_a, grey_b = _dense_side(pa, pb)
     criteria = _ecc_criteria()
     try:
         coarse, warp = cv2.findTransformECC(cv2.resize(grey_a, (half, half)), cv2.resize(grey_b, (half, half)),

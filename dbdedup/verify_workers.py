@@ -477,7 +477,8 @@ class PairChecker:
             # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
             _, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES)
             return again if again.verified else verify.Verdict(False, verdict.score, "turned")
-        flat = min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_MAX_KEYPOINTS
+        fewest_keypoints = min(len(keys_a.points), len(keys_b.points))
+        flat = fewest_keypoints < verify.DENSE_MAX_KEYPOINTS
         if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):
             if flat:
                 # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match;
@@ -497,7 +498,7 @@ class PairChecker:
                 if flat or turned.verified:
                     verdict = turned
         if verdict.reason == "no_geometry" and window_candidate(pair) \
-                and min(len(keys_a.points), len(keys_b.points)) < verify.DENSE_WINDOW_MAX_KEYPOINTS:
+                and fewest_keypoints < verify.DENSE_WINDOW_MAX_KEYPOINTS:
             # a flat picture's pair found by the embedding or a keeper's windows: perhaps a crop of the other
             # or the other in a frame, which ECC aligns only from the window it was cut from
             verdict = verify.dense_verdict(fa, fb, verify.window_match(self._pixels(pair.a), self._pixels(pair.b)),

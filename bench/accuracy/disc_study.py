@@ -22,17 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from dbdedup import verify
-from dbdedup.verify_workers import PendingPair, _queries, dense_candidate, orientation_of
+from dbdedup.verify_workers import PendingPair, dense_candidate, orientation_of
 from score import SET_DIR
-from structure_study import last_run_rows, same_picture
+from structure_study import last_run_rows, same_picture, worker_pairs_query
 from turned_study import PixelsSeen
 
 BINS = ((0.0, "under 1"), (1.0, "1-3"), (3.0, "3-8"), (8.0, "8 or more"))
-
-
-def _query() -> str:
-    body = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
-    return body.replace("WHERE p.verified IS NULL", "WHERE p.verify_reason IN ('no_geometry', 'dense', 'structure')")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     parser.add_argument("--list", action="store_true", help="list the look-alike pairs the disc verifies")
     args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, _query())
+    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason IN ('no_geometry', 'dense', 'structure')"))
     if found is None:
         return 1
     truth, rows = found

@@ -22,9 +22,9 @@ from collections import Counter
 from pathlib import Path
 
 from dbdedup import verify
-from dbdedup.verify_workers import PairChecker, PendingPair, _queries, closest_distance, orientation_of
+from dbdedup.verify_workers import PairChecker, PendingPair, closest_distance, orientation_of
 from score import SET_DIR
-from structure_study import last_run_rows, same_picture
+from structure_study import last_run_rows, same_picture, worker_pairs_query
 
 
 def refused_for_layout(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> bool:
@@ -44,10 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", type=int, default=0, help="list up to N pairs of each outcome")
     parser.add_argument("--replay", action="store_true", help="check every such pair by its pixels too")
     args = parser.parse_args(argv)
-    body = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
-    query = body.replace("WHERE p.verified IS NULL", "WHERE p.verified IS NOT NULL AND p.verify_reason <> 'exact'") \
-        .replace("SELECT p.hash_kind,", "SELECT p.verified, p.verify_reason, p.hash_kind,", 1)
-    found = last_run_rows(args.set_dir, query)
+    found = last_run_rows(args.set_dir, worker_pairs_query("p.verified IS NOT NULL AND p.verify_reason <> 'exact'",
+                                                           verdict=True))
     if found is None:
         return 1
     truth, rows = found

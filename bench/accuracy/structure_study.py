@@ -57,6 +57,17 @@ def study_rows(argv: list[str] | None, description: str, query: str) -> tuple[Tr
     return last_run_rows(parser.parse_args(argv).set_dir, query)
 
 
+def worker_pairs_query(where: str, verdict: bool = False) -> str:
+    """The workers' pending-pairs query (each pair with what a worker reads of its two images, the rows that
+    ``verify_workers.PendingPair.from_row`` takes) for the pairs ``where`` selects, whatever their verdict;
+    with ``verdict``, each row starts with the pair's verified and verify_reason."""
+    from dbdedup.verify_workers import _queries  # (OpenCV: only for the studies that replay pairs)
+
+    body = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
+    body = body.replace("WHERE p.verified IS NULL", f"WHERE {where}")
+    return body.replace("SELECT p.hash_kind,", "SELECT p.verified, p.verify_reason, p.hash_kind,", 1) if verdict else body
+
+
 def last_run_rows(set_dir: Path, query: str) -> tuple[Truth, list[tuple]] | None:
     """The set's truth and ``query``'s rows from the database the last `cli_score.py` run left (its embedded
     server stopped after); None, said on stderr, when there is none."""

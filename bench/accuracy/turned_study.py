@@ -23,19 +23,11 @@ from collections import OrderedDict
 from pathlib import Path
 
 from dbdedup import verify
-from dbdedup.verify_workers import LINKED, PendingPair, _queries, pixels_of_file
+from dbdedup.verify_workers import LINKED, PendingPair, pixels_of_file
 from score import SET_DIR
-from structure_study import last_run_rows, same_picture
+from structure_study import last_run_rows, same_picture, worker_pairs_query
 
 BARS = (0.97, 0.96, 0.95, 0.94, 0.93)
-
-
-def _query() -> str:
-    """The workers' pending-pairs query, for the run's linked pairs whatever their verdict."""
-    body = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
-    return body.replace("WHERE p.verified IS NULL",
-                        "WHERE p.transform = 'linked' AND p.verify_reason IN ('no_geometry', 'dense', 'structure')") \
-        .replace("SELECT p.hash_kind,", "SELECT p.verified, p.verify_reason, p.hash_kind,", 1)
 
 
 class PixelsSeen:
@@ -67,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="one row a pair")
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, _query())
+    found = last_run_rows(args.set_dir, worker_pairs_query(
+        "p.transform = 'linked' AND p.verify_reason IN ('no_geometry', 'dense', 'structure')", verdict=True))
     if found is None:
         return 1
     truth, rows = found
