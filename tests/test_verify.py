@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from dbdedup import verify
 from images import star_ring
@@ -123,6 +124,66 @@ def test_colour_variant_of_a_detailed_drawing_is_rejected_after_alignment():
     assert match.inliers >= verify.MIN_INLIERS  # greyscale keypoints see the same drawing
     verdict = verify.geometric_verdict(a, b, match)
     assert not verdict.verified and verdict.reason == "colour"
+
+
+def card(suit: str, size=(200, 300)) -> Image.Image:
+    """An eight of clubs or of spades: the same layout, pips and indices, in black on a white card; a club is
+    three round leaves apart, a spade one leaf pointed at the top."""
+    w, h = size
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((4, 4, w - 5, h - 5), radius=14, fill=(255, 255, 255), outline=(40, 40, 40), width=2)
+    ink = (30, 30, 30)
+
+    def pip(x, y, s):
+        if suit == "club":
+            r = s * 0.2
+            for cx, cy in ((x, y - s * 0.3), (x - s * 0.3, y + s * 0.05), (x + s * 0.3, y + s * 0.05)):
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
+        else:
+            draw.polygon([(x, y - s * 0.55), (x - s * 0.5, y + s * 0.1), (x + s * 0.5, y + s * 0.1)], fill=ink)
+            r = s * 0.25
+            for cx in (x - s * 0.25, x + s * 0.25):
+                draw.ellipse((cx - r, y - r * 0.6, cx + r, y + r * 1.4), fill=ink)
+        draw.polygon([(x, y), (x - s * 0.15, y + s * 0.5), (x + s * 0.15, y + s * 0.5)], fill=ink)
+
+    for fx, fy in ((0.3, 0.2), (0.7, 0.2), (0.5, 0.35), (0.3, 0.5), (0.7, 0.5), (0.5, 0.65), (0.3, 0.8), (0.7, 0.8)):
+        pip(fx * w, fy * h, 34)
+    font = ImageFont.load_default(size=22)
+    draw.text((12, 10), "8", fill=ink, font=font)
+    draw.text((w - 30, h - 36), "8", fill=ink, font=font)
+    pip(20, 52, 14)
+    pip(w - 20, h - 52, 14)
+    return image
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    data = io.BytesIO()
+    image.save(data, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(data.getvalue())).convert("RGB")
+
+
+def test_cards_of_one_rank_in_the_two_black_suits_are_refused_by_their_pips_shapes_after_alignment():
+    """The keypoints align an eight of clubs with the eight of spades, and their overlap agrees by colour and
+    by structure at 32x32 and 64x64 (the premise); their pips differ in shape at the working size
+    (verify.shape_change), so the pair is refused. The club's copies keep their verdict."""
+    clubs, spades = card("club"), card("spade")
+    for other in (spades, spades.resize((400, 600), Image.Resampling.BICUBIC)):
+        match = verify.geometric_match(verify.keypoints(clubs), verify.keypoints(other))
+        assert match.inliers >= verify.MIN_INLIERS and verify._overlap_agrees(match.colour)
+        assert match.structure >= verify.MIN_STRUCTURE and match.fine_structure >= verify.MIN_FINE_STRUCTURE
+        assert match.shape_change > 5 * verify.MAX_SHAPE_CHANGE
+        verdict = verify.geometric_verdict(verify.Features.of(clubs), verify.Features.of(other), match)
+        assert not verdict.verified and verdict.reason == "structure", (match, verdict)
+    copies = {"2x": clubs.resize((400, 600), Image.Resampling.BICUBIC), "half": clubs.resize((100, 150)),
+              "q30": _jpeg(clubs, 30), "q10": _jpeg(clubs, 10), "border": ImageOps.expand(clubs, 20, (255, 255, 255)),
+              "crop_90": clubs.crop((10, 15, 190, 285)),
+              "turned_5": clubs.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))}
+    for name, copy in copies.items():
+        match = verify.geometric_match(verify.keypoints(clubs), verify.keypoints(copy))
+        verdict = verify.geometric_verdict(verify.Features.of(clubs), verify.Features.of(copy), match)
+        assert verdict.verified and verdict.reason == "geometry", (name, match, verdict)
+        assert match.shape_change == 0.0, name
 
 
 def test_unrelated_drawings_have_no_geometry():
