@@ -1317,7 +1317,8 @@ def shape_change(a: np.ndarray, b: np.ndarray) -> float | None:
     if min(inner_a.shape[:2]) < 2 * SHAPE_OPENING:
         return None
     apart = (np.abs(_spread_grey(inner_a) - _spread_grey(inner_b)) > SHAPE_LEVEL).astype(np.uint8)
-    opened = _cv2().morphologyEx(apart, _cv2().MORPH_OPEN, np.ones((SHAPE_OPENING, SHAPE_OPENING), np.uint8))
+    cv2 = _cv2()
+    opened = cv2.morphologyEx(apart, cv2.MORPH_OPEN, np.ones((SHAPE_OPENING, SHAPE_OPENING), np.uint8))
     return float(opened.mean())
 
 
@@ -1533,6 +1534,7 @@ class DenseMatch:
     colour: SignatureDistance | None
     structure: float | None = None  # structure_agreement of the aligned pair
     fine_structure: float | None = None  # ... at 64x64 (fine_structure_of_pixels), when asked for
+    turn: float | None = None  # degrees: warp_turn of the warp that aligned them (dense_match)
 
 
 # ECC converges from the identity for a turn of a few degrees only. A keeper pair of a copy turned by
@@ -1661,13 +1663,15 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         return DenseMatch(None, None)
     aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
-    if turned or (disc_if_turned and abs(warp_turn(warp)) >= DENSE_DISC_MIN_TURN):
+    degrees = warp_turn(warp)
+    if turned or (disc_if_turned and abs(degrees) >= DENSE_DISC_MIN_TURN):
         # outside the centre disc, a's own pixels on both sides (they agree), as an overlap's uncovered part
         rows, columns = np.ogrid[0:side, 0:side]
         disc = (rows - (side - 1) / 2) ** 2 + (columns - (side - 1) / 2) ** 2 <= (side / 2 - 1) ** 2
         aligned = np.where(disc[:, :, None], aligned, a)
     return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)),
-                      structure_of_pixels(a, aligned), fine_structure_of_pixels(a, aligned) if fine else None)
+                      structure_of_pixels(a, aligned), fine_structure_of_pixels(a, aligned) if fine else None,
+                      degrees)
 
 
 # A flat picture cropped by a quarter or a half (or framed: the original is then the window) is not

@@ -19,8 +19,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from dbdedup import verify
 from dbdedup.verify_workers import PendingPair, dense_candidate, orientation_of
 from score import SET_DIR
@@ -60,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if whole.correlation is None or not whole.correlation >= verify.DENSE_MIN_CORRELATION \
                 or verify.dense_verdict(fa, fb, whole, min_structure=min_structure).verified:
             continue
-        turn = abs(_turn(pa, pb))
+        turn = abs(whole.turn)
         disc = verify.dense_match(pa, pb, disc_if_turned=True)
         verified = verify.dense_verdict(fa, fb, disc, min_structure=min_structure).verified
         names = os.path.basename(pair.a.path.decode()), os.path.basename(pair.b.path.decode())
@@ -81,22 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         for entry in look_alikes:
             print("look-alike verified over the disc:", *entry)
     return 0
-
-
-def _turn(pa: np.ndarray, pb: np.ndarray) -> float:
-    """The turn of the warp ECC finds unturned (as dense_match does), degrees; 0 when it finds none."""
-    import cv2
-
-    a, b, grey_a, grey_b = verify._dense_side(pa, pb)
-    half = verify.DENSE_SIDE // 2
-    try:
-        _, warp = cv2.findTransformECC(cv2.resize(grey_a, (half, half)), cv2.resize(grey_b, (half, half)),
-                                       np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, verify._ecc_criteria(), None, 3)
-        warp[:, 2] *= 2
-        _, warp = cv2.findTransformECC(grey_a, grey_b, warp, cv2.MOTION_AFFINE, verify._ecc_criteria(), None, 3)
-    except cv2.error:
-        return 0.0
-    return verify.warp_turn(warp)
 
 
 if __name__ == "__main__":
