@@ -167,6 +167,7 @@ class ImageInfo:
     width: int | None = None  # as the loader recorded them (EXIF orientation applied)
     height: int | None = None
     format: str | None = None  # images.format: 'JPEG', 'PNG', ...
+    bordered: bool | None = None  # whether the loader trimmed a uniform border off it; None: not recorded
 
     def same_size(self, other: "ImageInfo") -> bool:
         """Whether the two have one size, or that size turned by a quarter (both recorded)."""
@@ -195,14 +196,15 @@ class PendingPair:
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
         """A row of the ``pending_pairs`` query (the signatures in their binary form: ``array_send``)."""
-        def image(id_, start, size_at, format_at):
+        def image(id_, start, size_at, format_at, bordered_at):
             status, path, size, mtime, quality, signature, error = row[start:start + 7]
             width, height = row[size_at:size_at + 2] if len(row) >= size_at + 2 else (None, None)
             return ImageInfo(id_, status, bytes(path), size, mtime, quality, pg_binary.float4_values(signature), error,
-                             width, height, row[format_at] if len(row) > format_at else None)
+                             width, height, row[format_at] if len(row) > format_at else None,
+                             row[bordered_at] if len(row) > bordered_at else None)
 
-        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28),
-                   image(row[2], 15, 26, 29), row[22], row[23])
+        return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28, 30),
+                   image(row[2], 15, 26, 29, 31), row[22], row[23])
 
     @property
     def structure_failed(self) -> bool:
@@ -725,14 +727,25 @@ def _trimmed_pixels(pixels: np.ndarray) -> np.ndarray | None:
 # (two framed spirographs against other spirographs pass without the 64x64 structure). Only where what the
 # frame held has the other picture's aspect: that leaves 726 of 3,000 look-alike pairs to align instead of
 # 2,457 (a report's keeper rounds took 50 s longer without it), and 45 of the 279 copy pairs verified
-# `dense` among them pass it so.
+# `dense` among them pass it so. Embedding neighbours too since session 29: of a cli_score run's 4,419 such pairs
+# left no_geometry (bench/accuracy/framed_study.py), 65 of the 378 copy pairs verified so and 2 of the 4,041
+# look-alike pairs (a star ring in a mat against another ring; one silhouette drawn on two canvases); a pair only
+# the pHash found is not tried (6 copy pairs of 68 and a card of another deck: its margin cut off, the other's
+# corner ornaments are too thin for the structure). An embedding neighbour is tried only when the loader trimmed a
+# border off either picture (or recorded none of its variants): the others' files stay unread when the keypoints
+# come from the store, and on both draws of the set no pair verified `dense` without a recorded border needed it.
 FRAMED_MAX_ASPECT = 0.06  # |log| of the ratio of the trimmed side's aspect to the other's (a few pixels at 256)
 
 
 def framed_candidate(pair: PendingPair) -> bool:
     """Whether a no_geometry pair is tried as a picture and its framed copy: a keeper pair (no signal
-    found it) or one found through a trimmed variant."""
-    return pair.transform == LINKED or (pair.transform or "").startswith("trim")
+    found it), one found through a trimmed variant, or an embedding neighbour (a mat keeps the picture's
+    look: the keeper pair of a framed copy is often found so first, and is then not proposed again as a
+    keeper pair) when the loader trimmed a border off either picture or did not record it (the others
+    keep their files unread when their keypoints come from the store)."""
+    if pair.transform == LINKED or (pair.transform or "").startswith("trim"):
+        return True
+    return window_candidate(pair) and (pair.a.bordered is not False or pair.b.bordered is not False)
 
 
 def framed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,

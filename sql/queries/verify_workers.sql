@@ -27,8 +27,9 @@ ANALYZE dbdedup_verify_order;
 -- name: pending_pairs
 -- Every pair verification left pending, with what a worker needs of its two images: the path the
 -- loader recorded (and the size and mtime it had then), the stored quality and signature (in the array's
--- binary form, which dbdedup.pg_binary reads without a Python float a value), its width and height, and its
--- format. Ordered
+-- binary form, which dbdedup.pg_binary reads without a Python float a value), its width and height, its
+-- format, and whether the loader trimmed a uniform border off it (the trimmed pHash, phash_variants[8]; NULL
+-- when loaded without variants). Ordered
 -- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
 -- together, so a worker decodes each image and finds its keypoints about once); a pair that became
 -- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
@@ -43,7 +44,9 @@ WITH pending AS MATERIALIZED (
            b.mtime_ns AS b_mtime_ns, b.quality AS b_quality, array_send(b.colour_signature) AS b_colour_signature,
            b.signature_error AS b_signature_error,
            p.structure, p.tone_fit, a.width AS a_width, a.height AS a_height, b.width AS b_width, b.height AS b_height,
-           a.format AS a_format, b.format AS b_format
+           a.format AS a_format, b.format AS b_format,
+           CASE WHEN a.phash_variants IS NOT NULL THEN a.phash_variants[8] IS NOT NULL END AS a_bordered,
+           CASE WHEN b.phash_variants IS NOT NULL THEN b.phash_variants[8] IS NOT NULL END AS b_bordered
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b
