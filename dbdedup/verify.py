@@ -1535,6 +1535,7 @@ class DenseMatch:
     structure: float | None = None  # structure_agreement of the aligned pair
     fine_structure: float | None = None  # ... at 64x64 (fine_structure_of_pixels), when asked for
     turn: float | None = None  # degrees: warp_turn of the warp that aligned them (dense_match)
+    stretch: float | None = None  # ... and its warp_stretch
 
 
 # ECC converges from the identity for a turn of a few degrees only. A keeper pair of a copy turned by
@@ -1568,6 +1569,18 @@ DENSE_TURNED_MAX_DEGREES = 24.0
 # the 62 copy pairs turned by 1 degree or more and none of the 35 look-alike pairs; under 1 degree it verified 15
 # copy pairs and one look-alike of 533.
 DENSE_DISC_MIN_TURN = 1.0
+# A turned copy is the picture turned (and scaled alike in every direction), so the warp that aligns it is a
+# similarity in the pictures' own pixels. An affine warp can also stretch one direction: a line-width icon's
+# horizontal bar, turned by 42 degrees and stretched, lies on another icon's thin diagonal line, and their centre
+# discs agree. Past DENSE_STRETCH_MIN_TURN degrees (ECC started unturned found every copy turned by 20 degrees at
+# 25 or less; a ring turn starts a symmetric picture's copy at 90 or 180), a warp that stretches one direction
+# over the other by more than DENSE_MAX_STRETCH (``warp_stretch``) aligns nothing. On the 1,240 dense-verified
+# pairs of two cli_score runs (session 29, the set drawn with seeds 5 and 6, bench/accuracy/stretch_study.py),
+# the copies' alignments turned by 30 degrees or more stretch by 1.09 at most but one (1.93: a pair that the
+# identity start verifies), the look-alikes' by 1.31-5.66 but one (1.003: a half turn); with the bar, six
+# look-alike pairs (bars of several widths against a diagonal line) are no longer verified, and no copy pair.
+DENSE_STRETCH_MIN_TURN = 30.0
+DENSE_MAX_STRETCH = 1.2
 
 
 def _ecc_criteria() -> tuple[int, int, float]:
@@ -1624,6 +1637,17 @@ def warp_turn(warp: np.ndarray) -> float:
     return math.degrees(math.atan2(float(warp[1, 0] - warp[0, 1]), float(warp[0, 0] + warp[1, 1])))
 
 
+def warp_stretch(warp: np.ndarray, shape_a: tuple, shape_b: tuple) -> float:
+    """How far an affine warp between two pictures scaled to DENSE_SIDE square (``dense_match``'s) is from a
+    similarity in their own pixels (shapes rows, columns, ...): the ratio of its larger singular value to its
+    smaller one, 1 for a turn and one scale."""
+    side = DENSE_SIDE
+    own_a = np.diag([side / shape_a[1], side / shape_a[0]])
+    own_b = np.diag([side / shape_b[1], side / shape_b[0]])
+    singular = np.linalg.svd(np.linalg.inv(own_b) @ warp[:, :2].astype(np.float64) @ own_a, compute_uv=False)
+    return float(singular[0] / singular[1]) if singular[1] > 0 else math.inf
+
+
 def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False,
                 max_turn: float | None = None, disc_if_turned: bool = False) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
@@ -1634,7 +1658,9 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
     no alignment (None) when that turn is under DENSE_TURN_STEP (the identity start tries that) or,
     with ``max_turn``, over that many degrees.
     ``disc_if_turned``: compare the centre disc only when the warp found turns by DENSE_DISC_MIN_TURN or more.
-    ``fine``: measure the aligned pair's structure at 64x64 too."""
+    ``fine``: measure the aligned pair's structure at 64x64 too.
+    Not compared either (``colour`` None) when the warp turns by DENSE_STRETCH_MIN_TURN or more and stretches
+    by more than DENSE_MAX_STRETCH (above)."""
     cv2 = _cv2()
     side = DENSE_SIDE
     half = side // 2
@@ -1664,6 +1690,9 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
     aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
     degrees = warp_turn(warp)
+    stretch = warp_stretch(warp, pa.shape, pb.shape)
+    if abs(degrees) >= DENSE_STRETCH_MIN_TURN and stretch > DENSE_MAX_STRETCH:
+        return DenseMatch(float(correlation), None, turn=degrees, stretch=stretch)
     if turned or (disc_if_turned and abs(degrees) >= DENSE_DISC_MIN_TURN):
         # outside the centre disc, a's own pixels on both sides (they agree), as an overlap's uncovered part
         rows, columns = np.ogrid[0:side, 0:side]
@@ -1671,7 +1700,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         aligned = np.where(disc[:, :, None], aligned, a)
     return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)),
                       structure_of_pixels(a, aligned), fine_structure_of_pixels(a, aligned) if fine else None,
-                      degrees)
+                      degrees, stretch)
 
 
 # A flat picture cropped by a quarter or a half (or framed: the original is then the window) is not

@@ -349,3 +349,43 @@ def test_a_flat_copy_turned_by_a_few_degrees_that_ecc_aligns_unturned_is_compare
     for seed in ("4", "29"):
         assert found[frozenset((image[seed], image[f"{seed}-turned"]))][0::2] == (True, "dense")
         assert found[frozenset((image[seed], image[f"{seed}-turned-colours"]))][0] is False
+
+
+def _width_icon(width: int | None) -> Image.Image:
+    """A line-width icon (60 px): a horizontal bar ``width`` pixels thick, or (None) a thin diagonal line."""
+    image = Image.new("RGB", (60, 60), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    if width is None:
+        draw.line((6, 54, 54, 6), fill=(50, 50, 50), width=4)
+    else:
+        draw.rectangle((6, 30 - width // 2, 54, 30 + (width - 1) // 2), fill=(50, 50, 50))
+    return image
+
+
+def test_a_bar_stretched_onto_a_diagonal_line_is_not_a_turned_copy_and_a_flat_picture_turned_by_40_degrees_is(
+        monkeypatch):
+    """An affine warp turns a thick horizontal bar by 45 degrees and stretches it onto a thin diagonal line,
+    and their centre discs agree; a turned copy's warp is a turn and one scale (verify.warp_stretch)."""
+    line = _width_icon(None)
+    pl = verify.working_pixels(line)
+    for width in (6, 8):
+        bar = _width_icon(width)
+        pb = verify.working_pixels(bar)
+        match = verify.dense_match(pb, pl, disc_if_turned=True)
+        assert abs(match.turn) >= verify.DENSE_STRETCH_MIN_TURN and match.stretch > 2, (width, match)
+        assert verify.dense_verdict(verify.Features.of(bar), verify.Features.of(line), match).reason == "no_geometry"
+        # (what the bar is for: without it the two verify)
+        with monkeypatch.context() as unbarred:
+            unbarred.setattr(verify, "DENSE_MAX_STRETCH", float("inf"))
+            again = verify.dense_match(pb, pl, disc_if_turned=True)
+            assert verify.dense_verdict(verify.Features.of(bar), verify.Features.of(line), again).reason == "dense"
+    for seed in (1, 7):
+        flag = _flag(seed, size=(240, 240))
+        keeper, copy = flag.resize((480, 480), Image.Resampling.BICUBIC), _turned(flag, 40)
+        pa, pc = verify.working_pixels(keeper), verify.working_pixels(copy)
+        for turned in (False, True):
+            match = verify.dense_match(pa, pc, turned=turned, disc_if_turned=True)
+            assert match.stretch == pytest.approx(1.0, abs=0.05), (seed, turned, match)
+            least = verify.DENSE_TURNED_MIN_CORRELATION if turned else verify.DENSE_MIN_CORRELATION
+            assert verify.dense_verdict(verify.Features.of(keeper), verify.Features.of(copy), match,
+                                        min_correlation=least).reason == "dense", (seed, turned)
