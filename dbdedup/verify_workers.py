@@ -888,6 +888,16 @@ def _queries() -> dict[str, str]:
     return named_queries("queries/verify_workers.sql")
 
 
+def stored_pairs_query(where: str) -> str:
+    """The pending-pairs query's rows (every column ``PendingPair.from_row`` takes), unordered, for the pairs
+    ``where`` selects in place of the pending ones (``p`` the pair, ``a`` and ``b`` its images), whatever
+    their verdict: to replay stored pairs as the workers see them."""
+    select = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
+    if "WHERE p.verified IS NULL" not in select:
+        raise ValueError("the pending_pairs query no longer filters on p.verified IS NULL")
+    return select.replace("WHERE p.verified IS NULL", f"WHERE {where}")
+
+
 def _chunks(conn: psycopg.Connection, cursor: psycopg.ServerCursor):
     """``family_chunks`` of the pending pairs the cursor gives."""
     def pairs():

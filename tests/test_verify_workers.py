@@ -23,7 +23,7 @@ from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
 from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, PendingPair, VerifyProgress, family_chunks, framed_verdict,
-                                    locality_order, plan_order, verify_pending_pairs)
+                                    locality_order, plan_order, stored_pairs_query, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
 
@@ -116,19 +116,11 @@ def add_pending(conn, a: int, b: int, *, similarity: float | None = 0.95, transf
     conn.commit()
 
 
-def _pending_query() -> str:
-    """The workers' pending-pairs query (every column ``PendingPair.from_row`` takes) for one pair, whatever its
-    verdict: its inner select, with the pair's ids in place of the pending rows' filter."""
-    body = named_queries("queries/verify_workers.sql")["pending_pairs"]
-    select = body.split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
-    assert "WHERE p.verified IS NULL" in select
-    return select.replace("WHERE p.verified IS NULL", "WHERE p.image_a = %s AND p.image_b = %s")
-
-
 def pending(conn, x: int, y: int) -> PendingPair:
     """The stored pair of images x and y as the workers get it (``PendingPair.from_row`` of the pending pairs'
     columns), whatever its verdict."""
-    return PendingPair.from_row(conn.execute(_pending_query(), (min(x, y), max(x, y))).fetchone())
+    query = stored_pairs_query("p.image_a = %s AND p.image_b = %s")
+    return PendingPair.from_row(conn.execute(query, (min(x, y), max(x, y))).fetchone())
 
 
 def verdicts(conn) -> dict[frozenset, tuple]:

@@ -14,29 +14,24 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import Counter
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PendingPair, dense_candidate, orientation_of
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import listing_study_rows, same_picture, worker_pairs_query
 from turned_study import PixelsSeen
 
 BINS = ((0.0, "under 1"), (1.0, "1-3"), (3.0, "3-8"), (8.0, "8 or more"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    parser.add_argument("--list", action="store_true", help="list the look-alike pairs the disc verifies")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason IN ('no_geometry', 'dense', 'structure')"))
+    found = listing_study_rows(argv, __doc__.split("\n\n")[0],
+                               worker_pairs_query("p.verify_reason IN ('no_geometry', 'dense', 'structure')"),
+                               "list the look-alike pairs the disc verifies")
     if found is None:
         return 1
-    truth, rows = found
+    truth, rows, listing = found
     seen = PixelsSeen()
     counts: Counter = Counter()
     look_alikes = []
@@ -75,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("copy", "look-alike"):
             total = counts[(label, kind, True)] + counts[(label, kind, False)]
             print(f"| {label} | {kind} | {total} | {counts[(label, kind, True)]} |")
-    if args.list:
+    if listing:
         for entry in look_alikes:
             print("look-alike verified over the disc:", *entry)
     return 0

@@ -16,26 +16,21 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import Counter
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PairChecker, PendingPair, framed_candidate, framed_verdict
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import listing_study_rows, same_picture, worker_pairs_query
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    parser.add_argument("--list", action="store_true", help="list every pair the framed check verifies")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason = 'no_geometry' AND p.transform IS NULL"))
+    found = listing_study_rows(argv, __doc__.split("\n\n")[0],
+                               worker_pairs_query("p.verify_reason = 'no_geometry' AND p.transform IS NULL"),
+                               "list every pair the framed check verifies")
     if found is None:
         return 1
-    truth, rows = found
+    truth, rows, listing = found
     checker = PairChecker()
     counts: Counter = Counter()
     listed = []
@@ -66,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- |")
     for key in sorted(counts):
         print(f"| {' | '.join(key)} | {counts[key]} |")
-    if args.list:
+    if listing:
         for item in listed:
             print(*item)
     return 0

@@ -14,28 +14,23 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections import defaultdict
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PairChecker, PendingPair
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import listing_study_rows, same_picture, worker_pairs_query
 
 TURNS = ((0.0, "under 1"), (1.0, "1-10"), (10.0, "10-30"), (30.0, "30 or more"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    parser.add_argument("--list", action="store_true", help="list every look-alike pair with its measure")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason IN ('geometry', 'structure')"))
+    found = listing_study_rows(argv, __doc__.split("\n\n")[0],
+                               worker_pairs_query("p.verify_reason IN ('geometry', 'structure')"),
+                               "list every look-alike pair with its measure")
     if found is None:
         return 1
-    truth, rows = found
+    truth, rows, listing = found
     aligned = []
     measure = verify._aligned_colour
 
@@ -73,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {len(copies)} | {max(copies, default=0):.4f} | "
               f"{sum(v > bar for v in copies)} | {len(others)} | "
               f"{min(over, default=float('nan')):.4f} | {len(over)} |")
-    if args.list:
+    if listing:
         for item in sorted(look_alikes, reverse=True):
             print(*item)
     return 0

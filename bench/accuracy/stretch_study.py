@@ -15,29 +15,23 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from collections import Counter
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PairChecker, PendingPair
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import listing_study_rows, same_picture, worker_pairs_query
 
 STRETCHES = (1.1, 1.2, 1.3, 1.5)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    parser.add_argument("--list", action="store_true", help="name every pair aligned past the bar's turn")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason = 'dense'"))
+    found = listing_study_rows(argv, __doc__.split("\n\n")[0], worker_pairs_query("p.verify_reason = 'dense'"),
+                               "name every pair aligned past the bar's turn")
     if found is None:
         return 1
-    truth, rows = found
+    truth, rows, listing = found
     bar = verify.DENSE_MAX_STRETCH
     checker = PairChecker()
     counts: Counter = Counter()
@@ -72,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {' | '.join(key)} | {counts[key]} |")
     print(f"\nwith the bar ({bar} past {verify.DENSE_STRETCH_MIN_TURN} degrees), dense verdicts no longer given:",
           dict(lost) or "none")
-    if args.list:
+    if listing:
         for item in sorted(listed):
             print(*item)
     return 0

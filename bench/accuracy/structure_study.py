@@ -57,14 +57,25 @@ def study_rows(argv: list[str] | None, description: str, query: str) -> tuple[Tr
     return last_run_rows(parser.parse_args(argv).set_dir, query)
 
 
+def listing_study_rows(argv: list[str] | None, description: str, query: str,
+                       list_help: str) -> tuple[Truth, list[tuple], bool] | None:
+    """``study_rows`` with a ``--list`` flag too (``list_help`` says what it lists): the truth, the rows and
+    whether to list."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
+    parser.add_argument("--list", action="store_true", help=list_help)
+    args = parser.parse_args(argv)
+    found = last_run_rows(args.set_dir, query)
+    return None if found is None else (*found, args.list)
+
+
 def worker_pairs_query(where: str, verdict: bool = False) -> str:
     """The workers' pending-pairs query (each pair with what a worker reads of its two images, the rows that
     ``verify_workers.PendingPair.from_row`` takes) for the pairs ``where`` selects, whatever their verdict;
     with ``verdict``, each row starts with the pair's verified and verify_reason."""
-    from dbdedup.verify_workers import _queries  # (OpenCV: only for the studies that replay pairs)
+    from dbdedup.verify_workers import stored_pairs_query  # (OpenCV: only for the studies that replay pairs)
 
-    body = _queries()["pending_pairs"].split("WITH pending AS MATERIALIZED (")[1].split("\n)\nSELECT")[0]
-    body = body.replace("WHERE p.verified IS NULL", f"WHERE {where}")
+    body = stored_pairs_query(where)
     return body.replace("SELECT p.hash_kind,", "SELECT p.verified, p.verify_reason, p.hash_kind,", 1) if verdict else body
 
 
