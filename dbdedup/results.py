@@ -132,6 +132,7 @@ VERIFIED_BY = {
     "tone": "one tone edit",
     "overlay": "under a watermark",
     "reencoded": "JPEG artefacts agree",
+    "converted": "its greyscale conversion",
     "pixels": "same pixels, re-encoded",
     "reviewer": "confirmed by a reviewer",
 }

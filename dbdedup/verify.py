@@ -921,6 +921,39 @@ def same_pixels_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict:
     return Verdict(True, 1.0 - best / 255.0, "pixels")
 
 
+# ---------------------------------------------------------------- a greyscale conversion
+
+# A greyscale copy of a saturated picture (a flag, a card's red pips, a green balloon) is compared with the colour
+# one's conversion by its signature, whose cells average the colours before converting them (``grey_lightness``):
+# where red and yellow share a cell the two are apart by several L* units, and the pair is refused for colour even
+# at pHash 0. The pixels tell it exactly: Pillow's convert("L"), libjpeg and OpenCV give each pixel its Rec. 601
+# luma, and the greyscale copy is that, up to resampling and re-encoding. On a cli_score run's pairs of a greyscale
+# and a colour picture refused for colour (session 30, a set built with seed 6): at the working size, 52 copy pairs
+# within CONVERTED_MAX_RMS levels RMS of the conversion and none of 21,500 look-alike pairs (the nearest, a grey
+# folder against a coloured one's conversion, at 5.6). A greyscale copy made by another formula (L*, Rec. 709) is
+# still judged by its signature as before.
+CONVERTED_MAX_RMS = 3.0  # levels of grey, over every pixel at the working size
+_REC601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def converted_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict | None:
+    """'converted' (verified) when one of two aligned RGB pixel arrays (working size, one shape up to a pixel or two
+    of rounding) is the other's greyscale conversion: their Rec. 601 lumas within CONVERTED_MAX_RMS levels RMS; None
+    otherwise, or when the shapes are not one framing. The caller asks only for a greyscale and a colour picture
+    (the luma of a greyscale picture is its grey)."""
+    if abs(pixels_a.shape[0] - pixels_b.shape[0]) > 2 or abs(pixels_a.shape[1] - pixels_b.shape[1]) > 2:
+        return None
+    grey_a = pixels_a.astype(np.float32) @ _REC601
+    grey_b = pixels_b.astype(np.float32) @ _REC601
+    if grey_a.shape != grey_b.shape:
+        grey_a = _cv2().resize(grey_a, (grey_b.shape[1], grey_b.shape[0]), interpolation=_cv2().INTER_LINEAR)
+    rms = float(np.sqrt(((grey_a - grey_b) ** 2).mean()))
+    if rms > CONVERTED_MAX_RMS:
+        return None
+    # (the score: 1 for the conversion itself, 0 at ten times the RMS allowed)
+    return Verdict(True, max(0.0, 1.0 - rms / (10 * CONVERTED_MAX_RMS)), "converted")
+
+
 # ---------------------------------------------------------------- a re-encoded copy
 
 # A JPEG saved at a low quality (10-50) moves colours by whole 8x8 blocks (its chroma is quantized coarsely), and

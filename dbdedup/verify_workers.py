@@ -422,6 +422,13 @@ class PairChecker:
                     and verify.tones_apart(fa.signature, fb.signature, orientation):
                 # (as the structure check refuses such a verdict of the SQL step: colours no tone edit explains)
                 settled = verify.Verdict(False, settled.score, "colour")
+            if (settled is None or settled.reason == "colour") \
+                    and converted_candidate(fa, fb, orientation, closest_distance(pair)):
+                # (its signature converts the colours cell by cell, where the copy converted each pixel)
+                converted = verify.converted_verdict(verify.orient_pixels(self._pixels(pair.a), orientation),
+                                                     self._pixels(pair.b))
+                if converted is not None:
+                    return converted
             if settled is not None and settled.reason == "colour" and pair.tone_candidate:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
                 toned = self._tone_verdict(pair, orientation)
@@ -703,6 +710,14 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
             return None
         return verify.Verdict(False, score, "colour")
     return None
+
+
+def converted_candidate(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> bool:
+    """Whether an aligned pair may be a greyscale picture and its colour original, whatever their signatures say
+    of the colours (``verify.converted_verdict`` decides by the pixels): one greyscale and one in colour, their
+    lightness layouts and detail within an aligned pair's limits. dbdedup.verify_pairs leaves such pairs pending."""
+    d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
+    return d.grey_light is not None and d.light <= verify.MAX_LIGHT and d.detail <= verify.detail_limit(closest)
 
 
 def _trimmed_signature(pixels: np.ndarray) -> np.ndarray | None:
@@ -1060,7 +1075,8 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
     Each pair gets ``verified``, ``verify_score`` and ``verify_reason``: 'exact', 'signature' or
     'geometry' (or 'dense': a flat picture aligned by its pixels; 'tone': one brightness or contrast edit maps
     the pixels of one onto the other; 'overlay': one is the other under a see-through watermark; 'reencoded': one
-    is a JPEG saved at a low quality that the other, compressed the same way, comes out as; 'pixels': images
+    is a JPEG saved at a low quality that the other, compressed the same way, comes out as; 'converted': one is
+    greyscale and the other's greyscale conversion comes out as its pixels; 'pixels': images
     with no hash signal of their own, the same pixels at one size) when the two are
     the same picture; a rejection's reason ('colour', 'detail',
     'structure', 'turned', 'low_quality', 'no_geometry', 'no_overlap', 'no_signature'); or 'error: <why>' (verified

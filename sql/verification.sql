@@ -482,6 +482,12 @@ BEGIN
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  NOT d.chroma_agrees OR coalesce(d.grey_light > s.max_grey_light, false)
                  OR d.gain > d.gain_limit AS apart_in_colour,
+                 -- a greyscale picture and a colour one whose lightness layouts and detail agree: perhaps its
+                 -- greyscale conversion, which the signatures (colours averaged by cells, then converted) can
+                 -- put apart (dbdedup.verify.converted_verdict compares each pixel's luma)
+                 d.grey_light IS NOT NULL AND d.light <= s.max_light
+                 AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
+                     <= CASE WHEN d.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END AS converted_candidate,
                  d.light <= s.max_light AND d.chroma_agrees AND d.gain <= d.gain_limit
                  AND coalesce(d.grey_light <= s.max_grey_light, true)
                  AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
@@ -502,6 +508,7 @@ BEGIN
                 OFFSET 0) d
           OFFSET 0) m
     -- rejected here: aligned pairs apart in colour when one framing or colours too far for an edit
+    -- (not a greyscale picture that may be the colour one's conversion: converted_candidate above)
     -- (layouts beyond hopeless, tones whose spread or chroma ratio passes hopeless_gain, a greyscale
     -- picture beyond hopeless_grey_light from a colour one's conversion: a crop or a small turn moves
     -- these little, and the geometric check would hold the aligned overlap to the same limits as an
@@ -510,7 +517,7 @@ BEGIN
     -- the geometric check aligns it and compares the overlap (session 27, bench/accuracy/layout_study.py
     -- --replay: of a cli_score run's 613 aligned pairs that were rejected here for their layout, it
     -- verifies 133 of the 180 copy pairs and none of the 433 look-alike pairs)
-    WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour
+    WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour AND NOT m.converted_candidate
                    AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
                         OR m.gain > s.hopeless_gain OR coalesce(m.grey_light > s.hopeless_grey_light, false)));
 
@@ -535,6 +542,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
     'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, '
+    'except a greyscale picture and a colour one whose lightness layouts and detail agree (left pending: the check by pixels compares the '
+    'greyscale one with the other''s conversion, converted), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
     'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure) '

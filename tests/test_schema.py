@@ -164,7 +164,7 @@ def test_refusals_for_the_layout_alone_are_given_again_by_the_upgrade_to_0030(db
         conn.execute("DELETE FROM dbdedup.pairs")
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
                      "verify_score, verify_reason) VALUES ('phash', %s, %s, 10, false, false, 0.3, 'layout'), "
-                     "('phash', %s, %s, 10, false, false, 0.4, 'colour')", (a, b, a, c))
+                     "('phash', %s, %s, 10, false, false, 0.4, 'detail')", (a, b, a, c))
         conn.commit()
     dbmod.downgrade_migrations(db_dsn, "0029")
     with psycopg.connect(db_dsn) as conn:
@@ -175,5 +175,37 @@ def test_refusals_for_the_layout_alone_are_given_again_by_the_upgrade_to_0030(db
         verdicts = dict(((x, y), (v, s, r)) for x, y, v, s, r in conn.execute(
             "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs"))
         assert verdicts[(a, b)] == (None, None, None)
-        assert verdicts[(a, c)][0::2] == (False, "colour")
+        assert verdicts[(a, c)][0::2] == (False, "detail")
         assert "layout (lightness layout)" not in conn.execute(comment).fetchone()[0]
+
+
+def test_refusals_for_colour_are_given_again_by_the_upgrade_to_0031(db_dsn, tmp_path):
+    """Revision 0031: a greyscale picture and a colour one refused for colour may be a greyscale conversion, which
+    the check by pixels now verifies (converted); the upgrade makes every colour refusal pending again and names
+    the reason in the column's comment. Other verdicts stay; the downgrade takes the reason out of the comment."""
+    from dbdedup.load import load_paths
+    from images import photo, save
+
+    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
+        save(photo(seed, (96, 72)), tmp_path / name)
+    comment = ("SELECT col_description('dbdedup.pairs'::regclass, (SELECT attnum FROM pg_attribute "
+               "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'verify_reason'))")
+    with psycopg.connect(db_dsn) as conn:
+        load_paths(conn, [tmp_path], workers=1, embedder=None)
+        a, b, c = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
+        conn.execute("DELETE FROM dbdedup.pairs")
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
+                     "verify_score, verify_reason) VALUES ('phash', %s, %s, 0, false, false, 0.3, 'colour'), "
+                     "('phash', %s, %s, 10, false, false, 0.4, 'no_geometry')", (a, b, a, c))
+        conn.commit()
+    dbmod.downgrade_migrations(db_dsn, "0030")
+    with psycopg.connect(db_dsn) as conn:
+        assert "converted (" not in conn.execute(comment).fetchone()[0]
+    assert dbmod.apply_migrations(db_dsn) is True
+    with psycopg.connect(db_dsn) as conn:
+        assert dbmod.current_revision(conn) == dbmod.head_revision()
+        verdicts = dict(((x, y), (v, s, r)) for x, y, v, s, r in conn.execute(
+            "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs"))
+        assert verdicts[(a, b)] == (None, None, None)
+        assert verdicts[(a, c)][0::2] == (False, "no_geometry")
+        assert "converted (one is greyscale" in conn.execute(comment).fetchone()[0]

@@ -206,6 +206,42 @@ def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_pa
     assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
 
 
+def sunburst(colours, size=(240, 160), rays=24) -> Image.Image:
+    """Rays of two colours from the centre, a disc over it: where the rays meet, one signature cell holds both."""
+    w, h = size
+    image = Image.new("RGB", size, colours[0])
+    draw = ImageDraw.Draw(image)
+    cx, cy, r = w / 2, h / 2, 2 * w
+    for k in range(0, rays, 2):
+        a0, a1 = 2 * np.pi * k / rays, 2 * np.pi * (k + 1) / rays
+        draw.polygon([(cx, cy), (cx + r * np.cos(a0), cy + r * np.sin(a0)), (cx + r * np.cos(a1), cy + r * np.sin(a1))],
+                     fill=colours[1])
+    draw.ellipse([cx - 22, cy - 22, cx + 22, cy + 22], fill=colours[2])
+    return image
+
+
+def test_the_greyscale_copy_of_a_saturated_picture_is_verified_by_its_pixels_conversion(conn, tmp_path):
+    # Red and yellow rays: the signature converts each cell's mean colour, which puts the greyscale copy more
+    # than MAX_GREY_LIGHT from the original, and the SQL step would refuse it at pHash 0. Each pixel's luma
+    # is the copy's grey: the check by pixels verifies it. The greyscale of the same rays in blue is not it.
+    original = sunburst([(215, 20, 30), (250, 215, 0), (0, 140, 60)])
+    save(original, tmp_path / "rays.png")
+    save(ImageOps.grayscale(original), tmp_path / "rays_greyscale.png")
+    save(ImageOps.grayscale(sunburst([(30, 60, 215), (250, 215, 0), (0, 140, 60)])), tmp_path / "blue_rays_greyscale.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    signatures = verify.compare_signatures(verify.colour_signature(original),
+                                           verify.colour_signature(ImageOps.grayscale(original).convert("RGB")))
+    assert signatures.grey_light > verify.MAX_GREY_LIGHT and signatures.light <= verify.MAX_LIGHT
+    assert phash_distance(conn, ids, "rays.png", "rays_greyscale.png") <= 2
+    found = pair(conn, ids, "rays.png", "rays_greyscale.png")
+    assert found["verified"] is True and found["reason"] == "converted", found
+    assert found["score"] > 0.9
+    other = pair(conn, ids, "rays.png", "blue_rays_greyscale.png")
+    assert other["verified"] is False and other["reason"] == "colour", other
+    assert groups(conn) == {frozenset({"rays.png", "rays_greyscale.png"})}
+
+
 def test_a_colour_picture_never_joins_a_greyscale_keeper(conn, tmp_path):
     # The greyscale copy is larger, so it would rank first as keeper: a user applying the cluster
     # would keep the grey one and move the colours away. Its link is dropped; the colour copies
