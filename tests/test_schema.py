@@ -147,65 +147,53 @@ def test_a_users_view_on_ours_stops_the_upgrade_with_a_clear_error(db_dsn):
         assert schema.stored_checksum(conn) == "older"
 
 
-def test_refusals_for_the_layout_alone_are_given_again_by_the_upgrade_to_0030(db_dsn, tmp_path):
-    """Revision 0030: the SQL step no longer refuses an aligned pair for its lightness layout alone (a copy turned a
-    little is as far apart); a database judged before holds such refusals, which the upgrade makes pending again,
-    and the reason leaves the column's comment. Other verdicts stay."""
+_REASON_COMMENT = ("SELECT col_description('dbdedup.pairs'::regclass, (SELECT attnum FROM pg_attribute "
+                   "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'verify_reason'))")
+
+
+def _upgraded_verdicts(db_dsn, folder, reasons: tuple[str, str], revision: str) -> tuple[dict, str, str]:
+    """Three loaded images a, b, c; the pairs (a, b) and (a, c) refused with ``reasons``; the schema taken down to
+    ``revision`` and up to the head again: ({'ab'|'ac': (verified, score, reason)}, the reason column's comment at
+    ``revision``, and at the head)."""
     from dbdedup.load import load_paths
     from images import photo, save
 
     for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
-        save(photo(seed, (96, 72)), tmp_path / name)
-    comment = ("SELECT col_description('dbdedup.pairs'::regclass, (SELECT attnum FROM pg_attribute "
-               "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'verify_reason'))")
+        save(photo(seed, (96, 72)), folder / name)
     with psycopg.connect(db_dsn) as conn:
-        load_paths(conn, [tmp_path], workers=1, embedder=None)
+        load_paths(conn, [folder], workers=1, embedder=None)
         a, b, c = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
         conn.execute("DELETE FROM dbdedup.pairs")
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
-                     "verify_score, verify_reason) VALUES ('phash', %s, %s, 10, false, false, 0.3, 'layout'), "
-                     "('phash', %s, %s, 10, false, false, 0.4, 'detail')", (a, b, a, c))
+                     "verify_score, verify_reason) VALUES ('phash', %s, %s, 10, false, false, 0.3, %s), "
+                     "('phash', %s, %s, 10, false, false, 0.4, %s)", (a, b, reasons[0], a, c, reasons[1]))
         conn.commit()
-    dbmod.downgrade_migrations(db_dsn, "0029")
+    dbmod.downgrade_migrations(db_dsn, revision)
     with psycopg.connect(db_dsn) as conn:
-        assert "layout (lightness layout)" in conn.execute(comment).fetchone()[0]
+        before = conn.execute(_REASON_COMMENT).fetchone()[0]
     assert dbmod.apply_migrations(db_dsn) is True
     with psycopg.connect(db_dsn) as conn:
         assert dbmod.current_revision(conn) == dbmod.head_revision()
-        verdicts = dict(((x, y), (v, s, r)) for x, y, v, s, r in conn.execute(
-            "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs"))
-        assert verdicts[(a, b)] == (None, None, None)
-        assert verdicts[(a, c)][0::2] == (False, "detail")
-        assert "layout (lightness layout)" not in conn.execute(comment).fetchone()[0]
+        verdicts = {{(a, b): "ab", (a, c): "ac"}[(x, y)]: (v, s, r) for x, y, v, s, r in conn.execute(
+            "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs")}
+        return verdicts, before, conn.execute(_REASON_COMMENT).fetchone()[0]
+
+
+def test_refusals_for_the_layout_alone_are_given_again_by_the_upgrade_to_0030(db_dsn, tmp_path):
+    """Revision 0030: the SQL step no longer refuses an aligned pair for its lightness layout alone (a copy turned a
+    little is as far apart); a database judged before holds such refusals, which the upgrade makes pending again,
+    and the reason leaves the column's comment. Other verdicts stay."""
+    verdicts, before, after = _upgraded_verdicts(db_dsn, tmp_path, ("layout", "detail"), "0029")
+    assert "layout (lightness layout)" in before and "layout (lightness layout)" not in after
+    assert verdicts["ab"] == (None, None, None)
+    assert verdicts["ac"][0::2] == (False, "detail")
 
 
 def test_refusals_for_colour_are_given_again_by_the_upgrade_to_0031(db_dsn, tmp_path):
     """Revision 0031: a greyscale picture and a colour one refused for colour may be a greyscale conversion, which
     the check by pixels now verifies (converted); the upgrade makes every colour refusal pending again and names
-    the reason in the column's comment. Other verdicts stay; the downgrade takes the reason out of the comment."""
-    from dbdedup.load import load_paths
-    from images import photo, save
-
-    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
-        save(photo(seed, (96, 72)), tmp_path / name)
-    comment = ("SELECT col_description('dbdedup.pairs'::regclass, (SELECT attnum FROM pg_attribute "
-               "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'verify_reason'))")
-    with psycopg.connect(db_dsn) as conn:
-        load_paths(conn, [tmp_path], workers=1, embedder=None)
-        a, b, c = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
-        conn.execute("DELETE FROM dbdedup.pairs")
-        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
-                     "verify_score, verify_reason) VALUES ('phash', %s, %s, 0, false, false, 0.3, 'colour'), "
-                     "('phash', %s, %s, 10, false, false, 0.4, 'no_geometry')", (a, b, a, c))
-        conn.commit()
-    dbmod.downgrade_migrations(db_dsn, "0030")
-    with psycopg.connect(db_dsn) as conn:
-        assert "converted (" not in conn.execute(comment).fetchone()[0]
-    assert dbmod.apply_migrations(db_dsn) is True
-    with psycopg.connect(db_dsn) as conn:
-        assert dbmod.current_revision(conn) == dbmod.head_revision()
-        verdicts = dict(((x, y), (v, s, r)) for x, y, v, s, r in conn.execute(
-            "SELECT image_a, image_b, verified, verify_score, verify_reason FROM dbdedup.pairs"))
-        assert verdicts[(a, b)] == (None, None, None)
-        assert verdicts[(a, c)][0::2] == (False, "no_geometry")
-        assert "converted (one is greyscale" in conn.execute(comment).fetchone()[0]
+    the reason in the column's comment. Other verdicts stay."""
+    verdicts, before, after = _upgraded_verdicts(db_dsn, tmp_path, ("colour", "no_geometry"), "0030")
+    assert "converted (" not in before and "converted (one is greyscale" in after
+    assert verdicts["ab"] == (None, None, None)
+    assert verdicts["ac"][0::2] == (False, "no_geometry")
