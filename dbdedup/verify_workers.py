@@ -714,10 +714,14 @@ def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, cl
 
 def converted_candidate(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> bool:
     """Whether an aligned pair may be a greyscale picture and its colour original, whatever their signatures say
-    of the colours (``verify.converted_verdict`` decides by the pixels): one greyscale and one in colour, their
-    lightness layouts and detail within an aligned pair's limits. dbdedup.verify_pairs leaves such pairs pending."""
+    of the colours (``verify.converted_verdict`` decides by the pixels): one greyscale and one in colour, the
+    greyscale one's lightness within MAX_GREY_LIGHT of the other's conversion (cell by cell), or their lightness
+    layouts and detail within an aligned pair's limits (a saturated picture's L* layout is not its conversion's;
+    cells that mix two colours convert apart). dbdedup.verify_pairs leaves such pairs pending."""
     d = verify.compare_signatures(verify.orient_signature(a.signature, orientation), b.signature)
-    return d.grey_light is not None and d.light <= verify.MAX_LIGHT and d.detail <= verify.detail_limit(closest)
+    return d.grey_light is not None and (
+        d.grey_light <= verify.MAX_GREY_LIGHT
+        or (d.light <= verify.MAX_LIGHT and d.detail <= verify.detail_limit(closest)))
 
 
 def _trimmed_signature(pixels: np.ndarray) -> np.ndarray | None:

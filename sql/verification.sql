@@ -482,12 +482,16 @@ BEGIN
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  NOT d.chroma_agrees OR coalesce(d.grey_light > s.max_grey_light, false)
                  OR d.gain > d.gain_limit AS apart_in_colour,
-                 -- a greyscale picture and a colour one whose lightness layouts and detail agree: perhaps its
-                 -- greyscale conversion, which the signatures (colours averaged by cells, then converted) can
-                 -- put apart (dbdedup.verify.converted_verdict compares each pixel's luma)
-                 d.grey_light IS NOT NULL AND d.light <= s.max_light
-                 AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
-                     <= CASE WHEN d.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END AS converted_candidate,
+                 -- a greyscale picture and a colour one, perhaps its greyscale conversion, which the signatures
+                 -- (colours averaged by cells, then converted) can put apart: their converted lightness agrees,
+                 -- or their lightness layouts and detail do (dbdedup.verify.converted_verdict compares each
+                 -- pixel's luma; a saturated picture's L* layout is not its conversion's)
+                 d.grey_light IS NOT NULL
+                 AND (d.grey_light <= s.max_grey_light
+                      OR d.light <= s.max_light
+                         AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
+                             <= CASE WHEN d.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END)
+                     AS converted_candidate,
                  d.light <= s.max_light AND d.chroma_agrees AND d.gain <= d.gain_limit
                  AND coalesce(d.grey_light <= s.max_grey_light, true)
                  AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
@@ -542,7 +546,7 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     '(pHash within aligned_distance, or an orientation variant within aligned_variant and closer) are verified by their '
     'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, '
-    'except a greyscale picture and a colour one whose lightness layouts and detail agree (left pending: the check by pixels compares the '
+    'except a greyscale picture and a colour one whose converted lightness, or lightness layouts and detail, agree (left pending: the check by pixels compares the '
     'greyscale one with the other''s conversion, converted), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
