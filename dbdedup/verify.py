@@ -1798,17 +1798,17 @@ def window_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
 
 
 def dense_verdict(a: Features, b: Features, match: DenseMatch, *, min_structure: float = MIN_STRUCTURE,
-                  min_correlation: float = DENSE_MIN_CORRELATION) -> Verdict:
+                  min_correlation: float = DENSE_MIN_CORRELATION, max_detail: float = DENSE_MAX_DETAIL) -> Verdict:
     """The verdict for a pair by its dense alignment: 'dense' when the aligned grey images correlate
     to ``min_correlation`` (DENSE_TURNED_MIN_CORRELATION for an alignment from a ring turn) and agree
-    in colour and layout (as a geometric overlap must), in detail to DENSE_MAX_DETAIL and in structure
+    in colour and layout (as a geometric overlap must), in detail to ``max_detail`` and in structure
     to ``min_structure`` ('structure' otherwise); else no_geometry (nothing aligned it)."""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
     colour = match.colour
     if match.correlation is None or colour is None or not match.correlation >= min_correlation:  # NaN too
         return Verdict(False, 0.0, "no_geometry")
-    if _overlap_agrees(colour) and colour.detail <= DENSE_MAX_DETAIL:
+    if _overlap_agrees(colour) and colour.detail <= max_detail:
         if match.structure is not None and match.structure < min_structure:
             return Verdict(False, max(0.0, 1.0 - colour.worst), "structure")
         if match.fine_structure is not None and match.fine_structure < MIN_FINE_STRUCTURE:

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps
 
-from dbdedup import verify
+from dbdedup import verify, verify_workers
 from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
@@ -699,6 +699,46 @@ def matted(image: Image.Image, colour=(150, 60, 90)) -> Image.Image:
     pad = round(min(image.size) * 0.2)
     framed = ImageOps.expand(image, border=pad, fill=colour)
     return ImageOps.expand(framed, border=(0, 0, 0, pad // 2), fill=colour)
+
+
+def nine_of_hearts(colour=(200, 20, 30), size=(200, 312), rank: int = 9) -> Image.Image:
+    """A playing card: a thin border, its rank in two corners and nine small heart-like pips in three columns
+    (``rank`` 8: the middle one left out, and an 8 in the corners)."""
+    from PIL import ImageFont
+
+    w, h = size
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle([2, 2, w - 3, h - 3], radius=12, outline="black", width=2)
+    for x, y in ((8, 6), (w - 22, h - 24)):
+        draw.text((x, y), str(rank), fill=colour, font=ImageFont.load_default(size=14))
+    for k in range(9):
+        if rank == 8 and k == 4:
+            continue
+        cx, cy, r = (w // 4, w // 2, 3 * w // 4)[k % 3], 40 + (k // 3 + 0.5) * (h - 80) / 3, 11
+        draw.polygon([(cx, cy + r), (cx - r, cy - r / 3), (cx - r / 2, cy - r), (cx, cy - r / 2), (cx + r / 2, cy - r),
+                      (cx + r, cy - r / 3)], fill=colour)
+    return image
+
+
+def test_a_card_in_a_wide_mat_is_verified_against_its_enlargement_though_its_small_pips_resample_apart():
+    # What the mat held is the card reduced: its pips and rank resample apart from the 2x enlargement's more than
+    # DENSE_MAX_DETAIL allows in the 16x16 detail, though ECC aligns the two and they agree in colour and structure
+    card = nine_of_hearts()
+    keeper = card.resize((card.width * 2, card.height * 2), Image.Resampling.BICUBIC)
+    framed = ImageOps.expand(card, border=(card.width // 5, card.height // 5), fill=(180, 20, 180))
+    pa, pb = verify.working_pixels(keeper), verify.working_pixels(framed)
+    fa, fb = verify.Features.of(keeper), verify.Features.of(framed)
+    inner = verify_workers._trimmed_pixels(pb)
+    match = verify.dense_match(pa, inner, fine=True)
+    assert match.correlation >= verify.DENSE_MIN_CORRELATION
+    assert verify.DENSE_MAX_DETAIL < match.colour.detail <= verify_workers.FRAMED_MAX_DETAIL
+    assert framed_verdict(fa, fb, pa, pb, verify.MIN_STRUCTURE).reason == "dense"
+    # the same card with black pips, or the eight, in the same mat: still apart
+    for other in (nine_of_hearts((20, 20, 20)), nine_of_hearts(rank=8)):
+        framed = ImageOps.expand(other, border=(other.width // 5, other.height // 5), fill=(180, 20, 180))
+        found = framed_verdict(fa, verify.Features.of(framed), pa, verify.working_pixels(framed), verify.MIN_STRUCTURE)
+        assert found is None or not found.verified, found
 
 
 def test_a_flat_picture_in_a_mat_is_verified_with_its_frame_cut_off_and_another_colouring_is_not(conn, tmp_path):
