@@ -512,7 +512,6 @@ BEGIN
                 OFFSET 0) d
           OFFSET 0) m
     -- rejected here: aligned pairs apart in colour when one framing or colours too far for an edit
-    -- (not a greyscale picture that may be the colour one's conversion: converted_candidate above)
     -- (layouts beyond hopeless, tones whose spread or chroma ratio passes hopeless_gain, a greyscale
     -- picture beyond hopeless_grey_light from a colour one's conversion: a crop or a small turn moves
     -- these little, and the geometric check would hold the aligned overlap to the same limits as an
@@ -520,7 +519,8 @@ BEGIN
     -- cropped a little moves its lightness layout however far (its new corners, its cut edges), and
     -- the geometric check aligns it and compares the overlap (session 27, bench/accuracy/layout_study.py
     -- --replay: of a cli_score run's 613 aligned pairs that were rejected here for their layout, it
-    -- verifies 133 of the 180 copy pairs and none of the 433 look-alike pairs)
+    -- verifies 133 of the 180 copy pairs and none of the 433 look-alike pairs); never a greyscale picture
+    -- that may be the colour one's conversion (converted_candidate above: the check by pixels decides)
     WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour AND NOT m.converted_candidate
                    AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
                         OR m.gain > s.hopeless_gain OR coalesce(m.grey_light > s.hopeless_grey_light, false)));
