@@ -643,8 +643,13 @@ def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -
     fit = agreeing_tone_fit(pixels_a, pixels_b, orientation)
     if fit is None:
         return None
-    # (the score: 1 for no difference left, 0 at ten times the residual allowed)
-    return Verdict(True, max(0.0, 1.0 - fit.residual / (10 * TONE_MAX_RESIDUAL)), "tone")
+    return Verdict(True, tone_score(fit.residual), "tone")
+
+
+def tone_score(residual: float) -> float:
+    """The score of a 'tone' verdict whose fit left ``residual`` levels RMS: 1 for no difference left, 0 at ten
+    times TONE_MAX_RESIDUAL (a bound on the residual is a bound on the score)."""
+    return max(0.0, 1.0 - residual / (10 * TONE_MAX_RESIDUAL))
 
 
 # The colour signatures verify a pair whose colours are close in lightness, chroma and hue, cell by cell; two

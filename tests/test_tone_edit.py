@@ -403,3 +403,40 @@ def test_the_workers_read_no_file_for_a_tone_edit_the_signatures_cells_are_far_f
     again = PairChecker().verdict(PendingPair("phash", 1, 2, 2, False, None, None, None,
                                               info(1, tmp_path / "star.png"), info(2, tmp_path / "lens.png")))
     assert not again.verified and len(fitted) >= 1
+
+
+def test_a_brightened_copy_nothing_aligned_is_verified_against_its_keeper_by_one_tone_edit_in_place(tmp_path):
+    # a keeper pair that no hash, keypoint or ECC alignment found (a copy brightened by 30%: its pHash moved,
+    # the keypoints found no geometry): one edit of the tones maps the keeper onto it in place. Not so for the
+    # same drawing recoloured and brightened, nor for an embedding neighbour (look-alikes fit one edit closest).
+    from dbdedup.verify_workers import LINKED, UNALIGNED_TONE_MAX_RESIDUAL, PairChecker, PendingPair
+    from test_keypoints import _image_info as info
+
+    original = Image.fromarray(np.clip(np.asarray(photo(7), dtype=np.float32) * 0.45 + np.array([120, 140, 135]),
+                                       0, 255).astype(np.uint8))
+    save(original.resize((512, 384), Image.Resampling.BICUBIC), tmp_path / "keeper.png")
+    save(ImageEnhance.Brightness(original).enhance(1.3), tmp_path / "brighter.png")
+    save(ImageEnhance.Brightness(recoloured(original)).enhance(1.3), tmp_path / "recoloured_brighter.png")
+    keeper, brighter, other = (info(n, tmp_path / name) for n, name in enumerate(
+        ("keeper.png", "brighter.png", "recoloured_brighter.png"), start=1))
+
+    def verdict(copy, transform, similarity=None):
+        # (a pHash distance of 16: not aligned; a fresh checker each time, nothing cached)
+        return PairChecker().verdict(PendingPair("phash", 1, copy.id, 16, False, transform, 0, similarity, keeper, copy))
+
+    got = verdict(brighter, LINKED)
+    assert got.verified and got.reason == "tone", got
+    assert not verdict(other, LINKED).verified
+    neighbour = verdict(brighter, None, similarity=0.95)
+    assert not neighbour.verified and neighbour.reason == "no_geometry", neighbour
+
+    # the tent's brightened copy fits one edit 5 levels RMS off its enlarged keeper: enough for a pair a trimmed
+    # variant found (its hash aligned them), not for a keeper pair nothing aligned
+    save(tent().resize((600, 600), Image.Resampling.BICUBIC), tmp_path / "tent_keeper.png")
+    save(ImageEnhance.Brightness(tent()).enhance(1.3), tmp_path / "tent_brighter.png")
+    keeper, brighter = info(1, tmp_path / "tent_keeper.png"), info(2, tmp_path / "tent_brighter.png")
+    fit = PairChecker()._tone_verdict(PendingPair("phash", 1, 2, 16, False, LINKED, 0, None, keeper, brighter), "identity")
+    assert fit is not None and fit.score < verify.tone_score(UNALIGNED_TONE_MAX_RESIDUAL), fit
+    assert not verdict(brighter, LINKED).verified
+    got = verdict(brighter, "trim")
+    assert got.verified and got.reason == "tone", got
