@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from dbdedup import verify
-from images import star_ring
+from images import photo, star_ring
 
 
 def flag(colours, size=(300, 200), emblem=(255, 255, 255)) -> Image.Image:
@@ -427,3 +427,36 @@ def test_an_unturned_alignment_is_found_beside_a_half_turn_with_more_inliers():
     # no unturned alignment among the matches: none
     only_turned = verify.Keypoints(moved[:30].astype(np.float32), descriptors[:30], None, size=(size, size))
     assert verify.align_keypoints(a, only_turned, max_turn=verify.TURN_MIN_DEGREES).transform is None
+
+
+def lenses(side: int = 200) -> Image.Image:
+    """A pattern in colours about as light as each other: yellow lenses with cream discs on light blue (the luma of
+    yellow and of light blue are 11 levels apart)."""
+    image = Image.new("RGB", (side, side), (190, 215, 250))
+    draw = ImageDraw.Draw(image)
+    for x, y in ((0, 50), (0, 150), (100, 0), (100, 100), (100, 200), (200, 50), (200, 150)):
+        draw.pieslice([x - 60, y - 60, x + 60, y + 60], 300, 60, fill=(250, 240, 60))
+        draw.ellipse([x + 20, y - 25, x + 70, y + 25], fill=(255, 250, 205))
+    return image
+
+
+def test_a_drawing_in_colours_of_one_lightness_is_aligned_by_its_colours_not_its_luma(monkeypatch):
+    # its copy turned by 2 degrees against its 2x keeper: in luma the pattern is nearly flat and ECC stops at a
+    # correlation of 0.93; along the yellow-blue axis of both pictures' colours it aligns them at 0.99
+    keeper = verify.working_pixels(lenses().resize((400, 400), Image.Resampling.BICUBIC))
+    turned = verify.working_pixels(lenses().rotate(2, resample=Image.Resampling.BICUBIC, fillcolor="black"))
+    a, b, grey_a, grey_b = verify._dense_side(keeper, turned)
+    luma_a = np.asarray(Image.fromarray(a).convert("L"), dtype=np.float32) / 255
+    assert grey_a.std() > 4 * luma_a.std()
+    features = verify.Features.of(lenses()), verify.Features.of(lenses())
+    verdict = verify.dense_verdict(*features, verify.dense_match(keeper, turned, disc_if_turned=True))
+    assert verdict.verified and verdict.reason == "dense", verdict
+    monkeypatch.setattr(verify, "CONTRAST_MIN_GAIN", float("inf"))  # (luma only, as before)
+    assert not verify.dense_verdict(*features, verify.dense_match(keeper, turned, disc_if_turned=True)).verified
+
+    # a greyscale copy, and a photo (lightness carries its edges), are aligned in luma
+    for x, y in ((lenses(), lenses().convert("L").convert("RGB")), (photo(3), photo(3).rotate(2))):
+        pa, pb = verify._dense_side(verify.working_pixels(x), verify.working_pixels(y))[:2]
+        greys = verify.contrast_greys(pa, pb)
+        lumas = [np.asarray(Image.fromarray(p).convert("L"), dtype=np.float32) / 255 for p in (pa, pb)]
+        assert all(np.abs(g - l).max() <= 1 / 255 + 1e-6 for g, l in zip(greys, lumas))
