@@ -83,7 +83,7 @@ REENCODE_REFUSALS = OVERLAY_REFUSALS
 # levels RMS: a keeper pair that nothing aligned (no hash, no keypoints, no ECC) is one tone edit apart only this
 # close, not verify.TONE_MAX_RESIDUAL (PairChecker._unaligned_tone_verdict). Replayed on the pairs two cli_score
 # runs refused (bench/accuracy, seeds 5 and 6, session 31), the fit verified 31 keeper pairs of copies and 3 of
-# look-alikes (a drawing's reduced copy against a sibling drawing's enlarged keeper), the closest 5.5 levels off;
+# look-alikes (star rings of one family: a reduced copy against a sibling's enlarged keeper), the closest 5.5 off;
 # 24 of those copy pairs are under 4.2 (brightened copies among them: a lemon, a dotted square). The
 # embedding's neighbours, the nearest look-alikes, fitted as close as 4.7 (46 look-alike pairs): not tried. A pair
 # a trimmed variant found keeps the usual bound: 8 copy pairs, none of 816 look-alike pairs tried.
