@@ -1680,7 +1680,7 @@ def contrast_greys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     covariance = (both.T @ both).astype(np.float64) / (len(both) - 1)
     spreads, axes = np.linalg.eigh(covariance)
     along_luma = float(_LUMA_AXIS @ covariance @ _LUMA_AXIS)
-    if spreads[-1] < CONTRAST_MIN_GAIN ** 2 * along_luma:
+    if not spreads[-1] > CONTRAST_MIN_GAIN ** 2 * along_luma:  # (two flat pictures: no axis at all)
         return luma()
     axis = axes[:, -1] if axes[:, -1].sum() >= 0 else -axes[:, -1]  # (an eigenvector's sign is arbitrary)
     grey_a, grey_b = flat_a @ axis, flat_b @ axis

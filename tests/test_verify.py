@@ -454,8 +454,9 @@ def test_a_drawing_in_colours_of_one_lightness_is_aligned_by_its_colours_not_its
     monkeypatch.setattr(verify, "CONTRAST_MIN_GAIN", float("inf"))  # (luma only, as before)
     assert not verify.dense_verdict(*features, verify.dense_match(keeper, turned, disc_if_turned=True)).verified
 
-    # a greyscale copy, and a photo (lightness carries its edges), are aligned in luma
-    for x, y in ((lenses(), lenses().convert("L").convert("RGB")), (photo(3), photo(3).rotate(2))):
+    # a greyscale copy, a photo (lightness carries its edges) and two flat red squares are aligned in luma
+    red = Image.new("RGB", (64, 64), (200, 30, 30))
+    for x, y in ((lenses(), lenses().convert("L").convert("RGB")), (photo(3), photo(3).rotate(2)), (red, red)):
         pa, pb = verify._dense_side(verify.working_pixels(x), verify.working_pixels(y))[:2]
         greys = verify.contrast_greys(pa, pb)
         lumas = [np.asarray(Image.fromarray(p).convert("L"), dtype=np.float32) / 255 for p in (pa, pb)]
