@@ -1637,15 +1637,15 @@ def _dense_side(pa: np.ndarray, pb: np.ndarray):
     return a, b, grey_a, grey_b
 
 
-# ECC aligns grey pictures. Luma hides the edges of a drawing whose colours are about as light as each other
-# (yellow on light blue: 0.04 of spread), and anything drawn in grey over it (a watermark's text) leads ECC off.
-# Such a pair is projected instead on the direction in RGB along which both pictures' pixels, taken together,
-# spread most (their first principal component: the yellow-blue axis for that drawing), one projection for both,
-# so that an edit of the tones still maps one grey onto the other by a line, as ECC's correlation allows; only
-# when both are in colour (every pixel's channels CONTRAST_GREY_CHROMA or more from their mean, RMS: a greyscale
-# copy is its original's luma) and that direction spreads them CONTRAST_MIN_GAIN times as much as luma's does.
-# Elsewhere luma stays. On the pairs two cli_score runs left no_geometry (bench/accuracy seeds 5 and 6, session 31,
-# scratch /work/notes/s31/pca_ecc.py, 35,464 pairs): with this rule 18 copy pairs more are aligned and verified (a
+# ECC aligns grey pictures. Luma hides the edges of a drawing whose colours are about as light as each other (yellow
+# on light blue: 0.04 of spread), and anything drawn in grey over it (a watermark's text) leads ECC off. Such a pair
+# is projected instead on the direction in RGB along which both pictures' pixels, taken together, spread most (their
+# first principal component: the yellow-blue axis for that drawing), one projection for both, so that an edit of the
+# tones still maps one grey onto the other by a line, as ECC's correlation allows; only when both are in colour (every
+# pixel's channels CONTRAST_GREY_CHROMA or more from their mean, RMS: a greyscale copy is its original's luma) and
+# that direction spreads them CONTRAST_MIN_GAIN times as much as luma's does. Elsewhere luma stays. On the pairs two
+# cli_score runs left no_geometry (bench/accuracy seeds 5 and 6, session 31, 35,464 pairs;
+# bench/accuracy/contrast_study.py replays them): with this rule 18 copy pairs more are aligned and verified (a
 # yellow-blue pattern turned, blurred, saved as WebP; a yellow star on white) and no look-alike pair, and all of the
 # 1,249 pairs verified `dense` before still are. Projecting every colour pair so aligned 35 copy pairs and 4
 # look-alike pairs (flags of one layout, one wallpaper's two framings), and lost 2 of seed 5's 640 (a wood texture
