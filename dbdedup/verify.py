@@ -938,7 +938,8 @@ def same_pixels_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict:
 # grey folder against a coloured one's conversion, at 5.6); on the accuracy set 22 and none of 20,783 (the nearest
 # 4.6). A greyscale copy made by another formula (L*, Rec. 709) is still judged by its signature as before.
 CONVERTED_MAX_RMS = 3.0  # levels of grey, over every pixel at the working size
-_REC601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_REC601_WEIGHTS = (0.299, 0.587, 0.114)  # luma of R, G and B (Rec. 601, as Pillow's and OpenCV's greyscale)
+_REC601 = np.array(_REC601_WEIGHTS, dtype=np.float32)
 
 
 def converted_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict | None:
@@ -1337,7 +1338,7 @@ SHAPE_MAX_TURN = 10.0  # degrees
 
 
 def _spread_grey(rgb: np.ndarray) -> np.ndarray:
-    grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = rgb.astype(np.float32) @ _REC601
     # (the 2nd and 98th percentiles to the grey level, from a histogram: a sort of every pixel costs 4 times as much)
     cumulative = np.cumsum(np.bincount(grey.astype(np.uint8).ravel(), minlength=256))
     low, high = np.searchsorted(cumulative, (0.02 * cumulative[-1], 0.98 * cumulative[-1]))
@@ -1653,7 +1654,7 @@ def _dense_side(pa: np.ndarray, pb: np.ndarray):
 # luma, the pattern 5.2 and the star 5.7.
 CONTRAST_GREY_CHROMA = 3.0  # levels
 CONTRAST_MIN_GAIN = 2.0
-_LUMA_AXIS = np.array([0.299, 0.587, 0.114]) / np.linalg.norm([0.299, 0.587, 0.114])
+_LUMA_AXIS = np.array(_REC601_WEIGHTS) / np.linalg.norm(_REC601_WEIGHTS)  # (luma's direction in RGB, unit length)
 
 
 def contrast_greys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1661,8 +1662,6 @@ def contrast_greys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     differ more than their lightness, their pixels' projection on the first principal component of both
     pictures' RGB together (above)."""
     cv2 = _cv2()
-    flat_a = a.reshape(-1, 3).astype(np.float32)
-    flat_b = b.reshape(-1, 3).astype(np.float32)
 
     def chroma_levels(flat: np.ndarray) -> float:
         return float(np.sqrt(((flat - flat.mean(axis=1, keepdims=True)) ** 2).mean()))
@@ -1672,7 +1671,8 @@ def contrast_greys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
                 cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255)
 
     # (the statistics from every 4th pixel: the decision costs a fraction of a millisecond, a tenth of ECC's)
-    sample_a, sample_b = flat_a[::4], flat_b[::4]
+    sample_a = a.reshape(-1, 3)[::4].astype(np.float32)
+    sample_b = b.reshape(-1, 3)[::4].astype(np.float32)
     if min(chroma_levels(sample_a), chroma_levels(sample_b)) < CONTRAST_GREY_CHROMA:
         return luma()
     both = np.concatenate([sample_a, sample_b])
@@ -1683,7 +1683,8 @@ def contrast_greys(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     if not spreads[-1] > CONTRAST_MIN_GAIN ** 2 * along_luma:  # (two flat pictures: no axis at all)
         return luma()
     axis = axes[:, -1] if axes[:, -1].sum() >= 0 else -axes[:, -1]  # (an eigenvector's sign is arbitrary)
-    grey_a, grey_b = flat_a @ axis, flat_b @ axis
+    grey_a = a.reshape(-1, 3).astype(np.float32) @ axis
+    grey_b = b.reshape(-1, 3).astype(np.float32) @ axis
     low = min(float(grey_a.min()), float(grey_b.min()))
     span = max(max(float(grey_a.max()), float(grey_b.max())) - low, 1e-6)
     return (((grey_a - low) / span).reshape(a.shape[:2]).astype(np.float32),
