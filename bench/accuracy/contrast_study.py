@@ -21,26 +21,23 @@ import argparse
 import math
 import os
 from collections import Counter
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PairChecker, PendingPair
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import parsed_study_rows, same_picture, worker_pairs_query
 
 WAYS = (("luma", math.inf), ("the rule", verify.CONTRAST_MIN_GAIN), ("the axis for every colour pair", 0.0))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     parser.add_argument("--sample", type=int, default=1, help="replay every Nth pair only")
     parser.add_argument("--list", action="store_true", help="name the pairs whose verdict changes")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verify_reason IN ('no_geometry', 'dense') AND NOT p.is_exact"))
+    found = parsed_study_rows(parser, argv,
+                              worker_pairs_query("p.verify_reason IN ('no_geometry', 'dense') AND NOT p.is_exact"))
     if found is None:
         return 1
-    truth, rows = found
+    args, truth, rows = found
     rows = rows[::max(args.sample, 1)]
     checkers = {name: PairChecker() for name, _ in WAYS}  # (one each: what a checker caches is its own)
     changed: Counter = Counter()

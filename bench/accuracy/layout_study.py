@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter
-from pathlib import Path
 
 from dbdedup import verify
 from dbdedup.verify_workers import PairChecker, PendingPair, closest_distance, orientation_of
-from score import SET_DIR
-from structure_study import last_run_rows, same_picture, worker_pairs_query
+from structure_study import parsed_study_rows, same_picture, worker_pairs_query
 
 
 def refused_for_layout(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> bool:
@@ -40,15 +38,13 @@ def refused_for_layout(a: verify.Features, b: verify.Features, orientation: str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     parser.add_argument("--list", type=int, default=0, help="list up to N pairs of each outcome")
     parser.add_argument("--replay", action="store_true", help="check every such pair by its pixels too")
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, worker_pairs_query("p.verified IS NOT NULL AND p.verify_reason <> 'exact'",
-                                                           verdict=True))
+    found = parsed_study_rows(parser, argv, worker_pairs_query("p.verified IS NOT NULL AND p.verify_reason <> 'exact'",
+                                                               verdict=True))
     if found is None:
         return 1
-    truth, rows = found
+    args, truth, rows = found
     outcomes: Counter = Counter()
     replayed: Counter = Counter()
     checker = PairChecker() if args.replay else None

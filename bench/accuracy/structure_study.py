@@ -50,11 +50,20 @@ def fails(coarse: float, fine: float | None, t_coarse: float, t_fine: float | No
     return coarse < t_coarse or (t_fine is not None and fine is not None and fine < t_fine)
 
 
+def parsed_study_rows(parser: argparse.ArgumentParser, argv: list[str] | None,
+                      query: str) -> tuple[argparse.Namespace, Truth, list[tuple]] | None:
+    """A study's command line, ``parser`` with ``--set`` (the set's folder) added, parsed, and ``last_run_rows``
+    of that set: the arguments, the truth and the rows; None, said on stderr, when the set has no run."""
+    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
+    args = parser.parse_args(argv)
+    found = last_run_rows(args.set_dir, query)
+    return None if found is None else (args, *found)
+
+
 def study_rows(argv: list[str] | None, description: str, query: str) -> tuple[Truth, list[tuple]] | None:
     """A study's command line (``--set``, the set's folder) and ``last_run_rows`` of that set."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
-    return last_run_rows(parser.parse_args(argv).set_dir, query)
+    found = parsed_study_rows(argparse.ArgumentParser(description=description), argv, query)
+    return None if found is None else found[1:]
 
 
 def listing_study_rows(argv: list[str] | None, description: str, query: str,
@@ -62,11 +71,9 @@ def listing_study_rows(argv: list[str] | None, description: str, query: str,
     """``study_rows`` with a ``--list`` flag too (``list_help`` says what it lists): the truth, the rows and
     whether to list."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--set", dest="set_dir", type=Path, default=SET_DIR)
     parser.add_argument("--list", action="store_true", help=list_help)
-    args = parser.parse_args(argv)
-    found = last_run_rows(args.set_dir, query)
-    return None if found is None else (*found, args.list)
+    found = parsed_study_rows(parser, argv, query)
+    return None if found is None else (*found[1:], found[0].list)
 
 
 def worker_pairs_query(where: str, verdict: bool = False) -> str:
