@@ -220,7 +220,7 @@ def grey_lightness(light: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarra
     of its sRGB values, as Pillow's ``convert("L")``, libjpeg and most editors compute it (a
     saturated red turns into a darker grey than its L* says). As dbdedup.grey_lightness in SQL."""
     encoded = _lab_to_srgb(light, a, b)
-    grey = _srgb_linear(encoded @ np.array([0.299, 0.587, 0.114]))
+    grey = _srgb_linear(encoded @ np.array(_REC601_WEIGHTS))
     return np.where(grey > 216 / 24389, 116 * np.cbrt(grey) - 16, 24389 / 27 * grey)
 
 
