@@ -14,6 +14,11 @@ leaves it to that check from then on. Pure numpy on stored bytes: no file is rea
 after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
 a SQL-only ``dbdedup.refresh()`` leaves it, like the geometric check, to the next of those.
 
+A pair compared under a flip or a turn is also measured by its least alike region at 64x64 (pairs.region,
+``verify.region_agreements``): a picture and its mirror drawn again (its lettering left readable) agree in every
+percentile but differ in one region where both are drawn. Below ``verify.MIN_ORIENTED_REGION`` the pair goes back
+to pending, and the check by pixels measures that region again from the files (``verify.region_of_pixels``).
+
 The same pass refuses (verify_reason ``colour``) a signature-verified pair of two colour pictures whose
 signatures' 8x8 cells no one brightness or contrast edit explains (``verify.tones_apart_many``): two colourings of
 one drawing whose hues are close enough for the signatures, each channel moved its own way.
@@ -90,7 +95,8 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
         values = _stream_measures(conn, q, "dbdedup_structure_pairs", q["unchecked_pairs"], q["copy_results"], _measure)
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
-        applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE}).fetchall()
+        applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE,
+                                                    "min_region": verify.MIN_ORIENTED_REGION}).fetchall()
         refused = sum(1 for apart, _ in applied if apart)
         failed = sum(1 for apart, below in applied if below and not apart)
         conn.execute(q["drop_temp_tables"])
@@ -184,8 +190,8 @@ def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tupl
 
 
 def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
-    """(hash_kind, image_a, image_b, structure, tones apart) of each pair of ``batch``; structure NaN when not
-    measurable."""
+    """(hash_kind, image_a, image_b, structure, region, tones apart) of each pair of ``batch``; structure and
+    region NaN when not measurable (the region of a pair compared unturned too)."""
     apart = _tones_apart(conn, q, batch)
     return [(*row, bool(far)) for row, far in zip(_structures(conn, q, batch), apart)]
 
@@ -206,10 +212,12 @@ def _tones_apart(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]
 
 
 def _structures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
-    """(hash_kind, image_a, image_b, structure) of each pair of ``batch``; NaN when not measurable."""
+    """(hash_kind, image_a, image_b, structure, region) of each pair of ``batch``; NaN when not measurable
+    (the region: also when compared unturned, or without both 64x64 thumbnails)."""
     ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
     thumbnails = {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}
-    results = [(kind, a, b, float("nan")) for kind, a, b, _, _ in batch]
+    nan = float("nan")
+    results = [(kind, a, b, nan, nan) for kind, a, b, _, _ in batch]
     # (a thumbnail of another length than the loader writes is not measurable: NaN, the verdict stands)
     usable = {image_id for image_id, data in thumbnails.items()
               if len(data) in (verify.STRUCTURE_SIDE ** 2, verify.STORED_STRUCTURE_SIDE ** 2)}
@@ -229,16 +237,26 @@ def _structures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple])
         for i, value in zip(chunk, fine):
             if value < verify.MIN_SIGNATURE_FINE_STRUCTURE:
                 values[i] = min(values[i], value)
-    for k, value in zip(wanted, values):
+    # compared under a flip or a turn: a region where both are drawn and disagree (a mirror drawn again, its
+    # lettering left readable) is left to the check by pixels
+    regions = np.full(len(wanted), np.nan)
+    turned = [i for i, k in enumerate(wanted) if batch[k][3] != "identity"
+              and min(len(thumbnails[batch[k][1]]), len(thumbnails[batch[k][2]])) >= verify.FINE_STRUCTURE_SIDE ** 2]
+    for start in range(0, len(turned), FINE_CHUNK):
+        chunk = turned[start:start + FINE_CHUNK]
+        regions[chunk] = _agreements(thumbnails, [batch[wanted[i]] for i in chunk], verify.FINE_STRUCTURE_SIDE,
+                                     measure=verify.region_agreements)
+    for k, value, region in zip(wanted, values, regions):
         kind, a, b, _, _ = batch[k]
-        results[k] = (kind, a, b, float(value))
+        results[k] = (kind, a, b, float(value), float(region))
     return results
 
 
 def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
-                percentile: float | None = None) -> np.ndarray:
-    """``verify.structure_agreements`` of ``pairs`` ((hash_kind, image_a, image_b, orientation, trimmed)),
-    their thumbnails at ``side``; each picture in each orientation it is compared in made ready once."""
+                percentile: float | None = None, measure=verify.structure_agreements) -> np.ndarray:
+    """``measure`` (``verify.structure_agreements``, at ``percentile`` when given, or
+    ``verify.region_agreements``) of ``pairs`` ((hash_kind, image_a, image_b, orientation, trimmed)), their
+    thumbnails at ``side``; each picture in each orientation it is compared in made ready once."""
     pictures: dict[tuple[int, str], int] = {}
     for _, a, b, orientation, _ in pairs:
         pictures.setdefault((a, orientation), len(pictures))
@@ -248,7 +266,7 @@ def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
     side_a = np.array([pictures[(a, orientation)] for _, a, _, orientation, _ in pairs])
     side_b = np.array([pictures[(b, "identity")] for _, _, b, _, _ in pairs])
     extra = {} if percentile is None else {"percentile": percentile}
-    return verify.structure_agreements(stacked[side_a], stacked[side_b], **extra)
+    return measure(stacked[side_a], stacked[side_b], **extra)
 
 
 @dataclass(frozen=True)

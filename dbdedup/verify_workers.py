@@ -200,6 +200,7 @@ class PendingPair:
     b: ImageInfo
     structure: float | None = None  # pairs.structure: below verify.MIN_SIGNATURE_STRUCTURE, the signatures do not settle it
     tone_fit: float | None = None  # pairs.tone_fit: not NaN when the signatures' cells are close to one tone edit
+    region: float | None = None  # pairs.region: below verify.MIN_ORIENTED_REGION, the pixels measure the region again
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -212,13 +213,19 @@ class PendingPair:
                              row[bordered_at] if len(row) > bordered_at else None)
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28, 30),
-                   image(row[2], 15, 26, 29, 31), row[22], row[23])
+                   image(row[2], 15, 26, 29, 31), row[22], row[23], row[32] if len(row) > 32 else None)
 
     @property
     def structure_failed(self) -> bool:
         """Whether the structure check found the two apart (another drawing in a region, or a copy
         cropped or turned a little at a close pHash): a signature verdict cannot verify it."""
         return self.structure is not None and self.structure < verify.MIN_SIGNATURE_STRUCTURE
+
+    @property
+    def region_failed(self) -> bool:
+        """Whether the structure check found a region where the two, compared under a flip or a turn, are both
+        drawn and disagree (a mirror drawn again, or a flipped copy against a watermarked one): the pixels decide."""
+        return self.region is not None and self.region < verify.MIN_ORIENTED_REGION
 
     @property
     def tone_candidate(self) -> bool:
@@ -441,6 +448,12 @@ class PairChecker:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
                 toned = self._tone_verdict(pair, orientation)
                 return toned if toned is not None else self._unless_overlay(pair, fa, fb, orientation, settled)
+            if settled is not None and settled.verified and pair.region_failed \
+                    and verify.region_of_pixels(verify.orient_pixels(self._pixels(pair.a), orientation),
+                                                self._pixels(pair.b)) < verify.MIN_ORIENTED_REGION_PIXELS:
+                # (compared under a flip or a turn, its stored thumbnails disagreed in a region where both are
+                # drawn, and so do its pixels: a mirror drawn again, its lettering left readable)
+                return verify.Verdict(False, settled.score, "structure")
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):

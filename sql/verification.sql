@@ -32,7 +32,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT same_hue_light double precision, OUT max_hue_shift double precision, OUT max_hue_spread double precision,
         OUT converted_grey_light double precision, OUT max_gain_converted double precision,
         OUT min_structure double precision, OUT min_structure_realigned double precision,
-        OUT min_signature_structure double precision, OUT min_signature_fine_structure double precision)
+        OUT min_signature_structure double precision, OUT min_signature_fine_structure double precision,
+        OUT min_oriented_region double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -66,7 +67,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.40 AS min_structure,       -- local structure agreement (dbdedup.verify.structure_agreement) of the aligned overlap below which the geometric check does not verify a pair
                0.70 AS min_structure_realigned,  -- ... of the aligned overlap of a pair whose structure check failed: the alignment must explain it
                0.70 AS min_signature_structure,  -- the structure check of a signature-verified pair (32x32): below it, the geometric check decides
-               0.30 AS min_signature_fine_structure  -- ... the same at 64x64 (10th percentile), where both images have that thumbnail
+               0.30 AS min_signature_fine_structure,  -- ... the same at 64x64 (10th percentile), where both images have that thumbnail
+               0.82 AS min_oriented_region  -- ... of a pair compared under a flip or a turn: its least alike region at 64x64 (dbdedup.verify.region_agreements)
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
@@ -74,7 +76,8 @@ COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'max_chroma_same_hue, same_hue_light, max_hue_shift and max_hue_spread (an aligned pair whose chroma layouts differ in strength but not '
     'in hue: dbdedup.hue_agreement), converted_grey_light and max_gain_converted (a greyscale picture that is a colour one''s '
     'conversion: the spread ratio L* and luma give such a pair), min_signature_structure and min_signature_fine_structure (the '
-    'structure check of signature-verified pairs, dbdedup.structure_check, at 32x32 and 64x64), min_structure (the geometric '
+    'structure check of signature-verified pairs, dbdedup.structure_check, at 32x32 and 64x64), min_oriented_region (the same '
+    'check''s least alike region of a pair compared under a flip or a turn), min_structure (the geometric '
     'check''s aligned overlap) and min_structure_realigned (the same for a pair the structure check failed), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
@@ -383,7 +386,7 @@ BEGIN
     -- image_a, so the images of both sides are gathered here rather than joined shard by shard)
     CREATE TEMP TABLE vp_pair ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity,
-           p.structure, p.tone_fit, p.overlay_cells
+           p.structure, p.region, p.tone_fit, p.overlay_cells
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
@@ -415,8 +418,10 @@ BEGIN
                 -- keypoint pairs (dbdedup.match_keypoints) are decided by the geometric check only
                 WHEN p.transform = 'keypoints' THEN 'pending'
                 -- the structure check (dbdedup.structure_check) found the two apart in a region though
-                -- their signatures agree: the geometric check aligns them and measures it again
-                WHEN p.structure < s.min_signature_structure THEN 'pending'
+                -- their signatures agree: the geometric check aligns them and measures it again (compared
+                -- under a flip or a turn, a region where both are drawn otherwise: the check by pixels
+                -- measures that region again)
+                WHEN p.structure < s.min_signature_structure OR p.region < s.min_oriented_region THEN 'pending'
                 -- rejected for colour once, but their signatures' cells are close to one brightness or
                 -- contrast edit (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
                 -- the files' RGB pixels
@@ -527,7 +532,7 @@ BEGIN
 
     -- (a signature verdict waits for its structure check: dbdedup.structure_check measures it again)
     UPDATE dbdedup.pairs p
-    SET verified = v.verified, verify_score = v.score, verify_reason = v.reason, structure = NULL
+    SET verified = v.verified, verify_score = v.score, verify_reason = v.reason, structure = NULL, region = NULL
     FROM vp_verdict v
     WHERE p.hash_kind = v.hash_kind AND p.image_a = v.image_a AND p.image_b = v.image_b AND p.verified IS NULL;
 
@@ -550,7 +555,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'greyscale one with the other''s conversion, converted), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
-    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure) '
+    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure, '
+    'or pairs.region below min_oriented_region) '
     'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN) and pairs rejected for colour or layout whose cells one overlay may explain (pairs.overlay_cells). Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '

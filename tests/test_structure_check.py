@@ -417,3 +417,85 @@ def test_match_and_verify_through_the_cli_say_how_many_colourings_they_refused(d
     assert verified.exit_code == 0, verified.output
     assert ("2 pairs verified by colour signature were refused: colours no one brightness or contrast edit "
             "explains") in verified.stderr, verified.stderr
+
+
+def spinning_top(mirrored: bool = False, size: int = 192) -> Image.Image:
+    """A spinning top drawn tilted on a pale gradient, its faces shaded, an F on its front face; ``mirrored``:
+    the top drawn again facing the other way with its letter still readable (tuxpaint's dreidel and its mirror
+    stamp: a mirror of the drawing, not of the letter). (The gradient leaves no uniform border to trim.)"""
+    s = size / 64
+    rows = np.linspace(0, 1, size)[:, None, None]
+    sky = (1 - rows) * np.array([250, 246, 225]) + rows * np.array([205, 220, 245])
+    image = Image.fromarray(np.repeat(sky, size, axis=1).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+
+    def placed(points):
+        return [((64 - x) * s if mirrored else x * s, y * s) for x, y in points]
+
+    draw.polygon(placed([(6, 26), (30, 8), (58, 20), (44, 60), (10, 54)]), fill=(0, 150, 150), outline="black",
+                 width=int(s))
+    draw.polygon(placed([(9, 29), (30, 13), (36, 50), (13, 52)]), fill=(0, 230, 230), outline="black", width=int(s))
+    draw.polygon(placed([(44, 2), (49, 5), (40, 17), (35, 14)]), fill=(0, 120, 120), outline="black", width=int(s))
+    draw.text(((41 if mirrored else 23) * s, 33 * s), "F", fill="black", font=ImageFont.load_default(size=int(14 * s)),
+              anchor="mm")
+    return image
+
+
+TOP_COPIES = {
+    "top_flipped.png": ImageOps.mirror,
+    "top_flipped_q30.jpg": lambda im: reencoded(ImageOps.mirror(im), 30),
+    "top_turned.png": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "top_large.png": lambda im: resized(im, 2),
+}
+
+
+def test_a_mirror_drawn_again_with_its_letter_readable_is_not_a_flipped_copy(conn, tmp_path):
+    """The top and the same top drawn facing the other way, its F still readable: compared under a flip, their
+    colour signatures and structure percentiles agree as a flipped copy's do. Their least alike region (the
+    letter, where both are drawn) does not, in the stored thumbnails and in the files' pixels: refused
+    (structure), while the top's flipped, turned and re-encoded copies stay in its cluster."""
+    top, redrawn = spinning_top(), spinning_top(mirrored=True)
+    save(top, tmp_path / "top.png")
+    save(redrawn, tmp_path / "top_redrawn.png")
+    for name, edit in TOP_COPIES.items():
+        save(edit(top), tmp_path / name)
+    # what the signatures and the structure percentiles see of the two under a flip: the same picture
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im)) for im in (top, redrawn)]
+    assert verify.signature_verdict(*features, "flip_h", closest=0).verified
+    flipped = verify.structure_pixels(verify.structure_thumbnail(top), "flip_h", verify.FINE_STRUCTURE_SIDE)
+    other = verify.structure_pixels(verify.structure_thumbnail(redrawn), side=verify.FINE_STRUCTURE_SIDE)
+    assert verify.structure_agreement(flipped, other, verify.FINE_STRUCTURE_PERCENTILE) \
+        >= verify.MIN_SIGNATURE_FINE_STRUCTURE
+    assert verify.structure_agreement(verify.structure_pixels(verify.structure_thumbnail(top), "flip_h"),
+                                      verify.structure_pixels(verify.structure_thumbnail(redrawn))) \
+        >= verify.MIN_SIGNATURE_STRUCTURE
+
+    ids = load(conn, tmp_path)
+    check_every_pair(conn)
+    a, b = sorted((ids["top.png"], ids["top_redrawn.png"]))
+    transform, verified, reason, region = conn.execute(
+        "SELECT transform, verified, verify_reason, region FROM dbdedup.pairs "
+        "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (a, b)).fetchone()
+    assert transform == "flip_h"  # found through the orientation variant, and compared under it
+    assert verified is False and reason == "structure", (verified, reason)
+    assert region < verify.MIN_ORIENTED_REGION
+    for name in TOP_COPIES:
+        found = pair(conn, ids, "top.png", name)
+        assert found["verified"] is True, (name, found)
+    assert groups(conn) == {frozenset({"top.png", *TOP_COPIES})}
+    # the measure as written: the lowest mean of 2x2 neighbouring windows, a window counting where both are drawn
+    thumbs = [thumbnail(conn, ids[name], verify.FINE_STRUCTURE_SIDE) for name in ("top.png", "top_redrawn.png")]
+    assert region == pytest.approx(windowed_region(verify.orient_pixels(thumbs[0], transform), thumbs[1]), abs=1e-5)
+
+
+def windowed_region(a: np.ndarray, b: np.ndarray) -> float:
+    """The region measure written out window by window: 8x8 windows every 4 pixels, each scored by SSIM's
+    structure term where both windows spread more than 16 luma levels (else 1), the lowest mean of 2x2."""
+    n = (a.shape[0] - 8) // 4 + 1
+    scores = np.ones((n, n))
+    for i in range(n):
+        for j in range(n):
+            wa, wb = a[4 * i:4 * i + 8, 4 * j:4 * j + 8].ravel(), b[4 * i:4 * i + 8, 4 * j:4 * j + 8].ravel()
+            if min(wa.std(), wb.std()) > 16.0:
+                scores[i, j] = (((wa - wa.mean()) * (wb - wb.mean())).mean() + 10.0) / (wa.std() * wb.std() + 10.0)
+    return float(min(scores[i:i + 2, j:j + 2].mean() for i in range(n - 1) for j in range(n - 1)))

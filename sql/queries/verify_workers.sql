@@ -29,7 +29,7 @@ ANALYZE dbdedup_verify_order;
 -- loader recorded (and the size and mtime it had then), the stored quality and signature (in the array's
 -- binary form, which dbdedup.pg_binary reads without a Python float a value), its width and height, its
 -- format, and whether the loader trimmed a uniform border off it (the trimmed pHash, phash_variants[8]; NULL
--- when loaded without variants). Ordered
+-- when loaded without variants); last, the pair's region measure (pairs.region). Ordered
 -- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
 -- together, so a worker decodes each image and finds its keypoints about once); a pair that became
 -- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
@@ -46,7 +46,8 @@ WITH pending AS MATERIALIZED (
            p.structure, p.tone_fit, a.width AS a_width, a.height AS a_height, b.width AS b_width, b.height AS b_height,
            a.format AS a_format, b.format AS b_format,
            CASE WHEN a.phash_variants IS NOT NULL THEN a.phash_variants[8] IS NOT NULL END AS a_bordered,
-           CASE WHEN b.phash_variants IS NOT NULL THEN b.phash_variants[8] IS NOT NULL END AS b_bordered
+           CASE WHEN b.phash_variants IS NOT NULL THEN b.phash_variants[8] IS NOT NULL END AS b_bordered,
+           p.region
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b
@@ -93,8 +94,9 @@ FROM STDIN;
 -- Only pairs still pending: a pair that matching has since verified (or found again) keeps that.
 UPDATE dbdedup.pairs p
 SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
-    -- (a signature verdict waits for its structure check; a failed one stays on record)
-    structure = CASE WHEN r.verify_reason = 'signature' THEN NULL ELSE p.structure END,
+    -- (a signature verdict waits for its structure check; a failed one stays on record, and so does the
+    -- structure check of a pair the check by pixels measured the region of again)
+    structure = CASE WHEN r.verify_reason = 'signature' AND p.region IS NULL THEN NULL ELSE p.structure END,
     -- (a refusal here had the overlay check already, where it could apply: no second look)
     overlay_cells = CASE WHEN r.verified THEN p.overlay_cells ELSE coalesce(p.overlay_cells, false) END
 FROM dbdedup_verify_results r
