@@ -1227,6 +1227,7 @@ class GeometricMatch:
     structure: float | None = None
     fine_structure: float | None = None  # the same at FINE_STRUCTURE_SIDE (``fine_structure_of_pixels``)
     shape_change: float | None = None  # ``shape_change`` of the overlap
+    region: float | None = None  # ``region_of_pixels`` of the overlap, when asked (an alignment under a mirror)
 
 
 def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:
@@ -1334,19 +1335,20 @@ def overlap_needed(match: GeometricMatch, min_inliers: int = MIN_INLIERS) -> boo
     return match.transform is not None and match.inliers >= min_inliers and MIN_SCALE <= match.scale <= MAX_SCALE
 
 
-def compare_overlap(match: GeometricMatch, pa: np.ndarray, pb: np.ndarray) -> GeometricMatch:
+def compare_overlap(match: GeometricMatch, pa: np.ndarray, pb: np.ndarray, region: bool = False) -> GeometricMatch:
     """``match`` with the two images compared by colour signature and structure over their aligned
-    overlap (``pa`` and ``pb``: the working pixels the keypoints were found on)."""
-    overlap, colour, structure, fine, shape = _aligned_colour(pa, pb, match.transform)
+    overlap (``pa`` and ``pb``: the working pixels the keypoints were found on); with ``region``, by their least
+    alike region too (``region_of_pixels``: ``pa`` is a picture under a mirror)."""
+    overlap, colour, structure, fine, shape, least = _aligned_colour(pa, pb, match.transform, region)
     return replace(match, overlap=overlap, colour=colour, structure=structure, fine_structure=fine,
-                   shape_change=shape)
+                   shape_change=shape, region=least)
 
 
-def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray
-                    ) -> tuple[float, SignatureDistance | None, float | None, float | None, float | None]:
-    """Warp b onto a, and compare the two by colour signature, by structure (32x32 and 64x64) and by
-    ``shape_change`` over the bounding box of the overlap (pixels of the box that b does not cover are taken
-    from a, so they agree)."""
+def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray, region: bool = False
+                    ) -> tuple[float, SignatureDistance | None, float | None, float | None, float | None, float | None]:
+    """Warp b onto a, and compare the two by colour signature, by structure (32x32 and 64x64), by
+    ``shape_change`` and, with ``region``, by ``region_of_pixels`` over the bounding box of the overlap (pixels of
+    the box that b does not cover are taken from a, so they agree)."""
     cv2 = _cv2()
     rows, columns = pa.shape[:2]
     warped = cv2.warpAffine(pb, transform, (columns, rows), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
@@ -1355,15 +1357,16 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray
     covered = mask > 0
     overlap = float(covered.mean())
     if overlap < 0.02:
-        return overlap, None, None, None, None
+        return overlap, None, None, None, None, None
     left, top, width, height = cv2.boundingRect(mask)  # of the covered pixels
     bottom, right = top + height, left + width
     if bottom - top < GRID or right - left < GRID:
-        return overlap, None, None, None, None
+        return overlap, None, None, None, None, None
     box_a = pa[top:bottom, left:right]
     box_b = np.where(covered[top:bottom, left:right, None], warped[top:bottom, left:right], box_a)
     return (overlap, compare_signatures(signature_of_pixels(box_a), signature_of_pixels(box_b)),
-            structure_of_pixels(box_a, box_b), fine_structure_of_pixels(box_a, box_b), shape_change(box_a, box_b))
+            structure_of_pixels(box_a, box_b), fine_structure_of_pixels(box_a, box_b), shape_change(box_a, box_b),
+            region_of_pixels(box_a, box_b) if region else None)
 
 
 # Two cards of one rank in the two black suits share their layout, their colours and most of their keypoints
@@ -1555,8 +1558,9 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
     agree with one similarity transform, and the overlap, aligned by it, must agree in colour and
     layout ('colour'), when ``max_detail`` is given in its 16x16 detail ('detail'), and in structure
     to ``min_structure`` at 32x32, to MIN_FINE_STRUCTURE at 64x64 and, turned by under SHAPE_MAX_TURN, to
-    MAX_SHAPE_CHANGE at the working size ('structure'). (The detail is asked of aligned pairs only: a copy
-    turned by some degrees brings the corners it was filled with into the overlap, which the detail sees as a
+    MAX_SHAPE_CHANGE at the working size ('structure'), and, aligned under a mirror, in its least alike region to
+    MIN_ORIENTED_REGION_PIXELS ('structure': a mirror drawn again). (The detail is asked of aligned pairs only: a
+    copy turned by some degrees brings the corners it was filled with into the overlap, which the detail sees as a
     region that differs.)"""
     if min(a.quality, b.quality) < MIN_QUALITY:
         return Verdict(False, 0.0, "low_quality")
@@ -1579,6 +1583,8 @@ def geometric_verdict(a: Features, b: Features, match: GeometricMatch, *, min_in
         if match.shape_change is not None and match.shape_change > MAX_SHAPE_CHANGE \
                 and abs(warp_turn(match.transform)) < SHAPE_MAX_TURN:
             return Verdict(False, score, "structure")  # ... or at the working size: a club for a spade
+        if match.region is not None and match.region < MIN_ORIENTED_REGION_PIXELS:
+            return Verdict(False, score, "structure")  # ... or in one region, under a mirror: a letter left readable
         return Verdict(True, score, "geometry")
     return Verdict(False, score, "colour")
 

@@ -495,7 +495,8 @@ class PairChecker:
         def aligned_by_keypoints(max_turn: float | None = None) -> tuple[verify.GeometricMatch, verify.Verdict]:
             match = verify.align_keypoints(keys_a, keys_b, max_turn=max_turn)
             if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
-                match = verify.compare_overlap(match, pixels_a(), self._pixels(pair.b))
+                # (aligned under a mirror: a mirror drawn again differs in one region, verify.region_of_pixels)
+                match = verify.compare_overlap(match, pixels_a(), self._pixels(pair.b), region=mirror != "identity")
             return match, verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
                                                    max_detail=verify.MAX_DETAIL_FAR if aligned else None,
                                                    min_structure=min_structure)

@@ -461,3 +461,44 @@ def test_a_drawing_in_colours_of_one_lightness_is_aligned_by_its_colours_not_its
         greys = verify.contrast_greys(pa, pb)
         lumas = [np.asarray(Image.fromarray(p).convert("L"), dtype=np.float32) / 255 for p in (pa, pb)]
         assert all(np.abs(g - l).max() <= 1 / 255 + 1e-6 for g, l in zip(greys, lumas))
+
+
+def signed_scene(mirrored: bool = False) -> Image.Image:
+    """``scene`` with a white sign reading EXIT on it; ``mirrored``: the scene mirrored and the sign painted again
+    at its mirrored place, still readable (a mirror drawn again, not a mirrored copy)."""
+    image = ImageOps.mirror(scene()) if mirrored else scene()
+    draw = ImageDraw.Draw(image)
+    left = image.width - 210 if mirrored else 60
+    draw.rectangle([left, 120, left + 150, 200], fill="white", outline="black", width=3)
+    draw.text((left + 75, 160), "EXIT", fill="black", font=ImageFont.load_default(size=24), anchor="mm")
+    return image
+
+
+def test_keypoints_aligned_under_a_mirror_refuse_a_mirror_drawn_again_by_its_least_alike_region():
+    """A scene with a sign, against the scene mirrored with its sign painted again readable and turned by 5 degrees:
+    the keypoints align the two under the flip, and their overlap agrees by colour, at 32x32 and 64x64 and in shape
+    (the letters' strokes are thin). Its least alike region, the sign, does not: refused. The scene's flipped copy
+    turned the same way is verified."""
+    picture = signed_scene()
+    redrawn = signed_scene(mirrored=True).rotate(5, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    copy = ImageOps.mirror(picture).rotate(5, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    flipped = verify.oriented_keypoints(verify.keypoints(picture), "flip_h")
+    features = verify.Features(verify.quality(picture), verify.colour_signature(picture))
+
+    def verdict(other: Image.Image, region: bool) -> tuple[verify.GeometricMatch, verify.Verdict]:
+        found = verify.keypoints(other)
+        match = verify.compare_overlap(verify.align_keypoints(flipped, found), flipped.pixels, found.pixels,
+                                       region=region)
+        return match, verify.geometric_verdict(features, verify.Features(verify.quality(other),
+                                                                         verify.colour_signature(other)),
+                                               match, min_inliers=verify.MIN_INLIERS_ALIGNED,
+                                               max_detail=verify.MAX_DETAIL_FAR)
+
+    # without the region, every other measure of the overlap takes the two for one picture
+    match, unasked = verdict(redrawn, region=False)
+    assert unasked.verified and match.region is None and match.shape_change <= verify.MAX_SHAPE_CHANGE
+    match, asked = verdict(redrawn, region=True)
+    assert match.region < verify.MIN_ORIENTED_REGION_PIXELS
+    assert asked == verify.Verdict(False, unasked.score, "structure")
+    match, kept = verdict(copy, region=True)
+    assert kept.verified and kept.reason == "geometry" and match.region >= verify.MIN_ORIENTED_REGION_PIXELS
