@@ -1093,7 +1093,7 @@ class _Writer:
                     with cur.copy(self.q["copy_features"]) as copy:
                         for row in features:
                             copy.write_row(row)
-                cur.execute(self.q["apply_results"])
+                cur.execute(self.q["apply_results"], {"min_region": verify.MIN_ORIENTED_REGION})
                 if features:
                     cur.execute(self.q["apply_features"])
                     self.summary.backfilled += cur.rowcount

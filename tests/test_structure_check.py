@@ -526,3 +526,25 @@ def test_the_check_by_pixels_asks_a_keypoint_alignment_under_a_mirror_for_its_le
     assert found["verified"] is False and found["reason"] == "structure", found
     copy = pair(conn, ids, "scene.png", "scene_flipped.png")
     assert copy["verified"] is True and copy["reason"] == "geometry", copy
+
+
+def test_a_signature_verdict_of_the_check_by_pixels_is_measured_again_unless_its_region_was(conn, tmp_path):
+    """A pair pending with a structure measured before (a pair found again keeps it) that the check by pixels
+    verifies by its signatures gets the structure check again; only a pair pending for its region, whose region the
+    check by pixels has just measured from the files, keeps its measures (else the structure check would send it
+    back to pending for ever)."""
+    from images import photo
+
+    original = photo(5)
+    save(original, tmp_path / "photo.png")
+    save(reencoded(original, 75), tmp_path / "photo_q75.jpg")
+    ids = load(conn, tmp_path)
+    a, b = sorted((ids["photo.png"], ids["photo_q75.jpg"]))
+    conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, structure, region) "
+                 "VALUES ('phash', %s, %s, 0, false, 0.75, 'NaN')", (a, b))
+    conn.commit()
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "photo.png", "photo_q75.jpg")
+    assert found["verified"] is True and found["reason"] == "signature", found
+    expected = verify.structure_agreement(thumbnail(conn, a), thumbnail(conn, b))
+    assert expected > 0.9 and found["structure"] == pytest.approx(expected, abs=1e-5), found

@@ -95,8 +95,9 @@ FROM STDIN;
 UPDATE dbdedup.pairs p
 SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
     -- (a signature verdict waits for its structure check; a failed one stays on record, and so does the
-    -- structure check of a pair the check by pixels measured the region of again)
-    structure = CASE WHEN r.verify_reason = 'signature' AND p.region IS NULL THEN NULL ELSE p.structure END,
+    -- structure check of a pair pending for its region, whose region the check by pixels measured again)
+    structure = CASE WHEN r.verify_reason = 'signature' AND NOT coalesce(p.region < %(min_region)s, false)
+                     THEN NULL ELSE p.structure END,
     -- (a refusal here had the overlay check already, where it could apply: no second look)
     overlay_cells = CASE WHEN r.verified THEN p.overlay_cells ELSE coalesce(p.overlay_cells, false) END
 FROM dbdedup_verify_results r
