@@ -857,7 +857,7 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
             span = colour - xf[changed]
             measured = np.abs(span) > OVERLAY_MIN_SPAN
             alphas = np.where(measured, step[changed] / np.where(measured, span, 1.0), np.nan)
-            alpha = np.nanmedian(alphas, axis=1)
+            alpha = _nanmedian_of_channels(alphas)
             spread = np.nanmax(alphas, axis=1) - np.nanmin(alphas, axis=1)
             consistent = float(((alpha > 0.05) & (spread < _OVERLAY_CHANNEL_SPREAD) & (alpha < _OVERLAY_MAX_ALPHA)).mean())
             top = float(np.nan_to_num(np.nanpercentile(alpha, 95), nan=0.0))
@@ -866,6 +866,17 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
             if best is None or fit.consistent > best.consistent:
                 best = fit
     return best
+
+
+def _nanmedian_of_channels(values: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(values, axis=1)`` of rows of 3 (a pixel's channels), the same values: the middle of the row
+    sorted (NaN last), the mean of its two numbers, or its one number. numpy's general nanmedian masks and
+    partitions every row, and took 5% of a report's check by pixels in the overlay fits (session 32's profile of
+    the accuracy set); this takes a twelfth of its time."""
+    ordered = np.sort(values, axis=1)
+    count = (~np.isnan(values)).sum(axis=1)
+    two = (ordered[:, 0] + ordered[:, 1]) / values.dtype.type(2)
+    return np.where(count == 3, ordered[:, 1], np.where(count == 2, two, ordered[:, 0]))
 
 
 def overlay_cells_agree(a: np.ndarray, b: np.ndarray, orientation: str = "identity") -> bool:
