@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from dbdedup import clusters, verify
@@ -80,6 +81,17 @@ def pair(conn, ids: dict[str, int], x: str, y: str) -> dict:
                        "WHERE hash_kind = 'phash' AND image_a = %s AND image_b = %s", (a, b)).fetchone()
     assert row is not None, f"{x} and {y} are not a candidate pair"
     return dict(zip(("distance", "transform", "verified", "reason", "structure"), row))
+
+
+def add_pending_pair(conn, ids: dict[str, int], x: str, y: str, **columns) -> None:
+    """Store the pending pHash pair of images ``x`` and ``y`` with ``columns`` (distance, transform, ...), as matching
+    stores a pair it found; committed."""
+    a, b = sorted((ids[x], ids[y]))
+    names = ["hash_kind", "image_a", "image_b", "is_exact", *columns]
+    conn.execute(sql.SQL("INSERT INTO dbdedup.pairs ({}) VALUES ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(sql.Placeholder() * len(names))),
+        ["phash", a, b, False, *columns.values()])
+    conn.commit()
 
 
 def groups(conn) -> set[frozenset[str]]:
@@ -517,10 +529,7 @@ def test_the_check_by_pixels_asks_a_keypoint_alignment_under_a_mirror_for_its_le
          tmp_path / "scene_flipped.png")
     ids = load(conn, tmp_path)
     for other in ("scene_redrawn.png", "scene_flipped.png"):
-        a, b = sorted((ids["scene.png"], ids[other]))
-        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
-                     "transform_distance) VALUES ('phash', %s, %s, 30, false, 'flip_h', 8)", (a, b))
-    conn.commit()
+        add_pending_pair(conn, ids, "scene.png", other, distance=30, transform="flip_h", transform_distance=8)
     verify_pending_pairs(conn, workers=1)
     found = pair(conn, ids, "scene.png", "scene_redrawn.png")
     assert found["verified"] is False and found["reason"] == "structure", found
@@ -539,12 +548,9 @@ def test_a_signature_verdict_of_the_check_by_pixels_is_measured_again_unless_its
     save(original, tmp_path / "photo.png")
     save(reencoded(original, 75), tmp_path / "photo_q75.jpg")
     ids = load(conn, tmp_path)
-    a, b = sorted((ids["photo.png"], ids["photo_q75.jpg"]))
-    conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, structure, region) "
-                 "VALUES ('phash', %s, %s, 0, false, 0.75, 'NaN')", (a, b))
-    conn.commit()
+    add_pending_pair(conn, ids, "photo.png", "photo_q75.jpg", distance=0, structure=0.75, region=float("nan"))
     verify_pending_pairs(conn, workers=1)
     found = pair(conn, ids, "photo.png", "photo_q75.jpg")
     assert found["verified"] is True and found["reason"] == "signature", found
-    expected = verify.structure_agreement(thumbnail(conn, a), thumbnail(conn, b))
+    expected = verify.structure_agreement(thumbnail(conn, ids["photo.png"]), thumbnail(conn, ids["photo_q75.jpg"]))
     assert expected > 0.9 and found["structure"] == pytest.approx(expected, abs=1e-5), found
