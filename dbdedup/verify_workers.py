@@ -467,11 +467,10 @@ class PairChecker:
             orientation = trim_orientation(pair.transform)
             whole = verify.signature_verdict(fa, fb, orientation, closest_distance(pair)) \
                 if orientation in verify.ORIENTATIONS else None
+            if whole is None:
+                whole = trimmed_verdict(fa, fb, pixels_a, pixels_b, pair.transform, closest_distance(pair))
             if whole is not None:
-                return whole
-            trimmed = trimmed_verdict(fa, fb, pixels_a, pixels_b, pair.transform, closest_distance(pair))
-            if trimmed is not None:
-                return trimmed
+                return unless_redrawn(whole, pixels_a, pixels_b, orientation)
         if aligned:
             # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
             min_inliers = verify.MIN_INLIERS_ALIGNED
@@ -870,6 +869,22 @@ def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray
         if verdict is not None:
             return verdict
     return None
+
+
+def unless_redrawn(verdict: verify.Verdict, pixels_a: np.ndarray, pixels_b: np.ndarray,
+                   orientation: str) -> verify.Verdict:
+    """``verdict`` of a pair found through a trimmed variant, or a refusal ('structure') when it verified two
+    pictures under a flip or a turn whose least alike region differs (``verify.region_of_pixels`` below
+    MIN_ORIENTED_REGION_PIXELS): a mirror drawn again, its lettering left readable. The region is taken of the
+    two as they compare best, each trimmed of its uniform border or whole (the variant's name does not say which
+    side was trimmed, as in ``trimmed_verdict``)."""
+    if not verdict.verified or orientation == "identity" or orientation not in verify.ORIENTATIONS:
+        return verdict
+    trimmed_a, trimmed_b = _trimmed_pixels(pixels_a), _trimmed_pixels(pixels_b)
+    sides_a = [pixels_a] if trimmed_a is None else [trimmed_a, pixels_a]
+    sides_b = [pixels_b] if trimmed_b is None else [trimmed_b, pixels_b]
+    region = max(verify.region_of_pixels(verify.orient_pixels(x, orientation), y) for x in sides_a for y in sides_b)
+    return verdict if region >= verify.MIN_ORIENTED_REGION_PIXELS else verify.Verdict(False, verdict.score, "structure")
 
 
 def orientation_of(pair: PendingPair) -> str | None:

@@ -432,8 +432,11 @@ BEGIN
                 WHEN p.overlay_cells THEN 'pending'
                 -- found through a border-trimmed variant: verified when the whole pictures already agree in
                 -- the variant's orientation (an upscaled copy's soft border trims differently), else pending
-                -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing)
-                WHEN p.transform LIKE 'trim%' THEN 'trimmed'
+                -- (never rejected by the whole signatures, even at a close pHash: a frame is not one framing);
+                -- under a flip or a turn always pending: the check by pixels asks its least alike region too, of
+                -- the pictures trimmed (a mirror drawn again), which no stored thumbnail frames as the variant does
+                WHEN p.transform = 'trim' THEN 'trimmed'
+                WHEN p.transform LIKE 'trim+%' THEN 'pending'
                 WHEN p.transform IN ('flip_h', 'flip_v', 'rotate_90', 'rotate_180', 'rotate_270', 'transpose', 'transverse')
                      AND p.transform_distance <= s.aligned_variant AND p.transform_distance < p.distance THEN 'aligned'
                 WHEN p.distance <= s.aligned_distance THEN 'aligned'
@@ -554,8 +557,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'except a greyscale picture and a colour one whose converted lightness, or lightness layouts and detail, agree (left pending: the check by pixels compares the '
     'greyscale one with the other''s conversion, converted), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
-    'geometry_min_similarity are rejected (weak_embedding); pairs found through a trimmed variant are verified when the '
-    'whole signatures agree in the variant''s orientation; pairs whose structure check failed (pairs.structure below min_signature_structure, '
+    'geometry_min_similarity are rejected (weak_embedding); pairs found through an unturned trimmed variant are verified when the '
+    'whole signatures agree (one under a flip or a turn is left to the check by pixels, which asks its least alike region too); pairs whose structure check failed (pairs.structure below min_signature_structure, '
     'or pairs.region below min_oriented_region) '
     'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN) and pairs rejected for colour or layout whose cells one overlay may explain (pairs.overlay_cells). Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '

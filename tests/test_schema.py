@@ -202,22 +202,24 @@ def test_refusals_for_colour_are_given_again_by_the_upgrade_to_0031(db_dsn, tmp_
 def test_the_upgrade_to_0032_has_the_structure_of_flipped_signature_verdicts_measured_again(db_dsn, tmp_path):
     """Revision 0032 adds pairs.region, measured by the structure check of signature-verified pairs compared under
     a flip or a turn: such a pair measured before has its structure cleared, so that the next run measures both
-    (and the region may send it to the check by pixels). Unturned pairs and other verdicts keep theirs."""
+    (and the region may send it to the check by pixels); one verified through a trimmed variant under a flip goes
+    back to pending (the check by pixels decides those now). Unturned pairs and other verdicts keep theirs."""
     from dbdedup.load import load_paths
     from images import photo, save
 
-    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3), ("d.png", 4)):
+    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3), ("d.png", 4), ("e.png", 5)):
         save(photo(seed, (96, 72)), tmp_path / name)
     with psycopg.connect(db_dsn) as conn:
         load_paths(conn, [tmp_path], workers=1, embedder=None)
-        a, b, c, d = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
+        a, b, c, d, e = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
         conn.execute("DELETE FROM dbdedup.pairs")
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
                      "transform_distance, verified, verify_score, verify_reason, structure) VALUES "
                      "('phash', %(a)s, %(b)s, 30, false, 'flip_h', 0, true, 0.9, 'signature', 0.95), "
                      "('phash', %(a)s, %(c)s, 2, false, NULL, NULL, true, 0.9, 'signature', 0.93), "
-                     "('phash', %(a)s, %(d)s, 30, false, 'rotate_90', 0, true, 0.8, 'geometry', NULL)",
-                     {"a": a, "b": b, "c": c, "d": d})
+                     "('phash', %(a)s, %(d)s, 30, false, 'rotate_90', 0, true, 0.8, 'geometry', NULL), "
+                     "('phash', %(a)s, %(e)s, 30, false, 'trim+flip_h', 0, true, 0.9, 'signature', 'NaN')",
+                     {"a": a, "b": b, "c": c, "d": d, "e": e})
         conn.commit()
     dbmod.downgrade_migrations(db_dsn, "0031")
     with psycopg.connect(db_dsn) as conn:
@@ -231,3 +233,4 @@ def test_the_upgrade_to_0032_has_the_structure_of_flipped_signature_verdicts_mea
     assert rows[(a, b)] == [True, "signature", None, None]
     assert rows[(a, c)][:2] == [True, "signature"] and rows[(a, c)][2] == pytest.approx(0.93)
     assert rows[(a, d)] == [True, "geometry", None, None]
+    assert rows[(a, e)] == [None, None, None, None]

@@ -10,7 +10,9 @@ or a turn, its least alike region where both pictures are drawn (dbdedup.verify.
 64x64 thumbnails): below verify_settings().min_oriented_region the pair goes back to pending, and the check by
 pixels measures the region again from the files. The column is added empty; the signature-verified pairs found
 through an orientation variant have their structure measure cleared, so that the next match, report or verify
-measures both (the same structure comes out, and the region with it).
+measures both (the same structure comes out, and the region with it). A pair found through a trimmed variant
+under a flip or a turn (trim+flip_h, ...) is no longer verified by the whole signatures in SQL: the check by
+pixels decides it, with the region of the pictures trimmed; those verified so are made pending again.
 """
 
 from alembic import op
@@ -38,6 +40,8 @@ def upgrade() -> None:
     op.execute(f"COMMENT ON COLUMN dbdedup.pairs.region IS '{REGION}'")
     op.execute("UPDATE dbdedup.pairs SET structure = NULL "
                f"WHERE verified AND verify_reason = 'signature' AND transform IN {ORIENTATIONS}")
+    op.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_score = NULL, verify_reason = NULL, structure = NULL "
+               "WHERE verified AND verify_reason = 'signature' AND transform LIKE 'trim+%'")
 
 
 def downgrade() -> None:
