@@ -392,7 +392,10 @@ STORED_STRUCTURE_SIDE = FINE_STRUCTURE_SIDE
 # REGION_SIDE, below MIN_ORIENTED_REGION_PIXELS are 280 of the 284 look-alike pairs, the 32 keeper pairs
 # among them, and 647 of the 1,529 copy pairs, 1 of them a keeper pair (a photo turned by 2 degrees, matched
 # as transposed). (A report checks by pixels only the pairs its clusters need: the next two runs checked 65 of
-# their 80 flagged keeper pairs and left nearly all the other flagged pairs unchecked.)
+# their 80 flagged keeper pairs and left nearly all the other flagged pairs unchecked.) bench/accuracy/region_study.py
+# splits a run's pairs so; on the session's last runs, from the pixels below 0.5: seed 6, 296 of 309 flagged
+# look-alike pairs (all 31 keeper pairs) and 295 of 882 copy pairs (1 of 25 keeper pairs); seed 5, 53 of 54 (3 of
+# 4) and 239 of 739 (none of 20).
 REGION_MIN_SPREAD = 16.0
 MIN_ORIENTED_REGION = _SETTINGS["min_oriented_region"]
 REGION_SIDE = 128
