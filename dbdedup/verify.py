@@ -495,9 +495,8 @@ def region_of_pixels(a: np.ndarray, b: np.ndarray) -> float:
     """``region_agreements`` of two aligned RGB pixel arrays (rows, columns, 3), uint8, each scaled to
     REGION_SIDE x REGION_SIDE: what the check by pixels asks of a pair compared under a flip or a turn whose
     stored thumbnails disagreed in a region (MIN_ORIENTED_REGION_PIXELS)."""
-    thumbnails = [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB"), REGION_SIDE),
-                                   side=REGION_SIDE) for p in (a, b)]
-    return float(region_agreements(thumbnails[0][None], thumbnails[1][None])[0])
+    pixels_a, pixels_b = _structure_pixels_of(a, b, REGION_SIDE)
+    return float(region_agreements(pixels_a[None], pixels_b[None])[0])
 
 
 # ---------------------------------------------------------------- one tone edit
@@ -1429,9 +1428,13 @@ def structure_of_pixels(a: np.ndarray, b: np.ndarray, side: int = STRUCTURE_SIDE
                         percentile: float = _STRUCTURE_PERCENTILE) -> float:
     """``structure_agreement`` of two aligned RGB pixel arrays (rows, columns, 3), uint8, each scaled to
     ``side`` x ``side``."""
-    thumbnails = [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB"), side),
-                                   side=side) for p in (a, b)]
-    return structure_agreement(*thumbnails, percentile=percentile)
+    return structure_agreement(*_structure_pixels_of(a, b, side), percentile=percentile)
+
+
+def _structure_pixels_of(a: np.ndarray, b: np.ndarray, side: int) -> list[np.ndarray]:
+    """The ``structure_pixels`` of two RGB pixel arrays (rows, columns, 3), uint8, each scaled to ``side`` x ``side``."""
+    return [structure_pixels(structure_thumbnail(Image.fromarray(np.ascontiguousarray(p), "RGB"), side), side=side)
+            for p in (a, b)]
 
 
 def fine_structure_of_pixels(a: np.ndarray, b: np.ndarray) -> float:

@@ -448,12 +448,12 @@ class PairChecker:
                 # (clipping bends the signatures: the pixels say whether one edit of the tones explains it)
                 toned = self._tone_verdict(pair, orientation)
                 return toned if toned is not None else self._unless_overlay(pair, fa, fb, orientation, settled)
-            if settled is not None and settled.verified and pair.region_failed \
-                    and verify.region_of_pixels(verify.orient_pixels(self._pixels(pair.a), orientation),
-                                                self._pixels(pair.b)) < verify.MIN_ORIENTED_REGION_PIXELS:
+            if settled is not None and settled.verified and pair.region_failed:
                 # (compared under a flip or a turn, its stored thumbnails disagreed in a region where both are
-                # drawn, and so do its pixels: a mirror drawn again, its lettering left readable)
-                return verify.Verdict(False, settled.score, "structure")
+                # drawn: do its pixels too? a mirror drawn again, its lettering left readable)
+                redrawn = unless_redrawn(settled, [self._pixels(pair.a)], [self._pixels(pair.b)], orientation)
+                if not redrawn.verified:
+                    return redrawn
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):
@@ -470,7 +470,9 @@ class PairChecker:
             if whole is None:
                 whole = trimmed_verdict(fa, fb, pixels_a, pixels_b, pair.transform, closest_distance(pair))
             if whole is not None:
-                return unless_redrawn(whole, pixels_a, pixels_b, orientation)
+                # (the variant's name does not say which side was trimmed, as in trimmed_verdict: each side as it
+                # compares best, trimmed of its uniform border or whole)
+                return unless_redrawn(whole, _whole_or_trimmed(pixels_a), _whole_or_trimmed(pixels_b), orientation)
         if aligned:
             # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
             min_inliers = verify.MIN_INLIERS_ALIGNED
@@ -871,20 +873,22 @@ def trimmed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray
     return None
 
 
-def unless_redrawn(verdict: verify.Verdict, pixels_a: np.ndarray, pixels_b: np.ndarray,
+def unless_redrawn(verdict: verify.Verdict, sides_a: list[np.ndarray], sides_b: list[np.ndarray],
                    orientation: str) -> verify.Verdict:
-    """``verdict`` of a pair found through a trimmed variant, or a refusal ('structure') when it verified two
-    pictures under a flip or a turn whose least alike region differs (``verify.region_of_pixels`` below
-    MIN_ORIENTED_REGION_PIXELS): a mirror drawn again, its lettering left readable. The region is taken of the
-    two as they compare best, each trimmed of its uniform border or whole (the variant's name does not say which
-    side was trimmed, as in ``trimmed_verdict``)."""
+    """``verdict``, or a refusal ('structure') when it verified two pictures under a flip or a turn whose least
+    alike region differs (``verify.region_of_pixels`` below MIN_ORIENTED_REGION_PIXELS): a mirror drawn again, its
+    lettering left readable. ``sides_a`` and ``sides_b``: each picture's pixels as it may be compared (whole, or
+    trimmed too), the region taken of the two as they compare best."""
     if not verdict.verified or orientation == "identity" or orientation not in verify.ORIENTATIONS:
         return verdict
-    trimmed_a, trimmed_b = _trimmed_pixels(pixels_a), _trimmed_pixels(pixels_b)
-    sides_a = [pixels_a] if trimmed_a is None else [trimmed_a, pixels_a]
-    sides_b = [pixels_b] if trimmed_b is None else [trimmed_b, pixels_b]
     region = max(verify.region_of_pixels(verify.orient_pixels(x, orientation), y) for x in sides_a for y in sides_b)
     return verdict if region >= verify.MIN_ORIENTED_REGION_PIXELS else verify.Verdict(False, verdict.score, "structure")
+
+
+def _whole_or_trimmed(pixels: np.ndarray) -> list[np.ndarray]:
+    """The picture trimmed of its uniform border, then whole; whole only when it has none."""
+    trimmed = _trimmed_pixels(pixels)
+    return [pixels] if trimmed is None else [trimmed, pixels]
 
 
 def orientation_of(pair: PendingPair) -> str | None:

@@ -30,6 +30,16 @@ PIXEL_BOUNDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 KEEPER_EDIT = "__upscale_200."
 
 
+def print_split(measures: list[tuple[float, str, bool]], bounds: tuple[float, ...]) -> None:
+    """A table of the pairs below each bound, ``measures`` (value, 'copy' or 'look-alike', keeper pair or not):
+    copies (keeper pairs) and look-alikes (keeper pairs)."""
+    print("| bound | copies | look-alikes |\n| --- | --- | --- |")
+    for bound in bounds:
+        below = Counter((label, keeper) for value, label, keeper in measures if value < bound)
+        print(f"| {bound:.2f} | {below['copy', False] + below['copy', True]:,} ({below['copy', True]:,}) | "
+              f"{below['look-alike', False] + below['look-alike', True]:,} ({below['look-alike', True]:,}) |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--list", action="store_true", help="name the look-alike pairs and the keeper pairs below "
@@ -51,11 +61,7 @@ def main(argv: list[str] | None = None) -> int:
           f"copies ({kinds['copy', True]:,} keeper pairs), {kinds['look-alike', False] + kinds['look-alike', True]:,} "
           f"look-alikes ({kinds['look-alike', True]:,} keeper pairs)\n")
     print("below each bound at 64x64 (stored thumbnails): copies (keeper pairs) / look-alikes (keeper pairs)\n")
-    print("| bound | copies | look-alikes |\n| --- | --- | --- |")
-    for bound in STORED_BOUNDS:
-        below = Counter((label, keeper) for pair, _, label, keeper in labelled if pair.region < bound)
-        print(f"| {bound:.2f} | {below['copy', False] + below['copy', True]:,} ({below['copy', True]:,}) | "
-              f"{below['look-alike', False] + below['look-alike', True]:,} ({below['look-alike', True]:,}) |")
+    print_split([(pair.region, label, keeper) for pair, _, label, keeper in labelled], STORED_BOUNDS)
     checker = PairChecker()
     measured = []
     for pair, names, label, keeper in labelled:
@@ -67,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         measured.append((pixels, names, label, keeper))
     print(f"\nof the {len(measured):,} below {verify.MIN_ORIENTED_REGION:.2f}, below each bound from the files at "
           f"{verify.REGION_SIDE}x{verify.REGION_SIDE}:\n")
-    print("| bound | copies | look-alikes |\n| --- | --- | --- |")
-    for bound in PIXEL_BOUNDS:
-        below = Counter((label, keeper) for value, _, label, keeper in measured if value < bound)
-        print(f"| {bound:.2f} | {below['copy', False] + below['copy', True]:,} ({below['copy', True]:,}) | "
-              f"{below['look-alike', False] + below['look-alike', True]:,} ({below['look-alike', True]:,}) |")
+    print_split([(value, label, keeper) for value, _, label, keeper in measured], PIXEL_BOUNDS)
     if args.list:
         print()
         for value, names, label, keeper in sorted(measured):
