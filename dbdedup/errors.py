@@ -31,6 +31,29 @@ _BAD_DSN = re.compile(r"connection info string|connection option|in URI|URI quer
 _AGAIN = "run the same command again: what was committed is kept, and a load carries on where it stopped"
 
 
+# Citus adds this context to an error it passes on from a worker node (remote_commands.c, ReportResultError)
+_ON_NODE = re.compile(r"while executing command on (\S+:\d+)")
+# what libpq says when a connection it had is gone; Citus passes it on as XX000 when the node sent no error
+_CONNECTION_LOST = re.compile(r"server closed the connection|connection not open|could not receive data|"
+                              r"no connection to the server|SSL SYSCALL error|terminating connection")
+
+
+def _lost_worker_node(exc: BaseException, first: str) -> str | None:
+    """The worker node whose connection the Citus coordinator lost, as 'host:port' ('' when it does not
+    say which), or None when ``exc`` is not about a lost worker node."""
+    import psycopg
+
+    if isinstance(exc, psycopg.OperationalError) and "remote node" in first:
+        return ""
+    on_node = _ON_NODE.search(getattr(getattr(exc, "diag", None), "context", None) or "")
+    if on_node is None:
+        return None
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate.startswith("08") or sqlstate.startswith("57P") or _CONNECTION_LOST.search(first):
+        return on_node.group(1)
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0].strip() if text else exc.__class__.__name__
@@ -86,10 +109,13 @@ def database_error(exc: BaseException) -> DbdedupError | None:
     if isinstance(exc, (pe.OutOfMemory, pe.TooManyConnections, pe.InsufficientResources)):
         return DbdedupError(f"the database server is short of resources: {first}",
                             hint="ask its administrator, or try again later")
-    if isinstance(exc, psycopg.OperationalError) and "remote node" in first:
-        # Citus: the coordinator lost a worker node; the distributed transaction was rolled back on every node
+    lost_node = _lost_worker_node(exc, first)
+    if lost_node is not None:
+        # Citus: the coordinator lost a worker node (while connecting to it, or in mid-command, as when it
+        # prepares the distributed transaction's commit); the transaction was rolled back on every node
+        where = f" ({lost_node})" if lost_node else ""
         return DbdedupError(
-            f"a worker node of the Citus cluster is unreachable: {first}",
+            f"a worker node of the Citus cluster is unreachable: {first}{where}",
             hint="the transaction that failed was rolled back on every node; start the node again (or remove it "
                  "from the cluster with citus_remove_node), then " + _AGAIN,
         )

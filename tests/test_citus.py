@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from PIL import Image, ImageDraw
 
+from dbdedup.errors import database_error
 from images import brighter, mirrored, photo, reencoded, resized, save
 from test_many_loaders import collection as loaders_collection
 from test_many_loaders import one_of_three_loaders_killed, same_as_one_load, three_loaders_at_once
@@ -340,6 +341,36 @@ def _state(dsn: str) -> tuple:
                 conn.execute("SELECT hash_kind, max_distance, matched_seq, pairs FROM dbdedup.match_state").fetchall(),
                 conn.execute("SELECT * FROM dbdedup.cluster_assignments ORDER BY image_id").fetchall(),
                 conn.execute("SELECT signal, matched_seq, pairs FROM dbdedup.signal_state ORDER BY 1").fetchall())
+
+
+def test_a_worker_lost_before_the_coordinator_commits_is_named_as_a_lost_worker_node(citus_cluster, citus_dsn):
+    """A worker node stops after a distributed transaction wrote to it and before the commit: Citus passes
+    the lost connection on from the commit's prepare step, with no sqlstate of its own (XX000) or the
+    worker's last words (57P01). Either way the error names a lost worker node and which one, and the
+    transaction is rolled back on every node."""
+    port = (citus_cluster.folder / "node2" / "postmaster.pid").read_text().splitlines()[3].strip()
+    with psycopg.connect(citus_dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS lost_node_probe")
+        conn.execute("CREATE TABLE lost_node_probe (k int PRIMARY KEY, v int)")
+        conn.execute("SELECT create_distributed_table('lost_node_probe', 'k')")
+        conn.execute("INSERT INTO lost_node_probe SELECT g, g FROM generate_series(1, 200) g")
+    conn = psycopg.connect(citus_dsn)
+    try:
+        conn.execute("UPDATE lost_node_probe SET v = v + 1")  # a write on every shard, on both workers
+        citus_cluster.stop_node(2)
+        with pytest.raises(psycopg.Error) as failed:
+            conn.commit()
+    finally:
+        conn.close()
+        citus_cluster.start_node(2)
+    error = database_error(failed.value)
+    assert error is not None
+    assert error.message.startswith("a worker node of the Citus cluster is unreachable: "), error.message
+    assert error.message.endswith(f"(127.0.0.1:{port})"), error.message
+    assert "rolled back on every node" in error.hint
+    with psycopg.connect(citus_dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*), sum(v - k) FROM lost_node_probe").fetchone() == (200, 0)
+        conn.execute("DROP TABLE lost_node_probe")
 
 
 def test_a_worker_stopped_during_match_is_one_line_and_nothing_half_written(citus_cluster, citus_dsn, tmp_path):
