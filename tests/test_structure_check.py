@@ -362,6 +362,53 @@ def test_two_colourings_of_one_folder_that_the_signatures_pass_are_refused_for_c
     assert groups(conn) == {frozenset({"plus.png", *copies})}
 
 
+# an icon theme's folder in two colourings each, as papirus ships them: the second of each pair is every hue of the
+# first turned one way (by about 16 and 10 degrees), close enough to one line for SIGNATURE_MAX_TONE_RESIDUAL
+HUE_TURNED = {"blue": ((92, 107, 192), (126, 87, 194)), "red": ((226, 82, 82), (163, 0, 2))}
+TONE_EDITS = {"brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.3),
+              "contrast": lambda im: ImageEnhance.Contrast(im).enhance(1.3),
+              "darker": lambda im: ImageEnhance.Brightness(im).enhance(0.7)}
+
+
+@pytest.mark.parametrize("colours", HUE_TURNED.values(), ids=HUE_TURNED.keys())
+def test_two_colourings_with_every_hue_turned_one_way_are_apart_and_the_tone_edits_are_not(colours, monkeypatch):
+    first, second = (glyph_folder("plus", colour) for colour in colours)
+    a, b = verify.Features.of(first), verify.Features.of(second)
+    assert verify.signature_verdict(a, b, closest=0).reason == "signature"  # what SQL's verdict will be
+    assert verify.tones_apart(a.signature, b.signature) and verify.tones_apart(b.signature, a.signature)
+    for name, edit in TONE_EDITS.items():
+        edited = verify.Features.of(edit(first)).signature
+        assert not verify.tones_apart(a.signature, edited), name
+    # the turn of the hues is what tells them: without it, the line alone leaves the two colourings together
+    monkeypatch.setattr(verify, "SIGNATURE_HUE_TURN", 360.0)
+    assert not verify.tones_apart(a.signature, b.signature)
+
+
+@pytest.mark.parametrize("colours", HUE_TURNED.values(), ids=HUE_TURNED.keys())
+def test_a_colouring_with_every_hue_turned_one_way_stays_out_of_the_folders_cluster(conn, tmp_path, colours):
+    """The second colouring of a folder is found at pHash distance 0 and verified by the signatures in SQL; the
+    structure check's pass refuses it for colour, and keeps the folder's copies (brightened, more contrast,
+    darker, re-encoded, halved) in its cluster."""
+    save(glyph_folder("plus", colours[0]), tmp_path / "plus.png")
+    save(glyph_folder("plus", colours[1]), tmp_path / "recoloured.png")
+    copies = {f"plus_{name}.png": edit for name, edit in TONE_EDITS.items()}
+    copies.update({name: COPIES[name] for name in ("plus_q30.jpg", "plus_half.png")})
+    for name, edit in copies.items():
+        save(edit(glyph_folder("plus", colours[0])), tmp_path / name)
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+
+    found = pair(conn, ids, "plus.png", "recoloured.png")
+    assert found["verified"] is False and found["reason"] == "colour", found
+    for name in copies:
+        found = pair(conn, ids, "plus.png", name)
+        assert found["verified"] is True, (name, found)
+    assert frozenset({"plus.png", *copies}) in groups(conn)
+    assert not any("recoloured.png" in group and "plus.png" in group for group in groups(conn))
+
+
 def test_the_check_by_pixels_refuses_a_signature_verdict_on_colours_no_tone_edit_explains(tmp_path):
     """A keeper pair the workers judge (no SQL verdict before it): their own verdict by the signatures is refused
     the same way, and a brightened copy's is kept."""
