@@ -349,18 +349,24 @@ class _Loader:
 
     def write(self) -> None:
         rows, self.pending_rows = self.pending_rows, []
+        # at most WRITE_ROWS a transaction, however many came in since the last write (the workers' results are
+        # taken a collection at a time): a failure or a kill then costs one batch, not all of them
+        for start in range(0, len(rows), WRITE_ROWS):
+            self._write_with_retries(rows[start:start + WRITE_ROWS])
+        self.last_write = time.monotonic()
+        self.progress.files_done(self.done, self.error_count)
+
+    def _write_with_retries(self, rows: list[bytes]) -> None:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 self._write_batch(rows)
-                break
+                return
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 # another load upserting some of the same paths (overlapping roots) in another
                 # order: the batch was rolled back whole; write it again
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
-        self.last_write = time.monotonic()
-        self.progress.files_done(self.done, self.error_count)
 
     @property
     def error_count(self) -> int:
