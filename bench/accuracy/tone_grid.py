@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                       & (np.abs(offset) <= verify.TONE_MAX_OFFSET) & (res <= residual) & (win <= window)
                       & (chroma <= verify.TONE_MAX_CHROMA_ERROR)).any(axis=1)
             passed |= going & agrees
-            going &= ((res <= verify.TONE_NEAR_RESIDUAL) & (win <= verify.TONE_NEAR_WINDOW)).any(axis=1)
+            going &= (res <= verify.TONE_NEAR_RESIDUAL).any(axis=1)
         return passed
 
     def counts(mask: np.ndarray) -> str:
