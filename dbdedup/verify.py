@@ -750,13 +750,11 @@ def closer_tone_residuals(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def hue_turns(signatures_a: np.ndarray, signatures_b: np.ndarray, orientations: Sequence[str]) -> np.ndarray:
     """For each pair of stacked signatures (a's under its orientation, b's unturned), the chroma-weighted mean
     turn of hue from a's 8x8 chroma cells to b's, in degrees (``SignatureDistance.hue_shift``)."""
-    start = FINE * FINE
     turns = []
     for a, b, orientation in zip(signatures_a, signatures_b, orientations):
-        za = orient_pixels((a[start:start + GRID * GRID] + 1j * a[start + GRID * GRID:]).reshape(GRID, GRID),
-                           orientation)
-        zb = b[start:start + GRID * GRID] + 1j * b[start + GRID * GRID:]
-        turns.append(_hue_turn(za.ravel(), zb)[0])
+        _, a_a, b_a = _parts(a)
+        _, a_b, b_b = _parts(b)
+        turns.append(_hue_turn(orient_pixels(a_a + 1j * b_a, orientation).ravel(), (a_b + 1j * b_b).ravel())[0])
     return np.array(turns)
 
 

@@ -376,6 +376,10 @@ def test_two_colourings_with_every_hue_turned_one_way_are_apart_and_the_tone_edi
     a, b = verify.Features.of(first), verify.Features.of(second)
     assert verify.signature_verdict(a, b, closest=0).reason == "signature"  # what SQL's verdict will be
     assert verify.tones_apart(a.signature, b.signature) and verify.tones_apart(b.signature, a.signature)
+    # the first one mirrored, compared under the flip (as a pair found through its flip variant): apart from the
+    # second colouring, and not from the first
+    mirrored = verify.Features.of(ImageOps.mirror(first)).signature
+    assert verify.tones_apart(mirrored, b.signature, "flip_h") and not verify.tones_apart(mirrored, a.signature, "flip_h")
     for name, edit in TONE_EDITS.items():
         edited = verify.Features.of(edit(first)).signature
         assert not verify.tones_apart(a.signature, edited), name
