@@ -568,6 +568,7 @@ TONE_SIDES = (TONE_SIDE, 128, 256)
 TONE_NEAR_RESIDUAL = 12.0
 _TONE_ROUNDS = 3
 _TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
+_TONE_MIN_CHANNEL_SPREAD = 1.0  # levels: the mean difference between channels under which a pair has no colour
 
 
 @dataclass(frozen=True)
@@ -648,7 +649,10 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
         channel_y = np.diff(y, axis=3)
         error = (np.abs(channel_y - scaled).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
         size = ((np.abs(channel_y) + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
-        chroma_error = error / np.maximum(size, 1e-6)
+        # (two greyscale pictures' channels differ by a level here and there: no colour to judge, and their
+        # ratio would be noise)
+        coloured = size >= _TONE_MIN_CHANNEL_SPREAD * 4 * unclipped.reshape(n, -1).sum(axis=1)
+        chroma_error = np.where(coloured, error / np.maximum(size, 1e-6), 0.0)
     return [ToneFit(float(g), float(o), float(r), float(w), float(c))
             for g, o, r, w, c in zip(gain, offset, residual, window, chroma_error)]
 

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from dbdedup import clusters, verify
 from dbdedup.clusters import ClusterSettings
@@ -238,6 +238,26 @@ def png_bytes(image: Image.Image) -> bytes:
     data = io.BytesIO()
     image.save(data, "PNG")
     return data.getvalue()
+
+
+def test_a_greyscale_picture_whose_channels_differ_by_a_level_fits_one_edit_and_a_tinted_one_does_not():
+    """A greyscale picture saved in RGB whose channels differ by a level here and there (a scan, a resampled
+    render): the differences between channels are noise, and their error against the fitted line's was too (it
+    refused seed 6's brightened fly against its enlargement). A tint is colour, and still no edit of the tones."""
+    from dbdedup.verify_workers import pixels_of_file
+
+    rng = np.random.default_rng(5)
+    rows, columns = np.mgrid[0:240, 0:200]
+    grey = 120 + 60 * np.sin(rows / 9.0) * np.cos(columns / 13.0) + rng.normal(0, 6, (240, 200))
+    grey = np.asarray(Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1)))
+    rgb = np.repeat(grey[..., None].astype(np.float64), 3, axis=2) + rng.integers(-1, 2, (240, 200, 3))
+    original = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    keeper = pixels_of_file(png_bytes(original.resize((400, 480), Image.Resampling.BICUBIC)))
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    fit = verify.agreeing_tone_fit(keeper, pixels_of_file(png_bytes(brighter)))
+    assert fit is not None and abs(max(fit.gain, 1 / fit.gain) - 1.3) < 0.03, fit
+    tinted = np.clip(np.asarray(brighter, dtype=np.float64) + [14, 0, -14], 0, 255).astype(np.uint8)
+    assert verify.agreeing_tone_fit(keeper, pixels_of_file(png_bytes(Image.fromarray(tinted)))) is None
 
 
 def test_a_grainy_brighter_copy_fits_one_edit_at_128_where_64_mixes_its_stripes_and_256_sees_its_grain():
