@@ -568,7 +568,7 @@ TONE_SIDES = (TONE_SIDE, 128, 256)
 TONE_NEAR_RESIDUAL = 12.0
 _TONE_ROUNDS = 3
 _TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
-_TONE_MIN_CHANNEL_SPREAD = 1.0  # levels: the mean difference between channels under which a pair has no colour
+_TONE_GREY_CHANNELS = 4.0  # levels: two pictures whose channels differ by less at 99% of their pixels have no colour
 
 
 @dataclass(frozen=True)
@@ -649,9 +649,10 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
         channel_y = np.diff(y, axis=3)
         error = (np.abs(channel_y - scaled).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
         size = ((np.abs(channel_y) + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
-        # (two greyscale pictures' channels differ by a level here and there: no colour to judge, and their
-        # ratio would be noise)
-        coloured = size >= _TONE_MIN_CHANNEL_SPREAD * 4 * unclipped.reshape(n, -1).sum(axis=1)
+        # (two greyscale pictures' channels differ by a level or two here and there: no colour to judge, and
+        # their ratio would be noise; a picture with some colour, a few labels on grey paper, is judged)
+        spread = np.maximum(np.abs(channel_y).max(axis=3), np.abs(np.diff(x, axis=3)).max(axis=3))
+        coloured = np.percentile(spread.reshape(n, -1), 99, axis=1) >= _TONE_GREY_CHANNELS
         chroma_error = np.where(coloured, error / np.maximum(size, 1e-6), 0.0)
     return [ToneFit(float(g), float(o), float(r), float(w), float(c))
             for g, o, r, w, c in zip(gain, offset, residual, window, chroma_error)]
