@@ -260,6 +260,34 @@ def test_a_greyscale_picture_whose_channels_differ_by_a_level_fits_one_edit_and_
     assert verify.agreeing_tone_fit(keeper, pixels_of_file(png_bytes(Image.fromarray(tinted)))) is None
 
 
+def labelled_paper(label: tuple[int, int, int]) -> Image.Image:
+    """Grey paper (a faint wave and grain) with six small labels in one colour: about 1.5% of the pixels."""
+    rng = np.random.default_rng(2)
+    rows, columns = np.mgrid[0:240, 0:320]
+    grey = 225 + 12 * np.sin(rows / 17.0) * np.cos(columns / 23.0) + rng.normal(0, 3, (240, 320))
+    image = Image.fromarray(np.clip(np.repeat(grey[..., None], 3, axis=2), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for i in range(6):
+        x, y = 20 + (i * 97) % 280, 20 + (i * 61) % 200
+        draw.rectangle([x, y, x + 22, y + 7], fill=label)
+    return image
+
+
+def test_a_few_coloured_labels_on_grey_paper_keep_the_tone_fit_judging_the_channels():
+    """The paper is most of the pixels and has no colour, the labels have some: the pair is judged on the
+    differences between channels (a first version of the greyscale rule averaged them away, and verified a
+    wesnoth map against another darkened, seed 6). Darkened, the same labels fit one edit; turned grey, none."""
+    from dbdedup.verify_workers import pixels_of_file
+
+    brown = labelled_paper((150, 110, 60))
+    keeper = pixels_of_file(png_bytes(brown.resize((640, 480), Image.Resampling.BICUBIC)))
+    darker = ImageEnhance.Brightness(brown).enhance(0.7)
+    fit = verify.agreeing_tone_fit(keeper, pixels_of_file(png_bytes(darker)))
+    assert fit is not None and abs(min(fit.gain, 1 / fit.gain) - 0.7) < 0.03, fit
+    grey_labels = ImageEnhance.Brightness(labelled_paper((120, 120, 120))).enhance(0.7)
+    assert verify.agreeing_tone_fit(keeper, pixels_of_file(png_bytes(grey_labels))) is None
+
+
 def test_a_grainy_brighter_copy_fits_one_edit_at_128_where_64_mixes_its_stripes_and_256_sees_its_grain():
     # stripes 4 px wide of a light tone (clipped by the edit) and a mid one, offset so that each 4x4 box at 64x64
     # mixes both, and grain (resampling, re-encoding) in the copy's unclipped pixels, which each pixel at 256 keeps
