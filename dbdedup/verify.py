@@ -645,13 +645,14 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
         # channel is clipped on either side.
         unclipped = ((y > _TONE_CLIPPED) & (y < 255 - _TONE_CLIPPED)
                      & (predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED)).all(axis=3)
-        scaled = gain.reshape(per_pair) * np.diff(x, axis=3)
-        channel_y = np.diff(y, axis=3)
+        channel_x, channel_y = np.diff(x, axis=3), np.diff(y, axis=3)
+        scaled = gain.reshape(per_pair) * channel_x
+        size_y = np.abs(channel_y)
         error = (np.abs(channel_y - scaled).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
-        size = ((np.abs(channel_y) + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
+        size = ((size_y + np.abs(scaled)).sum(axis=3) * unclipped).reshape(n, -1).sum(axis=1)
         # (two greyscale pictures' channels differ by a level or two here and there: no colour to judge, and
         # their ratio would be noise; a picture with some colour, a few labels on grey paper, is judged)
-        spread = np.maximum(np.abs(channel_y).max(axis=3), np.abs(np.diff(x, axis=3)).max(axis=3))
+        spread = np.maximum(size_y.max(axis=3), np.abs(channel_x).max(axis=3))
         coloured = np.percentile(spread.reshape(n, -1), 99, axis=1) >= _TONE_GREY_CHANNELS
         chroma_error = np.where(coloured, error / np.maximum(size, 1e-6), 0.0)
     return [ToneFit(float(g), float(o), float(r), float(w), float(c))
