@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
 from dbdedup import clusters, verify
@@ -349,3 +350,68 @@ def test_the_overlay_fits_median_of_channels_is_numpys_nanmedian():
             expected = np.nanmedian(values, axis=1)
         found = verify._nanmedian_of_channels(values)
         assert found.dtype == expected.dtype and np.array_equal(found, expected, equal_nan=True)
+
+
+WORDS = ("men may seem detestable as joint stock companies and nations knaves fools murderers there be faces but "
+         "man in the ideal is so noble sparkling such grand glowing creature").split()
+
+
+def text_page(seed: int, size: tuple[int, int] = (516, 333), rewritten: int | None = None) -> Image.Image:
+    """A scanned page of text: ten lines of words in black on white, antialiased; with ``rewritten``, that line's
+    last three words are others (the same page edited)."""
+    rng = np.random.default_rng(seed)
+    lines = [list(rng.choice(WORDS, 6)) for _ in range(10)]
+    if rewritten is not None:
+        lines[rewritten][3:] = np.random.default_rng(seed + 1000).choice(WORDS, 3)
+    lines = [" ".join(words) for words in lines]
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=20)
+    for i, line in enumerate(lines):
+        draw.text((24, 22 + 29 * i), line, font=font, fill="black")
+    return image
+
+
+@pytest.mark.parametrize("seed", [1, 7])
+def test_a_watermarked_page_of_text_is_checked_for_its_overlay_whatever_its_cells(conn, tmp_path, seed):
+    # a page of text enlarged 2x (the keeper) against the page under grey text: lines of black letters on white
+    # straddle the 16x16 lightness cells, and the two scales put them a few levels apart in a cell row, lighter
+    # here and darker there, so the signatures' cells do not differ as one overlay's would. Aligned by their
+    # pHash and by their keypoints, the two are refused for the region the watermark covers; the files' pixels,
+    # compared already, say it is an overlay.
+    from dbdedup.decode import decode_image
+    from dbdedup.fingerprint import verification_signals
+
+    page = text_page(seed)
+    save(page.resize((page.width * 2, page.height * 2), Image.Resampling.BICUBIC), tmp_path / "page_2x.png")
+    save(watermarked(page, (0, 0, 0, 150)), tmp_path / "page_watermarked.png")
+    signatures = [verification_signals(decode_image((tmp_path / name).read_bytes(), colour=True))[1]
+                  for name in ("page_2x.png", "page_watermarked.png")]
+    assert not verify.overlay_cells_agree(*signatures)  # (the case: the cells' gate would not read the files)
+
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    copy = conn.execute("SELECT verified, verify_reason, distance FROM dbdedup.pairs WHERE hash_kind = 'phash' "
+                        "AND image_a = %s AND image_b = %s", sorted((ids["page_2x.png"], ids["page_watermarked.png"])))
+    copy = copy.fetchone()
+    assert copy[:2] == (True, "overlay") and copy[2] <= verify.ALIGNED_DISTANCE, copy
+    assert cluster_with(conn, "page_2x.png") == {"page_2x.png", "page_watermarked.png"}
+
+
+def test_a_page_with_words_rewritten_under_the_watermark_is_not_an_overlay_of_the_page(tmp_path):
+    # the same check for a page whose fifth line ends in other words, under the same watermark: the new words are
+    # opaque and the old ones gone, so no overlay explains them, and the aligned pair stays refused
+    from dbdedup.verify_workers import PairChecker, PendingPair
+    from test_keypoints import _image_info as info
+
+    for seed in (1, 7):
+        page = text_page(seed)
+        keeper = info(1, save(page.resize((page.width * 2, page.height * 2), Image.Resampling.BICUBIC),
+                              tmp_path / f"page{seed}_2x.png"))
+        copy = info(2, save(watermarked(page, (0, 0, 0, 150)), tmp_path / f"page{seed}_watermarked.png"))
+        edited = info(3, save(watermarked(text_page(seed, rewritten=4), (0, 0, 0, 150)),
+                              tmp_path / f"page{seed}_edited_watermarked.png"))
+        checker = PairChecker()
+        assert checker.verdict(PendingPair("phash", 1, 2, 6, False, None, None, None, keeper, copy)).reason == "overlay"
+        refused = checker.verdict(PendingPair("phash", 1, 3, 6, False, None, None, None, keeper, edited))
+        assert not refused.verified and refused.reason in ("colour", "detail", "structure"), refused
