@@ -542,8 +542,8 @@ class PairChecker:
             if framed is not None:
                 verdict = framed
         elif verdict.reason == "structure" and reframed_candidate(pair, mirror):
-            # the keypoints aligned the two at a wrong scale (see reframed_candidate): one may be the other in a
-            # frame, which ECC aligns from what the frame held; only a verified framed verdict replaces the refusal
+            # the keypoints may have aligned a framed copy a little off (see reframed_candidate), which ECC aligns
+            # from what the frame held; only a verified framed verdict replaces the refusal
             framed = framed_verdict(fa, fb, pixels_a(), self._pixels(pair.b), min_structure)
             if framed is not None and framed.verified:
                 verdict = framed
@@ -846,9 +846,10 @@ def reframed_candidate(pair: PendingPair, mirror: str) -> bool:
     """Whether a pair the keypoints aligned and refused for its structure is tried as a picture and its framed copy
     (``framed_verdict``): unmirrored, and the loader trimmed a border off either picture (or recorded none).
 
-    A frame shrinks the picture it holds, and when its keypoints sit in one part of it (the lettering of a banner,
-    the pier of a misty photo) RANSAC accepts a scale 5% off (1.07-1.10 for a frame that needs 1.16) whose
-    misalignment the 32x32 and 64x64 structure then refuses. Replayed on two cli_score runs' pairs refused for
+    When a framed picture's keypoints all sit in one part of it (the lettering of a banner), RANSAC accepts an
+    alignment a pixel or two and a few tenths of a degree off (the accuracy set's seed-6 banner `o0238` against its
+    2x keeper: 28 inliers, translation 1.5 px and turn 0.4 degrees off the frame's), which the 32x32 and 64x64
+    structure of the whole overlap then refuses (0.36 and 0.17), and ECC from what the frame held does not. Replayed on two cli_score runs' pairs refused for
     structure (session 34, 243 on seed 5 and 283 on seed 6), the framed check verified 4 and 9 unmirrored copy pairs
     (two framed copies' pairs with their 2x keeper among them) and no unmirrored look-alike pair; under a mirror it
     verified two look-alike pairs (a dreidel against its mirrored stamp: it does not ask for the region a mirror
