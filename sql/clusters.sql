@@ -129,22 +129,33 @@ BEGIN
     -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
     -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
     -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
-    -- as they are: a frame or a crop (a trimmed variant, the geometric check, a dense alignment,
-    -- which compared the aligned colours as the geometric check does) may add the colour.
+    -- as they are: a frame or a crop (the geometric check, a dense alignment, which compared the
+    -- aligned colours as the geometric check does) may add the colour, and so may a frame round a
+    -- pair found through a trimmed variant when the colour picture's middle is grey (centre_grey:
+    -- the middle 4x4 of its 8x8 chroma cells under min_chroma RMS; a coloured mat round a greyscale
+    -- picture leaves them grey, where a card with red pips beside one with black pips does not:
+    -- session 34, the accuracy set's seed-6 draw joined tango's red ten of diamonds to the black ten
+    -- of clubs so, its greyscale conversion agreeing with the clubs' signature).
     -- Reviewers' verdicts still link.
     CREATE TEMP TABLE cc_tone ON COMMIT DROP AS
-    SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour
+    SELECT c.node, bool_and(t.chroma < vs.grey_chroma) AS grey, bool_and(t.chroma >= vs.min_chroma) AS colour,
+           bool_and(m.chroma < vs.min_chroma) AS centre_grey
     FROM cc_image c
     JOIN cc_image_row r ON r.id = c.image_id
     CROSS JOIN LATERAL (SELECT sqrt(sum(x * x) / 64) AS chroma FROM unnest(r.chroma_cells) AS x) t
+    -- (chroma_cells: the 64 a* cells, then the 64 b* cells, row by row)
+    CROSS JOIN LATERAL (SELECT sqrt(sum(u.x * u.x) / 16) AS chroma
+                        FROM unnest(r.chroma_cells) WITH ORDINALITY AS u (x, k)
+                        WHERE ((u.k - 1) % 64) / 8 BETWEEN 2 AND 5 AND (u.k - 1) % 8 BETWEEN 2 AND 5) m
     CROSS JOIN dbdedup.verify_settings() vs
     WHERE cardinality(r.chroma_cells) = 128
     GROUP BY c.node;
     DELETE FROM cc_edge e
     USING cc_tone ta, cc_tone tb
     WHERE ta.node = e.a AND tb.node = e.b AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
-      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense') AND coalesce(e.transform, '') NOT LIKE 'trim%'
-      AND ((ta.grey AND tb.colour AND e.a < e.b) OR (tb.grey AND ta.colour AND e.b < e.a));
+      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense')
+      AND ((ta.grey AND tb.colour AND e.a < e.b AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND tb.centre_grey))
+           OR (tb.grey AND ta.colour AND e.b < e.a AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND ta.centre_grey)));
     CREATE INDEX ON cc_edge (a);
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
@@ -303,8 +314,9 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'Keeper order: a keeper verdict first, then reference paths, then the keeper rule (largest = most pixels, then largest file, then oldest; '
     'newest; oldest). Greedy stars: the best image keeps every image linked to it, repeated on the rest, so chains of weak '
     'links are split and every member is directly linked to its keeper; a colour picture never joins a greyscale keeper '
-    '(RMS chroma under verify_settings().grey_chroma: the link is dropped when the greyscale one ranks first), unless a trimmed '
-    'variant or an alignment (verdict geometry or dense: a frame or a crop may add the colours) verified it. Byte-identical copies (one exact group: a star in '
+    '(RMS chroma under verify_settings().grey_chroma: the link is dropped when the greyscale one ranks first), unless an '
+    'alignment (verdict geometry or dense: a frame or a crop may add the colours) verified it, or a trimmed variant found it and the '
+    'colour one''s middle is grey (its colours in its frame). Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
     'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '

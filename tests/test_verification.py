@@ -276,6 +276,41 @@ def test_a_colour_picture_aligned_with_a_greyscale_keeper_joins_it(conn, tmp_pat
         assert groups(conn) == ({frozenset({"red.png", "grey_large.png"})} if joined else set()), reason
 
 
+def test_a_trimmed_variant_keeps_a_colour_picture_with_a_greyscale_keeper_only_when_its_colours_are_in_its_frame(conn, tmp_path):
+    # A pair found through a trimmed variant may be a greyscale picture and the same picture in a coloured mat: the
+    # colours are the frame's, and the link stays. A colour picture whose middle has the colours (red where the
+    # keeper is grey: a red-pipped card beside a black-pipped one, whose greyscale conversion the signatures match)
+    # is not kept by the greyscale keeper, trimmed variant or not.
+    grey = ImageOps.grayscale(drawing((200, 30, 30))).convert("RGB")
+    save(grey.resize((300, 300), Image.Resampling.LANCZOS), tmp_path / "grey_large.png")
+    save(ImageOps.expand(grey, border=40, fill=(30, 160, 60)), tmp_path / "grey_in_green_mat.png")
+    save(drawing((200, 30, 30)), tmp_path / "red.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())  # (matched once: the build below uses the pairs as they stand)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for other in ("grey_in_green_mat.png", "red.png"):
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
+                     "transform_distance, verified, verify_score, verify_reason) "
+                     "VALUES ('phash', %s, %s, 20, false, 'trim', 2, true, 0.9, 'signature')",
+                     sorted((ids["grey_large.png"], ids[other])))
+    clusters.build_clusters(conn, ClusterSettings())
+    assert groups(conn) == {frozenset({"grey_large.png", "grey_in_green_mat.png"})}
+    # the planner of the checks by pixels expects the same of an open edge (it checks only what the build needs)
+    from dbdedup.verify_plan import _graph, _queries
+
+    conn.execute("UPDATE dbdedup.pairs SET verified = NULL, verify_reason = NULL")
+    conn.commit()  # (the build's temporary tables go with its transaction)
+    edges = _graph(conn, ClusterSettings(), _queries()).links
+    drops = {edge.pair: edge.greyscale_keeper for linked in edges.values() for edge in linked.values()}
+    assert drops == {tuple(sorted((ids["grey_large.png"], ids["grey_in_green_mat.png"]))): False,
+                     tuple(sorted((ids["grey_large.png"], ids["red.png"]))): True}, drops
+    # (the same two without the trimmed variant: a signature verdict of whole pictures, dropped)
+    conn.execute("UPDATE dbdedup.pairs SET transform = NULL, transform_distance = NULL, verified = true, "
+                 "verify_reason = 'signature'")
+    clusters.build_clusters(conn, ClusterSettings())
+    assert groups(conn) == set()
+
+
 def emblem_folder(emblem: str, size: int = 160) -> Image.Image:
     """A grey folder on white with a white emblem (a disc or a bar): an icon set's folder family."""
     s = size / 64
