@@ -392,8 +392,8 @@ def test_a_watermarked_page_of_text_is_checked_for_its_overlay_whatever_its_cell
     ids = load(conn, tmp_path)
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
     copy = conn.execute("SELECT verified, verify_reason, distance FROM dbdedup.pairs WHERE hash_kind = 'phash' "
-                        "AND image_a = %s AND image_b = %s", sorted((ids["page_2x.png"], ids["page_watermarked.png"])))
-    copy = copy.fetchone()
+                        "AND image_a = %s AND image_b = %s",
+                        sorted((ids["page_2x.png"], ids["page_watermarked.png"]))).fetchone()
     assert copy[:2] == (True, "overlay") and copy[2] <= verify.ALIGNED_DISTANCE, copy
     assert cluster_with(conn, "page_2x.png") == {"page_2x.png", "page_watermarked.png"}
 
