@@ -849,11 +849,11 @@ def reframed_candidate(pair: PendingPair, mirror: str) -> bool:
     When a framed picture's keypoints all sit in one part of it (the lettering of a banner), RANSAC accepts an
     alignment a pixel or two and a few tenths of a degree off (the accuracy set's seed-6 banner `o0238` against its
     2x keeper: 28 inliers, translation 1.5 px and turn 0.4 degrees off the frame's), which the 32x32 and 64x64
-    structure of the whole overlap then refuses (0.36 and 0.17), and ECC from what the frame held does not. Replayed on two cli_score runs' pairs refused for
-    structure (session 34, 243 on seed 5 and 283 on seed 6), the framed check verified 4 and 9 unmirrored copy pairs
-    (two framed copies' pairs with their 2x keeper among them) and no unmirrored look-alike pair; under a mirror it
-    verified two look-alike pairs (a dreidel against its mirrored stamp: it does not ask for the region a mirror
-    redraws) and two copy pairs."""
+    structure of the whole overlap then refuses (0.36 and 0.17), and ECC from what the frame held does not.
+    Replayed on two cli_score runs' pairs refused for structure (session 34, 243 on seed 5 and 283 on seed 6), the
+    framed check verified 4 and 9 unmirrored copy pairs (two framed copies' pairs with their 2x keeper among them)
+    and no unmirrored look-alike pair; under a mirror it verified two look-alike pairs (a dreidel against its
+    mirrored stamp: it does not ask for the region a mirror redraws) and two copy pairs."""
     return mirror == "identity" and (pair.a.bordered is not False or pair.b.bordered is not False)
 
 
