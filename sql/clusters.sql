@@ -150,12 +150,16 @@ BEGIN
     CROSS JOIN dbdedup.verify_settings() vs
     WHERE cardinality(r.chroma_cells) = 128
     GROUP BY c.node;
+    -- the links the rule concerns, marked once (the planner of the checks by pixels reads the mark of its open
+    -- links: sql/queries/verify_plan.sql, graph_edges): the better-ranked node greyscale, the other colour
+    ALTER TABLE cc_edge ADD COLUMN greyscale_keeper boolean NOT NULL DEFAULT false;
+    UPDATE cc_edge e SET greyscale_keeper = true
+    FROM cc_tone g, cc_tone c
+    WHERE g.node = least(e.a, e.b) AND c.node = greatest(e.a, e.b) AND g.grey AND c.colour
+      AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND c.centre_grey);
     DELETE FROM cc_edge e
-    USING cc_tone ta, cc_tone tb
-    WHERE ta.node = e.a AND tb.node = e.b AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
-      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense')
-      AND ((ta.grey AND tb.colour AND e.a < e.b AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND tb.centre_grey))
-           OR (tb.grey AND ta.colour AND e.b < e.a AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND ta.centre_grey)));
+    WHERE e.greyscale_keeper AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
+      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense');
     CREATE INDEX ON cc_edge (a);
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
@@ -169,7 +173,8 @@ $$;
 COMMENT ON FUNCTION dbdedup.prepare_cluster_graph(text, integer, text, text[], text, real, integer, integer, boolean) IS
     'The graph dbdedup.build_clusters clusters, in temporary tables of the transaction (dropped at its end): cc_image '
     '(each image of a linking pair and each exact copy, its keeper rank, and its node: the copies of one file are one node), '
-    'cc_member (the nodes), cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper) '
+    'cc_member (the nodes), cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper; '
+    'greyscale_keeper: a link the greyscale-keeper rule concerns) '
     'and cc_apart (the nodes reviewers judged not duplicates, a < b: never in one cluster), '
     'after reviewers'' verdicts and the greyscale-keeper rule. pair_kind is a hash column (dbdedup.hash_column), rule as '
     'build_clusters applies it. With with_unchecked, the pairs that have no verdict yet (pending, or left unchecked: '

@@ -35,12 +35,8 @@ SELECT dbdedup.prepare_cluster_graph(%(hash_kind)s, %(max_distance)s, %(keeper_r
 -- name: graph_edges
 -- The graph's links once per two nodes (the better-ranked first), an open one with its pair; and whether
 -- the build's greyscale rule drops it unless an alignment verifies it (geometry or dense; see dbdedup.prepare_cluster_graph).
-SELECT e.a, e.b, e.open, e.image_a, e.image_b,
-       coalesce(ta.grey AND tb.colour AND NOT (coalesce(e.transform, '') LIKE 'trim%%' AND tb.centre_grey), false)
-           AS greyscale_keeper
+SELECT e.a, e.b, e.open, e.image_a, e.image_b, e.greyscale_keeper
 FROM cc_edge e
-LEFT JOIN cc_tone ta ON ta.node = e.a
-LEFT JOIN cc_tone tb ON tb.node = e.b
 WHERE e.a < e.b;
 
 -- name: any_unchecked
