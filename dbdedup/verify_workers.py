@@ -63,6 +63,14 @@ CHUNK_PAIRS = 96  # consecutive pairs (in the planned order) per task, at least 
 # chunks of 96, 9,627 with this cut, 9,465 up to 1,024, 8,503 with one worker; a family of 1,000 pairs
 # still keeps two workers busy)
 MAX_CHUNK_PAIRS = 512
+# ... but no chunk takes more than the pairs left to hand out over GUIDED_SHARES chunks a worker (nor under
+# MIN_GUIDED_PAIRS): the run's last chunks get small, so that no worker is left checking a family of hundreds of
+# pairs while the other has nothing (guided self-scheduling). A report's plan runs about 45 batches, most of a
+# few hundred pairs: on the accuracy set the workers were busy 87% of the batches' time with fixed cuts (a batch of
+# 194 pairs on one worker alone), 95% with these (the batches 255 -> 227 s, the report 310-334 -> 287 s, 5% more
+# files read; bench/report_phases.py, session 35)
+GUIDED_SHARES = 3
+MIN_GUIDED_PAIRS = 8
 CHUNKS_IN_FLIGHT_PER_WORKER = 3
 WRITE_ROWS = 500  # verdicts per COPY + UPDATE transaction
 WRITE_SECONDS = 2.0  # ... or fewer, so that a kill loses at most a couple of seconds of work
@@ -1027,8 +1035,8 @@ def stored_pairs_query(where: str) -> str:
     return select.replace("WHERE p.verified IS NULL", f"WHERE {where}")
 
 
-def _chunks(conn: psycopg.Connection, cursor: psycopg.ServerCursor):
-    """``family_chunks`` of the pending pairs the cursor gives."""
+def _chunks(conn: psycopg.Connection, cursor: psycopg.ServerCursor, total: int, workers: int):
+    """``family_chunks`` of the ``total`` pending pairs the cursor gives, for ``workers`` workers."""
     def pairs():
         while True:
             with conn.transaction():
@@ -1037,19 +1045,34 @@ def _chunks(conn: psycopg.Connection, cursor: psycopg.ServerCursor):
                 return
             yield from (PendingPair.from_row(row) for row in rows)
 
-    yield from family_chunks(pairs())
+    yield from family_chunks(pairs(), total, workers)
 
 
-def family_chunks(pairs: Iterable[PendingPair]) -> Iterator[list[PendingPair]]:
+def family_chunks(pairs: Iterable[PendingPair], total: int | None = None,
+                  workers: int = 1) -> Iterator[list[PendingPair]]:
     """Consecutive pairs in chunks of CHUNK_PAIRS, or more while the next pair shares an image with the
-    chunk (up to MAX_CHUNK_PAIRS): in the planned order, a family's pairs stay in one chunk."""
+    chunk (up to MAX_CHUNK_PAIRS): in the planned order, a family's pairs stay in one chunk. Given the
+    ``total`` number of pairs, no chunk takes more than the pairs not yet handed out over GUIDED_SHARES
+    chunks for each of the ``workers`` (at least MIN_GUIDED_PAIRS), so that the workers end together."""
     chunk: list[PendingPair] = []
     images: set[int] = set()
+    handed_out = 0
+    limit = MAX_CHUNK_PAIRS
+
+    def guided_limit() -> int:
+        if total is None:
+            return MAX_CHUNK_PAIRS
+        share = -(-(total - handed_out) // (GUIDED_SHARES * max(1, workers)))
+        return min(MAX_CHUNK_PAIRS, max(MIN_GUIDED_PAIRS, share))
+
     for pair in pairs:
-        if len(chunk) >= MAX_CHUNK_PAIRS or (
-                len(chunk) >= CHUNK_PAIRS and pair.image_a not in images and pair.image_b not in images):
+        if len(chunk) >= limit or (
+                len(chunk) >= min(CHUNK_PAIRS, limit) and pair.image_a not in images and pair.image_b not in images):
             yield chunk
+            handed_out += len(chunk)
             chunk, images = [], set()
+        if not chunk:
+            limit = guided_limit()
         chunk.append(pair)
         images.update((pair.image_a, pair.image_b))
     if chunk:
@@ -1247,10 +1270,10 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
             with conn.transaction():
                 cursor.execute(q["pending_pairs"])
             if shared is not None:
-                _run(conn, cursor, shared.workers, summary, progress, shared)
+                _run(conn, cursor, shared.workers, summary, progress, shared, pending)
             else:
                 with SharedWorkers(conn, workers, keypoints) as own:
-                    _run(conn, cursor, workers, summary, progress, own)
+                    _run(conn, cursor, workers, summary, progress, own, pending)
             with conn.transaction():
                 cursor.close()
             cursor = None
@@ -1268,7 +1291,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
 
 
 def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, summary: VerifySummary,
-         progress: VerifyProgress, shared: SharedWorkers) -> None:
+         progress: VerifyProgress, shared: SharedWorkers, pending: int) -> None:
     writer = _Writer(conn, summary, progress)
 
     def take(result: tuple[list[tuple], list[tuple], int]) -> None:
@@ -1281,7 +1304,7 @@ def _run(conn: psycopg.Connection, cursor: psycopg.ServerCursor, workers: int, s
         lambda pair: ([(*pair.key, False, 0.0, "error: worker crashed")], [], 0), writer.write_if_due,
         CHUNKS_IN_FLIGHT_PER_WORKER)
     try:
-        for chunk in _chunks(conn, cursor):
+        for chunk in _chunks(conn, cursor, pending, workers):
             runner.submit(chunk)
             runner.collect(block=False)
         shared.give_back(runner.drain())

@@ -22,8 +22,9 @@ from dbdedup.decode import decode_image
 from dbdedup.fingerprint import verification_signals
 from dbdedup.load import load_paths
 from dbdedup.sqlfiles import named_queries
-from dbdedup.verify_workers import (CHUNK_PAIRS, MAX_CHUNK_PAIRS, PendingPair, VerifyProgress, family_chunks, framed_verdict,
-                                    locality_order, plan_order, stored_pairs_query, verify_pending_pairs)
+from dbdedup.verify_workers import (CHUNK_PAIRS, GUIDED_SHARES, MAX_CHUNK_PAIRS, MIN_GUIDED_PAIRS, PendingPair,
+                                    VerifyProgress, family_chunks, framed_verdict, locality_order, plan_order,
+                                    stored_pairs_query, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
 
@@ -538,6 +539,26 @@ def test_a_familys_pairs_go_to_one_worker_in_one_chunk_up_to_a_limit():
     # unrelated pairs: chunks of CHUNK_PAIRS
     lone = [SimpleNamespace(image_a=2 * k, image_b=2 * k + 1) for k in range(200)]
     assert [len(c) for c in family_chunks(lone)] == [CHUNK_PAIRS, CHUNK_PAIRS, 200 - 2 * CHUNK_PAIRS]
+
+
+def test_a_runs_chunks_shrink_as_its_pairs_run_out_so_that_the_workers_end_together():
+    """One family of 194 pairs (a keeper round's batch): with fixed cuts it is one chunk, and one worker checks
+    it while the other waits; given the run's total, each chunk takes at most the pairs left over
+    GUIDED_SHARES chunks a worker, so both workers share it and the last chunks are small."""
+    from types import SimpleNamespace
+
+    family = [SimpleNamespace(image_a=0, image_b=1 + k) for k in range(194)]
+    assert [len(c) for c in family_chunks(family)] == [194]
+    chunks = list(family_chunks(family, total=194, workers=2))
+    assert [p for c in chunks for p in c] == family
+    left = 194
+    for chunk in chunks:
+        assert len(chunk) <= max(MIN_GUIDED_PAIRS, -(-left // (GUIDED_SHARES * 2)))
+        left -= len(chunk)
+    assert len(chunks) >= 2 * GUIDED_SHARES and len(chunks[0]) == 33 and len(chunks[-1]) <= MIN_GUIDED_PAIRS
+    # a large run keeps MAX_CHUNK_PAIRS while many pairs are left
+    lone = [SimpleNamespace(image_a=0, image_b=1 + k) for k in range(10_000)]
+    assert len(next(iter(family_chunks(lone, total=10_000, workers=2)))) == MAX_CHUNK_PAIRS
 
 
 def test_a_handful_of_pending_pairs_is_checked_without_planning_an_order(conn, tmp_path):
