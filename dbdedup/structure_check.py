@@ -11,7 +11,8 @@ pairs.structure is the 32x32 one, or the 64x64 one when that is below
 pending: the geometric check (``verify_workers``) aligns it by its pixels and measures the aligned overlap's structure (a copy cropped or turned a little at a close
 pHash passes there; another glyph is rejected, verify_reason ``structure``), and ``verify_pairs``
 leaves it to that check from then on. Pure numpy on stored bytes: no file is read, so it runs right
-after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`);
+after ``verify_pairs`` wherever Python gives verdicts (matching, the keeper rounds, `dbdedup verify`), in worker
+processes when there is more than a batch of pairs to measure;
 a SQL-only ``dbdedup.refresh()`` leaves it, like the geometric check, to the next of those.
 
 A pair compared under a flip or a turn is also measured by its least alike region at 64x64 (pairs.region,
@@ -40,6 +41,8 @@ pixels (``verify.overlay_verdict``).
 
 from __future__ import annotations
 
+import collections
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -48,11 +51,17 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from . import pg_binary, verify
+from . import pg_binary, verify, worker_pool
+from .resample import limit_blas_threads
 from .sqlfiles import named_queries
 
 BATCH_PAIRS = 2_000  # pairs measured at a time (their windows at 32x32: about 25 MB)
 FINE_CHUNK = 256  # pairs measured at 64x64 at a time (their windows: about 60 MB)
+# A check of more than one batch measures its batches in worker processes (one a core), while this process reads
+# the next batches' signatures and thumbnails and writes the results, in order. On the accuracy set the check after
+# matching (about 60,000 pairs: the tone and overlay looks, then the structure) took 18.8-19.9 s in this process
+# alone, about 15 s of it numpy; 11.8 s so (bench/report_phases.py, session 35).
+BATCHES_IN_FLIGHT_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -76,23 +85,31 @@ def _queries() -> dict[str, str]:
     return named_queries("queries/structure_check.sql")
 
 
-def check_structure(conn: psycopg.Connection) -> StructureCheck:
+def check_structure(conn: psycopg.Connection, workers: int | None = None) -> StructureCheck:
     """Take the second looks (SECOND_LOOKS: one tone edit, one overlay) at the rejected pairs not looked at
     yet, then measure every signature-verified pair whose structure is not measured yet and leave those below
     ``verify.MIN_SIGNATURE_STRUCTURE`` pending for the geometric check; returns the counts. A transaction each
-    (savepoints inside the caller's)."""
+    (savepoints inside the caller's). More than one batch of pairs is measured in ``workers`` processes
+    (default: one a core)."""
     started = time.perf_counter()
     q = _queries()
+    with _Measurer(conn, workers) as measurer:
+        return _check_structure(conn, q, measurer, started)
+
+
+def _check_structure(conn: psycopg.Connection, q: dict[str, str], measurer: "_Measurer",
+                     started: float) -> StructureCheck:
     looks = {}
     for look in SECOND_LOOKS:
-        looks[f"{look.name}_measured"], looks[f"{look.name}_candidates"] = _second_look(conn, q, look)
+        looks[f"{look.name}_measured"], looks[f"{look.name}_candidates"] = _second_look(conn, q, look, measurer)
     with conn.transaction():
         if not conn.execute(q["any_unchecked"]).fetchone()[0]:
             return StructureCheck(seconds=time.perf_counter() - started, **looks)
         conn.execute(q["drop_temp_tables"])
         conn.execute(q["collect_unchecked"])
         conn.execute(q["create_results"])
-        values = _stream_measures(conn, q, "dbdedup_structure_pairs", q["unchecked_pairs"], q["copy_results"], _measure)
+        values = measurer.stream(q, "dbdedup_structure_pairs", q["unchecked_pairs"], q["copy_results"], _measure,
+                                 thumbnails=True)
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
         applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE,
@@ -103,7 +120,8 @@ def check_structure(conn: psycopg.Connection) -> StructureCheck:
     return StructureCheck(measured, failed, unmeasured, time.perf_counter() - started, tones_apart=refused, **looks)
 
 
-def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook") -> tuple[int, int]:
+def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook",
+                 measurer: "_Measurer") -> tuple[int, int]:
     """Measure the pairs ``look`` looks at that are not measured yet; those it finds candidates go back to
     pending. (measured, left pending for the geometric check). One transaction (a savepoint inside the
     caller's)."""
@@ -116,34 +134,101 @@ def _second_look(conn: psycopg.Connection, q: dict[str, str], look: "SecondLook"
             return 0, 0
         conn.execute(q["drop_look_tables"])
         conn.execute(composed("create_look_results"))
-        _stream_measures(conn, q, "dbdedup_look_pairs", composed("look_pairs"), q["copy_look_results"], look.measure)
+        measurer.stream(q, "dbdedup_look_pairs", composed("look_pairs"), q["copy_look_results"], look.measure)
         pending = [row[0] for row in conn.execute(composed("apply_look_results"))]
         conn.execute(q["drop_look_tables"])
     return len(pending), sum(pending)
 
 
-def _stream_measures(conn: psycopg.Connection, q: dict[str, str], cursor: str, query: str | sql.Composed, copy: str,
-                     measure) -> np.ndarray:
-    """The pairs of ``query`` read in a named ``cursor``, measured a batch at a time (``measure(conn, q,
-    batch)``: rows (hash_kind, image_a, image_b, value)) and COPYed into a results table by ``copy``;
-    every value (NaN: not measurable)."""
-    values: list[float] = []
-    with conn.cursor(name=cursor) as pairs:
-        pairs.execute(query)
-        while batch := pairs.fetchmany(BATCH_PAIRS):
-            rows = measure(conn, q, batch)
+def _init_worker(parent_pid: int, inherited_fds: tuple[int, ...]) -> None:
+    worker_pool.start_worker(parent_pid, inherited_fds)
+    limit_blas_threads()
+
+
+def _measured(task: tuple) -> list[tuple]:
+    """A worker's task: ``measure(batch, signatures, thumbnails)``."""
+    measure, batch, signatures, thumbnails = task
+    return measure(batch, signatures, thumbnails)
+
+
+class _Measurer:
+    """Measures batches of pairs (``stream``) in a pool of ``workers`` processes, started at the first full batch
+    and stopped at the end of the ``with`` block; in this process when there is one worker, or all the pairs fit
+    in one batch."""
+
+    def __init__(self, conn: psycopg.Connection, workers: int | None):
+        self.conn = conn
+        if workers is None:
+            from .load import default_workers  # (the loader's module: only when a check has batches to share)
+
+            workers = default_workers()
+        self.workers = max(1, int(workers))
+        self.pool: worker_pool.WorkerPool | None = None
+        self.done: dict[int, list[tuple]] = {}
+
+    def __enter__(self) -> "_Measurer":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self.pool is not None:
+            if kind is None:
+                self.pool.shutdown()
+            else:
+                self.pool.terminate()
+            self.pool = None
+
+    def stream(self, q: dict[str, str], cursor: str, query: str | sql.Composed, copy: str, measure,
+               thumbnails: bool = False) -> np.ndarray:
+        """The pairs of ``query`` read in a named ``cursor``, measured a batch at a time (``measure(batch,
+        signatures, thumbnails)``: rows (hash_kind, image_a, image_b, value); the batch's images' colour signatures,
+        and their structure thumbnails when ``thumbnails``) and COPYed into a results table by ``copy``, in the
+        query's order; every value (NaN: not measurable)."""
+        values: list[float] = []
+        in_flight: collections.deque[tuple[int, tuple]] = collections.deque()
+        conn = self.conn
+
+        def write(rows: list[tuple]) -> None:
             with conn.cursor().copy(copy) as writer:
                 for row in rows:
                     writer.write_row(row)
             values.extend(row[3] for row in rows)
-    return np.array(values, dtype=np.float64)
+
+        with conn.cursor(name=cursor) as pairs:
+            pairs.execute(query)
+            first = True
+            while batch := pairs.fetchmany(BATCH_PAIRS):
+                task = (measure, batch, _signatures(conn, q, batch),
+                        _thumbnails(conn, q, batch) if thumbnails else None)
+                if first and len(batch) < BATCH_PAIRS or self.workers == 1:
+                    write(_measured(task))  # (one batch in all: no process to start)
+                else:
+                    in_flight.append((self._submit(task), task))
+                    while len(in_flight) > BATCHES_IN_FLIGHT_PER_WORKER * self.workers:
+                        write(self._result(*in_flight.popleft()))
+                first = False
+        while in_flight:
+            write(self._result(*in_flight.popleft()))
+        return np.array(values, dtype=np.float64)
+
+    def _submit(self, task: tuple) -> int:
+        if self.pool is None:
+            self.pool = worker_pool.WorkerPool(self.workers, _init_worker, (os.getpid(), (self.conn.fileno(),)))
+        return self.pool.submit(_measured, task)
+
+    def _result(self, token: int, task: tuple) -> list[tuple]:
+        """The rows of the batch sent as ``token``; measured here when its worker died on it (out of memory)."""
+        while token not in self.done:
+            for ended, how, rows in self.pool.outcomes(block=True):
+                self.done[ended] = rows if how == worker_pool.DONE else None
+        rows = self.done.pop(token)
+        return rows if rows is not None else _measured(task)
 
 
-def _tone_fits(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+def _tone_fits(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails=None) -> list[tuple]:
     """(hash_kind, image_a, image_b, tone_fit) of each pair of ``batch`` ((hash_kind, image_a, image_b,
     orientation)): the residual of the colour signatures' cells when they are close to one tone edit, else
     NaN (not aligned, no signature, or no such edit)."""
-    found = list(_signatures(conn, q, batch).items())
+    found = list(signatures.items())
     results = [(kind, a, b, float("nan")) for kind, a, b, _ in batch]
     if not found:
         return results
@@ -174,11 +259,10 @@ def _signatures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple])
             if signature is not None and len(signature) == verify.SIGNATURE_LENGTH}
 
 
-def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+def _overlay_cells(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails=None) -> list[tuple]:
     """(hash_kind, image_a, image_b, overlay_cells) of each pair of ``batch`` ((hash_kind, image_a, image_b,
     orientation)): whether their lightness cells differ as one overlay would make them (false when not aligned
     or without a signature)."""
-    signatures = _signatures(conn, q, batch)
     wanted = [k for k, (_, a, b, orientation) in enumerate(batch)
               if orientation is not None and a in signatures and b in signatures]
     agree = np.zeros(len(batch), dtype=bool)
@@ -189,17 +273,16 @@ def _overlay_cells(conn: psycopg.Connection, q: dict[str, str], batch: list[tupl
     return [(kind, a, b, bool(agree[k])) for k, (kind, a, b, _) in enumerate(batch)]
 
 
-def _measure(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+def _measure(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[tuple]:
     """(hash_kind, image_a, image_b, structure, region, tones apart) of each pair of ``batch``; structure and
     region NaN when not measurable (the region of a pair compared unturned too)."""
-    apart = _tones_apart(conn, q, batch)
-    return [(*row, bool(far)) for row, far in zip(_structures(conn, q, batch), apart)]
+    apart = _tones_apart(batch, signatures)
+    return [(*row, bool(far)) for row, far in zip(_structures(batch, thumbnails), apart)]
 
 
-def _tones_apart(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[bool]:
+def _tones_apart(batch: list[tuple], signatures: dict[int, np.ndarray]) -> list[bool]:
     """``verify.tones_apart_many`` of each pair of ``batch`` that has both signatures and was not found
     through a trimmed variant (its whole pictures are framed otherwise); False for the others."""
-    signatures = _signatures(conn, q, batch)
     wanted = [k for k, (_, a, b, _, trimmed) in enumerate(batch) if not trimmed and a in signatures and b in signatures]
     apart = [False] * len(batch)
     if wanted:
@@ -211,11 +294,15 @@ def _tones_apart(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]
     return apart
 
 
-def _structures(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> list[tuple]:
+def _thumbnails(conn: psycopg.Connection, q: dict[str, str], batch: list[tuple]) -> dict[int, bytes]:
+    """The structure thumbnails of the images of ``batch`` (pairs: (hash_kind, image_a, image_b, ...)) that have one."""
+    ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
+    return {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}
+
+
+def _structures(batch: list[tuple], thumbnails: dict[int, bytes]) -> list[tuple]:
     """(hash_kind, image_a, image_b, structure, region) of each pair of ``batch``; NaN when not measurable
     (the region: also when compared unturned, or without both 64x64 thumbnails)."""
-    ids = sorted({row[1] for row in batch} | {row[2] for row in batch})
-    thumbnails = {image_id: bytes(data) for image_id, data in conn.execute(q["thumbnails"], {"ids": ids}).fetchall()}
     nan = float("nan")
     results = [(kind, a, b, nan, nan) for kind, a, b, _, _ in batch]
     # (a thumbnail of another length than the loader writes is not measurable: NaN, the verdict stands)
@@ -272,7 +359,7 @@ def _agreements(thumbnails: dict[int, bytes], pairs: list[tuple], side: int,
 @dataclass(frozen=True)
 class SecondLook:
     """A second look at the aligned pairs the signatures rejected for one of ``reasons``: ``measure`` (as in
-    ``_stream_measures``) fills pairs.``column`` (SQL type ``kind``), and a pair whose value passes
+    ``_Measurer.stream``) fills pairs.``column`` (SQL type ``kind``), and a pair whose value passes
     ``candidate`` (SQL of the value r.value) goes back to pending for the geometric check."""
 
     name: str

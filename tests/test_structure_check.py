@@ -5,6 +5,7 @@ the real loader into a real database."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -631,3 +632,74 @@ def test_a_mirror_drawn_again_in_a_frame_found_through_the_trimmed_flip_variant_
     assert found["verified"] is False and found["reason"] == "structure", found
     copy = pair(conn, ids, "top.png", "flipped_framed.png")
     assert copy["verified"] is True, copy
+
+
+def measured_pairs(conn) -> dict:
+    """Each pair's measures and verdict: {(hash_kind, image_a, image_b): (structure, region, tone_fit,
+    overlay_cells, verified, verify_reason)}."""
+    return {tuple(row[:3]): tuple(row[3:]) for row in conn.execute(
+        "SELECT hash_kind, image_a, image_b, structure, region, tone_fit, overlay_cells, verified, verify_reason "
+        "FROM dbdedup.pairs ORDER BY 1, 2, 3")}
+
+
+def test_a_check_of_many_batches_measures_them_in_worker_processes_as_this_process_would(conn, tmp_path,
+                                                                                         monkeypatch):
+    """Every two images of the folder set paired twice: verified by their signatures (the structure and the colours'
+    tone measured) and refused for colour (the tone-edit and overlay looks measured). In batches of 4 pairs the
+    check runs in two worker processes and gives every measure and verdict it gives in this process alone; when the
+    workers die on their batches, this process measures those and nothing is lost."""
+    from dbdedup import structure_check
+
+    make_set(tmp_path)
+    for name, colour in (("violet.png", BLUE_VIOLET), ("purple.png", PURPLE)):
+        save(glyph_folder("plus", colour), tmp_path / name)
+    ids = load(conn, tmp_path)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    for kind, verified, reason in (("phash", True, "signature"), ("dhash", False, "colour")):
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
+                     "verify_reason) SELECT %s, a.id, b.id, 0, false, %s, %s "
+                     "FROM dbdedup.images a JOIN dbdedup.images b ON a.id < b.id", (kind, verified, reason))
+    conn.commit()
+    pairs = len(ids) * (len(ids) - 1)
+    assert pairs > 100
+    monkeypatch.setattr(structure_check, "BATCH_PAIRS", 4)
+    measured_in = tmp_path / "measured_in"
+    started = structure_check._init_worker
+
+    def noting_worker(*args):
+        # (in the worker: each batch it measures noted with its pid)
+        started(*args)
+        measured = structure_check._measured
+
+        def noted(task):
+            with open(measured_in, "a") as out:
+                out.write(f"{os.getpid()}\n")
+            return measured(task)
+
+        structure_check._measured = noted
+
+    monkeypatch.setattr(structure_check, "_init_worker", noting_worker)
+
+    def checked(workers: int) -> tuple[dict, set[int]]:
+        measured_in.unlink(missing_ok=True)
+        with conn.transaction() as outer:
+            check = structure_check.check_structure(conn, workers=workers)
+            found = measured_pairs(conn)
+            raise psycopg.Rollback(outer)
+        assert check.measured + check.unmeasured == pairs // 2 and check.tone_measured == pairs // 2, check
+        return found, set(map(int, measured_in.read_text().split())) if measured_in.exists() else set()
+
+    alone, workers = checked(1)
+    assert workers == set()
+    assert sum(1 for *_, reason in alone.values() if reason is None) > 0  # (some sent back to the check by pixels)
+    shared, workers = checked(2)
+    assert len(workers) >= 2 and os.getpid() not in workers
+    assert repr(shared) == repr(alone)  # (NaN: the same where not measurable)
+
+    def dying_worker(*args):
+        os._exit(1)  # as the OOM killer would end it
+
+    monkeypatch.setattr(structure_check, "_init_worker", dying_worker)
+    rescued, workers = checked(2)
+    assert workers == set()
+    assert repr(rescued) == repr(alone)
