@@ -42,6 +42,7 @@ pixels (``verify.overlay_verdict``).
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -158,13 +159,18 @@ class _Measurer:
 
     def __init__(self, conn: psycopg.Connection, workers: int | None):
         self.conn = conn
-        if workers is None:
-            from .load import default_workers  # (the loader's module: only when a check has batches to share)
-
-            workers = default_workers()
-        self.workers = max(1, int(workers))
+        self.asked = workers
         self.pool: worker_pool.WorkerPool | None = None
         self.done: dict[int, list[tuple]] = {}
+
+    @functools.cached_property
+    def workers(self) -> int:
+        """The pool's size: as asked, else one process a core."""
+        if self.asked is not None:
+            return max(1, int(self.asked))
+        from .load import default_workers  # (the loader's module, with Pillow: only for a check of full batches)
+
+        return default_workers()
 
     def __enter__(self) -> "_Measurer":
         return self
