@@ -369,7 +369,7 @@ def ensure_verified_pairs(
         # fail pending for the check by pixels below (matching ran the check itself)
         from .structure_check import check_structure
 
-        structure = check_structure(conn)
+        structure = check_structure(conn, verify_workers)
         if not structure.measured + structure.unmeasured:
             structure = None
     verification = None
@@ -492,7 +492,7 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
                 from .structure_check import check_structure  # numpy: only when pairs were proposed
 
                 verified_in_sql = conn.execute(_queries()["verify_pairs"], {"hash_kind": "phash"}).fetchone()[1]
-                structure = check_structure(conn)
+                structure = check_structure(conn, verify_workers)
                 # (left to the check by pixels, or refused: colours no tone edit explains)
                 verified_in_sql -= structure.failed + structure.tones_apart
         if not conn.autocommit:

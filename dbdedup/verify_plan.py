@@ -235,7 +235,7 @@ def verify_needed_pairs(conn: psycopg.Connection, settings, *, workers: int | No
     progress = _Cumulative(progress)
     try:
         # signature-verified pairs not measured yet: those the structure check fails are open edges too
-        check_structure(conn)
+        check_structure(conn, workers)
         with conn.transaction():
             deferred = conn.execute(q["defer_pending"]).rowcount
             if deferred:

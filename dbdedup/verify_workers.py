@@ -1252,7 +1252,7 @@ def verify_pending_pairs(conn: psycopg.Connection, *, workers: int | None = None
         # second pass, by this run's workers) get the structure check first: those it fails are pending
         # again, for the geometric check of this run (which never verifies them by their signatures).
         for first_pass in (True, False):
-            checked = check_structure(conn)
+            checked = check_structure(conn, workers)
             summary.structure_failed += checked.failed
             summary.tone_candidates += checked.tone_candidates
             summary.tones_apart += checked.tones_apart
