@@ -242,6 +242,12 @@ class PendingPair:
         return self.tone_fit is not None and not math.isnan(self.tone_fit)
 
     @property
+    def may_be_framed(self) -> bool:
+        """Whether either picture may be the other in a frame: the loader trimmed a uniform border off it, or
+        recorded nothing about one."""
+        return self.a.bordered is not False or self.b.bordered is not False
+
+    @property
     def key(self) -> tuple[str, int, int]:
         return self.hash_kind, self.image_a, self.image_b
 
@@ -847,7 +853,7 @@ def framed_candidate(pair: PendingPair) -> bool:
     keep their files unread when their keypoints come from the store)."""
     if pair.transform == LINKED or (pair.transform or "").startswith("trim"):
         return True
-    return window_candidate(pair) and (pair.a.bordered is not False or pair.b.bordered is not False)
+    return window_candidate(pair) and pair.may_be_framed
 
 
 def reframed_candidate(pair: PendingPair, mirror: str) -> bool:
@@ -862,7 +868,7 @@ def reframed_candidate(pair: PendingPair, mirror: str) -> bool:
     framed check verified 4 and 9 unmirrored copy pairs (two framed copies' pairs with their 2x keeper among them)
     and no unmirrored look-alike pair; under a mirror it verified two look-alike pairs (a dreidel against its
     mirrored stamp: it does not ask for the region a mirror redraws) and two copy pairs."""
-    return mirror == "identity" and (pair.a.bordered is not False or pair.b.bordered is not False)
+    return mirror == "identity" and pair.may_be_framed
 
 
 def framed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
