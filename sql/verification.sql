@@ -390,7 +390,8 @@ BEGIN
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
-    SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error, i.width, i.height
+    SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error, i.width, i.height,
+           CASE WHEN i.phash_variants IS NOT NULL THEN i.phash_variants[8] IS NOT NULL END AS bordered
     FROM dbdedup.images i
     WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
     CREATE INDEX ON vp_image (id);
@@ -442,7 +443,10 @@ BEGIN
                 WHEN p.distance <= s.aligned_distance THEN 'aligned'
                 WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
                 ELSE 'pending' END AS route,
-           dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant) AS orientation
+           dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant) AS orientation,
+           -- the loader trimmed a uniform border off one of the two and not the other: perhaps one is the other
+           -- in a frame, whose whole signatures a frame moves apart (the check by pixels aligns what it held)
+           coalesce(a.bordered <> b.bordered, false) AS one_framed
     FROM vp_pair p
     JOIN vp_image a ON a.id = p.image_a
     JOIN vp_image b ON b.id = p.image_b;
@@ -486,7 +490,7 @@ BEGIN
     INSERT INTO vp_verdict (hash_kind, image_a, image_b, verified, score, reason)
     SELECT m.hash_kind, m.image_a, m.image_b, m.ok, greatest(0, 1 - m.worst)::real,
            CASE WHEN m.ok THEN 'signature' ELSE 'colour' END
-    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.light, d.gain, d.grey_light,
+    FROM (SELECT d.hash_kind, d.image_a, d.image_b, d.route, d.closest, d.one_framed, d.light, d.gain, d.grey_light,
                  greatest(d.light, coalesce(d.chroma, 0)) AS worst,
                  NOT d.chroma_agrees OR coalesce(d.grey_light > s.max_grey_light, false)
                  OR d.gain > d.gain_limit AS apart_in_colour,
@@ -504,7 +508,7 @@ BEGIN
                  AND coalesce(d.grey_light <= s.max_grey_light, true)
                  AND (SELECT e.detail FROM dbdedup.signature_compare(d.layout_a, d.layout_b) e)
                      <= CASE WHEN d.closest <= s.near_distance THEN s.max_detail ELSE s.max_detail_far END AS ok
-          FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.closest, a.layout AS layout_a, b.layout AS layout_b,
+          FROM (SELECT r.hash_kind, r.image_a, r.image_b, r.route, r.closest, r.one_framed, a.layout AS layout_a, b.layout AS layout_b,
                        c.light, c.chroma, c.gain, c.grey_light, c.gain_limit,
                        -- the chroma layouts agree, or differ in strength only (dbdedup.hue_agreement,
                        -- computed for the few pairs it can settle)
@@ -528,8 +532,12 @@ BEGIN
     -- the geometric check aligns it and compares the overlap (session 27, bench/accuracy/layout_study.py
     -- --replay: of a cli_score run's 613 aligned pairs that were rejected here for their layout, it
     -- verifies 133 of the 180 copy pairs and none of the 433 look-alike pairs); never a greyscale picture
-    -- that may be the colour one's conversion (converted_candidate above: the check by pixels decides)
-    WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour AND NOT m.converted_candidate
+    -- that may be the colour one's conversion (converted_candidate above: the check by pixels decides); never
+    -- a pair of which exactly one picture has a uniform border (one_framed: the check by pixels tries the
+    -- framed one's inside against the other, verify_workers.framed_verdict; session 36, on two cli_score runs'
+    -- 809 such aligned pairs refused for colour, it verified 82 of the 130 copy pairs and none of the 679
+    -- look-alike pairs)
+    WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour AND NOT m.converted_candidate AND NOT m.one_framed
                    AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
                         OR m.gain > s.hopeless_gain OR coalesce(m.grey_light > s.hopeless_grey_light, false)));
 
@@ -555,7 +563,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'colour signatures in that orientation (signature) or rejected when settled: colours apart (colour) with one framing '
     '(distance below same_framing), beyond the geometric range (settled to hopeless) or by a gain ratio above hopeless_gain or a grey lightness above hopeless_grey_light, '
     'except a greyscale picture and a colour one whose converted lightness, or lightness layouts and detail, agree (left pending: the check by pixels compares the '
-    'greyscale one with the other''s conversion, converted), '
+    'greyscale one with the other''s conversion, converted), and a pair of which exactly one picture has a uniform border (left pending: the check by pixels '
+    'aligns the framed one''s inside with the other), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through an unturned trimmed variant are verified when the '
     'whole signatures agree (one under a flip or a turn is left to the check by pixels, which asks its least alike region too); pairs whose structure check failed (pairs.structure below min_signature_structure, '

@@ -885,3 +885,35 @@ def test_verification_runs_on_a_server_without_pgvector(plain_pg_dsn, tmp_path):
         assert pair(plain, ids, "flag_a.png", "flag_b.png")["verified"] is False
         assert pair(plain, ids, "photo.jpg", "photo_small.png")["reason"] == "signature"
         assert groups(plain) == {frozenset({"photo.jpg", "photo_small.png"})}
+
+
+def star_flag(star, size=(240, 160)) -> Image.Image:
+    """A red field with a five-pointed star in the middle: one layout, any star colour."""
+    w, h = size
+    image = Image.new("RGB", size, (218, 37, 29))
+    points = [(w / 2 + h * (0.3 if k % 2 == 0 else 0.114) * np.cos(-np.pi / 2 + k * np.pi / 5),
+               h / 2 + h * (0.3 if k % 2 == 0 else 0.114) * np.sin(-np.pi / 2 + k * np.pi / 5)) for k in range(10)]
+    ImageDraw.Draw(image).polygon(points, fill=star)
+    return image
+
+
+def test_a_copy_in_a_frame_is_verified_by_what_the_frame_held_and_a_recoloured_one_in_that_frame_is_not(conn, tmp_path):
+    # A black frame round a flag moves its whole colour signature as far as another flag would: the aligned pair of
+    # the framed copy and the flag enlarged, which its pHash finds, was refused for colour by the signatures. With
+    # exactly one of the two bordered, the SQL step leaves it to the check by pixels, which aligns what the frame
+    # held with the other picture (verify_workers.framed_verdict). The flag with a white star in the same frame
+    # (another flag) stays apart.
+    save(star_flag((255, 222, 0), (960, 640)), tmp_path / "large.png")
+    save(ImageOps.expand(star_flag((255, 222, 0), (480, 320)), border=26, fill="black"), tmp_path / "framed.png")
+    save(ImageOps.expand(star_flag((255, 255, 255), (480, 320)), border=26, fill="black"), tmp_path / "white_star_framed.png")
+    ids = load(conn, tmp_path)
+    bordered = {p.rsplit("/", 1)[1]: b for p, b in conn.execute(
+        "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
+    assert bordered == {"large.png": False, "framed.png": True, "white_star_framed.png": True}
+    assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    copy = pair(conn, ids, "large.png", "framed.png")
+    assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
+    other = pair(conn, ids, "large.png", "white_star_framed.png")
+    assert other["verified"] is False, other
+    assert groups(conn) == {frozenset({"large.png", "framed.png"})}
