@@ -430,8 +430,9 @@ def main() -> None:
                         plant = len(got & planted_truth) / max(1, len(planted_truth))
                         recall_note = (f"{plant:.4f} planted" if args.no_numpy else
                                        f"{sampled:.4f} sampled rows ({len(truth):,} pairs); {plant:.4f} planted")
+                    speed_up = "-" if args.no_numpy else f"{np_seconds / seconds:.1f}x"
                     print(f"| {n:,} | {t} | {row[0]} | {seconds_note} | {row[5]:,} | {row[6]:,} | {recall_note} | {far} "
-                          f"| {numpy_note} | {np_seconds / seconds:.1f}x | {load_average()} |", flush=True)
+                          f"| {numpy_note} | {speed_up} | {load_average()} |", flush=True)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS match_bench_{n} WITH (FORCE)")
 
