@@ -209,6 +209,9 @@ class PendingPair:
     structure: float | None = None  # pairs.structure: below verify.MIN_SIGNATURE_STRUCTURE, the signatures do not settle it
     tone_fit: float | None = None  # pairs.tone_fit: not NaN when the signatures' cells are close to one tone edit
     region: float | None = None  # pairs.region: below verify.MIN_ORIENTED_REGION, the pixels measure the region again
+    # whether one of the two may be the other in a frame (dbdedup.one_in_frame, as dbdedup.verify_pairs asked it:
+    # such a pair refused for colour was left pending for the framed check)
+    one_framed: bool = False
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -221,7 +224,8 @@ class PendingPair:
                              row[bordered_at] if len(row) > bordered_at else None)
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28, 30),
-                   image(row[2], 15, 26, 29, 31), row[22], row[23], row[32] if len(row) > 32 else None)
+                   image(row[2], 15, 26, 29, 31), row[22], row[23], row[32] if len(row) > 32 else None,
+                   bool(row[33]) if len(row) > 33 else False)
 
     @property
     def structure_failed(self) -> bool:
@@ -246,12 +250,6 @@ class PendingPair:
         """Whether either picture may be the other in a frame: the loader trimmed a uniform border off it, or
         recorded nothing about one."""
         return self.a.bordered is not False or self.b.bordered is not False
-
-    @property
-    def one_framed(self) -> bool:
-        """Whether the loader trimmed a uniform border off exactly one of the two pictures (both recorded): perhaps
-        one is the other in a frame, which moves their whole signatures apart."""
-        return None not in (self.a.bordered, self.b.bordered) and self.a.bordered != self.b.bordered
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -460,8 +458,9 @@ class PairChecker:
             if settled is not None and settled.reason == "colour" and pair.one_framed:
                 # one of the two in a frame (a mat, a black edge) that moves the whole signatures apart: what the
                 # frame held, aligned by ECC, is compared with the other (dbdedup.verify_pairs leaves such pairs
-                # pending; session 36 replayed it on two cli_score runs' 809 such pairs refused for colour: 82 of
-                # the 130 copy pairs verified, none of the 679 look-alike pairs)
+                # pending; replayed on cli_score runs' pairs refused for colour, session 36 with exactly one side
+                # bordered: 82 of 130 copy pairs verified, none of 679 look-alike pairs; session 37 with both
+                # bordered and one trimmed near the other whole: 29 of 80 and none of 275)
                 framed = framed_verdict(fa, fb, verify.orient_pixels(self._pixels(pair.a), orientation),
                                         self._pixels(pair.b), verify.MIN_STRUCTURE)
                 if framed is not None and framed.verified:

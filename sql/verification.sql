@@ -368,6 +368,28 @@ COMMENT ON FUNCTION dbdedup.aligned_orientation(text, integer, integer, integer)
     'signature and structure thumbnail: the pair''s orientation variant when it is within aligned_variant and closer '
     'than the plain pHash, the orientation of a trimmed variant, else identity.';
 
+-- Whether one picture of a pair may be the other in a frame, by what the loader recorded: it trimmed a
+-- uniform border off exactly one of the two, or off both and one of them, so trimmed, has a pHash within
+-- aligned_distance of the other whole (a drawing on a white margin in a black frame: the loader cuts the
+-- frame and keeps the margin, which the other picture has too). A frame moves the whole colour signatures
+-- apart however alike what it holds is; the check by pixels then aligns the inside with the other picture.
+-- (One expression, not STRICT: inlined into the queries that call it.)
+CREATE OR REPLACE FUNCTION dbdedup.one_in_frame(phash_a bigint, variants_a bigint[], phash_b bigint,
+                                                variants_b bigint[], aligned_distance integer) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT CASE WHEN variants_a IS NULL OR variants_b IS NULL THEN false
+                    WHEN (variants_a[8] IS NULL) <> (variants_b[8] IS NULL) THEN true
+                    WHEN variants_a[8] IS NULL THEN false
+                    ELSE least(bit_count((variants_a[8] # phash_b)::bit(64)), bit_count((variants_b[8] # phash_a)::bit(64)))
+                         <= aligned_distance END
+    $$;
+COMMENT ON FUNCTION dbdedup.one_in_frame(bigint, bigint[], bigint, bigint[], integer) IS
+    'Whether one of two pictures may be the other in a frame (from their pHashes and pHash variants, variants[8] '
+    'being the pHash with a uniform border trimmed off): exactly one of the two was trimmed, or both were and one '
+    'trimmed is within aligned_distance (verify_settings) of the other whole. False when either has no variants '
+    'recorded. dbdedup.verify_pairs leaves such an aligned pair apart in colour to the check by pixels.';
+
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
     RETURNS TABLE (pairs bigint, verified bigint, rejected bigint, pending bigint, seconds double precision)
     LANGUAGE plpgsql
@@ -391,7 +413,7 @@ BEGIN
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
     SELECT i.id, i.sha256, i.quality, i.colour_signature, i.signature_error, i.width, i.height,
-           CASE WHEN i.phash_variants IS NOT NULL THEN i.phash_variants[8] IS NOT NULL END AS bordered
+           i.phash, i.phash_variants
     FROM dbdedup.images i
     WHERE i.id IN (SELECT v.image_a FROM pg_temp.vp_pair v UNION SELECT v.image_b FROM pg_temp.vp_pair v);
     CREATE INDEX ON vp_image (id);
@@ -444,9 +466,9 @@ BEGIN
                 WHEN p.similarity IS NOT NULL AND p.similarity < s.geometry_min_similarity THEN 'weak_embedding'
                 ELSE 'pending' END AS route,
            dbdedup.aligned_orientation(p.transform, p.transform_distance, p.distance, s.aligned_variant) AS orientation,
-           -- the loader trimmed a uniform border off one of the two and not the other: perhaps one is the other
-           -- in a frame, whose whole signatures a frame moves apart (the check by pixels aligns what it held)
-           coalesce(a.bordered <> b.bordered, false) AS one_framed
+           -- perhaps one is the other in a frame, which moves the whole signatures apart (the check by pixels
+           -- aligns what it held)
+           dbdedup.one_in_frame(a.phash, a.phash_variants, b.phash, b.phash_variants, s.aligned_distance) AS one_framed
     FROM vp_pair p
     JOIN vp_image a ON a.id = p.image_a
     JOIN vp_image b ON b.id = p.image_b;
@@ -533,10 +555,12 @@ BEGIN
     -- --replay: of a cli_score run's 613 aligned pairs that were rejected here for their layout, it
     -- verifies 133 of the 180 copy pairs and none of the 433 look-alike pairs); never a greyscale picture
     -- that may be the colour one's conversion (converted_candidate above: the check by pixels decides); never
-    -- a pair of which exactly one picture has a uniform border (one_framed: the check by pixels tries the
-    -- framed one's inside against the other, verify_workers.framed_verdict; session 36, on two cli_score runs'
-    -- 809 such aligned pairs refused for colour, it verified 82 of the 130 copy pairs and none of the 679
-    -- look-alike pairs)
+    -- a pair of which one picture may be the other in a frame (one_framed, dbdedup.one_in_frame: the check by
+    -- pixels tries the framed one's inside against the other, verify_workers.framed_verdict; session 36, on
+    -- two cli_score runs' 809 such aligned pairs refused for colour with exactly one picture bordered, it
+    -- verified 82 of the 130 copy pairs and none of the 679 look-alike pairs; session 37, with both bordered
+    -- and one trimmed within aligned_distance of the other whole, 29 of the 80 copy pairs and none of the 275
+    -- look-alike pairs of seed 6's run)
     WHERE m.ok OR (m.route = 'aligned' AND m.apart_in_colour AND NOT m.converted_candidate AND NOT m.one_framed
                    AND (m.closest < s.same_framing OR NOT (m.worst > s.settled AND m.worst <= s.hopeless)
                         OR m.gain > s.hopeless_gain OR coalesce(m.grey_light > s.hopeless_grey_light, false)));

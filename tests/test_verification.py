@@ -917,3 +917,46 @@ def test_a_copy_in_a_frame_is_verified_by_what_the_frame_held_and_a_recoloured_o
     other = pair(conn, ids, "large.png", "white_star_framed.png")
     assert other["verified"] is False, other
     assert groups(conn) == {frozenset({"large.png", "framed.png"})}
+
+
+def canton_flag(canton, size=(480, 320)) -> Image.Image:
+    """Red and white stripes with a canton in the top left corner: one layout, any canton colour."""
+    w, h = size
+    image = Image.new("RGB", size, (218, 37, 29))
+    draw = ImageDraw.Draw(image)
+    for k in range(0, 7, 2):
+        draw.rectangle([0, k * h // 7, w, (k + 1) * h // 7], fill=(255, 255, 255))
+    draw.rectangle([0, 0, w * 2 // 5, h * 4 // 7], fill=canton)
+    return image
+
+
+def test_a_drawing_on_a_margin_framed_is_verified_by_what_the_frame_held_and_a_recoloured_one_is_not(conn, tmp_path):
+    # A flag on a white margin, enlarged, and the same flag on its margin in a yellow frame: the loader trims a
+    # uniform border off both (the margin of the one, the frame of the other, stopping at the margin), so both are
+    # bordered, and the frame moves the whole colour signatures apart (refused for colour by the signatures). The
+    # framed one trimmed has nearly the other's pHash (dbdedup.one_in_frame): the check by pixels aligns what the
+    # frame held with the other. The flag with a green canton on the same margin in the same frame stays apart.
+    def on_margin(canton, frame=None):
+        image = ImageOps.expand(canton_flag(canton), border=320 // 6, fill="white")
+        return image if frame is None else ImageOps.expand(image, border=frame, fill=(255, 255, 0))
+
+    large = on_margin((0, 40, 104))
+    save(large.resize((large.width * 2, large.height * 2), Image.BICUBIC), tmp_path / "large.png")
+    save(on_margin((0, 40, 104), frame=16), tmp_path / "framed.png")
+    save(on_margin((0, 110, 50), frame=16), tmp_path / "green_framed.png")
+    ids = load(conn, tmp_path)
+    bordered = {p.rsplit("/", 1)[1]: b for p, b in conn.execute(
+        "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
+    assert bordered == {"large.png": True, "framed.png": True, "green_framed.png": True}
+    assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
+    framed_trimmed_to_large = conn.execute(
+        "SELECT dbdedup.hamming(f.phash_variants[8], l.phash), dbdedup.one_in_frame(f.phash, f.phash_variants, l.phash, "
+        "l.phash_variants, %s) FROM dbdedup.images f, dbdedup.images l WHERE f.id = %s AND l.id = %s",
+        (verify.ALIGNED_DISTANCE, ids["framed.png"], ids["large.png"])).fetchone()
+    assert framed_trimmed_to_large[0] <= verify.ALIGNED_DISTANCE and framed_trimmed_to_large[1] is True
+    clusters.ensure_clusters(conn, ClusterSettings())
+    copy = pair(conn, ids, "large.png", "framed.png")
+    assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
+    other = pair(conn, ids, "large.png", "green_framed.png")
+    assert other["verified"] is False, other
+    assert groups(conn) == {frozenset({"large.png", "framed.png"})}

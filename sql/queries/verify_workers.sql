@@ -29,7 +29,8 @@ ANALYZE dbdedup_verify_order;
 -- loader recorded (and the size and mtime it had then), the stored quality and signature (in the array's
 -- binary form, which dbdedup.pg_binary reads without a Python float a value), its width and height, its
 -- format, and whether the loader trimmed a uniform border off it (the trimmed pHash, phash_variants[8]; NULL
--- when loaded without variants); last, the pair's region measure (pairs.region). Ordered
+-- when loaded without variants); last, the pair's region measure (pairs.region) and whether one of the two
+-- may be the other in a frame (dbdedup.one_in_frame, as dbdedup.verify_pairs asks it). Ordered
 -- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
 -- together, so a worker decodes each image and finds its keypoints about once); a pair that became
 -- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
@@ -47,7 +48,9 @@ WITH pending AS MATERIALIZED (
            a.format AS a_format, b.format AS b_format,
            CASE WHEN a.phash_variants IS NOT NULL THEN a.phash_variants[8] IS NOT NULL END AS a_bordered,
            CASE WHEN b.phash_variants IS NOT NULL THEN b.phash_variants[8] IS NOT NULL END AS b_bordered,
-           p.region
+           p.region,
+           dbdedup.one_in_frame(a.phash, a.phash_variants, b.phash, b.phash_variants,
+                                (dbdedup.verify_settings()).aligned_distance) AS one_framed
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b
