@@ -351,6 +351,35 @@ def test_a_flat_copy_turned_by_a_few_degrees_that_ecc_aligns_unturned_is_compare
         assert found[frozenset((image[seed], image[f"{seed}-turned-colours"]))][0] is False
 
 
+def test_a_pair_gets_one_verdict_whichever_of_its_files_was_loaded_first(conn, tmp_path):
+    """The alignments warp image_b onto image_a and are not symmetric: ECC started unturned aligns a flat copy turned
+    by 5 degrees onto its enlargement, not the enlargement onto the copy. Ids follow the order the loader wrote the
+    files in, so the workers take a pair's images in the order of their files (verify_workers.files_ordered): the
+    copy is verified whichever of the two has the lower id."""
+    from dbdedup.verify_workers import verify_pending_pairs
+
+    art = _banded(4)
+    pictures = {"keeper": art.resize((800, 600), Image.Resampling.BICUBIC), "copy": _turned(art, -5)}
+    # (what the test is about: one way verifies, the other does not)
+    pixels = {name: verify.working_pixels(picture) for name, picture in pictures.items()}
+    features = {name: verify.Features.of(picture) for name, picture in pictures.items()}
+    assert verify.dense_verdict(features["keeper"], features["copy"], verify.dense_match(
+        pixels["keeper"], pixels["copy"], disc_if_turned=True)).verified
+    assert not verify.dense_verdict(features["copy"], features["keeper"], verify.dense_match(
+        pixels["copy"], pixels["keeper"], disc_if_turned=True)).verified
+    found = {}
+    for first, second in (("keeper", "copy"), ("copy", "keeper")):
+        folder = tmp_path / f"{first}-first"
+        files = {first: save(pictures[first], folder / f"1-{first}.png"),
+                 second: save(pictures[second], folder / f"2-{second}.png")}
+        image = loaded(conn, folder, files)
+        assert image[first] < image[second]
+        add_pending(conn, image["keeper"], image["copy"])  # an embedding neighbour
+        verify_pending_pairs(conn, workers=1)
+        found[first] = verdicts(conn)[frozenset((image["keeper"], image["copy"]))]
+    assert found["keeper"][0::2] == found["copy"][0::2] == (True, "dense"), found
+
+
 def _width_icon(width: int | None) -> Image.Image:
     """A line-width icon (60 px): a horizontal bar ``width`` pixels thick, or (None) a thin diagonal line."""
     image = Image.new("RGB", (60, 60), (255, 255, 255))

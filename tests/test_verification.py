@@ -897,6 +897,17 @@ def star_flag(star, size=(240, 160)) -> Image.Image:
     return image
 
 
+def assert_framed_copy_joins_alone(conn, ids: dict[str, int], look_alike: str) -> None:
+    """After a report's clustering: framed.png verified `dense` against large.png (a plain pHash pair), the
+    look-alike refused, and those two the only cluster."""
+    clusters.ensure_clusters(conn, ClusterSettings())
+    copy = pair(conn, ids, "large.png", "framed.png")
+    assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
+    other = pair(conn, ids, "large.png", look_alike)
+    assert other["verified"] is False, other
+    assert groups(conn) == {frozenset({"large.png", "framed.png"})}
+
+
 def test_a_copy_in_a_frame_is_verified_by_what_the_frame_held_and_a_recoloured_one_in_that_frame_is_not(conn, tmp_path):
     # A black frame round a flag moves its whole colour signature as far as another flag would: the aligned pair of
     # the framed copy and the flag enlarged, which its pHash finds, was refused for colour by the signatures. With
@@ -911,12 +922,7 @@ def test_a_copy_in_a_frame_is_verified_by_what_the_frame_held_and_a_recoloured_o
         "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
     assert bordered == {"large.png": False, "framed.png": True, "white_star_framed.png": True}
     assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
-    clusters.ensure_clusters(conn, ClusterSettings())
-    copy = pair(conn, ids, "large.png", "framed.png")
-    assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
-    other = pair(conn, ids, "large.png", "white_star_framed.png")
-    assert other["verified"] is False, other
-    assert groups(conn) == {frozenset({"large.png", "framed.png"})}
+    assert_framed_copy_joins_alone(conn, ids, "white_star_framed.png")
 
 
 def canton_flag(canton, size=(480, 320)) -> Image.Image:
@@ -954,9 +960,4 @@ def test_a_drawing_on_a_margin_framed_is_verified_by_what_the_frame_held_and_a_r
         "l.phash_variants, %s) FROM dbdedup.images f, dbdedup.images l WHERE f.id = %s AND l.id = %s",
         (verify.ALIGNED_DISTANCE, ids["framed.png"], ids["large.png"])).fetchone()
     assert framed_trimmed_to_large[0] <= verify.ALIGNED_DISTANCE and framed_trimmed_to_large[1] is True
-    clusters.ensure_clusters(conn, ClusterSettings())
-    copy = pair(conn, ids, "large.png", "framed.png")
-    assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
-    other = pair(conn, ids, "large.png", "green_framed.png")
-    assert other["verified"] is False, other
-    assert groups(conn) == {frozenset({"large.png", "framed.png"})}
+    assert_framed_copy_joins_alone(conn, ids, "green_framed.png")
