@@ -565,10 +565,17 @@ class PairChecker:
         if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):
             if flat:
                 # too few keypoints to tell: align the pixels themselves (flat drawings, see verify.dense_match;
-                # a copy the warp turns is compared without its new corners, verify.DENSE_DISC_MIN_TURN)
+                # a copy the warp turns is compared without its new corners, verify.DENSE_DISC_MIN_TURN). ECC warps
+                # one picture onto the other and is not symmetric (a crop aligns onto its original, not always the
+                # original onto the crop; files_ordered fixes which is first): one that aligns nothing one way is
+                # tried the other way
                 verdict = verify.dense_verdict(
                     fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), disc_if_turned=True),
                     min_structure=min_structure)
+                if verdict.reason == "no_geometry":
+                    verdict = verify.dense_verdict(
+                        fb, fa, verify.dense_match(self._pixels(pair.b), self._pixels(pair.a), disc_if_turned=True),
+                        min_structure=min_structure)
             if verdict.reason == "no_geometry" and pair.transform == LINKED:
                 # a keeper pair no signal found: perhaps a copy turned by 5-20 degrees (its turn signature
                 # proposed it), which ECC aligns only from the turn its rings suggest; a picture with keypoints
