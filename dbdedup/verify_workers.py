@@ -333,11 +333,11 @@ def _order_key(info: ImageInfo) -> tuple[int, int, bytes]:
 
 
 def files_ordered(pair: PendingPair) -> PendingPair:
-    """The pair with its two images in the order of their files (more pixels first, as a keeper; then the larger file,
-    then the path), not of their ids: the alignments of the check by pixels warp image_b onto image_a and are not symmetric,
-    while ids follow the order a load wrote the files in. So the same files get the same verdict however they were
-    loaded (session 37: swapping the sides of seed 5's 17,596 pairs refused no_geometry verified 60 copy pairs and 4
-    look-alike pairs). The verdict belongs to the pair as given."""
+    """The pair with its two images in the order of their files (more pixels first, as a keeper; then the larger
+    file, then the path), not of their ids: the alignments of the check by pixels warp image_b onto image_a and are
+    not symmetric, while ids follow the order a load wrote the files in. So the same files get the same verdict
+    however they were loaded (session 37: swapping the sides of seed 5's 17,596 pairs refused no_geometry verified 60
+    copy pairs and 4 look-alike pairs). The verdict belongs to the pair as given."""
     if _order_key(pair.a) <= _order_key(pair.b):
         return pair
     return replace(pair, image_a=pair.image_b, image_b=pair.image_a, a=pair.b, b=pair.a,
