@@ -897,9 +897,14 @@ def star_flag(star, size=(240, 160)) -> Image.Image:
     return image
 
 
-def assert_framed_copy_joins_alone(conn, ids: dict[str, int], look_alike: str) -> None:
-    """After a report's clustering: framed.png verified `dense` against large.png (a plain pHash pair), the
-    look-alike refused, and those two the only cluster."""
+def assert_framed_copy_joins_alone(conn, ids: dict[str, int], look_alike: str, large_bordered: bool) -> None:
+    """framed.png and the look-alike bordered as the loader saw them (large.png as ``large_bordered``), framed.png
+    aligned with large.png by its pHash; then, after a report's clustering: framed.png verified `dense` against
+    large.png (a plain pHash pair), the look-alike refused, and those two the only cluster."""
+    bordered = {p.rsplit("/", 1)[1]: b for p, b in conn.execute(
+        "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
+    assert bordered == {"large.png": large_bordered, "framed.png": True, look_alike: True}
+    assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
     clusters.ensure_clusters(conn, ClusterSettings())
     copy = pair(conn, ids, "large.png", "framed.png")
     assert copy["transform"] is None and (copy["verified"], copy["reason"]) == (True, "dense"), copy
@@ -918,11 +923,7 @@ def test_a_copy_in_a_frame_is_verified_by_what_the_frame_held_and_a_recoloured_o
     save(ImageOps.expand(star_flag((255, 222, 0), (480, 320)), border=26, fill="black"), tmp_path / "framed.png")
     save(ImageOps.expand(star_flag((255, 255, 255), (480, 320)), border=26, fill="black"), tmp_path / "white_star_framed.png")
     ids = load(conn, tmp_path)
-    bordered = {p.rsplit("/", 1)[1]: b for p, b in conn.execute(
-        "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
-    assert bordered == {"large.png": False, "framed.png": True, "white_star_framed.png": True}
-    assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
-    assert_framed_copy_joins_alone(conn, ids, "white_star_framed.png")
+    assert_framed_copy_joins_alone(conn, ids, "white_star_framed.png", large_bordered=False)
 
 
 def canton_flag(canton, size=(480, 320)) -> Image.Image:
@@ -951,13 +952,9 @@ def test_a_drawing_on_a_margin_framed_is_verified_by_what_the_frame_held_and_a_r
     save(on_margin((0, 40, 104), frame=16), tmp_path / "framed.png")
     save(on_margin((0, 110, 50), frame=16), tmp_path / "green_framed.png")
     ids = load(conn, tmp_path)
-    bordered = {p.rsplit("/", 1)[1]: b for p, b in conn.execute(
-        "SELECT path, phash_variants[8] IS NOT NULL FROM dbdedup.images").fetchall()}
-    assert bordered == {"large.png": True, "framed.png": True, "green_framed.png": True}
-    assert phash_distance(conn, ids, "large.png", "framed.png") <= verify.ALIGNED_DISTANCE  # (aligned: its signatures judge it)
     framed_trimmed_to_large = conn.execute(
         "SELECT dbdedup.hamming(f.phash_variants[8], l.phash), dbdedup.one_in_frame(f.phash, f.phash_variants, l.phash, "
         "l.phash_variants, %s) FROM dbdedup.images f, dbdedup.images l WHERE f.id = %s AND l.id = %s",
         (verify.ALIGNED_DISTANCE, ids["framed.png"], ids["large.png"])).fetchone()
     assert framed_trimmed_to_large[0] <= verify.ALIGNED_DISTANCE and framed_trimmed_to_large[1] is True
-    assert_framed_copy_joins_alone(conn, ids, "green_framed.png")
+    assert_framed_copy_joins_alone(conn, ids, "green_framed.png", large_bordered=True)
