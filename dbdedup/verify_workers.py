@@ -544,22 +544,42 @@ class PairChecker:
             # the pixels the keypoints were found on: image_a's under the same mirror (oriented once)
             return verify.orient_pixels(self._pixels(pair.a), mirror)
 
-        def aligned_by_keypoints(max_turn: float | None = None) -> tuple[verify.GeometricMatch, verify.Verdict]:
-            match = verify.align_keypoints(keys_a, keys_b, max_turn=max_turn)
+        def aligned_by_keypoints(max_turn: float | None = None, reverse: bool = False
+                                 ) -> tuple[verify.GeometricMatch, verify.Verdict]:
+            # (``reverse``: image_b's keypoints matched to image_a's, and image_a warped onto image_b)
+            (first, keys_first, info_first), (second, keys_second, info_second) = \
+                ((self._pixels(pair.b), keys_b, fb), (pixels_a(), keys_a, fa)) if reverse else \
+                ((pixels_a(), keys_a, fa), (self._pixels(pair.b), keys_b, fb))
+            match = verify.align_keypoints(keys_first, keys_second, max_turn=max_turn)
             if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
                 # (aligned under a mirror: a mirror drawn again differs in one region, verify.region_of_pixels)
-                match = verify.compare_overlap(match, pixels_a(), self._pixels(pair.b), region=mirror != "identity")
-            return match, verify.geometric_verdict(fa, fb, match, min_inliers=min_inliers,
-                                                   max_detail=verify.MAX_DETAIL_FAR if aligned else None,
-                                                   min_structure=min_structure)
+                match = verify.compare_overlap(match, first, second, region=mirror != "identity")
+            verdict = verify.geometric_verdict(info_first, info_second, match, min_inliers=min_inliers,
+                                               max_detail=verify.MAX_DETAIL_FAR if aligned else None,
+                                               min_structure=min_structure)
+            # (a verified verdict compared the overlap: the pixels are at hand)
+            if verdict.verified and max_turn is None and verify.turn_against_hash(match, first, second):
+                # the pHashes see the two unturned: only an unturned alignment verifies them (a card nearly
+                # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
+                unturned, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES, reverse=reverse)
+                return (unturned, again) if again.verified else (match, verify.Verdict(False, verdict.score, "turned"))
+            return match, verdict
 
-        match, verdict = aligned_by_keypoints()
-        # (a verified verdict compared the overlap: the pixels are at hand)
-        if verdict.verified and verify.turn_against_hash(match, pixels_a(), self._pixels(pair.b)):
-            # the pHashes see the two unturned: only an unturned alignment verifies them (a card nearly
-            # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
-            _, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES)
-            return again if again.verified else verify.Verdict(False, verdict.score, "turned")
+        _, verdict = aligned_by_keypoints()
+        if verdict.reason == "turned":
+            return verdict
+        if verdict.reason == "no_geometry":
+            # the matches come from a ratio test one way (each of image_b's keypoints against image_a's nearest
+            # two), and RANSAC's tolerance is a share of image_a's size: a copy can pass them only from its own
+            # side (a few inliers short of min_inliers the other way), so which file is image_a would decide its
+            # verdict. The other way is tried, and only its verification is taken (a refusal there does not stop
+            # the fallbacks below), turned by less than TURN_MIN_DEGREES: the pair's orientation has taken up a
+            # quarter turn already, and an arrow drawn pointing down aligns with one pointing up turned by 175
+            # degrees (seed 5's o0068 and o0061: 26 inliers one way, 23 the other)
+            turned_back, reversed_verdict = aligned_by_keypoints(reverse=True)
+            if reversed_verdict.verified and turned_back.transform is not None \
+                    and abs(verify.turn_degrees(turned_back.transform)) < verify.TURN_MIN_DEGREES:
+                return reversed_verdict
         fewest_keypoints = min(len(keys_a.points), len(keys_b.points))
         flat = fewest_keypoints < verify.DENSE_MAX_KEYPOINTS
         if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):

@@ -715,6 +715,27 @@ def test_a_flat_pictures_copy_found_by_its_phash_alone_is_aligned_by_its_pixels(
     assert got[frozenset((image["star"], image["lens"]))][0] is False, got
 
 
+def test_a_copy_whose_keypoints_match_only_from_its_own_side_is_verified(conn, tmp_path):
+    """The keypoints are matched by a ratio test one way (image_b's against image_a's), so a copy can align onto
+    its keeper and not the keeper onto it: a drawing of a dozen shapes turned by 5 degrees, against its 2x
+    enlargement (first in the files' order). The other way is tried after no_geometry (it used to end there)."""
+    from images import scatter_shapes
+
+    art = scatter_shapes(Image.new("RGB", (320, 240), (255, 255, 255)), random.Random(78), 12, largest=70, smallest=10)
+    pictures = {"keeper": art.resize((640, 480), Image.Resampling.BICUBIC),
+                "copy": art.rotate(5, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))}
+    # (what the test is about: one way aligns, the other does not)
+    keys = {name: verify.keypoints_of_pixels(verify.working_pixels(picture)) for name, picture in pictures.items()}
+    assert verify.align_keypoints(keys["keeper"], keys["copy"]).inliers < verify.MIN_INLIERS \
+        <= verify.align_keypoints(keys["copy"], keys["keeper"]).inliers
+    files = {name: save(picture, tmp_path / "set" / f"{name}.png") for name, picture in pictures.items()}
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["keeper"], image["copy"])  # an embedding neighbour
+    assert verify_workers.files_ordered(pending(conn, image["keeper"], image["copy"])).a.id == image["keeper"]
+    verify_pending_pairs(conn, workers=1)
+    assert verdicts(conn)[frozenset((image["keeper"], image["copy"]))][0::2] == (True, "geometry")
+
+
 def matted(image: Image.Image, colour=(150, 60, 90)) -> Image.Image:
     """The picture in a 20% mat of one colour, wider at the bottom (a framed print)."""
     pad = round(min(image.size) * 0.2)
