@@ -546,19 +546,20 @@ class PairChecker:
 
         def aligned_by_keypoints(max_turn: float | None = None, reverse: bool = False
                                  ) -> tuple[verify.GeometricMatch, verify.Verdict]:
-            # (``reverse``: image_b's keypoints matched to image_a's, and image_a warped onto image_b)
+            # (``reverse``: image_b's keypoints matched to image_a's, and image_a warped onto image_b; the pixels are
+            # read only for an overlap to compare: most pairs end no_geometry on keypoints from the store)
             (first, keys_first, info_first), (second, keys_second, info_second) = \
-                ((self._pixels(pair.b), keys_b, fb), (pixels_a(), keys_a, fa)) if reverse else \
-                ((pixels_a(), keys_a, fa), (self._pixels(pair.b), keys_b, fb))
+                ((lambda: self._pixels(pair.b), keys_b, fb), (pixels_a, keys_a, fa)) if reverse else \
+                ((pixels_a, keys_a, fa), (lambda: self._pixels(pair.b), keys_b, fb))
             match = verify.align_keypoints(keys_first, keys_second, max_turn=max_turn)
             if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
                 # (aligned under a mirror: a mirror drawn again differs in one region, verify.region_of_pixels)
-                match = verify.compare_overlap(match, first, second, region=mirror != "identity")
+                match = verify.compare_overlap(match, first(), second(), region=mirror != "identity")
             verdict = verify.geometric_verdict(info_first, info_second, match, min_inliers=min_inliers,
                                                max_detail=verify.MAX_DETAIL_FAR if aligned else None,
                                                min_structure=min_structure)
             # (a verified verdict compared the overlap: the pixels are at hand)
-            if verdict.verified and max_turn is None and verify.turn_against_hash(match, first, second):
+            if verdict.verified and max_turn is None and verify.turn_against_hash(match, first(), second()):
                 # the pHashes see the two unturned: only an unturned alignment verifies them (a card nearly
                 # symmetric by a half turn aligns both ways; an arrow drawn pointing the other way does not)
                 unturned, again = aligned_by_keypoints(max_turn=verify.TURN_MIN_DEGREES, reverse=reverse)
