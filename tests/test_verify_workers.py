@@ -736,6 +736,29 @@ def test_a_copy_whose_keypoints_match_only_from_its_own_side_is_verified(conn, t
     assert verdicts(conn)[frozenset((image["keeper"], image["copy"]))][0::2] == (True, "geometry")
 
 
+def test_a_framed_copy_against_a_crop_is_compared_in_the_crops_frame(monkeypatch):
+    """ECC warps the other picture onto what the frame held; when the other is a crop (a smaller field of view) part
+    of that frame stays uncovered and the two disagree there. After such an alignment the framed check warps what
+    the frame held onto the crop instead (it used to end there); another illustration cropped so stays apart."""
+    from test_turn_signature import _banded
+
+    def framed_and_crop(art: Image.Image) -> tuple[Image.Image, Image.Image]:
+        w, h = art.size
+        return (matted(art.resize((2 * w, 2 * h), Image.Resampling.BICUBIC), colour=(255, 255, 255)),
+                art.crop((w // 20, h // 20, w - w // 20, h - h // 20)))
+
+    def verdict(framed: Image.Image, crop: Image.Image) -> verify.Verdict | None:
+        return framed_verdict(verify.Features.of(framed), verify.Features.of(crop), verify.working_pixels(framed),
+                              verify.working_pixels(crop), verify.MIN_STRUCTURE)
+
+    framed, crop = framed_and_crop(_banded(5))
+    assert verdict(framed, crop).reason == "dense"
+    assert verdict(framed, framed_and_crop(_banded(4))[1]) is None
+    # (what the test is about: in the frame of what the frame held alone, the pair is not verified)
+    monkeypatch.setattr(verify_workers, "FRAMED_OTHER_FRAME_MIN_CORRELATION", float("inf"))
+    assert verdict(framed, crop) is None
+
+
 def matted(image: Image.Image, colour=(150, 60, 90)) -> Image.Image:
     """The picture in a 20% mat of one colour, wider at the bottom (a framed print)."""
     pad = round(min(image.size) * 0.2)
