@@ -535,3 +535,42 @@ def test_a_brightened_copy_nothing_aligned_is_verified_against_its_keeper_by_one
     assert not verdict(brighter, LINKED).verified
     got = verdict(brighter, "trim")
     assert got.verified and got.reason == "tone", got
+
+
+def _pink_with_lines(seed: int = 5, lines: int = 12, size=(1024, 664)) -> Image.Image:
+    """A pink wallpaper (red 220-245 everywhere: a 30% brightness edit clips it) crossed by thin grey-green lines."""
+    import random
+
+    field = np.asarray(photo(seed, size), dtype=np.float32) / 255
+    colours = np.stack([220 + 25 * field[..., 0], 130 + 70 * field[..., 1], 140 + 60 * field[..., 2]], axis=-1)
+    image = Image.fromarray(np.clip(colours, 0, 255).astype(np.uint8))
+    rng, draw = random.Random(seed), ImageDraw.Draw(image)
+    for _ in range(lines):
+        draw.line([(rng.randint(0, size[0]), rng.randint(0, size[1])) for _ in range(2)],
+                  fill=(rng.randint(140, 185), rng.randint(170, 200), rng.randint(160, 200)), width=rng.randint(2, 4))
+    return image
+
+
+def test_a_brightened_picture_whose_red_clips_everywhere_is_judged_on_its_green_and_blue():
+    """The channels' differences are measured on each two neighbouring channels where neither is clipped: brightened
+    by 30%, a pink picture keeps its red unclipped only along a few thin lines, where its 2x keeper, resampled
+    from another scale, differs; those few boxes alone put the differences 0.5 or more off the gain. Its green and
+    blue, unclipped nearly everywhere, scale by the gain; a copy with its hues turned by 25 degrees stays apart."""
+    from test_verification import hue_turned
+
+    original = _pink_with_lines()
+    keeper = original.resize((2048, 1328), Image.Resampling.BICUBIC)
+
+    def thumbnail(image: Image.Image) -> np.ndarray:
+        return verify.tone_thumbnail(verify.working_pixels(image))
+
+    brighter = thumbnail(ImageEnhance.Brightness(original).enhance(1.3))
+    fit = verify.both_tone_fits(thumbnail(keeper), brighter)[0]
+    # (over the narrow range of its tones more than one line fits: gain 1.17 and offset 21 here)
+    assert fit.agrees() and fit.residual < 3 and fit.chroma_error < 0.1, fit
+    # (what the test is about: the pixels with no channel clipped are a few boxes along the lines)
+    predicted = np.clip(fit.gain * thumbnail(keeper) + fit.offset, 0, 255)
+    nothing_clipped = ((brighter > 3) & (brighter < 252) & (predicted > 3) & (predicted < 252)).all(axis=2)
+    assert 0 < nothing_clipped.mean() < 0.01
+    turned = verify.both_tone_fits(thumbnail(keeper), thumbnail(hue_turned(original, 25)))
+    assert not any(f.agrees() for f in turned), turned
