@@ -602,10 +602,8 @@ class PairChecker:
                 # proposed it), which ECC aligns only from the turn its rings suggest; a picture with keypoints
                 # enough, only when they fell short for a turn of a few degrees, and only to verify it
                 # (verify.DENSE_TURNED_MIN_CORRELATION)
-                turned = verify.dense_verdict(
-                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), turned=True,
-                                               max_turn=None if flat else verify.DENSE_TURNED_MAX_DEGREES),
-                    min_structure=min_structure, min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
+                turned = turned_verdict(fa, fb, self._pixels(pair.a), self._pixels(pair.b),
+                                        None if flat else verify.DENSE_TURNED_MAX_DEGREES, min_structure)
                 if flat or turned.verified:
                     verdict = turned
         if verdict.reason == "no_geometry" and window_candidate(pair) \
@@ -918,6 +916,12 @@ FRAMED_MAX_DETAIL = 0.7
 # 263 that did not verify reached 0.85: a third of the framed check's time more, where trying every pair the other
 # way would double it.)
 FRAMED_OTHER_FRAME_MIN_CORRELATION = 0.85
+# The same for the turned route (``turned_verdict``: a keeper pair ECC aligns from the rings' turn), after an alignment
+# that would verify an unturned pair (verify.DENSE_MIN_CORRELATION): on a seed-5 run's 5,309 keeper pairs refused
+# no_geometry or structure or verified dense, replayed (session 38), the other frame verified 3 copy pairs (a 50% crop
+# and two turns of 20 degrees against their 2x keepers, first aligned at 0.976-0.992) and, after a first alignment of
+# 0.95, one look-alike (two states' outline maps); from 0.97 the copies only.
+TURNED_OTHER_FRAME_MIN_CORRELATION = verify.DENSE_MIN_CORRELATION
 
 
 def framed_candidate(pair: PendingPair) -> bool:
@@ -973,6 +977,23 @@ def framed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray,
         if verdict.reason != "no_geometry":
             refused = verdict
     return refused
+
+
+def turned_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
+                   max_turn: float | None, min_structure: float) -> verify.Verdict:
+    """The verdict of a pair aligned by ECC from the turn its rings suggest (``verify.dense_match`` with ``turned``,
+    up to ``max_turn`` degrees; ``verify.DENSE_TURNED_MIN_CORRELATION``): image_b warped onto image_a, and after an
+    alignment to TURNED_OTHER_FRAME_MIN_CORRELATION that did not agree, image_a onto image_b, only to verify."""
+    match = verify.dense_match(pixels_a, pixels_b, turned=True, max_turn=max_turn)
+    verdict = verify.dense_verdict(a, b, match, min_structure=min_structure,
+                                   min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
+    if verdict.reason == "no_geometry" and match.colour is not None \
+            and match.correlation >= TURNED_OTHER_FRAME_MIN_CORRELATION:
+        # aligned, and apart perhaps only where image_b, a crop, does not reach: in its frame (as the framed check)
+        again = verify.dense_verdict(b, a, verify.dense_match(pixels_b, pixels_a, turned=True, max_turn=max_turn),
+                                     min_structure=min_structure, min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
+        verdict = again if again.verified else verdict
+    return verdict
 
 
 def trim_orientation(transform: str) -> str:

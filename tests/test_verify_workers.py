@@ -759,6 +759,33 @@ def test_a_framed_copy_against_a_crop_is_compared_in_the_crops_frame(monkeypatch
     assert verdict(framed, crop) is None
 
 
+def test_a_keeper_pairs_half_crop_aligned_from_the_rings_turn_is_compared_in_the_crops_frame(monkeypatch):
+    """The turned route (a keeper pair ECC aligns from the turn its rings suggest) warps image_b onto image_a; a half
+    crop warped onto its 2x keeper's frame leaves the rest of the centre disc uncovered. After an alignment of 0.97
+    or more that did not agree, the keeper is warped onto the crop instead (it used to end there); another drawing
+    cropped so stays apart."""
+    from images import scatter_shapes
+    from dbdedup.verify_workers import turned_verdict
+
+    def keeper_and_crop(seed: int) -> tuple[Image.Image, Image.Image]:
+        art = scatter_shapes(Image.new("RGB", (320, 240), "white"), random.Random(seed), 6, largest=90, smallest=30)
+        w, h = art.size
+        return (art.resize((2 * w, 2 * h), Image.Resampling.BICUBIC),
+                art.crop((w * 3 // 20, h * 3 // 20, w - w * 3 // 20, h - h * 3 // 20)))
+
+    def verdict(keeper: Image.Image, crop: Image.Image) -> verify.Verdict:
+        return turned_verdict(verify.Features.of(keeper), verify.Features.of(crop), verify.working_pixels(keeper),
+                              verify.working_pixels(crop), None, verify.MIN_STRUCTURE)
+
+    keeper, crop = keeper_and_crop(1)
+    found = verdict(keeper, crop)
+    assert found.verified and found.reason == "dense", found
+    assert not verdict(keeper, keeper_and_crop(2)[1]).verified
+    # (what the test is about: in the keeper's frame alone, the pair is not verified)
+    monkeypatch.setattr(verify_workers, "TURNED_OTHER_FRAME_MIN_CORRELATION", float("inf"))
+    assert verdict(keeper, crop).reason == "no_geometry"
+
+
 def matted(image: Image.Image, colour=(150, 60, 90)) -> Image.Image:
     """The picture in a 20% mat of one colour, wider at the bottom (a framed print)."""
     pad = round(min(image.size) * 0.2)
