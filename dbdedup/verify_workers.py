@@ -548,9 +548,8 @@ class PairChecker:
                                  ) -> tuple[verify.GeometricMatch, verify.Verdict]:
             # (``reverse``: image_b's keypoints matched to image_a's, and image_a warped onto image_b; the pixels are
             # read only for an overlap to compare: most pairs end no_geometry on keypoints from the store)
-            (first, keys_first, info_first), (second, keys_second, info_second) = \
-                ((lambda: self._pixels(pair.b), keys_b, fb), (pixels_a, keys_a, fa)) if reverse else \
-                ((pixels_a, keys_a, fa), (lambda: self._pixels(pair.b), keys_b, fb))
+            sides = [(pixels_a, keys_a, fa), (lambda: self._pixels(pair.b), keys_b, fb)]
+            (first, keys_first, info_first), (second, keys_second, info_second) = sides[::-1] if reverse else sides
             match = verify.align_keypoints(keys_first, keys_second, max_turn=max_turn)
             if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
                 # (aligned under a mirror: a mirror drawn again differs in one region, verify.region_of_pixels)
@@ -963,15 +962,8 @@ def framed_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray,
             continue
         if abs(math.log(inner.shape[1] * other.shape[0] / (inner.shape[0] * other.shape[1]))) > FRAMED_MAX_ASPECT:
             continue  # (what the frame held has another shape than the other picture: no ECC for it)
-        match = verify.dense_match(inner, other, fine=True)
-        verdict = verify.dense_verdict(a, b, match, min_structure=min_structure, max_detail=FRAMED_MAX_DETAIL)
-        if verdict.reason == "no_geometry" and match.colour is not None \
-                and match.correlation >= FRAMED_OTHER_FRAME_MIN_CORRELATION:
-            # aligned, and apart perhaps only where the other picture, a crop, does not reach: in its frame (above;
-            # only a verification is taken from it)
-            swapped = verify.dense_verdict(a, b, verify.dense_match(other, inner, fine=True),
-                                           min_structure=min_structure, max_detail=FRAMED_MAX_DETAIL)
-            verdict = swapped if swapped.verified else verdict
+        verdict = dense_in_either_frame(a, b, inner, other, FRAMED_OTHER_FRAME_MIN_CORRELATION, {"fine": True},
+                                        {"min_structure": min_structure, "max_detail": FRAMED_MAX_DETAIL})
         if verdict.verified:
             return verdict
         if verdict.reason != "no_geometry":
@@ -984,15 +976,23 @@ def turned_verdict(a: verify.Features, b: verify.Features, pixels_a: np.ndarray,
     """The verdict of a pair aligned by ECC from the turn its rings suggest (``verify.dense_match`` with ``turned``,
     up to ``max_turn`` degrees; ``verify.DENSE_TURNED_MIN_CORRELATION``): image_b warped onto image_a, and after an
     alignment to TURNED_OTHER_FRAME_MIN_CORRELATION that did not agree, image_a onto image_b, only to verify."""
-    match = verify.dense_match(pixels_a, pixels_b, turned=True, max_turn=max_turn)
-    verdict = verify.dense_verdict(a, b, match, min_structure=min_structure,
-                                   min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
-    if verdict.reason == "no_geometry" and match.colour is not None \
-            and match.correlation >= TURNED_OTHER_FRAME_MIN_CORRELATION:
-        # aligned, and apart perhaps only where image_b, a crop, does not reach: in its frame (as the framed check)
-        again = verify.dense_verdict(b, a, verify.dense_match(pixels_b, pixels_a, turned=True, max_turn=max_turn),
-                                     min_structure=min_structure, min_correlation=verify.DENSE_TURNED_MIN_CORRELATION)
-        verdict = again if again.verified else verdict
+    return dense_in_either_frame(
+        a, b, pixels_a, pixels_b, TURNED_OTHER_FRAME_MIN_CORRELATION, {"turned": True, "max_turn": max_turn},
+        {"min_structure": min_structure, "min_correlation": verify.DENSE_TURNED_MIN_CORRELATION})
+
+
+def dense_in_either_frame(a: verify.Features, b: verify.Features, pixels_a: np.ndarray, pixels_b: np.ndarray,
+                          min_other_frame: float, match_options: dict, verdict_options: dict) -> verify.Verdict:
+    """``verify.dense_verdict`` of ``pixels_b`` aligned onto ``pixels_a`` by ``verify.dense_match`` (with
+    ``match_options`` and ``verdict_options``); when that aligned to ``min_other_frame`` or more and was refused
+    no_geometry (apart perhaps only where image_b, a crop, does not reach: FRAMED_OTHER_FRAME_MIN_CORRELATION),
+    the same with image_a aligned onto image_b, taken only when it verifies."""
+    match = verify.dense_match(pixels_a, pixels_b, **match_options)
+    verdict = verify.dense_verdict(a, b, match, **verdict_options)
+    if verdict.reason == "no_geometry" and match.colour is not None and match.correlation >= min_other_frame:
+        again = verify.dense_verdict(b, a, verify.dense_match(pixels_b, pixels_a, **match_options), **verdict_options)
+        if again.verified:
+            return again
     return verdict
 
 
