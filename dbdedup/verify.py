@@ -31,6 +31,7 @@ held-out split (bench/accuracy/verify_study.py).
 from __future__ import annotations
 
 import io
+import functools
 import math
 import re
 import warnings
@@ -566,9 +567,16 @@ TONE_SIDES = (TONE_SIDE, 128, 256)
 # where the edit does not commute with the thumbnail's averaging (a pixel half outline and half face), and fits within
 # every bound at 128 (session 33: seed 6's brightened dreidels and tops, 3 keeper pairs).
 TONE_NEAR_RESIDUAL = 12.0
+TONE_SEARCH_GAINS = np.geomspace(1 / TONE_MAX_GAIN, TONE_MAX_GAIN, 41)  # steps of 2%
+TONE_SEARCH_MAX_EXTRA_RESIDUAL = 1.0  # levels RMS a searched line may be farther than the least-squares lines
+# ... and at most this far from the pixels: of 41 lines tried, a look-alike finds one just within the limits more
+# often than least squares' one line does (seed 5's replay, session 39: five look-alike pairs at 3.5-5.9 levels,
+# four of them line drawings on white that any line fits nearly everywhere; the brightened copies it found, 1.7-3.4)
+TONE_SEARCH_MAX_RESIDUAL = TONE_MAX_RESIDUAL / 2
 _TONE_ROUNDS = 3
 _TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
 _TONE_GREY_CHANNELS = 4.0  # levels: two pictures whose channels differ by less at 99% of their pixels have no colour
+_TONE_MIN_CHROMA_SHARE = 0.01  # of the neighbouring channel pairs: with fewer unclipped, no chroma error is measured
 
 
 @dataclass(frozen=True)
@@ -607,7 +615,7 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
     on the pixels neither clipped nor far off, in a few rounds."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    n, side = x.shape[0], x.shape[1]
+    n = x.shape[0]
     flat_x, flat_y = x.reshape(n, -1), y.reshape(n, -1)
     gain, offset = np.ones(n), np.zeros(n)
     keep = (flat_y > _TONE_CLIPPED) & (flat_y < 255 - _TONE_CLIPPED)
@@ -629,6 +637,13 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
             | ((predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED))
         # (a watermark or a few re-encoding outliers do not pull the line)
         keep = unclipped & (off < np.maximum(3 * np.median(off, axis=1, keepdims=True) + 2, 8))
+    return _tone_fits_of_lines(x, y, gain, offset)
+
+
+def _tone_fits_of_lines(x: np.ndarray, y: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> list[ToneFit]:
+    """The ``ToneFit`` of the line ``gain * x + offset`` (one gain and offset for each stacked pair, as
+    ``tone_fits`` takes them) to each pair: how far y is from it."""
+    n, side = x.shape[0], x.shape[1]
     per_pair = (-1,) + (1,) * (x.ndim - 1)
     predicted = np.clip(gain.reshape(per_pair) * x + offset.reshape(per_pair), 0, 255)
     difference = np.abs(y - predicted)
@@ -657,7 +672,12 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
         # their ratio would be noise; a picture with some colour, a few labels on grey paper, is judged)
         spread = np.maximum(size_y.max(axis=3), np.abs(channel_x).max(axis=3))
         coloured = np.percentile(spread.reshape(n, -1), 99, axis=1) >= _TONE_GREY_CHANNELS
-        chroma_error = np.where(coloured, error / np.maximum(size, 1e-6), 0.0)
+        # (nor when nearly every pixel has a channel clipped next to each unclipped one: a flag's light blue
+        # brightened until its green and blue clip keeps a channel pair unclipped only along its edges, where
+        # averaging clipped and unclipped pixels into one does not commute with the edit; one line for all three
+        # channels is then judged by the residual alone)
+        judged = coloured & (unclipped.reshape(n, -1).sum(axis=1) >= _TONE_MIN_CHROMA_SHARE * unclipped[0].size)
+        chroma_error = np.where(judged, error / np.maximum(size, 1e-6), 0.0)
     return [ToneFit(float(g), float(o), float(r), float(w), float(c))
             for g, o, r, w, c in zip(gain, offset, residual, window, chroma_error)]
 
@@ -669,6 +689,33 @@ def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:
     return forward, backward
 
 
+def searched_tone_fit(x: np.ndarray, y: np.ndarray) -> ToneFit | None:
+    """The closest line of TONE_SEARCH_GAINS that maps one picture ``x`` (side, side, 3) onto ``y`` within every
+    limit (``ToneFit.agrees``), each gain with the median offset of y's unclipped pixels; when none does, the
+    closest line of them all (it does not agree); None when y has too few unclipped pixels to fit.
+    Least squares finds no such line when y's unclipped tones span too narrow a range to pin it: a flag's light
+    blue brightened until its green and blue clip leaves only its red to fit, one level each, and labels on
+    white paper that clip but for their lettering fit lines of any gain about as well (the gain then shows in
+    the channels' differences, ``ToneFit.chroma_error``, which the least-squares line does not weigh)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+    unclipped = (flat_y > _TONE_CLIPPED) & (flat_y < 255 - _TONE_CLIPPED)
+    if unclipped.sum() < 50:
+        return None
+    gains = TONE_SEARCH_GAINS
+    # (an offset past TONE_MAX_OFFSET is left as it is, and refused: clipped to the limit, the line nearest a paler
+    # variant, blended with white, could come within the residual's)
+    offsets = np.median(flat_y[unclipped][None, :] - gains[:, None] * flat_x[unclipped][None, :], axis=1)
+    predicted = np.clip(gains[:, None] * flat_x[None, :] + offsets[:, None], 0, 255)
+    difference = np.abs(flat_y[None, :] - predicted).reshape(len(gains), -1, x.shape[-1]).mean(axis=2)
+    residuals = np.sqrt((difference ** 2).mean(axis=1))
+    near = np.union1d(np.flatnonzero(residuals <= TONE_MAX_RESIDUAL), [np.argmin(residuals)])
+    fits = _tone_fits_of_lines(np.repeat(x[None], len(near), axis=0), np.repeat(y[None], len(near), axis=0),
+                               gains[near], offsets[near])
+    return min(fits, key=lambda fit: (not fit.agrees(), fit.residual))
+
+
 def tone_thumbnail(rgb: np.ndarray, side: int = TONE_SIDE) -> np.ndarray:
     """RGB pixels (rows, columns, 3) box-averaged to ``side`` x ``side``, float64."""
     image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
@@ -678,19 +725,42 @@ def tone_thumbnail(rgb: np.ndarray, side: int = TONE_SIDE) -> np.ndarray:
 def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str = "identity") -> ToneFit | None:
     """The closest fit of one brightness or contrast edit that maps the RGB pixels of image_a (under
     ``orientation``) onto image_b's or back within every limit (``ToneFit.agrees``), at the first of
-    TONE_SIDES where one does; None when no side has one."""
+    TONE_SIDES where the least-squares lines have one, else where the search over gains does
+    (``searched_tone_fit``); None when no side has one."""
     oriented = orient_pixels(pixels_a, orientation)
-    for side in TONE_SIDES:
+
+    @functools.cache
+    def thumbnails(side: int) -> tuple[np.ndarray, np.ndarray]:
         # (every side // TONE_SIDE-th pixel of each row and column: a fit on all 256x256 costs 16 times
         # as much, about 70 ms, and a pixel of the 256 thumbnail is as clipped as it would be among them)
         step = side // TONE_SIDE
-        fits = both_tone_fits(tone_thumbnail(oriented, side)[::step, ::step],
-                              tone_thumbnail(pixels_b, side)[::step, ::step])
-        agreeing = [fit for fit in fits if fit.agrees()]
-        if agreeing:
-            return min(agreeing, key=lambda fit: fit.residual)
-        if not any(fit.residual <= TONE_NEAR_RESIDUAL for fit in fits):
-            return None  # (nowhere near one edit: the next side would not find one either)
+        return tone_thumbnail(oriented, side)[::step, ::step], tone_thumbnail(pixels_b, side)[::step, ::step]
+
+    @functools.cache
+    def least_squares(side: int) -> tuple[ToneFit, ToneFit]:
+        return both_tone_fits(*thumbnails(side))
+
+    def searched(side: int) -> list[ToneFit]:
+        x, y = thumbnails(side)
+        return [fit for fit in (searched_tone_fit(x, y), searched_tone_fit(y, x)) if fit is not None]
+
+    def taken(fit: ToneFit, side: int, searched: bool) -> bool:
+        # (a searched line only about as close as least squares' own, which needs no limit to fit: the nearest
+        # line within the limits to an edit beyond them, a paler variant blended with white (gain 0.6), is 4
+        # levels RMS off it; and only well within the limits, TONE_SEARCH_MAX_RESIDUAL)
+        return fit.agrees() and (not searched or fit.residual <= min(
+            TONE_SEARCH_MAX_RESIDUAL,
+            min(other.residual for other in least_squares(side)) + TONE_SEARCH_MAX_EXTRA_RESIDUAL))
+
+    # (the search second, at every side: what least squares verifies keeps its line)
+    for fits_of in (least_squares, searched):
+        for side in TONE_SIDES:
+            fits = fits_of(side)
+            agreeing = [fit for fit in fits if taken(fit, side, fits_of is searched)]
+            if agreeing:
+                return min(agreeing, key=lambda fit: fit.residual)
+            if not any(fit.residual <= TONE_NEAR_RESIDUAL for fit in fits):
+                break  # (nowhere near one edit: the next side would not find one either)
     return None
 
 

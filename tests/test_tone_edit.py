@@ -574,3 +574,91 @@ def test_a_brightened_picture_whose_red_clips_everywhere_is_judged_on_its_green_
     assert 0 < nothing_clipped.mean() < 0.01
     turned = verify.both_tone_fits(thumbnail(keeper), thumbnail(hue_turned(original, 25)))
     assert not any(f.agrees() for f in turned), turned
+
+
+def _triangle_flag(field=(101, 207, 255), size=(600, 300)) -> Image.Image:
+    """A flag of one light field and a white-edged black and yellow triangle (the layout Saint Lucia's has)."""
+    width, height = size
+    image = Image.new("RGB", size, field)
+    draw = ImageDraw.Draw(image)
+    middle = width // 2
+    draw.polygon([(middle, height // 10), (middle - width // 5, height * 9 // 10), (middle + width // 5, height * 9 // 10)],
+                 fill="white")
+    draw.polygon([(middle, height // 6), (middle - width // 7, height * 9 // 10), (middle + width // 7, height * 9 // 10)],
+                 fill="black")
+    draw.polygon([(middle, height // 2), (middle - width // 6, height * 9 // 10), (middle + width // 6, height * 9 // 10)],
+                 fill=(255, 206, 0))
+    return image
+
+
+def _either_fit_agrees(x: np.ndarray, y: np.ndarray) -> bool:
+    return any(fit.agrees() for fit in verify.both_tone_fits(x, y))
+
+
+def test_a_brightened_flag_whose_field_keeps_one_channel_unclipped_is_found_by_searching_the_gains():
+    """Brightened by 30%, a light blue field (101, 207, 255) becomes (131, 255, 255): its green and blue clip, and
+    the only unclipped tones left are its red and the triangle's edges. Least squares over so few tones fits no
+    line within the limits, and the channels' differences are judged on edge pixels alone, where averaging clipped
+    and unclipped pixels does not commute with the edit. The search over gains finds gain 1.3, and with a
+    channel pair left unclipped at under 1% of the pixels only the residual judges the colours: the same flag
+    with another field, a darker blue or a green, fits no line."""
+    original = _triangle_flag()
+    keeper = original.resize((1200, 600), Image.Resampling.BICUBIC)
+    brighter = verify.working_pixels(ImageEnhance.Brightness(original).enhance(1.3))
+    keeper_pixels = verify.working_pixels(keeper)
+    fit = verify.agreeing_tone_fit(keeper_pixels, brighter)
+    assert fit is not None and abs(fit.gain - 1.3) < 0.05, fit
+    # (the least-squares lines alone agree at no side: what the search is for)
+    for side in verify.TONE_SIDES:
+        step = side // verify.TONE_SIDE
+        thumbnails = [verify.tone_thumbnail(p, side)[::step, ::step] for p in (keeper_pixels, brighter)]
+        assert not _either_fit_agrees(*thumbnails), side
+    for field in ((40, 120, 220), (0, 150, 70), (150, 200, 255)):
+        other = verify.working_pixels(_triangle_flag(field))
+        assert verify.agreeing_tone_fit(keeper_pixels, other) is None, field
+        assert verify.agreeing_tone_fit(verify.working_pixels(_triangle_flag(field).resize((1200, 600))), brighter) is None, field
+
+
+def _labels_on_white(seed: int, size=(1000, 600), labels: int = 24) -> Image.Image:
+    """A map of scattered parchment labels (tan, shaded from dark to light) with dark lettering on white paper: a
+    light picture that a brightness edit clips but for the labels' darker parts and lettering."""
+    import random
+
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    for _ in range(labels):
+        x, y, width = rng.randint(0, size[0] - 90), rng.randint(0, size[1] - 30), rng.randint(50, 90)
+        for column in range(width):
+            shade = column / width
+            draw.line([(x + column, y), (x + column, y + 22)],
+                      fill=(int(150 + 80 * shade), int(128 + 85 * shade), int(90 + 85 * shade)))
+        for k in range(rng.randint(3, 6)):
+            draw.rectangle([x + 6 + 12 * k, y + 7, x + 14 + 12 * k, y + 15], fill=(rng.randint(40, 90),) * 3)
+    return image
+
+
+def test_brightened_labels_on_white_fit_the_gain_their_channels_differences_say():
+    """Over the few tones a brightened map of labels leaves unclipped (the labels' darker parts, their lettering),
+    lines of many gains fit the residual about as well; least squares picks one whose gain the channels'
+    differences refuse (the chroma error). The search over gains takes the line within every limit; a map of
+    other labels fits none."""
+    original = _labels_on_white(3)
+    keeper = verify.working_pixels(original.resize((2000, 1200), Image.Resampling.BICUBIC))
+    brighter = verify.working_pixels(ImageEnhance.Brightness(original).enhance(1.3))
+    other = verify.working_pixels(ImageEnhance.Brightness(_labels_on_white(4)).enhance(1.3))
+
+    def thumbnail(pixels: np.ndarray) -> np.ndarray:
+        return verify.tone_thumbnail(pixels, 128)[::2, ::2]
+
+    least_squares = verify.both_tone_fits(thumbnail(keeper), thumbnail(brighter))
+    assert not any(fit.agrees() for fit in least_squares) and least_squares[0].residual < 6, least_squares
+    assert least_squares[0].chroma_error > verify.TONE_MAX_CHROMA_ERROR, least_squares
+    searched = verify.searched_tone_fit(thumbnail(keeper), thumbnail(brighter))
+    assert searched is not None and searched.agrees() and 1.1 < searched.gain < 1.35, searched
+    assert verify.agreeing_tone_fit(keeper, brighter) is not None
+    for x, y in ((keeper, other), (other, keeper)):
+        found = verify.searched_tone_fit(thumbnail(x), thumbnail(y))
+        assert found is None or not found.agrees(), found
+        assert verify.agreeing_tone_fit(x, y) is None
+
