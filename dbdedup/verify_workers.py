@@ -623,11 +623,18 @@ class PairChecker:
             framed = framed_verdict(fa, fb, pixels_a(), self._pixels(pair.b), min_structure)
             if framed is not None and framed.verified:
                 verdict = framed
-        if not verdict.verified and aligned and settled is None \
+        if not verdict.verified and aligned \
+                and (settled is None or (settled.verified and verdict.reason == "structure"
+                                         and not verify.drawing_on_white(fa.signature)
+                                         and not verify.drawing_on_white(fb.signature))) \
                 and verify.tone_worth_reading(fa.signature, fb.signature, orientation):
             # apart in colour, layout or detail, not settled by the signatures, and not aligned otherwise: one
             # edit of the tones may explain it (a copy brightened until it clips, farther in pHash than
-            # same_framing; its clipped areas have no keypoints), when the signatures' cells are near one
+            # same_framing; its clipped areas have no keypoints), when the signatures' cells are near one. So may
+            # a pair the signatures agreed on whose overlap the keypoints aligned and found apart in structure:
+            # a photo brightened until its snow and clouds clip keeps its colours and loses their detail. (Not a
+            # drawing on white: two drawings on white fit a line wherever both are white, and their structure
+            # decides; the replays of session 39 gave 6 copy pairs and one such look-alike otherwise.)
             toned = self._tone_verdict(pair, orientation)
             if toned is not None:
                 return toned

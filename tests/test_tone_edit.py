@@ -662,3 +662,49 @@ def test_brightened_labels_on_white_fit_the_gain_their_channels_differences_say(
         assert found is None or not found.agrees(), found
         assert verify.agreeing_tone_fit(x, y) is None
 
+
+def _snowy_landscape(seed: int = 11, size=(768, 512), ground_seed: int | None = None) -> Image.Image:
+    """A landscape: mid-toned ground full of detail below, and above it clouds in light greys (200-245), which a
+    30% brightness edit clips to a flat white, with birds in them: in a window of birds and clouds the clouds
+    carry most of the spread, and once they clip only the birds' is left."""
+    width, height = size
+    ground = np.asarray(photo(seed if ground_seed is None else ground_seed, (width, height // 2)),
+                        dtype=np.float32) * 0.6 + 30
+    rng = np.random.default_rng(seed)
+    texture = Image.fromarray(rng.integers(0, 256, (8, 16), dtype=np.uint8)).resize(
+        (width, height // 2), Image.Resampling.BICUBIC)
+    sky = 200 + 45 * np.asarray(texture, dtype=np.float32)[..., None] / 255 * np.ones(3)
+    image = Image.fromarray(np.clip(np.concatenate([sky, ground]), 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(30):
+        x, y = rng.integers(0, width - 10), rng.integers(0, height // 2 - 10)
+        draw.rectangle([x, y, x + 6, y + 3], fill=(60, 60, 70))
+    return image
+
+
+def test_a_brightened_photo_whose_snow_clips_flat_is_verified_by_one_tone_edit_though_its_structure_is_apart(conn, tmp_path):
+    """Brightened by 30%, a landscape's snow and clouds clip to a flat white: the colour signatures agree, the
+    structure check finds the two apart where the texture was, and the keypoints of the ground align them and
+    find the overlap apart in structure too. One tone edit maps the pixels of the 2x keeper onto the copy: 'tone'.
+    The same sky over other ground is not verified."""
+    original = _snowy_landscape()
+    save(original.resize((1536, 1024), Image.Resampling.BICUBIC), tmp_path / "keeper.png")
+    save(ImageEnhance.Brightness(original).enhance(1.3), tmp_path / "brighter.png")
+    save(_snowy_landscape(ground_seed=12), tmp_path / "other_ground.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    conn.commit()
+    check_structure(conn)
+    conn.commit()
+    clusters.ensure_clusters(conn, ClusterSettings())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "keeper.png", "brighter.png")
+    assert found is not None and found["verified"] is True and found["reason"] == "tone", found
+    for name in ("keeper.png", "brighter.png"):
+        other = pair(conn, ids, name, "other_ground.png")
+        assert other is None or other["verified"] is False, (name, other)
+        # (and whether or not its pHash is near enough to be a pair: no one edit of the tones maps one onto the other)
+        assert verify.agreeing_tone_fit(verify.working_pixels(Image.open(tmp_path / name)),
+                                        verify.working_pixels(Image.open(tmp_path / "other_ground.png"))) is None
