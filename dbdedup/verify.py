@@ -734,10 +734,11 @@ def tone_thumbnail(rgb: np.ndarray, side: int = TONE_SIDE) -> np.ndarray:
     return np.asarray(image.resize((side, side), Image.Resampling.BOX), dtype=np.float64)
 
 
-def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str = "identity") -> ToneFit | None:
+def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str = "identity",
+                      max_residual: float = TONE_MAX_RESIDUAL) -> ToneFit | None:
     """The closest fit of one brightness or contrast edit that maps the RGB pixels of image_a (under
-    ``orientation``) onto image_b's or back within every limit (``ToneFit.agrees``), at the first of
-    TONE_SIDES where the least-squares lines have one, else where the search over gains does
+    ``orientation``) onto image_b's or back within every limit (``ToneFit.agrees``) and ``max_residual``, at the
+    first of TONE_SIDES where the least-squares lines have one, else where the search over gains does
     (``searched_tone_fit``); None when no side has one."""
     oriented = orient_pixels(pixels_a, orientation)
 
@@ -756,7 +757,7 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
         # (a searched line only about as close as least squares' own, which needs no limit to fit: the nearest
         # line within the limits to an edit beyond them, a paler variant blended with white (gain 0.6), is 4
         # levels RMS off it; and only well within the limits, TONE_SEARCH_MAX_RESIDUAL)
-        return min(TONE_SEARCH_MAX_RESIDUAL,
+        return min(TONE_SEARCH_MAX_RESIDUAL, max_residual,
                    min(fit.residual for fit in least_squares(side)) + TONE_SEARCH_MAX_EXTRA_RESIDUAL)
 
     def searched(side: int) -> list[ToneFit]:
@@ -765,7 +766,7 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
         return [fit for fit in (searched_tone_fit(x, y, bound), searched_tone_fit(y, x, bound)) if fit is not None]
 
     def taken(fit: ToneFit, side: int, searched: bool) -> bool:
-        return fit.agrees() and (not searched or fit.residual <= searched_bound(side))
+        return fit.agrees() and fit.residual <= (searched_bound(side) if searched else max_residual)
 
     # (the search second, at every side: what least squares verifies keeps its line; and only for a pair whose
     # least-squares lines at the first side come within TONE_SEARCH_MAX_LEAST_SQUARES)
@@ -781,13 +782,14 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
     return None
 
 
-def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str) -> "Verdict | None":
+def tone_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str,
+                 max_residual: float = TONE_MAX_RESIDUAL) -> "Verdict | None":
     """The verdict for an aligned pair whose signatures were apart (in colour, or left to the geometric check):
     'tone' (verified) when one brightness or contrast edit maps the RGB pixels of image_a (under
-    ``orientation``) onto image_b's (``agreeing_tone_fit``); None otherwise. Greyscale pictures too (a grey
-    folder and a darker one are a line apart only when the outline and the paper stay put as a brightened
-    copy's do; the set's 1,076 greyscale look-alike pairs whose cells agree pass none)."""
-    fit = agreeing_tone_fit(pixels_a, pixels_b, orientation)
+    ``orientation``) onto image_b's within ``max_residual`` (``agreeing_tone_fit``); None otherwise. Greyscale
+    pictures too (a grey folder and a darker one are a line apart only when the outline and the paper stay put as
+    a brightened copy's do; the set's 1,076 greyscale look-alike pairs whose cells agree pass none)."""
+    fit = agreeing_tone_fit(pixels_a, pixels_b, orientation, max_residual)
     if fit is None:
         return None
     return Verdict(True, tone_score(fit.residual), "tone")
@@ -1383,6 +1385,23 @@ class GeometricMatch:
     fine_structure: float | None = None  # the same at FINE_STRUCTURE_SIDE (``fine_structure_of_pixels``)
     shape_change: float | None = None  # ``shape_change`` of the overlap
     region: float | None = None  # ``region_of_pixels`` of the overlap, when asked (an alignment under a mirror)
+
+
+IN_PLACE_SHARE = 0.02  # of the long side: how far a corner may land from the other picture's for two to be in place
+
+
+def in_place(match: GeometricMatch, shape_a: tuple[int, ...], shape_b: tuple[int, ...]) -> bool:
+    """Whether the keypoints' transform puts picture b (working pixels of ``shape_b``) onto picture a (``shape_a``)
+    whole and in place: each corner of b within IN_PLACE_SHARE of a's long side of a's same corner."""
+    if match.transform is None:
+        return False
+    rows_b, columns_b = shape_b[:2]
+    rows_a, columns_a = shape_a[:2]
+    corners_b = np.array([[0, 0], [columns_b, 0], [0, rows_b], [columns_b, rows_b]], dtype=np.float64)
+    corners_a = np.array([[0, 0], [columns_a, 0], [0, rows_a], [columns_a, rows_a]], dtype=np.float64)
+    transform = np.asarray(match.transform, dtype=np.float64)
+    mapped = corners_b @ transform[:, :2].T + transform[:, 2]
+    return float(np.abs(mapped - corners_a).max()) <= IN_PLACE_SHARE * max(rows_a, columns_a)
 
 
 def geometric_match(a: Keypoints, b: Keypoints, *, min_inliers: int = MIN_INLIERS) -> GeometricMatch:

@@ -565,9 +565,13 @@ class PairChecker:
                 return (unturned, again) if again.verified else (match, verify.Verdict(False, verdict.score, "turned"))
             return match, verdict
 
-        _, verdict = aligned_by_keypoints()
+        match, verdict = aligned_by_keypoints()
         if verdict.reason == "turned":
             return verdict
+        # (the keypoints aligned the two whole and in place, and the overlap compared apart: a pHash too far for an
+        # aligned pair, a copy brightened until it clips, may be one tone edit in place; see _unaligned_tone_verdict)
+        keypoints_in_place = mirror if verdict.reason in ALIGNED_REFUSALS \
+            and verify.in_place(match, pixels_a().shape, self._pixels(pair.b).shape) else None
         if verdict.reason == "no_geometry":
             # the matches come from a ratio test one way (each of image_b's keypoints against image_a's nearest
             # two), and RANSAC's tolerance is a share of image_a's size: a copy can pass them only from its own
@@ -643,10 +647,10 @@ class PairChecker:
             return self._unless_overlay(pair, fa, fb, orientation, verdict,
                                         cells_gate=verdict.reason not in ALIGNED_REFUSALS)
         if not verdict.verified and verdict.reason in OVERLAY_REFUSALS:
-            # a keeper pair no signal found, or one a trimmed variant found, that nothing aligned: a copy
-            # brightened until it clips (its pHash moved, its clipped areas have no keypoints) is the other
-            # under one edit of the tones, in place
-            toned = self._unaligned_tone_verdict(pair, fa, fb)
+            # a keeper pair no signal found, or one a trimmed variant found, that nothing aligned (or the
+            # keypoints aligned in place): a copy brightened until it clips (its pHash moved, its clipped areas
+            # have no keypoints) is the other under one edit of the tones, in place
+            toned = self._unaligned_tone_verdict(pair, fa, fb, keypoints_in_place)
             if toned is not None:
                 return toned
         if not verdict.verified and verdict.reason in ALIGNED_REFUSALS and window_candidate(pair):
@@ -663,11 +667,12 @@ class PairChecker:
             return self._unless_overlay(pair, fa, fb, "identity", verdict, own_size_only=True)
         return verdict
 
-    def _tone_verdict(self, pair: PendingPair, orientation: str) -> verify.Verdict | None:
-        """'tone' when one brightness or contrast edit maps image_a (under ``orientation``) onto image_b
-        (``verify.tone_verdict``) at the working size, or else at the smaller picture's own size
+    def _tone_verdict(self, pair: PendingPair, orientation: str,
+                      max_residual: float = verify.TONE_MAX_RESIDUAL) -> verify.Verdict | None:
+        """'tone' when one brightness or contrast edit maps image_a (under ``orientation``) onto image_b within
+        ``max_residual`` (``verify.tone_verdict``) at the working size, or else at the smaller picture's own size
         (``own_size_side``); None otherwise."""
-        toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation)
+        toned = verify.tone_verdict(self._pixels(pair.a), self._pixels(pair.b), orientation, max_residual)
         side = own_size_side(pair)
         if toned is None and side is not None:
             # one is the other enlarged (a keeper is the largest copy): reduced to the working size from two
@@ -675,30 +680,34 @@ class PairChecker:
             # no line fits them; at the smaller one's own size both come from one grid (bench/accuracy: 4
             # brightened copies against their 2x upscale, none of the 43 look-alike pairs tried so)
             try:
-                toned = verify.tone_verdict(self._pixels_at(pair.a, side), self._pixels_at(pair.b, side), orientation)
+                toned = verify.tone_verdict(self._pixels_at(pair.a, side), self._pixels_at(pair.b, side), orientation,
+                                            max_residual)
             except _Unreadable:
                 return None  # (the refusal stands: a file changed since its load is read by the next match)
         return toned
 
-    def _unaligned_tone_verdict(self, pair: PendingPair, fa: verify.Features, fb: verify.Features) -> verify.Verdict | None:
+    def _unaligned_tone_verdict(self, pair: PendingPair, fa: verify.Features, fb: verify.Features,
+                                keypoints_in_place: str | None = None) -> verify.Verdict | None:
         """'tone' for a pair that is not aligned, when one brightness or contrast edit maps image_a onto image_b in
         place (``_tone_verdict``; the files read only when the signatures' cells are near one edit): a pair a
         trimmed variant found (in that variant's orientation), or a keeper pair no signal found (unturned, and
-        within UNALIGNED_TONE_MAX_RESIDUAL: nothing but the fit says the two are one picture). None otherwise,
-        and for an embedding neighbour."""
+        within UNALIGNED_TONE_MAX_RESIDUAL: nothing but the fit says the two are one picture), or another pair
+        whose keypoints aligned it in place under the mirror ``keypoints_in_place`` (within that bound too).
+        None otherwise, and for an embedding neighbour the keypoints did not align so."""
         transform = pair.transform or ""
         if transform.startswith("trim"):
             orientation, max_residual = trim_orientation(transform), verify.TONE_MAX_RESIDUAL
         elif transform == LINKED:
             orientation, max_residual = "identity", UNALIGNED_TONE_MAX_RESIDUAL
+        elif keypoints_in_place is not None:
+            orientation, max_residual = keypoints_in_place, UNALIGNED_TONE_MAX_RESIDUAL
         else:
             return None
         if orientation not in verify.ORIENTATIONS or not verify.tone_worth_reading(fa.signature, fb.signature, orientation):
             return None
-        toned = self._tone_verdict(pair, orientation)
-        if toned is None or toned.score < verify.tone_score(max_residual):
-            return None
-        return toned
+        # (the first side with a fit within max_residual: a closer fit at a finer side is not hidden by a farther
+        # one at a coarser; seed 5's brightened magnifier, o0298, is 5.6 levels off at 128 and 2.5 at 256)
+        return self._tone_verdict(pair, orientation, max_residual)
 
     def _unless_reencoded(self, pair: PendingPair, refused: verify.Verdict) -> verify.Verdict:
         """``refused``, or 'reencoded' when it refused the pair for a region, a colour or no alignment and one

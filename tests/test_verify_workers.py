@@ -930,3 +930,50 @@ def test_a_framed_banner_the_keypoints_align_a_little_off_is_verified_with_its_f
     unrecorded = with_(framed, bordered=False)
     found = checker.verdict(pending(unrecorded))
     assert (found.verified, found.reason) == (False, "structure"), found
+
+
+def _magnifier(shapes_seed: int = 0, lens=(150, 200, 215), size=(480, 480)) -> Image.Image:
+    """A magnifier on white: a lens shaded from ``lens`` to white left to right in a dark ring, a grey handle, and a
+    score of small shapes around (the keypoints)."""
+    from images import scatter_shapes
+
+    columns = np.clip((np.arange(size[0]) - 40) / 300, 0, 1)[None, :, None]
+    shaded = np.array(lens, dtype=np.float32) + (255 - np.array(lens, dtype=np.float32)) * columns
+    yy, xx = np.mgrid[0:size[1], 0:size[0]]
+    inside = ((xx - 190) ** 2 + (yy - 190) ** 2 < 150 ** 2)[..., None]
+    pixels = np.where(inside, np.broadcast_to(shaded, (size[1], size[0], 3)), 255)
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse([40, 40, 340, 340], outline=(60, 60, 60), width=10)
+    draw.line([(300, 300), (460, 460)], fill=(150, 150, 150), width=30)
+    return scatter_shapes(image, random.Random(shapes_seed), 20, largest=40, smallest=10)
+
+
+def test_a_brightened_copy_the_keypoints_align_in_place_is_verified_by_one_tone_edit(conn, tmp_path):
+    """Brightened by 45%, a magnifier's lens clips to white over half its width: 14 pHash bits from its original,
+    too far for an aligned pair, so only the embedding proposes it, and the keypoints of the shapes around align
+    the two in place and find the overlap apart in colour. One tone edit maps the original onto the copy; with
+    the keypoints' alignment in place, the workers fit it (they used to refuse the pair for colour). The same
+    magnifier with a pink lens, brightened, is aligned in place too and fits no edit."""
+    from PIL import ImageEnhance
+
+    original = _magnifier()
+    pictures = {"keeper": original,
+                "copy": ImageEnhance.Brightness(original).enhance(1.45),
+                "pink": ImageEnhance.Brightness(_magnifier(lens=(215, 150, 200))).enhance(1.45)}
+    files = {name: save(picture, tmp_path / "set" / f"{name}.png") for name, picture in pictures.items()}
+    image = loaded(conn, tmp_path / "set", files)
+    add_pending(conn, image["keeper"], image["copy"])
+    add_pending(conn, image["keeper"], image["pink"])
+    pair = pending(conn, image["keeper"], image["copy"])
+    # (what the test is about: not an aligned pair, and aligned in place by its keypoints)
+    assert pair.distance > verify.ALIGNED_DISTANCE and verify_workers.orientation_of(pair) is None, pair.distance
+    keys = {name: verify.keypoints_of_pixels(verify.working_pixels(picture)) for name, picture in pictures.items()}
+    for other in ("copy", "pink"):
+        match = verify.align_keypoints(keys["keeper"], keys[other])
+        assert match.inliers >= verify.MIN_INLIERS and verify.in_place(
+            match, verify.working_pixels(pictures["keeper"]).shape, verify.working_pixels(pictures[other]).shape)
+    verify_pending_pairs(conn, workers=1)
+    found = verdicts(conn)
+    assert found[frozenset((image["keeper"], image["copy"]))][0::2] == (True, "tone"), found
+    assert found[frozenset((image["keeper"], image["pink"]))][0] is False, found
