@@ -571,7 +571,7 @@ TONE_SEARCH_GAINS = np.geomspace(1 / TONE_MAX_GAIN, TONE_MAX_GAIN, 41)  # steps 
 TONE_SEARCH_MAX_EXTRA_RESIDUAL = 1.0  # levels RMS a searched line may be farther than the least-squares lines
 # ... and at most this far from the pixels: of 41 lines tried, a look-alike finds one just within the limits more
 # often than least squares' one line does (seed 5's replay, session 39: five look-alike pairs at 3.5-5.9 levels,
-# four of them line drawings on white that any line fits nearly everywhere; the brightened copies it found, 1.7-3.4)
+# four of them line drawings on white that any line fits nearly everywhere; the brightened copies it found, 1.8-3.0)
 TONE_SEARCH_MAX_RESIDUAL = TONE_MAX_RESIDUAL / 2
 # The search runs for a pair whose least-squares lines at TONE_SIDE come as close as the cells must for the files
 # to be read at all: on seed 5's replay (session 39) 10,354 pairs were fitted, the 97 verified `tone` were within
