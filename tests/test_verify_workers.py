@@ -973,6 +973,11 @@ def test_a_brightened_copy_the_keypoints_align_in_place_is_verified_by_one_tone_
         match = verify.align_keypoints(keys["keeper"], keys[other])
         assert match.inliers >= verify.MIN_INLIERS and verify.in_place(
             match, verify.working_pixels(pictures["keeper"]).shape, verify.working_pixels(pictures[other]).shape)
+    # (a crop of the copy aligns too, but not whole and in place)
+    cropped = pictures["copy"].crop((0, 0, 432, 432))
+    match = verify.align_keypoints(keys["keeper"], verify.keypoints_of_pixels(verify.working_pixels(cropped)))
+    assert match.transform is not None and not verify.in_place(
+        match, verify.working_pixels(pictures["keeper"]).shape, verify.working_pixels(cropped).shape)
     verify_pending_pairs(conn, workers=1)
     found = verdicts(conn)
     assert found[frozenset((image["keeper"], image["copy"]))][0::2] == (True, "tone"), found
