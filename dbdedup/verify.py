@@ -577,6 +577,12 @@ TONE_SEARCH_MAX_RESIDUAL = TONE_MAX_RESIDUAL / 2
 # to be read at all: on seed 5's replay (session 39) 10,354 pairs were fitted, the 97 verified `tone` were within
 # 10.1 levels RMS at 64 (seed 6's flag, o0250, 15.0), and 6,316 are within 20.
 TONE_SEARCH_MAX_LEAST_SQUARES = TONE_READ_CELL_RESIDUAL
+# ... and a searched line is taken only with an offset within this: one near TONE_MAX_OFFSET (a gain under 1 with
+# an offset near +80, or over 1 near -80) is the nearest allowed line to a blend with white or black beyond the
+# limits, not an edit found. On a third draw (seed 7, session 39) the search verified three look-alike pairs, two of
+# them that way (offsets 77-79, gains 0.71-0.87: drawings against another's keeper, mostly white); the brightened
+# copies it found against their keepers on seeds 5 and 6 had offsets of 2-29.
+TONE_SEARCH_MAX_OFFSET = TONE_MAX_OFFSET / 2
 _TONE_ROUNDS = 3
 _TONE_CLIPPED = 3.0  # levels from 0 or 255 within which a pixel may be clipped
 _TONE_GREY_CHANNELS = 4.0  # levels: two pictures whose channels differ by less at 99% of their pixels have no colour
@@ -693,9 +699,10 @@ def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:
     return forward, backward
 
 
-def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_MAX_RESIDUAL) -> ToneFit | None:
+def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_MAX_RESIDUAL,
+                      max_offset: float = TONE_MAX_OFFSET) -> ToneFit | None:
     """The closest line of TONE_SEARCH_GAINS that maps one picture ``x`` (side, side, 3) onto ``y`` within every
-    limit (``ToneFit.agrees``) and ``max_residual``, each gain with the median offset of y's unclipped pixels; when
+    limit (``ToneFit.agrees``), ``max_residual`` and ``max_offset``, each gain with the median offset of y's unclipped pixels; when
     none does, the closest line of them all (it does not agree); None when y has too few unclipped pixels to fit.
     Least squares finds no such line when y's unclipped tones span too narrow a range to pin it: a flag's light
     blue brightened until its green and blue clip leaves only its red to fit, one level each, and labels on
@@ -721,10 +728,18 @@ def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_M
     near = np.union1d(np.flatnonzero(residuals <= max_residual + _SEARCH_COARSE_MARGIN), [np.argmin(residuals)])
     fits = _tone_fits_of_lines(np.repeat(x[None], len(near), axis=0), np.repeat(y[None], len(near), axis=0),
                                gains[near], offsets[near])
-    return min(fits, key=lambda fit: (not (fit.agrees() and fit.residual <= max_residual), fit.residual))
+    return min(fits, key=lambda fit: (not (fit.agrees() and fit.residual <= max_residual
+                                           and abs(fit.offset) <= max_offset), fit.residual))
 
 
 _SEARCH_SAMPLE = 1024
+
+
+def _has_colour(thumbnail: np.ndarray) -> bool:
+    """Whether an RGB thumbnail's channels differ by _TONE_GREY_CHANNELS or more at 1% of its pixels (the tone fit's
+    own test of a picture with colour to judge)."""
+    spread = np.abs(np.diff(np.asarray(thumbnail, dtype=np.float64), axis=-1)).max(axis=-1)
+    return float(np.percentile(spread, 99)) >= _TONE_GREY_CHANNELS
 _SEARCH_COARSE_MARGIN = 1.0  # levels RMS: a quarter of the pixels puts a line's residual this close to all of them
 
 
@@ -762,11 +777,19 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
 
     def searched(side: int) -> list[ToneFit]:
         x, y = thumbnails(side)
+        if not (_has_colour(x) or _has_colour(y)):
+            # (what pins a searched line is the channels' differences it must scale: two greyscale pictures have
+            # none, and a drawing on white fits any bright line nearly everywhere; on a third draw, seed 7, a
+            # spirograph brightened until only its inner circle was left fitted another spirograph's keeper)
+            return []
         bound = searched_bound(side)
-        return [fit for fit in (searched_tone_fit(x, y, bound), searched_tone_fit(y, x, bound)) if fit is not None]
+        return [fit for fit in (searched_tone_fit(x, y, bound, TONE_SEARCH_MAX_OFFSET),
+                                searched_tone_fit(y, x, bound, TONE_SEARCH_MAX_OFFSET)) if fit is not None]
 
     def taken(fit: ToneFit, side: int, searched: bool) -> bool:
-        return fit.agrees() and fit.residual <= (searched_bound(side) if searched else max_residual)
+        if searched:
+            return fit.agrees() and fit.residual <= searched_bound(side) and abs(fit.offset) <= TONE_SEARCH_MAX_OFFSET
+        return fit.agrees() and fit.residual <= max_residual
 
     # (the search second, at every side: what least squares verifies keeps its line; and only for a pair whose
     # least-squares lines at the first side come within TONE_SEARCH_MAX_LEAST_SQUARES)

@@ -708,3 +708,27 @@ def test_a_brightened_photo_whose_snow_clips_flat_is_verified_by_one_tone_edit_t
         # (and whether or not its pHash is near enough to be a pair: no one edit of the tones maps one onto the other)
         assert verify.agreeing_tone_fit(verify.working_pixels(Image.open(tmp_path / name)),
                                         verify.working_pixels(Image.open(tmp_path / "other_ground.png"))) is None
+
+
+
+def test_two_greyscale_pictures_are_not_searched_and_a_searched_line_keeps_its_offset_small(monkeypatch):
+    """The search over gains is pinned by the channels' differences a line must scale: two greyscale pictures have
+    none (a spirograph brightened until only its inner circle is left fitted another spirograph's keeper by a
+    searched line on a third draw), so they are not searched. And a searched line is taken only with an offset within
+    TONE_SEARCH_MAX_OFFSET: near the limit it is the nearest allowed line to a blend with white, not an edit found."""
+    original = _triangle_flag()
+    keeper = verify.working_pixels(original.resize((1200, 600), Image.Resampling.BICUBIC).convert("L").convert("RGB"))
+    brighter = verify.working_pixels(ImageEnhance.Brightness(original).enhance(1.3).convert("L").convert("RGB"))
+    searched = []
+    real_search = verify.searched_tone_fit
+    monkeypatch.setattr(verify, "searched_tone_fit", lambda *args: searched.append(args) or real_search(*args))
+    verify.agreeing_tone_fit(keeper, brighter)
+    assert not searched
+    verify.agreeing_tone_fit(verify.working_pixels(original.resize((1200, 600), Image.Resampling.BICUBIC)),
+                             verify.working_pixels(ImageEnhance.Brightness(original).enhance(1.3)))
+    assert searched and all(args[3] == verify.TONE_SEARCH_MAX_OFFSET for args in searched)
+    # (a line of offset 79 within every other limit is not taken from the search)
+    x = verify.tone_thumbnail(verify.working_pixels(original))
+    y = np.clip(0.9 * x + 79, 0, 255)
+    found = real_search(x, y, verify.TONE_SEARCH_MAX_RESIDUAL, verify.TONE_SEARCH_MAX_OFFSET)
+    assert found is None or not (found.agrees() and abs(found.offset) <= verify.TONE_SEARCH_MAX_OFFSET), found
