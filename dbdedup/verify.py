@@ -702,8 +702,9 @@ def both_tone_fits(x: np.ndarray, y: np.ndarray) -> tuple[ToneFit, ToneFit]:
 def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_MAX_RESIDUAL,
                       max_offset: float = TONE_MAX_OFFSET) -> ToneFit | None:
     """The closest line of TONE_SEARCH_GAINS that maps one picture ``x`` (side, side, 3) onto ``y`` within every
-    limit (``ToneFit.agrees``), ``max_residual`` and ``max_offset``, each gain with the median offset of y's unclipped pixels; when
-    none does, the closest line of them all (it does not agree); None when y has too few unclipped pixels to fit.
+    limit (``ToneFit.agrees``), ``max_residual`` and ``max_offset``, each gain with the median offset of y's
+    unclipped pixels; when none does, the closest line of them all (it does not agree); None when y has too few
+    unclipped pixels to fit.
     Least squares finds no such line when y's unclipped tones span too narrow a range to pin it: a flag's light
     blue brightened until its green and blue clip leaves only its red to fit, one level each, and labels on
     white paper that clip but for their lettering fit lines of any gain about as well (the gain then shows in
@@ -733,6 +734,7 @@ def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_M
 
 
 _SEARCH_SAMPLE = 1024
+_SEARCH_COARSE_MARGIN = 1.0  # levels RMS: a quarter of the pixels puts a line's residual this close to all of them
 
 
 def _has_colour(thumbnail: np.ndarray) -> bool:
@@ -740,7 +742,6 @@ def _has_colour(thumbnail: np.ndarray) -> bool:
     own test of a picture with colour to judge)."""
     spread = np.abs(np.diff(np.asarray(thumbnail, dtype=np.float64), axis=-1)).max(axis=-1)
     return float(np.percentile(spread, 99)) >= _TONE_GREY_CHANNELS
-_SEARCH_COARSE_MARGIN = 1.0  # levels RMS: a quarter of the pixels puts a line's residual this close to all of them
 
 
 def tone_thumbnail(rgb: np.ndarray, side: int = TONE_SIDE) -> np.ndarray:
