@@ -729,8 +729,12 @@ def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_M
     near = np.union1d(np.flatnonzero(residuals <= max_residual + _SEARCH_COARSE_MARGIN), [np.argmin(residuals)])
     fits = _tone_fits_of_lines(np.repeat(x[None], len(near), axis=0), np.repeat(y[None], len(near), axis=0),
                                gains[near], offsets[near])
-    return min(fits, key=lambda fit: (not (fit.agrees() and fit.residual <= max_residual
-                                           and abs(fit.offset) <= max_offset), fit.residual))
+    return min(fits, key=lambda fit: (not _within(fit, max_residual, max_offset), fit.residual))
+
+
+def _within(fit: ToneFit, max_residual: float, max_offset: float = TONE_MAX_OFFSET) -> bool:
+    """Whether ``fit`` agrees (``ToneFit.agrees``) within ``max_residual`` and with an offset within ``max_offset``."""
+    return fit.agrees() and fit.residual <= max_residual and abs(fit.offset) <= max_offset
 
 
 _SEARCH_SAMPLE = 1024
@@ -788,9 +792,7 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
                                 searched_tone_fit(y, x, bound, TONE_SEARCH_MAX_OFFSET)) if fit is not None]
 
     def taken(fit: ToneFit, side: int, searched: bool) -> bool:
-        if searched:
-            return fit.agrees() and fit.residual <= searched_bound(side) and abs(fit.offset) <= TONE_SEARCH_MAX_OFFSET
-        return fit.agrees() and fit.residual <= max_residual
+        return _within(fit, searched_bound(side), TONE_SEARCH_MAX_OFFSET) if searched else _within(fit, max_residual)
 
     # (the search second, at every side: what least squares verifies keeps its line; and only for a pair whose
     # least-squares lines at the first side come within TONE_SEARCH_MAX_LEAST_SQUARES)
