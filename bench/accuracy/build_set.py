@@ -25,7 +25,15 @@ judged by pixels in colour, in any of the 8 orientations: the same aspect ratio
 difference <= 32 (of 255). Nothing is dropped for looking alike in greyscale or
 in a hash, and near-uniform and low-contrast images stay in: that is where the
 methods under test fail. Animation frames of the Wesnoth unit sprites and the
-portraits' transparent-background copies are left out by name.
+portraits' transparent-background copies are left out by name, and so is one
+wallpaper shipped for other screens (sway's Sway_Wallpaper_Blue_1366x768.png,
+_768x1024_Portrait.png, ...; mate's Elephants_3840x2160.jpg): the first of its
+sizes drawn stays, the others are left out of the set after the draw (the
+group and file numbers keep their gaps, so that every other file is the same
+as before this rule; manifest.json lists them). One wallpaper's screens are
+the same picture framed for another shape, the portrait a centre crop of the
+landscape (seed 7's o0234 against o0225 once aligned: 7-9 levels RMS, the
+logo's edges drawn at another resolution), as plasma's sizes are below.
 
 The set, under bench/out/accuracy/ (git-ignored):
 
@@ -161,8 +169,9 @@ class Candidate:
 
 def list_candidates(debs_dir: Path, render_dir: Path, workers: int) -> list[Candidate]:
     """Every usable source image, tagged by kind. Excludes what is not a picture
-    (alphabets, UI parts, masks) and keeps one file per wallpaper (the packages
-    ship each wallpaper at several sizes). Line art is told from other clipart
+    (alphabets, UI parts, masks) and keeps one file per plasma wallpaper (the
+    package ships each at several sizes; other packages' sizes of one wallpaper
+    are left out after the draw, ``other_screens``). Line art is told from other clipart
     after decoding (``describe``)."""
     out: list[Candidate] = []
 
@@ -204,6 +213,36 @@ def list_candidates(debs_dir: Path, render_dir: Path, workers: int) -> list[Cand
 
     out += hard_negative_candidates(debs_dir, render_dir, workers)
     return out
+
+
+# A wallpaper package's file named for a screen: NAME_WIDTHxHEIGHT[_Portrait]
+_SCREEN_SUFFIX = re.compile(r"_\d+x\d+(_Portrait)?$")
+
+
+def wallpaper_name(candidate: Candidate) -> str | None:
+    """The wallpaper a wallpaper package's file is a size of (package, folder and name without the screen
+    suffix: Sway_Wallpaper_Blue_768x1024_Portrait.png and Sway_Wallpaper_Blue_1366x768.png are one); None
+    for other kinds."""
+    if candidate.kind != "wallpaper":
+        return None
+    package, _, relative = candidate.source.partition(":")
+    folder, _, name = relative.rpartition("/")
+    return f"{package}:{folder}/{_SCREEN_SUFFIX.sub('', Path(name).stem)}"
+
+
+def other_screens(drawn: list[Decoded]) -> set[int]:
+    """The positions in ``drawn`` (originals first, then distractors) of the wallpapers whose name
+    (``wallpaper_name``) an earlier one has: another screen's size of one wallpaper."""
+    seen: set[str] = set()
+    later: set[int] = set()
+    for position, d in enumerate(drawn):
+        name = wallpaper_name(d.candidate)
+        if name is None:
+            continue
+        if name in seen:
+            later.add(position)
+        seen.add(name)
+    return later
 
 
 def _size_from_name(path: Path) -> tuple[int, int]:
@@ -678,11 +717,15 @@ def main(argv: list[str] | None = None) -> int:
     originals, distractors = pick(distinct, args.originals, args.distractors, args.hard_originals,
                                   args.hard_distractors, rng)
 
+    left_out = other_screens(originals + distractors)
+    other_screens_left_out = [d.candidate.source for i, d in enumerate(originals + distractors) if i in left_out]
     images_dir = out / "images"
     shutil.rmtree(images_dir, ignore_errors=True)
     images_dir.mkdir(parents=True)
     rows = []
     for number, original in enumerate(originals, 1):
+        if number - 1 in left_out:
+            continue
         group = f"o{number:04d}"
         c = original.candidate
         base_fmt = "jpg" if c.path.suffix.lower() in (".jpg", ".jpeg") else "png"
@@ -698,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
             path = save(image, images_dir / f"{group}__{name}", fmt, options)
             rows.append((path.name, group, name, c.source, c.hard_kind, c.family))
     for number, distractor in enumerate(distractors, 1):
+        if len(originals) + number - 1 in left_out:
+            continue
         c = distractor.candidate
         fmt = "jpg" if c.path.suffix.lower() in (".jpg", ".jpeg") else "png"
         path = save(open_source(c.path), images_dir / f"x{number:04d}", fmt, {"quality": 92})
@@ -708,6 +753,9 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerow(["file", "group", "transform", "source", "hard_kind", "family"])
         writer.writerows(rows)
 
+    drawn = originals + distractors
+    originals = [d for i, d in enumerate(originals) if i not in left_out]
+    distractors = [d for i, d in enumerate(distractors, len(drawn) - len(distractors)) if i not in left_out]
     kinds = lambda items: {k: sum(d.candidate.kind == k for d in items) for k in sorted({d.candidate.kind for d in items})}
     manifest = {
         "seed": args.seed,
@@ -715,6 +763,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": len(candidates),
         "undecodable": undecodable,
         "same_pictures_dropped": dropped,
+        "other_screens_left_out": other_screens_left_out,
         "distinct": len(distinct),
         "distinct_by_kind": kinds(distinct),
         "near_uniform_kept": sum(d.std < 4.0 for d in originals + distractors),
