@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont
 
 from dbdedup import clusters, verify
 from dbdedup.clusters import ClusterSettings
@@ -250,6 +250,66 @@ def test_the_overlay_is_tried_again_at_the_smaller_size_only_between_pictures_re
     assert own_size_side(pair((320, 240), (320, 240))) is None  # one size: the working pixels were one reduction
     assert own_size_side(pair((100, 100), (50, 50))) is None  # small pictures: their working pixels are enlarged
     assert own_size_side(pair((512, 384), (256, 192))) is None  # the working size itself, already compared
+
+
+def _smiley(side: int) -> Image.Image:
+    """Clip art of the size icons come in: a yellow face with dark outlines on white, soft-edged as a rendering is."""
+    image = Image.new("RGB", (side, side), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    s = side / 160
+    draw.ellipse((10 * s, 10 * s, 150 * s, 150 * s), fill=(250, 210, 40), outline=(60, 40, 0), width=max(1, round(4 * s)))
+    for x in (50, 94):
+        draw.ellipse((x * s, 50 * s, (x + 16) * s, 74 * s), fill=(60, 40, 0))
+    draw.arc((42 * s, 60 * s, 118 * s, 124 * s), 20, 160, fill=(60, 40, 0), width=max(1, round(6 * s)))
+    return image.filter(ImageFilter.GaussianBlur(0.7))
+
+
+def _signed(image: Image.Image, fill=(255, 255, 255, 170)) -> Image.Image:
+    """A signature in the corner, as the accuracy set watermarks its copies: small see-through text."""
+    out = image.convert("RGBA")
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+    font = ImageFont.load_default(size=max(10, out.width // 12))
+    text = "(c) dbdedup 2026"
+    box = draw.textbbox((0, 0), text, font=font)
+    draw.text((max(0, out.width - (box[2] - box[0]) - out.width // 30),
+               max(0, out.height - (box[3] - box[1]) - out.height // 20)), text, font=font, fill=fill)
+    return Image.alpha_composite(out, layer).convert("RGB")
+
+
+def test_a_watermarked_small_picture_is_compared_with_its_enlarged_keeper_at_its_own_size(tmp_path, monkeypatch):
+    """A 160-px picture is enlarged to the working size and its 2x keeper reduced to it: the watermark's letters,
+    resampled up, no longer fit one overlay. A pair its pHash aligned unturned is compared again at the smaller
+    picture's own size from OVERLAY_MIN_OWN_SIDE up (verify_workers.small_own_size_side), where they do; under it
+    (star rings fit one overlay over another there) it is not."""
+    import dbdedup.verify_workers as workers
+    from test_keypoints import _image_info as info
+
+    original = _smiley(160)
+    keeper = info(1, save(original.resize((320, 320), Image.Resampling.BICUBIC), tmp_path / "keeper.png"))
+    copy = info(2, save(_signed(original), tmp_path / "signed.png"))
+    pair = workers.PendingPair("phash", 1, 2, 4, False, None, None, None, keeper, copy)
+    fa, fb = (verify.Features.of(Image.open(tmp_path / name)) for name in ("keeper.png", "signed.png"))
+    refused = verify.Verdict(False, 0.0, "no_geometry")
+    # (what the test is about: at the working size the two do not fit one overlay)
+    checker = workers.PairChecker()
+    assert verify.overlay_verdict(checker._pixels(keeper), checker._pixels(copy), "identity", 4) is None
+    assert workers.own_size_side(pair) is None and workers.small_own_size_side(pair) == 160
+    verdict = checker._unless_overlay(pair, fa, fb, "identity", refused)
+    assert (verdict.verified, verdict.reason) == (True, "overlay"), verdict
+    # not for a pair found through a variant, nor with the floor above the picture
+    flipped = workers.PendingPair("phash", 1, 2, 4, False, "flip_h", 4, None, keeper, copy)
+    assert workers.PairChecker()._unless_overlay(flipped, fa, fb, "identity", refused) is refused
+    monkeypatch.setattr(workers, "OVERLAY_MIN_OWN_SIDE", 161)
+    assert workers.PairChecker()._unless_overlay(pair, fa, fb, "identity", refused) is refused
+    # under the floor, two sizes of a small picture are not compared at the smaller one's size
+    def sized(i, side):
+        return workers.ImageInfo(i, "ok", b"x", 1, 1, 50, None, None, side, side)
+
+    assert workers.small_own_size_side(workers.PendingPair("phash", 1, 2, 4, False, None, None, None, sized(1, 160),
+                                                           sized(2, 80))) is None
+    assert workers.small_own_size_side(workers.PendingPair("phash", 1, 2, 4, False, None, None, None, sized(1, 160),
+                                                           sized(2, 160))) is None  # (one size: nothing to gain)
 
 
 def test_a_keeper_pair_nothing_aligned_gets_the_overlay_at_the_smaller_size_only(tmp_path):
