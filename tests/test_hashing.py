@@ -50,6 +50,61 @@ def test_hashes_are_bit_identical_to_imagehash(seed, size, mode):
     assert ours(image) == imagehash_values(image)
 
 
+def _drawings_with_ties() -> list[Image.Image]:
+    # Pictures whose DCT has coefficients of equal magnitude (many exactly zero: a flat grey, a
+    # mirror-symmetric drawing, a centred disc), where rounding decides their pHash bits and ours must
+    # round as imagehash's scipy transform does, then two without (a checkerboard, an icon on white).
+    from PIL import ImageDraw
+
+    flat = Image.new("RGB", (120, 90), (128, 128, 128))
+    mirrored = Image.new("RGB", (100, 100), "white")
+    ImageDraw.Draw(mirrored).rectangle((20, 30, 79, 70), fill=(200, 30, 30))
+    checker = Image.fromarray(((np.indices((64, 64)).sum(axis=0) // 8) % 2 * 255).astype(np.uint8)).convert("RGB")
+    disc = Image.new("RGB", (96, 96), "white")
+    ImageDraw.Draw(disc).ellipse((16, 16, 79, 79), fill=(20, 90, 200))
+    icon = Image.new("RGB", (48, 48), "white")
+    ImageDraw.Draw(icon).polygon([(8, 40), (24, 6), (40, 40)], fill=(240, 200, 0), outline=(0, 0, 0))
+    return [flat, mirrored, disc, checker, icon]
+
+
+def test_drawings_whose_dct_has_ties_hash_bit_identically_to_imagehash_in_every_orientation():
+    import scipy.fftpack
+
+    from dbdedup.variants import compute_variants, orientation_hashes
+
+    for index, image in enumerate(_drawings_with_ties()):
+        assert ours(image) == imagehash_values(image)
+        thumb = matrices.grey_pixels(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float64)
+        assert hashes._tied(hashes._LOW_DCT[None] @ thumb[None] @ hashes._LOW_DCT.T)[0] == (index < 3)
+        exact = scipy.fftpack.dct(scipy.fftpack.dct(thumb, axis=0), axis=1)[:8, :8]
+        assert compute_variants(image).orientations == orientation_hashes(exact)
+    # a stack of their thumbnails with photos' (the loader hashes images of one size together): each
+    # block is the one of its image alone, tied or not
+    pictures = [*_drawings_with_ties(), *(photo(seed, (64, 64)) for seed in range(5))]
+    thumbs = np.stack([matrices.grey_pixels(p.convert("L").resize((32, 32), Image.Resampling.LANCZOS))
+                       for p in pictures])
+    stacked = hashes.low_frequency_block(thumbs)
+    assert all(np.array_equal(block, hashes.low_frequency_block(thumb)) for block, thumb in zip(stacked, thumbs))
+
+
+def test_a_photo_is_hashed_without_importing_scipy(tmp_path):
+    # scipy's import takes 0.25-0.5 s in each loader worker and in `dbdedup similar FILE`; a picture with no
+    # two DCT coefficients of one magnitude is hashed by the matrix product alone, with imagehash's bits
+    import subprocess
+    import sys
+
+    path = tmp_path / "photo.jpg"
+    photo(3, (200, 150)).save(path, quality=90)
+    code = ("import sys; from PIL import Image; from dbdedup.hashes import compute_hashes; "
+            f"print(compute_hashes(Image.open({str(path)!r}).convert('RGB')).phash); "
+            "print('scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    value, imported = done.stdout.split()
+    with Image.open(path) as image:
+        assert int(value) == hash_to_int64(imagehash.phash(image.convert("RGB")))
+    assert imported == "False"
+
+
 def test_stored_encoding_round_trips_imagehash_hex():
     image = photo(11)
     ph = imagehash.phash(image)
