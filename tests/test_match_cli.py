@@ -58,6 +58,37 @@ def test_match_then_similar(db_dsn, tmp_path):
     assert "p3.jpg" in outside.stdout
 
 
+def test_similar_in_a_terminal_shows_each_path_whole_however_narrow(db_dsn, tmp_path, monkeypatch):
+    # ten columns beside a long path used to fold every cell into 5-character slivers ("dista / nce",
+    # "/work / /main / ..."): too wide a table is shown a block per row, as psql's expanded display
+    root = _library(tmp_path / "a folder [with brackets] and a name long enough to matter")
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    copy = str(root / "copies" / "p1_lowq.jpg")
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = run("--db", db_dsn, "similar", str(root / "p1.jpg"))
+    assert narrow.exit_code == 0, narrow.output
+    lines = narrow.stdout.splitlines()
+    assert lines[0] == f"within 8 of {root / 'p1.jpg'}" and lines[1].startswith("[1] ")
+    shown = {line[:18].strip(): line[20:] for line in lines[2:]}
+    assert list(shown) == ["distance", "matched by", "transform", "transform distance", "similarity", "path",
+                           "width", "height", "size bytes", "image id"]
+    assert shown["path"] == copy  # brackets and all, on one line (the terminal wraps it; copied whole)
+    assert shown["matched by"] == "hash" and int(shown["distance"]) <= 8
+    similarity = json.loads(run("--db", db_dsn, "similar", str(root / "p1.jpg"), "--format", "json").stdout)[0]["similarity"]
+    assert shown["similarity"] == f"{similarity:.3f}"  # the terminal rounds; json keeps every digit
+    assert all(len(line) <= 80 for line in lines if copy not in line and "p1.jpg" not in line)
+    # wide enough: one table, a line a row, the whole path in it
+    monkeypatch.setenv("COLUMNS", "400")
+    wide = run("--db", db_dsn, "similar", str(root / "p1.jpg")).stdout.splitlines()
+    assert wide[0] == f"within 8 of {root / 'p1.jpg'}" and "distance" in wide[2] and "matched by" in wide[2]
+    assert sum(copy in line for line in wide) == 1
+    # nothing near: said, not an empty frame of headers
+    save(photo(40), tmp_path / "alone.jpg", quality=90)
+    monkeypatch.setenv("COLUMNS", "80")
+    alone = run("--db", db_dsn, "similar", str(tmp_path / "alone.jpg"), "--threshold", "2")
+    assert alone.stdout.splitlines() == [f"within 2 of {tmp_path / 'alone.jpg'}", "(none)"]
+
+
 def test_match_reports_user_errors(db_dsn, tmp_path):
     bad = run("--db", db_dsn, "match", "--threshold", "20", "--method", "blocks")
     assert bad.exit_code == 1

@@ -58,10 +58,42 @@ def emit_rows(
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=title, title_justify="left")
-        for c in columns:
-            table.add_column(c.replace("_", " "), overflow="fold")
-        for r in rows:
-            table.add_row(*("" if r.get(c) is None else str(_plain(r.get(c))) for c in columns))
-        Console(file=out, soft_wrap=False).print(table)
+        # (Text: a path or a value with brackets in it is shown as it is, not read as markup)
+        console = Console(file=out, soft_wrap=False)
+        headers = [c.replace("_", " ") for c in columns]
+        cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+        # a table's width: each column's widest cell, a space either side and a border after
+        natural = sum(max([len(h), *(len(row[k]) for row in cells)]) for k, h in enumerate(headers)) + 3 * len(headers) + 1
+        if title:
+            # (on a line of its own, never broken: as a table's title it wrapped to the table's width, and a path
+            # in it is copied whole from a terminal that wraps it)
+            console.print(Text(title), soft_wrap=True)
+        if not cells:
+            console.print("(none)")
+        elif natural <= console.width:
+            table = Table()
+            for header in headers:
+                table.add_column(header, overflow="fold")
+            for row in cells:
+                table.add_row(*map(Text, row))
+            console.print(table)
+        else:
+            # too wide for the terminal (a path beside ten numbers, folded into every column): one block a
+            # row, as psql's expanded display (\x) gives it; a value longer than the line is left to the terminal
+            # to wrap, so that a path is copied whole
+            names = max(map(len, headers))
+            for number, row in enumerate(cells, 1):
+                console.rule(f"[{number}]", align="left")
+                for header, value in zip(headers, row):
+                    console.print(Text.assemble((header.ljust(names), "bold"), "  ", value), soft_wrap=True)
+
+
+def _cell(value: Any) -> str:
+    # for reading: a cosine of 0.99999994 is 1.000; json and csv keep every digit
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(_plain(value))
