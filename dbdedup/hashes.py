@@ -60,7 +60,7 @@ def dct(pixels: np.ndarray, axis: int) -> np.ndarray:
 
 def _tied(blocks: np.ndarray) -> np.ndarray:
     # (n, 8, 8) -> True where two coefficients' magnitudes are within _TIE of the largest
-    magnitudes = np.sort(np.abs(blocks.reshape(blocks.shape[0], -1)), axis=1)
+    magnitudes = np.sort(np.abs(blocks.reshape(blocks.shape[0], HASH_SIZE * HASH_SIZE)), axis=1)
     largest = np.maximum(magnitudes[:, -1], 1.0)
     return np.diff(magnitudes, axis=1).min(axis=1) <= _TIE * largest
 

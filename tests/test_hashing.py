@@ -85,6 +85,7 @@ def test_drawings_whose_dct_has_ties_hash_bit_identically_to_imagehash_in_every_
                        for p in pictures])
     stacked = hashes.low_frequency_block(thumbs)
     assert all(np.array_equal(block, hashes.low_frequency_block(thumb)) for block, thumb in zip(stacked, thumbs))
+    assert hashes.low_frequency_block(np.zeros((0, 32, 32))).shape == (0, 8, 8)
 
 
 def test_a_photo_is_hashed_without_importing_scipy(tmp_path):
