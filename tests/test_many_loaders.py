@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from dbdedup.locks import LOAD_LOCK_KEY
 from images import brighter, mirrored, photo, reencoded, resized, save
 
 pytestmark = pytest.mark.slow
@@ -104,9 +105,28 @@ def runs(dsn: str) -> list[tuple]:
         return conn.execute("SELECT id, status, roots, started_at, finished_at FROM dbdedup.load_runs ORDER BY id").fetchall()
 
 
+def waiting_for_the_load_lock(dsn: str) -> int:
+    """How many dbdedup sessions are connected without the load lock (a load names its session 'dbdedup load'
+    once it holds it): with the lock held elsewhere, the loads polling for it."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbdedup'").fetchone()[0]
+
+
 def three_loaders_at_once(dsn: str, folders: dict[str, Path]) -> None:
-    """x, y and the whole tree loaded by three processes started together; they ran at the same time."""
-    processes = [start_load(dsn, folders[name]) for name in ("x", "y", "all")]
+    """x, y and the whole tree loaded by three processes started together; they ran at the same time.
+
+    The load lock is held here, as a match holds it, until all three wait for it: processes merely started
+    together did not always overlap, as the smallest load could end before the last process (started on a
+    busy machine) had begun."""
+    with psycopg.connect(dsn, autocommit=True) as gate:
+        gate.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK_KEY,))
+        processes = [start_load(dsn, folders[name]) for name in ("x", "y", "all")]
+        deadline = time.monotonic() + 120
+        while waiting_for_the_load_lock(dsn) < 3:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+            time.sleep(0.05)
+        assert runs(dsn) == []  # none started while the lock was held
+        gate.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK_KEY,))
     for process in processes:
         finish(process)
     done = runs(dsn)
