@@ -109,7 +109,8 @@ def waiting_for_the_load_lock(dsn: str) -> int:
     """How many dbdedup sessions are connected without the load lock (a load names its session 'dbdedup load'
     once it holds it): with the lock held elsewhere, the loads polling for it."""
     with psycopg.connect(dsn) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbdedup'").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dbdedup' "
+                            "AND datname = current_database()").fetchone()[0]
 
 
 def three_loaders_at_once(dsn: str, folders: dict[str, Path]) -> None:
