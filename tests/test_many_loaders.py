@@ -119,15 +119,23 @@ def three_loaders_at_once(dsn: str, folders: dict[str, Path]) -> None:
     The load lock is held here, as a match holds it, until all three wait for it: processes merely started
     together did not always overlap, as the smallest load could end before the last process (started on a
     busy machine) had begun."""
-    with psycopg.connect(dsn, autocommit=True) as gate:
-        gate.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK_KEY,))
-        processes = [start_load(dsn, folders[name]) for name in ("x", "y", "all")]
-        deadline = time.monotonic() + 120
-        while waiting_for_the_load_lock(dsn) < 3:
-            assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
-            time.sleep(0.05)
-        assert runs(dsn) == []  # none started while the lock was held
-        gate.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK_KEY,))
+    processes = []
+    try:
+        with psycopg.connect(dsn, autocommit=True) as gate:
+            gate.execute("SELECT pg_advisory_lock(%s)", (LOAD_LOCK_KEY,))
+            processes = [start_load(dsn, folders[name]) for name in ("x", "y", "all")]
+            deadline = time.monotonic() + 120
+            while waiting_for_the_load_lock(dsn) < 3:
+                assert time.monotonic() < deadline and all(p.poll() is None for p in processes)
+                time.sleep(0.05)
+            # none started while the lock was held (on a new database, the first to get it makes the schema)
+            assert gate.execute("SELECT to_regclass('dbdedup.load_runs')").fetchone()[0] is None or runs(dsn) == []
+            gate.execute("SELECT pg_advisory_unlock(%s)", (LOAD_LOCK_KEY,))
+    except BaseException:
+        for process in processes:  # (not left writing into the next test's database)
+            process.kill()
+            process.wait()
+        raise
     for process in processes:
         finish(process)
     done = runs(dsn)
