@@ -811,12 +811,20 @@ def own_size_side(pair: PendingPair) -> int | None:
     OWN_SIZE_MAX_SIDE; None otherwise (one size, sizes not recorded, or a picture at or under the working size:
     a 50-pixel star ring at its own size fits one overlay over another ring on the accuracy set, and a
     190-pixel card one tone edit of the same card of another deck, cream against white)."""
+    sides = _long_sides(pair)
+    if sides is None:
+        return None
+    long_a, long_b = sides
+    side = min(long_a, long_b, OWN_SIZE_MAX_SIDE)
+    return side if long_a != long_b and side > verify.GEOMETRY_SIDE else None
+
+
+def _long_sides(pair: PendingPair) -> tuple[int, int] | None:
+    # the two pictures' long sides, as the loader recorded their sizes (None when it did not)
     a, b = pair.a, pair.b
     if None in (a.width, a.height, b.width, b.height):
         return None
-    long_a, long_b = max(a.width, a.height), max(b.width, b.height)
-    side = min(long_a, long_b, OWN_SIZE_MAX_SIDE)
-    return side if long_a != long_b and side > verify.GEOMETRY_SIDE else None
+    return max(a.width, a.height), max(b.width, b.height)
 
 
 # A watermarked copy of a small picture (a 160-px smiley) against its 2x keeper: the keeper is reduced to the working
@@ -835,10 +843,10 @@ def small_own_size_side(pair: PendingPair) -> int | None:
     """The side at which to try the overlay again for a pair whose smaller picture is at or under the working size
     (``own_size_side`` leaves it): that picture's long side when it is OVERLAY_MIN_OWN_SIDE or more and the other
     picture's is larger; None otherwise."""
-    a, b = pair.a, pair.b
-    if None in (a.width, a.height, b.width, b.height):
+    sides = _long_sides(pair)
+    if sides is None:
         return None
-    long_a, long_b = max(a.width, a.height), max(b.width, b.height)
+    long_a, long_b = sides
     side = min(long_a, long_b)
     return side if long_a != long_b and OVERLAY_MIN_OWN_SIDE <= side <= verify.GEOMETRY_SIDE else None
 
