@@ -264,19 +264,6 @@ def _smiley(side: int) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(0.7))
 
 
-def _signed(image: Image.Image, fill=(255, 255, 255, 170)) -> Image.Image:
-    """A signature in the corner, as the accuracy set watermarks its copies: small see-through text."""
-    out = image.convert("RGBA")
-    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
-    draw = ImageDraw.Draw(layer)
-    font = ImageFont.load_default(size=max(10, out.width // 12))
-    text = "(c) dbdedup 2026"
-    box = draw.textbbox((0, 0), text, font=font)
-    draw.text((max(0, out.width - (box[2] - box[0]) - out.width // 30),
-               max(0, out.height - (box[3] - box[1]) - out.height // 20)), text, font=font, fill=fill)
-    return Image.alpha_composite(out, layer).convert("RGB")
-
-
 def test_a_watermarked_small_picture_is_compared_with_its_enlarged_keeper_at_its_own_size(tmp_path, monkeypatch):
     """A 160-px picture is enlarged to the working size and its 2x keeper reduced to it: the watermark's letters,
     resampled up, no longer fit one overlay. A pair its pHash aligned unturned is compared again at the smaller
@@ -287,7 +274,7 @@ def test_a_watermarked_small_picture_is_compared_with_its_enlarged_keeper_at_its
 
     original = _smiley(160)
     keeper = info(1, save(original.resize((320, 320), Image.Resampling.BICUBIC), tmp_path / "keeper.png"))
-    copy = info(2, save(_signed(original), tmp_path / "signed.png"))
+    copy = info(2, save(watermarked(original), tmp_path / "signed.png"))
     pair = workers.PendingPair("phash", 1, 2, 4, False, None, None, None, keeper, copy)
     fa, fb = (verify.Features.of(Image.open(tmp_path / name)) for name in ("keeper.png", "signed.png"))
     refused = verify.Verdict(False, 0.0, "no_geometry")
