@@ -717,8 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     originals, distractors = pick(distinct, args.originals, args.distractors, args.hard_originals,
                                   args.hard_distractors, rng)
 
-    left_out = other_screens(originals + distractors)
-    other_screens_left_out = [d.candidate.source for i, d in enumerate(originals + distractors) if i in left_out]
+    drawn = originals + distractors
+    left_out = other_screens(drawn)
+    other_screens_left_out = [drawn[i].candidate.source for i in sorted(left_out)]
     images_dir = out / "images"
     shutil.rmtree(images_dir, ignore_errors=True)
     images_dir.mkdir(parents=True)
@@ -753,7 +754,6 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerow(["file", "group", "transform", "source", "hard_kind", "family"])
         writer.writerows(rows)
 
-    drawn = originals + distractors
     originals = [d for i, d in enumerate(originals) if i not in left_out]
     distractors = [d for i, d in enumerate(distractors, len(drawn) - len(distractors)) if i not in left_out]
     kinds = lambda items: {k: sum(d.candidate.kind == k for d in items) for k in sorted({d.candidate.kind for d in items})}
