@@ -37,6 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 from .clusters import ClusterSettings
 from .results import VERIFIED_BY, Cluster, Member, NeighbourHistogram, Summary
+from .terminal import printable
 from .verdicts import Verdict, member_json
 
 CSV_COLUMNS = (
@@ -251,7 +252,7 @@ def render_terminal(
     if rule_note:
         head.add_row("", rule_note)
     if settings.reference_paths:
-        head.add_row("reference paths", ", ".join(settings.reference_paths) + " (protected)")
+        head.add_row("reference paths", Text(printable(", ".join(settings.reference_paths)) + " (protected)"))
     if summary.common_hash_images:
         head.add_row("over-common hashes", f"{summary.common_hash_images:,} images (blank or flat pictures) "
                                            "matched by it to exact copies only (one-colour ones of one size: the same "
@@ -287,7 +288,8 @@ def render_terminal(
             else:
                 mark = Text("dup", style="yellow")
             dims = f"{m.width}x{m.height}" if m.width and m.height else "?"
-            table.add_row(mark, m.path, str(m.distance), m.why(settings.threshold), dims, human_bytes(m.size_bytes))
+            table.add_row(mark, Text(printable(m.path)), str(m.distance), m.why(settings.threshold), dims,
+                          human_bytes(m.size_bytes))
         console.print()
         console.print(table)
     if shown == 0:

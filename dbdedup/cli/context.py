@@ -11,6 +11,8 @@ from typing import Iterator
 
 import click
 
+from ..terminal import printable
+
 
 @dataclass
 class Settings:
@@ -41,4 +43,4 @@ def settings_of(ctx: click.Context) -> Settings:
 def note(ctx: click.Context, message: str) -> None:
     """A line on stderr, unless --quiet."""
     if not settings_of(ctx).quiet:
-        click.echo(message, err=True)
+        click.echo(printable(message), err=True)

@@ -9,6 +9,7 @@ import sys
 import click
 
 from ..reasons import DEFAULT_MAX_PIXELS, REASONS
+from ..terminal import printable
 from .context import note, open_db, settings_of
 from .output import emit_rows, format_option
 
@@ -67,7 +68,7 @@ class _RichProgress:
                              errors=f"[red]{errors:,} error{'s' if errors != 1 else ''}" if errors else "")
 
     def waiting(self, message: str) -> None:
-        self.progress.console.print(message, markup=False, highlight=False)
+        self.progress.console.print(printable(message), markup=False, highlight=False)
 
 
 class _Silent:

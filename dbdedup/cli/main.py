@@ -12,6 +12,7 @@ import click
 
 from .. import __version__
 from ..errors import Terminated, user_error
+from ..terminal import printable
 from .context import Settings
 
 
@@ -44,9 +45,9 @@ class DbdedupGroup(click.Group):
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings and settings.verbose:
                 traceback.print_exc(file=sys.stderr)
-            click.echo(f"dbdedup: error: {error.message}", err=True)
+            click.echo(f"dbdedup: error: {printable(error.message)}", err=True)
             if error.hint:
-                click.echo(f"hint: {error.hint}", err=True)
+                click.echo(f"hint: {printable(error.hint)}", err=True)
             ctx.exit(1)
         finally:
             if previous is not None:

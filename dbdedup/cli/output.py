@@ -9,6 +9,8 @@ from typing import Any, Iterable, Sequence, TextIO
 
 import click
 
+from ..terminal import printable
+
 FORMATS = ("table", "json", "csv", "ndjson")
 
 
@@ -69,7 +71,7 @@ def emit_rows(
         if title:
             # (on a line of its own, never broken: as a table's title it wrapped to the table's width, and a path
             # in it is copied whole from a terminal that wraps it)
-            console.print(Text(title), soft_wrap=True)
+            console.print(Text(printable(title)), soft_wrap=True)
         if not cells:
             console.print("(none)")
         elif natural <= console.width:
@@ -96,4 +98,4 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3f}"
-    return str(_plain(value))
+    return printable(str(_plain(value)))

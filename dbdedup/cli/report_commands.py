@@ -13,6 +13,7 @@ import click
 from ..errors import DbdedupError
 from ..matching import HASH_KINDS
 from ..results import SORT_ORDERS
+from ..terminal import printable
 from .clustering import clustering_options, threshold_option, use_clustering
 from .context import note, open_db, settings_of
 
@@ -229,7 +230,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
         if not yes:
             checks = [(item, ap.quick_check(item)) for item in plan.actions]
             for line in ap.describe_plan(plan, checks):
-                click.echo(line)
+                click.echo(printable(line))
             will_skip = sum(1 for _, problem in checks if problem)
             freed = sum(item.size_bytes for item, problem in checks if not problem)
             verb = {"move": "move", "delete": "delete", "hardlink": "replace by hard links"}[action]
@@ -257,9 +258,9 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
     click.echo(f"{action}: {len(result.done):,} files done, {human_bytes(result.bytes_freed)} "
                f"({result.bytes_freed:,} bytes) freed; {len(result.skipped):,} skipped, {len(result.failed):,} failed")
     if action == "move":
-        click.echo(f"to put them back: dbdedup undo {result.manifest}")
+        click.echo(printable(f"to put them back: dbdedup undo {result.manifest}"))
     else:
-        click.echo(f"manifest: {result.manifest}")
+        click.echo(printable(f"manifest: {result.manifest}"))
     if result.failed:
         ctx.exit(1)
 

@@ -10,6 +10,7 @@ import tempfile
 import click
 
 from ..errors import DbdedupError
+from ..terminal import printable
 from .clustering import clustering_options, use_clustering
 from .context import note, open_db
 from .output import emit_rows, format_option
@@ -167,7 +168,7 @@ def add_command(ctx, kind, images, note_text):
             verdict_id = vd.choose_keeper(conn, named[0], by=_user(), note=note_text)
         else:
             verdict_id = vd.add(conn, kind, *(i.sha256 for i in named), by=_user(), note=note_text)
-        click.echo(f"verdict {verdict_id}: {kind} " + " / ".join(i.path for i in named))
+        click.echo(printable(f"verdict {verdict_id}: {kind} " + " / ".join(i.path for i in named)))
         _reclustered(ctx, conn)
 
 
