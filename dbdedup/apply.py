@@ -416,18 +416,26 @@ def _fsync_dir(path: bytes) -> None:
         os.close(fd)
 
 
-def _makedirs_like(folder: bytes, mirrored: bytes | None) -> None:
+def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False) -> None:
     """Create ``folder`` and its missing parents. Each new folder gets the mode of the folder it
     mirrors, level for level from the bottom (``mirrored`` for ``folder``, its parent for the
     parent, ...), so a private source folder stays private where its files go; a folder that
-    mirrors nothing (the --move-to directory itself, a manifest's folder) is made owner-only."""
+    mirrors nothing (the --move-to directory itself, a manifest's folder) is made owner-only.
+    The mirrored mode keeps its sticky bit: a copy of /tmp's 1777 without it would let anyone who
+    reaches the folder rename or delete what apply puts there.
+    ``own``: a mirroring folder that exists already (made by an earlier run, or meanwhile) must be a
+    real folder of this user, not a symbolic link nor someone else's, or ``_NotOwnFolder`` is raised:
+    apply moves files only into folders it could have made itself."""
+    mirroring = own and mirrored not in (None, b"/")  # (a level under the --move-to directory)
+    if mirroring and _own_folder(folder):
+        return
     if os.path.isdir(folder):
         return
     parent = os.path.dirname(folder)
     if mirrored is not None and mirrored != b"/":
-        _makedirs_like(parent, os.path.dirname(mirrored))
+        _makedirs_like(parent, os.path.dirname(mirrored), own)
         try:
-            mode = stat.S_IMODE(os.stat(mirrored).st_mode) & 0o777 | stat.S_IRWXU
+            mode = stat.S_IMODE(os.stat(mirrored).st_mode) & 0o1777 | stat.S_IRWXU
         except OSError:
             mode = 0o700
     else:
@@ -436,8 +444,28 @@ def _makedirs_like(folder: bytes, mirrored: bytes | None) -> None:
     try:
         os.mkdir(folder, 0o700)
     except FileExistsError:
+        if mirroring:
+            _own_folder(folder)  # made meanwhile: used only if it is this user's own
         return  # made meanwhile by someone else: left as it is
     os.chmod(folder, mode)  # mkdir's mode passes through the umask; the mirrored mode must not
+
+
+class _NotOwnFolder(OSError):
+    """A folder under the --move-to directory that is a symbolic link or another user's."""
+
+
+def _own_folder(folder: bytes) -> bool:
+    """Whether ``folder`` exists as a real folder owned by this user (False when it does not exist);
+    ``_NotOwnFolder`` when something else is there."""
+    try:
+        st = os.lstat(folder)
+    except FileNotFoundError:
+        return False
+    if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+        return True
+    what = "a symbolic link" if stat.S_ISLNK(st.st_mode) else \
+        "another user's folder" if stat.S_ISDIR(st.st_mode) else "not a folder"
+    raise _NotOwnFolder(errno.EEXIST, f"{os.fsdecode(folder)} is {what}, not a folder apply made: not used")
 
 
 def _copy_private(source: bytes, target: bytes) -> None:
@@ -450,11 +478,12 @@ def _copy_private(source: bytes, target: bytes) -> None:
     shutil.copystat(source, target)
 
 
-def _move_file(source: bytes, target: bytes, partial: bytes) -> None:
+def _move_file(source: bytes, target: bytes, partial: bytes, own_folders: bool = False) -> None:
     """Move without ever overwriting ``target``: link + unlink on one file system; across file systems
     copy to ``partial`` (fsynced), link it to ``target``, then unlink the source. Folders made on the
-    way take the mode of the source's folders they mirror."""
-    _makedirs_like(os.path.dirname(target), os.path.dirname(source))
+    way take the mode of the source's folders they mirror; with ``own_folders`` (apply's moves under the
+    --move-to directory, not undo's back to the recorded paths) those that exist must be this user's own."""
+    _makedirs_like(os.path.dirname(target), os.path.dirname(source), own_folders)
     try:
         os.link(source, target)
     except OSError as exc:
@@ -589,7 +618,7 @@ def execute_plan(
                     _fsync_dir(os.path.dirname(item.path_bytes))
                 elif item.action == "move":
                     assert item.destination_bytes is not None and partial is not None
-                    _move_file(item.path_bytes, item.destination_bytes, partial)
+                    _move_file(item.path_bytes, item.destination_bytes, partial, own_folders=True)
                 else:
                     assert partial is not None
                     _hardlink_file(item.keeper_path_bytes, item.path_bytes, partial)

@@ -327,6 +327,43 @@ def test_move_to_recreates_folders_with_their_sources_modes(db_dsn, tmp_path):
     assert _mode(source) == 0o700
 
 
+def test_move_to_keeps_a_shared_folders_sticky_bit_and_never_follows_a_planted_link(db_dsn, tmp_path):
+    """A source folder like /tmp (1777) is mirrored with its sticky bit: without it, anyone who reaches the
+    folder could rename or delete what apply put there. A folder under --move-to that apply did not make (a
+    symbolic link planted where a mirror would go) is not followed: that file's move fails, named, and the
+    file stays. The --move-to directory itself may be the user's own symbolic link."""
+    from images import photo, resized, save
+
+    root = tmp_path / "photos"
+    save(photo(7, (128, 96)), root / "keep.jpg", quality=95)
+    save(resized(photo(7, (128, 96)), 0.5), root / "shared" / "p.jpg", quality=90)
+    planted_for = save(resized(photo(7, (128, 96)), 0.6), root / "other" / "r.jpg", quality=85)
+    (root / "shared").chmod(0o1777)
+    load(db_dsn, root)
+    run_cli(db_dsn, "report", "--format", "json")
+    assert {os.path.basename(p) for p in _non_keepers(db_dsn)} == {b"p.jpg", b"r.jpg"}
+
+    real, moved_to = tmp_path / "real-removed", tmp_path / "removed"
+    real.mkdir(mode=0o755)
+    moved_to.symlink_to(real)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    mirror_of_other = real / str(root / "other").lstrip("/")
+    mirror_of_other.parent.mkdir(parents=True)
+    mirror_of_other.symlink_to(elsewhere)  # planted where apply would make the folder for r.jpg
+
+    result = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes",
+                     "--manifest", str(tmp_path / "m.jsonl"), ok=False)
+    assert result.exit_code == 1, result.output
+    planted = moved_to / str(root / "other").lstrip("/")
+    assert f"failed  {planted_for}: {planted} is a symbolic link, not a folder apply made: not used" \
+        in result.stderr
+    assert planted_for.exists() and list(elsewhere.iterdir()) == []
+    mirror_of_shared = real / str(root / "shared").lstrip("/")
+    assert (mirror_of_shared / "p.jpg").exists() and not (root / "shared" / "p.jpg").exists()
+    assert os.stat(mirror_of_shared).st_mode & 0o7777 == 0o1777
+
+
 def test_manifest_is_readable_by_its_owner_only(db_dsn, tmp_path, loaded):
     new_folder = tmp_path / "state" / "manifests" / "m.jsonl"
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(new_folder))
