@@ -84,6 +84,14 @@ class PlannedAction:
     keeper_mtime_ns: int
     keeper_sha256: bytes
     destination_bytes: bytes | None = None
+    # another path to a file listed before it in its cluster (dbdedup.cluster_members.is_same_file: a hard or
+    # symbolic link): acting on it frees no bytes of its own
+    same_file: bool = False
+
+    @property
+    def freed_bytes(self) -> int:
+        """The bytes acting on it frees: its size, counted once per file."""
+        return 0 if self.same_file else self.size_bytes
 
     @property
     def destination(self) -> str | None:
@@ -101,7 +109,7 @@ class Plan:
 
     @property
     def bytes_to_free(self) -> int:
-        return sum(a.size_bytes for a in self.actions)
+        return sum(a.freed_bytes for a in self.actions)
 
 
 def destination_for(path_bytes: bytes, move_to: bytes) -> bytes:
@@ -178,6 +186,7 @@ def plan_actions(
                 keeper_mtime_ns=r["keeper_mtime_ns"],
                 keeper_sha256=bytes(r["keeper_sha256"]),
                 destination_bytes=destination_for(path_bytes, target) if target is not None else None,
+                same_file=bool(r["is_same_file"]),
             )
         )
     return plan
@@ -229,7 +238,7 @@ def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str
     except OSError as exc:
         return f"{what} cannot be read ({exc.strerror})", None
     if stat.S_ISLNK(st.st_mode):
-        return f"{what} is a symbolic link now", None
+        return f"{what} is a symbolic link (apply acts on regular files only)", None
     if not stat.S_ISREG(st.st_mode):
         return f"{what} is not a regular file", None
     if st.st_size != size:
@@ -383,7 +392,7 @@ class ApplyResult:
 
     @property
     def bytes_freed(self) -> int:
-        return sum(a.size_bytes for a in self.done)
+        return sum(a.freed_bytes for a in self.done)
 
 
 def _partial_name(target: bytes) -> bytes:

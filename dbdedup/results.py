@@ -63,7 +63,7 @@ class Member:
     is_protected: bool
     transform: str | None = None  # the flip, rotation or trim linking it to the keeper
     similarity: float | None = None  # embedding similarity to the keeper, when known
-    is_same_file: bool = False  # a hard link to the keeper's file: removing it frees nothing
+    is_same_file: bool = False  # another path to a file listed before it (the keeper's, or a member's): counts once
     verify_reason: str | None = None  # how its link to the keeper was verified (pairs.verify_reason)
     verify_score: float | None = None
 
@@ -74,7 +74,7 @@ class Member:
         if self.is_keeper:
             return "keeper"
         if self.is_same_file:
-            return "same file (hard link)"
+            return "same file (another path to it)"
         if self.is_exact_duplicate:
             return "same bytes"
         if self.transform == "keypoints":

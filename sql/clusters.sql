@@ -601,27 +601,33 @@ CREATE OR REPLACE VIEW dbdedup.cluster_members AS
            m.sha256,
            m.mtime_ns,
            (NOT m.is_keeper AND m.sha256 = m.keeper_sha256) AS is_exact_duplicate,
-           dbdedup.is_under(m.path, p.reference_paths) AS is_protected,
+           m.is_protected,
            m.transform,
            m.similarity,
-           (NOT m.is_keeper AND m.device = m.keeper_device AND m.inode = m.keeper_inode) AS is_same_file,
+           (NOT m.is_keeper AND m.device IS NOT NULL AND m.inode IS NOT NULL AND m.nth_path_of_file > 1) AS is_same_file,
            m.verify_reason,
            m.verify_score
     FROM (SELECT a.cluster_id, i.id AS image_id, i.path, i.path_bytes, a.is_keeper, a.distance_to_keeper, i.width,
                  i.height, i.size_bytes, i.sha256, i.mtime_ns, a.transform, a.similarity, i.device, i.inode,
-                 a.verify_reason, a.verify_score,
+                 a.verify_reason, a.verify_score, dbdedup.is_under(i.path, p.reference_paths) AS is_protected,
                  first_value(i.sha256) OVER keeper_first AS keeper_sha256,
-                 first_value(i.device) OVER keeper_first AS keeper_device,
-                 first_value(i.inode) OVER keeper_first AS keeper_inode
+                 -- one file reached by several paths (hard links, or symbolic links the loader followed) counts at
+                 -- its first path: the keeper's, else a protected one (removing the others frees nothing), else the
+                 -- lowest image id
+                 row_number() OVER (PARTITION BY a.cluster_id, i.device, i.inode
+                                    ORDER BY a.is_keeper DESC, dbdedup.is_under(i.path, p.reference_paths) DESC, i.id)
+                     AS nth_path_of_file
           FROM dbdedup.cluster_assignments a
           JOIN dbdedup.images i ON i.id = a.image_id
-          WINDOW keeper_first AS (PARTITION BY a.cluster_id ORDER BY a.is_keeper DESC)) m
-    CROSS JOIN dbdedup.cluster_parameters p;
+          CROSS JOIN dbdedup.cluster_parameters p
+          WINDOW keeper_first AS (PARTITION BY a.cluster_id ORDER BY a.is_keeper DESC)) m;
 COMMENT ON VIEW dbdedup.cluster_members IS
     'Members of the current clustering, keeper included (distance 0); only clusters of 2+ images. '
     'is_exact_duplicate: same SHA-256 as the keeper (false for the keeper itself); is_protected: under a reference path; '
     'transform: the flip, rotation or trim that links it to the keeper; similarity: embedding similarity to the keeper; '
-    'is_same_file: a hard link to the keeper''s file (same device and inode: removing it frees nothing); '
+    'is_same_file: another path to a file already listed in the cluster (same device and inode: a hard link, or a '
+    'symbolic link the loader followed), listed first at the keeper, else at a protected path, else at the lowest '
+    'image id: its bytes count once, at that first path; '
     'verify_reason, verify_score: how its link to the keeper was verified (exact, signature, geometry, reviewer).';
 
 CREATE OR REPLACE VIEW dbdedup.clusters AS
@@ -634,8 +640,8 @@ CREATE OR REPLACE VIEW dbdedup.clusters AS
     FROM dbdedup.cluster_members
     GROUP BY cluster_id;
 COMMENT ON VIEW dbdedup.clusters IS
-    'One row per cluster: its keeper and the bytes freed by removing the other, unprotected members (hard links to the '
-    'keeper''s file free nothing and are not counted).';
+    'One row per cluster: its keeper and the bytes freed by removing the other, unprotected members (a file reached '
+    'by several paths counts once, and not at all when one of them is the keeper''s: is_same_file).';
 
 CREATE OR REPLACE VIEW dbdedup.common_hashes AS
     SELECT v.hash_kind, v.value, v.images, v.distinct_files, v.common_reason,

@@ -364,6 +364,28 @@ def test_move_to_keeps_a_shared_folders_sticky_bit_and_never_follows_a_planted_l
     assert os.stat(mirror_of_shared).st_mode & 0o7777 == 0o1777
 
 
+def test_a_copy_reached_by_two_paths_frees_its_bytes_once(db_dsn, tmp_path):
+    """Both paths of a hard-linked copy go (removing one frees nothing), and its bytes are counted once: in the
+    report, the dry run and the result."""
+    from images import photo, resized, save
+
+    root = tmp_path / "photos"
+    save(photo(5, (128, 96)), root / "keep.jpg", quality=95)
+    copy = save(resized(photo(5, (128, 96)), 0.5), root / "a" / "copy.jpg", quality=90)
+    (root / "b").mkdir()
+    os.link(copy, root / "b" / "same.jpg")
+    size = copy.stat().st_size
+    load(db_dsn, root)
+    report = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    assert report["summary"]["reclaimable_bytes"] == size and report["summary"]["removable_images"] == 2
+    moved_to = tmp_path / "removed"
+    plan = run_cli(db_dsn, "apply", "--move-to", str(moved_to)).stdout
+    assert f"dry run: would move 2 files, freeing {size / 1024:.1f} KiB ({size:,} bytes)" in plan, plan
+    done = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(tmp_path / "m.jsonl")).stdout
+    assert f"move: 2 files done, {size / 1024:.1f} KiB ({size:,} bytes) freed" in done, done
+    assert not copy.exists() and not (root / "b" / "same.jpg").exists()
+
+
 def test_manifest_is_readable_by_its_owner_only(db_dsn, tmp_path, loaded):
     new_folder = tmp_path / "state" / "manifests" / "m.jsonl"
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(new_folder))

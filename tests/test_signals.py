@@ -460,6 +460,36 @@ def test_a_hard_link_to_the_keeper_is_the_same_file_and_frees_nothing(conn, tmp_
     assert reclaimable == [(stat.st_size, 3)]
 
 
+def test_a_file_reached_by_several_paths_counts_once(conn, tmp_path):
+    # a copy reached by its own path, a hard link and a symbolic link (which the loader follows) frees its bytes
+    # once; once one of its paths is protected (and so kept), removing the others frees nothing
+    root = tmp_path / "paths"
+    original = save(photo(1), root / "original.jpg", quality=95)
+    copy = save(resized(photo(1), 0.8), root / "copy.jpg", quality=90)
+    os.link(copy, root / "copy_link.jpg")
+    os.symlink(copy, root / "copy_symlink.jpg")
+    load_paths(conn, [root], workers=2, embedder=None)
+
+    def members() -> dict[str, tuple]:
+        rows = conn.execute("SELECT path, is_keeper, is_same_file, is_protected FROM dbdedup.cluster_members").fetchall()
+        return {Path(r[0]).name: r[1:] for r in rows}
+
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash"))
+    found = members()
+    assert set(found) == {"original.jpg", "copy.jpg", "copy_link.jpg", "copy_symlink.jpg"}
+    assert found["original.jpg"][0] is True
+    paths_of_copy = [found[n][1] for n in ("copy.jpg", "copy_link.jpg", "copy_symlink.jpg")]
+    assert sorted(paths_of_copy) == [False, True, True]  # counted at one path of the three
+    assert conn.execute("SELECT reclaimable_bytes FROM dbdedup.clusters").fetchall() == [(copy.stat().st_size,)]
+
+    clusters.build_clusters(conn, ClusterSettings(threshold=8, rule="hash",
+                                                  reference_paths=(str(root / "copy_link.jpg"),)))
+    found = members()
+    assert found["copy_link.jpg"] == (True, False, True)  # a protected image is kept
+    assert found["copy.jpg"][1] is True and found["copy_symlink.jpg"][1] is True
+    assert conn.execute("SELECT reclaimable_bytes FROM dbdedup.clusters").fetchall() == [(original.stat().st_size,)]
+
+
 def test_byte_identical_copies_do_not_crowd_the_embedding_neighbours(conn, tmp_path):
     # 30 copies of one photo sit at similarity 1.0 from each other: the k-NN search must look past them
     root = tmp_path / "crowd"

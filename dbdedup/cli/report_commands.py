@@ -232,7 +232,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
             for line in ap.describe_plan(plan, checks):
                 click.echo(printable(line))
             will_skip = sum(1 for _, problem in checks if problem)
-            freed = sum(item.size_bytes for item, problem in checks if not problem)
+            freed = sum(item.freed_bytes for item, problem in checks if not problem)
             verb = {"move": "move", "delete": "delete", "hardlink": "replace by hard links"}[action]
             click.echo(f"dry run: would {verb} {len(plan.actions) - will_skip:,} files, freeing {human_bytes(freed)} "
                        f"({freed:,} bytes); {len(plan.left_alone):,} left alone"

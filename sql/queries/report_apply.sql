@@ -4,7 +4,7 @@
 -- Every non-keeper of the current clustering with what apply re-checks on disk,
 -- and its keeper's facts (the keeper must still be there before a duplicate is removed).
 SELECT m.cluster_id, m.image_id, m.path, m.path_bytes, m.size_bytes, m.mtime_ns, m.sha256,
-       m.distance_to_keeper, m.is_exact_duplicate, m.is_protected,
+       m.distance_to_keeper, m.is_exact_duplicate, m.is_protected, m.is_same_file,
        k.image_id AS keeper_id, k.path AS keeper_path, k.path_bytes AS keeper_path_bytes,
        k.size_bytes AS keeper_size_bytes, k.mtime_ns AS keeper_mtime_ns, k.sha256 AS keeper_sha256
 FROM dbdedup.cluster_members m
