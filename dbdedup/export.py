@@ -20,6 +20,7 @@ from .errors import DbdedupError
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
+from .terminal import printable
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
 from .verdicts import KIND_LABELS, Verdict
 
@@ -168,7 +169,7 @@ def _verdicts_html(member: Member, verdicts: Mapping[bytes, list[Verdict]] | Non
         other = v.other(member.sha256) if member.sha256 else None
         if other is not None:
             paths = v.paths[v.sha256.index(other)]
-            text += " " + (", ".join(os.path.basename(p) for p in paths) if paths else "an image not loaded now")
+            text += " " + (printable(", ".join(os.path.basename(p) for p in paths)) if paths else "an image not loaded now")
         items.append(f'<li data-kind="{v.kind}">{e(text)} <span class="dim">({e(v.decided_by)}, '
                      f'{v.decided_at:%Y-%m-%d})</span>{" &middot; " + e(v.note) if v.note else ""}</li>')
     return '<ul class="verdicts">' + "".join(items) + "</ul>"
@@ -177,7 +178,7 @@ def _verdicts_html(member: Member, verdicts: Mapping[bytes, list[Verdict]] | Non
 def _figure(member: Member, jpeg: bytes | None, error: str | None, threshold: int,
             verdicts: Mapping[bytes, list[Verdict]] | None = None) -> str:
     e = html.escape
-    name = e(os.path.basename(member.path))
+    name = e(printable(os.path.basename(member.path)))
     if jpeg is not None:
         picture = f'<img src="{data_uri(jpeg)}" alt="{name}">'
     else:
@@ -190,7 +191,7 @@ def _figure(member: Member, jpeg: bytes | None, error: str | None, threshold: in
         f'<figure class="{"keeper" if member.is_keeper else "member"}" data-distance="{member.distance}">'
         f'<div class="frame">{picture}</div>'
         f"<figcaption>{_badge(member)}{reviewed} <b>{name}</b><br>{why}{dims} &middot; "
-        f'{e(human_bytes(member.size_bytes)).replace(" ", "&nbsp;")}<br><span class="dim" title="{e(member.path)}">{e(member.path)}</span>'
+        f'{e(human_bytes(member.size_bytes)).replace(" ", "&nbsp;")}<br><span class="dim" title="{e(printable(member.path))}">{e(printable(member.path))}</span>'
         f"{listed}</figcaption></figure>"
     )
 
@@ -220,7 +221,7 @@ def render_html(
                          f"keeper: {e(settings.keeper_rule)}"),
     ]
     if settings.reference_paths:
-        rows.append(("reference paths (protected)", e(", ".join(settings.reference_paths))))
+        rows.append(("reference paths (protected)", e(printable(", ".join(settings.reference_paths)))))
     if verdicts:
         every = {v.id: v for named in verdicts.values() for v in named}.values()
         stale = sum(1 for v in every if v.stale)
@@ -244,7 +245,7 @@ def _cluster_html(cluster: Cluster, maker: ThumbnailMaker, threshold: int,
     e = html.escape
     yield (
         f'<section class="cluster" id="cluster-{cluster.id}"><h2>Cluster {cluster.id}: '
-        f"{e(os.path.basename(cluster.keeper.path))}"
+        f"{e(printable(os.path.basename(cluster.keeper.path)))}"
         f' <span class="dim">&middot; {len(cluster.members)} images &middot; '
         f"{e(human_bytes(cluster.reclaimable_bytes))} reclaimable</span></h2>\n<div class=\"members\">\n"
     )

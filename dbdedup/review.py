@@ -34,6 +34,7 @@ from . import verdicts as vd
 from .errors import DbdedupError, user_error
 from .report import human_bytes
 from .sqlfiles import named_queries
+from .terminal import printable
 
 TOKEN_PARAM = "t"
 PAGE_SIZE = 50
@@ -222,6 +223,8 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
 
     app.jinja_env.globals.update(link=link, token=settings.token, token_param=TOKEN_PARAM,
                                  kind_labels=vd.KIND_LABELS, apply_on=settings.move_to is not None)
+    # (a file name's control and direction characters shown escaped, as in the terminal: dbdedup/terminal.py)
+    app.jinja_env.filters["printable"] = printable
 
     @app.before_request
     def only_the_owner():

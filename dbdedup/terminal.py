@@ -1,4 +1,4 @@
-"""What a terminal is shown of a text dbdedup did not write: a file's path.
+"""What a terminal (or a page) is shown of a text dbdedup did not write: a file's path.
 
 A file name may hold any byte but ``/`` and NUL: a newline, a carriage return, an escape sequence that moves
 the cursor, clears a line or sets the window's title, a right-to-left override that shows ``gpj.exe`` for

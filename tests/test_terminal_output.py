@@ -74,3 +74,28 @@ def test_report_apply_similar_and_errors_show_a_hostile_name_escaped(db_dsn, tmp
     assert missing.exit_code == 1
     _no_raw_controls(missing.stderr)
     assert "gone\\x1b[31m" in missing.stderr
+
+
+def test_the_html_sheet_and_the_review_page_show_a_hostile_name_escaped(db_dsn, tmp_path):
+    # a right-to-left override in a name reorders what a browser shows after it, as a terminal does
+    import html
+
+    import psycopg
+
+    from dbdedup import review as rv
+
+    root = tmp_path / "photos"
+    save(photo(3), root / "original.jpg", quality=95)
+    copy = save(resized(photo(3), 0.7), root / EVIL, quality=90)
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    assert run("--db", db_dsn, "report").exit_code == 0
+    sheet = tmp_path / "sheet.html"
+    assert run("--db", db_dsn, "export", str(sheet)).exit_code == 0
+    with psycopg.connect(db_dsn) as conn:
+        cluster = rv.first_cluster(conn)
+        page = rv.create_app(conn, rv.ReviewSettings(token="tok")).test_client().get(f"/cluster/{cluster}?t=tok")
+        assert page.status_code == 200
+        shown = {"sheet": sheet.read_text(), "review": page.get_data(as_text=True)}
+    for where, text in shown.items():
+        assert "\u202e" not in text and "\x1b" not in text, where
+        assert html.escape(printable(str(copy))) in text, where
