@@ -390,6 +390,8 @@ def _prepare_folder(data_dir: Path, server: ServerAccount | None) -> None:
     if server is not None and st.st_uid == 0 and not any(data_dir.iterdir()):
         os.chown(data_dir, server.uid, server.gid)  # an empty folder made by root, given to the server
         return
+    if _holds_other_files(data_dir):
+        raise _not_a_data_directory(data_dir)
     try:
         holder = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
@@ -398,6 +400,19 @@ def _prepare_folder(data_dir: Path, server: ServerAccount | None) -> None:
         f"the data directory {data_dir} belongs to {holder}, not to {server.name if server else _owner_name()}",
         hint="run dbdedup as its owner, or choose another --data-dir",
     )
+
+
+def _holds_other_files(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds files but no server: a folder of the user's (photos, say) given as --data-dir."""
+    try:
+        return not (data_dir / "PG_VERSION").exists() and any(data_dir.iterdir())
+    except OSError:
+        return False  # (not readable here: the ownership check or initdb says what is wrong)
+
+
+def _not_a_data_directory(data_dir: Path) -> DbdedupError:
+    return DbdedupError(f"{data_dir} holds other files and no embedded server: it is not used, nothing was written",
+                        hint="give --data-dir (or DBDEDUP_DATA_DIR) a new or empty folder, or the one dbdedup made")
 
 
 def _server_failed(data_dir: Path, what: str, exc: Exception) -> DbdedupError:
@@ -427,6 +442,8 @@ def start(data_dir: Path) -> str:
         if server is not None:
             _let_server_search([data_dir, bin_path("postgres")], server)
         if not (data_dir / "PG_VERSION").exists():
+            if _holds_other_files(data_dir):  # (checked under the lock: a first start may be initialising it)
+                raise _not_a_data_directory(data_dir)
             try:
                 _run([str(bin_path("initdb")), "-D", str(data_dir), "-U", SUPERUSER, "--encoding=utf8",
                       "--auth-local=peer", "--auth-host=reject"], server)

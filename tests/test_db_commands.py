@@ -173,3 +173,18 @@ def test_embeddings_refit_on_a_server_without_pgvector_is_one_line(plain_pg_dsn)
         admin.execute(f"CREATE DATABASE {name}")
     err = one_line_error(run("--db", dsn_for(plain_pg_dsn, name), "embeddings", "refit"))
     assert "pgvector" in err
+
+
+def test_a_folder_of_photos_given_as_the_data_dir_is_left_alone(own_embedded_env, tmp_path):
+    # a slip of --data-dir ~/Pictures: neither initialised nor claimed, in one line, the folder as it was
+    env, _ = own_embedded_env
+    photos = tmp_path / "Pictures"
+    save(photo(1), photos / "holiday.jpg", quality=90)
+    before = sorted((p.name, p.stat().st_mode, p.stat().st_uid) for p in [photos, *photos.iterdir()])
+    env = {**env, "DBDEDUP_DATA_DIR": str(photos)}
+    for command in (["status"], ["db", "url"]):
+        result = dbdedup(*command, env=env)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith(f"dbdedup: error: {photos} holds other files and no embedded server: "
+                                         "it is not used, nothing was written\nhint: "), result.stderr
+    assert sorted((p.name, p.stat().st_mode, p.stat().st_uid) for p in [photos, *photos.iterdir()]) == before
