@@ -119,14 +119,6 @@ class LoadSummary:
         }
 
 
-def default_workers() -> int:
-    """All cores this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that decide the hash values (stored with every run)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -522,7 +514,7 @@ def load_paths(
     left (vectors still pending are projected then).
     """
     root_paths = check_roots(roots)
-    workers = max(1, int(workers or default_workers()))
+    workers = max(1, int(workers or worker_pool.default_workers()))
     progress = progress or LoadProgress()
     q = _queries()
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:

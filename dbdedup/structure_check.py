@@ -168,9 +168,7 @@ class _Measurer:
         """The pool's size: as asked, else one process a core."""
         if self.asked is not None:
             return max(1, int(self.asked))
-        from .load import default_workers  # (the loader's module, with Pillow: only for a check of full batches)
-
-        return default_workers()
+        return worker_pool.default_workers()
 
     def __enter__(self) -> "_Measurer":
         return self

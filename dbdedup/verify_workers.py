@@ -48,7 +48,7 @@ from . import locks, pg_binary, verify, worker_pool
 from .decode import ImageError, decode_colour, decode_image
 from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
-from .load import default_workers
+from .worker_pool import default_workers
 from .resample import limit_blas_threads
 from .sqlfiles import named_queries
 from .structure_check import check_structure

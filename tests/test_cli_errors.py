@@ -124,3 +124,19 @@ def test_the_server_ending_the_load_session_is_one_line_and_the_next_load_carrie
         assert [r[0] for r in conn.execute("SELECT status FROM dbdedup.load_runs ORDER BY id")] == [
             "interrupted", "completed"]
     os.remove(log)
+
+
+def test_more_workers_than_the_machine_takes_is_a_usage_error(db_dsn, tmp_path, monkeypatch):
+    # `--workers 500` on two cores started 500 processes for five files; now it is refused before any starts
+    from dbdedup import worker_pool
+
+    monkeypatch.setattr(worker_pool, "default_workers", lambda: 2)
+    save(photo(1), tmp_path / "p.jpg", quality=90)
+    for command in (["load", str(tmp_path)], ["verify"]):
+        refused = CliRunner().invoke(cli, ["--db", db_dsn, *command, "--workers", "33"])
+        assert refused.exit_code == 2 and "33 is more than 32, the most this machine takes" in refused.stderr
+        assert "Traceback" not in refused.output
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.load_runs").fetchone() == (0,)
+    monkeypatch.setattr(worker_pool, "default_workers", lambda: 16)  # four a core past 32
+    assert CliRunner().invoke(cli, ["--db", db_dsn, "load", str(tmp_path), "--workers", "33"]).exit_code == 0

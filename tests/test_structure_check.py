@@ -705,10 +705,10 @@ def test_a_check_of_many_batches_measures_them_in_worker_processes_as_this_proce
     assert repr(rescued) == repr(alone)
 
     # `dbdedup verify --workers 1`: its structure checks start no process either, whatever the cores
-    from dbdedup import load as loader
+    from dbdedup import worker_pool
 
     monkeypatch.setattr(structure_check, "_init_worker", noting_worker)
-    monkeypatch.setattr(loader, "default_workers", lambda: 2)
+    monkeypatch.setattr(worker_pool, "default_workers", lambda: 2)
     measured_in.unlink(missing_ok=True)
     summary = verify_pending_pairs(conn, workers=1)
     assert summary.structure_failed + summary.tones_apart > 0 and not measured_in.exists()

@@ -44,3 +44,21 @@ def note(ctx: click.Context, message: str) -> None:
     """A line on stderr, unless --quiet."""
     if not settings_of(ctx).quiet:
         click.echo(printable(message), err=True)
+
+
+def workers_option(what: str):
+    """The ``--workers`` option of a command that starts a pool of processes (``what`` they do): one a core by
+    default, at most ``worker_pool.most_workers()``."""
+    def at_most(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+        if value is None:
+            return None
+        from ..worker_pool import most_workers  # (multiprocessing: only when the option is given)
+
+        most = most_workers()
+        if value > most:
+            raise click.BadParameter(f"{value} is more than {most}, the most this machine takes (4 a core, or 32): "
+                                     "each worker is a process that holds images in memory")
+        return value
+
+    return click.option("--workers", type=click.IntRange(min=1), default=None, callback=at_most,
+                        help=f"{what} [default: all cores; at most 4 a core, or 32].")

@@ -10,7 +10,7 @@ import click
 
 from ..reasons import DEFAULT_MAX_PIXELS, REASONS
 from ..terminal import printable
-from .context import note, open_db, settings_of
+from .context import note, open_db, settings_of, workers_option
 from .output import emit_rows, format_option
 
 
@@ -112,8 +112,7 @@ def _summary_lines(summary) -> list[str]:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Walk sub-folders (symlinked folders are followed, loops are not).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes that decode and hash images [default: all cores].")
+@workers_option("Processes that decode and hash images")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse images with more pixels than this (decompression bombs); they become errors.")
 @click.option("--orientations/--no-orientations", default=True, show_default=True,

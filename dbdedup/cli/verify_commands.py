@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .context import note, open_db, settings_of
+from .context import note, open_db, settings_of, workers_option
 
 
 def register(cli: click.Group) -> None:
@@ -82,8 +82,7 @@ def summary_line(summary) -> str:
 
 
 @click.command()
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes that read the files and compare them [default: all cores].")
+@workers_option("Processes that read the files and compare them")
 @click.option("--unchecked", is_flag=True,
               help="Also check the pairs a report left unchecked because its clusters did not need them.")
 @click.pass_context
