@@ -37,6 +37,7 @@ def most_workers() -> int:
     start: `--workers 500` on two cores started 500 processes for five files (19 s)."""
     return max(32, 4 * default_workers())
 
+
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still alive
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PIPE_BYTES = 1 << 20  # a task pipe's size (Linux's default limit for an unprivileged process)
