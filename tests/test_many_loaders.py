@@ -114,7 +114,7 @@ def waiting_for_the_load_lock(dsn: str) -> int:
 
 
 def three_loaders_at_once(dsn: str, folders: dict[str, Path]) -> None:
-    """x, y and the whole tree loaded by three processes started together; they ran at the same time.
+    """x, y and the whole tree loaded by three processes started together; each began while another ran.
 
     The load lock is held here, as a match holds it, until all three wait for it: processes merely started
     together did not always overlap, as the smallest load could end before the last process (started on a
@@ -140,7 +140,11 @@ def three_loaders_at_once(dsn: str, folders: dict[str, Path]) -> None:
         finish(process)
     done = runs(dsn)
     assert [r[1] for r in done] == ["completed"] * 3
-    assert max(r[3] for r in done) < min(r[4] for r in done), "the three loads overlapped in time"
+    # each began while another still ran: loads made to wait for one another would each begin after the last ended.
+    # (Not all three at one moment: released together, the smallest load of a few files has ended 50 ms before a
+    # busy machine let the last one record its start, on Citus more than once.)
+    spans = sorted((r[3], r[4]) for r in done)
+    assert all(start < max(end for _, end in spans[:i]) for i, (start, _) in enumerate(spans) if i), spans
 
 
 def test_three_loaders_at_once_give_the_database_of_one_load(db_dsn, empty_db_dsn, tmp_path):
