@@ -77,6 +77,13 @@ class DecodedImage:
     detail: Image.Image | None = None  # greyscale, long side >= the detail_side asked (see decode_image)
 
 
+def use_own_pixel_limit() -> None:
+    """Turn off Pillow's process-wide pixel limit in a process of dbdedup's own (a loader or check
+    worker, the command line): each decode here checks the header against its ``max_pixels``
+    instead, so the limit is the one the user set (``--max-pixels``) and the message names it."""
+    Image.MAX_IMAGE_PIXELS = None
+
+
 def _open(source, format_hint: str | None = None) -> Image.Image:
     with warnings.catch_warnings():
         # We enforce our own pixel limit from the header (max_pixels), so Pillow's

@@ -32,10 +32,9 @@ from typing import Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import psycopg
-from PIL import Image
 
 from . import distributed, embedding, embedding_index, fingerprint, locks, pg_binary, worker_pool
-from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE
+from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE, use_own_pixel_limit
 from .errors import DbdedupError, Terminated
 from .fingerprint import Extras, FileRecord, failed_record
 from .hashes import HASH_SIZE
@@ -230,9 +229,7 @@ def _init_worker(extras: Extras | None = None, parent_pid: int | None = None,
                  inherited_fds: Sequence[int] = ()) -> None:
     global _worker_extras
     worker_pool.start_worker(parent_pid, inherited_fds)
-    # The loader checks --max-pixels from the header itself; Pillow's global
-    # limit would otherwise refuse images the user allowed.
-    Image.MAX_IMAGE_PIXELS = None
+    use_own_pixel_limit()  # the header is checked against --max-pixels instead
     limit_blas_threads()
     if extras is not None and extras.keypoints and "cv2" not in sys.modules:
         # one process per core already (and not on a pool forked from a parent that used OpenCV:

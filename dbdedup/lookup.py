@@ -25,6 +25,7 @@ from psycopg.rows import dict_row
 from .embedding import DEFAULT_CONFIRM_DISTANCE, DEFAULT_MIN_SIMILARITY
 from .errors import DbdedupError
 from .matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, check_arguments, check_signal_arguments
+from .reasons import DEFAULT_MAX_PIXELS
 from .sqlfiles import named_queries
 
 COLUMNS = ("distance", "matched_by", "transform", "transform_distance", "similarity", "path", "width", "height",
@@ -84,8 +85,9 @@ def find_image(conn: psycopg.Connection, path: str) -> int | None:
     return row[0] if row else None
 
 
-def file_query(conn: psycopg.Connection, path: str | os.PathLike) -> FileQuery:
-    """Fingerprint a file as the loader would; raise DbdedupError when it is not a readable image."""
+def file_query(conn: psycopg.Connection, path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> FileQuery:
+    """Fingerprint a file as the loader would (refused, as there, above ``max_pixels`` pixels by its header);
+    raise DbdedupError when it is not a readable image."""
     from .decode import ImageError
     from .embedding import GreyEmbedder, Reduction, project, raw_from_bytes
     from .fingerprint import Extras, hash_image_file
@@ -94,10 +96,11 @@ def file_query(conn: psycopg.Connection, path: str | os.PathLike) -> FileQuery:
     # only the built-in embedder can be rebuilt from its id; an ONNX model's path is not stored
     embedder = GreyEmbedder() if row and row[0] == GreyEmbedder.name else None
     try:
-        record = hash_image_file(path, extras=Extras(orientations=True, embedder=embedder))
+        record = hash_image_file(path, max_pixels=max_pixels, extras=Extras(orientations=True, embedder=embedder))
     except ImageError as exc:
-        raise DbdedupError(f"cannot read {os.fsdecode(path)} as an image: {exc.detail}",
-                           hint="give an image file, a loaded path or a hash as 0x<16 hex digits>") from exc
+        hint = ("raise --max-pixels if you trust this file" if exc.reason == "too_many_pixels"
+                else "give an image file, a loaded path or a hash as 0x<16 hex digits>")
+        raise DbdedupError(f"cannot read {os.fsdecode(path)} as an image: {exc.detail}", hint=hint) from exc
     except OSError as exc:
         raise DbdedupError(f"cannot read {os.fsdecode(path)}: {exc.strerror}", hint="check the path and its permissions") from exc
     vector = None

@@ -45,7 +45,7 @@ import psycopg
 from PIL import Image
 
 from . import locks, pg_binary, verify, worker_pool
-from .decode import ImageError, decode_colour, decode_image
+from .decode import ImageError, decode_colour, decode_image, use_own_pixel_limit
 from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
 from .worker_pool import default_workers
@@ -1120,7 +1120,7 @@ def _init_worker(parent_pid: int, inherited_fds: Sequence[int], store_path: str 
                  store_budget: int = 0) -> None:
     global _checker
     worker_pool.start_worker(parent_pid, inherited_fds)
-    Image.MAX_IMAGE_PIXELS = None  # the files are the ones a load accepted (size and mtime checked)
+    use_own_pixel_limit()  # the files are the ones a load accepted (size and mtime checked)
     limit_blas_threads()
     if "cv2" not in sys.modules:
         # one process per core already: OpenCV's own threads would only compete. Only when this

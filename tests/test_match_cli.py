@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 
 import psycopg
+from PIL import Image
 from click.testing import CliRunner
 
 from dbdedup.cli.main import cli
@@ -95,6 +98,41 @@ def test_match_reports_user_errors(db_dsn, tmp_path):
     assert "blocks method is exact for thresholds 0 to 15" in bad.stderr and "hint:" in bad.stderr
     missing = run("--db", db_dsn, "similar", str(tmp_path / "nope.jpg"))
     assert missing.exit_code == 1 and "neither a loaded image nor a file" in missing.stderr
+
+
+def _png_header_bomb(path, side: int) -> None:
+    """A greyscale PNG of side x side black pixels: a few hundred kB on disk, side**2 bytes decoded."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = bytes(side + 1)  # filter byte + pixels
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def test_similar_on_a_file_not_loaded_keeps_to_max_pixels(db_dsn, tmp_path, monkeypatch):
+    # similar sets Pillow's process-wide limit aside, as the loader's workers do: put it back after the test
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    root = _library(tmp_path / "lib")
+    assert run("--db", db_dsn, "load", str(root)).exit_code == 0
+    # past Pillow's own hard limit (2 x 89,478,485 pixels), which named no option the user can set
+    _png_header_bomb(tmp_path / "bomb.png", 13_400)
+    bomb = run("--db", db_dsn, "similar", str(tmp_path / "bomb.png"))
+    assert bomb.exit_code == 1 and "Traceback" not in bomb.output
+    assert ("PNG header says 13400x13400 = 179,560,000 pixels, above the limit of 89,478,485 (--max-pixels)"
+            in bomb.stderr), bomb.stderr
+    assert "hint: raise --max-pixels if you trust this file" in bomb.stderr
+
+    save(resized(photo(3), 0.5), tmp_path / "outside.jpg", quality=85)  # 128 x 96 pixels
+    refused = run("--db", db_dsn, "similar", "--max-pixels", "10000", str(tmp_path / "outside.jpg"))
+    assert refused.exit_code == 1
+    assert "above the limit of 10,000 (--max-pixels)" in refused.stderr, refused.stderr
+    allowed = run("--db", db_dsn, "similar", "--max-pixels", "12288", str(tmp_path / "outside.jpg"),
+                  "--format", "json")
+    assert allowed.exit_code == 0, allowed.output
+    assert [r["path"].rsplit("/", 1)[1] for r in json.loads(allowed.stdout)] == ["p3.jpg"]
 
 
 def test_match_quiet_prints_nothing(db_dsn, tmp_path):

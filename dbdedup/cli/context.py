@@ -11,6 +11,7 @@ from typing import Iterator
 
 import click
 
+from ..reasons import DEFAULT_MAX_PIXELS
 from ..terminal import printable
 
 
@@ -62,3 +63,11 @@ def workers_option(what: str):
 
     return click.option("--workers", type=click.IntRange(min=1), default=None, callback=at_most,
                         help=f"{what} [default: all cores; at most 4 a core, or 32].")
+
+
+def max_pixels_option(refused: str):
+    """The ``--max-pixels`` option of a command that decodes files it has not recorded (load, similar);
+    ``refused`` says what becomes of a file over it."""
+    return click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                        help=f"Refuse images with more pixels than this (decompression bombs), read from the file's "
+                             f"header before anything is decoded; {refused}.")

@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from ..reasons import DEFAULT_MAX_PIXELS, REASONS
+from ..reasons import REASONS
 from ..terminal import printable
-from .context import note, open_db, settings_of, workers_option
+from .context import max_pixels_option, note, open_db, settings_of, workers_option
 from .output import emit_rows, format_option
 
 
@@ -113,8 +113,7 @@ def _summary_lines(summary) -> list[str]:
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Walk sub-folders (symlinked folders are followed, loops are not).")
 @workers_option("Processes that decode and hash images")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
-              help="Refuse images with more pixels than this (decompression bombs); they become errors.")
+@max_pixels_option("they become errors")
 @click.option("--orientations/--no-orientations", default=True, show_default=True,
               help="Also store the pHash of the 7 other orientations and of the image with uniform borders "
                    "trimmed, so flipped, rotated and bordered copies match.")

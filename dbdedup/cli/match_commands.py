@@ -9,7 +9,7 @@ import click
 from ..errors import DbdedupError
 from ..matching import DEFAULT_THRESHOLD, HASH_KINDS, METHODS
 from .clustering import clustering_options, threshold_option, use_clustering
-from .context import note, open_db
+from .context import max_pixels_option, note, open_db
 from .output import emit_rows, format_option
 
 
@@ -125,9 +125,10 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
 @click.argument("target")
 @threshold_option(str(DEFAULT_THRESHOLD))
 @_hash_option
+@max_pixels_option("the command fails")
 @format_option()
 @click.pass_context
-def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: str, fmt: str) -> None:
+def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: str, max_pixels: int, fmt: str) -> None:
     """List the loaded images that look like one image: a loaded path, a file on disk, or a hex hash.
 
     Answered from indexes in milliseconds, with the signals of the clusters: the pHash within the
@@ -159,8 +160,11 @@ def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: s
             if stored is not None:
                 rows = look_up(conn, image_id=stored, signals=signals)
             elif os.path.isfile(path):
+                from ..decode import use_own_pixel_limit
+
                 note(ctx, f"{target} is not loaded: fingerprinted it now")
-                rows = look_up(conn, query=file_query(conn, path), signals=signals)
+                use_own_pixel_limit()  # --max-pixels, as load's workers check it
+                rows = look_up(conn, query=file_query(conn, path, max_pixels=max_pixels), signals=signals)
             else:
                 raise DbdedupError(
                     f"{target} is neither a loaded image nor a file",
