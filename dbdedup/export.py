@@ -203,9 +203,11 @@ def render_html(
     *,
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
     verdicts: Mapping[bytes, list[Verdict]] | None = None,
+    maker: ThumbnailMaker | None = None,
 ) -> Iterable[str]:
     """The contact sheet as chunks of HTML: one self-contained page (inline CSS, thumbnails as data URIs).
-    ``verdicts`` (``dbdedup.verdicts.all_by_image``) marks the members reviewers decided on."""
+    ``verdicts`` (``dbdedup.verdicts.all_by_image``) marks the members reviewers decided on; ``maker``
+    (else one of its own) makes the thumbnails and counts who else may read the files shown."""
     e = html.escape
     yield "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
     yield "<title>dbdedup contact sheet</title>\n"
@@ -231,7 +233,7 @@ def render_html(
         yield f"<tr><td>{label}</td><td>{value}</td></tr>"
     yield "</table>\n"
     shown = 0
-    with ThumbnailMaker(thumbnail_size) as maker:
+    with maker or ThumbnailMaker(thumbnail_size) as maker:
         for cluster in clusters:
             shown += 1
             yield from _cluster_html(cluster, maker, settings.threshold, verdicts)
@@ -264,20 +266,31 @@ def export_html(
     thumbnail_size: int = DEFAULT_THUMBNAIL_SIZE,
     verdicts: Mapping[bytes, list[Verdict]] | None = None,
 ) -> Path:
-    """Write the contact sheet to ``path`` (atomically: a temporary file renamed into place)."""
+    """Write the contact sheet to ``path`` (atomically: a temporary file renamed into place). The sheet
+    holds the pictures and their paths, so it is made no more readable than they are: the mode a new file
+    gets under the umask, less the group and others read bits that some file shown does not grant."""
     target = Path(path)
     if target.is_dir():
         raise DbdedupError(f"{target} is a directory", hint="name an .html file, or use --layout folders")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
     try:
+        maker = ThumbnailMaker(thumbnail_size)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size, verdicts=verdicts):
+            for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size, verdicts=verdicts,
+                                     maker=maker):
                 out.write(chunk)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, _new_file_mode() & (0o600 | maker.access.bits))
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return target
+
+
+def _new_file_mode() -> int:
+    """The mode open() gives a new file under this process's umask."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask

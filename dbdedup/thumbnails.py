@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
@@ -54,11 +55,45 @@ def _one(path: bytes, size: int) -> tuple[bytes, bytes | None, str | None]:
         return path, None, f"{exc.__class__.__name__}: {exc}"
 
 
+GROUP_AND_OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
+
+
+class ReadAccess:
+    """Who else may read a set of files: the group and others read bits that every file grants, each
+    through folders that grant its search bit all the way down. A page that shows the files' pictures
+    and paths is then made no more readable than they are."""
+
+    def __init__(self) -> None:
+        self.bits = GROUP_AND_OTHERS_READ
+        self._folders: dict[bytes, int] = {}
+
+    def _folder_bits(self, folder: bytes) -> int:
+        if folder not in self._folders:
+            parent = os.path.dirname(folder)
+            try:
+                mode = os.stat(folder).st_mode
+                own = (stat.S_IRGRP if mode & stat.S_IXGRP else 0) | (stat.S_IROTH if mode & stat.S_IXOTH else 0)
+            except OSError:
+                own = 0
+            self._folders[folder] = own & (self._folder_bits(parent) if parent != folder else GROUP_AND_OTHERS_READ)
+        return self._folders[folder]
+
+    def add(self, path: bytes) -> None:
+        """Narrow ``bits`` to what ``path`` (as the page names it) and its folders grant; of a file that is
+        gone (shown with no picture) only its folders count."""
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = GROUP_AND_OTHERS_READ
+        self.bits &= mode & self._folder_bits(os.path.dirname(os.path.abspath(path)))
+
+
 class ThumbnailMaker:
     """Makes thumbnails on a few threads (Pillow releases the GIL while decoding); use as a context manager."""
 
     def __init__(self, size: int = DEFAULT_THUMBNAIL_SIZE, workers: int | None = None) -> None:
         self.size = size
+        self.access = ReadAccess()  # who else may read the files thumbnailed so far
         self._pool = ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1))
 
     def __enter__(self) -> "ThumbnailMaker":
@@ -68,5 +103,8 @@ class ThumbnailMaker:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def make(self, paths: Iterable[bytes]) -> Iterator[tuple[bytes, bytes | None, str | None]]:
-        """(path, jpeg bytes or None, error or None) for each path, in order."""
-        return self._pool.map(lambda p: _one(p, self.size), paths)
+        """(path, jpeg bytes or None, error or None) for each path, in order; ``access`` then counts
+        each path."""
+        for path, jpeg, error in self._pool.map(lambda p: _one(p, self.size), paths):
+            self.access.add(path)
+            yield path, jpeg, error

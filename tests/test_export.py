@@ -162,3 +162,46 @@ def test_html_placeholder_for_a_file_gone_since_load(db_dsn, tmp_path):
     run_cli(db_dsn, "export", str(sheet))
     text = sheet.read_text(encoding="utf-8")
     assert text.count("no thumbnail") == 1 and text.count("<figure") == 8 and text.count("<img") == 7
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder others may search, as a shared collection's is (pytest's own are private, 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="dbdedup-shared-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_the_html_sheet_is_no_more_readable_than_the_pictures_it_shows(db_dsn, tmp_path, shared_folder):
+    if any(not folder.stat().st_mode & 0o001 for folder in shared_folder.parents):
+        pytest.skip(f"{shared_folder.parent} is not searchable by others on this machine")
+    col = make_collection(shared_folder / "photos")
+    load(db_dsn, col.root)
+    copy = col.near["o101_small.jpg"][1]  # a member of a cluster the sheet shows
+
+    def sheet_mode(name: str, umask: int = 0o022) -> int:
+        before = os.umask(umask)
+        try:
+            run_cli(db_dsn, "export", str(tmp_path / name))
+        finally:
+            os.umask(before)
+        return (tmp_path / name).stat().st_mode & 0o777
+
+    for folder, _, files in os.walk(col.root):  # as a shared collection has them
+        os.chmod(folder, 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
+    assert sheet_mode("public.html") == 0o644
+    assert sheet_mode("under_umask_077.html", umask=0o077) == 0o600
+    os.chmod(copy, 0o640)  # one picture readable by its group only
+    assert sheet_mode("group.html") == 0o640
+    os.chmod(copy, 0o644)
+    os.chmod(copy.parent, 0o700)  # a private folder: its readable files are not readable by others
+    assert sheet_mode("private_folder.html") == 0o600
+    os.chmod(copy.parent, 0o711)  # searchable: others who know the names can read its files
+    assert sheet_mode("searchable_folder.html") == 0o644
+    copy.unlink()  # a picture gone since the load is shown as a placeholder: its folder still counts
+    os.chmod(copy.parent, 0o750)
+    assert sheet_mode("gone.html") == 0o640
+    assert "no thumbnail" in (tmp_path / "gone.html").read_text(encoding="utf-8")
