@@ -45,7 +45,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
-from .scan import display_path
+from .scan import display_path, open_regular_file
 from .sqlfiles import named_queries
 
 ACTIONS = ("move", "delete", "hardlink")
@@ -224,7 +224,7 @@ def _link_targets(rows: list[dict]) -> tuple[dict[int, dict], set[int]]:
 def sha256_of(path: bytes) -> bytes:
     """SHA-256 of a file's bytes."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular_file(path) as f:  # never a FIFO or a device swapped in since the check
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.digest()

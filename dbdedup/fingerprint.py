@@ -23,6 +23,7 @@ from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .keypoints import WORKING_SIDE, stored_keys
 from .resample import grey_pixels
+from .scan import NotARegularFile, open_regular_file
 from .turn_signature import turn_signatures_of_thumbnails
 from .variants import stored_variants, stored_variants_many
 from .verify import colour_signature, colour_signatures, qualities, quality, structure_thumbnail
@@ -99,7 +100,7 @@ class FileRecord:
 def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
     """Read a file's bytes (or only hash them when huge); returns (data or None, sha256 digest, stat)."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as handle:
             st = os.fstat(handle.fileno())
             if st.st_size > IN_MEMORY_LIMIT:
                 digest = hashlib.sha256()
@@ -108,6 +109,8 @@ def _read_file(path: PathLike) -> tuple[bytes | None, bytes, os.stat_result]:
                 return None, digest.digest(), st
             data = handle.read()
             return data, hashlib.sha256(data).digest(), st
+    except NotARegularFile as exc:  # swapped in since the walk saw a file
+        raise ImageError("not_a_file", exc.strerror) from exc
     except PermissionError as exc:
         raise ImageError("permission_denied", f"cannot read the file: {exc.strerror}") from exc
     except FileNotFoundError as exc:

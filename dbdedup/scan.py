@@ -13,7 +13,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence, Union
+from typing import BinaryIO, Iterable, Iterator, Sequence, Union
 
 IMAGE_EXTENSIONS = frozenset(
     b"." + ext
@@ -86,9 +86,35 @@ def _has_image_extension(name: bytes) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
+class NotARegularFile(OSError):
+    """A path that is no longer a regular file where one was seen (a FIFO, a device, a socket)."""
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _require_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise NotARegularFile(errno.EINVAL, f"a {_file_type(mode)}, not a regular file: never read")
+
+
+def open_regular_file(path: Union[bytes, str, os.PathLike]) -> BinaryIO:
+    """``path`` opened for reading, only if it is a regular file, checked on the open descriptor: a FIFO
+    or a device put in its place after the walk saw a file (a read could block forever, or never end,
+    as /dev/zero's) is never read. NotARegularFile (an OSError) otherwise."""
+    _require_regular(os.stat(path).st_mode)  # most are then never opened (opening some devices acts)
+    fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO swapped in since does not block the open
+    try:
+        _require_regular(os.fstat(fd).st_mode)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _sniff_file(path: bytes) -> str | None:
     try:
-        with open(path, "rb") as handle:
+        with open_regular_file(path) as handle:
             return sniff_format(handle.read(SNIFF_BYTES))
     except OSError:
         # Unreadable files without an image extension: we cannot tell what they

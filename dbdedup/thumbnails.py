@@ -11,6 +11,8 @@ from typing import Iterable, Iterator
 
 from PIL import Image, ImageOps
 
+from .scan import open_regular_file
+
 DEFAULT_THUMBNAIL_SIZE = 200
 
 
@@ -18,9 +20,10 @@ def thumbnail_jpeg(path: bytes | str | os.PathLike, size: int = DEFAULT_THUMBNAI
     """A JPEG of the image at ``path`` that fits in ``size`` x ``size`` pixels, EXIF orientation applied.
 
     ``path`` may be the exact bytes the file system uses (dbdedup.images.path_bytes),
-    so names that are not UTF-8 work. Raises OSError (or PIL's errors) when it cannot be read.
+    so names that are not UTF-8 work. Raises OSError (or PIL's errors) when it cannot be read, and
+    NotARegularFile for a FIFO or a device put where the file was.
     """
-    with Image.open(path) as im:
+    with open_regular_file(path) as handle, Image.open(handle) as im:
         # JPEG can decode at 1/2, 1/4 or 1/8 scale: much faster for big photos
         im.draft("RGB", (size * 2, size * 2))
         im = ImageOps.exif_transpose(im)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import stat
 import sys
 import time
 from collections import Counter, OrderedDict
@@ -50,6 +49,7 @@ from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
 from .worker_pool import default_workers
 from .resample import limit_blas_threads
+from .scan import NotARegularFile, open_regular_file
 from .sqlfiles import named_queries
 from .structure_check import check_structure
 from .variants import trim_box
@@ -266,40 +266,30 @@ class FileCheckError(Exception):
 
 def read_recorded_file(path: bytes, size_bytes: int, mtime_ns: int) -> bytes:
     """The bytes of the file the loader recorded at ``path``, if it is still the file it recorded
-    (a regular file of the same size and mtime); FileCheckError otherwise. The file is opened
-    without blocking and checked on the open descriptor, so a FIFO put in its place is not read
-    and a file swapped between the check and the read is not either."""
+    (a regular file of the same size and mtime); FileCheckError otherwise. The file is checked on
+    the open descriptor (``scan.open_regular_file``), so a FIFO put in its place is not read and a
+    file swapped between the check and the read is not either."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+        handle = open_regular_file(path)
+    except NotARegularFile:
+        raise FileCheckError("not a regular file any more") from None
     except FileNotFoundError:
         raise FileCheckError("file is gone") from None
     except PermissionError:
         raise FileCheckError("permission denied") from None
     except OSError as exc:
         raise FileCheckError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise FileCheckError("not a regular file any more")
-        if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:
-            raise FileCheckError("file changed since it was loaded")
-        chunks = []
-        remaining = size_bytes
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 1 << 22))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        if remaining:
-            raise FileCheckError("file changed since it was loaded")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise FileCheckError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
-    finally:
-        os.close(fd)
-
-
+    with handle:
+        try:
+            st = os.fstat(handle.fileno())
+            if st.st_size != size_bytes or st.st_mtime_ns != mtime_ns:
+                raise FileCheckError("file changed since it was loaded")
+            data = handle.read(size_bytes)
+        except OSError as exc:
+            raise FileCheckError(f"unreadable ({exc.strerror or exc.__class__.__name__})") from None
+    if len(data) != size_bytes:
+        raise FileCheckError("file changed since it was loaded")
+    return data
 
 
 class _Unreadable(Exception):

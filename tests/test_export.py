@@ -205,3 +205,18 @@ def test_the_html_sheet_is_no_more_readable_than_the_pictures_it_shows(db_dsn, t
     os.chmod(copy.parent, 0o750)
     assert sheet_mode("gone.html") == 0o640
     assert "no thumbnail" in (tmp_path / "gone.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.timeout(120)
+def test_html_placeholder_for_a_file_swapped_for_a_fifo_since_load(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")
+    swapped = col.near["o101_small.jpg"][1]
+    swapped.unlink()
+    os.mkfifo(swapped)  # opened as a file, it would block the export forever
+    sheet = tmp_path / "sheet.html"
+    run_cli(db_dsn, "export", str(sheet))
+    text = sheet.read_text(encoding="utf-8")
+    assert text.count("no thumbnail") == 1 and text.count("<img") == text.count("<figure") - 1
+    assert "not a regular file" in text

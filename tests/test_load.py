@@ -395,6 +395,34 @@ def test_a_fifo_named_like_an_image_is_an_error_row_and_never_opened(conn, tmp_p
     assert conn.execute("SELECT count(*) FROM dbdedup.load_errors WHERE reason = 'not_a_file'").fetchone()[0] == 1
 
 
+@pytest.mark.timeout(120)
+def test_a_file_swapped_for_a_fifo_or_a_device_after_the_walk_is_never_read(conn, tmp_path, monkeypatch):
+    # the walk sees regular files; by the time a worker reads them one is a FIFO (a read would block
+    # the load forever) and one a link to /dev/zero (a read would never end): on a big tree that is hours
+    import dbdedup.load as load_module
+
+    save(photo(1), tmp_path / "a.jpg")
+    save(photo(2), tmp_path / "pipe.jpg")
+    save(photo(3), tmp_path / "zero.jpg")
+    walk = load_module.scan
+
+    def walk_then_swap(*args, **kwargs):
+        entries = list(walk(*args, **kwargs))
+        (tmp_path / "pipe.jpg").unlink()
+        os.mkfifo(tmp_path / "pipe.jpg")
+        (tmp_path / "zero.jpg").unlink()
+        (tmp_path / "zero.jpg").symlink_to("/dev/zero")
+        yield from entries
+
+    monkeypatch.setattr(load_module, "scan", walk_then_swap)
+    summary = load_paths(conn, [tmp_path], workers=1)
+    assert summary.loaded == 1 and summary.errors == {"not_a_file": 2}
+    stored = rows(conn)
+    assert "FIFO" in stored[str(tmp_path / "pipe.jpg")]["error_detail"]
+    assert "device" in stored[str(tmp_path / "zero.jpg")]["error_detail"]
+    assert stored[str(tmp_path / "a.jpg")]["status"] == "ok"
+
+
 def test_a_file_refused_for_max_pixels_is_loaded_when_the_limit_is_raised(conn, tmp_path):
     save(photo(1, (300, 200)), tmp_path / "big.png")
     first = load_paths(conn, [tmp_path], workers=1, max_pixels=10_000)
