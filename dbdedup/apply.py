@@ -250,11 +250,29 @@ def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str
 
 def quick_check(item: PlannedAction) -> str | None:
     """Why ``item`` would be skipped, judging by size and mtime only (no hashing): for the dry run."""
-    problem, _ = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
+    problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
     if problem:
         return problem
-    problem, _ = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns, "its keeper")
-    return problem
+    problem, keeper_st = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns,
+                                       "its keeper")
+    if problem or item.action != "hardlink":
+        return problem
+    assert st is not None and keeper_st is not None
+    return _link_problem(st, keeper_st)
+
+
+def _link_problem(st: os.stat_result, keeper_st: os.stat_result) -> str | None:
+    """Why a file cannot become a hard link to its keeper, judging by the two stats."""
+    if os.path.samestat(st, keeper_st):
+        return "already a hard link to its keeper"
+    if st.st_dev != keeper_st.st_dev:
+        return "on another file system than its keeper (a hard link cannot cross file systems)"
+    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (keeper_st.st_uid, keeper_st.st_gid,
+                                                             stat.S_IMODE(keeper_st.st_mode)):
+        # the path would take the keeper's: others could read it, or its owner no longer write it
+        # (util-linux hardlink refuses too, unless told to ignore them)
+        return "has another owner, group or mode than its keeper (a hard link would give it the keeper's)"
+    return None
 
 
 class _Checker:
@@ -283,10 +301,8 @@ class _Checker:
         assert st is not None and keeper_st is not None
         if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
             return "is the keeper's own file under another path"
-        if item.action == "hardlink" and os.path.samestat(st, keeper_st):
-            return "already a hard link to its keeper"
-        if item.action == "hardlink" and st.st_dev != keeper_st.st_dev:
-            return "on another file system than its keeper (a hard link cannot cross file systems)"
+        if item.action == "hardlink" and (problem := _link_problem(st, keeper_st)):
+            return problem
         try:
             if sha256_of(item.path_bytes) != item.sha256:
                 return "changed since it was loaded (content)"
@@ -478,11 +494,18 @@ def _own_folder(folder: bytes) -> bool:
 
 
 def _copy_private(source: bytes, target: bytes) -> None:
-    """Copy a file's bytes and metadata to a new ``target`` that nobody else can read while it is written."""
+    """Copy a file's bytes and metadata to a new ``target`` that nobody else can read while it is written.
+    Its owner and group are the source's when this user may give them (root always), as mv keeps them:
+    a file of another user moved across file systems and back by root is still that user's."""
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+    with open_regular_file(source) as src, os.fdopen(fd, "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
         dst.flush()
+        owner = os.fstat(src.fileno())
+        try:
+            os.fchown(dst.fileno(), owner.st_uid, owner.st_gid)  # before the mode: chown clears set-id bits
+        except PermissionError:
+            pass  # not root: the copy is this user's, as mv's would be
         os.fsync(dst.fileno())
     shutil.copystat(source, target)
 

@@ -116,6 +116,29 @@ def test_hardlink_only_links_exact_duplicates(db_dsn, tmp_path, loaded):
         os.fsdecode(original)).read_bytes()
 
 
+def test_hardlink_leaves_a_copy_whose_owner_or_mode_differs_from_its_keepers(db_dsn, tmp_path, loaded):
+    # linked, the copy's path would take the keeper's owner and mode: readable by others, or no longer
+    # its owner's to write
+    copy = loaded.near["o101_copy.jpg"][1]
+    original = loaded.originals["o101"]
+    os.chmod(original, 0o644)
+    os.chmod(copy, 0o600)
+    reason = "has another owner, group or mode than its keeper"
+    assert reason in run_cli(db_dsn, "apply", "--hardlink").stdout  # the dry run says so
+    result = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m1.jsonl"))
+    assert "0 files done" in result.stdout and reason in result.stderr
+    assert not os.path.samefile(copy, original) and os.stat(copy).st_mode & 0o777 == 0o600
+    os.chmod(copy, 0o644)
+    if os.geteuid() == 0:
+        os.chown(copy, 65534, os.stat(copy).st_gid)  # another user's copy of root's picture
+        result = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m2.jsonl"))
+        assert "0 files done" in result.stdout and reason in result.stderr
+        assert not os.path.samefile(copy, original) and os.stat(copy).st_uid == 65534
+        os.chown(copy, os.stat(original).st_uid, os.stat(original).st_gid)
+    result = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m3.jsonl"))
+    assert "1 files done" in result.stdout and os.path.samefile(copy, original)
+
+
 def test_a_file_changed_after_load_is_skipped(db_dsn, tmp_path, loaded):
     changed = loaded.near["o102_bright.jpg"][1]
     st = os.stat(changed)
@@ -217,6 +240,34 @@ def test_move_across_file_systems_and_back(db_dsn, tmp_path, loaded):
             assert moved[os.path.join(os.fsencode(moved_to), path.lstrip(b"/"))] == before[path]  # mtime kept
         run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
         assert tree_state(loaded.root) == before and tree_state(moved_to) == {}
+    finally:
+        shutil.rmtree(moved_to, ignore_errors=True)
+
+
+def test_root_moving_another_users_files_across_file_systems_and_back_keeps_them_theirs(db_dsn, tmp_path, loaded):
+    """A copy across file systems is a new file: made by root, it was root's, and so was the file undo put
+    back. Like mv, apply gives the copy its source's owner and group."""
+    import shutil
+    import tempfile
+
+    shm = Path("/dev/shm")
+    if os.geteuid() != 0:
+        pytest.skip("only root may give a file to another user")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on a file system other than the temporary directory's")
+    targets = _non_keepers(db_dsn)
+    for path in targets:
+        os.chown(path, 65534, 65534)  # nobody's, as files under /home are their users'
+    moved_to = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        result = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+        assert "5 files done" in result.stdout
+        for path in targets:
+            moved = os.stat(os.path.join(os.fsencode(moved_to), path.lstrip(b"/")))
+            assert (moved.st_uid, moved.st_gid) == (65534, 65534)
+        run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
+        for path in targets:
+            assert (os.stat(path).st_uid, os.stat(path).st_gid) == (65534, 65534)
     finally:
         shutil.rmtree(moved_to, ignore_errors=True)
 
