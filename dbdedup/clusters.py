@@ -45,6 +45,7 @@ by their pixels (``verify_workers``) before it builds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Collection, Iterable
 
@@ -200,9 +201,51 @@ def save_settings(conn: psycopg.Connection, settings: ClusterSettings) -> None:
         conn.commit()
 
 
+def _is_under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def reference_aliases(conn: psycopg.Connection, path: str) -> list[str]:
+    """``path`` (absolute) and the other paths by which loaded images may name the same files: its real
+    path when it goes through a symbolic link, and its place under each loaded root that reaches it
+    through one. Protection compares paths as the loader recorded them, so each of these is kept:
+    ``--reference ~/photos/originals``, where ~/photos links to /data/photos that was loaded, then
+    protects /data/photos/originals too."""
+    real = os.path.realpath(path)
+    aliases = [path, real]
+    with conn.transaction():
+        roots = [row[0] for row in conn.execute(_settings_queries()["loaded_roots"])]
+    for root in roots:
+        root_real = os.path.realpath(root)
+        if root_real != root and _is_under(real, root_real):
+            inside = os.path.relpath(real, root_real)
+            aliases.append(root if inside == "." else os.path.join(root, inside))
+    return list(dict.fromkeys(normalise_references(aliases)))
+
+
+def references_without_images(conn: psycopg.Connection, reference_paths: Iterable[str]) -> list[str]:
+    """The reference paths under which no loaded image lies, by any of the paths that name the same
+    folder (a typo, or a folder loaded under another name): nothing there is protected."""
+    q = _settings_queries()
+    groups: dict[str, list[str]] = {}
+    for path in reference_paths:
+        groups.setdefault(os.path.realpath(path), []).append(path)
+    empty = []
+    with conn.transaction():
+        for paths in groups.values():
+            if not any(conn.execute(q["holds_images"], {"path": p}).fetchone()[0] for p in paths):
+                empty.append(paths[0])
+    return empty
+
+
 def update_settings(conn: psycopg.Connection, **changes) -> tuple[ClusterSettings, bool]:
     """The stored settings (else the defaults) with ``changes`` (see ``ClusterSettings.changed``),
-    stored when they differ; returns (settings, whether they changed)."""
+    stored when they differ; returns (settings, whether they changed). Each reference path added
+    comes with its aliases (``reference_aliases``)."""
+    if changes.get("add_references"):
+        changes["add_references"] = [alias for path in changes["add_references"]
+                                     for alias in reference_aliases(conn, path)]
     before = stored_settings(conn)
     after = (before or ClusterSettings()).changed(**changes)
     after.check()

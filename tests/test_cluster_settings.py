@@ -9,7 +9,7 @@ import pytest
 
 from dbdedup.clusters import ClusterSettings, current_settings, stored_settings, update_settings
 from dbdedup.errors import DbdedupError
-from test_report_sample import load, make_collection, run_cli, tree_state
+from test_report_sample import load, make_collection, members, run_cli, tree_state
 
 
 def test_a_reference_set_by_match_survives_report_and_apply(db_dsn, tmp_path):
@@ -28,6 +28,51 @@ def test_a_reference_set_by_match_survives_report_and_apply(db_dsn, tmp_path):
     assert {p: s for p, s in tree_state(col.root).items() if p.startswith(bytes(reference))} == under
     moved = [p for p in tree_state(tmp_path / "removed")]
     assert moved and not any(bytes(reference) in p.split(b"/removed", 1)[1] for p in moved)
+
+
+def test_a_reference_named_through_a_symbolic_link_protects_the_files_loaded_under_their_real_path(db_dsn, tmp_path):
+    """Protection compares paths as loaded: `--reference ~/photos/copies`, where ~/photos links to the folder
+    that was loaded by its real path, protected nothing, and apply moved the copies it named."""
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    alias = tmp_path / "alias"
+    alias.symlink_to(col.root)
+    run_cli(db_dsn, "report", "--format", "json")
+    copies = {bytes(m["path_bytes"]) for m in members(db_dsn) if bytes(m["path_bytes"]).startswith(
+        bytes(col.root / "copies"))}
+    assert copies  # the copies are in clusters, and removable without a reference
+    report = run_cli(db_dsn, "report", "--reference", str(alias / "copies"), "--format", "json")
+    assert json.loads(report.stdout)["parameters"]["reference_paths"] == [str(alias / "copies"),
+                                                                          str(col.root / "copies")]
+    assert "warning" not in report.stderr
+    assert all(m["is_protected"] for m in members(db_dsn) if bytes(m["path_bytes"]) in copies)
+    under = {p: s for p, s in tree_state(col.root).items() if p in copies}
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert {p: s for p, s in tree_state(col.root).items() if p in copies} == under
+
+
+def test_a_reference_by_real_path_protects_files_loaded_through_a_symbolic_link(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    alias = tmp_path / "alias"
+    alias.symlink_to(col.root)
+    load(db_dsn, alias)  # recorded as alias/...
+    report = run_cli(db_dsn, "report", "--reference", str(col.root / "copies"), "--format", "json")
+    assert str(alias / "copies") in json.loads(report.stdout)["parameters"]["reference_paths"]
+    protected = [m for m in members(db_dsn) if m["path"].startswith(str(alias / "copies") + "/")]
+    assert protected and all(m["is_protected"] for m in protected)
+
+
+def test_a_reference_that_holds_no_loaded_image_is_a_warning_even_when_quiet(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    typo = tmp_path / "photos" / "copeis"
+    result = run_cli(db_dsn, "--quiet", "report", "--reference", str(typo), "--format", "json")
+    assert result.stderr.splitlines() == [
+        f"warning: no loaded image lies under the reference path {typo}, so it protects nothing (a typo, or a "
+        "folder loaded under another path?); --clear-references forgets the reference paths"]
+    # a reference that holds images, with or without a trailing slash, is no warning
+    fine = run_cli(db_dsn, "report", "--clear-references", "--reference", str(col.root / "copies") + "/")
+    assert "warning" not in fine.stderr
 
 
 def test_settings_are_kept_until_changed_and_references_until_cleared(db_dsn, tmp_path):

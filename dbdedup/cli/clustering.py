@@ -14,7 +14,7 @@ import click
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
 from ..embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
-from .context import note, settings_of
+from .context import note, settings_of, warn
 
 OPTION_NAMES = ("threshold", "hash_kind", "rule", "min_similarity", "confirm_distance", "transform_distance",
                 "keeper_rule", "reference_paths", "clear_references")
@@ -77,7 +77,7 @@ def changes(options: dict) -> dict:
 def use_clustering(ctx: click.Context, conn, options: dict, *, method: str = "auto", full: bool = False):
     """Store the settings the options change, make the clustering current (matching first when
     needed), say which clustering the command uses; returns the ClusterResult."""
-    from ..clusters import ensure_clusters, update_settings
+    from ..clusters import ensure_clusters, references_without_images, update_settings
     from .verify_commands import verify_progress
 
     settings, changed = update_settings(conn, **changes(options))
@@ -90,4 +90,7 @@ def use_clustering(ctx: click.Context, conn, options: dict, *, method: str = "au
         note(ctx, result.rule_note)
     if result.settings.reference_paths:
         note(ctx, "reference paths (never moved or deleted): " + ", ".join(result.settings.reference_paths))
+        for path in references_without_images(conn, result.settings.reference_paths):
+            warn(f"no loaded image lies under the reference path {path}, so it protects nothing (a typo, or a "
+                 "folder loaded under another path?); --clear-references forgets the reference paths")
     return result

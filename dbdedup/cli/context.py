@@ -47,6 +47,11 @@ def note(ctx: click.Context, message: str) -> None:
         click.echo(printable(message), err=True)
 
 
+def warn(message: str) -> None:
+    """A line on stderr that --quiet does not silence: something the user must know before acting."""
+    click.echo(printable(f"warning: {message}"), err=True)
+
+
 def workers_option(what: str):
     """The ``--workers`` option of a command that starts a pool of processes (``what`` they do): one a core by
     default, at most ``worker_pool.most_workers()``."""

@@ -16,3 +16,17 @@ ON CONFLICT (singleton) DO UPDATE SET
     keeper_rule = EXCLUDED.keeper_rule, reference_paths = EXCLUDED.reference_paths,
     min_similarity = EXCLUDED.min_similarity, confirm_distance = EXCLUDED.confirm_distance,
     transform_distance = EXCLUDED.transform_distance, updated_at = EXCLUDED.updated_at;
+
+-- name: loaded_roots
+-- the roots loads were given, as they were given (a path through a symbolic link stays one)
+SELECT DISTINCT root FROM dbdedup.load_runs r, unnest(r.roots) root ORDER BY root;
+
+-- name: holds_images
+-- whether any loaded image lies at or under the path (a range of the unique index on path_bytes)
+SELECT EXISTS (
+    SELECT 1 FROM dbdedup.images i
+    WHERE i.status = 'ok'
+      AND (i.path_bytes = convert_to(%(path)s, 'UTF8')
+           OR (i.path_bytes > convert_to(rtrim(%(path)s, '/') || '/', 'UTF8')
+               AND i.path_bytes < convert_to(rtrim(%(path)s, '/') || '0', 'UTF8')))
+);
