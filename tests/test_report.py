@@ -220,6 +220,8 @@ def test_pairs_lists_every_kind_of_pair_with_how_it_matched_and_its_verdict(db_d
     rows = list(csv.DictReader(io.StringIO(run_cli(db_dsn, "pairs", "--threshold", "6", "--format", "csv").stdout)))
     assert [(r["path_a"], r["path_b"], r["matched_by"]) for r in rows] == [
         (p["path_a"], p["path_b"], p["matched_by"]) for p in pairs]
+    # --max-distance, the name issue 11 gives the filter, is the same option
+    assert json.loads(run_cli(db_dsn, "pairs", "--max-distance", "6", "--format", "json").stdout) == pairs
     table = run_cli(db_dsn, "pairs", "--threshold", "6").stdout
     assert "o101_copy.jpg" in table and "same bytes" in table
     line = next(line for line in table.splitlines() if "o104_mirror.jpg" in line)

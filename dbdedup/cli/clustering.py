@@ -22,9 +22,10 @@ OPTION_NAMES = ("threshold", "hash_kind", "rule", "min_similarity", "confirm_dis
 _KEPT = "the stored setting, else "
 
 
-def threshold_option(default_text: str = f"{_KEPT}{DEFAULT_THRESHOLD}"):
-    """``--threshold/-t``: the one name of the largest Hamming distance of a near-duplicate."""
-    return click.option("--threshold", "-t", type=click.IntRange(0, 64), default=None,
+def threshold_option(default_text: str = f"{_KEPT}{DEFAULT_THRESHOLD}", aliases: tuple[str, ...] = ()):
+    """``--threshold/-t``: the one name of the largest Hamming distance of a near-duplicate (``aliases``:
+    other names a command also takes)."""
+    return click.option("--threshold", "-t", *aliases, "threshold", type=click.IntRange(0, 64), default=None,
                         help=f"Largest Hamming distance (bits of 64) between two near-duplicates [default: "
                              f"{default_text}].")
 

@@ -95,7 +95,7 @@ def report(ctx, sort, limit, fmt, output, **options):
 
 
 @click.command()
-@threshold_option()
+@threshold_option(aliases=("--max-distance",))  # the name issue 11 gives it
 @click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default=None,
               help="Which perceptual hash to compare [default: the kept setting, phash].")
 @format_choice
