@@ -45,7 +45,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
-from .scan import display_path, open_regular_file
+from .scan import display_path, mark_as_made, open_regular_file
 from .sqlfiles import named_queries
 
 ACTIONS = ("move", "delete", "hardlink")
@@ -631,6 +631,11 @@ def execute_plan(
         raise
     conn.commit()
     result = ApplyResult(action=plan.action, manifest=manifest.path)
+    if plan.action == "move" and plan.actions and plan.move_to is not None and not os.path.lexists(plan.move_to):
+        # a folder apply makes is marked, so that a load of a parent folder does not take the duplicates in
+        # again (one the user chose that exists already may hold other pictures: left as it is)
+        _makedirs_like(plan.move_to, None)
+        mark_as_made(plan.move_to)
     checker = _Checker()
     notify = on_event or (lambda kind, path, detail: None)
     try:

@@ -20,6 +20,7 @@ from .errors import DbdedupError
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
+from .scan import MARKER_NAME, mark_as_made
 from .terminal import printable
 from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
 from .verdicts import KIND_LABELS, Verdict
@@ -98,8 +99,10 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
         raise DbdedupError(f"unknown export mode {mode!r}", hint=f"use one of {', '.join(EXPORT_MODES)}")
     root_path = Path(root)
     _require_empty_dir(root_path)
+    mark_as_made(os.fsencode(root_path))  # a load of a parent folder leaves the copies here out
     result = FolderExport(root=root_path, mode=mode)
     folder_names = _UniqueNames()
+    folder_names.take(MARKER_NAME)  # (a keeper named after the marker gets "... (2)")
     for cluster in clusters:
         folder = folder_names.take(folder_name_for(cluster.keeper))
         folder_path = os.path.join(os.fsencode(root_path), folder)

@@ -26,7 +26,29 @@ IMAGE_EXTENSIONS = frozenset(
 # Bytes needed to recognise every signature in sniff_format.
 SNIFF_BYTES = 32
 
-CANDIDATE, IGNORED, ERROR = "candidate", "ignored", "error"
+CANDIDATE, IGNORED, ERROR, MADE_BY_DBDEDUP = "candidate", "ignored", "error", "made_by_dbdedup"
+
+# A file apply --move-to and export put at the top of the folders they fill. A walk that meets it
+# inside a root leaves that folder out, so a later load of a parent folder does not take the
+# duplicates apply moved away (or the copies an export made) back in as images of their own.
+MARKER_NAME = b".dbdedup-made-this-folder"
+MARKER_TEXT = (
+    "dbdedup made this folder: the duplicates `dbdedup apply --move-to` moved here (`dbdedup undo MANIFEST`\n"
+    "puts them back), or the copies `dbdedup export` made. `dbdedup load` leaves it out when it walks a\n"
+    "parent folder, so that they are not loaded again as images of their own; give this folder itself\n"
+    "to `dbdedup load` to load it.\n"
+)
+
+
+def mark_as_made(folder: bytes | str) -> None:
+    """Put the marker in ``folder`` (made by dbdedup) unless it is there; an unwritable folder is left as it is."""
+    path = os.path.join(os.fsencode(folder), MARKER_NAME)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(MARKER_TEXT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +56,10 @@ class ScanEntry:
     """One thing found by the walk.
 
     ``kind`` is CANDIDATE (an image by name or content: to be hashed), IGNORED
-    (a regular file that is not an image: sidecars, text, ...; only counted) or
-    ERROR (``reason``/``detail`` say why it could not be read). ``size`` and
-    ``mtime_ns`` come from stat (lstat for broken links and errors).
+    (a regular file that is not an image: sidecars, text, ...; only counted),
+    ERROR (``reason``/``detail`` say why it could not be read) or MADE_BY_DBDEDUP
+    (a folder holding ``MARKER_NAME``, left out). ``size`` and ``mtime_ns`` come
+    from stat (lstat for broken links and errors).
     """
 
     path: bytes
@@ -173,7 +196,8 @@ def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = T
     """Walk ``roots`` lazily and yield a ScanEntry per file (and per unreadable directory).
 
     A root may be a directory or a single file. Directory symlinks are followed,
-    but each directory (by device and inode) is entered once, so loops end.
+    but each directory (by device and inode) is entered once, so loops end. A folder
+    dbdedup made (``MARKER_NAME`` in it) is left out, unless it is a root itself.
     """
     visited: set[tuple[int, int]] = set()
     for root in roots:
@@ -196,6 +220,9 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]]) -> I
     stack = [root]
     while stack:
         directory = stack.pop()
+        if directory != root and os.path.lexists(os.path.join(directory, MARKER_NAME)):
+            yield ScanEntry(directory, MADE_BY_DBDEDUP, is_dir=True)
+            continue
         try:
             iterator = os.scandir(directory)
         except OSError as exc:

@@ -200,7 +200,8 @@ def test_a_crash_half_way_is_recorded_and_undone(db_dsn, tmp_path, loaded, monke
     result = run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
     assert "2 restored" in result.stdout and "1 interrupted actions rolled back" in result.stdout
     assert tree_state(loaded.root) == before
-    assert tree_state(tmp_path / "removed") == {}
+    # nothing left there but the note that dbdedup made the folder (scan.MARKER_NAME)
+    assert [os.path.basename(p) for p in tree_state(tmp_path / "removed")] == [b".dbdedup-made-this-folder"]
 
 
 def test_apply_needs_exactly_one_action(db_dsn, loaded):
@@ -270,6 +271,37 @@ def test_root_moving_another_users_files_across_file_systems_and_back_keeps_them
             assert (os.stat(path).st_uid, os.stat(path).st_gid) == (65534, 65534)
     finally:
         shutil.rmtree(moved_to, ignore_errors=True)
+
+
+def test_a_load_of_the_parent_folder_leaves_out_what_apply_moved_away(db_dsn, tmp_path, loaded):
+    """apply --move-to a new folder inside the loaded tree, then load the tree again: the duplicates moved
+    away were loaded back as images of their own, clustered with their keepers again, and a later
+    apply --delete could delete them, the copies undo needs."""
+    from dbdedup.scan import MARKER_NAME
+
+    moved_to = loaded.root / "dbdedup-removed"
+    run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert (moved_to / os.fsdecode(MARKER_NAME)).is_file()
+    moved = sorted(p for p in tree_state(moved_to) if not p.endswith(MARKER_NAME))
+    assert len(moved) == 5
+    again = run_cli(db_dsn, "load", str(loaded.root))
+    assert f"left out {moved_to}: dbdedup made it" in again.stderr
+    with psycopg.connect(db_dsn) as conn:
+        under = conn.execute("SELECT count(*) FROM dbdedup.images WHERE starts_with(path, %s)",
+                             (str(moved_to) + "/",)).fetchone()[0]
+    assert under == 0
+    report = json.loads(run_cli(db_dsn, "report", "--format", "json").stdout)
+    assert report["clusters"] == []
+    # given itself, the folder loads
+    run_cli(db_dsn, "load", str(moved_to))
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.images WHERE status = 'ok' AND starts_with(path, %s)",
+                            (str(moved_to) + "/",)).fetchone()[0] == 5
+    # an existing folder the user names may hold other pictures: no marker is put there
+    chosen = tmp_path / "chosen"
+    chosen.mkdir()
+    run_cli(db_dsn, "apply", "--move-to", str(chosen), "--yes", "--manifest", str(tmp_path / "m2.jsonl"))
+    assert not (chosen / os.fsdecode(MARKER_NAME)).exists()
 
 
 def test_undo_leaves_a_moved_file_that_changed(db_dsn, tmp_path, loaded):

@@ -31,7 +31,8 @@ def test_folder_layout_one_folder_per_cluster(db_dsn, tmp_path, mode):
     run_cli(db_dsn, "export", str(target), "--layout", "folders", "--mode", mode)
     clusters = _clusters(db_dsn)
     assert len(clusters) == 3
-    folders = sorted(p.name for p in target.iterdir())
+    folders = sorted(p.name for p in target.iterdir() if p.is_dir())
+    assert [p.name for p in target.iterdir() if not p.is_dir()] == [".dbdedup-made-this-folder"]
     keepers = sorted(Path(next(m["path"] for m in ms if m["is_keeper"])).stem for ms in clusters.values())
     assert folders == keepers
     for ms in clusters.values():
@@ -59,8 +60,8 @@ def test_folder_name_clashes_and_nonempty_target(db_dsn, tmp_path):
     load(db_dsn, tmp_path / "photos")
     target = tmp_path / "export"
     run_cli(db_dsn, "export", str(target))  # folders is the default layout for a directory
-    assert sorted(p.name for p in target.iterdir()) == ["IMG_0001", "IMG_0001 (2)"]
-    for folder in target.iterdir():
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == ["IMG_0001", "IMG_0001 (2)"]
+    for folder in filter(Path.is_dir, target.iterdir()):
         # keeper and its copy share a file name: the second gets a suffix
         assert sorted(p.name for p in folder.iterdir()) == ["IMG_0001 (2).jpg", "IMG_0001.jpg"]
     again = run_cli(db_dsn, "export", str(target), ok=False)
@@ -220,3 +221,18 @@ def test_html_placeholder_for_a_file_swapped_for_a_fifo_since_load(db_dsn, tmp_p
     text = sheet.read_text(encoding="utf-8")
     assert text.count("no thumbnail") == 1 and text.count("<img") == text.count("<figure") - 1
     assert "not a regular file" in text
+
+
+def test_a_load_of_the_parent_folder_leaves_out_an_export(db_dsn, tmp_path):
+    from dbdedup.scan import MARKER_NAME
+
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    target = col.root / "review"
+    run_cli(db_dsn, "export", str(target), "--layout", "folders", "--mode", "copy")
+    assert (target / os.fsdecode(MARKER_NAME)).is_file()
+    copies = [p for p in target.rglob("*") if p.is_file() and p.name != os.fsdecode(MARKER_NAME)]
+    assert copies
+    again = run_cli(db_dsn, "load", str(col.root))
+    assert f"left out {target}: dbdedup made it" in again.stderr
+    assert "loaded 0 images" in again.stderr
