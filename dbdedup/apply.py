@@ -87,6 +87,9 @@ class PlannedAction:
     # another path to a file listed before it in its cluster (dbdedup.cluster_members.is_same_file: a hard or
     # symbolic link): acting on it frees no bytes of its own
     same_file: bool = False
+    # the paths its cluster keeps (the keeper, files under reference paths): it must not be one of them
+    # reached through another path that names the same directory entry (a bind mount)
+    kept_paths: tuple[bytes, ...] = ()
 
     @property
     def freed_bytes(self) -> int:
@@ -149,6 +152,11 @@ def plan_actions(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
+    kept: dict[int, list[bytes]] = {}
+    for r in rows:
+        kept.setdefault(r["cluster_id"], [bytes(r["keeper_path_bytes"])])
+        if r["is_protected"] or _under(os.path.abspath(bytes(r["path_bytes"])), protected):
+            kept[r["cluster_id"]].append(bytes(r["path_bytes"]))
     link_to, linked_to = _link_targets(rows) if action == "hardlink" else ({}, set())
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
@@ -187,6 +195,7 @@ def plan_actions(
                 keeper_sha256=bytes(r["keeper_sha256"]),
                 destination_bytes=destination_for(path_bytes, target) if target is not None else None,
                 same_file=bool(r["is_same_file"]),
+                kept_paths=tuple(kept[r["cluster_id"]]),
             )
         )
     return plan
@@ -255,10 +264,32 @@ def quick_check(item: PlannedAction) -> str | None:
         return problem
     problem, keeper_st = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns,
                                        "its keeper")
-    if problem or item.action != "hardlink":
+    if problem:
         return problem
+    if (kept := _kept_entry(item)) is not None:
+        return kept
     assert st is not None and keeper_st is not None
-    return _link_problem(st, keeper_st)
+    return _link_problem(st, keeper_st) if item.action == "hardlink" else None
+
+
+def _directory_entry(path: bytes) -> tuple[int, int, bytes] | None:
+    """The directory entry ``path`` names: its folder's device and inode, and its name (None: no folder)."""
+    try:
+        folder = os.stat(os.path.dirname(path) or b".")
+    except OSError:
+        return None
+    return folder.st_dev, folder.st_ino, os.path.basename(path)
+
+
+def _kept_entry(item: PlannedAction) -> str | None:
+    """Why ``item`` must be left: its path names the directory entry of a path its cluster keeps (the same
+    folder mounted twice, which realpath does not see), so removing it would remove the kept file."""
+    entry = _directory_entry(item.path_bytes)
+    for kept in item.kept_paths:
+        if entry is not None and _directory_entry(kept) == entry:
+            return (f"is {display_path(kept)} itself, reached through another mount of its folder: removing it "
+                    "would remove that file")
+    return None
 
 
 def _link_problem(st: os.stat_result, keeper_st: os.stat_result) -> str | None:
@@ -301,6 +332,8 @@ class _Checker:
         assert st is not None and keeper_st is not None
         if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
             return "is the keeper's own file under another path"
+        if (kept := _kept_entry(item)) is not None:
+            return kept
         if item.action == "hardlink" and (problem := _link_problem(st, keeper_st)):
             return problem
         try:

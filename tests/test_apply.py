@@ -304,6 +304,42 @@ def test_a_load_of_the_parent_folder_leaves_out_what_apply_moved_away(db_dsn, tm
     assert not (chosen / os.fsdecode(MARKER_NAME)).exists()
 
 
+def test_a_keeper_reached_through_a_bind_mount_is_never_removed(db_dsn, tmp_path):
+    """A folder mounted twice (mount --bind) names one directory entry by two paths that realpath does not
+    join: loaded through both, the keeper's other path was a "same file" duplicate, and deleting or moving it
+    removed the keeper itself."""
+    import subprocess
+
+    from images import photo, resized, save
+
+    if os.geteuid() != 0:
+        pytest.skip("mount --bind needs root")
+    first, second = tmp_path / "first", tmp_path / "second"
+    save(photo(301), first / "big.jpg", quality=92)
+    save(resized(photo(301), 0.5), first / "small.jpg", quality=85)
+    second.mkdir()
+    if subprocess.run(["mount", "--bind", str(first), str(second)], capture_output=True).returncode != 0:
+        pytest.skip("mount --bind is not permitted here")
+    try:
+        load(db_dsn, first)
+        load(db_dsn, second)  # a load of its own: one walk enters a folder once
+        run_cli(db_dsn, "report", "--format", "json")
+        assert len(members(db_dsn)) == 4
+        keeper = next(m["path"] for m in members(db_dsn) if m["is_keeper"])
+        alias = ({str(first / "big.jpg"), str(second / "big.jpg")} - {keeper}).pop()
+        reason = "itself, reached through another mount of its folder"
+        dry = run_cli(db_dsn, "apply", "--delete")
+        line = next(line for line in dry.stdout.splitlines() if line.startswith(f"delete {alias} "))
+        assert reason in line and keeper in line
+        result = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes",
+                         "--manifest", str(tmp_path / "m.jsonl"))
+        assert reason in result.stderr
+        assert (first / "big.jpg").is_file() and (second / "big.jpg").is_file()
+        assert not (first / "small.jpg").exists()  # the duplicate itself went, by one of its two paths
+    finally:
+        subprocess.run(["umount", str(second)], check=True)
+
+
 def test_undo_leaves_a_moved_file_that_changed(db_dsn, tmp_path, loaded):
     manifest = tmp_path / "m.jsonl"
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(manifest))

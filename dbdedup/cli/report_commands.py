@@ -236,7 +236,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
             verb = {"move": "move", "delete": "delete", "hardlink": "replace by hard links"}[action]
             click.echo(f"dry run: would {verb} {len(plan.actions) - will_skip:,} files, freeing {human_bytes(freed)} "
                        f"({freed:,} bytes); {len(plan.left_alone):,} left alone"
-                       + (f"; {will_skip:,} changed since loading, will be skipped" if will_skip else ""))
+                       + (f"; {will_skip:,} will be skipped (why: above)" if will_skip else ""))
             if action == "delete":
                 click.echo("note: --delete cannot be undone; --move-to DIR can")
             click.echo("nothing was changed; add --yes to act")
