@@ -667,8 +667,12 @@ def execute_plan(
     if plan.action == "move" and plan.actions and plan.move_to is not None and not os.path.lexists(plan.move_to):
         # a folder apply makes is marked, so that a load of a parent folder does not take the duplicates in
         # again (one the user chose that exists already may hold other pictures: left as it is)
-        _makedirs_like(plan.move_to, None)
-        mark_as_made(plan.move_to)
+        try:
+            _makedirs_like(plan.move_to, None)
+        except OSError:
+            pass  # each move then fails with the reason, as it would have
+        else:
+            mark_as_made(plan.move_to)
     checker = _Checker()
     notify = on_event or (lambda kind, path, detail: None)
     try:

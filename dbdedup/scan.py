@@ -45,7 +45,7 @@ def mark_as_made(folder: bytes | str) -> None:
     path = os.path.join(os.fsencode(folder), MARKER_NAME)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except FileExistsError:
+    except OSError:  # there already (or a link planted in its place), or a folder this user cannot write
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(MARKER_TEXT)
