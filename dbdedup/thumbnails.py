@@ -88,7 +88,9 @@ class ReadAccess:
             mode = os.stat(path).st_mode
         except OSError:
             mode = GROUP_AND_OTHERS_READ
-        self.bits &= mode & self._folder_bits(os.path.dirname(os.path.abspath(path)))
+        # through the folders of the path shown and, for a symbolic link, those of the file it leads to
+        self.bits &= (mode & self._folder_bits(os.path.dirname(os.path.abspath(path)))
+                      & self._folder_bits(os.path.dirname(os.path.realpath(path))))
 
 
 class ThumbnailMaker:
