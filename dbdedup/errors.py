@@ -128,10 +128,33 @@ def database_error(exc: BaseException) -> DbdedupError | None:
     return DbdedupError(f"database error: {first}", hint="run the command again with -v for the details")
 
 
+def file_problem(exc: OSError) -> str:
+    """What went wrong with a path, in words: "PATH: No such file or directory", "PATH exists and is not a folder"."""
+    import os
+
+    where = os.fsdecode(exc.filename) if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where += f" -> {os.fsdecode(exc.filename2)}"
+    if isinstance(exc, NotADirectoryError):
+        return f"{where}: a part of this path is a file, not a folder"
+    if isinstance(exc, FileExistsError) and exc.filename is not None and not os.path.isdir(exc.filename):
+        return f"{where} exists and is not a folder"  # (a folder to be made there)
+    return f"{where}: {exc.strerror or exc.__class__.__name__}"
+
+
+def file_error(exc: OSError) -> DbdedupError:
+    """A file system failure on a path (a folder that does not exist, no permission, a full disk) as one line."""
+    return DbdedupError(file_problem(exc),
+                        hint="check that the path and the folders above it exist and that you may write there "
+                             "(-v shows what dbdedup was doing)")
+
+
 def user_error(exc: BaseException) -> DbdedupError | None:
     """``exc`` as a DbdedupError when a user can act on it; None when it is a bug (keep the traceback)."""
     if isinstance(exc, DbdedupError):
         return exc
     if type(exc).__module__.split(".")[0] == "psycopg":
         return database_error(exc)
+    if isinstance(exc, OSError) and exc.filename is not None:  # a path given, or one to be written
+        return file_error(exc)
     return None

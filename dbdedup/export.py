@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .errors import DbdedupError
+from .errors import DbdedupError, file_problem
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
@@ -275,8 +275,13 @@ def export_html(
     target = Path(path)
     if target.is_dir():
         raise DbdedupError(f"{target} is a directory", hint="name an .html file, or use --layout folders")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".dbdedup-", suffix=".html", dir=target.parent)
+    except OSError as exc:  # named by the sheet the user asked for, not by the temporary file's name
+        temporary = exc.filename is not None and os.path.basename(os.fsdecode(exc.filename)).startswith(".dbdedup-")
+        raise DbdedupError(f"cannot write {target}: " + (exc.strerror if temporary else file_problem(exc)),
+                           hint="name a file in a folder that exists or that you may create") from exc
     try:
         maker = ThumbnailMaker(thumbnail_size)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -140,3 +140,20 @@ def test_more_workers_than_the_machine_takes_is_a_usage_error(db_dsn, tmp_path, 
         assert conn.execute("SELECT count(*) FROM dbdedup.load_runs").fetchone() == (0,)
     monkeypatch.setattr(worker_pool, "default_workers", lambda: 16)  # four a core past 32
     assert CliRunner().invoke(cli, ["--db", db_dsn, "load", str(tmp_path), "--workers", "33"]).exit_code == 0
+
+
+def test_an_output_path_that_cannot_be_written_is_one_line(db_dsn, tmp_path):
+    # each of these went out as a FileNotFoundError or NotADirectoryError traceback
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for command, where in (
+        (["report", "--format", "json", "-o", str(blocker / "report.json")], str(blocker)),
+        (["pairs", "--format", "csv", "-o", str(blocker / "pairs.csv")], str(blocker)),
+        (["export", str(blocker / "sheet.html")], f"cannot write {blocker / 'sheet.html'}: {blocker} exists"),
+        (["export", str(blocker / "folders"), "--layout", "folders"], str(blocker)),
+        (["verdicts", "export", str(blocker / "verdicts.json")], str(blocker / "verdicts.json")),
+    ):
+        result = CliRunner().invoke(cli, ["--db", db_dsn, *command], catch_exceptions=False)
+        _one_line_error(result, where, "not a folder")
