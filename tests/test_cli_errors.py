@@ -157,3 +157,16 @@ def test_an_output_path_that_cannot_be_written_is_one_line(db_dsn, tmp_path):
     ):
         result = CliRunner().invoke(cli, ["--db", db_dsn, *command], catch_exceptions=False)
         _one_line_error(result, where, "not a folder")
+
+
+def test_an_empty_path_is_a_usage_error_not_this_folder(db_dsn, tmp_path, monkeypatch):
+    # `dbdedup load "$PHOTOS"` with the variable unset loaded the current folder, and `apply --move-to "$DEST"`
+    # planned moves under it
+    save(photo(1), tmp_path / "here" / "p.jpg", quality=90)
+    monkeypatch.chdir(tmp_path / "here")
+    for command in (["load", ""], ["apply", "--move-to", ""], ["export", ""], ["report", "-o", ""],
+                    ["--data-dir", "", "status"]):
+        result = CliRunner().invoke(cli, ["--db", db_dsn, *command], catch_exceptions=False)
+        assert result.exit_code == 2 and "an empty path (an unset shell variable?)" in result.stderr, command
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM dbdedup.load_runs").fetchone() == (0,)

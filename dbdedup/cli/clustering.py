@@ -14,7 +14,7 @@ import click
 from ..clusters import DEFAULT_KEEPER_RULE, DEFAULT_RULE, KEEPER_RULES, RULES
 from ..embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from ..matching import DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS
-from .context import note, settings_of, warn
+from .context import PathParam, note, settings_of, warn
 
 OPTION_NAMES = ("threshold", "hash_kind", "rule", "min_similarity", "confirm_distance", "transform_distance",
                 "keeper_rule", "reference_paths", "clear_references")
@@ -53,7 +53,7 @@ def clustering_options(f):
         click.option("--keeper", "keeper_rule", type=click.Choice(KEEPER_RULES), default=None,
                      help="Which member of a cluster to keep: the largest (most pixels, then bytes, then oldest), "
                           f"newest or oldest [default: {_KEPT}{DEFAULT_KEEPER_RULE}]."),
-        click.option("--reference", "reference_paths", multiple=True, type=click.Path(), metavar="PATH",
+        click.option("--reference", "reference_paths", multiple=True, type=PathParam(), metavar="PATH",
                      help="A folder (or file) whose images are references: preferred as keepers, never moved or "
                           "deleted. Added to the stored ones (repeatable)."),
         click.option("--clear-references", is_flag=True,

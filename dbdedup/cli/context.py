@@ -47,6 +47,16 @@ def note(ctx: click.Context, message: str) -> None:
         click.echo(printable(message), err=True)
 
 
+class PathParam(click.Path):
+    """``click.Path`` that refuses an empty string: ``dbdedup load "$PHOTOS"`` with the variable unset would
+    otherwise load the current folder, and ``apply --move-to "$DEST"`` move files under it."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (str, bytes)) and not value:
+            self.fail("an empty path (an unset shell variable?); name the path, or . for this folder", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def warn(message: str) -> None:
     """A line on stderr that --quiet does not silence: something the user must know before acting."""
     click.echo(printable(f"warning: {message}"), err=True)

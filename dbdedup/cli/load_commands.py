@@ -10,7 +10,7 @@ import click
 
 from ..reasons import REASONS
 from ..terminal import printable
-from .context import max_pixels_option, note, open_db, settings_of, workers_option
+from .context import PathParam, max_pixels_option, note, open_db, settings_of, workers_option
 from .output import emit_rows, format_option
 
 
@@ -111,7 +111,7 @@ def _summary_lines(summary) -> list[str]:
 
 
 @click.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=PathParam())
 @click.option("--recursive/--no-recursive", default=True, show_default=True,
               help="Walk sub-folders (symlinked folders are followed, loops are not).")
 @workers_option("Processes that decode and hash images")

@@ -13,7 +13,7 @@ import click
 from .. import __version__
 from ..errors import Terminated, user_error
 from ..terminal import printable
-from .context import Settings
+from .context import PathParam, Settings
 
 
 def _raise_terminated(signum, frame) -> None:
@@ -65,7 +65,7 @@ class DbdedupGroup(click.Group):
 @click.option(
     "--data-dir",
     envvar="DBDEDUP_DATA_DIR",
-    type=click.Path(file_okay=False),
+    type=PathParam(file_okay=False),
     help="Data directory of the embedded server [env DBDEDUP_DATA_DIR; default: the user data dir].",
 )
 @click.option(
@@ -126,7 +126,7 @@ def _late_options() -> list[click.Option]:
     common = {"expose_value": False, "callback": _late_setting, "hidden": True}
     return [
         click.Option(["--db"], metavar="DSN", **common),
-        click.Option(["--data-dir"], type=click.Path(file_okay=False), **common),
+        click.Option(["--data-dir"], type=PathParam(file_okay=False), **common),
         click.Option(["--lock-wait"], type=click.FloatRange(min=0), **common),
         click.Option(["-v", "--verbose"], count=True, **common),
         click.Option(["-q", "--quiet"], is_flag=True, **common),

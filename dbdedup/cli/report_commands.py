@@ -15,7 +15,7 @@ from ..matching import HASH_KINDS
 from ..results import SORT_ORDERS
 from ..terminal import printable
 from .clustering import clustering_options, threshold_option, use_clustering
-from .context import note, open_db, settings_of
+from .context import PathParam, note, open_db, settings_of
 
 
 def register(cli: click.Group) -> None:
@@ -38,7 +38,7 @@ format_choice = click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv", "ndjson"]), default="table", show_default=True,
     help="table for people; json (the documented report), csv (one row per member) or ndjson for tools.",
 )
-output_option = click.option("--output", "-o", "output", type=click.Path(dir_okay=False), metavar="FILE",
+output_option = click.option("--output", "-o", "output", type=PathParam(dir_okay=False), metavar="FILE",
                              help="Write to FILE instead of stdout.")
 
 
@@ -139,7 +139,7 @@ def pairs(ctx, threshold, hash_kind, fmt, output):
 
 
 @click.command()
-@click.argument("target", type=click.Path())
+@click.argument("target", type=PathParam())
 @click.option("--layout", type=click.Choice(["folders", "html"]), default=None,
               help="folders: one folder per cluster; html: a contact sheet "
                    "[default: html when TARGET ends in .html, else folders].")
@@ -189,14 +189,14 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
 
 
 @click.command()
-@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--move-to", type=PathParam(file_okay=False), metavar="DIR",
               help="Move the duplicates under DIR (their full path re-created there); undo puts them back.")
 @click.option("--delete", is_flag=True, help="Delete the duplicates. This cannot be undone.")
 @click.option("--hardlink", is_flag=True,
               help="Replace exact duplicates (same SHA-256) by hard links to their keeper (they then share "
                    "its permissions and times); near-duplicates are left alone.")
 @click.option("--yes", is_flag=True, help="Act. Without it, apply only prints the plan (a dry run).")
-@click.option("--manifest", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--manifest", type=PathParam(dir_okay=False), metavar="FILE",
               help="Where to journal every action [default: a new timestamped file, path printed].")
 @clustering_options
 @click.pass_context
@@ -266,7 +266,7 @@ def apply(ctx, move_to, delete, hardlink, yes, manifest, **options):
 
 
 @click.command()
-@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.argument("manifest", type=PathParam(dir_okay=False))
 @click.pass_context
 def undo(ctx, manifest):
     """Undo an apply run from its manifest: moved files go back where they were.
@@ -297,7 +297,7 @@ def undo(ctx, manifest):
 @click.command()
 @click.option("--hash", "hash_kind", type=click.Choice(HASH_KINDS), default="phash", show_default=True,
               help="Which perceptual hash to measure.")
-@click.option("--png", type=click.Path(dir_okay=False), metavar="FILE", help="Also draw the histogram into FILE.")
+@click.option("--png", type=PathParam(dir_okay=False), metavar="FILE", help="Also draw the histogram into FILE.")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="Beyond the stored pairs, measure this many hash values, each against all of them "
                    "[default: about 20 million comparisons' worth, at least 200].")

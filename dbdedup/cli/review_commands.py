@@ -12,7 +12,7 @@ import click
 from ..errors import DbdedupError
 from ..terminal import printable
 from .clustering import clustering_options, use_clustering
-from .context import note, open_db
+from .context import PathParam, note, open_db
 from .output import emit_rows, format_option
 
 
@@ -99,7 +99,7 @@ def list_command(ctx, stale, fmt):
 
 
 @verdicts.command("export")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=PathParam(dir_okay=False, allow_dash=True))
 @click.pass_context
 def export_command(ctx, file):
     """Write every verdict to FILE as JSON ('-' for stdout), to share or keep.
@@ -120,7 +120,7 @@ def export_command(ctx, file):
 
 
 @verdicts.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=PathParam(dir_okay=False))
 @click.pass_context
 def import_command(ctx, file):
     """Import verdicts from a JSON file written by `dbdedup verdicts export`.
@@ -220,7 +220,7 @@ def _open_in_browser(url: str) -> str | None:
 @click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0,
               help="Port on 127.0.0.1 [default: a free one].")
-@click.option("--move-to", type=click.Path(file_okay=False), metavar="DIR",
+@click.option("--move-to", type=PathParam(file_okay=False), metavar="DIR",
               help="Where 'apply what I reviewed' moves the duplicates (as `apply --move-to`; `dbdedup undo` "
                    "puts them back). Without it the page records verdicts only.")
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
