@@ -11,6 +11,7 @@ import errno
 import html
 import os
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from .report import human_bytes
 from .results import Cluster, Member, Summary
 from .scan import MARKER_NAME, mark_as_made
 from .terminal import printable
-from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
+from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ReadAccess, ThumbnailMaker, data_uri
 from .verdicts import KIND_LABELS, Verdict
 
 EXPORT_MODES = ("copy", "hardlink", "symlink")
@@ -75,7 +76,8 @@ def _place(source: bytes, target: bytes, mode: str) -> None:
         raise ValueError(f"mode must be one of {EXPORT_MODES}")
 
 
-def _require_empty_dir(root: Path) -> None:
+def _require_empty_dir(root: Path) -> bool:
+    """Make sure ``root`` is an empty folder; True when it was made here (owner-only until the export ends)."""
     if root.exists():
         if not root.is_dir():
             raise DbdedupError(f"{root} exists and is not a directory", hint="name a new or empty directory")
@@ -84,7 +86,10 @@ def _require_empty_dir(root: Path) -> None:
                 f"{root} is not empty",
                 hint="export into a new or empty directory, so earlier exports are never mixed in or overwritten",
             )
-    root.mkdir(parents=True, exist_ok=True)
+        return False
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700)
+    return True
 
 
 def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode: str = "copy") -> FolderExport:
@@ -98,9 +103,10 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
     if mode not in EXPORT_MODES:
         raise DbdedupError(f"unknown export mode {mode!r}", hint=f"use one of {', '.join(EXPORT_MODES)}")
     root_path = Path(root)
-    _require_empty_dir(root_path)
+    made = _require_empty_dir(root_path)
     mark_as_made(os.fsencode(root_path))  # a load of a parent folder leaves the copies here out
     result = FolderExport(root=root_path, mode=mode)
+    access = ReadAccess()  # the folders list the files' names: no more readable than the files
     folder_names = _UniqueNames()
     folder_names.take(MARKER_NAME)  # (a keeper named after the marker gets "... (2)")
     for cluster in clusters:
@@ -123,6 +129,11 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
                 result.skipped.append((member.path, exc.strerror or str(exc)))
                 continue
             result.placed.append((member.path_bytes, target))
+            access.add(member.path_bytes)
+    if made:  # made owner-only; now what a new folder gets under the umask, less what the files do not grant
+        readable = access.bits
+        search = (stat.S_IXGRP if readable & stat.S_IRGRP else 0) | (stat.S_IXOTH if readable & stat.S_IROTH else 0)
+        os.chmod(root_path, (0o777 & ~_umask()) & (0o700 | readable | search))
     return result
 
 
@@ -288,7 +299,7 @@ def export_html(
             for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size, verdicts=verdicts,
                                      maker=maker):
                 out.write(chunk)
-        os.chmod(tmp, _new_file_mode() & (0o600 | maker.access.bits))
+        os.chmod(tmp, (0o666 & ~_umask()) & (0o600 | maker.access.bits))
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -297,8 +308,8 @@ def export_html(
     return target
 
 
-def _new_file_mode() -> int:
-    """The mode open() gives a new file under this process's umask."""
+def _umask() -> int:
+    """This process's umask."""
     umask = os.umask(0o077)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask

@@ -236,3 +236,25 @@ def test_a_load_of_the_parent_folder_leaves_out_an_export(db_dsn, tmp_path):
     again = run_cli(db_dsn, "load", str(col.root))
     assert f"left out {target}: dbdedup made it" in again.stderr
     assert "loaded 0 images" in again.stderr
+
+
+def test_an_exported_folder_is_no_more_readable_than_the_pictures_it_names(db_dsn, tmp_path, shared_folder):
+    # the cluster folders list the files' names (and, as links, lead to them): a folder of copies from a
+    # private folder was 0755
+    if any(not folder.stat().st_mode & 0o001 for folder in shared_folder.parents):
+        pytest.skip(f"{shared_folder.parent} is not searchable by others on this machine")
+    col = make_collection(shared_folder / "photos")
+    load(db_dsn, col.root)
+    before = os.umask(0o022)
+    try:
+        run_cli(db_dsn, "export", str(shared_folder / "public"), "--layout", "folders", "--mode", "symlink")
+        os.chmod(col.root / "copies", 0o700)
+        run_cli(db_dsn, "export", str(shared_folder / "private"), "--layout", "folders", "--mode", "symlink")
+        (shared_folder / "chosen").mkdir(mode=0o750)  # an empty folder of the user's: its mode is theirs
+        run_cli(db_dsn, "export", str(shared_folder / "chosen"), "--layout", "folders", "--mode", "symlink")
+    finally:
+        os.umask(before)
+        os.chmod(col.root / "copies", 0o755)
+    assert (shared_folder / "public").stat().st_mode & 0o777 == 0o755
+    assert (shared_folder / "private").stat().st_mode & 0o777 == 0o700
+    assert (shared_folder / "chosen").stat().st_mode & 0o777 == 0o750
