@@ -45,7 +45,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
-from .scan import display_path, mark_as_made, open_regular_file
+from .file_access import open_regular_file
+from .scan import display_path, mark_as_made
 from .sqlfiles import named_queries
 
 ACTIONS = ("move", "delete", "hardlink")

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import DbdedupError, file_problem
+from .file_access import ReadAccess
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
 from .scan import MARKER_NAME, mark_as_made
 from .terminal import printable
-from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ReadAccess, ThumbnailMaker, data_uri
+from .thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailMaker, data_uri
 from .verdicts import KIND_LABELS, Verdict
 
 EXPORT_MODES = ("copy", "hardlink", "symlink")

@@ -23,7 +23,7 @@ from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
 from .keypoints import WORKING_SIDE, stored_keys
 from .resample import grey_pixels
-from .scan import NotARegularFile, open_regular_file
+from .file_access import NotARegularFile, open_regular_file
 from .turn_signature import turn_signatures_of_thumbnails
 from .variants import stored_variants, stored_variants_many
 from .verify import colour_signature, colour_signatures, qualities, quality, structure_thumbnail

@@ -13,7 +13,9 @@ import errno
 import os
 import stat
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import Iterable, Iterator, Sequence, Union
+
+from .file_access import file_type, open_regular_file
 
 IMAGE_EXTENSIONS = frozenset(
     b"." + ext
@@ -109,32 +111,6 @@ def _has_image_extension(name: bytes) -> bool:
     return dot > 0 and name[dot:].lower() in IMAGE_EXTENSIONS
 
 
-class NotARegularFile(OSError):
-    """A path that is no longer a regular file where one was seen (a FIFO, a device, a socket)."""
-
-
-_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-
-
-def _require_regular(mode: int) -> None:
-    if not stat.S_ISREG(mode):
-        raise NotARegularFile(errno.EINVAL, f"a {_file_type(mode)}, not a regular file: never read")
-
-
-def open_regular_file(path: Union[bytes, str, os.PathLike]) -> BinaryIO:
-    """``path`` opened for reading, only if it is a regular file, checked on the open descriptor: a FIFO
-    or a device put in its place after the walk saw a file (a read could block forever, or never end,
-    as /dev/zero's) is never read. NotARegularFile (an OSError) otherwise."""
-    _require_regular(os.stat(path).st_mode)  # most are then never opened (opening some devices acts)
-    fd = os.open(path, _OPEN_FLAGS)  # O_NONBLOCK: a FIFO swapped in since does not block the open
-    try:
-        _require_regular(os.fstat(fd).st_mode)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _sniff_file(path: bytes) -> str | None:
     try:
         with open_regular_file(path) as handle:
@@ -175,21 +151,11 @@ def _classify_file(path: bytes, name: bytes, st: os.stat_result) -> ScanEntry:
         # image is an error the user should see, anything else is not ours to mention
         if _has_image_extension(name):
             return ScanEntry(path, ERROR, 0, st.st_mtime_ns, "not_a_file",
-                             f"a {_file_type(st.st_mode)}, not a regular file: never opened")
+                             f"a {file_type(st.st_mode)}, not a regular file: never opened")
         return ScanEntry(path, IGNORED, 0, st.st_mtime_ns)
     if _has_image_extension(name) or _sniff_file(path) is not None:
         return ScanEntry(path, CANDIDATE, st.st_size, st.st_mtime_ns)
     return ScanEntry(path, IGNORED, st.st_size, st.st_mtime_ns)
-
-
-def _file_type(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "FIFO (named pipe)"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device"
-    return "special file"
 
 
 def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = True) -> Iterator[ScanEntry]:

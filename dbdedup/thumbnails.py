@@ -5,13 +5,12 @@ from __future__ import annotations
 import base64
 import io
 import os
-import stat
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Iterator
 
 from PIL import Image, ImageOps
 
-from .scan import open_regular_file
+from .file_access import ReadAccess, open_regular_file
 
 DEFAULT_THUMBNAIL_SIZE = 200
 
@@ -56,41 +55,6 @@ def _one(path: bytes, size: int) -> tuple[bytes, bytes | None, str | None]:
         return path, thumbnail_jpeg(path, size), None
     except Exception as exc:  # an unreadable file gets a placeholder, not a failed export
         return path, None, f"{exc.__class__.__name__}: {exc}"
-
-
-GROUP_AND_OTHERS_READ = stat.S_IRGRP | stat.S_IROTH
-
-
-class ReadAccess:
-    """Who else may read a set of files: the group and others read bits that every file grants, each
-    through folders that grant its search bit all the way down. A page that shows the files' pictures
-    and paths is then made no more readable than they are."""
-
-    def __init__(self) -> None:
-        self.bits = GROUP_AND_OTHERS_READ
-        self._folders: dict[bytes, int] = {}
-
-    def _folder_bits(self, folder: bytes) -> int:
-        if folder not in self._folders:
-            parent = os.path.dirname(folder)
-            try:
-                mode = os.stat(folder).st_mode
-                own = (stat.S_IRGRP if mode & stat.S_IXGRP else 0) | (stat.S_IROTH if mode & stat.S_IXOTH else 0)
-            except OSError:
-                own = 0
-            self._folders[folder] = own & (self._folder_bits(parent) if parent != folder else GROUP_AND_OTHERS_READ)
-        return self._folders[folder]
-
-    def add(self, path: bytes) -> None:
-        """Narrow ``bits`` to what ``path`` (as the page names it) and its folders grant; of a file that is
-        gone (shown with no picture) only its folders count."""
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = GROUP_AND_OTHERS_READ
-        # through the folders of the path shown and, for a symbolic link, those of the file it leads to
-        self.bits &= (mode & self._folder_bits(os.path.dirname(os.path.abspath(path)))
-                      & self._folder_bits(os.path.dirname(os.path.realpath(path))))
 
 
 class ThumbnailMaker:

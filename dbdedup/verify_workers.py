@@ -49,7 +49,7 @@ from .fingerprint import verification_signals
 from .keypoint_store import KeypointStore, StoreAccess
 from .worker_pool import default_workers
 from .resample import limit_blas_threads
-from .scan import NotARegularFile, open_regular_file
+from .file_access import NotARegularFile, open_regular_file
 from .sqlfiles import named_queries
 from .structure_check import check_structure
 from .variants import trim_box
@@ -267,7 +267,7 @@ class FileCheckError(Exception):
 def read_recorded_file(path: bytes, size_bytes: int, mtime_ns: int) -> bytes:
     """The bytes of the file the loader recorded at ``path``, if it is still the file it recorded
     (a regular file of the same size and mtime); FileCheckError otherwise. The file is checked on
-    the open descriptor (``scan.open_regular_file``), so a FIFO put in its place is not read and a
+    the open descriptor (``file_access.open_regular_file``), so a FIFO put in its place is not read and a
     file swapped between the check and the read is not either."""
     try:
         handle = open_regular_file(path)
