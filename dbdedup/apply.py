@@ -150,18 +150,27 @@ def plan_actions(
         target = os.path.abspath(os.fsencode(move_to))
     plan = Plan(action=action, move_to=target)
     protected = [os.path.abspath(os.fsencode(p)) for p in protected_paths]
+    protected_real = [os.path.realpath(p) for p in protected]
+
+    def is_protected(row: dict) -> bool:
+        # by the path as loaded, and by where it leads: a folder loaded through a symbolic link that no stored
+        # alias of the reference names is still the reference's
+        path = os.path.abspath(bytes(row["path_bytes"]))
+        return bool(row["is_protected"]) or _under(path, protected) or (
+            bool(protected_real) and _under(os.path.realpath(path), protected_real))
+
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
     kept: dict[int, list[bytes]] = {}
     for r in rows:
         kept.setdefault(r["cluster_id"], [bytes(r["keeper_path_bytes"])])
-        if r["is_protected"] or _under(os.path.abspath(bytes(r["path_bytes"])), protected):
+        if is_protected(r):
             kept[r["cluster_id"]].append(bytes(r["path_bytes"]))
     link_to, linked_to = _link_targets(rows) if action == "hardlink" else ({}, set())
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
-        if r["is_protected"] or _under(os.path.abspath(path_bytes), protected):
+        if is_protected(r):
             plan.left_alone.append((r["path"], "under a reference path (protected)"))
             continue
         if path_bytes in keeper_paths:  # cannot happen with one cluster per image; never risk a keeper

@@ -62,6 +62,23 @@ def test_a_reference_by_real_path_protects_files_loaded_through_a_symbolic_link(
     assert protected and all(m["is_protected"] for m in protected)
 
 
+def test_a_reference_set_before_a_load_through_a_symbolic_link_still_protects_at_apply(db_dsn, tmp_path):
+    # the reference's aliases are found among the roots loaded when it is given; files loaded later through
+    # a link no alias names are not marked protected by the clustering, but apply follows their paths
+    col = make_collection(tmp_path / "photos")
+    run_cli(db_dsn, "match", "--reference", str(col.root / "copies"))  # nothing loaded yet
+    alias = tmp_path / "alias"
+    alias.symlink_to(col.root)
+    load(db_dsn, alias)
+    report = run_cli(db_dsn, "report", "--format", "json")
+    assert f"no loaded image lies under the reference path {col.root / 'copies'}" in report.stderr
+    under = {p: s for p, s in tree_state(col.root / "copies").items()}
+    dry = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"))
+    assert f"{alias / 'copies'}" in dry.stdout and "under a reference path (protected)" in dry.stdout
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert tree_state(col.root / "copies") == under
+
+
 def test_a_reference_that_holds_no_loaded_image_is_a_warning_even_when_quiet(db_dsn, tmp_path):
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
