@@ -293,7 +293,10 @@ def _directory_entry(path: bytes) -> tuple[int, int, bytes] | None:
 
 def _kept_entry(item: PlannedAction) -> str | None:
     """Why ``item`` must be left: its path names the directory entry of a path its cluster keeps (the same
-    folder mounted twice, which realpath does not see), so removing it would remove the kept file."""
+    folder mounted twice, which realpath does not see), so removing it would remove the kept file. Only
+    another path to a file of its cluster (``same_file``: one device and inode) can be one."""
+    if not item.same_file:
+        return None
     entry = _directory_entry(item.path_bytes)
     for kept in item.kept_paths:
         if entry is not None and _directory_entry(kept) == entry:
