@@ -206,9 +206,13 @@ def one_of_three_loaders_killed(db_dsn: str, empty_db_dsn: str, folders: dict[st
         deadline = time.monotonic() + 120
         while True:
             with psycopg.connect(db_dsn) as conn:
+                # the victim has written rows, and the other two have begun their runs: a load that begins
+                # after the kill finds the killed run interrupted at its start, as the next load below does
                 written = conn.execute("SELECT to_regclass('dbdedup.load_runs') IS NOT NULL").fetchone()[0] and \
                     conn.execute("SELECT count(*) FROM dbdedup.load_runs r WHERE r.roots = %s AND r.loaded > 0",
-                                 ([str(folders["all"])],)).fetchone()[0]
+                                 ([str(folders["all"])],)).fetchone()[0] and \
+                    conn.execute("SELECT count(*) FROM dbdedup.load_runs r WHERE r.roots IN (%s, %s)",
+                                 ([str(folders["x"])], [str(folders["y"])])).fetchone()[0] == 2
             if written:
                 break
             assert time.monotonic() < deadline and victim.poll() is None, "the loader wrote nothing"
