@@ -487,7 +487,8 @@ def _fsync_dir(path: bytes) -> None:
         os.close(fd)
 
 
-def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False) -> None:
+def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False,
+                   owner: tuple[int, int] | None = None) -> None:
     """Create ``folder`` and its missing parents. Each new folder gets the mode of the folder it
     mirrors, level for level from the bottom (``mirrored`` for ``folder``, its parent for the
     parent, ...), so a private source folder stays private where its files go; a folder that
@@ -496,7 +497,9 @@ def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False) -> 
     reaches the folder rename or delete what apply puts there.
     ``own``: a mirroring folder that exists already (made by an earlier run, or meanwhile) must be a
     real folder of this user, not a symbolic link nor someone else's, or ``_NotOwnFolder`` is raised:
-    apply moves files only into folders it could have made itself."""
+    apply moves files only into folders it could have made itself.
+    ``owner``: (uid, gid) to give each new folder (undo, run by root: the folders it puts back are the
+    owner's of the file it puts back there, not root's)."""
     mirroring = own and mirrored not in (None, b"/")  # (a level under the --move-to directory)
     if mirroring and _own_folder(folder):
         return
@@ -504,7 +507,7 @@ def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False) -> 
         return
     parent = os.path.dirname(folder)
     if mirrored is not None and mirrored != b"/":
-        _makedirs_like(parent, os.path.dirname(mirrored), own)
+        _makedirs_like(parent, os.path.dirname(mirrored), own, owner)
         try:
             mode = stat.S_IMODE(os.stat(mirrored).st_mode) & 0o1777 | stat.S_IRWXU
         except OSError:
@@ -518,6 +521,8 @@ def _makedirs_like(folder: bytes, mirrored: bytes | None, own: bool = False) -> 
         if mirroring:
             _own_folder(folder)  # made meanwhile: used only if it is this user's own
         return  # made meanwhile by someone else: left as it is
+    if owner is not None:
+        os.chown(folder, *owner)  # before the mode: chown clears set-id bits
     os.chmod(folder, mode)  # mkdir's mode passes through the umask; the mirrored mode must not
 
 
@@ -561,7 +566,11 @@ def _move_file(source: bytes, target: bytes, partial: bytes, own_folders: bool =
     copy to ``partial`` (fsynced), link it to ``target``, then unlink the source. Folders made on the
     way take the mode of the source's folders they mirror; with ``own_folders`` (apply's moves under the
     --move-to directory, not undo's back to the recorded paths) those that exist must be this user's own."""
-    _makedirs_like(os.path.dirname(target), os.path.dirname(source), own_folders)
+    owner = None
+    if not own_folders and os.geteuid() == 0:  # undo as root: folders put back are the file's owner's
+        st = os.lstat(source)
+        owner = (st.st_uid, st.st_gid)
+    _makedirs_like(os.path.dirname(target), os.path.dirname(source), own_folders, owner)
     try:
         os.link(source, target)
     except OSError as exc:

@@ -340,6 +340,23 @@ def test_a_keeper_reached_through_a_bind_mount_is_never_removed(db_dsn, tmp_path
         subprocess.run(["umount", str(second)], check=True)
 
 
+def test_root_undoing_puts_a_users_emptied_folder_back_as_theirs(db_dsn, tmp_path, loaded):
+    """apply moved every file out of a user's folder, the user removed the empty folder, root ran undo: the
+    folder undo made again was root's, and the user could no longer add or remove files in it."""
+    if os.geteuid() != 0:
+        pytest.skip("only root may give a folder to another user")
+    copies = loaded.root / "copies"
+    targets = [p for p in _non_keepers(db_dsn) if os.path.dirname(p) == bytes(copies)]
+    assert targets
+    for path in [copies, *copies.iterdir()]:
+        os.chown(path, 65534, 65534)
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    copies.rename(loaded.root / "copies.kept")  # the user tidies the folder away with what is left in it
+    run_cli(db_dsn, "undo", str(tmp_path / "m.jsonl"))
+    assert (copies.stat().st_uid, copies.stat().st_gid) == (65534, 65534)
+    assert all((os.stat(p).st_uid, os.stat(p).st_gid) == (65534, 65534) for p in targets)
+
+
 def test_undo_leaves_a_moved_file_that_changed(db_dsn, tmp_path, loaded):
     manifest = tmp_path / "m.jsonl"
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(manifest))
