@@ -193,8 +193,8 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
               help="Move the duplicates under DIR (their full path re-created there); undo puts them back.")
 @click.option("--delete", is_flag=True, help="Delete the duplicates. This cannot be undone.")
 @click.option("--hardlink", is_flag=True,
-              help="Replace exact duplicates (same SHA-256) by hard links to their keeper (they then share "
-                   "its permissions and times); near-duplicates are left alone.")
+              help="Replace exact duplicates (same SHA-256) by hard links to their keeper (only those with its "
+                   "owner, group and mode; they then share its times); near-duplicates are left alone.")
 @click.option("--yes", is_flag=True, help="Act. Without it, apply only prints the plan (a dry run).")
 @click.option("--manifest", type=PathParam(dir_okay=False), metavar="FILE",
               help="Where to journal every action [default: a new timestamped file, path printed].")
