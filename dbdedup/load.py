@@ -41,7 +41,7 @@ from .hashes import HASH_SIZE
 from .keypoints import LOADER_KEYS
 from .locks import load_lock
 from .resample import limit_blas_threads
-from .scan import CANDIDATE, ERROR, IGNORED, MADE_BY_DBDEDUP, ScanEntry, display_path, normalise_root, scan
+from .scan import CANDIDATE, ERROR, IGNORED, LEFT_OUT, ScanEntry, display_path, normalise_root, scan
 from .sqlfiles import named_queries
 
 
@@ -100,7 +100,7 @@ class LoadSummary:
     embedder: str | None = None  # the embedder whose descriptors this load stored (None: no embeddings)
     embedded: int = 0  # vectors projected after the load
     notes: list[str] = field(default_factory=list)  # things the user should know (hash-only mode, a refit, ...)
-    made_by_dbdedup: list[str] = field(default_factory=list)  # folders left out: apply --move-to's, exports
+    left_out: list[tuple[str, str]] = field(default_factory=list)  # (folder, why) not walked: see scan.LEFT_OUT
 
     @property
     def error_count(self) -> int:
@@ -110,7 +110,7 @@ class LoadSummary:
         return {
             "run_id": self.run_id, "roots": self.roots, "files_seen": self.files_seen, "loaded": self.loaded,
             "unchanged": self.unchanged, "errors": dict(self.errors), "error_count": self.error_count,
-            "ignored": self.ignored, "missing": self.missing, "made_by_dbdedup": list(self.made_by_dbdedup),
+            "ignored": self.ignored, "missing": self.missing, "left_out": [{"path": path, "why": why} for path, why in self.left_out],
             "exact_duplicate_groups": self.exact_duplicate_groups, "seconds": round(self.seconds, 3),
             "workers": self.workers, "interrupted_runs": self.interrupted_runs,
             "orientations": self.orientations, "keypoints": self.keypoints, "embedder": self.embedder,
@@ -272,7 +272,7 @@ class _Loader:
         self.pending_rows: list[bytes] = []
         self.last_write = time.monotonic()
         self.skip_prefixes: list[bytes] = []
-        self.made_by_dbdedup: list[bytes] = []  # folders left out (scan.MARKER_NAME): rows there are left as they are
+        self.left_out: list[tuple[bytes, str]] = []  # folders the walk left out: rows there are left as they are
         self.start_seq = 0  # change_seq when the run started: rows written later by other loads are theirs
 
     # -- database steps, each one transaction
@@ -449,8 +449,8 @@ def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[Sca
         if entry.kind == IGNORED:
             loader.ignored += 1
             continue
-        if entry.kind == MADE_BY_DBDEDUP:
-            loader.made_by_dbdedup.append(entry.path)
+        if entry.kind == LEFT_OUT:
+            loader.left_out.append((entry.path, entry.detail or ""))
             loader.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
             continue
         batch.append(entry)
@@ -583,7 +583,7 @@ def load_paths(
         run_id=run_id, roots=[display_path(r) for r in root_paths], files_seen=loader.found,
         loaded=loader.loaded, unchanged=loader.unchanged, errors=dict(sorted(loader.errors.items())),
         ignored=loader.ignored, missing=loader.missing, exact_duplicate_groups=duplicate_groups,
-        made_by_dbdedup=[display_path(p) for p in loader.made_by_dbdedup],
+        left_out=[(display_path(path), why) for path, why in loader.left_out],
         seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
         orientations=orientations, keypoints=keypoints,
         embedder=embedder_object.name if embedder_object is not None else None,

@@ -28,12 +28,13 @@ IMAGE_EXTENSIONS = frozenset(
 # Bytes needed to recognise every signature in sniff_format.
 SNIFF_BYTES = 32
 
-CANDIDATE, IGNORED, ERROR, MADE_BY_DBDEDUP = "candidate", "ignored", "error", "made_by_dbdedup"
+CANDIDATE, IGNORED, ERROR, LEFT_OUT = "candidate", "ignored", "error", "left_out"
 
 # A file apply --move-to and export put at the top of the folders they fill. A walk that meets it
 # inside a root leaves that folder out, so a later load of a parent folder does not take the
 # duplicates apply moved away (or the copies an export made) back in as images of their own.
 MARKER_NAME = b".dbdedup-made-this-folder"
+MADE_HERE = "dbdedup made it (apply --move-to or export)"
 MARKER_TEXT = (
     "dbdedup made this folder: the duplicates `dbdedup apply --move-to` moved here (`dbdedup undo MANIFEST`\n"
     "puts them back), or the copies `dbdedup export` made. `dbdedup load` leaves it out when it walks a\n"
@@ -59,9 +60,9 @@ class ScanEntry:
 
     ``kind`` is CANDIDATE (an image by name or content: to be hashed), IGNORED
     (a regular file that is not an image: sidecars, text, ...; only counted),
-    ERROR (``reason``/``detail`` say why it could not be read) or MADE_BY_DBDEDUP
-    (a folder holding ``MARKER_NAME``, left out). ``size`` and ``mtime_ns`` come
-    from stat (lstat for broken links and errors).
+    ERROR (``reason``/``detail`` say why it could not be read) or LEFT_OUT (a
+    folder the walk does not enter: ``detail`` says why). ``size`` and ``mtime_ns``
+    come from stat (lstat for broken links and errors).
     """
 
     path: bytes
@@ -163,14 +164,48 @@ def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = T
 
     A root may be a directory or a single file. Directory symlinks are followed,
     but each directory (by device and inode) is entered once, so loops end. A folder
-    dbdedup made (``MARKER_NAME`` in it) is left out, unless it is a root itself.
+    dbdedup made (``MARKER_NAME`` in it) and the kernel's own file systems (/proc,
+    /sys, /dev: ``SYSTEM_FILE_SYSTEMS``) are left out, unless they are a root.
     """
     visited: set[tuple[int, int]] = set()
+    system = system_file_systems()
     for root in roots:
-        yield from _walk_root(normalise_root(root), recursive, visited)
+        yield from _walk_root(normalise_root(root), recursive, visited, system)
 
 
-def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]]) -> Iterable[ScanEntry]:
+# The kernel's own file systems (processes, devices, its settings): they hold no photos, and a walk of them may
+# never end (/proc changes as it is read, and lists every process's files again) or block on a read (/sys,
+# debugfs). A walk leaves them out unless one is a root: `dbdedup load /` then walks the disks only, as czkawka's
+# default excluded folders (/proc, /dev, /sys) do.
+SYSTEM_FILE_SYSTEMS = frozenset({
+    "proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs", "securityfs", "cgroup", "cgroup2", "pstore",
+    "bpf", "configfs", "fusectl", "mqueue", "binfmt_misc", "efivarfs", "hugetlbfs", "rpc_pipefs", "nsfs",
+})
+
+
+def system_file_systems(mountinfo: str = "/proc/self/mountinfo") -> dict[int, str]:
+    """Device number -> type of each mounted file system of the kernel's own (``SYSTEM_FILE_SYSTEMS``), read from
+    ``mountinfo`` (none where it cannot be read: another system)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    found = {}
+    for line in lines:
+        fields = line.split()
+        try:
+            kind = fields[fields.index("-") + 1]
+            major, minor = fields[2].split(":")
+        except (ValueError, IndexError):
+            continue
+        if kind in SYSTEM_FILE_SYSTEMS:
+            found[os.makedev(int(major), int(minor))] = kind
+    return found
+
+
+def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]],
+               system: dict[int, str]) -> Iterable[ScanEntry]:
     try:
         st = os.stat(root)
     except OSError as exc:
@@ -187,7 +222,7 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]]) -> I
     while stack:
         directory = stack.pop()
         if directory != root and os.path.lexists(os.path.join(directory, MARKER_NAME)):
-            yield ScanEntry(directory, MADE_BY_DBDEDUP, is_dir=True)
+            yield ScanEntry(directory, LEFT_OUT, detail=MADE_HERE, is_dir=True)
             continue
         try:
             iterator = os.scandir(directory)
@@ -212,6 +247,10 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]]) -> I
                     continue
                 if stat.S_ISDIR(entry_st.st_mode):
                     if not recursive:
+                        continue
+                    if entry_st.st_dev in system:
+                        yield ScanEntry(path, LEFT_OUT, detail=f"the kernel's own file system ({system[entry_st.st_dev]})",
+                                        is_dir=True)
                         continue
                     key = (entry_st.st_dev, entry_st.st_ino)
                     if key not in visited:

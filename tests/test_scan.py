@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dbdedup.fingerprint import file_record
-from dbdedup.scan import CANDIDATE, ERROR, IGNORED, display_path, scan, sniff_format
+from dbdedup.scan import CANDIDATE, ERROR, IGNORED, LEFT_OUT, display_path, scan, sniff_format, system_file_systems
 from images import jpeg_bytes, photo, save
 
 
@@ -144,3 +144,30 @@ def test_permission_denied_as_another_user():
     finally:
         os.chmod(root / "private", 0o755)
         shutil.rmtree(root)
+
+
+def test_the_kernels_own_file_systems_are_left_out_unless_given(tmp_path):
+    # `dbdedup load /` walked /proc, which lists every process's files again as it is read: a load of it ran for
+    # minutes with no end in sight (stopped after 120 s)
+    if "proc" not in system_file_systems().values():
+        pytest.skip("no /proc mounted as proc here")
+    save(photo(1, (32, 32)), tmp_path / "a.jpg")
+    (tmp_path / "proc").symlink_to("/proc")  # as / holds it
+    entries = by_path(tmp_path)
+    assert entries[bytes(tmp_path / "proc")].kind == LEFT_OUT
+    assert entries[bytes(tmp_path / "proc")].detail == "the kernel's own file system (proc)"
+    assert [e.kind for p, e in entries.items() if p != bytes(tmp_path / "proc")] == [CANDIDATE]
+    # given itself, it is walked (not recursively here, to keep the test short)
+    assert any(e.kind != LEFT_OUT for e in scan(["/proc/self"], recursive=False))
+
+
+def test_mountinfo_lines_name_the_kernels_file_systems(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:21 / /proc rw,nosuid shared:5 - proc proc rw\n"
+        "23 1 0:22 / /sys rw shared:6 - sysfs sysfs rw\n"
+        "24 1 8:1 / / rw shared:1 - ext4 /dev/sda1 rw\n"
+        "25 24 0:45 / /mnt/nas rw - nfs4 nas:/photos rw\n"
+        "broken line\n")
+    assert system_file_systems(str(info)) == {os.makedev(0, 21): "proc", os.makedev(0, 22): "sysfs"}
+    assert system_file_systems(str(tmp_path / "none")) == {}

@@ -96,8 +96,8 @@ def _summary_lines(summary) -> list[str]:
     if summary.errors:
         by_reason = ", ".join(f"{reason} {count:,}" for reason, count in summary.errors.items())
         lines.append(f"errors by reason: {by_reason} (list them: dbdedup errors)")
-    for folder in summary.made_by_dbdedup:
-        lines.append(f"left out {folder}: dbdedup made it (apply --move-to or export); give it as a path to load it")
+    for folder, why in summary.left_out:
+        lines.append(f"left out {folder}: {why}; give it as a path to load it")
     lines.append(f"exact duplicates: {_plural(summary.exact_duplicate_groups, 'group')} of byte-identical files")
     if summary.interrupted_runs:
         runs = ", ".join(str(r) for r in summary.interrupted_runs)
