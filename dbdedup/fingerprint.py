@@ -129,12 +129,29 @@ def _read_and_decode(path: PathLike, max_pixels: int, extras: Extras | None
     if st.st_size == 0:
         raise ImageError("empty_file", "the file is empty (0 bytes)")
     wanted = bool(extras and extras.keypoints)
-    decoded = decode_image(data if data is not None else path, max_pixels=max_pixels,
-                           colour=bool(extras and extras.signals), detail_side=WORKING_SIDE if wanted else 0)
+
+    def decoded_from(source) -> DecodedImage:
+        return decode_image(source, max_pixels=max_pixels, colour=bool(extras and extras.signals),
+                            detail_side=WORKING_SIDE if wanted else 0)
+
+    if data is not None:
+        decoded = decoded_from(data)
+    else:  # too large to hold: decoded from the file again, which must still be the one hashed
+        try:
+            with open_regular_file(path) as handle:
+                now = os.fstat(handle.fileno())  # (an inode freed may be taken again at once: not by itself)
+                if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_dev, st.st_ino, st.st_size,
+                                                                              st.st_mtime_ns):
+                    raise ImageError("unreadable", "the file was replaced while loading")
+                decoded = decoded_from(handle)
+        except NotARegularFile as exc:
+            raise ImageError("not_a_file", exc.strerror) from exc
+        except OSError as exc:
+            raise ImageError("unreadable", f"read error: {exc.strerror or exc}") from exc
     keys = None
     if wanted:
         # now, not with the chunk's hashes: the detail pixels are larger than the rest of the record
-        keys = keypoint_keys(decoded, data if data is not None else path, max_pixels)
+        keys = keypoint_keys(decoded, data, max_pixels)
         decoded = replace(decoded, detail=None)
     return digest, st, decoded, keys
 

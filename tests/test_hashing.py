@@ -316,3 +316,30 @@ def test_hash_files_gives_each_files_own_result_when_stacking(tmp_path):
                                atol=1e-3)
     assert batch[-1].reason == "not_an_image" and batch[0].reason is None
     assert sum(record.raw_descriptor is not None for record in batch) == len(batch) - 1
+
+
+def test_a_file_too_large_to_hold_is_decoded_from_the_file_it_hashed(tmp_path, monkeypatch):
+    # above fingerprint.IN_MEMORY_LIMIT a file is hashed in blocks, then decoded from the file again: by path, so a
+    # FIFO put there in between blocked the worker forever, and a file swapped in was decoded under the old one's hash
+    save(photo(1), tmp_path / "big.jpg", quality=92)
+    held = fingerprint.file_record(tmp_path / "big.jpg")
+    monkeypatch.setattr(fingerprint, "IN_MEMORY_LIMIT", 1000)
+    streamed = fingerprint.file_record(tmp_path / "big.jpg")
+    assert streamed.reason is None and (streamed.phash, streamed.sha256) == (held.phash, held.sha256)
+
+    read = fingerprint._read_file
+
+    def read_then_swap(path, make):
+        result = read(path)
+        os.unlink(path)
+        make(path)
+        return result
+
+    monkeypatch.setattr(fingerprint, "_read_file", lambda path: read_then_swap(path, os.mkfifo))
+    assert fingerprint.file_record(tmp_path / "big.jpg").reason == "not_a_file"
+    os.unlink(tmp_path / "big.jpg")
+    save(photo(1), tmp_path / "big.jpg", quality=92)
+    monkeypatch.setattr(fingerprint, "_read_file",
+                        lambda path: read_then_swap(path, lambda p: save(photo(2), p, quality=92)))
+    swapped = fingerprint.file_record(tmp_path / "big.jpg")
+    assert swapped.reason == "unreadable" and "replaced while loading" in swapped.detail
