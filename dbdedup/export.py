@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from .errors import DbdedupError, file_problem
-from .file_access import ReadAccess
+from .file_access import ReadAccess, open_regular_file
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
@@ -68,7 +68,10 @@ def folder_name_for(keeper: Member) -> bytes:
 
 def _place(source: bytes, target: bytes, mode: str) -> None:
     if mode == "copy":
-        shutil.copy2(source, target)
+        # (not shutil.copy2: it refuses a FIFO, but reads a device put where the file was, /dev/zero without end)
+        with open_regular_file(source) as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        shutil.copystat(source, target)
     elif mode == "hardlink":
         os.link(source, target)
     elif mode == "symlink":

@@ -258,3 +258,17 @@ def test_an_exported_folder_is_no_more_readable_than_the_pictures_it_names(db_ds
     assert (shared_folder / "public").stat().st_mode & 0o777 == 0o755
     assert (shared_folder / "private").stat().st_mode & 0o777 == 0o700
     assert (shared_folder / "chosen").stat().st_mode & 0o777 == 0o750
+
+
+@pytest.mark.timeout(60)
+def test_a_folder_export_skips_a_file_swapped_for_a_device_since_load(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")
+    swapped = col.near["o101_small.jpg"][1]
+    swapped.unlink()
+    swapped.symlink_to("/dev/zero")  # copied, it would never end
+    result = run_cli(db_dsn, "export", str(tmp_path / "out"), "--layout", "folders", "--mode", "copy")
+    assert "o101_small.jpg" in result.stderr + result.stdout and "not a regular file" in result.stderr + result.stdout
+    copied = [p for p in (tmp_path / "out").rglob("*.jpg")]
+    assert copied and all(p.stat().st_size < 1_000_000 for p in copied)
