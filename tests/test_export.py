@@ -208,14 +208,19 @@ def test_the_html_sheet_is_no_more_readable_than_the_pictures_it_shows(db_dsn, t
     assert "no thumbnail" in (tmp_path / "gone.html").read_text(encoding="utf-8")
 
 
-@pytest.mark.timeout(120)
-def test_html_placeholder_for_a_file_swapped_for_a_fifo_since_load(db_dsn, tmp_path):
+def _a_member_replaced_since_load(db_dsn: str, tmp_path: Path, put_there) -> None:
+    """The sample collection loaded and clustered, then one member's file replaced by ``put_there(path)``."""
     col = make_collection(tmp_path / "photos")
     load(db_dsn, col.root)
     run_cli(db_dsn, "report", "--format", "json")
     swapped = col.near["o101_small.jpg"][1]
     swapped.unlink()
-    os.mkfifo(swapped)  # opened as a file, it would block the export forever
+    put_there(swapped)
+
+
+@pytest.mark.timeout(120)
+def test_html_placeholder_for_a_file_swapped_for_a_fifo_since_load(db_dsn, tmp_path):
+    _a_member_replaced_since_load(db_dsn, tmp_path, os.mkfifo)  # opened as a file, it would block the export
     sheet = tmp_path / "sheet.html"
     run_cli(db_dsn, "export", str(sheet))
     text = sheet.read_text(encoding="utf-8")
@@ -262,12 +267,7 @@ def test_an_exported_folder_is_no_more_readable_than_the_pictures_it_names(db_ds
 
 @pytest.mark.timeout(60)
 def test_a_folder_export_skips_a_file_swapped_for_a_device_since_load(db_dsn, tmp_path):
-    col = make_collection(tmp_path / "photos")
-    load(db_dsn, col.root)
-    run_cli(db_dsn, "report", "--format", "json")
-    swapped = col.near["o101_small.jpg"][1]
-    swapped.unlink()
-    swapped.symlink_to("/dev/zero")  # copied, it would never end
+    _a_member_replaced_since_load(db_dsn, tmp_path, lambda path: path.symlink_to("/dev/zero"))  # copied: no end
     result = run_cli(db_dsn, "export", str(tmp_path / "out"), "--layout", "folders", "--mode", "copy")
     assert "o101_small.jpg" in result.stderr + result.stdout and "not a regular file" in result.stderr + result.stdout
     copied = [p for p in (tmp_path / "out").rglob("*.jpg")]
