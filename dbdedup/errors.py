@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 
@@ -130,8 +131,6 @@ def database_error(exc: BaseException) -> DbdedupError | None:
 
 def file_problem(exc: OSError) -> str:
     """What went wrong with a path, in words: "PATH: No such file or directory", "PATH exists and is not a folder"."""
-    import os
-
     where = os.fsdecode(exc.filename) if exc.filename is not None else "a file"
     if exc.filename2 is not None:
         where += f" -> {os.fsdecode(exc.filename2)}"
