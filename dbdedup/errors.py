@@ -1,4 +1,4 @@
-"""The one error type users see, and how database failures become one."""
+"""The one error type users see, and how database and file system failures become one."""
 
 from __future__ import annotations
 
