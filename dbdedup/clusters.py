@@ -241,12 +241,15 @@ def references_without_images(conn: psycopg.Connection, reference_paths: Iterabl
 
 def update_settings(conn: psycopg.Connection, **changes) -> tuple[ClusterSettings, bool]:
     """The stored settings (else the defaults) with ``changes`` (see ``ClusterSettings.changed``),
-    stored when they differ; returns (settings, whether they changed). Each reference path added
-    comes with its aliases (``reference_aliases``)."""
-    if changes.get("add_references"):
-        changes["add_references"] = [alias for path in changes["add_references"]
-                                     for alias in reference_aliases(conn, path)]
+    stored when they differ; returns (settings, whether they changed). Each reference path comes with
+    its aliases (``reference_aliases``): those added here, and the stored ones again, whose aliases
+    may lie under a root loaded since (a folder loaded through a link after the reference was given)."""
     before = stored_settings(conn)
+    references = list(changes.get("add_references") or ())
+    if before is not None and not changes.get("clear_references"):
+        references += before.reference_paths
+    if references:
+        changes["add_references"] = [alias for path in references for alias in reference_aliases(conn, path)]
     after = (before or ClusterSettings()).changed(**changes)
     after.check()
     if after != before and (before is not None or after != ClusterSettings()):

@@ -62,21 +62,37 @@ def test_a_reference_by_real_path_protects_files_loaded_through_a_symbolic_link(
     assert protected and all(m["is_protected"] for m in protected)
 
 
-def test_a_reference_set_before_a_load_through_a_symbolic_link_still_protects_at_apply(db_dsn, tmp_path):
-    # the reference's aliases are found among the roots loaded when it is given; files loaded later through
-    # a link no alias names are not marked protected by the clustering, but apply follows their paths
+def test_a_reference_set_before_a_load_through_a_symbolic_link_gains_its_alias(db_dsn, tmp_path):
+    # a reference's aliases were found only among the roots loaded when it was given: files loaded later through
+    # a linked root were not protected (the report warned, apply went on)
     col = make_collection(tmp_path / "photos")
     run_cli(db_dsn, "match", "--reference", str(col.root / "copies"))  # nothing loaded yet
     alias = tmp_path / "alias"
     alias.symlink_to(col.root)
     load(db_dsn, alias)
     report = run_cli(db_dsn, "report", "--format", "json")
-    assert f"no loaded image lies under the reference path {col.root / 'copies'}" in report.stderr
-    under = {p: s for p, s in tree_state(col.root / "copies").items()}
+    assert "warning" not in report.stderr
+    assert json.loads(report.stdout)["parameters"]["reference_paths"] == [str(alias / "copies"),
+                                                                          str(col.root / "copies")]
+    protected = [m for m in members(db_dsn) if m["path"].startswith(str(alias / "copies") + "/")]
+    assert protected and all(m["is_protected"] for m in protected)
+
+
+def test_apply_leaves_a_reference_reached_through_a_link_inside_the_tree(db_dsn, tmp_path):
+    # a link inside a loaded folder (not a root) to the reference folder: its files are recorded under the link's
+    # path, which no alias names; apply follows each path to where it leads
+    col = make_collection(tmp_path / "photos")
+    keep = tmp_path / "keep"
+    (col.root / "copies").rename(keep)
+    (col.root / "copies").symlink_to(keep)
+    load(db_dsn, col.root)
+    report = run_cli(db_dsn, "report", "--reference", str(keep), "--format", "json")
+    assert f"no loaded image lies under the reference path {keep}" in report.stderr
+    under = tree_state(keep)
     dry = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"))
-    assert f"{alias / 'copies'}" in dry.stdout and "under a reference path (protected)" in dry.stdout
+    assert f"{col.root / 'copies'}" in dry.stdout and "under a reference path (protected)" in dry.stdout
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
-    assert tree_state(col.root / "copies") == under
+    assert tree_state(keep) == under
 
 
 def test_a_reference_that_holds_no_loaded_image_is_a_warning_even_when_quiet(db_dsn, tmp_path):
