@@ -162,15 +162,16 @@ def plan_actions(
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
+    protected_ids = {r["image_id"] for r in rows if is_protected(r)}
     kept: dict[int, list[bytes]] = {}
     for r in rows:
         kept.setdefault(r["cluster_id"], [bytes(r["keeper_path_bytes"])])
-        if is_protected(r):
+        if r["image_id"] in protected_ids:
             kept[r["cluster_id"]].append(bytes(r["path_bytes"]))
     link_to, linked_to = _link_targets(rows) if action == "hardlink" else ({}, set())
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
-        if is_protected(r):
+        if r["image_id"] in protected_ids:
             plan.left_alone.append((r["path"], "under a reference path (protected)"))
             continue
         if path_bytes in keeper_paths:  # cannot happen with one cluster per image; never risk a keeper
@@ -268,17 +269,20 @@ def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str
 
 
 def quick_check(item: PlannedAction) -> str | None:
-    """Why ``item`` would be skipped, judging by size and mtime only (no hashing): for the dry run."""
+    """Why ``item`` would be skipped, judging by the two files' stats only (no hashing): the dry run, and
+    the first half of apply's own check (``_Checker.problem``)."""
     problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
     if problem:
         return problem
     problem, keeper_st = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns,
                                        "its keeper")
     if problem:
-        return problem
+        return problem + "; its duplicates are left alone"
+    assert st is not None and keeper_st is not None
+    if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
+        return "is the keeper's own file under another path"
     if (kept := _kept_entry(item)) is not None:
         return kept
-    assert st is not None and keeper_st is not None
     return _link_problem(st, keeper_st) if item.action == "hardlink" else None
 
 
@@ -334,20 +338,7 @@ class _Checker:
         return self._keeper_hash[path]
 
     def problem(self, item: PlannedAction) -> str | None:
-        problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
-        if problem:
-            return problem
-        problem, keeper_st = _stat_problem(
-            item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns, "its keeper"
-        )
-        if problem:
-            return problem + "; its duplicates are left alone"
-        assert st is not None and keeper_st is not None
-        if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
-            return "is the keeper's own file under another path"
-        if (kept := _kept_entry(item)) is not None:
-            return kept
-        if item.action == "hardlink" and (problem := _link_problem(st, keeper_st)):
+        if (problem := quick_check(item)) is not None:
             return problem
         try:
             if sha256_of(item.path_bytes) != item.sha256:
