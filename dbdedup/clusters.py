@@ -206,16 +206,14 @@ def _is_under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def reference_aliases(conn: psycopg.Connection, path: str) -> list[str]:
+def reference_aliases(path: str, roots: Iterable[str]) -> list[str]:
     """``path`` (absolute) and the other paths by which loaded images may name the same files: its real
-    path when it goes through a symbolic link, and its place under each loaded root that reaches it
-    through one. Protection compares paths as the loader recorded them, so each of these is kept:
-    ``--reference ~/photos/originals``, where ~/photos links to /data/photos that was loaded, then
+    path when it goes through a symbolic link, and its place under each of the loaded ``roots`` that
+    reaches it through one. Protection compares paths as the loader recorded them, so each of these is
+    kept: ``--reference ~/photos/originals``, where ~/photos links to /data/photos that was loaded, then
     protects /data/photos/originals too."""
     real = os.path.realpath(path)
     aliases = [path, real]
-    with conn.transaction():
-        roots = [row[0] for row in conn.execute(_settings_queries()["loaded_roots"])]
     for root in roots:
         root_real = os.path.realpath(root)
         if root_real != root and _is_under(real, root_real):
@@ -249,7 +247,9 @@ def update_settings(conn: psycopg.Connection, **changes) -> tuple[ClusterSetting
     if before is not None and not changes.get("clear_references"):
         references += before.reference_paths
     if references:
-        changes["add_references"] = [alias for path in references for alias in reference_aliases(conn, path)]
+        with conn.transaction():
+            roots = [row[0] for row in conn.execute(_settings_queries()["loaded_roots"])]
+        changes["add_references"] = [alias for path in references for alias in reference_aliases(path, roots)]
     after = (before or ClusterSettings()).changed(**changes)
     after.check()
     if after != before and (before is not None or after != ClusterSettings()):

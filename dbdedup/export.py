@@ -11,7 +11,6 @@ import errno
 import html
 import os
 import shutil
-import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,9 +134,7 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
             result.placed.append((member.path_bytes, target))
             access.add(member.path_bytes)
     if made:  # made owner-only; now what a new folder gets under the umask, less what the files do not grant
-        readable = access.bits
-        search = (stat.S_IXGRP if readable & stat.S_IRGRP else 0) | (stat.S_IXOTH if readable & stat.S_IROTH else 0)
-        os.chmod(root_path, (0o777 & ~_umask()) & (0o700 | readable | search))
+        os.chmod(root_path, access.folder_mode())
     return result
 
 
@@ -303,17 +300,10 @@ def export_html(
             for chunk in render_html(settings, summary, clusters, thumbnail_size=thumbnail_size, verdicts=verdicts,
                                      maker=maker):
                 out.write(chunk)
-        os.chmod(tmp, (0o666 & ~_umask()) & (0o600 | maker.access.bits))
+        os.chmod(tmp, maker.access.file_mode())
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return target
-
-
-def _umask() -> int:
-    """This process's umask."""
-    umask = os.umask(0o077)
-    os.umask(umask)
-    return umask

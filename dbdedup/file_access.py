@@ -84,3 +84,19 @@ class ReadAccess:
         # through the folders of the path shown and, for a symbolic link, those of the file it leads to
         self.bits &= (mode & self._folder_bits(os.path.dirname(os.path.abspath(path)))
                       & self._folder_bits(os.path.dirname(os.path.realpath(path))))
+
+    def file_mode(self) -> int:
+        """The mode for a file that shows them: what a new file gets under the umask, less the group and others
+        read bits they do not all grant."""
+        return (0o666 & ~_umask()) & (0o600 | self.bits)
+
+    def folder_mode(self) -> int:
+        """The same for a folder that lists them: its group and others search bits go with the read bits."""
+        search = (stat.S_IXGRP if self.bits & stat.S_IRGRP else 0) | (stat.S_IXOTH if self.bits & stat.S_IROTH else 0)
+        return (0o777 & ~_umask()) & (0o700 | self.bits | search)
+
+
+def _umask() -> int:
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return umask

@@ -110,7 +110,8 @@ class LoadSummary:
         return {
             "run_id": self.run_id, "roots": self.roots, "files_seen": self.files_seen, "loaded": self.loaded,
             "unchanged": self.unchanged, "errors": dict(self.errors), "error_count": self.error_count,
-            "ignored": self.ignored, "missing": self.missing, "left_out": [{"path": path, "why": why} for path, why in self.left_out],
+            "ignored": self.ignored, "missing": self.missing,
+            "left_out": [{"path": path, "why": why} for path, why in self.left_out],
             "exact_duplicate_groups": self.exact_duplicate_groups, "seconds": round(self.seconds, 3),
             "workers": self.workers, "interrupted_runs": self.interrupted_runs,
             "orientations": self.orientations, "keypoints": self.keypoints, "embedder": self.embedder,
