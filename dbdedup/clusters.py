@@ -206,34 +206,46 @@ def _is_under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def reference_aliases(path: str, roots: Iterable[str]) -> list[str]:
+def reference_aliases(path: str, entries: Iterable[str]) -> list[str]:
     """``path`` (absolute) and the other paths by which loaded images may name the same files: its real
-    path when it goes through a symbolic link, and its place under each of the loaded ``roots`` that
-    reaches it through one. Protection compares paths as the loader recorded them, so each of these is
-    kept: ``--reference ~/photos/originals``, where ~/photos links to /data/photos that was loaded, then
-    protects /data/photos/originals too."""
+    path when it goes through a symbolic link, and its place under each of the loaded ``entries`` (roots,
+    and the links to folders the walks entered) that reaches it through one. Protection compares paths as
+    the loader recorded them, so each of these is kept: ``--reference ~/photos/originals``, where ~/photos
+    links to /data/photos that was loaded, then protects /data/photos/originals too; a loaded link that
+    leads into the reference (``/data/photos/old`` to ``/archive/originals/2019``) is kept whole."""
     real = os.path.realpath(path)
     aliases = [path, real]
-    for root in roots:
-        root_real = os.path.realpath(root)
-        if root_real != root and _is_under(real, root_real):
-            inside = os.path.relpath(real, root_real)
-            aliases.append(root if inside == "." else os.path.join(root, inside))
+    for entry in entries:
+        entry_real = os.path.realpath(entry)
+        if entry_real == entry:
+            continue
+        if _is_under(real, entry_real):
+            inside = os.path.relpath(real, entry_real)
+            aliases.append(entry if inside == "." else os.path.join(entry, inside))
+        elif _is_under(entry_real, real):
+            aliases.append(entry)
     return list(dict.fromkeys(normalise_references(aliases)))
 
 
 def references_without_images(conn: psycopg.Connection, reference_paths: Iterable[str]) -> list[str]:
     """The reference paths under which no loaded image lies, by any of the paths that name the same
-    folder (a typo, or a folder loaded under another name): nothing there is protected."""
+    folder or a folder inside it (a typo, or a folder loaded under another name): nothing there is
+    protected."""
     q = _settings_queries()
     groups: dict[str, list[str]] = {}
     for path in reference_paths:
         groups.setdefault(os.path.realpath(path), []).append(path)
+    # an alias through a link that leads inside a reference speaks for that reference
+    outermost = sorted(groups, key=len)
+    merged: dict[str, list[str]] = {}
+    for real, paths in groups.items():
+        home = next(r for r in outermost if _is_under(real, r))
+        merged.setdefault(home, []).extend(paths)
     empty = []
     with conn.transaction():
-        for paths in groups.values():
+        for real, paths in merged.items():
             if not any(conn.execute(q["holds_images"], {"path": p}).fetchone()[0] for p in paths):
-                empty.append(paths[0])
+                empty.append(groups[real][0])
     return empty
 
 
@@ -248,8 +260,8 @@ def update_settings(conn: psycopg.Connection, **changes) -> tuple[ClusterSetting
         references += before.reference_paths
     if references:
         with conn.transaction():
-            roots = [row[0] for row in conn.execute(_settings_queries()["loaded_roots"])]
-        changes["add_references"] = [alias for path in references for alias in reference_aliases(path, roots)]
+            entries = [row[0] for row in conn.execute(_settings_queries()["loaded_entries"])]
+        changes["add_references"] = [alias for path in references for alias in reference_aliases(path, entries)]
     after = (before or ClusterSettings()).changed(**changes)
     after.check()
     if after != before and (before is not None or after != ClusterSettings()):

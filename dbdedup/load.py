@@ -41,7 +41,7 @@ from .hashes import HASH_SIZE
 from .keypoints import LOADER_KEYS
 from .locks import load_lock
 from .resample import limit_blas_threads
-from .scan import CANDIDATE, ERROR, IGNORED, LEFT_OUT, ScanEntry, display_path, normalise_root, scan
+from .scan import CANDIDATE, ERROR, IGNORED, LEFT_OUT, LINKED, ScanEntry, display_path, normalise_root, scan
 from .sqlfiles import named_queries
 
 
@@ -274,6 +274,7 @@ class _Loader:
         self.last_write = time.monotonic()
         self.skip_prefixes: list[bytes] = []
         self.left_out: list[tuple[bytes, str]] = []  # folders the walk left out: rows there are left as they are
+        self.linked_folders: list[str] = []  # symbolic links to folders the walk entered (see reference_aliases)
         self.start_seq = 0  # change_seq when the run started: rows written later by other loads are theirs
 
     # -- database steps, each one transaction
@@ -368,7 +369,7 @@ class _Loader:
         return {
             "run_id": self.run_id, "files_seen": self.found, "loaded": self.loaded, "unchanged": self.unchanged,
             "errors": self.error_count, "ignored": self.ignored, "missing": self.missing,
-            "seconds": time.monotonic() - self.started,
+            "seconds": time.monotonic() - self.started, "linked_folders": self.linked_folders,
         }
 
     def mark_missing(self, roots: list[bytes], recursive: bool) -> None:
@@ -453,6 +454,9 @@ def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[Sca
         if entry.kind == LEFT_OUT:
             loader.left_out.append((entry.path, entry.detail or ""))
             loader.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
+            continue
+        if entry.kind == LINKED:
+            loader.linked_folders.append(display_path(entry.path))
             continue
         batch.append(entry)
         loader.found += 1

@@ -28,7 +28,7 @@ IMAGE_EXTENSIONS = frozenset(
 # Bytes needed to recognise every signature in sniff_format.
 SNIFF_BYTES = 32
 
-CANDIDATE, IGNORED, ERROR, LEFT_OUT = "candidate", "ignored", "error", "left_out"
+CANDIDATE, IGNORED, ERROR, LEFT_OUT, LINKED = "candidate", "ignored", "error", "left_out", "linked_folder"
 
 # A file apply --move-to and export put at the top of the folders they fill. A walk that meets it
 # inside a root leaves that folder out, so a later load of a parent folder does not take the
@@ -60,8 +60,9 @@ class ScanEntry:
 
     ``kind`` is CANDIDATE (an image by name or content: to be hashed), IGNORED
     (a regular file that is not an image: sidecars, text, ...; only counted),
-    ERROR (``reason``/``detail`` say why it could not be read) or LEFT_OUT (a
-    folder the walk does not enter: ``detail`` says why). ``size`` and ``mtime_ns``
+    ERROR (``reason``/``detail`` say why it could not be read), LEFT_OUT (a
+    folder the walk does not enter: ``detail`` says why) or LINKED (a symbolic link
+    to a folder, inside a root, that the walk enters). ``size`` and ``mtime_ns``
     come from stat (lstat for broken links and errors).
     """
 
@@ -162,8 +163,9 @@ def _classify_file(path: bytes, name: bytes, st: os.stat_result) -> ScanEntry:
 def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = True) -> Iterator[ScanEntry]:
     """Walk ``roots`` lazily and yield a ScanEntry per file (and per unreadable directory).
 
-    A root may be a directory or a single file. Directory symlinks are followed,
-    but each directory (by device and inode) is entered once, so loops end. A folder
+    A root may be a directory or a single file. Directory symlinks are followed
+    (each one entered is a LINKED entry before the files under it), but each
+    directory (by device and inode) is entered once, so loops end. A folder
     dbdedup made (``MARKER_NAME`` in it) and the kernel's own file systems (/proc,
     /sys, /dev: ``SYSTEM_FILE_SYSTEMS``) are left out, unless they are a root.
     """
@@ -256,6 +258,9 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]],
                     if key not in visited:
                         visited.add(key)
                         subdirs.append(path)
+                        if entry.is_symlink():
+                            # the files under it are recorded by the link's path, not by where it leads
+                            yield ScanEntry(path, LINKED, is_dir=True)
                     continue
                 yield _classify_file(path, entry.name, entry_st)
         # reversed, so that popping from the stack walks directories in listing order

@@ -45,7 +45,8 @@ CREATE TABLE dbdedup.load_runs (
     missing       bigint NOT NULL DEFAULT 0,
     ignored       bigint NOT NULL DEFAULT 0,
     seconds       double precision,
-    message       text
+    message       text,
+    linked_folders text[] NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE dbdedup.load_runs IS 'One row per `dbdedup load`: what was asked, library versions, counts and timing.';
 COMMENT ON COLUMN dbdedup.load_runs.status IS 'running, completed, failed, or interrupted (killed; found by the next load).';
@@ -56,6 +57,7 @@ COMMENT ON COLUMN dbdedup.load_runs.unchanged IS 'Files skipped because path, si
 COMMENT ON COLUMN dbdedup.load_runs.errors IS 'Files that could not be loaded (see dbdedup.load_errors).';
 COMMENT ON COLUMN dbdedup.load_runs.missing IS 'Stored files under the scanned roots that are gone from disk, marked missing.';
 COMMENT ON COLUMN dbdedup.load_runs.ignored IS 'Files that are not images by name or content (text, sidecars), left alone.';
+COMMENT ON COLUMN dbdedup.load_runs.linked_folders IS 'Symbolic links to folders, inside the roots, that the walk entered: the files there are recorded under the link''s path, so a reference path that the link leads into (or to) is stored with that path too.';
 
 CREATE TABLE dbdedup.images (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -78,21 +78,51 @@ def test_a_reference_set_before_a_load_through_a_symbolic_link_gains_its_alias(d
     assert protected and all(m["is_protected"] for m in protected)
 
 
-def test_apply_leaves_a_reference_reached_through_a_link_inside_the_tree(db_dsn, tmp_path):
+def test_a_reference_reached_through_a_link_inside_the_tree_is_protected(db_dsn, tmp_path):
     # a link inside a loaded folder (not a root) to the reference folder: its files are recorded under the link's
-    # path, which no alias names; apply follows each path to where it leads
+    # path, which no alias named: the report counted them removable and warned of an empty reference (apply, which
+    # follows each path to where it leads, still left them alone)
     col = make_collection(tmp_path / "photos")
     keep = tmp_path / "keep"
     (col.root / "copies").rename(keep)
     (col.root / "copies").symlink_to(keep)
     load(db_dsn, col.root)
     report = run_cli(db_dsn, "report", "--reference", str(keep), "--format", "json")
-    assert f"no loaded image lies under the reference path {keep}" in report.stderr
+    assert "warning" not in report.stderr
+    assert json.loads(report.stdout)["parameters"]["reference_paths"] == [str(keep), str(col.root / "copies")]
+    linked = [m for m in members(db_dsn) if m["path"].startswith(str(col.root / "copies") + "/")]
+    assert linked and all(m["is_protected"] for m in linked)
+    assert not any(m["is_protected"] for m in members(db_dsn) if m not in linked)
     under = tree_state(keep)
     dry = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"))
-    assert f"{col.root / 'copies'}" in dry.stdout and "under a reference path (protected)" in dry.stdout
+    assert not [line for line in dry.stdout.splitlines() if line.startswith("move") and "/copies/" in line]
     run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
     assert tree_state(keep) == under
+
+
+def test_a_root_loaded_through_a_link_into_a_reference_folder_is_protected(db_dsn, tmp_path):
+    # the root's link leads to a folder inside the reference: every file loaded under the root lies in it
+    col = make_collection(tmp_path / "archive" / "photos")
+    alias = tmp_path / "alias"
+    alias.symlink_to(col.root)
+    load(db_dsn, alias)
+    report = run_cli(db_dsn, "report", "--reference", str(tmp_path / "archive"), "--format", "json")
+    assert "warning" not in report.stderr
+    assert json.loads(report.stdout)["parameters"]["reference_paths"] == [str(alias), str(tmp_path / "archive")]
+    loaded = members(db_dsn)
+    assert loaded and all(m["is_protected"] for m in loaded)
+
+
+def test_a_load_records_the_folder_links_its_walk_entered(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (col.root / "inside").symlink_to(elsewhere)
+    (col.root / "broken").symlink_to(tmp_path / "nowhere")
+    load(db_dsn, col.root)
+    with psycopg.connect(db_dsn) as conn:
+        linked = conn.execute("SELECT linked_folders FROM dbdedup.load_runs ORDER BY id DESC LIMIT 1").fetchone()[0]
+    assert linked == [str(col.root / "inside")]
 
 
 def test_a_reference_that_holds_no_loaded_image_is_a_warning_even_when_quiet(db_dsn, tmp_path):

@@ -206,7 +206,8 @@ SET files_seen = %(files_seen)s,
     errors = %(errors)s,
     ignored = %(ignored)s,
     missing = %(missing)s,
-    seconds = %(seconds)s
+    seconds = %(seconds)s,
+    linked_folders = %(linked_folders)s
 WHERE id = %(run_id)s;
 
 -- name: mark_missing
@@ -253,5 +254,6 @@ SET status = %(status)s,
     ignored = %(ignored)s,
     missing = %(missing)s,
     seconds = %(seconds)s,
+    linked_folders = %(linked_folders)s,
     message = %(message)s
 WHERE id = %(run_id)s;

@@ -17,9 +17,10 @@ ON CONFLICT (singleton) DO UPDATE SET
     min_similarity = EXCLUDED.min_similarity, confirm_distance = EXCLUDED.confirm_distance,
     transform_distance = EXCLUDED.transform_distance, updated_at = EXCLUDED.updated_at;
 
--- name: loaded_roots
--- the roots loads were given, as they were given (a path through a symbolic link stays one)
-SELECT DISTINCT root FROM dbdedup.load_runs r, unnest(r.roots) root ORDER BY root;
+-- name: loaded_entries
+-- the roots loads were given, as they were given (a path through a symbolic link stays one), and the links to
+-- folders their walks entered: the paths by which loaded files may name folders elsewhere
+SELECT DISTINCT entry FROM dbdedup.load_runs r, unnest(r.roots || r.linked_folders) entry ORDER BY entry;
 
 -- name: holds_images
 -- whether any loaded image lies at or under the path (a range of the unique index on path_bytes)
