@@ -51,8 +51,8 @@ def _queries() -> dict[str, str]:
 class Edge:
     """A link of the graph between two nodes (a node: the copies of one file). ``pair`` is the
     (image_a, image_b) of dbdedup.pairs an open edge stands for; ``greyscale_keeper``: the
-    better-ranked node is greyscale and the other colour, so that the build drops the link unless
-    the geometric check made it (a crop or frame may add the colours)."""
+    better-ranked node is greyscale and the other colour with a grey middle, so that the build drops
+    the link unless an alignment made it (a frame may add the colours)."""
 
     pair: tuple[int, int] | None
     greyscale_keeper: bool = False
@@ -72,10 +72,13 @@ class Graph:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple], apart: Iterable[tuple[int, int]] = ()) -> "Graph":
-        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper), node_a < node_b, and the
-        pairs of nodes judged apart (a < b)."""
+        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper[, never_kept]), node_a < node_b,
+        and the pairs of nodes judged apart (a < b). A link ``never_kept`` (a greyscale keeper of a picture
+        with colours in its middle, which the build drops whatever its verdict) is no edge."""
         graph = cls(apart=set(apart))
-        for a, b, is_open, image_a, image_b, greyscale_keeper in rows:
+        for a, b, is_open, image_a, image_b, greyscale_keeper, *never_kept in rows:
+            if never_kept and never_kept[0]:
+                continue
             edge = Edge((image_a, image_b) if is_open else None, bool(greyscale_keeper))
             graph.links.setdefault(a, {})[b] = edge
             graph.links.setdefault(b, {})[a] = edge

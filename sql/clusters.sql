@@ -128,10 +128,9 @@ BEGIN
     -- A colour picture is never kept as a copy of a greyscale one (a greyscale copy of it may be
     -- kept as its copy, and nobody should delete the colours for the grey): the link is dropped
     -- when the greyscale picture would rank first. Without it, an icon set's grey folder keeps
-    -- every coloured folder whose greyscale conversion it resembles. Only whole pictures compared
-    -- as they are: a frame or a crop (the geometric check, a dense alignment, which compared the
-    -- aligned colours as the geometric check does) may add the colour, and so may a frame round a
-    -- pair found through a trimmed variant when the colour picture's middle is grey (centre_grey:
+    -- every coloured folder whose greyscale conversion it resembles. Only a frame may add the colour:
+    -- round a pair an alignment verified (the geometric check, a dense alignment), or round a
+    -- pair found through a trimmed variant, when the colour picture's middle is grey (centre_grey:
     -- the middle 4x4 of its 8x8 chroma cells under min_chroma RMS; a coloured mat round a greyscale
     -- picture leaves them grey, where a card with red pips beside one with black pips does not:
     -- session 34, the accuracy set's seed-6 draw joined tango's red ten of diamonds to the black ten
@@ -153,13 +152,18 @@ BEGIN
     -- the links the rule concerns, marked once (the planner of the checks by pixels reads the mark of its open
     -- links: sql/queries/verify_plan.sql, graph_edges): the better-ranked node greyscale, the other colour
     ALTER TABLE cc_edge ADD COLUMN greyscale_keeper boolean NOT NULL DEFAULT false;
-    UPDATE cc_edge e SET greyscale_keeper = true
+    -- framed: the colour picture's middle is grey, so an alignment (which compares the overlap's lightness
+    -- when one side is grey) may keep the link: the colours are a frame's. A colour picture whose middle is in
+    -- colour is not kept by a greyscale keeper by any verdict: an icon set's turned grey folder, aligned with
+    -- each coloured folder in turn, kept twelve of them (bench/accuracy/cli_score.py --lone-copies, session 44).
+    ALTER TABLE cc_edge ADD COLUMN colour_framed boolean NOT NULL DEFAULT false;
+    UPDATE cc_edge e SET greyscale_keeper = true, colour_framed = coalesce(c.centre_grey, false)
     FROM cc_tone g, cc_tone c
     WHERE g.node = least(e.a, e.b) AND c.node = greatest(e.a, e.b) AND g.grey AND c.colour
       AND NOT (coalesce(e.transform, '') LIKE 'trim%' AND c.centre_grey);
     DELETE FROM cc_edge e
     WHERE e.greyscale_keeper AND NOT e.open AND e.verify_reason IS DISTINCT FROM 'reviewer'
-      AND coalesce(e.verify_reason, '') NOT IN ('geometry', 'dense');
+      AND NOT (coalesce(e.verify_reason, '') IN ('geometry', 'dense') AND e.colour_framed);
     CREATE INDEX ON cc_edge (a);
     -- nodes judged not duplicates of each other (verdicts) never share a cluster, even when both link to its keeper
     CREATE TEMP TABLE cc_apart ON COMMIT DROP AS
@@ -174,7 +178,8 @@ COMMENT ON FUNCTION dbdedup.prepare_cluster_graph(text, integer, text, text[], t
     'The graph dbdedup.build_clusters clusters, in temporary tables of the transaction (dropped at its end): cc_image '
     '(each image of a linking pair and each exact copy, its keeper rank, and its node: the copies of one file are one node), '
     'cc_member (the nodes), cc_edge (one row per ordered pair of linked nodes a, b; a smaller node ranks first as keeper; '
-    'greyscale_keeper: a link the greyscale-keeper rule concerns) '
+    'greyscale_keeper: a link the greyscale-keeper rule concerns; colour_framed: its colour picture''s middle is grey, '
+    'so that an alignment''s verdict keeps it) '
     'and cc_apart (the nodes reviewers judged not duplicates, a < b: never in one cluster), '
     'after reviewers'' verdicts and the greyscale-keeper rule. pair_kind is a hash column (dbdedup.hash_column), rule as '
     'build_clusters applies it. With with_unchecked, the pairs that have no verdict yet (pending, or left unchecked: '
