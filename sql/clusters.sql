@@ -339,7 +339,8 @@ CREATE OR REPLACE FUNCTION dbdedup.keeper_cluster_floor()
 COMMENT ON FUNCTION dbdedup.keeper_cluster_floor() IS
     'The size from which a cluster draws keeper pairs through near neighbours, turn signatures and crop windows '
     '(dbdedup.propose_keeper_pairs): 4 images. Smaller clusters (a photo and its resized copy, the commonest) sit '
-    'among unrelated photos whose proposals would each cost a check by pixels and verify none.';
+    'among unrelated photos whose proposals would each cost a check by pixels and verify none; there only each image''s '
+    'single nearest neighbour proposes, at stricter floors.';
 
 CREATE OR REPLACE FUNCTION dbdedup.propose_keeper_pairs(near_neighbours integer DEFAULT 5, near_limit integer DEFAULT NULL,
                                                         crop_keepers bigint[] DEFAULT NULL, crop_windows bigint[] DEFAULT NULL)
@@ -362,6 +363,17 @@ DECLARE
     -- so near, they sit in the probe's own lists: 4 lists found 1,921 of the 1,927 neighbours 16 find
     -- in clusters of 4 or more (0.4 s against 1.6 s for 3,649 probes, each round)
     turn_probes constant integer := 4;
+    -- an image outside them proposes its pair with its single nearest turn signature (lk_lone below) from this
+    -- similarity, searched in the signatures' own list when no large cluster asks for more (so near, a copy sits
+    -- in the probe's list: 10,000 probes 0.28 s in 1 list, 0.64 s in 4), and when their embeddings agree at
+    -- lone_near_bar or more (0.34-0.95 for copies turned by 10-20 degrees), where an unrelated photo's nearest
+    -- turn signature is far by the embedding: on 10,000 unrelated small photos, 51 such pairs without the bar,
+    -- 1 with it (bench/RESULTS.md, session 44)
+    lone_turn_floor constant real := 0.98;
+    lone_turn_probes constant integer := 1;
+    lone_near_bar constant real := 0.4;
+    lone_ids bigint[];
+    has_large boolean;
     -- bits between a probe's pHash and a window of a keeper (dbdedup/crop_windows.py): on the
     -- accuracy set 899 proposals no other signal made, 126 of them a half-area crop and its keeper
     -- (10 bits: 346 and 95; 14: 1,865 and 133)
@@ -409,8 +421,9 @@ BEGIN
     CREATE TEMP TABLE lk_large ON COMMIT DROP AS
     SELECT a.image_id FROM lk_assign a
     WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
+    has_large := EXISTS (SELECT 1 FROM lk_large);
     -- the probes of every search: images outside the large clusters with a pHash of their own
-    IF EXISTS (SELECT 1 FROM lk_large) AND (near_neighbours > 0 OR crop_keepers IS NOT NULL) THEN
+    IF near_neighbours > 0 OR (has_large AND crop_keepers IS NOT NULL) THEN
         CREATE TEMP TABLE lk_outside ON COMMIT DROP AS
         SELECT i.id AS image_id, i.phash FROM dbdedup.images i
         WHERE i.status = 'ok' AND i.phash IS NOT NULL AND NOT dbdedup.is_low_information(i.phash)
@@ -419,6 +432,11 @@ BEGIN
     ELSE
         CREATE TEMP TABLE lk_outside (image_id bigint, phash bigint) ON COMMIT DROP;
     END IF;
+    -- An image with no large family to join (most pictures of a collection have one or two copies) proposes its
+    -- pair with its single nearest turn signature, whatever that neighbour's cluster, when very near (lone_* above):
+    -- most copies turned by 10-20 degrees have no other pair (bench/accuracy/cli_score.py --lone-copies: turns of
+    -- 10 degrees found 0.33 of the time without it). (A neighbour in the same cluster proposes nothing.)
+    CREATE TEMP TABLE lk_lone (image_id bigint, neighbour_id bigint, similarity real) ON COMMIT DROP;
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
        AND EXISTS (SELECT 1 FROM lk_outside) THEN
         -- the probes of both searches, read once: each with its embedding and its turn signature
@@ -429,10 +447,12 @@ BEGIN
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
         SELECT p.image_id, p.embedding FROM lk_probe p WHERE p.embedding IS NOT NULL;
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
-        PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
-        INSERT INTO lk_near
-        SELECT f.a, f.b, f.similarity FROM em_found f
-        WHERE f.similarity >= near_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
+        IF has_large THEN
+            PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
+            INSERT INTO lk_near
+            SELECT f.a, f.b, f.similarity FROM em_found f
+            WHERE f.similarity >= near_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
+        END IF;
         -- Likewise through the turn signatures: a copy turned by 10-20 degrees is far from its family
         -- by the hashes and the embedding, and as near as its unturned copies by this signature.
         -- (Their similarity ranks these proposals as the embedding's do: both are a neighbour's cosine.)
@@ -441,11 +461,33 @@ BEGIN
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
         SELECT p.image_id, p.turn_signature AS embedding FROM lk_probe p WHERE p.turn_signature IS NOT NULL;
         PERFORM dbdedup.ensure_turn_index();
-        PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, turn_probes, 'turn_signature');
+        IF has_large THEN
+            PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, turn_probes, 'turn_signature');
+        ELSE
+            PERFORM dbdedup.embedding_neighbours(2, lone_turn_probes, 'turn_signature');
+        END IF;
         INSERT INTO lk_near
         SELECT f.a, f.b, f.similarity FROM em_found f
         WHERE f.similarity >= turn_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
+        INSERT INTO lk_lone
+        SELECT n.a, n.b, n.similarity
+        FROM (SELECT DISTINCT ON (f.a) f.a, f.b, f.similarity FROM em_found f ORDER BY f.a, f.similarity DESC, f.b) n
+        WHERE n.similarity >= lone_turn_floor;
         DROP TABLE lk_probe, em_probe, em_found;
+        -- the embeddings' bar (both vectors read into a temporary table: see above)
+        SELECT array_agg(DISTINCT i) INTO lone_ids
+        FROM (SELECT image_id AS i FROM lk_lone UNION ALL SELECT neighbour_id FROM lk_lone) u;
+        IF lone_ids IS NOT NULL THEN
+            CREATE TEMP TABLE lk_vector ON COMMIT DROP AS
+            SELECT e.image_id, e.embedding FROM dbdedup.image_embeddings e WHERE e.image_id = ANY (lone_ids);
+            EXECUTE format($q$
+                DELETE FROM pg_temp.lk_lone l
+                WHERE NOT coalesce((SELECT 1 - (a.embedding OPERATOR(%1$I.<=>) b.embedding) >= %2$s
+                                    FROM pg_temp.lk_vector a, pg_temp.lk_vector b
+                                    WHERE a.image_id = l.image_id AND b.image_id = l.neighbour_id), false) $q$,
+                dbdedup.vector_schema(), lone_near_bar);
+            DROP TABLE lk_vector;
+        END IF;
     END IF;
     -- Likewise through the keepers' windows: a copy cropped to half the picture is far from its
     -- original by every whole-frame signal, and within crop_distance bits of the window it was cut
@@ -488,21 +530,25 @@ BEGIN
     LEFT JOIN lk_assign x ON x.image_id = l.x
     WHERE l.x <> l.keeper AND x.cluster_id IS DISTINCT FROM l.keeper;
     -- the near neighbours' pairs (the probes of lk_near are in no large cluster, their neighbours in
-    -- one), the closest first; with near_limit, only that many not stored yet: a sample whose checks
+    -- one; those of lk_lone anywhere), the closest first; with near_limit, only that many not stored yet: a sample whose checks
     -- tell whether the rest are worth theirs (clusters.link_keepers)
     CREATE TEMP TABLE lk_stored (image_a bigint, image_b bigint) ON COMMIT DROP;
     IF near_limit IS NOT NULL THEN
-        INSERT INTO lk_stored SELECT p.image_a, p.image_b FROM dbdedup.pairs p
-        WHERE p.hash_kind = 'phash' AND p.transform = 'linked';
+        -- (any pair stored: one a signal found, or proposed before, would take a place of the sample and add nothing)
+        INSERT INTO lk_stored SELECT p.image_a, p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = 'phash';
     END IF;
     INSERT INTO lk_linked
     SELECT n.image_a, n.image_b
-    FROM (SELECT least(v.image_id, m.cluster_id) AS image_a, greatest(v.image_id, m.cluster_id) AS image_b,
+    FROM (SELECT least(v.image_id, v.target) AS image_a, greatest(v.image_id, v.target) AS image_b,
                  max(v.similarity) AS similarity
-          FROM lk_near v
-          JOIN lk_assign m ON m.image_id = v.neighbour_id
+          FROM (SELECT v.image_id, m.cluster_id AS target, m.cluster_id AS target_cluster, v.similarity
+                FROM lk_near v JOIN lk_assign m ON m.image_id = v.neighbour_id
+                UNION ALL
+                -- a lone neighbour is proposed itself; one in a cluster, through its keeper
+                SELECT v.image_id, coalesce(m.cluster_id, v.neighbour_id), m.cluster_id, v.similarity
+                FROM lk_lone v LEFT JOIN lk_assign m ON m.image_id = v.neighbour_id) v
           LEFT JOIN lk_assign x ON x.image_id = v.image_id
-          WHERE v.image_id <> m.cluster_id AND x.cluster_id IS DISTINCT FROM m.cluster_id
+          WHERE v.image_id <> v.target AND (x.cluster_id IS NULL OR x.cluster_id IS DISTINCT FROM v.target_cluster)
           GROUP BY 1, 2) n
     WHERE NOT EXISTS (SELECT 1 FROM lk_linked l WHERE l.image_a = n.image_a AND l.image_b = n.image_b)
       AND NOT EXISTS (SELECT 1 FROM lk_stored t WHERE t.image_a = n.image_a AND t.image_b = n.image_b)
@@ -524,7 +570,7 @@ BEGIN
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
-    DROP TABLE lk_assign, lk_paired, lk_near, lk_large, lk_outside, lk_stored, lk_linked;
+    DROP TABLE lk_assign, lk_paired, lk_near, lk_lone, lk_large, lk_outside, lk_stored, lk_linked;
     RETURN n;
 END
 $$;
@@ -532,6 +578,9 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer, bigint[], big
     'After dbdedup.build_clusters: for every image verified as the same picture as a member of a cluster (a verified '
     'pHash-kind pair, one rejected only because its keypoints could not align: no_geometry, or one left unchecked) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
+    'and, for every image in no cluster of 4 images or more, its pair with its single nearest turn signature anywhere (through that '
+    'neighbour''s keeper when it is in a cluster) at 0.98 or more when their embeddings agree at 0.4 or more (a turned copy with '
+    'no family), '
     'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0), or nearest turn signatures '
     '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more '

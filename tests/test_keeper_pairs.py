@@ -291,3 +291,29 @@ def test_a_sample_of_the_near_neighbour_pairs_that_verifies_nothing_ends_the_kee
     # share of pHash bits that agree: the one sampled is one of them, not always the embedding's nearest)
     assert len(proposed) == 1 and proposed <= {image[n] for n in files if n.startswith("other-") and "photo" not in n}
     assert _clusters(conn, image) == {frozenset({"photo", "photo-large", "photo-jpeg", "photo-small"})}
+
+
+def test_a_lone_copy_turned_by_ten_degrees_is_found_through_its_nearest_turn_signature(conn, tmp_path):
+    # Most pictures of a collection have one or two copies: no cluster of 4 draws proposals. A photo and its copy
+    # turned by 10 degrees (corners filled white, as a straightened scan) among unrelated photos: no hash, variant
+    # or embedding pairs them (the embeddings agree at about 0.5, under the pairing floor of 0.85); each is the
+    # other's nearest turn signature, at 0.98 or more, which proposes their pair; checked by pixels, it links.
+    from dbdedup.load import load_paths
+
+    original = textured_photo(4)
+    files = {"photo": save(original, tmp_path / "set" / "photo.png"),
+             "turned": save(original.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
+                            tmp_path / "set" / "turned.jpg", quality=92)}
+    for seed in range(40, 64):
+        files[f"other-{seed}"] = save(textured_photo(seed), tmp_path / "set" / f"other-{seed}.png")
+    assert load_paths(conn, [tmp_path / "set"], workers=2).loaded == len(files)  # with the embeddings
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+    turn, near = conn.execute("SELECT 1 - (a.turn_signature <=> b.turn_signature), 1 - (a.embedding <=> b.embedding) "
+                              "FROM dbdedup.image_embeddings a, dbdedup.image_embeddings b "
+                              "WHERE a.image_id = %s AND b.image_id = %s", (image["photo"], image["turned"])).fetchone()
+    assert turn >= 0.98 and 0.4 <= near < 0.85, (turn, near)
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    assert _pair(conn, image["photo"], image["turned"]) == ("linked", True, "geometry")
+    assert _clusters(conn, image) == {frozenset({"photo", "turned"})}
+    assert result.keeper_pairs == 1  # the unrelated photos' nearest turn signatures propose nothing
