@@ -525,8 +525,8 @@ def link_keepers(conn: psycopg.Connection, result: ClusterResult, *, verify_work
     verified as the same picture as one of its members, and with every image outside the clusters of
     4 or more that has an image of such a cluster among its nearest embedding neighbours or turn
     signatures, or whose pHash is near a window of such a cluster's keeper (a crop: ``keeper_crop_windows``);
-    and each such image's pair with its single nearest neighbour anywhere, when very near
-    (``dbdedup.propose_keeper_pairs``: a lone turned or cropped copy); check them like any pair (in SQL, then by their pixels) and
+    and each such image's pair with its single nearest turn signature anywhere, when very near
+    (``dbdedup.propose_keeper_pairs``: a lone turned copy); check them like any pair (in SQL, then by their pixels) and
     build again; up to ``KEEPER_ROUNDS`` times (a copy turned by 20 degrees may be nearest to the one
     turned by 10, which joined in the round before). The first round proposes only ``NEAR_SAMPLE``
     of the near neighbours' pairs; when nothing it proposed verifies, the rounds end there. A member
