@@ -15,10 +15,10 @@ instead of the three of a full run. With --recheck as well, every verdict is cle
 again by today's `verify_pairs` and geometric check (after a change to verification).
 
 With --lone-copies, the set is cut down to what most collections look like: the originals and the
-distractors (every hard negative kept), and one copy of each original, not twenty. The copy is drawn round
+distractors (every hard negative kept), and one copy of each original, not 25. The copy is drawn round
 robin from --edits (default: every edit), starting at --draw, so each edit gets about 300 / len(edits)
 copies a draw and different draws give different originals each edit. In the full set an original and its
-twenty copies make a large cluster, and some signals (the keepers' crop windows, the turn signatures, the
+25 copies make a large cluster, and some signals (the keepers' crop windows, the turn signatures, the
 near neighbours of dbdedup.propose_keeper_pairs) propose pairs only to the keepers of clusters of 4 or more:
 a lone copy, as a user's photo and its one crop, is found by the other signals alone. The subset is made of
 hard links in bench/out/accuracy/lone-copies-DRAW (its own data dir beside it), and scored over its files.
