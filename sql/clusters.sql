@@ -439,25 +439,25 @@ BEGIN
     CREATE TEMP TABLE lk_lone (image_id bigint, neighbour_id bigint, similarity real) ON COMMIT DROP;
     IF near_neighbours > 0 AND to_regclass('dbdedup.image_embeddings') IS NOT NULL
        AND EXISTS (SELECT 1 FROM lk_outside) THEN
-        -- the probes of both searches, read once: each with its embedding and its turn signature
+        -- the probes of both searches (the embeddings' only for large clusters), read once
         CREATE TEMP TABLE lk_probe ON COMMIT DROP AS
         SELECT e.image_id, e.embedding, e.turn_signature
         FROM dbdedup.image_embeddings e
         WHERE e.image_id IN (SELECT o.image_id FROM lk_outside o);
-        CREATE TEMP TABLE em_probe ON COMMIT DROP AS
-        SELECT p.image_id, p.embedding FROM lk_probe p WHERE p.embedding IS NOT NULL;
         CREATE TEMP TABLE em_found (a bigint, b bigint, similarity real) ON COMMIT DROP;
         IF has_large THEN
+            CREATE TEMP TABLE em_probe ON COMMIT DROP AS
+            SELECT p.image_id, p.embedding FROM lk_probe p WHERE p.embedding IS NOT NULL;
             PERFORM dbdedup.embedding_neighbours(near_neighbours + 1, near_probes);
             INSERT INTO lk_near
             SELECT f.a, f.b, f.similarity FROM em_found f
             WHERE f.similarity >= near_floor AND f.b IN (SELECT l.image_id FROM lk_large l);
+            TRUNCATE em_found;
+            DROP TABLE em_probe;
         END IF;
         -- Likewise through the turn signatures: a copy turned by 10-20 degrees is far from its family
         -- by the hashes and the embedding, and as near as its unturned copies by this signature.
         -- (Their similarity ranks these proposals as the embedding's do: both are a neighbour's cosine.)
-        TRUNCATE em_found;
-        DROP TABLE em_probe;
         CREATE TEMP TABLE em_probe ON COMMIT DROP AS
         SELECT p.image_id, p.turn_signature AS embedding FROM lk_probe p WHERE p.turn_signature IS NOT NULL;
         PERFORM dbdedup.ensure_turn_index();
