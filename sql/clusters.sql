@@ -372,6 +372,12 @@ DECLARE
     lone_turn_floor constant real := 0.98;
     lone_turn_probes constant integer := 1;
     lone_near_bar constant real := 0.4;
+    -- ... unless the turn signatures are this near: the embedding is fitted to the collection (PCA), and in a
+    -- collection of clip-art a folder icon turned by 10-20 degrees can agree with its original at -0.2-0.35 (cut to one
+    -- copy an original, the accuracy set's turned copies: 6 and 8 of the 90 a draw, turn signatures 0.994-0.9994);
+    -- no two of 10,000 unrelated small photos are nearest at 0.99 (28 pairs at 0.98), and of the accuracy set's
+    -- look-alikes, 4 pairs a draw more are proposed, for the check by pixels to refuse
+    lone_turn_sure constant real := 0.99;
     lone_ids bigint[];
     has_large boolean;
     -- bits between a probe's pHash and a window of a keeper (dbdedup/crop_windows.py): on the
@@ -476,16 +482,18 @@ BEGIN
         DROP TABLE lk_probe, em_probe, em_found;
         -- the embeddings' bar (both vectors read into a temporary table: see above)
         SELECT array_agg(DISTINCT i) INTO lone_ids
-        FROM (SELECT image_id AS i FROM lk_lone UNION ALL SELECT neighbour_id FROM lk_lone) u;
+        FROM (SELECT image_id AS i FROM lk_lone WHERE similarity < lone_turn_sure
+              UNION ALL SELECT neighbour_id FROM lk_lone WHERE similarity < lone_turn_sure) u;
         IF lone_ids IS NOT NULL THEN
             CREATE TEMP TABLE lk_vector ON COMMIT DROP AS
             SELECT e.image_id, e.embedding FROM dbdedup.image_embeddings e WHERE e.image_id = ANY (lone_ids);
             EXECUTE format($q$
                 DELETE FROM pg_temp.lk_lone l
-                WHERE NOT coalesce((SELECT 1 - (a.embedding OPERATOR(%1$I.<=>) b.embedding) >= %2$s
+                WHERE l.similarity < %3$s::real
+                  AND NOT coalesce((SELECT 1 - (a.embedding OPERATOR(%1$I.<=>) b.embedding) >= %2$s
                                     FROM pg_temp.lk_vector a, pg_temp.lk_vector b
                                     WHERE a.image_id = l.image_id AND b.image_id = l.neighbour_id), false) $q$,
-                dbdedup.vector_schema(), lone_near_bar);
+                dbdedup.vector_schema(), lone_near_bar, lone_turn_sure);
             DROP TABLE lk_vector;
         END IF;
     END IF;
@@ -579,8 +587,8 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer, bigint[], big
     'pHash-kind pair, one rejected only because its keypoints could not align: no_geometry, or one left unchecked) but outside that cluster '
     'and with no pair of its own with the keeper, store that pair, unverified, '
     'and, for every image in no cluster of 4 images or more, its pair with its single nearest turn signature anywhere (through that '
-    'neighbour''s keeper when it is in a cluster) at 0.98 or more when their embeddings agree at 0.4 or more (a turned copy with '
-    'no family), '
+    'neighbour''s keeper when it is in a cluster) at 0.98 or more when their embeddings agree at 0.4 or more, or at 0.99 or more '
+    'whatever the embeddings (a turned copy with no family), '
     'and likewise for every image in no cluster of 4 images or more whose near_neighbours nearest embedding neighbours (similarity 0.6 or '
     'more, dbdedup.embedding_neighbours searching 16 lists of an ivfflat index; none asked for 0), or nearest turn signatures '
     '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more '
