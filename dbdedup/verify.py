@@ -264,6 +264,7 @@ class SignatureDistance:
     gain_limit: float = 1.6
     hue_shift: float | None = None
     hue_spread: float | None = None
+    tones_apart: bool = False  # two aligned pixel arrays' colours that no one tone edit explains (``overlap_colour``)
 
     @property
     def worst(self) -> float:
@@ -1564,7 +1565,7 @@ def _aligned_colour(pa: np.ndarray, pb: np.ndarray, transform: np.ndarray, regio
         return overlap, None, None, None, None, None
     box_a = pa[top:bottom, left:right]
     box_b = np.where(covered[top:bottom, left:right, None], warped[top:bottom, left:right], box_a)
-    return (overlap, compare_signatures(signature_of_pixels(box_a), signature_of_pixels(box_b)),
+    return (overlap, overlap_colour(box_a, box_b),
             structure_of_pixels(box_a, box_b), fine_structure_of_pixels(box_a, box_b), shape_change(box_a, box_b),
             region_of_pixels(box_a, box_b) if region else None)
 
@@ -1733,12 +1734,26 @@ def agreement_verdict(distance: SignatureDistance, closest: int | None = None) -
     return None
 
 
+# The colours of two pictures aligned by their pixels (keypoints or ECC) are compared as an aligned pair's signatures
+# are, and, as the structure check refuses a pair those signatures verified (dbdedup/structure_check.py), held to one
+# tone edit: two colourings of one drawing whose hues are close (an orange folder and a red one: hues 9 degrees
+# apart, chroma layouts 0.19, within GEOMETRY_MAX_CHROMA) agree by every layout measure, and only their cells, each
+# channel moved its own way, tell them apart. Before session 45 a folder icon turned by 10 degrees, the keeper of
+# its original's cluster, took another colour of the same folder that way (the accuracy set cut to one copy an
+# original, draw 1).
+def overlap_colour(pixels_a: np.ndarray, pixels_b: np.ndarray) -> SignatureDistance:
+    """``compare_signatures`` of two aligned RGB pixel arrays' colour signatures, with ``tones_apart`` set when
+    no one brightness or contrast edit explains their colours (``tones_apart``)."""
+    signature_a, signature_b = signature_of_pixels(pixels_a), signature_of_pixels(pixels_b)
+    return replace(compare_signatures(signature_a, signature_b), tones_apart=tones_apart(signature_a, signature_b))
+
+
 def _overlap_agrees(colour: SignatureDistance) -> bool:
     """Whether a pair aligned by its pixels (keypoints or ECC) agrees in colour and layout over the
     aligned overlap (the geometric limits, looser in layout and stricter in chroma than an aligned
     pair's signatures)."""
     return colour.light <= GEOMETRY_MAX_LIGHT and (colour.chroma is None or colour.chroma <= GEOMETRY_MAX_CHROMA) \
-        and colour.gain <= colour.gain_limit and _grey_light_agrees(colour)
+        and colour.gain <= colour.gain_limit and _grey_light_agrees(colour) and not colour.tones_apart
 
 
 # A drawing of thin dark lines on white paper: most 16x16 cells near white, next to no colour. Two
@@ -2059,7 +2074,7 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         rows, columns = np.ogrid[0:side, 0:side]
         inside = (rows - (side - 1) / 2) ** 2 + (columns - (side - 1) / 2) ** 2 <= (side / 2 - 1) ** 2
         aligned = np.where(inside[:, :, None], aligned, a)
-    return DenseMatch(float(correlation), compare_signatures(signature_of_pixels(a), signature_of_pixels(aligned)),
+    return DenseMatch(float(correlation), overlap_colour(a, aligned),
                       structure_of_pixels(a, aligned), fine_structure_of_pixels(a, aligned) if fine or disc else None,
                       degrees, stretch, disc)
 
@@ -2121,7 +2136,7 @@ def window_match(pa: np.ndarray, pb: np.ndarray) -> DenseMatch:
     aligned = cv2.warpAffine(whole, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
                              borderMode=cv2.BORDER_REPLICATE)
     return DenseMatch(float(correlation),
-                      compare_signatures(signature_of_pixels(window), signature_of_pixels(aligned)),
+                      overlap_colour(window, aligned),
                       structure_of_pixels(window, aligned))
 
 
