@@ -373,8 +373,9 @@ DECLARE
     lone_turn_probes constant integer := 1;
     lone_near_bar constant real := 0.4;
     -- ... unless the turn signatures are this near: the embedding is fitted to the collection (PCA), and in a
-    -- collection of clip-art a folder icon turned by 10-20 degrees can agree with its original at -0.2-0.35 (cut to one
-    -- copy an original, the accuracy set's turned copies: 6 and 8 of the 90 a draw, turn signatures 0.994-0.9994);
+    -- collection of clip-art a folder icon turned by 10-20 degrees can agree with its original at -0.16 to 0.35
+    -- (cut to one copy an original, the accuracy set's turned copies: 6 and 8 of the 90 a draw, turn signatures
+    -- 0.994-0.9994);
     -- no two of 10,000 unrelated small photos are nearest at 0.99 (28 pairs at 0.98), and of the accuracy set's
     -- look-alikes, 4 pairs a draw more are proposed, for the check by pixels to refuse
     lone_turn_sure constant real := 0.99;
