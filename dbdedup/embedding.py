@@ -144,6 +144,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 1e-12 else v
 
 
+def _orientation_bins(gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
+    """The unsigned gradient orientation of each pixel, in _HOG_BINS hard bins (int64, the shape of ``gy``)."""
+    angle = np.arctan2(gy, gx)
+    # (folded onto 0..pi by adding pi to the negative ones: every bin as ``angle % np.pi`` gives it, pi itself
+    # falling in the first bin either way, at a third of the cost of numpy's floating remainder)
+    unsigned = np.where(angle < 0, angle + np.pi, angle)
+    return np.rint(unsigned * (_HOG_BINS / np.pi)).astype(np.int64) % _HOG_BINS
+
+
 def grey_features(z: np.ndarray) -> np.ndarray:
     """The raw grey-v1 descriptor of a normalised 32x32 thumbnail (see GreyEmbedder)."""
     dct = (_DCT @ z @ _DCT.T).ravel()[1:]
@@ -153,8 +162,7 @@ def grey_features(z: np.ndarray) -> np.ndarray:
     gy[1:-1] = z[2:] - z[:-2]
     gx[:, 1:-1] = z[:, 2:] - z[:, :-2]
     magnitude = np.sqrt(gx * gx + gy * gy).ravel()
-    angle = np.arctan2(gy, gx).ravel() % np.pi
-    bins = np.rint(angle * (_HOG_BINS / np.pi)).astype(np.int64) % _HOG_BINS
+    bins = _orientation_bins(gy, gx).ravel()
     hog = np.bincount(_CELL_INDEX * _HOG_BINS + bins, weights=magnitude,
                       minlength=_HOG_CELLS * _HOG_CELLS * _HOG_BINS)
     hog = np.sqrt(hog)  # Hellinger-style: a few strong edges do not drown the rest
@@ -252,8 +260,7 @@ def grey_features_many(z: np.ndarray) -> list[np.ndarray]:
     gy[:, 1:-1] = z[:, 2:] - z[:, :-2]
     gx[:, :, 1:-1] = z[:, :, 2:] - z[:, :, :-2]
     magnitude = np.sqrt(gx * gx + gy * gy).reshape(count, -1)
-    angle = np.arctan2(gy, gx).reshape(count, -1) % np.pi
-    bins = np.rint(angle * (_HOG_BINS / np.pi)).astype(np.int64) % _HOG_BINS
+    bins = _orientation_bins(gy, gx).reshape(count, -1)
     cells = _HOG_CELLS * _HOG_CELLS * _HOG_BINS
     offsets = (np.arange(count) * cells)[:, None]
     # one bincount for the stack: each image's values are added in the same order as alone
