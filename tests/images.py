@@ -108,3 +108,24 @@ def star_ring(points: int, step: int, size: int = 100, width: int = 3) -> Image.
                 for k in range(points + 1)]
     ImageDraw.Draw(big).line(vertices, fill=(0, 0, 0), width=width)
     return big.resize((size, size), Image.Resampling.LANCZOS)
+
+
+def folder_icon(body: tuple[int, int, int], tab: tuple[int, int, int], mark: tuple[int, int, int], *, seed: int = 0,
+                marks: int = 4, radii: tuple[int, int] = (18, 18), area: tuple[int, int, int, int] = (80, 130, 170, 200)
+                ) -> Image.Image:
+    """A flat folder icon on white, as icon themes draw them (a tab, a body, a pale sheet), with ``marks`` discs in
+    ``mark`` on the body (its glyph; radii and centres drawn from ``seed`` within ``radii`` and ``area``: left, top,
+    right, bottom). Recoloured, the same drawing is a colour variant of one icon family."""
+    import random
+
+    image = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle((8, 20, 110, 70), 12, fill=tab)
+    draw.rounded_rectangle((8, 40, 248, 246), 14, fill=body)
+    draw.rectangle((24, 52, 232, 96), fill=(235, 235, 235))
+    rng = random.Random(seed)
+    left, top, right, bottom = area
+    for _ in range(marks):
+        x, y, r = rng.randint(left, right), rng.randint(top, bottom), rng.randint(*radii)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=mark)
+    return image

@@ -9,7 +9,7 @@ from PIL import Image
 
 from dbdedup import clusters
 from dbdedup.clusters import ClusterSettings
-from images import save
+from images import folder_icon, save
 from test_verify_workers import add_pending, crop_25, drawing, loaded, other_colours, textured_photo
 
 
@@ -319,25 +319,6 @@ def test_a_lone_copy_turned_by_ten_degrees_is_found_through_its_nearest_turn_sig
     assert result.keeper_pairs == 1  # the unrelated photos' nearest turn signatures propose nothing
 
 
-def _folder_icon(colour: tuple[int, int, int], glyph_seed: int) -> Image.Image:
-    """A flat folder icon on white, its tab and body in ``colour`` and four discs of a darker shade on the body
-    (the glyph, placed by ``glyph_seed``)."""
-    import random
-
-    from PIL import ImageDraw
-
-    image = Image.new("RGB", (256, 256), "white")
-    draw = ImageDraw.Draw(image)
-    draw.rounded_rectangle((8, 20, 110, 70), 12, fill=tuple(int(c * 0.8) for c in colour))
-    draw.rounded_rectangle((8, 40, 248, 246), 14, fill=colour)
-    draw.rectangle((24, 52, 232, 96), fill=(235, 235, 235))
-    rng = random.Random(glyph_seed)
-    for _ in range(4):
-        x, y = rng.randint(80, 170), rng.randint(130, 200)
-        draw.ellipse((x - 18, y - 18, x + 18, y + 18), fill=tuple(int(c * 0.5) for c in colour))
-    return image
-
-
 def test_a_lone_turned_copy_whose_embeddings_disagree_is_found_through_a_turn_signature_at_099(conn, tmp_path):
     # The embedding is fitted to the collection (PCA): in a large collection of clip-art, a folder icon turned by 10
     # degrees can agree with its original at 0.3 or less by it (the accuracy set cut to one copy an original: 6 and 8
@@ -346,7 +327,7 @@ def test_a_lone_turned_copy_whose_embeddings_disagree_is_found_through_a_turn_si
     # the pair whatever the embeddings, and the check by pixels verifies it. The unrelated photos propose nothing.
     from dbdedup.load import load_paths
 
-    original = _folder_icon((180, 20, 20), 100)
+    original = folder_icon((180, 20, 20), (144, 16, 16), (90, 10, 10), seed=100)
     files = {"folder": save(original, tmp_path / "set" / "folder.png"),
              "turned": save(original.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255)),
                             tmp_path / "set" / "turned.png")}

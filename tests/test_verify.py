@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from dbdedup import verify
-from images import photo, star_ring
+from images import folder_icon, photo, star_ring
 
 
 def flag(colours, size=(300, 200), emblem=(255, 255, 255)) -> Image.Image:
@@ -127,27 +127,14 @@ def test_colour_variant_of_a_detailed_drawing_is_rejected_after_alignment():
 
 
 
-def speckled_folder(body, tab, speckle, seed=3) -> Image.Image:
-    """A flat folder icon on white (tab, body, a pale sheet) speckled with discs of a darker shade (keypoints)."""
-    image = Image.new("RGB", (256, 256), "white")
-    draw = ImageDraw.Draw(image)
-    draw.rounded_rectangle((8, 20, 110, 70), 12, fill=tab)
-    draw.rounded_rectangle((8, 40, 248, 246), 14, fill=body)
-    draw.rectangle((24, 52, 232, 96), fill=(235, 235, 235))
-    rng = random.Random(seed)
-    for _ in range(24):
-        x, y, r = rng.randint(40, 216), rng.randint(115, 225), rng.randint(4, 12)
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=speckle)
-    return image
-
-
 def test_a_turned_colour_of_one_icon_whose_hues_are_close_is_rejected_after_alignment():
     # An orange folder and the same folder in red, turned by 10 degrees: aligned by keypoints, their overlap agrees
     # in lightness and chroma layout (hues about 10 degrees apart, chroma layouts 0.19 where 0.20 is allowed); no one
     # brightness or contrast edit maps one's colours onto the other's (each channel moved its own way), which the
     # aligned signatures are held to. The orange folder brightened and turned is its copy.
-    orange = speckled_folder((236, 105, 54), (226, 78, 21), (80, 36, 22))
-    red = speckled_folder((167, 0, 0), (126, 0, 0), (52, 0, 0))
+    speckles = {"seed": 3, "marks": 24, "radii": (4, 12), "area": (40, 115, 216, 225)}  # (keypoints)
+    orange = folder_icon((236, 105, 54), (226, 78, 21), (80, 36, 22), **speckles)
+    red = folder_icon((167, 0, 0), (126, 0, 0), (52, 0, 0), **speckles)
     for other, same in ((red, False), (ImageEnhance.Brightness(orange).enhance(1.15), True)):
         turned = other.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor=(255, 255, 255))
         match = verify.geometric_match(verify.keypoints(orange), verify.keypoints(turned))
