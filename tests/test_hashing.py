@@ -88,23 +88,29 @@ def test_drawings_whose_dct_has_ties_hash_bit_identically_to_imagehash_in_every_
     assert hashes.low_frequency_block(np.zeros((0, 32, 32))).shape == (0, 8, 8)
 
 
-def test_a_photo_is_hashed_without_importing_scipy(tmp_path):
-    # scipy's import takes 0.25-0.5 s in each loader worker and in `dbdedup similar FILE`; a picture with no
-    # two DCT coefficients of one magnitude is hashed by the matrix product alone, with imagehash's bits
+def _phash_in_a_fresh_process(path, module: str) -> tuple[int, bool]:
+    """The pHash of the picture at ``path`` as ``compute_hashes`` gives it in a new Python process, and whether
+    ``module`` was imported there by then."""
     import subprocess
     import sys
 
-    path = tmp_path / "photo.jpg"
-    photo(3, (200, 150)).save(path, quality=90)
     code = ("import sys; from PIL import Image; from dbdedup.hashes import compute_hashes; "
             f"print(compute_hashes(Image.open({str(path)!r}).convert('RGB')).phash); "
-            "print('scipy' in sys.modules)")
+            f"print({module!r} in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     value, imported = done.stdout.split()
-    with Image.open(path) as image:
-        assert int(value) == hash_to_int64(imagehash.phash(image.convert("RGB")))
-    assert imported == "False"
+    return int(value), imported == "True"
 
+
+def test_a_photo_is_hashed_without_importing_scipy(tmp_path):
+    # scipy's import takes 0.25-0.5 s in each loader worker and in `dbdedup similar FILE`; a picture with no
+    # two DCT coefficients of one magnitude is hashed by the matrix product alone, with imagehash's bits
+    path = tmp_path / "photo.jpg"
+    photo(3, (200, 150)).save(path, quality=90)
+    value, imported = _phash_in_a_fresh_process(path, "scipy")
+    with Image.open(path) as image:
+        assert value == hash_to_int64(imagehash.phash(image.convert("RGB")))
+    assert not imported
 
 
 def test_tied_drawings_are_hashed_with_scipys_own_dct_routine_without_importing_scipy_fftpack(tmp_path):
@@ -112,9 +118,6 @@ def test_tied_drawings_are_hashed_with_scipys_own_dct_routine_without_importing_
     # loader worker (8% of the workers' time on 10,000 small photos), the routine it ends in, loaded alone, 1 ms.
     # The routine's output equals scipy.fftpack.dct's exactly, along either axis, tied stacks or not; a drawing
     # with ties is hashed as imagehash hashes it, and scipy.fftpack is not imported.
-    import subprocess
-    import sys
-
     import scipy.fftpack
 
     assert hashes._pocketfft_dct() is not None  # this scipy has it where it is looked for
@@ -127,14 +130,11 @@ def test_tied_drawings_are_hashed_with_scipys_own_dct_routine_without_importing_
     for index, image in enumerate(_drawings_with_ties()[:3]):
         path = tmp_path / f"tied-{index}.png"
         image.save(path)
-        code = ("import sys; from PIL import Image; from dbdedup.hashes import compute_hashes; "
-                f"print(compute_hashes(Image.open({str(path)!r}).convert('RGB')).phash); "
-                "print('scipy.fftpack' in sys.modules)")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        value, imported = done.stdout.split()
+        value, imported = _phash_in_a_fresh_process(path, "scipy.fftpack")
         with Image.open(path) as saved:
-            assert int(value) == hash_to_int64(imagehash.phash(saved.convert("RGB")))
-        assert imported == "False"
+            assert value == hash_to_int64(imagehash.phash(saved.convert("RGB")))
+        assert not imported
+
 
 def test_stored_encoding_round_trips_imagehash_hex():
     image = photo(11)
