@@ -72,13 +72,10 @@ class Graph:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple], apart: Iterable[tuple[int, int]] = ()) -> "Graph":
-        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper[, never_kept]), node_a < node_b,
-        and the pairs of nodes judged apart (a < b). A link ``never_kept`` (a greyscale keeper of a picture
-        with colours in its middle, which the build drops whatever its verdict) is no edge."""
+        """From rows (node_a, node_b, open, image_a, image_b, greyscale_keeper), node_a < node_b, and the
+        pairs of nodes judged apart (a < b)."""
         graph = cls(apart=set(apart))
-        for a, b, is_open, image_a, image_b, greyscale_keeper, *never_kept in rows:
-            if never_kept and never_kept[0]:
-                continue
+        for a, b, is_open, image_a, image_b, greyscale_keeper in rows:
             edge = Edge((image_a, image_b) if is_open else None, bool(greyscale_keeper))
             graph.links.setdefault(a, {})[b] = edge
             graph.links.setdefault(b, {})[a] = edge
