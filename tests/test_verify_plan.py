@@ -335,3 +335,44 @@ def test_a_reviewers_not_a_duplicate_is_followed_by_the_plan_without_checking_ev
     verify_pending_pairs(conn, workers=1)
     clusters.build_clusters(conn, ClusterSettings())
     assert set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall()) == planned
+
+
+def test_a_reviewers_duplicate_between_a_greyscale_keeper_and_a_colour_picture_is_planned_as_the_build_keeps_it(
+        conn, tmp_path, monkeypatch):
+    # The build keeps a reviewer-confirmed link even where the greyscale-keeper rule drops every other
+    # verdict (a greyscale picture ranked first, a colour one with colours in its middle): the plan's
+    # graph must keep it too, or it plans the colour picture as a keeper of its own and leaves unchecked
+    # the pair its copy then needs.
+    monkeypatch.setattr(verify_plan, "MIN_BATCH", 0)
+    colour, other = textured_photo(22, (640, 480)), textured_photo(23, (640, 480))
+    files = {
+        "grey": save(textured_photo(21, (960, 720)).convert("L"), tmp_path / "set" / "grey.png"),
+        "colour": save(colour, tmp_path / "set" / "colour.png"),
+        "copy": save(colour.resize((480, 360), Image.Resampling.LANCZOS), tmp_path / "set" / "copy.png"),
+        "copy-of-copy": save(colour.resize((320, 240), Image.Resampling.LANCZOS), tmp_path / "set" / "small.jpg",
+                             quality=90),
+        "unrelated": save(other, tmp_path / "set" / "unrelated.png"),
+    }
+    image = loaded(conn, tmp_path / "set", files)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)  # matched once: its settings stored
+    conn.execute("DELETE FROM dbdedup.pairs")
+    add_pending(conn, image["colour"], image["copy"])
+    add_pending(conn, image["copy"], image["copy-of-copy"])
+    sha = dict(conn.execute("SELECT id, sha256 FROM dbdedup.images"))
+    verdicts.add(conn, "duplicate", sha[image["grey"]], sha[image["colour"]], by="tester")
+    conn.commit()
+    chroma = dict(conn.execute("SELECT id, sqrt((SELECT sum(x * x) / 128 FROM unnest(colour_signature[257:384]) x)) "
+                               "FROM dbdedup.images").fetchall())
+    assert chroma[image["grey"]] < 1 < chroma[image["colour"]]  # the rule's case: a grey keeper, a colour member
+
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+
+    # the grey picture keeps the colour one (the reviewer's link); the copy, no longer kept by the colour
+    # picture, keeps its own copy: the pair it needs was checked
+    found = _clusters(conn, image)
+    assert {"grey", "colour"} in found and {"copy", "copy-of-copy"} in found, found
+    planned = set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall())
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    clusters.build_clusters(conn, ClusterSettings())
+    assert set(conn.execute("SELECT image_id, cluster_id FROM dbdedup.cluster_assignments").fetchall()) == planned

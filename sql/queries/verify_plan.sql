@@ -35,11 +35,12 @@ SELECT dbdedup.prepare_cluster_graph(%(hash_kind)s, %(max_distance)s, %(keeper_r
 -- name: graph_edges
 -- The graph's links once per two nodes (the better-ranked first), an open one with its pair; and whether
 -- the build's greyscale rule drops it unless an alignment verifies it (geometry or dense: its colour picture framed).
--- A link that rule drops whatever its verdict (a greyscale keeper of a picture with colours in its middle) is no
--- link of the graph (see dbdedup.prepare_cluster_graph).
+-- An open link that rule drops whatever its verdict (a greyscale keeper of a picture with colours in its middle) is
+-- no link of the graph; a closed one left in cc_edge is a reviewer's, which the build keeps (see
+-- dbdedup.prepare_cluster_graph).
 SELECT e.a, e.b, e.open, e.image_a, e.image_b, e.greyscale_keeper
 FROM cc_edge e
-WHERE e.a < e.b AND NOT (e.greyscale_keeper AND NOT e.colour_framed);
+WHERE e.a < e.b AND NOT (e.open AND e.greyscale_keeper AND NOT e.colour_framed);
 
 -- name: any_unchecked
 SELECT EXISTS (SELECT 1 FROM dbdedup.pairs WHERE verify_reason = 'unchecked');
