@@ -24,10 +24,12 @@ Pure numpy; no database.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
-from .hashes import PHASH_SIZE, low_frequency_block, phash_of_blocks
+from .hashes import HASH_SIZE, LOW_DCT, PHASH_SIZE, phash_of_blocks
 from .resample import resize_weights
 
 THUMBNAIL_SIDE = 64  # images.structure (verify.STORED_STRUCTURE_SIDE)
@@ -39,26 +41,50 @@ WINDOWS = sum(len(offsets) ** 2 for _, offsets in WINDOW_GRID)
 CROP_DISTANCE = 12
 
 
-def _window_boxes() -> list[tuple[int, int, int]]:
-    return [(side, top, left) for side, offsets in WINDOW_GRID for top in offsets for left in offsets]
+# images transformed at a time: their stacked rows stay in the CPU's caches (256: 43 us an image; 5,000 at once: 58)
+_CHUNK = 256
+
+
+@functools.cache
+def _window_rows() -> tuple[tuple[int, np.ndarray], ...]:
+    """For each window side: its offsets' count and the matrix (count * 8, 64) whose rows, applied to a thumbnail
+    from the left, give each offset's window resized to 32 rows with Pillow's Lanczos weights and taken through the
+    8 low-frequency rows of pHash's DCT (the same from the right does the columns: both at once, about 20x fewer
+    operations than resizing each window and transforming it)."""
+    groups = []
+    for side, offsets in WINDOW_GRID:
+        low = LOW_DCT @ resize_weights(side, PHASH_SIZE, Image.Resampling.LANCZOS)  # (8, side)
+        rows = np.zeros((len(offsets) * HASH_SIZE, THUMBNAIL_SIDE))
+        for k, offset in enumerate(offsets):
+            rows[k * HASH_SIZE:(k + 1) * HASH_SIZE, offset:offset + side] = low
+        groups.append((len(offsets), rows))
+    return tuple(groups)
 
 
 def window_phashes(thumbnails: np.ndarray) -> np.ndarray:
     """The ``WINDOWS`` window pHashes (signed int64, imagehash's bit order) of each of n stored 64x64
-    luma thumbnails ((n, 64, 64) uint8) -> (n, WINDOWS) int64."""
+    luma thumbnails ((n, 64, 64) uint8) -> (n, WINDOWS) int64: for each side of WINDOW_GRID, the windows
+    at every (top, left) pair of its offsets, tops first. (A window's 8x8 block is the one its resized
+    32x32 picture has, computed in another order: a block whose coefficients nearly tie at the median,
+    as a flat window's do, may differ in those bits.)"""
     if thumbnails.ndim != 3 or thumbnails.shape[1:] != (THUMBNAIL_SIDE, THUMBNAIL_SIDE):
         raise ValueError(f"thumbnails must be (n, {THUMBNAIL_SIDE}, {THUMBNAIL_SIDE}), not {thumbnails.shape}")
-    count = thumbnails.shape[0]
-    out = np.empty((count, WINDOWS), dtype=np.int64)
-    if count == 0:
-        return out
-    pixels = thumbnails.astype(np.float64)
-    for index, (side, top, left) in enumerate(_window_boxes()):
-        weights = resize_weights(side, PHASH_SIZE, Image.Resampling.LANCZOS)
-        window = pixels[:, top:top + side, left:left + side]
-        resized = weights @ window @ weights.T
-        blocks = low_frequency_block(resized).reshape(count, -1)
-        out[:, index] = phash_of_blocks(blocks)
+    out = np.empty((thumbnails.shape[0], WINDOWS), dtype=np.int64)
+    for start in range(0, thumbnails.shape[0], _CHUNK):
+        chunk = thumbnails[start:start + _CHUNK]
+        count = chunk.shape[0]
+        # every thumbnail's rows side by side: one matrix product per side for the whole chunk
+        pixels = chunk.astype(np.float64).transpose(1, 0, 2).reshape(THUMBNAIL_SIDE, count * THUMBNAIL_SIDE)
+        column = 0
+        for offsets, rows in _window_rows():
+            height = offsets * HASH_SIZE
+            left = (rows @ pixels).reshape(height, count, THUMBNAIL_SIDE).transpose(1, 0, 2)
+            blocks = (left.reshape(count * height, THUMBNAIL_SIDE) @ rows.T).reshape(
+                count, offsets, HASH_SIZE, offsets, HASH_SIZE).transpose(0, 1, 3, 2, 4)
+            hashes = phash_of_blocks(blocks.reshape(count * offsets * offsets, HASH_SIZE * HASH_SIZE))
+            out[start:start + count, column:column + offsets * offsets] = np.array(hashes, dtype=np.int64).reshape(
+                count, offsets * offsets)
+            column += offsets * offsets
     return out
 
 

@@ -41,8 +41,8 @@ class Hashes:
 
 # The 8 low-frequency rows of the DCT-II that ``scipy.fftpack.dct`` computes (type 2, no normalisation):
 # X[k] = 2 sum_n x[n] cos(pi k (2n + 1) / 2N), N = 32.
-_LOW_DCT = 2 * np.cos(np.pi * np.arange(HASH_SIZE)[:, None] * (2 * np.arange(PHASH_SIZE)[None, :] + 1)
-                      / (2 * PHASH_SIZE))
+LOW_DCT = 2 * np.cos(np.pi * np.arange(HASH_SIZE)[:, None] * (2 * np.arange(PHASH_SIZE)[None, :] + 1)
+                     / (2 * PHASH_SIZE))
 # Two coefficients whose magnitudes are this close (relative to the block's largest) may be ordered
 # either way by rounding, and a pHash bit, of the image or of one of its orientations (which flip signs),
 # may then depend on how the DCT was computed. The matrix product and scipy's FFT differ by about
@@ -94,7 +94,7 @@ def _pocketfft_dct() -> Callable[[np.ndarray, int], np.ndarray] | None:
 
         # (a routine that no longer takes these arguments, or means other things by them, is not used)
         probe = np.arange(1.0, PHASH_SIZE + 1)[None, :] ** 1.5
-        if not np.allclose(transform(probe, -1)[0, :HASH_SIZE], _LOW_DCT @ probe[0], rtol=1e-12, atol=1e-9):
+        if not np.allclose(transform(probe, -1)[0, :HASH_SIZE], LOW_DCT @ probe[0], rtol=1e-12, atol=1e-9):
             return None
         return transform
     except Exception:  # any other layout or behaviour of scipy's internals: scipy.fftpack, as imagehash uses it
@@ -117,7 +117,7 @@ def low_frequency_block(pixels: np.ndarray) -> np.ndarray:
     """
     values = np.asarray(pixels, dtype=np.float64)
     stack = values.reshape(-1, PHASH_SIZE, PHASH_SIZE)
-    blocks = _LOW_DCT @ stack @ _LOW_DCT.T
+    blocks = LOW_DCT @ stack @ LOW_DCT.T
     tied = _tied(blocks)
     if tied.any():
         blocks[tied] = dct(dct(stack[tied], axis=-2), axis=-1)[..., :HASH_SIZE, :HASH_SIZE]

@@ -14,9 +14,10 @@ from PIL import Image
 
 from dbdedup import clusters, crop_windows, verify
 from dbdedup.clusters import ClusterSettings
-from dbdedup.hashes import compute_hashes
+from dbdedup.hashes import PHASH_SIZE, compute_hashes, low_frequency_block, phash_of_blocks
 from dbdedup.load import load_paths
-from images import save
+from dbdedup.resample import resize_weights
+from images import save, star_ring
 from test_verify_workers import drawing, other_colours, textured_photo
 
 
@@ -57,6 +58,33 @@ def test_a_half_crop_anywhere_is_near_a_window_of_its_original_and_other_picture
     # (a window is up to 4% of its side off the crop: on the accuracy set 0.86 of the half-area crops are
     # within CROP_DISTANCE of their original's nearest window)
     assert near >= 12, near
+
+
+def _windows_one_by_one(thumbnails: np.ndarray) -> np.ndarray:
+    """Each window cut out, resized to 32x32 with Pillow's Lanczos weights, its pHash taken as dbdedup.hashes
+    takes a picture's (the 8x8 low-frequency block, bits above its median): what window_phashes computes at once."""
+    out = []
+    for side, offsets in crop_windows.WINDOW_GRID:
+        weights = resize_weights(side, PHASH_SIZE, Image.Resampling.LANCZOS)
+        for top in offsets:
+            for left in offsets:
+                resized = weights @ thumbnails[:, top:top + side, left:left + side].astype(np.float64) @ weights.T
+                out.append(phash_of_blocks(low_frequency_block(resized).reshape(len(thumbnails), -1)))
+    return np.array(out, dtype=np.int64).T
+
+
+def test_the_windows_at_once_are_each_window_resized_and_hashed():
+    rng = np.random.default_rng(3)
+    pictures = [textured_photo(seed, size=(480, 360)) for seed in (1, 2)] + [drawing(4), star_ring(17, 7, size=200)]
+    stack = np.concatenate([thumbnail(p) for p in pictures]
+                           + [rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)])
+    at_once, one_by_one = crop_windows.window_phashes(stack), _windows_one_by_one(stack)
+    assert at_once.shape == one_by_one.shape == (len(stack), crop_windows.WINDOWS)
+    # (a window whose coefficients tie at the median, as a flat one's do, may differ in those bits: none here)
+    assert np.array_equal(at_once, one_by_one)
+    # in chunks or whole, the same
+    many = np.concatenate([stack] * 60)
+    assert np.array_equal(crop_windows.window_phashes(many), np.concatenate([at_once] * 60))
 
 
 def test_windows_need_thumbnails_of_64_pixels_a_side():
