@@ -1,4 +1,4 @@
-"""Window pHashes of a keeper: a candidate source for copies cropped to half or three quarters of the picture.
+"""Window pHashes: a candidate source for copies cropped to half or three quarters of the picture.
 
 A crop keeps the same pixels at a larger scale, so its pHash is far from the whole original's (a 50%
 crop at a pHash distance of about 30) and its embedding ranks other pictures first. Its pHash is close
@@ -9,15 +9,25 @@ and of 55 (three quarters) at 3 x 3, each resized to 32x32 with Pillow's Lanczos
 ``dbdedup.hashes`` hashes a picture (8x8 DCT block, bits above the median). A window is at most 2.5
 thumbnail pixels (4% of its side) off the place a crop was cut from.
 
-``dbdedup.propose_keeper_pairs`` compares each probe's stored pHash with the windows of the keepers
-of clusters of 4 or more (``WINDOWS`` a keeper, computed here for each report, never stored): the
-nearest keeper within ``CROP_DISTANCE`` bits proposes its pair, which only the check by pixels (SIFT,
-RANSAC, the overlap's colours) may verify. Measured on the accuracy set (10,800 files, 303 such
-keepers, 3,522 probes; ``bench/accuracy`` run at d4b2b88): the original is within 12 bits of a window
-for 0.86 of the crops to half the area and 0.92 of those to three quarters (10 bits: 0.65 / 0.82); the
-nearest keeper within 12 bits made 899 pairs no other signal had, 126 of them a half-area crop and its
-keeper (of the 165 such crops with no pair with their keeper), and the geometric check verifies about
-two thirds of those.
+Two searches use them, and either only proposes a pair, which the check by pixels (SIFT, RANSAC, the
+overlap's colours; a flat picture's window match) alone may verify:
+
+- Each image keeps its ``WINDOWS`` windows beside its embedding (``image_embeddings.crop_windows``:
+  computed by the loader's workers, or after the load from the stored thumbnail), and
+  ``dbdedup.match_embeddings`` compares each image's pHash with the windows of its 3 nearest embedding
+  neighbours, within 8 bits, both ways (pairs.transform ``crop_window``): a photo and its one crop. On
+  the accuracy set cut to one copy an original (``bench/accuracy/cli_score.py --lone-copies``, session 46)
+  crops of 25% / 50% of the area were found 0.57 / 0.00 and 0.67 / 0.03 of the time in two draws without
+  it, 0.80 / 0.17 and 0.77 / 0.27 with it; with exact neighbours, 10,000 unrelated small photos give no
+  such pair.
+- ``dbdedup.propose_keeper_pairs`` compares each probe's stored pHash with the windows of the keepers of
+  clusters of 4 or more (computed here for each report, ``clusters.keeper_crop_windows``), within
+  ``CROP_DISTANCE`` bits: the nearest keeper proposes its pair. Measured on the accuracy set (10,800
+  files, 303 such keepers, 3,522 probes; ``bench/accuracy`` run at d4b2b88): the original is within 12
+  bits of a window for 0.86 of the crops to half the area and 0.92 of those to three quarters (10 bits:
+  0.65 / 0.82); the nearest keeper within 12 bits made 899 pairs no other signal had, 126 of them a
+  half-area crop and its keeper (of the 165 such crops with no pair with their keeper), and the
+  geometric check verifies about two thirds of those.
 
 Pure numpy; no database.
 """
@@ -97,3 +107,13 @@ def thumbnails_of(stored: list[bytes | None]) -> tuple[np.ndarray, list[int]]:
         return np.zeros((0, THUMBNAIL_SIDE, THUMBNAIL_SIDE), dtype=np.uint8), []
     stack = np.frombuffer(b"".join(bytes(stored[i]) for i in kept), dtype=np.uint8)
     return stack.reshape(len(kept), THUMBNAIL_SIDE, THUMBNAIL_SIDE), kept
+
+
+def crop_windows_of_thumbnails(stored: list[bytes | None]) -> list[list[int]]:
+    """The window pHashes of each stored thumbnail, as image_embeddings.crop_windows keeps them: ``WINDOWS``
+    signed int64 each, or none (an empty list) for a thumbnail that is not 64x64 (missing, or older)."""
+    thumbnails, kept = thumbnails_of(stored)
+    out: list[list[int]] = [[] for _ in stored]
+    for position, windows in zip(kept, window_phashes(thumbnails).tolist()):
+        out[position] = windows
+    return out

@@ -170,10 +170,12 @@ def _turn_matrix(signatures):
 def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     """Project every pending descriptor of the reduction's embedder; returns the number of vectors projected.
 
-    The loader's workers compute each image's turn signature (``dbdedup.turn_signature``); a row loaded
-    before there were any (or on Citus) gets it here, from the image's stored thumbnail."""
+    The loader's workers compute each image's turn signature (``dbdedup.turn_signature``) and crop windows
+    (``dbdedup.crop_windows``); a row loaded before there were any (or on Citus) gets them here, from the
+    image's stored thumbnail."""
     import numpy as np
 
+    from .crop_windows import crop_windows_of_thumbnails
     from .embedding import project
     from .turn_signature import turn_signatures_of_thumbnails
 
@@ -181,7 +183,8 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     schema = sql.Identifier(_vector_schema(conn))
     conn.execute(sql.SQL(q["create_update_table"]).format(vector_schema=schema))
     conn.execute(sql.SQL(q["create_turn_table"]).format(vector_schema=schema))
-    written = 0
+    conn.execute(q["create_windows_table"])
+    written, late = 0, False
     with conn.cursor(name="dbdedup_pending_vectors") as pending:
         pending.itersize = PROJECT_BATCH
         pending.execute(q["pending"], {"embedder": reduction.embedder})
@@ -191,6 +194,8 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
                 break
             new = [r for r in rows if r[2]]
             missing_turn = [r for r in rows if r[3]]
+            # (a row with its vector already may have been matched without them)
+            late = late or any(not r[2] and (r[3] or r[5]) for r in rows)
             with conn.cursor() as cur:
                 if new:
                     vectors = project(reduction, _raw_matrix([bytes(r[1]) for r in new], reduction.raw_dim))
@@ -203,8 +208,19 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
                     with cur.copy(q["copy_turn_table"]) as copy:
                         copy.write(_copy_data(np.array([r[0] for r in missing_turn], dtype=np.int64), turns))
                     cur.execute(q["apply_turn_table"])
+                missing_windows = [r for r in rows if r[5]]
+                if missing_windows:
+                    windows = crop_windows_of_thumbnails([r[4] for r in missing_windows])
+                    with cur.copy(q["copy_windows_table"]) as copy:
+                        for r, found in zip(missing_windows, windows):
+                            copy.write_row((r[0], found))
+                    cur.execute(q["apply_windows_table"])
                 cur.execute(q["empty_update_table"])
             written += len(new)
+    if late:
+        # signatures or windows written for images matched before there were any (a database from before them):
+        # the next match searches every image's neighbours again, which is what uses them (their verdicts kept)
+        conn.execute(q["forget_embedding_pairs"])
     return written
 
 
@@ -231,22 +247,22 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
         current_index = conn.execute(q["index_method"]).fetchone()
         method = (index_method or (stored[1] if stored else None)
                   or (current_index[0] if current_index else DEFAULT_INDEX_METHOD))
-        projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
+        projected_before, new_vectors, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
         fitted_rows = stored[2] if stored else 0
-        fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW and projected_before + pending >= 2 * fitted_rows)
+        fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW and projected_before + new_vectors >= 2 * fitted_rows)
         if fitted:
             reduction = _fit(conn, embedder, method)
             if stored is not None:
                 conn.execute(q["forget_vectors"], {"embedder": embedder})
                 conn.execute(q["forget_embedding_pairs"])
-                projected_before, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
+                projected_before, new_vectors, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
         else:
             from .embedding import Reduction
 
             reduction = Reduction.from_bytes(bytes(stored[0]))
             if index_method is not None and index_method != stored[1]:
                 conn.execute(q["set_index_method"], {"embedder": embedder, "index_method": index_method})
-        rebuild = (current_index is None or pending > projected_before or current_index[0] != method)
+        rebuild = (current_index is None or new_vectors > projected_before or current_index[0] != method)
         if rebuild and current_index is not None:
             conn.execute(q["drop_index"])
             conn.execute(q["drop_turn_index"])

@@ -18,6 +18,7 @@ from typing import Union
 
 import numpy as np
 
+from .crop_windows import crop_windows_of_thumbnails
 from .decode import DEFAULT_MAX_PIXELS, DecodedImage, ImageError, decode_colour, decode_image
 from .embedding import Embedder, raw_descriptors
 from .hashes import Hashes, hashes_and_dct_block, hashes_of_stack, stackable
@@ -92,6 +93,8 @@ class FileRecord:
     # turn_signature.turn_signatures of the structure thumbnail (float32, native byte order), when an
     # embedder described the image: stored beside its embedding
     turn_signature: bytes | None = None
+    # crop_windows.window_phashes of the structure thumbnail (empty when it has none of 64x64), likewise
+    crop_windows: list[int] | None = None
     reason: str | None = None
     detail: str | None = None
     keypoint_keys: np.ndarray | None = None  # int32 keys, empty when no corners; None when not asked or failed
@@ -262,24 +265,36 @@ def hash_image_file(path: PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     embedder = extras.embedder if extras else None
     raw = raw_descriptors(embedder, [decoded.image])[0] if embedder is not None else None
     signals = verification_signals(decoded) if extras and extras.signals else _NO_SIGNALS
-    return with_turn_signatures([_record(path, digest, st, decoded, hashes, variants, embedder, raw, signals, keys)])[0]
+    return with_thumbnail_signatures([_record(path, digest, st, decoded, hashes, variants, embedder, raw, signals, keys)])[0]
 
 
-def with_turn_signatures(records: list[FileRecord]) -> list[FileRecord]:
-    """The records, each with a raw descriptor and a structure thumbnail given its turn signature (computed
-    for the list at once: one image's costs as much as a few hundred's). Should that fail, the records go
-    without: the projection after the load writes the missing signatures from the stored thumbnails."""
+def with_thumbnail_signatures(records: list[FileRecord]) -> list[FileRecord]:
+    """The records, each with a raw descriptor and a structure thumbnail given the two signatures stored beside
+    its embedding, both from the thumbnail and computed for the list at once (one image's costs as much as a
+    few hundred's): its turn signature and its crop windows. Should either fail, the records go without it: the
+    projection after the load writes what is missing from the stored thumbnails."""
     wanted = [i for i, r in enumerate(records) if r.raw_descriptor is not None and r.structure is not None]
     if not wanted:
         return records
+    changes: dict[int, dict] = {i: {} for i in wanted}
     try:
         signatures = turn_signatures_of_thumbnails([records[i].structure for i in wanted])
     except Exception:  # (a bug here must not cost the files their hashes)
-        return records
-    out = list(records)
+        signatures = [None] * len(wanted)
     for i, signature in zip(wanted, signatures):
         if signature is not None:
-            out[i] = replace(records[i], turn_signature=signature.astype(np.float32).tobytes())
+            changes[i]["turn_signature"] = signature.astype(np.float32).tobytes()
+    try:
+        windows = crop_windows_of_thumbnails([records[i].structure for i in wanted])
+    except Exception:
+        windows = [None] * len(wanted)
+    for i, found in zip(wanted, windows):
+        if found is not None:
+            changes[i]["crop_windows"] = found
+    out = list(records)
+    for i, change in changes.items():
+        if change:
+            out[i] = replace(records[i], **change)
     return out
 
 
@@ -348,4 +363,4 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
         digest, st, image, keys = decoded[i]
         h, v, raw = computed_of[i]
         results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured, keys)
-    return with_turn_signatures(results)
+    return with_thumbnail_signatures(results)

@@ -209,14 +209,14 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
     """
     r = record
     data = b"".join((
-        b"\x00\x1a",  # 26 columns
+        b"\x00\x1b",  # 27 columns
         _text(display_path(r.path)), _bytea(r.path), _int8(r.size_bytes), _int8(r.mtime_ns),
         _int8(_signed64(r.device)), _int8(_signed64(r.inode)), _text("ok" if r.reason is None else "error"),
         _bytea(r.sha256), _text(r.format), _int4(r.width), _int4(r.height), _int4(r.frames),
         _int8(r.phash), _int8(r.dhash), _int8(r.ahash), _int8_array(r.phash_variants), _text(r.embedder),
         _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail), _int2(r.quality),
         _float4_array(r.colour_signature), _text(r.signature_error), _int4_array(r.keypoint_keys),
-        _bytea(r.structure), _float4_array(r.turn_signature),
+        _bytea(r.structure), _float4_array(r.turn_signature), _int8_array(r.crop_windows),
     ))
     return r.reason, data
 

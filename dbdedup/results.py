@@ -83,6 +83,8 @@ class Member:
             matched = "through a member"  # proposed because it is verified with a member (its own pair checked)
         elif self.transform == "same_size":
             matched = "same size"  # no hash signal of its own: paired by size, for its pixels
+        elif self.transform == "crop_window":
+            matched = "crop window"  # its pHash near a window of the other: a crop, no whole-frame distance
         elif self.transform:
             matched = f"{self.transform} {self.distance}"
         elif self.similarity is not None and self.distance > threshold:

@@ -102,6 +102,9 @@ UNALIGNED_TONE_MAX_RESIDUAL = 4.2
 _MIRRORS = ("flip_h", "flip_v", "transpose", "transverse")  # keypoints are rotation- but not mirror-invariant
 KEYPOINTS = "keypoints"  # pairs.transform of a pair only shared keypoint keys found (sql/keypoints.sql)
 LINKED = "linked"  # pairs.transform of a keeper's pair proposed through a verified member (sql/clusters.sql)
+# pairs.transform of a pair whose pHash is near a window of the other picture, one of its nearest embedding
+# neighbours (dbdedup.match_embeddings): a crop and the picture it may be cut from, no whole-frame signal
+CROP_WINDOW = "crop_window"
 
 
 class VerifyProgress:
@@ -517,10 +520,11 @@ class PairChecker:
         if aligned:
             # its signatures disagreed (or its structure): more keypoints, and the aligned overlap's detail
             min_inliers = verify.MIN_INLIERS_ALIGNED
-        elif pair.transform == LINKED and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
-            # no signal found this pair, only a member of the keeper's cluster or a near neighbour: a
-            # drawing on white needs as many keypoints as an aligned pair (thin drawings of one template
-            # agree on 16)
+        elif pair.transform in (LINKED, CROP_WINDOW) \
+                and (verify.drawing_on_white(fa.signature) or verify.drawing_on_white(fb.signature)):
+            # no whole-frame signal found this pair, only a member of the keeper's cluster, a near neighbour or
+            # a window: a drawing on white needs as many keypoints as an aligned pair (thin drawings of one
+            # template agree on 16)
             min_inliers = verify.MIN_INLIERS_ALIGNED
         else:
             min_inliers = verify.MIN_INLIERS
@@ -844,7 +848,7 @@ def small_own_size_side(pair: PendingPair) -> int | None:
 def closest_distance(pair: PendingPair) -> int:
     """The pair's smaller distance: its pHash distance or its variant's (as verify_pairs' closest). A keeper
     pair through a member or a keypoints pair stores a transform_distance of 0 that measures nothing."""
-    if pair.transform in (LINKED, KEYPOINTS) or pair.transform_distance is None:
+    if pair.transform in (LINKED, KEYPOINTS, CROP_WINDOW) or pair.transform_distance is None:
         return pair.distance
     return min(pair.distance, pair.transform_distance)
 
@@ -852,10 +856,10 @@ def closest_distance(pair: PendingPair) -> int:
 def window_candidate(pair: PendingPair) -> bool:
     """Whether a pair the keypoints could not align is tried as a picture and a window of it
     (``verify.window_match``): a keeper pair (proposed through a member, a near neighbour or the
-    keeper's crop windows) or an embedding neighbour, not a pair only the pHash or a variant found.
-    (On the accuracy set the pHash's flat pairs were 3 in 4 of those no_geometry and brought 9 of the
-    207 copy pairs verified so; a variant's pair has its orientation, which the window does not try.)"""
-    return pair.transform == LINKED or (pair.transform is None and pair.similarity is not None)
+    keeper's crop windows), a crop window pair or an embedding neighbour, not a pair only the pHash or a
+    variant found. (On the accuracy set the pHash's flat pairs were 3 in 4 of those no_geometry and brought
+    9 of the 207 copy pairs verified so; a variant's pair has its orientation, which the window does not try.)"""
+    return pair.transform in (LINKED, CROP_WINDOW) or (pair.transform is None and pair.similarity is not None)
 
 
 def dense_candidate(pair: PendingPair, orientation: str | None) -> bool:

@@ -36,7 +36,8 @@ BEGIN
             embedder  text NOT NULL,
             raw       bytea NOT NULL,
             embedding %I.vector(64),
-            turn_signature %I.vector(132)
+            turn_signature %I.vector(132),
+            crop_windows bigint[]
         ) $q$, s, s);
     COMMENT ON TABLE dbdedup.image_embeddings IS
         'One embedding per ok image: the embedder''s raw descriptor (kept so a refit can re-project) and the reduced, '
@@ -47,6 +48,11 @@ BEGIN
         'The picture''s layout as a turn about its centre leaves it (dbdedup.turn_signature: rings of the stored luma '
         'thumbnail, their means and Fourier magnitudes; 132 dimensions, L2-normalised), searched by '
         'dbdedup.propose_keeper_pairs; NULL until written with the embedding after the load.';
+    COMMENT ON COLUMN dbdedup.image_embeddings.crop_windows IS
+        'The pHashes of the picture''s windows (dbdedup/crop_windows.py: squares of half and three quarters of the stored '
+        '64x64 luma thumbnail, 34 of them, signed as images.phash): a copy cropped so is within a few bits of one, and '
+        'dbdedup.match_embeddings compares each image''s pHash with the windows of its nearest embedding neighbours. '
+        'Empty when the image has no 64x64 thumbnail; NULL until written with the embedding after the load.';
     CREATE INDEX image_embeddings_pending_idx ON dbdedup.image_embeddings (image_id) WHERE embedding IS NULL;
     RETURN true;
 END
@@ -491,6 +497,9 @@ DECLARE
     n_candidates bigint;
     n_pairs bigint;
     index_kind text;
+    -- the crop windows' search: each probe's nearest neighbours compared, and the bits a window may differ by
+    window_neighbours constant integer := 3;
+    window_distance constant integer := 8;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
         RAISE NOTICE 'no embeddings: this server has no pgvector (hash-only mode)';
@@ -568,6 +577,35 @@ BEGIN
             verify_score = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_score END,
             verify_reason = CASE WHEN p.verify_reason = 'weak_embedding' THEN NULL ELSE p.verify_reason END;
 
+    -- A copy cropped to three quarters or half of the picture is far from it by every whole-frame hash, yet
+    -- often among its nearest embedding neighbours, and its pHash within a few bits of the window of the picture
+    -- it was cut from (image_embeddings.crop_windows, dbdedup/crop_windows.py). Each probe and its
+    -- window_neighbours nearest neighbours are compared both ways (either may be the crop); a pair found so
+    -- (transform crop_window) links nothing until its pixels verify it. Measured with exact neighbours
+    -- (bench/RESULTS.md, session 46): 3 neighbours within 8 bits propose no pair among 10,000 unrelated small
+    -- photos, and on the accuracy set cut to one copy an original 93-103 pairs, 14-17 of them a copy with its
+    -- original that no other signal paired (crops of 25% and 50% of the area, 10-12 of them).
+    CREATE TEMP TABLE em_near ON COMMIT DROP AS
+    SELECT DISTINCT least(n.a, n.b) AS a, greatest(n.a, n.b) AS b
+    FROM (SELECT f.a, f.b, row_number() OVER (PARTITION BY f.a ORDER BY f.similarity DESC, f.b) AS r FROM em_found f) n
+    WHERE n.r <= window_neighbours;
+    CREATE TEMP TABLE em_window ON COMMIT DROP AS
+    SELECT e.image_id, i.phash, e.crop_windows
+    FROM dbdedup.image_embeddings e
+    JOIN dbdedup.images i ON i.id = e.image_id
+    WHERE e.image_id IN (SELECT n.a FROM pg_temp.em_near n UNION SELECT n.b FROM pg_temp.em_near n)
+      AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
+      AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
+    INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
+    SELECT 'phash', n.a, n.b, bit_count((x.phash # y.phash)::bit(64)), false, 'crop_window', 0
+    FROM em_near n
+    JOIN em_window x ON x.image_id = n.a
+    JOIN em_window y ON y.image_id = n.b
+    WHERE EXISTS (SELECT 1 FROM unnest(y.crop_windows) w (phash) WHERE bit_count((x.phash # w.phash)::bit(64)) <= window_distance)
+       OR EXISTS (SELECT 1 FROM unnest(x.crop_windows) w (phash) WHERE bit_count((y.phash # w.phash)::bit(64)) <= window_distance)
+    ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
+    DROP TABLE em_near, em_window;
+
     IF is_full THEN
         UPDATE dbdedup.pairs p SET verified = b.verified, verify_score = b.verify_score, verify_reason = b.verify_reason
         FROM em_before b
@@ -593,7 +631,9 @@ END
 $$;
 COMMENT ON FUNCTION dbdedup.match_embeddings(real, integer, boolean) IS
     'For each image, its k nearest embedding vectors through the pgvector index (LATERAL k-NN, cosine); pairs with '
-    'similarity >= min_similarity get pairs.similarity (exact cosine of the stored vectors), with their pHash distance. '
+    'similarity >= min_similarity get pairs.similarity (exact cosine of the stored vectors), with their pHash distance; '
+    'an image and one of its 3 nearest whose pHash is within 8 bits of a crop window of the other '
+    '(image_embeddings.crop_windows) are a pair with transform crop_window, for the check by pixels. '
     'Over-common and flat images are left out, as in dbdedup.match. Incremental: changed images against all.';
 
 CREATE OR REPLACE FUNCTION dbdedup.match_same_size(neighbours integer DEFAULT 8) RETURNS bigint

@@ -278,8 +278,10 @@ COMMENT ON COLUMN dbdedup.pairs.transform IS
     'rotation: see shared_keys); linked when dbdedup.propose_keeper_pairs proposed it (a keeper and an image verified '
     'with one of its members, or whose pair with one only failed to align by keypoints, or an image in no cluster with '
     'one of its images among its nearest embedding neighbours); same_size when dbdedup.match_same_size paired two '
-    'images with no hash signal of their own by their size (transform_distance 0). NULL when no variant is closer than the stored hashes.';
-COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance); 0 for keypoints, linked and same_size.';
+    'images with no hash signal of their own by their size (transform_distance 0); crop_window when dbdedup.match_embeddings '
+    'found one image''s pHash near a window of the other, one of its nearest embedding neighbours '
+    '(image_embeddings.crop_windows: a crop; transform_distance 0). NULL when no variant is closer than the stored hashes.';
+COMMENT ON COLUMN dbdedup.pairs.transform_distance IS 'Hamming distance at that variant (smaller than distance); 0 for keypoints, linked, same_size and crop_window.';
 COMMENT ON COLUMN dbdedup.pairs.similarity IS
     'Cosine similarity of the two images'' embedding vectors (1 = same direction) when the k-NN search found the pair; NULL otherwise.';
 COMMENT ON COLUMN dbdedup.pairs.verified IS 'Whether verification found the two the same picture: only verified pairs link images in clusters. NULL until the pair is verified.';

@@ -425,9 +425,9 @@ BEGIN
     -- aligns them; the rest waits for the geometric check, except weak embedding neighbours
     CREATE TEMP TABLE vp_route ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b,
-           -- (a keeper pair through a member, or a keypoints pair, has a transform_distance of 0 that
-           -- measures nothing: its closest is its pHash distance, not one framing)
-           least(p.distance, CASE WHEN p.transform IN ('linked', 'keypoints', 'same_size') THEN 64
+           -- (a keeper pair through a member, a keypoints or a crop window pair, has a transform_distance of 0
+           -- that measures nothing: its closest is its pHash distance, not one framing)
+           least(p.distance, CASE WHEN p.transform IN ('linked', 'keypoints', 'same_size', 'crop_window') THEN 64
                                   ELSE coalesce(p.transform_distance, 64) END) AS closest,
            CASE WHEN p.is_exact OR a.sha256 = b.sha256 THEN 'exact'
                 -- no hash signal of its own (flat, one colour): only the same pixels match it, so a pair
@@ -438,8 +438,9 @@ BEGIN
                 WHEN a.signature_error IS NOT NULL OR b.signature_error IS NOT NULL THEN 'no_signature'
                 WHEN a.quality IS NULL OR b.quality IS NULL OR a.colour_signature IS NULL OR b.colour_signature IS NULL
                     THEN 'pending'
-                -- keypoint pairs (dbdedup.match_keypoints) are decided by the geometric check only
-                WHEN p.transform = 'keypoints' THEN 'pending'
+                -- keypoint pairs (dbdedup.match_keypoints) and crop window pairs (dbdedup.match_embeddings: a crop
+                -- and the picture it may be cut from) are decided by the geometric check only
+                WHEN p.transform IN ('keypoints', 'crop_window') THEN 'pending'
                 -- the structure check (dbdedup.structure_check) found the two apart in a region though
                 -- their signatures agree: the geometric check aligns them and measures it again (compared
                 -- under a flip or a turn, a region where both are drawn otherwise: the check by pixels

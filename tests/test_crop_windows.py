@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from dbdedup import clusters, crop_windows, verify
+from dbdedup import clusters, crop_windows, embedding_index, verify
 from dbdedup.clusters import ClusterSettings
 from dbdedup.hashes import PHASH_SIZE, compute_hashes, low_frequency_block, phash_of_blocks
 from dbdedup.load import load_paths
@@ -95,6 +95,13 @@ def test_windows_need_thumbnails_of_64_pixels_a_side():
     assert kept == [2] and stack.shape == (1, 64, 64)
 
 
+def without_stored_windows(conn) -> None:
+    """Every image's stored crop windows emptied (as for an image with no 64x64 thumbnail): no crop window pair is
+    found at matching, so a crop is found only the ways a test that clears them follows."""
+    conn.execute("UPDATE dbdedup.image_embeddings SET crop_windows = '{}'")
+    conn.commit()
+
+
 def _family(tmp_path) -> tuple[dict[str, int], dict[str, str]]:
     original = textured_photo(11, size=(640, 480))
     root = tmp_path / "set"
@@ -110,9 +117,12 @@ def _family(tmp_path) -> tuple[dict[str, int], dict[str, str]]:
 
 
 def _load(conn, tmp_path):
+    """_family loaded, without its stored windows: the keepers' windows are the way these tests follow (a lone crop
+    through its nearest neighbours' windows: test_a_lone_crop_...)."""
     files, root = _family(tmp_path)
     summary = load_paths(conn, [root], workers=2)
     assert summary.loaded == len(files) and not summary.errors
+    without_stored_windows(conn)
     by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
     return {name: by_path[str(path)] for name, path in files.items()}
 
@@ -250,3 +260,71 @@ def test_a_search_past_its_budget_is_skipped_with_a_notice(conn, tmp_path, monke
     conn.execute("RESET dbdedup.crop_window_budget")
     assert conn.execute(propose, (keepers, windows)).fetchone()[0] >= 1  # the crop, at the default budget
     assert _pair(conn, image["photo-large"], image["crop"]) == ("linked", None, None)
+
+
+def crop_of_area(image: Image.Image, share: float, left: float, top: float) -> Image.Image:
+    """``share`` of the area kept (sqrt(share) of each side), its top left corner at the given shares of the room left."""
+    w, h = image.size
+    cw, ch = round(w * share ** 0.5), round(h * share ** 0.5)
+    x, y = round((w - cw) * left), round((h - ch) * top)
+    return image.crop((x, y, x + cw, y + ch))
+
+
+def test_a_lone_crop_is_paired_with_its_original_through_the_windows_of_its_nearest_neighbours(conn, tmp_path):
+    # A photo and one crop of three quarters of it (the commonest case: no family of 4 for the keeper rounds'
+    # windows), among unrelated photos: no hash pairs them, their embeddings are below the pairing floor, and
+    # the crop's pHash is near a window of the photo, one of its nearest embedding neighbours
+    root = tmp_path / "set"
+    original = textured_photo(41, size=(640, 480))
+    files = {"photo": save(original, root / "photo.jpg", quality=90),
+             "crop": save(crop_of_area(original, 0.75, 0.1, 0.9), root / "crop.jpg", quality=90),
+             "crop-recoloured": save(other_colours(crop_of_area(original, 0.75, 0.9, 0.1)), root / "crop-recoloured.png")}
+    for seed in range(50, 70):
+        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.jpg", quality=90)
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+    # the load's workers wrote every image's windows, those its stored thumbnail gives
+    stored = conn.execute("SELECT e.crop_windows, i.structure FROM dbdedup.image_embeddings e "
+                          "JOIN dbdedup.images i ON i.id = e.image_id").fetchall()
+    assert len(stored) == len(files)
+    assert all(w == crop_windows.crop_windows_of_thumbnails([bytes(t)])[0] for w, t in stored)
+    assert all(len(w) == crop_windows.WINDOWS for w, _ in stored)
+
+    result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+
+    pair = _pair(conn, image["photo"], image["crop"])
+    assert pair is not None and pair[:2] == ("crop_window", True) and pair[2] in ("geometry", "dense"), pair
+    assert _cluster_of(conn, image["photo"]) == {image["photo"], image["crop"]}
+    # the same region in other colours is another picture, whatever paired it
+    recoloured = _pair(conn, image["photo"], image["crop-recoloured"])
+    assert recoloured is None or recoloured[1] is False
+    assert result.keeper_pairs == 0  # (no cluster of 4: the keeper rounds' windows had no part in it)
+    # no unrelated photo was paired so
+    others = {image[n] for n in files if n.startswith("other-")}
+    window_pairs = conn.execute("SELECT image_a, image_b FROM dbdedup.pairs WHERE transform = 'crop_window'").fetchall()
+    assert not any({a, b} & others for a, b in window_pairs), window_pairs
+
+
+def test_windows_missing_from_an_older_database_are_written_from_the_stored_thumbnails(conn, tmp_path):
+    root = tmp_path / "set"
+    files = {f"photo-{seed}": save(textured_photo(seed, size=(320, 240)), root / f"photo-{seed}.png") for seed in (1, 2, 3)}
+    files["flat"] = save(Image.new("RGB", (200, 100), (90, 120, 30)), root / "flat.png")
+    load_paths(conn, [root], workers=1)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    embeddings_matched = "SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'embeddings'"
+    assert conn.execute(embeddings_matched).fetchone()[0] == 1
+    before = dict(conn.execute("SELECT image_id, crop_windows FROM dbdedup.image_embeddings").fetchall())
+    vectors = dict(conn.execute("SELECT image_id, embedding::text FROM dbdedup.image_embeddings").fetchall())
+    conn.execute("UPDATE dbdedup.image_embeddings SET crop_windows = NULL")
+    conn.commit()
+
+    result = embedding_index.project_pending(conn, "grey-v1")
+
+    assert dict(conn.execute("SELECT image_id, crop_windows FROM dbdedup.image_embeddings").fetchall()) == before
+    # only the windows were missing: no vector projected again, no refit
+    assert result.projected == 0 and not result.fitted
+    assert dict(conn.execute("SELECT image_id, embedding::text FROM dbdedup.image_embeddings").fetchall()) == vectors
+    # and the next match searches every image's neighbours again, which is what compares the windows
+    assert conn.execute(embeddings_matched).fetchone()[0] == 0

@@ -10,6 +10,7 @@ from PIL import Image
 from dbdedup import clusters
 from dbdedup.clusters import ClusterSettings
 from images import folder_icon, save
+from test_crop_windows import without_stored_windows
 from test_verify_workers import add_pending, crop_25, drawing, loaded, other_colours, textured_photo
 
 
@@ -206,6 +207,7 @@ def test_an_image_in_no_cluster_joins_the_cluster_of_its_nearest_embedding_neigh
     assert summary.loaded == len(files) and not summary.errors
     by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
     image = {name: by_path[str(path)] for name, path in files.items()}
+    without_stored_windows(conn)  # (else the crop's nearest neighbours' windows pair it at matching)
 
     result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
 
@@ -280,6 +282,7 @@ def test_a_sample_of_the_near_neighbour_pairs_that_verifies_nothing_ends_the_kee
             if similar:
                 near[image[name]] = max(similar)
     assert len(near) > 1, near  # more near pairs than the sample takes
+    without_stored_windows(conn)  # (else the crops' nearest neighbours' windows pair them at matching)
 
     result = clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
 

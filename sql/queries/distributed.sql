@@ -211,7 +211,8 @@ DELETE FROM dbdedup.image_embeddings e
 WHERE e.image_id IN (SELECT p.image_id FROM dbdedup_stage s JOIN dbdedup.image_paths p ON p.path_bytes = s.path_bytes
                      WHERE s.raw IS NULL);
 -- (no turn signature: Citus fails on pgvector's cast from real[] here, with "unexpected null value in
--- cached tuple for catalog pg_proc"; the projection after the load writes it from the stored thumbnail)
+-- cached tuple for catalog pg_proc"; the projection after the load writes it from the stored thumbnail,
+-- and the crop windows with it)
 INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding)
 SELECT DISTINCT ON (p.image_id) p.image_id, s.embedder, s.raw, NULL
 FROM dbdedup_stage s
@@ -219,7 +220,7 @@ JOIN dbdedup.image_paths p ON p.path_bytes = s.path_bytes
 WHERE s.raw IS NOT NULL
 ORDER BY p.image_id
 ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL,
-    turn_signature = NULL;
+    turn_signature = NULL, crop_windows = NULL;
 
 -- name: mark_missing
 -- As load.sql's mark_missing, with one change_seq for the statement (Citus runs no volatile

@@ -42,10 +42,13 @@ UPDATE dbdedup.embedding_reductions SET index_method = %(index_method)s WHERE em
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedder = %(embedder)s);
 
 -- name: counts
--- (a row with its embedding but no turn signature, from a database loaded before there were any, is
--- pending too: its signature comes from the stored thumbnail, no file read)
+-- The vectors projected, those to project, and the rows with anything to write: a row with its embedding but no
+-- turn signature or crop windows, from a database loaded before there were any, is pending too (they come from
+-- the stored thumbnail, no file read), without counting as a new vector (no refit, no new index for it).
 SELECT count(*) FILTER (WHERE embedding IS NOT NULL) AS projected,
-       count(*) FILTER (WHERE embedder = %(embedder)s AND (embedding IS NULL OR turn_signature IS NULL)) AS pending
+       count(*) FILTER (WHERE embedder = %(embedder)s AND embedding IS NULL) AS new_vectors,
+       count(*) FILTER (WHERE embedder = %(embedder)s
+                          AND (embedding IS NULL OR turn_signature IS NULL OR crop_windows IS NULL)) AS pending
 FROM dbdedup.image_embeddings;
 
 -- name: vector_count
@@ -56,13 +59,14 @@ WHERE i.status = 'ok' AND e.embedding IS NOT NULL;
 SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL);
 
 -- name: pending
--- Each descriptor to project, whether its embedding is new, and whether its turn signature is missing
--- (the loader's workers compute it; a row loaded before there were any gets it from the stored
--- thumbnail, read only for those rows: 4 kB an image).
+-- Each descriptor to project, whether its embedding is new, and whether its turn signature or its crop windows
+-- are missing (the loader's workers compute them; a row loaded before there were any, or on Citus, gets them
+-- from the stored thumbnail, read only for those rows: 4 kB an image).
 SELECT e.image_id, e.raw, e.embedding IS NULL AS new_embedding, e.turn_signature IS NULL AS missing_turn,
-       CASE WHEN e.turn_signature IS NULL THEN i.structure END AS structure
+       CASE WHEN e.turn_signature IS NULL OR e.crop_windows IS NULL THEN i.structure END AS structure,
+       e.crop_windows IS NULL AS missing_windows
 FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
-WHERE e.embedder = %(embedder)s AND (e.embedding IS NULL OR e.turn_signature IS NULL);
+WHERE e.embedder = %(embedder)s AND (e.embedding IS NULL OR e.turn_signature IS NULL OR e.crop_windows IS NULL);
 
 -- name: forget_vectors
 -- Before a refit: every vector of the embedder is projected again (the turn signatures, which need no
@@ -70,7 +74,8 @@ WHERE e.embedder = %(embedder)s AND (e.embedding IS NULL OR e.turn_signature IS 
 UPDATE dbdedup.image_embeddings SET embedding = NULL WHERE embedder = %(embedder)s AND embedding IS NOT NULL;
 
 -- name: forget_embedding_pairs
--- New vectors, new neighbours: the next match computes the embedding pairs again for every image.
+-- New vectors, new neighbours (or turn signatures and crop windows written late, which the neighbour searches
+-- use): the next match computes the embedding pairs again for every image.
 DELETE FROM dbdedup.signal_state WHERE signal = 'embeddings';
 
 -- name: create_update_table
@@ -93,6 +98,16 @@ COPY dbdedup_turns (image_id, turn_signature) FROM STDIN (FORMAT BINARY);
 UPDATE dbdedup.image_embeddings e SET turn_signature = t.turn_signature
 FROM dbdedup_turns t WHERE e.image_id = t.image_id;
 
+-- name: create_windows_table
+CREATE TEMP TABLE IF NOT EXISTS dbdedup_windows (image_id bigint NOT NULL, crop_windows bigint[] NOT NULL);
+
+-- name: copy_windows_table
+COPY dbdedup_windows (image_id, crop_windows) FROM STDIN;
+
+-- name: apply_windows_table
+UPDATE dbdedup.image_embeddings e SET crop_windows = w.crop_windows
+FROM dbdedup_windows w WHERE e.image_id = w.image_id;
+
 -- name: requeue_matched
 -- Images that get their vector after a match already saw them (a load stopped before its vectors were
 -- written; the next load writes them): a new change_seq, so the next incremental match searches their
@@ -104,7 +119,7 @@ WHERE i.id = v.image_id
   AND i.change_seq <= (SELECT coalesce(max(s.matched_seq), -1) FROM dbdedup.signal_state s WHERE s.signal = 'embeddings');
 
 -- name: empty_update_table
-TRUNCATE dbdedup_vectors, dbdedup_turns;
+TRUNCATE dbdedup_vectors, dbdedup_turns, dbdedup_windows;
 
 -- name: index_method
 SELECT CASE WHEN pg_get_indexdef(x.indexrelid) LIKE '%%USING ivfflat%%' THEN 'ivfflat' ELSE 'hnsw' END AS method

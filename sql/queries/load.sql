@@ -71,7 +71,8 @@ CREATE TEMP TABLE IF NOT EXISTS dbdedup_stage (
     signature_error text,
     keypoint_keys integer[],
     structure    bytea,
-    turn_signature real[]
+    turn_signature real[],
+    crop_windows bigint[]
 );
 -- The wide columns uncompressed (SET STORAGE: PostgreSQL 14's syntax; CREATE TABLE takes it only from 16):
 -- a staged row is read once, by the upsert into images, which compresses what it keeps; compressed here
@@ -127,7 +128,8 @@ TRUNCATE dbdedup_scan_batch;
 -- name: copy_stage
 COPY dbdedup_stage (path, path_bytes, size_bytes, mtime_ns, device, inode, status, sha256, format,
                     width, height, frames, phash, dhash, ahash, phash_variants, embedder, raw, error, error_detail,
-                    quality, colour_signature, signature_error, keypoint_keys, structure, turn_signature)
+                    quality, colour_signature, signature_error, keypoint_keys, structure, turn_signature,
+                    crop_windows)
 FROM STDIN (FORMAT BINARY);
 
 -- name: upsert_stage
@@ -179,15 +181,15 @@ WITH gone AS (
     USING dbdedup_stage s JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
     WHERE e.image_id = i.id AND s.raw IS NULL
 )
-INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding, turn_signature)
+INSERT INTO dbdedup.image_embeddings AS e (image_id, embedder, raw, embedding, turn_signature, crop_windows)
 -- (real[] to vector: pgvector's assignment cast)
-SELECT DISTINCT ON (i.id) i.id, s.embedder, s.raw, NULL, s.turn_signature
+SELECT DISTINCT ON (i.id) i.id, s.embedder, s.raw, NULL, s.turn_signature, s.crop_windows
 FROM dbdedup_stage s
 JOIN dbdedup.images i ON i.path_bytes = s.path_bytes
 WHERE s.raw IS NOT NULL
 ORDER BY i.id
 ON CONFLICT (image_id) DO UPDATE SET embedder = EXCLUDED.embedder, raw = EXCLUDED.raw, embedding = NULL,
-    turn_signature = EXCLUDED.turn_signature;
+    turn_signature = EXCLUDED.turn_signature, crop_windows = EXCLUDED.crop_windows;
 
 -- name: record_stage_errors
 INSERT INTO dbdedup.load_errors (load_run_id, path, path_bytes, reason, detail)

@@ -72,7 +72,7 @@ SELECT max_distance::int FROM dbdedup.match_state WHERE hash_kind = %(hash_kind)
 WITH near AS (
     SELECT p.image_a, p.image_b, p.distance, p.transform, p.transform_distance, p.similarity,
            p.verified, p.verify_reason, p.verify_score,
-           CASE WHEN p.transform IN ('keypoints', 'linked', 'same_size') THEN p.transform
+           CASE WHEN p.transform IN ('keypoints', 'linked', 'same_size', 'crop_window') THEN p.transform
                 WHEN p.transform_distance <= %(transform_distance)s AND p.transform_distance < p.distance THEN 'variant'
                 WHEN p.distance <= %(max_distance)s THEN 'hash'
                 ELSE 'embedding' END AS matched_by
