@@ -299,10 +299,16 @@ def test_a_half_crop_joins_its_family_through_the_keepers_windows_on_citus(citus
     """dbdedup.propose_keeper_pairs' crop windows on distributed images: the keeper of a photo's four copies
     proposes its pair with a half crop of it (no other signal pairs them), the workers verify it by its
     pixels, and the crop joins; the same crop in other colours does not."""
-    from test_crop_windows import _family, _pair
+    from test_crop_windows import _family, _pair, without_stored_windows
 
     files, root = _family(tmp_path)
     dbdedup(citus_dsn, "load", str(root))
+    with psycopg.connect(citus_dsn) as conn:
+        # (written after the load on Citus, from the stored thumbnails; cleared, so that no crop window pair is
+        # found at matching and the keeper's windows are what pairs the crop)
+        assert conn.execute("SELECT count(*) FROM dbdedup.image_embeddings WHERE cardinality(crop_windows) = 34"
+                            ).fetchone()[0] == len(files)
+        without_stored_windows(conn)
     dbdedup(citus_dsn, "report")
     with psycopg.connect(citus_dsn) as conn:
         image = {name: conn.execute("SELECT id FROM dbdedup.images WHERE path = %s", (str(path),)).fetchone()[0]

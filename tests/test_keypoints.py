@@ -224,10 +224,12 @@ def test_without_keypoints_the_load_stores_no_keys_and_matching_finds_no_keypoin
     save(rotated(picture, 10), root / "turned.png")
     run_cli(db_dsn, "load", "--workers", "1", str(root))
     assert set(_stored_keys(db_dsn).values()) == {None}
-    # without keys the half crop stays out; the turned copy is found through its nearest turn signature (the
-    # keeper rounds' proposal for an image with no large family, transform linked), not through keypoints
+    # without keys the half crop is found through a window of its nearest neighbour (transform crop_window) and
+    # the turned copy through its nearest turn signature (the keeper rounds' proposal for an image with no large
+    # family, transform linked), neither through keypoints
     by_name = _clusters_by_name(run_cli(db_dsn, "report", "--format", "json").stdout)
-    assert set(by_name) == {"original.png", "turned.png"} and by_name["turned.png"][1]["transform"] == "linked"
+    assert set(by_name) == {"original.png", "half_crop.png", "turned.png"}
+    assert by_name["turned.png"][1]["transform"] == "linked" and by_name["half_crop.png"][1]["transform"] == "crop_window"
     assert _keypoint_pairs(db_dsn) == []
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM dbdedup.signal_state WHERE signal = 'keypoints'").fetchone()[0] == 0
