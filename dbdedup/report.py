@@ -302,7 +302,8 @@ def render_terminal(
         console.print(
             "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
             "never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
-            "embedding, a window of the keeper: crop window, or a verified member: through a member) and how the pair was verified (colours agree: "
+            "embedding, a window of the keeper: crop window, or a verified member: through a member) and how the "
+            "pair was verified (colours agree: "
             "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "
             "picture aligned by its pixels; one tone edit: a brightness or contrast edit maps one onto the other; "
             "under a watermark: one is the other under a see-through overlay; JPEG artefacts agree: the other "
