@@ -584,7 +584,7 @@ BEGIN
     -- (transform crop_window) links nothing until its pixels verify it. Measured with exact neighbours
     -- (bench/RESULTS.md, session 46): 3 neighbours within 8 bits propose no pair among 10,000 unrelated small
     -- photos, and on the accuracy set cut to one copy an original 93-103 pairs, 14-17 of them a copy with its
-    -- original that no other signal paired (crops of 25% and 50% of the area, 10-12 of them).
+    -- original that no other signal paired (crops of 25% and 50% of the area, 11-12 of them).
     CREATE TEMP TABLE em_near ON COMMIT DROP AS
     SELECT DISTINCT least(n.a, n.b) AS a, greatest(n.a, n.b) AS b
     FROM (SELECT f.a, f.b, row_number() OVER (PARTITION BY f.a ORDER BY f.similarity DESC, f.b) AS r FROM em_found f) n
