@@ -429,6 +429,18 @@ BEGIN
     SELECT a.image_id FROM lk_assign a
     WHERE a.cluster_id IN (SELECT c.cluster_id FROM lk_assign c GROUP BY c.cluster_id HAVING count(*) >= near_cluster);
     has_large := EXISTS (SELECT 1 FROM lk_large);
+    -- No crop windows given (CALL dbdedup.refresh(): SQL has no DCT to cut them): the large clusters' keepers'
+    -- stored ones (image_embeddings.crop_windows, written at load), read into a temporary table first
+    IF crop_keepers IS NULL AND has_large AND to_regclass('dbdedup.image_embeddings') IS NOT NULL THEN
+        CREATE TEMP TABLE lk_stored_windows ON COMMIT DROP AS
+        SELECT e.image_id, e.crop_windows FROM dbdedup.image_embeddings e
+        WHERE e.image_id IN (SELECT a.cluster_id FROM lk_assign a JOIN lk_large l USING (image_id))
+          AND cardinality(e.crop_windows) > 0;
+        SELECT array_agg(w.image_id ORDER BY w.image_id) INTO crop_keepers FROM lk_stored_windows w;
+        SELECT array_agg(x.phash ORDER BY w.image_id, x.n) INTO crop_windows
+        FROM lk_stored_windows w CROSS JOIN LATERAL unnest(w.crop_windows) WITH ORDINALITY AS x (phash, n);
+        DROP TABLE lk_stored_windows;
+    END IF;
     -- the probes of every search: images outside the large clusters with a pHash of their own
     IF near_neighbours > 0 OR (has_large AND crop_keepers IS NOT NULL) THEN
         CREATE TEMP TABLE lk_outside ON COMMIT DROP AS
@@ -501,8 +513,8 @@ BEGIN
     -- Likewise through the keepers' windows: a copy cropped to half the picture is far from its
     -- original by every whole-frame signal, and within crop_distance bits of the window it was cut
     -- from. crop_windows holds the same number of window pHashes for each of crop_keepers, in order
-    -- (computed by the caller from the stored thumbnails: SQL has no DCT); the nearest keeper of a
-    -- large cluster proposes, its similarity the share of bits that agree.
+    -- (computed by the caller from the stored thumbnails, or the stored ones above); the nearest keeper
+    -- of a large cluster proposes, its similarity the share of bits that agree.
     IF crop_keepers IS NOT NULL AND cardinality(crop_keepers) > 0 AND EXISTS (SELECT 1 FROM lk_outside) THEN
         per_keeper := coalesce(cardinality(crop_windows), 0) / cardinality(crop_keepers);
         IF per_keeper = 0 OR cardinality(crop_windows) <> per_keeper * cardinality(crop_keepers) THEN
@@ -595,8 +607,8 @@ COMMENT ON FUNCTION dbdedup.propose_keeper_pairs(integer, integer, bigint[], big
     '(image_embeddings.turn_signature, similarity 0.95 or more, 4 lists searched), include an image of a cluster of 4 images or more '
     '(dbdedup.keeper_cluster_floor), or whose pHash is within 12 bits of a window of such a cluster''s keeper (crop_windows: the same '
     'number of window pHashes for each of crop_keepers, in order, computed by dbdedup/crop_windows.py from the stored thumbnails; '
-    'none given, none searched, as in dbdedup.refresh; skipped with a notice past 10^9 probe-window comparisons, or the '
-    'setting dbdedup.crop_window_budget), '
+    'none given, as in dbdedup.refresh, the keepers'' stored ones, image_embeddings.crop_windows; an empty array, none; '
+    'skipped with a notice past 10^9 probe-window comparisons, or the setting dbdedup.crop_window_budget), '
     'with transform ''linked'' (transform_distance 0); with near_limit, at most that many of the latter that are not stored yet, '
     'the most similar first. It links nothing until checked like any other pair (dbdedup.verify_pairs, '
     'then the geometric check); verified, it may bring the image into the cluster at the next build. Returns the pairs stored '

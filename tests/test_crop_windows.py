@@ -328,3 +328,33 @@ def test_windows_missing_from_an_older_database_are_written_from_the_stored_thum
     assert dict(conn.execute("SELECT image_id, embedding::text FROM dbdedup.image_embeddings").fetchall()) == vectors
     # and the next match searches every image's neighbours again, which is what compares the windows
     assert conn.execute(embeddings_matched).fetchone()[0] == 0
+
+
+def test_with_no_windows_given_the_keepers_stored_windows_are_searched_as_refresh_needs(conn, tmp_path, monkeypatch):
+    # CALL dbdedup.refresh() proposes keeper pairs in SQL alone, which cannot cut windows from a thumbnail: with
+    # none given, dbdedup.propose_keeper_pairs searches the keepers' stored windows, and proposes what the windows
+    # the report computes propose
+    monkeypatch.setattr(clusters, "link_keepers", lambda conn, result, **kw: result)
+    files, root = _family(tmp_path)
+    assert load_paths(conn, [root], workers=2).loaded == len(files)
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    # (the pairs the nearest neighbours' windows found at matching taken away: the crops are outside the cluster)
+    conn.execute("DELETE FROM dbdedup.pairs WHERE transform = 'crop_window'")
+    conn.commit()
+    clusters.build_clusters(conn, ClusterSettings())
+    keeper = image["photo-large"]
+    assert image["crop"] not in _cluster_of(conn, keeper)
+    keepers, windows = clusters.keeper_crop_windows(conn)
+    assert keepers == [keeper]
+    propose = "SELECT dbdedup.propose_keeper_pairs(near_neighbours => 0, crop_keepers => %s, crop_windows => %s)"
+
+    def proposed(keepers, windows) -> tuple[int, set]:
+        with conn.transaction(force_rollback=True):
+            count = conn.execute(propose, (keepers, windows)).fetchone()[0]
+            return count, set(conn.execute("SELECT image_a, image_b FROM dbdedup.pairs WHERE transform = 'linked'"))
+
+    given, stored = proposed(keepers, windows), proposed(None, None)
+    assert stored == given and (min(keeper, image["crop"]), max(keeper, image["crop"])) in stored[1]
+    assert proposed([], [])[0] == 0  # (an empty array: no windows searched)
