@@ -538,13 +538,15 @@ class PairChecker:
             # the pixels the keypoints were found on: image_a's under the same mirror (oriented once)
             return verify.orient_pixels(self._pixels(pair.a), mirror)
 
-        def aligned_by_keypoints(max_turn: float | None = None, reverse: bool = False
+        def aligned_by_keypoints(max_turn: float | None = None, reverse: bool = False, guided: bool = False
                                  ) -> tuple[verify.GeometricMatch, verify.Verdict]:
             # (``reverse``: image_b's keypoints matched to image_a's, and image_a warped onto image_b; the pixels are
-            # read only for an overlap to compare: most pairs end no_geometry on keypoints from the store)
+            # read only for an overlap to compare: most pairs end no_geometry on keypoints from the store;
+            # ``guided``: each keypoint matched among the other's near its own place, verify.guided_align_keypoints)
             sides = [(pixels_a, keys_a, fa), (lambda: self._pixels(pair.b), keys_b, fb)]
             (first, keys_first, info_first), (second, keys_second, info_second) = sides[::-1] if reverse else sides
-            match = verify.align_keypoints(keys_first, keys_second, max_turn=max_turn)
+            match = verify.guided_align_keypoints(keys_first, keys_second) if guided \
+                else verify.align_keypoints(keys_first, keys_second, max_turn=max_turn)
             if verify.overlap_needed(match, min_inliers):  # (below, the verdict is no_geometry whatever the overlap)
                 # (aligned under a mirror: a mirror drawn again differs in one region, verify.region_of_pixels)
                 match = verify.compare_overlap(match, first(), second(), region=mirror != "identity")
@@ -578,6 +580,15 @@ class PairChecker:
             if reversed_verdict.verified and turned_back.transform is not None \
                     and abs(verify.turn_degrees(turned_back.transform)) < verify.TURN_MIN_DEGREES:
                 return reversed_verdict
+            if any(m.transform is not None and m.inliers >= verify.GUIDED_MIN_TURNED_INLIERS
+                   and abs(verify.turn_degrees(m.transform)) >= verify.TURN_MIN_DEGREES for m in (match, turned_back)):
+                # aligned turned by a quarter or more, and not verified: perhaps a picture symmetric by a turn,
+                # whose keypoints' twins the ratio test dropped (verify.GUIDED_NEAR); matched again near their own
+                # places, each way, only a verification is taken
+                for reverse in (False, True):
+                    _, guided_verdict = aligned_by_keypoints(reverse=reverse, guided=True)
+                    if guided_verdict.verified:
+                        return guided_verdict
         fewest_keypoints = min(len(keys_a.points), len(keys_b.points))
         flat = fewest_keypoints < verify.DENSE_MAX_KEYPOINTS
         if verdict.reason == "no_geometry" and dense_candidate(pair, orientation):

@@ -687,6 +687,64 @@ def test_an_arrow_pointing_the_other_way_aligns_only_turned_and_is_not_a_copy(co
     assert summary.reasons == {"geometry": 2, "turned": 1}
 
 
+def two_of(suit: str = "club", size: tuple[int, int] = (200, 312)) -> Image.Image:
+    """A playing card of rank 2 symmetric by a half turn, as printed cards are: its upper half (a large pip, the
+    rank and a small pip in the corner) and that half turned below. A club is three round leaves, a spade one
+    pointed leaf."""
+    from PIL import ImageFont
+
+    w, h = size
+    top = Image.new("RGB", (w, h // 2), "white")
+    draw = ImageDraw.Draw(top)
+    draw.rounded_rectangle([2, 2, w - 3, h], radius=12, outline=(40, 40, 40), width=2)
+    ink = (30, 30, 30)
+
+    def pip(x, y, s):
+        if suit == "club":
+            r = s * 0.2
+            for cx, cy in ((x, y - s * 0.3), (x - s * 0.3, y + s * 0.05), (x + s * 0.3, y + s * 0.05)):
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
+        else:
+            draw.polygon([(x, y - s * 0.55), (x - s * 0.5, y + s * 0.1), (x + s * 0.5, y + s * 0.1)], fill=ink)
+            r = s * 0.25
+            for cx in (x - s * 0.25, x + s * 0.25):
+                draw.ellipse((cx - r, y - r * 0.6, cx + r, y + r * 1.4), fill=ink)
+        draw.polygon([(x, y), (x - s * 0.15, y + s * 0.5), (x + s * 0.15, y + s * 0.5)], fill=ink)
+
+    pip(w / 2, h * 0.22, 44)
+    draw.text((10, 8), "2", fill=ink, font=ImageFont.load_default(size=26))
+    pip(20, 54, 16)
+    image = Image.new("RGB", size, "white")
+    image.paste(top, (0, 0))
+    image.paste(top.rotate(180), (0, h - h // 2))
+    return image
+
+
+def test_a_copy_of_a_card_symmetric_by_a_half_turn_is_aligned_near_its_own_place(conn, tmp_path):
+    """Each keypoint of a card symmetric by a half turn has a twin: the ratio test drops most matches, and RANSAC
+    takes the half turn (the premise, for a 2 of clubs turned by 2 degrees and a smaller one turned by 10). Matched
+    again near their own places (verify.guided_align_keypoints) the copies align and are verified; the 2 of spades,
+    aligned the same way, is refused by its pips."""
+    club, small = two_of(), two_of(size=(160, 250))
+    pictures = {"club": club, "turned_2": club.rotate(2, resample=Image.Resampling.BICUBIC, fillcolor="white"),
+                "spade_turned_2": two_of("spade").rotate(2, resample=Image.Resampling.BICUBIC, fillcolor="white"),
+                "small": small, "small_turned_10": small.rotate(10, resample=Image.Resampling.BICUBIC, fillcolor="white")}
+    keys = {name: verify.keypoints_of_pixels(verify.working_pixels(picture)) for name, picture in pictures.items()}
+    for a, b in (("club", "turned_2"), ("small", "small_turned_10")):
+        plain = verify.align_keypoints(keys[a], keys[b])
+        assert plain.inliers < verify.MIN_INLIERS \
+            and abs(verify.turn_degrees(plain.transform)) >= verify.TURN_MIN_DEGREES, (a, b, plain)
+    files = {name: save(picture, tmp_path / "set" / f"{name}.png") for name, picture in pictures.items()}
+    image = loaded(conn, tmp_path / "set", files)
+    for a, b in (("club", "turned_2"), ("club", "spade_turned_2"), ("small", "small_turned_10")):
+        add_pending(conn, image[a], image[b])  # embedding neighbours
+    verify_pending_pairs(conn, workers=1)
+    got = verdicts(conn)
+    assert got[frozenset((image["club"], image["turned_2"]))][0::2] == (True, "geometry"), got
+    assert got[frozenset((image["small"], image["small_turned_10"]))][0::2] == (True, "geometry"), got
+    assert got[frozenset((image["club"], image["spade_turned_2"]))][0] is False, got
+
+
 def test_a_flat_pictures_copy_found_by_its_phash_alone_is_aligned_by_its_pixels(conn, tmp_path):
     """A pair of a flat picture (too few keypoints) found by its pHash, neither aligned by it nor an
     embedding neighbour: aligned by its pixels too since session 14 (it used to end no_geometry)."""
