@@ -498,8 +498,10 @@ DECLARE
     n_pairs bigint;
     index_kind text;
     -- the crop windows' search: each probe's nearest neighbours compared, and the bits a window may differ by
+    -- (of a nearest neighbour, more: a crop cut between two windows' places)
     window_neighbours constant integer := 3;
     window_distance constant integer := 8;
+    nearest_window_distance constant integer := 10;
 BEGIN
     IF to_regclass('dbdedup.image_embeddings') IS NULL THEN
         RAISE NOTICE 'no embeddings: this server has no pgvector (hash-only mode)';
@@ -585,10 +587,16 @@ BEGIN
     -- (bench/RESULTS.md, session 46): 3 neighbours within 8 bits propose no pair among 10,000 unrelated small
     -- photos, and on the accuracy set cut to one copy an original 93-103 pairs, 14-17 of them a copy with its
     -- original that no other signal paired (crops of 25% and 50% of the area, 11-12 of them).
+    -- A window is up to 2.5 thumbnail pixels off the place a crop was cut from: such a crop, its pHash 9-10 bits
+    -- from the nearest window, is paired when one of the two is the other's nearest neighbour (session 47, the two
+    -- lone-copies draws' stored vectors, exact neighbours: 21 and 16 pairs no signal had stored, 4 and 0 of them a
+    -- copy and its original; at 10 bits for the 3 nearest, 62 and 55 pairs, 5 and 2 copies).
     CREATE TEMP TABLE em_near ON COMMIT DROP AS
-    SELECT DISTINCT least(n.a, n.b) AS a, greatest(n.a, n.b) AS b
+    SELECT least(n.a, n.b) AS a, greatest(n.a, n.b) AS b,
+           CASE WHEN min(n.r) = 1 THEN nearest_window_distance ELSE window_distance END AS bits
     FROM (SELECT f.a, f.b, row_number() OVER (PARTITION BY f.a ORDER BY f.similarity DESC, f.b) AS r FROM em_found f) n
-    WHERE n.r <= window_neighbours;
+    WHERE n.r <= window_neighbours
+    GROUP BY 1, 2;
     CREATE TEMP TABLE em_window ON COMMIT DROP AS
     SELECT e.image_id, i.phash, e.crop_windows
     FROM dbdedup.image_embeddings e
@@ -601,8 +609,8 @@ BEGIN
     FROM em_near n
     JOIN em_window x ON x.image_id = n.a
     JOIN em_window y ON y.image_id = n.b
-    WHERE EXISTS (SELECT 1 FROM unnest(y.crop_windows) w (phash) WHERE bit_count((x.phash # w.phash)::bit(64)) <= window_distance)
-       OR EXISTS (SELECT 1 FROM unnest(x.crop_windows) w (phash) WHERE bit_count((y.phash # w.phash)::bit(64)) <= window_distance)
+    WHERE EXISTS (SELECT 1 FROM unnest(y.crop_windows) w (phash) WHERE bit_count((x.phash # w.phash)::bit(64)) <= n.bits)
+       OR EXISTS (SELECT 1 FROM unnest(x.crop_windows) w (phash) WHERE bit_count((y.phash # w.phash)::bit(64)) <= n.bits)
     ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
     DROP TABLE em_near, em_window;
 
@@ -632,7 +640,8 @@ $$;
 COMMENT ON FUNCTION dbdedup.match_embeddings(real, integer, boolean) IS
     'For each image, its k nearest embedding vectors through the pgvector index (LATERAL k-NN, cosine); pairs with '
     'similarity >= min_similarity get pairs.similarity (exact cosine of the stored vectors), with their pHash distance; '
-    'an image and one of its 3 nearest whose pHash is within 8 bits of a crop window of the other '
+    'an image and one of its 3 nearest whose pHash is within 8 bits of a crop window of the other (10 bits when one is '
+    'the other''s nearest) '
     '(image_embeddings.crop_windows) are a pair with transform crop_window, for the check by pixels. '
     'Over-common and flat images are left out, as in dbdedup.match. Incremental: changed images against all.';
 

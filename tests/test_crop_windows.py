@@ -307,6 +307,29 @@ def test_a_lone_crop_is_paired_with_its_original_through_the_windows_of_its_near
     assert not any({a, b} & others for a, b in window_pairs), window_pairs
 
 
+def test_a_lone_crop_cut_between_two_windows_is_paired_with_its_nearest_neighbour(conn, tmp_path):
+    # The windows sit at a grid of places: a crop cut between two of them has its pHash 9-10 bits from the
+    # nearest window, past the 8 allowed for the 3 nearest neighbours; the nearest neighbour is allowed 10
+    root = tmp_path / "set"
+    original = textured_photo(41, size=(640, 480))
+    place = next((i / 10, j / 10) for i in range(11) for j in range(11)
+                 if 9 <= nearest_window(original, crop_of_area(original, 0.75, i / 10, j / 10)) <= 10)
+    crop = crop_of_area(original, 0.75, *place)
+    files = {"photo": save(original, root / "photo.jpg", quality=90), "crop": save(crop, root / "crop.jpg", quality=90)}
+    for seed in range(50, 70):
+        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.jpg", quality=90)
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    image = {name: by_path[str(path)] for name, path in files.items()}
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
+    pair = _pair(conn, image["photo"], image["crop"])
+    assert pair is not None and pair[:2] == ("crop_window", True), (place, pair)
+    assert _cluster_of(conn, image["photo"]) == {image["photo"], image["crop"]}
+    window_pairs = conn.execute("SELECT image_a, image_b FROM dbdedup.pairs WHERE transform = 'crop_window'").fetchall()
+    assert window_pairs == [tuple(sorted((image["photo"], image["crop"])))], window_pairs
+
+
 def test_windows_missing_from_an_older_database_are_written_from_the_stored_thumbnails(conn, tmp_path):
     root = tmp_path / "set"
     files = {f"photo-{seed}": save(textured_photo(seed, size=(320, 240)), root / f"photo-{seed}.png") for seed in (1, 2, 3)}
