@@ -15,7 +15,8 @@ overlap's colours; a flat picture's window match) alone may verify:
 - Each image keeps its ``WINDOWS`` windows beside its embedding (``image_embeddings.crop_windows``:
   computed by the loader's workers, or after the load from the stored thumbnail), and
   ``dbdedup.match_embeddings`` compares each image's pHash with the windows of its 3 nearest embedding
-  neighbours, within 8 bits, both ways (pairs.transform ``crop_window``): a photo and its one crop. On
+  neighbours, within 8 bits (10 for the nearest: a crop cut between two windows' places, session 47), both
+  ways (pairs.transform ``crop_window``): a photo and its one crop. On
   the accuracy set cut to one copy an original (``bench/accuracy/cli_score.py --lone-copies``, session 46)
   crops of 25% / 50% of the area were found 0.57 / 0.00 and 0.67 / 0.03 of the time in two draws without
   it, 0.80 / 0.17 and 0.77 / 0.27 with it; with exact neighbours, 10,000 unrelated small photos give no

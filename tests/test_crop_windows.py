@@ -270,21 +270,27 @@ def crop_of_area(image: Image.Image, share: float, left: float, top: float) -> I
     return image.crop((x, y, x + cw, y + ch))
 
 
+def _loaded_among_others(conn, root, files: dict) -> tuple[dict, dict[str, int]]:
+    """``files`` and 20 unrelated photos (``other-SEED``) loaded by the real loader: every file and its image id."""
+    files = dict(files)
+    for seed in range(50, 70):
+        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.jpg", quality=90)
+    summary = load_paths(conn, [root], workers=2)
+    assert summary.loaded == len(files) and not summary.errors
+    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
+    return files, {name: by_path[str(path)] for name, path in files.items()}
+
+
 def test_a_lone_crop_is_paired_with_its_original_through_the_windows_of_its_nearest_neighbours(conn, tmp_path):
     # A photo and one crop of three quarters of it (the commonest case: no family of 4 for the keeper rounds'
     # windows), among unrelated photos: no hash pairs them, their embeddings are below the pairing floor, and
     # the crop's pHash is near a window of the photo, one of its nearest embedding neighbours
     root = tmp_path / "set"
     original = textured_photo(41, size=(640, 480))
-    files = {"photo": save(original, root / "photo.jpg", quality=90),
-             "crop": save(crop_of_area(original, 0.75, 0.1, 0.9), root / "crop.jpg", quality=90),
-             "crop-recoloured": save(other_colours(crop_of_area(original, 0.75, 0.9, 0.1)), root / "crop-recoloured.png")}
-    for seed in range(50, 70):
-        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.jpg", quality=90)
-    summary = load_paths(conn, [root], workers=2)
-    assert summary.loaded == len(files) and not summary.errors
-    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
-    image = {name: by_path[str(path)] for name, path in files.items()}
+    files, image = _loaded_among_others(conn, root, {
+        "photo": save(original, root / "photo.jpg", quality=90),
+        "crop": save(crop_of_area(original, 0.75, 0.1, 0.9), root / "crop.jpg", quality=90),
+        "crop-recoloured": save(other_colours(crop_of_area(original, 0.75, 0.9, 0.1)), root / "crop-recoloured.png")})
     # the load's workers wrote every image's windows, those its stored thumbnail gives
     stored = conn.execute("SELECT e.crop_windows, i.structure FROM dbdedup.image_embeddings e "
                           "JOIN dbdedup.images i ON i.id = e.image_id").fetchall()
@@ -314,14 +320,9 @@ def test_a_lone_crop_cut_between_two_windows_is_paired_with_its_nearest_neighbou
     original = textured_photo(41, size=(640, 480))
     place = next((i / 10, j / 10) for i in range(11) for j in range(11)
                  if 9 <= nearest_window(original, crop_of_area(original, 0.75, i / 10, j / 10)) <= 10)
-    crop = crop_of_area(original, 0.75, *place)
-    files = {"photo": save(original, root / "photo.jpg", quality=90), "crop": save(crop, root / "crop.jpg", quality=90)}
-    for seed in range(50, 70):
-        files[f"other-{seed}"] = save(textured_photo(seed, size=(480, 360)), root / f"other-{seed}.jpg", quality=90)
-    summary = load_paths(conn, [root], workers=2)
-    assert summary.loaded == len(files) and not summary.errors
-    by_path = dict(conn.execute("SELECT path, id FROM dbdedup.images").fetchall())
-    image = {name: by_path[str(path)] for name, path in files.items()}
+    _, image = _loaded_among_others(conn, root, {
+        "photo": save(original, root / "photo.jpg", quality=90),
+        "crop": save(crop_of_area(original, 0.75, *place), root / "crop.jpg", quality=90)})
     clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=2)
     pair = _pair(conn, image["photo"], image["crop"])
     assert pair is not None and pair[:2] == ("crop_window", True), (place, pair)

@@ -146,6 +146,21 @@ def test_a_turned_colour_of_one_icon_whose_hues_are_close_is_rejected_after_alig
             assert match.colour.chroma <= verify.GEOMETRY_MAX_CHROMA and match.colour.light <= verify.GEOMETRY_MAX_LIGHT
             assert not verdict.verified and verdict.reason == "colour", (match, verdict)
 
+def draw_pip(draw: ImageDraw.ImageDraw, suit: str, x: float, y: float, s: float, ink) -> None:
+    """A black suit's pip of size ``s`` centred at (x, y): a club is three round leaves apart, a spade one leaf
+    pointed at the top; both on a stem."""
+    if suit == "club":
+        r = s * 0.2
+        for cx, cy in ((x, y - s * 0.3), (x - s * 0.3, y + s * 0.05), (x + s * 0.3, y + s * 0.05)):
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
+    else:
+        draw.polygon([(x, y - s * 0.55), (x - s * 0.5, y + s * 0.1), (x + s * 0.5, y + s * 0.1)], fill=ink)
+        r = s * 0.25
+        for cx in (x - s * 0.25, x + s * 0.25):
+            draw.ellipse((cx - r, y - r * 0.6, cx + r, y + r * 1.4), fill=ink)
+    draw.polygon([(x, y), (x - s * 0.15, y + s * 0.5), (x + s * 0.15, y + s * 0.5)], fill=ink)
+
+
 def card(suit: str, size=(200, 300)) -> Image.Image:
     """An eight of clubs or of spades: the same layout, pips and indices, in black on a white card; a club is
     three round leaves apart, a spade one leaf pointed at the top."""
@@ -156,16 +171,7 @@ def card(suit: str, size=(200, 300)) -> Image.Image:
     ink = (30, 30, 30)
 
     def pip(x, y, s):
-        if suit == "club":
-            r = s * 0.2
-            for cx, cy in ((x, y - s * 0.3), (x - s * 0.3, y + s * 0.05), (x + s * 0.3, y + s * 0.05)):
-                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
-        else:
-            draw.polygon([(x, y - s * 0.55), (x - s * 0.5, y + s * 0.1), (x + s * 0.5, y + s * 0.1)], fill=ink)
-            r = s * 0.25
-            for cx in (x - s * 0.25, x + s * 0.25):
-                draw.ellipse((cx - r, y - r * 0.6, cx + r, y + r * 1.4), fill=ink)
-        draw.polygon([(x, y), (x - s * 0.15, y + s * 0.5), (x + s * 0.15, y + s * 0.5)], fill=ink)
+        draw_pip(draw, suit, x, y, s, ink)
 
     for fx, fy in ((0.3, 0.2), (0.7, 0.2), (0.5, 0.35), (0.3, 0.5), (0.7, 0.5), (0.5, 0.65), (0.3, 0.8), (0.7, 0.8)):
         pip(fx * w, fy * h, 34)

@@ -27,6 +27,7 @@ from dbdedup.verify_workers import (CHUNK_PAIRS, GUIDED_SHARES, MAX_CHUNK_PAIRS,
                                     stored_pairs_query, verify_pending_pairs)
 from images import photo, save
 from test_load import _children, _gone
+from test_verify import draw_pip
 
 
 def textured_photo(seed: int, size=(480, 360)) -> Image.Image:
@@ -689,8 +690,7 @@ def test_an_arrow_pointing_the_other_way_aligns_only_turned_and_is_not_a_copy(co
 
 def two_of(suit: str = "club", size: tuple[int, int] = (200, 312)) -> Image.Image:
     """A playing card of rank 2 symmetric by a half turn, as printed cards are: its upper half (a large pip, the
-    rank and a small pip in the corner) and that half turned below. A club is three round leaves, a spade one
-    pointed leaf."""
+    rank and a small pip in the corner) and that half turned below (``test_verify.draw_pip``)."""
     from PIL import ImageFont
 
     w, h = size
@@ -698,22 +698,9 @@ def two_of(suit: str = "club", size: tuple[int, int] = (200, 312)) -> Image.Imag
     draw = ImageDraw.Draw(top)
     draw.rounded_rectangle([2, 2, w - 3, h], radius=12, outline=(40, 40, 40), width=2)
     ink = (30, 30, 30)
-
-    def pip(x, y, s):
-        if suit == "club":
-            r = s * 0.2
-            for cx, cy in ((x, y - s * 0.3), (x - s * 0.3, y + s * 0.05), (x + s * 0.3, y + s * 0.05)):
-                draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
-        else:
-            draw.polygon([(x, y - s * 0.55), (x - s * 0.5, y + s * 0.1), (x + s * 0.5, y + s * 0.1)], fill=ink)
-            r = s * 0.25
-            for cx in (x - s * 0.25, x + s * 0.25):
-                draw.ellipse((cx - r, y - r * 0.6, cx + r, y + r * 1.4), fill=ink)
-        draw.polygon([(x, y), (x - s * 0.15, y + s * 0.5), (x + s * 0.15, y + s * 0.5)], fill=ink)
-
-    pip(w / 2, h * 0.22, 44)
+    draw_pip(draw, suit, w / 2, h * 0.22, 44, ink)
     draw.text((10, 8), "2", fill=ink, font=ImageFont.load_default(size=26))
-    pip(20, 54, 16)
+    draw_pip(draw, suit, 20, 54, 16, ink)
     image = Image.new("RGB", size, "white")
     image.paste(top, (0, 0))
     image.paste(top.rotate(180), (0, h - h // 2))
