@@ -1016,7 +1016,7 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
     whichever more changed pixels are consistent with."""
     xf, yf = x.astype(np.float32), y.astype(np.float32)
     step = yf - xf
-    changed = np.abs(step).max(axis=2) > OVERLAY_NOISE
+    changed = changed_pixels(x, y)
     share = float(changed.mean())
     if int(changed.sum()) < OVERLAY_MIN_PIXELS:
         return OverlayFit(share, 0.0, 0.0, 0.0, 0.0, 1.0, 255.0, changed)
@@ -1039,6 +1039,12 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
             if best is None or fit.consistent > best.consistent:
                 best = fit
     return best
+
+
+def changed_pixels(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The mask of the pixels where two RGB pixel arrays of one shape differ by more than OVERLAY_NOISE in a
+    channel (``overlay_fit``'s changed pixels, the same either way)."""
+    return np.abs(x.astype(np.int16) - y.astype(np.int16)).max(axis=2) > OVERLAY_NOISE
 
 
 def _nanmedian_of_channels(values: np.ndarray) -> np.ndarray:
@@ -1102,6 +1108,9 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
         rows, columns = min(x.shape[0], y.shape[0]), min(x.shape[1], y.shape[1])
         x = cv2.resize(x, (columns, rows), interpolation=cv2.INTER_AREA)
         y = cv2.resize(y, (columns, rows), interpolation=cv2.INTER_AREA)
+    if not 0.0 < float(changed_pixels(x, y).mean()) <= OVERLAY_MAX_SHARE:
+        # (no overlay agrees either way: the fits' costlier part, their alphas, is spared for most pairs asked)
+        return None
     for plain, covered in ((x, y), (y, x)):
         fit = overlay_fit(plain, covered)
         if not fit.agrees():
@@ -2066,11 +2075,16 @@ def warp_stretch(warp: np.ndarray, shape_a: tuple, shape_b: tuple) -> float:
 
 
 def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: bool = False,
-                max_turn: float | None = None, disc_if_turned: bool = False) -> DenseMatch:
+                max_turn: float | None = None, disc_if_turned: bool = False,
+                compare_from: float | None = None) -> DenseMatch:
     """Align b's RGB pixels onto a's by ECC (both scaled to DENSE_SIDE square: an affine warp takes
     up the aspect a frame or a crop changes) and compare the aligned pair by colour signature; not
     compared (``colour`` None, ``correlation`` the 64-px stage's) when that stage stays under
     DENSE_COARSE_MIN_CORRELATION.
+    ``compare_from``: not compared either (``colour`` None, ``correlation`` the final one) when the alignment
+    correlates under it: a caller whose verdict needs that correlation (``dense_verdict``'s min_correlation)
+    is spared the comparison of a pair it refuses anyway (most look-alike alignments: on a one-copy draw of
+    the accuracy set, session 48, their colour signatures and structure were about a tenth of the checks' time).
     ``turned``: start from the turn ``ring_turn`` finds and compare the centre disc only (above);
     no alignment (None) when that turn is under DENSE_TURN_STEP (the identity start tries that) or,
     with ``max_turn``, over that many degrees.
@@ -2104,12 +2118,13 @@ def dense_match(pa: np.ndarray, pb: np.ndarray, *, turned: bool = False, fine: b
         correlation, warp = cv2.findTransformECC(grey_a, grey_b, warp, cv2.MOTION_AFFINE, criteria, None, 3)
     except cv2.error:  # no convergence (a flat or unrelated pair)
         return DenseMatch(None, None)
-    aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
-                             borderMode=cv2.BORDER_REPLICATE)
     degrees = warp_turn(warp)
     stretch = warp_stretch(warp, pa.shape, pb.shape)
-    if abs(degrees) >= DENSE_STRETCH_MIN_TURN and stretch > DENSE_MAX_STRETCH:
+    if (abs(degrees) >= DENSE_STRETCH_MIN_TURN and stretch > DENSE_MAX_STRETCH) \
+            or (compare_from is not None and not correlation >= compare_from):
         return DenseMatch(float(correlation), None, turn=degrees, stretch=stretch)
+    aligned = cv2.warpAffine(b, warp, (side, side), flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE)
     disc = turned or (disc_if_turned and abs(degrees) >= DENSE_DISC_MIN_TURN)
     if disc:
         # outside the centre disc, a's own pixels on both sides (they agree), as an overlap's uncovered part

@@ -598,12 +598,13 @@ class PairChecker:
                 # one picture onto the other and is not symmetric (a crop aligns onto its original, not always the
                 # original onto the crop; files_ordered fixes which is first): one that aligns nothing one way is
                 # tried the other way
+                dense = {"disc_if_turned": True, "compare_from": verify.DENSE_MIN_CORRELATION}
                 verdict = verify.dense_verdict(
-                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), disc_if_turned=True),
+                    fa, fb, verify.dense_match(self._pixels(pair.a), self._pixels(pair.b), **dense),
                     min_structure=min_structure)
                 if verdict.reason == "no_geometry":
                     verdict = verify.dense_verdict(
-                        fb, fa, verify.dense_match(self._pixels(pair.b), self._pixels(pair.a), disc_if_turned=True),
+                        fb, fa, verify.dense_match(self._pixels(pair.b), self._pixels(pair.a), **dense),
                         min_structure=min_structure)
             if verdict.reason == "no_geometry" and pair.transform == LINKED:
                 # a keeper pair no signal found: perhaps a copy turned by 5-20 degrees (its turn signature
@@ -1042,10 +1043,13 @@ def dense_in_either_frame(a: verify.Features, b: verify.Features, pixels_a: np.n
     ``match_options`` and ``verdict_options``); when that aligned to ``min_other_frame`` or more and was refused
     no_geometry (apart perhaps only where image_b, a crop, does not reach: FRAMED_OTHER_FRAME_MIN_CORRELATION),
     the same with image_a aligned onto image_b, taken only when it verifies."""
-    match = verify.dense_match(pixels_a, pixels_b, **match_options)
+    # (an alignment is compared only when it correlates enough for a verdict or for the other frame)
+    min_correlation = verdict_options.get("min_correlation", verify.DENSE_MIN_CORRELATION)
+    match = verify.dense_match(pixels_a, pixels_b, **match_options, compare_from=min(min_correlation, min_other_frame))
     verdict = verify.dense_verdict(a, b, match, **verdict_options)
     if verdict.reason == "no_geometry" and match.colour is not None and match.correlation >= min_other_frame:
-        again = verify.dense_verdict(b, a, verify.dense_match(pixels_b, pixels_a, **match_options), **verdict_options)
+        again = verify.dense_verdict(b, a, verify.dense_match(pixels_b, pixels_a, **match_options,
+                                                              compare_from=min_correlation), **verdict_options)
         if again.verified:
             return again
     return verdict

@@ -422,6 +422,27 @@ def test_a_pair_that_ecc_aligns_poorly_at_64_pixels_is_not_aligned_again_at_128(
     assert len(correlations) == 2 and correlations[0] >= verify.DENSE_COARSE_MIN_CORRELATION
 
 
+def test_an_alignment_under_the_correlation_its_verdict_needs_is_not_compared(monkeypatch):
+    compared = []
+    real = verify.overlap_colour
+    monkeypatch.setattr(verify, "overlap_colour", lambda *args: compared.append(1) or real(*args))
+    bound = verify.DENSE_MIN_CORRELATION
+    # one folder with two emblems: ECC aligns them to 0.90-0.95, under what a dense verdict needs
+    star, lens = verify.working_pixels(folder((120, 120, 120), "star")), verify.working_pixels(folder((120, 120, 120), "lens"))
+    full, bounded = verify.dense_match(star, lens), verify.dense_match(star, lens, compare_from=bound)
+    assert verify.DENSE_COARSE_MIN_CORRELATION < full.correlation < bound and len(compared) == 1
+    assert bounded.colour is None and bounded.structure is None and bounded.correlation == pytest.approx(full.correlation)
+    features = verify.Features.of(folder((120, 120, 120), "star")), verify.Features.of(folder((120, 120, 120), "lens"))
+    assert verify.dense_verdict(*features, full) == verify.dense_verdict(*features, bounded)
+    # a copy turned by 3 degrees aligns over the bound: compared as before, and verified
+    original = candle()
+    turned = original.rotate(3, resample=Image.Resampling.BICUBIC, fillcolor="white")
+    full = verify.dense_match(verify.working_pixels(original), verify.working_pixels(turned))
+    bounded = verify.dense_match(verify.working_pixels(original), verify.working_pixels(turned), compare_from=bound)
+    assert full.correlation >= bound and bounded == full and len(compared) == 3
+    assert verify.dense_verdict(verify.Features.of(original), verify.Features.of(turned), bounded).verified
+
+
 def test_a_dense_alignment_that_did_not_converge_or_gave_no_number_verifies_nothing():
     features = verify.Features.of(candle())
     same = verify.compare_signatures(features.signature, features.signature)

@@ -116,6 +116,21 @@ def test_a_see_through_emblem_on_one_folder_is_not_a_watermark():
                                   "identity", 4) is None
 
 
+def test_pictures_apart_in_more_than_a_watermark_covers_are_not_fitted_an_overlay(monkeypatch):
+    fitted = []
+    real = verify.overlay_fit
+    monkeypatch.setattr(verify, "overlay_fit", lambda x, y: fitted.append(1) or real(x, y))
+    original = photo(7, (512, 384))
+    # the same photo in other colours: nearly every pixel changed, far more than OVERLAY_MAX_SHARE
+    other = swapped(original)
+    assert verify.changed_pixels(pixels(original), pixels(other)).mean() > verify.OVERLAY_MAX_SHARE
+    assert real(pixels(original), pixels(other)).share > verify.OVERLAY_MAX_SHARE  # (so no fit could agree)
+    assert verify.overlay_verdict(pixels(original), pixels(other), "identity", 4) is None and not fitted
+    # a watermarked copy is fitted (and verified) as before
+    verdict = verify.overlay_verdict(pixels(original), pixels(watermarked(original)), "identity", 4)
+    assert verdict is not None and verdict.verified and fitted
+
+
 def load(conn, root: Path) -> dict[str, int]:
     load_paths(conn, [root], workers=1, embedder=None)
     return {p.rsplit("/", 1)[1]: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images WHERE status = 'ok'")}
