@@ -249,17 +249,21 @@ def main() -> None:
     admin = dbmod.start_embedded(args.data_dir)
     print(f"# e2e bench: dbdedup {__version__}, {os.cpu_count()} cores, peers' pools {args.workers} workers, "
           f"best of {args.repeat}; load average at start {os.getloadavg()[0]:.1f}")
-    for name in args.sets.split(","):
-        if name == "small":
-            folder = small_set(args.small_count, args.workers)
-        elif name == "mixed":
-            folder = mixed_set(args.mixed_limit)
-            if folder is None:
-                print(f"\n## mixed: skipped, {ACCURACY_IMAGES} is not built (bench/accuracy/build_set.py)")
-                continue
-        else:
-            parser.error(f"unknown set {name!r}")
-        bench_set(name, folder, tools, args.repeat, admin, args.data_dir, args.workers, trees)
+    try:
+        for name in args.sets.split(","):
+            if name == "small":
+                folder = small_set(args.small_count, args.workers)
+            elif name == "mixed":
+                folder = mixed_set(args.mixed_limit)
+                if folder is None:
+                    print(f"\n## mixed: skipped, {ACCURACY_IMAGES} is not built (bench/accuracy/build_set.py)")
+                    continue
+            else:
+                parser.error(f"unknown set {name!r}")
+            bench_set(name, folder, tools, args.repeat, admin, args.data_dir, args.workers, trees)
+    finally:
+        # (the server the runs started would otherwise outlive the bench, holding its memory)
+        dbmod.stop_embedded(args.data_dir)
 
 
 if __name__ == "__main__":
