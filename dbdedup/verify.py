@@ -1016,7 +1016,7 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
     whichever more changed pixels are consistent with."""
     xf, yf = x.astype(np.float32), y.astype(np.float32)
     step = yf - xf
-    changed = changed_pixels(x, y)
+    changed = _changed_by(step)
     share = float(changed.mean())
     if int(changed.sum()) < OVERLAY_MIN_PIXELS:
         return OverlayFit(share, 0.0, 0.0, 0.0, 0.0, 1.0, 255.0, changed)
@@ -1042,9 +1042,14 @@ def overlay_fit(x: np.ndarray, y: np.ndarray) -> OverlayFit:
 
 
 def changed_pixels(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """The mask of the pixels where two RGB pixel arrays of one shape differ by more than OVERLAY_NOISE in a
-    channel (``overlay_fit``'s changed pixels, the same either way)."""
-    return np.abs(x.astype(np.int16) - y.astype(np.int16)).max(axis=2) > OVERLAY_NOISE
+    """The mask of the pixels where two RGB pixel arrays (uint8) of one shape differ by more than OVERLAY_NOISE in
+    a channel (``overlay_fit``'s changed pixels, the same either way)."""
+    return _changed_by(x.astype(np.int16) - y.astype(np.int16))
+
+
+def _changed_by(step: np.ndarray) -> np.ndarray:
+    """The pixels whose channels' ``step`` (one picture less the other) exceeds OVERLAY_NOISE in one of them."""
+    return np.abs(step).max(axis=2) > OVERLAY_NOISE
 
 
 def _nanmedian_of_channels(values: np.ndarray) -> np.ndarray:
