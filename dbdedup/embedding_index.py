@@ -228,7 +228,7 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
     """Project the stored descriptors that have no vector yet, fitting the embedder's PCA on first use; commit.
 
     A reduction fitted on few rows (under AUTO_REFIT_BELOW) is fitted again, and every vector
-    re-projected, once the rows have doubled. Builds the pgvector index when there is none,
+    re-projected, once its rows (one per group of byte-identical files) have doubled. Builds the pgvector index when there is none,
     when ``index_method`` asks for another kind, or when this batch is larger than what is
     already indexed (a bulk build beats inserting row by row).
     """
@@ -249,7 +249,10 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
                   or (current_index[0] if current_index else DEFAULT_INDEX_METHOD))
         projected_before, new_vectors, pending = conn.execute(q["counts"], {"embedder": embedder}).fetchone()
         fitted_rows = stored[2] if stored else 0
-        fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW and projected_before + new_vectors >= 2 * fitted_rows)
+        # (a reduction is fitted on one row per group of byte-identical files: the rows it doubles are counted so,
+        # else a collection half made of exact copies was refitted, and its vectors and pairs dropped, by every load)
+        fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW
+                                    and conn.execute(q["fit_rows"], {"embedder": embedder}).fetchone()[0] >= 2 * fitted_rows)
         if fitted:
             reduction = _fit(conn, embedder, method)
             if stored is not None:

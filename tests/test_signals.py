@@ -331,6 +331,31 @@ def test_embeddings_are_stored_indexed_matched_and_refitted(conn, tmp_path):
     assert all(np.allclose(before[k], after[k], atol=1e-4) for k in before)
 
 
+def test_a_collection_of_exact_copies_is_not_refitted_by_each_load(conn, tmp_path):
+    # the reduction is fitted on one row per group of byte-identical files; counting every copy made the rows look
+    # doubled, so each load refitted it and dropped every vector and embedding pair
+    root = tmp_path / "backed_up"
+    for s in range(1, 6):
+        save(photo(s), root / "photos" / f"p{s}.jpg", quality=95)
+    shutil.copytree(root / "photos", root / "backup")
+    first = load_paths(conn, [root], workers=2)
+    assert first.embedded == 10 and any("fitted" in n for n in first.notes)
+    assert conn.execute("SELECT fitted_rows FROM dbdedup.embedding_reductions").fetchone() == (5,)
+    fitted_at = conn.execute("SELECT fitted_at FROM dbdedup.embedding_reductions").fetchone()[0]
+    before = _vectors(conn)
+    again = load_paths(conn, [root], workers=2)
+    assert again.loaded == 0 and again.embedded == 0
+    assert not any("fitted" in n for n in again.notes), again.notes
+    assert conn.execute("SELECT fitted_at FROM dbdedup.embedding_reductions").fetchone()[0] == fitted_at
+    assert _vectors(conn).keys() == before.keys()
+    # five new pictures double the distinct ones: then it refits
+    for s in range(6, 11):
+        save(photo(s), root / "photos" / f"p{s}.jpg", quality=95)
+    grown = load_paths(conn, [root], workers=2)
+    assert any("fitted" in n for n in grown.notes)
+    assert conn.execute("SELECT fitted_rows FROM dbdedup.embedding_reductions").fetchone() == (10,)
+
+
 def _small_distinct_images(root: Path, count: int, start: int = 0) -> None:
     rng = np.random.default_rng(start)
     root.mkdir(parents=True, exist_ok=True)

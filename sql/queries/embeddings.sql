@@ -28,6 +28,13 @@ SELECT raw FROM (
 ) d
 ORDER BY hashint8(image_id), image_id LIMIT %(limit)s;
 
+-- name: fit_rows
+-- How many rows fit_sample would draw from (one per group of byte-identical files): the rows a refit compares
+-- with the rows the stored reduction was fitted on.
+SELECT count(DISTINCT i.sha256)
+FROM dbdedup.image_embeddings e JOIN dbdedup.images i ON i.id = e.image_id
+WHERE e.embedder = %(embedder)s AND i.status = 'ok';
+
 -- name: store_reduction
 INSERT INTO dbdedup.embedding_reductions (embedder, raw_dim, dim, reduction, fitted_rows, fitted_at, index_method)
 VALUES (%(embedder)s, %(raw_dim)s, %(dim)s, %(reduction)s, %(fitted_rows)s, now(), %(index_method)s)
