@@ -46,6 +46,7 @@ by their pixels (``verify_workers``) before it builds.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Collection, Iterable
 
@@ -59,6 +60,7 @@ from .keypoint_store import KeypointStore
 from .matching import (DEFAULT_THRESHOLD, DEFAULT_TRANSFORM_DISTANCE, HASH_KINDS, MatchResult, check_arguments,
                        check_signal_arguments, find_pairs, match_state, pairs_are_current, pending_pairs,
                        signals_are_current)
+from .scan import display_path
 from .sqlfiles import named_queries
 from .verify_plan import has_unchecked_pairs, verify_needed_pairs
 
@@ -76,11 +78,13 @@ def _settings_queries() -> dict[str, str]:
     return named_queries("queries/settings.sql")
 
 
-def normalise_references(reference_paths: Iterable[str]) -> tuple[str, ...]:
-    """Reference paths as stored: no trailing slash, sorted, each once."""
+def normalise_references(reference_paths: Iterable[str | os.PathLike]) -> tuple[str, ...]:
+    """Reference paths as stored: in the text form the loader stores paths in (``scan.display_path``: a name
+    that is not UTF-8 keeps \\xNN escapes, as images.path does, so the two compare), no trailing slash, sorted,
+    each once."""
     out = set()
     for p in reference_paths:
-        p = str(p)
+        p = display_path(os.fsencode(p))
         if p:
             out.add(p.rstrip("/") or "/")
     return tuple(sorted(out))
@@ -227,6 +231,14 @@ def reference_aliases(path: str, entries: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(normalise_references(aliases)))
 
 
+def _path_bytes_of(path: str) -> set[bytes]:
+    """The bytes a stored reference path (``normalise_references``) may stand for, without a trailing slash: its
+    UTF-8, and with its \\xNN escapes read back as the bytes ``scan.display_path`` wrote them for (a name may
+    also hold those four characters)."""
+    literal = path.rstrip("/").encode()  # (empty for the root: every absolute path lies under it)
+    return {literal, re.sub(rb"\\x([0-9a-f]{2})", lambda m: bytes([int(m.group(1), 16)]), literal)}
+
+
 def references_without_images(conn: psycopg.Connection, reference_paths: Iterable[str]) -> list[str]:
     """The reference paths under which no loaded image lies, by any of the paths that name the same
     folder or a folder inside it (a typo, or a folder loaded under another name): nothing there is
@@ -244,7 +256,8 @@ def references_without_images(conn: psycopg.Connection, reference_paths: Iterabl
     empty = []
     with conn.transaction():
         for real, paths in merged.items():
-            if not any(conn.execute(q["holds_images"], {"path": p}).fetchone()[0] for p in paths):
+            if not any(conn.execute(q["holds_images"], {"folder": folder}).fetchone()[0]
+                       for p in paths for folder in _path_bytes_of(p)):
                 empty.append(groups[real][0])
     return empty
 

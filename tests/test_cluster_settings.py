@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import psycopg
 import pytest
@@ -28,6 +29,24 @@ def test_a_reference_set_by_match_survives_report_and_apply(db_dsn, tmp_path):
     assert {p: s for p, s in tree_state(col.root).items() if p.startswith(bytes(reference))} == under
     moved = [p for p in tree_state(tmp_path / "removed")]
     assert moved and not any(bytes(reference) in p.split(b"/removed", 1)[1] for p in moved)
+
+
+def test_a_reference_whose_name_is_not_utf8_protects_its_files(db_dsn, tmp_path):
+    # a folder name that is not UTF-8 gave a traceback (a text array cannot hold the escaped bytes): the reference
+    # is stored in the form the loader stores paths in, and its files compared by their bytes
+    col = make_collection(tmp_path / os.fsdecode(b"ph\xffotos"))
+    load(db_dsn, col.root)
+    reference = col.root / "copies"
+    report = run_cli(db_dsn, "report", "--reference", str(reference), "--format", "json")
+    shown = os.fsencode(reference).decode("utf-8", "backslashreplace")
+    assert "\\xff" in shown and json.loads(report.stdout)["parameters"]["reference_paths"] == [shown]
+    assert "warning" not in report.stderr
+    copies = [m for m in members(db_dsn) if bytes(m["path_bytes"]).startswith(os.fsencode(reference) + b"/")]
+    assert copies and all(m["is_protected"] for m in copies)
+    under = {p: s for p, s in tree_state(col.root).items() if p.startswith(os.fsencode(reference))}
+    run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert {p: s for p, s in tree_state(col.root).items() if p.startswith(os.fsencode(reference))} == under
+    assert tree_state(tmp_path / "removed")  # the originals of protected copies were moved instead
 
 
 def test_a_reference_named_through_a_symbolic_link_protects_the_files_loaded_under_their_real_path(db_dsn, tmp_path):

@@ -23,11 +23,11 @@ ON CONFLICT (singleton) DO UPDATE SET
 SELECT DISTINCT entry FROM dbdedup.load_runs r, unnest(r.roots || r.linked_folders) entry ORDER BY entry;
 
 -- name: holds_images
--- whether any loaded image lies at or under the path (a range of the unique index on path_bytes)
+-- whether any loaded image lies at or under the path (a range of the unique index on path_bytes; the folder's
+-- bytes without a trailing slash)
 SELECT EXISTS (
     SELECT 1 FROM dbdedup.images i
     WHERE i.status = 'ok'
-      AND (i.path_bytes = convert_to(%(path)s, 'UTF8')
-           OR (i.path_bytes > convert_to(rtrim(%(path)s, '/') || '/', 'UTF8')
-               AND i.path_bytes < convert_to(rtrim(%(path)s, '/') || '0', 'UTF8')))
+      AND (i.path_bytes = %(folder)s
+           OR (i.path_bytes > %(folder)s || '\x2f'::bytea AND i.path_bytes < %(folder)s || '\x30'::bytea))
 );
