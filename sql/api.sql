@@ -169,6 +169,19 @@ BEGIN
     IF neighbours IS NULL OR neighbours < 1 OR neighbours > 1000 THEN
         RAISE EXCEPTION 'neighbours must be from 1 to 1000, not %', neighbours;
     END IF;
+    IF min_similarity IS NOT NULL AND (min_similarity <= 0 OR min_similarity > 1) THEN
+        RAISE EXCEPTION 'minimum similarity must be in (0, 1], not %', min_similarity
+            USING HINT = 'NULL leaves the embedding out';
+    END IF;
+    IF confirm_distance IS NULL OR confirm_distance < 0 OR confirm_distance > 64 THEN
+        RAISE EXCEPTION 'confirm distance must be a Hamming distance from 0 to 64, not %', confirm_distance;
+    END IF;
+    -- (a shorter array silently compared fewer orientations; images.phash_variants holds the 7 orientations, then
+    -- the trimmed picture's pHash and its orientations)
+    IF variants IS NOT NULL AND coalesce(cardinality(variants), 0) NOT BETWEEN 7 AND 15 THEN
+        RAISE EXCEPTION 'variants must be 7 to 15 pHashes, as images.phash_variants holds them, not %',
+            coalesce(cardinality(variants), 0) USING HINT = 'NULL leaves the flipped and rotated copies out';
+    END IF;
     by_hash := dbdedup.near_phash_values(ARRAY[hash], max_distance);
     IF variants IS NOT NULL AND transform_max_distance IS NOT NULL THEN
         -- this image's other orientations and trimmed crop against the others' pHash, and all of them
@@ -247,6 +260,13 @@ DECLARE
     kind text := dbdedup.hash_column(hash_kind);
     near bigint[];
 BEGIN
+    IF hash IS NULL THEN
+        RAISE EXCEPTION 'similar_to_hash needs a hash' USING HINT = 'give a 64-bit hash as a bigint';
+    END IF;
+    -- (as dbdedup.lookup: a negative threshold found nothing and NULL or 100 everything, silently)
+    IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
+        RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
+    END IF;
     IF kind = 'phash' THEN
         -- a variable, not the call in the query: the planner would run the (stable) lookup once more
         -- to estimate the rows of = ANY(...), doubling the work of every call
@@ -354,3 +374,9 @@ $$;
 COMMENT ON FUNCTION dbdedup.grant_read_access(text) IS
     'Let an existing role read every dbdedup table and view and call hamming() and similar(), without write rights. '
     'Example: CREATE ROLE analyst LOGIN; SELECT dbdedup.grant_read_access(''analyst'');';
+
+-- Alembic makes this table (dbdedup/db.py stamps or upgrades it before these definitions are applied); its comment
+-- is here so that every table an analyst lists in psql says what it is.
+COMMENT ON TABLE dbdedup.alembic_version IS
+    'The migration the tables are at (Alembic''s record: migrations/versions). dbdedup migrate and every command '
+    'bring it to the head; not data.';

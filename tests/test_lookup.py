@@ -270,3 +270,21 @@ def test_similar_reports_bad_targets_in_one_line(db_dsn, tmp_path):
         result = CliRunner().invoke(cli, ["--db", db_dsn, "similar", target])
         assert result.exit_code != 0
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("call, args, message", [
+    ("similar_to_hash(%s, %s)", (123, -1), "threshold must be a Hamming distance from 0 to 64, not -1"),
+    ("similar_to_hash(%s, %s)", (123, 100), "threshold must be a Hamming distance from 0 to 64, not 100"),
+    ("similar_to_hash(%s, %s)", (123, None), "threshold must be a Hamming distance from 0 to 64"),
+    ("similar_to_hash(%s, %s)", (None, 8), "similar_to_hash needs a hash"),
+    ("lookup(%s, NULL, NULL, 8, 2, %s::real)", (123, 2.0), "minimum similarity must be in (0, 1], not 2"),
+    ("lookup(%s, NULL, NULL, 8, 2, %s::real)", (123, -1.0), "minimum similarity must be in (0, 1], not -1"),
+    ("lookup(%s, %s)", (123, [1, 2, 3]), "variants must be 7 to 15 pHashes, as images.phash_variants holds them, not 3"),
+    ("lookup(%s, NULL, NULL, 8, 2, 0.9, %s)", (123, 65), "confirm distance must be a Hamming distance from 0 to 64"),
+])
+def test_lookups_in_sql_refuse_arguments_out_of_range(conn, call, args, message):
+    # a negative threshold found nothing and NULL or 100 every image, silently, where the command line refuses them
+    with pytest.raises(psycopg.errors.RaiseException) as info:
+        conn.execute(f"SELECT * FROM dbdedup.{call}", args).fetchall()
+    assert message in str(info.value)
+    conn.rollback()
