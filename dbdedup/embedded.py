@@ -273,14 +273,21 @@ def _configure(data_dir: Path, socket_dir: Path | None, server: ServerAccount | 
 # ---------------------------------------------------------------- the socket directory
 
 
+def _fits_a_socket(folder: Path | str) -> bool:
+    """Whether a socket can live in ``folder`` under a name libpq and the server both read back: libpq splits a
+    host at commas, and the server's unix_socket_directories list reads a backslash as an escape."""
+    return not any(c in str(folder) for c in ',\\')
+
+
 def _socket_dir_for(data_dir: Path, server: ServerAccount | None) -> Path:
     """The data directory when the socket's path fits there; else a new private directory."""
-    if len(os.fsencode(data_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH:
+    if len(os.fsencode(data_dir / _SOCKET_NAME)) <= _MAX_SOCKET_PATH and _fits_a_socket(data_dir):
         return data_dir
     bases = [] if server else [os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()]
     bases.append("/tmp")  # as root: a folder the server's account can reach
     for base in bases:
-        if base and os.path.isdir(base) and len(os.fsencode(base)) + 40 <= _MAX_SOCKET_PATH:
+        if (base and os.path.isdir(base) and len(os.fsencode(base)) + 40 <= _MAX_SOCKET_PATH
+                and _fits_a_socket(base)):
             break
     else:
         raise DbdedupError("no folder with a path short enough for the embedded server's socket",
@@ -498,6 +505,12 @@ def start(data_dir: Path) -> str:
     milliseconds; ``stop`` stops it. Only the owner can connect (see the module's docstring).
     """
     data_dir = Path(data_dir).absolute()
+    if '"' in str(data_dir):
+        # pg_ctl puts the path between double quotes in the command it runs: the server never started, and the
+        # hint named a log it had not written
+        raise DbdedupError(f"the embedded server cannot run in {data_dir}: PostgreSQL's pg_ctl cannot start a server "
+                           "whose data directory's path holds a double quote; nothing was written",
+                           hint='give --data-dir (or DBDEDUP_DATA_DIR) a folder without " in its path')
     server = server_account()
     pm = _postmaster(data_dir)
     if pm is not None and _secure(data_dir, pm, server):

