@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .errors import DbdedupError, file_problem
-from .file_access import ReadAccess, open_regular_file
+from .errors import DbdedupError, file_problem, user_error
+from .file_access import GROUP_AND_OTHERS_READ, ReadAccess, open_regular_file
 from .clusters import ClusterSettings
 from .report import human_bytes
 from .results import Cluster, Member, Summary
@@ -40,20 +40,38 @@ class FolderExport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (source path for display, reason)
 
 
+# The longest file name most file systems take (ext4, XFS, btrfs, tmpfs: NAME_MAX, in bytes).
+NAME_MAX = 255
+
+
+def _shortened(stem: bytes, room: int) -> bytes:
+    """``stem`` cut to at most ``room`` bytes; a UTF-8 stem is cut between characters, not inside one."""
+    cut = stem[:max(room, 0)]
+    try:
+        stem.decode("utf-8")
+    except UnicodeDecodeError:
+        return cut
+    return cut.decode("utf-8", "ignore").encode("utf-8")
+
+
 class _UniqueNames:
     """Hands out names not used yet in one directory: 'a.jpg', 'a (2).jpg', ...
 
-    Comparison ignores case, so the layout also works on case-insensitive file systems."""
+    Comparison ignores case, so the layout also works on case-insensitive file systems. A suffixed name
+    that would pass NAME_MAX has its stem shortened (the extension kept), so a 255-byte name's twin fits."""
 
     def __init__(self) -> None:
         self._used: set[bytes] = set()
 
     def take(self, name: bytes) -> bytes:
         stem, ext = os.path.splitext(name)
-        candidate, n = name, 1
+        candidate, n = name[:NAME_MAX], 1
         while candidate.lower() in self._used:
             n += 1
-            candidate = stem + f" ({n})".encode() + ext
+            suffix = f" ({n})".encode()
+            if len(suffix) + len(ext) >= NAME_MAX:  # an "extension" too long to keep: part of the stem
+                stem, ext = stem + ext, b""
+            candidate = _shortened(stem, NAME_MAX - len(suffix) - len(ext)) + suffix + ext
         self._used.add(candidate.lower())
         return candidate
 
@@ -69,8 +87,12 @@ def _place(source: bytes, target: bytes, mode: str) -> None:
     if mode == "copy":
         # (not shutil.copy2: it refuses a FIFO, but reads a device put where the file was, /dev/zero without end)
         with open_regular_file(source) as src, open(target, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        shutil.copystat(source, target)
+            try:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                shutil.copystat(source, target)
+            except BaseException:  # a full disk, Ctrl-C: no half copy is left under the source's name
+                os.unlink(target)
+                raise
     elif mode == "hardlink":
         os.link(source, target)
     elif mode == "symlink":
@@ -79,8 +101,99 @@ def _place(source: bytes, target: bytes, mode: str) -> None:
         raise ValueError(f"mode must be one of {EXPORT_MODES}")
 
 
-def _require_empty_dir(root: Path) -> bool:
-    """Make sure ``root`` is an empty folder; True when it was made here (owner-only until the export ends)."""
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class _Made:
+    """What one folder export made, so that an export stopped part-way takes away exactly that (a retry,
+    such as the hinted ``--mode copy``, then finds TARGET as the user had it) and nothing else."""
+
+    root: bytes
+    root_made: bool = False
+    root_id: tuple[int, int] | None = None
+    parents: list[bytes] = field(default_factory=list)  # folders above root made for it, top first
+    marker: tuple[int, int] | None = None
+    # a cluster folder (made 0700: nobody else adds to it) by name: its identity, the names placed in it
+    folders: dict[bytes, tuple[tuple[int, int], list[bytes]]] = field(default_factory=dict)
+
+    def undo(self) -> list[str]:
+        """Remove what was made, deepest first; what cannot be removed safely is left and returned (its path)."""
+        left = self._undo_inside() if self.root_id is not None else []
+        if self.root_made and left:
+            left.append(os.fsdecode(self.root))
+            return left
+        for folder in ([self.root] if self.root_made else []) + self.parents[::-1]:
+            try:
+                os.rmdir(folder)
+            except OSError:  # not empty (someone else's file) or gone: the folders above stay too
+                if folder == self.root:
+                    left.append(os.fsdecode(folder))
+                break
+        return left
+
+    def _undo_inside(self) -> list[str]:
+        left: list[str] = []
+        dir_flags = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0)
+        try:
+            root_fd = os.open(self.root, dir_flags)
+        except OSError:
+            return [os.fsdecode(self.root)] if self.folders or self.marker else []
+        try:
+            if _identity(os.fstat(root_fd)) != self.root_id:  # TARGET is another folder now: touch nothing in it
+                return [os.fsdecode(self.root)]
+            for name, (made_id, placed) in self.folders.items():
+                where = os.fsdecode(os.path.join(self.root, name))
+                try:  # (not followed if a link was put in its place)
+                    fd = os.open(name, dir_flags | getattr(os, "O_NOFOLLOW", 0), dir_fd=root_fd)
+                except OSError:
+                    left.append(where)
+                    continue
+                try:
+                    if _identity(os.fstat(fd)) != made_id:
+                        left.append(where)
+                        continue
+                    for entry in placed:
+                        try:
+                            os.unlink(entry, dir_fd=fd)
+                        except OSError:  # gone already; or it stays, and its folder is named below
+                            pass
+                finally:
+                    os.close(fd)
+                try:
+                    if _identity(os.stat(name, dir_fd=root_fd, follow_symlinks=False)) != made_id:
+                        raise FileExistsError
+                    os.rmdir(name, dir_fd=root_fd)
+                except OSError:  # something not made here is in it (or it was swapped): left, and named
+                    left.append(where)
+            if self.marker is not None:
+                try:
+                    if _identity(os.stat(MARKER_NAME, dir_fd=root_fd, follow_symlinks=False)) != self.marker:
+                        raise FileExistsError
+                    os.unlink(MARKER_NAME, dir_fd=root_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    left.append(os.fsdecode(os.path.join(self.root, MARKER_NAME)))
+        finally:
+            os.close(root_fd)
+        return left
+
+
+def _missing_parents(folder: Path) -> list[bytes]:
+    """The folders above ``folder`` that do not exist yet, the top one first."""
+    missing: list[bytes] = []
+    parent = folder.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(os.fsencode(parent))
+        parent = parent.parent
+    return missing[::-1]
+
+
+def _require_empty_dir(root: Path, made: _Made) -> None:
+    """Make sure ``root`` is an empty folder; ``made`` records whether it (and folders above it) was made here,
+    owner-only until the export ends."""
     if root.exists():
         if not root.is_dir():
             raise DbdedupError(f"{root} exists and is not a directory", hint="name a new or empty directory")
@@ -89,10 +202,16 @@ def _require_empty_dir(root: Path) -> bool:
                 f"{root} is not empty",
                 hint="export into a new or empty directory, so earlier exports are never mixed in or overwritten",
             )
-        return False
-    root.parent.mkdir(parents=True, exist_ok=True)
-    root.mkdir(mode=0o700)
-    return True
+    else:
+        made.parents = _missing_parents(root)
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700)
+        except BaseException:
+            made.undo()  # the folders above it made here
+            raise
+        made.root_made = True
+    made.root_id = _identity(os.stat(root))
 
 
 def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode: str = "copy") -> FolderExport:
@@ -101,22 +220,57 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
 
     ``mode`` is copy, hardlink (same file system only) or symlink (absolute links to the originals).
     ``root`` must be new or empty. A member whose file cannot be placed (gone, unreadable) is
-    skipped and listed in the result; the export goes on.
+    skipped and listed in the result; the export goes on. An export that stops (hard links across
+    file systems, a full disk, Ctrl-C) takes away what it made, so ``root`` is as it was; what it
+    cannot safely remove is named in the DbdedupError.
+
+    Each folder it makes is owner-only while it is filled, then gets the mode a new folder gets under
+    the umask less the group and others bits its files do not grant (``ReadAccess``); a ``root`` that
+    was there already keeps its mode.
     """
     if mode not in EXPORT_MODES:
         raise DbdedupError(f"unknown export mode {mode!r}", hint=f"use one of {', '.join(EXPORT_MODES)}")
     root_path = Path(root)
-    made = _require_empty_dir(root_path)
-    mark_as_made(os.fsencode(root_path))  # a load of a parent folder leaves the copies here out
+    made = _Made(os.fsencode(root_path))
+    _require_empty_dir(root_path, made)
+    try:
+        result, listed = _fill(clusters, root_path, mode, made)
+    except BaseException as exc:
+        left = made.undo()
+        error = user_error(exc) if left and isinstance(exc, Exception) else None
+        if error is None:  # (Ctrl-C, or a bug: as it was)
+            raise
+        error.hint = (f"{error.hint}; " if error.hint else "") + ("the export took away what it made except "
+                                                                  + ", ".join(left) + ": remove them before exporting there again")
+        if error is exc:
+            raise
+        raise error from exc
+    if made.root_made:  # made owner-only; now what a new folder gets under the umask, less what the files do not grant
+        os.chmod(root_path, listed.folder_mode())
+    return result
+
+
+def _fill(clusters: Iterable[Cluster], root_path: Path, mode: str, made: _Made) -> tuple[FolderExport, ReadAccess]:
+    """The folders and their files, each folder recorded in ``made`` as it is made; with what the root lists."""
+    mark_as_made(made.root)  # a load of a parent folder leaves the copies here out
+    try:
+        made.marker = _identity(os.stat(os.path.join(made.root, MARKER_NAME), follow_symlinks=False))
+    except OSError:  # (an unwritable folder gets no marker)
+        pass
     result = FolderExport(root=root_path, mode=mode)
-    access = ReadAccess()  # the folders list the files' names: no more readable than the files
+    listed = ReadAccess()  # the root lists the keepers' names and leads to every file
+    held = ReadAccess()  # one cluster folder's files at a time (its cache of folder modes kept)
     folder_names = _UniqueNames()
     folder_names.take(MARKER_NAME)  # (a keeper named after the marker gets "... (2)")
     for cluster in clusters:
         folder = folder_names.take(folder_name_for(cluster.keeper))
-        folder_path = os.path.join(os.fsencode(root_path), folder)
-        os.mkdir(folder_path)
+        folder_path = os.path.join(made.root, folder)
+        os.mkdir(folder_path, 0o700)  # it lists the files' names: owner-only while it is filled
+        placed: list[bytes] = []
+        made.folders[folder] = (_identity(os.stat(folder_path, follow_symlinks=False)), placed)
         result.folders.append((cluster.id, os.fsdecode(folder)))
+        listed.add(cluster.keeper.path_bytes)  # its name names the folder, placed or not
+        held.bits = GROUP_AND_OTHERS_READ
         file_names = _UniqueNames()
         for member in cluster.members:
             name = file_names.take(os.path.basename(member.path_bytes))
@@ -131,11 +285,12 @@ def export_folders(clusters: Iterable[Cluster], root: str | os.PathLike, *, mode
                     ) from exc
                 result.skipped.append((member.path, exc.strerror or str(exc)))
                 continue
+            placed.append(name)
             result.placed.append((member.path_bytes, target))
-            access.add(member.path_bytes)
-    if made:  # made owner-only; now what a new folder gets under the umask, less what the files do not grant
-        os.chmod(root_path, access.folder_mode())
-    return result
+            listed.add(member.path_bytes)
+            held.add(member.path_bytes)
+        os.chmod(folder_path, held.folder_mode())
+    return result, listed
 
 
 # ---------------------------------------------------------------- HTML contact sheet
@@ -252,7 +407,12 @@ def render_html(
         for cluster in clusters:
             shown += 1
             yield from _cluster_html(cluster, maker, settings.threshold, verdicts)
-    if shown == 0:
+    total = summary.near_duplicate_clusters
+    if total and shown == 0:  # (only --limit 0 lists none of them)
+        yield f"<p>{total:,} near-duplicate clusters, none listed (--limit 0).</p>\n"
+    elif shown < total:
+        yield f"<p>Showing {shown:,} of {total:,} near-duplicate clusters (--limit {shown}).</p>\n"
+    elif shown == 0:
         yield "<p>No near-duplicate clusters at this threshold.</p>\n"
     yield "</body>\n</html>\n"
 

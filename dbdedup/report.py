@@ -20,7 +20,8 @@ The JSON report is a stable contract for tools::
 The parameters are the settings in effect (``rule`` as applied: ``transforms`` where ``fused``
 has no embedding vectors to use). Members include the keeper (first, distance 0). Paths are as stored in
 ``dbdedup.images.path``; a path that is not valid UTF-8 is stored with ``\\xNN``
-escapes, and its member then also carries ``"path_bytes"``: the exact bytes in hex.
+escapes, and its member then also carries ``"path_bytes"``: the exact bytes in hex (the CSV report's
+last column, ``path_bytes``, the same; empty for a UTF-8 path).
 ``reviewed`` says whether a reviewer's verdict (``dbdedup verdicts``) names a member (or any
 member of a cluster); a member's ``verdicts`` lists them: ``{"id", "kind", "decided_by",
 "decided_at", "note"}``, and for a pair ``"other_sha256"`` and ``"other_paths"`` (the other image's
@@ -43,6 +44,7 @@ from .verdicts import Verdict, member_json
 CSV_COLUMNS = (
     "cluster_id", "keeper", "path", "distance", "width", "height", "bytes",
     "exact_duplicate", "protected", "keeper_path", "transform", "similarity", "verify_reason", "verify_score",
+    "path_bytes",
 )
 PAIR_COLUMNS = (
     "distance", "path_a", "path_b", "exact", "width_a", "height_a", "bytes_a", "width_b", "height_b", "bytes_b",
@@ -90,7 +92,8 @@ def write_ndjson(clusters: Iterable[Cluster], out: TextIO, *,
 
 
 def write_csv(clusters: Iterable[Cluster], out: TextIO) -> None:
-    """One row per member with its cluster id; the keeper's row has keeper=true."""
+    """One row per member with its cluster id; the keeper's row has keeper=true. ``path_bytes`` is the
+    exact name in hex for a path that is not UTF-8 (as in the JSON report), else empty."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for cluster in clusters:
@@ -101,6 +104,7 @@ def write_csv(clusters: Iterable[Cluster], out: TextIO) -> None:
                 m.size_bytes, _bool(m.is_exact_duplicate), _bool(m.is_protected), keeper_path,
                 _blank(m.transform), "" if m.similarity is None else round(m.similarity, 4),
                 _blank(m.verify_reason), "" if m.verify_score is None else round(m.verify_score, 4),
+                "" if m.path_is_utf8 else m.path_bytes.hex(),
             ])
 
 
@@ -292,7 +296,10 @@ def render_terminal(
                           human_bytes(m.size_bytes))
         console.print()
         console.print(table)
-    if shown == 0:
+    if shown == 0 and summary.near_duplicate_clusters and limit == 0:
+        console.print()
+        console.print(f"{summary.near_duplicate_clusters:,} near-duplicate clusters, none listed (--limit 0)")
+    elif shown == 0:
         console.print()
         console.print("no near-duplicate clusters at this threshold")
     elif limit is not None and shown < summary.near_duplicate_clusters:

@@ -272,3 +272,139 @@ def test_a_folder_export_skips_a_file_swapped_for_a_device_since_load(db_dsn, tm
     assert "o101_small.jpg" in result.stderr + result.stdout and "not a regular file" in result.stderr + result.stdout
     copied = [p for p in (tmp_path / "out").rglob("*.jpg")]
     assert copied and all(p.stat().st_size < 1_000_000 for p in copied)
+
+
+def test_each_cluster_folder_is_no_more_readable_than_its_own_files(db_dsn, tmp_path, shared_folder):
+    # a cluster folder lists its files' names: copies from a private 0700 folder were listed in a 0755 one
+    if any(not folder.stat().st_mode & 0o001 for folder in shared_folder.parents):
+        pytest.skip(f"{shared_folder.parent} is not searchable by others on this machine")
+    col = make_collection(shared_folder / "photos")
+    save(resized(photo(104), 0.5), col.root / "originals" / "o104_small.jpg", quality=90)  # a cluster of public files
+    for folder, _, files in os.walk(col.root):
+        os.chmod(folder, 0o755)
+        for f in files:
+            os.chmod(os.path.join(folder, f), 0o644)
+    os.chmod(col.root / "copies", 0o700)
+    for f in (col.root / "copies").iterdir():
+        os.chmod(f, 0o600)
+    load(db_dsn, col.root)
+    private = {p.name for p in (col.root / "copies").iterdir()}
+    (shared_folder / "chosen").mkdir(mode=0o755)  # an empty folder of the user's: its own mode stays theirs
+    before = os.umask(0o022)
+    try:
+        for target in ("chosen", "new"):
+            run_cli(db_dsn, "export", str(shared_folder / target), "--layout", "folders", "--mode", "copy")
+    finally:
+        os.umask(before)
+    assert (shared_folder / "chosen").stat().st_mode & 0o777 == 0o755
+    assert (shared_folder / "new").stat().st_mode & 0o777 == 0o700  # it lists the private keepers' names
+    for target in ("chosen", "new"):
+        modes = {f.name: (f.stat().st_mode & 0o777, {p.name for p in f.iterdir()})
+                 for f in (shared_folder / target).iterdir() if f.is_dir()}
+        assert sorted(modes) == ["o101_copy", "o102", "o103_large", "o104"]
+        for name, (mode, files) in modes.items():
+            assert mode == (0o700 if files & private else 0o755), (target, name, oct(mode), files)
+        assert modes["o104"][0] == 0o755  # not all made private: each folder by its own files
+
+
+def _reclustered(clusters, fail_after: int, before_failing=None):
+    """The clusters as the database gives them, then a failure part-way (as a lost connection would)."""
+    from dbdedup.errors import DbdedupError
+
+    for i, cluster in enumerate(clusters):
+        if i == fail_after:
+            if before_failing:
+                before_failing()
+            raise DbdedupError("the database went away", hint="run the same command again")
+        yield cluster
+
+
+def test_an_export_that_stops_part_way_takes_away_what_it_made(db_dsn, tmp_path):
+    import psycopg
+
+    from dbdedup import results
+    from dbdedup.errors import DbdedupError
+    from dbdedup.export import export_folders
+
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")  # the clustering, current
+    chosen = tmp_path / "chosen"
+    chosen.mkdir(mode=0o750)
+    new = tmp_path / "new" / "deeper" / "export"
+    with psycopg.connect(db_dsn) as conn:
+        for target in (chosen, new):
+            with pytest.raises(DbdedupError, match="went away") as stopped:
+                export_folders(_reclustered(results.iter_clusters(conn), 2), target, mode="copy")
+            assert "took away" not in (stopped.value.hint or "")  # all of it went: nothing to name
+        # what it made is gone; the folder that was there is as it was, the folders made above TARGET too
+        assert list(chosen.iterdir()) == [] and chosen.stat().st_mode & 0o777 == 0o750
+        assert not (tmp_path / "new").exists()
+
+        # something it did not make, put in a folder it made, stays; the error names what to remove
+        def stray() -> None:
+            (chosen / next(p for p in chosen.iterdir() if p.is_dir()).name / "mine.txt").write_text("keep me")
+
+        with pytest.raises(DbdedupError) as stopped:
+            export_folders(_reclustered(results.iter_clusters(conn), 2, stray), chosen, mode="copy")
+    kept = list(chosen.glob("*/mine.txt"))
+    assert len(kept) == 1 and kept[0].read_text() == "keep me"
+    assert sorted(p.name for p in chosen.iterdir()) == [kept[0].parent.name]  # the rest taken away
+    assert f"except {kept[0].parent}: remove them" in stopped.value.hint
+
+
+def test_the_hinted_retry_of_a_hard_link_export_across_file_systems_works(db_dsn, tmp_path):
+    other = Path("/dev/shm")
+    if not other.is_dir() or not os.access(other, os.W_OK) or other.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no writable file system other than the temporary folder's at /dev/shm")
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    target = Path(tempfile.mkdtemp(dir=other)) / "export"
+    try:
+        failed = run_cli(db_dsn, "export", str(target), "--mode", "hardlink", ok=False)
+        assert failed.exit_code == 1 and "different file systems" in failed.stderr and "--mode copy" in failed.stderr
+        assert not target.exists()
+        run_cli(db_dsn, "export", str(target), "--mode", "copy")  # as the hint says
+        assert len([p for p in target.iterdir() if p.is_dir()]) == 3
+    finally:
+        shutil.rmtree(target.parent)
+
+
+def test_names_at_the_length_limit_get_their_suffix_within_it(db_dsn, tmp_path):
+    from dbdedup.export import _UniqueNames
+
+    long = "k" * 255  # no extension, as a camera's or a tool's may be
+    for i, seed in enumerate((201, 202)):
+        base = photo(seed)
+        save(base, tmp_path / "photos" / f"cam{i}" / long, quality=95, fmt="JPEG")
+        save(resized(base, 0.5), tmp_path / "photos" / f"cam{i}" / "small" / long, quality=80, fmt="JPEG")
+    load(db_dsn, tmp_path / "photos")
+    target = tmp_path / "export"
+    run_cli(db_dsn, "export", str(target))
+    twin = "k" * 251 + " (2)"
+    assert sorted(p.name for p in target.iterdir() if p.is_dir()) == [twin, long]
+    for folder in filter(Path.is_dir, target.iterdir()):
+        assert sorted(p.name for p in folder.iterdir()) == [twin, long]
+
+    names = _UniqueNames()  # the extension is kept, and a UTF-8 name is not cut inside a character
+    name = ("é" * 125 + ".jpeg").encode()
+    assert len(name) == 255 and names.take(name) == name
+    assert names.take(name) == ("é" * 123 + " (2).jpeg").encode()
+    assert names.take(name.upper()) == ("é" * 123 + " (3).JPEG").encode()  # (bytes: ASCII letters' case only)
+
+
+def test_html_with_limit_says_how_many_clusters_it_leaves_out(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    written = run_cli(db_dsn, "export", str(tmp_path / "none.html"), "--limit", "0")
+    assert f"wrote {tmp_path / 'none.html'} (0 of 3 clusters, " in written.stderr
+    text = (tmp_path / "none.html").read_text(encoding="utf-8")
+    assert "<section" not in text and "No near-duplicate clusters" not in text
+    assert "3 near-duplicate clusters, none listed (--limit 0)" in text
+    run_cli(db_dsn, "export", str(tmp_path / "one.html"), "--limit", "1")
+    text = (tmp_path / "one.html").read_text(encoding="utf-8")
+    assert text.count("<section") == 1 and "Showing 1 of 3 near-duplicate clusters" in text
+    written = run_cli(db_dsn, "export", str(tmp_path / "all.html"))
+    assert f"wrote {tmp_path / 'all.html'} (3 clusters, " in written.stderr
+    text = (tmp_path / "all.html").read_text(encoding="utf-8")
+    assert text.count("<section") == 3 and "Showing" not in text and "none listed" not in text

@@ -170,6 +170,19 @@ def test_paths_that_are_not_utf8_come_with_their_bytes(db_dsn, tmp_path):
     assert len(found) == 1 and bytes.fromhex(found[0]["path_bytes"]) == odd
     assert "\\xe9" in found[0]["path"]
 
+    # the CSV carries the same column, last, so a name with a real backslash is told apart from an escape
+    named = shutil.copyfile(col.originals["o105"], col.root / "copies" / "back\\xe9slash.jpg")
+    load(db_dsn, col.root)
+    text = run_cli(db_dsn, "report", "--format", "csv").stdout
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == ["cluster_id", "keeper", "path", "distance", "width", "height", "bytes", "exact_duplicate",
+                      "protected", "keeper_path", "transform", "similarity", "verify_reason", "verify_score",
+                      "path_bytes"]
+    rows = {r["path"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert bytes.fromhex(rows[found[0]["path"]]["path_bytes"]) == odd
+    assert rows[str(named)]["path_bytes"] == ""  # a UTF-8 name, backslash and all, is its path as it is
+    assert sum(1 for r in rows.values() if r["path_bytes"]) == 1
+
 
 def test_pairs_lists_every_kind_of_pair_with_how_it_matched_and_its_verdict(db_dsn, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "400")  # long temporary paths must not fold inside a name
@@ -265,3 +278,13 @@ def test_flat_images_are_counted_apart(db_dsn, tmp_path, monkeypatch):
 def test_report_on_an_empty_database_says_what_to_do(db_dsn):
     text = run_cli(db_dsn, "report").stdout
     assert "no images loaded yet" in text
+
+
+def test_limit_0_lists_no_cluster_and_says_so(db_dsn, tmp_path):
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    text = run_cli(db_dsn, "report", "--limit", "0").stdout
+    assert "3 near-duplicate clusters, none listed (--limit 0)" in text
+    assert "no near-duplicate clusters" not in text
+    assert not any(line.startswith("cluster ") for line in text.splitlines())
+    assert "showing 1 of 3 clusters" in run_cli(db_dsn, "report", "--limit", "1").stdout

@@ -179,8 +179,9 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
                           "--limit N --sort bytes keeps the N clusters that free the most")
             path = exp.export_html(settings, summary, clusters, target, thumbnail_size=thumbnail_size,
                                    verdicts=verdicts.all_by_image(conn))
-            note(ctx, f"wrote {path} ({summary.near_duplicate_clusters:,} clusters, "
-                      f"{path.stat().st_size:,} bytes); open it in a browser")
+            listed = (f"{shown:,} clusters" if shown == summary.near_duplicate_clusters
+                      else f"{shown:,} of {summary.near_duplicate_clusters:,} clusters")
+            note(ctx, f"wrote {path} ({listed}, {path.stat().st_size:,} bytes); open it in a browser")
             return
         result = exp.export_folders(clusters, target, mode=mode)
     for path, reason in result.skipped:
