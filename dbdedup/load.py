@@ -20,6 +20,7 @@ load of it already running); a match waits for them (dbdedup.locks). A run found
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -270,7 +271,10 @@ class _Loader:
         self.ignored = 0
         self.missing = 0
         self.errors: Counter[str] = Counter()
-        self.pending_rows: list[bytes] = []
+        # loaded and errors count the rows written (what the run record says it stored); a result waits
+        # here, with its error reason (None: loaded), until the batch it is in is committed
+        self.pending_rows: list[tuple[str | None, bytes]] = []
+        self.pending_errors = 0
         self.last_write = time.monotonic()
         self.skip_prefixes: list[bytes] = []
         self.left_out: list[tuple[bytes, str]] = []  # folders the walk left out: rows there are left as they are
@@ -306,11 +310,13 @@ class _Loader:
                 cur.execute(self.q["empty_scan_batch"])
         return todo
 
-    def _write_batch(self, rows: list[bytes]) -> None:
+    def _write_batch(self, results: list[tuple[str | None, bytes]]) -> None:
+        failed = Counter(reason for reason, _ in results if reason is not None)
+        loaded = len(results) - sum(failed.values())
         with self.conn.transaction():
             with self.conn.cursor() as cur:
                 with cur.copy(self.q["copy_stage"]) as copy:
-                    copy.write(b"".join((_COPY_SIGNATURE, *rows, _COPY_TRAILER)))
+                    copy.write(b"".join((_COPY_SIGNATURE, *(row for _, row in results), _COPY_TRAILER)))
                 if "claim_paths" in self.q:
                     cur.execute(self.q["claim_paths"])
                 cur.execute(self.q["upsert_stage"], {"run_id": self.run_id})
@@ -318,19 +324,21 @@ class _Loader:
                     cur.execute(self.q["upsert_stage_embeddings"])
                 cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
                 cur.execute(self.q["empty_stage"])
-                cur.execute(self.q["update_run_counts"], self.counts())
+                cur.execute(self.q["update_run_counts"],
+                            {**self.counts(), "loaded": self.loaded + loaded,
+                             "errors": self.error_count + sum(failed.values())})
+        # committed: these rows are stored now, and counted
+        self.loaded += loaded
+        self.errors.update(failed)
+        self.pending_errors -= sum(failed.values())
 
     def add_result(self, reason: str | None, row: bytes) -> None:
-        if reason is None:
-            self.loaded += 1
-        else:
-            self.errors[reason] += 1
+        if reason is not None:
+            self.pending_errors += 1
         self.done += 1
-        self.pending_rows.append(row)
+        self.pending_rows.append((reason, row))
 
     def add_scan_error(self, entry: ScanEntry) -> None:
-        if entry.is_dir:
-            self.skip_prefixes.append(entry.path.rstrip(b"/") + b"/")
         self.add_result(*stage_row(FileRecord(path=entry.path, size_bytes=entry.size, mtime_ns=entry.mtime_ns,
                                               device=None, inode=None, reason=entry.reason, detail=entry.detail)))
 
@@ -347,9 +355,9 @@ class _Loader:
         for start in range(0, len(rows), WRITE_ROWS):
             self._write_with_retries(rows[start:start + WRITE_ROWS])
         self.last_write = time.monotonic()
-        self.progress.files_done(self.done, self.error_count)
+        self.progress.files_done(self.done, self.errors_so_far)
 
-    def _write_with_retries(self, rows: list[bytes]) -> None:
+    def _write_with_retries(self, rows: list[tuple[str | None, bytes]]) -> None:
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 self._write_batch(rows)
@@ -363,7 +371,13 @@ class _Loader:
 
     @property
     def error_count(self) -> int:
+        """Error rows written."""
         return sum(self.errors.values())
+
+    @property
+    def errors_so_far(self) -> int:
+        """Files that failed, their rows written or not yet (for the progress bar)."""
+        return self.error_count + self.pending_errors
 
     def counts(self) -> dict:
         return {
@@ -376,10 +390,11 @@ class _Loader:
         with self.conn.transaction():
             for root in roots:
                 prefix = root if root.endswith(b"/") else root + b"/"
-                cur = self.conn.execute(self.q["mark_missing"], {
-                    "run_id": self.run_id, "root": root, "prefix": prefix, "recursive": recursive,
-                    "skip_prefixes": self.skip_prefixes, "start_seq": self.start_seq,
-                })
+                params = {"run_id": self.run_id, "root": root, "prefix": prefix, "recursive": recursive,
+                          "skip_prefixes": self.skip_prefixes, "start_seq": self.start_seq}
+                # first: a folder read this time (or gone) is not a file gone from disk
+                self.conn.execute(self.q["forget_folders"], params)
+                cur = self.conn.execute(self.q["mark_missing"], params)
                 self.missing += cur.rowcount
             self.conn.execute(self.q["update_run_counts"], self.counts())
 
@@ -397,7 +412,7 @@ class _Loader:
                 self.add_result(reason, row)
 
         def after() -> None:
-            self.progress.files_done(self.done, self.error_count)
+            self.progress.files_done(self.done, self.errors_so_far)
             self.write_if_due()
 
         runner = worker_pool.CrashTolerantPool(
@@ -458,6 +473,12 @@ def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[Sca
         if entry.kind == LINKED:
             loader.linked_folders.append(display_path(entry.path))
             continue
+        if entry.kind == ERROR and entry.is_dir:
+            # a folder that cannot be read: the rows under it are left as they are (mark_missing), and
+            # its own error row ends in '/', so that once it can be read (or is gone) that row is
+            # dropped (forget_folders), never taken for a file gone from disk
+            entry = dataclasses.replace(entry, path=folder_row_path(entry.path))
+            loader.skip_prefixes.append(entry.path)
         batch.append(entry)
         loader.found += 1
         if len(batch) >= size:
@@ -467,6 +488,11 @@ def _batches(entries: Iterator[ScanEntry], loader: _Loader) -> Iterator[list[Sca
             size = SCAN_BATCH
     loader.progress.files_found(loader.found, False)
     yield batch
+
+
+def folder_row_path(path: bytes) -> bytes:
+    """The path of a folder's row in dbdedup.images (an error: it could not be read): with a '/' at the end."""
+    return path.rstrip(b"/") + b"/"
 
 
 def check_roots(roots: Sequence[PathLike]) -> list[bytes]:

@@ -167,12 +167,36 @@ def scan(roots: Sequence[Union[str, bytes, os.PathLike]], *, recursive: bool = T
     (each one entered is a LINKED entry before the files under it), but each
     directory (by device and inode) is entered once, so loops end. A folder
     dbdedup made (``MARKER_NAME`` in it) and the kernel's own file systems (/proc,
-    /sys, /dev: ``SYSTEM_FILE_SYSTEMS``) are left out, unless they are a root.
+    /sys, /dev: ``SYSTEM_FILE_SYSTEMS``) are left out, unless they are a root. A
+    folder that cannot be listed, or can be listed but not entered (``r--``, no
+    search permission), is one ERROR entry with ``is_dir`` set, and nothing under
+    it is yielded. Each path comes once, even a file given twice or given with
+    its folder.
     """
     visited: set[tuple[int, int]] = set()
     system = system_file_systems()
-    for root in roots:
-        yield from _walk_root(normalise_root(root), recursive, visited, system)
+    paths = [normalise_root(root) for root in roots]
+    # A file given as a root may come again: given twice, or also found in a folder given too. Only
+    # these paths are remembered (a walk yields every other path once), so memory stays flat.
+    once = _Once(frozenset(paths))
+    for root in paths:
+        yield from _walk_root(root, recursive, visited, system, once)
+
+
+class _Once:
+    """Lets each of ``watched`` (the roots) through once; every other path always."""
+
+    def __init__(self, watched: frozenset[bytes]):
+        self.watched = watched
+        self.passed: set[bytes] = set()
+
+    def first_time(self, path: bytes) -> bool:
+        if path not in self.watched:
+            return True
+        if path in self.passed:
+            return False
+        self.passed.add(path)
+        return True
 
 
 # The kernel's own file systems (processes, devices, its settings): they hold no photos, and a walk of them may
@@ -206,15 +230,28 @@ def system_file_systems(mountinfo: str = "/proc/self/mountinfo") -> dict[int, st
     return found
 
 
+def _can_search(entry: os.DirEntry) -> bool:
+    """Whether the folder holding ``entry`` can be entered: its entries' own lstat needs nothing else."""
+    try:
+        entry.stat(follow_symlinks=False)
+    except PermissionError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
 def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]],
-               system: dict[int, str]) -> Iterable[ScanEntry]:
+               system: dict[int, str], once: _Once) -> Iterable[ScanEntry]:
     try:
         st = os.stat(root)
     except OSError as exc:
-        yield _error_for(root, exc)
+        if once.first_time(root):
+            yield _error_for(root, exc)
         return
     if not stat.S_ISDIR(st.st_mode):
-        yield _classify_file(root, os.path.basename(root), st)
+        if once.first_time(root):
+            yield _classify_file(root, os.path.basename(root), st)
         return
     visited_key = (st.st_dev, st.st_ino)
     if visited_key in visited:
@@ -245,7 +282,13 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]],
                 try:
                     entry_st = entry.stat()  # follows symlinks
                 except OSError as exc:
-                    yield _error_for(path, exc)
+                    if isinstance(exc, PermissionError) and not _can_search(entry):
+                        # a folder that can be listed but not entered (r--): nothing in it can be
+                        # read, so it is the folder that cannot be read, not each of its files
+                        yield _error_for(directory, exc, is_dir=True)
+                        break
+                    if once.first_time(path):
+                        yield _error_for(path, exc)
                     continue
                 if stat.S_ISDIR(entry_st.st_mode):
                     if not recursive:
@@ -262,6 +305,7 @@ def _walk_root(root: bytes, recursive: bool, visited: set[tuple[int, int]],
                             # the files under it are recorded by the link's path, not by where it leads
                             yield ScanEntry(path, LINKED, is_dir=True)
                     continue
-                yield _classify_file(path, entry.name, entry_st)
+                if once.first_time(path):
+                    yield _classify_file(path, entry.name, entry_st)
         # reversed, so that popping from the stack walks directories in listing order
         stack.extend(reversed(subdirs))

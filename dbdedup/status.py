@@ -8,6 +8,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .embedding_index import vector_count
+from .locks import live_runs
 from .sqlfiles import named_queries
 
 COUNT_LABELS = {
@@ -26,6 +27,8 @@ COUNT_LABELS = {
 
 RUN_COLUMNS = ("run", "started_at", "status", "roots", "files_seen", "loaded", "unchanged", "errors", "missing",
                "ignored", "seconds")
+GONE_STATUS = "interrupted (its loader is gone)"
+"""The status shown for a run recorded 'running' whose loader is gone (see ``collect_status``)."""
 ERROR_COLUMNS = ("path", "reason", "detail", "size_bytes", "mtime", "load_run_id", "loaded_at")
 
 
@@ -49,16 +52,27 @@ class Status:
 
 
 def collect_status(conn: psycopg.Connection, *, runs: int = 5) -> Status:
-    """Counts of images, errors, missing files, exact duplicates and vectors, and the last ``runs`` load runs."""
+    """Counts of images, errors, missing files, exact duplicates and vectors, and the last ``runs`` load runs.
+
+    A run recorded 'running' whose loader is gone (killed: ``kill -9``, a lost connection) is shown with
+    the status "interrupted (its loader is gone)"; the next load records it 'interrupted'.
+    """
     q = _queries()
+    # the runs whose loader holds their lock, read before and after the runs themselves: a run that
+    # ends in between held it at the first read, one that starts in between holds it at the second
+    live = set(live_runs(conn))
     with conn.cursor(row_factory=dict_row) as cur:
         counts = cur.execute(q["status_counts"]).fetchone() or {}
         last = cur.execute(q["last_runs"], {"limit": runs}).fetchall()
+    live.update(live_runs(conn))
     counts = {**counts, "embedding_vectors": vector_count(conn)}
     ordered = {key: int(counts[key]) for key in COUNT_LABELS if key in counts}
     for run in last:
         if run.get("seconds") is not None:
             run["seconds"] = float(run["seconds"])
+        if run["status"] == "running" and run["run"] not in live:
+            # killed (kill -9, a lost connection): the next load records it 'interrupted'; status writes nothing
+            run["status"] = GONE_STATUS
     return Status(counts=ordered, runs=last)
 
 

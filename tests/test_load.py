@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -364,9 +365,22 @@ def test_killing_only_the_loader_stops_its_workers_and_a_new_load_resumes(db_dsn
     partial = _count_images(db_dsn)
     assert 0 < partial < total, "the load must have been killed mid-run"
     with psycopg.connect(db_dsn) as conn:
-        killed_run, status = conn.execute("SELECT id, status FROM dbdedup.load_runs").fetchone()
-        # kill -9 leaves the run 'running' for the next load to mark; a plain kill records it itself
+        killed_run, status, loaded = conn.execute("SELECT id, status, loaded FROM dbdedup.load_runs").fetchone()
+        # kill -9 leaves the run 'running' for the next load to mark; a plain kill records it itself,
+        # with the rows it wrote (not those hashed and never written)
         assert status == ("running" if kill_signal == signal.SIGKILL else "interrupted")
+        if kill_signal == signal.SIGTERM:
+            assert loaded == partial
+        else:  # status tells a killed run from a running one, and writes nothing
+            from dbdedup.status import GONE_STATUS, collect_status
+
+            deadline = time.monotonic() + 10
+            while collect_status(conn).runs[0]["status"] != GONE_STATUS:
+                assert time.monotonic() < deadline, "status shows the killed run as running"
+                conn.rollback()
+                time.sleep(0.1)
+            assert conn.execute("SELECT status FROM dbdedup.load_runs").fetchone()[0] == "running"
+            conn.rollback()
         # the lock is free within seconds: a load that would wait for it longer fails
         summary = load_paths(conn, [root], workers=2, lock_wait=5)
         assert summary.interrupted_runs == ([killed_run] if kill_signal == signal.SIGKILL else [])
@@ -433,3 +447,193 @@ def test_a_file_refused_for_max_pixels_is_loaded_when_the_limit_is_raised(conn, 
     assert raised.loaded == 1 and raised.errors == {}
     row = rows(conn)[str(tmp_path / "big.png")]
     assert row["status"] == "ok" and row["error"] is None and (row["width"], row["height"]) == (300, 200)
+
+
+# ---------------------------------------------------------------- folders that cannot be read
+
+
+def _drop_root_file_powers() -> None:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this process: root then meets a file's mode as
+    its owner does (a chmod 000 folder denies it), as any user would, and keeps reaching its own files."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    keep = ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2
+    data[0].effective &= keep
+    data[0].permitted &= keep
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def _load_as_a_user(dsn: str, roots: list[Path]) -> dict:
+    """``load_paths`` as a user whom a folder's mode can deny: as root (who reads every folder whatever its
+    mode), in a forked child that drops root's power over file modes once its connection is open. Returns
+    the summary's as_dict()."""
+    if os.geteuid() != 0:
+        with psycopg.connect(dsn) as conn:
+            return load_paths(conn, roots, workers=1).as_dict()
+    import json
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            with psycopg.connect(dsn) as conn:
+                _drop_root_file_powers()
+                summary = load_paths(conn, roots, workers=1)
+            with os.fdopen(write_end, "w") as handle:
+                json.dump(summary.as_dict(), handle)
+            status = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()  # (pytest shows it with the failure)
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        text = handle.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and text, "the load failed"
+    return json.loads(text)
+
+
+def _kept(conn, path: Path) -> tuple:
+    """What a load computed for ``path``, and whether its embedding is still stored."""
+    return conn.execute("SELECT i.status, i.sha256, i.phash, i.change_seq, e.image_id IS NOT NULL "
+                        "FROM dbdedup.images i LEFT JOIN dbdedup.image_embeddings e ON e.image_id = i.id "
+                        "WHERE i.path = %s", (str(path),)).fetchone()
+
+
+def test_a_folder_listed_but_not_entered_leaves_the_rows_under_it_as_they_were(db_dsn, tmp_path):
+    # chmod 644 on a folder (r--: its names can be listed, nothing in it opened): its images were each
+    # overwritten with a permission error, and those of its sub-folders marked gone from disk
+    root = tmp_path / "q"
+    try:
+        files = [save(photo(1), root / "top" / "a.jpg"), save(photo(2), root / "top" / "inner" / "b.bmp"),
+                 save(photo(3), root / "top" / "inner" / "deeper" / "c.jpg")]
+        assert _load_as_a_user(db_dsn, [root])["loaded"] == 3
+        with psycopg.connect(db_dsn) as conn:
+            before = {p: _kept(conn, p) for p in files}
+        assert all(row[0] == "ok" and row[4] for row in before.values())
+        os.chmod(root / "top", 0o644)
+        summary = _load_as_a_user(db_dsn, [root])
+        assert (summary["missing"], summary["errors"], summary["loaded"]) == (0, {"permission_denied": 1}, 0)
+        with psycopg.connect(db_dsn) as conn:
+            assert {p: _kept(conn, p) for p in files} == before
+            folder = conn.execute("SELECT path, status, error, error_detail FROM dbdedup.images "
+                                  "WHERE status = 'error'").fetchall()
+        assert folder == [(f"{root}/top/", "error", "permission_denied",
+                           "no permission to read this directory: Permission denied")]
+    finally:
+        os.chmod(root / "top", 0o755)  # (for pytest to remove it)
+
+
+def test_a_folder_that_could_not_be_read_is_never_a_file_gone_from_disk(db_dsn, tmp_path):
+    # its error row stayed once the folder could be read again, and was marked missing by every load after
+    from dbdedup.status import collect_status
+
+    root = tmp_path / "p"
+    try:
+        save(photo(1), root / "a.jpg")
+        inside = save(photo(2), root / "locked" / "l.jpg")
+        _load_as_a_user(db_dsn, [root])
+        os.chmod(root / "locked", 0o000)
+        locked = _load_as_a_user(db_dsn, [root])
+        assert locked["errors"] == {"permission_denied": 1} and locked["missing"] == 0
+        os.chmod(root / "locked", 0o755)
+        again = _load_as_a_user(db_dsn, [root])
+        assert (again["missing"], again["errors"], again["unchanged"]) == (0, {}, 2)
+        with psycopg.connect(db_dsn) as conn:
+            assert sorted(r[0] for r in conn.execute("SELECT path FROM dbdedup.images")) == [
+                str(root / "a.jpg"), str(inside)]
+            assert collect_status(conn).counts["missing"] == 0 and collect_status(conn).counts["errors"] == 0
+        # unreadable again, then deleted whole: its file is gone from disk, the folder's row just goes
+        os.chmod(root / "locked", 0o000)
+        _load_as_a_user(db_dsn, [root])
+        os.chmod(root / "locked", 0o755)
+        shutil.rmtree(root / "locked")
+        gone = _load_as_a_user(db_dsn, [root])
+        assert gone["missing"] == 1
+        with psycopg.connect(db_dsn) as conn:
+            assert dict(conn.execute("SELECT path, status FROM dbdedup.images").fetchall()) == {
+                str(root / "a.jpg"): "ok", str(inside): "missing"}
+    finally:
+        if (root / "locked").exists():
+            os.chmod(root / "locked", 0o755)
+
+
+def test_folder_rows_an_older_loader_left_are_dropped_once_the_folder_is_walked(conn, tmp_path):
+    # before folder rows ended in '/', a folder's row had its plain path; the loads since marked it missing
+    save(photo(1), tmp_path / "box" / "a.jpg")
+    load_paths(conn, [tmp_path], workers=1)
+    with conn.transaction():
+        conn.execute("INSERT INTO dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, error, "
+                     "error_detail) VALUES (%s, %s, 0, 0, 'missing', 'permission_denied', "
+                     "'no permission to read this directory: Permission denied')",
+                     (str(tmp_path / "box"), bytes(tmp_path / "box")))
+    summary = load_paths(conn, [tmp_path], workers=1)
+    assert summary.missing == 0
+    assert [r[0] for r in conn.execute("SELECT path FROM dbdedup.images")] == [str(tmp_path / "box" / "a.jpg")]
+
+
+# ---------------------------------------------------------------- counts
+
+
+def test_a_file_given_twice_or_with_its_folder_is_counted_and_hashed_once(conn, tmp_path):
+    one = save(photo(1), tmp_path / "dup1" / "ok4.jpg")
+    save(photo(2), tmp_path / "dup1" / "x.bmp")
+    progress = RecordingProgress()
+    summary = load_paths(conn, [one, tmp_path / "dup1", one], workers=1, progress=progress)
+    assert (summary.files_seen, summary.loaded, summary.unchanged) == (2, 2, 0)
+    assert progress.found[-1] == (2, True) and progress.done[-1] == (2, 0)
+    again = load_paths(conn, [tmp_path / "dup1", one, one], workers=1)
+    assert (again.files_seen, again.loaded, again.unchanged) == (2, 0, 2)
+    assert conn.execute("SELECT files_seen, loaded, unchanged FROM dbdedup.load_runs ORDER BY id").fetchall() == [
+        (2, 2, 0), (2, 0, 2)]
+
+
+def test_an_interrupted_run_records_the_rows_it_wrote_not_those_it_hashed(conn, db_dsn, tmp_path, monkeypatch):
+    # Ctrl-C (SIGINT to the loader) as the results of a chunk wait to be written: the run said it loaded
+    # them, though they were never stored
+    import dbdedup.load as load_module
+
+    monkeypatch.setattr(load_module, "WRITE_SECONDS", 0.0)  # each chunk written as it comes: some are stored
+    root = tmp_path / "many"
+    root.mkdir()
+    data = jpeg_bytes(photo(4, (320, 240)), quality=90)
+    total = 300
+    for i in range(total):
+        (root / f"{i:04d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    (root / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+
+    with psycopg.connect(db_dsn, autocommit=True) as watcher:
+        class CtrlC(LoadProgress):
+            stored = None
+
+            def files_done(self, done: int, errors: int) -> None:
+                stored = watcher.execute("SELECT count(*) FROM dbdedup.images").fetchone()[0]
+                if self.stored is None and 0 < stored < done:  # some written, a chunk's results not yet
+                    self.stored = stored
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        progress = CtrlC()
+        with pytest.raises(KeyboardInterrupt):
+            load_paths(conn, [root], workers=1, progress=progress)
+    assert progress.stored
+    stored = conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM dbdedup.images").fetchone()
+    run = conn.execute("SELECT status, loaded, errors FROM dbdedup.load_runs").fetchone()
+    assert run == ("interrupted", stored[1], stored[0] - stored[1]) and stored[0] == progress.stored
+    summary = load_paths(conn, [root], workers=1)
+    assert summary.loaded + summary.error_count == total + 1 - stored[0] and summary.unchanged == stored[0]

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import time
 
 import psycopg
 from click.testing import CliRunner
@@ -78,3 +79,37 @@ def test_hash_only_note_once(plain_pg_dsn, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stderr.count(dbmod.HASH_ONLY_MESSAGE) == 1
     assert "loaded " in result.stderr
+
+
+def _start_run(conn: psycopg.Connection, root: str) -> int:
+    """What a load's first transaction leaves: its run row 'running', and the run's lock held by its session."""
+    from dbdedup import locks
+
+    with conn.transaction():
+        run_id = conn.execute("INSERT INTO dbdedup.load_runs (roots) VALUES (%s) RETURNING id", ([root],)).fetchone()[0]
+        locks.hold_run(conn, run_id)
+    return run_id
+
+
+def test_status_shows_a_run_whose_loader_is_gone_as_interrupted_and_writes_nothing(db_dsn, tmp_path):
+    # after kill -9 of a loader, status said its run was 'running' until the next load marked it
+    from dbdedup import locks
+
+    make_zoo(tmp_path / "zoo")
+    assert run("--db", db_dsn, "-q", "load", str(tmp_path / "zoo")).exit_code == 0
+    with psycopg.connect(db_dsn) as live_loader, psycopg.connect(db_dsn) as watcher:
+        with psycopg.connect(db_dsn) as killed_loader:
+            killed = _start_run(killed_loader, "/killed")
+        live = _start_run(live_loader, "/running")
+        deadline = time.monotonic() + 10
+        while killed in locks.live_runs(watcher):  # its session ends as the killed process's does
+            assert time.monotonic() < deadline
+            watcher.rollback()
+            time.sleep(0.05)
+        payload = json.loads(run("--db", db_dsn, "status", "--format", "json").stdout)
+        assert [(r["run"], r["status"]) for r in payload["last_runs"]] == [
+            (live, "running"), (killed, "interrupted (its loader is gone)"), (1, "completed")]
+        table = run("--db", db_dsn, "status").stdout
+        assert "interrupted (its loader is gone)" in table and "running" in table
+        stored = dict(watcher.execute("SELECT id, status FROM dbdedup.load_runs").fetchall())
+        assert stored == {1: "completed", killed: "running", live: "running"}  # the next load marks it

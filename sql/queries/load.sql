@@ -212,9 +212,28 @@ SET files_seen = %(files_seen)s,
     linked_folders = %(linked_folders)s
 WHERE id = %(run_id)s;
 
+-- name: forget_folders
+-- The rows of folders that could not be read (their path ends in '/': load.py's folder_row_path) under a
+-- scanned root, other than those this walk still could not read (each is under its own path in
+-- %(skip_prefixes)s): the walk read them this time, or they are gone. A folder is not an image, so its row
+-- is deleted rather than marked missing. Rows written before folder rows ended in '/' are known by
+-- their detail (dbdedup.scan's words for a folder). Rows written since the run started are left, as
+-- in mark_missing. Run before it, with the same parameters.
+DELETE FROM dbdedup.images AS i
+WHERE i.status <> 'ok' AND i.change_seq <= %(start_seq)s
+  AND (substr(i.path_bytes, length(i.path_bytes), 1) = '\x2f'::bytea
+       OR i.error_detail LIKE 'no permission to read this directory:%%'
+       OR i.error_detail LIKE 'cannot read this directory:%%')
+  AND (i.path_bytes = %(root)s
+       OR (substr(i.path_bytes, 1, length(%(prefix)s)) = %(prefix)s
+           -- not recursive: the root's own row only (the walk did not try the folders in it)
+           AND (%(recursive)s OR length(i.path_bytes) = length(%(prefix)s))))
+  AND NOT EXISTS (SELECT 1 FROM unnest(%(skip_prefixes)s::bytea[]) AS p(prefix)
+                  WHERE substr(i.path_bytes, 1, length(p.prefix)) = p.prefix);
+
 -- name: mark_missing
 -- Rows under a scanned root that this run did not see. Only called after a
--- complete walk; directories that could not be listed are skipped, so their
+-- complete walk; directories that could not be listed or entered are skipped, so their
 -- files are not called missing just because they were unreadable this time.
 -- Rows written since the run started (%(start_seq)s) are left: another load may have
 -- loaded a file that appeared after this run walked past its folder.
