@@ -91,6 +91,13 @@ class PlannedAction:
     # the paths its cluster keeps (the keeper, files under reference paths): it must not be one of them
     # reached through another path that names the same directory entry (a bind mount)
     kept_paths: tuple[bytes, ...] = ()
+    # st_ino of the file and of its keeper when loaded (dbdedup.images.inode; None: not recorded): a path that
+    # now names another file (its folder swapped for another) is refused, even with the same bytes and times
+    inode: int | None = None
+    keeper_inode: int | None = None
+    # the roots loads were given and the symbolic links to folders their walks entered (dbdedup.load_runs, as
+    # display text): the only symbolic links a path apply acts on may pass through (see ``_unwalked_link``)
+    walked_links: frozenset[str] = frozenset()
 
     @property
     def freed_bytes(self) -> int:
@@ -161,6 +168,8 @@ def plan_actions(
 
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["apply_candidates"]).fetchall()
+        entries = cur.execute(named_queries("queries/settings.sql")["loaded_entries"]).fetchall()
+    walked = _walked_links(r["entry"] for r in entries)
     keeper_paths = {bytes(r["keeper_path_bytes"]) for r in rows}
     protected_ids = {r["image_id"] for r in rows if is_protected(r)}
     kept: dict[int, list[bytes]] = {}
@@ -172,7 +181,9 @@ def plan_actions(
     for r in rows:
         path_bytes = bytes(r["path_bytes"])
         if r["image_id"] in protected_ids:
-            plan.left_alone.append((r["path"], "under a reference path (protected)"))
+            plan.left_alone.append((r["path"], "chosen as keeper by a reviewer's verdict (protected)"
+                                    if r["has_keeper_verdict"] and not r["is_under_reference"] else
+                                    "under a reference path (protected)"))
             continue
         if path_bytes in keeper_paths:  # cannot happen with one cluster per image; never risk a keeper
             plan.left_alone.append((r["path"], "is a keeper"))
@@ -207,6 +218,9 @@ def plan_actions(
                 destination_bytes=destination_for(path_bytes, target) if target is not None else None,
                 same_file=bool(r["is_same_file"]),
                 kept_paths=tuple(kept[r["cluster_id"]]),
+                inode=r["inode"],
+                keeper_inode=r["keeper_inode"],
+                walked_links=walked,
             )
         )
     return plan
@@ -232,7 +246,7 @@ def _link_targets(rows: list[dict]) -> tuple[dict[int, dict], set[int]]:
                 **m, "is_exact_duplicate": True, "distance_to_keeper": 0,
                 "keeper_path": target["path"], "keeper_path_bytes": target["path_bytes"],
                 "keeper_size_bytes": target["size_bytes"], "keeper_mtime_ns": target["mtime_ns"],
-                "keeper_sha256": target["sha256"],
+                "keeper_sha256": target["sha256"], "keeper_inode": target["inode"],
             }
         linked_to.add(target["image_id"])
     return link_to, linked_to
@@ -268,9 +282,54 @@ def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str
     return None, st
 
 
+def _walked_links(entries: Iterable[str]) -> frozenset[str]:
+    """The paths (display text) a symbolic link on the way to a loaded file may have: the roots loads were
+    given and the links to folders their walks entered (``loaded_entries``), and every folder above them
+    (a root given through a link, /home -> /usr/home, names its files through it)."""
+    walked = set()
+    for entry in entries:
+        while entry not in walked:
+            walked.add(entry)
+            entry = os.path.dirname(entry)
+    return frozenset(walked)
+
+
+def _unwalked_link(path: bytes, walked: frozenset[str]) -> bytes | None:
+    """The first folder on the way to ``path`` that is a symbolic link no load walked through (None: none).
+
+    Such a folder was swapped for a link after the load (or the path leads through one some other way):
+    the files it reaches were never loaded, whatever their size, time and bytes say."""
+    chain = []
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        chain.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    for folder in reversed(chain):  # from the top down: the first link that leads astray is the one to name
+        try:
+            st = os.lstat(folder)
+        except OSError:
+            return None  # the file's own check says it is gone or cannot be read
+        if stat.S_ISLNK(st.st_mode) and display_path(folder) not in walked:
+            return folder
+    return None
+
+
+def _other_inode(st: os.stat_result, recorded: int | None) -> bool:
+    """Whether ``st`` is another file than the one loaded, by its inode (None: not recorded, not checked).
+
+    The inode only, not the device: a removable disk plugged in again may get another st_dev for the same
+    files, and a false refusal there would stop every apply on it. A file elsewhere that has this path now
+    (its folder swapped) must then have the same inode number, size, modified time and SHA-256; a folder
+    swapped for a symbolic link is refused anyway (``_unwalked_link``)."""
+    return recorded is not None and st.st_ino != recorded % (1 << 64)  # stored as a signed bigint
+
+
 def quick_check(item: PlannedAction) -> str | None:
     """Why ``item`` would be skipped, judging by the two files' stats only (no hashing): the dry run, and
-    the first half of apply's own check (``_Checker.problem``)."""
+    the first and last part of apply's own check (``_Checker.problem``)."""
     problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
     if problem:
         return problem
@@ -279,6 +338,17 @@ def quick_check(item: PlannedAction) -> str | None:
     if problem:
         return problem + "; its duplicates are left alone"
     assert st is not None and keeper_st is not None
+    if (link := _unwalked_link(item.path_bytes, item.walked_links)) is not None:
+        return f"is reached through {display_path(link)}, a symbolic link no load walked through"
+    if (link := _unwalked_link(item.keeper_path_bytes, item.walked_links)) is not None:
+        return (f"its keeper is reached through {display_path(link)}, a symbolic link no load walked through; "
+                "its duplicates are left alone")
+    if _other_inode(keeper_st, item.keeper_inode):
+        return "its keeper is another file than the one loaded (inode); its duplicates are left alone"
+    if item.action == "hardlink" and os.path.samestat(st, keeper_st):
+        return "already a hard link to its keeper"
+    if _other_inode(st, item.inode):
+        return "is another file than the one loaded (inode): it was replaced, or its folder swapped for another"
     if os.path.realpath(item.path_bytes) == os.path.realpath(item.keeper_path_bytes):
         return "is the keeper's own file under another path"
     if (kept := _kept_entry(item)) is not None:
@@ -353,7 +423,9 @@ class _Checker:
             assert item.destination_bytes is not None
             if os.path.lexists(item.destination_bytes):
                 return f"the destination {item.destination} already exists"
-        return None
+        # again, as late as can be: hashing a large file takes a while, and a folder swapped meanwhile must
+        # not be acted on
+        return quick_check(item)
 
 
 # ---------------------------------------------------------------- the manifest
@@ -408,25 +480,44 @@ def default_manifest_path(action: str) -> Path:
 
 
 def read_manifest(path: str | os.PathLike) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The header and the events of a manifest. A torn last line (a crash while writing it) is ignored."""
+    """The header and the events of a manifest. A torn last line (a crash while writing it) is ignored.
+
+    DbdedupError when ``path`` is not a manifest apply wrote (another file named by mistake, one edited
+    into another shape): each line a JSON object, the first naming the kind, every ``seq`` a number."""
     p = Path(path)
+    hint = "give the path `dbdedup apply` printed after `manifest:` (a file named apply-ACTION-TIME.jsonl)"
+
+    def not_a_manifest(why: str) -> DbdedupError:
+        return DbdedupError(f"{p} is not a dbdedup apply manifest ({why})", hint=hint)
+
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError as exc:
         raise DbdedupError(f"no manifest at {p}", hint="`dbdedup apply` prints the manifest's path") from exc
+    except OSError as exc:
+        raise DbdedupError(f"cannot read the manifest {p} ({exc.strerror or exc})", hint=hint) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise not_a_manifest("it is not UTF-8 text") from None
     lines = text.split("\n")
     records = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i >= len(lines) - 2:  # only the last line can be torn by a crash
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if i >= len(lines) - 2 and records:  # only the last line can be torn by a crash
                 break
-            raise DbdedupError(f"{p} line {i + 1} is not valid JSON", hint="is this a dbdedup manifest?") from exc
+            raise not_a_manifest(f"line {i + 1} is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise not_a_manifest(f"line {i + 1} is not a JSON object")
+        if "seq" in record and type(record["seq"]) is not int:
+            raise not_a_manifest(f"line {i + 1}: its seq is not a whole number")
+        records.append(record)
     if not records or records[0].get("manifest") != MANIFEST_KIND:
-        raise DbdedupError(f"{p} is not a dbdedup apply manifest", hint="`dbdedup apply` prints the manifest's path")
+        raise not_a_manifest("its first line does not say so")
     return records[0], records[1:]
 
 
@@ -616,6 +707,20 @@ def _intent_record(seq: int, item: PlannedAction, partial: bytes | None) -> dict
     return record
 
 
+def _where_it_was(path: bytes) -> dict[str, Any]:
+    """For undo: the folder ``path`` is in (device, inode, real path) and the file's mode, just before apply
+    acts. Undo puts a file back only into that same folder, not into one swapped in at its path since; and a
+    hard-linked file's mode is the keeper's meanwhile, so undo gives it back its own."""
+    folder = os.path.dirname(path)
+    try:
+        folder_st = os.stat(folder)
+        mode = stat.S_IMODE(os.lstat(path).st_mode)
+    except OSError:
+        return {}  # the action fails on its own
+    return {"folder_device": folder_st.st_dev, "folder_inode": folder_st.st_ino,
+            "folder_real_bytes": os.path.realpath(folder).hex(), "mode": mode}
+
+
 def _partial_for(item: PlannedAction) -> bytes | None:
     if item.action == "move":
         assert item.destination_bytes is not None
@@ -698,7 +803,7 @@ def execute_plan(
                 notify("skip", item.path, problem)
                 continue
             partial = partials[seq - 1]
-            manifest.write(_intent_record(seq, item, partial))
+            manifest.write({**_intent_record(seq, item, partial), **_where_it_was(item.path_bytes)})
             try:
                 if item.action == "delete":
                     os.unlink(item.path_bytes)
@@ -744,6 +849,11 @@ class UndoResult:
     cannot_undo: list[str] = field(default_factory=list)  # deleted files
 
 
+def _as_bigint(value: int) -> int:
+    """An unsigned 64-bit st_dev or st_ino as dbdedup.images stores it (a signed bigint with the same bits)."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
 def _same_file(a: bytes, b: bytes) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -751,13 +861,55 @@ def _same_file(a: bytes, b: bytes) -> bool:
         return False
 
 
-def _restore_move(intent: dict[str, Any]) -> tuple[str, str | None]:
+# (folder path, its inode when apply acted) -> the inode of the folder undo made again there, the first file it
+# put back having found the folder gone: the next files of that folder go there too
+_Remade = dict[tuple[bytes, int], int]
+
+
+def _folder_problem(intent: dict[str, Any], path: bytes, remade: _Remade) -> str | None:
+    """Why undo must not write ``path``: its folder is not the one the file was in when apply acted (another
+    folder moved to its name, or a symbolic link on the way now leading elsewhere). None when it is the same,
+    when it is gone (undo makes it again where it was: ``_note_remade``), when it is the one undo made again,
+    or when the manifest (older) did not record it.
+
+    Compared by inode and real path, not by device: see ``_other_inode``."""
+    if "folder_inode" not in intent or "folder_real_bytes" not in intent:
+        return None
+    folder = os.path.dirname(path)
+    if os.path.realpath(folder) != bytes.fromhex(intent["folder_real_bytes"]):
+        return (f"its folder {display_path(folder)} now leads to another place than when apply acted "
+                "(a symbolic link on the way): not put back")
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"its folder {display_path(folder)} cannot be read ({exc.strerror})"
+    if st.st_ino != intent["folder_inode"] and st.st_ino != remade.get((folder, intent["folder_inode"])):
+        return (f"its folder {display_path(folder)} is another folder than when apply acted (inode): "
+                "not put back")
+    return None
+
+
+def _note_remade(intent: dict[str, Any], path: bytes, was_there: bool, remade: _Remade) -> None:
+    """After undo put ``path`` back: if its folder was gone before, remember the one made again."""
+    if not was_there and "folder_inode" in intent:
+        try:
+            remade[(os.path.dirname(path), intent["folder_inode"])] = os.stat(os.path.dirname(path)).st_ino
+        except OSError:
+            pass
+
+
+def _restore_move(intent: dict[str, Any], remade: _Remade) -> tuple[str, str | None]:
     """Put a moved file back. Returns (outcome, reason): outcome restored / rolled_back / skipped / nothing."""
     source = bytes.fromhex(intent["path_bytes"])
     target = bytes.fromhex(intent["destination_bytes"])
     partial = bytes.fromhex(intent["partial_bytes"]) if intent.get("partial_bytes") else None
     if partial and os.path.lexists(partial):
         os.unlink(partial)
+    if (problem := _folder_problem(intent, source, remade)) is not None:
+        return "skipped", problem
+    folder_there = os.path.lexists(os.path.dirname(source))
     source_there = os.path.lexists(source)
     target_there = os.path.lexists(target)
     if source_there and target_there and _same_file(source, target):
@@ -773,15 +925,18 @@ def _restore_move(intent: dict[str, Any]) -> tuple[str, str | None]:
     if st.st_size != intent["size"] or sha256_of(target) != bytes.fromhex(intent["sha256"]):
         return "skipped", "the moved file changed after it was moved; left where it is"
     _move_file(target, source, _partial_name(source))
+    _note_remade(intent, source, folder_there, remade)
     return "restored", None
 
 
-def _undo_hardlink(intent: dict[str, Any]) -> tuple[str, str | None]:
+def _undo_hardlink(intent: dict[str, Any], remade: _Remade) -> tuple[str, str | None]:
     """Give a hard-linked duplicate its own copy of the bytes again (the content was identical)."""
     path = bytes.fromhex(intent["path_bytes"])
     partial = bytes.fromhex(intent["partial_bytes"]) if intent.get("partial_bytes") else None
     if partial and os.path.lexists(partial):
         os.unlink(partial)
+    if (problem := _folder_problem(intent, path, remade)) is not None:
+        return "skipped", problem
     if not os.path.lexists(path):
         return "skipped", "the file is gone"
     if sha256_of(path) != bytes.fromhex(intent["sha256"]):
@@ -789,8 +944,20 @@ def _undo_hardlink(intent: dict[str, Any]) -> tuple[str, str | None]:
     if os.stat(path).st_nlink < 2:
         return "nothing", None
     copy = _partial_name(path)
-    _copy_private(path, copy)
-    os.replace(copy, path)
+    try:
+        _copy_private(path, copy)  # the keeper's inode: its times, and its mode
+        if isinstance(intent.get("mode"), int):
+            # the permission bits apply recorded (a manifest before them: equal to the keeper's when linked);
+            # set-id bits only as the keeper's inode has them, never from a line of a file
+            os.chmod(copy, stat.S_IMODE(os.stat(copy).st_mode) & ~0o777 | intent["mode"] & 0o777)
+        if intent.get("mtime_ns") is not None:
+            # its own modified time, as loaded: with the keeper's, the next apply would find it changed
+            os.utime(copy, ns=(os.stat(copy).st_atime_ns, intent["mtime_ns"]))
+        os.replace(copy, path)
+    except BaseException:
+        _remove_partial(copy)
+        raise
+    _fsync_dir(os.path.dirname(path))
     return "restored", None
 
 
@@ -802,6 +969,29 @@ _INTENT_FIELDS = (  # (manifest key, dbdedup.apply_actions column, how the manif
     ("size", "size_bytes", int),
     ("mtime_ns", "mtime_ns", int),
 )
+
+
+# What apply saw just before it acted (``_where_it_was``), in the manifest only (the database records the run
+# before any file is touched): checks undo makes on top of the recorded actions, never paths it acts on.
+_APPLY_TIME_FIELDS = {"folder_device": int, "folder_inode": int, "folder_real_bytes": bytes.fromhex, "mode": int}
+
+
+def _apply_time_fields(intent: dict[str, Any]) -> dict[str, Any] | None:
+    """The apply-time fields of a manifest's intent line; None when one is malformed."""
+    found = {}
+    for key, kind in _APPLY_TIME_FIELDS.items():
+        if key not in intent:
+            continue
+        value = intent[key]
+        if kind is int and (type(value) is not int or value < 0):
+            return None
+        if kind is bytes.fromhex:
+            try:
+                bytes.fromhex(value)
+            except (TypeError, ValueError):
+                return None
+        found[key] = value
+    return found
 
 
 def _as_recorded(row: dict[str, Any]) -> dict[str, Any]:
@@ -849,7 +1039,11 @@ def recorded_intents(conn: psycopg.Connection, manifest_path: str | os.PathLike,
             raise DbdedupError(
                 f"{name}: action {seq} ({intent.get('path', '?')}) is not what apply recorded for run {run_id}: "
                 "nothing was undone", hint=hint)
-        checked[seq] = expected
+        seen = _apply_time_fields(intent)
+        if seen is None:
+            raise DbdedupError(f"{name}: action {seq} ({intent.get('path', '?')}) has a malformed folder or mode: "
+                               "nothing was undone", hint=hint)
+        checked[seq] = {**expected, **seen}
     return checked
 
 
@@ -885,6 +1079,7 @@ def undo_manifest(conn: psycopg.Connection, manifest_path: str | os.PathLike) ->
             _remove_partial(bytes.fromhex(partial))
     result = UndoResult(manifest=Path(manifest_path), action=action)
     journal = Manifest.append_to(manifest_path)
+    remade: _Remade = {}
     try:
         for seq, intent in sorted(checked.items()):
             if seq in undone:
@@ -894,7 +1089,7 @@ def undo_manifest(conn: psycopg.Connection, manifest_path: str | os.PathLike) ->
                 if seq in finished or not os.path.lexists(bytes.fromhex(intent["path_bytes"])):
                     result.cannot_undo.append(path)
                 continue
-            outcome, reason = _restore_move(intent) if action == "move" else _undo_hardlink(intent)
+            outcome, reason = _restore_move(intent, remade) if action == "move" else _undo_hardlink(intent, remade)
             if outcome == "skipped":
                 result.skipped.append((path, reason or ""))
                 continue
@@ -904,10 +1099,15 @@ def undo_manifest(conn: psycopg.Connection, manifest_path: str | os.PathLike) ->
                 # the action a crash interrupted (intent without done), whatever state it reached
                 result.rolled_back.append(path)
             journal.write({"event": "undone", "seq": seq, "outcome": outcome})
-            if action == "move" and outcome == "restored":
+            if outcome == "restored":
+                # the file undo put back may be a new inode (a copy across file systems, a hard link's own copy):
+                # recorded, or the next apply would take it for another file than the one loaded
+                path_bytes = bytes.fromhex(intent["path_bytes"])
+                st = os.lstat(path_bytes)
                 conn.execute(_queries()["mark_restored"], {
-                    "path_bytes": bytes.fromhex(intent["path_bytes"]), "size_bytes": intent["size"],
-                    "mtime_ns": intent["mtime_ns"], "sha256": bytes.fromhex(intent["sha256"]),
+                    "path_bytes": path_bytes, "size_bytes": intent["size"], "mtime_ns": intent["mtime_ns"],
+                    "sha256": bytes.fromhex(intent["sha256"]), "device": _as_bigint(st.st_dev),
+                    "inode": _as_bigint(st.st_ino),
                 })
     finally:
         journal.close()

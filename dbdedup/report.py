@@ -307,8 +307,8 @@ def render_terminal(
         console.print(f"showing {shown} of {summary.near_duplicate_clusters:,} clusters (--limit to see more)")
     if shown:
         console.print(
-            "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path, "
-            "never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
+            "[dim]keep = keeper; same = byte-identical copy; dup = near-duplicate; ref = under a reference path "
+            "(or chosen as keeper by a verdict), never touched; why = what matched the keeper (its pHash, a flip_h/rotate_90/trim variant, the "
             "embedding, a window of the keeper: crop window, or a verified member: through a member) and how the "
             "pair was verified (colours agree: "
             "colour layouts compared; features align: local features matched geometrically; pixels align: a flat "

@@ -676,15 +676,22 @@ CREATE OR REPLACE VIEW dbdedup.cluster_members AS
            m.sha256,
            m.mtime_ns,
            (NOT m.is_keeper AND m.sha256 = m.keeper_sha256) AS is_exact_duplicate,
-           m.is_protected,
+           -- a picture a reviewer chose as keeper is never removed, though another chosen one (a cluster merged
+           -- since, or a verdict named by its SHA-256) took its cluster: only byte-identical copies of the keeper go
+           (m.is_under_reference OR (m.has_keeper_verdict AND NOT m.is_keeper AND m.sha256 <> m.keeper_sha256))
+               AS is_protected,
            m.transform,
            m.similarity,
            (NOT m.is_keeper AND m.device IS NOT NULL AND m.inode IS NOT NULL AND m.nth_path_of_file > 1) AS is_same_file,
            m.verify_reason,
-           m.verify_score
+           m.verify_score,
+           m.has_keeper_verdict,
+           m.inode,
+           m.is_under_reference
     FROM (SELECT a.cluster_id, i.id AS image_id, i.path, i.path_bytes, a.is_keeper, a.distance_to_keeper, i.width,
                  i.height, i.size_bytes, i.sha256, i.mtime_ns, a.transform, a.similarity, i.device, i.inode,
-                 a.verify_reason, a.verify_score, dbdedup.is_under(i.path, p.reference_paths) AS is_protected,
+                 a.verify_reason, a.verify_score, dbdedup.is_under(i.path, p.reference_paths) AS is_under_reference,
+                 i.sha256 IN (SELECT v.sha256_a FROM dbdedup.verdicts v WHERE v.kind = 'keeper') AS has_keeper_verdict,
                  first_value(i.sha256) OVER keeper_first AS keeper_sha256,
                  -- one file reached by several paths (hard links, or symbolic links the loader followed) counts at
                  -- its first path: the keeper's, else a protected one (removing the others frees nothing), else the
@@ -698,12 +705,14 @@ CREATE OR REPLACE VIEW dbdedup.cluster_members AS
           WINDOW keeper_first AS (PARTITION BY a.cluster_id ORDER BY a.is_keeper DESC)) m;
 COMMENT ON VIEW dbdedup.cluster_members IS
     'Members of the current clustering, keeper included (distance 0); only clusters of 2+ images. '
-    'is_exact_duplicate: same SHA-256 as the keeper (false for the keeper itself); is_protected: under a reference path; '
+    'is_exact_duplicate: same SHA-256 as the keeper (false for the keeper itself); is_protected: under a reference path, '
+    'or chosen as keeper by a verdict (has_keeper_verdict) and not a byte-identical copy of its cluster''s keeper; '
     'transform: the flip, rotation or trim that links it to the keeper; similarity: embedding similarity to the keeper; '
     'is_same_file: another path to a file already listed in the cluster (same device and inode: a hard link, or a '
     'symbolic link the loader followed), listed first at the keeper, else at a protected path, else at the lowest '
     'image id: its bytes count once, at that first path; '
-    'verify_reason, verify_score: how its link to the keeper was verified (exact, signature, geometry, reviewer).';
+    'verify_reason, verify_score: how its link to the keeper was verified (exact, signature, geometry, reviewer); '
+    'inode: as loaded (apply refuses a path that names another file now); is_under_reference: under a reference path.';
 
 CREATE OR REPLACE VIEW dbdedup.clusters AS
     SELECT cluster_id,

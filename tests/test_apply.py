@@ -617,3 +617,223 @@ def test_undo_checks_against_the_database_apply_used(db_dsn, empty_db_dsn, tmp_p
     assert other.exit_code == 1 and "is not recorded in this database" in other.stderr
     assert tree_state(loaded.root) == before
     assert "5 restored" in run_cli(db_dsn, "undo", str(manifest)).stdout
+
+
+# ---------------------------------------------------------------- only the files the load recorded
+
+
+def _pictures_with_byte_copies(root: Path) -> Path:
+    """Two pictures under root/orig, a byte copy of each (same bytes and modified time) under root/copies."""
+    import shutil
+
+    from images import photo, save
+
+    for i in range(2):
+        first = save(photo(500 + i, (96, 64)), root / "orig" / f"p{i}.jpg", quality=90)
+        (root / "copies").mkdir(exist_ok=True)
+        shutil.copy2(first, root / "copies" / f"p{i}.jpg")
+    return root
+
+
+def _loaded_copies(db_dsn, tmp_path) -> tuple[Path, Path, Path]:
+    """Loaded and clustered: (root, the folder of the duplicates, the folder of their keepers)."""
+    root = _pictures_with_byte_copies(tmp_path / "s4")
+    load(db_dsn, root)
+    run_cli(db_dsn, "report", "--format", "json")
+    [duplicates] = {os.path.dirname(p) for p in _non_keepers(db_dsn)}
+    [keepers] = {os.path.dirname(p) for p in _keepers(db_dsn)}
+    assert duplicates != keepers
+    return root, Path(os.fsdecode(duplicates)), Path(os.fsdecode(keepers))
+
+
+def _same_files_elsewhere(folder: Path, elsewhere: Path) -> Path:
+    """A copy of ``folder`` at ``elsewhere`` (cp -p: same names, bytes, sizes and modified times; other inodes)."""
+    import shutil
+
+    shutil.copytree(folder, elsewhere)
+    return elsewhere
+
+
+@pytest.mark.parametrize("swapped", ["duplicates", "keepers"])
+def test_apply_never_follows_a_folder_swapped_for_a_symbolic_link_after_the_load(db_dsn, tmp_path, swapped):
+    """A loaded folder renamed and replaced by a symbolic link to a folder of the same files (cp -p): apply
+    deleted the files there, which no load recorded."""
+    root, duplicates, keepers = _loaded_copies(db_dsn, tmp_path)
+    folder = duplicates if swapped == "duplicates" else keepers
+    outside = _same_files_elsewhere(folder, tmp_path / "outside" / folder.name)
+    folder.rename(folder.with_name(folder.name + ".real"))
+    folder.symlink_to(outside)
+    before = (tree_state(root), tree_state(outside))
+    reason = f"reached through {folder}, a symbolic link no load walked through"
+
+    dry = run_cli(db_dsn, "apply", "--delete").stdout
+    assert dry.count(reason) == 2, dry
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(tmp_path / "m.jsonl"))
+    assert "0 files done" in result.stdout and result.stderr.count(reason) == 2, result.stderr
+    assert (tree_state(root), tree_state(outside)) == before
+    assert len(os.listdir(outside)) == 2
+
+
+def test_apply_refuses_a_file_that_is_another_one_than_the_one_loaded(db_dsn, tmp_path):
+    """The loaded folder moved away and a real folder of the same files (cp -p) moved to its name: same path,
+    size, modified time and bytes, another inode. Not what the load recorded: left alone."""
+    root, duplicates, _ = _loaded_copies(db_dsn, tmp_path)
+    other = _same_files_elsewhere(duplicates, tmp_path / "other")
+    duplicates.rename(tmp_path / "moved-away")
+    other.rename(duplicates)
+    before = tree_state(root)
+    reason = "is another file than the one loaded (inode)"
+    result = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes",
+                     "--manifest", str(tmp_path / "m.jsonl"))
+    assert "0 files done" in result.stdout and result.stderr.count(reason) == 2, result.stderr
+    assert tree_state(root) == before
+
+
+def test_apply_acts_through_the_symbolic_links_the_load_walked(db_dsn, tmp_path):
+    """A root given by a symbolic link, and a linked folder inside it that the walk entered, are how the
+    load named the files: apply acts on them; re-pointed at other files since, the link is refused."""
+    real = _pictures_with_byte_copies(tmp_path / "real")
+    target = tmp_path / "linked-target"
+    (real / "copies").rename(target)
+    (real / "copies").symlink_to(target)
+    root = tmp_path / "photos"
+    root.symlink_to(real)
+    load(db_dsn, root)
+    run_cli(db_dsn, "report", "--format", "json")
+    assert len(_non_keepers(db_dsn)) == 2
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute("SELECT linked_folders FROM dbdedup.load_runs").fetchone()[0] == [str(root / "copies")]
+    assert "will be skipped" not in run_cli(db_dsn, "apply", "--delete").stdout
+
+    # the recorded link now leads to other files with the same names, bytes and times
+    elsewhere = _same_files_elsewhere(target, tmp_path / "elsewhere")
+    (real / "copies").unlink()
+    (real / "copies").symlink_to(elsewhere)
+    if {os.path.dirname(p) for p in _non_keepers(db_dsn)} == {os.fsencode(root / "copies")}:
+        reason = "is another file than the one loaded (inode)"
+    else:
+        reason = "its keeper is another file than the one loaded (inode)"
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(tmp_path / "m1.jsonl"))
+    assert "0 files done" in result.stdout and result.stderr.count(reason) == 2, result.stderr
+    assert len(os.listdir(elsewhere)) == 2
+
+    (real / "copies").unlink()
+    (real / "copies").symlink_to(target)
+    result = run_cli(db_dsn, "apply", "--delete", "--yes", "--manifest", str(tmp_path / "m2.jsonl"))
+    assert "2 files done" in result.stdout, result.output
+    assert len(os.listdir(elsewhere)) == 2
+
+
+@pytest.mark.parametrize("swap", ["symbolic link", "other folder"])
+def test_undo_never_puts_a_file_back_into_a_folder_swapped_in_since(db_dsn, tmp_path, swap):
+    """After apply --move-to, the duplicates' folder replaced by a symbolic link to another folder (or by
+    another folder renamed to its name): undo wrote the moved files into that other folder."""
+    root, duplicates, _ = _loaded_copies(db_dsn, tmp_path)
+    manifest, moved_to = tmp_path / "m.jsonl", tmp_path / "removed"
+    result = run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(manifest))
+    assert "2 files done" in result.stdout
+    other = tmp_path / "other"
+    other.mkdir()
+    duplicates.rename(tmp_path / "tidied-away")
+    if swap == "symbolic link":
+        duplicates.symlink_to(other)
+        reason = "now leads to another place than when apply acted"
+    else:
+        other.rename(duplicates)
+        other = duplicates
+        reason = "is another folder than when apply acted (inode)"
+    moved = tree_state(moved_to)
+
+    undone = run_cli(db_dsn, "undo", str(manifest), ok=False)
+    assert undone.exit_code == 1 and "0 restored" in undone.stdout
+    assert undone.stderr.count(reason) == 2, undone.stderr
+    assert os.listdir(other) == [] and tree_state(moved_to) == moved
+
+    # the folder back where it was, undo puts the files back
+    duplicates.unlink() if duplicates.is_symlink() else duplicates.rmdir()
+    (tmp_path / "tidied-away").rename(duplicates)
+    assert "2 restored" in run_cli(db_dsn, "undo", str(manifest)).stdout
+    assert len(os.listdir(duplicates)) == 2
+
+
+# ---------------------------------------------------------------- undo given a file that is not a manifest
+
+
+def _png_file(path: Path) -> bytes:
+    from images import photo, save
+
+    return save(photo(3, (32, 24)), path.with_suffix(".png")).read_bytes()
+
+
+NOT_MANIFESTS = {
+    "a picture": lambda events: None,
+    "a JSON array": lambda events: "[1, 2]\n",
+    "a JSON string": lambda events: '"hello"\n',
+    "an event that is an array": lambda events: [events[0], [1, 2], *events[1:]],
+    "a seq that is an array": lambda events: [dict(e, seq=[e["seq"]]) if e.get("event") == "intent" else e
+                                              for e in events],
+    "a seq that is true": lambda events: [dict(e, seq=True) if e.get("event") == "done" else e for e in events],
+}
+
+
+@pytest.mark.parametrize("content", sorted(NOT_MANIFESTS))
+def test_undo_given_a_file_that_is_not_a_manifest_says_so(db_dsn, tmp_path, loaded, content):
+    manifest, moved_to = tmp_path / "m.jsonl", tmp_path / "removed"
+    run_cli(db_dsn, "apply", "--move-to", str(moved_to), "--yes", "--manifest", str(manifest))
+    made = NOT_MANIFESTS[content](_manifest(manifest))
+    given = tmp_path / "given.jsonl"
+    if made is None:
+        given = given.with_suffix(".png")
+        given.write_bytes(_png_file(given))
+    elif isinstance(made, str):
+        given.write_text(made)
+    else:
+        _write_manifest(given, made)
+    before = (tree_state(loaded.root), tree_state(moved_to), given.read_bytes())
+
+    result = run_cli(db_dsn, "undo", str(given), ok=False)
+
+    assert result.exit_code == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"dbdedup: error: {given} is not a dbdedup apply manifest (")
+    assert lines[1].startswith("hint: ") and "manifest" in lines[1]
+    assert (tree_state(loaded.root), tree_state(moved_to), given.read_bytes()) == before
+
+
+# ---------------------------------------------------------------- undo of --hardlink
+
+
+def test_undo_of_hardlink_gives_the_file_back_its_own_modified_time_and_mode(db_dsn, tmp_path):
+    """Linked, the copy shared its keeper's inode and so its times and mode; undo gave it its own bytes again
+    but kept the keeper's modified time, and the next apply found it "changed since it was loaded"."""
+    from dbdedup import apply as ap
+
+    col = make_collection(tmp_path / "photos")
+    copy = col.near["o101_copy.jpg"][1]
+    st = os.stat(copy)
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns - 86_400 * 10**9))  # a day older than its original
+    for path in (copy, col.originals["o101"]):
+        os.chmod(path, 0o640)
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report", "--format", "json")
+    manifest = tmp_path / "m.jsonl"
+    assert "1 files done" in run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(manifest)).stdout
+    [intent] = [e for e in _manifest(manifest) if e.get("event") == "intent"]
+    linked, keeper = bytes.fromhex(intent["path_bytes"]), bytes.fromhex(intent["keeper_bytes"])
+    assert {linked, keeper} == {os.fsencode(copy), os.fsencode(col.originals["o101"])}
+    assert os.path.samefile(linked, keeper) and os.stat(linked).st_mtime_ns != intent["mtime_ns"]
+    os.chmod(keeper, 0o600)  # the shared inode's mode changed after the link
+
+    result = run_cli(db_dsn, "undo", str(manifest))
+    assert "1 restored" in result.stdout
+    assert not os.path.samefile(linked, keeper)
+    assert os.stat(linked).st_mtime_ns == intent["mtime_ns"]  # its own, as loaded
+    assert os.stat(linked).st_mode & 0o7777 == 0o640
+    os.chmod(keeper, 0o640)
+    with psycopg.connect(db_dsn) as conn:
+        plan = ap.plan_actions(conn, "hardlink")
+    [item] = [a for a in plan.actions if a.path_bytes == linked]
+    assert ap.quick_check(item) is None
+    again = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m2.jsonl"))
+    assert "1 files done" in again.stdout, again.output

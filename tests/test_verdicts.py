@@ -356,3 +356,32 @@ def test_report_json_and_html_sheet_show_verdicts(db_dsn, collection, tmp_path):
     assert '<li data-kind="keeper">chosen keeper' in text
     assert '<li data-kind="not_duplicate">not a duplicate of o102_lowq.jpg' in text
     assert "<td>verdicts</td><td>2</td>" in text
+
+
+def test_a_picture_chosen_as_keeper_is_never_removed_when_another_chosen_one_keeps_its_cluster(db_dsn, collection,
+                                                                                              tmp_path):
+    # two keeper verdicts in one cluster (named by SHA-256, or two clusters merged since): one picture keeps the
+    # cluster, and apply moved the other, which a reviewer had said to keep
+    from dbdedup.apply import plan_actions
+
+    small, original = collection.near["o101_small.jpg"][1], collection.originals["o101"]
+    add(db_dsn, "keeper", small)
+    add(db_dsn, "keeper", original)
+    recluster(db_dsn)
+    assert frozenset({"o101.jpg", "o101_copy.jpg", "o101_small.jpg"}) in groups(db_dsn)
+    keeper = keeper_of(db_dsn, "o101.jpg")
+    assert keeper in ("o101.jpg", "o101_copy.jpg", "o101_small.jpg")
+    with psycopg.connect(db_dsn) as conn:
+        rows = {Path(p).name: (k, prot, chosen) for p, k, prot, chosen in conn.execute(
+            "SELECT path, is_keeper, is_protected, has_keeper_verdict FROM dbdedup.cluster_members "
+            "WHERE path LIKE '%/o101%'")}
+        plan = plan_actions(conn, "move", move_to=tmp_path / "removed")
+    planned = {Path(a.path).name for a in plan.actions}
+    chosen_other = "o101.jpg" if keeper == "o101_small.jpg" else "o101_small.jpg"
+    assert rows[chosen_other] == (False, True, True) and chosen_other not in planned
+    assert (chosen_other, "chosen as keeper by a reviewer's verdict (protected)") in {
+        (Path(p).name, why) for p, why in plan.left_alone}
+    if keeper != "o101_small.jpg":
+        # a byte-identical copy of the keeper is still a duplicate to remove, verdict or not
+        copy = "o101_copy.jpg" if keeper == "o101.jpg" else "o101.jpg"
+        assert rows[copy] == (False, False, True) and copy in planned
