@@ -294,9 +294,9 @@ class _Loader:
         with self.conn.transaction():
             with self.conn.cursor() as cur:
                 with cur.copy(self.q["copy_scan_batch"]) as copy:
-                    copy.set_types(["bytea", "int8", "int8"])
+                    copy.set_types(["bytea", "int8", "int8", "int8"])
                     for entry in entries:
-                        copy.write_row((entry.path, entry.size, entry.mtime_ns))
+                        copy.write_row((entry.path, entry.size, entry.mtime_ns, _signed64(entry.inode)))
                 cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS),
                                                       "orientations": self.extras.orientations,
                                                       "keypoints": self.extras.keypoints,

@@ -62,8 +62,8 @@ class ScanEntry:
     (a regular file that is not an image: sidecars, text, ...; only counted),
     ERROR (``reason``/``detail`` say why it could not be read), LEFT_OUT (a
     folder the walk does not enter: ``detail`` says why) or LINKED (a symbolic link
-    to a folder, inside a root, that the walk enters). ``size`` and ``mtime_ns``
-    come from stat (lstat for broken links and errors).
+    to a folder, inside a root, that the walk enters). ``size``, ``mtime_ns`` and
+    ``inode`` come from stat (lstat for broken links and errors; no inode then).
     """
 
     path: bytes
@@ -73,6 +73,7 @@ class ScanEntry:
     reason: str | None = None
     detail: str | None = None
     is_dir: bool = False
+    inode: int | None = None
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -156,7 +157,7 @@ def _classify_file(path: bytes, name: bytes, st: os.stat_result) -> ScanEntry:
                              f"a {file_type(st.st_mode)}, not a regular file: never opened")
         return ScanEntry(path, IGNORED, 0, st.st_mtime_ns)
     if _has_image_extension(name) or _sniff_file(path) is not None:
-        return ScanEntry(path, CANDIDATE, st.st_size, st.st_mtime_ns)
+        return ScanEntry(path, CANDIDATE, st.st_size, st.st_mtime_ns, inode=st.st_ino)
     return ScanEntry(path, IGNORED, st.st_size, st.st_mtime_ns)
 
 

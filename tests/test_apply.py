@@ -689,6 +689,24 @@ def test_apply_refuses_a_file_that_is_another_one_than_the_one_loaded(db_dsn, tm
     assert tree_state(root) == before
 
 
+def test_a_file_replaced_by_a_copy_with_its_size_and_time_is_loaded_again_and_then_acted_on(db_dsn, tmp_path):
+    """A folder restored from a backup (cp -p, rsync -a): the same sizes and times, other inodes. apply refuses
+    them as not the files loaded; the next load reads them again (their inode changed), and apply acts."""
+    root, duplicates, _ = _loaded_copies(db_dsn, tmp_path)
+    other = _same_files_elsewhere(duplicates, tmp_path / "restored")
+    duplicates.rename(tmp_path / "moved-away")
+    other.rename(duplicates)
+    reason = "is another file than the one loaded (inode)"
+    assert run_cli(db_dsn, "apply", "--delete").stdout.count(reason) == 2
+    from dbdedup.load import load_paths
+
+    with psycopg.connect(db_dsn) as conn:
+        summary = load_paths(conn, [root], workers=1)
+    assert summary.loaded == 2 and summary.unchanged > 0
+    dry_run = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"))
+    assert reason not in dry_run.stdout and "will be skipped" not in dry_run.stdout, dry_run.stdout
+
+
 def test_apply_acts_through_the_symbolic_links_the_load_walked(db_dsn, tmp_path):
     """A root given by a symbolic link, and a linked folder inside it that the walk entered, are how the
     load named the files: apply acts on them; re-pointed at other files since, the link is refused."""

@@ -36,7 +36,8 @@ RETURNING id;
 CREATE TEMP TABLE IF NOT EXISTS dbdedup_scan_batch (
     path_bytes bytea NOT NULL,
     size_bytes bigint NOT NULL,
-    mtime_ns   bigint NOT NULL
+    mtime_ns   bigint NOT NULL,
+    inode      bigint
 );
 
 -- name: create_seen
@@ -85,10 +86,11 @@ ALTER TABLE dbdedup_stage ALTER COLUMN raw SET STORAGE EXTERNAL, ALTER COLUMN co
 TRUNCATE dbdedup_scan_batch, dbdedup_seen, dbdedup_stage;
 
 -- name: copy_scan_batch
-COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns) FROM STDIN (FORMAT BINARY);
+COPY dbdedup_scan_batch (path_bytes, size_bytes, mtime_ns, inode) FROM STDIN (FORMAT BINARY);
 
 -- name: files_to_hash
--- The scanned files that are new, changed (size or mtime), back after being
+-- The scanned files that are new, changed (size or mtime, or another file now: its inode, as when a
+-- file is replaced by a copy with the same size and time, which apply would then refuse), back after being
 -- missing, failed last time for a reason that may have gone away (permissions,
 -- links), refused for more pixels than a limit this load raised, or loaded without the
 -- orientation variants or keypoint keys this load computes.
@@ -100,6 +102,7 @@ WHERE i.id IS NULL
    OR i.status = 'missing'
    OR i.size_bytes <> s.size_bytes
    OR i.mtime_ns <> s.mtime_ns
+   OR (i.status = 'ok' AND i.inode <> s.inode)
    OR (i.status = 'error' AND i.error = ANY(%(retry_reasons)s))
    OR (i.status = 'error' AND i.error = 'too_many_pixels'
        AND %(max_pixels)s::bigint > coalesce((SELECT (r.parameters ->> 'max_pixels')::bigint
