@@ -264,9 +264,12 @@ def sha256_of(path: bytes) -> bytes:
     return digest.digest()
 
 
-def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str) -> tuple[str | None, os.stat_result | None]:
+def _stat_problem(path: bytes, size: int, mtime_ns: int, what: str, *,
+                  follow: bool = False) -> tuple[str | None, os.stat_result | None]:
+    """Why the file at ``path`` is not the regular file loaded there (its size and time), with its stat. A keeper
+    is stat'ed through a symbolic link (``follow``): apply never acts on it, and the loader followed the link."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except FileNotFoundError:
         return f"{what} is gone", None
     except OSError as exc:
@@ -333,8 +336,10 @@ def quick_check(item: PlannedAction) -> str | None:
     problem, st = _stat_problem(item.path_bytes, item.size_bytes, item.mtime_ns, "file")
     if problem:
         return problem
+    # (a keeper that is a symbolic link to a file, which the load followed, keeps its cluster's bytes as well as
+    # the file it leads to: that one, if a member, is the keeper's own file below; the other members may go)
     problem, keeper_st = _stat_problem(item.keeper_path_bytes, item.keeper_size_bytes, item.keeper_mtime_ns,
-                                       "its keeper")
+                                       "its keeper", follow=True)
     if problem:
         return problem + "; its duplicates are left alone"
     assert st is not None and keeper_st is not None

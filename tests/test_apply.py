@@ -855,3 +855,21 @@ def test_undo_of_hardlink_gives_the_file_back_its_own_modified_time_and_mode(db_
     assert ap.quick_check(item) is None
     again = run_cli(db_dsn, "apply", "--hardlink", "--yes", "--manifest", str(tmp_path / "m2.jsonl"))
     assert "1 files done" in again.stdout, again.output
+
+
+def test_a_keeper_that_is_a_symbolic_link_to_a_loaded_file_does_not_hold_its_cluster_back(db_dsn, tmp_path):
+    """A link to a picture in the tree, loaded (the walk follows links) under a name that made it the keeper: every
+    duplicate was skipped, "its keeper is a symbolic link". The link keeps the bytes as well as the file it leads to,
+    which is left as the keeper's own file; the other copies go."""
+    root = _pictures_with_byte_copies(tmp_path / "s8")
+    (root / "copies" / "aaa_link.jpg").symlink_to(root / "orig" / "p0.jpg")
+    load(db_dsn, root)
+    run_cli(db_dsn, "report", "--format", "json")
+    assert bytes(root / "copies" / "aaa_link.jpg") in _keepers(db_dsn)
+    result = run_cli(db_dsn, "apply", "--move-to", str(tmp_path / "removed"), "--yes",
+                     "--manifest", str(tmp_path / "m.jsonl"))
+    assert "its keeper is a symbolic link" not in result.stdout + result.stderr
+    assert "is the keeper's own file under another path" in result.stderr
+    assert (root / "orig" / "p0.jpg").is_file() and (root / "copies" / "aaa_link.jpg").read_bytes()
+    assert not (root / "copies" / "p0.jpg").exists()  # the byte copy of the linked picture went
+    assert (tmp_path / "removed" / str(root / "copies" / "p0.jpg").lstrip("/")).is_file()
