@@ -288,3 +288,16 @@ def test_lookups_in_sql_refuse_arguments_out_of_range(conn, call, args, message)
         conn.execute(f"SELECT * FROM dbdedup.{call}", args).fetchall()
     assert message in str(info.value)
     conn.rollback()
+
+
+def test_similar_refuses_an_empty_name_and_says_nothing_of_fingerprinting_a_file_it_cannot_read(db_dsn, tmp_path):
+    empty = run("--db", db_dsn, "similar", "")
+    assert empty.exit_code == 2 and "an empty path (an unset shell variable?)" in empty.stderr
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image at all")
+    result = run("--db", db_dsn, "similar", str(broken))
+    assert result.exit_code == 1 and result.stderr.startswith(f"dbdedup: error: cannot read {broken}"), result.stderr
+    assert "fingerprinted it now" not in result.stderr
+    photo_file = save(photo(7), tmp_path / "p.jpg", quality=90)
+    ok = run("--db", db_dsn, "similar", str(photo_file))
+    assert ok.exit_code == 0 and "is not loaded: fingerprinted it now" in ok.stderr

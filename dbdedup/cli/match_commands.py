@@ -9,7 +9,7 @@ import click
 from ..errors import DbdedupError
 from ..matching import DEFAULT_THRESHOLD, HASH_KINDS, METHODS
 from .clustering import clustering_options, threshold_option, use_clustering
-from .context import max_pixels_option, note, open_db
+from .context import PathParam, max_pixels_option, note, open_db
 from .output import emit_rows, format_option
 
 
@@ -122,7 +122,7 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
 
 
 @click.command()
-@click.argument("target")
+@click.argument("target", type=PathParam())
 @threshold_option(str(DEFAULT_THRESHOLD))
 @_hash_option
 @max_pixels_option("the command fails")
@@ -162,9 +162,10 @@ def similar(ctx: click.Context, target: str, threshold: int | None, hash_kind: s
             elif os.path.isfile(path):
                 from ..decode import use_own_pixel_limit
 
-                note(ctx, f"{target} is not loaded: fingerprinted it now")
                 use_own_pixel_limit()  # --max-pixels, as load's workers check it
-                rows = look_up(conn, query=file_query(conn, path, max_pixels=max_pixels), signals=signals)
+                query = file_query(conn, path, max_pixels=max_pixels)  # (a file it cannot read: an error, no note)
+                note(ctx, f"{target} is not loaded: fingerprinted it now")
+                rows = look_up(conn, query=query, signals=signals)
             else:
                 raise DbdedupError(
                     f"{target} is neither a loaded image nor a file",
