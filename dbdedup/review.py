@@ -9,25 +9,32 @@ and "apply" acts only on the plan ``dbdedup.apply`` builds from the database.
 One cluster at a time, read by keyset on its id (the keeper's image id, indexed), so 10,000
 clusters cost what one does. Each verdict is written with ``dbdedup.verdicts`` and the
 clusters are rebuilt at once (``verdicts.recluster``), so the page shows what the verdict did.
-"Apply what I reviewed" moves the duplicates of the clusters a verdict names, through
+"Apply what I reviewed" moves the duplicates of the clusters the reviewer decided on, through
 ``dbdedup.apply`` (re-checks, manifest, ``dbdedup undo``), after a dry run shown first.
 
 Flask (Werkzeug's threaded server, its routing and Jinja's autoescaping) does the HTTP; one
 database connection serves every request, one request at a time (a lock), while thumbnails
-are made outside the lock.
+are made outside the lock. Each request ends its transaction under the lock; a connection that
+broke (the server stopped or restarted) is replaced by the next request, so the page recovers
+once the database is back. Werkzeug's request log never shows the token.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import re
 import secrets
+import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Collection, Iterator, Mapping
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
 from . import verdicts as vd
@@ -40,6 +47,9 @@ TOKEN_PARAM = "t"
 PAGE_SIZE = 50
 THUMBNAIL_SIZES = {"small": 260, "large": 1024}
 ASSETS = {"review.js": "text/javascript", "review.css": "text/css"}
+_BIGINT_MAX = 2**63 - 1
+# the token's value in a logged request line (the query string, or a form body echoed in an error)
+_TOKEN_IN_LOG = re.compile(r"(?<=[?&;]" + TOKEN_PARAM + r"=)[^&;\s\"']+")
 
 
 def _queries() -> dict[str, str]:
@@ -179,12 +189,31 @@ def image_path(conn: psycopg.Connection, image_id: int) -> bytes | None:
 # ---------------------------------------------------------------- apply what was reviewed
 
 
-def reviewed_plan(conn: psycopg.Connection, move_to: bytes):
-    """apply's plan to move the duplicates, kept to the clusters a verdict names (reviewed)."""
+def reviewed_clusters(conn: psycopg.Connection, user: str,
+                      decided_here: Mapping[int, Collection[bytes]] | None = None) -> set[int]:
+    """The clusters "apply what I reviewed" acts on: those with a member a verdict by ``user`` names
+    (``decided_by``: the login name the page and ``dbdedup verdicts add`` record), and, for the
+    verdicts given on this page that are still stored (``decided_here``: verdict id -> the SHA-256 of
+    the members of the cluster it was given on), the clusters those members are in now: a cluster
+    whose member the reviewer took out (not_in_cluster) counts, though no verdict names the rest.
+    Verdicts by others (imported from a teammate's file, or another login) do not count."""
+    q = _queries()
+    seen: set[bytes] = set()
+    if decided_here:
+        stored = {r[0] for r in conn.execute(q["stored_verdicts"], {"ids": sorted(decided_here)})}
+        for verdict_id in stored:
+            seen.update(decided_here[verdict_id])
+    rows = conn.execute(q["reviewed_clusters"], {"user": user, "seen": sorted(seen)}).fetchall()
+    return {r[0] for r in rows}
+
+
+def reviewed_plan(conn: psycopg.Connection, move_to: bytes, *, user: str = "unknown",
+                  decided_here: Mapping[int, Collection[bytes]] | None = None):
+    """apply's plan to move the duplicates, kept to the reviewed clusters (``reviewed_clusters``)."""
     from . import apply as ap
     from .clusters import current_settings
 
-    reviewed = {r[0] for r in conn.execute(_queries()["reviewed_clusters"]).fetchall()}
+    reviewed = reviewed_clusters(conn, user, decided_here)
     settings = current_settings(conn)
     full = ap.plan_actions(conn, "move", move_to=move_to, protected_paths=settings.reference_paths)
     kept_paths = set()
@@ -204,11 +233,100 @@ def plan_fingerprint(plan) -> str:
     return digest.hexdigest()[:32]
 
 
+# ---------------------------------------------------------------- the database connection
+
+
+class DatabaseUnreachable(DbdedupError):
+    """The page's database connection is gone and cannot be made again (the server is stopped)."""
+
+
+def _unreachable(detail: str) -> DatabaseUnreachable:
+    return DatabaseUnreachable(
+        f"the database is not reachable: {detail}",
+        hint="start it again (the embedded server: `dbdedup db url`, with the same --data-dir, starts it; "
+             "another server: check it runs and check --db / DBDEDUP_DATABASE_URL), then reload this page")
+
+
+class _Database:
+    """The page's one connection, used by one request at a time (the lock). A request's work ends
+    with its transaction, committed, or rolled back when it failed, so the connection is never left
+    idle in a transaction between requests; a broken connection (the server stopped or restarted)
+    is replaced through ``reconnect`` at the next request, and the ones made so are closed by ``close``."""
+
+    def __init__(self, conn: psycopg.Connection, reconnect: Callable[[], psycopg.Connection] | None):
+        self.conn = conn
+        self.reconnect = reconnect
+        self.lock = threading.Lock()
+        self._made: list[psycopg.Connection] = []
+
+    @contextmanager
+    def use(self) -> Iterator[psycopg.Connection]:
+        with self.lock:
+            if self.conn.broken or self.conn.closed:
+                self._replace()
+            conn = self.conn
+            try:
+                yield conn
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.commit()
+            except Exception as exc:
+                if conn.broken or conn.closed:
+                    if isinstance(exc, psycopg.Error):
+                        raise _unreachable(_first_line(exc)) from exc
+                    raise
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    try:
+                        conn.rollback()
+                    except psycopg.Error:  # (the connection broke meanwhile: the next request replaces it)
+                        pass
+                raise
+
+    def _replace(self) -> None:
+        if self.reconnect is None:
+            raise _unreachable("the connection to it was lost")
+        try:
+            new = self.reconnect()
+        except DbdedupError as exc:
+            raise _unreachable(exc.message) from exc
+        except psycopg.Error as exc:
+            raise _unreachable(_first_line(exc)) from exc
+        old = self.conn
+        if old in self._made:
+            self._made.remove(old)
+            old.close()
+        self.conn = new
+        self._made.append(new)
+
+    def close(self) -> None:
+        """Close the connections made to replace broken ones (the caller's own stays the caller's)."""
+        for conn in self._made:
+            conn.close()
+        self._made.clear()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else exc.__class__.__name__
+
+
+def _verdict_ids(values: list[str]) -> list[int]:
+    """Verdict ids from a form: ASCII digits within bigint (``str.isdigit`` also takes '²', and
+    ``int`` refuses more than 4,300 digits)."""
+    ids = []
+    for value in values:
+        if not (value.isascii() and value.isdigit()) or len(value) > 19 or int(value) > _BIGINT_MAX:
+            raise DbdedupError(f"{value[:40]!r} is not a verdict id", hint="reload the page and try again")
+        ids.append(int(value))
+    return ids
+
+
 # ---------------------------------------------------------------- the web app
 
 
-def create_app(conn: psycopg.Connection, settings: ReviewSettings):
-    """The Flask app of the review page, on a connection the caller owns."""
+def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
+               reconnect: Callable[[], psycopg.Connection] | None = None):
+    """The Flask app of the review page, on a connection the caller owns. With ``reconnect`` (a
+    function that opens a new connection), a connection that broke is replaced by the next request."""
     from flask import Flask, Response, abort, redirect, render_template, request, url_for
 
     from . import apply as ap
@@ -216,7 +334,11 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
 
     here = Path(__file__).parent
     app = Flask("dbdedup.review", root_path=str(here), template_folder="templates", static_folder=None)
-    lock = threading.Lock()
+    db = _Database(conn, reconnect)
+    app.extensions["dbdedup.review.db"] = db
+    # verdict id -> the SHA-256 of the members of the cluster it was given on, for "apply what I reviewed"
+    # (changed and read under db.lock)
+    decided_here: dict[int, set[bytes]] = {}
 
     def link(endpoint: str, **values: Any) -> str:
         return url_for(endpoint, **values, **{TOKEN_PARAM: settings.token})
@@ -260,14 +382,14 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
         problem = user_error(error)
         if problem is None:
             raise error
-        if not conn.autocommit:
-            conn.rollback()
+        # (the transaction was ended under the lock, in db.use: the connection is not touched here)
+        status = 503 if isinstance(problem, DatabaseUnreachable) else 400
         return render_template("review/message.html", title="Could not do that", message=problem.message,
-                               hint=problem.hint), 400
+                               hint=problem.hint), status
 
     @app.get("/")
     def index():
-        with lock:
+        with db.use() as conn:
             first = first_cluster(conn)
         if first is None:
             return render_template("review/message.html", title="Nothing to review",
@@ -276,20 +398,22 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
 
     @app.get("/cluster/<int:cluster_id>")
     def cluster(cluster_id: int):
-        with lock:
+        with db.use() as conn:
             view = cluster_view(conn, cluster_id)
+            following = None
             if view is None:  # rebuilt since: the next one by id
                 following = _scalar(conn, "next_cluster", {"after": cluster_id}) or first_cluster(conn)
-                if following is None:
-                    return render_template("review/message.html", title="Nothing to review",
-                                           message="There are no near-duplicate clusters any more.", hint=None)
-                return redirect(link("cluster", cluster_id=following, **_carry(request)))
+        if view is None:
+            if following is None:
+                return render_template("review/message.html", title="Nothing to review",
+                                       message="There are no near-duplicate clusters any more.", hint=None)
+            return redirect(link("cluster", cluster_id=following, **_carry(request)))
         return render_template("review/cluster.html", c=view, message=request.args.get("msg"))
 
     @app.get("/clusters")
     def clusters():
         after = request.args.get("after", type=int, default=-1)
-        with lock:
+        with db.use() as conn:
             rows = cluster_page(conn, after)
             previous = page_before(conn, rows[0]["cluster_id"]) if rows else None
         return render_template("review/clusters.html", rows=rows, after=after, previous=previous,
@@ -298,7 +422,7 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
     @app.get("/image/<int:image_id>")
     def image(image_id: int):
         size = THUMBNAIL_SIZES.get(request.args.get("size", "small"), THUMBNAIL_SIZES["small"])
-        with lock:
+        with db.use() as conn:
             path = image_path(conn, image_id)
         if path is None:
             abort(404)
@@ -320,7 +444,7 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
         kind = form.get("kind", "")
         back = form.get("back", type=int, default=-1)
         anchor = form.get("anchor", type=int)
-        with lock:
+        with db.use() as conn:
             image = vd.image_by_id(conn, form.get("image", type=int, default=0))
             other = None
             if kind in vd.PAIR_KINDS:
@@ -330,26 +454,35 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
                     other = vd.resolve_image(conn, form["other_path"].strip())
                 else:
                     raise DbdedupError("name the other image", hint="type its path as loaded")
+            # the cluster(s) the verdict is given on, before it changes them (it may take a member out)
+            shown = _cluster_sha256s(conn, [i for i in (image, other) if i is not None])
             if kind == "keeper":
-                vd.choose_keeper(conn, image, by=settings.user)
+                verdict_id = vd.choose_keeper(conn, image, by=settings.user)
             else:
-                vd.add(conn, kind, image.sha256, other.sha256 if other else None, by=settings.user)
+                verdict_id = vd.add(conn, kind, image.sha256, other.sha256 if other else None, by=settings.user)
             vd.recluster(conn)
             message = _after_message(conn, kind, image, other)
             target = _follow(conn, image.id if kind == "keeper" else anchor, back)
+            decided_here.setdefault(verdict_id, set()).update(shown)
         return redirect(_cluster_link(link, target, message), code=303)
 
     @app.post("/verdict/forget")
     def forget():
         form = request.form
         back = form.get("back", type=int, default=-1)
-        with lock:
-            ids = [int(x) for x in form.getlist("verdict") if x.isdigit()]
+        ids = _verdict_ids(form.getlist("verdict"))
+        with db.use() as conn:
             removed = vd.remove(conn, ids)
             vd.recluster(conn)
             target = _follow(conn, form.get("anchor", type=int), back)
+            for verdict_id in removed:
+                decided_here.pop(verdict_id, None)
         message = f"forgot {len(removed)} verdict{'s' if len(removed) != 1 else ''}"
         return redirect(_cluster_link(link, target, message), code=303)
+
+    def plan_of(conn: psycopg.Connection):
+        assert settings.move_to is not None
+        return reviewed_plan(conn, settings.move_to, user=settings.user, decided_here=decided_here)
 
     @app.get("/apply")
     def apply_dry_run():
@@ -357,8 +490,8 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
             return render_template("review/message.html", title="Apply is off",
                                    message="This review was started without a place to move duplicates to.",
                                    hint="start it again with: dbdedup review --move-to DIR")
-        with lock:
-            plan, _ = reviewed_plan(conn, settings.move_to)
+        with db.use() as conn:
+            plan, _ = plan_of(conn)
             checks = [(item, ap.quick_check(item)) for item in plan.actions]
         will = [item for item, problem in checks if not problem]
         return render_template("review/apply.html", plan=plan, lines=ap.describe_plan(plan, checks),
@@ -370,8 +503,8 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
     def apply_now():
         if settings.move_to is None:
             abort(400)
-        with lock:
-            plan, cluster_settings = reviewed_plan(conn, settings.move_to)
+        with db.use() as conn:
+            plan, cluster_settings = plan_of(conn)
             if plan_fingerprint(plan) != request.form.get("fingerprint"):
                 checks = [(item, ap.quick_check(item)) for item in plan.actions]
                 will = [item for item, problem in checks if not problem]
@@ -387,6 +520,16 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings):
                                move_to=os.fsdecode(settings.move_to), changed=False)
 
     return app
+
+
+def _cluster_sha256s(conn: psycopg.Connection, images: list[vd.Image]) -> set[bytes]:
+    """The images and the members of the clusters they are in now, by SHA-256."""
+    found = {i.sha256 for i in images}
+    clusters = [c for c in (cluster_of(conn, i.id) for i in images if i.id) if c is not None]
+    if clusters:
+        rows = conn.execute(_queries()["cluster_sha256s"], {"cluster_ids": clusters}).fetchall()
+        found.update(bytes(r[0]) for r in rows)
+    return found
 
 
 def _carry(request) -> dict[str, str]:
@@ -423,6 +566,42 @@ def _after_message(conn: psycopg.Connection, kind: str, image: vd.Image, other: 
     return f"{name}: {label} {os.path.basename(other.path)}; {now}"
 
 
+def _listen(port: int) -> socket.socket:
+    """A socket listening on 127.0.0.1:``port`` (0: a free one). Bound here rather than by Werkzeug,
+    which prints its own text and exits when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        # (as Werkzeug does: a port the previous run left in TIME_WAIT is free; a listening one is not)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise DbdedupError(f"port {port} is in use on 127.0.0.1 by another program",
+                               hint="choose another --port, or leave it out (--port 0) for a free one") from exc
+        raise DbdedupError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
+                           hint="choose another --port, or leave it out (--port 0) for a free one") from exc
+    return sock
+
+
+def redact_token(line: str, token: str) -> str:
+    """A log line with the page's token taken out (the request line carries it as ``?t=...``)."""
+    return _TOKEN_IN_LOG.sub("***", line).replace(token, "***")
+
+
+def _request_handler(token: str):
+    """Werkzeug's request handler, logging each request without the token."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            text = message % args if args else message
+            super().log(type, "%s", redact_token(text, token))
+
+    return Handler
+
+
 def serve(
     conn: psycopg.Connection,
     *,
@@ -431,24 +610,28 @@ def serve(
     move_to: str | os.PathLike | None = None,
     user: str = "unknown",
     on_ready: Callable[[str], None] | None = None,
+    reconnect: Callable[[], psycopg.Connection] | None = None,
 ) -> None:
     """Serve the review page on 127.0.0.1 (``port`` 0: a free one) until interrupted.
-    ``on_ready(url)`` is called with the URL, token included, once the server listens."""
+    ``on_ready(url)`` is called with the URL, token included, once the server listens. With
+    ``reconnect``, a broken connection is replaced (see ``create_app``)."""
     from werkzeug.serving import make_server
 
     settings = ReviewSettings(token=token or new_token(), user=user,
                               move_to=os.path.abspath(os.fsencode(os.path.expanduser(move_to))) if move_to else None)
-    app = create_app(conn, settings)
+    app = create_app(conn, settings, reconnect=reconnect)
+    sock = _listen(port)
     try:
-        server = make_server("127.0.0.1", port, app, threaded=True)
-    except OSError as exc:
-        raise DbdedupError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}",
-                           hint="choose another --port, or leave it out for a free one") from exc
-    settings.port = server.server_port
-    url = f"http://127.0.0.1:{server.server_port}/?{TOKEN_PARAM}={settings.token}"
-    if on_ready is not None:
-        on_ready(url)
+        server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_request_handler(settings.token),
+                             fd=sock.fileno())
+    finally:
+        sock.close()  # (the server works on its own duplicate of the socket)
+    settings.port = server.port
+    url = f"http://127.0.0.1:{server.port}/?{TOKEN_PARAM}={settings.token}"
     try:
+        if on_ready is not None:
+            on_ready(url)
         server.serve_forever()
     finally:
         server.server_close()
+        app.extensions["dbdedup.review.db"].close()

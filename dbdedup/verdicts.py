@@ -351,24 +351,38 @@ def _check_item(n: int, item: Any, default_by: str) -> FileVerdict:
     return FileVerdict(kind=kind, sha256_a=a, sha256_b=b, decided_by=by, decided_at=when, note=note)
 
 
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else exc.__class__.__name__
+
+
 def parse_file(path: str | os.PathLike, *, default_by: str = "unknown") -> list[FileVerdict]:
     """Read and check a verdicts file whole. At the first problem, DbdedupError with one line that
-    names it and says nothing was imported."""
+    names it and says nothing was imported, and a hint."""
     p = Path(path)
 
-    def bad(problem: str) -> DbdedupError:
-        return DbdedupError(f"{p}: {problem}; nothing was imported")
+    def bad(problem: str, hint: str | None = None) -> DbdedupError:
+        return DbdedupError(f"{p}: {problem}; nothing was imported",
+                            hint=hint or 'a verdicts file is JSON as `dbdedup verdicts export` writes it ({"format": '
+                                 '"dbdedup-verdicts", "verdicts": [{"kind", "sha256": [hex, ...], ...}]}): '
+                                 "correct what the message names, or export the verdicts again")
 
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise bad("no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        raise bad("no such file", hint="check the path") from None
+    except OSError as exc:
+        raise bad(f"cannot be read ({exc})", hint="check the path and that you may read the file") from None
+    except UnicodeDecodeError as exc:
         raise bad(f"cannot be read ({exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise bad(f"is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    except RecursionError:  # (Python's parser recurses once a level: a few thousand levels exhaust it)
+        raise bad("is not a verdicts file: its JSON nests too deeply to read") from None
+    except ValueError as exc:  # not JSONDecodeError: a number too long to convert, for one
+        raise bad(f"is not a verdicts file ({_first(exc).split(';')[0]})") from None
     if isinstance(data, dict) and data.get("format") not in (None, FILE_FORMAT):
         raise bad(f"is not a dbdedup verdicts file (format {data.get('format')!r})")
     items = data.get("verdicts") if isinstance(data, dict) else data

@@ -92,14 +92,10 @@ class Server:
         return response.status, text
 
 
-@pytest.fixture
-def server(db_dsn, collection, tmp_path):
-    """`dbdedup review` started as a user starts it; stopped with SIGTERM as a user's kill does."""
-    move_to = tmp_path / "removed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dbdedup", "--db", db_dsn, "review", "--no-browser", "--move-to", str(move_to)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+def _start_review(*args: str) -> Server:
+    """`dbdedup ARGS review --no-browser ...` started as a user starts it; its Server once it printed the URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "dbdedup", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     line = ""
     while time.monotonic() < deadline and not line:
@@ -111,15 +107,28 @@ def server(db_dsn, collection, tmp_path):
     if not line.startswith("http://127.0.0.1:"):
         proc.kill()
         pytest.fail(f"review did not print its URL: {line!r}\n{proc.stderr.read()}")
-    s = Server(line, proc)
-    s.move_to = move_to
-    yield s
+    return Server(line, proc)
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    """Stop the review with SIGTERM, as a user's kill does (it exits 0); its stderr."""
     proc.terminate()
     try:
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
+    return proc.stderr.read()
+
+
+@pytest.fixture
+def server(db_dsn, collection, tmp_path):
+    """`dbdedup review` started as a user starts it; stopped with SIGTERM as a user's kill does."""
+    move_to = tmp_path / "removed"
+    s = _start_review("--db", db_dsn, "review", "--no-browser", "--move-to", str(move_to))
+    s.move_to = move_to
+    yield s
+    _stop(s.proc)
 
 
 def _cluster_id(dsn: str, name: str) -> int:
@@ -238,9 +247,13 @@ def test_the_yes_applies_only_the_plan_it_confirmed(server, db_dsn, collection, 
     with page.expect_navigation():
         page.keyboard.press("a")
     assert page.locator("#apply-yes").count() == 1
-    # the clusters change behind the dry run's back
+    # the clusters change behind the dry run's back: someone else keeps the other member
     with psycopg.connect(db_dsn) as conn:
-        vd.choose_keeper(conn, vd.resolve_image(conn, collection.originals["o101"]), by="someone else")
+        (other,) = {collection.originals["o103"], collection.near["o103_large.png"][1]} - {
+            Path(p) for (p,) in conn.execute("SELECT path FROM dbdedup.cluster_members WHERE is_keeper "
+                                             "AND path LIKE '%/o103%'")}
+        vd.choose_keeper(conn, vd.resolve_image(conn, other), by="someone else")
+        vd.recluster(conn)
     with page.expect_navigation():
         page.locator("#apply-yes").click()
     assert page.locator("#changed").count() == 1
@@ -288,3 +301,135 @@ def test_cluster_list_pages_by_keyset(db_dsn, collection, monkeypatch):
         assert pages.count("&#10003;") == 1
         assert pages.index(f">{reviewed}</a>") < pages.index("&#10003;") < pages.index(f">{reviewed}</a>") + 300
         assert client.get("/clusters").status_code == 403
+
+
+def _image_id(conn, name: str) -> int:
+    return conn.execute("SELECT id FROM dbdedup.images WHERE path LIKE %s", ("%/" + name,)).fetchone()[0]
+
+
+def test_the_request_log_never_shows_the_token(server, db_dsn):
+    cid = _cluster_id(db_dsn, "o101.jpg")
+    assert server.request("GET", f"/cluster/{cid}?{rv.TOKEN_PARAM}={server.token}")[0] == 200
+    assert server.request("GET", f"/clusters?after=-1&{rv.TOKEN_PARAM}={server.token}")[0] == 200
+    assert server.request("GET", f"/nowhere?{rv.TOKEN_PARAM}={server.token}")[0] == 404
+    stderr = _stop(server.proc)
+    assert f"GET /cluster/{cid}?{rv.TOKEN_PARAM}=*** " in stderr and "GET /clusters?after=-1&t=*** " in stderr
+    assert server.token not in stderr
+
+
+def test_a_lost_connection_is_replaced_by_the_next_request(server, db_dsn):
+    """The server ends the page's session (a restart does the same): one request says so, the next works."""
+    cid = _cluster_id(db_dsn, "o101.jpg")
+    page = f"/cluster/{cid}?{rv.TOKEN_PARAM}={server.token}"
+    assert server.request("GET", page)[0] == 200
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        ended = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND application_name = 'dbdedup'").fetchall()
+    assert ended == [(True,)]
+    status, text = server.request("GET", page)
+    assert status == 503 and "the database is not reachable" in text and "hint: start it again" in text
+    status, text = server.request("GET", page)
+    assert status == 200 and "o101" in text
+    assert "Traceback" not in _stop(server.proc)
+
+
+def test_review_recovers_after_the_embedded_database_stops(tmp_path):
+    """`dbdedup db stop` under a running review: a page that says so (no traceback), until the
+    database is started again; then the page works again."""
+    col = make_collection(tmp_path / "photos")
+    data_dir = str(tmp_path / "pgdata")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "dbdedup", "--data-dir", data_dir, *args],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    try:
+        cli("load", str(col.root), "--workers", "1")
+        s = _start_review("--data-dir", data_dir, "review", "--no-browser")
+        try:
+            status, text = s.request("GET", f"/?{rv.TOKEN_PARAM}={s.token}")
+            assert status == 302
+            cli("db", "stop")
+            for _ in range(2):  # the connection lost, then none to be made
+                status, text = s.request("GET", f"/?{rv.TOKEN_PARAM}={s.token}")
+                assert status == 503 and "the database is not reachable" in text and "dbdedup db url" in text
+            cli("db", "url")
+            status, text = s.request("GET", f"/?{rv.TOKEN_PARAM}={s.token}")
+            assert status == 302
+        finally:
+            stderr = _stop(s.proc)
+        assert "Traceback" not in stderr and "OperationalError" not in stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "dbdedup", "--data-dir", data_dir, "db", "stop"], capture_output=True)
+
+
+def test_a_port_in_use_is_one_line(db_dsn):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "dbdedup", "--db", db_dsn, "-q", "review", "--no-browser",
+                               "--port", str(port)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    errors = done.stderr.splitlines()
+    assert errors[0] == f"dbdedup: error: port {port} is in use on 127.0.0.1 by another program"
+    assert errors[1].startswith("hint: choose another --port") and len(errors) == 2, done.stderr
+
+
+def test_forget_refuses_what_is_not_a_verdict_id(db_dsn, collection):
+    with psycopg.connect(db_dsn) as conn:
+        keeper = vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o103"]).sha256)
+        client = rv.create_app(conn, rv.ReviewSettings(token="tok")).test_client()
+        for bad in ("\u00b2", "\u0661", "-1", "", str(2**63), "9" * 5000):  # '²' and '١' pass str.isdigit()
+            response = client.post("/verdict/forget", data={"t": "tok", "verdict": [str(keeper), bad]})
+            text = response.get_data(as_text=True)
+            assert response.status_code == 400 and "is not a verdict id" in text, (bad, text)
+        assert [v.id for v in vd.list_verdicts(conn)] == [keeper]  # nothing forgotten
+        response = client.post("/verdict/forget", data={"t": "tok", "verdict": str(keeper)})
+        assert response.status_code == 303 and vd.list_verdicts(conn) == []
+
+
+def _planned(client) -> str:
+    response = client.get("/apply?t=tok")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_apply_after_taking_a_member_out_moves_the_rest_of_its_cluster(db_dsn, collection, tmp_path):
+    """not_in_cluster names only the member taken out; the rest of its cluster was reviewed too."""
+    o102 = collection.originals["o102"]
+    lowq, bright = collection.near["o102_lowq.jpg"][1], collection.near["o102_bright.jpg"][1]
+    with psycopg.connect(db_dsn) as conn:
+        settings = rv.ReviewSettings(token="tok", move_to=os.fsencode(tmp_path / "removed"), user="me")
+        client = rv.create_app(conn, settings).test_client()
+        response = client.post("/verdict", data={"t": "tok", "kind": "not_in_cluster",
+                                                 "image": str(_image_id(conn, "o102_lowq.jpg"))})
+        assert response.status_code == 303
+        assert frozenset({"o102.jpg", "o102_bright.jpg"}) in groups(db_dsn)
+        plan = _planned(client)  # the cluster's other two, one kept and one moved; not the one taken out
+        assert [p for p in (o102, bright) if f"move   {p}" in plan] in ([o102], [bright])
+        assert f"move   {lowq}" not in plan and "o101" not in plan and "o103" not in plan
+
+        # forgetting that verdict: the cluster is whole again, and not reviewed any more
+        (mine,) = [v.id for v in vd.list_verdicts(conn)]
+        assert client.post("/verdict/forget", data={"t": "tok", "verdict": str(mine)}).status_code == 303
+        assert 'id="nothing"' in _planned(client)
+
+
+def test_apply_what_i_reviewed_leaves_the_clusters_only_others_decided_on(db_dsn, collection, tmp_path):
+    """A verdict by someone else (as an import of a teammate's file stores it) reviews nothing of
+    mine; my own verdict from the command line (the same login name) does."""
+    with psycopg.connect(db_dsn) as conn:
+        settings = rv.ReviewSettings(token="tok", move_to=os.fsencode(tmp_path / "removed"), user="me")
+        client = rv.create_app(conn, settings).test_client()
+        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o101"]).sha256, by="a teammate")
+        vd.recluster(conn)
+        assert 'id="nothing"' in _planned(client)
+        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o103"]).sha256, by="me")
+        vd.recluster(conn)
+        plan = _planned(client)
+        assert f"move   {collection.near['o103_large.png'][1]}" in plan and "o101" not in plan

@@ -263,6 +263,8 @@ def test_verdict_on_a_gone_image_is_stale_not_an_error(db_dsn, collection):
     (json.dumps({"verdicts": [{"kind": "duplicate", "sha256": ["ab" * 32, "ab" * 32]}]}), "byte-identical"),
     (json.dumps({"verdicts": [{"kind": "keeper", "sha256": ["ab" * 32]},
                               {"kind": "not_in_cluster", "sha256": ["AB" * 32]}]}), "name the same image"),
+    ("[" * 100_000 + "]" * 100_000, "its JSON nests too deeply"),
+    ('{"verdicts": [' + "1" * 5000 + "]}", "integer string conversion"),
 ])
 def test_malformed_import_is_one_line_and_imports_nothing(db_dsn, tmp_path, content, expected):
     with psycopg.connect(db_dsn) as conn:
@@ -272,7 +274,8 @@ def test_malformed_import_is_one_line_and_imports_nothing(db_dsn, tmp_path, cont
     result = run_cli(db_dsn, "verdicts", "import", str(bad), ok=False)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dbdedup: error: ") and expected in lines[0], result.stderr
+    assert len(lines) == 2 and lines[0].startswith("dbdedup: error: ") and expected in lines[0], result.stderr
+    assert lines[1].startswith("hint: a verdicts file is JSON as `dbdedup verdicts export` writes it")
     assert "nothing was imported" in lines[0] and "Traceback" not in result.output
     with psycopg.connect(db_dsn) as conn:
         assert [(v.kind, v.decided_by) for v in vd.list_verdicts(conn)] == [("keeper", "before")]
@@ -385,3 +388,9 @@ def test_a_picture_chosen_as_keeper_is_never_removed_when_another_chosen_one_kee
         # a byte-identical copy of the keeper is still a duplicate to remove, verdict or not
         copy = "o101_copy.jpg" if keeper == "o101.jpg" else "o101.jpg"
         assert rows[copy] == (False, False, True) and copy in planned
+
+
+def test_a_verdict_on_an_empty_name_is_a_usage_error(db_dsn, collection):
+    # '' named the current folder ("... is not a loaded image"): an unset shell variable, most likely
+    result = run_cli(db_dsn, "verdicts", "add", "keeper", "", ok=False)
+    assert result.exit_code == 2 and "an empty path (an unset shell variable?)" in result.stderr

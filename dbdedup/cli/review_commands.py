@@ -12,7 +12,7 @@ import click
 from ..errors import DbdedupError
 from ..terminal import printable
 from .clustering import clustering_options, use_clustering
-from .context import PathParam, note, open_db
+from .context import PathParam, note, open_db, settings_of
 from .output import emit_rows, format_option
 
 
@@ -144,7 +144,7 @@ def import_command(ctx, file):
 
 @verdicts.command("add")
 @click.argument("kind", type=click.Choice(("not_duplicate", "not_in_cluster", "keeper", "duplicate")))
-@click.argument("images", nargs=-1, required=True, metavar="IMAGE [IMAGE]")
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE [IMAGE]", type=PathParam())
 @click.option("--note", "note_text", metavar="TEXT", help="A note kept with the verdict.")
 @click.pass_context
 def add_command(ctx, kind, images, note_text):
@@ -217,6 +217,33 @@ def _open_in_browser(url: str) -> str | None:
     return path
 
 
+def _reconnector(ctx):
+    """A function that connects again to the database the global options name, for the review page to
+    replace a connection that broke. It does not start the embedded server: one the user stopped
+    stays stopped until they start it."""
+    from ..db import embedded_uri, open_connection, register_vector_if_present, resolve_target
+
+    settings = settings_of(ctx)
+    target = resolve_target(settings.db, settings.data_dir)
+
+    def reconnect():
+        if target.embedded:
+            dsn = embedded_uri(target.data_dir)
+            if dsn is None:
+                raise DbdedupError(f"the embedded server in {target.data_dir} is not running")
+        else:
+            dsn = target.dsn or ""
+        conn = open_connection(dsn)
+        try:
+            register_vector_if_present(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    return reconnect
+
+
 @click.command()
 @click.option("--port", type=click.IntRange(0, 65535), default=0,
               help="Port on 127.0.0.1 [default: a free one].")
@@ -261,7 +288,7 @@ def review(ctx, port, move_to, no_browser, **options):
     with open_db(ctx) as conn:
         use_clustering(ctx, conn, options)
         try:
-            rv.serve(conn, port=port, move_to=move_to, user=_user(), on_ready=ready)
+            rv.serve(conn, port=port, move_to=move_to, user=_user(), on_ready=ready, reconnect=_reconnector(ctx))
         except KeyboardInterrupt:
             note(ctx, "review stopped")
         finally:

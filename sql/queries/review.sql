@@ -72,12 +72,26 @@ SELECT min(cluster_id) FROM (
 ) p;
 
 -- name: reviewed_clusters
--- Clusters with a member some verdict names: what "apply what I reviewed" acts on.
+-- What "apply what I reviewed" acts on: the clusters with a member that a verdict by this reviewer
+-- (decided_by) names, or that %(seen)s holds (the members of the clusters verdicts were given on in
+-- this page, recorded before each verdict: so a cluster whose member was taken out still counts).
 SELECT DISTINCT a.cluster_id
-FROM (SELECT sha256_a AS sha256 FROM dbdedup.verdicts
-      UNION SELECT sha256_b FROM dbdedup.verdicts WHERE sha256_b IS NOT NULL) v
+FROM (SELECT sha256_a AS sha256 FROM dbdedup.verdicts WHERE decided_by = %(user)s
+      UNION SELECT sha256_b FROM dbdedup.verdicts WHERE decided_by = %(user)s AND sha256_b IS NOT NULL
+      UNION SELECT unnest(%(seen)s::bytea[])) v
 JOIN dbdedup.images i ON i.sha256 = v.sha256 AND i.status = 'ok'
 JOIN dbdedup.cluster_assignments a ON a.image_id = i.id;
+
+-- name: stored_verdicts
+-- Which of these verdict ids are still stored (one forgotten since is not).
+SELECT id FROM dbdedup.verdicts WHERE id = ANY (%(ids)s::bigint[]);
+
+-- name: cluster_sha256s
+-- The members of these clusters, by content.
+SELECT i.sha256
+FROM dbdedup.cluster_assignments a
+JOIN dbdedup.images i ON i.id = a.image_id
+WHERE a.cluster_id = ANY (%(cluster_ids)s::bigint[]);
 
 -- name: image_path
 SELECT path_bytes FROM dbdedup.images WHERE id = %(image_id)s AND status = 'ok';
