@@ -604,20 +604,31 @@ BEGIN
     WHERE e.image_id IN (SELECT n.a FROM pg_temp.em_near n UNION SELECT n.b FROM pg_temp.em_near n)
       AND i.status = 'ok' AND NOT dbdedup.is_low_information(i.phash)
       AND i.phash NOT IN (SELECT h.value FROM dbdedup.hash_values h WHERE h.hash_kind = 'phash' AND h.is_common);
-    INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
+    -- A pair already stored is left as it is, unless the pHash alone found it (no variant, no embedding similarity)
+    -- farther apart than a window is from it: only a threshold raised past the default finds such a pair, and it was
+    -- then checked as two whole frames and refused, the copy lost at every threshold after (a half crop is about 30
+    -- bits from its original). Such a pair is a crop window; unless verified already, it is checked again as one.
+    INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
     SELECT 'phash', n.a, n.b, bit_count((x.phash # y.phash)::bit(64)), false, 'crop_window', 0
     FROM em_near n
     JOIN em_window x ON x.image_id = n.a
     JOIN em_window y ON y.image_id = n.b
     WHERE EXISTS (SELECT 1 FROM unnest(y.crop_windows) w (phash) WHERE bit_count((x.phash # w.phash)::bit(64)) <= n.bits)
        OR EXISTS (SELECT 1 FROM unnest(x.crop_windows) w (phash) WHERE bit_count((y.phash # w.phash)::bit(64)) <= n.bits)
-    ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
+    ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
+        SET transform = excluded.transform, transform_distance = excluded.transform_distance,
+            verified = CASE WHEN p.verified THEN true END,
+            verify_score = CASE WHEN p.verified THEN p.verify_score END,
+            verify_reason = CASE WHEN p.verified THEN p.verify_reason END
+        WHERE p.transform IS NULL AND p.similarity IS NULL AND p.distance > nearest_window_distance;
     DROP TABLE em_near, em_window;
 
     IF is_full THEN
+        -- (not a pair that is a crop window now: its check as a crop is still to come)
         UPDATE dbdedup.pairs p SET verified = b.verified, verify_score = b.verify_score, verify_reason = b.verify_reason
         FROM em_before b
-        WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b AND p.verified IS NULL;
+        WHERE p.hash_kind = 'phash' AND p.image_a = b.image_a AND p.image_b = b.image_b AND p.verified IS NULL
+          AND p.transform IS NULL;
         DROP TABLE em_before;
     END IF;
     SELECT count(*) INTO n_pairs FROM dbdedup.pairs p WHERE p.hash_kind = 'phash' AND p.similarity IS NOT NULL;

@@ -382,3 +382,63 @@ def test_with_no_windows_given_the_keepers_stored_windows_are_searched_as_refres
     given, stored = proposed(keepers, windows), proposed(None, None)
     assert stored == given and (min(keeper, image["crop"]), max(keeper, image["crop"])) in stored[1]
     assert proposed([], [])[0] == 0  # (an empty array: no windows searched)
+
+
+def _shapes_on_a_gradient(seed: int, width: int = 480, height: int = 360) -> Image.Image:
+    """A noisy two-colour gradient with a few filled shapes: few keypoints, so a crop of it is verified by its
+    window (pixels align), not by keypoints."""
+    from PIL import ImageDraw
+
+    rnd = random.Random(seed)
+    c1, c2 = (np.array([rnd.randint(0, 255) for _ in range(3)], np.float32) for _ in range(2))
+    t = np.linspace(0, 1, width)[None, :, None] if rnd.random() < .5 else np.linspace(0, 1, height)[:, None, None]
+    pixels = c1 * (1 - t) + c2 * t + np.random.default_rng(seed).normal(0, 8, (height, width, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(rnd.randint(4, 9)):
+        x0, y0 = rnd.randint(0, width - 60), rnd.randint(0, height - 60)
+        x1, y1 = x0 + rnd.randint(30, 200), y0 + rnd.randint(30, 150)
+        colour = tuple(rnd.randint(0, 255) for _ in range(3))
+        kind = rnd.choice(["rect", "ellipse", "polygon", "line"])
+        if kind == "rect":
+            draw.rectangle([x0, y0, x1, y1], fill=colour)
+        elif kind == "ellipse":
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        elif kind == "polygon":
+            draw.polygon([(x0, y0), (x1, y0 + 10), (x0 + 20, y1)], fill=colour)
+        else:
+            draw.line([x0, y0, x1, y1], fill=colour, width=rnd.randint(3, 12))
+    return image
+
+
+def test_a_crop_found_by_its_window_is_kept_when_a_raised_threshold_finds_it_by_its_phash(db_dsn, tmp_path):
+    # at a threshold of 64 the pHash alone found the crop (28 bits from its keeper), checked it as two whole
+    # frames and refused it; the crop window, found again, was ignored: the copy was lost at 64 and at 8 after
+    from PIL import ImageOps
+    from test_report_sample import run_cli
+
+    root = tmp_path / "mini"
+    for seed in (100, 102):
+        save(_shapes_on_a_gradient(seed), root / f"p{seed}.jpg", quality=92)
+    for seed in (101, 104):
+        picture = _shapes_on_a_gradient(seed)
+        save(picture, root / f"p{seed}.jpg", quality=92)
+        save(ImageOps.expand(picture, border=30, fill=(255, 255, 255)), root / f"p{seed}_border.jpg", quality=88)
+        w, h = picture.size
+        save(picture.crop((w // 10, h // 10, w - w // 10, h - h // 10)), root / f"p{seed}_crop.jpg", quality=88)
+    with psycopg.connect(db_dsn) as conn:
+        load_paths(conn, [root], workers=1)
+
+    def family_of_the_crop(threshold: int) -> set[str]:
+        run_cli(db_dsn, "report", "--threshold", str(threshold))
+        with psycopg.connect(db_dsn) as conn:
+            rows = conn.execute("SELECT m.cluster_id, m.path FROM dbdedup.cluster_members m").fetchall()
+        by_cluster: dict[int, set[str]] = {}
+        for cluster_id, path in rows:
+            by_cluster.setdefault(cluster_id, set()).add(path.rsplit("/", 1)[1])
+        return next((names for names in by_cluster.values() if "p101_crop.jpg" in names), set())
+
+    family = {"p101.jpg", "p101_border.jpg", "p101_crop.jpg"}
+    assert family_of_the_crop(8) == family
+    assert family_of_the_crop(64) == family
+    assert family_of_the_crop(8) == family
