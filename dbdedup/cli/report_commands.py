@@ -108,8 +108,11 @@ def pairs(ctx, threshold, hash_kind, fmt, output):
     them (pHash distance, a flipped/rotated/trimmed variant, the embedding
     similarity, or the same bytes) and the verification's verdict (verified and
     how, rejected and why, or pending). Verified pairs first, most similar
-    first; --threshold filters every kind of pair by its distance. Runs matching
-    and verification first when needed.
+    first. --threshold is the clustering's, applied to every kind of pair as
+    the clustering applies it: a pair found by its pHash is listed when within
+    it; one found by a variant, the embedding or a crop window by that signal's
+    own bound (its distance column still shows how far apart the pHashes are).
+    Runs matching and verification first when needed.
 
     \b
     Example:
