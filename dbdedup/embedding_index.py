@@ -289,7 +289,11 @@ def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method
         if embedder is None:
             row = conn.execute(q["latest_embedder"]).fetchone()
             if row is None:
-                raise DbdedupError("no embeddings are stored yet", hint="load images first: dbdedup load PATH")
+                # (images loaded with --embedder none have none either: loading them again with an embedder adds them)
+                raise DbdedupError("no embeddings are stored yet",
+                                   hint="load images with an embedder (the default grey-v1): dbdedup load PATH; a "
+                                        "folder loaded with --embedder none gets its embeddings when loaded again "
+                                        "without it")
             embedder = row[0]
         stored = conn.execute(q["reduction"], {"embedder": embedder}).fetchone()
         current_index = conn.execute(q["index_method"]).fetchone()
