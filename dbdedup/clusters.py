@@ -452,6 +452,43 @@ def ensure_verified_pairs(
     return VerifiedPairs(applied, match, verification, _rule_note(asked, applied), structure)
 
 
+def verify_pairs_by_pixels(
+    conn: psycopg.Connection,
+    settings: ClusterSettings | None = None,
+    *,
+    unchecked: bool = False,
+    workers: int | None = None,
+    progress=None,
+    lock_wait: float | None = None,
+    on_wait: Callable[[str], None] | None = None,
+):
+    """Check by their pixels every pending pair, then the pairs an earlier plan left unchecked that the
+    clusters of ``settings`` (default: the stored ones) need now (a keeper deleted since, new images:
+    ``verify_plan.verify_needed_pairs``, as a report does), or with ``unchecked`` every pair left
+    unchecked; the library entry of `dbdedup verify`. Returns the merged ``verify_workers.VerifySummary``.
+
+    The clusters are built again by the next command (or ``refresh()``) when this gave any verdict: a
+    cron job of ``CALL dbdedup.refresh()`` then `dbdedup verify` gives the clusters a report gives."""
+    from .verify_plan import mark_clusters_stale, reopen_unchecked
+    from .verify_workers import merged, verify_pending_pairs
+
+    if unchecked:
+        reopen_unchecked(conn)
+    summary = verify_pending_pairs(conn, workers=workers, progress=progress, lock_wait=lock_wait, on_wait=on_wait)
+    if has_unchecked_pairs(conn):
+        # (refresh() builds in SQL, with no plan: a pair a report left unchecked stays so, linking nothing,
+        # after the keeper that made it needless is gone)
+        asked = settings or current_settings(conn)
+        asked.check()
+        rule, _, _ = effective_rule(conn, asked.rule, asked.hash_kind)
+        needed = verify_needed_pairs(conn, replace(asked, rule=rule), workers=workers, progress=progress,
+                                     lock_wait=lock_wait, on_wait=on_wait)
+        if needed is not None:
+            summary = merged(summary, needed)
+    mark_clusters_stale(conn, summary.done)
+    return summary
+
+
 def ensure_clusters(
     conn: psycopg.Connection,
     settings: ClusterSettings | None = None,
@@ -468,9 +505,10 @@ def ensure_clusters(
 
     First ``ensure_verified_pairs`` (matching and verification, when needed): every pair has a
     verdict before clustering, and only verified pairs link images. The clusters are rebuilt when
-    their settings differ, the pairs changed or verdicts were given (also by a `dbdedup verify`
-    after a build that left pairs pending, such as ``refresh()``'s). When everything is current
-    this costs a few queries and writes nothing (a read-only role can run it).
+    their settings differ, the pairs changed (a match ran since the build, also another command's,
+    such as the full re-match of `dbdedup pairs -t 64`) or verdicts were given (by a `dbdedup verify`
+    since the build, or after a build that left pairs undecided, such as ``refresh()``'s). When
+    everything is current this costs a few queries and writes nothing (a read-only role can run it).
     """
     # the keypoints the checks by pixels find, for every round of this call (see keypoint_store)
     with KeypointStore() as keypoints:
@@ -491,9 +529,12 @@ def _ensure_clusters(conn: psycopg.Connection, settings: ClusterSettings | None,
         conn.commit()
     if params is not None and match is None and not waiting and prepared.structure is None:
         # (clusters built with pairs pending, by refresh(), are built again: `dbdedup verify` may have
-        # given those pairs verdicts since)
+        # given those pairs verdicts since; and so are clusters older than the last match: a full
+        # re-match, such as `dbdedup pairs -t 64`'s, rewrites every pair and its verdict but keeps
+        # matched_seq when no image changed; a match in the build's own transaction has its time)
         if (_built_settings(params) == applied and state is not None
-                and params["matched_seq"] == state["matched_seq"] and not params["pending_at_build"]):
+                and params["matched_seq"] == state["matched_seq"] and state["matched_at"] <= params["built_at"]
+                and not params["pending_at_build"]):
             return ClusterResult(settings=applied, clusters=params["clusters"], members=params["members"],
                                  split_rounds=params["split_rounds"], seconds=params["seconds"] or 0.0,
                                  rule_note=prepared.rule_note)

@@ -13,9 +13,9 @@ round depends on an open edge, that edge is checked first, a batch of them at a 
 processes kept for the whole plan (``verify_workers.verify_pending_pairs``). A rejected edge is
 gone, a verified one links. When no open edge decides anything any more, the pairs left are
 marked ``verify_reason = 'unchecked'`` (``verified`` false: they link nothing); a later plan (new
-images, a keeper gone) checks those it then needs, and ``dbdedup verify --unchecked`` checks them
-all. The build gives the clusters it would give with every pair checked, whatever the unchecked
-pairs' verdicts (tests/test_verify_plan.py checks this on random graphs). The keeper pairs
+images, a keeper gone: a report's, or `dbdedup verify`'s after a ``refresh()``, which has no plan)
+checks those it then needs, and ``dbdedup verify --unchecked`` checks them all. The build gives the
+clusters it would give with every pair checked, whatever the unchecked pairs' verdicts (tests/test_verify_plan.py checks this on random graphs). The keeper pairs
 ``clusters.link_keepers`` proposes then start from an unchecked pair as from a verified one.
 
 A batch smaller than MIN_BATCH is filled up with the next open edges a rejection would make
@@ -272,6 +272,14 @@ def has_unchecked_pairs(conn: psycopg.Connection) -> bool:
     """Whether pairs were left unchecked by an earlier plan (another clustering may need them)."""
     with conn.transaction():
         return conn.execute(_queries()["any_unchecked"]).fetchone()[0]
+
+
+def mark_clusters_stale(conn: psycopg.Connection, verdicts: int) -> None:
+    """Count ``verdicts`` given since the clusters were built (``cluster_parameters.pending_at_build``), so
+    that the next command builds them again: `dbdedup verify` gives verdicts between two builds."""
+    if verdicts:
+        with conn.transaction():
+            conn.execute(_queries()["clusters_stale"], {"deferred": verdicts})
 
 
 def reopen_unchecked(conn: psycopg.Connection) -> int:

@@ -205,14 +205,34 @@ DECLARE
     signals_mark bigint;
     has_apart boolean;
 BEGIN
-    IF keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
+    -- (refused before anything is stored: cluster_parameters is what refresh() builds with next;
+    -- the wording is dbdedup.match's, match_transforms' and match_embeddings')
+    IF max_distance IS NULL OR max_distance < 0 OR max_distance > 64 THEN
+        RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
+    END IF;
+    IF kind IS NULL THEN
+        RAISE EXCEPTION 'unknown hash kind %', hash_kind USING HINT = 'use phash, dhash or ahash';
+    END IF;
+    IF keeper_rule IS NULL OR keeper_rule NOT IN ('largest', 'newest', 'oldest') THEN
         RAISE EXCEPTION 'unknown keeper rule %', keeper_rule USING HINT = 'use largest, newest or oldest';
     END IF;
-    IF rule NOT IN ('hash', 'transforms', 'embedding', 'fused') THEN
+    IF rule IS NULL OR rule NOT IN ('hash', 'transforms', 'embedding', 'fused') THEN
         RAISE EXCEPTION 'unknown clustering rule %', rule USING HINT = 'use hash, transforms, embedding or fused';
     END IF;
     IF rule IN ('embedding', 'fused') AND min_similarity IS NULL THEN
         RAISE EXCEPTION 'rule % needs min_similarity', rule;
+    END IF;
+    IF min_similarity <= 0 OR min_similarity > 1 THEN
+        RAISE EXCEPTION 'minimum similarity must be in (0, 1], not %', min_similarity;
+    END IF;
+    IF confirm_distance < 0 OR confirm_distance > 64 THEN
+        RAISE EXCEPTION 'confirm distance must be a Hamming distance from 0 to 64, not %', confirm_distance;
+    END IF;
+    IF transform_distance < 0 OR transform_distance > 32 THEN
+        RAISE EXCEPTION 'transform threshold must be a Hamming distance from 0 to 32, not %', transform_distance;
+    END IF;
+    IF reference_paths IS NULL THEN
+        reference_paths := '{}';
     END IF;
     IF kind <> 'phash' THEN
         rule := 'hash';  -- dHash and aHash have no variants or embedding pairs: the hash distance alone links
@@ -618,32 +638,54 @@ CREATE OR REPLACE PROCEDURE dbdedup.refresh(max_distance integer DEFAULT NULL, h
     LANGUAGE plpgsql
     AS $$
 DECLARE
-    cp dbdedup.cluster_parameters;
+    cs dbdedup.cluster_settings;
     kind text;
     threshold integer;
     clustering text;
+    similarity real;
+    vectors boolean;
 BEGIN
-    SELECT * INTO cp FROM dbdedup.cluster_parameters WHERE singleton;
-    kind := coalesce(hash_kind, cp.hash_kind, 'phash');
-    threshold := coalesce(max_distance, cp.max_distance, 8);
-    clustering := CASE WHEN kind = 'phash' THEN coalesce(cp.rule, 'hash') ELSE 'hash' END;
+    -- the settings every command uses (clusters.current_settings): the stored ones, else the defaults of
+    -- clusters.ClusterSettings, which are build_clusters' (tests/test_cluster_settings.py checks them)
+    SELECT * INTO cs FROM dbdedup.cluster_settings WHERE singleton;
+    IF cs.singleton IS NULL THEN
+        cs.threshold := 8; cs.hash_kind := 'phash'; cs.rule := 'fused'; cs.keeper_rule := 'largest';
+        cs.reference_paths := '{}'; cs.min_similarity := 0.85; cs.confirm_distance := 64; cs.transform_distance := 2;
+    END IF;
+    kind := coalesce(hash_kind, cs.hash_kind);
+    threshold := coalesce(max_distance, cs.threshold);
+    similarity := cs.min_similarity;
+    -- the rule as the commands apply it (clusters.effective_rule): without vectors, fused is transforms
+    clustering := CASE WHEN kind = 'phash' THEN cs.rule ELSE 'hash' END;
+    IF clustering IN ('embedding', 'fused') THEN
+        vectors := to_regclass('dbdedup.image_embeddings') IS NOT NULL;
+        IF vectors THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL)' INTO vectors;
+        END IF;
+        IF NOT vectors AND clustering = 'embedding' THEN
+            RAISE EXCEPTION 'rule ''embedding'' needs embedding vectors, and none are stored'
+                USING HINT = 'load with an embedder on a server with pgvector, or store another rule (dbdedup report --rule fused)';
+        ELSIF NOT vectors THEN
+            clustering := 'transforms';
+        END IF;
+    END IF;
     PERFORM dbdedup.match(threshold, kind);
     IF kind = 'phash' THEN
         -- flat and detail-free images by size: the check by pixels (dbdedup verify) verifies them as the same pixels
         PERFORM dbdedup.match_same_size();
     END IF;
     IF clustering IN ('transforms', 'fused') THEN
-        PERFORM dbdedup.match_transforms(coalesce(cp.transform_distance, 2));
+        PERFORM dbdedup.match_transforms(cs.transform_distance);
         -- keypoint pairs (images loaded with --keypoints) wait for `dbdedup verify`: only geometry verifies them
         PERFORM dbdedup.match_keypoints();
     END IF;
-    IF clustering IN ('embedding', 'fused') AND cp.min_similarity IS NOT NULL THEN
-        PERFORM dbdedup.match_embeddings(cp.min_similarity,
+    IF clustering IN ('embedding', 'fused') THEN
+        PERFORM dbdedup.match_embeddings(similarity,
                                          coalesce((SELECT s.neighbours FROM dbdedup.signal_state s WHERE s.signal = 'embeddings'), 10));
     END IF;
     -- (build_clusters verifies the new pairs first)
-    PERFORM dbdedup.build_clusters(threshold, kind, coalesce(cp.keeper_rule, 'largest'), coalesce(cp.reference_paths, '{}'),
-                                   clustering, cp.min_similarity, cp.confirm_distance, cp.transform_distance);
+    PERFORM dbdedup.build_clusters(threshold, kind, cs.keeper_rule, cs.reference_paths, clustering, similarity,
+                                   cs.confirm_distance, cs.transform_distance);
     IF clustering IN ('transforms', 'fused') AND kind = 'phash' THEN
         -- keeper pairs through verified members: verified from the stored signals now, or left to
         -- `dbdedup verify`; they link from the next build on
@@ -651,13 +693,25 @@ BEGIN
             PERFORM dbdedup.verify_pairs(kind);
         END IF;
     END IF;
+    -- left undecided by this build, which has no check by pixels: the pairs pending (the keeper pairs just
+    -- proposed among them), and those a report's plan left unchecked, which a keeper gone since may make
+    -- needed (only a plan says which: dbdedup/verify_plan.py). The next command plans and builds again,
+    -- as `dbdedup verify` then the next refresh() do.
+    UPDATE dbdedup.cluster_parameters p
+    SET pending_at_build = (SELECT count(*) FROM dbdedup.pairs x
+                            WHERE x.hash_kind = kind AND (x.verified IS NULL OR x.verify_reason = 'unchecked'))
+    WHERE p.singleton;
 END
 $$;
 COMMENT ON PROCEDURE dbdedup.refresh(integer, text) IS
     'Incremental matching of new and changed images (pHash pairs, images with no hash signal of their own by size, then '
     'the transform, keypoint and embedding signals the stored rule uses), the new pairs verified from the stored signals (dbdedup.verify_pairs; pairs that need the geometric check '
-    'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored parameters, '
+    'stay pending and unlinked until the geometric check of dbdedup match gives them one), then the clusters rebuilt with the stored settings '
+    '(dbdedup.cluster_settings, as every command uses them; without any, the commands'' defaults: pHash within 8, rule fused, '
+    'applied as transforms without embedding vectors; max_distance and hash_kind given here override them), '
     'then (rules transforms and fused) keeper pairs through verified members proposed (dbdedup.propose_keeper_pairs), linked from the next build once verified. '
+    'The pairs left pending, and those a report left unchecked, count in cluster_parameters.pending_at_build: `dbdedup verify` '
+    'checks the ones the clusters need, and the next refresh or command builds again. '
     'For pg_cron: SELECT cron.schedule(''dbdedup'', ''*/15 * * * *'', ''CALL dbdedup.refresh()'').';
 
 -- The keeper's file is read from the keeper's own row of its cluster (a window over the cluster)

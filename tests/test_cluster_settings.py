@@ -206,3 +206,71 @@ def test_an_upgraded_database_keeps_the_references_of_its_clustering(empty_db_ds
         assert stored_settings(conn) == ClusterSettings(threshold=6, keeper_rule="oldest", rule="transforms",
                                                         reference_paths=("/photos/originals",), min_similarity=0.9,
                                                         confirm_distance=18)
+
+
+def test_refresh_clusters_with_the_settings_every_command_uses_and_else_their_defaults(db_dsn, pg_server, tmp_path):
+    # a pg_cron-only setup: the first clustering ever is CALL dbdedup.refresh(), which clustered by rule hash
+    # (what the last build had, and none had been) where every command uses the stored settings, else the defaults
+    from conftest import TEMPLATE_DB, _drop_database, _fresh_database
+
+    from dbdedup.clusters import _built_settings, current_parameters, save_settings
+    from test_verify_plan import mini_set, named_clusters
+
+    root = tmp_path / "mini"
+    mini_set(root)
+    run_cli(db_dsn, "load", "--workers", "1", str(root))  # (with embedding vectors: fused applies as fused)
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CALL dbdedup.refresh()")
+        assert _built_settings(current_parameters(conn)) == ClusterSettings()
+    # then the cron job's `dbdedup verify` and the next refresh: the clusters a report gives on a new database
+    run_cli(db_dsn, "verify", "--workers", "1")
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CALL dbdedup.refresh()")
+    admin, _ = pg_server
+    name, fresh = _fresh_database(admin, TEMPLATE_DB)
+    try:
+        run_cli(fresh, "load", "--workers", "1", str(root))
+        run_cli(fresh, "report")
+        assert named_clusters(db_dsn) == named_clusters(fresh)
+        assert {"p01", "p01_border", "p01_crop"} in named_clusters(fresh)
+    finally:
+        _drop_database(admin, name)
+
+    # settings stored (as by `report --keeper oldest ...`): refresh builds with them
+    stored = ClusterSettings(threshold=6, keeper_rule="oldest", min_similarity=0.9, confirm_distance=20,
+                             transform_distance=3, reference_paths=(str(root / "p01.jpg"),))
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        save_settings(conn, stored)
+        conn.execute("CALL dbdedup.refresh()")
+        assert _built_settings(current_parameters(conn)) == stored
+        save_settings(conn, ClusterSettings(rule="embedding"))
+        conn.execute("UPDATE dbdedup.image_embeddings SET embedding = NULL")
+        with pytest.raises(psycopg.errors.RaiseException, match="rule 'embedding' needs embedding vectors"):
+            conn.execute("CALL dbdedup.refresh()")
+
+
+def test_refresh_applies_the_fused_rule_as_transforms_without_vectors_as_the_commands_do(plain_pg_dsn):
+    # Debian's PostgreSQL has no pgvector (no dbdedup.image_embeddings): refresh says nothing of embeddings
+    from conftest import dsn_for
+
+    from dbdedup import db as dbmod
+    from dbdedup.clusters import _built_settings, current_parameters
+    from test_matching import insert_images, planted_hashes
+
+    name = f"hashonly_refresh_{os.getpid()}"
+    with psycopg.connect(plain_pg_dsn, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    dsn = dsn_for(plain_pg_dsn, name)
+    try:
+        dbmod.apply_migrations(dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            insert_images(conn, planted_hashes(100, seed=41, share=0.3))
+            notices: list[str] = []
+            conn.add_notice_handler(lambda diag: notices.append(diag.message_primary))
+            conn.execute("CALL dbdedup.refresh()")
+            assert _built_settings(current_parameters(conn)) == ClusterSettings(rule="transforms")
+            assert notices == []
+    finally:
+        with psycopg.connect(plain_pg_dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

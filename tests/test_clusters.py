@@ -3,7 +3,11 @@ ensure_clusters bookkeeping, CALL dbdedup.refresh(), and an end-to-end run on re
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import psycopg
 import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -166,7 +170,8 @@ def test_ensure_clusters_follows_new_images(conn):
 def test_refresh_procedure_for_pg_cron(conn):
     hashes = planted_hashes(200, seed=29, share=0.3)
     insert_images(conn, hashes)
-    clusters.build_clusters(conn, ClusterSettings(threshold=6, keeper_rule="newest"))
+    clusters.save_settings(conn, ClusterSettings(threshold=6, keeper_rule="newest"))  # as `report --keeper newest`
+    clusters.build_clusters(conn)
     rng = np.random.default_rng(2)
     new = insert_images(conn, [flip_bits(rng, hashes[0], 1)], prefix="/new", seed=8,
                         sizes=[(10, 10, 10, 2 * 10**18)])
@@ -182,6 +187,75 @@ def test_refresh_procedure_for_pg_cron(conn):
 def test_bad_keeper_rule(conn):
     with pytest.raises(DbdedupError):
         clusters.build_clusters(conn, ClusterSettings(keeper_rule="prettiest"))
+
+
+@pytest.mark.parametrize("arguments, message", [
+    ("-5", "threshold must be a Hamming distance from 0 to 64, not -5"),
+    ("65", "threshold must be a Hamming distance from 0 to 64, not 65"),
+    ("NULL", "threshold must be a Hamming distance from 0 to 64, not <NULL>"),
+    ("8, NULL", "unknown hash kind <NULL>"),
+    ("8, 'phash', NULL", "unknown keeper rule <NULL>"),
+    ("8, 'phash', 'largest', '{}', NULL", "unknown clustering rule <NULL>"),
+    ("8, 'phash', 'largest', '{}', 'fused', 0", "minimum similarity must be in (0, 1], not 0"),
+    ("8, 'phash', 'largest', '{}', 'hash', 1.5", "minimum similarity must be in (0, 1], not 1.5"),
+    ("8, 'phash', 'largest', '{}', 'fused', 0.85, -1",
+     "confirm distance must be a Hamming distance from 0 to 64, not -1"),
+    ("8, 'phash', 'largest', '{}', 'fused', 0.85, 64, 33",
+     "transform threshold must be a Hamming distance from 0 to 32, not 33"),
+])
+def test_build_clusters_refuses_what_refresh_could_not_build_with(conn, arguments, message):
+    # a value out of range was stored in cluster_parameters, and every later CALL dbdedup.refresh() failed
+    insert_images(conn, planted_hashes(50, seed=31, share=0.3))
+    clusters.build_clusters(conn, ClusterSettings(threshold=6))
+    before = conn.execute("SELECT max_distance, built_at FROM dbdedup.cluster_parameters").fetchone()
+    conn.commit()
+    with pytest.raises(psycopg.errors.RaiseException) as refused:
+        conn.execute(f"SELECT * FROM dbdedup.build_clusters({arguments})")
+    conn.rollback()
+    assert refused.value.diag.message_primary == message
+    assert conn.execute("SELECT max_distance, built_at FROM dbdedup.cluster_parameters").fetchone() == before
+    conn.execute("CALL dbdedup.refresh()")
+    conn.commit()
+
+
+def test_the_next_report_rebuilds_after_another_command_rematched_every_pair(conn):
+    # a full re-match (`dbdedup pairs -t 64` runs one) rewrites every pair and its verdict but keeps matched_seq
+    # when no image changed: the clusters built before are not current
+    insert_images(conn, planted_hashes(300, seed=37, share=0.3))
+    settings = ClusterSettings(rule="hash")  # (no signal to match again: the pairs alone are rewritten)
+    first = clusters.ensure_clusters(conn, settings)
+    assert first.rebuilt and not clusters.ensure_clusters(conn, settings).rebuilt
+    matching.find_pairs(conn, threshold=12, full=True)
+    after = clusters.ensure_clusters(conn, settings)
+    assert after.rebuilt and not after.matched and after.members == first.members
+    assert not clusters.ensure_clusters(conn, settings).rebuilt  # and then current again
+
+
+def test_a_report_after_pairs_rematched_shows_no_member_whose_pair_with_its_keeper_is_not_verified(db_dsn, tmp_path):
+    from test_report_sample import run_cli
+    from test_verify_plan import mini_set, named_clusters, named_pair
+
+    root = tmp_path / "mini"
+    mini_set(root)
+    run_cli(db_dsn, "load", "--workers", "1", str(root))
+    run_cli(db_dsn, "report")
+    assert {"p04_border", "p04", "p04_crop"} in named_clusters(db_dsn)
+    # a copy deleted (not loaded again), then `pairs -t 64`: a full re-match, whose check by pixels finds the
+    # file gone; `pairs` stores no setting and builds no cluster
+    (root / "p04_crop.jpg").unlink()
+    run_cli(db_dsn, "pairs", "-t", "64")
+    assert named_pair(db_dsn, "p04_border", "p04_crop")[0] is False
+    report = run_cli(db_dsn, "report", "--format", "json")
+    shown = {frozenset(Path(m["path"]).stem for m in c["members"]) for c in json.loads(report.stdout)["clusters"]}
+    assert {"p04_border", "p04"} in shown and not any("p04_crop" in c for c in shown), shown
+    with psycopg.connect(db_dsn) as c:
+        unlinked = c.execute(
+            "SELECT m.path FROM dbdedup.cluster_members m "
+            "JOIN dbdedup.cluster_members k ON k.cluster_id = m.cluster_id AND k.is_keeper "
+            "LEFT JOIN dbdedup.pairs p ON p.hash_kind = 'phash' AND p.image_a = least(m.image_id, k.image_id) "
+            "AND p.image_b = greatest(m.image_id, k.image_id) "
+            "WHERE NOT m.is_keeper AND NOT coalesce(p.verified, false)").fetchall()
+    assert unlinked == []
 
 
 def test_real_images_end_to_end(conn, tmp_path):

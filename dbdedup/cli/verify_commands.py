@@ -96,8 +96,10 @@ def verify(ctx: click.Context, workers: int | None, unchecked: bool) -> None:
     goes on. Safe to interrupt and run again: it continues with the pairs still pending.
 
     A report checks only the pairs its clusters need (a member's pairs with the other
-    members decide nothing) and marks the others unchecked; --unchecked checks those too,
-    for a verdict on every pair.
+    members decide nothing) and marks the others unchecked; this command then checks
+    those the clusters need now (a keeper deleted since), as the next report would, and
+    --unchecked checks them all, for a verdict on every pair. The next command (or
+    dbdedup.refresh()) builds the clusters again with the verdicts given here.
 
     \b
     Example:
@@ -105,14 +107,11 @@ def verify(ctx: click.Context, workers: int | None, unchecked: bool) -> None:
       dbdedup verify --workers 2 --quiet     # in cron, after dbdedup.refresh()
       dbdedup verify --unchecked             # every pair a verdict, needed or not
     """
-    from ..verify_plan import reopen_unchecked
-    from ..verify_workers import verify_pending_pairs
+    from ..clusters import verify_pairs_by_pixels
 
     with open_db(ctx) as conn:
-        if unchecked:
-            reopen_unchecked(conn)
         with verify_progress(ctx) as progress:
-            summary = verify_pending_pairs(conn, workers=workers, progress=progress,
-                                           lock_wait=settings_of(ctx).lock_wait,
-                                           on_wait=lambda message: note(ctx, message))
+            summary = verify_pairs_by_pixels(conn, unchecked=unchecked, workers=workers, progress=progress,
+                                             lock_wait=settings_of(ctx).lock_wait,
+                                             on_wait=lambda message: note(ctx, message))
     note(ctx, summary_line(summary))
