@@ -26,6 +26,35 @@ TEMPLATE_DB = "dbdedup_template"
 _counter = itertools.count()
 
 
+def result_of_child(work):
+    """``work()`` run in a forked child (one that drops root's powers over file modes, or becomes another user, for
+    a test of what a user is denied), its result handed back as JSON; the child's traceback goes to stderr."""
+    import json
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read_end)
+            result = work()
+            with os.fdopen(write_end, "w") as handle:
+                json.dump(result, handle)
+            status = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()  # (pytest shows it with the failure)
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as handle:
+        text = handle.read()
+    _, status = os.waitpid(pid, 0)
+    assert status == 0 and text, "the child failed"
+    return json.loads(text)
+
+
 def dsn_for(base_dsn: str, dbname: str) -> str:
     params = conninfo_to_dict(base_dsn)
     params["dbname"] = dbname

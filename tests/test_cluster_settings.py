@@ -251,19 +251,13 @@ def test_refresh_clusters_with_the_settings_every_command_uses_and_else_their_de
 
 def test_refresh_applies_the_fused_rule_as_transforms_without_vectors_as_the_commands_do(plain_pg_dsn):
     # Debian's PostgreSQL has no pgvector (no dbdedup.image_embeddings): refresh says nothing of embeddings
-    from conftest import dsn_for
-
-    from dbdedup import db as dbmod
     from dbdedup.clusters import _built_settings, current_parameters
     from test_matching import insert_images, planted_hashes
+    from test_signals import fresh_plain_database
 
     name = f"hashonly_refresh_{os.getpid()}"
-    with psycopg.connect(plain_pg_dsn, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-    dsn = dsn_for(plain_pg_dsn, name)
+    dsn = fresh_plain_database(plain_pg_dsn, name)
     try:
-        dbmod.apply_migrations(dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             insert_images(conn, planted_hashes(100, seed=41, share=0.3))
             notices: list[str] = []

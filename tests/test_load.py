@@ -481,32 +481,14 @@ def _load_as_a_user(dsn: str, roots: list[Path]) -> dict:
     if os.geteuid() != 0:
         with psycopg.connect(dsn) as conn:
             return load_paths(conn, roots, workers=1).as_dict()
-    import json
+    from conftest import result_of_child
 
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(read_end)
-            with psycopg.connect(dsn) as conn:
-                _drop_root_file_powers()
-                summary = load_paths(conn, roots, workers=1)
-            with os.fdopen(write_end, "w") as handle:
-                json.dump(summary.as_dict(), handle)
-            status = 0
-        except BaseException:
-            import traceback
+    def load_denied() -> dict:
+        with psycopg.connect(dsn) as conn:
+            _drop_root_file_powers()
+            return load_paths(conn, roots, workers=1).as_dict()
 
-            traceback.print_exc()  # (pytest shows it with the failure)
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as handle:
-        text = handle.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0 and text, "the load failed"
-    return json.loads(text)
+    return result_of_child(load_denied)
 
 
 def _kept(conn, path: Path) -> tuple:

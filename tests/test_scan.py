@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -91,33 +90,23 @@ def _scan_and_read_as(user: str, root: Path) -> dict[str, str]:
     """Walk ``root`` and read every candidate in a forked child running as ``user``."""
     import pwd
 
+    from conftest import result_of_child
+
     account = pwd.getpwnam(user)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: drop root, then do exactly what the loader does
-        status = 1
-        try:
-            os.close(read_end)
-            os.setgroups([])
-            os.setgid(account.pw_gid)
-            os.setuid(account.pw_uid)
-            out = {}
-            for e in scan([root]):
-                if e.kind == CANDIDATE:
-                    out[os.fsdecode(e.path)] = file_record(e.path).reason or "ok"
-                else:
-                    out[os.fsdecode(e.path)] = e.reason or e.kind
-            with os.fdopen(write_end, "w") as handle:
-                json.dump(out, handle)
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as handle:
-        text = handle.read()
-    _, status = os.waitpid(pid, 0)
-    assert status == 0
-    return json.loads(text)
+
+    def walk_as_user() -> dict[str, str]:  # drop root, then do exactly what the loader does
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+        out = {}
+        for e in scan([root]):
+            if e.kind == CANDIDATE:
+                out[os.fsdecode(e.path)] = file_record(e.path).reason or "ok"
+            else:
+                out[os.fsdecode(e.path)] = e.reason or e.kind
+        return out
+
+    return result_of_child(walk_as_user)
 
 
 def test_permission_denied_as_another_user():
