@@ -331,6 +331,12 @@ class OnnxEmbedder(Embedder):
             raise DbdedupError(
                 f"{self.path}: the model's input {model_input.name!r} is {model_input.type} of shape {shape}, "
                 "not an image (a 4-D float32 NCHW tensor)", hint=_ONNX_HINT)
+        if not isinstance(shape[1], int) and isinstance(shape[3], int) and 0 < shape[3] <= 4:
+            # [batch, height, width, 3] with a dynamic height: channels last, which the width's place would
+            # otherwise take as a 3-pixel-wide picture
+            raise DbdedupError(
+                f"{self.path}: the model's input {model_input.name!r} of shape {shape} is channels-last (NHWC); "
+                "an image model here takes NCHW", hint=_ONNX_HINT)
         channels = shape[1] if isinstance(shape[1], int) else 3
         if channels not in (1, 3):
             raise DbdedupError(
@@ -356,7 +362,9 @@ class OnnxEmbedder(Embedder):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        # fatal only: a model that fails raises, and says why in dbdedup's one line; onnxruntime's own coloured
+        # ERROR line before it was a second, garbled one
+        options.log_severity_level = 4
         return options
 
     def _get_session(self):

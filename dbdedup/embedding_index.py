@@ -90,7 +90,7 @@ def _vector_schema(conn: psycopg.Connection) -> str:
     return conn.execute("SELECT dbdedup.vector_schema()").fetchone()[0]
 
 
-def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reduction:
+def _fit(conn: psycopg.Connection, embedder: str, index_method: str, raw_dim: int | None = None) -> Reduction:
     import numpy as np
 
     from .embedding import fit_reduction
@@ -100,7 +100,10 @@ def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reductio
     if not rows:
         raise DbdedupError(f"no descriptors of embedder {embedder} are stored",
                            hint="load images with this embedder first: dbdedup load PATH --embedder ...")
-    raw_dim = _raw_dim(embedder, rows)
+    # (the first row's length halved took a float32 row, a model whose outputs pass 65,504, for twice as many
+    # float16 values: every vector was garbage and every similarity NaN)
+    stored = conn.execute(q["reduction_raw_dim"], {"embedder": embedder}).fetchone()
+    raw_dim = _raw_dim(embedder, rows, raw_dim or (stored[0] if stored else None))
     matrix = _raw_matrix([bytes(r[0]) for r in rows], raw_dim)
     if len(rows) < MIN_PCA_ROWS:
         # A handful of rows gives a PCA of their differences: two near-duplicates alone come out
@@ -117,12 +120,18 @@ def _fit(conn: psycopg.Connection, embedder: str, index_method: str) -> Reductio
     return reduction
 
 
-def _raw_dim(embedder: str, rows) -> int:
+def _raw_dim(embedder: str, rows, known: int | None) -> int:
+    """The values of one raw descriptor of ``embedder``: ``known`` (the model's, from the load that describes
+    with it, or the stored reduction's); else the built-in descriptor's; else (an ONNX model's rows, the model not
+    at hand) from the rows' lengths: float16, 2 bytes a value, where a row whose values passed float16's range is
+    float32, 4 bytes a value, so where both lengths occur the shorter is the float16 one."""
     from .embedding import load_embedder
 
+    if known:
+        return known
     if not embedder.startswith("onnx:"):
         return load_embedder(embedder).raw_dim
-    return len(bytes(rows[0][0])) // 2  # float16; float32 rows are the rare exception raw_from_bytes tells apart
+    return min(len(bytes(r[0])) for r in rows) // 2
 
 
 def _copy_data(image_ids, vectors) -> bytes:
@@ -224,13 +233,15 @@ def _write_vectors(conn: psycopg.Connection, reduction: Reduction) -> int:
     return written
 
 
-def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: str | None = None) -> ProjectionResult:
+def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: str | None = None,
+                    raw_dim: int | None = None) -> ProjectionResult:
     """Project the stored descriptors that have no vector yet, fitting the embedder's PCA on first use; commit.
 
     A reduction fitted on few rows (under AUTO_REFIT_BELOW) is fitted again, and every vector
     re-projected, once its rows (one per group of byte-identical files) have doubled. Builds the pgvector index when there is none,
     when ``index_method`` asks for another kind, or when this batch is larger than what is
-    already indexed (a bulk build beats inserting row by row).
+    already indexed (a bulk build beats inserting row by row). ``raw_dim``: the values of the embedder's raw
+    descriptor, which the loader's model knows (an ONNX model's stored rows alone do not say it).
     """
     started = time.monotonic()
     q = _queries()
@@ -254,7 +265,7 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
         fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW
                                     and conn.execute(q["fit_rows"], {"embedder": embedder}).fetchone()[0] >= 2 * fitted_rows)
         if fitted:
-            reduction = _fit(conn, embedder, method)
+            reduction = _fit(conn, embedder, method, raw_dim)
             if stored is not None:
                 conn.execute(q["forget_vectors"], {"embedder": embedder})
                 conn.execute(q["forget_embedding_pairs"])

@@ -591,7 +591,7 @@ def load_paths(
             loader.run(root_paths, recursive, workers)
             _analyze_if_changed(conn, "dbdedup.images", loader.loaded + loader.error_count + loader.missing)
             if embedder_object is not None:
-                projection = _project(conn, embedder_object.name, index_method)
+                projection = _project(conn, embedder_object.name, index_method, embedder_object.raw_dim)
                 _analyze_if_changed(conn, "dbdedup.image_embeddings", projection.projected)
                 if projection.fitted:
                     notes.append(f"embeddings: fitted the {embedder_object.name} reduction on "
@@ -633,12 +633,13 @@ def _analyze_if_changed(conn: psycopg.Connection, table: str, changed: int) -> N
         conn.execute(_queries()["analyze_images" if table == "dbdedup.images" else "analyze_embeddings"])
 
 
-def _project(conn: psycopg.Connection, embedder: str, index_method: str | None) -> embedding_index.ProjectionResult:
+def _project(conn: psycopg.Connection, embedder: str, index_method: str | None,
+             raw_dim: int) -> embedding_index.ProjectionResult:
     # one transaction, which another load's batch can deadlock with (both write image_embeddings
     # rows, in their own orders): the loser is rolled back whole and done again
     for attempt in range(WRITE_ATTEMPTS):
         try:
-            return embedding_index.project_pending(conn, embedder, index_method=index_method)
+            return embedding_index.project_pending(conn, embedder, index_method=index_method, raw_dim=raw_dim)
         except psycopg.errors.DeadlockDetected:
             if attempt == WRITE_ATTEMPTS - 1:
                 raise

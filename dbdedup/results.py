@@ -9,6 +9,7 @@ can be large); ``dbdedup.clusters.ensure_clusters`` makes the clustering current
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -203,11 +204,17 @@ def _member(row: dict[str, Any]) -> Member:
         is_exact_duplicate=bool(row["is_exact_duplicate"]),
         is_protected=bool(row["is_protected"]),
         transform=row.get("transform"),
-        similarity=row.get("similarity"),
+        similarity=finite(row.get("similarity")),
         is_same_file=bool(row.get("is_same_file")),
         verify_reason=row.get("verify_reason"),
-        verify_score=row.get("verify_score"),
+        verify_score=finite(row.get("verify_score")),
     )
+
+
+def finite(value: float | None) -> float | None:
+    """A measure as the reports show it: NaN (a cosine of a zero vector, say) as unknown, None, never as a number
+    that sorts above every other and makes the JSON report invalid."""
+    return None if value is None or math.isnan(value) else value
 
 
 def iter_clusters(conn: psycopg.Connection, *, sort: str = "members", limit: int | None = None) -> Iterator[Cluster]:
@@ -258,4 +265,5 @@ def iter_pairs(conn: psycopg.Connection, settings: "ClusterSettings") -> Iterato
         for row in cur:
             row["path_bytes_a"] = bytes(row["path_bytes_a"])
             row["path_bytes_b"] = bytes(row["path_bytes_b"])
+            row["similarity"], row["verify_score"] = finite(row.get("similarity")), finite(row.get("verify_score"))
             yield row

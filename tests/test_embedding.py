@@ -182,8 +182,10 @@ def test_unknown_embedder_spec_is_a_user_error():
 # ---------------------------------------------------------------- ONNX
 
 
-def build_model(path, *, side: int | str = 32, channels: int = 3, filters: int = 8, dtype=None):
-    """A small CNN saved as ONNX: fixed random 3x3 convolution, ReLU, global average pool, flatten."""
+def build_model(path, *, side: int | str = 32, channels: int = 3, filters: int = 8, dtype=None, scale: float = 1.0,
+                input_shape: list | None = None):
+    """A small CNN saved as ONNX: fixed random 3x3 convolution, ReLU, global average pool, flatten, times ``scale``
+    (1e6: outputs past float16's range). ``input_shape`` replaces the input's declared NCHW shape."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -194,11 +196,14 @@ def build_model(path, *, side: int | str = 32, channels: int = 3, filters: int =
         [helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["conv"], ["relu"]),
          helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
-         helper.make_node("Flatten", ["pool"], ["features"])],
+         helper.make_node("Flatten", ["pool"], ["flat"]),
+         helper.make_node("Mul", ["flat", "scale"], ["features"])],
         "tiny",
-        [helper.make_tensor_value_info("image", dtype or TensorProto.FLOAT, ["batch", channels, side, side])],
+        [helper.make_tensor_value_info("image", dtype or TensorProto.FLOAT,
+                                       input_shape or ["batch", channels, side, side])],
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", filters])],
-        initializer=[numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")],
+        initializer=[numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b"),
+                     numpy_helper.from_array(np.array([scale], dtype=np.float32), "scale")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
@@ -276,6 +281,35 @@ def test_onnx_errors_are_user_errors_with_hints(tmp_path):
         load_embedder(f"onnx:{build_model(tmp_path / 'five.onnx', channels=5)}")
     with pytest.raises(DbdedupError, match="needs a model path"):
         load_embedder("onnx:")
+
+
+def test_onnx_model_whose_input_is_channels_last_with_a_dynamic_side_is_refused(tmp_path):
+    # [batch, h, w, 3] took the 3 for a width: a 224x3 picture, and a load that succeeded
+    pytest.importorskip("onnxruntime")
+    path = build_model(tmp_path / "nhwc.onnx", input_shape=["batch", "h", "w", 3])
+    with pytest.raises(DbdedupError, match="channels-last") as info:
+        load_embedder(f"onnx:{path}")
+    assert info.value.hint
+
+
+def test_onnx_model_whose_outputs_pass_float16s_range_is_fitted_on_its_own_values(conn, tmp_path):
+    # such a descriptor is stored as float32; the fit took its 32 bytes a value... as 2 float16 values each: twice
+    # the values, garbage vectors, and every embedding similarity NaN (an invalid JSON report)
+    pytest.importorskip("onnxruntime")
+    from dbdedup.load import load_paths
+    from images import resized, save
+
+    model = build_model(tmp_path / "loud.onnx", scale=1e6)
+    root = tmp_path / "set"
+    for seed in (1, 2, 3, 4, 5):
+        save(photo(seed), root / f"o{seed}.jpg", quality=92)
+        save(resized(photo(seed), 0.5), root / f"o{seed}_small.jpg", quality=90)
+    summary = load_paths(conn, [root], workers=1, embedder=f"onnx:{model}")
+    assert summary.embedded == 10
+    assert conn.execute("SELECT raw_dim FROM dbdedup.embedding_reductions").fetchone() == (8,)
+    rows = conn.execute("SELECT a.embedding <=> b.embedding FROM dbdedup.image_embeddings a, dbdedup.image_embeddings b "
+                        "WHERE a.image_id < b.image_id").fetchall()
+    assert rows and all(np.isfinite(r[0]) for r in rows)
 
 
 def test_onnx_model_with_a_non_image_input_is_refused(tmp_path):

@@ -9,6 +9,7 @@ import os
 import shutil
 
 import psycopg
+import pytest
 
 from test_report_sample import load, make_collection, members, run_cli
 
@@ -288,3 +289,18 @@ def test_limit_0_lists_no_cluster_and_says_so(db_dsn, tmp_path):
     assert "no near-duplicate clusters" not in text
     assert not any(line.startswith("cluster ") for line in text.splitlines())
     assert "showing 1 of 3 clusters" in run_cli(db_dsn, "report", "--limit", "1").stdout
+
+
+def test_a_similarity_that_is_not_a_number_is_reported_as_unknown(db_dsn, tmp_path):
+    # a cosine with a zero vector is NaN in PostgreSQL: the JSON report wrote "similarity": NaN, which strict
+    # parsers refuse, and the table "embedding nan"
+    col = make_collection(tmp_path / "photos")
+    load(db_dsn, col.root)
+    run_cli(db_dsn, "report")
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("UPDATE dbdedup.cluster_assignments SET similarity = 'NaN' WHERE NOT is_keeper")
+    report = run_cli(db_dsn, "report", "--format", "json").stdout
+    members = [m for c in json.loads(report, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))["clusters"]
+               for m in c["members"]]
+    assert members and all(m["similarity"] is None for m in members)
+    assert "nan" not in run_cli(db_dsn, "report").stdout.lower()

@@ -28,6 +28,9 @@ SELECT raw FROM (
 ) d
 ORDER BY hashint8(image_id), image_id LIMIT %(limit)s;
 
+-- name: reduction_raw_dim
+SELECT raw_dim FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
+
 -- name: fit_rows
 -- How many rows fit_sample would draw from (one per group of byte-identical files): the rows a refit compares
 -- with the rows the stored reduction was fitted on.
