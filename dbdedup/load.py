@@ -101,6 +101,8 @@ class LoadSummary:
     embedder: str | None = None  # the embedder whose descriptors this load stored (None: no embeddings)
     embedded: int = 0  # vectors projected after the load
     notes: list[str] = field(default_factory=list)  # things the user should know (hash-only mode, a refit, ...)
+    # things the user must know before relying on the results (vectors of two embedders), shown even with --quiet
+    warnings: list[str] = field(default_factory=list)
     left_out: list[tuple[str, str]] = field(default_factory=list)  # (folder, why) not walked: see scan.LEFT_OUT
 
     @property
@@ -554,12 +556,17 @@ def load_paths(
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.commit()
     notes: list[str] = []
+    warnings: list[str] = []
     embedder_object = embedding.load_embedder(embedder) if embedder is not None else None
     if embedder_object is not None and not embedding_index.embeddings_available(conn):
         if conn.execute(q["first_load"]).fetchone()[0]:  # said once per database, not on every load
             notes.append(embedding_index.HASH_ONLY_NOTE)
         embedder_object = None
     extras = Extras(orientations=orientations, embedder=embedder_object, keypoints=keypoints)
+    if not orientations:
+        # (the flipped copies were missed without a word: status alone showed "variants 0")
+        notes.append("orientations off (--no-orientations): flipped, rotated and bordered copies of the files "
+                     "loaded now are found only through the embedding; load them again without it to store them")
     # loads share the load lock (a match waits for them all) and queue per root
     with load_lock(conn, "start the load", wait=lock_wait, name="dbdedup load", on_wait=progress.waiting,
                    shared=True), \
@@ -597,6 +604,17 @@ def load_paths(
                     notes.append(f"embeddings: fitted the {embedder_object.name} reduction on "
                                  f"{projection.fitted_rows:,} images; later loads project the same way "
                                  "(dbdedup embeddings refit fits again)")
+                with conn.transaction():
+                    stored = conn.execute(q["vectors_by_embedder"]).fetchall()
+                if len(stored) > 1:
+                    # the nearest-neighbour search compares every vector with every other: the cosine of two
+                    # embedders' vectors means nothing, and the pairs across them were lost without a word
+                    kinds = ", ".join(f"{name}: {count:,}" for name, count in stored)
+                    option = ("--embedder onnx:PATH, the same model" if embedder_object.name.startswith("onnx:")
+                              else "--embedder default")
+                    warnings.append(f"vectors of {len(stored)} embedders are stored ({kinds}), and vectors of "
+                                    "different embedders do not compare: the embedding finds no copy across them; "
+                                    f"load the other folders with this one too ({option}), or these with theirs")
             with conn.transaction():
                 duplicate_groups = conn.execute(q["exact_duplicate_groups"]).fetchone()[0]
             status = "completed"
@@ -618,7 +636,7 @@ def load_paths(
         seconds=time.monotonic() - started, workers=workers, interrupted_runs=interrupted,
         orientations=orientations, keypoints=keypoints,
         embedder=embedder_object.name if embedder_object is not None else None,
-        embedded=projection.projected if projection else 0, notes=notes,
+        embedded=projection.projected if projection else 0, notes=notes, warnings=warnings,
     )
 
 

@@ -242,6 +242,9 @@ def test_orientations_off_stores_no_variants_and_a_later_load_fills_them(conn, t
     files = make_transform_set(tmp_path / "set")
     first = load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=False)
     assert first.loaded == len(files)
+    # and says so: the flipped copies were missed without a word
+    assert any(n.startswith("orientations off (--no-orientations): flipped, rotated and bordered copies")
+               for n in first.notes), first.notes
     rows = conn.execute("SELECT phash_variants FROM dbdedup.images WHERE status = 'ok'").fetchall()
     assert len(rows) == len(files) and all(r[0] is None for r in rows)
     # nothing to compare variants with: the flip is not found
@@ -250,6 +253,7 @@ def test_orientations_off_stores_no_variants_and_a_later_load_fills_them(conn, t
 
     again = load_paths(conn, [tmp_path / "set"], workers=2, embedder=None, orientations=True)
     assert again.loaded == len(files) and again.unchanged == 0
+    assert not any("orientations off" in n for n in again.notes)
     lengths = dict(conn.execute(
         "SELECT path, cardinality(phash_variants) FROM dbdedup.images WHERE status = 'ok'").fetchall())
     assert all(n in (7, 15) for n in lengths.values()), lengths
@@ -605,3 +609,29 @@ def test_the_far_neighbour_search_probes_more_ivfflat_lists_and_finds_the_exact_
     # find 0.56 of the exact 3 nearest, 16 find 0.88
     far = nearest(16)
     assert len(far & exact) >= 0.85 * len(exact)
+
+
+def test_a_load_with_another_embedder_than_the_stored_vectors_says_they_do_not_compare(db_dsn, tmp_path):
+    # the nearest-neighbour search compares every vector with every other, whatever made it: a copy in a folder
+    # loaded with an ONNX model and its original loaded with the built-in descriptor came out at cosine -0.09
+    pytest.importorskip("onnxruntime")
+    from click.testing import CliRunner
+
+    from dbdedup.cli.main import cli
+    from test_embedding import build_model
+
+    for s in (1, 2):
+        save(photo(s), tmp_path / "originals" / f"o{s}.jpg", quality=92)
+        save(resized(photo(s), 0.5), tmp_path / "copies" / f"o{s}_small.jpg", quality=90)
+    runner = CliRunner()
+    first = runner.invoke(cli, ["--db", db_dsn, "--quiet", "load", str(tmp_path / "originals")])
+    assert first.exit_code == 0 and "warning" not in first.stderr
+    model = build_model(tmp_path / "tiny.onnx")
+    second = runner.invoke(cli, ["--db", db_dsn, "--quiet", "load", str(tmp_path / "copies"),
+                                 "--embedder", f"onnx:{model}"])
+    assert second.exit_code == 0, second.stderr
+    assert "warning: vectors of 2 embedders are stored (" in second.stderr
+    assert "vectors of different embedders do not compare" in second.stderr
+    again = runner.invoke(cli, ["--db", db_dsn, "--quiet", "load", str(tmp_path / "originals"),
+                                "--embedder", f"onnx:{model}"])
+    assert again.exit_code == 0 and "warning" not in again.stderr  # one embedder again: said no more

@@ -10,7 +10,7 @@ import click
 
 from ..reasons import REASONS
 from ..terminal import printable
-from .context import PathParam, max_pixels_option, note, open_db, settings_of, workers_option
+from .context import PathParam, max_pixels_option, note, open_db, settings_of, warn, workers_option
 from .output import emit_rows, format_option
 
 
@@ -163,6 +163,8 @@ def load(ctx: click.Context, paths: tuple[str, ...], recursive: bool, workers: i
                                  index_method=index_method, lock_wait=settings_of(ctx).lock_wait)
     for line in _summary_lines(summary):
         note(ctx, line)
+    for line in summary.warnings:
+        warn(line)
 
 
 # ---------------------------------------------------------------- status and errors

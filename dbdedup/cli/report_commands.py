@@ -182,8 +182,9 @@ def export(ctx, target, layout, mode, sort, limit, thumbnail_size, **options):
                           "--limit N --sort bytes keeps the N clusters that free the most")
             path = exp.export_html(settings, summary, clusters, target, thumbnail_size=thumbnail_size,
                                    verdicts=verdicts.all_by_image(conn))
-            listed = (f"{shown:,} clusters" if shown == summary.near_duplicate_clusters
-                      else f"{shown:,} of {summary.near_duplicate_clusters:,} clusters")
+            total = summary.near_duplicate_clusters
+            listed = (f"{shown:,} cluster{'' if shown == 1 else 's'}" if shown == total
+                      else f"{shown:,} of {total:,} cluster{'' if total == 1 else 's'}")
             note(ctx, f"wrote {path} ({listed}, {path.stat().st_size:,} bytes); open it in a browser")
             return
         result = exp.export_folders(clusters, target, mode=mode)

@@ -281,3 +281,7 @@ SET status = %(status)s,
     linked_folders = %(linked_folders)s,
     message = %(message)s
 WHERE id = %(run_id)s;
+
+-- name: vectors_by_embedder
+-- The embedders whose vectors are stored, with how many: vectors of two embedders do not compare.
+SELECT embedder, count(*) FROM dbdedup.image_embeddings WHERE embedding IS NOT NULL GROUP BY embedder ORDER BY 2 DESC, 1;
