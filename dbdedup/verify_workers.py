@@ -865,13 +865,35 @@ def closest_distance(pair: PendingPair) -> int:
     return min(pair.distance, pair.transform_distance)
 
 
+def routed_transform(pair: PendingPair) -> str | None:
+    """The transform whose checks by pixels the pair gets: its own, except for a keypoints pair the embedding
+    found too, which gets an embedding neighbour's (None).
+
+    dbdedup.match_keypoints (sql/keypoints.sql) gives an embedding neighbour it finds the transform 'keypoints'
+    (its signatures must not refuse it, nor a weak similarity: geometry may align a crop), and keeps a pHash pair
+    within the match threshold, or a variant's pair, as it was. So a keypoints pair with a similarity is one the
+    embedding found: the routes such a neighbour gets that a pair of keys alone does not (the dense alignment,
+    the window, the frame, the overlay) are tried for it too, or `load --keypoints` would lose the copies they
+    verify (a flat photo and its copy in a white border: too few keypoints to align, where the embedding's pair is
+    verified `dense`). Not below GEOMETRY_MIN_SIMILARITY, which refuses an embedding neighbour before any check.
+    (A pHash pair found again by the keys keeps its own transform, so needs nothing here.) A pair the keys alone
+    found keeps their routes only: among look-alikes they are many, and each route more costs time and risks
+    precision."""
+    if pair.transform == KEYPOINTS and pair.similarity is not None \
+            and pair.similarity >= verify.GEOMETRY_MIN_SIMILARITY:
+        return None
+    return pair.transform
+
+
 def window_candidate(pair: PendingPair) -> bool:
     """Whether a pair the keypoints could not align is tried as a picture and a window of it
     (``verify.window_match``): a keeper pair (proposed through a member, a near neighbour or the
-    keeper's crop windows), a crop window pair or an embedding neighbour, not a pair only the pHash or a
-    variant found. (On the accuracy set the pHash's flat pairs were 3 in 4 of those no_geometry and brought
-    9 of the 207 copy pairs verified so; a variant's pair has its orientation, which the window does not try.)"""
-    return pair.transform in (LINKED, CROP_WINDOW) or (pair.transform is None and pair.similarity is not None)
+    keeper's crop windows), a crop window pair or an embedding neighbour (a keypoints pair too, when the
+    embedding found it: ``routed_transform``), not a pair only the pHash or a variant found. (On the
+    accuracy set the pHash's flat pairs were 3 in 4 of those no_geometry and brought 9 of the 207 copy pairs
+    verified so; a variant's pair has its orientation, which the window does not try.)"""
+    transform = routed_transform(pair)
+    return transform in (LINKED, CROP_WINDOW) or (transform is None and pair.similarity is not None)
 
 
 def dense_candidate(pair: PendingPair, orientation: str | None) -> bool:
@@ -882,8 +904,9 @@ def dense_candidate(pair: PendingPair, orientation: str | None) -> bool:
     229 copies and none of the look-alikes where either picture has fewer than DENSE_MAX_KEYPOINTS
     keypoints (378 copies and 8 look-alikes without that bound); 228 of those copies had been left
     out by the narrower choice before (an embedding neighbour of similarity 0.92, or an aligned pair
-    whose signatures agree in everything but the 16x16 detail or whose structure check failed)."""
-    return pair.transform in (None, LINKED) and orientation in (None, "identity")
+    whose signatures agree in everything but the 16x16 detail or whose structure check failed). A keypoints
+    pair the embedding found too is such a neighbour (``routed_transform``); one the keys alone found is not."""
+    return routed_transform(pair) in (None, LINKED) and orientation in (None, "identity")
 
 
 def aligned_verdict(a: verify.Features, b: verify.Features, orientation: str, closest: int) -> verify.Verdict | None:
@@ -984,7 +1007,8 @@ def framed_candidate(pair: PendingPair) -> bool:
     found it), one found through a trimmed variant, or an embedding neighbour (a mat keeps the picture's
     look: the keeper pair of a framed copy is often found so first, and is then not proposed again as a
     keeper pair) when the loader trimmed a border off either picture or did not record it (the others
-    keep their files unread when their keypoints come from the store)."""
+    keep their files unread when their keypoints come from the store; a keypoints pair the embedding found
+    too is such a neighbour: ``routed_transform``)."""
     if pair.transform == LINKED or (pair.transform or "").startswith("trim"):
         return True
     return window_candidate(pair) and pair.may_be_framed

@@ -111,7 +111,9 @@ BEGIN
     -- new pairs wait for the geometric check (transform 'keypoints', which the clustering rules
     -- transforms and fused link by once verified); a pair already found by a hash or a variant only
     -- records its shared keys; an embedding-only pair takes the keypoint route, and its verdict is
-    -- given again unless geometry gave it (a signature must not verify a pair the keys link)
+    -- given again unless geometry gave it (a signature must not verify a pair the keys link). Its
+    -- similarity stays: the check by pixels gives it an embedding neighbour's routes as well as the
+    -- keypoints' (verify_workers.routed_transform: the dense, window and framed checks)
     INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance,
                                     shared_keys)
     SELECT 'phash', f.image_a, f.image_b, bit_count((ia.phash # ib.phash)::bit(64)), false, 'keypoints', 0,

@@ -13,7 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 from images import save, scatter_shapes, textured_photo
-from PIL import Image
+from PIL import Image, ImageDraw, ImageOps
 from psycopg.rows import dict_row
 from test_report_sample import run_cli
 
@@ -345,3 +345,102 @@ def test_refresh_finds_keypoint_pairs_and_leaves_them_to_the_geometric_check(db_
         conn.execute("CALL dbdedup.refresh()")
         members = {Path(p).name for (p,) in conn.execute("SELECT path FROM dbdedup.cluster_members")}
     assert members == {"original.png", "half_crop.png"}
+
+
+def flat_scene(seed: int, channels: tuple[int, int, int] | None = None, size=(480, 360)) -> Image.Image:
+    """A flat photo: a noisy two-colour gradient under 8 filled rectangles and ellipses (few keypoints: 20 or so
+    at the check's working size). ``channels``: the shapes' red, green and blue taken from these channels of
+    their colours (a look-alike: the same drawing in other colours); None leaves them as drawn."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    first, last = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    share = np.linspace(0, 1, w)[None, :, None] * 0.6 + np.linspace(0, 1, h)[:, None, None] * 0.4
+    pixels = first * (1 - share) + last * share + rng.normal(0, 6, size=(h, w, 3))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    shapes = random.Random(seed)
+    for _ in range(8):
+        x, y = shapes.randint(0, w - 60), shapes.randint(0, h - 60)
+        dx, dy = shapes.randint(30, 150), shapes.randint(30, 120)
+        colour = tuple(shapes.randint(0, 255) for _ in range(3))
+        if channels is not None:
+            colour = tuple(colour[c] for c in channels)
+        (draw.rectangle if shapes.random() < 0.5 else draw.ellipse)((x, y, x + dx, y + dy), fill=colour)
+    return image
+
+
+def _clustered_pairs(dsn: str) -> dict[frozenset, str]:
+    """Each member's pair with its keeper (file names) and the transform of the pair that brought it in."""
+    by_name = _clusters_by_name(run_cli(dsn, "report", "--format", "json").stdout)
+    keepers = {cluster: name for name, (cluster, member) in by_name.items() if member["keeper"]}
+    return {frozenset((name, keepers[cluster])): member["transform"]
+            for name, (cluster, member) in by_name.items() if not member["keeper"]}
+
+
+def test_keypoints_lose_no_copy_the_embedding_finds_and_cluster_no_recoloured_look_alike(db_dsn, empty_db_dsn,
+                                                                                          tmp_path):
+    # The same folder loaded without and with --keypoints (both --no-orientations). A pair the embedding found
+    # that shares keys becomes a keypoints pair (sql/keypoints.sql); a flat copy in a white border has too few
+    # keypoints to align, and its pair was verified `dense`, a check of an embedding neighbour that a keypoints
+    # pair did not get: the opt-in signal lost the copy. It gets an embedding neighbour's checks too now.
+    root = tmp_path / "photos"
+    for seed in range(12):
+        save(flat_scene(seed), root / f"p{seed:02d}.png")
+    save(flat_scene(0).resize((240, 180), Image.Resampling.LANCZOS), root / "resized.png")
+    save(flat_scene(0), root / "q20.jpg", quality=20)
+    save(flat_scene(0), root / "same.png", "PNG", compress_level=1)
+    save(ImageOps.mirror(flat_scene(1)), root / "flipped.png")
+    save(flat_scene(2).rotate(90, expand=True), root / "turned90.png")
+    save(flat_scene(3).crop((24, 18, 456, 342)), root / "crop10.png")
+    save(ImageOps.expand(flat_scene(5), border=30, fill=(255, 255, 255)), root / "bordered.png")
+    look_alikes = {9: (1, 2, 0), 11: (2, 1, 0)}  # (each found by the embedding and the keys, 12 and 16 bits apart)
+    for seed, channels in look_alikes.items():
+        save(flat_scene(seed, channels), root / f"recoloured{seed}.png")
+
+    run_cli(empty_db_dsn, "load", "--no-orientations", "--workers", "1", str(root))
+    run_cli(db_dsn, "load", "--no-orientations", "--keypoints", "--workers", "1", str(root))
+    without, with_keys = _clustered_pairs(empty_db_dsn), _clustered_pairs(db_dsn)
+    bordered = frozenset(("bordered.png", "p05.png"))
+    assert bordered in without, without  # (the embedding's pair, verified by aligning the pixels)
+    # every copy a pHash or embedding pair found without the keys is found with them (a keeper pair
+    # proposed through a member, `linked`, is another matter: the keys' pair of the same two images is
+    # stored first, and the proposal leaves a stored pair alone)
+    found_by_signals = {pair for pair, transform in without.items() if transform != "linked"}
+    assert found_by_signals <= set(with_keys), (without, with_keys)
+    with psycopg.connect(db_dsn) as conn:
+        ids = {Path(p).name: i for i, p in conn.execute("SELECT id, path FROM dbdedup.images")}
+        rows = {frozenset((a, b)): (t, s, k, v, r) for a, b, t, s, k, v, r in conn.execute(
+            "SELECT image_a, image_b, transform, similarity, shared_keys, verified, verify_reason FROM dbdedup.pairs")}
+    # the bordered copy's pair: the keys found it too, and it was verified by its pixels
+    transform, similarity, shared_keys, verified, reason = rows[frozenset((ids["bordered.png"], ids["p05.png"]))]
+    assert transform == "keypoints" and similarity is not None and shared_keys >= keypoints.MIN_SHARED
+    assert verified and reason == "dense"
+    # the look-alikes: the same drawing in other colours, found by the embedding and the keys (so given the
+    # same checks), still apart
+    for seed in look_alikes:
+        look_alike = frozenset((f"recoloured{seed}.png", f"p{seed:02d}.png"))
+        transform, similarity, shared_keys, verified, _ = rows[frozenset(ids[n] for n in look_alike)]
+        assert transform == "keypoints" and similarity is not None and shared_keys is not None
+        assert verified is False
+        assert look_alike not in with_keys and look_alike not in without
+
+
+def test_a_keypoints_pair_the_embedding_found_gets_an_embedding_neighbours_checks_one_the_keys_alone_found_not(
+        tmp_path):
+    from dbdedup import verify
+    from dbdedup.verify_workers import PairChecker, PendingPair
+
+    picture = flat_scene(5)
+    a = _image_info(1, save(picture, tmp_path / "a.png"))
+    b = _image_info(2, save(ImageOps.expand(picture, border=30, fill=(255, 255, 255)), tmp_path / "bordered.png"))
+
+    def verdict(transform, similarity):
+        return PairChecker().verdict(PendingPair("phash", a.id, b.id, 18, False, transform, 0 if transform else None,
+                                                 similarity, a, b))
+
+    # too few keypoints to align: the embedding's pair is verified by aligning the pixels
+    assert verdict(None, 0.9) == verdict("keypoints", 0.9)
+    assert verdict("keypoints", 0.9).verified and verdict("keypoints", 0.9).reason == "dense"
+    # the keys alone (or an embedding too weak for any check): the keypoints' routes only
+    for similarity in (None, verify.GEOMETRY_MIN_SIMILARITY - 0.05):
+        assert verdict("keypoints", similarity).reason == "no_geometry"
