@@ -575,8 +575,11 @@ BEGIN
     -- tell whether the rest are worth theirs (clusters.link_keepers)
     CREATE TEMP TABLE lk_stored (image_a bigint, image_b bigint) ON COMMIT DROP;
     IF near_limit IS NOT NULL THEN
-        -- (any pair stored: one a signal found, or proposed before, would take a place of the sample and add nothing)
-        INSERT INTO lk_stored SELECT p.image_a, p.image_b FROM dbdedup.pairs p WHERE p.hash_kind = 'phash';
+        -- (any pair stored: one a signal found, or proposed before, would take a place of the sample and add nothing;
+        -- but one the keys alone found and could not align, which a proposal checks again, below)
+        INSERT INTO lk_stored SELECT p.image_a, p.image_b FROM dbdedup.pairs p
+        WHERE p.hash_kind = 'phash'
+          AND NOT (p.transform = 'keypoints' AND p.similarity IS NULL AND p.verify_reason = 'no_geometry');
     END IF;
     INSERT INTO lk_linked
     SELECT n.image_a, n.image_b
@@ -601,13 +604,18 @@ BEGIN
     IF wanted IS NOT NULL THEN
         CREATE TEMP TABLE lk_hash ON COMMIT DROP AS
         SELECT i.id, i.phash FROM dbdedup.images i WHERE i.id = ANY (wanted) AND i.status = 'ok' AND i.phash IS NOT NULL;
-        -- a pair already stored (found by a signal, or proposed before) is left as it is
-        INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
+        -- a pair already stored (found by a signal, or proposed before) is left as it is, but one the keys alone found
+        -- (load --keypoints) and could not align: proposed through a member, it is checked again as a keeper pair, by
+        -- the pixels too (a flat picture turned by 90 degrees, verified `dense` so without the keys, was lost with them)
+        INSERT INTO dbdedup.pairs AS p (hash_kind, image_a, image_b, distance, is_exact, transform, transform_distance)
         SELECT 'phash', k.image_a, k.image_b, bit_count((ia.phash # ib.phash)::bit(64)), false, 'linked', 0
         FROM lk_linked k
         JOIN lk_hash ia ON ia.id = k.image_a
         JOIN lk_hash ib ON ib.id = k.image_b
-        ON CONFLICT ON CONSTRAINT pairs_pkey DO NOTHING;
+        ON CONFLICT ON CONSTRAINT pairs_pkey DO UPDATE
+            SET transform = excluded.transform, transform_distance = excluded.transform_distance,
+                verified = NULL, verify_score = NULL, verify_reason = NULL
+            WHERE p.transform = 'keypoints' AND p.similarity IS NULL AND p.verify_reason = 'no_geometry';
         GET DIAGNOSTICS n = ROW_COUNT;
         DROP TABLE lk_hash;
     END IF;
