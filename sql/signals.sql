@@ -620,7 +620,9 @@ BEGIN
             verified = CASE WHEN p.verified THEN true END,
             verify_score = CASE WHEN p.verified THEN p.verify_score END,
             verify_reason = CASE WHEN p.verified THEN p.verify_reason END
-        WHERE p.transform IS NULL AND p.similarity IS NULL AND p.distance > nearest_window_distance;
+        -- (10: nearest_window_distance written out; a variable here reaches Citus's shards as a parameter whose type
+        -- they cannot tell, typed or not, and every report on Citus failed)
+        WHERE p.transform IS NULL AND p.similarity IS NULL AND p.distance > 10;
     DROP TABLE em_near, em_window;
 
     IF is_full THEN
