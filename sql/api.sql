@@ -44,6 +44,41 @@ DELETE FROM dbdedup.lookup_flips;
 INSERT INTO dbdedup.lookup_flips (block, radius, flips)
 SELECT b, r, dbdedup.ball_masks(dbdedup.interleaved_mask(4, b), r) FROM generate_series(0, 3) b, generate_series(0, 3) r;
 
+CREATE OR REPLACE FUNCTION dbdedup.near_values_distributed(hashes bigint[], max_distance integer, trimmed boolean)
+    RETURNS bigint[]
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    col text := CASE WHEN trimmed THEN 'i.phash_variants[8]' ELSE 'i.phash' END;
+    probes text;
+    found bigint[];
+BEGIN
+    -- Citus plans neither the single-server probes (a subquery correlated with unnest(hashes) beside
+    -- a distributed table) nor a generic plan's parameters: the keys of each block's ball are made
+    -- here on the coordinator and sent as literals, so each shard probes its block indexes (the masks
+    -- are literal too, to match the index expressions) and re-checks its candidates
+    IF max_distance > 15 THEN
+        probes := 'true';
+    ELSE
+        SELECT string_agg(format('(%s & %s) = ANY(%L::bigint[])', col, m.mask,
+                                 ARRAY(SELECT DISTINCT (h & m.mask) # x FROM unnest(hashes) h, unnest(m.flips) x)), ' OR ')
+          INTO probes
+        FROM (SELECT dbdedup.interleaved_mask(4, f.block) AS mask, f.flips FROM dbdedup.lookup_flips f
+              WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1) m;
+    END IF;
+    EXECUTE format($q$
+        SELECT ARRAY(SELECT %2$s FROM dbdedup.images i
+                     WHERE i.status = 'ok' AND %1$s IS NOT NULL AND (%3$s)
+                       AND EXISTS (SELECT FROM unnest(%4$L::bigint[]) h WHERE bit_count((%1$s # h)::bit(64)) <= %5$s)) $q$,
+        col, CASE WHEN trimmed THEN 'i.id' ELSE 'i.phash' END, probes, hashes, max_distance)
+      INTO found;
+    RETURN found;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.near_values_distributed(bigint[], integer, boolean) IS
+    'dbdedup.near_phash_values (trimmed: dbdedup.near_trimmed_images) on a Citus cluster: the same rows, each value '
+    'or id once; the block probes are made on the coordinator and each shard searches its own block indexes.';
+
 CREATE OR REPLACE FUNCTION dbdedup.near_phash_values(hashes bigint[], max_distance integer) RETURNS bigint[]
     LANGUAGE plpgsql STABLE
     -- one plan a session: the custom plan of one hash looks cheaper than the generic one (10 hashes
@@ -57,6 +92,9 @@ DECLARE
     f2 bigint[];
     f3 bigint[];
 BEGIN
+    IF dbdedup.is_distributed() THEN
+        RETURN dbdedup.near_values_distributed(hashes, max_distance, false);
+    END IF;
     -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
     SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
            coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
@@ -103,6 +141,9 @@ DECLARE
     f2 bigint[];
     f3 bigint[];
 BEGIN
+    IF dbdedup.is_distributed() THEN
+        RETURN dbdedup.near_values_distributed(hashes, max_distance, true);
+    END IF;
     -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
     SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
            coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
@@ -181,6 +222,11 @@ BEGIN
     IF variants IS NOT NULL AND coalesce(cardinality(variants), 0) NOT BETWEEN 7 AND 15 THEN
         RAISE EXCEPTION 'variants must be 7 to 15 pHashes, as images.phash_variants holds them, not %',
             coalesce(cardinality(variants), 0) USING HINT = 'NULL leaves the flipped and rotated copies out';
+    END IF;
+    IF dbdedup.is_distributed() THEN
+        -- Citus plans a query over a distributed table only with its parameters' values (a custom plan);
+        -- this setting ends with the call, as the function's own does
+        PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
     END IF;
     by_hash := dbdedup.near_phash_values(ARRAY[hash], max_distance);
     IF variants IS NOT NULL AND transform_max_distance IS NOT NULL THEN
@@ -268,6 +314,10 @@ BEGIN
         RAISE EXCEPTION 'threshold must be a Hamming distance from 0 to 64, not %', max_distance;
     END IF;
     IF kind = 'phash' THEN
+        IF dbdedup.is_distributed() THEN
+            -- as in dbdedup.lookup: Citus plans the query below only with the values of its parameters
+            PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+        END IF;
         -- a variable, not the call in the query: the planner would run the (stable) lookup once more
         -- to estimate the rows of = ANY(...), doubling the work of every call
         near := dbdedup.near_phash_values(ARRAY[hash], max_distance);
@@ -337,20 +387,33 @@ COMMENT ON FUNCTION dbdedup.similar(bigint, integer, text, integer, real, intege
     'signal of dbdedup.lookup (matched_by: hash, transform or embedding); dHash and aHash compare that hash only. '
     'Example: SELECT * FROM dbdedup.similar(42, 8).';
 
+CREATE OR REPLACE FUNCTION dbdedup.image_at(path text) RETURNS bigint
+    LANGUAGE plpgsql STABLE
+    AS $$
+DECLARE
+    target bigint;
+BEGIN
+    -- by path_bytes (unique index); the displayed path only when it has the \xNN escapes of a
+    -- path that is not UTF-8 (no index on path: that is a scan)
+    SELECT p.id INTO target FROM dbdedup.images p WHERE p.path_bytes = convert_to(image_at.path, 'UTF8') AND p.status = 'ok';
+    IF target IS NULL AND strpos(image_at.path, '\x') > 0 THEN
+        SELECT p.id INTO target FROM dbdedup.images p WHERE p.path = image_at.path AND p.status = 'ok';
+    END IF;
+    RETURN target;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.image_at(text) IS
+    'The id of the ok image stored at this path (as stored, or as displayed with \xNN escapes), or NULL.';
+
 CREATE OR REPLACE FUNCTION dbdedup.similar(path text, max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
                                 transform_max_distance integer DEFAULT 2, min_similarity real DEFAULT 0.92,
                                 confirm_distance integer DEFAULT 20, neighbours integer DEFAULT 10)
     RETURNS TABLE (image_id bigint, path text, distance integer, width integer, height integer, size_bytes bigint,
                    matched_by text, transform text, transform_distance integer, similarity real)
     LANGUAGE sql STABLE
-    AS $$
-        -- by path_bytes (unique index); the displayed path only when it has the \xNN escapes of a
-        -- path that is not UTF-8 (no index on path: that is a scan)
-        SELECT s.* FROM dbdedup.images i,
-             dbdedup.similar(i.id, $2, $3, $4, $5, $6, $7) s
-        WHERE i.id = coalesce((SELECT p.id FROM dbdedup.images p WHERE p.path_bytes = convert_to($1, 'UTF8') AND p.status = 'ok'),
-                              (SELECT p.id FROM dbdedup.images p WHERE strpos($1, '\x') > 0 AND p.path = $1 AND p.status = 'ok'))
-    $$;
+    -- the path is read by dbdedup.image_at (plpgsql): Citus plans no query of a sql function that reads a
+    -- distributed table with its parameters
+    AS $$ SELECT * FROM dbdedup.similar(dbdedup.image_at($1), $2, $3, $4, $5, $6, $7) $$;
 COMMENT ON FUNCTION dbdedup.similar(text, integer, text, integer, real, integer, integer) IS
     'dbdedup.similar of the image stored at this path. Example: SELECT * FROM dbdedup.similar(''/photos/a.jpg'').';
 
@@ -364,8 +427,9 @@ BEGIN
                    'dbdedup.similar(bigint, integer, text, integer, real, integer, integer), '
                    'dbdedup.similar(text, integer, text, integer, real, integer, integer), '
                    'dbdedup.lookup(bigint, bigint[], real[], integer, integer, real, integer, integer), '
-                   'dbdedup.lookup_image(bigint, integer, text, integer, real, integer, integer), '
+                   'dbdedup.lookup_image(bigint, integer, text, integer, real, integer, integer), dbdedup.image_at(text), '
                    'dbdedup.near_phash_values(bigint[], integer), dbdedup.near_trimmed_images(bigint[], integer), '
+                   'dbdedup.near_values_distributed(bigint[], integer, boolean), '
                    'dbdedup.lookup_flips(integer, integer), dbdedup.similar_to_hash(bigint, integer, text), '
                    'dbdedup.is_under(text, text[]), dbdedup.hash_column(text), dbdedup.transform_name(integer, boolean), '
                    'dbdedup.best_transform(bigint, bigint[], bigint, bigint[]), dbdedup.vector_schema() TO %I', role_name);

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
 from PIL import Image, ImageDraw
 
 from dbdedup.errors import database_error
@@ -223,6 +224,52 @@ def test_load_and_report_on_citus_give_the_clusters_of_one_server(db_dsn, citus_
     assert incremental == full
 
 
+def _without_ids(rows: list[dict]) -> list[tuple]:
+    """A lookup's rows without the image ids (each server numbers its images) and with the cosine rounded."""
+    return [tuple((k, round(v, 4) if k == "similarity" and v is not None else v)
+                  for k, v in sorted(row.items()) if k != "image_id") for row in rows]
+
+
+def test_one_image_lookups_on_citus_give_the_rows_of_one_server(db_dsn, citus_dsn, tmp_path):
+    """`dbdedup similar` (a loaded path, a file not loaded, a hash; thresholds 4 to 20, dHash) and
+    dbdedup.similar(path), dbdedup.similar_to_hash, dbdedup.lookup in SQL: on Citus the rows of one server
+    (Citus could not plan them: a generic plan's parameters, a sql function's parameters over images)."""
+    root = tmp_path / "photos"
+    for seed in range(5):
+        base = photo(300 + seed, (192, 144))
+        save(base, root / "a" / f"{seed}.jpg", quality=92)
+        save(resized(base, 0.5), root / "b" / f"small{seed}.jpg", quality=85)
+        save(mirrored(base), root / "c" / f"mirror{seed}.jpg", quality=90)
+    new = save(mirrored(photo(301, (192, 144))), tmp_path / "new" / "mirror.jpg", quality=80)
+    loaded = str(root / "a" / "1.jpg")
+    commands = [(loaded,), (loaded, "-t", "4"), (loaded, "-t", "10"), (loaded, "-t", "20"), (loaded, "--hash", "dhash"),
+                (str(new),), (str(new), "-t", "20"), ("0x0000000000000000",)]
+    answers = {}
+    for name, dsn in {"one server": db_dsn, "citus": citus_dsn}.items():
+        dbdedup(dsn, "load", str(root))
+        answer = {args: _without_ids(json.loads(dbdedup(dsn, "similar", *args, "--format", "json").stdout))
+                  for args in commands}
+        with psycopg.connect(dsn) as conn:
+            phash, variants = conn.execute("SELECT phash, phash_variants FROM dbdedup.images WHERE path = %s",
+                                           (loaded,)).fetchone()
+            answer["hash"] = _without_ids(
+                json.loads(dbdedup(dsn, "similar", f"0x{phash & (2**64 - 1):016x}", "--format", "json").stdout))
+            for sql, params in [("SELECT * FROM dbdedup.similar(%s, 8)", (loaded,)),
+                                ("SELECT * FROM dbdedup.similar(%s, 20)", (str(root / "c" / "mirror2.jpg"),)),
+                                ("SELECT * FROM dbdedup.similar_to_hash(%s, 8)", (phash,)),
+                                ("SELECT * FROM dbdedup.similar_to_hash(%s, 20)", (phash,)),
+                                ("SELECT * FROM dbdedup.lookup(%s, %s)", (phash, variants))]:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    answer[sql] = _without_ids(cur.execute(sql, params).fetchall())
+        answers[name] = answer
+    assert answers["citus"] == answers["one server"]
+    one = answers["one server"]
+    assert [row for row in one[(loaded,)] if ("matched_by", "hash") in row and ("path", str(root / "b" / "small1.jpg")) in row]
+    assert [row for row in one[(loaded,)] if ("transform", "flip_h") in row], "the mirror is found"
+    assert [row for row in one[(str(new),)] if ("path", loaded) in row], "a new file finds its mirror image"
+    assert len(one["SELECT * FROM dbdedup.similar_to_hash(%s, 8)"]) == 2, "itself and its smaller copy"
+
+
 def test_pairs_left_for_the_geometric_check_are_checked_on_citus(citus_dsn, tmp_path):
     """A crop and a framed copy (pairs the SQL step leaves pending) and another colouring of a drawing:
     `dbdedup report` on the coordinator has its workers read them in the planned order and check each by its
@@ -415,3 +462,73 @@ def test_a_worker_stopped_during_match_is_one_line_and_nothing_half_written(citu
     after = _state(citus_dsn)
     assert after[1][0][2] > before[1][0][2], "the match ran to its end: new images matched"
     assert _clusters(citus_dsn)
+
+
+def _review_walk(dsn: str, move_to: Path) -> dict:
+    """Go through the review page of a database as a reviewer does (the Flask app, on its own connection):
+    the cluster list, each cluster, a chosen keeper, the list again, then the apply dry run. Every request
+    answers as it should; what each page showed, by file name (the image ids differ between servers)."""
+    import re
+
+    from dbdedup import review as rv
+
+    seen: dict = {}
+    with psycopg.connect(dsn) as conn:
+        settings = rv.ReviewSettings(token="tok", move_to=os.fsencode(move_to), user="me")
+        client = rv.create_app(conn, settings).test_client()
+
+        def problem(response) -> str:  # the page's error line, if it shows one
+            return " ".join(re.findall(r'<p class="problem">([^<]*)</p>', response.get_data(as_text=True)))
+
+        def get(path: str, status: int = 200):
+            response = client.get(path)
+            assert response.status_code == status, (path, problem(response))
+            return response
+
+        get("/?t=tok", 302)
+        get("/clusters?t=tok")
+        page = rv.cluster_page(conn, -1)
+        seen["list"] = sorted((r["keeper_name"], r["members"], r["reviewed"]) for r in page)
+        seen["clusters"] = {}
+        for row in page:
+            text = get(f"/cluster/{row['cluster_id']}?t=tok").get_data(as_text=True)
+            view = rv.cluster_view(conn, row["cluster_id"])
+            members = [(m["name"], m["is_keeper"], m["is_exact_duplicate"], m["phash_distance"], m["dhash_distance"],
+                        tuple(label for label, _ in m["pair"] or ())) for m in view["members"]]
+            assert all(m[0] in text for m in members)
+            seen["clusters"][view["keeper"]["name"]] = members
+        small = conn.execute("SELECT id FROM dbdedup.images WHERE path LIKE '%%/p00_small.jpg'").fetchone()[0]
+        conn.commit()
+        response = client.post("/verdict", data={"t": "tok", "kind": "keeper", "image": str(small), "anchor": str(small)})
+        assert response.status_code == 303, problem(response)
+        assert get(response.headers["Location"]).status_code == 200
+        get("/clusters?t=tok")
+        seen["after verdict"] = sorted((r["keeper_name"], r["members"], r["reviewed"]) for r in rv.cluster_page(conn, -1))
+        plan = get("/apply?t=tok").get_data(as_text=True)
+        seen["plan"] = sorted(re.findall(r"move {3}(\S+)", plan))
+    return seen
+
+
+def test_the_review_page_works_on_citus_as_on_one_server(db_dsn, citus_dsn, tmp_path):
+    """`dbdedup review` on a Citus coordinator: the cluster list, a cluster's page, a verdict and the apply dry
+    run answer as on one server, with the same clusters and members (its queries join images once, on the id)."""
+    root = tmp_path / "photos"
+    base, other = photo(300, (192, 144)), photo(307, (192, 144))
+    save(base, root / "p00.jpg", quality=92)
+    save(resized(base, 0.5), root / "p00_small.jpg", quality=85)
+    (root / "copy").mkdir()
+    shutil.copyfile(root / "p00.jpg", root / "copy" / "p00.jpg")  # byte-identical: its pairs are the original's
+    save(photo(301, (192, 144)), root / "p01.jpg", quality=92)
+    save(other, root / "p07.jpg", quality=92)
+    save(mirrored(other), root / "p07_mirror.jpg", quality=90)
+    walks = {}
+    for name, dsn in {"one server": db_dsn, "citus": citus_dsn}.items():
+        dbdedup(dsn, "load", str(root))
+        dbdedup(dsn, "report")
+        walks[name] = _review_walk(dsn, tmp_path / "removed")
+    one = walks["one server"]
+    assert len(one["list"]) == 2 and ("p00.jpg", 3, False) in one["list"]
+    assert [m[0] for m in one["clusters"]["p00.jpg"]] == ["p00.jpg", "p00.jpg", "p00_small.jpg"]
+    assert ("p00_small.jpg", 3, True) in one["after verdict"] and one["plan"] == [str(root / "copy" / "p00.jpg"),
+                                                                         str(root / "p00.jpg")]
+    assert walks["citus"] == one

@@ -24,45 +24,58 @@ SELECT (SELECT count(*) FROM dbdedup.cluster_assignments WHERE cluster_id < %(cl
 SELECT cluster_id FROM dbdedup.cluster_assignments WHERE image_id = %(image_id)s;
 
 -- name: members
--- One cluster, keeper first; with each member's plain hash distances to the keeper.
+-- One cluster, keeper first; with each member's plain hash distances to the keeper. The keeper's
+-- hashes come from the keeper's own row (a window over the one cluster), as cluster_members reads
+-- its file: joining images a second time on cluster_id is a join Citus cannot plan.
 SELECT m.cluster_id, m.image_id, m.path, m.is_keeper, m.distance_to_keeper, m.width, m.height, m.size_bytes,
        m.sha256, m.is_exact_duplicate, m.is_protected, m.transform, m.similarity, m.is_same_file,
-       m.verify_reason, m.verify_score, i.format, i.mtime,
-       dbdedup.hamming(i.phash, k.phash) AS phash_distance, dbdedup.hamming(i.dhash, k.dhash) AS dhash_distance
-FROM dbdedup.cluster_members m
-JOIN dbdedup.images i ON i.id = m.image_id
-JOIN dbdedup.images k ON k.id = m.cluster_id
-WHERE m.cluster_id = %(cluster_id)s
+       m.verify_reason, m.verify_score, m.format, m.mtime,
+       dbdedup.hamming(m.phash, first_value(m.phash) OVER keeper_first) AS phash_distance,
+       dbdedup.hamming(m.dhash, first_value(m.dhash) OVER keeper_first) AS dhash_distance
+FROM (SELECT m.cluster_id, m.image_id, m.path, m.is_keeper, m.distance_to_keeper, m.width, m.height, m.size_bytes,
+             m.sha256, m.is_exact_duplicate, m.is_protected, m.transform, m.similarity, m.is_same_file,
+             m.verify_reason, m.verify_score, i.format, i.mtime, i.phash, i.dhash
+      FROM dbdedup.cluster_members m
+      JOIN dbdedup.images i ON i.id = m.image_id
+      WHERE m.cluster_id = %(cluster_id)s) m
+WINDOW keeper_first AS (ORDER BY m.is_keeper DESC)
 ORDER BY m.is_keeper DESC, m.distance_to_keeper, m.path, m.image_id;
 
 -- name: pair_with_keeper
 -- The stored pair between a member and its keeper (any of their byte-identical copies: pairs are
 -- stored between representatives), every column of it but the ids: the signals that found it.
+-- (The copies of each are read first: on Citus, two reads of images joined on sha256 are a join
+-- it cannot plan; each CTE is read on its own there, and inlined on one server.)
+WITH x AS (SELECT id FROM dbdedup.images WHERE sha256 = %(keeper_sha256)s AND status = 'ok'),
+     y AS (SELECT id FROM dbdedup.images WHERE sha256 = %(member_sha256)s AND status = 'ok')
 SELECT to_jsonb(p) - 'image_a' - 'image_b' AS pair
-FROM dbdedup.images x
-JOIN dbdedup.images y ON y.sha256 = %(member_sha256)s AND y.status = 'ok'
+FROM x
+CROSS JOIN y
 JOIN dbdedup.pairs p ON p.image_a = least(x.id, y.id) AND p.image_b = greatest(x.id, y.id)
-WHERE x.sha256 = %(keeper_sha256)s AND x.status = 'ok'
-  AND p.hash_kind = (SELECT coalesce(max(hash_kind), 'phash') FROM dbdedup.cluster_parameters)
+WHERE p.hash_kind = (SELECT coalesce(max(hash_kind), 'phash') FROM dbdedup.cluster_parameters)
 ORDER BY p.distance
 LIMIT 1;
 
 -- name: page
--- A page of clusters after a keyset mark: keeper, size, whether a verdict names a member.
+-- A page of clusters after a keyset mark: keeper, size, whether a verdict names a member. Grouped
+-- over the page's members rather than by a subquery per cluster, the keeper's path from its own
+-- row (cluster_id is its image id): on Citus the members are read first, and the verdicts (a
+-- reference table) looked up by index for them alone, as on one server.
 WITH page AS (
     SELECT cluster_id FROM dbdedup.cluster_assignments
     WHERE cluster_id > %(after)s AND is_keeper ORDER BY cluster_id LIMIT %(limit)s
+), members AS (
+    SELECT p.cluster_id, a.is_keeper, i.path, i.sha256
+    FROM page p
+    JOIN dbdedup.cluster_assignments a ON a.cluster_id = p.cluster_id
+    JOIN dbdedup.images i ON i.id = a.image_id
 )
-SELECT p.cluster_id, k.path AS keeper_path,
-       (SELECT count(*) FROM dbdedup.cluster_assignments a WHERE a.cluster_id = p.cluster_id) AS members,
-       EXISTS (SELECT 1 FROM dbdedup.cluster_assignments a
-               JOIN dbdedup.images i ON i.id = a.image_id
-               WHERE a.cluster_id = p.cluster_id
-                 AND (EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_a = i.sha256)
-                      OR EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_b = i.sha256))) AS reviewed
-FROM page p
-JOIN dbdedup.images k ON k.id = p.cluster_id
-ORDER BY p.cluster_id;
+SELECT m.cluster_id, min(m.path) FILTER (WHERE m.is_keeper) AS keeper_path, count(*) AS members,
+       bool_or(EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_a = m.sha256)
+               OR EXISTS (SELECT 1 FROM dbdedup.verdicts v WHERE v.sha256_b = m.sha256)) AS reviewed
+FROM members m
+GROUP BY m.cluster_id
+ORDER BY m.cluster_id;
 
 -- name: page_before
 -- The keyset mark of the page that ends before a cluster (for "previous page").
