@@ -121,7 +121,7 @@ COMMENT ON COLUMN dbdedup.images.change_seq IS 'Taken from dbdedup.change_seq on
 COMMENT ON COLUMN dbdedup.images.phash_variants IS
     'pHash of the image under the 7 other orientations (flip_h, flip_v, rotate_90, rotate_180, rotate_270, transpose, '
     'transverse; see dbdedup.transform_name), then, when uniform borders were trimmed, the trimmed image''s pHash and its '
-    '7 orientations (16 values in all). NULL when loaded with --no-orientations.';
+    '7 orientations (15 values in all). NULL when loaded with --no-orientations.';
 COMMENT ON COLUMN dbdedup.images.quality IS 'PDQ-style hash quality 0-100 of the decoded image (dbdedup.verify.quality): the amount of gradient detail. Below the verification minimum an image has no hash signal of its own and matches only as an exact copy or as the same pixels at one size (dbdedup.match_same_size). NULL until computed.';
 COMMENT ON COLUMN dbdedup.images.colour_signature IS 'The image''s colour layout (dbdedup.verify.colour_signature): CIE Lab lightness of a 16x16 grid, then the a and b chroma of an 8x8 grid, 384 values, row-major cells. Pairs are verified by comparing these in SQL (dbdedup.signature_distance). NULL until computed or when it could not be (see signature_error).';
 COMMENT ON COLUMN dbdedup.images.signature_error IS 'Why the image has no colour signature (it then matches only as an exact copy); NULL when it has one or has not been tried.';
