@@ -45,7 +45,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from .errors import DbdedupError
-from .file_access import open_regular_file
+from .file_access import as_bigint, open_regular_file
 from .scan import display_path, mark_as_made
 from .sqlfiles import named_queries
 
@@ -327,7 +327,7 @@ def _other_inode(st: os.stat_result, recorded: int | None) -> bool:
     files, and a false refusal there would stop every apply on it. A file elsewhere that has this path now
     (its folder swapped) must then have the same inode number, size, modified time and SHA-256; a folder
     swapped for a symbolic link is refused anyway (``_unwalked_link``)."""
-    return recorded is not None and st.st_ino != recorded % (1 << 64)  # stored as a signed bigint
+    return recorded is not None and as_bigint(st.st_ino) != recorded
 
 
 def quick_check(item: PlannedAction) -> str | None:
@@ -854,11 +854,6 @@ class UndoResult:
     cannot_undo: list[str] = field(default_factory=list)  # deleted files
 
 
-def _as_bigint(value: int) -> int:
-    """An unsigned 64-bit st_dev or st_ino as dbdedup.images stores it (a signed bigint with the same bits)."""
-    return value - (1 << 64) if value >= (1 << 63) else value
-
-
 def _same_file(a: bytes, b: bytes) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -1111,8 +1106,8 @@ def undo_manifest(conn: psycopg.Connection, manifest_path: str | os.PathLike) ->
                 st = os.lstat(path_bytes)
                 conn.execute(_queries()["mark_restored"], {
                     "path_bytes": path_bytes, "size_bytes": intent["size"], "mtime_ns": intent["mtime_ns"],
-                    "sha256": bytes.fromhex(intent["sha256"]), "device": _as_bigint(st.st_dev),
-                    "inode": _as_bigint(st.st_ino),
+                    "sha256": bytes.fromhex(intent["sha256"]), "device": as_bigint(st.st_dev),
+                    "inode": as_bigint(st.st_ino),
                 })
     finally:
         journal.close()

@@ -4,6 +4,8 @@
   a file is never opened for a read that could block forever or never end.
 - What dbdedup writes about files is no more readable than they are (``ReadAccess``): the HTML
   sheet and an exported folder show their pictures and names.
+- A file's device and inode are stored as PostgreSQL's signed bigint (``as_bigint``): the loader
+  records them, apply and undo compare and record them again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class NotARegularFile(OSError):
 
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def as_bigint(value: int | None) -> int | None:
+    """An unsigned 64-bit st_dev or st_ino as dbdedup.images stores it: a signed bigint with the same bits."""
+    if value is None:
+        return None
+    return value - (1 << 64) if value >= (1 << 63) else value
 
 
 def _require_regular(mode: int) -> None:

@@ -37,6 +37,7 @@ import psycopg
 from . import distributed, embedding, embedding_index, fingerprint, locks, pg_binary, worker_pool
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE, use_own_pixel_limit
 from .errors import DbdedupError, Terminated
+from .file_access import as_bigint
 from .fingerprint import Extras, FileRecord, failed_record
 from .hashes import HASH_SIZE
 from .keypoints import LOADER_KEYS
@@ -145,12 +146,6 @@ def _queries() -> dict[str, str]:
     return named_queries("queries/load.sql")
 
 
-def _signed64(value: int | None) -> int | None:
-    if value is None:
-        return None
-    return value - (1 << 64) if value >= (1 << 63) else value
-
-
 def _text(value: str | None) -> bytes:
     if value is None:
         return _NULL
@@ -214,7 +209,7 @@ def stage_row(record: FileRecord) -> tuple[str | None, bytes]:
     data = b"".join((
         b"\x00\x1b",  # 27 columns
         _text(display_path(r.path)), _bytea(r.path), _int8(r.size_bytes), _int8(r.mtime_ns),
-        _int8(_signed64(r.device)), _int8(_signed64(r.inode)), _text("ok" if r.reason is None else "error"),
+        _int8(as_bigint(r.device)), _int8(as_bigint(r.inode)), _text("ok" if r.reason is None else "error"),
         _bytea(r.sha256), _text(r.format), _int4(r.width), _int4(r.height), _int4(r.frames),
         _int8(r.phash), _int8(r.dhash), _int8(r.ahash), _int8_array(r.phash_variants), _text(r.embedder),
         _bytea(r.raw_descriptor), _text(r.reason), _text(r.detail), _int2(r.quality),
@@ -298,7 +293,7 @@ class _Loader:
                 with cur.copy(self.q["copy_scan_batch"]) as copy:
                     copy.set_types(["bytea", "int8", "int8", "int8"])
                     for entry in entries:
-                        copy.write_row((entry.path, entry.size, entry.mtime_ns, _signed64(entry.inode)))
+                        copy.write_row((entry.path, entry.size, entry.mtime_ns, as_bigint(entry.inode)))
                 cur.execute(self.q["files_to_hash"], {"retry_reasons": list(RETRY_REASONS),
                                                       "orientations": self.extras.orientations,
                                                       "keypoints": self.extras.keypoints,
