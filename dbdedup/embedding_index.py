@@ -91,6 +91,8 @@ def _vector_schema(conn: psycopg.Connection) -> str:
 
 
 def _fit(conn: psycopg.Connection, embedder: str, index_method: str, raw_dim: int | None = None) -> Reduction:
+    """Fit the embedder's reduction on a sample of its stored descriptors and store it. ``raw_dim``: the values of
+    one descriptor when known (the loader's model, or the reduction stored before)."""
     import numpy as np
 
     from .embedding import fit_reduction
@@ -102,8 +104,7 @@ def _fit(conn: psycopg.Connection, embedder: str, index_method: str, raw_dim: in
                            hint="load images with this embedder first: dbdedup load PATH --embedder ...")
     # (the first row's length halved took a float32 row, a model whose outputs pass 65,504, for twice as many
     # float16 values: every vector was garbage and every similarity NaN)
-    stored = conn.execute(q["reduction_raw_dim"], {"embedder": embedder}).fetchone()
-    raw_dim = _raw_dim(embedder, rows, raw_dim or (stored[0] if stored else None))
+    raw_dim = _raw_dim(embedder, rows, raw_dim)
     matrix = _raw_matrix([bytes(r[0]) for r in rows], raw_dim)
     if len(rows) < MIN_PCA_ROWS:
         # A handful of rows gives a PCA of their differences: two near-duplicates alone come out
@@ -265,7 +266,7 @@ def project_pending(conn: psycopg.Connection, embedder: str, *, index_method: st
         fitted = stored is None or (fitted_rows < AUTO_REFIT_BELOW
                                     and conn.execute(q["fit_rows"], {"embedder": embedder}).fetchone()[0] >= 2 * fitted_rows)
         if fitted:
-            reduction = _fit(conn, embedder, method, raw_dim)
+            reduction = _fit(conn, embedder, method, raw_dim or (stored[4] if stored else None))
             if stored is not None:
                 conn.execute(q["forget_vectors"], {"embedder": embedder})
                 conn.execute(q["forget_embedding_pairs"])
@@ -312,7 +313,7 @@ def refit(conn: psycopg.Connection, *, embedder: str | None = None, index_method
                   or (current_index[0] if current_index else DEFAULT_INDEX_METHOD))
         if method not in INDEX_METHODS:
             raise DbdedupError(f"unknown index method {method!r}", hint="use hnsw or ivfflat")
-        reduction = _fit(conn, embedder, method)
+        reduction = _fit(conn, embedder, method, stored[4] if stored else None)
         conn.execute(q["drop_index"])
         conn.execute(q["drop_turn_index"])
         conn.execute(q["forget_vectors"], {"embedder": embedder})

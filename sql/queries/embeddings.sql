@@ -10,7 +10,7 @@ SELECT dbdedup.enable_embeddings() AS available;
 SELECT pg_advisory_xact_lock(7220006);
 
 -- name: reduction
-SELECT reduction, index_method, fitted_rows, fitted_at FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
+SELECT reduction, index_method, fitted_rows, fitted_at, raw_dim FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
 
 -- name: latest_embedder
 -- The embedder of the most recent descriptors (what `refit` refits when none is named).
@@ -27,9 +27,6 @@ SELECT raw FROM (
     ORDER BY i.sha256, e.image_id
 ) d
 ORDER BY hashint8(image_id), image_id LIMIT %(limit)s;
-
--- name: reduction_raw_dim
-SELECT raw_dim FROM dbdedup.embedding_reductions WHERE embedder = %(embedder)s;
 
 -- name: fit_rows
 -- How many rows fit_sample would draw from (one per group of byte-identical files): the rows a refit compares
