@@ -321,6 +321,16 @@ def effective_rule(conn: psycopg.Connection, rule: str, hash_kind: str) -> tuple
     return rule, rule in ("transforms", "fused"), vectors
 
 
+def _applied_settings(conn: psycopg.Connection,
+                      settings: ClusterSettings | None) -> tuple[ClusterSettings, ClusterSettings, bool, bool]:
+    """(the settings asked, checked: ``settings`` or the stored ones; the same with the rule as applied, see
+    ``effective_rule``; transforms needed; embeddings needed)."""
+    asked = settings or current_settings(conn)
+    asked.check()
+    rule, transforms, embeddings = effective_rule(conn, asked.rule, asked.hash_kind)
+    return asked, replace(asked, rule=rule), transforms, embeddings
+
+
 def _rule_note(asked: ClusterSettings, applied: ClusterSettings) -> str | None:
     if asked.rule == applied.rule:
         return None
@@ -361,10 +371,7 @@ def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = 
     stored ones) and commit. The pairs are used as stored (``ensure_clusters`` matches first when
     needed); those without a verdict get one from the stored signals first, and the ones still
     pending (waiting for the check by pixels, which ``ensure_clusters`` runs) link nothing."""
-    asked = settings or current_settings(conn)
-    asked.check()
-    rule, _, _ = effective_rule(conn, asked.rule, asked.hash_kind)
-    applied = replace(asked, rule=rule)
+    asked, applied, _, _ = _applied_settings(conn, settings)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             _queries()["build_clusters"],
@@ -419,11 +426,8 @@ def ensure_verified_pairs(
     ``keypoint_store.KeypointStore``, when given); without ``check_pending`` they are left pending
     (``ensure_clusters`` checks only those its clusters need).
     """
-    asked = settings or current_settings(conn)
-    asked.check()
+    asked, applied, transforms, embeddings = _applied_settings(conn, settings)
     check_arguments(asked.threshold, asked.hash_kind, method)
-    rule, transforms, embeddings = effective_rule(conn, asked.rule, asked.hash_kind)
-    applied = replace(asked, rule=rule)
     match = None
     if (full or method != "auto"
             or not pairs_are_current(conn, threshold=applied.threshold, hash_kind=applied.hash_kind)
@@ -478,10 +482,8 @@ def verify_pairs_by_pixels(
     if has_unchecked_pairs(conn):
         # (refresh() builds in SQL, with no plan: a pair a report left unchecked stays so, linking nothing,
         # after the keeper that made it needless is gone)
-        asked = settings or current_settings(conn)
-        asked.check()
-        rule, _, _ = effective_rule(conn, asked.rule, asked.hash_kind)
-        needed = verify_needed_pairs(conn, replace(asked, rule=rule), workers=workers, progress=progress,
+        _, applied, _, _ = _applied_settings(conn, settings)
+        needed = verify_needed_pairs(conn, applied, workers=workers, progress=progress,
                                      lock_wait=lock_wait, on_wait=on_wait)
         if needed is not None:
             summary = merged(summary, needed)
