@@ -44,6 +44,16 @@ def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def same_picture_files(root: Path, count: int, image: Image.Image, *, quality: int = 90, digits: int = 5) -> Path:
+    """``count`` JPEG files of one picture under ``root`` (made), 00000.jpg, 00001.jpg...: distinct bytes after the
+    end-of-image marker, so distinct files (no exact copies) that decode the same. Returns ``root``."""
+    root.mkdir(parents=True)
+    data = jpeg_bytes(image, quality=quality)
+    for i in range(count):
+        (root / f"{i:0{digits}d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    return root
+
+
 def resized(image: Image.Image, factor: float) -> Image.Image:
     w, h = image.size
     return image.resize((max(1, int(w * factor)), max(1, int(h * factor))), Image.Resampling.LANCZOS)

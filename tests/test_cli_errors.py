@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from dbdedup.cli.main import cli
-from images import jpeg_bytes, photo, save
+from images import photo, same_picture_files, save
 from test_concurrency import hash_only_db  # noqa: F401  (fixture)
 from test_report_sample import load, make_collection
 
@@ -92,12 +92,8 @@ def test_a_database_failure_in_mid_load_is_one_line(db_dsn, tmp_path, monkeypatc
 
 @pytest.mark.slow
 def test_the_server_ending_the_load_session_is_one_line_and_the_next_load_carries_on(db_dsn, tmp_path):
-    root = tmp_path / "many"
-    root.mkdir()
-    data = jpeg_bytes(photo(1, (640, 480)), quality=92)
     total = 1500
-    for i in range(total):
-        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    root = same_picture_files(tmp_path / "many", total, photo(1, (640, 480)), quality=92)
     log = tmp_path / "stderr.txt"
     with open(log, "wb") as err:
         process = subprocess.Popen([sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn,

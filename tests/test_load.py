@@ -22,7 +22,7 @@ from dbdedup.errors import DbdedupError
 from dbdedup.hashes import hash_to_int64
 from dbdedup.load import LoadProgress, load_paths
 from dbdedup.locks import LOAD_LOCK_KEY
-from images import jpeg_bytes, photo, save
+from images import jpeg_bytes, photo, same_picture_files, save
 from test_hashing import bomb_png
 
 # name -> expected error reason (None: loads fine)
@@ -232,12 +232,8 @@ def test_hash_only_server_without_pgvector(plain_pg_dsn, tmp_path):
 def test_a_worker_killed_mid_run_loses_nothing_and_the_run_completes(conn, tmp_path):
     import multiprocessing
 
-    root = tmp_path / "many"
-    root.mkdir()
-    data = jpeg_bytes(photo(2, (640, 480)), quality=92)
     total = 1500
-    for i in range(total):
-        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    root = same_picture_files(tmp_path / "many", total, photo(2, (640, 480)), quality=92)
 
     class KillAWorker(LoadProgress):
         killed = False
@@ -323,13 +319,8 @@ def _gone(pid: int) -> bool:
 def test_killing_only_the_loader_stops_its_workers_and_a_new_load_resumes(db_dsn, tmp_path, kill_signal):
     """`kill -9 PID` or `kill PID` of a real `dbdedup load` (the parent only, as a user does): its workers
     die with it, its session and load lock go, and a new load starts at once and loads every file once."""
-    root = tmp_path / "many"
-    root.mkdir()
-    data = jpeg_bytes(photo(1, (640, 480)), quality=92)
     total = 3000
-    for i in range(total):
-        # distinct bytes after the end-of-image marker: distinct files, same picture
-        (root / f"{i:05d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    root = same_picture_files(tmp_path / "many", total, photo(1, (640, 480)), quality=92)
     command = [sys.executable, "-c", "from dbdedup.cli.main import main; main()", "--db", db_dsn, "-q", "load",
                "--workers", "2", str(root)]
     # stderr to a file, not a pipe: workers that outlived the loader would hold a pipe open forever
@@ -592,12 +583,8 @@ def test_an_interrupted_run_records_the_rows_it_wrote_not_those_it_hashed(conn, 
     import dbdedup.load as load_module
 
     monkeypatch.setattr(load_module, "WRITE_SECONDS", 0.0)  # each chunk written as it comes: some are stored
-    root = tmp_path / "many"
-    root.mkdir()
-    data = jpeg_bytes(photo(4, (320, 240)), quality=90)
     total = 300
-    for i in range(total):
-        (root / f"{i:04d}.jpg").write_bytes(data + i.to_bytes(4, "big"))
+    root = same_picture_files(tmp_path / "many", total, photo(4, (320, 240)), quality=90, digits=4)
     (root / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
 
     with psycopg.connect(db_dsn, autocommit=True) as watcher:
