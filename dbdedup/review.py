@@ -10,7 +10,10 @@ One cluster at a time, read by keyset on its id (the keeper's image id, indexed)
 clusters cost what one does. Each verdict is written with ``dbdedup.verdicts`` and the
 clusters are rebuilt at once (``verdicts.recluster``), so the page shows what the verdict did.
 "Apply what I reviewed" moves the duplicates of the clusters the reviewer decided on, through
-``dbdedup.apply`` (re-checks, manifest, ``dbdedup undo``), after a dry run shown first.
+``dbdedup.apply`` (re-checks, manifest, ``dbdedup undo``), after a dry run shown first. What the
+reviewer decided on is the database's to say (``reviewed_clusters``): each verdict given here is
+stored with the members of the cluster it was given on, so a restarted page counts the same clusters,
+and the cluster list's mark is the same rule.
 
 Flask (Werkzeug's threaded server, its routing and Jinja's autoescaping) does the HTTP; one
 database connection serves every request, one request at a time (a lock), while thumbnails
@@ -31,7 +34,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Mapping
+from typing import Any, Callable, Collection, Iterator
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -47,6 +50,13 @@ TOKEN_PARAM = "t"
 PAGE_SIZE = 50
 THUMBNAIL_SIZES = {"small": 260, "large": 1024}
 ASSETS = {"review.js": "text/javascript", "review.css": "text/css"}
+# what the cluster list's marks say (their title, and the legend under the list)
+MARK_TITLES = {
+    "yours": 'reviewed by you: a verdict of yours names a member, or you gave one in this page on the cluster '
+             'these members were in (taking a member out, say); "apply what I reviewed" acts on it',
+    "others": 'a verdict by someone else names a member: the clustering honours it, but "apply what I reviewed" '
+              'leaves this cluster alone',
+}
 _BIGINT_MAX = 2**63 - 1
 # the token's value in a logged request line (the query string, or a form body echoed in an error)
 _TOKEN_IN_LOG = re.compile(r"(?<=[?&;]" + TOKEN_PARAM + r"=)[^&;\s\"']+")
@@ -165,12 +175,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def cluster_page(conn: psycopg.Connection, after: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Up to ``limit`` (PAGE_SIZE) clusters after the keyset mark ``after`` (a cluster id; -1 for the start)."""
+def cluster_page(conn: psycopg.Connection, after: int, limit: int | None = None, *,
+                 user: str | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` (PAGE_SIZE) clusters after the keyset mark ``after`` (a cluster id; -1 for the start).
+    Each row says whether a verdict, anyone's, names a member (``reviewed``, the JSON report's sense) and,
+    for ``user``, whether "apply what I reviewed" acts on it (``yours``, by ``reviewed_clusters``; None
+    without a user)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_queries()["page"], {"after": after, "limit": limit or PAGE_SIZE}).fetchall()
+    yours = reviewed_clusters(conn, user, among=[r["cluster_id"] for r in rows]) if user is not None else set()
     for r in rows:
         r["keeper_name"] = os.path.basename(r["keeper_path"])
+        r["yours"] = r["cluster_id"] in yours if user is not None else None
     return rows
 
 
@@ -189,31 +205,25 @@ def image_path(conn: psycopg.Connection, image_id: int) -> bytes | None:
 # ---------------------------------------------------------------- apply what was reviewed
 
 
-def reviewed_clusters(conn: psycopg.Connection, user: str,
-                      decided_here: Mapping[int, Collection[bytes]] | None = None) -> set[int]:
-    """The clusters "apply what I reviewed" acts on: those with a member a verdict by ``user`` names
-    (``decided_by``: the login name the page and ``dbdedup verdicts add`` record), and, for the
-    verdicts given on this page that are still stored (``decided_here``: verdict id -> the SHA-256 of
-    the members of the cluster it was given on), the clusters those members are in now: a cluster
-    whose member the reviewer took out (not_in_cluster) counts, though no verdict names the rest.
-    Verdicts by others (imported from a teammate's file, or another login) do not count."""
-    q = _queries()
-    seen: set[bytes] = set()
-    if decided_here:
-        stored = {r[0] for r in conn.execute(q["stored_verdicts"], {"ids": sorted(decided_here)})}
-        for verdict_id in stored:
-            seen.update(decided_here[verdict_id])
-    rows = conn.execute(q["reviewed_clusters"], {"user": user, "seen": sorted(seen)}).fetchall()
+def reviewed_clusters(conn: psycopg.Connection, user: str, among: Collection[int] | None = None) -> set[int]:
+    """The clusters ``user`` reviewed, those "apply what I reviewed" acts on and the cluster list marks
+    (of ``among`` only, when given): a cluster with a member a verdict by ``user`` names
+    (``decided_by``: the login name the page and ``dbdedup verdicts add`` record), or one that holds
+    nothing but members of the cluster a stored verdict of theirs was given on in the page
+    (``dbdedup.verdicts.given_on``): so a cluster whose member the reviewer took out (not_in_cluster)
+    counts, though no verdict names the rest, after the page restarts too. Verdicts by others
+    (imported from a teammate's file, or another login) do not count. The rule is the query's."""
+    rows = conn.execute(_queries()["reviewed_clusters"],
+                        {"user": user, "among": sorted(among) if among is not None else None}).fetchall()
     return {r[0] for r in rows}
 
 
-def reviewed_plan(conn: psycopg.Connection, move_to: bytes, *, user: str = "unknown",
-                  decided_here: Mapping[int, Collection[bytes]] | None = None):
+def reviewed_plan(conn: psycopg.Connection, move_to: bytes, *, user: str = "unknown"):
     """apply's plan to move the duplicates, kept to the reviewed clusters (``reviewed_clusters``)."""
     from . import apply as ap
     from .clusters import current_settings
 
-    reviewed = reviewed_clusters(conn, user, decided_here)
+    reviewed = reviewed_clusters(conn, user)
     settings = current_settings(conn)
     full = ap.plan_actions(conn, "move", move_to=move_to, protected_paths=settings.reference_paths)
     kept_paths = set()
@@ -336,15 +346,13 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
     app = Flask("dbdedup.review", root_path=str(here), template_folder="templates", static_folder=None)
     db = _Database(conn, reconnect)
     app.extensions["dbdedup.review.db"] = db
-    # verdict id -> the SHA-256 of the members of the cluster it was given on, for "apply what I reviewed"
-    # (changed and read under db.lock)
-    decided_here: dict[int, set[bytes]] = {}
 
     def link(endpoint: str, **values: Any) -> str:
         return url_for(endpoint, **values, **{TOKEN_PARAM: settings.token})
 
     app.jinja_env.globals.update(link=link, token=settings.token, token_param=TOKEN_PARAM,
-                                 kind_labels=vd.KIND_LABELS, apply_on=settings.move_to is not None)
+                                 kind_labels=vd.KIND_LABELS, apply_on=settings.move_to is not None,
+                                 mark_titles=MARK_TITLES)
     # (a file name's control and direction characters shown escaped, as in the terminal: dbdedup/terminal.py)
     app.jinja_env.filters["printable"] = printable
 
@@ -400,6 +408,8 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
     def cluster(cluster_id: int):
         with db.use() as conn:
             view = cluster_view(conn, cluster_id)
+            if view is not None:
+                view["yours"] = cluster_id in reviewed_clusters(conn, settings.user, among=[cluster_id])
             following = None
             if view is None:  # rebuilt since: the next one by id
                 following = _scalar(conn, "next_cluster", {"after": cluster_id}) or first_cluster(conn)
@@ -414,7 +424,7 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
     def clusters():
         after = request.args.get("after", type=int, default=-1)
         with db.use() as conn:
-            rows = cluster_page(conn, after)
+            rows = cluster_page(conn, after, user=settings.user)
             previous = page_before(conn, rows[0]["cluster_id"]) if rows else None
         return render_template("review/clusters.html", rows=rows, after=after, previous=previous,
                                more=len(rows) == PAGE_SIZE)
@@ -454,16 +464,16 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
                     other = vd.resolve_image(conn, form["other_path"].strip())
                 else:
                     raise DbdedupError("name the other image", hint="type its path as loaded")
-            # the cluster(s) the verdict is given on, before it changes them (it may take a member out)
+            # the cluster(s) the verdict is given on, before it changes them (it may take a member out),
+            # stored with it: "reviewed by you" counts what remains of them (reviewed_clusters)
             shown = _cluster_sha256s(conn, [i for i in (image, other) if i is not None])
             if kind == "keeper":
-                verdict_id = vd.choose_keeper(conn, image, by=settings.user)
+                vd.choose_keeper(conn, image, by=settings.user, given_on=shown)
             else:
-                verdict_id = vd.add(conn, kind, image.sha256, other.sha256 if other else None, by=settings.user)
+                vd.add(conn, kind, image.sha256, other.sha256 if other else None, by=settings.user, given_on=shown)
             vd.recluster(conn)
             message = _after_message(conn, kind, image, other)
             target = _follow(conn, image.id if kind == "keeper" else anchor, back)
-            decided_here.setdefault(verdict_id, set()).update(shown)
         return redirect(_cluster_link(link, target, message), code=303)
 
     @app.post("/verdict/forget")
@@ -475,14 +485,12 @@ def create_app(conn: psycopg.Connection, settings: ReviewSettings, *,
             removed = vd.remove(conn, ids)
             vd.recluster(conn)
             target = _follow(conn, form.get("anchor", type=int), back)
-            for verdict_id in removed:
-                decided_here.pop(verdict_id, None)
         message = f"forgot {len(removed)} verdict{'s' if len(removed) != 1 else ''}"
         return redirect(_cluster_link(link, target, message), code=303)
 
     def plan_of(conn: psycopg.Connection):
         assert settings.move_to is not None
-        return reviewed_plan(conn, settings.move_to, user=settings.user, decided_here=decided_here)
+        return reviewed_plan(conn, settings.move_to, user=settings.user)
 
     @app.get("/apply")
     def apply_dry_run():

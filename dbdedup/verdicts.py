@@ -180,26 +180,30 @@ def resolve_image(conn: psycopg.Connection, ref: str | os.PathLike | bytes) -> I
 
 
 def add(conn: psycopg.Connection, kind: str, sha256_a: bytes, sha256_b: bytes | None = None, *,
-        by: str | None = None, note: str | None = None) -> int:
+        by: str | None = None, note: str | None = None, given_on: Iterable[bytes] | None = None) -> int:
     """Record a verdict (replacing any verdict on the same image or pair) and commit; returns its id.
-    ``by`` defaults to the database role. The clustering is not rebuilt: see ``recluster``."""
+    ``by`` defaults to the database role. ``given_on``: the SHA-256 of the members of the cluster(s)
+    it was given on, before it changed them (the review page gives them; stored in
+    ``dbdedup.verdicts.given_on``, NULL without). The clustering is not rebuilt: see ``recluster``."""
     a, b = subject(kind, sha256_a, sha256_b)
+    members = sorted({bytes(s) for s in given_on}) if given_on is not None else None
     with conn.transaction():
         row = conn.execute(_queries()["upsert"], {"kind": kind, "sha256_a": a, "sha256_b": b,
-                                                  "decided_by": by, "note": note}).fetchone()
+                                                  "decided_by": by, "note": note, "given_on": members}).fetchone()
     assert row is not None
     return int(row[0])
 
 
 def choose_keeper(conn: psycopg.Connection, image: Image, *, by: str | None = None,
-                  note: str | None = None) -> int:
+                  note: str | None = None, given_on: Iterable[bytes] | None = None) -> int:
     """Make ``image`` the keeper of its current cluster: a keeper verdict, and the keeper verdicts of
-    the cluster's other members forgotten (a cluster has one chosen keeper). Commits; returns its id."""
+    the cluster's other members forgotten (a cluster has one chosen keeper). Commits; returns its id.
+    ``given_on`` as for ``add``."""
     with conn.transaction():
         row = conn.execute(_queries()["cluster_of"], {"image_id": image.id}).fetchone()
         if row is not None:
             conn.execute(_queries()["delete_other_keepers"], {"cluster_id": row[0], "sha256": image.sha256})
-        return add(conn, "keeper", image.sha256, by=by, note=note)
+        return add(conn, "keeper", image.sha256, by=by, note=note, given_on=given_on)
 
 
 def remove(conn: psycopg.Connection, ids: Iterable[int]) -> list[int]:

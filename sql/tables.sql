@@ -433,6 +433,7 @@ CREATE TABLE dbdedup.verdicts (
     decided_by text NOT NULL DEFAULT current_user,
     decided_at timestamptz NOT NULL DEFAULT now(),
     note       text,
+    given_on   bytea[],
     CONSTRAINT verdicts_subject_check CHECK (
         CASE WHEN kind IN ('not_duplicate', 'duplicate') THEN sha256_b IS NOT NULL AND sha256_a < sha256_b
              ELSE sha256_b IS NULL END
@@ -453,6 +454,11 @@ COMMENT ON COLUMN dbdedup.verdicts.sha256_b IS 'SHA-256 of the second image of a
 COMMENT ON COLUMN dbdedup.verdicts.decided_by IS 'Who decided: the user name the command line gives, else the database role.';
 COMMENT ON COLUMN dbdedup.verdicts.decided_at IS 'When it was decided (kept from the file when verdicts are imported).';
 COMMENT ON COLUMN dbdedup.verdicts.note IS 'Optional free text from the reviewer.';
+COMMENT ON COLUMN dbdedup.verdicts.given_on IS
+    'For a verdict given in `dbdedup review`: the SHA-256 of the members of the cluster(s) it was given on, as they '
+    'were before it changed them; NULL for one given elsewhere (verdicts add, import). A cluster that holds nothing '
+    'but these counts as reviewed by decided_by (so the rest of a cluster whose member was taken out does), until '
+    'the verdict is replaced or forgotten.';
 
 -- ------------------------------------------------------------------ bookkeeping of sql/
 

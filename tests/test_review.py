@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import http.client
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -20,9 +21,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from markupsafe import escape
 
 from dbdedup import review as rv
 from dbdedup import verdicts as vd
+from images import photo, resized, save
 from test_report_sample import load, make_collection, run_cli
 from test_verdicts import cluster, groups, keeper_of
 
@@ -282,25 +285,134 @@ def test_keys_move_between_clusters(server, db_dsn, page):
     assert not page.locator("#compare").is_visible()
 
 
+def _marks(html: str) -> dict[int, str | None]:
+    """The cluster list's mark of each cluster on a list page: "yours", "others" or None."""
+    out = {}
+    for cluster_id, row in re.findall(r">(\d+)</a></td>(.*?)</tr>", html, re.S):
+        found = re.search(r'<span class="mark (\w+)"', row)
+        out[int(cluster_id)] = found.group(1) if found else None
+    return out
+
+
 def test_cluster_list_pages_by_keyset(db_dsn, collection, monkeypatch):
     monkeypatch.setattr(rv, "PAGE_SIZE", 2)
     with psycopg.connect(db_dsn) as conn:
-        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o103"]).sha256)
+        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o103"]).sha256, by="me")
         vd.recluster(conn)
         ids = sorted({_cluster_id(db_dsn, n) for n in ("o101.jpg", "o102.jpg", "o103.jpg")})
         reviewed = _cluster_id(db_dsn, "o103.jpg")
-        client = rv.create_app(conn, rv.ReviewSettings(token="tok")).test_client()
+        client = rv.create_app(conn, rv.ReviewSettings(token="tok", user="me")).test_client()
         first = client.get("/clusters?t=tok").get_data(as_text=True)
         assert [f">{i}</a>" in first for i in ids] == [True, True, False]
         assert 'id="next-page"' in first and 'id="previous-page"' not in first
         second = client.get(f"/clusters?t=tok&after={ids[1]}").get_data(as_text=True)
         assert f">{ids[2]}</a>" in second
         assert 'id="next-page"' not in second and 'id="previous-page"' in second
-        # o103's cluster is marked reviewed (a verdict names its keeper), the others are not
-        pages = first + second
-        assert pages.count("&#10003;") == 1
-        assert pages.index(f">{reviewed}</a>") < pages.index("&#10003;") < pages.index(f">{reviewed}</a>") + 300
+        # o103's cluster is marked reviewed by me (my verdict names its keeper), the others are not
+        assert {**_marks(first), **_marks(second)} == {i: "yours" if i == reviewed else None for i in ids}
+        beyond = client.get(f"/clusters?t=tok&after={ids[2]}")
+        assert beyond.status_code == 200 and "No clusters here." in beyond.get_data(as_text=True)
         assert client.get("/clusters").status_code == 403
+
+
+def test_the_list_marks_what_apply_what_i_reviewed_acts_on(db_dsn, collection, tmp_path):
+    """The list's ✓ is "apply what I reviewed"'s rule, for this reviewer: a cluster only a teammate's
+    verdict names has another mark (and apply leaves it alone); the rest of a cluster whose member I
+    took out has the ✓ though no verdict names it. Each mark says what it means."""
+    with psycopg.connect(db_dsn) as conn:
+        settings = rv.ReviewSettings(token="tok", move_to=os.fsencode(tmp_path / "removed"), user="me")
+        client = rv.create_app(conn, settings).test_client()
+        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o101"]).sha256, by="a teammate")
+        vd.add(conn, "keeper", vd.resolve_image(conn, collection.originals["o103"]).sha256, by="me")
+        vd.recluster(conn)
+        response = client.post("/verdict", data={"t": "tok", "kind": "not_in_cluster",
+                                                 "image": str(_image_id(conn, "o102_lowq.jpg"))})
+        assert response.status_code == 303
+        o101, o102, o103 = (_cluster_id(db_dsn, n) for n in ("o101.jpg", "o102.jpg", "o103.jpg"))
+        html = client.get("/clusters?t=tok").get_data(as_text=True)
+        assert _marks(html) == {o101: "others", o102: "yours", o103: "yours"}
+        assert {i for i, mark in _marks(html).items() if mark == "yours"} == rv.reviewed_clusters(conn, "me")
+        plan = _planned(client)
+        assert "o101" not in plan and "o102" in plan and "o103" in plan
+        # what the marks mean is on the page: in their titles and under the list
+        assert html.count(f'title="{escape(rv.MARK_TITLES["yours"])}"') >= 3
+        assert f'title="{escape(rv.MARK_TITLES["others"])}"' in html
+        legend = re.search(r'<p class="legend dim" id="legend">(.*?)</p>', html, re.S).group(1)
+        assert "reviewed by you" in legend and "someone else" in legend
+        # the cluster's own page says it too; a teammate's cluster does not
+        assert 'id="yours"' in client.get(f"/cluster/{o102}?t=tok").get_data(as_text=True)
+        assert 'id="yours"' not in client.get(f"/cluster/{o101}?t=tok").get_data(as_text=True)
+
+
+def test_a_member_taken_out_still_counts_after_the_review_restarts(db_dsn, collection, tmp_path):
+    """`dbdedup review` stopped and started again (a new process): the cluster whose member I took out
+    is still one I reviewed, for apply and for the list, as long as the verdict is stored."""
+    o102 = collection.originals["o102"]
+    lowq, bright = collection.near["o102_lowq.jpg"][1], collection.near["o102_bright.jpg"][1]
+    move_to = tmp_path / "removed"
+    with psycopg.connect(db_dsn) as conn:
+        lowq_id = _image_id(conn, "o102_lowq.jpg")
+    first = _start_review("--db", db_dsn, "review", "--no-browser", "--move-to", str(move_to))
+    try:
+        status, _ = first.request("POST", "/verdict", {rv.TOKEN_PARAM: first.token, "kind": "not_in_cluster",
+                                                       "image": str(lowq_id)})
+        assert status == 303
+        status, plan = first.request("GET", f"/apply?{rv.TOKEN_PARAM}={first.token}")
+        assert status == 200 and "o102" in plan
+    finally:
+        assert "Traceback" not in _stop(first.proc)
+    assert frozenset({"o102.jpg", "o102_bright.jpg"}) in groups(db_dsn)
+    rest = _cluster_id(db_dsn, "o102.jpg")
+
+    again = _start_review("--db", db_dsn, "review", "--no-browser", "--move-to", str(move_to))
+    try:
+        status, plan = again.request("GET", f"/apply?{rv.TOKEN_PARAM}={again.token}")
+        assert status == 200
+        assert [p for p in (o102, bright) if f"move   {p}" in plan] in ([o102], [bright])
+        assert f"move   {lowq}" not in plan and "o101" not in plan and "o103" not in plan
+        status, listed = again.request("GET", f"/clusters?{rv.TOKEN_PARAM}={again.token}")
+        assert status == 200 and _marks(listed)[rest] == "yours"
+        # forgetting the verdict (from the command line): the cluster is not reviewed any more
+        with psycopg.connect(db_dsn) as conn:
+            (mine,) = vd.list_verdicts(conn)
+        assert mine.decided_by == getpass.getuser()
+        run_cli(db_dsn, "verdicts", "remove", str(mine.id))
+        status, plan = again.request("GET", f"/apply?{rv.TOKEN_PARAM}={again.token}")
+        assert status == 200 and 'id="nothing"' in plan
+    finally:
+        assert "Traceback" not in _stop(again.proc)
+
+
+def test_a_cluster_counts_by_a_verdict_given_on_it_until_an_unseen_image_joins(db_dsn, collection, tmp_path):
+    """The rest of a cluster counts while it holds only images that were in it when the verdict was given;
+    a verdict given outside the page (verdicts add) names its image only, as before."""
+    with psycopg.connect(db_dsn) as conn:
+        settings = rv.ReviewSettings(token="tok", move_to=os.fsencode(tmp_path / "removed"), user="me")
+        client = rv.create_app(conn, settings).test_client()
+        # from the command line, by the same login name: o101_small out, the rest of o101 not reviewed
+        vd.add(conn, "not_in_cluster", vd.resolve_image(conn, collection.near["o101_small.jpg"][1]).sha256, by="me")
+        vd.recluster(conn)
+        assert frozenset({"o101.jpg", "o101_copy.jpg"}) in groups(db_dsn)
+        assert rv.reviewed_clusters(conn, "me") == set()
+        # in the page: o102_lowq out, the rest of o102 reviewed
+        response = client.post("/verdict", data={"t": "tok", "kind": "not_in_cluster",
+                                                 "image": str(_image_id(conn, "o102_lowq.jpg"))})
+        assert response.status_code == 303
+        assert rv.reviewed_clusters(conn, "me") == {_cluster_id(db_dsn, "o102.jpg")}
+        assert rv.reviewed_clusters(conn, "a teammate") == set()
+
+    # a new picture of o102 is loaded and joins that cluster: I never saw it there
+    (tmp_path / "later").mkdir()
+    save(resized(photo(102), 0.75), tmp_path / "later" / "o102_later.jpg", quality=88)
+    load(db_dsn, tmp_path / "later")
+    with psycopg.connect(db_dsn) as conn:
+        vd.recluster(conn)
+        assert frozenset({"o102.jpg", "o102_bright.jpg", "o102_later.jpg"}) in groups(db_dsn)
+        assert rv.reviewed_clusters(conn, "me") == set()
+        client = rv.create_app(conn, rv.ReviewSettings(token="tok", move_to=os.fsencode(tmp_path / "removed"),
+                                                       user="me")).test_client()
+        assert 'id="nothing"' in _planned(client)
+        assert set(_marks(client.get("/clusters?t=tok").get_data(as_text=True)).values()) == {None}
 
 
 def _image_id(conn, name: str) -> int:

@@ -57,7 +57,8 @@ ORDER BY p.distance
 LIMIT 1;
 
 -- name: page
--- A page of clusters after a keyset mark: keeper, size, whether a verdict names a member. Grouped
+-- A page of clusters after a keyset mark: keeper, size, whether a verdict (anyone's) names a member
+-- ("reviewed", as the JSON report says it; whether this reviewer reviewed it is reviewed_clusters' rule). Grouped
 -- over the page's members rather than by a subquery per cluster, the keeper's path from its own
 -- row (cluster_id is its image id): on Citus the members are read first, and the verdicts (a
 -- reference table) looked up by index for them alone, as on one server.
@@ -85,19 +86,42 @@ SELECT min(cluster_id) FROM (
 ) p;
 
 -- name: reviewed_clusters
--- What "apply what I reviewed" acts on: the clusters with a member that a verdict by this reviewer
--- (decided_by) names, or that %(seen)s holds (the members of the clusters verdicts were given on in
--- this page, recorded before each verdict: so a cluster whose member was taken out still counts).
-SELECT DISTINCT a.cluster_id
-FROM (SELECT sha256_a AS sha256 FROM dbdedup.verdicts WHERE decided_by = %(user)s
-      UNION SELECT sha256_b FROM dbdedup.verdicts WHERE decided_by = %(user)s AND sha256_b IS NOT NULL
-      UNION SELECT unnest(%(seen)s::bytea[])) v
-JOIN dbdedup.images i ON i.sha256 = v.sha256 AND i.status = 'ok'
-JOIN dbdedup.cluster_assignments a ON a.image_id = i.id;
-
--- name: stored_verdicts
--- Which of these verdict ids are still stored (one forgotten since is not).
-SELECT id FROM dbdedup.verdicts WHERE id = ANY (%(ids)s::bigint[]);
+-- The one rule of "reviewed by you": what "apply what I reviewed" acts on, and what the cluster list
+-- marks (of the clusters in %(among)s, a list page; NULL: every cluster). A cluster counts when
+--   a member is named by a verdict of this reviewer (decided_by), or
+--   every member of it was in the cluster(s) a verdict of theirs was given on in the review page
+--   (given_on, recorded before the verdict changed them): the rest of a cluster whose member was taken
+--   out (not_in_cluster names that member only) counts while the verdict is stored, after the page
+--   restarts too, and stops counting once an image the reviewer did not see there joins it.
+-- (No correlated subquery and no outer join: on Citus the verdicts, a reference table, are read
+-- first, and the members grouped once.)
+WITH mine AS (
+    SELECT id, sha256_a, sha256_b, given_on FROM dbdedup.verdicts WHERE decided_by = %(user)s
+), named AS (
+    SELECT a.cluster_id
+    FROM (SELECT sha256_a AS sha256 FROM mine
+          UNION SELECT sha256_b FROM mine WHERE sha256_b IS NOT NULL) v
+    JOIN dbdedup.images i ON i.sha256 = v.sha256 AND i.status = 'ok'
+    JOIN dbdedup.cluster_assignments a ON a.image_id = i.id
+    WHERE %(among)s::bigint[] IS NULL OR a.cluster_id = ANY (%(among)s::bigint[])
+), touched AS (
+    -- each verdict given on a cluster, with the clusters now holding a member of that cluster
+    SELECT DISTINCT m.id, m.given_on, a.cluster_id
+    FROM mine m
+    CROSS JOIN LATERAL unnest(m.given_on) g(sha256)
+    JOIN dbdedup.images i ON i.sha256 = g.sha256 AND i.status = 'ok'
+    JOIN dbdedup.cluster_assignments a ON a.image_id = i.id
+    WHERE m.given_on IS NOT NULL
+      AND (%(among)s::bigint[] IS NULL OR a.cluster_id = ANY (%(among)s::bigint[]))
+)
+SELECT cluster_id FROM named
+UNION
+SELECT t.cluster_id
+FROM touched t
+JOIN dbdedup.cluster_assignments a ON a.cluster_id = t.cluster_id
+JOIN dbdedup.images i ON i.id = a.image_id
+GROUP BY t.id, t.cluster_id
+HAVING bool_and(i.sha256 = ANY (t.given_on));
 
 -- name: cluster_sha256s
 -- The members of these clusters, by content.

@@ -1,19 +1,22 @@
 -- Queries of dbdedup/verdicts.py: reviewers' decisions (dbdedup.verdicts), keyed by SHA-256.
 
 -- name: upsert
--- One verdict per image or pair: a new decision replaces the old one.
-INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, note)
-VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, coalesce(%(decided_by)s, current_user), %(note)s)
+-- One verdict per image or pair: a new decision replaces the old one (and what it was given on, if anything).
+INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, note, given_on)
+VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, coalesce(%(decided_by)s, current_user), %(note)s, %(given_on)s)
 ON CONFLICT (sha256_a, coalesce(sha256_b, '\x'::bytea)) DO UPDATE SET
-    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note
+    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note,
+    given_on = excluded.given_on
 RETURNING v.id;
 
 -- name: import
 -- An imported verdict replaces a stored one only when it is newer; no row back: the stored one was kept.
+-- (A verdict from a file was given on no cluster of a review page here: given_on is NULL.)
 INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, decided_at, note)
 VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, %(decided_by)s, %(decided_at)s, %(note)s)
 ON CONFLICT (sha256_a, coalesce(sha256_b, '\x'::bytea)) DO UPDATE SET
-    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note
+    kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note,
+    given_on = NULL
 WHERE v.decided_at < excluded.decided_at
 RETURNING (xmax = 0) AS inserted;
 
