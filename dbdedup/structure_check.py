@@ -114,7 +114,8 @@ def _check_structure(conn: psycopg.Connection, q: dict[str, str], measurer: "_Me
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
         applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE,
-                                                    "min_region": verify.MIN_ORIENTED_REGION}).fetchall()
+                                                    "min_region": verify.MIN_ORIENTED_REGION,
+                                                    "detail_gate": verify.DETAIL_GATE}).fetchall()
         refused = sum(1 for apart, _ in applied if apart)
         failed = sum(1 for apart, below in applied if below and not apart)
         conn.execute(q["drop_temp_tables"])
@@ -278,10 +279,28 @@ def _overlay_cells(batch: list[tuple], signatures: dict[int, np.ndarray], thumbn
 
 
 def _measure(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[tuple]:
-    """(hash_kind, image_a, image_b, structure, region, tones apart) of each pair of ``batch``; structure and
-    region NaN when not measurable (the region of a pair compared unturned too)."""
+    """(hash_kind, image_a, image_b, structure, region, tones apart, detail gap) of each pair of ``batch``;
+    structure, region and detail gap NaN when not measurable (the region of a pair compared unturned too, the
+    detail gap of one compared turned)."""
     apart = _tones_apart(batch, signatures)
-    return [(*row, bool(far)) for row, far in zip(_structures(batch, thumbnails), apart)]
+    gaps = _detail_gaps(batch, thumbnails)
+    return [(*row, bool(far), gap) for row, far, gap in zip(_structures(batch, thumbnails), apart, gaps)]
+
+
+def _detail_gaps(batch: list[tuple], thumbnails: dict[int, bytes]) -> list[float]:
+    """``verify.detail_gaps_many`` of each pair of ``batch`` compared unturned and whole, both with the 64x64
+    thumbnail; NaN for the others (a turned pair's differences are the region's to find)."""
+    side = verify.FINE_STRUCTURE_SIDE ** 2
+    wanted = [k for k, (_, a, b, orientation, trimmed) in enumerate(batch)
+              if orientation == "identity" and not trimmed and len(thumbnails.get(a, b"")) == side
+              and len(thumbnails.get(b, b"")) == side]
+    gaps = [float("nan")] * len(batch)
+    if wanted:
+        def stacked(column: int) -> np.ndarray:
+            return np.stack([np.frombuffer(thumbnails[batch[k][column]], dtype=np.uint8) for k in wanted])
+        for k, gap in zip(wanted, verify.detail_gaps_many(stacked(1), stacked(2))):
+            gaps[k] = float(gap)
+    return gaps
 
 
 def _tones_apart(batch: list[tuple], signatures: dict[int, np.ndarray]) -> list[bool]:

@@ -1127,6 +1127,116 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
     return None
 
 
+# ---------------------------------------------------------------- apart in place
+
+# Two pictures the signatures verify unturned, whose structure agrees, may still be two drawings: one card rank in
+# two suits, or in two decks whose pips are green in one and black in the other, one flag's stripes in other
+# colours, two photos of one scene. The 16x16 signature and the structure's correlation average such a difference
+# away; the pixels do not, at the smaller picture's own scale (up to DETAIL_SIDE) and after one brightness or
+# contrast edit: 3x3 means of each pixel's largest channel difference (the luma's, when either picture is
+# greyscale), their 99.5th percentile (``local_detail_gap``). The stored 64x64 luma thumbnails pick the pairs worth
+# that look: off one line by more than DETAIL_GATE levels RMS (``detail_gaps_many``, dbdedup.structure_check),
+# which a copy under one tone edit seldom is (resampled from another scale or clipped, it may be). Replayed on the
+# member-keeper pairs that a cli_score run verified by signature unturned (bench/accuracy, session 50, scratch
+# scripts): on the lone-copies draw 0, 17 of its 77 wrong members so verified are beyond the gate and
+# DETAIL_MAX_LOCAL and aligned in place by their keypoints (8 cards, 4 photos, 3 flags, 2 folders), and none of its
+# 51 copies; on the full set, the gate sends 1,869 of 3,804 copy pairs to the pixels, and 8 of those are beyond
+# DETAIL_MAX_LOCAL with no see-through overlay or tone edit at the working size (6 watermarked, 1 re-encoded at
+# quality 10, 1 brightened, each against an enlarged keeper): the worker also tries the overlay at the smaller
+# picture's own size and a mark painted in one colour (``painted_over``) before refusing. A copy that needs
+# aligning (turned by 2 degrees, cropped) is not in place, and keeps the verdict it had. At 128 pixels the cards
+# of one deck in two suits are 45-55 levels apart, as far as blurred and heavily re-encoded copies: not separable.
+DETAIL_GATE = 7.0  # luma levels RMS off one line, 64x64 thumbnails: above it the pixels are looked at
+DETAIL_SIDE = 64  # pixels on the long side the two are compared at (or the smaller picture's own, if less)
+DETAIL_MAX_LOCAL = 45.0  # levels: the 99.5th percentile of the 3x3 means of the differences, at most
+DETAIL_MAX_TURN = 1.0  # degrees: keypoints turning one onto the other by less leave the two in place
+_DETAIL_PERCENTILE = 99.5
+
+
+def detail_gaps_many(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The RMS (levels) by which rows of ``b`` stray from the best line ``gain * a + offset`` fitted to rows of
+    ``a``, or ``a`` from one fitted to ``b``, whichever is less ((n, pixels) each -> (n,)): two stored luma
+    thumbnails under one brightness or contrast edit stray by their noise only."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    x = x - x.mean(axis=1, keepdims=True)
+    y = y - y.mean(axis=1, keepdims=True)
+    var_x, var_y, cov = (x * x).mean(axis=1), (y * y).mean(axis=1), (x * y).mean(axis=1)
+    both = (var_x > 0) & (var_y > 0)
+    explained = np.where(both, cov * cov / np.where(both, var_x * var_y, 1.0), 0.0)
+    return np.sqrt(np.maximum(0.0, (1.0 - explained) * np.minimum(var_x, var_y)))
+
+
+def local_detail_gap(pixels_a: np.ndarray, pixels_b: np.ndarray, side: int, grey: bool) -> float:
+    """How far apart in their most different place two aligned pictures of one framing are (RGB pixels, image_a's
+    already in the pair's orientation), compared at ``side`` on the long side after the brightness or contrast edit
+    that best maps one onto the other (``_toned``, either way: the lesser): the 99.5th percentile of the 3x3 means of
+    each pixel's largest channel difference, in levels; in luma when ``grey`` (a greyscale picture against any
+    other)."""
+    cv2 = _cv2()
+
+    def scaled(pixels: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+        values = pixels.astype(np.float32) @ _REC601 if grey else pixels.astype(np.float32)
+        if shape is None:
+            rows, columns = values.shape[:2]
+            scale = side / max(rows, columns)
+            shape = (max(1, round(rows * scale)), max(1, round(columns * scale)))
+        out = cv2.resize(values, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+        return out.reshape(out.shape[0], out.shape[1], -1)
+
+    a = scaled(pixels_a)
+    b = scaled(pixels_b, a.shape[:2])
+    return min(float(np.percentile(cv2.blur(np.abs(y - _toned(x, y)).max(axis=2), (3, 3)), _DETAIL_PERCENTILE))
+               for x, y in ((a, b), (b, a)))
+
+
+def _toned(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``x`` (float pixels, rows x columns x channels) under the brightness or contrast edit, one gain and offset for
+    every channel, that best maps it onto ``y`` where ``y`` is not clipped (everywhere, when nearly all of it is),
+    clipped to 0-255."""
+    flat_x, flat_y = x.reshape(-1, x.shape[2]), y.reshape(-1, y.shape[2])
+    unclipped = (flat_y.max(axis=1) < 254) & (flat_y.min(axis=1) > 1)
+    if unclipped.sum() < 30:
+        unclipped[:] = True
+    xs, ys = flat_x[unclipped].ravel().astype(np.float64), flat_y[unclipped].ravel().astype(np.float64)
+    spread = xs.var()
+    gain = float(((xs - xs.mean()) * (ys - ys.mean())).mean() / spread) if spread > 0 else 0.0
+    offset = float(ys.mean() - gain * xs.mean())
+    return np.clip(gain * x + offset, 0, 255)
+
+
+# A mark painted over a copy (a photographer's name, a logo) in one solid colour is not see-through, and
+# ``overlay_verdict`` does not explain it; where it changed the picture most, the marked picture is that one colour
+# (or what it covered was), whatever else (re-encoding, blur) moved the edges a little. Another drawing in one place
+# is not: a club where a spade was turns pixels black and others white in each of the two. At most
+# PAINTED_MAX_SHARE of the pixels changed by more than PAINTED_CHANGE (the largest channel, after one tone edit),
+# and PAINTED_MIN_ONE_COLOUR of those within PAINTED_SPREAD of their median colour in one of the two.
+PAINTED_CHANGE = 96.0  # levels
+PAINTED_MAX_SHARE = 0.05
+PAINTED_SPREAD = 40.0  # levels, the largest channel
+PAINTED_MIN_ONE_COLOUR = 0.7
+
+
+def painted_over(pixels_a: np.ndarray, pixels_b: np.ndarray) -> bool:
+    """Whether one of two aligned pictures of one framing (RGB pixels; the first resized to the second's shape when
+    they differ) is the other, under one brightness or contrast edit (``_toned``), with a small mark painted over it
+    in one colour: what the mark covered, or what covers it, is one colour (``PAINTED_MIN_ONE_COLOUR``)."""
+    x, y = pixels_a.astype(np.float32), pixels_b.astype(np.float32)
+    if x.shape != y.shape:
+        x = _cv2().resize(x, (y.shape[1], y.shape[0]), interpolation=_cv2().INTER_AREA)
+    for plain, marked in ((x, y), (y, x)):
+        expected = _toned(plain, marked)
+        changed = np.abs(marked - expected).max(axis=2) > PAINTED_CHANGE
+        if not 0.0 < float(changed.mean()) <= PAINTED_MAX_SHARE:
+            continue
+        for side in (expected, marked):
+            colours = side[changed]
+            near = np.abs(colours - np.median(colours, axis=0)).max(axis=1) <= PAINTED_SPREAD
+            if float(near.mean()) >= PAINTED_MIN_ONE_COLOUR:
+                return True
+    return False
+
+
 # ---------------------------------------------------------------- same pixels
 
 # An image with no hash signal of its own (quality below MIN_QUALITY: flat, one colour, almost no detail)

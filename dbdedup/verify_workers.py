@@ -215,6 +215,8 @@ class PendingPair:
     # whether one of the two may be the other in a frame (dbdedup.one_in_frame, as dbdedup.verify_pairs asked it:
     # such a pair refused for colour was left pending for the framed check)
     one_framed: bool = False
+    # pairs.detail_gap: above verify.DETAIL_GATE, the pixels say whether the two are apart in place
+    detail_gap: float | None = None
 
     @classmethod
     def from_row(cls, row: Sequence) -> "PendingPair":
@@ -228,7 +230,7 @@ class PendingPair:
 
         return cls(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], image(row[1], 8, 24, 28, 30),
                    image(row[2], 15, 26, 29, 31), row[22], row[23], row[32] if len(row) > 32 else None,
-                   bool(row[33]) if len(row) > 33 else False)
+                   bool(row[33]) if len(row) > 33 else False, row[34] if len(row) > 34 else None)
 
     @property
     def structure_failed(self) -> bool:
@@ -241,6 +243,12 @@ class PendingPair:
         """Whether the structure check found a region where the two, compared under a flip or a turn, are both
         drawn and disagree (a mirror drawn again, or a flipped copy against a watermarked one): the pixels decide."""
         return self.region is not None and self.region < verify.MIN_ORIENTED_REGION
+
+    @property
+    def detail_failed(self) -> bool:
+        """Whether the structure check found the two, compared unturned, stray from one tone edit in their luma
+        thumbnails (``verify.DETAIL_GATE``): the pixels say whether they are apart in place (another suit)."""
+        return self.detail_gap is not None and not math.isnan(self.detail_gap) and self.detail_gap > verify.DETAIL_GATE
 
     @property
     def tone_candidate(self) -> bool:
@@ -498,6 +506,12 @@ class PairChecker:
                 redrawn = unless_redrawn(settled, [self._pixels(pair.a)], [self._pixels(pair.b)], orientation)
                 if not redrawn.verified:
                     return redrawn
+            if settled is not None and settled.verified and settled.reason == "signature" \
+                    and orientation == "identity" and pair.detail_failed and not pair.structure_failed:
+                # (its luma thumbnails strayed from one tone edit: another suit or other pips on one card?)
+                apart = self._apart_in_place(pair, fa, fb, settled)
+                if apart is not None:
+                    return apart
             # (the structure check failed it: only a rejection settles it; a verdict of the same picture
             # is the geometric check's, with the structure of the aligned overlap)
             if settled is not None and not (settled.verified and pair.structure_failed):
@@ -672,6 +686,35 @@ class PairChecker:
             # the working size 7 look-alike pairs of the accuracy set fit one)
             return self._unless_overlay(pair, fa, fb, "identity", verdict, own_size_only=True)
         return verdict
+
+    def _apart_in_place(self, pair: PendingPair, fa: verify.Features, fb: verify.Features,
+                        settled: verify.Verdict) -> verify.Verdict | None:
+        """'detail' (refused) for a pair the signatures verified unturned when its pixels, compared in colour at
+        their own scale, are apart somewhere beyond one tone edit (``verify.local_detail_gap``), neither one tone
+        edit nor an overlay explains them (see-through, or a mark painted in one colour: ``verify.painted_over``),
+        and their keypoints put one onto the other in place, turned by less than ``verify.DETAIL_MAX_TURN``: aligned
+        already, they differ in a drawing. None otherwise: the signatures' verdict stands (a copy that needs
+        aligning, turned or cropped a little, is not in place)."""
+        pixels_a, pixels_b = self._pixels(pair.a), self._pixels(pair.b)
+        if not verify.one_framing(pixels_a, pixels_b):
+            return None
+        sides = _long_sides(pair)
+        side = min(verify.DETAIL_SIDE, *sides) if sides is not None else verify.DETAIL_SIDE
+        grey = min(verify.chroma(fa.signature), verify.chroma(fb.signature)) < verify.GREY_CHROMA
+        if verify.local_detail_gap(pixels_a, pixels_b, side, grey) <= verify.DETAIL_MAX_LOCAL:
+            return None
+        if self._tone_verdict(pair, "identity") is not None:
+            return None
+        refused = verify.Verdict(False, settled.score, "detail")
+        if self._unless_overlay(pair, fa, fb, "identity", refused, cells_gate=False).verified \
+                or verify.painted_over(pixels_a, pixels_b):
+            return None
+        match = verify.align_keypoints(self._keypoints(pair.a, "identity"), self._keypoints(pair.b, "identity"))
+        if match.transform is None or match.inliers < verify.MIN_INLIERS \
+                or abs(verify.turn_degrees(match.transform)) >= verify.DETAIL_MAX_TURN \
+                or not verify.in_place(match, pixels_a.shape, pixels_b.shape):
+            return None
+        return refused
 
     def _tone_verdict(self, pair: PendingPair, orientation: str,
                       max_residual: float = verify.TONE_MAX_RESIDUAL) -> verify.Verdict | None:
@@ -1360,7 +1403,8 @@ class _Writer:
                     with cur.copy(self.q["copy_features"]) as copy:
                         for row in features:
                             copy.write_row(row)
-                cur.execute(self.q["apply_results"], {"min_region": verify.MIN_ORIENTED_REGION})
+                cur.execute(self.q["apply_results"], {"min_region": verify.MIN_ORIENTED_REGION,
+                                                      "detail_gate": verify.DETAIL_GATE})
                 if features:
                     cur.execute(self.q["apply_features"])
                     self.summary.backfilled += cur.rowcount

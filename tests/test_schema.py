@@ -151,19 +151,27 @@ _REASON_COMMENT = ("SELECT col_description('dbdedup.pairs'::regclass, (SELECT at
                    "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'verify_reason'))")
 
 
+def _loaded_photos(db_dsn, folder, count: int) -> list[int]:
+    """``count`` small photos (a.png, b.png, ...) loaded into the database at ``db_dsn`` with no pairs: their ids,
+    in the order of their names."""
+    from dbdedup.load import load_paths
+    from images import photo, save
+
+    for k in range(count):
+        save(photo(k + 1, (96, 72)), folder / f"{chr(ord('a') + k)}.png")
+    with psycopg.connect(db_dsn) as conn:
+        load_paths(conn, [folder], workers=1, embedder=None)
+        conn.execute("DELETE FROM dbdedup.pairs")
+        conn.commit()
+        return [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
+
+
 def _upgraded_verdicts(db_dsn, folder, reasons: tuple[str, str], revision: str) -> tuple[dict, str, str]:
     """Three loaded images a, b, c; the pairs (a, b) and (a, c) refused with ``reasons``; the schema taken down to
     ``revision`` and up to the head again: ({'ab'|'ac': (verified, score, reason)}, the reason column's comment at
     ``revision``, and at the head)."""
-    from dbdedup.load import load_paths
-    from images import photo, save
-
-    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3)):
-        save(photo(seed, (96, 72)), folder / name)
+    a, b, c = _loaded_photos(db_dsn, folder, 3)
     with psycopg.connect(db_dsn) as conn:
-        load_paths(conn, [folder], workers=1, embedder=None)
-        a, b, c = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
-        conn.execute("DELETE FROM dbdedup.pairs")
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, verified, "
                      "verify_score, verify_reason) VALUES ('phash', %s, %s, 10, false, false, 0.3, %s), "
                      "('phash', %s, %s, 10, false, false, 0.4, %s)", (a, b, reasons[0], a, c, reasons[1]))
@@ -203,16 +211,10 @@ def test_the_upgrade_to_0032_has_the_structure_of_flipped_signature_verdicts_mea
     """Revision 0032 adds pairs.region, measured by the structure check of signature-verified pairs compared under
     a flip or a turn: such a pair measured before has its structure cleared, so that the next run measures both
     (and the region may send it to the check by pixels); one verified through a trimmed variant under a flip goes
-    back to pending (the check by pixels decides those now). Unturned pairs and other verdicts keep theirs."""
-    from dbdedup.load import load_paths
-    from images import photo, save
-
-    for name, seed in (("a.png", 1), ("b.png", 2), ("c.png", 3), ("d.png", 4), ("e.png", 5)):
-        save(photo(seed, (96, 72)), tmp_path / name)
+    back to pending (the check by pixels decides those now). Other verdicts keep theirs; the unturned pair's structure
+    is cleared by 0037 on the way to the head (test_the_upgrade_to_0037_...)."""
+    a, b, c, d, e = _loaded_photos(db_dsn, tmp_path, 5)
     with psycopg.connect(db_dsn) as conn:
-        load_paths(conn, [tmp_path], workers=1, embedder=None)
-        a, b, c, d, e = [i for (i,) in conn.execute("SELECT id FROM dbdedup.images ORDER BY path")]
-        conn.execute("DELETE FROM dbdedup.pairs")
         conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
                      "transform_distance, verified, verify_score, verify_reason, structure) VALUES "
                      "('phash', %(a)s, %(b)s, 30, false, 'flip_h', 0, true, 0.9, 'signature', 0.95), "
@@ -231,6 +233,33 @@ def test_the_upgrade_to_0032_has_the_structure_of_flipped_signature_verdicts_mea
         rows = {(x, y): rest for x, y, *rest in conn.execute(
             "SELECT image_a, image_b, verified, verify_reason, structure, region FROM dbdedup.pairs")}
     assert rows[(a, b)] == [True, "signature", None, None]
-    assert rows[(a, c)][:2] == [True, "signature"] and rows[(a, c)][2] == pytest.approx(0.93)
+    assert rows[(a, c)] == [True, "signature", None, None]
     assert rows[(a, d)] == [True, "geometry", None, None]
     assert rows[(a, e)] == [None, None, None, None]
+
+
+def test_the_upgrade_to_0037_has_the_unturned_signature_verdicts_measured_again(db_dsn, tmp_path):
+    """Revision 0037 adds pairs.detail_gap, measured by the structure check of signature-verified pairs compared
+    unturned: such a pair measured before has its structure cleared, so that the next run measures both (and the gap
+    may send it to the check by pixels). A flipped pair keeps its structure, other verdicts theirs; the column has
+    its comment."""
+    a, b, c = _loaded_photos(db_dsn, tmp_path, 3)
+    with psycopg.connect(db_dsn) as conn:
+        conn.execute("INSERT INTO dbdedup.pairs (hash_kind, image_a, image_b, distance, is_exact, transform, "
+                     "transform_distance, verified, verify_score, verify_reason, structure) VALUES "
+                     "('phash', %(a)s, %(b)s, 30, false, 'flip_h', 0, true, 0.9, 'signature', 0.95), "
+                     "('phash', %(a)s, %(c)s, 2, false, NULL, NULL, true, 0.9, 'signature', 0.93), "
+                     "('phash', %(b)s, %(c)s, 4, false, NULL, NULL, false, 0.2, 'colour', NULL)",
+                     {"a": a, "b": b, "c": c})
+        conn.commit()
+    dbmod.downgrade_migrations(db_dsn, "0036")
+    assert dbmod.apply_migrations(db_dsn) is True
+    with psycopg.connect(db_dsn) as conn:
+        rows = {(x, y): rest for x, y, *rest in conn.execute(
+            "SELECT image_a, image_b, verified, verify_reason, structure, detail_gap FROM dbdedup.pairs")}
+        comment = conn.execute("SELECT col_description('dbdedup.pairs'::regclass, attnum) FROM pg_attribute "
+                               "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'detail_gap'").fetchone()[0]
+    assert rows[(a, b)][:2] == [True, "signature"] and rows[(a, b)][2] == pytest.approx(0.95) and rows[(a, b)][3] is None
+    assert rows[(a, c)] == [True, "signature", None, None]
+    assert rows[(b, c)] == [False, "colour", None, None]
+    assert comment and "DETAIL_GATE" in comment

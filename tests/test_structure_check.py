@@ -712,3 +712,63 @@ def test_a_check_of_many_batches_measures_them_in_worker_processes_as_this_proce
     measured_in.unlink(missing_ok=True)
     summary = verify_pending_pairs(conn, workers=1)
     assert summary.structure_failed + summary.tones_apart > 0 and not measured_in.exists()
+
+
+def scene_with_another_thing(scene: Image.Image, other: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """``scene`` with what ``other`` holds in ``box`` instead of its own: the same photo, another thing in one place."""
+    out = scene.copy()
+    out.paste(other.crop(box), box)
+    return out
+
+
+def test_another_thing_in_one_place_is_refused_by_the_pixels_and_edited_copies_are_not(conn, tmp_path):
+    """Two photos of one scene, another thing in one corner of the second (52x52 pixels of 320x240): their colour
+    signatures agree and so does their structure (the 8x8 windows average it away), and they were clustered. Their
+    luma thumbnails stray from one tone edit (pairs.detail_gap above the gate), so the check by pixels compares them
+    at 64 pixels: apart in that corner, by no tone edit, overlay or painted mark, aligned in place by their
+    keypoints: refused (detail). The scene's copies, brightened (clipping), re-encoded at quality 30 and marked with
+    a solid white name, stay verified by their signatures and in its cluster."""
+    from images import textured_photo
+
+    scene = textured_photo(11, (320, 240))
+    save(scene, tmp_path / "scene.png")
+    save(scene_with_another_thing(scene, textured_photo(12, (320, 240)), (200, 40, 252, 92)),
+         tmp_path / "scene_other.png")
+    save(ImageEnhance.Brightness(scene).enhance(1.3), tmp_path / "scene_bright.png")
+    save(reencoded(scene, 30), tmp_path / "scene_q30.jpg")
+    marked = scene.copy()
+    ImageDraw.Draw(marked).text((20, 200), "(c) 2026", fill=(255, 255, 255), font=ImageFont.load_default(size=18))
+    save(marked, tmp_path / "scene_marked.png")
+    ids = load(conn, tmp_path)
+    check_every_pair(conn)
+
+    other = pair(conn, ids, "scene.png", "scene_other.png")
+    assert other["transform"] is None and other["verified"] is False and other["reason"] == "detail", other
+    assert other["structure"] >= verify.MIN_SIGNATURE_STRUCTURE  # (the structure alone did not see it)
+    gap = conn.execute("SELECT detail_gap FROM dbdedup.pairs WHERE image_a = %s AND image_b = %s",
+                       sorted((ids["scene.png"], ids["scene_other.png"]))).fetchone()[0]
+    assert gap > verify.DETAIL_GATE
+    for name in ("scene_bright.png", "scene_q30.jpg", "scene_marked.png"):
+        found = pair(conn, ids, "scene.png", name)
+        assert found["verified"] is True, (name, found)
+    assert groups(conn) == {frozenset({"scene.png", "scene_bright.png", "scene_q30.jpg", "scene_marked.png"})}
+
+
+def test_the_detail_gap_is_the_rms_off_the_best_tone_line_either_way():
+    """``verify.detail_gaps_many`` in closed form against a least-squares fit of each pair both ways; a thumbnail
+    under one brightness and contrast edit strays by nothing, one with a mark by more."""
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 256, size=(4, 64 * 64)).astype(np.float64)
+    b = np.stack([a[0] * 0.8 + 20, a[1][::-1], rng.integers(0, 256, size=64 * 64), a[3]]).astype(np.float64)
+    b[3, :200] = 255.0
+    expected = []
+    for x, y in zip(a, b):
+        rms = []
+        for one, other in ((x, y), (y, x)):
+            design = np.stack([one, np.ones_like(one)], axis=1)
+            fit, *_ = np.linalg.lstsq(design, other, rcond=None)
+            rms.append(np.sqrt(((other - design @ fit) ** 2).mean()))
+        expected.append(min(rms))
+    gaps = verify.detail_gaps_many(a, b)
+    assert list(gaps) == pytest.approx(expected, abs=1e-6)
+    assert gaps[0] == pytest.approx(0.0, abs=1e-6) and gaps[3] > verify.DETAIL_GATE

@@ -519,7 +519,12 @@ def test_pending_pairs_are_checked_family_by_family(conn, tmp_path):
     order = [family[row[1]] for row in conn.execute(q["pending_pairs"]).fetchall()]
     assert len(order) == 110 > CHUNK_PAIRS and order in (sorted(order), sorted(order, reverse=True))
     summary = verify_pending_pairs(conn, workers=1)
-    assert summary.done == 110 and summary.images_read <= 22
+    # (the pairs verified by their signatures are measured by the structure check after the first round: those
+    # turned by a few degrees stray from one tone edit in their thumbnails, pairs.detail_gap, and are looked at by
+    # their pixels in a second round; each round reads each image once)
+    again = conn.execute("SELECT count(*) FROM dbdedup.pairs WHERE detail_gap > %s AND detail_gap <> 'NaN'",
+                         (verify.DETAIL_GATE,)).fetchone()[0]
+    assert summary.done == 110 + again and summary.images_read <= 22 * (2 if again else 1)
 
 
 def test_a_familys_pairs_go_to_one_worker_in_one_chunk_up_to_a_limit():

@@ -27,11 +27,12 @@ CREATE TEMP TABLE dbdedup_structure_results (
     image_b     bigint NOT NULL,
     structure   real NOT NULL,
     region      real NOT NULL,
-    tones_apart boolean NOT NULL
+    tones_apart boolean NOT NULL,
+    detail_gap  real NOT NULL
 ) ON COMMIT DROP;
 
 -- name: copy_results
-COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, tones_apart) FROM STDIN;
+COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, tones_apart, detail_gap) FROM STDIN;
 
 -- name: apply_results
 -- Each measure kept. Colours that no tone edit explains (verify.tones_apart_many): refused for colour, as the
@@ -40,25 +41,29 @@ COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, 
 -- (verified NULL) for the geometric check, which aligns the two by their pixels and measures the aligned
 -- overlap's structure (a copy cropped or turned a little at a close pHash passes there; another glyph does
 -- not). The same below the minimum region of a pair compared under a flip or a turn: the check by pixels
--- measures that region again (a mirror drawn again is apart there; a flipped copy is not). NaN (no
--- thumbnail; a region of an unturned pair): the verdict stands. Only pairs still verified by signature and
--- unmeasured: a pair found or judged again meanwhile keeps that. One row a pair: whether it was refused, and
--- whether it was below the minimum structure or region.
+-- measures that region again (a mirror drawn again is apart there; a flipped copy is not). So does a pair compared
+-- unturned whose luma thumbnails stray from one tone edit by more than the detail gate: the check by pixels
+-- compares them in colour at their own scale (verify.local_detail_gap; a card of another suit is apart there, a
+-- brightened copy is not). NaN (no thumbnail; a region of an unturned pair, a detail gap of a turned one): the
+-- verdict stands (NaN is greater than any number in PostgreSQL: the gap's is excluded by name). Only pairs still
+-- verified by signature and unmeasured: a pair found or judged again meanwhile keeps that. One row a pair: whether
+-- it was refused, and whether it was left to the check by pixels.
+WITH r AS (
+    SELECT r.*, r.structure < %(min_structure)s OR r.region < %(min_region)s
+                OR (r.detail_gap > %(detail_gate)s AND r.detail_gap <> 'NaN'::real) AS pixels_decide
+    FROM dbdedup_structure_results r
+)
 UPDATE dbdedup.pairs p
 SET structure = r.structure,
     region = r.region,
-    verified = CASE WHEN r.tones_apart THEN false
-                    WHEN r.structure < %(min_structure)s OR r.region < %(min_region)s THEN NULL ELSE p.verified END,
-    verify_reason = CASE WHEN r.tones_apart THEN 'colour'
-                         WHEN r.structure < %(min_structure)s OR r.region < %(min_region)s THEN NULL
-                         ELSE p.verify_reason END,
-    verify_score = CASE WHEN r.tones_apart THEN p.verify_score
-                        WHEN r.structure < %(min_structure)s OR r.region < %(min_region)s THEN NULL
-                        ELSE p.verify_score END
-FROM dbdedup_structure_results r
+    detail_gap = r.detail_gap,
+    verified = CASE WHEN r.tones_apart THEN false WHEN r.pixels_decide THEN NULL ELSE p.verified END,
+    verify_reason = CASE WHEN r.tones_apart THEN 'colour' WHEN r.pixels_decide THEN NULL ELSE p.verify_reason END,
+    verify_score = CASE WHEN r.tones_apart THEN p.verify_score WHEN r.pixels_decide THEN NULL ELSE p.verify_score END
+FROM r
 WHERE p.hash_kind = r.hash_kind AND p.image_a = r.image_a AND p.image_b = r.image_b
   AND p.verified AND p.verify_reason = 'signature' AND p.structure IS NULL
-RETURNING r.tones_apart, r.structure < %(min_structure)s OR r.region < %(min_region)s;
+RETURNING r.tones_apart, r.pixels_decide;
 
 -- name: drop_temp_tables
 DROP TABLE IF EXISTS dbdedup_structure_pairs, dbdedup_structure_results;

@@ -29,8 +29,9 @@ ANALYZE dbdedup_verify_order;
 -- loader recorded (and the size and mtime it had then), the stored quality and signature (in the array's
 -- binary form, which dbdedup.pg_binary reads without a Python float a value), its width and height, its
 -- format, and whether the loader trimmed a uniform border off it (the trimmed pHash, phash_variants[8]; NULL
--- when loaded without variants); last, the pair's region measure (pairs.region) and whether one of the two
--- may be the other in a frame (dbdedup.one_in_frame, as dbdedup.verify_pairs asks it). Ordered
+-- when loaded without variants); last, the pair's region measure (pairs.region), whether one of the two
+-- may be the other in a frame (dbdedup.one_in_frame, as dbdedup.verify_pairs asks it) and its detail gap
+-- (pairs.detail_gap). Ordered
 -- by the positions dbdedup_verify_order gives the images (the pairs of one look-alike family come
 -- together, so a worker decodes each image and finds its keypoints about once); a pair that became
 -- pending after the order was planned comes last. (The pending rows are gathered first: on Citus a
@@ -50,7 +51,8 @@ WITH pending AS MATERIALIZED (
            CASE WHEN b.phash_variants IS NOT NULL THEN b.phash_variants[8] IS NOT NULL END AS b_bordered,
            p.region,
            dbdedup.one_in_frame(a.phash, a.phash_variants, b.phash, b.phash_variants,
-                                (dbdedup.verify_settings()).aligned_distance) AS one_framed
+                                (dbdedup.verify_settings()).aligned_distance) AS one_framed,
+           p.detail_gap
     FROM dbdedup.pairs p
     JOIN dbdedup.images a ON a.id = p.image_a
     JOIN dbdedup.images b ON b.id = p.image_b
@@ -98,8 +100,10 @@ FROM STDIN;
 UPDATE dbdedup.pairs p
 SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
     -- (a signature verdict waits for its structure check; a failed one stays on record, and so does the
-    -- structure check of a pair pending for its region, whose region the check by pixels measured again)
+    -- structure check of a pair pending for its region, whose region the check by pixels measured again, or for
+    -- its detail gap, whose pixels it compared)
     structure = CASE WHEN r.verify_reason = 'signature' AND NOT coalesce(p.region < %(min_region)s, false)
+                          AND NOT coalesce(p.detail_gap > %(detail_gate)s AND p.detail_gap <> 'NaN'::real, false)
                      THEN NULL ELSE p.structure END,
     -- (a refusal here had the overlay check already, where it could apply: no second look)
     overlay_cells = CASE WHEN r.verified THEN p.overlay_cells ELSE coalesce(p.overlay_cells, false) END
