@@ -1146,7 +1146,7 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
 # picture's own size and a mark painted in one colour (``painted_over``) before refusing. A copy that needs
 # aligning (turned by 2 degrees, cropped) is not in place, and keeps the verdict it had. At 128 pixels the cards
 # of one deck in two suits are 45-55 levels apart, as far as blurred and heavily re-encoded copies: not separable.
-DETAIL_GATE = 7.0  # luma levels RMS off one line, 64x64 thumbnails: above it the pixels are looked at
+DETAIL_GATE = _SETTINGS["detail_gate"]  # luma levels RMS off one line, 64x64 thumbnails: above it, the pixels
 DETAIL_SIDE = 64  # pixels on the long side the two are compared at (or the smaller picture's own, if less)
 DETAIL_MAX_LOCAL = 45.0  # levels: the 99.5th percentile of the 3x3 means of the differences, at most
 DETAIL_MAX_TURN = 1.0  # degrees: keypoints turning one onto the other by less leave the two in place

@@ -33,7 +33,7 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
         OUT converted_grey_light double precision, OUT max_gain_converted double precision,
         OUT min_structure double precision, OUT min_structure_realigned double precision,
         OUT min_signature_structure double precision, OUT min_signature_fine_structure double precision,
-        OUT min_oriented_region double precision)
+        OUT min_oriented_region double precision, OUT detail_gate double precision)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
         SELECT 10 AS min_quality,           -- below it an image has no hash signal of its own
@@ -68,7 +68,8 @@ CREATE OR REPLACE FUNCTION dbdedup.verify_settings(
                0.70 AS min_structure_realigned,  -- ... of the aligned overlap of a pair whose structure check failed: the alignment must explain it
                0.70 AS min_signature_structure,  -- the structure check of a signature-verified pair (32x32): below it, the geometric check decides
                0.30 AS min_signature_fine_structure,  -- ... the same at 64x64 (10th percentile), where both images have that thumbnail
-               0.82 AS min_oriented_region  -- ... of a pair compared under a flip or a turn: its least alike region at 64x64 (dbdedup.verify.region_agreements)
+               0.82 AS min_oriented_region,  -- ... of a pair compared under a flip or a turn: its least alike region at 64x64 (dbdedup.verify.region_agreements)
+               7.0 AS detail_gate  -- ... of a pair compared unturned: above it its 64x64 luma thumbnails stray from one tone edit (dbdedup.verify.detail_gaps_many)
     $$;
 COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'The thresholds of verification (one row): quality minimum, signature limits (light, chroma, gain, detail), the '
@@ -77,7 +78,8 @@ COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'in hue: dbdedup.hue_agreement), converted_grey_light and max_gain_converted (a greyscale picture that is a colour one''s '
     'conversion: the spread ratio L* and luma give such a pair), min_signature_structure and min_signature_fine_structure (the '
     'structure check of signature-verified pairs, dbdedup.structure_check, at 32x32 and 64x64), min_oriented_region (the same '
-    'check''s least alike region of a pair compared under a flip or a turn), min_structure (the geometric '
+    'check''s least alike region of a pair compared under a flip or a turn), detail_gate (the same check''s detail gap of a '
+    'pair compared unturned, pairs.detail_gap), min_structure (the geometric '
     'check''s aligned overlap) and min_structure_realigned (the same for a pair the structure check failed), '
     'max_grey_light, grey_chroma and max_gain_grey (a greyscale image against a colour one, and other pairs with a '
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
@@ -408,7 +410,7 @@ BEGIN
     -- image_a, so the images of both sides are gathered here rather than joined shard by shard)
     CREATE TEMP TABLE vp_pair ON COMMIT DROP AS
     SELECT p.hash_kind, p.image_a, p.image_b, p.distance, p.is_exact, p.transform, p.transform_distance, p.similarity,
-           p.structure, p.region, p.tone_fit, p.overlay_cells
+           p.structure, p.region, p.tone_fit, p.overlay_cells, p.detail_gap
     FROM dbdedup.pairs p
     WHERE p.verified IS NULL AND (verify_pairs.hash_kind IS NULL OR p.hash_kind = verify_pairs.hash_kind);
     CREATE TEMP TABLE vp_image ON COMMIT DROP AS
@@ -446,6 +448,9 @@ BEGIN
                 -- under a flip or a turn, a region where both are drawn otherwise: the check by pixels
                 -- measures that region again)
                 WHEN p.structure < s.min_signature_structure OR p.region < s.min_oriented_region THEN 'pending'
+                -- compared unturned, its luma thumbnails strayed from one tone edit (pairs.detail_gap): the check
+                -- by pixels looks for a place where the two differ in place (NaN is greater than any number)
+                WHEN p.detail_gap > s.detail_gate AND p.detail_gap <> 'NaN'::real THEN 'pending'
                 -- rejected for colour once, but their signatures' cells are close to one brightness or
                 -- contrast edit (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
                 -- the files' RGB pixels
@@ -593,7 +598,7 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through an unturned trimmed variant are verified when the '
     'whole signatures agree (one under a flip or a turn is left to the check by pixels, which asks its least alike region too); pairs whose structure check failed (pairs.structure below min_signature_structure, '
-    'or pairs.region below min_oriented_region) '
+    'or pairs.region below min_oriented_region, or pairs.detail_gap above detail_gate) '
     'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN) and pairs rejected for colour or layout whose cells one overlay may explain (pairs.overlay_cells). Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '
     'signature yet). Thresholds: dbdedup.verify_settings(). Returns the pairs looked at and how many were verified, '

@@ -262,4 +262,4 @@ def test_the_upgrade_to_0037_has_the_unturned_signature_verdicts_measured_again(
     assert rows[(a, b)][:2] == [True, "signature"] and rows[(a, b)][2] == pytest.approx(0.95) and rows[(a, b)][3] is None
     assert rows[(a, c)] == [True, "signature", None, None]
     assert rows[(b, c)] == [False, "colour", None, None]
-    assert comment and "DETAIL_GATE" in comment
+    assert comment and "detail_gate" in comment

@@ -772,3 +772,22 @@ def test_the_detail_gap_is_the_rms_off_the_best_tone_line_either_way():
     gaps = verify.detail_gaps_many(a, b)
     assert list(gaps) == pytest.approx(expected, abs=1e-6)
     assert gaps[0] == pytest.approx(0.0, abs=1e-6) and gaps[3] > verify.DETAIL_GATE
+
+
+def test_verify_pairs_leaves_a_pair_with_a_detail_gap_above_the_gate_to_the_check_by_pixels(conn, tmp_path):
+    """A pending pair whose detail gap the structure check measured above verify_settings().detail_gate is routed to
+    the check by pixels by the SQL step too (a refresh() between the structure check and the workers would otherwise
+    verify it by its signatures again and clear its measures); one under the gate is verified by its signatures."""
+    make_set(tmp_path)
+    ids = load(conn, tmp_path)
+    conn.execute("DELETE FROM dbdedup.pairs")
+    conn.commit()
+    add_pending_pair(conn, ids, "plus.png", "plus_q30.jpg", distance=0, structure=0.95, detail_gap=verify.DETAIL_GATE + 2)
+    add_pending_pair(conn, ids, "plus.png", "plus_darker.png", distance=0, structure=0.95,
+                     detail_gap=verify.DETAIL_GATE - 2)
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    conn.commit()
+    assert pair(conn, ids, "plus.png", "plus_q30.jpg")["verified"] is None
+    assert (pair(conn, ids, "plus.png", "plus_darker.png")["verified"],
+            pair(conn, ids, "plus.png", "plus_darker.png")["reason"]) == (True, "signature")
+    assert conn.execute("SELECT detail_gate FROM dbdedup.verify_settings()").fetchone()[0] == verify.DETAIL_GATE
