@@ -68,7 +68,7 @@ BATCHES_IN_FLIGHT_PER_WORKER = 2
 @dataclass(frozen=True)
 class StructureCheck:
     """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left
-    pending for the geometric check), not measurable (an image without a thumbnail, or found
+    pending for the check by pixels: apart in structure or region, or a detail gap above the gate), not measurable (an image without a thumbnail, or found
     through a trimmed variant), and refused for colours no tone edit explains (``tones_apart``)."""
 
     measured: int = 0

@@ -96,7 +96,7 @@ def match(ctx: click.Context, method: str, full: bool, **options) -> None:
         if m.structure is not None and m.structure.measured:
             c = m.structure
             note(ctx, f"structure check of {c.measured:,} pairs verified by colour signature: {c.failed:,} apart in a "
-                      f"region, left for the check by pixels, in {c.seconds:.2f} s")
+                      f"region or off one tone edit, left for the check by pixels, in {c.seconds:.2f} s")
         if m.structure is not None and m.structure.tones_apart:
             note(ctx, f"{m.structure.tones_apart:,} pairs verified by colour signature refused: colours no one "
                       "brightness or contrast edit explains")

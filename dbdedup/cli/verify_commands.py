@@ -68,7 +68,7 @@ def summary_line(summary) -> str:
                  "(dbdedup verify --unchecked checks them)")
     if summary.structure_failed:
         line += (f"; {summary.structure_failed:,} pairs verified by colour signature were apart in a region by "
-                 "their structure and checked by their pixels")
+                 "their structure, or their thumbnails off one tone edit, and checked by their pixels")
     if summary.tone_candidates:
         line += (f"; {summary.tone_candidates:,} pairs rejected for colour were close to one brightness or contrast "
                  "edit and left for the check by pixels")
