@@ -1146,7 +1146,7 @@ def overlay_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: str
 # picture's own size and a mark painted in one colour (``painted_over``) before refusing. A copy that needs
 # aligning (turned by 2 degrees, cropped) is not in place, and keeps the verdict it had. At 128 pixels the cards
 # of one deck in two suits are 45-55 levels apart, as far as blurred and heavily re-encoded copies: not separable.
-DETAIL_GATE = _SETTINGS["detail_gate"]  # luma levels RMS off one line, 64x64 thumbnails: above it, the pixels
+DETAIL_GATE = _SETTINGS["detail_gate"]  # luma levels RMS off one tone line (64x64 thumbnails) above which pixels decide
 DETAIL_SIDE = 64  # pixels on the long side the two are compared at (or the smaller picture's own, if less)
 DETAIL_MAX_LOCAL = 45.0  # levels: the 99.5th percentile of the 3x3 means of the differences, at most
 DETAIL_MAX_TURN = 1.0  # degrees: keypoints turning one onto the other by less leave the two in place
@@ -1208,7 +1208,8 @@ def _toned(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # A mark painted over a copy (a photographer's name, a logo) in one solid colour is not see-through, and
 # ``overlay_verdict`` does not explain it; where it changed the picture most, the marked picture is that one colour
 # (or what it covered was), whatever else (re-encoding, blur) moved the edges a little. Another drawing in one place
-# is not: a club where a spade was turns pixels black and others white in each of the two. At most
+# is not: a club where a spade was turns pixels black and others white in each of the two. (Another picture pasted
+# over a flat area is taken for a mark: what it covered was one colour.) At most
 # PAINTED_MAX_SHARE of the pixels changed by more than PAINTED_CHANGE (the largest channel, after one tone edit),
 # and PAINTED_MIN_ONE_COLOUR of those within PAINTED_SPREAD of their median colour in one of the two.
 PAINTED_CHANGE = 96.0  # levels
