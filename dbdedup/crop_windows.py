@@ -85,12 +85,14 @@ def window_phashes(thumbnails: np.ndarray) -> np.ndarray:
     for start in range(0, thumbnails.shape[0], _CHUNK):
         chunk = thumbnails[start:start + _CHUNK]
         count = chunk.shape[0]
-        pixels = chunk.astype(np.float32).reshape(count * THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+        pixels = chunk.astype(np.float32)
         column = 0
         for offsets, rows in _window_rows():
-            height = offsets * HASH_SIZE
-            # the columns of every thumbnail in one matrix product, then each thumbnail's rows
-            columns = (pixels @ rows.T).reshape(count, THUMBNAIL_SIDE, height)
+            # the columns of each thumbnail, then its rows: one product of the same shape a thumbnail, so that its
+            # float32 rounding is the same whatever else the chunk holds (one product over the whole chunk rounded
+            # a flat window's near-zero coefficients otherwise by the chunk's size: another hash for the same
+            # thumbnail at load and when its windows are written again from the store)
+            columns = np.matmul(pixels, rows.T)
             blocks = np.matmul(rows, columns).reshape(count, offsets, HASH_SIZE, offsets, HASH_SIZE)
             hashes = phash_of_blocks(blocks.transpose(0, 1, 3, 2, 4).reshape(count * offsets * offsets,
                                                                             HASH_SIZE * HASH_SIZE))
