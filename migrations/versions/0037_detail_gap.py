@@ -28,8 +28,8 @@ DETAIL_GAP = (
     "measured by dbdedup.structure_check). Above verify_settings().detail_gate the pair goes back to pending, and the "
     "check by pixels compares the two in colour at their own scale (up to 64 pixels): apart somewhere beyond what one "
     "tone edit explains (another suit on a card, other pips), neither one tone edit nor an overlay (see-through, or "
-    "a mark painted in one colour), and aligned in place by their keypoints, it is refused (verify_reason detail); else the "
-    "signatures'' verdict stands. NaN when the pair is compared turned or trimmed or an image has no 64x64 "
+    "a mark painted in one colour), and aligned in place by their keypoints, it is refused (verify_reason detail); "
+    "else the signatures'' verdict stands. NaN when the pair is compared turned or trimmed or an image has no 64x64 "
     "thumbnail; NULL until measured or for other pairs.")
 
 
