@@ -397,7 +397,12 @@ def test_a_pair_that_ecc_aligns_poorly_at_64_pixels_is_not_aligned_again_at_128(
     real = cv2.findTransformECC
 
     def counted(*args, **kwargs):
-        result = real(*args, **kwargs)
+        # (every attempt counts: OpenCV 5 raises where ECC does not converge, 4.x returned a poor correlation)
+        try:
+            result = real(*args, **kwargs)
+        except cv2.error:
+            correlations.append(float("nan"))
+            raise
         correlations.append(result[0])
         return result
 
@@ -412,7 +417,8 @@ def test_a_pair_that_ecc_aligns_poorly_at_64_pixels_is_not_aligned_again_at_128(
     monkeypatch.setattr(verify, "DENSE_COARSE_MIN_CORRELATION", -1.0)
     correlations.clear()
     full = verify.dense_match(candle_pixels, blocks_pixels)
-    assert len(correlations) == 2 and full.correlation < verify.DENSE_MIN_CORRELATION
+    assert len(correlations) == 2
+    assert full.correlation is None or full.correlation < verify.DENSE_MIN_CORRELATION  # (None: no convergence)
     # a copy turned by 3 degrees goes on to 128 pixels (and is verified there: the test above)
     monkeypatch.undo()
     monkeypatch.setattr(cv2, "findTransformECC", counted)
