@@ -321,10 +321,11 @@ class _Loader:
                     cur.execute(self.q["upsert_stage_embeddings"])
                 cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
                 cur.execute(self.q["empty_stage"])
-                cur.execute(self.q["update_run_counts"],
-                            {**self.counts(), "loaded": self.loaded + loaded,
-                             "errors": self.error_count + sum(failed.values())})
-        # committed: these rows are stored now, and counted
+                cur.execute(self.q["update_run_counts"], self.counts())
+                cur.execute(self.q["add_written_rows"],
+                            {"run_id": self.run_id, "loaded": loaded, "errors": sum(failed.values())})
+        # committed: these rows are stored now, and counted in load_runs with them (a signal here, before
+        # the count below, leaves the stored count right: finish_run does not write it)
         self.loaded += loaded
         self.errors.update(failed)
         self.pending_errors -= sum(failed.values())

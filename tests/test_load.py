@@ -614,3 +614,38 @@ def test_an_interrupted_run_records_the_rows_it_wrote_not_those_it_hashed(conn, 
     assert run == ("interrupted", stored[1], stored[0] - stored[1]) and stored[0] == Stored.value
     summary = load_paths(conn, [root], workers=1)
     assert summary.loaded + summary.error_count == total + 1 - stored[0] and summary.unchanged == stored[0]
+
+
+def test_a_signal_as_a_batch_commits_leaves_the_run_counting_that_batch(conn, tmp_path, monkeypatch):
+    # `kill PID` or Ctrl-C while the loader waits for COMMIT's reply: the server has stored the batch, the
+    # loader raises before its own count of them grows. The run must still count them (the kill test saw
+    # 'loaded' 0 with 448 rows stored).
+    import contextlib
+    import inspect
+
+    import dbdedup.load as load_module
+
+    monkeypatch.setattr(load_module, "WRITE_SECONDS", 0.0)
+    monkeypatch.setattr(load_module, "WRITE_ROWS", 20)
+    root = same_picture_files(tmp_path / "many", 90, photo(3, (160, 120)), quality=90, digits=3)
+    (root / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    real = conn.transaction
+    batches = []
+
+    @contextlib.contextmanager
+    def transaction_then_signal(*args, **kwargs):
+        with real(*args, **kwargs) as tx:
+            yield tx
+        if inspect.stack()[2].function == "_write_batch":
+            batches.append(1)
+            if len(batches) == 2:
+                raise load_module.Terminated()  # what the CLI's SIGTERM handler raises
+
+    monkeypatch.setattr(conn, "transaction", transaction_then_signal)
+    with pytest.raises(load_module.Terminated):
+        load_paths(conn, [root], workers=1)
+    monkeypatch.setattr(conn, "transaction", real)
+    ok, failed = conn.execute("SELECT count(*) FILTER (WHERE status = 'ok'), count(*) FILTER (WHERE status = 'error') "
+                              "FROM dbdedup.images").fetchone()
+    assert ok + failed == 40, "two batches of 20 stored"
+    assert conn.execute("SELECT status, loaded, errors FROM dbdedup.load_runs").fetchone() == ("interrupted", ok, failed)

@@ -204,15 +204,22 @@ WHERE status = 'error';
 TRUNCATE dbdedup_stage;
 
 -- name: update_run_counts
+-- loaded and errors are not here: they grow only with the batch that stores their rows (add_written_rows),
+-- so that a signal between a batch's commit and the loader's own count cannot make the run under-report
 UPDATE dbdedup.load_runs
 SET files_seen = %(files_seen)s,
-    loaded = %(loaded)s,
     unchanged = %(unchanged)s,
-    errors = %(errors)s,
     ignored = %(ignored)s,
     missing = %(missing)s,
     seconds = %(seconds)s,
     linked_folders = %(linked_folders)s
+WHERE id = %(run_id)s;
+
+-- name: add_written_rows
+-- In the transaction that stores a batch's rows: the run's count of them commits with them.
+UPDATE dbdedup.load_runs
+SET loaded = loaded + %(loaded)s,
+    errors = errors + %(errors)s
 WHERE id = %(run_id)s;
 
 -- name: forget_folders
@@ -272,9 +279,7 @@ UPDATE dbdedup.load_runs
 SET status = %(status)s,
     finished_at = now(),
     files_seen = %(files_seen)s,
-    loaded = %(loaded)s,
     unchanged = %(unchanged)s,
-    errors = %(errors)s,
     ignored = %(ignored)s,
     missing = %(missing)s,
     seconds = %(seconds)s,
