@@ -605,8 +605,14 @@ def test_an_interrupted_run_records_the_rows_it_wrote_not_those_it_hashed(conn, 
             return real(self, rows)
 
         monkeypatch.setattr(load_module._Loader, "_write_with_retries", write_or_ctrl_c)
-        with pytest.raises(KeyboardInterrupt):
-            load_paths(conn, [root], workers=1)
+        # Ctrl-C as in a terminal: a test run started in the background by sh (`pytest &`) inherits SIGINT
+        # ignored, and Python then installs no handler of its own (the cause of session 50's red CI runs)
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                load_paths(conn, [root], workers=1)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         monkeypatch.setattr(load_module._Loader, "_write_with_retries", real)
     assert Stored.value
     stored = conn.execute("SELECT count(*), count(*) FILTER (WHERE status = 'ok') FROM dbdedup.images").fetchone()
