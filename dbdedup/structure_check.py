@@ -88,10 +88,10 @@ def _queries() -> dict[str, str]:
 
 def check_structure(conn: psycopg.Connection, workers: int | None = None) -> StructureCheck:
     """Take the second looks (SECOND_LOOKS: one tone edit, one overlay) at the rejected pairs not looked at
-    yet, then measure every signature-verified pair whose structure is not measured yet and leave those below
-    ``verify.MIN_SIGNATURE_STRUCTURE`` pending for the geometric check; returns the counts. A transaction each
-    (savepoints inside the caller's). More than one batch of pairs is measured in ``workers`` processes
-    (default: one a core)."""
+    yet, then measure every signature-verified pair whose structure is not measured yet and leave those it fails
+    (``dbdedup.left_to_pixels``: below ``verify.MIN_SIGNATURE_STRUCTURE``, or apart in a region or in detail) pending
+    for the check by pixels; returns the counts. A transaction each (savepoints inside the caller's). More than one
+    batch of pairs is measured in ``workers`` processes (default: one a core)."""
     started = time.perf_counter()
     q = _queries()
     with _Measurer(conn, workers) as measurer:
@@ -113,9 +113,7 @@ def _check_structure(conn: psycopg.Connection, q: dict[str, str], measurer: "_Me
                                  thumbnails=True)
         known = ~np.isnan(values)
         measured, unmeasured = int(known.sum()), int((~known).sum())
-        applied = conn.execute(q["apply_results"], {"min_structure": verify.MIN_SIGNATURE_STRUCTURE,
-                                                    "min_region": verify.MIN_ORIENTED_REGION,
-                                                    "detail_gate": verify.DETAIL_GATE}).fetchall()
+        applied = conn.execute(q["apply_results"]).fetchall()
         refused = sum(1 for apart, _ in applied if apart)
         failed = sum(1 for apart, below in applied if below and not apart)
         conn.execute(q["drop_temp_tables"])

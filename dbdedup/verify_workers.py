@@ -195,6 +195,13 @@ class ImageInfo:
         return (self.width, self.height) in ((other.width, other.height), (other.height, other.width))
 
 
+def _as_stored(measure: float) -> float:
+    """A measure of dbdedup.pairs (a real) as PostgreSQL compares it with a threshold of verify_settings() (double
+    precision): the real itself, widened. (A row brings its text, the shortest decimal that reads back as that real:
+    0.7 for the real just below 0.7, which PostgreSQL finds below 0.7.)"""
+    return float(np.float32(measure))
+
+
 @dataclass(frozen=True)
 class PendingPair:
     """One pending row of dbdedup.pairs and its two images."""
@@ -232,23 +239,26 @@ class PendingPair:
                    image(row[2], 15, 26, 29, 31), row[22], row[23], row[32] if len(row) > 32 else None,
                    bool(row[33]) if len(row) > 33 else False, row[34] if len(row) > 34 else None)
 
+    # (structure_failed, region_failed and detail_failed are the three terms of dbdedup.left_to_pixels in
+    # sql/verification.sql, which routes the same pairs to this check: tests/test_structure_check.py ties them)
     @property
     def structure_failed(self) -> bool:
         """Whether the structure check found the two apart (another drawing in a region, or a copy
         cropped or turned a little at a close pHash): a signature verdict cannot verify it."""
-        return self.structure is not None and self.structure < verify.MIN_SIGNATURE_STRUCTURE
+        return self.structure is not None and _as_stored(self.structure) < verify.MIN_SIGNATURE_STRUCTURE
 
     @property
     def region_failed(self) -> bool:
         """Whether the structure check found a region where the two, compared under a flip or a turn, are both
         drawn and disagree (a mirror drawn again, or a flipped copy against a watermarked one): the pixels decide."""
-        return self.region is not None and self.region < verify.MIN_ORIENTED_REGION
+        return self.region is not None and _as_stored(self.region) < verify.MIN_ORIENTED_REGION
 
     @property
     def detail_failed(self) -> bool:
         """Whether the structure check found the two, compared unturned, stray from one tone edit in their luma
         thumbnails (``verify.DETAIL_GATE``): the pixels say whether they are apart in place (another suit)."""
-        return self.detail_gap is not None and not math.isnan(self.detail_gap) and self.detail_gap > verify.DETAIL_GATE
+        return (self.detail_gap is not None and not math.isnan(self.detail_gap)
+                and _as_stored(self.detail_gap) > verify.DETAIL_GATE)
 
     @property
     def tone_candidate(self) -> bool:
@@ -1403,8 +1413,7 @@ class _Writer:
                     with cur.copy(self.q["copy_features"]) as copy:
                         for row in features:
                             copy.write_row(row)
-                cur.execute(self.q["apply_results"], {"min_region": verify.MIN_ORIENTED_REGION,
-                                                      "detail_gate": verify.DETAIL_GATE})
+                cur.execute(self.q["apply_results"])
                 if features:
                     cur.execute(self.q["apply_features"])
                     self.summary.backfilled += cur.rowcount

@@ -85,6 +85,24 @@ COMMENT ON FUNCTION dbdedup.verify_settings() IS
     'greyscale image), near_distance and max_detail_far (the detail limit of aligned pairs farther apart than '
     'near_distance, also of the overlap when the geometric check aligns such a pair again) and the constants of the signature measure. dbdedup.verify (Python) reads the same values from this definition.';
 
+-- One threshold of verify_settings() by name, for expressions: called with a constant name it is computed once when
+-- the query is planned (an IMMUTABLE function of constants returning a scalar), where a field of
+-- (dbdedup.verify_settings()).name would be computed again for each row (PostgreSQL does not fold a call that
+-- returns a record). A name verify_settings() does not have raises an error.
+CREATE OR REPLACE FUNCTION dbdedup.verify_setting(name text) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    value double precision;
+BEGIN
+    EXECUTE format('SELECT s.%I FROM dbdedup.verify_settings() s', name) INTO STRICT value;
+    RETURN value;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.verify_setting(text) IS
+    'The value of one column of dbdedup.verify_settings(), by name (an error for a name it does not have); called with '
+    'a constant name, a constant of the query''s plan.';
+
 -- Orientation as a reindexing of the signature's cells: the 16x16 lightness grid (cells 1-256) and
 -- the two 8x8 chroma grids (257-320, 321-384) are each turned as the picture is. Named as
 -- dbdedup.transform_name and dbdedup.verify.ORIENTATIONS.
@@ -392,6 +410,36 @@ COMMENT ON FUNCTION dbdedup.one_in_frame(bigint, bigint[], bigint, bigint[], int
     'trimmed is within aligned_distance (verify_settings) of the other whole. False when either has no variants '
     'recorded. dbdedup.verify_pairs leaves such an aligned pair apart in colour to the check by pixels.';
 
+-- Whether a pair verified by its colour signatures is left to the check by pixels by what the structure check
+-- (dbdedup.structure_check) measured on the stored thumbnails: the one rule of dbdedup.verify_pairs (which routes
+-- such a pair to pending), dbdedup.structure_check (which takes the verdict back) and the geometric check's workers
+-- (dbdedup.verify_workers, in Python: PendingPair.structure_failed, region_failed and detail_failed). Apart in a
+-- region though their signatures agree (pairs.structure): the geometric check aligns the two by their pixels and
+-- measures the aligned overlap's structure (a copy cropped or turned a little at a close pHash passes there; another
+-- glyph does not). Compared under a flip or a turn, a region where both are drawn but disagree (pairs.region): the
+-- check by pixels measures that region again (a mirror drawn again is apart there; a flipped copy is not). Compared
+-- unturned, luma thumbnails that stray from one tone edit (pairs.detail_gap): the check by pixels compares the two in
+-- colour at their own scale, looking for a place where they differ in place (a card of another suit is apart there,
+-- a brightened copy is not). NaN, a measure that could not be taken (no thumbnail; a region of an unturned pair, a
+-- detail gap of a turned one), sends no pair: NaN is greater than any number in PostgreSQL, which keeps it off the
+-- two minimums but not off the gate, so the detail gap's NaN is excluded by name. NULL (not measured; or left out
+-- by the caller: dbdedup.verify_workers asks for the region and the detail gap alone) sends none either.
+-- (One expression, not STRICT: inlined into the queries that call it, its thresholds constants of their plans:
+-- dbdedup.verify_setting.)
+CREATE OR REPLACE FUNCTION dbdedup.left_to_pixels(structure real, region real, detail_gap real) RETURNS boolean
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+        SELECT coalesce(structure < dbdedup.verify_setting('min_signature_structure')
+                        OR region < dbdedup.verify_setting('min_oriented_region')
+                        OR (detail_gap > dbdedup.verify_setting('detail_gate') AND detail_gap <> 'NaN'::real), false)
+    $$;
+COMMENT ON FUNCTION dbdedup.left_to_pixels(real, real, real) IS
+    'Whether a pair verified by its colour signatures is left to the check by pixels by its structure check '
+    '(dbdedup.structure_check): pairs.structure below verify_settings().min_signature_structure, or pairs.region below '
+    'min_oriented_region (compared under a flip or a turn), or pairs.detail_gap above detail_gate (compared unturned). '
+    'A NaN measure (not measurable) or a NULL one (not measured, or left out) sends no pair. The rule of '
+    'dbdedup.verify_pairs, dbdedup.structure_check and dbdedup.verify_workers alike.';
+
 CREATE OR REPLACE FUNCTION dbdedup.verify_pairs(hash_kind text DEFAULT NULL)
     RETURNS TABLE (pairs bigint, verified bigint, rejected bigint, pending bigint, seconds double precision)
     LANGUAGE plpgsql
@@ -443,14 +491,9 @@ BEGIN
                 -- keypoint pairs (dbdedup.match_keypoints) and crop window pairs (dbdedup.match_embeddings: a crop
                 -- and the picture it may be cut from) are decided by the geometric check only
                 WHEN p.transform IN ('keypoints', 'crop_window') THEN 'pending'
-                -- the structure check (dbdedup.structure_check) found the two apart in a region though
-                -- their signatures agree: the geometric check aligns them and measures it again (compared
-                -- under a flip or a turn, a region where both are drawn otherwise: the check by pixels
-                -- measures that region again)
-                WHEN p.structure < s.min_signature_structure OR p.region < s.min_oriented_region THEN 'pending'
-                -- compared unturned, its luma thumbnails strayed from one tone edit (pairs.detail_gap): the check
-                -- by pixels looks for a place where the two differ in place (NaN is greater than any number)
-                WHEN p.detail_gap > s.detail_gate AND p.detail_gap <> 'NaN'::real THEN 'pending'
+                -- the structure check (dbdedup.structure_check) found the two apart though their signatures
+                -- agree: in structure, in a region (compared under a flip or a turn), or in detail (compared unturned)
+                WHEN dbdedup.left_to_pixels(p.structure, p.region, p.detail_gap) THEN 'pending'
                 -- rejected for colour once, but their signatures' cells are close to one brightness or
                 -- contrast edit (dbdedup.structure_check, pairs.tone_fit): the geometric check fits it to
                 -- the files' RGB pixels
@@ -597,7 +640,8 @@ COMMENT ON FUNCTION dbdedup.verify_pairs(text) IS
     'aligns the framed one''s inside with the other), '
     'never for the layout or the detail alone (a copy turned or cropped a little: the geometric check compares the aligned overlap); embedding-only pairs below '
     'geometry_min_similarity are rejected (weak_embedding); pairs found through an unturned trimmed variant are verified when the '
-    'whole signatures agree (one under a flip or a turn is left to the check by pixels, which asks its least alike region too); pairs whose structure check failed (pairs.structure below min_signature_structure, '
+    'whole signatures agree (one under a flip or a turn is left to the check by pixels, which asks its least alike region too); pairs whose structure check failed '
+    '(dbdedup.left_to_pixels: pairs.structure below min_signature_structure, '
     'or pairs.region below min_oriented_region, or pairs.detail_gap above detail_gate) '
     'are left to the geometric check, and so are pairs rejected for colour that one tone edit explains (pairs.tone_fit not NaN) and pairs rejected for colour or layout whose cells one overlay may explain (pairs.overlay_cells). Everything else stays pending (verified NULL) for the geometric '
     'check (other trimmed-variant pairs, embedding neighbours, aligned pairs the signatures could not settle, images with no '

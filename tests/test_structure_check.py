@@ -5,6 +5,7 @@ the real loader into a real database."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -791,3 +792,59 @@ def test_verify_pairs_leaves_a_pair_with_a_detail_gap_above_the_gate_to_the_chec
     assert (pair(conn, ids, "plus.png", "plus_darker.png")["verified"],
             pair(conn, ids, "plus.png", "plus_darker.png")["reason"]) == (True, "signature")
     assert conn.execute("SELECT detail_gate FROM dbdedup.verify_settings()").fetchone()[0] == verify.DETAIL_GATE
+
+
+def _reals_about(threshold: float) -> tuple[float, float]:
+    """The last real (float4, as pairs stores a measure) below ``threshold`` and the first one not below it
+    (compared as PostgreSQL compares a real with the double of verify_settings(): widened, exactly)."""
+    at = np.float32(threshold)
+    if float(at) < threshold:
+        at = np.nextafter(at, np.float32(np.inf))
+    return float(np.nextafter(at, np.float32(-np.inf))), float(at)
+
+
+def test_the_rule_that_leaves_a_signature_verdict_to_the_pixels_is_one_in_sql_and_python(conn):
+    """dbdedup.left_to_pixels (the rule of verify_pairs, the structure check and the workers' apply_results) on
+    every combination of a structure, a region and a detail gap about their thresholds in verify_settings(): NULL
+    and NaN (not measured, not measurable) never send a pair; the last real below a minimum (or the first above
+    the gate) does, the first one not below it (the last one not above) does not. The workers' PendingPair rule
+    (structure_failed, region_failed, detail_failed, read from the same rows) agrees on each; and so does the
+    rule without its structure term (dbdedup.verify_workers keeps the structure of a pair pending for its region or
+    detail gap). Inlined, its thresholds constants of the plan (not computed again for each row)."""
+    from dbdedup.verify_workers import PendingPair
+
+    min_structure, min_region, gate = conn.execute(
+        "SELECT min_signature_structure, min_oriented_region, detail_gate FROM dbdedup.verify_settings()").fetchone()
+    assert (min_structure, min_region, gate) == (verify.MIN_SIGNATURE_STRUCTURE, verify.MIN_ORIENTED_REGION,
+                                                 verify.DETAIL_GATE)
+    nan = float("nan")
+    structure_below, structure_at = _reals_about(min_structure)
+    region_below, region_at = _reals_about(min_region)
+    gate_at, gate_above = _reals_about(gate)
+    if gate_above == gate:  # (a gate a real holds: the real at it is the last one not above it)
+        gate_at, gate_above = gate, float(np.nextafter(np.float32(gate), np.float32(np.inf)))
+    # (value, whether it sends the pair) per measure
+    structures = [(None, False), (nan, False), (structure_below, True), (structure_at, False), (0.0, True),
+                  (1.0, False)]
+    regions = [(None, False), (nan, False), (region_below, True), (region_at, False), (-1.0, True), (1.0, False)]
+    gaps = [(None, False), (nan, False), (gate_at, False), (gate_above, True), (0.0, False), (float("inf"), True)]
+    cases = list(itertools.product(structures, regions, gaps))
+    rows = conn.execute(
+        "SELECT c.n, c.structure, c.region, c.detail_gap, dbdedup.left_to_pixels(c.structure, c.region, c.detail_gap), "
+        "       dbdedup.left_to_pixels(NULL, c.region, c.detail_gap) "
+        "FROM unnest(%s::real[], %s::real[], %s::real[]) WITH ORDINALITY AS c(structure, region, detail_gap, n) "
+        "ORDER BY c.n",
+        ([s for (s, _), _, _ in cases], [r for _, (r, _), _ in cases], [g for _, _, (g, _) in cases])).fetchall()
+    assert len(rows) == len(cases) == 216
+    for ((_, s_sends), (_, r_sends), (_, g_sends)), (n, structure, region, gap, left, without) in zip(cases, rows):
+        assert left is (s_sends or r_sends or g_sends), (n, structure, region, gap)
+        assert without is (r_sends or g_sends), (n, structure, region, gap)
+        pending = PendingPair("phash", 1, 2, 0, False, None, None, None, None, None, structure=structure, region=region,
+                              detail_gap=gap)
+        failed = (pending.structure_failed, pending.region_failed, pending.detail_failed)
+        assert failed == (s_sends, r_sends, g_sends), (n, structure, region, gap)
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN (VERBOSE) SELECT dbdedup.left_to_pixels(p.structure, p.region, p.detail_gap) FROM dbdedup.pairs p"))
+    assert "left_to_pixels" not in plan and "verify_setting" not in plan, plan
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        conn.execute("SELECT dbdedup.verify_setting('min_structure_gate')")

@@ -37,20 +37,13 @@ COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, 
 -- name: apply_results
 -- Each measure kept. Colours that no tone edit explains (verify.tones_apart_many): refused for colour, as the
 -- signatures refuse colours further apart (the second looks may still send the pair to the geometric
--- check, as one overlay). Else, below the minimum structure, the pair's verdict is taken back: pending
--- (verified NULL) for the geometric check, which aligns the two by their pixels and measures the aligned
--- overlap's structure (a copy cropped or turned a little at a close pHash passes there; another glyph does
--- not). The same below the minimum region of a pair compared under a flip or a turn: the check by pixels
--- measures that region again (a mirror drawn again is apart there; a flipped copy is not). So does a pair compared
--- unturned whose luma thumbnails stray from one tone edit by more than the detail gate: the check by pixels
--- compares them in colour at their own scale (verify.local_detail_gap; a card of another suit is apart there, a
--- brightened copy is not). NaN (no thumbnail; a region of an unturned pair, a detail gap of a turned one): the
--- verdict stands (NaN is greater than any number in PostgreSQL: the gap's is excluded by name). Only pairs still
--- verified by signature and unmeasured: a pair found or judged again meanwhile keeps that. One row a pair: whether
--- it was refused, and whether it was left to the check by pixels.
+-- check, as one overlay). Else a pair apart in structure, in a region or in detail (dbdedup.left_to_pixels, which
+-- says why each sends it) has its verdict taken back: pending (verified NULL) for the check by pixels; a measure
+-- that could not be taken (NaN) leaves the verdict standing. Only pairs still verified by signature and
+-- unmeasured: a pair found or judged again meanwhile keeps that. One row a pair: whether it was refused, and
+-- whether it was left to the check by pixels.
 WITH r AS (
-    SELECT r.*, r.structure < %(min_structure)s OR r.region < %(min_region)s
-                OR (r.detail_gap > %(detail_gate)s AND r.detail_gap <> 'NaN'::real) AS pixels_decide
+    SELECT r.*, dbdedup.left_to_pixels(r.structure, r.region, r.detail_gap) AS pixels_decide
     FROM dbdedup_structure_results r
 )
 UPDATE dbdedup.pairs p

@@ -101,9 +101,8 @@ UPDATE dbdedup.pairs p
 SET verified = r.verified, verify_score = r.verify_score, verify_reason = r.verify_reason,
     -- (a signature verdict waits for its structure check; a failed one stays on record, and so does the
     -- structure check of a pair pending for its region, whose region the check by pixels measured again, or for
-    -- its detail gap, whose pixels it compared)
-    structure = CASE WHEN r.verify_reason = 'signature' AND NOT coalesce(p.region < %(min_region)s, false)
-                          AND NOT coalesce(p.detail_gap > %(detail_gate)s AND p.detail_gap <> 'NaN'::real, false)
+    -- its detail gap, whose pixels it compared: dbdedup.left_to_pixels with the structure left out)
+    structure = CASE WHEN r.verify_reason = 'signature' AND NOT dbdedup.left_to_pixels(NULL, p.region, p.detail_gap)
                      THEN NULL ELSE p.structure END,
     -- (a refusal here had the overlay check already, where it could apply: no second look)
     overlay_cells = CASE WHEN r.verified THEN p.overlay_cells ELSE coalesce(p.overlay_cells, false) END
