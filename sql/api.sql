@@ -28,16 +28,25 @@ COMMENT ON VIEW dbdedup.exact_duplicates IS 'Groups of byte-identical files (sam
 -- re-checked exactly from the index tuple (an index-only scan): exact, for t up to 15 (radius 3 a
 -- block); beyond, a scan. PostgreSQL keeps the indexes current on every write of dbdedup.images.
 
+CREATE OR REPLACE FUNCTION dbdedup.lookup_radius(max_distance integer, block integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    -- one expression and not STRICT, so that PostgreSQL inlines it into the queries that call it
+    AS $$ SELECT (max_distance + 1) / 4 + CASE WHEN block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1 $$;
+COMMENT ON FUNCTION dbdedup.lookup_radius(integer, integer) IS
+    'The Hamming radius r_b a lookup within max_distance probes in block 0-3: sum(r_b + 1) = max_distance + 1 spread '
+    'evenly over the 4 blocks, the first (max_distance + 1) % 4 blocks one more (-1: the block is not probed). '
+    'Exact up to max_distance 15 (radius 3 a block, the rows of dbdedup.lookup_flips).';
+
 CREATE OR REPLACE FUNCTION dbdedup.lookup_flips(max_distance integer, block integer) RETURNS bigint[]
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
         SELECT coalesce((SELECT f.flips FROM dbdedup.lookup_flips f
-                         WHERE f.block = $2 AND f.radius = ($1 + 1) / 4 + CASE WHEN $2 < ($1 + 1) % 4 THEN 1 ELSE 0 END - 1),
+                         WHERE f.block = $2 AND f.radius = dbdedup.lookup_radius($1, $2)),
                         '{}')
     $$;
 COMMENT ON FUNCTION dbdedup.lookup_flips(integer, integer) IS
-    'The XOR masks a lookup within max_distance (0-15) probes in block 0-3: the block''s Hamming ball of radius r_b, '
-    'sum(r_b + 1) = max_distance + 1 spread evenly over the 4 blocks (empty when r_b < 0). From dbdedup.lookup_flips.';
+    'The XOR masks a lookup within max_distance (0-15) probes in block 0-3: the block''s Hamming ball of radius '
+    'dbdedup.lookup_radius(max_distance, block) (empty when it is < 0). From dbdedup.lookup_flips.';
 
 -- the table's rows: constants of bits.sql, kept in step with it whenever the definitions are applied
 DELETE FROM dbdedup.lookup_flips;
@@ -64,7 +73,7 @@ BEGIN
                                  ARRAY(SELECT DISTINCT (h & m.mask) # x FROM unnest(hashes) h, unnest(m.flips) x)), ' OR ')
           INTO probes
         FROM (SELECT dbdedup.interleaved_mask(4, f.block) AS mask, f.flips FROM dbdedup.lookup_flips f
-              WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1) m;
+              WHERE f.radius = dbdedup.lookup_radius(max_distance, f.block)) m;
     END IF;
     EXECUTE format($q$
         SELECT ARRAY(SELECT %2$s FROM dbdedup.images i
@@ -95,12 +104,12 @@ BEGIN
     IF dbdedup.is_distributed() THEN
         RETURN dbdedup.near_values_distributed(hashes, max_distance, false);
     END IF;
-    -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
+    -- each block's ball at its radius (dbdedup.lookup_radius): one read of the 16 constants
     SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
            coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
       INTO f0, f1, f2, f3
     FROM dbdedup.lookup_flips f
-    WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1;
+    WHERE f.radius = dbdedup.lookup_radius(max_distance, f.block);
     IF max_distance > 15 THEN
         RETURN ARRAY(SELECT DISTINCT i.phash FROM dbdedup.images i, unnest(hashes) h
                      WHERE i.status = 'ok' AND bit_count((i.phash # h)::bit(64)) <= max_distance);
@@ -144,12 +153,12 @@ BEGIN
     IF dbdedup.is_distributed() THEN
         RETURN dbdedup.near_values_distributed(hashes, max_distance, true);
     END IF;
-    -- radius r_b = (t + 1) / 4 (+1 for the first (t + 1) % 4 blocks) - 1: one read of the 16 constants
+    -- each block's ball at its radius (dbdedup.lookup_radius): one read of the 16 constants
     SELECT coalesce(max(f.flips) FILTER (WHERE f.block = 0), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 1), '{}'),
            coalesce(max(f.flips) FILTER (WHERE f.block = 2), '{}'), coalesce(max(f.flips) FILTER (WHERE f.block = 3), '{}')
       INTO f0, f1, f2, f3
     FROM dbdedup.lookup_flips f
-    WHERE f.radius = (max_distance + 1) / 4 + CASE WHEN f.block < (max_distance + 1) % 4 THEN 1 ELSE 0 END - 1;
+    WHERE f.radius = dbdedup.lookup_radius(max_distance, f.block);
     IF max_distance > 15 THEN
         RETURN ARRAY(SELECT DISTINCT i.id FROM dbdedup.images i, unnest(hashes) h
                      WHERE i.status = 'ok' AND i.phash_variants[8] IS NOT NULL
@@ -430,7 +439,8 @@ BEGIN
                    'dbdedup.lookup_image(bigint, integer, text, integer, real, integer, integer), dbdedup.image_at(text), '
                    'dbdedup.near_phash_values(bigint[], integer), dbdedup.near_trimmed_images(bigint[], integer), '
                    'dbdedup.near_values_distributed(bigint[], integer, boolean), '
-                   'dbdedup.lookup_flips(integer, integer), dbdedup.similar_to_hash(bigint, integer, text), '
+                   'dbdedup.lookup_flips(integer, integer), dbdedup.lookup_radius(integer, integer), '
+                   'dbdedup.similar_to_hash(bigint, integer, text), '
                    'dbdedup.is_under(text, text[]), dbdedup.hash_column(text), dbdedup.transform_name(integer, boolean), '
                    'dbdedup.best_transform(bigint, bigint[], bigint, bigint[]), dbdedup.vector_schema() TO %I', role_name);
 END

@@ -163,6 +163,30 @@ def test_above_15_the_lookup_is_still_exact(conn):
     assert sorted(r[0] for r in got) == sorted(i for i, h, _ in rows if _distance(h, q) <= 20)
 
 
+def test_the_lookup_radius_splits_the_threshold_over_the_blocks_in_one_inlined_function(conn):
+    """dbdedup.lookup_radius is the one home of the radius each block is probed at: (t + 1) spread evenly over the 4
+    blocks, the first (t + 1) % 4 one more, less 1, for every threshold the lookups are exact at; the masks
+    dbdedup.lookup_flips gives are the 16-bit ball of that radius. No other function carries the formula, and
+    PostgreSQL inlines it into the query that reads dbdedup.lookup_flips (as it was written out there before)."""
+    from math import comb
+
+    got = {(t, b): (r, n) for t, b, r, n in conn.execute(
+        "SELECT t, b, dbdedup.lookup_radius(t, b), cardinality(dbdedup.lookup_flips(t, b)) "
+        "FROM generate_series(0, 15) t, generate_series(0, 3) b")}
+    for t in range(16):
+        radii = [got[(t, b)][0] for b in range(4)]
+        assert radii == [(t + 1) // 4 + (1 if b < (t + 1) % 4 else 0) - 1 for b in range(4)], t
+        assert sum(r + 1 for r in radii) == t + 1 and min(radii) >= -1 and max(radii) <= 3
+        assert [got[(t, b)][1] for b in range(4)] == [sum(comb(16, k) for k in range(r + 1)) for r in radii]
+    assert [name for (name,) in conn.execute(
+        "SELECT proname FROM pg_proc WHERE pronamespace = 'dbdedup'::regnamespace "
+        "AND prosrc LIKE '% 4 THEN 1 ELSE 0 END%' ORDER BY 1")] == ["lookup_radius"]
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN (VERBOSE) SELECT f.flips FROM dbdedup.lookup_flips f "
+        "WHERE f.radius = dbdedup.lookup_radius(8, f.block)"))
+    assert "lookup_radius" not in plan and "CASE WHEN" in plan, plan
+
+
 def test_a_stored_image_finds_its_transformed_copies_and_says_how(conn):
     rng = random.Random(17)
     rows = _load_synthetic(conn, rng, n=400)
