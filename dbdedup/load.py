@@ -35,6 +35,7 @@ import numpy as np
 import psycopg
 
 from . import distributed, embedding, embedding_index, fingerprint, locks, pg_binary, worker_pool
+from .db import analyze_if_changed
 from .decode import DEFAULT_MAX_PIXELS, RETRY_REASONS, WORKING_SIZE, use_own_pixel_limit
 from .errors import DbdedupError, Terminated
 from .file_access import as_bigint
@@ -592,10 +593,11 @@ def load_paths(
         projection = None
         try:
             loader.run(root_paths, recursive, workers)
-            _analyze_if_changed(conn, "dbdedup.images", loader.loaded + loader.error_count + loader.missing)
+            analyze_if_changed(conn, "dbdedup.images", loader.loaded + loader.error_count + loader.missing)
             if embedder_object is not None:
                 projection = _project(conn, embedder_object.name, index_method, embedder_object.raw_dim)
-                _analyze_if_changed(conn, "dbdedup.image_embeddings", projection.projected)
+                # (the vectors analysed once projected, not while they were still NULL)
+                analyze_if_changed(conn, "dbdedup.image_embeddings", projection.projected)
                 if projection.fitted:
                     notes.append(f"embeddings: fitted the {embedder_object.name} reduction on "
                                  f"{projection.fitted_rows:,} images; later loads project the same way "
@@ -634,17 +636,6 @@ def load_paths(
         embedder=embedder_object.name if embedder_object is not None else None,
         embedded=projection.projected if projection else 0, notes=notes, warnings=warnings,
     )
-
-
-def _analyze_if_changed(conn: psycopg.Connection, table: str, changed: int) -> None:
-    # Autovacuum analyses a table this changed, but later: the projection that follows and the match
-    # a user runs next would plan their joins on statistics of the table before the load (or, for
-    # the vectors, taken while they were still NULL). Above autovacuum's default threshold: 50 + 10%.
-    with conn.transaction():
-        rows = conn.execute(_queries()["planned_rows"], {"table": table}).fetchone()
-        if rows is None or changed <= 50 + 0.1 * max(rows[0], 0):
-            return
-        conn.execute(_queries()["analyze_images" if table == "dbdedup.images" else "analyze_embeddings"])
 
 
 def _project(conn: psycopg.Connection, embedder: str, index_method: str | None,

@@ -167,6 +167,37 @@ def test_ensure_clusters_follows_new_images(conn):
     assert full.members == after.members and full.clusters == after.clusters
 
 
+def test_a_build_that_rewrites_many_assignments_analyses_them(conn):
+    """A build deletes the last one's assignments and writes its own; the joins on dbdedup.cluster_assignments (review
+    pages, verdicts, reports) plan on its statistics. One that changed more rows than autovacuum's threshold (50 +
+    10% of the rows counted) analyses the table at once, as a load analyses the images; a build of a few rows leaves
+    it to autovacuum."""
+    conn.execute("ALTER TABLE dbdedup.cluster_assignments SET (autovacuum_enabled = false)")  # only a build analyses
+    conn.commit()
+    rng = np.random.default_rng(31)
+
+    def triples(n: int, seed: int) -> list[int]:
+        # n clusters of 3: an image and two near copies, the clusters far apart
+        origins = planted_hashes(n, seed=seed, share=0)
+        return [h for o in origins for h in (o, flip_bits(rng, o, 1), flip_bits(rng, o, 2))]
+
+    def planned_rows() -> int:
+        return conn.execute("SELECT reltuples::bigint FROM pg_class "
+                            "WHERE oid = 'dbdedup.cluster_assignments'::regclass").fetchone()[0]
+
+    insert_images(conn, triples(5, 32))
+    assert clusters.build_clusters(conn, ClusterSettings(threshold=4)).members == 15
+    assert planned_rows() == -1  # never analysed: 15 rows written are autovacuum's to see to
+    insert_images(conn, triples(120, 33), prefix="/more", seed=1)
+    result = clusters.ensure_clusters(conn, ClusterSettings(threshold=4))  # (the new images matched first)
+    assert result.rebuilt and result.members == 375
+    assert planned_rows() == 375
+    conn.commit()
+    analysed = conn.execute("SELECT analyze_count, last_analyze IS NOT NULL FROM pg_stat_user_tables "
+                            "WHERE relid = 'dbdedup.cluster_assignments'::regclass").fetchone()
+    assert analysed == (1, True)
+
+
 def test_refresh_procedure_for_pg_cron(conn):
     hashes = planted_hashes(200, seed=29, share=0.3)
     insert_images(conn, hashes)

@@ -264,16 +264,6 @@ WHERE i.status <> 'missing' AND i.change_seq <= %(start_seq)s
 -- name: exact_duplicate_groups
 SELECT count(*) FROM dbdedup.exact_duplicates;
 
--- name: planned_rows
--- The rows the planner's statistics give a table (pg_class.reltuples; -1 when never analysed).
-SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%(table)s);
-
--- name: analyze_images
-ANALYZE dbdedup.images;
-
--- name: analyze_embeddings
-ANALYZE dbdedup.image_embeddings;
-
 -- name: finish_run
 UPDATE dbdedup.load_runs
 SET status = %(status)s,
