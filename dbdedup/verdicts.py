@@ -23,9 +23,14 @@ The JSON file ``export_json`` writes and ``import_file`` reads::
     {"format": "dbdedup-verdicts", "version": 1, "exported_at": "2026-01-01T12:00:00+00:00",
      "verdicts": [{"kind": "not_duplicate", "sha256": ["<hex>", "<hex>"], "decided_by": "ann",
                    "decided_at": "2026-01-01T11:59:00+00:00", "note": null,
+                   "given_on": ["<hex>", "<hex>", "<hex>"],
                    "paths": [["/photos/a.jpg"], ["/photos/b.jpg"]]}, ...]}
 
 ``paths`` (the files each image was at when exported) is for people and ignored on import.
+``given_on`` (the SHA-256 of the members of the cluster(s) a verdict was given on in ``dbdedup
+review``, null for one given elsewhere) is imported with its verdict, so that what a reviewer took
+out of a cluster still makes the rest of it reviewed by them; a file without it (written before
+it was exported) imports with none.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class Verdict:
     decided_by: str
     decided_at: datetime
     note: str | None = None
+    given_on: tuple[bytes, ...] | None = None  # the members of the cluster(s) it was given on in the review page
     image_ids: tuple[tuple[int, ...], ...] = ()
     paths: tuple[tuple[str, ...], ...] = ()
     cluster_ids: tuple[int | None, ...] = ()
@@ -99,6 +105,7 @@ class Verdict:
             "decided_by": self.decided_by,
             "decided_at": self.decided_at.isoformat(),
             "note": self.note,
+            "given_on": None if self.given_on is None else [s.hex() for s in self.given_on],
             "paths": [list(p) for p in self.paths],
             "cluster_ids": list(self.cluster_ids),
             "stale": self.stale,
@@ -112,6 +119,7 @@ def _verdict(row: dict[str, Any]) -> Verdict:
         id=row["id"], kind=row["kind"],
         sha256=tuple(bytes(row[f"sha256_{s}"]) for s in sides),
         decided_by=row["decided_by"], decided_at=row["decided_at"], note=row["note"],
+        given_on=None if row["given_on"] is None else tuple(bytes(s) for s in row["given_on"]),
         image_ids=tuple(tuple(row[f"image_ids_{s}"] or ()) for s in sides),
         paths=tuple(tuple(row[f"paths_{s}"] or ()) for s in sides),
         cluster_ids=tuple(row[f"cluster_id_{s}"] for s in sides),
@@ -310,6 +318,7 @@ class FileVerdict:
     decided_by: str
     decided_at: datetime
     note: str | None
+    given_on: tuple[bytes, ...] | None = None
 
 
 def _check_item(n: int, item: Any, default_by: str) -> FileVerdict:
@@ -352,7 +361,14 @@ def _check_item(n: int, item: Any, default_by: str) -> FileVerdict:
     note = item.get("note")
     if note is not None and not isinstance(note, str):
         raise ValueError(f"{where}: note must be text")
-    return FileVerdict(kind=kind, sha256_a=a, sha256_b=b, decided_by=by, decided_at=when, note=note)
+    given_on = item.get("given_on")  # (absent from files written before it was exported)
+    if given_on is not None:
+        if not isinstance(given_on, list) or not all(isinstance(d, str) and _HEX64.fullmatch(d.lower())
+                                                     for d in given_on):
+            raise ValueError(f"{where}: given_on must be a list of SHA-256 (64 hex digits each), or null")
+        given_on = tuple(sorted({bytes.fromhex(d) for d in given_on}))
+    return FileVerdict(kind=kind, sha256_a=a, sha256_b=b, decided_by=by, decided_at=when, note=note,
+                       given_on=given_on)
 
 
 def _first(exc: BaseException) -> str:
@@ -415,14 +431,15 @@ class ImportResult:
 
 
 def import_verdicts(conn: psycopg.Connection, verdicts: list[FileVerdict]) -> ImportResult:
-    """Store checked verdicts in one transaction; a stored verdict on the same image or pair is
-    replaced only by a newer one. Commits."""
+    """Store checked verdicts in one transaction, with what each was given on (``given_on``); a stored
+    verdict on the same image or pair is replaced only by a newer one. Commits."""
     result = ImportResult()
     q = _queries()["import"]
     with conn.transaction():
         for v in verdicts:
             row = conn.execute(q, {"kind": v.kind, "sha256_a": v.sha256_a, "sha256_b": v.sha256_b,
-                                   "decided_by": v.decided_by, "decided_at": v.decided_at, "note": v.note}).fetchone()
+                                   "decided_by": v.decided_by, "decided_at": v.decided_at, "note": v.note,
+                                   "given_on": None if v.given_on is None else list(v.given_on)}).fetchone()
             if row is None:
                 result.kept += 1
             elif row[0]:

@@ -826,6 +826,7 @@ CREATE OR REPLACE VIEW dbdedup.verdicts_current AS
            v.decided_by,
            v.decided_at,
            v.note,
+           v.given_on,
            a.image_ids AS image_ids_a,
            a.paths AS paths_a,
            b.image_ids AS image_ids_b,

@@ -49,6 +49,7 @@ CREATE TABLE dbdedup.load_runs (
     linked_folders text[] NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE dbdedup.load_runs IS 'One row per `dbdedup load`: what was asked, library versions, counts and timing.';
+COMMENT ON SEQUENCE dbdedup.load_runs_id_seq IS 'Numbers dbdedup.load_runs (its identity column id): one a load.';
 COMMENT ON COLUMN dbdedup.load_runs.status IS 'running, completed, failed, or interrupted (killed; found by the next load).';
 COMMENT ON COLUMN dbdedup.load_runs.parameters IS 'Options of the run (workers, max_pixels, recursive, ...).';
 COMMENT ON COLUMN dbdedup.load_runs.versions IS 'Versions of dbdedup, Pillow, ImageHash and numpy that computed the hashes: a hash changes when resampling changes.';
@@ -101,6 +102,8 @@ ALTER TABLE dbdedup.images ALTER COLUMN colour_signature SET STATISTICS 0, ALTER
 -- row of server CPU on photos, where it gave up, and 130-200 us on drawings, for half their size (0027)
 ALTER TABLE dbdedup.images ALTER COLUMN structure SET STORAGE EXTERNAL;
 COMMENT ON TABLE dbdedup.images IS 'One row per file dbdedup has seen: its hashes when it loaded, its error when it did not, or missing when it is gone.';
+COMMENT ON SEQUENCE dbdedup.images_id_seq IS
+    'Numbers dbdedup.images (its identity column id: the image id of the other tables, the functions and commands).';
 COMMENT ON COLUMN dbdedup.images.path IS 'The file path for display: the exact path when it is valid UTF-8, else with undecodable bytes as \xNN escapes.';
 COMMENT ON COLUMN dbdedup.images.path_bytes IS 'The exact path bytes as the file system has them (lossless, also for names that are not UTF-8).';
 COMMENT ON COLUMN dbdedup.images.mtime_ns IS 'Modification time in nanoseconds since the epoch; with path and size it decides whether a file changed.';
@@ -176,6 +179,7 @@ CREATE TABLE dbdedup.load_errors (
     at            timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE dbdedup.load_errors IS 'Every failure to load a file, per run (the history; dbdedup.errors shows the current ones).';
+COMMENT ON SEQUENCE dbdedup.load_errors_id_seq IS 'Numbers dbdedup.load_errors (its identity column id).';
 COMMENT ON COLUMN dbdedup.load_errors.reason IS 'Short reason code, as in dbdedup.images.error.';
 CREATE INDEX load_errors_run_idx ON dbdedup.load_errors (load_run_id);
 
@@ -447,6 +451,8 @@ COMMENT ON TABLE dbdedup.verdicts IS
     'What reviewers decided, keyed by content (SHA-256), so a decision survives moves, renames, reloads and a fresh '
     'database loaded from the same files. One verdict per image or pair (a new one replaces the old). build_clusters '
     'honours them; dbdedup.verdicts_current shows each with the images it names now.';
+COMMENT ON SEQUENCE dbdedup.verdicts_id_seq IS
+    'Numbers dbdedup.verdicts (its identity column id: the id `dbdedup verdicts list` shows and `remove` takes).';
 COMMENT ON COLUMN dbdedup.verdicts.kind IS
     'not_duplicate (pair): the two never link; not_in_cluster (image): a duplicate of nothing its signals found, it '
     'links only by duplicate verdicts; keeper (image): ranks first as keeper of its cluster; duplicate (pair): the two '
@@ -458,9 +464,10 @@ COMMENT ON COLUMN dbdedup.verdicts.decided_at IS 'When it was decided (kept from
 COMMENT ON COLUMN dbdedup.verdicts.note IS 'Optional free text from the reviewer.';
 COMMENT ON COLUMN dbdedup.verdicts.given_on IS
     'For a verdict given in `dbdedup review`: the SHA-256 of the members of the cluster(s) it was given on, as they '
-    'were before it changed them; NULL for one given elsewhere (verdicts add, import). A cluster that holds nothing '
-    'but these counts as reviewed by decided_by (so the rest of a cluster whose member was taken out does), until '
-    'the verdict is replaced or forgotten.';
+    'were before it changed them (verdicts export writes them, import takes them back); NULL for one given elsewhere '
+    '(verdicts add, or imported from a file without them). A cluster that holds nothing but these counts as reviewed '
+    'by decided_by (so the rest of a cluster whose member was taken out does), until the verdict is replaced or '
+    'forgotten.';
 
 -- ------------------------------------------------------------------ bookkeeping of sql/
 

@@ -101,8 +101,6 @@ def test_every_public_object_has_a_comment(db_dsn):
             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'dbdedup' AND c.relkind IN ('r', 'v', 'm', 'S', 'p')
               AND obj_description(c.oid, 'pg_class') IS NULL
-              -- identity sequences belong to their column
-              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))
             UNION ALL
             SELECT 'function ' || p.oid::regprocedure::text
             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace

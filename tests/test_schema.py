@@ -109,6 +109,28 @@ def test_each_function_and_view_is_defined_in_exactly_one_file(db_dsn):
         assert not ROUTINE.search(path.read_text()), path
 
 
+_SEQUENCES_WITHOUT_COMMENT = ("SELECT c.relname FROM pg_class c WHERE c.relkind = 'S' "
+                              "AND c.relnamespace = 'dbdedup'::regnamespace "
+                              "AND obj_description(c.oid, 'pg_class') IS NULL ORDER BY 1")
+
+
+def test_every_sequence_has_a_comment_made_or_upgraded(db_dsn):
+    """The identity columns' sequences are public objects too (psql's \\ds lists them): each says what it numbers,
+    in a database made from sql/tables.sql and in one that revision 0038 upgraded (test_db.py's check of comments
+    leaves them out as belonging to their column)."""
+    with psycopg.connect(db_dsn) as conn:
+        sequences = [name for (name,) in conn.execute(
+            "SELECT relname FROM pg_class WHERE relkind = 'S' AND relnamespace = 'dbdedup'::regnamespace ORDER BY 1")]
+        assert conn.execute(_SEQUENCES_WITHOUT_COMMENT).fetchall() == []
+    assert {"images_id_seq", "load_runs_id_seq", "load_errors_id_seq", "verdicts_id_seq"} <= set(sequences)
+    dbmod.downgrade_migrations(db_dsn, "0037")
+    with psycopg.connect(db_dsn) as conn:
+        assert [n for (n,) in conn.execute(_SEQUENCES_WITHOUT_COMMENT)] == [s for s in sequences if s != "change_seq"]
+    assert dbmod.apply_migrations(db_dsn) is True
+    with psycopg.connect(db_dsn) as conn:
+        assert conn.execute(_SEQUENCES_WITHOUT_COMMENT).fetchall() == []
+
+
 def test_changed_definitions_are_applied_again_and_readers_keep_access(db_dsn):
     with psycopg.connect(db_dsn, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS dbdedup_schema_reader")

@@ -218,6 +218,53 @@ def test_verdicts_survive_a_fresh_database_and_a_rename(db_dsn, second_db, colle
         assert not any(v.stale for v in vd.list_verdicts(conn))
 
 
+def _cluster_of(dsn: str, name: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT cluster_id FROM dbdedup.cluster_members WHERE path LIKE %s",
+                            ("%/" + name,)).fetchone()[0]
+
+
+def test_what_a_verdict_was_given_on_goes_through_export_and_import(db_dsn, second_db, collection, tmp_path):
+    """A member taken out of its cluster in the review page names only that member; the verdict keeps the SHA-256 of
+    the cluster it was given on (given_on), which makes the rest of that cluster reviewed by whoever took it out.
+    The export writes them (hex, in the JSON file and the list's CSV) and the import takes them back: in a fresh
+    database loaded from the same files, the rest counts as reviewed as it did. A file without them (written before
+    they were exported) still imports, and a newer verdict from it replaces what the stored one was given on."""
+    from dbdedup.review import reviewed_clusters
+
+    lowq = collection.near["o102_lowq.jpg"][1]
+    members = sorted(sha(p) for p in (collection.originals["o102"], lowq, collection.near["o102_bright.jpg"][1]))
+    with psycopg.connect(db_dsn) as conn:
+        vd.add(conn, "not_in_cluster", sha(lowq), by="me", given_on=members)  # as the review page records it
+        vd.recluster(conn)
+        assert reviewed_clusters(conn, "me") == {_cluster_of(db_dsn, "o102.jpg")}
+    exported = tmp_path / "verdicts.json"
+    run_cli(db_dsn, "verdicts", "export", str(exported))
+    (item,) = json.loads(exported.read_text())["verdicts"]
+    assert item["given_on"] == [s.hex() for s in members]
+    listed = run_cli(db_dsn, "verdicts", "list", "--format", "csv").stdout.splitlines()
+    assert listed[0].endswith(",given_on") and listed[1].endswith("," + "; ".join(s.hex() for s in members))
+
+    load(second_db, collection.root)
+    cluster(second_db)
+    assert "1 new" in run_cli(second_db, "verdicts", "import", str(exported)).stdout  # (and the clusters rebuilt)
+    assert frozenset({"o102.jpg", "o102_bright.jpg"}) in groups(second_db)
+    with psycopg.connect(second_db) as conn:
+        (imported,) = vd.list_verdicts(conn)
+        assert imported.given_on == tuple(members) and imported.decided_by == "me"
+        assert reviewed_clusters(conn, "me") == {_cluster_of(second_db, "o102.jpg")}
+
+    # an export by an older dbdedup: no given_on; its verdict, decided later, replaces the stored one whole
+    item.pop("given_on")
+    item["decided_at"] = "2099-01-01T00:00:00+00:00"
+    older = tmp_path / "older.json"
+    older.write_text(json.dumps({"format": "dbdedup-verdicts", "version": 1, "verdicts": [item]}))
+    assert "1 replaced by newer" in run_cli(second_db, "verdicts", "import", str(older)).stdout
+    with psycopg.connect(second_db) as conn:
+        assert vd.list_verdicts(conn)[0].given_on is None
+        assert reviewed_clusters(conn, "me") == set()
+
+
 def test_verdict_on_a_gone_image_is_stale_not_an_error(db_dsn, collection):
     bright = collection.near["o102_bright.jpg"][1]
     add(db_dsn, "not_duplicate", bright, collection.originals["o102"])
@@ -263,6 +310,8 @@ def test_verdict_on_a_gone_image_is_stale_not_an_error(db_dsn, collection):
     (json.dumps({"verdicts": [{"kind": "duplicate", "sha256": ["ab" * 32, "ab" * 32]}]}), "byte-identical"),
     (json.dumps({"verdicts": [{"kind": "keeper", "sha256": ["ab" * 32]},
                               {"kind": "not_in_cluster", "sha256": ["AB" * 32]}]}), "name the same image"),
+    (json.dumps({"verdicts": [{"kind": "keeper", "sha256": ["ab" * 32], "given_on": ["ab" * 32, "xyz"]}]}),
+     "verdict 1: given_on must be a list of SHA-256"),
     ("[" * 100_000 + "]" * 100_000, "its JSON nests too deeply"),
     ('{"verdicts": [' + "1" * 5000 + "]}", "integer string conversion"),
 ])

@@ -56,7 +56,7 @@ def verdicts():
 
 
 _COLUMNS = ("id", "kind", "paths_a", "paths_b", "stale", "cluster_id_a", "cluster_id_b", "decided_by", "decided_at",
-            "note", "sha256_a", "sha256_b")
+            "note", "sha256_a", "sha256_b", "given_on")
 _TABLE_COLUMNS = ("id", "kind", "images", "stale", "decided_by", "decided_at", "note")
 
 
@@ -88,6 +88,8 @@ def list_command(ctx, stale, fmt):
                "cluster_id_b": clusters[1]}
         for key, paths in (("paths_a", sides[0]), ("paths_b", sides[1])):
             row[key] = paths if fmt == "json" else "; ".join(paths)
+        given_on = None if v.given_on is None else [s.hex() for s in v.given_on]
+        row["given_on"] = given_on if fmt == "json" or given_on is None else "; ".join(given_on)
         row["images"] = "  /  ".join("; ".join(p) or "(not loaded)" for p in sides[:len(v.sha256)])
         row["decided_at"] = v.decided_at if fmt != "table" else v.decided_at.strftime("%Y-%m-%d %H:%M")
         rows.append(row)

@@ -11,12 +11,13 @@ RETURNING v.id;
 
 -- name: import
 -- An imported verdict replaces a stored one only when it is newer; no row back: the stored one was kept.
--- (A verdict from a file was given on no cluster of a review page here: given_on is NULL.)
-INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, decided_at, note)
-VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, %(decided_by)s, %(decided_at)s, %(note)s)
+-- (given_on as the file has it: the members, by content, of the cluster it was given on in a review page, the
+-- same images in any database; NULL from a file without them.)
+INSERT INTO dbdedup.verdicts AS v (kind, sha256_a, sha256_b, decided_by, decided_at, note, given_on)
+VALUES (%(kind)s, %(sha256_a)s, %(sha256_b)s, %(decided_by)s, %(decided_at)s, %(note)s, %(given_on)s)
 ON CONFLICT (sha256_a, coalesce(sha256_b, '\x'::bytea)) DO UPDATE SET
     kind = excluded.kind, decided_by = excluded.decided_by, decided_at = excluded.decided_at, note = excluded.note,
-    given_on = NULL
+    given_on = excluded.given_on
 WHERE v.decided_at < excluded.decided_at
 RETURNING (xmax = 0) AS inserted;
 
@@ -36,16 +37,16 @@ WHERE v.kind = 'keeper' AND v.sha256_a <> %(sha256)s
                      WHERE c.cluster_id = %(cluster_id)s);
 
 -- name: current
-SELECT id, kind, sha256_a, sha256_b, decided_by, decided_at, note, image_ids_a, paths_a, image_ids_b, paths_b,
-       cluster_id_a, cluster_id_b, stale
+SELECT id, kind, sha256_a, sha256_b, decided_by, decided_at, note, given_on, image_ids_a, paths_a, image_ids_b,
+       paths_b, cluster_id_a, cluster_id_b, stale
 FROM dbdedup.verdicts_current
 WHERE %(stale)s::boolean IS NULL OR stale = %(stale)s::boolean
 ORDER BY decided_at, id;
 
 -- name: naming
 -- The verdicts that name any of these images (by content), with what they name now.
-SELECT id, kind, sha256_a, sha256_b, decided_by, decided_at, note, image_ids_a, paths_a, image_ids_b, paths_b,
-       cluster_id_a, cluster_id_b, stale
+SELECT id, kind, sha256_a, sha256_b, decided_by, decided_at, note, given_on, image_ids_a, paths_a, image_ids_b,
+       paths_b, cluster_id_a, cluster_id_b, stale
 FROM dbdedup.verdicts_current
 WHERE sha256_a = ANY (%(sha256s)s::bytea[]) OR sha256_b = ANY (%(sha256s)s::bytea[])
 ORDER BY decided_at, id;
