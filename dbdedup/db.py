@@ -62,6 +62,12 @@ def resolve_target(db: str | None = None, data_dir: str | os.PathLike | None = N
     if any(os.environ.get(v) for v in _LIBPQ_TARGET_VARS):
         return Target(dsn="", data_dir=None)
     chosen = data_dir or os.environ.get(ENV_DATA_DIR)
+    if chosen and "://" in os.fspath(chosen):
+        # a server's URL given as the embedded server's folder would start a new server in a folder named
+        # 'postgresql:' under the current one, and load into it instead of the server meant
+        where = "--data-dir" if data_dir else ENV_DATA_DIR
+        raise DbdedupError(f"{where} names the embedded server's folder, and {os.fspath(chosen)!r} is a database URL",
+                           hint=f"give a server's URL with --db or {ENV_DATABASE_URL}")
     path = Path(chosen).expanduser() if chosen else default_data_dir()
     return Target(dsn=None, data_dir=path.absolute())
 

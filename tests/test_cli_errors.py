@@ -166,3 +166,23 @@ def test_an_empty_path_is_a_usage_error_not_this_folder(db_dsn, tmp_path, monkey
         assert result.exit_code == 2 and "an empty path (an unset shell variable?)" in result.stderr, command
     with psycopg.connect(db_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM dbdedup.load_runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("given", ["option", "environment"])
+def test_a_database_url_given_as_the_data_dir_is_one_line_and_starts_no_server(tmp_path, monkeypatch, given):
+    # (session 51 ran a script that passed a URL where the library takes a data dir: it started a server in a new
+    # folder named 'postgresql:' under the current one)
+    from dbdedup import db as dbmod
+
+    for name in ("DBDEDUP_DATABASE_URL", "DBDEDUP_DATA_DIR", "PGHOST", "PGDATABASE", "PGSERVICE", "PGPORT", "PGUSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://someone@db.example/photos"
+    args = ["--data-dir", url] if given == "option" else []
+    if given == "environment":
+        monkeypatch.setenv("DBDEDUP_DATA_DIR", url)
+    with pytest.raises(dbmod.DbdedupError) as refused:
+        dbmod.resolve_target(None, url if given == "option" else None)
+    assert "database URL" in refused.value.message and "--db" in refused.value.hint
+    _one_line_error(CliRunner().invoke(cli, [*args, "status"]), "is a database URL", "with --db")
+    assert list(tmp_path.iterdir()) == []
