@@ -562,6 +562,8 @@ TONE_SIDE = 64  # the RGB fit compares the files' pixels at 64x64, in 8x8 window
 # unclipped pixels in boxes a quarter the size of 64's. On the same 86,046 pairs (see the cells' limits
 # above) the pixels' fit then verifies 292 copy pairs instead of 279, still no look-alike.
 TONE_SIDES = (TONE_SIDE, 128, 256)
+TONE_OWN_MAX_SIDE = 512  # own_size_tone_fits: the pictures' own size, at most this many pixels a side
+TONE_OWN_FIT_PIXELS = 4096  # ... and the pixels its line is fitted on
 # The next side is fitted only after a fit this close (the copies 256 verified were within 10 levels RMS at 64;
 # most pairs the geometric check rejects are far beyond). Not its window: a line drawing brightened until its light
 # faces clip, against its 2x enlargement, leaves 31-37 levels in the windows where the outlines are densest at 64,
@@ -626,6 +628,11 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
     on the pixels neither clipped nor far off, in a few rounds."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    return _tone_fits_of_lines(x, y, *_tone_lines(x, y))
+
+
+def _tone_lines(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The gain and offset of ``tone_fits``' line for each stacked pair (any shape after the first axis)."""
     n = x.shape[0]
     flat_x, flat_y = x.reshape(n, -1), y.reshape(n, -1)
     gain, offset = np.ones(n), np.zeros(n)
@@ -648,7 +655,7 @@ def tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
             | ((predicted > _TONE_CLIPPED) & (predicted < 255 - _TONE_CLIPPED))
         # (a watermark or a few re-encoding outliers do not pull the line)
         keep = unclipped & (off < np.maximum(3 * np.median(off, axis=1, keepdims=True) + 2, 8))
-    return _tone_fits_of_lines(x, y, gain, offset)
+    return gain, offset
 
 
 def _tone_fits_of_lines(x: np.ndarray, y: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> list[ToneFit]:
@@ -733,6 +740,33 @@ def searched_tone_fit(x: np.ndarray, y: np.ndarray, max_residual: float = TONE_M
     return min(fits, key=lambda fit: (not _within(fit, max_residual, max_offset), fit.residual))
 
 
+def own_size_tone_fits(x: np.ndarray, y: np.ndarray) -> list[ToneFit]:
+    """The fits of RGB pictures x to y and of y to x with each line fitted where the edit clipped: on the pixels
+    at the smaller picture's own size (the larger box-averaged to it; both at most TONE_OWN_MAX_SIDE a side), the
+    line and its clipping applied there, and only then both box-averaged to TONE_SIDE and compared as ``tone_fits``
+    compares them. A brightened copy (clipped) against a copy resized twice as large: at TONE_SIDES' squares the
+    two are sampled on different grids, and a box average of clipped and unclipped pixels lies off every line, so
+    their least-squares residual is 8-17 levels there (the accuracy set's brightened copies that only such a keeper
+    could take: 0.7-5.1 here, and 0.03-0.6 against the picture they were made from)."""
+    rows, columns = min(x.shape[0], y.shape[0]), min(x.shape[1], y.shape[1])
+    scale = min(1.0, TONE_OWN_MAX_SIDE / max(rows, columns))
+    size = (max(8, round(columns * scale)), max(8, round(rows * scale)))
+    own = [np.asarray(Image.fromarray(np.ascontiguousarray(p, dtype=np.uint8), "RGB").resize(size, Image.Resampling.BOX),
+                      dtype=np.float64) for p in (x, y)]
+    # (the line from an even sample of at most TONE_OWN_FIT_PIXELS pixels: its rounds' medians over all of 512x512
+    # took most of the time, and the sample's line is the same to a fraction of a level)
+    step = max(1, int(np.ceil(np.sqrt(size[0] * size[1] / TONE_OWN_FIT_PIXELS))))
+    fits = []
+    for source, target in ((own[0], own[1]), (own[1], own[0])):
+        gain, offset = _tone_lines(source[None, ::step, ::step], target[None, ::step, ::step])
+        edited = np.clip(gain[0] * source + offset[0], 0, 255).round()
+        # (the line already applied: the fit of the thumbnails is judged with gain 1, its chroma error included)
+        judged = _tone_fits_of_lines(tone_thumbnail(edited)[None], tone_thumbnail(target)[None], np.ones(1), np.zeros(1))
+        fits.append(ToneFit(float(gain[0]), float(offset[0]), judged[0].residual, judged[0].window,
+                            judged[0].chroma_error))
+    return fits
+
+
 def _within(fit: ToneFit, max_residual: float, max_offset: float = TONE_MAX_OFFSET) -> bool:
     """Whether ``fit`` agrees (``ToneFit.agrees``) within ``max_residual`` and with an offset within ``max_offset``."""
     return fit.agrees() and fit.residual <= max_residual and abs(fit.offset) <= max_offset
@@ -760,7 +794,8 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
     """The closest fit of one brightness or contrast edit that maps the RGB pixels of image_a (under
     ``orientation``) onto image_b's or back within every limit (``ToneFit.agrees``) and ``max_residual``, at the
     first of TONE_SIDES where the least-squares lines have one, else where the search over gains does
-    (``searched_tone_fit``); None when no side has one."""
+    (``searched_tone_fit``), else with the line fitted at the pictures' own size (``own_size_tone_fits``, for a
+    pair the search would look at); None when none has one."""
     oriented = orient_pixels(pixels_a, orientation)
 
     @functools.cache
@@ -806,6 +841,12 @@ def agreeing_tone_fit(pixels_a: np.ndarray, pixels_b: np.ndarray, orientation: s
                 return min(agreeing, key=lambda fit: fit.residual)
             if not any(fit.residual <= TONE_NEAR_RESIDUAL for fit in fits):
                 break  # (nowhere near one edit: the next side would not find one either)
+    # (at the usual bound only: the stricter one of a pair nothing aligned was set on the fits above, which leave
+    # look-alikes' star rings 4.7 levels and more apart, PairChecker._unaligned_tone_verdict)
+    if searching and max_residual >= TONE_MAX_RESIDUAL:
+        agreeing = [fit for fit in own_size_tone_fits(oriented, pixels_b) if _within(fit, max_residual)]
+        if agreeing:
+            return min(agreeing, key=lambda fit: fit.residual)
     return None
 
 

@@ -444,6 +444,54 @@ def test_a_brightened_drawing_fits_one_edit_against_its_enlarged_keeper_at_its_o
     assert members == {"keeper.png", "brighter.png"}, members
 
 
+def cartoon_plane(body: tuple[int, int, int] = (250, 170, 30), seed: int = 0) -> Image.Image:
+    """Clip-art as tuxpaint's stamps draw it: a saturated shaded body on white, outlined in black, with a few
+    windows (``seed`` places them). Brightened by 30%, its red clips over the whole body."""
+    rows, columns = np.mgrid[0:100, 0:225]
+    pixels = np.full((100, 225, 3), 255.0)
+    inside = ((columns - 112) / 105.0) ** 2 + ((rows - 55) / 38.0) ** 2 < 1
+    shade = (0.8 + 0.2 * (1 - rows / 100))[..., None]
+    pixels[inside] = np.clip(np.array(body) * shade, 0, 255)[inside]
+    image = Image.fromarray(pixels.astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((7, 17, 217, 93), outline="black", width=2)
+    for x in np.random.default_rng(seed).uniform(60, 180, 4):
+        draw.ellipse((x - 8, 38, x + 8, 54), fill=(120, 90, 230), outline="black", width=1)
+    draw.polygon([(150, 70), (200, 85), (160, 90)], fill=tuple(int(c * 0.85) for c in body), outline="black")
+    return image
+
+
+def test_a_brightened_cartoon_fits_one_edit_against_its_enlarged_keeper_once_the_line_is_clipped_before_averaging(
+        conn, tmp_path):
+    # bench/accuracy's brightened copies lost to a keeper enlarged 2x (seed 5: a tuxpaint plane, cards, clothing):
+    # even at the copy's own size, box-averaging a thumbnail mixes the body's clipped red with the outline's
+    # unclipped pixels, 8-17 levels RMS off every line at 64, 128 and 256; applying the line and its clipping to
+    # the pixels first (verify.own_size_tone_fits) leaves a few levels. Its blue colouring and another plane,
+    # brightened so, stay apart.
+    from dbdedup.verify_workers import PairChecker, PendingPair
+    from test_keypoints import _image_info as info
+
+    original = cartoon_plane()
+    save(original.resize((450, 200), Image.Resampling.BICUBIC), tmp_path / "keeper.png")
+    save(ImageEnhance.Brightness(original).enhance(1.3), tmp_path / "brighter.png")
+    save(ImageEnhance.Brightness(cartoon_plane(body=(30, 170, 250))).enhance(1.3), tmp_path / "blue_brighter.png")
+    save(ImageEnhance.Brightness(cartoon_plane(seed=3)).enhance(1.3), tmp_path / "other_brighter.png")
+    keeper = info(1, tmp_path / "keeper.png")
+    checker = PairChecker()
+    for image_id, (name, wanted) in enumerate((("brighter.png", (True, "tone")),
+                                               ("blue_brighter.png", (False, "colour")),
+                                               ("other_brighter.png", (False, None))), start=2):
+        got = checker.verdict(PendingPair("phash", 1, image_id, 2, False, None, None, None, keeper,
+                                          info(image_id, tmp_path / name), tone_fit=5.0))
+        assert got.verified is wanted[0] and got.reason == (wanted[1] or got.reason), (name, got)
+
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    found = pair(conn, ids, "keeper.png", "brighter.png")
+    assert found is not None and found["verified"] is True and found["reason"] == "tone", found
+    assert cluster_with(conn, "keeper.png") == {"keeper.png", "brighter.png"}
+
+
 def test_the_cells_of_a_brightened_tent_one_window_31_levels_off_send_it_to_the_pixels(conn, tmp_path, monkeypatch):
     # a cream tent brightened by 30% against its 2x keeper: its cells fit one line but for one window 31.6
     # levels off (its clipped fill beside the black canvas lines), beyond the 30 the cells allowed until session
