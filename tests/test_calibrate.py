@@ -85,10 +85,11 @@ def test_calibrate_suggests_a_threshold_between_planted_and_unrelated(db_dsn, tm
         d: list(nearest.values()).count(d) for d in set(nearest.values())}
     assert result["clear_valley"] and result["reasoning"]
 
-    text = run_cli(db_dsn, "calibrate", "--png", str(tmp_path / "h.png")).stdout
+    # (into a folder not made yet, as `report -o` writes: both make it)
+    text = run_cli(db_dsn, "calibrate", "--png", str(tmp_path / "charts" / "h.png")).stdout
     assert f"suggested threshold: {result['suggested_threshold']}" in text
     assert "near-duplicate mode ends at" in text
-    with Image.open(tmp_path / "h.png") as png:
+    with Image.open(tmp_path / "charts" / "h.png") as png:
         assert png.format == "PNG" and png.size == (900, 420)
         assert png.getextrema() != ((255, 255), (255, 255), (255, 255))  # something was drawn
 

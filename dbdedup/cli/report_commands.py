@@ -23,14 +23,20 @@ def register(cli: click.Group) -> None:
         cli.add_command(command)
 
 
+def _output_file(path: str) -> Path:
+    """An output FILE given with -o or --png, its missing folders made (with the user's umask) before any work:
+    every command that writes a file treats a folder that is not there yet alike."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
 @contextmanager
 def _output(path: str | None) -> Iterator[TextIO]:
     if path is None or path == "-":
         yield sys.stdout
         return
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "w", encoding="utf-8", newline="") as out:
+    with open(_output_file(path), "w", encoding="utf-8", newline="") as out:
         yield out
 
 
@@ -327,11 +333,12 @@ def calibrate(ctx, hash_kind, png, sample, fmt):
     from .. import calibrate as cal
     from ..report import histogram_lines
 
+    png_file = _output_file(png) if png else None
     with open_db(ctx) as conn:
         result = cal.calibrate(conn, hash_kind=hash_kind, sample=sample, lock_wait=settings_of(ctx).lock_wait)
     s = result.suggestion
-    if png:
-        cal.histogram_png(result, png)
+    if png_file is not None:
+        cal.histogram_png(result, png_file)
         note(ctx, f"wrote {png}")
     if fmt == "json":
         click.echo(json.dumps({
