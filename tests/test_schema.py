@@ -116,8 +116,8 @@ _SEQUENCES_WITHOUT_COMMENT = ("SELECT c.relname FROM pg_class c WHERE c.relkind 
 
 def test_every_sequence_has_a_comment_made_or_upgraded(db_dsn):
     """The identity columns' sequences are public objects too (psql's \\ds lists them): each says what it numbers,
-    in a database made from sql/tables.sql and in one that revision 0038 upgraded (test_db.py's check of comments
-    leaves them out as belonging to their column)."""
+    in a database made from sql/tables.sql and in one that revision 0038 upgraded (test_db.py's check of every
+    object's comment covers the first)."""
     with psycopg.connect(db_dsn) as conn:
         sequences = [name for (name,) in conn.execute(
             "SELECT relname FROM pg_class WHERE relkind = 'S' AND relnamespace = 'dbdedup'::regnamespace ORDER BY 1")]
