@@ -379,10 +379,11 @@ class _Loader:
         return self.error_count + self.pending_errors
 
     def counts(self) -> dict:
+        """The run's counts for update_run_counts and finish_run: not loaded and errors, which only the batch
+        that stores their rows adds (add_written_rows)."""
         return {
-            "run_id": self.run_id, "files_seen": self.found, "loaded": self.loaded, "unchanged": self.unchanged,
-            "errors": self.error_count, "ignored": self.ignored, "missing": self.missing,
-            "seconds": time.monotonic() - self.started, "linked_folders": self.linked_folders,
+            "run_id": self.run_id, "files_seen": self.found, "unchanged": self.unchanged, "ignored": self.ignored,
+            "missing": self.missing, "seconds": time.monotonic() - self.started, "linked_folders": self.linked_folders,
         }
 
     def mark_missing(self, roots: list[bytes], recursive: bool) -> None:
