@@ -54,7 +54,6 @@ import psycopg
 from psycopg.rows import dict_row
 
 from . import embedding_index
-from .db import analyze_if_changed
 from .embedding_defaults import DEFAULT_CLUSTER_CONFIRM_DISTANCE, DEFAULT_CLUSTER_MIN_SIMILARITY
 from .errors import DbdedupError
 from .keypoint_store import KeypointStore
@@ -372,11 +371,10 @@ def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = 
     stored ones) and commit. The pairs are used as stored (``ensure_clusters`` matches first when
     needed); those without a verdict get one from the stored signals first, and the ones still
     pending (waiting for the check by pixels, which ``ensure_clusters`` runs) link nothing.
-    ``dbdedup.cluster_assignments`` is analysed after a build that changed enough of it
-    (``db.analyze_if_changed``)."""
+    ``dbdedup.cluster_assignments`` is analysed by a build that changed enough of it (the SQL
+    ``dbdedup.build_clusters`` calls ``dbdedup.analyze_if_changed``)."""
     asked, applied, _, _ = _applied_settings(conn, settings)
     with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        before = cur.execute(_queries()["cluster_parameters"]).fetchone()
         row = cur.execute(
             _queries()["build_clusters"],
             {"max_distance": applied.threshold, "hash_kind": applied.hash_kind, "keeper_rule": applied.keeper_rule,
@@ -387,9 +385,6 @@ def build_clusters(conn: psycopg.Connection, settings: ClusterSettings | None = 
     if not conn.autocommit:
         conn.commit()  # the block above is a savepoint when the caller's transaction was open
     assert row is not None
-    # the build deleted the last one's assignments and wrote its own: the joins on them plan on fresh statistics
-    previous = (before or {}).get("members") or 0
-    analyze_if_changed(conn, "dbdedup.cluster_assignments", previous + row["members"])
     return ClusterResult(settings=applied, clusters=row["clusters"], members=row["members"],
                          split_rounds=row["split_rounds"], seconds=row["seconds"], rebuilt=True,
                          rule_note=_rule_note(asked, applied))

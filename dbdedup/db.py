@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterator
 
 import psycopg
-from psycopg import sql
 
 from . import embedded
 from .errors import DbdedupError
@@ -194,16 +193,13 @@ HASH_ONLY_MESSAGE = (
 
 def analyze_if_changed(conn: psycopg.Connection, table: str, changed: int) -> bool:
     """ANALYZE ``table`` (schema-qualified: ``"dbdedup.images"``) when ``changed``, the rows written or deleted in
-    it, exceeds autovacuum's default threshold: 50 rows + 10% of those its statistics count. Returns True when it
-    analysed; a smaller change, or a table that does not exist, is left alone."""
-    # Autovacuum analyses a table this changed, but later: what runs next (the projection and match after a
-    # load, the joins on cluster_assignments after a build) would plan on the statistics from before.
+    it, exceeds autovacuum's default threshold, by the rule of the SQL function ``dbdedup.analyze_if_changed``
+    (``sql/clusters.sql``). Returns True when it analysed; a smaller change, or a table that does not exist, is
+    left alone."""
     with conn.transaction():
-        row = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(%s)", (table,)).fetchone()
-        if row is None or changed <= 50 + 0.1 * max(row[0], 0):
-            return False
-        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*table.split("."))))
-    return True
+        row = conn.execute("SELECT dbdedup.analyze_if_changed(to_regclass(%s), %s::bigint)",
+                           (table, changed)).fetchone()
+    return bool(row[0])
 
 
 # ---------------------------------------------------------------- migrations

@@ -322,9 +322,7 @@ class _Loader:
                     cur.execute(self.q["upsert_stage_embeddings"])
                 cur.execute(self.q["record_stage_errors"], {"run_id": self.run_id})
                 cur.execute(self.q["empty_stage"])
-                cur.execute(self.q["update_run_counts"], self.counts())
-                cur.execute(self.q["add_written_rows"],
-                            {"run_id": self.run_id, "loaded": loaded, "errors": sum(failed.values())})
+                cur.execute(self.q["update_run_counts"], self.counts(loaded=loaded, errors=sum(failed.values())))
         # committed: these rows are stored now, and counted in load_runs with them (a signal here, before
         # the count below, leaves the stored count right: finish_run does not write it)
         self.loaded += loaded
@@ -378,12 +376,14 @@ class _Loader:
         """Files that failed, their rows written or not yet (for the progress bar)."""
         return self.error_count + self.pending_errors
 
-    def counts(self) -> dict:
-        """The run's counts for update_run_counts and finish_run: not loaded and errors, which only the batch
-        that stores their rows adds (add_written_rows)."""
+    def counts(self, loaded: int = 0, errors: int = 0) -> dict:
+        """The run's counts for update_run_counts and finish_run. ``loaded`` and ``errors`` are not the run's
+        totals: update_run_counts adds them, the rows (and error rows) the transaction it runs in stores, and
+        finish_run does not write them."""
         return {
             "run_id": self.run_id, "files_seen": self.found, "unchanged": self.unchanged, "ignored": self.ignored,
             "missing": self.missing, "seconds": time.monotonic() - self.started, "linked_folders": self.linked_folders,
+            "loaded": loaded, "errors": errors,
         }
 
     def mark_missing(self, roots: list[bytes], recursive: bool) -> None:

@@ -186,6 +186,28 @@ COMMENT ON FUNCTION dbdedup.prepare_cluster_graph(text, integer, text, text[], t
     'verify_reason ''unchecked'') are edges too, marked open (and kept whatever the greyscale rule, which their verdict '
     'decides): the graph the check by pixels is planned on (dbdedup/verify_plan.py).';
 
+-- Here because a build is its one caller in SQL; the loader calls it too (dbdedup/db.py), for images and
+-- image_embeddings.
+CREATE OR REPLACE FUNCTION dbdedup.analyze_if_changed(target regclass, changed bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- Autovacuum analyses a table this changed, but later: what runs next (the projection and match after a
+    -- load, the joins on cluster_assignments after a build) would plan on the statistics from before.
+    IF target IS NULL OR changed IS NULL
+       OR changed <= 50 + 0.1 * greatest((SELECT c.reltuples::bigint FROM pg_class c WHERE c.oid = target), 0) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('ANALYZE %s', target);
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION dbdedup.analyze_if_changed(regclass, bigint) IS
+    'ANALYZE the table when changed, the rows written or deleted in it, exceeds autovacuum''s default threshold: '
+    '50 rows + 10% of those its statistics count (pg_class.reltuples). Returns true when it analysed; a smaller '
+    'change, or no table (NULL), is left alone. dbdedup.build_clusters calls it for cluster_assignments, a load for '
+    'images and image_embeddings.';
+
 CREATE OR REPLACE FUNCTION dbdedup.build_clusters(max_distance integer DEFAULT 8, hash_kind text DEFAULT 'phash',
                                        keeper_rule text DEFAULT 'largest', reference_paths text[] DEFAULT '{}',
                                        rule text DEFAULT 'fused', min_similarity real DEFAULT 0.85,
@@ -202,6 +224,7 @@ DECLARE
     n_clusters bigint;
     n_members bigint;
     n_pending bigint;
+    n_replaced bigint;
     signals_mark bigint;
     has_apart boolean;
 BEGIN
@@ -256,6 +279,7 @@ BEGIN
     CREATE TEMP TABLE cc_assign (node bigint PRIMARY KEY, keeper bigint NOT NULL, d integer NOT NULL, transform text,
                                  similarity real, verify_reason text, verify_score real) ON COMMIT DROP;
     DELETE FROM dbdedup.cluster_assignments;
+    GET DIAGNOSTICS n_replaced = ROW_COUNT;
     -- (without not_duplicate verdicts, cc_apart empty, the check below is skipped: it joins the assignments with themselves)
     has_apart := EXISTS (SELECT 1 FROM cc_apart);
 
@@ -315,6 +339,9 @@ BEGIN
     JOIN cc_image k ON k.rank_key = a.keeper;
 
     SELECT count(DISTINCT a.cluster_id), count(*) INTO n_clusters, n_members FROM dbdedup.cluster_assignments a;
+    -- the last build's assignments deleted and these written: the joins on them that follow (keeper pairs,
+    -- review pages, verdicts, reports) plan on fresh statistics
+    PERFORM dbdedup.analyze_if_changed('dbdedup.cluster_assignments', n_replaced + n_members);
     signals_mark := (SELECT min(s.matched_seq) FROM dbdedup.signal_state s);  -- (Citus takes no subquery in VALUES)
     -- pairs left to the geometric check link nothing yet: the next command builds again (its verdicts
     -- may come from a `dbdedup verify` in between)
@@ -349,7 +376,10 @@ COMMENT ON FUNCTION dbdedup.build_clusters(integer, text, text, text[], text, re
     'colour one''s middle is grey (its colours in its frame). Byte-identical copies (one exact group: a star in '
     'dbdedup.pairs) are one node: they always share a cluster, any of them can be its keeper, and copies of the keeper '
     'are at distance 0. Verdicts (dbdedup.verdicts) are honoured: a not_duplicate pair never links, a not_in_cluster '
-    'image links only by duplicate verdicts, a duplicate pair links at any distance. Replaces the current clustering. The defaults are the command line''s (threshold 8, rule fused, '
+    'image links only by duplicate verdicts, a duplicate pair links at any distance. '
+    'Replaces the current clustering, and analyses cluster_assignments when that rewrote enough of it '
+    '(dbdedup.analyze_if_changed). '
+    'The defaults are the command line''s (threshold 8, rule fused, '
     'similarity 0.85 with no pHash bound, since such pairs are verified by their pixels, variants within 2); dHash and aHash cluster by rule hash.';
 
 CREATE OR REPLACE FUNCTION dbdedup.keeper_cluster_floor()

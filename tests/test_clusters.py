@@ -167,6 +167,12 @@ def test_ensure_clusters_follows_new_images(conn):
     assert full.members == after.members and full.clusters == after.clusters
 
 
+def _triples(rng, n: int, seed: int) -> list[int]:
+    """The hashes of n clusters of 3: an image and two near copies, the clusters far apart."""
+    origins = planted_hashes(n, seed=seed, share=0)
+    return [h for o in origins for h in (o, flip_bits(rng, o, 1), flip_bits(rng, o, 2))]
+
+
 def test_a_build_that_rewrites_many_assignments_analyses_them(conn):
     """A build deletes the last one's assignments and writes its own; the joins on dbdedup.cluster_assignments (review
     pages, verdicts, reports) plan on its statistics. One that changed more rows than autovacuum's threshold (50 +
@@ -176,19 +182,14 @@ def test_a_build_that_rewrites_many_assignments_analyses_them(conn):
     conn.commit()
     rng = np.random.default_rng(31)
 
-    def triples(n: int, seed: int) -> list[int]:
-        # n clusters of 3: an image and two near copies, the clusters far apart
-        origins = planted_hashes(n, seed=seed, share=0)
-        return [h for o in origins for h in (o, flip_bits(rng, o, 1), flip_bits(rng, o, 2))]
-
     def planned_rows() -> int:
         return conn.execute("SELECT reltuples::bigint FROM pg_class "
                             "WHERE oid = 'dbdedup.cluster_assignments'::regclass").fetchone()[0]
 
-    insert_images(conn, triples(5, 32))
+    insert_images(conn, _triples(rng, 5, 32))
     assert clusters.build_clusters(conn, ClusterSettings(threshold=4)).members == 15
     assert planned_rows() == -1  # never analysed: 15 rows written are autovacuum's to see to
-    insert_images(conn, triples(120, 33), prefix="/more", seed=1)
+    insert_images(conn, _triples(rng, 120, 33), prefix="/more", seed=1)
     result = clusters.ensure_clusters(conn, ClusterSettings(threshold=4))  # (the new images matched first)
     assert result.rebuilt and result.members == 375
     assert planned_rows() == 375
@@ -196,6 +197,31 @@ def test_a_build_that_rewrites_many_assignments_analyses_them(conn):
     analysed = conn.execute("SELECT analyze_count, last_analyze IS NOT NULL FROM pg_stat_user_tables "
                             "WHERE relid = 'dbdedup.cluster_assignments'::regclass").fetchone()
     assert analysed == (1, True)
+
+
+def test_refresh_from_psql_analyses_the_assignments_it_rewrote(conn):
+    """CALL dbdedup.refresh() (psql, pg_cron) builds in SQL alone, with no command after it: its build analyses
+    dbdedup.cluster_assignments when it deleted and wrote more rows than autovacuum's threshold (50 + 10% of the rows
+    counted), so that the keeper pairs it proposes next and the joins after it plan on fresh statistics; a build of a
+    few rows leaves the table to autovacuum."""
+    conn.execute("ALTER TABLE dbdedup.cluster_assignments SET (autovacuum_enabled = false)")  # only a build analyses
+    conn.commit()
+    clusters.save_settings(conn, ClusterSettings(threshold=4))
+    rng = np.random.default_rng(37)
+
+    def refresh() -> tuple[int, int, int]:
+        """CALL dbdedup.refresh(); the members built, the times the table was analysed and the rows it plans on."""
+        conn.execute("CALL dbdedup.refresh()")
+        conn.commit()  # (a transaction reads the statistics counters once)
+        return conn.execute(
+            "SELECT p.members, s.analyze_count, c.reltuples::bigint "
+            "FROM dbdedup.cluster_parameters p, pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+            "WHERE s.relid = 'dbdedup.cluster_assignments'::regclass").fetchone()
+
+    insert_images(conn, _triples(rng, 5, 34))
+    assert refresh() == (15, 0, -1)  # 15 rows written: autovacuum's to see to
+    insert_images(conn, _triples(rng, 120, 35), prefix="/more", seed=2)
+    assert refresh() == (375, 1, 375)  # 15 deleted and 375 written, over the 50 of a table never counted
 
 
 def test_refresh_procedure_for_pg_cron(conn):

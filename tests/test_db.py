@@ -110,6 +110,26 @@ def test_every_public_object_has_a_comment(db_dsn):
     assert missing == []
 
 
+def test_analyze_if_changed_is_autovacuums_default_threshold(db_dsn):
+    """dbdedup.analyze_if_changed, the one rule of the loader's and the cluster builds' ANALYZE: the table is analysed
+    once the rows changed exceed 50 + 10% of the rows its statistics count; a table that is not there is left alone."""
+    with psycopg.connect(db_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TEMP TABLE counted AS SELECT g FROM generate_series(1, 400) g")  # (no autovacuum)
+
+        def analyse(changed: int) -> tuple[bool, int]:
+            done = conn.execute("SELECT dbdedup.analyze_if_changed('counted', %s)", (changed,)).fetchone()[0]
+            planned = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'counted'::regclass").fetchone()
+            return done, planned[0]
+
+        assert analyse(50) == (False, -1)  # never analysed: 50 + 0
+        assert analyse(51) == (True, 400)
+        assert analyse(90) == (False, 400)  # 50 + 40
+        assert analyse(91) == (True, 400)
+        assert conn.execute("SELECT dbdedup.analyze_if_changed(NULL, 1000)").fetchone()[0] is False
+        assert dbmod.analyze_if_changed(conn, "dbdedup.no_such_table", 1000) is False
+        assert dbmod.analyze_if_changed(conn, "counted", 91) is True
+
+
 def test_plain_server_runs_hash_only(plain_pg_dsn):
     dbmod.apply_migrations(plain_pg_dsn)
     with psycopg.connect(plain_pg_dsn) as conn:

@@ -204,22 +204,18 @@ WHERE status = 'error';
 TRUNCATE dbdedup_stage;
 
 -- name: update_run_counts
--- loaded and errors are not here: they grow only with the batch that stores their rows (add_written_rows),
--- so that a signal between a batch's commit and the loader's own count cannot make the run under-report
+-- loaded and errors are added, not set: the rows stored by this transaction (a batch's; none elsewhere), so that
+-- the run's count of them commits with them and a signal between a batch's commit and the loader's own count
+-- cannot make the run under-report (finish_run does not write them)
 UPDATE dbdedup.load_runs
 SET files_seen = %(files_seen)s,
+    loaded = loaded + %(loaded)s,
     unchanged = %(unchanged)s,
+    errors = errors + %(errors)s,
     ignored = %(ignored)s,
     missing = %(missing)s,
     seconds = %(seconds)s,
     linked_folders = %(linked_folders)s
-WHERE id = %(run_id)s;
-
--- name: add_written_rows
--- In the transaction that stores a batch's rows: the run's count of them commits with them.
-UPDATE dbdedup.load_runs
-SET loaded = loaded + %(loaded)s,
-    errors = errors + %(errors)s
 WHERE id = %(run_id)s;
 
 -- name: forget_folders
