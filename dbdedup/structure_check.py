@@ -22,7 +22,9 @@ to pending, and the check by pixels measures that region again from the files (`
 
 The same pass refuses (verify_reason ``colour``) a signature-verified pair of two colour pictures whose
 signatures' 8x8 cells no one brightness or contrast edit explains (``verify.tones_apart_many``): two colourings of
-one drawing whose hues are close enough for the signatures, each channel moved its own way.
+one drawing whose hues are close enough for the signatures, each channel moved its own way; and a pair of a
+greyscale picture and a flat colour drawing whose coloured areas the grey does not keep at their luma
+(``verify.grey_variant``): an icon set's grey variant, the conversion under a contrast edit, not a greyscale copy.
 
 The aligned pairs the signatures rejected for colour get a second look here too:
 clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
@@ -69,7 +71,7 @@ BATCHES_IN_FLIGHT_PER_WORKER = 2
 class StructureCheck:
     """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left
     pending for the check by pixels: apart in structure or region, or a detail gap above the gate), not measurable (an image without a thumbnail, or found
-    through a trimmed variant), and refused for colours no tone edit explains (``tones_apart``)."""
+    through a trimmed variant), and refused for colours no tone edit explains or a grey variant (``tones_apart``)."""
 
     measured: int = 0
     failed: int = 0
@@ -277,12 +279,35 @@ def _overlay_cells(batch: list[tuple], signatures: dict[int, np.ndarray], thumbn
 
 
 def _measure(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[tuple]:
-    """(hash_kind, image_a, image_b, structure, region, tones apart, detail gap) of each pair of ``batch``;
+    """(hash_kind, image_a, image_b, structure, region, tones apart (``verify.tones_apart_many``, or a grey variant:
+    ``verify.grey_variant``), detail gap) of each pair of ``batch``;
     structure, region and detail gap NaN when not measurable (the region of a pair compared unturned too, the
     detail gap of one compared turned)."""
-    apart = _tones_apart(batch, signatures)
+    apart = [far or variant for far, variant in zip(_tones_apart(batch, signatures),
+                                                     _grey_variants(batch, signatures, thumbnails))]
     gaps = _detail_gaps(batch, thumbnails)
     return [(*row, bool(far), gap) for row, far, gap in zip(_structures(batch, thumbnails), apart, gaps)]
+
+
+def _grey_variants(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[bool]:
+    """``verify.grey_variant`` of each pair of ``batch`` of a greyscale and a colour picture
+    (``verify.grey_against_colour``) with both signatures and both 64x64 thumbnails, compared whole (a pair found
+    through a trimmed variant too: its signatures agreed whole); False for the others."""
+    side = verify.FINE_STRUCTURE_SIDE
+    variant = [False] * len(batch)
+    for k, (_, a, b, orientation, trimmed) in enumerate(batch):
+        if orientation is None or a not in signatures or b not in signatures \
+                or len(thumbnails.get(a, b"")) != side * side or len(thumbnails.get(b, b"")) != side * side \
+                or not verify.grey_against_colour(signatures[a], signatures[b]):
+            continue
+        pixels_a = verify.structure_pixels(thumbnails[a], orientation, side)
+        pixels_b = verify.structure_pixels(thumbnails[b], "identity", side)
+        if verify.chroma(signatures[a]) >= verify.chroma(signatures[b]):
+            variant[k] = verify.grey_variant(pixels_a, pixels_b, verify.orient_signature(signatures[a], orientation),
+                                             trimmed)
+        else:
+            variant[k] = verify.grey_variant(pixels_b, pixels_a, signatures[b], trimmed)
+    return variant
 
 
 def _detail_gaps(batch: list[tuple], thumbnails: dict[int, bytes]) -> list[float]:

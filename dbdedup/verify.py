@@ -1357,6 +1357,77 @@ def converted_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict | N
     return Verdict(True, max(0.0, 1.0 - rms / (10 * CONVERTED_MAX_RMS)), "converted")
 
 
+# An icon set ships each drawing in several colours and in grey: papirus's grey folder is the mean of a coloured
+# folder's channels, 4-6 levels of grey off its Rec. 601 luma, which the signatures (their cells averaged before
+# converting) allow a greyscale copy, and the grey folder joined the brown, blue or red one as its copy
+# (bench/accuracy lone-copies draws 0 and 1: 16 and 14 such members, mostly folders, a few red documents and cards).
+# A greyscale copy gives each coloured pixel its luma; the variant's grey sits off it on every coloured pixel alike.
+# The stored 64x64 luma thumbnails tell them apart: inside the colour picture's coloured 8x8 cells (signature chroma
+# GREY_VARIANT_MIN_CELL_CHROMA or more), on the pixels flat in both (3x3 neighbourhood within GREY_VARIANT_MAX_EDGE
+# levels: resampling and JPEG edges left out), the grey thumbnail's median distance from the colour one's. Only a
+# flat drawing is held to it (GREY_VARIANT_MIN_FLAT of its thumbnail in its 8 commonest levels of 4): a photo's
+# black-and-white copy often has its contrast edited too. Measured (session 52, scratch scripts) on the
+# signature-verified pairs of a greyscale and a colour picture of three cli_score runs (lone-copies draws 0 and 1,
+# the full set): the 180 pairs of a copy and its cluster's keeper at 0-1 levels, 37 of the 43 look-alike members'
+# pairs above 4 (a grey folder: 6); of the pairs no cluster used, 20 of 1,530 copy pairs above 3 (a greyscale copy
+# against a brightened one) and 285 of 308 look-alike pairs. The look-alikes' colour pictures are all flat (0.71 or
+# more); of the copies' keepers, 94 of 196 are photos below 0.7.
+# Only Rec. 601's luma (Pillow, OpenCV, libjpeg) is a conversion here: the grey folders are within 0.5-3 levels of
+# Rec. 709's weights (CSS, GIMP's "Luma"), on the sRGB values or on the linear ones (GIMP's default), of some
+# colours, and a test that took those conversions too let most of them back (lone-copies draw 0: 115 unrelated pairs
+# against 102). A greyscale copy of a flat colour drawing made so is refused with them (README, Limits).
+# A pair found through a border-trimmed variant is judged on its whole thumbnails too (the signatures verified it
+# whole), but there a frame around one of the two, in colour, is what the coloured cells hold: such a pair's gap
+# beyond GREY_VARIANT_MAX_TRIMMED_GAP is another framing, not a grey (on the same runs, the pairs so found: 50 of a
+# copy and its cluster's keeper, a wide coloured border around a grey picture at 25-239 levels and the rest at 0-1;
+# of the look-alikes, 49 at 4-12 levels and a few framed otherwise at 77-164).
+GREY_VARIANT_MAX_GAP = 3.0  # levels: the grey thumbnail's median distance from the colour one's on its coloured flat pixels
+GREY_VARIANT_MIN_CELL_CHROMA = 10.0  # Lab units: a signature cell this coloured is where a grey variant moves the luma
+GREY_VARIANT_MAX_EDGE = 12  # levels of luma across a pixel's 3x3 neighbourhood: inside a flat area
+GREY_VARIANT_MIN_PIXELS = 20  # coloured flat pixels at least, else nothing to judge
+GREY_VARIANT_MIN_FLAT = 0.7  # share of the colour picture's thumbnail in its 8 commonest levels of 4: a flat drawing
+GREY_VARIANT_MAX_TRIMMED_GAP = 16.0  # levels: a pair found through a trimmed variant farther apart is framed otherwise
+
+
+def grey_against_colour(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether of two colour signatures one is a greyscale picture (RMS chroma under GREY_CHROMA) and the other one
+    in colour (MIN_CHROMA or more): the pairs whose signatures compare a grey with a conversion (grey_light)."""
+    low, high = sorted((chroma(a), chroma(b)))
+    return low < GREY_CHROMA and high >= MIN_CHROMA
+
+
+def flat_share(thumbnail: np.ndarray) -> float:
+    """The share of a luma thumbnail's pixels in its 8 commonest levels of 4: near 1 for a flat drawing (an icon,
+    a card, a flag), 0.2-0.6 for a photo."""
+    counts = np.bincount((np.asarray(thumbnail, dtype=np.float64).ravel() // 4).astype(np.int64).clip(0, 63),
+                         minlength=64)
+    return float(np.sort(counts)[-8:].sum() / max(1, counts.sum()))
+
+
+def grey_variant(colour: np.ndarray, grey: np.ndarray, colour_signature: np.ndarray, trimmed: bool = False) -> bool:
+    """Whether a greyscale picture is a flat colour drawing's grey variant rather than its greyscale conversion (see
+    GREY_VARIANT_MAX_GAP), from their 64x64 luma thumbnails (``structure_pixels`` at FINE_STRUCTURE_SIDE, the
+    colour one's already in the pair's orientation, as its ``colour_signature``). False when the colour picture
+    is not a flat drawing or has too few coloured flat pixels to judge; for a pair found through a trimmed variant
+    (``trimmed``), also when the gap is beyond GREY_VARIANT_MAX_TRIMMED_GAP (a coloured frame around one)."""
+    if flat_share(colour) < GREY_VARIANT_MIN_FLAT:
+        return False
+    cv2 = _cv2()
+    c, g = np.asarray(colour, dtype=np.float32), np.asarray(grey, dtype=np.float32)
+    _, cell_a, cell_b = _parts(colour_signature)
+    scale = c.shape[0] // GRID
+    coloured = np.kron(np.hypot(cell_a, cell_b) >= GREY_VARIANT_MIN_CELL_CHROMA,
+                       np.ones((scale, scale), dtype=bool))
+    kernel = np.ones((3, 3), np.uint8)
+    flat = ((cv2.dilate(c, kernel) - cv2.erode(c, kernel) <= GREY_VARIANT_MAX_EDGE)
+            & (cv2.dilate(g, kernel) - cv2.erode(g, kernel) <= GREY_VARIANT_MAX_EDGE))
+    judged = coloured & flat
+    if int(judged.sum()) < GREY_VARIANT_MIN_PIXELS:
+        return False
+    gap = float(np.median(np.abs(g[judged] - c[judged])))
+    return gap > GREY_VARIANT_MAX_GAP and not (trimmed and gap > GREY_VARIANT_MAX_TRIMMED_GAP)
+
+
 # ---------------------------------------------------------------- a re-encoded copy
 
 # A JPEG saved at a low quality (10-50) moves colours by whole 8x8 blocks (its chroma is quantized coarsely), and

@@ -206,6 +206,74 @@ def test_a_grey_drawing_is_not_the_greyscale_copy_of_a_coloured_one(conn, tmp_pa
     assert not any("folder_grey.png" in g and "folder_red.png" in g for g in groups(conn))
 
 
+def grey_variant_of(image: Image.Image) -> Image.Image:
+    """An icon set's grey variant of a colour drawing, as papirus makes its grey folders: each pixel the mean of
+    its three channels (a brown's Rec. 601 luma is 6 levels off it)."""
+    return Image.fromarray((np.asarray(image.convert("RGB"), dtype=np.float32).mean(axis=2) + 0.5).astype(np.uint8))
+
+
+def test_a_grey_variant_of_a_flat_drawing_is_refused_and_its_greyscale_copy_joins_its_enlargement(conn, tmp_path):
+    # Icon sets ship a grey of every colour drawing, here the mean of its channels: close enough to the Rec. 601
+    # conversion for the signatures (grey_light within MAX_GREY_LIGHT), so the SQL step verified it. On the stobrown
+    # thumbnails the structure check finds its coloubrown areas off what the common converters make of them, where a
+    # greyscale copy keeps them there, against the drawing itself and against its 2x enlargement, the keeper.
+    brown = drawing((166, 132, 100))
+    variant = grey_variant_of(brown)
+    signatures = verify.compare_signatures(verify.colour_signature(brown), verify.colour_signature(variant.convert("RGB")))
+    assert signatures.grey_light is not None and signatures.grey_light <= verify.MAX_GREY_LIGHT
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im.convert("RGB"))) for im in (brown, variant)]
+    assert aligned_verdict(*features, "identity", 0).reason == "signature"  # what the signatures alone say
+    save(brown, tmp_path / "folder.png")
+    save(brown.resize((400, 400), Image.Resampling.LANCZOS), tmp_path / "folder_2x.png")
+    save(ImageOps.grayscale(brown), tmp_path / "folder_greyscale.png")
+    save(variant, tmp_path / "folder_grey_variant.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    for other in ("folder.png", "folder_2x.png"):
+        assert phash_distance(conn, ids, other, "folder_grey_variant.png") <= 8
+        found = pair(conn, ids, other, "folder_grey_variant.png")
+        assert found["verified"] is False and found["reason"] == "colour", (other, found)
+    found = pair(conn, ids, "folder_2x.png", "folder_greyscale.png")
+    assert found["verified"] is True, found
+    assert groups(conn) == {frozenset({"folder.png", "folder_2x.png", "folder_greyscale.png"})}
+
+
+def test_the_grey_variant_rule_holds_flat_drawings_only():
+    """A photo's black-and-white copy under a contrast edit is not held to the conversion (photos keep the
+    signatures' verdict); a flat drawing's is, and its plain greyscale copy passes."""
+    side = verify.FINE_STRUCTURE_SIDE
+
+    def thumbnail(image: Image.Image) -> np.ndarray:
+        return verify.structure_pixels(verify.structure_thumbnail(image), "identity", side)
+
+    picture = photo(11, (256, 192))
+    assert verify.flat_share(thumbnail(picture)) < verify.GREY_VARIANT_MIN_FLAT
+    assert not verify.grey_variant(thumbnail(picture), thumbnail(grey_variant_of(picture)),
+                                   verify.colour_signature(picture))
+    brown = drawing((166, 132, 100))
+    assert verify.flat_share(thumbnail(brown)) >= verify.GREY_VARIANT_MIN_FLAT
+    signature = verify.colour_signature(brown)
+    assert verify.grey_variant(thumbnail(brown), thumbnail(grey_variant_of(brown)), signature)
+    assert not verify.grey_variant(thumbnail(brown), thumbnail(ImageOps.grayscale(brown)), signature)
+    # only Rec. 601 is a conversion here: on a red drawing the grey of Rec. 709's weights (CSS, GIMP's "Luma") is 11
+    # levels darker, which is what an icon set's grey variant may be (README, Limits: such a copy is missed)
+    red = drawing((200, 60, 40))
+    rec709 = np.asarray(red, dtype=np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+    assert verify.grey_variant(thumbnail(red), thumbnail(Image.fromarray(np.clip(rec709 + 0.5, 0, 255).astype(np.uint8))),
+                               verify.colour_signature(red))
+    assert not verify.grey_variant(thumbnail(red), thumbnail(ImageOps.grayscale(red)), verify.colour_signature(red))
+    # found through a trimmed variant, the whole thumbnails may be framed otherwise: a greyscale copy against the
+    # drawing in a wide coloubrown frame is far apart in the frame's cells, which is no grey variant; the variant is
+    # judged as before
+    framed = ImageOps.expand(ImageOps.grayscale(drawing((120, 120, 120))).convert("RGB"), border=60, fill=(40, 90, 200))
+    grey = ImageOps.grayscale(drawing((120, 120, 120)).resize(framed.size))
+    framed_signature = verify.colour_signature(framed)
+    assert verify.grey_against_colour(framed_signature, verify.colour_signature(grey.convert("RGB")))
+    assert verify.grey_variant(thumbnail(framed), thumbnail(grey), framed_signature)
+    assert not verify.grey_variant(thumbnail(framed), thumbnail(grey), framed_signature, trimmed=True)
+    assert verify.grey_variant(thumbnail(brown), thumbnail(grey_variant_of(brown)), signature, trimmed=True)
+
+
 def sunburst(colours, size=(240, 160), rays=24) -> Image.Image:
     """Rays of two colours from the centre, a disc over it: where the rays meet, one signature cell holds both."""
     w, h = size
