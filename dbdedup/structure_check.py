@@ -24,7 +24,7 @@ The same pass refuses (verify_reason ``colour``) a signature-verified pair of tw
 signatures' 8x8 cells no one brightness or contrast edit explains (``verify.tones_apart_many``): two colourings of
 one drawing whose hues are close enough for the signatures, each channel moved its own way; and a pair of a
 greyscale picture and a flat colour drawing whose coloured areas the grey does not keep at their luma
-(``verify.grey_variant``): an icon set's grey variant, the conversion under a contrast edit, not a greyscale copy.
+(``verify.grey_variant``): an icon set's grey variant (another formula's grey), not a greyscale copy.
 
 The aligned pairs the signatures rejected for colour get a second look here too:
 clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
