@@ -214,9 +214,9 @@ def grey_variant_of(image: Image.Image) -> Image.Image:
 
 def test_a_grey_variant_of_a_flat_drawing_is_refused_and_its_greyscale_copy_joins_its_enlargement(conn, tmp_path):
     # Icon sets ship a grey of every colour drawing, here the mean of its channels: close enough to the Rec. 601
-    # conversion for the signatures (grey_light within MAX_GREY_LIGHT), so the SQL step verified it. On the stobrown
-    # thumbnails the structure check finds its coloubrown areas off what the common converters make of them, where a
-    # greyscale copy keeps them there, against the drawing itself and against its 2x enlargement, the keeper.
+    # conversion for the signatures (grey_light within MAX_GREY_LIGHT), so the SQL step verified it. On the stored
+    # thumbnails the structure check finds its coloured areas off their luma, where a greyscale copy keeps them,
+    # against the drawing itself and against its 2x enlargement, the keeper.
     brown = drawing((166, 132, 100))
     variant = grey_variant_of(brown)
     signatures = verify.compare_signatures(verify.colour_signature(brown), verify.colour_signature(variant.convert("RGB")))
@@ -239,8 +239,8 @@ def test_a_grey_variant_of_a_flat_drawing_is_refused_and_its_greyscale_copy_join
 
 
 def test_the_grey_variant_rule_holds_flat_drawings_only():
-    """A photo's black-and-white copy under a contrast edit is not held to the conversion (photos keep the
-    signatures' verdict); a flat drawing's is, and its plain greyscale copy passes."""
+    """A photo's black-and-white copy by another formula (its channels' mean) is not held to the conversion (photos
+    keep the signatures' verdict); a flat drawing's is, and its plain greyscale copy passes."""
     side = verify.FINE_STRUCTURE_SIDE
 
     def thumbnail(image: Image.Image) -> np.ndarray:
@@ -263,7 +263,7 @@ def test_the_grey_variant_rule_holds_flat_drawings_only():
                                verify.colour_signature(red))
     assert not verify.grey_variant(thumbnail(red), thumbnail(ImageOps.grayscale(red)), verify.colour_signature(red))
     # found through a trimmed variant, the whole thumbnails may be framed otherwise: a greyscale copy against the
-    # drawing in a wide coloubrown frame is far apart in the frame's cells, which is no grey variant; the variant is
+    # drawing in a wide coloured frame is far apart in the frame's cells, which is no grey variant; the variant is
     # judged as before
     framed = ImageOps.expand(ImageOps.grayscale(drawing((120, 120, 120))).convert("RGB"), border=60, fill=(40, 90, 200))
     grey = ImageOps.grayscale(drawing((120, 120, 120)).resize(framed.size))
