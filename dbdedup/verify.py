@@ -1389,10 +1389,11 @@ GREY_VARIANT_MIN_FLAT = 0.7  # share of the colour picture's thumbnail in its 8 
 GREY_VARIANT_MAX_TRIMMED_GAP = 16.0  # levels: a pair found through a trimmed variant farther apart is framed otherwise
 
 
-def grey_against_colour(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether of two colour signatures one is a greyscale picture (RMS chroma under GREY_CHROMA) and the other one
-    in colour (MIN_CHROMA or more): the pairs whose signatures compare a grey with a conversion (grey_light)."""
-    low, high = sorted((chroma(a), chroma(b)))
+def grey_against_colour(chroma_a: float, chroma_b: float) -> bool:
+    """Whether of two pictures of these RMS chromas (``chroma``, ``chromas``) one is a greyscale picture (under
+    GREY_CHROMA) and the other one in colour (MIN_CHROMA or more): the pairs whose signatures compare a grey with a
+    conversion (grey_light)."""
+    low, high = sorted((chroma_a, chroma_b))
     return low < GREY_CHROMA and high >= MIN_CHROMA
 
 
