@@ -24,7 +24,9 @@ The same pass refuses (verify_reason ``colour``) a signature-verified pair of tw
 signatures' 8x8 cells no one brightness or contrast edit explains (``verify.tones_apart_many``): two colourings of
 one drawing whose hues are close enough for the signatures, each channel moved its own way; and a pair of a
 greyscale picture and a flat colour drawing whose coloured areas the grey does not keep at their luma
-(``verify.grey_variant``): an icon set's grey variant (another formula's grey), not a greyscale copy.
+(``verify.grey_variant``): an icon set's grey variant (another formula's grey), not a greyscale copy; and a pair of a
+greyscale drawing and one coloured in small areas whose coloured cells the grey one does not keep at their grey
+lightness (``verify.ink_variant``): a deck's black pips against its four-colour edition's green ones.
 
 The aligned pairs the signatures rejected for colour get a second look here too:
 clipping at white or black bends the Lab signature of a copy brightened or given more contrast as far as
@@ -71,7 +73,7 @@ BATCHES_IN_FLIGHT_PER_WORKER = 2
 class StructureCheck:
     """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left
     pending for the check by pixels: apart in structure or region, or a detail gap above the gate), not measurable (an image without a thumbnail, or found
-    through a trimmed variant), and refused for colours no tone edit explains or a grey variant (``tones_apart``)."""
+    through a trimmed variant), and refused for colours no tone edit explains, a grey variant or another inking (``tones_apart``)."""
 
     measured: int = 0
     failed: int = 0
@@ -280,7 +282,7 @@ def _overlay_cells(batch: list[tuple], signatures: dict[int, np.ndarray], thumbn
 
 def _measure(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[tuple]:
     """(hash_kind, image_a, image_b, structure, region, tones apart (``verify.tones_apart_many``, or a grey variant:
-    ``verify.grey_variant``), detail gap) of each pair of ``batch``;
+    ``verify.grey_variant`` or ``verify.ink_variant``), detail gap) of each pair of ``batch``;
     structure, region and detail gap NaN when not measurable (the region of a pair compared unturned too, the
     detail gap of one compared turned)."""
     apart = [far or variant for far, variant in zip(_tones_apart(batch, signatures),
@@ -292,7 +294,9 @@ def _measure(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: 
 def _grey_variants(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]) -> list[bool]:
     """``verify.grey_variant`` of each pair of ``batch`` of a greyscale and a colour picture
     (``verify.grey_against_colour``) with both signatures and both 64x64 thumbnails, compared whole (a pair found
-    through a trimmed variant too: its signatures agreed whole); False for the others."""
+    through a trimmed variant too: its signatures agreed whole); ``verify.ink_variant`` of the other such pairs with
+    a greyscale side, not found through a trimmed variant (a coloured frame's cells would count as another ink);
+    False for the others."""
     side = verify.FINE_STRUCTURE_SIDE
     variant = [False] * len(batch)
     # (each image's chroma once, for the whole batch: one at a time cost about 30 us a pair)
@@ -300,8 +304,11 @@ def _grey_variants(batch: list[tuple], signatures: dict[int, np.ndarray], thumbn
     chroma_of = dict(zip(ids, verify.chromas(np.stack([signatures[i] for i in ids])))) if ids else {}
     for k, (_, a, b, orientation, trimmed) in enumerate(batch):
         if orientation is None or a not in chroma_of or b not in chroma_of \
-                or len(thumbnails.get(a, b"")) != side * side or len(thumbnails.get(b, b"")) != side * side \
-                or not verify.grey_against_colour(chroma_of[a], chroma_of[b]):
+                or len(thumbnails.get(a, b"")) != side * side or len(thumbnails.get(b, b"")) != side * side:
+            continue
+        if not verify.grey_against_colour(chroma_of[a], chroma_of[b]):
+            if not trimmed and min(chroma_of[a], chroma_of[b]) < verify.GREY_CHROMA:
+                variant[k] = _ink_variant(signatures, thumbnails, a, b, orientation, chroma_of)
             continue
         pixels_a = verify.structure_pixels(thumbnails[a], orientation, side)
         pixels_b = verify.structure_pixels(thumbnails[b], "identity", side)
@@ -311,6 +318,19 @@ def _grey_variants(batch: list[tuple], signatures: dict[int, np.ndarray], thumbn
         else:
             variant[k] = verify.grey_variant(pixels_b, pixels_a, signatures[b], trimmed)
     return variant
+
+
+def _ink_variant(signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes], a: int, b: int, orientation: str,
+                 chroma_of: dict[int, float]) -> bool:
+    """``verify.ink_variant`` of images ``a`` (in ``orientation``) and ``b`` either way round: each greyscale one
+    (RMS chroma under ``verify.GREY_CHROMA``) against the other."""
+    side = verify.FINE_STRUCTURE_SIDE
+    signature_a = verify.orient_signature(signatures[a], orientation)
+    # (flatness is the same in every orientation: the thumbnails are read unturned)
+    return (chroma_of[b] < verify.GREY_CHROMA
+            and verify.ink_variant(signature_a, signatures[b], verify.structure_pixels(thumbnails[a], "identity", side))) \
+        or (chroma_of[a] < verify.GREY_CHROMA
+            and verify.ink_variant(signatures[b], signature_a, verify.structure_pixels(thumbnails[b], "identity", side)))
 
 
 def _detail_gaps(batch: list[tuple], thumbnails: dict[int, bytes]) -> list[float]:

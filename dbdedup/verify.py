@@ -1429,6 +1429,41 @@ def grey_variant(colour: np.ndarray, grey: np.ndarray, colour_signature: np.ndar
     return gap > GREY_VARIANT_MAX_GAP and not (trimmed and gap > GREY_VARIANT_MAX_TRIMMED_GAP)
 
 
+# The same drawing inked in two colours: a deck's black pips against its four-colour edition's green or blue ones,
+# on white. The colour is in small areas, so neither picture's RMS chroma passes grey_against_colour (a black card
+# 0.7-2.0, its green twin 2.4-11), and, two-toned, one tone line maps either onto the other's luma: the signatures
+# and the detail gap see one picture. Their cells do not: where the colour picture's 8x8 chroma cells are coloured
+# (INK_VARIANT_MIN_CELL_CHROMA or more) and the greyscale one's are neutral (under half that), a greyscale copy
+# keeps the coloured cells' grey lightness (``grey_lightness``: Rec. 601's luma, as grey_variant); another ink is
+# 10-19 L* units off it in some 16x16 cell. Measured (session 53, scratch scripts) on the signature-verified pairs,
+# unturned or flipped, not found through a trimmed variant, of three cli_score runs (the full set, lone-copies
+# draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP, 7 of each lone draw (anglo_modern
+# cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an original or a 2x enlargement (a
+# keeper), two pictures: a mallet whose contrast_up copy crushed its dark brown to black (25-27) and a detailed
+# portrait against its greyscale copy (18.3; left out by INK_VARIANT_MIN_FLAT: 0.71 of its thumbnail flat, the
+# cards 0.90-0.97). A greyscale copy with a tone edit of a drawing coloured in small areas is refused so
+# (README, Limits).
+INK_VARIANT_MIN_CELL_CHROMA = 5.0  # Lab units: an 8x8 chroma cell this coloured in one picture, under half in the other
+INK_VARIANT_MAX_GAP = 10.0  # L* units: a 16x16 cell's lightness at most this far from the colour one's grey lightness
+INK_VARIANT_MIN_FLAT = 0.85  # flat_share of the colour picture's thumbnail: a drawing on a flat ground
+
+
+def ink_variant(colour_signature: np.ndarray, grey_signature: np.ndarray, colour_thumbnail: np.ndarray) -> bool:
+    """Whether a greyscale picture (RMS chroma under GREY_CHROMA) is a flat drawing's other inking rather than its
+    greyscale copy (see INK_VARIANT_MAX_GAP): their signatures (the colour one's already in the pair's orientation)
+    and the colour picture's 64x64 luma thumbnail (``structure_pixels``; its flatness only). False when the colour
+    picture is not flat enough or has no cell coloured where the grey one's is neutral."""
+    light_c, a_c, b_c = _parts(colour_signature)
+    light_g, a_g, b_g = _parts(grey_signature)
+    cells = (np.hypot(a_c, b_c) >= INK_VARIANT_MIN_CELL_CHROMA) & (np.hypot(a_g, b_g) < INK_VARIANT_MIN_CELL_CHROMA / 2)
+    if not cells.any() or flat_share(colour_thumbnail) < INK_VARIANT_MIN_FLAT:
+        return False
+    step = FINE // GRID
+    fine = np.kron(cells, np.ones((step, step), dtype=bool))
+    expected = grey_lightness(light_c, np.kron(a_c, np.ones((step, step))), np.kron(b_c, np.ones((step, step))))
+    return float(np.abs(light_g - expected)[fine].max()) > INK_VARIANT_MAX_GAP
+
+
 # ---------------------------------------------------------------- a re-encoded copy
 
 # A JPEG saved at a low quality (10-50) moves colours by whole 8x8 blocks (its chroma is quantized coarsely), and

@@ -275,6 +275,78 @@ def test_the_grey_variant_rule_holds_flat_drawings_only():
     assert verify.grey_variant(thumbnail(brown), thumbnail(grey_variant_of(brown)), signature, trimmed=True)
 
 
+def pips(ink, size=(200, 280), r=9) -> Image.Image:
+    """A card of small pips and corner marks in one ink on white, in a grey border: coloured in small areas only
+    (RMS chroma 3.2 in green: under grey_against_colour's floor)."""
+    w, h = size
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle([2, 2, w - 3, h - 3], radius=12, outline=(60, 60, 60), width=2)
+    draw.rectangle([10, 10, 22, 30], fill=ink)
+    draw.rectangle([w - 23, h - 31, w - 11, h - 11], fill=ink)
+    for cx in (60, 140):
+        for cy in (60, 115, 170, 225):
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=ink)
+            draw.rectangle([cx - 2, cy, cx + 2, cy + r + 5], fill=ink)
+    return image
+
+
+GREEN_INK, BLACK_INK = (61, 123, 104), (41, 54, 61)  # a four-colour deck's clubs and the plain deck's (gnome-cards-data)
+
+
+def test_a_card_in_black_ink_is_refused_against_its_green_inked_twin_and_a_greyscale_copy_joins(conn, tmp_path):
+    # Two-toned on white, either card is the other under one tone edit in luma, and their colour is in small areas:
+    # the signatures verify the pair (what the SQL step says). Their chroma cells do not: where the green card's are
+    # coloured the black one's are neutral and darker than the green's grey lightness. The greyscale copy keeps it.
+    green, black = pips(GREEN_INK), pips(BLACK_INK)
+    signatures = [verify.colour_signature(im) for im in (green, black)]
+    assert not verify.grey_against_colour(*map(verify.chroma, signatures))
+    features = [verify.Features(verify.quality(im), s) for im, s in zip((green, black), signatures)]
+    assert aligned_verdict(*features, "identity", 0).reason == "signature"
+    save(green, tmp_path / "clubs_green.png")
+    save(green.resize((400, 560), Image.Resampling.LANCZOS), tmp_path / "clubs_green_2x.png")
+    save(ImageOps.grayscale(green), tmp_path / "clubs_green_greyscale.png")
+    save(black, tmp_path / "clubs_black.png")
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings())
+    for other in ("clubs_green.png", "clubs_green_2x.png"):
+        assert phash_distance(conn, ids, other, "clubs_black.png") <= 8
+        found = pair(conn, ids, other, "clubs_black.png")
+        assert found["verified"] is False and found["reason"] == "colour", (other, found)
+    found = pair(conn, ids, "clubs_green_2x.png", "clubs_green_greyscale.png")
+    assert found["verified"] is True, found
+    assert groups(conn) == {frozenset({"clubs_green.png", "clubs_green_2x.png", "clubs_green_greyscale.png"})}
+
+
+def test_the_ink_rule_holds_flat_drawings_only_and_refuses_a_toned_greyscale_copy():
+    """A greyscale picture against a drawing coloured in small areas: its greyscale copy passes, another ink is
+    refused, on a flat ground only; a greyscale copy whose contrast was raised as well is refused too (the trade
+    README's Limits names)."""
+    side = verify.FINE_STRUCTURE_SIDE
+
+    def thumbnail(image: Image.Image) -> np.ndarray:
+        return verify.structure_pixels(verify.structure_thumbnail(image), "identity", side)
+
+    green = pips(GREEN_INK)
+    signature = verify.colour_signature(green)
+    assert verify.ink_variant(signature, verify.colour_signature(pips(BLACK_INK)), thumbnail(green))
+    greyscale = ImageOps.grayscale(green).convert("RGB")
+    assert not verify.ink_variant(signature, verify.colour_signature(greyscale), thumbnail(green))
+    assert verify.ink_variant(signature, verify.colour_signature(ImageEnhance.Contrast(greyscale).enhance(1.6)),
+                              thumbnail(green))
+    # the same inks over a black-and-white photo: as far apart in their cells, but not a flat drawing (a photo's
+    # black-and-white copy often has its tones edited too), so not held to the rule
+    def on_photo(ink) -> Image.Image:
+        card = pips(ink)
+        inked = Image.fromarray(((np.asarray(card).min(axis=2) < 200) * 255).astype(np.uint8))
+        return Image.composite(card, ImageOps.grayscale(photo(12, card.size)).convert("RGB"), inked)
+
+    textured, textured_black = on_photo(GREEN_INK), on_photo(BLACK_INK)
+    assert verify.flat_share(thumbnail(textured)) < verify.INK_VARIANT_MIN_FLAT
+    assert not verify.ink_variant(verify.colour_signature(textured), verify.colour_signature(textured_black),
+                                  thumbnail(textured))
+
+
 def sunburst(colours, size=(240, 160), rays=24) -> Image.Image:
     """Rays of two colours from the centre, a disc over it: where the rays meet, one signature cell holds both."""
     w, h = size

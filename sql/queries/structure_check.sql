@@ -36,7 +36,8 @@ COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, 
 
 -- name: apply_results
 -- Each measure kept. Colours that no tone edit explains (verify.tones_apart_many), or a greyscale picture that is a
--- flat colour drawing's grey variant rather than its conversion (verify.grey_variant): refused for colour, as the
+-- flat colour drawing's grey variant or another inking of it rather than its conversion (verify.grey_variant,
+-- verify.ink_variant): refused for colour, as the
 -- signatures refuse colours further apart (the second looks may still send the pair to the geometric
 -- check, as one overlay). Else a pair apart in structure, in a region or in detail (dbdedup.left_to_pixels, which
 -- says why each sends it) has its verdict taken back: pending (verified NULL) for the check by pixels; a measure
