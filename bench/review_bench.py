@@ -45,8 +45,11 @@ def median_ms(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+PGDATA = OUT / "review-pgdata"
+
+
 def measure(n: int, repeat: int) -> dict[str, float]:
-    dsn = fresh_database(dbmod.start_embedded(OUT / "review-pgdata"), f"review_bench_{n}")
+    dsn = fresh_database(dbmod.start_embedded(PGDATA), f"review_bench_{n}")
     with psycopg.connect(dsn) as conn:
         with conn.cursor() as cur, cur.copy(
             "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, format, width, height, "
@@ -97,7 +100,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, nargs=2, default=(10_000, 100_000), metavar=("SMALL", "LARGE"))
     parser.add_argument("--repeat", type=int, default=20, help="requests per figure (median kept)")
     args = parser.parse_args()
-    small, large = (measure(n, args.repeat) for n in args.images)
+    try:
+        small, large = (measure(n, args.repeat) for n in args.images)
+    finally:
+        dbmod.stop_embedded(PGDATA)  # (the server outlives its clients otherwise: start_embedded leaves it running)
     print(f"{'milliseconds (median)':<42} {args.images[0]:>10,} {args.images[1]:>10,}   ratio")
     for key in small:
         if key == "clusters":
