@@ -71,9 +71,10 @@ BATCHES_IN_FLIGHT_PER_WORKER = 2
 
 @dataclass(frozen=True)
 class StructureCheck:
-    """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left
-    pending for the check by pixels: apart in structure or region, or a detail gap above the gate), not measurable (an image without a thumbnail, or found
-    through a trimmed variant), and refused for colours no tone edit explains, a grey variant or another inking (``tones_apart``)."""
+    """What one ``check_structure`` did: signature-verified pairs measured, failed among them (left pending for the
+    check by pixels: apart in structure or region, or a detail gap above the gate), not measurable (an image without a
+    thumbnail, or found through a trimmed variant), and refused for colours no tone edit explains, a grey variant or
+    another inking (``tones_apart``)."""
 
     measured: int = 0
     failed: int = 0
@@ -326,11 +327,13 @@ def _ink_variant(signatures: dict[int, np.ndarray], thumbnails: dict[int, bytes]
     (RMS chroma under ``verify.GREY_CHROMA``) against the other."""
     side = verify.FINE_STRUCTURE_SIDE
     signature_a = verify.orient_signature(signatures[a], orientation)
-    # (flatness is the same in every orientation: the thumbnails are read unturned)
-    return (chroma_of[b] < verify.GREY_CHROMA
-            and verify.ink_variant(signature_a, signatures[b], verify.structure_pixels(thumbnails[a], "identity", side))) \
-        or (chroma_of[a] < verify.GREY_CHROMA
-            and verify.ink_variant(signatures[b], signature_a, verify.structure_pixels(thumbnails[b], "identity", side)))
+
+    def flat(image_id: int) -> np.ndarray:
+        # (flatness is the same in every orientation: the thumbnail is read unturned)
+        return verify.structure_pixels(thumbnails[image_id], "identity", side)
+
+    return (chroma_of[b] < verify.GREY_CHROMA and verify.ink_variant(signature_a, signatures[b], flat(a))) \
+        or (chroma_of[a] < verify.GREY_CHROMA and verify.ink_variant(signatures[b], signature_a, flat(b)))
 
 
 def _detail_gaps(batch: list[tuple], thumbnails: dict[int, bytes]) -> list[float]:

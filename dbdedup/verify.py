@@ -1435,9 +1435,9 @@ def grey_variant(colour: np.ndarray, grey: np.ndarray, colour_signature: np.ndar
 # and the detail gap see one picture. Their cells do not: where the colour picture's 8x8 chroma cells are coloured
 # (INK_VARIANT_MIN_CELL_CHROMA or more) and the greyscale one's are neutral (under half that), a greyscale copy
 # keeps the coloured cells' grey lightness (``grey_lightness``: Rec. 601's luma, as grey_variant); another ink is
-# 10-19 L* units off it in some 16x16 cell. Measured (session 53, scratch scripts) on the signature-verified pairs,
-# unturned or flipped, not found through a trimmed variant, of three cli_score runs (the full set, lone-copies
-# draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP, 7 of each lone draw (anglo_modern
+# 10-19 L* units off it in some 16x16 cell. Measured (session 53, scratch scripts) on the signature-verified pairs
+# (in the orientation their signatures were compared in), not found through a trimmed variant, of three cli_score
+# runs (the full set, lone-copies draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP, 7 of each lone draw (anglo_modern
 # cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an original or a 2x enlargement (a
 # keeper), two pictures: a mallet whose contrast_up copy crushed its dark brown to black (25-27) and a detailed
 # portrait against its greyscale copy (18.3; left out by INK_VARIANT_MIN_FLAT: 0.71 of its thumbnail flat, the

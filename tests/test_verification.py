@@ -291,7 +291,7 @@ def pips(ink, size=(200, 280), r=9) -> Image.Image:
     return image
 
 
-GREEN_INK, BLACK_INK = (61, 123, 104), (41, 54, 61)  # a four-colour deck's clubs and the plain deck's (gnome-cards-data)
+GREEN_INK, BLACK_INK = (61, 123, 104), (41, 54, 61)  # a four-colour deck's clubs, the plain deck's (gnome-cards-data)
 
 
 def test_a_card_in_black_ink_is_refused_against_its_green_inked_twin_and_a_greyscale_copy_joins(conn, tmp_path):

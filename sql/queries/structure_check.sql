@@ -37,13 +37,12 @@ COPY dbdedup_structure_results (hash_kind, image_a, image_b, structure, region, 
 -- name: apply_results
 -- Each measure kept. Colours that no tone edit explains (verify.tones_apart_many), or a greyscale picture that is a
 -- flat colour drawing's grey variant or another inking of it rather than its conversion (verify.grey_variant,
--- verify.ink_variant): refused for colour, as the
--- signatures refuse colours further apart (the second looks may still send the pair to the geometric
--- check, as one overlay). Else a pair apart in structure, in a region or in detail (dbdedup.left_to_pixels, which
--- says why each sends it) has its verdict taken back: pending (verified NULL) for the check by pixels; a measure
--- that could not be taken (NaN) leaves the verdict standing. Only pairs still verified by signature and
--- unmeasured: a pair found or judged again meanwhile keeps that. One row a pair: whether it was refused, and
--- whether it was left to the check by pixels.
+-- verify.ink_variant): refused for colour, as the signatures refuse colours further apart (the second looks may
+-- still send the pair to the geometric check, as one overlay). Else a pair apart in structure, in a region or in
+-- detail (dbdedup.left_to_pixels, which says why each sends it) has its verdict taken back: pending (verified
+-- NULL) for the check by pixels; a measure that could not be taken (NaN) leaves the verdict standing. Only pairs
+-- still verified by signature and unmeasured: a pair found or judged again meanwhile keeps that. One row a pair:
+-- whether it was refused, and whether it was left to the check by pixels.
 WITH r AS (
     SELECT r.*, dbdedup.left_to_pixels(r.structure, r.region, r.detail_gap) AS pixels_decide
     FROM dbdedup_structure_results r
