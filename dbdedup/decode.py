@@ -85,32 +85,24 @@ def use_own_pixel_limit() -> None:
 
 
 def _open(source, format_hint: str | None = None) -> Image.Image:
-    if Image.MAX_IMAGE_PIXELS is None:
-        # no limit, no warning (use_own_pixel_limit: the loader's workers), and the filters' copy and restore
-        # cost 4 us a file
-        return _open_any(source, format_hint)
     with warnings.catch_warnings():
         # We enforce our own pixel limit from the header (max_pixels), so Pillow's
         # warning is noise; its hard error is reported as too_many_pixels.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return _open_any(source, format_hint)
-
-
-def _open_any(source, format_hint: str | None) -> Image.Image:
-    try:
-        if format_hint in Image.OPEN:
-            # Pillow otherwise tries format plugins in turn: on small images
-            # that probing costs about as much as the decode itself.
-            try:
-                return Image.open(source, formats=[format_hint])
-            except Image.DecompressionBombError:
-                raise
-            except Exception:
-                if hasattr(source, "seek"):
-                    source.seek(0)
-        return Image.open(source)
-    except Image.DecompressionBombError as exc:
-        raise ImageError("too_many_pixels", str(exc)) from exc
+        try:
+            if format_hint in Image.OPEN:
+                # Pillow otherwise tries format plugins in turn: on small images
+                # that probing costs about as much as the decode itself.
+                try:
+                    return Image.open(source, formats=[format_hint])
+                except Image.DecompressionBombError:
+                    raise
+                except Exception:
+                    if hasattr(source, "seek"):
+                        source.seek(0)
+            return Image.open(source)
+        except Image.DecompressionBombError as exc:
+            raise ImageError("too_many_pixels", str(exc)) from exc
 
 
 def _to_8bit_grey(image: Image.Image) -> Image.Image:

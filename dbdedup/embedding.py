@@ -150,8 +150,7 @@ def _orientation_bins(gy: np.ndarray, gx: np.ndarray) -> np.ndarray:
     # (folded onto 0..pi by adding pi to the negative ones: every bin as ``angle % np.pi`` gives it, pi itself
     # falling in the first bin either way, at a third of the cost of numpy's floating remainder)
     unsigned = np.where(angle < 0, angle + np.pi, angle)
-    # (& for %: the same bins, _HOG_BINS being a power of two, without numpy's slow integer remainder)
-    return np.rint(unsigned * (_HOG_BINS / np.pi)).astype(np.int64) & (_HOG_BINS - 1)
+    return np.rint(unsigned * (_HOG_BINS / np.pi)).astype(np.int64) % _HOG_BINS
 
 
 def grey_features(z: np.ndarray) -> np.ndarray:
@@ -199,12 +198,11 @@ class GreyEmbedder(Embedder):
         """The raw descriptor of a decoded working image (float32, shape (raw_dim,))."""
         return grey_features(normalised_thumbnail(image))
 
-    def describe_many(self, images: list[Image.Image], pixels: np.ndarray | None = None) -> list[np.ndarray]:
+    def describe_many(self, images: list[Image.Image]) -> list[np.ndarray]:
         """``describe`` of each image (equal within float32 rounding), stacking those that allow it.
 
         Greyscale working images of one shape with no uniform edge to trim (most photos) share
         one resize, normalisation and feature computation; the others are described one by one.
-        ``pixels``: the images' (n, h, w) uint8 stack when the caller has it (greyscale images of one shape).
         """
         out: list[np.ndarray | None] = [None] * len(images)
         groups: dict[tuple[int, int], list[int]] = {}
@@ -214,10 +212,7 @@ class GreyEmbedder(Embedder):
             else:
                 out[index] = self.describe(image)
         for members in groups.values():
-            if pixels is not None and len(members) == len(images):
-                stack = pixels
-            else:
-                stack = np.stack([np.asarray(images[i]) for i in members])
+            stack = np.stack([np.asarray(images[i]) for i in members])
             plain = _untrimmed(stack)
             together = [i for i, keep in zip(members, plain) if keep]
             thumbs = (resize_stack(stack[plain], (_THUMB, _THUMB), Image.Resampling.BILINEAR)
@@ -443,30 +438,16 @@ def raw_to_bytes(vector: np.ndarray) -> bytes:
     return vector.astype("<f4").tobytes()
 
 
-def raw_to_bytes_many(vectors: list[np.ndarray]) -> list[bytes]:
-    """``raw_to_bytes`` of each of equally long vectors, converted at once when every value fits float16."""
-    try:
-        rows = np.asarray(vectors, dtype=np.float32)
-    except ValueError:  # (vectors of different lengths)
-        return [raw_to_bytes(vector) for vector in vectors]
-    if rows.ndim != 2 or not (np.isfinite(rows).all() and float(np.abs(rows).max(initial=0.0)) <= _FLOAT16_MAX):
-        return [raw_to_bytes(vector) for vector in vectors]
-    data, size = rows.astype("<f2").tobytes(), 2 * rows.shape[1]
-    return [data[start:start + size] for start in range(0, len(data), size)]
-
-
-def raw_descriptors(embedder: Embedder, images: list[Image.Image],
-                    pixels: np.ndarray | None = None) -> list[bytes | None]:
+def raw_descriptors(embedder: Embedder, images: list[Image.Image]) -> list[bytes | None]:
     """Each image's raw descriptor as stored (``raw_to_bytes``), or None for an image the embedder fails on.
 
     A model that fails on one image must not lose that image's hashes: its file gets no
-    descriptor, and the next load tries again. ``pixels``: the images' (n, h, w) uint8 stack when
-    they are greyscale of one shape and the caller has it (``GreyEmbedder.describe_many`` reads them there).
+    descriptor, and the next load tries again.
     """
     describe_many = getattr(embedder, "describe_many", None)
     if describe_many is not None and len(images) > 1:
         try:
-            return raw_to_bytes_many(describe_many(images) if pixels is None else describe_many(images, pixels))
+            return [raw_to_bytes(vector) for vector in describe_many(images)]
         except Exception:
             pass  # one image at a time, so only the one that fails loses its descriptor
     out: list[bytes | None] = []

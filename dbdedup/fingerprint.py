@@ -27,8 +27,7 @@ from .resample import grey_pixels
 from .file_access import NotARegularFile, open_regular_file
 from .turn_signature import turn_signatures_of_thumbnails
 from .variants import stored_variants, stored_variants_many
-from .verify import (STORED_STRUCTURE_SIDE, colour_signature, colour_signatures, qualities, quality,
-                     structure_thumbnail)
+from .verify import colour_signature, colour_signatures, qualities, quality, structure_thumbnail
 
 # Files larger than this are hashed by streaming and decoded from the file instead
 # of being held in memory whole.
@@ -220,41 +219,26 @@ def verification_signals_many(decoded: list[DecodedImage]) -> list[tuple[int | N
 _NO_SIGNALS = (None, None, None)
 
 
-def _structure(decoded: DecodedImage, signals: tuple[int | None, np.ndarray | None, str | None],
-               pixels: np.ndarray | None = None
-               ) -> tuple[bytes | None, tuple[int | None, np.ndarray | None, str | None]]:
-    """(structure thumbnail or None, the signals) of a decoded image: the thumbnail goes with the signature, and
-    the signature goes without it when the thumbnail fails. ``pixels``: the working image's grey pixels when the
-    caller has them."""
-    measured, signature, why = signals
-    if signature is None:
-        # the thumbnail goes with the signature: an image with one and not the other would be
-        # fingerprinted again by every load (load.sql, files_to_hash)
-        return None, signals
-    if pixels is not None and decoded.image.mode == "L" and pixels.shape == (STORED_STRUCTURE_SIDE,) * 2:
-        # (Pillow's resize to an image's own size is a copy: a working image of the stored side is its own
-        # thumbnail, without another copy and read of its pixels)
-        return pixels.tobytes(), signals
-    try:
-        return structure_thumbnail(decoded.image), signals
-    except Exception as exc:
-        return None, (measured, None, f"error: structure: {exc.__class__.__name__}: {exc}"[:200])
-
-
 def _record(path: PathLike, digest: bytes, st: os.stat_result, decoded: DecodedImage, hashes: Hashes,
             variants: list[int] | None, embedder: Embedder | None, raw: bytes | None,
             signals: tuple[int | None, np.ndarray | None, str | None] = _NO_SIGNALS,
-            keys: np.ndarray | None = None, structured: tuple | None = None,
-            thumbnail_signatures: dict | None = None) -> FileRecord:
-    # structured: _structure's result when already computed; thumbnail_signatures: _thumbnail_signatures' fields
-    structure, (measured, signature, why) = structured if structured is not None else _structure(decoded, signals)
+            keys: np.ndarray | None = None) -> FileRecord:
+    measured, signature, why = signals
+    structure = None
+    if signature is not None:
+        # the thumbnail goes with the signature: an image with one and not the other would be
+        # fingerprinted again by every load (load.sql, files_to_hash)
+        try:
+            structure = structure_thumbnail(decoded.image)
+        except Exception as exc:
+            signature, why = None, f"error: structure: {exc.__class__.__name__}: {exc}"[:200]
     return FileRecord(
         path=os.fsencode(path), size_bytes=st.st_size, mtime_ns=st.st_mtime_ns, device=st.st_dev,
         inode=st.st_ino, sha256=digest, format=decoded.format, width=decoded.width, height=decoded.height,
         frames=decoded.frames, phash=hashes.phash, dhash=hashes.dhash, ahash=hashes.ahash,
         phash_variants=variants, embedder=embedder.name if raw is not None else None, raw_descriptor=raw,
         quality=measured, colour_signature=None if signature is None else signature.astype(np.float32).tobytes(),
-        signature_error=why, keypoint_keys=keys, structure=structure, **(thumbnail_signatures or {}),
+        signature_error=why, keypoint_keys=keys, structure=structure,
     )
 
 
@@ -289,33 +273,29 @@ def with_thumbnail_signatures(records: list[FileRecord]) -> list[FileRecord]:
     its embedding, both from the thumbnail and computed for the list at once (one image's costs as much as a
     few hundred's): its turn signature and its crop windows. Should either fail, the records go without it: the
     projection after the load writes what is missing from the stored thumbnails."""
-    found = _thumbnail_signatures([(r.raw_descriptor, r.structure) for r in records])
-    return [replace(r, **fields) if fields else r for r, fields in zip(records, found)]
-
-
-def _thumbnail_signatures(described: list[tuple[bytes | None, bytes | None]]) -> list[dict]:
-    # (raw descriptor, structure thumbnail) of each image -> the FileRecord fields with_thumbnail_signatures
-    # adds to its record ({} for none): file_records gives them to the record as it is made (a dataclass
-    # replace of each record cost more than its two signatures)
-    wanted = [i for i, (raw, structure) in enumerate(described) if raw is not None and structure is not None]
-    found: list[dict] = [{} for _ in described]
+    wanted = [i for i, r in enumerate(records) if r.raw_descriptor is not None and r.structure is not None]
     if not wanted:
-        return found
+        return records
+    changes: dict[int, dict] = {i: {} for i in wanted}
     try:
-        signatures = turn_signatures_of_thumbnails([described[i][1] for i in wanted])
+        signatures = turn_signatures_of_thumbnails([records[i].structure for i in wanted])
     except Exception:  # (a bug here must not cost the files their hashes)
         signatures = [None] * len(wanted)
     for i, signature in zip(wanted, signatures):
         if signature is not None:
-            found[i]["turn_signature"] = signature.astype(np.float32).tobytes()
+            changes[i]["turn_signature"] = signature.astype(np.float32).tobytes()
     try:
-        windows = crop_windows_of_thumbnails([described[i][1] for i in wanted])
+        windows = crop_windows_of_thumbnails([records[i].structure for i in wanted])
     except Exception:
         windows = [None] * len(wanted)
-    for i, crop in zip(wanted, windows):
-        if crop is not None:
-            found[i]["crop_windows"] = crop
-    return found
+    for i, found in zip(wanted, windows):
+        if found is not None:
+            changes[i]["crop_windows"] = found
+    out = list(records)
+    for i, change in changes.items():
+        if change:
+            out[i] = replace(records[i], **change)
+    return out
 
 
 def file_record(path: PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, extras: Extras | None = None) -> FileRecord:
@@ -357,7 +337,6 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
     computed_of: dict[int, tuple] = {}
     for key, members in groups.items():
         images = [decoded[i][2].image for i in members]
-        stack = None
         try:
             if key[0] == "alone" or len(members) == 1:
                 computed = [hashes_and_dct_block(image) for image in images]
@@ -368,28 +347,20 @@ def file_records(paths: list[bytes], max_pixels: int = DEFAULT_MAX_PIXELS,
                 stack = np.stack([grey_pixels(image) for image in images])
                 hashes, blocks = hashes_of_stack(stack)
                 variants = stored_variants_many(images, stack, blocks) if orientations else [None] * len(members)
-            raws = raw_descriptors(embedder, images, stack) if embedder is not None else [None] * len(members)
+            raws = raw_descriptors(embedder, images) if embedder is not None else [None] * len(members)
         except Exception:
             for i in members:
                 results[i] = file_record(paths[i], max_pixels, extras)
             continue
-        for k, (i, h, v, raw) in enumerate(zip(members, hashes, variants, raws)):
-            computed_of[i] = (h, v, raw, None if stack is None else stack[k])
+        for i, h, v, raw in zip(members, hashes, variants, raws):
+            computed_of[i] = (h, v, raw)
     hashed = sorted(computed_of)
     if extras and extras.signals:
         signals = verification_signals_many([decoded[i][2] for i in hashed])
     else:
         signals = [_NO_SIGNALS] * len(hashed)
-    structured = {i: _structure(decoded[i][2], measured, computed_of[i][3]) for i, measured in zip(hashed, signals)}
-    # with_thumbnail_signatures of the chunk's records (the same list at once), each record made once
-    described = [(computed_of[i][2], structured[i][0]) if i in structured else (r.raw_descriptor, r.structure)
-                 for i, r in enumerate(results)]
-    for i, fields in enumerate(_thumbnail_signatures(described)):
-        if i in structured:
-            digest, st, image, keys = decoded[i]
-            h, v, raw, _ = computed_of[i]
-            results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, keys=keys, structured=structured[i],
-                                 thumbnail_signatures=fields)
-        elif fields:
-            results[i] = replace(results[i], **fields)
-    return results
+    for i, measured in zip(hashed, signals):
+        digest, st, image, keys = decoded[i]
+        h, v, raw = computed_of[i]
+        results[i] = _record(paths[i], digest, st, image, h, v, embedder, raw, measured, keys)
+    return with_thumbnail_signatures(results)

@@ -111,7 +111,8 @@ def _pass(weights: np.ndarray, pixels: np.ndarray, axis: int) -> np.ndarray:
     out += _ROUND_HALF
     out *= _UNSCALE
     np.floor(out, out=out)
-    return np.clip(out, 0.0, 255.0, out=out)
+    np.maximum(out, 0.0, out=out)
+    return np.minimum(out, 255.0, out=out)
 
 
 def _numpy_resize(pixels: np.ndarray, size: tuple[int, int], resample: int, horizontal_first: bool) -> np.ndarray:

@@ -348,41 +348,6 @@ def test_hash_files_gives_each_files_own_result_when_stacking(tmp_path):
     assert sum(record.raw_descriptor is not None for record in batch) == len(batch) - 1
 
 
-def test_a_chunk_shares_its_pixels_and_conversions_without_changing_a_value(tmp_path):
-    # file_records hands the chunk's grey pixel stack to the embedder and to the structure thumbnail, converts the
-    # descriptors to bytes at once and gives each record its thumbnail signatures as it is made: the values must be
-    # those of the straightforward calls, bit for bit (not only within float32 rounding)
-    from dbdedup import verify
-    from dbdedup.embedding import GreyEmbedder, raw_descriptors, raw_to_bytes, raw_to_bytes_many
-    from PIL import ImageOps
-
-    paths = []
-    for k in range(9):
-        image = photo(90 + k, (128, 128))
-        if k == 4:
-            image = ImageOps.expand(image.resize((112, 112)), 8, fill=(250, 250, 250))  # described alone
-        paths.append(bytes(save(image, tmp_path / f"p{k}.jpg", quality=90)))
-    embedder = GreyEmbedder()
-    extras = fingerprint.Extras(orientations=True, embedder=embedder)
-    for _ in range(2):  # the second time, the 64x64 drafts are stacked
-        batch = fingerprint.file_records(paths, extras=extras)
-    assert hashes.stackable(64, 64) and matrices.checked_order(64, 64, (32, 32), Image.Resampling.BILINEAR) is not None
-    images = [decode_image(os.fsdecode(path)).image for path in paths]
-    assert {(image.mode, image.size) for image in images} == {("L", (64, 64))}
-    stack = np.stack([matrices.grey_pixels(image) for image in images])
-    assert raw_descriptors(embedder, images, stack) == raw_descriptors(embedder, images)
-    assert [record.raw_descriptor for record in batch] == raw_descriptors(embedder, images)
-    vectors = embedder.describe_many(images)
-    assert raw_to_bytes_many(vectors) == [raw_to_bytes(vector) for vector in vectors]
-    odd = [vectors[0], vectors[1] * 1e6, np.full_like(vectors[2], np.nan)]  # float32 rows, as raw_to_bytes keeps them
-    assert raw_to_bytes_many(odd) == [raw_to_bytes(vector) for vector in odd]
-    for record, image in zip(batch, images):
-        assert record.structure == verify.structure_thumbnail(image)
-    bare = [dataclasses.replace(record, turn_signature=None, crop_windows=None) for record in batch]
-    assert fingerprint.with_thumbnail_signatures(bare) == batch
-    assert all(record.turn_signature is not None and len(record.crop_windows) for record in batch)
-
-
 def test_a_file_too_large_to_hold_is_decoded_from_the_file_it_hashed(tmp_path, monkeypatch):
     # above fingerprint.IN_MEMORY_LIMIT a file is hashed in blocks, then decoded from the file again: by path, so a
     # FIFO put there in between blocked the worker forever, and a file swapped in was decoded under the old one's hash
