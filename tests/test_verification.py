@@ -223,19 +223,30 @@ def test_a_grey_variant_of_a_flat_drawing_is_refused_and_its_greyscale_copy_join
     assert signatures.grey_light is not None and signatures.grey_light <= verify.MAX_GREY_LIGHT
     features = [verify.Features(verify.quality(im), verify.colour_signature(im.convert("RGB"))) for im in (brown, variant)]
     assert aligned_verdict(*features, "identity", 0).reason == "signature"  # what the signatures alone say
-    save(brown, tmp_path / "folder.png")
-    save(brown.resize((400, 400), Image.Resampling.LANCZOS), tmp_path / "folder_2x.png")
-    save(ImageOps.grayscale(brown), tmp_path / "folder_greyscale.png")
-    save(variant, tmp_path / "folder_grey_variant.png")
+    refused_beside_its_greyscale_copy(conn, tmp_path, "folder", brown, variant)
+
+
+def refused_beside_its_greyscale_copy(conn, tmp_path: Path, stem: str, coloured: Image.Image,
+                                      look_alike: Image.Image) -> None:
+    """Load ``coloured``, its 2x enlargement (the keeper), its greyscale copy and ``look_alike``, cluster, and check
+    that the look-alike, a candidate of both, is refused for colour against both, and that the greyscale copy joins
+    the keeper: one cluster of the three copies."""
+    names = {"coloured": f"{stem}.png", "keeper": f"{stem}_2x.png", "greyscale": f"{stem}_greyscale.png",
+             "look_alike": f"{stem}_look_alike.png"}
+    save(coloured, tmp_path / names["coloured"])
+    keeper = coloured.resize((2 * coloured.width, 2 * coloured.height), Image.Resampling.LANCZOS)
+    save(keeper, tmp_path / names["keeper"])
+    save(ImageOps.grayscale(coloured), tmp_path / names["greyscale"])
+    save(look_alike, tmp_path / names["look_alike"])
     ids = load(conn, tmp_path)
     clusters.ensure_clusters(conn, ClusterSettings())
-    for other in ("folder.png", "folder_2x.png"):
-        assert phash_distance(conn, ids, other, "folder_grey_variant.png") <= 8
-        found = pair(conn, ids, other, "folder_grey_variant.png")
+    for other in (names["coloured"], names["keeper"]):
+        assert phash_distance(conn, ids, other, names["look_alike"]) <= 8
+        found = pair(conn, ids, other, names["look_alike"])
         assert found["verified"] is False and found["reason"] == "colour", (other, found)
-    found = pair(conn, ids, "folder_2x.png", "folder_greyscale.png")
+    found = pair(conn, ids, names["keeper"], names["greyscale"])
     assert found["verified"] is True, found
-    assert groups(conn) == {frozenset({"folder.png", "folder_2x.png", "folder_greyscale.png"})}
+    assert groups(conn) == {frozenset({names["coloured"], names["keeper"], names["greyscale"]})}
 
 
 def test_the_grey_variant_rule_holds_flat_drawings_only():
@@ -303,19 +314,7 @@ def test_a_card_in_black_ink_is_refused_against_its_green_inked_twin_and_a_greys
     assert not verify.grey_against_colour(*map(verify.chroma, signatures))
     features = [verify.Features(verify.quality(im), s) for im, s in zip((green, black), signatures)]
     assert aligned_verdict(*features, "identity", 0).reason == "signature"
-    save(green, tmp_path / "clubs_green.png")
-    save(green.resize((400, 560), Image.Resampling.LANCZOS), tmp_path / "clubs_green_2x.png")
-    save(ImageOps.grayscale(green), tmp_path / "clubs_green_greyscale.png")
-    save(black, tmp_path / "clubs_black.png")
-    ids = load(conn, tmp_path)
-    clusters.ensure_clusters(conn, ClusterSettings())
-    for other in ("clubs_green.png", "clubs_green_2x.png"):
-        assert phash_distance(conn, ids, other, "clubs_black.png") <= 8
-        found = pair(conn, ids, other, "clubs_black.png")
-        assert found["verified"] is False and found["reason"] == "colour", (other, found)
-    found = pair(conn, ids, "clubs_green_2x.png", "clubs_green_greyscale.png")
-    assert found["verified"] is True, found
-    assert groups(conn) == {frozenset({"clubs_green.png", "clubs_green_2x.png", "clubs_green_greyscale.png"})}
+    refused_beside_its_greyscale_copy(conn, tmp_path, "clubs", green, black)
 
 
 def test_the_ink_rule_holds_flat_drawings_only_and_refuses_a_toned_greyscale_copy():
