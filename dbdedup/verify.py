@@ -236,6 +236,14 @@ def chromas(signatures: np.ndarray) -> np.ndarray:
     return np.sqrt((cells ** 2).sum(axis=1).mean(axis=1))
 
 
+def grey_against_colour(chroma_a: float, chroma_b: float) -> bool:
+    """Whether of two pictures of these RMS chromas (``chroma``, ``chromas``) one is a greyscale picture (under
+    GREY_CHROMA) and the other one in colour (MIN_CHROMA or more): the pairs whose signatures compare a grey with a
+    conversion (grey_light)."""
+    low, high = sorted((chroma_a, chroma_b))
+    return low < GREY_CHROMA and high >= MIN_CHROMA
+
+
 @dataclass(frozen=True)
 class SignatureDistance:
     """How far two colour layouts are: ``light`` (RMS difference of the 8x8 lightness layouts,
@@ -300,7 +308,7 @@ def compare_signatures(a: np.ndarray, b: np.ndarray) -> SignatureDistance:
         # palette often by 2x or more.
         gain = max(gain, high / low)
     grey_light = None
-    if low < GREY_CHROMA and high >= MIN_CHROMA:
+    if grey_against_colour(ca, cb):
         # the greyscale one's 8x8 lightness against the colour one's after a greyscale conversion
         if ca >= cb:
             coarse_a = grey_lightness(coarse_a, a_a, b_a)
@@ -1381,20 +1389,12 @@ def converted_verdict(pixels_a: np.ndarray, pixels_b: np.ndarray) -> Verdict | N
 # beyond GREY_VARIANT_MAX_TRIMMED_GAP is another framing, not a grey (on the same runs, the pairs so found: 50 of a
 # copy and its cluster's keeper, a wide coloured border around a grey picture at 25-239 levels and the rest at 0-1;
 # of the look-alikes, 49 at 4-12 levels and a few framed otherwise at 77-164).
-GREY_VARIANT_MAX_GAP = 3.0  # levels: the grey thumbnail's median distance from the colour one's on its coloured flat pixels
+GREY_VARIANT_MAX_GAP = 3.0  # levels: the grey thumbnail's median distance from the colour one's, coloured flat pixels
 GREY_VARIANT_MIN_CELL_CHROMA = 10.0  # Lab units: a signature cell this coloured is where a grey variant moves the luma
 GREY_VARIANT_MAX_EDGE = 12  # levels of luma across a pixel's 3x3 neighbourhood: inside a flat area
 GREY_VARIANT_MIN_PIXELS = 20  # coloured flat pixels at least, else nothing to judge
 GREY_VARIANT_MIN_FLAT = 0.7  # share of the colour picture's thumbnail in its 8 commonest levels of 4: a flat drawing
 GREY_VARIANT_MAX_TRIMMED_GAP = 16.0  # levels: a pair found through a trimmed variant farther apart is framed otherwise
-
-
-def grey_against_colour(chroma_a: float, chroma_b: float) -> bool:
-    """Whether of two pictures of these RMS chromas (``chroma``, ``chromas``) one is a greyscale picture (under
-    GREY_CHROMA) and the other one in colour (MIN_CHROMA or more): the pairs whose signatures compare a grey with a
-    conversion (grey_light)."""
-    low, high = sorted((chroma_a, chroma_b))
-    return low < GREY_CHROMA and high >= MIN_CHROMA
 
 
 def flat_share(thumbnail: np.ndarray) -> float:
@@ -1437,8 +1437,8 @@ def grey_variant(colour: np.ndarray, grey: np.ndarray, colour_signature: np.ndar
 # keeps the coloured cells' grey lightness (``grey_lightness``: Rec. 601's luma, as grey_variant); another ink is
 # 10-19 L* units off it in some 16x16 cell. Measured (session 53, scratch scripts) on the signature-verified pairs
 # (in the orientation their signatures were compared in), not found through a trimmed variant, of three cli_score
-# runs (the full set, lone-copies draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP, 7 of each lone draw (anglo_modern
-# cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an original or a 2x enlargement (a
+# runs (the full set, lone-copies draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP,
+# 7 of each lone draw (anglo_modern cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an original or a 2x enlargement (a
 # keeper), two pictures: a mallet whose contrast_up copy crushed its dark brown to black (25-27) and a detailed
 # portrait against its greyscale copy (18.3; left out by INK_VARIANT_MIN_FLAT: 0.71 of its thumbnail flat, the
 # cards 0.90-0.97). A greyscale copy with a tone edit of a drawing coloured in small areas is refused so

@@ -219,9 +219,11 @@ def test_a_grey_variant_of_a_flat_drawing_is_refused_and_its_greyscale_copy_join
     # against the drawing itself and against its 2x enlargement, the keeper.
     brown = drawing((166, 132, 100))
     variant = grey_variant_of(brown)
-    signatures = verify.compare_signatures(verify.colour_signature(brown), verify.colour_signature(variant.convert("RGB")))
+    signatures = verify.compare_signatures(verify.colour_signature(brown),
+                                           verify.colour_signature(variant.convert("RGB")))
     assert signatures.grey_light is not None and signatures.grey_light <= verify.MAX_GREY_LIGHT
-    features = [verify.Features(verify.quality(im), verify.colour_signature(im.convert("RGB"))) for im in (brown, variant)]
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im.convert("RGB")))
+                for im in (brown, variant)]
     assert aligned_verdict(*features, "identity", 0).reason == "signature"  # what the signatures alone say
     refused_beside_its_greyscale_copy(conn, tmp_path, "folder", brown, variant)
 
@@ -270,8 +272,8 @@ def test_the_grey_variant_rule_holds_flat_drawings_only():
     # levels darker, which is what an icon set's grey variant may be (README, Limits: such a copy is missed)
     red = drawing((200, 60, 40))
     rec709 = np.asarray(red, dtype=np.float64) @ np.array([0.2126, 0.7152, 0.0722])
-    assert verify.grey_variant(thumbnail(red), thumbnail(Image.fromarray(np.clip(rec709 + 0.5, 0, 255).astype(np.uint8))),
-                               verify.colour_signature(red))
+    rec709_grey = Image.fromarray(np.clip(rec709 + 0.5, 0, 255).astype(np.uint8))
+    assert verify.grey_variant(thumbnail(red), thumbnail(rec709_grey), verify.colour_signature(red))
     assert not verify.grey_variant(thumbnail(red), thumbnail(ImageOps.grayscale(red)), verify.colour_signature(red))
     # found through a trimmed variant, the whole thumbnails may be framed otherwise: a greyscale copy against the
     # drawing in a wide coloured frame is far apart in the frame's cells, which is no grey variant; the variant is
