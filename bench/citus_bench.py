@@ -40,7 +40,7 @@ import numpy as np
 import psycopg
 
 from dbdedup import db as dbmod
-from benchdb import fresh_database
+from benchdb import fresh_database, start_embedded, stop_started
 from match_bench import load, synthetic
 
 CITUS_DIR = Path(os.environ.get("DBDEDUP_CITUS_DIR") or Path(__file__).resolve().parents[2] / "shared" / "citus")
@@ -177,7 +177,7 @@ def main() -> None:
         url, folder = start_cluster(args.workers)
         for node in sorted(folder.glob("node*")):
             pin(node, cpus)
-    admin = dbmod.start_embedded(Path(args.data_dir))
+    admin = start_embedded(Path(args.data_dir))
     pin(Path(args.data_dir), cpus)
     os.sched_setaffinity(0, cpus)
     try:
@@ -221,4 +221,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_started()

@@ -152,9 +152,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=OUT / "e2e" / "pgdata", help="the bench's embedded server")
     args = parser.parse_args()
 
-    from dbdedup import db as dbmod
+    from benchdb import start_embedded
 
-    admin = dbmod.start_embedded(args.data_dir)
+    admin = start_embedded(args.data_dir)
     vectors = source_vectors(admin, args.source)
     rng = np.random.default_rng(1)
     probes = np.sort(rng.choice(len(vectors), min(args.probes, len(vectors)), replace=False))
@@ -180,4 +180,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from benchdb import stop_started
+
+    try:
+        main()
+    finally:
+        stop_started()

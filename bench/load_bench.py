@@ -60,7 +60,7 @@ PGDATA = OUT / "pgdata"
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 from images import photo  # noqa: E402
-from benchdb import fresh_database  # noqa: E402
+from benchdb import fresh_database, start_embedded, stop_started  # noqa: E402
 from dbdedup.scan import IMAGE_EXTENSIONS  # noqa: E402
 
 
@@ -293,10 +293,9 @@ def main() -> None:
     parser.add_argument("--fingerprint-only", action="store_true", help="only that (no database, no loads)")
     args = parser.parse_args()
     if args.index_upkeep:
-        from dbdedup import db as dbmod
         from lookup_bench import upkeep
 
-        upkeep(dbmod.start_embedded(PGDATA), args.index_upkeep, repeat=max(args.repeat, 2), trimmed_share=0.1)
+        upkeep(start_embedded(PGDATA), args.index_upkeep, repeat=max(args.repeat, 2), trimmed_share=0.1)
         return
     signals = [name.strip() for name in args.signals.split(",")]
     unknown = [name for name in signals if name not in SIGNALS]
@@ -307,8 +306,6 @@ def main() -> None:
         signals, options_of = ["default"], {"default": []}
     else:
         options_of = SIGNALS
-
-    from dbdedup import db as dbmod
 
     print(f"generating / checking test files under {OUT} ...", flush=True)
     generate(args.workers)
@@ -321,7 +318,7 @@ def main() -> None:
     trees = {"": None}
     if args.against:
         trees = {"": None, f" @{args.against}": export_revision(args.against)}
-    admin = dbmod.start_embedded(PGDATA)
+    admin = start_embedded(PGDATA)
     import dbdedup
 
     print(f"dbdedup {dbdedup.__version__}, {args.workers} workers, {os.cpu_count()} cores\n")
@@ -378,4 +375,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_started()

@@ -76,10 +76,9 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from benchdb import fresh_database
+from benchdb import fresh_database, start_embedded, stop_started
 from match_bench import synthetic
 
-from dbdedup import db as dbmod
 
 ALL_METHODS = ("scan", "near_phash_values", "similar_to_hash", "lookup", "mih4-bitmap", "mih3", "hnsw")
 TRANSFORM_DISTANCE = 2  # the lookup's default for variants
@@ -636,7 +635,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default="/tmp/dbdedup-bench/pgdata")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
-    admin = args.db or dbmod.start_embedded(Path(args.data_dir))
+    admin = args.db or start_embedded(Path(args.data_dir))
     print(f"# lookup bench: {os.cpu_count()} cores, PostgreSQL via {'--db' if args.db else 'embedded server'}; "
           f"lookup times at the client, planning included; index builds on one core; {load_average()} at the start")
     if args.upkeep:
@@ -651,4 +650,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_started()

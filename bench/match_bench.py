@@ -42,8 +42,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from dbdedup import db as dbmod
-from benchdb import fresh_database
+from benchdb import fresh_database, start_embedded, stop_started
 
 METHOD_LIMITS = {  # skip runs that would take far too long on 2 cores (value pairs compared by a scan)
     "scan": 2e8,
@@ -342,7 +341,7 @@ def main() -> None:
     parser.add_argument("--real-limit", type=int, default=1200)
     args = parser.parse_args()
     if args.threshold_study:
-        admin = args.db or dbmod.start_embedded(Path(args.data_dir))
+        admin = args.db or start_embedded(Path(args.data_dir))
         threshold_study(args.photo_seeds, args.real, args.real_limit, admin)
         return
 
@@ -351,7 +350,7 @@ def main() -> None:
         args.repeat, args.no_numpy, args.profile = max(args.repeat, 2), True, True
     if args.issue14:
         args.sizes, args.thresholds, args.methods = "1000000", "10,8", "auto,lsh_adaptive"
-    admin = args.db or dbmod.start_embedded(Path(args.data_dir))
+    admin = args.db or start_embedded(Path(args.data_dir))
     if args.copies:
         exact_copies(admin, args.copies, args.repeat)
         return
@@ -438,4 +437,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_started()
