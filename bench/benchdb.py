@@ -32,7 +32,8 @@ def start_embedded(data_dir: Path) -> str:
     """Start dbdedup's embedded server in ``data_dir`` (initialising it on first use); return its admin URI.
     ``stop_started`` stops it (the server outlives the bench's process otherwise, as for dbdedup's commands)."""
     admin = dbmod.start_embedded(Path(data_dir))
-    _started.append(Path(data_dir))
+    if Path(data_dir) not in _started:
+        _started.append(Path(data_dir))
     return admin
 
 

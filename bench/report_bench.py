@@ -28,12 +28,11 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from dbdedup import apply as ap  # noqa: E402
 from dbdedup import calibrate as cal  # noqa: E402
-from dbdedup import db as dbmod  # noqa: E402
 from dbdedup import export as exp  # noqa: E402
 from dbdedup import report as rep  # noqa: E402
 from dbdedup import results  # noqa: E402
 from dbdedup.clusters import ClusterSettings, ensure_clusters  # noqa: E402
-from benchdb import fresh_database  # noqa: E402
+from benchdb import fresh_database, start_embedded, stop_started  # noqa: E402
 
 
 def synthetic_rows(n: int, seed: int = 7):
@@ -67,7 +66,7 @@ def timed(label: str, fn, *args, **kwargs):
 
 
 def bench_database(n: int) -> None:
-    dsn = fresh_database(dbmod.start_embedded(OUT / "report-pgdata"), "report_bench")
+    dsn = fresh_database(start_embedded(OUT / "report-pgdata"), "report_bench")
     with psycopg.connect(dsn) as conn:
         t = time.perf_counter()
         with conn.cursor() as cur, cur.copy(
@@ -109,7 +108,7 @@ def bench_html(count: int) -> None:
     from images import photo, resized, save
     from test_report_sample import load
 
-    dsn = fresh_database(dbmod.start_embedded(OUT / "report-pgdata"), "report_bench_html")
+    dsn = fresh_database(start_embedded(OUT / "report-pgdata"), "report_bench_html")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "photos"
         for i in range(count // 2):
@@ -134,8 +133,10 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     bench_database(args.images)
     bench_html(args.html_images)
-    dbmod.stop_embedded(OUT / "report-pgdata")
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        stop_started()

@@ -24,10 +24,9 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 sys.path.insert(0, str(HERE))
 
-from benchdb import fresh_database  # noqa: E402
+from benchdb import fresh_database, start_embedded, stop_started  # noqa: E402
 from report_bench import synthetic_rows  # noqa: E402
 
-from dbdedup import db as dbmod  # noqa: E402
 from dbdedup import results  # noqa: E402
 from dbdedup import review as rv  # noqa: E402
 from dbdedup import verdicts as vd  # noqa: E402
@@ -49,7 +48,7 @@ PGDATA = OUT / "review-pgdata"
 
 
 def measure(n: int, repeat: int) -> dict[str, float]:
-    dsn = fresh_database(dbmod.start_embedded(PGDATA), f"review_bench_{n}")
+    dsn = fresh_database(start_embedded(PGDATA), f"review_bench_{n}")
     with psycopg.connect(dsn) as conn:
         with conn.cursor() as cur, cur.copy(
             "COPY dbdedup.images (path, path_bytes, size_bytes, mtime_ns, status, sha256, format, width, height, "
@@ -103,7 +102,7 @@ def main() -> None:
     try:
         small, large = (measure(n, args.repeat) for n in args.images)
     finally:
-        dbmod.stop_embedded(PGDATA)  # (the server outlives its clients otherwise: start_embedded leaves it running)
+        stop_started()
     print(f"{'milliseconds (median)':<42} {args.images[0]:>10,} {args.images[1]:>10,}   ratio")
     for key in small:
         if key == "clusters":
