@@ -1438,11 +1438,11 @@ def grey_variant(colour: np.ndarray, grey: np.ndarray, colour_signature: np.ndar
 # 10-19 L* units off it in some 16x16 cell. Measured (session 53, scratch scripts) on the signature-verified pairs
 # (in the orientation their signatures were compared in), not found through a trimmed variant, of three cli_score
 # runs (the full set, lone-copies draws 0 and 1): the look-alike pairs a cluster used beyond INK_VARIANT_MAX_GAP,
-# 7 of each lone draw (anglo_modern cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an original or a 2x enlargement (a
-# keeper), two pictures: a mallet whose contrast_up copy crushed its dark brown to black (25-27) and a detailed
-# portrait against its greyscale copy (18.3; left out by INK_VARIANT_MIN_FLAT: 0.71 of its thumbnail flat, the
-# cards 0.90-0.97). A greyscale copy with a tone edit of a drawing coloured in small areas is refused so
-# (README, Limits).
+# 7 of each lone draw (anglo_modern cards against anglo_modern_4_color's, 10.1-19.4); of the copy pairs with an
+# original or a 2x enlargement (a keeper), two pictures: a mallet whose contrast_up copy crushed its dark brown to
+# black (25-27) and a detailed portrait against its greyscale copy (18.3; left out by INK_VARIANT_MIN_FLAT: 0.71 of
+# its thumbnail flat, the cards 0.90-0.97). A greyscale copy with a tone edit of a drawing coloured in small areas is
+# refused so (README, Limits).
 INK_VARIANT_MIN_CELL_CHROMA = 5.0  # Lab units: an 8x8 chroma cell this coloured in one picture, under half in the other
 INK_VARIANT_MAX_GAP = 10.0  # L* units: a 16x16 cell's lightness at most this far from the colour one's grey lightness
 INK_VARIANT_MIN_FLAT = 0.85  # flat_share of the colour picture's thumbnail: a drawing on a flat ground
