@@ -780,3 +780,84 @@ def test_two_greyscale_pictures_are_not_searched_and_a_searched_line_keeps_its_o
     y = np.clip(0.9 * x + 79, 0, 255)
     found = real_search(x, y, verify.TONE_SEARCH_MAX_RESIDUAL, verify.TONE_SEARCH_MAX_OFFSET)
     assert found is None or not (found.agrees() and abs(found.offset) <= verify.TONE_SEARCH_MAX_OFFSET), found
+
+
+def grey_outlines(seed: int = 0, greys: tuple[int, ...] = (215, 205, 160, 120), k: int = 4) -> Image.Image:
+    """A greyscale drawing in a rounded black frame: a few polygons filled with ``greys`` (215 and 205 are light
+    greys a +30% edit clips to white) and outlined in black, on white, drawn 4x and reduced (smooth edges, as a
+    rendered SVG has). Another order of ``greys`` gives the same layout shaded otherwise."""
+    rng = np.random.default_rng(seed)
+    width, height = int(rng.integers(170, 230)), int(rng.integers(230, 290))
+    image = Image.new("L", (width * k, height * k), 255)
+    draw = ImageDraw.Draw(image)
+    draw.rounded_rectangle([4 * k, 4 * k, (width - 4) * k, (height - 4) * k], radius=14 * k, outline=0, width=3 * k)
+    for _ in range(int(rng.integers(3, 7))):
+        cx, cy, r = rng.integers(30, width - 30) * k, rng.integers(30, height - 30) * k, rng.integers(20, 70) * k
+        corners = np.sort(rng.random(int(rng.integers(3, 7)))) * 2 * np.pi
+        draw.polygon([(cx + r * np.cos(t), cy + r * np.sin(t)) for t in corners],
+                     fill=greys[int(rng.integers(len(greys)))], outline=0, width=int(rng.integers(1, 3)) * k)
+    return image.resize((width, height), Image.Resampling.BOX).convert("RGB")
+
+
+def test_a_brightened_greyscale_drawing_whose_cells_no_line_fits_is_sent_to_the_pixels(conn, tmp_path):
+    """Two greyscale pictures rejected for colour go to the check by pixels whatever their signatures' cells: a
+    drawing's cells mix black outlines and light faces, which the brightened copy clipped before they were
+    averaged, so no line through the cells fits (bench/accuracy's o0282, a window 33.5 levels off), where one
+    line fits the files' pixels. The same drawing shaded in other greys stays out."""
+    original = grey_outlines()
+    brighter = ImageEnhance.Brightness(original).enhance(1.3)
+    features = [verify.Features(verify.quality(im), verify.colour_signature(im)) for im in (original, brighter)]
+    assert aligned_verdict(*features, "identity", 2).reason == "colour"
+    fits = verify.both_tone_fits(*(verify.signature_colours(feature.signature) for feature in features))
+    assert not any(fit.cells_agree() for fit in fits), fits  # (the cells alone kept the refusal until session 55)
+    assert all(verify.chroma(feature.signature) < verify.GREY_CHROMA for feature in features)
+    save(original, tmp_path / "drawing.png")
+    save(brighter, tmp_path / "drawing_brighter.png")
+    save(grey_outlines(greys=(160, 205, 215, 120)), tmp_path / "drawing_shaded_otherwise.png")
+
+    ids = load(conn, tmp_path)
+    clusters.ensure_clusters(conn, ClusterSettings(), verify_workers=1)
+    found = pair(conn, ids, "drawing.png", "drawing_brighter.png")
+    assert found is not None and found["verified"] is True and found["reason"] == "tone", found
+    assert cluster_with(conn, "drawing.png") == {"drawing.png", "drawing_brighter.png"}
+    # the look-alike is close in pHash and rejected for colour too; its pair with the original goes to the pixels
+    # as well (checked here though no cluster asks for it), and one line does not fit them
+    reopen_unchecked(conn)
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "drawing.png", "drawing_shaded_otherwise.png")
+    assert found is not None and found["distance"] <= 4 and found["verified"] is False, found
+    assert found["reason"] == "colour" and not math.isnan(found["tone_fit"]), found
+    found = pair(conn, ids, "drawing_brighter.png", "drawing_shaded_otherwise.png")
+    assert found is None or found["verified"] is False, found
+
+
+def test_migration_0039_has_the_grey_pairs_the_cells_turned_away_looked_at_again(conn, db_dsn, tmp_path):
+    from dbdedup import db as dbmod
+
+    save(grey_outlines(), tmp_path / "drawing.png")
+    save(ImageEnhance.Brightness(grey_outlines()).enhance(1.3), tmp_path / "drawing_brighter.png")
+    ids = load(conn, tmp_path)
+    conn.execute("SELECT * FROM dbdedup.match(8)")
+    conn.execute("SELECT * FROM dbdedup.verify_pairs()")
+    assert pair(conn, ids, "drawing.png", "drawing_brighter.png")["reason"] == "colour"
+    # as the code before it left such a pair: its cells measured, no edit close, the refusal kept
+    conn.execute("UPDATE dbdedup.pairs SET tone_fit = 'NaN' WHERE verify_reason = 'colour'")
+    conn.commit()
+
+    def comment() -> str:
+        return conn.execute("SELECT col_description('dbdedup.pairs'::regclass, attnum) FROM pg_attribute "
+                            "WHERE attrelid = 'dbdedup.pairs'::regclass AND attname = 'tone_fit'").fetchone()[0]
+
+    assert "when both pictures are greyscale" in comment()
+    dbmod.downgrade_migrations(db_dsn, "0038")
+    assert "when both pictures are greyscale" not in comment() and "pair of colour pictures" in comment()
+    assert dbmod.apply_migrations(db_dsn) is True
+    assert "when both pictures are greyscale" in comment()
+    found = pair(conn, ids, "drawing.png", "drawing_brighter.png")
+    assert found["reason"] == "colour" and found["tone_fit"] is None, found
+    # measured again by the next structure check, and verified by the files' pixels
+    assert check_structure(conn).tone_candidates == 1
+    conn.commit()
+    verify_pending_pairs(conn, workers=1)
+    found = pair(conn, ids, "drawing.png", "drawing_brighter.png")
+    assert found["verified"] is True and found["reason"] == "tone", found
