@@ -27,6 +27,10 @@ Usage:
     .venv/bin/python bench/accuracy/cli_score.py [--set bench/out/accuracy] [--rebuild [--recheck]]
     .venv/bin/python bench/accuracy/cli_score.py --lone-copies --edits crop_75,crop_50,rotate_10 --draw 1
     .venv/bin/python bench/accuracy/cli_score.py --lone-copies --load-option=--keypoints
+    .venv/bin/python bench/accuracy/cli_score.py --peers imagehash,czkawka,imagededup
+
+With --peers, the peers named (score.py's, from bench/out/peers-venv) run on the same files after dbdedup, in the
+same run, and their rows and the issue's "F1 vs peers" targets are printed beside dbdedup's.
 """
 
 from __future__ import annotations
@@ -44,7 +48,10 @@ from dbdedup.clusters import ClusterSettings, build_clusters, link_keepers
 from dbdedup.db import connect, stop_embedded
 from dbdedup.verify_workers import verify_pending_pairs
 
-from score import SET_DIR, Truth, hard_negative_table, score_clusters, score_table, target_lines, transform_table
+from score import (SET_DIR, Truth, hard_negative_table, peer_scores, run_peer, score_clusters, score_table,
+                   target_lines, transform_table)
+
+PEER_THRESHOLDS = [4, 6, 8, 10, 12]  # as score.py's: the pHash distances the peers' pairs are cut at
 
 DBDEDUP = Path(sys.executable).parent / "dbdedup"
 
@@ -119,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draw", type=int, default=0, help="with --lone-copies: where the round robin starts")
     parser.add_argument("--load-option", action="append", default=[],
                         help="an option given to `dbdedup load` (repeat it for more), e.g. --load-option=--keypoints")
+    parser.add_argument("--peers", default="", help="peers run on the same files after dbdedup (comma-separated: "
+                        "imagehash, czkawka, imagededup)")
+    parser.add_argument("--peer-timeout", type=int, default=1800, help="seconds allowed to each peer")
     args = parser.parse_args(argv)
     truth = Truth.read(args.set_dir / "truth.csv")
     data_dir = (args.set_dir / "cli-pgdata").resolve()
@@ -160,8 +170,18 @@ def main(argv: list[str] | None = None) -> int:
                        + (["lone copies"] if args.lone_copies else []))
     score = score_clusters("dbdedup load + report", setting,
                            labels, truth, universe, sum(seconds.values()))
-    lines = score_table([score]) + [""] + transform_table([score], truth.transforms) + [""]
-    lines += hard_negative_table([score], truth) + [""] + target_lines(score, None, [], [])
+    peers, notes = [], []
+    for peer in filter(None, args.peers.split(",")):
+        print(f"  peers: {peer} on the same {len(universe):,} files ...", file=sys.stderr)
+        result = run_peer(peer, images, args.set_dir / f"peer-{peer}.json", PEER_THRESHOLDS, args.peer_timeout,
+                          os.cpu_count() or 1)
+        if isinstance(result, str):
+            notes.append(result)
+        else:
+            peers += peer_scores(result, truth, universe)
+    lines = score_table([score, *peers]) + [""] + transform_table([score], truth.transforms) + [""]
+    lines += hard_negative_table([score, *peers], truth) + [""] + target_lines(score, None, peers, [])
+    lines += [f"- {note}" for note in notes]
     print("\n".join(lines))
     return 0
 
