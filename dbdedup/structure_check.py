@@ -258,7 +258,8 @@ def _tone_fits(batch: list[tuple], signatures: dict[int, np.ndarray], thumbnails
         # two greyscale pictures: every pair goes to the pixels, whatever its cells. A greyscale drawing's cells mix
         # outline and light face, which a brightened copy clips before they are averaged, and no line through the
         # cells fits (o0282 of bench/accuracy, a window 33.5 levels off); the files' fit refused every look-alike
-        # pair of two greyscale pictures rejected for colour on the accuracy set (1,185 of them, about 14 ms each)
+        # pair of two greyscale pictures rejected for colour on the accuracy set (1,185 of them; its 1,207 such
+        # pairs took 16.5 s on 2 workers)
         both_grey = grey[row_of[batch[k][1]]] and grey[row_of[batch[k][2]]]
         agreeing = [fit.residual for fit in (one, other)
                     if (both_grey and not math.isnan(fit.residual)) or fit.cells_agree()]
